@@ -1,0 +1,316 @@
+//! The IR view the other crates use: nodes in topological order, the producer and
+//! consumers of every value, initializers by name, constants, typed attributes.
+//!
+//! Building a [`Graph`] validates the structure: every value read must be produced
+//! (by a graph input, an initializer or a node), no value may have two producers,
+//! and the nodes must form no cycle. Errors name the node and value at fault.
+
+use crate::error::Result;
+use crate::model::Model;
+use crate::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::tensor::Tensor;
+use std::collections::{HashMap, HashSet};
+
+/// Where a value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Producer {
+    /// The graph input at this index of `GraphProto.input`.
+    Input(usize),
+    /// The initializer at this index of `GraphProto.initializer`.
+    Initializer(usize),
+    /// Output `output` of the node at index `node` of `GraphProto.node`.
+    Node {
+        /// Node index in `GraphProto.node`.
+        node: usize,
+        /// Output position.
+        output: usize,
+    },
+}
+
+/// One reading of a value by a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Use {
+    /// Node index in `GraphProto.node`.
+    pub node: usize,
+    /// Input position of that node.
+    pub input: usize,
+}
+
+/// A validated, indexed view of a model's main graph.
+pub struct Graph<'m> {
+    /// The model (for reading weights and naming the file in errors).
+    pub model: &'m Model,
+    /// The graph message.
+    pub proto: &'m GraphProto,
+    order: Vec<usize>,
+    producers: HashMap<&'m str, Producer>,
+    consumers: HashMap<&'m str, Vec<Use>>,
+    value_info: HashMap<&'m str, &'m ValueInfoProto>,
+}
+
+/// Describes a node for error messages: `node 'name' (OpType)`.
+pub fn node_label(node: &NodeProto) -> String {
+    let name = node.name.as_deref().unwrap_or("");
+    let op = node.op_type.as_deref().unwrap_or("?");
+    if name.is_empty() {
+        let first = node.output.first().map(String::as_str).unwrap_or("");
+        format!("node producing '{first}' ({op})")
+    } else {
+        format!("node '{name}' ({op})")
+    }
+}
+
+impl<'m> Graph<'m> {
+    /// Indexes and validates the main graph of `model`.
+    pub fn new(model: &'m Model) -> Result<Graph<'m>> {
+        let Some(proto) = model.proto.graph.as_ref() else {
+            return Err(model.error("model", "has no graph"));
+        };
+        let mut producers: HashMap<&str, Producer> = HashMap::new();
+        let mut add = |name: &'m str, p: Producer, what: String| -> Result<()> {
+            if name.is_empty() {
+                return Ok(());
+            }
+            match producers.insert(name, p) {
+                // A graph input that is also an initializer (IR < 4 style default) is fine.
+                Some(Producer::Input(_)) if matches!(p, Producer::Initializer(_)) => Ok(()),
+                Some(_) => Err(model.error(what, format!("value '{name}' is produced twice (every value must have one producer)"))),
+                None => Ok(()),
+            }
+        };
+        for (i, v) in proto.input.iter().enumerate() {
+            add(v.name.as_deref().unwrap_or(""), Producer::Input(i), format!("graph input '{}'", v.name.as_deref().unwrap_or("")))?;
+        }
+        for (i, t) in proto.initializer.iter().enumerate() {
+            add(t.name.as_deref().unwrap_or(""), Producer::Initializer(i), format!("initializer '{}'", t.name.as_deref().unwrap_or("")))?;
+        }
+        for (i, n) in proto.node.iter().enumerate() {
+            for (o, out) in n.output.iter().enumerate() {
+                add(out, Producer::Node { node: i, output: o }, node_label(n))?;
+            }
+        }
+        let mut consumers: HashMap<&str, Vec<Use>> = HashMap::new();
+        for (i, n) in proto.node.iter().enumerate() {
+            for (k, inp) in n.input.iter().enumerate() {
+                if inp.is_empty() {
+                    continue; // an omitted optional input
+                }
+                if !producers.contains_key(inp.as_str()) {
+                    return Err(model.error(
+                        node_label(n),
+                        format!("reads value '{inp}' (input {k}), which no graph input, initializer or node produces"),
+                    ));
+                }
+                consumers.entry(inp.as_str()).or_default().push(Use { node: i, input: k });
+            }
+        }
+        for out in &proto.output {
+            let name = out.name.as_deref().unwrap_or("");
+            if !producers.contains_key(name) {
+                return Err(model.error(format!("graph output '{name}'"), "is not produced by any node, input or initializer"));
+            }
+        }
+        let order = topological_order(model, proto, &producers)?;
+        let value_info = proto
+            .value_info
+            .iter()
+            .chain(proto.input.iter())
+            .chain(proto.output.iter())
+            .filter_map(|v| v.name.as_deref().map(|n| (n, v)))
+            .collect();
+        Ok(Graph { model, proto, order, producers, consumers, value_info })
+    }
+
+    /// Node indices in a topological order (stable: ties keep file order).
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// Nodes in topological order, with their index.
+    pub fn nodes(&self) -> impl Iterator<Item = (usize, &'m NodeProto)> + '_ {
+        self.order.iter().map(move |&i| (i, &self.proto.node[i]))
+    }
+
+    /// The node at an index of `GraphProto.node`.
+    pub fn node(&self, index: usize) -> &'m NodeProto {
+        &self.proto.node[index]
+    }
+
+    /// Who produces a value.
+    pub fn producer(&self, value: &str) -> Option<Producer> {
+        self.producers.get(value).copied()
+    }
+
+    /// The node producing a value, if a node does.
+    pub fn producer_node(&self, value: &str) -> Option<(usize, &'m NodeProto)> {
+        match self.producer(value)? {
+            Producer::Node { node, .. } => Some((node, &self.proto.node[node])),
+            _ => None,
+        }
+    }
+
+    /// Every reading of a value by a node.
+    pub fn consumers(&self, value: &str) -> &[Use] {
+        self.consumers.get(value).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether a value is a graph output.
+    pub fn is_output(&self, value: &str) -> bool {
+        self.proto.output.iter().any(|o| o.name.as_deref() == Some(value))
+    }
+
+    /// The initializer named `name`.
+    pub fn initializer(&self, name: &str) -> Option<&'m TensorProto> {
+        match self.producer(name)? {
+            Producer::Initializer(i) => Some(&self.proto.initializer[i]),
+            Producer::Input(_) => self.proto.initializer.iter().find(|t| t.name.as_deref() == Some(name)),
+            Producer::Node { .. } => None,
+        }
+    }
+
+    /// Graph inputs that are real inputs (not initializers listed as inputs).
+    pub fn real_inputs(&self) -> impl Iterator<Item = &'m ValueInfoProto> + '_ {
+        let inits: HashSet<&str> = self.proto.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        self.proto.input.iter().filter(move |v| !inits.contains(v.name.as_deref().unwrap_or("")))
+    }
+
+    /// Declared type information of a value (graph input/output or `value_info`).
+    pub fn value_info(&self, value: &str) -> Option<&'m ValueInfoProto> {
+        self.value_info.get(value).copied()
+    }
+
+    /// The constant value of `value`: an initializer, or the output of a `Constant`
+    /// node with a tensor (or scalar/list) attribute. `Ok(None)` when not constant.
+    pub fn constant(&self, value: &str) -> Result<Option<Tensor>> {
+        if let Some(t) = self.initializer(value) {
+            return self.model.tensor(t).map(Some);
+        }
+        let Some((_, node)) = self.producer_node(value) else { return Ok(None) };
+        if node.op_type.as_deref() != Some("Constant") {
+            return Ok(None);
+        }
+        let Some(attr) = node.attribute.first() else {
+            return Err(self.model.error(node_label(node), "Constant node has no value attribute"));
+        };
+        let t = match attr.name.as_deref().unwrap_or("") {
+            "value" => match &attr.t {
+                Some(t) => self.model.tensor(t)?,
+                None => return Err(self.model.error(node_label(node), "attribute 'value' holds no tensor")),
+            },
+            "value_float" => Tensor::new(vec![], crate::TensorData::F32(vec![attr.f.unwrap_or(0.0)])).unwrap_or_else(|| unreachable!()),
+            "value_floats" => Tensor { shape: vec![attr.floats.len()], data: crate::TensorData::F32(attr.floats.clone()) },
+            "value_int" => Tensor { shape: vec![], data: crate::TensorData::I64(vec![attr.i.unwrap_or(0)]) },
+            "value_ints" => Tensor::from_i64s(attr.ints.clone()),
+            other => return Err(self.model.error(node_label(node), format!("Constant attribute '{other}' is not supported"))),
+        };
+        Ok(Some(t))
+    }
+
+    /// The constant integer values of `value` (a shape constant, axes list...), if constant.
+    pub fn constant_ints(&self, value: &str) -> Result<Option<Vec<i64>>> {
+        Ok(self.constant(value)?.and_then(|t| t.to_i64_vec()))
+    }
+}
+
+fn topological_order(model: &Model, proto: &GraphProto, producers: &HashMap<&str, Producer>) -> Result<Vec<usize>> {
+    let n = proto.node.len();
+    let mut indegree = vec![0usize; n];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, node) in proto.node.iter().enumerate() {
+        for inp in node.input.iter().filter(|s| !s.is_empty()) {
+            if let Some(Producer::Node { node: p, .. }) = producers.get(inp.as_str()) {
+                indegree[i] += 1;
+                dependents[*p].push(i);
+            }
+        }
+    }
+    // Kahn's algorithm with a min-heap keeps file order among ready nodes.
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+        (0..n).filter(|&i| indegree[i] == 0).map(std::cmp::Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &d in &dependents[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.push(std::cmp::Reverse(d));
+            }
+        }
+    }
+    if order.len() < n {
+        let stuck = (0..n).find(|&i| indegree[i] > 0).unwrap_or(0);
+        return Err(model.error(node_label(&proto.node[stuck]), "is part of a cycle: the graph must be acyclic"));
+    }
+    Ok(order)
+}
+
+/// Typed attribute access with defaults. Getters return `Err` (naming the node) when
+/// the attribute exists with another type.
+pub trait NodeExt {
+    /// The attribute named `name`.
+    fn attr(&self, name: &str) -> Option<&AttributeProto>;
+    /// The operator type (`""` if unset).
+    fn op(&self) -> &str;
+    /// An `INT` attribute.
+    fn attr_int(&self, name: &str) -> std::result::Result<Option<i64>, String>;
+    /// An `INTS` attribute.
+    fn attr_ints(&self, name: &str) -> std::result::Result<Option<Vec<i64>>, String>;
+    /// A `FLOAT` attribute.
+    fn attr_float(&self, name: &str) -> std::result::Result<Option<f32>, String>;
+    /// A `FLOATS` attribute.
+    fn attr_floats(&self, name: &str) -> std::result::Result<Option<Vec<f32>>, String>;
+    /// A `STRING` attribute (lossy UTF-8).
+    fn attr_string(&self, name: &str) -> std::result::Result<Option<String>, String>;
+    /// A `TENSOR` attribute.
+    fn attr_tensor(&self, name: &str) -> std::result::Result<Option<&TensorProto>, String>;
+    /// An `INT` attribute or a default.
+    fn attr_int_or(&self, name: &str, default: i64) -> std::result::Result<i64, String> {
+        Ok(self.attr_int(name)?.unwrap_or(default))
+    }
+    /// A `FLOAT` attribute or a default.
+    fn attr_float_or(&self, name: &str, default: f32) -> std::result::Result<f32, String> {
+        Ok(self.attr_float(name)?.unwrap_or(default))
+    }
+}
+
+fn typed<'a>(node: &'a NodeProto, name: &str, want: AttributeType) -> std::result::Result<Option<&'a AttributeProto>, String> {
+    match node.attribute.iter().find(|a| a.name.as_deref() == Some(name)) {
+        None => Ok(None),
+        Some(a) => {
+            let ty = a.r#type.unwrap_or(0);
+            if ty != want as i32 {
+                let got = AttributeType::try_from(ty).map(|t| t.as_str_name()).unwrap_or("unknown");
+                Err(format!("attribute '{name}' has type {got}, expected {}", want.as_str_name()))
+            } else {
+                Ok(Some(a))
+            }
+        }
+    }
+}
+
+impl NodeExt for NodeProto {
+    fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+    }
+    fn op(&self) -> &str {
+        self.op_type.as_deref().unwrap_or("")
+    }
+    fn attr_int(&self, name: &str) -> std::result::Result<Option<i64>, String> {
+        Ok(typed(self, name, AttributeType::Int)?.map(|a| a.i.unwrap_or(0)))
+    }
+    fn attr_ints(&self, name: &str) -> std::result::Result<Option<Vec<i64>>, String> {
+        Ok(typed(self, name, AttributeType::Ints)?.map(|a| a.ints.clone()))
+    }
+    fn attr_float(&self, name: &str) -> std::result::Result<Option<f32>, String> {
+        Ok(typed(self, name, AttributeType::Float)?.map(|a| a.f.unwrap_or(0.0)))
+    }
+    fn attr_floats(&self, name: &str) -> std::result::Result<Option<Vec<f32>>, String> {
+        Ok(typed(self, name, AttributeType::Floats)?.map(|a| a.floats.clone()))
+    }
+    fn attr_string(&self, name: &str) -> std::result::Result<Option<String>, String> {
+        Ok(typed(self, name, AttributeType::String)?.map(|a| String::from_utf8_lossy(a.s.as_deref().unwrap_or(&[])).into_owned()))
+    }
+    fn attr_tensor(&self, name: &str) -> std::result::Result<Option<&TensorProto>, String> {
+        Ok(typed(self, name, AttributeType::Tensor)?.and_then(|a| a.t.as_ref()))
+    }
+}
