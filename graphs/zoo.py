@@ -14,14 +14,22 @@ For every model NAME the out dir receives
 and the out dir gets an index.json describing all models exported in this run
 (merged with an existing index.json when --only is used).
 
-Exporter: torch.onnx.export(dynamo=True, optimize=False) followed by our own
-cleanup pipeline (constant folding + onnxscript's default rewrite rules MINUS the
-BatchNormalization fusion rules). See export_onnx() for details.
+Exporter: torch.onnx.export(dynamo=True, optimize=False) followed by our own cleanup
+pipeline: onnxscript's optimizer (constant folding + default rewrite rules) MINUS its
+BatchNormalization->Conv/Gemm fusion rules, with folding disabled on nodes that read a
+parameter (so no weight turns into an anonymous folded copy); then layout-only ops on
+single-use weights (the Transpose before a Linear's MatMul, the Reshape of GroupNorm's
+scale) are folded into the initializer under the parameter's name, constants are lifted
+to initializers and identical anonymous constants are merged; finally ReduceMean over
+H,W -> GlobalAveragePool and Reshape(x, [-1, C*H*W]) -> Flatten(axis=1) (exact
+equivalences; keeps channel counts out of shape constants). See export_onnx().
 
 Every model is checked after export: onnx.checker (full_check), structural
-properties (symbolic batch dim, standard domain only, BN kept, named
-initializers, no external data) and onnxruntime outputs vs. PyTorch on the
-saved batch-2 inputs and on a fresh batch of size 3. Any failure exits non-zero.
+properties (symbolic batch dim "batch" on all inputs/outputs, default domain only,
+no Constant nodes, BN kept where expected, every parameter present as an initializer
+under its PyTorch name, no external data) and onnxruntime (CPU) outputs vs. PyTorch on
+the saved batch-2 inputs and on a fresh batch of size 3 (atol 1e-4 * max(1, max|y|)).
+Any failure exits non-zero.
 """
 
 from __future__ import annotations
@@ -74,7 +82,7 @@ def _savez_deterministic(path: str, arrays: dict[str, np.ndarray], compress: boo
 
     mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(path, "w", compression=mode) as zf:
-        for key in sorted(arrays):
+        for key in arrays:  # keep the caller's (graph) order
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asarray(arrays[key]), allow_pickle=False)
             info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -244,15 +252,38 @@ class FlattenLinear(nn.Module):
 
 
 class HFLogits(nn.Module):
-    """Positional-argument wrapper returning only the logits of a transformers model."""
+    """Wrapper returning only the logits of a transformers model (prefix "model." is
+    stripped from the initializer names after export)."""
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...]):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.names = names
 
-    def forward(self, *args):
-        out = self.model(**dict(zip(self.names, args)), return_dict=False)
+
+class BertLogits(HFLogits):
+    """The [batch, seq] int mask is turned into the additive [batch, 1, 1, seq] float mask
+    here, which transformers uses as-is (a "prepared 4D mask"): this keeps the ONNX graph
+    to Unsqueeze/Cast/Sub/Mul instead of transformers' index-based mask construction."""
+
+    def forward(self, input_ids, attention_mask):
+        neg = torch.finfo(torch.float32).min
+        ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * neg
+        # all-zero token types as a [1, seq] constant (broadcast over the batch)
+        tt = torch.zeros((1, input_ids.shape[1]), dtype=torch.int64)
+        return self.model(input_ids=input_ids, attention_mask=ext, token_type_ids=tt,
+                          return_dict=False)[0]
+
+
+class GPT2Logits(HFLogits):
+    """Causal mask passed as a prepared additive [1, 1, seq, seq] float mask (a constant
+    in the ONNX graph); no padding mask input."""
+
+    def forward(self, input_ids):
+        seq = input_ids.shape[1]
+        neg = torch.finfo(torch.float32).min
+        causal = torch.triu(torch.full((seq, seq), neg, dtype=torch.float32), diagonal=1)
+        out = self.model(input_ids=input_ids, attention_mask=causal[None, None],
+                         use_cache=False, return_dict=False)
         return out[0]
 
 
@@ -263,6 +294,20 @@ def _tv(name: str, **kw) -> Callable[[], nn.Module]:
         return getattr(torchvision.models, name)(weights=None, num_classes=10, **kw)
 
     return build
+
+
+def _vgg16_bn() -> nn.Module:
+    """torchvision vgg16_bn for 64x64 inputs. The stock AdaptiveAvgPool2d((7, 7)) would
+    upsample the 2x2 feature map to 7x7, which exports to a Gather/GatherND/Where/Div
+    decomposition (and makes classifier.0 a 25088x4096 = 103M-parameter matrix), so the
+    pool is AdaptiveAvgPool2d((2, 2)) (-> a 1x1 AveragePool) and classifier.0 is
+    Linear(512*2*2, 4096); everything else is torchvision's."""
+    import torchvision
+
+    m = torchvision.models.vgg16_bn(weights=None, num_classes=10)
+    m.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+    m.classifier[0] = nn.Linear(512 * 2 * 2, 4096)
+    return m
 
 
 def _vit_tiny() -> nn.Module:
@@ -284,7 +329,7 @@ def _bert(hidden: int, layers: int, heads: int, inter: int, vocab: int, max_pos:
     )
     m = BertForSequenceClassification(cfg)
     m.config._attn_implementation = "eager"
-    return HFLogits(m, ("input_ids", "attention_mask"))
+    return BertLogits(m)
 
 
 def _gpt2_tiny() -> nn.Module:
@@ -292,11 +337,11 @@ def _gpt2_tiny() -> nn.Module:
 
     cfg = GPT2Config(
         vocab_size=1000, n_embd=128, n_layer=2, n_head=2, n_positions=64, use_cache=False,
-        attn_implementation="eager",
+        bos_token_id=999, eos_token_id=999, attn_implementation="eager",
     )
     m = GPT2LMHeadModel(cfg)
     m.config._attn_implementation = "eager"
-    return HFLogits(m, ("input_ids",))
+    return GPT2Logits(m)
 
 
 # --------------------------------------------------------------------------------------
@@ -348,8 +393,9 @@ MODELS: list[ZooModel] = [
              "torchvision resnet18, 10 classes, 64x64 input", bn=True),
     ZooModel("resnet50", _tv("resnet50"), _img(3, 64), ["logits"],
              "torchvision resnet50 (bottleneck), 10 classes, 64x64 input", bn=True),
-    ZooModel("vgg16_bn", _tv("vgg16_bn"), _img(3, 64), ["logits"],
-             "torchvision vgg16_bn, 10 classes, 64x64 input (unchanged AdaptiveAvgPool(7,7): 2x2->7x7)",
+    ZooModel("vgg16_bn", _vgg16_bn, _img(3, 64), ["logits"],
+             "torchvision vgg16_bn, 10 classes, 64x64 input; avgpool -> AdaptiveAvgPool2d((2,2)) "
+             "and classifier.0 -> Linear(2048,4096) (stock 7x7 pool would upsample 2x2->7x7)",
              bn=True),
     ZooModel("mobilenet_v2", _tv("mobilenet_v2"), _img(3, 64), ["logits"],
              "torchvision mobilenet_v2 (depthwise convs, ReLU6, residuals), 10 classes, 64x64", bn=True),
@@ -358,18 +404,22 @@ MODELS: list[ZooModel] = [
              bn=True),
     ZooModel("bert_tiny", lambda: _bert(128, 2, 2, 512, 1000, 64),
              [InputSpec("input_ids", (16,), "ids", 1000), InputSpec("attention_mask", (16,), "mask")],
-             ["logits"], "BertForSequenceClassification h128 L2 A2 ff512 vocab1000, eager attention"),
+             ["logits"], "BertForSequenceClassification h128 L2 A2 ff512 vocab1000 seq16, eager attention; "
+             "Linear weights stored [in,out] for MatMul"),
     ZooModel("gpt2_tiny", _gpt2_tiny, [InputSpec("input_ids", (16,), "ids", 1000)], ["logits"],
-             "GPT2LMHeadModel n_embd128 L2 H2 vocab1000 (Conv1D as MatMul, tied lm_head), eager"),
+             "GPT2LMHeadModel n_embd128 L2 H2 vocab1000 seq16, eager causal attention; Conv1D "
+             "[in,out] weights via Gemm, lm_head tied to wte (Gather + Transpose->MatMul)"),
     ZooModel("vit_tiny", _vit_tiny, _img(3, 32), ["logits"],
-             "torchvision VisionTransformer 32x32 patch8 L2 H2 d64 mlp128, 10 classes"),
+             "torchvision VisionTransformer 32x32 patch8 L2 H2 d64 mlp128, 10 classes; "
+             "nn.MultiheadAttention decomposed to MatMul/Softmax"),
     ZooModel("concat_bn", ConcatBN, _img(3, 16), ["logits"],
              "stem conv -> 3 conv branches (8,12,4 ch) -> Concat -> BN-ReLU -> conv -> GAP -> FC",
              bn=True),
     ZooModel("grouped_conv", GroupedConv, _img(3, 16), ["logits"],
              "depthwise conv (groups=32)+BN and grouped conv 32->32 groups=4 +BN", bn=True),
     ZooModel("groupnorm", GroupNormNet, _img(3, 16), ["logits"],
-             "convs with GroupNorm(4 groups,16 ch) and GroupNorm(8 groups,32 ch)"),
+             "convs with GroupNorm(4 groups,16 ch) and GroupNorm(8 groups,32 ch); GroupNorm exports "
+             "as Reshape-InstanceNormalization-Reshape then Mul/Add with [C,1,1] weight/bias"),
     ZooModel("convtranspose_in", ConvTransposeIN, _img(3, 16), ["y"],
              "image-to-image: Conv-InstanceNorm-ReLU, ConvTranspose(s2)-InstanceNorm-ReLU, Conv->3ch"),
     ZooModel("shared_conv", SharedConv, _img(3, 16), ["logits"],
@@ -380,7 +430,7 @@ MODELS: list[ZooModel] = [
              bn=True),
     ZooModel("bert_base", lambda: _bert(768, 12, 12, 3072, 30522, 512),
              [InputSpec("input_ids", (128,), "ids", 30522), InputSpec("attention_mask", (128,), "mask")],
-             ["logits"], "BertForSequenceClassification BERT-base config (110M params), seq 128, eager",
+             ["logits"], "BertForSequenceClassification BERT-base config (110M params), seq 128, eager attention",
              bench=True, ort_alt_batch=False),
 ]
 
@@ -410,9 +460,6 @@ def randomize(model: nn.Module) -> None:
             if getattr(mod, "running_mean", None) is not None:
                 mod.running_mean.normal_(0.0, 0.1)
                 mod.running_var.uniform_(0.5, 1.5)
-        else:
-            # other LayerNorm-like modules (e.g. transformers-specific) with weight+bias 1-D
-            pass
     for name, p in model.named_parameters():
         if id(p) in norm_params:
             continue
@@ -430,9 +477,7 @@ def make_inputs(spec: list[InputSpec], batch: int, seed: int) -> dict[str, np.nd
     out = {}
     for s in spec:
         shape = (batch, *s.shape)
-        if s.kind == "image":
-            out[s.name] = rng.standard_normal(shape).astype(np.float32)
-        elif s.kind == "normal":
+        if s.kind in ("image", "normal"):
             out[s.name] = rng.standard_normal(shape).astype(np.float32)
         elif s.kind == "ids":
             out[s.name] = rng.randint(0, s.high, size=shape).astype(np.int64)
@@ -453,8 +498,11 @@ def make_inputs(spec: list[InputSpec], batch: int, seed: int) -> dict[str, np.nd
 # --------------------------------------------------------------------------------------
 
 
-def _cleanup_pipeline():
-    """onnxscript's optimize_ir, but without the BatchNormalization fusion rules."""
+def _cleanup_pipeline(keep: set[str]):
+    """onnxscript's optimize_ir, but (a) without the BatchNormalization fusion rules and
+    (b) never constant-folding a node that reads a model parameter (names in `keep`), so weights stay as named initializers instead of anonymous folded copies
+    (fold_param_layout_ops() later folds pure layout ops on single-use weights while
+    keeping the name)."""
     import onnx_ir.passes.common as cp
     from onnxscript import ir, rewriter
     from onnxscript.optimizer import _constant_folding
@@ -463,6 +511,12 @@ def _cleanup_pipeline():
     banned = set(id(r) for r in _fuse_batchnorm.rules.rules)
     rules = [r for r in rewriter._DEFAULT_REWRITE_RULES if id(r) not in banned]
     assert len(rules) == len(rewriter._DEFAULT_REWRITE_RULES) - len(banned)
+
+    def should_fold(node):
+        if any(v is not None and v.name in keep and v.is_initializer() for v in node.inputs):
+            return False
+        return None
+
     return ir.passes.Sequential(
         cp.InlinePass(),
         ir.passes.PassManager(
@@ -471,6 +525,7 @@ def _cleanup_pipeline():
                     shape_inference=True,
                     input_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_INPUT_SIZE_LIMIT,
                     output_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_OUTPUT_SIZE_LIMIT,
+                    should_fold=should_fold,
                 ),
                 rewriter.RewritePass(rules),
                 cp.RemoveUnusedNodesPass(),
@@ -490,8 +545,134 @@ def _cleanup_pipeline():
     )
 
 
+def fold_param_layout_ops(model, keep: set[str]) -> None:
+    """Fold Transpose/Reshape/Unsqueeze/Squeeze applied to a single-use named weight
+    (e.g. the Transpose in front of a Linear's MatMul, the Reshape of GroupNorm's scale)
+    into the initializer itself, keeping the parameter's name."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    while True:
+        inits = {i.name: i for i in g.initializer}
+        consumers = collections.Counter(x for n in g.node for x in n.input)
+        consumers.update(o.name for o in g.output)
+        done = False
+        for idx, n in enumerate(g.node):
+            if n.op_type not in ("Transpose", "Reshape", "Unsqueeze", "Squeeze") or not n.input:
+                continue
+            src = n.input[0]
+            if src not in keep or src not in inits or consumers[src] != 1:
+                continue
+            if any(x and x not in inits for x in n.input[1:]):
+                continue
+            a = numpy_helper.to_array(inits[src])
+            attrs = {at.name: helper.get_attribute_value(at) for at in n.attribute}
+            extra = [numpy_helper.to_array(inits[x]) if x else None for x in n.input[1:]]
+            if n.op_type == "Transpose":
+                r = np.transpose(a, attrs.get("perm"))
+            elif n.op_type == "Reshape":
+                shape = [int(d) for d in extra[0]]
+                if not attrs.get("allowzero", 0):
+                    shape = [a.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+                r = a.reshape(shape)
+            elif n.op_type == "Unsqueeze":
+                axes = sorted(int(d) % (a.ndim + len(extra[0])) for d in extra[0])
+                r = a
+                for ax in axes:
+                    r = np.expand_dims(r, ax)
+            else:
+                axes = None if not extra or extra[0] is None else tuple(int(d) for d in extra[0])
+                r = np.squeeze(a, axis=axes)
+            new = numpy_helper.from_array(np.ascontiguousarray(r), src)
+            inits[src].CopyFrom(new)
+            out = n.output[0]
+            for m in g.node:
+                for k, x in enumerate(m.input):
+                    if x == out:
+                        m.input[k] = src
+            for o in g.output:
+                assert o.name != out, "layout op output is a graph output"
+            del g.node[idx]
+            # drop value_info of the removed output and of the reshaped initializer
+            keep_vi = [vi for vi in g.value_info if vi.name not in (out, src)]
+            del g.value_info[:]
+            g.value_info.extend(keep_vi)
+            done = True
+            break
+        if not done:
+            break
+    # merge identical anonymous constants (e.g. the min/max of every Clip from ReLU6);
+    # parameters are never merged
+    seen: dict[tuple, str] = {}
+    ren: dict[str, str] = {}
+    for i in g.initializer:
+        if i.name in keep:
+            continue
+        key = (i.data_type, tuple(i.dims), numpy_helper.to_array(i).tobytes())
+        if key in seen:
+            ren[i.name] = seen[key]
+        else:
+            seen[key] = i.name
+    if ren:
+        for n in g.node:
+            for k, x in enumerate(n.input):
+                n.input[k] = ren.get(x, x)
+    # remove initializers that nothing reads any more
+    used = set(x for n in g.node for x in n.input)
+    used.update(o.name for o in g.output)
+    live = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(live)
+
+
+def canonicalize_pooling(model) -> None:
+    """Rewrite two exact equivalences back to the conventional ops (what the TorchScript
+    exporter used to emit) so the channel count is not baked into a shape constant:
+      ReduceMean(x[N,C,H,W], axes={-2,-1}|{2,3}, keepdims=1) -> GlobalAveragePool(x)
+      Reshape(x[N,d1..dk], [-1, d1*..*dk])                    -> Flatten(x, axis=1)
+    (the dynamo exporter lowers adaptive_avg_pool2d(1) and flatten/view that way)."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    shapes = {}
+    for vi in [*g.input, *g.value_info, *g.output]:
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+    def const(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    for idx, n in enumerate(g.node):
+        new = None
+        shp = shapes.get(n.input[0]) if n.input else None
+        if shp is None or any(d is None for d in shp[1:]):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "ReduceMean" and len(shp) == 4 and len(n.input) == 2:
+            axes = const(n.input[1])
+            if (axes is not None and attrs.get("keepdims", 1) == 1
+                    and sorted(int(a) % 4 for a in axes.reshape(-1)) == [2, 3]):
+                new = helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output), name=n.name)
+        elif n.op_type == "Reshape" and len(shp) >= 2:
+            target = const(n.input[1])
+            if (target is not None and target.reshape(-1).tolist() == [-1, int(np.prod(shp[1:]))]):
+                new = helper.make_node("Flatten", [n.input[0]], list(n.output), name=n.name, axis=1)
+        if new is not None:
+            g.node[idx].CopyFrom(new)
+    used = set(x for n in g.node for x in n.input)
+    live = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(live)
+
+
 def export_onnx(zm: ZooModel, model: nn.Module, inputs: dict[str, np.ndarray], path: str):
+    import logging
+
     import onnx
+
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)
     from onnxscript import ir
 
     args = tuple(torch.from_numpy(inputs[s.name]) for s in zm.inputs)
@@ -505,14 +686,10 @@ def export_onnx(zm: ZooModel, model: nn.Module, inputs: dict[str, np.ndarray], p
             dynamic_shapes=dyn, external_data=False, verbose=False,
         )
     irm: ir.Model = prog.model
-    _cleanup_pipeline()(irm)
-    # strip the wrapper prefix of transformers models ("model.bert..." -> "bert...")
-    if isinstance(model, HFLogits):
-        for v in list(irm.graph.initializers.values()):
-            if v.name.startswith("model."):
-                irm.graph.initializers.pop(v.name)
-                v.name = v.name[len("model."):]
-                irm.graph.initializers.add(v)
+    # parameters (under all their aliases) must stay named initializers; buffers such as
+    # transformers' position_ids may be folded into constants
+    keep = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    _cleanup_pipeline(keep)(irm)
     irm.producer_name = "oto-zoo"
     irm.doc_string = None
     irm.metadata_props.clear()
@@ -520,6 +697,19 @@ def export_onnx(zm: ZooModel, model: nn.Module, inputs: dict[str, np.ndarray], p
     for v in [*irm.graph.inputs, *irm.graph.outputs]:
         v.metadata_props.clear()
     proto = ir.serde.serialize_model(irm)
+    fold_param_layout_ops(proto, keep)
+    canonicalize_pooling(proto)
+    # strip the wrapper prefix of transformers models ("model.bert..." -> "bert...")
+    if isinstance(model, HFLogits):
+        ren = {i.name: i.name[len("model."):] for i in proto.graph.initializer
+               if i.name.startswith("model.")}
+        for i in proto.graph.initializer:
+            i.name = ren.get(i.name, i.name)
+        for n in proto.graph.node:
+            for k, x in enumerate(n.input):
+                n.input[k] = ren.get(x, x)
+        for vi in proto.graph.value_info:
+            vi.name = ren.get(vi.name, vi.name)
     onnx.save_model(proto, path, save_as_external_data=False)
     return onnx.load(path)
 
@@ -533,6 +723,23 @@ def _dims(vi) -> list:
     return [d.dim_param if d.HasField("dim_param") else d.dim_value for d in vi.type.tensor_type.shape.dim]
 
 
+def check_param_names(zm: ZooModel, torch_model: nn.Module, model) -> None:
+    """Every parameter must appear as an initializer under (one of) its PyTorch names,
+    and no large float initializer may be anonymous (= a folded copy of a weight)."""
+    prefix = "model." if isinstance(torch_model, HFLogits) else ""
+    aliases: dict[int, list[str]] = collections.defaultdict(list)
+    for name, p in torch_model.named_parameters(remove_duplicate=False):
+        aliases[id(p)].append(name[len(prefix):] if name.startswith(prefix) else name)
+    names = {i.name for i in model.graph.initializer}
+    missing = [al[0] for al in aliases.values() if not names.intersection(al)]
+    assert not missing, f"{zm.name}: parameters missing from the initializers: {missing[:8]}"
+    known = {n for al in aliases.values() for n in al}
+    known.update(n[len(prefix):] if n.startswith(prefix) else n for n, _ in torch_model.named_buffers())
+    anon = [(i.name, list(i.dims)) for i in model.graph.initializer
+            if i.name not in known and i.data_type == 1 and int(np.prod(i.dims)) > 256]
+    assert not anon, f"{zm.name}: large anonymous float initializers: {anon[:8]}"
+
+
 def check_structure(zm: ZooModel, model, model_path: str) -> None:
     import onnx
 
@@ -544,6 +751,7 @@ def check_structure(zm: ZooModel, model, model_path: str) -> None:
         assert o.domain in ("", "ai.onnx"), f"{zm.name}: non-standard opset import {o.domain}"
         assert o.version >= 17, f"{zm.name}: opset {o.version}"
     assert not model.functions, f"{zm.name}: model has local functions"
+    assert not ops["Constant"], f"{zm.name}: {ops['Constant']} Constant nodes left"
     assert [i.name for i in model.graph.input] == [s.name for s in zm.inputs], \
         f"{zm.name}: inputs {[i.name for i in model.graph.input]}"
     assert [o.name for o in model.graph.output] == zm.outputs, \
@@ -606,6 +814,13 @@ def _io_entry(vi, arr_dtype: str) -> dict:
 _ONNX_DTYPES = {1: "float32", 7: "int64", 6: "int32", 9: "bool", 10: "float16", 11: "float64"}
 
 
+def model_seed(name: str) -> int:
+    """Per-model seed, stable across runs and independent of the model order."""
+    import zlib
+
+    return zlib.crc32(name.encode()) % (2**31)
+
+
 def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
     import onnx
 
@@ -623,6 +838,7 @@ def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
     onnx_model = export_onnx(zm, model, inputs, path)
     t_export = time.time() - t0
     check_structure(zm, onnx_model, path)
+    check_param_names(zm, model, onnx_model)
 
     worst = compare(f"{zm.name}[batch {BATCH}]", outputs, ort_run(path, inputs))
     if zm.ort_alt_batch:
@@ -692,7 +908,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     failed = []
     for zm in todo:
-        seed = 1234 + [m.name for m in MODELS].index(zm.name)
+        seed = model_seed(zm.name)
         try:
             index[zm.name] = export_one(zm, args.out, seed)
         except Exception as e:  # report every failure, then exit non-zero
@@ -702,6 +918,10 @@ def main(argv=None) -> int:
             print(f"[{zm.name}] FAILED: {e}", file=sys.stderr, flush=True)
             failed.append(zm.name)
             index.pop(zm.name, None)
+            for ext in (".onnx", ".inputs.npz", ".outputs.npz"):  # no half-verified files
+                p = os.path.join(args.out, zm.name + ext)
+                if os.path.exists(p):
+                    os.remove(p)
 
     order = [m.name for m in MODELS]
     with open(index_path, "w") as f:
