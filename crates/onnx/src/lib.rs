@@ -3,9 +3,13 @@
 //! No libtorch here: the analysis and construction build on this crate alone.
 #![warn(missing_docs)]
 
+pub mod builder;
 pub mod error;
 pub mod graph;
 pub mod model;
+pub mod ops;
+pub mod cost;
+pub mod npz;
 pub mod proto;
 pub mod shape;
 pub mod tensor;

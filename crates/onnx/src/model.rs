@@ -36,7 +36,9 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,20 +61,27 @@ pub struct ExternalDataOptions {
 /// Reads an entire file's bytes through a memory map (empty files need no map).
 fn map_file(path: &Path) -> Result<Bytes> {
     let file = std::fs::File::open(path).map_err(|e| OnnxError::io(path, "cannot open", e))?;
-    let len = file.metadata().map_err(|e| OnnxError::io(path, "cannot stat", e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| OnnxError::io(path, "cannot stat", e))?
+        .len();
     if len == 0 {
         return Ok(Bytes::new());
     }
     // SAFETY: the mapping is read-only. If another process truncates the file while it
     // is mapped, reads may fault; oto never writes to a file it has mapped (saves go
     // to a temporary file that is renamed over the target, leaving this inode intact).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OnnxError::io(path, "cannot map", e))?;
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OnnxError::io(path, "cannot map", e))?;
     Ok(Bytes::from_owner(map))
 }
 
 /// The value of one key of a tensor's `external_data` list.
 fn external_field<'a>(t: &'a TensorProto, key: &str) -> Option<&'a str> {
-    t.external_data.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.as_deref())
+    t.external_data
+        .iter()
+        .find(|e| e.key.as_deref() == Some(key))
+        .and_then(|e| e.value.as_deref())
 }
 
 /// Whether a tensor's data lives in an external file.
@@ -92,13 +101,23 @@ pub struct ExternalRef {
 }
 
 fn parse_external(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
-    let location = external_field(t, "location").ok_or("external data without a 'location'")?.to_string();
+    let location = external_field(t, "location")
+        .ok_or("external data without a 'location'")?
+        .to_string();
     let num = |key: &str| -> std::result::Result<Option<u64>, String> {
         external_field(t, key)
-            .map(|v| v.trim().parse::<u64>().map_err(|_| format!("external data '{key}' is not a number: {v:?}")))
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("external data '{key}' is not a number: {v:?}"))
+            })
             .transpose()
     };
-    Ok(ExternalRef { location, offset: num("offset")?.unwrap_or(0), length: num("length")? })
+    Ok(ExternalRef {
+        location,
+        offset: num("offset")?.unwrap_or(0),
+        length: num("length")?,
+    })
 }
 
 /// Resolves an external-data location inside `base`, refusing anything that escapes it
@@ -106,16 +125,35 @@ fn parse_external(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
 /// way to read arbitrary files.
 fn resolve_inside(base: &Path, location: &str) -> std::result::Result<PathBuf, String> {
     let rel = Path::new(location);
-    if location.is_empty() || rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if location.is_empty()
+        || rel.is_absolute()
+        || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
         return Err(format!(
             "external data location {location:?} must be a relative path inside the model's folder (no '..', no absolute path)"
         ));
     }
     let joined = base.join(rel);
-    let canon_base = base.canonicalize().map_err(|e| format!("cannot resolve the model's folder {}: {e}", base.display()))?;
-    let canon = joined.canonicalize().map_err(|e| format!("external data file {} cannot be opened: {e}", joined.display()))?;
+    let canon_base = base
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the model's folder {}: {e}", base.display()))?;
+    let canon = joined.canonicalize().map_err(|e| {
+        format!(
+            "external data file {} cannot be opened: {e}",
+            joined.display()
+        )
+    })?;
     if !canon.starts_with(&canon_base) {
-        return Err(format!("external data location {location:?} resolves outside the model's folder (to {})", canon.display()));
+        return Err(format!(
+            "external data location {location:?} resolves outside the model's folder (to {})",
+            canon.display()
+        ));
+    }
+    // A FIFO or device would block or never end when read.
+    if !canon.is_file() {
+        return Err(format!(
+            "external data location {location:?} is not a regular file"
+        ));
     }
     Ok(canon)
 }
@@ -126,7 +164,13 @@ impl Model {
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
         let bytes = map_file(path)?;
-        let base_dir = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+        let base_dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        });
         Self::decode(bytes, path.to_path_buf(), base_dir)
     }
 
@@ -139,14 +183,27 @@ impl Model {
     /// Wraps a message built in memory (tests, construction); external data, if any,
     /// is resolved against `base_dir`.
     pub fn from_proto(proto: ModelProto, name: &str, base_dir: Option<PathBuf>) -> Result<Model> {
-        let model = Model { proto, path: PathBuf::from(name), base_dir, mapped: Mutex::new(HashMap::new()) };
+        let model = Model {
+            proto,
+            path: PathBuf::from(name),
+            base_dir,
+            mapped: Mutex::new(HashMap::new()),
+        };
         model.check()?;
         Ok(model)
     }
 
     fn decode(bytes: Bytes, path: PathBuf, base_dir: Option<PathBuf>) -> Result<Model> {
-        let proto = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { path: path.clone(), source })?;
-        let model = Model { proto, path, base_dir, mapped: Mutex::new(HashMap::new()) };
+        let proto = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode {
+            path: path.clone(),
+            source,
+        })?;
+        let model = Model {
+            proto,
+            path,
+            base_dir,
+            mapped: Mutex::new(HashMap::new()),
+        };
         model.check()?;
         Ok(model)
     }
@@ -173,9 +230,19 @@ impl Model {
 
     /// The opset version imported for `domain` (`""` and `"ai.onnx"` are the default domain).
     pub fn opset_of(&self, domain: &str) -> Option<i64> {
-        let norm = |d: &str| if d == "ai.onnx" { String::new() } else { d.to_string() };
+        let norm = |d: &str| {
+            if d == "ai.onnx" {
+                String::new()
+            } else {
+                d.to_string()
+            }
+        };
         let want = norm(domain);
-        self.proto.opset_import.iter().find(|o| norm(o.domain.as_deref().unwrap_or("")) == want).and_then(|o| o.version)
+        self.proto
+            .opset_import
+            .iter()
+            .find(|o| norm(o.domain.as_deref().unwrap_or("")) == want)
+            .and_then(|o| o.version)
     }
 
     /// Version, graph presence and every initializer's size: cheap checks that need no weights.
@@ -209,10 +276,17 @@ impl Model {
         format!("initializer '{}'", t.name.as_deref().unwrap_or(""))
     }
 
-    /// Checks that a tensor's stored data can hold its shape, without reading external data.
+    /// Checks that a tensor's stored data can hold its shape, without reading external
+    /// data: only its location (which must stay inside the model's folder) and the
+    /// side file's size are checked.
     fn check_tensor_size(&self, t: &TensorProto) -> Result<()> {
         let ctx = || Self::tensor_context(t);
         let code = t.data_type.unwrap_or(0);
+        let external = if is_external(t) {
+            Some(self.external_span(t)?)
+        } else {
+            None
+        };
         let Some(dtype) = DType::from_onnx(code) else {
             // Types we do not decode (strings, float8...) are kept as they are; reading
             // them is refused later, with the type named.
@@ -221,39 +295,66 @@ impl Model {
         let shape = shape_of(t).map_err(|e| self.error(ctx(), e.0))?;
         let count = checked_numel(&shape).map_err(|e| self.error(ctx(), e.0))?;
         let need = (count as u128) * (dtype.size() as u128);
-        if is_external(t) {
-            let ext = parse_external(t).map_err(|m| self.error(ctx(), m))?;
-            let Some(base) = &self.base_dir else {
-                return Err(self.error(ctx(), "stores its data externally, but the model was not loaded from a file"));
-            };
-            let file = resolve_inside(base, &ext.location).map_err(|m| self.error(ctx(), m))?;
-            let file_len = std::fs::metadata(&file).map_err(|e| OnnxError::io(&file, "cannot stat external data", e))?.len();
-            let length = ext.length.unwrap_or(file_len.saturating_sub(ext.offset));
-            if ext.offset.checked_add(length).is_none_or(|end| end > file_len) {
-                return Err(self.error(
-                    ctx(),
-                    format!("external data [{}, +{length}) lies beyond the end of {} ({file_len} bytes)", ext.offset, file.display()),
-                ));
-            }
-            if u128::from(length) != need {
-                return Err(self.error(ctx(), format!("external data has {length} bytes but shape {shape:?} of {dtype:?} needs {need}")));
-            }
-            return Ok(());
-        }
-        let have = match (&t.raw_data, dtype) {
-            (Some(raw), _) => raw.len() as u128,
-            (None, DType::F32) => t.float_data.len() as u128 * 4,
-            (None, DType::F64) => t.double_data.len() as u128 * 8,
-            (None, DType::I64) => t.int64_data.len() as u128 * 8,
-            (None, _) => t.int32_data.len() as u128 * dtype.size() as u128,
+        let have = match (&external, &t.raw_data, dtype) {
+            (Some((_, length)), _, _) => u128::from(*length),
+            (None, Some(raw), _) => raw.len() as u128,
+            (None, None, DType::F32) => t.float_data.len() as u128 * 4,
+            (None, None, DType::F64) => t.double_data.len() as u128 * 8,
+            (None, None, DType::I64) => t.int64_data.len() as u128 * 8,
+            (None, None, _) => t.int32_data.len() as u128 * dtype.size() as u128,
         };
         if have != need {
+            let source = match external {
+                Some((file, _)) => format!("external data in {}", file.display()),
+                None => "data".to_string(),
+            };
             return Err(self.error(
                 ctx(),
-                format!("holds {have} bytes of data but shape {shape:?} of {} needs {need}", onnx_type_name(code)),
+                format!(
+                    "holds {have} bytes of {source} but shape {shape:?} of {} needs {need}",
+                    onnx_type_name(code)
+                ),
             ));
         }
         Ok(())
+    }
+
+    /// Resolves an external tensor's file (inside the model's folder) and checks that its
+    /// byte range lies within the file; returns the file and the range's length.
+    fn external_span(&self, t: &TensorProto) -> Result<(PathBuf, u64)> {
+        let ctx = || Self::tensor_context(t);
+        let ext = parse_external(t).map_err(|m| self.error(ctx(), m))?;
+        let Some(base) = &self.base_dir else {
+            return Err(self.error(
+                ctx(),
+                "stores its data externally, but the model was not loaded from a file",
+            ));
+        };
+        let file = resolve_inside(base, &ext.location).map_err(|m| self.error(ctx(), m))?;
+        let file_len = std::fs::metadata(&file)
+            .map_err(|e| {
+                self.error(
+                    ctx(),
+                    format!("cannot stat external data file {}: {e}", file.display()),
+                )
+            })?
+            .len();
+        let length = ext.length.unwrap_or(file_len.saturating_sub(ext.offset));
+        if ext
+            .offset
+            .checked_add(length)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(self.error(
+                ctx(),
+                format!(
+                    "external data [{}, +{length}) lies beyond the end of {} ({file_len} bytes)",
+                    ext.offset,
+                    file.display()
+                ),
+            ));
+        }
+        Ok((file, length))
     }
 
     /// The raw little-endian bytes of a tensor stored as `raw_data` or externally
@@ -265,7 +366,10 @@ impl Model {
         let ctx = || Self::tensor_context(t);
         let ext = parse_external(t).map_err(|m| self.error(ctx(), m))?;
         let Some(base) = &self.base_dir else {
-            return Err(self.error(ctx(), "stores its data externally, but the model was not loaded from a file"));
+            return Err(self.error(
+                ctx(),
+                "stores its data externally, but the model was not loaded from a file",
+            ));
         };
         let file = resolve_inside(base, &ext.location).map_err(|m| self.error(ctx(), m))?;
         let whole = {
@@ -273,7 +377,9 @@ impl Model {
             match mapped.get(&file) {
                 Some(b) => b.clone(),
                 None => {
-                    let b = map_file(&file)?;
+                    let b = map_file(&file).map_err(|e| {
+                        self.error(ctx(), format!("cannot read its external data: {e}"))
+                    })?;
                     mapped.insert(file.clone(), b.clone());
                     b
                 }
@@ -286,14 +392,25 @@ impl Model {
         };
         match start.checked_add(len) {
             Some(end) if end <= whole.len() => Ok(Some(whole.slice(start..end))),
-            _ => Err(self.error(ctx(), format!("external data [{start}, +{len}) lies beyond the end of {}", file.display()))),
+            _ => Err(self.error(
+                ctx(),
+                format!(
+                    "external data [{start}, +{len}) lies beyond the end of {}",
+                    file.display()
+                ),
+            )),
         }
     }
 
     /// Decodes a tensor (initializer or attribute), reading external data if needed.
     pub fn tensor(&self, t: &TensorProto) -> Result<Tensor> {
-        let bytes = if is_external(t) { self.tensor_bytes(t)? } else { None };
-        Tensor::from_proto(t, bytes.as_deref()).map_err(|e| self.error(Self::tensor_context(t), e.0))
+        let bytes = if is_external(t) {
+            self.tensor_bytes(t)?
+        } else {
+            None
+        };
+        Tensor::from_proto(t, bytes.as_deref())
+            .map_err(|e| self.error(Self::tensor_context(t), e.0))
     }
 
     /// Writes the model to `path` atomically (temporary file, then rename), never
@@ -302,28 +419,52 @@ impl Model {
     pub fn save(&self, path: impl AsRef<Path>, options: &SaveOptions) -> Result<()> {
         let path = path.as_ref();
         let mut proto = self.proto.clone();
-        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut side: Option<(PathBuf, AtomicFile)> = None;
         let mut offset = 0u64;
+        if let Some(opts) = &options.external_data {
+            let plain = Path::new(&opts.file_name);
+            if opts.file_name.is_empty()
+                || plain.components().count() != 1
+                || !matches!(plain.components().next(), Some(Component::Normal(_)))
+            {
+                return Err(OnnxError::invalid(
+                    path,
+                    "external data",
+                    format!("side file name {:?} must be a plain file name (it is written next to the model)", opts.file_name),
+                ));
+            }
+        }
         if let Some(graph) = proto.graph.as_mut() {
             for t in graph.initializer.iter_mut() {
                 let bytes = match self.tensor_bytes(t)? {
                     Some(b) => b,
                     None => continue, // typed fields: kept inline as they are
                 };
-                let goes_out = options.external_data.as_ref().filter(|o| bytes.len() >= o.threshold);
+                let goes_out = options
+                    .external_data
+                    .as_ref()
+                    .filter(|o| bytes.len() >= o.threshold);
                 if let Some(opts) = goes_out {
                     if side.is_none() {
                         let target = folder.join(&opts.file_name);
                         side = Some((target.clone(), AtomicFile::create(&target)?));
                     }
-                    let Some((target, file)) = side.as_mut() else { unreachable!("side file created above") };
+                    let Some((target, file)) = side.as_mut() else {
+                        unreachable!("side file created above")
+                    };
                     // Align each tensor to 64 bytes so it can be mapped and used in place.
                     let pad = (64 - offset % 64) % 64;
                     file.write_all(&vec![0u8; pad as usize], target)?;
                     offset += pad;
                     file.write_all(&bytes, target)?;
-                    let entry = |k: &str, v: String| StringStringEntryProto { key: Some(k.to_string()), value: Some(v) };
+                    let entry = |k: &str, v: String| StringStringEntryProto {
+                        key: Some(k.to_string()),
+                        value: Some(v),
+                    };
                     t.external_data = vec![
                         entry("location", opts.file_name.clone()),
                         entry("offset", offset.to_string()),
@@ -344,7 +485,9 @@ impl Model {
             return Err(OnnxError::invalid(
                 path,
                 "model",
-                format!("is {encoded_len} bytes, over protobuf's 2 GB limit: save with external data"),
+                format!(
+                    "is {encoded_len} bytes, over protobuf's 2 GB limit: save with external data"
+                ),
             ));
         }
         let mut file = AtomicFile::create(path)?;
@@ -362,21 +505,37 @@ pub struct AtomicFile {
     target: PathBuf,
     tmp: PathBuf,
     file: Option<std::io::BufWriter<std::fs::File>>,
+    committed: bool,
 }
+
+/// Distinguishes the temporary files of concurrent saves within one process.
+static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl AtomicFile {
     /// Opens a temporary file next to `target`.
     pub fn create(target: &Path) -> Result<AtomicFile> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let tmp = target.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| OnnxError::io(&tmp, "cannot create", e))?;
-        Ok(AtomicFile { target: target.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)) })
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let unique = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = target.with_file_name(format!(".{name}.tmp{}-{unique}", std::process::id()));
+        let file =
+            std::fs::File::create(&tmp).map_err(|e| OnnxError::io(&tmp, "cannot create", e))?;
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::new(file)),
+            committed: false,
+        })
     }
 
     /// Appends bytes; `shown` is the path named in an error.
     pub fn write_all(&mut self, bytes: &[u8], shown: &Path) -> Result<()> {
         match self.file.as_mut() {
-            Some(f) => f.write_all(bytes).map_err(|e| OnnxError::io(shown, "cannot write", e)),
+            Some(f) => f
+                .write_all(bytes)
+                .map_err(|e| OnnxError::io(shown, "cannot write", e)),
             None => Ok(()),
         }
     }
@@ -384,16 +543,24 @@ impl AtomicFile {
     /// Flushes, syncs and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
         if let Some(f) = self.file.take() {
-            let f = f.into_inner().map_err(|e| OnnxError::io(&self.target, "cannot write", e.into_error()))?;
-            f.sync_all().map_err(|e| OnnxError::io(&self.target, "cannot sync", e))?;
+            let f = f
+                .into_inner()
+                .map_err(|e| OnnxError::io(&self.target, "cannot write", e.into_error()))?;
+            f.sync_all()
+                .map_err(|e| OnnxError::io(&self.target, "cannot sync", e))?;
         }
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| OnnxError::io(&self.target, "cannot rename into place", e))
+        std::fs::rename(&self.tmp, &self.target)
+            .map_err(|e| OnnxError::io(&self.target, "cannot rename into place", e))?;
+        self.committed = true;
+        Ok(())
     }
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.is_some() {
+        // Not renamed into place (an error, or never committed): remove the temporary.
+        if !self.committed {
+            drop(self.file.take());
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

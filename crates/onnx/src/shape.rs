@@ -4,10 +4,23 @@
 //! known integers or named symbols (the dynamic batch axis of the inputs). Integer
 //! shape computations (`Shape -> Gather -> Concat -> Reshape`) are folded, so that
 //! the analysis can read Reshape targets whose entries may themselves be symbolic.
+//!
+//! Symbolic dimensions are products of named factors (`16*batch`), so that a Reshape
+//! to `[batch, -1]` of a `[batch, C, H, W]` tensor resolves to `C*H*W` by cancelling
+//! `batch`. Sums and quotients that do not simplify become opaque symbols such as
+//! `(seq-1)`. An input dimension that is dynamic but unnamed becomes `<input>_dim<i>`;
+//! a dimension that depends on data (or that no rule here can tell) gets a fresh
+//! symbol `unk<N>`.
+//!
+//! One pass in topological order; nodes are handled in constant time apart from their
+//! own tensor sizes. Weights are never decoded: initializers contribute their declared
+//! dims, and only small integer tensors (shape lists, axes) are read.
 
-use crate::error::Result;
-use crate::graph::Graph;
-use crate::tensor::{DType, Tensor};
+use crate::error::{OnnxError, Result};
+use crate::graph::{node_label, Graph, NodeExt};
+use crate::ops;
+use crate::proto::{type_proto, NodeProto, TensorProto};
+use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::HashMap;
 
 /// One dimension: a known size, or a symbol such as `batch`.
@@ -27,6 +40,63 @@ impl Dim {
             Dim::Sym(_) => None,
         }
     }
+
+    /// A symbol.
+    pub fn sym(name: impl Into<String>) -> Dim {
+        Mono::atom(name.into()).into_dim()
+    }
+
+    /// The product of two dimensions (`2*batch` times `8` is `16*batch`).
+    pub fn mul(&self, other: &Dim) -> Dim {
+        Mono::of(self).mul(&Mono::of(other)).into_dim()
+    }
+
+    /// The product of several dimensions (1 for none).
+    pub fn product<'a>(dims: impl IntoIterator<Item = &'a Dim>) -> Dim {
+        dims.into_iter().fold(Mono::one(), |acc, d| acc.mul(&Mono::of(d))).into_dim()
+    }
+
+    /// `self / other` when it divides exactly (`16*batch / 16 = batch`), else `None`.
+    pub fn div_exact(&self, other: &Dim) -> Option<Dim> {
+        Mono::of(self).div(&Mono::of(other)).map(Mono::into_dim)
+    }
+
+    /// `self + other`, simplified where possible, otherwise an opaque symbol.
+    pub fn add(&self, other: &Dim) -> Dim {
+        match (self, other) {
+            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_add(*b)),
+            (d, Dim::Known(0)) | (Dim::Known(0), d) => d.clone(),
+            (d, Dim::Known(b)) if *b < 0 => d.sub(&Dim::Known(-b)),
+            (a, b) => like_terms(a, b, 1).unwrap_or_else(|| Dim::sym(format!("({a}+{b})"))),
+        }
+    }
+
+    /// `self - other`, simplified where possible, otherwise an opaque symbol.
+    pub fn sub(&self, other: &Dim) -> Dim {
+        match (self, other) {
+            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_sub(*b)),
+            (d, Dim::Known(0)) => d.clone(),
+            (a, b) if a == b => Dim::Known(0),
+            (d, Dim::Known(b)) if *b < 0 => d.add(&Dim::Known(-b)),
+            (a, b) => like_terms(a, b, -1).unwrap_or_else(|| Dim::sym(format!("({a}-{b})"))),
+        }
+    }
+
+    /// Floor division, exact where possible, otherwise an opaque symbol.
+    pub fn floor_div(&self, other: &Dim) -> Dim {
+        match (self, other) {
+            (Dim::Known(a), Dim::Known(b)) if *b != 0 => Dim::Known(a.div_euclid(*b)),
+            (a, b) => a.div_exact(b).unwrap_or_else(|| Dim::sym(format!("({a}/{b})"))),
+        }
+    }
+
+    /// The value once symbols are bound (e.g. `batch = 2`); `None` if a symbol is unbound.
+    pub fn eval(&self, bindings: &HashMap<String, i64>) -> Option<i64> {
+        match self {
+            Dim::Known(v) => Some(*v),
+            Dim::Sym(s) => eval_expr(s, bindings),
+        }
+    }
 }
 
 impl std::fmt::Display for Dim {
@@ -35,6 +105,122 @@ impl std::fmt::Display for Dim {
             Dim::Known(v) => write!(f, "{v}"),
             Dim::Sym(s) => write!(f, "{s}"),
         }
+    }
+}
+
+/// `a + sign * b` when both are multiples of the same symbols (`batch + 2*batch = 3*batch`).
+fn like_terms(a: &Dim, b: &Dim, sign: i64) -> Option<Dim> {
+    let (x, y) = (Mono::of(a), Mono::of(b));
+    (x.atoms == y.atoms).then(|| Mono { coef: x.coef.saturating_add(sign.saturating_mul(y.coef)), atoms: x.atoms }.into_dim())
+}
+
+/// Splits `s` on `sep` at parenthesis depth 0.
+fn split_top(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn eval_expr(s: &str, b: &HashMap<String, i64>) -> Option<i64> {
+    // A bound name first: also a declared name that was wrapped as one opaque factor.
+    if let Some(v) = b.get(s).or_else(|| s.strip_prefix('(').and_then(|r| r.strip_suffix(')')).and_then(|r| b.get(r))) {
+        return Some(*v);
+    }
+    let parts = split_top(s, '*');
+    if parts.len() > 1 {
+        return parts.iter().try_fold(1i64, |acc, p| acc.checked_mul(eval_expr(p, b)?));
+    }
+    if let Ok(v) = s.parse::<i64>() {
+        return Some(v);
+    }
+    if let Some(inner) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        for op in ['+', '-', '/'] {
+            let p = split_top(inner, op);
+            if p.len() == 2 {
+                let (l, r) = (eval_expr(p[0], b)?, eval_expr(p[1], b)?);
+                return match op {
+                    '+' => Some(l + r),
+                    '-' => Some(l - r),
+                    _ => (r != 0).then(|| l.div_euclid(r)),
+                };
+            }
+        }
+    }
+    b.get(s).copied()
+}
+
+/// A dimension as coefficient times a sorted product of symbolic factors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mono {
+    coef: i64,
+    atoms: Vec<String>,
+}
+
+impl Mono {
+    fn one() -> Mono {
+        Mono { coef: 1, atoms: Vec::new() }
+    }
+    fn atom(name: String) -> Mono {
+        // A name that is not a plain identifier (or product of them) is one opaque factor.
+        let plain = name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '*' | ':'));
+        if plain || (name.starts_with('(') && name.ends_with(')') && split_top(&name, '*').len() == 1) {
+            Mono::parse(&name)
+        } else {
+            Mono { coef: 1, atoms: vec![format!("({name})")] }
+        }
+    }
+    fn parse(s: &str) -> Mono {
+        let mut m = Mono::one();
+        for part in split_top(s, '*') {
+            match part.parse::<i64>() {
+                Ok(v) => m.coef *= v,
+                Err(_) if !part.is_empty() => m.atoms.push(part.to_string()),
+                Err(_) => {}
+            }
+        }
+        m.atoms.sort();
+        m
+    }
+    fn of(d: &Dim) -> Mono {
+        match d {
+            Dim::Known(v) => Mono { coef: *v, atoms: Vec::new() },
+            Dim::Sym(s) => Mono::parse(s),
+        }
+    }
+    fn mul(&self, o: &Mono) -> Mono {
+        let mut atoms: Vec<String> = self.atoms.iter().chain(&o.atoms).cloned().collect();
+        atoms.sort();
+        Mono { coef: self.coef.saturating_mul(o.coef), atoms }
+    }
+    fn div(&self, o: &Mono) -> Option<Mono> {
+        if o.coef == 0 || self.coef % o.coef != 0 {
+            return None;
+        }
+        let mut atoms = self.atoms.clone();
+        for a in &o.atoms {
+            let pos = atoms.iter().position(|x| x == a)?;
+            atoms.remove(pos);
+        }
+        Some(Mono { coef: self.coef / o.coef, atoms })
+    }
+    fn into_dim(self) -> Dim {
+        if self.atoms.is_empty() || self.coef == 0 {
+            return Dim::Known(self.coef);
+        }
+        let body = self.atoms.join("*");
+        Dim::Sym(if self.coef == 1 { body } else { format!("{}*{body}", self.coef) })
     }
 }
 
@@ -55,8 +241,13 @@ pub struct Shapes {
     /// Values of 1-D (or scalar) integer tensors computed from shapes and constants,
     /// entry by entry (an entry may be symbolic, e.g. `[batch, 16, 2, 64]`).
     pub shape_values: HashMap<String, Vec<Dim>>,
-    /// Fully constant tensors folded from constant subgraphs.
+    /// Fully constant tensors folded from constant subgraphs: outputs of `Constant`
+    /// nodes and of nodes whose inputs are all constant (initializers themselves are
+    /// not repeated here; see [`Graph::constant`]).
     pub constants: HashMap<String, Tensor>,
+    /// Declared `value_info` shapes (fully static ones) that disagree with inference:
+    /// `(value, declared, inferred)`.
+    pub mismatches: Vec<(String, Vec<i64>, Vec<Dim>)>,
 }
 
 impl Shapes {
@@ -79,10 +270,1828 @@ impl Shapes {
     pub fn shape_value(&self, value: &str) -> Option<&[Dim]> {
         self.shape_values.get(value).map(Vec::as_slice)
     }
+
+    /// The shape of a value with symbols bound (e.g. `batch = 2`).
+    pub fn bound_shape(&self, value: &str, bindings: &HashMap<String, i64>) -> Option<Vec<i64>> {
+        self.shape(value)?.iter().map(|d| d.eval(bindings)).collect()
+    }
 }
 
 /// Infers the type and shape of every value of `graph`.
 pub fn infer(graph: &Graph<'_>) -> Result<Shapes> {
-    let _ = graph;
-    Ok(Shapes::default())
+    let mut cx = Infer { graph, out: Shapes::default(), fresh: 0, init_cache: HashMap::new() };
+    cx.seed()?;
+    for (_, node) in graph.nodes() {
+        cx.node(node)?;
+    }
+    cx.cross_check();
+    Ok(cx.out)
+}
+
+/// Largest tensor (in elements) folded into [`Shapes::constants`].
+const FOLD_LIMIT: usize = 1 << 16;
+/// Largest integer initializer read as a shape value.
+const SHAPE_VALUE_LIMIT: usize = 1 << 10;
+
+/// Why a node's outputs got no type: an input is unknown, or the node is malformed.
+enum Stop {
+    Unknown,
+    Fail(OnnxError),
+}
+
+impl From<OnnxError> for Stop {
+    fn from(e: OnnxError) -> Stop {
+        Stop::Fail(e)
+    }
+}
+
+type R<T> = std::result::Result<T, Stop>;
+
+struct Infer<'g, 'm> {
+    graph: &'g Graph<'m>,
+    out: Shapes,
+    fresh: usize,
+    init_cache: HashMap<String, Option<Tensor>>,
+}
+
+fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
+    ValueType { dtype, shape: Some(shape) }
+}
+
+fn known_dims(v: &[i64]) -> Vec<Dim> {
+    v.iter().map(|&d| Dim::Known(d)).collect()
+}
+
+fn numel_of(dims: &[i64]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
+}
+
+fn is_int(d: DType) -> bool {
+    matches!(d, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool)
+}
+
+/// Numpy broadcasting of two dimensions; `None` when incompatible.
+fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
+    match (a, b) {
+        _ if a == b => Some(a.clone()),
+        (Dim::Known(1), _) => Some(b.clone()),
+        (_, Dim::Known(1)) => Some(a.clone()),
+        (Dim::Known(_), Dim::Known(_)) => None,
+        // A symbol against a known size must equal it (numpy would fail otherwise).
+        (Dim::Known(_), Dim::Sym(_)) => Some(a.clone()),
+        (Dim::Sym(_), Dim::Known(_)) => Some(b.clone()),
+        // Two different symbols: one of them must be 1 or they are equal; keep the first.
+        (Dim::Sym(_), Dim::Sym(_)) => Some(a.clone()),
+    }
+}
+
+/// Numpy broadcasting of several shapes.
+pub fn broadcast_shapes(shapes: &[&[Dim]]) -> std::result::Result<Vec<Dim>, String> {
+    let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = vec![Dim::Known(1); rank];
+    for s in shapes {
+        let off = rank - s.len();
+        for (i, d) in s.iter().enumerate() {
+            out[off + i] = broadcast_dim(&out[off + i], d).ok_or_else(|| {
+                let list: Vec<String> = shapes.iter().map(|s| fmt_shape(s)).collect();
+                format!("shapes {} do not broadcast (axis {} of the result: {} vs {d})", list.join(", "), off + i, out[off + i])
+            })?;
+        }
+    }
+    Ok(out)
+}
+
+/// `[batch, 3, 64, 64]`.
+pub fn fmt_shape(s: &[Dim]) -> String {
+    let parts: Vec<String> = s.iter().map(Dim::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn dtype_of_proto(t: &TensorProto) -> Option<DType> {
+    DType::from_onnx(t.data_type.unwrap_or(0))
+}
+
+/// Unary operators whose output has the type and shape of input 0.
+fn is_same_shape_unary(op: &str) -> bool {
+    matches!(
+        op,
+        "Relu"
+            | "LeakyRelu"
+            | "PRelu"
+            | "Elu"
+            | "Selu"
+            | "Celu"
+            | "Gelu"
+            | "Mish"
+            | "Sigmoid"
+            | "HardSigmoid"
+            | "HardSwish"
+            | "Tanh"
+            | "Softplus"
+            | "Softsign"
+            | "ThresholdedRelu"
+            | "Exp"
+            | "Log"
+            | "Neg"
+            | "Abs"
+            | "Sqrt"
+            | "Reciprocal"
+            | "Erf"
+            | "Floor"
+            | "Ceil"
+            | "Round"
+            | "Sign"
+            | "Sin"
+            | "Cos"
+            | "Tan"
+            | "Asin"
+            | "Acos"
+            | "Atan"
+            | "Sinh"
+            | "Cosh"
+            | "Asinh"
+            | "Acosh"
+            | "Atanh"
+            | "Identity"
+            | "Clip"
+            | "Softmax"
+            | "LogSoftmax"
+            | "Hardmax"
+            | "LRN"
+            | "Not"
+            | "BitwiseNot"
+            | "CumSum"
+            | "Trilu"
+            | "InstanceNormalization"
+            | "GroupNormalization"
+            | "MeanVarianceNormalization"
+            | "LpNormalization"
+            | "Shrink"
+    )
+}
+
+/// Broadcasting operators whose output takes the element type of input 0.
+fn is_broadcast_arith(op: &str) -> bool {
+    matches!(
+        op,
+        "Add"
+            | "Sub"
+            | "Mul"
+            | "Div"
+            | "Pow"
+            | "Mod"
+            | "Max"
+            | "Min"
+            | "Mean"
+            | "Sum"
+            | "BitShift"
+            | "BitwiseAnd"
+            | "BitwiseOr"
+            | "BitwiseXor"
+    )
+}
+
+/// Broadcasting operators with a boolean output.
+fn is_broadcast_logic(op: &str) -> bool {
+    matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor")
+}
+
+impl<'g, 'm> Infer<'g, 'm> {
+    fn fail(&self, node: &NodeProto, msg: impl Into<String>) -> Stop {
+        Stop::Fail(self.graph.model.error(node_label(node), msg))
+    }
+
+    fn attr<T>(&self, node: &NodeProto, r: std::result::Result<T, String>) -> R<T> {
+        r.map_err(|m| self.fail(node, m))
+    }
+
+    fn fresh(&mut self) -> Dim {
+        self.fresh += 1;
+        Dim::Sym(format!("unk{}", self.fresh))
+    }
+
+    /// Graph inputs (declared types) and initializers (declared dims).
+    fn seed(&mut self) -> Result<()> {
+        for t in &self.graph.proto.initializer {
+            let name = t.name.clone().unwrap_or_default();
+            let dtype = dtype_of_proto(t);
+            self.out.types.insert(name.clone(), vt(dtype, known_dims(&t.dims)));
+            let small = numel_of(&t.dims).is_some_and(|n| n <= SHAPE_VALUE_LIMIT);
+            if t.dims.len() <= 1 && small && dtype.is_some_and(is_int) {
+                if let Some(v) = self.graph.model.tensor(t)?.to_i64_vec() {
+                    self.out.shape_values.insert(name, known_dims(&v));
+                }
+            }
+        }
+        for v in self.graph.real_inputs() {
+            let name = v.name.clone().unwrap_or_default();
+            let Some(type_proto::Value::TensorType(tt)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+                self.out.types.insert(name, ValueType::default());
+                continue;
+            };
+            let dtype = tt.elem_type.and_then(DType::from_onnx);
+            let shape = tt.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        use crate::proto::tensor_shape_proto::dimension::Value as V;
+                        match &d.value {
+                            Some(V::DimValue(x)) if *x >= 0 => Dim::Known(*x),
+                            Some(V::DimParam(p)) if !p.is_empty() => Dim::sym(p.clone()),
+                            _ => Dim::Sym(format!("{name}_dim{i}")),
+                        }
+                    })
+                    .collect()
+            });
+            self.out.types.insert(name, ValueType { dtype, shape });
+        }
+        Ok(())
+    }
+
+    /// Records every fully static declared `value_info` shape that disagrees.
+    fn cross_check(&mut self) {
+        for vi in &self.graph.proto.value_info {
+            let Some(name) = vi.name.as_deref() else { continue };
+            let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else { continue };
+            let Some(shape) = tt.shape.as_ref() else { continue };
+            use crate::proto::tensor_shape_proto::dimension::Value as V;
+            let declared: Option<Vec<i64>> =
+                shape.dim.iter().map(|d| if let Some(V::DimValue(x)) = d.value { Some(x) } else { None }).collect();
+            let (Some(declared), Some(inferred)) = (declared, self.out.shape(name)) else { continue };
+            if inferred.len() != declared.len() || inferred.iter().zip(&declared).any(|(a, b)| a.known().is_some_and(|a| a != *b)) {
+                self.out.mismatches.push((name.to_string(), declared, inferred.to_vec()));
+            }
+        }
+    }
+
+    fn node(&mut self, node: &NodeProto) -> Result<()> {
+        let types = match self.node_types(node) {
+            Ok(t) => t,
+            Err(Stop::Unknown) => Vec::new(),
+            Err(Stop::Fail(e)) => return Err(e),
+        };
+        for (k, out) in node.output.iter().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            self.out.types.insert(out.clone(), types.get(k).cloned().unwrap_or_default());
+        }
+        match self.fold(node) {
+            Ok(()) | Err(Stop::Unknown) => Ok(()),
+            Err(Stop::Fail(e)) => Err(e),
+        }
+    }
+
+    fn has_input(node: &NodeProto, k: usize) -> bool {
+        ops::input(node, k).is_some()
+    }
+
+    fn shape(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
+        let Some(name) = ops::input(node, k) else {
+            return Err(self.fail(node, format!("input {k} is missing")));
+        };
+        self.out.shape(name).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
+    }
+
+    fn dtype(&self, node: &NodeProto, k: usize) -> Option<DType> {
+        ops::input(node, k).and_then(|n| self.out.dtype(n))
+    }
+
+    /// The (possibly symbolic) integer entries of input `k`, or `Unknown`.
+    fn values(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
+        ops::input(node, k).and_then(|n| self.out.shape_value(n)).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
+    }
+
+    /// `Unknown` unless every present input among `ks` has a folded value (so that
+    /// the opset helpers can read it); a runtime parameter is not an error.
+    fn needs_values(&self, node: &NodeProto, ks: &[usize]) -> R<()> {
+        for &k in ks {
+            if let Some(name) = ops::input(node, k) {
+                let known = self.out.shape_values.contains_key(name)
+                    || self.out.constants.contains_key(name)
+                    || self.graph.initializer(name).is_some();
+                if !known {
+                    return Err(Stop::Unknown);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn axis(&self, node: &NodeProto, axis: i64, rank: usize) -> R<usize> {
+        let r = rank as i64;
+        if axis < -r || axis >= r {
+            return Err(self.fail(node, format!("axis {axis} is out of range for rank {rank}")));
+        }
+        Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+    }
+
+    fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let op = node.op();
+        if !matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx") {
+            return Err(Stop::Unknown);
+        }
+        if is_same_shape_unary(op) {
+            let x = self.shape(node, 0)?;
+            if op == "PRelu" {
+                let slope = self.shape(node, 1)?;
+                broadcast_shapes(&[&x, &slope]).map_err(|m| self.fail(node, m))?;
+            }
+            return Ok(vec![vt(self.dtype(node, 0), x)]);
+        }
+        if is_broadcast_arith(op) || is_broadcast_logic(op) || op == "Where" {
+            let shapes: Vec<Vec<Dim>> = (0..node.input.len()).map(|k| self.shape(node, k)).collect::<R<_>>()?;
+            let refs: Vec<&[Dim]> = shapes.iter().map(Vec::as_slice).collect();
+            let out = broadcast_shapes(&refs).map_err(|m| self.fail(node, m))?;
+            let dtype = if is_broadcast_logic(op) {
+                Some(DType::Bool)
+            } else if op == "Where" {
+                self.dtype(node, 1)
+            } else {
+                self.dtype(node, 0)
+            };
+            return Ok(vec![vt(dtype, out)]);
+        }
+        if ops::is_reduce(op) {
+            return self.reduce(node);
+        }
+        match op {
+            "Conv" | "ConvInteger" => self.conv(node),
+            "ConvTranspose" => self.conv_transpose(node),
+            "MaxPool" | "AveragePool" | "LpPool" => self.pool(node),
+            "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+                let x = self.shape(node, 0)?;
+                if x.len() < 2 {
+                    return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
+                }
+                let mut out = x[..2].to_vec();
+                out.resize(x.len(), Dim::Known(1));
+                Ok(vec![vt(self.dtype(node, 0), out)])
+            }
+            "BatchNormalization" => {
+                let x = self.shape(node, 0)?;
+                if x.len() < 2 {
+                    return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
+                }
+                let c = x[1].clone();
+                for k in 1..5 {
+                    if let Some(s) = ops::input(node, k).and_then(|n| self.out.shape(n)) {
+                        if s.len() != 1 || s[0].known().zip(c.known()).is_some_and(|(a, b)| a != b) {
+                            return Err(self.fail(node, format!("input {k} has shape {}, expected [{c}] (the channels)", fmt_shape(s))));
+                        }
+                    }
+                }
+                let dt = self.dtype(node, 0);
+                let mut outs = vec![vt(dt, x)];
+                for _ in 1..node.output.len() {
+                    outs.push(vt(self.dtype(node, 3), vec![c.clone()]));
+                }
+                Ok(outs)
+            }
+            "LayerNormalization" => {
+                let x = self.shape(node, 0)?;
+                let axis = self.attr(node, node.attr_int_or("axis", -1))?;
+                let a = self.axis(node, axis, x.len())?;
+                let stash = self.attr(node, node.attr_int("stash_type"))?.and_then(|c| DType::from_onnx(c as i32)).or(Some(DType::F32));
+                let mut stat = x[..a].to_vec();
+                stat.resize(x.len(), Dim::Known(1));
+                Ok(vec![vt(self.dtype(node, 0), x), vt(stash, stat.clone()), vt(stash, stat)])
+            }
+            "Dropout" => {
+                let x = self.shape(node, 0)?;
+                Ok(vec![vt(self.dtype(node, 0), x.clone()), vt(Some(DType::Bool), x)])
+            }
+            "IsNaN" | "IsInf" => Ok(vec![vt(Some(DType::Bool), self.shape(node, 0)?)]),
+            "Gemm" => self.gemm(node),
+            "MatMul" | "MatMulInteger" => self.matmul(node),
+            "Einsum" => self.einsum(node),
+            "Flatten" => {
+                let x = self.shape(node, 0)?;
+                let axis = self.attr(node, node.attr_int_or("axis", 1))?;
+                let r = x.len() as i64;
+                if axis < -r || axis > r {
+                    return Err(self.fail(node, format!("axis {axis} is out of range for rank {r}")));
+                }
+                let a = if axis < 0 { axis + r } else { axis } as usize;
+                Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a]), Dim::product(&x[a..])])])
+            }
+            "Reshape" => self.reshape(node),
+            "Transpose" => {
+                let x = self.shape(node, 0)?;
+                let perm = self.attr(node, node.attr_ints("perm"))?.unwrap_or_else(|| (0..x.len() as i64).rev().collect());
+                let mut seen = vec![false; x.len()];
+                let mut out = Vec::with_capacity(x.len());
+                for &p in &perm {
+                    let a = self.axis(node, p, x.len())?;
+                    if std::mem::replace(&mut seen[a], true) {
+                        return Err(self.fail(node, format!("perm {perm:?} repeats axis {a}")));
+                    }
+                    out.push(x[a].clone());
+                }
+                if perm.len() != x.len() {
+                    return Err(self.fail(node, format!("perm {perm:?} does not match the input rank {}", x.len())));
+                }
+                Ok(vec![vt(self.dtype(node, 0), out)])
+            }
+            "Concat" => self.concat(node),
+            "Split" => self.split(node),
+            "Slice" => self.slice(node),
+            "Gather" => {
+                let x = self.shape(node, 0)?;
+                let idx = self.shape(node, 1)?;
+                let axis = self.attr(node, node.attr_int_or("axis", 0))?;
+                let a = self.axis(node, axis, x.len())?;
+                let mut out = x[..a].to_vec();
+                out.extend(idx);
+                out.extend_from_slice(&x[a + 1..]);
+                Ok(vec![vt(self.dtype(node, 0), out)])
+            }
+            "GatherElements" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
+            "ScatterElements" | "ScatterND" | "Scatter" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
+            "Squeeze" => self.squeeze(node),
+            "Unsqueeze" => self.unsqueeze(node),
+            "Shape" => {
+                let x = self.shape(node, 0)?;
+                let (s, e) = self.shape_range(node, x.len())?;
+                Ok(vec![vt(Some(DType::I64), vec![Dim::Known((e - s) as i64)])])
+            }
+            "Size" => Ok(vec![vt(Some(DType::I64), vec![])]),
+            "Constant" => self.constant(node),
+            "ConstantOfShape" => {
+                let shape = self.values(node, 0)?;
+                let dtype = match self.attr(node, node.attr_tensor("value"))? {
+                    Some(t) => dtype_of_proto(t),
+                    None => Some(DType::F32),
+                };
+                Ok(vec![vt(dtype, shape)])
+            }
+            "Expand" => {
+                let x = self.shape(node, 0)?;
+                let target = self.values(node, 1)?;
+                let out = broadcast_shapes(&[&x, &target]).map_err(|m| self.fail(node, m))?;
+                Ok(vec![vt(self.dtype(node, 0), out)])
+            }
+            "Cast" => {
+                let x = self.shape(node, 0)?;
+                Ok(vec![vt(ops::cast_to(self.graph, node)?, x)])
+            }
+            "CastLike" => Ok(vec![vt(self.dtype(node, 1), self.shape(node, 0)?)]),
+            "Range" => {
+                let dtype = self.dtype(node, 0);
+                let len = match (self.values(node, 0), self.values(node, 1), self.values(node, 2)) {
+                    (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0]),
+                    _ => None,
+                };
+                let len = match len {
+                    Some(l) => l,
+                    None => match self.range_float_len(node) {
+                        Some(l) => Dim::Known(l),
+                        None => self.fresh(),
+                    },
+                };
+                Ok(vec![vt(dtype, vec![len])])
+            }
+            "Tile" => {
+                let x = self.shape(node, 0)?;
+                let reps = self.values(node, 1)?;
+                if reps.len() != x.len() {
+                    return Err(self.fail(node, format!("repeats has {} entries for an input of rank {}", reps.len(), x.len())));
+                }
+                Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect())])
+            }
+            "Pad" => self.pad(node),
+            "Resize" | "Upsample" => self.resize(node),
+            "ArgMax" | "ArgMin" => {
+                let x = self.shape(node, 0)?;
+                let a = self.axis(node, self.attr(node, node.attr_int_or("axis", 0))?, x.len())?;
+                let keep = self.attr(node, node.attr_int_or("keepdims", 1))? != 0;
+                let mut out = x;
+                if keep {
+                    out[a] = Dim::Known(1);
+                } else {
+                    out.remove(a);
+                }
+                Ok(vec![vt(Some(DType::I64), out)])
+            }
+            "TopK" => {
+                let x = self.shape(node, 0)?;
+                let a = self.axis(node, self.attr(node, node.attr_int_or("axis", -1))?, x.len())?;
+                let k = self.values(node, 1)?;
+                let mut out = x;
+                out[a] = k.first().cloned().ok_or(Stop::Unknown)?;
+                Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
+            }
+            "DepthToSpace" | "SpaceToDepth" => {
+                let x = self.shape(node, 0)?;
+                let b = Dim::Known(self.attr(node, node.attr_int_or("blocksize", 1))?);
+                if x.len() != 4 {
+                    return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
+                }
+                let bb = b.mul(&b);
+                let out = if op == "DepthToSpace" {
+                    vec![
+                        x[0].clone(),
+                        x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
+                        x[2].mul(&b),
+                        x[3].mul(&b),
+                    ]
+                } else {
+                    vec![x[0].clone(), x[1].mul(&bb), x[2].floor_div(&b), x[3].floor_div(&b)]
+                };
+                Ok(vec![vt(self.dtype(node, 0), out)])
+            }
+            "NonZero" => {
+                let x = self.shape(node, 0)?;
+                let n = self.fresh();
+                Ok(vec![vt(Some(DType::I64), vec![Dim::Known(x.len() as i64), n])])
+            }
+            "EyeLike" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
+            _ => Err(Stop::Unknown),
+        }
+    }
+
+    fn range_float_len(&self, node: &NodeProto) -> Option<i64> {
+        let get = |k: usize| -> Option<f64> {
+            self.out.constants.get(ops::input(node, k)?).map(|t| t.to_f64_vec()).filter(|v| v.len() == 1).map(|v| v[0])
+        };
+        let (s, l, d) = (get(0)?, get(1)?, get(2)?);
+        (d != 0.0).then(|| ((l - s) / d).ceil().max(0.0) as i64)
+    }
+
+    fn shape_range(&self, node: &NodeProto, rank: usize) -> R<(usize, usize)> {
+        let r = rank as i64;
+        let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+        let s = clamp(self.attr(node, node.attr_int_or("start", 0))?);
+        let e = clamp(self.attr(node, node.attr_int("end"))?.unwrap_or(r));
+        Ok((s, e.max(s)))
+    }
+
+    fn constant(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let Some(out) = node.output.first() else { return Ok(vec![]) };
+        if let Some(t) = self.attr(node, node.attr_tensor("value"))? {
+            let ty = vt(dtype_of_proto(t), known_dims(&t.dims));
+            if numel_of(&t.dims).is_some_and(|n| n <= FOLD_LIMIT) {
+                let tensor = self.graph.model.tensor(t)?;
+                self.store_constant(out, tensor);
+            }
+            return Ok(vec![ty]);
+        }
+        let t = self.graph.constant(out)?.ok_or_else(|| self.fail(node, "Constant node has no value"))?;
+        let ty = vt(Some(t.dtype()), t.shape.iter().map(|&d| Dim::Known(d as i64)).collect());
+        self.store_constant(out, t);
+        Ok(vec![ty])
+    }
+
+    fn conv_attrs(&self, node: &NodeProto, spatial: usize, kernel: &[Dim]) -> R<ConvAttrs> {
+        let get = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
+            let v = self.attr(node, node.attr_ints(name))?.unwrap_or_else(|| vec![default; len]);
+            if v.len() != len {
+                return Err(self.fail(node, format!("'{name}' has {} entries, expected {len}", v.len())));
+            }
+            Ok(v)
+        };
+        let kernel: Vec<i64> = match self.attr(node, node.attr_ints("kernel_shape"))? {
+            Some(k) => k,
+            None => kernel.iter().map(|d| d.known().ok_or(Stop::Unknown)).collect::<R<_>>()?,
+        };
+        if kernel.len() != spatial {
+            return Err(self.fail(node, format!("kernel_shape {kernel:?} does not match {spatial} spatial axes")));
+        }
+        let a = ConvAttrs {
+            strides: get("strides", 1, spatial)?,
+            dilations: get("dilations", 1, spatial)?,
+            pads: get("pads", 0, 2 * spatial)?,
+            auto_pad: self.attr(node, node.attr_string("auto_pad"))?.unwrap_or_else(|| "NOTSET".into()),
+            kernel,
+        };
+        // Sizes beyond 2^31 are nonsense and would overflow the arithmetic below.
+        let limit = i64::from(i32::MAX);
+        if a.kernel.iter().chain(&a.strides).chain(&a.dilations).chain(&a.pads).any(|v| v.abs() > limit) {
+            return Err(self.fail(node, "kernel_shape, strides, dilations or pads hold values beyond 2^31"));
+        }
+        Ok(a)
+    }
+
+    /// Output spatial size of a convolution or pooling window sweep.
+    fn window_out(&self, node: &NodeProto, a: &ConvAttrs, i: usize, input: &Dim, ceil: bool) -> R<Dim> {
+        let (k, s, d) = (a.kernel[i], a.strides[i], a.dilations[i]);
+        if s < 1 || d < 1 || k < 1 {
+            return Err(self.fail(node, format!("kernel {k}, stride {s} and dilation {d} must be positive")));
+        }
+        let span = (k - 1) * d + 1;
+        let spatial = a.kernel.len();
+        match a.auto_pad.as_str() {
+            "SAME_UPPER" | "SAME_LOWER" => return Ok(ceil_div_dim(input, s)),
+            "VALID" => {
+                return Ok(match input {
+                    Dim::Known(n) if *n >= span => Dim::Known((n - span) / s + 1),
+                    Dim::Known(n) => return Err(self.fail(node, format!("input size {n} is smaller than the kernel span {span}"))),
+                    d if span == 1 && s == 1 => d.clone(),
+                    d => Dim::sym(format!("(({d}-{span})/{s}+1)")),
+                })
+            }
+            "NOTSET" | "" => {}
+            other => return Err(self.fail(node, format!("unknown auto_pad '{other}'"))),
+        }
+        let (pb, pe) = (a.pads[i], a.pads[i + spatial]);
+        match input {
+            Dim::Known(n) => {
+                let padded = n.saturating_add(pb + pe).saturating_sub(span);
+                if padded < 0 {
+                    return Err(self.fail(node, format!("input size {n} plus pads {pb}+{pe} is smaller than the kernel span {span}")));
+                }
+                let mut out = if ceil { (padded + s - 1) / s + 1 } else { padded / s + 1 };
+                // The last window must start inside the input or the begin padding.
+                if ceil && (out - 1).saturating_mul(s) >= n.saturating_add(pb) {
+                    out -= 1;
+                }
+                Ok(Dim::Known(out))
+            }
+            d if span == 1 && s == 1 && pb + pe == 0 => Ok(d.clone()),
+            d if s == 1 && pb + pe == span - 1 => Ok(d.clone()),
+            d => Ok(Dim::sym(format!("(({d}+{})/{s}+1)", pb + pe - span))),
+        }
+    }
+
+    fn conv(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        let w = self.shape(node, 1)?;
+        if x.len() < 3 || w.len() != x.len() {
+            return Err(
+                self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
+            );
+        }
+        let group = self.attr(node, node.attr_int_or("group", 1))?;
+        if group < 1 {
+            return Err(self.fail(node, format!("group is {group}")));
+        }
+        if let (Some(c), Some(wc)) = (x[1].known(), w[1].known()) {
+            if wc.checked_mul(group) != Some(c) {
+                return Err(self.fail(
+                    node,
+                    format!("input has {c} channels but the weight {} with group {group} expects {wc}*{group}", fmt_shape(&w)),
+                ));
+            }
+        }
+        if let Some(m) = w[0].known() {
+            if m % group != 0 {
+                return Err(self.fail(node, format!("{m} output channels are not divisible by group {group}")));
+            }
+        }
+        if let Some(b) = ops::input(node, 2).and_then(|n| self.out.shape(n)) {
+            if b.len() != 1 || b[0].known().zip(w[0].known()).is_some_and(|(a, c)| a != c) {
+                return Err(self.fail(node, format!("bias has shape {}, expected [{}]", fmt_shape(b), w[0])));
+            }
+        }
+        let a = self.conv_attrs(node, x.len() - 2, &w[2..])?;
+        let mut out = vec![x[0].clone(), w[0].clone()];
+        for i in 0..x.len() - 2 {
+            out.push(self.window_out(node, &a, i, &x[i + 2], false)?);
+        }
+        let dtype = if node.op() == "ConvInteger" { Some(DType::I32) } else { self.dtype(node, 0) };
+        Ok(vec![vt(dtype, out)])
+    }
+
+    fn conv_transpose(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        let w = self.shape(node, 1)?;
+        if x.len() < 3 || w.len() != x.len() {
+            return Err(
+                self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
+            );
+        }
+        let group = self.attr(node, node.attr_int_or("group", 1))?;
+        if let (Some(c), Some(wc)) = (x[1].known(), w[0].known()) {
+            if c != wc {
+                return Err(self.fail(node, format!("input has {c} channels but the weight {} expects {wc}", fmt_shape(&w))));
+            }
+        }
+        let spatial = x.len() - 2;
+        let a = self.conv_attrs(node, spatial, &w[2..])?;
+        let out_pad = self.attr(node, node.attr_ints("output_padding"))?.unwrap_or_else(|| vec![0; spatial]);
+        let output_shape = self.attr(node, node.attr_ints("output_shape"))?;
+        if out_pad.len() != spatial {
+            return Err(self.fail(node, format!("output_padding {out_pad:?} does not match {spatial} spatial axes")));
+        }
+        let mut out = vec![x[0].clone(), w[1].mul(&Dim::Known(group))];
+        for i in 0..spatial {
+            if let Some(os) = &output_shape {
+                let v = os
+                    .get(os.len().wrapping_sub(spatial) + i)
+                    .ok_or_else(|| self.fail(node, format!("output_shape {os:?} is too short")))?;
+                out.push(Dim::Known(*v));
+                continue;
+            }
+            let (s, span) = (a.strides[i], (a.kernel[i] - 1) * a.dilations[i] + 1);
+            let d = match a.auto_pad.as_str() {
+                "SAME_UPPER" | "SAME_LOWER" => x[i + 2].mul(&Dim::Known(s)),
+                _ => {
+                    let pads = if a.auto_pad == "VALID" { 0 } else { a.pads[i].saturating_add(a.pads[i + spatial]) };
+                    // s*(in-1) + output_padding + span - pads
+                    let shift = out_pad[i].saturating_add(span).saturating_sub(pads).saturating_sub(s);
+                    x[i + 2].mul(&Dim::Known(s)).add(&Dim::Known(shift))
+                }
+            };
+            if d.known().is_some_and(|v| v < 1) {
+                return Err(self.fail(node, format!("spatial axis {i} would have size {d}")));
+            }
+            out.push(d);
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn pool(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        if x.len() < 3 {
+            return Err(self.fail(node, format!("input has rank {}, expected at least 3", x.len())));
+        }
+        if node.attr("kernel_shape").is_none() {
+            return Err(self.fail(node, "has no kernel_shape"));
+        }
+        let a = self.conv_attrs(node, x.len() - 2, &[])?;
+        let ceil = self.attr(node, node.attr_int_or("ceil_mode", 0))? != 0;
+        let mut out = x[..2].to_vec();
+        for i in 0..x.len() - 2 {
+            out.push(self.window_out(node, &a, i, &x[i + 2], ceil)?);
+        }
+        Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
+    }
+
+    fn reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1])?;
+        let r = ops::reduce(self.graph, node, Some(&self.out))?;
+        let axes: Vec<usize> = match r.axes.filter(|a| !a.is_empty()) {
+            Some(a) => a.iter().map(|&v| self.axis(node, v, x.len())).collect::<R<_>>()?,
+            None if r.noop_with_empty_axes => return Ok(vec![vt(self.dtype(node, 0), x)]),
+            None => (0..x.len()).collect(),
+        };
+        let mut out = Vec::new();
+        for (i, d) in x.iter().enumerate() {
+            if !axes.contains(&i) {
+                out.push(d.clone());
+            } else if r.keepdims {
+                out.push(Dim::Known(1));
+            }
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn gemm(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let a = self.shape(node, 0)?;
+        let b = self.shape(node, 1)?;
+        if a.len() != 2 || b.len() != 2 {
+            return Err(self.fail(node, format!("inputs {} and {} must be 2-D", fmt_shape(&a), fmt_shape(&b))));
+        }
+        let ta = self.attr(node, node.attr_int_or("transA", 0))? != 0;
+        let tb = self.attr(node, node.attr_int_or("transB", 0))? != 0;
+        let (m, ka) = if ta { (&a[1], &a[0]) } else { (&a[0], &a[1]) };
+        let (kb, n) = if tb { (&b[1], &b[0]) } else { (&b[0], &b[1]) };
+        if ka.known().zip(kb.known()).is_some_and(|(x, y)| x != y) {
+            return Err(self
+                .fail(node, format!("inner dimensions differ: A {} (transA {ta}) and B {} (transB {tb})", fmt_shape(&a), fmt_shape(&b))));
+        }
+        let out = vec![m.clone(), n.clone()];
+        if let Some(c) = ops::input(node, 2).and_then(|n| self.out.shape(n)) {
+            if c.len() > 2 {
+                return Err(self.fail(node, format!("C has shape {}, which does not broadcast to {}", fmt_shape(c), fmt_shape(&out))));
+            }
+            let res = broadcast_shapes(&[&out, c]).map_err(|m| self.fail(node, m))?;
+            if res != out && res.iter().zip(&out).any(|(r, o)| r.known().is_some() && o.known().is_some()) {
+                return Err(self.fail(node, format!("C has shape {}, which does not broadcast to {}", fmt_shape(c), fmt_shape(&out))));
+            }
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn matmul(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let a = self.shape(node, 0)?;
+        let b = self.shape(node, 1)?;
+        if a.is_empty() || b.is_empty() {
+            return Err(self.fail(node, "MatMul inputs must have rank at least 1"));
+        }
+        let a2 = if a.len() == 1 { vec![Dim::Known(1), a[0].clone()] } else { a.clone() };
+        let b2 = if b.len() == 1 { vec![b[0].clone(), Dim::Known(1)] } else { b.clone() };
+        let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
+        if ka.known().zip(kb.known()).is_some_and(|(x, y)| x != y) {
+            return Err(self.fail(node, format!("inner dimensions differ: {} @ {}", fmt_shape(&a), fmt_shape(&b))));
+        }
+        let mut out = broadcast_shapes(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]]).map_err(|m| self.fail(node, m))?;
+        if a.len() > 1 {
+            out.push(a2[a2.len() - 2].clone());
+        }
+        if b.len() > 1 {
+            out.push(b2[b2.len() - 1].clone());
+        }
+        let dtype = if node.op() == "MatMulInteger" { Some(DType::I32) } else { self.dtype(node, 0) };
+        Ok(vec![vt(dtype, out)])
+    }
+
+    fn einsum(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let eq = self.attr(node, node.attr_string("equation"))?.ok_or_else(|| self.fail(node, "has no equation"))?;
+        let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
+        let (lhs, rhs) = match eq.split_once("->") {
+            Some((l, r)) => (l.to_string(), Some(r.to_string())),
+            None => (eq.clone(), None),
+        };
+        if lhs.contains("...") {
+            return Err(Stop::Unknown);
+        }
+        let mut sizes: HashMap<char, Dim> = HashMap::new();
+        let mut counts: HashMap<char, usize> = HashMap::new();
+        for (k, term) in lhs.split(',').enumerate() {
+            let s = self.shape(node, k)?;
+            if s.len() != term.chars().count() {
+                return Err(self.fail(node, format!("term '{term}' does not match input {k} of shape {}", fmt_shape(&s))));
+            }
+            for (c, d) in term.chars().zip(s) {
+                *counts.entry(c).or_default() += 1;
+                let e = sizes.entry(c).or_insert_with(|| d.clone());
+                *e = broadcast_dim(e, &d).ok_or_else(|| self.fail(node, format!("label '{c}' has sizes {e} and {d}")))?;
+            }
+        }
+        let rhs = rhs.unwrap_or_else(|| {
+            let mut once: Vec<char> = counts.iter().filter(|(_, &n)| n == 1).map(|(&c, _)| c).collect();
+            once.sort_unstable();
+            once.into_iter().collect()
+        });
+        let out = rhs
+            .chars()
+            .map(|c| sizes.get(&c).cloned().ok_or_else(|| self.fail(node, format!("output label '{c}' is not in the inputs"))))
+            .collect::<R<_>>()?;
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn reshape(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        let target = match self.values(node, 1) {
+            Ok(t) => t,
+            Err(_) => {
+                // Unknown target: the rank is still known from the target's length.
+                let len = self.shape(node, 1)?.first().and_then(Dim::known).ok_or(Stop::Unknown)?;
+                let dims = (0..len).map(|_| self.fresh()).collect();
+                return Ok(vec![vt(self.dtype(node, 0), dims)]);
+            }
+        };
+        let allowzero = self.attr(node, node.attr_int_or("allowzero", 0))? != 0;
+        let out = reshape_dims(&x, &target, allowzero).map_err(|m| self.fail(node, m))?;
+        let out = out.into_iter().map(|d| d.unwrap_or_else(|| self.fresh())).collect();
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn concat(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let shapes: Vec<Vec<Dim>> =
+            (0..node.input.len()).filter(|&k| Self::has_input(node, k)).map(|k| self.shape(node, k)).collect::<R<_>>()?;
+        let Some(first) = shapes.first() else { return Err(self.fail(node, "has no inputs")) };
+        let rank = first.len();
+        let a = self.axis(node, self.attr(node, node.attr_int("axis"))?.ok_or_else(|| self.fail(node, "has no axis"))?, rank)?;
+        let mut out = first.clone();
+        for s in &shapes[1..] {
+            if s.len() != rank {
+                return Err(self.fail(node, format!("inputs have ranks {} and {}", rank, s.len())));
+            }
+            for i in 0..rank {
+                if i == a {
+                    out[a] = out[a].add(&s[a]);
+                } else {
+                    out[i] = match (&out[i], &s[i]) {
+                        (p, q) if p == q => p.clone(),
+                        (Dim::Known(p), Dim::Known(q)) => {
+                            return Err(self.fail(node, format!("inputs differ on axis {i} ({p} vs {q}), which is not the concat axis {a}")))
+                        }
+                        (Dim::Known(_), _) => out[i].clone(),
+                        (_, q) => q.clone(),
+                    };
+                }
+            }
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn split(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1])?;
+        let form = ops::split(self.graph, node, Some(&self.out))?;
+        let a = self.axis(node, form.axis, x.len())?;
+        let dt = self.dtype(node, 0);
+        let sizes: Vec<Dim> = match (&form.sizes, x[a].known()) {
+            (_, Some(len)) => form.sizes_for(len).map_err(|m| self.fail(node, m))?.into_iter().map(Dim::Known).collect(),
+            (Some(s), None) => known_dims(s),
+            (None, None) => {
+                match (0..form.num_outputs).map(|_| x[a].div_exact(&Dim::Known(form.num_outputs as i64))).collect::<Option<Vec<_>>>() {
+                    Some(v) => v,
+                    None => (0..form.num_outputs).map(|_| self.fresh()).collect(),
+                }
+            }
+        };
+        Ok(sizes
+            .into_iter()
+            .map(|s| {
+                let mut o = x.clone();
+                o[a] = s;
+                vt(dt, o)
+            })
+            .collect())
+    }
+
+    fn slice(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1, 2, 3, 4])?;
+        let p = ops::slice_params(self.graph, node, Some(&self.out))?;
+        let mut out = x.clone();
+        let mut touched = vec![false; x.len()];
+        for i in 0..p.starts.len() {
+            let axis = p.axes.as_ref().map_or(i as i64, |a| a[i]);
+            let a = self.axis(node, axis, x.len())?;
+            if std::mem::replace(&mut touched[a], true) {
+                return Err(self.fail(node, format!("axis {a} is sliced twice")));
+            }
+            let step = p.steps.as_ref().map_or(1, |s| s[i]);
+            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step) {
+                Some(d) => d,
+                None => self.fresh(),
+            };
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn squeeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1])?;
+        let axes = ops::axes(self.graph, node, Some(&self.out))?;
+        let out = match axes {
+            Some(axes) => {
+                let axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, x.len())).collect::<R<_>>()?;
+                for &a in &axes {
+                    if x[a].known().is_some_and(|d| d != 1) {
+                        return Err(self.fail(node, format!("cannot squeeze axis {a} of size {}", x[a])));
+                    }
+                }
+                x.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect()
+            }
+            None => x.iter().filter(|d| d.known() != Some(1)).cloned().collect(),
+        };
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn unsqueeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1])?;
+        let axes = ops::axes(self.graph, node, Some(&self.out))?.ok_or_else(|| self.fail(node, "has no axes"))?;
+        let rank = x.len() + axes.len();
+        let mut axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, rank)).collect::<R<_>>()?;
+        axes.sort_unstable();
+        if axes.windows(2).any(|w| w[0] == w[1]) {
+            return Err(self.fail(node, format!("axes {axes:?} repeat an axis")));
+        }
+        let mut src = x.into_iter();
+        let out = (0..rank).map(|i| if axes.contains(&i) { Dim::Known(1) } else { src.next().unwrap_or(Dim::Known(1)) }).collect();
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn pad(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1, 2, 3])?;
+        let p = ops::pads(self.graph, node, Some(&self.out))?;
+        let axes: Vec<usize> = match &p.axes {
+            Some(a) => a.iter().map(|&v| self.axis(node, v, x.len())).collect::<R<_>>()?,
+            None => (0..x.len()).collect(),
+        };
+        if p.pads.len() != 2 * axes.len() {
+            return Err(self.fail(node, format!("pads {:?} needs {} entries for {} axes", p.pads, 2 * axes.len(), axes.len())));
+        }
+        let mut out = x;
+        let n = axes.len();
+        for (i, &a) in axes.iter().enumerate() {
+            out[a] = out[a].add(&Dim::Known(p.pads[i] + p.pads[i + n]));
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn resize(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        self.needs_values(node, &[1, 2, 3])?;
+        let r = ops::resize(self.graph, node, Some(&self.out))?;
+        let axes: Vec<usize> = match &r.axes {
+            Some(a) => a.iter().map(|&v| self.axis(node, v, x.len())).collect::<R<_>>()?,
+            None => (0..x.len()).collect(),
+        };
+        let mut out = x.clone();
+        if let Some(sizes) = &r.sizes {
+            if sizes.len() != axes.len() {
+                return Err(self.fail(node, format!("sizes has {} entries for {} axes", sizes.len(), axes.len())));
+            }
+            for (&a, s) in axes.iter().zip(sizes) {
+                out[a] = s.clone();
+            }
+        } else if let Some(scales) = &r.scales {
+            if scales.len() != axes.len() {
+                return Err(self.fail(node, format!("scales has {} entries for {} axes", scales.len(), axes.len())));
+            }
+            for (&a, &s) in axes.iter().zip(scales) {
+                out[a] = match &x[a] {
+                    Dim::Known(n) => Dim::Known((*n as f64 * s).floor() as i64),
+                    d if s == 1.0 => d.clone(),
+                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64)),
+                    _ => self.fresh(),
+                };
+            }
+        }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    fn store_constant(&mut self, name: &str, t: Tensor) {
+        if t.shape.len() <= 1 && is_int(t.dtype()) {
+            if let Some(v) = t.to_i64_vec() {
+                self.out.shape_values.insert(name.to_string(), known_dims(&v));
+            }
+        }
+        self.out.constants.insert(name.to_string(), t);
+    }
+
+    /// A constant input for folding: folded before, or a small initializer.
+    fn const_input(&mut self, name: &str) -> R<Option<Tensor>> {
+        if let Some(t) = self.out.constants.get(name) {
+            return Ok(Some(t.clone()));
+        }
+        if let Some(t) = self.init_cache.get(name) {
+            return Ok(t.clone());
+        }
+        let Some(init) = self.graph.initializer(name) else { return Ok(None) };
+        let t = if numel_of(&init.dims).is_some_and(|n| n <= FOLD_LIMIT) && dtype_of_proto(init).is_some() {
+            Some(self.graph.model.tensor(init)?)
+        } else {
+            None
+        };
+        self.init_cache.insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Folds the node's outputs: whole tensors when every input is constant, else
+    /// (possibly symbolic) integer entries of shape-like outputs.
+    fn fold(&mut self, node: &NodeProto) -> R<()> {
+        let op = node.op();
+        if op == "Constant" || node.output.is_empty() || !matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx") {
+            return Ok(());
+        }
+        let out_static: Vec<Option<Vec<usize>>> = node
+            .output
+            .iter()
+            .map(|o| self.out.static_shape(o).and_then(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>()))
+            .collect();
+        let small = out_static[0].as_ref().is_some_and(|s| s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= FOLD_LIMIT));
+        if small && node.output.len() == 1 || op == "Dropout" {
+            // Check every input before decoding any, so no weight is read for nothing.
+            let foldable = |name: &String| {
+                name.is_empty()
+                    || self.out.constants.contains_key(name)
+                    || self.graph.initializer(name).is_some_and(|t| numel_of(&t.dims).is_some_and(|n| n <= FOLD_LIMIT))
+            };
+            if !node.input.iter().all(foldable) {
+                return self.fold_shape_values(node);
+            }
+            let mut inputs = Vec::with_capacity(node.input.len());
+            let mut all = true;
+            for name in &node.input {
+                if name.is_empty() {
+                    inputs.push(None);
+                    continue;
+                }
+                match self.const_input(name)? {
+                    Some(t) => inputs.push(Some(t)),
+                    None => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all && !node.input.is_empty() {
+                let dtype = self.out.dtype(&node.output[0]);
+                if let (Some(shape), Some(dtype)) = (out_static[0].clone(), dtype) {
+                    if let Some(t) = fold::eval(self.graph, node, &inputs, &shape, dtype, &self.out) {
+                        self.store_constant(&node.output[0], t);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.fold_shape_values(node)
+    }
+
+    fn fold_shape_values(&mut self, node: &NodeProto) -> R<()> {
+        let op = node.op();
+        let out_name = node.output[0].clone();
+        let out_dtype = self.out.dtype(&out_name);
+        if !out_dtype.is_some_and(is_int) {
+            return Ok(());
+        }
+        let rank_ok = self.out.shape(&out_name).is_some_and(|s| s.len() <= 1);
+        if !rank_ok {
+            return Ok(());
+        }
+        let v: Vec<Dim> = match op {
+            "Shape" => {
+                let x = self.shape(node, 0)?;
+                let (s, e) = self.shape_range(node, x.len())?;
+                x[s..e].to_vec()
+            }
+            "Size" => vec![Dim::product(&self.shape(node, 0)?)],
+            "Identity" | "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" | "Cast" | "CastLike" => self.values(node, 0)?,
+            "Gather" => {
+                let data = self.values(node, 0)?;
+                let idx = self.values(node, 1)?;
+                idx.iter()
+                    .map(|i| {
+                        let i = i.known().ok_or(Stop::Unknown)?;
+                        let j = if i < 0 { i + data.len() as i64 } else { i };
+                        data.get(j as usize)
+                            .cloned()
+                            .ok_or_else(|| self.fail(node, format!("index {i} is out of range for {} entries", data.len())))
+                    })
+                    .collect::<R<_>>()?
+            }
+            "Concat" => {
+                let mut all = Vec::new();
+                for k in 0..node.input.len() {
+                    if Self::has_input(node, k) {
+                        all.extend(self.values(node, k)?);
+                    }
+                }
+                all
+            }
+            "Slice" => {
+                let data = self.values(node, 0)?;
+                self.needs_values(node, &[1, 2, 3, 4])?;
+                let p = ops::slice_params(self.graph, node, Some(&self.out))?;
+                if p.starts.len() != 1 {
+                    return Err(Stop::Unknown);
+                }
+                let (s, e) = (p.starts[0].known().ok_or(Stop::Unknown)?, p.ends[0].known().ok_or(Stop::Unknown)?);
+                let step = p.steps.as_ref().map_or(1, |s| s[0]);
+                slice_indices(data.len() as i64, s, e, step).into_iter().map(|i| data[i].clone()).collect()
+            }
+            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Mod" => {
+                let (a, b) = (self.values(node, 0)?, self.values(node, 1)?);
+                let n = a.len().max(b.len());
+                if a.len() != n && a.len() != 1 || b.len() != n && b.len() != 1 {
+                    return Err(Stop::Unknown);
+                }
+                let at = |v: &Vec<Dim>, i: usize| v[if v.len() == 1 { 0 } else { i }].clone();
+                (0..n)
+                    .map(|i| {
+                        let (x, y) = (at(&a, i), at(&b, i));
+                        Ok(match op {
+                            "Add" => x.add(&y),
+                            "Sub" => x.sub(&y),
+                            "Mul" => x.mul(&y),
+                            "Div" => match (&x, &y) {
+                                (_, Dim::Known(0)) => return Err(Stop::Unknown),
+                                // Integer Div truncates; shapes are non-negative, so floor is the same.
+                                (Dim::Known(p), Dim::Known(q)) => Dim::Known(p / q),
+                                _ => x.floor_div(&y),
+                            },
+                            "Mod" => match (&x, &y) {
+                                (Dim::Known(p), Dim::Known(q)) if *q != 0 => Dim::Known(p.rem_euclid(*q)),
+                                _ => return Err(Stop::Unknown),
+                            },
+                            "Max" | "Min" => match (&x, &y) {
+                                (Dim::Known(p), Dim::Known(q)) => Dim::Known(if op == "Max" { *p.max(q) } else { *p.min(q) }),
+                                (p, q) if p == q => p.clone(),
+                                _ => return Err(Stop::Unknown),
+                            },
+                            _ => return Err(Stop::Unknown),
+                        })
+                    })
+                    .collect::<R<_>>()?
+            }
+            "Neg" => self.values(node, 0)?.iter().map(|d| Dim::Known(0).sub(d)).collect(),
+            "Equal" => {
+                let (a, b) = (self.values(node, 0)?, self.values(node, 1)?);
+                let n = a.len().max(b.len());
+                if a.len() != n && a.len() != 1 || b.len() != n && b.len() != 1 {
+                    return Err(Stop::Unknown);
+                }
+                (0..n)
+                    .map(|i| {
+                        let (x, y) = (&a[if a.len() == 1 { 0 } else { i }], &b[if b.len() == 1 { 0 } else { i }]);
+                        match (x, y) {
+                            _ if x == y => Ok(Dim::Known(1)),
+                            (Dim::Known(_), Dim::Known(_)) => Ok(Dim::Known(0)),
+                            _ => Err(Stop::Unknown),
+                        }
+                    })
+                    .collect::<R<_>>()?
+            }
+            "Where" => {
+                let (c, a, b) = (self.values(node, 0)?, self.values(node, 1)?, self.values(node, 2)?);
+                let n = c.len().max(a.len()).max(b.len());
+                let at = |v: &Vec<Dim>, i: usize| v.get(if v.len() == 1 { 0 } else { i }).cloned();
+                (0..n)
+                    .map(|i| match at(&c, i).and_then(|d| d.known()) {
+                        Some(0) => at(&b, i).ok_or(Stop::Unknown),
+                        Some(_) => at(&a, i).ok_or(Stop::Unknown),
+                        None => Err(Stop::Unknown),
+                    })
+                    .collect::<R<_>>()?
+            }
+            "Expand" => {
+                let a = self.values(node, 0)?;
+                let n = self.out.shape(&out_name).and_then(|s| s.first().and_then(Dim::known)).unwrap_or(1) as usize;
+                match a.len() {
+                    l if l == n => a,
+                    1 => vec![a[0].clone(); n],
+                    _ => return Err(Stop::Unknown),
+                }
+            }
+            "ConstantOfShape" => {
+                let shape = self.values(node, 0)?;
+                let n = match shape.as_slice() {
+                    [] => 1,
+                    [d] => d.known().ok_or(Stop::Unknown)? as usize,
+                    _ => return Err(Stop::Unknown),
+                };
+                let value = match self.attr(node, node.attr_tensor("value"))? {
+                    Some(t) => self.graph.model.tensor(t)?.to_i64_vec().and_then(|v| v.first().copied()).ok_or(Stop::Unknown)?,
+                    None => 0,
+                };
+                vec![Dim::Known(value); n.min(FOLD_LIMIT)]
+            }
+            "ReduceProd" | "ReduceSum" => {
+                let a = self.values(node, 0)?;
+                if op == "ReduceProd" {
+                    vec![Dim::product(&a)]
+                } else {
+                    vec![a.iter().fold(Dim::Known(0), |acc, d| acc.add(d))]
+                }
+            }
+            _ => return Ok(()),
+        };
+        if let Some(ints) = v.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+            let scalar = self.out.shape(&out_name).is_some_and(|s| s.is_empty());
+            let shape = if scalar { vec![] } else { vec![ints.len()] };
+            if let (Some(dt), Some(t)) = (out_dtype, Tensor::new(shape, TensorData::I64(ints.clone()))) {
+                let t = fold::cast_tensor(&t, dt);
+                self.out.constants.insert(out_name.clone(), t);
+            }
+        }
+        self.out.shape_values.insert(out_name, v);
+        Ok(())
+    }
+}
+
+struct ConvAttrs {
+    kernel: Vec<i64>,
+    strides: Vec<i64>,
+    dilations: Vec<i64>,
+    pads: Vec<i64>,
+    auto_pad: String,
+}
+
+fn ceil_div_dim(d: &Dim, s: i64) -> Dim {
+    match d {
+        Dim::Known(n) => Dim::Known(n.saturating_add(s - 1) / s),
+        d if s == 1 => d.clone(),
+        d => d.div_exact(&Dim::Known(s)).unwrap_or_else(|| Dim::sym(format!("(({d}+{})/{s})", s - 1))),
+    }
+}
+
+/// Number of elements of `Range(start, limit, delta)`.
+fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
+    match (start, limit, delta) {
+        (Dim::Known(s), Dim::Known(l), Dim::Known(d)) if *d != 0 => {
+            Some(Dim::Known((l.saturating_sub(*s) as f64 / *d as f64).ceil().max(0.0) as i64))
+        }
+        (s, l, Dim::Known(1)) => Some(l.sub(s)),
+        _ => None,
+    }
+}
+
+/// The input indices a 1-D slice picks (ONNX clamping rules).
+fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
+    let (s, e) = slice_bounds(len, start, end, step);
+    let mut out = Vec::new();
+    let mut i = s;
+    while (step > 0 && i < e) || (step < 0 && i > e) {
+        out.push(i as usize);
+        i += step;
+    }
+    out
+}
+
+/// Clamped start and end of a slice over an axis of length `len`.
+fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+    let norm = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
+    if step > 0 {
+        (norm(start).clamp(0, len), norm(end).clamp(0, len))
+    } else {
+        (norm(start).clamp(0, len - 1), norm(end).clamp(-1, len - 1))
+    }
+}
+
+/// Length of a slice; `None` when it cannot be told statically.
+fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
+    // Exporters write "to the end" as a huge number (INT64_MAX, or INT32_MAX).
+    let to_end = |e: &Dim| e.known().is_some_and(|v| v >= i64::from(i32::MAX));
+    match (d, start, end) {
+        (Dim::Known(n), Dim::Known(s), Dim::Known(e)) => {
+            let (s, e) = slice_bounds(*n, *s, *e, step);
+            let len = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
+            Some(Dim::Known(len.max(0)))
+        }
+        (d, Dim::Known(0), e) if step == 1 && (to_end(e) || e == d) => Some(d.clone()),
+        (d, Dim::Known(s), e) if step == 1 && *s > 0 && (to_end(e) || e == d) => Some(d.sub(&Dim::Known(*s))),
+        (_, Dim::Known(s), Dim::Known(e)) if step == 1 && *s >= 0 && *e >= *s && *e < i64::from(i32::MAX) => {
+            // Within a symbolic axis: correct as long as the axis is at least `e` long.
+            Some(Dim::Known(e - s))
+        }
+        (d, s, e) if step == 1 && e == d => Some(d.sub(s)),
+        (_, s, e) if step == 1 && s.known().is_some_and(|v| v >= 0) && !to_end(e) && e.known().is_none_or(|v| v >= 0) => Some(e.sub(s)),
+        _ => None,
+    }
+}
+
+/// Output dims of a Reshape; `None` entries could not be determined.
+pub fn reshape_dims(input: &[Dim], target: &[Dim], allowzero: bool) -> std::result::Result<Vec<Option<Dim>>, String> {
+    let mut out: Vec<Option<Dim>> = Vec::with_capacity(target.len());
+    let mut infer_at = None;
+    for (i, t) in target.iter().enumerate() {
+        match t {
+            Dim::Known(0) if !allowzero => {
+                let d = input.get(i).ok_or_else(|| {
+                    format!("target {} copies axis {i} (0) but the input {} has no such axis", fmt_shape(target), fmt_shape(input))
+                })?;
+                out.push(Some(d.clone()));
+            }
+            Dim::Known(-1) => {
+                if infer_at.replace(i).is_some() {
+                    return Err(format!("target {} has more than one -1", fmt_shape(target)));
+                }
+                out.push(None);
+            }
+            Dim::Known(v) if *v < -1 => return Err(format!("target {} has the invalid entry {v}", fmt_shape(target))),
+            d => out.push(Some(d.clone())),
+        }
+    }
+    let total = Dim::product(input);
+    let rest = Dim::product(out.iter().flatten());
+    match infer_at {
+        Some(i) => {
+            out[i] = match total.div_exact(&rest) {
+                Some(d) => Some(d),
+                None if total.known().is_some() && rest.known().is_some() => {
+                    return Err(format!("cannot reshape {} ({total} elements) to {}", fmt_shape(input), fmt_shape(target)))
+                }
+                None => None,
+            };
+        }
+        None => {
+            if let (Some(a), Some(b)) = (total.known(), rest.known()) {
+                if a != b {
+                    return Err(format!("cannot reshape {} ({a} elements) to {} ({b} elements)", fmt_shape(input), fmt_shape(target)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whole-tensor evaluation of constant subgraphs (small tensors only).
+mod fold {
+    use super::*;
+
+    /// Numeric contents: integers (and bools) exactly, floats as f64.
+    #[derive(Clone)]
+    enum Vals {
+        I(Vec<i64>),
+        F(Vec<f64>),
+    }
+
+    impl Vals {
+        fn of(t: &Tensor) -> Vals {
+            match t.to_i64_vec() {
+                Some(v) if !t.dtype().is_float() => Vals::I(v),
+                _ => Vals::F(t.to_f64_vec()),
+            }
+        }
+        fn len(&self) -> usize {
+            match self {
+                Vals::I(v) => v.len(),
+                Vals::F(v) => v.len(),
+            }
+        }
+        fn pick(&self, idx: &[usize]) -> Vals {
+            match self {
+                Vals::I(v) => Vals::I(idx.iter().map(|&i| v[i]).collect()),
+                Vals::F(v) => Vals::F(idx.iter().map(|&i| v[i]).collect()),
+            }
+        }
+        fn f(&self, i: usize) -> f64 {
+            match self {
+                Vals::I(v) => v[i] as f64,
+                Vals::F(v) => v[i],
+            }
+        }
+        fn i(&self, i: usize) -> i64 {
+            match self {
+                Vals::I(v) => v[i],
+                Vals::F(v) => v[i] as i64,
+            }
+        }
+    }
+
+    fn to_tensor(shape: Vec<usize>, v: Vals, dtype: DType) -> Option<Tensor> {
+        use half::{bf16, f16};
+        let n = v.len();
+        let data = match dtype {
+            DType::F32 => TensorData::F32((0..n).map(|i| v.f(i) as f32).collect()),
+            DType::F64 => TensorData::F64((0..n).map(|i| v.f(i)).collect()),
+            DType::F16 => TensorData::F16((0..n).map(|i| f16::from_f64(v.f(i))).collect()),
+            DType::Bf16 => TensorData::Bf16((0..n).map(|i| bf16::from_f64(v.f(i))).collect()),
+            DType::I64 => TensorData::I64((0..n).map(|i| v.i(i)).collect()),
+            DType::I32 => TensorData::I32((0..n).map(|i| v.i(i) as i32).collect()),
+            DType::I8 => TensorData::I8((0..n).map(|i| v.i(i) as i8).collect()),
+            DType::U8 => TensorData::U8((0..n).map(|i| v.i(i) as u8).collect()),
+            DType::Bool => TensorData::Bool((0..n).map(|i| v.f(i) != 0.0).collect()),
+        };
+        Tensor::new(shape, data)
+    }
+
+    /// Converts a tensor to another element type (ONNX Cast semantics for the
+    /// values shape computations produce).
+    pub(super) fn cast_tensor(t: &Tensor, dtype: DType) -> Tensor {
+        if t.dtype() == dtype {
+            return t.clone();
+        }
+        to_tensor(t.shape.clone(), Vals::of(t), dtype).unwrap_or_else(|| t.clone())
+    }
+
+    fn strides(shape: &[usize]) -> Vec<usize> {
+        let mut s = vec![1; shape.len()];
+        for i in (0..shape.len().saturating_sub(1)).rev() {
+            s[i] = s[i + 1] * shape[i + 1];
+        }
+        s
+    }
+
+    /// For every element of `out`, the index of the element of `input` it reads under broadcasting.
+    fn broadcast_index(out: &[usize], input: &[usize]) -> Option<Vec<usize>> {
+        if input.len() > out.len() {
+            return None;
+        }
+        let off = out.len() - input.len();
+        let in_strides = strides(input);
+        for (i, &d) in input.iter().enumerate() {
+            if d != 1 && d != out[off + i] {
+                return None;
+            }
+        }
+        let n: usize = out.iter().product();
+        let out_strides = strides(out);
+        Some(
+            (0..n)
+                .map(|flat| {
+                    let mut src = 0;
+                    for (i, &d) in input.iter().enumerate() {
+                        let coord = (flat / out_strides[off + i]) % out[off + i];
+                        if d != 1 {
+                            src += coord * in_strides[i];
+                        }
+                    }
+                    src
+                })
+                .collect(),
+        )
+    }
+
+    fn binary(op: &str, a: &Vals, b: &Vals, ia: &[usize], ib: &[usize]) -> Option<Vals> {
+        let n = ia.len();
+        if let (Vals::I(x), Vals::I(y)) = (a, b) {
+            let f = |p: i64, q: i64| -> Option<i64> {
+                Some(match op {
+                    "Add" => p.wrapping_add(q),
+                    "Sub" => p.wrapping_sub(q),
+                    "Mul" => p.wrapping_mul(q),
+                    "Div" => p.checked_div(q)?,
+                    "Mod" => p.checked_rem_euclid(q)?,
+                    "Max" => p.max(q),
+                    "Min" => p.min(q),
+                    "Equal" => i64::from(p == q),
+                    "Less" => i64::from(p < q),
+                    "Greater" => i64::from(p > q),
+                    "LessOrEqual" => i64::from(p <= q),
+                    "GreaterOrEqual" => i64::from(p >= q),
+                    "And" => i64::from(p != 0 && q != 0),
+                    "Or" => i64::from(p != 0 || q != 0),
+                    "Xor" => i64::from((p != 0) != (q != 0)),
+                    "Pow" => p.checked_pow(u32::try_from(q).ok()?)?,
+                    _ => return None,
+                })
+            };
+            return (0..n).map(|i| f(x[ia[i]], y[ib[i]])).collect::<Option<Vec<_>>>().map(Vals::I);
+        }
+        let f = |p: f64, q: f64| -> Option<f64> {
+            let b = |c: bool| f64::from(u8::from(c));
+            Some(match op {
+                "Add" => p + q,
+                "Sub" => p - q,
+                "Mul" => p * q,
+                "Div" => p / q,
+                "Pow" => p.powf(q),
+                "Max" => p.max(q),
+                "Min" => p.min(q),
+                "Mod" => p % q,
+                "Equal" => b(p == q),
+                "Less" => b(p < q),
+                "Greater" => b(p > q),
+                "LessOrEqual" => b(p <= q),
+                "GreaterOrEqual" => b(p >= q),
+                _ => return None,
+            })
+        };
+        (0..n).map(|i| f(a.f(ia[i]), b.f(ib[i]))).collect::<Option<Vec<_>>>().map(Vals::F)
+    }
+
+    fn unary(op: &str, a: &Vals) -> Option<Vals> {
+        if let Vals::I(x) = a {
+            let r = match op {
+                "Neg" => x.iter().map(|v| v.wrapping_neg()).collect(),
+                "Abs" => x.iter().map(|v| v.wrapping_abs()).collect(),
+                "Not" => x.iter().map(|&v| i64::from(v == 0)).collect(),
+                "Relu" => x.iter().map(|&v| v.max(0)).collect(),
+                "Sign" => x.iter().map(|v| v.signum()).collect(),
+                "Identity" => x.clone(),
+                _ => return None,
+            };
+            return Some(Vals::I(r));
+        }
+        let Vals::F(x) = a else { return None };
+        let f: fn(f64) -> f64 = match op {
+            "Neg" => |v| -v,
+            "Abs" => f64::abs,
+            "Sqrt" => f64::sqrt,
+            "Exp" => f64::exp,
+            "Log" => f64::ln,
+            "Reciprocal" => |v| 1.0 / v,
+            "Floor" => f64::floor,
+            "Ceil" => f64::ceil,
+            "Relu" => |v| v.max(0.0),
+            "Sigmoid" => |v| 1.0 / (1.0 + (-v).exp()),
+            "Tanh" => f64::tanh,
+            "Identity" => |v| v,
+            _ => return None,
+        };
+        Some(Vals::F(x.iter().map(|&v| f(v)).collect()))
+    }
+
+    /// Evaluates `node` on constant inputs; `None` when the operator is not folded.
+    pub(super) fn eval(
+        graph: &Graph<'_>,
+        node: &NodeProto,
+        inputs: &[Option<Tensor>],
+        out_shape: &[usize],
+        dtype: DType,
+        shapes: &Shapes,
+    ) -> Option<Tensor> {
+        let op = node.op();
+        let x = inputs.first()?.as_ref()?;
+        let n_out: usize = out_shape.iter().product();
+        let vals = match op {
+            "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Dropout" => Vals::of(x),
+            "Cast" | "CastLike" => return Some(cast_tensor(&Tensor { shape: out_shape.to_vec(), data: x.data.clone() }, dtype)),
+            "Neg" | "Abs" | "Not" | "Relu" | "Sign" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Floor" | "Ceil" | "Sigmoid" | "Tanh" => {
+                unary(op, &Vals::of(x))?
+            }
+            _ if is_broadcast_arith(op) || is_broadcast_logic(op) => {
+                if inputs.len() != 2 {
+                    return None;
+                }
+                let y = inputs[1].as_ref()?;
+                let (ia, ib) = (broadcast_index(out_shape, &x.shape)?, broadcast_index(out_shape, &y.shape)?);
+                let (a, b) = (Vals::of(x), Vals::of(y));
+                // Integer Pow/Div with float operands follow the float path.
+                let r = binary(op, &a, &b, &ia, &ib)?;
+                return to_tensor(out_shape.to_vec(), r, dtype);
+            }
+            "Where" => {
+                let (a, b) = (inputs.get(1)?.as_ref()?, inputs.get(2)?.as_ref()?);
+                let (ic, ia, ib) =
+                    (broadcast_index(out_shape, &x.shape)?, broadcast_index(out_shape, &a.shape)?, broadcast_index(out_shape, &b.shape)?);
+                let (c, va, vb) = (Vals::of(x), Vals::of(a), Vals::of(b));
+                match (&va, &vb) {
+                    (Vals::I(p), Vals::I(q)) => Vals::I((0..n_out).map(|i| if c.f(ic[i]) != 0.0 { p[ia[i]] } else { q[ib[i]] }).collect()),
+                    _ => Vals::F((0..n_out).map(|i| if c.f(ic[i]) != 0.0 { va.f(ia[i]) } else { vb.f(ib[i]) }).collect()),
+                }
+            }
+            "Expand" => Vals::of(x).pick(&broadcast_index(out_shape, &x.shape)?),
+            "Concat" => {
+                let rank = x.shape.len();
+                let axis = node.attr_int("axis").ok()??;
+                let a = if axis < 0 { axis + rank as i64 } else { axis } as usize;
+                let inner: usize = out_shape.get(a + 1..)?.iter().product();
+                let outer: usize = out_shape.get(..a)?.iter().product();
+                let parts: Vec<(Vals, usize)> =
+                    inputs.iter().flatten().map(|t| (Vals::of(t), t.shape.get(a).copied().unwrap_or(0) * inner)).collect();
+                let all_int = parts.iter().all(|(v, _)| matches!(v, Vals::I(_)));
+                let mut ints = Vec::with_capacity(n_out);
+                let mut floats = Vec::with_capacity(n_out);
+                for o in 0..outer {
+                    for (v, block) in &parts {
+                        for j in o * block..(o + 1) * block {
+                            if all_int {
+                                ints.push(v.i(j));
+                            } else {
+                                floats.push(v.f(j));
+                            }
+                        }
+                    }
+                }
+                if all_int {
+                    Vals::I(ints)
+                } else {
+                    Vals::F(floats)
+                }
+            }
+            "Gather" => {
+                let idx = Vals::of(inputs.get(1)?.as_ref()?);
+                let axis = node.attr_int_or("axis", 0).ok()?;
+                let rank = x.shape.len();
+                let a = if axis < 0 { axis + rank as i64 } else { axis } as usize;
+                let dim = *x.shape.get(a)?;
+                let outer: usize = x.shape[..a].iter().product();
+                let inner: usize = x.shape[a + 1..].iter().product();
+                let mut pick = Vec::with_capacity(n_out);
+                for o in 0..outer {
+                    for j in 0..idx.len() {
+                        let k = idx.i(j);
+                        let k = if k < 0 { k + dim as i64 } else { k };
+                        if k < 0 || k as usize >= dim {
+                            return None;
+                        }
+                        for i in 0..inner {
+                            pick.push((o * dim + k as usize) * inner + i);
+                        }
+                    }
+                }
+                Vals::of(x).pick(&pick)
+            }
+            "Slice" => {
+                let p = ops::slice_params(graph, node, Some(shapes)).ok()?;
+                let rank = x.shape.len();
+                let mut start = vec![0i64; rank];
+                let mut step = vec![1i64; rank];
+                for i in 0..p.starts.len() {
+                    let axis = p.axes.as_ref().map_or(i as i64, |a| a[i]);
+                    let a = if axis < 0 { axis + rank as i64 } else { axis } as usize;
+                    let st = p.steps.as_ref().map_or(1, |s| s[i]);
+                    let (s, _) = slice_bounds(*x.shape.get(a)? as i64, p.starts[i].known()?, p.ends[i].known()?, st);
+                    start[a] = s;
+                    step[a] = st;
+                }
+                let in_strides = strides(&x.shape);
+                let out_strides = strides(out_shape);
+                let pick: Vec<usize> = (0..n_out)
+                    .map(|flat| {
+                        (0..rank)
+                            .map(|i| ((start[i] + ((flat / out_strides[i]) % out_shape[i]) as i64 * step[i]) as usize) * in_strides[i])
+                            .sum()
+                    })
+                    .collect();
+                Vals::of(x).pick(&pick)
+            }
+            "Transpose" => {
+                let rank = x.shape.len();
+                let perm = node.attr_ints("perm").ok()?.unwrap_or_else(|| (0..rank as i64).rev().collect());
+                let in_strides = strides(&x.shape);
+                let out_strides = strides(out_shape);
+                let pick: Vec<usize> = (0..n_out)
+                    .map(|flat| (0..rank).map(|i| ((flat / out_strides[i]) % out_shape[i]) * in_strides[perm[i] as usize]).sum())
+                    .collect();
+                Vals::of(x).pick(&pick)
+            }
+            "ConstantOfShape" => {
+                let v = match node.attr_tensor("value").ok()? {
+                    Some(t) => Vals::of(&graph.model.tensor(t).ok()?),
+                    None => Vals::F(vec![0.0]),
+                };
+                v.pick(&vec![0; n_out])
+            }
+            "Range" => {
+                let (s, d) = (Vals::of(x), Vals::of(inputs.get(2)?.as_ref()?));
+                match (s, d) {
+                    (Vals::I(s), Vals::I(d)) => Vals::I((0..n_out as i64).map(|i| s[0] + i * d[0]).collect()),
+                    (s, d) => Vals::F((0..n_out).map(|i| s.f(0) + i as f64 * d.f(0)).collect()),
+                }
+            }
+            "Shape" => {
+                let (s, e) = (node.attr_int_or("start", 0).ok()?, node.attr_int("end").ok()?);
+                let r = x.shape.len() as i64;
+                let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+                let (s, e) = (clamp(s), clamp(e.unwrap_or(r)));
+                Vals::I(x.shape[s..e.max(s)].iter().map(|&d| d as i64).collect())
+            }
+            "Trilu" => {
+                let upper = node.attr_int_or("upper", 1).ok()? != 0;
+                let k = match inputs.get(1) {
+                    Some(Some(t)) => t.to_i64_vec()?.first().copied()?,
+                    _ => 0,
+                };
+                let rank = out_shape.len();
+                if rank < 2 {
+                    return None;
+                }
+                let (rows, cols) = (out_shape[rank - 2], out_shape[rank - 1]);
+                let keep: Vec<bool> = (0..n_out)
+                    .map(|flat| {
+                        let (r, c) = (((flat / cols) % rows) as i64, (flat % cols) as i64);
+                        if upper {
+                            c - r >= k
+                        } else {
+                            c - r <= k
+                        }
+                    })
+                    .collect();
+                match Vals::of(x) {
+                    Vals::I(v) => Vals::I(v.iter().zip(&keep).map(|(&a, &k)| if k { a } else { 0 }).collect()),
+                    Vals::F(v) => Vals::F(v.iter().zip(&keep).map(|(&a, &k)| if k { a } else { 0.0 }).collect()),
+                }
+            }
+            _ => return None,
+        };
+        if vals.len() != n_out {
+            return None;
+        }
+        to_tensor(out_shape.to_vec(), vals, dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(name: &str) -> Dim {
+        Dim::sym(name)
+    }
+
+    #[test]
+    fn symbolic_products_cancel() {
+        let b = s("batch");
+        let p = Dim::product(&[b.clone(), Dim::Known(16), Dim::Known(4)]);
+        assert_eq!(p, Dim::Sym("64*batch".into()));
+        assert_eq!(p.div_exact(&Dim::Known(16)), Some(Dim::Sym("4*batch".into())));
+        assert_eq!(p.div_exact(&b.mul(&Dim::Known(64))), Some(Dim::Known(1)));
+        assert_eq!(p.div_exact(&s("seq")), None);
+        assert_eq!(b.mul(&s("seq")), s("seq").mul(&b));
+        let bind: HashMap<String, i64> = [("batch".to_string(), 2), ("seq".to_string(), 5)].into();
+        assert_eq!(b.mul(&s("seq")).add(&Dim::Known(3)).eval(&bind), Some(13));
+        assert_eq!(s("seq").sub(&Dim::Known(1)).eval(&bind), Some(4));
+        assert_eq!(s("seq").sub(&s("seq")), Dim::Known(0));
+        assert_eq!(b.add(&b.mul(&Dim::Known(2))), b.mul(&Dim::Known(3)));
+        assert_eq!(b.mul(&Dim::Known(3)).sub(&b), b.mul(&Dim::Known(2)));
+        assert_eq!(s("weird name+1").eval(&bind), None);
+        let odd: HashMap<String, i64> = [("batch-size".to_string(), 3)].into();
+        assert_eq!(s("batch-size").mul(&Dim::Known(2)).eval(&odd), Some(6));
+    }
+
+    #[test]
+    fn reshape_zero_and_minus_one() {
+        let k = |v: i64| Dim::Known(v);
+        let b = s("batch");
+        let x = vec![b.clone(), k(8), k(4), k(4)];
+        let r = reshape_dims(&x, &[b.clone(), k(-1)], false).unwrap();
+        assert_eq!(r, vec![Some(b.clone()), Some(k(128))]);
+        let r = reshape_dims(&x, &[k(0), k(2), k(-1), k(4)], false).unwrap();
+        assert_eq!(r, vec![Some(b.clone()), Some(k(2)), Some(k(16)), Some(k(4))]);
+        let r = reshape_dims(&x, &[k(-1), k(16)], false).unwrap();
+        assert_eq!(r, vec![Some(b.mul(&k(8))), Some(k(16))]);
+        assert!(reshape_dims(&[k(2), k(3)], &[k(4), k(-1)], false).is_err());
+        assert!(reshape_dims(&[k(2), k(3)], &[k(5)], false).is_err());
+        assert!(reshape_dims(&[k(2), k(3)], &[k(-1), k(-1)], false).is_err());
+        // allowzero: 0 is a real size.
+        assert_eq!(reshape_dims(&[k(0), k(3)], &[k(3), k(0)], true).unwrap(), vec![Some(k(3)), Some(k(0))]);
+    }
+
+    #[test]
+    fn broadcasting() {
+        let k = |v: i64| Dim::Known(v);
+        let b = s("batch");
+        assert_eq!(broadcast_shapes(&[&[b.clone(), k(1), k(4)], &[k(3), k(1)]]).unwrap(), vec![b.clone(), k(3), k(4)]);
+        assert_eq!(broadcast_shapes(&[&[b.clone(), k(4)], &[k(1), k(4)]]).unwrap(), vec![b.clone(), k(4)]);
+        let one = std::slice::from_ref(&b);
+        assert_eq!(broadcast_shapes(&[one, one]).unwrap(), vec![b.clone()]);
+        assert!(broadcast_shapes(&[&[k(2), k(4)], &[k(3), k(4)]]).is_err());
+        assert_eq!(broadcast_shapes(&[&[], &[k(5)]]).unwrap(), vec![k(5)]);
+    }
+
+    #[test]
+    fn slice_lengths() {
+        let k = |v: i64| Dim::Known(v);
+        assert_eq!(slice_len(&k(10), &k(2), &k(-1), 1), Some(k(7)));
+        assert_eq!(slice_len(&k(10), &k(0), &k(i64::MAX), 3), Some(k(4)));
+        assert_eq!(slice_len(&k(10), &k(-1), &k(i64::MIN), -1), Some(k(10)));
+        assert_eq!(slice_len(&k(10), &k(20), &k(30), 1), Some(k(0)));
+        assert_eq!(slice_len(&s("b"), &k(0), &k(i64::MAX), 1), Some(s("b")));
+        assert_eq!(slice_len(&s("b"), &k(0), &s("b"), 1), Some(s("b")));
+        assert_eq!(slice_indices(5, -1, i64::MIN, -2), vec![4, 2, 0]);
+    }
 }

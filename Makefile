@@ -1,0 +1,119 @@
+# oto: build, test and demo entry points (GNU make).
+#
+#   make demo    build oto and run it on the demo CNN
+#   make test    Python venv + model zoo + `cargo test --workspace`
+#
+# libtorch comes from the venv's PyTorch (LIBTORCH_USE_PYTORCH=1) unless LIBTORCH is set
+# in the environment; onnxruntime (the test oracle) from the venv's onnxruntime wheel.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Interpreter used only to create the venv.
+PYTHON ?= python3
+CARGO ?= cargo
+STAMPS := .stamps
+REQUIREMENTS := graphs/requirements.txt
+ZOO := graphs/zoo
+
+VENV_ABS := $(abspath $(VENV))
+# Stamps are named after content hashes: a changed file gives a new stamp name, which
+# does not exist yet, so the step reruns.
+hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-16)
+SETUP_STAMP := $(STAMPS)/setup-$(call hash,$(REQUIREMENTS))
+# Inside the zoo, so deleting graphs/zoo also forgets that it was generated.
+GRAPHS_STAMP := $(ZOO)/.stamp-$(call hash,$(sort $(wildcard graphs/*.py)))
+
+# --- environment for cargo ------------------------------------------------------------
+# torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
+# PyTorch where libtorch is; put the venv first.
+export VIRTUAL_ENV := $(VENV_ABS)
+export PATH := $(VENV_ABS)/bin:$(PATH)
+ifdef LIBTORCH
+  # A user-supplied libtorch (e.g. a CUDA build): torch-sys reads LIBTORCH itself.
+  export LIBTORCH
+  unexport LIBTORCH_USE_PYTORCH
+else
+  export LIBTORCH_USE_PYTORCH := 1
+endif
+# Recursive (`=`) so the glob is evaluated when a recipe runs, after `setup`.
+ORT_DYLIB_PATH ?= $(lastword $(sort $(wildcard $(VENV_ABS)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*)))
+export ORT_DYLIB_PATH
+
+.PHONY: setup graphs build test demo bench fuzz proto fmt clippy clean distclean env
+
+# --- Python environment ---------------------------------------------------------------
+setup: $(SETUP_STAMP)
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+# pyvenv.cfg is newer than the stamp when the venv was (re)created: reinstall then.
+$(SETUP_STAMP): $(REQUIREMENTS) $(VENV)/pyvenv.cfg
+	$(PY) -m pip install --disable-pip-version-check -r $(REQUIREMENTS)
+	mkdir -p $(STAMPS)
+	rm -f $(STAMPS)/setup-*
+	touch $@
+
+# --- model zoo ------------------------------------------------------------------------
+graphs: $(GRAPHS_STAMP)
+
+$(GRAPHS_STAMP): | $(SETUP_STAMP)
+	$(PY) graphs/zoo.py --out $(ZOO)
+	rm -f $(ZOO)/.stamp-*
+	touch $@
+
+# --- Rust -----------------------------------------------------------------------------
+build: setup
+	$(CARGO) build --workspace
+
+test: setup graphs
+	$(CARGO) test --workspace
+
+demo: setup graphs
+	$(CARGO) run --bin oto -- inspect $(ZOO)/demo_cnn.onnx
+
+# The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
+BENCH_GRAPHS := graphs/bench
+BENCH_STAMP := $(BENCH_GRAPHS)/.stamp-$(call hash,$(sort $(wildcard graphs/*.py)))
+
+$(BENCH_STAMP): | $(SETUP_STAMP)
+	$(PY) graphs/zoo.py --bench --out $(BENCH_GRAPHS)
+	rm -f $(BENCH_GRAPHS)/.stamp-*
+	touch $@
+
+bench: setup graphs $(BENCH_STAMP)
+	$(CARGO) bench --workspace
+	@echo "ONNX load, oto-onnx vs onnx.load (bert_base):"
+	$(CARGO) run -q --release -p oto-onnx --example bench_load -- $(BENCH_GRAPHS)/bert_base.onnx --touch
+	$(PY) bench/onnx_load.py $(BENCH_GRAPHS)/bert_base.onnx
+
+fuzz:
+	$(CARGO) run --profile fuzz -p oto-onnx --example fuzz -- --iterations 100000
+
+proto:
+	$(CARGO) run -p oto-onnx --example regen_proto
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Prints the exports above, for running cargo by hand: eval "$(make -s env)"
+env:
+	@echo 'export VIRTUAL_ENV=$(VIRTUAL_ENV)'
+	@echo 'export PATH=$(PATH)'
+	@$(if $(LIBTORCH),echo 'export LIBTORCH=$(LIBTORCH)',echo 'export LIBTORCH_USE_PYTORCH=1')
+	@echo 'export ORT_DYLIB_PATH=$(ORT_DYLIB_PATH)'
+
+clean:
+	$(CARGO) clean
+	rm -rf $(STAMPS) $(ZOO) $(BENCH_GRAPHS)
+
+# Also removes the Python venv (the next `make setup` downloads it again).
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,719 @@
+//! The traversal: shapes, per-value axis tracks, and the helpers the operator rules
+//! use to record ties, members, blocks and shape constants. The rules themselves are in
+//! [`crate::rules`], one per operator.
+
+use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
+use crate::space::{
+    AxisT, Factor, InitDims, LinSeg, Part, Range, ReqKind, Scale, Seg, Spaces, Track, ValueT,
+};
+use oto_onnx::graph::{node_label, Graph, NodeExt};
+use oto_onnx::proto::NodeProto;
+use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// What the user can change about the analysis.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyzeOptions {
+    /// Initializer or node names whose groups must stay unprunable.
+    pub unprunable: Vec<String>,
+}
+
+/// Why the analysis could not run (a malformed model). Unsupported operators are not
+/// errors: they make the spaces they touch unprunable and are listed in the result.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The model is invalid (the error names the node or value).
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+}
+
+/// Analyzes `model` into pruning groups. See the crate documentation.
+pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, AnalysisError> {
+    let graph = Graph::new(model)?;
+    let shapes = shapes_of(&graph)?;
+    let user: HashSet<&str> = options.unprunable.iter().map(String::as_str).collect();
+    let mut cx = Ctx {
+        graph: &graph,
+        shapes,
+        tracks: HashMap::new(),
+        spaces: Spaces::default(),
+        blocked: Vec::new(),
+        blocked_nodes: HashSet::new(),
+        init_uses: HashMap::new(),
+    };
+    for (_, node) in graph.nodes() {
+        cx.apply(node)?;
+        let name = node.name.as_deref().unwrap_or("");
+        if !name.is_empty() && user.contains(name) {
+            let why = format!("node '{name}' is marked unprunable by the user");
+            for v in node.input.iter().chain(node.output.iter()) {
+                cx.block_value(v, &why);
+            }
+        }
+    }
+    for out in &graph.proto.output {
+        let name = out.name.as_deref().unwrap_or("");
+        cx.block_value(name, &format!("reaches graph output '{name}'"));
+    }
+    let mut dims: InitDims = HashMap::new();
+    let mut total = 0u64;
+    for t in &graph.proto.initializer {
+        let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
+        if oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(|d| d.is_float()) {
+            total += d.iter().product::<usize>() as u64;
+        }
+        dims.insert(t.name.clone().unwrap_or_default(), d);
+    }
+    let user_inits: HashMap<String, String> = options
+        .unprunable
+        .iter()
+        .filter(|n| dims.contains_key(n.as_str()))
+        .map(|n| {
+            (
+                n.clone(),
+                format!("initializer '{n}' is marked unprunable by the user"),
+            )
+        })
+        .collect();
+    let groups = cx.spaces.solve(&dims, &user_inits);
+    let prunable = prunable_params(&groups, &dims, &graph);
+    Ok(Analysis {
+        model: model.path().display().to_string(),
+        groups,
+        blocked: cx.blocked,
+        total_params: total,
+        prunable_params: prunable,
+    })
+}
+
+/// Parameters in the slices of prunable groups, each element once: per initializer,
+/// everything minus the product over axes of the positions no prunable slice covers.
+fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) -> u64 {
+    let mut covered: HashMap<&str, Vec<BTreeSet<usize>>> = HashMap::new();
+    for g in groups.iter().filter(|g| g.prunable) {
+        for m in &g.members {
+            let Some(d) = dims.get(&m.initializer) else {
+                continue;
+            };
+            let sets = covered
+                .entry(m.initializer.as_str())
+                .or_insert_with(|| vec![BTreeSet::new(); d.len()]);
+            if let Some(set) = sets.get_mut(m.axis) {
+                for i in 0..g.num_elements {
+                    set.extend(m.map.indices(i));
+                }
+            }
+        }
+    }
+    let mut total = 0u64;
+    for (name, sets) in covered {
+        let is_float = graph
+            .initializer(name)
+            .and_then(|t| oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0)))
+            .is_some_and(|d| d.is_float());
+        let Some(d) = dims.get(name) else { continue };
+        if !is_float {
+            continue;
+        }
+        let all: u64 = d.iter().map(|&x| x as u64).product();
+        let free: u64 = d
+            .iter()
+            .zip(&sets)
+            .map(|(&n, s)| (n as u64).saturating_sub(s.len() as u64))
+            .product();
+        total += all - free;
+    }
+    total
+}
+
+/// Shape inference, completed with declared `value_info` and initializer shapes.
+fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
+    let mut shapes = oto_onnx::shape::infer(graph)?;
+    let declared = graph
+        .proto
+        .value_info
+        .iter()
+        .chain(graph.proto.input.iter())
+        .chain(graph.proto.output.iter());
+    for vi in declared {
+        let Some(name) = vi.name.as_deref() else {
+            continue;
+        };
+        if shapes.shape(name).is_some() {
+            continue;
+        }
+        use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+        let Some(type_proto::Value::TensorType(tt)) =
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            continue;
+        };
+        let Some(shape) = &tt.shape else { continue };
+        let dims: Option<Vec<Dim>> = shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(Value::DimValue(v)) => Some(Dim::Known(*v)),
+                Some(Value::DimParam(p)) => Some(Dim::Sym(p.clone())),
+                None => None,
+            })
+            .collect();
+        let dtype = tt.elem_type.and_then(oto_onnx::DType::from_onnx);
+        shapes
+            .types
+            .insert(name.to_string(), ValueType { dtype, shape: dims });
+    }
+    Ok(shapes)
+}
+
+/// Where an integer entry of a shape-like value comes from.
+pub(crate) enum Located {
+    /// A constant that construction must rewrite.
+    Const(ShapeLocation, usize),
+    /// Computed at run time from the shape of a value whose axis is tracked: follows pruning by itself.
+    Dynamic,
+}
+
+/// One recorded slice of an initializer axis: base range, axis offset, positions ratio.
+type SliceUse = (Range, usize, usize, usize);
+
+/// Analysis state during the traversal.
+pub(crate) struct Ctx<'a, 'm> {
+    pub graph: &'a Graph<'m>,
+    pub shapes: Shapes,
+    pub tracks: HashMap<String, ValueT>,
+    pub spaces: Spaces,
+    pub blocked: Vec<BlockedOp>,
+    blocked_nodes: HashSet<String>,
+    /// Earlier slices of each (initializer, axis), to tie the spaces of shared weights.
+    init_uses: HashMap<(String, usize), Vec<SliceUse>>,
+}
+
+impl<'a, 'm> Ctx<'a, 'm> {
+    /// The (possibly symbolic) shape of a value: inferred, declared, or an initializer's.
+    pub fn dims(&self, value: &str) -> Option<Vec<Dim>> {
+        if let Some(s) = self.shapes.shape(value) {
+            return Some(s.to_vec());
+        }
+        self.graph
+            .initializer(value)
+            .map(|t| t.dims.iter().map(|&d| Dim::Known(d)).collect())
+    }
+
+    /// The dims of an initializer.
+    pub fn init_dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.graph
+            .initializer(name)
+            .map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
+    }
+
+    /// Whether a value is an initializer.
+    pub fn is_init(&self, name: &str) -> bool {
+        self.graph.initializer(name).is_some()
+    }
+
+    /// The tracks of a value, if any axis is tracked.
+    pub fn track(&self, value: &str) -> Option<&ValueT> {
+        self.tracks.get(value)
+    }
+
+    /// Stores the tracks of a value (only if something is tracked).
+    pub fn set(&mut self, value: &str, t: ValueT) {
+        if !value.is_empty() && t.iter().any(AxisT::is_tracked) {
+            self.tracks.insert(value.to_string(), t);
+        }
+    }
+
+    /// Small constant floats of a value (never decodes large initializers).
+    pub fn const_floats(&self, value: &str) -> Option<Vec<f64>> {
+        ops::constant_floats(self.graph, Some(&self.shapes), value)
+            .ok()
+            .flatten()
+    }
+
+    /// Whether a value is a constant whose entries are all zero.
+    pub fn is_zero_const(&self, value: &str) -> bool {
+        self.const_floats(value)
+            .is_some_and(|v| v.iter().all(|&x| x == 0.0))
+    }
+
+    /// Records that `node` blocks spaces (listed once per node).
+    pub fn blocked_op(&mut self, node: &NodeProto, reason: &str) {
+        let label = node
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| node_label(node));
+        if self.blocked_nodes.insert(label.clone()) {
+            let op = match node.domain.as_deref() {
+                None | Some("") | Some("ai.onnx") => node.op().to_string(),
+                Some(d) => format!("{d}::{}", node.op()),
+            };
+            self.blocked.push(BlockedOp {
+                node: label,
+                op_type: op,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Blocks every range of an axis.
+    pub fn block_axis(&mut self, axis: &AxisT, reason: &str) {
+        for r in axis.ranges() {
+            self.spaces.block(r, reason);
+        }
+    }
+
+    /// Blocks every range of a value.
+    pub fn block_value(&mut self, value: &str, reason: &str) {
+        let Some(t) = self.tracks.get(value) else {
+            return;
+        };
+        let ranges: Vec<Range> = t.iter().flat_map(AxisT::ranges).collect();
+        for r in ranges {
+            self.spaces.block(r, reason);
+        }
+    }
+
+    /// Blocks everything `node`'s inputs carry and lists the node, if it touches a space.
+    pub fn block_node(&mut self, node: &NodeProto, reason: &str) {
+        let touched = node
+            .input
+            .iter()
+            .any(|v| self.tracks.contains_key(v.as_str()));
+        if !touched {
+            return;
+        }
+        let full = format!("{}: {reason}", node_label(node));
+        for v in &node.input {
+            self.block_value(v, &full);
+        }
+        self.blocked_op(node, reason);
+    }
+
+    /// Blocks one axis because of `node`, and lists the node.
+    pub fn block_axis_at(&mut self, node: &NodeProto, axis: &AxisT, reason: &str) {
+        if !axis.is_tracked() {
+            return;
+        }
+        self.block_axis(axis, &format!("{}: {reason}", node_label(node)));
+        self.blocked_op(node, reason);
+    }
+
+    /// Records a parameter slice, tying it to earlier uses of the same initializer axis.
+    #[allow(clippy::too_many_arguments)]
+    pub fn member(
+        &mut self,
+        init: &str,
+        axis: usize,
+        range: Range,
+        offset: usize,
+        num: usize,
+        den: usize,
+        role: Role,
+    ) {
+        let key = (init.to_string(), axis);
+        let uses = self.init_uses.entry(key).or_default();
+        let mut ties = Vec::new();
+        let mut clashes = Vec::new();
+        for &(r, o, n, d) in uses.iter() {
+            let lo = offset.max(o);
+            let hi = (offset + range.len * num / den).min(o + r.len * n / d);
+            if lo >= hi {
+                continue;
+            }
+            if n == num && d == den && (lo - offset) * den % num == 0 && (lo - o) * d % n == 0 {
+                let a = range.sub((lo - offset) * den / num, (hi - lo) * den / num);
+                let b = r.sub((lo - o) * d / n, (hi - lo) * d / n);
+                ties.push((a, b));
+            } else {
+                clashes.push(r);
+            }
+        }
+        uses.push((range, offset, num, den));
+        for (a, b) in ties {
+            self.spaces.tie(a, b);
+        }
+        for r in clashes {
+            let why = format!("initializer '{init}' is used with two different layouts");
+            self.spaces.block(r, why.clone());
+            self.spaces.block(range, why);
+        }
+        self.spaces
+            .member(init, axis, range, offset, num, den, role);
+    }
+
+    /// Records slices of `init`'s axis `init_axis` along a value axis (positions of the
+    /// value axis = indices of the initializer axis). Blocks the axis when its layout
+    /// is not linear.
+    pub fn members_along(
+        &mut self,
+        node: &NodeProto,
+        init: &str,
+        init_axis: usize,
+        axis: &AxisT,
+        role: Role,
+    ) {
+        match axis.linear() {
+            Ok(None) => {}
+            Err(why) => self.block_axis_at(
+                node,
+                axis,
+                &format!("slices of '{init}' cannot follow this layout: {why}"),
+            ),
+            Ok(Some(segs)) => {
+                for s in segs {
+                    let (num, den) = per_position(&s);
+                    self.spaces.require_block(s.range, den, ReqKind::Split);
+                    self.member(init, init_axis, s.range, s.offset, num, den, role);
+                }
+            }
+        }
+    }
+
+    /// `init`'s axis `init_axis` reads a value axis: consumer slices. A non-zero element
+    /// reaching them blocks its space (folding into a bias is not done yet).
+    pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
+        match axis.linear() {
+            Ok(None) => {}
+            Err(why) => self.block_axis_at(
+                node,
+                axis,
+                &format!("'{init}' reads a layout it cannot slice: {why}"),
+            ),
+            Ok(Some(segs)) => {
+                for s in segs {
+                    if !s.zero {
+                        self.spaces.block(
+                            s.range,
+                            format!("{}: a non-zero value (f(0) != 0) reaches '{init}' (f(0) != 0 not yet foldable)", node_label(node)),
+                        );
+                    }
+                    let (num, den) = per_position(&s);
+                    self.spaces.require_block(s.range, den, ReqKind::Split);
+                    self.member(init, init_axis, s.range, s.offset, num, den, Role::Consumer);
+                }
+            }
+        }
+    }
+
+    /// Opens a new space of `n` channels produced by `node`.
+    pub fn new_space(&mut self, n: usize) -> Range {
+        self.spaces.new_base(n)
+    }
+
+    /// Where entry `idx` of the integer value `value` comes from, or why it cannot be found.
+    pub fn locate(&self, value: &str, idx: usize) -> Result<Located, String> {
+        if self.is_init(value) {
+            return Ok(Located::Const(
+                ShapeLocation::Initializer {
+                    name: value.to_string(),
+                },
+                idx,
+            ));
+        }
+        let Some((_, node)) = self.graph.producer_node(value) else {
+            return Err(format!("'{value}' is a graph input"));
+        };
+        let name = node.name.clone().unwrap_or_default();
+        match node.op() {
+            "Constant" => Ok(Located::Const(
+                ShapeLocation::ConstantNode { node: name },
+                idx,
+            )),
+            "Identity" | "Cast" => self.locate(&node.input[0], idx),
+            "Unsqueeze" | "Squeeze" | "Reshape"
+                if idx == 0 || self.dims(&node.input[0]).is_some_and(|d| d.len() <= 1) =>
+            {
+                self.locate(&node.input[0], idx)
+            }
+            "Concat" => {
+                let mut at = 0usize;
+                for inp in &node.input {
+                    let len = match self.dims(inp).as_deref() {
+                        Some([]) => 1,
+                        Some([Dim::Known(n)]) => *n as usize,
+                        _ => {
+                            return Err(format!(
+                                "the length of '{inp}' (an input of {}) is unknown",
+                                node_label(node)
+                            ))
+                        }
+                    };
+                    if idx < at + len {
+                        return self.locate(inp, idx - at);
+                    }
+                    at += len;
+                }
+                Err(format!("entry {idx} is beyond {}", node_label(node)))
+            }
+            "Shape" => {
+                let start = node.attr_int_or("start", 0).unwrap_or(0);
+                let measured = &node.input[0];
+                let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
+                let first = if start < 0 { start + rank } else { start };
+                let axis = (first + idx as i64) as usize;
+                if self
+                    .track(measured)
+                    .and_then(|t| t.get(axis))
+                    .is_some_and(AxisT::is_tracked)
+                {
+                    Ok(Located::Dynamic)
+                } else {
+                    Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
+                }
+            }
+            "Slice" => {
+                // A window of a Shape: `shape[a:b]`.
+                let Some((_, src)) = self.graph.producer_node(&node.input[0]) else {
+                    return Err(format!("entry {idx} is sliced from a non-computed value"));
+                };
+                let sl = ops::slice_params(self.graph, node, Some(&self.shapes))
+                    .map_err(|e| e.to_string())?;
+                let len = self
+                    .dims(&node.input[0])
+                    .and_then(|d| d.first().and_then(Dim::known))
+                    .unwrap_or(0);
+                let start = sl.starts.first().and_then(Dim::known).unwrap_or(0);
+                let start = if start < 0 {
+                    (start + len).max(0)
+                } else {
+                    start.min(len)
+                };
+                if src.op() != "Shape"
+                    || sl.steps.as_ref().is_some_and(|s| s.iter().any(|&x| x != 1))
+                {
+                    return Err(format!("entry {idx} comes from {}", node_label(node)));
+                }
+                self.locate(&node.input[0], start as usize + idx)
+            }
+            "Gather" => {
+                let data = &node.input[0];
+                let Some((_, src)) = self.graph.producer_node(data) else {
+                    return Err(format!("'{data}' is not computed"));
+                };
+                if src.op() != "Shape" {
+                    return Err(format!("entry {idx} comes from {}", node_label(node)));
+                }
+                let indices = ops::constant_ints(self.graph, Some(&self.shapes), &node.input[1])
+                    .ok()
+                    .flatten();
+                let Some(ix) = indices.and_then(|v| v.get(idx).copied()) else {
+                    return Err(format!(
+                        "the indices of {} are not constant",
+                        node_label(node)
+                    ));
+                };
+                let measured = &src.input[0];
+                let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
+                let axis = if ix < 0 { ix + rank } else { ix } as usize;
+                let tracked = self
+                    .track(measured)
+                    .and_then(|t| t.get(axis))
+                    .is_some_and(AxisT::is_tracked);
+                if tracked {
+                    Ok(Located::Dynamic)
+                } else {
+                    Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
+                }
+            }
+            "Mul" => {
+                // batch * H: the constant factor is the one that counts the channels.
+                for (k, other) in [(0usize, 1usize), (1, 0)] {
+                    let c = &node.input[k];
+                    if self.graph.initializer(c).is_some()
+                        || self
+                            .graph
+                            .producer_node(c)
+                            .is_some_and(|(_, n)| n.op() == "Constant")
+                    {
+                        let dynamic = !self.is_init(&node.input[other]);
+                        if dynamic {
+                            let len = self.dims(c).map_or(1, |d| {
+                                d.iter().filter_map(Dim::known).product::<i64>() as usize
+                            });
+                            return self.locate(c, if len == 1 { 0 } else { idx });
+                        }
+                    }
+                }
+                Err(format!(
+                    "entry {idx} is a product computed by {}",
+                    node_label(node)
+                ))
+            }
+            _ => Err(format!("entry {idx} is computed by {}", node_label(node))),
+        }
+    }
+
+    /// Records that entry `entry` of the integer value `value` (an input of `node`)
+    /// counts `parts`; blocks them when the entry cannot be located.
+    pub fn shape_entry(&mut self, node: &NodeProto, value: &str, entry: usize, parts: Vec<Part>) {
+        if parts.is_empty() {
+            return;
+        }
+        match self.locate(value, entry) {
+            Ok(Located::Const(loc, e)) => {
+                let user = node
+                    .name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| node_label(node));
+                self.spaces.shape_ref(loc, e, &user, parts)
+            }
+            Ok(Located::Dynamic) => {}
+            Err(why) => {
+                let reason = format!(
+                    "cannot locate the width constant of {}: {why}",
+                    node_label(node)
+                );
+                for r in parts.iter().flat_map(Part::ranges) {
+                    self.spaces.block(r, reason.clone());
+                }
+                self.blocked_op(node, &format!("cannot locate the width constant: {why}"));
+            }
+        }
+    }
+}
+
+/// Positions of an initializer axis per base position of a linear segment.
+pub(crate) fn per_position(s: &LinSeg) -> (usize, usize) {
+    match s.scale {
+        Scale::Unit => (s.repeat, 1),
+        Scale::Coarse(k) => (s.repeat, k),
+    }
+}
+
+/// The parts an integer entry counts for a value axis: every tracked factor, with the
+/// known sizes of the other factors multiplied in (symbolic ones are the dynamic part).
+pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for (i, f) in axis.factors.iter().enumerate() {
+        let Some(track) = &f.track else { continue };
+        let others: usize = axis
+            .factors
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, g)| {
+                if g.track.is_none() {
+                    g.size.known().unwrap_or(1).max(1) as usize
+                } else {
+                    1
+                }
+            })
+            .product();
+        match track {
+            Track::Segs(segs) => {
+                for s in segs {
+                    match s {
+                        Seg::Tracked {
+                            range,
+                            scale: Scale::Unit,
+                            ..
+                        } => parts.push(Part::Fixed(*range, others, 1)),
+                        Seg::Tracked {
+                            range,
+                            scale: Scale::Coarse(k),
+                            ..
+                        } => parts.push(Part::Coarse(*range, *k, others)),
+                        Seg::Opaque(_) => {}
+                    }
+                }
+            }
+            Track::Inner { k, ranges, .. } => parts.push(Part::Inner(ranges.clone(), *k, others)),
+        }
+    }
+    parts
+}
+
+/// The segments `[start, start+len)` of a segment list (axis positions); `None` when a
+/// cut falls inside a coarse position.
+pub(crate) fn window(segs: &[Seg], start: usize, len: usize) -> Vec<Seg> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let end = start + len;
+    for s in segs {
+        let l = s.axis_len();
+        let (a, b) = (at.max(start), (at + l).min(end));
+        if a < b {
+            out.push(s.cut(a - at, b - a));
+        }
+        at += l;
+    }
+    out
+}
+
+/// Builds a one-factor axis from segments, merging nothing.
+pub(crate) fn seg_axis(segs: Vec<Seg>) -> AxisT {
+    if segs.iter().all(|s| matches!(s, Seg::Opaque(_))) {
+        let n: usize = segs.iter().map(Seg::axis_len).sum();
+        return AxisT::plain(Dim::Known(n as i64));
+    }
+    AxisT::segs(segs)
+}
+
+/// The factor list of an axis, normalized: untracked size-1 factors dropped, a coarse
+/// factor followed by an inner factor of the same block merged back into channels
+/// (the heads' ranges, tied head by head to the inner factor's ranges: the attention
+/// output's channel `h*D + d` is head `h` of the projection that produced `d`).
+/// Returns the ties to record.
+pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range, Range)>) {
+    let mut fs: Vec<Factor> = factors
+        .into_iter()
+        .filter(|f| f.track.is_some() || f.size != Dim::Known(1))
+        .collect();
+    let mut ties = Vec::new();
+    let mut i = 0;
+    while i + 1 < fs.len() {
+        let merged = match (&fs[i].track, &fs[i + 1].track) {
+            (Some(Track::Segs(segs)), Some(Track::Inner { k, ranges, zero }))
+                if fs[i + 1].size == Dim::Known(*k as i64) =>
+            {
+                let coarse: Option<Vec<(Range, bool)>> = segs
+                    .iter()
+                    .map(|s| match s {
+                        Seg::Tracked {
+                            range,
+                            scale: Scale::Coarse(c),
+                            zero,
+                        } if c == k => Some((*range, *zero)),
+                        _ => None,
+                    })
+                    .collect();
+                match coarse {
+                    Some(c) if c.len() == ranges.len() => {
+                        for ((r, _), inner) in c.iter().zip(ranges) {
+                            ties.push((*r, *inner));
+                        }
+                        Some(
+                            c.into_iter()
+                                .map(|(range, z)| Seg::Tracked {
+                                    range,
+                                    scale: Scale::Unit,
+                                    zero: z && *zero,
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match merged {
+            Some(segs) => {
+                let n: usize = segs.iter().map(Seg::axis_len).sum();
+                fs[i] = Factor {
+                    size: Dim::Known(n as i64),
+                    track: Some(Track::Segs(segs)),
+                };
+                fs.remove(i + 1);
+            }
+            None => i += 1,
+        }
+    }
+    if fs.iter().all(|f| f.track.is_none()) {
+        return (AxisT::plain(size.clone()), ties);
+    }
+    (AxisT { factors: fs }, ties)
+}

@@ -1,0 +1,947 @@
+//! Channel spaces: how the axes of values are tied to each other, and the solver that
+//! turns the recorded ties into pruning groups.
+//!
+//! Every operator that creates channels (a Conv's output, a Gemm's output...) opens a
+//! *base*: `n` positions. The axis of a value is described by [`AxisT`], a product of
+//! factors; a tracked factor is a list of segments laid end to end, each a range of a
+//! base (a Concat's output axis is several ranges of several bases). Operators record:
+//! * ties between ranges of bases (position `i` of one is position `i` of the other),
+//! * parameter slices reading or producing ranges (members),
+//! * ranges that cannot be pruned (blocks, with the reason),
+//! * element sizes a range needs (whole heads, whole conv groups, whole norm groups),
+//! * integer constants counting positions of ranges (Reshape targets, Split sizes...).
+//!
+//! [`Spaces::solve`] cuts every base at every boundary any record uses (propagated
+//! through the ties until stable), unions the resulting intervals along the ties, and
+//! makes one group per class. Linear in the records, up to the boundary propagation,
+//! which settles in a few passes.
+
+use crate::model::{ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation};
+use oto_onnx::Dim;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Index of a base in [`Spaces`].
+pub(crate) type BaseId = usize;
+
+/// A contiguous range of positions of one base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Range {
+    pub base: BaseId,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Range {
+    pub fn end(&self) -> usize {
+        self.start + self.len
+    }
+    /// The sub-range `[start + off, start + off + len)`.
+    pub fn sub(&self, off: usize, len: usize) -> Range {
+        Range {
+            base: self.base,
+            start: self.start + off,
+            len,
+        }
+    }
+}
+
+/// How the positions of a segment relate to the positions of its base range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scale {
+    /// One axis position per base position.
+    Unit,
+    /// One axis position per `k` consecutive base positions (the head axis of `[H, D]`).
+    Coarse(usize),
+}
+
+/// A piece of a tracked factor.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Seg {
+    /// Positions that belong to no space (an untracked input of a Concat).
+    Opaque(usize),
+    /// Positions of a base range.
+    Tracked {
+        range: Range,
+        scale: Scale,
+        zero: bool,
+    },
+}
+
+impl Seg {
+    /// Length along the axis.
+    pub fn axis_len(&self) -> usize {
+        match self {
+            Seg::Opaque(n) => *n,
+            Seg::Tracked {
+                range,
+                scale: Scale::Unit,
+                ..
+            } => range.len,
+            Seg::Tracked {
+                range,
+                scale: Scale::Coarse(k),
+                ..
+            } => range.len / k,
+        }
+    }
+
+    /// The part `[off, off + len)` of this segment (axis positions).
+    pub fn cut(&self, off: usize, len: usize) -> Seg {
+        match self {
+            Seg::Opaque(_) => Seg::Opaque(len),
+            Seg::Tracked { range, scale, zero } => {
+                let k = match scale {
+                    Scale::Unit => 1,
+                    Scale::Coarse(k) => *k,
+                };
+                Seg::Tracked {
+                    range: range.sub(off * k, len * k),
+                    scale: *scale,
+                    zero: *zero,
+                }
+            }
+        }
+    }
+}
+
+/// The tracked content of one factor of an axis.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Track {
+    /// Segments laid end to end.
+    Segs(Vec<Seg>),
+    /// Position `d` inside every block of `k` positions of each range (the `D` axis of
+    /// `[H, D]`; the ranges are the ones the matching coarse factor lists).
+    Inner {
+        k: usize,
+        ranges: Vec<Range>,
+        zero: bool,
+    },
+}
+
+impl Track {
+    /// Every base range this track refers to.
+    pub fn ranges(&self) -> Vec<Range> {
+        match self {
+            Track::Segs(segs) => segs
+                .iter()
+                .filter_map(|s| match s {
+                    Seg::Tracked { range, .. } => Some(*range),
+                    Seg::Opaque(_) => None,
+                })
+                .collect(),
+            Track::Inner { ranges, .. } => ranges.clone(),
+        }
+    }
+
+    /// Applies `f` to every zero flag.
+    pub fn map_zero(&mut self, f: &impl Fn(bool) -> bool) {
+        match self {
+            Track::Segs(segs) => {
+                for s in segs {
+                    if let Seg::Tracked { zero, .. } = s {
+                        *zero = f(*zero);
+                    }
+                }
+            }
+            Track::Inner { zero, .. } => *zero = f(*zero),
+        }
+    }
+
+    /// Whether every tracked piece is zero when its element's producers are zero.
+    pub fn all_zero(&self) -> bool {
+        match self {
+            Track::Segs(segs) => segs
+                .iter()
+                .all(|s| !matches!(s, Seg::Tracked { zero: false, .. })),
+            Track::Inner { zero, .. } => *zero,
+        }
+    }
+}
+
+/// One factor of an axis: a size and, if tracked, how its positions map to spaces.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Factor {
+    pub size: Dim,
+    pub track: Option<Track>,
+}
+
+/// An axis of a value: factors from outer to inner (an axis `[B*H]` is `B` then `H`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct AxisT {
+    pub factors: Vec<Factor>,
+}
+
+/// A tracked segment of an axis in its linear layout.
+#[derive(Clone, Debug)]
+pub(crate) struct LinSeg {
+    /// First axis position of the segment.
+    pub offset: usize,
+    pub range: Range,
+    pub scale: Scale,
+    pub zero: bool,
+    /// Axis positions per segment position (untracked factors inside the tracked one,
+    /// e.g. the `H*W` of a flattened `[C, H, W]`).
+    pub repeat: usize,
+}
+
+impl AxisT {
+    /// An untracked axis of size `size`.
+    pub fn plain(size: Dim) -> AxisT {
+        AxisT {
+            factors: vec![Factor { size, track: None }],
+        }
+    }
+
+    /// A single-segment axis over a whole range.
+    pub fn unit(range: Range, zero: bool) -> AxisT {
+        AxisT::segs(vec![Seg::Tracked {
+            range,
+            scale: Scale::Unit,
+            zero,
+        }])
+    }
+
+    /// A single-factor axis of segments.
+    pub fn segs(segs: Vec<Seg>) -> AxisT {
+        let n: usize = segs.iter().map(Seg::axis_len).sum();
+        AxisT {
+            factors: vec![Factor {
+                size: Dim::Known(n as i64),
+                track: Some(Track::Segs(segs)),
+            }],
+        }
+    }
+
+    /// Whether any factor is tracked.
+    pub fn is_tracked(&self) -> bool {
+        self.factors.iter().any(|f| f.track.is_some())
+    }
+
+    /// Every base range of the axis.
+    pub fn ranges(&self) -> Vec<Range> {
+        self.factors
+            .iter()
+            .filter_map(|f| f.track.as_ref())
+            .flat_map(Track::ranges)
+            .collect()
+    }
+
+    /// Applies `f` to every zero flag.
+    pub fn map_zero(&mut self, f: &impl Fn(bool) -> bool) {
+        for t in self.factors.iter_mut().filter_map(|f| f.track.as_mut()) {
+            t.map_zero(f);
+        }
+    }
+
+    /// Whether every tracked piece is zero on zeroed elements.
+    pub fn all_zero(&self) -> bool {
+        self.factors
+            .iter()
+            .filter_map(|f| f.track.as_ref())
+            .all(Track::all_zero)
+    }
+
+    /// The single segment list of a one-factor axis, if it is one.
+    pub fn single_segs(&self) -> Option<&Vec<Seg>> {
+        match self.factors.as_slice() {
+            [Factor {
+                track: Some(Track::Segs(s)),
+                ..
+            }] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The axis as tracked segments at axis offsets: `Ok(None)` when untracked,
+    /// `Err` when the layout is not a contiguous block per position (a tracked factor
+    /// inside an untracked one of size > 1, a head-dim factor, two tracked factors).
+    pub fn linear(&self) -> Result<Option<Vec<LinSeg>>, String> {
+        let tracked: Vec<usize> = self
+            .factors
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.track.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&t) = tracked.first() else {
+            return Ok(None);
+        };
+        if tracked.len() > 1 {
+            return Err("the axis mixes two tracked factors".into());
+        }
+        if self.factors[..t].iter().any(|f| f.size != Dim::Known(1)) {
+            return Err(
+                "the channels are interleaved with another dimension (strided layout)".into(),
+            );
+        }
+        let mut repeat = 1usize;
+        for f in &self.factors[t + 1..] {
+            match f.size {
+                Dim::Known(v) if v >= 1 => repeat *= v as usize,
+                _ => {
+                    return Err(format!(
+                        "the channels are followed by a dimension of unknown size {}",
+                        f.size
+                    ))
+                }
+            }
+        }
+        let Some(Track::Segs(segs)) = &self.factors[t].track else {
+            return Err("the axis is the inner dimension of a head (not a channel axis)".into());
+        };
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        for s in segs {
+            if let Seg::Tracked { range, scale, zero } = s {
+                out.push(LinSeg {
+                    offset,
+                    range: *range,
+                    scale: *scale,
+                    zero: *zero,
+                    repeat,
+                });
+            }
+            offset += s.axis_len() * repeat;
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The axis tracks of a value (one per axis).
+pub(crate) type ValueT = Vec<AxisT>;
+
+/// Why elements of a range must be grouped in blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReqKind {
+    /// A channel axis reshaped into (blocks, block size).
+    Split,
+    /// Attention heads (a coarse axis used as a batch axis of an activation product).
+    Head,
+    ConvGroup,
+    NormGroup,
+}
+
+#[derive(Clone, Debug)]
+struct RawMember {
+    init: String,
+    axis: usize,
+    range: Range,
+    /// Axis position of `range.start`.
+    offset: usize,
+    /// Axis positions per base position, as `num / den`.
+    num: usize,
+    den: usize,
+    role: Role,
+}
+
+/// What part of an integer entry's value a range accounts for.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Part {
+    /// `range.len * num / den` (channels, flattened blocks, conv or norm groups).
+    Fixed(Range, usize, usize),
+    /// The number of `k`-blocks of `range`, times `num` (the `H` of `[B, S, H, D]`):
+    /// changes when whole blocks are removed.
+    Coarse(Range, usize, usize),
+    /// The block size `k` of the coarse blocks of `ranges`, times `num` (the `D`, or the
+    /// per-projection width of a packed `[.., 3, E]`): changes when every block loses
+    /// the same positions.
+    Inner(Vec<Range>, usize, usize),
+}
+
+impl Part {
+    pub fn ranges(&self) -> Vec<Range> {
+        match self {
+            Part::Fixed(r, ..) | Part::Coarse(r, ..) => vec![*r],
+            Part::Inner(rs, ..) => rs.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct RawShapeRef {
+    location: ShapeLocation,
+    entry: usize,
+    /// The node reading the entry.
+    user: String,
+    parts: Vec<Part>,
+}
+
+/// The records of one analysis, then solved into groups.
+#[derive(Default)]
+pub(crate) struct Spaces {
+    bases: Vec<usize>,
+    eqs: Vec<(Range, Range)>,
+    members: Vec<RawMember>,
+    blocks: Vec<(Range, String)>,
+    reqs: Vec<(Range, usize, ReqKind)>,
+    shape_refs: Vec<RawShapeRef>,
+    balanced: Vec<(String, Vec<Vec<Range>>)>,
+}
+
+/// Parameter counts the solver needs: initializer name -> dims.
+pub(crate) type InitDims = HashMap<String, Vec<usize>>;
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    a / gcd(a, b) * b
+}
+
+struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        UnionFind {
+            parent: (0..n).collect(),
+        }
+    }
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            // The smaller index wins, so roots do not depend on union order.
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.parent[hi] = lo;
+        }
+    }
+}
+
+impl Spaces {
+    /// Opens a base of `n` positions.
+    pub fn new_base(&mut self, n: usize) -> Range {
+        self.bases.push(n);
+        Range {
+            base: self.bases.len() - 1,
+            start: 0,
+            len: n,
+        }
+    }
+
+    /// Ties two ranges linearly: offset `o` of `a` is offset `o * b.len / a.len` of `b`
+    /// (position by position for equal lengths; a K/V head to its query heads otherwise).
+    pub fn tie(&mut self, a: Range, b: Range) {
+        if a != b && a.len > 0 && b.len > 0 {
+            self.eqs.push((a, b));
+        }
+    }
+
+    /// Marks a range unprunable.
+    pub fn block(&mut self, r: Range, reason: impl Into<String>) {
+        self.blocks.push((r, reason.into()));
+    }
+
+    /// Requires the elements of a range to be blocks of `k` positions aligned to its start.
+    pub fn require_block(&mut self, r: Range, k: usize, kind: ReqKind) {
+        if k > 1 {
+            self.reqs.push((r, k, kind));
+        }
+    }
+
+    /// Records a parameter slice: base positions of `range` map to axis positions
+    /// `offset + (p - range.start) * num / den` of `init`'s axis `axis`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn member(
+        &mut self,
+        init: &str,
+        axis: usize,
+        range: Range,
+        offset: usize,
+        num: usize,
+        den: usize,
+        role: Role,
+    ) {
+        self.members.push(RawMember {
+            init: init.to_string(),
+            axis,
+            range,
+            offset,
+            num,
+            den,
+            role,
+        });
+    }
+
+    /// Requires every class to lose as many positions from each part as from the others.
+    pub fn balanced(&mut self, reason: String, parts: Vec<Vec<Range>>) {
+        self.balanced.push((reason, parts));
+    }
+
+    /// Records an integer entry counting positions of ranges (`len * num / den` each).
+    pub fn shape_ref(
+        &mut self,
+        location: ShapeLocation,
+        entry: usize,
+        user: &str,
+        parts: Vec<Part>,
+    ) {
+        if !parts.is_empty() {
+            self.shape_refs.push(RawShapeRef {
+                location,
+                entry,
+                user: user.to_string(),
+                parts,
+            });
+        }
+    }
+
+    /// Solves the records into groups (sorted by id). `unprunable_inits` blocks the
+    /// groups those initializers belong to.
+    pub fn solve(&self, dims: &InitDims, user_blocked: &HashMap<String, String>) -> Vec<Group> {
+        // 1. Boundaries per base, closed under the ties.
+        let mut cuts: Vec<BTreeSet<usize>> =
+            self.bases.iter().map(|&n| BTreeSet::from([0, n])).collect();
+        let add = |r: &Range, cuts: &mut Vec<BTreeSet<usize>>| {
+            cuts[r.base].insert(r.start);
+            cuts[r.base].insert(r.end());
+        };
+        for (a, b) in &self.eqs {
+            add(a, &mut cuts);
+            add(b, &mut cuts);
+        }
+        for m in &self.members {
+            add(&m.range, &mut cuts);
+        }
+        for (r, _) in &self.blocks {
+            add(r, &mut cuts);
+        }
+        for (r, _, _) in &self.reqs {
+            add(r, &mut cuts);
+        }
+        for r in self.balanced.iter().flat_map(|(_, p)| p.iter().flatten()) {
+            add(r, &mut cuts);
+        }
+        for s in &self.shape_refs {
+            for r in s.parts.iter().flat_map(Part::ranges) {
+                add(&r, &mut cuts);
+            }
+        }
+        let mut misaligned: Vec<(Range, Range)> = Vec::new();
+        loop {
+            let mut changed = false;
+            for (a, b) in &self.eqs {
+                for (x, y) in [(a, b), (b, a)] {
+                    let inner: Vec<usize> = cuts[x.base]
+                        .range(x.start + 1..x.end())
+                        .map(|&c| c - x.start)
+                        .collect();
+                    for off in inner {
+                        if off * y.len % x.len != 0 {
+                            misaligned.push((*x, *y));
+                            continue;
+                        }
+                        changed |= cuts[y.base].insert(y.start + off * y.len / x.len);
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // 2. Intervals, and the union of tied intervals.
+        let mut first_interval = Vec::with_capacity(self.bases.len());
+        let mut intervals: Vec<Range> = Vec::new();
+        for (base, set) in cuts.iter().enumerate() {
+            first_interval.push(intervals.len());
+            let pts: Vec<usize> = set.iter().copied().collect();
+            for w in pts.windows(2) {
+                intervals.push(Range {
+                    base,
+                    start: w[0],
+                    len: w[1] - w[0],
+                });
+            }
+        }
+        let cuts_vec: Vec<Vec<usize>> = cuts.iter().map(|s| s.iter().copied().collect()).collect();
+        let interval_at = |base: BaseId, pos: usize| -> usize {
+            let pts = &cuts_vec[base];
+            let i = pts.partition_point(|&c| c <= pos) - 1;
+            first_interval[base] + i
+        };
+        let covered = |r: &Range| -> std::ops::Range<usize> {
+            if r.len == 0 {
+                return 0..0;
+            }
+            interval_at(r.base, r.start)..interval_at(r.base, r.end() - 1) + 1
+        };
+        let mut uf = UnionFind::new(intervals.len());
+        for (a, b) in &self.eqs {
+            for i in covered(a) {
+                let off = intervals[i].start - a.start;
+                uf.union(i, interval_at(b.base, b.start + off * b.len / a.len));
+            }
+        }
+        // 3. Classes.
+        let mut classes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, iv) in intervals.iter().enumerate() {
+            if iv.len > 0 {
+                classes.entry(uf.find(i)).or_default().push(i);
+            }
+        }
+        let mut class_of = vec![usize::MAX; intervals.len()];
+        let roots: Vec<usize> = classes.keys().copied().collect();
+        for (ci, root) in roots.iter().enumerate() {
+            for &i in &classes[root] {
+                class_of[i] = ci;
+            }
+        }
+        let nc = roots.len();
+        let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nc];
+        for (a, b) in &misaligned {
+            for r in [a, b] {
+                for i in covered(r) {
+                    reasons[class_of[i]].insert(
+                        "channels tied to differently sized blocks that do not line up".into(),
+                    );
+                }
+            }
+        }
+        // Element sizes: each interval needs whole blocks of its requirements; the
+        // element count is the largest that every interval divides into.
+        let mut need = vec![1usize; intervals.len()];
+        let mut kind_of: Vec<Option<(ReqKind, usize)>> = vec![None; intervals.len()];
+        for (r, k, rk) in &self.reqs {
+            for i in covered(r) {
+                let iv = intervals[i];
+                if (iv.start - r.start) % k != 0 || iv.len % k != 0 {
+                    reasons[class_of[i]].insert(format!(
+                        "a {} of {k} positions is split by another use of these channels",
+                        req_name(*rk)
+                    ));
+                }
+                need[i] = lcm(need[i], *k);
+                if kind_of[i].is_none_or(|(kd, kk)| {
+                    *k > kk || *k == kk && *rk == ReqKind::Head && kd != ReqKind::Head
+                }) {
+                    kind_of[i] = Some((*rk, *k));
+                }
+            }
+        }
+        let mut count = vec![0usize; nc];
+        for (i, iv) in intervals.iter().enumerate() {
+            let c = class_of[i];
+            if c == usize::MAX {
+                continue;
+            }
+            let units = if iv.len % need[i] == 0 {
+                iv.len / need[i]
+            } else {
+                1
+            };
+            count[c] = gcd(count[c], units);
+        }
+        let block_of = |i: usize| -> usize { intervals[i].len / count[class_of[i]].max(1) };
+        // The element kind shown: a requirement met exactly by its interval's block, heads first.
+        let mut kind: Vec<Option<(ReqKind, usize, usize)>> = vec![None; nc];
+        for (r, k, rk) in &self.reqs {
+            for i in covered(r) {
+                let c = class_of[i];
+                let exact = block_of(i) == *k;
+                let better = match kind[c] {
+                    None => true,
+                    Some((kd, kk, b)) => {
+                        let had_exact = b == kk;
+                        (exact && !had_exact)
+                            || (exact == had_exact
+                                && (*rk == ReqKind::Head && kd != ReqKind::Head
+                                    || *rk == kd && *k > kk))
+                    }
+                };
+                if better {
+                    kind[c] = Some((*rk, *k, block_of(i)));
+                }
+            }
+        }
+        for (r, why) in &self.blocks {
+            for i in covered(r) {
+                reasons[class_of[i]].insert(why.clone());
+            }
+        }
+        for (why, parts) in &self.balanced {
+            let mut loss: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for (p, ranges) in parts.iter().enumerate() {
+                for r in ranges {
+                    for i in covered(r) {
+                        loss.entry(class_of[i])
+                            .or_insert_with(|| vec![0; parts.len()])[p] += block_of(i);
+                    }
+                }
+            }
+            for (c, per_part) in loss {
+                if per_part.iter().any(|&x| x != per_part[0]) {
+                    reasons[c].insert(why.clone());
+                }
+            }
+        }
+        // Members.
+        let mut members: Vec<BTreeMap<(String, usize, usize), Member>> = vec![BTreeMap::new(); nc];
+        for m in &self.members {
+            for i in covered(&m.range) {
+                let c = class_of[i];
+                let iv = intervals[i];
+                let rel = (iv.start - m.range.start) * m.num;
+                let blk = block_of(i) * m.num;
+                if rel % m.den != 0 || blk % m.den != 0 {
+                    reasons[c].insert(format!(
+                        "slices of '{}' axis {} do not align with whole elements",
+                        m.init, m.axis
+                    ));
+                    continue;
+                }
+                let offset = m.offset + rel / m.den;
+                let map = IndexMap::Blocks {
+                    offset,
+                    block: blk / m.den,
+                };
+                let key = (m.init.clone(), m.axis, offset);
+                match members[c].get_mut(&key) {
+                    Some(existing) => {
+                        if role_rank(m.role) > role_rank(existing.role) {
+                            existing.role = m.role;
+                        }
+                        if existing.map != map {
+                            reasons[c].insert(format!(
+                                "'{}' axis {} is sliced two different ways",
+                                m.init, m.axis
+                            ));
+                        }
+                    }
+                    None => {
+                        members[c].insert(
+                            key,
+                            Member {
+                                initializer: m.init.clone(),
+                                axis: m.axis,
+                                role: m.role,
+                                map,
+                            },
+                        );
+                    }
+                }
+                if let Some(why) = user_blocked.get(&m.init) {
+                    reasons[c].insert(why.clone());
+                }
+            }
+        }
+        // Shape constants.
+        // (location, entry) -> reading node -> amount per element
+        let mut shapes: Vec<BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>> =
+            vec![BTreeMap::new(); nc];
+        for s in &self.shape_refs {
+            // class -> amount per element, as a fraction
+            let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+            let mut add_frac = |c: usize, n: usize, d: usize| {
+                let e = per_class.entry(c).or_insert((0, 1));
+                let (nn, nd) = (e.0 * d + n * e.1, e.1 * d);
+                let g = gcd(nn, nd).max(1);
+                *e = (nn / g, nd / g);
+            };
+            for part in &s.parts {
+                match part {
+                    Part::Fixed(r, num, den) => {
+                        for i in covered(r) {
+                            add_frac(class_of[i], block_of(i) * num, *den);
+                        }
+                    }
+                    Part::Coarse(r, k, num) => {
+                        for i in covered(r) {
+                            let b = block_of(i);
+                            if b % k == 0 {
+                                add_frac(class_of[i], b / k * num, 1);
+                            } else {
+                                add_frac(class_of[i], 0, 1);
+                            }
+                        }
+                    }
+                    Part::Inner(ranges, k, num) => {
+                        // Per class: positions each block loses per element; all equal.
+                        let mut loss: BTreeMap<usize, BTreeMap<(usize, usize, usize), usize>> =
+                            BTreeMap::new();
+                        let mut windows = 0usize;
+                        for r in ranges {
+                            windows += r.len / k;
+                            for i in covered(r) {
+                                let (c, b, iv) = (class_of[i], block_of(i), intervals[i]);
+                                if b % k == 0 {
+                                    continue;
+                                }
+                                let w = (iv.start - r.start) / k;
+                                if (iv.end() - 1 - r.start) / k != w {
+                                    reasons[c].insert(format!(
+                                        "{} entry {}: a block of {k} holds part of an element",
+                                        s.location, s.entry
+                                    ));
+                                }
+                                *loss
+                                    .entry(c)
+                                    .or_default()
+                                    .entry((r.base, r.start, w))
+                                    .or_insert(0) += b;
+                            }
+                        }
+                        for (c, per_window) in loss {
+                            let first = per_window.values().next().copied().unwrap_or(0);
+                            if per_window.len() != windows
+                                || per_window.values().any(|&x| x != first)
+                            {
+                                reasons[c].insert(format!("{} entry {}: blocks of {k} would lose different numbers of channels", s.location, s.entry));
+                                continue;
+                            }
+                            add_frac(c, first * num, 1);
+                        }
+                    }
+                }
+            }
+            for (c, (n, d)) in per_class {
+                if d != 1 {
+                    reasons[c].insert(format!(
+                        "{} entry {} does not change by a whole number per element",
+                        s.location, s.entry
+                    ));
+                    continue;
+                }
+                if n > 0 {
+                    *shapes[c]
+                        .entry((s.location.clone(), s.entry))
+                        .or_default()
+                        .entry(s.user.clone())
+                        .or_insert(0) += n as i64;
+                }
+            }
+        }
+        // 4. Groups, named after their first producer slice.
+        let mut groups: Vec<Group> = Vec::with_capacity(nc);
+        for c in 0..nc {
+            let members: Vec<Member> = members[c].values().cloned().collect();
+            if members.is_empty() {
+                continue; // a space no parameter touches: nothing to prune
+            }
+            let n = count[c];
+            let mut reasons: Vec<String> = std::mem::take(&mut reasons[c]).into_iter().collect();
+            if !members.iter().any(|m| m.role == Role::Producer) {
+                reasons.push("no parameter produces these channels".into());
+            }
+            let block = roots_block(&classes[&roots[c]], &intervals, n);
+            let kind = match kind[c] {
+                None if block == 1 => ElementKind::Channel,
+                None => ElementKind::Block { size: block },
+                Some((ReqKind::Head, k, b)) if k == b => ElementKind::Head { dim: k },
+                Some((ReqKind::ConvGroup, k, b)) if k == b => {
+                    ElementKind::ConvGroup { channels: k }
+                }
+                Some((ReqKind::NormGroup, k, b)) if k == b => {
+                    ElementKind::NormGroup { channels: k }
+                }
+                Some((_, _, b)) => ElementKind::Block { size: b },
+            };
+            let params = members
+                .iter()
+                .map(|m| {
+                    let d = dims.get(&m.initializer).cloned().unwrap_or_default();
+                    let numel: usize = d.iter().product();
+                    let along = d.get(m.axis).copied().unwrap_or(1).max(1);
+                    (numel / along * m.map.block() * n) as u64
+                })
+                .sum();
+            let mut shape_constants = Vec::new();
+            for ((location, entry), users) in &shapes[c] {
+                let amounts: BTreeSet<i64> = users.values().copied().collect();
+                if amounts.len() > 1 {
+                    reasons.push(format!("{location} entry {entry} is read by several nodes that would need different values"));
+                }
+                let per_element = amounts.iter().next().copied().unwrap_or(0);
+                let nodes = users.keys().cloned().collect();
+                shape_constants.push(ShapeConstant {
+                    location: location.clone(),
+                    entry: *entry,
+                    per_element,
+                    nodes,
+                });
+            }
+            groups.push(Group {
+                id: String::new(),
+                kind,
+                num_elements: n,
+                prunable: reasons.is_empty(),
+                reasons,
+                members,
+                shape_constants,
+                params,
+            });
+        }
+        name_groups(&mut groups);
+        groups
+    }
+}
+
+/// The block size of a class's first interval (the kind of element, for display).
+fn roots_block(members: &[usize], intervals: &[Range], n: usize) -> usize {
+    members.first().map_or(1, |&i| intervals[i].len / n.max(1))
+}
+
+fn req_name(k: ReqKind) -> &'static str {
+    match k {
+        ReqKind::Split => "block",
+        ReqKind::Head => "head",
+        ReqKind::ConvGroup => "conv group",
+        ReqKind::NormGroup => "normalization group",
+    }
+}
+
+fn role_rank(r: Role) -> u8 {
+    match r {
+        Role::Producer => 2,
+        Role::Consumer => 1,
+        Role::Aux => 0,
+    }
+}
+
+/// Names every group after its first producer slice in sorted order
+/// (`initializer:axis`, plus `@offset` when the slice does not start at 0).
+fn name_groups(groups: &mut [Group]) {
+    for g in groups.iter_mut() {
+        let pick = g
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Producer)
+            .min_by(|a, b| {
+                (&a.initializer, a.axis, a.map.offset()).cmp(&(
+                    &b.initializer,
+                    b.axis,
+                    b.map.offset(),
+                ))
+            })
+            .or_else(|| {
+                g.members
+                    .iter()
+                    .min_by(|a, b| (&a.initializer, a.axis).cmp(&(&b.initializer, b.axis)))
+            });
+        g.id = match pick {
+            Some(m) if m.map.offset() == 0 => format!("{}:{}", m.initializer, m.axis),
+            Some(m) => format!("{}:{}@{}", m.initializer, m.axis, m.map.offset()),
+            None => "unnamed".into(),
+        };
+    }
+    groups.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for g in groups.iter_mut() {
+        let k = seen.entry(g.id.clone()).or_insert(0);
+        *k += 1;
+        if *k > 1 {
+            g.id = format!("{}#{}", g.id, k);
+        }
+    }
+}

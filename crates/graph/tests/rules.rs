@@ -1,0 +1,643 @@
+//! Operator rules on small graphs built with `oto_onnx::builder`.
+
+mod common;
+
+use common::{attention_model, llama_block};
+use oto_graph::{
+    analyze, Analysis, AnalyzeOptions, ElementKind, Group, IndexMap, Role, ShapeLocation,
+};
+use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::Model;
+
+fn run(model: &Model) -> Analysis {
+    analyze(model, &AnalyzeOptions::default()).unwrap()
+}
+
+fn group<'a>(a: &'a Analysis, id: &str) -> &'a Group {
+    a.group(id)
+        .unwrap_or_else(|| panic!("no group {id}:\n{}", a.table()))
+}
+
+/// The group holding slice `init:axis`.
+fn group_with<'a>(a: &'a Analysis, init: &str, axis: usize) -> &'a Group {
+    a.groups
+        .iter()
+        .find(|g| {
+            g.members
+                .iter()
+                .any(|m| m.initializer == init && m.axis == axis)
+        })
+        .unwrap_or_else(|| panic!("no group holds {init}:{axis}:\n{}", a.table()))
+}
+
+fn member<'a>(g: &'a Group, init: &str, axis: usize) -> &'a oto_graph::Member {
+    g.members
+        .iter()
+        .find(|m| m.initializer == init && m.axis == axis)
+        .unwrap_or_else(|| {
+            panic!(
+                "group {} has no member {init}:{axis}: {:?}",
+                g.id, g.members
+            )
+        })
+}
+
+fn w(b: &mut GraphBuilder, name: &str, shape: &[usize]) -> String {
+    b.weight(name, shape, |i| ((i * 7919 % 13) as f32 - 6.0) / 10.0)
+}
+
+fn conv(
+    b: &mut GraphBuilder,
+    x: &str,
+    name: &str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    group: usize,
+) -> String {
+    let wt = w(b, &format!("{name}.weight"), &[cout, cin / group, k, k]);
+    let bias = w(b, &format!("{name}.bias"), &[cout]);
+    let pad = (k / 2) as i64;
+    b.node_with(
+        "Conv",
+        &[x, &wt, &bias],
+        &[],
+        &[
+            ("group", Attr::Int(group as i64)),
+            ("pads", Attr::Ints(vec![pad; 4])),
+        ],
+    )
+}
+
+fn bn(b: &mut GraphBuilder, x: &str, name: &str, c: usize) -> String {
+    let s = w(b, &format!("{name}.weight"), &[c]);
+    let bias = w(b, &format!("{name}.bias"), &[c]);
+    let m = w(b, &format!("{name}.running_mean"), &[c]);
+    let v = b.weight(&format!("{name}.running_var"), &[c], |_| 1.0);
+    b.node("BatchNormalization", &[x, &s, &bias, &m, &v], &[])
+}
+
+/// GAP -> Flatten -> Gemm(classes): the classifier head of the CNN tests.
+fn head(b: &mut GraphBuilder, x: &str, c: usize) {
+    let p = b.node("GlobalAveragePool", &[x], &[]);
+    let f = b.node_with("Flatten", &[&p], &[], &[("axis", Attr::Int(1))]);
+    let fw = w(b, "fc.weight", &[10, c]);
+    let fb = w(b, "fc.bias", &[10]);
+    let y = b.node_with("Gemm", &[&f, &fw, &fb], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[10]));
+}
+
+#[test]
+fn conv_bn_relu_chain() {
+    let mut b = GraphBuilder::new("chain");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let n1 = bn(&mut b, &c1, "bn1", 8);
+    let r1 = b.node("Relu", &[&n1], &[]);
+    let c2 = conv(&mut b, &r1, "c2", 8, 16, 3, 1);
+    let r2 = b.node("Relu", &[&c2], &[]);
+    head(&mut b, &r2, 16);
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "bn1.bias:0");
+    assert!(g.prunable, "{:?}", g.reasons);
+    assert_eq!((g.num_elements, g.kind), (8, ElementKind::Channel));
+    assert_eq!(member(g, "c1.weight", 0).role, Role::Producer);
+    assert_eq!(member(g, "c1.bias", 0).role, Role::Producer);
+    assert_eq!(member(g, "bn1.weight", 0).role, Role::Producer);
+    assert_eq!(member(g, "bn1.running_var", 0).role, Role::Aux);
+    assert_eq!(member(g, "c2.weight", 1).role, Role::Consumer);
+    let g2 = group(&a, "c2.bias:0");
+    assert!(g2.prunable);
+    assert_eq!(
+        member(g2, "fc.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 1
+        }
+    );
+    // The logits are a graph output: not prunable.
+    assert!(!group(&a, "fc.bias:0").prunable);
+}
+
+#[test]
+fn residual_add_joins_spaces() {
+    let mut b = GraphBuilder::new("res");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let c2 = conv(&mut b, &r1, "c2", 8, 8, 3, 1);
+    let s = b.node("Add", &[&c2, &r1], &[]);
+    let r2 = b.node("Relu", &[&s], &[]);
+    head(&mut b, &r2, 8);
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "c1.bias:0");
+    assert!(g.prunable);
+    for (init, axis, role) in [
+        ("c1.weight", 0, Role::Producer),
+        ("c2.weight", 0, Role::Producer),
+        ("c2.weight", 1, Role::Consumer),
+    ] {
+        assert_eq!(member(g, init, axis).role, role);
+    }
+    assert_eq!(a.groups.len(), 2, "{}", a.table());
+}
+
+#[test]
+fn concat_offsets_then_batchnorm() {
+    let mut b = GraphBuilder::new("cat");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let a1 = conv(&mut b, &x, "a", 3, 4, 3, 1);
+    let a2 = conv(&mut b, &x, "b", 3, 6, 1, 1);
+    let cat = b.node_with("Concat", &[&a1, &a2], &[], &[("axis", Attr::Int(1))]);
+    let n = bn(&mut b, &cat, "bn", 10);
+    let r = b.node("Relu", &[&n], &[]);
+    let c = conv(&mut b, &r, "c", 10, 8, 3, 1);
+    head(&mut b, &c, 8);
+    let an = run(&b.build().unwrap());
+    let ga = group(&an, "a.bias:0");
+    let gb = group(&an, "b.bias:0");
+    assert!(ga.prunable && gb.prunable);
+    assert_eq!((ga.num_elements, gb.num_elements), (4, 6));
+    assert_eq!(
+        member(ga, "bn.weight", 0).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 1
+        }
+    );
+    assert_eq!(
+        member(gb, "bn.weight", 0).map,
+        IndexMap::Blocks {
+            offset: 4,
+            block: 1
+        }
+    );
+    assert_eq!(
+        member(gb, "c.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 4,
+            block: 1
+        }
+    );
+    assert_eq!(member(gb, "c.weight", 1).role, Role::Consumer);
+}
+
+#[test]
+fn flatten_into_gemm_takes_blocks() {
+    let mut b = GraphBuilder::new("flat");
+    let x = b.input_f32("x", &batch_dims(&[3, 4, 4]));
+    let c = conv(&mut b, &x, "c", 3, 5, 3, 1);
+    let r = b.node("Relu", &[&c], &[]);
+    let f = b.node_with("Flatten", &[&r], &[], &[("axis", Attr::Int(1))]);
+    let fw = w(&mut b, "fc.weight", &[7, 80]);
+    let g = b.node_with("Gemm", &[&f, &fw], &[], &[("transB", Attr::Int(1))]);
+    let r2 = b.node("Relu", &[&g], &[]);
+    // MatMul with a [K, N] weight (GPT-2 style) after it.
+    let mw = w(&mut b, "out.weight", &[7, 3]);
+    let y = b.node("MatMul", &[&r2, &mw], &["y"]);
+    b.output_f32(&y, &batch_dims(&[3]));
+    let a = run(&b.build().unwrap());
+    let gc = group(&a, "c.bias:0");
+    assert!(gc.prunable);
+    assert_eq!(
+        member(gc, "fc.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 16
+        }
+    );
+    let gf = group(&a, "fc.weight:0");
+    assert!(gf.prunable, "{:?}", gf.reasons);
+    assert_eq!(member(gf, "out.weight", 0).role, Role::Consumer);
+}
+
+#[test]
+fn gemm_without_trans_b() {
+    let mut b = GraphBuilder::new("gemm");
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let w1 = w(&mut b, "l1.weight", &[4, 6]);
+    let b1 = w(&mut b, "l1.bias", &[6]);
+    let h = b.node("Gemm", &[&x, &w1, &b1], &[]);
+    let r = b.node("Relu", &[&h], &[]);
+    let w2 = w(&mut b, "l2.weight", &[6, 2]);
+    let y = b.node("Gemm", &[&r, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[2]));
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "l1.bias:0");
+    assert!(g.prunable);
+    assert_eq!(member(g, "l1.weight", 1).role, Role::Producer);
+    assert_eq!(member(g, "l2.weight", 0).role, Role::Consumer);
+}
+
+#[test]
+fn depthwise_passes_through_and_grouped_takes_conv_groups() {
+    let mut b = GraphBuilder::new("dw");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 1, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let dw = conv(&mut b, &r1, "dw", 8, 8, 3, 8);
+    let r2 = b.node("Relu", &[&dw], &[]);
+    let c2 = conv(&mut b, &r2, "c2", 8, 12, 1, 1);
+    let r3 = b.node("Relu", &[&c2], &[]);
+    let gc = conv(&mut b, &r3, "gc", 12, 12, 3, 3);
+    let r4 = b.node("Relu", &[&gc], &[]);
+    head(&mut b, &r4, 12);
+    let model = b.build().unwrap();
+    let a = run(&model);
+    let g = group(&a, "c1.bias:0");
+    assert!(g.prunable);
+    assert_eq!(g.kind, ElementKind::Channel);
+    assert_eq!(member(g, "dw.weight", 0).role, Role::Producer);
+    assert_eq!(member(g, "dw.bias", 0).role, Role::Producer);
+    assert_eq!(member(g, "c2.weight", 1).role, Role::Consumer);
+    let dw_node = model.proto.graph.as_ref().unwrap().node[2]
+        .name
+        .clone()
+        .unwrap();
+    assert_eq!(g.shape_constants.len(), 1);
+    assert_eq!(
+        g.shape_constants[0].location,
+        ShapeLocation::Attribute {
+            node: dw_node,
+            attribute: "group".into()
+        }
+    );
+    assert_eq!(g.shape_constants[0].per_element, 1);
+    let g2 = group(&a, "c2.bias:0");
+    assert!(g2.prunable, "{:?}", g2.reasons);
+    assert_eq!(
+        (g2.kind, g2.num_elements),
+        (ElementKind::ConvGroup { channels: 4 }, 3)
+    );
+    assert_eq!(
+        member(g2, "gc.weight", 0).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 4
+        }
+    );
+    assert_eq!(
+        member(g2, "fc.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 4
+        }
+    );
+}
+
+#[test]
+fn group_normalization_groups_are_elements() {
+    let mut b = GraphBuilder::new("gn");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let s = w(&mut b, "gn.weight", &[8]);
+    let bias = w(&mut b, "gn.bias", &[8]);
+    b.opset(21);
+    let n = b.node_with(
+        "GroupNormalization",
+        &[&c1, &s, &bias],
+        &[],
+        &[("num_groups", Attr::Int(4))],
+    );
+    let r = b.node("Relu", &[&n], &[]);
+    head(&mut b, &r, 8);
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "c1.bias:0");
+    assert!(g.prunable, "{:?}", g.reasons);
+    assert_eq!(
+        (g.kind, g.num_elements),
+        (ElementKind::NormGroup { channels: 2 }, 4)
+    );
+    assert_eq!(
+        member(g, "gn.weight", 0).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 2
+        }
+    );
+    assert_eq!(g.shape_constants[0].per_element, 1);
+}
+
+#[test]
+fn custom_operator_blocks_exactly_what_it_touches() {
+    let mut b = GraphBuilder::new("custom");
+    b.import_domain("com.example", 1);
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let c2 = conv(&mut b, &r1, "c2", 8, 8, 3, 1);
+    let odd = b.node_in_domain("com.example", "Mystery", &[&c2], &["odd"], &[]);
+    b.shape("odd", oto_onnx::DType::F32, &batch_dims(&[8, 8, 8]));
+    let c3 = conv(&mut b, &odd, "c3", 8, 6, 3, 1);
+    let r3 = b.node("Relu", &[&c3], &[]);
+    head(&mut b, &r3, 6);
+    // Shape inference cannot see through the custom operator: declare what follows it.
+    let f32 = oto_onnx::DType::F32;
+    b.shape(&c3, f32, &batch_dims(&[6, 8, 8]))
+        .shape(&r3, f32, &batch_dims(&[6, 8, 8]));
+    b.shape("globalaveragepool_7_out", f32, &batch_dims(&[6, 1, 1]))
+        .shape("flatten_8_out", f32, &batch_dims(&[6]));
+    let a = run(&b.build().unwrap());
+    assert!(group(&a, "c1.bias:0").prunable);
+    let g2 = group(&a, "c2.bias:0");
+    assert!(!g2.prunable);
+    assert!(
+        g2.reasons.iter().any(|r| r.contains("Mystery")),
+        "{:?}",
+        g2.reasons
+    );
+    assert!(group(&a, "c3.bias:0").prunable, "{}", a.table());
+    assert_eq!(a.blocked.len(), 1);
+    assert_eq!(a.blocked[0].op_type, "com.example::Mystery");
+}
+
+#[test]
+fn weight_sharing_is_one_member() {
+    let mut b = GraphBuilder::new("shared");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "stem", 3, 8, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let sw = w(&mut b, "shared.weight", &[8, 8, 3, 3]);
+    let sb = w(&mut b, "shared.bias", &[8]);
+    let pads = ("pads", Attr::Ints(vec![1; 4]));
+    let s1 = b.node_with("Conv", &[&r1, &sw, &sb], &[], std::slice::from_ref(&pads));
+    let r2 = b.node("Relu", &[&s1], &[]);
+    let s2 = b.node_with("Conv", &[&r2, &sw, &sb], &[], &[pads]);
+    let r3 = b.node("Relu", &[&s2], &[]);
+    head(&mut b, &r3, 8);
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "shared.bias:0");
+    assert!(g.prunable, "{:?}", g.reasons);
+    assert_eq!(
+        g.members
+            .iter()
+            .filter(|m| m.initializer == "shared.weight" && m.axis == 0)
+            .count(),
+        1
+    );
+    // stem, both uses and the head's input are one space.
+    assert_eq!(member(g, "stem.weight", 0).role, Role::Producer);
+    assert_eq!(member(g, "shared.weight", 1).role, Role::Consumer);
+    assert_eq!(a.groups.len(), 2, "{}", a.table());
+}
+
+#[test]
+fn sigmoid_before_a_consumer_is_unprunable() {
+    let mut b = GraphBuilder::new("sig");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let s = b.node("Sigmoid", &[&c1], &[]);
+    let c2 = conv(&mut b, &s, "c2", 8, 4, 3, 1);
+    head(&mut b, &c2, 4);
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "c1.bias:0");
+    assert!(!g.prunable);
+    assert!(
+        g.reasons.iter().any(|r| r.contains("f(0) != 0")),
+        "{:?}",
+        g.reasons
+    );
+}
+
+#[test]
+fn user_marks_groups_unprunable() {
+    let mut b = GraphBuilder::new("user");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let c2 = conv(&mut b, &r1, "c2", 8, 8, 3, 1);
+    let r2 = b.node("Relu", &[&c2], &[]);
+    head(&mut b, &r2, 8);
+    let model = b.build().unwrap();
+    let c2_node = model.proto.graph.as_ref().unwrap().node[2]
+        .name
+        .clone()
+        .unwrap();
+    let opts = AnalyzeOptions {
+        unprunable: vec!["c1.weight".into(), c2_node],
+    };
+    let a = analyze(&model, &opts).unwrap();
+    assert!(!group(&a, "c1.bias:0").prunable);
+    assert!(!group(&a, "c2.bias:0").prunable);
+    assert!(run(&model).group("c1.bias:0").unwrap().prunable);
+}
+
+#[test]
+fn attention_heads_ffn_neurons_and_layernorm() {
+    let model = attention_model(2, 2);
+    let a = run(&model);
+    let g = group_with(&a, "q.weight", 1);
+    assert_eq!(
+        g.id, "k.bias:0",
+        "named after its first producer in name order"
+    );
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!((g.kind, g.num_elements), (ElementKind::Head { dim: 4 }, 2));
+    for (init, axis, role) in [
+        ("q.weight", 1, Role::Producer),
+        ("k.weight", 1, Role::Producer),
+        ("v.weight", 1, Role::Producer),
+        ("v.bias", 0, Role::Producer),
+        ("o.weight", 0, Role::Consumer),
+    ] {
+        let m = member(g, init, axis);
+        assert_eq!(
+            (m.role, m.map.clone()),
+            (
+                role,
+                IndexMap::Blocks {
+                    offset: 0,
+                    block: 4
+                }
+            ),
+            "{init}"
+        );
+    }
+    // H in the three head reshapes (1 per head), H*D in the merge (4 per head).
+    let mut consts: Vec<(String, usize, i64)> = g
+        .shape_constants
+        .iter()
+        .map(|c| match &c.location {
+            ShapeLocation::Initializer { name } => (name.clone(), c.entry, c.per_element),
+            other => panic!("{other}"),
+        })
+        .collect();
+    consts.sort();
+    let want = [
+        ("kh.shape", 2, 1),
+        ("merge.shape", 2, 4),
+        ("qh.shape", 2, 1),
+        ("vh.shape", 2, 1),
+    ];
+    assert_eq!(consts, want.map(|(a, b, c)| (a.to_string(), b, c)).to_vec());
+    let ffn = group(&a, "ff1.bias:0");
+    assert!(ffn.prunable);
+    assert_eq!((ffn.kind, ffn.num_elements), (ElementKind::Channel, 16));
+    let resid = group_with(&a, "o.bias", 0);
+    assert!(!resid.prunable);
+    assert!(
+        resid
+            .reasons
+            .iter()
+            .any(|r| r.contains("LayerNormalization")),
+        "{:?}",
+        resid.reasons
+    );
+}
+
+#[test]
+fn grouped_query_attention_ties_kv_heads_to_query_heads() {
+    let a = run(&attention_model(4, 2));
+    let g = group_with(&a, "q.weight", 1);
+    // Two K/V heads of dim 2, each serving two query heads: an element is a K/V head
+    // (2 channels of k and v) with its two query heads (4 channels of q).
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!(g.num_elements, 2, "{}", a.table());
+    assert_eq!(
+        member(g, "k.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 2
+        }
+    );
+    assert_eq!(
+        member(g, "v.bias", 0).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 2
+        }
+    );
+    assert_eq!(
+        member(g, "q.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 4
+        }
+    );
+    assert_eq!(
+        member(g, "o.weight", 0).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 4
+        }
+    );
+}
+
+#[test]
+fn ids_do_not_depend_on_node_order() {
+    let model = attention_model(2, 2);
+    let mut p = model.proto.clone();
+    p.graph.as_mut().unwrap().node.reverse();
+    let reversed = Model::from_proto(p, "reversed", None).unwrap();
+    let (a, b) = (run(&model), run(&reversed));
+    let ids = |a: &Analysis| {
+        a.groups
+            .iter()
+            .map(|g| (g.id.clone(), g.num_elements, g.prunable))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&a), ids(&b));
+}
+
+/// RMSNorm, rotary embeddings, grouped-query attention and SwiGLU: an element of the
+/// attention group is a K/V head (4 channels of k and v) with its two query heads (8
+/// channels of q, 8 rows of o); the SwiGLU neurons are channels of gate and up (rows of
+/// down); the residual width is reduced by RMSNorm's ReduceMean: unprunable.
+#[test]
+fn llama_block_groups() {
+    let a = run(&llama_block());
+    let heads = group_with(&a, "q.weight", 1);
+    assert!(heads.prunable, "{}", a.table());
+    assert_eq!(heads.num_elements, 2);
+    assert_eq!(
+        member(heads, "q.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 8
+        }
+    );
+    assert_eq!(
+        member(heads, "k.weight", 1).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 4
+        }
+    );
+    assert_eq!(
+        member(heads, "o.weight", 0).map,
+        IndexMap::Blocks {
+            offset: 0,
+            block: 8
+        }
+    );
+    let mlp = group_with(&a, "gate.weight", 1);
+    assert!(mlp.prunable, "{}", a.table());
+    assert_eq!(mlp.num_elements, 24);
+    assert_eq!(member(mlp, "up.weight", 1).role, Role::Producer);
+    assert_eq!(member(mlp, "down.weight", 0).role, Role::Consumer);
+    let hidden = group_with(&a, "o.weight", 1);
+    assert!(!hidden.prunable);
+    assert!(
+        hidden.reasons.iter().any(|r| r.contains("ReduceMean")),
+        "{:?}",
+        hidden.reasons
+    );
+}
+
+/// ConvTranspose weights are [C_in, C_out/g, k, k]: axis 0 reads the incoming space,
+/// axis 1 produces the new one; InstanceNormalization's scale and bias are producers.
+#[test]
+fn conv_transpose_and_instance_norm() {
+    let mut b = GraphBuilder::new("convt");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let tw = w(&mut b, "up.weight", &[8, 5, 2, 2]);
+    let tb = w(&mut b, "up.bias", &[5]);
+    let up = b.node_with(
+        "ConvTranspose",
+        &[&r1, &tw, &tb],
+        &[],
+        &[("strides", Attr::Ints(vec![2, 2]))],
+    );
+    let s = w(&mut b, "in.weight", &[5]);
+    let bias = w(&mut b, "in.bias", &[5]);
+    let n = b.node("InstanceNormalization", &[&up, &s, &bias], &[]);
+    let r2 = b.node("Relu", &[&n], &[]);
+    let c2 = conv(&mut b, &r2, "c2", 5, 3, 3, 1);
+    b.output_f32(&c2, &batch_dims(&[3, 16, 16]));
+    let a = run(&b.build().unwrap());
+    let g1 = group(&a, "c1.bias:0");
+    assert!(g1.prunable, "{}", a.table());
+    assert_eq!(member(g1, "up.weight", 0).role, Role::Consumer);
+    let g2 = group_with(&a, "up.weight", 1);
+    assert!(g2.prunable, "{}", a.table());
+    assert_eq!(g2.num_elements, 5);
+    for (init, axis, role) in [
+        ("up.weight", 1, Role::Producer),
+        ("up.bias", 0, Role::Producer),
+        ("in.weight", 0, Role::Producer),
+        ("in.bias", 0, Role::Producer),
+        ("c2.weight", 1, Role::Consumer),
+    ] {
+        assert_eq!(member(g2, init, axis).role, role, "{init}");
+    }
+}
+
+/// An embedding lookup opens a space on the embedding width (its columns are producers).
+#[test]
+fn embedding_columns_are_producers() {
+    let mut b = GraphBuilder::new("emb");
+    let ids = b.input("ids", oto_onnx::DType::I64, &batch_dims(&[4]));
+    let table = w(&mut b, "emb.weight", &[10, 6]);
+    let e = b.node("Gather", &[&table, &ids], &[]);
+    let r = b.node("Relu", &[&e], &[]);
+    let fw = w(&mut b, "fc.weight", &[6, 3]);
+    let y = b.node("MatMul", &[&r, &fw], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4, 3]));
+    let a = run(&b.build().unwrap());
+    let g = group(&a, "emb.weight:1");
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!(g.num_elements, 6);
+    assert_eq!(member(g, "fc.weight", 0).role, Role::Consumer);
+}

@@ -1,0 +1,230 @@
+//! The group structure of zoo models, against counts derived by hand from the
+//! architectures (see the comment of each test).
+
+mod common;
+use common::*;
+use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind};
+
+fn analysis(name: &str) -> Analysis {
+    analyze(&zoo_model(name), &AnalyzeOptions::default()).unwrap()
+}
+
+/// Sorted element counts of the prunable groups.
+fn prunable_sizes(a: &Analysis) -> Vec<usize> {
+    let mut v: Vec<usize> = a.prunable_groups().map(|g| g.num_elements).collect();
+    v.sort_unstable();
+    v
+}
+
+fn sorted(mut v: Vec<usize>) -> Vec<usize> {
+    v.sort_unstable();
+    v
+}
+
+/// demo_cnn: conv1 1->16 +bn1, conv2 16->32 +bn2, maxpool, conv3 32->64 +bn3, GAP, fc 64->10.
+/// Groups: the three conv spaces (16, 32, 64 channels), prunable; the logits (10), not.
+/// Parameters: conv1 160, bn1 64 (with running stats), conv2 4640, bn2 128, conv3 18496,
+/// bn3 256, fc 650: 24394. Every slice but fc.bias (10) is in a prunable group: 24384.
+#[test]
+fn demo_cnn() {
+    let a = analysis("demo_cnn");
+    assert_eq!(a.groups.len(), 4, "{}", a.table());
+    assert_eq!(prunable_sizes(&a), vec![16, 32, 64]);
+    assert_eq!((a.total_params, a.prunable_params), (24394, 24384));
+}
+
+/// resnet18: the stem (64) and layer1's two identity blocks are one residual stream;
+/// layers 2-4 each start with a downsample conv tied to their stream by the Adds: four
+/// streams (64, 128, 256, 512). Each BasicBlock's first conv opens its own space: two
+/// per layer (64, 64, 128, 128, 256, 256, 512, 512). 12 prunable groups plus the logits.
+/// All parameters but fc.bias (10) are in prunable slices.
+#[test]
+fn resnet18() {
+    let a = analysis("resnet18");
+    assert_eq!(a.groups.len(), 13, "{}", a.table());
+    assert_eq!(
+        prunable_sizes(&a),
+        sorted(vec![
+            64, 128, 256, 512, 64, 64, 128, 128, 256, 256, 512, 512
+        ])
+    );
+    assert_eq!(a.prunable_params, a.total_params - 10);
+    assert!(a.blocked.is_empty());
+}
+
+/// vgg16_bn: 13 conv+BN spaces (64, 64, 128, 128, 256 x3, 512 x6) and the two hidden
+/// Linear layers (4096, 4096); the last conv's channels reach fc1 through the adaptive
+/// pool and Flatten as blocks of H*W columns (fc1 has 512*H*W inputs). 15 prunable +
+/// the logits.
+#[test]
+fn vgg16_bn() {
+    let a = analysis("vgg16_bn");
+    assert_eq!(a.groups.len(), 16, "{}", a.table());
+    let mut want = vec![
+        64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 4096, 4096,
+    ];
+    want.sort_unstable();
+    assert_eq!(prunable_sizes(&a), want);
+    let last_conv = a
+        .groups
+        .iter()
+        .find(|g| {
+            g.members
+                .iter()
+                .any(|m| m.initializer == "classifier.0.weight" && m.axis == 1)
+        })
+        .unwrap();
+    let m = last_conv
+        .members
+        .iter()
+        .find(|m| m.initializer == "classifier.0.weight")
+        .unwrap();
+    let model = zoo_model("vgg16_bn");
+    let fc1 = model
+        .proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name.as_deref() == Some("classifier.0.weight"))
+        .unwrap();
+    assert_eq!(m.map.block() as i64, fc1.dims[1] / 512);
+    assert!(m.map.block() > 1);
+    assert_eq!(a.prunable_params, a.total_params - 10);
+}
+
+/// mobilenet_v2 (t, c, n, s stages (1,16,1,1) (6,24,2,2) (6,32,3,2) (6,64,4,2) (6,96,3,1)
+/// (6,160,3,2) (6,320,1,1)): the stem's 32 channels pass through block 1's depthwise
+/// conv (1 group); each expanded block opens an expansion space that its depthwise conv
+/// passes through (16 blocks: 16 groups); each stage's projections are one stream,
+/// tied by the residual Adds (7 groups: 16, 24, 32, 64, 96, 160, 320); the final 1x1
+/// conv (1280): 1. 25 prunable + the logits. Uncovered: fc bias (10) and the two
+/// scalar bounds of ReLU6 (Clip min/max initializers).
+#[test]
+fn mobilenet_v2() {
+    let a = analysis("mobilenet_v2");
+    assert_eq!(a.groups.len(), 26, "{}", a.table());
+    let mut want = vec![32, 16, 24, 32, 64, 96, 160, 320, 1280];
+    // expansion widths: 6 x the input width of each expanded block
+    for c_in in [
+        16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160,
+    ] {
+        want.push(6 * c_in);
+    }
+    want.sort_unstable();
+    assert_eq!(prunable_sizes(&a), want);
+    assert_eq!(a.prunable_params, a.total_params - 12);
+}
+
+/// densenet121, blocks of (6, 12, 24, 16) layers: each layer's bottleneck conv1 (128)
+/// and its growth conv2 (32, read by every later layer of the block through the
+/// concatenations, and by the transition) are spaces: 2 x 58 = 116; conv0 (64) and the
+/// three transitions (128, 256, 512): 4. 120 prunable + the logits.
+#[test]
+fn densenet121() {
+    let a = analysis("densenet121");
+    assert_eq!(a.groups.len(), 121, "{}", a.table());
+    let mut want = vec![64, 128, 256, 512];
+    want.extend(std::iter::repeat_n(128, 58));
+    want.extend(std::iter::repeat_n(32, 58));
+    want.sort_unstable();
+    assert_eq!(prunable_sizes(&a), want);
+    assert_eq!(a.prunable_params, a.total_params - 10);
+}
+
+/// concat_bn: stem 16, branches 8/12/4 concatenated (their BN slices at offsets 0, 8,
+/// 20), conv 32: 5 prunable + the logits. Parameters: stem 448, branch_a 1160,
+/// branch_b 204, branch_c 1604, bn 96, conv 6944, fc 330 = 10786; all but fc.bias.
+#[test]
+fn concat_bn() {
+    let a = analysis("concat_bn");
+    assert_eq!(a.groups.len(), 6, "{}", a.table());
+    assert_eq!(prunable_sizes(&a), vec![4, 8, 12, 16, 32]);
+    assert_eq!((a.total_params, a.prunable_params), (10786, 10776));
+    // Named after the first producer in name order: the BatchNorm after the concat.
+    let c = a.group("bn.bias:0@20").unwrap();
+    assert_eq!(c.num_elements, 4);
+    assert!(c
+        .members
+        .iter()
+        .any(|m| m.initializer == "branch_c.weight" && m.axis == 0));
+    let conv = c
+        .members
+        .iter()
+        .find(|m| m.initializer == "conv.weight")
+        .unwrap();
+    assert_eq!((conv.axis, conv.map.offset()), (1, 20));
+}
+
+/// bert_tiny (hidden 128, 2 layers, 2 heads of 64, FFN 512): per layer one group of 2
+/// heads (Q, K, V columns and the output projection's rows) and one of 512 FFN neurons;
+/// the pooler's 128 (tanh keeps zeros) is prunable; the LayerNorm'd residual width and
+/// the logits are not. Prunable parameters: per layer 4 x 128x128 + 3 x 128 (Q, K, V
+/// biases) + 2 x 128x512 + 512 = 197504, twice; pooler 16512; classifier columns 256:
+/// 411776.
+#[test]
+fn bert_tiny() {
+    let a = analysis("bert_tiny");
+    assert_eq!(a.groups.len(), 7, "{}", a.table());
+    assert_eq!(prunable_sizes(&a), vec![2, 2, 128, 512, 512]);
+    let heads: Vec<_> = a
+        .prunable_groups()
+        .filter(|g| g.kind == ElementKind::Head { dim: 64 })
+        .collect();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(a.prunable_params, 411776);
+    let residual = a
+        .groups
+        .iter()
+        .find(|g| !g.prunable && g.num_elements == 128)
+        .unwrap();
+    assert!(residual
+        .reasons
+        .iter()
+        .any(|r| r.contains("LayerNormalization")));
+}
+
+/// gpt2_tiny and vit_tiny: heads (2 of 64 / 2 of 32) and FFN neurons (512 / 128) per
+/// layer are prunable, through GPT-2's packed c_attn + Split and ViT's packed in_proj +
+/// [.., 3, E] reshape.
+#[test]
+fn gpt2_and_vit_heads() {
+    let g = analysis("gpt2_tiny");
+    assert_eq!(prunable_sizes(&g), vec![2, 2, 512, 512], "{}", g.table());
+    assert_eq!(
+        g.prunable_groups()
+            .filter(|x| x.kind == ElementKind::Head { dim: 64 })
+            .count(),
+        2
+    );
+    let v = analysis("vit_tiny");
+    assert_eq!(prunable_sizes(&v), vec![2, 2, 128, 128], "{}", v.table());
+    assert_eq!(
+        v.prunable_groups()
+            .filter(|x| x.kind == ElementKind::Head { dim: 32 })
+            .count(),
+        2
+    );
+}
+
+/// The description serializes and reads back unchanged; the dot output names every node.
+#[test]
+fn json_round_trip_and_dot() {
+    let model = zoo_model("concat_bn");
+    let a = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let json = serde_json::to_string(&a).unwrap();
+    let back: Analysis = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, a);
+    let dot = a.to_dot(&model);
+    assert!(dot.starts_with("digraph"));
+    assert_eq!(
+        dot.matches("fillcolor").count(),
+        model.proto.graph.as_ref().unwrap().node.len()
+    );
+    let table = a.table();
+    assert!(
+        table.contains("prunable parameters 10776 of 10786"),
+        "{table}"
+    );
+}

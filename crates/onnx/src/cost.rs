@@ -1,0 +1,140 @@
+//! Model size and compute: parameter count and a multiply-accumulate (MAC) estimate.
+//!
+//! Parameters are the elements of floating-point initializers, less what PyTorch
+//! calls buffers and exporters add as constants: BatchNormalization running
+//! statistics (inputs 3 and 4) and scalars (the `1.0` of `1 - mask`, the `sqrt(d)`
+//! of attention...). MACs are counted for the operators that dominate compute
+//! (Conv, ConvTranspose, Gemm, MatMul and their integer forms), from static shapes with
+//! the batch symbol(s) bound to 1; the estimate is per batch element. Elementwise
+//! operators, normalizations and pooling are not counted.
+
+use crate::graph::{Graph, NodeExt};
+use crate::shape::{Dim, Shapes};
+use crate::tensor::DType;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The parameters of a model, as counted from its initializers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParamCount {
+    /// Elements of parameter initializers (floating point, not buffers or scalars).
+    pub parameters: u64,
+    /// Number of parameter initializers.
+    pub tensors: usize,
+    /// Elements of BatchNormalization running statistics (not parameters).
+    pub running_stats: u64,
+    /// Elements of other non-parameter initializers (integer tensors, scalars).
+    pub other: u64,
+}
+
+/// Counts the parameters of `graph` (shared initializers once). Weights are not decoded.
+pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
+    let mut stats: HashSet<&str> = HashSet::new();
+    for (_, node) in graph.nodes() {
+        if node.op() == "BatchNormalization" {
+            stats.extend(node.input.iter().skip(3).take(2).map(String::as_str));
+        }
+    }
+    let mut count = ParamCount::default();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for t in &graph.proto.initializer {
+        let name = t.name.as_deref().unwrap_or("");
+        if !seen.insert(name) {
+            continue; // the same name twice: count once
+        }
+        let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
+        let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
+        if stats.contains(name) {
+            count.running_stats += numel;
+        } else if float && numel > 1 {
+            count.parameters += numel;
+            count.tensors += 1;
+        } else {
+            count.other += numel;
+        }
+    }
+    count
+}
+
+/// MACs of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeMacs {
+    /// Node index in `GraphProto.node`.
+    pub node: usize,
+    /// Multiply-accumulates per batch element.
+    pub macs: u64,
+}
+
+/// A MAC estimate of a whole model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacsEstimate {
+    /// Total multiply-accumulates per batch element.
+    pub total: u64,
+    /// Per counted node, in topological order.
+    pub per_node: Vec<NodeMacs>,
+    /// Total per operator type.
+    pub by_op: BTreeMap<String, u64>,
+    /// Counted operators whose shapes are not static once the batch is bound
+    /// (another dynamic axis, or unknown shapes): left out of the total.
+    pub unresolved: Vec<usize>,
+}
+
+/// The symbols that stand for the batch: every symbolic leading dimension of the real inputs.
+pub fn batch_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
+    let mut syms = Vec::new();
+    for v in graph.real_inputs() {
+        if let Some(Dim::Sym(s)) = v.name.as_deref().and_then(|n| shapes.shape(n)).and_then(|s| s.first()) {
+            if !syms.contains(s) {
+                syms.push(s.clone());
+            }
+        }
+    }
+    syms
+}
+
+/// Estimates MACs per batch element: batch symbols (see [`batch_symbols`]) are bound to 1.
+pub fn macs(graph: &Graph<'_>, shapes: &Shapes) -> MacsEstimate {
+    let bindings: HashMap<String, i64> = batch_symbols(graph, shapes).into_iter().map(|s| (s, 1)).collect();
+    macs_with(graph, shapes, &bindings)
+}
+
+/// Estimates MACs with the given symbol values.
+pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, i64>) -> MacsEstimate {
+    let mut est = MacsEstimate::default();
+    for (index, node) in graph.nodes() {
+        let op = node.op();
+        if !matches!(op, "Conv" | "ConvInteger" | "ConvTranspose" | "Gemm" | "MatMul" | "MatMulInteger") {
+            continue;
+        }
+        let shape = |k: usize| -> Option<Vec<u64>> {
+            let name = node.input.get(k).filter(|s| !s.is_empty())?;
+            shapes.bound_shape(name, bindings)?.into_iter().map(|d| u64::try_from(d).ok()).collect()
+        };
+        let out = node
+            .output
+            .first()
+            .and_then(|o| shapes.bound_shape(o, bindings))
+            .and_then(|s| s.into_iter().map(|d| u64::try_from(d).ok()).collect::<Option<Vec<u64>>>());
+        let prod = |v: &[u64]| v.iter().fold(1u64, |a, &b| a.saturating_mul(b));
+        let m = match op {
+            // Every output element: C_in/group * kernel MACs, i.e. the weight's dims after the first.
+            "Conv" | "ConvInteger" => shape(1).zip(out.clone()).map(|(w, o)| prod(&o).saturating_mul(prod(&w[1..]))),
+            // Every input element scatters into C_out/group * kernel outputs.
+            "ConvTranspose" => shape(0).zip(shape(1)).map(|(x, w)| prod(&x).saturating_mul(prod(&w[1..]))),
+            "Gemm" => shape(0).zip(out.clone()).map(|(a, o)| {
+                let trans_a = node.attr_int_or("transA", 0).unwrap_or(0) != 0;
+                let k = if trans_a { a[0] } else { a[a.len() - 1] };
+                prod(&o).saturating_mul(k)
+            }),
+            _ => shape(0).zip(out.clone()).map(|(a, o)| prod(&o).saturating_mul(a.last().copied().unwrap_or(1))),
+        };
+        match m {
+            Some(m) => {
+                est.total = est.total.saturating_add(m);
+                *est.by_op.entry(op.to_string()).or_default() += m;
+                est.per_node.push(NodeMacs { node: index, macs: m });
+            }
+            None => est.unresolved.push(index),
+        }
+    }
+    est
+}

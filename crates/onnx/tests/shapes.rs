@@ -1,0 +1,560 @@
+//! Shape inference: every zoo model against the shapes graphs/zoo.py recorded (index.json,
+//! the PyTorch outputs, the exporter's value_info), plus operator rules on small graphs.
+
+use oto_onnx::proto::{
+    attribute_proto::AttributeType, tensor_shape_proto::dimension::Value as DimValue, tensor_shape_proto::Dimension, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use oto_onnx::shape::infer;
+use oto_onnx::{DType, Dim, Graph, Model, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn zoo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../graphs/zoo")
+}
+
+fn zoo_index() -> serde_json::Value {
+    let path = zoo_dir().join("index.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run `python graphs/zoo.py --out graphs/zoo`", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn batch2() -> HashMap<String, i64> {
+    [("batch".to_string(), 2)].into()
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float32",
+        DType::F16 => "float16",
+        DType::F64 => "float64",
+        DType::I64 => "int64",
+        DType::I32 => "int32",
+        DType::Bool => "bool",
+        _ => "other",
+    }
+}
+
+fn declared_dims(vi: &ValueInfoProto) -> Option<Vec<Dim>> {
+    let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref()?.value.as_ref() else { return None };
+    tt.shape
+        .as_ref()?
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(DimValue::DimValue(v)) => Some(Dim::Known(*v)),
+            Some(DimValue::DimParam(p)) => Some(Dim::sym(p.clone())),
+            None => None,
+        })
+        .collect()
+}
+
+#[test]
+fn zoo_output_shapes_match_index_and_pytorch() {
+    let index = zoo_index();
+    let models = index["models"].as_array().unwrap();
+    assert!(!models.is_empty());
+    for entry in models {
+        let name = entry["name"].as_str().unwrap();
+        let model = Model::load(zoo_dir().join(format!("{name}.onnx"))).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        let shapes = infer(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let outputs: HashMap<String, Tensor> =
+            oto_onnx::npz::read_npz(zoo_dir().join(format!("{name}.outputs.npz"))).unwrap().into_iter().collect();
+        for out in entry["outputs"].as_array().unwrap() {
+            let oname = out["name"].as_str().unwrap();
+            let want: Vec<i64> = out["shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap_or(2)).collect();
+            let got = shapes
+                .bound_shape(oname, &batch2())
+                .unwrap_or_else(|| panic!("{name}: output {oname}: no static shape: {:?}", shapes.shape(oname)));
+            assert_eq!(got, want, "{name}: output {oname}");
+            // The symbolic dims are the declared ones, not just equal at batch 2.
+            let sym: Vec<String> = shapes.shape(oname).unwrap().iter().map(Dim::to_string).collect();
+            let idx: Vec<String> =
+                out["shape"].as_array().unwrap().iter().map(|d| d.as_str().map(String::from).unwrap_or_else(|| d.to_string())).collect();
+            assert_eq!(sym, idx, "{name}: output {oname}");
+            assert_eq!(dtype_name(shapes.dtype(oname).unwrap()), out["dtype"].as_str().unwrap(), "{name}: output {oname} dtype");
+            let actual: Vec<i64> = outputs[oname].shape.iter().map(|&d| d as i64).collect();
+            assert_eq!(got, actual, "{name}: output {oname} vs the saved PyTorch output");
+        }
+    }
+}
+
+#[test]
+fn every_zoo_value_gets_a_type_and_shape() {
+    for entry in zoo_index()["models"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        let model = Model::load(zoo_dir().join(format!("{name}.onnx"))).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        let shapes = infer(&graph).unwrap();
+        let mut values: Vec<&str> = graph.proto.input.iter().filter_map(|v| v.name.as_deref()).collect();
+        values.extend(graph.proto.initializer.iter().filter_map(|t| t.name.as_deref()));
+        for node in &graph.proto.node {
+            values.extend(node.output.iter().map(String::as_str).filter(|s| !s.is_empty()));
+        }
+        for v in values {
+            let t = shapes.types.get(v).unwrap_or_else(|| panic!("{name}: value '{v}' was not reached"));
+            assert!(t.dtype.is_some(), "{name}: value '{v}' has no element type");
+            let s = t.shape.as_ref().unwrap_or_else(|| panic!("{name}: value '{v}' has no shape"));
+            // Only the batch symbol: no dimension was left undetermined.
+            for d in s {
+                assert!(d.eval(&batch2()).is_some(), "{name}: value '{v}' has the undetermined dimension {d} in {s:?}");
+            }
+        }
+    }
+}
+
+/// Where the exporter wrote value_info (intermediate values, initializers), inference agrees.
+#[test]
+fn zoo_value_info_agrees_with_inference() {
+    let mut checked = 0;
+    for entry in zoo_index()["models"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        let model = Model::load(zoo_dir().join(format!("{name}.onnx"))).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        let shapes = infer(&graph).unwrap();
+        assert!(shapes.mismatches.is_empty(), "{name}: {:?}", shapes.mismatches);
+        for vi in graph.proto.value_info.iter().chain(&graph.proto.output) {
+            let v = vi.name.as_deref().unwrap();
+            let Some(declared) = declared_dims(vi) else { continue };
+            if graph.producer(v).is_none() {
+                continue; // value_info left behind for a value the cleanup removed
+            }
+            let inferred = shapes.shape(v).unwrap_or_else(|| panic!("{name}: '{v}' has no inferred shape"));
+            let bind = |s: &[Dim]| s.iter().map(|d| d.eval(&batch2())).collect::<Vec<_>>();
+            assert_eq!(bind(inferred), bind(&declared), "{name}: '{v}': inferred {inferred:?}, declared {declared:?}");
+            if declared.iter().all(|d| d.known().is_some()) {
+                assert_eq!(inferred, declared.as_slice(), "{name}: '{v}'");
+            }
+            if let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                assert_eq!(shapes.dtype(v).map(DType::onnx_code), tt.elem_type, "{name}: '{v}' element type");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} value_info entries checked");
+}
+
+// ---------------------------------------------------------------------------------
+// Small graphs
+// ---------------------------------------------------------------------------------
+
+/// Builds one-off graphs: typed inputs, int64 initializers, nodes.
+struct G {
+    graph: GraphProto,
+    opset: i64,
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+}
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+}
+fn attr_str(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec().into()),
+        ..Default::default()
+    }
+}
+
+/// `"batch"` is a symbol, anything else a number.
+fn dims(spec: &[&str]) -> Vec<Dim> {
+    spec.iter().map(|s| s.parse::<i64>().map(Dim::Known).unwrap_or_else(|_| Dim::sym(*s))).collect()
+}
+
+impl G {
+    fn new(opset: i64) -> G {
+        G { graph: GraphProto::default(), opset }
+    }
+    fn input(mut self, name: &str, dtype: DType, shape: &[&str]) -> G {
+        let dim = shape
+            .iter()
+            .map(|s| Dimension {
+                value: Some(match s.parse::<i64>() {
+                    Ok(v) => DimValue::DimValue(v),
+                    Err(_) => DimValue::DimParam(s.to_string()),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let ty = TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(dtype.onnx_code()),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        };
+        self.graph.input.push(ValueInfoProto { name: Some(name.into()), r#type: Some(ty), ..Default::default() });
+        self
+    }
+    fn ints(mut self, name: &str, v: &[i64]) -> G {
+        self.graph.initializer.push(Tensor::from_i64s(v.to_vec()).to_proto(name));
+        self
+    }
+    fn weight(mut self, name: &str, shape: &[usize]) -> G {
+        let n = shape.iter().product();
+        self.graph.initializer.push(Tensor::new(shape.to_vec(), oto_onnx::TensorData::F32(vec![0.5; n])).unwrap().to_proto(name));
+        self
+    }
+    fn node(mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> G {
+        self.graph.node.push(NodeProto {
+            op_type: Some(op.into()),
+            name: Some(format!("{op}_{}", self.graph.node.len())),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            attribute: attrs,
+            ..Default::default()
+        });
+        self
+    }
+    fn model(mut self) -> Model {
+        let last = self.graph.node.last().and_then(|n| n.output.first().cloned());
+        self.graph.output.push(ValueInfoProto { name: last, ..Default::default() });
+        let proto = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(self.opset) }],
+            graph: Some(self.graph),
+            ..Default::default()
+        };
+        Model::from_proto(proto, "small.onnx", None).unwrap()
+    }
+}
+
+fn shape_of(model: &Model, value: &str) -> Vec<Dim> {
+    let graph = Graph::new(model).unwrap();
+    let shapes = infer(&graph).unwrap();
+    shapes.shape(value).unwrap_or_else(|| panic!("'{value}' has no shape")).to_vec()
+}
+
+fn infer_error(model: &Model) -> String {
+    let graph = Graph::new(model).unwrap();
+    infer(&graph).unwrap_err().to_string()
+}
+
+#[test]
+fn reshape_target_from_shape_arithmetic_is_symbolic() {
+    // x: [batch, 32, 128] -> Reshape(x, Concat(Gather(Shape(x), 0), [16, 2, -1]))
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "32", "128"])
+        .ints("zero", &[0])
+        .ints("tail", &[16, 2, -1])
+        .node("Shape", &["x"], &["s"], vec![])
+        .node("Gather", &["s", "zero"], &["b"], vec![attr_int("axis", 0)])
+        .node("Concat", &["b", "tail"], &["target"], vec![attr_int("axis", 0)])
+        .node("Reshape", &["x", "target"], &["y"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.shape_value("target").unwrap(), dims(&["batch", "16", "2", "-1"]).as_slice());
+    assert_eq!(shapes.shape("y").unwrap(), dims(&["batch", "16", "2", "128"]).as_slice());
+    // Not constant (the batch is symbolic), so not in the constants.
+    assert!(!shapes.constants.contains_key("target"));
+}
+
+#[test]
+fn reshape_zero_copy_and_inferred_axis_over_symbols() {
+    let m = G::new(13)
+        .input("x", DType::F32, &["batch", "8", "4", "4"])
+        .ints("t1", &[0, -1])
+        .ints("t2", &[-1, 4])
+        .node("Reshape", &["x", "t1"], &["a"], vec![])
+        .node("Reshape", &["x", "t2"], &["b"], vec![])
+        .model();
+    assert_eq!(shape_of(&m, "a"), dims(&["batch", "128"]));
+    let b = shape_of(&m, "b");
+    assert_eq!(b, vec![Dim::sym("batch").mul(&Dim::Known(32)), Dim::Known(4)]);
+    assert_eq!(b[0].eval(&batch2()), Some(64));
+    // The element count must agree.
+    let bad = G::new(13).input("x", DType::F32, &["2", "3"]).ints("t", &[4, -1]).node("Reshape", &["x", "t"], &["y"], vec![]).model();
+    let e = infer_error(&bad);
+    assert!(e.contains("Reshape_0") && e.contains("small.onnx") && e.contains("cannot reshape"), "{e}");
+}
+
+#[test]
+fn broadcasting_and_matmul_batch_dims() {
+    let m = G::new(18)
+        .input("a", DType::F32, &["batch", "1", "4", "8"])
+        .input("b", DType::F32, &["3", "8", "5"])
+        .input("c", DType::F32, &["5"])
+        .node("MatMul", &["a", "b"], &["ab"], vec![])
+        .node("Add", &["ab", "c"], &["y"], vec![])
+        .model();
+    assert_eq!(shape_of(&m, "ab"), dims(&["batch", "3", "4", "5"]));
+    assert_eq!(shape_of(&m, "y"), dims(&["batch", "3", "4", "5"]));
+    // 1-D operands: [k] @ [b, k, n] -> [b, n]; [b, m, k] @ [k] -> [b, m].
+    let m = G::new(18)
+        .input("v", DType::F32, &["8"])
+        .input("w", DType::F32, &["batch", "8", "5"])
+        .input("u", DType::F32, &["batch", "4", "8"])
+        .node("MatMul", &["v", "w"], &["vw"], vec![])
+        .node("MatMul", &["u", "v"], &["uv"], vec![])
+        .model();
+    assert_eq!(shape_of(&m, "vw"), dims(&["batch", "5"]));
+    assert_eq!(shape_of(&m, "uv"), dims(&["batch", "4"]));
+    let bad = G::new(18)
+        .input("a", DType::F32, &["2", "3"])
+        .input("b", DType::F32, &["4", "5"])
+        .node("MatMul", &["a", "b"], &["y"], vec![])
+        .model();
+    assert!(infer_error(&bad).contains("MatMul_0"));
+    let bad =
+        G::new(18).input("a", DType::F32, &["2", "3"]).input("b", DType::F32, &["4", "3"]).node("Add", &["a", "b"], &["y"], vec![]).model();
+    let e = infer_error(&bad);
+    assert!(e.contains("Add_0") && e.contains("broadcast"), "{e}");
+}
+
+#[test]
+fn flatten_axis() {
+    let m = G::new(13)
+        .input("x", DType::F32, &["batch", "3", "4", "5"])
+        .node("Flatten", &["x"], &["a"], vec![])
+        .node("Flatten", &["x"], &["b"], vec![attr_int("axis", 0)])
+        .node("Flatten", &["x"], &["c"], vec![attr_int("axis", -1)])
+        .node("Flatten", &["x"], &["d"], vec![attr_int("axis", 4)])
+        .model();
+    let b = Dim::sym("batch");
+    assert_eq!(shape_of(&m, "a"), dims(&["batch", "60"]));
+    assert_eq!(shape_of(&m, "b"), vec![Dim::Known(1), b.mul(&Dim::Known(60))]);
+    assert_eq!(shape_of(&m, "c"), vec![b.mul(&Dim::Known(12)), Dim::Known(5)]);
+    assert_eq!(shape_of(&m, "d"), vec![b.mul(&Dim::Known(60)), Dim::Known(1)]);
+}
+
+#[test]
+fn split_forms_by_opset() {
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "10"])
+        .ints("sizes", &[3, 7])
+        .node("Split", &["x", "sizes"], &["a", "b"], vec![attr_int("axis", 1)])
+        .node("Split", &["x"], &["c", "d", "e"], vec![attr_int("axis", -1), attr_int("num_outputs", 3)])
+        .model();
+    assert_eq!(shape_of(&m, "a"), dims(&["batch", "3"]));
+    assert_eq!(shape_of(&m, "b"), dims(&["batch", "7"]));
+    assert_eq!(shape_of(&m, "c"), dims(&["batch", "4"]));
+    assert_eq!(shape_of(&m, "e"), dims(&["batch", "2"]));
+    let m = G::new(11)
+        .input("x", DType::F32, &["batch", "10"])
+        .node("Split", &["x"], &["a", "b"], vec![attr_int("axis", 1), attr_ints("split", &[4, 6])])
+        .model();
+    assert_eq!(shape_of(&m, "b"), dims(&["batch", "6"]));
+    let bad = G::new(11)
+        .input("x", DType::F32, &["batch", "10"])
+        .node("Split", &["x"], &["a", "b"], vec![attr_int("axis", 1), attr_ints("split", &[4, 5])])
+        .model();
+    assert!(infer_error(&bad).contains("Split_0"));
+}
+
+#[test]
+fn conv_pads_strides_dilations_auto_pad() {
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "4", "17", "20"])
+        .weight("w", &[8, 4, 3, 3])
+        .weight("wg", &[8, 2, 3, 3])
+        .node("Conv", &["x", "w"], &["plain"], vec![])
+        .node("Conv", &["x", "w"], &["padded"], vec![attr_ints("pads", &[1, 1, 1, 1])])
+        .node("Conv", &["x", "w"], &["strided"], vec![attr_ints("pads", &[1, 0, 1, 2]), attr_ints("strides", &[2, 3])])
+        .node("Conv", &["x", "w"], &["dilated"], vec![attr_ints("dilations", &[2, 2])])
+        .node("Conv", &["x", "w"], &["same"], vec![attr_str("auto_pad", "SAME_UPPER"), attr_ints("strides", &[2, 2])])
+        .node("Conv", &["x", "w"], &["valid"], vec![attr_str("auto_pad", "VALID"), attr_ints("strides", &[2, 2])])
+        .node("Conv", &["x", "wg"], &["grouped"], vec![attr_int("group", 2)])
+        .model();
+    assert_eq!(shape_of(&m, "plain"), dims(&["batch", "8", "15", "18"]));
+    assert_eq!(shape_of(&m, "padded"), dims(&["batch", "8", "17", "20"]));
+    // (17 + 2 - 3) / 2 + 1 = 9; (20 + 2 - 3) / 3 + 1 = 7
+    assert_eq!(shape_of(&m, "strided"), dims(&["batch", "8", "9", "7"]));
+    assert_eq!(shape_of(&m, "dilated"), dims(&["batch", "8", "13", "16"]));
+    assert_eq!(shape_of(&m, "same"), dims(&["batch", "8", "9", "10"]));
+    assert_eq!(shape_of(&m, "valid"), dims(&["batch", "8", "8", "9"]));
+    assert_eq!(shape_of(&m, "grouped"), dims(&["batch", "8", "15", "18"]));
+    // Channels that do not match the weight are an error naming the node.
+    let bad = G::new(18)
+        .input("x", DType::F32, &["batch", "3", "8", "8"])
+        .weight("w", &[8, 4, 3, 3])
+        .node("Conv", &["x", "w"], &["y"], vec![])
+        .model();
+    let e = infer_error(&bad);
+    assert!(e.contains("Conv_0") && e.contains("channels"), "{e}");
+}
+
+#[test]
+fn conv_transpose_output_padding_and_pooling() {
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "16", "8", "8"])
+        .weight("w", &[16, 4, 3, 3])
+        .node(
+            "ConvTranspose",
+            &["x", "w"],
+            &["up"],
+            vec![attr_ints("strides", &[2, 2]), attr_ints("pads", &[1, 1, 1, 1]), attr_ints("output_padding", &[1, 1])],
+        )
+        .node("ConvTranspose", &["x", "w"], &["grouped"], vec![attr_int("group", 2)])
+        .node(
+            "MaxPool",
+            &["x"],
+            &["mp"],
+            vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("strides", &[2, 2]), attr_ints("pads", &[1, 1, 1, 1])],
+        )
+        .node(
+            "AveragePool",
+            &["x"],
+            &["ceil"],
+            vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("strides", &[2, 2]), attr_int("ceil_mode", 1)],
+        )
+        .node("GlobalAveragePool", &["x"], &["gap"], vec![])
+        .model();
+    // 2*(8-1) + 1 + 3 - 2 = 16
+    assert_eq!(shape_of(&m, "up"), dims(&["batch", "4", "16", "16"]));
+    assert_eq!(shape_of(&m, "grouped"), dims(&["batch", "8", "10", "10"]));
+    assert_eq!(shape_of(&m, "mp"), dims(&["batch", "16", "4", "4"]));
+    // ceil((8 - 3) / 2) + 1 = 4
+    assert_eq!(shape_of(&m, "ceil"), dims(&["batch", "16", "4", "4"]));
+    assert_eq!(shape_of(&m, "gap"), dims(&["batch", "16", "1", "1"]));
+}
+
+#[test]
+fn slice_squeeze_unsqueeze_reduce_transpose() {
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "6", "10"])
+        .ints("st", &[1, -4])
+        .ints("en", &[i64::MAX, 100])
+        .ints("ax", &[1, 2])
+        .ints("ax0", &[0])
+        .ints("ax_last", &[-1])
+        .node("Slice", &["x", "st", "en", "ax"], &["s"], vec![])
+        .node("Unsqueeze", &["x", "ax0"], &["u"], vec![])
+        .node("Squeeze", &["u", "ax0"], &["q"], vec![])
+        .node("ReduceMean", &["x", "ax_last"], &["r"], vec![])
+        .node("ReduceSum", &["x", "ax_last"], &["r0"], vec![attr_int("keepdims", 0)])
+        .node("Transpose", &["x"], &["t"], vec![attr_ints("perm", &[0, 2, 1])])
+        .model();
+    assert_eq!(shape_of(&m, "s"), dims(&["batch", "5", "4"]));
+    assert_eq!(shape_of(&m, "u"), dims(&["1", "batch", "6", "10"]));
+    assert_eq!(shape_of(&m, "q"), dims(&["batch", "6", "10"]));
+    assert_eq!(shape_of(&m, "r"), dims(&["batch", "6", "1"]));
+    assert_eq!(shape_of(&m, "r0"), dims(&["batch", "6"]));
+    assert_eq!(shape_of(&m, "t"), dims(&["batch", "10", "6"]));
+}
+
+#[test]
+fn constant_subgraphs_fold() {
+    // Range(0, 4, 1) -> Unsqueeze -> Mul by 3 -> Cast to float: fully constant.
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "4"])
+        .ints("zero", &[0])
+        .ints("four", &[4])
+        .ints("one", &[1])
+        .ints("three", &[3])
+        .node("Squeeze", &["zero"], &["z"], vec![])
+        .node("Squeeze", &["four"], &["f"], vec![])
+        .node("Squeeze", &["one"], &["o"], vec![])
+        .node("Range", &["z", "f", "o"], &["r"], vec![])
+        .node("Mul", &["r", "three"], &["m"], vec![])
+        .node("Cast", &["m"], &["c"], vec![attr_int("to", DType::F32.onnx_code() as i64)])
+        .node("Add", &["x", "c"], &["y"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.constants["m"].as_i64().unwrap(), &[0, 3, 6, 9]);
+    assert_eq!(shapes.constants["c"].as_f32().unwrap(), &[0.0, 3.0, 6.0, 9.0]);
+    assert_eq!(shapes.shape_value("m").unwrap(), dims(&["0", "3", "6", "9"]).as_slice());
+    assert_eq!(shapes.shape("y").unwrap(), dims(&["batch", "4"]).as_slice());
+    assert!(!shapes.constants.contains_key("y"));
+}
+
+#[test]
+fn unknown_operators_leave_outputs_untyped() {
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "4"])
+        .node("FancyOp", &["x"], &["f"], vec![])
+        .node("Relu", &["f"], &["y"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.types["f"], oto_onnx::ValueType::default());
+    assert_eq!(shapes.types["y"], oto_onnx::ValueType::default());
+}
+
+#[test]
+fn pad_resize_concat_gemm() {
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "3", "8", "8"])
+        .input("a", DType::F32, &["batch", "16"])
+        .weight("w", &[10, 16])
+        .ints("pads", &[0, 0, 1, 2, 0, 0, 3, 4])
+        .weight("scales", &[4])
+        .node("Pad", &["x", "pads"], &["p"], vec![])
+        .node("Concat", &["x", "p"], &["bad_concat_skipped"], vec![attr_int("axis", 1)])
+        .model();
+    let e = infer_error(&m);
+    assert!(e.contains("Concat_1"), "{e}");
+    let m = G::new(18)
+        .input("x", DType::F32, &["batch", "3", "8", "8"])
+        .input("a", DType::F32, &["batch", "16"])
+        .weight("w", &[10, 16])
+        .ints("pads", &[0, 0, 1, 2, 0, 0, 3, 4])
+        .node("Pad", &["x", "pads"], &["p"], vec![])
+        .node("Concat", &["x", "x"], &["c"], vec![attr_int("axis", 1)])
+        .node("Gemm", &["a", "w"], &["g"], vec![attr_int("transB", 1)])
+        .model();
+    assert_eq!(shape_of(&m, "p"), dims(&["batch", "3", "12", "14"]));
+    assert_eq!(shape_of(&m, "c"), dims(&["batch", "6", "8", "8"]));
+    assert_eq!(shape_of(&m, "g"), dims(&["batch", "10"]));
+}
+
+// ---------------------------------------------------------------------------------
+// Parameter count and MACs
+// ---------------------------------------------------------------------------------
+
+/// Float initializers that PyTorch does not count as parameters and that no shape
+/// property tells apart from weights (see cost.rs): GPT-2's folded [1, 1, 16, 16]
+/// causal mask, and the ones/zeros scale and bias of the InstanceNormalization that
+/// GroupNorm(4, 16) and GroupNorm(8, 32) export to (2 * (4 + 8)).
+fn constant_excess(name: &str) -> u64 {
+    match name {
+        "gpt2_tiny" => 16 * 16,
+        "groupnorm" => 2 * (4 + 8),
+        _ => 0,
+    }
+}
+
+#[test]
+fn zoo_parameter_counts_match_pytorch() {
+    for entry in zoo_index()["models"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        let model = Model::load(zoo_dir().join(format!("{name}.onnx"))).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        let count = oto_onnx::cost::parameter_count(&graph);
+        assert_eq!(count.parameters, entry["params"].as_u64().unwrap() + constant_excess(name), "{name}: {count:?}");
+    }
+}
+
+/// MACs per batch element, computed independently with PyTorch forward hooks on the
+/// zoo's modules (Conv2d: output elements * in/groups * kh * kw; ConvTranspose2d: input
+/// elements * out/groups * kh * kw; Linear: output elements * in_features).
+#[test]
+fn zoo_macs_match_pytorch_hooks() {
+    let expected: &[(&str, u64)] = &[
+        ("mlp", 6_784),
+        ("demo_cnn", 599_680),
+        ("resnet18", 148_050_944),
+        ("resnet50", 333_664_256),
+        ("vgg16_bn", 1_277_992_960),
+        ("mobilenet_v2", 24_461_312),
+        ("densenet121", 231_286_784),
+        ("grouped_conv", 1_540_576),
+        ("convtranspose_in", 856_064),
+        ("flatten_linear", 120_640),
+    ];
+    for (name, want) in expected {
+        let model = Model::load(zoo_dir().join(format!("{name}.onnx"))).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        let shapes = infer(&graph).unwrap();
+        let est = oto_onnx::cost::macs(&graph, &shapes);
+        assert!(est.unresolved.is_empty(), "{name}: {:?}", est.unresolved);
+        assert_eq!(est.total, *want, "{name}: {:?}", est.by_op);
+    }
+}

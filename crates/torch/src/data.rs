@@ -1,0 +1,394 @@
+//! Training and evaluation data: `.npz` and `.safetensors` files holding one array
+//! per graph input (named like the input; a single-input model also accepts `x`)
+//! plus `labels` (or `y`). Batches are drawn in a seeded order on a background
+//! prefetch thread.
+
+use crate::error::{Error, Result};
+use crate::exec::convert::{kind_of, to_tch};
+use crate::exec::{describe_dims, GraphInput};
+use oto_onnx::{DType, Tensor as OnnxTensor, TensorData};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread::JoinHandle;
+use tch::{Device, Kind, Tensor};
+
+/// A data file matched against a model's inputs. Tensors are on the host.
+pub struct Dataset {
+    /// The file.
+    pub path: PathBuf,
+    /// One tensor per graph input, in graph order; the first axis indexes samples.
+    pub inputs: Vec<Tensor>,
+    /// The labels (`labels` or `y`), if the file has them; first axis indexes samples.
+    pub labels: Option<Tensor>,
+    /// Number of samples.
+    pub len: usize,
+}
+
+/// Reads every array of a `.npz` or `.safetensors` file.
+pub fn read_arrays(path: &Path) -> Result<Vec<(String, OnnxTensor)>> {
+    let data_error = |message: String| Error::Data { path: path.to_path_buf(), message };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npz") => Ok(oto_onnx::npz::read_npz(path)?),
+        Some("safetensors") => {
+            let bytes = std::fs::read(path).map_err(|e| data_error(format!("cannot read: {e}")))?;
+            read_safetensors_bytes(&bytes).map_err(data_error)
+        }
+        _ => Err(data_error("unknown data format: expected a .npz or .safetensors file".into())),
+    }
+}
+
+/// Decodes a safetensors buffer into named tensors.
+pub fn read_safetensors_bytes(bytes: &[u8]) -> std::result::Result<Vec<(String, OnnxTensor)>, String> {
+    use safetensors::{Dtype, SafeTensors};
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let mut out = Vec::new();
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    for name in names {
+        let view = st.tensor(&name).map_err(|e| format!("array '{name}': {e}"))?;
+        let dtype = match view.dtype() {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::Bf16,
+            Dtype::F64 => DType::F64,
+            Dtype::I64 => DType::I64,
+            Dtype::I32 => DType::I32,
+            Dtype::I8 => DType::I8,
+            Dtype::U8 => DType::U8,
+            Dtype::BOOL => DType::Bool,
+            other => return Err(format!("array '{name}': element type {other:?} is not supported")),
+        };
+        let shape = view.shape().to_vec();
+        let count: usize = shape.iter().product();
+        let data = TensorData::from_le_bytes(dtype, view.data(), count).map_err(|e| format!("array '{name}': {}", e.0))?;
+        out.push((name.clone(), OnnxTensor::new(shape, data).ok_or_else(|| format!("array '{name}': data does not match its shape"))?));
+    }
+    Ok(out)
+}
+
+/// The element type name users know (`float32`, `int64`...).
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float32",
+        DType::F16 => "float16",
+        DType::Bf16 => "bfloat16",
+        DType::F64 => "float64",
+        DType::I64 => "int64",
+        DType::I32 => "int32",
+        DType::I8 => "int8",
+        DType::U8 => "uint8",
+        DType::Bool => "bool",
+    }
+}
+
+impl Dataset {
+    /// Loads `path` and matches it against the model's graph inputs: every input must
+    /// have an array of its element type, rank and (non-batch) dimensions, all arrays
+    /// must have the same number of samples.
+    pub fn load(path: &Path, inputs: &[GraphInput]) -> Result<Dataset> {
+        let arrays = read_arrays(path)?;
+        Self::from_arrays(path, arrays, inputs)
+    }
+
+    /// Like [`Dataset::load`], from arrays already read (`path` names them in errors).
+    pub fn from_arrays(path: &Path, mut arrays: Vec<(String, OnnxTensor)>, inputs: &[GraphInput]) -> Result<Dataset> {
+        let data_error = |message: String| Error::Data { path: path.to_path_buf(), message };
+        let available: Vec<String> = arrays.iter().map(|(n, _)| n.clone()).collect();
+        let mut take = |names: &[&str]| -> Option<(String, OnnxTensor)> {
+            let i = arrays.iter().position(|(n, _)| names.contains(&n.as_str()))?;
+            Some(arrays.swap_remove(i))
+        };
+        let mut tensors = Vec::new();
+        let mut len: Option<(usize, String)> = None;
+        for input in inputs {
+            let alias: Vec<&str> = if inputs.len() == 1 { vec![input.name.as_str(), "x"] } else { vec![input.name.as_str()] };
+            let (name, array) = take(&alias).ok_or_else(|| {
+                data_error(format!(
+                    "no array for model input '{}'{} (the file has: {})",
+                    input.name,
+                    if inputs.len() == 1 { " (or 'x')" } else { "" },
+                    available.join(", ")
+                ))
+            })?;
+            if array.dtype() != input.dtype {
+                return Err(data_error(format!(
+                    "array '{name}': expected element type {}, got {}",
+                    dtype_name(input.dtype),
+                    dtype_name(array.dtype())
+                )));
+            }
+            if let Some(dims) = &input.dims {
+                let actual = &array.shape;
+                let ok = actual.len() == dims.len() && dims.iter().zip(actual).skip(1).all(|(d, a)| d.is_none_or(|d| d as usize == *a));
+                if !ok {
+                    return Err(data_error(format!(
+                        "array '{name}': expected shape {} (first axis: samples), got {actual:?}",
+                        describe_dims(&dims.iter().enumerate().map(|(i, d)| if i == 0 { None } else { *d }).collect::<Vec<_>>())
+                    )));
+                }
+            }
+            let n = *array
+                .shape
+                .first()
+                .ok_or_else(|| data_error(format!("array '{name}' is a scalar; expected samples along the first axis")))?;
+            match &len {
+                Some((m, other)) if *m != n => return Err(data_error(format!("array '{name}' has {n} samples but '{other}' has {m}"))),
+                None => len = Some((n, name.clone())),
+                _ => {}
+            }
+            tensors.push(to_tch(&array, Device::Cpu).map_err(|m| data_error(format!("array '{name}': {m}")))?);
+        }
+        let labels = match take(&["labels", "y"]) {
+            Some((name, array)) => {
+                let n = array.shape.first().copied().unwrap_or(0);
+                if let Some((m, other)) = &len {
+                    if *m != n {
+                        return Err(data_error(format!("array '{name}' has {n} samples but '{other}' has {m}")));
+                    }
+                }
+                Some(to_tch(&array, Device::Cpu).map_err(|m| data_error(format!("array '{name}': {m}")))?)
+            }
+            None => None,
+        };
+        let len = len.map(|(n, _)| n).unwrap_or(0);
+        if len == 0 {
+            return Err(data_error("the data has no samples".into()));
+        }
+        Ok(Dataset { path: path.to_path_buf(), inputs: tensors, labels, len })
+    }
+
+    /// Checks class labels for `classes` classes: integer, one per sample, in `0..classes`.
+    pub fn check_class_labels(&self, classes: i64) -> Result<()> {
+        let data_error = |message: String| Error::Data { path: self.path.clone(), message };
+        let labels = self
+            .labels
+            .as_ref()
+            .ok_or_else(|| data_error("no 'labels' (or 'y') array: a classification loss needs class labels".into()))?;
+        let kind = labels.kind();
+        if !matches!(kind, Kind::Int64 | Kind::Int | Kind::Int8 | Kind::Uint8) {
+            return Err(data_error(format!("array 'labels': expected integer class indices (int64), got {kind:?}")));
+        }
+        if labels.dim() != 1 {
+            return Err(data_error(format!(
+                "array 'labels': expected shape [{}] (one class per sample), got {:?}",
+                self.len,
+                labels.size()
+            )));
+        }
+        let (lo, hi) = (labels.min().int64_value(&[]), labels.max().int64_value(&[]));
+        if lo < 0 || hi >= classes {
+            return Err(data_error(format!(
+                "array 'labels': expected classes in 0..{classes} (the model has {classes} outputs), got values from {lo} to {hi}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks regression/BCE targets: floating point, shaped like the model output `output` (without the batch axis).
+    pub fn check_dense_labels(&self, output: &[i64]) -> Result<()> {
+        let data_error = |message: String| Error::Data { path: self.path.clone(), message };
+        let labels = self.labels.as_ref().ok_or_else(|| data_error("no 'labels' (or 'y') array: this loss needs targets".into()))?;
+        if !crate::exec::convert::is_float_kind(labels.kind()) {
+            return Err(data_error(format!("array 'labels': expected floating-point targets, got {:?}", labels.kind())));
+        }
+        if labels.size()[1..] != output[1..] {
+            return Err(data_error(format!(
+                "array 'labels': expected shape [{}, {:?}] like the model output, got {:?}",
+                self.len,
+                &output[1..],
+                labels.size()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The samples at `indices` (host tensors).
+    pub fn batch(&self, indices: &[i64]) -> Result<Batch> {
+        gather(&self.inputs, self.labels.as_ref(), indices)
+    }
+}
+
+fn gather(inputs: &[Tensor], labels: Option<&Tensor>, indices: &[i64]) -> Result<Batch> {
+    let idx = Tensor::from_slice(indices);
+    let pick = |t: &Tensor| t.f_index_select(0, &idx).map_err(|e| Error::torch("selecting a batch", e));
+    Ok(Batch { inputs: inputs.iter().map(pick).collect::<Result<_>>()?, labels: labels.map(pick).transpose()? })
+}
+
+/// One batch: inputs in graph order, labels if any.
+pub struct Batch {
+    /// One tensor per graph input.
+    pub inputs: Vec<Tensor>,
+    /// The labels of these samples.
+    pub labels: Option<Tensor>,
+}
+
+impl Batch {
+    /// Moves the batch to `device`.
+    pub fn to_device(&self, device: Device) -> Batch {
+        Batch {
+            inputs: self.inputs.iter().map(|t| t.to_device(device)).collect(),
+            labels: self.labels.as_ref().map(|t| t.to_device(device)),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.inputs.first().map_or(0, |t| t.size()[0] as usize)
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a sampler is in the data: epoch and batches consumed in that epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DataPosition {
+    /// The epoch (from 0).
+    pub epoch: u64,
+    /// Batches of that epoch already drawn.
+    pub batch: u64,
+}
+
+/// SplitMix64: a small, portable, seedable generator for the data order.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform integer in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        // Lemire's multiply-shift; the bias for n << 2^64 is negligible and deterministic.
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// The sample order of `epoch`: a seeded permutation (or `0..n` without shuffling).
+pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<i64> {
+    let mut order: Vec<i64> = (0..n as i64).collect();
+    if shuffle {
+        let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        for i in (1..n).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+    }
+    order
+}
+
+/// How batches are drawn.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampling {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Seeded shuffling per epoch.
+    pub shuffle: bool,
+    /// Drops the last incomplete batch of an epoch (training).
+    pub drop_last: bool,
+    /// Seed of the order.
+    pub seed: u64,
+}
+
+impl Sampling {
+    /// Batches per epoch of `n` samples.
+    pub fn batches_per_epoch(&self, n: usize) -> u64 {
+        let b = self.batch_size.max(1);
+        let full = n / b;
+        let partial = !self.drop_last && !n.is_multiple_of(b);
+        (full + usize::from(partial || full == 0)) as u64
+    }
+
+    /// The sample indices of the batch at `pos`.
+    pub fn indices(&self, n: usize, pos: DataPosition) -> Vec<i64> {
+        let order = epoch_order(n, self.seed, pos.epoch, self.shuffle);
+        let b = self.batch_size.max(1);
+        let start = (pos.batch as usize * b).min(n);
+        order[start..(start + b).min(n)].to_vec()
+    }
+
+    /// The position after `pos`.
+    pub fn next(&self, n: usize, pos: DataPosition) -> DataPosition {
+        if pos.batch + 1 >= self.batches_per_epoch(n) {
+            DataPosition { epoch: pos.epoch + 1, batch: 0 }
+        } else {
+            DataPosition { epoch: pos.epoch, batch: pos.batch + 1 }
+        }
+    }
+}
+
+/// An endless stream of batches starting at a position, assembled by a background
+/// thread a few batches ahead. Each item carries the position it was drawn at.
+pub struct Prefetcher {
+    receiver: Option<Receiver<Result<(DataPosition, Batch)>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    /// Starts drawing from `dataset` at `start` (`depth` batches ahead).
+    pub fn start(dataset: &Dataset, sampling: Sampling, start: DataPosition, depth: usize) -> Prefetcher {
+        let inputs: Vec<Tensor> = dataset.inputs.iter().map(Tensor::shallow_clone).collect();
+        let labels = dataset.labels.as_ref().map(Tensor::shallow_clone);
+        let n = dataset.len;
+        let (tx, rx) = sync_channel(depth.max(1));
+        let worker = std::thread::spawn(move || {
+            let mut pos = start;
+            let mut order_epoch = u64::MAX;
+            let mut order = Vec::new();
+            loop {
+                if pos.epoch != order_epoch {
+                    order = epoch_order(n, sampling.seed, pos.epoch, sampling.shuffle);
+                    order_epoch = pos.epoch;
+                }
+                let b = sampling.batch_size.max(1);
+                let s = (pos.batch as usize * b).min(n);
+                let batch = gather(&inputs, labels.as_ref(), &order[s..(s + b).min(n)]);
+                let failed = batch.is_err();
+                if tx.send(batch.map(|b| (pos, b))).is_err() || failed {
+                    return;
+                }
+                pos = sampling.next(n, pos);
+            }
+        });
+        Prefetcher { receiver: Some(rx), worker: Some(worker) }
+    }
+
+    /// The next batch and the position it was drawn at.
+    pub fn next_batch(&mut self) -> Result<(DataPosition, Batch)> {
+        let rx = self.receiver.as_ref().ok_or_else(|| Error::Config("the prefetcher is stopped".into()))?;
+        rx.recv().map_err(|_| Error::Config("the data prefetch thread stopped".into()))?
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        // Closing the channel makes the worker's next send fail, so it ends.
+        self.receiver.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Converts host labels for a loss: class indices as int64.
+pub fn class_labels(labels: &Tensor) -> Result<Tensor> {
+    labels.f_to_kind(Kind::Int64).map_err(|e| Error::torch("converting labels", e))
+}
+
+/// The element kind of a graph input (for building dummy inputs).
+pub fn input_kind(input: &GraphInput) -> Kind {
+    kind_of(input.dtype)
+}

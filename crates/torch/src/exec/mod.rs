@@ -1,0 +1,534 @@
+//! Runs an ONNX graph as libtorch operations with autograd.
+//!
+//! [`Executor::new`] compiles the graph once: every node becomes a kernel (its
+//! attributes parsed, opset-aware), initializers become trainable parameters, buffers
+//! (BatchNorm running statistics) or constants, and the value lifetimes are computed
+//! so that intermediate tensors are dropped after their last use.
+//!
+//! [`Mode::Train`] uses batch statistics in BatchNormalization (and updates the running
+//! statistics with PyTorch's momentum convention) and makes Dropout active;
+//! [`Mode::Eval`] computes what onnxruntime computes.
+
+pub mod convert;
+mod ops;
+
+use crate::error::{Error, Result};
+use convert::{kind_of, to_tch};
+use oto_onnx::proto::{tensor_shape_proto::dimension, type_proto, ValueInfoProto};
+use oto_onnx::{node_label, DType, Graph, Model, NodeExt};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use tch::{Device, Tensor};
+
+pub use ops::SUPPORTED_OPS;
+
+/// Whether the graph runs for training or for inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics in BatchNormalization (running statistics updated), Dropout active.
+    Train,
+    /// Running statistics, no Dropout: what onnxruntime computes.
+    Eval,
+}
+
+/// A trainable weight: a floating-point initializer, named by the initializer.
+pub struct Parameter {
+    /// The initializer name.
+    pub name: String,
+    /// The value: a leaf tensor on the executor's device that requires a gradient
+    /// (unless frozen), in the initializer's element type.
+    pub tensor: Tensor,
+    /// Whether training leaves it unchanged.
+    pub frozen: bool,
+}
+
+/// A non-trainable state tensor that training updates (BatchNorm running mean/var).
+pub struct Buffer {
+    /// The initializer name.
+    pub name: String,
+    /// The value on the executor's device.
+    pub tensor: Tensor,
+}
+
+/// A graph input: name, element type and declared dimensions (`None`: symbolic/unknown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphInput {
+    /// The input name.
+    pub name: String,
+    /// Its element type.
+    pub dtype: DType,
+    /// Declared dimensions; `None` for a symbolic or unknown one. `None` overall when the rank is unknown.
+    pub dims: Option<Vec<Option<i64>>>,
+}
+
+/// Where a value is kept during a forward pass.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Stored in the executor (parameter, buffer or constant) at this index of `stored`.
+    Stored(usize),
+    /// Computed during the pass, at this index of the value table.
+    Dynamic(usize),
+}
+
+/// What a stored tensor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredKind {
+    Parameter(usize),
+    Buffer(usize),
+    Constant,
+}
+
+struct Stored {
+    tensor: Tensor,
+    /// Integer entries known on the host (small integer constants), so kernels that
+    /// read axes or shapes need no device round trip.
+    host_ints: Option<Vec<i64>>,
+}
+
+struct PlannedNode {
+    label: String,
+    inputs: Vec<Option<Slot>>,
+    outputs: Vec<Option<usize>>,
+    kernel: ops::Kernel,
+    /// Dynamic slots whose last reader is this node (dropped after it runs).
+    release: Vec<usize>,
+}
+
+/// A compiled ONNX graph on a device.
+pub struct Executor {
+    model_path: PathBuf,
+    device: Device,
+    stored: Vec<Stored>,
+    params: Vec<Parameter>,
+    buffers: Vec<Buffer>,
+    nodes: Vec<PlannedNode>,
+    dynamic_slots: usize,
+    inputs: Vec<(GraphInput, usize)>,
+    outputs: Vec<(String, Slot)>,
+    /// Initializer name -> stored index, for parameters and buffers.
+    by_name: HashMap<String, usize>,
+}
+
+/// Float initializers with an element this large are masks or sentinels (e.g. an
+/// additive attention mask of `finfo.min`), never trained weights.
+const MASK_MAGNITUDE: f64 = 1e30;
+/// Integer constants up to this many elements stay on the host as well (shapes, axes).
+const HOST_INTS_LIMIT: usize = 1 << 12;
+
+/// Input positions that hold a non-weight parameter (a bound, a fill value, a ratio):
+/// float initializers read only at such positions are constants, not parameters.
+fn is_parameter_position(op: &str, k: usize) -> bool {
+    match op {
+        "Clip" => k >= 1,
+        "Pad" => k >= 1,
+        "Resize" | "Upsample" => k >= 1,
+        "Dropout" => k >= 1,
+        "Range" | "ConstantOfShape" | "Reshape" | "Expand" | "Tile" | "Slice" | "Squeeze" | "Unsqueeze" => true,
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
+        | "ReduceLogSumExp" | "ReduceSumSquare" | "Split" | "CumSum" | "TopK" | "Trilu" => k >= 1,
+        _ => false,
+    }
+}
+
+impl Executor {
+    /// Compiles `model` for `device`: parses every node (unsupported operators and
+    /// invalid attributes are errors naming the node), uploads the initializers.
+    pub fn new(model: &Model, device: Device) -> Result<Executor> {
+        let graph = Graph::new(model)?;
+        let proto = graph.proto;
+        let model_path = model.path().to_path_buf();
+
+        // Which initializers are BatchNorm running statistics, and how every initializer is read.
+        let mut bn_stats: HashSet<&str> = HashSet::new();
+        let mut parameter_only: HashMap<&str, bool> = HashMap::new();
+        for node in &proto.node {
+            for (k, input) in node.input.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
+                if node.op() == "BatchNormalization" && (k == 3 || k == 4) {
+                    bn_stats.insert(input);
+                }
+                let entry = parameter_only.entry(input.as_str()).or_insert(true);
+                *entry &= is_parameter_position(node.op(), k);
+            }
+        }
+
+        let mut stored = Vec::new();
+        let mut params = Vec::new();
+        let mut buffers = Vec::new();
+        let mut slots: HashMap<String, Slot> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for init in &proto.initializer {
+            let name = init.name.clone().unwrap_or_default();
+            if slots.contains_key(&name) {
+                continue;
+            }
+            let value = model.tensor(init)?;
+            let tensor = to_tch(&value, device).map_err(|m| Error::torch(format!("uploading initializer '{name}'"), m))?;
+            let dtype = value.dtype();
+            let kind = if !dtype.is_float() {
+                StoredKind::Constant
+            } else if bn_stats.contains(name.as_str()) {
+                buffers.push(Buffer { name: name.clone(), tensor: tensor.shallow_clone() });
+                StoredKind::Buffer(buffers.len() - 1)
+            } else if is_weight(&value, parameter_only.get(name.as_str()).copied().unwrap_or(true)) {
+                let tensor = tensor.set_requires_grad(true);
+                params.push(Parameter { name: name.clone(), tensor: tensor.shallow_clone(), frozen: false });
+                StoredKind::Parameter(params.len() - 1)
+            } else {
+                StoredKind::Constant
+            };
+            let host_ints = small_ints(&value);
+            let tensor = match kind {
+                StoredKind::Parameter(i) => params[i].tensor.shallow_clone(),
+                _ => tensor,
+            };
+            if kind != StoredKind::Constant {
+                by_name.insert(name.clone(), stored.len());
+            }
+            slots.insert(name, Slot::Stored(stored.len()));
+            stored.push(Stored { tensor, host_ints });
+        }
+
+        // Graph inputs (not initializers).
+        let mut dynamic_slots = 0usize;
+        let mut inputs = Vec::new();
+        for vi in graph.real_inputs() {
+            let name = vi.name.clone().unwrap_or_default();
+            let input = graph_input(&graph, vi)?;
+            slots.insert(name, Slot::Dynamic(dynamic_slots));
+            inputs.push((input, dynamic_slots));
+            dynamic_slots += 1;
+        }
+
+        // Nodes: Constant nodes become stored constants, the others kernels.
+        let mut nodes = Vec::new();
+        for (_, node) in graph.nodes() {
+            let label = node_label(node);
+            if node.op() == "Constant" {
+                let Some(out) = node.output.first() else {
+                    continue;
+                };
+                let value = graph.constant(out)?.ok_or_else(|| model.error(&label, "Constant node has no value"))?;
+                let tensor = to_tch(&value, device).map_err(|m| Error::torch(format!("uploading the value of {label}"), m))?;
+                slots.insert(out.clone(), Slot::Stored(stored.len()));
+                stored.push(Stored { tensor, host_ints: small_ints(&value) });
+                continue;
+            }
+            let kernel = ops::compile(&graph, node, device).map_err(|m| Error::Unsupported {
+                model: model_path.clone(),
+                node: label.clone(),
+                message: m,
+            })?;
+            let node_inputs = node
+                .input
+                .iter()
+                .map(|i| {
+                    if i.is_empty() {
+                        Ok(None)
+                    } else {
+                        slots.get(i).copied().map(Some).ok_or_else(|| model.error(&label, format!("reads '{i}' before it is computed")))
+                    }
+                })
+                .collect::<oto_onnx::Result<Vec<_>>>()?;
+            let outputs = node
+                .output
+                .iter()
+                .map(|o| {
+                    if o.is_empty() {
+                        return None;
+                    }
+                    slots.insert(o.clone(), Slot::Dynamic(dynamic_slots));
+                    dynamic_slots += 1;
+                    Some(dynamic_slots - 1)
+                })
+                .collect();
+            nodes.push(PlannedNode { label, inputs: node_inputs, outputs, kernel, release: Vec::new() });
+        }
+
+        let outputs = proto
+            .output
+            .iter()
+            .map(|o| {
+                let name = o.name.clone().unwrap_or_default();
+                let slot = slots.get(&name).copied().ok_or_else(|| model.error(format!("graph output '{name}'"), "is not computed"))?;
+                Ok((name, slot))
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        // Value lifetimes: a dynamic slot is released by its last reader (or by its
+        // producer when nothing reads it); graph outputs are kept.
+        let kept: HashSet<usize> = outputs.iter().filter_map(|(_, s)| if let Slot::Dynamic(d) = s { Some(*d) } else { None }).collect();
+        let mut last_use: Vec<Option<usize>> = vec![None; dynamic_slots];
+        for (position, planned) in nodes.iter().enumerate() {
+            for slot in planned.inputs.iter().flatten() {
+                if let Slot::Dynamic(d) = slot {
+                    last_use[*d] = Some(position);
+                }
+            }
+            for d in planned.outputs.iter().flatten() {
+                last_use[*d].get_or_insert(position);
+            }
+        }
+        for (position, planned) in nodes.iter().enumerate() {
+            for d in planned.outputs.iter().flatten() {
+                if last_use[*d].is_none() {
+                    last_use[*d] = Some(position);
+                }
+            }
+        }
+        for (d, position) in last_use.iter().enumerate() {
+            if let Some(p) = position {
+                if !kept.contains(&d) {
+                    nodes[*p].release.push(d);
+                }
+            }
+        }
+
+        Ok(Executor { model_path, device, stored, params, buffers, nodes, dynamic_slots, inputs, outputs, by_name })
+    }
+
+    /// The device every tensor lives on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The graph inputs, in graph order.
+    pub fn inputs(&self) -> impl Iterator<Item = &GraphInput> {
+        self.inputs.iter().map(|(i, _)| i)
+    }
+
+    /// The graph output names, in graph order.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.outputs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Every parameter (trainable or frozen), in initializer order.
+    pub fn parameters(&self) -> &[Parameter] {
+        &self.params
+    }
+
+    /// The buffers (BatchNorm running statistics), in initializer order.
+    pub fn buffers(&self) -> &[Buffer] {
+        &self.buffers
+    }
+
+    /// The parameters training updates (not frozen).
+    pub fn trainable(&self) -> impl Iterator<Item = &Parameter> {
+        self.params.iter().filter(|p| !p.frozen)
+    }
+
+    /// Freezes the named parameters (no gradient, never updated). Unknown names are an error.
+    pub fn freeze<S: AsRef<str>>(&mut self, names: &[S]) -> Result<()> {
+        for name in names {
+            let name = name.as_ref();
+            let p = self.params.iter_mut().find(|p| p.name == name).ok_or_else(|| {
+                Error::Config(format!("cannot freeze '{name}': {} has no trainable initializer of that name", self.model_path.display()))
+            })?;
+            p.frozen = true;
+            p.tensor = p.tensor.detach().set_requires_grad(false);
+            if let Some(&index) = self.by_name.get(name) {
+                self.stored[index].tensor = p.tensor.shallow_clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters and buffers by initializer name (shallow handles to the live tensors).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), p.tensor.shallow_clone()))
+            .chain(self.buffers.iter().map(|b| (b.name.clone(), b.tensor.shallow_clone())))
+            .collect()
+    }
+
+    /// Overwrites parameters and buffers with `values` (by name; shape and element type
+    /// must match). Names not in the model are an error.
+    pub fn load_state(&mut self, values: &[(String, Tensor)]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (name, value) in values {
+            let index = *self
+                .by_name
+                .get(name)
+                .ok_or_else(|| Error::Config(format!("'{name}' is not a parameter or buffer of {}", self.model_path.display())))?;
+            let target = &self.stored[index].tensor;
+            if target.size() != value.size() {
+                return Err(Error::Config(format!("'{name}': shape {:?} does not match the model's {:?}", value.size(), target.size())));
+            }
+            let mut target = target.shallow_clone();
+            let value = value
+                .f_to_device(self.device)
+                .and_then(|v| v.f_to_kind(target.kind()))
+                .map_err(|e| Error::torch(format!("loading '{name}'"), e))?;
+            target.f_copy_(&value).map_err(|e| Error::torch(format!("loading '{name}'"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the graph on `inputs` (one tensor per graph input, in graph order) and
+    /// returns the graph outputs in order. Inputs are moved to the executor's device.
+    /// Gradients are recorded unless called under [`tch::no_grad`].
+    pub fn forward(&self, inputs: &[Tensor], mode: Mode) -> Result<Vec<Tensor>> {
+        if inputs.len() != self.inputs.len() {
+            let names: Vec<&str> = self.inputs.iter().map(|(i, _)| i.name.as_str()).collect();
+            return Err(Error::Input {
+                name: names.join(", "),
+                message: format!("the model has {} inputs but {} tensors were given", names.len(), inputs.len()),
+            });
+        }
+        let mut values: Vec<Option<Tensor>> = (0..self.dynamic_slots).map(|_| None).collect();
+        for ((spec, slot), tensor) in self.inputs.iter().zip(inputs) {
+            check_input(spec, tensor)?;
+            let tensor = if tensor.device() == self.device { tensor.shallow_clone() } else { tensor.to_device(self.device) };
+            values[*slot] = Some(tensor);
+        }
+        for planned in &self.nodes {
+            let fail = |message: String| Error::Op { model: self.model_path.clone(), node: planned.label.clone(), message };
+            let mut args: Vec<Option<Tensor>> = Vec::with_capacity(planned.inputs.len());
+            let mut host: Vec<Option<&[i64]>> = Vec::with_capacity(planned.inputs.len());
+            for slot in &planned.inputs {
+                match slot {
+                    None => {
+                        args.push(None);
+                        host.push(None);
+                    }
+                    Some(Slot::Stored(i)) => {
+                        args.push(Some(self.stored[*i].tensor.shallow_clone()));
+                        host.push(self.stored[*i].host_ints.as_deref());
+                    }
+                    Some(Slot::Dynamic(d)) => {
+                        let t =
+                            values[*d].as_ref().ok_or_else(|| fail(format!("input value {d} was released before use (executor bug)")))?;
+                        args.push(Some(t.shallow_clone()));
+                        host.push(None);
+                    }
+                }
+            }
+            align_devices(&mut args).map_err(&fail)?;
+            let ctx = ops::Ctx { inputs: &args, host: &host, training: mode == Mode::Train };
+            let results = (planned.kernel)(&ctx).map_err(|e| fail(e.0))?;
+            for (out, value) in planned.outputs.iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
+                if let Some(d) = out {
+                    match value {
+                        Some(v) => values[*d] = Some(v),
+                        None => return Err(fail(format!("produced fewer outputs than the node declares (output slot {d})"))),
+                    }
+                }
+            }
+            for d in &planned.release {
+                values[*d] = None;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|(name, slot)| match slot {
+                Slot::Stored(i) => Ok(self.stored[*i].tensor.shallow_clone()),
+                Slot::Dynamic(d) => {
+                    values[*d].take().ok_or_else(|| Error::Input { name: name.clone(), message: "graph output was not computed".into() })
+                }
+            })
+            .collect()
+    }
+
+    /// A copy of `model` whose initializers hold this executor's parameters and
+    /// buffers (each in its original element type); everything else is unchanged.
+    pub fn updated_model(&self, model: &Model) -> Result<Model> {
+        let mut proto = model.proto.clone();
+        let values: HashMap<String, Tensor> = self.state().into_iter().collect();
+        if let Some(graph) = proto.graph.as_mut() {
+            for init in graph.initializer.iter_mut() {
+                let name = init.name.clone().unwrap_or_default();
+                let Some(value) = values.get(&name) else {
+                    continue;
+                };
+                let code = init.data_type.unwrap_or(0);
+                let dtype = DType::from_onnx(code)
+                    .ok_or_else(|| model.error(format!("initializer '{name}'"), "has an unsupported element type"))?;
+                let value = value.f_to_kind(kind_of(dtype)).map_err(|e| Error::torch(format!("writing back '{name}'"), e))?;
+                let tensor = convert::from_tch(&value).map_err(|m| Error::torch(format!("writing back '{name}'"), m))?;
+                let mut new = tensor.to_proto(&name);
+                new.doc_string = init.doc_string.clone();
+                *init = new;
+            }
+        }
+        let path = model.path().to_string_lossy().into_owned();
+        Ok(Model::from_proto(proto, &path, model.base_dir().map(|p| p.to_path_buf()))?)
+    }
+}
+
+/// Whether a float initializer is a trainable weight: not a scalar, not read only as
+/// a bound/fill value/shape, and not a mask (huge sentinel values).
+fn is_weight(value: &oto_onnx::Tensor, parameter_only: bool) -> bool {
+    if value.shape.is_empty() || parameter_only || value.numel() == 0 {
+        return false;
+    }
+    !value.to_f64_vec().iter().any(|v| !v.is_finite() || v.abs() >= MASK_MAGNITUDE)
+}
+
+fn small_ints(value: &oto_onnx::Tensor) -> Option<Vec<i64>> {
+    if value.numel() > HOST_INTS_LIMIT {
+        return None;
+    }
+    value.to_i64_vec()
+}
+
+/// Moves inputs kept on the host (shape computations) to the device of the others.
+fn align_devices(args: &mut [Option<Tensor>]) -> std::result::Result<(), String> {
+    let Some(device) = args.iter().flatten().map(Tensor::device).find(|d| *d != Device::Cpu) else {
+        return Ok(());
+    };
+    for t in args.iter_mut().flatten() {
+        if t.device() != device {
+            *t = t.f_to_device(device).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn graph_input(graph: &Graph<'_>, vi: &ValueInfoProto) -> Result<GraphInput> {
+    let name = vi.name.clone().unwrap_or_default();
+    let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(graph.model.error(format!("graph input '{name}'"), "is not a tensor").into());
+    };
+    let code = t.elem_type.unwrap_or(0);
+    let dtype = DType::from_onnx(code).ok_or_else(|| {
+        graph.model.error(
+            format!("graph input '{name}'"),
+            format!("has element type {}, which oto does not handle", oto_onnx::tensor::onnx_type_name(code)),
+        )
+    })?;
+    let dims = t.shape.as_ref().map(|s| {
+        s.dim
+            .iter()
+            .map(|d| match d.value {
+                Some(dimension::Value::DimValue(v)) if v > 0 => Some(v),
+                _ => None,
+            })
+            .collect()
+    });
+    Ok(GraphInput { name, dtype, dims })
+}
+
+/// Checks a tensor against a graph input's declared element type and dimensions.
+pub fn check_input(spec: &GraphInput, tensor: &Tensor) -> Result<()> {
+    let kind = tensor.kind();
+    if kind != kind_of(spec.dtype) {
+        return Err(Error::Input { name: spec.name.clone(), message: format!("expected element type {:?}, got {kind:?}", spec.dtype) });
+    }
+    if let Some(dims) = &spec.dims {
+        let actual = tensor.size();
+        let matches = actual.len() == dims.len() && dims.iter().zip(&actual).all(|(d, a)| d.is_none_or(|d| d == *a));
+        if !matches {
+            return Err(Error::Input {
+                name: spec.name.clone(),
+                message: format!("expected shape {}, got {actual:?}", describe_dims(dims)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `[?, 3, 64, 64]`-style description of declared dimensions.
+pub fn describe_dims(dims: &[Option<i64>]) -> String {
+    let parts: Vec<String> = dims.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
+    format!("[{}]", parts.join(", "))
+}

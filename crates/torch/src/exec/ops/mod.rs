@@ -1,0 +1,256 @@
+//! Operator rules: one function per operator (or family) that parses the node's
+//! attributes once, opset-aware, and returns the kernel that computes it.
+
+mod math;
+mod nn;
+mod shape;
+
+use super::convert::{host_floats, host_ints};
+use oto_onnx::proto::NodeProto;
+use oto_onnx::{Graph, NodeExt};
+use tch::{Device, TchError, Tensor};
+
+/// What a kernel failed with (a message; the executor adds the node).
+#[derive(Debug)]
+pub struct OpError(pub String);
+
+impl From<TchError> for OpError {
+    fn from(e: TchError) -> Self {
+        // libtorch messages carry a C++ backtrace after the first line; keep the message.
+        let text = e.to_string();
+        let short = text.lines().take_while(|l| !l.trim_start().starts_with("Exception raised from")).collect::<Vec<_>>().join(" ");
+        OpError(short.trim().to_string())
+    }
+}
+
+impl From<String> for OpError {
+    fn from(e: String) -> Self {
+        OpError(e)
+    }
+}
+
+impl From<&str> for OpError {
+    fn from(e: &str) -> Self {
+        OpError(e.to_string())
+    }
+}
+
+/// Kernel result.
+pub type OpResult<T = Vec<Tensor>> = Result<T, OpError>;
+
+/// A compiled node.
+pub type Kernel = Box<dyn Fn(&Ctx<'_>) -> OpResult + Send>;
+
+/// The inputs of one node execution.
+pub struct Ctx<'a> {
+    /// Input tensors (`None`: omitted optional input).
+    pub inputs: &'a [Option<Tensor>],
+    /// Host copies of integer constant inputs.
+    pub host: &'a [Option<&'a [i64]>],
+    /// Training mode.
+    pub training: bool,
+}
+
+impl Ctx<'_> {
+    /// Required input `k`.
+    pub fn input(&self, k: usize) -> OpResult<&Tensor> {
+        self.opt(k).ok_or_else(|| OpError(format!("input {k} is missing")))
+    }
+
+    /// Optional input `k`.
+    pub fn opt(&self, k: usize) -> Option<&Tensor> {
+        self.inputs.get(k).and_then(Option::as_ref)
+    }
+
+    /// The integer entries of input `k` (host copy of a constant, or read from the tensor).
+    pub fn ints(&self, k: usize) -> OpResult<Vec<i64>> {
+        if let Some(Some(h)) = self.host.get(k) {
+            return Ok(h.to_vec());
+        }
+        Ok(host_ints(self.input(k)?)?)
+    }
+
+    /// Like [`Ctx::ints`], `None` when the input is omitted.
+    pub fn opt_ints(&self, k: usize) -> OpResult<Option<Vec<i64>>> {
+        if self.opt(k).is_none() {
+            return Ok(None);
+        }
+        self.ints(k).map(Some)
+    }
+
+    /// A scalar input read on the host, `None` when omitted.
+    pub fn opt_scalar(&self, k: usize) -> OpResult<Option<f64>> {
+        let Some(t) = self.opt(k) else {
+            return Ok(None);
+        };
+        let v = host_floats(t)?;
+        match v.as_slice() {
+            [x] => Ok(Some(*x)),
+            _ => Err(OpError(format!("input {k} has {} elements, expected a scalar", v.len()))),
+        }
+    }
+}
+
+/// A parameter known when compiling, or read from an input at run time.
+#[derive(Debug, Clone)]
+pub enum Ints {
+    /// Known (attribute or constant input).
+    Static(Option<Vec<i64>>),
+    /// Read from this input at run time.
+    Input(usize),
+}
+
+impl Ints {
+    /// Uses the opset-aware form from `oto_onnx::ops` when it resolves; otherwise
+    /// reads input `k` at run time (when the node has that input).
+    fn resolve(form: oto_onnx::Result<Option<Vec<i64>>>, node: &NodeProto, k: usize) -> Result<Ints, String> {
+        match form {
+            Ok(v) => Ok(Ints::Static(v)),
+            Err(_) if node.input.get(k).is_some_and(|s| !s.is_empty()) => Ok(Ints::Input(k)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn get(&self, ctx: &Ctx<'_>) -> OpResult<Option<Vec<i64>>> {
+        match self {
+            Ints::Static(v) => Ok(v.clone()),
+            Ints::Input(k) => ctx.opt_ints(*k),
+        }
+    }
+}
+
+/// Normalizes a possibly negative axis for a tensor of `rank` dimensions.
+pub fn axis(a: i64, rank: usize) -> OpResult<i64> {
+    let r = rank as i64;
+    let n = if a < 0 { a + r } else { a };
+    if (0..r.max(1)).contains(&n) || (r == 0 && n == 0) {
+        Ok(n)
+    } else {
+        Err(OpError(format!("axis {a} is out of range for a tensor of rank {rank}")))
+    }
+}
+
+/// The operators the executor runs.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "And",
+    "ArgMax",
+    "ArgMin",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Cos",
+    "CumSum",
+    "Div",
+    "Dropout",
+    "Einsum",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "GatherElements",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
+    "GroupNormalization",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "InstanceNormalization",
+    "IsInf",
+    "IsNaN",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Mean",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "Range",
+    "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Round",
+    "Selu",
+    "Shape",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Softplus",
+    "Softsign",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Tile",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Upsample",
+    "Where",
+    "Xor",
+];
+
+/// Compiles `node` into a kernel; an error says why the node cannot run.
+pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Kernel, String> {
+    let domain = node.domain.as_deref().unwrap_or("");
+    if !domain.is_empty() && domain != "ai.onnx" {
+        return Err(format!("operator domain '{domain}' is not supported (only the default ONNX domain)"));
+    }
+    let op = node.op();
+    if let Some(k) = math::compile(graph, node, op)? {
+        return Ok(k);
+    }
+    if let Some(k) = nn::compile(graph, node, op)? {
+        return Ok(k);
+    }
+    if let Some(k) = shape::compile(graph, node, op, device)? {
+        return Ok(k);
+    }
+    Err(format!("operator {op} is not supported by the libtorch executor"))
+}

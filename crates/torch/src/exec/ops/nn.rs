@@ -1,0 +1,395 @@
+//! Neural-network operators: convolutions, pooling, normalizations, softmax, dropout.
+
+use super::{axis, Ctx, Kernel, OpError, OpResult};
+use oto_onnx::ops as onnx_ops;
+use oto_onnx::proto::NodeProto;
+use oto_onnx::{Graph, NodeExt};
+use tch::{Kind, Tensor};
+
+/// Spatial-window attributes shared by Conv, ConvTranspose and the pools.
+#[derive(Debug, Clone)]
+struct Window {
+    kernel: Option<Vec<i64>>,
+    strides: Option<Vec<i64>>,
+    dilations: Option<Vec<i64>>,
+    pads: Option<Vec<i64>>,
+    auto_pad: String,
+}
+
+impl Window {
+    fn parse(node: &NodeProto) -> Result<Window, String> {
+        let auto_pad = node.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+        if !matches!(auto_pad.as_str(), "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER") {
+            return Err(format!("auto_pad '{auto_pad}' is not valid"));
+        }
+        Ok(Window {
+            kernel: node.attr_ints("kernel_shape")?,
+            strides: node.attr_ints("strides")?,
+            dilations: node.attr_ints("dilations")?,
+            pads: node.attr_ints("pads")?,
+            auto_pad,
+        })
+    }
+
+    fn strides(&self, n: usize) -> Vec<i64> {
+        self.strides.clone().unwrap_or_else(|| vec![1; n])
+    }
+
+    fn dilations(&self, n: usize) -> Vec<i64> {
+        self.dilations.clone().unwrap_or_else(|| vec![1; n])
+    }
+
+    /// `(begin, end)` padding per spatial axis for an input of spatial size `input`.
+    fn padding(&self, input: &[i64], kernel: &[i64]) -> OpResult<Vec<(i64, i64)>> {
+        let n = input.len();
+        let (strides, dilations) = (self.strides(n), self.dilations(n));
+        if strides.len() != n || dilations.len() != n || kernel.len() != n {
+            return Err(OpError(format!("strides/dilations/kernel_shape do not have {n} spatial entries")));
+        }
+        match self.auto_pad.as_str() {
+            "VALID" => Ok(vec![(0, 0); n]),
+            "SAME_UPPER" | "SAME_LOWER" => Ok((0..n)
+                .map(|i| {
+                    let out = (input[i] + strides[i] - 1) / strides[i];
+                    let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i]).max(0);
+                    let small = total / 2;
+                    if self.auto_pad == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    }
+                })
+                .collect()),
+            _ => match &self.pads {
+                None => Ok(vec![(0, 0); n]),
+                Some(p) if p.len() == 2 * n => Ok((0..n).map(|i| (p[i], p[i + n])).collect()),
+                Some(p) => Err(OpError(format!("pads has {} entries, expected {}", p.len(), 2 * n))),
+            },
+        }
+    }
+}
+
+/// Symmetric padding for libtorch, padding `x` explicitly (with `fill`) where begin != end.
+fn symmetric(x: &Tensor, pads: &[(i64, i64)], fill: f64) -> OpResult<(Tensor, Vec<i64>)> {
+    if pads.iter().all(|(b, e)| b == e) {
+        return Ok((x.shallow_clone(), pads.iter().map(|p| p.0).collect()));
+    }
+    // torch's pad list runs from the last axis backwards.
+    let mut list = Vec::new();
+    for (b, e) in pads.iter().rev() {
+        let common = (*b).min(*e);
+        list.push(b - common);
+        list.push(e - common);
+    }
+    let padded = x.f_constant_pad_nd(list.as_slice())?;
+    let padded = if fill == 0.0 { padded } else { fill_padding(x, &padded, pads, fill)? };
+    Ok((padded, pads.iter().map(|(b, e)| (*b).min(*e)).collect()))
+}
+
+/// Replaces the zero padding added by [`symmetric`] by `fill` (for max pooling).
+fn fill_padding(x: &Tensor, padded: &Tensor, pads: &[(i64, i64)], fill: f64) -> OpResult<Tensor> {
+    let ones = x.f_ones_like()?.f_to_kind(Kind::Bool)?;
+    let mut list = Vec::new();
+    for (b, e) in pads.iter().rev() {
+        let common = (*b).min(*e);
+        list.push(b - common);
+        list.push(e - common);
+    }
+    let inside = ones.f_to_kind(Kind::Uint8)?.f_constant_pad_nd(list.as_slice())?.f_to_kind(Kind::Bool)?;
+    Ok(padded.f_where_scalarother(&inside, fill)?)
+}
+
+fn spatial(x: &Tensor) -> OpResult<Vec<i64>> {
+    let size = x.size();
+    if size.len() < 3 {
+        return Err(OpError(format!("expected an input of rank >= 3 (N, C, spatial...), got shape {size:?}")));
+    }
+    Ok(size[2..].to_vec())
+}
+
+/// Compiles the operators of this module; `None` for other operators.
+pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<Kernel>, String> {
+    let k: Kernel = match op {
+        "Conv" => conv(node)?,
+        "ConvTranspose" => conv_transpose(node)?,
+        "MaxPool" => max_pool(node)?,
+        "AveragePool" => avg_pool(node)?,
+        "GlobalAveragePool" => Box::new(|ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let dims: Vec<i64> = (2..x.dim() as i64).collect();
+            Ok(vec![x.f_mean_dim(dims.as_slice(), true, None)?])
+        }),
+        "GlobalMaxPool" => Box::new(|ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let dims: Vec<i64> = (2..x.dim() as i64).collect();
+            Ok(vec![x.f_amax(dims.as_slice(), true)?])
+        }),
+        "BatchNormalization" => batch_norm(graph, node)?,
+        "InstanceNormalization" => {
+            let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                Ok(vec![x.f_instance_norm(ctx.opt(1), ctx.opt(2), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps, true)?])
+            })
+        }
+        "LayerNormalization" => layer_norm(node)?,
+        "GroupNormalization" => group_norm(graph, node)?,
+        "Softmax" | "LogSoftmax" => softmax(graph, node, op == "LogSoftmax")?,
+        "Dropout" => dropout(graph, node)?,
+        _ => return Ok(None),
+    };
+    Ok(Some(k))
+}
+
+fn conv(node: &NodeProto) -> Result<Kernel, String> {
+    let window = Window::parse(node)?;
+    let groups = node.attr_int_or("group", 1)?;
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+        let input = spatial(x)?;
+        let kernel = window.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
+        let n = input.len();
+        let pads = window.padding(&input, &kernel)?;
+        let (x, padding) = symmetric(x, &pads, 0.0)?;
+        let y = x.f_convolution(
+            w,
+            ctx.opt(2),
+            window.strides(n).as_slice(),
+            padding.as_slice(),
+            window.dilations(n).as_slice(),
+            false,
+            vec![0; n].as_slice(),
+            groups,
+        )?;
+        Ok(vec![y])
+    }))
+}
+
+fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
+    let window = Window::parse(node)?;
+    let groups = node.attr_int_or("group", 1)?;
+    let output_padding = node.attr_ints("output_padding")?;
+    let output_shape = node.attr_ints("output_shape")?;
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+        let input = spatial(x)?;
+        let n = input.len();
+        let kernel = window.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
+        let (strides, dilations) = (window.strides(n), window.dilations(n));
+        let mut out_pad = output_padding.clone().unwrap_or_else(|| vec![0; n]);
+        let pads: Vec<(i64, i64)> = if let Some(shape) = &output_shape {
+            let shape = &shape[shape.len().saturating_sub(n)..];
+            (0..n)
+                .map(|i| {
+                    let total = strides[i] * (input[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - shape[i];
+                    let small = total / 2;
+                    if window.auto_pad == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    }
+                })
+                .collect()
+        } else if window.auto_pad.starts_with("SAME") {
+            (0..n)
+                .map(|i| {
+                    let total =
+                        (strides[i] * (input[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i] * strides[i]).max(0);
+                    let small = total / 2;
+                    if window.auto_pad == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    }
+                })
+                .collect()
+        } else {
+            window.padding(&input, &kernel)?
+        };
+        // libtorch takes symmetric padding; extra end padding crops less, i.e. more output padding.
+        let mut padding = Vec::with_capacity(n);
+        for i in 0..n {
+            let (b, e) = pads[i];
+            padding.push(b);
+            out_pad[i] += b - e;
+            if out_pad[i] < 0 {
+                return Err(OpError(format!("asymmetric pads {pads:?} are not supported with these output paddings")));
+            }
+        }
+        let y =
+            x.f_convolution(w, ctx.opt(2), strides.as_slice(), padding.as_slice(), dilations.as_slice(), true, out_pad.as_slice(), groups)?;
+        Ok(vec![y])
+    }))
+}
+
+fn pool_kernel(window: &Window) -> Result<Vec<i64>, String> {
+    window.kernel.clone().ok_or_else(|| "has no kernel_shape attribute".to_string())
+}
+
+fn max_pool(node: &NodeProto) -> Result<Kernel, String> {
+    let window = Window::parse(node)?;
+    let kernel = pool_kernel(&window)?;
+    let ceil = node.attr_int_or("ceil_mode", 0)? != 0;
+    if node.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err("MaxPool's Indices output is not supported".into());
+    }
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let input = spatial(x)?;
+        let n = input.len();
+        let pads = window.padding(&input, &kernel)?;
+        let (x, padding) = symmetric(x, &pads, f64::NEG_INFINITY)?;
+        let (s, d) = (window.strides(n), window.dilations(n));
+        let y = match n {
+            1 => x.f_max_pool1d(kernel.as_slice(), s.as_slice(), padding.as_slice(), d.as_slice(), ceil)?,
+            2 => x.f_max_pool2d(kernel.as_slice(), s.as_slice(), padding.as_slice(), d.as_slice(), ceil)?,
+            3 => x.f_max_pool3d(kernel.as_slice(), s.as_slice(), padding.as_slice(), d.as_slice(), ceil)?,
+            _ => return Err(OpError(format!("MaxPool over {n} spatial axes is not supported"))),
+        };
+        Ok(vec![y])
+    }))
+}
+
+fn avg_pool(node: &NodeProto) -> Result<Kernel, String> {
+    let window = Window::parse(node)?;
+    let kernel = pool_kernel(&window)?;
+    let ceil = node.attr_int_or("ceil_mode", 0)? != 0;
+    let include_pad = node.attr_int_or("count_include_pad", 0)? != 0;
+    if window.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1)) {
+        return Err("AveragePool with dilations is not supported".into());
+    }
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let input = spatial(x)?;
+        let n = input.len();
+        let pads = window.padding(&input, &kernel)?;
+        if !include_pad && pads.iter().any(|(b, e)| b != e) {
+            return Err(OpError("AveragePool with asymmetric pads and count_include_pad=0 is not supported".into()));
+        }
+        let (x, padding) = symmetric(x, &pads, 0.0)?;
+        let s = window.strides(n);
+        let y = match n {
+            1 => x.f_avg_pool1d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include_pad)?,
+            2 => x.f_avg_pool2d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include_pad, None)?,
+            3 => x.f_avg_pool3d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include_pad, None)?,
+            _ => return Err(OpError(format!("AveragePool over {n} spatial axes is not supported"))),
+        };
+        Ok(vec![y])
+    }))
+}
+
+/// BatchNormalization: running statistics in eval mode; batch statistics in train
+/// mode, updating the running mean/var in place with PyTorch's momentum
+/// (`1 - ONNX momentum`) and the unbiased batch variance, as `nn.BatchNorm` does.
+fn batch_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
+    let params = onnx_ops::batch_norm(graph, node).map_err(|e| e.to_string())?;
+    let eps = f64::from(params.epsilon);
+    let torch_momentum = 1.0 - f64::from(params.momentum);
+    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("BatchNormalization's running mean/var outputs are not supported (the executor updates the running statistics itself in training mode)".into());
+    }
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let (mean, var) = (ctx.input(3)?, ctx.input(4)?);
+        let y = x.f_batch_norm(ctx.opt(1), ctx.opt(2), Some(mean), Some(var), ctx.training, torch_momentum, eps, true)?;
+        Ok(vec![y])
+    }))
+}
+
+fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
+    let a = node.attr_int_or("axis", -1)?;
+    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("LayerNormalization's Mean/InvStdDev outputs are not supported".into());
+    }
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let a = axis(a, x.dim())? as usize;
+        let normalized = x.size()[a..].to_vec();
+        let (scale, bias) = (ctx.input(1)?, ctx.opt(2));
+        let exact = scale.size() == normalized && bias.is_none_or(|b| b.size() == normalized);
+        if exact {
+            return Ok(vec![x.f_layer_norm(normalized.as_slice(), Some(scale), bias, eps, true)?]);
+        }
+        // Broadcastable scale/bias: normalize, then apply them as ONNX broadcasting says.
+        let y = x.f_layer_norm(normalized.as_slice(), None::<&Tensor>, None::<&Tensor>, eps, true)?.f_mul(scale)?;
+        Ok(vec![match bias {
+            Some(b) => y.f_add(b)?,
+            None => y,
+        }])
+    }))
+}
+
+/// GroupNormalization: per-channel scale/bias from opset 21, per-group before.
+fn group_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
+    let groups = node.attr_int("num_groups")?.ok_or("has no num_groups attribute")?;
+    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+    let per_channel = onnx_ops::node_opset(graph, node) >= 21;
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let (scale, bias) = (ctx.input(1)?, ctx.input(2)?);
+        let size = x.size();
+        if size.len() < 2 || size[1] % groups != 0 {
+            return Err(OpError(format!("{} channels cannot form {groups} groups", size.get(1).copied().unwrap_or(0))));
+        }
+        let channels = size[1];
+        let (scale, bias) = if per_channel {
+            (scale.shallow_clone(), bias.shallow_clone())
+        } else {
+            let per = channels / groups;
+            (scale.f_repeat_interleave_self_int(per, 0, None)?, bias.f_repeat_interleave_self_int(per, 0, None)?)
+        };
+        Ok(vec![x.f_group_norm(groups, Some(&scale), Some(&bias), eps, true)?])
+    }))
+}
+
+fn softmax(graph: &Graph<'_>, node: &NodeProto, log: bool) -> Result<Kernel, String> {
+    let legacy = onnx_ops::node_opset(graph, node) < 13;
+    let a = node.attr_int_or("axis", if legacy { 1 } else { -1 })?;
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let a = axis(a, x.dim())?;
+        let f = |t: &Tensor, d: i64| {
+            if log {
+                t.f_log_softmax(d, None)
+            } else {
+                t.f_softmax(d, None)
+            }
+        };
+        if !legacy {
+            return Ok(vec![f(x, a)?]);
+        }
+        // Before opset 13 the input is coerced to 2-D at `axis`.
+        let size = x.size();
+        let rows: i64 = size[..a as usize].iter().product();
+        let y = f(&x.f_reshape([rows, -1])?, 1)?.f_reshape(size.as_slice())?;
+        Ok(vec![y])
+    }))
+}
+
+/// Dropout: identity in eval mode; in train mode drops with the node's ratio.
+fn dropout(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
+    let ratio = onnx_ops::dropout(graph, node, None).map(|d| d.ratio).ok();
+    let wants_mask = node.output.get(1).is_some_and(|o| !o.is_empty());
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let p = match ratio {
+            Some(p) => p,
+            None => ctx.opt_scalar(1)?.unwrap_or(0.5),
+        };
+        if !ctx.training || p == 0.0 {
+            let mut out = vec![x.shallow_clone()];
+            if wants_mask {
+                out.push(x.f_ones_like()?.f_to_kind(Kind::Bool)?);
+            }
+            return Ok(out);
+        }
+        let mask = x.f_empty_like()?.f_bernoulli_float_(1.0 - p)?.f_to_kind(Kind::Bool)?;
+        let y = x.f_mul(&mask)?.f_div_scalar(1.0 - p)?;
+        let mut out = vec![y];
+        if wants_mask {
+            out.push(mask);
+        }
+        Ok(out)
+    }))
+}

@@ -1,0 +1,373 @@
+//! Shape, layout, indexing and type operators.
+
+use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
+use crate::exec::convert::kind_of;
+use oto_onnx::ops as onnx_ops;
+use oto_onnx::proto::NodeProto;
+use oto_onnx::{DType, Graph, NodeExt};
+use tch::{Device, Kind, Tensor};
+
+/// Compiles the operators of this module; `None` for other operators.
+pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) -> Result<Option<Kernel>, String> {
+    let k: Kernel = match op {
+        "Reshape" => {
+            let allowzero = node.attr_int_or("allowzero", 0)? != 0;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let mut shape = ctx.ints(1)?;
+                if !allowzero {
+                    let size = x.size();
+                    for (i, d) in shape.iter_mut().enumerate() {
+                        if *d == 0 {
+                            *d = *size
+                                .get(i)
+                                .ok_or_else(|| OpError(format!("shape entry {i} is 0 (copy) but the input has rank {}", size.len())))?;
+                        }
+                    }
+                }
+                Ok(vec![x.f_reshape(shape.as_slice())?])
+            })
+        }
+        "Flatten" => {
+            let a = node.attr_int_or("axis", 1)?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let size = x.size();
+                let a = if a < 0 { a + size.len() as i64 } else { a };
+                if a < 0 || a > size.len() as i64 {
+                    return Err(OpError(format!("axis {a} is out of range for rank {}", size.len())));
+                }
+                let rows: i64 = size[..a as usize].iter().product();
+                let cols: i64 = size[a as usize..].iter().product();
+                Ok(vec![x.f_reshape([rows, cols])?])
+            })
+        }
+        "Transpose" => {
+            let perm = node.attr_ints("perm")?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let perm = perm.clone().unwrap_or_else(|| (0..x.dim() as i64).rev().collect());
+                Ok(vec![x.f_permute(perm.as_slice())?])
+            })
+        }
+        "Squeeze" => {
+            let axes = Ints::resolve(onnx_ops::axes(graph, node, None), node, 1)?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let rank = x.dim();
+                let dims: Vec<i64> = match axes.get(ctx)? {
+                    Some(a) => a.iter().map(|&a| axis(a, rank)).collect::<OpResult<_>>()?,
+                    None => x.size().iter().enumerate().filter(|(_, &d)| d == 1).map(|(i, _)| i as i64).collect(),
+                };
+                for &d in &dims {
+                    if x.size()[d as usize] != 1 {
+                        return Err(OpError(format!("cannot squeeze axis {d} of shape {:?} (size is not 1)", x.size())));
+                    }
+                }
+                Ok(vec![x.f_squeeze_dims(dims.as_slice())?])
+            })
+        }
+        "Unsqueeze" => {
+            let axes = Ints::resolve(onnx_ops::axes(graph, node, None), node, 1)?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let axes = axes.get(ctx)?.ok_or("has no axes")?;
+                let rank = x.dim() + axes.len();
+                let mut dims = axes.iter().map(|&a| axis(a, rank)).collect::<OpResult<Vec<i64>>>()?;
+                dims.sort_unstable();
+                let mut y = x.shallow_clone();
+                for d in dims {
+                    y = y.f_unsqueeze(d)?;
+                }
+                Ok(vec![y])
+            })
+        }
+        "Concat" => {
+            let a = node.attr_int("axis")?.ok_or("has no axis attribute")?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let ts: Vec<&Tensor> = ctx.inputs.iter().flatten().collect();
+                let first = ts.first().ok_or("has no inputs")?;
+                let a = axis(a, first.dim())?;
+                Ok(vec![Tensor::f_cat(&ts, a)?])
+            })
+        }
+        "Split" => {
+            let form = onnx_ops::split(graph, node, None);
+            let (split, runtime_sizes) = match form {
+                Ok(s) => (s, false),
+                Err(_) if node.input.get(1).is_some_and(|s| !s.is_empty()) => {
+                    let a = node.attr_int_or("axis", 0)?;
+                    (onnx_ops::Split { axis: a, sizes: None, num_outputs: node.output.len() }, true)
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let a = axis(split.axis, x.dim())?;
+                let len = x.size()[a as usize];
+                let sizes = if runtime_sizes {
+                    let s = ctx.ints(1)?;
+                    if s.iter().sum::<i64>() != len {
+                        return Err(OpError(format!("split sizes {s:?} do not add up to the axis length {len}")));
+                    }
+                    s
+                } else {
+                    split.sizes_for(len)?
+                };
+                Ok(x.f_split_with_sizes(sizes.as_slice(), a)?)
+            })
+        }
+        "Slice" => slice(graph, node)?,
+        "Gather" => {
+            let a = node.attr_int_or("axis", 0)?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
+                let a = axis(a, x.dim())?;
+                let len = x.size()[a as usize];
+                let idx = idx.f_to_kind(Kind::Int64)?;
+                let idx = idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(len)?)?;
+                if a == 0 && x.dim() == 2 && idx.dim() >= 1 {
+                    // An embedding lookup: the same kernel (and backward) as nn.Embedding.
+                    return Ok(vec![Tensor::f_embedding(x, &idx, -1, false, false)?]);
+                }
+                let mut shape = x.size()[..a as usize].to_vec();
+                shape.extend(idx.size());
+                shape.extend(&x.size()[a as usize + 1..]);
+                let flat = idx.f_reshape([-1])?;
+                Ok(vec![x.f_index_select(a, &flat)?.f_reshape(shape.as_slice())?])
+            })
+        }
+        "GatherElements" => {
+            let a = node.attr_int_or("axis", 0)?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
+                let a = axis(a, x.dim())?;
+                let len = x.size()[a as usize];
+                let idx = idx.f_to_kind(Kind::Int64)?;
+                let idx = idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(len)?)?;
+                Ok(vec![x.f_gather(a, &idx, false)?])
+            })
+        }
+        "Expand" => Box::new(|ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let target = ctx.ints(1)?;
+            let size = x.size();
+            let rank = size.len().max(target.len());
+            let mut out = vec![0i64; rank];
+            for i in 0..rank {
+                let a = if i + size.len() >= rank { size[i + size.len() - rank] } else { 1 };
+                let b = if i + target.len() >= rank { target[i + target.len() - rank] } else { 1 };
+                out[i] = if a == 1 {
+                    b
+                } else if b == 1 || b == a {
+                    a
+                } else {
+                    return Err(OpError(format!("cannot broadcast shape {size:?} to {target:?}")));
+                };
+            }
+            Ok(vec![x.f_expand(out.as_slice(), false)?])
+        }),
+        "Tile" => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_repeat(ctx.ints(1)?.as_slice())?])),
+        "Shape" => {
+            let (start, end) = (node.attr_int_or("start", 0)?, node.attr_int("end")?);
+            Box::new(move |ctx: &Ctx<'_>| {
+                let size = ctx.input(0)?.size();
+                let r = size.len() as i64;
+                let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+                let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
+                let dims = if s < e { size[s..e].to_vec() } else { Vec::new() };
+                // Shapes stay on the host: readers (Reshape, Expand...) need no device sync.
+                Ok(vec![Tensor::f_from_slice(&dims)?])
+            })
+        }
+        "Size" => Box::new(|ctx: &Ctx<'_>| Ok(vec![Tensor::f_from_slice(&[ctx.input(0)?.numel() as i64])?.f_reshape([0i64; 0])?])),
+        "Cast" => {
+            let to = onnx_ops::cast_to(graph, node).map_err(|e| e.to_string())?.ok_or("casts to an element type oto does not handle")?;
+            let kind = kind_of(to);
+            Box::new(move |ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(kind)?]))
+        }
+        "CastLike" => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(ctx.input(1)?.kind())?])),
+        "ConstantOfShape" => {
+            let value = match node.attr_tensor("value")? {
+                Some(t) => Some(graph.model.tensor(t).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            let (fill, dtype) = match &value {
+                Some(v) => (v.to_f64_vec().first().copied().unwrap_or(0.0), v.dtype()),
+                None => (0.0, DType::F32),
+            };
+            let kind = kind_of(dtype);
+            let place = if dtype.is_float() { device } else { Device::Cpu };
+            Box::new(move |ctx: &Ctx<'_>| Ok(vec![Tensor::f_full(ctx.ints(0)?.as_slice(), fill, (kind, place))?]))
+        }
+        "Range" => Box::new(|ctx: &Ctx<'_>| {
+            let start = ctx.input(0)?;
+            let kind = start.kind();
+            let (s, l, d) = (ctx.opt_scalar(0)?.unwrap_or(0.0), ctx.opt_scalar(1)?.unwrap_or(0.0), ctx.opt_scalar(2)?.unwrap_or(1.0));
+            if d == 0.0 {
+                return Err(OpError("Range delta is 0".into()));
+            }
+            let n = ((l - s) / d).ceil().max(0.0) as i64;
+            let y = Tensor::f_arange(n, (Kind::Double, start.device()))?.f_mul_scalar(d)?.f_add_scalar(s)?.f_to_kind(kind)?;
+            Ok(vec![y])
+        }),
+        "Pad" => pad(graph, node)?,
+        "Trilu" => {
+            let upper = node.attr_int_or("upper", 1)? != 0;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let k = ctx.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
+                Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
+            })
+        }
+        "Resize" | "Upsample" => resize(graph, node, op)?,
+        _ => return Ok(None),
+    };
+    Ok(Some(k))
+}
+
+/// A dimension as written in Slice parameters (symbolic ones are not constant).
+fn known(dims: &[oto_onnx::Dim]) -> Option<Vec<i64>> {
+    dims.iter().map(oto_onnx::Dim::known).collect()
+}
+
+fn slice(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
+    // Opset-aware form when every parameter is constant; otherwise read inputs 1..4.
+    let fixed = onnx_ops::slice_params(graph, node, None).ok().and_then(|s| Some((known(&s.starts)?, known(&s.ends)?, s.axes, s.steps)));
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let (starts, ends, axes, steps) = match &fixed {
+            Some(f) => f.clone(),
+            None => (ctx.ints(1)?, ctx.ints(2)?, ctx.opt_ints(3)?, ctx.opt_ints(4)?),
+        };
+        let rank = x.dim();
+        let size = x.size();
+        let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err(OpError("starts, ends, axes and steps must have the same length".into()));
+        }
+        let mut y = x.shallow_clone();
+        for i in 0..starts.len() {
+            let a = axis(axes[i], rank)?;
+            let dim = size[a as usize];
+            let step = steps[i];
+            if step == 0 {
+                return Err(OpError("a slice step is 0".into()));
+            }
+            let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+            if step > 0 {
+                let s = norm(starts[i]).clamp(0, dim);
+                let e = norm(ends[i]).clamp(0, dim).max(s);
+                y = y.f_slice(a, s, e, step)?;
+            } else {
+                let s = norm(starts[i]).clamp(0, dim - 1);
+                let e = norm(ends[i]).clamp(-1, dim - 1);
+                let idx: Vec<i64> = (0..).map(|k| s + k * step).take_while(|&v| v > e).collect();
+                let idx = Tensor::f_from_slice(&idx)?.f_to_device(y.device())?;
+                y = y.f_index_select(a, &idx)?;
+            }
+        }
+        Ok(vec![y])
+    }))
+}
+
+fn pad(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
+    let fixed = onnx_ops::pads(graph, node, None).ok();
+    let mode = node.attr_string("mode")?.unwrap_or_else(|| "constant".into());
+    let torch_mode = match mode.as_str() {
+        "constant" => "constant",
+        "reflect" => "reflect",
+        "edge" => "replicate",
+        "wrap" => "circular",
+        other => return Err(format!("Pad mode '{other}' is not supported")),
+    };
+    let opset = onnx_ops::node_opset(graph, node);
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let (pads, value, axes) = match &fixed {
+            Some(p) => (p.pads.clone(), p.constant_value, p.axes.clone()),
+            None if opset >= 11 => (ctx.ints(1)?, ctx.opt_scalar(2)?.unwrap_or(0.0), ctx.opt_ints(3)?),
+            None => return Err(OpError("pads are not available".into())),
+        };
+        let rank = x.dim();
+        let axes = match axes {
+            Some(a) => a.iter().map(|&a| axis(a, rank)).collect::<OpResult<Vec<i64>>>()?,
+            None => (0..rank as i64).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            return Err(OpError(format!("pads has {} entries for {} axes", pads.len(), axes.len())));
+        }
+        let mut per_axis = vec![(0i64, 0i64); rank];
+        for (i, &a) in axes.iter().enumerate() {
+            per_axis[a as usize] = (pads[i], pads[i + axes.len()]);
+        }
+        // torch lists (begin, end) from the last axis backwards, up to the first padded axis.
+        let first = per_axis.iter().position(|p| *p != (0, 0)).unwrap_or(rank);
+        let mut list = Vec::new();
+        for p in per_axis[first..].iter().rev() {
+            list.push(p.0);
+            list.push(p.1);
+        }
+        if list.is_empty() {
+            return Ok(vec![x.shallow_clone()]);
+        }
+        let y = if torch_mode == "constant" {
+            x.f_pad(list.as_slice(), "constant", value)?
+        } else {
+            x.f_pad(list.as_slice(), torch_mode, None)?
+        };
+        Ok(vec![y])
+    }))
+}
+
+fn resize(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, String> {
+    let form = onnx_ops::resize(graph, node, None).map_err(|e| e.to_string())?;
+    let coordinate = node.attr_string("coordinate_transformation_mode")?.unwrap_or_else(|| {
+        if op == "Upsample" {
+            "asymmetric".into()
+        } else {
+            "half_pixel".into()
+        }
+    });
+    let nearest_mode = node.attr_string("nearest_mode")?.unwrap_or_else(|| "round_prefer_floor".into());
+    let mode = form.mode.clone();
+    let nearest = mode == "nearest";
+    if nearest && !(coordinate == "asymmetric" && nearest_mode == "floor") {
+        return Err(format!("Resize nearest with coordinate_transformation_mode '{coordinate}' and nearest_mode '{nearest_mode}' is not supported (asymmetric + floor is)"));
+    }
+    let align_corners = match (mode.as_str(), coordinate.as_str()) {
+        ("nearest", _) => false,
+        ("linear", "half_pixel" | "pytorch_half_pixel") => false,
+        ("linear", "align_corners") => true,
+        _ => return Err(format!("Resize mode '{mode}' with coordinate_transformation_mode '{coordinate}' is not supported")),
+    };
+    if form.axes.is_some() {
+        return Err("Resize with axes is not supported".into());
+    }
+    let sizes = form.sizes.as_ref().and_then(|s| known(s));
+    let scales = form.scales.clone();
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let size = x.size();
+        if size.len() != 4 {
+            return Err(OpError(format!("Resize of a rank-{} tensor is not supported (4-D NCHW is)", size.len())));
+        }
+        let (out, sh, sw) = match (&sizes, &scales) {
+            (Some(s), _) if s.len() == 4 => (vec![s[2], s[3]], None, None),
+            (_, Some(s)) if s.len() == 4 => {
+                if s[0] != 1.0 || s[1] != 1.0 {
+                    return Err(OpError("Resize may only scale the spatial axes".into()));
+                }
+                (vec![(size[2] as f64 * s[2]).floor() as i64, (size[3] as f64 * s[3]).floor() as i64], Some(s[2]), Some(s[3]))
+            }
+            _ => return Err(OpError("Resize needs 4 scales or 4 sizes".into())),
+        };
+        let y = if nearest {
+            x.f_upsample_nearest2d(out.as_slice(), sh, sw)?
+        } else {
+            x.f_upsample_bilinear2d(out.as_slice(), align_corners, sh, sw)?
+        };
+        Ok(vec![y])
+    }))
+}

@@ -1,0 +1,346 @@
+//! The training loop (dense training of an ONNX model with a loss, an optimizer and a
+//! schedule), checkpoint/resume, and evaluation (`oto eval`).
+
+use crate::checkpoint::Checkpoint;
+use crate::data::{Batch, DataPosition, Dataset, Prefetcher, Sampling};
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Mode};
+use crate::loss::{correct_predictions, Loss};
+use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
+use crate::schedule::Schedule;
+use oto_onnx::Model;
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// Sets libtorch's intra-op thread count; `None`: every core.
+pub fn set_threads(threads: Option<usize>) {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tch::set_num_threads(i32::try_from(n.max(1)).unwrap_or(i32::MAX));
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Optimizer steps to take in total.
+    pub steps: u64,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// The optimizer.
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// The loss.
+    pub loss: Loss,
+    /// Clip gradients to this global L2 norm.
+    pub clip_grad_norm: Option<f64>,
+    /// Seed of the data order and of dropout.
+    pub seed: u64,
+    /// The checkpoint file, rewritten every `checkpoint_every` steps and at the end.
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints (0: only at the end).
+    pub checkpoint_every: u64,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRecord {
+    /// The step number, counted from 1.
+    pub step: u64,
+    /// The batch loss (before the update).
+    pub loss: f64,
+    /// The learning rate used.
+    pub lr: f64,
+}
+
+/// A training job: the model's executor, the optimizer over its trainable
+/// parameters, the data stream, and the counters a checkpoint saves.
+pub struct Trainer {
+    /// The model being trained.
+    pub exec: Executor,
+    /// The original model in eval mode, for distillation.
+    pub teacher: Option<Executor>,
+    /// The optimizer (its per-parameter state is public).
+    pub optimizer: Optimizer,
+    /// The settings.
+    pub config: TrainConfig,
+    /// The training data.
+    pub dataset: Dataset,
+    /// Steps completed.
+    pub step: u64,
+    /// Where the next batch comes from.
+    pub position: DataPosition,
+    /// The loss of every completed step.
+    pub losses: Vec<f64>,
+    /// The last checkpoint written (or resumed from).
+    pub last_checkpoint: Option<PathBuf>,
+    prefetch: Option<Prefetcher>,
+}
+
+impl Trainer {
+    /// Sets up training of `exec` on `dataset`: checks the data against the loss
+    /// (labels present, class range or target shape), creates the optimizer.
+    pub fn new(exec: Executor, teacher: Option<Executor>, dataset: Dataset, config: TrainConfig) -> Result<Trainer> {
+        if config.batch_size == 0 {
+            return Err(Error::Config("the batch size must be at least 1".into()));
+        }
+        if matches!(config.loss, Loss::Distill { .. }) && teacher.is_none() {
+            return Err(Error::Config("the distill loss needs the teacher model".into()));
+        }
+        // A forward pass on two samples gives the output shape for the label checks.
+        let probe = dataset.batch(&(0..dataset.len.min(2) as i64).collect::<Vec<_>>())?;
+        let out = tch::no_grad(|| exec.forward(&probe.inputs, Mode::Eval))?;
+        let first = out.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
+        match config.loss {
+            Loss::CrossEntropy { .. } => dataset.check_class_labels(first.size().last().copied().unwrap_or(1))?,
+            Loss::Mse | Loss::Bce => dataset.check_dense_labels(&first.size())?,
+            Loss::Distill { .. } => {
+                if dataset.labels.is_some() {
+                    dataset.check_class_labels(first.size().last().copied().unwrap_or(1))?;
+                }
+            }
+        }
+        let params = exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
+        let optimizer = Optimizer::new(config.optimizer, params)?;
+        Ok(Trainer {
+            exec,
+            teacher,
+            optimizer,
+            config,
+            dataset,
+            step: 0,
+            position: DataPosition::default(),
+            losses: Vec::new(),
+            last_checkpoint: None,
+            prefetch: None,
+        })
+    }
+
+    /// How batches are drawn (seeded shuffling, incomplete last batch dropped when
+    /// the data holds at least one full batch).
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            batch_size: self.config.batch_size,
+            shuffle: true,
+            drop_last: self.dataset.len >= self.config.batch_size,
+            seed: self.config.seed,
+        }
+    }
+
+    /// Batches in one epoch.
+    pub fn batches_per_epoch(&self) -> u64 {
+        self.sampling().batches_per_epoch(self.dataset.len)
+    }
+
+    fn next_batch(&mut self) -> Result<Batch> {
+        let sampling = self.sampling();
+        let prefetch = match &mut self.prefetch {
+            Some(p) => p,
+            None => self.prefetch.insert(Prefetcher::start(&self.dataset, sampling, self.position, 4)),
+        };
+        let (pos, batch) = prefetch.next_batch()?;
+        debug_assert_eq!(pos, self.position);
+        self.position = sampling.next(self.dataset.len, pos);
+        Ok(batch)
+    }
+
+    /// Forward and loss on `batch` in train mode (gradients recorded).
+    pub fn loss_on(&self, batch: &Batch) -> Result<Tensor> {
+        let device = self.exec.device();
+        let batch = batch.to_device(device);
+        let outputs = self.exec.forward(&batch.inputs, Mode::Train)?;
+        let output = outputs.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
+        let teacher = match &self.teacher {
+            Some(t) if matches!(self.config.loss, Loss::Distill { .. }) => {
+                tch::no_grad(|| t.forward(&batch.inputs, Mode::Eval))?.into_iter().next()
+            }
+            _ => None,
+        };
+        self.config.loss.compute(output, batch.labels.as_ref(), teacher.as_ref())
+    }
+
+    /// One training step: next batch, forward, loss (a NaN/inf loss stops here, before
+    /// any update), backward, optional clipping, optimizer update.
+    pub fn train_step(&mut self) -> Result<StepRecord> {
+        let step = self.step + 1;
+        // Dropout draws from a generator seeded per step, so a resumed run draws the same masks.
+        tch::manual_seed(mix(self.config.seed, step) as i64);
+        let batch = self.next_batch()?;
+        // The forward pass updates the BatchNorm running statistics: keep a copy to
+        // undo that if the step turns out bad (they are small: one vector per channel).
+        let buffers: Vec<Tensor> = tch::no_grad(|| self.exec.buffers().iter().map(|b| b.tensor.copy()).collect());
+        let loss = self.loss_on(&batch)?;
+        let value = loss.f_double_value(&[]).map_err(|e| Error::torch("reading the loss", e))?;
+        if !value.is_finite() {
+            tch::no_grad(|| {
+                for (b, saved) in self.exec.buffers().iter().zip(&buffers) {
+                    b.tensor.shallow_clone().copy_(saved);
+                }
+            });
+            let checkpoint = match &self.last_checkpoint {
+                Some(p) => format!("; the last good checkpoint is {} (step {})", p.display(), self.checkpoint_step(p).unwrap_or(0)),
+                None => "; no checkpoint was written yet".into(),
+            };
+            return Err(Error::NonFinite { step, value, checkpoint });
+        }
+        let lr = self.config.schedule.lr_at(self.step);
+        self.optimizer.zero_grad();
+        loss.f_backward().map_err(|e| Error::torch(format!("backward pass of step {step}"), e))?;
+        if let Some(max_norm) = self.config.clip_grad_norm {
+            clip_grad_norm(&self.optimizer.params, max_norm)?;
+        }
+        self.optimizer.step(lr)?;
+        self.step = step;
+        self.losses.push(value);
+        Ok(StepRecord { step, loss: value, lr })
+    }
+
+    fn checkpoint_step(&self, path: &Path) -> Option<u64> {
+        Checkpoint::read(path, Device::Cpu).ok().and_then(|c| c.state["step"].as_u64())
+    }
+
+    /// Trains until `config.steps` steps are done, calling `on_step` after each and
+    /// writing checkpoints as configured (including after the last step).
+    pub fn run(&mut self, on_step: impl FnMut(&StepRecord)) -> Result<()> {
+        self.run_until(self.config.steps, on_step)
+    }
+
+    /// Like [`Trainer::run`], but stops after step `stop` (at most `config.steps`); the
+    /// schedule still spans `config.steps`, so a later run continues the same job.
+    pub fn run_until(&mut self, stop: u64, mut on_step: impl FnMut(&StepRecord)) -> Result<()> {
+        while self.step < stop.min(self.config.steps) {
+            let record = self.train_step()?;
+            on_step(&record);
+            let every = self.config.checkpoint_every;
+            let due = (every > 0 && self.step.is_multiple_of(every)) || self.step == self.config.steps;
+            if let (true, Some(path)) = (due, self.config.checkpoint.clone()) {
+                self.save(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The training state: weights and buffers, optimizer state, step, data position, seed, losses.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut tensors: Vec<(String, Tensor)> = self.exec.state().into_iter().map(|(n, t)| (format!("model/{n}"), t)).collect();
+        let (optim, steps) = self.optimizer.state_tensors();
+        tensors.extend(optim.into_iter().map(|(n, t)| (format!("optim/{n}"), t)));
+        let state = serde_json::json!({
+            "step": self.step,
+            "position": self.position,
+            "seed": self.config.seed,
+            "optimizer_steps": steps,
+            "losses": self.losses,
+        });
+        Checkpoint { tensors, state }
+    }
+
+    /// Writes the checkpoint atomically to `path`.
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        self.checkpoint().write(path)?;
+        self.last_checkpoint = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Restores the state saved at `path`: the next step continues exactly where that run was.
+    pub fn resume(&mut self, path: &Path) -> Result<()> {
+        let fail = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
+        let ck = Checkpoint::read(path, self.exec.device())?;
+        let seed = ck.state["seed"].as_u64().ok_or_else(|| fail("has no seed".into()))?;
+        if seed != self.config.seed {
+            return Err(fail(format!("was written with seed {seed}, but this run uses seed {}", self.config.seed)));
+        }
+        let mut model = Vec::new();
+        let mut optim = Vec::new();
+        for (name, t) in ck.tensors {
+            if let Some(n) = name.strip_prefix("model/") {
+                model.push((n.to_string(), t));
+            } else if let Some(n) = name.strip_prefix("optim/") {
+                optim.push((n.to_string(), t));
+            }
+        }
+        self.exec.load_state(&model)?;
+        let steps: Vec<(String, u64)> =
+            serde_json::from_value(ck.state["optimizer_steps"].clone()).map_err(|e| fail(format!("optimizer steps: {e}")))?;
+        self.optimizer.load_state(&optim, &steps)?;
+        self.step = ck.state["step"].as_u64().ok_or_else(|| fail("has no step".into()))?;
+        self.position = serde_json::from_value(ck.state["position"].clone()).map_err(|e| fail(format!("data position: {e}")))?;
+        self.losses = serde_json::from_value(ck.state["losses"].clone()).unwrap_or_default();
+        self.prefetch = None;
+        self.last_checkpoint = Some(path.to_path_buf());
+        Ok(())
+    }
+}
+
+/// Mixes a seed and a step into a generator seed (SplitMix64 finalizer).
+fn mix(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 1
+}
+
+/// Loss and metric of a model on a data set in eval mode.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EvalReport {
+    /// Mean loss over the samples.
+    pub loss: f64,
+    /// Accuracy (classification with labels), else `None` (the loss is the metric).
+    pub accuracy: Option<f64>,
+    /// Samples evaluated.
+    pub samples: usize,
+}
+
+/// Evaluates `exec` on `dataset` in eval mode, without gradients.
+pub fn evaluate(exec: &Executor, teacher: Option<&Executor>, dataset: &Dataset, batch_size: usize, loss: Loss) -> Result<EvalReport> {
+    let _guard = tch::no_grad_guard();
+    let sampling = Sampling { batch_size: batch_size.max(1), shuffle: false, drop_last: false, seed: 0 };
+    let mut total = 0.0;
+    let mut correct: Option<Tensor> = None;
+    let mut pos = DataPosition::default();
+    for _ in 0..sampling.batches_per_epoch(dataset.len) {
+        let batch = dataset.batch(&sampling.indices(dataset.len, pos))?.to_device(exec.device());
+        pos = sampling.next(dataset.len, pos);
+        let outputs = exec.forward(&batch.inputs, Mode::Eval)?;
+        let output = outputs.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
+        let teacher_out = match teacher {
+            Some(t) => t.forward(&batch.inputs, Mode::Eval)?.into_iter().next(),
+            None => None,
+        };
+        let l = loss.compute(output, batch.labels.as_ref(), teacher_out.as_ref())?;
+        total += l.f_double_value(&[]).map_err(|e| Error::torch("reading the loss", e))? * batch.len() as f64;
+        if let (true, Some(labels)) = (loss.is_classification(), &batch.labels) {
+            let c = correct_predictions(output, labels)?;
+            correct = Some(match correct {
+                Some(acc) => acc + c,
+                None => c,
+            });
+        }
+    }
+    let samples = dataset.len;
+    let accuracy = correct.map(|c| c.int64_value(&[]) as f64 / samples as f64);
+    Ok(EvalReport { loss: total / samples as f64, accuracy, samples })
+}
+
+/// `oto eval MODEL --data TEST [--batch-size B] [--device D]`: loads the model and the
+/// data, checks them against each other, and reports loss and metric in eval mode.
+/// `distill` is evaluated as cross-entropy against the labels (the model is its own teacher).
+pub fn eval_file(model: &Path, data: &Path, batch_size: usize, device: &str, loss: Loss) -> Result<EvalReport> {
+    // Evaluating a model against itself as teacher is meaningless: use its labels.
+    let loss = match loss {
+        Loss::Distill { .. } => Loss::CrossEntropy { label_smoothing: 0.0 },
+        other => other,
+    };
+    let device = crate::parse_device(device)?;
+    let model = Model::load(model)?;
+    let exec = Executor::new(&model, device)?;
+    let inputs: Vec<_> = exec.inputs().cloned().collect();
+    let dataset = Dataset::load(data, &inputs)?;
+    let probe = dataset.batch(&(0..dataset.len.min(2) as i64).collect::<Vec<_>>())?.to_device(device);
+    let out = tch::no_grad(|| exec.forward(&probe.inputs, Mode::Eval))?;
+    let first = out.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
+    match loss {
+        Loss::CrossEntropy { .. } | Loss::Distill { .. } => dataset.check_class_labels(first.size().last().copied().unwrap_or(1))?,
+        Loss::Mse | Loss::Bce => dataset.check_dense_labels(&first.size())?,
+    }
+    evaluate(&exec, None, &dataset, batch_size, loss)
+}

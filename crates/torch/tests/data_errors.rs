@@ -1,0 +1,72 @@
+//! Every mismatch between a data file and the model is an error naming the array,
+//! the expected and the actual; op failures on user input name the node.
+
+mod common;
+
+use oto_onnx::npz::{write_npz, NpzCompression};
+use oto_onnx::{Tensor as OnnxTensor, TensorData};
+use oto_torch::data::Dataset;
+use oto_torch::exec::{Executor, Mode};
+use tch::{Device, Kind, Tensor};
+
+fn f32s(shape: Vec<usize>) -> OnnxTensor {
+    let n = shape.iter().product();
+    OnnxTensor::new(shape, TensorData::F32(vec![0.5; n])).unwrap()
+}
+
+fn i64s(shape: Vec<usize>, v: i64) -> OnnxTensor {
+    let n = shape.iter().product();
+    OnnxTensor::new(shape, TensorData::I64(vec![v; n])).unwrap()
+}
+
+fn load_err(arrays: &[(&str, &OnnxTensor)], check_classes: Option<i64>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.npz");
+    write_npz(&path, arrays, NpzCompression::Stored).unwrap();
+    let exec = Executor::new(&common::load_zoo_model("demo_cnn"), Device::Cpu).unwrap();
+    let inputs: Vec<_> = exec.inputs().cloned().collect();
+    let result = Dataset::load(&path, &inputs).and_then(|d| match check_classes {
+        Some(c) => d.check_class_labels(c),
+        None => Ok(()),
+    });
+    let message = result.expect_err("expected an error").to_string();
+    assert!(message.contains("data.npz"), "{message}");
+    message
+}
+
+#[test]
+fn data_mismatches_name_the_array_expected_and_actual() {
+    let labels = i64s(vec![4], 1);
+    let m = load_err(&[("images", &f32s(vec![4, 1, 8, 8])), ("labels", &labels)], None);
+    assert!(m.contains("'x'") && m.contains("images"), "{m}");
+    let m = load_err(&[("x", &i64s(vec![4, 1, 8, 8], 0)), ("labels", &labels)], None);
+    assert!(m.contains("'x'") && m.contains("float32") && m.contains("int64"), "{m}");
+    let m = load_err(&[("x", &f32s(vec![4, 1, 9, 8])), ("labels", &labels)], None);
+    assert!(m.contains("'x'") && m.contains("[?, 1, 8, 8]") && m.contains("[4, 1, 9, 8]"), "{m}");
+    let m = load_err(&[("x", &f32s(vec![4, 8, 8])), ("labels", &labels)], None);
+    assert!(m.contains("[4, 8, 8]"), "{m}");
+    let m = load_err(&[("x", &f32s(vec![4, 1, 8, 8])), ("labels", &i64s(vec![3], 1))], None);
+    assert!(m.contains("'labels'") && m.contains("3 samples") && m.contains("4"), "{m}");
+    let m = load_err(&[("x", &f32s(vec![4, 1, 8, 8])), ("labels", &i64s(vec![4], 10))], Some(10));
+    assert!(m.contains("'labels'") && m.contains("0..10") && m.contains("10"), "{m}");
+}
+
+#[test]
+fn op_failures_name_the_node_and_do_not_panic() {
+    let model = common::load_zoo_model("mlp");
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    // The declared shape check catches a wrong feature count first...
+    let e = exec.forward(&[Tensor::zeros([2, 31], (Kind::Float, Device::Cpu))], Mode::Eval).unwrap_err().to_string();
+    assert!(e.contains("'x'") && e.contains("[2, 31]"), "{e}");
+    // ...and an operator failing on its inputs is reported with the node and op:
+    // declare the feature axis symbolic, so the bad batch reaches the first Gemm.
+    let mut proto = model.proto.clone();
+    let graph = proto.graph.as_mut().unwrap();
+    let Some(oto_onnx::proto::type_proto::Value::TensorType(t)) = graph.input[0].r#type.as_mut().unwrap().value.as_mut() else { panic!() };
+    t.shape.as_mut().unwrap().dim[1].value = Some(oto_onnx::proto::tensor_shape_proto::dimension::Value::DimParam("features".into()));
+    let relaxed = oto_onnx::Model::from_proto(proto, "mlp-relaxed.onnx", None).unwrap();
+    let exec = Executor::new(&relaxed, Device::Cpu).unwrap();
+    let e = exec.forward(&[Tensor::zeros([2, 31], (Kind::Float, Device::Cpu))], Mode::Eval).unwrap_err().to_string();
+    assert!(e.contains("mlp-relaxed.onnx") && e.contains("(Gemm) failed"), "{e}");
+    assert!(!e.contains("Exception raised from"), "the C++ backtrace should be cut: {e}");
+}

@@ -1,0 +1,83 @@
+//! Operator rules not covered by the zoo: Dropout in both modes, opset-dependent
+//! forms, negative-step Slice, asymmetric pads, unsupported operators.
+
+use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::{Dim, Tensor as OnnxTensor};
+use oto_torch::exec::{Executor, Mode};
+use tch::{Device, Kind, Tensor};
+
+fn run(b: &GraphBuilder, x: &Tensor, mode: Mode) -> Tensor {
+    let model = b.clone().build().unwrap();
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    tch::no_grad(|| exec.forward(&[x.shallow_clone()], mode)).unwrap().remove(0)
+}
+
+#[test]
+fn dropout_is_identity_in_eval_and_drops_in_train() {
+    let mut b = GraphBuilder::new("dropout");
+    let x = b.input_f32("x", &batch_dims(&[1000]));
+    let ratio = b.initializer("ratio", OnnxTensor::new(vec![], oto_onnx::TensorData::F32(vec![0.25])).unwrap());
+    let y = b.node("Dropout", &[&x, &ratio], &[]);
+    b.output_f32(&y, &batch_dims(&[1000]));
+    let x = Tensor::ones([4, 1000], (Kind::Float, Device::Cpu));
+    assert!(run(&b, &x, Mode::Eval).equal(&x));
+    tch::manual_seed(1);
+    let y = run(&b, &x, Mode::Train);
+    let kept = y.ne(0.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    assert!((kept - 0.75).abs() < 0.03, "kept {kept}");
+    // Survivors are scaled by 1 / (1 - p).
+    let survivors = y.masked_select(&y.ne(0.0));
+    assert!(survivors.allclose(&Tensor::full([survivors.size()[0]], 1.0 / 0.75, (Kind::Float, Device::Cpu)), 1e-6, 1e-6, false));
+}
+
+#[test]
+fn opset_11_attribute_forms_and_slices() {
+    // Opset 11: Unsqueeze/Squeeze/ReduceSum take axes as attributes.
+    let mut b = GraphBuilder::new("forms");
+    b.opset(11);
+    let x = b.input_f32("x", &batch_dims(&[6]));
+    let u = b.node_with("Unsqueeze", &[&x], &[], &[("axes", Attr::Ints(vec![1]))]);
+    let s = b.node_with("ReduceSum", &[&u], &[], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))]);
+    let starts = b.ints("starts", &[-1]);
+    let ends = b.ints("ends", &[-100]);
+    let axes = b.ints("axes", &[1]);
+    let steps = b.ints("steps", &[-2]);
+    let y = b.node("Slice", &[&s, &starts, &ends, &axes, &steps], &[]);
+    let pads = b.ints("pads", &[0, 2, 0, 1]);
+    let p = b.node_with("Pad", &[&y, &pads], &[], &[("mode", Attr::Str("constant".into()))]);
+    b.output_f32(&p, &[Dim::Sym("batch".into()), Dim::Known(6)]);
+    let x = Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([2, 6]);
+    let got = run(&b, &x, Mode::Eval);
+    // x[:, ::-2] from the last element = columns 5, 3, 1; then 2 zeros before, 1 after.
+    let expected = Tensor::from_slice(&[0.0f32, 0.0, 5.0, 3.0, 1.0, 0.0, 0.0, 0.0, 11.0, 9.0, 7.0, 0.0]).reshape([2, 6]);
+    assert!(got.equal(&expected), "{got}");
+}
+
+#[test]
+fn asymmetric_conv_pads_match_explicit_padding() {
+    let mut b = GraphBuilder::new("conv");
+    let x = b.input_f32("x", &batch_dims(&[1, 5, 5]));
+    let w = b.weight("w", &[2, 1, 3, 3], |i| (i as f32 * 0.37).sin());
+    let y = b.node_with("Conv", &[&x, &w], &[], &[("pads", Attr::Ints(vec![0, 1, 2, 0])), ("strides", Attr::Ints(vec![1, 2]))]);
+    b.output_f32(&y, &batch_dims(&[2, 5, 2]));
+    let x = Tensor::randn([2, 1, 5, 5], (Kind::Float, Device::Cpu));
+    let got = run(&b, &x, Mode::Eval);
+    let model = b.clone().build().unwrap();
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let w = exec.parameters()[0].tensor.detach();
+    // pads [top 0, left 1, bottom 2, right 0]: torch's pad list is (left, right, top, bottom).
+    let expected = x.constant_pad_nd([1, 0, 0, 2]).conv2d(&w, None::<&Tensor>, [1, 2], [0, 0], [1, 1], 1);
+    assert_eq!(got.size(), vec![2, 2, 5, 2]);
+    assert!(got.allclose(&expected, 1e-6, 1e-6, false));
+}
+
+#[test]
+fn unsupported_operators_are_refused_naming_the_node() {
+    let mut b = GraphBuilder::new("bad");
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let y = b.node("NonMaxSuppression", &[&x], &["boxes"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    let model = b.build().unwrap();
+    let err = Executor::new(&model, Device::Cpu).err().expect("NonMaxSuppression must be refused").to_string();
+    assert!(err.contains("NonMaxSuppression") && err.contains("not supported"), "{err}");
+}

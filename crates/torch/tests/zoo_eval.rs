@@ -1,0 +1,30 @@
+//! Eval-mode forward of every zoo model equals the PyTorch reference outputs
+//! (graphs/zoo/NAME.outputs.npz) within |y - ref| <= 1e-4 * max(1, max|ref|).
+
+mod common;
+
+use oto_torch::exec::{Executor, Mode};
+use tch::Device;
+
+#[test]
+fn every_zoo_model_matches_pytorch_in_eval_mode() {
+    let names = common::zoo_models();
+    assert!(names.len() >= 16, "expected the whole zoo, found {names:?}");
+    let mut report = Vec::new();
+    for name in &names {
+        let model = common::load_zoo_model(name);
+        let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let inputs = common::zoo_inputs(name, &exec);
+        let outputs = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let reference = common::read_npz_map(&common::zoo_dir().join(format!("{name}.outputs.npz")));
+        for (out_name, y) in exec.output_names().zip(&outputs) {
+            let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
+            let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
+            assert_eq!(y.size(), r.size(), "{name}: output {out_name} shape");
+            let (err, tol) = common::rel_error(y, &r);
+            report.push(format!("{name}/{out_name}: max err {err:.3e} (tol {tol:.3e})"));
+            assert!(err <= tol, "{name}: output {out_name}: max |y - ref| = {err:.3e} > {tol:.3e}");
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}

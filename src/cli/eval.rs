@@ -1,0 +1,77 @@
+//! `oto eval`: loss and metric of any ONNX model on a data file, in eval mode.
+
+use super::input_error;
+use anyhow::Result;
+use oto_torch::error::Error as TorchError;
+use oto_torch::loss::Loss;
+use std::path::PathBuf;
+
+/// Arguments of `oto eval`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  oto eval model.onnx --data examples/data/digits_test.npz
+      loss and accuracy on the test split (cross-entropy against `labels`)
+  oto eval regressor.onnx --data val.safetensors --loss mse --device cuda
+
+The data file holds one array per model input, named like the input (a model with a
+single input also accepts `x`), plus `labels` (or `y`).")]
+pub struct Args {
+    /// The ONNX model file.
+    pub model: PathBuf,
+    /// The data file (.npz or .safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// The loss: cross-entropy, mse or bce.
+    #[arg(long, default_value = "cross-entropy")]
+    pub loss: String,
+    /// Where to run: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Whether a training-crate error is the user's input (exit code 2) or a runtime failure.
+pub fn classify(e: TorchError) -> anyhow::Error {
+    match e {
+        TorchError::Onnx(_)
+        | TorchError::Device(_)
+        | TorchError::Unsupported { .. }
+        | TorchError::Input { .. }
+        | TorchError::Data { .. }
+        | TorchError::Config(_) => input_error(e),
+        other => other.into(),
+    }
+}
+
+/// Runs `oto eval`.
+pub fn run(args: &Args) -> Result<()> {
+    let loss = Loss::parse(&args.loss).map_err(classify)?;
+    if matches!(loss, Loss::Distill { .. }) {
+        return Err(input_error(anyhow::anyhow!("--loss distill needs a teacher model; use cross-entropy, mse or bce with eval")));
+    }
+    oto_torch::train::set_threads(args.threads);
+    let batch = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
+    let report = oto_torch::train::eval_file(&args.model, &args.data, batch, &args.device, loss).map_err(classify)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "model": args.model, "data": args.data, "samples": report.samples, "loss": report.loss, "accuracy": report.accuracy })
+        );
+    } else {
+        println!("samples   {}", report.samples);
+        println!("loss      {:.6}", report.loss);
+        if let Some(acc) = report.accuracy {
+            println!("accuracy  {:.2}%", 100.0 * acc);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! `oto inspect`: what a model is, at a glance or as JSON.
+
+use super::input_error;
+use anyhow::Result;
+use oto_onnx::cost::{self, MacsEstimate, ParamCount};
+use oto_onnx::shape::{self, Shapes};
+use oto_onnx::{DType, Dim, Graph, Model, NodeExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Arguments of `oto inspect`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  oto inspect resnet18.onnx
+      inputs and outputs (the batch axis by its symbolic name), opsets, operators,
+      parameter count and MACs per batch element
+  oto inspect bert.onnx --json | jq .parameters
+      the same as one JSON object on stdout
+
+MACs count Conv, ConvTranspose, Gemm and MatMul with the batch axis set to 1.
+Parameters are the elements of floating-point initializers, without BatchNormalization
+running statistics and scalar constants.")]
+pub struct Args {
+    /// The ONNX model file.
+    pub model: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Everything `inspect` reports.
+struct Summary {
+    file: PathBuf,
+    file_size: u64,
+    ir_version: i64,
+    producer: String,
+    opsets: BTreeMap<String, i64>,
+    inputs: Vec<Io>,
+    outputs: Vec<Io>,
+    nodes: usize,
+    operators: BTreeMap<String, usize>,
+    params: ParamCount,
+    macs: MacsEstimate,
+}
+
+/// A graph input or output.
+struct Io {
+    name: String,
+    dtype: Option<DType>,
+    shape: Option<Vec<Dim>>,
+}
+
+/// NumPy's name of an element type (the one users see in their data files).
+fn dtype_name(d: Option<DType>) -> &'static str {
+    match d {
+        Some(DType::F32) => "float32",
+        Some(DType::F16) => "float16",
+        Some(DType::Bf16) => "bfloat16",
+        Some(DType::F64) => "float64",
+        Some(DType::I64) => "int64",
+        Some(DType::I32) => "int32",
+        Some(DType::I8) => "int8",
+        Some(DType::U8) => "uint8",
+        Some(DType::Bool) => "bool",
+        None => "?",
+    }
+}
+
+fn summarize(path: &std::path::Path) -> Result<Summary> {
+    let file_size = std::fs::metadata(path).map_err(|e| input_error(anyhow::anyhow!("{}: cannot read: {e}", path.display())))?.len();
+    let model = Model::load(path).map_err(input_error)?;
+    let graph = Graph::new(&model).map_err(input_error)?;
+    let started = std::time::Instant::now();
+    let shapes: Shapes = shape::infer(&graph).map_err(input_error)?;
+    tracing::debug!("shape inference took {:?}", started.elapsed());
+    let io = |name: &str| Io { name: name.to_string(), dtype: shapes.dtype(name), shape: shapes.shape(name).map(<[Dim]>::to_vec) };
+    let mut operators = BTreeMap::new();
+    for node in &graph.proto.node {
+        let domain = node.domain.as_deref().unwrap_or("");
+        let key = if domain.is_empty() || domain == "ai.onnx" { node.op().to_string() } else { format!("{domain}::{}", node.op()) };
+        *operators.entry(key).or_insert(0usize) += 1;
+    }
+    let opsets = model
+        .proto
+        .opset_import
+        .iter()
+        .map(|o| {
+            let d = o.domain.as_deref().unwrap_or("");
+            (if d.is_empty() { "ai.onnx".to_string() } else { d.to_string() }, o.version.unwrap_or(0))
+        })
+        .collect();
+    let producer = [model.proto.producer_name.as_deref(), model.proto.producer_version.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Summary {
+        file: path.to_path_buf(),
+        file_size,
+        ir_version: model.proto.ir_version.unwrap_or(0),
+        producer,
+        opsets,
+        inputs: graph.real_inputs().filter_map(|v| v.name.as_deref()).map(io).collect(),
+        outputs: graph.proto.output.iter().filter_map(|v| v.name.as_deref()).map(io).collect(),
+        nodes: graph.proto.node.len(),
+        operators,
+        params: cost::parameter_count(&graph),
+        macs: cost::macs(&graph, &shapes),
+    })
+}
+
+/// Runs `oto inspect`.
+pub fn run(args: &Args) -> Result<()> {
+    let s = summarize(&args.model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&s))?);
+    } else {
+        print!("{}", to_text(&s));
+    }
+    Ok(())
+}
+
+fn shape_json(shape: &Option<Vec<Dim>>) -> Value {
+    match shape {
+        Some(s) => Value::Array(
+            s.iter()
+                .map(|d| match d {
+                    Dim::Known(v) => json!(v),
+                    Dim::Sym(name) => json!(name),
+                })
+                .collect(),
+        ),
+        None => Value::Null,
+    }
+}
+
+fn to_json(s: &Summary) -> Value {
+    let io = |v: &[Io]| -> Value {
+        v.iter().map(|i| json!({"name": i.name, "dtype": dtype_name(i.dtype), "shape": shape_json(&i.shape)})).collect()
+    };
+    json!({
+        "file": s.file.display().to_string(),
+        "file_size": s.file_size,
+        "ir_version": s.ir_version,
+        "producer": s.producer,
+        "opsets": s.opsets,
+        "inputs": io(&s.inputs),
+        "outputs": io(&s.outputs),
+        "nodes": s.nodes,
+        "operators": s.operators,
+        "parameters": s.params.parameters,
+        "parameter_tensors": s.params.tensors,
+        "batchnorm_running_stats": s.params.running_stats,
+        "macs": s.macs.total,
+        "macs_by_op": s.macs.by_op,
+        "macs_unresolved_nodes": s.macs.unresolved.len(),
+    })
+}
+
+/// `11,181,642`.
+fn thousands(v: u64) -> String {
+    let digits: Vec<char> = v.to_string().chars().rev().collect();
+    let groups: Vec<String> = digits.chunks(3).map(|c| c.iter().rev().collect()).collect();
+    groups.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+/// `1.82 G`, `148.6 M`, `5.1 K`.
+fn si(v: u64) -> String {
+    let f = v as f64;
+    match v {
+        0..=999 => v.to_string(),
+        1_000..=999_999 => format!("{:.1} K", f / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} M", f / 1e6),
+        _ => format!("{:.2} G", f / 1e9),
+    }
+}
+
+fn to_text(s: &Summary) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let shape = |i: &Io| i.shape.as_ref().map_or_else(|| "unknown shape".to_string(), |v| shape::fmt_shape(v));
+    let width = s.inputs.iter().chain(&s.outputs).map(|i| i.name.len()).max().unwrap_or(0);
+    let _ = writeln!(t, "model       {} ({:.2} MB)", s.file.display(), s.file_size as f64 / 1e6);
+    let opsets: Vec<String> = s.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+    let _ = writeln!(
+        t,
+        "format      IR version {}, opsets {}{}",
+        s.ir_version,
+        opsets.join(", "),
+        if s.producer.is_empty() { String::new() } else { format!(", produced by {}", s.producer) }
+    );
+    let _ = writeln!(t, "inputs");
+    for i in &s.inputs {
+        let _ = writeln!(t, "  {:width$}  {:8} {}", i.name, dtype_name(i.dtype), shape(i));
+    }
+    let _ = writeln!(t, "outputs");
+    for i in &s.outputs {
+        let _ = writeln!(t, "  {:width$}  {:8} {}", i.name, dtype_name(i.dtype), shape(i));
+    }
+    let _ = writeln!(t, "parameters  {} in {} tensors", thousands(s.params.parameters), s.params.tensors);
+    if s.params.running_stats > 0 {
+        let _ = writeln!(t, "            (plus {} BatchNormalization running statistics)", thousands(s.params.running_stats));
+    }
+    let by_op: Vec<String> = s.macs.by_op.iter().map(|(op, m)| format!("{op} {}", si(*m))).collect();
+    let _ = writeln!(
+        t,
+        "MACs        {} ({}) per batch element{}",
+        si(s.macs.total),
+        thousands(s.macs.total),
+        if by_op.is_empty() { String::new() } else { format!(": {}", by_op.join(", ")) }
+    );
+    if !s.macs.unresolved.is_empty() {
+        let _ = writeln!(
+            t,
+            "            ({} nodes left out: their shapes depend on a dynamic axis other than the batch)",
+            s.macs.unresolved.len()
+        );
+    }
+    let _ = writeln!(t, "operators   {} nodes", s.nodes);
+    let mut ops: Vec<(&String, &usize)> = s.operators.iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let op_width = ops.iter().map(|(o, _)| o.len()).max().unwrap_or(0);
+    for (op, n) in ops {
+        let _ = writeln!(t, "  {op:op_width$}  {n:>5}");
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formatting() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(11_181_642), "11,181,642");
+        assert_eq!(si(5_120), "5.1 K");
+        assert_eq!(si(1_820_000_000), "1.82 G");
+    }
+}
