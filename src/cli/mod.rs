@@ -2,6 +2,8 @@
 //! One module per subcommand; each exposes an `Args` struct and a `run` function.
 
 mod analyze;
+mod check;
+mod construct;
 mod eval;
 mod inspect;
 
@@ -35,6 +37,10 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Loss and accuracy (or the task's metric) of a model on a data file.
     Eval(eval::Args),
+    /// Zero random group elements, construct, and compare the models in onnxruntime.
+    Check(check::Args),
+    /// Cut every all-zero group element out of a group-sparse model.
+    Construct(construct::Args),
 }
 
 /// A problem with what the user gave us (a missing or invalid file, a bad option
@@ -77,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Construct(args) => construct::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

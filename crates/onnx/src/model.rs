@@ -413,6 +413,25 @@ impl Model {
             .map_err(|e| self.error(Self::tensor_context(t), e.0))
     }
 
+    /// The model encoded as one protobuf message with every weight inline (external
+    /// data read in), e.g. to hand to onnxruntime from memory. Refuses models over
+    /// protobuf's 2 GB limit.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut proto = self.proto.clone();
+        if let Some(graph) = proto.graph.as_mut() {
+            for t in graph.initializer.iter_mut().filter(|t| is_external(t)) {
+                t.raw_data = self.tensor_bytes(t)?;
+                t.external_data.clear();
+                t.data_location = None;
+            }
+        }
+        let len = proto.encoded_len();
+        if len > i32::MAX as usize {
+            return Err(self.error("model", format!("is {len} bytes with its weights inline, over protobuf's 2 GB limit")));
+        }
+        Ok(proto.encode_to_vec())
+    }
+
     /// Writes the model to `path` atomically (temporary file, then rename), never
     /// leaving a half-written file. Weights are inlined unless `options` asks for
     /// external data, in which case large tensors go to one side file.

@@ -66,7 +66,7 @@ impl Dim {
         match (self, other) {
             (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_add(*b)),
             (d, Dim::Known(0)) | (Dim::Known(0), d) => d.clone(),
-            (d, Dim::Known(b)) if *b < 0 => d.sub(&Dim::Known(-b)),
+            (d, Dim::Known(b)) if *b < 0 && *b != i64::MIN => d.sub(&Dim::Known(-b)),
             (a, b) => like_terms(a, b, 1).unwrap_or_else(|| Dim::sym(format!("({a}+{b})"))),
         }
     }
@@ -77,7 +77,7 @@ impl Dim {
             (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_sub(*b)),
             (d, Dim::Known(0)) => d.clone(),
             (a, b) if a == b => Dim::Known(0),
-            (d, Dim::Known(b)) if *b < 0 => d.add(&Dim::Known(-b)),
+            (d, Dim::Known(b)) if *b < 0 && *b != i64::MIN => d.add(&Dim::Known(-b)),
             (a, b) => like_terms(a, b, -1).unwrap_or_else(|| Dim::sym(format!("({a}-{b})"))),
         }
     }
@@ -867,7 +867,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         };
         // Sizes beyond 2^31 are nonsense and would overflow the arithmetic below.
         let limit = i64::from(i32::MAX);
-        if a.kernel.iter().chain(&a.strides).chain(&a.dilations).chain(&a.pads).any(|v| v.abs() > limit) {
+        if a.kernel.iter().chain(&a.strides).chain(&a.dilations).chain(&a.pads).any(|v| v.unsigned_abs() > limit.unsigned_abs()) {
             return Err(self.fail(node, "kernel_shape, strides, dilations or pads hold values beyond 2^31"));
         }
         Ok(a)

@@ -1,0 +1,243 @@
+//! Rewriting the width-encoding integers (Reshape targets, Split sizes, a Conv's
+//! `group`...): each entry decreases by `per_element` per removed element. A constant
+//! read by nodes that do not all follow the same groups gets one copy per distinct set
+//! of edits, so that each node reads exactly the edits of the groups it follows.
+
+use crate::{mismatch, Result};
+use oto_graph::{Group, ShapeLocation};
+use oto_onnx::graph::NodeExt;
+use oto_onnx::proto::{attribute_proto::AttributeType, ModelProto, NodeProto, TensorProto};
+use oto_onnx::{Graph, Model, Tensor, TensorData};
+use std::collections::{BTreeMap, HashSet};
+
+/// One decrease of one entry on behalf of one group.
+struct Edit<'a> {
+    entry: usize,
+    delta: i64,
+    /// Nodes that read the constant on the group's behalf (empty: all readers).
+    nodes: HashSet<&'a str>,
+    group: &'a Group,
+}
+
+/// Applies every shape-constant edit of `groups` to `proto` (whose nodes are still
+/// those of `graph`, in the same order).
+pub(crate) fn rewrite(model: &Model, graph: &Graph<'_>, groups: &[(&Group, Vec<usize>)], proto: &mut ModelProto) -> Result<()> {
+    let mut by_location: BTreeMap<&ShapeLocation, Vec<Edit<'_>>> = BTreeMap::new();
+    for (g, removed) in groups {
+        for sc in &g.shape_constants {
+            let count = i64::try_from(removed.len()).unwrap_or(i64::MAX);
+            by_location.entry(&sc.location).or_default().push(Edit {
+                entry: sc.entry,
+                delta: sc.per_element.saturating_mul(count),
+                nodes: sc.nodes.iter().map(String::as_str).collect(),
+                group: g,
+            });
+        }
+    }
+    let mut names: HashSet<String> = all_names(proto);
+    let mut inserts: Vec<(usize, NodeProto)> = Vec::new();
+    for (location, edits) in &by_location {
+        match location {
+            ShapeLocation::Attribute { node, attribute } => edit_attribute(proto, node, attribute, edits)?,
+            ShapeLocation::Initializer { name } => edit_shared(model, graph, proto, name, None, edits, &mut names, &mut inserts)?,
+            ShapeLocation::ConstantNode { node } => {
+                let Some((index, n)) = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str())) else {
+                    return Err(mismatch(
+                        edits[0].group,
+                        format!("shape constant in Constant node '{node}', which the model does not have"),
+                    ));
+                };
+                let Some(value) = n.output.first() else {
+                    return Err(mismatch(edits[0].group, format!("Constant node '{node}' has no output")));
+                };
+                edit_shared(model, graph, proto, value, Some(index), edits, &mut names, &mut inserts)?;
+            }
+        }
+    }
+    if let Some(gp) = proto.graph.as_mut() {
+        // Insert copies right after their original, from the back so indices stay valid.
+        inserts.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, n) in inserts {
+            gp.node.insert(i + 1, n);
+        }
+    }
+    Ok(())
+}
+
+fn all_names(proto: &ModelProto) -> HashSet<String> {
+    let mut names = HashSet::new();
+    if let Some(g) = &proto.graph {
+        names.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
+        names.extend(g.input.iter().filter_map(|v| v.name.clone()));
+        for n in &g.node {
+            names.extend(n.output.iter().cloned());
+            names.extend(n.name.clone());
+        }
+    }
+    names
+}
+
+fn fresh(names: &mut HashSet<String>, base: &str) -> String {
+    let mut k = 1;
+    loop {
+        let candidate = format!("{base}.oto{k}");
+        if names.insert(candidate.clone()) {
+            return candidate;
+        }
+        k += 1;
+    }
+}
+
+fn edit_attribute(proto: &mut ModelProto, node: &str, attribute: &str, edits: &[Edit<'_>]) -> Result<()> {
+    let g = edits[0].group;
+    let Some(n) = proto.graph.as_mut().and_then(|gp| gp.node.iter_mut().find(|n| n.name.as_deref() == Some(node))) else {
+        return Err(mismatch(g, format!("shape constant in node '{node}', which the model does not have")));
+    };
+    let label = format!("{} ({})", node, n.op());
+    let Some(a) = n.attribute.iter_mut().find(|a| a.name.as_deref() == Some(attribute)) else {
+        return Err(mismatch(g, format!("node {label} has no attribute '{attribute}'")));
+    };
+    for e in edits {
+        match AttributeType::try_from(a.r#type.unwrap_or(0)) {
+            Ok(AttributeType::Int) if e.entry == 0 => a.i = Some(a.i.unwrap_or(0) - e.delta),
+            Ok(AttributeType::Ints) if e.entry < a.ints.len() => a.ints[e.entry] -= e.delta,
+            _ => return Err(mismatch(e.group, format!("attribute '{attribute}' of node {label} has no integer entry {}", e.entry))),
+        }
+    }
+    Ok(())
+}
+
+/// The integer values of a constant and a way to write them back in its own type.
+fn decode(model: &Model, t: &TensorProto, g: &Group, what: &str) -> Result<Tensor> {
+    let t = model.tensor(t)?;
+    match t.data {
+        TensorData::I64(_) | TensorData::I32(_) => Ok(t),
+        _ => Err(mismatch(g, format!("shape constant {what} is not an int32/int64 tensor"))),
+    }
+}
+
+fn apply(t: &Tensor, edits: &[&Edit<'_>], what: &str) -> Result<Tensor> {
+    let mut out = t.clone();
+    for e in edits {
+        let ok = match &mut out.data {
+            TensorData::I64(v) => v.get_mut(e.entry).map(|x| *x -= e.delta).is_some(),
+            TensorData::I32(v) => v.get_mut(e.entry).and_then(|x| i32::try_from(i64::from(*x) - e.delta).ok().map(|y| *x = y)).is_some(),
+            _ => false,
+        };
+        if !ok {
+            return Err(mismatch(e.group, format!("shape constant {what} has no entry {} (or it overflows)", e.entry)));
+        }
+    }
+    Ok(out)
+}
+
+/// Edits a constant value (an initializer, or the output of the Constant node at
+/// `constant_node`) read by possibly several nodes.
+#[allow(clippy::too_many_arguments)]
+fn edit_shared(
+    model: &Model,
+    graph: &Graph<'_>,
+    proto: &mut ModelProto,
+    value: &str,
+    constant_node: Option<usize>,
+    edits: &[Edit<'_>],
+    names: &mut HashSet<String>,
+    inserts: &mut Vec<(usize, NodeProto)>,
+) -> Result<()> {
+    let g0 = edits[0].group;
+    let what = match constant_node {
+        Some(_) => format!("'{value}' (Constant node output)"),
+        None => format!("initializer '{value}'"),
+    };
+    let original = match constant_node {
+        None => {
+            let t = graph
+                .initializer(value)
+                .ok_or_else(|| mismatch(g0, format!("shape constant in initializer '{value}', which the model does not have")))?;
+            decode(model, t, g0, &what)?
+        }
+        Some(_) => {
+            let t = graph.constant(value)?.ok_or_else(|| mismatch(g0, format!("{what} is not constant")))?;
+            match t.data {
+                TensorData::I64(_) | TensorData::I32(_) => t,
+                _ => return Err(mismatch(g0, format!("shape constant {what} is not an int32/int64 tensor"))),
+            }
+        }
+    };
+    // Readers, each with the edits that apply to it.
+    let mut readers: Vec<usize> = graph.consumers(value).iter().map(|u| u.node).collect();
+    readers.sort_unstable();
+    readers.dedup();
+    for e in edits {
+        if !e.nodes.is_empty() && !readers.iter().any(|&r| e.nodes.contains(graph.node(r).name.as_deref().unwrap_or(""))) {
+            return Err(mismatch(e.group, format!("shape constant {what}: none of the nodes {:?} reads it", e.nodes)));
+        }
+    }
+    let mut classes: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
+    for &r in &readers {
+        let name = graph.node(r).name.as_deref().unwrap_or("");
+        let sig: Vec<usize> =
+            edits.iter().enumerate().filter(|(_, e)| e.nodes.is_empty() || e.nodes.contains(name)).map(|(i, _)| i).collect();
+        classes.entry(sig).or_default().push(r);
+    }
+    // A graph output reading the value needs the original.
+    if graph.is_output(value) {
+        classes.entry(Vec::new()).or_default();
+    }
+    let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
+    // The class without edits keeps the original; otherwise the first class edits it in place.
+    let in_place: Option<Vec<usize>> = if classes.contains_key(&Vec::new()) { None } else { classes.keys().next().cloned() };
+    for (sig, nodes) in &classes {
+        if sig.is_empty() {
+            continue;
+        }
+        let chosen: Vec<&Edit<'_>> = sig.iter().map(|&i| &edits[i]).collect();
+        let edited = apply(&original, &chosen, &what)?;
+        if in_place.as_ref() == Some(sig) {
+            write_back(gp, value, constant_node, &edited);
+            continue;
+        }
+        let copy = fresh(names, value);
+        match constant_node {
+            None => gp.initializer.push(edited.to_proto(&copy)),
+            Some(index) => {
+                let mut n = gp.node[index].clone();
+                n.name = Some(fresh(names, n.name.as_deref().unwrap_or("Constant")));
+                n.output = vec![copy.clone()];
+                n.attribute = vec![oto_onnx::proto::AttributeProto {
+                    name: Some("value".to_string()),
+                    r#type: Some(AttributeType::Tensor as i32),
+                    t: Some(edited.to_proto(&copy)),
+                    ..Default::default()
+                }];
+                inserts.push((index, n));
+            }
+        }
+        for &r in nodes {
+            for inp in gp.node[r].input.iter_mut().filter(|i| *i == value) {
+                *inp = copy.clone();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_back(gp: &mut oto_onnx::proto::GraphProto, value: &str, constant_node: Option<usize>, edited: &Tensor) {
+    match constant_node {
+        None => {
+            for t in gp.initializer.iter_mut().filter(|t| t.name.as_deref() == Some(value)) {
+                *t = edited.to_proto(value);
+            }
+        }
+        Some(index) => {
+            let n = &mut gp.node[index];
+            let tensor_name = n.attribute.first().and_then(|a| a.t.as_ref()).and_then(|t| t.name.clone()).unwrap_or_default();
+            n.attribute = vec![oto_onnx::proto::AttributeProto {
+                name: Some("value".to_string()),
+                r#type: Some(AttributeType::Tensor as i32),
+                t: Some(edited.to_proto(&tensor_name)),
+                ..Default::default()
+            }];
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Shape constants held by `Constant` nodes and shared by layers of different groups:
+//! each pruned layer reads its own edited copy, the others keep the original.
+
+mod common;
+use common::*;
+use oto_construct::construct;
+use oto_graph::{analyze, AnalyzeOptions, ShapeLocation};
+use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::{Model, Tensor, TensorData};
+use std::collections::BTreeMap;
+
+/// Two parallel attention blocks on a [B, 5, 8] stream (4 heads of 2), `y = x + a0(x) + a1(x)`;
+/// the head split `[0, 5, 4, 2]` and merge `[0, 5, 8]` targets of both blocks are the
+/// same two Constant nodes.
+fn two_branches() -> Model {
+    let (s, h, d) = (5i64, 4i64, 2i64);
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("shared_constants");
+    let x = b.input_f32("x", &batch_dims(&[s, h * d]));
+    let split = b.node_with("Constant", &[], &["split_shape"], &[("value", Attr::Tensor(Tensor::from_i64s(vec![0, s, h, d])))]);
+    let merge = b.node_with("Constant", &[], &["merge_shape"], &[("value", Attr::Tensor(Tensor::from_i64s(vec![0, s, h * d])))]);
+    let mut sum = x.clone();
+    for k in 0..2usize {
+        let mut heads = Vec::new();
+        for (j, p) in ["q", "k", "v"].iter().enumerate() {
+            let w = b.weight(&format!("a{k}.{p}.weight"), &[e, e], |i| ((i * 7 + k * 3 + j) % 11) as f32 / 5.0 - 1.0);
+            let bias = b.weight(&format!("a{k}.{p}.bias"), &[e], |i| ((i * 5 + k + j) % 7) as f32 / 7.0 - 0.4);
+            let t = b.node("MatMul", &[&x, &w], &[]);
+            let t = b.node("Add", &[&t, &bias], &[]);
+            let t = b.node("Reshape", &[&t, &split], &[]);
+            heads.push(b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]));
+        }
+        let kt = b.node_with("Transpose", &[&heads[1]], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let scores = b.node("MatMul", &[&heads[0], &kt], &[]);
+        let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+        let ctx = b.node("MatMul", &[&probs, &heads[2]], &[]);
+        let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let ctx = b.node("Reshape", &[&ctx, &merge], &[]);
+        let wo = b.weight(&format!("a{k}.o.weight"), &[e, e], |i| ((i * 3 + k) % 13) as f32 / 6.0 - 1.0);
+        let o = b.node("MatMul", &[&ctx, &wo], &[]);
+        sum = b.node("Add", &[&sum, &o], &[]);
+    }
+    let y = b.node("Identity", &[&sum], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, h * d]));
+    b.opset(18);
+    b.build().unwrap()
+}
+
+#[test]
+fn constant_nodes_shared_by_two_groups() {
+    let model = two_branches();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let groups: Vec<_> = analysis.prunable_groups().collect();
+    assert_eq!(groups.len(), 2, "{}", analysis.table());
+    for g in &groups {
+        assert!(
+            g.shape_constants.iter().any(|sc| matches!(sc.location, ShapeLocation::ConstantNode { .. })),
+            "{}: {:?}",
+            g.id,
+            g.shape_constants
+        );
+    }
+    let inputs = vec![(
+        "x".to_string(),
+        Tensor { shape: vec![3, 5, 8], data: TensorData::F32((0..120).map(|i| (i as f32 * 0.37).sin()).collect()) },
+    )];
+    let mut rng = Rng(11);
+    // Each branch alone, then both with different counts.
+    let cases: Vec<BTreeMap<String, Vec<usize>>> = vec![
+        [(groups[0].id.clone(), vec![1])].into(),
+        [(groups[1].id.clone(), vec![0, 2])].into(),
+        groups.iter().enumerate().map(|(k, g)| (g.id.clone(), rng.choose(g.num_elements, (k + 1).min(g.num_elements - 1)))).collect(),
+    ];
+    for (case, removed) in cases.into_iter().enumerate() {
+        let full = zeroed(&model, &analysis, &removed);
+        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
+        assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
+        // Each changed target gets a copy for one of the two blocks; the other block
+        // reads the original (unchanged, or edited in place when both are pruned).
+        let constants = compact.proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type.as_deref() == Some("Constant")).count();
+        assert_eq!(constants, 4, "case {case}");
+        let shapes = oto_onnx::shape::infer(&oto_onnx::Graph::new(&compact).unwrap()).unwrap();
+        assert!(shapes.mismatches.is_empty(), "{:?}", shapes.mismatches);
+        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
+        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+    }
+}

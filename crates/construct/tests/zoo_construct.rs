@@ -1,0 +1,91 @@
+//! The test that decides (spec/groups.md): on every zoo model, zero the producer slices
+//! of random elements of every prunable group, construct the compact model, and check
+//! with onnxruntime that it computes what the zeroed full model computes; its parameter
+//! count must be the one the groups predict, and it must pass shape inference and reload.
+
+mod common;
+use common::*;
+use oto_construct::{construct, zero_elements, PRUNED_METADATA_KEY};
+use oto_graph::{analyze, AnalyzeOptions};
+use oto_onnx::{Graph, Model};
+
+fn check_construct(name: &str, seeds: u64) {
+    let model = zoo_model(name);
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    assert!(analysis.prunable_groups().any(|g| g.num_elements > 1), "{name}: nothing to prune\n{}", analysis.table());
+    let inputs = zoo_inputs(name);
+    let dir = tempfile::tempdir().unwrap();
+    for seed in 0..seeds {
+        for sparsity in [0.1, 0.5, 0.9] {
+            let ctx = format!("{name} seed {seed} sparsity {sparsity}");
+            let mut rng = Rng(seed * 7919 + (sparsity * 100.0) as u64 + 1);
+            let removed = pick(&analysis, &mut rng, sparsity);
+            let full = zeroed(&model, &analysis, &removed);
+
+            // The zero elements found are at least the chosen ones.
+            let found = zero_elements(&analysis, &full).unwrap();
+            for (id, elems) in &removed {
+                let f = found.get(id).unwrap_or_else(|| panic!("{ctx}: no zero element found in {id}"));
+                assert!(elems.iter().all(|e| f.contains(e)), "{ctx}: {id}: chose {elems:?}, found {f:?}");
+            }
+
+            let (compact, report) = construct(&full, &analysis, &removed).unwrap();
+            assert!(report.params_after < report.params_before, "{ctx}: {report:?}");
+            assert!(report.macs_after <= report.macs_before, "{ctx}: {report:?}");
+            assert_eq!(report.groups.len(), removed.len(), "{ctx}");
+            for gr in &report.groups {
+                assert_eq!(gr.removed, removed[&gr.id].len(), "{ctx}");
+                assert_eq!(gr.kept + gr.removed, analysis.group(&gr.id).unwrap().num_elements, "{ctx}");
+            }
+
+            // Parameter count predicted from the groups.
+            assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed), "{ctx}: parameter count");
+
+            // Shape inference passes and agrees with the declared shapes; save and reload.
+            let graph = Graph::new(&compact).unwrap();
+            let shapes = oto_onnx::shape::infer(&graph).unwrap();
+            assert!(shapes.mismatches.is_empty(), "{ctx}: stale shapes {:?}", shapes.mismatches);
+            let path = dir.path().join(format!("{name}.compact.onnx"));
+            compact.save(&path, &Default::default()).unwrap();
+            let reloaded = Model::load(&path).unwrap();
+            assert!(reloaded.proto.metadata_props.iter().any(|e| e.key.as_deref() == Some(PRUNED_METADATA_KEY)));
+            assert_eq!(reloaded.proto.opset_import, model.proto.opset_import, "{ctx}");
+            let io = |m: &Model| {
+                let g = m.proto.graph.as_ref().unwrap();
+                (g.output.clone(), Graph::new(m).unwrap().real_inputs().cloned().collect::<Vec<_>>())
+            };
+            assert_eq!(io(&reloaded), io(&model), "{ctx}: inputs/outputs changed");
+
+            let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&reloaded.proto, &inputs));
+            assert!(err <= tol, "{ctx}: max deviation {err:.3e} > {tol:.3e}");
+        }
+    }
+}
+
+macro_rules! zoo_tests {
+    ($($name:ident: $seeds:expr),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            check_construct(stringify!($name), $seeds);
+        }
+    )*};
+}
+
+zoo_tests!(
+    mlp: 3,
+    demo_cnn: 3,
+    resnet18: 2,
+    vgg16_bn: 1,
+    mobilenet_v2: 2,
+    densenet121: 1,
+    concat_bn: 3,
+    grouped_conv: 3,
+    flatten_linear: 3,
+    shared_conv: 3,
+    bert_tiny: 3,
+    gpt2_tiny: 3,
+    vit_tiny: 3,
+    groupnorm: 3,
+    convtranspose_in: 3,
+    resnet50: 1,
+);

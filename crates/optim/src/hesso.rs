@@ -1,0 +1,446 @@
+//! The optimizer: base updates, importance scores at period starts, the linear decay of
+//! the chosen elements, and the projection that holds pruned elements at zero.
+
+use crate::config::HessoConfig;
+use crate::error::{HessoError, Result};
+use crate::select::{self, GroupQuota};
+use oto_graph::{Analysis, Role};
+use oto_torch::exec::Executor;
+use oto_torch::optim::{Optimizer, OptimizerConfig};
+use std::collections::{BTreeMap, HashMap};
+use tch::{Kind, Tensor};
+
+/// One producer slice of a group: parameter, axis, and the indices of all elements
+/// along the axis in element order (`num_elements * block` of them).
+struct ProducerSlice {
+    param: usize,
+    axis: i64,
+    indices: Tensor,
+}
+
+struct PrunableGroup {
+    id: String,
+    num_elements: usize,
+    /// Element -> indices along the axis, per producer member (host copy, for index sets).
+    element_indices: Vec<Vec<Vec<i64>>>,
+    slices: Vec<ProducerSlice>,
+}
+
+/// Index tensors of a set of elements, per (parameter, axis): built once when the set
+/// changes, so that each step only runs `index_fill_`/`index_copy_` on the device.
+#[derive(Default)]
+struct SliceSet {
+    entries: Vec<(usize, i64, Tensor)>,
+}
+
+/// What [`Hesso::metrics`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct HessoMetrics {
+    /// Steps taken.
+    pub step: u64,
+    /// The learning rate of the last step.
+    pub lr: f64,
+    /// Elements whose producer slices are all zero, over all prunable elements.
+    pub group_sparsity: f64,
+    /// Elements not chosen for pruning.
+    pub important: usize,
+    /// Elements chosen in the current period, still decaying.
+    pub decaying: usize,
+    /// Elements held at zero.
+    pub pruned: usize,
+    /// L2 norm of the producer slices of the important elements.
+    pub norm_important: f64,
+    /// L2 norm of the producer slices of the chosen (decaying or pruned) elements.
+    pub norm_redundant: f64,
+}
+
+/// HESSO over named parameters and the prunable groups of an analysis.
+pub struct Hesso {
+    /// The base optimizer (its per-parameter state is public).
+    pub base: Optimizer,
+    config: HessoConfig,
+    groups: Vec<PrunableGroup>,
+    quotas: Vec<GroupQuota>,
+    /// Per group, per element: chosen (decaying or pruned).
+    chosen: Vec<Vec<bool>>,
+    /// Elements chosen by the current period (decaying).
+    decaying: Vec<(usize, usize)>,
+    decaying_set: SliceSet,
+    /// Elements held at zero.
+    pruned: Vec<(usize, usize)>,
+    pruned_set: SliceSet,
+    /// T after the divisibility rule: what the whole schedule chooses.
+    target_count: usize,
+    total_elements: usize,
+    steps: u64,
+    last_lr: f64,
+}
+
+impl Hesso {
+    /// HESSO over the trainable parameters of `exec`.
+    pub fn from_executor(exec: &Executor, analysis: &Analysis, base: OptimizerConfig, config: HessoConfig) -> Result<Hesso> {
+        let params = exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
+        Hesso::new(params, analysis, base, config)
+    }
+
+    /// HESSO over `params` (initializer name, tensor). Every producer slice of every
+    /// prunable group of `analysis` must be among them.
+    pub fn new(params: Vec<(String, Tensor)>, analysis: &Analysis, base: OptimizerConfig, config: HessoConfig) -> Result<Hesso> {
+        config.validate()?;
+        let base = Optimizer::new(base, params)?;
+        let by_name: HashMap<&str, usize> = base.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let mut groups = Vec::new();
+        for g in analysis.prunable_groups() {
+            let fail = |message: String| HessoError::Group { group: g.id.clone(), message };
+            let mut slices = Vec::new();
+            let mut element_indices = Vec::new();
+            for m in g.members.iter().filter(|m| m.role == Role::Producer) {
+                let &param = by_name
+                    .get(m.initializer.as_str())
+                    .ok_or_else(|| fail(format!("producer '{}' is not a trainable parameter", m.initializer)))?;
+                let tensor = &base.params[param];
+                let dims = tensor.size();
+                let len = *dims.get(m.axis).ok_or_else(|| fail(format!("'{}' has no axis {}", m.initializer, m.axis)))?;
+                let per_element: Vec<Vec<i64>> =
+                    (0..g.num_elements).map(|i| m.map.indices(i).into_iter().map(|x| x as i64).collect()).collect();
+                let block = m.map.block();
+                if block == 0 || per_element.iter().any(|v| v.len() != block || v.iter().any(|&x| x < 0 || x >= len)) {
+                    return Err(fail(format!(
+                        "the slices of '{}' along axis {} are not {} blocks of {block} indices below {len}",
+                        m.initializer, m.axis, g.num_elements
+                    )));
+                }
+                let flat: Vec<i64> = per_element.concat();
+                let indices = Tensor::from_slice(&flat).to_device(tensor.device());
+                slices.push(ProducerSlice { param, axis: m.axis as i64, indices });
+                element_indices.push(per_element);
+            }
+            if slices.is_empty() || g.num_elements == 0 {
+                continue;
+            }
+            groups.push(PrunableGroup { id: g.id.clone(), num_elements: g.num_elements, element_indices, slices });
+        }
+        let quotas: Vec<GroupQuota> =
+            groups.iter().map(|g| GroupQuota { num_elements: g.num_elements, divisible: config.group_divisible, chosen: 0 }).collect();
+        let total_elements: usize = groups.iter().map(|g| g.num_elements).sum();
+        let requested = (total_elements as f64 * config.target_group_sparsity).floor() as usize;
+        let target_count = select::largest_feasible(&quotas, requested);
+        let chosen = groups.iter().map(|g| vec![false; g.num_elements]).collect();
+        Ok(Hesso {
+            base,
+            config,
+            groups,
+            quotas,
+            chosen,
+            decaying: Vec::new(),
+            decaying_set: SliceSet::default(),
+            pruned: Vec::new(),
+            pruned_set: SliceSet::default(),
+            target_count,
+            total_elements,
+            steps: 0,
+            last_lr: 0.0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HessoConfig {
+        &self.config
+    }
+
+    /// Prunable elements over all groups.
+    pub fn total_elements(&self) -> usize {
+        self.total_elements
+    }
+
+    /// How many elements the whole schedule removes: `floor(total * target)`, or the
+    /// largest count below it that the group-divisibility rule allows.
+    pub fn target_count(&self) -> usize {
+        self.target_count
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Clears the gradients of all parameters.
+    pub fn zero_grad(&mut self) {
+        self.base.zero_grad();
+    }
+
+    /// One step after `backward()`: the base optimizer updates every parameter once,
+    /// then the schedule scores (at a period's first step), decays and zeroes.
+    pub fn step(&mut self, lr: f64) -> Result<()> {
+        self.base.step(lr)?;
+        let _guard = tch::no_grad_guard();
+        let index = self.steps;
+        self.steps += 1;
+        self.last_lr = lr;
+        let Some(k) = index.checked_sub(self.config.start_pruning_step) else {
+            return Ok(());
+        };
+        let d = self.config.period_steps();
+        let periods = self.config.pruning_periods;
+        if k < d * periods {
+            let (p, t) = (k / d, k % d);
+            if t == 0 {
+                self.choose(p)?;
+            }
+            if t + 1 < d {
+                let factor = (d - t - 1) as f64 / (d - t) as f64;
+                self.scale_decaying(factor)?;
+            } else {
+                // The period's last step: exactly zero (a product with 0.0 could give -0.0).
+                let done = std::mem::take(&mut self.decaying);
+                self.decaying_set = SliceSet::default();
+                self.pruned.extend(done);
+                self.pruned_set = self.slice_set(&self.pruned);
+            }
+        }
+        self.hold_pruned()
+    }
+
+    /// Scores every element and chooses period `p`'s share.
+    fn choose(&mut self, p: u64) -> Result<()> {
+        let periods = self.config.pruning_periods;
+        let base_quota = self.target_count / periods as usize;
+        let cumulative = if p + 1 == periods { self.target_count } else { base_quota * (p as usize + 1) };
+        let already: usize = self.quotas.iter().map(|q| q.chosen).sum();
+        let scores = self.scores()?;
+        let selection = select::select(
+            &scores,
+            &mut self.chosen,
+            &mut self.quotas,
+            cumulative.saturating_sub(already),
+            self.target_count.saturating_sub(already),
+        );
+        self.decaying = selection.elements;
+        self.decaying_set = self.slice_set(&self.decaying);
+        Ok(())
+    }
+
+    /// Index tensors for a set of elements, per (parameter, axis), sorted and deduplicated.
+    fn slice_set(&self, elements: &[(usize, usize)]) -> SliceSet {
+        let mut host: BTreeMap<(usize, i64), Vec<i64>> = BTreeMap::new();
+        for &(g, e) in elements {
+            let group = &self.groups[g];
+            for (s, per_element) in group.slices.iter().zip(&group.element_indices) {
+                host.entry((s.param, s.axis)).or_default().extend(&per_element[e]);
+            }
+        }
+        let entries = host
+            .into_iter()
+            .map(|((param, axis), mut idx)| {
+                idx.sort_unstable();
+                idx.dedup();
+                (param, axis, Tensor::from_slice(&idx).to_device(self.base.params[param].device()))
+            })
+            .collect();
+        SliceSet { entries }
+    }
+
+    fn scale_decaying(&mut self, factor: f64) -> Result<()> {
+        for (param, axis, idx) in &self.decaying_set.entries {
+            let name = &self.base.names[*param];
+            let p = &mut self.base.params[*param];
+            let _ = p
+                .f_index_select(*axis, idx)
+                .and_then(|s| s.f_mul_scalar(factor))
+                .and_then(|s| p.f_index_copy_(*axis, idx, &s))
+                .map_err(|e| HessoError::torch(format!("decaying slices of '{name}'"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the pruned slices and their optimizer state to exactly zero.
+    fn hold_pruned(&mut self) -> Result<()> {
+        for (param, axis, idx) in &self.pruned_set.entries {
+            let name = &self.base.names[*param];
+            let fail = |e| HessoError::torch(format!("zeroing pruned slices of '{name}'"), e);
+            let _ = self.base.params[*param].f_index_fill_(*axis, idx, 0.0).map_err(fail)?;
+            let state = &mut self.base.state[*param];
+            for t in [&mut state.momentum_buffer, &mut state.exp_avg, &mut state.exp_avg_sq].into_iter().flatten() {
+                let _ = t.f_index_fill_(*axis, idx, 0.0).map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The base optimizer's update direction for parameter `i`: the momentum buffer
+    /// (SGD) or the bias-corrected Adam step `m̂ / (sqrt(v̂) + eps)`; the gradient when
+    /// there is no state yet; zeros when there is no gradient either.
+    fn direction(&self, i: usize) -> std::result::Result<Tensor, tch::TchError> {
+        let param = &self.base.params[i];
+        let state = &self.base.state[i];
+        let grad = param.grad();
+        let fallback = || if grad.defined() { grad.f_detach() } else { param.f_zeros_like() };
+        match self.base.config {
+            OptimizerConfig::Sgd { .. } => match &state.momentum_buffer {
+                Some(buf) => Ok(buf.shallow_clone()),
+                None => fallback(),
+            },
+            OptimizerConfig::Adam { betas, eps, .. } | OptimizerConfig::AdamW { betas, eps, .. } => {
+                match (&state.exp_avg, &state.exp_avg_sq) {
+                    (Some(m), Some(v)) if state.step > 0 => {
+                        let step = i32::try_from(state.step).unwrap_or(i32::MAX);
+                        let bc1 = 1.0 - betas.0.powi(step);
+                        let bc2 = 1.0 - betas.1.powi(step);
+                        let denom = v.f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(eps)?;
+                        m.f_div_scalar(bc1)?.f_div(&denom)
+                    }
+                    _ => fallback(),
+                }
+            }
+        }
+    }
+
+    /// Per element of every group (concatenated in group order): sum of squares of the
+    /// producer slices, of the direction's slices, their inner product, and the count
+    /// of scalars. Computed on the device.
+    fn element_statistics(&self, with_direction: bool) -> Result<[Tensor; 4]> {
+        let fail = |e| HessoError::torch("computing element statistics", e);
+        let mut directions: HashMap<usize, Tensor> = HashMap::new();
+        let mut parts: [Vec<Tensor>; 4] = Default::default();
+        for g in &self.groups {
+            let n = g.num_elements as i64;
+            let mut acc: Option<[Tensor; 4]> = None;
+            for s in &g.slices {
+                let p = &self.base.params[s.param];
+                let rows = |t: &Tensor| t.f_index_select(s.axis, &s.indices)?.f_transpose(0, s.axis)?.f_reshape([n, -1])?.f_to_kind(Kind::Double);
+                let x = rows(p).map_err(fail)?;
+                let count = Tensor::full([n], x.size()[1] as f64, (Kind::Double, x.device()));
+                let sq = x.f_square().and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double)).map_err(fail)?;
+                let (gsq, dot) = if with_direction {
+                    if !directions.contains_key(&s.param) {
+                        directions.insert(s.param, self.direction(s.param).map_err(fail)?);
+                    }
+                    let dir = rows(&directions[&s.param]).map_err(fail)?;
+                    let gsq = dir.f_square().and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double)).map_err(fail)?;
+                    let dot = x.f_mul(&dir).and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double)).map_err(fail)?;
+                    (gsq, dot)
+                } else {
+                    (sq.zeros_like(), sq.zeros_like())
+                };
+                let next = [sq, gsq, dot, count];
+                acc = Some(match acc {
+                    None => next,
+                    Some(a) => {
+                        let mut out = Vec::with_capacity(4);
+                        for (a, b) in a.iter().zip(&next) {
+                            out.push(a.f_add(b).map_err(fail)?);
+                        }
+                        [out.remove(0), out.remove(0), out.remove(0), out.remove(0)]
+                    }
+                });
+            }
+            if let Some(a) = acc {
+                for (part, t) in parts.iter_mut().zip(a) {
+                    part.push(t);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(4);
+        for part in &parts {
+            out.push(Tensor::f_cat(part, 0).map_err(fail)?);
+        }
+        Ok([out.remove(0), out.remove(0), out.remove(0), out.remove(0)])
+    }
+
+    /// The importance score of every element, per group (low: redundant).
+    pub fn scores(&self) -> Result<Vec<Vec<f64>>> {
+        if self.groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _guard = tch::no_grad_guard();
+        let fail = |e| HessoError::torch("computing importance scores", e);
+        let [xsq, gsq, dot, count] = self.element_statistics(true)?;
+        let score = (|| -> std::result::Result<Tensor, tch::TchError> {
+            let xnorm = xsq.f_sqrt()?;
+            let magnitude = xnorm.shallow_clone();
+            let avg_magnitude = xnorm.f_div(&count)?;
+            let denom = xnorm.f_mul(&gsq.f_sqrt()?)?;
+            let positive = denom.f_gt(0.0)?;
+            let cos = dot.f_div(&denom.f_clamp_min(f64::MIN_POSITIVE)?)?;
+            let cosine = cos.f_where_scalarother(&positive, 0.0)?.f_add_scalar(1.0)?;
+            let taylor1 = dot.f_abs()?;
+            let taylor2 = dot.f_square()?.f_mul_scalar(0.5)?;
+            let mut total = xnorm.f_zeros_like()?;
+            for (criterion, weight) in [magnitude, avg_magnitude, cosine, taylor1, taylor2].iter().zip(self.config.importance.as_array()) {
+                if weight == 0.0 {
+                    continue;
+                }
+                let norm = criterion.f_norm()?.f_double_value(&[])?;
+                if norm > 0.0 {
+                    total = total.f_add(&criterion.f_mul_scalar(weight / norm)?)?;
+                }
+            }
+            Ok(total)
+        })()
+        .map_err(fail)?;
+        let flat: Vec<f64> = Vec::try_from(score.to_device(tch::Device::Cpu)).map_err(fail)?;
+        let mut out = Vec::with_capacity(self.groups.len());
+        let mut offset = 0;
+        for g in &self.groups {
+            out.push(flat[offset..offset + g.num_elements].to_vec());
+            offset += g.num_elements;
+        }
+        Ok(out)
+    }
+
+    /// Metrics of the current state (reads a few values back from the device: call it
+    /// when logging, not necessarily every step).
+    pub fn metrics(&self) -> Result<HessoMetrics> {
+        let _guard = tch::no_grad_guard();
+        let fail = |e| HessoError::torch("computing metrics", e);
+        let (mut zero, mut sq_important, mut sq_redundant) = (0usize, 0.0, 0.0);
+        if !self.groups.is_empty() {
+            let [xsq, ..] = self.element_statistics(false)?;
+            let xsq: Vec<f64> = Vec::try_from(xsq.to_device(tch::Device::Cpu)).map_err(fail)?;
+            let mut offset = 0;
+            for (g, chosen) in self.groups.iter().zip(&self.chosen) {
+                for (e, &c) in chosen.iter().enumerate() {
+                    let v = xsq[offset + e];
+                    zero += usize::from(v == 0.0);
+                    if c {
+                        sq_redundant += v;
+                    } else {
+                        sq_important += v;
+                    }
+                }
+                offset += g.num_elements;
+            }
+        }
+        let chosen: usize = self.quotas.iter().map(|q| q.chosen).sum();
+        Ok(HessoMetrics {
+            step: self.steps,
+            lr: self.last_lr,
+            group_sparsity: if self.total_elements == 0 { 0.0 } else { zero as f64 / self.total_elements as f64 },
+            important: self.total_elements - chosen,
+            decaying: self.decaying.len(),
+            pruned: self.pruned.len(),
+            norm_important: sq_important.sqrt(),
+            norm_redundant: sq_redundant.sqrt(),
+        })
+    }
+
+    /// The elements held at zero, per group id (what construction cuts); every prunable
+    /// group appears, possibly with no elements.
+    pub fn pruned_elements(&self) -> BTreeMap<String, Vec<usize>> {
+        let mut out: BTreeMap<String, Vec<usize>> = self.groups.iter().map(|g| (g.id.clone(), Vec::new())).collect();
+        for &(g, e) in &self.pruned {
+            if let Some(v) = out.get_mut(&self.groups[g].id) {
+                v.push(e);
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_unstable();
+        }
+        out
+    }
+
+    /// Whether the whole schedule has run (every chosen element is held at zero).
+    pub fn schedule_done(&self) -> bool {
+        self.steps >= self.config.start_pruning_step + self.config.period_steps() * self.config.pruning_periods
+    }
+}

@@ -1,0 +1,30 @@
+//! HESSO (Hybrid Efficient Structured Sparse Optimizer) on libtorch: trains with a base
+//! optimizer (SGD, Adam, AdamW from `oto_torch::optim`) and, during a pruning schedule,
+//! drives a chosen fraction of the pruning-group elements of an `oto_graph::Analysis`
+//! to exactly zero, so that construction can cut them without changing the outputs.
+//!
+//! The contract is `shared/spec/hesso.md`. It fits a user's own training loop:
+//!
+//! ```no_run
+//! # fn demo(exec: &oto_torch::exec::Executor, analysis: &oto_graph::Analysis, loss: tch::Tensor) -> Result<(), oto_optim::HessoError> {
+//! use oto_optim::{Hesso, HessoConfig};
+//! let base = oto_torch::optim::OptimizerConfig::parse("sgd")?;
+//! let config = HessoConfig { target_group_sparsity: 0.5, pruning_steps: 100, ..HessoConfig::default() };
+//! let mut hesso = Hesso::from_executor(exec, analysis, base, config)?;
+//! hesso.zero_grad();
+//! loss.backward();
+//! hesso.step(0.05)?;
+//! let pruned = hesso.pruned_elements(); // group id -> element indices, for construction
+//! # let _ = pruned; Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod hesso;
+mod select;
+
+pub use config::{HessoConfig, ImportanceWeights};
+pub use error::HessoError;
+pub use hesso::{Hesso, HessoMetrics};
+pub use select::{GroupQuota, Selection};

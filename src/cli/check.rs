@@ -1,0 +1,221 @@
+//! `oto check`: zero random group elements, construct the compact model, and check
+//! with onnxruntime that it computes what the zeroed full model computes.
+
+use super::construct::load_or_analyze;
+use super::input_error;
+use anyhow::{Context, Result};
+use oto_graph::Analysis;
+use oto_onnx::shape::{self, Shapes};
+use oto_onnx::{DType, Dim, Graph, Model, NodeExt, Tensor, TensorData};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Arguments of `oto check`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  oto check resnet18.onnx
+      3 trials at 50% of every prunable group: zero, construct, compare in onnxruntime
+  oto check bert.onnx --sparsity 0.9 --trials 5 --seed 7
+  oto check model.onnx --groups groups.json
+      check a saved group description (from `oto analyze --json`) instead of a fresh one
+
+Exit code 0 when every trial matches (max |difference| <= 1e-4 * max(1, max |output|)),
+1 on a mismatch, 2 on bad input.")]
+pub struct Args {
+    /// The ONNX model file.
+    pub model: PathBuf,
+    /// Share of each prunable group's elements to zero and remove (at least one is kept).
+    #[arg(long, default_value_t = 0.5)]
+    pub sparsity: f64,
+    /// Number of random trials.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub trials: u64,
+    /// Seed of the random choices and inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Batch size of the random inputs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// The group description to check (JSON from `oto analyze --json`); default: analyze the model.
+    #[arg(long, value_name = "FILE")]
+    pub groups: Option<PathBuf>,
+}
+
+/// SplitMix64: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// `k` distinct indices below `n`, sorted.
+    fn choose(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k.min(n) {
+            let j = i + self.below((n - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        let mut out = all[..k.min(n)].to_vec();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// Runs `oto check`.
+pub fn run(args: &Args) -> Result<()> {
+    if !(0.0..1.0).contains(&args.sparsity) {
+        return Err(input_error(anyhow::anyhow!("--sparsity must be in [0, 1), got {}", args.sparsity)));
+    }
+    let model = Model::load(&args.model).map_err(input_error)?;
+    let analysis = load_or_analyze(&model, args.groups.as_deref())?;
+    let candidates: Vec<_> = analysis.prunable_groups().filter(|g| g.num_elements > 1).collect();
+    if candidates.is_empty() {
+        return Err(input_error(anyhow::anyhow!(
+            "{}: no prunable group has more than one element, so there is nothing to check (see `oto analyze`)",
+            args.model.display()
+        )));
+    }
+    let graph = Graph::new(&model).map_err(input_error)?;
+    let shapes = shape::infer(&graph).map_err(input_error)?;
+    let mut failures = 0;
+    for trial in 0..args.trials {
+        let mut rng = Rng(args.seed.wrapping_mul(1_000_003).wrapping_add(trial));
+        let chosen = pick(&analysis, &mut rng, args.sparsity);
+        let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
+        let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
+        let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch as i64)?;
+        let full_out = run_ort(&zeroed, &inputs).context("onnxruntime on the zeroed full model")?;
+        let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
+        let (diff, scale) = compare(&full_out, &small_out)?;
+        let ok = diff <= 1e-4 * scale.max(1.0);
+        failures += usize::from(!ok);
+        let removed: usize = chosen.values().map(Vec::len).sum();
+        println!(
+            "trial {}: removed {removed} elements in {} groups; parameters {} -> {} ({:.1}%), MACs {} -> {} ({:.1}%); max |difference| {diff:.3e} (outputs up to {scale:.3e}): {}",
+            trial + 1,
+            chosen.len(),
+            report.params_before,
+            report.params_after,
+            100.0 * report.params_after as f64 / report.params_before.max(1) as f64,
+            report.macs_before,
+            report.macs_after,
+            100.0 * report.macs_after as f64 / report.macs_before.max(1) as f64,
+            if ok { "ok" } else { "MISMATCH" }
+        );
+    }
+    if failures > 0 {
+        anyhow::bail!(
+            "{failures} of {} trials changed the outputs: the group description is wrong for this model (please report it with the model)",
+            args.trials
+        );
+    }
+    println!("passed: {} trials, the compact models compute the same outputs", args.trials);
+    Ok(())
+}
+
+/// `round(n * sparsity)` random elements of every prunable group, keeping at least one.
+fn pick(analysis: &Analysis, rng: &mut Rng, sparsity: f64) -> BTreeMap<String, Vec<usize>> {
+    let mut out = BTreeMap::new();
+    for g in analysis.prunable_groups().filter(|g| g.num_elements > 1) {
+        let k = ((g.num_elements as f64 * sparsity).round() as usize).min(g.num_elements - 1);
+        if k > 0 {
+            out.insert(g.id.clone(), rng.choose(g.num_elements, k));
+        }
+    }
+    out
+}
+
+/// Random inputs of the right dtypes and shapes: the first symbolic axis is the batch,
+/// other symbolic axes get 4; integer inputs that index an embedding stay inside it,
+/// other integer inputs (masks) are 0 or 1.
+fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut Rng, batch: i64) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::new();
+    for input in graph.real_inputs() {
+        let name = input.name.clone().unwrap_or_default();
+        let dims = shapes.shape(&name).ok_or_else(|| input_error(anyhow::anyhow!("graph input '{name}' has no known shape")))?;
+        let shape: Vec<usize> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Known(v) => usize::try_from(*v).unwrap_or(0),
+                Dim::Sym(_) if i == 0 => batch as usize,
+                Dim::Sym(_) => 4,
+            })
+            .collect();
+        let n: usize = shape.iter().product();
+        let dtype = shapes.dtype(&name).unwrap_or(DType::F32);
+        let data = match dtype {
+            DType::F32 => TensorData::F32((0..n).map(|_| 2.0 * rng.unit() - 1.0).collect()),
+            DType::F64 => TensorData::F64((0..n).map(|_| f64::from(2.0 * rng.unit() - 1.0)).collect()),
+            DType::I64 | DType::I32 => {
+                let limit = index_limit(graph, &name).unwrap_or(2);
+                let v: Vec<i64> = (0..n).map(|_| rng.below(limit) as i64).collect();
+                if dtype == DType::I64 {
+                    TensorData::I64(v)
+                } else {
+                    TensorData::I32(v.into_iter().map(|x| x as i32).collect())
+                }
+            }
+            DType::Bool => TensorData::Bool((0..n).map(|_| rng.below(2) == 1).collect()),
+            other => return Err(input_error(anyhow::anyhow!("graph input '{name}' has type {other:?}, which `oto check` cannot generate"))),
+        };
+        out.push((name, Tensor { shape, data }));
+    }
+    Ok(out)
+}
+
+/// Rows of the embedding that an integer input indexes (through `Gather`, possibly
+/// after a `Cast`), so random token ids stay valid.
+fn index_limit(graph: &Graph<'_>, value: &str) -> Option<u64> {
+    for u in graph.consumers(value) {
+        let node = graph.node(u.node);
+        match node.op() {
+            "Gather" if u.input == 1 => {
+                let table = graph.initializer(node.input.first()?)?;
+                let rows = *table.dims.first()?;
+                return u64::try_from(rows).ok();
+            }
+            "Cast" => {
+                if let Some(limit) = node.output.first().and_then(|o| index_limit(graph, o)) {
+                    return Some(limit);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn run_ort(model: &Model, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+    let bytes = model.to_bytes()?;
+    let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::default())?;
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    Ok(session.run(&refs)?)
+}
+
+/// Max absolute difference over all outputs, and the largest |output| of the full model.
+fn compare(full: &[(String, Tensor)], small: &[(String, Tensor)]) -> Result<(f64, f64)> {
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (name, a) in full {
+        let b = small.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("the compact model lacks output '{name}'"))?;
+        if a.shape != b.shape {
+            anyhow::bail!("output '{name}' has shape {:?} in the full model but {:?} in the compact one", a.shape, b.shape);
+        }
+        for (x, y) in a.to_f64_vec().into_iter().zip(b.to_f64_vec()) {
+            diff = diff.max((x - y).abs());
+            scale = scale.max(x.abs());
+        }
+    }
+    Ok((diff, scale))
+}
