@@ -22,7 +22,13 @@ fn main() -> anyhow::Result<()> {
     let test = Dataset::load(&root.join("examples/data/digits_test.npz"), &inputs)?;
 
     let steps = 300;
-    let config = HessoConfig { target_group_sparsity: 0.5, start_pruning_step: 60, pruning_steps: 120, pruning_periods: 3, ..HessoConfig::default() };
+    let config = HessoConfig {
+        target_group_sparsity: 0.5,
+        start_pruning_step: 60,
+        pruning_steps: 120,
+        pruning_periods: 3,
+        ..HessoConfig::default()
+    };
     let mut hesso = Hesso::from_executor(&exec, &analysis, OptimizerConfig::parse("sgd")?, config)?;
     let schedule = Schedule::parse("cosine", 0.05, 0, steps)?;
     let loss_fn = Loss::CrossEntropy { label_smoothing: 0.0 };

@@ -307,15 +307,17 @@ impl Hesso {
             let mut acc: Option<[Tensor; 4]> = None;
             for s in &g.slices {
                 let p = &self.base.params[s.param];
-                let rows = |t: &Tensor| t.f_index_select(s.axis, &s.indices)?.f_transpose(0, s.axis)?.f_reshape([n, -1])?.f_to_kind(Kind::Double);
+                let rows =
+                    |t: &Tensor| t.f_index_select(s.axis, &s.indices)?.f_transpose(0, s.axis)?.f_reshape([n, -1])?.f_to_kind(Kind::Double);
                 let x = rows(p).map_err(fail)?;
                 let count = Tensor::full([n], x.size()[1] as f64, (Kind::Double, x.device()));
                 let sq = x.f_square().and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double)).map_err(fail)?;
                 let (gsq, dot) = if with_direction {
-                    if !directions.contains_key(&s.param) {
-                        directions.insert(s.param, self.direction(s.param).map_err(fail)?);
-                    }
-                    let dir = rows(&directions[&s.param]).map_err(fail)?;
+                    let dir = match directions.entry(s.param) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => e.insert(self.direction(s.param).map_err(fail)?),
+                    };
+                    let dir = rows(dir).map_err(fail)?;
                     let gsq = dir.f_square().and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double)).map_err(fail)?;
                     let dot = x.f_mul(&dir).and_then(|t| t.f_sum_dim_intlist(1, false, Kind::Double)).map_err(fail)?;
                     (gsq, dot)

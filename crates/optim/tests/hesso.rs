@@ -103,7 +103,7 @@ fn prunes_exactly_the_hidden_units_the_target_ignores() {
         // w0 is [features, hidden], row-major: unit = i % hidden.
         (0, "w") if i % hidden < relevant => teacher_w(i / hidden * relevant + i % hidden) + 0.05 * noise(i, 5),
         (0, "w") => 0.05 * noise(i, 6),
-        (0, _) => if i < relevant { 0.1 } else { 0.0 },
+        (0, _) if i < relevant => 0.1,
         (_, "w") if i < relevant => teacher_v[i] + 0.05 * noise(i, 7),
         (_, "w") => 0.05 * noise(i, 8),
         _ => 0.0,
@@ -232,7 +232,8 @@ fn chosen_elements_decay_linearly_to_exact_zero() {
     let model = mlp(4, &[8], 1, &|layer, kind, i| noise(i, 40 + layer as u64 + u64::from(kind == "b") * 7));
     let analysis = analysis_of(&model);
     let exec = Executor::new(&model, Device::Cpu).unwrap();
-    let config = HessoConfig { target_group_sparsity: 0.25, start_pruning_step: 2, pruning_steps: 4, pruning_periods: 1, ..HessoConfig::default() };
+    let config =
+        HessoConfig { target_group_sparsity: 0.25, start_pruning_step: 2, pruning_steps: 4, pruning_periods: 1, ..HessoConfig::default() };
     let mut hesso = Hesso::from_executor(&exec, &analysis, OptimizerConfig::parse("sgd").unwrap(), config).unwrap();
     let x = inputs(16, 4, 9);
     let y = Tensor::zeros([16, 1], (Kind::Float, Device::Cpu));
@@ -252,7 +253,10 @@ fn chosen_elements_decay_linearly_to_exact_zero() {
                 for &u in &changed {
                     let ratio = (w.select(1, u) / w0.select(1, u)).to_kind(Kind::Double);
                     let (lo, hi) = (ratio.min().double_value(&[]), ratio.max().double_value(&[]));
-                    assert!((lo - expected).abs() < 1e-6 && (hi - expected).abs() < 1e-6, "step {step}: ratio {lo}..{hi}, expected {expected}");
+                    assert!(
+                        (lo - expected).abs() < 1e-6 && (hi - expected).abs() < 1e-6,
+                        "step {step}: ratio {lo}..{hi}, expected {expected}"
+                    );
                 }
                 zero_after.get_or_insert(changed);
             }
@@ -309,4 +313,60 @@ fn settings_are_validated_by_name() {
     let params = exec.trainable().filter(|p| p.name != "w0").map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
     let err = Hesso::new(params, &analysis, sgd, HessoConfig::default()).err().unwrap().to_string();
     assert!(err.contains("b0:0") && err.contains("'w0'"), "{err}");
+}
+
+/// The scores follow hesso.md's five criteria, recomputed here on the host from the
+/// parameters and the SGD momentum buffers: each criterion divided by its L2 norm over
+/// all elements, weighted, summed.
+#[test]
+fn scores_are_the_normalized_weighted_criteria() {
+    let model = mlp(3, &[4, 3], 1, &|layer, kind, i| noise(i, 60 + layer as u64 * 2 + u64::from(kind == "b")));
+    let analysis = analysis_of(&model);
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let importance = oto_optim::ImportanceWeights { magnitude: 0.1, avg_magnitude: 0.2, cosine: 0.3, taylor1: 0.15, taylor2: 0.25 };
+    let config = HessoConfig { target_group_sparsity: 0.0, importance, ..HessoConfig::default() };
+    let mut hesso = Hesso::from_executor(&exec, &analysis, OptimizerConfig::parse("sgd").unwrap(), config).unwrap();
+    let x = inputs(32, 3, 12);
+    let y = Tensor::ones([32, 1], (Kind::Float, Device::Cpu));
+    train(&exec, &mut hesso, &x, &y, 3, 0.05);
+    // Zero one element so the cosine's "1 for a zero element" is exercised.
+    tch::no_grad(|| {
+        let _ = param(&hesso, "w1").select(1, 2).fill_(0.0);
+        let _ = param(&hesso, "b1").select(0, 2).fill_(0.0);
+    });
+
+    let host = |name: &str, state: bool| -> Vec<Vec<f64>> {
+        let i = hesso.base.names.iter().position(|n| n == name).unwrap();
+        let t = if state {
+            hesso.base.state[i].momentum_buffer.as_ref().unwrap().shallow_clone()
+        } else {
+            hesso.base.params[i].shallow_clone()
+        };
+        let t = if t.dim() == 1 { t.unsqueeze(0) } else { t };
+        let t = t.to_kind(Kind::Double);
+        (0..t.size()[1]).map(|u| Vec::try_from(t.select(1, u)).unwrap()).collect()
+    };
+    let mut criteria: Vec<[f64; 5]> = Vec::new();
+    for layer in 0..2 {
+        let (w, b) = (host(&format!("w{layer}"), false), host(&format!("b{layer}"), false));
+        let (gw, gb) = (host(&format!("w{layer}"), true), host(&format!("b{layer}"), true));
+        for u in 0..w.len() {
+            let xs: Vec<f64> = w[u].iter().chain(&b[u]).copied().collect();
+            let gs: Vec<f64> = gw[u].iter().chain(&gb[u]).copied().collect();
+            let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            let dot: f64 = xs.iter().zip(&gs).map(|(a, b)| a * b).sum();
+            let (nx, ng) = (norm(&xs), norm(&gs));
+            let cosine = if nx * ng > 0.0 { 1.0 + dot / (nx * ng) } else { 1.0 };
+            criteria.push([nx, nx / xs.len() as f64, cosine, dot.abs(), 0.5 * dot * dot]);
+        }
+    }
+    let weights = importance.as_array();
+    let norms: Vec<f64> = (0..5).map(|c| criteria.iter().map(|e| e[c] * e[c]).sum::<f64>().sqrt()).collect();
+    let expected: Vec<f64> = criteria.iter().map(|e| (0..5).map(|c| weights[c] * e[c] / norms[c]).sum()).collect();
+    let got: Vec<f64> = hesso.scores().unwrap().concat();
+    assert_eq!(got.len(), 7);
+    assert_eq!(criteria[4 + 2][2], 1.0);
+    for (g, e) in got.iter().zip(&expected) {
+        assert!((g - e).abs() < 1e-9 * e.abs().max(1.0), "scores {got:?}, expected {expected:?}");
+    }
 }
