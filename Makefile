@@ -63,6 +63,7 @@ graphs: $(GRAPHS_STAMP)
 
 $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --out $(ZOO)
+	$(PY) graphs/train_ref.py --out $(ZOO)
 	rm -f $(ZOO)/.stamp-*
 	touch $@
 
@@ -73,8 +74,17 @@ build: setup
 test: setup graphs
 	$(CARGO) test --workspace
 
+# Until `oto prune` exists: the pipeline on the demo CNN, step by step (inspect, analyze,
+# check, then HESSO training on the digits data to 50% group sparsity, construction of
+# the compact model, and `oto eval` of the compact model).
+DEMO_OUT := target/demo
 demo: setup graphs
-	$(CARGO) run --bin oto -- inspect $(ZOO)/demo_cnn.onnx
+	$(CARGO) build -q --bin oto -p oto
+	$(CARGO) run -q --bin oto -- inspect $(ZOO)/demo_cnn.onnx
+	$(CARGO) run -q --bin oto -- analyze $(ZOO)/demo_cnn.onnx
+	$(CARGO) run -q --bin oto -- check $(ZOO)/demo_cnn.onnx
+	$(CARGO) run -q -p oto-optim --example custom_loop -- $(DEMO_OUT)
+	$(CARGO) run -q --bin oto -- eval $(DEMO_OUT)/demo_cnn.compact.onnx --data examples/data/digits_test.npz
 
 # The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
 BENCH_GRAPHS := graphs/bench

@@ -25,10 +25,7 @@ fn find_venv_onnxruntime(venv: &Path) -> Option<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
         .filter_map(|e| std::fs::read_dir(e.path().join("site-packages/onnxruntime/capi")).ok())
         .flat_map(|dir| dir.flatten().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
-        })
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
         .collect();
     found.sort();
     let path = found.pop()?;

@@ -31,10 +31,5 @@ fn libtorch_version(lib_dir: &Path) -> Option<String> {
         let line = text.lines().find(|l| l.starts_with("__version__"))?;
         return Some(line.split(['\'', '"']).nth(1)?.to_string());
     }
-    Some(
-        std::fs::read_to_string(root.join("build-version"))
-            .ok()?
-            .trim()
-            .to_string(),
-    )
+    Some(std::fs::read_to_string(root.join("build-version")).ok()?.trim().to_string())
 }

@@ -81,8 +81,8 @@ pub fn run(args: &Args) -> Result<()> {
 fn check_names(model: &Model, names: &[String]) -> Result<()> {
     let Some(graph) = &model.proto.graph else { return Ok(()) };
     for name in names {
-        let known = graph.initializer.iter().any(|t| t.name.as_deref() == Some(name))
-            || graph.node.iter().any(|n| n.name.as_deref() == Some(name));
+        let known =
+            graph.initializer.iter().any(|t| t.name.as_deref() == Some(name)) || graph.node.iter().any(|n| n.name.as_deref() == Some(name));
         if !known {
             return Err(input_error(anyhow::anyhow!(
                 "--unprunable {name:?}: no initializer or node of {} has that name",

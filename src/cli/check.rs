@@ -168,7 +168,9 @@ fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut Rng, batch: i64) 
                 }
             }
             DType::Bool => TensorData::Bool((0..n).map(|_| rng.below(2) == 1).collect()),
-            other => return Err(input_error(anyhow::anyhow!("graph input '{name}' has type {other:?}, which `oto check` cannot generate"))),
+            other => {
+                return Err(input_error(anyhow::anyhow!("graph input '{name}' has type {other:?}, which `oto check` cannot generate")))
+            }
         };
         out.push((name, Tensor { shape, data }));
     }
@@ -208,7 +210,8 @@ fn run_ort(model: &Model, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Te
 fn compare(full: &[(String, Tensor)], small: &[(String, Tensor)]) -> Result<(f64, f64)> {
     let (mut diff, mut scale) = (0.0f64, 0.0f64);
     for (name, a) in full {
-        let b = small.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("the compact model lacks output '{name}'"))?;
+        let b =
+            small.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("the compact model lacks output '{name}'"))?;
         if a.shape != b.shape {
             anyhow::bail!("output '{name}' has shape {:?} in the full model but {:?} in the compact one", a.shape, b.shape);
         }

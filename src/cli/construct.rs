@@ -63,11 +63,8 @@ pub fn run(args: &Args) -> Result<()> {
     );
     println!("wrote {}", args.out.display());
     if let Some(path) = &args.report {
-        let groups: serde_json::Map<String, serde_json::Value> = report
-            .groups
-            .iter()
-            .map(|g| (g.id.clone(), serde_json::json!({ "kept": g.kept, "removed": g.removed })))
-            .collect();
+        let groups: serde_json::Map<String, serde_json::Value> =
+            report.groups.iter().map(|g| (g.id.clone(), serde_json::json!({ "kept": g.kept, "removed": g.removed }))).collect();
         let json = serde_json::json!({
             "params_before": report.params_before, "params_after": report.params_after,
             "macs_before": report.macs_before, "macs_after": report.macs_after,

@@ -314,8 +314,8 @@ pub fn zero_producers(model: &Model, analysis: &Analysis, elements: &BTreeMap<St
         };
         let mut tensor = model.tensor(t)?;
         for (g, axis, idx) in edits {
-            let view = slice::AxisView::new(&tensor.shape, *axis)
-                .ok_or_else(|| mismatch(g, format!("member '{name}' has no axis {axis}")))?;
+            let view =
+                slice::AxisView::new(&tensor.shape, *axis).ok_or_else(|| mismatch(g, format!("member '{name}' has no axis {axis}")))?;
             if let Some(&bad) = idx.iter().find(|&&i| i >= view.len) {
                 return Err(mismatch(g, format!("member '{name}' has {} entries on axis {axis}; index {bad} is out of range", view.len)));
             }

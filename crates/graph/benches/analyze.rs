@@ -34,12 +34,7 @@ struct Norm<'a> {
 impl Norm<'_> {
     fn apply(&self, b: &mut GraphBuilder, wts: &mut Weights, t: &str, name: &str) -> String {
         let sq = b.node("Pow", &[t, self.two], &[]);
-        let m = b.node_with(
-            "ReduceMean",
-            &[&sq, self.last],
-            &[],
-            &[("keepdims", Attr::Int(1))],
-        );
+        let m = b.node_with("ReduceMean", &[&sq, self.last], &[], &[("keepdims", Attr::Int(1))]);
         let a = b.node("Add", &[&m, self.eps], &[]);
         let r = b.node("Sqrt", &[&a], &[]);
         let n = b.node("Div", &[t, &r], &[]);
@@ -56,93 +51,32 @@ fn llama(dir: &Path, layers: usize) -> Model {
     let ids = b.input("input_ids", oto_onnx::DType::I64, &batch_dims(&[s]));
     let emb = wts.add(&mut b, "embed_tokens.weight", &[vocab, e]);
     let mut x = b.node("Gather", &[&emb, &ids], &[]);
-    let two = b.initializer(
-        "two",
-        Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap(),
-    );
-    let eps = b.initializer(
-        "eps",
-        Tensor::new(vec![], TensorData::F32(vec![1e-5])).unwrap(),
-    );
+    let two = b.initializer("two", Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap());
+    let eps = b.initializer("eps", Tensor::new(vec![], TensorData::F32(vec![1e-5])).unwrap());
     let last = b.ints("last_axis", &[-1]);
-    let cos = b.weight("cos", &[s as usize, d as usize], |i| {
-        (i as f32 * 0.01).cos()
-    });
-    let sin = b.weight("sin", &[s as usize, d as usize], |i| {
-        (i as f32 * 0.01).sin()
-    });
-    let (z, half, full, ax3) = (
-        b.ints("z", &[0]),
-        b.ints("half", &[d / 2]),
-        b.ints("full", &[d]),
-        b.ints("ax3", &[3]),
-    );
-    let scale = b.initializer(
-        "scale",
-        Tensor::new(vec![], TensorData::F32(vec![11.3])).unwrap(),
-    );
+    let cos = b.weight("cos", &[s as usize, d as usize], |i| (i as f32 * 0.01).cos());
+    let sin = b.weight("sin", &[s as usize, d as usize], |i| (i as f32 * 0.01).sin());
+    let (z, half, full, ax3) = (b.ints("z", &[0]), b.ints("half", &[d / 2]), b.ints("full", &[d]), b.ints("ax3", &[3]));
+    let scale = b.initializer("scale", Tensor::new(vec![], TensorData::F32(vec![11.3])).unwrap());
     let su = s as usize;
-    let mask = b.weight("causal", &[1, 1, su, su], |i| {
-        if i % su > i / su {
-            -1e4
-        } else {
-            0.0
-        }
-    });
+    let mask = b.weight("causal", &[1, 1, su, su], |i| if i % su > i / su { -1e4 } else { 0.0 });
     let qshape = b.ints("qshape", &[0, s, h, d]);
     let kshape = b.ints("kshape", &[0, s, kv, d]);
     let merge = b.ints("merge", &[0, s, h * d]);
     for l in 0..layers {
         let p = format!("layers.{l}");
-        let norm = Norm {
-            two: &two,
-            eps: &eps,
-            last: &last,
-            e,
-        };
+        let norm = Norm { two: &two, eps: &eps, last: &last, e };
         let h1 = norm.apply(&mut b, &mut wts, &x, &format!("{p}.input_layernorm.weight"));
-        let proj = |b: &mut GraphBuilder,
-                    wts: &mut Weights,
-                    t: &str,
-                    name: &str,
-                    rows: usize,
-                    n: usize|
-         -> String {
+        let proj = |b: &mut GraphBuilder, wts: &mut Weights, t: &str, name: &str, rows: usize, n: usize| -> String {
             let w = wts.add(b, name, &[rows, n]);
             b.node("MatMul", &[t, &w], &[])
         };
-        let q = proj(
-            &mut b,
-            &mut wts,
-            &h1,
-            &format!("{p}.q_proj.weight"),
-            e,
-            (h * d) as usize,
-        );
-        let k = proj(
-            &mut b,
-            &mut wts,
-            &h1,
-            &format!("{p}.k_proj.weight"),
-            e,
-            (kv * d) as usize,
-        );
-        let v = proj(
-            &mut b,
-            &mut wts,
-            &h1,
-            &format!("{p}.v_proj.weight"),
-            e,
-            (kv * d) as usize,
-        );
+        let q = proj(&mut b, &mut wts, &h1, &format!("{p}.q_proj.weight"), e, (h * d) as usize);
+        let k = proj(&mut b, &mut wts, &h1, &format!("{p}.k_proj.weight"), e, (kv * d) as usize);
+        let v = proj(&mut b, &mut wts, &h1, &format!("{p}.v_proj.weight"), e, (kv * d) as usize);
         let heads = |b: &mut GraphBuilder, t: &str, shape: &str| -> String {
             let r = b.node("Reshape", &[t, shape], &[]);
-            b.node_with(
-                "Transpose",
-                &[&r],
-                &[],
-                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-            )
+            b.node_with("Transpose", &[&r], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
         };
         let rope = |b: &mut GraphBuilder, t: &str| -> String {
             let x1 = b.node("Slice", &[t, &z, &half, &ax3], &[]);
@@ -158,52 +92,23 @@ fn llama(dir: &Path, layers: usize) -> Model {
         let kh = heads(&mut b, &k, &kshape);
         let kh = rope(&mut b, &kh);
         let vh = heads(&mut b, &v, &kshape);
-        let kt = b.node_with(
-            "Transpose",
-            &[&kh],
-            &[],
-            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-        );
+        let kt = b.node_with("Transpose", &[&kh], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
         let sc = b.node("MatMul", &[&qh, &kt], &[]);
         let sc = b.node("Div", &[&sc, &scale], &[]);
         let sc = b.node("Add", &[&sc, &mask], &[]);
         let pr = b.node_with("Softmax", &[&sc], &[], &[("axis", Attr::Int(-1))]);
         let ctx = b.node("MatMul", &[&pr, &vh], &[]);
-        let ctx = b.node_with(
-            "Transpose",
-            &[&ctx],
-            &[],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
+        let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
         let ctx = b.node("Reshape", &[&ctx, &merge], &[]);
         let o = proj(&mut b, &mut wts, &ctx, &format!("{p}.o_proj.weight"), e, e);
         let x2 = b.node("Add", &[&x, &o], &[]);
-        let h2 = norm.apply(
-            &mut b,
-            &mut wts,
-            &x2,
-            &format!("{p}.post_attention_layernorm.weight"),
-        );
-        let g = proj(
-            &mut b,
-            &mut wts,
-            &h2,
-            &format!("{p}.gate_proj.weight"),
-            e,
-            ff,
-        );
+        let h2 = norm.apply(&mut b, &mut wts, &x2, &format!("{p}.post_attention_layernorm.weight"));
+        let g = proj(&mut b, &mut wts, &h2, &format!("{p}.gate_proj.weight"), e, ff);
         let sg = b.node("Sigmoid", &[&g], &[]);
         let g = b.node("Mul", &[&g, &sg], &[]);
         let u = proj(&mut b, &mut wts, &h2, &format!("{p}.up_proj.weight"), e, ff);
         let m = b.node("Mul", &[&g, &u], &[]);
-        let dn = proj(
-            &mut b,
-            &mut wts,
-            &m,
-            &format!("{p}.down_proj.weight"),
-            ff,
-            e,
-        );
+        let dn = proj(&mut b, &mut wts, &m, &format!("{p}.down_proj.weight"), ff, e);
         x = b.node("Add", &[&x2, &dn], &[]);
     }
     let head = wts.add(&mut b, "lm_head.weight", &[e, vocab]);
@@ -240,26 +145,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let t = Instant::now();
     let model = llama(dir.path(), 32);
-    println!(
-        "llama7b-shaped graph built in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    println!("llama7b-shaped graph built in {:.1} s", t.elapsed().as_secs_f64());
     time("llama7b-shaped", &model);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../graphs");
-    for path in [
-        root.join("zoo/resnet50.onnx"),
-        root.join("bench/bert_base.onnx"),
-        root.join("zoo/densenet121.onnx"),
-    ] {
+    for path in [root.join("zoo/resnet50.onnx"), root.join("bench/bert_base.onnx"), root.join("zoo/densenet121.onnx")] {
         if path.exists() {
             let model = Model::load(&path).expect("load");
-            time(
-                &path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                &model,
-            );
+            time(&path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), &model);
         } else {
             println!("{} not exported, skipped", path.display());
         }

@@ -3,9 +3,7 @@
 //! [`crate::rules`], one per operator.
 
 use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
-use crate::space::{
-    AxisT, Factor, InitDims, LinSeg, Part, Range, ReqKind, Scale, Seg, Spaces, Track, ValueT,
-};
+use crate::space::{AxisT, Factor, InitDims, LinSeg, Part, Range, ReqKind, Scale, Seg, Spaces, Track, ValueT};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
@@ -68,22 +66,11 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         .unprunable
         .iter()
         .filter(|n| dims.contains_key(n.as_str()))
-        .map(|n| {
-            (
-                n.clone(),
-                format!("initializer '{n}' is marked unprunable by the user"),
-            )
-        })
+        .map(|n| (n.clone(), format!("initializer '{n}' is marked unprunable by the user")))
         .collect();
     let groups = cx.spaces.solve(&dims, &user_inits);
     let prunable = prunable_params(&groups, &dims, &graph);
-    Ok(Analysis {
-        model: model.path().display().to_string(),
-        groups,
-        blocked: cx.blocked,
-        total_params: total,
-        prunable_params: prunable,
-    })
+    Ok(Analysis { model: model.path().display().to_string(), groups, blocked: cx.blocked, total_params: total, prunable_params: prunable })
 }
 
 /// Parameters in the slices of prunable groups, each element once: per initializer,
@@ -95,9 +82,7 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
             let Some(d) = dims.get(&m.initializer) else {
                 continue;
             };
-            let sets = covered
-                .entry(m.initializer.as_str())
-                .or_insert_with(|| vec![BTreeSet::new(); d.len()]);
+            let sets = covered.entry(m.initializer.as_str()).or_insert_with(|| vec![BTreeSet::new(); d.len()]);
             if let Some(set) = sets.get_mut(m.axis) {
                 for i in 0..g.num_elements {
                     set.extend(m.map.indices(i));
@@ -107,20 +92,14 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
     }
     let mut total = 0u64;
     for (name, sets) in covered {
-        let is_float = graph
-            .initializer(name)
-            .and_then(|t| oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0)))
-            .is_some_and(|d| d.is_float());
+        let is_float =
+            graph.initializer(name).and_then(|t| oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0))).is_some_and(|d| d.is_float());
         let Some(d) = dims.get(name) else { continue };
         if !is_float {
             continue;
         }
         let all: u64 = d.iter().map(|&x| x as u64).product();
-        let free: u64 = d
-            .iter()
-            .zip(&sets)
-            .map(|(&n, s)| (n as u64).saturating_sub(s.len() as u64))
-            .product();
+        let free: u64 = d.iter().zip(&sets).map(|(&n, s)| (n as u64).saturating_sub(s.len() as u64)).product();
         total += all - free;
     }
     total
@@ -129,12 +108,7 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
 /// Shape inference, completed with declared `value_info` and initializer shapes.
 fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
     let mut shapes = oto_onnx::shape::infer(graph)?;
-    let declared = graph
-        .proto
-        .value_info
-        .iter()
-        .chain(graph.proto.input.iter())
-        .chain(graph.proto.output.iter());
+    let declared = graph.proto.value_info.iter().chain(graph.proto.input.iter()).chain(graph.proto.output.iter());
     for vi in declared {
         let Some(name) = vi.name.as_deref() else {
             continue;
@@ -143,9 +117,7 @@ fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
             continue;
         }
         use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
-        let Some(type_proto::Value::TensorType(tt)) =
-            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
+        let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
             continue;
         };
         let Some(shape) = &tt.shape else { continue };
@@ -159,9 +131,7 @@ fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
             })
             .collect();
         let dtype = tt.elem_type.and_then(oto_onnx::DType::from_onnx);
-        shapes
-            .types
-            .insert(name.to_string(), ValueType { dtype, shape: dims });
+        shapes.types.insert(name.to_string(), ValueType { dtype, shape: dims });
     }
     Ok(shapes)
 }
@@ -195,16 +165,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
         if let Some(s) = self.shapes.shape(value) {
             return Some(s.to_vec());
         }
-        self.graph
-            .initializer(value)
-            .map(|t| t.dims.iter().map(|&d| Dim::Known(d)).collect())
+        self.graph.initializer(value).map(|t| t.dims.iter().map(|&d| Dim::Known(d)).collect())
     }
 
     /// The dims of an initializer.
     pub fn init_dims(&self, name: &str) -> Option<Vec<usize>> {
-        self.graph
-            .initializer(name)
-            .map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
+        self.graph.initializer(name).map(|t| t.dims.iter().map(|&d| d.max(0) as usize).collect())
     }
 
     /// Whether a value is an initializer.
@@ -226,34 +192,23 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Small constant floats of a value (never decodes large initializers).
     pub fn const_floats(&self, value: &str) -> Option<Vec<f64>> {
-        ops::constant_floats(self.graph, Some(&self.shapes), value)
-            .ok()
-            .flatten()
+        ops::constant_floats(self.graph, Some(&self.shapes), value).ok().flatten()
     }
 
     /// Whether a value is a constant whose entries are all zero.
     pub fn is_zero_const(&self, value: &str) -> bool {
-        self.const_floats(value)
-            .is_some_and(|v| v.iter().all(|&x| x == 0.0))
+        self.const_floats(value).is_some_and(|v| v.iter().all(|&x| x == 0.0))
     }
 
     /// Records that `node` blocks spaces (listed once per node).
     pub fn blocked_op(&mut self, node: &NodeProto, reason: &str) {
-        let label = node
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| node_label(node));
+        let label = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         if self.blocked_nodes.insert(label.clone()) {
             let op = match node.domain.as_deref() {
                 None | Some("") | Some("ai.onnx") => node.op().to_string(),
                 Some(d) => format!("{d}::{}", node.op()),
             };
-            self.blocked.push(BlockedOp {
-                node: label,
-                op_type: op,
-                reason: reason.to_string(),
-            });
+            self.blocked.push(BlockedOp { node: label, op_type: op, reason: reason.to_string() });
         }
     }
 
@@ -277,10 +232,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Blocks everything `node`'s inputs carry and lists the node, if it touches a space.
     pub fn block_node(&mut self, node: &NodeProto, reason: &str) {
-        let touched = node
-            .input
-            .iter()
-            .any(|v| self.tracks.contains_key(v.as_str()));
+        let touched = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         if !touched {
             return;
         }
@@ -302,16 +254,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Records a parameter slice, tying it to earlier uses of the same initializer axis.
     #[allow(clippy::too_many_arguments)]
-    pub fn member(
-        &mut self,
-        init: &str,
-        axis: usize,
-        range: Range,
-        offset: usize,
-        num: usize,
-        den: usize,
-        role: Role,
-    ) {
+    pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, role: Role) {
         let key = (init.to_string(), axis);
         let uses = self.init_uses.entry(key).or_default();
         let mut ties = Vec::new();
@@ -339,28 +282,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
             self.spaces.block(r, why.clone());
             self.spaces.block(range, why);
         }
-        self.spaces
-            .member(init, axis, range, offset, num, den, role);
+        self.spaces.member(init, axis, range, offset, num, den, role);
     }
 
     /// Records slices of `init`'s axis `init_axis` along a value axis (positions of the
     /// value axis = indices of the initializer axis). Blocks the axis when its layout
     /// is not linear.
-    pub fn members_along(
-        &mut self,
-        node: &NodeProto,
-        init: &str,
-        init_axis: usize,
-        axis: &AxisT,
-        role: Role,
-    ) {
+    pub fn members_along(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT, role: Role) {
         match axis.linear() {
             Ok(None) => {}
-            Err(why) => self.block_axis_at(
-                node,
-                axis,
-                &format!("slices of '{init}' cannot follow this layout: {why}"),
-            ),
+            Err(why) => self.block_axis_at(node, axis, &format!("slices of '{init}' cannot follow this layout: {why}")),
             Ok(Some(segs)) => {
                 for s in segs {
                     let (num, den) = per_position(&s);
@@ -376,11 +307,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
         match axis.linear() {
             Ok(None) => {}
-            Err(why) => self.block_axis_at(
-                node,
-                axis,
-                &format!("'{init}' reads a layout it cannot slice: {why}"),
-            ),
+            Err(why) => self.block_axis_at(node, axis, &format!("'{init}' reads a layout it cannot slice: {why}")),
             Ok(Some(segs)) => {
                 for s in segs {
                     if !s.zero {
@@ -405,26 +332,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// Where entry `idx` of the integer value `value` comes from, or why it cannot be found.
     pub fn locate(&self, value: &str, idx: usize) -> Result<Located, String> {
         if self.is_init(value) {
-            return Ok(Located::Const(
-                ShapeLocation::Initializer {
-                    name: value.to_string(),
-                },
-                idx,
-            ));
+            return Ok(Located::Const(ShapeLocation::Initializer { name: value.to_string() }, idx));
         }
         let Some((_, node)) = self.graph.producer_node(value) else {
             return Err(format!("'{value}' is a graph input"));
         };
         let name = node.name.clone().unwrap_or_default();
         match node.op() {
-            "Constant" => Ok(Located::Const(
-                ShapeLocation::ConstantNode { node: name },
-                idx,
-            )),
+            "Constant" => Ok(Located::Const(ShapeLocation::ConstantNode { node: name }, idx)),
             "Identity" | "Cast" => self.locate(&node.input[0], idx),
-            "Unsqueeze" | "Squeeze" | "Reshape"
-                if idx == 0 || self.dims(&node.input[0]).is_some_and(|d| d.len() <= 1) =>
-            {
+            "Unsqueeze" | "Squeeze" | "Reshape" if idx == 0 || self.dims(&node.input[0]).is_some_and(|d| d.len() <= 1) => {
                 self.locate(&node.input[0], idx)
             }
             "Concat" => {
@@ -433,12 +350,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     let len = match self.dims(inp).as_deref() {
                         Some([]) => 1,
                         Some([Dim::Known(n)]) => *n as usize,
-                        _ => {
-                            return Err(format!(
-                                "the length of '{inp}' (an input of {}) is unknown",
-                                node_label(node)
-                            ))
-                        }
+                        _ => return Err(format!("the length of '{inp}' (an input of {}) is unknown", node_label(node))),
                     };
                     if idx < at + len {
                         return self.locate(inp, idx - at);
@@ -453,11 +365,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let first = if start < 0 { start + rank } else { start };
                 let axis = (first + idx as i64) as usize;
-                if self
-                    .track(measured)
-                    .and_then(|t| t.get(axis))
-                    .is_some_and(AxisT::is_tracked)
-                {
+                if self.track(measured).and_then(|t| t.get(axis)).is_some_and(AxisT::is_tracked) {
                     Ok(Located::Dynamic)
                 } else {
                     Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
@@ -468,21 +376,11 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let Some((_, src)) = self.graph.producer_node(&node.input[0]) else {
                     return Err(format!("entry {idx} is sliced from a non-computed value"));
                 };
-                let sl = ops::slice_params(self.graph, node, Some(&self.shapes))
-                    .map_err(|e| e.to_string())?;
-                let len = self
-                    .dims(&node.input[0])
-                    .and_then(|d| d.first().and_then(Dim::known))
-                    .unwrap_or(0);
+                let sl = ops::slice_params(self.graph, node, Some(&self.shapes)).map_err(|e| e.to_string())?;
+                let len = self.dims(&node.input[0]).and_then(|d| d.first().and_then(Dim::known)).unwrap_or(0);
                 let start = sl.starts.first().and_then(Dim::known).unwrap_or(0);
-                let start = if start < 0 {
-                    (start + len).max(0)
-                } else {
-                    start.min(len)
-                };
-                if src.op() != "Shape"
-                    || sl.steps.as_ref().is_some_and(|s| s.iter().any(|&x| x != 1))
-                {
+                let start = if start < 0 { (start + len).max(0) } else { start.min(len) };
+                if src.op() != "Shape" || sl.steps.as_ref().is_some_and(|s| s.iter().any(|&x| x != 1)) {
                     return Err(format!("entry {idx} comes from {}", node_label(node)));
                 }
                 self.locate(&node.input[0], start as usize + idx)
@@ -495,22 +393,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 if src.op() != "Shape" {
                     return Err(format!("entry {idx} comes from {}", node_label(node)));
                 }
-                let indices = ops::constant_ints(self.graph, Some(&self.shapes), &node.input[1])
-                    .ok()
-                    .flatten();
+                let indices = ops::constant_ints(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
                 let Some(ix) = indices.and_then(|v| v.get(idx).copied()) else {
-                    return Err(format!(
-                        "the indices of {} are not constant",
-                        node_label(node)
-                    ));
+                    return Err(format!("the indices of {} are not constant", node_label(node)));
                 };
                 let measured = &src.input[0];
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let axis = if ix < 0 { ix + rank } else { ix } as usize;
-                let tracked = self
-                    .track(measured)
-                    .and_then(|t| t.get(axis))
-                    .is_some_and(AxisT::is_tracked);
+                let tracked = self.track(measured).and_then(|t| t.get(axis)).is_some_and(AxisT::is_tracked);
                 if tracked {
                     Ok(Located::Dynamic)
                 } else {
@@ -521,25 +411,15 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 // batch * H: the constant factor is the one that counts the channels.
                 for (k, other) in [(0usize, 1usize), (1, 0)] {
                     let c = &node.input[k];
-                    if self.graph.initializer(c).is_some()
-                        || self
-                            .graph
-                            .producer_node(c)
-                            .is_some_and(|(_, n)| n.op() == "Constant")
-                    {
+                    if self.graph.initializer(c).is_some() || self.graph.producer_node(c).is_some_and(|(_, n)| n.op() == "Constant") {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
-                            let len = self.dims(c).map_or(1, |d| {
-                                d.iter().filter_map(Dim::known).product::<i64>() as usize
-                            });
+                            let len = self.dims(c).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
                             return self.locate(c, if len == 1 { 0 } else { idx });
                         }
                     }
                 }
-                Err(format!(
-                    "entry {idx} is a product computed by {}",
-                    node_label(node)
-                ))
+                Err(format!("entry {idx} is a product computed by {}", node_label(node)))
             }
             _ => Err(format!("entry {idx} is computed by {}", node_label(node))),
         }
@@ -553,19 +433,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
         match self.locate(value, entry) {
             Ok(Located::Const(loc, e)) => {
-                let user = node
-                    .name
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| node_label(node));
+                let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
                 self.spaces.shape_ref(loc, e, &user, parts)
             }
             Ok(Located::Dynamic) => {}
             Err(why) => {
-                let reason = format!(
-                    "cannot locate the width constant of {}: {why}",
-                    node_label(node)
-                );
+                let reason = format!("cannot locate the width constant of {}: {why}", node_label(node));
                 for r in parts.iter().flat_map(Part::ranges) {
                     self.spaces.block(r, reason.clone());
                 }
@@ -594,28 +467,14 @@ pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, g)| {
-                if g.track.is_none() {
-                    g.size.known().unwrap_or(1).max(1) as usize
-                } else {
-                    1
-                }
-            })
+            .map(|(_, g)| if g.track.is_none() { g.size.known().unwrap_or(1).max(1) as usize } else { 1 })
             .product();
         match track {
             Track::Segs(segs) => {
                 for s in segs {
                     match s {
-                        Seg::Tracked {
-                            range,
-                            scale: Scale::Unit,
-                            ..
-                        } => parts.push(Part::Fixed(*range, others, 1)),
-                        Seg::Tracked {
-                            range,
-                            scale: Scale::Coarse(k),
-                            ..
-                        } => parts.push(Part::Coarse(*range, *k, others)),
+                        Seg::Tracked { range, scale: Scale::Unit, .. } => parts.push(Part::Fixed(*range, others, 1)),
+                        Seg::Tracked { range, scale: Scale::Coarse(k), .. } => parts.push(Part::Coarse(*range, *k, others)),
                         Seg::Opaque(_) => {}
                     }
                 }
@@ -658,25 +517,16 @@ pub(crate) fn seg_axis(segs: Vec<Seg>) -> AxisT {
 /// output's channel `h*D + d` is head `h` of the projection that produced `d`).
 /// Returns the ties to record.
 pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range, Range)>) {
-    let mut fs: Vec<Factor> = factors
-        .into_iter()
-        .filter(|f| f.track.is_some() || f.size != Dim::Known(1))
-        .collect();
+    let mut fs: Vec<Factor> = factors.into_iter().filter(|f| f.track.is_some() || f.size != Dim::Known(1)).collect();
     let mut ties = Vec::new();
     let mut i = 0;
     while i + 1 < fs.len() {
         let merged = match (&fs[i].track, &fs[i + 1].track) {
-            (Some(Track::Segs(segs)), Some(Track::Inner { k, ranges, zero }))
-                if fs[i + 1].size == Dim::Known(*k as i64) =>
-            {
+            (Some(Track::Segs(segs)), Some(Track::Inner { k, ranges, zero })) if fs[i + 1].size == Dim::Known(*k as i64) => {
                 let coarse: Option<Vec<(Range, bool)>> = segs
                     .iter()
                     .map(|s| match s {
-                        Seg::Tracked {
-                            range,
-                            scale: Scale::Coarse(c),
-                            zero,
-                        } if c == k => Some((*range, *zero)),
+                        Seg::Tracked { range, scale: Scale::Coarse(c), zero } if c == k => Some((*range, *zero)),
                         _ => None,
                     })
                     .collect();
@@ -687,11 +537,7 @@ pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range,
                         }
                         Some(
                             c.into_iter()
-                                .map(|(range, z)| Seg::Tracked {
-                                    range,
-                                    scale: Scale::Unit,
-                                    zero: z && *zero,
-                                })
+                                .map(|(range, z)| Seg::Tracked { range, scale: Scale::Unit, zero: z && *zero })
                                 .collect::<Vec<_>>(),
                         )
                     }
@@ -703,10 +549,7 @@ pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range,
         match merged {
             Some(segs) => {
                 let n: usize = segs.iter().map(Seg::axis_len).sum();
-                fs[i] = Factor {
-                    size: Dim::Known(n as i64),
-                    track: Some(Track::Segs(segs)),
-                };
+                fs[i] = Factor { size: Dim::Known(n as i64), track: Some(Track::Segs(segs)) };
                 fs.remove(i + 1);
             }
             None => i += 1,

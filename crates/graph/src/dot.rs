@@ -6,10 +6,8 @@ use oto_onnx::Model;
 use std::collections::HashMap;
 use std::fmt::Write;
 
-const PALETTE: [&str; 12] = [
-    "#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5",
-    "#bc80bd", "#ccebc5", "#ffed6f", "#a6cee3",
-];
+const PALETTE: [&str; 12] =
+    ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#a6cee3"];
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -23,14 +21,10 @@ impl Analysis {
         let mut producer_group: HashMap<&str, (usize, bool)> = HashMap::new();
         for (i, g) in self.groups.iter().enumerate() {
             for m in g.members.iter().filter(|m| m.role == crate::Role::Producer) {
-                producer_group
-                    .entry(m.initializer.as_str())
-                    .or_insert((i, g.prunable));
+                producer_group.entry(m.initializer.as_str()).or_insert((i, g.prunable));
             }
         }
-        let mut out = String::from(
-            "digraph oto {\n  rankdir=TB;\n  node [shape=box, style=filled, fontsize=10];\n",
-        );
+        let mut out = String::from("digraph oto {\n  rankdir=TB;\n  node [shape=box, style=filled, fontsize=10];\n");
         let Some(graph) = model.proto.graph.as_ref() else {
             out.push_str("}\n");
             return out;
@@ -40,34 +34,15 @@ impl Analysis {
             let id = format!("n{i}");
             let group = n.input.iter().find_map(|v| producer_group.get(v.as_str()));
             let (fill, label) = match group {
-                Some(&(gi, true)) => (
-                    PALETTE[gi % PALETTE.len()],
-                    format!(
-                        "{}\\n{}\\n[{}]",
-                        n.op(),
-                        n.name.as_deref().unwrap_or(""),
-                        self.groups[gi].id
-                    ),
-                ),
-                Some(&(gi, false)) => (
-                    "#d9d9d9",
-                    format!(
-                        "{}\\n{}\\n[{}: unprunable]",
-                        n.op(),
-                        n.name.as_deref().unwrap_or(""),
-                        self.groups[gi].id
-                    ),
-                ),
-                None => (
-                    "#ffffff",
-                    format!("{}\\n{}", n.op(), n.name.as_deref().unwrap_or("")),
-                ),
+                Some(&(gi, true)) => {
+                    (PALETTE[gi % PALETTE.len()], format!("{}\\n{}\\n[{}]", n.op(), n.name.as_deref().unwrap_or(""), self.groups[gi].id))
+                }
+                Some(&(gi, false)) => {
+                    ("#d9d9d9", format!("{}\\n{}\\n[{}: unprunable]", n.op(), n.name.as_deref().unwrap_or(""), self.groups[gi].id))
+                }
+                None => ("#ffffff", format!("{}\\n{}", n.op(), n.name.as_deref().unwrap_or(""))),
             };
-            let _ = writeln!(
-                out,
-                "  {id} [label={}, fillcolor=\"{fill}\"];",
-                quote(&label).replace("\\\\n", "\\n")
-            );
+            let _ = writeln!(out, "  {id} [label={}, fillcolor=\"{fill}\"];", quote(&label).replace("\\\\n", "\\n"));
             for o in &n.output {
                 producer_of.insert(o.as_str(), id.clone());
             }

@@ -117,9 +117,7 @@ impl IndexMap {
     /// The indices of element `i` along the member's axis.
     pub fn indices(&self, i: usize) -> Vec<usize> {
         match self {
-            IndexMap::Blocks { offset, block } => {
-                (offset + i * block..offset + (i + 1) * block).collect()
-            }
+            IndexMap::Blocks { offset, block } => (offset + i * block..offset + (i + 1) * block).collect(),
             IndexMap::Indices { indices } => indices.get(i).cloned().unwrap_or_default(),
         }
     }
@@ -136,11 +134,7 @@ impl IndexMap {
     pub fn offset(&self) -> usize {
         match self {
             IndexMap::Blocks { offset, .. } => *offset,
-            IndexMap::Indices { indices } => indices
-                .first()
-                .and_then(|v| v.first())
-                .copied()
-                .unwrap_or(0),
+            IndexMap::Indices { indices } => indices.first().and_then(|v| v.first()).copied().unwrap_or(0),
         }
     }
 }
@@ -245,17 +239,8 @@ impl Analysis {
     /// prunable or the reason), then the share of prunable parameters and the blocked operators.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let idw = self
-            .groups
-            .iter()
-            .map(|g| g.id.len())
-            .max()
-            .unwrap_or(5)
-            .clamp(5, 60);
-        out.push_str(&format!(
-            "{:<idw$}  {:>6}  {:<22}  {:>10}  status\n",
-            "group", "elems", "element", "params"
-        ));
+        let idw = self.groups.iter().map(|g| g.id.len()).max().unwrap_or(5).clamp(5, 60);
+        out.push_str(&format!("{:<idw$}  {:>6}  {:<22}  {:>10}  status\n", "group", "elems", "element", "params"));
         for g in &self.groups {
             let status = if g.prunable {
                 "prunable".to_string()
@@ -267,14 +252,7 @@ impl Analysis {
                     None => "unprunable".to_string(),
                 }
             };
-            out.push_str(&format!(
-                "{:<idw$}  {:>6}  {:<22}  {:>10}  {}\n",
-                g.id,
-                g.num_elements,
-                g.kind.to_string(),
-                g.params,
-                status
-            ));
+            out.push_str(&format!("{:<idw$}  {:>6}  {:<22}  {:>10}  {}\n", g.id, g.num_elements, g.kind.to_string(), g.params, status));
         }
         let np = self.groups.iter().filter(|g| g.prunable).count();
         out.push_str(&format!(

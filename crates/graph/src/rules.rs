@@ -30,8 +30,7 @@ fn zero_after_norm(t: &mut ValueT) {
     let channel_ranges = t.get(1).map(AxisT::ranges).unwrap_or_default();
     for (i, a) in t.iter_mut().enumerate() {
         for f in a.factors.iter_mut().filter_map(|f| f.track.as_mut()) {
-            let own = i == 1
-                || matches!(f, Track::Inner { ranges, .. } if ranges.iter().all(|r| channel_ranges.contains(r)));
+            let own = i == 1 || matches!(f, Track::Inner { ranges, .. } if ranges.iter().all(|r| channel_ranges.contains(r)));
             f.map_zero(&|_| own);
         }
     }
@@ -44,8 +43,8 @@ fn arity(op: &str, opset: i64) -> (usize, usize) {
         "BatchNormalization" => 5,
         "InstanceNormalization" | "GroupNormalization" => 3,
         "Slice" if opset >= 10 => 3,
-        "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "Gather" | "Add" | "Sub" | "Mul" | "Div"
-        | "Pow" | "PRelu" | "LayerNormalization" | "Reshape" | "Expand" => 2,
+        "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "Gather" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu"
+        | "LayerNormalization" | "Reshape" | "Expand" => 2,
         "Squeeze" | "Unsqueeze" | "Flatten" | "Concat" | "Split" | "Slice" => 1,
         _ => 0,
     };
@@ -64,29 +63,18 @@ fn attr<T>(cx: &Ctx<'_, '_>, node: &NodeProto, r: Result<T, String>) -> Result<T
 impl Ctx<'_, '_> {
     /// Applies the rule of `node`'s operator.
     pub fn apply(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
-        let any_tracked = node
-            .input
-            .iter()
-            .any(|v| self.tracks.contains_key(v.as_str()));
+        let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
         if custom {
             self.block_node(node, "operator of a custom domain: not understood");
             return Ok(());
         }
         let (ins, outs) = arity(node.op(), ops::node_opset(self.graph, node));
-        if node.input.len() < ins
-            || node.output.len() < outs
-            || node.output.first().is_some_and(String::is_empty)
-        {
+        if node.input.len() < ins || node.output.len() < outs || node.output.first().is_some_and(String::is_empty) {
             return Err(ops::node_error(
                 self.graph,
                 node,
-                format!(
-                    "has {} inputs and {} outputs; {} needs at least {ins} and {outs}",
-                    node.input.len(),
-                    node.output.len(),
-                    node.op()
-                ),
+                format!("has {} inputs and {} outputs; {} needs at least {ins} and {outs}", node.input.len(), node.output.len(), node.op()),
             )
             .into());
         }
@@ -99,20 +87,14 @@ impl Ctx<'_, '_> {
             "Gather" => self.gather(node),
             _ if !any_tracked => {}
             // f(0) = 0 elementwise
-            "Relu" | "LeakyRelu" | "Gelu" | "Erf" | "Tanh" | "Neg" | "Abs" | "Identity"
-            | "Cast" | "Sign" | "Round" | "Floor" | "Ceil" | "HardSwish" | "Mish" | "Elu"
-            | "Selu" | "Celu" | "Sin" | "Sqrt" | "Softsign" | "ThresholdedRelu" | "Shrink"
-            | "Asin" | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" => {
-                self.unary(node, true)
-            }
+            "Relu" | "LeakyRelu" | "Gelu" | "Erf" | "Tanh" | "Neg" | "Abs" | "Identity" | "Cast" | "Sign" | "Round" | "Floor" | "Ceil"
+            | "HardSwish" | "Mish" | "Elu" | "Selu" | "Celu" | "Sin" | "Sqrt" | "Softsign" | "ThresholdedRelu" | "Shrink" | "Asin"
+            | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" => self.unary(node, true),
             // f(0) != 0 elementwise: tied, but no longer zero
-            "Sigmoid" | "HardSigmoid" | "Exp" | "Softplus" | "Cos" | "Log" | "Reciprocal"
-            | "Cosh" | "Acos" => self.unary(node, false),
+            "Sigmoid" | "HardSigmoid" | "Exp" | "Softplus" | "Cos" | "Log" | "Reciprocal" | "Cosh" | "Acos" => self.unary(node, false),
             "Clip" => {
                 let keeps = match ops::clip_bounds(self.graph, node, Some(&self.shapes)) {
-                    Ok((lo, hi)) => {
-                        lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY)
-                    }
+                    Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),
                     Err(_) => false,
                 };
                 self.unary(node, keeps)
@@ -132,8 +114,7 @@ impl Ctx<'_, '_> {
                     self.binary(node, Bin::Where, 1, 2)
                 }
             }
-            "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool"
-            | "GlobalLpPool" => self.pool(node),
+            "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => self.pool(node),
             "Resize" | "Upsample" => self.resize(node),
             "Pad" => self.pad(node),
             "BatchNormalization" => self.batch_norm(node),
@@ -187,26 +168,14 @@ impl Ctx<'_, '_> {
         for (ax, slot) in out_t.iter_mut().enumerate() {
             let pa = (ax + da.len()).checked_sub(r);
             let pb = (ax + db.len()).checked_sub(r);
-            let xa = pa
-                .and_then(|p| ta.as_ref().map(|t| t[p].clone()))
-                .filter(AxisT::is_tracked);
-            let xb = pb
-                .and_then(|p| tb.as_ref().map(|t| t[p].clone()))
-                .filter(AxisT::is_tracked);
+            let xa = pa.and_then(|p| ta.as_ref().map(|t| t[p].clone())).filter(AxisT::is_tracked);
+            let xb = pb.and_then(|p| tb.as_ref().map(|t| t[p].clone())).filter(AxisT::is_tracked);
             match (xa, xb) {
                 (None, None) => {}
                 (Some(x), Some(y)) => {
                     if matches!(op, Bin::Div | Bin::Pow | Bin::PRelu) {
-                        self.block_axis_at(
-                            node,
-                            &x,
-                            "divides or raises by a tensor of the same channels",
-                        );
-                        self.block_axis_at(
-                            node,
-                            &y,
-                            "divides or raises by a tensor of the same channels",
-                        );
+                        self.block_axis_at(node, &x, "divides or raises by a tensor of the same channels");
+                        self.block_axis_at(node, &y, "divides or raises by a tensor of the same channels");
                         continue;
                     }
                     let both = |p: bool, q: bool| if op == Bin::Mul { p || q } else { p && q };
@@ -214,12 +183,8 @@ impl Ctx<'_, '_> {
                         *slot = u;
                     }
                 }
-                (Some(x), None) => {
-                    *slot = self.one_side(node, op, x, &b, pb.map(|p| db[p].clone()), pb, true)
-                }
-                (None, Some(y)) => {
-                    *slot = self.one_side(node, op, y, &a, pa.map(|p| da[p].clone()), pa, false)
-                }
+                (Some(x), None) => *slot = self.one_side(node, op, x, &b, pb.map(|p| db[p].clone()), pb, true),
+                (None, Some(y)) => *slot = self.one_side(node, op, y, &a, pa.map(|p| da[p].clone()), pa, false),
             }
         }
         self.set(&out, out_t);
@@ -239,11 +204,7 @@ impl Ctx<'_, '_> {
     ) -> AxisT {
         // An axis that is only the inside of heads keeps its length when heads go: a
         // full-size operand along it (rotary cos/sin) needs no slicing.
-        let inner_only = x
-            .factors
-            .iter()
-            .filter_map(|f| f.track.as_ref())
-            .all(|t| matches!(t, Track::Inner { .. }));
+        let inner_only = x.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }));
         let broadcast = inner_only || other_dim.as_ref().is_none_or(|d| *d == Dim::Known(1));
         if broadcast {
             let keeps = match op {
@@ -254,12 +215,7 @@ impl Ctx<'_, '_> {
                     self.block_axis_at(node, &x, "divides by a tensor of these channels");
                     return x;
                 }
-                Bin::Pow => {
-                    tracked_first
-                        && self
-                            .const_floats(other)
-                            .is_some_and(|v| v.iter().all(|&e| e > 0.0))
-                }
+                Bin::Pow => tracked_first && self.const_floats(other).is_some_and(|v| v.iter().all(|&e| e > 0.0)),
             };
             if !keeps {
                 x.map_zero(&|_| false);
@@ -286,23 +242,10 @@ impl Ctx<'_, '_> {
     }
 
     /// Ties two axes of equal layout; `None` (and blocked) when the layouts differ.
-    pub(crate) fn union_axes(
-        &mut self,
-        node: &NodeProto,
-        x: &AxisT,
-        y: &AxisT,
-        both: impl Fn(bool, bool) -> bool,
-    ) -> Option<AxisT> {
-        let same_shape = x.factors.len() == y.factors.len()
-            && x.factors
-                .iter()
-                .zip(&y.factors)
-                .all(|(f, g)| f.size == g.size);
+    pub(crate) fn union_axes(&mut self, node: &NodeProto, x: &AxisT, y: &AxisT, both: impl Fn(bool, bool) -> bool) -> Option<AxisT> {
+        let same_shape = x.factors.len() == y.factors.len() && x.factors.iter().zip(&y.factors).all(|(f, g)| f.size == g.size);
         if !same_shape {
-            if let Some(u) = self
-                .union_repeated(x, y, &both)
-                .or_else(|| self.union_repeated(y, x, &both))
-            {
+            if let Some(u) = self.union_repeated(x, y, &both).or_else(|| self.union_repeated(y, x, &both)) {
                 return Some(u);
             }
             self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
@@ -313,25 +256,14 @@ impl Ctx<'_, '_> {
         for (f, g) in x.factors.iter().zip(&y.factors) {
             let track = match (&f.track, &g.track) {
                 (None, None) => None,
-                (Some(Track::Segs(p)), Some(Track::Segs(q))) => {
-                    Some(Track::Segs(self.union_segs(node, p, q, &both)))
-                }
-                (
-                    Some(Track::Inner { k, ranges, zero }),
-                    Some(Track::Inner {
-                        k: k2,
-                        ranges: r2,
-                        zero: z2,
-                    }),
-                ) if k == k2 && ranges.len() == r2.len() => {
+                (Some(Track::Segs(p)), Some(Track::Segs(q))) => Some(Track::Segs(self.union_segs(node, p, q, &both))),
+                (Some(Track::Inner { k, ranges, zero }), Some(Track::Inner { k: k2, ranges: r2, zero: z2 }))
+                    if k == k2 && ranges.len() == r2.len() =>
+                {
                     for (a, b) in ranges.iter().zip(r2) {
                         self.spaces.tie(*a, *b);
                     }
-                    Some(Track::Inner {
-                        k: *k,
-                        ranges: ranges.clone(),
-                        zero: both(*zero, *z2),
-                    })
+                    Some(Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2) })
                 }
                 _ => {
                     self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
@@ -339,10 +271,7 @@ impl Ctx<'_, '_> {
                     return None;
                 }
             };
-            factors.push(Factor {
-                size: f.size.clone(),
-                track,
-            });
+            factors.push(Factor { size: f.size.clone(), track });
         }
         Some(AxisT { factors })
     }
@@ -350,48 +279,20 @@ impl Ctx<'_, '_> {
     /// Grouped-query attention: `x` is one tracked factor (the query heads), `y` a tracked
     /// factor (the K/V heads) followed by an untracked repeat of the same total size.
     /// Ties each K/V head to its query heads; the result keeps `x`'s layout.
-    fn union_repeated(
-        &mut self,
-        x: &AxisT,
-        y: &AxisT,
-        both: &impl Fn(bool, bool) -> bool,
-    ) -> Option<AxisT> {
-        let [Factor {
-            track: Some(Track::Segs(xs)),
-            size: xn,
-        }] = x.factors.as_slice()
-        else {
+    fn union_repeated(&mut self, x: &AxisT, y: &AxisT, both: &impl Fn(bool, bool) -> bool) -> Option<AxisT> {
+        let [Factor { track: Some(Track::Segs(xs)), size: xn }] = x.factors.as_slice() else {
             return None;
         };
-        let tracked: Vec<&Factor> = y
-            .factors
-            .iter()
-            .filter(|f| f.size != Dim::Known(1) || f.track.is_some())
-            .collect();
-        let [Factor {
-            track: Some(Track::Segs(ys)),
-            size: yn,
-        }, Factor {
-            track: None,
-            size: Dim::Known(rep),
-        }] = tracked.as_slice()
-        else {
+        let tracked: Vec<&Factor> = y.factors.iter().filter(|f| f.size != Dim::Known(1) || f.track.is_some()).collect();
+        let [Factor { track: Some(Track::Segs(ys)), size: yn }, Factor { track: None, size: Dim::Known(rep) }] = tracked.as_slice() else {
             return None;
         };
         let (Some(xn), Some(yn)) = (xn.known(), yn.known()) else {
             return None;
         };
         let (
-            [Seg::Tracked {
-                range: rx,
-                scale: Scale::Coarse(kx),
-                zero: zx,
-            }],
-            [Seg::Tracked {
-                range: ry,
-                scale: Scale::Coarse(ky),
-                zero: zy,
-            }],
+            [Seg::Tracked { range: rx, scale: Scale::Coarse(kx), zero: zx }],
+            [Seg::Tracked { range: ry, scale: Scale::Coarse(ky), zero: zy }],
         ) = (xs.as_slice(), ys.as_slice())
         else {
             return None;
@@ -402,28 +303,17 @@ impl Ctx<'_, '_> {
         self.spaces.tie(*rx, *ry);
         // An element is a K/V head with its query heads.
         self.spaces.require_block(*ry, *ky, ReqKind::Head);
-        self.spaces
-            .require_block(*rx, *kx * *rep as usize, ReqKind::Split);
+        self.spaces.require_block(*rx, *kx * *rep as usize, ReqKind::Split);
         let z = both(*zx, *zy);
         Some(AxisT {
             factors: vec![Factor {
                 size: Dim::Known(xn),
-                track: Some(Track::Segs(vec![Seg::Tracked {
-                    range: *rx,
-                    scale: Scale::Coarse(*kx),
-                    zero: z,
-                }])),
+                track: Some(Track::Segs(vec![Seg::Tracked { range: *rx, scale: Scale::Coarse(*kx), zero: z }])),
             }],
         })
     }
 
-    fn union_segs(
-        &mut self,
-        node: &NodeProto,
-        p: &[Seg],
-        q: &[Seg],
-        both: &impl Fn(bool, bool) -> bool,
-    ) -> Vec<Seg> {
+    fn union_segs(&mut self, node: &NodeProto, p: &[Seg], q: &[Seg], both: &impl Fn(bool, bool) -> bool) -> Vec<Seg> {
         let mut cuts: Vec<usize> = Vec::new();
         for segs in [p, q] {
             let mut at = 0;
@@ -443,31 +333,13 @@ impl Ctx<'_, '_> {
                 continue;
             };
             match (a, b) {
-                (
-                    Seg::Tracked {
-                        range: ra,
-                        scale: sa,
-                        zero: za,
-                    },
-                    Seg::Tracked {
-                        range: rb,
-                        scale: sb,
-                        zero: zb,
-                    },
-                ) if sa == sb => {
+                (Seg::Tracked { range: ra, scale: sa, zero: za }, Seg::Tracked { range: rb, scale: sb, zero: zb }) if sa == sb => {
                     self.spaces.tie(*ra, *rb);
-                    out.push(Seg::Tracked {
-                        range: *ra,
-                        scale: *sa,
-                        zero: both(*za, *zb),
-                    });
+                    out.push(Seg::Tracked { range: *ra, scale: *sa, zero: both(*za, *zb) });
                 }
                 (Seg::Opaque(n), Seg::Opaque(_)) => out.push(Seg::Opaque(*n)),
                 _ => {
-                    let reason = format!(
-                        "{}: joins channels with a differently laid out tensor",
-                        node_label(node)
-                    );
+                    let reason = format!("{}: joins channels with a differently laid out tensor", node_label(node));
                     for s in [a, b] {
                         if let Seg::Tracked { range, .. } = s {
                             self.spaces.block(*range, reason.clone());
@@ -497,11 +369,7 @@ impl Ctx<'_, '_> {
             return Ok(());
         };
         let g = attr(self, node, node.attr_int_or("group", 1))?.max(1) as usize;
-        let Some(rank) = self
-            .out_rank(node)
-            .or(xt.as_ref().map(Vec::len))
-            .or(self.dims(&x).map(|d| d.len()))
-        else {
+        let Some(rank) = self.out_rank(node).or(xt.as_ref().map(Vec::len)).or(self.dims(&x).map(|d| d.len())) else {
             self.block_node(node, "shapes unknown");
             return Ok(());
         };
@@ -535,11 +403,7 @@ impl Ctx<'_, '_> {
         // Grouped: a conv group passes its channels through when C_in/g == C_out/g.
         let Some(t) = xt else { return Ok(()) };
         if m / g != cin_g {
-            self.block_axis_at(
-                node,
-                &t[1],
-                "grouped convolution with C_in/group != C_out/group",
-            );
+            self.block_axis_at(node, &t[1], "grouped convolution with C_in/group != C_out/group");
             return Ok(());
         }
         let segs = match t[1].linear() {
@@ -553,23 +417,12 @@ impl Ctx<'_, '_> {
         let mut new_segs = Vec::new();
         let mut parts = Vec::new();
         for s in &segs {
-            if s.scale != Scale::Unit
-                || s.repeat != 1
-                || s.offset % cin_g != 0
-                || s.range.len % cin_g != 0
-            {
-                self.spaces.block(
-                    s.range,
-                    format!(
-                        "{}: channels do not line up with whole conv groups",
-                        node_label(node)
-                    ),
-                );
+            if s.scale != Scale::Unit || s.repeat != 1 || s.offset % cin_g != 0 || s.range.len % cin_g != 0 {
+                self.spaces.block(s.range, format!("{}: channels do not line up with whole conv groups", node_label(node)));
                 self.blocked_op(node, "channels do not line up with whole conv groups");
                 continue;
             }
-            self.spaces
-                .require_block(s.range, cin_g, ReqKind::ConvGroup);
+            self.spaces.require_block(s.range, cin_g, ReqKind::ConvGroup);
             self.member(&w, 0, s.range, s.offset, 1, 1, Role::Producer);
             if let Some(b) = &bias {
                 self.member(b, 0, s.range, s.offset, 1, 1, Role::Producer);
@@ -579,25 +432,13 @@ impl Ctx<'_, '_> {
         if let Some(Track::Segs(list)) = t[1].factors.first().and_then(|f| f.track.as_ref()) {
             for s in list {
                 new_segs.push(match s {
-                    Seg::Tracked { range, scale, .. } => Seg::Tracked {
-                        range: *range,
-                        scale: *scale,
-                        zero: true,
-                    },
+                    Seg::Tracked { range, scale, .. } => Seg::Tracked { range: *range, scale: *scale, zero: true },
                     o => o.clone(),
                 });
             }
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(
-            ShapeLocation::Attribute {
-                node: name.clone(),
-                attribute: "group".into(),
-            },
-            0,
-            &name,
-            parts,
-        );
+        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }, 0, &name, parts);
         out[1] = seg_axis(new_segs);
         self.set(&node.output[0], out);
         Ok(())
@@ -675,10 +516,7 @@ impl Ctx<'_, '_> {
         }
         let (k_axis_a, m_axis_a) = if trans_a { (0, 1) } else { (1, 0) };
         let (k_axis_b, n_axis_b) = if trans_b { (1, 0) } else { (0, 1) };
-        let mut out = vec![
-            AxisT::plain(Dim::Known(1)),
-            AxisT::plain(Dim::Known(bd[n_axis_b] as i64)),
-        ];
+        let mut out = vec![AxisT::plain(Dim::Known(1)), AxisT::plain(Dim::Known(bd[n_axis_b] as i64))];
         if let Some(d) = self.dims(&node.output[0]) {
             if d.len() == 2 {
                 out[0] = AxisT::plain(d[0].clone());
@@ -762,8 +600,7 @@ impl Ctx<'_, '_> {
                     self.block_node(node, "MatMul of vectors");
                     return;
                 }
-                let plain =
-                    |d: &[Dim]| -> ValueT { d.iter().map(|x| AxisT::plain(x.clone())).collect() };
+                let plain = |d: &[Dim]| -> ValueT { d.iter().map(|x| AxisT::plain(x.clone())).collect() };
                 let ta = ta.unwrap_or_else(|| plain(&da));
                 let tb = tb.unwrap_or_else(|| plain(&db));
                 let (na, nb) = (ta.len(), tb.len());
@@ -774,25 +611,13 @@ impl Ctx<'_, '_> {
                     (true, true) => {
                         if let Some(u) = self.union_axes(node, ka, kb, |p, q| p || q) {
                             if !u.all_zero() {
-                                self.block_axis_at(
-                                    node,
-                                    &u,
-                                    "contracts channels that are non-zero on both sides",
-                                );
+                                self.block_axis_at(node, &u, "contracts channels that are non-zero on both sides");
                             }
                         }
                     }
                     _ => {
-                        self.block_axis_at(
-                            node,
-                            ka,
-                            "contracts channels with a tensor that does not follow them",
-                        );
-                        self.block_axis_at(
-                            node,
-                            kb,
-                            "contracts channels with a tensor that does not follow them",
-                        );
+                        self.block_axis_at(node, ka, "contracts channels with a tensor that does not follow them");
+                        self.block_axis_at(node, kb, "contracts channels with a tensor that does not follow them");
                     }
                 }
                 out[r - 2] = ta[na - 2].clone();
@@ -804,8 +629,7 @@ impl Ctx<'_, '_> {
                     let pb = (ax + nb).checked_sub(r).filter(|&p| p < nb - 2);
                     let xa = pa.map(|p| ta[p].clone()).filter(AxisT::is_tracked);
                     let xb = pb.map(|p| tb[p].clone()).filter(AxisT::is_tracked);
-                    let full =
-                        |p: Option<usize>, d: &[Dim]| p.is_some_and(|p| d[p] != Dim::Known(1));
+                    let full = |p: Option<usize>, d: &[Dim]| p.is_some_and(|p| d[p] != Dim::Known(1));
                     out[ax] = match (xa, xb) {
                         (None, None) => out[ax].clone(),
                         (Some(x), Some(y)) => match self.union_axes(node, &x, &y, |p, q| p || q) {
@@ -815,11 +639,7 @@ impl Ctx<'_, '_> {
                         (Some(x), None) if !full(pb, &db) => x,
                         (None, Some(y)) if !full(pa, &da) => y,
                         (Some(x), None) | (None, Some(x)) => {
-                            self.block_axis_at(
-                                node,
-                                &x,
-                                "batched product with a tensor that does not follow these channels",
-                            );
+                            self.block_axis_at(node, &x, "batched product with a tensor that does not follow these channels");
                             continue;
                         }
                     };
@@ -827,12 +647,7 @@ impl Ctx<'_, '_> {
                     for f in &out[ax].factors {
                         if let Some(Track::Segs(segs)) = &f.track {
                             for s in segs {
-                                if let Seg::Tracked {
-                                    range,
-                                    scale: Scale::Coarse(k),
-                                    ..
-                                } = s
-                                {
+                                if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s {
                                     self.spaces.require_block(*range, *k, ReqKind::Head);
                                 }
                             }
@@ -885,23 +700,10 @@ impl Ctx<'_, '_> {
         if t[ax].is_tracked() {
             // Picking one coarse position (q, k or v of a packed projection) turns the
             // matching inner axis into plain channels of that block.
-            let pick = ops::constant_ints(self.graph, Some(&self.shapes), &idx)
-                .ok()
-                .flatten();
+            let pick = ops::constant_ints(self.graph, Some(&self.shapes), &idx).ok().flatten();
             let coarse = match (t[ax].factors.as_slice(), pick.as_deref(), id.is_empty()) {
-                (
-                    [Factor {
-                        track: Some(Track::Segs(segs)),
-                        ..
-                    }],
-                    Some([i]),
-                    true,
-                ) => match segs.as_slice() {
-                    [Seg::Tracked {
-                        range,
-                        scale: Scale::Coarse(k),
-                        ..
-                    }] => Some((*range, *k, *i)),
+                ([Factor { track: Some(Track::Segs(segs)), .. }], Some([i]), true) => match segs.as_slice() {
+                    [Seg::Tracked { range, scale: Scale::Coarse(k), .. }] => Some((*range, *k, *i)),
                     _ => None,
                 },
                 _ => None,
@@ -918,15 +720,9 @@ impl Ctx<'_, '_> {
             let rest: Vec<AxisT> = rest
                 .into_iter()
                 .map(|a| match a.factors.as_slice() {
-                    [Factor {
-                        track:
-                            Some(Track::Inner {
-                                k: kk,
-                                ranges,
-                                zero,
-                            }),
-                        ..
-                    }] if *kk == k && ranges == &[range] => AxisT::unit(picked, *zero),
+                    [Factor { track: Some(Track::Inner { k: kk, ranges, zero }), .. }] if *kk == k && ranges == &[range] => {
+                        AxisT::unit(picked, *zero)
+                    }
                     _ => a,
                 })
                 .collect();
@@ -998,10 +794,7 @@ impl Ctx<'_, '_> {
         };
         let n = axes.len();
         for (j, &ax) in axes.iter().enumerate() {
-            let (b, e) = (
-                p.pads.get(j).copied().unwrap_or(0),
-                p.pads.get(j + n).copied().unwrap_or(0),
-            );
+            let (b, e) = (p.pads.get(j).copied().unwrap_or(0), p.pads.get(j + n).copied().unwrap_or(0));
             if (b != 0 || e != 0) && t[ax].is_tracked() {
                 let a = t[ax].clone();
                 self.block_axis_at(node, &a, "pads a tracked axis");
@@ -1039,12 +832,7 @@ impl Ctx<'_, '_> {
     }
 
     fn batch_norm(&mut self, node: &NodeProto) {
-        let params = [
-            (1, Role::Producer),
-            (2, Role::Producer),
-            (3, Role::Aux),
-            (4, Role::Aux),
-        ];
+        let params = [(1, Role::Producer), (2, Role::Producer), (3, Role::Aux), (4, Role::Aux)];
         if let Some(t) = self.channel_params(node, &params) {
             self.set(&node.output[0], t);
         }
@@ -1058,27 +846,17 @@ impl Ctx<'_, '_> {
                 Some(segs) => segs
                     .iter()
                     .filter_map(|s| match s {
-                        Seg::Tracked {
-                            range,
-                            scale: Scale::Coarse(k),
-                            ..
-                        } => Some((*range, *k)),
+                        Seg::Tracked { range, scale: Scale::Coarse(k), .. } => Some((*range, *k)),
                         _ => None,
                     })
                     .collect(),
                 None => Vec::new(),
             };
             for a in t.iter().skip(2) {
-                let inside = a
-                    .factors
-                    .iter()
-                    .filter_map(|f| f.track.as_ref())
-                    .all(|tr| match tr {
-                        Track::Inner { k, ranges, .. } => {
-                            ranges.iter().all(|r| blocks.contains(&(*r, *k)))
-                        }
-                        Track::Segs(_) => false,
-                    });
+                let inside = a.factors.iter().filter_map(|f| f.track.as_ref()).all(|tr| match tr {
+                    Track::Inner { k, ranges, .. } => ranges.iter().all(|r| blocks.contains(&(*r, *k))),
+                    Track::Segs(_) => false,
+                });
                 if !inside {
                     self.block_axis_at(node, a, "normalizes over a tracked axis");
                 }
@@ -1092,27 +870,12 @@ impl Ctx<'_, '_> {
         let on_groups = self
             .in_track(node, 0)
             .and_then(|t| t.get(1).and_then(|a| a.single_segs().cloned()))
-            .is_some_and(|segs| {
-                segs.iter().any(|s| {
-                    matches!(
-                        s,
-                        Seg::Tracked {
-                            scale: Scale::Coarse(_),
-                            ..
-                        }
-                    )
-                })
-            });
+            .is_some_and(|segs| segs.iter().any(|s| matches!(s, Seg::Tracked { scale: Scale::Coarse(_), .. })));
         if on_groups {
             let input_zero = self.in_track(node, 0).is_some_and(|t| t[1].all_zero());
             if let Some(t) = self.in_track(node, 0) {
                 for s in t[1].single_segs().into_iter().flatten() {
-                    if let Seg::Tracked {
-                        range,
-                        scale: Scale::Coarse(k),
-                        ..
-                    } = s
-                    {
+                    if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s {
                         self.spaces.require_block(*range, *k, ReqKind::NormGroup);
                     }
                 }
@@ -1134,16 +897,11 @@ impl Ctx<'_, '_> {
         let Some(mut t) = self.in_track(node, 0) else {
             return Ok(());
         };
-        let groups = attr(self, node, node.attr_int("num_groups"))?
-            .unwrap_or(1)
-            .max(1) as usize;
+        let groups = attr(self, node, node.attr_int("num_groups"))?.unwrap_or(1).max(1) as usize;
         for a in t.iter().skip(2) {
             self.block_axis_at(node, a, "normalizes over a tracked axis");
         }
-        let Some(c) = self
-            .dims(&node.input[0])
-            .and_then(|d| d.get(1).and_then(Dim::known))
-        else {
+        let Some(c) = self.dims(&node.input[0]).and_then(|d| d.get(1).and_then(Dim::known)) else {
             self.block_node(node, "channel count unknown");
             return Ok(());
         };
@@ -1159,15 +917,8 @@ impl Ctx<'_, '_> {
         };
         let mut parts = Vec::new();
         for s in &segs {
-            if s.scale != Scale::Unit || s.repeat != 1 || s.offset % k != 0 || s.range.len % k != 0
-            {
-                self.spaces.block(
-                    s.range,
-                    format!(
-                        "{}: channels do not line up with normalization groups",
-                        node_label(node)
-                    ),
-                );
+            if s.scale != Scale::Unit || s.repeat != 1 || s.offset % k != 0 || s.range.len % k != 0 {
+                self.spaces.block(s.range, format!("{}: channels do not line up with normalization groups", node_label(node)));
                 continue;
             }
             self.spaces.require_block(s.range, k, ReqKind::NormGroup);
@@ -1176,33 +927,15 @@ impl Ctx<'_, '_> {
                     continue;
                 };
                 match self.init_dims(&name) {
-                    Some(d) if d == [groups] => {
-                        self.member(&name, 0, s.range, s.offset / k, 1, k, Role::Producer)
-                    }
-                    Some(d) if d == [c as usize] => {
-                        self.member(&name, 0, s.range, s.offset, 1, 1, Role::Producer)
-                    }
-                    _ => self.spaces.block(
-                        s.range,
-                        format!(
-                            "{}: scale/bias '{name}' has an unexpected shape",
-                            node_label(node)
-                        ),
-                    ),
+                    Some(d) if d == [groups] => self.member(&name, 0, s.range, s.offset / k, 1, k, Role::Producer),
+                    Some(d) if d == [c as usize] => self.member(&name, 0, s.range, s.offset, 1, 1, Role::Producer),
+                    _ => self.spaces.block(s.range, format!("{}: scale/bias '{name}' has an unexpected shape", node_label(node))),
                 }
             }
             parts.push(Part::Fixed(s.range, 1, k));
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(
-            ShapeLocation::Attribute {
-                node: name.clone(),
-                attribute: "num_groups".into(),
-            },
-            0,
-            &name,
-            parts,
-        );
+        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }, 0, &name, parts);
         zero_after_norm(&mut t);
         self.set(&node.output[0], t);
         Ok(())
@@ -1221,10 +954,7 @@ impl Ctx<'_, '_> {
                 let a = t[i].clone();
                 for p in [1usize, 2] {
                     if let Some(name) = ops::input(node, p).map(str::to_string) {
-                        if self
-                            .init_dims(&name)
-                            .is_some_and(|d| d.len() == t.len() - first)
-                        {
+                        if self.init_dims(&name).is_some_and(|d| d.len() == t.len() - first) {
                             self.members_along(node, &name, i - first, &a, Role::Producer);
                         }
                     }
@@ -1247,27 +977,15 @@ impl Ctx<'_, '_> {
         let Some(mut t) = self.in_track(node, 0) else {
             return Ok(());
         };
-        let default = if ops::node_opset(self.graph, node) >= 13 {
-            -1
-        } else {
-            1
-        };
+        let default = if ops::node_opset(self.graph, node) >= 13 { -1 } else { 1 };
         let axis = attr(self, node, node.attr_int_or("axis", default))?;
         let Some(ax) = norm_axis(axis, t.len()) else {
             return Ok(());
         };
-        let mixed: Vec<usize> = if ops::node_opset(self.graph, node) >= 13 {
-            vec![ax]
-        } else {
-            (ax..t.len()).collect()
-        };
+        let mixed: Vec<usize> = if ops::node_opset(self.graph, node) >= 13 { vec![ax] } else { (ax..t.len()).collect() };
         for i in mixed {
             let a = t[i].clone();
-            self.block_axis_at(
-                node,
-                &a,
-                &format!("{} normalizes over these channels", node.op()),
-            );
+            self.block_axis_at(node, &a, &format!("{} normalizes over these channels", node.op()));
         }
         for a in &mut t {
             a.map_zero(&|_| false);
@@ -1294,11 +1012,7 @@ impl Ctx<'_, '_> {
         let mut out = Vec::new();
         for (i, a) in t.iter().enumerate() {
             if axes.contains(&i) {
-                self.block_axis_at(
-                    node,
-                    a,
-                    &format!("{} reduces over these channels", node.op()),
-                );
+                self.block_axis_at(node, a, &format!("{} reduces over these channels", node.op()));
                 if red.keepdims {
                     out.push(AxisT::plain(Dim::Known(1)));
                 }
@@ -1347,17 +1061,12 @@ impl Ctx<'_, '_> {
         let out = match self.regroup(&t, &od) {
             Ok(o) => o,
             Err(why) => {
-                self.block_node(
-                    node,
-                    &format!("cannot follow the channels through this reshape: {why}"),
-                );
+                self.block_node(node, &format!("cannot follow the channels through this reshape: {why}"));
                 return Ok(());
             }
         };
         if node.op() == "Reshape" {
-            let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1])
-                .ok()
-                .flatten();
+            let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
             for (i, a) in out.iter().enumerate() {
                 let parts = count_parts(a);
                 if parts.is_empty() {
@@ -1377,11 +1086,8 @@ impl Ctx<'_, '_> {
     }
 
     fn regroup(&mut self, t: &ValueT, od: &[Dim]) -> Result<ValueT, String> {
-        let mut fs: Vec<Factor> = t
-            .iter()
-            .flat_map(|a| a.factors.iter().cloned())
-            .filter(|f| f.size != Dim::Known(1) || f.track.is_some())
-            .collect();
+        let mut fs: Vec<Factor> =
+            t.iter().flat_map(|a| a.factors.iter().cloned()).filter(|f| f.size != Dim::Known(1) || f.track.is_some()).collect();
         fs.reverse(); // a stack: next factor at the end
         let mut out = Vec::with_capacity(od.len());
         for d in od {
@@ -1396,8 +1102,7 @@ impl Ctx<'_, '_> {
                 } else if f.size == need {
                     taken.push(f);
                     need = Dim::Known(1);
-                } else if let Some(q) = need.div_exact(&f.size).filter(|_| f.size != Dim::Known(1))
-                {
+                } else if let Some(q) = need.div_exact(&f.size).filter(|_| f.size != Dim::Known(1)) {
                     taken.push(f);
                     need = q;
                 } else if let (Some(have), Some(want)) = (f.size.known(), need.known()) {
@@ -1411,14 +1116,8 @@ impl Ctx<'_, '_> {
                     }
                 } else if let Some(rest) = f.size.div_exact(&need).filter(|_| f.track.is_none()) {
                     // An untracked product such as `16*batch` split into `batch` and `16`.
-                    taken.push(Factor {
-                        size: need.clone(),
-                        track: None,
-                    });
-                    fs.push(Factor {
-                        size: rest,
-                        track: None,
-                    });
+                    taken.push(Factor { size: need.clone(), track: None });
+                    fs.push(Factor { size: rest, track: None });
                     need = Dim::Known(1);
                 } else {
                     return Err(format!("dimension {} does not match {need}", f.size));
@@ -1436,10 +1135,7 @@ impl Ctx<'_, '_> {
             }
             out.push(axis);
         }
-        if fs
-            .iter()
-            .any(|f| f.track.is_some() || f.size != Dim::Known(1))
-        {
+        if fs.iter().any(|f| f.track.is_some() || f.size != Dim::Known(1)) {
             return Err("input dimensions left over".into());
         }
         Ok(out)
@@ -1450,16 +1146,7 @@ impl Ctx<'_, '_> {
         let size = f.size.known().unwrap_or(0) as usize;
         let k = size / outer;
         let Some(track) = f.track else {
-            return Ok((
-                Factor {
-                    size: Dim::Known(outer as i64),
-                    track: None,
-                },
-                Factor {
-                    size: Dim::Known(k as i64),
-                    track: None,
-                },
-            ));
+            return Ok((Factor { size: Dim::Known(outer as i64), track: None }, Factor { size: Dim::Known(k as i64), track: None }));
         };
         let Track::Segs(segs) = track else {
             return Err("a head dimension is split again".into());
@@ -1470,35 +1157,19 @@ impl Ctx<'_, '_> {
         let mut at = 0usize;
         for s in &segs {
             match s {
-                Seg::Tracked {
-                    range,
-                    scale: Scale::Unit,
-                    zero: z,
-                } if at % k == 0 && range.len % k == 0 => {
-                    outer_segs.push(Seg::Tracked {
-                        range: *range,
-                        scale: Scale::Coarse(k),
-                        zero: *z,
-                    });
+                Seg::Tracked { range, scale: Scale::Unit, zero: z } if at % k == 0 && range.len % k == 0 => {
+                    outer_segs.push(Seg::Tracked { range: *range, scale: Scale::Coarse(k), zero: *z });
                     ranges.push(*range);
                     zero &= *z;
                 }
-                Seg::Tracked { .. } => {
-                    return Err(format!("channels do not split into blocks of {k}"))
-                }
+                Seg::Tracked { .. } => return Err(format!("channels do not split into blocks of {k}")),
                 Seg::Opaque(_) => return Err("a partly untracked axis is split".into()),
             }
             at += s.axis_len();
         }
         Ok((
-            Factor {
-                size: Dim::Known(outer as i64),
-                track: Some(Track::Segs(outer_segs)),
-            },
-            Factor {
-                size: Dim::Known(k as i64),
-                track: Some(Track::Inner { k, ranges, zero }),
-            },
+            Factor { size: Dim::Known(outer as i64), track: Some(Track::Segs(outer_segs)) },
+            Factor { size: Dim::Known(k as i64), track: Some(Track::Inner { k, ranges, zero }) },
         ))
     }
 
@@ -1512,12 +1183,7 @@ impl Ctx<'_, '_> {
         let Some(ax) = norm_axis(axis, rank) else {
             return Ok(());
         };
-        let inputs: Vec<String> = node
-            .input
-            .iter()
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .collect();
+        let inputs: Vec<String> = node.input.iter().filter(|s| !s.is_empty()).cloned().collect();
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
         // Pieces of the inside of heads put back together (rotary embeddings).
         let inner = self.concat_inner(&inputs, ax, &od);
@@ -1530,10 +1196,7 @@ impl Ctx<'_, '_> {
         let mut ok = true;
         for v in inputs.iter().filter(|_| !inner_done) {
             let len = self.dims(v).and_then(|d| d.get(ax).and_then(Dim::known));
-            let tr = self
-                .track(v)
-                .map(|t| t[ax].clone())
-                .filter(AxisT::is_tracked);
+            let tr = self.track(v).map(|t| t[ax].clone()).filter(AxisT::is_tracked);
             match (tr, len) {
                 (Some(a), _) => match a.single_segs() {
                     Some(s) => segs.extend(s.iter().cloned()),
@@ -1551,11 +1214,7 @@ impl Ctx<'_, '_> {
         } else if !ok {
             for v in &inputs {
                 if let Some(a) = self.track(v).map(|t| t[ax].clone()) {
-                    self.block_axis_at(
-                        node,
-                        &a,
-                        "concatenates along a tracked axis of unknown length",
-                    );
+                    self.block_axis_at(node, &a, "concatenates along a tracked axis of unknown length");
                 }
             }
         }
@@ -1567,11 +1226,7 @@ impl Ctx<'_, '_> {
             let mut acc: Option<AxisT> = None;
             let mut untracked_inputs = Vec::new();
             for v in &inputs {
-                match self
-                    .track(v)
-                    .map(|t| t[i].clone())
-                    .filter(AxisT::is_tracked)
-                {
+                match self.track(v).map(|t| t[i].clone()).filter(AxisT::is_tracked) {
                     Some(a) => {
                         acc = match acc {
                             None => Some(a),
@@ -1586,10 +1241,7 @@ impl Ctx<'_, '_> {
             }
             let Some(a) = acc else { continue };
             for v in untracked_inputs {
-                let full = self
-                    .dims(&v)
-                    .and_then(|d| d.get(i).cloned())
-                    .is_some_and(|d| d != Dim::Known(1));
+                let full = self.dims(&v).and_then(|d| d.get(i).cloned()).is_some_and(|d| d != Dim::Known(1));
                 if !full {
                     continue;
                 }
@@ -1601,11 +1253,7 @@ impl Ctx<'_, '_> {
                         self.members_along(node, &src, sr + i - rank, &a, Role::Producer);
                     }
                 } else {
-                    self.block_axis_at(
-                        node,
-                        &a,
-                        &format!("concatenated with '{v}', which does not follow these channels"),
-                    );
+                    self.block_axis_at(node, &a, &format!("concatenated with '{v}', which does not follow these channels"));
                 }
             }
             *slot = a;
@@ -1621,18 +1269,12 @@ impl Ctx<'_, '_> {
         for v in inputs {
             let a = self.track(v)?.get(ax)?;
             match a.factors.as_slice() {
-                [Factor {
-                    track: Some(Track::Inner { k, ranges, zero }),
-                    ..
-                }] => parts.push((*k, ranges.clone(), *zero)),
+                [Factor { track: Some(Track::Inner { k, ranges, zero }), .. }] => parts.push((*k, ranges.clone(), *zero)),
                 _ => return None,
             }
         }
         let (k, ranges, _) = parts.first()?.clone();
-        if parts
-            .iter()
-            .any(|(kk, r, _)| *kk != k || r.len() != ranges.len())
-        {
+        if parts.iter().any(|(kk, r, _)| *kk != k || r.len() != ranges.len()) {
             return None;
         }
         for (_, r, _) in &parts[1..] {
@@ -1641,12 +1283,7 @@ impl Ctx<'_, '_> {
             }
         }
         let zero = parts.iter().all(|p| p.2);
-        Some(AxisT {
-            factors: vec![Factor {
-                size: od.get(ax)?.clone(),
-                track: Some(Track::Inner { k, ranges, zero }),
-            }],
-        })
+        Some(AxisT { factors: vec![Factor { size: od.get(ax)?.clone(), track: Some(Track::Inner { k, ranges, zero }) }] })
     }
 
     /// The initializer behind `Expand(init, shape)` (a class token broadcast over the batch).
@@ -1663,16 +1300,11 @@ impl Ctx<'_, '_> {
         let Some(ax) = norm_axis(sp.axis, t.len()) else {
             return Ok(());
         };
-        let Some(len) = self
-            .dims(&node.input[0])
-            .and_then(|d| d.get(ax).and_then(Dim::known))
-        else {
+        let Some(len) = self.dims(&node.input[0]).and_then(|d| d.get(ax).and_then(Dim::known)) else {
             self.block_node(node, "shapes unknown");
             return Ok(());
         };
-        let sizes = sp
-            .sizes_for(len)
-            .map_err(|m| ops::node_error(self.graph, node, m))?;
+        let sizes = sp.sizes_for(len).map_err(|m| ops::node_error(self.graph, node, m))?;
         let tracked = t[ax].is_tracked();
         let segs = t[ax].single_segs().cloned();
         if tracked && segs.is_none() {
@@ -1696,15 +1328,7 @@ impl Ctx<'_, '_> {
                         self.shape_entry(node, &s, j, parts);
                     } else {
                         let name = node.name.clone().unwrap_or_default();
-                        self.spaces.shape_ref(
-                            ShapeLocation::Attribute {
-                                node: name.clone(),
-                                attribute: "split".into(),
-                            },
-                            j,
-                            &name,
-                            parts,
-                        );
+                        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }, j, &name, parts);
                     }
                 }
             } else {
@@ -1715,10 +1339,7 @@ impl Ctx<'_, '_> {
         }
         if !balanced.is_empty() {
             // An equal split without sizes stays equal only if every part loses as much.
-            let why = format!(
-                "{}: an equal split (no sizes) would become unequal",
-                node_label(node)
-            );
+            let why = format!("{}: an equal split (no sizes) would become unequal", node_label(node));
             self.spaces.balanced(why, balanced);
         }
         Ok(())
@@ -1751,11 +1372,7 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let a = t[ax].clone();
-            if let [Factor {
-                track: Some(Track::Inner { .. }),
-                ..
-            }] = a.factors.as_slice()
-            {
+            if let [Factor { track: Some(Track::Inner { .. }), .. }] = a.factors.as_slice() {
                 // A window inside every head (rotary embeddings): still inside the elements.
                 if let Some(d) = od.as_ref().and_then(|d| d.get(ax)) {
                     let mut f = a.factors[0].clone();
@@ -1764,25 +1381,14 @@ impl Ctx<'_, '_> {
                     continue;
                 }
             }
-            let (Some(segs), Some(Dim::Known(dim)), Some(s), Some(e)) = (
-                a.single_segs(),
-                id.get(ax),
-                sl.starts[j].known(),
-                sl.ends[j].known(),
-            ) else {
-                self.block_axis_at(
-                    node,
-                    &a,
-                    "slices a tracked axis with bounds that are not constant",
-                );
+            let (Some(segs), Some(Dim::Known(dim)), Some(s), Some(e)) =
+                (a.single_segs(), id.get(ax), sl.starts[j].known(), sl.ends[j].known())
+            else {
+                self.block_axis_at(node, &a, "slices a tracked axis with bounds that are not constant");
                 continue;
             };
             if step != 1 || s < 0 || e < 0 {
-                self.block_axis_at(
-                    node,
-                    &a,
-                    "slices a tracked axis with a step or negative bounds",
-                );
+                self.block_axis_at(node, &a, "slices a tracked axis with a step or negative bounds");
                 continue;
             }
             let dim = *dim;
@@ -1796,15 +1402,7 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(
-                        ShapeLocation::Attribute {
-                            node: name.clone(),
-                            attribute: "starts".into(),
-                        },
-                        j,
-                        &name,
-                        parts,
-                    );
+                    self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }, j, &name, parts);
                 }
             }
             if (e as usize) < dim as usize {
@@ -1814,15 +1412,7 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(
-                        ShapeLocation::Attribute {
-                            node: name.clone(),
-                            attribute: "ends".into(),
-                        },
-                        j,
-                        &name,
-                        parts,
-                    );
+                    self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }, j, &name, parts);
                 }
             }
             t[ax] = seg_axis(w);
@@ -1844,20 +1434,14 @@ impl Ctx<'_, '_> {
             self.block_node(node, "rank decreases");
             return;
         };
-        let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1])
-            .ok()
-            .flatten();
+        let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
         for (i, a) in t.iter().enumerate() {
             if !a.is_tracked() {
                 continue;
             }
             out[lead + i] = a.clone();
-            let entry = target.as_ref().and_then(|v| {
-                (v.len() + i)
-                    .checked_sub(t.len())
-                    .and_then(|p| v.get(p).cloned())
-            });
+            let entry = target.as_ref().and_then(|v| (v.len() + i).checked_sub(t.len()).and_then(|p| v.get(p).cloned()));
             if entry != Some(Dim::Known(1)) {
                 if let Some(tl) = target.as_ref().map(Vec::len) {
                     let Some(p) = (tl + i).checked_sub(t.len()) else {

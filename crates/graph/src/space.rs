@@ -37,11 +37,7 @@ impl Range {
     }
     /// The sub-range `[start + off, start + off + len)`.
     pub fn sub(&self, off: usize, len: usize) -> Range {
-        Range {
-            base: self.base,
-            start: self.start + off,
-            len,
-        }
+        Range { base: self.base, start: self.start + off, len }
     }
 }
 
@@ -60,11 +56,7 @@ pub(crate) enum Seg {
     /// Positions that belong to no space (an untracked input of a Concat).
     Opaque(usize),
     /// Positions of a base range.
-    Tracked {
-        range: Range,
-        scale: Scale,
-        zero: bool,
-    },
+    Tracked { range: Range, scale: Scale, zero: bool },
 }
 
 impl Seg {
@@ -72,16 +64,8 @@ impl Seg {
     pub fn axis_len(&self) -> usize {
         match self {
             Seg::Opaque(n) => *n,
-            Seg::Tracked {
-                range,
-                scale: Scale::Unit,
-                ..
-            } => range.len,
-            Seg::Tracked {
-                range,
-                scale: Scale::Coarse(k),
-                ..
-            } => range.len / k,
+            Seg::Tracked { range, scale: Scale::Unit, .. } => range.len,
+            Seg::Tracked { range, scale: Scale::Coarse(k), .. } => range.len / k,
         }
     }
 
@@ -94,11 +78,7 @@ impl Seg {
                     Scale::Unit => 1,
                     Scale::Coarse(k) => *k,
                 };
-                Seg::Tracked {
-                    range: range.sub(off * k, len * k),
-                    scale: *scale,
-                    zero: *zero,
-                }
+                Seg::Tracked { range: range.sub(off * k, len * k), scale: *scale, zero: *zero }
             }
         }
     }
@@ -111,11 +91,7 @@ pub(crate) enum Track {
     Segs(Vec<Seg>),
     /// Position `d` inside every block of `k` positions of each range (the `D` axis of
     /// `[H, D]`; the ranges are the ones the matching coarse factor lists).
-    Inner {
-        k: usize,
-        ranges: Vec<Range>,
-        zero: bool,
-    },
+    Inner { k: usize, ranges: Vec<Range>, zero: bool },
 }
 
 impl Track {
@@ -150,9 +126,7 @@ impl Track {
     /// Whether every tracked piece is zero when its element's producers are zero.
     pub fn all_zero(&self) -> bool {
         match self {
-            Track::Segs(segs) => segs
-                .iter()
-                .all(|s| !matches!(s, Seg::Tracked { zero: false, .. })),
+            Track::Segs(segs) => segs.iter().all(|s| !matches!(s, Seg::Tracked { zero: false, .. })),
             Track::Inner { zero, .. } => *zero,
         }
     }
@@ -187,29 +161,18 @@ pub(crate) struct LinSeg {
 impl AxisT {
     /// An untracked axis of size `size`.
     pub fn plain(size: Dim) -> AxisT {
-        AxisT {
-            factors: vec![Factor { size, track: None }],
-        }
+        AxisT { factors: vec![Factor { size, track: None }] }
     }
 
     /// A single-segment axis over a whole range.
     pub fn unit(range: Range, zero: bool) -> AxisT {
-        AxisT::segs(vec![Seg::Tracked {
-            range,
-            scale: Scale::Unit,
-            zero,
-        }])
+        AxisT::segs(vec![Seg::Tracked { range, scale: Scale::Unit, zero }])
     }
 
     /// A single-factor axis of segments.
     pub fn segs(segs: Vec<Seg>) -> AxisT {
         let n: usize = segs.iter().map(Seg::axis_len).sum();
-        AxisT {
-            factors: vec![Factor {
-                size: Dim::Known(n as i64),
-                track: Some(Track::Segs(segs)),
-            }],
-        }
+        AxisT { factors: vec![Factor { size: Dim::Known(n as i64), track: Some(Track::Segs(segs)) }] }
     }
 
     /// Whether any factor is tracked.
@@ -219,11 +182,7 @@ impl AxisT {
 
     /// Every base range of the axis.
     pub fn ranges(&self) -> Vec<Range> {
-        self.factors
-            .iter()
-            .filter_map(|f| f.track.as_ref())
-            .flat_map(Track::ranges)
-            .collect()
+        self.factors.iter().filter_map(|f| f.track.as_ref()).flat_map(Track::ranges).collect()
     }
 
     /// Applies `f` to every zero flag.
@@ -235,19 +194,13 @@ impl AxisT {
 
     /// Whether every tracked piece is zero on zeroed elements.
     pub fn all_zero(&self) -> bool {
-        self.factors
-            .iter()
-            .filter_map(|f| f.track.as_ref())
-            .all(Track::all_zero)
+        self.factors.iter().filter_map(|f| f.track.as_ref()).all(Track::all_zero)
     }
 
     /// The single segment list of a one-factor axis, if it is one.
     pub fn single_segs(&self) -> Option<&Vec<Seg>> {
         match self.factors.as_slice() {
-            [Factor {
-                track: Some(Track::Segs(s)),
-                ..
-            }] => Some(s),
+            [Factor { track: Some(Track::Segs(s)), .. }] => Some(s),
             _ => None,
         }
     }
@@ -256,13 +209,7 @@ impl AxisT {
     /// `Err` when the layout is not a contiguous block per position (a tracked factor
     /// inside an untracked one of size > 1, a head-dim factor, two tracked factors).
     pub fn linear(&self) -> Result<Option<Vec<LinSeg>>, String> {
-        let tracked: Vec<usize> = self
-            .factors
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.track.is_some())
-            .map(|(i, _)| i)
-            .collect();
+        let tracked: Vec<usize> = self.factors.iter().enumerate().filter(|(_, f)| f.track.is_some()).map(|(i, _)| i).collect();
         let Some(&t) = tracked.first() else {
             return Ok(None);
         };
@@ -270,20 +217,13 @@ impl AxisT {
             return Err("the axis mixes two tracked factors".into());
         }
         if self.factors[..t].iter().any(|f| f.size != Dim::Known(1)) {
-            return Err(
-                "the channels are interleaved with another dimension (strided layout)".into(),
-            );
+            return Err("the channels are interleaved with another dimension (strided layout)".into());
         }
         let mut repeat = 1usize;
         for f in &self.factors[t + 1..] {
             match f.size {
                 Dim::Known(v) if v >= 1 => repeat *= v as usize,
-                _ => {
-                    return Err(format!(
-                        "the channels are followed by a dimension of unknown size {}",
-                        f.size
-                    ))
-                }
+                _ => return Err(format!("the channels are followed by a dimension of unknown size {}", f.size)),
             }
         }
         let Some(Track::Segs(segs)) = &self.factors[t].track else {
@@ -293,13 +233,7 @@ impl AxisT {
         let mut offset = 0usize;
         for s in segs {
             if let Seg::Tracked { range, scale, zero } = s {
-                out.push(LinSeg {
-                    offset,
-                    range: *range,
-                    scale: *scale,
-                    zero: *zero,
-                    repeat,
-                });
+                out.push(LinSeg { offset, range: *range, scale: *scale, zero: *zero, repeat });
             }
             offset += s.axis_len() * repeat;
         }
@@ -399,9 +333,7 @@ struct UnionFind {
 
 impl UnionFind {
     fn new(n: usize) -> Self {
-        UnionFind {
-            parent: (0..n).collect(),
-        }
+        UnionFind { parent: (0..n).collect() }
     }
     fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
@@ -424,11 +356,7 @@ impl Spaces {
     /// Opens a base of `n` positions.
     pub fn new_base(&mut self, n: usize) -> Range {
         self.bases.push(n);
-        Range {
-            base: self.bases.len() - 1,
-            start: 0,
-            len: n,
-        }
+        Range { base: self.bases.len() - 1, start: 0, len: n }
     }
 
     /// Ties two ranges linearly: offset `o` of `a` is offset `o * b.len / a.len` of `b`
@@ -454,25 +382,8 @@ impl Spaces {
     /// Records a parameter slice: base positions of `range` map to axis positions
     /// `offset + (p - range.start) * num / den` of `init`'s axis `axis`.
     #[allow(clippy::too_many_arguments)]
-    pub fn member(
-        &mut self,
-        init: &str,
-        axis: usize,
-        range: Range,
-        offset: usize,
-        num: usize,
-        den: usize,
-        role: Role,
-    ) {
-        self.members.push(RawMember {
-            init: init.to_string(),
-            axis,
-            range,
-            offset,
-            num,
-            den,
-            role,
-        });
+    pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, role: Role) {
+        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, role });
     }
 
     /// Requires every class to lose as many positions from each part as from the others.
@@ -481,20 +392,9 @@ impl Spaces {
     }
 
     /// Records an integer entry counting positions of ranges (`len * num / den` each).
-    pub fn shape_ref(
-        &mut self,
-        location: ShapeLocation,
-        entry: usize,
-        user: &str,
-        parts: Vec<Part>,
-    ) {
+    pub fn shape_ref(&mut self, location: ShapeLocation, entry: usize, user: &str, parts: Vec<Part>) {
         if !parts.is_empty() {
-            self.shape_refs.push(RawShapeRef {
-                location,
-                entry,
-                user: user.to_string(),
-                parts,
-            });
+            self.shape_refs.push(RawShapeRef { location, entry, user: user.to_string(), parts });
         }
     }
 
@@ -502,8 +402,7 @@ impl Spaces {
     /// groups those initializers belong to.
     pub fn solve(&self, dims: &InitDims, user_blocked: &HashMap<String, String>) -> Vec<Group> {
         // 1. Boundaries per base, closed under the ties.
-        let mut cuts: Vec<BTreeSet<usize>> =
-            self.bases.iter().map(|&n| BTreeSet::from([0, n])).collect();
+        let mut cuts: Vec<BTreeSet<usize>> = self.bases.iter().map(|&n| BTreeSet::from([0, n])).collect();
         let add = |r: &Range, cuts: &mut Vec<BTreeSet<usize>>| {
             cuts[r.base].insert(r.start);
             cuts[r.base].insert(r.end());
@@ -534,10 +433,7 @@ impl Spaces {
             let mut changed = false;
             for (a, b) in &self.eqs {
                 for (x, y) in [(a, b), (b, a)] {
-                    let inner: Vec<usize> = cuts[x.base]
-                        .range(x.start + 1..x.end())
-                        .map(|&c| c - x.start)
-                        .collect();
+                    let inner: Vec<usize> = cuts[x.base].range(x.start + 1..x.end()).map(|&c| c - x.start).collect();
                     for off in inner {
                         if off * y.len % x.len != 0 {
                             misaligned.push((*x, *y));
@@ -558,11 +454,7 @@ impl Spaces {
             first_interval.push(intervals.len());
             let pts: Vec<usize> = set.iter().copied().collect();
             for w in pts.windows(2) {
-                intervals.push(Range {
-                    base,
-                    start: w[0],
-                    len: w[1] - w[0],
-                });
+                intervals.push(Range { base, start: w[0], len: w[1] - w[0] });
             }
         }
         let cuts_vec: Vec<Vec<usize>> = cuts.iter().map(|s| s.iter().copied().collect()).collect();
@@ -603,9 +495,7 @@ impl Spaces {
         for (a, b) in &misaligned {
             for r in [a, b] {
                 for i in covered(r) {
-                    reasons[class_of[i]].insert(
-                        "channels tied to differently sized blocks that do not line up".into(),
-                    );
+                    reasons[class_of[i]].insert("channels tied to differently sized blocks that do not line up".into());
                 }
             }
         }
@@ -617,15 +507,10 @@ impl Spaces {
             for i in covered(r) {
                 let iv = intervals[i];
                 if (iv.start - r.start) % k != 0 || iv.len % k != 0 {
-                    reasons[class_of[i]].insert(format!(
-                        "a {} of {k} positions is split by another use of these channels",
-                        req_name(*rk)
-                    ));
+                    reasons[class_of[i]].insert(format!("a {} of {k} positions is split by another use of these channels", req_name(*rk)));
                 }
                 need[i] = lcm(need[i], *k);
-                if kind_of[i].is_none_or(|(kd, kk)| {
-                    *k > kk || *k == kk && *rk == ReqKind::Head && kd != ReqKind::Head
-                }) {
+                if kind_of[i].is_none_or(|(kd, kk)| *k > kk || *k == kk && *rk == ReqKind::Head && kd != ReqKind::Head) {
                     kind_of[i] = Some((*rk, *k));
                 }
             }
@@ -636,11 +521,7 @@ impl Spaces {
             if c == usize::MAX {
                 continue;
             }
-            let units = if iv.len % need[i] == 0 {
-                iv.len / need[i]
-            } else {
-                1
-            };
+            let units = if iv.len % need[i] == 0 { iv.len / need[i] } else { 1 };
             count[c] = gcd(count[c], units);
         }
         let block_of = |i: usize| -> usize { intervals[i].len / count[class_of[i]].max(1) };
@@ -655,9 +536,7 @@ impl Spaces {
                     Some((kd, kk, b)) => {
                         let had_exact = b == kk;
                         (exact && !had_exact)
-                            || (exact == had_exact
-                                && (*rk == ReqKind::Head && kd != ReqKind::Head
-                                    || *rk == kd && *k > kk))
+                            || (exact == had_exact && (*rk == ReqKind::Head && kd != ReqKind::Head || *rk == kd && *k > kk))
                     }
                 };
                 if better {
@@ -675,8 +554,7 @@ impl Spaces {
             for (p, ranges) in parts.iter().enumerate() {
                 for r in ranges {
                     for i in covered(r) {
-                        loss.entry(class_of[i])
-                            .or_insert_with(|| vec![0; parts.len()])[p] += block_of(i);
+                        loss.entry(class_of[i]).or_insert_with(|| vec![0; parts.len()])[p] += block_of(i);
                     }
                 }
             }
@@ -695,17 +573,11 @@ impl Spaces {
                 let rel = (iv.start - m.range.start) * m.num;
                 let blk = block_of(i) * m.num;
                 if rel % m.den != 0 || blk % m.den != 0 {
-                    reasons[c].insert(format!(
-                        "slices of '{}' axis {} do not align with whole elements",
-                        m.init, m.axis
-                    ));
+                    reasons[c].insert(format!("slices of '{}' axis {} do not align with whole elements", m.init, m.axis));
                     continue;
                 }
                 let offset = m.offset + rel / m.den;
-                let map = IndexMap::Blocks {
-                    offset,
-                    block: blk / m.den,
-                };
+                let map = IndexMap::Blocks { offset, block: blk / m.den };
                 let key = (m.init.clone(), m.axis, offset);
                 match members[c].get_mut(&key) {
                     Some(existing) => {
@@ -713,22 +585,11 @@ impl Spaces {
                             existing.role = m.role;
                         }
                         if existing.map != map {
-                            reasons[c].insert(format!(
-                                "'{}' axis {} is sliced two different ways",
-                                m.init, m.axis
-                            ));
+                            reasons[c].insert(format!("'{}' axis {} is sliced two different ways", m.init, m.axis));
                         }
                     }
                     None => {
-                        members[c].insert(
-                            key,
-                            Member {
-                                initializer: m.init.clone(),
-                                axis: m.axis,
-                                role: m.role,
-                                map,
-                            },
-                        );
+                        members[c].insert(key, Member { initializer: m.init.clone(), axis: m.axis, role: m.role, map });
                     }
                 }
                 if let Some(why) = user_blocked.get(&m.init) {
@@ -738,8 +599,7 @@ impl Spaces {
         }
         // Shape constants.
         // (location, entry) -> reading node -> amount per element
-        let mut shapes: Vec<BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>> =
-            vec![BTreeMap::new(); nc];
+        let mut shapes: Vec<BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>> = vec![BTreeMap::new(); nc];
         for s in &self.shape_refs {
             // class -> amount per element, as a fraction
             let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
@@ -768,8 +628,7 @@ impl Spaces {
                     }
                     Part::Inner(ranges, k, num) => {
                         // Per class: positions each block loses per element; all equal.
-                        let mut loss: BTreeMap<usize, BTreeMap<(usize, usize, usize), usize>> =
-                            BTreeMap::new();
+                        let mut loss: BTreeMap<usize, BTreeMap<(usize, usize, usize), usize>> = BTreeMap::new();
                         let mut windows = 0usize;
                         for r in ranges {
                             windows += r.len / k;
@@ -780,24 +639,18 @@ impl Spaces {
                                 }
                                 let w = (iv.start - r.start) / k;
                                 if (iv.end() - 1 - r.start) / k != w {
-                                    reasons[c].insert(format!(
-                                        "{} entry {}: a block of {k} holds part of an element",
-                                        s.location, s.entry
-                                    ));
+                                    reasons[c].insert(format!("{} entry {}: a block of {k} holds part of an element", s.location, s.entry));
                                 }
-                                *loss
-                                    .entry(c)
-                                    .or_default()
-                                    .entry((r.base, r.start, w))
-                                    .or_insert(0) += b;
+                                *loss.entry(c).or_default().entry((r.base, r.start, w)).or_insert(0) += b;
                             }
                         }
                         for (c, per_window) in loss {
                             let first = per_window.values().next().copied().unwrap_or(0);
-                            if per_window.len() != windows
-                                || per_window.values().any(|&x| x != first)
-                            {
-                                reasons[c].insert(format!("{} entry {}: blocks of {k} would lose different numbers of channels", s.location, s.entry));
+                            if per_window.len() != windows || per_window.values().any(|&x| x != first) {
+                                reasons[c].insert(format!(
+                                    "{} entry {}: blocks of {k} would lose different numbers of channels",
+                                    s.location, s.entry
+                                ));
                                 continue;
                             }
                             add_frac(c, first * num, 1);
@@ -807,18 +660,11 @@ impl Spaces {
             }
             for (c, (n, d)) in per_class {
                 if d != 1 {
-                    reasons[c].insert(format!(
-                        "{} entry {} does not change by a whole number per element",
-                        s.location, s.entry
-                    ));
+                    reasons[c].insert(format!("{} entry {} does not change by a whole number per element", s.location, s.entry));
                     continue;
                 }
                 if n > 0 {
-                    *shapes[c]
-                        .entry((s.location.clone(), s.entry))
-                        .or_default()
-                        .entry(s.user.clone())
-                        .or_insert(0) += n as i64;
+                    *shapes[c].entry((s.location.clone(), s.entry)).or_default().entry(s.user.clone()).or_insert(0) += n as i64;
                 }
             }
         }
@@ -839,12 +685,8 @@ impl Spaces {
                 None if block == 1 => ElementKind::Channel,
                 None => ElementKind::Block { size: block },
                 Some((ReqKind::Head, k, b)) if k == b => ElementKind::Head { dim: k },
-                Some((ReqKind::ConvGroup, k, b)) if k == b => {
-                    ElementKind::ConvGroup { channels: k }
-                }
-                Some((ReqKind::NormGroup, k, b)) if k == b => {
-                    ElementKind::NormGroup { channels: k }
-                }
+                Some((ReqKind::ConvGroup, k, b)) if k == b => ElementKind::ConvGroup { channels: k },
+                Some((ReqKind::NormGroup, k, b)) if k == b => ElementKind::NormGroup { channels: k },
                 Some((_, _, b)) => ElementKind::Block { size: b },
             };
             let params = members
@@ -864,12 +706,7 @@ impl Spaces {
                 }
                 let per_element = amounts.iter().next().copied().unwrap_or(0);
                 let nodes = users.keys().cloned().collect();
-                shape_constants.push(ShapeConstant {
-                    location: location.clone(),
-                    entry: *entry,
-                    per_element,
-                    nodes,
-                });
+                shape_constants.push(ShapeConstant { location: location.clone(), entry: *entry, per_element, nodes });
             }
             groups.push(Group {
                 id: String::new(),
@@ -917,18 +754,8 @@ fn name_groups(groups: &mut [Group]) {
             .members
             .iter()
             .filter(|m| m.role == Role::Producer)
-            .min_by(|a, b| {
-                (&a.initializer, a.axis, a.map.offset()).cmp(&(
-                    &b.initializer,
-                    b.axis,
-                    b.map.offset(),
-                ))
-            })
-            .or_else(|| {
-                g.members
-                    .iter()
-                    .min_by(|a, b| (&a.initializer, a.axis).cmp(&(&b.initializer, b.axis)))
-            });
+            .min_by(|a, b| (&a.initializer, a.axis, a.map.offset()).cmp(&(&b.initializer, b.axis, b.map.offset())))
+            .or_else(|| g.members.iter().min_by(|a, b| (&a.initializer, a.axis).cmp(&(&b.initializer, b.axis))));
         g.id = match pick {
             Some(m) if m.map.offset() == 0 => format!("{}:{}", m.initializer, m.axis),
             Some(m) => format!("{}:{}@{}", m.initializer, m.axis, m.map.offset()),

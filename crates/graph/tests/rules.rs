@@ -3,9 +3,7 @@
 mod common;
 
 use common::{attention_model, llama_block};
-use oto_graph::{
-    analyze, Analysis, AnalyzeOptions, ElementKind, Group, IndexMap, Role, ShapeLocation,
-};
+use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind, Group, IndexMap, Role, ShapeLocation};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::Model;
 
@@ -14,19 +12,14 @@ fn run(model: &Model) -> Analysis {
 }
 
 fn group<'a>(a: &'a Analysis, id: &str) -> &'a Group {
-    a.group(id)
-        .unwrap_or_else(|| panic!("no group {id}:\n{}", a.table()))
+    a.group(id).unwrap_or_else(|| panic!("no group {id}:\n{}", a.table()))
 }
 
 /// The group holding slice `init:axis`.
 fn group_with<'a>(a: &'a Analysis, init: &str, axis: usize) -> &'a Group {
     a.groups
         .iter()
-        .find(|g| {
-            g.members
-                .iter()
-                .any(|m| m.initializer == init && m.axis == axis)
-        })
+        .find(|g| g.members.iter().any(|m| m.initializer == init && m.axis == axis))
         .unwrap_or_else(|| panic!("no group holds {init}:{axis}:\n{}", a.table()))
 }
 
@@ -34,39 +27,18 @@ fn member<'a>(g: &'a Group, init: &str, axis: usize) -> &'a oto_graph::Member {
     g.members
         .iter()
         .find(|m| m.initializer == init && m.axis == axis)
-        .unwrap_or_else(|| {
-            panic!(
-                "group {} has no member {init}:{axis}: {:?}",
-                g.id, g.members
-            )
-        })
+        .unwrap_or_else(|| panic!("group {} has no member {init}:{axis}: {:?}", g.id, g.members))
 }
 
 fn w(b: &mut GraphBuilder, name: &str, shape: &[usize]) -> String {
     b.weight(name, shape, |i| ((i * 7919 % 13) as f32 - 6.0) / 10.0)
 }
 
-fn conv(
-    b: &mut GraphBuilder,
-    x: &str,
-    name: &str,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    group: usize,
-) -> String {
+fn conv(b: &mut GraphBuilder, x: &str, name: &str, cin: usize, cout: usize, k: usize, group: usize) -> String {
     let wt = w(b, &format!("{name}.weight"), &[cout, cin / group, k, k]);
     let bias = w(b, &format!("{name}.bias"), &[cout]);
     let pad = (k / 2) as i64;
-    b.node_with(
-        "Conv",
-        &[x, &wt, &bias],
-        &[],
-        &[
-            ("group", Attr::Int(group as i64)),
-            ("pads", Attr::Ints(vec![pad; 4])),
-        ],
-    )
+    b.node_with("Conv", &[x, &wt, &bias], &[], &[("group", Attr::Int(group as i64)), ("pads", Attr::Ints(vec![pad; 4]))])
 }
 
 fn bn(b: &mut GraphBuilder, x: &str, name: &str, c: usize) -> String {
@@ -108,13 +80,7 @@ fn conv_bn_relu_chain() {
     assert_eq!(member(g, "c2.weight", 1).role, Role::Consumer);
     let g2 = group(&a, "c2.bias:0");
     assert!(g2.prunable);
-    assert_eq!(
-        member(g2, "fc.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 1
-        }
-    );
+    assert_eq!(member(g2, "fc.weight", 1).map, IndexMap::Blocks { offset: 0, block: 1 });
     // The logits are a graph output: not prunable.
     assert!(!group(&a, "fc.bias:0").prunable);
 }
@@ -132,11 +98,7 @@ fn residual_add_joins_spaces() {
     let a = run(&b.build().unwrap());
     let g = group(&a, "c1.bias:0");
     assert!(g.prunable);
-    for (init, axis, role) in [
-        ("c1.weight", 0, Role::Producer),
-        ("c2.weight", 0, Role::Producer),
-        ("c2.weight", 1, Role::Consumer),
-    ] {
+    for (init, axis, role) in [("c1.weight", 0, Role::Producer), ("c2.weight", 0, Role::Producer), ("c2.weight", 1, Role::Consumer)] {
         assert_eq!(member(g, init, axis).role, role);
     }
     assert_eq!(a.groups.len(), 2, "{}", a.table());
@@ -158,27 +120,9 @@ fn concat_offsets_then_batchnorm() {
     let gb = group(&an, "b.bias:0");
     assert!(ga.prunable && gb.prunable);
     assert_eq!((ga.num_elements, gb.num_elements), (4, 6));
-    assert_eq!(
-        member(ga, "bn.weight", 0).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 1
-        }
-    );
-    assert_eq!(
-        member(gb, "bn.weight", 0).map,
-        IndexMap::Blocks {
-            offset: 4,
-            block: 1
-        }
-    );
-    assert_eq!(
-        member(gb, "c.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 4,
-            block: 1
-        }
-    );
+    assert_eq!(member(ga, "bn.weight", 0).map, IndexMap::Blocks { offset: 0, block: 1 });
+    assert_eq!(member(gb, "bn.weight", 0).map, IndexMap::Blocks { offset: 4, block: 1 });
+    assert_eq!(member(gb, "c.weight", 1).map, IndexMap::Blocks { offset: 4, block: 1 });
     assert_eq!(member(gb, "c.weight", 1).role, Role::Consumer);
 }
 
@@ -199,13 +143,7 @@ fn flatten_into_gemm_takes_blocks() {
     let a = run(&b.build().unwrap());
     let gc = group(&a, "c.bias:0");
     assert!(gc.prunable);
-    assert_eq!(
-        member(gc, "fc.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 16
-        }
-    );
+    assert_eq!(member(gc, "fc.weight", 1).map, IndexMap::Blocks { offset: 0, block: 16 });
     let gf = group(&a, "fc.weight:0");
     assert!(gf.prunable, "{:?}", gf.reasons);
     assert_eq!(member(gf, "out.weight", 0).role, Role::Consumer);
@@ -250,39 +188,15 @@ fn depthwise_passes_through_and_grouped_takes_conv_groups() {
     assert_eq!(member(g, "dw.weight", 0).role, Role::Producer);
     assert_eq!(member(g, "dw.bias", 0).role, Role::Producer);
     assert_eq!(member(g, "c2.weight", 1).role, Role::Consumer);
-    let dw_node = model.proto.graph.as_ref().unwrap().node[2]
-        .name
-        .clone()
-        .unwrap();
+    let dw_node = model.proto.graph.as_ref().unwrap().node[2].name.clone().unwrap();
     assert_eq!(g.shape_constants.len(), 1);
-    assert_eq!(
-        g.shape_constants[0].location,
-        ShapeLocation::Attribute {
-            node: dw_node,
-            attribute: "group".into()
-        }
-    );
+    assert_eq!(g.shape_constants[0].location, ShapeLocation::Attribute { node: dw_node, attribute: "group".into() });
     assert_eq!(g.shape_constants[0].per_element, 1);
     let g2 = group(&a, "c2.bias:0");
     assert!(g2.prunable, "{:?}", g2.reasons);
-    assert_eq!(
-        (g2.kind, g2.num_elements),
-        (ElementKind::ConvGroup { channels: 4 }, 3)
-    );
-    assert_eq!(
-        member(g2, "gc.weight", 0).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 4
-        }
-    );
-    assert_eq!(
-        member(g2, "fc.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 4
-        }
-    );
+    assert_eq!((g2.kind, g2.num_elements), (ElementKind::ConvGroup { channels: 4 }, 3));
+    assert_eq!(member(g2, "gc.weight", 0).map, IndexMap::Blocks { offset: 0, block: 4 });
+    assert_eq!(member(g2, "fc.weight", 1).map, IndexMap::Blocks { offset: 0, block: 4 });
 }
 
 #[test]
@@ -293,28 +207,14 @@ fn group_normalization_groups_are_elements() {
     let s = w(&mut b, "gn.weight", &[8]);
     let bias = w(&mut b, "gn.bias", &[8]);
     b.opset(21);
-    let n = b.node_with(
-        "GroupNormalization",
-        &[&c1, &s, &bias],
-        &[],
-        &[("num_groups", Attr::Int(4))],
-    );
+    let n = b.node_with("GroupNormalization", &[&c1, &s, &bias], &[], &[("num_groups", Attr::Int(4))]);
     let r = b.node("Relu", &[&n], &[]);
     head(&mut b, &r, 8);
     let a = run(&b.build().unwrap());
     let g = group(&a, "c1.bias:0");
     assert!(g.prunable, "{:?}", g.reasons);
-    assert_eq!(
-        (g.kind, g.num_elements),
-        (ElementKind::NormGroup { channels: 2 }, 4)
-    );
-    assert_eq!(
-        member(g, "gn.weight", 0).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 2
-        }
-    );
+    assert_eq!((g.kind, g.num_elements), (ElementKind::NormGroup { channels: 2 }, 4));
+    assert_eq!(member(g, "gn.weight", 0).map, IndexMap::Blocks { offset: 0, block: 2 });
     assert_eq!(g.shape_constants[0].per_element, 1);
 }
 
@@ -333,19 +233,13 @@ fn custom_operator_blocks_exactly_what_it_touches() {
     head(&mut b, &r3, 6);
     // Shape inference cannot see through the custom operator: declare what follows it.
     let f32 = oto_onnx::DType::F32;
-    b.shape(&c3, f32, &batch_dims(&[6, 8, 8]))
-        .shape(&r3, f32, &batch_dims(&[6, 8, 8]));
-    b.shape("globalaveragepool_7_out", f32, &batch_dims(&[6, 1, 1]))
-        .shape("flatten_8_out", f32, &batch_dims(&[6]));
+    b.shape(&c3, f32, &batch_dims(&[6, 8, 8])).shape(&r3, f32, &batch_dims(&[6, 8, 8]));
+    b.shape("globalaveragepool_7_out", f32, &batch_dims(&[6, 1, 1])).shape("flatten_8_out", f32, &batch_dims(&[6]));
     let a = run(&b.build().unwrap());
     assert!(group(&a, "c1.bias:0").prunable);
     let g2 = group(&a, "c2.bias:0");
     assert!(!g2.prunable);
-    assert!(
-        g2.reasons.iter().any(|r| r.contains("Mystery")),
-        "{:?}",
-        g2.reasons
-    );
+    assert!(g2.reasons.iter().any(|r| r.contains("Mystery")), "{:?}", g2.reasons);
     assert!(group(&a, "c3.bias:0").prunable, "{}", a.table());
     assert_eq!(a.blocked.len(), 1);
     assert_eq!(a.blocked[0].op_type, "com.example::Mystery");
@@ -368,13 +262,7 @@ fn weight_sharing_is_one_member() {
     let a = run(&b.build().unwrap());
     let g = group(&a, "shared.bias:0");
     assert!(g.prunable, "{:?}", g.reasons);
-    assert_eq!(
-        g.members
-            .iter()
-            .filter(|m| m.initializer == "shared.weight" && m.axis == 0)
-            .count(),
-        1
-    );
+    assert_eq!(g.members.iter().filter(|m| m.initializer == "shared.weight" && m.axis == 0).count(), 1);
     // stem, both uses and the head's input are one space.
     assert_eq!(member(g, "stem.weight", 0).role, Role::Producer);
     assert_eq!(member(g, "shared.weight", 1).role, Role::Consumer);
@@ -392,11 +280,7 @@ fn sigmoid_before_a_consumer_is_unprunable() {
     let a = run(&b.build().unwrap());
     let g = group(&a, "c1.bias:0");
     assert!(!g.prunable);
-    assert!(
-        g.reasons.iter().any(|r| r.contains("f(0) != 0")),
-        "{:?}",
-        g.reasons
-    );
+    assert!(g.reasons.iter().any(|r| r.contains("f(0) != 0")), "{:?}", g.reasons);
 }
 
 #[test]
@@ -409,13 +293,8 @@ fn user_marks_groups_unprunable() {
     let r2 = b.node("Relu", &[&c2], &[]);
     head(&mut b, &r2, 8);
     let model = b.build().unwrap();
-    let c2_node = model.proto.graph.as_ref().unwrap().node[2]
-        .name
-        .clone()
-        .unwrap();
-    let opts = AnalyzeOptions {
-        unprunable: vec!["c1.weight".into(), c2_node],
-    };
+    let c2_node = model.proto.graph.as_ref().unwrap().node[2].name.clone().unwrap();
+    let opts = AnalyzeOptions { unprunable: vec!["c1.weight".into(), c2_node] };
     let a = analyze(&model, &opts).unwrap();
     assert!(!group(&a, "c1.bias:0").prunable);
     assert!(!group(&a, "c2.bias:0").prunable);
@@ -427,10 +306,7 @@ fn attention_heads_ffn_neurons_and_layernorm() {
     let model = attention_model(2, 2);
     let a = run(&model);
     let g = group_with(&a, "q.weight", 1);
-    assert_eq!(
-        g.id, "k.bias:0",
-        "named after its first producer in name order"
-    );
+    assert_eq!(g.id, "k.bias:0", "named after its first producer in name order");
     assert!(g.prunable, "{}", a.table());
     assert_eq!((g.kind, g.num_elements), (ElementKind::Head { dim: 4 }, 2));
     for (init, axis, role) in [
@@ -441,17 +317,7 @@ fn attention_heads_ffn_neurons_and_layernorm() {
         ("o.weight", 0, Role::Consumer),
     ] {
         let m = member(g, init, axis);
-        assert_eq!(
-            (m.role, m.map.clone()),
-            (
-                role,
-                IndexMap::Blocks {
-                    offset: 0,
-                    block: 4
-                }
-            ),
-            "{init}"
-        );
+        assert_eq!((m.role, m.map.clone()), (role, IndexMap::Blocks { offset: 0, block: 4 }), "{init}");
     }
     // H in the three head reshapes (1 per head), H*D in the merge (4 per head).
     let mut consts: Vec<(String, usize, i64)> = g
@@ -463,26 +329,14 @@ fn attention_heads_ffn_neurons_and_layernorm() {
         })
         .collect();
     consts.sort();
-    let want = [
-        ("kh.shape", 2, 1),
-        ("merge.shape", 2, 4),
-        ("qh.shape", 2, 1),
-        ("vh.shape", 2, 1),
-    ];
+    let want = [("kh.shape", 2, 1), ("merge.shape", 2, 4), ("qh.shape", 2, 1), ("vh.shape", 2, 1)];
     assert_eq!(consts, want.map(|(a, b, c)| (a.to_string(), b, c)).to_vec());
     let ffn = group(&a, "ff1.bias:0");
     assert!(ffn.prunable);
     assert_eq!((ffn.kind, ffn.num_elements), (ElementKind::Channel, 16));
     let resid = group_with(&a, "o.bias", 0);
     assert!(!resid.prunable);
-    assert!(
-        resid
-            .reasons
-            .iter()
-            .any(|r| r.contains("LayerNormalization")),
-        "{:?}",
-        resid.reasons
-    );
+    assert!(resid.reasons.iter().any(|r| r.contains("LayerNormalization")), "{:?}", resid.reasons);
 }
 
 #[test]
@@ -493,34 +347,10 @@ fn grouped_query_attention_ties_kv_heads_to_query_heads() {
     // (2 channels of k and v) with its two query heads (4 channels of q).
     assert!(g.prunable, "{}", a.table());
     assert_eq!(g.num_elements, 2, "{}", a.table());
-    assert_eq!(
-        member(g, "k.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 2
-        }
-    );
-    assert_eq!(
-        member(g, "v.bias", 0).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 2
-        }
-    );
-    assert_eq!(
-        member(g, "q.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 4
-        }
-    );
-    assert_eq!(
-        member(g, "o.weight", 0).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 4
-        }
-    );
+    assert_eq!(member(g, "k.weight", 1).map, IndexMap::Blocks { offset: 0, block: 2 });
+    assert_eq!(member(g, "v.bias", 0).map, IndexMap::Blocks { offset: 0, block: 2 });
+    assert_eq!(member(g, "q.weight", 1).map, IndexMap::Blocks { offset: 0, block: 4 });
+    assert_eq!(member(g, "o.weight", 0).map, IndexMap::Blocks { offset: 0, block: 4 });
 }
 
 #[test]
@@ -530,12 +360,7 @@ fn ids_do_not_depend_on_node_order() {
     p.graph.as_mut().unwrap().node.reverse();
     let reversed = Model::from_proto(p, "reversed", None).unwrap();
     let (a, b) = (run(&model), run(&reversed));
-    let ids = |a: &Analysis| {
-        a.groups
-            .iter()
-            .map(|g| (g.id.clone(), g.num_elements, g.prunable))
-            .collect::<Vec<_>>()
-    };
+    let ids = |a: &Analysis| a.groups.iter().map(|g| (g.id.clone(), g.num_elements, g.prunable)).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b));
 }
 
@@ -549,27 +374,9 @@ fn llama_block_groups() {
     let heads = group_with(&a, "q.weight", 1);
     assert!(heads.prunable, "{}", a.table());
     assert_eq!(heads.num_elements, 2);
-    assert_eq!(
-        member(heads, "q.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 8
-        }
-    );
-    assert_eq!(
-        member(heads, "k.weight", 1).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 4
-        }
-    );
-    assert_eq!(
-        member(heads, "o.weight", 0).map,
-        IndexMap::Blocks {
-            offset: 0,
-            block: 8
-        }
-    );
+    assert_eq!(member(heads, "q.weight", 1).map, IndexMap::Blocks { offset: 0, block: 8 });
+    assert_eq!(member(heads, "k.weight", 1).map, IndexMap::Blocks { offset: 0, block: 4 });
+    assert_eq!(member(heads, "o.weight", 0).map, IndexMap::Blocks { offset: 0, block: 8 });
     let mlp = group_with(&a, "gate.weight", 1);
     assert!(mlp.prunable, "{}", a.table());
     assert_eq!(mlp.num_elements, 24);
@@ -577,11 +384,7 @@ fn llama_block_groups() {
     assert_eq!(member(mlp, "down.weight", 0).role, Role::Consumer);
     let hidden = group_with(&a, "o.weight", 1);
     assert!(!hidden.prunable);
-    assert!(
-        hidden.reasons.iter().any(|r| r.contains("ReduceMean")),
-        "{:?}",
-        hidden.reasons
-    );
+    assert!(hidden.reasons.iter().any(|r| r.contains("ReduceMean")), "{:?}", hidden.reasons);
 }
 
 /// ConvTranspose weights are [C_in, C_out/g, k, k]: axis 0 reads the incoming space,
@@ -594,12 +397,7 @@ fn conv_transpose_and_instance_norm() {
     let r1 = b.node("Relu", &[&c1], &[]);
     let tw = w(&mut b, "up.weight", &[8, 5, 2, 2]);
     let tb = w(&mut b, "up.bias", &[5]);
-    let up = b.node_with(
-        "ConvTranspose",
-        &[&r1, &tw, &tb],
-        &[],
-        &[("strides", Attr::Ints(vec![2, 2]))],
-    );
+    let up = b.node_with("ConvTranspose", &[&r1, &tw, &tb], &[], &[("strides", Attr::Ints(vec![2, 2]))]);
     let s = w(&mut b, "in.weight", &[5]);
     let bias = w(&mut b, "in.bias", &[5]);
     let n = b.node("InstanceNormalization", &[&up, &s, &bias], &[]);

@@ -11,11 +11,7 @@ use oto_onnx::{Tensor, TensorData};
 fn check_zero_invariance(name: &str) {
     let model = zoo_model(name);
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    assert!(
-        analysis.prunable_groups().count() > 0,
-        "{name}: no prunable group\n{}",
-        analysis.table()
-    );
+    assert!(analysis.prunable_groups().count() > 0, "{name}: no prunable group\n{}", analysis.table());
     let inputs = zoo_inputs(name);
     let originals = Originals::new(&model);
     // The outputs of the zeroed model, and of the zeroed model with randomized consumers.
@@ -24,10 +20,7 @@ fn check_zero_invariance(name: &str) {
         zero_elements(&mut zeroed, choice, &mut Rng(seed), false);
         let mut randomized = Edits::new(&model, &originals);
         zero_elements(&mut randomized, choice, &mut Rng(seed), true);
-        deviation(
-            &run_ort(&zeroed.proto(), &inputs),
-            &run_ort(&randomized.proto(), &inputs),
-        )
+        deviation(&run_ort(&zeroed.proto(), &inputs), &run_ort(&randomized.proto(), &inputs))
     };
     for seed in 0..3u64 {
         for sparsity in [0.1, 0.5, 0.9] {
@@ -43,15 +36,9 @@ fn check_zero_invariance(name: &str) {
     let prunable: Vec<_> = analysis.prunable_groups().collect();
     let stride = prunable.len().div_ceil(12).max(1);
     for g in prunable.into_iter().step_by(stride) {
-        let elems: Vec<usize> = (0..g.num_elements)
-            .filter(|&e| g.num_elements == 1 || e != 0)
-            .collect();
+        let elems: Vec<usize> = (0..g.num_elements).filter(|&e| g.num_elements == 1 || e != 0).collect();
         let (err, tol) = check(&vec![(g, elems)], 42);
-        assert!(
-            err <= tol,
-            "{name} group {}: max deviation {err:.3e} > {tol:.3e}",
-            g.id
-        );
+        assert!(err <= tol, "{name} group {}: max deviation {err:.3e} > {tol:.3e}", g.id);
     }
 }
 
@@ -92,22 +79,11 @@ fn control_partial_zeroing_changes_outputs() {
         let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
         let inputs = zoo_inputs(name);
         let originals = Originals::new(&model);
-        let dims: std::collections::HashMap<String, usize> = model
-            .proto
-            .graph
-            .as_ref()
-            .unwrap()
-            .initializer
-            .iter()
-            .map(|t| (t.name.clone().unwrap(), t.dims.len()))
-            .collect();
+        let dims: std::collections::HashMap<String, usize> =
+            model.proto.graph.as_ref().unwrap().initializer.iter().map(|t| (t.name.clone().unwrap(), t.dims.len())).collect();
         let g = analysis
             .prunable_groups()
-            .find(|g| {
-                g.members
-                    .iter()
-                    .any(|m| m.role == Role::Producer && dims[&m.initializer] == 1)
-            })
+            .find(|g| g.members.iter().any(|m| m.role == Role::Producer && dims[&m.initializer] == 1))
             .expect("a group with a BatchNorm bias");
         let elems: Vec<usize> = (0..g.num_elements).collect();
         let mut rng = Rng(1);
@@ -116,9 +92,7 @@ fn control_partial_zeroing_changes_outputs() {
         for m in &g.members {
             let idx: Vec<usize> = elems.iter().flat_map(|&e| m.map.indices(e)).collect();
             match m.role {
-                Role::Consumer => randomized.set_slice(&m.initializer, m.axis, &idx, || {
-                    (rng.unit() * 4.0 - 2.0) as f32
-                }),
+                Role::Consumer => randomized.set_slice(&m.initializer, m.axis, &idx, || (rng.unit() * 4.0 - 2.0) as f32),
                 Role::Producer if dims[&m.initializer] > 1 => {
                     zeroed.set_slice(&m.initializer, m.axis, &idx, || 0.0);
                     randomized.set_slice(&m.initializer, m.axis, &idx, || 0.0);
@@ -126,36 +100,19 @@ fn control_partial_zeroing_changes_outputs() {
                 _ => {}
             }
         }
-        let (err, tol) = deviation(
-            &run_ort(&zeroed.proto(), &inputs),
-            &run_ort(&randomized.proto(), &inputs),
-        );
-        assert!(
-            err > 10.0 * tol,
-            "{name}: partial zeroing of {} left the outputs unchanged ({err:.3e})",
-            g.id
-        );
+        let (err, tol) = deviation(&run_ort(&zeroed.proto(), &inputs), &run_ort(&randomized.proto(), &inputs));
+        assert!(err > 10.0 * tol, "{name}: partial zeroing of {} left the outputs unchanged ({err:.3e})", g.id);
     }
 }
 
 /// Zeroes each element of each prunable group of a builder model, one at a time, and
 /// checks with onnxruntime that its consumer slices no longer matter.
-fn check_builder_model(
-    name: &str,
-    model: &oto_onnx::Model,
-    input_shape: Vec<usize>,
-) -> oto_graph::Analysis {
+fn check_builder_model(name: &str, model: &oto_onnx::Model, input_shape: Vec<usize>) -> oto_graph::Analysis {
     let analysis = analyze(model, &AnalyzeOptions::default()).unwrap();
     let mut rng = Rng(5);
     let n: usize = input_shape.iter().product();
     let x: Vec<f32> = (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![(
-        "x".to_string(),
-        Tensor {
-            shape: input_shape,
-            data: TensorData::F32(x),
-        },
-    )];
+    let inputs = vec![("x".to_string(), Tensor { shape: input_shape, data: TensorData::F32(x) })];
     let originals = Originals::new(model);
     for g in analysis.prunable_groups() {
         for e in 0..g.num_elements {
@@ -164,15 +121,8 @@ fn check_builder_model(
             zero_elements(&mut zeroed, &choice, &mut Rng(9), false);
             let mut randomized = Edits::new(model, &originals);
             zero_elements(&mut randomized, &choice, &mut Rng(9), true);
-            let (err, tol) = deviation(
-                &run_ort(&zeroed.proto(), &inputs),
-                &run_ort(&randomized.proto(), &inputs),
-            );
-            assert!(
-                err <= tol,
-                "{name} group {} element {e}: {err:.3e} > {tol:.3e}",
-                g.id
-            );
+            let (err, tol) = deviation(&run_ort(&zeroed.proto(), &inputs), &run_ort(&randomized.proto(), &inputs));
+            assert!(err <= tol, "{name} group {} element {e}: {err:.3e} > {tol:.3e}", g.id);
         }
     }
     analysis
@@ -189,11 +139,7 @@ fn attention_heads_and_gqa() {
         ("llama", llama_block(), vec![2, 6, 16]),
     ] {
         let a = check_builder_model(name, &model, shape);
-        let heads = a
-            .groups
-            .iter()
-            .find(|g| g.members.iter().any(|m| m.initializer == "q.weight"))
-            .unwrap();
+        let heads = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "q.weight")).unwrap();
         assert!(heads.prunable, "{name}: {}", a.table());
     }
 }
@@ -204,23 +150,9 @@ fn attention_heads_and_gqa() {
 #[test]
 fn squeeze_excitation() {
     let a = check_builder_model("se", &se_block(), vec![2, 3, 8, 8]);
-    let g = a
-        .groups
-        .iter()
-        .find(|g| {
-            g.members
-                .iter()
-                .any(|m| m.initializer == "c1.weight" && m.axis == 0)
-        })
-        .unwrap();
+    let g = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "c1.weight" && m.axis == 0)).unwrap();
     assert!(g.prunable, "{}", a.table());
-    assert!(g
-        .members
-        .iter()
-        .any(|m| m.initializer == "se2.weight" && m.axis == 0));
-    assert!(g
-        .members
-        .iter()
-        .any(|m| m.initializer == "se1.weight" && m.axis == 1));
+    assert!(g.members.iter().any(|m| m.initializer == "se2.weight" && m.axis == 0));
+    assert!(g.members.iter().any(|m| m.initializer == "se1.weight" && m.axis == 1));
     assert_eq!(a.prunable_groups().count(), 2, "{}", a.table());
 }

@@ -42,12 +42,7 @@ fn demo_cnn() {
 fn resnet18() {
     let a = analysis("resnet18");
     assert_eq!(a.groups.len(), 13, "{}", a.table());
-    assert_eq!(
-        prunable_sizes(&a),
-        sorted(vec![
-            64, 128, 256, 512, 64, 64, 128, 128, 256, 256, 512, 512
-        ])
-    );
+    assert_eq!(prunable_sizes(&a), sorted(vec![64, 128, 256, 512, 64, 64, 128, 128, 256, 256, 512, 512]));
     assert_eq!(a.prunable_params, a.total_params - 10);
     assert!(a.blocked.is_empty());
 }
@@ -60,35 +55,13 @@ fn resnet18() {
 fn vgg16_bn() {
     let a = analysis("vgg16_bn");
     assert_eq!(a.groups.len(), 16, "{}", a.table());
-    let mut want = vec![
-        64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 4096, 4096,
-    ];
+    let mut want = vec![64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 4096, 4096];
     want.sort_unstable();
     assert_eq!(prunable_sizes(&a), want);
-    let last_conv = a
-        .groups
-        .iter()
-        .find(|g| {
-            g.members
-                .iter()
-                .any(|m| m.initializer == "classifier.0.weight" && m.axis == 1)
-        })
-        .unwrap();
-    let m = last_conv
-        .members
-        .iter()
-        .find(|m| m.initializer == "classifier.0.weight")
-        .unwrap();
+    let last_conv = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "classifier.0.weight" && m.axis == 1)).unwrap();
+    let m = last_conv.members.iter().find(|m| m.initializer == "classifier.0.weight").unwrap();
     let model = zoo_model("vgg16_bn");
-    let fc1 = model
-        .proto
-        .graph
-        .as_ref()
-        .unwrap()
-        .initializer
-        .iter()
-        .find(|t| t.name.as_deref() == Some("classifier.0.weight"))
-        .unwrap();
+    let fc1 = model.proto.graph.as_ref().unwrap().initializer.iter().find(|t| t.name.as_deref() == Some("classifier.0.weight")).unwrap();
     assert_eq!(m.map.block() as i64, fc1.dims[1] / 512);
     assert!(m.map.block() > 1);
     assert_eq!(a.prunable_params, a.total_params - 10);
@@ -107,9 +80,7 @@ fn mobilenet_v2() {
     assert_eq!(a.groups.len(), 26, "{}", a.table());
     let mut want = vec![32, 16, 24, 32, 64, 96, 160, 320, 1280];
     // expansion widths: 6 x the input width of each expanded block
-    for c_in in [
-        16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160,
-    ] {
+    for c_in in [16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160] {
         want.push(6 * c_in);
     }
     want.sort_unstable();
@@ -145,15 +116,8 @@ fn concat_bn() {
     // Named after the first producer in name order: the BatchNorm after the concat.
     let c = a.group("bn.bias:0@20").unwrap();
     assert_eq!(c.num_elements, 4);
-    assert!(c
-        .members
-        .iter()
-        .any(|m| m.initializer == "branch_c.weight" && m.axis == 0));
-    let conv = c
-        .members
-        .iter()
-        .find(|m| m.initializer == "conv.weight")
-        .unwrap();
+    assert!(c.members.iter().any(|m| m.initializer == "branch_c.weight" && m.axis == 0));
+    let conv = c.members.iter().find(|m| m.initializer == "conv.weight").unwrap();
     assert_eq!((conv.axis, conv.map.offset()), (1, 20));
 }
 
@@ -168,21 +132,11 @@ fn bert_tiny() {
     let a = analysis("bert_tiny");
     assert_eq!(a.groups.len(), 7, "{}", a.table());
     assert_eq!(prunable_sizes(&a), vec![2, 2, 128, 512, 512]);
-    let heads: Vec<_> = a
-        .prunable_groups()
-        .filter(|g| g.kind == ElementKind::Head { dim: 64 })
-        .collect();
+    let heads: Vec<_> = a.prunable_groups().filter(|g| g.kind == ElementKind::Head { dim: 64 }).collect();
     assert_eq!(heads.len(), 2);
     assert_eq!(a.prunable_params, 411776);
-    let residual = a
-        .groups
-        .iter()
-        .find(|g| !g.prunable && g.num_elements == 128)
-        .unwrap();
-    assert!(residual
-        .reasons
-        .iter()
-        .any(|r| r.contains("LayerNormalization")));
+    let residual = a.groups.iter().find(|g| !g.prunable && g.num_elements == 128).unwrap();
+    assert!(residual.reasons.iter().any(|r| r.contains("LayerNormalization")));
 }
 
 /// gpt2_tiny and vit_tiny: heads (2 of 64 / 2 of 32) and FFN neurons (512 / 128) per
@@ -192,20 +146,10 @@ fn bert_tiny() {
 fn gpt2_and_vit_heads() {
     let g = analysis("gpt2_tiny");
     assert_eq!(prunable_sizes(&g), vec![2, 2, 512, 512], "{}", g.table());
-    assert_eq!(
-        g.prunable_groups()
-            .filter(|x| x.kind == ElementKind::Head { dim: 64 })
-            .count(),
-        2
-    );
+    assert_eq!(g.prunable_groups().filter(|x| x.kind == ElementKind::Head { dim: 64 }).count(), 2);
     let v = analysis("vit_tiny");
     assert_eq!(prunable_sizes(&v), vec![2, 2, 128, 128], "{}", v.table());
-    assert_eq!(
-        v.prunable_groups()
-            .filter(|x| x.kind == ElementKind::Head { dim: 32 })
-            .count(),
-        2
-    );
+    assert_eq!(v.prunable_groups().filter(|x| x.kind == ElementKind::Head { dim: 32 }).count(), 2);
 }
 
 /// The description serializes and reads back unchanged; the dot output names every node.
@@ -218,13 +162,7 @@ fn json_round_trip_and_dot() {
     assert_eq!(back, a);
     let dot = a.to_dot(&model);
     assert!(dot.starts_with("digraph"));
-    assert_eq!(
-        dot.matches("fillcolor").count(),
-        model.proto.graph.as_ref().unwrap().node.len()
-    );
+    assert_eq!(dot.matches("fillcolor").count(), model.proto.graph.as_ref().unwrap().node.len());
     let table = a.table();
-    assert!(
-        table.contains("prunable parameters 10776 of 10786"),
-        "{table}"
-    );
+    assert!(table.contains("prunable parameters 10776 of 10786"), "{table}");
 }

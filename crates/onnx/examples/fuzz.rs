@@ -13,8 +13,7 @@ mod harness;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: fuzz [--iterations N] [--seed S] [--start I] [--corpus DIR] [--crash-dir DIR] \
+const USAGE: &str = "usage: fuzz [--iterations N] [--seed S] [--start I] [--corpus DIR] [--crash-dir DIR] \
 [--max-model-bytes B] [--no-infer] [--replay FILE...]";
 
 fn main() -> ExitCode {
@@ -43,18 +42,12 @@ fn parse_and_run() -> Result<bool, String> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        let number = |name: &str, v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{name}: not a number: {v:?}"))
-        };
+        let number = |name: &str, v: String| v.parse::<u64>().map_err(|_| format!("{name}: not a number: {v:?}"));
         match arg.as_str() {
             "--iterations" => config.iterations = number("--iterations", value("--iterations")?)?,
             "--seed" => config.seed = number("--seed", value("--seed")?)?,
             "--start" => config.start = number("--start", value("--start")?)?,
-            "--max-model-bytes" => {
-                config.max_model_bytes =
-                    number("--max-model-bytes", value("--max-model-bytes")?)? as usize
-            }
+            "--max-model-bytes" => config.max_model_bytes = number("--max-model-bytes", value("--max-model-bytes")?)? as usize,
             "--corpus" => config.corpus = PathBuf::from(value("--corpus")?),
             "--crash-dir" => config.crash_dir = PathBuf::from(value("--crash-dir")?),
             "--no-infer" => config.infer = false,

@@ -17,9 +17,8 @@
 use crate::error::Result;
 use crate::model::Model;
 use crate::proto::{
-    attribute_proto::AttributeType, tensor_shape_proto::dimension::Value as DimValue,
-    tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_shape_proto::dimension::Value as DimValue, tensor_shape_proto::Dimension, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::shape::Dim;
 use crate::tensor::{DType, Tensor, TensorData};
@@ -43,10 +42,7 @@ pub enum Attr {
 
 impl Attr {
     fn to_proto(&self, name: &str) -> AttributeProto {
-        let mut a = AttributeProto {
-            name: Some(name.to_string()),
-            ..Default::default()
-        };
+        let mut a = AttributeProto { name: Some(name.to_string()), ..Default::default() };
         let ty = match self {
             Attr::Int(v) => {
                 a.i = Some(*v);
@@ -114,9 +110,7 @@ fn value_info(name: &str, dtype: DType, dims: &[Dim]) -> ValueInfoProto {
 /// Shorthand for a shape with a symbolic leading `batch` axis: `batch_dims(&[3, 8, 8])`
 /// is `[batch, 3, 8, 8]`.
 pub fn batch_dims(rest: &[i64]) -> Vec<Dim> {
-    std::iter::once(Dim::Sym("batch".into()))
-        .chain(rest.iter().map(|&d| Dim::Known(d)))
-        .collect()
+    std::iter::once(Dim::Sym("batch".into())).chain(rest.iter().map(|&d| Dim::Known(d))).collect()
 }
 
 /// Shorthand for a fully static shape.
@@ -129,10 +123,7 @@ impl GraphBuilder {
     pub fn new(name: &str) -> GraphBuilder {
         GraphBuilder {
             name: name.to_string(),
-            graph: GraphProto {
-                name: Some(name.to_string()),
-                ..Default::default()
-            },
+            graph: GraphProto { name: Some(name.to_string()), ..Default::default() },
             opsets: vec![(String::new(), 18)],
             counter: 0,
         }
@@ -171,31 +162,16 @@ impl GraphBuilder {
     pub fn weight(&mut self, name: &str, shape: &[usize], fill: impl Fn(usize) -> f32) -> String {
         let n: usize = shape.iter().product();
         let data = TensorData::F32((0..n).map(fill).collect());
-        self.initializer(
-            name,
-            Tensor {
-                shape: shape.to_vec(),
-                data,
-            },
-        )
+        self.initializer(name, Tensor { shape: shape.to_vec(), data })
     }
 
     /// Adds an f32 initializer stored as external data: `shape` elements at byte `offset`
     /// of the file `location` (relative to the folder given to [`GraphBuilder::build_in`]).
     /// Lets benchmarks describe big models without holding their weights.
-    pub fn external_weight(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        location: &str,
-        offset: u64,
-    ) -> String {
+    pub fn external_weight(&mut self, name: &str, shape: &[usize], location: &str, offset: u64) -> String {
         use crate::proto::{tensor_proto::DataLocation, StringStringEntryProto};
         let length = shape.iter().product::<usize>() as u64 * 4;
-        let entry = |k: &str, v: String| StringStringEntryProto {
-            key: Some(k.to_string()),
-            value: Some(v),
-        };
+        let entry = |k: &str, v: String| StringStringEntryProto { key: Some(k.to_string()), value: Some(v) };
         self.graph.initializer.push(crate::proto::TensorProto {
             dims: shape.iter().map(|&d| d as i64).collect(),
             data_type: Some(DType::F32.onnx_code()),
@@ -223,32 +199,16 @@ impl GraphBuilder {
     }
 
     /// Adds a node with attributes; see [`GraphBuilder::node`].
-    pub fn node_with(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        attrs: &[(&str, Attr)],
-    ) -> String {
+    pub fn node_with(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         self.node_in_domain("", op, inputs, outputs, attrs)
     }
 
     /// Adds a node of a given domain (`""` for the default one); see [`GraphBuilder::node`].
-    pub fn node_in_domain(
-        &mut self,
-        domain: &str,
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        attrs: &[(&str, Attr)],
-    ) -> String {
+    pub fn node_in_domain(&mut self, domain: &str, op: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         self.counter += 1;
         let name = format!("{}_{}", op.to_lowercase(), self.counter);
-        let outputs: Vec<String> = if outputs.is_empty() {
-            vec![format!("{name}_out")]
-        } else {
-            outputs.iter().map(|s| s.to_string()).collect()
-        };
+        let outputs: Vec<String> =
+            if outputs.is_empty() { vec![format!("{name}_out")] } else { outputs.iter().map(|s| s.to_string()).collect() };
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.clone(),
@@ -283,14 +243,7 @@ impl GraphBuilder {
         ModelProto {
             ir_version: Some(8),
             producer_name: Some("oto-builder".into()),
-            opset_import: self
-                .opsets
-                .iter()
-                .map(|(d, v)| OperatorSetIdProto {
-                    domain: Some(d.clone()),
-                    version: Some(*v),
-                })
-                .collect(),
+            opset_import: self.opsets.iter().map(|(d, v)| OperatorSetIdProto { domain: Some(d.clone()), version: Some(*v) }).collect(),
             graph: Some(self.graph.clone()),
             ..Default::default()
         }
@@ -303,10 +256,6 @@ impl GraphBuilder {
 
     /// The model, with external data resolved against `base_dir`.
     pub fn build_in(&self, base_dir: &std::path::Path) -> Result<Model> {
-        Model::from_proto(
-            self.proto(),
-            &format!("<builder:{}>", self.name),
-            Some(base_dir.to_path_buf()),
-        )
+        Model::from_proto(self.proto(), &format!("<builder:{}>", self.name), Some(base_dir.to_path_buf()))
     }
 }

@@ -7,10 +7,7 @@
 
 use crate::error::Result;
 use crate::model::Model;
-use crate::proto::{
-    attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto,
-    ValueInfoProto,
-};
+use crate::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::tensor::Tensor;
 use std::collections::{HashMap, HashSet};
 
@@ -67,21 +64,11 @@ pub fn node_label(node: &NodeProto) -> String {
 fn describe_producer(proto: &GraphProto, p: Producer) -> String {
     let name = |n: Option<&String>| n.map(String::as_str).unwrap_or("").to_string();
     match p {
-        Producer::Input(i) => format!(
-            "graph input '{}'",
-            name(proto.input.get(i).and_then(|v| v.name.as_ref()))
-        ),
+        Producer::Input(i) => format!("graph input '{}'", name(proto.input.get(i).and_then(|v| v.name.as_ref()))),
         Producer::Initializer(i) => {
-            format!(
-                "initializer '{}'",
-                name(proto.initializer.get(i).and_then(|t| t.name.as_ref()))
-            )
+            format!("initializer '{}'", name(proto.initializer.get(i).and_then(|t| t.name.as_ref())))
         }
-        Producer::Node { node, .. } => proto
-            .node
-            .get(node)
-            .map(node_label)
-            .unwrap_or_else(|| format!("node {node}")),
+        Producer::Node { node, .. } => proto.node.get(node).map(node_label).unwrap_or_else(|| format!("node {node}")),
     }
 }
 
@@ -110,18 +97,10 @@ impl<'m> Graph<'m> {
             }
         };
         for (i, v) in proto.input.iter().enumerate() {
-            add(
-                v.name.as_deref().unwrap_or(""),
-                Producer::Input(i),
-                format!("graph input '{}'", v.name.as_deref().unwrap_or("")),
-            )?;
+            add(v.name.as_deref().unwrap_or(""), Producer::Input(i), format!("graph input '{}'", v.name.as_deref().unwrap_or("")))?;
         }
         for (i, t) in proto.initializer.iter().enumerate() {
-            add(
-                t.name.as_deref().unwrap_or(""),
-                Producer::Initializer(i),
-                format!("initializer '{}'", t.name.as_deref().unwrap_or("")),
-            )?;
+            add(t.name.as_deref().unwrap_or(""), Producer::Initializer(i), format!("initializer '{}'", t.name.as_deref().unwrap_or("")))?;
         }
         for (i, n) in proto.node.iter().enumerate() {
             for (o, out) in n.output.iter().enumerate() {
@@ -140,19 +119,13 @@ impl<'m> Graph<'m> {
                         format!("reads value '{inp}' (input {k}), which no graph input, initializer or node produces"),
                     ));
                 }
-                consumers
-                    .entry(inp.as_str())
-                    .or_default()
-                    .push(Use { node: i, input: k });
+                consumers.entry(inp.as_str()).or_default().push(Use { node: i, input: k });
             }
         }
         for out in &proto.output {
             let name = out.name.as_deref().unwrap_or("");
             if !producers.contains_key(name) {
-                return Err(model.error(
-                    format!("graph output '{name}'"),
-                    "is not produced by any node, input or initializer",
-                ));
+                return Err(model.error(format!("graph output '{name}'"), "is not produced by any node, input or initializer"));
             }
         }
         let order = topological_order(model, proto, &producers)?;
@@ -163,14 +136,7 @@ impl<'m> Graph<'m> {
             .chain(proto.output.iter())
             .filter_map(|v| v.name.as_deref().map(|n| (n, v)))
             .collect();
-        Ok(Graph {
-            model,
-            proto,
-            order,
-            producers,
-            consumers,
-            value_info,
-        })
+        Ok(Graph { model, proto, order, producers, consumers, value_info })
     }
 
     /// Node indices in a topological order (stable: ties keep file order).
@@ -208,37 +174,22 @@ impl<'m> Graph<'m> {
 
     /// Whether a value is a graph output.
     pub fn is_output(&self, value: &str) -> bool {
-        self.proto
-            .output
-            .iter()
-            .any(|o| o.name.as_deref() == Some(value))
+        self.proto.output.iter().any(|o| o.name.as_deref() == Some(value))
     }
 
     /// The initializer named `name`.
     pub fn initializer(&self, name: &str) -> Option<&'m TensorProto> {
         match self.producer(name)? {
             Producer::Initializer(i) => Some(&self.proto.initializer[i]),
-            Producer::Input(_) => self
-                .proto
-                .initializer
-                .iter()
-                .find(|t| t.name.as_deref() == Some(name)),
+            Producer::Input(_) => self.proto.initializer.iter().find(|t| t.name.as_deref() == Some(name)),
             Producer::Node { .. } => None,
         }
     }
 
     /// Graph inputs that are real inputs (not initializers listed as inputs).
     pub fn real_inputs(&self) -> impl Iterator<Item = &'m ValueInfoProto> + '_ {
-        let inits: HashSet<&str> = self
-            .proto
-            .initializer
-            .iter()
-            .filter_map(|t| t.name.as_deref())
-            .collect();
-        self.proto
-            .input
-            .iter()
-            .filter(move |v| !inits.contains(v.name.as_deref().unwrap_or("")))
+        let inits: HashSet<&str> = self.proto.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        self.proto.input.iter().filter(move |v| !inits.contains(v.name.as_deref().unwrap_or("")))
     }
 
     /// Declared type information of a value (graph input/output or `value_info`).
@@ -259,38 +210,18 @@ impl<'m> Graph<'m> {
             return Ok(None);
         }
         let Some(attr) = node.attribute.first() else {
-            return Err(self
-                .model
-                .error(node_label(node), "Constant node has no value attribute"));
+            return Err(self.model.error(node_label(node), "Constant node has no value attribute"));
         };
         let t = match attr.name.as_deref().unwrap_or("") {
             "value" => match &attr.t {
                 Some(t) => self.model.tensor(t)?,
-                None => {
-                    return Err(self
-                        .model
-                        .error(node_label(node), "attribute 'value' holds no tensor"))
-                }
+                None => return Err(self.model.error(node_label(node), "attribute 'value' holds no tensor")),
             },
-            "value_float" => {
-                Tensor::new(vec![], crate::TensorData::F32(vec![attr.f.unwrap_or(0.0)]))
-                    .unwrap_or_else(|| unreachable!())
-            }
-            "value_floats" => Tensor {
-                shape: vec![attr.floats.len()],
-                data: crate::TensorData::F32(attr.floats.clone()),
-            },
-            "value_int" => Tensor {
-                shape: vec![],
-                data: crate::TensorData::I64(vec![attr.i.unwrap_or(0)]),
-            },
+            "value_float" => Tensor::new(vec![], crate::TensorData::F32(vec![attr.f.unwrap_or(0.0)])).unwrap_or_else(|| unreachable!()),
+            "value_floats" => Tensor { shape: vec![attr.floats.len()], data: crate::TensorData::F32(attr.floats.clone()) },
+            "value_int" => Tensor { shape: vec![], data: crate::TensorData::I64(vec![attr.i.unwrap_or(0)]) },
             "value_ints" => Tensor::from_i64s(attr.ints.clone()),
-            other => {
-                return Err(self.model.error(
-                    node_label(node),
-                    format!("Constant attribute '{other}' is not supported"),
-                ))
-            }
+            other => return Err(self.model.error(node_label(node), format!("Constant attribute '{other}' is not supported"))),
         };
         Ok(Some(t))
     }
@@ -301,11 +232,7 @@ impl<'m> Graph<'m> {
     }
 }
 
-fn topological_order(
-    model: &Model,
-    proto: &GraphProto,
-    producers: &HashMap<&str, Producer>,
-) -> Result<Vec<usize>> {
+fn topological_order(model: &Model, proto: &GraphProto, producers: &HashMap<&str, Producer>) -> Result<Vec<usize>> {
     let n = proto.node.len();
     let mut indegree = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -318,10 +245,8 @@ fn topological_order(
         }
     }
     // Kahn's algorithm with a min-heap keeps file order among ready nodes.
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
-        .filter(|&i| indegree[i] == 0)
-        .map(std::cmp::Reverse)
-        .collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+        (0..n).filter(|&i| indegree[i] == 0).map(std::cmp::Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(std::cmp::Reverse(i)) = ready.pop() {
         order.push(i);
@@ -341,22 +266,12 @@ fn topological_order(
 /// Describes a cycle among the nodes Kahn's algorithm could not order. Every such
 /// node reads a value of another such node, so walking back along those reads must
 /// revisit a node: from there on, the walk is the cycle.
-fn cycle_error(
-    model: &Model,
-    proto: &GraphProto,
-    producers: &HashMap<&str, Producer>,
-    indegree: &[usize],
-) -> crate::OnnxError {
+fn cycle_error(model: &Model, proto: &GraphProto, producers: &HashMap<&str, Producer>, indegree: &[usize]) -> crate::OnnxError {
     let stuck_input = |i: usize| {
-        proto.node[i]
-            .input
-            .iter()
-            .find_map(|inp| match producers.get(inp.as_str()) {
-                Some(Producer::Node { node: p, .. }) if indegree[*p] > 0 => {
-                    Some((inp.as_str(), *p))
-                }
-                _ => None,
-            })
+        proto.node[i].input.iter().find_map(|inp| match producers.get(inp.as_str()) {
+            Some(Producer::Node { node: p, .. }) if indegree[*p] > 0 => Some((inp.as_str(), *p)),
+            _ => None,
+        })
     };
     let Some(start) = (0..indegree.len()).find(|&i| indegree[i] > 0) else {
         return model.error("graph", "the nodes form a cycle: the graph must be acyclic");
@@ -375,10 +290,7 @@ fn cycle_error(
     let cycle_start = walk.iter().position(|&(node, _)| node == at).unwrap_or(0);
     let cycle = &walk[cycle_start..];
     let Some(&(node, value)) = cycle.first() else {
-        return model.error(
-            node_label(&proto.node[start]),
-            "is part of a cycle: the graph must be acyclic",
-        );
+        return model.error(node_label(&proto.node[start]), "is part of a cycle: the graph must be acyclic");
     };
     let label = |i: usize| node_label(&proto.node[i]);
     let mut path = label(node);
@@ -387,10 +299,7 @@ fn cycle_error(
         let which = if k == 0 { "" } else { ", which" };
         path.push_str(&format!("{which} reads '{v}' from {}", label(next)));
     }
-    model.error(
-        label(node),
-        format!("reads value '{value}', which depends on this node's own output (the graph must be acyclic): {path}"),
-    )
+    model.error(label(node), format!("reads value '{value}', which depends on this node's own output (the graph must be acyclic): {path}"))
 }
 
 /// Typed attribute access with defaults. Getters return `Err` (naming the node) when
@@ -422,27 +331,14 @@ pub trait NodeExt {
     }
 }
 
-fn typed<'a>(
-    node: &'a NodeProto,
-    name: &str,
-    want: AttributeType,
-) -> std::result::Result<Option<&'a AttributeProto>, String> {
-    match node
-        .attribute
-        .iter()
-        .find(|a| a.name.as_deref() == Some(name))
-    {
+fn typed<'a>(node: &'a NodeProto, name: &str, want: AttributeType) -> std::result::Result<Option<&'a AttributeProto>, String> {
+    match node.attribute.iter().find(|a| a.name.as_deref() == Some(name)) {
         None => Ok(None),
         Some(a) => {
             let ty = a.r#type.unwrap_or(0);
             if ty != want as i32 {
-                let got = AttributeType::try_from(ty)
-                    .map(|t| t.as_str_name())
-                    .unwrap_or("unknown");
-                Err(format!(
-                    "attribute '{name}' has type {got}, expected {}",
-                    want.as_str_name()
-                ))
+                let got = AttributeType::try_from(ty).map(|t| t.as_str_name()).unwrap_or("unknown");
+                Err(format!("attribute '{name}' has type {got}, expected {}", want.as_str_name()))
             } else {
                 Ok(Some(a))
             }
@@ -452,9 +348,7 @@ fn typed<'a>(
 
 impl NodeExt for NodeProto {
     fn attr(&self, name: &str) -> Option<&AttributeProto> {
-        self.attribute
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
+        self.attribute.iter().find(|a| a.name.as_deref() == Some(name))
     }
     fn op(&self) -> &str {
         self.op_type.as_deref().unwrap_or("")
@@ -472,8 +366,7 @@ impl NodeExt for NodeProto {
         Ok(typed(self, name, AttributeType::Floats)?.map(|a| a.floats.clone()))
     }
     fn attr_string(&self, name: &str) -> std::result::Result<Option<String>, String> {
-        Ok(typed(self, name, AttributeType::String)?
-            .map(|a| String::from_utf8_lossy(a.s.as_deref().unwrap_or(&[])).into_owned()))
+        Ok(typed(self, name, AttributeType::String)?.map(|a| String::from_utf8_lossy(a.s.as_deref().unwrap_or(&[])).into_owned()))
     }
     fn attr_tensor(&self, name: &str) -> std::result::Result<Option<&TensorProto>, String> {
         Ok(typed(self, name, AttributeType::Tensor)?.and_then(|a| a.t.as_ref()))

@@ -4,12 +4,12 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+pub mod cost;
 pub mod error;
 pub mod graph;
 pub mod model;
-pub mod ops;
-pub mod cost;
 pub mod npz;
+pub mod ops;
 pub mod proto;
 pub mod shape;
 pub mod tensor;
@@ -17,5 +17,5 @@ pub mod tensor;
 pub use error::{OnnxError, Result};
 pub use graph::{node_label, Graph, NodeExt, Producer, Use};
 pub use model::{ExternalDataOptions, Model, SaveOptions};
-pub use tensor::{DType, Tensor, TensorData};
 pub use shape::{Dim, Shapes, ValueType};
+pub use tensor::{DType, Tensor, TensorData};

@@ -36,9 +36,7 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Model").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -61,27 +59,20 @@ pub struct ExternalDataOptions {
 /// Reads an entire file's bytes through a memory map (empty files need no map).
 fn map_file(path: &Path) -> Result<Bytes> {
     let file = std::fs::File::open(path).map_err(|e| OnnxError::io(path, "cannot open", e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| OnnxError::io(path, "cannot stat", e))?
-        .len();
+    let len = file.metadata().map_err(|e| OnnxError::io(path, "cannot stat", e))?.len();
     if len == 0 {
         return Ok(Bytes::new());
     }
     // SAFETY: the mapping is read-only. If another process truncates the file while it
     // is mapped, reads may fault; oto never writes to a file it has mapped (saves go
     // to a temporary file that is renamed over the target, leaving this inode intact).
-    let map =
-        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OnnxError::io(path, "cannot map", e))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OnnxError::io(path, "cannot map", e))?;
     Ok(Bytes::from_owner(map))
 }
 
 /// The value of one key of a tensor's `external_data` list.
 fn external_field<'a>(t: &'a TensorProto, key: &str) -> Option<&'a str> {
-    t.external_data
-        .iter()
-        .find(|e| e.key.as_deref() == Some(key))
-        .and_then(|e| e.value.as_deref())
+    t.external_data.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.as_deref())
 }
 
 /// Whether a tensor's data lives in an external file.
@@ -101,23 +92,13 @@ pub struct ExternalRef {
 }
 
 fn parse_external(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
-    let location = external_field(t, "location")
-        .ok_or("external data without a 'location'")?
-        .to_string();
+    let location = external_field(t, "location").ok_or("external data without a 'location'")?.to_string();
     let num = |key: &str| -> std::result::Result<Option<u64>, String> {
         external_field(t, key)
-            .map(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("external data '{key}' is not a number: {v:?}"))
-            })
+            .map(|v| v.trim().parse::<u64>().map_err(|_| format!("external data '{key}' is not a number: {v:?}")))
             .transpose()
     };
-    Ok(ExternalRef {
-        location,
-        offset: num("offset")?.unwrap_or(0),
-        length: num("length")?,
-    })
+    Ok(ExternalRef { location, offset: num("offset")?.unwrap_or(0), length: num("length")? })
 }
 
 /// Resolves an external-data location inside `base`, refusing anything that escapes it
@@ -125,35 +106,20 @@ fn parse_external(t: &TensorProto) -> std::result::Result<ExternalRef, String> {
 /// way to read arbitrary files.
 fn resolve_inside(base: &Path, location: &str) -> std::result::Result<PathBuf, String> {
     let rel = Path::new(location);
-    if location.is_empty()
-        || rel.is_absolute()
-        || rel.components().any(|c| !matches!(c, Component::Normal(_)))
-    {
+    if location.is_empty() || rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(format!(
             "external data location {location:?} must be a relative path inside the model's folder (no '..', no absolute path)"
         ));
     }
     let joined = base.join(rel);
-    let canon_base = base
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve the model's folder {}: {e}", base.display()))?;
-    let canon = joined.canonicalize().map_err(|e| {
-        format!(
-            "external data file {} cannot be opened: {e}",
-            joined.display()
-        )
-    })?;
+    let canon_base = base.canonicalize().map_err(|e| format!("cannot resolve the model's folder {}: {e}", base.display()))?;
+    let canon = joined.canonicalize().map_err(|e| format!("external data file {} cannot be opened: {e}", joined.display()))?;
     if !canon.starts_with(&canon_base) {
-        return Err(format!(
-            "external data location {location:?} resolves outside the model's folder (to {})",
-            canon.display()
-        ));
+        return Err(format!("external data location {location:?} resolves outside the model's folder (to {})", canon.display()));
     }
     // A FIFO or device would block or never end when read.
     if !canon.is_file() {
-        return Err(format!(
-            "external data location {location:?} is not a regular file"
-        ));
+        return Err(format!("external data location {location:?} is not a regular file"));
     }
     Ok(canon)
 }
@@ -164,13 +130,7 @@ impl Model {
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
         let bytes = map_file(path)?;
-        let base_dir = path.parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p.to_path_buf()
-            }
-        });
+        let base_dir = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
         Self::decode(bytes, path.to_path_buf(), base_dir)
     }
 
@@ -183,27 +143,14 @@ impl Model {
     /// Wraps a message built in memory (tests, construction); external data, if any,
     /// is resolved against `base_dir`.
     pub fn from_proto(proto: ModelProto, name: &str, base_dir: Option<PathBuf>) -> Result<Model> {
-        let model = Model {
-            proto,
-            path: PathBuf::from(name),
-            base_dir,
-            mapped: Mutex::new(HashMap::new()),
-        };
+        let model = Model { proto, path: PathBuf::from(name), base_dir, mapped: Mutex::new(HashMap::new()) };
         model.check()?;
         Ok(model)
     }
 
     fn decode(bytes: Bytes, path: PathBuf, base_dir: Option<PathBuf>) -> Result<Model> {
-        let proto = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode {
-            path: path.clone(),
-            source,
-        })?;
-        let model = Model {
-            proto,
-            path,
-            base_dir,
-            mapped: Mutex::new(HashMap::new()),
-        };
+        let proto = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { path: path.clone(), source })?;
+        let model = Model { proto, path, base_dir, mapped: Mutex::new(HashMap::new()) };
         model.check()?;
         Ok(model)
     }
@@ -238,21 +185,15 @@ impl Model {
             }
         };
         let want = norm(domain);
-        self.proto
-            .opset_import
-            .iter()
-            .find(|o| norm(o.domain.as_deref().unwrap_or("")) == want)
-            .and_then(|o| o.version)
+        self.proto.opset_import.iter().find(|o| norm(o.domain.as_deref().unwrap_or("")) == want).and_then(|o| o.version)
     }
 
     /// Version, graph presence and every initializer's size: cheap checks that need no weights.
     fn check(&self) -> Result<()> {
         let ir = self.proto.ir_version.unwrap_or(0);
         if !(MIN_IR_VERSION..=MAX_IR_VERSION).contains(&ir) {
-            return Err(self.error(
-                "model",
-                format!("IR version {ir} is not supported (oto reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION})"),
-            ));
+            return Err(self
+                .error("model", format!("IR version {ir} is not supported (oto reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION})")));
         }
         let Some(opset) = self.opset_of("") else {
             return Err(self.error("model", "imports no opset of the default ONNX domain"));
@@ -260,7 +201,9 @@ impl Model {
         if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
             return Err(self.error(
                 "model",
-                format!("opset {opset} is not supported (oto handles opsets {MIN_OPSET} to {MAX_OPSET}; convert with onnx.version_converter)"),
+                format!(
+                    "opset {opset} is not supported (oto handles opsets {MIN_OPSET} to {MAX_OPSET}; convert with onnx.version_converter)"
+                ),
             ));
         }
         let Some(graph) = &self.proto.graph else {
@@ -282,11 +225,7 @@ impl Model {
     fn check_tensor_size(&self, t: &TensorProto) -> Result<()> {
         let ctx = || Self::tensor_context(t);
         let code = t.data_type.unwrap_or(0);
-        let external = if is_external(t) {
-            Some(self.external_span(t)?)
-        } else {
-            None
-        };
+        let external = if is_external(t) { Some(self.external_span(t)?) } else { None };
         let Some(dtype) = DType::from_onnx(code) else {
             // Types we do not decode (strings, float8...) are kept as they are; reading
             // them is refused later, with the type named.
@@ -308,13 +247,9 @@ impl Model {
                 Some((file, _)) => format!("external data in {}", file.display()),
                 None => "data".to_string(),
             };
-            return Err(self.error(
-                ctx(),
-                format!(
-                    "holds {have} bytes of {source} but shape {shape:?} of {} needs {need}",
-                    onnx_type_name(code)
-                ),
-            ));
+            return Err(
+                self.error(ctx(), format!("holds {have} bytes of {source} but shape {shape:?} of {} needs {need}", onnx_type_name(code)))
+            );
         }
         Ok(())
     }
@@ -325,33 +260,17 @@ impl Model {
         let ctx = || Self::tensor_context(t);
         let ext = parse_external(t).map_err(|m| self.error(ctx(), m))?;
         let Some(base) = &self.base_dir else {
-            return Err(self.error(
-                ctx(),
-                "stores its data externally, but the model was not loaded from a file",
-            ));
+            return Err(self.error(ctx(), "stores its data externally, but the model was not loaded from a file"));
         };
         let file = resolve_inside(base, &ext.location).map_err(|m| self.error(ctx(), m))?;
         let file_len = std::fs::metadata(&file)
-            .map_err(|e| {
-                self.error(
-                    ctx(),
-                    format!("cannot stat external data file {}: {e}", file.display()),
-                )
-            })?
+            .map_err(|e| self.error(ctx(), format!("cannot stat external data file {}: {e}", file.display())))?
             .len();
         let length = ext.length.unwrap_or(file_len.saturating_sub(ext.offset));
-        if ext
-            .offset
-            .checked_add(length)
-            .is_none_or(|end| end > file_len)
-        {
+        if ext.offset.checked_add(length).is_none_or(|end| end > file_len) {
             return Err(self.error(
                 ctx(),
-                format!(
-                    "external data [{}, +{length}) lies beyond the end of {} ({file_len} bytes)",
-                    ext.offset,
-                    file.display()
-                ),
+                format!("external data [{}, +{length}) lies beyond the end of {} ({file_len} bytes)", ext.offset, file.display()),
             ));
         }
         Ok((file, length))
@@ -366,10 +285,7 @@ impl Model {
         let ctx = || Self::tensor_context(t);
         let ext = parse_external(t).map_err(|m| self.error(ctx(), m))?;
         let Some(base) = &self.base_dir else {
-            return Err(self.error(
-                ctx(),
-                "stores its data externally, but the model was not loaded from a file",
-            ));
+            return Err(self.error(ctx(), "stores its data externally, but the model was not loaded from a file"));
         };
         let file = resolve_inside(base, &ext.location).map_err(|m| self.error(ctx(), m))?;
         let whole = {
@@ -377,9 +293,7 @@ impl Model {
             match mapped.get(&file) {
                 Some(b) => b.clone(),
                 None => {
-                    let b = map_file(&file).map_err(|e| {
-                        self.error(ctx(), format!("cannot read its external data: {e}"))
-                    })?;
+                    let b = map_file(&file).map_err(|e| self.error(ctx(), format!("cannot read its external data: {e}")))?;
                     mapped.insert(file.clone(), b.clone());
                     b
                 }
@@ -392,25 +306,14 @@ impl Model {
         };
         match start.checked_add(len) {
             Some(end) if end <= whole.len() => Ok(Some(whole.slice(start..end))),
-            _ => Err(self.error(
-                ctx(),
-                format!(
-                    "external data [{start}, +{len}) lies beyond the end of {}",
-                    file.display()
-                ),
-            )),
+            _ => Err(self.error(ctx(), format!("external data [{start}, +{len}) lies beyond the end of {}", file.display()))),
         }
     }
 
     /// Decodes a tensor (initializer or attribute), reading external data if needed.
     pub fn tensor(&self, t: &TensorProto) -> Result<Tensor> {
-        let bytes = if is_external(t) {
-            self.tensor_bytes(t)?
-        } else {
-            None
-        };
-        Tensor::from_proto(t, bytes.as_deref())
-            .map_err(|e| self.error(Self::tensor_context(t), e.0))
+        let bytes = if is_external(t) { self.tensor_bytes(t)? } else { None };
+        Tensor::from_proto(t, bytes.as_deref()).map_err(|e| self.error(Self::tensor_context(t), e.0))
     }
 
     /// The model encoded as one protobuf message with every weight inline (external
@@ -438,10 +341,7 @@ impl Model {
     pub fn save(&self, path: impl AsRef<Path>, options: &SaveOptions) -> Result<()> {
         let path = path.as_ref();
         let mut proto = self.proto.clone();
-        let folder = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut side: Option<(PathBuf, AtomicFile)> = None;
         let mut offset = 0u64;
         if let Some(opts) = &options.external_data {
@@ -463,27 +363,19 @@ impl Model {
                     Some(b) => b,
                     None => continue, // typed fields: kept inline as they are
                 };
-                let goes_out = options
-                    .external_data
-                    .as_ref()
-                    .filter(|o| bytes.len() >= o.threshold);
+                let goes_out = options.external_data.as_ref().filter(|o| bytes.len() >= o.threshold);
                 if let Some(opts) = goes_out {
                     if side.is_none() {
                         let target = folder.join(&opts.file_name);
                         side = Some((target.clone(), AtomicFile::create(&target)?));
                     }
-                    let Some((target, file)) = side.as_mut() else {
-                        unreachable!("side file created above")
-                    };
+                    let Some((target, file)) = side.as_mut() else { unreachable!("side file created above") };
                     // Align each tensor to 64 bytes so it can be mapped and used in place.
                     let pad = (64 - offset % 64) % 64;
                     file.write_all(&vec![0u8; pad as usize], target)?;
                     offset += pad;
                     file.write_all(&bytes, target)?;
-                    let entry = |k: &str, v: String| StringStringEntryProto {
-                        key: Some(k.to_string()),
-                        value: Some(v),
-                    };
+                    let entry = |k: &str, v: String| StringStringEntryProto { key: Some(k.to_string()), value: Some(v) };
                     t.external_data = vec![
                         entry("location", opts.file_name.clone()),
                         entry("offset", offset.to_string()),
@@ -504,9 +396,7 @@ impl Model {
             return Err(OnnxError::invalid(
                 path,
                 "model",
-                format!(
-                    "is {encoded_len} bytes, over protobuf's 2 GB limit: save with external data"
-                ),
+                format!("is {encoded_len} bytes, over protobuf's 2 GB limit: save with external data"),
             ));
         }
         let mut file = AtomicFile::create(path)?;
@@ -533,28 +423,17 @@ static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 impl AtomicFile {
     /// Opens a temporary file next to `target`.
     pub fn create(target: &Path) -> Result<AtomicFile> {
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
         let unique = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = target.with_file_name(format!(".{name}.tmp{}-{unique}", std::process::id()));
-        let file =
-            std::fs::File::create(&tmp).map_err(|e| OnnxError::io(&tmp, "cannot create", e))?;
-        Ok(AtomicFile {
-            target: target.to_path_buf(),
-            tmp,
-            file: Some(std::io::BufWriter::new(file)),
-            committed: false,
-        })
+        let file = std::fs::File::create(&tmp).map_err(|e| OnnxError::io(&tmp, "cannot create", e))?;
+        Ok(AtomicFile { target: target.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)), committed: false })
     }
 
     /// Appends bytes; `shown` is the path named in an error.
     pub fn write_all(&mut self, bytes: &[u8], shown: &Path) -> Result<()> {
         match self.file.as_mut() {
-            Some(f) => f
-                .write_all(bytes)
-                .map_err(|e| OnnxError::io(shown, "cannot write", e)),
+            Some(f) => f.write_all(bytes).map_err(|e| OnnxError::io(shown, "cannot write", e)),
             None => Ok(()),
         }
     }
@@ -562,14 +441,10 @@ impl AtomicFile {
     /// Flushes, syncs and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
         if let Some(f) = self.file.take() {
-            let f = f
-                .into_inner()
-                .map_err(|e| OnnxError::io(&self.target, "cannot write", e.into_error()))?;
-            f.sync_all()
-                .map_err(|e| OnnxError::io(&self.target, "cannot sync", e))?;
+            let f = f.into_inner().map_err(|e| OnnxError::io(&self.target, "cannot write", e.into_error()))?;
+            f.sync_all().map_err(|e| OnnxError::io(&self.target, "cannot sync", e))?;
         }
-        std::fs::rename(&self.tmp, &self.target)
-            .map_err(|e| OnnxError::io(&self.target, "cannot rename into place", e))?;
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| OnnxError::io(&self.target, "cannot rename into place", e))?;
         self.committed = true;
         Ok(())
     }

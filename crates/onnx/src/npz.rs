@@ -36,38 +36,21 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// Reads every array of an `.npz` archive from `reader`; `path` only labels errors.
-pub fn read_npz_from(
-    reader: impl Read + Seek,
-    path: impl AsRef<Path>,
-) -> Result<Vec<(String, Tensor)>> {
+pub fn read_npz_from(reader: impl Read + Seek, path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
-    let mut archive = zip::ZipArchive::new(reader).map_err(|e| {
-        OnnxError::invalid(
-            path,
-            "archive",
-            format!("not a readable .npz (zip) file: {e}"),
-        )
-    })?;
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|e| OnnxError::invalid(path, "archive", format!("not a readable .npz (zip) file: {e}")))?;
     let mut arrays = Vec::with_capacity(archive.len().min(1024));
     for index in 0..archive.len() {
-        let entry = archive.by_index(index).map_err(|e| {
-            OnnxError::invalid(
-                path,
-                format!("zip entry #{index}"),
-                format!("cannot read: {e}"),
-            )
-        })?;
+        let entry =
+            archive.by_index(index).map_err(|e| OnnxError::invalid(path, format!("zip entry #{index}"), format!("cannot read: {e}")))?;
         let entry_name = entry.name().to_string();
         if entry_name.ends_with('/') {
             continue;
         }
-        let key = entry_name
-            .strip_suffix(".npy")
-            .unwrap_or(&entry_name)
-            .to_string();
+        let key = entry_name.strip_suffix(".npy").unwrap_or(&entry_name).to_string();
         let context = format!("array '{key}'");
-        let tensor =
-            read_npy(entry).map_err(|message| OnnxError::invalid(path, &context, message))?;
+        let tensor = read_npy(entry).map_err(|message| OnnxError::invalid(path, &context, message))?;
         arrays.push((key, tensor));
     }
     Ok(arrays)
@@ -75,17 +58,11 @@ pub fn read_npz_from(
 
 /// Writes `arrays` to `path` as an `.npz` archive NumPy can load (entries `NAME.npy`).
 /// bf16 tensors are refused: NumPy has no such dtype.
-pub fn write_npz(
-    path: impl AsRef<Path>,
-    arrays: &[(&str, &Tensor)],
-    compression: NpzCompression,
-) -> Result<()> {
+pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, &Tensor)], compression: NpzCompression) -> Result<()> {
     let path = path.as_ref();
     let file = std::fs::File::create(path).map_err(|e| OnnxError::io(path, "cannot create", e))?;
     let mut writer = write_npz_to(std::io::BufWriter::new(file), arrays, compression, path)?;
-    writer
-        .flush()
-        .map_err(|e| OnnxError::io(path, "cannot write", e))
+    writer.flush().map_err(|e| OnnxError::io(path, "cannot write", e))
 }
 
 /// Writes `arrays` as an `.npz` archive into `writer` and returns it; `path` only labels errors.
@@ -100,23 +77,15 @@ pub fn write_npz_to<W: Write + Seek>(
         NpzCompression::Stored => zip::CompressionMethod::Stored,
         NpzCompression::Deflated => zip::CompressionMethod::Deflated,
     };
-    let zip_error = |context: String| {
-        move |e: zip::result::ZipError| {
-            OnnxError::invalid(path, context, format!("cannot write: {e}"))
-        }
-    };
+    let zip_error = |context: String| move |e: zip::result::ZipError| OnnxError::invalid(path, context, format!("cannot write: {e}"));
     let mut zip = zip::ZipWriter::new(writer);
     for (name, tensor) in arrays {
         let context = format!("array '{name}'");
-        let npy =
-            encode_npy(tensor).map_err(|message| OnnxError::invalid(path, &context, message))?;
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(method)
-            .large_file(npy.len() as u64 >= u64::from(u32::MAX));
-        zip.start_file(format!("{name}.npy"), options)
-            .map_err(zip_error(context.clone()))?;
-        zip.write_all(&npy)
-            .map_err(|e| OnnxError::io(path, "cannot write", e))?;
+        let npy = encode_npy(tensor).map_err(|message| OnnxError::invalid(path, &context, message))?;
+        let options =
+            zip::write::SimpleFileOptions::default().compression_method(method).large_file(npy.len() as u64 >= u64::from(u32::MAX));
+        zip.start_file(format!("{name}.npy"), options).map_err(zip_error(context.clone()))?;
+        zip.write_all(&npy).map_err(|e| OnnxError::io(path, "cannot write", e))?;
     }
     zip.finish().map_err(zip_error("archive".to_string()))
 }
@@ -125,59 +94,38 @@ pub fn write_npz_to<W: Write + Seek>(
 /// and array name (the caller adds them).
 pub fn read_npy(mut reader: impl Read) -> std::result::Result<Tensor, String> {
     let mut preamble = [0u8; 8];
-    reader
-        .read_exact(&mut preamble)
-        .map_err(|_| "truncated .npy header".to_string())?;
+    reader.read_exact(&mut preamble).map_err(|_| "truncated .npy header".to_string())?;
     if &preamble[..6] != NPY_MAGIC {
         return Err("not a .npy array (bad magic)".to_string());
     }
     let header_len = match preamble[6] {
         1 => {
             let mut len = [0u8; 2];
-            reader
-                .read_exact(&mut len)
-                .map_err(|_| "truncated .npy header".to_string())?;
+            reader.read_exact(&mut len).map_err(|_| "truncated .npy header".to_string())?;
             usize::from(u16::from_le_bytes(len))
         }
         2 | 3 => {
             let mut len = [0u8; 4];
-            reader
-                .read_exact(&mut len)
-                .map_err(|_| "truncated .npy header".to_string())?;
+            reader.read_exact(&mut len).map_err(|_| "truncated .npy header".to_string())?;
             u32::from_le_bytes(len) as usize
         }
-        major => {
-            return Err(format!(
-                "unsupported .npy format version {major}.{}",
-                preamble[7]
-            ))
-        }
+        major => return Err(format!("unsupported .npy format version {major}.{}", preamble[7])),
     };
     if header_len > MAX_HEADER_LEN {
-        return Err(format!(
-            "header of {header_len} bytes is larger than the {MAX_HEADER_LEN} accepted"
-        ));
+        return Err(format!("header of {header_len} bytes is larger than the {MAX_HEADER_LEN} accepted"));
     }
     let mut header = Vec::new();
-    (&mut reader)
-        .take(header_len as u64)
-        .read_to_end(&mut header)
-        .map_err(|e| format!("cannot read header: {e}"))?;
+    (&mut reader).take(header_len as u64).read_to_end(&mut header).map_err(|e| format!("cannot read header: {e}"))?;
     if header.len() != header_len {
         return Err("truncated .npy header".to_string());
     }
     let header = std::str::from_utf8(&header).map_err(|_| "header is not UTF-8".to_string())?;
     let header = parse_header(header)?;
     let count = checked_numel(&header.shape).map_err(|issue| issue.0)?;
-    let expected = count
-        .checked_mul(header.dtype.size())
-        .ok_or_else(|| format!("shape {:?} has too many bytes", header.shape))?;
+    let expected = count.checked_mul(header.dtype.size()).ok_or_else(|| format!("shape {:?} has too many bytes", header.shape))?;
     // Grows with the bytes actually present, so a lying header cannot make us allocate.
     let mut data = Vec::new();
-    (&mut reader)
-        .take(expected as u64)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("cannot read data: {e}"))?;
+    (&mut reader).take(expected as u64).read_to_end(&mut data).map_err(|e| format!("cannot read data: {e}"))?;
     if data.len() != expected {
         return Err(format!(
             "data is truncated: shape {:?} of {:?} needs {expected} bytes, found {}",
@@ -187,21 +135,11 @@ pub fn read_npy(mut reader: impl Read) -> std::result::Result<Tensor, String> {
         ));
     }
     let mut extra = [0u8; 1];
-    if reader
-        .read(&mut extra)
-        .map_err(|e| format!("cannot read data: {e}"))?
-        != 0
-    {
-        return Err(format!(
-            "has bytes after the {expected} bytes of data its shape {:?} needs",
-            header.shape
-        ));
+    if reader.read(&mut extra).map_err(|e| format!("cannot read data: {e}"))? != 0 {
+        return Err(format!("has bytes after the {expected} bytes of data its shape {:?} needs", header.shape));
     }
     let data = TensorData::from_le_bytes(header.dtype, &data, count).map_err(|issue| issue.0)?;
-    Ok(Tensor {
-        shape: header.shape,
-        data,
-    })
+    Ok(Tensor { shape: header.shape, data })
 }
 
 /// Encodes a tensor as a version 1.0 `.npy` file (version 2.0 if the header needs it).
@@ -220,29 +158,14 @@ pub fn encode_npy(tensor: &Tensor) -> std::result::Result<Vec<u8>, String> {
     let shape = match tensor.shape.as_slice() {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    let (version, len_bytes) = if header.len() + 11 < usize::from(u16::MAX) {
-        (1u8, 2)
-    } else {
-        (2u8, 4)
-    };
+    let (version, len_bytes) = if header.len() + 11 < usize::from(u16::MAX) { (1u8, 2) } else { (2u8, 4) };
     let unpadded = NPY_MAGIC.len() + 2 + len_bytes + header.len() + 1;
-    header.extend(std::iter::repeat_n(
-        ' ',
-        unpadded.next_multiple_of(HEADER_ALIGN) - unpadded,
-    ));
+    header.extend(std::iter::repeat_n(' ', unpadded.next_multiple_of(HEADER_ALIGN) - unpadded));
     header.push('\n');
-    let mut out = Vec::with_capacity(
-        NPY_MAGIC.len() + 2 + len_bytes + header.len() + tensor.numel() * tensor.dtype().size(),
-    );
+    let mut out = Vec::with_capacity(NPY_MAGIC.len() + 2 + len_bytes + header.len() + tensor.numel() * tensor.dtype().size());
     out.extend_from_slice(NPY_MAGIC);
     out.extend_from_slice(&[version, 0]);
     if version == 1 {
@@ -266,9 +189,7 @@ struct NpyHeader {
 /// Parses the header, a Python dict literal such as
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`.
 fn parse_header(text: &str) -> std::result::Result<NpyHeader, String> {
-    let mut parser = LiteralParser {
-        rest: text.trim_end(),
-    };
+    let mut parser = LiteralParser { rest: text.trim_end() };
     parser.expect('{')?;
     let (mut descr, mut fortran_order, mut shape) = (None, None, None);
     loop {
@@ -294,40 +215,30 @@ fn parse_header(text: &str) -> std::result::Result<NpyHeader, String> {
     let descr = descr.ok_or("header has no 'descr'")?;
     let shape = shape.ok_or("header has no 'shape'")?;
     if fortran_order.ok_or("header has no 'fortran_order'")? {
-        return Err(
-            "is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)".to_string(),
-        );
+        return Err("is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)".to_string());
     }
-    Ok(NpyHeader {
-        dtype: dtype_of_descr(&descr)?,
-        shape,
-    })
+    Ok(NpyHeader { dtype: dtype_of_descr(&descr)?, shape })
 }
 
 /// Maps a NumPy dtype string to a [`DType`], refusing big-endian and unsupported types.
 fn dtype_of_descr(descr: &str) -> std::result::Result<DType, String> {
     let (order, code) = descr.split_at(descr.char_indices().nth(1).map_or(descr.len(), |(i, _)| i));
-    let dtype =
-        match code {
-            "f4" => DType::F32,
-            "f8" => DType::F64,
-            "f2" => DType::F16,
-            "i8" => DType::I64,
-            "i4" => DType::I32,
-            "i1" => DType::I8,
-            "u1" => DType::U8,
-            "b1" => DType::Bool,
-            _ => return Err(format!(
-                "dtype '{descr}' is not supported (f32, f64, f16, i64, i32, i8, u8 and bool are)"
-            )),
-        };
+    let dtype = match code {
+        "f4" => DType::F32,
+        "f8" => DType::F64,
+        "f2" => DType::F16,
+        "i8" => DType::I64,
+        "i4" => DType::I32,
+        "i1" => DType::I8,
+        "u1" => DType::U8,
+        "b1" => DType::Bool,
+        _ => return Err(format!("dtype '{descr}' is not supported (f32, f64, f16, i64, i32, i8, u8 and bool are)")),
+    };
     match order {
         "<" => Ok(dtype),
         "|" if dtype.size() == 1 => Ok(dtype),
         ">" if dtype.size() == 1 => Ok(dtype),
-        ">" => Err(format!(
-            "dtype '{descr}' is big-endian; save it little-endian (arr.astype('<{code}'))"
-        )),
+        ">" => Err(format!("dtype '{descr}' is big-endian; save it little-endian (arr.astype('<{code}'))")),
         _ => Err(format!("dtype '{descr}' has an unsupported byte order")),
     }
 }
@@ -358,10 +269,7 @@ impl LiteralParser<'_> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(format!(
-                "malformed header: expected '{c}' at {:?}",
-                self.rest
-            ))
+            Err(format!("malformed header: expected '{c}' at {:?}", self.rest))
         }
     }
 
@@ -369,12 +277,9 @@ impl LiteralParser<'_> {
     fn string(&mut self) -> std::result::Result<String, String> {
         self.skip_space();
         let quote = self.rest.chars().next().filter(|&c| c == '\'' || c == '"');
-        let quote = quote
-            .ok_or_else(|| format!("malformed header: expected a string at {:?}", self.rest))?;
+        let quote = quote.ok_or_else(|| format!("malformed header: expected a string at {:?}", self.rest))?;
         let body = &self.rest[1..];
-        let end = body
-            .find(quote)
-            .ok_or("malformed header: unterminated string")?;
+        let end = body.find(quote).ok_or("malformed header: unterminated string")?;
         self.rest = &body[end + 1..];
         Ok(body[..end].to_string())
     }
@@ -387,10 +292,7 @@ impl LiteralParser<'_> {
                 return Ok(value);
             }
         }
-        Err(format!(
-            "malformed header: expected True or False at {:?}",
-            self.rest
-        ))
+        Err(format!("malformed header: expected True or False at {:?}", self.rest))
     }
 
     /// `()`, `(n,)` or `(n, m, ...)` with an optional trailing comma.
@@ -403,9 +305,8 @@ impl LiteralParser<'_> {
             }
             self.skip_space();
             let digits = self.rest.bytes().take_while(u8::is_ascii_digit).count();
-            let dim = self.rest[..digits].parse::<usize>().map_err(|_| {
-                format!("malformed header: expected a dimension at {:?}", self.rest)
-            })?;
+            let dim =
+                self.rest[..digits].parse::<usize>().map_err(|_| format!("malformed header: expected a dimension at {:?}", self.rest))?;
             self.rest = &self.rest[digits..];
             dims.push(dim);
             if !self.eat(',') {
@@ -425,29 +326,14 @@ mod tests {
     fn sample_arrays() -> Vec<(String, Tensor)> {
         let t = |shape: Vec<usize>, data| Tensor::new(shape, data).unwrap();
         vec![
-            (
-                "f32".into(),
-                t(vec![1, 3], TensorData::F32(vec![1.5, -2.0, 3.25])),
-            ),
-            (
-                "f64".into(),
-                t(vec![2], TensorData::F64(vec![1e-300, -0.5])),
-            ),
-            (
-                "f16".into(),
-                t(
-                    vec![2],
-                    TensorData::F16(vec![f16::from_f32(0.5), f16::from_f32(-3.0)]),
-                ),
-            ),
+            ("f32".into(), t(vec![1, 3], TensorData::F32(vec![1.5, -2.0, 3.25]))),
+            ("f64".into(), t(vec![2], TensorData::F64(vec![1e-300, -0.5]))),
+            ("f16".into(), t(vec![2], TensorData::F16(vec![f16::from_f32(0.5), f16::from_f32(-3.0)]))),
             ("i64".into(), t(vec![2], TensorData::I64(vec![i64::MIN, 7]))),
             ("i32".into(), t(vec![2, 1], TensorData::I32(vec![-1, 2]))),
             ("i8".into(), t(vec![2], TensorData::I8(vec![-128, 127]))),
             ("u8".into(), t(vec![2], TensorData::U8(vec![0, 255]))),
-            (
-                "b".into(),
-                t(vec![3], TensorData::Bool(vec![true, false, true])),
-            ),
+            ("b".into(), t(vec![3], TensorData::Bool(vec![true, false, true]))),
             ("scalar".into(), t(vec![], TensorData::F32(vec![4.0]))),
             ("empty".into(), t(vec![0, 3], TensorData::F32(vec![]))),
         ]
@@ -493,17 +379,12 @@ mod tests {
 
     fn hex_decode(hex: &str) -> Vec<u8> {
         let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
+        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
     }
 
     fn npz_bytes(arrays: &[(String, Tensor)], compression: NpzCompression) -> Vec<u8> {
         let refs: Vec<(&str, &Tensor)> = arrays.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        write_npz_to(Cursor::new(Vec::new()), &refs, compression, "mem.npz")
-            .unwrap()
-            .into_inner()
+        write_npz_to(Cursor::new(Vec::new()), &refs, compression, "mem.npz").unwrap().into_inner()
     }
 
     #[test]
@@ -516,15 +397,10 @@ mod tests {
     /// Our `.npy` encoding is byte-for-byte what NumPy writes, so NumPy reads it back.
     #[test]
     fn npy_bytes_equal_numpy_s() {
-        let mut archive =
-            zip::ZipArchive::new(Cursor::new(hex_decode(NUMPY_SAVEZ_COMPRESSED_HEX))).unwrap();
+        let mut archive = zip::ZipArchive::new(Cursor::new(hex_decode(NUMPY_SAVEZ_COMPRESSED_HEX))).unwrap();
         for (name, tensor) in sample_arrays() {
             let mut numpy_bytes = Vec::new();
-            archive
-                .by_name(&format!("{name}.npy"))
-                .unwrap()
-                .read_to_end(&mut numpy_bytes)
-                .unwrap();
+            archive.by_name(&format!("{name}.npy")).unwrap().read_to_end(&mut numpy_bytes).unwrap();
             assert_eq!(encode_npy(&tensor).unwrap(), numpy_bytes, "{name}");
         }
     }
@@ -557,26 +433,15 @@ mod tests {
         assert_eq!((10 + header_len) % HEADER_ALIGN, 0);
         assert_eq!(npy[10 + header_len - 1], b'\n');
         assert_eq!(npy.len(), 10 + header_len + 24);
-        assert!(std::str::from_utf8(&npy[10..10 + header_len])
-            .unwrap()
-            .contains("'shape': (2, 3)"));
+        assert!(std::str::from_utf8(&npy[10..10 + header_len]).unwrap().contains("'shape': (2, 3)"));
     }
 
     #[test]
     fn bf16_is_refused_with_the_array_name() {
         let t = Tensor::new(vec![1], TensorData::Bf16(vec![half::bf16::ONE])).unwrap();
-        let err = write_npz_to(
-            Cursor::new(Vec::new()),
-            &[("w", &t)],
-            NpzCompression::Stored,
-            "out.npz",
-        )
-        .unwrap_err();
+        let err = write_npz_to(Cursor::new(Vec::new()), &[("w", &t)], NpzCompression::Stored, "out.npz").unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("out.npz") && msg.contains("array 'w'") && msg.contains("bf16"),
-            "{msg}"
-        );
+        assert!(msg.contains("out.npz") && msg.contains("array 'w'") && msg.contains("bf16"), "{msg}");
     }
 
     /// A `.npy` file with the given header text and data bytes.
@@ -592,72 +457,39 @@ mod tests {
     /// An archive holding one raw `.npy` entry named `x.npy`.
     fn npz_with_entry(npy: &[u8]) -> Vec<u8> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        zip.start_file("x.npy", zip::write::SimpleFileOptions::default())
-            .unwrap();
+        zip.start_file("x.npy", zip::write::SimpleFileOptions::default()).unwrap();
         zip.write_all(npy).unwrap();
         zip.finish().unwrap().into_inner()
     }
 
     fn read_error(npy: &[u8]) -> String {
-        read_npz_from(Cursor::new(npz_with_entry(npy)), "bad.npz")
-            .unwrap_err()
-            .to_string()
+        read_npz_from(Cursor::new(npz_with_entry(npy)), "bad.npz").unwrap_err().to_string()
     }
 
     #[test]
     fn refusals_name_the_file_and_array() {
         let cases = [
-            (
-                "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }",
-                "Fortran order",
-            ),
-            (
-                "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
-                "big-endian",
-            ),
-            (
-                "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
-                "not supported",
-            ),
-            (
-                "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
-                "not supported",
-            ),
+            ("{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", "Fortran order"),
+            ("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", "big-endian"),
+            ("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", "not supported"),
+            ("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", "not supported"),
             ("{'descr': '<f4', 'shape': (1,), }", "no 'fortran_order'"),
-            (
-                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,) ",
-                "malformed",
-            ),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,) ", "malformed"),
         ];
         for (header, reason) in cases {
             let msg = read_error(&raw_npy(header, &[0; 4]));
-            assert!(
-                msg.contains("bad.npz") && msg.contains("array 'x'") && msg.contains(reason),
-                "{header}: {msg}"
-            );
+            assert!(msg.contains("bad.npz") && msg.contains("array 'x'") && msg.contains(reason), "{header}: {msg}");
         }
     }
 
     #[test]
     fn lying_headers_do_not_allocate() {
         // A shape of 2^60 elements with 4 bytes present: must fail on length, not abort on allocation.
-        let msg = read_error(&raw_npy(
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (1152921504606846976,), }",
-            &[0; 4],
-        ));
-        assert!(
-            msg.contains("truncated") || msg.contains("too many"),
-            "{msg}"
-        );
-        let msg = read_error(&raw_npy(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
-            &[],
-        ));
+        let msg = read_error(&raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1152921504606846976,), }", &[0; 4]));
+        assert!(msg.contains("truncated") || msg.contains("too many"), "{msg}");
+        let msg = read_error(&raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", &[]));
         assert!(msg.contains("too many"), "{msg}");
-        let msg = read_error(&raw_npy(
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
-            &[0; 12],
-        ));
+        let msg = read_error(&raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", &[0; 12]));
         assert!(msg.contains("bytes after"), "{msg}");
         let mut huge_header = NPY_MAGIC.to_vec();
         huge_header.extend_from_slice(&[2, 0]);
@@ -669,44 +501,23 @@ mod tests {
 
     #[test]
     fn not_a_zip_names_the_file() {
-        let msg = read_npz_from(Cursor::new(b"hello".to_vec()), "junk.npz")
-            .unwrap_err()
-            .to_string();
+        let msg = read_npz_from(Cursor::new(b"hello".to_vec()), "junk.npz").unwrap_err().to_string();
         assert!(msg.contains("junk.npz") && msg.contains("zip"), "{msg}");
     }
 
     #[test]
     fn header_parser_accepts_numpy_variants() {
-        let h =
-            parse_header("{'descr': '|b1', 'fortran_order': False, 'shape': (), }    \n").unwrap();
-        assert_eq!(
-            h,
-            NpyHeader {
-                dtype: DType::Bool,
-                shape: vec![]
-            }
-        );
-        let h =
-            parse_header("{\"shape\": (3, 4, 5), \"fortran_order\": False, \"descr\": \"<i8\"}")
-                .unwrap();
-        assert_eq!(
-            h,
-            NpyHeader {
-                dtype: DType::I64,
-                shape: vec![3, 4, 5]
-            }
-        );
+        let h = parse_header("{'descr': '|b1', 'fortran_order': False, 'shape': (), }    \n").unwrap();
+        assert_eq!(h, NpyHeader { dtype: DType::Bool, shape: vec![] });
+        let h = parse_header("{\"shape\": (3, 4, 5), \"fortran_order\": False, \"descr\": \"<i8\"}").unwrap();
+        assert_eq!(h, NpyHeader { dtype: DType::I64, shape: vec![3, 4, 5] });
     }
 
     /// The zoo's reference inputs, written by graphs/zoo.py through NumPy.
     #[test]
     fn reads_zoo_mlp_inputs() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../graphs/zoo/mlp.inputs.npz");
-        assert!(
-            path.exists(),
-            "{} is missing: run `make graphs` (make test does it first)",
-            path.display()
-        );
+        assert!(path.exists(), "{} is missing: run `make graphs` (make test does it first)", path.display());
         let arrays = read_npz(&path).unwrap();
         assert_eq!(arrays.len(), 1, "{arrays:?}");
         let (name, x) = &arrays[0];

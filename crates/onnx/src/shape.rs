@@ -1340,7 +1340,9 @@ impl<'g, 'm> Infer<'g, 'm> {
             .iter()
             .map(|o| self.out.static_shape(o).and_then(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>()))
             .collect();
-        let small = out_static[0].as_ref().is_some_and(|s| s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= FOLD_LIMIT));
+        let small = out_static[0]
+            .as_ref()
+            .is_some_and(|s| s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= FOLD_LIMIT));
         if small && node.output.len() == 1 || op == "Dropout" {
             // Check every input before decoding any, so no weight is read for nothing.
             let foldable = |name: &String| {

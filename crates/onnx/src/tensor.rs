@@ -80,9 +80,7 @@ impl DType {
 
 /// A human-readable name of an ONNX data type code, for error messages.
 pub fn onnx_type_name(code: i32) -> String {
-    ProtoType::try_from(code)
-        .map(|t| t.as_str_name().to_string())
-        .unwrap_or_else(|_| format!("unknown type {code}"))
+    ProtoType::try_from(code).map(|t| t.as_str_name().to_string()).unwrap_or_else(|_| format!("unknown type {code}"))
 }
 
 /// The elements of a tensor, one vector per element type.
@@ -167,27 +165,13 @@ impl TensorData {
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * self.dtype().size());
         match self {
-            TensorData::F32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F16(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Bf16(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I8(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::Bf16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I8(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             TensorData::U8(v) => out.extend_from_slice(v),
             TensorData::Bool(v) => v.iter().for_each(|&x| out.push(u8::from(x))),
         }
@@ -195,14 +179,8 @@ impl TensorData {
     }
 
     /// Decodes `count` little-endian elements of `dtype`; `bytes` must hold exactly that many.
-    pub fn from_le_bytes(
-        dtype: DType,
-        bytes: &[u8],
-        count: usize,
-    ) -> Result<TensorData, DecodeIssue> {
-        let expected = count
-            .checked_mul(dtype.size())
-            .ok_or_else(|| DecodeIssue("element count overflows".into()))?;
+    pub fn from_le_bytes(dtype: DType, bytes: &[u8], count: usize) -> Result<TensorData, DecodeIssue> {
+        let expected = count.checked_mul(dtype.size()).ok_or_else(|| DecodeIssue("element count overflows".into()))?;
         if bytes.len() != expected {
             return Err(DecodeIssue(format!(
                 "data has {} bytes but the shape needs {count} elements of {dtype:?} = {expected} bytes",
@@ -242,10 +220,7 @@ impl Tensor {
 
     /// A 1-D i64 tensor (shape constants).
     pub fn from_i64s(values: Vec<i64>) -> Tensor {
-        Tensor {
-            shape: vec![values.len()],
-            data: TensorData::I64(values),
-        }
+        Tensor { shape: vec![values.len()], data: TensorData::I64(values) }
     }
 
     /// Element type.
@@ -316,12 +291,7 @@ impl Tensor {
     /// `external` supplies the bytes of a tensor stored in external data.
     pub fn from_proto(proto: &TensorProto, external: Option<&[u8]>) -> Result<Tensor, DecodeIssue> {
         let code = proto.data_type.unwrap_or(0);
-        let dtype = DType::from_onnx(code).ok_or_else(|| {
-            DecodeIssue(format!(
-                "element type {} is not supported",
-                onnx_type_name(code)
-            ))
-        })?;
+        let dtype = DType::from_onnx(code).ok_or_else(|| DecodeIssue(format!("element type {} is not supported", onnx_type_name(code))))?;
         let shape = shape_of(proto)?;
         let count = checked_numel(&shape)?;
         if let Some(bytes) = external.or(proto.raw_data.as_deref()) {
@@ -335,9 +305,7 @@ impl Tensor {
             _ => proto.int32_data.len(),
         };
         if typed_len != count {
-            return Err(DecodeIssue(format!(
-                "has {typed_len} elements but its shape {shape:?} needs {count}"
-            )));
+            return Err(DecodeIssue(format!("has {typed_len} elements but its shape {shape:?} needs {count}")));
         }
         // Narrow types are stored widened in int32_data (f16/bf16 as their bit patterns).
         let data = match dtype {
@@ -348,20 +316,8 @@ impl Tensor {
             DType::I8 => TensorData::I8(proto.int32_data.iter().map(|&x| x as i8).collect()),
             DType::U8 => TensorData::U8(proto.int32_data.iter().map(|&x| x as u8).collect()),
             DType::Bool => TensorData::Bool(proto.int32_data.iter().map(|&x| x != 0).collect()),
-            DType::F16 => TensorData::F16(
-                proto
-                    .int32_data
-                    .iter()
-                    .map(|&x| f16::from_bits(x as u16))
-                    .collect(),
-            ),
-            DType::Bf16 => TensorData::Bf16(
-                proto
-                    .int32_data
-                    .iter()
-                    .map(|&x| bf16::from_bits(x as u16))
-                    .collect(),
-            ),
+            DType::F16 => TensorData::F16(proto.int32_data.iter().map(|&x| f16::from_bits(x as u16)).collect()),
+            DType::Bf16 => TensorData::Bf16(proto.int32_data.iter().map(|&x| bf16::from_bits(x as u16)).collect()),
         };
         Ok(Tensor { shape, data })
     }
@@ -372,20 +328,13 @@ pub fn shape_of(proto: &TensorProto) -> Result<Vec<usize>, DecodeIssue> {
     proto
         .dims
         .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| {
-                DecodeIssue(format!("has a negative dimension {d} in {:?}", proto.dims))
-            })
-        })
+        .map(|&d| usize::try_from(d).map_err(|_| DecodeIssue(format!("has a negative dimension {d} in {:?}", proto.dims))))
         .collect()
 }
 
 /// Product of dimensions, refusing overflow.
 pub fn checked_numel(shape: &[usize]) -> Result<usize, DecodeIssue> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| DecodeIssue(format!("shape {shape:?} has too many elements")))
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| DecodeIssue(format!("shape {shape:?} has too many elements")))
 }
 
 #[cfg(test)]
@@ -414,12 +363,8 @@ mod tests {
 
     #[test]
     fn typed_fields_decode() {
-        let p = TensorProto {
-            dims: vec![2],
-            data_type: Some(DType::F16.onnx_code()),
-            int32_data: vec![0x3c00, 0xc000],
-            ..Default::default()
-        };
+        let p =
+            TensorProto { dims: vec![2], data_type: Some(DType::F16.onnx_code()), int32_data: vec![0x3c00, 0xc000], ..Default::default() };
         let t = Tensor::from_proto(&p, None).unwrap();
         assert_eq!(t.to_f64_vec(), vec![1.0, -2.0]);
     }
@@ -434,11 +379,7 @@ mod tests {
         };
         let err = Tensor::from_proto(&p, None).unwrap_err();
         assert!(err.0.contains("8 bytes"), "{}", err.0);
-        let p = TensorProto {
-            dims: vec![i64::MAX, 4],
-            data_type: Some(DType::F32.onnx_code()),
-            ..Default::default()
-        };
+        let p = TensorProto { dims: vec![i64::MAX, 4], data_type: Some(DType::F32.onnx_code()), ..Default::default() };
         assert!(Tensor::from_proto(&p, None).is_err());
         assert!(Tensor::new(vec![usize::MAX, 2], TensorData::F32(vec![])).is_none());
     }

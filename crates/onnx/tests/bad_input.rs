@@ -2,22 +2,14 @@
 //! node, value or initializer at fault. Broken models are made by editing a decoded
 //! zoo model, then written to a file and loaded the way users load them.
 
-use oto_onnx::proto::{
-    tensor_shape_proto::dimension::Value as DimValue, type_proto, ModelProto, NodeProto,
-};
+use oto_onnx::proto::{tensor_shape_proto::dimension::Value as DimValue, type_proto, ModelProto, NodeProto};
 use oto_onnx::{Graph, Model};
 use prost::Message;
 use std::path::{Path, PathBuf};
 
 fn zoo_model(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../graphs/zoo")
-        .join(format!("{name}.onnx"));
-    assert!(
-        path.exists(),
-        "{}: missing; run `make graphs`",
-        path.display()
-    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../graphs/zoo").join(format!("{name}.onnx"));
+    assert!(path.exists(), "{}: missing; run `make graphs`", path.display());
     path
 }
 
@@ -40,32 +32,19 @@ fn refused(proto: &ModelProto, stage: Stage, names: &[&str]) -> String {
     std::fs::write(&path, proto.encode_to_vec()).unwrap();
     let err = match Model::load(&path) {
         Err(e) => {
-            assert_eq!(
-                stage,
-                Stage::Load,
-                "refused at load, expected at Graph::new: {e}"
-            );
+            assert_eq!(stage, Stage::Load, "refused at load, expected at Graph::new: {e}");
             e
         }
         Ok(model) => {
-            assert_eq!(
-                stage,
-                Stage::Graph,
-                "loaded, but should have been refused at load"
-            );
+            assert_eq!(stage, Stage::Graph, "loaded, but should have been refused at load");
             match Graph::new(&model) {
                 Err(e) => e,
-                Ok(_) => panic!(
-                    "Graph::new accepted a broken model (expected an error naming {names:?})"
-                ),
+                Ok(_) => panic!("Graph::new accepted a broken model (expected an error naming {names:?})"),
             }
         }
     };
     let msg = err.to_string();
-    assert!(
-        msg.starts_with(&path.display().to_string()),
-        "{msg:?} does not start with the file"
-    );
+    assert!(msg.starts_with(&path.display().to_string()), "{msg:?} does not start with the file");
     for name in names {
         assert!(msg.contains(name), "{msg:?} does not name {name:?}");
     }
@@ -79,15 +58,8 @@ fn graph_of(m: &mut ModelProto) -> &mut oto_onnx::proto::GraphProto {
 /// A node of demo_cnn with a name and at least one input produced by another node.
 fn inner_node(m: &ModelProto) -> usize {
     let g = m.graph.as_ref().unwrap();
-    let produced: Vec<&str> = g
-        .node
-        .iter()
-        .flat_map(|n| n.output.iter().map(String::as_str))
-        .collect();
-    g.node
-        .iter()
-        .position(|n| n.input.iter().any(|i| produced.contains(&i.as_str())))
-        .unwrap()
+    let produced: Vec<&str> = g.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    g.node.iter().position(|n| n.input.iter().any(|i| produced.contains(&i.as_str()))).unwrap()
 }
 
 fn label(node: &NodeProto) -> String {
@@ -124,11 +96,7 @@ fn truncated_files_are_refused_at_every_length() {
             }
         }
     }
-    assert!(
-        refused > bytes.len() * 9 / 10,
-        "only {refused} of {} truncations refused",
-        bytes.len()
-    );
+    assert!(refused > bytes.len() * 9 / 10, "only {refused} of {} truncations refused", bytes.len());
 }
 
 #[test]
@@ -158,10 +126,7 @@ fn empty_random_and_non_model_files_are_refused() {
     let text = dir.path().join("text.onnx");
     std::fs::write(&text, "this is not a model\n").unwrap();
     let msg = Model::load(&text).unwrap_err().to_string();
-    assert!(
-        msg.contains("text.onnx") && msg.contains("not an ONNX model"),
-        "{msg}"
-    );
+    assert!(msg.contains("text.onnx") && msg.contains("not an ONNX model"), "{msg}");
 }
 
 #[test]
@@ -180,15 +145,7 @@ fn a_node_reading_a_missing_value() {
     let i = inner_node(&m);
     graph_of(&mut m).node[i].input[0] = "nobody_makes_this".into();
     let node = label(&graph_of(&mut m).node[i]);
-    refused(
-        &m,
-        Stage::Graph,
-        &[
-            &node,
-            "'nobody_makes_this'",
-            "no graph input, initializer or node produces",
-        ],
-    );
+    refused(&m, Stage::Graph, &[&node, "'nobody_makes_this'", "no graph input, initializer or node produces"]);
 }
 
 #[test]
@@ -201,10 +158,7 @@ fn a_cycle() {
     let back = g.node[later].output[0].clone();
     g.node[i].input[0] = back.clone();
     let msg = refused(&m, Stage::Graph, &[&format!("'{back}'"), "acyclic"]);
-    assert!(
-        msg.contains(&label(&m.graph.as_ref().unwrap().node[i])),
-        "{msg}"
-    );
+    assert!(msg.contains(&label(&m.graph.as_ref().unwrap().node[i])), "{msg}");
 
     // A node reading its own output.
     let mut m = decoded("demo_cnn");
@@ -224,11 +178,7 @@ fn two_producers_of_one_value() {
     let taken = g.node[0].output[0].clone();
     g.node[i].output[0] = taken.clone();
     let (first, second) = (label(&g.node[0]), label(&g.node[i]));
-    refused(
-        &m,
-        Stage::Graph,
-        &[&first, &second, &format!("'{taken}'"), "one producer"],
-    );
+    refused(&m, Stage::Graph, &[&first, &second, &format!("'{taken}'"), "one producer"]);
 
     // An initializer and a node output with one name.
     let mut m = decoded("demo_cnn");
@@ -236,14 +186,7 @@ fn two_producers_of_one_value() {
     let init = g.initializer[0].name.clone().unwrap();
     g.node[0].output[0] = init.clone();
     let node = label(&g.node[0]);
-    refused(
-        &m,
-        Stage::Graph,
-        &[
-            &node,
-            &format!("'{init}', which initializer '{init}' already produces"),
-        ],
-    );
+    refused(&m, Stage::Graph, &[&node, &format!("'{init}', which initializer '{init}' already produces")]);
 }
 
 #[test]
@@ -254,32 +197,15 @@ fn initializer_data_disagreeing_with_its_shape() {
     let name = t.name.clone().unwrap();
     let raw = t.raw_data.clone().unwrap();
     t.raw_data = Some(raw.slice(..raw.len() - 4));
-    refused(
-        &m,
-        Stage::Load,
-        &[
-            &format!("initializer '{name}'"),
-            &format!("holds {} bytes", raw.len() - 4),
-        ],
-    );
+    refused(&m, Stage::Load, &[&format!("initializer '{name}'"), &format!("holds {} bytes", raw.len() - 4)]);
 
     // The same data in float_data, with one element too many.
     let mut m = decoded("demo_cnn");
     let t = &mut graph_of(&mut m).initializer[0];
     let raw = t.raw_data.take().unwrap();
-    t.float_data = raw
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    t.float_data = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     t.float_data.push(1.0);
-    refused(
-        &m,
-        Stage::Load,
-        &[
-            &format!("initializer '{name}'"),
-            &format!("holds {} bytes", raw.len() + 4),
-        ],
-    );
+    refused(&m, Stage::Load, &[&format!("initializer '{name}'"), &format!("holds {} bytes", raw.len() + 4)]);
 
     // int64_data for an int64 tensor, one short.
     let mut m = decoded("demo_cnn");
@@ -291,11 +217,7 @@ fn initializer_data_disagreeing_with_its_shape() {
         int64_data: vec![1, 2],
         ..Default::default()
     });
-    refused(
-        &m,
-        Stage::Load,
-        &["initializer 'shape_const'", "holds 16 bytes", "needs 24"],
-    );
+    refused(&m, Stage::Load, &["initializer 'shape_const'", "holds 16 bytes", "needs 24"]);
 }
 
 #[test]
@@ -304,30 +226,18 @@ fn negative_and_overflowing_dims() {
     let t = &mut graph_of(&mut m).initializer[0];
     let name = t.name.clone().unwrap();
     t.dims[0] = -3;
-    refused(
-        &m,
-        Stage::Load,
-        &[&format!("initializer '{name}'"), "negative dimension -3"],
-    );
+    refused(&m, Stage::Load, &[&format!("initializer '{name}'"), "negative dimension -3"]);
 
     let mut m = decoded("demo_cnn");
     let t = &mut graph_of(&mut m).initializer[0];
     t.dims = vec![i64::MAX, i64::MAX, 2];
-    refused(
-        &m,
-        Stage::Load,
-        &[&format!("initializer '{name}'"), "too many elements"],
-    );
+    refused(&m, Stage::Load, &[&format!("initializer '{name}'"), "too many elements"]);
 
     // Fits usize, but not the data: a plain size mismatch, with no giant allocation.
     let mut m = decoded("demo_cnn");
     let t = &mut graph_of(&mut m).initializer[0];
     t.dims = vec![1 << 40];
-    refused(
-        &m,
-        Stage::Load,
-        &[&format!("initializer '{name}'"), "needs 4398046511104"],
-    );
+    refused(&m, Stage::Load, &[&format!("initializer '{name}'"), "needs 4398046511104"]);
 }
 
 #[test]
@@ -341,16 +251,10 @@ fn unsupported_versions() {
     let mut m = decoded("mlp");
     m.opset_import.iter_mut().for_each(|o| o.version = Some(1));
     refused(&m, Stage::Load, &["opset 1 is not supported"]);
-    m.opset_import
-        .iter_mut()
-        .for_each(|o| o.version = Some(1000));
+    m.opset_import.iter_mut().for_each(|o| o.version = Some(1000));
     refused(&m, Stage::Load, &["opset 1000 is not supported"]);
     m.opset_import.clear();
-    refused(
-        &m,
-        Stage::Load,
-        &["imports no opset of the default ONNX domain"],
-    );
+    refused(&m, Stage::Load, &["imports no opset of the default ONNX domain"]);
 }
 
 #[test]
@@ -362,25 +266,14 @@ fn missing_graph_and_unproduced_output() {
     let mut m = decoded("mlp");
     let g = graph_of(&mut m);
     g.output[0].name = Some("ghost_output".into());
-    refused(
-        &m,
-        Stage::Graph,
-        &["graph output 'ghost_output'", "not produced"],
-    );
+    refused(&m, Stage::Graph, &["graph output 'ghost_output'", "not produced"]);
 
     // Two graph inputs with one name.
     let mut m = decoded("mlp");
     let g = graph_of(&mut m);
     let dup = g.input[0].clone();
     g.input.push(dup.clone());
-    refused(
-        &m,
-        Stage::Graph,
-        &[&format!(
-            "graph input '{0}': produces value '{0}', which graph input '{0}'",
-            dup.name.unwrap()
-        )],
-    );
+    refused(&m, Stage::Graph, &[&format!("graph input '{0}': produces value '{0}', which graph input '{0}'", dup.name.unwrap())]);
 }
 
 #[test]
@@ -393,10 +286,7 @@ fn unsupported_element_types_are_refused_when_read() {
     let model = Model::from_proto(m, "strings.onnx", None).unwrap();
     let t = &model.proto.graph.as_ref().unwrap().initializer[0];
     let msg = model.tensor(t).unwrap_err().to_string();
-    assert!(
-        msg.starts_with("strings.onnx") && msg.contains(&name) && msg.contains("STRING"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("strings.onnx") && msg.contains(&name) && msg.contains("STRING"), "{msg}");
 }
 
 #[test]
@@ -405,9 +295,7 @@ fn hostile_value_info_does_not_break_the_graph() {
     let mut m = decoded("demo_cnn");
     let g = graph_of(&mut m);
     for v in g.input.iter_mut().chain(g.output.iter_mut()) {
-        if let Some(type_proto::Value::TensorType(tt)) =
-            v.r#type.as_mut().and_then(|t| t.value.as_mut())
-        {
+        if let Some(type_proto::Value::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
             for d in tt.shape.as_mut().unwrap().dim.iter_mut() {
                 d.value = Some(DimValue::DimValue(i64::MIN));
             }
@@ -424,10 +312,7 @@ fn hostile_value_info_does_not_break_the_graph() {
 fn nested(depth: usize) -> ModelProto {
     use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto};
     let mut m = decoded("mlp");
-    let mut inner = GraphProto {
-        name: Some("innermost".into()),
-        ..Default::default()
-    };
+    let mut inner = GraphProto { name: Some("innermost".into()), ..Default::default() };
     for level in 0..depth {
         let node = NodeProto {
             op_type: Some("If".into()),
@@ -440,20 +325,14 @@ fn nested(depth: usize) -> ModelProto {
             }],
             ..Default::default()
         };
-        inner = GraphProto {
-            name: Some(format!("level_{level}")),
-            node: vec![node],
-            ..Default::default()
-        };
+        inner = GraphProto { name: Some(format!("level_{level}")), node: vec![node], ..Default::default() };
     }
-    graph_of(&mut m).node[0]
-        .attribute
-        .push(oto_onnx::proto::AttributeProto {
-            name: Some("nested".into()),
-            r#type: Some(AttributeType::Graph as i32),
-            g: Some(inner),
-            ..Default::default()
-        });
+    graph_of(&mut m).node[0].attribute.push(oto_onnx::proto::AttributeProto {
+        name: Some("nested".into()),
+        r#type: Some(AttributeType::Graph as i32),
+        g: Some(inner),
+        ..Default::default()
+    });
     m
 }
 
@@ -465,11 +344,6 @@ fn deeply_nested_subgraphs_are_refused_not_a_stack_overflow() {
     // (which would abort the process instead of failing the test).
     let ok = Model::from_bytes(nested(32).encode_to_vec(), "nested-32.onnx").unwrap();
     Graph::new(&ok).unwrap();
-    let msg = Model::from_bytes(nested(33).encode_to_vec(), "nested-33.onnx")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.starts_with("nested-33.onnx") && msg.contains("not an ONNX model"),
-        "{msg}"
-    );
+    let msg = Model::from_bytes(nested(33).encode_to_vec(), "nested-33.onnx").unwrap_err().to_string();
+    assert!(msg.starts_with("nested-33.onnx") && msg.contains("not an ONNX model"), "{msg}");
 }

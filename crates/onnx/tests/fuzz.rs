@@ -10,9 +10,7 @@
 //! allocation and the peak live bytes of each input. A run fails on a panic, on an
 //! allocation over its bound, or on an error whose message does not name the file.
 
-use oto_onnx::proto::{
-    tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto,
-};
+use oto_onnx::proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto};
 use oto_onnx::{Graph, Model, NodeExt};
 use prost::Message;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -53,10 +51,7 @@ impl CountingAlloc {
         let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
         PEAK.fetch_max(live, Ordering::Relaxed);
         let cap = HARD_CAP.load(Ordering::Relaxed);
-        if cap != 0
-            && (size > cap || live > LIVE_CAP_FACTOR * cap)
-            && !ABORTING.swap(true, Ordering::SeqCst)
-        {
+        if cap != 0 && (size > cap || live > LIVE_CAP_FACTOR * cap) && !ABORTING.swap(true, Ordering::SeqCst) {
             hard_cap_exceeded(size);
         }
     }
@@ -73,10 +68,7 @@ fn hard_cap_exceeded(size: usize) -> ! {
         // SAFETY: the loop publishes the input's buffer here only while it owns it.
         let input = unsafe { std::slice::from_raw_parts(ptr, len) };
         if let Some(dir) = CRASH_DIR.get() {
-            let path = dir.join(format!(
-                "oom-iter{}.onnx",
-                CURRENT_ITERATION.load(Ordering::SeqCst)
-            ));
+            let path = dir.join(format!("oom-iter{}.onnx", CURRENT_ITERATION.load(Ordering::SeqCst)));
             if std::fs::write(&path, input).is_ok() {
                 saved = path.display().to_string();
             }
@@ -171,26 +163,15 @@ const SHRINK_TENSOR_BYTES: usize = 4096;
 /// mutations land in the graph rather than in megabytes of weights, and each input
 /// stays cheap to decode.
 pub fn load_corpus(dir: &Path, max_model_bytes: usize) -> Result<Vec<Seed>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        format!(
-            "{}: {e} (run `make graphs` to export the zoo)",
-            dir.display()
-        )
-    })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
-        .collect();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e} (run `make graphs` to export the zoo)", dir.display()))?;
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "onnx")).collect();
     paths.sort();
     let mut seeds = Vec::new();
     for path in paths {
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut proto =
-            ModelProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let bytes = if bytes.len() > max_model_bytes {
             if let Some(graph) = proto.graph.as_mut() {
                 graph.initializer.iter_mut().for_each(shrink_tensor);
@@ -202,10 +183,7 @@ pub fn load_corpus(dir: &Path, max_model_bytes: usize) -> Result<Vec<Seed>, Stri
         seeds.push(Seed { name, bytes, proto });
     }
     if seeds.is_empty() {
-        return Err(format!(
-            "{}: no .onnx files (run `make graphs` to export the zoo)",
-            dir.display()
-        ));
+        return Err(format!("{}: no .onnx files (run `make graphs` to export the zoo)", dir.display()));
     }
     Ok(seeds)
 }
@@ -227,22 +205,7 @@ fn shrink_tensor(t: &mut TensorProto) {
 // ---------------------------------------------------------------------------------
 
 const INTERESTING_BYTES: [u8; 8] = [0x00, 0x01, 0x7f, 0x80, 0xff, 0xfe, 0x40, 0x20];
-const INTERESTING_I64: [i64; 14] = [
-    0,
-    1,
-    -1,
-    2,
-    3,
-    -2,
-    255,
-    65536,
-    i32::MAX as i64,
-    1 << 31,
-    1 << 32,
-    1 << 40,
-    i64::MAX,
-    i64::MIN,
-];
+const INTERESTING_I64: [i64; 14] = [0, 1, -1, 2, 3, -2, 255, 65536, i32::MAX as i64, 1 << 31, 1 << 32, 1 << 40, i64::MAX, i64::MIN];
 
 /// Upper bound on the length of a mutated input, relative to its seed.
 fn max_len(seed_len: usize) -> usize {
@@ -270,11 +233,7 @@ fn length_fields(buf: &[u8], base: usize, depth: usize, out: &mut Vec<(usize, us
                     return false;
                 };
                 let start = pos + n;
-                let Some(end) = usize::try_from(len)
-                    .ok()
-                    .and_then(|l| start.checked_add(l))
-                    .filter(|&e| e <= buf.len())
-                else {
+                let Some(end) = usize::try_from(len).ok().and_then(|l| start.checked_add(l)).filter(|&e| e <= buf.len()) else {
                     return false;
                 };
                 if out.len() < 200_000 {
@@ -335,11 +294,7 @@ fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], limit: usize) {
             for _ in 0..=rng.below(4) {
                 if len > 0 {
                     let i = rng.below(len);
-                    data[i] = if rng.chance(20) {
-                        rng.next() as u8
-                    } else {
-                        INTERESTING_BYTES[rng.below(INTERESTING_BYTES.len())]
-                    };
+                    data[i] = if rng.chance(20) { rng.next() as u8 } else { INTERESTING_BYTES[rng.below(INTERESTING_BYTES.len())] };
                 }
             }
         }
@@ -428,11 +383,7 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
         0 => m.ir_version = Some(hostile_i64(rng)),
         1 => {
             if let Some(o) = m.opset_import.first_mut() {
-                o.version = Some(if rng.chance(50) {
-                    hostile_i64(rng)
-                } else {
-                    rng.below(30) as i64
-                });
+                o.version = Some(if rng.chance(50) { hostile_i64(rng) } else { rng.below(30) as i64 });
             }
         }
         2 => {
@@ -473,10 +424,7 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
                     let cut = rng.below(raw.len() + 1);
                     t.raw_data = Some(raw.slice(..cut));
                 } else {
-                    t.float_data = raw
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
+                    t.float_data = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
                 }
             }
         }
@@ -484,15 +432,8 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
             // Claim external data (from_bytes must refuse it; no file may be read).
             let t = &mut g.initializer[rng.below(n_inits)];
             let location = ["../../etc/passwd", "/etc/passwd", "w.bin", ""][rng.below(4)];
-            let entry = |k: &str, v: &str| StringStringEntryProto {
-                key: Some(k.into()),
-                value: Some(v.into()),
-            };
-            t.external_data = vec![
-                entry("location", location),
-                entry("offset", "0"),
-                entry("length", "16"),
-            ];
+            let entry = |k: &str, v: &str| StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) };
+            t.external_data = vec![entry("location", location), entry("offset", "0"), entry("length", "16")];
             t.data_location = Some(DataLocation::External as i32);
         }
         4 if n_nodes > 0 => {
@@ -560,32 +501,20 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
         }
         10 => {
             // Hostile dims on a graph input / value_info.
-            let vis: Vec<_> = g
-                .input
-                .iter_mut()
-                .chain(g.value_info.iter_mut())
-                .chain(g.output.iter_mut())
-                .collect();
+            let vis: Vec<_> = g.input.iter_mut().chain(g.value_info.iter_mut()).chain(g.output.iter_mut()).collect();
             let n = vis.len();
             if n > 0 {
                 let mut vis = vis;
                 let v = &mut vis[rng.below(n)];
-                use oto_onnx::proto::{
-                    tensor_shape_proto::dimension::Value, type_proto::Value as TypeValue,
-                };
-                if let Some(TypeValue::TensorType(tt)) =
-                    v.r#type.as_mut().and_then(|t| t.value.as_mut())
-                {
+                use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto::Value as TypeValue};
+                if let Some(TypeValue::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
                     if rng.chance(15) {
                         tt.elem_type = Some(rng.below(25) as i32);
                     } else if let Some(shape) = tt.shape.as_mut() {
                         let nd = shape.dim.len();
                         if nd > 0 && rng.chance(80) {
-                            shape.dim[rng.below(nd)].value = Some(if rng.chance(70) {
-                                Value::DimValue(hostile_i64(rng))
-                            } else {
-                                Value::DimParam(String::new())
-                            });
+                            shape.dim[rng.below(nd)].value =
+                                Some(if rng.chance(70) { Value::DimValue(hostile_i64(rng)) } else { Value::DimParam(String::new()) });
                         } else if nd > 0 {
                             shape.dim.truncate(rng.below(nd));
                         } else {
@@ -607,12 +536,8 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
         }
         _ => {
             // Integer constants (shapes, axes) set to hostile values.
-            let ints: Vec<usize> = (0..n_inits)
-                .filter(|&i| {
-                    matches!(g.initializer[i].data_type, Some(7))
-                        && g.initializer[i].raw_data.is_some()
-                })
-                .collect();
+            let ints: Vec<usize> =
+                (0..n_inits).filter(|&i| matches!(g.initializer[i].data_type, Some(7)) && g.initializer[i].raw_data.is_some()).collect();
             if let Some(&i) = rng.pick(&ints) {
                 let t = &mut g.initializer[i];
                 if let Some(raw) = &t.raw_data {
@@ -644,11 +569,7 @@ pub fn make_input(seeds: &[Seed], seed: u64, iteration: u64) -> (usize, Vec<u8>)
     } else {
         seeds[base].bytes.clone()
     };
-    let byte_mutations = if structural {
-        rng.below(2)
-    } else {
-        1 + rng.below(4)
-    };
+    let byte_mutations = if structural { rng.below(2) } else { 1 + rng.below(4) };
     for _ in 0..byte_mutations {
         mutate_bytes(&mut rng, &mut data, other, limit);
     }
@@ -689,12 +610,7 @@ pub const INPUT_NAME: &str = "fuzz-input.onnx";
 
 /// Runs one input through every stage.
 pub fn run_input(bytes: Vec<u8>, infer: bool) -> InputReport {
-    let mut report = InputReport {
-        outcome: Outcome::LoadErr,
-        tensors_ok: 0,
-        tensors_err: 0,
-        unnamed_errors: Vec::new(),
-    };
+    let mut report = InputReport { outcome: Outcome::LoadErr, tensors_ok: 0, tensors_err: 0, unnamed_errors: Vec::new() };
     let note = |report: &mut InputReport, e: &oto_onnx::OnnxError| {
         let msg = e.to_string();
         if !msg.contains(INPUT_NAME) {
@@ -828,24 +744,19 @@ static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 /// Runs the fuzz loop.
 pub fn run(config: &Config) -> Result<Summary, String> {
     let seeds = load_corpus(&config.corpus, config.max_model_bytes)?;
-    std::fs::create_dir_all(&config.crash_dir)
-        .map_err(|e| format!("{}: {e}", config.crash_dir.display()))?;
+    std::fs::create_dir_all(&config.crash_dir).map_err(|e| format!("{}: {e}", config.crash_dir.display()))?;
     let _ = CRASH_DIR.set(config.crash_dir.clone());
     HARD_CAP.store(HARD_CAP_BYTES, Ordering::SeqCst);
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let payload = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        *PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(format!("{payload}{location}"));
+        *PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{payload}{location}"));
     }));
     let mut summary = Summary::default();
     let started = Instant::now();
@@ -853,9 +764,7 @@ pub fn run(config: &Config) -> Result<Summary, String> {
         let (base, input) = make_input(&seeds, config.seed, iteration);
         let len = input.len();
         let save = |kind: &str, input: &[u8]| -> String {
-            let path = config
-                .crash_dir
-                .join(format!("{kind}-seed{}-iter{iteration}.onnx", config.seed));
+            let path = config.crash_dir.join(format!("{kind}-seed{}-iter{iteration}.onnx", config.seed));
             match std::fs::write(&path, input) {
                 Ok(()) => path.display().to_string(),
                 Err(e) => format!("(could not save {}: {e})", path.display()),
@@ -889,15 +798,9 @@ pub fn run(config: &Config) -> Result<Summary, String> {
         match result {
             Err(_) => {
                 summary.panics += 1;
-                let msg = PANIC_MESSAGE
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_default();
+                let msg = PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
                 let path = save("panic", &copy);
-                summary.failures.push(format!(
-                    "iteration {iteration} (from {origin}): panic: {msg}; input saved to {path}"
-                ));
+                summary.failures.push(format!("iteration {iteration} (from {origin}): panic: {msg}; input saved to {path}"));
             }
             Ok(report) => {
                 match report.outcome {
@@ -951,22 +854,13 @@ pub fn run(config: &Config) -> Result<Summary, String> {
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64();
-        writeln!(
-            f,
-            "inputs:        {} in {secs:.1} s ({:.0}/s)",
-            self.iterations,
-            self.iterations as f64 / secs.max(1e-9)
-        )?;
+        writeln!(f, "inputs:        {} in {secs:.1} s ({:.0}/s)", self.iterations, self.iterations as f64 / secs.max(1e-9))?;
         writeln!(
             f,
             "outcomes:      {} refused at load, {} at Graph::new, {} at shape inference, {} accepted",
             self.load_err, self.graph_err, self.infer_err, self.ok
         )?;
-        writeln!(
-            f,
-            "initializers:  {} decoded, {} refused",
-            self.tensors_ok, self.tensors_err
-        )?;
+        writeln!(f, "initializers:  {} decoded, {} refused", self.tensors_ok, self.tensors_err)?;
         writeln!(
             f,
             "max alloc:     {} bytes (input of {} bytes; bound {})",
@@ -979,11 +873,7 @@ impl std::fmt::Display for Summary {
             "max peak live: {} bytes (input of {} bytes); max peak/input ratio {:.1}",
             self.max_peak, self.max_peak_input, self.max_peak_ratio
         )?;
-        writeln!(
-            f,
-            "slowest input: {:.1} ms",
-            self.slowest.as_secs_f64() * 1e3
-        )?;
+        writeln!(f, "slowest input: {:.1} ms", self.slowest.as_secs_f64() * 1e3)?;
         writeln!(
             f,
             "failures:      {} ({} panics, {} inputs over an allocation bound)",
@@ -1006,11 +896,7 @@ pub fn default_corpus() -> PathBuf {
 #[test]
 fn fuzz_smoke() {
     let corpus = default_corpus();
-    assert!(
-        corpus.join("mlp.onnx").exists(),
-        "{}: zoo models missing; run `make graphs`",
-        corpus.display()
-    );
+    assert!(corpus.join("mlp.onnx").exists(), "{}: zoo models missing; run `make graphs`", corpus.display());
     let crash_dir = std::env::temp_dir().join(format!("oto-fuzz-smoke-{}", std::process::id()));
     let config = Config {
         iterations: 3000,
@@ -1027,9 +913,6 @@ fn fuzz_smoke() {
     assert_eq!(summary.iterations, 3000);
     assert!(summary.failures.is_empty(), "{summary}");
     // The mutations must reach every stage, or the smoke test proves little.
-    assert!(
-        summary.load_err > 0 && summary.graph_err > 0 && summary.ok > 0,
-        "{summary}"
-    );
+    assert!(summary.load_err > 0 && summary.graph_err > 0 && summary.ok > 0, "{summary}");
     let _ = std::fs::remove_dir_all(&crash_dir);
 }

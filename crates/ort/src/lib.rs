@@ -60,10 +60,7 @@ pub fn dylib_path() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            return Err(OrtError::Runtime(format!(
-                "ORT_DYLIB_PATH={} is not a file",
-                path.display()
-            )));
+            return Err(OrtError::Runtime(format!("ORT_DYLIB_PATH={} is not a file", path.display())));
         }
         return Ok(path);
     }
@@ -74,16 +71,14 @@ pub fn dylib_path() -> Result<PathBuf> {
             path.display()
         ))),
         None => Err(OrtError::Runtime(
-            "no libonnxruntime.so was found at build time in .venv: run `make setup` (then rebuild) or set ORT_DYLIB_PATH"
-                .to_string(),
+            "no libonnxruntime.so was found at build time in .venv: run `make setup` (then rebuild) or set ORT_DYLIB_PATH".to_string(),
         )),
     }
 }
 
 /// The process-wide ort environment, created on first use.
 fn environment() -> Result<&'static ort::environment::Environment> {
-    static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =
-        OnceLock::new();
+    static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
     ENVIRONMENT
         .get_or_init(|| {
             let path = dylib_path().map_err(|e| match e {
@@ -91,11 +86,7 @@ fn environment() -> Result<&'static ort::environment::Environment> {
                 other => other.to_string(),
             })?;
             let builder = ort::init_from(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            builder
-                .with_name("oto")
-                .with_telemetry(false)
-                .build()
-                .map_err(|e| format!("{}: {e}", path.display()))
+            builder.with_name("oto").with_telemetry(false).build().map_err(|e| format!("{}: {e}", path.display()))
         })
         .as_ref()
         .map_err(|message| OrtError::Runtime(message.clone()))
@@ -117,9 +108,7 @@ pub struct SessionOptions {
 impl SessionOptions {
     /// Options with the given intra-op thread count.
     pub fn with_threads(threads: usize) -> Self {
-        SessionOptions {
-            intra_threads: Some(threads),
-        }
+        SessionOptions { intra_threads: Some(threads) }
     }
 }
 
@@ -140,18 +129,10 @@ impl IoInfo {
     fn from_outlet(outlet: &ort::value::Outlet) -> IoInfo {
         let value_type = outlet.dtype();
         let (dtype, shape) = match value_type {
-            ValueType::Tensor { ty, shape, .. } => (
-                dtype_of(*ty),
-                shape.iter().map(|&d| usize::try_from(d).ok()).collect(),
-            ),
+            ValueType::Tensor { ty, shape, .. } => (dtype_of(*ty), shape.iter().map(|&d| usize::try_from(d).ok()).collect()),
             _ => (None, Vec::new()),
         };
-        IoInfo {
-            name: outlet.name().to_string(),
-            dtype,
-            shape,
-            description: value_type.to_string(),
-        }
+        IoInfo { name: outlet.name().to_string(), dtype, shape, description: value_type.to_string() }
     }
 }
 
@@ -166,11 +147,7 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("model", &self.model)
-            .field("inputs", &self.inputs)
-            .field("outputs", &self.outputs)
-            .finish()
+        f.debug_struct("Session").field("model", &self.model).field("inputs", &self.inputs).field("outputs", &self.outputs).finish()
     }
 }
 
@@ -179,36 +156,23 @@ impl Session {
     pub fn from_file(path: impl AsRef<Path>, options: &SessionOptions) -> Result<Session> {
         let path = path.as_ref();
         let model = path.display().to_string();
-        let session = builder(&model, options)?
-            .commit_from_file(path)
-            .map_err(|source| OrtError::Session {
-                model: model.clone(),
-                source,
-            })?;
+        let session =
+            builder(&model, options)?.commit_from_file(path).map_err(|source| OrtError::Session { model: model.clone(), source })?;
         Ok(Session::wrap(session, model))
     }
 
     /// Creates a session from serialized model bytes (a model without external data).
     pub fn from_bytes(bytes: &[u8], options: &SessionOptions) -> Result<Session> {
         let model = "<memory>".to_string();
-        let session = builder(&model, options)?
-            .commit_from_memory(bytes)
-            .map_err(|source| OrtError::Session {
-                model: model.clone(),
-                source,
-            })?;
+        let session =
+            builder(&model, options)?.commit_from_memory(bytes).map_err(|source| OrtError::Session { model: model.clone(), source })?;
         Ok(Session::wrap(session, model))
     }
 
     fn wrap(session: ort::session::Session, model: String) -> Session {
         let inputs = session.inputs().iter().map(IoInfo::from_outlet).collect();
         let outputs = session.outputs().iter().map(IoInfo::from_outlet).collect();
-        Session {
-            session: Mutex::new(session),
-            model,
-            inputs,
-            outputs,
-        }
+        Session { session: Mutex::new(session), model, inputs, outputs }
     }
 
     /// The model's graph inputs (without initializers), in declaration order.
@@ -234,23 +198,13 @@ impl Session {
     /// Runs the model on named inputs (every graph input exactly once) and returns every
     /// graph output, in declaration order.
     pub fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
-        let value_error = |value: String, message: String| OrtError::Value {
-            model: self.model.clone(),
-            value,
-            message,
-        };
+        let value_error = |value: String, message: String| OrtError::Value { model: self.model.clone(), value, message };
         for declared in &self.inputs {
-            let given: Vec<_> = inputs
-                .iter()
-                .filter(|(name, _)| *name == declared.name)
-                .collect();
+            let given: Vec<_> = inputs.iter().filter(|(name, _)| *name == declared.name).collect();
             let [(_, tensor)] = given.as_slice() else {
                 return Err(value_error(
                     format!("input '{}'", declared.name),
-                    format!(
-                        "given {} times; every graph input must be given exactly once",
-                        given.len()
-                    ),
+                    format!("given {} times; every graph input must be given exactly once", given.len()),
                 ));
             };
             if let Some(dtype) = declared.dtype.filter(|&d| d != tensor.dtype()) {
@@ -263,29 +217,18 @@ impl Session {
         let mut values = Vec::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             if !self.inputs.iter().any(|i| i.name == *name) {
-                return Err(value_error(
-                    format!("input '{name}'"),
-                    format!("is not a graph input (those are {:?})", self.input_names()),
-                ));
+                return Err(value_error(format!("input '{name}'"), format!("is not a graph input (those are {:?})", self.input_names())));
             }
             let value = to_value(tensor).map_err(|e| value_error(format!("input '{name}'"), e))?;
             values.push((name.to_string(), value));
         }
-        let mut session = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session.run(values).map_err(|source| OrtError::Run {
-            model: self.model.clone(),
-            source,
-        })?;
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session.run(values).map_err(|source| OrtError::Run { model: self.model.clone(), source })?;
         self.outputs
             .iter()
             .map(|declared| {
                 let context = || format!("output '{}'", declared.name);
-                let value = outputs
-                    .get(&declared.name)
-                    .ok_or_else(|| value_error(context(), "missing from the results".into()))?;
+                let value = outputs.get(&declared.name).ok_or_else(|| value_error(context(), "missing from the results".into()))?;
                 let tensor = from_value(value).map_err(|e| value_error(context(), e))?;
                 Ok((declared.name.clone(), tensor))
             })
@@ -294,15 +237,10 @@ impl Session {
 }
 
 fn builder(model: &str, options: &SessionOptions) -> Result<ort::session::builder::SessionBuilder> {
-    let session_error = |source: ort::Error| OrtError::Session {
-        model: model.to_string(),
-        source,
-    };
+    let session_error = |source: ort::Error| OrtError::Session { model: model.to_string(), source };
     let mut builder = ort::session::Session::builder(environment()?).map_err(session_error)?;
     if let Some(threads) = options.intra_threads {
-        builder = builder
-            .with_intra_threads(threads)
-            .map_err(|e| session_error(e.into()))?;
+        builder = builder.with_intra_threads(threads).map_err(|e| session_error(e.into()))?;
     }
     Ok(builder)
 }
@@ -329,9 +267,7 @@ fn to_value(tensor: &Tensor) -> std::result::Result<DynValue, String> {
         shape: &[usize],
         data: &[T],
     ) -> std::result::Result<DynValue, String> {
-        ort::value::Tensor::from_array((shape.to_vec(), data.to_vec()))
-            .map(|t| t.into_dyn())
-            .map_err(|e| e.to_string())
+        ort::value::Tensor::from_array((shape.to_vec(), data.to_vec())).map(|t| t.into_dyn()).map_err(|e| e.to_string())
     }
     let shape = &tensor.shape;
     match &tensor.data {
@@ -356,17 +292,11 @@ fn from_value(value: &DynValue) -> std::result::Result<Tensor, String> {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
         let shape = shape
             .iter()
-            .map(|&d| {
-                usize::try_from(d).map_err(|_| format!("has a negative dimension in {shape:?}"))
-            })
+            .map(|&d| usize::try_from(d).map_err(|_| format!("has a negative dimension in {shape:?}")))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Tensor::new(shape, wrap(data.to_vec()))
-            .ok_or_else(|| "shape and element count disagree".to_string())
+        Tensor::new(shape, wrap(data.to_vec())).ok_or_else(|| "shape and element count disagree".to_string())
     }
-    let ty = value
-        .dtype()
-        .tensor_type()
-        .ok_or_else(|| format!("is a {}, not a tensor", value.dtype()))?;
+    let ty = value.dtype().tensor_type().ok_or_else(|| format!("is a {}, not a tensor", value.dtype()))?;
     match dtype_of(ty) {
         Some(DType::F32) => take::<f32>(value, TensorData::F32),
         Some(DType::F64) => take::<f64>(value, TensorData::F64),
@@ -389,8 +319,7 @@ mod tests {
     fn add_model(dtype: DType) -> Vec<u8> {
         use oto_onnx::proto::{
             tensor_shape_proto::{dimension::Value as DimValue, Dimension},
-            type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-            TypeProto, ValueInfoProto,
+            type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
         };
         use prost::Message;
         let value_info = |name: &str| ValueInfoProto {
@@ -400,14 +329,8 @@ mod tests {
                     elem_type: Some(dtype.onnx_code()),
                     shape: Some(TensorShapeProto {
                         dim: vec![
-                            Dimension {
-                                value: Some(DimValue::DimParam("batch".into())),
-                                ..Default::default()
-                            },
-                            Dimension {
-                                value: Some(DimValue::DimValue(3)),
-                                ..Default::default()
-                            },
+                            Dimension { value: Some(DimValue::DimParam("batch".into())), ..Default::default() },
+                            Dimension { value: Some(DimValue::DimValue(3)), ..Default::default() },
                         ],
                     }),
                 })),
@@ -417,10 +340,7 @@ mod tests {
         };
         let model = ModelProto {
             ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(17),
-            }],
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
             graph: Some(GraphProto {
                 name: Some("add".into()),
                 node: vec![NodeProto {
@@ -443,12 +363,7 @@ mod tests {
         let cases = [
             TensorData::F32(vec![1.5, -2.0, 0.25, 8.0, 9.0, -1.0]),
             TensorData::F64(vec![1e-3, -2.0, 3.0, 4.0, 5.5, 6.0]),
-            TensorData::F16(
-                [0.5f32, 1.0, -2.0, 3.0, 4.0, 5.0]
-                    .iter()
-                    .map(|&x| f16::from_f32(x))
-                    .collect(),
-            ),
+            TensorData::F16([0.5f32, 1.0, -2.0, 3.0, 4.0, 5.0].iter().map(|&x| f16::from_f32(x)).collect()),
             TensorData::I64(vec![1, -2, 3, 1 << 40, 5, 6]),
             TensorData::I32(vec![1, -2, 3, 4, 5, 6]),
             TensorData::I8(vec![1, -2, 3, 4, 5, 60]),
@@ -456,8 +371,7 @@ mod tests {
         ];
         for data in cases {
             let dtype = data.dtype();
-            let session =
-                Session::from_bytes(&add_model(dtype), &SessionOptions::with_threads(1)).unwrap();
+            let session = Session::from_bytes(&add_model(dtype), &SessionOptions::with_threads(1)).unwrap();
             assert_eq!(session.input_names(), ["x"]);
             assert_eq!(session.outputs()[0].dtype, Some(dtype));
             assert_eq!(session.inputs()[0].shape, [None, Some(3)]);
@@ -482,38 +396,20 @@ mod tests {
 
     #[test]
     fn input_errors_name_the_value() {
-        let session =
-            Session::from_bytes(&add_model(DType::F32), &SessionOptions::default()).unwrap();
+        let session = Session::from_bytes(&add_model(DType::F32), &SessionOptions::default()).unwrap();
         let wrong = Tensor::new(vec![1, 3], TensorData::F64(vec![0.0; 3])).unwrap();
         let msg = session.run(&[("x", &wrong)]).unwrap_err().to_string();
-        assert!(
-            msg.contains("input 'x'") && msg.contains("F64") && msg.contains("F32"),
-            "{msg}"
-        );
+        assert!(msg.contains("input 'x'") && msg.contains("F64") && msg.contains("F32"), "{msg}");
         let msg = session.run(&[]).unwrap_err().to_string();
-        assert!(
-            msg.contains("input 'x'") && msg.contains("0 times"),
-            "{msg}"
-        );
+        assert!(msg.contains("input 'x'") && msg.contains("0 times"), "{msg}");
         let right = Tensor::new(vec![1, 3], TensorData::F32(vec![0.0; 3])).unwrap();
-        let msg = session
-            .run(&[("x", &right), ("z", &right)])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("input 'z'") && msg.contains("not a graph input"),
-            "{msg}"
-        );
+        let msg = session.run(&[("x", &right), ("z", &right)]).unwrap_err().to_string();
+        assert!(msg.contains("input 'z'") && msg.contains("not a graph input"), "{msg}");
     }
 
     #[test]
     fn bad_model_is_a_session_error() {
-        let msg = Session::from_bytes(b"not a model", &SessionOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("<memory>") && msg.contains("cannot create a session"),
-            "{msg}"
-        );
+        let msg = Session::from_bytes(b"not a model", &SessionOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("<memory>") && msg.contains("cannot create a session"), "{msg}");
     }
 }

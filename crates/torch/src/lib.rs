@@ -47,9 +47,7 @@ pub fn parse_device(spec: &str) -> Result<tch::Device> {
         "cpu" => Ok(tch::Device::Cpu),
         "cuda" => cuda_device(0).map_err(error),
         other => {
-            let index = other
-                .strip_prefix("cuda:")
-                .ok_or_else(|| error("expected auto, cpu, cuda or cuda:N".to_string()))?;
+            let index = other.strip_prefix("cuda:").ok_or_else(|| error("expected auto, cpu, cuda or cuda:N".to_string()))?;
             let index = index.parse::<usize>().map_err(|_| error(format!("'{index}' is not a CUDA device index")))?;
             cuda_device(index).map_err(error)
         }

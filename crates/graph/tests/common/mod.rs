@@ -19,11 +19,7 @@ pub fn zoo_dir() -> PathBuf {
 /// Loads a zoo model; panics with a hint when the zoo has not been exported.
 pub fn zoo_model(name: &str) -> Model {
     let path = zoo_dir().join(format!("{name}.onnx"));
-    assert!(
-        path.exists(),
-        "{} missing: run `python graphs/zoo.py --out graphs/zoo`",
-        path.display()
-    );
+    assert!(path.exists(), "{} missing: run `python graphs/zoo.py --out graphs/zoo`", path.display());
     Model::load(&path).unwrap()
 }
 
@@ -33,20 +29,11 @@ pub fn zoo_inputs(name: &str) -> Vec<(String, Tensor)> {
 }
 
 /// Runs a model message through onnxruntime.
-pub fn run_ort(
-    proto: &oto_onnx::proto::ModelProto,
-    inputs: &[(String, Tensor)],
-) -> Vec<(String, Vec<f32>)> {
+pub fn run_ort(proto: &oto_onnx::proto::ModelProto, inputs: &[(String, Tensor)]) -> Vec<(String, Vec<f32>)> {
     let bytes = proto.encode_to_vec();
-    let session =
-        oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::with_threads(2)).unwrap();
+    let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::with_threads(2)).unwrap();
     let feed: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    session
-        .run(&feed)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| (n, t.to_f64_vec().into_iter().map(|x| x as f32).collect()))
-        .collect()
+    session.run(&feed).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec().into_iter().map(|x| x as f32).collect())).collect()
 }
 
 /// `max |a - b|` over all outputs, and the tolerance `1e-4 * max(1, max |a|)`.
@@ -126,34 +113,19 @@ pub struct Edits<'m> {
 
 impl<'m> Edits<'m> {
     pub fn new(model: &'m Model, originals: &'m Originals) -> Self {
-        Edits {
-            model,
-            originals,
-            data: HashMap::new(),
-        }
+        Edits { model, originals, data: HashMap::new() }
     }
 
     fn get(&mut self, name: &str) -> &mut (Vec<usize>, Vec<f32>) {
         if !self.data.contains_key(name) {
-            let v = self
-                .originals
-                .data
-                .get(name)
-                .unwrap_or_else(|| panic!("'{name}' is not a float initializer"))
-                .clone();
+            let v = self.originals.data.get(name).unwrap_or_else(|| panic!("'{name}' is not a float initializer")).clone();
             self.data.insert(name.to_string(), v);
         }
         self.data.get_mut(name).unwrap()
     }
 
     /// Sets every entry of `name` whose index along `axis` is in `idx` with `f`.
-    pub fn set_slice(
-        &mut self,
-        name: &str,
-        axis: usize,
-        idx: &[usize],
-        mut f: impl FnMut() -> f32,
-    ) {
+    pub fn set_slice(&mut self, name: &str, axis: usize, idx: &[usize], mut f: impl FnMut() -> f32) {
         let (dims, v) = self.get(name);
         let outer: usize = dims[..axis].iter().product();
         let inner: usize = dims[axis + 1..].iter().product();
@@ -176,11 +148,7 @@ impl<'m> Edits<'m> {
         for t in graph.initializer.iter_mut() {
             let name = t.name.clone().unwrap_or_default();
             if let Some((dims, v)) = self.data.get(&name) {
-                *t = Tensor {
-                    shape: dims.clone(),
-                    data: TensorData::F32(v.clone()),
-                }
-                .to_proto(&name);
+                *t = Tensor { shape: dims.clone(), data: TensorData::F32(v.clone()) }.to_proto(&name);
             }
         }
         p
@@ -194,22 +162,14 @@ pub type Choice<'a> = Vec<(&'a Group, Vec<usize>)>;
 /// their consumer slices to random values and their aux slices to valid random values
 /// (positive, as a running variance must be).
 pub fn zero_elements(edits: &mut Edits<'_>, choice: &Choice<'_>, rng: &mut Rng, randomize: bool) {
-    let roles: &[Role] = if randomize {
-        &[Role::Consumer, Role::Aux, Role::Producer]
-    } else {
-        &[Role::Producer]
-    };
+    let roles: &[Role] = if randomize { &[Role::Consumer, Role::Aux, Role::Producer] } else { &[Role::Producer] };
     for &role in roles {
         for (g, elems) in choice {
             for m in g.members.iter().filter(|m| m.role == role) {
                 let idx: Vec<usize> = elems.iter().flat_map(|&e| m.map.indices(e)).collect();
                 match role {
-                    Role::Consumer => edits.set_slice(&m.initializer, m.axis, &idx, || {
-                        (rng.unit() * 4.0 - 2.0) as f32
-                    }),
-                    Role::Aux => {
-                        edits.set_slice(&m.initializer, m.axis, &idx, || (rng.unit() + 0.5) as f32)
-                    }
+                    Role::Consumer => edits.set_slice(&m.initializer, m.axis, &idx, || (rng.unit() * 4.0 - 2.0) as f32),
+                    Role::Aux => edits.set_slice(&m.initializer, m.axis, &idx, || (rng.unit() + 0.5) as f32),
                     Role::Producer => edits.set_slice(&m.initializer, m.axis, &idx, || 0.0),
                 }
             }
@@ -259,18 +219,10 @@ pub fn attention_model(h: i64, kv_heads: i64) -> Model {
     let heads = |b: &mut GraphBuilder, t: &str, name: &str, n: i64| -> String {
         let shape = b.ints(&format!("{name}.shape"), &[0, s, n, d]);
         let r = b.node("Reshape", &[t, &shape], &[]);
-        b.node_with(
-            "Transpose",
-            &[&r],
-            &[],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        )
+        b.node_with("Transpose", &[&r], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
     };
     let qh = heads(&mut b, &q, "qh", h);
-    let (mut kh, mut vh) = (
-        heads(&mut b, &k, "kh", kv_heads),
-        heads(&mut b, &v, "vh", kv_heads),
-    );
+    let (mut kh, mut vh) = (heads(&mut b, &k, "kh", kv_heads), heads(&mut b, &v, "vh", kv_heads));
     if kv_heads != h {
         // Grouped-query attention: each K/V head serves h / kv_heads query heads.
         let rep = h / kv_heads;
@@ -285,34 +237,15 @@ pub fn attention_model(h: i64, kv_heads: i64) -> Model {
         kh = expand(&mut b, &kh, "kx");
         vh = expand(&mut b, &vh, "vx");
     }
-    let kt = b.node_with(
-        "Transpose",
-        &[&kh],
-        &[],
-        &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-    );
+    let kt = b.node_with("Transpose", &[&kh], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
     let scores = b.node("MatMul", &[&qh, &kt], &[]);
-    let scale = b.initializer(
-        "scale",
-        Tensor::new(vec![], oto_onnx::TensorData::F32(vec![0.5])).unwrap(),
-    );
+    let scale = b.initializer("scale", Tensor::new(vec![], oto_onnx::TensorData::F32(vec![0.5])).unwrap());
     let scaled = b.node("Div", &[&scores, &scale], &[]);
-    let mask = b.weight("mask", &[1, 1, s as usize, s as usize], |i| {
-        if i % 6 == 5 {
-            -1e4
-        } else {
-            0.0
-        }
-    });
+    let mask = b.weight("mask", &[1, 1, s as usize, s as usize], |i| if i % 6 == 5 { -1e4 } else { 0.0 });
     let masked = b.node("Add", &[&scaled, &mask], &[]);
     let probs = b.node_with("Softmax", &[&masked], &[], &[("axis", Attr::Int(-1))]);
     let ctx = b.node("MatMul", &[&probs, &vh], &[]);
-    let ctx_t = b.node_with(
-        "Transpose",
-        &[&ctx],
-        &[],
-        &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-    );
+    let ctx_t = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let merge = b.ints("merge.shape", &[0, s, h * d]);
     let merged = b.node("Reshape", &[&ctx_t, &merge], &[]);
     let ow = w(&mut b, "o.weight", &[(h * d) as usize, e as usize]);
@@ -322,12 +255,7 @@ pub fn attention_model(h: i64, kv_heads: i64) -> Model {
     let res = b.node("Add", &[&o, &x], &[]);
     let g = w(&mut b, "ln.weight", &[e as usize]);
     let beta = w(&mut b, "ln.bias", &[e as usize]);
-    let ln = b.node_with(
-        "LayerNormalization",
-        &[&res, &g, &beta],
-        &[],
-        &[("axis", Attr::Int(-1))],
-    );
+    let ln = b.node_with("LayerNormalization", &[&res, &g, &beta], &[], &[("axis", Attr::Int(-1))]);
     // FFN
     let f1 = w(&mut b, "ff1.weight", &[e as usize, 16]);
     let f1b = w(&mut b, "ff1.bias", &[16]);
@@ -350,23 +278,12 @@ pub fn llama_block() -> Model {
     let e = h * d;
     let mut b = GraphBuilder::new("llama");
     let x = b.input_f32("x", &batch_dims(&[s, e]));
-    let two = b.initializer(
-        "two",
-        Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap(),
-    );
-    let eps = b.initializer(
-        "eps",
-        Tensor::new(vec![], TensorData::F32(vec![1e-5])).unwrap(),
-    );
+    let two = b.initializer("two", Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap());
+    let eps = b.initializer("eps", Tensor::new(vec![], TensorData::F32(vec![1e-5])).unwrap());
     let last = b.ints("last_axis", &[-1]);
     let rms = |b: &mut GraphBuilder, t: &str, name: &str| -> String {
         let p = b.node("Pow", &[t, &two], &[]);
-        let m = b.node_with(
-            "ReduceMean",
-            &[&p, &last],
-            &[],
-            &[("keepdims", Attr::Int(1))],
-        );
+        let m = b.node_with("ReduceMean", &[&p, &last], &[], &[("keepdims", Attr::Int(1))]);
         let a = b.node("Add", &[&m, &eps], &[]);
         let r = b.node("Sqrt", &[&a], &[]);
         let n = b.node("Div", &[t, &r], &[]);
@@ -384,25 +301,12 @@ pub fn llama_block() -> Model {
     let heads = |b: &mut GraphBuilder, t: &str, name: &str, n: i64| -> String {
         let shape = b.ints(&format!("{name}.shape"), &[0, s, n, d]);
         let r = b.node("Reshape", &[t, &shape], &[]);
-        b.node_with(
-            "Transpose",
-            &[&r],
-            &[],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        )
+        b.node_with("Transpose", &[&r], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
     };
-    let cos = b.weight("cos", &[s as usize, d as usize], |i| {
-        ((i as f32) * 0.3).cos()
-    });
-    let sin = b.weight("sin", &[s as usize, d as usize], |i| {
-        ((i as f32) * 0.3).sin()
-    });
-    let (z, half, full, ax3) = (
-        b.ints("rope.zero", &[0]),
-        b.ints("rope.half", &[d / 2]),
-        b.ints("rope.full", &[d]),
-        b.ints("rope.axis", &[3]),
-    );
+    let cos = b.weight("cos", &[s as usize, d as usize], |i| ((i as f32) * 0.3).cos());
+    let sin = b.weight("sin", &[s as usize, d as usize], |i| ((i as f32) * 0.3).sin());
+    let (z, half, full, ax3) =
+        (b.ints("rope.zero", &[0]), b.ints("rope.half", &[d / 2]), b.ints("rope.full", &[d]), b.ints("rope.axis", &[3]));
     let rope = |b: &mut GraphBuilder, t: &str| -> String {
         let x1 = b.node("Slice", &[t, &z, &half, &ax3], &[]);
         let x2 = b.node("Slice", &[t, &half, &full, &ax3], &[]);
@@ -428,35 +332,16 @@ pub fn llama_block() -> Model {
     };
     let kh = expand(&mut b, &kh, "kx");
     let vh = expand(&mut b, &vh, "vx");
-    let kt = b.node_with(
-        "Transpose",
-        &[&kh],
-        &[],
-        &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-    );
+    let kt = b.node_with("Transpose", &[&kh], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
     let scores = b.node("MatMul", &[&qh, &kt], &[]);
-    let scale = b.initializer(
-        "scale",
-        Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap(),
-    );
+    let scale = b.initializer("scale", Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap());
     let scaled = b.node("Div", &[&scores, &scale], &[]);
     let su = s as usize;
-    let mask = b.weight("causal", &[1, 1, su, su], |i| {
-        if i % su > i / su {
-            -1e4
-        } else {
-            0.0
-        }
-    });
+    let mask = b.weight("causal", &[1, 1, su, su], |i| if i % su > i / su { -1e4 } else { 0.0 });
     let masked = b.node("Add", &[&scaled, &mask], &[]);
     let probs = b.node_with("Softmax", &[&masked], &[], &[("axis", Attr::Int(-1))]);
     let ctx = b.node("MatMul", &[&probs, &vh], &[]);
-    let ctx = b.node_with(
-        "Transpose",
-        &[&ctx],
-        &[],
-        &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-    );
+    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let merge = b.ints("merge.shape", &[0, s, h * d]);
     let merged = b.node("Reshape", &[&ctx, &merge], &[]);
     let o = proj(&mut b, &merged, "o.weight", e as usize);
@@ -479,18 +364,12 @@ pub fn llama_block() -> Model {
 pub fn se_block() -> Model {
     let mut b = GraphBuilder::new("se");
     let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
-    let conv =
-        |b: &mut GraphBuilder, t: &str, name: &str, cin: usize, cout: usize, k: usize| -> String {
-            let wt = w(b, &format!("{name}.weight"), &[cout, cin, k, k]);
-            let bias = w(b, &format!("{name}.bias"), &[cout]);
-            let pad = (k / 2) as i64;
-            b.node_with(
-                "Conv",
-                &[t, &wt, &bias],
-                &[],
-                &[("pads", Attr::Ints(vec![pad; 4]))],
-            )
-        };
+    let conv = |b: &mut GraphBuilder, t: &str, name: &str, cin: usize, cout: usize, k: usize| -> String {
+        let wt = w(b, &format!("{name}.weight"), &[cout, cin, k, k]);
+        let bias = w(b, &format!("{name}.bias"), &[cout]);
+        let pad = (k / 2) as i64;
+        b.node_with("Conv", &[t, &wt, &bias], &[], &[("pads", Attr::Ints(vec![pad; 4]))])
+    };
     let c1 = conv(&mut b, &x, "c1", 3, 8, 3);
     let r1 = b.node("Relu", &[&c1], &[]);
     let p = b.node("GlobalAveragePool", &[&r1], &[]);
