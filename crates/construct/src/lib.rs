@@ -297,8 +297,10 @@ fn record_metadata(proto: &mut ModelProto, groups: &[(&Group, Vec<usize>)]) {
 /// pruned model; construction of the result must then compute the same outputs.
 pub fn zero_producers(model: &Model, analysis: &Analysis, elements: &BTreeMap<String, Vec<usize>>) -> Result<Model> {
     let groups = validate(analysis, elements)?;
+    /// One producer slice to zero: the group, the axis, the indices along it.
+    type Edit<'a> = (&'a Group, usize, Vec<usize>);
     // Offsets to zero, per producer initializer.
-    let mut cuts: HashMap<&str, Vec<(&Group, usize, Vec<usize>)>> = HashMap::new();
+    let mut cuts: HashMap<&str, Vec<Edit<'_>>> = HashMap::new();
     for (g, elems) in &groups {
         for m in g.members.iter().filter(|m| m.role == oto_graph::Role::Producer) {
             let idx: Vec<usize> = elems.iter().flat_map(|&e| m.map.indices(e)).collect();
