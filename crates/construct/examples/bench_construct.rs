@@ -1,0 +1,108 @@
+//! Benchmark: construction time and peak memory at 50% of every prunable group, and the
+//! onnxruntime latency of the compact model against the full one (same threads, same
+//! batch, interleaved runs), with the MACs ratio beside it.
+//!
+//! `cargo run --release -p oto-construct --example bench_construct -- MODEL.onnx [--batch B] [--runs N] [--threads T]`
+
+use oto_graph::{analyze, AnalyzeOptions};
+use oto_onnx::{DType, Dim, Graph, Tensor, TensorData};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    kb.unwrap_or(0) * 1024
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = args.first().ok_or("usage: bench_construct MODEL.onnx [--batch B] [--runs N] [--threads T]")?;
+    let (batch, runs, threads) = (arg(&args, "--batch", 8), arg(&args, "--runs", 20), arg(&args, "--threads", 2));
+    let model = oto_onnx::Model::load(path)?;
+    let analysis = analyze(&model, &AnalyzeOptions::default())?;
+    // Every other element of every prunable group: 50%, spread over the group.
+    let chosen: BTreeMap<String, Vec<usize>> = analysis
+        .prunable_groups()
+        .filter(|g| g.num_elements > 1)
+        .map(|g| (g.id.clone(), (0..g.num_elements).filter(|i| i % 2 == 1).collect()))
+        .collect();
+    let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
+    let rss_before = peak_rss_bytes();
+    let start = Instant::now();
+    let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
+    let construct_s = start.elapsed().as_secs_f64();
+    let rss_after = peak_rss_bytes();
+    let file_size = std::fs::metadata(path)?.len();
+    println!(
+        "construct: {construct_s:.3} s; process peak RSS {:.0} MB before, {:.0} MB after ({:.2}x the model file of {:.0} MB); params {} -> {}",
+        rss_before as f64 / 1e6,
+        rss_after as f64 / 1e6,
+        rss_after as f64 / file_size as f64,
+        file_size as f64 / 1e6,
+        report.params_before,
+        report.params_after
+    );
+
+    // Latency in onnxruntime, interleaved so drift affects both equally.
+    let graph = Graph::new(&zeroed)?;
+    let shapes = oto_onnx::shape::infer(&graph)?;
+    let mut inputs = Vec::new();
+    for input in graph.real_inputs() {
+        let name = input.name.clone().unwrap_or_default();
+        let dims = shapes.shape(&name).ok_or("input without shape")?;
+        let shape: Vec<usize> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                if let Dim::Known(v) = d {
+                    *v as usize
+                } else if i == 0 {
+                    batch
+                } else {
+                    16
+                }
+            })
+            .collect();
+        let n: usize = shape.iter().product();
+        let data = match shapes.dtype(&name) {
+            Some(DType::I64) => TensorData::I64((0..n).map(|k| (k % 7) as i64).collect()),
+            _ => TensorData::F32((0..n).map(|k| ((k % 13) as f32) / 13.0).collect()),
+        };
+        inputs.push((name, Tensor { shape, data }));
+    }
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let options = oto_ort::SessionOptions::with_threads(threads);
+    let full = oto_ort::Session::from_bytes(&zeroed.to_bytes()?, &options)?;
+    let small = oto_ort::Session::from_bytes(&compact.to_bytes()?, &options)?;
+    for _ in 0..3 {
+        full.run(&refs)?;
+        small.run(&refs)?;
+    }
+    let (mut t_full, mut t_small) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        full.run(&refs)?;
+        t_full.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        small.run(&refs)?;
+        t_small.push(t.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, s) = (median(&mut t_full), median(&mut t_small));
+    println!(
+        "onnxruntime latency (batch {batch}, {threads} threads, median of {runs} interleaved): full {:.2} ms, compact {:.2} ms, ratio {:.3}; MACs ratio {:.3}",
+        f * 1e3,
+        s * 1e3,
+        s / f,
+        report.macs_after as f64 / report.macs_before.max(1) as f64
+    );
+    Ok(())
+}
