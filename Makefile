@@ -100,6 +100,14 @@ bench: setup graphs $(BENCH_STAMP)
 	@echo "ONNX load, oto-onnx vs onnx.load (bert_base):"
 	$(CARGO) run -q --release -p oto-onnx --example bench_load -- $(BENCH_GRAPHS)/bert_base.onnx --touch
 	$(PY) bench/onnx_load.py $(BENCH_GRAPHS)/bert_base.onnx
+	@echo "Construction at 50% and onnxruntime latency, compact vs full:"
+	$(CARGO) run -q --release -p oto-construct --example bench_construct -- $(BENCH_GRAPHS)/bert_base.onnx --batch 4
+	$(CARGO) run -q --release -p oto-construct --example bench_construct -- $(ZOO)/resnet50.onnx --batch 8
+	@echo "Training step, oto executor vs PyTorch eager (2 threads):"
+	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/resnet18.onnx --batch 32 --threads 2
+	$(PY) bench/torch_step.py resnet18 --batch 32 --threads 2
+	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2
+	$(PY) bench/torch_step.py bert_tiny --batch 16 --threads 2
 
 fuzz:
 	$(CARGO) run --profile fuzz -p oto-onnx --example fuzz -- --iterations 100000
