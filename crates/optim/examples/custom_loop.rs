@@ -2,7 +2,7 @@
 //! group-sparse model, cuts it into the compact model, and checks that both have the
 //! same test accuracy.
 //!
-//! `cargo run -p oto-optim --example custom_loop [-- OUT_DIR]` (needs graphs/zoo/demo_cnn.onnx:
+//! `cargo run -p oto-optim --example custom_loop [-- OUT_DIR [TARGET_SPARSITY]]` (needs graphs/zoo/demo_cnn.onnx:
 //! `make graphs`); writes OUT_DIR/demo_cnn.sparse.onnx and OUT_DIR/demo_cnn.compact.onnx
 //! (default OUT_DIR: target/demo).
 
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
 
     let steps = 300;
     let config = HessoConfig {
-        target_group_sparsity: 0.5,
+        target_group_sparsity: std::env::args().nth(2).map(|t| t.parse()).transpose()?.unwrap_or(0.5),
         start_pruning_step: 60,
         pruning_steps: 120,
         pruning_periods: 3,
