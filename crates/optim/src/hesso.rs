@@ -6,7 +6,7 @@ use crate::error::{HessoError, Result};
 use crate::select::{self, GroupQuota};
 use oto_graph::{Analysis, Role};
 use oto_torch::exec::Executor;
-use oto_torch::optim::{Optimizer, OptimizerConfig};
+use oto_torch::optim::{ExtraState, Optimizer, OptimizerConfig, Probe, TrainingOptimizer};
 use std::collections::{BTreeMap, HashMap};
 use tch::{Kind, Tensor};
 
@@ -444,5 +444,98 @@ impl Hesso {
     /// Whether the whole schedule has run (every chosen element is held at zero).
     pub fn schedule_done(&self) -> bool {
         self.steps >= self.config.start_pruning_step + self.config.period_steps() * self.config.pruning_periods
+    }
+}
+
+/// HESSO's schedule state in a checkpoint (the base optimizer's state is saved beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    config: HessoConfig,
+    steps: u64,
+    last_lr: f64,
+    /// Per group id: its chosen elements (decaying or pruned).
+    chosen: BTreeMap<String, Vec<usize>>,
+    /// (group id, element) chosen by the current period.
+    decaying: Vec<(String, usize)>,
+    /// (group id, element) held at zero.
+    pruned: Vec<(String, usize)>,
+}
+
+impl Hesso {
+    fn saved_state(&self) -> SavedState {
+        let id = |&(g, e): &(usize, usize)| (self.groups[g].id.clone(), e);
+        SavedState {
+            config: self.config,
+            steps: self.steps,
+            last_lr: self.last_lr,
+            chosen: self
+                .groups
+                .iter()
+                .zip(&self.chosen)
+                .map(|(g, c)| (g.id.clone(), c.iter().enumerate().filter(|(_, &c)| c).map(|(e, _)| e).collect()))
+                .collect(),
+            decaying: self.decaying.iter().map(id).collect(),
+            pruned: self.pruned.iter().map(id).collect(),
+        }
+    }
+
+    fn restore(&mut self, saved: SavedState) -> Result<()> {
+        let bad = |message: String| HessoError::Config { setting: "checkpoint", message };
+        if saved.config != self.config {
+            return Err(bad(format!("was written with HESSO settings {:?}, but this run uses {:?}", saved.config, self.config)));
+        }
+        let index: HashMap<&str, usize> = self.groups.iter().enumerate().map(|(i, g)| (g.id.as_str(), i)).collect();
+        let locate = |(id, e): &(String, usize)| -> Result<(usize, usize)> {
+            let &g = index.get(id.as_str()).ok_or_else(|| bad(format!("names group '{id}', which this model does not have")))?;
+            if *e >= self.groups[g].num_elements {
+                return Err(bad(format!("names element {e} of group '{id}', which has {}", self.groups[g].num_elements)));
+            }
+            Ok((g, *e))
+        };
+        let mut chosen: Vec<Vec<bool>> = self.groups.iter().map(|g| vec![false; g.num_elements]).collect();
+        for (id, elements) in &saved.chosen {
+            for e in elements {
+                let (g, e) = locate(&(id.clone(), *e))?;
+                chosen[g][e] = true;
+            }
+        }
+        let decaying = saved.decaying.iter().map(locate).collect::<Result<Vec<_>>>()?;
+        let pruned = saved.pruned.iter().map(locate).collect::<Result<Vec<_>>>()?;
+        for (quota, c) in self.quotas.iter_mut().zip(&chosen) {
+            quota.chosen = c.iter().filter(|&&c| c).count();
+        }
+        self.chosen = chosen;
+        self.decaying_set = self.slice_set(&decaying);
+        self.decaying = decaying;
+        self.pruned_set = self.slice_set(&pruned);
+        self.pruned = pruned;
+        self.steps = saved.steps;
+        self.last_lr = saved.last_lr;
+        Ok(())
+    }
+}
+
+impl TrainingOptimizer for Hesso {
+    fn base(&self) -> &Optimizer {
+        &self.base
+    }
+
+    fn base_mut(&mut self) -> &mut Optimizer {
+        &mut self.base
+    }
+
+    fn step(&mut self, lr: f64, _probe: Probe<'_>) -> oto_torch::error::Result<()> {
+        Hesso::step(self, lr).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
+    }
+
+    fn extra_state(&self) -> oto_torch::error::Result<ExtraState> {
+        let json = serde_json::to_value(self.saved_state()).map_err(|e| oto_torch::error::Error::Config(format!("HESSO state: {e}")))?;
+        Ok(ExtraState { tensors: Vec::new(), json })
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> oto_torch::error::Result<()> {
+        let saved: SavedState = serde_json::from_value(state.json)
+            .map_err(|e| oto_torch::error::Error::Config(format!("the checkpoint has no valid HESSO state: {e}")))?;
+        self.restore(saved).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
     }
 }

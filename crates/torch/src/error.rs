@@ -66,6 +66,9 @@ pub enum Error {
         /// Where the last good checkpoint is, if any (`; the last good checkpoint ...`).
         checkpoint: String,
     },
+    /// An optimizer built around the base optimizer (HESSO) failed.
+    #[error(transparent)]
+    Optimizer(Box<dyn std::error::Error + Send + Sync>),
     /// A training setting is invalid (names the setting).
     #[error("{0}")]
     Config(String),

@@ -188,6 +188,52 @@ impl Optimizer {
     }
 }
 
+/// State an optimizer keeps beyond its base [`Optimizer`]'s, for checkpoints: named
+/// tensors and a JSON value.
+#[derive(Default)]
+pub struct ExtraState {
+    /// Tensors by name (stored on the host in the checkpoint).
+    pub tensors: Vec<(String, Tensor)>,
+    /// Counters, chosen sets, anything else.
+    pub json: serde_json::Value,
+}
+
+/// The loss of the model's current parameters on fixed data, forward only; what the
+/// trainer hands to [`TrainingOptimizer::step`] for optimizers that probe (CRIC).
+pub type Probe<'a> = &'a mut dyn FnMut() -> Result<f64>;
+
+/// What the trainer steps after `backward()`: a plain [`Optimizer`], or an optimizer
+/// built around one (HESSO), which may keep more state for its checkpoints.
+pub trait TrainingOptimizer {
+    /// The base optimizer: parameters and their per-parameter state.
+    fn base(&self) -> &Optimizer;
+    /// The base optimizer, mutable (for restoring its state).
+    fn base_mut(&mut self) -> &mut Optimizer;
+    /// One update with learning rate `lr`; `probe` measures the loss of the current
+    /// parameters on fixed data without training (most optimizers ignore it).
+    fn step(&mut self, lr: f64, probe: Probe<'_>) -> Result<()>;
+    /// The state beyond the base optimizer's, for a checkpoint.
+    fn extra_state(&self) -> Result<ExtraState> {
+        Ok(ExtraState::default())
+    }
+    /// Restores what [`TrainingOptimizer::extra_state`] returned.
+    fn load_extra_state(&mut self, _state: ExtraState) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl TrainingOptimizer for Optimizer {
+    fn base(&self) -> &Optimizer {
+        self
+    }
+    fn base_mut(&mut self) -> &mut Optimizer {
+        self
+    }
+    fn step(&mut self, lr: f64, _probe: Probe<'_>) -> Result<()> {
+        Optimizer::step(self, lr)
+    }
+}
+
 /// `torch.optim.SGD`'s single-tensor update.
 #[allow(clippy::too_many_arguments)]
 fn sgd_step(

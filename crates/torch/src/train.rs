@@ -6,7 +6,7 @@ use crate::data::{Batch, DataPosition, Dataset, Prefetcher, Sampling};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Mode};
 use crate::loss::{correct_predictions, Loss};
-use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
+use crate::optim::{clip_grad_norm, ExtraState, Optimizer, OptimizerConfig, TrainingOptimizer};
 use crate::schedule::Schedule;
 use oto_onnx::Model;
 use std::path::{Path, PathBuf};
@@ -53,14 +53,15 @@ pub struct StepRecord {
 }
 
 /// A training job: the model's executor, the optimizer over its trainable
-/// parameters, the data stream, and the counters a checkpoint saves.
-pub struct Trainer {
+/// parameters (a plain [`Optimizer`] or one built around it, such as HESSO), the data
+/// stream, and the counters a checkpoint saves.
+pub struct Trainer<O: TrainingOptimizer = Optimizer> {
     /// The model being trained.
     pub exec: Executor,
     /// The original model in eval mode, for distillation.
     pub teacher: Option<Executor>,
-    /// The optimizer (its per-parameter state is public).
-    pub optimizer: Optimizer,
+    /// The optimizer (its base optimizer's per-parameter state is public).
+    pub optimizer: O,
     /// The settings.
     pub config: TrainConfig,
     /// The training data.
@@ -74,12 +75,27 @@ pub struct Trainer {
     /// The last checkpoint written (or resumed from).
     pub last_checkpoint: Option<PathBuf>,
     prefetch: Option<Prefetcher>,
+    probe: Option<Vec<Batch>>,
 }
 
-impl Trainer {
-    /// Sets up training of `exec` on `dataset`: checks the data against the loss
-    /// (labels present, class range or target shape), creates the optimizer.
+/// Batches the probe loss is measured on (the first ones of the data, in order).
+const PROBE_BATCHES: usize = 2;
+
+impl Trainer<Optimizer> {
+    /// Sets up training of `exec` on `dataset` with the plain optimizer of
+    /// `config.optimizer` (see [`Trainer::with_optimizer`]).
     pub fn new(exec: Executor, teacher: Option<Executor>, dataset: Dataset, config: TrainConfig) -> Result<Trainer> {
+        let params = exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
+        let optimizer = Optimizer::new(config.optimizer, params)?;
+        Trainer::with_optimizer(exec, teacher, dataset, config, optimizer)
+    }
+}
+
+impl<O: TrainingOptimizer> Trainer<O> {
+    /// Sets up training of `exec` on `dataset` with `optimizer`, which must hold the
+    /// executor's trainable parameters (shallow handles, as `exec.trainable()` gives);
+    /// checks the data against the loss (labels present, class range or target shape).
+    pub fn with_optimizer(exec: Executor, teacher: Option<Executor>, dataset: Dataset, config: TrainConfig, optimizer: O) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::Config("the batch size must be at least 1".into()));
         }
@@ -99,8 +115,6 @@ impl Trainer {
                 }
             }
         }
-        let params = exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
-        let optimizer = Optimizer::new(config.optimizer, params)?;
         Ok(Trainer {
             exec,
             teacher,
@@ -112,6 +126,7 @@ impl Trainer {
             losses: Vec::new(),
             last_checkpoint: None,
             prefetch: None,
+            probe: None,
         })
     }
 
@@ -183,12 +198,22 @@ impl Trainer {
             return Err(Error::NonFinite { step, value, checkpoint });
         }
         let lr = self.config.schedule.lr_at(self.step);
-        self.optimizer.zero_grad();
+        self.optimizer.base_mut().zero_grad();
         loss.f_backward().map_err(|e| Error::torch(format!("backward pass of step {step}"), e))?;
         if let Some(max_norm) = self.config.clip_grad_norm {
-            clip_grad_norm(&self.optimizer.params, max_norm)?;
+            clip_grad_norm(&self.optimizer.base().params, max_norm)?;
         }
-        self.optimizer.step(lr)?;
+        // Split borrows: the optimizer steps while the probe reads the model and the data.
+        let (exec, teacher, dataset, probe) = (&self.exec, self.teacher.as_ref(), &self.dataset, &mut self.probe);
+        let (loss_fn, batch_size) = (self.config.loss, self.config.batch_size);
+        let mut probe_loss = || {
+            let batches = match probe {
+                Some(b) => b,
+                None => probe.insert(probe_batches(dataset, batch_size)?),
+            };
+            mean_loss(exec, teacher, batches, loss_fn)
+        };
+        self.optimizer.step(lr, &mut probe_loss)?;
         self.step = step;
         self.losses.push(value);
         Ok(StepRecord { step, loss: value, lr })
@@ -219,24 +244,28 @@ impl Trainer {
         Ok(())
     }
 
-    /// The training state: weights and buffers, optimizer state, step, data position, seed, losses.
-    pub fn checkpoint(&self) -> Checkpoint {
+    /// The training state: weights and buffers, optimizer state (the base optimizer's
+    /// and the wrapper's extra state), step, data position, seed, losses.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
         let mut tensors: Vec<(String, Tensor)> = self.exec.state().into_iter().map(|(n, t)| (format!("model/{n}"), t)).collect();
-        let (optim, steps) = self.optimizer.state_tensors();
+        let (optim, steps) = self.optimizer.base().state_tensors();
         tensors.extend(optim.into_iter().map(|(n, t)| (format!("optim/{n}"), t)));
+        let extra = self.optimizer.extra_state()?;
+        tensors.extend(extra.tensors.into_iter().map(|(n, t)| (format!("extra/{n}"), t)));
         let state = serde_json::json!({
             "step": self.step,
             "position": self.position,
             "seed": self.config.seed,
             "optimizer_steps": steps,
+            "optimizer_extra": extra.json,
             "losses": self.losses,
         });
-        Checkpoint { tensors, state }
+        Ok(Checkpoint { tensors, state })
     }
 
     /// Writes the checkpoint atomically to `path`.
     pub fn save(&mut self, path: &Path) -> Result<()> {
-        self.checkpoint().write(path)?;
+        self.checkpoint()?.write(path)?;
         self.last_checkpoint = Some(path.to_path_buf());
         Ok(())
     }
@@ -251,17 +280,21 @@ impl Trainer {
         }
         let mut model = Vec::new();
         let mut optim = Vec::new();
+        let mut extra = ExtraState { tensors: Vec::new(), json: ck.state["optimizer_extra"].clone() };
         for (name, t) in ck.tensors {
             if let Some(n) = name.strip_prefix("model/") {
                 model.push((n.to_string(), t));
             } else if let Some(n) = name.strip_prefix("optim/") {
                 optim.push((n.to_string(), t));
+            } else if let Some(n) = name.strip_prefix("extra/") {
+                extra.tensors.push((n.to_string(), t));
             }
         }
         self.exec.load_state(&model)?;
         let steps: Vec<(String, u64)> =
             serde_json::from_value(ck.state["optimizer_steps"].clone()).map_err(|e| fail(format!("optimizer steps: {e}")))?;
-        self.optimizer.load_state(&optim, &steps)?;
+        self.optimizer.base_mut().load_state(&optim, &steps)?;
+        self.optimizer.load_extra_state(extra).map_err(|e| fail(format!("optimizer state: {e}")))?;
         self.step = ck.state["step"].as_u64().ok_or_else(|| fail("has no step".into()))?;
         self.position = serde_json::from_value(ck.state["position"].clone()).map_err(|e| fail(format!("data position: {e}")))?;
         self.losses = serde_json::from_value(ck.state["losses"].clone()).unwrap_or_default();
@@ -269,6 +302,39 @@ impl Trainer {
         self.last_checkpoint = Some(path.to_path_buf());
         Ok(())
     }
+}
+
+/// The first `PROBE_BATCHES` batches of `dataset` in order (fewer when it is small).
+fn probe_batches(dataset: &Dataset, batch_size: usize) -> Result<Vec<Batch>> {
+    let sampling = Sampling { batch_size, shuffle: false, drop_last: false, seed: 0 };
+    let count = sampling.batches_per_epoch(dataset.len).min(PROBE_BATCHES as u64);
+    let mut pos = DataPosition::default();
+    let mut batches = Vec::new();
+    for _ in 0..count {
+        batches.push(dataset.batch(&sampling.indices(dataset.len, pos))?);
+        pos = sampling.next(dataset.len, pos);
+    }
+    Ok(batches)
+}
+
+/// The mean loss over `batches` in eval mode, without gradients.
+fn mean_loss(exec: &Executor, teacher: Option<&Executor>, batches: &[Batch], loss: Loss) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let mut total = 0.0;
+    let mut samples = 0usize;
+    for batch in batches {
+        let batch = batch.to_device(exec.device());
+        let outputs = exec.forward(&batch.inputs, Mode::Eval)?;
+        let output = outputs.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
+        let teacher_out = match teacher {
+            Some(t) if matches!(loss, Loss::Distill { .. }) => t.forward(&batch.inputs, Mode::Eval)?.into_iter().next(),
+            _ => None,
+        };
+        let l = loss.compute(output, batch.labels.as_ref(), teacher_out.as_ref())?;
+        total += l.f_double_value(&[]).map_err(|e| Error::torch("reading the probe loss", e))? * batch.len() as f64;
+        samples += batch.len();
+    }
+    Ok(total / samples.max(1) as f64)
 }
 
 /// Mixes a seed and a step into a generator seed (SplitMix64 finalizer).
