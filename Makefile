@@ -95,19 +95,35 @@ $(BENCH_STAMP): | $(SETUP_STAMP)
 	rm -f $(BENCH_GRAPHS)/.stamp-*
 	touch $@
 
+# Every benchmark, its output captured in BENCH_LOG; bench/report.py turns the `BENCH {json}`
+# lines in it into the one results table bench/results.md. BENCH_NOTE adds a line to it
+# (e.g. make bench BENCH_NOTE="machine shared with other builds").
+BENCH_LOG := target/bench.log
+BENCH_NOTE ?=
+TO_LOG := 2>&1 | tee -a $(BENCH_LOG)
+LOADAVG = echo "BENCH_LOADAVG $$(cut -d' ' -f1-3 /proc/loadavg)"
+
 bench: setup graphs $(BENCH_STAMP)
-	$(CARGO) bench --workspace
-	@echo "ONNX load, oto-onnx vs onnx.load (bert_base):"
-	$(CARGO) run -q --release -p oto-onnx --example bench_load -- $(BENCH_GRAPHS)/bert_base.onnx --touch
-	$(PY) bench/onnx_load.py $(BENCH_GRAPHS)/bert_base.onnx
-	@echo "Construction at 50% and onnxruntime latency, compact vs full:"
-	$(CARGO) run -q --release -p oto-construct --example bench_construct -- $(BENCH_GRAPHS)/bert_base.onnx --batch 4
-	$(CARGO) run -q --release -p oto-construct --example bench_construct -- $(ZOO)/resnet50.onnx --batch 8
-	@echo "Training step, oto executor vs PyTorch eager (2 threads):"
-	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/resnet18.onnx --batch 32 --threads 2
-	$(PY) bench/torch_step.py resnet18 --batch 32 --threads 2
-	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2
-	$(PY) bench/torch_step.py bert_tiny --batch 16 --threads 2
+	mkdir -p $(dir $(BENCH_LOG))
+	$(LOADAVG) | tee $(BENCH_LOG)
+	$(CARGO) bench --workspace $(TO_LOG)
+	@echo "ONNX load, oto-onnx vs onnx.load (bert_base):" $(TO_LOG)
+	$(CARGO) run -q --release -p oto-onnx --example bench_load -- $(BENCH_GRAPHS)/bert_base.onnx $(TO_LOG)
+	$(CARGO) run -q --release -p oto-onnx --example bench_load -- $(BENCH_GRAPHS)/bert_base.onnx --touch $(TO_LOG)
+	$(PY) bench/onnx_load.py $(BENCH_GRAPHS)/bert_base.onnx $(TO_LOG)
+	@echo "Construction at 50% and onnxruntime latency, compact vs full:" $(TO_LOG)
+	$(CARGO) run -q --release -p oto-construct --example bench_construct -- $(BENCH_GRAPHS)/bert_base.onnx --batch 4 $(TO_LOG)
+	$(CARGO) run -q --release -p oto-construct --example bench_construct -- $(ZOO)/resnet50.onnx --batch 8 $(TO_LOG)
+	@echo "Training step, oto executor vs PyTorch eager (2 threads):" $(TO_LOG)
+	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/resnet18.onnx --batch 32 --threads 2 $(TO_LOG)
+	$(PY) bench/torch_step.py resnet18 --batch 32 --threads 2 $(TO_LOG)
+	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
+	$(PY) bench/torch_step.py bert_tiny --batch 16 --threads 2 $(TO_LOG)
+	@echo "Training step over a whole HESSO schedule vs the plain base optimizer (2 threads):" $(TO_LOG)
+	$(CARGO) run -q --release -p oto-optim --example bench_hesso -- $(ZOO)/resnet18.onnx --batch 32 --threads 2 $(TO_LOG)
+	$(CARGO) run -q --release -p oto-optim --example bench_hesso -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
+	$(LOADAVG) | tee -a $(BENCH_LOG)
+	$(PY) bench/report.py $(BENCH_LOG) --out bench/results.md --note "$(BENCH_NOTE)"
 
 fuzz:
 	$(CARGO) run --profile fuzz -p oto-onnx --example fuzz -- --iterations 100000

@@ -1,7 +1,8 @@
 """Baseline for the training-step benchmark: PyTorch eager on the zoo model's architecture.
 
 python bench/torch_step.py NAME --batch B [--steps N] [--threads T]; prints one JSON line
-(median step seconds, peak RSS), like crates/torch/examples/bench_step.rs.
+(median step seconds, peak RSS), like crates/torch/examples/bench_step.rs, and the same as
+`BENCH {json}` lines for bench/report.py (name `step NAME`, impl `pytorch`).
 """
 import argparse
 import json
@@ -49,9 +50,13 @@ for step in range(a.steps + 3):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    float(loss)
+    loss.item()
     if step >= 3:
         times.append(time.perf_counter() - start)
 times.sort()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"impl": "pytorch", "median_step_s": times[len(times) // 2], "peak_rss": peak}))
+median = times[len(times) // 2]
+print(json.dumps({"impl": "pytorch", "median_step_s": median, "peak_rss": peak}))
+for metric, value, unit in [("median_step", median, "s"), ("peak_rss", peak, "B")]:
+    line = {"name": "step " + a.name, "impl": "pytorch", "metric": metric, "value": value, "unit": unit}
+    print("BENCH " + json.dumps(line))

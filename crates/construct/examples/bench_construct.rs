@@ -1,6 +1,7 @@
 //! Benchmark: construction time and peak memory at 50% of every prunable group, and the
 //! onnxruntime latency of the compact model against the full one (same threads, same
-//! batch, interleaved runs), with the MACs ratio beside it.
+//! batch, interleaved runs), with the MACs ratio beside it. Also prints `BENCH {json}` lines
+//! for `bench/report.py` (names `construct STEM` and `ort latency STEM`).
 //!
 //! `cargo run --release -p oto-construct --example bench_construct -- MODEL.onnx [--batch B] [--runs N] [--threads T]`
 
@@ -17,6 +18,12 @@ fn peak_rss_bytes() -> u64 {
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// One machine-readable result line for `bench/report.py`.
+fn bench_line(name: &str, implementation: &str, metric: &str, value: f64, unit: &str) {
+    let line = serde_json::json!({"name": name, "impl": implementation, "metric": metric, "value": value, "unit": unit});
+    println!("BENCH {line}");
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,6 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.params_before,
         report.params_after
     );
+    let stem = std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let construct_name = format!("construct {stem}");
+    bench_line(&construct_name, "oto", "seconds", construct_s, "s");
+    bench_line(&construct_name, "oto", "peak_rss", rss_after as f64, "B");
+    bench_line(&construct_name, "oto", "file_size", file_size as f64, "B");
+    bench_line(&construct_name, "oto", "params_ratio", report.params_after as f64 / report.params_before.max(1) as f64, "");
 
     // Latency in onnxruntime, interleaved so drift affects both equally.
     let graph = Graph::new(&zeroed)?;
@@ -104,5 +117,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s / f,
         report.macs_after as f64 / report.macs_before.max(1) as f64
     );
+    let latency_name = format!("ort latency {stem}");
+    bench_line(&latency_name, "full", "median_latency", f, "s");
+    bench_line(&latency_name, "compact", "median_latency", s, "s");
+    bench_line(&latency_name, "compact", "macs_ratio", report.macs_after as f64 / report.macs_before.max(1) as f64, "");
+    bench_line(&latency_name, "compact", "batch", batch as f64, "");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Analysis speed: a LLaMA-7B-shaped graph (32 layers, hidden 4096, 32 heads of 128,
 //! SwiGLU 11008, vocabulary 32000) described from shapes alone (its weights are a
 //! sparse external-data file that is never read), and the zoo's big models if exported.
-//! Targets: < 1 s for resnet50 / BERT-base, < 5 s for the LLaMA-7B shape.
+//! Targets: < 1 s for resnet50 / BERT-base, < 5 s for the LLaMA-7B shape. Also prints
+//! `BENCH {json}` lines for `bench/report.py` (name `analyze MODEL`, metric `seconds`).
 //!
 //! `cargo bench -p oto-graph`
 
@@ -139,6 +140,8 @@ fn time(name: &str, model: &Model) {
         100.0 * a.prunable_share(),
         a.total_params
     );
+    let line = serde_json::json!({"name": format!("analyze {name}"), "impl": "oto", "metric": "seconds", "value": dt, "unit": "s"});
+    println!("BENCH {line}");
 }
 
 fn main() {
@@ -151,7 +154,7 @@ fn main() {
     for path in [root.join("zoo/resnet50.onnx"), root.join("bench/bert_base.onnx"), root.join("zoo/densenet121.onnx")] {
         if path.exists() {
             let model = Model::load(&path).expect("load");
-            time(&path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), &model);
+            time(&path.file_stem().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), &model);
         } else {
             println!("{} not exported, skipped", path.display());
         }

@@ -6,6 +6,9 @@
 //!
 //! `--touch` also reads every weight byte (sums them), the fair comparison with a
 //! loader that copies all weights into memory.
+//!
+//! Also prints `BENCH {json}` lines for `bench/report.py` (name `load STEM`; metrics
+//! `seconds`/`peak_rss`, with `_all_weights` appended under `--touch`).
 
 use std::time::Instant;
 
@@ -14,6 +17,12 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// One machine-readable result line for `bench/report.py`.
+fn bench_line(name: &str, metric: &str, value: f64, unit: &str) {
+    let line = serde_json::json!({"name": name, "impl": "oto", "metric": metric, "value": value, "unit": unit});
+    println!("BENCH {line}");
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,10 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = start.elapsed().as_secs_f64();
     let file_size = std::fs::metadata(path)?.len();
+    let peak = peak_rss_bytes().unwrap_or(0);
     println!(
         "{{\"seconds\": {secs:.6}, \"peak_rss\": {}, \"file_size\": {file_size}, \"nodes\": {}, \"touch\": {touch}, \"checksum\": {checksum}}}",
-        peak_rss_bytes().unwrap_or(0),
+        peak,
         graph.proto.node.len()
     );
+    let name = format!("load {}", std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
+    let suffix = if touch { "_all_weights" } else { "" };
+    bench_line(&name, &format!("seconds{suffix}"), secs, "s");
+    bench_line(&name, &format!("peak_rss{suffix}"), peak as f64, "B");
+    bench_line(&name, "file_size", file_size as f64, "B");
     Ok(())
 }

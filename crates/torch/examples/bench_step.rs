@@ -1,6 +1,7 @@
 //! Benchmark: training step time (forward + backward + SGD-momentum step) of a zoo model on
 //! the oto executor, for comparison with `bench/torch_step.py` (PyTorch eager, same model,
-//! batch and threads). Prints one JSON line: median step seconds and peak RSS.
+//! batch and threads). Prints one JSON line: median step seconds and peak RSS, and the same
+//! as `BENCH {json}` lines for `bench/report.py` (name `step STEM`, impl `oto`).
 //!
 //! `cargo run --release -p oto-torch --example bench_step -- MODEL.onnx --batch B [--steps N] [--threads T]`
 
@@ -18,6 +19,12 @@ fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
     kb.unwrap_or(0) * 1024
+}
+
+/// One machine-readable result line for `bench/report.py`.
+fn bench_line(name: &str, metric: &str, value: f64, unit: &str) {
+    let line = serde_json::json!({"name": name, "impl": "oto", "metric": metric, "value": value, "unit": unit});
+    println!("BENCH {line}");
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +68,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
-    println!("{{\"impl\": \"oto\", \"median_step_s\": {:.6}, \"peak_rss\": {}}}", times[times.len() / 2], peak_rss_bytes());
+    let (median, peak) = (times[times.len() / 2], peak_rss_bytes());
+    println!("{{\"impl\": \"oto\", \"median_step_s\": {median:.6}, \"peak_rss\": {peak}}}");
+    let name = format!("step {}", std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
+    bench_line(&name, "median_step", median, "s");
+    bench_line(&name, "peak_rss", peak as f64, "B");
     Ok(())
 }
