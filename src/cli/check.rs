@@ -3,6 +3,7 @@
 
 use super::construct::load_or_analyze;
 use super::input_error;
+use crate::job::verify;
 use anyhow::{Context, Result};
 use oto_graph::Analysis;
 use oto_onnx::shape::{self, Shapes};
@@ -97,8 +98,8 @@ pub fn run(args: &Args) -> Result<()> {
         let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch as i64)?;
         let full_out = run_ort(&zeroed, &inputs).context("onnxruntime on the zeroed full model")?;
         let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
-        let (diff, scale) = compare(&full_out, &small_out)?;
-        let ok = diff <= 1e-4 * scale.max(1.0);
+        let (diff, scale) = verify::compare_outputs(&full_out, &small_out)?;
+        let ok = diff <= verify::tolerance(scale);
         failures += usize::from(!ok);
         let removed: usize = chosen.values().map(Vec::len).sum();
         println!(
@@ -200,25 +201,6 @@ fn index_limit(graph: &Graph<'_>, value: &str) -> Option<u64> {
 }
 
 fn run_ort(model: &Model, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
-    let bytes = model.to_bytes()?;
-    let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::default())?;
-    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    Ok(session.run(&refs)?)
-}
-
-/// Max absolute difference over all outputs, and the largest |output| of the full model.
-fn compare(full: &[(String, Tensor)], small: &[(String, Tensor)]) -> Result<(f64, f64)> {
-    let (mut diff, mut scale) = (0.0f64, 0.0f64);
-    for (name, a) in full {
-        let b =
-            small.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("the compact model lacks output '{name}'"))?;
-        if a.shape != b.shape {
-            anyhow::bail!("output '{name}' has shape {:?} in the full model but {:?} in the compact one", a.shape, b.shape);
-        }
-        for (x, y) in a.to_f64_vec().into_iter().zip(b.to_f64_vec()) {
-            diff = diff.max((x - y).abs());
-            scale = scale.max(x.abs());
-        }
-    }
-    Ok((diff, scale))
+    let session = oto_ort::Session::from_bytes(&model.to_bytes()?, &oto_ort::SessionOptions::default())?;
+    verify::run_ort(&session, inputs)
 }
