@@ -43,7 +43,7 @@ pub enum Command {
     /// Cut every all-zero group element out of a group-sparse model.
     Construct(construct::Args),
     /// Train with HESSO and prune: the one-shot job from a trained model to a compact one.
-    Prune(prune::Args),
+    Prune(Box<prune::Args>),
 }
 
 /// A problem with what the user gave us (a missing or invalid file, a bad option

@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "VAL")]
     pub val: Option<PathBuf>,
     /// Fraction of the prunable structures to remove, in [0, 1) [default: 0.5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub target_sparsity: Option<f64>,
     /// Training length in epochs [default: 10].
     #[arg(long, conflicts_with = "steps")]
@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long)]
     pub optimizer: Option<String>,
     /// Learning rate [default: 0.01 for sgd, 1e-3 for adam(w)].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Learning-rate schedule: cosine, step or constant [default: cosine].
     #[arg(long)]
@@ -64,7 +64,7 @@ pub struct Args {
     #[arg(long)]
     pub warmup_steps: Option<u64>,
     /// Weight decay [default: the optimizer's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Run the CRIC phase to choose what to prune more carefully.
     #[arg(long)]
@@ -169,7 +169,10 @@ impl Observer for Progress {
                     bar.reset_eta();
                     self.bar = Some(bar);
                 }
-                self.line(&format!("training: {total} steps{}", if done > 0 { format!(", continuing after step {done}") } else { String::new() }));
+                self.line(&format!(
+                    "training: {total} steps{}",
+                    if done > 0 { format!(", continuing after step {done}") } else { String::new() }
+                ));
             }
             Event::Step { step, loss, point } => {
                 if let Some(p) = point {
@@ -183,8 +186,8 @@ impl Observer for Progress {
             }
             Event::Eval(p) => {
                 self.metric = match p.accuracy {
-                    Some(a) => format!("  held-out acc {:.2}%", 100.0 * a),
-                    None => format!("  held-out loss {:.4}", p.loss),
+                    Some(a) => format!("  eval acc {:.2}%", 100.0 * a),
+                    None => format!("  eval loss {:.4}", p.loss),
                 };
                 tracing::info!(step = p.step, loss = p.loss, accuracy = p.accuracy, "evaluation");
                 if self.bar.is_none() {

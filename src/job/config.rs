@@ -57,7 +57,7 @@ pub struct JobSpec {
     pub unprunable: Option<Vec<String>>,
     /// Clip gradients to this global L2 norm.
     pub clip_grad_norm: Option<f64>,
-    /// Evaluations on the held-out data during training (the curve's metric points).
+    /// Evaluations on the held-out data during training (the curve's metric points) [default: 10].
     pub evaluations: Option<u64>,
     /// Steps between checkpoints (default: about 20 per run).
     pub checkpoint_every: Option<u64>,
@@ -95,8 +95,13 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// `self` with every field that `over` sets replaced (command line over job file).
-    pub fn overridden_by(self, over: JobSpec) -> JobSpec {
+    /// `self` with every field that `over` sets replaced (command line over job file);
+    /// a training length in `over` (steps or epochs) replaces the other as well.
+    pub fn overridden_by(mut self, over: JobSpec) -> JobSpec {
+        if over.steps.is_some() || over.epochs.is_some() {
+            self.steps = None;
+            self.epochs = None;
+        }
         macro_rules! pick {
             ($($f:ident),*) => { JobSpec { $($f: over.$f.or(self.$f)),* } };
         }
@@ -187,9 +192,9 @@ fn optimizer(name: &str, weight_decay: Option<f64>) -> Result<OptimizerConfig> {
             bail!("--weight-decay must be a number >= 0, got {wd}");
         }
         match &mut config {
-            OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adam { weight_decay, .. } | OptimizerConfig::AdamW { weight_decay, .. } => {
-                *weight_decay = wd
-            }
+            OptimizerConfig::Sgd { weight_decay, .. }
+            | OptimizerConfig::Adam { weight_decay, .. }
+            | OptimizerConfig::AdamW { weight_decay, .. } => *weight_decay = wd,
         }
     }
     Ok(config)
@@ -268,9 +273,11 @@ impl JobSpec {
         hesso.validate()?;
         let prune_end = hesso.start_pruning_step + hesso.period_steps() * hesso.pruning_periods;
         if prune_end > steps {
-            bail!("the pruning schedule ends at step {prune_end}, after the job's last step {steps}: give more steps or a shorter schedule");
+            bail!(
+                "the pruning schedule ends at step {prune_end}, after the job's last step {steps}: give more steps or a shorter schedule"
+            );
         }
-        let evaluations = self.evaluations.unwrap_or(20).max(1);
+        let evaluations = self.evaluations.unwrap_or(10).max(1);
         Ok(Job {
             model: absolute(model)?,
             data: absolute(data)?,
@@ -292,5 +299,56 @@ impl JobSpec {
             eval_every: steps.div_ceil(evaluations).max(1),
             checkpoint_every: self.checkpoint_every.unwrap_or_else(|| steps.div_ceil(20).max(1)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec { model: Some("m.onnx".into()), data: Some("d.npz".into()), ..JobSpec::default() }
+    }
+
+    #[test]
+    fn defaults_derive_the_length_and_the_hesso_schedule() {
+        let job = spec().resolve(1000, true).unwrap();
+        // 10 epochs of 1000 samples in batches of 32 (incomplete batch dropped).
+        assert_eq!(job.steps, 310);
+        assert_eq!((job.hesso.start_pruning_step, job.hesso.pruning_steps, job.hesso.pruning_periods), (31, 93, 5));
+        assert_eq!(job.target_sparsity, 0.5);
+        assert!(matches!(job.loss, Loss::CrossEntropy { .. }));
+        assert!(matches!(job.optimizer, OptimizerConfig::Sgd { .. }));
+        assert_eq!(job.schedule.lr, 0.01);
+        assert!(job.out.is_absolute() && job.model.is_absolute());
+        // Without labels the job distills.
+        assert!(matches!(spec().resolve(1000, false).unwrap().loss, Loss::Distill { .. }));
+    }
+
+    #[test]
+    fn command_line_overrides_the_job_file_and_a_length_replaces_the_other() {
+        let file = JobSpec { epochs: Some(3.0), lr: Some(0.1), ..spec() };
+        let merged = file.overridden_by(JobSpec { steps: Some(50), ..JobSpec::default() });
+        let job = merged.resolve(1000, true).unwrap();
+        assert_eq!((job.steps, job.schedule.lr), (50, 0.1));
+    }
+
+    #[test]
+    fn invalid_settings_name_the_option() {
+        let err = |s: JobSpec| s.resolve(100, true).unwrap_err().to_string();
+        assert!(err(JobSpec { target_sparsity: Some(1.0), ..spec() }).contains("--target-sparsity"));
+        assert!(err(JobSpec { steps: Some(10), epochs: Some(1.0), ..spec() }).contains("--steps or --epochs"));
+        assert!(err(JobSpec { steps: Some(0), ..spec() }).contains("no training steps"));
+        assert!(err(JobSpec { optimizer: Some("lion".into()), ..spec() }).contains("lion"));
+        let late = JobSpec {
+            steps: Some(20),
+            hesso: Some(HessoSpec { start_pruning_step: Some(15), pruning_steps: Some(10), ..HessoSpec::default() }),
+            ..spec()
+        };
+        assert!(err(late).contains("after the job's last step"));
+        let unlabeled = spec().resolve(100, false);
+        assert!(unlabeled.is_ok());
+        let supervised = JobSpec { loss: Some("cross-entropy".into()), ..spec() }.resolve(100, false).unwrap_err().to_string();
+        assert!(supervised.contains("needs labels"), "{supervised}");
     }
 }

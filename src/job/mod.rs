@@ -108,8 +108,10 @@ pub struct Setup {
 impl Setup {
     /// A new job from user settings: reads the model and the data and decides every setting.
     pub fn new(spec: &JobSpec) -> Result<Setup> {
-        let model_path = spec.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)").map_err(input_error)?;
-        let data_path = spec.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)").map_err(input_error)?;
+        let model_path =
+            spec.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)").map_err(input_error)?;
+        let data_path =
+            spec.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)").map_err(input_error)?;
         let device = spec.device.as_deref().unwrap_or("auto");
         let (model, exec) = load_model(model_path, device)?;
         let inputs: Vec<_> = exec.inputs().cloned().collect();
@@ -123,9 +125,11 @@ impl Setup {
     pub fn resume(out: &Path, device: Option<String>, threads: Option<usize>) -> Result<Setup> {
         let dir = out.join(CHECKPOINT_DIR);
         let path = dir.join(JOB_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| input_error(anyhow::anyhow!("{}: cannot read ({e}); --resume takes the --out folder of an earlier run", path.display())))?;
-        let mut job: Job = serde_json::from_str(&text).map_err(|e| input_error(anyhow::anyhow!("{}: not a job file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            input_error(anyhow::anyhow!("{}: cannot read ({e}); --resume takes the --out folder of an earlier run", path.display()))
+        })?;
+        let mut job: Job =
+            serde_json::from_str(&text).map_err(|e| input_error(anyhow::anyhow!("{}: not a job file: {e}", path.display())))?;
         if !dir.join(STATE_FILE).is_file() {
             return Err(input_error(anyhow::anyhow!("{}: no training state to resume from", dir.join(STATE_FILE).display())));
         }
@@ -144,7 +148,10 @@ impl Setup {
         let val = job.val.as_deref().map(|p| Dataset::load(p, &inputs)).transpose().map_err(classify)?;
         if let (Some(v), true) = (&val, job.loss.needs_labels()) {
             if v.labels.is_none() {
-                return Err(input_error(anyhow::anyhow!("{}: the held-out data has no `labels` (or `y`) array, which the loss needs", v.path.display())));
+                return Err(input_error(anyhow::anyhow!(
+                    "{}: the held-out data has no `labels` (or `y`) array, which the loss needs",
+                    v.path.display()
+                )));
             }
         }
         let analysis = oto_graph::analyze(&model, &AnalyzeOptions { unprunable: job.unprunable.clone() }).map_err(input_error)?;
@@ -175,7 +182,10 @@ fn check_out(job: &Job) -> Result<()> {
     for name in [report::COMPACT_FILE, report::SPARSE_FILE] {
         let target = job.out.join(name);
         if target.canonicalize().is_ok_and(|t| t == input) {
-            return Err(input_error(anyhow::anyhow!("{} is the input model: oto never overwrites its input; choose another --out", target.display())));
+            return Err(input_error(anyhow::anyhow!(
+                "{} is the input model: oto never overwrites its input; choose another --out",
+                target.display()
+            )));
         }
     }
     Ok(())
@@ -204,7 +214,12 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
     let ck_dir = job.out.join(CHECKPOINT_DIR);
     std::fs::create_dir_all(&ck_dir).with_context(|| format!("cannot create {}", ck_dir.display()))?;
     // Without held-out data, the metric is measured on the training data (same tensors).
-    let eval_set = val.unwrap_or_else(|| Dataset { path: train.path.clone(), inputs: train.inputs.iter().map(|t| t.shallow_clone()).collect(), labels: train.labels.as_ref().map(|t| t.shallow_clone()), len: train.len });
+    let eval_set = val.unwrap_or_else(|| Dataset {
+        path: train.path.clone(),
+        inputs: train.inputs.iter().map(|t| t.shallow_clone()).collect(),
+        labels: train.labels.as_ref().map(|t| t.shallow_clone()),
+        len: train.len,
+    });
     let eval_data = &eval_set;
     let eval_batch = job.batch_size.max(64);
 

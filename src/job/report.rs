@@ -224,7 +224,8 @@ pub(super) fn finish(
         removed_elements: removed.values().map(Vec::len).sum(),
         params: BeforeAfter { before: construction.params_before, after: construction.params_after },
         macs: BeforeAfter { before: construction.macs_before, after: construction.macs_after },
-        file_bytes: BeforeAfter { before: std::fs::metadata(&job.model).map_or(original_bytes.len() as u64, |m| m.len()), after: compact_bytes.len() as u64 },
+        // Serialized sizes with every weight inline (the input may keep its weights in external data files).
+        file_bytes: BeforeAfter { before: original_bytes.len() as u64, after: compact_bytes.len() as u64 },
         quality: Quality { data: eval_data.path.clone(), metric, before, sparse: sparse_eval, compact: compact_eval },
         verification,
         latency,
@@ -269,10 +270,29 @@ fn ratio(before: f64, after: f64) -> String {
     }
 }
 
+/// A loss with four significant digits (distillation losses can be tiny).
+fn loss_value(loss: f64) -> String {
+    if loss != 0.0 && loss.abs() < 0.01 {
+        format!("{loss:.3e}")
+    } else {
+        format!("{loss:.4}")
+    }
+}
+
 fn metric_value(r: &EvalReport, metric: &str) -> String {
     match (metric, r.accuracy) {
         ("accuracy", Some(a)) => format!("{:.2}%", 100.0 * a),
-        _ => format!("{:.4}", r.loss),
+        _ => loss_value(r.loss),
+    }
+}
+
+fn loss_name(loss: &oto_torch::loss::Loss) -> &'static str {
+    use oto_torch::loss::Loss;
+    match loss {
+        Loss::CrossEntropy { .. } => "cross-entropy",
+        Loss::Mse => "mse",
+        Loss::Bce => "bce",
+        Loss::Distill { .. } => "distillation KL",
     }
 }
 
@@ -282,19 +302,31 @@ pub fn summary_table(r: &Report) -> String {
     let q = &r.quality;
     let _ = writeln!(s, "| | before | after | ratio |");
     let _ = writeln!(s, "|---|---:|---:|---:|");
-    let _ = writeln!(s, "| parameters | {} | {} | {} |", r.params.before, r.params.after, ratio(r.params.before as f64, r.params.after as f64));
-    let _ = writeln!(s, "| MACs per sample | {} | {} | {} |", r.macs.before, r.macs.after, ratio(r.macs.before as f64, r.macs.after as f64));
+    let _ =
+        writeln!(s, "| parameters | {} | {} | {} |", r.params.before, r.params.after, ratio(r.params.before as f64, r.params.after as f64));
+    let _ =
+        writeln!(s, "| MACs per sample | {} | {} | {} |", r.macs.before, r.macs.after, ratio(r.macs.before as f64, r.macs.after as f64));
     let _ = writeln!(
         s,
-        "| file size | {:.1} KiB | {:.1} KiB | {} |",
+        "| model size | {:.1} KiB | {:.1} KiB | {} |",
         r.file_bytes.before as f64 / 1024.0,
         r.file_bytes.after as f64 / 1024.0,
         ratio(r.file_bytes.before as f64, r.file_bytes.after as f64)
     );
-    let _ = writeln!(s, "| {} | {} | {} | |", q.metric, metric_value(&q.before, q.metric), metric_value(&q.compact, q.metric));
-    let _ = writeln!(s, "| loss | {:.4} | {:.4} | |", q.before.loss, q.compact.loss);
+    if q.metric != "loss" {
+        let _ = writeln!(s, "| {} | {} | {} | |", q.metric, metric_value(&q.before, q.metric), metric_value(&q.compact, q.metric));
+    }
+    let _ = writeln!(s, "| loss ({}) | {} | {} | |", loss_name(&r.job.loss), loss_value(q.before.loss), loss_value(q.compact.loss));
     if let Some(l) = &r.latency {
-        let _ = writeln!(s, "| onnxruntime latency (batch {}, {} threads) | {:.3} ms | {:.3} ms | {} |", l.batch, l.threads, l.before_ms, l.after_ms, ratio(l.before_ms, l.after_ms));
+        let _ = writeln!(
+            s,
+            "| onnxruntime latency (batch {}, {} threads) | {:.3} ms | {:.3} ms | {} |",
+            l.batch,
+            l.threads,
+            l.before_ms,
+            l.after_ms,
+            ratio(l.before_ms, l.after_ms)
+        );
     }
     let _ = writeln!(s, "| group sparsity | 0 | {:.4} (target {}) | |", r.group_sparsity, r.target_sparsity);
     s
@@ -333,7 +365,7 @@ fn markdown(r: &Report) -> String {
     let j = &r.job;
     let _ = writeln!(
         s,
-        "\n**Training**: {} steps, batch {}, {:?}, lr {} ({:?}), loss {:?}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}{}.",
+        "\n**Training**: {} steps, batch {}, {:?}, lr {} ({:?}), loss {:?}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}.",
         j.steps,
         j.batch_size,
         j.optimizer,
@@ -345,11 +377,17 @@ fn markdown(r: &Report) -> String {
         j.hesso.pruning_steps,
         j.hesso.pruning_periods,
         j.hesso.group_divisible,
-        ""
     );
     let t = &r.seconds;
     let _ = writeln!(s, "\n| phase | seconds |\n|---|---:|");
-    for (name, v) in [("train", t.train), ("construct", t.construct), ("verify", t.verify), ("evaluate", t.evaluate), ("latency", t.latency), ("total (this run)", t.total)] {
+    for (name, v) in [
+        ("train", t.train),
+        ("construct", t.construct),
+        ("verify", t.verify),
+        ("evaluate", t.evaluate),
+        ("latency", t.latency),
+        ("total (this run)", t.total),
+    ] {
         let _ = writeln!(s, "| {name} | {v:.2} |");
     }
     let _ = writeln!(s, "\n![training curve](curve.png)");
@@ -360,12 +398,24 @@ fn markdown(r: &Report) -> String {
 /// pruning schedule marked.
 fn curve_png(r: &Report) -> Result<Vec<u8>, plot::PlotError> {
     let h = &r.history;
-    let train_loss = plot::Series { label: "train loss".into(), points: h.steps.iter().map(|p| (p.step as f64, p.loss)).collect(), color: plot::PALETTE[0] };
-    let eval_loss = plot::Series { label: "held-out loss".into(), points: h.evals.iter().map(|p| (p.step as f64, p.loss)).collect(), color: plot::PALETTE[1] };
+    let train_loss = plot::Series {
+        label: "train loss".into(),
+        points: h.steps.iter().map(|p| (p.step as f64, p.loss)).collect(),
+        color: plot::PALETTE[0],
+    };
+    let eval_loss = plot::Series {
+        label: "eval loss".into(),
+        points: h.evals.iter().map(|p| (p.step as f64, p.loss)).collect(),
+        color: plot::PALETTE[1],
+    };
     let mut panels = vec![plot::Panel { title: "loss".into(), series: vec![train_loss, eval_loss], y_range: None }];
     if h.evals.iter().any(|p| p.accuracy.is_some()) {
         let acc = h.evals.iter().filter_map(|p| p.accuracy.map(|a| (p.step as f64, a))).collect();
-        panels.push(plot::Panel { title: "held-out accuracy".into(), series: vec![plot::Series { label: "accuracy".into(), points: acc, color: plot::PALETTE[2] }], y_range: None });
+        panels.push(plot::Panel {
+            title: "eval accuracy".into(),
+            series: vec![plot::Series { label: "accuracy".into(), points: acc, color: plot::PALETTE[2] }],
+            y_range: None,
+        });
     }
     let sparsity = h.steps.iter().map(|p| (p.step as f64, p.group_sparsity)).collect();
     panels.push(plot::Panel {
@@ -376,6 +426,7 @@ fn curve_png(r: &Report) -> Result<Vec<u8>, plot::PlotError> {
     let hesso = &r.job.hesso;
     let start = hesso.start_pruning_step as f64;
     let end = (hesso.start_pruning_step + hesso.period_steps() * hesso.pruning_periods) as f64;
-    let figure = plot::Figure { panels, x_label: "step".into(), markers: vec![(start, "pruning starts".into()), (end, "target reached".into())] };
+    let figure =
+        plot::Figure { panels, x_label: "step".into(), markers: vec![(start, "pruning starts".into()), (end, "target reached".into())] };
     plot::render_png(&figure, 900, 720)
 }

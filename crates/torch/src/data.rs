@@ -106,7 +106,7 @@ impl Dataset {
                 data_error(format!(
                     "no array for model input '{}'{} (the file has: {})",
                     input.name,
-                    if inputs.len() == 1 { " (or 'x')" } else { "" },
+                    if inputs.len() == 1 && input.name != "x" { " (or 'x')" } else { "" },
                     available.join(", ")
                 ))
             })?;
