@@ -1,34 +1,15 @@
 //! `oto prune` as a user runs it: the whole job on the demo CNN and the digits data, an
 //! interrupted job continued with `--resume`, and bad input answered with exit code 2.
 
+mod common;
+use common::*;
+use oto_testkit::{root, zoo_path as zoo};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn zoo(name: &str) -> PathBuf {
-    let path = root().join("graphs/zoo").join(name);
-    assert!(path.exists(), "{} is missing: run `make graphs`", path.display());
-    path
-}
 
 fn digits(split: &str) -> PathBuf {
     root().join(format!("examples/data/digits_{split}.npz"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn oto(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_oto")).args(args).output().unwrap()
 }
 
 /// The demo job with a small budget: 150 steps, pruning over steps 15..60.

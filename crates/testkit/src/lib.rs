@@ -29,6 +29,23 @@ pub fn zoo_path(file: &str) -> PathBuf {
     path
 }
 
+/// The zoo's index.json (written by graphs/zoo.py).
+pub fn zoo_index() -> serde_json::Value {
+    let path = zoo_path("index.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The names of the zoo models, in index order.
+pub fn zoo_names() -> Vec<String> {
+    zoo_index()["models"]
+        .as_array()
+        .expect("index.json lists models")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Loads the zoo model `name`.
 pub fn zoo_model(name: &str) -> Model {
     Model::load(zoo_path(&format!("{name}.onnx"))).unwrap()
