@@ -1,7 +1,9 @@
 //! The optimizer: base updates, importance scores at period starts, the linear decay of
-//! the chosen elements, and the projection that holds pruned elements at zero.
+//! the chosen elements, and the projection that holds pruned elements at zero. With CRIC
+//! configured, the choice comes from `crate::cric` instead of the periods.
 
 use crate::config::HessoConfig;
+use crate::cric::{CricState, SavedCric};
 use crate::error::{HessoError, Result};
 use crate::select::{self, GroupQuota};
 use oto_graph::{Analysis, Role};
@@ -12,25 +14,57 @@ use tch::{Kind, Tensor};
 
 /// One producer slice of a group: parameter, axis, and the indices of all elements
 /// along the axis in element order (`num_elements * block` of them).
-struct ProducerSlice {
-    param: usize,
-    axis: i64,
-    indices: Tensor,
+pub(crate) struct ProducerSlice {
+    pub(crate) param: usize,
+    pub(crate) axis: i64,
+    pub(crate) indices: Tensor,
 }
 
-struct PrunableGroup {
-    id: String,
-    num_elements: usize,
+pub(crate) struct PrunableGroup {
+    pub(crate) id: String,
+    pub(crate) num_elements: usize,
     /// Element -> indices along the axis, per producer member (host copy, for index sets).
-    element_indices: Vec<Vec<Vec<i64>>>,
-    slices: Vec<ProducerSlice>,
+    pub(crate) element_indices: Vec<Vec<Vec<i64>>>,
+    pub(crate) slices: Vec<ProducerSlice>,
 }
 
 /// Index tensors of a set of elements, per (parameter, axis): built once when the set
 /// changes, so that each step only runs `index_fill_`/`index_copy_` on the device.
 #[derive(Default)]
-struct SliceSet {
-    entries: Vec<(usize, i64, Tensor)>,
+pub(crate) struct SliceSet {
+    pub(crate) entries: Vec<(usize, i64, Tensor)>,
+}
+
+/// Where the schedule stands: the phase of the last step taken ([`Phase::Warmup`] before
+/// the first one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Plain base-optimizer steps before the schedule starts (CRIC: up to and including
+    /// the step after which the snapshot is taken).
+    Warmup,
+    /// Plain HESSO: a step inside the pruning periods.
+    Pruning,
+    /// CRIC: a step of a cycle (the violating set decays; the snapshot is restored after
+    /// the cycle's last step).
+    Cycle,
+    /// CRIC: a step of the hybrid training, where the final choice decays to zero.
+    Hybrid,
+    /// The schedule is over: every chosen element is held at zero.
+    Pruned,
+}
+
+impl Phase {
+    /// The phase's name in logs and JSON (`warmup`, `pruning`, `cycle`, `hybrid`, `pruned`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Warmup => "warmup",
+            Phase::Pruning => "pruning",
+            Phase::Cycle => "cycle",
+            Phase::Hybrid => "hybrid",
+            Phase::Pruned => "pruned",
+        }
+    }
 }
 
 /// What [`Hesso::metrics`] reports.
@@ -52,39 +86,53 @@ pub struct HessoMetrics {
     pub norm_important: f64,
     /// L2 norm of the producer slices of the chosen (decaying or pruned) elements.
     pub norm_redundant: f64,
+    /// The phase of the last step.
+    pub phase: Phase,
+    /// CRIC: the cycles started so far (0 with plain HESSO).
+    pub cycle: u64,
 }
 
 /// HESSO over named parameters and the prunable groups of an analysis.
 pub struct Hesso {
     /// The base optimizer (its per-parameter state is public).
     pub base: Optimizer,
-    config: HessoConfig,
-    groups: Vec<PrunableGroup>,
-    quotas: Vec<GroupQuota>,
-    /// Per group, per element: chosen (decaying or pruned).
-    chosen: Vec<Vec<bool>>,
-    /// Elements chosen by the current period (decaying).
-    decaying: Vec<(usize, usize)>,
-    decaying_set: SliceSet,
+    pub(crate) config: HessoConfig,
+    pub(crate) groups: Vec<PrunableGroup>,
+    pub(crate) quotas: Vec<GroupQuota>,
+    /// Per group, per element: chosen (decaying or pruned; CRIC: the cycle's violating set).
+    pub(crate) chosen: Vec<Vec<bool>>,
+    /// Elements chosen by the current period (decaying; CRIC: the cycle's violating set
+    /// or the final choice during the hybrid training).
+    pub(crate) decaying: Vec<(usize, usize)>,
+    pub(crate) decaying_set: SliceSet,
     /// Elements held at zero.
-    pruned: Vec<(usize, usize)>,
-    pruned_set: SliceSet,
+    pub(crate) pruned: Vec<(usize, usize)>,
+    pub(crate) pruned_set: SliceSet,
     /// T after the divisibility rule: what the whole schedule chooses.
-    target_count: usize,
-    total_elements: usize,
-    steps: u64,
-    last_lr: f64,
+    pub(crate) target_count: usize,
+    pub(crate) total_elements: usize,
+    pub(crate) steps: u64,
+    pub(crate) last_lr: f64,
+    /// Non-trainable state the model updates (BatchNorm running statistics), by name:
+    /// part of CRIC's snapshot (empty when built with [`Hesso::new`]).
+    pub(crate) buffers: Vec<(String, Tensor)>,
+    /// CRIC's state, when configured.
+    pub(crate) cric: Option<CricState>,
 }
 
 impl Hesso {
-    /// HESSO over the trainable parameters of `exec`.
+    /// HESSO over the trainable parameters of `exec`; CRIC's snapshot also covers the
+    /// executor's buffers (BatchNorm running statistics).
     pub fn from_executor(exec: &Executor, analysis: &Analysis, base: OptimizerConfig, config: HessoConfig) -> Result<Hesso> {
         let params = exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
-        Hesso::new(params, analysis, base, config)
+        let mut hesso = Hesso::new(params, analysis, base, config)?;
+        hesso.buffers = exec.buffers().iter().map(|b| (b.name.clone(), b.tensor.shallow_clone())).collect();
+        Ok(hesso)
     }
 
     /// HESSO over `params` (initializer name, tensor). Every producer slice of every
-    /// prunable group of `analysis` must be among them.
+    /// prunable group of `analysis` must be among them. CRIC's snapshot covers the
+    /// parameters and the base optimizer's state only (see [`Hesso::from_executor`]).
     pub fn new(params: Vec<(String, Tensor)>, analysis: &Analysis, base: OptimizerConfig, config: HessoConfig) -> Result<Hesso> {
         config.validate()?;
         let base = Optimizer::new(base, params)?;
@@ -140,6 +188,8 @@ impl Hesso {
             total_elements,
             steps: 0,
             last_lr: 0.0,
+            buffers: Vec::new(),
+            cric: config.cric.map(CricState::new),
         })
     }
 
@@ -171,12 +221,46 @@ impl Hesso {
 
     /// One step after `backward()`: the base optimizer updates every parameter once,
     /// then the schedule scores (at a period's first step), decays and zeroes.
+    ///
+    /// With CRIC configured this is an error (CRIC measures losses): use
+    /// [`Hesso::step_with_probe`].
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        if self.cric.is_some() {
+            return Err(HessoError::Config {
+                setting: "cric",
+                message: "CRIC needs a probe loss: call Hesso::step_with_probe (the trainer does)".into(),
+            });
+        }
         self.base.step(lr)?;
         let _guard = tch::no_grad_guard();
+        let index = self.take_step(lr);
+        self.plain_schedule(index)
+    }
+
+    /// One step after `backward()`, with `probe` measuring the loss of the current
+    /// parameters on fixed data, forward only (for CRIC: the mean loss over a few fixed
+    /// batches in eval mode; the trainer passes such a probe). Without CRIC the probe is
+    /// never called and this is [`Hesso::step`].
+    pub fn step_with_probe(&mut self, lr: f64, probe: Probe<'_>) -> Result<()> {
+        if self.cric.is_none() {
+            return self.step(lr);
+        }
+        self.base.step(lr)?;
+        let _guard = tch::no_grad_guard();
+        let index = self.take_step(lr);
+        self.cric_step(index, probe)
+    }
+
+    /// Counts a step; returns its index (from 0).
+    fn take_step(&mut self, lr: f64) -> u64 {
         let index = self.steps;
         self.steps += 1;
         self.last_lr = lr;
+        index
+    }
+
+    /// Plain HESSO's schedule after the base update of step `index`.
+    fn plain_schedule(&mut self, index: u64) -> Result<()> {
         let Some(k) = index.checked_sub(self.config.start_pruning_step) else {
             return Ok(());
         };
@@ -191,14 +275,19 @@ impl Hesso {
                 let factor = (d - t - 1) as f64 / (d - t) as f64;
                 self.scale_decaying(factor)?;
             } else {
-                // The period's last step: exactly zero (a product with 0.0 could give -0.0).
-                let done = std::mem::take(&mut self.decaying);
-                self.decaying_set = SliceSet::default();
-                self.pruned.extend(done);
-                self.pruned_set = self.slice_set(&self.pruned);
+                self.prune_decaying();
             }
         }
         self.hold_pruned()
+    }
+
+    /// The decay's last step: the decaying elements join the pruned ones, which
+    /// [`Hesso::hold_pruned`] sets to exactly zero (a product with 0.0 could give -0.0).
+    pub(crate) fn prune_decaying(&mut self) {
+        let done = std::mem::take(&mut self.decaying);
+        self.decaying_set = SliceSet::default();
+        self.pruned.extend(done);
+        self.pruned_set = self.slice_set(&self.pruned);
     }
 
     /// Scores every element and chooses period `p`'s share.
@@ -221,7 +310,7 @@ impl Hesso {
     }
 
     /// Index tensors for a set of elements, per (parameter, axis), sorted and deduplicated.
-    fn slice_set(&self, elements: &[(usize, usize)]) -> SliceSet {
+    pub(crate) fn slice_set(&self, elements: &[(usize, usize)]) -> SliceSet {
         let mut host: BTreeMap<(usize, i64), Vec<i64>> = BTreeMap::new();
         for &(g, e) in elements {
             let group = &self.groups[g];
@@ -240,7 +329,7 @@ impl Hesso {
         SliceSet { entries }
     }
 
-    fn scale_decaying(&mut self, factor: f64) -> Result<()> {
+    pub(crate) fn scale_decaying(&mut self, factor: f64) -> Result<()> {
         for (param, axis, idx) in &self.decaying_set.entries {
             let name = &self.base.names[*param];
             let p = &mut self.base.params[*param];
@@ -254,7 +343,7 @@ impl Hesso {
     }
 
     /// Sets the pruned slices and their optimizer state to exactly zero.
-    fn hold_pruned(&mut self) -> Result<()> {
+    pub(crate) fn hold_pruned(&mut self) -> Result<()> {
         for (param, axis, idx) in &self.pruned_set.entries {
             let name = &self.base.names[*param];
             let fail = |e| HessoError::torch(format!("zeroing pruned slices of '{name}'"), e);
@@ -351,8 +440,28 @@ impl Hesso {
 
     /// The importance score of every element, per group (low: redundant).
     pub fn scores(&self) -> Result<Vec<Vec<f64>>> {
+        let score = self.score_tensor()?;
+        let flat: Vec<f64> =
+            Vec::try_from(score.to_device(tch::Device::Cpu)).map_err(|e| HessoError::torch("reading importance scores", e))?;
+        Ok(self.split_by_group(&flat))
+    }
+
+    /// Per group, its part of `flat` (one value per element, groups concatenated in order).
+    pub(crate) fn split_by_group(&self, flat: &[f64]) -> Vec<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.groups.len());
+        let mut offset = 0;
+        for g in &self.groups {
+            out.push(flat[offset..offset + g.num_elements].to_vec());
+            offset += g.num_elements;
+        }
+        out
+    }
+
+    /// The importance scores of all elements on the device (f64, groups concatenated in
+    /// order; empty on the host when there is no prunable group).
+    pub(crate) fn score_tensor(&self) -> Result<Tensor> {
         if self.groups.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Tensor::zeros([0], (Kind::Double, tch::Device::Cpu)));
         }
         let _guard = tch::no_grad_guard();
         let fail = |e| HessoError::torch("computing importance scores", e);
@@ -380,18 +489,12 @@ impl Hesso {
             Ok(total)
         })()
         .map_err(fail)?;
-        let flat: Vec<f64> = Vec::try_from(score.to_device(tch::Device::Cpu)).map_err(fail)?;
-        let mut out = Vec::with_capacity(self.groups.len());
-        let mut offset = 0;
-        for g in &self.groups {
-            out.push(flat[offset..offset + g.num_elements].to_vec());
-            offset += g.num_elements;
-        }
-        Ok(out)
+        Ok(score)
     }
 
     /// Metrics of the current state (reads a few values back from the device: call it
-    /// when logging, not necessarily every step).
+    /// when logging, not necessarily every step). During CRIC's cycles, the "chosen"
+    /// elements are the violating set the next step decays.
     pub fn metrics(&self) -> Result<HessoMetrics> {
         let _guard = tch::no_grad_guard();
         let fail = |e| HessoError::torch("computing metrics", e);
@@ -423,7 +526,27 @@ impl Hesso {
             pruned: self.pruned.len(),
             norm_important: sq_important.sqrt(),
             norm_redundant: sq_redundant.sqrt(),
+            phase: self.phase(),
+            cycle: self.cric.as_ref().map_or(0, CricState::cycles),
         })
+    }
+
+    /// The phase of the last step taken.
+    pub fn phase(&self) -> Phase {
+        if let Some(cric) = &self.cric {
+            return cric.last_phase();
+        }
+        let Some(last) = self.steps.checked_sub(1) else {
+            return Phase::Warmup;
+        };
+        let start = self.config.start_pruning_step;
+        if last < start {
+            Phase::Warmup
+        } else if last < start + self.config.period_steps() * self.config.pruning_periods {
+            Phase::Pruning
+        } else {
+            Phase::Pruned
+        }
     }
 
     /// The elements held at zero, per group id (what construction cuts); every prunable
@@ -443,7 +566,10 @@ impl Hesso {
 
     /// Whether the whole schedule has run (every chosen element is held at zero).
     pub fn schedule_done(&self) -> bool {
-        self.steps >= self.config.start_pruning_step + self.config.period_steps() * self.config.pruning_periods
+        match &self.cric {
+            Some(cric) => cric.last_phase() == Phase::Pruned || (cric.last_phase() == Phase::Hybrid && cric.hybrid_done()),
+            None => self.steps >= self.config.start_pruning_step + self.config.period_steps() * self.config.pruning_periods,
+        }
     }
 }
 
@@ -459,6 +585,9 @@ struct SavedState {
     decaying: Vec<(String, usize)>,
     /// (group id, element) held at zero.
     pruned: Vec<(String, usize)>,
+    /// CRIC's counters and sets (its tensors are saved beside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cric: Option<SavedCric>,
 }
 
 impl Hesso {
@@ -476,10 +605,11 @@ impl Hesso {
                 .collect(),
             decaying: self.decaying.iter().map(id).collect(),
             pruned: self.pruned.iter().map(id).collect(),
+            cric: None,
         }
     }
 
-    fn restore(&mut self, saved: SavedState) -> Result<()> {
+    fn restore(&mut self, saved: SavedState, tensors: Vec<(String, Tensor)>) -> Result<()> {
         let bad = |message: String| HessoError::Config { setting: "checkpoint", message };
         if saved.config != self.config {
             return Err(bad(format!("was written with HESSO settings {:?}, but this run uses {:?}", saved.config, self.config)));
@@ -511,6 +641,10 @@ impl Hesso {
         self.pruned = pruned;
         self.steps = saved.steps;
         self.last_lr = saved.last_lr;
+        if self.cric.is_some() {
+            let cric = saved.cric.ok_or_else(|| bad("has no CRIC state, but this run uses CRIC".into()))?;
+            self.load_cric(cric, tensors)?;
+        }
         Ok(())
     }
 }
@@ -524,18 +658,25 @@ impl TrainingOptimizer for Hesso {
         &mut self.base
     }
 
-    fn step(&mut self, lr: f64, _probe: Probe<'_>) -> oto_torch::error::Result<()> {
-        Hesso::step(self, lr).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
+    fn step(&mut self, lr: f64, probe: Probe<'_>) -> oto_torch::error::Result<()> {
+        Hesso::step_with_probe(self, lr, probe).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
     }
 
     fn extra_state(&self) -> oto_torch::error::Result<ExtraState> {
-        let json = serde_json::to_value(self.saved_state()).map_err(|e| oto_torch::error::Error::Config(format!("HESSO state: {e}")))?;
-        Ok(ExtraState { tensors: Vec::new(), json })
+        let mut saved = self.saved_state();
+        let mut tensors = Vec::new();
+        if let Some(cric) = &self.cric {
+            let (json, t) = self.saved_cric(cric).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))?;
+            saved.cric = Some(json);
+            tensors = t;
+        }
+        let json = serde_json::to_value(saved).map_err(|e| oto_torch::error::Error::Config(format!("HESSO state: {e}")))?;
+        Ok(ExtraState { tensors, json })
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> oto_torch::error::Result<()> {
         let saved: SavedState = serde_json::from_value(state.json)
             .map_err(|e| oto_torch::error::Error::Config(format!("the checkpoint has no valid HESSO state: {e}")))?;
-        self.restore(saved).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
+        self.restore(saved, state.tensors).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
     }
 }

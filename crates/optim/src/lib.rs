@@ -17,14 +17,21 @@
 //! let pruned = hesso.pruned_elements(); // group id -> element indices, for construction
 //! # let _ = pruned; Ok(()) }
 //! ```
+//!
+//! CRIC (`HessoConfig::cric`, see [`CricConfig`]) chooses the elements with cycles that
+//! restart from one snapshot and with loss probes; it needs the probe loss at every step,
+//! so it is stepped with [`Hesso::step_with_probe`] (the trainer,
+//! `oto_torch::train::Trainer::<Hesso>`, passes one).
 #![warn(missing_docs)]
 
 mod config;
+mod cric;
 mod error;
 mod hesso;
 mod select;
 
-pub use config::{HessoConfig, ImportanceWeights};
+pub use config::{CricConfig, HessoConfig, ImportanceWeights};
+pub use cric::{CricReport, GroupProbe, PROBE_FRACTIONS};
 pub use error::HessoError;
-pub use hesso::{Hesso, HessoMetrics};
+pub use hesso::{Hesso, HessoMetrics, Phase};
 pub use select::{GroupQuota, Selection};
