@@ -217,4 +217,16 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     let out = oto(&["prune", "--config", s(&config), "--steps", "40", "--threads", "2", "--device", "cpu", "--out", s(&demo), "-q"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(demo.join("model.sparse.onnx").is_file(), "save_sparse = true in the job file");
+
+    // The same job with CRIC: the report says what its cycles did.
+    let cric = dir.path().join("cric");
+    let out =
+        oto(&["prune", "--config", s(&config), "--cric", "--steps", "60", "--threads", "2", "--device", "cpu", "--out", s(&cric), "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = json(&cric.join("report.json"));
+    assert!(report["cric"]["cycles"].as_u64().unwrap() >= 1, "{}", report["cric"]);
+    assert_eq!(report["cric"]["probes"].as_array().unwrap().len(), 3, "one probe per prunable group of demo_cnn");
+    assert_eq!(report["group_sparsity"].as_f64(), Some(0.5));
+    assert_eq!(report["verification"]["passed"], true);
+    assert!(std::fs::read_to_string(cric.join("report.md")).unwrap().contains("**CRIC**"));
 }

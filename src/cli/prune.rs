@@ -134,6 +134,7 @@ struct Progress {
     total: u64,
     sparsity: f64,
     metric: String,
+    phase: String,
 }
 
 impl Progress {
@@ -177,11 +178,12 @@ impl Observer for Progress {
             Event::Step { step, loss, point } => {
                 if let Some(p) = point {
                     self.sparsity = p.group_sparsity;
+                    self.phase.clone_from(&p.phase);
                     tracing::debug!(step, loss, lr = p.lr, group_sparsity = p.group_sparsity, "step");
                 }
                 if let Some(bar) = &self.bar {
                     bar.set_position(step);
-                    bar.set_message(format!("loss {loss:.4}{}  group sparsity {:.3}", self.metric, self.sparsity));
+                    bar.set_message(format!("loss {loss:.4}{}  group sparsity {:.3}  {}", self.metric, self.sparsity, self.phase));
                 }
             }
             Event::Eval(p) => {
@@ -191,7 +193,10 @@ impl Observer for Progress {
                 };
                 tracing::info!(step = p.step, loss = p.loss, accuracy = p.accuracy, "evaluation");
                 if self.bar.is_none() {
-                    self.line(&format!("step {}/{}:{}  group sparsity {:.3}", p.step, self.total, self.metric, self.sparsity));
+                    self.line(&format!(
+                        "step {}/{}:{}  group sparsity {:.3}  ({})",
+                        p.step, self.total, self.metric, self.sparsity, self.phase
+                    ));
                 }
             }
             Event::Note(text) => {
@@ -221,7 +226,15 @@ pub fn run(args: &Args, quiet: bool, _verbose: u8) -> Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&interrupt))?;
     }
     let out = setup.job.out.clone();
-    let mut progress = Progress { bar: None, quiet, tty: std::io::stderr().is_terminal(), total: 0, sparsity: 0.0, metric: String::new() };
+    let mut progress = Progress {
+        bar: None,
+        quiet,
+        tty: std::io::stderr().is_terminal(),
+        total: 0,
+        sparsity: 0.0,
+        metric: String::new(),
+        phase: String::new(),
+    };
     let result = job::run(setup, &interrupt, &mut progress);
     if let Some(bar) = progress.bar.take() {
         bar.finish_and_clear();
@@ -233,7 +246,8 @@ pub fn run(args: &Args, quiet: bool, _verbose: u8) -> Result<()> {
             "verified in onnxruntime: max |sparse - compact| = {:.2e} on {} held-out samples",
             report.verification.max_abs_diff, report.verification.samples
         );
-        println!("wrote {}/{{model.onnx, groups.json, report.json, report.md, curve.png}}", out.display());
+        let sparse = if report.job.save_sparse { ", model.sparse.onnx" } else { "" };
+        println!("wrote {}/{{model.onnx{sparse}, groups.json, report.json, report.md, curve.png}}", out.display());
     }
     Ok(())
 }

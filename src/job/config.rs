@@ -3,7 +3,7 @@
 //! so that `--resume` continues the same job.
 
 use anyhow::{bail, Context, Result};
-use oto_optim::{HessoConfig, ImportanceWeights};
+use oto_optim::{CricConfig, HessoConfig, ImportanceWeights};
 use oto_torch::loss::Loss;
 use oto_torch::optim::OptimizerConfig;
 use oto_torch::schedule::Schedule;
@@ -63,6 +63,8 @@ pub struct JobSpec {
     pub checkpoint_every: Option<u64>,
     /// The HESSO schedule (default: derived from the training length).
     pub hesso: Option<HessoSpec>,
+    /// The CRIC phase lengths (`[cric_settings]`; default: derived from the training length).
+    pub cric_settings: Option<CricConfig>,
 }
 
 /// The HESSO settings a job file may give (`[hesso]`).
@@ -129,7 +131,8 @@ impl JobSpec {
             clip_grad_norm,
             evaluations,
             checkpoint_every,
-            hesso
+            hesso,
+            cric_settings
         )
     }
 }
@@ -268,10 +271,12 @@ impl JobSpec {
             hesso.importance = h.importance.unwrap_or(hesso.importance);
         }
         if self.cric.unwrap_or(false) {
-            bail!("--cric: CRIC is not wired into the job yet");
+            hesso.cric = Some(self.cric_settings.unwrap_or_else(|| CricConfig::for_budget(steps)));
+        } else if self.cric_settings.is_some() {
+            bail!("the job file has [cric_settings] but CRIC is off: set `cric = true` (or give --cric)");
         }
         hesso.validate()?;
-        let prune_end = hesso.start_pruning_step + hesso.period_steps() * hesso.pruning_periods;
+        let prune_end = hesso.schedule_steps();
         if prune_end > steps {
             bail!(
                 "the pruning schedule ends at step {prune_end}, after the job's last step {steps}: give more steps or a shorter schedule"
@@ -346,6 +351,9 @@ mod tests {
             ..spec()
         };
         assert!(err(late).contains("after the job's last step"));
+        assert!(err(JobSpec { cric_settings: Some(CricConfig::default()), ..spec() }).contains("cric = true"));
+        let cric = JobSpec { cric: Some(true), steps: Some(200), ..spec() }.resolve(100, true).unwrap();
+        assert_eq!(cric.hesso.cric, Some(CricConfig::for_budget(200)));
         let unlabeled = spec().resolve(100, false);
         assert!(unlabeled.is_ok());
         let supervised = JobSpec { loss: Some("cross-entropy".into()), ..spec() }.resolve(100, false).unwrap_err().to_string();

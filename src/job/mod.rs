@@ -281,6 +281,7 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
                 group_sparsity: m.group_sparsity,
                 norm_important: m.norm_important,
                 norm_redundant: m.norm_redundant,
+                phase: m.phase.name().to_string(),
             });
             progress.history.steps.last()
         } else {
@@ -308,7 +309,12 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
         return Err(Interrupted { step: trainer.step, out: job.out.clone() }.into());
     }
 
-    let finals = report::Finals { train_seconds, pruned: trainer.optimizer.pruned_elements(), metrics: trainer.optimizer.metrics()? };
+    let finals = report::Finals {
+        train_seconds,
+        pruned: trainer.optimizer.pruned_elements(),
+        metrics: trainer.optimizer.metrics()?,
+        cric: trainer.optimizer.cric_report(),
+    };
     report::finish(&job, &model, &analysis, &trainer.exec, trainer.teacher.as_ref(), eval_data, &progress, finals, started, observer)
 }
 

@@ -25,7 +25,7 @@ pub const COMPACT_FILE: &str = "model.onnx";
 pub const SPARSE_FILE: &str = "model.sparse.onnx";
 
 /// A logged training step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepPoint {
     /// Steps done.
     pub step: u64,
@@ -39,6 +39,9 @@ pub struct StepPoint {
     pub norm_important: f64,
     /// L2 norm of the elements chosen for pruning.
     pub norm_redundant: f64,
+    /// The schedule's phase (`warmup`, `pruning`, `cycle`, `hybrid`, `pruned`).
+    #[serde(default)]
+    pub phase: String,
 }
 
 /// An evaluation on the held-out data during training.
@@ -148,6 +151,8 @@ pub struct Report {
     pub seconds: Seconds,
     /// The training curve.
     pub history: History,
+    /// What CRIC did (probes, cycles), when it ran.
+    pub cric: Option<oto_optim::CricReport>,
 }
 
 /// What training produced, for the report.
@@ -158,6 +163,8 @@ pub struct Finals {
     pub pruned: BTreeMap<String, Vec<usize>>,
     /// HESSO's final metrics.
     pub metrics: HessoMetrics,
+    /// CRIC's report, when it ran.
+    pub cric: Option<oto_optim::CricReport>,
 }
 
 /// Constructs, verifies, measures and writes every output; a verification mismatch is an
@@ -231,6 +238,7 @@ pub(super) fn finish(
         latency,
         seconds,
         history: progress.history.clone(),
+        cric: finals.cric,
     };
 
     // Outputs: each written atomically; a mismatch leaves no compact model behind.
@@ -365,7 +373,7 @@ fn markdown(r: &Report) -> String {
     let j = &r.job;
     let _ = writeln!(
         s,
-        "\n**Training**: {} steps, batch {}, {:?}, lr {} ({:?}), loss {:?}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}.",
+        "\n**Training**: {} steps, batch {}, {:?}, lr {} ({:?}), loss {:?}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}{}.",
         j.steps,
         j.batch_size,
         j.optimizer,
@@ -377,7 +385,21 @@ fn markdown(r: &Report) -> String {
         j.hesso.pruning_steps,
         j.hesso.pruning_periods,
         j.hesso.group_divisible,
+        if j.hesso.cric.is_some() { ", with CRIC" } else { "" }
     );
+    if let Some(c) = &r.cric {
+        let probes: Vec<String> = c.probes.iter().map(|p| format!("{} {:+.3}", p.group, p.log_ratio)).collect();
+        let _ = writeln!(
+            s,
+            "\n**CRIC**: snapshot after step {}, reference loss {}, {} cycle(s) bringing {:?} new low-score elements, hybrid training from step {}; probe log loss ratio per group (25/50/75% zeroed, mean): {}.",
+            c.snapshot_step.map_or("-".into(), |v| v.to_string()),
+            c.reference_loss.map_or("-".into(), loss_value),
+            c.cycles,
+            c.new_elements,
+            c.hybrid_start.map_or("-".into(), |v| v.to_string()),
+            probes.join(", ")
+        );
+    }
     let t = &r.seconds;
     let _ = writeln!(s, "\n| phase | seconds |\n|---|---:|");
     for (name, v) in [
@@ -424,9 +446,17 @@ fn curve_png(r: &Report) -> Result<Vec<u8>, plot::PlotError> {
         y_range: Some((0.0, 1.0)),
     });
     let hesso = &r.job.hesso;
-    let start = hesso.start_pruning_step as f64;
-    let end = (hesso.start_pruning_step + hesso.period_steps() * hesso.pruning_periods) as f64;
-    let figure =
-        plot::Figure { panels, x_label: "step".into(), markers: vec![(start, "pruning starts".into()), (end, "target reached".into())] };
+    let markers = match (&hesso.cric, &r.cric) {
+        (Some(config), Some(c)) => {
+            let mut m = vec![(config.start_cric_step as f64, "CRIC cycles".to_string())];
+            if let Some(h) = c.hybrid_start {
+                m.push((h as f64, "hybrid".into()));
+                m.push(((h + config.hybrid_training_steps) as f64, "target reached".into()));
+            }
+            m
+        }
+        _ => vec![(hesso.start_pruning_step as f64, "pruning starts".into()), (hesso.schedule_steps() as f64, "target reached".into())],
+    };
+    let figure = plot::Figure { panels, x_label: "step".into(), markers };
     plot::render_png(&figure, 900, 720)
 }
