@@ -230,3 +230,53 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     assert_eq!(report["verification"]["passed"], true);
     assert!(std::fs::read_to_string(cric.join("report.md")).unwrap().contains("**CRIC**"));
 }
+
+#[test]
+fn a_loss_that_becomes_nan_stops_the_job_with_exit_code_1_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // The digits with NaN pixels in the sample that the job's seeded order (seed 0) puts
+    // first in batch 11, so that step 11 fails after the checkpoint of step 10.
+    let mut arrays = oto_onnx::npz::read_npz(digits("train")).unwrap();
+    for (name, t) in arrays.iter_mut() {
+        if name == "x" {
+            let n = t.shape[0];
+            let poisoned = oto_torch::data::epoch_order(n, 0, 0, true)[10 * 32] as usize;
+            let oto_onnx::TensorData::F32(v) = &mut t.data else { panic!("x is not f32") };
+            let per_sample = v.len() / n;
+            v[poisoned * per_sample..(poisoned + 1) * per_sample].iter_mut().for_each(|x| *x = f32::NAN);
+        }
+    }
+    let data = dir.path().join("nan.npz");
+    let refs: Vec<(&str, &oto_onnx::Tensor)> = arrays.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    oto_onnx::npz::write_npz(&data, &refs, oto_onnx::npz::NpzCompression::Stored).unwrap();
+    let out = dir.path().join("out");
+    let model = zoo("demo_cnn.onnx");
+    let run = oto(&[
+        "prune",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--val",
+        s(&digits("test")),
+        "--steps",
+        "100",
+        "--seed",
+        "0",
+        "--lr",
+        "0.05",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the loss became NaN at step 11"), "{stderr}");
+    assert!(stderr.contains("checkpoint"), "{stderr}");
+    assert!(out.join("checkpoint/state.safetensors").is_file(), "the last good checkpoint is kept");
+    assert!(!out.join("model.onnx").exists());
+}

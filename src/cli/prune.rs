@@ -20,7 +20,7 @@ Examples:
             --val examples/data/digits_test.npz --target-sparsity 0.5 --epochs 8 --lr 0.05 --out pruned/
       train with HESSO so that half of the prunable channels become zero, then cut them
   oto prune --config examples/digits.toml
-      the same job from a TOML file (keys named like the options, plus [hesso])
+      the same job from a TOML file (keys named like the options, plus [hesso] and [cric_settings])
   oto prune --model bert.onnx --data tokens.npz --target-sparsity 0.3 --optimizer adamw --lr 3e-5
       data without labels: distill from the original model's outputs
   oto prune --resume pruned/
