@@ -1,6 +1,6 @@
 # oto: build, test and demo entry points (GNU make).
 #
-#   make demo    build oto and run it on the demo CNN
+#   make demo    build oto and prune the demo CNN on the bundled digits data
 #   make test    Python venv + model zoo + `cargo test --workspace`
 #
 # libtorch comes from the venv's PyTorch (LIBTORCH_USE_PYTORCH=1) unless LIBTORCH is set
@@ -43,7 +43,7 @@ endif
 ORT_DYLIB_PATH ?= $(lastword $(sort $(wildcard $(VENV_ABS)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*)))
 export ORT_DYLIB_PATH
 
-.PHONY: setup graphs build test demo bench fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples bench fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
 setup: $(SETUP_STAMP)
@@ -74,17 +74,23 @@ build: setup
 test: setup graphs
 	$(CARGO) test --workspace
 
-# Until `oto prune` exists: the pipeline on the demo CNN, step by step (inspect, analyze,
-# check, then HESSO training on the digits data to 50% group sparsity, construction of
-# the compact model, and `oto eval` of the compact model).
-DEMO_OUT := target/demo
+# The main job on the bundled example: analyze the demo CNN, then prune it on the digits
+# data to 50% group sparsity (examples/digits.toml) and print the summary table.
 demo: setup graphs
-	$(CARGO) build -q --bin oto -p oto
-	$(CARGO) run -q --bin oto -- inspect $(ZOO)/demo_cnn.onnx
+	$(CARGO) build -q --bin oto
 	$(CARGO) run -q --bin oto -- analyze $(ZOO)/demo_cnn.onnx
-	$(CARGO) run -q --bin oto -- check $(ZOO)/demo_cnn.onnx
-	$(CARGO) run -q -p oto-optim --example custom_loop -- $(DEMO_OUT)
-	$(CARGO) run -q --bin oto -- eval $(DEMO_OUT)/demo_cnn.compact.onnx --data examples/data/digits_test.npz
+	$(CARGO) run -q --bin oto -- prune --config examples/digits.toml
+
+# The other examples: BERT-tiny by distillation on unlabeled tokens, a torchvision
+# ResNet-18 exported as a user would, and HESSO in a hand-written training loop.
+examples: setup graphs
+	$(CARGO) build -q --bin oto --examples
+	$(CARGO) run -q --bin oto -- prune --config examples/bert_tiny_distill.toml
+	$(PY) examples/torchvision/export_resnet18.py --out target/examples/resnet18
+	$(CARGO) run -q --bin oto -- prune --model target/examples/resnet18/resnet18.onnx \
+	    --data target/examples/resnet18/images.npz --target-sparsity 0.5 --steps 60 --batch-size 16 \
+	    --lr 0.01 --out target/examples/resnet18/pruned
+	$(CARGO) run -q --example custom_loop -- target/examples/custom_loop
 
 # The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
 BENCH_GRAPHS := graphs/bench

@@ -11,6 +11,7 @@ For every model NAME the out dir receives
                        initializers named after the PyTorch parameters;
     NAME.inputs.npz    reference inputs (batch 2), keyed by ONNX graph input name;
     NAME.outputs.npz   PyTorch outputs (eval mode, no_grad), keyed by ONNX output name;
+    NAME.tokens.npz    (bert_tiny) 512 unlabeled samples, for pruning by distillation;
 and the out dir gets an index.json describing all models exported in this run
 (merged with an existing index.json when --only is used).
 
@@ -821,6 +822,10 @@ def model_seed(name: str) -> int:
     return zlib.crc32(name.encode()) % (2**31)
 
 
+# Models that also get a larger unlabeled input set, NAME.tokens.npz (samples).
+UNLABELED_SAMPLES = {"bert_tiny": 512}
+
+
 def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
     import onnx
 
@@ -848,6 +853,10 @@ def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
 
     _savez_deterministic(os.path.join(out_dir, zm.name + ".inputs.npz"), inputs, compress=False)
     _savez_deterministic(os.path.join(out_dir, zm.name + ".outputs.npz"), outputs, compress=False)
+    if zm.name in UNLABELED_SAMPLES:
+        # Unlabeled inputs for pruning by distillation (examples/bert_tiny_distill.toml).
+        tokens = make_inputs(zm.inputs, UNLABELED_SAMPLES[zm.name], seed + 7)
+        _savez_deterministic(os.path.join(out_dir, zm.name + ".tokens.npz"), tokens, compress=False)
 
     ops = collections.Counter(n.op_type for n in onnx_model.graph.node)
     entry = {
@@ -918,7 +927,7 @@ def main(argv=None) -> int:
             print(f"[{zm.name}] FAILED: {e}", file=sys.stderr, flush=True)
             failed.append(zm.name)
             index.pop(zm.name, None)
-            for ext in (".onnx", ".inputs.npz", ".outputs.npz"):  # no half-verified files
+            for ext in (".onnx", ".inputs.npz", ".outputs.npz", ".tokens.npz"):  # no half-verified files
                 p = os.path.join(args.out, zm.name + ext)
                 if os.path.exists(p):
                     os.remove(p)

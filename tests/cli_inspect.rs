@@ -1,28 +1,18 @@
 //! `oto inspect` as a user runs it: the built binary on a zoo model and on garbage.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn zoo_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs/zoo")
-}
+mod common;
+use common::*;
+use oto_testkit::{zoo_index, zoo_path as zoo};
 
 fn index_entry(name: &str) -> serde_json::Value {
-    let path = zoo_dir().join("index.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run `python graphs/zoo.py --out graphs/zoo`", path.display()));
-    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let index = zoo_index();
     index["models"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} not in index.json")).clone()
-}
-
-fn oto(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_oto")).args(args).output().unwrap()
 }
 
 #[test]
 fn inspect_resnet18_json_matches_the_pytorch_parameter_count() {
     let entry = index_entry("resnet18");
-    let model = zoo_dir().join("resnet18.onnx");
+    let model = zoo("resnet18.onnx");
     let out = oto(&["inspect", model.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -39,7 +29,7 @@ fn inspect_resnet18_json_matches_the_pytorch_parameter_count() {
 #[test]
 fn inspect_resnet18_text_shows_shapes_and_counts() {
     let entry = index_entry("resnet18");
-    let model = zoo_dir().join("resnet18.onnx");
+    let model = zoo("resnet18.onnx");
     let out = oto(&["inspect", model.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();

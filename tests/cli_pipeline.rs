@@ -1,25 +1,9 @@
 //! `oto analyze`, `oto check`, `oto construct` and `oto eval` as a user runs them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn zoo(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs/zoo").join(name);
-    assert!(path.exists(), "{} is missing: run `make graphs`", path.display());
-    path
-}
-
-fn oto(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_oto")).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::*;
+use oto_testkit::{root, zoo_path as zoo};
+use std::path::Path;
 
 #[test]
 fn check_passes_on_zoo_models() {
@@ -90,7 +74,7 @@ fn construct_cuts_zero_channels_and_keeps_accuracy() {
     let out = oto(&["construct", s(&sparse_path), "--out", s(&small)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("removed 35 elements in 2 groups"), "{}", text(&out.stdout));
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/digits_test.npz");
+    let data = root().join("examples/data/digits_test.npz");
     let eval = |m: &Path| -> serde_json::Value {
         let out = oto(&["eval", s(m), "--data", s(&data), "--device", "cpu", "--json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -106,7 +90,7 @@ fn construct_cuts_zero_channels_and_keeps_accuracy() {
 
 #[test]
 fn eval_reports_a_mismatched_data_file() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/digits_test.npz");
+    let data = root().join("examples/data/digits_test.npz");
     let out = oto(&["eval", s(&zoo("mlp.onnx")), "--data", s(&data), "--device", "cpu"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);

@@ -3,8 +3,10 @@
 
 use super::construct::load_or_analyze;
 use super::input_error;
+use crate::job::verify;
 use anyhow::{Context, Result};
 use oto_graph::Analysis;
+use oto_onnx::rng::SplitMix64;
 use oto_onnx::shape::{self, Shapes};
 use oto_onnx::{DType, Dim, Graph, Model, NodeExt, Tensor, TensorData};
 use std::collections::BTreeMap;
@@ -42,36 +44,6 @@ pub struct Args {
     pub groups: Option<PathBuf>,
 }
 
-/// SplitMix64: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    /// `k` distinct indices below `n`, sorted.
-    fn choose(&mut self, n: usize, k: usize) -> Vec<usize> {
-        let mut all: Vec<usize> = (0..n).collect();
-        for i in 0..k.min(n) {
-            let j = i + self.below((n - i) as u64) as usize;
-            all.swap(i, j);
-        }
-        let mut out = all[..k.min(n)].to_vec();
-        out.sort_unstable();
-        out
-    }
-}
-
 /// Runs `oto check`.
 pub fn run(args: &Args) -> Result<()> {
     if !(0.0..1.0).contains(&args.sparsity) {
@@ -90,15 +62,15 @@ pub fn run(args: &Args) -> Result<()> {
     let shapes = shape::infer(&graph).map_err(input_error)?;
     let mut failures = 0;
     for trial in 0..args.trials {
-        let mut rng = Rng(args.seed.wrapping_mul(1_000_003).wrapping_add(trial));
+        let mut rng = SplitMix64::new(args.seed.wrapping_mul(1_000_003).wrapping_add(trial));
         let chosen = pick(&analysis, &mut rng, args.sparsity);
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
         let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch as i64)?;
         let full_out = run_ort(&zeroed, &inputs).context("onnxruntime on the zeroed full model")?;
         let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
-        let (diff, scale) = compare(&full_out, &small_out)?;
-        let ok = diff <= 1e-4 * scale.max(1.0);
+        let (diff, scale) = verify::compare_outputs(&full_out, &small_out)?;
+        let ok = diff <= verify::tolerance(scale);
         failures += usize::from(!ok);
         let removed: usize = chosen.values().map(Vec::len).sum();
         println!(
@@ -125,7 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// `round(n * sparsity)` random elements of every prunable group, keeping at least one.
-fn pick(analysis: &Analysis, rng: &mut Rng, sparsity: f64) -> BTreeMap<String, Vec<usize>> {
+fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<String, Vec<usize>> {
     let mut out = BTreeMap::new();
     for g in analysis.prunable_groups().filter(|g| g.num_elements > 1) {
         let k = ((g.num_elements as f64 * sparsity).round() as usize).min(g.num_elements - 1);
@@ -139,7 +111,7 @@ fn pick(analysis: &Analysis, rng: &mut Rng, sparsity: f64) -> BTreeMap<String, V
 /// Random inputs of the right dtypes and shapes: the first symbolic axis is the batch,
 /// other symbolic axes get 4; integer inputs that index an embedding stay inside it,
 /// other integer inputs (masks) are 0 or 1.
-fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut Rng, batch: i64) -> Result<Vec<(String, Tensor)>> {
+fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, batch: i64) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::new();
     for input in graph.real_inputs() {
         let name = input.name.clone().unwrap_or_default();
@@ -156,8 +128,8 @@ fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut Rng, batch: i64) 
         let n: usize = shape.iter().product();
         let dtype = shapes.dtype(&name).unwrap_or(DType::F32);
         let data = match dtype {
-            DType::F32 => TensorData::F32((0..n).map(|_| 2.0 * rng.unit() - 1.0).collect()),
-            DType::F64 => TensorData::F64((0..n).map(|_| f64::from(2.0 * rng.unit() - 1.0)).collect()),
+            DType::F32 => TensorData::F32((0..n).map(|_| (2.0 * rng.unit() - 1.0) as f32).collect()),
+            DType::F64 => TensorData::F64((0..n).map(|_| 2.0 * rng.unit() - 1.0).collect()),
             DType::I64 | DType::I32 => {
                 let limit = index_limit(graph, &name).unwrap_or(2);
                 let v: Vec<i64> = (0..n).map(|_| rng.below(limit) as i64).collect();
@@ -200,25 +172,6 @@ fn index_limit(graph: &Graph<'_>, value: &str) -> Option<u64> {
 }
 
 fn run_ort(model: &Model, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
-    let bytes = model.to_bytes()?;
-    let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::default())?;
-    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    Ok(session.run(&refs)?)
-}
-
-/// Max absolute difference over all outputs, and the largest |output| of the full model.
-fn compare(full: &[(String, Tensor)], small: &[(String, Tensor)]) -> Result<(f64, f64)> {
-    let (mut diff, mut scale) = (0.0f64, 0.0f64);
-    for (name, a) in full {
-        let b =
-            small.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("the compact model lacks output '{name}'"))?;
-        if a.shape != b.shape {
-            anyhow::bail!("output '{name}' has shape {:?} in the full model but {:?} in the compact one", a.shape, b.shape);
-        }
-        for (x, y) in a.to_f64_vec().into_iter().zip(b.to_f64_vec()) {
-            diff = diff.max((x - y).abs());
-            scale = scale.max(x.abs());
-        }
-    }
-    Ok((diff, scale))
+    let session = oto_ort::Session::from_bytes(&model.to_bytes()?, &oto_ort::SessionOptions::default())?;
+    verify::run_ort(&session, inputs)
 }

@@ -1,11 +1,12 @@
 //! Argument parsing (clap derive), logging setup, and error reporting with exit codes.
 //! One module per subcommand; each exposes an `Args` struct and a `run` function.
 
-mod analyze;
+pub(crate) mod analyze;
 mod check;
 mod construct;
-mod eval;
+pub(crate) mod eval;
 mod inspect;
+mod prune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "oto", version, about, propagate_version = true, arg_required_else_help = true)]
 #[command(
-    after_help = "Examples:\n  oto inspect model.onnx\n  oto analyze model.onnx --json groups.json\n\nRun `oto <COMMAND> --help` for the options and examples of each command."
+    after_help = "Examples:\n  oto inspect model.onnx\n  oto analyze model.onnx --json groups.json\n  oto prune --model model.onnx --data train.npz --val val.npz --target-sparsity 0.5 --out pruned/\n\nRun `oto <COMMAND> --help` for the options and examples of each command."
 )]
 pub struct Cli {
     /// Only print errors.
@@ -41,6 +42,8 @@ pub enum Command {
     Check(check::Args),
     /// Cut every all-zero group element out of a group-sparse model.
     Construct(construct::Args),
+    /// Train with HESSO and prune: the one-shot job from a trained model to a compact one.
+    Prune(Box<prune::Args>),
 }
 
 /// A problem with what the user gave us (a missing or invalid file, a bad option
@@ -85,10 +88,15 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Check(args) => check::run(args),
         Command::Construct(args) => construct::run(args),
+        Command::Prune(args) => prune::run(args, cli.quiet, cli.verbose),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(stop) = err.downcast_ref::<crate::job::Interrupted>() {
+                eprintln!("{stop}");
+                return ExitCode::from(130);
+            }
             let input = err.chain().any(|c| c.is::<InputError>());
             eprintln!("error: {err:#}");
             ExitCode::from(if input { 2 } else { 1 })

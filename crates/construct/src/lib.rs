@@ -168,9 +168,6 @@ fn validate<'a>(analysis: &'a Analysis, removed: &BTreeMap<String, Vec<usize>>) 
         if let Some(&e) = set.iter().find(|&&e| e >= g.num_elements) {
             return Err(ConstructError::ElementOutOfRange { group: id.clone(), element: e, count: g.num_elements });
         }
-        if set.len() >= g.num_elements {
-            return Err(ConstructError::RemovesAll { group: id.clone(), count: g.num_elements });
-        }
         out.push((g, set.into_iter().collect()));
     }
     Ok(out)
@@ -182,6 +179,10 @@ fn validate<'a>(analysis: &'a Analysis, removed: &BTreeMap<String, Vec<usize>>) 
 /// imports and the other metadata are kept.
 pub fn construct(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, Vec<usize>>) -> Result<(Model, ConstructReport)> {
     let groups = validate(analysis, removed)?;
+    // A group keeps at least one element: a zero-width tensor is not a model.
+    if let Some((g, _)) = groups.iter().find(|(g, elems)| elems.len() >= g.num_elements) {
+        return Err(ConstructError::RemovesAll { group: g.id.clone(), count: g.num_elements });
+    }
     let graph = Graph::new(model)?;
     let shapes_before = oto_onnx::shape::infer(&graph)?;
     let params_before = oto_onnx::cost::parameter_count(&graph).parameters;

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use oto_construct::{construct, zero_elements, ConstructError};
 use oto_graph::{analyze, AnalyzeOptions, Role};
+use oto_testkit::{deviation, run_ort, zoo_inputs, zoo_model, SplitMix64};
 use std::collections::BTreeMap;
 
 /// Nothing zero: no element is found, and construction changes neither the outputs
@@ -39,7 +40,7 @@ fn one_group_at_a_time() {
         let stride = prunable.len().div_ceil(8).max(1);
         for g in prunable.into_iter().step_by(stride) {
             let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), (1..g.num_elements).collect())].into();
-            let full = zeroed(&model, &analysis, &removed);
+            let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
             let (compact, report) = construct(&full, &analysis, &removed).unwrap();
             assert_eq!(report.groups[0].kept, 1);
             assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed), "{name} {}", g.id);
@@ -56,7 +57,7 @@ fn zero_elements_keeps_one() {
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.prunable_groups().find(|g| g.num_elements > 1).unwrap();
     let all: BTreeMap<String, Vec<usize>> = [(g.id.clone(), (0..g.num_elements).collect())].into();
-    let full = zeroed(&model, &analysis, &all);
+    let full = oto_construct::zero_producers(&model, &analysis, &all).unwrap();
     let found = zero_elements(&analysis, &full).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[&g.id], (0..g.num_elements - 1).collect::<Vec<_>>());
@@ -109,8 +110,8 @@ fn onnx_full_check() {
     for name in ["mlp", "demo_cnn", "grouped_conv", "groupnorm", "concat_bn", "bert_tiny", "gpt2_tiny", "vit_tiny", "mobilenet_v2"] {
         let model = zoo_model(name);
         let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-        let removed = pick(&analysis, &mut Rng(3), 0.5);
-        let full = zeroed(&model, &analysis, &removed);
+        let removed = pick(&analysis, &mut SplitMix64::new(3), 0.5);
+        let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
         let (compact, _) = construct(&full, &analysis, &removed).unwrap();
         let path = dir.path().join(format!("{name}.onnx"));
         compact.save(&path, &Default::default()).unwrap();

@@ -7,6 +7,7 @@ use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions, ShapeLocation};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::{Model, Tensor, TensorData};
+use oto_testkit::{deviation, run_ort, SplitMix64};
 use std::collections::BTreeMap;
 
 /// Two parallel attention blocks on a [B, 5, 8] stream (4 heads of 2), `y = x + a0(x) + a1(x)`;
@@ -64,7 +65,7 @@ fn constant_nodes_shared_by_two_groups() {
         "x".to_string(),
         Tensor { shape: vec![3, 5, 8], data: TensorData::F32((0..120).map(|i| (i as f32 * 0.37).sin()).collect()) },
     )];
-    let mut rng = Rng(11);
+    let mut rng = SplitMix64::new(11);
     // Each branch alone, then both with different counts.
     let cases: Vec<BTreeMap<String, Vec<usize>>> = vec![
         [(groups[0].id.clone(), vec![1])].into(),
@@ -72,7 +73,7 @@ fn constant_nodes_shared_by_two_groups() {
         groups.iter().enumerate().map(|(k, g)| (g.id.clone(), rng.choose(g.num_elements, (k + 1).min(g.num_elements - 1)))).collect(),
     ];
     for (case, removed) in cases.into_iter().enumerate() {
-        let full = zeroed(&model, &analysis, &removed);
+        let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
         let (compact, _) = construct(&full, &analysis, &removed).unwrap();
         assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
         // Each changed target gets a copy for one of the two blocks; the other block

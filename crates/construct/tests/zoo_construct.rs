@@ -8,6 +8,7 @@ use common::*;
 use oto_construct::{construct, zero_elements, PRUNED_METADATA_KEY};
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::{Graph, Model};
+use oto_testkit::{deviation, run_ort, zoo_inputs, zoo_model, SplitMix64};
 
 fn check_construct(name: &str, seeds: u64) {
     let model = zoo_model(name);
@@ -18,9 +19,9 @@ fn check_construct(name: &str, seeds: u64) {
     for seed in 0..seeds {
         for sparsity in [0.1, 0.5, 0.9] {
             let ctx = format!("{name} seed {seed} sparsity {sparsity}");
-            let mut rng = Rng(seed * 7919 + (sparsity * 100.0) as u64 + 1);
+            let mut rng = SplitMix64::new(seed * 7919 + (sparsity * 100.0) as u64 + 1);
             let removed = pick(&analysis, &mut rng, sparsity);
-            let full = zeroed(&model, &analysis, &removed);
+            let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
 
             // The zero elements found are at least the chosen ones.
             let found = zero_elements(&analysis, &full).unwrap();

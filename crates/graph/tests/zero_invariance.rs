@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use oto_graph::{analyze, AnalyzeOptions, Role};
 use oto_onnx::{Tensor, TensorData};
+use oto_testkit::{deviation, run_ort, zoo_inputs, zoo_model, SplitMix64};
 
 fn check_zero_invariance(name: &str) {
     let model = zoo_model(name);
@@ -17,14 +18,14 @@ fn check_zero_invariance(name: &str) {
     // The outputs of the zeroed model, and of the zeroed model with randomized consumers.
     let check = |choice: &Choice<'_>, seed: u64| -> (f64, f64) {
         let mut zeroed = Edits::new(&model, &originals);
-        zero_elements(&mut zeroed, choice, &mut Rng(seed), false);
+        zero_elements(&mut zeroed, choice, &mut SplitMix64::new(seed), false);
         let mut randomized = Edits::new(&model, &originals);
-        zero_elements(&mut randomized, choice, &mut Rng(seed), true);
+        zero_elements(&mut randomized, choice, &mut SplitMix64::new(seed), true);
         deviation(&run_ort(&zeroed.proto(), &inputs), &run_ort(&randomized.proto(), &inputs))
     };
     for seed in 0..3u64 {
         for sparsity in [0.1, 0.5, 0.9] {
-            let mut rng = Rng(seed * 7919 + (sparsity * 100.0) as u64);
+            let mut rng = SplitMix64::new(seed * 7919 + (sparsity * 100.0) as u64);
             let choice = pick(&analysis, &mut rng, sparsity);
             let (err, tol) = check(&choice, seed + 1);
             let ids: Vec<&str> = choice.iter().map(|(g, _)| g.id.as_str()).collect();
@@ -86,7 +87,7 @@ fn control_partial_zeroing_changes_outputs() {
             .find(|g| g.members.iter().any(|m| m.role == Role::Producer && dims[&m.initializer] == 1))
             .expect("a group with a BatchNorm bias");
         let elems: Vec<usize> = (0..g.num_elements).collect();
-        let mut rng = Rng(1);
+        let mut rng = SplitMix64::new(1);
         let mut zeroed = Edits::new(&model, &originals);
         let mut randomized = Edits::new(&model, &originals);
         for m in &g.members {
@@ -109,7 +110,7 @@ fn control_partial_zeroing_changes_outputs() {
 /// checks with onnxruntime that its consumer slices no longer matter.
 fn check_builder_model(name: &str, model: &oto_onnx::Model, input_shape: Vec<usize>) -> oto_graph::Analysis {
     let analysis = analyze(model, &AnalyzeOptions::default()).unwrap();
-    let mut rng = Rng(5);
+    let mut rng = SplitMix64::new(5);
     let n: usize = input_shape.iter().product();
     let x: Vec<f32> = (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
     let inputs = vec![("x".to_string(), Tensor { shape: input_shape, data: TensorData::F32(x) })];
@@ -118,9 +119,9 @@ fn check_builder_model(name: &str, model: &oto_onnx::Model, input_shape: Vec<usi
         for e in 0..g.num_elements {
             let choice = vec![(g, vec![e])];
             let mut zeroed = Edits::new(model, &originals);
-            zero_elements(&mut zeroed, &choice, &mut Rng(9), false);
+            zero_elements(&mut zeroed, &choice, &mut SplitMix64::new(9), false);
             let mut randomized = Edits::new(model, &originals);
-            zero_elements(&mut randomized, &choice, &mut Rng(9), true);
+            zero_elements(&mut randomized, &choice, &mut SplitMix64::new(9), true);
             let (err, tol) = deviation(&run_ort(&zeroed.proto(), &inputs), &run_ort(&randomized.proto(), &inputs));
             assert!(err <= tol, "{name} group {} element {e}: {err:.3e} > {tol:.3e}", g.id);
         }

@@ -1,9 +1,8 @@
 //! The group structure of zoo models, against counts derived by hand from the
 //! architectures (see the comment of each test).
 
-mod common;
-use common::*;
 use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind};
+use oto_testkit::zoo_model;
 
 fn analysis(name: &str) -> Analysis {
     analyze(&zoo_model(name), &AnalyzeOptions::default()).unwrap()

@@ -7,24 +7,23 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
     /// The file (model or external data) could not be read or written.
-    #[error("{path}: {action}: {source}")]
+    /// (The OS error is part of the message, not a `source`, so that error chains do not print it twice.)
+    #[error("{path}: {action}: {error}")]
     Io {
         /// The file involved.
         path: PathBuf,
         /// What we were doing ("cannot read", "cannot write", ...).
         action: &'static str,
         /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a protobuf `ModelProto`.
-    #[error("{path}: not an ONNX model (protobuf decoding failed: {source})")]
+    #[error("{path}: not an ONNX model (protobuf decoding failed: {error})")]
     Decode {
         /// The model file.
         path: PathBuf,
-        /// The decoder's error.
-        #[source]
-        source: prost::DecodeError,
+        /// The decoder's error (in the message, not a `source`).
+        error: prost::DecodeError,
     },
     /// The model is structurally invalid or unsupported. `context` names the node,
     /// value, initializer or attribute involved.
@@ -47,7 +46,7 @@ impl OnnxError {
 
     /// Builds an [`OnnxError::Io`].
     pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
-        OnnxError::Io { path: path.into(), action, source }
+        OnnxError::Io { path: path.into(), action, error: source }
     }
 }
 

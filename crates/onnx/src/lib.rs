@@ -11,6 +11,7 @@ pub mod model;
 pub mod npz;
 pub mod ops;
 pub mod proto;
+pub mod rng;
 pub mod shape;
 pub mod tensor;
 

@@ -149,7 +149,7 @@ impl Model {
     }
 
     fn decode(bytes: Bytes, path: PathBuf, base_dir: Option<PathBuf>) -> Result<Model> {
-        let proto = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { path: path.clone(), source })?;
+        let proto = ModelProto::decode(bytes).map_err(|error| OnnxError::Decode { path: path.clone(), error })?;
         let model = Model { proto, path, base_dir, mapped: Mutex::new(HashMap::new()) };
         model.check()?;
         Ok(model)

@@ -106,7 +106,7 @@ impl Dataset {
                 data_error(format!(
                     "no array for model input '{}'{} (the file has: {})",
                     input.name,
-                    if inputs.len() == 1 { " (or 'x')" } else { "" },
+                    if inputs.len() == 1 && input.name != "x" { " (or 'x')" } else { "" },
                     available.join(", ")
                 ))
             })?;
@@ -251,31 +251,7 @@ pub struct DataPosition {
     pub batch: u64,
 }
 
-/// SplitMix64: a small, portable, seedable generator for the data order.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform integer in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        // Lemire's multiply-shift; the bias for n << 2^64 is negligible and deterministic.
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
+pub use oto_onnx::rng::SplitMix64;
 
 /// The sample order of `epoch`: a seeded permutation (or `0..n` without shuffling).
 pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<i64> {

@@ -346,7 +346,7 @@ fn mix(seed: u64, step: u64) -> u64 {
 }
 
 /// Loss and metric of a model on a data set in eval mode.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalReport {
     /// Mean loss over the samples.
     pub loss: f64,

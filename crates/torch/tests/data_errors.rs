@@ -23,7 +23,7 @@ fn load_err(arrays: &[(&str, &OnnxTensor)], check_classes: Option<i64>) -> Strin
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.npz");
     write_npz(&path, arrays, NpzCompression::Stored).unwrap();
-    let exec = Executor::new(&common::load_zoo_model("demo_cnn"), Device::Cpu).unwrap();
+    let exec = Executor::new(&oto_testkit::zoo_model("demo_cnn"), Device::Cpu).unwrap();
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let result = Dataset::load(&path, &inputs).and_then(|d| match check_classes {
         Some(c) => d.check_class_labels(c),
@@ -53,7 +53,7 @@ fn data_mismatches_name_the_array_expected_and_actual() {
 
 #[test]
 fn op_failures_name_the_node_and_do_not_panic() {
-    let model = common::load_zoo_model("mlp");
+    let model = oto_testkit::zoo_model("mlp");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
     // The declared shape check catches a wrong feature count first...
     let e = exec.forward(&[Tensor::zeros([2, 31], (Kind::Float, Device::Cpu))], Mode::Eval).unwrap_err().to_string();

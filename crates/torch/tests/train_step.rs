@@ -36,14 +36,14 @@ fn optimizer_config(cfg: &serde_json::Value) -> (OptimizerConfig, f64) {
 }
 
 fn check_model(name: &str) {
-    let dir = common::zoo_dir();
+    let dir = oto_testkit::zoo_dir();
     let meta_path = dir.join(format!("{name}.trainstep.json"));
     let meta: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&meta_path).unwrap_or_else(|e| panic!("{}: {e}; run graphs/train_ref.py", meta_path.display())),
     )
     .unwrap();
     let batch = common::read_npz_map(&dir.join(format!("{name}.trainstep.batch.npz")));
-    let model = common::load_zoo_model(name);
+    let model = oto_testkit::zoo_model(name);
     for (opt_name, cfg) in meta["optimizers"].as_object().unwrap() {
         let exec = Executor::new(&model, Device::Cpu).unwrap();
         let initial: Vec<(String, tch::Tensor)> = exec.state().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();

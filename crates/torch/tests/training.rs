@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use tch::Device;
 
 fn digits(split: &str, inputs: &[GraphInput]) -> Dataset {
-    Dataset::load(&common::root().join(format!("examples/data/digits_{split}.npz")), inputs).unwrap()
+    Dataset::load(&oto_testkit::root().join(format!("examples/data/digits_{split}.npz")), inputs).unwrap()
 }
 
 fn demo_cnn() -> (Model, Executor) {
-    let model = common::load_zoo_model("demo_cnn");
+    let model = oto_testkit::zoo_model("demo_cnn");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
     (model, exec)
 }
@@ -148,8 +148,8 @@ fn nan_in_the_data_stops_with_the_step_and_keeps_the_checkpoint() {
 
 #[test]
 fn eval_entry_reports_loss_and_accuracy_of_a_model_file() {
-    let model = common::zoo_dir().join("demo_cnn.onnx");
-    let data = common::root().join("examples/data/digits_test.npz");
+    let model = oto_testkit::zoo_dir().join("demo_cnn.onnx");
+    let data = oto_testkit::root().join("examples/data/digits_test.npz");
     let ce = Loss::CrossEntropy { label_smoothing: 0.0 };
     let report = oto_torch::train::eval_file(&model, &data, 50, "cpu", ce).unwrap();
     let (_, exec) = demo_cnn();
@@ -162,7 +162,7 @@ fn eval_entry_reports_loss_and_accuracy_of_a_model_file() {
     assert!(report.accuracy.unwrap() < 0.5, "an untrained model: {report:?}");
     let err = oto_torch::train::eval_file(&model, &data, 50, "gpu", ce).unwrap_err().to_string();
     assert!(err.contains("device 'gpu'"), "{err}");
-    let err = oto_torch::train::eval_file(&common::zoo_dir().join("mlp.onnx"), &data, 50, "cpu", ce).unwrap_err().to_string();
+    let err = oto_torch::train::eval_file(&oto_testkit::zoo_dir().join("mlp.onnx"), &data, 50, "cpu", ce).unwrap_err().to_string();
     assert!(err.contains("digits_test.npz") && err.contains("'x'"), "{err}");
 }
 

@@ -8,15 +8,15 @@ use tch::Device;
 
 #[test]
 fn every_zoo_model_matches_pytorch_in_eval_mode() {
-    let names = common::zoo_models();
+    let names = oto_testkit::zoo_names();
     assert!(names.len() >= 16, "expected the whole zoo, found {names:?}");
     let mut report = Vec::new();
     for name in &names {
-        let model = common::load_zoo_model(name);
+        let model = oto_testkit::zoo_model(name);
         let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
         let inputs = common::zoo_inputs(name, &exec);
         let outputs = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let reference = common::read_npz_map(&common::zoo_dir().join(format!("{name}.outputs.npz")));
+        let reference = common::read_npz_map(&oto_testkit::zoo_dir().join(format!("{name}.outputs.npz")));
         for (out_name, y) in exec.output_names().zip(&outputs) {
             let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
             let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();

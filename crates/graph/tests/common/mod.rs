@@ -3,85 +3,9 @@
 
 use oto_graph::{Analysis, Group, Role};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::rng::SplitMix64;
 use oto_onnx::{Model, Tensor, TensorData};
-use prost::Message;
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-/// The zoo folder: `OTO_ZOO_DIR`, else graphs/zoo of the workspace.
-pub fn zoo_dir() -> PathBuf {
-    match std::env::var_os("OTO_ZOO_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../graphs/zoo"),
-    }
-}
-
-/// Loads a zoo model; panics with a hint when the zoo has not been exported.
-pub fn zoo_model(name: &str) -> Model {
-    let path = zoo_dir().join(format!("{name}.onnx"));
-    assert!(path.exists(), "{} missing: run `python graphs/zoo.py --out graphs/zoo`", path.display());
-    Model::load(&path).unwrap()
-}
-
-/// The reference inputs of a zoo model.
-pub fn zoo_inputs(name: &str) -> Vec<(String, Tensor)> {
-    oto_onnx::npz::read_npz(zoo_dir().join(format!("{name}.inputs.npz"))).unwrap()
-}
-
-/// Runs a model message through onnxruntime.
-pub fn run_ort(proto: &oto_onnx::proto::ModelProto, inputs: &[(String, Tensor)]) -> Vec<(String, Vec<f32>)> {
-    let bytes = proto.encode_to_vec();
-    let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::with_threads(2)).unwrap();
-    let feed: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    session.run(&feed).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec().into_iter().map(|x| x as f32).collect())).collect()
-}
-
-/// `max |a - b|` over all outputs, and the tolerance `1e-4 * max(1, max |a|)`.
-pub fn deviation(full: &[(String, Vec<f32>)], other: &[(String, Vec<f32>)]) -> (f64, f64) {
-    let mut err = 0f64;
-    let mut big = 1f64;
-    for ((_, a), (_, b)) in full.iter().zip(other) {
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(b) {
-            err = err.max((f64::from(*x) - f64::from(*y)).abs());
-            big = big.max(f64::from(*x).abs());
-        }
-    }
-    if err.is_nan() {
-        err = f64::INFINITY;
-    }
-    (err, 1e-4 * big)
-}
-
-/// A small deterministic generator (splitmix64).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    /// `k` distinct indices below `n`.
-    pub fn choose(&mut self, n: usize, k: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        for i in 0..k.min(n) {
-            let j = i + self.below(n - i);
-            v.swap(i, j);
-        }
-        v.truncate(k.min(n));
-        v
-    }
-}
 
 /// The float initializers of a model, decoded once.
 pub struct Originals {
@@ -161,7 +85,7 @@ pub type Choice<'a> = Vec<(&'a Group, Vec<usize>)>;
 /// Zeroes the producer slices of the chosen elements; with `randomize`, first sets
 /// their consumer slices to random values and their aux slices to valid random values
 /// (positive, as a running variance must be).
-pub fn zero_elements(edits: &mut Edits<'_>, choice: &Choice<'_>, rng: &mut Rng, randomize: bool) {
+pub fn zero_elements(edits: &mut Edits<'_>, choice: &Choice<'_>, rng: &mut SplitMix64, randomize: bool) {
     let roles: &[Role] = if randomize { &[Role::Consumer, Role::Aux, Role::Producer] } else { &[Role::Producer] };
     for &role in roles {
         for (g, elems) in choice {
@@ -178,7 +102,7 @@ pub fn zero_elements(edits: &mut Edits<'_>, choice: &Choice<'_>, rng: &mut Rng, 
 }
 
 /// Picks, for roughly half of the prunable groups, `sparsity` of their elements (at least one).
-pub fn pick<'a>(analysis: &'a Analysis, rng: &mut Rng, sparsity: f64) -> Choice<'a> {
+pub fn pick<'a>(analysis: &'a Analysis, rng: &mut SplitMix64, sparsity: f64) -> Choice<'a> {
     let mut out = Vec::new();
     for g in analysis.prunable_groups() {
         if rng.unit() < 0.5 {

@@ -2,7 +2,7 @@
 //! group-sparse model, cuts it into the compact model, and checks that both have the
 //! same test accuracy.
 //!
-//! `cargo run -p oto-optim --example custom_loop [-- OUT_DIR [TARGET_SPARSITY]]` (needs graphs/zoo/demo_cnn.onnx:
+//! `cargo run --example custom_loop [-- OUT_DIR [TARGET_SPARSITY]]` (needs graphs/zoo/demo_cnn.onnx:
 //! `make graphs`); writes OUT_DIR/demo_cnn.sparse.onnx and OUT_DIR/demo_cnn.compact.onnx
 //! (default OUT_DIR: target/demo).
 
@@ -16,10 +16,10 @@ use oto_torch::train::evaluate;
 use std::path::Path;
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = oto_onnx::Model::load(root.join("graphs/zoo/demo_cnn.onnx"))?;
     let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default())?;
-    let exec = Executor::new(&model, tch::Device::cuda_if_available())?;
+    let exec = Executor::new(&model, oto_torch::tch::Device::cuda_if_available())?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let train = Dataset::load(&root.join("examples/data/digits_train.npz"), &inputs)?;
     let test = Dataset::load(&root.join("examples/data/digits_test.npz"), &inputs)?;

@@ -1,0 +1,83 @@
+//! Test helpers shared by the oto crates (a dev-dependency only): where the model zoo
+//! is, loading its models and reference inputs, running a model in onnxruntime, and
+//! comparing outputs with the project's one tolerance.
+#![warn(missing_docs)]
+
+use oto_onnx::{Model, Tensor};
+use prost::Message;
+use std::path::{Path, PathBuf};
+
+pub use oto_onnx::rng::SplitMix64;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The zoo folder: `OTO_ZOO_DIR`, else graphs/zoo of the workspace.
+pub fn zoo_dir() -> PathBuf {
+    match std::env::var_os("OTO_ZOO_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("graphs/zoo"),
+    }
+}
+
+/// The path of a zoo file; panics with a hint when the zoo has not been exported.
+pub fn zoo_path(file: &str) -> PathBuf {
+    let path = zoo_dir().join(file);
+    assert!(path.exists(), "{} missing: run `make graphs`", path.display());
+    path
+}
+
+/// The zoo's index.json (written by graphs/zoo.py).
+pub fn zoo_index() -> serde_json::Value {
+    let path = zoo_path("index.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The names of the zoo models, in index order.
+pub fn zoo_names() -> Vec<String> {
+    zoo_index()["models"]
+        .as_array()
+        .expect("index.json lists models")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Loads the zoo model `name`.
+pub fn zoo_model(name: &str) -> Model {
+    Model::load(zoo_path(&format!("{name}.onnx"))).unwrap()
+}
+
+/// The reference inputs of the zoo model `name`.
+pub fn zoo_inputs(name: &str) -> Vec<(String, Tensor)> {
+    oto_onnx::npz::read_npz(zoo_path(&format!("{name}.inputs.npz"))).unwrap()
+}
+
+/// Runs a model message through onnxruntime (2 threads); outputs in graph order, as f64.
+pub fn run_ort(proto: &oto_onnx::proto::ModelProto, inputs: &[(String, Tensor)]) -> Vec<(String, Vec<f64>)> {
+    let bytes = proto.encode_to_vec();
+    let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::with_threads(2)).unwrap();
+    let feed: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    session.run(&feed).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec())).collect()
+}
+
+/// `max |a - b|` over all outputs (NaN counts as infinite), and the tolerance
+/// `1e-4 * max(1, max |a|)` (float32 reassociation noise).
+pub fn deviation(full: &[(String, Vec<f64>)], other: &[(String, Vec<f64>)]) -> (f64, f64) {
+    assert_eq!(full.len(), other.len());
+    let mut err = 0f64;
+    let mut big = 1f64;
+    for ((na, a), (nb, b)) in full.iter().zip(other) {
+        assert_eq!(na, nb);
+        assert_eq!(a.len(), b.len(), "output '{na}' changed size");
+        for (x, y) in a.iter().zip(b) {
+            let d = (x - y).abs();
+            err = if d.is_nan() { f64::INFINITY } else { err.max(d) };
+            big = big.max(x.abs());
+        }
+    }
+    (err, 1e-4 * big)
+}

@@ -1,0 +1,253 @@
+//! `oto prune`: the one-shot train-and-prune job, with a progress bar, Ctrl-C handling
+//! (checkpoint, then exit 130) and `--resume`.
+
+use super::input_error;
+use crate::job::config::JobSpec;
+use crate::job::report::summary_table;
+use crate::job::{self, Event, Observer, Setup};
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Arguments of `oto prune`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  oto prune --model graphs/zoo/demo_cnn.onnx --data examples/data/digits_train.npz \\
+            --val examples/data/digits_test.npz --target-sparsity 0.5 --epochs 8 --lr 0.05 --out pruned/
+      train with HESSO so that half of the prunable channels become zero, then cut them
+  oto prune --config examples/digits.toml
+      the same job from a TOML file (keys named like the options, plus [hesso] and [cric_settings])
+  oto prune --model bert.onnx --data tokens.npz --target-sparsity 0.3 --optimizer adamw --lr 3e-5
+      data without labels: distill from the original model's outputs
+  oto prune --resume pruned/
+      continue an interrupted job (Ctrl-C writes a checkpoint and exits with code 130)
+
+Outputs in --out: model.onnx (compact), model.sparse.onnx (--save-sparse), groups.json,
+report.json, report.md, curve.png, checkpoint/. Exit code 0 success, 1 runtime failure
+(e.g. the loss became NaN; the last good checkpoint is kept), 2 bad input, 130 interrupted.")]
+pub struct Args {
+    /// The trained ONNX model.
+    #[arg(long, value_name = "MODEL.onnx")]
+    pub model: Option<PathBuf>,
+    /// Training data: .npz or .safetensors, one array per model input (+ `labels`).
+    #[arg(long, value_name = "TRAIN")]
+    pub data: Option<PathBuf>,
+    /// Held-out data for the metric and the verification (default: the training data).
+    #[arg(long, value_name = "VAL")]
+    pub val: Option<PathBuf>,
+    /// Fraction of the prunable structures to remove, in [0, 1) [default: 0.5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub target_sparsity: Option<f64>,
+    /// Training length in epochs [default: 10].
+    #[arg(long, conflicts_with = "steps")]
+    pub epochs: Option<f64>,
+    /// Training length in optimizer steps.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Samples per batch [default: 32].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base optimizer: sgd, adam or adamw [default: sgd].
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Learning rate [default: 0.01 for sgd, 1e-3 for adam(w)].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule: cosine, step or constant [default: cosine].
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Linear learning-rate warm-up steps [default: 0].
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Weight decay [default: the optimizer's].
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// Run the CRIC phase to choose what to prune more carefully.
+    #[arg(long)]
+    pub cric: bool,
+    /// cross-entropy, mse, bce or distill [default: cross-entropy with labels, distill without].
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A TOML job file; options given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output folder [default: oto-out].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the job whose --out folder is DIR (its settings are reused).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "unprunable"])]
+    pub resume: Option<PathBuf>,
+    /// Seed of the data order, dropout and initial choices [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also write the full-size trained model with its pruned structures at zero.
+    #[arg(long)]
+    pub save_sparse: bool,
+    /// libtorch threads [default: every core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Keep the group(s) of this initializer or node (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub unprunable: Vec<String>,
+}
+
+impl Args {
+    fn spec(&self) -> JobSpec {
+        JobSpec {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            val: self.val.clone(),
+            out: self.out.clone(),
+            target_sparsity: self.target_sparsity,
+            epochs: self.epochs,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer.clone(),
+            lr: self.lr,
+            schedule: self.schedule.clone(),
+            warmup_steps: self.warmup_steps,
+            weight_decay: self.weight_decay,
+            loss: self.loss.clone(),
+            device: self.device.clone(),
+            seed: self.seed,
+            cric: self.cric.then_some(true),
+            save_sparse: self.save_sparse.then_some(true),
+            threads: self.threads,
+            unprunable: (!self.unprunable.is_empty()).then(|| self.unprunable.clone()),
+            ..JobSpec::default()
+        }
+    }
+}
+
+/// Shows the job's progress: a bar on a terminal, plain lines otherwise; nothing with `-q`.
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    tty: bool,
+    total: u64,
+    sparsity: f64,
+    metric: String,
+    phase: String,
+}
+
+impl Progress {
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Phase(name) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                tracing::info!("{name}");
+                self.line(&format!("{name}..."));
+            }
+            Event::Training { total, done } => {
+                self.total = total;
+                if !self.quiet && self.tty {
+                    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                    let style = ProgressStyle::with_template("{elapsed_precise} {bar:30.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar());
+                    bar.set_style(style);
+                    bar.set_position(done);
+                    bar.reset_eta();
+                    self.bar = Some(bar);
+                }
+                self.line(&format!(
+                    "training: {total} steps{}",
+                    if done > 0 { format!(", continuing after step {done}") } else { String::new() }
+                ));
+            }
+            Event::Step { step, loss, point } => {
+                if let Some(p) = point {
+                    self.sparsity = p.group_sparsity;
+                    self.phase.clone_from(&p.phase);
+                    tracing::debug!(step, loss, lr = p.lr, group_sparsity = p.group_sparsity, "step");
+                }
+                if let Some(bar) = &self.bar {
+                    bar.set_position(step);
+                    bar.set_message(format!("loss {loss:.4}{}  group sparsity {:.3}  {}", self.metric, self.sparsity, self.phase));
+                }
+            }
+            Event::Eval(p) => {
+                self.metric = match p.accuracy {
+                    Some(a) => format!("  eval acc {:.2}%", 100.0 * a),
+                    None => format!("  eval loss {:.4}", p.loss),
+                };
+                tracing::info!(step = p.step, loss = p.loss, accuracy = p.accuracy, "evaluation");
+                if self.bar.is_none() {
+                    self.line(&format!(
+                        "step {}/{}:{}  group sparsity {:.3}  ({})",
+                        p.step, self.total, self.metric, self.sparsity, self.phase
+                    ));
+                }
+            }
+            Event::Note(text) => {
+                tracing::info!("{text}");
+                self.line(&text);
+            }
+        }
+    }
+}
+
+/// Runs `oto prune`.
+pub fn run(args: &Args, quiet: bool, _verbose: u8) -> Result<()> {
+    let setup = match &args.resume {
+        Some(dir) => Setup::resume(dir, args.device.clone(), args.threads)?,
+        None => {
+            let file = match &args.config {
+                Some(path) => JobSpec::from_toml_file(path).map_err(input_error)?,
+                None => JobSpec::default(),
+            };
+            Setup::new(&file.overridden_by(args.spec()))?
+        }
+    };
+    // The first Ctrl-C asks the job to checkpoint and stop; a second one exits at once.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&interrupt))?;
+        signal_hook::flag::register(signal, Arc::clone(&interrupt))?;
+    }
+    let out = setup.job.out.clone();
+    let mut progress = Progress {
+        bar: None,
+        quiet,
+        tty: std::io::stderr().is_terminal(),
+        total: 0,
+        sparsity: 0.0,
+        metric: String::new(),
+        phase: String::new(),
+    };
+    let result = job::run(setup, &interrupt, &mut progress);
+    if let Some(bar) = progress.bar.take() {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    if !quiet {
+        println!("{}", summary_table(&report));
+        println!(
+            "verified in onnxruntime: max |sparse - compact| = {:.2e} on {} held-out samples",
+            report.verification.max_abs_diff, report.verification.samples
+        );
+        let sparse = if report.job.save_sparse { ", model.sparse.onnx" } else { "" };
+        println!("wrote {}/{{model.onnx{sparse}, groups.json, report.json, report.md, curve.png}}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The settings of a prune job: what a user gives (command-line options over a TOML job
+//! file), and the resolved job with every default filled in, which the checkpoint keeps
+//! so that `--resume` continues the same job.
+
+use anyhow::{bail, Context, Result};
+use oto_optim::{CricConfig, HessoConfig, ImportanceWeights};
+use oto_torch::loss::Loss;
+use oto_torch::optim::OptimizerConfig;
+use oto_torch::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What a user may set, from the command line or a TOML job file; every field optional.
+/// In a job file, relative paths are relative to the file's folder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The trained model to prune.
+    pub model: Option<PathBuf>,
+    /// Training data (`.npz` or `.safetensors`).
+    pub data: Option<PathBuf>,
+    /// Held-out data for the metric and the verification (default: the training data).
+    pub val: Option<PathBuf>,
+    /// Output folder.
+    pub out: Option<PathBuf>,
+    /// Fraction of the prunable group elements to remove, in [0, 1).
+    pub target_sparsity: Option<f64>,
+    /// Training length in epochs (exclusive with `steps`).
+    pub epochs: Option<f64>,
+    /// Training length in optimizer steps (exclusive with `epochs`).
+    pub steps: Option<u64>,
+    /// Samples per batch.
+    pub batch_size: Option<usize>,
+    /// `sgd`, `adam` or `adamw`.
+    pub optimizer: Option<String>,
+    /// Base learning rate.
+    pub lr: Option<f64>,
+    /// `cosine`, `step` or `constant`.
+    pub schedule: Option<String>,
+    /// Linear learning-rate warm-up steps.
+    pub warmup_steps: Option<u64>,
+    /// Weight decay of the optimizer (its default when absent).
+    pub weight_decay: Option<f64>,
+    /// `cross-entropy`, `mse`, `bce` or `distill` (default: cross-entropy with labels, distill without).
+    pub loss: Option<String>,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    pub device: Option<String>,
+    /// Seed of the data order, dropout and the verification inputs.
+    pub seed: Option<u64>,
+    /// Run the CRIC phase before pruning.
+    pub cric: Option<bool>,
+    /// Also write the full-size trained model with its pruned elements at zero.
+    pub save_sparse: Option<bool>,
+    /// libtorch threads (default: every core).
+    pub threads: Option<usize>,
+    /// Initializers (or nodes) whose groups must not be pruned.
+    pub unprunable: Option<Vec<String>>,
+    /// Clip gradients to this global L2 norm.
+    pub clip_grad_norm: Option<f64>,
+    /// Evaluations on the held-out data during training (the curve's metric points) [default: 10].
+    pub evaluations: Option<u64>,
+    /// Steps between checkpoints (default: about 20 per run).
+    pub checkpoint_every: Option<u64>,
+    /// The HESSO schedule (default: derived from the training length).
+    pub hesso: Option<HessoSpec>,
+    /// The CRIC phase lengths (`[cric_settings]`; default: derived from the training length).
+    pub cric_settings: Option<CricConfig>,
+}
+
+/// The HESSO settings a job file may give (`[hesso]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HessoSpec {
+    /// Plain training steps before pruning starts.
+    pub start_pruning_step: Option<u64>,
+    /// Steps over which the chosen elements decay to zero.
+    pub pruning_steps: Option<u64>,
+    /// Periods the pruning is split into.
+    pub pruning_periods: Option<u64>,
+    /// Every group keeps a multiple of this many elements.
+    pub group_divisible: Option<usize>,
+    /// Weights of the importance criteria.
+    pub importance: Option<ImportanceWeights>,
+}
+
+impl JobSpec {
+    /// Reads a TOML job file; relative paths become relative to its folder.
+    pub fn from_toml_file(path: &Path) -> Result<JobSpec> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the job file", path.display()))?;
+        let mut spec: JobSpec = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut spec.model, &mut spec.data, &mut spec.val, &mut spec.out].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(spec)
+    }
+
+    /// `self` with every field that `over` sets replaced (command line over job file);
+    /// a training length in `over` (steps or epochs) replaces the other as well.
+    pub fn overridden_by(mut self, over: JobSpec) -> JobSpec {
+        if over.steps.is_some() || over.epochs.is_some() {
+            self.steps = None;
+            self.epochs = None;
+        }
+        macro_rules! pick {
+            ($($f:ident),*) => { JobSpec { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            model,
+            data,
+            val,
+            out,
+            target_sparsity,
+            epochs,
+            steps,
+            batch_size,
+            optimizer,
+            lr,
+            schedule,
+            warmup_steps,
+            weight_decay,
+            loss,
+            device,
+            seed,
+            cric,
+            save_sparse,
+            threads,
+            unprunable,
+            clip_grad_norm,
+            evaluations,
+            checkpoint_every,
+            hesso,
+            cric_settings
+        )
+    }
+}
+
+/// A job with every setting decided; saved in the checkpoint folder as `job.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    /// The input model (absolute).
+    pub model: PathBuf,
+    /// Training data (absolute).
+    pub data: PathBuf,
+    /// Held-out data (absolute), if given.
+    pub val: Option<PathBuf>,
+    /// Output folder (absolute).
+    pub out: PathBuf,
+    /// Target group sparsity.
+    pub target_sparsity: f64,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Base optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// The loss.
+    pub loss: Loss,
+    /// Device string.
+    pub device: String,
+    /// Seed.
+    pub seed: u64,
+    /// HESSO (and CRIC) settings.
+    pub hesso: HessoConfig,
+    /// Write `model.sparse.onnx`.
+    pub save_sparse: bool,
+    /// libtorch threads.
+    pub threads: Option<usize>,
+    /// Names kept unprunable.
+    pub unprunable: Vec<String>,
+    /// Gradient clipping.
+    pub clip_grad_norm: Option<f64>,
+    /// Steps between evaluations on the held-out data.
+    pub eval_every: u64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+}
+
+/// Default training length when neither steps nor epochs are given.
+const DEFAULT_EPOCHS: f64 = 10.0;
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("{}: cannot make the path absolute", p.display()))
+}
+
+/// The base optimizer named `name`, with `weight_decay` when given.
+fn optimizer(name: &str, weight_decay: Option<f64>) -> Result<OptimizerConfig> {
+    let mut config = OptimizerConfig::parse(name)?;
+    if let Some(wd) = weight_decay {
+        if !(wd >= 0.0 && wd.is_finite()) {
+            bail!("--weight-decay must be a number >= 0, got {wd}");
+        }
+        match &mut config {
+            OptimizerConfig::Sgd { weight_decay, .. }
+            | OptimizerConfig::Adam { weight_decay, .. }
+            | OptimizerConfig::AdamW { weight_decay, .. } => *weight_decay = wd,
+        }
+    }
+    Ok(config)
+}
+
+/// The HESSO schedule a user can start from: warm-up on the first 10% of the steps,
+/// pruning over the next 30% in up to 5 periods, then training on with the pruned
+/// elements held at zero.
+pub fn default_hesso(steps: u64, target: f64) -> HessoConfig {
+    let start = steps / 10;
+    let pruning = (steps * 3 / 10).max(1);
+    HessoConfig {
+        target_group_sparsity: target,
+        start_pruning_step: start,
+        pruning_steps: pruning,
+        pruning_periods: pruning.clamp(1, 5),
+        ..HessoConfig::default()
+    }
+}
+
+impl JobSpec {
+    /// Decides every setting. `samples` counts the training samples (for epochs).
+    /// Errors are the user's: they name the option.
+    pub fn resolve(&self, samples: usize, has_labels: bool) -> Result<Job> {
+        let model = self.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)")?;
+        let data = self.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)")?;
+        let target = self.target_sparsity.unwrap_or(0.5);
+        if !(target.is_finite() && (0.0..1.0).contains(&target)) {
+            bail!("--target-sparsity must be in [0, 1), got {target}");
+        }
+        let batch_size = self.batch_size.unwrap_or(32);
+        if batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let batches_per_epoch = if samples >= batch_size { samples / batch_size } else { 1 } as f64;
+        let steps = match (self.steps, self.epochs) {
+            (Some(_), Some(_)) => bail!("give either --steps or --epochs, not both"),
+            (Some(s), None) => s,
+            (None, Some(e)) if !(e > 0.0 && e.is_finite()) => bail!("--epochs must be a positive number, got {e}"),
+            (None, e) => (e.unwrap_or(DEFAULT_EPOCHS) * batches_per_epoch).round() as u64,
+        };
+        if steps == 0 {
+            bail!("the job has no training steps: give --steps N or --epochs N with N > 0");
+        }
+        let optimizer_name = self.optimizer.as_deref().unwrap_or("sgd");
+        let optimizer = optimizer(optimizer_name, self.weight_decay)?;
+        let lr = self.lr.unwrap_or(if optimizer_name == "sgd" { 0.01 } else { 1e-3 });
+        let warmup = self.warmup_steps.unwrap_or(0);
+        if warmup > steps {
+            bail!("--warmup-steps {warmup} is longer than the job ({steps} steps)");
+        }
+        let schedule = Schedule::parse(self.schedule.as_deref().unwrap_or("cosine"), lr, warmup, steps)?;
+        let loss = match self.loss.as_deref() {
+            Some(name) => Loss::parse(name)?,
+            None if has_labels => Loss::CrossEntropy { label_smoothing: 0.0 },
+            None => Loss::Distill { temperature: 1.0 },
+        };
+        if loss.needs_labels() && !has_labels {
+            bail!(
+                "{}: the {} loss needs labels, but the data has no `labels` (or `y`) array; add labels, or use --loss distill to learn from the original model's outputs",
+                data.display(),
+                self.loss.as_deref().unwrap_or("cross-entropy")
+            );
+        }
+        let mut hesso = default_hesso(steps, target);
+        if let Some(h) = &self.hesso {
+            hesso.start_pruning_step = h.start_pruning_step.unwrap_or(hesso.start_pruning_step);
+            hesso.pruning_steps = h.pruning_steps.unwrap_or(hesso.pruning_steps);
+            hesso.pruning_periods = h.pruning_periods.unwrap_or(hesso.pruning_periods.min(hesso.pruning_steps));
+            hesso.group_divisible = h.group_divisible.unwrap_or(hesso.group_divisible);
+            hesso.importance = h.importance.unwrap_or(hesso.importance);
+        }
+        if self.cric.unwrap_or(false) {
+            hesso.cric = Some(self.cric_settings.unwrap_or_else(|| CricConfig::for_budget(steps)));
+        } else if self.cric_settings.is_some() {
+            bail!("the job file has [cric_settings] but CRIC is off: set `cric = true` (or give --cric)");
+        }
+        hesso.validate()?;
+        let prune_end = hesso.schedule_steps();
+        if prune_end > steps {
+            bail!(
+                "the pruning schedule ends at step {prune_end}, after the job's last step {steps}: give more steps or a shorter schedule"
+            );
+        }
+        let evaluations = self.evaluations.unwrap_or(10).max(1);
+        Ok(Job {
+            model: absolute(model)?,
+            data: absolute(data)?,
+            val: self.val.as_deref().map(absolute).transpose()?,
+            out: absolute(self.out.as_deref().unwrap_or(Path::new("oto-out")))?,
+            target_sparsity: target,
+            steps,
+            batch_size,
+            optimizer,
+            schedule,
+            loss,
+            device: self.device.clone().unwrap_or_else(|| "auto".into()),
+            seed: self.seed.unwrap_or(0),
+            hesso,
+            save_sparse: self.save_sparse.unwrap_or(false),
+            threads: self.threads,
+            unprunable: self.unprunable.clone().unwrap_or_default(),
+            clip_grad_norm: self.clip_grad_norm,
+            eval_every: steps.div_ceil(evaluations).max(1),
+            checkpoint_every: self.checkpoint_every.unwrap_or_else(|| steps.div_ceil(20).max(1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec { model: Some("m.onnx".into()), data: Some("d.npz".into()), ..JobSpec::default() }
+    }
+
+    #[test]
+    fn defaults_derive_the_length_and_the_hesso_schedule() {
+        let job = spec().resolve(1000, true).unwrap();
+        // 10 epochs of 1000 samples in batches of 32 (incomplete batch dropped).
+        assert_eq!(job.steps, 310);
+        assert_eq!((job.hesso.start_pruning_step, job.hesso.pruning_steps, job.hesso.pruning_periods), (31, 93, 5));
+        assert_eq!(job.target_sparsity, 0.5);
+        assert!(matches!(job.loss, Loss::CrossEntropy { .. }));
+        assert!(matches!(job.optimizer, OptimizerConfig::Sgd { .. }));
+        assert_eq!(job.schedule.lr, 0.01);
+        assert!(job.out.is_absolute() && job.model.is_absolute());
+        // Without labels the job distills.
+        assert!(matches!(spec().resolve(1000, false).unwrap().loss, Loss::Distill { .. }));
+    }
+
+    #[test]
+    fn command_line_overrides_the_job_file_and_a_length_replaces_the_other() {
+        let file = JobSpec { epochs: Some(3.0), lr: Some(0.1), ..spec() };
+        let merged = file.overridden_by(JobSpec { steps: Some(50), ..JobSpec::default() });
+        let job = merged.resolve(1000, true).unwrap();
+        assert_eq!((job.steps, job.schedule.lr), (50, 0.1));
+    }
+
+    #[test]
+    fn invalid_settings_name_the_option() {
+        let err = |s: JobSpec| s.resolve(100, true).unwrap_err().to_string();
+        assert!(err(JobSpec { target_sparsity: Some(1.0), ..spec() }).contains("--target-sparsity"));
+        assert!(err(JobSpec { steps: Some(10), epochs: Some(1.0), ..spec() }).contains("--steps or --epochs"));
+        assert!(err(JobSpec { steps: Some(0), ..spec() }).contains("no training steps"));
+        assert!(err(JobSpec { optimizer: Some("lion".into()), ..spec() }).contains("lion"));
+        let late = JobSpec {
+            steps: Some(20),
+            hesso: Some(HessoSpec { start_pruning_step: Some(15), pruning_steps: Some(10), ..HessoSpec::default() }),
+            ..spec()
+        };
+        assert!(err(late).contains("after the job's last step"));
+        assert!(err(JobSpec { cric_settings: Some(CricConfig::default()), ..spec() }).contains("cric = true"));
+        let cric = JobSpec { cric: Some(true), steps: Some(200), ..spec() }.resolve(100, true).unwrap();
+        assert_eq!(cric.hesso.cric, Some(CricConfig::for_budget(200)));
+        let unlabeled = spec().resolve(100, false);
+        assert!(unlabeled.is_ok());
+        let supervised = JobSpec { loss: Some("cross-entropy".into()), ..spec() }.resolve(100, false).unwrap_err().to_string();
+        assert!(supervised.contains("needs labels"), "{supervised}");
+    }
+}

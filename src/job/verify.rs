@@ -1,0 +1,110 @@
+//! onnxruntime as the independent judge: does the compact model compute what the
+//! zeroed (sparse) full model computes, and how fast does each run.
+
+use anyhow::{Context, Result};
+use oto_onnx::Tensor;
+use oto_torch::data::Dataset;
+use serde::Serialize;
+use std::time::Instant;
+
+/// The outcome of comparing two models on the same inputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Samples compared.
+    pub samples: usize,
+    /// Max |full - compact| over all outputs.
+    pub max_abs_diff: f64,
+    /// Max |output| of the full model.
+    pub max_abs_output: f64,
+    /// The allowed difference: `1e-4 * max(1, max |output|)` (float32 reassociation).
+    pub tolerance: f64,
+    /// `max_abs_diff <= tolerance`.
+    pub passed: bool,
+}
+
+/// Inputs named like the graph inputs.
+pub type NamedInputs = Vec<(String, Tensor)>;
+
+/// The first `n` samples of `data` (all when it has fewer) as onnxruntime inputs named
+/// like the graph inputs.
+pub fn held_out_inputs(data: &Dataset, names: &[String], n: usize) -> Result<NamedInputs> {
+    let n = n.clamp(1, data.len.max(1)) as i64;
+    let mut out = Vec::new();
+    for (name, t) in names.iter().zip(&data.inputs) {
+        let rows = t.f_narrow(0, 0, n).with_context(|| format!("taking {n} samples of '{name}'"))?;
+        let host = oto_torch::exec::convert::from_tch(&rows).map_err(|m| anyhow::anyhow!("input '{name}': {m}"))?;
+        out.push((name.clone(), host));
+    }
+    Ok(out)
+}
+
+/// Runs `model` (serialized) in onnxruntime on `inputs`.
+pub fn run_ort(session: &oto_ort::Session, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    Ok(session.run(&refs)?)
+}
+
+/// Max absolute difference over all outputs, and the largest |output| of the full model.
+pub fn compare_outputs(full: &[(String, Tensor)], small: &[(String, Tensor)]) -> Result<(f64, f64)> {
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (name, a) in full {
+        let b =
+            small.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("the compact model lacks output '{name}'"))?;
+        if a.shape != b.shape {
+            anyhow::bail!("output '{name}' has shape {:?} in the full model but {:?} in the compact one", a.shape, b.shape);
+        }
+        for (x, y) in a.to_f64_vec().into_iter().zip(b.to_f64_vec()) {
+            diff = diff.max((x - y).abs());
+            scale = scale.max(x.abs());
+        }
+    }
+    Ok((diff, scale))
+}
+
+/// Whether a difference is within float32 reassociation noise for outputs up to `scale`.
+pub fn tolerance(scale: f64) -> f64 {
+    1e-4 * scale.max(1.0)
+}
+
+/// Runs both models (serialized ONNX) in onnxruntime on `inputs` and compares the outputs.
+pub fn compare_models(full: &[u8], compact: &[u8], inputs: &[(String, Tensor)]) -> Result<Verification> {
+    let options = oto_ort::SessionOptions::default();
+    let full_session = oto_ort::Session::from_bytes(full, &options).context("onnxruntime on the sparse model")?;
+    let compact_session = oto_ort::Session::from_bytes(compact, &options).context("onnxruntime on the compact model")?;
+    let a = run_ort(&full_session, inputs).context("onnxruntime on the sparse model")?;
+    let b = run_ort(&compact_session, inputs).context("onnxruntime on the compact model")?;
+    let (max_abs_diff, max_abs_output) = compare_outputs(&a, &b)?;
+    let tolerance = tolerance(max_abs_output);
+    let samples = inputs.first().and_then(|(_, t)| t.shape.first().copied()).unwrap_or(0);
+    Ok(Verification { samples, max_abs_diff, max_abs_output, tolerance, passed: max_abs_diff <= tolerance })
+}
+
+/// Median latency of one run of each model on `inputs`, timed alternately (so that
+/// machine noise hits both alike) for about a second or at most 200 runs each.
+pub fn latency(before: &[u8], after: &[u8], inputs: &[(String, Tensor)]) -> Result<super::report::Latency> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = oto_ort::SessionOptions::with_threads(threads);
+    let a = oto_ort::Session::from_bytes(before, &options).context("onnxruntime on the original model")?;
+    let b = oto_ort::Session::from_bytes(after, &options).context("onnxruntime on the compact model")?;
+    for _ in 0..3 {
+        run_ort(&a, inputs)?;
+        run_ort(&b, inputs)?;
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    while ta.len() < 200 && (ta.len() < 5 || started.elapsed().as_secs_f64() < 1.0) {
+        let t = Instant::now();
+        run_ort(&a, inputs)?;
+        ta.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        run_ort(&b, inputs)?;
+        tb.push(t.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    let batch = inputs.first().and_then(|(_, t)| t.shape.first().copied()).unwrap_or(0);
+    let runs = ta.len();
+    Ok(super::report::Latency { before_ms: median(&mut ta), after_ms: median(&mut tb), batch, threads, runs })
+}

@@ -1,0 +1,282 @@
+//! `oto prune` as a user runs it: the whole job on the demo CNN and the digits data, an
+//! interrupted job continued with `--resume`, and bad input answered with exit code 2.
+
+mod common;
+use common::*;
+use oto_testkit::{root, zoo_path as zoo};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn digits(split: &str) -> PathBuf {
+    root().join(format!("examples/data/digits_{split}.npz"))
+}
+
+/// The demo job with a small budget: 150 steps, pruning over steps 15..60.
+fn demo_args(out: &Path) -> Vec<String> {
+    let (model, train, test) = (zoo("demo_cnn.onnx"), digits("train"), digits("test"));
+    [
+        "prune",
+        "--model",
+        s(&model),
+        "--data",
+        s(&train),
+        "--val",
+        s(&test),
+        "--target-sparsity",
+        "0.5",
+        "--steps",
+        "150",
+        "--lr",
+        "0.05",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(out),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// The compact model's accuracy in onnxruntime-independent terms: `oto eval` on the test split.
+fn eval_accuracy(model: &Path) -> f64 {
+    let out = oto(&["eval", s(model), "--data", s(&digits("test")), "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    v["accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn prune_end_to_end_then_interrupt_and_resume_give_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let args = demo_args(&whole);
+    let out = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("| parameters |"), "{}", text(&out.stdout));
+
+    let report = json(&whole.join("report.json"));
+    let (before, after) = (report["params"]["before"].as_u64().unwrap(), report["params"]["after"].as_u64().unwrap());
+    assert!(after as f64 <= 0.6 * before as f64, "parameters {before} -> {after}: less than 40% removed");
+    assert_eq!(report["group_sparsity"].as_f64(), Some(0.5));
+    assert_eq!(report["verification"]["passed"], true);
+    let sparse_acc = report["quality"]["sparse"]["accuracy"].as_f64().unwrap();
+    assert_eq!(report["quality"]["compact"]["accuracy"].as_f64(), Some(sparse_acc));
+    // An independent evaluation of the written file gives the same accuracy.
+    assert_eq!(eval_accuracy(&whole.join("model.onnx")), sparse_acc);
+    assert!(sparse_acc > 0.85, "accuracy {sparse_acc} after 150 steps");
+    for name in ["groups.json", "report.md", "curve.png", "checkpoint/state.safetensors"] {
+        assert!(whole.join(name).is_file(), "{name} missing");
+    }
+    assert_eq!(&std::fs::read(whole.join("curve.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let groups = json(&whole.join("groups.json"));
+    let pruned: usize = groups["pruned"].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+    assert_eq!(pruned as u64, report["pruned_elements"].as_u64().unwrap());
+
+    // The same job, interrupted by SIGINT after its first checkpoint, then resumed.
+    let part = dir.path().join("part");
+    let args = demo_args(&part);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oto")).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let state = part.join("checkpoint/state.safetensors");
+    let started = Instant::now();
+    while !state.exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before it could be interrupted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let interrupted = child.wait_with_output().unwrap();
+    let stderr = text(&interrupted.stderr);
+    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted after step") && stderr.contains("--resume"), "{stderr}");
+    for name in ["model.onnx", "report.json", "report.md", "groups.json", "curve.png"] {
+        assert!(!part.join(name).exists(), "an interrupted job left {name}");
+    }
+    assert!(
+        std::fs::read_dir(&part).unwrap().chain(std::fs::read_dir(part.join("checkpoint")).unwrap()).all(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            !name.starts_with('.') && !name.contains("tmp")
+        }),
+        "temporary files left behind"
+    );
+
+    let resumed = oto(&["prune", "--resume", s(&part), "--threads", "2"]);
+    assert!(resumed.status.success(), "{}\n{}", text(&resumed.stdout), text(&resumed.stderr));
+    assert!(text(&resumed.stderr).contains("resumed from"), "{}", text(&resumed.stderr));
+    assert_eq!(
+        std::fs::read(part.join("model.onnx")).unwrap(),
+        std::fs::read(whole.join("model.onnx")).unwrap(),
+        "the resumed job's compact model differs from the uninterrupted one"
+    );
+    let (a, b) = (json(&part.join("report.json")), report);
+    assert_eq!(a["history"], b["history"], "the training curves differ");
+}
+
+/// Runs `oto prune` expecting exit code 2 and a message containing every `needle`.
+fn refused(args: &[&str], needles: &[&str]) {
+    let out = oto(args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: '{n}' not in: {stderr}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = (zoo("demo_cnn.onnx"), digits("train"));
+    let (model, train) = (s(&model), s(&train));
+    let out = dir.path().join("out");
+    let out = s(&out);
+
+    // Data that does not match the model's inputs: bert_tiny's token arrays.
+    let tokens = zoo("bert_tiny.inputs.npz");
+    refused(&["prune", "--model", model, "--data", s(&tokens), "--out", out], &["bert_tiny.inputs.npz", "x"]);
+    // A supervised loss without labels.
+    let unlabeled = zoo("demo_cnn.inputs.npz");
+    refused(&["prune", "--model", model, "--data", s(&unlabeled), "--loss", "cross-entropy", "--out", out], &["labels", "--loss distill"]);
+    // Target sparsity outside [0, 1).
+    refused(&["prune", "--model", model, "--data", train, "--target-sparsity", "1", "--out", out], &["--target-sparsity", "[0, 1)"]);
+    refused(&["prune", "--model", model, "--data", train, "--target-sparsity", "-0.1", "--out", out], &["--target-sparsity"]);
+    // An unreadable model.
+    let missing = dir.path().join("missing.onnx");
+    refused(&["prune", "--model", s(&missing), "--data", train, "--out", out], &["missing.onnx"]);
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"not a model").unwrap();
+    refused(&["prune", "--model", s(&garbage), "--data", train, "--out", out], &["garbage.onnx"]);
+    // An output folder that is a file.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    refused(&["prune", "--model", model, "--data", train, "--out", s(&file)], &["a-file", "is a file"]);
+    // Every group unprunable: the message says why.
+    let mut args = vec!["prune", "--model", model, "--data", train, "--out", out];
+    for name in ["bn1.bias", "bn2.bias", "bn3.bias"] {
+        args.extend(["--unprunable", name]);
+    }
+    refused(&args, &["nothing to prune", "unprunable"]);
+    // A resume folder without a job.
+    refused(&["prune", "--resume", s(dir.path())], &["job.json"]);
+    // A job file with a misspelt key.
+    let toml = dir.path().join("job.toml");
+    std::fs::write(&toml, "model = \"m.onnx\"\ntarget_sparsty = 0.5\n").unwrap();
+    refused(&["prune", "--config", s(&toml)], &["job.toml", "target_sparsty"]);
+    assert!(!Path::new(out).exists(), "a refused job created its output folder");
+}
+
+#[test]
+fn a_job_file_gives_the_settings_and_options_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    let body = format!(
+        "model = \"{}\"\ndata = \"{}\"\nout = \"out\"\ntarget_sparsity = 0.25\nsteps = 40\nlr = 0.05\nthreads = 2\ndevice = \"cpu\"\n\n[hesso]\nstart_pruning_step = 5\npruning_steps = 10\npruning_periods = 2\n",
+        s(&zoo("demo_cnn.onnx")),
+        s(&digits("train"))
+    );
+    std::fs::write(&job, body).unwrap();
+    let out = oto(&["prune", "--config", s(&job), "--target-sparsity", "0.5", "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "-q printed: {}", text(&out.stdout));
+    // `out` in the job file is relative to the file's folder.
+    let report = json(&dir.path().join("out/report.json"));
+    assert_eq!(report["target_sparsity"].as_f64(), Some(0.5));
+    assert_eq!(report["job"]["steps"].as_u64(), Some(40));
+    assert_eq!(report["job"]["hesso"]["pruning_periods"].as_u64(), Some(2));
+    assert_eq!(report["group_sparsity"].as_f64(), Some(0.5));
+    // Without --val the metric is measured on the training data, and the report says so.
+    assert!(report["quality"]["data"].as_str().unwrap().ends_with("digits_train.npz"));
+}
+
+#[test]
+fn the_example_job_files_run_and_distillation_needs_no_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    // BERT-tiny on unlabeled tokens: the loss is distillation from the original model.
+    let bert = dir.path().join("bert");
+    let config = root().join("examples/bert_tiny_distill.toml");
+    let out = oto(&["prune", "--config", s(&config), "--steps", "12", "--threads", "2", "--device", "cpu", "--out", s(&bert)]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let report = json(&bert.join("report.json"));
+    assert_eq!(report["job"]["loss"]["kind"], "distill");
+    assert_eq!(report["verification"]["passed"], true);
+    assert!(report["quality"]["compact"]["accuracy"].is_null());
+    let (pruned, total) = (report["pruned_elements"].as_u64().unwrap(), report["prunable_elements"].as_u64().unwrap());
+    assert_eq!(pruned, (total as f64 * 0.3).floor() as u64, "{pruned} of {total}");
+    assert!(report["params"]["after"].as_u64() < report["params"]["before"].as_u64());
+
+    // The demo's job file, shortened.
+    let demo = dir.path().join("demo");
+    let config = root().join("examples/digits.toml");
+    let out = oto(&["prune", "--config", s(&config), "--steps", "40", "--threads", "2", "--device", "cpu", "--out", s(&demo), "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(demo.join("model.sparse.onnx").is_file(), "save_sparse = true in the job file");
+
+    // The same job with CRIC: the report says what its cycles did.
+    let cric = dir.path().join("cric");
+    let out =
+        oto(&["prune", "--config", s(&config), "--cric", "--steps", "60", "--threads", "2", "--device", "cpu", "--out", s(&cric), "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = json(&cric.join("report.json"));
+    assert!(report["cric"]["cycles"].as_u64().unwrap() >= 1, "{}", report["cric"]);
+    assert_eq!(report["cric"]["probes"].as_array().unwrap().len(), 3, "one probe per prunable group of demo_cnn");
+    assert_eq!(report["group_sparsity"].as_f64(), Some(0.5));
+    assert_eq!(report["verification"]["passed"], true);
+    assert!(std::fs::read_to_string(cric.join("report.md")).unwrap().contains("**CRIC**"));
+}
+
+#[test]
+fn a_loss_that_becomes_nan_stops_the_job_with_exit_code_1_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // The digits with NaN pixels in the sample that the job's seeded order (seed 0) puts
+    // first in batch 11, so that step 11 fails after the checkpoint of step 10.
+    let mut arrays = oto_onnx::npz::read_npz(digits("train")).unwrap();
+    for (name, t) in arrays.iter_mut() {
+        if name == "x" {
+            let n = t.shape[0];
+            let poisoned = oto_torch::data::epoch_order(n, 0, 0, true)[10 * 32] as usize;
+            let oto_onnx::TensorData::F32(v) = &mut t.data else { panic!("x is not f32") };
+            let per_sample = v.len() / n;
+            v[poisoned * per_sample..(poisoned + 1) * per_sample].iter_mut().for_each(|x| *x = f32::NAN);
+        }
+    }
+    let data = dir.path().join("nan.npz");
+    let refs: Vec<(&str, &oto_onnx::Tensor)> = arrays.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    oto_onnx::npz::write_npz(&data, &refs, oto_onnx::npz::NpzCompression::Stored).unwrap();
+    let out = dir.path().join("out");
+    let model = zoo("demo_cnn.onnx");
+    let run = oto(&[
+        "prune",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--val",
+        s(&digits("test")),
+        "--steps",
+        "100",
+        "--seed",
+        "0",
+        "--lr",
+        "0.05",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the loss became NaN at step 11"), "{stderr}");
+    assert!(stderr.contains("checkpoint"), "{stderr}");
+    assert!(out.join("checkpoint/state.safetensors").is_file(), "the last good checkpoint is kept");
+    assert!(!out.join("model.onnx").exists());
+}
