@@ -183,8 +183,21 @@ pub struct Job {
 /// Default training length when neither steps nor epochs are given.
 const DEFAULT_EPOCHS: f64 = 10.0;
 
+/// `p` made absolute, with `.` and `..` folded lexically (a job file's `../x` reads better
+/// as `/abs/x` in reports; symbolic links are not resolved).
 fn absolute(p: &Path) -> Result<PathBuf> {
-    std::path::absolute(p).with_context(|| format!("{}: cannot make the path absolute", p.display()))
+    let full = std::path::absolute(p).with_context(|| format!("{}: cannot make the path absolute", p.display()))?;
+    let mut out = PathBuf::new();
+    for c in full.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 /// The base optimizer named `name`, with `weight_decay` when given.
@@ -326,6 +339,8 @@ mod tests {
         assert!(matches!(job.optimizer, OptimizerConfig::Sgd { .. }));
         assert_eq!(job.schedule.lr, 0.01);
         assert!(job.out.is_absolute() && job.model.is_absolute());
+        let folded = JobSpec { model: Some("a/../b/./m.onnx".into()), ..spec() }.resolve(1000, true).unwrap();
+        assert!(folded.model.ends_with("b/m.onnx") && !folded.model.to_string_lossy().contains(".."), "{}", folded.model.display());
         // Without labels the job distills.
         assert!(matches!(spec().resolve(1000, false).unwrap().loss, Loss::Distill { .. }));
     }
