@@ -39,8 +39,9 @@ ifdef LIBTORCH
 else
   export LIBTORCH_USE_PYTORCH := 1
 endif
-# Recursive (`=`) so the glob is evaluated when a recipe runs, after `setup`.
-ORT_DYLIB_PATH ?= $(lastword $(sort $(wildcard $(VENV_ABS)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*)))
+# Recursive (`?=`) so that it is evaluated when a recipe runs, after `setup`; through the
+# shell, because make's own $(wildcard) caches directory listings taken before the venv existed.
+ORT_DYLIB_PATH ?= $(shell ls -d $(VENV_ABS)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | sort | tail -n 1)
 export ORT_DYLIB_PATH
 
 .PHONY: setup graphs build test demo examples bench fuzz proto fmt clippy clean distclean env

@@ -263,6 +263,9 @@ fn dtype_of(ty: TensorElementType) -> Option<DType> {
 
 /// Copies a tensor into an onnxruntime value.
 fn to_value(tensor: &Tensor) -> std::result::Result<DynValue, String> {
+    // Creating a value calls into onnxruntime: load it from our path first (otherwise ort
+    // would try its own default, a bare `libonnxruntime.so`).
+    environment().map_err(|e| e.to_string())?;
     fn make<T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
         shape: &[usize],
         data: &[T],
