@@ -228,6 +228,14 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display())).map_err(input_error)?;
         serde_json::from_str(&text).with_context(|| format!("{}: invalid progress file", path.display())).map_err(input_error)?
     } else {
+        // A new job in a folder used before: the old training state must not be resumed
+        // under this job's settings.
+        for stale in [STATE_FILE, PROGRESS_FILE] {
+            let path = ck_dir.join(stale);
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove the previous job's {}", path.display()))?;
+            }
+        }
         write_json(&ck_dir.join(JOB_FILE), &job)?;
         Progress::default()
     };
