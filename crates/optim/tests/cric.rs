@@ -4,53 +4,15 @@
 //! HESSO removes it, CRIC keeps it), a trainer run interrupted mid-cycle and resumed
 //! bitwise, and the settings' validation.
 
-use oto_graph::{analyze, Analysis, AnalyzeOptions};
-use oto_onnx::builder::{batch_dims, GraphBuilder};
+mod common;
+use common::*;
 use oto_onnx::Model;
 use oto_optim::{CricConfig, Hesso, HessoConfig, HessoError, ImportanceWeights, Phase};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::optim::{OptimizerConfig, TrainingOptimizer};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
-
-/// A deterministic pseudo-random value in [-1, 1) from an index and a seed.
-fn noise(i: usize, seed: u64) -> f32 {
-    let mut z = (i as u64).wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x632B_E59B_D9B4_E019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-}
-
-/// `x -> MatMul(w_i) -> Add(b_i) -> Relu` for each hidden width, then a linear output.
-fn mlp(inputs: usize, hidden: &[usize], outputs: usize, fill: &dyn Fn(usize, &str, usize) -> f32) -> Model {
-    let mut b = GraphBuilder::new("mlp");
-    let mut h = b.input_f32("x", &batch_dims(&[inputs as i64]));
-    let mut width = inputs;
-    let widths: Vec<usize> = hidden.iter().copied().chain([outputs]).collect();
-    for (layer, &next) in widths.iter().enumerate() {
-        let w = b.weight(&format!("w{layer}"), &[width, next], |i| fill(layer, "w", i));
-        let bias = b.weight(&format!("b{layer}"), &[next], |i| fill(layer, "b", i));
-        let m = b.node("MatMul", &[&h, &w], &[]);
-        h = b.node("Add", &[&m, &bias], &[]);
-        if layer + 1 < widths.len() {
-            h = b.node("Relu", &[&h], &[]);
-        }
-        width = next;
-    }
-    b.output_f32(&h, &batch_dims(&[outputs as i64]));
-    b.build().unwrap()
-}
-
-fn analysis_of(model: &Model) -> Analysis {
-    analyze(model, &AnalyzeOptions::default()).unwrap()
-}
-
-fn inputs(n: usize, features: usize, seed: u64) -> Tensor {
-    let v: Vec<f32> = (0..n * features).map(|i| noise(i, seed) * 1.5).collect();
-    Tensor::from_slice(&v).reshape([n as i64, features as i64])
-}
 
 fn mse(exec: &Executor, x: &Tensor, y: &Tensor, mode: Mode) -> Tensor {
     let out = exec.forward(&[x.shallow_clone()], mode).unwrap().remove(0);
@@ -356,16 +318,9 @@ fn cric_keeps_a_small_unit_the_loss_depends_on_where_plain_hesso_removes_it() {
     assert!(cric_loss < 0.2 * plain_loss, "CRIC loss {cric_loss} vs plain {plain_loss}");
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 mod trainer {
     use super::*;
-    use oto_torch::data::Dataset;
-    use oto_torch::loss::Loss;
-    use oto_torch::schedule::Schedule;
-    use oto_torch::train::{set_threads, TrainConfig, Trainer};
+    use oto_torch::train::{set_threads, Trainer};
 
     const STEPS: u64 = 40;
 
@@ -374,40 +329,8 @@ mod trainer {
     }
 
     /// A trainer over demo_cnn and the digits data, stepping HESSO-CRIC (SGD), checkpointing every 3 steps.
-    fn trainer(checkpoint: Option<PathBuf>, target: f64) -> Trainer<Hesso> {
-        let model = oto_onnx::Model::load(root().join("graphs/zoo/demo_cnn.onnx")).unwrap();
-        let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default()).unwrap();
-        let exec = Executor::new(&model, Device::Cpu).unwrap();
-        let inputs: Vec<_> = exec.inputs().cloned().collect();
-        let data = Dataset::load(&root().join("examples/data/digits_train.npz"), &inputs).unwrap();
-        let optimizer = OptimizerConfig::parse("sgd").unwrap();
-        let train = TrainConfig {
-            steps: STEPS,
-            batch_size: 32,
-            optimizer,
-            schedule: Schedule::parse("cosine", 0.05, 0, STEPS).unwrap(),
-            loss: Loss::CrossEntropy { label_smoothing: 0.0 },
-            clip_grad_norm: None,
-            seed: 5,
-            checkpoint,
-            checkpoint_every: 3,
-        };
-        let hesso = Hesso::from_executor(&exec, &analysis, optimizer, config(target)).unwrap();
-        Trainer::with_optimizer(exec, None, data, train, hesso).unwrap()
-    }
-
-    fn state_bits(t: &Trainer<Hesso>) -> Vec<(String, Vec<u32>)> {
-        let mut out: Vec<(String, Vec<u32>)> = t
-            .exec
-            .state()
-            .into_iter()
-            .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap().iter().map(|v| v.to_bits()).collect()))
-            .collect();
-        for (name, s) in t.optimizer.base.names.iter().zip(&t.optimizer.base.state) {
-            let buf = s.momentum_buffer.as_ref().unwrap();
-            out.push((format!("{name}/momentum"), Vec::<f32>::try_from(buf.flatten(0, -1)).unwrap().iter().map(|v| v.to_bits()).collect()));
-        }
-        out
+    fn trainer(hesso: HessoConfig, checkpoint: Option<PathBuf>) -> Trainer<Hesso> {
+        demo_trainer(&DemoRun { optimizer: "sgd", lr: 0.05, seed: 5, steps: STEPS, checkpoint_every: 3 }, hesso, checkpoint)
     }
 
     /// Interrupted in the middle of the first cycle (step 9: snapshot after step 6, cycle
@@ -418,20 +341,20 @@ mod trainer {
         set_threads(Some(2));
         let dir = tempfile::tempdir().unwrap();
 
-        let mut whole = trainer(None, 0.5);
+        let mut whole = trainer(config(0.5), None);
         whole.run(|_| {}).unwrap();
         let m = whole.optimizer.metrics().unwrap();
         assert_eq!((m.phase, m.pruned), (Phase::Pruned, whole.optimizer.target_count()), "{m:?}");
 
         let path = dir.path().join("ck.safetensors");
-        let mut first = trainer(Some(path.clone()), 0.5);
+        let mut first = trainer(config(0.5), Some(path.clone()));
         first.run_until(9, |_| {}).unwrap();
         let m = first.optimizer.metrics().unwrap();
         assert_eq!((m.phase, m.cycle), (Phase::Cycle, 1), "{m:?}");
         assert!(m.decaying > 0);
         drop(first);
 
-        let mut resumed = trainer(Some(path.clone()), 0.5);
+        let mut resumed = trainer(config(0.5), Some(path.clone()));
         resumed.resume(&path).unwrap();
         assert_eq!((resumed.step, resumed.optimizer.steps()), (9, 9));
         assert_eq!(resumed.optimizer.metrics().unwrap().phase, Phase::Cycle);
@@ -447,14 +370,7 @@ mod trainer {
         }
 
         // A plain-HESSO checkpoint does not resume a CRIC run, and the other way round.
-        let mut plain = {
-            let mut t = trainer(None, 0.5);
-            let model = oto_onnx::Model::load(root().join("graphs/zoo/demo_cnn.onnx")).unwrap();
-            let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default()).unwrap();
-            let config = HessoConfig { cric: None, ..config(0.5) };
-            t.optimizer = Hesso::from_executor(&t.exec, &analysis, OptimizerConfig::parse("sgd").unwrap(), config).unwrap();
-            t
-        };
+        let mut plain = trainer(HessoConfig { cric: None, ..config(0.5) }, None);
         let err = plain.resume(&path).unwrap_err().to_string();
         assert!(err.contains("HESSO settings"), "{err}");
     }

@@ -8,22 +8,17 @@ use oto_torch::loss::Loss;
 use oto_torch::optim::{Optimizer, OptimizerConfig};
 use oto_torch::schedule::Schedule;
 use oto_torch::train::{evaluate, set_threads};
-use std::path::{Path, PathBuf};
 use tch::Device;
 
 const STEPS: u64 = 150;
 const LOSS: Loss = Loss::CrossEntropy { label_smoothing: 0.0 };
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn setup() -> (oto_onnx::Model, Executor, Dataset, Dataset) {
-    let model = oto_onnx::Model::load(root().join("graphs/zoo/demo_cnn.onnx")).unwrap();
+    let model = oto_testkit::zoo_model("demo_cnn");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
     let inputs: Vec<_> = exec.inputs().cloned().collect();
-    let train = Dataset::load(&root().join("examples/data/digits_train.npz"), &inputs).unwrap();
-    let test = Dataset::load(&root().join("examples/data/digits_test.npz"), &inputs).unwrap();
+    let train = Dataset::load(&oto_testkit::root().join("examples/data/digits_train.npz"), &inputs).unwrap();
+    let test = Dataset::load(&oto_testkit::root().join("examples/data/digits_test.npz"), &inputs).unwrap();
     (model, exec, train, test)
 }
 

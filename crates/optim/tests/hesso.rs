@@ -3,48 +3,13 @@
 //! realized sparsity, divisibility, determinism), the linear decay, and the settings'
 //! validation.
 
-use oto_graph::{analyze, Analysis, AnalyzeOptions};
-use oto_onnx::builder::{batch_dims, GraphBuilder};
-use oto_onnx::Model;
+mod common;
+use common::*;
 use oto_optim::{Hesso, HessoConfig, HessoError};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::optim::OptimizerConfig;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
-
-/// A deterministic pseudo-random value in [-1, 1) from an index and a seed.
-fn noise(i: usize, seed: u64) -> f32 {
-    let mut z = (i as u64).wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x632B_E59B_D9B4_E019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-}
-
-/// `x -> MatMul(w_i) -> Add(b_i) -> Relu` for each hidden width, then a linear output.
-/// `fill(layer, name, index)` gives the initial weights.
-fn mlp(inputs: usize, hidden: &[usize], outputs: usize, fill: &dyn Fn(usize, &str, usize) -> f32) -> Model {
-    let mut b = GraphBuilder::new("mlp");
-    let mut h = b.input_f32("x", &batch_dims(&[inputs as i64]));
-    let mut width = inputs;
-    let widths: Vec<usize> = hidden.iter().copied().chain([outputs]).collect();
-    for (layer, &next) in widths.iter().enumerate() {
-        let w = b.weight(&format!("w{layer}"), &[width, next], |i| fill(layer, "w", i));
-        let bias = b.weight(&format!("b{layer}"), &[next], |i| fill(layer, "b", i));
-        let m = b.node("MatMul", &[&h, &w], &[]);
-        h = b.node("Add", &[&m, &bias], &[]);
-        if layer + 1 < widths.len() {
-            h = b.node("Relu", &[&h], &[]);
-        }
-        width = next;
-    }
-    b.output_f32(&h, &batch_dims(&[outputs as i64]));
-    b.build().unwrap()
-}
-
-fn analysis_of(model: &Model) -> Analysis {
-    analyze(model, &AnalyzeOptions::default()).unwrap()
-}
 
 fn param(hesso: &Hesso, name: &str) -> Tensor {
     let i = hesso.base.names.iter().position(|n| n == name).unwrap();
@@ -67,11 +32,6 @@ fn train(exec: &Executor, hesso: &mut Hesso, x: &Tensor, y: &Tensor, steps: u64,
         hesso.step(lr).unwrap();
     }
     last
-}
-
-fn inputs(n: usize, features: usize, seed: u64) -> Tensor {
-    let v: Vec<f32> = (0..n * features).map(|i| noise(i, seed) * 1.5).collect();
-    Tensor::from_slice(&v).reshape([n as i64, features as i64])
 }
 
 /// Whether every producer slice of `element` in a 2-layer MLP's hidden group is +0.0.

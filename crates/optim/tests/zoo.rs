@@ -7,12 +7,7 @@ use oto_torch::exec::convert::to_tch;
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::optim::OptimizerConfig;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
-
-fn zoo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../graphs/zoo")
-}
 
 #[test]
 fn one_step_schedule_zeroes_exactly_the_chosen_elements_on_zoo_models() {
@@ -29,11 +24,11 @@ fn one_step_schedule_zeroes_exactly_the_chosen_elements_on_zoo_models() {
         "bert_tiny",
         "vit_tiny",
     ] {
-        let model = oto_onnx::Model::load(zoo().join(format!("{name}.onnx"))).unwrap();
+        let model = oto_onnx::Model::load(oto_testkit::zoo_dir().join(format!("{name}.onnx"))).unwrap();
         let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default()).unwrap();
         let exec = Executor::new(&model, Device::Cpu).unwrap();
         let arrays: HashMap<String, oto_onnx::Tensor> =
-            oto_onnx::npz::read_npz(zoo().join(format!("{name}.inputs.npz"))).unwrap().into_iter().collect();
+            oto_onnx::npz::read_npz(oto_testkit::zoo_dir().join(format!("{name}.inputs.npz"))).unwrap().into_iter().collect();
         let inputs: Vec<Tensor> = exec.inputs().map(|i| to_tch(&arrays[&i.name], Device::Cpu).unwrap()).collect();
         let config = HessoConfig {
             target_group_sparsity: 0.5,
