@@ -319,22 +319,7 @@ fn probe_batches(dataset: &Dataset, batch_size: usize) -> Result<Vec<Batch>> {
 
 /// The mean loss over `batches` in eval mode, without gradients.
 fn mean_loss(exec: &Executor, teacher: Option<&Executor>, batches: &[Batch], loss: Loss) -> Result<f64> {
-    let _guard = tch::no_grad_guard();
-    let mut total = 0.0;
-    let mut samples = 0usize;
-    for batch in batches {
-        let batch = batch.to_device(exec.device());
-        let outputs = exec.forward(&batch.inputs, Mode::Eval)?;
-        let output = outputs.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
-        let teacher_out = match teacher {
-            Some(t) if matches!(loss, Loss::Distill { .. }) => t.forward(&batch.inputs, Mode::Eval)?.into_iter().next(),
-            _ => None,
-        };
-        let l = loss.compute(output, batch.labels.as_ref(), teacher_out.as_ref())?;
-        total += l.f_double_value(&[]).map_err(|e| Error::torch("reading the probe loss", e))? * batch.len() as f64;
-        samples += batch.len();
-    }
-    Ok(total / samples.max(1) as f64)
+    Ok(evaluate_batches(exec, teacher, batches.iter().map(|b| Ok(b.to_device(exec.device()))), loss)?.loss)
 }
 
 /// Mixes a seed and a step into a generator seed (SplitMix64 finalizer).
@@ -358,22 +343,39 @@ pub struct EvalReport {
 
 /// Evaluates `exec` on `dataset` in eval mode, without gradients.
 pub fn evaluate(exec: &Executor, teacher: Option<&Executor>, dataset: &Dataset, batch_size: usize, loss: Loss) -> Result<EvalReport> {
-    let _guard = tch::no_grad_guard();
     let sampling = Sampling { batch_size: batch_size.max(1), shuffle: false, drop_last: false, seed: 0 };
-    let mut total = 0.0;
-    let mut correct: Option<Tensor> = None;
     let mut pos = DataPosition::default();
-    for _ in 0..sampling.batches_per_epoch(dataset.len) {
-        let batch = dataset.batch(&sampling.indices(dataset.len, pos))?.to_device(exec.device());
+    let batches = (0..sampling.batches_per_epoch(dataset.len)).map(|_| {
+        let batch = dataset.batch(&sampling.indices(dataset.len, pos));
         pos = sampling.next(dataset.len, pos);
+        batch
+    });
+    evaluate_batches(exec, teacher, batches, loss)
+}
+
+/// Loss (mean over the samples) and, for classification with labels, accuracy over
+/// `batches`, in eval mode and without gradients. The teacher runs for distillation only.
+fn evaluate_batches(
+    exec: &Executor,
+    teacher: Option<&Executor>,
+    batches: impl Iterator<Item = Result<Batch>>,
+    loss: Loss,
+) -> Result<EvalReport> {
+    let _guard = tch::no_grad_guard();
+    let mut total = 0.0;
+    let mut samples = 0usize;
+    let mut correct: Option<Tensor> = None;
+    for batch in batches {
+        let batch = batch?.to_device(exec.device());
         let outputs = exec.forward(&batch.inputs, Mode::Eval)?;
         let output = outputs.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
         let teacher_out = match teacher {
-            Some(t) => t.forward(&batch.inputs, Mode::Eval)?.into_iter().next(),
-            None => None,
+            Some(t) if matches!(loss, Loss::Distill { .. }) => t.forward(&batch.inputs, Mode::Eval)?.into_iter().next(),
+            _ => None,
         };
         let l = loss.compute(output, batch.labels.as_ref(), teacher_out.as_ref())?;
         total += l.f_double_value(&[]).map_err(|e| Error::torch("reading the loss", e))? * batch.len() as f64;
+        samples += batch.len();
         if let (true, Some(labels)) = (loss.is_classification(), &batch.labels) {
             let c = correct_predictions(output, labels)?;
             correct = Some(match correct {
@@ -382,9 +384,8 @@ pub fn evaluate(exec: &Executor, teacher: Option<&Executor>, dataset: &Dataset, 
             });
         }
     }
-    let samples = dataset.len;
-    let accuracy = correct.map(|c| c.int64_value(&[]) as f64 / samples as f64);
-    Ok(EvalReport { loss: total / samples as f64, accuracy, samples })
+    let accuracy = correct.map(|c| c.int64_value(&[]) as f64 / samples.max(1) as f64);
+    Ok(EvalReport { loss: total / samples.max(1) as f64, accuracy, samples })
 }
 
 /// `oto eval MODEL --data TEST [--batch-size B] [--device D]`: loads the model and the
