@@ -180,6 +180,13 @@ pub struct Job {
     pub checkpoint_every: u64,
 }
 
+impl Job {
+    /// Batch size of the evaluations (no gradients, so at least 64 even for small training batches).
+    pub fn eval_batch(&self) -> usize {
+        self.batch_size.max(64)
+    }
+}
+
 /// Default training length when neither steps nor epochs are given.
 const DEFAULT_EPOCHS: f64 = 10.0;
 

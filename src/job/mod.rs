@@ -221,7 +221,6 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
         len: train.len,
     });
     let eval_data = &eval_set;
-    let eval_batch = job.batch_size.max(64);
 
     let mut progress = if resume {
         let path = ck_dir.join(PROGRESS_FILE);
@@ -241,7 +240,7 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
     };
     if progress.before.is_none() {
         observer.event(Event::Phase("evaluating the original model"));
-        progress.before = Some(evaluate(&exec, teacher.as_ref(), eval_data, eval_batch, job.loss).map_err(classify)?);
+        progress.before = Some(evaluate(&exec, teacher.as_ref(), eval_data, job.eval_batch(), job.loss).map_err(classify)?);
     }
 
     let hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
@@ -297,7 +296,7 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
         };
         observer.event(Event::Step { step, loss: record.loss, point });
         if step % job.eval_every == 0 || step == job.steps {
-            let r = evaluate(&trainer.exec, trainer.teacher.as_ref(), eval_data, eval_batch, job.loss)?;
+            let r = evaluate(&trainer.exec, trainer.teacher.as_ref(), eval_data, job.eval_batch(), job.loss)?;
             progress.history.evals.push(EvalPoint { step, loss: r.loss, accuracy: r.accuracy });
             observer.event(Event::Eval(progress.history.evals.last().unwrap_or(&EvalPoint::default())));
         }

@@ -201,10 +201,9 @@ pub(super) fn finish(
 
     observer.event(Event::Phase("evaluating the sparse and compact models"));
     let t = Instant::now();
-    let eval_batch = job.batch_size.max(64);
-    let sparse_eval = evaluate(exec, teacher, eval_data, eval_batch, job.loss)?;
+    let sparse_eval = evaluate(exec, teacher, eval_data, job.eval_batch(), job.loss)?;
     let compact_exec = Executor::new(&compact, exec.device())?;
-    let compact_eval = evaluate(&compact_exec, teacher, eval_data, eval_batch, job.loss)?;
+    let compact_eval = evaluate(&compact_exec, teacher, eval_data, job.eval_batch(), job.loss)?;
     seconds.evaluate = t.elapsed().as_secs_f64();
 
     observer.event(Event::Phase("measuring onnxruntime latency"));
