@@ -7,24 +7,9 @@
 
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::{DType, Dim, Graph, Tensor, TensorData};
+use oto_testkit::bench::{arg, bench_line, peak_rss_bytes};
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-    kb.unwrap_or(0) * 1024
-}
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// One machine-readable result line for `bench/report.py`.
-fn bench_line(name: &str, implementation: &str, metric: &str, value: f64, unit: &str) {
-    let line = serde_json::json!({"name": name, "impl": implementation, "metric": metric, "value": value, "unit": unit});
-    println!("BENCH {line}");
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,11 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|g| (g.id.clone(), (0..g.num_elements).filter(|i| i % 2 == 1).collect()))
         .collect();
     let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
-    let rss_before = peak_rss_bytes();
+    let rss_before = peak_rss_bytes().unwrap_or(0);
     let start = Instant::now();
     let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
     let construct_s = start.elapsed().as_secs_f64();
-    let rss_after = peak_rss_bytes();
+    let rss_after = peak_rss_bytes().unwrap_or(0);
     let file_size = std::fs::metadata(path)?.len();
     println!(
         "construct: {construct_s:.3} s; process peak RSS {:.0} MB before, {:.0} MB after ({:.2}x the model file of {:.0} MB); params {} -> {}",

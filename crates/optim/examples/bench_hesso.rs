@@ -17,25 +17,16 @@
 //! `cargo run --release -p oto-optim --example bench_hesso -- MODEL.onnx --batch B [--steps N] [--threads T]`
 
 use oto_optim::{Hesso, HessoConfig};
+use oto_testkit::bench::{arg, bench_line};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::loss::Loss;
 use oto_torch::optim::{Optimizer, OptimizerConfig};
 use std::path::Path;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 const WARMUP: u64 = 3;
 const LR: f64 = 0.01;
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// One machine-readable result line for `bench/report.py`.
-fn bench_line(name: &str, implementation: &str, metric: &str, value: f64, unit: &str) {
-    let line = serde_json::json!({"name": name, "impl": implementation, "metric": metric, "value": value, "unit": unit});
-    println!("BENCH {line}");
-}
 
 /// What the benchmark steps: the plain base optimizer or HESSO.
 trait Stepper {
@@ -100,22 +91,8 @@ fn main() -> anyhow::Result<()> {
     let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default())?;
     let plain_exec = Executor::new(&model, Device::Cpu)?;
     let hesso_exec = Executor::new(&model, Device::Cpu)?;
-    // Same input recipe as bench_step: images N(0,1), token ids in [1, 1000), full masks.
-    let inputs: Vec<Tensor> = plain_exec
-        .inputs()
-        .map(|input| {
-            let rest: Vec<i64> = input.dims.iter().flatten().skip(1).map(|d| d.unwrap_or(16)).collect();
-            let shape: Vec<i64> = std::iter::once(batch).chain(rest).collect();
-            match input.name.as_str() {
-                "input_ids" => Tensor::randint_low(1, 1000, &shape, (Kind::Int64, Device::Cpu)),
-                "attention_mask" => Tensor::ones(&shape, (Kind::Int64, Device::Cpu)),
-                _ => Tensor::randn(&shape, (Kind::Float, Device::Cpu)),
-            }
-        })
-        .collect();
-    let probe = tch::no_grad(|| plain_exec.forward(&inputs, Mode::Eval))?;
-    let classes = probe[0].size().last().copied().unwrap_or(2);
-    let labels = Tensor::randint(classes, [batch], (Kind::Int64, Device::Cpu));
+    let oto_torch::data::Batch { inputs, labels } = oto_torch::data::synthetic_batch(&plain_exec, batch)?;
+    let labels = labels.ok_or_else(|| anyhow::anyhow!("no labels"))?;
 
     let sgd = OptimizerConfig::parse("sgd")?;
     let mut plain = Optimizer::new(sgd, plain_exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect())?;

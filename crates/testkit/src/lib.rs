@@ -81,3 +81,25 @@ pub fn deviation(full: &[(String, Vec<f64>)], other: &[(String, Vec<f64>)]) -> (
     }
     (err, 1e-4 * big)
 }
+
+/// Helpers of the benchmark programs (`make bench`).
+pub mod bench {
+    /// The value after `--name` in `args`, or `default`.
+    pub fn arg(args: &[String], name: &str, default: usize) -> usize {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+    pub fn peak_rss_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// One machine-readable result line for `bench/report.py`.
+    pub fn bench_line(name: &str, implementation: &str, metric: &str, value: f64, unit: &str) {
+        let line = serde_json::json!({"name": name, "impl": implementation, "metric": metric, "value": value, "unit": unit});
+        println!("BENCH {line}");
+    }
+}

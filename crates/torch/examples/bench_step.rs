@@ -5,27 +5,12 @@
 //!
 //! `cargo run --release -p oto-torch --example bench_step -- MODEL.onnx --batch B [--steps N] [--threads T]`
 
+use oto_testkit::bench::{arg, bench_line, peak_rss_bytes};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::loss::Loss;
 use oto_torch::optim::{Optimizer, OptimizerConfig};
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-    kb.unwrap_or(0) * 1024
-}
-
-/// One machine-readable result line for `bench/report.py`.
-fn bench_line(name: &str, metric: &str, value: f64, unit: &str) {
-    let line = serde_json::json!({"name": name, "impl": "oto", "metric": metric, "value": value, "unit": unit});
-    println!("BENCH {line}");
-}
+use tch::Device;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,22 +20,8 @@ fn main() -> anyhow::Result<()> {
     tch::manual_seed(0);
     let model = oto_onnx::Model::load(path)?;
     let exec = Executor::new(&model, Device::Cpu)?;
-    // Same input recipe as bench/torch_step.py: images N(0,1), token ids in [1, 1000), full masks.
-    let inputs: Vec<Tensor> = exec
-        .inputs()
-        .map(|input| {
-            let rest: Vec<i64> = input.dims.iter().flatten().skip(1).map(|d| d.unwrap_or(16)).collect();
-            let shape: Vec<i64> = std::iter::once(batch).chain(rest).collect();
-            match input.name.as_str() {
-                "input_ids" => Tensor::randint_low(1, 1000, &shape, (Kind::Int64, Device::Cpu)),
-                "attention_mask" => Tensor::ones(&shape, (Kind::Int64, Device::Cpu)),
-                _ => Tensor::randn(&shape, (Kind::Float, Device::Cpu)),
-            }
-        })
-        .collect();
-    let probe = tch::no_grad(|| exec.forward(&inputs, Mode::Eval))?;
-    let classes = probe[0].size().last().copied().unwrap_or(2);
-    let labels = Tensor::randint(classes, [batch], (Kind::Int64, Device::Cpu));
+    let oto_torch::data::Batch { inputs, labels } = oto_torch::data::synthetic_batch(&exec, batch)?;
+    let labels = labels.ok_or_else(|| anyhow::anyhow!("no labels"))?;
     let mut optimizer =
         Optimizer::new(OptimizerConfig::parse("sgd")?, exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect())?;
     let loss_fn = Loss::CrossEntropy { label_smoothing: 0.0 };
@@ -68,10 +39,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
-    let (median, peak) = (times[times.len() / 2], peak_rss_bytes());
+    let (median, peak) = (times[times.len() / 2], peak_rss_bytes().unwrap_or(0));
     println!("{{\"impl\": \"oto\", \"median_step_s\": {median:.6}, \"peak_rss\": {peak}}}");
     let name = format!("step {}", std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
-    bench_line(&name, "median_step", median, "s");
-    bench_line(&name, "peak_rss", peak as f64, "B");
+    bench_line(&name, "oto", "median_step", median, "s");
+    bench_line(&name, "oto", "peak_rss", peak as f64, "B");
     Ok(())
 }

@@ -368,3 +368,26 @@ pub fn class_labels(labels: &Tensor) -> Result<Tensor> {
 pub fn input_kind(input: &GraphInput) -> Kind {
     kind_of(input.dtype)
 }
+
+/// A batch of random inputs shaped like `exec`'s graph inputs, with random class labels
+/// over its first output's last axis: the benchmarks' recipe (as `bench/torch_step.py`):
+/// images N(0, 1), `input_ids` in [1, 1000), all-ones `attention_mask`, unknown dims 16.
+/// Draws from libtorch's global generator (seed it with `tch::manual_seed`).
+pub fn synthetic_batch(exec: &crate::exec::Executor, batch: i64) -> Result<Batch> {
+    let inputs: Vec<Tensor> = exec
+        .inputs()
+        .map(|input| {
+            let rest: Vec<i64> = input.dims.iter().flatten().skip(1).map(|d| d.unwrap_or(16)).collect();
+            let shape: Vec<i64> = std::iter::once(batch).chain(rest).collect();
+            match input.name.as_str() {
+                "input_ids" => Tensor::randint_low(1, 1000, &shape, (Kind::Int64, Device::Cpu)),
+                "attention_mask" => Tensor::ones(&shape, (Kind::Int64, Device::Cpu)),
+                _ => Tensor::randn(&shape, (Kind::Float, Device::Cpu)),
+            }
+        })
+        .collect();
+    let probe = tch::no_grad(|| exec.forward(&inputs, crate::exec::Mode::Eval))?;
+    let classes = probe.first().and_then(|o| o.size().last().copied()).unwrap_or(2);
+    let labels = Tensor::randint(classes, [batch], (Kind::Int64, Device::Cpu));
+    Ok(Batch { inputs, labels: Some(labels) })
+}
