@@ -8,7 +8,7 @@ use crate::cli::analyze::write_atomic;
 use crate::plot;
 use anyhow::{Context, Result};
 use oto_graph::Analysis;
-use oto_onnx::{Model, SaveOptions};
+use oto_onnx::Model;
 use oto_optim::HessoMetrics;
 use oto_torch::data::Dataset;
 use oto_torch::exec::Executor;
@@ -243,7 +243,7 @@ pub(super) fn finish(
     // Outputs: each written atomically; a mismatch leaves no compact model behind.
     let out = &job.out;
     if job.save_sparse {
-        sparse.save(out.join(SPARSE_FILE), &SaveOptions::default())?;
+        write_atomic(&out.join(SPARSE_FILE), &sparse_bytes)?;
     }
     let mut groups = serde_json::to_value(analysis)?;
     groups["pruned"] = serde_json::to_value(&finals.pruned)?;
