@@ -146,13 +146,8 @@ impl Setup {
         oto_torch::train::set_threads(job.threads);
         let inputs: Vec<_> = exec.inputs().cloned().collect();
         let val = job.val.as_deref().map(|p| Dataset::load(p, &inputs)).transpose().map_err(classify)?;
-        if let (Some(v), true) = (&val, job.loss.needs_labels()) {
-            if v.labels.is_none() {
-                return Err(input_error(anyhow::anyhow!(
-                    "{}: the held-out data has no `labels` (or `y`) array, which the loss needs",
-                    v.path.display()
-                )));
-            }
+        if let Some(v) = &val {
+            oto_torch::train::check_labels(&exec, v, job.loss).map_err(classify)?;
         }
         let analysis = oto_graph::analyze(&model, &AnalyzeOptions { unprunable: job.unprunable.clone() }).map_err(input_error)?;
         if analysis.prunable_groups().next().is_none() {

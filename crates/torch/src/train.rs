@@ -102,19 +102,7 @@ impl<O: TrainingOptimizer> Trainer<O> {
         if matches!(config.loss, Loss::Distill { .. }) && teacher.is_none() {
             return Err(Error::Config("the distill loss needs the teacher model".into()));
         }
-        // A forward pass on two samples gives the output shape for the label checks.
-        let probe = dataset.batch(&(0..dataset.len.min(2) as i64).collect::<Vec<_>>())?;
-        let out = tch::no_grad(|| exec.forward(&probe.inputs, Mode::Eval))?;
-        let first = out.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
-        match config.loss {
-            Loss::CrossEntropy { .. } => dataset.check_class_labels(first.size().last().copied().unwrap_or(1))?,
-            Loss::Mse | Loss::Bce => dataset.check_dense_labels(&first.size())?,
-            Loss::Distill { .. } => {
-                if dataset.labels.is_some() {
-                    dataset.check_class_labels(first.size().last().copied().unwrap_or(1))?;
-                }
-            }
-        }
+        check_labels(&exec, &dataset, config.loss)?;
         Ok(Trainer {
             exec,
             teacher,
@@ -402,12 +390,22 @@ pub fn eval_file(model: &Path, data: &Path, batch_size: usize, device: &str, los
     let exec = Executor::new(&model, device)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let dataset = Dataset::load(data, &inputs)?;
-    let probe = dataset.batch(&(0..dataset.len.min(2) as i64).collect::<Vec<_>>())?.to_device(device);
+    check_labels(&exec, &dataset, loss)?;
+    evaluate(&exec, None, &dataset, batch_size, loss)
+}
+
+/// Checks the labels of `dataset` against what `loss` needs and the model's output (class
+/// range, or target shape), from a forward pass on two samples. Distillation needs no
+/// labels; labels it is given must still be valid classes (they give the accuracy).
+pub fn check_labels(exec: &Executor, dataset: &Dataset, loss: Loss) -> Result<()> {
+    let probe = dataset.batch(&(0..dataset.len.min(2) as i64).collect::<Vec<_>>())?.to_device(exec.device());
     let out = tch::no_grad(|| exec.forward(&probe.inputs, Mode::Eval))?;
     let first = out.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
+    let classes = first.size().last().copied().unwrap_or(1);
     match loss {
-        Loss::CrossEntropy { .. } | Loss::Distill { .. } => dataset.check_class_labels(first.size().last().copied().unwrap_or(1))?,
-        Loss::Mse | Loss::Bce => dataset.check_dense_labels(&first.size())?,
+        Loss::CrossEntropy { .. } => dataset.check_class_labels(classes),
+        Loss::Mse | Loss::Bce => dataset.check_dense_labels(&first.size()),
+        Loss::Distill { .. } if dataset.labels.is_some() => dataset.check_class_labels(classes),
+        Loss::Distill { .. } => Ok(()),
     }
-    evaluate(&exec, None, &dataset, batch_size, loss)
 }
