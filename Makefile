@@ -43,6 +43,11 @@ endif
 # shell, because make's own $(wildcard) caches directory listings taken before the venv existed.
 ORT_DYLIB_PATH ?= $(shell ls -d $(VENV_ABS)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | sort | tail -n 1)
 export ORT_DYLIB_PATH
+# A CI build is built once: incremental state would only take disk space (and CI's disk is
+# small; the pip cache is skipped for the same reason: --no-cache-dir below).
+ifdef CI
+  export CARGO_INCREMENTAL := 0
+endif
 
 .PHONY: setup graphs build test demo examples bench fuzz proto fmt clippy clean distclean env
 
@@ -54,7 +59,7 @@ $(VENV)/pyvenv.cfg:
 
 # pyvenv.cfg is newer than the stamp when the venv was (re)created: reinstall then.
 $(SETUP_STAMP): $(REQUIREMENTS) $(VENV)/pyvenv.cfg
-	$(PY) -m pip install --disable-pip-version-check -r $(REQUIREMENTS)
+	$(PY) -m pip install --disable-pip-version-check --no-cache-dir -r $(REQUIREMENTS)
 	mkdir -p $(STAMPS)
 	rm -f $(STAMPS)/setup-*
 	touch $@
