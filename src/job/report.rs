@@ -372,7 +372,7 @@ fn markdown(r: &Report) -> String {
     let j = &r.job;
     let _ = writeln!(
         s,
-        "\n**Training**: {} steps, batch {}, {:?}, lr {} ({:?}), loss {:?}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}{}.",
+        "\n**Training**: {} steps, batch {}, {}, lr {} ({}), loss {}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}{}.",
         j.steps,
         j.batch_size,
         j.optimizer,

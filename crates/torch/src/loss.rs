@@ -24,6 +24,19 @@ pub enum Loss {
     },
 }
 
+/// As `--loss` names it, with its settings: `cross-entropy (label smoothing 0.1)`.
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Loss::CrossEntropy { label_smoothing } if label_smoothing == 0.0 => write!(f, "cross-entropy"),
+            Loss::CrossEntropy { label_smoothing } => write!(f, "cross-entropy (label smoothing {label_smoothing})"),
+            Loss::Mse => write!(f, "mse"),
+            Loss::Bce => write!(f, "bce"),
+            Loss::Distill { temperature } => write!(f, "distill (temperature {temperature})"),
+        }
+    }
+}
+
 impl Loss {
     /// Parses a `--loss` name (`cross-entropy`, `mse`, `bce`, `distill`) with default settings.
     pub fn parse(name: &str) -> Result<Loss> {
@@ -49,9 +62,9 @@ impl Loss {
     /// The loss of `output` against `labels` (class indices or targets) or, for
     /// distillation, against the `teacher` outputs. A scalar tensor.
     pub fn compute(&self, output: &Tensor, labels: Option<&Tensor>, teacher: Option<&Tensor>) -> Result<Tensor> {
-        let fail = |e: tch::TchError| Error::torch(format!("computing the {self:?} loss of an output of shape {:?}", output.size()), e);
+        let fail = |e: tch::TchError| Error::torch(format!("computing the {self} loss of an output of shape {:?}", output.size()), e);
         let need = |t: Option<&Tensor>, what: &str| {
-            t.map(Tensor::shallow_clone).ok_or_else(|| Error::Config(format!("the {self:?} loss needs {what}")))
+            t.map(Tensor::shallow_clone).ok_or_else(|| Error::Config(format!("the {self} loss needs {what}")))
         };
         match *self {
             Loss::CrossEntropy { label_smoothing } => {

@@ -40,6 +40,30 @@ pub enum OptimizerConfig {
     },
 }
 
+/// As the command line names it, with its settings: `sgd (momentum 0.9, weight decay 0)`.
+impl std::fmt::Display for OptimizerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            OptimizerConfig::Sgd { momentum, dampening, nesterov, weight_decay } => {
+                write!(f, "sgd (momentum {momentum}")?;
+                if dampening != 0.0 {
+                    write!(f, ", dampening {dampening}")?;
+                }
+                if nesterov {
+                    write!(f, ", nesterov")?;
+                }
+                write!(f, ", weight decay {weight_decay})")
+            }
+            OptimizerConfig::Adam { betas, eps, weight_decay } => {
+                write!(f, "adam (betas {}/{}, eps {eps:e}, weight decay {weight_decay})", betas.0, betas.1)
+            }
+            OptimizerConfig::AdamW { betas, eps, weight_decay } => {
+                write!(f, "adamw (betas {}/{}, eps {eps:e}, weight decay {weight_decay})", betas.0, betas.1)
+            }
+        }
+    }
+}
+
 impl OptimizerConfig {
     /// PyTorch's defaults for `sgd` (momentum 0.9 here, the usual choice for training),
     /// `adam` and `adamw` (weight decay 0.01).
@@ -53,7 +77,7 @@ impl OptimizerConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Config(format!("optimizer {self:?}: {m}")));
+        let bad = |m: &str| Err(Error::Config(format!("optimizer {self}: {m}")));
         match *self {
             OptimizerConfig::Sgd { momentum, dampening, nesterov, weight_decay } => {
                 if momentum < 0.0 || weight_decay < 0.0 {

@@ -22,6 +22,17 @@ pub enum Decay {
     },
 }
 
+/// `constant`, `step (x0.1 every 100 steps)`, `cosine (to 0)`.
+impl std::fmt::Display for Decay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Decay::Constant => write!(f, "constant"),
+            Decay::Step { step_size, gamma } => write!(f, "step (x{gamma} every {step_size} steps)"),
+            Decay::Cosine { min_lr } => write!(f, "cosine (to {min_lr})"),
+        }
+    }
+}
+
 /// A learning rate per step.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
