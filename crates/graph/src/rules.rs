@@ -359,25 +359,35 @@ impl Ctx<'_, '_> {
         self.dims(&node.output[0]).map(|d| d.len())
     }
 
-    fn conv(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    /// What Conv and ConvTranspose read alike; `None` (the node blocked) when the weight is
+    /// not an initializer.
+    fn conv_parts(&mut self, node: &NodeProto) -> Result<Option<ConvParts>, AnalysisError> {
         let x = node.input[0].clone();
         let w = node.input.get(1).cloned().unwrap_or_default();
         let bias = ops::input(node, 2).map(str::to_string);
         let xt = self.track(&x).cloned();
         let Some(wd) = self.init_dims(&w) else {
             self.block_node(node, "the weight is not an initializer");
-            return Ok(());
+            return Ok(None);
         };
         let g = attr(self, node, node.attr_int_or("group", 1))?.max(1) as usize;
+        Ok(Some(ConvParts { x, w, bias, xt, wd, g }))
+    }
+
+    /// A convolution's window mixes positions: channels tracked along a spatial axis cannot pass.
+    fn block_tracked_spatial(&mut self, node: &NodeProto, xt: Option<&ValueT>) {
+        for a in xt.into_iter().flat_map(|t| t.iter().skip(2)) {
+            self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
+        }
+    }
+
+    fn conv(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(ConvParts { x, w, bias, xt, wd, g }) = self.conv_parts(node)? else { return Ok(()) };
         let Some(rank) = self.out_rank(node).or(xt.as_ref().map(Vec::len)).or(self.dims(&x).map(|d| d.len())) else {
             self.block_node(node, "shapes unknown");
             return Ok(());
         };
-        if let Some(t) = &xt {
-            for a in t.iter().skip(2) {
-                self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
-            }
-        }
+        self.block_tracked_spatial(node, xt.as_ref());
         let m = wd[0];
         let cin_g = wd.get(1).copied().unwrap_or(1);
         let mut out: ValueT = (0..rank).map(|_| AxisT::plain(Dim::Known(1))).collect();
@@ -445,24 +455,12 @@ impl Ctx<'_, '_> {
     }
 
     fn conv_transpose(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
-        let x = node.input[0].clone();
-        let w = node.input.get(1).cloned().unwrap_or_default();
-        let bias = ops::input(node, 2).map(str::to_string);
-        let xt = self.track(&x).cloned();
-        let Some(wd) = self.init_dims(&w) else {
-            self.block_node(node, "the weight is not an initializer");
-            return Ok(());
-        };
-        let g = attr(self, node, node.attr_int_or("group", 1))?.max(1) as usize;
+        let Some(ConvParts { w, bias, xt, wd, g, .. }) = self.conv_parts(node)? else { return Ok(()) };
         let Some(d) = self.dims(&node.output[0]) else {
             self.block_node(node, "shapes unknown");
             return Ok(());
         };
-        if let Some(t) = &xt {
-            for a in t.iter().skip(2) {
-                self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
-            }
-        }
+        self.block_tracked_spatial(node, xt.as_ref());
         let mut out: ValueT = d.into_iter().map(AxisT::plain).collect();
         if let Some(t) = &xt {
             out[0] = t[0].clone();
@@ -1454,4 +1452,19 @@ impl Ctx<'_, '_> {
         }
         self.set(&node.output[0], out);
     }
+}
+
+/// The inputs of a Conv or ConvTranspose node as the rules read them.
+struct ConvParts {
+    /// The data input.
+    x: String,
+    /// The weight (an initializer).
+    w: String,
+    bias: Option<String>,
+    /// The data input's channel tracking.
+    xt: Option<ValueT>,
+    /// The weight's dims.
+    wd: Vec<usize>,
+    /// The `group` attribute (at least 1).
+    g: usize,
 }

@@ -587,6 +587,14 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
     }
 
+    /// The listed axes, normalized, or every axis of a rank-`rank` input when none are listed.
+    fn axes_or_all(&self, node: &NodeProto, axes: Option<&[i64]>, rank: usize) -> R<Vec<usize>> {
+        match axes {
+            Some(a) => a.iter().map(|&v| self.axis(node, v, rank)).collect(),
+            None => Ok((0..rank).collect()),
+        }
+    }
+
     fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
         let op = node.op();
         if !matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx") {
@@ -1022,11 +1030,11 @@ impl<'g, 'm> Infer<'g, 'm> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1])?;
         let r = ops::reduce(self.graph, node, Some(&self.out))?;
-        let axes: Vec<usize> = match r.axes.filter(|a| !a.is_empty()) {
-            Some(a) => a.iter().map(|&v| self.axis(node, v, x.len())).collect::<R<_>>()?,
-            None if r.noop_with_empty_axes => return Ok(vec![vt(self.dtype(node, 0), x)]),
-            None => (0..x.len()).collect(),
-        };
+        let listed = r.axes.filter(|a| !a.is_empty());
+        if listed.is_none() && r.noop_with_empty_axes {
+            return Ok(vec![vt(self.dtype(node, 0), x)]);
+        }
+        let axes = self.axes_or_all(node, listed.as_deref(), x.len())?;
         let mut out = Vec::new();
         for (i, d) in x.iter().enumerate() {
             if !axes.contains(&i) {
@@ -1254,10 +1262,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1, 2, 3])?;
         let p = ops::pads(self.graph, node, Some(&self.out))?;
-        let axes: Vec<usize> = match &p.axes {
-            Some(a) => a.iter().map(|&v| self.axis(node, v, x.len())).collect::<R<_>>()?,
-            None => (0..x.len()).collect(),
-        };
+        let axes = self.axes_or_all(node, p.axes.as_deref(), x.len())?;
         if p.pads.len() != 2 * axes.len() {
             return Err(self.fail(node, format!("pads {:?} needs {} entries for {} axes", p.pads, 2 * axes.len(), axes.len())));
         }
@@ -1273,10 +1278,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1, 2, 3])?;
         let r = ops::resize(self.graph, node, Some(&self.out))?;
-        let axes: Vec<usize> = match &r.axes {
-            Some(a) => a.iter().map(|&v| self.axis(node, v, x.len())).collect::<R<_>>()?,
-            None => (0..x.len()).collect(),
-        };
+        let axes = self.axes_or_all(node, r.axes.as_deref(), x.len())?;
         let mut out = x.clone();
         if let Some(sizes) = &r.sizes {
             if sizes.len() != axes.len() {

@@ -52,12 +52,7 @@ impl Window {
                 .map(|i| {
                     let out = (input[i] + strides[i] - 1) / strides[i];
                     let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i]).max(0);
-                    let small = total / 2;
-                    if self.auto_pad == "SAME_UPPER" {
-                        (small, total - small)
-                    } else {
-                        (total - small, small)
-                    }
+                    split_padding(total, &self.auto_pad)
                 })
                 .collect()),
             _ => match &self.pads {
@@ -66,6 +61,17 @@ impl Window {
                 Some(p) => Err(OpError(format!("pads has {} entries, expected {}", p.len(), 2 * n))),
             },
         }
+    }
+}
+
+/// `(begin, end)` of `total` padding under `SAME_UPPER` (the odd unit at the end) or
+/// `SAME_LOWER` (at the beginning).
+fn split_padding(total: i64, auto_pad: &str) -> (i64, i64) {
+    let small = total / 2;
+    if auto_pad == "SAME_UPPER" {
+        (small, total - small)
+    } else {
+        (total - small, small)
     }
 }
 
@@ -182,12 +188,7 @@ fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
             (0..n)
                 .map(|i| {
                     let total = strides[i] * (input[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - shape[i];
-                    let small = total / 2;
-                    if window.auto_pad == "SAME_UPPER" {
-                        (small, total - small)
-                    } else {
-                        (total - small, small)
-                    }
+                    split_padding(total, &window.auto_pad)
                 })
                 .collect()
         } else if window.auto_pad.starts_with("SAME") {
@@ -195,12 +196,7 @@ fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
                 .map(|i| {
                     let total =
                         (strides[i] * (input[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i] * strides[i]).max(0);
-                    let small = total / 2;
-                    if window.auto_pad == "SAME_UPPER" {
-                        (small, total - small)
-                    } else {
-                        (total - small, small)
-                    }
+                    split_padding(total, &window.auto_pad)
                 })
                 .collect()
         } else {

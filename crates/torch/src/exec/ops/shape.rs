@@ -123,9 +123,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
             Box::new(move |ctx: &Ctx<'_>| {
                 let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
                 let a = axis(a, x.dim())?;
-                let len = x.size()[a as usize];
-                let idx = idx.f_to_kind(Kind::Int64)?;
-                let idx = idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(len)?)?;
+                let idx = nonnegative_indices(idx, x.size()[a as usize])?;
                 if a == 0 && x.dim() == 2 && idx.dim() >= 1 {
                     // An embedding lookup: the same kernel (and backward) as nn.Embedding.
                     return Ok(vec![Tensor::f_embedding(x, &idx, -1, false, false)?]);
@@ -142,9 +140,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
             Box::new(move |ctx: &Ctx<'_>| {
                 let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
                 let a = axis(a, x.dim())?;
-                let len = x.size()[a as usize];
-                let idx = idx.f_to_kind(Kind::Int64)?;
-                let idx = idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(len)?)?;
+                let idx = nonnegative_indices(idx, x.size()[a as usize])?;
                 Ok(vec![x.f_gather(a, &idx, false)?])
             })
         }
@@ -224,6 +220,12 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
         _ => return Ok(None),
     };
     Ok(Some(k))
+}
+
+/// Gather-style indices as int64 with negative ones counted from the end of an axis of length `len`.
+fn nonnegative_indices(idx: &Tensor, len: i64) -> Result<Tensor, OpError> {
+    let idx = idx.f_to_kind(Kind::Int64)?;
+    Ok(idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(len)?)?)
 }
 
 /// A dimension as written in Slice parameters (symbolic ones are not constant).
