@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use oto_onnx::Tensor;
 use oto_torch::data::Dataset;
 use serde::Serialize;
-use std::time::Instant;
 
 /// The outcome of comparing two models on the same inputs.
 #[derive(Debug, Clone, Serialize)]
@@ -79,32 +78,15 @@ pub fn compare_models(full: &[u8], compact: &[u8], inputs: &[(String, Tensor)]) 
     Ok(Verification { samples, max_abs_diff, max_abs_output, tolerance, passed: max_abs_diff <= tolerance })
 }
 
-/// Median latency of one run of each model on `inputs`, timed alternately (so that
+/// Median latency of one run of each model on `inputs`, timed in alternating blocks (so that
 /// machine noise hits both alike) for about a second or at most 200 runs each.
 pub fn latency(before: &[u8], after: &[u8], inputs: &[(String, Tensor)]) -> Result<super::report::Latency> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = oto_ort::SessionOptions::with_threads(threads);
     let a = oto_ort::Session::from_bytes(before, &options).context("onnxruntime on the original model")?;
     let b = oto_ort::Session::from_bytes(after, &options).context("onnxruntime on the compact model")?;
-    for _ in 0..3 {
-        run_ort(&a, inputs)?;
-        run_ort(&b, inputs)?;
-    }
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    let started = Instant::now();
-    while ta.len() < 200 && (ta.len() < 5 || started.elapsed().as_secs_f64() < 1.0) {
-        let t = Instant::now();
-        run_ort(&a, inputs)?;
-        ta.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        run_ort(&b, inputs)?;
-        tb.push(t.elapsed().as_secs_f64());
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2] * 1e3
-    };
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let timing = oto_ort::paired_latency(&a, &b, &refs, std::time::Duration::from_secs(1), 200)?;
     let batch = inputs.first().and_then(|(_, t)| t.shape.first().copied()).unwrap_or(0);
-    let runs = ta.len();
-    Ok(super::report::Latency { before_ms: median(&mut ta), after_ms: median(&mut tb), batch, threads, runs })
+    Ok(super::report::Latency { before_ms: timing.first_s * 1e3, after_ms: timing.second_s * 1e3, batch, threads, runs: timing.runs })
 }

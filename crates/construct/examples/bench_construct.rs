@@ -1,6 +1,6 @@
 //! Benchmark: construction time and peak memory at 50% of every prunable group, and the
 //! onnxruntime latency of the compact model against the full one (same threads, same
-//! batch, interleaved runs), with the MACs ratio beside it. Also prints `BENCH {json}` lines
+//! batch, alternating blocks of runs), with the MACs ratio beside it. Also prints `BENCH {json}` lines
 //! for `bench/report.py` (names `construct STEM` and `ort latency STEM`).
 //!
 //! `cargo run --release -p oto-construct --example bench_construct -- MODEL.onnx [--batch B] [--runs N] [--threads T]`
@@ -77,26 +77,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = oto_ort::SessionOptions::with_threads(threads);
     let full = oto_ort::Session::from_bytes(&zeroed.to_bytes()?, &options)?;
     let small = oto_ort::Session::from_bytes(&compact.to_bytes()?, &options)?;
-    for _ in 0..3 {
-        full.run(&refs)?;
-        small.run(&refs)?;
-    }
-    let (mut t_full, mut t_small) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let t = Instant::now();
-        full.run(&refs)?;
-        t_full.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        small.run(&refs)?;
-        t_small.push(t.elapsed().as_secs_f64());
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (f, s) = (median(&mut t_full), median(&mut t_small));
+    let timing = oto_ort::paired_latency(&full, &small, &refs, std::time::Duration::from_secs(3600), runs)?;
+    let (f, s) = (timing.first_s, timing.second_s);
     println!(
-        "onnxruntime latency (batch {batch}, {threads} threads, median of {runs} interleaved): full {:.2} ms, compact {:.2} ms, ratio {:.3}; MACs ratio {:.3}",
+        "onnxruntime latency (batch {batch}, {threads} threads, median of {runs} in alternating blocks): full {:.2} ms, compact {:.2} ms, ratio {:.3}; MACs ratio {:.3}",
         f * 1e3,
         s * 1e3,
         s / f,

@@ -416,3 +416,56 @@ mod tests {
         assert!(msg.contains("<memory>") && msg.contains("cannot create a session"), "{msg}");
     }
 }
+
+/// Median run times of two sessions on the same inputs (see [`paired_latency`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedLatency {
+    /// Median seconds per run of the first session.
+    pub first_s: f64,
+    /// Median seconds per run of the second session.
+    pub second_s: f64,
+    /// Timed runs per session.
+    pub runs: usize,
+}
+
+/// Runs per block of [`paired_latency`], and how many of them open the block untimed.
+const BLOCK_RUNS: usize = 10;
+const BLOCK_WARMUP: usize = 2;
+
+/// Median latency of two sessions on the same inputs, measured in alternating blocks of runs
+/// until each has `max_runs` timed runs or `budget` has passed (at least one block each).
+///
+/// Blocks, not single alternating runs: onnxruntime's thread pools spin for a while after a
+/// run, so a run started right after the other session's is slowed by that session's
+/// spinning threads (seen on 2 cores: the first session of an interleaved pair measured
+/// 3.8x slower than alone). The first runs of each block are not timed.
+pub fn paired_latency(
+    first: &Session,
+    second: &Session,
+    inputs: &[(&str, &Tensor)],
+    budget: std::time::Duration,
+    max_runs: usize,
+) -> Result<PairedLatency> {
+    let started = std::time::Instant::now();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    loop {
+        for (session, times) in [(first, &mut a), (second, &mut b)] {
+            for k in 0..BLOCK_RUNS {
+                let t = std::time::Instant::now();
+                session.run(inputs)?;
+                if k >= BLOCK_WARMUP {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        if a.len() >= max_runs || started.elapsed() >= budget {
+            break;
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let runs = a.len();
+    Ok(PairedLatency { first_s: median(&mut a), second_s: median(&mut b), runs })
+}
