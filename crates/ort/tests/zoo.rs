@@ -54,3 +54,22 @@ fn bert_tiny_with_int64_inputs_matches_pytorch() {
     assert!(inputs.iter().any(|(_, t)| t.dtype() == oto_onnx::DType::I64), "bert_tiny should take int64 token ids");
     check_against_saved_outputs("bert_tiny");
 }
+
+/// The paired measurement stops at the run cap (whole blocks of 8 timed runs each), and
+/// after one block when the time budget is spent; both medians are real run times.
+#[test]
+fn paired_latency_counts_whole_blocks() {
+    let dir = zoo_dir();
+    let options = SessionOptions::with_threads(1);
+    let a = Session::from_file(dir.join("demo_cnn.onnx"), &options).unwrap();
+    let b = Session::from_file(dir.join("demo_cnn.onnx"), &options).unwrap();
+    let inputs = read_npz(dir.join("demo_cnn.inputs.npz")).unwrap();
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let capped = oto_ort::paired_latency(&a, &b, &refs, std::time::Duration::from_secs(60), 16).unwrap();
+    assert_eq!(capped.runs, 16);
+    let one_block = oto_ort::paired_latency(&a, &b, &refs, std::time::Duration::ZERO, 1000).unwrap();
+    assert_eq!(one_block.runs, 8);
+    for t in [capped.first_s, capped.second_s, one_block.first_s, one_block.second_s] {
+        assert!(t > 0.0 && t < 1.0, "median run time {t} s");
+    }
+}
