@@ -25,7 +25,11 @@ VENV_ABS := $(abspath $(VENV))
 hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-16)
 SETUP_STAMP := $(STAMPS)/setup-$(call hash,$(REQUIREMENTS))
 # Inside the zoo, so deleting graphs/zoo also forgets that it was generated.
-GRAPHS_STAMP := $(ZOO)/.stamp-$(call hash,$(sort $(wildcard graphs/*.py)))
+ZOO_HASH := $(call hash,$(sort $(wildcard graphs/*.py)))
+GRAPHS_STAMP := $(ZOO)/.stamp-$(ZOO_HASH)
+# `make demo` needs only the demo CNN: exported alone (seconds instead of the whole zoo's
+# two minutes) unless this zoo.py's whole zoo is there already.
+DEMO_STAMP := $(ZOO)/.demo-$(ZOO_HASH)
 
 # --- environment for cargo ------------------------------------------------------------
 # torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
@@ -73,6 +77,11 @@ $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	rm -f $(ZOO)/.stamp-*
 	touch $@
 
+$(DEMO_STAMP): | $(SETUP_STAMP)
+	if [ ! -e $(GRAPHS_STAMP) ]; then $(PY) graphs/zoo.py --out $(ZOO) --only demo_cnn; fi
+	rm -f $(ZOO)/.demo-*
+	touch $@
+
 # --- Rust -----------------------------------------------------------------------------
 build: setup
 	$(CARGO) build --workspace
@@ -82,7 +91,7 @@ test: setup graphs
 
 # The main job on the bundled example: analyze the demo CNN, then prune it on the digits
 # data to 50% group sparsity (examples/digits.toml) and print the summary table.
-demo: setup graphs
+demo: setup $(DEMO_STAMP)
 	$(CARGO) build -q --bin oto
 	$(CARGO) run -q --bin oto -- analyze $(ZOO)/demo_cnn.onnx
 	$(CARGO) run -q --bin oto -- prune --config examples/digits.toml
@@ -100,7 +109,7 @@ examples: setup graphs
 
 # The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
 BENCH_GRAPHS := graphs/bench
-BENCH_STAMP := $(BENCH_GRAPHS)/.stamp-$(call hash,$(sort $(wildcard graphs/*.py)))
+BENCH_STAMP := $(BENCH_GRAPHS)/.stamp-$(ZOO_HASH)
 
 $(BENCH_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --bench --out $(BENCH_GRAPHS)
