@@ -28,7 +28,7 @@ pub enum Loss {
 impl std::fmt::Display for Loss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
-            Loss::CrossEntropy { label_smoothing } if label_smoothing == 0.0 => write!(f, "cross-entropy"),
+            Loss::CrossEntropy { label_smoothing: 0.0 } => write!(f, "cross-entropy"),
             Loss::CrossEntropy { label_smoothing } => write!(f, "cross-entropy (label smoothing {label_smoothing})"),
             Loss::Mse => write!(f, "mse"),
             Loss::Bce => write!(f, "bce"),
@@ -154,5 +154,19 @@ mod tests {
     fn accuracy_counts_argmax_hits() {
         let c = correct_predictions(&logits(), &Tensor::from_slice(&[2i64, 1])).unwrap();
         assert_eq!(c.int64_value(&[]), 1);
+    }
+
+    /// Reports name the settings as the command line does (`--loss`, `--optimizer`, `--schedule`).
+    #[test]
+    fn settings_print_as_command_line_names() {
+        use crate::optim::OptimizerConfig;
+        use crate::schedule::Decay;
+        assert_eq!(Loss::parse("ce").unwrap().to_string(), "cross-entropy");
+        assert_eq!(Loss::CrossEntropy { label_smoothing: 0.1 }.to_string(), "cross-entropy (label smoothing 0.1)");
+        assert_eq!(Loss::parse("distill").unwrap().to_string(), "distill (temperature 1)");
+        assert_eq!(OptimizerConfig::parse("sgd").unwrap().to_string(), "sgd (momentum 0.9, weight decay 0)");
+        assert_eq!(OptimizerConfig::parse("adamw").unwrap().to_string(), "adamw (betas 0.9/0.999, eps 1e-8, weight decay 0.01)");
+        assert_eq!(Decay::Cosine { min_lr: 0.0 }.to_string(), "cosine (to 0)");
+        assert_eq!(Decay::Step { step_size: 100, gamma: 0.1 }.to_string(), "step (x0.1 every 100 steps)");
     }
 }
