@@ -14,19 +14,25 @@ fn digits(split: &str) -> PathBuf {
 
 /// The demo job with a small budget: 150 steps, pruning over steps 15..60.
 fn demo_args(out: &Path) -> Vec<String> {
-    let (model, train, test) = (zoo("demo_cnn.onnx"), digits("train"), digits("test"));
+    prune_args(&digits("train"), 150, out)
+}
+
+/// `oto prune` of the demo CNN on `data` for `steps` steps at target 0.5, evaluated on the
+/// digits test split.
+fn prune_args(data: &Path, steps: u64, out: &Path) -> Vec<String> {
+    let (model, test, steps) = (zoo("demo_cnn.onnx"), digits("test"), steps.to_string());
     [
         "prune",
         "--model",
         s(&model),
         "--data",
-        s(&train),
+        s(data),
         "--val",
         s(&test),
         "--target-sparsity",
         "0.5",
         "--steps",
-        "150",
+        &steps,
         "--lr",
         "0.05",
         "--threads",
@@ -250,29 +256,10 @@ fn a_loss_that_becomes_nan_stops_the_job_with_exit_code_1_and_keeps_the_checkpoi
     let refs: Vec<(&str, &oto_onnx::Tensor)> = arrays.iter().map(|(n, t)| (n.as_str(), t)).collect();
     oto_onnx::npz::write_npz(&data, &refs, oto_onnx::npz::NpzCompression::Stored).unwrap();
     let out = dir.path().join("out");
-    let model = zoo("demo_cnn.onnx");
-    let run = oto(&[
-        "prune",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "--val",
-        s(&digits("test")),
-        "--steps",
-        "100",
-        "--seed",
-        "0",
-        "--lr",
-        "0.05",
-        "--threads",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        s(&out),
-        "-q",
-    ]);
+    // Target 0.5 and seed 0 are the defaults: the same job as with them left out.
+    let mut args = prune_args(&data, 100, &out);
+    args.push("-q".into());
+    let run = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = text(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("the loss became NaN at step 11"), "{stderr}");
