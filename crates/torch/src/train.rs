@@ -307,7 +307,7 @@ fn probe_batches(dataset: &Dataset, batch_size: usize) -> Result<Vec<Batch>> {
 
 /// The mean loss over `batches` in eval mode, without gradients.
 fn mean_loss(exec: &Executor, teacher: Option<&Executor>, batches: &[Batch], loss: Loss) -> Result<f64> {
-    Ok(evaluate_batches(exec, teacher, batches.iter().map(|b| Ok(b.to_device(exec.device()))), loss)?.loss)
+    Ok(evaluate_batches(exec, teacher, batches.iter().map(Ok), loss)?.loss)
 }
 
 /// Mixes a seed and a step into a generator seed (SplitMix64 finalizer).
@@ -343,10 +343,10 @@ pub fn evaluate(exec: &Executor, teacher: Option<&Executor>, dataset: &Dataset, 
 
 /// Loss (mean over the samples) and, for classification with labels, accuracy over
 /// `batches`, in eval mode and without gradients. The teacher runs for distillation only.
-fn evaluate_batches(
+fn evaluate_batches<B: std::borrow::Borrow<Batch>>(
     exec: &Executor,
     teacher: Option<&Executor>,
-    batches: impl Iterator<Item = Result<Batch>>,
+    batches: impl Iterator<Item = Result<B>>,
     loss: Loss,
 ) -> Result<EvalReport> {
     let _guard = tch::no_grad_guard();
@@ -354,7 +354,7 @@ fn evaluate_batches(
     let mut samples = 0usize;
     let mut correct: Option<Tensor> = None;
     for batch in batches {
-        let batch = batch?.to_device(exec.device());
+        let batch = batch?.borrow().to_device(exec.device());
         let outputs = exec.forward(&batch.inputs, Mode::Eval)?;
         let output = outputs.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
         let teacher_out = match teacher {
