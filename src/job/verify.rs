@@ -78,31 +78,17 @@ pub fn compare_models(full: &[u8], compact: &[u8], inputs: &[(String, Tensor)]) 
     Ok(Verification { samples, max_abs_diff, max_abs_output, tolerance, passed: max_abs_diff <= tolerance })
 }
 
-/// Sessions created per latency measurement, each timed for a third of a second.
+/// Fresh session pairs per latency measurement, each timed for a third of a second.
 const LATENCY_ROUNDS: usize = 3;
 
-/// Latency of one run of each model on `inputs`: in each of [`LATENCY_ROUNDS`] rounds, a fresh
-/// pair of sessions timed in alternating blocks (so that machine noise hits both alike); the
-/// median over rounds of each model's median. Fresh sessions because a session's speed on a
-/// small model depends on where its thread pool landed (seen: the same model 0.22 or 0.30 ms
-/// from one session to the next on 2 cores), which one long measurement cannot average out.
+/// Latency of one run of each model on `inputs` ([`oto_ort::paired_latency`]: alternating
+/// blocks so that machine noise hits both alike, [`LATENCY_ROUNDS`] fresh session pairs).
 pub fn latency(before: &[u8], after: &[u8], inputs: &[(String, Tensor)]) -> Result<super::report::Latency> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = oto_ort::SessionOptions::with_threads(threads);
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let (mut first, mut second, mut runs) = (Vec::new(), Vec::new(), 0);
-    for _ in 0..LATENCY_ROUNDS {
-        let a = oto_ort::Session::from_bytes(before, &options).context("onnxruntime on the original model")?;
-        let b = oto_ort::Session::from_bytes(after, &options).context("onnxruntime on the compact model")?;
-        let timing = oto_ort::paired_latency(&a, &b, &refs, std::time::Duration::from_millis(333), 10_000)?;
-        first.push(timing.first_s);
-        second.push(timing.second_s);
-        runs += timing.runs;
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2] * 1e3
-    };
+    let timing = oto_ort::paired_latency(before, after, &options, &refs, LATENCY_ROUNDS, std::time::Duration::from_millis(333), 10_000)
+        .context("onnxruntime latency of the original and the compact model")?;
     let batch = inputs.first().and_then(|(_, t)| t.shape.first().copied()).unwrap_or(0);
-    Ok(super::report::Latency { before_ms: median(&mut first), after_ms: median(&mut second), batch, threads, runs })
+    Ok(super::report::Latency { before_ms: timing.first_s * 1e3, after_ms: timing.second_s * 1e3, batch, threads, runs: timing.runs })
 }

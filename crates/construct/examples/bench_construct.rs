@@ -75,12 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let options = oto_ort::SessionOptions::with_threads(threads);
-    let full = oto_ort::Session::from_bytes(&zeroed.to_bytes()?, &options)?;
-    let small = oto_ort::Session::from_bytes(&compact.to_bytes()?, &options)?;
-    let timing = oto_ort::paired_latency(&full, &small, &refs, std::time::Duration::from_secs(3600), runs)?;
+    let timing =
+        oto_ort::paired_latency(&zeroed.to_bytes()?, &compact.to_bytes()?, &options, &refs, 1, std::time::Duration::from_secs(3600), runs)?;
     let (f, s) = (timing.first_s, timing.second_s);
     println!(
-        "onnxruntime latency (batch {batch}, {threads} threads, median of {runs} in alternating blocks): full {:.2} ms, compact {:.2} ms, ratio {:.3}; MACs ratio {:.3}",
+        "onnxruntime latency (batch {batch}, {threads} threads, median of {} in alternating blocks): full {:.2} ms, compact {:.2} ms, ratio {:.3}; MACs ratio {:.3}",
+        timing.runs,
         f * 1e3,
         s * 1e3,
         s / f,

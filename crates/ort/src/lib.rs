@@ -417,14 +417,14 @@ mod tests {
     }
 }
 
-/// Median run times of two sessions on the same inputs (see [`paired_latency`]).
+/// Run times of two models on the same inputs (see [`paired_latency`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairedLatency {
-    /// Median seconds per run of the first session.
+    /// Seconds per run of the first model: the median over rounds of each round's median.
     pub first_s: f64,
-    /// Median seconds per run of the second session.
+    /// Seconds per run of the second model, likewise.
     pub second_s: f64,
-    /// Timed runs per session.
+    /// Timed runs per model, over all rounds.
     pub runs: usize,
 }
 
@@ -432,40 +432,55 @@ pub struct PairedLatency {
 const BLOCK_RUNS: usize = 10;
 const BLOCK_WARMUP: usize = 2;
 
-/// Median latency of two sessions on the same inputs, measured in alternating blocks of runs
-/// until each has `max_runs` timed runs or `budget` has passed (at least one block each).
+/// Latency of two serialized models on the same inputs. In each of `rounds` rounds (at least
+/// one), a fresh pair of sessions is timed in alternating blocks of runs until each has
+/// `max_runs` timed runs or `budget` has passed (at least one block each); the result is the
+/// median over rounds of each model's median.
 ///
 /// Blocks, not single alternating runs: onnxruntime's thread pools spin for a while after a
 /// run, so a run started right after the other session's is slowed by that session's
 /// spinning threads (seen on 2 cores: the first session of an interleaved pair measured
-/// 3.8x slower than alone). The first runs of each block are not timed.
+/// 3.8x slower than alone). The first runs of each block are not timed. Fresh sessions per
+/// round because a session's speed on a small model depends on where its thread pool landed
+/// (seen: the same model 0.22 or 0.30 ms from one session to the next on 2 cores), which one
+/// long measurement cannot average out.
 pub fn paired_latency(
-    first: &Session,
-    second: &Session,
+    first: &[u8],
+    second: &[u8],
+    options: &SessionOptions,
     inputs: &[(&str, &Tensor)],
+    rounds: usize,
     budget: std::time::Duration,
     max_runs: usize,
 ) -> Result<PairedLatency> {
-    let started = std::time::Instant::now();
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    loop {
-        for (session, times) in [(first, &mut a), (second, &mut b)] {
-            for k in 0..BLOCK_RUNS {
-                let t = std::time::Instant::now();
-                session.run(inputs)?;
-                if k >= BLOCK_WARMUP {
-                    times.push(t.elapsed().as_secs_f64());
+    let (mut first_medians, mut second_medians, mut runs) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds.max(1) {
+        let sessions = [Session::from_bytes(first, options)?, Session::from_bytes(second, options)?];
+        let started = std::time::Instant::now();
+        let mut times = [Vec::new(), Vec::new()];
+        loop {
+            for (session, times) in sessions.iter().zip(times.iter_mut()) {
+                for k in 0..BLOCK_RUNS {
+                    let t = std::time::Instant::now();
+                    session.run(inputs)?;
+                    if k >= BLOCK_WARMUP {
+                        times.push(t.elapsed().as_secs_f64());
+                    }
                 }
             }
+            if times[0].len() >= max_runs || started.elapsed() >= budget {
+                break;
+            }
         }
-        if a.len() >= max_runs || started.elapsed() >= budget {
-            break;
-        }
+        runs += times[0].len();
+        first_medians.push(median(&mut times[0]));
+        second_medians.push(median(&mut times[1]));
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let runs = a.len();
-    Ok(PairedLatency { first_s: median(&mut a), second_s: median(&mut b), runs })
+    Ok(PairedLatency { first_s: median(&mut first_medians), second_s: median(&mut second_medians), runs })
+}
+
+/// The median of a non-empty list (the upper one of an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

@@ -56,20 +56,23 @@ fn bert_tiny_with_int64_inputs_matches_pytorch() {
 }
 
 /// The paired measurement stops at the run cap (whole blocks of 8 timed runs each), and
-/// after one block when the time budget is spent; both medians are real run times.
+/// after one block when the time budget is spent, in each round; both medians are real run
+/// times.
 #[test]
 fn paired_latency_counts_whole_blocks() {
     let dir = zoo_dir();
     let options = SessionOptions::with_threads(1);
-    let a = Session::from_file(dir.join("demo_cnn.onnx"), &options).unwrap();
-    let b = Session::from_file(dir.join("demo_cnn.onnx"), &options).unwrap();
+    let model = std::fs::read(dir.join("demo_cnn.onnx")).unwrap();
     let inputs = read_npz(dir.join("demo_cnn.inputs.npz")).unwrap();
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let capped = oto_ort::paired_latency(&a, &b, &refs, std::time::Duration::from_secs(60), 16).unwrap();
+    let measure = |rounds, budget, max_runs| oto_ort::paired_latency(&model, &model, &options, &refs, rounds, budget, max_runs).unwrap();
+    let capped = measure(1, std::time::Duration::from_secs(60), 16);
     assert_eq!(capped.runs, 16);
-    let one_block = oto_ort::paired_latency(&a, &b, &refs, std::time::Duration::ZERO, 1000).unwrap();
+    let one_block = measure(1, std::time::Duration::ZERO, 1000);
     assert_eq!(one_block.runs, 8);
-    for t in [capped.first_s, capped.second_s, one_block.first_s, one_block.second_s] {
+    let three_rounds = measure(3, std::time::Duration::ZERO, 1000);
+    assert_eq!(three_rounds.runs, 24);
+    for t in [capped.first_s, capped.second_s, one_block.first_s, one_block.second_s, three_rounds.first_s, three_rounds.second_s] {
         assert!(t > 0.0 && t < 1.0, "median run time {t} s");
     }
 }
