@@ -25,8 +25,15 @@ VENV_ABS := $(abspath $(VENV))
 hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-16)
 SETUP_STAMP := $(STAMPS)/setup-$(call hash,$(REQUIREMENTS))
 # Inside the zoo, so deleting graphs/zoo also forgets that it was generated.
-ZOO_HASH := $(call hash,$(sort $(wildcard graphs/*.py)))
+# The other zoos' scripts have stamps of their own.
+ZOO_HASH := $(call hash,$(sort $(filter-out graphs/optimum_zoo.py,$(wildcard graphs/*.py))))
 GRAPHS_STAMP := $(ZOO)/.stamp-$(ZOO_HASH)
+# Optimum's exports (graphs/optimum_zoo.py) run in an overlay venv on top of the main one.
+OPT_VENV := .venv-optimum
+OPT_REQUIREMENTS := graphs/requirements-optimum.txt
+OPT_SETUP_STAMP := $(STAMPS)/optimum-$(call hash,$(OPT_REQUIREMENTS))
+OPT_ZOO := graphs/optimum_zoo
+OPT_ZOO_STAMP := $(OPT_ZOO)/.stamp-$(call hash,graphs/optimum_zoo.py $(OPT_REQUIREMENTS))
 # `make demo` needs only the demo CNN: exported alone (seconds instead of the whole zoo's
 # two minutes) unless this zoo.py's whole zoo is there already.
 DEMO_STAMP := $(ZOO)/.demo-$(ZOO_HASH)
@@ -68,8 +75,25 @@ $(SETUP_STAMP): $(REQUIREMENTS) $(VENV)/pyvenv.cfg
 	rm -f $(STAMPS)/setup-*
 	touch $@
 
+# The overlay venv sees the main venv's packages through a .pth file (appended after its
+# own site-packages, so its pinned transformers wins): no second copy of torch.
+$(OPT_SETUP_STAMP): $(OPT_REQUIREMENTS) | $(SETUP_STAMP)
+	rm -rf $(OPT_VENV)
+	$(PY) -m venv $(OPT_VENV)
+	$(PY) -c 'import site; print(site.getsitepackages()[0])' > \
+	    "$$($(OPT_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/oto_main_venv.pth"
+	$(OPT_VENV)/bin/python -m pip install --disable-pip-version-check --no-cache-dir -q -r $(OPT_REQUIREMENTS)
+	mkdir -p $(STAMPS)
+	rm -f $(STAMPS)/optimum-*
+	touch $@
+
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP)
+graphs: $(GRAPHS_STAMP) $(OPT_ZOO_STAMP)
+
+$(OPT_ZOO_STAMP): | $(OPT_SETUP_STAMP)
+	$(OPT_VENV)/bin/python graphs/optimum_zoo.py --out $(OPT_ZOO)
+	rm -f $(OPT_ZOO)/.stamp-*
+	touch $@
 
 $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --out $(ZOO)
@@ -167,8 +191,8 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(BENCH_GRAPHS)
+	rm -rf $(STAMPS) $(ZOO) $(OPT_ZOO) $(BENCH_GRAPHS)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OPT_VENV)

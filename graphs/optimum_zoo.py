@@ -1,0 +1,214 @@
+"""Hugging Face Optimum exports, as users make them: tiny random-weight transformers saved
+with save_pretrained (each with a tokenizer.json or an image preprocessor config beside it),
+then exported with `optimum.exporters.onnx.main_export` (what `optimum-cli export onnx`
+runs) with its defaults. No cleanup of ours: oto must take these files as they are.
+
+Runs in the overlay venv made by the Makefile (.venv-optimum: optimum-onnx pins
+transformers < 4.58, the main venv has 5.x; everything else comes from the main venv).
+
+Output, per model NAME: OUT/NAME/model.onnx (Optimum's file name), the saved model's
+config and tokenizer files, and OUT/NAME/inputs.npz / outputs.npz (batch 2, onnxruntime
+outputs checked against PyTorch), plus OUT/index.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+
+import numpy as np
+import torch
+
+BATCH = 2
+SEQ = 16
+VOCAB = 1000
+
+
+def _word_piece_tokenizer(path: str) -> None:
+    """A tiny WordPiece tokenizer (BERT style) over VOCAB entries, saved as tokenizer.json."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    words = [a + b for a in letters for b in letters]
+    pieces = ["##" + a for a in letters]
+    vocab = specials + letters + pieces + words
+    vocab = vocab[:VOCAB] + [f"[unused{i}]" for i in range(VOCAB - len(vocab[:VOCAB]))]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(path)
+
+
+def _save_tokenizer(model_dir: str, kind: str) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    raw = os.path.join(model_dir, "tokenizer.json")
+    _word_piece_tokenizer(raw)
+    if kind == "bert":
+        fast = PreTrainedTokenizerFast(tokenizer_file=raw, unk_token="[UNK]", pad_token="[PAD]",
+                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    else:
+        fast = PreTrainedTokenizerFast(tokenizer_file=raw, unk_token="[UNK]", pad_token="[PAD]",
+                                       bos_token="[CLS]", eos_token="[SEP]")
+    fast.model_max_length = 64
+    fast.save_pretrained(model_dir)
+
+
+def _bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=VOCAB, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=512, max_position_embeddings=64, num_labels=4)
+    return BertForSequenceClassification(cfg), "text-classification", "bert"
+
+
+def _distilbert():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    cfg = DistilBertConfig(vocab_size=VOCAB, dim=128, n_layers=2, n_heads=2, hidden_dim=512,
+                           max_position_embeddings=64, num_labels=4)
+    return DistilBertForSequenceClassification(cfg), "text-classification", "bert"
+
+
+def _gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=VOCAB, n_embd=128, n_layer=2, n_head=2, n_positions=64,
+                     bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return GPT2LMHeadModel(cfg), "text-generation", "gpt"
+
+
+def _llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # Grouped-query attention: 4 query heads share 2 key/value heads.
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return LlamaForCausalLM(cfg), "text-generation", "gpt"
+
+
+def _vit():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=64, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=128, num_labels=10)
+    return ViTForImageClassification(cfg), "image-classification", "image"
+
+
+MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "vit": _vit}
+
+
+# Biases that stay equal (zeros) so that the exported file ties them through Identity.
+KEEP_EQUAL = {"bert.pooler.dense.bias", "bert.encoder.layer.0.output.dense.bias"}
+
+
+@torch.no_grad()
+def _randomize(model: torch.nn.Module, seed: int) -> None:
+    """Non-trivial norm parameters and biases (fresh models have ones and zeros)."""
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if name in KEEP_EQUAL:
+            # Left at their initial zeros: the exporter de-duplicates equal initializers into
+            # one, reached through Identity, as it does for users' freshly added heads.
+            continue
+        if p.dim() == 1:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if "norm" in name.lower() else 0.0))
+
+
+def _inputs(onnx_path: str, seed: int) -> dict[str, np.ndarray]:
+    import onnx
+
+    rng = np.random.default_rng(seed)
+    model = onnx.load(onnx_path, load_external_data=False)
+    feeds = {}
+    for vi in model.graph.input:
+        name = vi.name
+        if name in ("input_ids",):
+            feeds[name] = rng.integers(5, VOCAB, size=(BATCH, SEQ), dtype=np.int64)
+        elif name == "attention_mask":
+            mask = np.ones((BATCH, SEQ), dtype=np.int64)
+            mask[1, SEQ - 4:] = 0  # one padded sequence
+            feeds[name] = mask
+        elif name == "token_type_ids":
+            feeds[name] = np.zeros((BATCH, SEQ), dtype=np.int64)
+        elif name == "position_ids":
+            feeds[name] = np.tile(np.arange(SEQ, dtype=np.int64), (BATCH, 1))
+        elif name == "pixel_values":
+            feeds[name] = rng.standard_normal((BATCH, 3, 32, 32)).astype(np.float32)
+        else:
+            raise SystemExit(f"{onnx_path}: unexpected input {name}")
+    return feeds
+
+
+def export(name: str, out_dir: str) -> dict:
+    from optimum.exporters.onnx import main_export
+
+    t0 = time.time()
+    seed = zlib.crc32(name.encode()) % (2**31)
+    torch.manual_seed(seed)
+    model, task, kind = MODELS[name]()
+    _randomize(model, seed)
+    model.eval()
+    target = os.path.join(out_dir, name)
+    shutil.rmtree(target, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as saved:
+        model.save_pretrained(saved)
+        if kind == "image":
+            from transformers import ViTImageProcessor
+
+            ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(saved)
+        else:
+            _save_tokenizer(saved, kind)
+        # What `optimum-cli export onnx --model SAVED --task TASK TARGET` runs, defaults otherwise.
+        main_export(saved, target, task=task, library_name="transformers", do_validation=True)
+    path = os.path.join(target, "model.onnx")
+
+    import onnxruntime as ort
+
+    feeds = _inputs(path, seed)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outs = sess.run(None, feeds)
+    names = [o.name for o in sess.get_outputs()]
+    with torch.no_grad():
+        ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    ref_logits = ref.logits.numpy()
+    got = outs[names.index("logits")]
+    err = float(np.max(np.abs(ref_logits - got)))
+    if err > 1e-4 * max(1.0, float(np.max(np.abs(ref_logits)))):
+        raise SystemExit(f"{name}: onnxruntime differs from PyTorch by {err}")
+    np.savez(os.path.join(target, "inputs.npz"), **feeds)
+    np.savez(os.path.join(target, "outputs.npz"), **dict(zip(names, outs)))
+    print(f"[{name}] {time.time() - t0:.1f}s task={task} logits max|diff|={err:.2e}", flush=True)
+    return {"name": name, "task": task, "inputs": list(feeds), "outputs": names,
+            "params": int(sum(p.numel() for p in model.parameters()))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--only", nargs="+", choices=sorted(MODELS))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+    entries = [export(n, args.out) for n in (args.only or MODELS)]
+    with open(os.path.join(args.out, "index.json"), "w") as f:
+        json.dump({"models": entries}, f, indent=1)
+        f.write("\n")
+    print(f"total {time.time() - t0:.1f}s, {len(entries)} models -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
