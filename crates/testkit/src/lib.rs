@@ -46,6 +46,30 @@ pub fn zoo_names() -> Vec<String> {
         .collect()
 }
 
+/// The Optimum zoo folder (graphs/optimum_zoo/NAME/model.onnx, written by
+/// graphs/optimum_zoo.py): `OTO_OPTIMUM_ZOO_DIR`, else graphs/optimum_zoo of the workspace.
+pub fn optimum_zoo_dir() -> PathBuf {
+    match std::env::var_os("OTO_OPTIMUM_ZOO_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("graphs/optimum_zoo"),
+    }
+}
+
+/// The names of the Optimum zoo's models, in index order; panics with a hint when the
+/// zoo has not been exported.
+pub fn optimum_zoo_names() -> Vec<String> {
+    let path = optimum_zoo_dir().join("index.json");
+    assert!(path.exists(), "{} missing: run `make graphs`", path.display());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let index: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    index["models"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no models", path.display()))
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Loads the zoo model `name`.
 pub fn zoo_model(name: &str) -> Model {
     Model::load(zoo_path(&format!("{name}.onnx"))).unwrap()

@@ -1,5 +1,6 @@
 //! Eval-mode forward of every zoo model equals the PyTorch reference outputs
-//! (graphs/zoo/NAME.outputs.npz) within |y - ref| <= 1e-4 * max(1, max|ref|).
+//! (graphs/zoo/NAME.outputs.npz), and of every Optimum export the onnxruntime outputs
+//! (graphs/optimum_zoo/NAME/outputs.npz), within |y - ref| <= 1e-4 * max(1, max|ref|).
 
 mod common;
 
@@ -17,6 +18,37 @@ fn every_zoo_model_matches_pytorch_in_eval_mode() {
         let inputs = common::zoo_inputs(name, &exec);
         let outputs = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let reference = common::read_npz_map(&oto_testkit::zoo_dir().join(format!("{name}.outputs.npz")));
+        for (out_name, y) in exec.output_names().zip(&outputs) {
+            let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
+            let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
+            assert_eq!(y.size(), r.size(), "{name}: output {out_name} shape");
+            let (err, tol) = common::rel_error(y, &r);
+            report.push(format!("{name}/{out_name}: max err {err:.3e} (tol {tol:.3e})"));
+            assert!(err <= tol, "{name}: output {out_name}: max |y - ref| = {err:.3e} > {tol:.3e}");
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn every_optimum_export_matches_onnxruntime_in_eval_mode() {
+    let names = oto_testkit::optimum_zoo_names();
+    assert!(names.len() >= 5, "expected the whole Optimum zoo, found {names:?}");
+    let mut report = Vec::new();
+    for name in &names {
+        let dir = oto_testkit::optimum_zoo_dir().join(name);
+        let model = oto_onnx::Model::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let arrays = common::read_npz_map(&dir.join("inputs.npz"));
+        let inputs: Vec<_> = exec
+            .inputs()
+            .map(|i| {
+                let a = arrays.get(&i.name).unwrap_or_else(|| panic!("{name}: no input {}", i.name));
+                oto_torch::exec::convert::to_tch(a, Device::Cpu).unwrap()
+            })
+            .collect();
+        let outputs = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let reference = common::read_npz_map(&dir.join("outputs.npz"));
         for (out_name, y) in exec.output_names().zip(&outputs) {
             let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
             let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
