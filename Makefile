@@ -18,6 +18,10 @@ CARGO ?= cargo
 STAMPS := .stamps
 REQUIREMENTS := graphs/requirements.txt
 ZOO := graphs/zoo
+# The ONNX conformance node tests (crates/torch/tests/conformance.rs), written from the onnx
+# wheel; stamped by their script and the requirements (a new onnx brings new cases).
+NODE_TESTS := graphs/node_tests
+NODE_TESTS_PY := graphs/node_tests.py
 
 VENV_ABS := $(abspath $(VENV))
 # Stamps are named after content hashes: a changed file gives a new stamp name, which
@@ -25,8 +29,9 @@ VENV_ABS := $(abspath $(VENV))
 hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-16)
 SETUP_STAMP := $(STAMPS)/setup-$(call hash,$(REQUIREMENTS))
 # Inside the zoo, so deleting graphs/zoo also forgets that it was generated.
-ZOO_HASH := $(call hash,$(sort $(wildcard graphs/*.py)))
+ZOO_HASH := $(call hash,$(sort $(filter-out $(NODE_TESTS_PY),$(wildcard graphs/*.py))))
 GRAPHS_STAMP := $(ZOO)/.stamp-$(ZOO_HASH)
+NODE_TESTS_STAMP := $(NODE_TESTS)/.stamp-$(call hash,$(NODE_TESTS_PY) $(REQUIREMENTS))
 # `make demo` needs only the demo CNN: exported alone (seconds instead of the whole zoo's
 # two minutes) unless this zoo.py's whole zoo is there already.
 DEMO_STAMP := $(ZOO)/.demo-$(ZOO_HASH)
@@ -69,12 +74,17 @@ $(SETUP_STAMP): $(REQUIREMENTS) $(VENV)/pyvenv.cfg
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP)
+graphs: $(GRAPHS_STAMP) $(NODE_TESTS_STAMP)
 
 $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --out $(ZOO)
 	$(PY) graphs/train_ref.py --out $(ZOO)
 	rm -f $(ZOO)/.stamp-*
+	touch $@
+
+# The script empties $(NODE_TESTS) first, old stamps included.
+$(NODE_TESTS_STAMP): | $(SETUP_STAMP)
+	$(PY) $(NODE_TESTS_PY) --out $(NODE_TESTS)
 	touch $@
 
 $(DEMO_STAMP): | $(SETUP_STAMP)
@@ -167,7 +177,7 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(BENCH_GRAPHS)
+	rm -rf $(STAMPS) $(ZOO) $(BENCH_GRAPHS) $(NODE_TESTS)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean
