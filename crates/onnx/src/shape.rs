@@ -756,7 +756,9 @@ impl<'g, 'm> Infer<'g, 'm> {
                     let differs = updates.len() != expected.len()
                         || updates.iter().zip(&expected).any(|(u, e)| u.known().zip(e.known()).is_some_and(|(u, e)| u != e));
                     if differs {
-                        return Err(self.fail(node, format!("updates have shape {}, expected {}", fmt_shape(&updates), fmt_shape(&expected))));
+                        return Err(
+                            self.fail(node, format!("updates have shape {}, expected {}", fmt_shape(&updates), fmt_shape(&expected)))
+                        );
                     }
                 }
                 Ok(vec![vt(self.dtype(node, 0), x)])

@@ -96,7 +96,7 @@ fn grads(b: &GraphBuilder, inputs: &[Tensor], c: &Tensor) -> (Tensor, Vec<Tensor
 fn gather_nd_gathers_batched_rows_and_its_gradient_accumulates() {
     let mut b = GraphBuilder::new("gathernd");
     let x = b.input_f32("x", &known_dims(&[2, 3, 4]));
-    // batch 0 takes rows 2 and 0; batch 1 takes row 2 twice (its gradient adds up) .
+    // batch 0 takes rows 2 and 0; batch 1 takes row 2 twice (its gradient adds up).
     let idx = b.initializer("idx", OnnxTensor::new(vec![2, 2, 1], oto_onnx::TensorData::I64(vec![2, 0, 2, -1])).unwrap());
     let y = b.node_with("GatherND", &[&x, &idx], &[], &[("batch_dims", Attr::Int(1))]);
     b.output_f32(&y, &known_dims(&[2, 2, 4]));
@@ -106,9 +106,9 @@ fn gather_nd_gathers_batched_rows_and_its_gradient_accumulates() {
     let rows = |b: i64, r: &[i64]| x.get(b).index_select(0, &Tensor::from_slice(r));
     assert!(y.equal(&Tensor::stack(&[rows(0, &[2, 0]), rows(1, &[2, 2])], 0)));
     let expected = Tensor::zeros([2, 3, 4], (Kind::Float, Device::Cpu));
-    let _ = expected.get(0).get(2).copy_(&c.get(0).get(0));
-    let _ = expected.get(0).get(0).copy_(&c.get(0).get(1));
-    let _ = expected.get(1).get(2).copy_(&(c.get(1).get(0) + c.get(1).get(1)));
+    expected.get(0).get(2).copy_(&c.get(0).get(0));
+    expected.get(0).get(0).copy_(&c.get(0).get(1));
+    expected.get(1).get(2).copy_(&(c.get(1).get(0) + c.get(1).get(1)));
     assert!(g[0].allclose(&expected, 1e-6, 1e-6, false), "{g:?}");
 }
 
