@@ -5,7 +5,8 @@
 //! run forward in eval mode on its inputs; every output is compared with the expected one
 //! with onnx's backend tolerance (`|y - r| <= atol + rtol |r|`, NaN equal to NaN; bf16 with
 //! rtol at least 2^-6 as onnx's runner does; exact for integer and bool outputs); shapes and
-//! element types must match. A case is *unsupported* when the loader or the executor refuses
+//! element types must match, and what oto's shape inference infers for the outputs must be
+//! what came out. A case is *unsupported* when the loader or the executor refuses
 //! it with an error (the reason is recorded), *passed* or *failed* otherwise. The test fails
 //! when a supported case fails or anything panics.
 //!
@@ -13,13 +14,14 @@
 //! `OTO_NODE_TESTS=substring` runs only the cases whose name contains it.
 
 use oto_onnx::proto::{type_proto, ModelProto, TensorProto};
-use oto_onnx::{Model, Tensor as OnnxTensor};
+use oto_onnx::{DType, Model, Tensor as OnnxTensor};
 use oto_torch::exec::convert::{is_float_kind, to_tch};
 use oto_torch::exec::{Executor, Mode};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{Device, Kind, Tensor};
 
 /// Cases whose expected output carries the rounding of onnx's reference itself, with why.
@@ -121,6 +123,8 @@ fn run_case(dir: &Path, ops: &str, rtol: f64, atol: f64, known: Option<(f64, &st
     }
     let mut data_sets = 0;
     let mut deviation = None;
+    // The outputs' shapes and element types of the last data set, for the shape inference check.
+    let mut expected_types: Vec<(String, Vec<usize>, DType)> = Vec::new();
     for set in 0.. {
         let data = dir.join(format!("test_data_set_{set}"));
         if !data.exists() {
@@ -150,6 +154,7 @@ fn run_case(dir: &Path, ops: &str, rtol: f64, atol: f64, known: Option<(f64, &st
         if outputs.len() != expected.len() || declared.len() != expected.len() {
             return Outcome::Failed(format!("{} outputs, expected {}", outputs.len(), expected.len()));
         }
+        expected_types = expected.iter().map(|(n, t)| (n.clone(), t.shape.clone(), t.dtype())).collect();
         for ((name, r), y) in expected.iter().zip(&outputs) {
             let r = match to_tch(r, Device::Cpu) {
                 Ok(r) => r,
@@ -167,6 +172,9 @@ fn run_case(dir: &Path, ops: &str, rtol: f64, atol: f64, known: Option<(f64, &st
     if data_sets == 0 {
         return Outcome::Failed("no test_data_set_* folder".into());
     }
+    if let Err(e) = check_inferred(&model, &expected_types) {
+        return Outcome::Failed(format!("shape inference: {e}"));
+    }
     match (deviation, known) {
         (Some(d), Some((_, why))) => Outcome::Known(format!("{d} ({why})")),
         (None, Some(_)) => {
@@ -174,6 +182,36 @@ fn run_case(dir: &Path, ops: &str, rtol: f64, atol: f64, known: Option<(f64, &st
         }
         _ => Outcome::Passed,
     }
+}
+
+/// Outputs of the cases the executor ran, and those among them whose shape inference
+/// inferred fully (every dimension known): the shape inference check is not vacuous.
+static OUTPUTS: AtomicUsize = AtomicUsize::new(0);
+static FULLY_INFERRED: AtomicUsize = AtomicUsize::new(0);
+
+/// oto's static shape inference on the model agrees with the outputs it computed: it may
+/// leave a dimension or element type unknown, but what it infers must be what came out.
+fn check_inferred(model: &Model, outputs: &[(String, Vec<usize>, DType)]) -> Result<(), String> {
+    let graph = oto_onnx::Graph::new(model).map_err(|e| e.to_string())?;
+    let shapes = oto_onnx::shape::infer(&graph).map_err(|e| e.to_string())?;
+    for (name, shape, dtype) in outputs {
+        if let Some(inferred) = shapes.dtype(name) {
+            if inferred != *dtype {
+                return Err(format!("output '{name}' inferred as {inferred:?}, computed {dtype:?}"));
+            }
+        }
+        OUTPUTS.fetch_add(1, Ordering::Relaxed);
+        if let Some(dims) = shapes.shape(name) {
+            if shapes.dtype(name).is_some() && dims.iter().all(|d| d.known().is_some()) {
+                FULLY_INFERRED.fetch_add(1, Ordering::Relaxed);
+            }
+            let agrees = dims.len() == shape.len() && dims.iter().zip(shape).all(|(d, &s)| d.known().is_none_or(|d| d == s as i64));
+            if !agrees {
+                return Err(format!("output '{name}' inferred as {}, computed {shape:?}", oto_onnx::shape::fmt_shape(dims)));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The graph outputs, each with whether it is declared as a tensor.
@@ -248,6 +286,11 @@ fn onnx_node_tests() {
     for f in &failed {
         println!("  {f}");
     }
+    println!(
+        "shape inference (a disagreement is a failed case): {} of the {} outputs checked inferred fully (shape and element type)",
+        FULLY_INFERRED.load(Ordering::Relaxed),
+        OUTPUTS.load(Ordering::Relaxed)
+    );
     println!("| passed | known deviations | failed | supported | unsupported | total |");
     println!("|---:|---:|---:|---:|---:|---:|");
     println!("| {passed} | {} | {} | {supported} | {refused} | {total} |", deviations.len(), failed.len());
