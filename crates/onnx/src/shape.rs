@@ -587,10 +587,10 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
     }
 
-    /// GatherND/ScatterND: the data and indices shapes and `k`, the number of data axes
-    /// each index row addresses (the last indices axis; it must be known), checked
-    /// against the data after `batch_dims` batch axes.
-    fn nd_indices(&self, node: &NodeProto) -> R<(Vec<Dim>, Vec<Dim>, usize)> {
+    /// GatherND/ScatterND: the data and indices shapes, `batch_dims` and `k`, the number of
+    /// data axes each index row addresses (the last indices axis; it must be known), checked
+    /// against the data after the batch axes.
+    fn nd_indices(&self, node: &NodeProto) -> R<(Vec<Dim>, Vec<Dim>, usize, usize)> {
         let x = self.shape(node, 0)?;
         let idx = self.shape(node, 1)?;
         let batch = self.attr(node, node.attr_int_or("batch_dims", 0))?;
@@ -608,7 +608,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         if let Some(a) = (0..batch).find(|&a| x[a].known().zip(idx[a].known()).is_some_and(|(d, i)| d != i)) {
             return Err(self.fail(node, format!("batch axis {a} is {} in the data but {} in the indices", x[a], idx[a])));
         }
-        Ok((x, idx, k))
+        Ok((x, idx, batch, k))
     }
 
     /// The listed axes, normalized, or every axis of a rank-`rank` input when none are listed.
@@ -741,15 +741,13 @@ impl<'g, 'm> Infer<'g, 'm> {
             }
             "GatherElements" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
             "GatherND" => {
-                let (x, _, k) = self.nd_indices(node)?;
-                let mut out = self.shape(node, 1)?;
+                let (x, mut out, batch, k) = self.nd_indices(node)?;
                 out.pop();
-                let batch = self.attr(node, node.attr_int_or("batch_dims", 0))? as usize;
                 out.extend_from_slice(&x[batch + k..]);
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
             "ScatterND" => {
-                let (x, idx, k) = self.nd_indices(node)?;
+                let (x, idx, _, k) = self.nd_indices(node)?;
                 let mut expected = idx[..idx.len() - 1].to_vec();
                 expected.extend_from_slice(&x[k..]);
                 if let Ok(updates) = self.shape(node, 2) {

@@ -139,3 +139,15 @@ fn scatter_nd_replaces_or_multiplies_rows_and_its_gradients_flow_to_data_and_upd
         assert!(g[1].allclose(&gu, 1e-6, 1e-6, false), "{reduction}: updates gradient {:?}", g[1]);
     }
 }
+
+#[test]
+fn gather_nd_out_of_range_index_is_an_error_naming_the_node() {
+    let mut b = GraphBuilder::new("gathernd_oob");
+    let x = b.input_f32("x", &known_dims(&[3, 4]));
+    let idx = b.initializer("idx", OnnxTensor::new(vec![1, 1], oto_onnx::TensorData::I64(vec![3])).unwrap());
+    let y = b.node("GatherND", &[&x, &idx], &["y"]);
+    b.output_f32(&y, &known_dims(&[1, 4]));
+    let exec = Executor::new(&b.build().unwrap(), Device::Cpu).unwrap();
+    let err = exec.forward(&[Tensor::zeros([3, 4], (Kind::Float, Device::Cpu))], Mode::Eval).expect_err("index 3 of 3 rows").to_string();
+    assert!(err.contains("GatherND") && err.contains("out of range"), "{err}");
+}

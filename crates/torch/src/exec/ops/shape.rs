@@ -258,13 +258,15 @@ fn linear_nd_indices(data: &Tensor, indices: &Tensor, batch: usize) -> OpResult<
     }
     let indices = indices.f_to_kind(Kind::Int64)?;
     let mut linear = indices.f_select(-1, 0)?.f_zeros_like()?;
+    let mut outside = linear.f_ne(0)?;
     for (j, &dim) in shape[batch..batch + k].iter().enumerate() {
         let i = nonnegative_indices(&indices.f_select(-1, j as i64)?, dim)?;
-        let outside = i.f_lt(0)?.f_logical_or(&i.f_ge(dim)?)?.f_any()?;
-        if bool::try_from(&outside).map_err(|e| OpError(e.to_string()))? {
-            return Err(OpError(format!("an index along axis {} is out of range for length {dim}", batch + j)));
-        }
+        outside = outside.f_logical_or(&i.f_lt(0)?)?.f_logical_or(&i.f_ge(dim)?)?;
         linear = linear.f_mul_scalar(dim)?.f_add(&i)?;
+    }
+    // One check (one device sync) for all axes.
+    if bool::try_from(&outside.f_any()?).map_err(|e| OpError(e.to_string()))? {
+        return Err(OpError(format!("indices of shape {isize:?} hold an index out of range for data of shape {shape:?}")));
     }
     Ok((k, linear))
 }
