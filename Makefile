@@ -18,16 +18,21 @@ CARGO ?= cargo
 STAMPS := .stamps
 REQUIREMENTS := graphs/requirements.txt
 ZOO := graphs/zoo
+# The ONNX conformance node tests (crates/torch/tests/conformance.rs), written from the onnx
+# wheel; stamped by their script and the requirements (a new onnx brings new cases).
+NODE_TESTS := graphs/node_tests
+NODE_TESTS_PY := graphs/node_tests.py
 
 VENV_ABS := $(abspath $(VENV))
 # Stamps are named after content hashes: a changed file gives a new stamp name, which
 # does not exist yet, so the step reruns.
 hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-16)
 SETUP_STAMP := $(STAMPS)/setup-$(call hash,$(REQUIREMENTS))
-# Inside the zoo, so deleting graphs/zoo also forgets that it was generated.
-# The other zoos' scripts have stamps of their own.
-ZOO_HASH := $(call hash,$(sort $(filter-out graphs/optimum_zoo.py,$(wildcard graphs/*.py))))
+# Inside the zoo, so deleting graphs/zoo also forgets that it was generated. The other
+# collections (Optimum exports, node tests) have stamps of their own.
+ZOO_HASH := $(call hash,graphs/train_ref.py graphs/zoo.py)
 GRAPHS_STAMP := $(ZOO)/.stamp-$(ZOO_HASH)
+NODE_TESTS_STAMP := $(NODE_TESTS)/.stamp-$(call hash,$(NODE_TESTS_PY) $(REQUIREMENTS))
 # Optimum's exports (graphs/optimum_zoo.py) run in an overlay venv on top of the main one.
 OPT_VENV := .venv-optimum
 OPT_REQUIREMENTS := graphs/requirements-optimum.txt
@@ -88,7 +93,7 @@ $(OPT_SETUP_STAMP): $(OPT_REQUIREMENTS) | $(SETUP_STAMP)
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP) $(OPT_ZOO_STAMP)
+graphs: $(GRAPHS_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP)
 
 $(OPT_ZOO_STAMP): | $(OPT_SETUP_STAMP)
 	$(OPT_VENV)/bin/python graphs/optimum_zoo.py --out $(OPT_ZOO)
@@ -99,6 +104,11 @@ $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --out $(ZOO)
 	$(PY) graphs/train_ref.py --out $(ZOO)
 	rm -f $(ZOO)/.stamp-*
+	touch $@
+
+# The script empties $(NODE_TESTS) first, old stamps included.
+$(NODE_TESTS_STAMP): | $(SETUP_STAMP)
+	$(PY) $(NODE_TESTS_PY) --out $(NODE_TESTS)
 	touch $@
 
 $(DEMO_STAMP): | $(SETUP_STAMP)
@@ -191,7 +201,7 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(OPT_ZOO) $(BENCH_GRAPHS)
+	rm -rf $(STAMPS) $(ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean

@@ -129,6 +129,10 @@ impl Ctx<'_, '_> {
             "Split" => self.split(node)?,
             "Slice" => self.slice(node)?,
             "Expand" => self.expand(node),
+            // Runtime indices pick whole slices (rows, channels, positions) of the data.
+            "GatherND" | "ScatterND" => {
+                self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
+            }
             // Integer results that do not carry channels.
             "Shape" | "Size" => {}
             _ => self.block_node(node, &format!("operator {} is not understood", node.op())),

@@ -439,3 +439,29 @@ fn embedding_columns_are_producers() {
     assert_eq!(g.num_elements, 6);
     assert_eq!(member(g, "fc.weight", 0).role, Role::Consumer);
 }
+
+#[test]
+fn gather_nd_and_scatter_nd_block_the_channels_they_touch() {
+    for op in ["GatherND", "ScatterND"] {
+        let mut b = GraphBuilder::new("nd");
+        let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+        let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+        let r1 = b.node("Relu", &[&c1], &[]);
+        // Index rows address the first axis: [0] and [0] (GatherND: [2, 8, 8, 8]; ScatterND: the input's shape).
+        let idx = b.initializer("idx", oto_onnx::Tensor::new(vec![2, 1], oto_onnx::TensorData::I64(vec![0, 0])).unwrap());
+        let y = if op == "GatherND" {
+            b.node("GatherND", &[&r1, &idx], &[])
+        } else {
+            let u = b.input_f32("u", &oto_onnx::builder::known_dims(&[2, 8, 8, 8]));
+            b.node("ScatterND", &[&r1, &idx, &u], &[])
+        };
+        let c2 = conv(&mut b, &y, "c2", 8, 4, 3, 1);
+        head(&mut b, &c2, 4);
+        let a = run(&b.build().unwrap());
+        let g = group(&a, "c1.bias:0");
+        assert!(!g.prunable, "{op}: {}", a.table());
+        assert!(g.reasons.iter().any(|r| r.contains(op) && r.contains("runtime indices")), "{op}: {:?}", g.reasons);
+        assert!(a.blocked.iter().any(|o| o.op_type == op), "{op}");
+        assert!(group(&a, "c2.bias:0").prunable, "{op}: {}", a.table());
+    }
+}

@@ -587,6 +587,30 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
     }
 
+    /// GatherND/ScatterND: the data and indices shapes, `batch_dims` and `k`, the number of
+    /// data axes each index row addresses (the last indices axis; it must be known), checked
+    /// against the data after the batch axes.
+    fn nd_indices(&self, node: &NodeProto) -> R<(Vec<Dim>, Vec<Dim>, usize, usize)> {
+        let x = self.shape(node, 0)?;
+        let idx = self.shape(node, 1)?;
+        let batch = self.attr(node, node.attr_int_or("batch_dims", 0))?;
+        let Some(last) = idx.last() else {
+            return Err(self.fail(node, "indices are a scalar; they need at least one axis"));
+        };
+        let k = last.known().ok_or(Stop::Unknown)?;
+        let fits = usize::try_from(batch).ok().zip(usize::try_from(k).ok()).filter(|(b, k)| *b < idx.len() && b + k <= x.len());
+        let Some((batch, k)) = fits else {
+            return Err(self.fail(
+                node,
+                format!("indices of shape {} cannot index data of shape {} with batch_dims {batch}", fmt_shape(&idx), fmt_shape(&x)),
+            ));
+        };
+        if let Some(a) = (0..batch).find(|&a| x[a].known().zip(idx[a].known()).is_some_and(|(d, i)| d != i)) {
+            return Err(self.fail(node, format!("batch axis {a} is {} in the data but {} in the indices", x[a], idx[a])));
+        }
+        Ok((x, idx, batch, k))
+    }
+
     /// The listed axes, normalized, or every axis of a rank-`rank` input when none are listed.
     fn axes_or_all(&self, node: &NodeProto, axes: Option<&[i64]>, rank: usize) -> R<Vec<usize>> {
         match axes {
@@ -716,7 +740,28 @@ impl<'g, 'm> Infer<'g, 'm> {
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
             "GatherElements" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
-            "ScatterElements" | "ScatterND" | "Scatter" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
+            "GatherND" => {
+                let (x, mut out, batch, k) = self.nd_indices(node)?;
+                out.pop();
+                out.extend_from_slice(&x[batch + k..]);
+                Ok(vec![vt(self.dtype(node, 0), out)])
+            }
+            "ScatterND" => {
+                let (x, idx, _, k) = self.nd_indices(node)?;
+                let mut expected = idx[..idx.len() - 1].to_vec();
+                expected.extend_from_slice(&x[k..]);
+                if let Ok(updates) = self.shape(node, 2) {
+                    let differs = updates.len() != expected.len()
+                        || updates.iter().zip(&expected).any(|(u, e)| u.known().zip(e.known()).is_some_and(|(u, e)| u != e));
+                    if differs {
+                        return Err(
+                            self.fail(node, format!("updates have shape {}, expected {}", fmt_shape(&updates), fmt_shape(&expected)))
+                        );
+                    }
+                }
+                Ok(vec![vt(self.dtype(node, 0), x)])
+            }
+            "ScatterElements" | "Scatter" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
             "Squeeze" => self.squeeze(node),
             "Unsqueeze" => self.unsqueeze(node),
             "Shape" => {

@@ -558,3 +558,44 @@ fn zoo_macs_match_pytorch_hooks() {
         assert_eq!(est.total, *want, "{name}: {:?}", est.by_op);
     }
 }
+
+#[test]
+fn gather_nd_and_scatter_nd() {
+    // data [batch, 5, 6, 7], indices [batch, 3, 2] with batch_dims 1: rows of 7.
+    let m = G::new(13)
+        .input("x", DType::F32, &["batch", "5", "6", "7"])
+        .input("i", DType::I64, &["batch", "3", "2"])
+        .node("GatherND", &["x", "i"], &["y"], vec![attr_int("batch_dims", 1)])
+        .model();
+    assert_eq!(shape_of(&m, "y"), dims(&["batch", "3", "7"]));
+    let m = G::new(13)
+        .input("x", DType::F32, &["4", "5", "6"])
+        .input("i", DType::I64, &["2", "3", "1"])
+        .node("GatherND", &["x", "i"], &["y"], vec![])
+        .model();
+    assert_eq!(shape_of(&m, "y"), dims(&["2", "3", "5", "6"]));
+    // Index rows longer than the data's rank are an error naming the node.
+    let bad = G::new(13)
+        .input("x", DType::F32, &["4", "5"])
+        .input("i", DType::I64, &["2", "3"])
+        .node("GatherND", &["x", "i"], &["y"], vec![])
+        .model();
+    let e = infer_error(&bad);
+    assert!(e.contains("GatherND_0") && e.contains("cannot index"), "{e}");
+    // ScatterND keeps the data shape; updates must be indices[:-1] + data[k:].
+    let m = G::new(16)
+        .input("x", DType::F32, &["4", "5", "6"])
+        .input("i", DType::I64, &["3", "1"])
+        .input("u", DType::F32, &["3", "5", "6"])
+        .node("ScatterND", &["x", "i", "u"], &["y"], vec![attr_str("reduction", "add")])
+        .model();
+    assert_eq!(shape_of(&m, "y"), dims(&["4", "5", "6"]));
+    let bad = G::new(16)
+        .input("x", DType::F32, &["4", "5", "6"])
+        .input("i", DType::I64, &["3", "2"])
+        .input("u", DType::F32, &["3", "5", "6"])
+        .node("ScatterND", &["x", "i", "u"], &["y"], vec![])
+        .model();
+    let e = infer_error(&bad);
+    assert!(e.contains("ScatterND_0") && e.contains("updates have shape [3, 5, 6], expected [3, 6]"), "{e}");
+}

@@ -1,7 +1,7 @@
 //! Operator rules not covered by the zoo: Dropout in both modes, opset-dependent
 //! forms, negative-step Slice, asymmetric pads, unsupported operators.
 
-use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
 use oto_onnx::{Dim, Tensor as OnnxTensor};
 use oto_torch::exec::{Executor, Mode};
 use tch::{Device, Kind, Tensor};
@@ -80,4 +80,74 @@ fn unsupported_operators_are_refused_naming_the_node() {
     let model = b.build().unwrap();
     let err = Executor::new(&model, Device::Cpu).err().expect("NonMaxSuppression must be refused").to_string();
     assert!(err.contains("NonMaxSuppression") && err.contains("not supported"), "{err}");
+}
+
+/// `(outputs, gradients of sum(y * c) for each input)` of a model run in train mode.
+fn grads(b: &GraphBuilder, inputs: &[Tensor], c: &Tensor) -> (Tensor, Vec<Tensor>) {
+    let model = b.clone().build().unwrap();
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let inputs: Vec<Tensor> = inputs.iter().map(|t| t.detach().set_requires_grad(true)).collect();
+    let y = exec.forward(&inputs, Mode::Train).unwrap().remove(0);
+    (&y * c).sum(Kind::Float).backward();
+    (y.detach(), inputs.iter().map(Tensor::grad).collect())
+}
+
+#[test]
+fn gather_nd_gathers_batched_rows_and_its_gradient_accumulates() {
+    let mut b = GraphBuilder::new("gathernd");
+    let x = b.input_f32("x", &known_dims(&[2, 3, 4]));
+    // batch 0 takes rows 2 and 0; batch 1 takes row 2 twice (its gradient adds up).
+    let idx = b.initializer("idx", OnnxTensor::new(vec![2, 2, 1], oto_onnx::TensorData::I64(vec![2, 0, 2, -1])).unwrap());
+    let y = b.node_with("GatherND", &[&x, &idx], &[], &[("batch_dims", Attr::Int(1))]);
+    b.output_f32(&y, &known_dims(&[2, 2, 4]));
+    let x = Tensor::randn([2, 3, 4], (Kind::Float, Device::Cpu));
+    let c = Tensor::randn([2, 2, 4], (Kind::Float, Device::Cpu));
+    let (y, g) = grads(&b, &[x.shallow_clone()], &c);
+    let rows = |b: i64, r: &[i64]| x.get(b).index_select(0, &Tensor::from_slice(r));
+    assert!(y.equal(&Tensor::stack(&[rows(0, &[2, 0]), rows(1, &[2, 2])], 0)));
+    let expected = Tensor::zeros([2, 3, 4], (Kind::Float, Device::Cpu));
+    expected.get(0).get(2).copy_(&c.get(0).get(0));
+    expected.get(0).get(0).copy_(&c.get(0).get(1));
+    expected.get(1).get(2).copy_(&(c.get(1).get(0) + c.get(1).get(1)));
+    assert!(g[0].allclose(&expected, 1e-6, 1e-6, false), "{g:?}");
+}
+
+#[test]
+fn scatter_nd_replaces_or_multiplies_rows_and_its_gradients_flow_to_data_and_updates() {
+    for reduction in ["none", "mul"] {
+        let mut b = GraphBuilder::new("scatternd");
+        let x = b.input_f32("x", &known_dims(&[4, 3]));
+        let u = b.input_f32("u", &known_dims(&[2, 3]));
+        let idx = b.initializer("idx", OnnxTensor::new(vec![2, 1], oto_onnx::TensorData::I64(vec![3, 1])).unwrap());
+        let y = b.node_with("ScatterND", &[&x, &idx, &u], &[], &[("reduction", Attr::Str(reduction.into()))]);
+        b.output_f32(&y, &known_dims(&[4, 3]));
+        let x = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+        let u = Tensor::randn([2, 3], (Kind::Float, Device::Cpu));
+        let c = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+        let (y, g) = grads(&b, &[x.shallow_clone(), u.shallow_clone()], &c);
+        let rows = Tensor::from_slice(&[3i64, 1]);
+        let (expected, gx, gu) = if reduction == "none" {
+            // Scattered rows take the updates; their data gets no gradient.
+            let keep = Tensor::from_slice(&[1f32, 0., 1., 0.]).reshape([4, 1]);
+            (&x * &keep + Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)).index_add(0, &rows, &u), &c * &keep, c.index_select(0, &rows))
+        } else {
+            let factor = Tensor::ones([4, 3], (Kind::Float, Device::Cpu)).index_copy(0, &rows, &u);
+            (&x * &factor, &c * &factor, (&c * &x).index_select(0, &rows))
+        };
+        assert!(y.allclose(&expected, 1e-6, 1e-6, false), "{reduction}: {y:?}");
+        assert!(g[0].allclose(&gx, 1e-6, 1e-6, false), "{reduction}: data gradient {:?}", g[0]);
+        assert!(g[1].allclose(&gu, 1e-6, 1e-6, false), "{reduction}: updates gradient {:?}", g[1]);
+    }
+}
+
+#[test]
+fn gather_nd_out_of_range_index_is_an_error_naming_the_node() {
+    let mut b = GraphBuilder::new("gathernd_oob");
+    let x = b.input_f32("x", &known_dims(&[3, 4]));
+    let idx = b.initializer("idx", OnnxTensor::new(vec![1, 1], oto_onnx::TensorData::I64(vec![3])).unwrap());
+    let y = b.node("GatherND", &[&x, &idx], &["y"]);
+    b.output_f32(&y, &known_dims(&[1, 4]));
+    let exec = Executor::new(&b.build().unwrap(), Device::Cpu).unwrap();
+    let err = exec.forward(&[Tensor::zeros([3, 4], (Kind::Float, Device::Cpu))], Mode::Eval).expect_err("index 3 of 3 rows").to_string();
+    assert!(err.contains("GatherND") && err.contains("out of range"), "{err}");
 }

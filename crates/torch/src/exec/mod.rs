@@ -249,6 +249,14 @@ impl Executor {
             .iter()
             .map(|o| {
                 let name = o.name.clone().unwrap_or_default();
+                // Sequences, maps and optionals would come back as a plain tensor: refuse them.
+                if let Some(value) = o.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                    if !matches!(value, type_proto::Value::TensorType(_)) {
+                        return Err(model
+                            .error(format!("graph output '{name}'"), "is not a tensor (the executor computes tensors only)")
+                            .into());
+                    }
+                }
                 let slot = slots.get(&name).copied().ok_or_else(|| model.error(format!("graph output '{name}'"), "is not computed"))?;
                 Ok((name, slot))
             })

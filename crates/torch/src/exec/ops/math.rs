@@ -5,7 +5,7 @@ use crate::exec::convert::is_float_kind;
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
-use tch::Tensor;
+use tch::{Kind, Scalar, Tensor};
 
 type Unary = fn(&Tensor) -> Result<Tensor, tch::TchError>;
 type Binary = fn(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>;
@@ -54,7 +54,16 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
         "Cos" => unary(Tensor::f_cos),
         "Sign" => unary(Tensor::f_sign),
         "Softplus" => unary(Tensor::f_softplus),
-        "Selu" => unary(Tensor::f_selu),
+        "Selu" => {
+            // ONNX's defaults are PyTorch's constants, but either may be given.
+            let alpha = float_attr(node, "alpha", 1.673_263_2)?;
+            let gamma = float_attr(node, "gamma", 1.050_701)?;
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let neg = x.f_clamp_max(0.0)?.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?;
+                Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &neg)?.f_mul_scalar(gamma)?])
+            })
+        }
         "Mish" => unary(Tensor::f_mish),
         "IsNaN" => unary(Tensor::f_isnan),
         "Not" => unary(Tensor::f_logical_not),
@@ -147,7 +156,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 let a = ctx.ints(1)?.first().copied().ok_or("the axis input is empty")?;
                 let a = axis(a, x.dim())?;
                 let mut x = if reverse { x.f_flip([a])? } else { x.shallow_clone() };
-                let mut y = x.f_cumsum(a, None)?;
+                let mut y = x.f_cumsum(a, x.kind())?;
                 if exclusive {
                     y = y.f_sub(&x)?;
                 }
@@ -222,7 +231,8 @@ fn clip(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
             (None, Some(hi)) => x.f_clamp_max(hi)?,
             (None, None) => x.shallow_clone(),
         };
-        Ok(vec![y])
+        // A float bound promotes an integer tensor to float; the bounds of an integer Clip are integers.
+        Ok(vec![y.f_to_kind(x.kind())?])
     }))
 }
 
@@ -241,6 +251,32 @@ fn reduce(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, Strin
         };
         if rank == 0 {
             return Ok(vec![x.shallow_clone()]);
+        }
+        let size = x.size();
+        if axes.iter().any(|&a| size[a as usize] == 0) && matches!(op.as_str(), "ReduceMax" | "ReduceMin") {
+            // The maximum of nothing is the lowest value (-inf, false), the minimum the highest.
+            let mut shape = size.clone();
+            for &a in &axes {
+                shape[a as usize] = 1;
+            }
+            if !keepdims {
+                shape = shape.iter().enumerate().filter(|(i, _)| !axes.contains(&(*i as i64))).map(|(_, &d)| d).collect();
+            }
+            let max = op == "ReduceMax";
+            let fill = match (x.kind(), max) {
+                (k, true) if is_float_kind(k) => Scalar::float(f64::NEG_INFINITY),
+                (k, false) if is_float_kind(k) => Scalar::float(f64::INFINITY),
+                (Kind::Bool | Kind::Uint8, true) => Scalar::int(0),
+                (Kind::Bool, false) => Scalar::int(1),
+                (Kind::Uint8, false) => Scalar::int(i64::from(u8::MAX)),
+                (Kind::Int8, true) => Scalar::int(i64::from(i8::MIN)),
+                (Kind::Int8, false) => Scalar::int(i64::from(i8::MAX)),
+                (Kind::Int, true) => Scalar::int(i64::from(i32::MIN)),
+                (Kind::Int, false) => Scalar::int(i64::from(i32::MAX)),
+                (_, true) => Scalar::int(i64::MIN),
+                (_, false) => Scalar::int(i64::MAX),
+            };
+            return Ok(vec![Tensor::f_full(shape.as_slice(), fill, (x.kind(), x.device()))?]);
         }
         let y = match op.as_str() {
             "ReduceMean" => x.f_mean_dim(axes.as_slice(), keepdims, None)?,

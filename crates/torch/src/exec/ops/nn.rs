@@ -67,7 +67,8 @@ impl Window {
 /// `(begin, end)` of `total` padding under `SAME_UPPER` (the odd unit at the end) or
 /// `SAME_LOWER` (at the beginning).
 fn split_padding(total: i64, auto_pad: &str) -> (i64, i64) {
-    let small = total / 2;
+    // Floor division, as onnx's reference does for the negative totals of ConvTranspose.
+    let small = total.div_euclid(2);
     if auto_pad == "SAME_UPPER" {
         (small, total - small)
     } else {
@@ -75,34 +76,41 @@ fn split_padding(total: i64, auto_pad: &str) -> (i64, i64) {
     }
 }
 
-/// Symmetric padding for libtorch, padding `x` explicitly (with `fill`) where begin != end.
-fn symmetric(x: &Tensor, pads: &[(i64, i64)], fill: f64) -> OpResult<(Tensor, Vec<i64>)> {
-    if pads.iter().all(|(b, e)| b == e) {
-        return Ok((x.shallow_clone(), pads.iter().map(|p| p.0).collect()));
+/// Padding split for libtorch: `(explicit, symmetric)`, where `explicit` is the list for
+/// `constant_pad_nd` (from the last axis backwards; empty when nothing needs padding by
+/// hand) and `symmetric` the per-axis padding libtorch applies itself. Padding beyond
+/// `limit[i]` (the pools take at most half their effective kernel) is explicit too.
+fn split_pads(pads: &[(i64, i64)], limit: Option<&[i64]>) -> (Vec<i64>, Vec<i64>) {
+    let common: Vec<i64> =
+        pads.iter().enumerate().map(|(i, (b, e))| (*b).min(*e).min(limit.and_then(|l| l.get(i)).copied().unwrap_or(i64::MAX))).collect();
+    if pads.iter().zip(&common).all(|((b, e), c)| b == c && e == c) {
+        return (Vec::new(), common);
     }
-    // torch's pad list runs from the last axis backwards.
     let mut list = Vec::new();
-    for (b, e) in pads.iter().rev() {
-        let common = (*b).min(*e);
-        list.push(b - common);
-        list.push(e - common);
+    for ((b, e), c) in pads.iter().zip(&common).rev() {
+        list.push(b - c);
+        list.push(e - c);
     }
-    let padded = x.f_constant_pad_nd(list.as_slice())?;
-    let padded = if fill == 0.0 { padded } else { fill_padding(x, &padded, pads, fill)? };
-    Ok((padded, pads.iter().map(|(b, e)| (*b).min(*e)).collect()))
+    (list, common)
 }
 
-/// Replaces the zero padding added by [`symmetric`] by `fill` (for max pooling).
-fn fill_padding(x: &Tensor, padded: &Tensor, pads: &[(i64, i64)], fill: f64) -> OpResult<Tensor> {
-    let ones = x.f_ones_like()?.f_to_kind(Kind::Bool)?;
-    let mut list = Vec::new();
-    for (b, e) in pads.iter().rev() {
-        let common = (*b).min(*e);
-        list.push(b - common);
-        list.push(e - common);
+/// `x` padded by hand with `fill` as [`split_pads`] says, and the padding left to libtorch.
+fn symmetric(x: &Tensor, pads: &[(i64, i64)], limit: Option<&[i64]>, fill: f64) -> OpResult<(Tensor, Vec<i64>)> {
+    let (list, padding) = split_pads(pads, limit);
+    if list.is_empty() {
+        return Ok((x.shallow_clone(), padding));
     }
-    let inside = ones.f_to_kind(Kind::Uint8)?.f_constant_pad_nd(list.as_slice())?.f_to_kind(Kind::Bool)?;
-    Ok(padded.f_where_scalarother(&inside, fill)?)
+    let padded = x.f_constant_pad_nd(list.as_slice())?;
+    if fill == 0.0 {
+        return Ok((padded, padding));
+    }
+    let inside = x.f_ones_like()?.f_to_kind(Kind::Uint8)?.f_constant_pad_nd(list.as_slice())?.f_to_kind(Kind::Bool)?;
+    Ok((padded.f_where_scalarother(&inside, fill)?, padding))
+}
+
+/// The most padding libtorch's pools take per axis: half the effective kernel.
+fn pool_limit(kernel: &[i64], dilations: &[i64]) -> Vec<i64> {
+    kernel.iter().zip(dilations).map(|(k, d)| ((k - 1) * d + 1) / 2).collect()
 }
 
 fn spatial(x: &Tensor) -> OpResult<Vec<i64>> {
@@ -156,7 +164,7 @@ fn conv(node: &NodeProto) -> Result<Kernel, String> {
         let kernel = window.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
         let n = input.len();
         let pads = window.padding(&input, &kernel)?;
-        let (x, padding) = symmetric(x, &pads, 0.0)?;
+        let (x, padding) = symmetric(x, &pads, None, 0.0)?;
         let y = x.f_convolution(
             w,
             ctx.opt(2),
@@ -182,13 +190,20 @@ fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
         let n = input.len();
         let kernel = window.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
         let (strides, dilations) = (window.strides(n), window.dilations(n));
-        let mut out_pad = output_padding.clone().unwrap_or_else(|| vec![0; n]);
+        let out_pad = output_padding.clone().unwrap_or_else(|| vec![0; n]);
         let pads: Vec<(i64, i64)> = if let Some(shape) = &output_shape {
+            // As onnx's reference computes it: under SAME_* the difference to the natural
+            // size is split, otherwise the output starts after the begin pads and is cut
+            // (or extended with zeros) at the end.
             let shape = &shape[shape.len().saturating_sub(n)..];
+            let explicit = if window.auto_pad.starts_with("SAME") { None } else { Some(window.padding(&input, &kernel)?) };
             (0..n)
                 .map(|i| {
                     let total = strides[i] * (input[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - shape[i];
-                    split_padding(total, &window.auto_pad)
+                    match &explicit {
+                        Some(p) => (p[i].0, total - p[i].0),
+                        None => split_padding(total, &window.auto_pad),
+                    }
                 })
                 .collect()
         } else if window.auto_pad.starts_with("SAME") {
@@ -203,17 +218,36 @@ fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
             window.padding(&input, &kernel)?
         };
         // libtorch takes symmetric padding; extra end padding crops less, i.e. more output padding.
-        let mut padding = Vec::with_capacity(n);
-        for i in 0..n {
-            let (b, e) = pads[i];
-            padding.push(b);
-            out_pad[i] += b - e;
-            if out_pad[i] < 0 {
-                return Err(OpError(format!("asymmetric pads {pads:?} are not supported with these output paddings")));
-            }
+        let torch_out_pad: Vec<i64> = (0..n).map(|i| out_pad[i] + pads[i].0 - pads[i].1).collect();
+        let fits = (0..n).all(|i| pads[i].0 >= 0 && (0..strides[i].max(dilations[i])).contains(&torch_out_pad[i]));
+        if fits {
+            let begin: Vec<i64> = pads.iter().map(|p| p.0).collect();
+            let y = x.f_convolution(
+                w,
+                ctx.opt(2),
+                strides.as_slice(),
+                begin.as_slice(),
+                dilations.as_slice(),
+                true,
+                torch_out_pad.as_slice(),
+                groups,
+            )?;
+            return Ok(vec![y]);
         }
-        let y =
-            x.f_convolution(w, ctx.opt(2), strides.as_slice(), padding.as_slice(), dilations.as_slice(), true, out_pad.as_slice(), groups)?;
+        // Otherwise the whole output, cropped (or extended with zeros) to the ONNX one, then the bias.
+        let zeros = vec![0; n];
+        let full = x.f_convolution(w, None::<&Tensor>, strides.as_slice(), &zeros, dilations.as_slice(), true, &zeros, groups)?;
+        let mut list = Vec::with_capacity(2 * n);
+        for i in (0..n).rev() {
+            list.push(-pads[i].0);
+            list.push(out_pad[i] - pads[i].1);
+        }
+        let mut y = full.f_constant_pad_nd(list.as_slice())?;
+        if let Some(b) = ctx.opt(2) {
+            let mut shape = vec![1i64; y.dim()];
+            shape[1] = -1;
+            y = y.f_add(&b.f_reshape(shape.as_slice())?)?;
+        }
         Ok(vec![y])
     }))
 }
@@ -234,8 +268,8 @@ fn max_pool(node: &NodeProto) -> Result<Kernel, String> {
         let input = spatial(x)?;
         let n = input.len();
         let pads = window.padding(&input, &kernel)?;
-        let (x, padding) = symmetric(x, &pads, f64::NEG_INFINITY)?;
         let (s, d) = (window.strides(n), window.dilations(n));
+        let (x, padding) = symmetric(x, &pads, Some(&pool_limit(&kernel, &d)), f64::NEG_INFINITY)?;
         let y = match n {
             1 => x.f_max_pool1d(kernel.as_slice(), s.as_slice(), padding.as_slice(), d.as_slice(), ceil)?,
             2 => x.f_max_pool2d(kernel.as_slice(), s.as_slice(), padding.as_slice(), d.as_slice(), ceil)?,
@@ -259,18 +293,27 @@ fn avg_pool(node: &NodeProto) -> Result<Kernel, String> {
         let input = spatial(x)?;
         let n = input.len();
         let pads = window.padding(&input, &kernel)?;
-        if !include_pad && pads.iter().any(|(b, e)| b != e) {
-            return Err(OpError("AveragePool with asymmetric pads and count_include_pad=0 is not supported".into()));
-        }
-        let (x, padding) = symmetric(x, &pads, 0.0)?;
+        let (list, padding) = split_pads(&pads, Some(&pool_limit(&kernel, &vec![1; n])));
         let s = window.strides(n);
-        let y = match n {
-            1 => x.f_avg_pool1d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include_pad)?,
-            2 => x.f_avg_pool2d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include_pad, None)?,
-            3 => x.f_avg_pool3d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include_pad, None)?,
-            _ => return Err(OpError(format!("AveragePool over {n} spatial axes is not supported"))),
+        let pool = |t: &Tensor, include: bool| -> OpResult<Tensor> {
+            Ok(match n {
+                1 => t.f_avg_pool1d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include)?,
+                2 => t.f_avg_pool2d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include, None)?,
+                3 => t.f_avg_pool3d(kernel.as_slice(), s.as_slice(), padding.as_slice(), ceil, include, None)?,
+                _ => return Err(OpError(format!("AveragePool over {n} spatial axes is not supported"))),
+            })
         };
-        Ok(vec![y])
+        if list.is_empty() {
+            return Ok(vec![pool(x, include_pad)?]);
+        }
+        // Padding by hand: the zeros count as elements, so without count_include_pad the
+        // mean is rescaled by the share of real elements in each window.
+        let y = pool(&x.f_constant_pad_nd(list.as_slice())?, include_pad)?;
+        if include_pad {
+            return Ok(vec![y]);
+        }
+        let real = pool(&x.f_ones_like()?.f_constant_pad_nd(list.as_slice())?, false)?;
+        Ok(vec![y.f_div(&real)?])
     }))
 }
 
@@ -366,6 +409,23 @@ fn softmax(graph: &Graph<'_>, node: &NodeProto, log: bool) -> Result<Kernel, Str
 /// Dropout: identity in eval mode; in train mode drops with the node's ratio.
 fn dropout(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
     let ratio = onnx_ops::dropout(graph, node, None).map(|d| d.ratio).ok();
+    // The executor's mode decides whether Dropout drops; a training_mode input that could
+    // say otherwise (true, or computed) would be silently ignored.
+    if let Some(mode) = node.input.get(2).filter(|s| !s.is_empty()) {
+        match onnx_ops::constant_floats(graph, None, mode).map_err(|e| e.to_string())? {
+            Some(v) if v.iter().all(|&t| t == 0.0) => {}
+            Some(_) => {
+                return Err(
+                    "Dropout with training_mode true is not supported (the executor drops only when it runs in training mode)".into()
+                )
+            }
+            None => {
+                return Err(format!(
+                    "Dropout's training_mode input '{mode}' is not a constant (the executor drops only when it runs in training mode)"
+                ))
+            }
+        }
+    }
     let wants_mask = node.output.get(1).is_some_and(|o| !o.is_empty());
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;

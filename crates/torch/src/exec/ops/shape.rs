@@ -144,6 +144,23 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_gather(a, &idx, false)?])
             })
         }
+        "GatherND" => {
+            let batch = node.attr_int_or("batch_dims", 0)?;
+            let batch = usize::try_from(batch).map_err(|_| format!("batch_dims {batch} is negative"))?;
+            Box::new(move |ctx: &Ctx<'_>| Ok(vec![gather_nd(ctx.input(0)?, ctx.input(1)?, batch)?]))
+        }
+        "ScatterND" => {
+            let reduction = node.attr_string("reduction")?.unwrap_or_else(|| "none".into());
+            let reduce = match reduction.as_str() {
+                "none" | "add" => None,
+                "mul" => Some("prod"),
+                "max" => Some("amax"),
+                "min" => Some("amin"),
+                other => return Err(format!("ScatterND reduction '{other}' is not valid (none, add, mul, max, min)")),
+            };
+            let add = reduction == "add";
+            Box::new(move |ctx: &Ctx<'_>| Ok(vec![scatter_nd(ctx.input(0)?, ctx.input(1)?, ctx.input(2)?, add, reduce)?]))
+        }
         "Expand" => Box::new(|ctx: &Ctx<'_>| {
             let x = ctx.input(0)?;
             let target = ctx.ints(1)?;
@@ -226,6 +243,73 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
 fn nonnegative_indices(idx: &Tensor, len: i64) -> Result<Tensor, OpError> {
     let idx = idx.f_to_kind(Kind::Int64)?;
     Ok(idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(len)?)?)
+}
+
+/// The last axis of ND `indices` (`[..., k]`, read for `data` after `batch` leading batch
+/// axes) as one linear index into the `k` axes `data[batch..batch + k]`: `(k, linear)`.
+fn linear_nd_indices(data: &Tensor, indices: &Tensor, batch: usize) -> OpResult<(usize, Tensor)> {
+    let (shape, isize) = (data.size(), indices.size());
+    let k = match isize.last() {
+        Some(&k) if isize.len() > batch => usize::try_from(k).map_err(|_| OpError(format!("indices shape {isize:?} is invalid")))?,
+        _ => return Err(OpError(format!("indices of shape {isize:?} need more than {batch} axes (batch_dims)"))),
+    };
+    if batch + k > shape.len() || shape[..batch] != isize[..batch] {
+        return Err(OpError(format!("indices of shape {isize:?} do not index data of shape {shape:?} with batch_dims {batch}")));
+    }
+    let indices = indices.f_to_kind(Kind::Int64)?;
+    let mut linear = indices.f_select(-1, 0)?.f_zeros_like()?;
+    let mut outside = linear.f_ne(0)?;
+    for (j, &dim) in shape[batch..batch + k].iter().enumerate() {
+        let i = nonnegative_indices(&indices.f_select(-1, j as i64)?, dim)?;
+        outside = outside.f_logical_or(&i.f_lt(0)?)?.f_logical_or(&i.f_ge(dim)?)?;
+        linear = linear.f_mul_scalar(dim)?.f_add(&i)?;
+    }
+    // One check (one device sync) for all axes.
+    if bool::try_from(&outside.f_any()?).map_err(|e| OpError(e.to_string()))? {
+        return Err(OpError(format!("indices of shape {isize:?} hold an index out of range for data of shape {shape:?}")));
+    }
+    Ok((k, linear))
+}
+
+/// GatherND: the slices of `data` that the rows of `indices` address, through `gather`
+/// (differentiable in `data`).
+fn gather_nd(data: &Tensor, indices: &Tensor, batch: usize) -> OpResult<Tensor> {
+    let (k, linear) = linear_nd_indices(data, indices, batch)?;
+    let shape = data.size();
+    let batches: i64 = shape[..batch].iter().product();
+    let rows: i64 = shape[batch..batch + k].iter().product();
+    let rest: i64 = shape[batch + k..].iter().product();
+    let flat = data.f_reshape([batches, rows, rest])?;
+    let picks = linear.f_reshape([batches, -1, 1])?;
+    let count = picks.size()[1];
+    let y = flat.f_gather(1, &picks.f_expand([batches, count, rest], false)?, false)?;
+    let mut out = indices.size();
+    out.pop();
+    out.extend_from_slice(&shape[batch + k..]);
+    Ok(y.f_reshape(out.as_slice())?)
+}
+
+/// ScatterND: `data` with the slices that the rows of `indices` address replaced by (or,
+/// with `add` or `reduce`, combined with) `updates`; differentiable in both.
+fn scatter_nd(data: &Tensor, indices: &Tensor, updates: &Tensor, add: bool, reduce: Option<&str>) -> OpResult<Tensor> {
+    let (k, linear) = linear_nd_indices(data, indices, 0)?;
+    let shape = data.size();
+    let rows: i64 = shape[..k].iter().product();
+    let rest: i64 = shape[k..].iter().product();
+    let mut expected = indices.size();
+    expected.pop();
+    expected.extend_from_slice(&shape[k..]);
+    if updates.size() != expected {
+        return Err(OpError(format!("updates have shape {:?}, expected {expected:?}", updates.size())));
+    }
+    let flat = data.f_reshape([rows, rest])?;
+    let linear = linear.f_reshape([-1])?;
+    let updates = updates.f_reshape([-1, rest])?;
+    let y = match reduce {
+        Some(how) => flat.f_index_reduce(0, &linear, &updates, how, true)?,
+        None => flat.f_index_put(&[Some(linear)], &updates, add)?,
+    };
+    Ok(y.f_reshape(shape.as_slice())?)
 }
 
 /// A dimension as written in Slice parameters (symbolic ones are not constant).
