@@ -30,6 +30,10 @@ GRAPHS_STAMP := $(ZOO)/.stamp-$(ZOO_HASH)
 # `make demo` needs only the demo CNN: exported alone (seconds instead of the whole zoo's
 # two minutes) unless this zoo.py's whole zoo is there already.
 DEMO_STAMP := $(ZOO)/.demo-$(ZOO_HASH)
+# The same architectures as users' files are made (TorchScript exporter, no cleanup;
+# graphs/user_zoo.py imports zoo.py, so it shares the zoo's hash).
+USER_ZOO := graphs/user_zoo
+USER_ZOO_STAMP := $(USER_ZOO)/.stamp-$(ZOO_HASH)
 
 # --- environment for cargo ------------------------------------------------------------
 # torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
@@ -69,12 +73,17 @@ $(SETUP_STAMP): $(REQUIREMENTS) $(VENV)/pyvenv.cfg
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP)
+graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP)
 
 $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --out $(ZOO)
 	$(PY) graphs/train_ref.py --out $(ZOO)
 	rm -f $(ZOO)/.stamp-*
+	touch $@
+
+$(USER_ZOO_STAMP): | $(SETUP_STAMP)
+	$(PY) graphs/user_zoo.py --out $(USER_ZOO)
+	rm -f $(USER_ZOO)/.stamp-*
 	touch $@
 
 $(DEMO_STAMP): | $(SETUP_STAMP)
@@ -167,7 +176,7 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(BENCH_GRAPHS)
+	rm -rf $(STAMPS) $(ZOO) $(USER_ZOO) $(BENCH_GRAPHS)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean
