@@ -4,7 +4,7 @@
 
 use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ctx};
 use crate::model::{Role, ShapeLocation};
-use crate::space::{AxisT, Factor, Part, Range, ReqKind, Scale, Seg, Track, ValueT};
+use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
@@ -448,7 +448,7 @@ impl Ctx<'_, '_> {
             }
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }, 0, &name, parts);
+        self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }), 0, &name, parts);
         out[1] = seg_axis(new_segs);
         self.set(&node.output[0], out);
         Ok(())
@@ -933,7 +933,7 @@ impl Ctx<'_, '_> {
             parts.push(Part::Fixed(s.range, 1, k));
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }, 0, &name, parts);
+        self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }), 0, &name, parts);
         zero_after_norm(&mut t);
         self.set(&node.output[0], t);
         Ok(())
@@ -1326,7 +1326,7 @@ impl Ctx<'_, '_> {
                         self.shape_entry(node, &s, j, parts);
                     } else {
                         let name = node.name.clone().unwrap_or_default();
-                        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }, j, &name, parts);
+                        self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }), j, &name, parts);
                     }
                 }
             } else {
@@ -1400,7 +1400,7 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }, j, &name, parts);
+                    self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }), j, &name, parts);
                 }
             }
             if (e as usize) < dim as usize {
@@ -1410,7 +1410,7 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }, j, &name, parts);
+                    self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }), j, &name, parts);
                 }
             }
             t[ax] = seg_axis(w);

@@ -291,13 +291,38 @@ impl Part {
     }
 }
 
+/// Where the value of a recorded integer entry comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum RefAt {
+    /// A constant that construction rewrites.
+    Const(ShapeLocation),
+    /// Computed at run time from values that do not follow the group (why).
+    Fixed(String),
+    /// Computed at run time as the size of a value axis counting these parts (and why
+    /// that may differ from what the entry must count).
+    Follows(Vec<Part>, String),
+}
+
 #[derive(Clone, Debug)]
 struct RawShapeRef {
-    location: ShapeLocation,
+    /// The constant to rewrite, or how the entry is computed at run time: a class that
+    /// would change it other than by itself is unprunable, and one that leaves it as it
+    /// is (whole heads removed from a head-dim entry) is not affected.
+    location: RefAt,
     entry: usize,
     /// The node reading the entry.
     user: String,
     parts: Vec<Part>,
+}
+
+impl RawShapeRef {
+    /// `initializer 'x' entry 2`, or the reading node for an entry no constant holds.
+    fn label(&self) -> String {
+        match &self.location {
+            RefAt::Const(loc) => format!("{loc} entry {}", self.entry),
+            _ => format!("entry {} of the shape read by node '{}'", self.entry, self.user),
+        }
+    }
 }
 
 /// The records of one analysis, then solved into groups.
@@ -391,9 +416,11 @@ impl Spaces {
         self.balanced.push((reason, parts));
     }
 
-    /// Records an integer entry counting positions of ranges (`len * num / den` each).
-    pub fn shape_ref(&mut self, location: ShapeLocation, entry: usize, user: &str, parts: Vec<Part>) {
-        if !parts.is_empty() {
+    /// Records an integer entry counting positions of ranges (`len * num / den` each),
+    /// held where `location` says.
+    pub fn shape_ref(&mut self, location: RefAt, entry: usize, user: &str, parts: Vec<Part>) {
+        let follows = matches!(&location, RefAt::Follows(m, _) if !m.is_empty());
+        if !parts.is_empty() || follows {
             self.shape_refs.push(RawShapeRef { location, entry, user: user.to_string(), parts });
         }
     }
@@ -424,7 +451,11 @@ impl Spaces {
             add(r, &mut cuts);
         }
         for s in &self.shape_refs {
-            for r in s.parts.iter().flat_map(Part::ranges) {
+            let measured = match &s.location {
+                RefAt::Follows(m, _) => m.as_slice(),
+                _ => &[],
+            };
+            for r in s.parts.iter().chain(measured).flat_map(Part::ranges) {
                 add(&r, &mut cuts);
             }
         }
@@ -600,8 +631,8 @@ impl Spaces {
         // Shape constants.
         // (location, entry) -> reading node -> amount per element
         let mut shapes: Vec<BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>> = vec![BTreeMap::new(); nc];
-        for s in &self.shape_refs {
-            // class -> amount per element, as a fraction
+        // class -> amount per element of an entry counting `parts`, as a fraction
+        let amounts = |parts: &[Part], label: &dyn Fn() -> String, reasons: &mut Vec<BTreeSet<String>>| {
             let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
             let mut add_frac = |c: usize, n: usize, d: usize| {
                 let e = per_class.entry(c).or_insert((0, 1));
@@ -609,7 +640,7 @@ impl Spaces {
                 let g = gcd(nn, nd).max(1);
                 *e = (nn / g, nd / g);
             };
-            for part in &s.parts {
+            for part in parts {
                 match part {
                     Part::Fixed(r, num, den) => {
                         for i in covered(r) {
@@ -639,7 +670,7 @@ impl Spaces {
                                 }
                                 let w = (iv.start - r.start) / k;
                                 if (iv.end() - 1 - r.start) / k != w {
-                                    reasons[c].insert(format!("{} entry {}: a block of {k} holds part of an element", s.location, s.entry));
+                                    reasons[c].insert(format!("{}: a block of {k} holds part of an element", label()));
                                 }
                                 *loss.entry(c).or_default().entry((r.base, r.start, w)).or_insert(0) += b;
                             }
@@ -647,10 +678,7 @@ impl Spaces {
                         for (c, per_window) in loss {
                             let first = per_window.values().next().copied().unwrap_or(0);
                             if per_window.len() != windows || per_window.values().any(|&x| x != first) {
-                                reasons[c].insert(format!(
-                                    "{} entry {}: blocks of {k} would lose different numbers of channels",
-                                    s.location, s.entry
-                                ));
+                                reasons[c].insert(format!("{}: blocks of {k} would lose different numbers of channels", label()));
                                 continue;
                             }
                             add_frac(c, first * num, 1);
@@ -658,13 +686,35 @@ impl Spaces {
                     }
                 }
             }
-            for (c, (n, d)) in per_class {
-                if d != 1 {
-                    reasons[c].insert(format!("{} entry {} does not change by a whole number per element", s.location, s.entry));
-                    continue;
+            per_class.retain(|_, (n, _)| *n > 0);
+            per_class
+        };
+        for s in &self.shape_refs {
+            let per_class = amounts(&s.parts, &|| s.label(), &mut reasons);
+            match &s.location {
+                RefAt::Const(loc) => {
+                    for (c, (n, d)) in per_class {
+                        if d != 1 {
+                            reasons[c].insert(format!("{} does not change by a whole number per element", s.label()));
+                        } else {
+                            *shapes[c].entry((loc.clone(), s.entry)).or_default().entry(s.user.clone()).or_insert(0) += n as i64;
+                        }
+                    }
                 }
-                if n > 0 {
-                    *shapes[c].entry((s.location.clone(), s.entry)).or_default().entry(s.user.clone()).or_insert(0) += n as i64;
+                RefAt::Fixed(why) => {
+                    for c in per_class.into_keys() {
+                        reasons[c].insert(format!("cannot locate the width constant of node '{}': {why}", s.user));
+                    }
+                }
+                RefAt::Follows(measured, why) => {
+                    // The entry changes by itself with the classes of the measured axis:
+                    // fine where every class changes it exactly as much as it must change.
+                    let got = amounts(measured, &|| s.label(), &mut reasons);
+                    for c in per_class.keys().chain(got.keys()) {
+                        if per_class.get(c) != got.get(c) {
+                            reasons[*c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                        }
+                    }
                 }
             }
         }
