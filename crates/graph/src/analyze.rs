@@ -370,7 +370,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let first = if start < 0 { start + rank } else { start };
                 let axis = (first + idx as i64) as usize;
                 match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
-                    Some(a) => Ok(Located::Dynamic(count_parts(a), format!("is the size of axis {axis} of '{measured}', which counts other channels"))),
+                    Some(a) => Ok(Located::Dynamic(
+                        count_parts(a),
+                        format!("is the size of axis {axis} of '{measured}', which counts other channels"),
+                    )),
                     None => {
                         Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
                     }
@@ -406,7 +409,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let axis = if ix < 0 { ix + rank } else { ix } as usize;
                 match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
-                    Some(a) => Ok(Located::Dynamic(count_parts(a), format!("is the size of axis {axis} of '{measured}', which counts other channels"))),
+                    Some(a) => Ok(Located::Dynamic(
+                        count_parts(a),
+                        format!("is the size of axis {axis} of '{measured}', which counts other channels"),
+                    )),
                     None => {
                         Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
                     }

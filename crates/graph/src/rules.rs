@@ -933,7 +933,12 @@ impl Ctx<'_, '_> {
             parts.push(Part::Fixed(s.range, 1, k));
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }), 0, &name, parts);
+        self.spaces.shape_ref(
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }),
+            0,
+            &name,
+            parts,
+        );
         zero_after_norm(&mut t);
         self.set(&node.output[0], t);
         Ok(())
@@ -1326,7 +1331,12 @@ impl Ctx<'_, '_> {
                         self.shape_entry(node, &s, j, parts);
                     } else {
                         let name = node.name.clone().unwrap_or_default();
-                        self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }), j, &name, parts);
+                        self.spaces.shape_ref(
+                            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }),
+                            j,
+                            &name,
+                            parts,
+                        );
                     }
                 }
             } else {
@@ -1400,7 +1410,12 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }), j, &name, parts);
+                    self.spaces.shape_ref(
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }),
+                        j,
+                        &name,
+                        parts,
+                    );
                 }
             }
             if (e as usize) < dim as usize {
@@ -1410,7 +1425,12 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }), j, &name, parts);
+                    self.spaces.shape_ref(
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }),
+                        j,
+                        &name,
+                        parts,
+                    );
                 }
             }
             t[ax] = seg_axis(w);
