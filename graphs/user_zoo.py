@@ -22,7 +22,12 @@ For every non-bench zoo model NAME, OUT/torchscript/ receives
     NAME.inputs.npz    reference inputs (batch 2), keyed by graph input name (the same
                        arrays as graphs/zoo/NAME.inputs.npz);
     NAME.outputs.npz   PyTorch outputs on them;
-and OUT/torchscript/index.json describes the files of this run (merged with an existing
+    NAME.optimum.onnx  (transformers models) the transformers model itself as Optimum
+                       exports it: raw input_ids, attention_mask (and token_type_ids)
+                       inputs, masks built inside transformers, sdpa attention; with its
+                       own NAME.optimum.inputs.npz / NAME.optimum.outputs.npz;
+and OUT/torchscript/index.json describes the files of this run ("reference": the stem
+of their .inputs.npz/.outputs.npz) (merged with an existing
 one when --only is used).
 
 Every file is checked: onnx.checker, the declared dynamic dims, and onnxruntime (CPU)
@@ -56,7 +61,45 @@ IMAGE_OPSETS = (13,)
 NO_OLD_OPSETS = {"vit_tiny": "the exporter writes aten::scaled_dot_product_attention from opset 14 on"}
 BATCH_DIM = "batch_size"
 SEQ_DIM = "sequence_length"
-TOKEN_KINDS = ("ids", "mask")
+TOKEN_KINDS = ("ids", "mask", "zeros")
+
+
+class OptimumStyle(torch.nn.Module):
+    """A transformers model called the way Optimum exports it: keyword inputs
+    (input_ids, attention_mask[, token_type_ids]) as raw [batch, seq] int64 tensors, the
+    masks built inside transformers, the model's default attention (sdpa), logits only."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]):
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *args):
+        kw = dict(zip(self.names, args))
+        return self.model(**kw, use_cache=False, return_dict=False)[0]
+
+
+def optimum_variant(zm: zoo.ZooModel, wrapper: torch.nn.Module):
+    """For the transformers models: (module, input specs) as Optimum exports them, else None.
+    Same parameters as the zoo's wrapper (the same randomized model), sdpa attention."""
+    if not isinstance(wrapper, zoo.HFLogits):
+        return None
+    model = wrapper.model
+    model.config._attn_implementation = "sdpa"
+    seq = zm.inputs[0].shape
+    specs = [zoo.InputSpec("input_ids", seq, "ids", zm.inputs[0].high), zoo.InputSpec("attention_mask", seq, "mask")]
+    if "token_type_ids" in model.forward.__code__.co_varnames:
+        specs.append(zoo.InputSpec("token_type_ids", seq, "zeros"))
+    return OptimumStyle(model, [s.name for s in specs]), specs
+
+
+def make_inputs(specs: list[zoo.InputSpec], batch: int, seed: int) -> dict[str, np.ndarray]:
+    """zoo.make_inputs, plus all-zero token type ids."""
+    out = zoo.make_inputs([s for s in specs if s.kind != "zeros"], batch, seed)
+    for s in specs:
+        if s.kind == "zeros":
+            out[s.name] = np.zeros((batch, *s.shape), dtype=np.int64)
+    return {s.name: out[s.name] for s in specs}
 
 
 def dynamic_axes(zm: zoo.ZooModel, outputs: dict[str, np.ndarray]) -> dict[str, dict[int, str]]:
@@ -107,28 +150,21 @@ def check_file(zm: zoo.ZooModel, path: str, axes: dict[str, dict[int, str]],
         assert got == want, f"{path}: {vi.name} fixed dims {got} != PyTorch {want}"
 
 
-def export_one(zm: zoo.ZooModel, out_dir: str) -> list[dict]:
-    """Exports (and checks) every file of one architecture; returns their index entries."""
+def export_variant(zm: zoo.ZooModel, model: torch.nn.Module, stem: str, opsets: list[int],
+                   out_dir: str, n_params: int) -> list[dict]:
+    """Exports `model` (inputs and outputs as `zm` lists them) as OUT/STEM.onnx at opsets[0]
+    and STEM.opN.onnx at the others; checks each; writes STEM.inputs/outputs.npz."""
     import onnx
 
     seed = zoo.model_seed(zm.name)
-    torch.manual_seed(seed)
-    model = zm.build()
-    zoo.randomize(model)
-    model.eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    inputs = zoo.make_inputs(zm.inputs, zoo.BATCH, seed)
+    inputs = make_inputs(zm.inputs, zoo.BATCH, seed)
     outputs = zoo.torch_run(zm, model, inputs)
-    alt = zoo.make_inputs(zm.inputs, zoo.ALT_BATCH, seed + 1000)
+    alt = make_inputs(zm.inputs, zoo.ALT_BATCH, seed + 1000)
     alt_outputs = zoo.torch_run(zm, model, alt)
     axes = dynamic_axes(zm, outputs)
-
-    image = all(s.kind == "image" for s in zm.inputs)
-    variants = [(OPSET, zm.name + ".onnx")]
-    if image and zm.name not in NO_OLD_OPSETS:
-        variants += [(op, f"{zm.name}.op{op}.onnx") for op in IMAGE_OPSETS]
     entries = []
-    for opset, fname in variants:
+    for k, opset in enumerate(opsets):
+        fname = f"{stem}.onnx" if k == 0 else f"{stem}.op{opset}.onnx"
         t0 = time.time()
         path = os.path.join(out_dir, fname)
         export_torchscript(zm, model, inputs, axes, opset, path)
@@ -142,6 +178,7 @@ def export_one(zm: zoo.ZooModel, out_dir: str) -> list[dict]:
         entries.append({
             "name": zm.name,
             "file": fname,
+            "reference": stem,
             "exporter": EXPORTER,
             "opset": opset,
             "description": zm.description,
@@ -157,8 +194,31 @@ def export_one(zm: zoo.ZooModel, out_dir: str) -> list[dict]:
               f"nodes={sum(ops.values())} inits={len(m.graph.initializer)} "
               f"Constant={ops['Constant']} size={os.path.getsize(path) / 1e6:.2f}MB "
               f"err/tol={worst:.3f}", flush=True)
-    zoo._savez_deterministic(os.path.join(out_dir, zm.name + ".inputs.npz"), inputs, compress=False)
-    zoo._savez_deterministic(os.path.join(out_dir, zm.name + ".outputs.npz"), outputs, compress=False)
+    zoo._savez_deterministic(os.path.join(out_dir, stem + ".inputs.npz"), inputs, compress=False)
+    zoo._savez_deterministic(os.path.join(out_dir, stem + ".outputs.npz"), outputs, compress=False)
+    return entries
+
+
+def export_one(zm: zoo.ZooModel, out_dir: str) -> list[dict]:
+    """Exports (and checks) every file of one architecture; returns their index entries:
+    NAME.onnx (and NAME.op13.onnx for CNNs) from the zoo's module, and for transformers
+    models NAME.optimum.onnx from the transformers model as Optimum calls it."""
+    import dataclasses
+
+    torch.manual_seed(zoo.model_seed(zm.name))
+    model = zm.build()
+    zoo.randomize(model)
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    image = all(s.kind == "image" for s in zm.inputs)
+    opsets = [OPSET] + (list(IMAGE_OPSETS) if image and zm.name not in NO_OLD_OPSETS else [])
+    entries = export_variant(zm, model, zm.name, opsets, out_dir, n_params)
+    variant = optimum_variant(zm, model)
+    if variant is not None:
+        module, specs = variant
+        module.eval()
+        ozm = dataclasses.replace(zm, inputs=specs)
+        entries += export_variant(ozm, module, zm.name + ".optimum", [OPSET], out_dir, n_params)
     return entries
 
 

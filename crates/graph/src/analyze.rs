@@ -436,6 +436,18 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// `value` as a location construction can edit: a node's 1-D int64 output of known length.
+    fn computed_location(&self, value: &str) -> Option<ShapeLocation> {
+        let computed = self.graph.producer_node(value).is_some_and(|(_, n)| n.op() != "Constant");
+        let int64 = self.shapes.dtype(value) == Some(oto_onnx::DType::I64);
+        match self.dims(value).as_deref() {
+            Some([Dim::Known(n)]) if computed && int64 => {
+                Some(ShapeLocation::Computed { value: value.to_string(), len: usize::try_from(*n).ok()? })
+            }
+            _ => None,
+        }
+    }
+
     /// Records that entry `entry` of the integer value `value` (an input of `node`)
     /// counts `parts`; blocks the classes that would change it when it cannot be rewritten.
     pub fn shape_entry(&mut self, node: &NodeProto, value: &str, entry: usize, parts: Vec<Part>) {
@@ -448,7 +460,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
             // Only the classes that change the entry other than it changes by itself are
             // blocked (at solving): removing whole heads leaves a head-dim entry `E / H`
             // computed at run time as it is.
-            Ok(Located::Dynamic(measured, why)) => self.spaces.shape_ref(RefAt::Follows(measured, why), entry, &user, parts),
+            Ok(Located::Dynamic(measured, why)) => {
+                let computed = self.computed_location(value);
+                self.spaces.shape_ref(RefAt::Follows(measured, why, computed), entry, &user, parts)
+            }
             Err(why) => self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts),
         }
     }

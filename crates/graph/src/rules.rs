@@ -89,7 +89,7 @@ impl Ctx<'_, '_> {
             // f(0) = 0 elementwise
             "Relu" | "LeakyRelu" | "Gelu" | "Erf" | "Tanh" | "Neg" | "Abs" | "Identity" | "Cast" | "Sign" | "Round" | "Floor" | "Ceil"
             | "HardSwish" | "Mish" | "Elu" | "Selu" | "Celu" | "Sin" | "Sqrt" | "Softsign" | "ThresholdedRelu" | "Shrink" | "Asin"
-            | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" => self.unary(node, true),
+            | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" | "IsNaN" | "IsInf" => self.unary(node, true),
             // f(0) != 0 elementwise: tied, but no longer zero
             "Sigmoid" | "HardSigmoid" | "Exp" | "Softplus" | "Cos" | "Log" | "Reciprocal" | "Cosh" | "Acos" => self.unary(node, false),
             "Clip" => {
@@ -108,10 +108,9 @@ impl Ctx<'_, '_> {
             "Pow" => self.binary(node, Bin::Pow, 0, 1),
             "PRelu" => self.binary(node, Bin::PRelu, 0, 1),
             "Where" => {
+                self.binary(node, Bin::Where, 1, 2);
                 if self.tracks.contains_key(node.input[0].as_str()) {
-                    self.block_node(node, "the condition of Where follows channels");
-                } else {
-                    self.binary(node, Bin::Where, 1, 2)
+                    self.where_condition(node);
                 }
             }
             "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => self.pool(node),
@@ -185,6 +184,43 @@ impl Ctx<'_, '_> {
                 }
                 (Some(x), None) => *slot = self.one_side(node, op, x, &b, pb.map(|p| db[p].clone()), pb, true),
                 (None, Some(y)) => *slot = self.one_side(node, op, y, &a, pa.map(|p| da[p].clone()), pa, false),
+            }
+        }
+        self.set(&out, out_t);
+    }
+
+    /// `Where(cond, a, b)` with a condition computed from tracked channels (the
+    /// TorchScript exporter's `Where(IsNaN(p), 0, p)` after an attention softmax): each
+    /// position selects from the same positions of `a` and `b`, so the condition's
+    /// channels are the output's (tied); the output is zero where both branches are.
+    fn where_condition(&mut self, node: &NodeProto) {
+        let (cond, out) = (node.input[0].clone(), node.output[0].clone());
+        let (Some(tc), Some(dc), Some(od)) = (self.track(&cond).cloned(), self.dims(&cond), self.dims(&out)) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let mut out_t: ValueT = match self.track(&out) {
+            Some(t) => t.clone(),
+            None => od.iter().map(|d| AxisT::plain(d.clone())).collect(),
+        };
+        let r = od.len();
+        for (ax, slot) in out_t.iter_mut().enumerate() {
+            let Some(p) = (ax + dc.len()).checked_sub(r) else { continue };
+            let Some(c) = tc.get(p).filter(|a| a.is_tracked()).cloned() else { continue };
+            if dc[p] != od[ax] {
+                self.block_axis_at(node, &c, "a condition broadcast along the channels it follows");
+                continue;
+            }
+            if slot.is_tracked() {
+                let x = slot.clone();
+                if let Some(u) = self.union_axes(node, &x, &c, |p, _| p) {
+                    *slot = u;
+                }
+            } else {
+                // Constant branches chosen channel by channel: the channels follow, not zero.
+                let mut c = c;
+                c.map_zero(&|_| false);
+                *slot = c;
             }
         }
         self.set(&out, out_t);

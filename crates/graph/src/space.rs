@@ -299,8 +299,9 @@ pub(crate) enum RefAt {
     /// Computed at run time from values that do not follow the group (why).
     Fixed(String),
     /// Computed at run time as the size of a value axis counting these parts (and why
-    /// that may differ from what the entry must count).
-    Follows(Vec<Part>, String),
+    /// that may differ from what the entry must count); where the entry is read from a
+    /// computed value that construction can edit, the difference is made up there.
+    Follows(Vec<Part>, String, Option<ShapeLocation>),
 }
 
 #[derive(Clone, Debug)]
@@ -339,6 +340,14 @@ pub(crate) struct Spaces {
 
 /// Parameter counts the solver needs: initializer name -> dims.
 pub(crate) type InitDims = HashMap<String, Vec<usize>>;
+
+/// Per (location, entry): the amount per element each reading node needs.
+type ShapeEdits = BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>;
+
+/// `a * b` as an i64 (saturating: the amounts are channel counts).
+fn frac_i64(a: usize, b: usize) -> i64 {
+    i64::try_from(a.saturating_mul(b)).unwrap_or(i64::MAX)
+}
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
@@ -419,7 +428,7 @@ impl Spaces {
     /// Records an integer entry counting positions of ranges (`len * num / den` each),
     /// held where `location` says.
     pub fn shape_ref(&mut self, location: RefAt, entry: usize, user: &str, parts: Vec<Part>) {
-        let follows = matches!(&location, RefAt::Follows(m, _) if !m.is_empty());
+        let follows = matches!(&location, RefAt::Follows(m, ..) if !m.is_empty());
         if !parts.is_empty() || follows {
             self.shape_refs.push(RawShapeRef { location, entry, user: user.to_string(), parts });
         }
@@ -452,7 +461,7 @@ impl Spaces {
         }
         for s in &self.shape_refs {
             let measured = match &s.location {
-                RefAt::Follows(m, _) => m.as_slice(),
+                RefAt::Follows(m, ..) => m.as_slice(),
                 _ => &[],
             };
             for r in s.parts.iter().chain(measured).flat_map(Part::ranges) {
@@ -630,7 +639,7 @@ impl Spaces {
         }
         // Shape constants.
         // (location, entry) -> reading node -> amount per element
-        let mut shapes: Vec<BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>> = vec![BTreeMap::new(); nc];
+        let mut shapes: Vec<ShapeEdits> = vec![BTreeMap::new(); nc];
         // class -> amount per element of an entry counting `parts`, as a fraction
         let amounts = |parts: &[Part], label: &dyn Fn() -> String, reasons: &mut Vec<BTreeSet<String>>| {
             let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
@@ -689,6 +698,19 @@ impl Spaces {
             per_class.retain(|_, (n, _)| *n > 0);
             per_class
         };
+        // One amount per (location, entry, reading node): several Reshapes reading one
+        // node of shape arithmetic (the Mul of `batch * H`) need the same edit, once.
+        let record = |at: &mut ShapeEdits, why: &mut BTreeSet<String>, loc: &ShapeLocation, s: &RawShapeRef, amount: i64| {
+            let users = at.entry((loc.clone(), s.entry)).or_default();
+            match users.get(&s.user) {
+                Some(&had) if had != amount => {
+                    why.insert(format!("{loc} entry {} is read by node '{}' for edits of {had} and {amount}", s.entry, s.user));
+                }
+                _ => {
+                    users.insert(s.user.clone(), amount);
+                }
+            }
+        };
         for s in &self.shape_refs {
             let per_class = amounts(&s.parts, &|| s.label(), &mut reasons);
             match &s.location {
@@ -697,7 +719,7 @@ impl Spaces {
                         if d != 1 {
                             reasons[c].insert(format!("{} does not change by a whole number per element", s.label()));
                         } else {
-                            *shapes[c].entry((loc.clone(), s.entry)).or_default().entry(s.user.clone()).or_insert(0) += n as i64;
+                            record(&mut shapes[c], &mut reasons[c], loc, s, n as i64);
                         }
                     }
                 }
@@ -706,13 +728,26 @@ impl Spaces {
                         reasons[c].insert(format!("cannot locate the width constant of node '{}': {why}", s.user));
                     }
                 }
-                RefAt::Follows(measured, why) => {
+                RefAt::Follows(measured, why, computed) => {
                     // The entry changes by itself with the classes of the measured axis:
-                    // fine where every class changes it exactly as much as it must change.
+                    // fine where every class changes it exactly as much as it must
+                    // change; otherwise construction makes up the difference in the
+                    // computed value, or the class is unprunable.
                     let got = amounts(measured, &|| s.label(), &mut reasons);
-                    for c in per_class.keys().chain(got.keys()) {
-                        if per_class.get(c) != got.get(c) {
-                            reasons[*c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                    let classes: BTreeSet<usize> = per_class.keys().chain(got.keys()).copied().collect();
+                    for c in classes {
+                        let (want, have) = (per_class.get(&c).copied().unwrap_or((0, 1)), got.get(&c).copied().unwrap_or((0, 1)));
+                        if want == have {
+                            continue;
+                        }
+                        let (num, den) = (frac_i64(want.0, have.1) - frac_i64(have.0, want.1), frac_i64(want.1, have.1));
+                        match computed {
+                            Some(loc) if den != 0 && num % den == 0 => {
+                                record(&mut shapes[c], &mut reasons[c], loc, s, num / den);
+                            }
+                            _ => {
+                                reasons[c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                            }
                         }
                     }
                 }
