@@ -439,3 +439,83 @@ fn embedding_columns_are_producers() {
     assert_eq!(g.num_elements, 6);
     assert_eq!(member(g, "fc.weight", 0).role, Role::Consumer);
 }
+
+/// `Where(IsNaN(h), 0, h)` (the TorchScript exporter's sdpa guard after the softmax):
+/// the condition follows the channels of `h`, position by position; the channels stay
+/// prunable.
+#[test]
+fn where_with_a_condition_from_the_channels() {
+    let mut b = GraphBuilder::new("where_isnan");
+    let x = b.input_f32("x", &batch_dims(&[16]));
+    let w1 = w(&mut b, "fc1.weight", &[32, 16]);
+    let b1 = w(&mut b, "fc1.bias", &[32]);
+    let h = b.node_with("Gemm", &[&x, &w1, &b1], &[], &[("transB", Attr::Int(1))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let nan = b.node("IsNaN", &[&h], &[]);
+    let zero = b.initializer("zero", oto_onnx::Tensor::new(vec![], oto_onnx::TensorData::F32(vec![0.0])).unwrap());
+    let g = b.node("Where", &[&nan, &zero, &h], &[]);
+    let w2 = w(&mut b, "fc2.weight", &[10, 32]);
+    let b2 = w(&mut b, "fc2.bias", &[10]);
+    let y = b.node_with("Gemm", &[&g, &w2, &b2], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[10]));
+    let a = run(&b.build().unwrap());
+    let g = group_with(&a, "fc1.weight", 0);
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!(g.num_elements, 32);
+    assert_eq!(member(g, "fc2.weight", 1).role, Role::Consumer);
+    assert!(a.blocked.is_empty(), "{:?}", a.blocked);
+}
+
+/// A head split whose head dim is measured at run time from another value's width
+/// (`q.view(B, S, 2, x.shape[2])`, as the TorchScript exporter writes `x.size(-1)`),
+/// then attention of the heads with themselves:
+/// removing heads edits only the head count; removing channels of `x` would shrink it by itself,
+/// so construction adds them back in the computed target (a `Computed` edit of -1 per
+/// element); the merge back (`[B, S, q.shape[2]]`) follows the heads by itself.
+#[test]
+fn head_dim_measured_from_another_value() {
+    let (s, e) = (4usize, 16usize);
+    let mut b = GraphBuilder::new("measured");
+    let x0 = b.input_f32("x0", &batch_dims(&[s as i64, 8]));
+    let w0 = w(&mut b, "proj.weight", &[8, e]);
+    let b0 = w(&mut b, "proj.bias", &[e]);
+    let x = b.node("MatMul", &[&x0, &w0], &[]);
+    let x = b.node("Add", &[&x, &b0], &[]);
+    let x = b.node("Relu", &[&x], &[]);
+    let wq = w(&mut b, "q.weight", &[e, 2 * e]);
+    let bq = w(&mut b, "q.bias", &[2 * e]);
+    let q = b.node("MatMul", &[&x, &wq], &[]);
+    let q = b.node("Add", &[&q, &bq], &[]);
+    let sx = b.node("Shape", &[&x], &[]);
+    let (zero, two, heads, last) = (b.ints("zero", &[0]), b.ints("two", &[2]), b.ints("heads", &[2]), b.ints("last", &[2]));
+    let bs = b.node("Slice", &[&sx, &zero, &two], &[]);
+    let dx = b.node_with("Gather", &[&sx, &last], &[], &[("axis", Attr::Int(0))]);
+    let target = b.node_with("Concat", &[&bs, &heads, &dx], &["split_target"], &[("axis", Attr::Int(0))]);
+    let qh = b.node("Reshape", &[&q, &target], &["split"]);
+    // Self-attention of the heads with themselves: q (q^T) q, per head.
+    let qt = b.node_with("Transpose", &[&qh], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let kt = b.node_with("Transpose", &[&qt], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scores = b.node("MatMul", &[&qt, &kt], &[]);
+    let o = b.node("MatMul", &[&scores, &qt], &[]);
+    let r = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let sq = b.node("Shape", &[&q], &[]);
+    let dq = b.node_with("Gather", &[&sq, &last], &[], &[("axis", Attr::Int(0))]);
+    let merge = b.node_with("Concat", &[&bs, &dq], &[], &[("axis", Attr::Int(0))]);
+    let m = b.node("Reshape", &[&r, &merge], &["merge"]);
+    let wo = w(&mut b, "out.weight", &[2 * e, 10]);
+    let y = b.node("MatMul", &[&m, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s as i64, 10]));
+    let a = run(&b.build().unwrap());
+    let heads = group_with(&a, "q.weight", 1);
+    assert!(heads.prunable, "{}", a.table());
+    assert_eq!((heads.num_elements, heads.kind.clone()), (2, ElementKind::Head { dim: e }), "{}", a.table());
+    // The head count, read by the Concat that builds the target.
+    let edits: Vec<_> = heads.shape_constants.iter().map(|c| (c.location.clone(), c.entry, c.per_element)).collect();
+    assert_eq!(edits, vec![(ShapeLocation::Initializer { name: "heads".into() }, 0, 1)]);
+    let xg = group_with(&a, "proj.weight", 1);
+    assert!(xg.prunable, "{}", a.table());
+    assert_eq!(xg.num_elements, e);
+    // Edited for the split Reshape alone (the merge's target measures q, which follows).
+    let edits: Vec<_> = xg.shape_constants.iter().map(|c| (c.location.clone(), c.entry, c.per_element, c.nodes.len())).collect();
+    assert_eq!(edits, vec![(ShapeLocation::Computed { value: "split_target".into(), len: 4 }, 3, -1, 1)], "{}", a.table());
+}
