@@ -508,7 +508,7 @@ fn head_dim_measured_from_another_value() {
     let a = run(&b.build().unwrap());
     let heads = group_with(&a, "q.weight", 1);
     assert!(heads.prunable, "{}", a.table());
-    assert_eq!((heads.num_elements, heads.kind.clone()), (2, ElementKind::Head { dim: e }), "{}", a.table());
+    assert_eq!((heads.num_elements, heads.kind), (2, ElementKind::Head { dim: e }), "{}", a.table());
     // The head count, read by the Concat that builds the target.
     let edits: Vec<_> = heads.shape_constants.iter().map(|c| (c.location.clone(), c.entry, c.per_element)).collect();
     assert_eq!(edits, vec![(ShapeLocation::Initializer { name: "heads".into() }, 0, 1)]);
