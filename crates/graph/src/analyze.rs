@@ -456,7 +456,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
         let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         match self.locate(&user, value, entry) {
-            Ok(Located::Const(loc, e, reader)) => self.spaces.shape_ref(RefAt::Const(loc), e, &reader, parts),
+            Ok(Located::Const(loc, e, reader)) => {
+                let indirect = reader != user;
+                self.spaces.shape_ref(RefAt::Const(loc, indirect), e, &reader, parts)
+            }
             // Only the classes that change the entry other than it changes by itself are
             // blocked (at solving): removing whole heads leaves a head-dim entry `E / H`
             // computed at run time as it is.

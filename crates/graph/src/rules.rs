@@ -484,7 +484,12 @@ impl Ctx<'_, '_> {
             }
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }), 0, &name, parts);
+        self.spaces.shape_ref(
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }, false),
+            0,
+            &name,
+            parts,
+        );
         out[1] = seg_axis(new_segs);
         self.set(&node.output[0], out);
         Ok(())
@@ -970,7 +975,7 @@ impl Ctx<'_, '_> {
         }
         let name = node.name.clone().unwrap_or_default();
         self.spaces.shape_ref(
-            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }),
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }, false),
             0,
             &name,
             parts,
@@ -1368,7 +1373,7 @@ impl Ctx<'_, '_> {
                     } else {
                         let name = node.name.clone().unwrap_or_default();
                         self.spaces.shape_ref(
-                            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }),
+                            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }, false),
                             j,
                             &name,
                             parts,
@@ -1447,7 +1452,7 @@ impl Ctx<'_, '_> {
                 } else {
                     let name = node.name.clone().unwrap_or_default();
                     self.spaces.shape_ref(
-                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }),
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }, false),
                         j,
                         &name,
                         parts,
@@ -1462,7 +1467,7 @@ impl Ctx<'_, '_> {
                 } else {
                     let name = node.name.clone().unwrap_or_default();
                     self.spaces.shape_ref(
-                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }),
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }, false),
                         j,
                         &name,
                         parts,

@@ -294,8 +294,9 @@ impl Part {
 /// Where the value of a recorded integer entry comes from.
 #[derive(Clone, Debug)]
 pub(crate) enum RefAt {
-    /// A constant that construction rewrites.
-    Const(ShapeLocation),
+    /// A constant that construction rewrites; `true` when it is read through shape
+    /// arithmetic (the reading node is not the one whose entry counts the channels).
+    Const(ShapeLocation, bool),
     /// Computed at run time from values that do not follow the group (why).
     Fixed(String),
     /// Computed at run time as the size of a value axis counting these parts (and why
@@ -320,7 +321,7 @@ impl RawShapeRef {
     /// `initializer 'x' entry 2`, or the reading node for an entry no constant holds.
     fn label(&self) -> String {
         match &self.location {
-            RefAt::Const(loc) => format!("{loc} entry {}", self.entry),
+            RefAt::Const(loc, _) => format!("{loc} entry {}", self.entry),
             _ => format!("entry {} of the shape read by node '{}'", self.entry, self.user),
         }
     }
@@ -711,10 +712,16 @@ impl Spaces {
                 }
             }
         };
+        // Classes edited through one node of shape arithmetic: its one output cannot
+        // carry the edits of Reshapes of different groups.
+        let mut through: BTreeMap<(ShapeLocation, usize, String), BTreeSet<usize>> = BTreeMap::new();
         for s in &self.shape_refs {
             let per_class = amounts(&s.parts, &|| s.label(), &mut reasons);
             match &s.location {
-                RefAt::Const(loc) => {
+                RefAt::Const(loc, indirect) => {
+                    if *indirect {
+                        through.entry((loc.clone(), s.entry, s.user.clone())).or_default().extend(per_class.keys());
+                    }
                     for (c, (n, d)) in per_class {
                         if d != 1 {
                             reasons[c].insert(format!("{} does not change by a whole number per element", s.label()));
@@ -750,6 +757,13 @@ impl Spaces {
                             }
                         }
                     }
+                }
+            }
+        }
+        for ((loc, entry, user), classes) in &through {
+            if classes.len() > 1 {
+                for &c in classes {
+                    reasons[c].insert(format!("{loc} entry {entry} is read through node '{user}' by nodes of several groups"));
                 }
             }
         }
