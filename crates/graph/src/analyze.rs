@@ -418,6 +418,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     }
                 }
             }
+            "Where" => {
+                // `Where(Equal(target, -1), ones, target)` (the TorchScript exporter's
+                // `expand(..)`): the branch the folded condition picks for this entry.
+                let at = |v: &[Dim]| v.get(if v.len() == 1 { 0 } else { idx }).and_then(Dim::known);
+                match self.shapes.shape_value(&node.input[0]).and_then(at) {
+                    Some(0) => self.locate(&me, &node.input[2], idx),
+                    Some(_) => self.locate(&me, &node.input[1], idx),
+                    None => Err(format!("entry {idx} is chosen at run time by {}", node_label(node))),
+                }
+            }
             "Mul" => {
                 // batch * H: the constant factor is the one that counts the channels.
                 for (k, other) in [(0usize, 1usize), (1, 0)] {
@@ -426,7 +436,20 @@ impl<'a, 'm> Ctx<'a, 'm> {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
                             let len = self.dims(c).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
-                            return self.locate(&me, c, if len == 1 { 0 } else { idx });
+                            let at = if len == 1 { 0 } else { idx };
+                            // kv_heads * n_rep (grouped-query attention's repeat): the
+                            // measured factor follows the channels, the constant is a
+                            // multiplier that must stay.
+                            let olen =
+                                self.dims(&node.input[other]).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
+                            let factor = self.shapes.shape_value(c).and_then(|v| v.get(at)).and_then(Dim::known);
+                            if let (Ok(Located::Dynamic(parts, why)), Some(f)) =
+                                (self.locate(&me, &node.input[other], if olen == 1 { 0 } else { idx }), factor)
+                            {
+                                let f = usize::try_from(f).map_err(|_| format!("entry {idx} is a negative multiple"))?;
+                                return Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(f)).collect(), why));
+                            }
+                            return self.locate(&me, c, at);
                         }
                     }
                 }

@@ -283,6 +283,15 @@ pub(crate) enum Part {
 }
 
 impl Part {
+    /// The same positions counted `f` times (a size multiplied by a constant).
+    pub fn times(self, f: usize) -> Part {
+        match self {
+            Part::Fixed(r, num, den) => Part::Fixed(r, num.saturating_mul(f), den),
+            Part::Coarse(r, k, num) => Part::Coarse(r, k, num.saturating_mul(f)),
+            Part::Inner(rs, k, num) => Part::Inner(rs, k, num.saturating_mul(f)),
+        }
+    }
+
     pub fn ranges(&self) -> Vec<Range> {
         match self {
             Part::Fixed(r, ..) | Part::Coarse(r, ..) => vec![*r],

@@ -519,3 +519,65 @@ fn head_dim_measured_from_another_value() {
     let edits: Vec<_> = xg.shape_constants.iter().map(|c| (c.location.clone(), c.entry, c.per_element, c.nodes.len())).collect();
     assert_eq!(edits, vec![(ShapeLocation::Computed { value: "split_target".into(), len: 4 }, 3, -1, 1)], "{}", a.table());
 }
+
+/// Grouped-query attention as the TorchScript exporter writes transformers' `repeat_kv`:
+/// the merge target's head count is `Shape(kv)[1] * n_rep`, computed at run time. The
+/// measured K/V head count follows the heads by itself; `n_rep` is a multiplier that must
+/// stay (before, it was taken for the constant counting the heads and edited).
+#[test]
+fn gqa_head_count_measured_times_a_constant() {
+    let (s, e, d) = (4i64, 16usize, 8i64);
+    let mut b = GraphBuilder::new("gqa_measured");
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let proj = |b: &mut GraphBuilder, name: &str, heads: i64| -> String {
+        let wt = w(b, &format!("{name}.weight"), &[e, (heads * d) as usize]);
+        let m = b.node("MatMul", &[&x, &wt], &[]);
+        let shape = b.ints(&format!("{name}.shape"), &[0, s, heads, d]);
+        let r = b.node("Reshape", &[&m, &shape], &[]);
+        b.node_with("Transpose", &[&r], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let qh = proj(&mut b, "q", 4);
+    let (kh, vh) = (proj(&mut b, "k", 2), proj(&mut b, "v", 2));
+    let (i0, i1, axes, rep, tail) =
+        (b.ints("i0", &[0]), b.ints("i1", &[1]), b.ints("axes", &[2]), b.ints("rep", &[2]), b.ints("tail", &[s, d]));
+    let repeat = |b: &mut GraphBuilder, t: &str, name: &str| -> String {
+        let u = b.node("Unsqueeze", &[t, &axes], &[]);
+        let to = b.ints(&format!("{name}.expand"), &[1, 2, 2, s, d]);
+        let x = b.node("Expand", &[&u, &to], &[]);
+        let shape = b.node("Shape", &[t], &[]);
+        let batch = b.node_with("Gather", &[&shape, &i0], &[], &[("axis", Attr::Int(0))]);
+        let kv = b.node_with("Gather", &[&shape, &i1], &[], &[("axis", Attr::Int(0))]);
+        let heads = b.node("Mul", &[&kv, &rep], &[]);
+        let target = b.node_with("Concat", &[&batch, &heads, &tail], &[], &[("axis", Attr::Int(0))]);
+        b.node("Reshape", &[&x, &target], &[])
+    };
+    let (kr, vr) = (repeat(&mut b, &kh, "k"), repeat(&mut b, &vh, "v"));
+    let kt = b.node_with("Transpose", &[&kr], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scores = b.node("MatMul", &[&qh, &kt], &[]);
+    let p = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let o = b.node("MatMul", &[&p, &vr], &[]);
+    let ot = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let merge = b.ints("merge", &[0, s, 4 * d]);
+    let m = b.node("Reshape", &[&ot, &merge], &[]);
+    let wo = w(&mut b, "o.weight", &[(4 * d) as usize, e]);
+    let y = b.node("MatMul", &[&m, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let a = run(&b.build().unwrap());
+    let g = group_with(&a, "k.weight", 1);
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!(g.num_elements, 2, "{}", a.table());
+    assert!(g.members.iter().any(|m| m.initializer == "q.weight"), "{:?}", g.members);
+    let edited: Vec<(String, usize, i64)> = g
+        .shape_constants
+        .iter()
+        .filter_map(|c| match &c.location {
+            ShapeLocation::Initializer { name } => Some((name.clone(), c.entry, c.per_element)),
+            _ => None,
+        })
+        .collect();
+    // Per removed K/V head: one K/V head, two query heads; n_rep stays 2.
+    for want in [("k.shape", 2, 1), ("v.shape", 2, 1), ("q.shape", 2, 2), ("k.expand", 1, 1), ("v.expand", 1, 1), ("merge", 2, 16)] {
+        assert!(edited.contains(&(want.0.to_string(), want.1, want.2)), "{want:?} not in {edited:?}");
+    }
+    assert!(edited.iter().all(|(n, ..)| n != "rep"), "{edited:?}");
+}
