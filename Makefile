@@ -29,7 +29,7 @@ VENV_ABS := $(abspath $(VENV))
 hash = $(shell cat $(1) 2>/dev/null | sha256sum | cut -c1-16)
 SETUP_STAMP := $(STAMPS)/setup-$(call hash,$(REQUIREMENTS))
 # Inside the zoo, so deleting graphs/zoo also forgets that it was generated. The other
-# collections (Optimum exports, node tests) have stamps of their own.
+# collections (users' exports, Optimum exports, node tests) have stamps of their own.
 ZOO_HASH := $(call hash,graphs/train_ref.py graphs/zoo.py)
 GRAPHS_STAMP := $(ZOO)/.stamp-$(ZOO_HASH)
 NODE_TESTS_STAMP := $(NODE_TESTS)/.stamp-$(call hash,$(NODE_TESTS_PY) $(REQUIREMENTS))
@@ -42,6 +42,10 @@ OPT_ZOO_STAMP := $(OPT_ZOO)/.stamp-$(call hash,graphs/optimum_zoo.py $(OPT_REQUI
 # `make demo` needs only the demo CNN: exported alone (seconds instead of the whole zoo's
 # two minutes) unless this zoo.py's whole zoo is there already.
 DEMO_STAMP := $(ZOO)/.demo-$(ZOO_HASH)
+# The same architectures as users' files are made (TorchScript exporter, no cleanup;
+# graphs/user_zoo.py imports zoo.py, so both are in its hash).
+USER_ZOO := graphs/user_zoo
+USER_ZOO_STAMP := $(USER_ZOO)/.stamp-$(call hash,graphs/zoo.py graphs/user_zoo.py)
 
 # --- environment for cargo ------------------------------------------------------------
 # torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
@@ -93,7 +97,7 @@ $(OPT_SETUP_STAMP): $(OPT_REQUIREMENTS) | $(SETUP_STAMP)
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP)
+graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP)
 
 $(OPT_ZOO_STAMP): | $(OPT_SETUP_STAMP)
 	$(OPT_VENV)/bin/python graphs/optimum_zoo.py --out $(OPT_ZOO)
@@ -104,6 +108,11 @@ $(GRAPHS_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/zoo.py --out $(ZOO)
 	$(PY) graphs/train_ref.py --out $(ZOO)
 	rm -f $(ZOO)/.stamp-*
+	touch $@
+
+$(USER_ZOO_STAMP): | $(SETUP_STAMP)
+	$(PY) graphs/user_zoo.py --out $(USER_ZOO)
+	rm -f $(USER_ZOO)/.stamp-*
 	touch $@
 
 # The script empties $(NODE_TESTS) first, old stamps included.
@@ -201,7 +210,7 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS)
+	rm -rf $(STAMPS) $(ZOO) $(USER_ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean

@@ -40,6 +40,7 @@ pub(crate) fn rewrite(model: &Model, graph: &Graph<'_>, groups: &[(&Group, Vec<u
         match location {
             ShapeLocation::Attribute { node, attribute } => edit_attribute(proto, node, attribute, edits)?,
             ShapeLocation::Initializer { name } => edit_shared(model, graph, proto, name, None, edits, &mut names, &mut inserts)?,
+            ShapeLocation::Computed { value, len } => edit_computed(graph, proto, value, *len, edits, &mut names, &mut inserts)?,
             ShapeLocation::ConstantNode { node } => {
                 let Some((index, n)) = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str())) else {
                     return Err(mismatch(
@@ -216,6 +217,69 @@ fn edit_shared(
         for &r in nodes {
             for inp in gp.node[r].input.iter_mut().filter(|i| *i == value) {
                 *inp = copy.clone();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Edits a 1-D int64 value computed at run time: each reader with edits reads
+/// `Sub(value, delta)` instead, inserted right after the value's producer (one Sub per
+/// distinct delta).
+fn edit_computed(
+    graph: &Graph<'_>,
+    proto: &mut ModelProto,
+    value: &str,
+    len: usize,
+    edits: &[Edit<'_>],
+    names: &mut HashSet<String>,
+    inserts: &mut Vec<(usize, NodeProto)>,
+) -> Result<()> {
+    let g0 = edits[0].group;
+    let Some((producer, _)) = graph.producer_node(value) else {
+        return Err(mismatch(g0, format!("shape value '{value}' is not computed by a node of the model")));
+    };
+    let mut readers: Vec<usize> = graph.consumers(value).iter().map(|u| u.node).collect();
+    readers.sort_unstable();
+    readers.dedup();
+    for e in edits {
+        if e.entry >= len {
+            return Err(mismatch(e.group, format!("shape value '{value}' has {len} entries, not an entry {}", e.entry)));
+        }
+        if !e.nodes.is_empty() && !readers.iter().any(|&r| e.nodes.contains(graph.node(r).name.as_deref().unwrap_or(""))) {
+            return Err(mismatch(e.group, format!("shape value '{value}': none of the nodes {:?} reads it", e.nodes)));
+        }
+    }
+    let mut classes: BTreeMap<Vec<i64>, Vec<usize>> = BTreeMap::new();
+    for &r in &readers {
+        let name = graph.node(r).name.as_deref().unwrap_or("");
+        let mut delta = vec![0i64; len];
+        for e in edits.iter().filter(|e| e.nodes.is_empty() || e.nodes.contains(name)) {
+            delta[e.entry] = delta[e.entry].saturating_add(e.delta);
+        }
+        if delta.iter().any(|&d| d != 0) {
+            classes.entry(delta).or_default().push(r);
+        }
+    }
+    let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
+    for (delta, nodes) in classes {
+        let Some(t) = Tensor::new(vec![len], TensorData::I64(delta)) else {
+            return Err(mismatch(g0, format!("shape value '{value}': cannot build its edit")));
+        };
+        let delta_name = fresh(names, &format!("{value}.delta"));
+        let edited = fresh(names, value);
+        gp.initializer.push(t.to_proto(&delta_name));
+        let sub = NodeProto {
+            name: Some(fresh(names, &format!("{value}.edit"))),
+            op_type: Some("Sub".to_string()),
+            input: vec![value.to_string(), delta_name],
+            output: vec![edited.clone()],
+            ..Default::default()
+        };
+        inserts.push((producer, sub));
+        for r in nodes {
+            for inp in gp.node[r].input.iter_mut().filter(|i| *i == value) {
+                *inp = edited.clone();
             }
         }
     }

@@ -8,20 +8,30 @@ use common::*;
 use oto_construct::{construct, zero_elements, PRUNED_METADATA_KEY};
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::{Graph, Model};
-use oto_testkit::{deviation, run_ort, zoo_inputs, zoo_model, SplitMix64};
+use oto_testkit::{deviation, run_ort, user_zoo_dir, zoo_inputs, zoo_model, SplitMix64};
 
 fn check_construct(name: &str, seeds: u64) {
-    let model = zoo_model(name);
-    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    check_model(name, &zoo_model(name), &zoo_inputs(name), seeds);
+}
+
+/// A file of the user zoo (graphs/user_zoo/torchscript) with its reference inputs.
+fn check_torchscript(file: &str, reference: &str, seeds: u64) {
+    let dir = user_zoo_dir().join("torchscript");
+    let model = Model::load(dir.join(file)).unwrap_or_else(|e| panic!("{e}; run `python graphs/user_zoo.py --out graphs/user_zoo`"));
+    let inputs = oto_onnx::npz::read_npz(dir.join(format!("{reference}.inputs.npz"))).unwrap();
+    check_model(file, &model, &inputs, seeds);
+}
+
+fn check_model(name: &str, model: &Model, inputs: &[(String, oto_onnx::Tensor)], seeds: u64) {
+    let analysis = analyze(model, &AnalyzeOptions::default()).unwrap();
     assert!(analysis.prunable_groups().any(|g| g.num_elements > 1), "{name}: nothing to prune\n{}", analysis.table());
-    let inputs = zoo_inputs(name);
     let dir = tempfile::tempdir().unwrap();
     for seed in 0..seeds {
         for sparsity in [0.1, 0.5, 0.9] {
             let ctx = format!("{name} seed {seed} sparsity {sparsity}");
             let mut rng = SplitMix64::new(seed * 7919 + (sparsity * 100.0) as u64 + 1);
             let removed = pick(&analysis, &mut rng, sparsity);
-            let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
+            let full = oto_construct::zero_producers(model, &analysis, &removed).unwrap();
 
             // The zero elements found are at least the chosen ones.
             let found = zero_elements(&analysis, &full).unwrap();
@@ -46,7 +56,7 @@ fn check_construct(name: &str, seeds: u64) {
             let graph = Graph::new(&compact).unwrap();
             let shapes = oto_onnx::shape::infer(&graph).unwrap();
             assert!(shapes.mismatches.is_empty(), "{ctx}: stale shapes {:?}", shapes.mismatches);
-            let path = dir.path().join(format!("{name}.compact.onnx"));
+            let path = dir.path().join("compact.onnx");
             compact.save(&path, &Default::default()).unwrap();
             let reloaded = Model::load(&path).unwrap();
             assert!(reloaded.proto.metadata_props.iter().any(|e| e.key.as_deref() == Some(PRUNED_METADATA_KEY)));
@@ -55,9 +65,9 @@ fn check_construct(name: &str, seeds: u64) {
                 let g = m.proto.graph.as_ref().unwrap();
                 (g.output.clone(), Graph::new(m).unwrap().real_inputs().cloned().collect::<Vec<_>>())
             };
-            assert_eq!(io(&reloaded), io(&model), "{ctx}: inputs/outputs changed");
+            assert_eq!(io(&reloaded), io(model), "{ctx}: inputs/outputs changed");
 
-            let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&reloaded.proto, &inputs));
+            let (err, tol) = deviation(&run_ort(&full.proto, inputs), &run_ort(&reloaded.proto, inputs));
             assert!(err <= tol, "{ctx}: max deviation {err:.3e} > {tol:.3e}");
         }
     }
@@ -90,3 +100,29 @@ zoo_tests!(
     convtranspose_in: 3,
     resnet50: 1,
 );
+
+/// TorchScript exports whose widths are computed at run time from `Shape`s
+/// (nn.MultiheadAttention's `[T*B, E]`, the packed QKV's `[T, B, 3, E]`): construction
+/// edits those computed values.
+#[test]
+fn vit_tiny_torchscript() {
+    check_torchscript("vit_tiny.onnx", "vit_tiny", 3);
+}
+
+/// transformers models as Optimum exports them: masks built inside transformers, sdpa
+/// attention (`Where(IsNaN(p), 0, p)` after the softmax).
+#[test]
+fn bert_tiny_optimum() {
+    check_torchscript("bert_tiny.optimum.onnx", "bert_tiny.optimum", 3);
+}
+
+#[test]
+fn gpt2_tiny_optimum() {
+    check_torchscript("gpt2_tiny.optimum.onnx", "gpt2_tiny.optimum", 3);
+}
+
+/// BatchNormalization folded into the convolutions by the exporter, opset 13.
+#[test]
+fn resnet18_torchscript_opset13() {
+    check_torchscript("resnet18.op13.onnx", "resnet18", 1);
+}

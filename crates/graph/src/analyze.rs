@@ -3,7 +3,7 @@
 //! [`crate::rules`], one per operator.
 
 use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
-use crate::space::{AxisT, Factor, InitDims, LinSeg, Part, Range, ReqKind, Scale, Seg, Spaces, Track, ValueT};
+use crate::space::{AxisT, Factor, InitDims, LinSeg, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
@@ -138,10 +138,12 @@ fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
 
 /// Where an integer entry of a shape-like value comes from.
 pub(crate) enum Located {
-    /// A constant that construction must rewrite.
-    Const(ShapeLocation, usize),
-    /// Computed at run time from the shape of a value whose axis is tracked: follows pruning by itself.
-    Dynamic,
+    /// A constant that construction must rewrite: where, which entry, and the node that
+    /// reads it (the Reshape itself, or a node of the shape arithmetic feeding it).
+    Const(ShapeLocation, usize, String),
+    /// Computed at run time as the size of a tracked value axis: changes by itself
+    /// with the parts that axis counts (and why that may not be what it must count).
+    Dynamic(Vec<Part>, String),
 }
 
 /// One recorded slice of an initializer axis: base range, axis offset, positions ratio.
@@ -329,20 +331,22 @@ impl<'a, 'm> Ctx<'a, 'm> {
         self.spaces.new_base(n)
     }
 
-    /// Where entry `idx` of the integer value `value` comes from, or why it cannot be found.
-    pub fn locate(&self, value: &str, idx: usize) -> Result<Located, String> {
+    /// Where entry `idx` of the integer value `value`, read by the node named `reader`,
+    /// comes from, or why it cannot be found.
+    pub fn locate(&self, reader: &str, value: &str, idx: usize) -> Result<Located, String> {
         if self.is_init(value) {
-            return Ok(Located::Const(ShapeLocation::Initializer { name: value.to_string() }, idx));
+            return Ok(Located::Const(ShapeLocation::Initializer { name: value.to_string() }, idx, reader.to_string()));
         }
         let Some((_, node)) = self.graph.producer_node(value) else {
             return Err(format!("'{value}' is a graph input"));
         };
         let name = node.name.clone().unwrap_or_default();
+        let me = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         match node.op() {
-            "Constant" => Ok(Located::Const(ShapeLocation::ConstantNode { node: name }, idx)),
-            "Identity" | "Cast" => self.locate(&node.input[0], idx),
+            "Constant" => Ok(Located::Const(ShapeLocation::ConstantNode { node: name }, idx, reader.to_string())),
+            "Identity" | "Cast" => self.locate(&me, &node.input[0], idx),
             "Unsqueeze" | "Squeeze" | "Reshape" if idx == 0 || self.dims(&node.input[0]).is_some_and(|d| d.len() <= 1) => {
-                self.locate(&node.input[0], idx)
+                self.locate(&me, &node.input[0], idx)
             }
             "Concat" => {
                 let mut at = 0usize;
@@ -353,7 +357,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                         _ => return Err(format!("the length of '{inp}' (an input of {}) is unknown", node_label(node))),
                     };
                     if idx < at + len {
-                        return self.locate(inp, idx - at);
+                        return self.locate(&me, inp, idx - at);
                     }
                     at += len;
                 }
@@ -365,10 +369,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let first = if start < 0 { start + rank } else { start };
                 let axis = (first + idx as i64) as usize;
-                if self.track(measured).and_then(|t| t.get(axis)).is_some_and(AxisT::is_tracked) {
-                    Ok(Located::Dynamic)
-                } else {
-                    Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
+                match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
+                    Some(a) => Ok(Located::Dynamic(
+                        count_parts(a),
+                        format!("is the size of axis {axis} of '{measured}', which counts other channels"),
+                    )),
+                    None => {
+                        Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
+                    }
                 }
             }
             "Slice" => {
@@ -383,7 +391,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 if src.op() != "Shape" || sl.steps.as_ref().is_some_and(|s| s.iter().any(|&x| x != 1)) {
                     return Err(format!("entry {idx} comes from {}", node_label(node)));
                 }
-                self.locate(&node.input[0], start as usize + idx)
+                self.locate(&me, &node.input[0], start as usize + idx)
             }
             "Gather" => {
                 let data = &node.input[0];
@@ -400,11 +408,24 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let measured = &src.input[0];
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let axis = if ix < 0 { ix + rank } else { ix } as usize;
-                let tracked = self.track(measured).and_then(|t| t.get(axis)).is_some_and(AxisT::is_tracked);
-                if tracked {
-                    Ok(Located::Dynamic)
-                } else {
-                    Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
+                match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
+                    Some(a) => Ok(Located::Dynamic(
+                        count_parts(a),
+                        format!("is the size of axis {axis} of '{measured}', which counts other channels"),
+                    )),
+                    None => {
+                        Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
+                    }
+                }
+            }
+            "Where" => {
+                // `Where(Equal(target, -1), ones, target)` (the TorchScript exporter's
+                // `expand(..)`): the branch the folded condition picks for this entry.
+                let at = |v: &[Dim]| v.get(if v.len() == 1 { 0 } else { idx }).and_then(Dim::known);
+                match self.shapes.shape_value(&node.input[0]).and_then(at) {
+                    Some(0) => self.locate(&me, &node.input[2], idx),
+                    Some(_) => self.locate(&me, &node.input[1], idx),
+                    None => Err(format!("entry {idx} is chosen at run time by {}", node_label(node))),
                 }
             }
             "Mul" => {
@@ -415,7 +436,20 @@ impl<'a, 'm> Ctx<'a, 'm> {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
                             let len = self.dims(c).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
-                            return self.locate(c, if len == 1 { 0 } else { idx });
+                            let at = if len == 1 { 0 } else { idx };
+                            // kv_heads * n_rep (grouped-query attention's repeat): the
+                            // measured factor follows the channels, the constant is a
+                            // multiplier that must stay.
+                            let olen =
+                                self.dims(&node.input[other]).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
+                            let factor = self.shapes.shape_value(c).and_then(|v| v.get(at)).and_then(Dim::known);
+                            if let (Ok(Located::Dynamic(parts, why)), Some(f)) =
+                                (self.locate(&me, &node.input[other], if olen == 1 { 0 } else { idx }), factor)
+                            {
+                                let f = usize::try_from(f).map_err(|_| format!("entry {idx} is a negative multiple"))?;
+                                return Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(f)).collect(), why));
+                            }
+                            return self.locate(&me, c, at);
                         }
                     }
                 }
@@ -425,25 +459,38 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// `value` as a location construction can edit: a node's 1-D int64 output of known length.
+    fn computed_location(&self, value: &str) -> Option<ShapeLocation> {
+        let computed = self.graph.producer_node(value).is_some_and(|(_, n)| n.op() != "Constant");
+        let int64 = self.shapes.dtype(value) == Some(oto_onnx::DType::I64);
+        match self.dims(value).as_deref() {
+            Some([Dim::Known(n)]) if computed && int64 => {
+                Some(ShapeLocation::Computed { value: value.to_string(), len: usize::try_from(*n).ok()? })
+            }
+            _ => None,
+        }
+    }
+
     /// Records that entry `entry` of the integer value `value` (an input of `node`)
-    /// counts `parts`; blocks them when the entry cannot be located.
+    /// counts `parts`; blocks the classes that would change it when it cannot be rewritten.
     pub fn shape_entry(&mut self, node: &NodeProto, value: &str, entry: usize, parts: Vec<Part>) {
         if parts.is_empty() {
             return;
         }
-        match self.locate(value, entry) {
-            Ok(Located::Const(loc, e)) => {
-                let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
-                self.spaces.shape_ref(loc, e, &user, parts)
+        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
+        match self.locate(&user, value, entry) {
+            Ok(Located::Const(loc, e, reader)) => {
+                let indirect = reader != user;
+                self.spaces.shape_ref(RefAt::Const(loc, indirect), e, &reader, parts)
             }
-            Ok(Located::Dynamic) => {}
-            Err(why) => {
-                let reason = format!("cannot locate the width constant of {}: {why}", node_label(node));
-                for r in parts.iter().flat_map(Part::ranges) {
-                    self.spaces.block(r, reason.clone());
-                }
-                self.blocked_op(node, &format!("cannot locate the width constant: {why}"));
+            // Only the classes that change the entry other than it changes by itself are
+            // blocked (at solving): removing whole heads leaves a head-dim entry `E / H`
+            // computed at run time as it is.
+            Ok(Located::Dynamic(measured, why)) => {
+                let computed = self.computed_location(value);
+                self.spaces.shape_ref(RefAt::Follows(measured, why, computed), entry, &user, parts)
             }
+            Err(why) => self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts),
         }
     }
 }

@@ -166,6 +166,15 @@ pub enum ShapeLocation {
         /// Node name.
         node: String,
     },
+    /// A 1-D int64 value computed at run time (a Reshape target built from `Shape`s of
+    /// other values): construction subtracts the edits from it in front of the nodes
+    /// that read it on the group's behalf.
+    Computed {
+        /// Value name.
+        value: String,
+        /// Number of entries.
+        len: usize,
+    },
     /// An integer attribute of a node (entry 0), such as Conv's `group`.
     Attribute {
         /// Node name.
@@ -180,6 +189,7 @@ impl fmt::Display for ShapeLocation {
         match self {
             ShapeLocation::Initializer { name } => write!(f, "initializer '{name}'"),
             ShapeLocation::ConstantNode { node } => write!(f, "Constant node '{node}'"),
+            ShapeLocation::Computed { value, .. } => write!(f, "computed value '{value}'"),
             ShapeLocation::Attribute { node, attribute } => {
                 write!(f, "attribute '{attribute}' of node '{node}'")
             }

@@ -4,7 +4,7 @@
 
 use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ctx};
 use crate::model::{Role, ShapeLocation};
-use crate::space::{AxisT, Factor, Part, Range, ReqKind, Scale, Seg, Track, ValueT};
+use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
@@ -89,7 +89,7 @@ impl Ctx<'_, '_> {
             // f(0) = 0 elementwise
             "Relu" | "LeakyRelu" | "Gelu" | "Erf" | "Tanh" | "Neg" | "Abs" | "Identity" | "Cast" | "Sign" | "Round" | "Floor" | "Ceil"
             | "HardSwish" | "Mish" | "Elu" | "Selu" | "Celu" | "Sin" | "Sqrt" | "Softsign" | "ThresholdedRelu" | "Shrink" | "Asin"
-            | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" => self.unary(node, true),
+            | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" | "IsNaN" | "IsInf" => self.unary(node, true),
             // f(0) != 0 elementwise: tied, but no longer zero
             "Sigmoid" | "HardSigmoid" | "Exp" | "Softplus" | "Cos" | "Log" | "Reciprocal" | "Cosh" | "Acos" => self.unary(node, false),
             "Clip" => {
@@ -108,10 +108,9 @@ impl Ctx<'_, '_> {
             "Pow" => self.binary(node, Bin::Pow, 0, 1),
             "PRelu" => self.binary(node, Bin::PRelu, 0, 1),
             "Where" => {
+                self.binary(node, Bin::Where, 1, 2);
                 if self.tracks.contains_key(node.input[0].as_str()) {
-                    self.block_node(node, "the condition of Where follows channels");
-                } else {
-                    self.binary(node, Bin::Where, 1, 2)
+                    self.where_condition(node);
                 }
             }
             "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => self.pool(node),
@@ -189,6 +188,43 @@ impl Ctx<'_, '_> {
                 }
                 (Some(x), None) => *slot = self.one_side(node, op, x, &b, pb.map(|p| db[p].clone()), pb, true),
                 (None, Some(y)) => *slot = self.one_side(node, op, y, &a, pa.map(|p| da[p].clone()), pa, false),
+            }
+        }
+        self.set(&out, out_t);
+    }
+
+    /// `Where(cond, a, b)` with a condition computed from tracked channels (the
+    /// TorchScript exporter's `Where(IsNaN(p), 0, p)` after an attention softmax): each
+    /// position selects from the same positions of `a` and `b`, so the condition's
+    /// channels are the output's (tied); the output is zero where both branches are.
+    fn where_condition(&mut self, node: &NodeProto) {
+        let (cond, out) = (node.input[0].clone(), node.output[0].clone());
+        let (Some(tc), Some(dc), Some(od)) = (self.track(&cond).cloned(), self.dims(&cond), self.dims(&out)) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let mut out_t: ValueT = match self.track(&out) {
+            Some(t) => t.clone(),
+            None => od.iter().map(|d| AxisT::plain(d.clone())).collect(),
+        };
+        let r = od.len();
+        for (ax, slot) in out_t.iter_mut().enumerate() {
+            let Some(p) = (ax + dc.len()).checked_sub(r) else { continue };
+            let Some(c) = tc.get(p).filter(|a| a.is_tracked()).cloned() else { continue };
+            if dc[p] != od[ax] {
+                self.block_axis_at(node, &c, "a condition broadcast along the channels it follows");
+                continue;
+            }
+            if slot.is_tracked() {
+                let x = slot.clone();
+                if let Some(u) = self.union_axes(node, &x, &c, |p, _| p) {
+                    *slot = u;
+                }
+            } else {
+                // Constant branches chosen channel by channel: the channels follow, not zero.
+                let mut c = c;
+                c.map_zero(&|_| false);
+                *slot = c;
             }
         }
         self.set(&out, out_t);
@@ -452,7 +488,12 @@ impl Ctx<'_, '_> {
             }
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }, 0, &name, parts);
+        self.spaces.shape_ref(
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }, false),
+            0,
+            &name,
+            parts,
+        );
         out[1] = seg_axis(new_segs);
         self.set(&node.output[0], out);
         Ok(())
@@ -937,7 +978,12 @@ impl Ctx<'_, '_> {
             parts.push(Part::Fixed(s.range, 1, k));
         }
         let name = node.name.clone().unwrap_or_default();
-        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }, 0, &name, parts);
+        self.spaces.shape_ref(
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }, false),
+            0,
+            &name,
+            parts,
+        );
         zero_after_norm(&mut t);
         self.set(&node.output[0], t);
         Ok(())
@@ -1330,7 +1376,12 @@ impl Ctx<'_, '_> {
                         self.shape_entry(node, &s, j, parts);
                     } else {
                         let name = node.name.clone().unwrap_or_default();
-                        self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }, j, &name, parts);
+                        self.spaces.shape_ref(
+                            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }, false),
+                            j,
+                            &name,
+                            parts,
+                        );
                     }
                 }
             } else {
@@ -1404,7 +1455,12 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }, j, &name, parts);
+                    self.spaces.shape_ref(
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }, false),
+                        j,
+                        &name,
+                        parts,
+                    );
                 }
             }
             if (e as usize) < dim as usize {
@@ -1414,7 +1470,12 @@ impl Ctx<'_, '_> {
                     self.shape_entry(node, &v, j, parts);
                 } else {
                     let name = node.name.clone().unwrap_or_default();
-                    self.spaces.shape_ref(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }, j, &name, parts);
+                    self.spaces.shape_ref(
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }, false),
+                        j,
+                        &name,
+                        parts,
+                    );
                 }
             }
             t[ax] = seg_axis(w);

@@ -283,6 +283,15 @@ pub(crate) enum Part {
 }
 
 impl Part {
+    /// The same positions counted `f` times (a size multiplied by a constant).
+    pub fn times(self, f: usize) -> Part {
+        match self {
+            Part::Fixed(r, num, den) => Part::Fixed(r, num.saturating_mul(f), den),
+            Part::Coarse(r, k, num) => Part::Coarse(r, k, num.saturating_mul(f)),
+            Part::Inner(rs, k, num) => Part::Inner(rs, k, num.saturating_mul(f)),
+        }
+    }
+
     pub fn ranges(&self) -> Vec<Range> {
         match self {
             Part::Fixed(r, ..) | Part::Coarse(r, ..) => vec![*r],
@@ -291,13 +300,40 @@ impl Part {
     }
 }
 
+/// Where the value of a recorded integer entry comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum RefAt {
+    /// A constant that construction rewrites; `true` when it is read through shape
+    /// arithmetic (the reading node is not the one whose entry counts the channels).
+    Const(ShapeLocation, bool),
+    /// Computed at run time from values that do not follow the group (why).
+    Fixed(String),
+    /// Computed at run time as the size of a value axis counting these parts (and why
+    /// that may differ from what the entry must count); where the entry is read from a
+    /// computed value that construction can edit, the difference is made up there.
+    Follows(Vec<Part>, String, Option<ShapeLocation>),
+}
+
 #[derive(Clone, Debug)]
 struct RawShapeRef {
-    location: ShapeLocation,
+    /// The constant to rewrite, or how the entry is computed at run time: a class that
+    /// would change it other than by itself is unprunable, and one that leaves it as it
+    /// is (whole heads removed from a head-dim entry) is not affected.
+    location: RefAt,
     entry: usize,
     /// The node reading the entry.
     user: String,
     parts: Vec<Part>,
+}
+
+impl RawShapeRef {
+    /// `initializer 'x' entry 2`, or the reading node for an entry no constant holds.
+    fn label(&self) -> String {
+        match &self.location {
+            RefAt::Const(loc, _) => format!("{loc} entry {}", self.entry),
+            _ => format!("entry {} of the shape read by node '{}'", self.entry, self.user),
+        }
+    }
 }
 
 /// The records of one analysis, then solved into groups.
@@ -314,6 +350,14 @@ pub(crate) struct Spaces {
 
 /// Parameter counts the solver needs: initializer name -> dims.
 pub(crate) type InitDims = HashMap<String, Vec<usize>>;
+
+/// Per (location, entry): the amount per element each reading node needs.
+type ShapeEdits = BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>;
+
+/// `a * b` as an i64 (saturating: the amounts are channel counts).
+fn frac_i64(a: usize, b: usize) -> i64 {
+    i64::try_from(a.saturating_mul(b)).unwrap_or(i64::MAX)
+}
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
@@ -391,9 +435,11 @@ impl Spaces {
         self.balanced.push((reason, parts));
     }
 
-    /// Records an integer entry counting positions of ranges (`len * num / den` each).
-    pub fn shape_ref(&mut self, location: ShapeLocation, entry: usize, user: &str, parts: Vec<Part>) {
-        if !parts.is_empty() {
+    /// Records an integer entry counting positions of ranges (`len * num / den` each),
+    /// held where `location` says.
+    pub fn shape_ref(&mut self, location: RefAt, entry: usize, user: &str, parts: Vec<Part>) {
+        let follows = matches!(&location, RefAt::Follows(m, ..) if !m.is_empty());
+        if !parts.is_empty() || follows {
             self.shape_refs.push(RawShapeRef { location, entry, user: user.to_string(), parts });
         }
     }
@@ -424,7 +470,11 @@ impl Spaces {
             add(r, &mut cuts);
         }
         for s in &self.shape_refs {
-            for r in s.parts.iter().flat_map(Part::ranges) {
+            let measured = match &s.location {
+                RefAt::Follows(m, ..) => m.as_slice(),
+                _ => &[],
+            };
+            for r in s.parts.iter().chain(measured).flat_map(Part::ranges) {
                 add(&r, &mut cuts);
             }
         }
@@ -599,9 +649,9 @@ impl Spaces {
         }
         // Shape constants.
         // (location, entry) -> reading node -> amount per element
-        let mut shapes: Vec<BTreeMap<(ShapeLocation, usize), BTreeMap<String, i64>>> = vec![BTreeMap::new(); nc];
-        for s in &self.shape_refs {
-            // class -> amount per element, as a fraction
+        let mut shapes: Vec<ShapeEdits> = vec![BTreeMap::new(); nc];
+        // class -> amount per element of an entry counting `parts`, as a fraction
+        let amounts = |parts: &[Part], label: &dyn Fn() -> String, reasons: &mut Vec<BTreeSet<String>>| {
             let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
             let mut add_frac = |c: usize, n: usize, d: usize| {
                 let e = per_class.entry(c).or_insert((0, 1));
@@ -609,7 +659,7 @@ impl Spaces {
                 let g = gcd(nn, nd).max(1);
                 *e = (nn / g, nd / g);
             };
-            for part in &s.parts {
+            for part in parts {
                 match part {
                     Part::Fixed(r, num, den) => {
                         for i in covered(r) {
@@ -639,7 +689,7 @@ impl Spaces {
                                 }
                                 let w = (iv.start - r.start) / k;
                                 if (iv.end() - 1 - r.start) / k != w {
-                                    reasons[c].insert(format!("{} entry {}: a block of {k} holds part of an element", s.location, s.entry));
+                                    reasons[c].insert(format!("{}: a block of {k} holds part of an element", label()));
                                 }
                                 *loss.entry(c).or_default().entry((r.base, r.start, w)).or_insert(0) += b;
                             }
@@ -647,10 +697,7 @@ impl Spaces {
                         for (c, per_window) in loss {
                             let first = per_window.values().next().copied().unwrap_or(0);
                             if per_window.len() != windows || per_window.values().any(|&x| x != first) {
-                                reasons[c].insert(format!(
-                                    "{} entry {}: blocks of {k} would lose different numbers of channels",
-                                    s.location, s.entry
-                                ));
+                                reasons[c].insert(format!("{}: blocks of {k} would lose different numbers of channels", label()));
                                 continue;
                             }
                             add_frac(c, first * num, 1);
@@ -658,13 +705,74 @@ impl Spaces {
                     }
                 }
             }
-            for (c, (n, d)) in per_class {
-                if d != 1 {
-                    reasons[c].insert(format!("{} entry {} does not change by a whole number per element", s.location, s.entry));
-                    continue;
+            per_class.retain(|_, (n, _)| *n > 0);
+            per_class
+        };
+        // One amount per (location, entry, reading node): several Reshapes reading one
+        // node of shape arithmetic (the Mul of `batch * H`) need the same edit, once.
+        let record = |at: &mut ShapeEdits, why: &mut BTreeSet<String>, loc: &ShapeLocation, s: &RawShapeRef, amount: i64| {
+            let users = at.entry((loc.clone(), s.entry)).or_default();
+            match users.get(&s.user) {
+                Some(&had) if had != amount => {
+                    why.insert(format!("{loc} entry {} is read by node '{}' for edits of {had} and {amount}", s.entry, s.user));
                 }
-                if n > 0 {
-                    *shapes[c].entry((s.location.clone(), s.entry)).or_default().entry(s.user.clone()).or_insert(0) += n as i64;
+                _ => {
+                    users.insert(s.user.clone(), amount);
+                }
+            }
+        };
+        // Classes edited through one node of shape arithmetic: its one output cannot
+        // carry the edits of Reshapes of different groups.
+        let mut through: BTreeMap<(ShapeLocation, usize, String), BTreeSet<usize>> = BTreeMap::new();
+        for s in &self.shape_refs {
+            let per_class = amounts(&s.parts, &|| s.label(), &mut reasons);
+            match &s.location {
+                RefAt::Const(loc, indirect) => {
+                    if *indirect {
+                        through.entry((loc.clone(), s.entry, s.user.clone())).or_default().extend(per_class.keys());
+                    }
+                    for (c, (n, d)) in per_class {
+                        if d != 1 {
+                            reasons[c].insert(format!("{} does not change by a whole number per element", s.label()));
+                        } else {
+                            record(&mut shapes[c], &mut reasons[c], loc, s, n as i64);
+                        }
+                    }
+                }
+                RefAt::Fixed(why) => {
+                    for c in per_class.into_keys() {
+                        reasons[c].insert(format!("cannot locate the width constant of node '{}': {why}", s.user));
+                    }
+                }
+                RefAt::Follows(measured, why, computed) => {
+                    // The entry changes by itself with the classes of the measured axis:
+                    // fine where every class changes it exactly as much as it must
+                    // change; otherwise construction makes up the difference in the
+                    // computed value, or the class is unprunable.
+                    let got = amounts(measured, &|| s.label(), &mut reasons);
+                    let classes: BTreeSet<usize> = per_class.keys().chain(got.keys()).copied().collect();
+                    for c in classes {
+                        let (want, have) = (per_class.get(&c).copied().unwrap_or((0, 1)), got.get(&c).copied().unwrap_or((0, 1)));
+                        if want == have {
+                            continue;
+                        }
+                        let (num, den) = (frac_i64(want.0, have.1) - frac_i64(have.0, want.1), frac_i64(want.1, have.1));
+                        match computed {
+                            Some(loc) if den != 0 && num % den == 0 => {
+                                record(&mut shapes[c], &mut reasons[c], loc, s, num / den);
+                            }
+                            _ => {
+                                reasons[c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for ((loc, entry, user), classes) in &through {
+            if classes.len() > 1 {
+                for &c in classes {
+                    reasons[c].insert(format!("{loc} entry {entry} is read through node '{user}' by nodes of several groups"));
                 }
             }
         }

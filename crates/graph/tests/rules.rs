@@ -465,3 +465,145 @@ fn gather_nd_and_scatter_nd_block_the_channels_they_touch() {
         assert!(group(&a, "c2.bias:0").prunable, "{op}: {}", a.table());
     }
 }
+
+/// `Where(IsNaN(h), 0, h)` (the TorchScript exporter's sdpa guard after the softmax):
+/// the condition follows the channels of `h`, position by position; the channels stay
+/// prunable.
+#[test]
+fn where_with_a_condition_from_the_channels() {
+    let mut b = GraphBuilder::new("where_isnan");
+    let x = b.input_f32("x", &batch_dims(&[16]));
+    let w1 = w(&mut b, "fc1.weight", &[32, 16]);
+    let b1 = w(&mut b, "fc1.bias", &[32]);
+    let h = b.node_with("Gemm", &[&x, &w1, &b1], &[], &[("transB", Attr::Int(1))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let nan = b.node("IsNaN", &[&h], &[]);
+    let zero = b.initializer("zero", oto_onnx::Tensor::new(vec![], oto_onnx::TensorData::F32(vec![0.0])).unwrap());
+    let g = b.node("Where", &[&nan, &zero, &h], &[]);
+    let w2 = w(&mut b, "fc2.weight", &[10, 32]);
+    let b2 = w(&mut b, "fc2.bias", &[10]);
+    let y = b.node_with("Gemm", &[&g, &w2, &b2], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[10]));
+    let a = run(&b.build().unwrap());
+    let g = group_with(&a, "fc1.weight", 0);
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!(g.num_elements, 32);
+    assert_eq!(member(g, "fc2.weight", 1).role, Role::Consumer);
+    assert!(a.blocked.is_empty(), "{:?}", a.blocked);
+}
+
+/// A head split whose head dim is measured at run time from another value's width
+/// (`q.view(B, S, 2, x.shape[2])`, as the TorchScript exporter writes `x.size(-1)`),
+/// then attention of the heads with themselves:
+/// removing heads edits only the head count; removing channels of `x` would shrink it by itself,
+/// so construction adds them back in the computed target (a `Computed` edit of -1 per
+/// element); the merge back (`[B, S, q.shape[2]]`) follows the heads by itself.
+#[test]
+fn head_dim_measured_from_another_value() {
+    let (s, e) = (4usize, 16usize);
+    let mut b = GraphBuilder::new("measured");
+    let x0 = b.input_f32("x0", &batch_dims(&[s as i64, 8]));
+    let w0 = w(&mut b, "proj.weight", &[8, e]);
+    let b0 = w(&mut b, "proj.bias", &[e]);
+    let x = b.node("MatMul", &[&x0, &w0], &[]);
+    let x = b.node("Add", &[&x, &b0], &[]);
+    let x = b.node("Relu", &[&x], &[]);
+    let wq = w(&mut b, "q.weight", &[e, 2 * e]);
+    let bq = w(&mut b, "q.bias", &[2 * e]);
+    let q = b.node("MatMul", &[&x, &wq], &[]);
+    let q = b.node("Add", &[&q, &bq], &[]);
+    let sx = b.node("Shape", &[&x], &[]);
+    let (zero, two, heads, last) = (b.ints("zero", &[0]), b.ints("two", &[2]), b.ints("heads", &[2]), b.ints("last", &[2]));
+    let bs = b.node("Slice", &[&sx, &zero, &two], &[]);
+    let dx = b.node_with("Gather", &[&sx, &last], &[], &[("axis", Attr::Int(0))]);
+    let target = b.node_with("Concat", &[&bs, &heads, &dx], &["split_target"], &[("axis", Attr::Int(0))]);
+    let qh = b.node("Reshape", &[&q, &target], &["split"]);
+    // Self-attention of the heads with themselves: q (q^T) q, per head.
+    let qt = b.node_with("Transpose", &[&qh], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let kt = b.node_with("Transpose", &[&qt], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scores = b.node("MatMul", &[&qt, &kt], &[]);
+    let o = b.node("MatMul", &[&scores, &qt], &[]);
+    let r = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let sq = b.node("Shape", &[&q], &[]);
+    let dq = b.node_with("Gather", &[&sq, &last], &[], &[("axis", Attr::Int(0))]);
+    let merge = b.node_with("Concat", &[&bs, &dq], &[], &[("axis", Attr::Int(0))]);
+    let m = b.node("Reshape", &[&r, &merge], &["merge"]);
+    let wo = w(&mut b, "out.weight", &[2 * e, 10]);
+    let y = b.node("MatMul", &[&m, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s as i64, 10]));
+    let a = run(&b.build().unwrap());
+    let heads = group_with(&a, "q.weight", 1);
+    assert!(heads.prunable, "{}", a.table());
+    assert_eq!((heads.num_elements, heads.kind), (2, ElementKind::Head { dim: e }), "{}", a.table());
+    // The head count, read by the Concat that builds the target.
+    let edits: Vec<_> = heads.shape_constants.iter().map(|c| (c.location.clone(), c.entry, c.per_element)).collect();
+    assert_eq!(edits, vec![(ShapeLocation::Initializer { name: "heads".into() }, 0, 1)]);
+    let xg = group_with(&a, "proj.weight", 1);
+    assert!(xg.prunable, "{}", a.table());
+    assert_eq!(xg.num_elements, e);
+    // Edited for the split Reshape alone (the merge's target measures q, which follows).
+    let edits: Vec<_> = xg.shape_constants.iter().map(|c| (c.location.clone(), c.entry, c.per_element, c.nodes.len())).collect();
+    assert_eq!(edits, vec![(ShapeLocation::Computed { value: "split_target".into(), len: 4 }, 3, -1, 1)], "{}", a.table());
+}
+
+/// Grouped-query attention as the TorchScript exporter writes transformers' `repeat_kv`:
+/// the merge target's head count is `Shape(kv)[1] * n_rep`, computed at run time. The
+/// measured K/V head count follows the heads by itself; `n_rep` is a multiplier that must
+/// stay (before, it was taken for the constant counting the heads and edited).
+#[test]
+fn gqa_head_count_measured_times_a_constant() {
+    let (s, e, d) = (4i64, 16usize, 8i64);
+    let mut b = GraphBuilder::new("gqa_measured");
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let proj = |b: &mut GraphBuilder, name: &str, heads: i64| -> String {
+        let wt = w(b, &format!("{name}.weight"), &[e, (heads * d) as usize]);
+        let m = b.node("MatMul", &[&x, &wt], &[]);
+        let shape = b.ints(&format!("{name}.shape"), &[0, s, heads, d]);
+        let r = b.node("Reshape", &[&m, &shape], &[]);
+        b.node_with("Transpose", &[&r], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let qh = proj(&mut b, "q", 4);
+    let (kh, vh) = (proj(&mut b, "k", 2), proj(&mut b, "v", 2));
+    let (i0, i1, axes, rep, tail) =
+        (b.ints("i0", &[0]), b.ints("i1", &[1]), b.ints("axes", &[2]), b.ints("rep", &[2]), b.ints("tail", &[s, d]));
+    let repeat = |b: &mut GraphBuilder, t: &str, name: &str| -> String {
+        let u = b.node("Unsqueeze", &[t, &axes], &[]);
+        let to = b.ints(&format!("{name}.expand"), &[1, 2, 2, s, d]);
+        let x = b.node("Expand", &[&u, &to], &[]);
+        let shape = b.node("Shape", &[t], &[]);
+        let batch = b.node_with("Gather", &[&shape, &i0], &[], &[("axis", Attr::Int(0))]);
+        let kv = b.node_with("Gather", &[&shape, &i1], &[], &[("axis", Attr::Int(0))]);
+        let heads = b.node("Mul", &[&kv, &rep], &[]);
+        let target = b.node_with("Concat", &[&batch, &heads, &tail], &[], &[("axis", Attr::Int(0))]);
+        b.node("Reshape", &[&x, &target], &[])
+    };
+    let (kr, vr) = (repeat(&mut b, &kh, "k"), repeat(&mut b, &vh, "v"));
+    let kt = b.node_with("Transpose", &[&kr], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scores = b.node("MatMul", &[&qh, &kt], &[]);
+    let p = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let o = b.node("MatMul", &[&p, &vr], &[]);
+    let ot = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let merge = b.ints("merge", &[0, s, 4 * d]);
+    let m = b.node("Reshape", &[&ot, &merge], &[]);
+    let wo = w(&mut b, "o.weight", &[(4 * d) as usize, e]);
+    let y = b.node("MatMul", &[&m, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let a = run(&b.build().unwrap());
+    let g = group_with(&a, "k.weight", 1);
+    assert!(g.prunable, "{}", a.table());
+    assert_eq!(g.num_elements, 2, "{}", a.table());
+    assert!(g.members.iter().any(|m| m.initializer == "q.weight"), "{:?}", g.members);
+    let edited: Vec<(String, usize, i64)> = g
+        .shape_constants
+        .iter()
+        .filter_map(|c| match &c.location {
+            ShapeLocation::Initializer { name } => Some((name.clone(), c.entry, c.per_element)),
+            _ => None,
+        })
+        .collect();
+    // Per removed K/V head: one K/V head, two query heads; n_rep stays 2.
+    for want in [("k.shape", 2, 1), ("v.shape", 2, 1), ("q.shape", 2, 2), ("k.expand", 1, 1), ("v.expand", 1, 1), ("merge", 2, 16)] {
+        assert!(edited.contains(&(want.0.to_string(), want.1, want.2)), "{want:?} not in {edited:?}");
+    }
+    assert!(edited.iter().all(|(n, ..)| n != "rep"), "{edited:?}");
+}

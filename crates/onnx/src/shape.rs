@@ -1527,6 +1527,9 @@ impl<'g, 'm> Infer<'g, 'm> {
                         match (x, y) {
                             _ if x == y => Ok(Dim::Known(1)),
                             (Dim::Known(_), Dim::Known(_)) => Ok(Dim::Known(0)),
+                            // A symbol is a size, never negative: `Equal(shape, -1)`, the
+                            // TorchScript exporter's `expand(n, -1, -1)`, is false on it.
+                            (Dim::Sym(_), Dim::Known(k)) | (Dim::Known(k), Dim::Sym(_)) if *k < 0 => Ok(Dim::Known(0)),
                             _ => Err(Stop::Unknown),
                         }
                     })

@@ -21,6 +21,27 @@ fn zoo_index() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// graphs/user_zoo/torchscript: the zoo's architectures as the TorchScript exporter
+/// writes them (graphs/user_zoo.py; `OTO_USER_ZOO_DIR` overrides graphs/user_zoo).
+fn torchscript_dir() -> PathBuf {
+    std::env::var_os("OTO_USER_ZOO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../graphs/user_zoo"))
+        .join("torchscript")
+}
+
+fn torchscript_index() -> serde_json::Value {
+    let path = torchscript_dir().join("index.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `python graphs/user_zoo.py --out graphs/user_zoo`", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The dynamic axes of the TorchScript files at the saved inputs' sizes.
+fn torchscript_bindings() -> HashMap<String, i64> {
+    [("batch_size".to_string(), 2), ("sequence_length".to_string(), 16)].into()
+}
+
 fn batch2() -> HashMap<String, i64> {
     [("batch".to_string(), 2)].into()
 }
@@ -78,6 +99,47 @@ fn zoo_output_shapes_match_index_and_pytorch() {
             assert_eq!(dtype_name(shapes.dtype(oname).unwrap()), out["dtype"].as_str().unwrap(), "{name}: output {oname} dtype");
             let actual: Vec<i64> = outputs[oname].shape.iter().map(|&d| d as i64).collect();
             assert_eq!(got, actual, "{name}: output {oname} vs the saved PyTorch output");
+        }
+    }
+}
+
+/// The TorchScript exporter computes batch and sequence sizes at run time
+/// (Shape -> Gather -> Unsqueeze -> Concat -> Reshape): inference follows that arithmetic,
+/// so every output gets exactly the symbolic shape the file declares (`[batch_size, 10]`,
+/// `[batch_size, sequence_length, 1000]`), and every value a shape in those symbols.
+#[test]
+fn torchscript_outputs_get_the_declared_symbolic_shapes() {
+    let index = torchscript_index();
+    let files = index["models"].as_array().unwrap();
+    assert!(!files.is_empty());
+    let bind = torchscript_bindings();
+    for entry in files {
+        let file = entry["file"].as_str().unwrap();
+        let model = Model::load(torchscript_dir().join(file)).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        let shapes = infer(&graph).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let saved: HashMap<String, Tensor> =
+            oto_onnx::npz::read_npz(torchscript_dir().join(format!("{}.outputs.npz", entry["reference"].as_str().unwrap())))
+                .unwrap()
+                .into_iter()
+                .collect();
+        for out in entry["outputs"].as_array().unwrap() {
+            let oname = out["name"].as_str().unwrap();
+            let want: Vec<String> =
+                out["shape"].as_array().unwrap().iter().map(|d| d.as_str().map(String::from).unwrap_or_else(|| d.to_string())).collect();
+            let got: Vec<String> =
+                shapes.shape(oname).unwrap_or_else(|| panic!("{file}: output {oname} has no shape")).iter().map(Dim::to_string).collect();
+            assert_eq!(got, want, "{file}: output {oname}");
+            let vi = graph.proto.output.iter().find(|o| o.name.as_deref() == Some(oname)).unwrap();
+            assert_eq!(shapes.shape(oname).map(<[Dim]>::to_vec), declared_dims(vi), "{file}: output {oname} vs the graph's declaration");
+            let actual: Vec<i64> = saved[oname].shape.iter().map(|&d| d as i64).collect();
+            assert_eq!(shapes.bound_shape(oname, &bind), Some(actual), "{file}: output {oname} vs the saved PyTorch output");
+        }
+        for node in &graph.proto.node {
+            for v in node.output.iter().filter(|v| !v.is_empty()) {
+                let s = shapes.shape(v).unwrap_or_else(|| panic!("{file}: value '{v}' has no shape"));
+                assert!(s.iter().all(|d| d.eval(&bind).is_some()), "{file}: value '{v}' has an undetermined dimension: {s:?}");
+            }
         }
     }
 }
@@ -254,6 +316,43 @@ fn reshape_target_from_shape_arithmetic_is_symbolic() {
     assert_eq!(shapes.shape("y").unwrap(), dims(&["batch", "16", "2", "128"]).as_slice());
     // Not constant (the batch is symbolic), so not in the constants.
     assert!(!shapes.constants.contains_key("target"));
+}
+
+/// The TorchScript exporter's `token.expand(n, -1, -1)`: the target's `-1` entries are
+/// replaced by ones through `Where(Equal(target, -1), ones, target)`; a symbol (a size)
+/// never equals -1.
+#[test]
+fn expand_with_minus_one_entries_over_symbols() {
+    let m = G::new(17)
+        .input("x", DType::F32, &["batch", "16", "64"])
+        .weight("token", &[1, 1, 64])
+        .ints("zero", &[0])
+        .ints("minus", &[-1, -1])
+        .ints("ones", &[1, 1, 1])
+        .ints("neg", &[-1, -1, -1])
+        .node("Shape", &["x"], &["s"], vec![])
+        .node("Gather", &["s", "zero"], &["b"], vec![attr_int("axis", 0)])
+        .node("Concat", &["b", "minus"], &["target"], vec![attr_int("axis", 0)])
+        .node("Equal", &["target", "neg"], &["is_neg"], vec![])
+        .node("Where", &["is_neg", "ones", "target"], &["shape"], vec![])
+        .node("Expand", &["token", "shape"], &["y"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.shape_value("is_neg").unwrap(), dims(&["0", "1", "1"]).as_slice());
+    assert_eq!(shapes.shape_value("shape").unwrap(), dims(&["batch", "1", "1"]).as_slice());
+    assert_eq!(shapes.shape("y").unwrap(), dims(&["batch", "1", "64"]).as_slice());
+    // A symbol against a non-negative size stays undecided (the batch may be 1).
+    let m = G::new(17)
+        .input("x", DType::F32, &["batch", "16"])
+        .ints("ones", &[1, 1])
+        .node("Shape", &["x"], &["s"], vec![])
+        .node("Equal", &["s", "ones"], &["is_one"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.shape("is_one").unwrap(), dims(&["2"]).as_slice());
+    assert!(shapes.shape_value("is_one").is_none());
 }
 
 #[test]

@@ -22,6 +22,24 @@ pub fn zoo_dir() -> PathBuf {
     }
 }
 
+/// The folder of the zoo as users' files are made (graphs/user_zoo.py):
+/// `OTO_USER_ZOO_DIR`, else graphs/user_zoo of the workspace.
+pub fn user_zoo_dir() -> PathBuf {
+    match std::env::var_os("OTO_USER_ZOO_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("graphs/user_zoo"),
+    }
+}
+
+/// The index.json of one exporter's files in the user zoo (`torchscript`); panics with a
+/// hint when they have not been exported.
+pub fn user_zoo_index(exporter: &str) -> serde_json::Value {
+    let path = user_zoo_dir().join(exporter).join("index.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make graphs` (or python graphs/user_zoo.py --out graphs/user_zoo)", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The path of a zoo file; panics with a hint when the zoo has not been exported.
 pub fn zoo_path(file: &str) -> PathBuf {
     let path = zoo_dir().join(file);
