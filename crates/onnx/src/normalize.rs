@@ -15,10 +15,15 @@
 //!    two inputs a chain of binary ones; the last node keeps the output's name;
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
-//!    `Cast`, `CastLike`, `Gather`, `Slice`, `Concat`) whatever their size, `Shape` and
-//!    `Size` of a constant, and small (up to 65536 elements) `ConstantOfShape`,
-//!    `Expand`, `Where` and integer arithmetic, with the interpreter shape inference
-//!    folds with ([`crate::shape`]). Every opset form is read through [`crate::ops`].
+//!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
+//!    a constant, and small (up to 65536 elements) `ConstantOfShape`, `Expand`, `Where`,
+//!    `Gather` and integer arithmetic on non-float tensors (repeating or picking a
+//!    weight's elements, as an embedding lookup with constant indices does, would change
+//!    what is trained), with the interpreter shape inference folds with
+//!    ([`crate::shape`]); every opset form is read through [`crate::ops`]. The result is
+//!    named by the node's output, except that a rearrangement of a weight of the file
+//!    that nothing else reads replaces that weight under its own name (as
+//!    graphs/zoo.py's cleanup does, so groups are named after the user's parameters).
 //!    An `Identity` of an initializer becomes its own initializer (a copy when the
 //!    source is read elsewhere too): the exporters' de-duplication of equal values is
 //!    not weight sharing. Other folds never copy a float initializer that something
@@ -138,7 +143,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         return Err(model.error("model", "has no graph"));
     };
     let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
-    lift_constants(&model, graph, &outputs, &mut summary)?;
+    let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
 
@@ -147,7 +152,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let plan = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
-        Folder::new(&staged, &view, &shapes, &overridable).plan()?
+        Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?
     };
     let mut proto = staged.proto;
     let Some(graph) = proto.graph.as_mut() else {
@@ -180,9 +185,10 @@ fn is_default_domain(node: &NodeProto) -> bool {
     matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx")
 }
 
-/// Turns `Constant` nodes into initializers named by their output.
-fn lift_constants(model: &Model, graph: &mut GraphProto, outputs: &HashSet<String>, summary: &mut Summary) -> Result<()> {
+/// Turns `Constant` nodes into initializers named by their output; returns their names.
+fn lift_constants(model: &Model, graph: &mut GraphProto, outputs: &HashSet<String>, summary: &mut Summary) -> Result<HashSet<String>> {
     let mut kept = Vec::with_capacity(graph.node.len());
+    let mut lifted = HashSet::new();
     for node in std::mem::take(&mut graph.node) {
         if node.op() != "Constant" || !is_default_domain(&node) {
             kept.push(node);
@@ -190,6 +196,7 @@ fn lift_constants(model: &Model, graph: &mut GraphProto, outputs: &HashSet<Strin
         }
         match constant_initializer(model, &node, outputs)? {
             Some(t) => {
+                lifted.extend(t.name.clone());
                 graph.initializer.push(t);
                 summary.constants_lifted += 1;
             }
@@ -200,7 +207,7 @@ fn lift_constants(model: &Model, graph: &mut GraphProto, outputs: &HashSet<Strin
         }
     }
     graph.node = kept;
-    Ok(())
+    Ok(lifted)
 }
 
 /// The initializer a `Constant` node stands for; `None` for the forms kept as nodes
@@ -336,11 +343,12 @@ fn rewrite_variadic(graph: &mut GraphProto, summary: &mut Summary) {
 enum Kind {
     /// Same elements, new shape: the initializer is copied as it is stored.
     Reshape,
-    /// Moves or converts elements exactly: folded whatever the size.
+    /// Moves or converts elements exactly, each at most once: folded whatever the size.
     Move,
     /// Reads only the input's shape.
     Meta,
-    /// Creates or selects elements exactly: folded when the result is small.
+    /// Creates, repeats or selects elements exactly: folded when the result is small and
+    /// no input is a float tensor (repeating a weight's elements would untie them).
     Small,
     /// Integer arithmetic: folded when every operand is an integer and the result small.
     Integer,
@@ -349,17 +357,24 @@ enum Kind {
 fn kind(op: &str) -> Option<Kind> {
     Some(match op {
         "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" => Kind::Reshape,
-        "Transpose" | "Cast" | "CastLike" | "Gather" | "Slice" | "Concat" => Kind::Move,
+        "Transpose" | "Cast" | "CastLike" | "Slice" | "Concat" => Kind::Move,
         "Shape" | "Size" => Kind::Meta,
-        "ConstantOfShape" | "Expand" | "Where" => Kind::Small,
+        "ConstantOfShape" | "Expand" | "Where" | "Gather" => Kind::Small,
         "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Max" | "Min" | "Neg" | "Abs" | "Sign" | "Equal" | "Less" | "Greater" | "LessOrEqual"
         | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Range" => Kind::Integer,
         _ => return None,
     })
 }
 
-fn is_integer(d: DType) -> bool {
-    !d.is_float()
+/// Operators whose result is their input 0 rearranged (the other inputs are integer
+/// parameters): folded on a weight read nowhere else, the result keeps the weight's
+/// name, as graphs/zoo.py's cleanup does.
+fn rearranges_input0(op: &str) -> bool {
+    matches!(op, "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Transpose" | "Cast" | "CastLike" | "Slice")
+}
+
+fn dtype_of(t: &TensorProto) -> Option<DType> {
+    DType::from_onnx(t.data_type.unwrap_or(0))
 }
 
 /// Decides, in topological order, which nodes fold and into what.
@@ -368,60 +383,106 @@ struct Folder<'a, 'm> {
     graph: &'a Graph<'m>,
     shapes: &'a Shapes,
     overridable: &'a HashSet<String>,
-    /// Values read inside subgraphs: shared with the subgraph, never copied.
+    /// Initializers that were `Constant` nodes (their names are node outputs, not the file's weight names).
+    lifted: &'a HashSet<String>,
+    /// Values read inside subgraphs: shared with the subgraph, never copied or renamed.
     outer_reads: HashSet<String>,
-    /// Initializers made so far, by value name.
+    /// Initializers made so far, by name.
     made: HashMap<String, TensorProto>,
+    /// Names of `made` in the order they were first made.
+    order: Vec<String>,
+    /// Folded values now held by an initializer of another name (the weight they rearrange).
+    alias: HashMap<String, String>,
 }
 
 /// The folds decided: what [`Plan::apply`] does to the graph.
 struct Plan {
     folded: HashSet<usize>,
+    /// New initializers, and new contents of existing ones (same name).
     made: Vec<TensorProto>,
-    /// Values read by folded nodes: removed when nothing else reads them.
+    /// Value name -> the initializer that now holds it.
+    alias: HashMap<String, String>,
+    /// Initializers read by folded nodes: removed when nothing else reads them.
     read: HashSet<String>,
     identities: usize,
     others: usize,
 }
 
 impl<'a, 'm> Folder<'a, 'm> {
-    fn new(model: &'a Model, graph: &'a Graph<'m>, shapes: &'a Shapes, overridable: &'a HashSet<String>) -> Self {
+    fn new(
+        model: &'a Model,
+        graph: &'a Graph<'m>,
+        shapes: &'a Shapes,
+        overridable: &'a HashSet<String>,
+        lifted: &'a HashSet<String>,
+    ) -> Self {
         let mut outer_reads = HashSet::new();
         for n in &graph.proto.node {
             subgraph_reads(n, &mut outer_reads);
         }
-        Folder { model, graph, shapes, overridable, outer_reads, made: HashMap::new() }
+        Folder { model, graph, shapes, overridable, lifted, outer_reads, made: HashMap::new(), order: Vec::new(), alias: HashMap::new() }
+    }
+
+    /// The initializer name holding `value` (itself unless folded under another name).
+    fn resolve<'v>(&'v self, value: &'v str) -> &'v str {
+        self.alias.get(value).map_or(value, String::as_str)
     }
 
     /// The initializer holding `value`, if it is a constant (not an overridable input).
     fn constant(&self, value: &str) -> Option<&TensorProto> {
-        if let Some(t) = self.made.get(value) {
+        let name = self.resolve(value);
+        if let Some(t) = self.made.get(name) {
             return Some(t);
         }
-        if self.overridable.contains(value) {
+        if self.overridable.contains(name) {
             return None;
         }
-        self.graph.initializer(value)
+        self.graph.initializer(name)
+    }
+
+    /// Whether a value is read by exactly one node and nothing else.
+    fn single_use(&self, value: &str) -> bool {
+        self.graph.consumers(value).len() == 1 && !self.graph.is_output(value) && !self.outer_reads.contains(value)
     }
 
     fn plan(mut self) -> Result<Plan> {
-        let mut plan = Plan { folded: HashSet::new(), made: Vec::new(), read: HashSet::new(), identities: 0, others: 0 };
-        for (i, node) in self.graph.nodes() {
-            let Some(t) = self.fold(node)? else { continue };
-            plan.folded.insert(i);
-            plan.read.extend(node.input.iter().filter(|s| !s.is_empty()).cloned());
+        let graph = self.graph;
+        let (mut folded, mut read, mut identities, mut others) = (HashSet::new(), HashSet::new(), 0, 0);
+        for (i, node) in graph.nodes() {
+            let Some(mut t) = self.fold(node)? else { continue };
+            folded.insert(i);
+            read.extend(node.input.iter().filter(|s| !s.is_empty()).map(|s| self.resolve(s).to_string()));
             if node.op() == "Identity" {
-                plan.identities += 1;
+                identities += 1;
             } else {
-                plan.others += 1;
+                others += 1;
             }
-            plan.made.push(t.clone());
-            self.made.insert(node.output[0].clone(), t);
+            let out = node.output[0].clone();
+            let source = self.resolve(&node.input[0]).to_string();
+            let named_weight = self.graph.initializer(&source).is_some() && !self.lifted.contains(&source);
+            let name =
+                if rearranges_input0(node.op()) && named_weight && self.single_use(&node.input[0]) && !self.outer_reads.contains(&out) {
+                    let name = source;
+                    self.alias.insert(out, name.clone());
+                    name
+                } else {
+                    out
+                };
+            if let Some(old) = self.constant(&name) {
+                t.doc_string = old.doc_string.clone();
+            }
+            t.name = Some(name.clone());
+            if self.made.insert(name.clone(), t).is_none() {
+                self.order.push(name);
+            }
         }
-        Ok(plan)
+        // Chains of renames point at their final name.
+        let alias = self.alias.keys().map(|k| (k.clone(), self.resolve(k).to_string())).collect();
+        let made = self.order.iter().filter_map(|n| self.made.remove(n)).collect();
+        Ok(Plan { folded, made, alias, read, identities, others })
     }
 
-    /// The initializer `node` folds into, or `None` when it does not fold.
+    /// The initializer `node` folds into (named by its output), or `None` when it does not fold.
     fn fold(&self, node: &NodeProto) -> Result<Option<TensorProto>> {
         let op = node.op();
         let Some(kind) = kind(op) else { return Ok(None) };
@@ -443,12 +504,12 @@ impl<'a, 'm> Folder<'a, 'm> {
         let (Some(dtype), Some(dims)) = (self.shapes.dtype(out), self.shapes.static_shape(out)) else { return Ok(None) };
         let Some(out_shape) = dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>() else { return Ok(None) };
         let Ok(numel) = checked_numel(&out_shape) else { return Ok(None) };
-        let input_types: Option<Vec<DType>> = inputs.iter().flatten().map(|t| DType::from_onnx(t.data_type.unwrap_or(0))).collect();
+        let Some(input_types) = inputs.iter().flatten().map(|t| dtype_of(t)).collect::<Option<Vec<DType>>>() else { return Ok(None) };
         let small = numel <= FOLD_LIMIT;
         let fits = match kind {
             Kind::Reshape | Kind::Move | Kind::Meta => true,
-            Kind::Small => small,
-            Kind::Integer => small && is_integer(dtype) && input_types.as_ref().is_some_and(|ts| ts.iter().all(|&d| is_integer(d))),
+            Kind::Small => small && input_types.iter().all(|d| !d.is_float()),
+            Kind::Integer => small && !dtype.is_float() && input_types.iter().all(|d| !d.is_float()),
         };
         if !fits {
             return Ok(None);
@@ -457,10 +518,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         // shared weight (Identity excepted: see the module documentation).
         if op != "Identity" && kind != Kind::Meta {
             for (name, t) in node.input.iter().zip(&inputs) {
-                let Some(t) = t else { continue };
-                let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
-                let shared = self.graph.consumers(name).len() != 1 || self.graph.is_output(name) || self.outer_reads.contains(name);
-                if float && shared {
+                if t.and_then(|t| dtype_of(t)).is_some_and(DType::is_float) && !self.single_use(name) {
                     return Ok(None);
                 }
             }
@@ -469,7 +527,7 @@ impl<'a, 'm> Folder<'a, 'm> {
             Kind::Reshape => {
                 let Some(Some(src)) = inputs.first() else { return Ok(None) };
                 let same_count = shape_of(src).ok().and_then(|s| checked_numel(&s).ok()) == Some(numel);
-                if !same_count || DType::from_onnx(src.data_type.unwrap_or(0)) != Some(dtype) {
+                if !same_count || dtype_of(src) != Some(dtype) {
                     return Ok(None);
                 }
                 let mut t = (*src).clone();
@@ -488,8 +546,7 @@ impl<'a, 'm> Folder<'a, 'm> {
                     let mut values = Vec::with_capacity(inputs.len());
                     for t in &inputs {
                         values.push(match t {
-                            Some(t) if DType::from_onnx(t.data_type.unwrap_or(0)).is_some() => Some(self.model.tensor(t)?),
-                            Some(_) => return Ok(None),
+                            Some(t) => Some(self.model.tensor(t)?),
                             None => None,
                         });
                     }
@@ -502,9 +559,10 @@ impl<'a, 'm> Folder<'a, 'm> {
 }
 
 impl Plan {
-    /// Removes the folded nodes, adds their initializers, and drops the initializers
-    /// and declared types nothing reads any more.
-    fn apply(self, graph: &mut GraphProto, summary: &mut Summary) {
+    /// Removes the folded nodes, adds their initializers (or replaces the weights they
+    /// rearrange), points readers of renamed values at their initializer, and drops the
+    /// initializers and declared types nothing reads any more.
+    fn apply(mut self, graph: &mut GraphProto, summary: &mut Summary) {
         summary.identities = self.identities;
         summary.folded = self.others;
         if self.folded.is_empty() {
@@ -515,19 +573,42 @@ impl Plan {
             index += 1;
             !self.folded.contains(&(index - 1))
         });
+        for n in graph.node.iter_mut() {
+            for input in n.input.iter_mut() {
+                if let Some(name) = self.alias.get(input.as_str()) {
+                    *input = name.clone();
+                }
+            }
+        }
         let mut live: HashSet<String> = graph.output.iter().chain(&graph.input).filter_map(|v| v.name.clone()).collect();
         for n in &graph.node {
             live.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
             subgraph_reads(n, &mut live);
         }
         let dead = |t: &TensorProto| t.name.as_ref().is_some_and(|n| self.read.contains(n) && !live.contains(n));
+        // Weights folded under their own name change in place (and lose a stale declared type).
+        let mut replaced: HashMap<String, TensorProto> = HashMap::new();
+        let mut added = Vec::new();
+        for t in std::mem::take(&mut self.made) {
+            let name = t.name.clone().unwrap_or_default();
+            if graph.initializer.iter().any(|i| i.name.as_deref() == Some(name.as_str())) {
+                replaced.insert(name, t);
+            } else {
+                added.push(t);
+            }
+        }
+        for t in graph.initializer.iter_mut() {
+            if let Some(new) = t.name.as_ref().and_then(|n| replaced.get(n)) {
+                *t = new.clone();
+            }
+        }
         let before = graph.initializer.len();
         graph.initializer.retain(|t| !dead(t));
         summary.dead_initializers = before - graph.initializer.len();
-        graph.initializer.extend(self.made.into_iter().filter(|t| !dead(t)));
+        graph.initializer.extend(added.into_iter().filter(|t| !dead(t)));
         let mut produced: HashSet<String> = graph.initializer.iter().filter_map(|t| t.name.clone()).collect();
         produced.extend(graph.input.iter().filter_map(|v| v.name.clone()));
         produced.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
-        graph.value_info.retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n)));
+        graph.value_info.retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n) && !replaced.contains_key(n)));
     }
 }
