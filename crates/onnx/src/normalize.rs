@@ -504,7 +504,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         let (Some(dtype), Some(dims)) = (self.shapes.dtype(out), self.shapes.static_shape(out)) else { return Ok(None) };
         let Some(out_shape) = dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>() else { return Ok(None) };
         let Ok(numel) = checked_numel(&out_shape) else { return Ok(None) };
-        let Some(input_types) = inputs.iter().flatten().map(|t| dtype_of(t)).collect::<Option<Vec<DType>>>() else { return Ok(None) };
+        let Some(input_types) = inputs.iter().flatten().copied().map(dtype_of).collect::<Option<Vec<DType>>>() else { return Ok(None) };
         let small = numel <= FOLD_LIMIT;
         let fits = match kind {
             Kind::Reshape | Kind::Move | Kind::Meta => true,
@@ -518,7 +518,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         // shared weight (Identity excepted: see the module documentation).
         if op != "Identity" && kind != Kind::Meta {
             for (name, t) in node.input.iter().zip(&inputs) {
-                if t.and_then(|t| dtype_of(t)).is_some_and(DType::is_float) && !self.single_use(name) {
+                if t.and_then(dtype_of).is_some_and(DType::is_float) && !self.single_use(name) {
                     return Ok(None);
                 }
             }
