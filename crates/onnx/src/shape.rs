@@ -1486,6 +1486,9 @@ impl<'g, 'm> Infer<'g, 'm> {
                         match (x, y) {
                             _ if x == y => Ok(Dim::Known(1)),
                             (Dim::Known(_), Dim::Known(_)) => Ok(Dim::Known(0)),
+                            // A symbolic entry is a size, never negative: TorchScript's
+                            // `expand` tests `Equal(shape, -1)`.
+                            (Dim::Sym(_), Dim::Known(k)) | (Dim::Known(k), Dim::Sym(_)) if *k < 0 => Ok(Dim::Known(0)),
                             _ => Err(Stop::Unknown),
                         }
                     })
