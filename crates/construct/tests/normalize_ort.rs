@@ -56,6 +56,7 @@ fn every_rewrite_computes_the_same_in_onnxruntime() {
         ("ir3_inputs", cases::ir3_inputs()),
         ("constant_batchnorm", cases::constant_batchnorm()),
         ("variadic", cases::variadic()),
+        ("integer_folds", cases::integer_folds()),
         ("shared_weights", cases::shared_weights()),
     ];
     for (name, before) in all {

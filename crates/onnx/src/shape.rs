@@ -1508,7 +1508,8 @@ impl<'g, 'm> Infer<'g, 'm> {
             }
             "Expand" => {
                 let a = self.values(node, 0)?;
-                let n = self.out.shape(&out_name).and_then(|s| s.first().and_then(Dim::known)).unwrap_or(1) as usize;
+                let n = self.out.shape(&out_name).and_then(|s| s.first().and_then(Dim::known)).unwrap_or(1);
+                let n = usize::try_from(n).ok().filter(|&n| n <= FOLD_LIMIT).ok_or(Stop::Unknown)?;
                 match a.len() {
                     l if l == n => a,
                     1 => vec![a[0].clone(); n],

@@ -943,6 +943,7 @@ fn fuzz_normalization_cases() {
         ("ir3_inputs", cases::ir3_inputs()),
         ("constant_batchnorm", cases::constant_batchnorm()),
         ("variadic", cases::variadic()),
+        ("integer_folds", cases::integer_folds()),
     ] {
         model.save(corpus.path().join(format!("{name}.onnx")), &Default::default()).unwrap();
     }

@@ -119,6 +119,20 @@ fn constant_subgraphs_fold_in_every_opset_form() {
 }
 
 #[test]
+fn flatten_size_range_expand_where_fold() {
+    let before = cases::integer_folds();
+    let (after, s) = run(&before);
+    assert_eq!(ops(&after), ["Mul", "Gather"], "{s}");
+    assert_eq!(init(&after, "idx"), Tensor::from_i64s(vec![0, 1, 2, 2, 5, 4]));
+    let w = init(&after, "w2");
+    assert_eq!((w.shape.as_slice(), f32s(&w)), ([1usize, 6].as_slice(), f32s(&init(&before, "w2"))));
+    assert_eq!(graph(&after).node[0].input[1], "w2");
+    assert!(!has_init(&after, "sized"), "only Size read it");
+    assert_eq!(graph(&after).initializer.len(), 2);
+    assert_kept(&before, &after);
+}
+
+#[test]
 fn identity_of_an_initializer_becomes_its_own_initializer() {
     let before = cases::identity_bias();
     let (after, s) = run(&before);

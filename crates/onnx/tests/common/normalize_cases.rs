@@ -256,6 +256,33 @@ pub fn shared_weights() -> Model {
     finish(&b)
 }
 
+/// The other folds: Flatten of a weight, Size of a weight, integer Range, Expand, Less,
+/// Where and Concat computing the indices of a Gather of activations.
+pub fn integer_folds() -> Model {
+    let mut b = GraphBuilder::new("integer_folds");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[6]));
+    let w2 = b.weight("w2", &[2, 3], wave(5, 1, 7));
+    let flat = b.node_with("Flatten", &[&w2], &[], &[("axis", Attr::Int(0))]);
+    let y = b.node("Mul", &[&x, &flat], &[]);
+    let sized = b.weight("sized", &[2, 2], wave(3, 0, 5));
+    let n = b.node("Size", &[&sized], &[]);
+    let scalar = |v: i64| Tensor { shape: vec![], data: TensorData::I64(vec![v]) };
+    let zero = constant(&mut b, "zero", scalar(0));
+    let one = constant(&mut b, "one", scalar(1));
+    let r = b.node("Range", &[&zero, &n, &one], &[]);
+    let two = constant(&mut b, "two", Tensor::from_i64s(vec![2]));
+    let four = b.ints("four", &[4]);
+    let e = b.node("Expand", &[&two, &four], &[]);
+    let less = b.node("Less", &[&r, &e], &[]);
+    let sel = b.node("Where", &[&less, &r, &e], &[]);
+    let tail = b.ints("tail", &[5, 4]);
+    let idx = b.node_with("Concat", &[&sel, &tail], &["idx"], &[("axis", Attr::Int(0))]);
+    let y = b.node_with("Gather", &[&y, &idx], &["y"], &[("axis", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[6]));
+    finish(&b)
+}
+
 /// Random inputs for every real graph input of `model`, with `batch` = 2.
 pub fn random_inputs(model: &Model, seed: u64) -> Vec<(String, Tensor)> {
     use oto_onnx::shape::infer;
