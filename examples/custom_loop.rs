@@ -17,7 +17,8 @@ use std::path::Path;
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = oto_onnx::Model::load(root.join("graphs/zoo/demo_cnn.onnx"))?;
+    // Loaded as every oto command loads a model: normalized (constants folded, ...).
+    let (model, _) = oto_onnx::normalize::load(root.join("graphs/zoo/demo_cnn.onnx"))?;
     let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default())?;
     let exec = Executor::new(&model, oto_torch::tch::Device::cuda_if_available())?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();

@@ -64,3 +64,79 @@ fn usage_errors_exit_2_and_help_has_examples() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
 }
+
+/// A file as an old exporter writes it: IR 3 with every initializer also a graph input,
+/// a Constant node, an Identity-tied bias and a Sum. Every command reads it normalized.
+fn old_style_model(dir: &std::path::Path) -> std::path::PathBuf {
+    use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
+    let mut b = GraphBuilder::new("old_style");
+    b.opset(8);
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let w1 = b.weight("fc1.weight", &[6, 4], |i| (i % 5) as f32 / 5.0 - 0.4);
+    let b1 = b.weight("fc1.bias", &[6], |i| 0.1 * i as f32);
+    let b2 = b.node("Identity", &[&b1], &["fc2.bias"]);
+    let w2 = b.node_with(
+        "Constant",
+        &[],
+        &["fc2.weight"],
+        &[(
+            "value",
+            Attr::Tensor(
+                oto_onnx::Tensor::new(vec![6, 6], oto_onnx::TensorData::F32((0..36).map(|i| (i % 7) as f32 / 7.0 - 0.5).collect()))
+                    .unwrap(),
+            ),
+        )],
+    );
+    let t = [("transB", Attr::Int(1))];
+    let h = b.node_with("Gemm", &[&x, &w1, &b1], &[], &t);
+    let h = b.node("Relu", &[&h], &[]);
+    let g = b.node_with("Gemm", &[&h, &w2, &b2], &[], &t);
+    let r = b.node("Sum", &[&g, &h], &[]);
+    let w3 = b.weight("fc3.weight", &[2, 6], |i| i as f32 / 12.0);
+    let y = b.node_with("Gemm", &[&r, &w3], &["y"], &t);
+    b.output_f32(&y, &batch_dims(&[2]));
+    for name in ["fc1.weight", "fc1.bias", "fc3.weight"] {
+        let dims: Vec<i64> = b.proto().graph.unwrap().initializer.iter().find(|t| t.name.as_deref() == Some(name)).unwrap().dims.clone();
+        b.input_f32(name, &known_dims(&dims));
+    }
+    let mut proto = b.proto();
+    proto.ir_version = Some(3);
+    let path = dir.join("old_style.onnx");
+    oto_onnx::Model::from_proto(proto, "old_style.onnx", None).unwrap().save(&path, &Default::default()).unwrap();
+    path
+}
+
+#[test]
+fn inspect_and_analyze_report_normalization() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = old_style_model(dir.path());
+    let out = oto(&["inspect", s(&model), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["ir_version"], 3, "the file's IR version");
+    assert_eq!(j["inputs"].as_array().unwrap().len(), 1, "{j}");
+    let n = &j["normalized"];
+    assert_eq!(
+        (&n["constants_lifted"], &n["initializer_inputs"], &n["identities"], &n["sums"]),
+        (&1.into(), &3.into(), &1.into(), &1.into()),
+        "{n}"
+    );
+    assert_eq!(j["operators"], serde_json::json!({"Add": 1, "Gemm": 3, "Relu": 1}));
+    let out = oto(&["inspect", s(&model)]);
+    let t = text(&out.stdout);
+    assert!(t.contains("normalized  1 Constant nodes made initializers, 3 initializers removed from the graph inputs"), "{t}");
+
+    // -v logs what normalization did; the residual stream of fc1 and fc2 is one group,
+    // whose members are the Constant node's weight and the untied bias.
+    let out = oto(&["-v", "analyze", s(&model)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("normalized: 1 Constant nodes made initializers"), "{}", text(&out.stderr));
+    let out = oto(&["analyze", s(&model), "--json", "-"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prunable: Vec<&serde_json::Value> = j["groups"].as_array().unwrap().iter().filter(|g| g["prunable"] == true).collect();
+    assert_eq!(prunable.len(), 1, "{j}");
+    let members: Vec<&str> = prunable[0]["members"].as_array().unwrap().iter().map(|m| m["initializer"].as_str().unwrap()).collect();
+    for name in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight"] {
+        assert!(members.contains(&name), "{name} not in {members:?}");
+    }
+}

@@ -45,7 +45,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// Runs `oto analyze`.
 pub fn run(args: &Args) -> Result<()> {
-    let model = Model::load(&args.model).map_err(input_error)?;
+    let (model, _) = super::load_model(&args.model)?;
     check_names(&model, &args.unprunable)?;
     let started = std::time::Instant::now();
     let analysis = analyze(&model, &AnalyzeOptions { unprunable: args.unprunable.clone() }).map_err(input_error)?;

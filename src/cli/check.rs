@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
     if !(0.0..1.0).contains(&args.sparsity) {
         return Err(input_error(anyhow::anyhow!("--sparsity must be in [0, 1), got {}", args.sparsity)));
     }
-    let model = Model::load(&args.model).map_err(input_error)?;
+    let (model, _) = super::load_model(&args.model)?;
     let analysis = load_or_analyze(&model, args.groups.as_deref())?;
     let candidates: Vec<_> = analysis.prunable_groups().filter(|g| g.num_elements > 1).collect();
     if candidates.is_empty() {

@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
     if same_file(&args.model, &args.out) {
         return Err(input_error(anyhow::anyhow!("--out {} is the input model: oto never overwrites its input", args.out.display())));
     }
-    let model = Model::load(&args.model).map_err(input_error)?;
+    let (model, _) = super::load_model(&args.model)?;
     let analysis = load_or_analyze(&model, args.groups.as_deref())?;
     let removed = oto_construct::zero_elements(&analysis, &model).map_err(input_error)?;
     let (compact, report) = oto_construct::construct(&model, &analysis, &removed).map_err(input_error)?;

@@ -60,7 +60,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     oto_torch::train::set_threads(args.threads);
     let batch = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
-    let report = oto_torch::train::eval_file(&args.model, &args.data, batch, &args.device, loss).map_err(classify)?;
+    let device = oto_torch::parse_device(&args.device).map_err(input_error)?;
+    let (model, _) = super::load_model(&args.model)?;
+    let report = oto_torch::train::eval_model(&model, &args.data, batch, device, loss).map_err(classify)?;
     if args.json {
         println!(
             "{}",

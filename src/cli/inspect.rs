@@ -4,7 +4,7 @@ use super::input_error;
 use anyhow::Result;
 use oto_onnx::cost::{self, MacsEstimate, ParamCount};
 use oto_onnx::shape::{self, Shapes};
-use oto_onnx::{DType, Dim, Graph, Model, NodeExt};
+use oto_onnx::{DType, Dim, Graph, NodeExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +19,9 @@ Examples:
   oto inspect bert.onnx --json | jq .parameters
       the same as one JSON object on stdout
 
+The model is described as oto reads it, after normalization (Constant nodes and constant
+subgraphs folded into initializers, Sum written as Add...): the `normalized` line says
+what that changed.
 MACs count Conv, ConvTranspose, Gemm and MatMul with the batch axis set to 1.
 Parameters are the elements of floating-point initializers, without BatchNormalization
 running statistics and scalar constants.")]
@@ -43,6 +46,8 @@ struct Summary {
     operators: BTreeMap<String, usize>,
     params: ParamCount,
     macs: MacsEstimate,
+    /// What normalization rewrote (the counts describe the file; the rest, the model as oto reads it).
+    normalized: oto_onnx::normalize::Summary,
 }
 
 /// A graph input or output.
@@ -70,7 +75,7 @@ fn dtype_name(d: Option<DType>) -> &'static str {
 
 fn summarize(path: &std::path::Path) -> Result<Summary> {
     let file_size = std::fs::metadata(path).map_err(|e| input_error(anyhow::anyhow!("{}: cannot read: {e}", path.display())))?.len();
-    let model = Model::load(path).map_err(input_error)?;
+    let (model, normalized) = super::load_model(path)?;
     let graph = Graph::new(&model).map_err(input_error)?;
     let started = std::time::Instant::now();
     let shapes: Shapes = shape::infer(&graph).map_err(input_error)?;
@@ -100,7 +105,8 @@ fn summarize(path: &std::path::Path) -> Result<Summary> {
     Ok(Summary {
         file: path.to_path_buf(),
         file_size,
-        ir_version: model.proto.ir_version.unwrap_or(0),
+        // The file's IR version (normalization may raise 3 to 4).
+        ir_version: normalized.ir_version_raised.map_or(model.proto.ir_version.unwrap_or(0), |(from, _)| from),
         producer,
         opsets,
         inputs: graph.real_inputs().filter_map(|v| v.name.as_deref()).map(io).collect(),
@@ -109,6 +115,7 @@ fn summarize(path: &std::path::Path) -> Result<Summary> {
         operators,
         params: cost::parameter_count(&graph),
         macs: cost::macs(&graph, &shapes),
+        normalized,
     })
 }
 
@@ -157,6 +164,7 @@ fn to_json(s: &Summary) -> Value {
         "macs": s.macs.total,
         "macs_by_op": s.macs.by_op,
         "macs_unresolved_nodes": s.macs.unresolved.len(),
+        "normalized": s.normalized,
     })
 }
 
@@ -192,6 +200,7 @@ fn to_text(s: &Summary) -> String {
         opsets.join(", "),
         if s.producer.is_empty() { String::new() } else { format!(", produced by {}", s.producer) }
     );
+    let _ = writeln!(t, "normalized  {}", s.normalized);
     let _ = writeln!(t, "inputs");
     for i in &s.inputs {
         let _ = writeln!(t, "  {:width$}  {:8} {}", i.name, dtype_name(i.dtype), shape(i));

@@ -65,6 +65,15 @@ pub fn input_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(InputError(e.into()))
 }
 
+/// Reads a model the way every command does: loaded, then normalized
+/// ([`oto_onnx::normalize`]); what normalization rewrote is logged at `-v`. Errors are
+/// input errors (exit code 2).
+pub fn load_model(path: &std::path::Path) -> anyhow::Result<(oto_onnx::Model, oto_onnx::normalize::Summary)> {
+    let (model, summary) = oto_onnx::normalize::load(path).map_err(input_error)?;
+    tracing::info!("{}: normalized: {summary}", path.display());
+    Ok((model, summary))
+}
+
 fn init_logging(quiet: bool, verbose: u8) {
     let level = match (quiet, verbose) {
         (true, _) => "error",

@@ -163,7 +163,7 @@ impl Setup {
 
 fn load_model(path: &Path, device: &str) -> Result<(Model, Executor)> {
     let device = oto_torch::parse_device(device).map_err(input_error)?;
-    let model = Model::load(path).map_err(input_error)?;
+    let (model, _) = crate::cli::load_model(path)?;
     let exec = Executor::new(&model, device).map_err(classify)?;
     Ok((model, exec))
 }

@@ -8,7 +8,7 @@
 //! nodes outside a shape constant's `nodes` is first copied for those nodes.
 //!
 //! ```no_run
-//! let model = oto_onnx::Model::load("trained.onnx")?;
+//! let (model, _) = oto_onnx::normalize::load("trained.onnx")?;
 //! let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default())?;
 //! let removed = oto_construct::zero_elements(&analysis, &model)?;
 //! let (compact, report) = oto_construct::construct(&model, &analysis, &removed)?;
@@ -252,11 +252,7 @@ fn drop_dead(proto: &mut ModelProto) {
             changed = true;
             live.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
             // Subgraph attributes (If, Loop) may read outer values by name.
-            for a in &n.attribute {
-                for sub in a.g.iter().chain(a.graphs.iter()) {
-                    collect_subgraph_reads(sub, &mut live);
-                }
-            }
+            oto_onnx::graph::subgraph_reads(n, &mut live);
         }
         if !changed {
             break;
@@ -269,18 +265,6 @@ fn drop_dead(proto: &mut ModelProto) {
     });
     let inputs: HashSet<String> = g.input.iter().filter_map(|v| v.name.clone()).collect();
     g.initializer.retain(|t| t.name.as_ref().is_some_and(|n| live.contains(n) || inputs.contains(n)));
-}
-
-fn collect_subgraph_reads(g: &oto_onnx::proto::GraphProto, live: &mut HashSet<String>) {
-    for n in &g.node {
-        live.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
-        for a in &n.attribute {
-            for sub in a.g.iter().chain(a.graphs.iter()) {
-                collect_subgraph_reads(sub, live);
-            }
-        }
-    }
-    live.extend(g.output.iter().filter_map(|o| o.name.clone()));
 }
 
 fn record_metadata(proto: &mut ModelProto, groups: &[(&Group, Vec<usize>)]) {

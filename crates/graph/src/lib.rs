@@ -8,7 +8,7 @@
 //! (slices cut, shape constants rewritten) computes the same outputs.
 //!
 //! ```no_run
-//! let model = oto_onnx::Model::load("model.onnx")?;
+//! let (model, _) = oto_onnx::normalize::load("model.onnx")?; // what every command reads
 //! let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default())?;
 //! print!("{}", analysis.table());
 //! # Ok::<(), Box<dyn std::error::Error>>(())

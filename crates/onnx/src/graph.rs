@@ -232,6 +232,24 @@ impl<'m> Graph<'m> {
     }
 }
 
+/// Adds to `out` every value name read inside the subgraphs (`If`, `Loop`, `Scan` bodies)
+/// of `node`, at any depth, including the subgraphs' outputs: a subgraph may read (or
+/// return) a value of the enclosing graph by name.
+pub fn subgraph_reads(node: &NodeProto, out: &mut HashSet<String>) {
+    fn graph_reads(g: &GraphProto, out: &mut HashSet<String>) {
+        for n in &g.node {
+            out.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+            subgraph_reads(n, out);
+        }
+        out.extend(g.output.iter().filter_map(|o| o.name.clone()));
+    }
+    for a in &node.attribute {
+        for sub in a.g.iter().chain(a.graphs.iter()) {
+            graph_reads(sub, out);
+        }
+    }
+}
+
 fn topological_order(model: &Model, proto: &GraphProto, producers: &HashMap<&str, Producer>) -> Result<Vec<usize>> {
     let n = proto.node.len();
     let mut indegree = vec![0usize; n];

@@ -8,6 +8,7 @@ pub mod cost;
 pub mod error;
 pub mod graph;
 pub mod model;
+pub mod normalize;
 pub mod npz;
 pub mod ops;
 pub mod proto;

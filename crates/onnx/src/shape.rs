@@ -289,7 +289,7 @@ pub fn infer(graph: &Graph<'_>) -> Result<Shapes> {
 }
 
 /// Largest tensor (in elements) folded into [`Shapes::constants`].
-const FOLD_LIMIT: usize = 1 << 16;
+pub(crate) const FOLD_LIMIT: usize = 1 << 16;
 /// Largest integer initializer read as a shape value.
 const SHAPE_VALUE_LIMIT: usize = 1 << 10;
 
@@ -889,6 +889,10 @@ impl<'g, 'm> Infer<'g, 'm> {
                 self.store_constant(out, tensor);
             }
             return Ok(vec![ty]);
+        }
+        // Strings and sparse values are not tensors oto computes with: their type stays unknown.
+        if node.attribute.first().is_some_and(|a| matches!(a.name.as_deref(), Some("value_string" | "value_strings" | "sparse_value"))) {
+            return Err(Stop::Unknown);
         }
         let t = self.graph.constant(out)?.ok_or_else(|| self.fail(node, "Constant node has no value"))?;
         let ty = vt(Some(t.dtype()), t.shape.iter().map(|&d| Dim::Known(d as i64)).collect());
@@ -1549,7 +1553,8 @@ impl<'g, 'm> Infer<'g, 'm> {
             }
             "Expand" => {
                 let a = self.values(node, 0)?;
-                let n = self.out.shape(&out_name).and_then(|s| s.first().and_then(Dim::known)).unwrap_or(1) as usize;
+                let n = self.out.shape(&out_name).and_then(|s| s.first().and_then(Dim::known)).unwrap_or(1);
+                let n = usize::try_from(n).ok().filter(|&n| n <= FOLD_LIMIT).ok_or(Stop::Unknown)?;
                 match a.len() {
                     l if l == n => a,
                     1 => vec![a[0].clone(); n],
@@ -1708,7 +1713,24 @@ pub fn reshape_dims(input: &[Dim], target: &[Dim], allowzero: bool) -> std::resu
     Ok(out)
 }
 
-/// Whole-tensor evaluation of constant subgraphs (small tensors only).
+/// Evaluates `node` on constant `inputs` (one per input, `None` for an omitted one) with
+/// the interpreter shape inference folds small constants with, whatever the tensors'
+/// sizes: `out_shape` and `dtype` are the output's inferred static shape and type, and
+/// `shapes` the inference result (for parameters such as Slice bounds). `None` when the
+/// operator is not one the interpreter evaluates, or the inputs do not fit it.
+pub(crate) fn eval_node(
+    graph: &Graph<'_>,
+    node: &NodeProto,
+    inputs: &[Option<Tensor>],
+    out_shape: &[usize],
+    dtype: DType,
+    shapes: &Shapes,
+) -> Option<Tensor> {
+    fold::eval(graph, node, inputs, out_shape, dtype, shapes)
+}
+
+/// Whole-tensor evaluation of constant subgraphs: small tensors during inference, any
+/// size for the data moves of [`crate::normalize`].
 mod fold {
     use super::*;
 

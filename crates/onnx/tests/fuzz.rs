@@ -5,10 +5,14 @@
 //! is a zoo model mutated at the byte level (bit flips, interesting bytes, truncation,
 //! chunk deletion/duplication, splicing between models, protobuf length tweaks) or at
 //! the message level (dims, names, attributes, versions set to hostile values), then
-//! fed through `Model::from_bytes`, every initializer's `Model::tensor`, `Graph::new`
-//! and shape inference. A counting global allocator tracks the largest single
+//! fed through `Model::from_bytes`, every initializer's `Model::tensor`, `Graph::new`,
+//! shape inference and normalization. A counting global allocator tracks the largest single
 //! allocation and the peak live bytes of each input. A run fails on a panic, on an
 //! allocation over its bound, or on an error whose message does not name the file.
+
+#[cfg(test)]
+#[path = "common/normalize_cases.rs"]
+mod cases;
 
 use oto_onnx::proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto};
 use oto_onnx::{Graph, Model, NodeExt};
@@ -658,6 +662,12 @@ pub fn run_input(bytes: Vec<u8>, infer: bool) -> InputReport {
             note(&mut report, &e);
             return report;
         }
+        // Normalization (what every command runs after loading) folds whole tensors.
+        drop(graph);
+        if let Err(e) = oto_onnx::normalize::normalize(model, &Default::default()) {
+            note(&mut report, &e);
+            return report;
+        }
     }
     report.outcome = Outcome::Ok;
     report
@@ -914,5 +924,43 @@ fn fuzz_smoke() {
     assert!(summary.failures.is_empty(), "{summary}");
     // The mutations must reach every stage, or the smoke test proves little.
     assert!(summary.load_err > 0 && summary.graph_err > 0 && summary.ok > 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&crash_dir);
+    fuzz_normalization_cases();
+}
+
+/// The same over the normalization test cases (Constant nodes, constant subgraphs, an
+/// IR-3 file...), whose folds the zoo's clean models never reach. (Part of
+/// [`fuzz_smoke`]: the harness' counters are per process, runs must not overlap.)
+#[cfg(test)]
+fn fuzz_normalization_cases() {
+    let corpus = tempfile::tempdir().unwrap();
+    for (name, model) in [
+        ("constant_forms", cases::constant_forms()),
+        ("weight_layouts", cases::weight_layouts()),
+        ("shape_subgraph_9", cases::shape_subgraph(9)),
+        ("shape_subgraph_13", cases::shape_subgraph(13)),
+        ("identity_bias", cases::identity_bias()),
+        ("ir3_inputs", cases::ir3_inputs()),
+        ("constant_batchnorm", cases::constant_batchnorm()),
+        ("variadic", cases::variadic()),
+        ("integer_folds", cases::integer_folds()),
+    ] {
+        model.save(corpus.path().join(format!("{name}.onnx")), &Default::default()).unwrap();
+    }
+    let crash_dir = std::env::temp_dir().join(format!("oto-fuzz-normalize-{}", std::process::id()));
+    let config = Config {
+        iterations: 3000,
+        start: 0,
+        seed: 2,
+        corpus: corpus.path().to_path_buf(),
+        crash_dir: crash_dir.clone(),
+        infer: true,
+        max_model_bytes: 1 << 20,
+        progress_every: 0,
+    };
+    let summary = run(&config).unwrap();
+    eprintln!("{summary}");
+    assert!(summary.failures.is_empty(), "{summary}");
+    assert!(summary.ok > 0, "{summary}");
     let _ = std::fs::remove_dir_all(&crash_dir);
 }

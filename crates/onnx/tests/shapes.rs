@@ -698,3 +698,22 @@ fn gather_nd_and_scatter_nd() {
     let e = infer_error(&bad);
     assert!(e.contains("ScatterND_0") && e.contains("updates have shape [3, 5, 6], expected [3, 6]"), "{e}");
 }
+
+/// TorchScript writes `t.expand(batch, -1)` as `Expand(t, Where(Equal(s, -1), ones, s))`
+/// with `s` built from `Shape(x)`: a symbolic size is never -1, so the target is `s`.
+#[test]
+fn expand_to_a_shape_tested_against_minus_one() {
+    use oto_onnx::builder::{batch_dims, GraphBuilder};
+    let mut b = GraphBuilder::new("expand");
+    let x = b.input("x", DType::I64, &batch_dims(&[16]));
+    let t = b.initializer("t", Tensor::new(vec![1, 16], oto_onnx::TensorData::I64(vec![0; 16])).unwrap());
+    let s = b.node("Shape", &[&x], &[]);
+    let minus = b.ints("minus_one", &[-1]);
+    let eq = b.node("Equal", &[&s, &minus], &[]);
+    let ones = b.ints("ones", &[1, 1]);
+    let target = b.node("Where", &[&eq, &ones, &s], &[]);
+    let y = b.node("Expand", &[&t, &target], &["y"]);
+    b.output(&y, DType::I64, &batch_dims(&[16]));
+    let model = b.build().unwrap();
+    assert_eq!(shape_of(&model, "y"), dims(&["batch", "16"]));
+}

@@ -88,9 +88,10 @@ pub fn optimum_zoo_names() -> Vec<String> {
         .collect()
 }
 
-/// Loads the zoo model `name`.
+/// Loads the zoo model `name` as every command does (normalized; the zoo files are
+/// already normal, see crates/construct/tests/normalize_ort.rs).
 pub fn zoo_model(name: &str) -> Model {
-    Model::load(zoo_path(&format!("{name}.onnx"))).unwrap()
+    oto_onnx::normalize::load(zoo_path(&format!("{name}.onnx"))).unwrap().0
 }
 
 /// The reference inputs of the zoo model `name`.

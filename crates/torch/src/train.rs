@@ -376,18 +376,24 @@ fn evaluate_batches<B: std::borrow::Borrow<Batch>>(
     Ok(EvalReport { loss: total / samples.max(1) as f64, accuracy, samples })
 }
 
-/// `oto eval MODEL --data TEST [--batch-size B] [--device D]`: loads the model and the
-/// data, checks them against each other, and reports loss and metric in eval mode.
-/// `distill` is evaluated as cross-entropy against the labels (the model is its own teacher).
+/// `oto eval MODEL --data TEST [--batch-size B] [--device D]`: loads the model (normalized,
+/// as every command reads it: [`oto_onnx::normalize::load`]) and evaluates it ([`eval_model`]).
 pub fn eval_file(model: &Path, data: &Path, batch_size: usize, device: &str, loss: Loss) -> Result<EvalReport> {
+    let device = crate::parse_device(device)?;
+    let (model, _) = oto_onnx::normalize::load(model)?;
+    eval_model(&model, data, batch_size, device, loss)
+}
+
+/// Loads the data for `model`, checks them against each other, and reports loss and
+/// metric in eval mode. `distill` is evaluated as cross-entropy against the labels (the
+/// model is its own teacher).
+pub fn eval_model(model: &Model, data: &Path, batch_size: usize, device: Device, loss: Loss) -> Result<EvalReport> {
     // Evaluating a model against itself as teacher is meaningless: use its labels.
     let loss = match loss {
         Loss::Distill { .. } => Loss::CrossEntropy { label_smoothing: 0.0 },
         other => other,
     };
-    let device = crate::parse_device(device)?;
-    let model = Model::load(model)?;
-    let exec = Executor::new(&model, device)?;
+    let exec = Executor::new(model, device)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let dataset = Dataset::load(data, &inputs)?;
     check_labels(&exec, &dataset, loss)?;

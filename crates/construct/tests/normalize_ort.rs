@@ -1,0 +1,154 @@
+//! Normalization checked against onnxruntime: every case computes the same outputs
+//! before and after, with the exporters' patterns gone; then files as exporters write
+//! them (an Identity-tied bias, an IR-3 file with initializers as inputs, Constant-node
+//! BatchNorm parameters) go through the whole path of a command: load, analyze, zero,
+//! construct, and the compact model must match the zeroed one and keep the user's
+//! input/output names, opsets and metadata. Last, the zoo is already normal.
+
+#[path = "../../onnx/tests/common/normalize_cases.rs"]
+mod cases;
+mod common;
+use common::*;
+
+use oto_construct::{construct, zero_producers};
+use oto_graph::{analyze, AnalyzeOptions, Role};
+use oto_onnx::normalize::{normalize, NormalizeOptions};
+use oto_onnx::{Graph, Model};
+use oto_testkit::{deviation, run_ort, SplitMix64};
+
+fn copy(m: &Model) -> Model {
+    Model::from_proto(m.proto.clone(), "case.onnx", None).unwrap()
+}
+
+/// The exporters' patterns the pass removes: Sum, Constant (other than strings) and
+/// Identity of an initializer.
+fn assert_normal(name: &str, m: &Model) {
+    let g = Graph::new(m).unwrap();
+    for (_, n) in g.nodes() {
+        let op = n.op_type.as_deref().unwrap_or("");
+        assert_ne!(op, "Sum", "{name}: a Sum is left");
+        let string = n.attribute.iter().any(|a| a.name.as_deref() == Some("value_string"));
+        assert!(op != "Constant" || string, "{name}: a Constant is left");
+        assert!(op != "Identity" || g.initializer(&n.input[0]).is_none(), "{name}: an Identity of an initializer is left");
+    }
+}
+
+/// Real input names, outputs, opsets and the user's metadata entries are those of `user`.
+fn assert_interface(ctx: &str, user: &Model, other: &Model) {
+    let inputs = |m: &Model| Graph::new(m).unwrap().real_inputs().map(|v| v.name.clone()).collect::<Vec<_>>();
+    assert_eq!(inputs(other), inputs(user), "{ctx}: inputs");
+    let outputs = |m: &Model| m.proto.graph.as_ref().unwrap().output.clone();
+    assert_eq!(outputs(other), outputs(user), "{ctx}: outputs");
+    assert_eq!(other.proto.opset_import, user.proto.opset_import, "{ctx}: opsets");
+    for e in &user.proto.metadata_props {
+        assert!(other.proto.metadata_props.contains(e), "{ctx}: metadata {e:?} lost");
+    }
+}
+
+#[test]
+fn every_rewrite_computes_the_same_in_onnxruntime() {
+    let all = [
+        ("constant_forms", cases::constant_forms()),
+        ("weight_layouts", cases::weight_layouts()),
+        ("shape_subgraph_9", cases::shape_subgraph(9)),
+        ("shape_subgraph_13", cases::shape_subgraph(13)),
+        ("identity_bias", cases::identity_bias()),
+        ("ir3_inputs", cases::ir3_inputs()),
+        ("constant_batchnorm", cases::constant_batchnorm()),
+        ("variadic", cases::variadic()),
+        ("integer_folds", cases::integer_folds()),
+        ("shared_weights", cases::shared_weights()),
+    ];
+    for (name, before) in all {
+        let (after, summary) = normalize(copy(&before), &NormalizeOptions::default()).unwrap();
+        assert!(name == "shared_weights" || !summary.is_noop(), "{name}: nothing rewritten");
+        assert_normal(name, &after);
+        assert_interface(name, &before, &after);
+        for seed in 0..2 {
+            let inputs = cases::random_inputs(&before, seed);
+            let (err, tol) = deviation(&run_ort(&before.proto, &inputs), &run_ort(&after.proto, &inputs));
+            assert!(err <= tol, "{name} ({summary}): max deviation {err:.3e} > {tol:.3e}");
+        }
+    }
+}
+
+/// The path of every command on a file `user` as written by an exporter: load it
+/// (normalized), analyze, zero random elements of every prunable group, construct,
+/// save and reload; the compact model computes what the zeroed one computes and keeps
+/// the user's interface. Returns the analysis for further checks.
+fn prune_end_to_end(name: &str, user: &Model, groups: usize) -> oto_graph::Analysis {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.onnx"));
+    user.save(&path, &Default::default()).unwrap();
+    let (model, summary) = oto_onnx::normalize::load(&path).unwrap();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let prunable = analysis.prunable_groups().filter(|g| g.num_elements > 1).count();
+    assert_eq!(prunable, groups, "{name} ({summary}):\n{}", analysis.table());
+    let inputs = cases::random_inputs(&model, 5);
+    for seed in 0..3u64 {
+        let ctx = format!("{name} seed {seed}");
+        let removed = pick(&analysis, &mut SplitMix64::new(seed + 1), 0.5);
+        let full = zero_producers(&model, &analysis, &removed).unwrap();
+        let (compact, report) = construct(&full, &analysis, &removed).unwrap();
+        assert!(report.params_after < report.params_before, "{ctx}: {report:?}");
+        let out = dir.path().join(format!("{name}.compact.onnx"));
+        compact.save(&out, &Default::default()).unwrap();
+        let reloaded = Model::load(&out).unwrap();
+        assert_interface(&ctx, user, &reloaded);
+        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&reloaded.proto, &inputs));
+        assert!(err <= tol, "{ctx}: max deviation {err:.3e} > {tol:.3e}");
+    }
+    analysis
+}
+
+#[test]
+fn identity_tied_bias_prunes_end_to_end() {
+    let analysis = prune_end_to_end("identity_bias", &cases::identity_bias(), 2);
+    // Each bias is a producer of its own layer's group, not tied to the other layer.
+    let group_of = |init: &str| {
+        let owners: Vec<_> = analysis
+            .prunable_groups()
+            .filter(|g| g.members.iter().any(|m| m.initializer == init && m.role == Role::Producer))
+            .map(|g| g.id.clone())
+            .collect();
+        assert_eq!(owners.len(), 1, "{init}: {owners:?}\n{}", analysis.table());
+        owners[0].clone()
+    };
+    assert_ne!(group_of("fc1.bias"), group_of("fc2.bias"));
+    assert_eq!(group_of("fc1.bias"), group_of("fc1.weight"));
+    assert_eq!(group_of("fc2.bias"), group_of("fc2.weight"));
+}
+
+#[test]
+fn ir3_file_with_initializer_inputs_prunes_end_to_end() {
+    let analysis = prune_end_to_end("ir3_inputs", &cases::ir3_inputs(), 1);
+    // The three conv branches meet in the Sum: one group of 4 channels.
+    let g = analysis.prunable_groups().next().unwrap();
+    assert_eq!(g.num_elements, 4);
+    for k in 0..3 {
+        assert!(g.members.iter().any(|m| m.initializer == format!("conv{k}_w")), "{}", analysis.table());
+    }
+}
+
+#[test]
+fn constant_batchnorm_parameters_prune_end_to_end() {
+    let analysis = prune_end_to_end("constant_batchnorm", &cases::constant_batchnorm(), 1);
+    let g = analysis.prunable_groups().next().unwrap();
+    assert_eq!(g.num_elements, 6);
+    for p in ["conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "fc.weight"] {
+        assert!(g.members.iter().any(|m| m.initializer == p), "{p} not in the group\n{}", analysis.table());
+    }
+}
+
+/// The zoo files are already clean (graphs/zoo.py folds constants): normalization must
+/// leave every one of them exactly as it is, so the zoo tests' groups do not change.
+#[test]
+fn zoo_models_are_already_normal() {
+    for name in oto_testkit::zoo_names() {
+        let model = Model::load(oto_testkit::zoo_path(&format!("{name}.onnx"))).unwrap();
+        let proto = model.proto.clone();
+        let (after, summary) = normalize(model, &NormalizeOptions::default()).unwrap();
+        assert!(summary.is_noop(), "{name}: {summary}");
+        assert!(after.proto == proto, "{name}: changed");
+    }
+}

@@ -1,0 +1,614 @@
+//! Normalization: the one pass every command runs right after loading, so that the
+//! later stages see the same graph whichever exporter wrote the file.
+//!
+//! Exporters write parameters in many forms: `Constant` nodes, weights reached through
+//! `Transpose`/`Unsqueeze`/`Cast` of initializers, integer subgraphs computing shape
+//! lists, an `Identity` of another initializer where the TorchScript exporter merged
+//! two equal values, initializers also listed as graph inputs (IR < 4), the variadic
+//! `Sum`. [`normalize`] rewrites them, exactly:
+//!
+//! 1. `Constant` nodes (`value`, `value_float(s)`, `value_int(s)`) become initializers
+//!    named by their output (string and sparse constants are left as they are);
+//! 2. initializers listed as graph inputs are removed from the inputs (they are weights;
+//!    for IR >= 4 files [`NormalizeOptions::keep_overridable_inputs`] keeps them);
+//! 3. `Sum` becomes a chain of `Add` (one input: `Identity`), `Max`/`Min` of more than
+//!    two inputs a chain of binary ones; the last node keeps the output's name;
+//! 4. nodes computed from initializers alone are folded into initializers: the data
+//!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
+//!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
+//!    a constant, and small (up to 65536 elements) `ConstantOfShape`, `Expand`, `Where`,
+//!    `Gather` and integer arithmetic on non-float tensors (repeating or picking a
+//!    weight's elements, as an embedding lookup with constant indices does, would change
+//!    what is trained), with the interpreter shape inference folds with
+//!    ([`crate::shape`]); every opset form is read through [`crate::ops`]. The result is
+//!    named by the node's output, except that a rearrangement of a weight of the file
+//!    that nothing else reads replaces that weight under its own name (as
+//!    graphs/zoo.py's cleanup does, so groups are named after the user's parameters).
+//!    An `Identity` of an initializer becomes its own initializer (a copy when the
+//!    source is read elsewhere too): the exporters' de-duplication of equal values is
+//!    not weight sharing. Other folds never copy a float initializer that something
+//!    else also reads (one initializer read by several nodes is real weight tying);
+//! 5. initializers only the folded nodes read are removed, and nodes are written in
+//!    topological order.
+//!
+//! Graph inputs and outputs, opset imports, metadata, doc strings and the `value_info`
+//! of surviving values are kept; a value that is a graph output is never folded. IR 3
+//! files whose initializers are no longer all inputs are marked IR 4 (the one change
+//! IR 4 made). Subgraphs (`If`, `Loop` bodies) are left as they are, and every value
+//! they read from the main graph stays.
+
+use crate::error::Result;
+use crate::graph::{subgraph_reads, Graph, NodeExt};
+use crate::model::Model;
+use crate::proto::{GraphProto, NodeProto, TensorProto};
+use crate::shape::{self, Shapes, FOLD_LIMIT};
+use crate::tensor::{checked_numel, shape_of, DType, Tensor, TensorData};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Choices of [`normalize`].
+#[derive(Debug, Clone, Default)]
+pub struct NormalizeOptions {
+    /// IR >= 4 files may list an initializer as a graph input too: a default value the
+    /// caller may override. By default such an input is removed and the initializer
+    /// treated as a weight (and counted in [`Summary::initializer_inputs`]); with this
+    /// set it stays an input and nothing computed from it is folded. IR < 4 files list
+    /// every initializer as an input, so there they are always removed.
+    pub keep_overridable_inputs: bool,
+}
+
+/// What [`normalize`] rewrote, counted per rewrite.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// `Constant` nodes turned into initializers.
+    pub constants_lifted: usize,
+    /// `Constant` nodes left as they are (strings, sparse values, graph outputs).
+    pub constants_kept: usize,
+    /// Initializers removed from the graph inputs (they are weights).
+    pub initializer_inputs: usize,
+    /// Initializers kept as overridable graph inputs ([`NormalizeOptions::keep_overridable_inputs`]).
+    pub overridable_inputs: usize,
+    /// `Sum` nodes rewritten as `Add` chains.
+    pub sums: usize,
+    /// `Max`/`Min` nodes of more than two inputs rewritten as chains of binary ones.
+    pub variadic: usize,
+    /// `Identity` nodes of an initializer replaced by an initializer of their own.
+    pub identities: usize,
+    /// Other nodes computed from initializers alone, folded into initializers.
+    pub folded: usize,
+    /// Initializers removed because only folded nodes read them.
+    pub dead_initializers: usize,
+    /// Whether the nodes were reordered into a topological order.
+    pub reordered: bool,
+    /// `(from, to)` when the IR version was raised (IR 3 files with initializers that
+    /// are not inputs any more).
+    pub ir_version_raised: Option<(i64, i64)>,
+}
+
+impl Summary {
+    /// Whether the pass left the model as it was.
+    pub fn is_noop(&self) -> bool {
+        self == &Summary { constants_kept: self.constants_kept, overridable_inputs: self.overridable_inputs, ..Summary::default() }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        let mut count = |n: usize, what: &str| {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        };
+        count(self.constants_lifted, "Constant nodes made initializers");
+        count(self.initializer_inputs, "initializers removed from the graph inputs (treated as weights)");
+        count(self.sums, "Sum nodes rewritten as Add");
+        count(self.variadic, "Max/Min nodes split into binary ones");
+        count(self.identities, "Identity nodes of initializers made initializers of their own");
+        count(self.folded, "constant nodes folded into initializers");
+        count(self.dead_initializers, "unused initializers removed");
+        count(self.constants_kept, "Constant nodes kept (strings, sparse values or graph outputs)");
+        count(self.overridable_inputs, "initializers kept as overridable graph inputs");
+        if self.reordered {
+            parts.push("nodes sorted topologically".into());
+        }
+        if let Some((from, to)) = self.ir_version_raised {
+            parts.push(format!("IR version {from} -> {to}"));
+        }
+        if parts.is_empty() {
+            write!(f, "nothing to normalize")
+        } else {
+            write!(f, "{}", parts.join(", "))
+        }
+    }
+}
+
+/// Loads a model file and normalizes it with the default options: what every command
+/// and the trainer read a model through.
+pub fn load(path: impl AsRef<Path>) -> Result<(Model, Summary)> {
+    normalize(Model::load(path)?, &NormalizeOptions::default())
+}
+
+/// Normalizes `model` (see the module documentation). Returns the model unchanged
+/// (the same value) when there is nothing to rewrite.
+pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Summary)> {
+    let mut summary = Summary::default();
+    let name = model.path().to_string_lossy().into_owned();
+    let base = model.base_dir().map(Path::to_path_buf);
+    let ir = model.proto.ir_version.unwrap_or(0);
+
+    // Rewrites that need no graph view.
+    let mut proto = model.proto.clone();
+    let Some(graph) = proto.graph.as_mut() else {
+        return Err(model.error("model", "has no graph"));
+    };
+    let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
+    let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
+    let overridable = initializer_inputs(graph, ir, options, &mut summary);
+    rewrite_variadic(graph, &mut summary);
+
+    // Folding, on a validated view of the model so far.
+    let staged = Model::from_proto(proto, &name, base.clone())?;
+    let plan = {
+        let view = Graph::new(&staged)?;
+        let shapes = shape::infer(&view)?;
+        Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?
+    };
+    let mut proto = staged.proto;
+    let Some(graph) = proto.graph.as_mut() else {
+        return Err(model.error("model", "has no graph"));
+    };
+    plan.apply(graph, &mut summary);
+    if ir < 4 && graph.initializer.iter().any(|t| !graph.input.iter().any(|i| i.name == t.name)) {
+        proto.ir_version = Some(4);
+        summary.ir_version_raised = Some((ir, 4));
+    }
+
+    let mut out = Model::from_proto(proto, &name, base.clone())?;
+    let order = Graph::new(&out)?.order().to_vec();
+    if order.iter().enumerate().any(|(i, &k)| i != k) {
+        let mut proto = out.proto;
+        if let Some(g) = proto.graph.as_mut() {
+            let mut nodes: Vec<Option<NodeProto>> = std::mem::take(&mut g.node).into_iter().map(Some).collect();
+            g.node = order.iter().filter_map(|&k| nodes.get_mut(k).and_then(Option::take)).collect();
+        }
+        summary.reordered = true;
+        out = Model::from_proto(proto, &name, base)?;
+    }
+    if summary.is_noop() {
+        return Ok((model, summary));
+    }
+    Ok((out, summary))
+}
+
+fn is_default_domain(node: &NodeProto) -> bool {
+    matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx")
+}
+
+/// Turns `Constant` nodes into initializers named by their output; returns their names.
+fn lift_constants(model: &Model, graph: &mut GraphProto, outputs: &HashSet<String>, summary: &mut Summary) -> Result<HashSet<String>> {
+    let mut kept = Vec::with_capacity(graph.node.len());
+    let mut lifted = HashSet::new();
+    for node in std::mem::take(&mut graph.node) {
+        if node.op() != "Constant" || !is_default_domain(&node) {
+            kept.push(node);
+            continue;
+        }
+        match constant_initializer(model, &node, outputs)? {
+            Some(t) => {
+                lifted.extend(t.name.clone());
+                graph.initializer.push(t);
+                summary.constants_lifted += 1;
+            }
+            None => {
+                summary.constants_kept += 1;
+                kept.push(node);
+            }
+        }
+    }
+    graph.node = kept;
+    Ok(lifted)
+}
+
+/// The initializer a `Constant` node stands for; `None` for the forms kept as nodes
+/// (strings, sparse values, a graph output, a malformed node left for later stages).
+fn constant_initializer(model: &Model, node: &NodeProto, outputs: &HashSet<String>) -> Result<Option<TensorProto>> {
+    let [out] = node.output.as_slice() else { return Ok(None) };
+    let [attr] = node.attribute.as_slice() else { return Ok(None) };
+    if out.is_empty() || outputs.contains(out) {
+        return Ok(None);
+    }
+    fn read<T>(model: &Model, node: &NodeProto, r: std::result::Result<T, String>) -> Result<T> {
+        r.map_err(|m| model.error(crate::graph::node_label(node), m))
+    }
+    let scalar = |data: TensorData| Tensor { shape: vec![], data };
+    let list = |data: TensorData| Tensor { shape: vec![data.len()], data };
+    let tensor = match attr.name.as_deref().unwrap_or("") {
+        "value" => {
+            let Some(t) = read(model, node, node.attr_tensor("value"))? else {
+                return Err(model.error(crate::graph::node_label(node), "attribute 'value' holds no tensor"));
+            };
+            let mut t = t.clone();
+            t.name = Some(out.clone());
+            return Ok(Some(t));
+        }
+        "value_float" => scalar(TensorData::F32(vec![read(model, node, node.attr_float("value_float"))?.unwrap_or(0.0)])),
+        "value_floats" => list(TensorData::F32(read(model, node, node.attr_floats("value_floats"))?.unwrap_or_default())),
+        "value_int" => scalar(TensorData::I64(vec![read(model, node, node.attr_int("value_int"))?.unwrap_or(0)])),
+        "value_ints" => list(TensorData::I64(read(model, node, node.attr_ints("value_ints"))?.unwrap_or_default())),
+        _ => return Ok(None),
+    };
+    Ok(Some(tensor.to_proto(out)))
+}
+
+/// Removes initializers from the graph inputs (IR < 4 files list them all), unless the
+/// options keep them in an IR >= 4 file; returns the names kept as overridable inputs.
+fn initializer_inputs(graph: &mut GraphProto, ir: i64, options: &NormalizeOptions, summary: &mut Summary) -> HashSet<String> {
+    let inits: HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let listed: HashSet<String> =
+        graph.input.iter().filter_map(|v| v.name.as_deref()).filter(|n| inits.contains(n)).map(str::to_string).collect();
+    if listed.is_empty() {
+        return HashSet::new();
+    }
+    if ir >= 4 && options.keep_overridable_inputs {
+        summary.overridable_inputs = listed.len();
+        return listed;
+    }
+    graph.input.retain(|v| !v.name.as_ref().is_some_and(|n| listed.contains(n)));
+    summary.initializer_inputs = listed.len();
+    HashSet::new()
+}
+
+/// Names not yet used in a graph, for the values and nodes a rewrite adds.
+struct Names(HashSet<String>);
+
+impl Names {
+    fn of(graph: &GraphProto) -> Names {
+        let mut used: HashSet<String> = HashSet::new();
+        used.extend(graph.input.iter().chain(&graph.output).chain(&graph.value_info).filter_map(|v| v.name.clone()));
+        used.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
+        for n in &graph.node {
+            used.extend(n.input.iter().chain(&n.output).cloned());
+            used.extend(n.name.clone());
+        }
+        Names(used)
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1usize;
+        while self.0.contains(&name) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        self.0.insert(name.clone());
+        name
+    }
+}
+
+/// Rewrites `Sum` as a chain of `Add` and `Max`/`Min` of more than two inputs as chains
+/// of binary nodes (exact: the same operations in the same order).
+fn rewrite_variadic(graph: &mut GraphProto, summary: &mut Summary) {
+    let wanted = |n: &NodeProto| {
+        let ok = is_default_domain(n) && n.output.len() == 1 && !n.input.is_empty() && n.input.iter().all(|i| !i.is_empty());
+        ok && (n.op() == "Sum" || matches!(n.op(), "Max" | "Min") && n.input.len() > 2)
+    };
+    if !graph.node.iter().any(wanted) {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut out = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        if !wanted(&node) {
+            out.push(node);
+            continue;
+        }
+        let (binary, counter) = match node.op() {
+            "Sum" => ("Add", &mut summary.sums),
+            op => (if op == "Max" { "Max" } else { "Min" }, &mut summary.variadic),
+        };
+        *counter += 1;
+        let like = |op: &str, input: Vec<String>, output: String, name: Option<String>| {
+            let mut n = node.clone();
+            n.op_type = Some(op.to_string());
+            n.input = input;
+            n.output = vec![output];
+            n.name = name;
+            n.attribute.clear();
+            n
+        };
+        let result = node.output[0].clone();
+        if node.input.len() == 1 {
+            out.push(like("Identity", node.input.clone(), result, node.name.clone()));
+            continue;
+        }
+        let mut acc = node.input[0].clone();
+        let last = node.input.len() - 1;
+        for (k, x) in node.input.iter().enumerate().skip(1) {
+            let (value, name) = if k == last {
+                (result.clone(), node.name.clone())
+            } else {
+                let stem = node.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(&result).to_string();
+                (names.fresh(&format!("{result}_{binary}{k}")), Some(names.fresh(&format!("{stem}_{binary}{k}"))))
+            };
+            out.push(like(binary, vec![acc, x.clone()], value.clone(), name));
+            acc = value;
+        }
+    }
+    graph.node = out;
+}
+
+/// How a foldable operator is folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Same elements, new shape: the initializer is copied as it is stored.
+    Reshape,
+    /// Moves or converts elements exactly, each at most once: folded whatever the size.
+    Move,
+    /// Reads only the input's shape.
+    Meta,
+    /// Creates, repeats or selects elements exactly: folded when the result is small and
+    /// no input is a float tensor (repeating a weight's elements would untie them).
+    Small,
+    /// Integer arithmetic: folded when every operand is an integer and the result small.
+    Integer,
+}
+
+fn kind(op: &str) -> Option<Kind> {
+    Some(match op {
+        "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" => Kind::Reshape,
+        "Transpose" | "Cast" | "CastLike" | "Slice" | "Concat" => Kind::Move,
+        "Shape" | "Size" => Kind::Meta,
+        "ConstantOfShape" | "Expand" | "Where" | "Gather" => Kind::Small,
+        "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Max" | "Min" | "Neg" | "Abs" | "Sign" | "Equal" | "Less" | "Greater" | "LessOrEqual"
+        | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Range" => Kind::Integer,
+        _ => return None,
+    })
+}
+
+/// Operators whose result is their input 0 rearranged (the other inputs are integer
+/// parameters): folded on a weight read nowhere else, the result keeps the weight's
+/// name, as graphs/zoo.py's cleanup does.
+fn rearranges_input0(op: &str) -> bool {
+    matches!(op, "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Transpose" | "Cast" | "CastLike" | "Slice")
+}
+
+fn dtype_of(t: &TensorProto) -> Option<DType> {
+    DType::from_onnx(t.data_type.unwrap_or(0))
+}
+
+/// Decides, in topological order, which nodes fold and into what.
+struct Folder<'a, 'm> {
+    model: &'a Model,
+    graph: &'a Graph<'m>,
+    shapes: &'a Shapes,
+    overridable: &'a HashSet<String>,
+    /// Initializers that were `Constant` nodes (their names are node outputs, not the file's weight names).
+    lifted: &'a HashSet<String>,
+    /// Values read inside subgraphs: shared with the subgraph, never copied or renamed.
+    outer_reads: HashSet<String>,
+    /// Initializers made so far, by name.
+    made: HashMap<String, TensorProto>,
+    /// Names of `made` in the order they were first made.
+    order: Vec<String>,
+    /// Folded values now held by an initializer of another name (the weight they rearrange).
+    alias: HashMap<String, String>,
+}
+
+/// The folds decided: what [`Plan::apply`] does to the graph.
+struct Plan {
+    folded: HashSet<usize>,
+    /// New initializers, and new contents of existing ones (same name).
+    made: Vec<TensorProto>,
+    /// Value name -> the initializer that now holds it.
+    alias: HashMap<String, String>,
+    /// Initializers read by folded nodes: removed when nothing else reads them.
+    read: HashSet<String>,
+    identities: usize,
+    others: usize,
+}
+
+impl<'a, 'm> Folder<'a, 'm> {
+    fn new(
+        model: &'a Model,
+        graph: &'a Graph<'m>,
+        shapes: &'a Shapes,
+        overridable: &'a HashSet<String>,
+        lifted: &'a HashSet<String>,
+    ) -> Self {
+        let mut outer_reads = HashSet::new();
+        for n in &graph.proto.node {
+            subgraph_reads(n, &mut outer_reads);
+        }
+        Folder { model, graph, shapes, overridable, lifted, outer_reads, made: HashMap::new(), order: Vec::new(), alias: HashMap::new() }
+    }
+
+    /// The initializer name holding `value` (itself unless folded under another name).
+    fn resolve<'v>(&'v self, value: &'v str) -> &'v str {
+        self.alias.get(value).map_or(value, String::as_str)
+    }
+
+    /// The initializer holding `value`, if it is a constant (not an overridable input).
+    fn constant(&self, value: &str) -> Option<&TensorProto> {
+        let name = self.resolve(value);
+        if let Some(t) = self.made.get(name) {
+            return Some(t);
+        }
+        if self.overridable.contains(name) {
+            return None;
+        }
+        self.graph.initializer(name)
+    }
+
+    /// Whether a value is read by exactly one node and nothing else.
+    fn single_use(&self, value: &str) -> bool {
+        self.graph.consumers(value).len() == 1 && !self.graph.is_output(value) && !self.outer_reads.contains(value)
+    }
+
+    fn plan(mut self) -> Result<Plan> {
+        let graph = self.graph;
+        let (mut folded, mut read, mut identities, mut others) = (HashSet::new(), HashSet::new(), 0, 0);
+        for (i, node) in graph.nodes() {
+            let Some(mut t) = self.fold(node)? else { continue };
+            folded.insert(i);
+            read.extend(node.input.iter().filter(|s| !s.is_empty()).map(|s| self.resolve(s).to_string()));
+            if node.op() == "Identity" {
+                identities += 1;
+            } else {
+                others += 1;
+            }
+            let out = node.output[0].clone();
+            let source = self.resolve(&node.input[0]).to_string();
+            let named_weight = self.graph.initializer(&source).is_some() && !self.lifted.contains(&source);
+            let name =
+                if rearranges_input0(node.op()) && named_weight && self.single_use(&node.input[0]) && !self.outer_reads.contains(&out) {
+                    let name = source;
+                    self.alias.insert(out, name.clone());
+                    name
+                } else {
+                    out
+                };
+            if let Some(old) = self.constant(&name) {
+                t.doc_string = old.doc_string.clone();
+            }
+            t.name = Some(name.clone());
+            if self.made.insert(name.clone(), t).is_none() {
+                self.order.push(name);
+            }
+        }
+        // Chains of renames point at their final name.
+        let alias = self.alias.keys().map(|k| (k.clone(), self.resolve(k).to_string())).collect();
+        let made = self.order.iter().filter_map(|n| self.made.remove(n)).collect();
+        Ok(Plan { folded, made, alias, read, identities, others })
+    }
+
+    /// The initializer `node` folds into (named by its output), or `None` when it does not fold.
+    fn fold(&self, node: &NodeProto) -> Result<Option<TensorProto>> {
+        let op = node.op();
+        let Some(kind) = kind(op) else { return Ok(None) };
+        let [out] = node.output.as_slice() else { return Ok(None) };
+        if !is_default_domain(node) || out.is_empty() || self.graph.is_output(out) || node.input.first().is_none_or(String::is_empty) {
+            return Ok(None);
+        }
+        let mut inputs: Vec<Option<&TensorProto>> = Vec::with_capacity(node.input.len());
+        for name in &node.input {
+            if name.is_empty() {
+                inputs.push(None);
+                continue;
+            }
+            match self.constant(name) {
+                Some(t) => inputs.push(Some(t)),
+                None => return Ok(None),
+            }
+        }
+        let (Some(dtype), Some(dims)) = (self.shapes.dtype(out), self.shapes.static_shape(out)) else { return Ok(None) };
+        let Some(out_shape) = dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>() else { return Ok(None) };
+        let Ok(numel) = checked_numel(&out_shape) else { return Ok(None) };
+        let Some(input_types) = inputs.iter().flatten().copied().map(dtype_of).collect::<Option<Vec<DType>>>() else { return Ok(None) };
+        let small = numel <= FOLD_LIMIT;
+        let fits = match kind {
+            Kind::Reshape | Kind::Move | Kind::Meta => true,
+            Kind::Small => small && input_types.iter().all(|d| !d.is_float()),
+            Kind::Integer => small && !dtype.is_float() && input_types.iter().all(|d| !d.is_float()),
+        };
+        if !fits {
+            return Ok(None);
+        }
+        // A copy of a float initializer that something else reads too would untie a
+        // shared weight (Identity excepted: see the module documentation).
+        if op != "Identity" && kind != Kind::Meta {
+            for (name, t) in node.input.iter().zip(&inputs) {
+                if t.and_then(dtype_of).is_some_and(DType::is_float) && !self.single_use(name) {
+                    return Ok(None);
+                }
+            }
+        }
+        let tensor = match kind {
+            Kind::Reshape => {
+                let Some(Some(src)) = inputs.first() else { return Ok(None) };
+                let same_count = shape_of(src).ok().and_then(|s| checked_numel(&s).ok()) == Some(numel);
+                if !same_count || dtype_of(src) != Some(dtype) {
+                    return Ok(None);
+                }
+                let mut t = (*src).clone();
+                t.name = Some(out.clone());
+                t.dims = dims;
+                t.doc_string = None;
+                return Ok(Some(t));
+            }
+            Kind::Meta => match self.shapes.shape_value(out).map(|v| v.iter().map(|d| d.known()).collect::<Option<Vec<i64>>>()) {
+                Some(Some(v)) => Tensor::new(out_shape.clone(), TensorData::I64(v)),
+                _ => None,
+            },
+            _ => match self.shapes.constants.get(out) {
+                Some(t) => Some(t.clone()),
+                None => {
+                    let mut values = Vec::with_capacity(inputs.len());
+                    for t in &inputs {
+                        values.push(match t {
+                            Some(t) => Some(self.model.tensor(t)?),
+                            None => None,
+                        });
+                    }
+                    shape::eval_node(self.graph, node, &values, &out_shape, dtype, self.shapes)
+                }
+            },
+        };
+        Ok(tensor.filter(|t| t.shape == out_shape && t.dtype() == dtype).map(|t| t.to_proto(out)))
+    }
+}
+
+impl Plan {
+    /// Removes the folded nodes, adds their initializers (or replaces the weights they
+    /// rearrange), points readers of renamed values at their initializer, and drops the
+    /// initializers and declared types nothing reads any more.
+    fn apply(mut self, graph: &mut GraphProto, summary: &mut Summary) {
+        summary.identities = self.identities;
+        summary.folded = self.others;
+        if self.folded.is_empty() {
+            return;
+        }
+        let mut index = 0usize;
+        graph.node.retain(|_| {
+            index += 1;
+            !self.folded.contains(&(index - 1))
+        });
+        for n in graph.node.iter_mut() {
+            for input in n.input.iter_mut() {
+                if let Some(name) = self.alias.get(input.as_str()) {
+                    *input = name.clone();
+                }
+            }
+        }
+        let mut live: HashSet<String> = graph.output.iter().chain(&graph.input).filter_map(|v| v.name.clone()).collect();
+        for n in &graph.node {
+            live.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+            subgraph_reads(n, &mut live);
+        }
+        let dead = |t: &TensorProto| t.name.as_ref().is_some_and(|n| self.read.contains(n) && !live.contains(n));
+        // Weights folded under their own name change in place (and lose a stale declared type).
+        let mut replaced: HashMap<String, TensorProto> = HashMap::new();
+        let mut added = Vec::new();
+        for t in std::mem::take(&mut self.made) {
+            let name = t.name.clone().unwrap_or_default();
+            if graph.initializer.iter().any(|i| i.name.as_deref() == Some(name.as_str())) {
+                replaced.insert(name, t);
+            } else {
+                added.push(t);
+            }
+        }
+        for t in graph.initializer.iter_mut() {
+            if let Some(new) = t.name.as_ref().and_then(|n| replaced.get(n)) {
+                *t = new.clone();
+            }
+        }
+        let before = graph.initializer.len();
+        graph.initializer.retain(|t| !dead(t));
+        summary.dead_initializers = before - graph.initializer.len();
+        graph.initializer.extend(added.into_iter().filter(|t| !dead(t)));
+        let mut produced: HashSet<String> = graph.initializer.iter().filter_map(|t| t.name.clone()).collect();
+        produced.extend(graph.input.iter().filter_map(|v| v.name.clone()));
+        produced.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
+        graph.value_info.retain(|v| v.name.as_ref().is_some_and(|n| produced.contains(n) && !replaced.contains_key(n)));
+    }
+}

@@ -1,0 +1,302 @@
+//! Small models written the way exporters write them, for the normalization tests:
+//! crates/onnx/tests/normalize.rs checks the rewrites, crates/construct/tests/normalize_ort.rs
+//! (which includes this file) checks them against onnxruntime and through construction.
+#![allow(dead_code)]
+
+use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
+use oto_onnx::proto::{ModelProto, StringStringEntryProto};
+use oto_onnx::{DType, Model, Tensor, TensorData};
+
+/// The metadata every case carries (it must survive normalization and construction).
+pub const META: (&str, &str) = ("exported_by", "normalize-test");
+
+fn f32s(shape: &[usize], fill: impl Fn(usize) -> f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor { shape: shape.to_vec(), data: TensorData::F32((0..n).map(fill).collect()) }
+}
+
+/// Deterministic, varied weights: `((i * a + b) % m) / m - 0.5`.
+fn wave(a: usize, b: usize, m: usize) -> impl Fn(usize) -> f32 {
+    move |i| ((i * a + b) % m) as f32 / m as f32 - 0.5
+}
+
+fn constant(b: &mut GraphBuilder, out: &str, t: Tensor) -> String {
+    b.node_with("Constant", &[], &[out], &[("value", Attr::Tensor(t))])
+}
+
+/// The builder's model with [`META`] in its metadata and a doc string.
+fn finish(b: &GraphBuilder) -> Model {
+    let mut proto = b.proto();
+    proto.doc_string = Some("a normalization test case".into());
+    proto.metadata_props.push(StringStringEntryProto { key: Some(META.0.into()), value: Some(META.1.into()) });
+    Model::from_proto(proto, "case.onnx", None).unwrap()
+}
+
+/// Every form of `Constant` node, each read by an arithmetic node, and one string
+/// constant nobody reads (left as it is).
+pub fn constant_forms() -> Model {
+    let mut b = GraphBuilder::new("constant_forms");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let cv = constant(&mut b, "c_value", f32s(&[4], wave(3, 1, 7)));
+    let cf = b.node_with("Constant", &[], &["c_float"], &[("value_float", Attr::Float(2.5))]);
+    let cfs = b.node_with("Constant", &[], &["c_floats"], &[("value_floats", Attr::Floats(vec![0.5, -1.0, 2.0, 0.25]))]);
+    let ci = b.node_with("Constant", &[], &["c_int"], &[("value_int", Attr::Int(2))]);
+    let cis = b.node_with("Constant", &[], &["c_ints"], &[("value_ints", Attr::Ints(vec![1]))]);
+    b.node_with("Constant", &[], &["c_string"], &[("value_string", Attr::Str("unused".into()))]);
+    let y = b.node("Add", &[&x, &cv], &[]);
+    let y = b.node("Mul", &[&y, &cf], &[]);
+    let y = b.node("Sub", &[&y, &cfs], &["y"]);
+    let g = b.node_with("Gather", &[&y, &ci], &[], &[("axis", Attr::Int(1))]);
+    let u = b.node("Unsqueeze", &[&g, &cis], &["g"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    b.output_f32(&u, &batch_dims(&[1]));
+    finish(&b)
+}
+
+/// Weights reached through data moves: a Transpose of a weight bigger than the small
+/// constant limit (300 x 256 > 65536 elements), an Unsqueeze of a per-channel scale,
+/// a Cast of an f16 bias, and a Gather of rows of a table.
+pub fn weight_layouts() -> Model {
+    let mut b = GraphBuilder::new("weight_layouts");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[300]));
+    let w = b.weight("fc.weight", &[256, 300], wave(7, 3, 101));
+    let wt = b.node_with("Transpose", &[&w], &["fc.weight.t"], &[("perm", Attr::Ints(vec![1, 0]))]);
+    let y = b.node("MatMul", &[&x, &wt], &[]);
+    let scale = b.weight("scale", &[256], wave(5, 2, 13));
+    let axes = b.ints("axes0", &[0]);
+    let s2 = b.node("Unsqueeze", &[&scale, &axes], &[]);
+    let y = b.node("Mul", &[&y, &s2], &[]);
+    let half: Vec<half::f16> = (0..256).map(|i| half::f16::from_f32(wave(3, 1, 17)(i))).collect();
+    let bias16 = b.initializer("bias16", Tensor { shape: vec![256], data: TensorData::F16(half) });
+    let bias = b.node_with("Cast", &[&bias16], &[], &[("to", Attr::Int(DType::F32.onnx_code() as i64))]);
+    let y = b.node("Add", &[&y, &bias], &[]);
+    let table = b.weight("table", &[5, 256], wave(11, 4, 23));
+    let rows = b.ints("rows", &[3, 1]);
+    let picked = b.node_with("Gather", &[&table, &rows], &[], &[("axis", Attr::Int(0))]);
+    let shift = b.node_with("ReduceSum", &[&picked], &[], &[("keepdims", Attr::Int(0))]);
+    let y = b.node("Add", &[&y, &shift], &["y"]);
+    b.output_f32(&y, &batch_dims(&[256]));
+    finish(&b)
+}
+
+/// A bias and a Reshape target computed from constants by integer and layout
+/// subgraphs, in the attribute forms (opset 9: Unsqueeze/Squeeze axes and Slice bounds
+/// as attributes) or the input forms (opset 13).
+pub fn shape_subgraph(opset: i64) -> Model {
+    let mut b = GraphBuilder::new("shape_subgraph");
+    b.opset(opset);
+    let x = b.input_f32("x", &batch_dims(&[2, 3]));
+    let attr_form = opset < 13;
+    let unsqueeze = |b: &mut GraphBuilder, v: &str, axes: &[i64]| {
+        if attr_form {
+            b.node_with("Unsqueeze", &[v], &[], &[("axes", Attr::Ints(axes.to_vec()))])
+        } else {
+            let a = constant(b, &format!("{v}_axes"), Tensor::from_i64s(axes.to_vec()));
+            b.node("Unsqueeze", &[v, &a], &[])
+        }
+    };
+    // Bias: Squeeze(Slice(Unsqueeze(b0)))
+    let b0 = constant(&mut b, "b0", f32s(&[8], wave(3, 2, 9)));
+    let b1 = unsqueeze(&mut b, &b0, &[0]);
+    let b2 = if attr_form {
+        b.node_with("Slice", &[&b1], &[], &[("starts", Attr::Ints(vec![1])), ("ends", Attr::Ints(vec![7])), ("axes", Attr::Ints(vec![1]))])
+    } else {
+        let st = b.ints("st", &[1]);
+        let en = b.ints("en", &[7]);
+        let ax = b.ints("ax", &[1]);
+        b.node("Slice", &[&b1, &st, &en, &ax], &[])
+    };
+    let bias = if attr_form {
+        b.node_with("Squeeze", &[&b2], &[], &[("axes", Attr::Ints(vec![0]))])
+    } else {
+        let a = b.ints("sq_axes", &[0]);
+        b.node("Squeeze", &[&b2, &a], &[])
+    };
+    // Target: Concat([-1], Unsqueeze(Gather(Shape(w), 1) * 2 / 2)) = [-1, 6]
+    let w = b.weight("w", &[2, 6], wave(1, 0, 5));
+    let shape = b.node("Shape", &[&w], &[]);
+    let one = constant(&mut b, "one", Tensor { shape: vec![], data: TensorData::I64(vec![1]) });
+    let six = b.node_with("Gather", &[&shape, &one], &[], &[("axis", Attr::Int(0))]);
+    let two = constant(&mut b, "two", Tensor { shape: vec![], data: TensorData::I64(vec![2]) });
+    let twelve = b.node("Mul", &[&six, &two], &[]);
+    let six = b.node("Div", &[&twelve, &two], &[]);
+    let six = unsqueeze(&mut b, &six, &[0]);
+    let minus = constant(&mut b, "minus_one", Tensor::from_i64s(vec![-1]));
+    let target = b.node_with("Concat", &[&minus, &six], &[], &[("axis", Attr::Int(0))]);
+    let y = b.node("Reshape", &[&x, &target], &[]);
+    let y = b.node("Add", &[&y, &bias], &[]);
+    // A factor filled by ConstantOfShape.
+    let dims = constant(&mut b, "dims", Tensor::from_i64s(vec![6]));
+    let ones = b.node_with("ConstantOfShape", &[&dims], &[], &[("value", Attr::Tensor(f32s(&[1], |_| 1.5)))]);
+    let y = b.node("Mul", &[&y, &ones], &[]);
+    b.output_f32(&y, &batch_dims(&[6]));
+    finish(&b)
+}
+
+/// A 3-layer MLP as the TorchScript exporter writes it after de-duplicating equal
+/// values: the second layer's bias is `Identity` of the first's (both start equal).
+pub fn identity_bias() -> Model {
+    let mut b = GraphBuilder::new("identity_bias");
+    b.opset(17);
+    let x = b.input_f32("input.1", &batch_dims(&[6]));
+    let w1 = b.weight("fc1.weight", &[8, 6], wave(7, 1, 19));
+    let b1 = b.weight("fc1.bias", &[8], |i| 0.1 * (i % 3) as f32 - 0.05);
+    let w2 = b.weight("fc2.weight", &[8, 8], wave(5, 3, 17));
+    let b2 = b.node("Identity", &[&b1], &["fc2.bias"]);
+    let w3 = b.weight("fc3.weight", &[3, 8], wave(3, 2, 13));
+    let b3 = b.weight("fc3.bias", &[3], |i| 0.2 * i as f32);
+    let t = [("transB", Attr::Int(1))];
+    let h = b.node_with("Gemm", &[&x, &w1, &b1], &[], &t);
+    let h = b.node("Relu", &[&h], &[]);
+    let h = b.node_with("Gemm", &[&h, &w2, &b2], &[], &t);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node_with("Gemm", &[&h, &w3, &b3], &["logits"], &t);
+    b.output_f32(&y, &batch_dims(&[3]));
+    finish(&b)
+}
+
+/// A caffe2-era file: IR 3, opset 8, every initializer also a graph input, two conv
+/// branches joined by a `Sum` of three inputs, BatchNorm, Flatten and Gemm.
+pub fn ir3_inputs() -> Model {
+    let mut b = GraphBuilder::new("ir3_inputs");
+    b.opset(8);
+    let x = b.input_f32("data", &batch_dims(&[3, 6, 6]));
+    let mut branches = Vec::new();
+    for k in 0..3usize {
+        let w = b.weight(&format!("conv{k}_w"), &[4, 3, 3, 3], wave(7 + k, k, 29));
+        let bias = b.weight(&format!("conv{k}_b"), &[4], wave(3, k, 7));
+        let pads = [("pads", Attr::Ints(vec![1, 1, 1, 1])), ("kernel_shape", Attr::Ints(vec![3, 3]))];
+        let c = b.node_with("Conv", &[&x, &w, &bias], &[], &pads);
+        branches.push(b.node("Relu", &[&c], &[]));
+    }
+    let s = b.node("Sum", &[&branches[0], &branches[1], &branches[2]], &["sum"]);
+    let bn: Vec<String> = ["scale", "bias", "mean", "var"]
+        .iter()
+        .enumerate()
+        .map(|(j, p)| b.weight(&format!("bn_{p}"), &[4], move |i| if *p == "var" { 0.5 + 0.25 * i as f32 } else { wave(3, j, 11)(i) }))
+        .collect();
+    let n = b.node_with("BatchNormalization", &[&s, &bn[0], &bn[1], &bn[2], &bn[3]], &[], &[("epsilon", Attr::Float(1e-5))]);
+    let n = b.node("Relu", &[&n], &[]);
+    let f = b.node_with("Flatten", &[&n], &[], &[("axis", Attr::Int(1))]);
+    let fw = b.weight("fc_w", &[5, 144], wave(13, 5, 37));
+    let fb = b.weight("fc_b", &[5], wave(1, 1, 3));
+    let y = b.node_with("Gemm", &[&f, &fw, &fb], &["prob"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[5]));
+    for t in b.proto().graph.unwrap().initializer {
+        b.input(t.name.as_deref().unwrap(), DType::F32, &known_dims(&t.dims));
+    }
+    let mut proto: ModelProto = b.proto();
+    proto.ir_version = Some(3);
+    proto.metadata_props.push(StringStringEntryProto { key: Some(META.0.into()), value: Some(META.1.into()) });
+    Model::from_proto(proto, "ir3.onnx", None).unwrap()
+}
+
+/// Conv -> BatchNorm whose parameters are `Constant` nodes, as the TorchScript exporter
+/// writes them without constant folding: the scale directly, the bias through
+/// `Squeeze` of a `[1, C]` constant, the variance through a `Cast` from f64.
+pub fn constant_batchnorm() -> Model {
+    let mut b = GraphBuilder::new("constant_batchnorm");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[2, 5, 5]));
+    let c = 6usize;
+    let w = constant(&mut b, "conv.weight", f32s(&[c, 2, 3, 3], wave(7, 1, 23)));
+    let conv = b.node_with("Conv", &[&x, &w], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let scale = constant(&mut b, "bn.weight", f32s(&[c], wave(3, 4, 7)));
+    let bias2 = constant(&mut b, "bn.bias2d", f32s(&[1, c], wave(5, 1, 11)));
+    let sq = constant(&mut b, "sq_axes", Tensor::from_i64s(vec![0]));
+    let bias = b.node("Squeeze", &[&bias2, &sq], &["bn.bias"]);
+    let mean = constant(&mut b, "bn.running_mean", f32s(&[c], wave(2, 1, 5)));
+    let var64 = Tensor { shape: vec![c], data: TensorData::F64((0..c).map(|i| 0.5 + 0.125 * i as f64).collect()) };
+    let var64 = constant(&mut b, "bn.var64", var64);
+    let var = b.node_with("Cast", &[&var64], &["bn.running_var"], &[("to", Attr::Int(DType::F32.onnx_code() as i64))]);
+    let n = b.node("BatchNormalization", &[&conv, &scale, &bias, &mean, &var], &[]);
+    let n = b.node("Relu", &[&n], &[]);
+    let p = b.node("GlobalAveragePool", &[&n], &[]);
+    let f = b.node("Flatten", &[&p], &[]);
+    let fw = constant(&mut b, "fc.weight", f32s(&[4, c], wave(5, 2, 13)));
+    let fb = b.weight("fc.bias", &[4], wave(1, 0, 4));
+    let y = b.node_with("Gemm", &[&f, &fw, &fb], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// Variadic operators: `Sum` of three (with broadcasting) and of one input, `Max` and
+/// `Min` of three.
+pub fn variadic() -> Model {
+    let mut b = GraphBuilder::new("variadic");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let z = b.input_f32("z", &batch_dims(&[4]));
+    let c = b.weight("c", &[4], wave(3, 1, 5));
+    let s = b.node("Sum", &[&x, &z, &c], &["s"]);
+    let one = b.node("Sum", &[&s], &["s1"]);
+    let m = b.node("Max", &[&x, &z, &c], &["m"]);
+    let n = b.node("Min", &[&one, &m, &x], &["n"]);
+    b.output_f32(&n, &batch_dims(&[4]));
+    b.output_f32(&s, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// Weight sharing the pass must keep: `shared` read directly by two MatMuls, `tied`
+/// read by a MatMul and (through a Transpose) by another one.
+pub fn shared_weights() -> Model {
+    let mut b = GraphBuilder::new("shared_weights");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let shared = b.weight("shared", &[4, 4], wave(3, 1, 7));
+    let tied = b.weight("tied", &[4, 4], wave(5, 2, 9));
+    let h = b.node("MatMul", &[&x, &shared], &[]);
+    let h = b.node("MatMul", &[&h, &shared], &[]);
+    let h = b.node("MatMul", &[&h, &tied], &[]);
+    let t = b.node_with("Transpose", &[&tied], &["tied.t"], &[("perm", Attr::Ints(vec![1, 0]))]);
+    let y = b.node("MatMul", &[&h, &t], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// The other folds: Flatten of a weight, Size of a weight, integer Range, Expand, Less,
+/// Where and Concat computing the indices of a Gather of activations.
+pub fn integer_folds() -> Model {
+    let mut b = GraphBuilder::new("integer_folds");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[6]));
+    let w2 = b.weight("w2", &[2, 3], wave(5, 1, 7));
+    let flat = b.node_with("Flatten", &[&w2], &[], &[("axis", Attr::Int(0))]);
+    let y = b.node("Mul", &[&x, &flat], &[]);
+    let sized = b.weight("sized", &[2, 2], wave(3, 0, 5));
+    let n = b.node("Size", &[&sized], &[]);
+    let scalar = |v: i64| Tensor { shape: vec![], data: TensorData::I64(vec![v]) };
+    let zero = constant(&mut b, "zero", scalar(0));
+    let one = constant(&mut b, "one", scalar(1));
+    let r = b.node("Range", &[&zero, &n, &one], &[]);
+    let two = constant(&mut b, "two", Tensor::from_i64s(vec![2]));
+    let four = b.ints("four", &[4]);
+    let e = b.node("Expand", &[&two, &four], &[]);
+    let less = b.node("Less", &[&r, &e], &[]);
+    let sel = b.node("Where", &[&less, &r, &e], &[]);
+    let tail = b.ints("tail", &[5, 4]);
+    let idx = b.node_with("Concat", &[&sel, &tail], &["idx"], &[("axis", Attr::Int(0))]);
+    let y = b.node_with("Gather", &[&y, &idx], &["y"], &[("axis", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[6]));
+    finish(&b)
+}
+
+/// Random inputs for every real graph input of `model`, with `batch` = 2.
+pub fn random_inputs(model: &Model, seed: u64) -> Vec<(String, Tensor)> {
+    use oto_onnx::shape::infer;
+    let graph = oto_onnx::Graph::new(model).unwrap();
+    let shapes = infer(&graph).unwrap();
+    let bind: std::collections::HashMap<String, i64> = [("batch".to_string(), 2)].into();
+    let mut rng = oto_onnx::rng::SplitMix64::new(seed);
+    graph
+        .real_inputs()
+        .map(|v| {
+            let name = v.name.clone().unwrap();
+            let shape: Vec<usize> = shapes.bound_shape(&name, &bind).unwrap().iter().map(|&d| d as usize).collect();
+            let n: usize = shape.iter().product();
+            (name, Tensor { shape, data: TensorData::F32((0..n).map(|_| rng.unit() as f32 * 2.0 - 1.0).collect()) })
+        })
+        .collect()
+}

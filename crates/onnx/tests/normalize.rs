@@ -1,0 +1,290 @@
+//! The normalization pass, rewrite by rewrite: what is gone, what it became (values
+//! checked element by element), and what is kept (names, opsets, metadata, sharing).
+//! Equivalence in onnxruntime is checked in crates/construct/tests/normalize_ort.rs.
+
+#[path = "common/normalize_cases.rs"]
+mod cases;
+
+use oto_onnx::normalize::{normalize, NormalizeOptions, Summary};
+use oto_onnx::proto::{GraphProto, ModelProto};
+use oto_onnx::{Graph, Model, Tensor, TensorData};
+
+fn run(model: &Model) -> (Model, Summary) {
+    let copy = Model::from_proto(model.proto.clone(), "case.onnx", None).unwrap();
+    normalize(copy, &NormalizeOptions::default()).unwrap()
+}
+
+fn graph(m: &Model) -> &GraphProto {
+    m.proto.graph.as_ref().unwrap()
+}
+
+fn ops(m: &Model) -> Vec<String> {
+    graph(m).node.iter().map(|n| n.op_type.clone().unwrap_or_default()).collect()
+}
+
+fn init(m: &Model, name: &str) -> Tensor {
+    let t = graph(m).initializer.iter().find(|t| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no initializer '{name}'"));
+    m.tensor(t).unwrap()
+}
+
+fn has_init(m: &Model, name: &str) -> bool {
+    graph(m).initializer.iter().any(|t| t.name.as_deref() == Some(name))
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.as_f32().unwrap_or_else(|| panic!("not f32: {t:?}")).to_vec()
+}
+
+/// What must survive normalization unchanged: the real inputs, the outputs, opsets,
+/// metadata, doc string, producer.
+fn assert_kept(before: &Model, after: &Model) {
+    let real = |m: &Model| Graph::new(m).unwrap().real_inputs().cloned().collect::<Vec<_>>();
+    assert_eq!(real(before), real(after));
+    assert_eq!(graph(before).output, graph(after).output);
+    let same = |p: &ModelProto, q: &ModelProto| {
+        (&p.opset_import, &p.metadata_props, &p.doc_string, &p.producer_name, &p.domain, &p.model_version)
+            == (&q.opset_import, &q.metadata_props, &q.doc_string, &q.producer_name, &q.domain, &q.model_version)
+    };
+    assert!(same(&before.proto, &after.proto));
+    assert!(after.proto.metadata_props.iter().any(|e| e.key.as_deref() == Some(cases::META.0)));
+    // The result is valid, topologically ordered, and normalizing again changes nothing.
+    let g = Graph::new(after).unwrap();
+    assert!(g.order().iter().enumerate().all(|(i, &k)| i == k), "nodes out of order");
+    let (again, summary) = run(after);
+    assert!(summary.is_noop(), "second pass: {summary}");
+    assert_eq!(again.proto, after.proto);
+}
+
+#[test]
+fn constant_nodes_become_initializers() {
+    let before = cases::constant_forms();
+    let (after, s) = run(&before);
+    assert_eq!(s.constants_lifted, 5, "{s}");
+    assert_eq!(s.constants_kept, 1, "{s}");
+    assert_eq!(ops(&after), ["Constant", "Add", "Mul", "Sub", "Gather", "Unsqueeze"]);
+    assert_eq!(graph(&after).node[0].output, ["c_string"]);
+    assert_eq!(f32s(&init(&after, "c_float")), [2.5]);
+    assert_eq!(init(&after, "c_float").shape, Vec::<usize>::new());
+    assert_eq!(f32s(&init(&after, "c_floats")), [0.5, -1.0, 2.0, 0.25]);
+    assert_eq!(init(&after, "c_int"), Tensor { shape: vec![], data: TensorData::I64(vec![2]) });
+    assert_eq!(init(&after, "c_ints"), Tensor::from_i64s(vec![1]));
+    let value = Graph::new(&before).unwrap().constant("c_value").unwrap().unwrap();
+    assert_eq!(init(&after, "c_value"), value);
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn weight_layout_ops_fold_whatever_their_size() {
+    let before = cases::weight_layouts();
+    let (after, s) = run(&before);
+    // The Gather of rows of the table is an embedding lookup: the table stays a weight.
+    assert_eq!(ops(&after), ["MatMul", "Mul", "Add", "Gather", "ReduceSum", "Add"], "{s}");
+    assert_eq!((s.folded, s.identities, s.dead_initializers), (3, 0, 1), "{s}");
+    // Transpose of the 256 x 300 weight, under the weight's name: [i, j] is w[j, i].
+    let w = f32s(&init(&before, "fc.weight"));
+    let wt = init(&after, "fc.weight");
+    assert_eq!(wt.shape, [300, 256]);
+    let wt = f32s(&wt);
+    assert!((0..300).all(|i| (0..256).all(|j| wt[i * 256 + j] == w[j * 300 + i])));
+    assert_eq!(graph(&after).node[0].input, ["x", "fc.weight"]);
+    assert!(!has_init(&after, "axes0"));
+    let s2 = init(&after, "scale");
+    assert_eq!((s2.shape.as_slice(), f32s(&s2)), ([1usize, 256].as_slice(), f32s(&init(&before, "scale"))));
+    assert_eq!(graph(&after).node[1].input[1], "scale");
+    let TensorData::F16(h) = &init(&before, "bias16").data else { panic!() };
+    assert_eq!(f32s(&init(&after, "bias16")), h.iter().map(|v| v.to_f32()).collect::<Vec<_>>());
+    assert_eq!(init(&after, "table"), init(&before, "table"));
+    // The initializers keep their order; no declared type of the old shapes is left.
+    let names: Vec<_> = graph(&after).initializer.iter().map(|t| t.name.clone().unwrap()).collect();
+    assert_eq!(names, ["fc.weight", "scale", "bias16", "table", "rows"]);
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn constant_subgraphs_fold_in_every_opset_form() {
+    for opset in [9, 13] {
+        let before = cases::shape_subgraph(opset);
+        let (after, s) = run(&before);
+        assert_eq!(ops(&after), ["Reshape", "Add", "Mul"], "opset {opset}: {s}");
+        let g = graph(&after);
+        assert_eq!(init(&after, &g.node[0].input[1]), Tensor::from_i64s(vec![-1, 6]), "opset {opset}");
+        let b0 = f32s(&Graph::new(&before).unwrap().constant("b0").unwrap().unwrap());
+        let bias = init(&after, &g.node[1].input[1]);
+        assert_eq!((bias.shape.as_slice(), f32s(&bias)), ([6usize].as_slice(), b0[1..7].to_vec()), "opset {opset}");
+        assert_eq!(f32s(&init(&after, &g.node[2].input[1])), [1.5; 6], "opset {opset}");
+        // Everything else was only read by folded nodes: only the three results remain.
+        assert_eq!(g.initializer.len(), 3, "opset {opset}: {:?}", g.initializer.iter().map(|t| t.name.clone()).collect::<Vec<_>>());
+        assert_kept(&before, &after);
+    }
+}
+
+#[test]
+fn flatten_size_range_expand_where_fold() {
+    let before = cases::integer_folds();
+    let (after, s) = run(&before);
+    assert_eq!(ops(&after), ["Mul", "Gather"], "{s}");
+    assert_eq!(init(&after, "idx"), Tensor::from_i64s(vec![0, 1, 2, 2, 5, 4]));
+    let w = init(&after, "w2");
+    assert_eq!((w.shape.as_slice(), f32s(&w)), ([1usize, 6].as_slice(), f32s(&init(&before, "w2"))));
+    assert_eq!(graph(&after).node[0].input[1], "w2");
+    assert!(!has_init(&after, "sized"), "only Size read it");
+    assert_eq!(graph(&after).initializer.len(), 2);
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn identity_of_an_initializer_becomes_its_own_initializer() {
+    let before = cases::identity_bias();
+    let (after, s) = run(&before);
+    assert_eq!((s.identities, s.folded), (1, 0), "{s}");
+    assert!(!ops(&after).contains(&"Identity".to_string()));
+    assert_eq!(init(&after, "fc2.bias"), init(&before, "fc1.bias"));
+    assert!(has_init(&after, "fc1.bias"), "the source stays: the first Gemm reads it");
+    let gemm2 = &graph(&after).node[2];
+    assert_eq!(gemm2.input[2], "fc2.bias");
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn ir3_initializer_inputs_become_weights() {
+    let before = cases::ir3_inputs();
+    assert_eq!(graph(&before).input.len(), 1 + graph(&before).initializer.len());
+    let (after, s) = run(&before);
+    assert_eq!(s.initializer_inputs, graph(&before).initializer.len(), "{s}");
+    assert_eq!(s.ir_version_raised, Some((3, 4)), "{s}");
+    assert_eq!(after.proto.ir_version, Some(4));
+    let names: Vec<_> = graph(&after).input.iter().map(|v| v.name.clone().unwrap()).collect();
+    assert_eq!(names, ["data"]);
+    assert_eq!(graph(&after).initializer, graph(&before).initializer);
+    // The Sum of three became two Adds, the last one still writing "sum".
+    assert_eq!(s.sums, 1);
+    let adds: Vec<_> = graph(&after).node.iter().filter(|n| n.op_type.as_deref() == Some("Add")).collect();
+    assert_eq!(adds.len(), 2);
+    assert_eq!(adds[1].output, ["sum"]);
+    assert_eq!(adds[1].input[0], adds[0].output[0]);
+    assert!(!ops(&after).contains(&"Sum".to_string()));
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn overridable_inputs_can_be_kept_in_ir4_files() {
+    let mut proto = cases::ir3_inputs().proto;
+    proto.ir_version = Some(8);
+    proto.opset_import[0].version = Some(13);
+    let inits = proto.graph.as_ref().unwrap().initializer.len();
+    let model = || Model::from_proto(proto.clone(), "ir8.onnx", None).unwrap();
+    let (after, s) = normalize(model(), &NormalizeOptions::default()).unwrap();
+    assert_eq!((s.initializer_inputs, s.ir_version_raised), (inits, None), "{s}");
+    assert_eq!(graph(&after).input.len(), 1);
+    assert!(s.to_string().contains(&format!("{inits} initializers removed from the graph inputs (treated as weights)")), "{s}");
+    let (after, s) = normalize(model(), &NormalizeOptions { keep_overridable_inputs: true }).unwrap();
+    assert_eq!((s.initializer_inputs, s.overridable_inputs), (0, inits), "{s}");
+    assert_eq!(graph(&after).input.len(), 1 + inits);
+}
+
+#[test]
+fn overridable_inputs_are_not_folded() {
+    // Unsqueeze of an initializer that is also an input: a caller may feed another value.
+    let mut b = oto_onnx::builder::GraphBuilder::new("overridable");
+    let x = b.input_f32("x", &oto_onnx::builder::batch_dims(&[1, 3]));
+    let s = b.weight("s", &[3], |i| i as f32);
+    b.input_f32("s", &oto_onnx::builder::known_dims(&[3]));
+    let ax = b.ints("ax", &[0]);
+    let u = b.node("Unsqueeze", &[&s, &ax], &[]);
+    let y = b.node("Mul", &[&x, &u], &["y"]);
+    b.output_f32(&y, &oto_onnx::builder::batch_dims(&[1, 3]));
+    let (kept, summary) = normalize(b.build().unwrap(), &NormalizeOptions { keep_overridable_inputs: true }).unwrap();
+    assert_eq!(ops(&kept), ["Unsqueeze", "Mul"], "{summary}");
+    let (folded, summary) = normalize(b.build().unwrap(), &NormalizeOptions::default()).unwrap();
+    assert_eq!(ops(&folded), ["Mul"], "{summary}");
+}
+
+#[test]
+fn constant_batchnorm_parameters() {
+    let before = cases::constant_batchnorm();
+    let (after, s) = run(&before);
+    assert_eq!(ops(&after), ["Conv", "BatchNormalization", "Relu", "GlobalAveragePool", "Flatten", "Gemm"], "{s}");
+    assert_eq!((s.constants_lifted, s.folded), (7, 2), "{s}");
+    let bn = &graph(&after).node[1];
+    assert_eq!(bn.input[1..], ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"]);
+    assert_eq!(
+        init(&after, "bn.running_var"),
+        Tensor { shape: vec![6], data: TensorData::F32((0..6).map(|i| 0.5 + 0.125 * i as f32).collect()) }
+    );
+    assert_eq!(init(&after, "bn.bias").shape, [6]);
+    for gone in ["bn.bias2d", "sq_axes", "bn.var64"] {
+        assert!(!has_init(&after, gone), "{gone}");
+    }
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn variadic_operators_become_binary_chains() {
+    let before = cases::variadic();
+    let (after, s) = run(&before);
+    assert_eq!((s.sums, s.variadic), (2, 2), "{s}");
+    assert_eq!(ops(&after), ["Add", "Add", "Identity", "Max", "Max", "Min", "Min"]);
+    let g = graph(&after);
+    let out = |i: usize| g.node[i].output[0].clone();
+    assert_eq!((g.node[0].input.clone(), g.node[1].input.clone()), (vec!["x".into(), "z".into()], vec![out(0), "c".into()]));
+    assert_eq!((out(1), out(2), out(4), out(6)), ("s".into(), "s1".into(), "m".into(), "n".into()));
+    assert_eq!(g.node[2].input, ["s"]);
+    // Node names stay unique.
+    let names: std::collections::HashSet<_> = g.node.iter().map(|n| n.name.clone()).collect();
+    assert_eq!(names.len(), g.node.len());
+    assert_kept(&before, &after);
+}
+
+#[test]
+fn shared_weights_stay_shared() {
+    let before = cases::shared_weights();
+    let (after, s) = run(&before);
+    assert!(s.is_noop(), "{s}");
+    assert_eq!(after.proto, before.proto);
+}
+
+#[test]
+fn unsorted_nodes_are_sorted() {
+    let mut proto = cases::identity_bias().proto;
+    proto.graph.as_mut().unwrap().node.reverse();
+    let before = Model::from_proto(proto, "reversed.onnx", None).unwrap();
+    let (after, s) = run(&before);
+    assert!(s.reordered, "{s}");
+    assert!(Graph::new(&after).unwrap().order().iter().enumerate().all(|(i, &k)| i == k));
+}
+
+#[test]
+fn a_clean_model_is_returned_as_it_is() {
+    let mut b = oto_onnx::builder::GraphBuilder::new("clean");
+    let x = b.input_f32("x", &oto_onnx::builder::batch_dims(&[4]));
+    let w = b.weight("w", &[4, 2], |i| i as f32);
+    let y = b.node("MatMul", &[&x, &w], &["y"]);
+    b.output_f32(&y, &oto_onnx::builder::batch_dims(&[2]));
+    let model = b.build().unwrap();
+    let (after, s) = run(&model);
+    assert!(s.is_noop());
+    assert_eq!(s.to_string(), "nothing to normalize");
+    assert_eq!(after.proto, model.proto);
+}
+
+#[test]
+fn load_normalizes_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ir3.onnx");
+    cases::ir3_inputs().save(&path, &Default::default()).unwrap();
+    let (model, s) = oto_onnx::normalize::load(&path).unwrap();
+    assert_eq!(model.path(), path);
+    assert_eq!(s.sums, 1);
+    assert_eq!(graph(&model).input.len(), 1);
+}
+
+#[test]
+fn bad_constants_name_the_node() {
+    let mut b = oto_onnx::builder::GraphBuilder::new("bad");
+    let x = b.input_f32("x", &oto_onnx::builder::batch_dims(&[1]));
+    let c = b.node_with("Constant", &[], &["c"], &[("value_float", oto_onnx::builder::Attr::Ints(vec![1]))]);
+    let y = b.node("Add", &[&x, &c], &["y"]);
+    b.output_f32(&y, &oto_onnx::builder::batch_dims(&[1]));
+    let err = normalize(b.build().unwrap(), &NormalizeOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("constant_1") && err.contains("value_float"), "{err}");
+}
