@@ -17,7 +17,7 @@ fn check_construct(name: &str, seeds: u64) {
 /// A file of the user zoo (graphs/user_zoo/torchscript) with its reference inputs.
 fn check_torchscript(file: &str, reference: &str, seeds: u64) {
     let dir = user_zoo_dir().join("torchscript");
-    let model = Model::load(dir.join(file)).unwrap_or_else(|e| panic!("{e}; run `python graphs/user_zoo.py --out graphs/user_zoo`"));
+    let model = oto_onnx::normalize::load(dir.join(file)).unwrap_or_else(|e| panic!("{e}; run `make graphs`")).0;
     let inputs = oto_onnx::npz::read_npz(dir.join(format!("{reference}.inputs.npz"))).unwrap();
     check_model(file, &model, &inputs, seeds);
 }

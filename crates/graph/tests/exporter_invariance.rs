@@ -22,14 +22,6 @@ use std::collections::HashMap;
 /// TorchScript files whose groups still differ from the dynamo file's, and why.
 const NOT_YET_INVARIANT: &[(&str, &str)] = &[
     (
-        "groupnorm.onnx",
-        "InstanceNormalization's scale and bias are Constant nodes: prunable once the normalization pass turns Constant nodes into initializers",
-    ),
-    (
-        "groupnorm.op13.onnx",
-        "InstanceNormalization's scale and bias are Constant nodes: prunable once the normalization pass turns Constant nodes into initializers",
-    ),
-    (
         "gpt2_tiny.onnx",
         "the exporter folds the tied lm_head's Transpose(wte) into a separate initializer: one more (unprunable) group of the 1000 logits",
     ),
@@ -73,7 +65,8 @@ fn signature(model: &Model, a: &Analysis) -> Signature {
 }
 
 fn load(path: &std::path::Path) -> (Signature, String) {
-    let model = Model::load(path).unwrap_or_else(|e| panic!("{e}"));
+    // As every command reads a file: normalized.
+    let model = oto_onnx::normalize::load(path).unwrap_or_else(|e| panic!("{e}")).0;
     let a = analyze(&model, &AnalyzeOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (signature(&model, &a), a.table())
 }

@@ -1,7 +1,7 @@
 //! The ONNX conformance node tests (graphs/node_tests, written by graphs/node_tests.py from
 //! the onnx wheel) as an external check of the executor.
 //!
-//! Every case is loaded and compiled as `oto eval` does (`Model::load`, `Executor::new`) and
+//! Every case is loaded and compiled as `oto eval` does (`normalize::load`, `Executor::new`) and
 //! run forward in eval mode on its inputs; every output is compared with the expected one
 //! with onnx's backend tolerance (`|y - r| <= atol + rtol |r|`, NaN equal to NaN; bf16 with
 //! rtol at least 2^-6 as onnx's runner does; exact for integer and bool outputs); shapes and
@@ -109,8 +109,8 @@ fn compare(y: &Tensor, r: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
 /// Loads, compiles and runs one case.
 fn run_case(dir: &Path, ops: &str, rtol: f64, atol: f64, known: Option<(f64, &str)>) -> Outcome {
     let path = dir.join("model.onnx");
-    let model = match Model::load(&path) {
-        Ok(m) => m,
+    let model = match oto_onnx::normalize::load(&path) {
+        Ok((m, _)) => m,
         Err(e) => return refusal(&path, ops, &e.into()),
     };
     let exec = match Executor::new(&model, Device::Cpu) {

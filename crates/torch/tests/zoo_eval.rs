@@ -37,7 +37,8 @@ fn every_optimum_export_matches_onnxruntime_in_eval_mode() {
     let mut report = Vec::new();
     for name in &names {
         let dir = oto_testkit::optimum_zoo_dir().join(name);
-        let model = oto_onnx::Model::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // As `oto eval` reads it: normalized.
+        let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}")).0;
         let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
         let arrays = common::read_npz_map(&dir.join("inputs.npz"));
         let inputs: Vec<_> = exec
