@@ -29,14 +29,10 @@ pub struct Args {
     pub report: Option<PathBuf>,
 }
 
-/// Reads a saved analysis, or analyzes the model.
+/// Reads a saved analysis (checked against the model), or analyzes the model.
 pub fn load_or_analyze(model: &Model, groups: Option<&Path>) -> Result<Analysis> {
     match groups {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| input_error(anyhow::anyhow!("{}: cannot read: {e}", path.display())))?;
-            serde_json::from_str(&text)
-                .map_err(|e| input_error(anyhow::anyhow!("{}: not a group description from `oto analyze --json`: {e}", path.display())))
-        }
+        Some(path) => Analysis::load(path, model).map_err(input_error),
         None => analyze(model, &AnalyzeOptions::default()).map_err(input_error),
     }
 }

@@ -130,6 +130,7 @@ impl Setup {
         })?;
         let mut job: Job =
             serde_json::from_str(&text).map_err(|e| input_error(anyhow::anyhow!("{}: not a job file: {e}", path.display())))?;
+        job.check().map_err(|e| input_error(e.context(format!("{}: invalid job settings", path.display()))))?;
         if !dir.join(STATE_FILE).is_file() {
             return Err(input_error(anyhow::anyhow!("{}: no training state to resume from", dir.join(STATE_FILE).display())));
         }
@@ -146,8 +147,10 @@ impl Setup {
         oto_torch::train::set_threads(job.threads);
         let inputs: Vec<_> = exec.inputs().cloned().collect();
         let val = job.val.as_deref().map(|p| Dataset::load(p, &inputs)).transpose().map_err(classify)?;
-        if let Some(v) = &val {
-            oto_torch::train::check_labels(&exec, v, job.loss).map_err(classify)?;
+        // Every label is checked before anything runs on it (the original model is
+        // evaluated on the training data when there is no held-out data).
+        for data in std::iter::once(&train).chain(&val) {
+            oto_torch::train::check_labels(&exec, data, job.loss).map_err(classify)?;
         }
         let analysis = oto_graph::analyze(&model, &AnalyzeOptions { unprunable: job.unprunable.clone() }).map_err(input_error)?;
         if analysis.prunable_groups().next().is_none() {

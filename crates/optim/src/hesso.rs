@@ -542,7 +542,7 @@ impl Hesso {
         let start = self.config.start_pruning_step;
         if last < start {
             Phase::Warmup
-        } else if last < start + self.config.period_steps() * self.config.pruning_periods {
+        } else if last < self.config.schedule_steps() {
             Phase::Pruning
         } else {
             Phase::Pruned
@@ -568,7 +568,7 @@ impl Hesso {
     pub fn schedule_done(&self) -> bool {
         match &self.cric {
             Some(cric) => cric.last_phase() == Phase::Pruned || (cric.last_phase() == Phase::Hybrid && cric.hybrid_done()),
-            None => self.steps >= self.config.start_pruning_step + self.config.period_steps() * self.config.pruning_periods,
+            None => self.steps >= self.config.schedule_steps(),
         }
     }
 }
