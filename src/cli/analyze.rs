@@ -1,6 +1,7 @@
 //! `oto analyze`: the pruning groups of a model, as a table, JSON and a picture.
 
-use super::input_error;
+use crate::error::input_error;
+use crate::output::write_atomic;
 use anyhow::{Context, Result};
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::Model;
@@ -33,14 +34,6 @@ pub struct Args {
     /// Mark the group(s) of this initializer or node unprunable (repeatable).
     #[arg(long, value_name = "NAME")]
     pub unprunable: Vec<String>,
-}
-
-/// Writes `contents` to `path` atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = oto_onnx::model::AtomicFile::create(path).map_err(input_error)?;
-    file.write_all(contents, path)?;
-    file.commit()?;
-    Ok(())
 }
 
 /// Runs `oto analyze`.

@@ -2,7 +2,7 @@
 //! with onnxruntime that it computes what the zeroed full model computes.
 
 use super::construct::load_or_analyze;
-use super::input_error;
+use crate::error::input_error;
 use crate::job::verify;
 use anyhow::{Context, Result};
 use oto_graph::Analysis;

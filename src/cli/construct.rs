@@ -1,7 +1,7 @@
 //! `oto construct`: cut every all-zero group element out of a group-sparse model.
 
-use super::analyze::write_atomic;
-use super::input_error;
+use crate::error::input_error;
+use crate::output::write_atomic;
 use anyhow::Result;
 use oto_graph::{analyze, Analysis, AnalyzeOptions};
 use oto_onnx::{Model, SaveOptions};

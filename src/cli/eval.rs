@@ -1,8 +1,7 @@
 //! `oto eval`: loss and metric of any ONNX model on a data file, in eval mode.
 
-use super::input_error;
+use crate::error::{classify, input_error};
 use anyhow::Result;
-use oto_torch::error::Error as TorchError;
 use oto_torch::loss::Loss;
 use std::path::PathBuf;
 
@@ -37,19 +36,6 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Whether a training-crate error is the user's input (exit code 2) or a runtime failure.
-pub fn classify(e: TorchError) -> anyhow::Error {
-    match e {
-        TorchError::Onnx(_)
-        | TorchError::Device(_)
-        | TorchError::Unsupported { .. }
-        | TorchError::Input { .. }
-        | TorchError::Data { .. }
-        | TorchError::Config(_) => input_error(e),
-        other => other.into(),
-    }
 }
 
 /// Runs `oto eval`.

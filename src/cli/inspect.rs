@@ -1,6 +1,6 @@
 //! `oto inspect`: what a model is, at a glance or as JSON.
 
-use super::input_error;
+use crate::error::input_error;
 use anyhow::Result;
 use oto_onnx::cost::{self, MacsEstimate, ParamCount};
 use oto_onnx::shape::{self, Shapes};
