@@ -1,7 +1,7 @@
 # oto: build, test and demo entry points (GNU make).
 #
 #   make demo    build oto and prune the demo CNN on the bundled digits data
-#   make test    Python venv + model zoo + `cargo test --workspace`
+#   make test    Python venv + model zoo + fmt/clippy checks + `cargo test --workspace`
 #
 # libtorch comes from the venv's PyTorch (LIBTORCH_USE_PYTORCH=1) unless LIBTORCH is set
 # in the environment; onnxruntime (the test oracle) from the venv's onnxruntime wheel.
@@ -129,7 +129,10 @@ $(DEMO_STAMP): | $(SETUP_STAMP)
 build: setup
 	$(CARGO) build --workspace
 
+# What CI runs: formatting and lints first (quick to fail), then every test.
 test: setup graphs
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
 
 # The main job on the bundled example: analyze the demo CNN, then prune it on the digits

@@ -96,3 +96,89 @@ fn eval_reports_a_mismatched_data_file() {
     let err = text(&out.stderr);
     assert!(err.contains("digits_test.npz") && err.contains("'x'") && err.contains("[359, 1, 8, 8]"), "{err}");
 }
+
+/// Runs `oto` expecting exit code 2 and a message containing every `needle`.
+fn refused(args: &[&str], needles: &[&str]) {
+    let out = oto(args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: '{n}' not in: {stderr}");
+    }
+}
+
+/// A saved analysis is user input: one that does not fit the model is refused by
+/// `oto check` and `oto construct`, naming the file, the group and the bad value.
+#[test]
+fn a_group_description_that_does_not_fit_the_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = zoo("demo_cnn.onnx");
+    let groups = dir.path().join("groups.json");
+    let out = oto(&["analyze", s(&model), "--json", s(&groups)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&groups).unwrap()).unwrap();
+    // Each edit of the group `bn1.bias:0` (16 channels), with what the message must say.
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 8] = [
+        (|g| g["num_elements"] = 1_000_000_000_000_000u64.into(), "1000000000000000 elements"),
+        (|g| g["num_elements"] = 0.into(), "num_elements = 0"),
+        (|g| g["members"][0]["axis"] = 7.into(), "axis 7 is beyond its rank"),
+        (|g| g["members"][0]["initializer"] = "no.such.weight".into(), "'no.such.weight' is not an initializer"),
+        (|g| g["members"][0]["map"] = serde_json::json!({"type": "blocks", "offset": 9, "block": 1}), "from offset 9"),
+        (|g| g["members"][0]["map"] = serde_json::json!({"type": "blocks", "offset": 0, "block": 0}), "block = 0"),
+        (
+            |g| {
+                g["members"][0]["map"] =
+                    serde_json::json!({"type": "indices", "indices": (0..16).map(|i| vec![i * 100]).collect::<Vec<_>>()})
+            },
+            "index 100",
+        ),
+        (
+            |g| {
+                g["shape_constants"] =
+                    serde_json::json!([{"location": {"type": "initializer", "name": "nope"}, "entry": 0, "per_element": 1, "nodes": []}])
+            },
+            "initializer 'nope'",
+        ),
+    ];
+    for (edit, needle) in cases {
+        let mut json = original.clone();
+        let group = json["groups"].as_array_mut().unwrap().iter_mut().find(|g| g["id"] == "bn1.bias:0").unwrap();
+        edit(group);
+        std::fs::write(&groups, serde_json::to_string(&json).unwrap()).unwrap();
+        let small = dir.path().join("small.onnx");
+        for args in [
+            vec!["check", s(&model), "--groups", s(&groups), "--trials", "1"],
+            vec!["construct", s(&model), "--out", s(&small), "--groups", s(&groups)],
+        ] {
+            refused(&args, &["groups.json", "group 'bn1.bias:0'", needle]);
+        }
+        assert!(!small.exists());
+    }
+}
+
+/// Dimensions read from a model file are checked before anything is allocated from them.
+#[test]
+fn huge_input_dimensions_are_refused_naming_the_value() {
+    use oto_onnx::proto::tensor_shape_proto::dimension::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let with_batch = |name: &str, batch: Value| {
+        let mut model = oto_onnx::Model::load(zoo("demo_cnn.onnx")).unwrap();
+        let graph = model.proto.graph.as_mut().unwrap();
+        let Some(oto_onnx::proto::type_proto::Value::TensorType(t)) = graph.input[0].r#type.as_mut().unwrap().value.as_mut() else {
+            panic!("the input is not a tensor")
+        };
+        t.shape.as_mut().unwrap().dim[0].value = Some(batch);
+        let path = dir.path().join(name);
+        let model = oto_onnx::Model::from_proto(model.proto, &path.to_string_lossy(), None).unwrap();
+        model.save(&path, &Default::default()).unwrap();
+        path
+    };
+    let overflow = with_batch("overflow.onnx", Value::DimParam("99999999999*99999999999".into()));
+    refused(&["check", s(&overflow)], &["overflow.onnx", "'x'", "99999999999*99999999999", "overflows"]);
+    refused(&["inspect", s(&overflow)], &["overflow.onnx", "99999999999*99999999999"]);
+    let huge = with_batch("huge.onnx", Value::DimParam("99999999*99999".into()));
+    refused(&["check", s(&huge)], &["huge.onnx", "'x'", "[9999899900001, 1, 8, 8]", "too many elements"]);
+    let huge = with_batch("huge_value.onnx", Value::DimValue(99_999_999_999));
+    refused(&["check", s(&huge)], &["huge_value.onnx", "'x'", "99999999999", "too many elements"]);
+}

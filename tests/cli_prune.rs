@@ -267,3 +267,99 @@ fn a_loss_that_becomes_nan_stops_the_job_with_exit_code_1_and_keeps_the_checkpoi
     assert!(out.join("checkpoint/state.safetensors").is_file(), "the last good checkpoint is kept");
     assert!(!out.join("model.onnx").exists());
 }
+
+/// A job file of the demo job (model and data given) plus `extra` lines.
+fn job_file(dir: &Path, extra: &str) -> PathBuf {
+    let job = dir.join("job.toml");
+    let body = format!("model = \"{}\"\ndata = \"{}\"\nout = \"out\"\n{extra}\n", s(&zoo("demo_cnn.onnx")), s(&digits("train")));
+    std::fs::write(&job, body).unwrap();
+    job
+}
+
+#[test]
+fn a_job_file_setting_out_of_range_is_refused_naming_the_file_the_key_and_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("checkpoint_every = 0", "checkpoint_every = 0"),
+        ("steps = 0", "steps = 0"),
+        ("batch_size = 0", "batch_size = 0"),
+        ("lr = 0.0", "lr = 0"),
+        ("lr = -0.5", "lr = -0.5"),
+        ("lr = nan", "lr = NaN"),
+        ("lr = inf", "lr = inf"),
+        ("evaluations = 0", "evaluations = 0"),
+        ("threads = 0", "threads = 0"),
+        ("clip_grad_norm = -1.0", "clip_grad_norm = -1"),
+        ("weight_decay = -0.1", "weight_decay = -0.1"),
+        ("epochs = 0.0", "epochs = 0"),
+        ("target_sparsity = 1.5", "target_sparsity = 1.5"),
+        ("[hesso]\npruning_periods = 0", "hesso.pruning_periods = 0"),
+        ("[hesso]\npruning_steps = 0", "hesso.pruning_steps = 0"),
+        ("[hesso]\ngroup_divisible = 0", "hesso.group_divisible = 0"),
+        ("cric = true\n[cric_settings]\nstart_cric_step = 5\nsampling_steps = 0\nmax_cycles = 2\ntolerance = 0\nhybrid_training_steps = 5\nprobe_weight = 0.2", "cric.sampling_steps"),
+    ];
+    for (extra, needle) in cases {
+        let job = job_file(dir.path(), extra);
+        refused(&["prune", "--config", s(&job)], &["job.toml", needle]);
+    }
+    // Settings that only fail together name the job file too.
+    let job = job_file(dir.path(), "steps = 20\n[hesso]\nstart_pruning_step = 15\npruning_steps = 10");
+    refused(&["prune", "--config", s(&job)], &["job.toml", "after the job's last step 20"]);
+    // On the command line the option is named.
+    let job = job_file(dir.path(), "");
+    refused(&["prune", "--config", s(&job), "--batch-size", "0"], &["--batch-size 0", "at least 1"]);
+    refused(&["prune", "--config", s(&job), "--lr", "-1"], &["--lr -1", "learning rate"]);
+    assert!(!dir.path().join("out").exists(), "a refused job created its output folder");
+}
+
+/// `digits_train.npz` with its labels replaced by `labels` (any dtype and shape).
+fn digits_with_labels(dir: &Path, labels: oto_onnx::Tensor) -> PathBuf {
+    let arrays = oto_onnx::npz::read_npz(digits("train")).unwrap();
+    let x = &arrays.iter().find(|(n, _)| n == "x").unwrap().1;
+    let path = dir.join("bad_labels.npz");
+    oto_onnx::npz::write_npz(&path, &[("x", x), ("labels", &labels)], oto_onnx::npz::NpzCompression::Stored).unwrap();
+    path
+}
+
+#[test]
+fn labels_outside_the_classes_are_refused_before_training_naming_the_sample() {
+    use oto_onnx::{Tensor, TensorData};
+    let dir = tempfile::tempdir().unwrap();
+    let n = 1438;
+    let mut labels: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+    labels[5] = 10;
+    labels[700] = 12;
+    let out = dir.path().join("out");
+    let (model, train) = (zoo("demo_cnn.onnx"), digits("train"));
+    let prune = |data: &Path, needles: &[&str]| {
+        // No --val: the original model is evaluated on the training data first.
+        let args = ["prune", "--model", s(&model), "--data", s(data), "--steps", "20", "--device", "cpu", "--out", s(&out)];
+        refused(&args, needles);
+        assert!(!out.exists(), "the job started before refusing its labels");
+    };
+    let data = digits_with_labels(dir.path(), Tensor::new(vec![n], TensorData::I64(labels.clone())).unwrap());
+    prune(&data, &["bad_labels.npz", "sample 5 has label 10", "10 classes", "2 samples"]);
+    // The same data as held-out data.
+    let args = ["prune", "--model", s(&model), "--data", s(&train), "--val", s(&data), "--out", s(&out)];
+    refused(&args, &["bad_labels.npz", "sample 5 has label 10"]);
+    // oto eval refuses it the same way.
+    let eval = oto(&["eval", s(&model), "--data", s(&data), "--device", "cpu"]);
+    let stderr = text(&eval.stderr);
+    assert_eq!(eval.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad_labels.npz") && stderr.contains("sample 5 has label 10") && stderr.contains("10 classes"), "{stderr}");
+    assert!(!stderr.contains("backtrace") && !stderr.contains("Exception"), "{stderr}");
+    // A negative label.
+    labels[5] = 3;
+    labels[700] = -1;
+    let data = digits_with_labels(dir.path(), Tensor::new(vec![n], TensorData::I64(labels.clone())).unwrap());
+    prune(&data, &["bad_labels.npz", "sample 700 has label -1"]);
+    // Labels that are not integers.
+    let floats = TensorData::F32(labels.iter().map(|&l| l as f32).collect());
+    let data = digits_with_labels(dir.path(), Tensor::new(vec![n], floats).unwrap());
+    prune(&data, &["bad_labels.npz", "'labels'", "integer class indices", "float32"]);
+    // Fewer labels than samples, and one label row per sample of the wrong shape.
+    let data = digits_with_labels(dir.path(), Tensor::new(vec![n - 1], TensorData::I64(vec![0; n - 1])).unwrap());
+    prune(&data, &["bad_labels.npz", "'labels' has 1437 samples", "1438"]);
+    let data = digits_with_labels(dir.path(), Tensor::new(vec![n, 2], TensorData::I64(vec![0; 2 * n])).unwrap());
+    prune(&data, &["bad_labels.npz", "'labels'", "[1438, 2]"]);
+}

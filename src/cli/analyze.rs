@@ -1,6 +1,7 @@
 //! `oto analyze`: the pruning groups of a model, as a table, JSON and a picture.
 
-use super::input_error;
+use crate::error::input_error;
+use crate::output::write_atomic;
 use anyhow::{Context, Result};
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::Model;
@@ -35,17 +36,9 @@ pub struct Args {
     pub unprunable: Vec<String>,
 }
 
-/// Writes `contents` to `path` atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = oto_onnx::model::AtomicFile::create(path).map_err(input_error)?;
-    file.write_all(contents, path)?;
-    file.commit()?;
-    Ok(())
-}
-
 /// Runs `oto analyze`.
 pub fn run(args: &Args) -> Result<()> {
-    let (model, _) = super::load_model(&args.model)?;
+    let (model, _) = crate::model_file::load_model(&args.model)?;
     check_names(&model, &args.unprunable)?;
     let started = std::time::Instant::now();
     let analysis = analyze(&model, &AnalyzeOptions { unprunable: args.unprunable.clone() }).map_err(input_error)?;

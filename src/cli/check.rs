@@ -2,7 +2,7 @@
 //! with onnxruntime that it computes what the zeroed full model computes.
 
 use super::construct::load_or_analyze;
-use super::input_error;
+use crate::error::input_error;
 use crate::job::verify;
 use anyhow::{Context, Result};
 use oto_graph::Analysis;
@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
     if !(0.0..1.0).contains(&args.sparsity) {
         return Err(input_error(anyhow::anyhow!("--sparsity must be in [0, 1), got {}", args.sparsity)));
     }
-    let (model, _) = super::load_model(&args.model)?;
+    let (model, _) = crate::model_file::load_model(&args.model)?;
     let analysis = load_or_analyze(&model, args.groups.as_deref())?;
     let candidates: Vec<_> = analysis.prunable_groups().filter(|g| g.num_elements > 1).collect();
     if candidates.is_empty() {
@@ -66,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
         let chosen = pick(&analysis, &mut rng, args.sparsity);
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
-        let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch as i64)?;
+        let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch)?;
         let full_out = run_ort(&zeroed, &inputs).context("onnxruntime on the zeroed full model")?;
         let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
         let (diff, scale) = verify::compare_outputs(&full_out, &small_out)?;
@@ -108,24 +108,38 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
     out
 }
 
+/// Most elements of one random input (1 GiB of float32); larger dimensions in a model
+/// file are refused rather than allocated.
+const MAX_INPUT_ELEMENTS: usize = 1 << 28;
+
 /// Random inputs of the right dtypes and shapes: the first symbolic axis is the batch,
 /// other symbolic axes get 4; integer inputs that index an embedding stay inside it,
 /// other integer inputs (masks) are 0 or 1.
-fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, batch: i64) -> Result<Vec<(String, Tensor)>> {
+fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, batch: u64) -> Result<Vec<(String, Tensor)>> {
+    let model = graph.model.path().display();
     let mut out = Vec::new();
     for input in graph.real_inputs() {
         let name = input.name.clone().unwrap_or_default();
-        let dims = shapes.shape(&name).ok_or_else(|| input_error(anyhow::anyhow!("graph input '{name}' has no known shape")))?;
-        let shape: Vec<usize> = dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match d {
-                Dim::Known(v) => usize::try_from(*v).unwrap_or(0),
-                Dim::Sym(_) if i == 0 => batch as usize,
+        let dims = shapes.shape(&name).ok_or_else(|| input_error(anyhow::anyhow!("{model}: graph input '{name}' has no known shape")))?;
+        let too_large = |what: String| {
+            input_error(anyhow::anyhow!(
+                "{model}: graph input '{name}': {what}; `oto check` generates random inputs of at most {MAX_INPUT_ELEMENTS} elements"
+            ))
+        };
+        let mut shape = Vec::with_capacity(dims.len());
+        for (i, d) in dims.iter().enumerate() {
+            let size = match d {
+                Dim::Known(v) => *v,
+                Dim::Sym(_) if i == 0 => i64::try_from(batch).unwrap_or(i64::MAX),
                 Dim::Sym(_) => 4,
-            })
-            .collect();
-        let n: usize = shape.iter().product();
+            };
+            shape.push(usize::try_from(size).map_err(|_| too_large(format!("dimension {i} is {d}")))?);
+        }
+        let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= MAX_INPUT_ELEMENTS).ok_or_else(|| {
+            let declared: Vec<String> = dims.iter().map(Dim::to_string).collect();
+            let bound = if dims.iter().all(|d| d.known().is_some()) { String::new() } else { format!(" (generated as {shape:?})") };
+            too_large(format!("shape [{}]{bound} has too many elements", declared.join(", ")))
+        })?;
         let dtype = shapes.dtype(&name).unwrap_or(DType::F32);
         let data = match dtype {
             DType::F32 => TensorData::F32((0..n).map(|_| (2.0 * rng.unit() - 1.0) as f32).collect()),

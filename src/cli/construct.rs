@@ -1,7 +1,7 @@
 //! `oto construct`: cut every all-zero group element out of a group-sparse model.
 
-use super::analyze::write_atomic;
-use super::input_error;
+use crate::error::input_error;
+use crate::output::write_atomic;
 use anyhow::Result;
 use oto_graph::{analyze, Analysis, AnalyzeOptions};
 use oto_onnx::{Model, SaveOptions};
@@ -29,14 +29,10 @@ pub struct Args {
     pub report: Option<PathBuf>,
 }
 
-/// Reads a saved analysis, or analyzes the model.
+/// Reads a saved analysis (checked against the model), or analyzes the model.
 pub fn load_or_analyze(model: &Model, groups: Option<&Path>) -> Result<Analysis> {
     match groups {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| input_error(anyhow::anyhow!("{}: cannot read: {e}", path.display())))?;
-            serde_json::from_str(&text)
-                .map_err(|e| input_error(anyhow::anyhow!("{}: not a group description from `oto analyze --json`: {e}", path.display())))
-        }
+        Some(path) => Analysis::load(path, model).map_err(input_error),
         None => analyze(model, &AnalyzeOptions::default()).map_err(input_error),
     }
 }
@@ -46,7 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
     if same_file(&args.model, &args.out) {
         return Err(input_error(anyhow::anyhow!("--out {} is the input model: oto never overwrites its input", args.out.display())));
     }
-    let (model, _) = super::load_model(&args.model)?;
+    let (model, _) = crate::model_file::load_model(&args.model)?;
     let analysis = load_or_analyze(&model, args.groups.as_deref())?;
     let removed = oto_construct::zero_elements(&analysis, &model).map_err(input_error)?;
     let (compact, report) = oto_construct::construct(&model, &analysis, &removed).map_err(input_error)?;

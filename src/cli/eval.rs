@@ -1,8 +1,7 @@
 //! `oto eval`: loss and metric of any ONNX model on a data file, in eval mode.
 
-use super::input_error;
+use crate::error::{classify, input_error};
 use anyhow::Result;
-use oto_torch::error::Error as TorchError;
 use oto_torch::loss::Loss;
 use std::path::PathBuf;
 
@@ -39,19 +38,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Whether a training-crate error is the user's input (exit code 2) or a runtime failure.
-pub fn classify(e: TorchError) -> anyhow::Error {
-    match e {
-        TorchError::Onnx(_)
-        | TorchError::Device(_)
-        | TorchError::Unsupported { .. }
-        | TorchError::Input { .. }
-        | TorchError::Data { .. }
-        | TorchError::Config(_) => input_error(e),
-        other => other.into(),
-    }
-}
-
 /// Runs `oto eval`.
 pub fn run(args: &Args) -> Result<()> {
     let loss = Loss::parse(&args.loss).map_err(classify)?;
@@ -61,7 +47,7 @@ pub fn run(args: &Args) -> Result<()> {
     oto_torch::train::set_threads(args.threads);
     let batch = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
     let device = oto_torch::parse_device(&args.device).map_err(input_error)?;
-    let (model, _) = super::load_model(&args.model)?;
+    let (model, _) = crate::model_file::load_model(&args.model)?;
     let report = oto_torch::train::eval_model(&model, &args.data, batch, device, loss).map_err(classify)?;
     if args.json {
         println!(

@@ -1,6 +1,6 @@
 //! `oto inspect`: what a model is, at a glance or as JSON.
 
-use super::input_error;
+use crate::error::input_error;
 use anyhow::Result;
 use oto_onnx::cost::{self, MacsEstimate, ParamCount};
 use oto_onnx::shape::{self, Shapes};
@@ -75,7 +75,7 @@ fn dtype_name(d: Option<DType>) -> &'static str {
 
 fn summarize(path: &std::path::Path) -> Result<Summary> {
     let file_size = std::fs::metadata(path).map_err(|e| input_error(anyhow::anyhow!("{}: cannot read: {e}", path.display())))?.len();
-    let (model, normalized) = super::load_model(path)?;
+    let (model, normalized) = crate::model_file::load_model(path)?;
     let graph = Graph::new(&model).map_err(input_error)?;
     let started = std::time::Instant::now();
     let shapes: Shapes = shape::infer(&graph).map_err(input_error)?;

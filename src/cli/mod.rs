@@ -1,13 +1,15 @@
-//! Argument parsing (clap derive), logging setup, and error reporting with exit codes.
+//! The `oto` command line: argument parsing (clap derive), logging setup, and error
+//! reporting with exit codes.
 //! One module per subcommand; each exposes an `Args` struct and a `run` function.
 
-pub(crate) mod analyze;
+mod analyze;
 mod check;
 mod construct;
-pub(crate) mod eval;
+mod eval;
 mod inspect;
 mod prune;
 
+use crate::error::InputError;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -44,34 +46,6 @@ pub enum Command {
     Construct(construct::Args),
     /// Train with HESSO and prune: the one-shot job from a trained model to a compact one.
     Prune(Box<prune::Args>),
-}
-
-/// A problem with what the user gave us (a missing or invalid file, a bad option
-/// value): exit code 2. Everything else that fails is a runtime failure: exit code 1.
-#[derive(Debug)]
-pub struct InputError(pub anyhow::Error);
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `{:#}` prints the whole context chain on one line.
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl std::error::Error for InputError {}
-
-/// Marks an error as an input error (exit code 2).
-pub fn input_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
-    anyhow::Error::new(InputError(e.into()))
-}
-
-/// Reads a model the way every command does: loaded, then normalized
-/// ([`oto_onnx::normalize`]); what normalization rewrote is logged at `-v`. Errors are
-/// input errors (exit code 2).
-pub fn load_model(path: &std::path::Path) -> anyhow::Result<(oto_onnx::Model, oto_onnx::normalize::Summary)> {
-    let (model, summary) = oto_onnx::normalize::load(path).map_err(input_error)?;
-    tracing::info!("{}: normalized: {summary}", path.display());
-    Ok((model, summary))
 }
 
 fn init_logging(quiet: bool, verbose: u8) {

@@ -1,7 +1,7 @@
 //! `oto prune`: the one-shot train-and-prune job, with a progress bar, Ctrl-C handling
 //! (checkpoint, then exit 130) and `--resume`.
 
-use super::input_error;
+use crate::error::input_error;
 use crate::job::config::JobSpec;
 use crate::job::report::summary_table;
 use crate::job::{self, Event, Observer, Setup};

@@ -65,6 +65,9 @@ pub struct JobSpec {
     pub hesso: Option<HessoSpec>,
     /// The CRIC phase lengths (`[cric_settings]`; default: derived from the training length).
     pub cric_settings: Option<CricConfig>,
+    /// The job file these settings were read from, if any (errors name it).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// The HESSO settings a job file may give (`[hesso]`).
@@ -88,6 +91,8 @@ impl JobSpec {
     pub fn from_toml_file(path: &Path) -> Result<JobSpec> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the job file", path.display()))?;
         let mut spec: JobSpec = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        spec.check(&Origin::File(path))?;
+        spec.file = Some(path.to_path_buf());
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut spec.model, &mut spec.data, &mut spec.val, &mut spec.out].into_iter().flatten() {
             if p.is_relative() {
@@ -132,8 +137,91 @@ impl JobSpec {
             evaluations,
             checkpoint_every,
             hesso,
-            cric_settings
+            cric_settings,
+            file
         )
+    }
+}
+
+/// Where a setting was given, to name it in an error: a key of a job file (`job.toml:
+/// checkpoint_every = 0`) or a command-line option (`--batch-size 0`).
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A TOML job file.
+    File(&'a Path),
+    /// The command line (or a [`JobSpec`] built by a program).
+    CommandLine,
+}
+
+impl Origin<'_> {
+    /// `key` and its `value` as the user wrote them; `key` is the job-file spelling
+    /// (`batch_size`, `hesso.pruning_steps`).
+    pub fn setting(&self, key: &str, value: impl std::fmt::Display) -> String {
+        match self {
+            Origin::File(path) => format!("{}: {key} = {value}", path.display()),
+            Origin::CommandLine => format!("--{} {value}", key.replace('_', "-")),
+        }
+    }
+}
+
+impl JobSpec {
+    /// Checks the range of every setting given on its own (what does not depend on the
+    /// data or on other settings): counts that are divided by or allocated from must be
+    /// at least 1, rates finite. The error names the setting as `origin` spells it.
+    pub fn check(&self, origin: &Origin<'_>) -> Result<()> {
+        let at_least_one = |key: &str, value: Option<u64>, what: &str| match value {
+            Some(0) => bail!("{}: {what} must be at least 1", origin.setting(key, 0)),
+            _ => Ok(()),
+        };
+        if let Some(t) = self.target_sparsity {
+            if !(t.is_finite() && (0.0..1.0).contains(&t)) {
+                bail!("{}: the target sparsity must be in [0, 1)", origin.setting("target_sparsity", t));
+            }
+        }
+        if let Some(e) = self.epochs {
+            if !(e > 0.0 && e.is_finite()) {
+                bail!("{}: the number of epochs must be a positive number", origin.setting("epochs", e));
+            }
+        }
+        if self.steps == Some(0) {
+            bail!("{}: the job has no training steps; give at least 1", origin.setting("steps", 0));
+        }
+        at_least_one("batch_size", self.batch_size.map(|b| b as u64), "the batch size")?;
+        if let Some(lr) = self.lr {
+            if !(lr > 0.0 && lr.is_finite()) {
+                bail!("{}: the learning rate must be a finite number > 0", origin.setting("lr", lr));
+            }
+        }
+        if let Some(wd) = self.weight_decay {
+            if !(wd >= 0.0 && wd.is_finite()) {
+                bail!("{}: the weight decay must be a finite number >= 0", origin.setting("weight_decay", wd));
+            }
+        }
+        at_least_one("threads", self.threads.map(|t| t as u64), "the thread count")?;
+        if let Some(c) = self.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                bail!("{}: the gradient-norm limit must be a finite number > 0", origin.setting("clip_grad_norm", c));
+            }
+        }
+        at_least_one("evaluations", self.evaluations, "the number of evaluations")?;
+        at_least_one("checkpoint_every", self.checkpoint_every, "the steps between checkpoints")?;
+        if let Some(h) = &self.hesso {
+            at_least_one("hesso.pruning_steps", h.pruning_steps, "the pruning length")?;
+            at_least_one("hesso.pruning_periods", h.pruning_periods, "the number of pruning periods")?;
+            at_least_one("hesso.group_divisible", h.group_divisible.map(|d| d as u64), "the group divisor")?;
+            if let Some(w) = h.importance {
+                if let Some(v) = w.as_array().into_iter().find(|v| !(v.is_finite() && *v >= 0.0)) {
+                    bail!("{}: every importance weight must be a finite number >= 0", origin.setting("hesso.importance", v));
+                }
+            }
+        }
+        if let Some(c) = &self.cric_settings {
+            c.validate().map_err(|e| match origin {
+                Origin::File(path) => anyhow::anyhow!("{}: [cric_settings]: {e}", path.display()),
+                Origin::CommandLine => anyhow::anyhow!("{e}"),
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -207,13 +295,10 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// The base optimizer named `name`, with `weight_decay` when given.
+/// The base optimizer named `name`, with `weight_decay` (checked by [`JobSpec::check`]) when given.
 fn optimizer(name: &str, weight_decay: Option<f64>) -> Result<OptimizerConfig> {
     let mut config = OptimizerConfig::parse(name)?;
     if let Some(wd) = weight_decay {
-        if !(wd >= 0.0 && wd.is_finite()) {
-            bail!("--weight-decay must be a number >= 0, got {wd}");
-        }
         match &mut config {
             OptimizerConfig::Sgd { weight_decay, .. }
             | OptimizerConfig::Adam { weight_decay, .. }
@@ -228,7 +313,8 @@ fn optimizer(name: &str, weight_decay: Option<f64>) -> Result<OptimizerConfig> {
 /// elements held at zero.
 pub fn default_hesso(steps: u64, target: f64) -> HessoConfig {
     let start = steps / 10;
-    let pruning = (steps * 3 / 10).max(1);
+    // `steps * 3 / 10` without overflow for any step count.
+    let pruning = (steps / 10 * 3 + steps % 10 * 3 / 10).max(1);
     HessoConfig {
         target_group_sparsity: target,
         start_pruning_step: start,
@@ -244,19 +330,14 @@ impl JobSpec {
     pub fn resolve(&self, samples: usize, has_labels: bool) -> Result<Job> {
         let model = self.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)")?;
         let data = self.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)")?;
+        self.check(&Origin::CommandLine)?;
         let target = self.target_sparsity.unwrap_or(0.5);
-        if !(target.is_finite() && (0.0..1.0).contains(&target)) {
-            bail!("--target-sparsity must be in [0, 1), got {target}");
-        }
         let batch_size = self.batch_size.unwrap_or(32);
-        if batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
         let batches_per_epoch = if samples >= batch_size { samples / batch_size } else { 1 } as f64;
         let steps = match (self.steps, self.epochs) {
             (Some(_), Some(_)) => bail!("give either --steps or --epochs, not both"),
             (Some(s), None) => s,
-            (None, Some(e)) if !(e > 0.0 && e.is_finite()) => bail!("--epochs must be a positive number, got {e}"),
+            // A float-to-integer cast saturates: a huge epoch count is a long job, not an overflow.
             (None, e) => (e.unwrap_or(DEFAULT_EPOCHS) * batches_per_epoch).round() as u64,
         };
         if steps == 0 {
@@ -266,9 +347,6 @@ impl JobSpec {
         let optimizer = optimizer(optimizer_name, self.weight_decay)?;
         let lr = self.lr.unwrap_or(if optimizer_name == "sgd" { 0.01 } else { 1e-3 });
         let warmup = self.warmup_steps.unwrap_or(0);
-        if warmup > steps {
-            bail!("--warmup-steps {warmup} is longer than the job ({steps} steps)");
-        }
         let schedule = Schedule::parse(self.schedule.as_deref().unwrap_or("cosine"), lr, warmup, steps)?;
         let loss = match self.loss.as_deref() {
             Some(name) => Loss::parse(name)?,
@@ -295,15 +373,8 @@ impl JobSpec {
         } else if self.cric_settings.is_some() {
             bail!("the job file has [cric_settings] but CRIC is off: set `cric = true` (or give --cric)");
         }
-        hesso.validate()?;
-        let prune_end = hesso.schedule_steps();
-        if prune_end > steps {
-            bail!(
-                "the pruning schedule ends at step {prune_end}, after the job's last step {steps}: give more steps or a shorter schedule"
-            );
-        }
         let evaluations = self.evaluations.unwrap_or(10).max(1);
-        Ok(Job {
+        let job = Job {
             model: absolute(model)?,
             data: absolute(data)?,
             val: self.val.as_deref().map(absolute).transpose()?,
@@ -323,7 +394,58 @@ impl JobSpec {
             clip_grad_norm: self.clip_grad_norm,
             eval_every: steps.div_ceil(evaluations).max(1),
             checkpoint_every: self.checkpoint_every.unwrap_or_else(|| steps.div_ceil(20).max(1)),
-        })
+        };
+        job.check().map_err(|e| match &self.file {
+            Some(file) => e.context(format!("the settings of {} (and the command line)", file.display())),
+            None => e,
+        })?;
+        Ok(job)
+    }
+}
+
+impl Job {
+    /// Checks the settings together (what [`JobSpec::check`] cannot see alone): the
+    /// counts the job divides by, the HESSO and CRIC settings, the schedule inside the
+    /// job. [`JobSpec::resolve`] ends with it, and a resumed `job.json` is checked with it.
+    pub fn check(&self) -> Result<()> {
+        let positive = [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size as u64),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+            ("threads", self.threads.map_or(1, |t| t as u64)),
+        ];
+        if let Some((key, value)) = positive.iter().find(|(_, v)| *v == 0) {
+            bail!("{key} = {value}: must be at least 1");
+        }
+        let t = self.target_sparsity;
+        if !(t.is_finite() && (0.0..1.0).contains(&t)) {
+            bail!("target_sparsity = {t}: must be in [0, 1)");
+        }
+        let lr = self.schedule.lr;
+        if !(lr > 0.0 && lr.is_finite()) {
+            bail!("lr = {lr}: the learning rate must be a finite number > 0");
+        }
+        if self.schedule.warmup_steps > self.steps {
+            bail!("--warmup-steps {} is longer than the job ({} steps)", self.schedule.warmup_steps, self.steps);
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                bail!("clip_grad_norm = {c}: must be a finite number > 0");
+            }
+        }
+        if self.hesso.target_group_sparsity != t {
+            bail!("hesso.target_group_sparsity = {} differs from target_sparsity = {t}", self.hesso.target_group_sparsity);
+        }
+        self.hesso.validate()?;
+        let prune_end = self.hesso.schedule_steps();
+        if prune_end > self.steps {
+            bail!(
+                "the pruning schedule ends at step {prune_end}, after the job's last step {}: give more steps or a shorter schedule",
+                self.steps
+            );
+        }
+        Ok(())
     }
 }
 

@@ -1,68 +1,21 @@
-//! The end of a prune job: construction, verification, measurements, and the outputs
-//! (`model.onnx`, `model.sparse.onnx`, `groups.json`, `report.json`, `report.md`,
-//! `curve.png`), each written atomically.
+//! The report stage: writes the outputs (`model.onnx`, `model.sparse.onnx`,
+//! `groups.json`, `report.json`, `report.md`, `curve.png`), each atomically, from what
+//! the other stages produced. It computes nothing but the report's text and plot.
 
 use super::config::Job;
-use super::{verify, write_json, Event, Observer, Progress};
-use crate::cli::analyze::write_atomic;
+use super::construct::Constructed;
+use super::files::{COMPACT_FILE, CURVE_PNG, GROUPS_FILE, REPORT_JSON, REPORT_MD, SPARSE_FILE};
+use super::history::History;
+use super::observe::{Event, Observer};
+use super::train::Trained;
+use super::verify::{Latency, Quality, Verification, Verified};
+use crate::output::{write_atomic, write_json};
 use crate::plot;
-use anyhow::{Context, Result};
-use oto_graph::Analysis;
-use oto_onnx::Model;
-use oto_optim::HessoMetrics;
-use oto_torch::data::Dataset;
-use oto_torch::exec::Executor;
-use oto_torch::train::{evaluate, EvalReport};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use anyhow::Result;
+use oto_torch::train::EvalReport;
+use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Instant;
-
-/// The compact model's file name in the output folder.
-pub const COMPACT_FILE: &str = "model.onnx";
-/// The sparse model's file name in the output folder.
-pub const SPARSE_FILE: &str = "model.sparse.onnx";
-
-/// A logged training step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepPoint {
-    /// Steps done.
-    pub step: u64,
-    /// Batch loss.
-    pub loss: f64,
-    /// Learning rate.
-    pub lr: f64,
-    /// Zero elements over prunable elements.
-    pub group_sparsity: f64,
-    /// L2 norm of the elements kept.
-    pub norm_important: f64,
-    /// L2 norm of the elements chosen for pruning.
-    pub norm_redundant: f64,
-    /// The schedule's phase (`warmup`, `pruning`, `cycle`, `hybrid`, `pruned`).
-    #[serde(default)]
-    pub phase: String,
-}
-
-/// An evaluation on the held-out data during training.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct EvalPoint {
-    /// Steps done.
-    pub step: u64,
-    /// Mean loss.
-    pub loss: f64,
-    /// Accuracy, for classification with labels.
-    pub accuracy: Option<f64>,
-}
-
-/// The training curve.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct History {
-    /// Logged steps.
-    pub steps: Vec<StepPoint>,
-    /// Evaluations.
-    pub evals: Vec<EvalPoint>,
-}
 
 /// A quantity before and after pruning.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -71,36 +24,6 @@ pub struct BeforeAfter<T> {
     pub before: T,
     /// The compact model.
     pub after: T,
-}
-
-/// Loss and metric of the models on the held-out data.
-#[derive(Debug, Clone, Serialize)]
-pub struct Quality {
-    /// The data evaluated on.
-    pub data: PathBuf,
-    /// `accuracy`, or `loss` when there is no accuracy.
-    pub metric: &'static str,
-    /// The original model.
-    pub before: EvalReport,
-    /// The trained sparse model (full size, pruned elements at zero).
-    pub sparse: EvalReport,
-    /// The compact model.
-    pub compact: EvalReport,
-}
-
-/// onnxruntime latency of one batch.
-#[derive(Debug, Clone, Serialize)]
-pub struct Latency {
-    /// Median milliseconds, original model.
-    pub before_ms: f64,
-    /// Median milliseconds, compact model.
-    pub after_ms: f64,
-    /// Batch size.
-    pub batch: usize,
-    /// onnxruntime intra-op threads.
-    pub threads: usize,
-    /// Timed runs per model.
-    pub runs: usize,
 }
 
 /// Seconds per phase.
@@ -144,7 +67,7 @@ pub struct Report {
     /// Loss and metric.
     pub quality: Quality,
     /// The sparse-vs-compact comparison in onnxruntime.
-    pub verification: verify::Verification,
+    pub verification: Verification,
     /// Latency in onnxruntime, when measured.
     pub latency: Option<Latency>,
     /// Time per phase.
@@ -155,107 +78,54 @@ pub struct Report {
     pub cric: Option<oto_optim::CricReport>,
 }
 
-/// What training produced, for the report.
-pub struct Finals {
-    /// Training seconds over all resumed parts.
-    pub train_seconds: f64,
-    /// HESSO's pruned elements per group.
-    pub pruned: BTreeMap<String, Vec<usize>>,
-    /// HESSO's final metrics.
-    pub metrics: HessoMetrics,
-    /// CRIC's report, when it ran.
-    pub cric: Option<oto_optim::CricReport>,
-}
-
-/// Constructs, verifies, measures and writes every output; a verification mismatch is an
-/// error (after `report.json` recorded it; the compact model is then not written).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn finish(
-    job: &Job,
-    model: &Model,
-    analysis: &Analysis,
-    exec: &Executor,
-    teacher: Option<&Executor>,
-    eval_data: &Dataset,
-    progress: &Progress,
-    finals: Finals,
-    started: Instant,
-    observer: &mut dyn Observer,
-) -> Result<Report> {
-    let mut seconds = Seconds { train: finals.train_seconds, ..Seconds::default() };
-    observer.event(Event::Phase("constructing the compact model"));
-    let t = Instant::now();
-    let sparse = exec.updated_model(model)?;
-    let removed = oto_construct::zero_elements(analysis, &sparse)?;
-    let (compact, construction) = oto_construct::construct(&sparse, analysis, &removed)?;
-    let sparse_bytes = sparse.to_bytes()?;
-    let compact_bytes = compact.to_bytes()?;
-    seconds.construct = t.elapsed().as_secs_f64();
-
-    observer.event(Event::Phase("verifying the compact model in onnxruntime"));
-    let t = Instant::now();
-    let names: Vec<String> = exec.inputs().map(|i| i.name.clone()).collect();
-    let samples = verify::held_out_inputs(eval_data, &names, 64)?;
-    let verification = verify::compare_models(&sparse_bytes, &compact_bytes, &samples)?;
-    seconds.verify = t.elapsed().as_secs_f64();
-
-    observer.event(Event::Phase("evaluating the sparse and compact models"));
-    let t = Instant::now();
-    let sparse_eval = evaluate(exec, teacher, eval_data, job.eval_batch(), job.loss)?;
-    let compact_exec = Executor::new(&compact, exec.device())?;
-    let compact_eval = evaluate(&compact_exec, teacher, eval_data, job.eval_batch(), job.loss)?;
-    seconds.evaluate = t.elapsed().as_secs_f64();
-
-    observer.event(Event::Phase("measuring onnxruntime latency"));
-    let t = Instant::now();
-    let original_bytes = model.to_bytes()?;
-    let batch = verify::held_out_inputs(eval_data, &names, job.batch_size)?;
-    let latency = match verify::latency(&original_bytes, &compact_bytes, &batch) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            observer.event(Event::Note(format!("latency not measured: {e:#}")));
-            None
-        }
-    };
-    seconds.latency = t.elapsed().as_secs_f64();
-
-    let before = progress.before.context("the job has no evaluation of the original model")?;
-    let metric = if before.accuracy.is_some() { "accuracy" } else { "loss" };
+/// Writes every output into `job.out` (each file atomically) from what the stages
+/// produced, and returns the report. A verification mismatch is an error, after
+/// `report.json` recorded it; the compact model is then not written.
+pub fn write(trained: &Trained, built: &Constructed, verified: Verified, started: Instant, observer: &mut dyn Observer) -> Result<Report> {
+    let (job, finals) = (&trained.job, &trained.finals);
+    let metrics = &finals.metrics;
     let mut report = Report {
         job: job.clone(),
         target_sparsity: job.target_sparsity,
-        group_sparsity: finals.metrics.group_sparsity,
-        prunable_elements: finals.metrics.important + finals.metrics.decaying + finals.metrics.pruned,
+        group_sparsity: metrics.group_sparsity,
+        prunable_elements: metrics.important + metrics.decaying + metrics.pruned,
         pruned_elements: finals.pruned.values().map(Vec::len).sum(),
-        removed_elements: removed.values().map(Vec::len).sum(),
-        params: BeforeAfter { before: construction.params_before, after: construction.params_after },
-        macs: BeforeAfter { before: construction.macs_before, after: construction.macs_after },
+        removed_elements: built.removed.values().map(Vec::len).sum(),
+        params: BeforeAfter { before: built.report.params_before, after: built.report.params_after },
+        macs: BeforeAfter { before: built.report.macs_before, after: built.report.macs_after },
         // Serialized sizes with every weight inline (the input may keep its weights in external data files).
-        file_bytes: BeforeAfter { before: original_bytes.len() as u64, after: compact_bytes.len() as u64 },
-        quality: Quality { data: eval_data.path.clone(), metric, before, sparse: sparse_eval, compact: compact_eval },
-        verification,
-        latency,
-        seconds,
-        history: progress.history.clone(),
-        cric: finals.cric,
+        file_bytes: BeforeAfter { before: built.original_bytes.len() as u64, after: built.compact_bytes.len() as u64 },
+        quality: verified.quality,
+        verification: verified.verification,
+        latency: verified.latency,
+        seconds: Seconds {
+            train: finals.train_seconds,
+            construct: built.seconds,
+            verify: verified.verify_seconds,
+            evaluate: verified.evaluate_seconds,
+            latency: verified.latency_seconds,
+            total: 0.0,
+        },
+        history: trained.progress.history.clone(),
+        cric: finals.cric.clone(),
     };
 
     // Outputs: each written atomically; a mismatch leaves no compact model behind.
     let out = &job.out;
     if job.save_sparse {
-        write_atomic(&out.join(SPARSE_FILE), &sparse_bytes)?;
+        write_atomic(&out.join(SPARSE_FILE), &built.sparse_bytes)?;
     }
-    let mut groups = serde_json::to_value(analysis)?;
+    let mut groups = serde_json::to_value(&trained.analysis)?;
     groups["pruned"] = serde_json::to_value(&finals.pruned)?;
-    groups["removed"] = serde_json::to_value(&removed)?;
-    write_json(&out.join("groups.json"), &groups)?;
+    groups["removed"] = serde_json::to_value(&built.removed)?;
+    write_json(&out.join(GROUPS_FILE), &groups)?;
     match curve_png(&report) {
-        Ok(png) => write_atomic(&out.join("curve.png"), &png)?,
+        Ok(png) => write_atomic(&out.join(CURVE_PNG), &png)?,
         Err(e) => observer.event(Event::Note(format!("no training-curve plot: {e}"))),
     }
     report.seconds.total = started.elapsed().as_secs_f64();
     if !report.verification.passed {
-        write_json(&out.join("report.json"), &report)?;
+        write_json(&out.join(REPORT_JSON), &report)?;
         anyhow::bail!(
             "the compact model does not compute what the sparse model computes (max |difference| {:.3e} over {} samples, allowed {:.3e}); it was not written. Please report this with the model; the sparse model can be saved with --save-sparse",
             report.verification.max_abs_diff,
@@ -263,9 +133,9 @@ pub(super) fn finish(
             report.verification.tolerance
         );
     }
-    write_atomic(&out.join(COMPACT_FILE), &compact_bytes)?;
-    write_atomic(&out.join("report.md"), markdown(&report).as_bytes())?;
-    write_json(&out.join("report.json"), &report)?;
+    write_atomic(&out.join(COMPACT_FILE), &built.compact_bytes)?;
+    write_atomic(&out.join(REPORT_MD), markdown(&report).as_bytes())?;
+    write_json(&out.join(REPORT_JSON), &report)?;
     Ok(report)
 }
 

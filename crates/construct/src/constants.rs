@@ -99,11 +99,14 @@ fn edit_attribute(proto: &mut ModelProto, node: &str, attribute: &str, edits: &[
         return Err(mismatch(g, format!("node {label} has no attribute '{attribute}'")));
     };
     for e in edits {
-        match AttributeType::try_from(a.r#type.unwrap_or(0)) {
-            Ok(AttributeType::Int) if e.entry == 0 => a.i = Some(a.i.unwrap_or(0) - e.delta),
-            Ok(AttributeType::Ints) if e.entry < a.ints.len() => a.ints[e.entry] -= e.delta,
+        let value = match AttributeType::try_from(a.r#type.unwrap_or(0)) {
+            Ok(AttributeType::Int) if e.entry == 0 => a.i.get_or_insert(0),
+            Ok(AttributeType::Ints) if e.entry < a.ints.len() => &mut a.ints[e.entry],
             _ => return Err(mismatch(e.group, format!("attribute '{attribute}' of node {label} has no integer entry {}", e.entry))),
-        }
+        };
+        *value = value
+            .checked_sub(e.delta)
+            .ok_or_else(|| mismatch(e.group, format!("attribute '{attribute}' of node {label}: {value} minus {} overflows", e.delta)))?;
     }
     Ok(())
 }
@@ -121,7 +124,7 @@ fn apply(t: &Tensor, edits: &[&Edit<'_>], what: &str) -> Result<Tensor> {
     let mut out = t.clone();
     for e in edits {
         let ok = match &mut out.data {
-            TensorData::I64(v) => v.get_mut(e.entry).map(|x| *x -= e.delta).is_some(),
+            TensorData::I64(v) => v.get_mut(e.entry).and_then(|x| x.checked_sub(e.delta).map(|y| *x = y)).is_some(),
             TensorData::I32(v) => v.get_mut(e.entry).and_then(|x| i32::try_from(i64::from(*x) - e.delta).ok().map(|y| *x = y)).is_some(),
             _ => false,
         };

@@ -23,6 +23,23 @@ pub enum AnalysisError {
     /// The model is invalid (the error names the node or value).
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    /// A group of an analysis does not fit the model it is used with (see [`Analysis::check`]).
+    #[error("group '{group}': {message}")]
+    Mismatch {
+        /// The group id.
+        group: String,
+        /// What does not fit, with the offending value.
+        message: String,
+    },
+    /// A saved analysis (`oto analyze --json`) that cannot be read, or that does not fit
+    /// the model (see [`Analysis::load`]).
+    #[error("{}: {message}", path.display())]
+    Saved {
+        /// The JSON file.
+        path: std::path::PathBuf,
+        /// What is wrong (for a misfit: the group and the offending value).
+        message: String,
+    },
 }
 
 /// Analyzes `model` into pruning groups. See the crate documentation.

@@ -3,8 +3,13 @@
 //! score, decay and zero: the producer slices) and with construction (what to cut:
 //! every member's slices and the shape constants).
 
+use crate::AnalysisError;
+use oto_onnx::graph::NodeExt;
+use oto_onnx::{DType, Graph, Model};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fmt;
+use std::path::Path;
 
 /// The result of [`crate::analyze`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -281,4 +286,142 @@ impl Analysis {
         }
         out
     }
+}
+
+impl Analysis {
+    /// Reads an analysis saved as JSON (`oto analyze --json`) and checks it against
+    /// `model` ([`Analysis::check`]): a saved file is user input, and everything that
+    /// uses an analysis (the optimizer, construction) indexes tensors with it.
+    pub fn load(path: &Path, model: &Model) -> Result<Analysis, AnalysisError> {
+        let saved = |message: String| AnalysisError::Saved { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| saved(format!("cannot read: {e}")))?;
+        let analysis: Analysis =
+            serde_json::from_str(&text).map_err(|e| saved(format!("not a group description from `oto analyze --json`: {e}")))?;
+        analysis.check(model).map_err(|e| saved(format!("does not fit {}: {e}", model.path().display())))?;
+        Ok(analysis)
+    }
+
+    /// Checks that every group fits `model`: ids are distinct; a group has at least one
+    /// element and one member; every member names an initializer, an axis inside its
+    /// rank, and indices inside that axis for each element (so element counts are
+    /// bounded by the dimensions); every shape constant names an existing integer entry,
+    /// node or attribute; every node a constant lists exists. The error names the group
+    /// and the offending value.
+    pub fn check(&self, model: &Model) -> Result<(), AnalysisError> {
+        let graph = Graph::new(model)?;
+        let node_names: HashSet<&str> = graph.nodes().filter_map(|(_, n)| n.name.as_deref()).collect();
+        let mut ids = HashSet::new();
+        for g in &self.groups {
+            let bad = |message: String| AnalysisError::Mismatch { group: g.id.clone(), message };
+            if !ids.insert(g.id.as_str()) {
+                return Err(bad("the id appears twice".into()));
+            }
+            if g.num_elements == 0 {
+                return Err(bad("num_elements = 0: a group has at least one element".into()));
+            }
+            if g.members.is_empty() {
+                return Err(bad("the group has no members".into()));
+            }
+            let size = match g.kind {
+                ElementKind::Channel => 1,
+                ElementKind::Block { size } => size,
+                ElementKind::Head { dim } => dim,
+                ElementKind::NormGroup { channels } | ElementKind::ConvGroup { channels } => channels,
+            };
+            if size == 0 {
+                return Err(bad(format!("element kind '{}' has no channels", g.kind)));
+            }
+            for m in &g.members {
+                check_member(&graph, g, m).map_err(bad)?;
+            }
+            for sc in &g.shape_constants {
+                check_constant(&graph, sc).map_err(bad)?;
+                if let Some(n) = sc.nodes.iter().find(|n| !node_names.contains(n.as_str())) {
+                    return Err(bad(format!("shape constant in {}: node '{n}' is not in the model", sc.location)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member's initializer exists, its axis is inside the rank and every element's
+/// indices are inside the axis.
+fn check_member(graph: &Graph<'_>, g: &Group, m: &Member) -> Result<(), String> {
+    let name = &m.initializer;
+    let t = graph.initializer(name).ok_or_else(|| format!("member '{name}' is not an initializer of the model"))?;
+    let dim = *t.dims.get(m.axis).ok_or_else(|| format!("member '{name}': axis {} is beyond its rank {}", m.axis, t.dims.len()))?;
+    let len = usize::try_from(dim).map_err(|_| format!("member '{name}': axis {} has size {dim}", m.axis))?;
+    let n = g.num_elements;
+    match &m.map {
+        IndexMap::Blocks { offset, block } => {
+            if *block == 0 {
+                return Err(format!("member '{name}': block = 0 (indices per element must be at least 1)"));
+            }
+            let end = block.checked_mul(n).and_then(|k| k.checked_add(*offset));
+            if end.is_none_or(|end| end > len) {
+                return Err(format!(
+                    "member '{name}': {n} elements of {block} indices from offset {offset} do not fit in axis {} of size {len}",
+                    m.axis
+                ));
+            }
+        }
+        IndexMap::Indices { indices } => {
+            if indices.len() != n {
+                return Err(format!("member '{name}' lists indices for {} elements, but num_elements = {n}", indices.len()));
+            }
+            let block = indices.first().map_or(0, Vec::len);
+            for (e, idx) in indices.iter().enumerate() {
+                if idx.is_empty() || idx.len() != block {
+                    return Err(format!("member '{name}': element {e} has {} indices, element 0 has {block}", idx.len()));
+                }
+                if let Some(i) = idx.iter().find(|&&i| i >= len) {
+                    return Err(format!("member '{name}': element {e} has index {i}, beyond axis {} of size {len}", m.axis));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A shape constant's location exists and holds an integer entry at `entry`.
+fn check_constant(graph: &Graph<'_>, sc: &ShapeConstant) -> Result<(), String> {
+    let entries = match &sc.location {
+        ShapeLocation::Initializer { name } => {
+            let t = graph.initializer(name).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            let dtype = t.data_type.and_then(DType::from_onnx);
+            if !matches!(dtype, Some(DType::I64 | DType::I32)) {
+                return Err(format!("shape constant in {} is not an int32/int64 tensor", sc.location));
+            }
+            t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
+        }
+        ShapeLocation::ConstantNode { node } => {
+            let found = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str()) && n.op() == "Constant");
+            let (_, n) = found.ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            let value = n.output.first().ok_or_else(|| format!("{} has no output", sc.location))?;
+            let t = graph.constant(value).map_err(|e| e.to_string())?;
+            t.filter(|t| matches!(t.data, oto_onnx::TensorData::I64(_) | oto_onnx::TensorData::I32(_)))
+                .map(|t| t.shape.iter().product::<usize>() as u64)
+                .ok_or_else(|| format!("shape constant in {} is not an int32/int64 tensor", sc.location))
+                .map(Some)?
+        }
+        ShapeLocation::Computed { value, len } => {
+            graph.producer(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            Some(*len as u64)
+        }
+        ShapeLocation::Attribute { node, attribute } => {
+            let found = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str()));
+            let (_, n) = found.ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            let a = n
+                .attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some(attribute.as_str()))
+                .ok_or_else(|| format!("shape constant in {}, which the node does not have", sc.location))?;
+            Some(if a.ints.is_empty() { 1 } else { a.ints.len() as u64 })
+        }
+    };
+    if entries.is_none_or(|n| sc.entry as u64 >= n) {
+        return Err(format!("shape constant in {}: entry {} does not exist", sc.location, sc.entry));
+    }
+    Ok(())
 }

@@ -44,12 +44,12 @@ pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
         let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
         let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
         if stats.contains(name) {
-            count.running_stats += numel;
+            count.running_stats = count.running_stats.saturating_add(numel);
         } else if float && numel > 1 {
-            count.parameters += numel;
+            count.parameters = count.parameters.saturating_add(numel);
             count.tensors += 1;
         } else {
-            count.other += numel;
+            count.other = count.other.saturating_add(numel);
         }
     }
     count
@@ -117,12 +117,12 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
         let prod = |v: &[u64]| v.iter().fold(1u64, |a, &b| a.saturating_mul(b));
         let m = match op {
             // Every output element: C_in/group * kernel MACs, i.e. the weight's dims after the first.
-            "Conv" | "ConvInteger" => shape(1).zip(out.clone()).map(|(w, o)| prod(&o).saturating_mul(prod(&w[1..]))),
+            "Conv" | "ConvInteger" => shape(1).zip(out.clone()).map(|(w, o)| prod(&o).saturating_mul(prod(w.get(1..).unwrap_or_default()))),
             // Every input element scatters into C_out/group * kernel outputs.
-            "ConvTranspose" => shape(0).zip(shape(1)).map(|(x, w)| prod(&x).saturating_mul(prod(&w[1..]))),
+            "ConvTranspose" => shape(0).zip(shape(1)).map(|(x, w)| prod(&x).saturating_mul(prod(w.get(1..).unwrap_or_default()))),
             "Gemm" => shape(0).zip(out.clone()).map(|(a, o)| {
                 let trans_a = node.attr_int_or("transA", 0).unwrap_or(0) != 0;
-                let k = if trans_a { a[0] } else { a[a.len() - 1] };
+                let k = if trans_a { a.first() } else { a.last() }.copied().unwrap_or(1);
                 prod(&o).saturating_mul(k)
             }),
             _ => shape(0).zip(out.clone()).map(|(a, o)| prod(&o).saturating_mul(a.last().copied().unwrap_or(1))),
@@ -130,7 +130,8 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
         match m {
             Some(m) => {
                 est.total = est.total.saturating_add(m);
-                *est.by_op.entry(op.to_string()).or_default() += m;
+                let by_op = est.by_op.entry(op.to_string()).or_default();
+                *by_op = by_op.saturating_add(m);
                 est.per_node.push(NodeMacs { node: index, macs: m });
             }
             None => est.unresolved.push(index),

@@ -85,7 +85,7 @@ impl Dim {
     /// Floor division, exact where possible, otherwise an opaque symbol.
     pub fn floor_div(&self, other: &Dim) -> Dim {
         match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) if *b != 0 => Dim::Known(a.div_euclid(*b)),
+            (Dim::Known(a), Dim::Known(b)) if a.checked_div_euclid(*b).is_some() => Dim::Known(a.div_euclid(*b)),
             (a, b) => a.div_exact(b).unwrap_or_else(|| Dim::sym(format!("({a}/{b})"))),
         }
     }
@@ -151,9 +151,9 @@ fn eval_expr(s: &str, b: &HashMap<String, i64>) -> Option<i64> {
             if p.len() == 2 {
                 let (l, r) = (eval_expr(p[0], b)?, eval_expr(p[1], b)?);
                 return match op {
-                    '+' => Some(l + r),
-                    '-' => Some(l - r),
-                    _ => (r != 0).then(|| l.div_euclid(r)),
+                    '+' => l.checked_add(r),
+                    '-' => l.checked_sub(r),
+                    _ => l.checked_div_euclid(r),
                 };
             }
         }
@@ -181,11 +181,17 @@ impl Mono {
             Mono { coef: 1, atoms: vec![format!("({name})")] }
         }
     }
+    /// The product of the integer factors of `s` (`64*batch*8`: 512), `None` on overflow.
+    fn checked_coef(s: &str) -> Option<i64> {
+        split_top(s, '*').iter().filter_map(|p| p.parse::<i64>().ok()).try_fold(1i64, i64::checked_mul)
+    }
     fn parse(s: &str) -> Mono {
         let mut m = Mono::one();
         for part in split_top(s, '*') {
             match part.parse::<i64>() {
-                Ok(v) => m.coef *= v,
+                // Saturating like `mul`: graph inputs whose literals overflow are refused
+                // (`Infer::seed`), so only derived symbols can get here.
+                Ok(v) => m.coef = m.coef.saturating_mul(v),
                 Err(_) if !part.is_empty() => m.atoms.push(part.to_string()),
                 Err(_) => {}
             }
@@ -205,7 +211,7 @@ impl Mono {
         Mono { coef: self.coef.saturating_mul(o.coef), atoms }
     }
     fn div(&self, o: &Mono) -> Option<Mono> {
-        if o.coef == 0 || self.coef % o.coef != 0 {
+        if self.coef.checked_rem(o.coef)? != 0 {
             return None;
         }
         let mut atoms = self.atoms.clone();
@@ -213,7 +219,7 @@ impl Mono {
             let pos = atoms.iter().position(|x| x == a)?;
             atoms.remove(pos);
         }
-        Some(Mono { coef: self.coef / o.coef, atoms })
+        Some(Mono { coef: self.coef.checked_div(o.coef)?, atoms })
     }
     fn into_dim(self) -> Dim {
         if self.atoms.is_empty() || self.coef == 0 {
@@ -490,20 +496,30 @@ impl<'g, 'm> Infer<'g, 'm> {
                 continue;
             };
             let dtype = tt.elem_type.and_then(DType::from_onnx);
-            let shape = tt.shape.as_ref().map(|s| {
-                s.dim
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| {
+            let shape = match tt.shape.as_ref() {
+                Some(s) => {
+                    let mut dims = Vec::with_capacity(s.dim.len());
+                    for (i, d) in s.dim.iter().enumerate() {
                         use crate::proto::tensor_shape_proto::dimension::Value as V;
-                        match &d.value {
+                        dims.push(match &d.value {
                             Some(V::DimValue(x)) if *x >= 0 => Dim::Known(*x),
-                            Some(V::DimParam(p)) if !p.is_empty() => Dim::sym(p.clone()),
+                            Some(V::DimParam(p)) if !p.is_empty() => {
+                                // A product of literals (`64*8`) becomes its value: it must fit.
+                                if Mono::checked_coef(p).is_none() {
+                                    return Err(self.graph.model.error(
+                                        format!("graph input '{name}'"),
+                                        format!("dimension {i} '{p}' overflows a 64-bit integer"),
+                                    ));
+                                }
+                                Dim::sym(p.clone())
+                            }
                             _ => Dim::Sym(format!("{name}_dim{i}")),
-                        }
-                    })
-                    .collect()
-            });
+                        });
+                    }
+                    Some(dims)
+                }
+                None => None,
+            };
             self.out.types.insert(name, ValueType { dtype, shape });
         }
         Ok(())
@@ -1501,7 +1517,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                             "Div" => match (&x, &y) {
                                 (_, Dim::Known(0)) => return Err(Stop::Unknown),
                                 // Integer Div truncates; shapes are non-negative, so floor is the same.
-                                (Dim::Known(p), Dim::Known(q)) => Dim::Known(p / q),
+                                (Dim::Known(p), Dim::Known(q)) => Dim::Known(p.checked_div(*q).ok_or(Stop::Unknown)?),
                                 _ => x.floor_div(&y),
                             },
                             "Mod" => match (&x, &y) {
@@ -2125,6 +2141,21 @@ mod tests {
         assert_eq!(s("weird name+1").eval(&bind), None);
         let odd: HashMap<String, i64> = [("batch-size".to_string(), 3)].into();
         assert_eq!(s("batch-size").mul(&Dim::Known(2)).eval(&odd), Some(6));
+    }
+
+    /// Dimensions from a file may be anything: arithmetic on them never panics, and a
+    /// value that does not fit is unknown (`None`) rather than wrapped.
+    #[test]
+    fn dimension_arithmetic_does_not_overflow() {
+        let big: HashMap<String, i64> = [("a".to_string(), i64::MAX), ("m".to_string(), i64::MIN)].into();
+        assert_eq!(s("a").mul(&s("a")).eval(&big), None);
+        assert_eq!(s("a").add(&s("b")).eval(&[("a".to_string(), i64::MAX), ("b".to_string(), 1)].into()), None);
+        assert_eq!(Dim::sym("(m-a)").eval(&big), None);
+        assert_eq!(Dim::sym("(m/n)").eval(&[("m".to_string(), i64::MIN), ("n".to_string(), -1)].into()), None);
+        assert_eq!(Dim::sym("(m/0)").eval(&big), None);
+        assert_eq!(Dim::sym("99999999999*99999999999"), Dim::Known(i64::MAX), "literal products saturate");
+        assert_eq!(Dim::Known(i64::MIN).floor_div(&Dim::Known(-1)), Dim::sym("(-9223372036854775808/-1)"));
+        assert_eq!(Dim::Known(i64::MIN).div_exact(&Dim::Known(-1)), None);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl HessoConfig {
             return bad("target_group_sparsity", format!("{t} is not in [0, 1)"));
         }
         if self.pruning_periods == 0 {
-            return bad("pruning_periods", "must be at least 1".into());
+            return bad("pruning_periods", "is 0, must be at least 1".into());
         }
         if self.pruning_steps < self.pruning_periods {
             return bad(
@@ -88,7 +88,7 @@ impl HessoConfig {
             );
         }
         if self.group_divisible == 0 {
-            return bad("group_divisible", "must be at least 1".into());
+            return bad("group_divisible", "is 0, must be at least 1".into());
         }
         let w = self.importance.as_array();
         if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
@@ -170,7 +170,7 @@ impl CricConfig {
     /// The cycles' steps are discarded (each restarts from the snapshot), hence short
     /// cycles: on demo_cnn (300 steps) cycles of 10% gave lower accuracy than 5%.
     pub fn for_budget(total_steps: u64) -> CricConfig {
-        let part = |percent: u64| (total_steps * percent / 100).max(1);
+        let part = |percent: u64| (total_steps / 100 * percent + total_steps % 100 * percent / 100).max(1);
         CricConfig {
             start_cric_step: part(20),
             sampling_steps: part(5),
@@ -190,16 +190,16 @@ impl CricConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |setting: &'static str, message: &str| Err(HessoError::Config { setting, message: message.into() });
         if self.start_cric_step == 0 {
-            return bad("cric.start_cric_step", "must be at least 1 (the scores need one base-optimizer step)");
+            return bad("cric.start_cric_step", "is 0, must be at least 1 (the scores need one base-optimizer step)");
         }
         if self.sampling_steps == 0 {
-            return bad("cric.sampling_steps", "must be at least 1");
+            return bad("cric.sampling_steps", "is 0, must be at least 1");
         }
         if self.max_cycles == 0 {
-            return bad("cric.max_cycles", "must be at least 1");
+            return bad("cric.max_cycles", "is 0, must be at least 1");
         }
         if self.hybrid_training_steps == 0 {
-            return bad("cric.hybrid_training_steps", "must be at least 1");
+            return bad("cric.hybrid_training_steps", "is 0, must be at least 1");
         }
         if !(self.probe_weight.is_finite() && self.probe_weight >= 0.0) {
             return bad("cric.probe_weight", &format!("{} is not a finite number >= 0", self.probe_weight));

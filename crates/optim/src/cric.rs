@@ -8,11 +8,11 @@
 //! step count, the sets as flags per element, and a few numbers per group and per cycle.
 
 use crate::config::CricConfig;
+use crate::core::{CricState, GroupProbe, Hesso, Phase, SavedCric, Snapshot};
 use crate::error::{HessoError, Result};
-use crate::hesso::{Hesso, Phase};
 use crate::select::{self, GroupQuota};
 use oto_torch::optim::{Optimizer, Probe};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
 /// The fractions of a group's lowest-scoring elements that the probes zero.
@@ -21,22 +21,6 @@ pub const PROBE_FRACTIONS: [f64; 3] = [0.25, 0.5, 0.75];
 /// Bound on the magnitude of one probe's log loss ratio (a probe whose loss is not finite
 /// counts as this bound), so that one exploding probe does not swamp the others.
 const LOG_RATIO_CAP: f64 = 20.0;
-
-/// What the probes measured for one group at the snapshot.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GroupProbe {
-    /// The group id.
-    pub group: String,
-    /// Per fraction of [`PROBE_FRACTIONS`]: how many of its lowest-scoring elements were
-    /// zeroed (`floor(fraction * n)`, at most `n - 1`: the group keeps one element).
-    pub zeroed: [usize; 3],
-    /// Per fraction: the probe loss with those elements zeroed (the reference loss when
-    /// none was zeroed).
-    pub loss: [f64; 3],
-    /// The group's term: the mean over the fractions of `ln(loss / reference)`, each
-    /// bounded to [-20, 20] (a non-finite loss counts as 20).
-    pub log_ratio: f64,
-}
 
 /// What CRIC has measured and decided so far ([`Hesso::cric_report`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -58,15 +42,6 @@ pub struct CricReport {
     pub violating: Vec<usize>,
     /// The step index (from 0) of the first hybrid-training step, once decided.
     pub hybrid_start: Option<u64>,
-}
-
-/// One copy of everything a cycle restarts from.
-struct Snapshot {
-    params: Vec<Tensor>,
-    /// Per parameter: momentum buffer, Adam moments, Adam step count.
-    state: Vec<[Option<Tensor>; 3]>,
-    steps: Vec<u64>,
-    buffers: Vec<Tensor>,
 }
 
 const STATE_FIELDS: [&str; 3] = ["momentum_buffer", "exp_avg", "exp_avg_sq"];
@@ -112,31 +87,6 @@ impl Snapshot {
     }
 }
 
-/// CRIC's state inside [`Hesso`].
-pub(crate) struct CricState {
-    config: CricConfig,
-    /// What the next step does (Warmup, Cycle, Hybrid or Pruned).
-    next: Phase,
-    /// The phase of the last step.
-    last: Phase,
-    /// Cycles started.
-    cycle: u64,
-    /// Steps done in the current cycle, or in the hybrid training.
-    phase_step: u64,
-    snapshot: Option<Snapshot>,
-    /// Running sum of every element's score over the cycles' steps (f64, on the device).
-    score_sum: Option<Tensor>,
-    score_count: u64,
-    /// Per group, per element: violating in some cycle so far.
-    violated: Vec<Vec<bool>>,
-    snapshot_step: Option<u64>,
-    reference_loss: Option<f64>,
-    probes: Vec<GroupProbe>,
-    new_elements: Vec<usize>,
-    violating_sizes: Vec<usize>,
-    hybrid_start: Option<u64>,
-}
-
 impl CricState {
     pub(crate) fn new(config: CricConfig) -> CricState {
         CricState {
@@ -170,28 +120,6 @@ impl CricState {
     pub(crate) fn hybrid_done(&self) -> bool {
         self.next == Phase::Pruned
     }
-}
-
-/// CRIC's counters and sets in a checkpoint (JSON); the snapshot and the running score
-/// sum are saved as tensors beside it (`cric/param/NAME`, `cric/state/NAME/FIELD`,
-/// `cric/buffer/NAME`, `cric/score_sum`).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct SavedCric {
-    next: Phase,
-    last: Phase,
-    cycle: u64,
-    phase_step: u64,
-    score_count: u64,
-    /// Per group id: the elements violating in some cycle so far.
-    violated: BTreeMap<String, Vec<usize>>,
-    /// Per parameter name: the snapshot's Adam step count.
-    snapshot_steps: Vec<(String, u64)>,
-    snapshot_step: Option<u64>,
-    reference_loss: Option<f64>,
-    probes: Vec<GroupProbe>,
-    new_elements: Vec<usize>,
-    violating_sizes: Vec<usize>,
-    hybrid_start: Option<u64>,
 }
 
 impl Hesso {

@@ -25,13 +25,15 @@
 #![warn(missing_docs)]
 
 mod config;
+mod core;
 mod cric;
 mod error;
 mod hesso;
 mod select;
 
+pub use crate::core::{GroupProbe, Hesso, Phase};
 pub use config::{CricConfig, HessoConfig, ImportanceWeights};
-pub use cric::{CricReport, GroupProbe, PROBE_FRACTIONS};
+pub use cric::{CricReport, PROBE_FRACTIONS};
 pub use error::HessoError;
-pub use hesso::{Hesso, HessoMetrics, Phase};
+pub use hesso::HessoMetrics;
 pub use select::{GroupQuota, Selection};

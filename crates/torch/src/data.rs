@@ -59,7 +59,10 @@ pub fn read_safetensors_bytes(bytes: &[u8]) -> std::result::Result<Vec<(String, 
             other => return Err(format!("array '{name}': element type {other:?} is not supported")),
         };
         let shape = view.shape().to_vec();
-        let count: usize = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("array '{name}': shape {shape:?} is too large"))?;
         let data = TensorData::from_le_bytes(dtype, view.data(), count).map_err(|e| format!("array '{name}': {}", e.0))?;
         out.push((name.clone(), OnnxTensor::new(shape, data).ok_or_else(|| format!("array '{name}': data does not match its shape"))?));
     }
@@ -166,19 +169,29 @@ impl Dataset {
             .ok_or_else(|| data_error("no 'labels' (or 'y') array: a classification loss needs class labels".into()))?;
         let kind = labels.kind();
         if !matches!(kind, Kind::Int64 | Kind::Int | Kind::Int8 | Kind::Uint8) {
-            return Err(data_error(format!("array 'labels': expected integer class indices (int64), got {kind:?}")));
+            return Err(data_error(format!(
+                "array 'labels': expected integer class indices (int64), got {}",
+                crate::exec::convert::dtype_of(kind).map_or_else(|| format!("{kind:?}"), |d| dtype_name(d).to_string())
+            )));
         }
-        if labels.dim() != 1 {
+        if labels.dim() != 1 || labels.size().first().is_none_or(|&n| usize::try_from(n).ok() != Some(self.len)) {
             return Err(data_error(format!(
                 "array 'labels': expected shape [{}] (one class per sample), got {:?}",
                 self.len,
                 labels.size()
             )));
         }
-        let (lo, hi) = (labels.min().int64_value(&[]), labels.max().int64_value(&[]));
-        if lo < 0 || hi >= classes {
+        let torch = |e| Error::torch("checking the class labels", e);
+        let labels = labels.f_to_kind(Kind::Int64).map_err(torch)?;
+        let outside = labels.f_lt(0).and_then(|low| low.f_logical_or(&labels.f_ge(classes)?)).map_err(torch)?;
+        let samples = outside.f_nonzero().map_err(torch)?;
+        let count = samples.size().first().copied().unwrap_or(0);
+        if count > 0 {
+            let first = samples.f_int64_value(&[0, 0]).map_err(torch)?;
+            let value = labels.f_int64_value(&[first]).map_err(torch)?;
+            let more = if count > 1 { format!(" ({count} samples in all have labels outside 0..{classes})") } else { String::new() };
             return Err(data_error(format!(
-                "array 'labels': expected classes in 0..{classes} (the model has {classes} outputs), got values from {lo} to {hi}"
+                "array 'labels': sample {first} has label {value}, but the model has {classes} classes (its output's last axis), so labels must be in 0..{classes}{more}"
             )));
         }
         Ok(())
@@ -191,13 +204,9 @@ impl Dataset {
         if !crate::exec::convert::is_float_kind(labels.kind()) {
             return Err(data_error(format!("array 'labels': expected floating-point targets, got {:?}", labels.kind())));
         }
-        if labels.size()[1..] != output[1..] {
-            return Err(data_error(format!(
-                "array 'labels': expected shape [{}, {:?}] like the model output, got {:?}",
-                self.len,
-                &output[1..],
-                labels.size()
-            )));
+        let (size, rest) = (labels.size(), output.get(1..).unwrap_or_default());
+        if size.get(1..) != Some(rest) {
+            return Err(data_error(format!("array 'labels': expected shape [{}, {rest:?}] like the model output, got {size:?}", self.len)));
         }
         Ok(())
     }
@@ -292,7 +301,7 @@ impl Sampling {
     pub fn indices(&self, n: usize, pos: DataPosition) -> Vec<i64> {
         let order = epoch_order(n, self.seed, pos.epoch, self.shuffle);
         let b = self.batch_size.max(1);
-        let start = (pos.batch as usize * b).min(n);
+        let start = usize::try_from(pos.batch).unwrap_or(usize::MAX).saturating_mul(b).min(n);
         order[start..(start + b).min(n)].to_vec()
     }
 
@@ -330,7 +339,7 @@ impl Prefetcher {
                     order_epoch = pos.epoch;
                 }
                 let b = sampling.batch_size.max(1);
-                let s = (pos.batch as usize * b).min(n);
+                let s = usize::try_from(pos.batch).unwrap_or(usize::MAX).saturating_mul(b).min(n);
                 let batch = gather(&inputs, labels.as_ref(), &order[s..(s + b).min(n)]);
                 let failed = batch.is_err();
                 if tx.send(batch.map(|b| (pos, b))).is_err() || failed {

@@ -1,0 +1,125 @@
+//! The setup stage: the settings resolved, the model read and analyzed, the data read
+//! and checked against the model (inputs and labels), before anything runs.
+
+use super::config::{Job, JobSpec};
+use super::files::{CHECKPOINT_DIR, COMPACT_FILE, JOB_FILE, SPARSE_FILE, STATE_FILE};
+use crate::error::{classify, input_error};
+use anyhow::{Context, Result};
+use oto_graph::{Analysis, AnalyzeOptions};
+use oto_onnx::Model;
+use oto_torch::data::Dataset;
+use oto_torch::exec::Executor;
+use std::path::Path;
+
+/// Everything read and checked before training: the job, the model, its analysis, the data.
+pub struct Setup {
+    /// The resolved job.
+    pub job: Job,
+    pub(super) model: Model,
+    pub(super) analysis: Analysis,
+    pub(super) exec: Executor,
+    pub(super) teacher: Option<Executor>,
+    pub(super) train: Dataset,
+    pub(super) val: Option<Dataset>,
+    pub(super) resume: bool,
+}
+
+impl Setup {
+    /// A new job from user settings: reads the model and the data and decides every setting.
+    pub fn new(spec: &JobSpec) -> Result<Setup> {
+        let model_path =
+            spec.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)").map_err(input_error)?;
+        let data_path =
+            spec.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)").map_err(input_error)?;
+        let device = spec.device.as_deref().unwrap_or("auto");
+        let (model, exec) = load_model(model_path, device)?;
+        let inputs: Vec<_> = exec.inputs().cloned().collect();
+        let train = Dataset::load(data_path, &inputs).map_err(classify)?;
+        let job = spec.resolve(train.len, train.labels.is_some()).map_err(input_error)?;
+        check_out(&job)?;
+        Setup::finish(job, model, exec, train, false)
+    }
+
+    /// The job saved in `out`'s checkpoint, to continue; `device` and `threads` may change.
+    pub fn resume(out: &Path, device: Option<String>, threads: Option<usize>) -> Result<Setup> {
+        let dir = out.join(CHECKPOINT_DIR);
+        let path = dir.join(JOB_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            input_error(anyhow::anyhow!("{}: cannot read ({e}); --resume takes the --out folder of an earlier run", path.display()))
+        })?;
+        let mut job: Job =
+            serde_json::from_str(&text).map_err(|e| input_error(anyhow::anyhow!("{}: not a job file: {e}", path.display())))?;
+        job.check().map_err(|e| input_error(e.context(format!("{}: invalid job settings", path.display()))))?;
+        if !dir.join(STATE_FILE).is_file() {
+            return Err(input_error(anyhow::anyhow!("{}: no training state to resume from", dir.join(STATE_FILE).display())));
+        }
+        job.device = device.unwrap_or(job.device);
+        job.threads = threads.or(job.threads);
+        job.out = std::path::absolute(out)?;
+        let (model, exec) = load_model(&job.model, &job.device)?;
+        let inputs: Vec<_> = exec.inputs().cloned().collect();
+        let train = Dataset::load(&job.data, &inputs).map_err(classify)?;
+        Setup::finish(job, model, exec, train, true)
+    }
+
+    fn finish(job: Job, model: Model, exec: Executor, train: Dataset, resume: bool) -> Result<Setup> {
+        oto_torch::train::set_threads(job.threads);
+        let inputs: Vec<_> = exec.inputs().cloned().collect();
+        let val = job.val.as_deref().map(|p| Dataset::load(p, &inputs)).transpose().map_err(classify)?;
+        // Every label is checked before anything runs on it (the original model is
+        // evaluated on the training data when there is no held-out data).
+        for data in std::iter::once(&train).chain(&val) {
+            oto_torch::train::check_labels(&exec, data, job.loss).map_err(classify)?;
+        }
+        let analysis = oto_graph::analyze(&model, &AnalyzeOptions { unprunable: job.unprunable.clone() }).map_err(input_error)?;
+        if analysis.prunable_groups().next().is_none() {
+            return Err(input_error(anyhow::anyhow!("{}: nothing to prune: {}", job.model.display(), unprunable_summary(&analysis))));
+        }
+        let teacher = match job.loss {
+            oto_torch::loss::Loss::Distill { .. } => Some(Executor::new(&model, exec.device()).map_err(classify)?),
+            _ => None,
+        };
+        Ok(Setup { job, model, analysis, exec, teacher, train, val, resume })
+    }
+}
+
+/// The model, read as every command reads it (normalized), and its executor.
+fn load_model(path: &Path, device: &str) -> Result<(Model, Executor)> {
+    let device = oto_torch::parse_device(device).map_err(input_error)?;
+    let (model, _) = crate::model_file::load_model(path)?;
+    let exec = Executor::new(&model, device).map_err(classify)?;
+    Ok((model, exec))
+}
+
+/// The output folder must be a folder (or not exist), and no output may be the input model.
+fn check_out(job: &Job) -> Result<()> {
+    if job.out.exists() && !job.out.is_dir() {
+        return Err(input_error(anyhow::anyhow!("--out {} is a file; give a folder (it is created if missing)", job.out.display())));
+    }
+    let input = job.model.canonicalize().unwrap_or_else(|_| job.model.clone());
+    for name in [COMPACT_FILE, SPARSE_FILE] {
+        let target = job.out.join(name);
+        if target.canonicalize().is_ok_and(|t| t == input) {
+            return Err(input_error(anyhow::anyhow!(
+                "{} is the input model: oto never overwrites its input; choose another --out",
+                target.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why no group can be pruned: each distinct reason with how many groups it blocks.
+fn unprunable_summary(analysis: &Analysis) -> String {
+    let mut reasons: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for g in &analysis.groups {
+        for r in &g.reasons {
+            *reasons.entry(r.as_str()).or_default() += 1;
+        }
+    }
+    if reasons.is_empty() {
+        return "the analysis found no structure that can be removed (see `oto analyze`)".into();
+    }
+    let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ({n} group{})", if *n == 1 { "" } else { "s" })).collect();
+    format!("every group is unprunable: {} (see `oto analyze` for each group)", list.join("; "))
+}

@@ -1,0 +1,195 @@
+//! The training stage: HESSO (optionally with CRIC) on libtorch, one step at a time so
+//! that an interrupt is seen at once, with evaluations and checkpoints along the way.
+
+use super::config::Job;
+use super::files::{CHECKPOINT_DIR, JOB_FILE, PROGRESS_FILE, STATE_FILE};
+use super::history::{EvalPoint, Progress, StepPoint};
+use super::observe::{Event, Observer};
+use super::setup::Setup;
+use crate::error::{classify, input_error};
+use crate::output::write_json;
+use anyhow::{Context, Result};
+use oto_graph::Analysis;
+use oto_onnx::Model;
+use oto_optim::{Hesso, HessoMetrics};
+use oto_torch::data::Dataset;
+use oto_torch::exec::Executor;
+use oto_torch::train::{evaluate, TrainConfig, Trainer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The job stopped on request after writing its checkpoint.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// Steps done.
+    pub step: u64,
+    /// The job's output folder, to pass to `--resume`.
+    pub out: PathBuf,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted after step {}; the checkpoint is in {}; continue with `oto prune --resume {}`",
+            self.step,
+            self.out.join(CHECKPOINT_DIR).display(),
+            self.out.display()
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// What HESSO produced, for the report.
+pub struct Finals {
+    /// Training seconds over all resumed parts.
+    pub train_seconds: f64,
+    /// HESSO's pruned elements per group.
+    pub pruned: BTreeMap<String, Vec<usize>>,
+    /// HESSO's final metrics.
+    pub metrics: HessoMetrics,
+    /// CRIC's report, when it ran.
+    pub cric: Option<oto_optim::CricReport>,
+}
+
+/// What training leaves for the later stages.
+pub struct Trained {
+    /// The job.
+    pub job: Job,
+    /// The original model.
+    pub model: Model,
+    /// Its analysis.
+    pub analysis: Analysis,
+    /// The trained model (pruned elements at zero).
+    pub exec: Executor,
+    /// The original model as the distillation teacher, when the loss distills.
+    pub teacher: Option<Executor>,
+    /// The held-out data (the training data when the job has none).
+    pub eval_data: Dataset,
+    /// The measurements and the training curve.
+    pub progress: Progress,
+    /// What HESSO did.
+    pub finals: Finals,
+}
+
+/// Trains the job's model with HESSO to the last step (or until `interrupt` is set:
+/// then the checkpoint is written and the error is [`Interrupted`]), evaluating the
+/// original model first and the model at every evaluation step.
+pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) -> Result<Trained> {
+    let Setup { job, model, analysis, exec, teacher, train, val, resume } = setup;
+    let ck_dir = job.out.join(CHECKPOINT_DIR);
+    std::fs::create_dir_all(&ck_dir).with_context(|| format!("cannot create {}", ck_dir.display()))?;
+    // Without held-out data, the metric is measured on the training data (same tensors).
+    let eval_set = val.unwrap_or_else(|| Dataset {
+        path: train.path.clone(),
+        inputs: train.inputs.iter().map(|t| t.shallow_clone()).collect(),
+        labels: train.labels.as_ref().map(|t| t.shallow_clone()),
+        len: train.len,
+    });
+    let eval_data = &eval_set;
+
+    let mut progress = if resume {
+        let path = ck_dir.join(PROGRESS_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display())).map_err(input_error)?;
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid progress file", path.display())).map_err(input_error)?
+    } else {
+        // A new job in a folder used before: the old training state must not be resumed
+        // under this job's settings.
+        for stale in [STATE_FILE, PROGRESS_FILE] {
+            let path = ck_dir.join(stale);
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove the previous job's {}", path.display()))?;
+            }
+        }
+        write_json(&ck_dir.join(JOB_FILE), &job)?;
+        Progress::default()
+    };
+    if progress.before.is_none() {
+        observer.event(Event::Phase("evaluating the original model"));
+        progress.before = Some(evaluate(&exec, teacher.as_ref(), eval_data, job.eval_batch(), job.loss).map_err(classify)?);
+    }
+
+    let hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
+    let config = TrainConfig {
+        steps: job.steps,
+        batch_size: job.batch_size,
+        optimizer: job.optimizer,
+        schedule: job.schedule,
+        loss: job.loss,
+        clip_grad_norm: job.clip_grad_norm,
+        seed: job.seed,
+        // The job writes its checkpoints itself, with its progress beside them.
+        checkpoint: None,
+        checkpoint_every: 0,
+    };
+    let mut trainer = Trainer::with_optimizer(exec, teacher, train, config, hesso).map_err(classify)?;
+    let state_path = ck_dir.join(STATE_FILE);
+    if resume {
+        trainer.resume(&state_path).map_err(input_error)?;
+        let step = trainer.step;
+        progress.history.steps.retain(|p| p.step <= step);
+        progress.history.evals.retain(|p| p.step <= step);
+        observer.event(Event::Note(format!("resumed from {} at step {step}", state_path.display())));
+    }
+
+    // Training, one step at a time so that an interrupt is seen at once.
+    let train_started = Instant::now();
+    let log_every = job.steps.div_ceil(200).max(1);
+    observer.event(Event::Training { total: job.steps, done: trainer.step });
+    while trainer.step < job.steps {
+        let record = trainer.train_step().map_err(|e| match e {
+            oto_torch::error::Error::NonFinite { step, value, .. } => anyhow::anyhow!(
+                "the loss became {value} at step {step}; training stopped; the last good checkpoint is in {} (continue with --resume after lowering --lr)",
+                ck_dir.display()
+            ),
+            other => other.into(),
+        })?;
+        let step = record.step;
+        let point = if step % log_every == 0 || step == job.steps || step == 1 {
+            let m = trainer.optimizer.metrics()?;
+            progress.history.steps.push(StepPoint {
+                step,
+                loss: record.loss,
+                lr: record.lr,
+                group_sparsity: m.group_sparsity,
+                norm_important: m.norm_important,
+                norm_redundant: m.norm_redundant,
+                phase: m.phase.name().to_string(),
+            });
+            progress.history.steps.last()
+        } else {
+            None
+        };
+        observer.event(Event::Step { step, loss: record.loss, point });
+        if step % job.eval_every == 0 || step == job.steps {
+            let r = evaluate(&trainer.exec, trainer.teacher.as_ref(), eval_data, job.eval_batch(), job.loss)?;
+            progress.history.evals.push(EvalPoint { step, loss: r.loss, accuracy: r.accuracy });
+            observer.event(Event::Eval(progress.history.evals.last().unwrap_or(&EvalPoint::default())));
+        }
+        let stop = interrupt.load(Ordering::SeqCst);
+        if stop || step % job.checkpoint_every == 0 || step == job.steps {
+            let mut saved = progress.clone();
+            saved.seconds_before_resume += train_started.elapsed().as_secs_f64();
+            write_json(&ck_dir.join(PROGRESS_FILE), &saved)?;
+            trainer.save(&state_path)?;
+        }
+        if stop {
+            return Err(Interrupted { step, out: job.out.clone() }.into());
+        }
+    }
+    let train_seconds = train_started.elapsed().as_secs_f64() + progress.seconds_before_resume;
+    if interrupt.load(Ordering::SeqCst) {
+        return Err(Interrupted { step: trainer.step, out: job.out.clone() }.into());
+    }
+
+    let finals = Finals {
+        train_seconds,
+        pruned: trainer.optimizer.pruned_elements(),
+        metrics: trainer.optimizer.metrics()?,
+        cric: trainer.optimizer.cric_report(),
+    };
+    Ok(Trained { job, model, analysis, exec: trainer.exec, teacher: trainer.teacher, eval_data: eval_set, progress, finals })
+}
