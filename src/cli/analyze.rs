@@ -35,12 +35,10 @@ pub struct Args {
     pub unprunable: Vec<String>,
 }
 
-/// Writes `contents` to `path` atomically (temporary file, then rename).
+/// Writes `contents` to `path` atomically ([`oto_onnx::atomic::write_atomic`]); a path
+/// that cannot be created is an input error (exit code 2).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = oto_onnx::model::AtomicFile::create(path).map_err(input_error)?;
-    file.write_all(contents, path)?;
-    file.commit()?;
-    Ok(())
+    oto_onnx::atomic::write_atomic(path, contents).map_err(input_error)
 }
 
 /// Runs `oto analyze`.
