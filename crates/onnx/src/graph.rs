@@ -48,6 +48,7 @@ pub struct Graph<'m> {
     /// The graph message.
     pub proto: &'m GraphProto,
     order: Vec<usize>,
+    deps: DiGraph<(), &'m str>,
     producers: HashMap<&'m str, Producer>,
     consumers: HashMap<&'m str, Vec<Use>>,
     value_info: HashMap<&'m str, &'m ValueInfoProto>,
@@ -133,7 +134,8 @@ impl<'m> Graph<'m> {
                 return Err(model.error(format!("graph output '{name}'"), "is not produced by any node, input or initializer"));
             }
         }
-        let order = topological_order(model, proto, &dependencies(proto, &producers))?;
+        let deps = dependencies(proto, &producers);
+        let order = topological_order(model, proto, &deps)?;
         let value_info = proto
             .value_info
             .iter()
@@ -141,12 +143,19 @@ impl<'m> Graph<'m> {
             .chain(proto.output.iter())
             .filter_map(|v| v.name.as_deref().map(|n| (n, v)))
             .collect();
-        Ok(Graph { model, proto, order, producers, consumers, value_info })
+        Ok(Graph { model, proto, order, deps, producers, consumers, value_info })
     }
 
     /// Node indices in a topological order (stable: ties keep file order).
     pub fn order(&self) -> &[usize] {
         &self.order
+    }
+
+    /// The dependency graph: petgraph node `i` is `proto.node[i]`, and each value a node reads
+    /// from another node is an edge producer -> reader (in node and input order), weighted
+    /// with the value's name.
+    pub fn dependencies(&self) -> &DiGraph<(), &'m str> {
+        &self.deps
     }
 
     /// Nodes in topological order, with their index.
