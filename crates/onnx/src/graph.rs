@@ -408,3 +408,42 @@ impl NodeExt for NodeProto {
         Ok(typed(self, name, AttributeType::Tensor)?.and_then(|a| a.t.as_ref()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{known_dims, GraphBuilder};
+
+    /// A model of Relu/Add nodes in the given file order, `(op, inputs, output)`, on input `x`.
+    fn model(nodes: &[(&str, &[&str], &str)], output: &str) -> Result<Model> {
+        let mut b = GraphBuilder::new("order");
+        b.input_f32("x", &known_dims(&[2]));
+        for (op, inputs, out) in nodes {
+            b.node(op, inputs, &[out]);
+        }
+        b.output_f32(output, &known_dims(&[2]));
+        Model::from_proto(b.proto(), "order.onnx", None)
+    }
+
+    #[test]
+    fn order_is_topological_with_ties_in_file_order() {
+        let m = model(&[("Relu", &["b"], "c"), ("Relu", &["x"], "a"), ("Relu", &["a"], "b"), ("Relu", &["x"], "d")], "c").unwrap();
+        let g = Graph::new(&m).unwrap();
+        // Ready at first: nodes 1 and 3; 1 frees 2, which frees 0, which comes before 3.
+        assert_eq!(g.order(), [1, 2, 0, 3]);
+        assert_eq!(g.dependencies().edge_count(), 2);
+    }
+
+    #[test]
+    fn a_cycle_names_every_node_and_value_in_it() {
+        let nodes: &[(&str, &[&str], &str)] =
+            &[("Relu", &["x"], "a"), ("Add", &["a", "d"], "b"), ("Relu", &["b"], "c"), ("Relu", &["c"], "d"), ("Relu", &["a"], "e")];
+        let m = model(nodes, "e").unwrap();
+        let err = Graph::new(&m).map(|_| ()).unwrap_err().to_string();
+        let label = |i: usize| node_label(&m.proto.graph.as_ref().unwrap().node[i]);
+        let (add, c, d) = (label(1), label(2), label(3));
+        let path = format!("{add} reads 'd' from {d}, which reads 'c' from {c}, which reads 'b' from {add}");
+        assert!(err.contains(&path) && err.contains("reads value 'd'") && err.contains("acyclic"), "{err}");
+        assert!(!err.contains(&label(0)) && !err.contains(&label(4)), "only the cycle's nodes: {err}");
+    }
+}
