@@ -25,7 +25,7 @@ impl AtomicFile {
         // Like File::create (mode 0666 less the umask), not tempfile's private 0600.
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        let file = builder.tempfile_in(folder).map_err(|e| OnnxError::io(target, "cannot create a temporary file for", e))?;
+        let file = builder.tempfile_in(folder).map_err(|e| OnnxError::io(target, "cannot create a temporary file next to it", e))?;
         Ok(AtomicFile { target: target.to_path_buf(), file: BufWriter::new(file) })
     }
 
