@@ -6,9 +6,10 @@ use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
 
-/// Writes `contents` to `path` atomically (temporary file, then rename).
+/// Writes `contents` to `path` atomically ([`oto_onnx::atomic`]: a temporary file, then a rename); a path
+/// that cannot be created is an input error (exit code 2).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = oto_onnx::model::AtomicFile::create(path).map_err(input_error)?;
+    let mut file = oto_onnx::atomic::AtomicFile::create(path).map_err(input_error)?;
     file.write_all(contents, path)?;
     file.commit()?;
     Ok(())

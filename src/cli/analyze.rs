@@ -4,7 +4,7 @@ use crate::error::input_error;
 use crate::output::write_atomic;
 use anyhow::{Context, Result};
 use oto_graph::{analyze, AnalyzeOptions};
-use oto_onnx::Model;
+use oto_onnx::{Graph, Model};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `oto analyze`.
@@ -57,7 +57,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     if args.dot.is_some() || args.svg.is_some() {
-        let dot = analysis.to_dot(&model);
+        let dot = analysis.to_dot(&Graph::new(&model).map_err(input_error)?);
         if let Some(path) = &args.dot {
             write_atomic(path, dot.as_bytes())?;
             eprintln!("wrote {}", path.display());

@@ -18,6 +18,7 @@
 
 use crate::model::{ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation};
 use oto_onnx::Dim;
+use petgraph::unionfind::UnionFind;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Index of a base in [`Spaces`].
@@ -371,31 +372,6 @@ fn lcm(a: usize, b: usize) -> usize {
     a / gcd(a, b) * b
 }
 
-struct UnionFind {
-    parent: Vec<usize>,
-}
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        UnionFind { parent: (0..n).collect() }
-    }
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            // The smaller index wins, so roots do not depend on union order.
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            self.parent[hi] = lo;
-        }
-    }
-}
-
 impl Spaces {
     /// Opens a base of `n` positions.
     pub fn new_base(&mut self, n: usize) -> Range {
@@ -519,28 +495,29 @@ impl Spaces {
             }
             interval_at(r.base, r.start)..interval_at(r.base, r.end() - 1) + 1
         };
-        let mut uf = UnionFind::new(intervals.len());
+        let mut uf = UnionFind::<usize>::new(intervals.len());
         for (a, b) in &self.eqs {
             for i in covered(a) {
                 let off = intervals[i].start - a.start;
                 uf.union(i, interval_at(b.base, b.start + off * b.len / a.len));
             }
         }
-        // 3. Classes.
-        let mut classes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        // 3. Classes, numbered in the order of their first interval (independent of which
+        //    member the union-find keeps as root).
+        let mut class_of = vec![usize::MAX; intervals.len()];
+        let mut class_members: Vec<Vec<usize>> = Vec::new();
+        let mut class_of_root: HashMap<usize, usize> = HashMap::new();
         for (i, iv) in intervals.iter().enumerate() {
             if iv.len > 0 {
-                classes.entry(uf.find(i)).or_default().push(i);
+                let c = *class_of_root.entry(uf.find_mut(i)).or_insert_with(|| {
+                    class_members.push(Vec::new());
+                    class_members.len() - 1
+                });
+                class_members[c].push(i);
+                class_of[i] = c;
             }
         }
-        let mut class_of = vec![usize::MAX; intervals.len()];
-        let roots: Vec<usize> = classes.keys().copied().collect();
-        for (ci, root) in roots.iter().enumerate() {
-            for &i in &classes[root] {
-                class_of[i] = ci;
-            }
-        }
-        let nc = roots.len();
+        let nc = class_members.len();
         let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nc];
         for (a, b) in &misaligned {
             for r in [a, b] {
@@ -788,7 +765,7 @@ impl Spaces {
             if !members.iter().any(|m| m.role == Role::Producer) {
                 reasons.push("no parameter produces these channels".into());
             }
-            let block = roots_block(&classes[&roots[c]], &intervals, n);
+            let block = roots_block(&class_members[c], &intervals, n);
             let kind = match kind[c] {
                 None if block == 1 => ElementKind::Channel,
                 None => ElementKind::Block { size: block },

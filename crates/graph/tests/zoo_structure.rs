@@ -159,9 +159,14 @@ fn json_round_trip_and_dot() {
     let json = serde_json::to_string(&a).unwrap();
     let back: Analysis = serde_json::from_str(&json).unwrap();
     assert_eq!(back, a);
-    let dot = a.to_dot(&model);
-    assert!(dot.starts_with("digraph"));
-    assert_eq!(dot.matches("fillcolor").count(), model.proto.graph.as_ref().unwrap().node.len());
+    let graph = oto_onnx::Graph::new(&model).unwrap();
+    let dot = a.to_dot(&graph);
+    assert!(dot.starts_with("digraph oto {") && dot.ends_with("}\n"), "{dot}");
+    let nodes = &model.proto.graph.as_ref().unwrap().node;
+    assert_eq!(dot.matches("fillcolor").count(), nodes.len());
+    // One edge per value a node reads from another node.
+    let from_nodes = nodes.iter().flat_map(|n| &n.input).filter(|v| graph.producer_node(v).is_some()).count();
+    assert_eq!(dot.matches(" -> ").count(), from_nodes, "{dot}");
     let table = a.table();
     assert!(table.contains("prunable parameters 10776 of 10786"), "{table}");
 }

@@ -9,7 +9,12 @@ use crate::error::Result;
 use crate::model::Model;
 use crate::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::tensor::Tensor;
-use std::collections::{HashMap, HashSet};
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 /// Where a value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,7 @@ pub struct Graph<'m> {
     /// The graph message.
     pub proto: &'m GraphProto,
     order: Vec<usize>,
+    deps: DiGraph<(), &'m str>,
     producers: HashMap<&'m str, Producer>,
     consumers: HashMap<&'m str, Vec<Use>>,
     value_info: HashMap<&'m str, &'m ValueInfoProto>,
@@ -128,7 +134,8 @@ impl<'m> Graph<'m> {
                 return Err(model.error(format!("graph output '{name}'"), "is not produced by any node, input or initializer"));
             }
         }
-        let order = topological_order(model, proto, &producers)?;
+        let deps = dependencies(proto, &producers);
+        let order = topological_order(model, proto, &deps)?;
         let value_info = proto
             .value_info
             .iter()
@@ -136,12 +143,19 @@ impl<'m> Graph<'m> {
             .chain(proto.output.iter())
             .filter_map(|v| v.name.as_deref().map(|n| (n, v)))
             .collect();
-        Ok(Graph { model, proto, order, producers, consumers, value_info })
+        Ok(Graph { model, proto, order, deps, producers, consumers, value_info })
     }
 
     /// Node indices in a topological order (stable: ties keep file order).
     pub fn order(&self) -> &[usize] {
         &self.order
+    }
+
+    /// The dependency graph: petgraph node `i` is `proto.node[i]`, and each value a node reads
+    /// from another node is an edge producer -> reader (in node and input order), weighted
+    /// with the value's name.
+    pub fn dependencies(&self) -> &DiGraph<(), &'m str> {
+        &self.deps
     }
 
     /// Nodes in topological order, with their index.
@@ -250,74 +264,96 @@ pub fn subgraph_reads(node: &NodeProto, out: &mut HashSet<String>) {
     }
 }
 
-fn topological_order(model: &Model, proto: &GraphProto, producers: &HashMap<&str, Producer>) -> Result<Vec<usize>> {
+/// The dependency graph: petgraph node `i` is `GraphProto.node[i]`, and each value a node reads
+/// from another node is an edge producer -> reader weighted with the value's name.
+fn dependencies<'m>(proto: &'m GraphProto, producers: &HashMap<&str, Producer>) -> DiGraph<(), &'m str> {
     let n = proto.node.len();
-    let mut indegree = vec![0usize; n];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut deps = DiGraph::with_capacity(n, n);
+    for _ in 0..n {
+        deps.add_node(());
+    }
     for (i, node) in proto.node.iter().enumerate() {
         for inp in node.input.iter().filter(|s| !s.is_empty()) {
             if let Some(Producer::Node { node: p, .. }) = producers.get(inp.as_str()) {
-                indegree[i] += 1;
-                dependents[*p].push(i);
+                deps.add_edge(NodeIndex::new(*p), NodeIndex::new(i), inp.as_str());
             }
         }
     }
-    // Kahn's algorithm with a min-heap keeps file order among ready nodes.
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-        (0..n).filter(|&i| indegree[i] == 0).map(std::cmp::Reverse).collect();
-    let mut order = Vec::with_capacity(n);
-    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+    deps
+}
+
+/// Kahn's algorithm over the dependency graph, with a min-heap of ready nodes so that ties keep
+/// file order; a cycle is reported through the strongly connected components.
+fn topological_order(model: &Model, proto: &GraphProto, deps: &DiGraph<(), &str>) -> Result<Vec<usize>> {
+    let mut indegree: Vec<usize> = deps.node_indices().map(|v| deps.edges_directed(v, Direction::Incoming).count()).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..indegree.len()).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(indegree.len());
+    while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
-        for &d in &dependents[i] {
+        for e in deps.edges_directed(NodeIndex::new(i), Direction::Outgoing) {
+            let d = e.target().index();
             indegree[d] -= 1;
             if indegree[d] == 0 {
-                ready.push(std::cmp::Reverse(d));
+                ready.push(Reverse(d));
             }
         }
     }
-    if order.len() < n {
-        return Err(cycle_error(model, proto, producers, &indegree));
+    if order.len() < indegree.len() {
+        return Err(cycle_error(model, proto, deps));
     }
     Ok(order)
 }
 
-/// Describes a cycle among the nodes Kahn's algorithm could not order. Every such
-/// node reads a value of another such node, so walking back along those reads must
-/// revisit a node: from there on, the walk is the cycle.
-fn cycle_error(model: &Model, proto: &GraphProto, producers: &HashMap<&str, Producer>, indegree: &[usize]) -> crate::OnnxError {
-    let stuck_input = |i: usize| {
-        proto.node[i].input.iter().find_map(|inp| match producers.get(inp.as_str()) {
-            Some(Producer::Node { node: p, .. }) if indegree[*p] > 0 => Some((inp.as_str(), *p)),
-            _ => None,
-        })
-    };
-    let Some(start) = (0..indegree.len()).find(|&i| indegree[i] > 0) else {
+/// Describes a cycle: among the strongly connected components that hold one (more than one node,
+/// or a node reading its own output), the one with the earliest node in file order; from that
+/// node, the shortest walk back along the values read within the component closes the cycle.
+fn cycle_error(model: &Model, proto: &GraphProto, deps: &DiGraph<(), &str>) -> crate::OnnxError {
+    let cyclic = tarjan_scc(deps)
+        .into_iter()
+        .filter(|c| c.len() > 1 || c.iter().any(|&v| deps.contains_edge(v, v)))
+        .min_by_key(|c| c.iter().min().copied());
+    let Some((component, start)) = cyclic.and_then(|c| c.iter().min().copied().map(|s| (c, s))) else {
         return model.error("graph", "the nodes form a cycle: the graph must be acyclic");
     };
-    let mut seen = vec![false; indegree.len()];
-    let mut walk = Vec::new();
-    let mut at = start;
-    while !seen[at] {
-        seen[at] = true;
-        let Some((value, producer)) = stuck_input(at) else {
-            break;
-        };
-        walk.push((at, value));
-        at = producer;
+    let inside: HashSet<NodeIndex> = component.into_iter().collect();
+    // Breadth first along reads: `reached[p] = (r, v)` when `r` reads value `v` from `p`.
+    let mut reached: HashMap<NodeIndex, (NodeIndex, &str)> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    let mut closing = None;
+    'search: while let Some(reader) = queue.pop_front() {
+        for e in deps.edges_directed(reader, Direction::Incoming) {
+            let p = e.source();
+            if p == start {
+                closing = Some((reader, *e.weight()));
+                break 'search;
+            }
+            if inside.contains(&p) && !reached.contains_key(&p) {
+                reached.insert(p, (reader, *e.weight()));
+                queue.push_back(p);
+            }
+        }
     }
-    let cycle_start = walk.iter().position(|&(node, _)| node == at).unwrap_or(0);
-    let cycle = &walk[cycle_start..];
-    let Some(&(node, value)) = cycle.first() else {
-        return model.error(node_label(&proto.node[start]), "is part of a cycle: the graph must be acyclic");
+    let label = |v: NodeIndex| proto.node.get(v.index()).map(node_label).unwrap_or_else(|| format!("node {}", v.index()));
+    let Some((last, value)) = closing else {
+        return model.error(label(start), "is part of a cycle: the graph must be acyclic");
     };
-    let label = |i: usize| node_label(&proto.node[i]);
-    let mut path = label(node);
-    for (k, &(_, v)) in cycle.iter().enumerate() {
-        let next = cycle.get(k + 1).map_or(node, |&(m, _)| m);
-        let which = if k == 0 { "" } else { ", which" };
-        path.push_str(&format!("{which} reads '{v}' from {}", label(next)));
+    // Reads from `start` back to `last`, then `last` reads from `start`.
+    let mut reads = vec![(last, value)];
+    let mut at = last;
+    while at != start {
+        let Some(&(reader, v)) = reached.get(&at) else { break };
+        reads.push((reader, v));
+        at = reader;
     }
-    model.error(label(node), format!("reads value '{value}', which depends on this node's own output (the graph must be acyclic): {path}"))
+    reads.reverse();
+    let mut path = label(start);
+    for (k, &(_, v)) in reads.iter().enumerate() {
+        let from = reads.get(k + 1).map_or(start, |&(r, _)| r);
+        let which = if k == 0 { "" } else { ", which" };
+        path.push_str(&format!("{which} reads '{v}' from {}", label(from)));
+    }
+    let first = reads.first().map_or(value, |&(_, v)| v);
+    model.error(label(start), format!("reads value '{first}', which depends on this node's own output (the graph must be acyclic): {path}"))
 }
 
 /// Typed attribute access with defaults. Getters return `Err` (naming the node) when
@@ -388,5 +424,44 @@ impl NodeExt for NodeProto {
     }
     fn attr_tensor(&self, name: &str) -> std::result::Result<Option<&TensorProto>, String> {
         Ok(typed(self, name, AttributeType::Tensor)?.and_then(|a| a.t.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{known_dims, GraphBuilder};
+
+    /// A model of Relu/Add nodes in the given file order, `(op, inputs, output)`, on input `x`.
+    fn model(nodes: &[(&str, &[&str], &str)], output: &str) -> Result<Model> {
+        let mut b = GraphBuilder::new("order");
+        b.input_f32("x", &known_dims(&[2]));
+        for (op, inputs, out) in nodes {
+            b.node(op, inputs, &[out]);
+        }
+        b.output_f32(output, &known_dims(&[2]));
+        Model::from_proto(b.proto(), "order.onnx", None)
+    }
+
+    #[test]
+    fn order_is_topological_with_ties_in_file_order() {
+        let m = model(&[("Relu", &["b"], "c"), ("Relu", &["x"], "a"), ("Relu", &["a"], "b"), ("Relu", &["x"], "d")], "c").unwrap();
+        let g = Graph::new(&m).unwrap();
+        // Ready at first: nodes 1 and 3; 1 frees 2, which frees 0, which comes before 3.
+        assert_eq!(g.order(), [1, 2, 0, 3]);
+        assert_eq!(g.dependencies().edge_count(), 2);
+    }
+
+    #[test]
+    fn a_cycle_names_every_node_and_value_in_it() {
+        let nodes: &[(&str, &[&str], &str)] =
+            &[("Relu", &["x"], "a"), ("Add", &["a", "d"], "b"), ("Relu", &["b"], "c"), ("Relu", &["c"], "d"), ("Relu", &["a"], "e")];
+        let m = model(nodes, "e").unwrap();
+        let err = Graph::new(&m).map(|_| ()).unwrap_err().to_string();
+        let label = |i: usize| node_label(&m.proto.graph.as_ref().unwrap().node[i]);
+        let (add, c, d) = (label(1), label(2), label(3));
+        let path = format!("{add} reads 'd' from {d}, which reads 'c' from {c}, which reads 'b' from {add}");
+        assert!(err.contains(&path) && err.contains("reads value 'd'") && err.contains("acyclic"), "{err}");
+        assert!(!err.contains(&label(0)) && !err.contains(&label(4)), "only the cycle's nodes: {err}");
     }
 }

@@ -3,6 +3,7 @@
 //! No libtorch here: the analysis and construction build on this crate alone.
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod builder;
 pub mod cost;
 pub mod error;

@@ -6,13 +6,13 @@
 //! offset and length are checked against the file's size. A tensor's bytes are
 //! mapped on demand by [`Model::tensor_bytes`].
 
+use crate::atomic::AtomicFile;
 use crate::error::{OnnxError, Result};
 use crate::proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto};
 use crate::tensor::{checked_numel, onnx_type_name, shape_of, DType, Tensor};
 use bytes::Bytes;
 use prost::Message;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -405,58 +405,6 @@ impl Model {
             side_file.commit()?;
         }
         file.commit()
-    }
-}
-
-/// A file written under a temporary name and renamed into place on [`AtomicFile::commit`];
-/// dropped without commit, the temporary file is removed.
-pub struct AtomicFile {
-    target: PathBuf,
-    tmp: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    committed: bool,
-}
-
-/// Distinguishes the temporary files of concurrent saves within one process.
-static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-impl AtomicFile {
-    /// Opens a temporary file next to `target`.
-    pub fn create(target: &Path) -> Result<AtomicFile> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let unique = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = target.with_file_name(format!(".{name}.tmp{}-{unique}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| OnnxError::io(&tmp, "cannot create", e))?;
-        Ok(AtomicFile { target: target.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)), committed: false })
-    }
-
-    /// Appends bytes; `shown` is the path named in an error.
-    pub fn write_all(&mut self, bytes: &[u8], shown: &Path) -> Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.write_all(bytes).map_err(|e| OnnxError::io(shown, "cannot write", e)),
-            None => Ok(()),
-        }
-    }
-
-    /// Flushes, syncs and renames the file into place.
-    pub fn commit(mut self) -> Result<()> {
-        if let Some(f) = self.file.take() {
-            let f = f.into_inner().map_err(|e| OnnxError::io(&self.target, "cannot write", e.into_error()))?;
-            f.sync_all().map_err(|e| OnnxError::io(&self.target, "cannot sync", e))?;
-        }
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| OnnxError::io(&self.target, "cannot rename into place", e))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        // Not renamed into place (an error, or never committed): remove the temporary.
-        if !self.committed {
-            drop(self.file.take());
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 

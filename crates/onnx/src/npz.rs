@@ -6,6 +6,7 @@
 //! with an error naming the file and the array. The `.npy` header is untrusted: nothing is
 //! allocated from its shape before the data bytes are known to be there.
 
+use crate::atomic::AtomicFile;
 use crate::error::{OnnxError, Result};
 use crate::tensor::{checked_numel, DType, Tensor, TensorData};
 use std::io::{Read, Seek, Write};
@@ -56,13 +57,13 @@ pub fn read_npz_from(reader: impl Read + Seek, path: impl AsRef<Path>) -> Result
     Ok(arrays)
 }
 
-/// Writes `arrays` to `path` as an `.npz` archive NumPy can load (entries `NAME.npy`).
-/// bf16 tensors are refused: NumPy has no such dtype.
+/// Writes `arrays` to `path` as an `.npz` archive NumPy can load (entries `NAME.npy`),
+/// atomically (see [`AtomicFile`]). bf16 tensors are refused: NumPy has no such dtype.
 pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, &Tensor)], compression: NpzCompression) -> Result<()> {
     let path = path.as_ref();
-    let file = std::fs::File::create(path).map_err(|e| OnnxError::io(path, "cannot create", e))?;
-    let mut writer = write_npz_to(std::io::BufWriter::new(file), arrays, compression, path)?;
-    writer.flush().map_err(|e| OnnxError::io(path, "cannot write", e))
+    let mut file = AtomicFile::create(path)?;
+    write_npz_to(&mut file, arrays, compression, path)?;
+    file.commit()
 }
 
 /// Writes `arrays` as an `.npz` archive into `writer` and returns it; `path` only labels errors.

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::exec::convert::{from_tch, to_tch};
-use oto_onnx::model::AtomicFile;
+use oto_onnx::atomic::write_atomic;
 use oto_onnx::DType;
 use std::collections::HashMap;
 use std::path::Path;
@@ -64,10 +64,7 @@ impl Checkpoint {
         }
         let meta = HashMap::from([(STATE_KEY.to_string(), self.state.to_string())]);
         let bytes = safetensors_bytes(&self.tensors, Some(meta)).map_err(fail)?;
-        let mut file = AtomicFile::create(path)?;
-        file.write_all(&bytes, path)?;
-        file.commit()?;
-        Ok(())
+        Ok(write_atomic(path, &bytes)?)
     }
 
     /// Reads a checkpoint written by [`Checkpoint::write`]; tensors are put on `device`.
