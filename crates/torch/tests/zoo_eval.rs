@@ -4,8 +4,35 @@
 
 mod common;
 
+use oto_onnx::Model;
 use oto_torch::exec::{Executor, Mode};
+use std::path::Path;
 use tch::Device;
+
+/// Runs `model` in eval mode on the arrays of `inputs` (named like the graph inputs) and
+/// compares every output with the array of the same name in `outputs`; one line per
+/// output goes to `report`.
+fn forward_matches(name: &str, model: &Model, inputs: &Path, outputs: &Path, report: &mut Vec<String>) {
+    let exec = Executor::new(model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let arrays = common::read_npz_map(inputs);
+    let inputs: Vec<_> = exec
+        .inputs()
+        .map(|i| {
+            let a = arrays.get(&i.name).unwrap_or_else(|| panic!("{name}: no input {}", i.name));
+            oto_torch::exec::convert::to_tch(a, Device::Cpu).unwrap()
+        })
+        .collect();
+    let ys = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let reference = common::read_npz_map(outputs);
+    for (out_name, y) in exec.output_names().zip(&ys) {
+        let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
+        let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
+        assert_eq!(y.size(), r.size(), "{name}: output {out_name} shape");
+        let (err, tol) = common::rel_error(y, &r);
+        report.push(format!("{name}/{out_name}: max err {err:.3e} (tol {tol:.3e})"));
+        assert!(err <= tol, "{name}: output {out_name}: max |y - ref| = {err:.3e} > {tol:.3e}");
+    }
+}
 
 #[test]
 fn every_zoo_model_matches_pytorch_in_eval_mode() {
@@ -13,19 +40,9 @@ fn every_zoo_model_matches_pytorch_in_eval_mode() {
     assert!(names.len() >= 16, "expected the whole zoo, found {names:?}");
     let mut report = Vec::new();
     for name in &names {
-        let model = oto_testkit::zoo_model(name);
-        let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let inputs = common::zoo_inputs(name, &exec);
-        let outputs = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let reference = common::read_npz_map(&oto_testkit::zoo_dir().join(format!("{name}.outputs.npz")));
-        for (out_name, y) in exec.output_names().zip(&outputs) {
-            let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
-            let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
-            assert_eq!(y.size(), r.size(), "{name}: output {out_name} shape");
-            let (err, tol) = common::rel_error(y, &r);
-            report.push(format!("{name}/{out_name}: max err {err:.3e} (tol {tol:.3e})"));
-            assert!(err <= tol, "{name}: output {out_name}: max |y - ref| = {err:.3e} > {tol:.3e}");
-        }
+        let zoo = oto_testkit::zoo_dir();
+        let (inputs, outputs) = (zoo.join(format!("{name}.inputs.npz")), zoo.join(format!("{name}.outputs.npz")));
+        forward_matches(name, &oto_testkit::zoo_model(name), &inputs, &outputs, &mut report);
     }
     eprintln!("{}", report.join("\n"));
 }
@@ -39,25 +56,7 @@ fn every_optimum_export_matches_onnxruntime_in_eval_mode() {
         let dir = oto_testkit::optimum_zoo_dir().join(name);
         // As `oto eval` reads it: normalized.
         let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}")).0;
-        let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let arrays = common::read_npz_map(&dir.join("inputs.npz"));
-        let inputs: Vec<_> = exec
-            .inputs()
-            .map(|i| {
-                let a = arrays.get(&i.name).unwrap_or_else(|| panic!("{name}: no input {}", i.name));
-                oto_torch::exec::convert::to_tch(a, Device::Cpu).unwrap()
-            })
-            .collect();
-        let outputs = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let reference = common::read_npz_map(&dir.join("outputs.npz"));
-        for (out_name, y) in exec.output_names().zip(&outputs) {
-            let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
-            let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
-            assert_eq!(y.size(), r.size(), "{name}: output {out_name} shape");
-            let (err, tol) = common::rel_error(y, &r);
-            report.push(format!("{name}/{out_name}: max err {err:.3e} (tol {tol:.3e})"));
-            assert!(err <= tol, "{name}: output {out_name}: max |y - ref| = {err:.3e} > {tol:.3e}");
-        }
+        forward_matches(name, &model, &dir.join("inputs.npz"), &dir.join("outputs.npz"), &mut report);
     }
     eprintln!("{}", report.join("\n"));
 }

@@ -1,7 +1,6 @@
 //! Shared helpers of the integration tests: the zoo and the reference files.
 #![allow(dead_code)]
 
-use oto_torch::exec::Executor;
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -9,12 +8,6 @@ use tch::{Device, Kind, Tensor};
 /// The arrays of an npz file by name.
 pub fn read_npz_map(path: &Path) -> HashMap<String, oto_onnx::Tensor> {
     oto_onnx::npz::read_npz(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
-}
-
-/// The reference inputs of a zoo model, in graph-input order.
-pub fn zoo_inputs(name: &str, exec: &Executor) -> Vec<Tensor> {
-    let arrays = read_npz_map(&oto_testkit::zoo_dir().join(format!("{name}.inputs.npz")));
-    exec.inputs().map(|i| oto_torch::exec::convert::to_tch(&arrays[&i.name], Device::Cpu).unwrap()).collect()
 }
 
 /// `(max |y - r|, 1e-4 * max(1, max |r|))` computed in f64.
