@@ -16,7 +16,9 @@ Models:
     resnet_mul_add a ResNet block whose BatchNorms are written as Mul + Add with
                    parameters reached through Unsqueeze, and a Sum residual (opset 8);
     squeeze_head   a classifier with a [N, C, 1, 1] output (1x1 Conv, GlobalAveragePool;
-                   caffe2's SqueezeNet head), with InstanceNormalization (opset 9).
+                   caffe2's SqueezeNet head), with InstanceNormalization (opset 9);
+    batch_mixed    a Reshape that folds the fixed batch into another axis ([1, 6, 4] ->
+                   [2, 12]): its batch cannot be made symbolic (opset 7).
 """
 
 from __future__ import annotations
@@ -134,12 +136,20 @@ def squeeze_head(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
     return b.model("squeeze_head", x, [1, 3, 17, 17], "prob", [1, 7, 1, 1], 9), [1, 3, 17, 17]
 
 
+def batch_mixed(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "data_0"
+    h = b.node("Reshape", [x, b.const("mix_shape", np.array([2, 12], dtype=np.int64))])
+    h = b.node("Gemm", [h, b.param("fc_w", [5, 12]), b.param("fc_b", [5])], transB=1)
+    return b.model("batch_mixed", x, [1, 6, 4], "prob", [2, 5], 7), [1, 6, 4]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head]):
+    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head, batch_mixed]):
         rng = np.random.default_rng(SEED + k)
         model, xshape = make(rng)
         name = model.graph.name

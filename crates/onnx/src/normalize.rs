@@ -323,7 +323,7 @@ fn batch_rewrite(
                     }
                 });
             if !exact {
-                return Ok(Err(format!("{label} mixes the batch into other axes (target {target:?} for input shape {xd:?})")));
+                return Ok(Err(format!("{label} mixes the batch into other axes (target {target:?} for input shape {})", show_dims(Some(xd)))));
             }
             let mut new = target.clone();
             new[0] = 0;
@@ -357,11 +357,16 @@ fn batch_rewrite(
         for o in view.proto.output.iter().filter_map(|o| o.name.as_deref()) {
             match shapes.shape(o) {
                 Some(d) if d.first() == Some(&batch) => {}
-                d => return Ok(Err(format!("graph output '{o}' would not carry the batch (shape {d:?})"))),
+                d => return Ok(Err(format!("graph output '{o}' would not carry the batch (its shape would be {})", show_dims(d)))),
             }
         }
     }
     Ok(Ok((out, targets.len())))
+}
+
+/// `[batch, 3, 224, 224]`, or `unknown`.
+fn show_dims(d: Option<&[Dim]>) -> String {
+    d.map_or_else(|| "unknown".into(), |d| format!("[{}]", d.iter().map(Dim::to_string).collect::<Vec<_>>().join(", ")))
 }
 
 fn is_default_domain(node: &NodeProto) -> bool {
