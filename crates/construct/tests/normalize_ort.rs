@@ -186,11 +186,8 @@ fn legacy_files_take_any_batch() {
                 })
                 .collect();
             let yk = run_ort(&model.proto, &alone);
-            let rows: Vec<_> = y3
-                .iter()
-                .zip(&yk)
-                .map(|((n, y), (_, one))| (n.clone(), y[k * one.len()..(k + 1) * one.len()].to_vec()))
-                .collect();
+            let rows: Vec<_> =
+                y3.iter().zip(&yk).map(|((n, y), (_, one))| (n.clone(), y[k * one.len()..(k + 1) * one.len()].to_vec())).collect();
             let (err, tol) = deviation(&yk, &rows);
             assert!(err <= tol, "{name}: sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
         }

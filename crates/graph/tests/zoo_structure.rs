@@ -200,11 +200,18 @@ fn member_of(a: &Analysis, id: &str, init: &str) -> (oto_graph::Role, Vec<usize>
 #[test]
 fn legacy_alexnet_groups() {
     let a = analyze(&oto_testkit::legacy_model("alexnet_lite"), &AnalyzeOptions::default()).unwrap();
-    let want = [("conv1_b_0:0", 16, false), ("conv2_b_0:0", 12, true), ("conv3_b_0:0", 16, true), ("fc6_b_0:0", 32, true), ("fc8_b_0:0", 10, false)];
+    let want = [
+        ("conv1_b_0:0", 16, false),
+        ("conv2_b_0:0", 12, true),
+        ("conv3_b_0:0", 16, true),
+        ("fc6_b_0:0", 32, true),
+        ("fc8_b_0:0", 10, false),
+    ];
     assert_eq!(groups_of(&a), want.map(|(i, n, p)| (i.to_string(), n, p)).to_vec(), "{}", a.table());
     let lrn = &a.group("conv1_b_0:0").unwrap().reasons;
     assert!(
-        lrn.iter().any(|r| r.contains("LRN normalizes over a window of neighbouring channels")) && !lrn.iter().any(|r| r.contains("not understood")),
+        lrn.iter().any(|r| r.contains("LRN normalizes over a window of neighbouring channels"))
+            && !lrn.iter().any(|r| r.contains("not understood")),
         "{lrn:?}"
     );
     assert_eq!(member_of(&a, "conv2_b_0:0", "conv2_w_0"), (oto_graph::Role::Producer, vec![0, 12], vec![1, 13]));

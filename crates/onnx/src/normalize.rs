@@ -323,7 +323,10 @@ fn batch_rewrite(
                     }
                 });
             if !exact {
-                return Ok(Err(format!("{label} mixes the batch into other axes (target {target:?} for input shape {})", show_dims(Some(xd)))));
+                return Ok(Err(format!(
+                    "{label} mixes the batch into other axes (target {target:?} for input shape {})",
+                    show_dims(Some(xd))
+                )));
             }
             let mut new = target.clone();
             new[0] = 0;
