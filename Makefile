@@ -46,6 +46,9 @@ DEMO_STAMP := $(ZOO)/.demo-$(ZOO_HASH)
 # graphs/user_zoo.py imports zoo.py, so both are in its hash).
 USER_ZOO := graphs/user_zoo
 USER_ZOO_STAMP := $(USER_ZOO)/.stamp-$(call hash,graphs/zoo.py graphs/user_zoo.py)
+# Hand-made ONNX Model Zoo-era graphs (IR 3, opsets 7-9, caffe2 conversions).
+LEGACY_ZOO := graphs/legacy_zoo
+LEGACY_ZOO_STAMP := $(LEGACY_ZOO)/.stamp-$(call hash,graphs/legacy_zoo.py)
 
 # --- environment for cargo ------------------------------------------------------------
 # torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
@@ -97,7 +100,7 @@ $(OPT_SETUP_STAMP): $(OPT_REQUIREMENTS) | $(SETUP_STAMP)
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP)
+graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP) $(LEGACY_ZOO_STAMP)
 
 $(OPT_ZOO_STAMP): | $(OPT_SETUP_STAMP)
 	$(OPT_VENV)/bin/python graphs/optimum_zoo.py --out $(OPT_ZOO)
@@ -113,6 +116,11 @@ $(GRAPHS_STAMP): | $(SETUP_STAMP)
 $(USER_ZOO_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/user_zoo.py --out $(USER_ZOO)
 	rm -f $(USER_ZOO)/.stamp-*
+	touch $@
+
+$(LEGACY_ZOO_STAMP): | $(SETUP_STAMP)
+	$(PY) graphs/legacy_zoo.py --out $(LEGACY_ZOO)
+	rm -f $(LEGACY_ZOO)/.stamp-*
 	touch $@
 
 # The script empties $(NODE_TESTS) first, old stamps included.

@@ -152,3 +152,50 @@ fn zoo_models_are_already_normal() {
         assert!(after.proto == proto, "{name}: changed");
     }
 }
+
+/// Outputs of a reference `.outputs.npz` as `run_ort` gives them.
+fn as_f64(outputs: &[(String, oto_onnx::Tensor)]) -> Vec<(String, Vec<f64>)> {
+    outputs.iter().map(|(n, t)| (n.clone(), t.as_f32().unwrap().iter().map(|&v| f64::from(v)).collect())).collect()
+}
+
+/// Model zoo-era files (graphs/legacy_zoo.py: IR 3, opsets 7-9, batch fixed to 1):
+/// normalized, the batch is symbolic and the Reshape targets that carried it copy it;
+/// at batch 1 they compute onnxruntime's outputs of the original file, and at batch 3
+/// each sample gives what it gives alone.
+#[test]
+fn legacy_files_take_any_batch() {
+    use oto_testkit::{batched, legacy_inputs, legacy_outputs, legacy_path};
+    for (name, reshapes) in [("alexnet_lite", 1), ("resnet_mul_add", 1), ("squeeze_head", 0)] {
+        let (model, summary) = oto_onnx::normalize::load(legacy_path(&format!("{name}.onnx"))).unwrap();
+        assert!(summary.batch_symbolic, "{name}: {summary}");
+        assert_eq!((summary.batch_reshapes, summary.batch_kept.as_deref()), (reshapes, None), "{name}");
+        let x = legacy_inputs(name);
+        let (err, tol) = deviation(&as_f64(&legacy_outputs(name)), &run_ort(&model.proto, &x));
+        assert!(err <= tol, "{name} at batch 1: {err:.3e} > {tol:.3e}");
+        let x3 = batched(&x, 3, 11);
+        let y3 = run_ort(&model.proto, &x3);
+        for k in 0..3 {
+            let alone: Vec<_> = x3
+                .iter()
+                .map(|(n, t)| {
+                    let per = t.shape[1..].iter().product::<usize>();
+                    let data = t.as_f32().unwrap()[k * per..(k + 1) * per].to_vec();
+                    let mut shape = t.shape.clone();
+                    shape[0] = 1;
+                    (n.clone(), oto_onnx::Tensor { shape, data: oto_onnx::TensorData::F32(data) })
+                })
+                .collect();
+            let yk = run_ort(&model.proto, &alone);
+            let rows: Vec<_> =
+                y3.iter().zip(&yk).map(|((n, y), (_, one))| (n.clone(), y[k * one.len()..(k + 1) * one.len()].to_vec())).collect();
+            let (err, tol) = deviation(&yk, &rows);
+            assert!(err <= tol, "{name}: sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
+        }
+    }
+    // A Reshape that folds the batch into another axis: the file keeps its batch, and says why.
+    let (model, summary) = oto_onnx::normalize::load(legacy_path("batch_mixed.onnx")).unwrap();
+    assert!(!summary.batch_symbolic);
+    assert_eq!(summary.batch_kept.as_deref(), Some("graph output 'prob' would not carry the batch (its shape would be [2, 5])"));
+    let (err, tol) = deviation(&as_f64(&legacy_outputs("batch_mixed")), &run_ort(&model.proto, &legacy_inputs("batch_mixed")));
+    assert!(err <= tol, "batch_mixed: {err:.3e} > {tol:.3e}");
+}

@@ -8,7 +8,7 @@ use common::*;
 use oto_construct::{construct, zero_elements, PRUNED_METADATA_KEY};
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::{Graph, Model};
-use oto_testkit::{deviation, run_ort, user_zoo_dir, zoo_inputs, zoo_model, SplitMix64};
+use oto_testkit::{batched, deviation, legacy_inputs, legacy_model, run_ort, user_zoo_dir, zoo_inputs, zoo_model, SplitMix64};
 
 fn check_construct(name: &str, seeds: u64) {
     check_model(name, &zoo_model(name), &zoo_inputs(name), seeds);
@@ -125,4 +125,31 @@ fn gpt2_tiny_optimum() {
 #[test]
 fn resnet18_torchscript_opset13() {
     check_torchscript("resnet18.op13.onnx", "resnet18", 1);
+}
+
+/// Model zoo-era files (graphs/legacy_zoo.py) as commands load them (batch made
+/// symbolic), at their batch of 1 and at a batch of 3.
+fn check_legacy(name: &str, seeds: u64) {
+    let model = legacy_model(name);
+    let inputs = legacy_inputs(name);
+    check_model(name, &model, &inputs, seeds);
+    check_model(&format!("{name} at batch 3"), &model, &batched(&inputs, 3, 5), 1);
+}
+
+/// LRN, a grouped conv with C_in/group != C_out/group, a Reshape to [1, 144].
+#[test]
+fn alexnet_lite_legacy() {
+    check_legacy("alexnet_lite", 3);
+}
+
+/// BatchNorm as Mul + Add of Unsqueeze'd parameters, a Sum residual.
+#[test]
+fn resnet_mul_add_legacy() {
+    check_legacy("resnet_mul_add", 3);
+}
+
+/// InstanceNormalization, a [N, C, 1, 1] output.
+#[test]
+fn squeeze_head_legacy() {
+    check_legacy("squeeze_head", 3);
 }

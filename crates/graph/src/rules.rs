@@ -120,6 +120,10 @@ impl Ctx<'_, '_> {
             "InstanceNormalization" => self.instance_norm(node),
             "GroupNormalization" => self.group_norm(node)?,
             "LayerNormalization" => self.layer_norm(node)?,
+            // Each output channel depends on its neighbours' squares: never exact to cut.
+            "LRN" => {
+                self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
+            }
             "Softmax" | "LogSoftmax" | "Hardmax" => self.softmax(node)?,
             op if ops::is_reduce(op) => self.reduce(node)?,
             "Transpose" => self.transpose(node)?,
@@ -450,12 +454,36 @@ impl Ctx<'_, '_> {
             self.set(&node.output[0], out);
             return Ok(());
         }
-        // Grouped: a conv group passes its channels through when C_in/g == C_out/g.
-        let Some(t) = xt else { return Ok(()) };
-        if m / g != cin_g {
-            self.block_axis_at(node, &t[1], "grouped convolution with C_in/group != C_out/group");
+        if m % g != 0 {
+            self.block_node(node, "the weight's output channels are not a multiple of group");
             return Ok(());
         }
+        // Grouped with C_in/g != C_out/g: its input channels stay (cutting them would
+        // break the conv groups); its output channels are a new space whose element j is
+        // the j-th output channel of every group, so cutting keeps `group` and equal groups.
+        if m / g != cin_g {
+            if let Some(t) = &xt {
+                self.block_axis_at(
+                    node,
+                    &t[1],
+                    "read by a grouped convolution with C_in/group != C_out/group (its input groups stay whole)",
+                );
+            }
+            let k = m / g;
+            let r = self.new_space(m);
+            for i in 1..g {
+                self.spaces.tie(r.sub(0, k), r.sub(i * k, k));
+            }
+            self.member(&w, 0, r, 0, 1, 1, Role::Producer);
+            if let Some(b) = &bias {
+                self.member(b, 0, r, 0, 1, 1, Role::Producer);
+            }
+            out[1] = AxisT::unit(r, true);
+            self.set(&node.output[0], out);
+            return Ok(());
+        }
+        // Grouped: a conv group passes its channels through when C_in/g == C_out/g.
+        let Some(t) = xt else { return Ok(()) };
         let segs = match t[1].linear() {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(()),

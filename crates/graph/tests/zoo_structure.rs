@@ -170,3 +170,82 @@ fn json_round_trip_and_dot() {
     let table = a.table();
     assert!(table.contains("prunable parameters 10776 of 10786"), "{table}");
 }
+
+/// `(id, elements, prunable)` of every group, sorted by id.
+fn groups_of(a: &Analysis) -> Vec<(String, usize, bool)> {
+    let mut v: Vec<_> = a.groups.iter().map(|g| (g.id.clone(), g.num_elements, g.prunable)).collect();
+    v.sort();
+    v
+}
+
+/// The members of group `id` on `init` (one per slice) as (their role, the indices of
+/// elements 0 and 1 over all of them, sorted).
+fn member_of(a: &Analysis, id: &str, init: &str) -> (oto_graph::Role, Vec<usize>, Vec<usize>) {
+    let g = a.group(id).unwrap_or_else(|| panic!("no group {id}"));
+    let ms: Vec<_> = g.members.iter().filter(|m| m.initializer == init).collect();
+    assert!(!ms.is_empty() && ms.iter().all(|m| m.role == ms[0].role), "{id}: members on {init}: {ms:?}");
+    let at = |i: usize| {
+        let mut v: Vec<usize> = ms.iter().flat_map(|m| m.map.indices(i)).collect();
+        v.sort();
+        v
+    };
+    (ms[0].role, at(0), at(1))
+}
+
+/// Model zoo-era AlexNet (graphs/legacy_zoo.py): conv1's 16 channels are blocked by the
+/// LRN after them (with its own reason); the grouped conv2 (group 2, 8 inputs and 12
+/// outputs per group) has 12 elements, element j being output channel j of each group;
+/// conv3 (16) and fc6 (32) are prunable, through the Reshape to [batch, 144]; the
+/// logits (10) are not.
+#[test]
+fn legacy_alexnet_groups() {
+    let a = analyze(&oto_testkit::legacy_model("alexnet_lite"), &AnalyzeOptions::default()).unwrap();
+    let want = [
+        ("conv1_b_0:0", 16, false),
+        ("conv2_b_0:0", 12, true),
+        ("conv3_b_0:0", 16, true),
+        ("fc6_b_0:0", 32, true),
+        ("fc8_b_0:0", 10, false),
+    ];
+    assert_eq!(groups_of(&a), want.map(|(i, n, p)| (i.to_string(), n, p)).to_vec(), "{}", a.table());
+    let lrn = &a.group("conv1_b_0:0").unwrap().reasons;
+    assert!(
+        lrn.iter().any(|r| r.contains("LRN normalizes over a window of neighbouring channels"))
+            && !lrn.iter().any(|r| r.contains("not understood")),
+        "{lrn:?}"
+    );
+    assert_eq!(member_of(&a, "conv2_b_0:0", "conv2_w_0"), (oto_graph::Role::Producer, vec![0, 12], vec![1, 13]));
+    assert_eq!(member_of(&a, "conv2_b_0:0", "conv3_w_0"), (oto_graph::Role::Consumer, vec![0, 12], vec![1, 13]));
+}
+
+/// BatchNorm written as Mul + Add of Unsqueeze'd [C] parameters: the scales are cut
+/// with their channels (Aux), the shifts are producers; the residual (Sum) ties the
+/// stem (8) and res2_b (8); res2_a has 12.
+#[test]
+fn legacy_mul_add_batchnorm_groups() {
+    let a = analyze(&oto_testkit::legacy_model("resnet_mul_add"), &AnalyzeOptions::default()).unwrap();
+    let want = [("bn1_b:0", 8, true), ("pred_b:0", 5, false), ("res2_a_bn_b:0", 12, true)];
+    assert_eq!(groups_of(&a), want.map(|(i, n, p)| (i.to_string(), n, p)).to_vec(), "{}", a.table());
+    for (id, init, role) in [
+        ("bn1_b:0", "bn1_s", oto_graph::Role::Aux),
+        ("bn1_b:0", "bn1_b", oto_graph::Role::Producer),
+        ("bn1_b:0", "res2_b_bn_s", oto_graph::Role::Aux),
+        ("bn1_b:0", "res2_b_bn_b", oto_graph::Role::Producer),
+        ("res2_a_bn_b:0", "res2_a_bn_s", oto_graph::Role::Aux),
+    ] {
+        assert_eq!(member_of(&a, id, init), (role, vec![0], vec![1]), "{id} {init}");
+    }
+    assert_eq!(a.prunable_params, a.total_params - 5);
+}
+
+/// InstanceNormalization with constant scale and bias after conv1: both are members
+/// (producers) of conv1's 12 channels; the [N, C, 1, 1] logits (7) are not prunable.
+#[test]
+fn legacy_instance_norm_groups() {
+    let a = analyze(&oto_testkit::legacy_model("squeeze_head"), &AnalyzeOptions::default()).unwrap();
+    let want = [("conv10_b_0:0", 7, false), ("conv1_b_0:0", 12, true), ("fire2_b_0:0", 16, true)];
+    assert_eq!(groups_of(&a), want.map(|(i, n, p)| (i.to_string(), n, p)).to_vec(), "{}", a.table());
+    for init in ["in1_s", "in1_b"] {
+        assert_eq!(member_of(&a, "conv1_b_0:0", init), (oto_graph::Role::Producer, vec![0], vec![1]), "{init}");
+    }
+}

@@ -31,6 +31,15 @@
 //! 5. initializers only the folded nodes read are removed, and nodes are written in
 //!    topological order.
 //!
+//! 6. a fixed batch of 1 (every real graph input's dimension 0 is 1, as old model
+//!    zoo files write it) becomes the symbolic dimension [`BATCH_DIM`] on the inputs
+//!    and outputs, and every constant `Reshape` target whose entry 0 is that batch
+//!    becomes `0` (copy the input's dimension 0): only where this is exact, i.e. the
+//!    Reshape's input has the batch as its dimension 0 and the target's other entries
+//!    account for all of its other dimensions, and every graph output then carries the
+//!    batch as its dimension 0. Otherwise the file keeps its fixed batch and
+//!    [`Summary::batch_kept`] says why.
+//!
 //! Graph inputs and outputs, opset imports, metadata, doc strings and the `value_info`
 //! of surviving values are kept; a value that is a graph output is never folded. IR 3
 //! files whose initializers are no longer all inputs are marked IR 4 (the one change
@@ -38,9 +47,12 @@
 //! they read from the main graph stays.
 
 use crate::error::Result;
+use crate::graph::node_label;
 use crate::graph::{subgraph_reads, Graph, NodeExt};
 use crate::model::Model;
-use crate::proto::{GraphProto, NodeProto, TensorProto};
+use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
+use crate::proto::{type_proto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::shape::Dim;
 use crate::shape::{self, Shapes, FOLD_LIMIT};
 use crate::tensor::{checked_numel, shape_of, DType, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
@@ -83,12 +95,26 @@ pub struct Summary {
     /// `(from, to)` when the IR version was raised (IR 3 files with initializers that
     /// are not inputs any more).
     pub ir_version_raised: Option<(i64, i64)>,
+    /// Whether a fixed batch of 1 was made the symbolic dimension [`BATCH_DIM`].
+    pub batch_symbolic: bool,
+    /// `Reshape` targets whose fixed batch entry became `0` (copy).
+    pub batch_reshapes: usize,
+    /// Why a fixed batch of 1 was kept (making it symbolic would not be exact).
+    pub batch_kept: Option<String>,
 }
+
+/// The name of the symbolic batch dimension that replaces a fixed batch of 1.
+pub const BATCH_DIM: &str = "batch";
 
 impl Summary {
     /// Whether the pass left the model as it was.
     pub fn is_noop(&self) -> bool {
-        self == &Summary { constants_kept: self.constants_kept, overridable_inputs: self.overridable_inputs, ..Summary::default() }
+        self == &Summary {
+            constants_kept: self.constants_kept,
+            overridable_inputs: self.overridable_inputs,
+            batch_kept: self.batch_kept.clone(),
+            ..Summary::default()
+        }
     }
 }
 
@@ -114,6 +140,12 @@ impl std::fmt::Display for Summary {
         }
         if let Some((from, to)) = self.ir_version_raised {
             parts.push(format!("IR version {from} -> {to}"));
+        }
+        if self.batch_symbolic {
+            parts.push(format!("fixed batch 1 made symbolic '{BATCH_DIM}' ({} Reshape targets copy it)", self.batch_reshapes));
+        }
+        if let Some(why) = &self.batch_kept {
+            parts.push(format!("fixed batch kept: {why}"));
         }
         if parts.is_empty() {
             write!(f, "nothing to normalize")
@@ -173,12 +205,171 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
             g.node = order.iter().filter_map(|&k| nodes.get_mut(k).and_then(Option::take)).collect();
         }
         summary.reordered = true;
-        out = Model::from_proto(proto, &name, base)?;
+        out = Model::from_proto(proto, &name, base.clone())?;
     }
+    let out = symbolic_batch(out, &name, base, &mut summary)?;
     if summary.is_noop() {
         return Ok((model, summary));
     }
     Ok((out, summary))
+}
+
+/// The first dimension of a declared tensor type, if any.
+fn dim0(v: &ValueInfoProto) -> Option<&DimValue> {
+    match v.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(tt) => tt.shape.as_ref()?.dim.first()?.value.as_ref(),
+        _ => None,
+    }
+}
+
+fn set_dim0(v: &mut ValueInfoProto, d: DimValue) {
+    if let Some(type_proto::Value::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        if let Some(first) = tt.shape.as_mut().and_then(|s| s.dim.first_mut()) {
+            first.value = Some(d);
+        }
+    }
+}
+
+/// Step 6 of the module documentation: a fixed batch of 1 made symbolic where exact.
+fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, summary: &mut Summary) -> Result<Model> {
+    let one = DimValue::DimValue(1);
+    let reals: Vec<String> = {
+        let view = Graph::new(&model)?;
+        if !view.real_inputs().all(|v| dim0(v) == Some(&one)) {
+            return Ok(model);
+        }
+        view.real_inputs().filter_map(|v| v.name.clone()).collect()
+    };
+    if reals.is_empty() {
+        return Ok(model);
+    }
+    match batch_rewrite(&model, &reals, name, base)? {
+        Ok((out, reshapes)) => {
+            summary.batch_symbolic = true;
+            summary.batch_reshapes = reshapes;
+            Ok(out)
+        }
+        Err(why) => {
+            summary.batch_kept = Some(why);
+            Ok(model)
+        }
+    }
+}
+
+/// The model with the batch made symbolic and the number of Reshape targets rewritten,
+/// or why that would not be exact.
+fn batch_rewrite(
+    model: &Model,
+    reals: &[String],
+    name: &str,
+    base: Option<std::path::PathBuf>,
+) -> Result<std::result::Result<(Model, usize), String>> {
+    let one = DimValue::DimValue(1);
+    let mut proto = model.proto.clone();
+    let Some(g) = proto.graph.as_mut() else {
+        return Err(model.error("model", "has no graph"));
+    };
+    let sym = DimValue::DimParam(BATCH_DIM.to_string());
+    for v in g.input.iter_mut().filter(|v| v.name.as_ref().is_some_and(|n| reals.contains(n))) {
+        set_dim0(v, sym.clone());
+    }
+    for v in g.output.iter_mut().filter(|v| dim0(v) == Some(&one)) {
+        set_dim0(v, sym.clone());
+    }
+    // Declared intermediate shapes with the fixed batch would contradict the new one.
+    g.value_info.retain(|v| dim0(v) != Some(&one));
+    let staged = Model::from_proto(proto, name, base.clone())?;
+    let batch = Dim::sym(BATCH_DIM);
+    // (node index, new target) for every Reshape whose constant target carries the batch.
+    let mut targets: Vec<(usize, Vec<i64>)> = Vec::new();
+    {
+        let view = Graph::new(&staged)?;
+        let shapes = match shape::infer(&view) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
+        };
+        for (k, node) in view.nodes() {
+            if node.op() != "Reshape" || !is_default_domain(node) {
+                continue;
+            }
+            let Some(target) = node.input.get(1).map(|v| view.constant_ints(v)).transpose()?.flatten() else { continue };
+            let Some(xd) = shapes.shape(&node.input[0]) else { continue };
+            if xd.first() != Some(&batch) || target.first() != Some(&1) {
+                continue;
+            }
+            let label = node_label(node);
+            let allowzero = node.attr_int_or("allowzero", 0).map_err(|e| staged.error(&label, e))?;
+            let rest: Option<Vec<i64>> = xd[1..].iter().map(Dim::known).collect();
+            let exact = allowzero == 0
+                && rest.is_some_and(|rest| {
+                    let have: Option<i64> = rest.iter().try_fold(1i64, |a, &b| a.checked_mul(b));
+                    let mut want = Some(1i64);
+                    let mut free = false;
+                    for (i, &t) in target.iter().enumerate().skip(1) {
+                        let d = match t {
+                            -1 => {
+                                free = true;
+                                1
+                            }
+                            0 => rest.get(i - 1).copied().unwrap_or(-1),
+                            t => t,
+                        };
+                        want = want.and_then(|w| if d >= 1 { w.checked_mul(d) } else { None });
+                    }
+                    match (have, want) {
+                        (Some(h), Some(w)) if free => h % w == 0,
+                        (Some(h), Some(w)) => h == w,
+                        _ => false,
+                    }
+                });
+            if !exact {
+                return Ok(Err(format!(
+                    "{label} mixes the batch into other axes (target {target:?} for input shape {})",
+                    show_dims(Some(xd))
+                )));
+            }
+            let mut new = target.clone();
+            new[0] = 0;
+            targets.push((k, new));
+        }
+    }
+    let mut proto = staged.proto;
+    let Some(g) = proto.graph.as_mut() else {
+        return Err(model.error("model", "has no graph"));
+    };
+    let mut names = Names::of(g);
+    for (k, new) in &targets {
+        let Some(old) = g.node.get(*k).map(|n| n.input[1].clone()) else { continue };
+        let readers = g.node.iter().filter(|n| n.input.contains(&old)).count();
+        let is_output = g.output.iter().any(|o| o.name.as_deref() == Some(old.as_str()));
+        // Its only reader: rewritten in place; otherwise a copy of its own.
+        let target = if readers == 1 && !is_output { old.clone() } else { names.fresh(&format!("{old}_batch")) };
+        g.initializer.retain(|t| t.name.as_deref() != Some(target.as_str()));
+        g.initializer.push(Tensor::from_i64s(new.clone()).to_proto(&target));
+        if let Some(node) = g.node.get_mut(*k) {
+            node.input[1] = target;
+        }
+    }
+    let out = Model::from_proto(proto, name, base)?;
+    {
+        let view = Graph::new(&out)?;
+        let shapes = match shape::infer(&view) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
+        };
+        for o in view.proto.output.iter().filter_map(|o| o.name.as_deref()) {
+            match shapes.shape(o) {
+                Some(d) if d.first() == Some(&batch) => {}
+                d => return Ok(Err(format!("graph output '{o}' would not carry the batch (its shape would be {})", show_dims(d)))),
+            }
+        }
+    }
+    Ok(Ok((out, targets.len())))
+}
+
+/// `[batch, 3, 224, 224]`, or `unknown`.
+fn show_dims(d: Option<&[Dim]>) -> String {
+    d.map_or_else(|| "unknown".into(), |d| format!("[{}]", d.iter().map(Dim::to_string).collect::<Vec<_>>().join(", ")))
 }
 
 fn is_default_domain(node: &NodeProto) -> bool {

@@ -146,3 +146,51 @@ pub mod bench {
         println!("BENCH {line}");
     }
 }
+
+/// The folder of the hand-made model zoo-era graphs (graphs/legacy_zoo.py):
+/// `OTO_LEGACY_ZOO_DIR`, else graphs/legacy_zoo of the workspace.
+pub fn legacy_zoo_dir() -> PathBuf {
+    match std::env::var_os("OTO_LEGACY_ZOO_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("graphs/legacy_zoo"),
+    }
+}
+
+/// The path of a legacy zoo file; panics with a hint when it has not been written.
+pub fn legacy_path(file: &str) -> PathBuf {
+    let path = legacy_zoo_dir().join(file);
+    assert!(path.exists(), "{} missing: run `make graphs` (or python graphs/legacy_zoo.py --out graphs/legacy_zoo)", path.display());
+    path
+}
+
+/// The legacy model `name` as every command loads it (normalized: batch made symbolic).
+pub fn legacy_model(name: &str) -> Model {
+    oto_onnx::normalize::load(legacy_path(&format!("{name}.onnx"))).unwrap().0
+}
+
+/// The reference input (batch 1) of the legacy model `name`.
+pub fn legacy_inputs(name: &str) -> Vec<(String, Tensor)> {
+    oto_onnx::npz::read_npz(legacy_path(&format!("{name}.inputs.npz"))).unwrap()
+}
+
+/// onnxruntime's outputs of the original (batch 1) file on [`legacy_inputs`].
+pub fn legacy_outputs(name: &str) -> Vec<(String, Tensor)> {
+    oto_onnx::npz::read_npz(legacy_path(&format!("{name}.outputs.npz"))).unwrap()
+}
+
+/// `inputs` (float32, batch 1) repeated into a batch of `batch`: sample 0 is the given
+/// one, the others are uniform in [-1, 1) from `seed`.
+pub fn batched(inputs: &[(String, Tensor)], batch: usize, seed: u64) -> Vec<(String, Tensor)> {
+    let mut rng = SplitMix64::new(seed);
+    inputs
+        .iter()
+        .map(|(name, t)| {
+            let one = t.as_f32().unwrap_or_else(|| panic!("input {name} is not float32"));
+            let mut data = one.to_vec();
+            data.extend((0..one.len() * (batch - 1)).map(|_| (rng.unit() * 2.0 - 1.0) as f32));
+            let mut shape = t.shape.clone();
+            shape[0] = batch;
+            (name.clone(), Tensor { shape, data: oto_onnx::TensorData::F32(data) })
+        })
+        .collect()
+}

@@ -396,7 +396,7 @@ pub fn synthetic_batch(exec: &crate::exec::Executor, batch: i64) -> Result<Batch
         })
         .collect();
     let probe = tch::no_grad(|| exec.forward(&inputs, crate::exec::Mode::Eval))?;
-    let classes = probe.first().and_then(|o| o.size().last().copied()).unwrap_or(2);
+    let classes = probe.first().map_or(2, |o| crate::loss::class_count(&o.size()));
     let labels = Tensor::randint(classes, [batch], (Kind::Int64, Device::Cpu));
     Ok(Batch { inputs, labels: Some(labels) })
 }

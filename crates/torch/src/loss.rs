@@ -90,9 +90,10 @@ impl Loss {
             Loss::Distill { temperature } => {
                 let teacher = need(teacher, "the teacher's outputs")?;
                 let t = temperature;
+                let (output, teacher) = (class_logits(output).map_err(fail)?, class_logits(&teacher).map_err(fail)?);
                 let student = output.f_div_scalar(t).and_then(|s| s.f_log_softmax(-1, None)).map_err(fail)?;
                 let target = teacher.f_div_scalar(t).and_then(|s| s.f_log_softmax(-1, None)).map_err(fail)?;
-                let rows = (output.numel() / output.size().last().copied().unwrap_or(1).max(1) as usize).max(1) as f64;
+                let rows = output.size().first().copied().unwrap_or(1).max(1) as f64;
                 let kl = student.f_kl_div(&target, Reduction::Sum, true).map_err(fail)?;
                 kl.f_mul_scalar(t * t / rows).map_err(fail)
             }
@@ -100,10 +101,26 @@ impl Loss {
     }
 }
 
-/// Flattens `[N, ..., C]` logits and `[N, ...]` labels to `[M, C]` and `[M]`.
+/// Whether an output of this shape is `[N, C, 1, ...]` (a caffe2-era classifier's
+/// output): its classes are on axis 1, as in PyTorch, not on the last axis.
+fn classes_on_axis1(size: &[i64]) -> bool {
+    size.len() >= 3 && size[2..].iter().all(|&d| d == 1)
+}
+
+/// The number of classes of an output: its last axis, or axis 1 for `[N, C, 1, ...]`.
+pub fn class_count(size: &[i64]) -> i64 {
+    let axis = if classes_on_axis1(size) { size.get(1) } else { size.last() };
+    axis.copied().unwrap_or(1)
+}
+
+/// The logits as `[M, C]`: `[N, ..., C]` flattened, `[N, C, 1, ...]` squeezed to `[N, C]`.
+fn class_logits(output: &Tensor) -> Result<Tensor, tch::TchError> {
+    output.f_reshape([-1, class_count(&output.size())])
+}
+
+/// Flattens logits to `[M, C]` ([`class_logits`]) and `[N, ...]` labels to `[M]`.
 fn class_axis_last(output: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor), tch::TchError> {
-    let classes = output.size().last().copied().unwrap_or(1);
-    Ok((output.f_reshape([-1, classes])?, labels.f_to_kind(Kind::Int64)?.f_reshape([-1])?))
+    Ok((class_logits(output)?, labels.f_to_kind(Kind::Int64)?.f_reshape([-1])?))
 }
 
 /// The number of correct argmax predictions (a scalar int64 tensor, on the output's device).
@@ -123,6 +140,22 @@ mod tests {
     }
 
     /// Cross-entropy with label smoothing `e` is (1 - e) * NLL + e * mean over classes of -log p.
+    #[test]
+    fn classes_of_nc11_outputs_are_on_axis_1() {
+        // [2, 3, 1, 1]: a caffe2-era classifier's output takes labels [2], like its [2, 3] form.
+        let flat = logits();
+        let nc11 = flat.reshape([2, 3, 1, 1]);
+        let labels = Tensor::from_slice(&[2i64, 0]);
+        assert_eq!(class_count(&nc11.size()), 3);
+        assert_eq!(class_count(&[2, 5, 3]), 3);
+        let ce = |o: &Tensor| Loss::CrossEntropy { label_smoothing: 0.0 }.compute(o, Some(&labels), None).unwrap().double_value(&[]);
+        assert!((ce(&nc11) - ce(&flat)).abs() < 1e-7);
+        assert_eq!(correct_predictions(&nc11, &labels).unwrap().int64_value(&[]), 2);
+        let kd = |o: &Tensor, t: &Tensor| Loss::Distill { temperature: 2.0 }.compute(o, None, Some(t)).unwrap().double_value(&[]);
+        let teacher = flat.flip([1]);
+        assert!((kd(&nc11, &teacher.reshape([2, 3, 1, 1])) - kd(&flat, &teacher)).abs() < 1e-7);
+    }
+
     #[test]
     fn label_smoothing_matches_its_definition() {
         let (x, y) = (logits(), Tensor::from_slice(&[2i64, 0]));

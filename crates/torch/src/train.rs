@@ -407,7 +407,7 @@ pub fn check_labels(exec: &Executor, dataset: &Dataset, loss: Loss) -> Result<()
     let probe = dataset.batch(&(0..dataset.len.min(2) as i64).collect::<Vec<_>>())?.to_device(exec.device());
     let out = tch::no_grad(|| exec.forward(&probe.inputs, Mode::Eval))?;
     let first = out.first().ok_or_else(|| Error::Config("the model has no outputs".into()))?;
-    let classes = first.size().last().copied().unwrap_or(1);
+    let classes = crate::loss::class_count(&first.size());
     match loss {
         Loss::CrossEntropy { .. } => dataset.check_class_labels(classes),
         Loss::Mse | Loss::Bce => dataset.check_dense_labels(&first.size()),

@@ -60,3 +60,34 @@ fn every_optimum_export_matches_onnxruntime_in_eval_mode() {
     }
     eprintln!("{}", report.join("\n"));
 }
+
+/// Model zoo-era files (graphs/legacy_zoo.py: LRN, grouped conv, Mul+Add BatchNorm,
+/// InstanceNormalization, [N, C, 1, 1] output), normalized as commands load them: the
+/// executor computes onnxruntime's outputs of the original file at batch 1, and
+/// onnxruntime's outputs of the normalized file at batch 3.
+#[test]
+fn legacy_files_match_onnxruntime() {
+    for name in ["alexnet_lite", "resnet_mul_add", "squeeze_head"] {
+        let model = oto_testkit::legacy_model(name);
+        let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let one = oto_testkit::legacy_inputs(name);
+        let three = oto_testkit::batched(&one, 3, 3);
+        let ort3: Vec<(String, oto_onnx::Tensor)> = oto_testkit::run_ort(&model.proto, &three)
+            .into_iter()
+            .map(|(n, v)| {
+                (n, oto_onnx::Tensor { shape: vec![v.len()], data: oto_onnx::TensorData::F32(v.iter().map(|&x| x as f32).collect()) })
+            })
+            .collect();
+        for (inputs, reference) in [(one, oto_testkit::legacy_outputs(name)), (three, ort3)] {
+            let xs: Vec<tch::Tensor> = inputs.iter().map(|(_, t)| oto_torch::exec::convert::to_tch(t, Device::Cpu).unwrap()).collect();
+            let ys = tch::no_grad(|| exec.forward(&xs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for (y, (out, r)) in ys.iter().zip(&reference) {
+                let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
+                assert_eq!(y.numel(), r.numel(), "{name}: {out}: shape {:?}", y.size());
+                let r = r.reshape(y.size());
+                let (err, tol) = common::rel_error(y, &r);
+                assert!(err <= tol, "{name}: {out} at batch {}: max |y - ref| = {err:.3e} > {tol:.3e}", y.size()[0]);
+            }
+        }
+    }
+}

@@ -177,6 +177,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "IsInf",
     "IsNaN",
     "LayerNormalization",
+    "LRN",
     "LeakyRelu",
     "Less",
     "LessOrEqual",

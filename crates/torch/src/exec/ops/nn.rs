@@ -147,12 +147,47 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
             })
         }
         "LayerNormalization" => layer_norm(node)?,
+        "LRN" => lrn(node)?,
         "GroupNormalization" => group_norm(graph, node)?,
         "Softmax" | "LogSoftmax" => softmax(graph, node, op == "LogSoftmax")?,
         "Dropout" => dropout(graph, node)?,
         _ => return Ok(None),
     };
     Ok(Some(k))
+}
+
+/// Local response normalization: `x / (bias + alpha / size * S)^beta`, `S` the sum of
+/// squares over the window of `size` channels around each channel (ONNX's bounds:
+/// `floor((size - 1) / 2)` before, `ceil((size - 1) / 2)` after, zeros past the edges).
+fn lrn(node: &NodeProto) -> Result<Kernel, String> {
+    let size = node.attr_int("size")?.ok_or("LRN needs the attribute 'size'")?;
+    if size < 1 {
+        return Err(format!("LRN size must be at least 1, got {size}"));
+    }
+    let alpha = f64::from(node.attr_float_or("alpha", 1e-4)?);
+    let beta = f64::from(node.attr_float_or("beta", 0.75)?);
+    let bias = f64::from(node.attr_float_or("bias", 1.0)?);
+    let (before, after) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let mut shape = x.size();
+        if shape.len() < 2 {
+            return Err(OpError(format!("LRN expects an input of rank >= 2 (N, C, ...), got shape {shape:?}")));
+        }
+        let c = shape[1];
+        let opts = (x.kind(), x.device());
+        shape[1] = before;
+        let lo = Tensor::f_zeros(shape.as_slice(), opts)?;
+        shape[1] = after;
+        let hi = Tensor::f_zeros(shape.as_slice(), opts)?;
+        let padded = Tensor::f_cat(&[&lo, &x.f_square()?, &hi], 1)?;
+        let mut sum = padded.f_narrow(1, 0, c)?;
+        for i in 1..size {
+            sum = sum.f_add(&padded.f_narrow(1, i, c)?)?;
+        }
+        let den = sum.f_mul_scalar(alpha / size as f64)?.f_add_scalar(bias)?.f_pow_tensor_scalar(beta)?;
+        Ok(vec![x.f_div(&den)?])
+    }))
 }
 
 fn conv(node: &NodeProto) -> Result<Kernel, String> {

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Write hand-made ONNX Model Zoo-era graphs (caffe2 conversions) for oto's legacy tests.
+
+Usage:
+    python graphs/legacy_zoo.py --out graphs/legacy_zoo
+
+Files as the old model zoo has them, made with the `onnx` helper API: IR version 3,
+opsets 7-9, every initializer also listed as a graph input, a fixed batch of 1, random
+weights from a fixed seed. For every model NAME, OUT receives
+    NAME.onnx          the graph;
+    NAME.inputs.npz    one random input of batch 1, keyed by the graph input's name;
+    NAME.outputs.npz   onnxruntime's (CPU) outputs on it, keyed by output name.
+Models:
+    alexnet_lite   Conv, Relu, LRN, MaxPool, a grouped Conv (group=2, C_in/g != C_out/g),
+                   Reshape to [1, N], Gemm, Softmax (opset 7);
+    resnet_mul_add a ResNet block whose BatchNorms are written as Mul + Add with
+                   parameters reached through Unsqueeze, and a Sum residual (opset 8);
+    squeeze_head   a classifier with a [N, C, 1, 1] output (1x1 Conv, GlobalAveragePool;
+                   caffe2's SqueezeNet head), with InstanceNormalization (opset 9);
+    batch_mixed    a Reshape that folds the fixed batch into another axis ([1, 6, 4] ->
+                   [2, 12]): its batch cannot be made symbolic (opset 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+SEED = 0
+
+
+class Builder:
+    """Collects nodes and initializers; every initializer is also a graph input (IR 3)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def param(self, name: str, shape: list[int], scale: float = 0.2, offset: float = 0.0) -> str:
+        a = (self.rng.standard_normal(shape) * scale + offset).astype(np.float32)
+        self.inits.append(numpy_helper.from_array(a, name))
+        return name
+
+    def const(self, name: str, a: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(a, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], n_out: int = 1, **attrs) -> str | list[str]:
+        self.count += 1
+        outs = [f"{op.lower()}_{self.count}_{k}" for k in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=f"{op}_{self.count}", **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def model(self, name: str, x: str, xshape: list[int], y: str, yshape: list[int], opset: int) -> onnx.ModelProto:
+        inputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, xshape)]
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in self.inits]
+        self.nodes[-1].output[0] = "prob"
+        outputs = [helper.make_tensor_value_info("prob", TensorProto.FLOAT, yshape)]
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="caffe2-like")
+        m.ir_version = 3
+        onnx.checker.check_model(m)
+        return m
+
+
+def alexnet_lite(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "data_0"
+    h = b.node("Conv", [x, b.param("conv1_w_0", [16, 3, 5, 5]), b.param("conv1_b_0", [16])], kernel_shape=[5, 5], strides=[2, 2], pads=[2, 2, 2, 2])
+    h = b.node("Relu", [h])
+    h = b.node("LRN", [h], size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    h = b.node("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2])
+    # Grouped: 16 -> 24 channels in 2 groups (8 in, 12 out per group).
+    h = b.node("Conv", [h, b.param("conv2_w_0", [24, 8, 3, 3]), b.param("conv2_b_0", [24])], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2)
+    h = b.node("Relu", [h])
+    h = b.node("Conv", [h, b.param("conv3_w_0", [16, 24, 3, 3]), b.param("conv3_b_0", [16])], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = b.node("Relu", [h])
+    h = b.node("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2])
+    # [1, 16, 3, 3] -> [1, 144], as caffe2's exports fix the batch.
+    h = b.node("Reshape", [h, b.const("OC2_DUMMY_1", np.array([1, 144], dtype=np.int64))])
+    h = b.node("Gemm", [h, b.param("fc6_w_0", [32, 144], 0.1), b.param("fc6_b_0", [32])], transB=1)
+    h = b.node("Relu", [h])
+    h = b.node("Dropout", [h], ratio=0.5)
+    h = b.node("Gemm", [h, b.param("fc8_w_0", [10, 32]), b.param("fc8_b_0", [10])], transB=1)
+    h = b.node("Softmax", [h])
+    return b.model("alexnet_lite", x, [1, 3, 32, 32], "prob", [1, 10], 7), [1, 3, 32, 32]
+
+
+def bn_mul_add(b: Builder, h: str, c: int, tag: str) -> str:
+    """BatchNorm as caffe2 conversions write it: x * s + t, s and t Unsqueeze'd [C] -> [C, 1, 1]."""
+    s = b.param(f"{tag}_s", [c], 0.2, 1.0)
+    t = b.param(f"{tag}_b", [c], 0.1)
+    s3 = b.node("Unsqueeze", [s], axes=[1, 2])
+    t3 = b.node("Unsqueeze", [t], axes=[1, 2])
+    return b.node("Add", [b.node("Mul", [h, s3]), t3])
+
+
+def resnet_mul_add(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "gpu_0/data_0"
+    h = b.node("Conv", [x, b.param("conv1_w", [8, 3, 3, 3])], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = bn_mul_add(b, h, 8, "bn1")
+    stem = b.node("Relu", [h])
+    h = b.node("Conv", [stem, b.param("res2_a_w", [12, 8, 3, 3])], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = bn_mul_add(b, h, 12, "res2_a_bn")
+    h = b.node("Relu", [h])
+    h = b.node("Conv", [h, b.param("res2_b_w", [8, 12, 3, 3])], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = bn_mul_add(b, h, 8, "res2_b_bn")
+    h = b.node("Sum", [h, stem])
+    h = b.node("Relu", [h])
+    h = b.node("GlobalAveragePool", [h])
+    h = b.node("Reshape", [h, b.const("flat_shape", np.array([1, 8], dtype=np.int64))])
+    h = b.node("Gemm", [h, b.param("pred_w", [5, 8]), b.param("pred_b", [5])], transB=1)
+    return b.model("resnet_mul_add", x, [1, 3, 16, 16], "prob", [1, 5], 8), [1, 3, 16, 16]
+
+
+def squeeze_head(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "data_0"
+    h = b.node("Conv", [x, b.param("conv1_w_0", [12, 3, 3, 3]), b.param("conv1_b_0", [12])], kernel_shape=[3, 3], strides=[2, 2])
+    h = b.node("InstanceNormalization", [h, b.param("in1_s", [12], 0.2, 1.0), b.param("in1_b", [12], 0.1)], epsilon=1e-5)
+    h = b.node("Relu", [h])
+    h = b.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = b.node("Conv", [h, b.param("fire2_w_0", [16, 12, 1, 1]), b.param("fire2_b_0", [16])], kernel_shape=[1, 1])
+    h = b.node("Relu", [h])
+    h = b.node("Conv", [h, b.param("conv10_w_0", [7, 16, 1, 1]), b.param("conv10_b_0", [7])], kernel_shape=[1, 1])
+    h = b.node("Relu", [h])
+    h = b.node("GlobalAveragePool", [h])
+    return b.model("squeeze_head", x, [1, 3, 17, 17], "prob", [1, 7, 1, 1], 9), [1, 3, 17, 17]
+
+
+def batch_mixed(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "data_0"
+    h = b.node("Reshape", [x, b.const("mix_shape", np.array([2, 12], dtype=np.int64))])
+    h = b.node("Gemm", [h, b.param("fc_w", [5, 12]), b.param("fc_b", [5])], transB=1)
+    return b.model("batch_mixed", x, [1, 6, 4], "prob", [2, 5], 7), [1, 6, 4]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head, batch_mixed]):
+        rng = np.random.default_rng(SEED + k)
+        model, xshape = make(rng)
+        name = model.graph.name
+        onnx.save(model, args.out / f"{name}.onnx")
+        x = rng.standard_normal(xshape).astype(np.float32)
+        sess = ort.InferenceSession(str(args.out / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        xname = model.graph.input[0].name
+        ys = sess.run(None, {xname: x})
+        np.savez(args.out / f"{name}.inputs.npz", **{xname: x})
+        np.savez(args.out / f"{name}.outputs.npz", **{o.name: y for o, y in zip(sess.get_outputs(), ys)})
+        print(f"{name}: opset {model.opset_import[0].version}, IR {model.ir_version}, output {ys[0].shape}")
+
+
+if __name__ == "__main__":
+    main()
