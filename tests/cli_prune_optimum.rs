@@ -1,4 +1,4 @@
-//! `oto prune` by distillation on Hugging Face Optimum exports (graphs/optimum_zoo):
+//! `oto prune` by distillation and `oto check` on Hugging Face Optimum exports (graphs/optimum_zoo):
 //! unlabeled token data, a short job, a smaller compact model that verifies and keeps
 //! the file's input and output names.
 
@@ -98,4 +98,37 @@ fn prune_optimum_bert_by_distillation() {
 #[test]
 fn prune_optimum_llama_gqa_by_distillation() {
     prune_by_distillation("llama_gqa");
+}
+
+/// `oto check` on the Optimum ViT, whose pixel_values are `[batch_size, num_channels,
+/// height, width]`, all symbolic: the model fixes the image (3x32x32, the position
+/// embeddings' 17 tokens), so the sizes come from --dim; a name that is not an input
+/// axis is an input error.
+#[test]
+fn check_optimum_vit_with_the_image_size_given() {
+    let file = optimum_zoo_dir().join("vit/model.onnx");
+    for sparsity in ["0.1", "0.5", "0.9"] {
+        let out = oto(&[
+            "check",
+            s(&file),
+            "--sparsity",
+            sparsity,
+            "--trials",
+            "1",
+            "--dim",
+            "num_channels=3",
+            "--dim",
+            "height=32",
+            "--dim",
+            "width=32",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{sparsity}: {}\n{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("passed: 1 trials"), "{}", text(&out.stdout));
+    }
+    let out = oto(&["check", s(&file), "--trials", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--dim NAME=SIZE"), "{}", text(&out.stderr));
+    let out = oto(&["check", s(&file), "--dim", "hight=32"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("'hight' is not a symbolic axis"), "{}", text(&out.stderr));
 }
