@@ -140,3 +140,28 @@ fn inspect_and_analyze_report_normalization() {
         assert!(members.contains(&name), "{name} not in {members:?}");
     }
 }
+
+/// MACs of a language model with a symbolic sequence axis are per batch element and
+/// token: the sequence symbol is bound to 1 and named. gpt2_tiny (hidden 128, 2 layers,
+/// 2 heads of 64, FFN 512, vocabulary 1000) per token: per layer c_attn 128x384 +
+/// c_proj 128x128 + c_fc 128x512 + mlp c_proj 512x128 = 196608 (Gemm), and the
+/// attention's two products 2 heads x 64 x 2 = 256 (MatMul); the LM head 128x1000.
+#[test]
+fn inspect_macs_per_token_with_a_sequence_axis() {
+    let model = oto_testkit::user_zoo_dir().join("torchscript/gpt2_tiny.onnx");
+    let out = oto(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["macs_by_op"]["Gemm"], 2 * 196_608);
+    assert_eq!(j["macs_by_op"]["MatMul"], 2 * 256 + 128 * 1000);
+    assert_eq!(j["macs"], 2 * 196_608 + 2 * 256 + 128 * 1000);
+    assert_eq!(j["macs_unresolved_nodes"], 0);
+    assert_eq!(j["macs_sequence_symbols"], serde_json::json!({"sequence_length": 1}));
+    let text = String::from_utf8(oto(&["inspect", model.to_str().unwrap()]).stdout).unwrap();
+    assert!(text.contains("521,728) per batch element and token (sequence_length = 1)"), "{text}");
+    assert!(!text.contains("left out"), "{text}");
+    // An image model has no sequence symbol.
+    let out = oto(&["inspect", zoo("resnet18.onnx").to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["macs_sequence_symbols"], serde_json::json!({}));
+}

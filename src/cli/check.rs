@@ -21,6 +21,9 @@ Examples:
   oto check bert.onnx --sparsity 0.9 --trials 5 --seed 7
   oto check model.onnx --groups groups.json
       check a saved group description (from `oto analyze --json`) instead of a fresh one
+  oto check vit.onnx --dim num_channels=3 --dim height=32 --dim width=32
+      sizes of symbolic input axes that the model fixes (an image size); other symbolic
+      axes after the batch get 4
 
 Exit code 0 when every trial matches (max |difference| <= 1e-4 * max(1, max |output|)),
 1 on a mismatch, 2 on bad input.")]
@@ -39,6 +42,9 @@ pub struct Args {
     /// Batch size of the random inputs.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// Size of a symbolic input axis, by its name (repeatable); default 4 (the batch: --batch).
+    #[arg(long = "dim", value_name = "NAME=SIZE")]
+    pub dims: Vec<String>,
     /// The group description to check (JSON from `oto analyze --json`); default: analyze the model.
     #[arg(long, value_name = "FILE")]
     pub groups: Option<PathBuf>,
@@ -60,14 +66,16 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let graph = Graph::new(&model).map_err(input_error)?;
     let shapes = shape::infer(&graph).map_err(input_error)?;
+    let dims = parse_dims(&args.dims, &graph, &shapes)?;
     let mut failures = 0;
     for trial in 0..args.trials {
         let mut rng = SplitMix64::new(args.seed.wrapping_mul(1_000_003).wrapping_add(trial));
         let chosen = pick(&analysis, &mut rng, args.sparsity);
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
-        let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch)?;
-        let full_out = run_ort(&zeroed, &inputs).context("onnxruntime on the zeroed full model")?;
+        let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch, &dims)?;
+        let full_out = run_ort(&zeroed, &inputs)
+            .context("onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE)")?;
         let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
         let (diff, scale) = verify::compare_outputs(&full_out, &small_out)?;
         let ok = diff <= verify::tolerance(scale);
@@ -108,14 +116,46 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
     out
 }
 
+/// `--dim NAME=SIZE` values, each naming a symbolic axis of a graph input.
+fn parse_dims(given: &[String], graph: &Graph<'_>, shapes: &Shapes) -> Result<BTreeMap<String, i64>> {
+    let symbols: Vec<String> = graph
+        .real_inputs()
+        .filter_map(|v| shapes.shape(v.name.as_deref()?))
+        .flatten()
+        .filter_map(|d| match d {
+            Dim::Sym(s) => Some(s.clone()),
+            Dim::Known(_) => None,
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for g in given {
+        let parsed = g.split_once('=').and_then(|(n, v)| Some((n.trim().to_string(), v.trim().parse::<i64>().ok().filter(|&v| v > 0)?)));
+        let (name, size) = parsed.ok_or_else(|| input_error(anyhow::anyhow!("--dim {g}: expected NAME=SIZE with a positive SIZE")))?;
+        if !symbols.contains(&name) {
+            return Err(input_error(anyhow::anyhow!(
+                "--dim {g}: '{name}' is not a symbolic axis of the model's inputs (they have: {})",
+                symbols.join(", ")
+            )));
+        }
+        out.insert(name, size);
+    }
+    Ok(out)
+}
+
 /// Most elements of one random input (1 GiB of float32); larger dimensions in a model
 /// file are refused rather than allocated.
 const MAX_INPUT_ELEMENTS: usize = 1 << 28;
 
-/// Random inputs of the right dtypes and shapes: the first symbolic axis is the batch,
-/// other symbolic axes get 4; integer inputs that index an embedding stay inside it,
+/// Random inputs of the right dtypes and shapes: symbolic axes named in `dims` get that
+/// size, else the first is the batch and others get 4; integer inputs that index an embedding stay inside it,
 /// other integer inputs (masks) are 0 or 1.
-fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, batch: u64) -> Result<Vec<(String, Tensor)>> {
+fn random_inputs(
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    rng: &mut SplitMix64,
+    batch: u64,
+    dims_given: &BTreeMap<String, i64>,
+) -> Result<Vec<(String, Tensor)>> {
     let model = graph.model.path().display();
     let mut out = Vec::new();
     for input in graph.real_inputs() {
@@ -130,6 +170,7 @@ fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, batch
         for (i, d) in dims.iter().enumerate() {
             let size = match d {
                 Dim::Known(v) => *v,
+                Dim::Sym(s) if dims_given.contains_key(s) => dims_given[s],
                 Dim::Sym(_) if i == 0 => i64::try_from(batch).unwrap_or(i64::MAX),
                 Dim::Sym(_) => 4,
             };

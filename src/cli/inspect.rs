@@ -22,7 +22,9 @@ Examples:
 The model is described as oto reads it, after normalization (Constant nodes and constant
 subgraphs folded into initializers, Sum written as Add...): the `normalized` line says
 what that changed.
-MACs count Conv, ConvTranspose, Gemm and MatMul with the batch axis set to 1.
+MACs count Conv, ConvTranspose, Gemm and MatMul with the batch axis set to 1; the
+symbolic axes of integer inputs (a transformer's sequence length) are set to 1 too, so
+that a language model's MACs are per token, and the output names them.
 Parameters are the elements of floating-point initializers, without BatchNormalization
 running statistics and scalar constants.")]
 pub struct Args {
@@ -164,6 +166,7 @@ fn to_json(s: &Summary) -> Value {
         "macs": s.macs.total,
         "macs_by_op": s.macs.by_op,
         "macs_unresolved_nodes": s.macs.unresolved.len(),
+        "macs_sequence_symbols": s.macs.sequence_symbols.iter().map(|n| (n.clone(), json!(1))).collect::<serde_json::Map<String, Value>>(),
         "normalized": s.normalized,
     })
 }
@@ -216,9 +219,15 @@ fn to_text(s: &Summary) -> String {
     let by_op: Vec<String> = s.macs.by_op.iter().map(|(op, m)| format!("{op} {}", si(*m))).collect();
     let _ = writeln!(
         t,
-        "MACs        {} ({}) per batch element{}",
+        "MACs        {} ({}) per batch element{}{}",
         si(s.macs.total),
         thousands(s.macs.total),
+        if s.macs.sequence_symbols.is_empty() {
+            String::new()
+        } else {
+            let bound: Vec<String> = s.macs.sequence_symbols.iter().map(|n| format!("{n} = 1")).collect();
+            format!(" and token ({})", bound.join(", "))
+        },
         if by_op.is_empty() { String::new() } else { format!(": {}", by_op.join(", ")) }
     );
     if !s.macs.unresolved.is_empty() {

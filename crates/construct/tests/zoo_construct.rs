@@ -153,3 +153,34 @@ fn resnet_mul_add_legacy() {
 fn squeeze_head_legacy() {
     check_legacy("squeeze_head", 3);
 }
+
+/// Every Hugging Face Optimum export (graphs/optimum_zoo/NAME/model.onnx, loaded as the
+/// commands load it) with its reference inputs from onnxruntime.
+#[test]
+fn optimum_zoo() {
+    for name in oto_testkit::optimum_zoo_names() {
+        let dir = oto_testkit::optimum_zoo_dir().join(&name);
+        let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap().0;
+        let inputs = oto_onnx::npz::read_npz(dir.join("inputs.npz")).unwrap();
+        check_model(&format!("optimum {name}"), &model, &inputs, 1);
+    }
+}
+
+/// Every file of graphs/user_zoo/torchscript (opset 17, `.op13` and `.optimum` variants),
+/// with the reference inputs of its architecture.
+#[test]
+fn every_torchscript_file() {
+    let dir = user_zoo_dir().join("torchscript");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make graphs`", dir.display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".onnx"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    for file in files {
+        let stem = file.trim_end_matches(".onnx");
+        let reference = stem.strip_suffix(".op13").unwrap_or(stem);
+        check_torchscript(&file, reference, 1);
+    }
+}

@@ -5,8 +5,12 @@
 //! statistics (inputs 3 and 4) and scalars (the `1.0` of `1 - mask`, the `sqrt(d)`
 //! of attention...). MACs are counted for the operators that dominate compute
 //! (Conv, ConvTranspose, Gemm, MatMul and their integer forms), from static shapes with
-//! the batch symbol(s) bound to 1; the estimate is per batch element. Elementwise
-//! operators, normalizations and pooling are not counted.
+//! the batch symbol(s) bound to 1; the estimate is per batch element. The symbolic
+//! axes of integer inputs after the batch (token ids, attention masks, position ids:
+//! the sequence axes) are bound to 1 as well, so a transformer's MACs are per token
+//! (the attention's terms that grow with the sequence length count as for one token);
+//! [`MacsEstimate::sequence_symbols`] lists them so that the output can say so.
+//! Elementwise operators, normalizations and pooling are not counted.
 
 use crate::graph::{Graph, NodeExt};
 use crate::shape::{Dim, Shapes};
@@ -76,6 +80,8 @@ pub struct MacsEstimate {
     /// Counted operators whose shapes are not static once the batch is bound
     /// (another dynamic axis, or unknown shapes): left out of the total.
     pub unresolved: Vec<usize>,
+    /// The sequence symbols bound to 1 (see [`sequence_symbols`]), in input order.
+    pub sequence_symbols: Vec<String>,
 }
 
 /// The symbols that stand for the batch: every symbolic leading dimension of the real inputs.
@@ -91,10 +97,33 @@ pub fn batch_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
     syms
 }
 
-/// Estimates MACs per batch element: batch symbols (see [`batch_symbols`]) are bound to 1.
+/// The sequence symbols: the symbolic dimensions after the first of the integer real
+/// inputs (token ids, masks, positions), other than the batch symbols.
+pub fn sequence_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
+    let batch = batch_symbols(graph, shapes);
+    let mut syms = Vec::new();
+    for v in graph.real_inputs() {
+        let Some(name) = v.name.as_deref() else { continue };
+        if shapes.dtype(name).is_none_or(DType::is_float) {
+            continue;
+        }
+        for d in shapes.shape(name).unwrap_or_default().iter().skip(1) {
+            if let Dim::Sym(s) = d {
+                if !batch.contains(s) && !syms.contains(s) {
+                    syms.push(s.clone());
+                }
+            }
+        }
+    }
+    syms
+}
+
+/// Estimates MACs per batch element: batch symbols (see [`batch_symbols`]) and sequence
+/// symbols (see [`sequence_symbols`]) are bound to 1.
 pub fn macs(graph: &Graph<'_>, shapes: &Shapes) -> MacsEstimate {
-    let bindings: HashMap<String, i64> = batch_symbols(graph, shapes).into_iter().map(|s| (s, 1)).collect();
-    macs_with(graph, shapes, &bindings)
+    let sequence = sequence_symbols(graph, shapes);
+    let bindings: HashMap<String, i64> = batch_symbols(graph, shapes).into_iter().chain(sequence.iter().cloned()).map(|s| (s, 1)).collect();
+    MacsEstimate { sequence_symbols: sequence, ..macs_with(graph, shapes, &bindings) }
 }
 
 /// Estimates MACs with the given symbol values.

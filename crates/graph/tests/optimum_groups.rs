@@ -1,0 +1,146 @@
+//! The group structure of the Hugging Face Optimum exports (graphs/optimum_zoo), against
+//! the sizes of each model's config.json: every attention head is an element of one
+//! prunable group per layer (for grouped-query attention the elements are the K/V groups,
+//! each carrying its K/V head and the query heads that read it), and every FFN neuron is
+//! an element of one prunable group per layer.
+
+use oto_graph::{analyze, AnalyzeOptions, ElementKind, Group, Role};
+use oto_onnx::Model;
+use oto_testkit::{optimum_zoo_dir, optimum_zoo_names};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// The sizes of a transformers config, whichever names the architecture uses.
+#[derive(Debug)]
+struct Sizes {
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    intermediate: usize,
+}
+
+fn sizes(config: &serde_json::Value) -> Sizes {
+    let get = |keys: &[&str]| keys.iter().find_map(|k| config[*k].as_u64()).map(|v| v as usize);
+    let hidden = get(&["hidden_size", "dim", "n_embd"]).expect("hidden size in config.json");
+    let heads = get(&["num_attention_heads", "n_heads", "n_head"]).expect("heads in config.json");
+    Sizes {
+        layers: get(&["num_hidden_layers", "n_layers", "n_layer"]).expect("layers in config.json"),
+        heads,
+        kv_heads: get(&["num_key_value_heads"]).unwrap_or(heads),
+        head_dim: get(&["head_dim"]).unwrap_or(hidden / heads),
+        // GPT-2's n_inner is null: 4 x the hidden size.
+        intermediate: get(&["intermediate_size", "hidden_dim", "n_inner"]).unwrap_or(4 * hidden),
+    }
+}
+
+fn dims(model: &Model, name: &str) -> Vec<i64> {
+    let g = model.proto.graph.as_ref().unwrap();
+    g.initializer.iter().find(|t| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no initializer {name}")).dims.clone()
+}
+
+/// For the matrix members of `role`, per (initializer, axis): the indices of each element.
+fn matrix_slices(model: &Model, g: &Group, role: Role) -> BTreeMap<(String, usize), Vec<Vec<usize>>> {
+    let mut out: BTreeMap<(String, usize), Vec<Vec<usize>>> = BTreeMap::new();
+    for m in g.members.iter().filter(|m| m.role == role && dims(model, &m.initializer).len() == 2) {
+        let per = out.entry((m.initializer.clone(), m.axis)).or_insert_with(|| vec![Vec::new(); g.num_elements]);
+        for (e, idx) in per.iter_mut().enumerate() {
+            idx.extend(m.map.indices(e));
+        }
+    }
+    out
+}
+
+/// Each element's indices are whole heads (aligned runs of `head_dim`), elements are
+/// disjoint and together cover the whole axis; returns the indices per element.
+fn check_heads(model: &Model, ctx: &str, key: &(String, usize), per: &[Vec<usize>], head_dim: usize) -> usize {
+    let len = dims(model, &key.0)[key.1] as usize;
+    let mut all = BTreeSet::new();
+    for (e, idx) in per.iter().enumerate() {
+        assert!(!idx.is_empty() && idx.len() % head_dim == 0, "{ctx}: {key:?} element {e}: {} indices", idx.len());
+        let mut sorted = idx.clone();
+        sorted.sort_unstable();
+        for head in sorted.chunks(head_dim) {
+            assert!(
+                head[0] % head_dim == 0 && head.windows(2).all(|w| w[1] == w[0] + 1),
+                "{ctx}: {key:?} element {e}: not whole heads: {head:?}"
+            );
+        }
+        for i in idx {
+            assert!(all.insert(*i), "{ctx}: {key:?}: index {i} in two elements");
+        }
+    }
+    assert_eq!(all.len(), len, "{ctx}: {key:?}: the elements do not cover the axis of {len}");
+    per[0].len()
+}
+
+#[test]
+fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
+    let names = optimum_zoo_names();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in names {
+        let dir = optimum_zoo_dir().join(&name);
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let s = sizes(&config);
+        let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap().0;
+        let a = analyze(&model, &AnalyzeOptions::default()).unwrap();
+        let ctx = format!("{name} {s:?}\n{}", a.table());
+        let rep = s.heads / s.kv_heads;
+        assert_eq!(rep * s.kv_heads, s.heads, "{ctx}");
+
+        // Attention: one group per layer, one element per K/V head (= per head without GQA).
+        let head_groups: Vec<&Group> = a.prunable_groups().filter(|g| matches!(g.kind, ElementKind::Head { .. })).collect();
+        assert_eq!(head_groups.len(), s.layers, "{ctx}");
+        let mut seen_weights = HashSet::new();
+        for g in &head_groups {
+            let ctx = format!("{name} group {}", g.id);
+            assert_eq!(g.kind, ElementKind::Head { dim: s.head_dim }, "{ctx}");
+            assert_eq!(g.num_elements, s.kv_heads, "{ctx}");
+            // Producers: the Q, K and V projections' output columns (packed or not):
+            // per element its K and V head and its `rep` query heads.
+            let producers = matrix_slices(&model, g, Role::Producer);
+            let mut per_element = 0;
+            let mut total = 0;
+            for (key, per) in &producers {
+                assert!(seen_weights.insert(key.0.clone()), "{ctx}: {} in two head groups", key.0);
+                let n = check_heads(&model, &ctx, key, per, s.head_dim);
+                per_element += n;
+                total += dims(&model, &key.0)[key.1] as usize;
+                if n == rep * s.head_dim && rep > 1 {
+                    // The query heads of K/V head j are j*rep .. (j+1)*rep (repeat_kv's order).
+                    let base = per.iter().flatten().min().copied().unwrap_or(0);
+                    for (j, idx) in per.iter().enumerate() {
+                        let mut sorted = idx.clone();
+                        sorted.sort_unstable();
+                        let want: Vec<usize> = (base + j * rep * s.head_dim..base + (j + 1) * rep * s.head_dim).collect();
+                        assert_eq!(sorted, want, "{ctx}: {key:?} element {j}");
+                    }
+                }
+            }
+            assert_eq!(per_element, s.head_dim * (rep + 2), "{ctx}: {producers:?}");
+            assert_eq!(total, s.head_dim * (s.heads + 2 * s.kv_heads), "{ctx}");
+            // Consumers: the output projection's rows, the `rep` query heads of each element.
+            let consumers = matrix_slices(&model, g, Role::Consumer);
+            assert_eq!(consumers.len(), 1, "{ctx}: {consumers:?}");
+            for (key, per) in &consumers {
+                assert_eq!(check_heads(&model, &ctx, key, per, s.head_dim), rep * s.head_dim, "{ctx}");
+            }
+        }
+
+        // FFN: one group of `intermediate` neurons per layer, from the up (and gate)
+        // projections to the down projection.
+        let ffn: Vec<&Group> = a.prunable_groups().filter(|g| g.kind == ElementKind::Channel && g.num_elements == s.intermediate).collect();
+        assert_eq!(ffn.len(), s.layers, "{ctx}");
+        for g in ffn {
+            let ctx = format!("{name} group {}", g.id);
+            for role in [Role::Producer, Role::Consumer] {
+                let slices = matrix_slices(&model, g, role);
+                assert!(!slices.is_empty(), "{ctx}: no {role:?} matrix");
+                for (key, per) in &slices {
+                    assert!(seen_weights.insert(key.0.clone()) || role == Role::Consumer, "{ctx}: {} in two groups", key.0);
+                    assert_eq!(dims(&model, &key.0)[key.1] as usize, s.intermediate, "{ctx}: {key:?}");
+                    assert!(per.iter().enumerate().all(|(e, idx)| idx == &vec![e]), "{ctx}: {key:?} is not one neuron per element");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `oto prune` by distillation and `oto check` on Hugging Face Optimum exports (graphs/optimum_zoo):
+//! unlabeled token data, a short job, a smaller compact model that verifies and keeps
+//! the file's input and output names.
+
+mod common;
+use common::*;
+use oto_onnx::npz::{write_npz, NpzCompression};
+use oto_onnx::{Model, Tensor, TensorData};
+use oto_testkit::{optimum_zoo_dir, SplitMix64};
+use std::path::Path;
+
+/// 64 random token sequences of 8 tokens with an attention mask (the last tokens of some
+/// sequences masked), and whatever other integer inputs the model takes (token types 0,
+/// positions 0..8), named like the graph inputs; no labels.
+fn unlabeled_tokens(model: &Model, vocab: u64, path: &Path) {
+    let (n, seq) = (64usize, 8usize);
+    let mut rng = SplitMix64::new(7);
+    let graph = oto_onnx::Graph::new(model).unwrap();
+    let mut arrays = Vec::new();
+    for input in graph.real_inputs() {
+        let name = input.name.clone().unwrap();
+        let data: Vec<i64> = match name.as_str() {
+            "input_ids" => (0..n * seq).map(|_| rng.below(vocab) as i64).collect(),
+            "attention_mask" => (0..n)
+                .flat_map(|_| {
+                    let len = 4 + rng.below(5) as usize;
+                    (0..seq).map(move |t| i64::from(t < len))
+                })
+                .collect(),
+            "position_ids" => (0..n).flat_map(|_| 0..seq as i64).collect(),
+            "token_type_ids" => vec![0; n * seq],
+            other => panic!("unexpected input {other}"),
+        };
+        arrays.push((name, Tensor { shape: vec![n, seq], data: TensorData::I64(data) }));
+    }
+    let refs: Vec<(&str, &Tensor)> = arrays.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    write_npz(path, &refs, NpzCompression::Stored).unwrap();
+}
+
+fn io_names(model: &Model) -> (Vec<String>, Vec<String>) {
+    let graph = oto_onnx::Graph::new(model).unwrap();
+    let inputs = graph.real_inputs().filter_map(|v| v.name.clone()).collect();
+    let outputs = model.proto.graph.as_ref().unwrap().output.iter().filter_map(|v| v.name.clone()).collect();
+    (inputs, outputs)
+}
+
+fn prune_by_distillation(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = optimum_zoo_dir().join(name).join("model.onnx");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join(name).join("config.json")).unwrap()).unwrap();
+    let original = oto_onnx::normalize::load(&file).unwrap().0;
+    let data = dir.path().join("tokens.npz");
+    unlabeled_tokens(&original, config["vocab_size"].as_u64().unwrap(), &data);
+    let out_dir = dir.path().join("out");
+    let out = oto(&[
+        "prune",
+        "--model",
+        s(&file),
+        "--data",
+        s(&data),
+        "--target-sparsity",
+        "0.3",
+        "--steps",
+        "10",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-3",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&out_dir),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{name}: {}\n{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["job"]["loss"]["kind"], "distill", "{name}");
+    assert_eq!(report["verification"]["passed"], true, "{name}: {}", report["verification"]);
+    let (before, after) = (report["params"]["before"].as_u64().unwrap(), report["params"]["after"].as_u64().unwrap());
+    assert!(after < before, "{name}: parameters {before} -> {after}");
+    let compact = Model::load(out_dir.join("model.onnx")).unwrap();
+    let compact_params = oto_onnx::cost::parameter_count(&oto_onnx::Graph::new(&compact).unwrap()).parameters;
+    let original_params = oto_onnx::cost::parameter_count(&oto_onnx::Graph::new(&original).unwrap()).parameters;
+    assert!(compact_params < original_params, "{name}: compact model has {compact_params} of {original_params} parameters");
+    assert_eq!(io_names(&compact), io_names(&original), "{name}: input/output names changed");
+}
+
+#[test]
+fn prune_optimum_bert_by_distillation() {
+    prune_by_distillation("bert");
+}
+
+#[test]
+fn prune_optimum_llama_gqa_by_distillation() {
+    prune_by_distillation("llama_gqa");
+}
+
+/// `oto check` on the Optimum ViT, whose pixel_values are `[batch_size, num_channels,
+/// height, width]`, all symbolic: the model fixes the image (3x32x32, the position
+/// embeddings' 17 tokens), so the sizes come from --dim; a name that is not an input
+/// axis is an input error.
+#[test]
+fn check_optimum_vit_with_the_image_size_given() {
+    let file = optimum_zoo_dir().join("vit/model.onnx");
+    for sparsity in ["0.1", "0.5", "0.9"] {
+        let out = oto(&[
+            "check",
+            s(&file),
+            "--sparsity",
+            sparsity,
+            "--trials",
+            "1",
+            "--dim",
+            "num_channels=3",
+            "--dim",
+            "height=32",
+            "--dim",
+            "width=32",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{sparsity}: {}\n{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("passed: 1 trials"), "{}", text(&out.stdout));
+    }
+    let out = oto(&["check", s(&file), "--trials", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--dim NAME=SIZE"), "{}", text(&out.stderr));
+    let out = oto(&["check", s(&file), "--dim", "hight=32"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("'hight' is not a symbolic axis"), "{}", text(&out.stderr));
+}
