@@ -838,7 +838,8 @@ pub fn make_input(corpus: &Corpus, seed: u64, iteration: u64) -> (String, Input<
     let base = rng.below(seeds.len());
     let other = &seeds[rng.below(seeds.len())].bytes;
     let limit = max_len(seeds[base].bytes.len());
-    let structural = rng.chance(40);
+    // Message-level mutations keep the file decodable and reach the later stages.
+    let structural = rng.chance(60);
     let mut data = if structural {
         let mut m = seeds[base].proto.clone();
         for _ in 0..=rng.below(3) {
@@ -848,7 +849,7 @@ pub fn make_input(corpus: &Corpus, seed: u64, iteration: u64) -> (String, Input<
     } else {
         seeds[base].bytes.clone()
     };
-    let byte_mutations = if structural { rng.below(2) } else { 1 + rng.below(4) };
+    let byte_mutations = if structural { usize::from(rng.chance(25)) } else { 1 + rng.below(4) };
     for _ in 0..byte_mutations {
         mutate_bytes(&mut rng, &mut data, other, limit);
     }
