@@ -607,3 +607,21 @@ fn gqa_head_count_measured_times_a_constant() {
     }
     assert!(edited.iter().all(|(n, ..)| n != "rep"), "{edited:?}");
 }
+
+/// Found by the fuzz harness: a Conv bias shorter than the weight's output channels
+/// (shape inference does not read the bias) gave a group whose bias member indexed past
+/// it, which the analysis' own `Analysis::check` then refused. The analysis now refuses
+/// the model, naming the member and its size.
+#[test]
+fn conv_bias_shorter_than_the_weight_is_refused() {
+    let mut b = GraphBuilder::new("short_bias");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let wt = w(&mut b, "c1.weight", &[8, 3, 3, 3]);
+    let bias = w(&mut b, "c1.bias", &[3]);
+    let c1 = b.node_with("Conv", &[&x, &wt, &bias], &[], &[("pads", Attr::Ints(vec![1; 4]))]);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    head(&mut b, &r1, 8);
+    let model = b.build().unwrap();
+    let err = analyze(&model, &AnalyzeOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("member 'c1.bias'") && err.contains("axis 0 of size 3"), "{err}");
+}
