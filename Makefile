@@ -201,7 +201,7 @@ bench: setup graphs $(BENCH_STAMP)
 	$(PY) bench/report.py $(BENCH_LOG) --out bench/results.md --note "$(BENCH_NOTE)"
 
 fuzz:
-	$(CARGO) run --profile fuzz -p oto-onnx --example fuzz -- --iterations 100000
+	$(CARGO) run --profile fuzz -p oto-fuzz -- --iterations 100000
 
 proto:
 	$(CARGO) run -p oto-onnx --example regen_proto

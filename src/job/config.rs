@@ -90,7 +90,14 @@ impl JobSpec {
     /// Reads a TOML job file; relative paths become relative to its folder.
     pub fn from_toml_file(path: &Path) -> Result<JobSpec> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the job file", path.display()))?;
-        let mut spec: JobSpec = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        JobSpec::from_toml_str(&text, path)
+    }
+
+    /// Parses and checks the text of a job file read from `path` (errors name it);
+    /// relative paths become relative to its folder. [`JobSpec::from_toml_file`] reads
+    /// the file and calls this.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<JobSpec> {
+        let mut spec: JobSpec = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         spec.check(&Origin::File(path))?;
         spec.file = Some(path.to_path_buf());
         let base = path.parent().unwrap_or(Path::new("."));

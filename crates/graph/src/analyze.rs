@@ -87,7 +87,20 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         .collect();
     let groups = cx.spaces.solve(&dims, &user_inits);
     let prunable = prunable_params(&groups, &dims, &graph);
-    Ok(Analysis { model: model.path().display().to_string(), groups, blocked: cx.blocked, total_params: total, prunable_params: prunable })
+    let analysis =
+        Analysis { model: model.path().display().to_string(), groups, blocked: cx.blocked, total_params: total, prunable_params: prunable };
+    // The rules take channel counts from the shapes the graph gives values; an initializer
+    // whose own dims disagree (a Conv bias shorter than the weight's output channels, which
+    // shape inference does not read) would give groups that index past it. Everything that
+    // uses an analysis relies on its check, so the model is refused here, naming the value.
+    analysis.check(model).map_err(|e| match e {
+        AnalysisError::Mismatch { group, message } => AnalysisError::Mismatch {
+            group,
+            message: format!("{message} ({}: an initializer's dims disagree with the shapes the graph gives it)", model.path().display()),
+        },
+        other => other,
+    })?;
+    Ok(analysis)
 }
 
 /// Parameters in the slices of prunable groups, each element once: per initializer,

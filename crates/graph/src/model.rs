@@ -311,6 +311,7 @@ impl Analysis {
         let graph = Graph::new(model)?;
         let node_names: HashSet<&str> = graph.nodes().filter_map(|(_, n)| n.name.as_deref()).collect();
         let mut ids = HashSet::new();
+        let mut shapes = None;
         for g in &self.groups {
             let bad = |message: String| AnalysisError::Mismatch { group: g.id.clone(), message };
             if !ids.insert(g.id.as_str()) {
@@ -335,7 +336,7 @@ impl Analysis {
                 check_member(&graph, g, m).map_err(bad)?;
             }
             for sc in &g.shape_constants {
-                check_constant(&graph, sc).map_err(bad)?;
+                check_constant(&graph, sc, &mut shapes).map_err(bad)?;
                 if let Some(n) = sc.nodes.iter().find(|n| !node_names.contains(n.as_str())) {
                     return Err(bad(format!("shape constant in {}: node '{n}' is not in the model", sc.location)));
                 }
@@ -385,7 +386,12 @@ fn check_member(graph: &Graph<'_>, g: &Group, m: &Member) -> Result<(), String> 
 }
 
 /// A shape constant's location exists and holds an integer entry at `entry`.
-fn check_constant(graph: &Graph<'_>, sc: &ShapeConstant) -> Result<(), String> {
+/// `shapes` caches the model's shape inference (computed locations need it).
+fn check_constant(
+    graph: &Graph<'_>,
+    sc: &ShapeConstant,
+    shapes: &mut Option<Result<oto_onnx::shape::Shapes, String>>,
+) -> Result<(), String> {
     let entries = match &sc.location {
         ShapeLocation::Initializer { name } => {
             let t = graph.initializer(name).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
@@ -407,6 +413,15 @@ fn check_constant(graph: &Graph<'_>, sc: &ShapeConstant) -> Result<(), String> {
         }
         ShapeLocation::Computed { value, len } => {
             graph.producer(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            // Construction allocates `len` entries: it must be the value's length.
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
+            let known = shapes.as_ref().map_err(Clone::clone)?.shape(value).and_then(|s| match s {
+                [d] => d.known(),
+                _ => None,
+            });
+            if known != i64::try_from(*len).ok() {
+                return Err(format!("shape constant in {}: {len} entries, but the value is not a vector of {len} integers", sc.location));
+            }
             Some(*len as u64)
         }
         ShapeLocation::Attribute { node, attribute } => {

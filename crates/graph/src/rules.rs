@@ -779,14 +779,16 @@ impl Ctx<'_, '_> {
                 },
                 _ => None,
             };
-            let Some((range, k, i)) = coarse else {
+            // The index must be inside the coarse axis (negative: from the end); a file may
+            // hold any index.
+            let n = coarse.map_or(0, |(range, k, _)| range.len / k.max(1));
+            let inside = |i: i64| usize::try_from(if i < 0 { i.saturating_add(n as i64) } else { i }).ok().filter(|&i| i < n);
+            let Some((range, k, i)) = coarse.and_then(|(range, k, i)| Some((range, k, inside(i)?))) else {
                 self.block_axis_at(node, &t[ax], "gathers along the channel axis");
                 out.extend(rest);
                 self.set(&node.output[0], out);
                 return;
             };
-            let n = range.len / k;
-            let i = if i < 0 { i + n as i64 } else { i } as usize;
             let picked = range.sub(i * k, k);
             let rest: Vec<AxisT> = rest
                 .into_iter()

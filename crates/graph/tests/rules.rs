@@ -498,8 +498,7 @@ fn where_with_a_condition_from_the_channels() {
 /// removing heads edits only the head count; removing channels of `x` would shrink it by itself,
 /// so construction adds them back in the computed target (a `Computed` edit of -1 per
 /// element); the merge back (`[B, S, q.shape[2]]`) follows the heads by itself.
-#[test]
-fn head_dim_measured_from_another_value() {
+fn head_dim_measured_model() -> Model {
     let (s, e) = (4usize, 16usize);
     let mut b = GraphBuilder::new("measured");
     let x0 = b.input_f32("x0", &batch_dims(&[s as i64, 8]));
@@ -531,7 +530,13 @@ fn head_dim_measured_from_another_value() {
     let wo = w(&mut b, "out.weight", &[2 * e, 10]);
     let y = b.node("MatMul", &[&m, &wo], &["y"]);
     b.output_f32(&y, &batch_dims(&[s as i64, 10]));
-    let a = run(&b.build().unwrap());
+    b.build().unwrap()
+}
+
+#[test]
+fn head_dim_measured_from_another_value() {
+    let e = 16usize;
+    let a = run(&head_dim_measured_model());
     let heads = group_with(&a, "q.weight", 1);
     assert!(heads.prunable, "{}", a.table());
     assert_eq!((heads.num_elements, heads.kind), (2, ElementKind::Head { dim: e }), "{}", a.table());
@@ -606,4 +611,45 @@ fn gqa_head_count_measured_times_a_constant() {
         assert!(edited.contains(&(want.0.to_string(), want.1, want.2)), "{want:?} not in {edited:?}");
     }
     assert!(edited.iter().all(|(n, ..)| n != "rep"), "{edited:?}");
+}
+
+/// Found by the fuzz harness: an InstanceNormalization whose scale and bias are shorter
+/// than its input's channels (shape inference does not read them) gave a group whose
+/// scale member indexed past it, which the analysis' own `Analysis::check` then refused.
+/// The analysis now refuses the model, naming the member and its size.
+#[test]
+fn norm_scale_shorter_than_the_channels_is_refused() {
+    let mut b = GraphBuilder::new("short_scale");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
+    let scale = w(&mut b, "in1.weight", &[3]);
+    let bias = w(&mut b, "in1.bias", &[3]);
+    let n1 = b.node("InstanceNormalization", &[&c1, &scale, &bias], &[]);
+    let r1 = b.node("Relu", &[&n1], &[]);
+    head(&mut b, &r1, 8);
+    let model = b.build().unwrap();
+    let err = analyze(&model, &AnalyzeOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("member 'in1.") && err.contains("axis 0 of size 3"), "{err}");
+}
+
+/// Found by the fuzz harness: a saved analysis whose computed shape location claimed
+/// u64::MAX entries passed `Analysis::check`, and construction then tried to allocate
+/// them. The check now requires the length of the value the graph computes.
+#[test]
+fn saved_computed_location_with_a_wrong_length_is_refused() {
+    let model = head_dim_measured_model();
+    let a = run(&model);
+    a.check(&model).unwrap();
+    for len in [usize::MAX, 5, 0] {
+        let mut bad = a.clone();
+        for g in bad.groups.iter_mut() {
+            for c in g.shape_constants.iter_mut() {
+                if let ShapeLocation::Computed { len: l, .. } = &mut c.location {
+                    *l = len;
+                }
+            }
+        }
+        let err = bad.check(&model).unwrap_err().to_string();
+        assert!(err.contains(&format!("computed value 'split_target': {len} entries")), "{err}");
+    }
 }

@@ -249,3 +249,35 @@ fn legacy_instance_norm_groups() {
         assert_eq!(member_of(&a, "conv1_b_0:0", init), (oto_graph::Role::Producer, vec![0], vec![1]), "{init}");
     }
 }
+
+/// Found by the fuzz harness: vit_tiny's packed q/k/v projection is split by Gathers with
+/// a constant index; an index outside the packed axis (a hostile file) overflowed
+/// `index * block` in the Gather rule. Now the Gather blocks the axis like any other
+/// gather along channels, and the analysis still passes its own check.
+#[test]
+fn vit_tiny_gather_index_outside_the_packed_axis() {
+    let base = zoo_model("vit_tiny");
+    let graph = oto_onnx::Graph::new(&base).unwrap();
+    let indices: Vec<String> = graph
+        .nodes()
+        .filter(|(_, n)| n.op_type.as_deref() == Some("Gather"))
+        .filter_map(|(_, n)| n.input.get(1).cloned())
+        .filter(|i| graph.initializer(i).is_some_and(|t| t.data_type == Some(7) && t.dims.is_empty()))
+        .collect();
+    drop(graph);
+    assert!(!indices.is_empty(), "vit_tiny has no Gather with a constant scalar index");
+    let original = analyze(&base, &AnalyzeOptions::default()).unwrap();
+    for bad in [i64::MIN, -4, 3, 1 << 40, i64::MAX] {
+        let mut proto = base.proto.clone();
+        for t in proto.graph.as_mut().unwrap().initializer.iter_mut().filter(|t| t.name.as_ref().is_some_and(|n| indices.contains(n))) {
+            t.raw_data = Some(bad.to_le_bytes().to_vec().into());
+            t.int64_data.clear();
+        }
+        let model = oto_onnx::Model::from_proto(proto, "vit_tiny_bad_index.onnx", None).unwrap();
+        // Shape inference may refuse the index first; the analysis must not panic either way.
+        if let Ok(a) = analyze(&model, &AnalyzeOptions::default()) {
+            a.check(&model).unwrap();
+            assert!(a.prunable_groups().count() <= original.prunable_groups().count(), "index {bad}:\n{}", a.table());
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Small models written the way exporters write them, for the normalization tests:
 //! crates/onnx/tests/normalize.rs checks the rewrites, crates/construct/tests/normalize_ort.rs
-//! (which includes this file) checks them against onnxruntime and through construction.
+//! (which includes this file) checks them against onnxruntime and through construction, and
+//! fuzz/tests/smoke.rs (which includes it too) fuzzes them.
 #![allow(dead_code)]
 
 use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};

@@ -1,0 +1,65 @@
+//! A short fuzz run under `cargo test` (`make fuzz` runs the long one): every kind of
+//! input must reach the stages it is meant for, without a single failure.
+
+#[path = "../../crates/onnx/tests/common/normalize_cases.rs"]
+mod cases;
+
+use oto_fuzz::{default_corpus, default_jobs, run, Config, Stage};
+
+fn config(corpus: Vec<std::path::PathBuf>, seed: u64, iterations: u64, crash_dir: &std::path::Path) -> Config {
+    Config {
+        iterations,
+        start: 0,
+        seed,
+        corpus,
+        jobs: default_jobs(),
+        crash_dir: crash_dir.to_path_buf(),
+        infer: true,
+        max_model_bytes: 1 << 20,
+        progress_every: 0,
+    }
+}
+
+/// One test: the harness' counters and panic hook are per process, runs must not overlap.
+#[test]
+fn fuzz_smoke() {
+    let corpus = default_corpus();
+    assert!(corpus[0].join("mlp.onnx").exists(), "{}: zoo models missing; run `make graphs`", corpus[0].display());
+    let crash_dir = tempfile::tempdir().unwrap();
+    let summary = run(&config(vec![corpus[0].clone()], 1, 2000, crash_dir.path())).unwrap();
+    eprintln!("{summary}");
+    assert_eq!(summary.iterations, 2000);
+    assert!(summary.failures.is_empty(), "{summary}");
+    // The mutations must reach every stage, or the smoke test proves little.
+    let refused = |s: Stage| summary.refused.get(&s).copied().unwrap_or(0);
+    for stage in [Stage::Load, Stage::Graph, Stage::GroupsParse, Stage::GroupsCheck, Stage::JobParse, Stage::JobResolve] {
+        assert!(refused(stage) > 0, "no input refused at {stage:?}:\n{summary}");
+    }
+    assert!(summary.constructed > 0, "{summary}");
+    assert!(summary.accepted.iter().all(|&n| n > 0), "{summary}");
+    fuzz_normalization_cases();
+}
+
+/// The same over the normalization test cases (Constant nodes, constant subgraphs, an
+/// IR-3 file...), whose folds the zoo's clean models never reach.
+fn fuzz_normalization_cases() {
+    let corpus = tempfile::tempdir().unwrap();
+    for (name, model) in [
+        ("constant_forms", cases::constant_forms()),
+        ("weight_layouts", cases::weight_layouts()),
+        ("shape_subgraph_9", cases::shape_subgraph(9)),
+        ("shape_subgraph_13", cases::shape_subgraph(13)),
+        ("identity_bias", cases::identity_bias()),
+        ("ir3_inputs", cases::ir3_inputs()),
+        ("constant_batchnorm", cases::constant_batchnorm()),
+        ("variadic", cases::variadic()),
+        ("integer_folds", cases::integer_folds()),
+    ] {
+        model.save(corpus.path().join(format!("{name}.onnx")), &Default::default()).unwrap();
+    }
+    let crash_dir = tempfile::tempdir().unwrap();
+    let summary = run(&config(vec![corpus.path().to_path_buf()], 2, 2000, crash_dir.path())).unwrap();
+    eprintln!("{summary}");
+    assert!(summary.failures.is_empty(), "{summary}");
+    assert!(summary.accepted[0] > 0, "{summary}");
+}
