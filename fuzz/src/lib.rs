@@ -1402,12 +1402,14 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The seed model folders: the dynamo zoo, the TorchScript exports, the Optimum exports
-/// (those that exist; the first is required).
+/// The seed model folders: the dynamo zoo, the TorchScript exports, the Optimum exports,
+/// the hand-made Model Zoo-era files (those that exist; the first is required).
 pub fn default_corpus() -> Vec<PathBuf> {
     let root = workspace();
     let mut dirs = vec![root.join("graphs/zoo")];
-    dirs.extend(["graphs/user_zoo/torchscript", "graphs/optimum_zoo"].iter().map(|d| root.join(d)).filter(|d| d.is_dir()));
+    dirs.extend(
+        ["graphs/user_zoo/torchscript", "graphs/optimum_zoo", "graphs/legacy_zoo"].iter().map(|d| root.join(d)).filter(|d| d.is_dir()),
+    );
     dirs
 }
 
