@@ -361,6 +361,17 @@ impl<'a, 'm> Ctx<'a, 'm> {
         self.spaces.new_base(n)
     }
 
+    /// Entry `idx` of a shape value is the size of axis `axis` of `measured` (read through
+    /// `Shape`, or `Gather` of a `Shape`): it follows the channels that axis counts, if any.
+    fn measured_axis(&self, measured: &str, axis: usize, idx: usize) -> Result<Located, String> {
+        match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
+            Some(a) => {
+                Ok(Located::Dynamic(count_parts(a), format!("is the size of axis {axis} of '{measured}', which counts other channels")))
+            }
+            None => Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels")),
+        }
+    }
+
     /// Where entry `idx` of the integer value `value`, read by the node named `reader`,
     /// comes from, or why it cannot be found.
     pub fn locate(&self, reader: &str, value: &str, idx: usize) -> Result<Located, String> {
@@ -399,15 +410,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let first = if start < 0 { start + rank } else { start };
                 let axis = (first + idx as i64) as usize;
-                match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
-                    Some(a) => Ok(Located::Dynamic(
-                        count_parts(a),
-                        format!("is the size of axis {axis} of '{measured}', which counts other channels"),
-                    )),
-                    None => {
-                        Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
-                    }
-                }
+                self.measured_axis(measured, axis, idx)
             }
             "Slice" => {
                 // A window of a Shape: `shape[a:b]`.
@@ -438,15 +441,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let measured = &src.input[0];
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let axis = if ix < 0 { ix + rank } else { ix } as usize;
-                match self.track(measured).and_then(|t| t.get(axis)).filter(|a| a.is_tracked()) {
-                    Some(a) => Ok(Located::Dynamic(
-                        count_parts(a),
-                        format!("is the size of axis {axis} of '{measured}', which counts other channels"),
-                    )),
-                    None => {
-                        Err(format!("entry {idx} is the size of axis {axis} of '{measured}', which does not follow the pruned channels"))
-                    }
-                }
+                self.measured_axis(measured, axis, idx)
             }
             "Where" => {
                 // `Where(Equal(target, -1), ones, target)` (the TorchScript exporter's
