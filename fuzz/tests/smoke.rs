@@ -44,17 +44,7 @@ fn fuzz_smoke() {
 /// IR-3 file...), whose folds the zoo's clean models never reach.
 fn fuzz_normalization_cases() {
     let corpus = tempfile::tempdir().unwrap();
-    for (name, model) in [
-        ("constant_forms", cases::constant_forms()),
-        ("weight_layouts", cases::weight_layouts()),
-        ("shape_subgraph_9", cases::shape_subgraph(9)),
-        ("shape_subgraph_13", cases::shape_subgraph(13)),
-        ("identity_bias", cases::identity_bias()),
-        ("ir3_inputs", cases::ir3_inputs()),
-        ("constant_batchnorm", cases::constant_batchnorm()),
-        ("variadic", cases::variadic()),
-        ("integer_folds", cases::integer_folds()),
-    ] {
+    for (name, model) in cases::all() {
         model.save(corpus.path().join(format!("{name}.onnx")), &Default::default()).unwrap();
     }
     let crash_dir = tempfile::tempdir().unwrap();

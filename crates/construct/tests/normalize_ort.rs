@@ -47,18 +47,7 @@ fn assert_interface(ctx: &str, user: &Model, other: &Model) {
 
 #[test]
 fn every_rewrite_computes_the_same_in_onnxruntime() {
-    let all = [
-        ("constant_forms", cases::constant_forms()),
-        ("weight_layouts", cases::weight_layouts()),
-        ("shape_subgraph_9", cases::shape_subgraph(9)),
-        ("shape_subgraph_13", cases::shape_subgraph(13)),
-        ("identity_bias", cases::identity_bias()),
-        ("ir3_inputs", cases::ir3_inputs()),
-        ("constant_batchnorm", cases::constant_batchnorm()),
-        ("variadic", cases::variadic()),
-        ("integer_folds", cases::integer_folds()),
-        ("shared_weights", cases::shared_weights()),
-    ];
+    let all = cases::all();
     for (name, before) in all {
         let (after, summary) = normalize(copy(&before), &NormalizeOptions::default()).unwrap();
         assert!(name == "shared_weights" || !summary.is_noop(), "{name}: nothing rewritten");

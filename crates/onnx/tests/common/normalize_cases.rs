@@ -33,6 +33,22 @@ fn finish(b: &GraphBuilder) -> Model {
     Model::from_proto(proto, "case.onnx", None).unwrap()
 }
 
+/// Every case, named.
+pub fn all() -> Vec<(&'static str, Model)> {
+    vec![
+        ("constant_forms", constant_forms()),
+        ("weight_layouts", weight_layouts()),
+        ("shape_subgraph_9", shape_subgraph(9)),
+        ("shape_subgraph_13", shape_subgraph(13)),
+        ("identity_bias", identity_bias()),
+        ("ir3_inputs", ir3_inputs()),
+        ("constant_batchnorm", constant_batchnorm()),
+        ("variadic", variadic()),
+        ("integer_folds", integer_folds()),
+        ("shared_weights", shared_weights()),
+    ]
+}
+
 /// Every form of `Constant` node, each read by an arithmetic node, and one string
 /// constant nobody reads (left as it is).
 pub fn constant_forms() -> Model {
