@@ -197,6 +197,39 @@ pub fn group_blocks(op: &HessianOperator<'_>, analysis: &Analysis) -> Vec<Block>
     blocks
 }
 
+/// The second-order (Optimal Brain Damage) saliency of every element of every prunable
+/// group of `analysis`: `1/2 sum diag(H) w^2` over the element's producer weights, the loss
+/// increase a quadratic model predicts for zeroing it when off-diagonal terms are ignored.
+/// `diagonal` is a Hessian diagonal estimate (e.g. [`Hutchinson::diagonal`]) in
+/// [`HessianOperator::names`] order. Returns `(group id, saliency per element)`.
+pub fn obd_saliency(op: &HessianOperator<'_>, diagonal: &[Tensor], analysis: &Analysis) -> Result<Vec<(String, Vec<f64>)>> {
+    let params = op.params();
+    if diagonal.len() != params.len() {
+        return Err(Error::Config(format!("a diagonal of {} tensors for {} parameters", diagonal.len(), params.len())));
+    }
+    let index: HashMap<&str, usize> = op.names().iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let _guard = tch::no_grad_guard();
+    let weighted: Vec<Tensor> =
+        diagonal.iter().zip(&params).map(|(d, w)| d.to_kind(Kind::Double) * w.to_kind(Kind::Double).square() * 0.5).collect();
+    let mut out = Vec::new();
+    for g in analysis.prunable_groups() {
+        let mut saliency = vec![0.0; g.num_elements];
+        for m in g.members.iter().filter(|m| m.role == Role::Producer) {
+            let Some(&p) = index.get(m.initializer.as_str()) else { continue };
+            let t = &weighted[p];
+            let Some(&len) = t.size().get(m.axis) else { continue };
+            // Sum over every axis but the member's: one value per index along it.
+            let per_index = t.transpose(0, m.axis as i64).reshape([len, -1]).sum_dim_intlist(1, false, Kind::Double);
+            let per_index = Vec::<f64>::try_from(per_index).map_err(|e| Error::torch("reading saliencies", e))?;
+            for (e, s) in saliency.iter_mut().enumerate() {
+                *s += m.map.indices(e).into_iter().filter_map(|i| per_index.get(i)).sum::<f64>();
+            }
+        }
+        out.push((g.id.clone(), saliency));
+    }
+    Ok(out)
+}
+
 /// When Hutchinson's estimator stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceConfig {

@@ -3,7 +3,7 @@
 //! whole and per parameter tensor, within 3 of its standard errors of the exact trace; the
 //! top eigenvalue by power iteration within 1% of the exact one.
 
-use oto_hessian::{group_blocks, hutchinson, layer_blocks, tensor_blocks, top_eigenvalues, HessianOperator, TraceConfig};
+use oto_hessian::{group_blocks, hutchinson, layer_blocks, obd_saliency, tensor_blocks, top_eigenvalues, HessianOperator, TraceConfig};
 use oto_torch::data::Batch;
 use oto_torch::exec::convert::to_tch;
 use oto_torch::exec::Executor;
@@ -67,6 +67,25 @@ fn hutchinson_trace_matches_the_exact_trace() {
     assert_eq!(h.blocks[2].len(), 2);
     assert_eq!(h.blocks[2].iter().map(|e| e.params).collect::<Vec<_>>(), vec![64 * 32 + 64, 64 * 64 + 64]);
     assert!((h.blocks[2][0].trace - h.blocks[1][0].trace).abs() <= 1e-9 * h.blocks[1][0].trace.abs().max(1.0));
+    // OBD saliency of fc1's hidden unit j: 1/2 (sum_k D[j,k] W[j,k]^2 + D_b[j] b[j]^2) (Gemm
+    // weights are [out, in] here), and the groups' saliencies add up to the group blocks'
+    // sums of diag * w^2 / 2 only through the same entries: check unit by unit.
+    let saliency = obd_saliency(&op, &h.diagonal, &analysis).unwrap();
+    assert_eq!(saliency.len(), 2);
+    let names = op.names().to_vec();
+    let at = |n: &str| names.iter().position(|x| x == n).unwrap();
+    let f64 = |t: &tch::Tensor| t.to_kind(tch::Kind::Double);
+    let (w, b) = (f64(&op.params()[at("fc1.weight")]), f64(&op.params()[at("fc1.bias")]));
+    let (dw, db) = (f64(&h.diagonal[at("fc1.weight")]), f64(&h.diagonal[at("fc1.bias")]));
+    let terms = |d: &tch::Tensor, x: &tch::Tensor| d * x.square() * 0.5;
+    let expected = terms(&dw, &w).sum_dim_intlist(1, false, tch::Kind::Double) + terms(&db, &b);
+    let scale = terms(&dw, &w).abs().sum_dim_intlist(1, false, tch::Kind::Double) + terms(&db, &b).abs();
+    let (expected, scale) = (Vec::<f64>::try_from(expected).unwrap(), Vec::<f64>::try_from(scale).unwrap());
+    assert_eq!(saliency[0].1.len(), 64);
+    for (j, ((s, e), m)) in saliency[0].1.iter().zip(&expected).zip(&scale).enumerate() {
+        assert!((s - e).abs() <= 1e-12 * m, "unit {j}: {s} vs {e}");
+    }
+    assert!(saliency[0].1.iter().any(|s| *s != 0.0));
     // The diagonal estimate sums to the trace estimate.
     let diag: f64 = h.diagonal.iter().map(|d| d.sum(tch::Kind::Double).double_value(&[])).sum();
     assert!((diag - t.trace).abs() <= 1e-4 * t.trace.abs(), "diagonal sums to {diag}, trace {}", t.trace);
