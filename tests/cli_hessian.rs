@@ -97,6 +97,10 @@ fn hessian_without_labels_uses_distillation() {
         "-q",
         "--json",
         s(&json),
+        "--slq",
+        "2",
+        "--slq-steps",
+        "6",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "-q prints nothing");
@@ -105,6 +109,21 @@ fn hessian_without_labels_uses_distillation() {
     // At the teacher's own weights the distillation Hessian is a Gauss-Newton matrix: PSD.
     assert!(j["total"]["trace"].as_f64().unwrap() > 0.0, "{}", j["total"]);
     assert!(j["eigenvalues"][0]["value"].as_f64().unwrap() > 0.0);
+    // --slq 2: two quadratures of 6 nodes, weights summing to 1; a PSD Hessian has no
+    // Ritz value below 0 beyond rounding.
+    let density = j["density"].as_array().unwrap();
+    assert_eq!(density.len(), 2);
+    for q in density {
+        let nodes: Vec<f64> = q["nodes"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let weights: f64 = q["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+        assert_eq!(nodes.len(), 6);
+        assert!((weights - 1.0).abs() < 1e-9);
+        assert!(nodes[0] > -1e-4 * nodes[5], "{nodes:?}");
+    }
+    assert_eq!(
+        j["hessian_vector_products"].as_u64().unwrap(),
+        j["hutchinson"]["samples"].as_u64().unwrap() + j["eigenvalues"][0]["iterations"].as_u64().unwrap() + 12
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::plot;
 use anyhow::{anyhow, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oto_graph::AnalyzeOptions;
-use oto_hessian::{group_blocks, hutchinson, layer_blocks, top_eigenvalues, HessianOperator, TraceConfig, TraceEstimate};
+use oto_hessian::{group_blocks, hutchinson, layer_blocks, slq, top_eigenvalues, HessianOperator, TraceConfig, TraceEstimate};
 use oto_torch::data::{DataPosition, Dataset, Sampling};
 use oto_torch::exec::Executor;
 use oto_torch::loss::Loss;
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 Examples:
   oto hessian graphs/zoo/demo_cnn.onnx --data examples/data/digits_train.npz --lr 0.05
       per-layer and per-group traces, the top eigenvalue and whether lr 0.05 is below 2/lambda
-  oto hessian model.onnx --data tokens.npz --batches 8 --json hessian.json --plot traces.png
+  oto hessian model.onnx --data tokens.npz --batches 8 --json hessian.json --plot traces.png --slq 4
       unlabeled data: the loss is distillation from the model itself (its Gauss-Newton curvature)
 
 The Hessian is that of the mean loss over the first --batches batches of the data, with the
@@ -62,6 +62,13 @@ pub struct Args {
     /// Most power iterations per eigenvalue.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
+    /// Also estimate the spectral density by stochastic Lanczos quadrature with this many
+    /// runs (written to the JSON as `density`: Ritz values and weights per run).
+    #[arg(long, value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub slq: Option<u64>,
+    /// Lanczos steps (Hessian-vector products) per --slq run.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=200))]
+    pub slq_steps: u64,
     /// Seed of the random vectors.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -156,6 +163,15 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let before = op.products();
     let eigen = top_eigenvalues(&mut op, top_k, iterations, EIGEN_TOLERANCE, args.seed).map_err(classify)?;
     bar.inc((op.products() - before) as u64);
+    let density = match args.slq {
+        Some(runs) => {
+            bar.set_message("stochastic Lanczos quadrature");
+            bar.inc_length(runs.saturating_mul(args.slq_steps));
+            let steps = usize::try_from(args.slq_steps).unwrap_or(usize::MAX);
+            Some(slq(&mut op, usize::try_from(runs).unwrap_or(1), steps, args.seed).map_err(classify)?)
+        }
+        None => None,
+    };
     bar.finish_and_clear();
 
     let lambda = eigen.first().map_or(f64::NAN, |e| e.value);
@@ -186,6 +202,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "groups": json_estimates(group_estimates),
         "eigenvalues": eigen,
         "stability": { "lambda_max": lambda, "lr_bound": bound, "lr": lr, "stable": lr.zip(bound).map(|(lr, b)| lr <= b) },
+        "density": density,
         "hessian_vector_products": op.products(),
     });
     if let Some(path) = &args.json {

@@ -433,3 +433,73 @@ pub fn top_eigenvalues(
     }
     Ok(values)
 }
+
+/// One run of stochastic Lanczos quadrature: the Ritz values of the Lanczos tridiagonal
+/// matrix started from a random unit vector `v` and their weights (squared first
+/// components of its eigenvectors), a quadrature of the spectral density seen from `v`:
+/// `v^T f(H) v ~ sum weights * f(nodes)`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Quadrature {
+    /// Ritz values, ascending.
+    pub nodes: Vec<f64>,
+    /// Their weights (they sum to 1).
+    pub weights: Vec<f64>,
+}
+
+impl Quadrature {
+    /// `v^T H v` for the unit start vector, times the dimension: one sample of the trace.
+    pub fn trace(&self, dimension: u64) -> f64 {
+        dimension as f64 * self.nodes.iter().zip(&self.weights).map(|(n, w)| n * w).sum::<f64>()
+    }
+}
+
+/// Stochastic Lanczos quadrature (Ghorbani et al. 2019; PyHessian's density): `runs` Lanczos
+/// runs of `steps` Hessian-vector products each, from Rademacher start vectors, with full
+/// reorthogonalization (so `steps` vectors of the parameters' size are kept during a run).
+pub fn slq(op: &mut HessianOperator<'_>, runs: usize, steps: usize, seed: u64) -> Result<Vec<Quadrature>> {
+    if runs == 0 || steps == 0 {
+        return Err(Error::Config(format!("stochastic Lanczos quadrature needs runs >= 1 and steps >= 1 (got {runs}, {steps})")));
+    }
+    tch::manual_seed(seed as i64);
+    let params = op.params();
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut basis: Vec<Vec<Tensor>> = vec![normalized(&rademacher(&params))];
+        let (mut alpha, mut beta) = (Vec::new(), Vec::new());
+        for j in 0..steps {
+            let q = &basis[j];
+            let mut w = op.hvp(q)?;
+            let a = dot(&w, q);
+            alpha.push(a);
+            w = axpy(&w, a, q);
+            if j > 0 {
+                w = axpy(&w, beta[j - 1], &basis[j - 1]);
+            }
+            // Full reorthogonalization (twice is enough in floating point).
+            for _ in 0..2 {
+                for u in &basis {
+                    w = axpy(&w, dot(&w, u), u);
+                }
+            }
+            let b = dot(&w, &w).sqrt();
+            if j + 1 == steps || b <= 1e-10 * a.abs().max(1.0) {
+                break;
+            }
+            beta.push(b);
+            basis.push(w.iter().map(|t| t / b).collect());
+        }
+        let m = alpha.len() as i64;
+        let t = Tensor::from_slice(&alpha).diag(0);
+        let t = if m > 1 {
+            let off = Tensor::from_slice(&beta[..(m - 1) as usize]);
+            t + off.diag(1) + off.diag(-1)
+        } else {
+            t
+        };
+        let (values, vectors) = t.f_linalg_eigh("L").map_err(|e| Error::torch("eigenvalues of the Lanczos matrix", e))?;
+        let nodes = Vec::<f64>::try_from(values).map_err(|e| Error::torch("reading Ritz values", e))?;
+        let weights = Vec::<f64>::try_from(vectors.get(0).square()).map_err(|e| Error::torch("reading quadrature weights", e))?;
+        out.push(Quadrature { nodes, weights });
+    }
+    Ok(out)
+}

@@ -129,3 +129,28 @@ fn several_batches_give_the_hessian_of_the_mean_loss() {
     }
     assert!(b.iter().any(|t| t.abs().max().double_value(&[]) > 1e-2));
 }
+
+/// Stochastic Lanczos quadrature: the largest Ritz value of 40 steps is the top eigenvalue
+/// within 1% (Lanczos converges on the extremes first), the weights sum to 1, and the mean
+/// of the runs' trace samples is within 3 standard errors of the exact trace.
+#[test]
+fn lanczos_quadrature_finds_the_extremes_and_the_trace() {
+    let (r, batch) = reference();
+    let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
+    let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
+    let runs = oto_hessian::slq(&mut op, 6, 40, 5).unwrap();
+    let exact = r["eigenvalues"].to_f64_vec()[0];
+    for q in &runs {
+        assert_eq!(q.nodes.len(), 40);
+        assert!((q.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let top = q.nodes[q.nodes.len() - 1];
+        assert!((top - exact).abs() <= 0.01 * exact, "largest Ritz value {top} vs top eigenvalue {exact}");
+    }
+    let samples: Vec<f64> = runs.iter().map(|q| q.trace(6922)).collect();
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let se = (samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    let trace = scalar(&r, "trace");
+    println!("SLQ trace {mean:.4} +- {se:.4}, exact {trace:.4}");
+    assert!((mean - trace).abs() <= 3.0 * se, "SLQ trace {mean} +- {se} vs exact {trace}");
+}
