@@ -49,6 +49,11 @@ USER_ZOO_STAMP := $(USER_ZOO)/.stamp-$(call hash,graphs/zoo.py graphs/user_zoo.p
 # Hand-made ONNX Model Zoo-era graphs (IR 3, opsets 7-9, caffe2 conversions).
 LEGACY_ZOO := graphs/legacy_zoo
 LEGACY_ZOO_STAMP := $(LEGACY_ZOO)/.stamp-$(call hash,graphs/legacy_zoo.py)
+# PyTorch Hessian-vector products, gradients and (MLP) full-Hessian trace and eigenvalues
+# on zoo models, for the second-order tests (crates/torch/tests/hessian.rs); rebuilt when
+# the script or the zoo changes.
+HESSIAN_REF := graphs/hessian_ref
+HESSIAN_REF_STAMP := $(HESSIAN_REF)/.stamp-$(call hash,graphs/hessian_ref.py graphs/train_ref.py graphs/zoo.py)
 
 # --- environment for cargo ------------------------------------------------------------
 # torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
@@ -100,7 +105,7 @@ $(OPT_SETUP_STAMP): $(OPT_REQUIREMENTS) | $(SETUP_STAMP)
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP) $(LEGACY_ZOO_STAMP)
+graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP) $(LEGACY_ZOO_STAMP) $(HESSIAN_REF_STAMP)
 
 $(OPT_ZOO_STAMP): | $(OPT_SETUP_STAMP)
 	$(OPT_VENV)/bin/python graphs/optimum_zoo.py --out $(OPT_ZOO)
@@ -121,6 +126,12 @@ $(USER_ZOO_STAMP): | $(SETUP_STAMP)
 $(LEGACY_ZOO_STAMP): | $(SETUP_STAMP)
 	$(PY) graphs/legacy_zoo.py --out $(LEGACY_ZOO)
 	rm -f $(LEGACY_ZOO)/.stamp-*
+	touch $@
+
+# Reads the zoo's models, so it runs after the zoo export.
+$(HESSIAN_REF_STAMP): $(GRAPHS_STAMP) | $(SETUP_STAMP)
+	$(PY) graphs/hessian_ref.py --zoo $(ZOO) --out $(HESSIAN_REF)
+	rm -f $(HESSIAN_REF)/.stamp-*
 	touch $@
 
 # The script empties $(NODE_TESTS) first, old stamps included.
@@ -194,6 +205,9 @@ bench: setup graphs $(BENCH_STAMP)
 	$(PY) bench/torch_step.py resnet18 --batch 32 --threads 2 $(TO_LOG)
 	$(CARGO) run -q --release -p oto-torch --example bench_step -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
 	$(PY) bench/torch_step.py bert_tiny --batch 16 --threads 2 $(TO_LOG)
+	@echo "Hessian-vector product vs gradient (2 threads):" $(TO_LOG)
+	$(CARGO) run -q --release -p oto-hessian --example bench_hvp -- $(ZOO)/resnet18.onnx --batch 16 --threads 2 $(TO_LOG)
+	$(CARGO) run -q --release -p oto-hessian --example bench_hvp -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
 	@echo "Training step over a whole HESSO schedule vs the plain base optimizer (2 threads):" $(TO_LOG)
 	$(CARGO) run -q --release -p oto-optim --example bench_hesso -- $(ZOO)/resnet18.onnx --batch 32 --threads 2 $(TO_LOG)
 	$(CARGO) run -q --release -p oto-optim --example bench_hesso -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
@@ -221,7 +235,7 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(USER_ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS)
+	rm -rf $(STAMPS) $(ZOO) $(USER_ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS) $(HESSIAN_REF)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean

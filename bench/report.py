@@ -122,6 +122,14 @@ def rows(results):
                 (name, "pytorch", "peak_rss")),
         ]
     for model in ("resnet18", "bert_tiny"):
+        name = f"hvp {model}"
+        out += [
+            row(name, "Hessian-vector product on a new batch (fwd, bwd with graph, product), vs one gradient (fwd+bwd)",
+                (name, "oto", "hvp_fresh"), seconds, (name, "oto", "grad"), ratio_at_most(2.5)),
+            row(name, "one more Hessian-vector product from the kept graph, vs one gradient",
+                (name, "oto", "hvp_cached"), seconds, (name, "oto", "grad")),
+        ]
+    for model in ("resnet18", "bert_tiny"):
         name = f"hesso {model}"
         out += [
             row(name, "training step, mean over a whole HESSO schedule, vs plain SGD", (name, "hesso", "mean_step"),

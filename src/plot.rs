@@ -128,6 +128,115 @@ pub fn render_png(figure: &Figure, width: u32, height: u32) -> Result<Vec<u8>, P
     Ok(out)
 }
 
+/// A horizontal bar chart: one bar per named value (e.g. the Hessian trace of each layer),
+/// top to bottom in the given order, from zero to the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bars {
+    /// Title above the chart.
+    pub title: String,
+    /// Label of the value axis.
+    pub x_label: String,
+    /// `(name, value)` per bar; a non-finite value draws no bar.
+    pub bars: Vec<(String, f64)>,
+    /// Bar color (RGB).
+    pub color: [u8; 3],
+}
+
+/// Pixels per bar row of [`render_bars_png`].
+pub const BAR_ROW: u32 = 22;
+
+/// Renders `bars` into an RGB PNG `width` pixels wide and [`BAR_ROW`] pixels per bar (plus
+/// room for the title and the axis) high, names left of the bars (long names keep their end).
+pub fn render_bars_png(bars: &Bars, width: u32) -> Result<Vec<u8>, PlotError> {
+    let (rgb, height, _) = render_bars(bars, width)?;
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(PlotError::Encode)?;
+    writer.write_image_data(&rgb).map_err(PlotError::Encode)?;
+    writer.finish().map_err(PlotError::Encode)?;
+    Ok(out)
+}
+
+/// Pixel ranges `(x, y)` of a plot area.
+type PixelArea = (Range<i32>, Range<i32>);
+
+/// Draws the bar chart; returns the pixels, the height and the plot area's pixel ranges.
+fn render_bars(bars: &Bars, width: u32) -> Result<(Vec<u8>, u32, PixelArea), PlotError> {
+    let n = bars.bars.len();
+    if n == 0 {
+        return Err(PlotError::NoPanels);
+    }
+    let height = u32::try_from(n).ok().and_then(|n| n.checked_mul(BAR_ROW)).and_then(|h| h.checked_add(110)).unwrap_or(u32::MAX);
+    if !(MIN_SIDE..=MAX_SIDE).contains(&width) || height > MAX_SIDE {
+        return Err(PlotError::BadSize { width, height, reason: "each side must be between 160 and 8192 pixels (at most 363 bars)" });
+    }
+    let values = bars.bars.iter().map(|b| b.1).filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let (lo, hi) = (if lo < 0.0 { lo - 0.05 * span } else { 0.0 }, if hi > 0.0 || lo >= 0.0 { hi + 0.05 * span } else { 0.0 });
+    if !(hi - lo).is_finite() {
+        return Err(PlotError::BadRange { panel: bars.title.clone(), range: (lo, hi) });
+    }
+    font()?;
+    let draw = |e: &dyn fmt::Display| PlotError::Draw(e.to_string());
+    let label_font = (FONT, 12).into_font().color(&TEXT);
+    let names: Vec<String> = bars
+        .bars
+        .iter()
+        .map(|(name, _)| {
+            let chars: Vec<char> = name.chars().collect();
+            if chars.len() > 44 {
+                format!("...{}", chars[chars.len() - 41..].iter().collect::<String>())
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    let label_width = (width / 3).clamp(80, 320);
+    let mut buf = vec![255u8; width as usize * height as usize * 3];
+    let plot;
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .caption(&bars.title, (FONT, 16).into_font().color(&TEXT))
+            .x_label_area_size(44)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(lo..hi, 0.0..n as f64)
+            .map_err(|e| draw(&e))?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(0)
+            .disable_y_mesh()
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .axis_style(BLACK)
+            .label_style(label_font.clone())
+            .x_label_formatter(&tick_label)
+            .x_desc(bars.x_label.as_str())
+            .axis_desc_style(label_font.clone())
+            .draw()
+            .map_err(|e| draw(&e))?;
+        let color = rgb(bars.color);
+        for (i, (_, v)) in bars.bars.iter().enumerate().filter(|(_, (_, v))| v.is_finite()) {
+            let top = (n - i) as f64 - 0.15;
+            let bar = Rectangle::new([(0.0f64.clamp(lo, hi), top - 0.7), (*v, top)], color.filled());
+            chart.draw_series(std::iter::once(bar)).map_err(|e| draw(&e))?;
+        }
+        let right = label_font.clone().pos(Pos::new(HPos::Right, VPos::Center));
+        for (i, name) in names.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(lo, (n - i) as f64 - 0.5));
+            root.draw(&Text::new(name.clone(), (x - 6, y), right.clone())).map_err(|e| draw(&e))?;
+        }
+        plot = chart.plotting_area().get_pixel_range();
+        root.present().map_err(|e| draw(&e))?;
+    }
+    Ok((buf, height, plot))
+}
+
 /// Registers the embedded font once per process.
 fn font() -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
@@ -389,6 +498,34 @@ mod tests {
     fn column(plot: &(Range<i32>, Range<i32>), x_range: (f64, f64), x: f64) -> i32 {
         let (lo, hi) = (plot.0.start as f64, (plot.0.end - 1) as f64);
         (lo + (x - x_range.0) / (x_range.1 - x_range.0) * (hi - lo)).round() as i32
+    }
+
+    /// A bar chart: one bar per value, each as long as its value, the negative one left of zero.
+    #[test]
+    fn bars_have_the_lengths_of_their_values() {
+        let bars = Bars {
+            title: "trace".into(),
+            x_label: "trace".into(),
+            bars: vec![("a".into(), 4.0), ("b".into(), 1.0), ("c".into(), -1.0)],
+            color: RED,
+        };
+        let png = render_bars_png(&bars, 640).unwrap();
+        let (w, h, rgb) = decode(&png);
+        assert_eq!((w, h), (640, 3 * BAR_ROW + 110));
+        let (raw, _, plot) = render_bars(&bars, 640).unwrap();
+        assert_eq!(raw, rgb);
+        // The red pixels of each bar's middle row, as a run of columns.
+        let row = |i: usize| {
+            let y = plot.1.start + ((plot.1.end - plot.1.start) as f64 * (i as f64 + 0.5) / 3.0) as i32;
+            let xs: Vec<i32> = (0..w as i32).filter(|&x| pixel(&rgb, w, x, y) == RED).collect();
+            (*xs.first().unwrap(), *xs.last().unwrap())
+        };
+        let (a, b, c) = (row(0), row(1), row(2));
+        let zero = a.0;
+        assert!((b.0 - zero).abs() <= 1 && (c.1 - zero).abs() <= 1, "{a:?} {b:?} {c:?}");
+        let (la, lb, lc) = ((a.1 - a.0) as f64, (b.1 - b.0) as f64, (c.1 - c.0) as f64);
+        assert!((la / lb - 4.0).abs() < 0.1 && (lc / lb - 1.0).abs() < 0.1, "lengths {la} {lb} {lc}");
+        assert!(matches!(render_bars_png(&Bars { bars: vec![], ..bars }, 640), Err(PlotError::NoPanels)));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod analyze;
 mod check;
 mod construct;
 mod eval;
+mod hessian;
 mod inspect;
 mod prune;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Construct(construct::Args),
     /// Train with HESSO and prune: the one-shot job from a trained model to a compact one.
     Prune(Box<prune::Args>),
+    /// Hessian traces per layer and per pruning group, top eigenvalues, the SGD stability bound.
+    Hessian(hessian::Args),
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Construct(args) => construct::run(args),
         Command::Prune(args) => prune::run(args, cli.quiet, cli.verbose),
+        Command::Hessian(args) => hessian::run(args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

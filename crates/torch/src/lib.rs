@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod exec;
+pub mod hessian;
 pub mod loss;
 pub mod optim;
 pub mod schedule;

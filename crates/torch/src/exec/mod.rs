@@ -376,6 +376,43 @@ impl Executor {
     /// returns the graph outputs in order. Inputs are moved to the executor's device.
     /// Gradients are recorded unless called under [`tch::no_grad`].
     pub fn forward(&self, inputs: &[Tensor], mode: Mode) -> Result<Vec<Tensor>> {
+        self.forward_inspecting(inputs, mode, &mut |_, _, _| {})
+    }
+
+    /// The first node, in execution order, through which libtorch cannot differentiate
+    /// twice (a backward formula without a derivative of its own), as an
+    /// [`Error::Unsupported`] naming it; `None` when every node has a double backward.
+    /// Runs the graph on `inputs` and, at every node, differentiates that node alone twice
+    /// (a sum of squares of its outputs with respect to its floating-point inputs): a
+    /// diagnosis for Hessian-vector products ([`crate::hessian`]) that failed.
+    pub fn double_backward_gap(&self, inputs: &[Tensor], mode: Mode) -> Result<Option<Error>> {
+        let mut gap = None;
+        tch::with_grad(|| {
+            self.forward_inspecting(inputs, mode, &mut |label, kernel, ctx| {
+                if gap.is_none() {
+                    if let Some(message) = double_backward_fails(kernel, ctx) {
+                        gap = Some(Error::Unsupported {
+                            model: self.model_path.clone(),
+                            node: label.to_string(),
+                            message: format!(
+                                "libtorch cannot differentiate this operator twice ({message}), so Hessian-vector products cannot pass through it"
+                            ),
+                        });
+                    }
+                }
+            })
+        })?;
+        Ok(gap)
+    }
+
+    /// [`Executor::forward`], calling `inspect` with each node's label, kernel and
+    /// inputs before the node runs.
+    fn forward_inspecting(
+        &self,
+        inputs: &[Tensor],
+        mode: Mode,
+        inspect: &mut dyn FnMut(&str, &ops::Kernel, &ops::Ctx<'_>),
+    ) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             let names: Vec<&str> = self.inputs.iter().map(|(i, _)| i.name.as_str()).collect();
             return Err(Error::Input {
@@ -413,6 +450,7 @@ impl Executor {
             }
             align_devices(&mut args).map_err(&fail)?;
             let ctx = ops::Ctx { inputs: &args, host: &host, training: mode == Mode::Train };
+            inspect(&planned.label, &planned.kernel, &ctx);
             let results = (planned.kernel)(&ctx).map_err(|e| fail(e.0))?;
             for (out, value) in planned.outputs.iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
                 if let Some(d) = out {
@@ -461,6 +499,36 @@ impl Executor {
         let path = model.path().to_string_lossy().into_owned();
         Ok(Model::from_proto(proto, &path, model.base_dir().map(|p| p.to_path_buf()))?)
     }
+}
+
+/// libtorch's message when `kernel` on `ctx`'s inputs cannot be differentiated twice:
+/// the inputs become fresh leaves, `s = sum(outputs^2)`, `g = ds/dinputs` with a graph,
+/// then `d(sum(g^2))/dinputs`. `None` when that works (or nothing is differentiable).
+fn double_backward_fails(kernel: &ops::Kernel, ctx: &ops::Ctx<'_>) -> Option<String> {
+    let leaves: Vec<Option<Tensor>> = ctx
+        .inputs
+        .iter()
+        .map(|t| t.as_ref().map(|t| if t.is_floating_point() { t.detach().set_requires_grad(true) } else { t.shallow_clone() }))
+        .collect();
+    let probe = ops::Ctx { inputs: &leaves, host: ctx.host, training: ctx.training };
+    let outputs = kernel(&probe).ok()?;
+    let leaves: Vec<&Tensor> = leaves.iter().flatten().filter(|t| t.requires_grad()).collect();
+    let squares = |ts: &mut dyn Iterator<Item = &Tensor>| -> Option<Tensor> {
+        ts.filter(|t| t.defined() && t.requires_grad() && t.is_floating_point())
+            .map(|t| t.to_kind(tch::Kind::Double).square().sum(tch::Kind::Double))
+            .reduce(|a, b| a + b)
+    };
+    let first = squares(&mut outputs.iter())?;
+    if leaves.is_empty() {
+        return None;
+    }
+    let message = |e: tch::TchError| ops::OpError::from(e).0;
+    let grads = match Tensor::f_run_backward(&[first], &leaves, true, true) {
+        Ok(g) => g,
+        Err(e) => return Some(message(e)),
+    };
+    let second = squares(&mut grads.iter())?;
+    Tensor::f_run_backward(&[second], &leaves, false, false).err().map(message)
 }
 
 /// Whether a float initializer is a trainable weight: not a scalar, not read only as
@@ -539,4 +607,25 @@ pub fn check_input(spec: &GraphInput, tensor: &Tensor) -> Result<()> {
 pub fn describe_dims(dims: &[Option<i64>]) -> String {
     let parts: Vec<String> = dims.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
     format!("[{}]", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kernel: ops::Kernel) -> Option<String> {
+        let x = Tensor::from_slice(&[-4.0f64, -0.5, 0.25, 2.0, 5.0]);
+        double_backward_fails(&kernel, &ops::Ctx { inputs: &[Some(x)], host: &[None], training: false })
+    }
+
+    /// libtorch's `hardsigmoid` has no double backward (the executor's HardSigmoid is a
+    /// clamp, which has): the probe reports libtorch's message for it, nothing for tanh.
+    #[test]
+    fn double_backward_probe_finds_missing_second_derivatives() {
+        let message = run(Box::new(|ctx: &ops::Ctx<'_>| Ok(vec![ctx.input(0)?.f_hardsigmoid()?]))).unwrap();
+        assert!(message.contains("hardsigmoid_backward"), "{message}");
+        assert_eq!(run(Box::new(|ctx: &ops::Ctx<'_>| Ok(vec![ctx.input(0)?.f_tanh()?]))), None);
+        // A node whose output does not depend on a float input has nothing to probe.
+        assert_eq!(run(Box::new(|ctx: &ops::Ctx<'_>| Ok(vec![ctx.input(0)?.f_sign()?]))), None);
+    }
 }
