@@ -18,6 +18,7 @@
 
 use crate::error::{OnnxError, Result};
 use crate::graph::{node_label, Graph, NodeExt};
+use crate::op::Op;
 use crate::ops;
 use crate::proto::{type_proto, NodeProto, TensorProto};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -300,7 +301,7 @@ pub(crate) const FOLD_LIMIT: usize = 1 << 16;
 const SHAPE_VALUE_LIMIT: usize = 1 << 10;
 
 /// Why a node's outputs got no type: an input is unknown, or the node is malformed.
-enum Stop {
+pub(crate) enum Stop {
     Unknown,
     Fail(OnnxError),
 }
@@ -311,16 +312,16 @@ impl From<OnnxError> for Stop {
     }
 }
 
-type R<T> = std::result::Result<T, Stop>;
+pub(crate) type R<T> = std::result::Result<T, Stop>;
 
-struct Infer<'g, 'm> {
-    graph: &'g Graph<'m>,
-    out: Shapes,
+pub(crate) struct Infer<'g, 'm> {
+    pub(crate) graph: &'g Graph<'m>,
+    pub(crate) out: Shapes,
     fresh: usize,
     init_cache: HashMap<String, Option<Tensor>>,
 }
 
-fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
+pub(crate) fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
     ValueType { dtype, shape: Some(shape) }
 }
 
@@ -337,7 +338,7 @@ fn is_int(d: DType) -> bool {
 }
 
 /// Numpy broadcasting of two dimensions; `None` when incompatible.
-fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
+pub(crate) fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
     match (a, b) {
         _ if a == b => Some(a.clone()),
         (Dim::Known(1), _) => Some(b.clone()),
@@ -377,97 +378,12 @@ fn dtype_of_proto(t: &TensorProto) -> Option<DType> {
     DType::from_onnx(t.data_type.unwrap_or(0))
 }
 
-/// Unary operators whose output has the type and shape of input 0.
-fn is_same_shape_unary(op: &str) -> bool {
-    matches!(
-        op,
-        "Relu"
-            | "LeakyRelu"
-            | "PRelu"
-            | "Elu"
-            | "Selu"
-            | "Celu"
-            | "Gelu"
-            | "Mish"
-            | "Sigmoid"
-            | "HardSigmoid"
-            | "HardSwish"
-            | "Tanh"
-            | "Softplus"
-            | "Softsign"
-            | "ThresholdedRelu"
-            | "Exp"
-            | "Log"
-            | "Neg"
-            | "Abs"
-            | "Sqrt"
-            | "Reciprocal"
-            | "Erf"
-            | "Floor"
-            | "Ceil"
-            | "Round"
-            | "Sign"
-            | "Sin"
-            | "Cos"
-            | "Tan"
-            | "Asin"
-            | "Acos"
-            | "Atan"
-            | "Sinh"
-            | "Cosh"
-            | "Asinh"
-            | "Acosh"
-            | "Atanh"
-            | "Identity"
-            | "Clip"
-            | "Softmax"
-            | "LogSoftmax"
-            | "Hardmax"
-            | "LRN"
-            | "Not"
-            | "BitwiseNot"
-            | "CumSum"
-            | "Trilu"
-            | "InstanceNormalization"
-            | "GroupNormalization"
-            | "MeanVarianceNormalization"
-            | "LpNormalization"
-            | "Shrink"
-    )
-}
-
-/// Broadcasting operators whose output takes the element type of input 0.
-fn is_broadcast_arith(op: &str) -> bool {
-    matches!(
-        op,
-        "Add"
-            | "Sub"
-            | "Mul"
-            | "Div"
-            | "Pow"
-            | "Mod"
-            | "Max"
-            | "Min"
-            | "Mean"
-            | "Sum"
-            | "BitShift"
-            | "BitwiseAnd"
-            | "BitwiseOr"
-            | "BitwiseXor"
-    )
-}
-
-/// Broadcasting operators with a boolean output.
-fn is_broadcast_logic(op: &str) -> bool {
-    matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor")
-}
-
 impl<'g, 'm> Infer<'g, 'm> {
-    fn fail(&self, node: &NodeProto, msg: impl Into<String>) -> Stop {
+    pub(crate) fn fail(&self, node: &NodeProto, msg: impl Into<String>) -> Stop {
         Stop::Fail(self.graph.model.error(node_label(node), msg))
     }
 
-    fn attr<T>(&self, node: &NodeProto, r: std::result::Result<T, String>) -> R<T> {
+    pub(crate) fn attr<T>(&self, node: &NodeProto, r: std::result::Result<T, String>) -> R<T> {
         r.map_err(|m| self.fail(node, m))
     }
 
@@ -563,14 +479,14 @@ impl<'g, 'm> Infer<'g, 'm> {
         ops::input(node, k).is_some()
     }
 
-    fn shape(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
+    pub(crate) fn shape(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
         let Some(name) = ops::input(node, k) else {
             return Err(self.fail(node, format!("input {k} is missing")));
         };
         self.out.shape(name).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
     }
 
-    fn dtype(&self, node: &NodeProto, k: usize) -> Option<DType> {
+    pub(crate) fn dtype(&self, node: &NodeProto, k: usize) -> Option<DType> {
         ops::input(node, k).and_then(|n| self.out.dtype(n))
     }
 
@@ -595,7 +511,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(())
     }
 
-    fn axis(&self, node: &NodeProto, axis: i64, rank: usize) -> R<usize> {
+    pub(crate) fn axis(&self, node: &NodeProto, axis: i64, rank: usize) -> R<usize> {
         let r = rank as i64;
         if axis < -r || axis >= r {
             return Err(self.fail(node, format!("axis {axis} is out of range for rank {rank}")));
@@ -636,48 +552,29 @@ impl<'g, 'm> Infer<'g, 'm> {
     }
 
     fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let op = node.op();
-        if !matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx") {
-            return Err(Stop::Unknown);
-        }
-        if is_same_shape_unary(op) {
-            let x = self.shape(node, 0)?;
-            if op == "PRelu" {
-                let slope = self.shape(node, 1)?;
-                broadcast_shapes(&[&x, &slope]).map_err(|m| self.fail(node, m))?;
-            }
-            return Ok(vec![vt(self.dtype(node, 0), x)]);
-        }
-        if is_broadcast_arith(op) || is_broadcast_logic(op) || op == "Where" {
-            let shapes: Vec<Vec<Dim>> = (0..node.input.len()).map(|k| self.shape(node, k)).collect::<R<_>>()?;
-            let refs: Vec<&[Dim]> = shapes.iter().map(Vec::as_slice).collect();
-            let out = broadcast_shapes(&refs).map_err(|m| self.fail(node, m))?;
-            let dtype = if is_broadcast_logic(op) {
-                Some(DType::Bool)
-            } else if op == "Where" {
-                self.dtype(node, 1)
-            } else {
-                self.dtype(node, 0)
-            };
-            return Ok(vec![vt(dtype, out)]);
-        }
-        if ops::is_reduce(op) {
-            return self.reduce(node);
-        }
-        match op {
-            "Conv" | "ConvInteger" => self.conv(node),
-            "ConvTranspose" => self.conv_transpose(node),
-            "MaxPool" | "AveragePool" | "LpPool" => self.pool(node),
-            "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
-                let x = self.shape(node, 0)?;
-                if x.len() < 2 {
-                    return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
-                }
-                let mut out = x[..2].to_vec();
-                out.resize(x.len(), Dim::Known(1));
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "BatchNormalization" => {
+        let op = Op::parse(self.graph, node)?;
+        match &op {
+            Op::Other(_) => Err(Stop::Unknown),
+            Op::Unary(_)
+            | Op::PRelu
+            | Op::Clip
+            | Op::Softmax
+            | Op::LogSoftmax
+            | Op::Hardmax
+            | Op::Lrn
+            | Op::CumSum
+            | Op::Trilu
+            | Op::InstanceNormalization
+            | Op::GroupNormalization
+            | Op::MeanVarianceNormalization
+            | Op::LpNormalization => self.same_shape(node, &op),
+            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
+            Op::Reduce(_) => self.reduce(node),
+            Op::Conv(c) => self.conv(node, c),
+            Op::ConvTranspose(c) => self.conv_transpose(node, c),
+            Op::Pool(p) => self.pool(node, p),
+            Op::GlobalPool(_) => self.global_pool(node),
+            Op::BatchNormalization => {
                 let x = self.shape(node, 0)?;
                 if x.len() < 2 {
                     return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
@@ -697,7 +594,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 }
                 Ok(outs)
             }
-            "LayerNormalization" => {
+            Op::LayerNormalization => {
                 let x = self.shape(node, 0)?;
                 let axis = self.attr(node, node.attr_int_or("axis", -1))?;
                 let a = self.axis(node, axis, x.len())?;
@@ -706,15 +603,11 @@ impl<'g, 'm> Infer<'g, 'm> {
                 stat.resize(x.len(), Dim::Known(1));
                 Ok(vec![vt(self.dtype(node, 0), x), vt(stash, stat.clone()), vt(stash, stat)])
             }
-            "Dropout" => {
-                let x = self.shape(node, 0)?;
-                Ok(vec![vt(self.dtype(node, 0), x.clone()), vt(Some(DType::Bool), x)])
-            }
-            "IsNaN" | "IsInf" => Ok(vec![vt(Some(DType::Bool), self.shape(node, 0)?)]),
-            "Gemm" => self.gemm(node),
-            "MatMul" | "MatMulInteger" => self.matmul(node),
-            "Einsum" => self.einsum(node),
-            "Flatten" => {
+            Op::Dropout => self.dropout(node),
+            Op::Gemm(g) => self.gemm(node, g),
+            Op::MatMul { integer } => self.matmul(node, *integer),
+            Op::Einsum => self.einsum(node),
+            Op::Flatten => {
                 let x = self.shape(node, 0)?;
                 let axis = self.attr(node, node.attr_int_or("axis", 1))?;
                 let r = x.len() as i64;
@@ -724,8 +617,8 @@ impl<'g, 'm> Infer<'g, 'm> {
                 let a = if axis < 0 { axis + r } else { axis } as usize;
                 Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a]), Dim::product(&x[a..])])])
             }
-            "Reshape" => self.reshape(node),
-            "Transpose" => {
+            Op::Reshape => self.reshape(node),
+            Op::Transpose => {
                 let x = self.shape(node, 0)?;
                 let perm = self.attr(node, node.attr_ints("perm"))?.unwrap_or_else(|| (0..x.len() as i64).rev().collect());
                 let mut seen = vec![false; x.len()];
@@ -742,10 +635,10 @@ impl<'g, 'm> Infer<'g, 'm> {
                 }
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
-            "Concat" => self.concat(node),
-            "Split" => self.split(node),
-            "Slice" => self.slice(node),
-            "Gather" => {
+            Op::Concat => self.concat(node),
+            Op::Split => self.split(node),
+            Op::Slice => self.slice(node),
+            Op::Gather => {
                 let x = self.shape(node, 0)?;
                 let idx = self.shape(node, 1)?;
                 let axis = self.attr(node, node.attr_int_or("axis", 0))?;
@@ -755,14 +648,14 @@ impl<'g, 'm> Infer<'g, 'm> {
                 out.extend_from_slice(&x[a + 1..]);
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
-            "GatherElements" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
-            "GatherND" => {
+            Op::GatherElements => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
+            Op::GatherNd => {
                 let (x, mut out, batch, k) = self.nd_indices(node)?;
                 out.pop();
                 out.extend_from_slice(&x[batch + k..]);
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
-            "ScatterND" => {
+            Op::ScatterNd => {
                 let (x, idx, _, k) = self.nd_indices(node)?;
                 let mut expected = idx[..idx.len() - 1].to_vec();
                 expected.extend_from_slice(&x[k..]);
@@ -777,17 +670,17 @@ impl<'g, 'm> Infer<'g, 'm> {
                 }
                 Ok(vec![vt(self.dtype(node, 0), x)])
             }
-            "ScatterElements" | "Scatter" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
-            "Squeeze" => self.squeeze(node),
-            "Unsqueeze" => self.unsqueeze(node),
-            "Shape" => {
+            Op::ScatterElements => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
+            Op::Squeeze => self.squeeze(node),
+            Op::Unsqueeze => self.unsqueeze(node),
+            Op::Shape => {
                 let x = self.shape(node, 0)?;
                 let (s, e) = self.shape_range(node, x.len())?;
                 Ok(vec![vt(Some(DType::I64), vec![Dim::Known((e - s) as i64)])])
             }
-            "Size" => Ok(vec![vt(Some(DType::I64), vec![])]),
-            "Constant" => self.constant(node),
-            "ConstantOfShape" => {
+            Op::Size => Ok(vec![vt(Some(DType::I64), vec![])]),
+            Op::Constant => self.constant(node),
+            Op::ConstantOfShape => {
                 let shape = self.values(node, 0)?;
                 let dtype = match self.attr(node, node.attr_tensor("value"))? {
                     Some(t) => dtype_of_proto(t),
@@ -795,18 +688,15 @@ impl<'g, 'm> Infer<'g, 'm> {
                 };
                 Ok(vec![vt(dtype, shape)])
             }
-            "Expand" => {
+            Op::Expand => {
                 let x = self.shape(node, 0)?;
                 let target = self.values(node, 1)?;
                 let out = broadcast_shapes(&[&x, &target]).map_err(|m| self.fail(node, m))?;
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
-            "Cast" => {
-                let x = self.shape(node, 0)?;
-                Ok(vec![vt(ops::cast_to(self.graph, node)?, x)])
-            }
-            "CastLike" => Ok(vec![vt(self.dtype(node, 1), self.shape(node, 0)?)]),
-            "Range" => {
+            Op::Cast => self.cast(node, false),
+            Op::CastLike => self.cast(node, true),
+            Op::Range => {
                 let dtype = self.dtype(node, 0);
                 let len = match (self.values(node, 0), self.values(node, 1), self.values(node, 2)) {
                     (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0]),
@@ -821,7 +711,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 };
                 Ok(vec![vt(dtype, vec![len])])
             }
-            "Tile" => {
+            Op::Tile => {
                 let x = self.shape(node, 0)?;
                 let reps = self.values(node, 1)?;
                 if reps.len() != x.len() {
@@ -829,9 +719,9 @@ impl<'g, 'm> Infer<'g, 'm> {
                 }
                 Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect())])
             }
-            "Pad" => self.pad(node),
-            "Resize" | "Upsample" => self.resize(node),
-            "ArgMax" | "ArgMin" => {
+            Op::Pad => self.pad(node),
+            Op::Resize { .. } => self.resize(node),
+            Op::ArgReduce { .. } => {
                 let x = self.shape(node, 0)?;
                 let a = self.axis(node, self.attr(node, node.attr_int_or("axis", 0))?, x.len())?;
                 let keep = self.attr(node, node.attr_int_or("keepdims", 1))? != 0;
@@ -843,7 +733,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 }
                 Ok(vec![vt(Some(DType::I64), out)])
             }
-            "TopK" => {
+            Op::TopK => {
                 let x = self.shape(node, 0)?;
                 let a = self.axis(node, self.attr(node, node.attr_int_or("axis", -1))?, x.len())?;
                 let k = self.values(node, 1)?;
@@ -851,14 +741,14 @@ impl<'g, 'm> Infer<'g, 'm> {
                 out[a] = k.first().cloned().ok_or(Stop::Unknown)?;
                 Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
             }
-            "DepthToSpace" | "SpaceToDepth" => {
+            Op::DepthToSpace | Op::SpaceToDepth => {
                 let x = self.shape(node, 0)?;
                 let b = Dim::Known(self.attr(node, node.attr_int_or("blocksize", 1))?);
                 if x.len() != 4 {
                     return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
                 }
                 let bb = b.mul(&b);
-                let out = if op == "DepthToSpace" {
+                let out = if op == Op::DepthToSpace {
                     vec![
                         x[0].clone(),
                         x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
@@ -870,13 +760,12 @@ impl<'g, 'm> Infer<'g, 'm> {
                 };
                 Ok(vec![vt(self.dtype(node, 0), out)])
             }
-            "NonZero" => {
+            Op::NonZero => {
                 let x = self.shape(node, 0)?;
                 let n = self.fresh();
                 Ok(vec![vt(Some(DType::I64), vec![Dim::Known(x.len() as i64), n])])
             }
-            "EyeLike" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
-            _ => Err(Stop::Unknown),
+            Op::EyeLike => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
         }
     }
 
@@ -916,181 +805,6 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(vec![ty])
     }
 
-    fn conv_attrs(&self, node: &NodeProto, spatial: usize, kernel: &[Dim]) -> R<ConvAttrs> {
-        let get = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
-            let v = self.attr(node, node.attr_ints(name))?.unwrap_or_else(|| vec![default; len]);
-            if v.len() != len {
-                return Err(self.fail(node, format!("'{name}' has {} entries, expected {len}", v.len())));
-            }
-            Ok(v)
-        };
-        let kernel: Vec<i64> = match self.attr(node, node.attr_ints("kernel_shape"))? {
-            Some(k) => k,
-            None => kernel.iter().map(|d| d.known().ok_or(Stop::Unknown)).collect::<R<_>>()?,
-        };
-        if kernel.len() != spatial {
-            return Err(self.fail(node, format!("kernel_shape {kernel:?} does not match {spatial} spatial axes")));
-        }
-        let a = ConvAttrs {
-            strides: get("strides", 1, spatial)?,
-            dilations: get("dilations", 1, spatial)?,
-            pads: get("pads", 0, 2 * spatial)?,
-            auto_pad: self.attr(node, node.attr_string("auto_pad"))?.unwrap_or_else(|| "NOTSET".into()),
-            kernel,
-        };
-        // Sizes beyond 2^31 are nonsense and would overflow the arithmetic below.
-        let limit = i64::from(i32::MAX);
-        if a.kernel.iter().chain(&a.strides).chain(&a.dilations).chain(&a.pads).any(|v| v.unsigned_abs() > limit.unsigned_abs()) {
-            return Err(self.fail(node, "kernel_shape, strides, dilations or pads hold values beyond 2^31"));
-        }
-        Ok(a)
-    }
-
-    /// Output spatial size of a convolution or pooling window sweep.
-    fn window_out(&self, node: &NodeProto, a: &ConvAttrs, i: usize, input: &Dim, ceil: bool) -> R<Dim> {
-        let (k, s, d) = (a.kernel[i], a.strides[i], a.dilations[i]);
-        if s < 1 || d < 1 || k < 1 {
-            return Err(self.fail(node, format!("kernel {k}, stride {s} and dilation {d} must be positive")));
-        }
-        let span = (k - 1) * d + 1;
-        let spatial = a.kernel.len();
-        match a.auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => return Ok(ceil_div_dim(input, s)),
-            "VALID" => {
-                return Ok(match input {
-                    Dim::Known(n) if *n >= span => Dim::Known((n - span) / s + 1),
-                    Dim::Known(n) => return Err(self.fail(node, format!("input size {n} is smaller than the kernel span {span}"))),
-                    d if span == 1 && s == 1 => d.clone(),
-                    d => Dim::sym(format!("(({d}-{span})/{s}+1)")),
-                })
-            }
-            "NOTSET" | "" => {}
-            other => return Err(self.fail(node, format!("unknown auto_pad '{other}'"))),
-        }
-        let (pb, pe) = (a.pads[i], a.pads[i + spatial]);
-        match input {
-            Dim::Known(n) => {
-                let padded = n.saturating_add(pb + pe).saturating_sub(span);
-                if padded < 0 {
-                    return Err(self.fail(node, format!("input size {n} plus pads {pb}+{pe} is smaller than the kernel span {span}")));
-                }
-                let mut out = if ceil { (padded + s - 1) / s + 1 } else { padded / s + 1 };
-                // The last window must start inside the input or the begin padding.
-                if ceil && (out - 1).saturating_mul(s) >= n.saturating_add(pb) {
-                    out -= 1;
-                }
-                Ok(Dim::Known(out))
-            }
-            d if span == 1 && s == 1 && pb + pe == 0 => Ok(d.clone()),
-            d if s == 1 && pb + pe == span - 1 => Ok(d.clone()),
-            d => Ok(Dim::sym(format!("(({d}+{})/{s}+1)", pb + pe - span))),
-        }
-    }
-
-    fn conv(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        let w = self.shape(node, 1)?;
-        if x.len() < 3 || w.len() != x.len() {
-            return Err(
-                self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
-            );
-        }
-        let group = self.attr(node, node.attr_int_or("group", 1))?;
-        if group < 1 {
-            return Err(self.fail(node, format!("group is {group}")));
-        }
-        if let (Some(c), Some(wc)) = (x[1].known(), w[1].known()) {
-            if wc.checked_mul(group) != Some(c) {
-                return Err(self.fail(
-                    node,
-                    format!("input has {c} channels but the weight {} with group {group} expects {wc}*{group}", fmt_shape(&w)),
-                ));
-            }
-        }
-        if let Some(m) = w[0].known() {
-            if m % group != 0 {
-                return Err(self.fail(node, format!("{m} output channels are not divisible by group {group}")));
-            }
-        }
-        if let Some(b) = ops::input(node, 2).and_then(|n| self.out.shape(n)) {
-            if b.len() != 1 || b[0].known().zip(w[0].known()).is_some_and(|(a, c)| a != c) {
-                return Err(self.fail(node, format!("bias has shape {}, expected [{}]", fmt_shape(b), w[0])));
-            }
-        }
-        let a = self.conv_attrs(node, x.len() - 2, &w[2..])?;
-        let mut out = vec![x[0].clone(), w[0].clone()];
-        for i in 0..x.len() - 2 {
-            out.push(self.window_out(node, &a, i, &x[i + 2], false)?);
-        }
-        let dtype = if node.op() == "ConvInteger" { Some(DType::I32) } else { self.dtype(node, 0) };
-        Ok(vec![vt(dtype, out)])
-    }
-
-    fn conv_transpose(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        let w = self.shape(node, 1)?;
-        if x.len() < 3 || w.len() != x.len() {
-            return Err(
-                self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
-            );
-        }
-        let group = self.attr(node, node.attr_int_or("group", 1))?;
-        if let (Some(c), Some(wc)) = (x[1].known(), w[0].known()) {
-            if c != wc {
-                return Err(self.fail(node, format!("input has {c} channels but the weight {} expects {wc}", fmt_shape(&w))));
-            }
-        }
-        let spatial = x.len() - 2;
-        let a = self.conv_attrs(node, spatial, &w[2..])?;
-        let out_pad = self.attr(node, node.attr_ints("output_padding"))?.unwrap_or_else(|| vec![0; spatial]);
-        let output_shape = self.attr(node, node.attr_ints("output_shape"))?;
-        if out_pad.len() != spatial {
-            return Err(self.fail(node, format!("output_padding {out_pad:?} does not match {spatial} spatial axes")));
-        }
-        let mut out = vec![x[0].clone(), w[1].mul(&Dim::Known(group))];
-        for i in 0..spatial {
-            if let Some(os) = &output_shape {
-                let v = os
-                    .get(os.len().wrapping_sub(spatial) + i)
-                    .ok_or_else(|| self.fail(node, format!("output_shape {os:?} is too short")))?;
-                out.push(Dim::Known(*v));
-                continue;
-            }
-            let (s, span) = (a.strides[i], (a.kernel[i] - 1) * a.dilations[i] + 1);
-            let d = match a.auto_pad.as_str() {
-                "SAME_UPPER" | "SAME_LOWER" => x[i + 2].mul(&Dim::Known(s)),
-                _ => {
-                    let pads = if a.auto_pad == "VALID" { 0 } else { a.pads[i].saturating_add(a.pads[i + spatial]) };
-                    // s*(in-1) + output_padding + span - pads
-                    let shift = out_pad[i].saturating_add(span).saturating_sub(pads).saturating_sub(s);
-                    x[i + 2].mul(&Dim::Known(s)).add(&Dim::Known(shift))
-                }
-            };
-            if d.known().is_some_and(|v| v < 1) {
-                return Err(self.fail(node, format!("spatial axis {i} would have size {d}")));
-            }
-            out.push(d);
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn pool(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        if x.len() < 3 {
-            return Err(self.fail(node, format!("input has rank {}, expected at least 3", x.len())));
-        }
-        if node.attr("kernel_shape").is_none() {
-            return Err(self.fail(node, "has no kernel_shape"));
-        }
-        let a = self.conv_attrs(node, x.len() - 2, &[])?;
-        let ceil = self.attr(node, node.attr_int_or("ceil_mode", 0))? != 0;
-        let mut out = x[..2].to_vec();
-        for i in 0..x.len() - 2 {
-            out.push(self.window_out(node, &a, i, &x[i + 2], ceil)?);
-        }
-        Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
-    }
-
     fn reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1])?;
@@ -1108,91 +822,6 @@ impl<'g, 'm> Infer<'g, 'm> {
                 out.push(Dim::Known(1));
             }
         }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn gemm(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let a = self.shape(node, 0)?;
-        let b = self.shape(node, 1)?;
-        if a.len() != 2 || b.len() != 2 {
-            return Err(self.fail(node, format!("inputs {} and {} must be 2-D", fmt_shape(&a), fmt_shape(&b))));
-        }
-        let ta = self.attr(node, node.attr_int_or("transA", 0))? != 0;
-        let tb = self.attr(node, node.attr_int_or("transB", 0))? != 0;
-        let (m, ka) = if ta { (&a[1], &a[0]) } else { (&a[0], &a[1]) };
-        let (kb, n) = if tb { (&b[1], &b[0]) } else { (&b[0], &b[1]) };
-        if ka.known().zip(kb.known()).is_some_and(|(x, y)| x != y) {
-            return Err(self
-                .fail(node, format!("inner dimensions differ: A {} (transA {ta}) and B {} (transB {tb})", fmt_shape(&a), fmt_shape(&b))));
-        }
-        let out = vec![m.clone(), n.clone()];
-        if let Some(c) = ops::input(node, 2).and_then(|n| self.out.shape(n)) {
-            if c.len() > 2 {
-                return Err(self.fail(node, format!("C has shape {}, which does not broadcast to {}", fmt_shape(c), fmt_shape(&out))));
-            }
-            let res = broadcast_shapes(&[&out, c]).map_err(|m| self.fail(node, m))?;
-            if res != out && res.iter().zip(&out).any(|(r, o)| r.known().is_some() && o.known().is_some()) {
-                return Err(self.fail(node, format!("C has shape {}, which does not broadcast to {}", fmt_shape(c), fmt_shape(&out))));
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn matmul(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let a = self.shape(node, 0)?;
-        let b = self.shape(node, 1)?;
-        if a.is_empty() || b.is_empty() {
-            return Err(self.fail(node, "MatMul inputs must have rank at least 1"));
-        }
-        let a2 = if a.len() == 1 { vec![Dim::Known(1), a[0].clone()] } else { a.clone() };
-        let b2 = if b.len() == 1 { vec![b[0].clone(), Dim::Known(1)] } else { b.clone() };
-        let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
-        if ka.known().zip(kb.known()).is_some_and(|(x, y)| x != y) {
-            return Err(self.fail(node, format!("inner dimensions differ: {} @ {}", fmt_shape(&a), fmt_shape(&b))));
-        }
-        let mut out = broadcast_shapes(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]]).map_err(|m| self.fail(node, m))?;
-        if a.len() > 1 {
-            out.push(a2[a2.len() - 2].clone());
-        }
-        if b.len() > 1 {
-            out.push(b2[b2.len() - 1].clone());
-        }
-        let dtype = if node.op() == "MatMulInteger" { Some(DType::I32) } else { self.dtype(node, 0) };
-        Ok(vec![vt(dtype, out)])
-    }
-
-    fn einsum(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let eq = self.attr(node, node.attr_string("equation"))?.ok_or_else(|| self.fail(node, "has no equation"))?;
-        let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
-        let (lhs, rhs) = match eq.split_once("->") {
-            Some((l, r)) => (l.to_string(), Some(r.to_string())),
-            None => (eq.clone(), None),
-        };
-        if lhs.contains("...") {
-            return Err(Stop::Unknown);
-        }
-        let mut sizes: HashMap<char, Dim> = HashMap::new();
-        let mut counts: HashMap<char, usize> = HashMap::new();
-        for (k, term) in lhs.split(',').enumerate() {
-            let s = self.shape(node, k)?;
-            if s.len() != term.chars().count() {
-                return Err(self.fail(node, format!("term '{term}' does not match input {k} of shape {}", fmt_shape(&s))));
-            }
-            for (c, d) in term.chars().zip(s) {
-                *counts.entry(c).or_default() += 1;
-                let e = sizes.entry(c).or_insert_with(|| d.clone());
-                *e = broadcast_dim(e, &d).ok_or_else(|| self.fail(node, format!("label '{c}' has sizes {e} and {d}")))?;
-            }
-        }
-        let rhs = rhs.unwrap_or_else(|| {
-            let mut once: Vec<char> = counts.iter().filter(|(_, &n)| n == 1).map(|(&c, _)| c).collect();
-            once.sort_unstable();
-            once.into_iter().collect()
-        });
-        let out = rhs
-            .chars()
-            .map(|c| sizes.get(&c).cloned().ok_or_else(|| self.fail(node, format!("output label '{c}' is not in the inputs"))))
-            .collect::<R<_>>()?;
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
@@ -1613,22 +1242,6 @@ impl<'g, 'm> Infer<'g, 'm> {
     }
 }
 
-struct ConvAttrs {
-    kernel: Vec<i64>,
-    strides: Vec<i64>,
-    dilations: Vec<i64>,
-    pads: Vec<i64>,
-    auto_pad: String,
-}
-
-fn ceil_div_dim(d: &Dim, s: i64) -> Dim {
-    match d {
-        Dim::Known(n) => Dim::Known(n.saturating_add(s - 1) / s),
-        d if s == 1 => d.clone(),
-        d => d.div_exact(&Dim::Known(s)).unwrap_or_else(|| Dim::sym(format!("(({d}+{})/{s})", s - 1))),
-    }
-}
-
 /// Number of elements of `Range(start, limit, delta)`.
 fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
     match (start, limit, delta) {
@@ -1952,7 +1565,7 @@ mod fold {
             "Neg" | "Abs" | "Not" | "Relu" | "Sign" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Floor" | "Ceil" | "Sigmoid" | "Tanh" => {
                 unary(op, &Vals::of(x))?
             }
-            _ if is_broadcast_arith(op) || is_broadcast_logic(op) => {
+            _ if crate::op::Binary::parse(op).is_some() || crate::op::Compare::parse(op).is_some() => {
                 if inputs.len() != 2 {
                     return None;
                 }
