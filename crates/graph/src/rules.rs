@@ -6,6 +6,7 @@ use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ct
 use crate::model::{Role, ShapeLocation};
 use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
+use oto_onnx::op::{Binary as B, Op, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
 
@@ -33,6 +34,19 @@ fn zero_after_norm(t: &mut ValueT) {
             let own = i == 1 || matches!(f, Track::Inner { ranges, .. } if ranges.iter().all(|r| channel_ranges.contains(r)));
             f.map_zero(&|_| own);
         }
+    }
+}
+
+/// How a one-input elementwise function treats zero: `Some(true)` when `f(0) = 0` (a
+/// zeroed channel stays zero), `Some(false)` when the channels stay tied but are no longer
+/// zero, `None` when oto does not follow channels through it.
+fn unary_keeps_zero(u: Unary) -> Option<bool> {
+    use Unary::*;
+    match u {
+        Relu | LeakyRelu | Gelu | Erf | Tanh | Neg | Abs | Identity | Sign | Round | Floor | Ceil | HardSwish | Mish | Elu | Selu
+        | Celu | Sin | Sqrt | Softsign | ThresholdedRelu | Shrink | Asin | Atan | Sinh | Tan | Asinh | Atanh | IsNaN | IsInf => Some(true),
+        Sigmoid | HardSigmoid | Exp | Softplus | Cos | Log | Reciprocal | Cosh | Acos => Some(false),
+        Acosh | Not | BitwiseNot => None,
     }
 }
 
@@ -78,67 +92,90 @@ impl Ctx<'_, '_> {
             )
             .into());
         }
-        match node.op() {
+        let op = Op::parse(self.graph, node)?;
+        match &op {
             // Channel producers run even without tracked inputs.
-            "Conv" => self.conv(node)?,
-            "ConvTranspose" => self.conv_transpose(node)?,
-            "Gemm" => self.gemm(node)?,
-            "MatMul" => self.matmul(node),
-            "Gather" => self.gather(node),
+            Op::Conv(c) if !c.integer => self.conv(node)?,
+            Op::ConvTranspose(_) => self.conv_transpose(node)?,
+            Op::Gemm(_) => self.gemm(node)?,
+            Op::MatMul { integer: false } => self.matmul(node),
+            Op::Gather => self.gather(node),
             _ if !any_tracked => {}
+            Op::Unary(u) => match unary_keeps_zero(*u) {
+                Some(keeps) => self.unary(node, keeps),
+                None => self.block_node(node, &format!("operator {} is not understood", node.op())),
+            },
             // f(0) = 0 elementwise
-            "Relu" | "LeakyRelu" | "Gelu" | "Erf" | "Tanh" | "Neg" | "Abs" | "Identity" | "Cast" | "Sign" | "Round" | "Floor" | "Ceil"
-            | "HardSwish" | "Mish" | "Elu" | "Selu" | "Celu" | "Sin" | "Sqrt" | "Softsign" | "ThresholdedRelu" | "Shrink" | "Asin"
-            | "Atan" | "Sinh" | "Tan" | "Asinh" | "Atanh" | "Dropout" | "IsNaN" | "IsInf" => self.unary(node, true),
-            // f(0) != 0 elementwise: tied, but no longer zero
-            "Sigmoid" | "HardSigmoid" | "Exp" | "Softplus" | "Cos" | "Log" | "Reciprocal" | "Cosh" | "Acos" => self.unary(node, false),
-            "Clip" => {
+            Op::Cast | Op::Dropout => self.unary(node, true),
+            Op::Clip => {
                 let keeps = match ops::clip_bounds(self.graph, node, Some(&self.shapes)) {
                     Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),
                     Err(_) => false,
                 };
                 self.unary(node, keeps)
             }
-            "Add" => self.binary(node, Bin::Add, 0, 1),
-            "Sub" => self.binary(node, Bin::Sub, 0, 1),
-            "Mul" => self.binary(node, Bin::Mul, 0, 1),
-            "Div" => self.binary(node, Bin::Div, 0, 1),
-            "Max" if node.input.len() == 2 => self.binary(node, Bin::Max, 0, 1),
-            "Min" if node.input.len() == 2 => self.binary(node, Bin::Min, 0, 1),
-            "Pow" => self.binary(node, Bin::Pow, 0, 1),
-            "PRelu" => self.binary(node, Bin::PRelu, 0, 1),
-            "Where" => {
+            Op::Binary(B::Add) => self.binary(node, Bin::Add, 0, 1),
+            Op::Binary(B::Sub) => self.binary(node, Bin::Sub, 0, 1),
+            Op::Binary(B::Mul) => self.binary(node, Bin::Mul, 0, 1),
+            Op::Binary(B::Div) => self.binary(node, Bin::Div, 0, 1),
+            Op::Binary(B::Max) if node.input.len() == 2 => self.binary(node, Bin::Max, 0, 1),
+            Op::Binary(B::Min) if node.input.len() == 2 => self.binary(node, Bin::Min, 0, 1),
+            Op::Binary(B::Pow) => self.binary(node, Bin::Pow, 0, 1),
+            Op::PRelu => self.binary(node, Bin::PRelu, 0, 1),
+            Op::Where => {
                 self.binary(node, Bin::Where, 1, 2);
                 if self.tracks.contains_key(node.input[0].as_str()) {
                     self.where_condition(node);
                 }
             }
-            "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => self.pool(node),
-            "Resize" | "Upsample" => self.resize(node),
-            "Pad" => self.pad(node),
-            "BatchNormalization" => self.batch_norm(node),
-            "InstanceNormalization" => self.instance_norm(node),
-            "GroupNormalization" => self.group_norm(node)?,
-            "LayerNormalization" => self.layer_norm(node)?,
+            Op::Pool(_) | Op::GlobalPool(_) => self.pool(node),
+            Op::Resize { .. } => self.resize(node),
+            Op::Pad => self.pad(node),
+            Op::BatchNormalization => self.batch_norm(node),
+            Op::InstanceNormalization => self.instance_norm(node),
+            Op::GroupNormalization => self.group_norm(node)?,
+            Op::LayerNormalization => self.layer_norm(node)?,
             // Each output channel depends on its neighbours' squares: never exact to cut.
-            "LRN" => {
+            Op::Lrn => {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
             }
-            "Softmax" | "LogSoftmax" | "Hardmax" => self.softmax(node)?,
-            op if ops::is_reduce(op) => self.reduce(node)?,
-            "Transpose" => self.transpose(node)?,
-            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => self.reshape(node)?,
-            "Concat" => self.concat(node)?,
-            "Split" => self.split(node)?,
-            "Slice" => self.slice(node)?,
-            "Expand" => self.expand(node),
+            Op::Softmax | Op::LogSoftmax | Op::Hardmax => self.softmax(node)?,
+            Op::Reduce(_) => self.reduce(node)?,
+            Op::Transpose => self.transpose(node)?,
+            Op::Reshape | Op::Flatten | Op::Squeeze | Op::Unsqueeze => self.reshape(node)?,
+            Op::Concat => self.concat(node)?,
+            Op::Split => self.split(node)?,
+            Op::Slice => self.slice(node)?,
+            Op::Expand => self.expand(node),
             // Runtime indices pick whole slices (rows, channels, positions) of the data.
-            "GatherND" | "ScatterND" => {
+            Op::GatherNd | Op::ScatterNd => {
                 self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
             }
             // Integer results that do not carry channels.
-            "Shape" | "Size" => {}
-            _ => self.block_node(node, &format!("operator {} is not understood", node.op())),
+            Op::Shape | Op::Size => {}
+            Op::Conv(_)
+            | Op::MatMul { integer: true }
+            | Op::Binary(B::Max | B::Min | B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
+            | Op::Compare(_)
+            | Op::CastLike
+            | Op::LpNormalization
+            | Op::MeanVarianceNormalization
+            | Op::Einsum
+            | Op::ArgReduce { .. }
+            | Op::TopK
+            | Op::CumSum
+            | Op::Tile
+            | Op::DepthToSpace
+            | Op::SpaceToDepth
+            | Op::GatherElements
+            | Op::ScatterElements
+            | Op::Constant
+            | Op::ConstantOfShape
+            | Op::Range
+            | Op::NonZero
+            | Op::EyeLike
+            | Op::Trilu
+            | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
         }
         Ok(())
     }
