@@ -18,7 +18,6 @@
 
 use crate::error::{OnnxError, Result};
 use crate::graph::{node_label, Graph, NodeExt};
-use crate::op::Op;
 use crate::ops;
 use crate::proto::{type_proto, NodeProto, TensorProto};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -325,15 +324,15 @@ pub(crate) fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
     ValueType { dtype, shape: Some(shape) }
 }
 
-fn known_dims(v: &[i64]) -> Vec<Dim> {
+pub(crate) fn known_dims(v: &[i64]) -> Vec<Dim> {
     v.iter().map(|&d| Dim::Known(d)).collect()
 }
 
-fn numel_of(dims: &[i64]) -> Option<usize> {
+pub(crate) fn numel_of(dims: &[i64]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
 }
 
-fn is_int(d: DType) -> bool {
+pub(crate) fn is_int(d: DType) -> bool {
     matches!(d, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool)
 }
 
@@ -374,7 +373,7 @@ pub fn fmt_shape(s: &[Dim]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn dtype_of_proto(t: &TensorProto) -> Option<DType> {
+pub(crate) fn dtype_of_proto(t: &TensorProto) -> Option<DType> {
     DType::from_onnx(t.data_type.unwrap_or(0))
 }
 
@@ -387,7 +386,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         r.map_err(|m| self.fail(node, m))
     }
 
-    fn fresh(&mut self) -> Dim {
+    pub(crate) fn fresh(&mut self) -> Dim {
         self.fresh += 1;
         Dim::Sym(format!("unk{}", self.fresh))
     }
@@ -475,7 +474,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         }
     }
 
-    fn has_input(node: &NodeProto, k: usize) -> bool {
+    pub(crate) fn has_input(node: &NodeProto, k: usize) -> bool {
         ops::input(node, k).is_some()
     }
 
@@ -491,13 +490,13 @@ impl<'g, 'm> Infer<'g, 'm> {
     }
 
     /// The (possibly symbolic) integer entries of input `k`, or `Unknown`.
-    fn values(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
+    pub(crate) fn values(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
         ops::input(node, k).and_then(|n| self.out.shape_value(n)).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
     }
 
     /// `Unknown` unless every present input among `ks` has a folded value (so that
     /// the opset helpers can read it); a runtime parameter is not an error.
-    fn needs_values(&self, node: &NodeProto, ks: &[usize]) -> R<()> {
+    pub(crate) fn needs_values(&self, node: &NodeProto, ks: &[usize]) -> R<()> {
         for &k in ks {
             if let Some(name) = ops::input(node, k) {
                 let known = self.out.shape_values.contains_key(name)
@@ -519,485 +518,15 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
     }
 
-    /// GatherND/ScatterND: the data and indices shapes, `batch_dims` and `k`, the number of
-    /// data axes each index row addresses (the last indices axis; it must be known), checked
-    /// against the data after the batch axes.
-    fn nd_indices(&self, node: &NodeProto) -> R<(Vec<Dim>, Vec<Dim>, usize, usize)> {
-        let x = self.shape(node, 0)?;
-        let idx = self.shape(node, 1)?;
-        let batch = self.attr(node, node.attr_int_or("batch_dims", 0))?;
-        let Some(last) = idx.last() else {
-            return Err(self.fail(node, "indices are a scalar; they need at least one axis"));
-        };
-        let k = last.known().ok_or(Stop::Unknown)?;
-        let fits = usize::try_from(batch).ok().zip(usize::try_from(k).ok()).filter(|(b, k)| *b < idx.len() && b + k <= x.len());
-        let Some((batch, k)) = fits else {
-            return Err(self.fail(
-                node,
-                format!("indices of shape {} cannot index data of shape {} with batch_dims {batch}", fmt_shape(&idx), fmt_shape(&x)),
-            ));
-        };
-        if let Some(a) = (0..batch).find(|&a| x[a].known().zip(idx[a].known()).is_some_and(|(d, i)| d != i)) {
-            return Err(self.fail(node, format!("batch axis {a} is {} in the data but {} in the indices", x[a], idx[a])));
-        }
-        Ok((x, idx, batch, k))
-    }
-
     /// The listed axes, normalized, or every axis of a rank-`rank` input when none are listed.
-    fn axes_or_all(&self, node: &NodeProto, axes: Option<&[i64]>, rank: usize) -> R<Vec<usize>> {
+    pub(crate) fn axes_or_all(&self, node: &NodeProto, axes: Option<&[i64]>, rank: usize) -> R<Vec<usize>> {
         match axes {
             Some(a) => a.iter().map(|&v| self.axis(node, v, rank)).collect(),
             None => Ok((0..rank).collect()),
         }
     }
 
-    fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let op = Op::parse(self.graph, node)?;
-        match &op {
-            Op::Other(_) => Err(Stop::Unknown),
-            Op::Unary(_)
-            | Op::PRelu
-            | Op::Clip
-            | Op::Softmax
-            | Op::LogSoftmax
-            | Op::Hardmax
-            | Op::Lrn
-            | Op::CumSum
-            | Op::Trilu
-            | Op::InstanceNormalization
-            | Op::GroupNormalization
-            | Op::MeanVarianceNormalization
-            | Op::LpNormalization => self.same_shape(node, &op),
-            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
-            Op::Reduce(_) => self.reduce(node),
-            Op::Conv(c) => self.conv(node, c),
-            Op::ConvTranspose(c) => self.conv_transpose(node, c),
-            Op::Pool(p) => self.pool(node, p),
-            Op::GlobalPool(_) => self.global_pool(node),
-            Op::BatchNormalization => {
-                let x = self.shape(node, 0)?;
-                if x.len() < 2 {
-                    return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
-                }
-                let c = x[1].clone();
-                for k in 1..5 {
-                    if let Some(s) = ops::input(node, k).and_then(|n| self.out.shape(n)) {
-                        if s.len() != 1 || s[0].known().zip(c.known()).is_some_and(|(a, b)| a != b) {
-                            return Err(self.fail(node, format!("input {k} has shape {}, expected [{c}] (the channels)", fmt_shape(s))));
-                        }
-                    }
-                }
-                let dt = self.dtype(node, 0);
-                let mut outs = vec![vt(dt, x)];
-                for _ in 1..node.output.len() {
-                    outs.push(vt(self.dtype(node, 3), vec![c.clone()]));
-                }
-                Ok(outs)
-            }
-            Op::LayerNormalization => {
-                let x = self.shape(node, 0)?;
-                let axis = self.attr(node, node.attr_int_or("axis", -1))?;
-                let a = self.axis(node, axis, x.len())?;
-                let stash = self.attr(node, node.attr_int("stash_type"))?.and_then(|c| DType::from_onnx(c as i32)).or(Some(DType::F32));
-                let mut stat = x[..a].to_vec();
-                stat.resize(x.len(), Dim::Known(1));
-                Ok(vec![vt(self.dtype(node, 0), x), vt(stash, stat.clone()), vt(stash, stat)])
-            }
-            Op::Dropout => self.dropout(node),
-            Op::Gemm(g) => self.gemm(node, g),
-            Op::MatMul { integer } => self.matmul(node, *integer),
-            Op::Einsum => self.einsum(node),
-            Op::Flatten => {
-                let x = self.shape(node, 0)?;
-                let axis = self.attr(node, node.attr_int_or("axis", 1))?;
-                let r = x.len() as i64;
-                if axis < -r || axis > r {
-                    return Err(self.fail(node, format!("axis {axis} is out of range for rank {r}")));
-                }
-                let a = if axis < 0 { axis + r } else { axis } as usize;
-                Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a]), Dim::product(&x[a..])])])
-            }
-            Op::Reshape => self.reshape(node),
-            Op::Transpose => {
-                let x = self.shape(node, 0)?;
-                let perm = self.attr(node, node.attr_ints("perm"))?.unwrap_or_else(|| (0..x.len() as i64).rev().collect());
-                let mut seen = vec![false; x.len()];
-                let mut out = Vec::with_capacity(x.len());
-                for &p in &perm {
-                    let a = self.axis(node, p, x.len())?;
-                    if std::mem::replace(&mut seen[a], true) {
-                        return Err(self.fail(node, format!("perm {perm:?} repeats axis {a}")));
-                    }
-                    out.push(x[a].clone());
-                }
-                if perm.len() != x.len() {
-                    return Err(self.fail(node, format!("perm {perm:?} does not match the input rank {}", x.len())));
-                }
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            Op::Concat => self.concat(node),
-            Op::Split => self.split(node),
-            Op::Slice => self.slice(node),
-            Op::Gather => {
-                let x = self.shape(node, 0)?;
-                let idx = self.shape(node, 1)?;
-                let axis = self.attr(node, node.attr_int_or("axis", 0))?;
-                let a = self.axis(node, axis, x.len())?;
-                let mut out = x[..a].to_vec();
-                out.extend(idx);
-                out.extend_from_slice(&x[a + 1..]);
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            Op::GatherElements => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
-            Op::GatherNd => {
-                let (x, mut out, batch, k) = self.nd_indices(node)?;
-                out.pop();
-                out.extend_from_slice(&x[batch + k..]);
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            Op::ScatterNd => {
-                let (x, idx, _, k) = self.nd_indices(node)?;
-                let mut expected = idx[..idx.len() - 1].to_vec();
-                expected.extend_from_slice(&x[k..]);
-                if let Ok(updates) = self.shape(node, 2) {
-                    let differs = updates.len() != expected.len()
-                        || updates.iter().zip(&expected).any(|(u, e)| u.known().zip(e.known()).is_some_and(|(u, e)| u != e));
-                    if differs {
-                        return Err(
-                            self.fail(node, format!("updates have shape {}, expected {}", fmt_shape(&updates), fmt_shape(&expected)))
-                        );
-                    }
-                }
-                Ok(vec![vt(self.dtype(node, 0), x)])
-            }
-            Op::ScatterElements => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
-            Op::Squeeze => self.squeeze(node),
-            Op::Unsqueeze => self.unsqueeze(node),
-            Op::Shape => {
-                let x = self.shape(node, 0)?;
-                let (s, e) = self.shape_range(node, x.len())?;
-                Ok(vec![vt(Some(DType::I64), vec![Dim::Known((e - s) as i64)])])
-            }
-            Op::Size => Ok(vec![vt(Some(DType::I64), vec![])]),
-            Op::Constant => self.constant(node),
-            Op::ConstantOfShape => {
-                let shape = self.values(node, 0)?;
-                let dtype = match self.attr(node, node.attr_tensor("value"))? {
-                    Some(t) => dtype_of_proto(t),
-                    None => Some(DType::F32),
-                };
-                Ok(vec![vt(dtype, shape)])
-            }
-            Op::Expand => {
-                let x = self.shape(node, 0)?;
-                let target = self.values(node, 1)?;
-                let out = broadcast_shapes(&[&x, &target]).map_err(|m| self.fail(node, m))?;
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            Op::Cast => self.cast(node, false),
-            Op::CastLike => self.cast(node, true),
-            Op::Range => {
-                let dtype = self.dtype(node, 0);
-                let len = match (self.values(node, 0), self.values(node, 1), self.values(node, 2)) {
-                    (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0]),
-                    _ => None,
-                };
-                let len = match len {
-                    Some(l) => l,
-                    None => match self.range_float_len(node) {
-                        Some(l) => Dim::Known(l),
-                        None => self.fresh(),
-                    },
-                };
-                Ok(vec![vt(dtype, vec![len])])
-            }
-            Op::Tile => {
-                let x = self.shape(node, 0)?;
-                let reps = self.values(node, 1)?;
-                if reps.len() != x.len() {
-                    return Err(self.fail(node, format!("repeats has {} entries for an input of rank {}", reps.len(), x.len())));
-                }
-                Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect())])
-            }
-            Op::Pad => self.pad(node),
-            Op::Resize { .. } => self.resize(node),
-            Op::ArgReduce { .. } => {
-                let x = self.shape(node, 0)?;
-                let a = self.axis(node, self.attr(node, node.attr_int_or("axis", 0))?, x.len())?;
-                let keep = self.attr(node, node.attr_int_or("keepdims", 1))? != 0;
-                let mut out = x;
-                if keep {
-                    out[a] = Dim::Known(1);
-                } else {
-                    out.remove(a);
-                }
-                Ok(vec![vt(Some(DType::I64), out)])
-            }
-            Op::TopK => {
-                let x = self.shape(node, 0)?;
-                let a = self.axis(node, self.attr(node, node.attr_int_or("axis", -1))?, x.len())?;
-                let k = self.values(node, 1)?;
-                let mut out = x;
-                out[a] = k.first().cloned().ok_or(Stop::Unknown)?;
-                Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
-            }
-            Op::DepthToSpace | Op::SpaceToDepth => {
-                let x = self.shape(node, 0)?;
-                let b = Dim::Known(self.attr(node, node.attr_int_or("blocksize", 1))?);
-                if x.len() != 4 {
-                    return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
-                }
-                let bb = b.mul(&b);
-                let out = if op == Op::DepthToSpace {
-                    vec![
-                        x[0].clone(),
-                        x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
-                        x[2].mul(&b),
-                        x[3].mul(&b),
-                    ]
-                } else {
-                    vec![x[0].clone(), x[1].mul(&bb), x[2].floor_div(&b), x[3].floor_div(&b)]
-                };
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            Op::NonZero => {
-                let x = self.shape(node, 0)?;
-                let n = self.fresh();
-                Ok(vec![vt(Some(DType::I64), vec![Dim::Known(x.len() as i64), n])])
-            }
-            Op::EyeLike => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
-        }
-    }
-
-    fn range_float_len(&self, node: &NodeProto) -> Option<i64> {
-        let get = |k: usize| -> Option<f64> {
-            self.out.constants.get(ops::input(node, k)?).map(|t| t.to_f64_vec()).filter(|v| v.len() == 1).map(|v| v[0])
-        };
-        let (s, l, d) = (get(0)?, get(1)?, get(2)?);
-        (d != 0.0).then(|| ((l - s) / d).ceil().max(0.0) as i64)
-    }
-
-    fn shape_range(&self, node: &NodeProto, rank: usize) -> R<(usize, usize)> {
-        let r = rank as i64;
-        let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-        let s = clamp(self.attr(node, node.attr_int_or("start", 0))?);
-        let e = clamp(self.attr(node, node.attr_int("end"))?.unwrap_or(r));
-        Ok((s, e.max(s)))
-    }
-
-    fn constant(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let Some(out) = node.output.first() else { return Ok(vec![]) };
-        if let Some(t) = self.attr(node, node.attr_tensor("value"))? {
-            let ty = vt(dtype_of_proto(t), known_dims(&t.dims));
-            if numel_of(&t.dims).is_some_and(|n| n <= FOLD_LIMIT) {
-                let tensor = self.graph.model.tensor(t)?;
-                self.store_constant(out, tensor);
-            }
-            return Ok(vec![ty]);
-        }
-        // Strings and sparse values are not tensors oto computes with: their type stays unknown.
-        if node.attribute.first().is_some_and(|a| matches!(a.name.as_deref(), Some("value_string" | "value_strings" | "sparse_value"))) {
-            return Err(Stop::Unknown);
-        }
-        let t = self.graph.constant(out)?.ok_or_else(|| self.fail(node, "Constant node has no value"))?;
-        let ty = vt(Some(t.dtype()), t.shape.iter().map(|&d| Dim::Known(d as i64)).collect());
-        self.store_constant(out, t);
-        Ok(vec![ty])
-    }
-
-    fn reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let r = ops::reduce(self.graph, node, Some(&self.out))?;
-        let listed = r.axes.filter(|a| !a.is_empty());
-        if listed.is_none() && r.noop_with_empty_axes {
-            return Ok(vec![vt(self.dtype(node, 0), x)]);
-        }
-        let axes = self.axes_or_all(node, listed.as_deref(), x.len())?;
-        let mut out = Vec::new();
-        for (i, d) in x.iter().enumerate() {
-            if !axes.contains(&i) {
-                out.push(d.clone());
-            } else if r.keepdims {
-                out.push(Dim::Known(1));
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn reshape(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        let target = match self.values(node, 1) {
-            Ok(t) => t,
-            Err(_) => {
-                // Unknown target: the rank is still known from the target's length.
-                let len = self.shape(node, 1)?.first().and_then(Dim::known).ok_or(Stop::Unknown)?;
-                let dims = (0..len).map(|_| self.fresh()).collect();
-                return Ok(vec![vt(self.dtype(node, 0), dims)]);
-            }
-        };
-        let allowzero = self.attr(node, node.attr_int_or("allowzero", 0))? != 0;
-        let out = reshape_dims(&x, &target, allowzero).map_err(|m| self.fail(node, m))?;
-        let out = out.into_iter().map(|d| d.unwrap_or_else(|| self.fresh())).collect();
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn concat(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let shapes: Vec<Vec<Dim>> =
-            (0..node.input.len()).filter(|&k| Self::has_input(node, k)).map(|k| self.shape(node, k)).collect::<R<_>>()?;
-        let Some(first) = shapes.first() else { return Err(self.fail(node, "has no inputs")) };
-        let rank = first.len();
-        let a = self.axis(node, self.attr(node, node.attr_int("axis"))?.ok_or_else(|| self.fail(node, "has no axis"))?, rank)?;
-        let mut out = first.clone();
-        for s in &shapes[1..] {
-            if s.len() != rank {
-                return Err(self.fail(node, format!("inputs have ranks {} and {}", rank, s.len())));
-            }
-            for i in 0..rank {
-                if i == a {
-                    out[a] = out[a].add(&s[a]);
-                } else {
-                    out[i] = match (&out[i], &s[i]) {
-                        (p, q) if p == q => p.clone(),
-                        (Dim::Known(p), Dim::Known(q)) => {
-                            return Err(self.fail(node, format!("inputs differ on axis {i} ({p} vs {q}), which is not the concat axis {a}")))
-                        }
-                        (Dim::Known(_), _) => out[i].clone(),
-                        (_, q) => q.clone(),
-                    };
-                }
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn split(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let form = ops::split(self.graph, node, Some(&self.out))?;
-        let a = self.axis(node, form.axis, x.len())?;
-        let dt = self.dtype(node, 0);
-        let sizes: Vec<Dim> = match (&form.sizes, x[a].known()) {
-            (_, Some(len)) => form.sizes_for(len).map_err(|m| self.fail(node, m))?.into_iter().map(Dim::Known).collect(),
-            (Some(s), None) => known_dims(s),
-            (None, None) => {
-                match (0..form.num_outputs).map(|_| x[a].div_exact(&Dim::Known(form.num_outputs as i64))).collect::<Option<Vec<_>>>() {
-                    Some(v) => v,
-                    None => (0..form.num_outputs).map(|_| self.fresh()).collect(),
-                }
-            }
-        };
-        Ok(sizes
-            .into_iter()
-            .map(|s| {
-                let mut o = x.clone();
-                o[a] = s;
-                vt(dt, o)
-            })
-            .collect())
-    }
-
-    fn slice(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3, 4])?;
-        let p = ops::slice_params(self.graph, node, Some(&self.out))?;
-        let mut out = x.clone();
-        let mut touched = vec![false; x.len()];
-        for i in 0..p.starts.len() {
-            let axis = p.axes.as_ref().map_or(i as i64, |a| a[i]);
-            let a = self.axis(node, axis, x.len())?;
-            if std::mem::replace(&mut touched[a], true) {
-                return Err(self.fail(node, format!("axis {a} is sliced twice")));
-            }
-            let step = p.steps.as_ref().map_or(1, |s| s[i]);
-            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step) {
-                Some(d) => d,
-                None => self.fresh(),
-            };
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn squeeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let axes = ops::axes(self.graph, node, Some(&self.out))?;
-        let out = match axes {
-            Some(axes) => {
-                let axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, x.len())).collect::<R<_>>()?;
-                for &a in &axes {
-                    if x[a].known().is_some_and(|d| d != 1) {
-                        return Err(self.fail(node, format!("cannot squeeze axis {a} of size {}", x[a])));
-                    }
-                }
-                x.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect()
-            }
-            None => x.iter().filter(|d| d.known() != Some(1)).cloned().collect(),
-        };
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn unsqueeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let axes = ops::axes(self.graph, node, Some(&self.out))?.ok_or_else(|| self.fail(node, "has no axes"))?;
-        let rank = x.len() + axes.len();
-        let mut axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, rank)).collect::<R<_>>()?;
-        axes.sort_unstable();
-        if axes.windows(2).any(|w| w[0] == w[1]) {
-            return Err(self.fail(node, format!("axes {axes:?} repeat an axis")));
-        }
-        let mut src = x.into_iter();
-        let out = (0..rank).map(|i| if axes.contains(&i) { Dim::Known(1) } else { src.next().unwrap_or(Dim::Known(1)) }).collect();
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn pad(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3])?;
-        let p = ops::pads(self.graph, node, Some(&self.out))?;
-        let axes = self.axes_or_all(node, p.axes.as_deref(), x.len())?;
-        if p.pads.len() != 2 * axes.len() {
-            return Err(self.fail(node, format!("pads {:?} needs {} entries for {} axes", p.pads, 2 * axes.len(), axes.len())));
-        }
-        let mut out = x;
-        let n = axes.len();
-        for (i, &a) in axes.iter().enumerate() {
-            out[a] = out[a].add(&Dim::Known(p.pads[i] + p.pads[i + n]));
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn resize(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3])?;
-        let r = ops::resize(self.graph, node, Some(&self.out))?;
-        let axes = self.axes_or_all(node, r.axes.as_deref(), x.len())?;
-        let mut out = x.clone();
-        if let Some(sizes) = &r.sizes {
-            if sizes.len() != axes.len() {
-                return Err(self.fail(node, format!("sizes has {} entries for {} axes", sizes.len(), axes.len())));
-            }
-            for (&a, s) in axes.iter().zip(sizes) {
-                out[a] = s.clone();
-            }
-        } else if let Some(scales) = &r.scales {
-            if scales.len() != axes.len() {
-                return Err(self.fail(node, format!("scales has {} entries for {} axes", scales.len(), axes.len())));
-            }
-            for (&a, &s) in axes.iter().zip(scales) {
-                out[a] = match &x[a] {
-                    Dim::Known(n) => Dim::Known((*n as f64 * s).floor() as i64),
-                    d if s == 1.0 => d.clone(),
-                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64)),
-                    _ => self.fresh(),
-                };
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn store_constant(&mut self, name: &str, t: Tensor) {
+    pub(crate) fn store_constant(&mut self, name: &str, t: Tensor) {
         if t.shape.len() <= 1 && is_int(t.dtype()) {
             if let Some(v) = t.to_i64_vec() {
                 self.out.shape_values.insert(name.to_string(), known_dims(&v));
@@ -1243,7 +772,7 @@ impl<'g, 'm> Infer<'g, 'm> {
 }
 
 /// Number of elements of `Range(start, limit, delta)`.
-fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
+pub(crate) fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
     match (start, limit, delta) {
         (Dim::Known(s), Dim::Known(l), Dim::Known(d)) if *d != 0 => {
             Some(Dim::Known((l.saturating_sub(*s) as f64 / *d as f64).ceil().max(0.0) as i64))
@@ -1254,7 +783,7 @@ fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
 }
 
 /// The input indices a 1-D slice picks (ONNX clamping rules).
-fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
+pub(crate) fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
     let (s, e) = slice_bounds(len, start, end, step);
     let mut out = Vec::new();
     let mut i = s;
@@ -1266,7 +795,7 @@ fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
 }
 
 /// Clamped start and end of a slice over an axis of length `len`.
-fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+pub(crate) fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
     let norm = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
     if step > 0 {
         (norm(start).clamp(0, len), norm(end).clamp(0, len))
@@ -1276,7 +805,7 @@ fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
 }
 
 /// Length of a slice; `None` when it cannot be told statically.
-fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
+pub(crate) fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
     // Exporters write "to the end" as a huge number (INT64_MAX, or INT32_MAX).
     let to_end = |e: &Dim| e.known().is_some_and(|v| v >= i64::from(i32::MAX));
     match (d, start, end) {

@@ -13,27 +13,41 @@
 //! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
 //!   `layout`, `index` and `generate` each hold, for their operators: the kind enums and
 //!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
-//!   `shape.rs`), and the cost (MACs) where the operator counts. The pruning rules live in
-//!   `oto-graph` (`rules/`), dispatched on the same [`Op`] with one match in
-//!   `Ctx::apply`; the libtorch executor (`oto-torch`, `exec/ops`) matches [`Op`]
-//!   exhaustively, so a new variant is a compile error at the arms still missing.
+//!   `shape.rs`), and the cost (MACs) where the operator counts (`conv`, `matmul`).
+//!   [`Infer::node_types`](crate::shape) below is the one dispatch of shape inference;
+//!   `shape.rs` keeps the dimension algebra, the pass over the graph and the constant
+//!   folding.
+//! * **The other stages match the same type.** The pruning rules (`oto-graph`,
+//!   `rules.rs`, `Ctx::apply`) dispatch on [`Op`] with one exhaustive match, the rule
+//!   bodies still one method per operator there; the libtorch executor (`oto-torch`,
+//!   `exec/ops/mod.rs`, `compile`) matches [`Op`] exhaustively, and the one-input,
+//!   arithmetic and comparison kernels match their kind enums exhaustively. A new variant
+//!   is therefore a compile error at every stage still missing it.
 //! * **Opaque operators.** [`Op::Other`] holds an operator oto does not know (or one of a
 //!   custom domain): shape inference leaves its outputs unknown, the rules block what it
-//!   touches, the executor refuses it. Nothing else falls back on a string.
+//!   touches, the executor refuses it. These stages never match an operator's name; the
+//!   constant-folding interpreter (`shape.rs`, `fold`), `normalize.rs` and the rules'
+//!   `arity` still do (to move).
 //!
-//! Adding an operator: a variant (or a kind in a family enum) and its `parse` entry here
-//! or in the family module, its shape rule in the family module, then follow the compiler:
-//! the family's zero-invariance in `oto-graph` and the executor's arm in `oto-torch`.
+//! Adding an operator: a variant (or a kind in a family enum) and its `parse` entry here,
+//! its shape rule (an arm of `node_types` below, the body in the family module), then
+//! follow the compiler: the rule's arm in `oto-graph` and the executor's arm in `oto-torch`.
 
 pub mod conv;
 pub mod elementwise;
+pub mod generate;
+pub mod index;
+pub mod layout;
 pub mod matmul;
+pub mod norm;
 pub mod pool;
+pub mod reduce;
 
 use crate::error::Result;
 use crate::graph::{Graph, NodeExt};
 use crate::ops::{attr_result, node_error};
 use crate::proto::NodeProto;
+use crate::shape::{Infer, Stop, ValueType, R};
 pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Compare, Unary};
 pub use matmul::Gemm;
@@ -313,6 +327,70 @@ impl Op {
             "Trilu" => Op::Trilu,
             other => Op::Other(other.to_string()),
         })
+    }
+}
+
+impl Infer<'_, '_> {
+    /// The output types of `node`: parsed once, then the family's shape rule.
+    pub(crate) fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let op = Op::parse(self.graph, node)?;
+        match &op {
+            Op::Other(_) => Err(Stop::Unknown),
+            Op::Unary(_)
+            | Op::PRelu
+            | Op::Clip
+            | Op::Softmax
+            | Op::LogSoftmax
+            | Op::Hardmax
+            | Op::Lrn
+            | Op::CumSum
+            | Op::Trilu
+            | Op::InstanceNormalization
+            | Op::GroupNormalization
+            | Op::MeanVarianceNormalization
+            | Op::LpNormalization => self.same_shape(node, &op),
+            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
+            Op::Reduce(_) => self.reduce(node),
+            Op::Conv(c) => self.conv(node, c),
+            Op::ConvTranspose(c) => self.conv_transpose(node, c),
+            Op::Pool(p) => self.pool(node, p),
+            Op::GlobalPool(_) => self.global_pool(node),
+            Op::BatchNormalization => self.batch_norm(node),
+            Op::LayerNormalization => self.layer_norm(node),
+            Op::Dropout => self.dropout(node),
+            Op::Gemm(g) => self.gemm(node, g),
+            Op::MatMul { integer } => self.matmul(node, *integer),
+            Op::Einsum => self.einsum(node),
+            Op::Flatten => self.flatten(node),
+            Op::Reshape => self.reshape(node),
+            Op::Transpose => self.transpose(node),
+            Op::Concat => self.concat(node),
+            Op::Split => self.split(node),
+            Op::Slice => self.slice(node),
+            Op::Gather => self.gather(node),
+            Op::GatherElements => self.gather_elements(node),
+            Op::GatherNd => self.gather_nd(node),
+            Op::ScatterNd => self.scatter_nd(node),
+            Op::ScatterElements => self.scatter_elements(node),
+            Op::Squeeze => self.squeeze(node),
+            Op::Unsqueeze => self.unsqueeze(node),
+            Op::Shape => self.shape_of(node),
+            Op::Size => self.size(),
+            Op::Constant => self.constant(node),
+            Op::ConstantOfShape => self.constant_of_shape(node),
+            Op::Expand => self.expand(node),
+            Op::Cast => self.cast(node, false),
+            Op::CastLike => self.cast(node, true),
+            Op::Range => self.range(node),
+            Op::Tile => self.tile(node),
+            Op::Pad => self.pad(node),
+            Op::Resize { .. } => self.resize(node),
+            Op::ArgReduce { .. } => self.arg_reduce(node),
+            Op::TopK => self.top_k(node),
+            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, &op),
+            Op::NonZero => self.non_zero(node),
+            Op::EyeLike => self.eye_like(node),
+        }
     }
 }
 
