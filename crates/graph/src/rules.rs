@@ -58,7 +58,7 @@ fn arity(op: &str, opset: i64) -> (usize, usize) {
         "InstanceNormalization" | "GroupNormalization" => 3,
         "Slice" if opset >= 10 => 3,
         "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "Gather" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu"
-        | "LayerNormalization" | "Reshape" | "Expand" => 2,
+        | "LayerNormalization" | "RMSNormalization" | "Reshape" | "Expand" => 2,
         "Squeeze" | "Unsqueeze" | "Flatten" | "Concat" | "Split" | "Slice" => 1,
         _ => 0,
     };
@@ -134,7 +134,7 @@ impl Ctx<'_, '_> {
             Op::BatchNormalization => self.batch_norm(node),
             Op::InstanceNormalization => self.instance_norm(node),
             Op::GroupNormalization => self.group_norm(node)?,
-            Op::LayerNormalization => self.layer_norm(node)?,
+            Op::LayerNormalization | Op::RmsNormalization => self.layer_norm(node)?,
             // Each output channel depends on its neighbours' squares: never exact to cut.
             Op::Lrn => {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
@@ -1077,7 +1077,7 @@ impl Ctx<'_, '_> {
                 self.block_axis_at(
                     node,
                     &a,
-                    "LayerNormalization normalizes over these channels: the normalized width is not exactly prunable",
+                    &format!("{} normalizes over these channels: the normalized width is not exactly prunable", node.op()),
                 );
             }
         }

@@ -75,6 +75,8 @@ pub enum Op {
     GroupNormalization,
     /// `LayerNormalization`.
     LayerNormalization,
+    /// `RMSNormalization` (opset 23): `x / sqrt(mean(x^2) + epsilon) * scale` over the axes from `axis`.
+    RmsNormalization,
     /// `LRN`.
     Lrn,
     /// `LpNormalization`.
@@ -277,6 +279,7 @@ impl Op {
             "InstanceNormalization" => Op::InstanceNormalization,
             "GroupNormalization" => Op::GroupNormalization,
             "LayerNormalization" => Op::LayerNormalization,
+            "RMSNormalization" => Op::RmsNormalization,
             "LRN" => Op::Lrn,
             "LpNormalization" => Op::LpNormalization,
             "MeanVarianceNormalization" => Op::MeanVarianceNormalization,
@@ -348,7 +351,8 @@ impl Infer<'_, '_> {
             | Op::InstanceNormalization
             | Op::GroupNormalization
             | Op::MeanVarianceNormalization
-            | Op::LpNormalization => self.same_shape(node, &op),
+            | Op::LpNormalization
+            | Op::RmsNormalization => self.same_shape(node, &op),
             Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
             Op::Reduce(_) => self.reduce(node),
             Op::Conv(c) => self.conv(node, c),

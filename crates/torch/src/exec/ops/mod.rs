@@ -196,6 +196,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Not",
     "Or",
     "PRelu",
+    "RMSNormalization",
     "Pad",
     "Pow",
     "Range",
@@ -265,6 +266,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::InstanceNormalization
         | Op::GroupNormalization
         | Op::LayerNormalization
+        | Op::RmsNormalization
         | Op::Lrn
         | Op::Softmax
         | Op::LogSoftmax

@@ -133,6 +133,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
             })
         }
         Op::LayerNormalization => layer_norm(node)?,
+        Op::RmsNormalization => rms_norm(node)?,
         Op::Lrn => lrn(node)?,
         Op::GroupNormalization => group_norm(graph, node)?,
         Op::Softmax | Op::LogSoftmax => softmax(graph, node, *op == Op::LogSoftmax)?,
@@ -379,6 +380,26 @@ fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
             Some(b) => y.f_add(b)?,
             None => y,
         }])
+    }))
+}
+
+/// RMSNormalization: `x / sqrt(mean(x^2) + epsilon) * scale`, the mean over the axes from
+/// `axis` on, computed in float32 (`stash_type` 1, the only type ONNX defines) and cast back.
+fn rms_norm(node: &NodeProto) -> Result<Kernel, String> {
+    let a = node.attr_int_or("axis", -1)?;
+    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+    let stash = node.attr_int_or("stash_type", 1)?;
+    if stash != 1 {
+        return Err(format!("RMSNormalization stash_type {stash} is not supported (only 1, float32)"));
+    }
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let a = axis(a, x.dim())?;
+        let dims: Vec<i64> = (a..x.dim() as i64).collect();
+        let xf = x.f_to_kind(Kind::Float)?;
+        let inv = xf.f_square()?.f_mean_dim(dims.as_slice(), true, None)?.f_add_scalar(eps)?.f_rsqrt()?;
+        let y = xf.f_mul(&inv)?.f_to_kind(x.kind())?.f_mul(ctx.input(1)?)?;
+        Ok(vec![y])
     }))
 }
 
