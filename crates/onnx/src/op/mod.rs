@@ -18,8 +18,8 @@
 //!   `shape.rs` keeps the dimension algebra, the pass over the graph and the constant
 //!   folding.
 //! * **The other stages match the same type.** The pruning rules (`oto-graph`,
-//!   `rules.rs`, `Ctx::apply`) dispatch on [`Op`] with one exhaustive match, the rule
-//!   bodies still one method per operator there; the libtorch executor (`oto-torch`,
+//!   `rules/mod.rs`, `Ctx::apply`) dispatch on [`Op`] with one exhaustive match, the rule
+//!   bodies in one module per family (`rules/conv.rs`, `rules/norm.rs`...); the libtorch executor (`oto-torch`,
 //!   `exec/ops/mod.rs`, `compile`) matches [`Op`] exhaustively, and the one-input,
 //!   arithmetic and comparison kernels match their kind enums exhaustively. A new variant
 //!   is therefore a compile error at every stage still missing it.
