@@ -372,6 +372,37 @@ fn lcm(a: usize, b: usize) -> usize {
     a / gcd(a, b) * b
 }
 
+/// The intervals between the cuts of every base, and their classes (tied intervals).
+struct Partition {
+    /// Every interval, base by base in order.
+    intervals: Vec<Range>,
+    /// The sorted cut positions per base.
+    cuts: Vec<Vec<usize>>,
+    /// Per base, the index of its first interval.
+    first_interval: Vec<usize>,
+    /// Per interval, its class (`usize::MAX` for an empty interval).
+    class_of: Vec<usize>,
+    /// Per class, its intervals.
+    class_members: Vec<Vec<usize>>,
+}
+
+impl Partition {
+    /// The interval holding position `pos` of `base`.
+    fn interval_at(&self, base: BaseId, pos: usize) -> usize {
+        let pts = &self.cuts[base];
+        let i = pts.partition_point(|&c| c <= pos) - 1;
+        self.first_interval[base] + i
+    }
+
+    /// The intervals `r` covers.
+    fn covered(&self, r: &Range) -> std::ops::Range<usize> {
+        if r.len == 0 {
+            return 0..0;
+        }
+        self.interval_at(r.base, r.start)..self.interval_at(r.base, r.end() - 1) + 1
+    }
+}
+
 impl Spaces {
     /// Opens a base of `n` positions.
     pub fn new_base(&mut self, n: usize) -> Range {
@@ -422,8 +453,10 @@ impl Spaces {
 
     /// Solves the records into groups (sorted by id). `unprunable_inits` blocks the
     /// groups those initializers belong to.
-    pub fn solve(&self, dims: &InitDims, user_blocked: &HashMap<String, String>) -> Vec<Group> {
-        // 1. Boundaries per base, closed under the ties.
+    /// Phase 1 of [`Spaces::solve`]: the boundaries per base (every range any tie, member,
+    /// block, requirement or shape reference starts or ends at), closed under the ties;
+    /// also the tied pairs whose blocks do not line up.
+    fn cuts(&self) -> (Vec<BTreeSet<usize>>, Vec<(Range, Range)>) {
         let mut cuts: Vec<BTreeSet<usize>> = self.bases.iter().map(|&n| BTreeSet::from([0, n])).collect();
         let add = |r: &Range, cuts: &mut Vec<BTreeSet<usize>>| {
             cuts[r.base].insert(r.start);
@@ -473,7 +506,12 @@ impl Spaces {
                 break;
             }
         }
-        // 2. Intervals, and the union of tied intervals.
+        (cuts, misaligned)
+    }
+
+    /// Phase 2 of [`Spaces::solve`]: the intervals between the cuts, the union of tied
+    /// intervals, and the classes, numbered in the order of their first interval.
+    fn partition(&self, cuts: &[BTreeSet<usize>]) -> Partition {
         let mut first_interval = Vec::with_capacity(self.bases.len());
         let mut intervals: Vec<Range> = Vec::new();
         for (base, set) in cuts.iter().enumerate() {
@@ -483,23 +521,14 @@ impl Spaces {
                 intervals.push(Range { base, start: w[0], len: w[1] - w[0] });
             }
         }
-        let cuts_vec: Vec<Vec<usize>> = cuts.iter().map(|s| s.iter().copied().collect()).collect();
-        let interval_at = |base: BaseId, pos: usize| -> usize {
-            let pts = &cuts_vec[base];
-            let i = pts.partition_point(|&c| c <= pos) - 1;
-            first_interval[base] + i
-        };
-        let covered = |r: &Range| -> std::ops::Range<usize> {
-            if r.len == 0 {
-                return 0..0;
-            }
-            interval_at(r.base, r.start)..interval_at(r.base, r.end() - 1) + 1
-        };
+        let cuts: Vec<Vec<usize>> = cuts.iter().map(|s| s.iter().copied().collect()).collect();
+        let mut partition = Partition { intervals, cuts, first_interval, class_of: Vec::new(), class_members: Vec::new() };
+        let intervals = &partition.intervals;
         let mut uf = UnionFind::<usize>::new(intervals.len());
         for (a, b) in &self.eqs {
-            for i in covered(a) {
+            for i in partition.covered(a) {
                 let off = intervals[i].start - a.start;
-                uf.union(i, interval_at(b.base, b.start + off * b.len / a.len));
+                uf.union(i, partition.interval_at(b.base, b.start + off * b.len / a.len));
             }
         }
         // 3. Classes, numbered in the order of their first interval (independent of which
@@ -517,6 +546,16 @@ impl Spaces {
                 class_of[i] = c;
             }
         }
+        partition.class_of = class_of;
+        partition.class_members = class_members;
+        partition
+    }
+
+    pub fn solve(&self, dims: &InitDims, user_blocked: &HashMap<String, String>) -> Vec<Group> {
+        let (cuts, misaligned) = self.cuts();
+        let partition = self.partition(&cuts);
+        let (intervals, class_of, class_members) = (&partition.intervals, &partition.class_of, &partition.class_members);
+        let covered = |r: &Range| partition.covered(r);
         let nc = class_members.len();
         let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nc];
         for (a, b) in &misaligned {
@@ -765,7 +804,7 @@ impl Spaces {
             if !members.iter().any(|m| m.role == Role::Producer) {
                 reasons.push("no parameter produces these channels".into());
             }
-            let block = roots_block(&class_members[c], &intervals, n);
+            let block = roots_block(&class_members[c], intervals, n);
             let kind = match kind[c] {
                 None if block == 1 => ElementKind::Channel,
                 None => ElementKind::Block { size: block },

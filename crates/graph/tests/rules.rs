@@ -653,3 +653,34 @@ fn saved_computed_location_with_a_wrong_length_is_refused() {
         assert!(err.contains(&format!("computed value 'split_target': {len} entries")), "{err}");
     }
 }
+
+/// RMSNormalization (opset 23) normalizes over the hidden width like LayerNormalization:
+/// the width before it is reported unprunable, its scale joins that space, and the
+/// neurons of the MLP after it stay prunable.
+#[test]
+fn rms_normalization_blocks_the_normalized_width() {
+    let mut b = GraphBuilder::new("rms");
+    let x = b.input_f32("x", &batch_dims(&[5, 8]));
+    let w1 = w(&mut b, "up.weight", &[8, 16]);
+    let b1 = w(&mut b, "up.bias", &[16]);
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let h = b.node("Add", &[&h, &b1], &[]);
+    let scale = w(&mut b, "rms.weight", &[16]);
+    let n = b.node_with("RMSNormalization", &[&h, &scale], &[], &[("axis", Attr::Int(-1))]);
+    let w2 = w(&mut b, "ff1.weight", &[16, 12]);
+    let f = b.node("MatMul", &[&n, &w2], &[]);
+    let f = b.node("Relu", &[&f], &[]);
+    let w3 = w(&mut b, "ff2.weight", &[12, 4]);
+    let y = b.node("MatMul", &[&f, &w3], &["y"]);
+    b.output_f32(&y, &batch_dims(&[5, 4]));
+    b.opset(23);
+    let model = b.build().unwrap();
+    let a = run(&model);
+    let width = group_with(&a, "up.weight", 1);
+    assert!(!width.prunable, "{}", a.table());
+    assert!(width.reasons.iter().any(|r| r.contains("RMSNormalization normalizes")), "{:?}", width.reasons);
+    assert_eq!(member(width, "rms.weight", 0).role, Role::Producer);
+    let mlp = group_with(&a, "ff1.weight", 1);
+    assert!(mlp.prunable, "{}", a.table());
+    assert_eq!((mlp.kind, mlp.num_elements), (ElementKind::Channel, 12));
+}

@@ -10,9 +10,12 @@
 //! the sequence axes) are bound to 1 as well, so a transformer's MACs are per token
 //! (the attention's terms that grow with the sequence length count as for one token);
 //! [`MacsEstimate::sequence_symbols`] lists them so that the output can say so.
-//! Elementwise operators, normalizations and pooling are not counted.
+//! Elementwise operators, normalizations and pooling are not counted. The per-operator
+//! formulas live with their families (`op/conv.rs`, `op/matmul.rs`).
 
 use crate::graph::{Graph, NodeExt};
+use crate::op::matmul::matmul_macs;
+use crate::op::{Conv, ConvTranspose, Op};
 use crate::shape::{Dim, Shapes};
 use crate::tensor::DType;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -131,7 +134,9 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
     let mut est = MacsEstimate::default();
     for (index, node) in graph.nodes() {
         let op = node.op();
-        if !matches!(op, "Conv" | "ConvInteger" | "ConvTranspose" | "Gemm" | "MatMul" | "MatMulInteger") {
+        // A node that does not parse was reported by shape inference; it is not counted here.
+        let Ok(parsed) = Op::parse(graph, node) else { continue };
+        if !matches!(parsed, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul { .. }) {
             continue;
         }
         let shape = |k: usize| -> Option<Vec<u64>> {
@@ -143,18 +148,12 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
             .first()
             .and_then(|o| shapes.bound_shape(o, bindings))
             .and_then(|s| s.into_iter().map(|d| u64::try_from(d).ok()).collect::<Option<Vec<u64>>>());
-        let prod = |v: &[u64]| v.iter().fold(1u64, |a, &b| a.saturating_mul(b));
-        let m = match op {
-            // Every output element: C_in/group * kernel MACs, i.e. the weight's dims after the first.
-            "Conv" | "ConvInteger" => shape(1).zip(out.clone()).map(|(w, o)| prod(&o).saturating_mul(prod(w.get(1..).unwrap_or_default()))),
-            // Every input element scatters into C_out/group * kernel outputs.
-            "ConvTranspose" => shape(0).zip(shape(1)).map(|(x, w)| prod(&x).saturating_mul(prod(w.get(1..).unwrap_or_default()))),
-            "Gemm" => shape(0).zip(out.clone()).map(|(a, o)| {
-                let trans_a = node.attr_int_or("transA", 0).unwrap_or(0) != 0;
-                let k = if trans_a { a.first() } else { a.last() }.copied().unwrap_or(1);
-                prod(&o).saturating_mul(k)
-            }),
-            _ => shape(0).zip(out.clone()).map(|(a, o)| prod(&o).saturating_mul(a.last().copied().unwrap_or(1))),
+        let m = match &parsed {
+            Op::Conv(_) => Conv::macs(shape(1).as_deref(), out.as_deref()),
+            Op::ConvTranspose(_) => ConvTranspose::macs(shape(0).as_deref(), shape(1).as_deref()),
+            Op::Gemm(g) => g.macs(shape(0).as_deref(), out.as_deref()),
+            Op::MatMul { .. } => matmul_macs(shape(0).as_deref(), out.as_deref()),
+            _ => continue,
         };
         match m {
             Some(m) => {

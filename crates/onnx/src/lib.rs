@@ -11,6 +11,7 @@ pub mod graph;
 pub mod model;
 pub mod normalize;
 pub mod npz;
+pub mod op;
 pub mod ops;
 pub mod proto;
 pub mod rng;

@@ -300,7 +300,7 @@ pub(crate) const FOLD_LIMIT: usize = 1 << 16;
 const SHAPE_VALUE_LIMIT: usize = 1 << 10;
 
 /// Why a node's outputs got no type: an input is unknown, or the node is malformed.
-enum Stop {
+pub(crate) enum Stop {
     Unknown,
     Fail(OnnxError),
 }
@@ -311,33 +311,33 @@ impl From<OnnxError> for Stop {
     }
 }
 
-type R<T> = std::result::Result<T, Stop>;
+pub(crate) type R<T> = std::result::Result<T, Stop>;
 
-struct Infer<'g, 'm> {
-    graph: &'g Graph<'m>,
-    out: Shapes,
+pub(crate) struct Infer<'g, 'm> {
+    pub(crate) graph: &'g Graph<'m>,
+    pub(crate) out: Shapes,
     fresh: usize,
     init_cache: HashMap<String, Option<Tensor>>,
 }
 
-fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
+pub(crate) fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
     ValueType { dtype, shape: Some(shape) }
 }
 
-fn known_dims(v: &[i64]) -> Vec<Dim> {
+pub(crate) fn known_dims(v: &[i64]) -> Vec<Dim> {
     v.iter().map(|&d| Dim::Known(d)).collect()
 }
 
-fn numel_of(dims: &[i64]) -> Option<usize> {
+pub(crate) fn numel_of(dims: &[i64]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
 }
 
-fn is_int(d: DType) -> bool {
+pub(crate) fn is_int(d: DType) -> bool {
     matches!(d, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool)
 }
 
 /// Numpy broadcasting of two dimensions; `None` when incompatible.
-fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
+pub(crate) fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
     match (a, b) {
         _ if a == b => Some(a.clone()),
         (Dim::Known(1), _) => Some(b.clone()),
@@ -373,105 +373,20 @@ pub fn fmt_shape(s: &[Dim]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn dtype_of_proto(t: &TensorProto) -> Option<DType> {
+pub(crate) fn dtype_of_proto(t: &TensorProto) -> Option<DType> {
     DType::from_onnx(t.data_type.unwrap_or(0))
 }
 
-/// Unary operators whose output has the type and shape of input 0.
-fn is_same_shape_unary(op: &str) -> bool {
-    matches!(
-        op,
-        "Relu"
-            | "LeakyRelu"
-            | "PRelu"
-            | "Elu"
-            | "Selu"
-            | "Celu"
-            | "Gelu"
-            | "Mish"
-            | "Sigmoid"
-            | "HardSigmoid"
-            | "HardSwish"
-            | "Tanh"
-            | "Softplus"
-            | "Softsign"
-            | "ThresholdedRelu"
-            | "Exp"
-            | "Log"
-            | "Neg"
-            | "Abs"
-            | "Sqrt"
-            | "Reciprocal"
-            | "Erf"
-            | "Floor"
-            | "Ceil"
-            | "Round"
-            | "Sign"
-            | "Sin"
-            | "Cos"
-            | "Tan"
-            | "Asin"
-            | "Acos"
-            | "Atan"
-            | "Sinh"
-            | "Cosh"
-            | "Asinh"
-            | "Acosh"
-            | "Atanh"
-            | "Identity"
-            | "Clip"
-            | "Softmax"
-            | "LogSoftmax"
-            | "Hardmax"
-            | "LRN"
-            | "Not"
-            | "BitwiseNot"
-            | "CumSum"
-            | "Trilu"
-            | "InstanceNormalization"
-            | "GroupNormalization"
-            | "MeanVarianceNormalization"
-            | "LpNormalization"
-            | "Shrink"
-    )
-}
-
-/// Broadcasting operators whose output takes the element type of input 0.
-fn is_broadcast_arith(op: &str) -> bool {
-    matches!(
-        op,
-        "Add"
-            | "Sub"
-            | "Mul"
-            | "Div"
-            | "Pow"
-            | "Mod"
-            | "Max"
-            | "Min"
-            | "Mean"
-            | "Sum"
-            | "BitShift"
-            | "BitwiseAnd"
-            | "BitwiseOr"
-            | "BitwiseXor"
-    )
-}
-
-/// Broadcasting operators with a boolean output.
-fn is_broadcast_logic(op: &str) -> bool {
-    matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor")
-}
-
 impl<'g, 'm> Infer<'g, 'm> {
-    fn fail(&self, node: &NodeProto, msg: impl Into<String>) -> Stop {
+    pub(crate) fn fail(&self, node: &NodeProto, msg: impl Into<String>) -> Stop {
         Stop::Fail(self.graph.model.error(node_label(node), msg))
     }
 
-    fn attr<T>(&self, node: &NodeProto, r: std::result::Result<T, String>) -> R<T> {
+    pub(crate) fn attr<T>(&self, node: &NodeProto, r: std::result::Result<T, String>) -> R<T> {
         r.map_err(|m| self.fail(node, m))
     }
 
-    fn fresh(&mut self) -> Dim {
+    pub(crate) fn fresh(&mut self) -> Dim {
         self.fresh += 1;
         Dim::Sym(format!("unk{}", self.fresh))
     }
@@ -559,29 +474,29 @@ impl<'g, 'm> Infer<'g, 'm> {
         }
     }
 
-    fn has_input(node: &NodeProto, k: usize) -> bool {
+    pub(crate) fn has_input(node: &NodeProto, k: usize) -> bool {
         ops::input(node, k).is_some()
     }
 
-    fn shape(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
+    pub(crate) fn shape(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
         let Some(name) = ops::input(node, k) else {
             return Err(self.fail(node, format!("input {k} is missing")));
         };
         self.out.shape(name).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
     }
 
-    fn dtype(&self, node: &NodeProto, k: usize) -> Option<DType> {
+    pub(crate) fn dtype(&self, node: &NodeProto, k: usize) -> Option<DType> {
         ops::input(node, k).and_then(|n| self.out.dtype(n))
     }
 
     /// The (possibly symbolic) integer entries of input `k`, or `Unknown`.
-    fn values(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
+    pub(crate) fn values(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
         ops::input(node, k).and_then(|n| self.out.shape_value(n)).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
     }
 
     /// `Unknown` unless every present input among `ks` has a folded value (so that
     /// the opset helpers can read it); a runtime parameter is not an error.
-    fn needs_values(&self, node: &NodeProto, ks: &[usize]) -> R<()> {
+    pub(crate) fn needs_values(&self, node: &NodeProto, ks: &[usize]) -> R<()> {
         for &k in ks {
             if let Some(name) = ops::input(node, k) {
                 let known = self.out.shape_values.contains_key(name)
@@ -595,7 +510,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(())
     }
 
-    fn axis(&self, node: &NodeProto, axis: i64, rank: usize) -> R<usize> {
+    pub(crate) fn axis(&self, node: &NodeProto, axis: i64, rank: usize) -> R<usize> {
         let r = rank as i64;
         if axis < -r || axis >= r {
             return Err(self.fail(node, format!("axis {axis} is out of range for rank {rank}")));
@@ -603,772 +518,15 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
     }
 
-    /// GatherND/ScatterND: the data and indices shapes, `batch_dims` and `k`, the number of
-    /// data axes each index row addresses (the last indices axis; it must be known), checked
-    /// against the data after the batch axes.
-    fn nd_indices(&self, node: &NodeProto) -> R<(Vec<Dim>, Vec<Dim>, usize, usize)> {
-        let x = self.shape(node, 0)?;
-        let idx = self.shape(node, 1)?;
-        let batch = self.attr(node, node.attr_int_or("batch_dims", 0))?;
-        let Some(last) = idx.last() else {
-            return Err(self.fail(node, "indices are a scalar; they need at least one axis"));
-        };
-        let k = last.known().ok_or(Stop::Unknown)?;
-        let fits = usize::try_from(batch).ok().zip(usize::try_from(k).ok()).filter(|(b, k)| *b < idx.len() && b + k <= x.len());
-        let Some((batch, k)) = fits else {
-            return Err(self.fail(
-                node,
-                format!("indices of shape {} cannot index data of shape {} with batch_dims {batch}", fmt_shape(&idx), fmt_shape(&x)),
-            ));
-        };
-        if let Some(a) = (0..batch).find(|&a| x[a].known().zip(idx[a].known()).is_some_and(|(d, i)| d != i)) {
-            return Err(self.fail(node, format!("batch axis {a} is {} in the data but {} in the indices", x[a], idx[a])));
-        }
-        Ok((x, idx, batch, k))
-    }
-
     /// The listed axes, normalized, or every axis of a rank-`rank` input when none are listed.
-    fn axes_or_all(&self, node: &NodeProto, axes: Option<&[i64]>, rank: usize) -> R<Vec<usize>> {
+    pub(crate) fn axes_or_all(&self, node: &NodeProto, axes: Option<&[i64]>, rank: usize) -> R<Vec<usize>> {
         match axes {
             Some(a) => a.iter().map(|&v| self.axis(node, v, rank)).collect(),
             None => Ok((0..rank).collect()),
         }
     }
 
-    fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let op = node.op();
-        if !matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx") {
-            return Err(Stop::Unknown);
-        }
-        if is_same_shape_unary(op) {
-            let x = self.shape(node, 0)?;
-            if op == "PRelu" {
-                let slope = self.shape(node, 1)?;
-                broadcast_shapes(&[&x, &slope]).map_err(|m| self.fail(node, m))?;
-            }
-            return Ok(vec![vt(self.dtype(node, 0), x)]);
-        }
-        if is_broadcast_arith(op) || is_broadcast_logic(op) || op == "Where" {
-            let shapes: Vec<Vec<Dim>> = (0..node.input.len()).map(|k| self.shape(node, k)).collect::<R<_>>()?;
-            let refs: Vec<&[Dim]> = shapes.iter().map(Vec::as_slice).collect();
-            let out = broadcast_shapes(&refs).map_err(|m| self.fail(node, m))?;
-            let dtype = if is_broadcast_logic(op) {
-                Some(DType::Bool)
-            } else if op == "Where" {
-                self.dtype(node, 1)
-            } else {
-                self.dtype(node, 0)
-            };
-            return Ok(vec![vt(dtype, out)]);
-        }
-        if ops::is_reduce(op) {
-            return self.reduce(node);
-        }
-        match op {
-            "Conv" | "ConvInteger" => self.conv(node),
-            "ConvTranspose" => self.conv_transpose(node),
-            "MaxPool" | "AveragePool" | "LpPool" => self.pool(node),
-            "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
-                let x = self.shape(node, 0)?;
-                if x.len() < 2 {
-                    return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
-                }
-                let mut out = x[..2].to_vec();
-                out.resize(x.len(), Dim::Known(1));
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "BatchNormalization" => {
-                let x = self.shape(node, 0)?;
-                if x.len() < 2 {
-                    return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
-                }
-                let c = x[1].clone();
-                for k in 1..5 {
-                    if let Some(s) = ops::input(node, k).and_then(|n| self.out.shape(n)) {
-                        if s.len() != 1 || s[0].known().zip(c.known()).is_some_and(|(a, b)| a != b) {
-                            return Err(self.fail(node, format!("input {k} has shape {}, expected [{c}] (the channels)", fmt_shape(s))));
-                        }
-                    }
-                }
-                let dt = self.dtype(node, 0);
-                let mut outs = vec![vt(dt, x)];
-                for _ in 1..node.output.len() {
-                    outs.push(vt(self.dtype(node, 3), vec![c.clone()]));
-                }
-                Ok(outs)
-            }
-            "LayerNormalization" => {
-                let x = self.shape(node, 0)?;
-                let axis = self.attr(node, node.attr_int_or("axis", -1))?;
-                let a = self.axis(node, axis, x.len())?;
-                let stash = self.attr(node, node.attr_int("stash_type"))?.and_then(|c| DType::from_onnx(c as i32)).or(Some(DType::F32));
-                let mut stat = x[..a].to_vec();
-                stat.resize(x.len(), Dim::Known(1));
-                Ok(vec![vt(self.dtype(node, 0), x), vt(stash, stat.clone()), vt(stash, stat)])
-            }
-            "Dropout" => {
-                let x = self.shape(node, 0)?;
-                Ok(vec![vt(self.dtype(node, 0), x.clone()), vt(Some(DType::Bool), x)])
-            }
-            "IsNaN" | "IsInf" => Ok(vec![vt(Some(DType::Bool), self.shape(node, 0)?)]),
-            "Gemm" => self.gemm(node),
-            "MatMul" | "MatMulInteger" => self.matmul(node),
-            "Einsum" => self.einsum(node),
-            "Flatten" => {
-                let x = self.shape(node, 0)?;
-                let axis = self.attr(node, node.attr_int_or("axis", 1))?;
-                let r = x.len() as i64;
-                if axis < -r || axis > r {
-                    return Err(self.fail(node, format!("axis {axis} is out of range for rank {r}")));
-                }
-                let a = if axis < 0 { axis + r } else { axis } as usize;
-                Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a]), Dim::product(&x[a..])])])
-            }
-            "Reshape" => self.reshape(node),
-            "Transpose" => {
-                let x = self.shape(node, 0)?;
-                let perm = self.attr(node, node.attr_ints("perm"))?.unwrap_or_else(|| (0..x.len() as i64).rev().collect());
-                let mut seen = vec![false; x.len()];
-                let mut out = Vec::with_capacity(x.len());
-                for &p in &perm {
-                    let a = self.axis(node, p, x.len())?;
-                    if std::mem::replace(&mut seen[a], true) {
-                        return Err(self.fail(node, format!("perm {perm:?} repeats axis {a}")));
-                    }
-                    out.push(x[a].clone());
-                }
-                if perm.len() != x.len() {
-                    return Err(self.fail(node, format!("perm {perm:?} does not match the input rank {}", x.len())));
-                }
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "Concat" => self.concat(node),
-            "Split" => self.split(node),
-            "Slice" => self.slice(node),
-            "Gather" => {
-                let x = self.shape(node, 0)?;
-                let idx = self.shape(node, 1)?;
-                let axis = self.attr(node, node.attr_int_or("axis", 0))?;
-                let a = self.axis(node, axis, x.len())?;
-                let mut out = x[..a].to_vec();
-                out.extend(idx);
-                out.extend_from_slice(&x[a + 1..]);
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "GatherElements" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 1)?)]),
-            "GatherND" => {
-                let (x, mut out, batch, k) = self.nd_indices(node)?;
-                out.pop();
-                out.extend_from_slice(&x[batch + k..]);
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "ScatterND" => {
-                let (x, idx, _, k) = self.nd_indices(node)?;
-                let mut expected = idx[..idx.len() - 1].to_vec();
-                expected.extend_from_slice(&x[k..]);
-                if let Ok(updates) = self.shape(node, 2) {
-                    let differs = updates.len() != expected.len()
-                        || updates.iter().zip(&expected).any(|(u, e)| u.known().zip(e.known()).is_some_and(|(u, e)| u != e));
-                    if differs {
-                        return Err(
-                            self.fail(node, format!("updates have shape {}, expected {}", fmt_shape(&updates), fmt_shape(&expected)))
-                        );
-                    }
-                }
-                Ok(vec![vt(self.dtype(node, 0), x)])
-            }
-            "ScatterElements" | "Scatter" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
-            "Squeeze" => self.squeeze(node),
-            "Unsqueeze" => self.unsqueeze(node),
-            "Shape" => {
-                let x = self.shape(node, 0)?;
-                let (s, e) = self.shape_range(node, x.len())?;
-                Ok(vec![vt(Some(DType::I64), vec![Dim::Known((e - s) as i64)])])
-            }
-            "Size" => Ok(vec![vt(Some(DType::I64), vec![])]),
-            "Constant" => self.constant(node),
-            "ConstantOfShape" => {
-                let shape = self.values(node, 0)?;
-                let dtype = match self.attr(node, node.attr_tensor("value"))? {
-                    Some(t) => dtype_of_proto(t),
-                    None => Some(DType::F32),
-                };
-                Ok(vec![vt(dtype, shape)])
-            }
-            "Expand" => {
-                let x = self.shape(node, 0)?;
-                let target = self.values(node, 1)?;
-                let out = broadcast_shapes(&[&x, &target]).map_err(|m| self.fail(node, m))?;
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "Cast" => {
-                let x = self.shape(node, 0)?;
-                Ok(vec![vt(ops::cast_to(self.graph, node)?, x)])
-            }
-            "CastLike" => Ok(vec![vt(self.dtype(node, 1), self.shape(node, 0)?)]),
-            "Range" => {
-                let dtype = self.dtype(node, 0);
-                let len = match (self.values(node, 0), self.values(node, 1), self.values(node, 2)) {
-                    (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0]),
-                    _ => None,
-                };
-                let len = match len {
-                    Some(l) => l,
-                    None => match self.range_float_len(node) {
-                        Some(l) => Dim::Known(l),
-                        None => self.fresh(),
-                    },
-                };
-                Ok(vec![vt(dtype, vec![len])])
-            }
-            "Tile" => {
-                let x = self.shape(node, 0)?;
-                let reps = self.values(node, 1)?;
-                if reps.len() != x.len() {
-                    return Err(self.fail(node, format!("repeats has {} entries for an input of rank {}", reps.len(), x.len())));
-                }
-                Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect())])
-            }
-            "Pad" => self.pad(node),
-            "Resize" | "Upsample" => self.resize(node),
-            "ArgMax" | "ArgMin" => {
-                let x = self.shape(node, 0)?;
-                let a = self.axis(node, self.attr(node, node.attr_int_or("axis", 0))?, x.len())?;
-                let keep = self.attr(node, node.attr_int_or("keepdims", 1))? != 0;
-                let mut out = x;
-                if keep {
-                    out[a] = Dim::Known(1);
-                } else {
-                    out.remove(a);
-                }
-                Ok(vec![vt(Some(DType::I64), out)])
-            }
-            "TopK" => {
-                let x = self.shape(node, 0)?;
-                let a = self.axis(node, self.attr(node, node.attr_int_or("axis", -1))?, x.len())?;
-                let k = self.values(node, 1)?;
-                let mut out = x;
-                out[a] = k.first().cloned().ok_or(Stop::Unknown)?;
-                Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
-            }
-            "DepthToSpace" | "SpaceToDepth" => {
-                let x = self.shape(node, 0)?;
-                let b = Dim::Known(self.attr(node, node.attr_int_or("blocksize", 1))?);
-                if x.len() != 4 {
-                    return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
-                }
-                let bb = b.mul(&b);
-                let out = if op == "DepthToSpace" {
-                    vec![
-                        x[0].clone(),
-                        x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
-                        x[2].mul(&b),
-                        x[3].mul(&b),
-                    ]
-                } else {
-                    vec![x[0].clone(), x[1].mul(&bb), x[2].floor_div(&b), x[3].floor_div(&b)]
-                };
-                Ok(vec![vt(self.dtype(node, 0), out)])
-            }
-            "NonZero" => {
-                let x = self.shape(node, 0)?;
-                let n = self.fresh();
-                Ok(vec![vt(Some(DType::I64), vec![Dim::Known(x.len() as i64), n])])
-            }
-            "EyeLike" => Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)]),
-            _ => Err(Stop::Unknown),
-        }
-    }
-
-    fn range_float_len(&self, node: &NodeProto) -> Option<i64> {
-        let get = |k: usize| -> Option<f64> {
-            self.out.constants.get(ops::input(node, k)?).map(|t| t.to_f64_vec()).filter(|v| v.len() == 1).map(|v| v[0])
-        };
-        let (s, l, d) = (get(0)?, get(1)?, get(2)?);
-        (d != 0.0).then(|| ((l - s) / d).ceil().max(0.0) as i64)
-    }
-
-    fn shape_range(&self, node: &NodeProto, rank: usize) -> R<(usize, usize)> {
-        let r = rank as i64;
-        let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-        let s = clamp(self.attr(node, node.attr_int_or("start", 0))?);
-        let e = clamp(self.attr(node, node.attr_int("end"))?.unwrap_or(r));
-        Ok((s, e.max(s)))
-    }
-
-    fn constant(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let Some(out) = node.output.first() else { return Ok(vec![]) };
-        if let Some(t) = self.attr(node, node.attr_tensor("value"))? {
-            let ty = vt(dtype_of_proto(t), known_dims(&t.dims));
-            if numel_of(&t.dims).is_some_and(|n| n <= FOLD_LIMIT) {
-                let tensor = self.graph.model.tensor(t)?;
-                self.store_constant(out, tensor);
-            }
-            return Ok(vec![ty]);
-        }
-        // Strings and sparse values are not tensors oto computes with: their type stays unknown.
-        if node.attribute.first().is_some_and(|a| matches!(a.name.as_deref(), Some("value_string" | "value_strings" | "sparse_value"))) {
-            return Err(Stop::Unknown);
-        }
-        let t = self.graph.constant(out)?.ok_or_else(|| self.fail(node, "Constant node has no value"))?;
-        let ty = vt(Some(t.dtype()), t.shape.iter().map(|&d| Dim::Known(d as i64)).collect());
-        self.store_constant(out, t);
-        Ok(vec![ty])
-    }
-
-    fn conv_attrs(&self, node: &NodeProto, spatial: usize, kernel: &[Dim]) -> R<ConvAttrs> {
-        let get = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
-            let v = self.attr(node, node.attr_ints(name))?.unwrap_or_else(|| vec![default; len]);
-            if v.len() != len {
-                return Err(self.fail(node, format!("'{name}' has {} entries, expected {len}", v.len())));
-            }
-            Ok(v)
-        };
-        let kernel: Vec<i64> = match self.attr(node, node.attr_ints("kernel_shape"))? {
-            Some(k) => k,
-            None => kernel.iter().map(|d| d.known().ok_or(Stop::Unknown)).collect::<R<_>>()?,
-        };
-        if kernel.len() != spatial {
-            return Err(self.fail(node, format!("kernel_shape {kernel:?} does not match {spatial} spatial axes")));
-        }
-        let a = ConvAttrs {
-            strides: get("strides", 1, spatial)?,
-            dilations: get("dilations", 1, spatial)?,
-            pads: get("pads", 0, 2 * spatial)?,
-            auto_pad: self.attr(node, node.attr_string("auto_pad"))?.unwrap_or_else(|| "NOTSET".into()),
-            kernel,
-        };
-        // Sizes beyond 2^31 are nonsense and would overflow the arithmetic below.
-        let limit = i64::from(i32::MAX);
-        if a.kernel.iter().chain(&a.strides).chain(&a.dilations).chain(&a.pads).any(|v| v.unsigned_abs() > limit.unsigned_abs()) {
-            return Err(self.fail(node, "kernel_shape, strides, dilations or pads hold values beyond 2^31"));
-        }
-        Ok(a)
-    }
-
-    /// Output spatial size of a convolution or pooling window sweep.
-    fn window_out(&self, node: &NodeProto, a: &ConvAttrs, i: usize, input: &Dim, ceil: bool) -> R<Dim> {
-        let (k, s, d) = (a.kernel[i], a.strides[i], a.dilations[i]);
-        if s < 1 || d < 1 || k < 1 {
-            return Err(self.fail(node, format!("kernel {k}, stride {s} and dilation {d} must be positive")));
-        }
-        let span = (k - 1) * d + 1;
-        let spatial = a.kernel.len();
-        match a.auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => return Ok(ceil_div_dim(input, s)),
-            "VALID" => {
-                return Ok(match input {
-                    Dim::Known(n) if *n >= span => Dim::Known((n - span) / s + 1),
-                    Dim::Known(n) => return Err(self.fail(node, format!("input size {n} is smaller than the kernel span {span}"))),
-                    d if span == 1 && s == 1 => d.clone(),
-                    d => Dim::sym(format!("(({d}-{span})/{s}+1)")),
-                })
-            }
-            "NOTSET" | "" => {}
-            other => return Err(self.fail(node, format!("unknown auto_pad '{other}'"))),
-        }
-        let (pb, pe) = (a.pads[i], a.pads[i + spatial]);
-        match input {
-            Dim::Known(n) => {
-                let padded = n.saturating_add(pb + pe).saturating_sub(span);
-                if padded < 0 {
-                    return Err(self.fail(node, format!("input size {n} plus pads {pb}+{pe} is smaller than the kernel span {span}")));
-                }
-                let mut out = if ceil { (padded + s - 1) / s + 1 } else { padded / s + 1 };
-                // The last window must start inside the input or the begin padding.
-                if ceil && (out - 1).saturating_mul(s) >= n.saturating_add(pb) {
-                    out -= 1;
-                }
-                Ok(Dim::Known(out))
-            }
-            d if span == 1 && s == 1 && pb + pe == 0 => Ok(d.clone()),
-            d if s == 1 && pb + pe == span - 1 => Ok(d.clone()),
-            d => Ok(Dim::sym(format!("(({d}+{})/{s}+1)", pb + pe - span))),
-        }
-    }
-
-    fn conv(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        let w = self.shape(node, 1)?;
-        if x.len() < 3 || w.len() != x.len() {
-            return Err(
-                self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
-            );
-        }
-        let group = self.attr(node, node.attr_int_or("group", 1))?;
-        if group < 1 {
-            return Err(self.fail(node, format!("group is {group}")));
-        }
-        if let (Some(c), Some(wc)) = (x[1].known(), w[1].known()) {
-            if wc.checked_mul(group) != Some(c) {
-                return Err(self.fail(
-                    node,
-                    format!("input has {c} channels but the weight {} with group {group} expects {wc}*{group}", fmt_shape(&w)),
-                ));
-            }
-        }
-        if let Some(m) = w[0].known() {
-            if m % group != 0 {
-                return Err(self.fail(node, format!("{m} output channels are not divisible by group {group}")));
-            }
-        }
-        if let Some(b) = ops::input(node, 2).and_then(|n| self.out.shape(n)) {
-            if b.len() != 1 || b[0].known().zip(w[0].known()).is_some_and(|(a, c)| a != c) {
-                return Err(self.fail(node, format!("bias has shape {}, expected [{}]", fmt_shape(b), w[0])));
-            }
-        }
-        let a = self.conv_attrs(node, x.len() - 2, &w[2..])?;
-        let mut out = vec![x[0].clone(), w[0].clone()];
-        for i in 0..x.len() - 2 {
-            out.push(self.window_out(node, &a, i, &x[i + 2], false)?);
-        }
-        let dtype = if node.op() == "ConvInteger" { Some(DType::I32) } else { self.dtype(node, 0) };
-        Ok(vec![vt(dtype, out)])
-    }
-
-    fn conv_transpose(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        let w = self.shape(node, 1)?;
-        if x.len() < 3 || w.len() != x.len() {
-            return Err(
-                self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
-            );
-        }
-        let group = self.attr(node, node.attr_int_or("group", 1))?;
-        if let (Some(c), Some(wc)) = (x[1].known(), w[0].known()) {
-            if c != wc {
-                return Err(self.fail(node, format!("input has {c} channels but the weight {} expects {wc}", fmt_shape(&w))));
-            }
-        }
-        let spatial = x.len() - 2;
-        let a = self.conv_attrs(node, spatial, &w[2..])?;
-        let out_pad = self.attr(node, node.attr_ints("output_padding"))?.unwrap_or_else(|| vec![0; spatial]);
-        let output_shape = self.attr(node, node.attr_ints("output_shape"))?;
-        if out_pad.len() != spatial {
-            return Err(self.fail(node, format!("output_padding {out_pad:?} does not match {spatial} spatial axes")));
-        }
-        let mut out = vec![x[0].clone(), w[1].mul(&Dim::Known(group))];
-        for i in 0..spatial {
-            if let Some(os) = &output_shape {
-                let v = os
-                    .get(os.len().wrapping_sub(spatial) + i)
-                    .ok_or_else(|| self.fail(node, format!("output_shape {os:?} is too short")))?;
-                out.push(Dim::Known(*v));
-                continue;
-            }
-            let (s, span) = (a.strides[i], (a.kernel[i] - 1) * a.dilations[i] + 1);
-            let d = match a.auto_pad.as_str() {
-                "SAME_UPPER" | "SAME_LOWER" => x[i + 2].mul(&Dim::Known(s)),
-                _ => {
-                    let pads = if a.auto_pad == "VALID" { 0 } else { a.pads[i].saturating_add(a.pads[i + spatial]) };
-                    // s*(in-1) + output_padding + span - pads
-                    let shift = out_pad[i].saturating_add(span).saturating_sub(pads).saturating_sub(s);
-                    x[i + 2].mul(&Dim::Known(s)).add(&Dim::Known(shift))
-                }
-            };
-            if d.known().is_some_and(|v| v < 1) {
-                return Err(self.fail(node, format!("spatial axis {i} would have size {d}")));
-            }
-            out.push(d);
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn pool(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        if x.len() < 3 {
-            return Err(self.fail(node, format!("input has rank {}, expected at least 3", x.len())));
-        }
-        if node.attr("kernel_shape").is_none() {
-            return Err(self.fail(node, "has no kernel_shape"));
-        }
-        let a = self.conv_attrs(node, x.len() - 2, &[])?;
-        let ceil = self.attr(node, node.attr_int_or("ceil_mode", 0))? != 0;
-        let mut out = x[..2].to_vec();
-        for i in 0..x.len() - 2 {
-            out.push(self.window_out(node, &a, i, &x[i + 2], ceil)?);
-        }
-        Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
-    }
-
-    fn reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let r = ops::reduce(self.graph, node, Some(&self.out))?;
-        let listed = r.axes.filter(|a| !a.is_empty());
-        if listed.is_none() && r.noop_with_empty_axes {
-            return Ok(vec![vt(self.dtype(node, 0), x)]);
-        }
-        let axes = self.axes_or_all(node, listed.as_deref(), x.len())?;
-        let mut out = Vec::new();
-        for (i, d) in x.iter().enumerate() {
-            if !axes.contains(&i) {
-                out.push(d.clone());
-            } else if r.keepdims {
-                out.push(Dim::Known(1));
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn gemm(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let a = self.shape(node, 0)?;
-        let b = self.shape(node, 1)?;
-        if a.len() != 2 || b.len() != 2 {
-            return Err(self.fail(node, format!("inputs {} and {} must be 2-D", fmt_shape(&a), fmt_shape(&b))));
-        }
-        let ta = self.attr(node, node.attr_int_or("transA", 0))? != 0;
-        let tb = self.attr(node, node.attr_int_or("transB", 0))? != 0;
-        let (m, ka) = if ta { (&a[1], &a[0]) } else { (&a[0], &a[1]) };
-        let (kb, n) = if tb { (&b[1], &b[0]) } else { (&b[0], &b[1]) };
-        if ka.known().zip(kb.known()).is_some_and(|(x, y)| x != y) {
-            return Err(self
-                .fail(node, format!("inner dimensions differ: A {} (transA {ta}) and B {} (transB {tb})", fmt_shape(&a), fmt_shape(&b))));
-        }
-        let out = vec![m.clone(), n.clone()];
-        if let Some(c) = ops::input(node, 2).and_then(|n| self.out.shape(n)) {
-            if c.len() > 2 {
-                return Err(self.fail(node, format!("C has shape {}, which does not broadcast to {}", fmt_shape(c), fmt_shape(&out))));
-            }
-            let res = broadcast_shapes(&[&out, c]).map_err(|m| self.fail(node, m))?;
-            if res != out && res.iter().zip(&out).any(|(r, o)| r.known().is_some() && o.known().is_some()) {
-                return Err(self.fail(node, format!("C has shape {}, which does not broadcast to {}", fmt_shape(c), fmt_shape(&out))));
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn matmul(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let a = self.shape(node, 0)?;
-        let b = self.shape(node, 1)?;
-        if a.is_empty() || b.is_empty() {
-            return Err(self.fail(node, "MatMul inputs must have rank at least 1"));
-        }
-        let a2 = if a.len() == 1 { vec![Dim::Known(1), a[0].clone()] } else { a.clone() };
-        let b2 = if b.len() == 1 { vec![b[0].clone(), Dim::Known(1)] } else { b.clone() };
-        let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
-        if ka.known().zip(kb.known()).is_some_and(|(x, y)| x != y) {
-            return Err(self.fail(node, format!("inner dimensions differ: {} @ {}", fmt_shape(&a), fmt_shape(&b))));
-        }
-        let mut out = broadcast_shapes(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]]).map_err(|m| self.fail(node, m))?;
-        if a.len() > 1 {
-            out.push(a2[a2.len() - 2].clone());
-        }
-        if b.len() > 1 {
-            out.push(b2[b2.len() - 1].clone());
-        }
-        let dtype = if node.op() == "MatMulInteger" { Some(DType::I32) } else { self.dtype(node, 0) };
-        Ok(vec![vt(dtype, out)])
-    }
-
-    fn einsum(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let eq = self.attr(node, node.attr_string("equation"))?.ok_or_else(|| self.fail(node, "has no equation"))?;
-        let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
-        let (lhs, rhs) = match eq.split_once("->") {
-            Some((l, r)) => (l.to_string(), Some(r.to_string())),
-            None => (eq.clone(), None),
-        };
-        if lhs.contains("...") {
-            return Err(Stop::Unknown);
-        }
-        let mut sizes: HashMap<char, Dim> = HashMap::new();
-        let mut counts: HashMap<char, usize> = HashMap::new();
-        for (k, term) in lhs.split(',').enumerate() {
-            let s = self.shape(node, k)?;
-            if s.len() != term.chars().count() {
-                return Err(self.fail(node, format!("term '{term}' does not match input {k} of shape {}", fmt_shape(&s))));
-            }
-            for (c, d) in term.chars().zip(s) {
-                *counts.entry(c).or_default() += 1;
-                let e = sizes.entry(c).or_insert_with(|| d.clone());
-                *e = broadcast_dim(e, &d).ok_or_else(|| self.fail(node, format!("label '{c}' has sizes {e} and {d}")))?;
-            }
-        }
-        let rhs = rhs.unwrap_or_else(|| {
-            let mut once: Vec<char> = counts.iter().filter(|(_, &n)| n == 1).map(|(&c, _)| c).collect();
-            once.sort_unstable();
-            once.into_iter().collect()
-        });
-        let out = rhs
-            .chars()
-            .map(|c| sizes.get(&c).cloned().ok_or_else(|| self.fail(node, format!("output label '{c}' is not in the inputs"))))
-            .collect::<R<_>>()?;
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn reshape(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        let target = match self.values(node, 1) {
-            Ok(t) => t,
-            Err(_) => {
-                // Unknown target: the rank is still known from the target's length.
-                let len = self.shape(node, 1)?.first().and_then(Dim::known).ok_or(Stop::Unknown)?;
-                let dims = (0..len).map(|_| self.fresh()).collect();
-                return Ok(vec![vt(self.dtype(node, 0), dims)]);
-            }
-        };
-        let allowzero = self.attr(node, node.attr_int_or("allowzero", 0))? != 0;
-        let out = reshape_dims(&x, &target, allowzero).map_err(|m| self.fail(node, m))?;
-        let out = out.into_iter().map(|d| d.unwrap_or_else(|| self.fresh())).collect();
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn concat(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let shapes: Vec<Vec<Dim>> =
-            (0..node.input.len()).filter(|&k| Self::has_input(node, k)).map(|k| self.shape(node, k)).collect::<R<_>>()?;
-        let Some(first) = shapes.first() else { return Err(self.fail(node, "has no inputs")) };
-        let rank = first.len();
-        let a = self.axis(node, self.attr(node, node.attr_int("axis"))?.ok_or_else(|| self.fail(node, "has no axis"))?, rank)?;
-        let mut out = first.clone();
-        for s in &shapes[1..] {
-            if s.len() != rank {
-                return Err(self.fail(node, format!("inputs have ranks {} and {}", rank, s.len())));
-            }
-            for i in 0..rank {
-                if i == a {
-                    out[a] = out[a].add(&s[a]);
-                } else {
-                    out[i] = match (&out[i], &s[i]) {
-                        (p, q) if p == q => p.clone(),
-                        (Dim::Known(p), Dim::Known(q)) => {
-                            return Err(self.fail(node, format!("inputs differ on axis {i} ({p} vs {q}), which is not the concat axis {a}")))
-                        }
-                        (Dim::Known(_), _) => out[i].clone(),
-                        (_, q) => q.clone(),
-                    };
-                }
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn split(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let form = ops::split(self.graph, node, Some(&self.out))?;
-        let a = self.axis(node, form.axis, x.len())?;
-        let dt = self.dtype(node, 0);
-        let sizes: Vec<Dim> = match (&form.sizes, x[a].known()) {
-            (_, Some(len)) => form.sizes_for(len).map_err(|m| self.fail(node, m))?.into_iter().map(Dim::Known).collect(),
-            (Some(s), None) => known_dims(s),
-            (None, None) => {
-                match (0..form.num_outputs).map(|_| x[a].div_exact(&Dim::Known(form.num_outputs as i64))).collect::<Option<Vec<_>>>() {
-                    Some(v) => v,
-                    None => (0..form.num_outputs).map(|_| self.fresh()).collect(),
-                }
-            }
-        };
-        Ok(sizes
-            .into_iter()
-            .map(|s| {
-                let mut o = x.clone();
-                o[a] = s;
-                vt(dt, o)
-            })
-            .collect())
-    }
-
-    fn slice(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3, 4])?;
-        let p = ops::slice_params(self.graph, node, Some(&self.out))?;
-        let mut out = x.clone();
-        let mut touched = vec![false; x.len()];
-        for i in 0..p.starts.len() {
-            let axis = p.axes.as_ref().map_or(i as i64, |a| a[i]);
-            let a = self.axis(node, axis, x.len())?;
-            if std::mem::replace(&mut touched[a], true) {
-                return Err(self.fail(node, format!("axis {a} is sliced twice")));
-            }
-            let step = p.steps.as_ref().map_or(1, |s| s[i]);
-            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step) {
-                Some(d) => d,
-                None => self.fresh(),
-            };
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn squeeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let axes = ops::axes(self.graph, node, Some(&self.out))?;
-        let out = match axes {
-            Some(axes) => {
-                let axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, x.len())).collect::<R<_>>()?;
-                for &a in &axes {
-                    if x[a].known().is_some_and(|d| d != 1) {
-                        return Err(self.fail(node, format!("cannot squeeze axis {a} of size {}", x[a])));
-                    }
-                }
-                x.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect()
-            }
-            None => x.iter().filter(|d| d.known() != Some(1)).cloned().collect(),
-        };
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn unsqueeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1])?;
-        let axes = ops::axes(self.graph, node, Some(&self.out))?.ok_or_else(|| self.fail(node, "has no axes"))?;
-        let rank = x.len() + axes.len();
-        let mut axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, rank)).collect::<R<_>>()?;
-        axes.sort_unstable();
-        if axes.windows(2).any(|w| w[0] == w[1]) {
-            return Err(self.fail(node, format!("axes {axes:?} repeat an axis")));
-        }
-        let mut src = x.into_iter();
-        let out = (0..rank).map(|i| if axes.contains(&i) { Dim::Known(1) } else { src.next().unwrap_or(Dim::Known(1)) }).collect();
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn pad(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3])?;
-        let p = ops::pads(self.graph, node, Some(&self.out))?;
-        let axes = self.axes_or_all(node, p.axes.as_deref(), x.len())?;
-        if p.pads.len() != 2 * axes.len() {
-            return Err(self.fail(node, format!("pads {:?} needs {} entries for {} axes", p.pads, 2 * axes.len(), axes.len())));
-        }
-        let mut out = x;
-        let n = axes.len();
-        for (i, &a) in axes.iter().enumerate() {
-            out[a] = out[a].add(&Dim::Known(p.pads[i] + p.pads[i + n]));
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn resize(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3])?;
-        let r = ops::resize(self.graph, node, Some(&self.out))?;
-        let axes = self.axes_or_all(node, r.axes.as_deref(), x.len())?;
-        let mut out = x.clone();
-        if let Some(sizes) = &r.sizes {
-            if sizes.len() != axes.len() {
-                return Err(self.fail(node, format!("sizes has {} entries for {} axes", sizes.len(), axes.len())));
-            }
-            for (&a, s) in axes.iter().zip(sizes) {
-                out[a] = s.clone();
-            }
-        } else if let Some(scales) = &r.scales {
-            if scales.len() != axes.len() {
-                return Err(self.fail(node, format!("scales has {} entries for {} axes", scales.len(), axes.len())));
-            }
-            for (&a, &s) in axes.iter().zip(scales) {
-                out[a] = match &x[a] {
-                    Dim::Known(n) => Dim::Known((*n as f64 * s).floor() as i64),
-                    d if s == 1.0 => d.clone(),
-                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64)),
-                    _ => self.fresh(),
-                };
-            }
-        }
-        Ok(vec![vt(self.dtype(node, 0), out)])
-    }
-
-    fn store_constant(&mut self, name: &str, t: Tensor) {
+    pub(crate) fn store_constant(&mut self, name: &str, t: Tensor) {
         if t.shape.len() <= 1 && is_int(t.dtype()) {
             if let Some(v) = t.to_i64_vec() {
                 self.out.shape_values.insert(name.to_string(), known_dims(&v));
@@ -1613,24 +771,8 @@ impl<'g, 'm> Infer<'g, 'm> {
     }
 }
 
-struct ConvAttrs {
-    kernel: Vec<i64>,
-    strides: Vec<i64>,
-    dilations: Vec<i64>,
-    pads: Vec<i64>,
-    auto_pad: String,
-}
-
-fn ceil_div_dim(d: &Dim, s: i64) -> Dim {
-    match d {
-        Dim::Known(n) => Dim::Known(n.saturating_add(s - 1) / s),
-        d if s == 1 => d.clone(),
-        d => d.div_exact(&Dim::Known(s)).unwrap_or_else(|| Dim::sym(format!("(({d}+{})/{s})", s - 1))),
-    }
-}
-
 /// Number of elements of `Range(start, limit, delta)`.
-fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
+pub(crate) fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
     match (start, limit, delta) {
         (Dim::Known(s), Dim::Known(l), Dim::Known(d)) if *d != 0 => {
             Some(Dim::Known((l.saturating_sub(*s) as f64 / *d as f64).ceil().max(0.0) as i64))
@@ -1641,7 +783,7 @@ fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
 }
 
 /// The input indices a 1-D slice picks (ONNX clamping rules).
-fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
+pub(crate) fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
     let (s, e) = slice_bounds(len, start, end, step);
     let mut out = Vec::new();
     let mut i = s;
@@ -1653,7 +795,7 @@ fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
 }
 
 /// Clamped start and end of a slice over an axis of length `len`.
-fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+pub(crate) fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
     let norm = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
     if step > 0 {
         (norm(start).clamp(0, len), norm(end).clamp(0, len))
@@ -1663,7 +805,7 @@ fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
 }
 
 /// Length of a slice; `None` when it cannot be told statically.
-fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
+pub(crate) fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
     // Exporters write "to the end" as a huge number (INT64_MAX, or INT32_MAX).
     let to_end = |e: &Dim| e.known().is_some_and(|v| v >= i64::from(i32::MAX));
     match (d, start, end) {
@@ -1952,7 +1094,7 @@ mod fold {
             "Neg" | "Abs" | "Not" | "Relu" | "Sign" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Floor" | "Ceil" | "Sigmoid" | "Tanh" => {
                 unary(op, &Vals::of(x))?
             }
-            _ if is_broadcast_arith(op) || is_broadcast_logic(op) => {
+            _ if crate::op::Binary::parse(op).is_some() || crate::op::Compare::parse(op).is_some() => {
                 if inputs.len() != 2 {
                     return None;
                 }

@@ -2,6 +2,7 @@
 
 use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
 use crate::exec::convert::is_float_kind;
+use oto_onnx::op::{Binary as B, Compare as C, Gemm, Op, Unary as U};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
@@ -33,28 +34,28 @@ fn float_attr(node: &NodeProto, name: &str, default: f32) -> Result<f64, String>
     Ok(f64::from(node.attr_float_or(name, default)?))
 }
 
-/// Compiles the operators of this module; `None` for other operators.
-pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<Kernel>, String> {
-    let k: Kernel = match op {
-        "Identity" => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.shallow_clone()])),
-        "Relu" => unary(Tensor::f_relu),
-        "Sigmoid" => unary(Tensor::f_sigmoid),
-        "Tanh" => unary(Tensor::f_tanh),
-        "Exp" => unary(Tensor::f_exp),
-        "Log" => unary(Tensor::f_log),
-        "Sqrt" => unary(Tensor::f_sqrt),
-        "Neg" => unary(Tensor::f_neg),
-        "Abs" => unary(Tensor::f_abs),
-        "Reciprocal" => unary(Tensor::f_reciprocal),
-        "Erf" => unary(Tensor::f_erf),
-        "Floor" => unary(Tensor::f_floor),
-        "Ceil" => unary(Tensor::f_ceil),
-        "Round" => unary(Tensor::f_round),
-        "Sin" => unary(Tensor::f_sin),
-        "Cos" => unary(Tensor::f_cos),
-        "Sign" => unary(Tensor::f_sign),
-        "Softplus" => unary(Tensor::f_softplus),
-        "Selu" => {
+/// A one-input elementwise operator.
+pub fn unary_op(node: &NodeProto, u: U) -> Result<Kernel, String> {
+    let k: Kernel = match u {
+        U::Identity => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.shallow_clone()])),
+        U::Relu => unary(Tensor::f_relu),
+        U::Sigmoid => unary(Tensor::f_sigmoid),
+        U::Tanh => unary(Tensor::f_tanh),
+        U::Exp => unary(Tensor::f_exp),
+        U::Log => unary(Tensor::f_log),
+        U::Sqrt => unary(Tensor::f_sqrt),
+        U::Neg => unary(Tensor::f_neg),
+        U::Abs => unary(Tensor::f_abs),
+        U::Reciprocal => unary(Tensor::f_reciprocal),
+        U::Erf => unary(Tensor::f_erf),
+        U::Floor => unary(Tensor::f_floor),
+        U::Ceil => unary(Tensor::f_ceil),
+        U::Round => unary(Tensor::f_round),
+        U::Sin => unary(Tensor::f_sin),
+        U::Cos => unary(Tensor::f_cos),
+        U::Sign => unary(Tensor::f_sign),
+        U::Softplus => unary(Tensor::f_softplus),
+        U::Selu => {
             // ONNX's defaults are PyTorch's constants, but either may be given.
             let alpha = float_attr(node, "alpha", 1.673_263_2)?;
             let gamma = float_attr(node, "gamma", 1.050_701)?;
@@ -64,11 +65,11 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &neg)?.f_mul_scalar(gamma)?])
             })
         }
-        "Mish" => unary(Tensor::f_mish),
-        "IsNaN" => unary(Tensor::f_isnan),
-        "Not" => unary(Tensor::f_logical_not),
-        "Softsign" => unary(|x| x.f_abs()?.f_add_scalar(1.0).and_then(|d| x.f_div(&d))),
-        "IsInf" => {
+        U::Mish => unary(Tensor::f_mish),
+        U::IsNaN => unary(Tensor::f_isnan),
+        U::Not => unary(Tensor::f_logical_not),
+        U::Softsign => unary(|x| x.f_abs()?.f_add_scalar(1.0).and_then(|d| x.f_div(&d))),
+        U::IsInf => {
             let (neg, pos) = (node.attr_int_or("detect_negative", 1)? != 0, node.attr_int_or("detect_positive", 1)? != 0);
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -82,19 +83,19 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 Ok(vec![y])
             })
         }
-        "HardSwish" => unary(Tensor::f_hardswish),
-        "HardSigmoid" => {
+        U::HardSwish => unary(Tensor::f_hardswish),
+        U::HardSigmoid => {
             let (alpha, beta) = (float_attr(node, "alpha", 0.2)?, float_attr(node, "beta", 0.5)?);
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_mul_scalar(alpha)?.f_add_scalar(beta)?.f_clamp(0.0, 1.0)?]))
         }
-        "LeakyRelu" => {
+        U::LeakyRelu => {
             let alpha = float_attr(node, "alpha", 0.01)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
                 Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &x.f_mul_scalar(alpha)?)?])
             })
         }
-        "Elu" => {
+        U::Elu => {
             let alpha = float_attr(node, "alpha", 1.0)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -102,23 +103,39 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &neg)?])
             })
         }
-        "PRelu" => Box::new(|ctx: &Ctx<'_>| {
-            let (x, slope) = (ctx.input(0)?, ctx.input(1)?);
-            Ok(vec![x.f_where_self(&x.f_ge(0.0)?, &x.f_mul(slope)?)?])
-        }),
-        "Gelu" => {
+        U::Gelu => {
             let approximate = node.attr_string("approximate")?.unwrap_or_else(|| "none".into());
             if approximate != "none" && approximate != "tanh" {
                 return Err(format!("Gelu approximate '{approximate}' is not supported"));
             }
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_gelu(&approximate)?]))
         }
-        "Add" => binary(Tensor::f_add),
-        "Sub" => binary(Tensor::f_sub),
-        "Mul" => binary(Tensor::f_mul),
-        "Div" => binary(|a, b| if is_float_kind(a.kind()) { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }),
-        "Pow" => binary(|a, b| a.f_pow(b)?.f_to_kind(a.kind())),
-        "Mod" => {
+        U::Celu
+        | U::ThresholdedRelu
+        | U::Shrink
+        | U::Tan
+        | U::Asin
+        | U::Acos
+        | U::Atan
+        | U::Sinh
+        | U::Cosh
+        | U::Asinh
+        | U::Acosh
+        | U::Atanh
+        | U::BitwiseNot => return Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+    };
+    Ok(k)
+}
+
+/// A broadcasting arithmetic operator.
+pub fn binary_op(node: &NodeProto, b: B) -> Result<Kernel, String> {
+    let k: Kernel = match b {
+        B::Add => binary(Tensor::f_add),
+        B::Sub => binary(Tensor::f_sub),
+        B::Mul => binary(Tensor::f_mul),
+        B::Div => binary(|a, b| if is_float_kind(a.kind()) { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }),
+        B::Pow => binary(|a, b| a.f_pow(b)?.f_to_kind(a.kind())),
+        B::Mod => {
             let fmod = node.attr_int_or("fmod", 0)? != 0;
             if fmod {
                 binary(Tensor::f_fmod_tensor)
@@ -126,18 +143,10 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 binary(Tensor::f_remainder_tensor)
             }
         }
-        "Equal" => binary(Tensor::f_eq_tensor),
-        "Less" => binary(Tensor::f_lt_tensor),
-        "LessOrEqual" => binary(Tensor::f_le_tensor),
-        "Greater" => binary(Tensor::f_gt_tensor),
-        "GreaterOrEqual" => binary(Tensor::f_ge_tensor),
-        "And" => binary(Tensor::f_logical_and),
-        "Or" => binary(Tensor::f_logical_or),
-        "Xor" => binary(Tensor::f_logical_xor),
-        "Max" => variadic(Tensor::f_maximum),
-        "Min" => variadic(Tensor::f_minimum),
-        "Sum" => variadic(Tensor::f_add),
-        "Mean" => Box::new(|ctx: &Ctx<'_>| {
+        B::Max => variadic(Tensor::f_maximum),
+        B::Min => variadic(Tensor::f_minimum),
+        B::Sum => variadic(Tensor::f_add),
+        B::Mean => Box::new(|ctx: &Ctx<'_>| {
             let n = ctx.inputs.iter().flatten().count() as f64;
             let mut acc = ctx.input(0)?.shallow_clone();
             for t in ctx.inputs.iter().skip(1).flatten() {
@@ -145,11 +154,39 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
             }
             Ok(vec![acc.f_div_scalar(n)?])
         }),
-        "Where" => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(1)?.f_where_self(ctx.input(0)?, ctx.input(2)?)?])),
-        "MatMul" => binary(Tensor::f_matmul),
-        "Gemm" => gemm(node)?,
-        "Clip" => clip(graph, node)?,
-        "CumSum" => {
+        B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor => {
+            return Err(format!("operator {} is not supported by the libtorch executor", node.op()))
+        }
+    };
+    Ok(k)
+}
+
+/// A broadcasting comparison or logic operator.
+pub fn compare_op(c: C) -> Kernel {
+    match c {
+        C::Equal => binary(Tensor::f_eq_tensor),
+        C::Less => binary(Tensor::f_lt_tensor),
+        C::LessOrEqual => binary(Tensor::f_le_tensor),
+        C::Greater => binary(Tensor::f_gt_tensor),
+        C::GreaterOrEqual => binary(Tensor::f_ge_tensor),
+        C::And => binary(Tensor::f_logical_and),
+        C::Or => binary(Tensor::f_logical_or),
+        C::Xor => binary(Tensor::f_logical_xor),
+    }
+}
+
+/// Compiles `Where`, `PRelu`, the matrix products, `Clip`, `CumSum`, `ArgMax`/`ArgMin` and the reductions.
+pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, String> {
+    let k: Kernel = match op {
+        Op::PRelu => Box::new(|ctx: &Ctx<'_>| {
+            let (x, slope) = (ctx.input(0)?, ctx.input(1)?);
+            Ok(vec![x.f_where_self(&x.f_ge(0.0)?, &x.f_mul(slope)?)?])
+        }),
+        Op::Where => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(1)?.f_where_self(ctx.input(0)?, ctx.input(2)?)?])),
+        Op::MatMul { integer: false } => binary(Tensor::f_matmul),
+        Op::Gemm(g) => gemm(g),
+        Op::Clip => clip(graph, node)?,
+        Op::CumSum => {
             let (exclusive, reverse) = (node.attr_int_or("exclusive", 0)? != 0, node.attr_int_or("reverse", 0)? != 0);
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -167,11 +204,11 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 Ok(vec![x])
             })
         }
-        "ArgMax" | "ArgMin" => {
+        Op::ArgReduce { max } => {
             let a = node.attr_int_or("axis", 0)?;
             let keepdims = node.attr_int_or("keepdims", 1)? != 0;
             let last = node.attr_int_or("select_last_index", 0)? != 0;
-            let max = op == "ArgMax";
+            let max = *max;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
                 let a = axis(a, x.dim())?;
@@ -183,25 +220,24 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<K
                 Ok(vec![i])
             })
         }
-        "Einsum" => {
+        Op::Einsum => {
             let equation = node.attr_string("equation")?.ok_or("has no 'equation' attribute")?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let ts: Vec<&Tensor> = ctx.inputs.iter().flatten().collect();
                 Ok(vec![Tensor::f_einsum(&equation, &ts, None::<&[i64]>)?])
             })
         }
-        op if onnx_ops::is_reduce(op) => reduce(graph, node, op)?,
-        _ => return Ok(None),
+        Op::Reduce(_) => reduce(graph, node, node.op())?,
+        _ => return Err(format!("operator {} is not one of the math operators", node.op())),
     };
-    Ok(Some(k))
+    Ok(k)
 }
 
 /// Gemm: `alpha * A' B' + beta * C`, as PyTorch's Linear computes it (addmm) in the common case.
-fn gemm(node: &NodeProto) -> Result<Kernel, String> {
-    let alpha = f64::from(node.attr_float_or("alpha", 1.0)?);
-    let beta = f64::from(node.attr_float_or("beta", 1.0)?);
-    let (ta, tb) = (node.attr_int_or("transA", 0)? != 0, node.attr_int_or("transB", 0)? != 0);
-    Ok(Box::new(move |ctx: &Ctx<'_>| {
+fn gemm(g: &Gemm) -> Kernel {
+    let (alpha, beta) = (f64::from(g.alpha), f64::from(g.beta));
+    let (ta, tb) = (g.trans_a, g.trans_b);
+    Box::new(move |ctx: &Ctx<'_>| {
         let a = ctx.input(0)?;
         let b = ctx.input(1)?;
         let a = if ta { a.f_tr()? } else { a.shallow_clone() };
@@ -213,7 +249,7 @@ fn gemm(node: &NodeProto) -> Result<Kernel, String> {
             None => a.f_mm(&b)?.f_mul_scalar(alpha)?,
         };
         Ok(vec![y])
-    }))
+    })
 }
 
 fn clip(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {

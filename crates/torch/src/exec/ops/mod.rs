@@ -6,6 +6,7 @@ mod nn;
 mod shape;
 
 use super::convert::{host_floats, host_ints};
+use oto_onnx::op::Op;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
 use tch::{Device, TchError, Tensor};
@@ -195,6 +196,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Not",
     "Or",
     "PRelu",
+    "RMSNormalization",
     "Pad",
     "Pow",
     "Range",
@@ -240,20 +242,71 @@ pub const SUPPORTED_OPS: &[&str] = &[
 ];
 
 /// Compiles `node` into a kernel; an error says why the node cannot run.
+///
+/// The match is exhaustive over [`Op`]: a new operator variant is a compile error here
+/// until it gets its kernel (or is refused explicitly).
 pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Kernel, String> {
     let domain = node.domain.as_deref().unwrap_or("");
     if !domain.is_empty() && domain != "ai.onnx" {
         return Err(format!("operator domain '{domain}' is not supported (only the default ONNX domain)"));
     }
-    let op = node.op();
-    if let Some(k) = math::compile(graph, node, op)? {
-        return Ok(k);
+    let op = Op::parse(graph, node).map_err(|e| e.to_string())?;
+    let unsupported = || Err(format!("operator {} is not supported by the libtorch executor", node.op()));
+    match &op {
+        Op::Unary(u) => math::unary_op(node, *u),
+        Op::Binary(b) => math::binary_op(node, *b),
+        Op::Compare(c) => Ok(math::compare_op(*c)),
+        Op::Where | Op::PRelu | Op::Clip | Op::Gemm(_) | Op::MatMul { integer: false } | Op::Einsum => math::compile(graph, node, &op),
+        Op::Reduce(_) | Op::ArgReduce { .. } | Op::CumSum => math::compile(graph, node, &op),
+        Op::Conv(c) if !c.integer => nn::conv(c),
+        Op::ConvTranspose(c) => nn::conv_transpose(c),
+        Op::Pool(p) => nn::pool(node, p),
+        Op::GlobalPool(kind) => nn::global_pool(node, *kind),
+        Op::BatchNormalization
+        | Op::InstanceNormalization
+        | Op::GroupNormalization
+        | Op::LayerNormalization
+        | Op::RmsNormalization
+        | Op::Lrn
+        | Op::Softmax
+        | Op::LogSoftmax
+        | Op::Dropout => nn::compile(graph, node, &op),
+        Op::Reshape
+        | Op::Flatten
+        | Op::Transpose
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Expand
+        | Op::Tile
+        | Op::Concat
+        | Op::Split
+        | Op::Slice
+        | Op::Pad
+        | Op::Resize { .. }
+        | Op::Gather
+        | Op::GatherElements
+        | Op::GatherNd
+        | Op::ScatterNd
+        | Op::Shape
+        | Op::Size
+        | Op::Cast
+        | Op::CastLike
+        | Op::ConstantOfShape
+        | Op::Range
+        | Op::Trilu => shape::compile(graph, node, &op, device),
+        // `Constant` nodes are evaluated once by the executor, not compiled.
+        Op::Conv(_)
+        | Op::MatMul { integer: true }
+        | Op::Constant
+        | Op::LpNormalization
+        | Op::MeanVarianceNormalization
+        | Op::Hardmax
+        | Op::TopK
+        | Op::DepthToSpace
+        | Op::SpaceToDepth
+        | Op::ScatterElements
+        | Op::NonZero
+        | Op::EyeLike
+        | Op::Other(_) => unsupported(),
     }
-    if let Some(k) = nn::compile(graph, node, op)? {
-        return Ok(k);
-    }
-    if let Some(k) = shape::compile(graph, node, op, device)? {
-        return Ok(k);
-    }
-    Err(format!("operator {op} is not supported by the libtorch executor"))
 }

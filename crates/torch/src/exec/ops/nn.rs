@@ -1,45 +1,19 @@
 //! Neural-network operators: convolutions, pooling, normalizations, softmax, dropout.
 
 use super::{axis, Ctx, Kernel, OpError, OpResult};
+use oto_onnx::op::{Conv, ConvTranspose, Op, Pool, PoolKind, Window};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
 use tch::{Kind, Tensor};
 
-/// Spatial-window attributes shared by Conv, ConvTranspose and the pools.
-#[derive(Debug, Clone)]
-struct Window {
-    kernel: Option<Vec<i64>>,
-    strides: Option<Vec<i64>>,
-    dilations: Option<Vec<i64>>,
-    pads: Option<Vec<i64>>,
-    auto_pad: String,
+/// Padding of a convolution or pool window (attributes typed by `oto_onnx::op::Window`).
+trait Padding {
+    /// `(begin, end)` padding per spatial axis for an input of spatial size `input`.
+    fn padding(&self, input: &[i64], kernel: &[i64]) -> OpResult<Vec<(i64, i64)>>;
 }
 
-impl Window {
-    fn parse(node: &NodeProto) -> Result<Window, String> {
-        let auto_pad = node.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
-        if !matches!(auto_pad.as_str(), "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER") {
-            return Err(format!("auto_pad '{auto_pad}' is not valid"));
-        }
-        Ok(Window {
-            kernel: node.attr_ints("kernel_shape")?,
-            strides: node.attr_ints("strides")?,
-            dilations: node.attr_ints("dilations")?,
-            pads: node.attr_ints("pads")?,
-            auto_pad,
-        })
-    }
-
-    fn strides(&self, n: usize) -> Vec<i64> {
-        self.strides.clone().unwrap_or_else(|| vec![1; n])
-    }
-
-    fn dilations(&self, n: usize) -> Vec<i64> {
-        self.dilations.clone().unwrap_or_else(|| vec![1; n])
-    }
-
-    /// `(begin, end)` padding per spatial axis for an input of spatial size `input`.
+impl Padding for Window {
     fn padding(&self, input: &[i64], kernel: &[i64]) -> OpResult<Vec<(i64, i64)>> {
         let n = input.len();
         let (strides, dilations) = (self.strides(n), self.dilations(n));
@@ -121,39 +95,52 @@ fn spatial(x: &Tensor) -> OpResult<Vec<i64>> {
     Ok(size[2..].to_vec())
 }
 
-/// Compiles the operators of this module; `None` for other operators.
-pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Option<Kernel>, String> {
-    let k: Kernel = match op {
-        "Conv" => conv(node)?,
-        "ConvTranspose" => conv_transpose(node)?,
-        "MaxPool" => max_pool(node)?,
-        "AveragePool" => avg_pool(node)?,
-        "GlobalAveragePool" => Box::new(|ctx: &Ctx<'_>| {
+/// `MaxPool`, `AveragePool` (`LpPool` is not supported).
+pub fn pool(node: &NodeProto, p: &Pool) -> Result<Kernel, String> {
+    match p.kind {
+        PoolKind::Max => max_pool(node, p),
+        PoolKind::Average => avg_pool(p),
+        PoolKind::Lp => Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+    }
+}
+
+/// `GlobalMaxPool`, `GlobalAveragePool` (`GlobalLpPool` is not supported).
+pub fn global_pool(node: &NodeProto, kind: PoolKind) -> Result<Kernel, String> {
+    Ok(match kind {
+        PoolKind::Average => Box::new(|ctx: &Ctx<'_>| {
             let x = ctx.input(0)?;
             let dims: Vec<i64> = (2..x.dim() as i64).collect();
             Ok(vec![x.f_mean_dim(dims.as_slice(), true, None)?])
         }),
-        "GlobalMaxPool" => Box::new(|ctx: &Ctx<'_>| {
+        PoolKind::Max => Box::new(|ctx: &Ctx<'_>| {
             let x = ctx.input(0)?;
             let dims: Vec<i64> = (2..x.dim() as i64).collect();
             Ok(vec![x.f_amax(dims.as_slice(), true)?])
         }),
-        "BatchNormalization" => batch_norm(graph, node)?,
-        "InstanceNormalization" => {
+        PoolKind::Lp => return Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+    })
+}
+
+/// Compiles the normalizations, softmax and dropout.
+pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, String> {
+    let k: Kernel = match op {
+        Op::BatchNormalization => batch_norm(graph, node)?,
+        Op::InstanceNormalization => {
             let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
                 Ok(vec![x.f_instance_norm(ctx.opt(1), ctx.opt(2), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps, true)?])
             })
         }
-        "LayerNormalization" => layer_norm(node)?,
-        "LRN" => lrn(node)?,
-        "GroupNormalization" => group_norm(graph, node)?,
-        "Softmax" | "LogSoftmax" => softmax(graph, node, op == "LogSoftmax")?,
-        "Dropout" => dropout(graph, node)?,
-        _ => return Ok(None),
+        Op::LayerNormalization => layer_norm(node)?,
+        Op::RmsNormalization => rms_norm(node)?,
+        Op::Lrn => lrn(node)?,
+        Op::GroupNormalization => group_norm(graph, node)?,
+        Op::Softmax | Op::LogSoftmax => softmax(graph, node, *op == Op::LogSoftmax)?,
+        Op::Dropout => dropout(graph, node)?,
+        _ => return Err(format!("operator {} is not one of the normalizations", node.op())),
     };
-    Ok(Some(k))
+    Ok(k)
 }
 
 /// Local response normalization: `x / (bias + alpha / size * S)^beta`, `S` the sum of
@@ -190,13 +177,14 @@ fn lrn(node: &NodeProto) -> Result<Kernel, String> {
     }))
 }
 
-fn conv(node: &NodeProto) -> Result<Kernel, String> {
-    let window = Window::parse(node)?;
-    let groups = node.attr_int_or("group", 1)?;
+/// `Conv`.
+pub fn conv(c: &Conv) -> Result<Kernel, String> {
+    let window = c.window.clone();
+    let groups = c.group;
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let (x, w) = (ctx.input(0)?, ctx.input(1)?);
         let input = spatial(x)?;
-        let kernel = window.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
+        let kernel = window.kernel_shape.clone().unwrap_or_else(|| w.size()[2..].to_vec());
         let n = input.len();
         let pads = window.padding(&input, &kernel)?;
         let (x, padding) = symmetric(x, &pads, None, 0.0)?;
@@ -214,16 +202,17 @@ fn conv(node: &NodeProto) -> Result<Kernel, String> {
     }))
 }
 
-fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
-    let window = Window::parse(node)?;
-    let groups = node.attr_int_or("group", 1)?;
-    let output_padding = node.attr_ints("output_padding")?;
-    let output_shape = node.attr_ints("output_shape")?;
+/// `ConvTranspose`.
+pub fn conv_transpose(c: &ConvTranspose) -> Result<Kernel, String> {
+    let window = c.window.clone();
+    let groups = c.group;
+    let output_padding = c.output_padding.clone();
+    let output_shape = c.output_shape.clone();
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let (x, w) = (ctx.input(0)?, ctx.input(1)?);
         let input = spatial(x)?;
         let n = input.len();
-        let kernel = window.kernel.clone().unwrap_or_else(|| w.size()[2..].to_vec());
+        let kernel = window.kernel_shape.clone().unwrap_or_else(|| w.size()[2..].to_vec());
         let (strides, dilations) = (window.strides(n), window.dilations(n));
         let out_pad = output_padding.clone().unwrap_or_else(|| vec![0; n]);
         let pads: Vec<(i64, i64)> = if let Some(shape) = &output_shape {
@@ -288,13 +277,13 @@ fn conv_transpose(node: &NodeProto) -> Result<Kernel, String> {
 }
 
 fn pool_kernel(window: &Window) -> Result<Vec<i64>, String> {
-    window.kernel.clone().ok_or_else(|| "has no kernel_shape attribute".to_string())
+    window.kernel_shape.clone().ok_or_else(|| "has no kernel_shape attribute".to_string())
 }
 
-fn max_pool(node: &NodeProto) -> Result<Kernel, String> {
-    let window = Window::parse(node)?;
+fn max_pool(node: &NodeProto, p: &Pool) -> Result<Kernel, String> {
+    let window = p.window.clone();
     let kernel = pool_kernel(&window)?;
-    let ceil = node.attr_int_or("ceil_mode", 0)? != 0;
+    let ceil = p.ceil_mode;
     if node.output.get(1).is_some_and(|o| !o.is_empty()) {
         return Err("MaxPool's Indices output is not supported".into());
     }
@@ -315,11 +304,11 @@ fn max_pool(node: &NodeProto) -> Result<Kernel, String> {
     }))
 }
 
-fn avg_pool(node: &NodeProto) -> Result<Kernel, String> {
-    let window = Window::parse(node)?;
+fn avg_pool(p: &Pool) -> Result<Kernel, String> {
+    let window = p.window.clone();
     let kernel = pool_kernel(&window)?;
-    let ceil = node.attr_int_or("ceil_mode", 0)? != 0;
-    let include_pad = node.attr_int_or("count_include_pad", 0)? != 0;
+    let ceil = p.ceil_mode;
+    let include_pad = p.count_include_pad;
     if window.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1)) {
         return Err("AveragePool with dilations is not supported".into());
     }
@@ -391,6 +380,26 @@ fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
             Some(b) => y.f_add(b)?,
             None => y,
         }])
+    }))
+}
+
+/// RMSNormalization: `x / sqrt(mean(x^2) + epsilon) * scale`, the mean over the axes from
+/// `axis` on, computed in float32 (`stash_type` 1, the only type ONNX defines) and cast back.
+fn rms_norm(node: &NodeProto) -> Result<Kernel, String> {
+    let a = node.attr_int_or("axis", -1)?;
+    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+    let stash = node.attr_int_or("stash_type", 1)?;
+    if stash != 1 {
+        return Err(format!("RMSNormalization stash_type {stash} is not supported (only 1, float32)"));
+    }
+    Ok(Box::new(move |ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let a = axis(a, x.dim())?;
+        let dims: Vec<i64> = (a..x.dim() as i64).collect();
+        let xf = x.f_to_kind(Kind::Float)?;
+        let inv = xf.f_square()?.f_mean_dim(dims.as_slice(), true, None)?.f_add_scalar(eps)?.f_rsqrt()?;
+        let y = xf.f_mul(&inv)?.f_to_kind(x.kind())?.f_mul(ctx.input(1)?)?;
+        Ok(vec![y])
     }))
 }
 

@@ -2,15 +2,16 @@
 
 use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
 use crate::exec::convert::kind_of;
+use oto_onnx::op::Op;
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{DType, Graph, NodeExt};
 use tch::{Device, Kind, Tensor};
 
-/// Compiles the operators of this module; `None` for other operators.
-pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) -> Result<Option<Kernel>, String> {
+/// Compiles the shape, layout, indexing and type operators.
+pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> Result<Kernel, String> {
     let k: Kernel = match op {
-        "Reshape" => {
+        Op::Reshape => {
             let allowzero = node.attr_int_or("allowzero", 0)? != 0;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -28,7 +29,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_reshape(shape.as_slice())?])
             })
         }
-        "Flatten" => {
+        Op::Flatten => {
             let a = node.attr_int_or("axis", 1)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -42,7 +43,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_reshape([rows, cols])?])
             })
         }
-        "Transpose" => {
+        Op::Transpose => {
             let perm = node.attr_ints("perm")?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -50,7 +51,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_permute(perm.as_slice())?])
             })
         }
-        "Squeeze" => {
+        Op::Squeeze => {
             let axes = Ints::resolve(onnx_ops::axes(graph, node, None), node, 1)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -67,7 +68,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_squeeze_dims(dims.as_slice())?])
             })
         }
-        "Unsqueeze" => {
+        Op::Unsqueeze => {
             let axes = Ints::resolve(onnx_ops::axes(graph, node, None), node, 1)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -82,7 +83,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![y])
             })
         }
-        "Concat" => {
+        Op::Concat => {
             let a = node.attr_int("axis")?.ok_or("has no axis attribute")?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let ts: Vec<&Tensor> = ctx.inputs.iter().flatten().collect();
@@ -91,7 +92,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![Tensor::f_cat(&ts, a)?])
             })
         }
-        "Split" => {
+        Op::Split => {
             let form = onnx_ops::split(graph, node, None);
             let (split, runtime_sizes) = match form {
                 Ok(s) => (s, false),
@@ -117,8 +118,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(x.f_split_with_sizes(sizes.as_slice(), a)?)
             })
         }
-        "Slice" => slice(graph, node)?,
-        "Gather" => {
+        Op::Slice => slice(graph, node)?,
+        Op::Gather => {
             let a = node.attr_int_or("axis", 0)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
@@ -135,7 +136,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_index_select(a, &flat)?.f_reshape(shape.as_slice())?])
             })
         }
-        "GatherElements" => {
+        Op::GatherElements => {
             let a = node.attr_int_or("axis", 0)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
@@ -144,12 +145,12 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![x.f_gather(a, &idx, false)?])
             })
         }
-        "GatherND" => {
+        Op::GatherNd => {
             let batch = node.attr_int_or("batch_dims", 0)?;
             let batch = usize::try_from(batch).map_err(|_| format!("batch_dims {batch} is negative"))?;
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![gather_nd(ctx.input(0)?, ctx.input(1)?, batch)?]))
         }
-        "ScatterND" => {
+        Op::ScatterNd => {
             let reduction = node.attr_string("reduction")?.unwrap_or_else(|| "none".into());
             let reduce = match reduction.as_str() {
                 "none" | "add" => None,
@@ -161,7 +162,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
             let add = reduction == "add";
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![scatter_nd(ctx.input(0)?, ctx.input(1)?, ctx.input(2)?, add, reduce)?]))
         }
-        "Expand" => Box::new(|ctx: &Ctx<'_>| {
+        Op::Expand => Box::new(|ctx: &Ctx<'_>| {
             let x = ctx.input(0)?;
             let target = ctx.ints(1)?;
             let size = x.size();
@@ -180,8 +181,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
             }
             Ok(vec![x.f_expand(out.as_slice(), false)?])
         }),
-        "Tile" => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_repeat(ctx.ints(1)?.as_slice())?])),
-        "Shape" => {
+        Op::Tile => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_repeat(ctx.ints(1)?.as_slice())?])),
+        Op::Shape => {
             let (start, end) = (node.attr_int_or("start", 0)?, node.attr_int("end")?);
             Box::new(move |ctx: &Ctx<'_>| {
                 let size = ctx.input(0)?.size();
@@ -193,14 +194,14 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![Tensor::f_from_slice(&dims)?])
             })
         }
-        "Size" => Box::new(|ctx: &Ctx<'_>| Ok(vec![Tensor::f_from_slice(&[ctx.input(0)?.numel() as i64])?.f_reshape([0i64; 0])?])),
-        "Cast" => {
+        Op::Size => Box::new(|ctx: &Ctx<'_>| Ok(vec![Tensor::f_from_slice(&[ctx.input(0)?.numel() as i64])?.f_reshape([0i64; 0])?])),
+        Op::Cast => {
             let to = onnx_ops::cast_to(graph, node).map_err(|e| e.to_string())?.ok_or("casts to an element type oto does not handle")?;
             let kind = kind_of(to);
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(kind)?]))
         }
-        "CastLike" => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(ctx.input(1)?.kind())?])),
-        "ConstantOfShape" => {
+        Op::CastLike => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(ctx.input(1)?.kind())?])),
+        Op::ConstantOfShape => {
             let value = match node.attr_tensor("value")? {
                 Some(t) => Some(graph.model.tensor(t).map_err(|e| e.to_string())?),
                 None => None,
@@ -213,7 +214,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
             let place = if dtype.is_float() { device } else { Device::Cpu };
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![Tensor::f_full(ctx.ints(0)?.as_slice(), fill, (kind, place))?]))
         }
-        "Range" => Box::new(|ctx: &Ctx<'_>| {
+        Op::Range => Box::new(|ctx: &Ctx<'_>| {
             let start = ctx.input(0)?;
             let kind = start.kind();
             let (s, l, d) = (ctx.opt_scalar(0)?.unwrap_or(0.0), ctx.opt_scalar(1)?.unwrap_or(0.0), ctx.opt_scalar(2)?.unwrap_or(1.0));
@@ -224,8 +225,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
             let y = Tensor::f_arange(n, (Kind::Double, start.device()))?.f_mul_scalar(d)?.f_add_scalar(s)?.f_to_kind(kind)?;
             Ok(vec![y])
         }),
-        "Pad" => pad(graph, node)?,
-        "Trilu" => {
+        Op::Pad => pad(graph, node)?,
+        Op::Trilu => {
             let upper = node.attr_int_or("upper", 1)? != 0;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
@@ -233,10 +234,10 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &str, device: Device) ->
                 Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
             })
         }
-        "Resize" | "Upsample" => resize(graph, node, op)?,
-        _ => return Ok(None),
+        Op::Resize { .. } => resize(graph, node, node.op())?,
+        _ => return Err(format!("operator {} is not one of the shape operators", node.op())),
     };
-    Ok(Some(k))
+    Ok(k)
 }
 
 /// Gather-style indices as int64 with negative ones counted from the end of an axis of length `len`.

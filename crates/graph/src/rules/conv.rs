@@ -1,0 +1,193 @@
+//! Convolution rules: `Conv` and `ConvTranspose` produce channel spaces (their weights
+//! and biases are the producers) and consume their input channels.
+
+use super::*;
+
+impl Ctx<'_, '_> {
+    fn out_rank(&self, node: &NodeProto) -> Option<usize> {
+        self.dims(&node.output[0]).map(|d| d.len())
+    }
+
+    /// What Conv and ConvTranspose read alike; `None` (the node blocked) when the weight is
+    /// not an initializer.
+    fn conv_parts(&mut self, node: &NodeProto) -> Result<Option<ConvParts>, AnalysisError> {
+        let x = node.input[0].clone();
+        let w = node.input.get(1).cloned().unwrap_or_default();
+        let bias = ops::input(node, 2).map(str::to_string);
+        let xt = self.track(&x).cloned();
+        let Some(wd) = self.init_dims(&w) else {
+            self.block_node(node, "the weight is not an initializer");
+            return Ok(None);
+        };
+        let g = attr(self, node, node.attr_int_or("group", 1))?.max(1) as usize;
+        Ok(Some(ConvParts { x, w, bias, xt, wd, g }))
+    }
+
+    /// A convolution's window mixes positions: channels tracked along a spatial axis cannot pass.
+    fn block_tracked_spatial(&mut self, node: &NodeProto, xt: Option<&ValueT>) {
+        for a in xt.into_iter().flat_map(|t| t.iter().skip(2)) {
+            self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
+        }
+    }
+
+    pub(super) fn conv(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(ConvParts { x, w, bias, xt, wd, g }) = self.conv_parts(node)? else { return Ok(()) };
+        let Some(rank) = self.out_rank(node).or(xt.as_ref().map(Vec::len)).or(self.dims(&x).map(|d| d.len())) else {
+            self.block_node(node, "shapes unknown");
+            return Ok(());
+        };
+        self.block_tracked_spatial(node, xt.as_ref());
+        let m = wd[0];
+        let cin_g = wd.get(1).copied().unwrap_or(1);
+        let mut out: ValueT = (0..rank).map(|_| AxisT::plain(Dim::Known(1))).collect();
+        if let Some(d) = self.dims(&node.output[0]) {
+            out = d.into_iter().map(AxisT::plain).collect();
+        }
+        if let Some(t) = &xt {
+            out[0] = t[0].clone();
+        }
+        if g == 1 {
+            if let Some(t) = &xt {
+                self.consume(node, &w, 1, &t[1]);
+            }
+            let r = self.new_space(m);
+            self.member(&w, 0, r, 0, 1, 1, Role::Producer);
+            if let Some(b) = &bias {
+                self.member(b, 0, r, 0, 1, 1, Role::Producer);
+            }
+            out[1] = AxisT::unit(r, true);
+            self.set(&node.output[0], out);
+            return Ok(());
+        }
+        if m % g != 0 {
+            self.block_node(node, "the weight's output channels are not a multiple of group");
+            return Ok(());
+        }
+        // Grouped with C_in/g != C_out/g: its input channels stay (cutting them would
+        // break the conv groups); its output channels are a new space whose element j is
+        // the j-th output channel of every group, so cutting keeps `group` and equal groups.
+        if m / g != cin_g {
+            if let Some(t) = &xt {
+                self.block_axis_at(
+                    node,
+                    &t[1],
+                    "read by a grouped convolution with C_in/group != C_out/group (its input groups stay whole)",
+                );
+            }
+            let k = m / g;
+            let r = self.new_space(m);
+            for i in 1..g {
+                self.spaces.tie(r.sub(0, k), r.sub(i * k, k));
+            }
+            self.member(&w, 0, r, 0, 1, 1, Role::Producer);
+            if let Some(b) = &bias {
+                self.member(b, 0, r, 0, 1, 1, Role::Producer);
+            }
+            out[1] = AxisT::unit(r, true);
+            self.set(&node.output[0], out);
+            return Ok(());
+        }
+        // Grouped: a conv group passes its channels through when C_in/g == C_out/g.
+        let Some(t) = xt else { return Ok(()) };
+        let segs = match t[1].linear() {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(why) => {
+                self.block_axis_at(node, &t[1], &why);
+                return Ok(());
+            }
+        };
+        let mut new_segs = Vec::new();
+        let mut parts = Vec::new();
+        for s in &segs {
+            if s.scale != Scale::Unit || s.repeat != 1 || s.offset % cin_g != 0 || s.range.len % cin_g != 0 {
+                self.spaces.block(s.range, format!("{}: channels do not line up with whole conv groups", node_label(node)));
+                self.blocked_op(node, "channels do not line up with whole conv groups");
+                continue;
+            }
+            self.spaces.require_block(s.range, cin_g, ReqKind::ConvGroup);
+            self.member(&w, 0, s.range, s.offset, 1, 1, Role::Producer);
+            if let Some(b) = &bias {
+                self.member(b, 0, s.range, s.offset, 1, 1, Role::Producer);
+            }
+            parts.push(Part::Fixed(s.range, 1, cin_g));
+        }
+        if let Some(Track::Segs(list)) = t[1].factors.first().and_then(|f| f.track.as_ref()) {
+            for s in list {
+                new_segs.push(match s {
+                    Seg::Tracked { range, scale, .. } => Seg::Tracked { range: *range, scale: *scale, zero: true },
+                    o => o.clone(),
+                });
+            }
+        }
+        let name = node.name.clone().unwrap_or_default();
+        self.spaces.shape_ref(
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "group".into() }, false),
+            0,
+            &name,
+            parts,
+        );
+        out[1] = seg_axis(new_segs);
+        self.set(&node.output[0], out);
+        Ok(())
+    }
+
+    pub(super) fn conv_transpose(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(ConvParts { w, bias, xt, wd, g, .. }) = self.conv_parts(node)? else { return Ok(()) };
+        let Some(d) = self.dims(&node.output[0]) else {
+            self.block_node(node, "shapes unknown");
+            return Ok(());
+        };
+        self.block_tracked_spatial(node, xt.as_ref());
+        let mut out: ValueT = d.into_iter().map(AxisT::plain).collect();
+        if let Some(t) = &xt {
+            out[0] = t[0].clone();
+        }
+        if g != 1 {
+            // Grouped transposed convolutions: not handled; their channels stay.
+            if let Some(t) = &xt {
+                self.block_axis_at(node, &t[1], "grouped ConvTranspose is not supported");
+            }
+            return Ok(());
+        }
+        if let Some(t) = &xt {
+            self.consume(node, &w, 0, &t[1]);
+        }
+        let m = wd.get(1).copied().unwrap_or(0);
+        let r = self.new_space(m);
+        self.member(&w, 1, r, 0, 1, 1, Role::Producer);
+        if let Some(b) = &bias {
+            self.member(b, 0, r, 0, 1, 1, Role::Producer);
+        }
+        out[1] = AxisT::unit(r, true);
+        self.set(&node.output[0], out);
+        Ok(())
+    }
+
+    /// A bias added to a fresh space: its slice is a producer; a broadcast bias makes
+    /// the channels non-zero.
+    pub(super) fn bias_on(&mut self, bias: &str, r: Range) -> bool {
+        match self.init_dims(bias) {
+            Some(d) if d.last() == Some(&r.len) && r.len > 1 || d.len() == 1 && d[0] == r.len => {
+                self.member(bias, d.len() - 1, r, 0, 1, 1, Role::Producer);
+                true
+            }
+            _ => self.is_zero_const(bias),
+        }
+    }
+}
+
+/// The inputs of a Conv or ConvTranspose node as the rules read them.
+struct ConvParts {
+    /// The data input.
+    x: String,
+    /// The weight (an initializer).
+    w: String,
+    bias: Option<String>,
+    /// The data input's channel tracking.
+    xt: Option<ValueT>,
+    /// The weight's dims.
+    wd: Vec<usize>,
+    /// The `group` attribute (at least 1).
+    g: usize,
+}

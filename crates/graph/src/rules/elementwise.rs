@@ -1,0 +1,254 @@
+//! Elementwise rules: one-input functions (tied channels, zero kept or not), broadcasting
+//! binary operators and `Where`, and the union of the axes they join.
+
+use super::*;
+
+impl Ctx<'_, '_> {
+    pub(super) fn unary(&mut self, node: &NodeProto, keeps_zero: bool) {
+        let Some(mut t) = self.in_track(node, 0) else {
+            return;
+        };
+        if !keeps_zero {
+            for a in &mut t {
+                a.map_zero(&|_| false);
+            }
+        }
+        self.set(&node.output[0], t);
+    }
+
+    /// Binary elementwise operators with numpy broadcasting, on inputs `ia` and `ib`.
+    pub(super) fn binary(&mut self, node: &NodeProto, op: Bin, ia: usize, ib: usize) {
+        let (a, b) = (node.input[ia].clone(), node.input[ib].clone());
+        let out = node.output[0].clone();
+        let (ta, tb) = (self.track(&a).cloned(), self.track(&b).cloned());
+        let (Some(od), Some(da), Some(db)) = (self.dims(&out), self.dims(&a), self.dims(&b)) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let r = od.len();
+        let mut out_t: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
+        for (ax, slot) in out_t.iter_mut().enumerate() {
+            let pa = (ax + da.len()).checked_sub(r);
+            let pb = (ax + db.len()).checked_sub(r);
+            let xa = pa.and_then(|p| ta.as_ref().map(|t| t[p].clone())).filter(AxisT::is_tracked);
+            let xb = pb.and_then(|p| tb.as_ref().map(|t| t[p].clone())).filter(AxisT::is_tracked);
+            match (xa, xb) {
+                (None, None) => {}
+                (Some(x), Some(y)) => {
+                    if matches!(op, Bin::Div | Bin::Pow | Bin::PRelu) {
+                        self.block_axis_at(node, &x, "divides or raises by a tensor of the same channels");
+                        self.block_axis_at(node, &y, "divides or raises by a tensor of the same channels");
+                        continue;
+                    }
+                    let both = |p: bool, q: bool| if op == Bin::Mul { p || q } else { p && q };
+                    if let Some(u) = self.union_axes(node, &x, &y, both) {
+                        *slot = u;
+                    }
+                }
+                (Some(x), None) => *slot = self.one_side(node, op, x, &b, pb.map(|p| db[p].clone()), pb, true),
+                (None, Some(y)) => *slot = self.one_side(node, op, y, &a, pa.map(|p| da[p].clone()), pa, false),
+            }
+        }
+        self.set(&out, out_t);
+    }
+
+    /// `Where(cond, a, b)` with a condition computed from tracked channels (the
+    /// TorchScript exporter's `Where(IsNaN(p), 0, p)` after an attention softmax): each
+    /// position selects from the same positions of `a` and `b`, so the condition's
+    /// channels are the output's (tied); the output is zero where both branches are.
+    pub(super) fn where_condition(&mut self, node: &NodeProto) {
+        let (cond, out) = (node.input[0].clone(), node.output[0].clone());
+        let (Some(tc), Some(dc), Some(od)) = (self.track(&cond).cloned(), self.dims(&cond), self.dims(&out)) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let mut out_t: ValueT = match self.track(&out) {
+            Some(t) => t.clone(),
+            None => od.iter().map(|d| AxisT::plain(d.clone())).collect(),
+        };
+        let r = od.len();
+        for (ax, slot) in out_t.iter_mut().enumerate() {
+            let Some(p) = (ax + dc.len()).checked_sub(r) else { continue };
+            let Some(c) = tc.get(p).filter(|a| a.is_tracked()).cloned() else { continue };
+            if dc[p] != od[ax] {
+                self.block_axis_at(node, &c, "a condition broadcast along the channels it follows");
+                continue;
+            }
+            if slot.is_tracked() {
+                let x = slot.clone();
+                if let Some(u) = self.union_axes(node, &x, &c, |p, _| p) {
+                    *slot = u;
+                }
+            } else {
+                // Constant branches chosen channel by channel: the channels follow, not zero.
+                let mut c = c;
+                c.map_zero(&|_| false);
+                *slot = c;
+            }
+        }
+        self.set(&out, out_t);
+    }
+
+    /// A binary operator where only one operand is tracked on this axis.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn one_side(
+        &mut self,
+        node: &NodeProto,
+        op: Bin,
+        mut x: AxisT,
+        other: &str,
+        other_dim: Option<Dim>,
+        other_axis: Option<usize>,
+        tracked_first: bool,
+    ) -> AxisT {
+        // An axis that is only the inside of heads keeps its length when heads go: a
+        // full-size operand along it (rotary cos/sin) needs no slicing.
+        let inner_only = x.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }));
+        let broadcast = inner_only || other_dim.as_ref().is_none_or(|d| *d == Dim::Known(1));
+        if broadcast {
+            let keeps = match op {
+                Bin::Add | Bin::Sub | Bin::Max | Bin::Min | Bin::Where => self.is_zero_const(other),
+                Bin::Mul | Bin::PRelu => true,
+                Bin::Div if tracked_first => true,
+                Bin::Div => {
+                    self.block_axis_at(node, &x, "divides by a tensor of these channels");
+                    return x;
+                }
+                Bin::Pow => tracked_first && self.const_floats(other).is_some_and(|v| v.iter().all(|&e| e > 0.0)),
+            };
+            if !keeps {
+                x.map_zero(&|_| false);
+            }
+            return x;
+        }
+        // The other operand has the full width: it must be a parameter, sliced with the channels.
+        let Some(oa) = other_axis else { return x };
+        if !self.is_init(other) {
+            self.block_axis_at(node, &x, &format!("combined with '{other}', which has the same width but does not follow the channels"));
+            return x;
+        }
+        let role = match op {
+            Bin::Add | Bin::Sub | Bin::Max | Bin::Min | Bin::Where => Role::Producer,
+            Bin::Mul | Bin::PRelu => Role::Aux,
+            Bin::Div if tracked_first => Role::Aux,
+            Bin::Div | Bin::Pow => {
+                self.block_axis_at(node, &x, "divides or raises by these channels");
+                return x;
+            }
+        };
+        self.members_along(node, other, oa, &x.clone(), role);
+        x
+    }
+
+    /// Ties two axes of equal layout; `None` (and blocked) when the layouts differ.
+    pub(crate) fn union_axes(&mut self, node: &NodeProto, x: &AxisT, y: &AxisT, both: impl Fn(bool, bool) -> bool) -> Option<AxisT> {
+        let same_shape = x.factors.len() == y.factors.len() && x.factors.iter().zip(&y.factors).all(|(f, g)| f.size == g.size);
+        if !same_shape {
+            if let Some(u) = self.union_repeated(x, y, &both).or_else(|| self.union_repeated(y, x, &both)) {
+                return Some(u);
+            }
+            self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
+            self.block_axis_at(node, y, "joins two tensors whose channel layouts differ");
+            return None;
+        }
+        let mut factors = Vec::new();
+        for (f, g) in x.factors.iter().zip(&y.factors) {
+            let track = match (&f.track, &g.track) {
+                (None, None) => None,
+                (Some(Track::Segs(p)), Some(Track::Segs(q))) => Some(Track::Segs(self.union_segs(node, p, q, &both))),
+                (Some(Track::Inner { k, ranges, zero }), Some(Track::Inner { k: k2, ranges: r2, zero: z2 }))
+                    if k == k2 && ranges.len() == r2.len() =>
+                {
+                    for (a, b) in ranges.iter().zip(r2) {
+                        self.spaces.tie(*a, *b);
+                    }
+                    Some(Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2) })
+                }
+                _ => {
+                    self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
+                    self.block_axis_at(node, y, "joins two tensors whose channel layouts differ");
+                    return None;
+                }
+            };
+            factors.push(Factor { size: f.size.clone(), track });
+        }
+        Some(AxisT { factors })
+    }
+
+    /// Grouped-query attention: `x` is one tracked factor (the query heads), `y` a tracked
+    /// factor (the K/V heads) followed by an untracked repeat of the same total size.
+    /// Ties each K/V head to its query heads; the result keeps `x`'s layout.
+    pub(super) fn union_repeated(&mut self, x: &AxisT, y: &AxisT, both: &impl Fn(bool, bool) -> bool) -> Option<AxisT> {
+        let [Factor { track: Some(Track::Segs(xs)), size: xn }] = x.factors.as_slice() else {
+            return None;
+        };
+        let tracked: Vec<&Factor> = y.factors.iter().filter(|f| f.size != Dim::Known(1) || f.track.is_some()).collect();
+        let [Factor { track: Some(Track::Segs(ys)), size: yn }, Factor { track: None, size: Dim::Known(rep) }] = tracked.as_slice() else {
+            return None;
+        };
+        let (Some(xn), Some(yn)) = (xn.known(), yn.known()) else {
+            return None;
+        };
+        let (
+            [Seg::Tracked { range: rx, scale: Scale::Coarse(kx), zero: zx }],
+            [Seg::Tracked { range: ry, scale: Scale::Coarse(ky), zero: zy }],
+        ) = (xs.as_slice(), ys.as_slice())
+        else {
+            return None;
+        };
+        if xn != yn * rep || kx != ky {
+            return None;
+        }
+        self.spaces.tie(*rx, *ry);
+        // An element is a K/V head with its query heads.
+        self.spaces.require_block(*ry, *ky, ReqKind::Head);
+        self.spaces.require_block(*rx, *kx * *rep as usize, ReqKind::Split);
+        let z = both(*zx, *zy);
+        Some(AxisT {
+            factors: vec![Factor {
+                size: Dim::Known(xn),
+                track: Some(Track::Segs(vec![Seg::Tracked { range: *rx, scale: Scale::Coarse(*kx), zero: z }])),
+            }],
+        })
+    }
+
+    pub(super) fn union_segs(&mut self, node: &NodeProto, p: &[Seg], q: &[Seg], both: &impl Fn(bool, bool) -> bool) -> Vec<Seg> {
+        let mut cuts: Vec<usize> = Vec::new();
+        for segs in [p, q] {
+            let mut at = 0;
+            for s in segs {
+                cuts.push(at);
+                at += s.axis_len();
+                cuts.push(at);
+            }
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut out = Vec::new();
+        for w in cuts.windows(2) {
+            let (s, l) = (w[0], w[1] - w[0]);
+            let (a, b) = (window(p, s, l), window(q, s, l));
+            let (Some(a), Some(b)) = (a.first(), b.first()) else {
+                continue;
+            };
+            match (a, b) {
+                (Seg::Tracked { range: ra, scale: sa, zero: za }, Seg::Tracked { range: rb, scale: sb, zero: zb }) if sa == sb => {
+                    self.spaces.tie(*ra, *rb);
+                    out.push(Seg::Tracked { range: *ra, scale: *sa, zero: both(*za, *zb) });
+                }
+                (Seg::Opaque(n), Seg::Opaque(_)) => out.push(Seg::Opaque(*n)),
+                _ => {
+                    let reason = format!("{}: joins channels with a differently laid out tensor", node_label(node));
+                    for s in [a, b] {
+                        if let Seg::Tracked { range, .. } = s {
+                            self.spaces.block(*range, reason.clone());
+                        }
+                    }
+                    self.blocked_op(node, "joins channels with a differently laid out tensor");
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
+    }
+}

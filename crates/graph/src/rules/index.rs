@@ -1,0 +1,399 @@
+//! Indexing rules: `Gather` (embeddings produce spaces), `Resize`, `Pad`, `Concat` (offsets),
+//! `Split` and `Slice` (parts of a space).
+
+use super::*;
+
+impl Ctx<'_, '_> {
+    pub(super) fn gather(&mut self, node: &NodeProto) {
+        let (data, idx) = (node.input[0].clone(), node.input[1].clone());
+        let Some(od) = self.dims(&node.output[0]) else {
+            if self.tracks.contains_key(&data) {
+                self.block_node(node, "shapes unknown");
+            }
+            return;
+        };
+        let axis = node.attr_int_or("axis", 0).unwrap_or(0);
+        if self.is_init(&data) {
+            // Embedding lookup: a new space on the row width.
+            let Some(dd) = self.init_dims(&data) else {
+                return;
+            };
+            if dd.len() == 2 && norm_axis(axis, 2) == Some(0) && !od.is_empty() {
+                let sp = self.new_space(dd[1]);
+                self.member(&data, 1, sp, 0, 1, 1, Role::Producer);
+                let mut out: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
+                let last = out.len() - 1;
+                out[last] = AxisT::unit(sp, true);
+                self.set(&node.output[0], out);
+            }
+            return;
+        }
+        let Some(t) = self.track(&data).cloned() else {
+            return;
+        };
+        let Some(ax) = norm_axis(axis, t.len()) else {
+            return;
+        };
+        let Some(id) = self.dims(&idx) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let mut out: Vec<AxisT> = Vec::new();
+        out.extend(t[..ax].iter().cloned());
+        out.extend(id.iter().map(|d| AxisT::plain(d.clone())));
+        let rest: Vec<AxisT> = t[ax + 1..].to_vec();
+        if t[ax].is_tracked() {
+            // Picking one coarse position (q, k or v of a packed projection) turns the
+            // matching inner axis into plain channels of that block.
+            let pick = ops::constant_ints(self.graph, Some(&self.shapes), &idx).ok().flatten();
+            let coarse = match (t[ax].factors.as_slice(), pick.as_deref(), id.is_empty()) {
+                ([Factor { track: Some(Track::Segs(segs)), .. }], Some([i]), true) => match segs.as_slice() {
+                    [Seg::Tracked { range, scale: Scale::Coarse(k), .. }] => Some((*range, *k, *i)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            // The index must be inside the coarse axis (negative: from the end); a file may
+            // hold any index.
+            let n = coarse.map_or(0, |(range, k, _)| range.len / k.max(1));
+            let inside = |i: i64| usize::try_from(if i < 0 { i.saturating_add(n as i64) } else { i }).ok().filter(|&i| i < n);
+            let Some((range, k, i)) = coarse.and_then(|(range, k, i)| Some((range, k, inside(i)?))) else {
+                self.block_axis_at(node, &t[ax], "gathers along the channel axis");
+                out.extend(rest);
+                self.set(&node.output[0], out);
+                return;
+            };
+            let picked = range.sub(i * k, k);
+            let rest: Vec<AxisT> = rest
+                .into_iter()
+                .map(|a| match a.factors.as_slice() {
+                    [Factor { track: Some(Track::Inner { k: kk, ranges, zero }), .. }] if *kk == k && ranges == &[range] => {
+                        AxisT::unit(picked, *zero)
+                    }
+                    _ => a,
+                })
+                .collect();
+            if !rest.iter().any(|a| a.ranges().contains(&picked)) {
+                self.block_axis_at(node, &t[ax], "gathers along the channel axis");
+            }
+            out.extend(rest);
+            self.set(&node.output[0], out);
+            return;
+        }
+        out.extend(rest);
+        self.set(&node.output[0], out);
+    }
+
+    pub(super) fn resize(&mut self, node: &NodeProto) {
+        let Some(t) = self.in_track(node, 0) else {
+            return;
+        };
+        let (Some(id), Some(od)) = (self.dims(&node.input[0]), self.dims(&node.output[0])) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        for (i, a) in t.iter().enumerate() {
+            if id.get(i) == od.get(i) {
+                out[i] = a.clone();
+            } else {
+                self.block_axis_at(node, a, "resizes a tracked axis");
+            }
+        }
+        self.set(&node.output[0], out);
+    }
+
+    pub(super) fn pad(&mut self, node: &NodeProto) {
+        let Some(mut t) = self.in_track(node, 0) else {
+            return;
+        };
+        let Ok(p) = ops::pads(self.graph, node, Some(&self.shapes)) else {
+            self.block_node(node, "pads are not constant");
+            return;
+        };
+        let rank = t.len();
+        let axes: Vec<usize> = match &p.axes {
+            Some(a) => a.iter().filter_map(|&x| norm_axis(x, rank)).collect(),
+            None => (0..rank).collect(),
+        };
+        let n = axes.len();
+        for (j, &ax) in axes.iter().enumerate() {
+            let (b, e) = (p.pads.get(j).copied().unwrap_or(0), p.pads.get(j + n).copied().unwrap_or(0));
+            if (b != 0 || e != 0) && t[ax].is_tracked() {
+                let a = t[ax].clone();
+                self.block_axis_at(node, &a, "pads a tracked axis");
+            }
+        }
+        if p.mode == "constant" && p.constant_value != 0.0 {
+            for a in &mut t {
+                a.map_zero(&|_| false);
+            }
+        }
+        self.set(&node.output[0], t);
+    }
+
+    /// Per-channel parameters on axis 1: slices of `params` with their roles; the
+    /// output's channels are zero when the producers are.
+    pub(super) fn concat(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(od) = self.dims(&node.output[0]) else {
+            self.block_node(node, "shapes unknown");
+            return Ok(());
+        };
+        let rank = od.len();
+        let axis = attr(self, node, node.attr_int("axis"))?.unwrap_or(0);
+        let Some(ax) = norm_axis(axis, rank) else {
+            return Ok(());
+        };
+        let inputs: Vec<String> = node.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        // Pieces of the inside of heads put back together (rotary embeddings).
+        let inner = self.concat_inner(&inputs, ax, &od);
+        let inner_done = inner.is_some();
+        if let Some(a) = inner {
+            out[ax] = a;
+        }
+        // The concatenated axis: segments laid end to end.
+        let mut segs = Vec::new();
+        let mut ok = true;
+        for v in inputs.iter().filter(|_| !inner_done) {
+            let len = self.dims(v).and_then(|d| d.get(ax).and_then(Dim::known));
+            let tr = self.track(v).map(|t| t[ax].clone()).filter(AxisT::is_tracked);
+            match (tr, len) {
+                (Some(a), _) => match a.single_segs() {
+                    Some(s) => segs.extend(s.iter().cloned()),
+                    None => {
+                        self.block_axis_at(node, &a, "concatenates a multi-factor channel axis");
+                        ok = false;
+                    }
+                },
+                (None, Some(n)) => segs.push(Seg::Opaque(n as usize)),
+                (None, None) => ok = false,
+            }
+        }
+        if ok && segs.iter().any(|s| matches!(s, Seg::Tracked { .. })) {
+            out[ax] = seg_axis(segs);
+        } else if !ok {
+            for v in &inputs {
+                if let Some(a) = self.track(v).map(|t| t[ax].clone()) {
+                    self.block_axis_at(node, &a, "concatenates along a tracked axis of unknown length");
+                }
+            }
+        }
+        // Other axes: the inputs' spaces are one.
+        for (i, slot) in out.iter_mut().enumerate() {
+            if i == ax {
+                continue;
+            }
+            let mut acc: Option<AxisT> = None;
+            let mut untracked_inputs = Vec::new();
+            for v in &inputs {
+                match self.track(v).map(|t| t[i].clone()).filter(AxisT::is_tracked) {
+                    Some(a) => {
+                        acc = match acc {
+                            None => Some(a),
+                            Some(prev) => self.union_axes(node, &prev, &a, |p, q| p && q),
+                        };
+                        if acc.is_none() {
+                            break;
+                        }
+                    }
+                    None => untracked_inputs.push(v.clone()),
+                }
+            }
+            let Some(a) = acc else { continue };
+            for v in untracked_inputs {
+                let full = self.dims(&v).and_then(|d| d.get(i).cloned()).is_some_and(|d| d != Dim::Known(1));
+                if !full {
+                    continue;
+                }
+                if self.is_init(&v) {
+                    self.members_along(node, &v, i, &a, Role::Producer);
+                } else if let Some(src) = self.expanded_init(&v) {
+                    let sr = self.init_dims(&src).map_or(0, |d| d.len());
+                    if sr + i >= rank {
+                        self.members_along(node, &src, sr + i - rank, &a, Role::Producer);
+                    }
+                } else {
+                    self.block_axis_at(node, &a, &format!("concatenated with '{v}', which does not follow these channels"));
+                }
+            }
+            *slot = a;
+        }
+        self.set(&node.output[0], out);
+        Ok(())
+    }
+
+    /// Concat along an axis that is the inside of heads in every input: the pieces'
+    /// ranges are tied, the result is still inside the heads.
+    pub(super) fn concat_inner(&mut self, inputs: &[String], ax: usize, od: &[Dim]) -> Option<AxisT> {
+        let mut parts = Vec::new();
+        for v in inputs {
+            let a = self.track(v)?.get(ax)?;
+            match a.factors.as_slice() {
+                [Factor { track: Some(Track::Inner { k, ranges, zero }), .. }] => parts.push((*k, ranges.clone(), *zero)),
+                _ => return None,
+            }
+        }
+        let (k, ranges, _) = parts.first()?.clone();
+        if parts.iter().any(|(kk, r, _)| *kk != k || r.len() != ranges.len()) {
+            return None;
+        }
+        for (_, r, _) in &parts[1..] {
+            for (a, b) in ranges.iter().zip(r) {
+                self.spaces.tie(*a, *b);
+            }
+        }
+        let zero = parts.iter().all(|p| p.2);
+        Some(AxisT { factors: vec![Factor { size: od.get(ax)?.clone(), track: Some(Track::Inner { k, ranges, zero }) }] })
+    }
+
+    /// The initializer behind `Expand(init, shape)` (a class token broadcast over the batch).
+    pub(super) fn expanded_init(&self, v: &str) -> Option<String> {
+        let (_, n) = self.graph.producer_node(v)?;
+        (n.op() == "Expand" && self.is_init(&n.input[0])).then(|| n.input[0].clone())
+    }
+
+    pub(super) fn split(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let sp = ops::split(self.graph, node, Some(&self.shapes))?;
+        let Some(ax) = norm_axis(sp.axis, t.len()) else {
+            return Ok(());
+        };
+        let Some(len) = self.dims(&node.input[0]).and_then(|d| d.get(ax).and_then(Dim::known)) else {
+            self.block_node(node, "shapes unknown");
+            return Ok(());
+        };
+        let sizes = sp.sizes_for(len).map_err(|m| ops::node_error(self.graph, node, m))?;
+        let tracked = t[ax].is_tracked();
+        let segs = t[ax].single_segs().cloned();
+        if tracked && segs.is_none() {
+            let a = t[ax].clone();
+            self.block_axis_at(node, &a, "splits a multi-factor channel axis");
+        }
+        let mut at = 0usize;
+        let mut balanced: Vec<Vec<Range>> = Vec::new();
+        for (j, out) in node.output.iter().enumerate() {
+            let n = sizes.get(j).copied().unwrap_or(0) as usize;
+            let mut o = t.clone();
+            if let (true, Some(segs)) = (tracked, &segs) {
+                let w = window(segs, at, n);
+                let parts = count_parts(&seg_axis(w.clone()));
+                o[ax] = seg_axis(w);
+                if !parts.is_empty() {
+                    if sp.sizes.is_none() {
+                        balanced.push(parts.iter().flat_map(Part::ranges).collect());
+                    } else if ops::node_opset(self.graph, node) >= 13 {
+                        let s = node.input[1].clone();
+                        self.shape_entry(node, &s, j, parts);
+                    } else {
+                        let name = node.name.clone().unwrap_or_default();
+                        self.spaces.shape_ref(
+                            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "split".into() }, false),
+                            j,
+                            &name,
+                            parts,
+                        );
+                    }
+                }
+            } else {
+                o[ax] = AxisT::plain(Dim::Known(n as i64));
+            }
+            self.set(out, o);
+            at += n;
+        }
+        if !balanced.is_empty() {
+            // An equal split without sizes stays equal only if every part loses as much.
+            let why = format!("{}: an equal split (no sizes) would become unequal", node_label(node));
+            self.spaces.balanced(why, balanced);
+        }
+        Ok(())
+    }
+
+    pub(super) fn slice(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(mut t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let Some(id) = self.dims(&node.input[0]) else {
+            self.block_node(node, "shapes unknown");
+            return Ok(());
+        };
+        let Ok(sl) = ops::slice_params(self.graph, node, Some(&self.shapes)) else {
+            self.block_node(node, "slice bounds are not constant");
+            return Ok(());
+        };
+        let rank = t.len();
+        let axes: Vec<usize> = match &sl.axes {
+            Some(a) => a.iter().filter_map(|&x| norm_axis(x, rank)).collect(),
+            None => (0..sl.starts.len()).collect(),
+        };
+        let od = self.dims(&node.output[0]);
+        for (j, &ax) in axes.iter().enumerate() {
+            let step = sl.steps.as_ref().map_or(1, |s| s[j]);
+            if !t[ax].is_tracked() {
+                if let Some(d) = od.as_ref().and_then(|d| d.get(ax)) {
+                    t[ax] = AxisT::plain(d.clone());
+                }
+                continue;
+            }
+            let a = t[ax].clone();
+            if let [Factor { track: Some(Track::Inner { .. }), .. }] = a.factors.as_slice() {
+                // A window inside every head (rotary embeddings): still inside the elements.
+                if let Some(d) = od.as_ref().and_then(|d| d.get(ax)) {
+                    let mut f = a.factors[0].clone();
+                    f.size = d.clone();
+                    t[ax] = AxisT { factors: vec![f] };
+                    continue;
+                }
+            }
+            let (Some(segs), Some(Dim::Known(dim)), Some(s), Some(e)) =
+                (a.single_segs(), id.get(ax), sl.starts[j].known(), sl.ends[j].known())
+            else {
+                self.block_axis_at(node, &a, "slices a tracked axis with bounds that are not constant");
+                continue;
+            };
+            if step != 1 || s < 0 || e < 0 {
+                self.block_axis_at(node, &a, "slices a tracked axis with a step or negative bounds");
+                continue;
+            }
+            let dim = *dim;
+            let (s0, e0) = (s.min(dim) as usize, e.min(dim) as usize);
+            let segs = segs.clone();
+            let w = window(&segs, s0, e0.saturating_sub(s0));
+            if s0 > 0 {
+                let parts = count_parts(&seg_axis(window(&segs, 0, s0)));
+                if ops::node_opset(self.graph, node) >= 10 {
+                    let v = node.input[1].clone();
+                    self.shape_entry(node, &v, j, parts);
+                } else {
+                    let name = node.name.clone().unwrap_or_default();
+                    self.spaces.shape_ref(
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "starts".into() }, false),
+                        j,
+                        &name,
+                        parts,
+                    );
+                }
+            }
+            if (e as usize) < dim as usize {
+                let parts = count_parts(&seg_axis(window(&segs, 0, e0)));
+                if ops::node_opset(self.graph, node) >= 10 {
+                    let v = node.input[2].clone();
+                    self.shape_entry(node, &v, j, parts);
+                } else {
+                    let name = node.name.clone().unwrap_or_default();
+                    self.spaces.shape_ref(
+                        RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "ends".into() }, false),
+                        j,
+                        &name,
+                        parts,
+                    );
+                }
+            }
+            t[ax] = seg_axis(w);
+        }
+        self.set(&node.output[0], t);
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! Layout rules: `Transpose` permutes the tracked axes, `Reshape`/`Flatten`/`Squeeze`/
+//! `Unsqueeze` regroup them into factors, `Expand` broadcasts.
+
+use super::*;
+
+impl Ctx<'_, '_> {
+    pub(super) fn transpose(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let perm: Vec<usize> = match attr(self, node, node.attr_ints("perm"))? {
+            Some(p) => p.iter().filter_map(|&x| norm_axis(x, t.len())).collect(),
+            None => (0..t.len()).rev().collect(),
+        };
+        if perm.len() != t.len() {
+            self.block_node(node, "bad perm");
+            return Ok(());
+        }
+        let out = perm.iter().map(|&p| t[p].clone()).collect();
+        self.set(&node.output[0], out);
+        Ok(())
+    }
+
+    /// Reshape, Flatten, Squeeze, Unsqueeze: the factors of the input axes regrouped
+    /// into the output dims; a channel factor split in two becomes a coarse (head) and
+    /// an inner (head dim) factor.
+    pub(super) fn reshape(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let Some(od) = self.dims(&node.output[0]) else {
+            self.block_node(node, "output shape unknown");
+            return Ok(());
+        };
+        let out = match self.regroup(&t, &od) {
+            Ok(o) => o,
+            Err(why) => {
+                self.block_node(node, &format!("cannot follow the channels through this reshape: {why}"));
+                return Ok(());
+            }
+        };
+        if node.op() == "Reshape" {
+            let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
+            for (i, a) in out.iter().enumerate() {
+                let parts = count_parts(a);
+                if parts.is_empty() {
+                    continue;
+                }
+                match target.as_ref().and_then(|v| v.get(i)) {
+                    Some(Dim::Known(-1)) | Some(Dim::Known(0)) => {}
+                    _ => {
+                        let shape_input = node.input[1].clone();
+                        self.shape_entry(node, &shape_input, i, parts);
+                    }
+                }
+            }
+        }
+        self.set(&node.output[0], out);
+        Ok(())
+    }
+
+    pub(super) fn regroup(&mut self, t: &ValueT, od: &[Dim]) -> Result<ValueT, String> {
+        let mut fs: Vec<Factor> =
+            t.iter().flat_map(|a| a.factors.iter().cloned()).filter(|f| f.size != Dim::Known(1) || f.track.is_some()).collect();
+        fs.reverse(); // a stack: next factor at the end
+        let mut out = Vec::with_capacity(od.len());
+        for d in od {
+            let mut need = d.clone();
+            let mut taken: Vec<Factor> = Vec::new();
+            while need != Dim::Known(1) {
+                let Some(f) = fs.pop() else {
+                    return Err(format!("no input dimension left for output dimension {d}"));
+                };
+                if f.size == Dim::Known(1) {
+                    taken.push(f);
+                } else if f.size == need {
+                    taken.push(f);
+                    need = Dim::Known(1);
+                } else if let Some(q) = need.div_exact(&f.size).filter(|_| f.size != Dim::Known(1)) {
+                    taken.push(f);
+                    need = q;
+                } else if let (Some(have), Some(want)) = (f.size.known(), need.known()) {
+                    if want > 0 && have % want == 0 {
+                        let (outer, inner) = self.split_factor(f, want as usize)?;
+                        taken.push(outer);
+                        fs.push(inner);
+                        need = Dim::Known(1);
+                    } else {
+                        return Err(format!("dimension {have} does not split into {want}"));
+                    }
+                } else if let Some(rest) = f.size.div_exact(&need).filter(|_| f.track.is_none()) {
+                    // An untracked product such as `16*batch` split into `batch` and `16`.
+                    taken.push(Factor { size: need.clone(), track: None });
+                    fs.push(Factor { size: rest, track: None });
+                    need = Dim::Known(1);
+                } else {
+                    return Err(format!("dimension {} does not match {need}", f.size));
+                }
+            }
+            // A size-1 output axis takes the size-1 tracked factors there (a single head).
+            while *d == Dim::Known(1) && fs.last().is_some_and(|f| f.size == Dim::Known(1)) {
+                if let Some(f) = fs.pop() {
+                    taken.push(f);
+                }
+            }
+            let (axis, ties) = normalize(taken, d);
+            for (a, b) in ties {
+                self.spaces.tie(a, b);
+            }
+            out.push(axis);
+        }
+        if fs.iter().any(|f| f.track.is_some() || f.size != Dim::Known(1)) {
+            return Err("input dimensions left over".into());
+        }
+        Ok(out)
+    }
+
+    /// Splits a factor of known size into `outer` x `size/outer`.
+    pub(super) fn split_factor(&mut self, f: Factor, outer: usize) -> Result<(Factor, Factor), String> {
+        let size = f.size.known().unwrap_or(0) as usize;
+        let k = size / outer;
+        let Some(track) = f.track else {
+            return Ok((Factor { size: Dim::Known(outer as i64), track: None }, Factor { size: Dim::Known(k as i64), track: None }));
+        };
+        let Track::Segs(segs) = track else {
+            return Err("a head dimension is split again".into());
+        };
+        let mut outer_segs = Vec::new();
+        let mut ranges = Vec::new();
+        let mut zero = true;
+        let mut at = 0usize;
+        for s in &segs {
+            match s {
+                Seg::Tracked { range, scale: Scale::Unit, zero: z } if at % k == 0 && range.len % k == 0 => {
+                    outer_segs.push(Seg::Tracked { range: *range, scale: Scale::Coarse(k), zero: *z });
+                    ranges.push(*range);
+                    zero &= *z;
+                }
+                Seg::Tracked { .. } => return Err(format!("channels do not split into blocks of {k}")),
+                Seg::Opaque(_) => return Err("a partly untracked axis is split".into()),
+            }
+            at += s.axis_len();
+        }
+        Ok((
+            Factor { size: Dim::Known(outer as i64), track: Some(Track::Segs(outer_segs)) },
+            Factor { size: Dim::Known(k as i64), track: Some(Track::Inner { k, ranges, zero }) },
+        ))
+    }
+
+    pub(super) fn expand(&mut self, node: &NodeProto) {
+        let Some(t) = self.in_track(node, 0) else {
+            return;
+        };
+        let Some(od) = self.dims(&node.output[0]) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let r = od.len();
+        let Some(lead) = r.checked_sub(t.len()) else {
+            self.block_node(node, "rank decreases");
+            return;
+        };
+        let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        for (i, a) in t.iter().enumerate() {
+            if !a.is_tracked() {
+                continue;
+            }
+            out[lead + i] = a.clone();
+            let entry = target.as_ref().and_then(|v| (v.len() + i).checked_sub(t.len()).and_then(|p| v.get(p).cloned()));
+            if entry != Some(Dim::Known(1)) {
+                if let Some(tl) = target.as_ref().map(Vec::len) {
+                    let Some(p) = (tl + i).checked_sub(t.len()) else {
+                        continue;
+                    };
+                    let v = node.input[1].clone();
+                    self.shape_entry(node, &v, p, count_parts(a));
+                }
+            }
+        }
+        self.set(&node.output[0], out);
+    }
+}

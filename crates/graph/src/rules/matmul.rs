@@ -1,0 +1,165 @@
+//! Matrix-product rules: `Gemm` and `MatMul` produce spaces on their output columns and
+//! consume the inner dimension.
+
+use super::*;
+
+impl Ctx<'_, '_> {
+    pub(super) fn gemm(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let a = node.input[0].clone();
+        let b = node.input.get(1).cloned().unwrap_or_default();
+        let trans_a = attr(self, node, node.attr_int_or("transA", 0))? != 0;
+        let trans_b = attr(self, node, node.attr_int_or("transB", 0))? != 0;
+        let at = self.track(&a).cloned();
+        let Some(bd) = self.init_dims(&b) else {
+            self.block_node(node, "the weight is not an initializer");
+            return Ok(());
+        };
+        if bd.len() != 2 {
+            self.block_node(node, "the weight is not 2-D");
+            return Ok(());
+        }
+        let (k_axis_a, m_axis_a) = if trans_a { (0, 1) } else { (1, 0) };
+        let (k_axis_b, n_axis_b) = if trans_b { (1, 0) } else { (0, 1) };
+        let mut out = vec![AxisT::plain(Dim::Known(1)), AxisT::plain(Dim::Known(bd[n_axis_b] as i64))];
+        if let Some(d) = self.dims(&node.output[0]) {
+            if d.len() == 2 {
+                out[0] = AxisT::plain(d[0].clone());
+            }
+        }
+        if let Some(t) = &at {
+            self.consume(node, &b, k_axis_b, &t[k_axis_a]);
+            if t[m_axis_a].is_tracked() {
+                out[0] = t[m_axis_a].clone();
+            }
+        }
+        let r = self.new_space(bd[n_axis_b]);
+        self.member(&b, n_axis_b, r, 0, 1, 1, Role::Producer);
+        let zero = match ops::input(node, 2) {
+            Some(c) => self.bias_on(c, r),
+            None => true,
+        };
+        out[1] = AxisT::unit(r, zero);
+        self.set(&node.output[0], out);
+        Ok(())
+    }
+
+    pub(super) fn matmul(&mut self, node: &NodeProto) {
+        let (a, b) = (node.input[0].clone(), node.input[1].clone());
+        let (ia, ib) = (self.is_init(&a), self.is_init(&b));
+        let (ta, tb) = (self.track(&a).cloned(), self.track(&b).cloned());
+        let Some(od) = self.dims(&node.output[0]) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let r = od.len();
+        let mut out: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
+        match (ia, ib) {
+            (false, true) => {
+                let Some(bd) = self.init_dims(&b) else { return };
+                if bd.len() != 2 || r == 0 {
+                    self.block_node(node, "the weight of MatMul is not 2-D");
+                    return;
+                }
+                if let Some(t) = &ta {
+                    let k = t.len() - 1;
+                    self.consume(node, &b, 0, &t[k]);
+                    for i in 0..k.min(r - 1) {
+                        out[r - 1 - k + i] = t[i].clone();
+                    }
+                }
+                let sp = self.new_space(bd[1]);
+                self.member(&b, 1, sp, 0, 1, 1, Role::Producer);
+                out[r - 1] = AxisT::unit(sp, true);
+            }
+            (true, false) => {
+                let Some(ad) = self.init_dims(&a) else { return };
+                let Some(t) = &tb else {
+                    if ad.len() == 2 && r >= 2 {
+                        let sp = self.new_space(ad[0]);
+                        self.member(&a, 0, sp, 0, 1, 1, Role::Producer);
+                        out[r - 2] = AxisT::unit(sp, true);
+                        self.set(&node.output[0], out);
+                    }
+                    return;
+                };
+                if ad.len() != 2 || t.len() < 2 {
+                    self.block_node(node, "the constant operand of MatMul is not 2-D");
+                    return;
+                }
+                let n = t.len();
+                self.consume(node, &a, 1, &t[n - 2]);
+                out[..n - 2].clone_from_slice(&t[..n - 2]);
+                out[r - 1] = t[n - 1].clone();
+                let sp = self.new_space(ad[0]);
+                self.member(&a, 0, sp, 0, 1, 1, Role::Producer);
+                out[r - 2] = AxisT::unit(sp, true);
+            }
+            (true, true) => return,
+            (false, false) => {
+                let (Some(da), Some(db)) = (self.dims(&a), self.dims(&b)) else {
+                    self.block_node(node, "shapes unknown");
+                    return;
+                };
+                if da.len() < 2 || db.len() < 2 || r < 2 {
+                    self.block_node(node, "MatMul of vectors");
+                    return;
+                }
+                let plain = |d: &[Dim]| -> ValueT { d.iter().map(|x| AxisT::plain(x.clone())).collect() };
+                let ta = ta.unwrap_or_else(|| plain(&da));
+                let tb = tb.unwrap_or_else(|| plain(&db));
+                let (na, nb) = (ta.len(), tb.len());
+                // Contracted axes: one space; the product of an element is zero if either side is.
+                let (ka, kb) = (&ta[na - 1], &tb[nb - 2]);
+                match (ka.is_tracked(), kb.is_tracked()) {
+                    (false, false) => {}
+                    (true, true) => {
+                        if let Some(u) = self.union_axes(node, ka, kb, |p, q| p || q) {
+                            if !u.all_zero() {
+                                self.block_axis_at(node, &u, "contracts channels that are non-zero on both sides");
+                            }
+                        }
+                    }
+                    _ => {
+                        self.block_axis_at(node, ka, "contracts channels with a tensor that does not follow them");
+                        self.block_axis_at(node, kb, "contracts channels with a tensor that does not follow them");
+                    }
+                }
+                out[r - 2] = ta[na - 2].clone();
+                out[r - 1] = tb[nb - 1].clone();
+                // Batch axes broadcast like an elementwise product.
+                #[allow(clippy::needless_range_loop)]
+                for ax in 0..r - 2 {
+                    let pa = (ax + na).checked_sub(r).filter(|&p| p < na - 2);
+                    let pb = (ax + nb).checked_sub(r).filter(|&p| p < nb - 2);
+                    let xa = pa.map(|p| ta[p].clone()).filter(AxisT::is_tracked);
+                    let xb = pb.map(|p| tb[p].clone()).filter(AxisT::is_tracked);
+                    let full = |p: Option<usize>, d: &[Dim]| p.is_some_and(|p| d[p] != Dim::Known(1));
+                    out[ax] = match (xa, xb) {
+                        (None, None) => out[ax].clone(),
+                        (Some(x), Some(y)) => match self.union_axes(node, &x, &y, |p, q| p || q) {
+                            Some(u) => u,
+                            None => continue,
+                        },
+                        (Some(x), None) if !full(pb, &db) => x,
+                        (None, Some(y)) if !full(pa, &da) => y,
+                        (Some(x), None) | (None, Some(x)) => {
+                            self.block_axis_at(node, &x, "batched product with a tensor that does not follow these channels");
+                            continue;
+                        }
+                    };
+                    // Heads: a coarse batch axis of an activation product.
+                    for f in &out[ax].factors {
+                        if let Some(Track::Segs(segs)) = &f.track {
+                            for s in segs {
+                                if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s {
+                                    self.spaces.require_block(*range, *k, ReqKind::Head);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.set(&node.output[0], out);
+    }
+}

@@ -1,0 +1,198 @@
+//! The operator rules: one place per operator, saying how its input axes map to its
+//! output axes, which parameter slices join which space, and whether a zero element
+//! stays zero. Operators not listed here block every space they touch.
+//!
+//! One module per operator family (the families of `oto_onnx::op`); `Ctx::apply` below is
+//! the one dispatch, an exhaustive match on [`Op`].
+
+mod conv;
+mod elementwise;
+mod index;
+mod layout;
+mod matmul;
+mod norm;
+mod pool;
+mod reduce;
+
+use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ctx};
+use crate::model::{Role, ShapeLocation};
+use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
+use oto_onnx::graph::{node_label, NodeExt};
+use oto_onnx::op::{Binary as B, Op, Unary};
+use oto_onnx::proto::NodeProto;
+use oto_onnx::{ops, Dim};
+
+/// Binary elementwise operators and how they treat a zero operand.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Bin {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+    Where,
+    PRelu,
+}
+
+/// After a per-channel normalization on axis 1 whose producers (scale, bias) are zeroed:
+/// the channels are zero; another tracked axis sees the shift and scale of a zero slice
+/// (non-zero), except the inside of the channels' own blocks.
+fn zero_after_norm(t: &mut ValueT) {
+    let channel_ranges = t.get(1).map(AxisT::ranges).unwrap_or_default();
+    for (i, a) in t.iter_mut().enumerate() {
+        for f in a.factors.iter_mut().filter_map(|f| f.track.as_mut()) {
+            let own = i == 1 || matches!(f, Track::Inner { ranges, .. } if ranges.iter().all(|r| channel_ranges.contains(r)));
+            f.map_zero(&|_| own);
+        }
+    }
+}
+
+/// How a one-input elementwise function treats zero: `Some(true)` when `f(0) = 0` (a
+/// zeroed channel stays zero), `Some(false)` when the channels stay tied but are no longer
+/// zero, `None` when oto does not follow channels through it.
+fn unary_keeps_zero(u: Unary) -> Option<bool> {
+    use Unary::*;
+    match u {
+        Relu | LeakyRelu | Gelu | Erf | Tanh | Neg | Abs | Identity | Sign | Round | Floor | Ceil | HardSwish | Mish | Elu | Selu
+        | Celu | Sin | Sqrt | Softsign | ThresholdedRelu | Shrink | Asin | Atan | Sinh | Tan | Asinh | Atanh | IsNaN | IsInf => Some(true),
+        Sigmoid | HardSigmoid | Exp | Softplus | Cos | Log | Reciprocal | Cosh | Acos => Some(false),
+        Acosh | Not | BitwiseNot => None,
+    }
+}
+
+/// The fewest inputs and outputs the rules read for an operator at an opset.
+fn arity(op: &str, opset: i64) -> (usize, usize) {
+    let ins = match op {
+        "Where" => 3,
+        "BatchNormalization" => 5,
+        "InstanceNormalization" | "GroupNormalization" => 3,
+        "Slice" if opset >= 10 => 3,
+        "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "Gather" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu"
+        | "LayerNormalization" | "RMSNormalization" | "Reshape" | "Expand" => 2,
+        "Squeeze" | "Unsqueeze" | "Flatten" | "Concat" | "Split" | "Slice" => 1,
+        _ => 0,
+    };
+    (ins, 1)
+}
+
+fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (0..rank as i64).contains(&a).then_some(a as usize)
+}
+
+fn attr<T>(cx: &Ctx<'_, '_>, node: &NodeProto, r: Result<T, String>) -> Result<T, AnalysisError> {
+    Ok(ops::attr_result(cx.graph, node, r)?)
+}
+
+impl Ctx<'_, '_> {
+    /// Applies the rule of `node`'s operator.
+    pub fn apply(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
+        let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
+        if custom {
+            self.block_node(node, "operator of a custom domain: not understood");
+            return Ok(());
+        }
+        let (ins, outs) = arity(node.op(), ops::node_opset(self.graph, node));
+        if node.input.len() < ins || node.output.len() < outs || node.output.first().is_some_and(String::is_empty) {
+            return Err(ops::node_error(
+                self.graph,
+                node,
+                format!("has {} inputs and {} outputs; {} needs at least {ins} and {outs}", node.input.len(), node.output.len(), node.op()),
+            )
+            .into());
+        }
+        let op = Op::parse(self.graph, node)?;
+        match &op {
+            // Channel producers run even without tracked inputs.
+            Op::Conv(c) if !c.integer => self.conv(node)?,
+            Op::ConvTranspose(_) => self.conv_transpose(node)?,
+            Op::Gemm(_) => self.gemm(node)?,
+            Op::MatMul { integer: false } => self.matmul(node),
+            Op::Gather => self.gather(node),
+            _ if !any_tracked => {}
+            Op::Unary(u) => match unary_keeps_zero(*u) {
+                Some(keeps) => self.unary(node, keeps),
+                None => self.block_node(node, &format!("operator {} is not understood", node.op())),
+            },
+            // f(0) = 0 elementwise
+            Op::Cast | Op::Dropout => self.unary(node, true),
+            Op::Clip => {
+                let keeps = match ops::clip_bounds(self.graph, node, Some(&self.shapes)) {
+                    Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),
+                    Err(_) => false,
+                };
+                self.unary(node, keeps)
+            }
+            Op::Binary(B::Add) => self.binary(node, Bin::Add, 0, 1),
+            Op::Binary(B::Sub) => self.binary(node, Bin::Sub, 0, 1),
+            Op::Binary(B::Mul) => self.binary(node, Bin::Mul, 0, 1),
+            Op::Binary(B::Div) => self.binary(node, Bin::Div, 0, 1),
+            Op::Binary(B::Max) if node.input.len() == 2 => self.binary(node, Bin::Max, 0, 1),
+            Op::Binary(B::Min) if node.input.len() == 2 => self.binary(node, Bin::Min, 0, 1),
+            Op::Binary(B::Pow) => self.binary(node, Bin::Pow, 0, 1),
+            Op::PRelu => self.binary(node, Bin::PRelu, 0, 1),
+            Op::Where => {
+                self.binary(node, Bin::Where, 1, 2);
+                if self.tracks.contains_key(node.input[0].as_str()) {
+                    self.where_condition(node);
+                }
+            }
+            Op::Pool(_) | Op::GlobalPool(_) => self.pool(node),
+            Op::Resize { .. } => self.resize(node),
+            Op::Pad => self.pad(node),
+            Op::BatchNormalization => self.batch_norm(node),
+            Op::InstanceNormalization => self.instance_norm(node),
+            Op::GroupNormalization => self.group_norm(node)?,
+            Op::LayerNormalization | Op::RmsNormalization => self.layer_norm(node)?,
+            // Each output channel depends on its neighbours' squares: never exact to cut.
+            Op::Lrn => {
+                self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
+            }
+            Op::Softmax | Op::LogSoftmax | Op::Hardmax => self.softmax(node)?,
+            Op::Reduce(_) => self.reduce(node)?,
+            Op::Transpose => self.transpose(node)?,
+            Op::Reshape | Op::Flatten | Op::Squeeze | Op::Unsqueeze => self.reshape(node)?,
+            Op::Concat => self.concat(node)?,
+            Op::Split => self.split(node)?,
+            Op::Slice => self.slice(node)?,
+            Op::Expand => self.expand(node),
+            // Runtime indices pick whole slices (rows, channels, positions) of the data.
+            Op::GatherNd | Op::ScatterNd => {
+                self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
+            }
+            // Integer results that do not carry channels.
+            Op::Shape | Op::Size => {}
+            Op::Conv(_)
+            | Op::MatMul { integer: true }
+            | Op::Binary(B::Max | B::Min | B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
+            | Op::Compare(_)
+            | Op::CastLike
+            | Op::LpNormalization
+            | Op::MeanVarianceNormalization
+            | Op::Einsum
+            | Op::ArgReduce { .. }
+            | Op::TopK
+            | Op::CumSum
+            | Op::Tile
+            | Op::DepthToSpace
+            | Op::SpaceToDepth
+            | Op::GatherElements
+            | Op::ScatterElements
+            | Op::Constant
+            | Op::ConstantOfShape
+            | Op::Range
+            | Op::NonZero
+            | Op::EyeLike
+            | Op::Trilu
+            | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
+        }
+        Ok(())
+    }
+
+    fn in_track(&self, node: &NodeProto, k: usize) -> Option<ValueT> {
+        ops::input(node, k).and_then(|v| self.track(v)).cloned()
+    }
+}

@@ -1,0 +1,196 @@
+//! Normalization rules: per-channel parameters join the channel space (`BatchNormalization`,
+//! `InstanceNormalization`, `GroupNormalization`), `LayerNormalization`/`RMSNormalization`
+//! and softmax block the axes they normalize over.
+
+use super::*;
+
+impl Ctx<'_, '_> {
+    pub(super) fn channel_params(&mut self, node: &NodeProto, params: &[(usize, Role)]) -> Option<ValueT> {
+        let mut t = self.in_track(node, 0)?;
+        if t.len() < 2 {
+            self.block_node(node, "rank below 2");
+            return None;
+        }
+        for &(k, role) in params {
+            if let Some(p) = ops::input(node, k) {
+                if self.is_init(p) {
+                    let a = t[1].clone();
+                    self.members_along(node, p, 0, &a, role);
+                } else if t[1].is_tracked() {
+                    let a = t[1].clone();
+                    self.block_axis_at(node, &a, &format!("parameter '{p}' is not an initializer"));
+                }
+            }
+        }
+        zero_after_norm(&mut t);
+        Some(t)
+    }
+
+    pub(super) fn batch_norm(&mut self, node: &NodeProto) {
+        let params = [(1, Role::Producer), (2, Role::Producer), (3, Role::Aux), (4, Role::Aux)];
+        if let Some(t) = self.channel_params(node, &params) {
+            self.set(&node.output[0], t);
+        }
+    }
+
+    pub(super) fn instance_norm(&mut self, node: &NodeProto) {
+        if let Some(t) = self.in_track(node, 0) {
+            // Statistics over the spatial axes: fine when those only hold the inside of
+            // the channel axis's blocks (GroupNorm decomposed as [B, G, C/G*H*W]).
+            let blocks: Vec<(Range, usize)> = match t.get(1).and_then(AxisT::single_segs) {
+                Some(segs) => segs
+                    .iter()
+                    .filter_map(|s| match s {
+                        Seg::Tracked { range, scale: Scale::Coarse(k), .. } => Some((*range, *k)),
+                        _ => None,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            for a in t.iter().skip(2) {
+                let inside = a.factors.iter().filter_map(|f| f.track.as_ref()).all(|tr| match tr {
+                    Track::Inner { k, ranges, .. } => ranges.iter().all(|r| blocks.contains(&(*r, *k))),
+                    Track::Segs(_) => false,
+                });
+                if !inside {
+                    self.block_axis_at(node, a, "normalizes over a tracked axis");
+                }
+            }
+        }
+        // On normalization groups (GroupNorm decomposed as Reshape [B, G, -1] ->
+        // InstanceNormalization -> Reshape -> Mul -> Add) the scale is the
+        // decomposition's constant, not the layer's: it is cut but not zeroed (a zero
+        // group normalizes to 0 whatever the scale); the bias must be zero, so it stays a
+        // producer.
+        let on_groups = self
+            .in_track(node, 0)
+            .and_then(|t| t.get(1).and_then(|a| a.single_segs().cloned()))
+            .is_some_and(|segs| segs.iter().any(|s| matches!(s, Seg::Tracked { scale: Scale::Coarse(_), .. })));
+        if on_groups {
+            let input_zero = self.in_track(node, 0).is_some_and(|t| t[1].all_zero());
+            if let Some(t) = self.in_track(node, 0) {
+                for s in t[1].single_segs().into_iter().flatten() {
+                    if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s {
+                        self.spaces.require_block(*range, *k, ReqKind::NormGroup);
+                    }
+                }
+            }
+            if let Some(mut t) = self.channel_params(node, &[(1, Role::Aux), (2, Role::Producer)]) {
+                for a in t.iter_mut() {
+                    a.map_zero(&|z| z && input_zero);
+                }
+                self.set(&node.output[0], t);
+            }
+            return;
+        }
+        if let Some(t) = self.channel_params(node, &[(1, Role::Producer), (2, Role::Producer)]) {
+            self.set(&node.output[0], t);
+        }
+    }
+
+    pub(super) fn group_norm(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(mut t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let groups = attr(self, node, node.attr_int("num_groups"))?.unwrap_or(1).max(1) as usize;
+        for a in t.iter().skip(2) {
+            self.block_axis_at(node, a, "normalizes over a tracked axis");
+        }
+        let Some(c) = self.dims(&node.input[0]).and_then(|d| d.get(1).and_then(Dim::known)) else {
+            self.block_node(node, "channel count unknown");
+            return Ok(());
+        };
+        let k = c as usize / groups;
+        let segs = match t[1].linear() {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(why) => {
+                let a = t[1].clone();
+                self.block_axis_at(node, &a, &why);
+                return Ok(());
+            }
+        };
+        let mut parts = Vec::new();
+        for s in &segs {
+            if s.scale != Scale::Unit || s.repeat != 1 || s.offset % k != 0 || s.range.len % k != 0 {
+                self.spaces.block(s.range, format!("{}: channels do not line up with normalization groups", node_label(node)));
+                continue;
+            }
+            self.spaces.require_block(s.range, k, ReqKind::NormGroup);
+            for p in [1usize, 2] {
+                let Some(name) = ops::input(node, p).map(str::to_string) else {
+                    continue;
+                };
+                match self.init_dims(&name) {
+                    Some(d) if d == [groups] => self.member(&name, 0, s.range, s.offset / k, 1, k, Role::Producer),
+                    Some(d) if d == [c as usize] => self.member(&name, 0, s.range, s.offset, 1, 1, Role::Producer),
+                    _ => self.spaces.block(s.range, format!("{}: scale/bias '{name}' has an unexpected shape", node_label(node))),
+                }
+            }
+            parts.push(Part::Fixed(s.range, 1, k));
+        }
+        let name = node.name.clone().unwrap_or_default();
+        self.spaces.shape_ref(
+            RefAt::Const(ShapeLocation::Attribute { node: name.clone(), attribute: "num_groups".into() }, false),
+            0,
+            &name,
+            parts,
+        );
+        zero_after_norm(&mut t);
+        self.set(&node.output[0], t);
+        Ok(())
+    }
+
+    pub(super) fn layer_norm(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(mut t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let axis = attr(self, node, node.attr_int_or("axis", -1))?;
+        let Some(first) = norm_axis(axis, t.len()) else {
+            return Ok(());
+        };
+        for i in first..t.len() {
+            if t[i].is_tracked() {
+                let a = t[i].clone();
+                for p in [1usize, 2] {
+                    if let Some(name) = ops::input(node, p).map(str::to_string) {
+                        if self.init_dims(&name).is_some_and(|d| d.len() == t.len() - first) {
+                            self.members_along(node, &name, i - first, &a, Role::Producer);
+                        }
+                    }
+                }
+                self.block_axis_at(
+                    node,
+                    &a,
+                    &format!("{} normalizes over these channels: the normalized width is not exactly prunable", node.op()),
+                );
+            }
+        }
+        for a in &mut t {
+            a.map_zero(&|_| false);
+        }
+        self.set(&node.output[0], t);
+        Ok(())
+    }
+
+    pub(super) fn softmax(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        let Some(mut t) = self.in_track(node, 0) else {
+            return Ok(());
+        };
+        let default = if ops::node_opset(self.graph, node) >= 13 { -1 } else { 1 };
+        let axis = attr(self, node, node.attr_int_or("axis", default))?;
+        let Some(ax) = norm_axis(axis, t.len()) else {
+            return Ok(());
+        };
+        let mixed: Vec<usize> = if ops::node_opset(self.graph, node) >= 13 { vec![ax] } else { (ax..t.len()).collect() };
+        for i in mixed {
+            let a = t[i].clone();
+            self.block_axis_at(node, &a, &format!("{} normalizes over these channels", node.op()));
+        }
+        for a in &mut t {
+            a.map_zero(&|_| false);
+        }
+        self.set(&node.output[0], t);
+        Ok(())
+    }
+}

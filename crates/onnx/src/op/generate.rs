@@ -1,0 +1,91 @@
+//! Generators and shape values: `Shape`, `Size`, `Constant`, `ConstantOfShape`, `Range`,
+//! `NonZero`, `EyeLike`. Not counted in MACs.
+
+use crate::graph::NodeExt;
+use crate::ops;
+use crate::proto::NodeProto;
+use crate::shape::*;
+use crate::tensor::DType;
+
+impl Infer<'_, '_> {
+    pub(crate) fn shape_of(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        let (s, e) = self.shape_range(node, x.len())?;
+        Ok(vec![vt(Some(DType::I64), vec![Dim::Known((e - s) as i64)])])
+    }
+
+    pub(crate) fn size(&mut self) -> R<Vec<ValueType>> {
+        Ok(vec![vt(Some(DType::I64), vec![])])
+    }
+
+    pub(crate) fn constant_of_shape(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let shape = self.values(node, 0)?;
+        let dtype = match self.attr(node, node.attr_tensor("value"))? {
+            Some(t) => dtype_of_proto(t),
+            None => Some(DType::F32),
+        };
+        Ok(vec![vt(dtype, shape)])
+    }
+
+    pub(crate) fn range(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let dtype = self.dtype(node, 0);
+        let len = match (self.values(node, 0), self.values(node, 1), self.values(node, 2)) {
+            (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0]),
+            _ => None,
+        };
+        let len = match len {
+            Some(l) => l,
+            None => match self.range_float_len(node) {
+                Some(l) => Dim::Known(l),
+                None => self.fresh(),
+            },
+        };
+        Ok(vec![vt(dtype, vec![len])])
+    }
+
+    pub(crate) fn non_zero(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        let n = self.fresh();
+        Ok(vec![vt(Some(DType::I64), vec![Dim::Known(x.len() as i64), n])])
+    }
+
+    pub(crate) fn eye_like(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)])
+    }
+
+    pub(crate) fn range_float_len(&self, node: &NodeProto) -> Option<i64> {
+        let get = |k: usize| -> Option<f64> {
+            self.out.constants.get(ops::input(node, k)?).map(|t| t.to_f64_vec()).filter(|v| v.len() == 1).map(|v| v[0])
+        };
+        let (s, l, d) = (get(0)?, get(1)?, get(2)?);
+        (d != 0.0).then(|| ((l - s) / d).ceil().max(0.0) as i64)
+    }
+
+    pub(crate) fn shape_range(&self, node: &NodeProto, rank: usize) -> R<(usize, usize)> {
+        let r = rank as i64;
+        let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+        let s = clamp(self.attr(node, node.attr_int_or("start", 0))?);
+        let e = clamp(self.attr(node, node.attr_int("end"))?.unwrap_or(r));
+        Ok((s, e.max(s)))
+    }
+
+    pub(crate) fn constant(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let Some(out) = node.output.first() else { return Ok(vec![]) };
+        if let Some(t) = self.attr(node, node.attr_tensor("value"))? {
+            let ty = vt(dtype_of_proto(t), known_dims(&t.dims));
+            if numel_of(&t.dims).is_some_and(|n| n <= FOLD_LIMIT) {
+                let tensor = self.graph.model.tensor(t)?;
+                self.store_constant(out, tensor);
+            }
+            return Ok(vec![ty]);
+        }
+        // Strings and sparse values are not tensors oto computes with: their type stays unknown.
+        if node.attribute.first().is_some_and(|a| matches!(a.name.as_deref(), Some("value_string" | "value_strings" | "sparse_value"))) {
+            return Err(Stop::Unknown);
+        }
+        let t = self.graph.constant(out)?.ok_or_else(|| self.fail(node, "Constant node has no value"))?;
+        let ty = vt(Some(t.dtype()), t.shape.iter().map(|&d| Dim::Known(d as i64)).collect());
+        self.store_constant(out, t);
+        Ok(vec![ty])
+    }
+}

@@ -1,0 +1,457 @@
+//! Typed operators: every `NodeProto` parsed once into an [`Op`], and one module per
+//! operator family holding what oto knows about its operators.
+//!
+//! # Design
+//!
+//! * **Parse once.** [`Op::parse`] turns a node into an [`Op`]: the operator kind, and for
+//!   the families whose attributes are typed so far (convolutions, pooling, Gemm) the
+//!   attributes normalized across opsets, with defaults applied where they do not depend
+//!   on shapes. A malformed attribute is an error naming the node. Parameters that moved
+//!   from attributes to inputs over the opsets (Reshape's shape, Slice's bounds, Split's
+//!   sizes, the Reduce axes...) may be computed from shapes, so they are read when shape
+//!   inference has folded them, through the opset-aware helpers of [`crate::ops`].
+//! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
+//!   `layout`, `index` and `generate` each hold, for their operators: the kind enums and
+//!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
+//!   `shape.rs`), and the cost (MACs) where the operator counts (`conv`, `matmul`).
+//!   [`Infer::node_types`](crate::shape) below is the one dispatch of shape inference;
+//!   `shape.rs` keeps the dimension algebra, the pass over the graph and the constant
+//!   folding.
+//! * **The other stages match the same type.** The pruning rules (`oto-graph`,
+//!   `rules/mod.rs`, `Ctx::apply`) dispatch on [`Op`] with one exhaustive match, the rule
+//!   bodies in one module per family (`rules/conv.rs`, `rules/norm.rs`...); the libtorch executor (`oto-torch`,
+//!   `exec/ops/mod.rs`, `compile`) matches [`Op`] exhaustively, and the one-input,
+//!   arithmetic and comparison kernels match their kind enums exhaustively. A new variant
+//!   is therefore a compile error at every stage still missing it.
+//! * **Opaque operators.** [`Op::Other`] holds an operator oto does not know (or one of a
+//!   custom domain): shape inference leaves its outputs unknown, the rules block what it
+//!   touches, the executor refuses it. These stages never match an operator's name; the
+//!   constant-folding interpreter (`shape.rs`, `fold`), `normalize.rs` and the rules'
+//!   `arity` still do (to move).
+//!
+//! Adding an operator: a variant (or a kind in a family enum) and its `parse` entry here,
+//! its shape rule (an arm of `node_types` below, the body in the family module), then
+//! follow the compiler: the rule's arm in `oto-graph` and the executor's arm in `oto-torch`.
+
+pub mod conv;
+pub mod elementwise;
+pub mod generate;
+pub mod index;
+pub mod layout;
+pub mod matmul;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
+
+use crate::error::Result;
+use crate::graph::{Graph, NodeExt};
+use crate::ops::{attr_result, node_error};
+use crate::proto::NodeProto;
+use crate::shape::{Infer, Stop, ValueType, R};
+pub use conv::{Conv, ConvTranspose, Window};
+pub use elementwise::{Binary, Compare, Unary};
+pub use matmul::Gemm;
+pub use pool::{Pool, PoolKind};
+
+/// A node's operator, parsed once (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    // ---- conv.rs
+    /// `Conv`, `ConvInteger`.
+    Conv(Conv),
+    /// `ConvTranspose`.
+    ConvTranspose(ConvTranspose),
+    // ---- pool.rs
+    /// `MaxPool`, `AveragePool`, `LpPool`.
+    Pool(Pool),
+    /// `GlobalMaxPool`, `GlobalAveragePool`, `GlobalLpPool`.
+    GlobalPool(PoolKind),
+    // ---- norm (rules and executor; shapes in shape.rs)
+    /// `BatchNormalization`.
+    BatchNormalization,
+    /// `InstanceNormalization`.
+    InstanceNormalization,
+    /// `GroupNormalization`.
+    GroupNormalization,
+    /// `LayerNormalization`.
+    LayerNormalization,
+    /// `RMSNormalization` (opset 23): `x / sqrt(mean(x^2) + epsilon) * scale` over the axes from `axis`.
+    RmsNormalization,
+    /// `LRN`.
+    Lrn,
+    /// `LpNormalization`.
+    LpNormalization,
+    /// `MeanVarianceNormalization`.
+    MeanVarianceNormalization,
+    /// `Softmax`.
+    Softmax,
+    /// `LogSoftmax`.
+    LogSoftmax,
+    /// `Hardmax`.
+    Hardmax,
+    // ---- elementwise.rs
+    /// One-input elementwise functions (same shape and type as the input).
+    Unary(Unary),
+    /// Broadcasting arithmetic (the type of input 0).
+    Binary(Binary),
+    /// Broadcasting comparisons and logic (a boolean result).
+    Compare(Compare),
+    /// `Where`.
+    Where,
+    /// `PRelu`.
+    PRelu,
+    /// `Clip`.
+    Clip,
+    /// `Dropout`.
+    Dropout,
+    /// `Cast`.
+    Cast,
+    /// `CastLike`.
+    CastLike,
+    // ---- matmul.rs
+    /// `Gemm`.
+    Gemm(Gemm),
+    /// `MatMul`, `MatMulInteger` (`integer`).
+    MatMul {
+        /// `MatMulInteger`: an int32 result.
+        integer: bool,
+    },
+    /// `Einsum`.
+    Einsum,
+    // ---- reductions
+    /// `ReduceMean`, `ReduceSum`... (the name is kept: the kinds share every rule).
+    Reduce(ReduceKind),
+    /// `ArgMax` (`max`) or `ArgMin`.
+    ArgReduce {
+        /// `ArgMax`.
+        max: bool,
+    },
+    /// `TopK`.
+    TopK,
+    /// `CumSum`.
+    CumSum,
+    // ---- layout
+    /// `Reshape`.
+    Reshape,
+    /// `Flatten`.
+    Flatten,
+    /// `Transpose`.
+    Transpose,
+    /// `Squeeze`.
+    Squeeze,
+    /// `Unsqueeze`.
+    Unsqueeze,
+    /// `Expand`.
+    Expand,
+    /// `Tile`.
+    Tile,
+    /// `DepthToSpace`.
+    DepthToSpace,
+    /// `SpaceToDepth`.
+    SpaceToDepth,
+    // ---- concat / split / slice / pad / resize / gather / scatter
+    /// `Concat`.
+    Concat,
+    /// `Split`.
+    Split,
+    /// `Slice`.
+    Slice,
+    /// `Pad`.
+    Pad,
+    /// `Resize`, `Upsample` (`upsample`).
+    Resize {
+        /// `Upsample`.
+        upsample: bool,
+    },
+    /// `Gather`.
+    Gather,
+    /// `GatherElements`.
+    GatherElements,
+    /// `GatherND`.
+    GatherNd,
+    /// `ScatterND`.
+    ScatterNd,
+    /// `ScatterElements`, `Scatter`.
+    ScatterElements,
+    // ---- generators and shape values
+    /// `Shape`.
+    Shape,
+    /// `Size`.
+    Size,
+    /// `Constant`.
+    Constant,
+    /// `ConstantOfShape`.
+    ConstantOfShape,
+    /// `Range`.
+    Range,
+    /// `NonZero`.
+    NonZero,
+    /// `EyeLike`.
+    EyeLike,
+    /// `Trilu`.
+    Trilu,
+    /// An operator oto does not know, or one of a custom domain: opaque.
+    Other(String),
+}
+
+/// The Reduce operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceKind {
+    /// `ReduceMean`.
+    Mean,
+    /// `ReduceSum`.
+    Sum,
+    /// `ReduceMax`.
+    Max,
+    /// `ReduceMin`.
+    Min,
+    /// `ReduceProd`.
+    Prod,
+    /// `ReduceL1`.
+    L1,
+    /// `ReduceL2`.
+    L2,
+    /// `ReduceLogSum`.
+    LogSum,
+    /// `ReduceLogSumExp`.
+    LogSumExp,
+    /// `ReduceSumSquare`.
+    SumSquare,
+}
+
+impl ReduceKind {
+    /// The kind of a `Reduce*` operator name.
+    pub fn parse(op: &str) -> Option<ReduceKind> {
+        Some(match op {
+            "ReduceMean" => ReduceKind::Mean,
+            "ReduceSum" => ReduceKind::Sum,
+            "ReduceMax" => ReduceKind::Max,
+            "ReduceMin" => ReduceKind::Min,
+            "ReduceProd" => ReduceKind::Prod,
+            "ReduceL1" => ReduceKind::L1,
+            "ReduceL2" => ReduceKind::L2,
+            "ReduceLogSum" => ReduceKind::LogSum,
+            "ReduceLogSumExp" => ReduceKind::LogSumExp,
+            "ReduceSumSquare" => ReduceKind::SumSquare,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether `node` is of the default ONNX domain.
+pub fn default_domain(node: &NodeProto) -> bool {
+    matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx")
+}
+
+impl Op {
+    /// Parses `node`: the operator kind and its typed attributes. An operator of a custom
+    /// domain, or one oto does not know, is [`Op::Other`]; a malformed attribute of a
+    /// known operator is an error naming the node.
+    pub fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Op> {
+        let op = node.op();
+        if !default_domain(node) {
+            return Ok(Op::Other(op.to_string()));
+        }
+        let attrs = |r: std::result::Result<Op, String>| attr_result(graph, node, r);
+        if let Some(u) = Unary::parse(op) {
+            return Ok(Op::Unary(u));
+        }
+        if let Some(b) = Binary::parse(op) {
+            return Ok(Op::Binary(b));
+        }
+        if let Some(c) = Compare::parse(op) {
+            return Ok(Op::Compare(c));
+        }
+        if let Some(r) = ReduceKind::parse(op) {
+            return Ok(Op::Reduce(r));
+        }
+        Ok(match op {
+            "Conv" | "ConvInteger" => attrs(Conv::parse(node, op == "ConvInteger").map(Op::Conv))?,
+            "ConvTranspose" => attrs(ConvTranspose::parse(node).map(Op::ConvTranspose))?,
+            "MaxPool" | "AveragePool" | "LpPool" => {
+                let kind = PoolKind::parse(op).ok_or_else(|| node_error(graph, node, "is not a pool"))?;
+                attrs(Pool::parse(node, kind).map(Op::Pool))?
+            }
+            "GlobalMaxPool" => Op::GlobalPool(PoolKind::Max),
+            "GlobalAveragePool" => Op::GlobalPool(PoolKind::Average),
+            "GlobalLpPool" => Op::GlobalPool(PoolKind::Lp),
+            "BatchNormalization" => Op::BatchNormalization,
+            "InstanceNormalization" => Op::InstanceNormalization,
+            "GroupNormalization" => Op::GroupNormalization,
+            "LayerNormalization" => Op::LayerNormalization,
+            "RMSNormalization" => Op::RmsNormalization,
+            "LRN" => Op::Lrn,
+            "LpNormalization" => Op::LpNormalization,
+            "MeanVarianceNormalization" => Op::MeanVarianceNormalization,
+            "Softmax" => Op::Softmax,
+            "LogSoftmax" => Op::LogSoftmax,
+            "Hardmax" => Op::Hardmax,
+            "Where" => Op::Where,
+            "PRelu" => Op::PRelu,
+            "Clip" => Op::Clip,
+            "Dropout" => Op::Dropout,
+            "Cast" => Op::Cast,
+            "CastLike" => Op::CastLike,
+            "Gemm" => attrs(Gemm::parse(node).map(Op::Gemm))?,
+            "MatMul" => Op::MatMul { integer: false },
+            "MatMulInteger" => Op::MatMul { integer: true },
+            "Einsum" => Op::Einsum,
+            "ArgMax" => Op::ArgReduce { max: true },
+            "ArgMin" => Op::ArgReduce { max: false },
+            "TopK" => Op::TopK,
+            "CumSum" => Op::CumSum,
+            "Reshape" => Op::Reshape,
+            "Flatten" => Op::Flatten,
+            "Transpose" => Op::Transpose,
+            "Squeeze" => Op::Squeeze,
+            "Unsqueeze" => Op::Unsqueeze,
+            "Expand" => Op::Expand,
+            "Tile" => Op::Tile,
+            "DepthToSpace" => Op::DepthToSpace,
+            "SpaceToDepth" => Op::SpaceToDepth,
+            "Concat" => Op::Concat,
+            "Split" => Op::Split,
+            "Slice" => Op::Slice,
+            "Pad" => Op::Pad,
+            "Resize" => Op::Resize { upsample: false },
+            "Upsample" => Op::Resize { upsample: true },
+            "Gather" => Op::Gather,
+            "GatherElements" => Op::GatherElements,
+            "GatherND" => Op::GatherNd,
+            "ScatterND" => Op::ScatterNd,
+            "ScatterElements" | "Scatter" => Op::ScatterElements,
+            "Shape" => Op::Shape,
+            "Size" => Op::Size,
+            "Constant" => Op::Constant,
+            "ConstantOfShape" => Op::ConstantOfShape,
+            "Range" => Op::Range,
+            "NonZero" => Op::NonZero,
+            "EyeLike" => Op::EyeLike,
+            "Trilu" => Op::Trilu,
+            other => Op::Other(other.to_string()),
+        })
+    }
+}
+
+impl Infer<'_, '_> {
+    /// The output types of `node`: parsed once, then the family's shape rule.
+    pub(crate) fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let op = Op::parse(self.graph, node)?;
+        match &op {
+            Op::Other(_) => Err(Stop::Unknown),
+            Op::Unary(_)
+            | Op::PRelu
+            | Op::Clip
+            | Op::Softmax
+            | Op::LogSoftmax
+            | Op::Hardmax
+            | Op::Lrn
+            | Op::CumSum
+            | Op::Trilu
+            | Op::InstanceNormalization
+            | Op::GroupNormalization
+            | Op::MeanVarianceNormalization
+            | Op::LpNormalization
+            | Op::RmsNormalization => self.same_shape(node, &op),
+            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
+            Op::Reduce(_) => self.reduce(node),
+            Op::Conv(c) => self.conv(node, c),
+            Op::ConvTranspose(c) => self.conv_transpose(node, c),
+            Op::Pool(p) => self.pool(node, p),
+            Op::GlobalPool(_) => self.global_pool(node),
+            Op::BatchNormalization => self.batch_norm(node),
+            Op::LayerNormalization => self.layer_norm(node),
+            Op::Dropout => self.dropout(node),
+            Op::Gemm(g) => self.gemm(node, g),
+            Op::MatMul { integer } => self.matmul(node, *integer),
+            Op::Einsum => self.einsum(node),
+            Op::Flatten => self.flatten(node),
+            Op::Reshape => self.reshape(node),
+            Op::Transpose => self.transpose(node),
+            Op::Concat => self.concat(node),
+            Op::Split => self.split(node),
+            Op::Slice => self.slice(node),
+            Op::Gather => self.gather(node),
+            Op::GatherElements => self.gather_elements(node),
+            Op::GatherNd => self.gather_nd(node),
+            Op::ScatterNd => self.scatter_nd(node),
+            Op::ScatterElements => self.scatter_elements(node),
+            Op::Squeeze => self.squeeze(node),
+            Op::Unsqueeze => self.unsqueeze(node),
+            Op::Shape => self.shape_of(node),
+            Op::Size => self.size(),
+            Op::Constant => self.constant(node),
+            Op::ConstantOfShape => self.constant_of_shape(node),
+            Op::Expand => self.expand(node),
+            Op::Cast => self.cast(node, false),
+            Op::CastLike => self.cast(node, true),
+            Op::Range => self.range(node),
+            Op::Tile => self.tile(node),
+            Op::Pad => self.pad(node),
+            Op::Resize { .. } => self.resize(node),
+            Op::ArgReduce { .. } => self.arg_reduce(node),
+            Op::TopK => self.top_k(node),
+            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, &op),
+            Op::NonZero => self.non_zero(node),
+            Op::EyeLike => self.eye_like(node),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
+
+    fn model(node: NodeProto) -> Model {
+        let value = |n: &str| ValueInfoProto { name: Some(n.into()), ..Default::default() };
+        let graph = GraphProto { input: vec![value("x"), value("w")], output: vec![value("y")], node: vec![node], ..Default::default() };
+        let proto = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        Model::from_proto(proto, "test.onnx", None).unwrap()
+    }
+
+    fn node(op: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some("n0".into()),
+            input: vec!["x".into(), "w".into()],
+            output: vec!["y".into()],
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn conv_attributes_are_typed_once() {
+        let ints = |name: &str, v: &[i64]| AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: v.to_vec(),
+            ..Default::default()
+        };
+        let int = |name: &str, v: i64| AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(v),
+            ..Default::default()
+        };
+        let m = model(node("Conv", vec![ints("strides", &[2, 2]), int("group", 4)]));
+        let g = Graph::new(&m).unwrap();
+        let Op::Conv(c) = Op::parse(&g, g.node(0)).unwrap() else { panic!("not a conv") };
+        assert_eq!((c.group, c.integer, c.window.strides.as_deref(), c.window.auto_pad.as_str()), (4, false, Some(&[2, 2][..]), "NOTSET"));
+        // A malformed attribute names the node and the file.
+        let m = model(node("Conv", vec![int("strides", 2)]));
+        let g = Graph::new(&m).unwrap();
+        let e = Op::parse(&g, g.node(0)).unwrap_err().to_string();
+        assert!(e.contains("n0") && e.contains("strides") && e.contains("test.onnx"), "{e}");
+        let m = model(node("MyOp", vec![]));
+        let g = Graph::new(&m).unwrap();
+        assert_eq!(Op::parse(&g, g.node(0)).unwrap(), Op::Other("MyOp".into()));
+    }
+}

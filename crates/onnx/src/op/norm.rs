@@ -1,0 +1,42 @@
+//! Normalizations: `BatchNormalization` (the channel parameters checked against the input)
+//! and `LayerNormalization` (its statistics outputs). The other normalizations keep the
+//! input's shape (`elementwise.rs`, `same_shape`). Not counted in MACs.
+
+use crate::graph::NodeExt;
+use crate::ops;
+use crate::proto::NodeProto;
+use crate::shape::*;
+use crate::tensor::DType;
+
+impl Infer<'_, '_> {
+    pub(crate) fn batch_norm(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        if x.len() < 2 {
+            return Err(self.fail(node, format!("input has rank {}, expected at least 2", x.len())));
+        }
+        let c = x[1].clone();
+        for k in 1..5 {
+            if let Some(s) = ops::input(node, k).and_then(|n| self.out.shape(n)) {
+                if s.len() != 1 || s[0].known().zip(c.known()).is_some_and(|(a, b)| a != b) {
+                    return Err(self.fail(node, format!("input {k} has shape {}, expected [{c}] (the channels)", fmt_shape(s))));
+                }
+            }
+        }
+        let dt = self.dtype(node, 0);
+        let mut outs = vec![vt(dt, x)];
+        for _ in 1..node.output.len() {
+            outs.push(vt(self.dtype(node, 3), vec![c.clone()]));
+        }
+        Ok(outs)
+    }
+
+    pub(crate) fn layer_norm(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        let axis = self.attr(node, node.attr_int_or("axis", -1))?;
+        let a = self.axis(node, axis, x.len())?;
+        let stash = self.attr(node, node.attr_int("stash_type"))?.and_then(|c| DType::from_onnx(c as i32)).or(Some(DType::F32));
+        let mut stat = x[..a].to_vec();
+        stat.resize(x.len(), Dim::Known(1));
+        Ok(vec![vt(self.dtype(node, 0), x), vt(stash, stat.clone()), vt(stash, stat)])
+    }
+}
