@@ -272,26 +272,23 @@ impl<'t> Bits<'t> {
     }
 }
 
-/// Whether `w` ([a, b]) equals the transpose of `e` ([b, a]) bit for bit, and is not
-/// constant at the sampled positions. Sampled positions first (cheap rejection),
-/// then every element with an early exit.
-fn transposed_equal(w: &Bits, e: &Bits, a: usize, b: usize) -> bool {
-    let numel = a * b;
-    let at = |i: usize| (i / b, i % b);
-    let same = |i: usize| {
-        let (r, c) = at(i);
-        w.get(i) == e.get(c * a + r)
-    };
+/// Linear positions, in a matrix `[a, b]`, sampled before a full comparison.
+fn sample_positions(a: usize, b: usize) -> Vec<usize> {
     const SAMPLES: usize = 8;
-    let samples: Vec<usize> = (0..SAMPLES).map(|k| k * (numel / SAMPLES)).chain([numel - 1, 1.min(numel - 1)]).collect();
-    if !samples.iter().all(|&i| same(i)) || samples.iter().all(|&i| w.get(i) == w.get(0)) {
-        return false;
-    }
-    (0..numel).all(same)
+    let numel = a * b;
+    (0..SAMPLES).map(|k| k * (numel / SAMPLES)).chain([numel - 1, 1.min(numel - 1)]).collect()
+}
+
+/// Whether `w` ([a, b]) equals the transpose of `e` ([b, a]) bit for bit, every element
+/// compared, with an early exit.
+fn transposed_equal(w: &Bits, e: &Bits, a: usize, b: usize) -> bool {
+    (0..a * b).all(|i| w.get(i) == e.get((i % b) * a + i / b))
 }
 
 /// Step 6 of the module documentation: initializers equal to the transpose of another
-/// weight become a `Transpose` of it.
+/// weight become a `Transpose` of it. Each matrix is read at 2 x 10 sampled positions
+/// once (as a possible tied weight and as a possible source, in the source's layout);
+/// only pairs whose samples agree are compared in full.
 fn tie_transposes(model: &mut Model, summary: &mut Summary) -> Result<()> {
     let ties: Vec<(String, String)> = {
         let Some(g) = model.proto.graph.as_ref() else { return Ok(()) };
@@ -307,44 +304,59 @@ fn tie_transposes(model: &mut Model, summary: &mut Summary) -> Result<()> {
             }
         }
         let io: HashSet<&str> = g.input.iter().chain(&g.output).filter_map(|v| v.name.as_deref()).collect();
-        // Rank-2 float initializers read by a node, by (type, dims).
-        let mut by_shape: HashMap<(i32, i64, i64), Vec<usize>> = HashMap::new();
+        // Rank-2 float initializers read by a node: (index, rows, columns).
+        let mut matrices = Vec::new();
         for (k, t) in g.initializer.iter().enumerate() {
             let name = t.name.as_deref().unwrap_or("");
             let [r, c] = t.dims.as_slice() else { continue };
+            let (Ok(r), Ok(c)) = (usize::try_from(*r), usize::try_from(*c)) else { continue };
             let float = dtype_of(t).is_some_and(DType::is_float);
-            if float && *r > 0 && *c > 0 && readers.contains_key(name) && !io.contains(name) && !outer.contains(name) {
-                by_shape.entry((t.data_type.unwrap_or(0), *r, *c)).or_default().push(k);
+            if float && r > 0 && c > 0 && readers.contains_key(name) && !io.contains(name) && !outer.contains(name) {
+                matrices.push((k, r, c));
             }
         }
-        let (mut replaced, mut sources) = (HashSet::new(), HashSet::new());
+        // Possible tied weights (read only as MatMul weights, not constant at the samples)
+        // keyed by their samples; possible sources keyed by the same positions transposed.
+        type Key = (i32, usize, usize, Vec<u64>);
+        let mut sources: HashMap<Key, Vec<usize>> = HashMap::new();
+        let mut tied: Vec<(usize, Key)> = Vec::new();
+        for &(k, r, c) in &matrices {
+            let t = &g.initializer[k];
+            let Some(numel) = r.checked_mul(c) else { continue };
+            let Some(bits) = Bits::of(model, t, numel)? else { continue };
+            let dtype = t.data_type.unwrap_or(0);
+            // As a source [r, c] of a weight [c, r]: its samples in the weight's layout.
+            let as_source = sample_positions(c, r).iter().map(|&i| bits.get((i % r) * c + i / r)).collect();
+            sources.entry((dtype, c, r, as_source)).or_default().push(k);
+            let name = t.name.as_deref().unwrap_or("");
+            if readers.get(name).is_some_and(|x| x.1) {
+                let samples: Vec<u64> = sample_positions(r, c).iter().map(|&i| bits.get(i)).collect();
+                if samples.iter().any(|&v| v != samples[0]) {
+                    tied.push((k, (dtype, r, c, samples)));
+                }
+            }
+        }
+        let (mut replaced, mut used) = (HashSet::new(), HashSet::new());
         let mut ties = Vec::new();
-        let mut keys: Vec<&(i32, i64, i64)> = by_shape.keys().collect();
-        keys.sort();
-        for key in keys {
-            let (dtype, r, c) = *key;
-            let Some(others) = by_shape.get(&(dtype, c, r)) else { continue };
-            let (Ok(a), Ok(b)) = (usize::try_from(r), usize::try_from(c)) else { continue };
-            let Some(numel) = a.checked_mul(b) else { continue };
-            for &k in &by_shape[key] {
-                let w = &g.initializer[k];
-                let name = w.name.as_deref().unwrap_or("");
-                if sources.contains(&k) || !readers.get(name).is_some_and(|r| r.1) {
+        for (k, key) in &tied {
+            let Some(candidates) = sources.get(key) else { continue };
+            if used.contains(k) {
+                continue;
+            }
+            let (a, b) = (key.1, key.2);
+            let w = &g.initializer[*k];
+            let Some(wb) = Bits::of(model, w, a * b)? else { continue };
+            for &j in candidates {
+                if j == *k || replaced.contains(&j) {
                     continue;
                 }
-                let Some(wb) = Bits::of(model, w, numel)? else { continue };
-                for &j in others {
-                    if j == k || replaced.contains(&j) {
-                        continue;
-                    }
-                    let e = &g.initializer[j];
-                    let Some(eb) = Bits::of(model, e, numel)? else { continue };
-                    if transposed_equal(&wb, &eb, a, b) {
-                        replaced.insert(k);
-                        sources.insert(j);
-                        ties.push((name.to_string(), e.name.clone().unwrap_or_default()));
-                        break;
-                    }
+                let e = &g.initializer[j];
+                let Some(eb) = Bits::of(model, e, a * b)? else { continue };
+                if transposed_equal(&wb, &eb, a, b) {
+                    replaced.insert(*k);
+                    used.insert(j);
+                    ties.push((w.name.clone().unwrap_or_default(), e.name.clone().unwrap_or_default()));
+                    break;
                 }
             }
         }
