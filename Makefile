@@ -189,7 +189,18 @@ BENCH_NOTE ?=
 TO_LOG := 2>&1 | tee -a $(BENCH_LOG)
 LOADAVG = echo "BENCH_LOADAVG $$(cut -d' ' -f1-3 /proc/loadavg)"
 
-bench: setup graphs $(BENCH_STAMP)
+# Real transformer exports for the analysis benchmark (bench/transformer_graphs.py, in the
+# Optimum overlay venv): an Optimum BERT-base and a LLaMA-7B-shaped TorchScript export
+# whose 27 GB of weights are a sparse file.
+BENCH_TFM := $(BENCH_GRAPHS)/transformers
+BENCH_TFM_STAMP := $(BENCH_TFM)/.stamp-$(call hash,bench/transformer_graphs.py graphs/optimum_zoo.py $(OPT_REQUIREMENTS))
+
+$(BENCH_TFM_STAMP): | $(OPT_SETUP_STAMP)
+	$(OPT_VENV)/bin/python bench/transformer_graphs.py --out $(BENCH_TFM)
+	rm -f $(BENCH_TFM)/.stamp-*
+	touch $@
+
+bench: setup graphs $(BENCH_STAMP) $(BENCH_TFM_STAMP)
 	mkdir -p $(dir $(BENCH_LOG))
 	$(LOADAVG) | tee $(BENCH_LOG)
 	$(CARGO) bench --workspace $(TO_LOG)

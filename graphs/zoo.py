@@ -345,6 +345,61 @@ def _gpt2_tiny() -> nn.Module:
     return GPT2Logits(m)
 
 
+class DistilBertLogits(HFLogits):
+    """As BertLogits: the [batch, seq] int mask becomes the additive [batch, 1, 1, seq]
+    float mask here, which transformers uses as-is (DistilBERT has no token types)."""
+
+    def forward(self, input_ids, attention_mask):
+        neg = torch.finfo(torch.float32).min
+        ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * neg
+        return self.model(input_ids=input_ids, attention_mask=ext, return_dict=False)[0]
+
+
+def _distilbert_tiny() -> nn.Module:
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    cfg = DistilBertConfig(
+        vocab_size=1000, dim=128, n_layers=2, n_heads=2, hidden_dim=512, max_position_embeddings=64,
+        num_labels=2, attn_implementation="eager",
+    )
+    m = DistilBertForSequenceClassification(cfg)
+    m.config._attn_implementation = "eager"
+    return DistilBertLogits(m)
+
+
+class LlamaLogits(HFLogits):
+    """Causal mask passed as a prepared additive [1, 1, seq, seq] float mask (a constant
+    in the ONNX graph), as GPT2Logits; positions 0..seq-1 computed by transformers."""
+
+    def forward(self, input_ids):
+        seq = input_ids.shape[1]
+        neg = torch.finfo(torch.float32).min
+        causal = torch.triu(torch.full((seq, seq), neg, dtype=torch.float32), diagonal=1)
+        out = self.model(input_ids=input_ids, attention_mask=causal[None, None],
+                         use_cache=False, return_dict=False)
+        return out[0]
+
+
+def _llama_tiny() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=8,
+        num_key_value_heads=2, intermediate_size=256, max_position_embeddings=64,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, use_cache=False,
+        bos_token_id=1, eos_token_id=2, attn_implementation="eager",
+    )
+    m = LlamaForCausalLM(cfg)
+    m.config._attn_implementation = "eager"
+    # randomize() knows torch's norms only: the RMSNorm scales (ones, which the TorchScript
+    # exporter would merge into one initializer) are randomized here, seeded like the rest.
+    with torch.no_grad():
+        for mod in m.modules():
+            if type(mod).__name__.endswith("RMSNorm"):
+                mod.weight.uniform_(0.5, 1.5)
+    return LlamaLogits(m)
+
+
 # --------------------------------------------------------------------------------------
 # model registry
 # --------------------------------------------------------------------------------------
@@ -410,6 +465,13 @@ MODELS: list[ZooModel] = [
     ZooModel("gpt2_tiny", _gpt2_tiny, [InputSpec("input_ids", (16,), "ids", 1000)], ["logits"],
              "GPT2LMHeadModel n_embd128 L2 H2 vocab1000 seq16, eager causal attention; Conv1D "
              "[in,out] weights via Gemm, lm_head tied to wte (Gather + Transpose->MatMul)"),
+    ZooModel("distilbert_tiny", _distilbert_tiny,
+             [InputSpec("input_ids", (16,), "ids", 1000), InputSpec("attention_mask", (16,), "mask")],
+             ["logits"], "DistilBertForSequenceClassification dim128 L2 H2 ff512 vocab1000 seq16, eager attention"),
+    ZooModel("llama_tiny", _llama_tiny, [InputSpec("input_ids", (16,), "ids", 1000)], ["logits"],
+             "LlamaForCausalLM h128 L2, 8 query heads sharing 2 KV heads (GQA, head dim 16), ff256 "
+             "(SwiGLU), RMSNorm, rotary embeddings (the dynamo export folds its [16, 16] cos/sin "
+             "tables into constants), vocab1000 seq16, eager causal attention, untied lm_head"),
     ZooModel("vit_tiny", _vit_tiny, _img(3, 32), ["logits"],
              "torchvision VisionTransformer 32x32 patch8 L2 H2 d64 mlp128, 10 classes; "
              "nn.MultiheadAttention decomposed to MatMul/Softmax"),

@@ -21,9 +21,10 @@ Examples:
   oto check bert.onnx --sparsity 0.9 --trials 5 --seed 7
   oto check model.onnx --groups groups.json
       check a saved group description (from `oto analyze --json`) instead of a fresh one
-  oto check vit.onnx --dim num_channels=3 --dim height=32 --dim width=32
+  oto check vit.onnx --dim height=32 --dim width=32
       sizes of symbolic input axes that the model fixes (an image size); other symbolic
-      axes after the batch get 4
+      axes after the batch get 4, but for the channels of an image read by a Conv (its
+      weight fixes them)
 
 Exit code 0 when every trial matches (max |difference| <= 1e-4 * max(1, max |output|)),
 1 on a mismatch, 2 on bad input.")]
@@ -66,7 +67,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let graph = Graph::new(&model).map_err(input_error)?;
     let shapes = shape::infer(&graph).map_err(input_error)?;
-    let dims = parse_dims(&args.dims, &graph, &shapes)?;
+    let mut dims = conv_channels(&graph, &shapes);
+    dims.extend(parse_dims(&args.dims, &graph, &shapes)?);
+    let defaulted = defaulted_axes(&graph, &shapes, &dims);
     let mut failures = 0;
     for trial in 0..args.trials {
         let mut rng = SplitMix64::new(args.seed.wrapping_mul(1_000_003).wrapping_add(trial));
@@ -74,8 +77,20 @@ pub fn run(args: &Args) -> Result<()> {
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
         let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch, &dims)?;
-        let full_out = run_ort(&zeroed, &inputs)
-            .context("onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE)")?;
+        let full_out = run_ort(&zeroed, &inputs).with_context(|| {
+            let hint = if defaulted.is_empty() {
+                String::new()
+            } else {
+                let flags: Vec<String> = defaulted.iter().map(|(_, axis)| format!("--dim {axis}=SIZE")).collect();
+                let named: Vec<String> = defaulted.iter().map(|(input, axis)| format!("'{axis}' of '{input}'")).collect();
+                format!(
+                    "; the random inputs gave the symbolic axes {} the size 4: if the model fixes them (e.g. an image size), give them with {}",
+                    named.join(", "),
+                    flags.join(" ")
+                )
+            };
+            format!("onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE){hint}")
+        })?;
         let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
         let (diff, scale) = verify::compare_outputs(&full_out, &small_out)?;
         let ok = diff <= verify::tolerance(scale);
@@ -111,6 +126,45 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
         let k = ((g.num_elements as f64 * sparsity).round() as usize).min(g.num_elements - 1);
         if k > 0 {
             out.insert(g.id.clone(), rng.choose(g.num_elements, k));
+        }
+    }
+    out
+}
+
+/// Sizes the graph fixes exactly: the symbolic channel axis (1) of an input read as
+/// input 0 of a `Conv` whose weight is an initializer is the weight's input channels
+/// times the groups.
+fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for input in graph.real_inputs() {
+        let Some(name) = input.name.as_deref() else { continue };
+        let Some(Dim::Sym(axis)) = shapes.shape(name).and_then(|d| d.get(1)) else { continue };
+        for u in graph.consumers(name).iter().filter(|u| u.input == 0) {
+            let node = graph.node(u.node);
+            let Some(w) = node.input.get(1).and_then(|w| graph.initializer(w)) else { continue };
+            let (Some(&c), Ok(group)) = (w.dims.get(1), node.attr_int_or("group", 1)) else { continue };
+            if node.op() == "Conv" {
+                if let Some(channels) = c.checked_mul(group).filter(|&c| c > 0) {
+                    out.insert(axis.clone(), channels);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (input, axis name) of the symbolic input axes after the batch that no size was given
+/// or inferred for (they get 4).
+fn defaulted_axes(graph: &Graph<'_>, shapes: &Shapes, dims: &BTreeMap<String, i64>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for input in graph.real_inputs() {
+        let Some(name) = input.name.as_deref() else { continue };
+        for d in shapes.shape(name).into_iter().flatten().skip(1) {
+            if let Dim::Sym(axis) = d {
+                if !dims.contains_key(axis) && !out.iter().any(|(_, a)| a == axis) {
+                    out.push((name.to_string(), axis.clone()));
+                }
+            }
         }
     }
     out

@@ -96,6 +96,8 @@ zoo_tests!(
     bert_tiny: 3,
     gpt2_tiny: 3,
     vit_tiny: 3,
+    distilbert_tiny: 3,
+    llama_tiny: 3,
     groupnorm: 3,
     convtranspose_in: 3,
     resnet50: 1,
@@ -119,6 +121,17 @@ fn bert_tiny_optimum() {
 #[test]
 fn gpt2_tiny_optimum() {
     check_torchscript("gpt2_tiny.optimum.onnx", "gpt2_tiny.optimum", 3);
+}
+
+#[test]
+fn distilbert_tiny_optimum() {
+    check_torchscript("distilbert_tiny.optimum.onnx", "distilbert_tiny.optimum", 3);
+}
+
+/// Grouped-query attention (8 query heads on 2 K/V heads), RMSNorm, rotary embeddings.
+#[test]
+fn llama_tiny_optimum() {
+    check_torchscript("llama_tiny.optimum.onnx", "llama_tiny.optimum", 3);
 }
 
 /// BatchNormalization folded into the convolutions by the exporter, opset 13.

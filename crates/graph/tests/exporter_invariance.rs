@@ -20,16 +20,7 @@ use oto_testkit::{user_zoo_dir, user_zoo_index, zoo_dir, zoo_names};
 use std::collections::HashMap;
 
 /// TorchScript files whose groups still differ from the dynamo file's, and why.
-const NOT_YET_INVARIANT: &[(&str, &str)] = &[
-    (
-        "gpt2_tiny.onnx",
-        "the exporter folds the tied lm_head's Transpose(wte) into a separate initializer: one more (unprunable) group of the 1000 logits",
-    ),
-    (
-        "gpt2_tiny.optimum.onnx",
-        "the exporter folds the tied lm_head's Transpose(wte) into a separate initializer: one more (unprunable) group of the 1000 logits",
-    ),
-];
+const NOT_YET_INVARIANT: &[(&str, &str)] = &[];
 
 /// What must not depend on the exporter.
 #[derive(Debug, PartialEq)]

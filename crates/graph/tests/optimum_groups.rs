@@ -2,11 +2,13 @@
 //! the sizes of each model's config.json: every attention head is an element of one
 //! prunable group per layer (for grouped-query attention the elements are the K/V groups,
 //! each carrying its K/V head and the query heads that read it), and every FFN neuron is
-//! an element of one prunable group per layer.
+//! an element of one prunable group per layer. The same on the zoo's transformers, in
+//! every exporter's file (graphs/zoo: dynamo; graphs/user_zoo/torchscript: TorchScript,
+//! as the module and as Optimum calls the transformers model), sizes from graphs/zoo.py.
 
 use oto_graph::{analyze, AnalyzeOptions, ElementKind, Group, Role};
 use oto_onnx::Model;
-use oto_testkit::{optimum_zoo_dir, optimum_zoo_names};
+use oto_testkit::{optimum_zoo_dir, optimum_zoo_names, user_zoo_dir, zoo_dir};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// The sizes of a transformers config, whichever names the architecture uses.
@@ -80,66 +82,88 @@ fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     for name in names {
         let dir = optimum_zoo_dir().join(&name);
         let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-        let s = sizes(&config);
-        let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap().0;
-        let a = analyze(&model, &AnalyzeOptions::default()).unwrap();
-        let ctx = format!("{name} {s:?}\n{}", a.table());
-        let rep = s.heads / s.kv_heads;
-        assert_eq!(rep * s.kv_heads, s.heads, "{ctx}");
+        check_heads_and_ffn(&name, &dir.join("model.onnx"), &sizes(&config));
+    }
+}
 
-        // Attention: one group per layer, one element per K/V head (= per head without GQA).
-        let head_groups: Vec<&Group> = a.prunable_groups().filter(|g| matches!(g.kind, ElementKind::Head { .. })).collect();
-        assert_eq!(head_groups.len(), s.layers, "{ctx}");
-        let mut seen_weights = HashSet::new();
-        for g in &head_groups {
-            let ctx = format!("{name} group {}", g.id);
-            assert_eq!(g.kind, ElementKind::Head { dim: s.head_dim }, "{ctx}");
-            assert_eq!(g.num_elements, s.kv_heads, "{ctx}");
-            // Producers: the Q, K and V projections' output columns (packed or not):
-            // per element its K and V head and its `rep` query heads.
-            let producers = matrix_slices(&model, g, Role::Producer);
-            let mut per_element = 0;
-            let mut total = 0;
-            for (key, per) in &producers {
-                assert!(seen_weights.insert(key.0.clone()), "{ctx}: {} in two head groups", key.0);
-                let n = check_heads(&model, &ctx, key, per, s.head_dim);
-                per_element += n;
-                total += dims(&model, &key.0)[key.1] as usize;
-                if n == rep * s.head_dim && rep > 1 {
-                    // The query heads of K/V head j are j*rep .. (j+1)*rep (repeat_kv's order).
-                    let base = per.iter().flatten().min().copied().unwrap_or(0);
-                    for (j, idx) in per.iter().enumerate() {
-                        let mut sorted = idx.clone();
-                        sorted.sort_unstable();
-                        let want: Vec<usize> = (base + j * rep * s.head_dim..base + (j + 1) * rep * s.head_dim).collect();
-                        assert_eq!(sorted, want, "{ctx}: {key:?} element {j}");
-                    }
+/// The zoo's transformers with attention heads and FFNs, with their sizes in graphs/zoo.py.
+#[test]
+fn zoo_transformers_have_every_head_and_ffn_neuron_per_layer_in_every_export() {
+    let zoo = [
+        ("bert_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 64, intermediate: 512 }),
+        ("gpt2_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 64, intermediate: 512 }),
+        ("distilbert_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 64, intermediate: 512 }),
+        ("llama_tiny", Sizes { layers: 2, heads: 8, kv_heads: 2, head_dim: 16, intermediate: 256 }),
+    ];
+    for (name, s) in &zoo {
+        let ts = user_zoo_dir().join("torchscript");
+        for path in [zoo_dir().join(format!("{name}.onnx")), ts.join(format!("{name}.onnx")), ts.join(format!("{name}.optimum.onnx"))] {
+            check_heads_and_ffn(&path.display().to_string(), &path, s);
+        }
+    }
+}
+
+/// One prunable group per layer whose elements are the heads (K/V groups), one per
+/// layer whose elements are the FFN neurons.
+fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
+    let model = oto_onnx::normalize::load(path).unwrap_or_else(|e| panic!("{e}")).0;
+    let a = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let ctx = format!("{name} {s:?}\n{}", a.table());
+    let rep = s.heads / s.kv_heads;
+    assert_eq!(rep * s.kv_heads, s.heads, "{ctx}");
+
+    // Attention: one group per layer, one element per K/V head (= per head without GQA).
+    let head_groups: Vec<&Group> = a.prunable_groups().filter(|g| matches!(g.kind, ElementKind::Head { .. })).collect();
+    assert_eq!(head_groups.len(), s.layers, "{ctx}");
+    let mut seen_weights = HashSet::new();
+    for g in &head_groups {
+        let ctx = format!("{name} group {}", g.id);
+        assert_eq!(g.kind, ElementKind::Head { dim: s.head_dim }, "{ctx}");
+        assert_eq!(g.num_elements, s.kv_heads, "{ctx}");
+        // Producers: the Q, K and V projections' output columns (packed or not):
+        // per element its K and V head and its `rep` query heads.
+        let producers = matrix_slices(&model, g, Role::Producer);
+        let mut per_element = 0;
+        let mut total = 0;
+        for (key, per) in &producers {
+            assert!(seen_weights.insert(key.0.clone()), "{ctx}: {} in two head groups", key.0);
+            let n = check_heads(&model, &ctx, key, per, s.head_dim);
+            per_element += n;
+            total += dims(&model, &key.0)[key.1] as usize;
+            if n == rep * s.head_dim && rep > 1 {
+                // The query heads of K/V head j are j*rep .. (j+1)*rep (repeat_kv's order).
+                let base = per.iter().flatten().min().copied().unwrap_or(0);
+                for (j, idx) in per.iter().enumerate() {
+                    let mut sorted = idx.clone();
+                    sorted.sort_unstable();
+                    let want: Vec<usize> = (base + j * rep * s.head_dim..base + (j + 1) * rep * s.head_dim).collect();
+                    assert_eq!(sorted, want, "{ctx}: {key:?} element {j}");
                 }
-            }
-            assert_eq!(per_element, s.head_dim * (rep + 2), "{ctx}: {producers:?}");
-            assert_eq!(total, s.head_dim * (s.heads + 2 * s.kv_heads), "{ctx}");
-            // Consumers: the output projection's rows, the `rep` query heads of each element.
-            let consumers = matrix_slices(&model, g, Role::Consumer);
-            assert_eq!(consumers.len(), 1, "{ctx}: {consumers:?}");
-            for (key, per) in &consumers {
-                assert_eq!(check_heads(&model, &ctx, key, per, s.head_dim), rep * s.head_dim, "{ctx}");
             }
         }
+        assert_eq!(per_element, s.head_dim * (rep + 2), "{ctx}: {producers:?}");
+        assert_eq!(total, s.head_dim * (s.heads + 2 * s.kv_heads), "{ctx}");
+        // Consumers: the output projection's rows, the `rep` query heads of each element.
+        let consumers = matrix_slices(&model, g, Role::Consumer);
+        assert_eq!(consumers.len(), 1, "{ctx}: {consumers:?}");
+        for (key, per) in &consumers {
+            assert_eq!(check_heads(&model, &ctx, key, per, s.head_dim), rep * s.head_dim, "{ctx}");
+        }
+    }
 
-        // FFN: one group of `intermediate` neurons per layer, from the up (and gate)
-        // projections to the down projection.
-        let ffn: Vec<&Group> = a.prunable_groups().filter(|g| g.kind == ElementKind::Channel && g.num_elements == s.intermediate).collect();
-        assert_eq!(ffn.len(), s.layers, "{ctx}");
-        for g in ffn {
-            let ctx = format!("{name} group {}", g.id);
-            for role in [Role::Producer, Role::Consumer] {
-                let slices = matrix_slices(&model, g, role);
-                assert!(!slices.is_empty(), "{ctx}: no {role:?} matrix");
-                for (key, per) in &slices {
-                    assert!(seen_weights.insert(key.0.clone()) || role == Role::Consumer, "{ctx}: {} in two groups", key.0);
-                    assert_eq!(dims(&model, &key.0)[key.1] as usize, s.intermediate, "{ctx}: {key:?}");
-                    assert!(per.iter().enumerate().all(|(e, idx)| idx == &vec![e]), "{ctx}: {key:?} is not one neuron per element");
-                }
+    // FFN: one group of `intermediate` neurons per layer, from the up (and gate)
+    // projections to the down projection.
+    let ffn: Vec<&Group> = a.prunable_groups().filter(|g| g.kind == ElementKind::Channel && g.num_elements == s.intermediate).collect();
+    assert_eq!(ffn.len(), s.layers, "{ctx}");
+    for g in ffn {
+        let ctx = format!("{name} group {}", g.id);
+        for role in [Role::Producer, Role::Consumer] {
+            let slices = matrix_slices(&model, g, role);
+            assert!(!slices.is_empty(), "{ctx}: no {role:?} matrix");
+            for (key, per) in &slices {
+                assert!(seen_weights.insert(key.0.clone()) || role == Role::Consumer, "{ctx}: {} in two groups", key.0);
+                assert_eq!(dims(&model, &key.0)[key.1] as usize, s.intermediate, "{ctx}: {key:?}");
+                assert!(per.iter().enumerate().all(|(e, idx)| idx == &vec![e]), "{ctx}: {key:?} is not one neuron per element");
             }
         }
     }

@@ -29,9 +29,20 @@
 //!    not weight sharing. Other folds never copy a float initializer that something
 //!    else also reads (one initializer read by several nodes is real weight tying);
 //! 5. initializers only the folded nodes read are removed, and nodes are written in
-//!    topological order.
+//!    topological order;
+//! 6. a weight tied by transposition is tied again: the TorchScript exporter folds the
+//!    `Transpose` of a tied weight (GPT-2's `lm_head`, the transpose of the token
+//!    embedding `wte`) into an initializer of its own, which would be trained apart
+//!    from the embedding and give it a group of its own. A rank-2 float initializer
+//!    read only as `MatMul` input 1 whose values equal, bit for bit, the transpose of
+//!    another initializer that a node reads becomes a `Transpose` of that initializer
+//!    (the node's output keeps the initializer's name), as the dynamo exporter writes
+//!    a tied weight. Cheap on files without ties: only initializers of transposed
+//!    shapes and equal types are compared, first at a few sampled positions (which
+//!    must also hold at least two different values: a constant matrix, e.g. all
+//!    zeros, is never taken for a tie), then element by element with an early exit;
 //!
-//! 6. a fixed batch of 1 (every real graph input's dimension 0 is 1, as old model
+//! 7. a fixed batch of 1 (every real graph input's dimension 0 is 1, as old model
 //!    zoo files write it) becomes the symbolic dimension [`BATCH_DIM`] on the inputs
 //!    and outputs, and every constant `Reshape` target whose entry 0 is that batch
 //!    becomes `0` (copy the input's dimension 0): only where this is exact, i.e. the
@@ -90,6 +101,9 @@ pub struct Summary {
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
     pub dead_initializers: usize,
+    /// Initializers found equal to the transpose of another weight and replaced by a
+    /// `Transpose` of it (step 6 of the module documentation).
+    pub tied_transposes: usize,
     /// Whether the nodes were reordered into a topological order.
     pub reordered: bool,
     /// `(from, to)` when the IR version was raised (IR 3 files with initializers that
@@ -133,6 +147,7 @@ impl std::fmt::Display for Summary {
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
+        count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
         count(self.constants_kept, "Constant nodes kept (strings, sparse values or graph outputs)");
         count(self.overridable_inputs, "initializers kept as overridable graph inputs");
         if self.reordered {
@@ -197,6 +212,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     }
 
     let mut out = Model::from_proto(proto, &name, base.clone())?;
+    tie_transposes(&mut out, &mut summary)?;
     let order = Graph::new(&out)?.order().to_vec();
     if order.iter().enumerate().any(|(i, &k)| i != k) {
         let mut proto = out.proto;
@@ -212,6 +228,167 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         return Ok((model, summary));
     }
     Ok((out, summary))
+}
+
+/// The bit patterns of a float tensor's elements, read where they are stored (raw or
+/// external bytes are not decoded or copied).
+enum Bits<'t> {
+    Raw(bytes::Bytes, usize),
+    F32(&'t [f32]),
+    F64(&'t [f64]),
+    /// f16 and bf16 stored widened in `int32_data`.
+    Narrow(&'t [i32]),
+}
+
+impl<'t> Bits<'t> {
+    /// The elements of a float tensor holding `numel` of them; `None` for other types
+    /// or data of the wrong length (reported by the later stages).
+    fn of(model: &Model, t: &'t TensorProto, numel: usize) -> Result<Option<Bits<'t>>> {
+        let Some(dtype) = dtype_of(t).filter(|d| d.is_float()) else { return Ok(None) };
+        let bits = if crate::model::is_external(t) || t.raw_data.is_some() {
+            let Some(bytes) = model.tensor_bytes(t)? else { return Ok(None) };
+            (Some(bytes.len()) == numel.checked_mul(dtype.size())).then_some(Bits::Raw(bytes, dtype.size()))
+        } else {
+            match dtype {
+                DType::F32 => (t.float_data.len() == numel).then_some(Bits::F32(&t.float_data)),
+                DType::F64 => (t.double_data.len() == numel).then_some(Bits::F64(&t.double_data)),
+                _ => (t.int32_data.len() == numel).then_some(Bits::Narrow(&t.int32_data)),
+            }
+        };
+        Ok(bits)
+    }
+
+    /// Element `i`'s bit pattern (`i` < the element count given to [`Bits::of`]).
+    fn get(&self, i: usize) -> u64 {
+        match self {
+            Bits::Raw(b, size) => {
+                let at = i * size;
+                b.get(at..at + size).map_or(0, |s| s.iter().rev().fold(0u64, |a, &x| (a << 8) | u64::from(x)))
+            }
+            Bits::F32(v) => v.get(i).map_or(0, |x| u64::from(x.to_bits())),
+            Bits::F64(v) => v.get(i).map_or(0, |x| x.to_bits()),
+            Bits::Narrow(v) => v.get(i).map_or(0, |&x| u64::from(x as u16)),
+        }
+    }
+}
+
+/// Linear positions, in a matrix `[a, b]`, sampled before a full comparison.
+fn sample_positions(a: usize, b: usize) -> Vec<usize> {
+    const SAMPLES: usize = 8;
+    let numel = a * b;
+    (0..SAMPLES).map(|k| k * (numel / SAMPLES)).chain([numel - 1, 1.min(numel - 1)]).collect()
+}
+
+/// Whether `w` ([a, b]) equals the transpose of `e` ([b, a]) bit for bit, every element
+/// compared, with an early exit.
+fn transposed_equal(w: &Bits, e: &Bits, a: usize, b: usize) -> bool {
+    (0..a * b).all(|i| w.get(i) == e.get((i % b) * a + i / b))
+}
+
+/// Step 6 of the module documentation: initializers equal to the transpose of another
+/// weight become a `Transpose` of it. Each matrix is read at 2 x 10 sampled positions
+/// once (as a possible tied weight and as a possible source, in the source's layout);
+/// only pairs whose samples agree are compared in full.
+fn tie_transposes(model: &mut Model, summary: &mut Summary) -> Result<()> {
+    let ties: Vec<(String, String)> = {
+        let Some(g) = model.proto.graph.as_ref() else { return Ok(()) };
+        // Per value: (readers, whether every reader reads it as MatMul input 1).
+        let mut readers: HashMap<&str, (usize, bool)> = HashMap::new();
+        let mut outer = HashSet::new();
+        for n in &g.node {
+            subgraph_reads(n, &mut outer);
+            for (k, v) in n.input.iter().enumerate() {
+                let r = readers.entry(v.as_str()).or_insert((0, true));
+                r.0 += 1;
+                r.1 &= k == 1 && n.op() == "MatMul" && is_default_domain(n);
+            }
+        }
+        let io: HashSet<&str> = g.input.iter().chain(&g.output).filter_map(|v| v.name.as_deref()).collect();
+        // Rank-2 float initializers read by a node: (index, rows, columns).
+        let mut matrices = Vec::new();
+        for (k, t) in g.initializer.iter().enumerate() {
+            let name = t.name.as_deref().unwrap_or("");
+            let [r, c] = t.dims.as_slice() else { continue };
+            let (Ok(r), Ok(c)) = (usize::try_from(*r), usize::try_from(*c)) else { continue };
+            let float = dtype_of(t).is_some_and(DType::is_float);
+            if float && r > 0 && c > 0 && readers.contains_key(name) && !io.contains(name) && !outer.contains(name) {
+                matrices.push((k, r, c));
+            }
+        }
+        // Possible tied weights (read only as MatMul weights, not constant at the samples)
+        // keyed by their samples; possible sources keyed by the same positions transposed.
+        type Key = (i32, usize, usize, Vec<u64>);
+        let mut sources: HashMap<Key, Vec<usize>> = HashMap::new();
+        let mut tied: Vec<(usize, Key)> = Vec::new();
+        for &(k, r, c) in &matrices {
+            let t = &g.initializer[k];
+            let Some(numel) = r.checked_mul(c) else { continue };
+            let Some(bits) = Bits::of(model, t, numel)? else { continue };
+            let dtype = t.data_type.unwrap_or(0);
+            // As a source [r, c] of a weight [c, r]: its samples in the weight's layout.
+            let as_source = sample_positions(c, r).iter().map(|&i| bits.get((i % r) * c + i / r)).collect();
+            sources.entry((dtype, c, r, as_source)).or_default().push(k);
+            let name = t.name.as_deref().unwrap_or("");
+            if readers.get(name).is_some_and(|x| x.1) {
+                let samples: Vec<u64> = sample_positions(r, c).iter().map(|&i| bits.get(i)).collect();
+                if samples.iter().any(|&v| v != samples[0]) {
+                    tied.push((k, (dtype, r, c, samples)));
+                }
+            }
+        }
+        let (mut replaced, mut used) = (HashSet::new(), HashSet::new());
+        let mut ties = Vec::new();
+        for (k, key) in &tied {
+            let Some(candidates) = sources.get(key) else { continue };
+            if used.contains(k) {
+                continue;
+            }
+            let (a, b) = (key.1, key.2);
+            let w = &g.initializer[*k];
+            let Some(wb) = Bits::of(model, w, a * b)? else { continue };
+            for &j in candidates {
+                if j == *k || replaced.contains(&j) {
+                    continue;
+                }
+                let e = &g.initializer[j];
+                let Some(eb) = Bits::of(model, e, a * b)? else { continue };
+                if transposed_equal(&wb, &eb, a, b) {
+                    replaced.insert(*k);
+                    used.insert(j);
+                    ties.push((w.name.clone().unwrap_or_default(), e.name.clone().unwrap_or_default()));
+                    break;
+                }
+            }
+        }
+        ties
+    };
+    if ties.is_empty() {
+        return Ok(());
+    }
+    let Some(g) = model.proto.graph.as_mut() else { return Ok(()) };
+    let mut names = Names::of(g);
+    let tied: HashSet<&str> = ties.iter().map(|(w, _)| w.as_str()).collect();
+    g.initializer.retain(|t| !t.name.as_deref().is_some_and(|n| tied.contains(n)));
+    g.value_info.retain(|v| !v.name.as_deref().is_some_and(|n| tied.contains(n)));
+    let nodes: Vec<NodeProto> = ties
+        .iter()
+        .map(|(w, e)| NodeProto {
+            op_type: Some("Transpose".into()),
+            name: Some(names.fresh(&format!("{w}_tied_transpose"))),
+            input: vec![e.clone()],
+            output: vec![w.clone()],
+            attribute: vec![crate::proto::AttributeProto {
+                name: Some("perm".into()),
+                r#type: Some(crate::proto::attribute_proto::AttributeType::Ints as i32),
+                ints: vec![1, 0],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    g.node.splice(0..0, nodes);
+    summary.tied_transposes = ties.len();
+    Ok(())
 }
 
 /// The first dimension of a declared tensor type, if any.

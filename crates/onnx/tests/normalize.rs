@@ -244,6 +244,46 @@ fn shared_weights_stay_shared() {
 }
 
 #[test]
+fn a_weight_equal_to_a_transposed_weight_is_tied_again() {
+    let before = cases::tied_transpose();
+    let (after, s) = run(&before);
+    assert_eq!(s.tied_transposes, 1, "{s}");
+    assert_eq!(s.to_string(), "1 weights equal to the transpose of another made a Transpose of it (tied again)");
+    // lm_head is now Transpose(emb), under its own name; near (one value differs) stays.
+    assert!(!has_init(&after, "lm_head") && has_init(&after, "emb") && has_init(&after, "near"));
+    let g = graph(&after);
+    let t: Vec<_> = g.node.iter().filter(|n| n.op_type.as_deref() == Some("Transpose")).collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].input.as_slice(), t[0].output.as_slice()), (&["emb".to_string()][..], &["lm_head".to_string()][..]));
+    assert_eq!(t[0].attribute[0].ints, [1, 0]);
+    assert_eq!(f32s(&init(&after, "near")), f32s(&init(&before, "near")));
+    assert_eq!(f32s(&init(&after, "emb")), f32s(&init(&before, "emb")));
+    assert_kept(&before, &after);
+
+    // Bit for bit: -0.0 where the transpose holds 0.0 is no tie (lm_head[5], row 1
+    // column 1, is emb[7]); nor is a constant matrix (all zeros).
+    type Edit = fn(&str, &mut [f32]);
+    let signed_zero: Edit = |name, v| match name {
+        "emb" => v[7] = 0.0,
+        "lm_head" => v[5] = -0.0,
+        _ => {}
+    };
+    let zeros: Edit = |_, v| v.iter_mut().for_each(|x| *x = 0.0);
+    for (what, edit) in [("a signed zero", signed_zero), ("all zeros", zeros)] {
+        let mut proto = before.proto.clone();
+        for t in proto.graph.as_mut().unwrap().initializer.iter_mut() {
+            let mut v = f32s(&Tensor::from_proto(t, None).unwrap());
+            let name = t.name.clone().unwrap();
+            edit(&name, &mut v);
+            let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+            *t = Tensor { shape, data: TensorData::F32(v) }.to_proto(&name);
+        }
+        let (_, s) = run(&Model::from_proto(proto, "case.onnx", None).unwrap());
+        assert_eq!(s.tied_transposes, 0, "{what}: {s}");
+    }
+}
+
+#[test]
 fn unsorted_nodes_are_sorted() {
     let mut proto = cases::identity_bias().proto;
     proto.graph.as_mut().unwrap().node.reverse();

@@ -610,11 +610,13 @@ fn pad_resize_concat_gemm() {
 
 /// Float initializers that PyTorch does not count as parameters and that no shape
 /// property tells apart from weights (see cost.rs): GPT-2's folded [1, 1, 16, 16]
-/// causal mask, and the ones/zeros scale and bias of the InstanceNormalization that
+/// causal mask, LLaMA's too and its folded [1, 1, 16, 16] rotary cos and sin tables,
+/// and the ones/zeros scale and bias of the InstanceNormalization that
 /// GroupNorm(4, 16) and GroupNorm(8, 32) export to (2 * (4 + 8)).
 fn constant_excess(name: &str) -> u64 {
     match name {
         "gpt2_tiny" => 16 * 16,
+        "llama_tiny" => 3 * 16 * 16,
         "groupnorm" => 2 * (4 + 8),
         _ => 0,
     }

@@ -46,6 +46,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("variadic", variadic()),
         ("integer_folds", integer_folds()),
         ("shared_weights", shared_weights()),
+        ("tied_transpose", tied_transpose()),
     ]
 }
 
@@ -269,6 +270,27 @@ pub fn shared_weights() -> Model {
     let h = b.node("MatMul", &[&h, &tied], &[]);
     let t = b.node_with("Transpose", &[&tied], &["tied.t"], &[("perm", Attr::Ints(vec![1, 0]))]);
     let y = b.node("MatMul", &[&h, &t], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// A tie the TorchScript exporter folded away: `emb` ([4, 6], read by a Gemm) and
+/// `lm_head` ([6, 4], read as a MatMul weight) holding exactly its transpose, as GPT-2's
+/// tied `lm_head` is written; and `near` ([6, 4]), the same transpose but for one value.
+pub fn tied_transpose() -> Model {
+    let mut b = GraphBuilder::new("tied_transpose");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let fill = wave(7, 3, 11);
+    let emb = b.weight("emb", &[4, 6], &fill);
+    // lm_head[i][j] = emb[j][i]
+    let transposed = move |i: usize| fill((i % 4) * 6 + i / 4);
+    let lm_head = b.weight("lm_head", &[6, 4], &transposed);
+    let near = b.weight("near", &[6, 4], move |i| if i == 13 { transposed(i) + 0.125 } else { transposed(i) });
+    let h = b.node("Gemm", &[&x, &emb], &[]);
+    let y1 = b.node("MatMul", &[&h, &lm_head], &[]);
+    let y2 = b.node("MatMul", &[&h, &near], &[]);
+    let y = b.node("Add", &[&y1, &y2], &["y"]);
     b.output_f32(&y, &batch_dims(&[4]));
     finish(&b)
 }
