@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         let indices: Vec<i64> = (0..folder.len() as i64).collect();
         let start = Instant::now();
         for batch in indices.chunks(32) {
-            folder.decode(batch)?;
+            let _pixels = folder.decode(batch)?;
         }
         let rate = folder.len() as f64 / start.elapsed().as_secs_f64();
         println!("{} images -> {size}x{size}: {rate:.1} images/s on {threads} threads", folder.len());
@@ -46,7 +46,12 @@ fn main() -> anyhow::Result<()> {
         let seconds = start.elapsed().as_secs_f64();
         let n = arrays.first().map_or(0, |(_, t)| t.shape[0]);
         let bytes = std::fs::metadata(&corpus)?.len() as f64;
-        println!("{n} lines ({:.1} MB) tokenized to {length}: {:.0} lines/s, {:.2} MB/s on {threads} threads", bytes / 1e6, n as f64 / seconds, bytes / 1e6 / seconds);
+        println!(
+            "{n} lines ({:.1} MB) tokenized to {length}: {:.0} lines/s, {:.2} MB/s on {threads} threads",
+            bytes / 1e6,
+            n as f64 / seconds,
+            bytes / 1e6 / seconds
+        );
         bench_line("tokenize", "oto", &format!("lines/s, {threads} threads"), n as f64 / seconds, "1/s");
     }
     Ok(())

@@ -205,9 +205,11 @@ pub fn read_text(path: &Path, options: &TextOptions, model: &Model, inputs: &[Gr
             "attention_mask" => encodings.iter().flat_map(|e| e.get_attention_mask().iter().map(|&v| i64::from(v))).collect(),
             "token_type_ids" => encodings.iter().flat_map(|e| e.get_type_ids().iter().map(|&v| i64::from(v))).collect(),
             "position_ids" => (0..n).flat_map(|_| 0..length as i64).collect(),
-            other => return Err(data_error(format!(
+            other => {
+                return Err(data_error(format!(
                 "model input '{other}' cannot be filled from text (oto fills input_ids, attention_mask, token_type_ids and position_ids)"
-            ))),
+            )))
+            }
         };
         let data = match input.dtype {
             DType::I64 => TensorData::I64(values),
