@@ -2,6 +2,8 @@
 #
 #   make demo    build oto and prune the demo CNN on the bundled digits data
 #   make test    Python venv + model zoo + fmt/clippy checks + `cargo test --workspace`
+#   make install release build of oto into $(PREFIX)/bin (default ~/.local/bin), with
+#                shell completions; it finds libtorch and onnxruntime without this environment
 #
 # libtorch comes from the venv's PyTorch (LIBTORCH_USE_PYTORCH=1) unless LIBTORCH is set
 # in the environment; onnxruntime (the test oracle) from the venv's onnxruntime wheel.
@@ -54,6 +56,9 @@ LEGACY_ZOO_STAMP := $(LEGACY_ZOO)/.stamp-$(call hash,graphs/legacy_zoo.py)
 # the script or the zoo changes.
 HESSIAN_REF := graphs/hessian_ref
 HESSIAN_REF_STAMP := $(HESSIAN_REF)/.stamp-$(call hash,graphs/hessian_ref.py graphs/train_ref.py graphs/zoo.py)
+# An ImageFolder-style folder of PNG/JPEG files and its PIL-prepared reference tensors.
+IMAGE_FOLDER := graphs/image_folder
+IMAGE_FOLDER_STAMP := $(IMAGE_FOLDER)/.stamp-$(call hash,graphs/image_folder.py)
 
 # --- environment for cargo ------------------------------------------------------------
 # torch-sys runs `python` (when VIRTUAL_ENV is set, else `python3`) from PATH to ask
@@ -77,7 +82,7 @@ ifdef CI
   export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup graphs build test demo examples bench fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples install bench fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
 setup: $(SETUP_STAMP)
@@ -105,7 +110,12 @@ $(OPT_SETUP_STAMP): $(OPT_REQUIREMENTS) | $(SETUP_STAMP)
 	touch $@
 
 # --- model zoo ------------------------------------------------------------------------
-graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP) $(LEGACY_ZOO_STAMP) $(HESSIAN_REF_STAMP)
+graphs: $(GRAPHS_STAMP) $(USER_ZOO_STAMP) $(NODE_TESTS_STAMP) $(OPT_ZOO_STAMP) $(LEGACY_ZOO_STAMP) $(HESSIAN_REF_STAMP) $(IMAGE_FOLDER_STAMP)
+
+# The script empties $(IMAGE_FOLDER) first, old stamps included.
+$(IMAGE_FOLDER_STAMP): | $(SETUP_STAMP)
+	$(PY) graphs/image_folder.py --out $(IMAGE_FOLDER)
+	touch $@
 
 $(OPT_ZOO_STAMP): | $(OPT_SETUP_STAMP)
 	$(OPT_VENV)/bin/python graphs/optimum_zoo.py --out $(OPT_ZOO)
@@ -160,6 +170,22 @@ demo: setup $(DEMO_STAMP)
 	$(CARGO) build -q --bin oto
 	$(CARGO) run -q --bin oto -- analyze $(ZOO)/demo_cnn.onnx
 	$(CARGO) run -q --bin oto -- prune --config examples/digits.toml
+
+# The release binary under $(PREFIX)/bin. libtorch is found through the rpath the build
+# records (crates/torch/link_args.rs), onnxruntime through the path recorded at build time
+# (crates/ort/build.rs: this ORT_DYLIB_PATH, overridable at run time), so the installed
+# `oto` runs in any shell while the venv stays where it is. Completions go to the usual
+# per-user places under $(PREFIX)/share.
+PREFIX ?= $(HOME)/.local
+
+install: setup
+	$(CARGO) build --release --bin oto
+	install -D -m 755 target/release/oto $(PREFIX)/bin/oto
+	mkdir -p $(PREFIX)/share/bash-completion/completions $(PREFIX)/share/zsh/site-functions $(PREFIX)/share/fish/vendor_completions.d
+	target/release/oto completions bash > $(PREFIX)/share/bash-completion/completions/oto
+	target/release/oto completions zsh > $(PREFIX)/share/zsh/site-functions/_oto
+	target/release/oto completions fish > $(PREFIX)/share/fish/vendor_completions.d/oto.fish
+	env -i $(PREFIX)/bin/oto --version
 
 # The other examples: BERT-tiny by distillation on unlabeled tokens, a torchvision
 # ResNet-18 exported as a user would, and HESSO in a hand-written training loop.
@@ -246,7 +272,7 @@ env:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(STAMPS) $(ZOO) $(USER_ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS) $(HESSIAN_REF)
+	rm -rf $(STAMPS) $(ZOO) $(USER_ZOO) $(OPT_ZOO) $(BENCH_GRAPHS) $(NODE_TESTS) $(HESSIAN_REF) $(IMAGE_FOLDER)
 
 # Also removes the Python venv (the next `make setup` downloads it again).
 distclean: clean

@@ -8,7 +8,10 @@ transformers < 4.58, the main venv has 5.x; everything else comes from the main 
 
 Output, per model NAME: OUT/NAME/model.onnx (Optimum's file name), the saved model's
 config and tokenizer files, and OUT/NAME/inputs.npz / outputs.npz (batch 2, onnxruntime
-outputs checked against PyTorch), plus OUT/index.json.
+outputs checked against PyTorch), plus OUT/index.json. Models with a tokenizer also get
+OUT/NAME/tokens_ref.json: TOKEN_LINES tokenized by transformers (padding and truncation to
+SEQ), the reference for oto's own tokenization of raw text (`--token-references` writes
+only these, into an existing OUT).
 """
 
 from __future__ import annotations
@@ -62,6 +65,38 @@ def _save_tokenizer(model_dir: str, kind: str) -> None:
                                        bos_token="[CLS]", eos_token="[SEP]")
     fast.model_max_length = 64
     fast.save_pretrained(model_dir)
+
+
+# Lines for the tokenization reference: case, accents, punctuation, digits, CJK, unknown
+# characters, blank-adjacent spaces, and lines longer than SEQ tokens (truncated).
+TOKEN_LINES = [
+    "hello world",
+    "The Quick brown fox, jumps over the lazy dog!",
+    "Café déjà vu: naïve résumé",
+    "numbers 12345 and 3.14159 and 1,000",
+    "  leading and trailing spaces  ",
+    "中文 mixed with ascii",
+    "emoji 🙂 and symbols #@$%^&*()",
+    "a very long line with many many words that will certainly be truncated to the maximum length of sixteen",
+    "x",
+    "UPPER lower MiXeD",
+]
+
+
+def write_token_reference(target: str) -> None:
+    """OUT/NAME/tokens_ref.json: TOKEN_LINES through the saved tokenizer (transformers),
+    padded and truncated to SEQ tokens, with the mask and token types."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(target)
+    enc = tok(TOKEN_LINES, padding="max_length", truncation=True, max_length=SEQ)
+    ref = {"max_length": SEQ, "lines": TOKEN_LINES}
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        if key in enc:
+            ref[key] = [list(map(int, row)) for row in enc[key]]
+    with open(os.path.join(target, "tokens_ref.json"), "w", encoding="utf-8") as f:
+        json.dump(ref, f, ensure_ascii=False)
+        f.write("\n")
 
 
 def _bert():
@@ -189,6 +224,8 @@ def export(name: str, out_dir: str) -> dict:
         raise SystemExit(f"{name}: onnxruntime differs from PyTorch by {err}")
     np.savez(os.path.join(target, "inputs.npz"), **feeds)
     np.savez(os.path.join(target, "outputs.npz"), **dict(zip(names, outs)))
+    if kind != "image":
+        write_token_reference(target)
     print(f"[{name}] {time.time() - t0:.1f}s task={task} logits max|diff|={err:.2e}", flush=True)
     return {"name": name, "task": task, "inputs": list(feeds), "outputs": names,
             "params": int(sum(p.numel() for p in model.parameters()))}
@@ -198,7 +235,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", nargs="+", choices=sorted(MODELS))
+    ap.add_argument("--token-references", action="store_true",
+                    help="only write tokens_ref.json beside the tokenizers already in OUT")
     args = ap.parse_args(argv)
+    if args.token_references:
+        for name in args.only or MODELS:
+            if os.path.exists(os.path.join(args.out, name, "tokenizer.json")):
+                write_token_reference(os.path.join(args.out, name))
+        return 0
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()

@@ -1,5 +1,8 @@
-//! Finds the venv's onnxruntime shared library at build time and bakes its path into the
-//! crate as `OTO_ORT_BUILD_DYLIB`, the fallback when `ORT_DYLIB_PATH` is not set at run time.
+//! Finds the onnxruntime shared library at build time and bakes its path into the crate as
+//! `OTO_ORT_BUILD_DYLIB`, the fallback when `ORT_DYLIB_PATH` is not set at run time: the
+//! `ORT_DYLIB_PATH` of the build (the Makefile exports the venv's), else the workspace
+//! venv's. An installed binary (`make install`) thus finds onnxruntime without any
+//! environment.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +10,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=ORT_DYLIB_PATH");
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let venv = manifest_dir.join("../../.venv");
-    match find_venv_onnxruntime(&venv) {
+    let from_env = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).filter(|p| p.is_file());
+    let found = from_env.map(|p| p.canonicalize().unwrap_or(p)).or_else(|| find_venv_onnxruntime(&venv));
+    match found {
         Some(lib) => {
             println!("cargo:rerun-if-changed={}", lib.display());
             println!("cargo:rustc-env=OTO_ORT_BUILD_DYLIB={}", lib.display());

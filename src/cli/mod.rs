@@ -5,6 +5,7 @@
 mod analyze;
 mod check;
 mod construct;
+pub mod data;
 mod eval;
 mod hessian;
 mod inspect;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 /// Only-Train-Once structured pruning for ONNX models.
 #[derive(Debug, Parser)]
-#[command(name = "oto", version, about, propagate_version = true, arg_required_else_help = true)]
+#[command(name = "oto", about, disable_version_flag = true, arg_required_else_help = true)]
 #[command(
     after_help = "Examples:\n  oto inspect model.onnx\n  oto analyze model.onnx --json groups.json\n  oto prune --model model.onnx --data train.npz --val val.npz --target-sparsity 0.5 --out pruned/\n\nRun `oto <COMMAND> --help` for the options and examples of each command."
 )]
@@ -27,9 +28,12 @@ pub struct Cli {
     /// More log output (-v: info, -vv: debug, -vvv: trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Print the versions of oto, libtorch and onnxruntime and whether CUDA is available.
+    #[arg(short = 'V', long)]
+    pub version: bool,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
@@ -49,6 +53,57 @@ pub enum Command {
     Prune(Box<prune::Args>),
     /// Hessian traces per layer and per pruning group, top eigenvalues, the SGD stability bound.
     Hessian(hessian::Args),
+    /// Print a shell completion script: `oto completions bash > ~/.local/share/bash-completion/completions/oto`.
+    Completions {
+        /// The shell: bash, zsh or fish.
+        shell: Shell,
+    },
+}
+
+/// The shells `oto completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh (a `_oto` file on `$fpath`).
+    Zsh,
+    /// fish (`~/.config/fish/completions/oto.fish`).
+    Fish,
+}
+
+/// What `oto --version` prints: oto's version, the libtorch it is linked against and the
+/// onnxruntime it loads (with where each was found), and whether CUDA is available.
+pub fn version_text() -> String {
+    let ort = match oto_ort::dylib_path() {
+        Ok(path) => match oto_ort::runtime_version() {
+            Ok(v) => format!("onnxruntime {v} ({})", path.display()),
+            Err(e) => format!("onnxruntime: not loadable: {e}"),
+        },
+        Err(e) => format!("onnxruntime: not found: {e}"),
+    };
+    let cuda = if oto_torch::tch::Cuda::is_available() {
+        format!("yes ({} device(s))", oto_torch::tch::Cuda::device_count())
+    } else if !oto_torch::LIBTORCH_HAS_CUDA_LIB {
+        "no (CPU-only libtorch build)".to_string()
+    } else {
+        "no (CUDA libtorch build, but no usable CUDA device)".to_string()
+    };
+    format!(
+        "oto {}\nlibtorch {} ({})\n{ort}\nCUDA available: {cuda}",
+        env!("CARGO_PKG_VERSION"),
+        oto_torch::LIBTORCH_VERSION.unwrap_or("version unknown"),
+        oto_torch::LIBTORCH_LIB_DIR.unwrap_or("library directory unknown"),
+    )
+}
+
+fn completions(shell: Shell) {
+    use clap::CommandFactory;
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(generator, &mut Cli::command(), "oto", &mut std::io::stdout());
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -68,7 +123,20 @@ fn init_logging(quiet: bool, verbose: u8) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
-    let result = match &cli.command {
+    let Some(command) = &cli.command else {
+        if cli.version {
+            println!("{}", version_text());
+            return ExitCode::SUCCESS;
+        }
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
+    let result = match command {
+        Command::Completions { shell } => {
+            completions(*shell);
+            Ok(())
+        }
         Command::Inspect(args) => inspect::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Eval(args) => eval::run(args),

@@ -23,6 +23,10 @@ Examples:
       the same job from a TOML file (keys named like the options, plus [hesso] and [cric_settings])
   oto prune --model bert.onnx --data tokens.npz --target-sparsity 0.3 --optimizer adamw --lr 3e-5
       data without labels: distill from the original model's outputs
+  oto prune --model bert/model.onnx --text corpus.txt --target-sparsity 0.3 --steps 200
+      raw text, tokenized by bert/tokenizer.json; labels from a tab-separated second column, else distillation
+  oto prune --model resnet.onnx --images photos/ --val-split 0.1 --target-sparsity 0.5
+      an image folder (one sub-folder per class), resized to the model's input, ImageNet normalization
   oto prune --resume pruned/
       continue an interrupted job (Ctrl-C writes a checkpoint and exits with code 130)
 
@@ -82,7 +86,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the job whose --out folder is DIR (its settings are reused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "unprunable"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "unprunable", "text", "images"])]
     pub resume: Option<PathBuf>,
     /// Seed of the data order, dropout and initial choices [default: 0].
     #[arg(long)]
@@ -96,11 +100,14 @@ pub struct Args {
     /// Keep the group(s) of this initializer or node (repeatable).
     #[arg(long, value_name = "NAME")]
     pub unprunable: Vec<String>,
+    /// Raw text or image folders instead of --data.
+    #[command(flatten)]
+    pub data_args: super::data::DataArgs,
 }
 
 impl Args {
     fn spec(&self) -> JobSpec {
-        JobSpec {
+        self.data_args.apply(JobSpec {
             model: self.model.clone(),
             data: self.data.clone(),
             val: self.val.clone(),
@@ -122,7 +129,7 @@ impl Args {
             threads: self.threads,
             unprunable: (!self.unprunable.is_empty()).then(|| self.unprunable.clone()),
             ..JobSpec::default()
-        }
+        })
     }
 }
 

@@ -4,6 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use oto_optim::{CricConfig, HessoConfig, ImportanceWeights};
+use oto_torch::data::images::ImageOptions;
+use oto_torch::data::text::TextOptions;
+use oto_torch::data::DataFormat;
 use oto_torch::loss::Loss;
 use oto_torch::optim::OptimizerConfig;
 use oto_torch::schedule::Schedule;
@@ -21,6 +24,24 @@ pub struct JobSpec {
     pub data: Option<PathBuf>,
     /// Held-out data for the metric and the verification (default: the training data).
     pub val: Option<PathBuf>,
+    /// Training data as raw text (instead of `data`): one example per line, or JSON Lines.
+    pub text: Option<PathBuf>,
+    /// Training data as an image folder (instead of `data`): one sub-folder per class.
+    pub images: Option<PathBuf>,
+    /// The `tokenizer.json` for `text` (default: the one beside the model).
+    pub tokenizer: Option<PathBuf>,
+    /// The JSON Lines text field [default: text].
+    pub text_field: Option<String>,
+    /// The JSON Lines label field [default: label].
+    pub label_field: Option<String>,
+    /// Tokens per text example (padded and truncated).
+    pub max_length: Option<usize>,
+    /// Image channel means (RGB) [default: ImageNet's].
+    pub mean: Option<[f32; 3]>,
+    /// Image channel standard deviations (RGB) [default: ImageNet's].
+    pub std: Option<[f32; 3]>,
+    /// Fraction of an image folder held out as validation data (when `val` is not given).
+    pub val_split: Option<f64>,
     /// Output folder.
     pub out: Option<PathBuf>,
     /// Fraction of the prunable group elements to remove, in [0, 1).
@@ -101,7 +122,10 @@ impl JobSpec {
         spec.check(&Origin::File(path))?;
         spec.file = Some(path.to_path_buf());
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut spec.model, &mut spec.data, &mut spec.val, &mut spec.out].into_iter().flatten() {
+        for p in [&mut spec.model, &mut spec.data, &mut spec.val, &mut spec.text, &mut spec.images, &mut spec.tokenizer, &mut spec.out]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -123,6 +147,15 @@ impl JobSpec {
             model,
             data,
             val,
+            text,
+            images,
+            tokenizer,
+            text_field,
+            label_field,
+            max_length,
+            mean,
+            std,
+            val_split,
             out,
             target_sparsity,
             epochs,
@@ -239,6 +272,9 @@ pub struct Job {
     pub model: PathBuf,
     /// Training data (absolute).
     pub data: PathBuf,
+    /// How the training and held-out data are read (arrays, text, image folder).
+    #[serde(default)]
+    pub format: DataFormat,
     /// Held-out data (absolute), if given.
     pub val: Option<PathBuf>,
     /// Output folder (absolute).
@@ -332,11 +368,47 @@ pub fn default_hesso(steps: u64, target: f64) -> HessoConfig {
 }
 
 impl JobSpec {
+    /// The training data and how to read it: `data` (arrays), `text` or `images`, exactly one.
+    pub fn data_source(&self) -> Result<(PathBuf, DataFormat)> {
+        let text_options = || TextOptions {
+            tokenizer: self.tokenizer.clone(),
+            text_field: self.text_field.clone(),
+            label_field: self.label_field.clone(),
+            max_length: self.max_length,
+        };
+        let image_options = || ImageOptions { mean: self.mean, std: self.std, val_split: self.val_split };
+        let text_only = self.tokenizer.is_some() || self.text_field.is_some() || self.label_field.is_some() || self.max_length.is_some();
+        let images_only = self.mean.is_some() || self.std.is_some() || self.val_split.is_some();
+        let source = match (&self.data, &self.text, &self.images) {
+            (Some(d), None, None) => (d.clone(), DataFormat::Arrays),
+            (None, Some(t), None) => (t.clone(), DataFormat::Text(text_options())),
+            (None, None, Some(i)) => (i.clone(), DataFormat::Images(image_options())),
+            (None, None, None) => bail!(
+                "no training data: give --data TRAIN.npz, --text CORPUS.txt or --images DIR (or `data`, `text` or `images` in the job file)"
+            ),
+            _ => bail!("give one of --data, --text and --images (or `data`, `text`, `images` in the job file), not several"),
+        };
+        if text_only && !matches!(source.1, DataFormat::Text(_)) {
+            bail!("--tokenizer, --text-field, --label-field and --max-length apply to --text data only");
+        }
+        if images_only && !matches!(source.1, DataFormat::Images(_)) {
+            bail!("--mean, --std and --val-split apply to --images data only");
+        }
+        if self.val_split.is_some() && self.val.is_some() {
+            bail!("give either --val or --val-split, not both");
+        }
+        if self.max_length == Some(0) {
+            bail!("--max-length 0: expected at least 1 token");
+        }
+        Ok(source)
+    }
+
     /// Decides every setting. `samples` counts the training samples (for epochs).
     /// Errors are the user's: they name the option.
     pub fn resolve(&self, samples: usize, has_labels: bool) -> Result<Job> {
         let model = self.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)")?;
-        let data = self.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)")?;
+        let (data, format) = self.data_source()?;
+        let data = data.as_path();
         self.check(&Origin::CommandLine)?;
         let target = self.target_sparsity.unwrap_or(0.5);
         let batch_size = self.batch_size.unwrap_or(32);
@@ -384,6 +456,13 @@ impl JobSpec {
         let job = Job {
             model: absolute(model)?,
             data: absolute(data)?,
+            format: match format {
+                DataFormat::Text(mut o) => {
+                    o.tokenizer = o.tokenizer.as_deref().map(absolute).transpose()?;
+                    DataFormat::Text(o)
+                }
+                other => other,
+            },
             val: self.val.as_deref().map(absolute).transpose()?,
             out: absolute(self.out.as_deref().unwrap_or(Path::new("oto-out")))?,
             target_sparsity: target,

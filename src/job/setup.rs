@@ -7,8 +7,9 @@ use crate::error::{classify, input_error};
 use anyhow::{Context, Result};
 use oto_graph::{Analysis, AnalyzeOptions};
 use oto_onnx::Model;
-use oto_torch::data::Dataset;
-use oto_torch::exec::Executor;
+use oto_torch::data::images::Part;
+use oto_torch::data::{DataFormat, Dataset};
+use oto_torch::exec::{Executor, GraphInput};
 use std::path::Path;
 
 /// Everything read and checked before training: the job, the model, its analysis, the data.
@@ -29,12 +30,11 @@ impl Setup {
     pub fn new(spec: &JobSpec) -> Result<Setup> {
         let model_path =
             spec.model.as_deref().context("no model: give --model MODEL.onnx (or `model` in the job file)").map_err(input_error)?;
-        let data_path =
-            spec.data.as_deref().context("no training data: give --data TRAIN.npz (or `data` in the job file)").map_err(input_error)?;
+        let (data_path, format) = spec.data_source().map_err(input_error)?;
         let device = spec.device.as_deref().unwrap_or("auto");
         let (model, exec) = load_model(model_path, device)?;
         let inputs: Vec<_> = exec.inputs().cloned().collect();
-        let train = Dataset::load(data_path, &inputs).map_err(classify)?;
+        let train = open_train(&data_path, &format, spec.val.is_some(), spec.seed.unwrap_or(0), &model, &inputs)?;
         let job = spec.resolve(train.len, train.labels.is_some()).map_err(input_error)?;
         check_out(&job)?;
         Setup::finish(job, model, exec, train, false)
@@ -58,14 +58,20 @@ impl Setup {
         job.out = std::path::absolute(out)?;
         let (model, exec) = load_model(&job.model, &job.device)?;
         let inputs: Vec<_> = exec.inputs().cloned().collect();
-        let train = Dataset::load(&job.data, &inputs).map_err(classify)?;
+        let train = open_train(&job.data, &job.format, job.val.is_some(), job.seed, &model, &inputs)?;
         Setup::finish(job, model, exec, train, true)
     }
 
     fn finish(job: Job, model: Model, exec: Executor, train: Dataset, resume: bool) -> Result<Setup> {
         oto_torch::train::set_threads(job.threads);
         let inputs: Vec<_> = exec.inputs().cloned().collect();
-        let val = job.val.as_deref().map(|p| Dataset::load(p, &inputs)).transpose().map_err(classify)?;
+        let val = match (&job.val, &job.format) {
+            (Some(p), format) => Some(Dataset::open(p, format, &model, &inputs, Part::All, job.seed).map_err(classify)?),
+            (None, DataFormat::Images(o)) if o.val_split.is_some() => {
+                Some(Dataset::open(&job.data, &job.format, &model, &inputs, Part::Val, job.seed).map_err(classify)?)
+            }
+            (None, _) => None,
+        };
         // Every label is checked before anything runs on it (the original model is
         // evaluated on the training data when there is no held-out data).
         for data in std::iter::once(&train).chain(&val) {
@@ -81,6 +87,16 @@ impl Setup {
         };
         Ok(Setup { job, model, analysis, exec, teacher, train, val, resume })
     }
+}
+
+/// The training data: an image folder with a held-out split (and no --val) gives its
+/// training part.
+fn open_train(path: &Path, format: &DataFormat, has_val: bool, seed: u64, model: &Model, inputs: &[GraphInput]) -> Result<Dataset> {
+    let part = match format {
+        DataFormat::Images(o) if o.val_split.is_some() && !has_val => Part::Train,
+        _ => Part::All,
+    };
+    Dataset::open(path, format, model, inputs, part, seed).map_err(classify)
 }
 
 /// The model, read as every command reads it (normalized), and its executor.

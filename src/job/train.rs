@@ -83,12 +83,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
     let ck_dir = job.out.join(CHECKPOINT_DIR);
     std::fs::create_dir_all(&ck_dir).with_context(|| format!("cannot create {}", ck_dir.display()))?;
     // Without held-out data, the metric is measured on the training data (same tensors).
-    let eval_set = val.unwrap_or_else(|| Dataset {
-        path: train.path.clone(),
-        inputs: train.inputs.iter().map(|t| t.shallow_clone()).collect(),
-        labels: train.labels.as_ref().map(|t| t.shallow_clone()),
-        len: train.len,
-    });
+    let eval_set = val.unwrap_or_else(|| train.shallow_clone());
     let eval_data = &eval_set;
 
     let mut progress = if resume {

@@ -118,10 +118,10 @@ pub type NamedInputs = Vec<(String, Tensor)>;
 /// like the graph inputs.
 pub fn held_out_inputs(data: &Dataset, names: &[String], n: usize) -> Result<NamedInputs> {
     let n = n.clamp(1, data.len.max(1)) as i64;
+    let batch = data.batch(&(0..n).collect::<Vec<_>>()).with_context(|| format!("taking {n} samples of {}", data.path.display()))?;
     let mut out = Vec::new();
-    for (name, t) in names.iter().zip(&data.inputs) {
-        let rows = t.f_narrow(0, 0, n).with_context(|| format!("taking {n} samples of '{name}'"))?;
-        let host = oto_torch::exec::convert::from_tch(&rows).map_err(|m| anyhow::anyhow!("input '{name}': {m}"))?;
+    for (name, t) in names.iter().zip(&batch.inputs) {
+        let host = oto_torch::exec::convert::from_tch(t).map_err(|m| anyhow::anyhow!("input '{name}': {m}"))?;
         out.push((name.clone(), host));
     }
     Ok(out)

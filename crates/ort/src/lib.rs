@@ -2,8 +2,8 @@
 //! through the `ort` crate, which loads `libonnxruntime` at run time.
 //!
 //! The library is found through `ORT_DYLIB_PATH` if set, else the path the build script
-//! found in the workspace's `.venv` (see `build.rs`). The ort environment is created once
-//! per process, on the first [`Session`].
+//! recorded (the build's `ORT_DYLIB_PATH`, else the workspace's `.venv`; see `build.rs`).
+//! The ort environment is created once per process, on the first [`Session`].
 #![warn(missing_docs)]
 
 use half::{bf16, f16};
@@ -54,8 +54,8 @@ pub type Result<T, E = OrtError> = std::result::Result<T, E>;
 /// The onnxruntime library path baked in by build.rs, if it found one.
 const BUILD_DYLIB: Option<&str> = option_env!("OTO_ORT_BUILD_DYLIB");
 
-/// The onnxruntime shared library this process uses: `ORT_DYLIB_PATH`, else the venv's
-/// library found at build time.
+/// The onnxruntime shared library this process uses: `ORT_DYLIB_PATH`, else the library
+/// recorded at build time.
 pub fn dylib_path() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
@@ -92,10 +92,18 @@ fn environment() -> Result<&'static ort::environment::Environment> {
         .map_err(|message| OrtError::Runtime(message.clone()))
 }
 
-/// The version string of the loaded onnxruntime (e.g. `1.32.0`); loads it if needed.
+/// The version of the loaded onnxruntime (e.g. `1.32.0`), loading it if needed: read from
+/// the library's versioned file name (`libonnxruntime.so.1.32.0`, symbolic links
+/// resolved), else onnxruntime's build information line.
 pub fn runtime_version() -> Result<String> {
     environment()?;
-    Ok(ort::info().to_string())
+    let path = dylib_path()?;
+    let real = path.canonicalize().unwrap_or(path);
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match name.split_once(".so.").or_else(|| name.strip_suffix(".dylib").and_then(|n| n.split_once('.'))) {
+        Some((_, version)) if version.split('.').all(|p| p.parse::<u32>().is_ok()) => Ok(version.to_string()),
+        _ => Ok(ort::info().to_string()),
+    }
 }
 
 /// Options of a [`Session`].

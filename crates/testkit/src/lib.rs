@@ -22,6 +22,15 @@ pub fn zoo_dir() -> PathBuf {
     }
 }
 
+/// The image folder and its PIL-prepared reference (graphs/image_folder.py):
+/// `OTO_IMAGE_FOLDER_DIR`, else graphs/image_folder of the workspace.
+pub fn image_folder_dir() -> PathBuf {
+    match std::env::var_os("OTO_IMAGE_FOLDER_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("graphs/image_folder"),
+    }
+}
+
 /// The folder of the zoo as users' files are made (graphs/user_zoo.py):
 /// `OTO_USER_ZOO_DIR`, else graphs/user_zoo of the workspace.
 pub fn user_zoo_dir() -> PathBuf {

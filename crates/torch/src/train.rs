@@ -381,13 +381,22 @@ fn evaluate_batches<B: std::borrow::Borrow<Batch>>(
 pub fn eval_file(model: &Path, data: &Path, batch_size: usize, device: &str, loss: Loss) -> Result<EvalReport> {
     let device = crate::parse_device(device)?;
     let (model, _) = oto_onnx::normalize::load(model)?;
-    eval_model(&model, data, batch_size, device, loss)
+    eval_model(&model, data, &crate::data::DataFormat::Arrays, 0, batch_size, device, loss)
 }
 
-/// Loads the data for `model`, checks them against each other, and reports loss and
-/// metric in eval mode. `distill` is evaluated as cross-entropy against the labels (the
-/// model is its own teacher).
-pub fn eval_model(model: &Model, data: &Path, batch_size: usize, device: Device, loss: Loss) -> Result<EvalReport> {
+/// Loads the data for `model` (read as `format`; an image folder with a held-out split
+/// is evaluated on the held-out images that `seed` chooses), checks them against each
+/// other, and reports loss and metric in eval mode. `distill` is evaluated as
+/// cross-entropy against the labels (the model is its own teacher).
+pub fn eval_model(
+    model: &Model,
+    data: &Path,
+    format: &crate::data::DataFormat,
+    seed: u64,
+    batch_size: usize,
+    device: Device,
+    loss: Loss,
+) -> Result<EvalReport> {
     // Evaluating a model against itself as teacher is meaningless: use its labels.
     let loss = match loss {
         Loss::Distill { .. } => Loss::CrossEntropy { label_smoothing: 0.0 },
@@ -395,7 +404,11 @@ pub fn eval_model(model: &Model, data: &Path, batch_size: usize, device: Device,
     };
     let exec = Executor::new(model, device)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
-    let dataset = Dataset::load(data, &inputs)?;
+    let part = match format {
+        crate::data::DataFormat::Images(o) if o.val_split.is_some() => crate::data::images::Part::Val,
+        _ => crate::data::images::Part::All,
+    };
+    let dataset = Dataset::open(data, format, model, &inputs, part, seed)?;
     check_labels(&exec, &dataset, loss)?;
     evaluate(&exec, None, &dataset, batch_size, loss)
 }

@@ -1,7 +1,11 @@
 //! Training and evaluation data: `.npz` and `.safetensors` files holding one array
 //! per graph input (named like the input; a single-input model also accepts `x`)
-//! plus `labels` (or `y`). Batches are drawn in a seeded order on a background
-//! prefetch thread.
+//! plus `labels` (or `y`), raw text tokenized for the model ([`text`]), or image folders
+//! decoded batch by batch ([`images`]). Batches are drawn in a seeded order on a
+//! background prefetch thread.
+
+pub mod images;
+pub mod text;
 
 use crate::error::{Error, Result};
 use crate::exec::convert::{kind_of, to_tch};
@@ -9,19 +13,36 @@ use crate::exec::{describe_dims, GraphInput};
 use oto_onnx::{DType, Tensor as OnnxTensor, TensorData};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use tch::{Device, Kind, Tensor};
+
+/// What kind of data a path holds, and how to read it.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// A `.npz` or `.safetensors` file of arrays named like the graph inputs.
+    #[default]
+    Arrays,
+    /// A text file (lines, or JSON Lines) tokenized for the model.
+    Text(text::TextOptions),
+    /// A folder of image folders, one per class.
+    Images(images::ImageOptions),
+}
 
 /// A data file matched against a model's inputs. Tensors are on the host.
 pub struct Dataset {
     /// The file.
     pub path: PathBuf,
     /// One tensor per graph input, in graph order; the first axis indexes samples.
+    /// Empty when the inputs are decoded batch by batch from `images`.
     pub inputs: Vec<Tensor>,
     /// The labels (`labels` or `y`), if the file has them; first axis indexes samples.
     pub labels: Option<Tensor>,
     /// Number of samples.
     pub len: usize,
+    /// An image folder whose images are decoded when a batch is drawn (the single input).
+    pub images: Option<Arc<images::ImageFolder>>,
 }
 
 /// Reads every array of a `.npz` or `.safetensors` file.
@@ -93,6 +114,56 @@ impl Dataset {
         Self::from_arrays(path, arrays, inputs)
     }
 
+    /// Reads `path` as `format` for `model` with graph inputs `inputs`; `part` and
+    /// `seed` choose an image folder's split.
+    pub fn open(
+        path: &Path,
+        format: &DataFormat,
+        model: &oto_onnx::Model,
+        inputs: &[GraphInput],
+        part: images::Part,
+        seed: u64,
+    ) -> Result<Dataset> {
+        match format {
+            DataFormat::Arrays => Self::load(path, inputs),
+            DataFormat::Text(options) => {
+                let arrays = text::read_text(path, options, model, inputs)?;
+                Self::from_arrays(path, arrays, inputs)
+            }
+            DataFormat::Images(options) => {
+                let input = match inputs {
+                    [input] => input,
+                    _ => {
+                        return Err(Error::Data {
+                            path: path.to_path_buf(),
+                            message: format!("an image folder feeds a model with one input; this one has {}", inputs.len()),
+                        })
+                    }
+                };
+                let folder = images::ImageFolder::open(path, options, part, seed, input)?;
+                let labels = Tensor::from_slice(&folder.labels);
+                Ok(Dataset {
+                    path: path.to_path_buf(),
+                    inputs: Vec::new(),
+                    labels: Some(labels),
+                    len: folder.len(),
+                    images: Some(Arc::new(folder)),
+                })
+            }
+        }
+    }
+
+    /// Another handle on the same samples (tensors shared, not copied).
+    pub fn shallow_clone(&self) -> Dataset {
+        Dataset {
+            path: self.path.clone(),
+            inputs: self.inputs.iter().map(Tensor::shallow_clone).collect(),
+            labels: self.labels.as_ref().map(Tensor::shallow_clone),
+            len: self.len,
+            images: self.images.clone(),
+        }
+    }
+
     /// Like [`Dataset::load`], from arrays already read (`path` names them in errors).
     pub fn from_arrays(path: &Path, mut arrays: Vec<(String, OnnxTensor)>, inputs: &[GraphInput]) -> Result<Dataset> {
         let data_error = |message: String| Error::Data { path: path.to_path_buf(), message };
@@ -157,7 +228,7 @@ impl Dataset {
         if len == 0 {
             return Err(data_error("the data has no samples".into()));
         }
-        Ok(Dataset { path: path.to_path_buf(), inputs: tensors, labels, len })
+        Ok(Dataset { path: path.to_path_buf(), inputs: tensors, labels, len, images: None })
     }
 
     /// Checks class labels for `classes` classes: integer, one per sample, in `0..classes`.
@@ -213,14 +284,18 @@ impl Dataset {
 
     /// The samples at `indices` (host tensors).
     pub fn batch(&self, indices: &[i64]) -> Result<Batch> {
-        gather(&self.inputs, self.labels.as_ref(), indices)
+        gather(&self.inputs, self.images.as_deref(), self.labels.as_ref(), indices)
     }
 }
 
-fn gather(inputs: &[Tensor], labels: Option<&Tensor>, indices: &[i64]) -> Result<Batch> {
+fn gather(inputs: &[Tensor], images: Option<&images::ImageFolder>, labels: Option<&Tensor>, indices: &[i64]) -> Result<Batch> {
     let idx = Tensor::from_slice(indices);
     let pick = |t: &Tensor| t.f_index_select(0, &idx).map_err(|e| Error::torch("selecting a batch", e));
-    Ok(Batch { inputs: inputs.iter().map(pick).collect::<Result<_>>()?, labels: labels.map(pick).transpose()? })
+    let inputs = match images {
+        Some(folder) => vec![folder.decode(indices)?],
+        None => inputs.iter().map(pick).collect::<Result<_>>()?,
+    };
+    Ok(Batch { inputs, labels: labels.map(pick).transpose()? })
 }
 
 /// One batch: inputs in graph order, labels if any.
@@ -327,6 +402,7 @@ impl Prefetcher {
     pub fn start(dataset: &Dataset, sampling: Sampling, start: DataPosition, depth: usize) -> Prefetcher {
         let inputs: Vec<Tensor> = dataset.inputs.iter().map(Tensor::shallow_clone).collect();
         let labels = dataset.labels.as_ref().map(Tensor::shallow_clone);
+        let images = dataset.images.clone();
         let n = dataset.len;
         let (tx, rx) = sync_channel(depth.max(1));
         let worker = std::thread::spawn(move || {
@@ -340,7 +416,7 @@ impl Prefetcher {
                 }
                 let b = sampling.batch_size.max(1);
                 let s = usize::try_from(pos.batch).unwrap_or(usize::MAX).saturating_mul(b).min(n);
-                let batch = gather(&inputs, labels.as_ref(), &order[s..(s + b).min(n)]);
+                let batch = gather(&inputs, images.as_deref(), labels.as_ref(), &order[s..(s + b).min(n)]);
                 let failed = batch.is_err();
                 if tx.send(batch.map(|b| (pos, b))).is_err() || failed {
                     return;
