@@ -8,6 +8,7 @@ use anyhow::{anyhow, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oto_graph::AnalyzeOptions;
 use oto_hessian::{group_blocks, hutchinson, layer_blocks, slq, top_eigenvalues, HessianOperator, TraceConfig, TraceEstimate};
+use oto_torch::data::images::Part;
 use oto_torch::data::{DataPosition, Dataset, Sampling};
 use oto_torch::exec::Executor;
 use oto_torch::loss::Loss;
@@ -29,9 +30,12 @@ estimates with their standard error; more --samples shrink it as 1/sqrt(samples)
 pub struct Args {
     /// The ONNX model file.
     pub model: PathBuf,
-    /// The data file (.npz or .safetensors), as for `oto prune`.
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
+    /// The data file (.npz or .safetensors), as for `oto prune`; or --text / --images.
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["text", "images"])]
+    pub data: Option<PathBuf>,
+    /// Raw text or image folders instead of --data (as for `oto prune`).
+    #[command(flatten)]
+    pub data_args: super::data::DataArgs,
     /// Batches of the data the Hessian is measured on (the first ones, in order).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub batches: u64,
@@ -107,7 +111,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let (model, _) = crate::model_file::load_model(&args.model)?;
     let exec = Executor::new(&model, device).map_err(classify)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
-    let data = Dataset::load(&args.data, &inputs).map_err(classify)?;
+    let spec = args.data_args.apply(crate::job::config::JobSpec { data: args.data.clone(), ..Default::default() });
+    let (data_path, format) = spec.data_source().map_err(input_error)?;
+    let data = Dataset::open(&data_path, &format, &model, &inputs, Part::All, args.seed).map_err(classify)?;
     let loss = match args.loss.as_deref() {
         Some(name) => Loss::parse(name).map_err(classify)?,
         None if data.labels.is_some() => Loss::CrossEntropy { label_smoothing: 0.0 },
@@ -116,7 +122,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     if loss.needs_labels() && data.labels.is_none() {
         return Err(input_error(anyhow!(
             "{}: the {loss} loss needs labels, but the data has no `labels` (or `y`) array; add labels, or use --loss distill",
-            args.data.display()
+            data_path.display()
         )));
     }
     oto_torch::train::check_labels(&exec, &data, loss).map_err(classify)?;
@@ -191,7 +197,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     };
     let report = serde_json::json!({
         "model": args.model,
-        "data": args.data,
+        "data": data_path,
         "loss": loss.to_string(),
         "batches": count,
         "data_samples": samples_used,

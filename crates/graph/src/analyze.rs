@@ -297,7 +297,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
             if lo >= hi {
                 continue;
             }
-            if n == num && d == den && (lo - offset) * den % num == 0 && (lo - o) * d % n == 0 {
+            if n == num && d == den && ((lo - offset) * den).is_multiple_of(num) && (lo - o) * d % n == 0 {
                 let a = range.sub((lo - offset) * den / num, (hi - lo) * den / num);
                 let b = r.sub((lo - o) * d / n, (hi - lo) * d / n);
                 ties.push((a, b));

@@ -60,7 +60,7 @@ pub fn feasible(groups: &[GroupQuota], count: usize) -> bool {
         }
     }
     if unaligned.is_empty() {
-        return count % d == 0 && count <= aligned_room;
+        return count.is_multiple_of(d) && count <= aligned_room;
     }
     // best[s]: the most D-chunk room reachable when the first chunks taken sum to s.
     let mut best: Vec<Option<usize>> = vec![None; count + 1];
@@ -75,7 +75,7 @@ pub fn feasible(groups: &[GroupQuota], count: usize) -> bool {
             }
         }
     }
-    best.iter().enumerate().any(|(s, b)| b.is_some_and(|room| (count - s) % d == 0 && count - s <= aligned_room + room))
+    best.iter().enumerate().any(|(s, b)| b.is_some_and(|room| (count - s).is_multiple_of(d) && count - s <= aligned_room + room))
 }
 
 /// The largest count not above `count` that can be chosen exactly.

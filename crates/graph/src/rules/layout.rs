@@ -131,7 +131,7 @@ impl Ctx<'_, '_> {
         let mut at = 0usize;
         for s in &segs {
             match s {
-                Seg::Tracked { range, scale: Scale::Unit, zero: z } if at % k == 0 && range.len % k == 0 => {
+                Seg::Tracked { range, scale: Scale::Unit, zero: z } if at.is_multiple_of(k) && range.len % k == 0 => {
                     outer_segs.push(Seg::Tracked { range: *range, scale: Scale::Coarse(k), zero: *z });
                     ranges.push(*range);
                     zero &= *z;
