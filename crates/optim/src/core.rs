@@ -6,6 +6,7 @@
 //! `crate::hesso` (construction, the plain schedule, metrics, checkpoints) and
 //! `crate::cric` (the cycles) both build on this module; neither imports the other.
 
+use crate::budget::CostModel;
 use crate::config::{CricConfig, HessoConfig};
 use crate::error::{HessoError, Result};
 use crate::select::GroupQuota;
@@ -94,6 +95,9 @@ pub struct Hesso {
     pub(crate) buffers: Vec<(String, Tensor)>,
     /// CRIC's state, when configured.
     pub(crate) cric: Option<CricState>,
+    /// The cost of the budgeted resource (MACs or parameters) over the removed counts per
+    /// group, once [`Hesso::set_costs`] gave the weights' prices.
+    pub(crate) costs: Option<CostModel>,
 }
 
 impl Hesso {

@@ -7,6 +7,7 @@
 //! The state is O(parameters + elements): one snapshot, one running sum of scores and a
 //! step count, the sets as flags per element, and a few numbers per group and per cycle.
 
+use crate::budget;
 use crate::config::CricConfig;
 use crate::core::{CricState, GroupProbe, Hesso, Phase, SavedCric, Snapshot};
 use crate::error::{HessoError, Result};
@@ -210,7 +211,7 @@ impl Hesso {
         cric.score_sum = Some(Tensor::zeros([self.total_elements as i64], (Kind::Double, device)));
         cric.score_count = 0;
         cric.violated = self.groups.iter().map(|g| vec![false; g.num_elements]).collect();
-        let first = self.lowest(&scores);
+        let first = self.lowest(&scores)?;
         self.start_cycle(cric, first);
         Ok(())
     }
@@ -259,10 +260,14 @@ impl Hesso {
 
     /// The `target_count` lowest elements by `scores` under HESSO's selection rules
     /// (group divisibility, realized count), from an empty choice.
-    fn lowest(&self, scores: &[Vec<f64>]) -> Vec<(usize, usize)> {
+    /// With a MACs or parameter budget: the least-score choice meeting it ([`budget::solve`]).
+    fn lowest(&self, scores: &[Vec<f64>]) -> Result<Vec<(usize, usize)>> {
         let mut chosen: Vec<Vec<bool>> = self.groups.iter().map(|g| vec![false; g.num_elements]).collect();
         let mut quotas: Vec<GroupQuota> = self.quotas.iter().map(|q| GroupQuota { chosen: 0, ..*q }).collect();
-        select::select(scores, &mut chosen, &mut quotas, self.target_count, self.target_count).elements
+        if let (Some(ratio), Some(costs)) = (self.budget_ratio()?, self.costs.as_ref()) {
+            return Ok(budget::solve(costs, scores, &mut chosen, &mut quotas, costs.original() * ratio));
+        }
+        Ok(select::select(scores, &mut chosen, &mut quotas, self.target_count, self.target_count).elements)
     }
 
     /// Makes `elements` the set the next steps decay (the flags and counts of the metrics too).
@@ -311,7 +316,7 @@ impl Hesso {
         // restored instead, so that the next cycle (or the hybrid training) starts from it.
         let mean = self.mean_scores(cric)?.unwrap_or_default();
         let mean = self.split_by_group(&mean);
-        let lowest = self.lowest(&mean);
+        let lowest = self.lowest(&mean)?;
         let new: Vec<(usize, usize)> = lowest.into_iter().filter(|&(g, e)| !cric.violated[g][e]).collect();
         cric.new_elements.push(new.len());
         if let Some(snapshot) = &cric.snapshot {
@@ -319,7 +324,7 @@ impl Hesso {
         }
         if new.len() <= cric.config.tolerance || cric.cycle >= cric.config.max_cycles {
             let final_scores = self.final_scores(cric, &mean);
-            let chosen = self.lowest(&final_scores);
+            let chosen = self.lowest(&final_scores)?;
             self.set_decaying(chosen);
             cric.next = Phase::Hybrid;
             cric.phase_step = 0;
