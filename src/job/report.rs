@@ -178,6 +178,18 @@ pub fn write(trained: &Trained, built: &Constructed, verified: Verified, started
         ),
         narrow_groups: narrow_groups(&trained.analysis, &finals.pruned),
     };
+    // A budget the cap (or the divisibility rule) kept out of reach is said, not hidden.
+    let b = &report.budget;
+    let missed = match b.kind.as_str() {
+        "group_sparsity" => b.achieved + 1.0 / report.prunable_elements.max(1) as f64 <= b.target,
+        _ => b.achieved > b.target,
+    };
+    if missed {
+        observer.event(Event::Note(format!(
+            "warning: the {} target {} was not reached ({:.4}): every group is at its limit (--max-group-sparsity {}, group_divisible {})",
+            b.kind, b.target, b.achieved, job.hesso.max_group_sparsity, job.hesso.group_divisible
+        )));
+    }
     for n in &report.narrow_groups {
         observer.event(Event::Note(format!(
             "warning: group {} keeps {} of {} elements (a narrow layer limits accuracy; see --max-group-sparsity)",
