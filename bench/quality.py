@@ -6,6 +6,7 @@ bench/quality.md (mean, standard error and worst seed per cell) and bench/qualit
 
     python bench/quality.py --oto target/release/oto                    # the whole grid
     python bench/quality.py --budgets demo --targets s0.8,m0.25 --seeds 0,1,2
+    python bench/quality.py --budgets "" --note "..."                  # only rewrite the table
 
 Targets: `sX` group sparsity X (--target-sparsity), `mX` MACs ratio X (--target-macs),
 `pX` parameter ratio X (--target-params). Budgets: `demo` (the demo job: 8 epochs =
@@ -115,7 +116,7 @@ def main():
     runs = json.loads(path.read_text()) if path.exists() else []
     done = {key(r): r for r in runs if "error" not in r["result"]}
     extra = a.extra.split()
-    for budget in a.budgets.split(","):
+    for budget in [b for b in a.budgets.split(",") if b]:
         for target in a.targets.split(","):
             for method in a.methods.split(","):
                 for seed in [int(s) for s in a.seeds.split(",")]:
