@@ -82,7 +82,7 @@ ifdef CI
   export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup graphs build test demo examples install bench fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples install bench bench-quality fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
 setup: $(SETUP_STAMP)
@@ -197,6 +197,15 @@ examples: setup graphs
 	    --data target/examples/resnet18/images.npz --target-sparsity 0.5 --steps 60 --batch-size 16 \
 	    --lr 0.01 --out target/examples/resnet18/pruned
 	$(CARGO) run -q --example custom_loop -- target/examples/custom_loop
+
+# The pruning-quality grid on the digits CNN (bench/quality.py): every budget, target,
+# method and seed by default (hours on 2 cores); a subset with e.g.
+#   make bench-quality QUALITY_ARGS="--budgets demo --targets s0.8,m0.25 --seeds 0,1"
+# Runs already in bench/quality.json are kept; the table is bench/quality.md.
+QUALITY_ARGS ?=
+bench-quality: setup $(DEMO_STAMP)
+	$(CARGO) build -q --release --bin oto
+	$(PY) bench/quality.py --oto target/release/oto $(QUALITY_ARGS)
 
 # The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
 BENCH_GRAPHS := graphs/bench

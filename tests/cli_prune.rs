@@ -377,3 +377,69 @@ fn labels_outside_the_classes_are_refused_before_training_naming_the_sample() {
     let data = digits_with_labels(dir.path(), Tensor::new(vec![n, 2], TensorData::I64(vec![0; 2 * n])).unwrap());
     prune(&data, &["bad_labels.npz", "'labels'", "[1438, 2]"]);
 }
+
+/// `prune_args` with the target sparsity replaced by `budget` (e.g. `--target-macs 0.25`).
+fn budget_args(out: &Path, budget: &[&str]) -> Vec<String> {
+    let mut args = demo_args(out);
+    let at = args.iter().position(|a| a == "--target-sparsity").unwrap();
+    args.drain(at..at + 2);
+    args.extend(budget.iter().map(|a| a.to_string()));
+    args
+}
+
+#[test]
+fn budgets_in_macs_and_parameters_are_met_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, kind, target) in [("--target-macs", "macs", 0.25), ("--target-params", "params", 0.1)] {
+        let out = dir.path().join(kind);
+        let value = target.to_string();
+        let args = budget_args(&out, &[flag, &value]);
+        let run = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let report = json(&out.join("report.json"));
+        let b = &report["budget"];
+        assert_eq!(b["kind"].as_str(), Some(kind));
+        assert_eq!(b["target"].as_f64(), Some(target));
+        let (before, after) = match kind {
+            "macs" => (report["macs"]["before"].as_f64().unwrap(), report["macs"]["after"].as_f64().unwrap()),
+            _ => (report["params"]["before"].as_f64().unwrap(), report["params"]["after"].as_f64().unwrap()),
+        };
+        let achieved = b["achieved"].as_f64().unwrap();
+        assert_eq!(achieved, after / before);
+        // Met, not overshot by much (one element of the demo CNN is at most a few percent),
+        // and the optimizer's cost model predicts the compact model exactly on this CNN.
+        assert!(achieved <= target && achieved > target - 0.05, "{kind}: achieved {achieved}, target {target}");
+        assert!((b["estimated"].as_f64().unwrap() - achieved).abs() < 1e-9, "{kind}: {b}");
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains(&format!("(target {target}, estimated")), "{md}");
+        // No group loses more than the default cap (0.9) of its elements.
+        let groups = json(&out.join("groups.json"));
+        for g in groups["groups"].as_array().unwrap().iter().filter(|g| g["prunable"] == true) {
+            let n = g["num_elements"].as_u64().unwrap() as f64;
+            let pruned = groups["pruned"][g["id"].as_str().unwrap()].as_array().unwrap().len() as f64;
+            assert!(pruned <= (0.9 * n).floor(), "{kind}: group {} lost {pruned} of {n}", g["id"]);
+        }
+    }
+    // Without the cap, a high target leaves narrow groups: the report and stderr warn.
+    let out = dir.path().join("narrow");
+    let args = budget_args(&out, &["--target-sparsity", "0.95", "--max-group-sparsity", "1"]);
+    let run = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report = json(&out.join("report.json"));
+    let narrow = report["narrow_groups"].as_array().unwrap();
+    assert!(!narrow.is_empty(), "{report}");
+    let stderr = text(&run.stderr);
+    for n in narrow {
+        assert!(n["kept"].as_u64().unwrap() < 4 || n["kept"].as_f64().unwrap() < 0.1 * n["width"].as_f64().unwrap());
+        assert!(stderr.contains(&format!("warning: group {} keeps {} of", n["group"].as_str().unwrap(), n["kept"])), "{stderr}");
+    }
+    // Bad budgets are refused.
+    let model = zoo("demo_cnn.onnx");
+    let train = digits("train");
+    let base = ["prune", "--model", s(&model), "--data", s(&train), "--out", s(&out)];
+    let with = |extra: &[&'static str]| base.iter().copied().chain(extra.iter().copied()).collect::<Vec<&str>>();
+    refused(&with(&["--target-macs", "0"]), &["--target-macs 0", "(0, 1]"]);
+    refused(&with(&["--target-params", "1.5"]), &["--target-params 1.5", "(0, 1]"]);
+    refused(&with(&["--max-group-sparsity", "0"]), &["--max-group-sparsity 0", "(0, 1]"]);
+    refused(&with(&["--target-sparsity", "0.5", "--target-macs", "0.5"]), &["--target-macs"]);
+}

@@ -21,6 +21,8 @@ Examples:
       train with HESSO so that half of the prunable channels become zero, then cut them
   oto prune --config examples/digits.toml
       the same job from a TOML file (keys named like the options, plus [hesso] and [cric_settings])
+  oto prune --config examples/digits.toml --target-macs 0.25
+      a budget in the user's terms: a model with a quarter of the MACs (or --target-params R)
   oto prune --model bert.onnx --data tokens.npz --target-sparsity 0.3 --optimizer adamw --lr 3e-5
       data without labels: distill from the original model's outputs
   oto prune --model bert/model.onnx --text corpus.txt --target-sparsity 0.3 --steps 200
@@ -46,6 +48,15 @@ pub struct Args {
     /// Fraction of the prunable structures to remove, in [0, 1) [default: 0.5].
     #[arg(long, allow_negative_numbers = true)]
     pub target_sparsity: Option<f64>,
+    /// Keep this fraction of the model's MACs, in (0, 1] (a budget instead of --target-sparsity).
+    #[arg(long, value_name = "R", allow_negative_numbers = true, conflicts_with_all = ["target_sparsity", "target_params"])]
+    pub target_macs: Option<f64>,
+    /// Keep this fraction of the model's parameters, in (0, 1] (a budget instead of --target-sparsity).
+    #[arg(long, value_name = "R", allow_negative_numbers = true, conflicts_with_all = ["target_sparsity"])]
+    pub target_params: Option<f64>,
+    /// The largest share of any group's elements to remove, in (0, 1]: no layer collapses [default: 0.9].
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub max_group_sparsity: Option<f64>,
     /// Training length in epochs [default: 10].
     #[arg(long, conflicts_with = "steps")]
     pub epochs: Option<f64>,
@@ -86,7 +97,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the job whose --out folder is DIR (its settings are reused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "unprunable", "text", "images"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "unprunable", "text", "images"])]
     pub resume: Option<PathBuf>,
     /// Seed of the data order, dropout and initial choices [default: 0].
     #[arg(long)]
@@ -113,6 +124,9 @@ impl Args {
             val: self.val.clone(),
             out: self.out.clone(),
             target_sparsity: self.target_sparsity,
+            target_macs: self.target_macs,
+            target_params: self.target_params,
+            max_group_sparsity: self.max_group_sparsity,
             epochs: self.epochs,
             steps: self.steps,
             batch_size: self.batch_size,

@@ -3,7 +3,7 @@
 //! so that `--resume` continues the same job.
 
 use anyhow::{bail, Context, Result};
-use oto_optim::{CricConfig, HessoConfig, ImportanceWeights};
+use oto_optim::{Budget, CricConfig, HessoConfig, ImportanceWeights};
 use oto_torch::data::images::ImageOptions;
 use oto_torch::data::text::TextOptions;
 use oto_torch::data::DataFormat;
@@ -46,6 +46,12 @@ pub struct JobSpec {
     pub out: Option<PathBuf>,
     /// Fraction of the prunable group elements to remove, in [0, 1).
     pub target_sparsity: Option<f64>,
+    /// Fraction of the model's MACs to keep, in (0, 1] (instead of a group sparsity).
+    pub target_macs: Option<f64>,
+    /// Fraction of the model's parameters to keep, in (0, 1] (instead of a group sparsity).
+    pub target_params: Option<f64>,
+    /// The largest share of any group's elements to remove, in (0, 1] [default: 0.9].
+    pub max_group_sparsity: Option<f64>,
     /// Training length in epochs (exclusive with `steps`).
     pub epochs: Option<f64>,
     /// Training length in optimizer steps (exclusive with `epochs`).
@@ -134,11 +140,18 @@ impl JobSpec {
     }
 
     /// `self` with every field that `over` sets replaced (command line over job file);
-    /// a training length in `over` (steps or epochs) replaces the other as well.
+    /// a training length in `over` (steps or epochs) replaces the other as well, and a
+    /// budget (`target_sparsity`, `target_macs`, `target_params`) the other budgets.
     pub fn overridden_by(mut self, over: JobSpec) -> JobSpec {
         if over.steps.is_some() || over.epochs.is_some() {
             self.steps = None;
             self.epochs = None;
+        }
+        // Likewise a budget (group sparsity, MACs or parameters) replaces the others.
+        if over.target_sparsity.is_some() || over.target_macs.is_some() || over.target_params.is_some() {
+            self.target_sparsity = None;
+            self.target_macs = None;
+            self.target_params = None;
         }
         macro_rules! pick {
             ($($f:ident),*) => { JobSpec { $($f: over.$f.or(self.$f)),* } };
@@ -158,6 +171,9 @@ impl JobSpec {
             val_split,
             out,
             target_sparsity,
+            target_macs,
+            target_params,
+            max_group_sparsity,
             epochs,
             steps,
             batch_size,
@@ -216,6 +232,22 @@ impl JobSpec {
         if let Some(t) = self.target_sparsity {
             if !(t.is_finite() && (0.0..1.0).contains(&t)) {
                 bail!("{}: the target sparsity must be in [0, 1)", origin.setting("target_sparsity", t));
+            }
+        }
+        for (key, value) in [("target_macs", self.target_macs), ("target_params", self.target_params)] {
+            if let Some(r) = value {
+                if !(r.is_finite() && r > 0.0 && r <= 1.0) {
+                    bail!("{}: the ratio of the original to keep must be in (0, 1]", origin.setting(key, r));
+                }
+            }
+        }
+        let budgets = [self.target_sparsity.is_some(), self.target_macs.is_some(), self.target_params.is_some()];
+        if budgets.iter().filter(|b| **b).count() > 1 {
+            bail!("give one budget: --target-sparsity, --target-macs or --target-params (`target_sparsity`, `target_macs`, `target_params` in a job file)");
+        }
+        if let Some(m) = self.max_group_sparsity {
+            if !(m.is_finite() && m > 0.0 && m <= 1.0) {
+                bail!("{}: the largest share of a group to remove must be in (0, 1]", origin.setting("max_group_sparsity", m));
             }
         }
         if let Some(e) = self.epochs {
@@ -410,7 +442,13 @@ impl JobSpec {
         let (data, format) = self.data_source()?;
         let data = data.as_path();
         self.check(&Origin::CommandLine)?;
-        let target = self.target_sparsity.unwrap_or(0.5);
+        let budget = match (self.target_macs, self.target_params) {
+            (Some(r), _) => Budget::Macs(r),
+            (None, Some(r)) => Budget::Params(r),
+            (None, None) => Budget::GroupSparsity,
+        };
+        // With a MACs or parameter budget the group sparsity is what the budget gives.
+        let target = if budget == Budget::GroupSparsity { self.target_sparsity.unwrap_or(0.5) } else { 0.0 };
         let batch_size = self.batch_size.unwrap_or(32);
         let batches_per_epoch = if samples >= batch_size { samples / batch_size } else { 1 } as f64;
         let steps = match (self.steps, self.epochs) {
@@ -440,6 +478,8 @@ impl JobSpec {
             );
         }
         let mut hesso = default_hesso(steps, target);
+        hesso.budget = budget;
+        hesso.max_group_sparsity = self.max_group_sparsity.unwrap_or(hesso.max_group_sparsity);
         if let Some(h) = &self.hesso {
             hesso.start_pruning_step = h.start_pruning_step.unwrap_or(hesso.start_pruning_step);
             hesso.pruning_steps = h.pruning_steps.unwrap_or(hesso.pruning_steps);

@@ -76,6 +76,67 @@ pub struct Report {
     pub history: History,
     /// What CRIC did (probes, cycles), when it ran.
     pub cric: Option<oto_optim::CricReport>,
+    /// The budget: what the job asked for and what the compact model has.
+    pub budget: BudgetReport,
+    /// Groups left narrow (fewer than 4 elements or under 10% of their width).
+    pub narrow_groups: Vec<NarrowGroup>,
+}
+
+/// The budget a job met.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetReport {
+    /// `group_sparsity`, `macs` or `params`.
+    pub kind: String,
+    /// The target: the group sparsity, or the ratio of the original MACs or parameters to keep.
+    pub target: f64,
+    /// The same quantity measured on the compact model (group sparsity: after training).
+    pub achieved: f64,
+    /// With a MACs or parameter budget: the ratio HESSO's cost model predicted.
+    pub estimated: Option<f64>,
+}
+
+/// A group that pruning left narrow.
+#[derive(Debug, Clone, Serialize)]
+pub struct NarrowGroup {
+    /// The group id.
+    pub group: String,
+    /// Elements kept.
+    pub kept: usize,
+    /// Elements before pruning.
+    pub width: usize,
+}
+
+/// The groups that keep fewer than 4 elements or less than 10% of their width (a group
+/// that had fewer than 4 to begin with is narrow only when it lost some).
+pub fn narrow_groups(analysis: &oto_graph::Analysis, pruned: &std::collections::BTreeMap<String, Vec<usize>>) -> Vec<NarrowGroup> {
+    analysis
+        .prunable_groups()
+        .filter_map(|g| {
+            let removed = pruned.get(&g.id).map_or(0, Vec::len);
+            let kept = g.num_elements.saturating_sub(removed);
+            let narrow = removed > 0 && (kept < 4 || (kept as f64) < 0.1 * g.num_elements as f64);
+            narrow.then(|| NarrowGroup { group: g.id.clone(), kept, width: g.num_elements })
+        })
+        .collect()
+}
+
+/// What the job's budget asked for and what the compact model has.
+fn budget_report(
+    job: &Job,
+    group_sparsity: f64,
+    params: BeforeAfter<u64>,
+    macs: BeforeAfter<u64>,
+    estimate: Option<(f64, f64)>,
+) -> BudgetReport {
+    let share = |b: BeforeAfter<u64>| if b.before == 0 { 1.0 } else { b.after as f64 / b.before as f64 };
+    let estimated = estimate.map(|(before, after)| if before > 0.0 { after / before } else { 1.0 });
+    match job.hesso.budget {
+        oto_optim::Budget::GroupSparsity => {
+            BudgetReport { kind: "group_sparsity".into(), target: job.target_sparsity, achieved: group_sparsity, estimated: None }
+        }
+        oto_optim::Budget::Macs(r) => BudgetReport { kind: "macs".into(), target: r, achieved: share(macs), estimated },
+        oto_optim::Budget::Params(r) => BudgetReport { kind: "params".into(), target: r, achieved: share(params), estimated },
+    }
 }
 
 /// Writes every output into `job.out` (each file atomically) from what the stages
@@ -108,7 +169,33 @@ pub fn write(trained: &Trained, built: &Constructed, verified: Verified, started
         },
         history: trained.progress.history.clone(),
         cric: finals.cric.clone(),
+        budget: budget_report(
+            job,
+            metrics.group_sparsity,
+            BeforeAfter { before: built.report.params_before, after: built.report.params_after },
+            BeforeAfter { before: built.report.macs_before, after: built.report.macs_after },
+            finals.budget_estimate,
+        ),
+        narrow_groups: narrow_groups(&trained.analysis, &finals.pruned),
     };
+    // A budget the cap (or the divisibility rule) kept out of reach is said, not hidden.
+    let b = &report.budget;
+    let missed = match b.kind.as_str() {
+        "group_sparsity" => b.achieved + 1.0 / report.prunable_elements.max(1) as f64 <= b.target,
+        _ => b.achieved > b.target,
+    };
+    if missed {
+        observer.event(Event::Note(format!(
+            "warning: the {} target {} was not reached ({:.4}): every group is at its limit (--max-group-sparsity {}, group_divisible {})",
+            b.kind, b.target, b.achieved, job.hesso.max_group_sparsity, job.hesso.group_divisible
+        )));
+    }
+    for n in &report.narrow_groups {
+        observer.event(Event::Note(format!(
+            "warning: group {} keeps {} of {} elements (a narrow layer limits accuracy; see --max-group-sparsity)",
+            n.group, n.kept, n.width
+        )));
+    }
 
     // Outputs: each written atomically; a mismatch leaves no compact model behind.
     let out = &job.out;
@@ -205,7 +292,22 @@ pub fn summary_table(r: &Report) -> String {
             ratio(l.before_ms, l.after_ms)
         );
     }
-    let _ = writeln!(s, "| group sparsity | 0 | {:.4} (target {}) | |", r.group_sparsity, r.target_sparsity);
+    match r.budget.kind.as_str() {
+        "group_sparsity" => {
+            let _ = writeln!(s, "| group sparsity | 0 | {:.4} (target {}) | |", r.group_sparsity, r.target_sparsity);
+        }
+        kind => {
+            let name = if kind == "macs" { "MACs" } else { "parameters" };
+            let _ = writeln!(
+                s,
+                "| budget: {name} | 1 | {:.4} (target {}{}) | |",
+                r.budget.achieved,
+                r.budget.target,
+                r.budget.estimated.map(|e| format!(", estimated {e:.4}")).unwrap_or_default()
+            );
+            let _ = writeln!(s, "| group sparsity | 0 | {:.4} | |", r.group_sparsity);
+        }
+    }
     s
 }
 
@@ -236,9 +338,16 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "\nPruned {} of {} prunable elements (construction removed {} all-zero elements).",
-        r.pruned_elements, r.prunable_elements, r.removed_elements
+        "\nPruned {} of {} prunable elements (construction removed {} all-zero elements); no group loses more than {} of its elements.",
+        r.pruned_elements, r.prunable_elements, r.removed_elements, r.job.hesso.max_group_sparsity
     );
+    for n in &r.narrow_groups {
+        let _ = writeln!(
+            s,
+            "\n**Warning**: group `{}` keeps {} of {} elements: a layer this narrow limits accuracy (see `--max-group-sparsity`).",
+            n.group, n.kept, n.width
+        );
+    }
     let j = &r.job;
     let _ = writeln!(
         s,

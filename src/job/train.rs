@@ -53,6 +53,28 @@ pub struct Finals {
     pub metrics: HessoMetrics,
     /// CRIC's report, when it ran.
     pub cric: Option<oto_optim::CricReport>,
+    /// With a MACs or parameter budget: HESSO's cost model of the budgeted resource
+    /// (whole model, after pruning).
+    pub budget_estimate: Option<(f64, f64)>,
+}
+
+/// What every initializer of `model` costs, for a MACs or parameter budget
+/// (`oto_onnx::cost::weight_costs`), and the MACs no initializer carries.
+fn weight_prices(model: &Model) -> Result<(BTreeMap<String, oto_optim::WeightPrice>, f64)> {
+    let graph = oto_onnx::Graph::new(model).map_err(input_error)?;
+    let shapes = oto_onnx::shape::infer(&graph).map_err(input_error)?;
+    let costs = oto_onnx::cost::weight_costs(&graph, &shapes);
+    let prices = costs
+        .weights
+        .into_iter()
+        .map(|(name, w)| {
+            let numel = w.dims.iter().map(|&d| d as f64).product::<f64>();
+            let macs_per_element = if numel > 0.0 { w.macs as f64 / numel } else { 0.0 };
+            let params_per_element = if w.parameter { 1.0 } else { 0.0 };
+            (name, oto_optim::WeightPrice { dims: w.dims, params_per_element, macs_per_element })
+        })
+        .collect();
+    Ok((prices, costs.other_macs as f64))
 }
 
 /// What training leaves for the later stages.
@@ -107,7 +129,11 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         progress.before = Some(evaluate(&exec, teacher.as_ref(), eval_data, job.eval_batch(), job.loss).map_err(classify)?);
     }
 
-    let hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
+    let mut hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
+    if job.hesso.budget.ratio().is_some() {
+        let (weights, other_macs) = weight_prices(&model)?;
+        hesso.set_costs(&analysis, &weights, other_macs);
+    }
     let config = TrainConfig {
         steps: job.steps,
         batch_size: job.batch_size,
@@ -181,6 +207,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
     }
 
     let finals = Finals {
+        budget_estimate: trainer.optimizer.budget_estimate(),
         train_seconds,
         pruned: trainer.optimizer.pruned_elements(),
         metrics: trainer.optimizer.metrics()?,

@@ -33,15 +33,23 @@ pub struct ParamCount {
     pub other: u64,
 }
 
-/// Counts the parameters of `graph` (shared initializers once). Weights are not decoded.
-pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
+/// What kind of initializer [`parameter_count`] sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InitKind {
+    Parameter,
+    RunningStats,
+    Other,
+}
+
+/// Every initializer once (the first of a repeated name), with its element count and kind.
+fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitKind)> {
     let mut stats: HashSet<&str> = HashSet::new();
     for (_, node) in graph.nodes() {
         if node.op() == "BatchNormalization" {
             stats.extend(node.input.iter().skip(3).take(2).map(String::as_str));
         }
     }
-    let mut count = ParamCount::default();
+    let mut out = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     for t in &graph.proto.initializer {
         let name = t.name.as_deref().unwrap_or("");
@@ -50,16 +58,82 @@ pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
         }
         let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
         let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
-        if stats.contains(name) {
-            count.running_stats = count.running_stats.saturating_add(numel);
+        let kind = if stats.contains(name) {
+            InitKind::RunningStats
         } else if float && numel > 1 {
-            count.parameters = count.parameters.saturating_add(numel);
-            count.tensors += 1;
+            InitKind::Parameter
         } else {
-            count.other = count.other.saturating_add(numel);
+            InitKind::Other
+        };
+        out.push((name, t.dims.as_slice(), numel, kind));
+    }
+    out
+}
+
+/// Counts the parameters of `graph` (shared initializers once). Weights are not decoded.
+pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
+    let mut count = ParamCount::default();
+    for (_, _, numel, kind) in initializers(graph) {
+        match kind {
+            InitKind::RunningStats => count.running_stats = count.running_stats.saturating_add(numel),
+            InitKind::Parameter => {
+                count.parameters = count.parameters.saturating_add(numel);
+                count.tensors += 1;
+            }
+            InitKind::Other => count.other = count.other.saturating_add(numel),
         }
     }
     count
+}
+
+/// What one initializer costs: the model's parameter count and MAC estimate are sums of
+/// these over the initializers (plus [`WeightCosts::other_macs`]), and both scale with the
+/// initializer's element count, so a pruning budget can price a removed slice of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightCost {
+    /// The initializer's dims.
+    pub dims: Vec<usize>,
+    /// Whether its elements count as parameters in [`parameter_count`].
+    pub parameter: bool,
+    /// The MACs (per batch element, as [`macs`] counts them) of the nodes that read it as
+    /// their weight: Conv/ConvTranspose input 1, the initializer operand of Gemm/MatMul.
+    /// A node's MACs are proportional to its weight's element count, the other dims
+    /// (output positions, rows) being unchanged by pruning the weight.
+    pub macs: u64,
+}
+
+/// [`WeightCost`] of every initializer, and the MACs no initializer accounts for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeightCosts {
+    /// Per initializer name.
+    pub weights: BTreeMap<String, WeightCost>,
+    /// MACs of counted nodes without an initializer weight (activation x activation
+    /// MatMul, such as attention scores): a budget treats them as fixed.
+    pub other_macs: u64,
+}
+
+/// The cost of every initializer of `graph` (see [`WeightCost`]); MACs as [`macs`] counts them.
+pub fn weight_costs(graph: &Graph<'_>, shapes: &Shapes) -> WeightCosts {
+    let mut out = WeightCosts::default();
+    for (name, dims, _, kind) in initializers(graph) {
+        let dims = dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        out.weights.insert(name.to_string(), WeightCost { dims, parameter: kind == InitKind::Parameter, macs: 0 });
+    }
+    let est = macs(graph, shapes);
+    let nodes = &graph.proto.node;
+    for m in &est.per_node {
+        let Some(node) = nodes.get(m.node) else { continue };
+        let weight_input = |k: usize| node.input.get(k).filter(|n| out.weights.contains_key(n.as_str())).cloned();
+        let weight = match node.op() {
+            "Conv" | "ConvInteger" | "ConvTranspose" => weight_input(1),
+            _ => weight_input(1).or_else(|| weight_input(0)),
+        };
+        match weight.and_then(|w| out.weights.get_mut(&w)) {
+            Some(w) => w.macs = w.macs.saturating_add(m.macs),
+            None => out.other_macs = out.other_macs.saturating_add(m.macs),
+        }
+    }
+    out
 }
 
 /// MACs of one node.

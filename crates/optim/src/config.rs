@@ -1,5 +1,6 @@
 //! HESSO's settings and their validation.
 
+use crate::budget::Budget;
 use crate::error::{HessoError, Result};
 
 /// Weights of the importance criteria (each criterion is normalized by its L2 norm over
@@ -51,6 +52,21 @@ pub struct HessoConfig {
     /// `pruning_periods` are not used; see [`CricConfig`] for how the steps are spent.
     #[serde(default)]
     pub cric: Option<CricConfig>,
+    /// What the selection meets: `target_group_sparsity` (the default), or a fraction of
+    /// the MACs or parameters to keep (needs [`crate::Hesso::set_costs`]).
+    #[serde(default)]
+    pub budget: Budget,
+    /// The largest share of any group's elements the selection removes, in (0, 1]: a
+    /// floor against layer collapse (every group also keeps at least D elements).
+    #[serde(default = "default_max_group_sparsity")]
+    pub max_group_sparsity: f64,
+}
+
+/// The default cap on a group's removed share (see [`HessoConfig::max_group_sparsity`]).
+pub const DEFAULT_MAX_GROUP_SPARSITY: f64 = 0.9;
+
+fn default_max_group_sparsity() -> f64 {
+    DEFAULT_MAX_GROUP_SPARSITY
 }
 
 impl Default for HessoConfig {
@@ -63,6 +79,8 @@ impl Default for HessoConfig {
             group_divisible: 1,
             importance: ImportanceWeights::default(),
             cric: None,
+            budget: Budget::GroupSparsity,
+            max_group_sparsity: DEFAULT_MAX_GROUP_SPARSITY,
         }
     }
 }
@@ -74,6 +92,15 @@ impl HessoConfig {
         let t = self.target_group_sparsity;
         if !(t.is_finite() && (0.0..1.0).contains(&t)) {
             return bad("target_group_sparsity", format!("{t} is not in [0, 1)"));
+        }
+        let cap = self.max_group_sparsity;
+        if !(cap.is_finite() && cap > 0.0 && cap <= 1.0) {
+            return bad("max_group_sparsity", format!("{cap} is not in (0, 1]"));
+        }
+        if let Some(r) = self.budget.ratio() {
+            if !(r.is_finite() && r > 0.0 && r <= 1.0) {
+                return bad("budget", format!("the {} ratio to keep, {r}, is not in (0, 1]", self.budget.name()));
+            }
         }
         if self.pruning_periods == 0 {
             return bad("pruning_periods", "is 0, must be at least 1".into());

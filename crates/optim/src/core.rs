@@ -6,6 +6,7 @@
 //! `crate::hesso` (construction, the plain schedule, metrics, checkpoints) and
 //! `crate::cric` (the cycles) both build on this module; neither imports the other.
 
+use crate::budget::CostModel;
 use crate::config::{CricConfig, HessoConfig};
 use crate::error::{HessoError, Result};
 use crate::select::GroupQuota;
@@ -94,6 +95,9 @@ pub struct Hesso {
     pub(crate) buffers: Vec<(String, Tensor)>,
     /// CRIC's state, when configured.
     pub(crate) cric: Option<CricState>,
+    /// The cost of the budgeted resource (MACs or parameters) over the removed counts per
+    /// group, once [`Hesso::set_costs`] gave the weights' prices.
+    pub(crate) costs: Option<CostModel>,
 }
 
 impl Hesso {
@@ -257,12 +261,23 @@ impl Hesso {
     /// The importance scores of all elements on the device (f64, groups concatenated in
     /// order; empty on the host when there is no prunable group).
     pub(crate) fn score_tensor(&self) -> Result<Tensor> {
+        self.score_tensor_undecayed(None)
+    }
+
+    /// [`Hesso::score_tensor`] with every element's producer slices taken as divided by
+    /// `decay` (one factor per element, groups concatenated; 1 for an element not
+    /// decaying): CRIC scores its violating set as if its linear decay had not shrunk it.
+    pub(crate) fn score_tensor_undecayed(&self, decay: Option<&Tensor>) -> Result<Tensor> {
         if self.groups.is_empty() {
             return Ok(Tensor::zeros([0], (Kind::Double, tch::Device::Cpu)));
         }
         let _guard = tch::no_grad_guard();
         let fail = |e| HessoError::torch("computing importance scores", e);
-        let [xsq, gsq, dot, count] = self.element_statistics(true)?;
+        let [mut xsq, gsq, mut dot, count] = self.element_statistics(true)?;
+        if let Some(f) = decay {
+            xsq = xsq.f_div(&f.f_square().map_err(fail)?).map_err(fail)?;
+            dot = dot.f_div(f).map_err(fail)?;
+        }
         let score = (|| -> std::result::Result<Tensor, tch::TchError> {
             let xnorm = xsq.f_sqrt()?;
             let magnitude = xnorm.shallow_clone();

@@ -7,6 +7,7 @@
 //! The state is O(parameters + elements): one snapshot, one running sum of scores and a
 //! step count, the sets as flags per element, and a few numbers per group and per cycle.
 
+use crate::budget;
 use crate::config::CricConfig;
 use crate::core::{CricState, GroupProbe, Hesso, Phase, SavedCric, Snapshot};
 use crate::error::{HessoError, Result};
@@ -210,7 +211,7 @@ impl Hesso {
         cric.score_sum = Some(Tensor::zeros([self.total_elements as i64], (Kind::Double, device)));
         cric.score_count = 0;
         cric.violated = self.groups.iter().map(|g| vec![false; g.num_elements]).collect();
-        let first = self.lowest(&scores);
+        let first = self.lowest(&scores)?;
         self.start_cycle(cric, first);
         Ok(())
     }
@@ -259,10 +260,14 @@ impl Hesso {
 
     /// The `target_count` lowest elements by `scores` under HESSO's selection rules
     /// (group divisibility, realized count), from an empty choice.
-    fn lowest(&self, scores: &[Vec<f64>]) -> Vec<(usize, usize)> {
+    /// With a MACs or parameter budget: the least-score choice meeting it ([`budget::solve`]).
+    fn lowest(&self, scores: &[Vec<f64>]) -> Result<Vec<(usize, usize)>> {
         let mut chosen: Vec<Vec<bool>> = self.groups.iter().map(|g| vec![false; g.num_elements]).collect();
         let mut quotas: Vec<GroupQuota> = self.quotas.iter().map(|q| GroupQuota { chosen: 0, ..*q }).collect();
-        select::select(scores, &mut chosen, &mut quotas, self.target_count, self.target_count).elements
+        if let (Some(ratio), Some(costs)) = (self.budget_ratio()?, self.costs.as_ref()) {
+            return Ok(budget::solve(costs, scores, &mut chosen, &mut quotas, costs.original() * ratio));
+        }
+        Ok(select::select(scores, &mut chosen, &mut quotas, self.target_count, self.target_count).elements)
     }
 
     /// Makes `elements` the set the next steps decay (the flags and counts of the metrics too).
@@ -297,12 +302,30 @@ impl Hesso {
     /// snapshot and either start the next cycle or make the final choice.
     fn cycle_step(&mut self, cric: &mut CricState, index: u64) -> Result<()> {
         let fail = |e| HessoError::torch("accumulating CRIC's scores", e);
-        let scores = self.score_tensor()?;
+        // The violating set has been scaled by (d - t) / d so far in this cycle: its scores
+        // are taken as if it had not (otherwise the decay alone keeps the first cycle's set
+        // lowest and the cycles only confirm the choice at the snapshot).
+        let (t, d) = (cric.phase_step, cric.config.sampling_steps);
+        let mut factors = vec![1.0f64; self.total_elements];
+        let offsets: Vec<usize> = self
+            .groups
+            .iter()
+            .scan(0, |o, g| {
+                let at = *o;
+                *o += g.num_elements;
+                Some(at)
+            })
+            .collect();
+        for &(g, e) in &self.decaying {
+            factors[offsets[g] + e] = (d - t) as f64 / d as f64;
+        }
+        let device = self.groups.first().map_or(tch::Device::Cpu, |g| self.base.params[g.slices[0].param].device());
+        let factors = Tensor::from_slice(&factors).f_to_device(device).map_err(fail)?;
+        let scores = self.score_tensor_undecayed(Some(&factors))?;
         if let Some(sum) = &mut cric.score_sum {
             let _ = sum.f_add_(&scores.f_to_device(sum.device()).map_err(fail)?).map_err(fail)?;
         }
         cric.score_count += 1;
-        let (t, d) = (cric.phase_step, cric.config.sampling_steps);
         if t + 1 < d {
             cric.phase_step += 1;
             return self.scale_decaying((d - t - 1) as f64 / (d - t) as f64);
@@ -311,7 +334,7 @@ impl Hesso {
         // restored instead, so that the next cycle (or the hybrid training) starts from it.
         let mean = self.mean_scores(cric)?.unwrap_or_default();
         let mean = self.split_by_group(&mean);
-        let lowest = self.lowest(&mean);
+        let lowest = self.lowest(&mean)?;
         let new: Vec<(usize, usize)> = lowest.into_iter().filter(|&(g, e)| !cric.violated[g][e]).collect();
         cric.new_elements.push(new.len());
         if let Some(snapshot) = &cric.snapshot {
@@ -319,7 +342,7 @@ impl Hesso {
         }
         if new.len() <= cric.config.tolerance || cric.cycle >= cric.config.max_cycles {
             let final_scores = self.final_scores(cric, &mean);
-            let chosen = self.lowest(&final_scores);
+            let chosen = self.lowest(&final_scores)?;
             self.set_decaying(chosen);
             cric.next = Phase::Hybrid;
             cric.phase_step = 0;
@@ -330,14 +353,43 @@ impl Hesso {
         Ok(())
     }
 
-    /// Mean score plus `probe_weight` times the probes' term: each element carries its
-    /// group's log ratio, and that vector is divided by its L2 norm over all elements (as
-    /// each criterion is), so a group whose probes hurt the loss more scores higher.
+    /// Mean score plus `probe_weight` times the probes' term. The term is per element, by
+    /// its rank in its group: the element whose removal would take the group to a share
+    /// `f` of its elements removed (its rank by mean score + 1, over the group's size)
+    /// carries the group's probe curve at `f`, interpolated linearly through (0, 0) and the
+    /// probes' (fraction zeroed, log loss ratio), continued past the last probe with the
+    /// last segment's slope when it rises, and never below 0. The vector is divided by its
+    /// L2 norm over all elements (as each criterion is).
+    ///
+    /// A constant per group (the earlier rule, the mean of the group's log ratios added to
+    /// every element) shifts a whole group down when its probes were mild, so the choice
+    /// concentrated in that group: on the digits CNN at 0.8, 63 of the 64 channels of the
+    /// last convolution went and accuracy fell to 26%. With the term rising along the
+    /// group's own curve, the deeper a group is cut, the dearer its next element.
     fn final_scores(&self, cric: &CricState, mean: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let terms: Vec<f64> = cric.probes.iter().map(|p| p.log_ratio).collect();
-        let norm = terms.iter().zip(&self.groups).map(|(t, g)| t * t * g.num_elements as f64).sum::<f64>().sqrt();
+        let mut terms: Vec<Vec<f64>> = Vec::with_capacity(mean.len());
+        for (g, m) in mean.iter().enumerate() {
+            let n = m.len();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| m[a].total_cmp(&m[b]).then(a.cmp(&b)));
+            let mut curve = vec![(0.0, 0.0)];
+            if let Some(p) = cric.probes.get(g) {
+                for (&zeroed, &loss) in p.zeroed.iter().zip(&p.loss) {
+                    let x = zeroed as f64 / n.max(1) as f64;
+                    if zeroed > 0 && x > curve.last().map_or(0.0, |c| c.0) {
+                        curve.push((x, bounded_log_ratio(loss, cric.reference_loss.unwrap_or(loss))));
+                    }
+                }
+            }
+            let mut t = vec![0.0; n];
+            for (rank, &e) in order.iter().enumerate() {
+                t[e] = probe_curve(&curve, (rank + 1) as f64 / n as f64).max(0.0);
+            }
+            terms.push(t);
+        }
+        let norm = terms.iter().flatten().map(|t| t * t).sum::<f64>().sqrt();
         let scale = if norm > 0.0 { cric.config.probe_weight / norm } else { 0.0 };
-        mean.iter().zip(&terms).map(|(m, t)| m.iter().map(|s| s + scale * t).collect()).collect()
+        mean.iter().zip(&terms).map(|(m, t)| m.iter().zip(t).map(|(s, t)| s + scale * t).collect()).collect()
     }
 
     /// CRIC's checkpoint: counters and sets as JSON, snapshot and score sum as tensors.
@@ -476,6 +528,22 @@ impl Hesso {
     }
 }
 
+/// The piecewise-linear curve through `points` (x increasing, starting at (0, 0)) at `x`;
+/// past the last point, continued with the last segment's slope when it rises (flat otherwise).
+fn probe_curve(points: &[(f64, f64)], x: f64) -> f64 {
+    for w in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if x <= x1 {
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+        }
+    }
+    match points {
+        [.., (x0, y0), (x1, y1)] => y1 + ((y1 - y0) / (x1 - x0)).max(0.0) * (x - x1),
+        [(_, y)] => *y,
+        [] => 0.0,
+    }
+}
+
 /// `ln(loss / reference)`, bounded to `[-LOG_RATIO_CAP, LOG_RATIO_CAP]`; a loss that is not
 /// finite counts as the bound (zeroing made the model diverge: as harmful as it gets).
 fn bounded_log_ratio(loss: f64, reference: f64) -> f64 {
@@ -484,4 +552,22 @@ fn bounded_log_ratio(loss: f64, reference: f64) -> f64 {
     }
     let tiny = f64::MIN_POSITIVE;
     (loss.max(tiny).ln() - reference.max(tiny).ln()).clamp(-LOG_RATIO_CAP, LOG_RATIO_CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_curve;
+
+    #[test]
+    fn probe_curve_interpolates_and_rises_past_the_last_probe() {
+        let points = [(0.0, 0.0), (0.25, 0.1), (0.5, 0.3), (0.75, 0.9)];
+        assert_eq!(probe_curve(&points, 0.0), 0.0);
+        assert!((probe_curve(&points, 0.125) - 0.05).abs() < 1e-12);
+        assert!((probe_curve(&points, 0.625) - 0.6).abs() < 1e-12);
+        // Past 0.75: the last slope (2.4 per unit) continues.
+        assert!((probe_curve(&points, 1.0) - 1.5).abs() < 1e-12);
+        // A falling last segment stays flat past the last probe.
+        assert!((probe_curve(&[(0.0, 0.0), (0.5, 0.4), (0.75, 0.2)], 1.0) - 0.2).abs() < 1e-12);
+        assert_eq!(probe_curve(&[(0.0, 0.0)], 0.7), 0.0);
+    }
 }

@@ -3,6 +3,7 @@
 //! checkpoints. The state and the element machinery are in `crate::core`; with CRIC
 //! configured, the choice comes from `crate::cric` instead of the periods.
 
+use crate::budget::{self, Budget, CostModel, SliceCost, WeightPrice};
 use crate::config::HessoConfig;
 use crate::core::{CricState, Hesso, Phase, ProducerSlice, PrunableGroup, SavedCric, SliceSet};
 use crate::error::{HessoError, Result};
@@ -87,7 +88,7 @@ impl Hesso {
             groups.push(PrunableGroup { id: g.id.clone(), num_elements: g.num_elements, element_indices, slices });
         }
         let quotas: Vec<GroupQuota> =
-            groups.iter().map(|g| GroupQuota { num_elements: g.num_elements, divisible: config.group_divisible, chosen: 0 }).collect();
+            groups.iter().map(|g| GroupQuota::new(g.num_elements, config.group_divisible, config.max_group_sparsity)).collect();
         let total_elements: usize = groups.iter().map(|g| g.num_elements).sum();
         let requested = (total_elements as f64 * config.target_group_sparsity).floor() as usize;
         let target_count = select::largest_feasible(&quotas, requested);
@@ -108,7 +109,61 @@ impl Hesso {
             last_lr: 0.0,
             buffers: Vec::new(),
             cric: config.cric.map(CricState::new),
+            costs: None,
         })
+    }
+
+    /// Prices the budgeted resource: `weights` gives every initializer's dims and cost per
+    /// element (`oto_onnx::cost::weight_costs`), `other_macs` the MACs no initializer
+    /// carries, `analysis` the member slices of the groups (the same analysis as at
+    /// construction). Needed when the budget is MACs or parameters; harmless otherwise.
+    pub fn set_costs(&mut self, analysis: &Analysis, weights: &BTreeMap<String, WeightPrice>, other_macs: f64) {
+        let (per_element, fixed): (fn(&WeightPrice) -> f64, f64) = match self.config.budget {
+            Budget::Params(_) => (|w| w.params_per_element, 0.0),
+            _ => (|w| w.macs_per_element, other_macs),
+        };
+        let priced: BTreeMap<String, (Vec<usize>, f64)> =
+            weights.iter().map(|(n, w)| (n.clone(), (w.dims.clone(), per_element(w)))).collect();
+        let slices: Vec<Vec<SliceCost>> = self
+            .groups
+            .iter()
+            .map(|g| {
+                analysis
+                    .group(&g.id)
+                    .map(|a| {
+                        a.members
+                            .iter()
+                            .map(|m| SliceCost { initializer: m.initializer.clone(), axis: m.axis, per_element: m.map.block() })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.costs = Some(CostModel::new(&priced, &slices, fixed));
+    }
+
+    /// The budgeted resource under the cost model: (whole model, with the chosen elements
+    /// removed); `None` without a MACs or parameter budget and its prices.
+    pub fn budget_estimate(&self) -> Option<(f64, f64)> {
+        self.config.budget.ratio()?;
+        let costs = self.costs.as_ref()?;
+        let k: Vec<usize> = self.quotas.iter().map(|q| q.chosen).collect();
+        Some((costs.original(), costs.cost(&k)))
+    }
+
+    /// The ratio to keep for a MACs or parameter budget, once its cost model is there (an
+    /// error when [`Hesso::set_costs`] was not called); `None` for a group-sparsity budget.
+    pub(crate) fn budget_ratio(&self) -> Result<Option<f64>> {
+        let Some(ratio) = self.config.budget.ratio() else {
+            return Ok(None);
+        };
+        if self.costs.is_none() {
+            return Err(HessoError::Config {
+                setting: "budget",
+                message: format!("a {} budget needs the weights' costs: call Hesso::set_costs", self.config.budget.name()),
+            });
+        }
+        Ok(Some(ratio))
     }
 
     /// The settings.
@@ -206,6 +261,15 @@ impl Hesso {
         let cumulative = if p + 1 == periods { self.target_count } else { base_quota * (p as usize + 1) };
         let already: usize = self.quotas.iter().map(|q| q.chosen).sum();
         let scores = self.scores()?;
+        if let (Some(ratio), Some(costs)) = (self.budget_ratio()?, self.costs.as_ref()) {
+            // The cost falls linearly over the periods to `ratio` of the original.
+            let share = (p + 1) as f64 / periods as f64;
+            let target = costs.original() * (1.0 - (1.0 - ratio) * share);
+            let elements = budget::solve(costs, &scores, &mut self.chosen, &mut self.quotas, target);
+            self.decaying = elements;
+            self.decaying_set = self.slice_set(&self.decaying);
+            return Ok(());
+        }
         let selection = select::select(
             &scores,
             &mut self.chosen,

@@ -24,6 +24,7 @@
 //! `oto_torch::train::Trainer::<Hesso>`, passes one).
 #![warn(missing_docs)]
 
+mod budget;
 mod config;
 mod core;
 mod cric;
@@ -32,7 +33,8 @@ mod hesso;
 mod select;
 
 pub use crate::core::{GroupProbe, Hesso, Phase};
-pub use config::{CricConfig, HessoConfig, ImportanceWeights};
+pub use budget::{solve, Budget, CostModel, SliceCost, WeightPrice};
+pub use config::{CricConfig, HessoConfig, ImportanceWeights, DEFAULT_MAX_GROUP_SPARSITY};
 pub use cric::{CricReport, PROBE_FRACTIONS};
 pub use error::HessoError;
 pub use hesso::HessoMetrics;

@@ -18,12 +18,23 @@ pub struct GroupQuota {
     pub divisible: usize,
     /// Elements chosen so far.
     pub chosen: usize,
+    /// The most elements the group may lose under the cap on a group's removed share
+    /// (`max_group_sparsity`; `usize::MAX`: no cap).
+    pub cap: usize,
 }
 
 impl GroupQuota {
-    /// The most elements the group may lose (it keeps at least D; none when it has fewer than D).
+    /// A group of `num_elements` with divisor `divisible`, nothing chosen, losing at most
+    /// `floor(max_share * num_elements)` elements (`max_share` in (0, 1]).
+    pub fn new(num_elements: usize, divisible: usize, max_share: f64) -> GroupQuota {
+        let cap = (max_share.clamp(0.0, 1.0) * num_elements as f64).floor() as usize;
+        GroupQuota { num_elements, divisible, chosen: 0, cap }
+    }
+
+    /// The most elements the group may lose: it keeps at least D (none goes when it has
+    /// fewer than D), and loses at most its cap.
     pub fn max_pruned(&self) -> usize {
-        self.num_elements.saturating_sub(self.divisible)
+        self.num_elements.saturating_sub(self.divisible).min(self.cap)
     }
 
     fn remainder(&self) -> usize {
@@ -53,10 +64,11 @@ pub fn feasible(groups: &[GroupQuota], count: usize) -> bool {
     let mut aligned_room = 0usize;
     let mut unaligned = Vec::new();
     for g in groups {
+        // Room for whole D-chunks only (a cap need not leave a multiple of D).
         if g.aligned() {
-            aligned_room += g.max_pruned().saturating_sub(g.chosen);
+            aligned_room += g.max_pruned().saturating_sub(g.chosen) / d * d;
         } else if g.remainder() <= g.max_pruned() {
-            unaligned.push((g.remainder(), g.max_pruned() - g.remainder()));
+            unaligned.push((g.remainder(), (g.max_pruned() - g.remainder()) / d * d));
         }
     }
     if unaligned.is_empty() {
@@ -166,7 +178,7 @@ mod tests {
     use super::*;
 
     fn quota(n: usize, d: usize) -> GroupQuota {
-        GroupQuota { num_elements: n, divisible: d, chosen: 0 }
+        GroupQuota { num_elements: n, divisible: d, chosen: 0, cap: usize::MAX }
     }
 
     #[test]

@@ -1,0 +1,154 @@
+"""The pruning-quality grid (`make bench-quality`): `oto prune` of the digits CNN
+(examples/digits.toml, examples/data) over budgets, targets, seeds and methods, with the
+compact model's test accuracy, parameters and MACs of every run, summarized in
+bench/quality.md (mean, standard error and worst seed per cell) and bench/quality.json
+(every run).
+
+    python bench/quality.py --oto target/release/oto                    # the whole grid
+    python bench/quality.py --budgets demo --targets s0.8,m0.25 --seeds 0,1,2
+    python bench/quality.py --budgets "" --note "..."                  # only rewrite the table
+
+Targets: `sX` group sparsity X (--target-sparsity), `mX` MACs ratio X (--target-macs),
+`pX` parameter ratio X (--target-params). Budgets: `demo` (the demo job: 8 epochs =
+352 steps at batch 32, SGD lr 0.05 cosine), `30ep` (30 epochs at batch 64, SGD lr 0.05
+momentum 0.9, cosine: the budget of OTO's reference run). Runs already in the JSON file
+(same budget, target, method, seed and extra options) are not run again unless --fresh,
+so the grid can be filled in parts on a busy machine.
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGETS = {
+    "demo": ["--epochs", "8", "--batch-size", "32", "--lr", "0.05", "--optimizer", "sgd", "--schedule", "cosine"],
+    "30ep": ["--epochs", "30", "--batch-size", "64", "--lr", "0.05", "--optimizer", "sgd", "--schedule", "cosine"],
+}
+ALL_TARGETS = ["s0.5", "s0.7", "s0.8", "s0.9", "m0.5", "m0.25", "m0.1"]
+FLAG = {"s": "--target-sparsity", "m": "--target-macs", "p": "--target-params"}
+
+
+def run_one(oto, budget, target, method, seed, extra, threads):
+    with tempfile.TemporaryDirectory(prefix="oto-quality-") as out:
+        cmd = [oto, "prune", "--config", str(ROOT / "examples/digits.toml"), "--out", out, "--seed", str(seed)]
+        cmd += BUDGETS[budget] + [FLAG[target[0]], target[1:], "--threads", str(threads), "--device", "cpu", "-q"]
+        if method == "cric":
+            cmd.append("--cric")
+        cmd += extra
+        started = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip()[-2000:], "cmd": cmd}
+        r = json.loads((Path(out) / "report.json").read_text())
+    return {
+        "accuracy": r["quality"]["compact"]["accuracy"],
+        "params": r["params"]["after"],
+        "params_ratio": r["params"]["after"] / r["params"]["before"],
+        "macs": r["macs"]["after"],
+        "macs_ratio": r["macs"]["after"] / r["macs"]["before"],
+        "group_sparsity": r["group_sparsity"],
+        "narrow_groups": len(r.get("narrow_groups", [])),
+        "seconds": time.time() - started,
+    }
+
+
+def key(run):
+    return (run["budget"], run["target"], run["method"], run["seed"], " ".join(run["extra"]))
+
+
+def stats(values):
+    n = len(values)
+    mean = sum(values) / n
+    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
+    return mean, se
+
+
+def table(runs):
+    cells = {}
+    for r in runs:
+        if "error" in r["result"]:
+            continue
+        cells.setdefault((r["budget"], r["target"], " ".join(r["extra"])), {}).setdefault(r["method"], []).append(r)
+    lines = [
+        "| budget | target | options | method | seeds | accuracy mean ± s.e. | worst | params ratio | MACs ratio | narrow groups |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {t: i for i, t in enumerate(ALL_TARGETS)}
+    for (budget, target, extra), methods in sorted(cells.items(), key=lambda c: (c[0][0], order.get(c[0][1], 99), c[0][1], c[0][2])):
+        for method in sorted(methods):
+            rs = sorted(methods[method], key=lambda r: r["seed"])
+            acc = [100 * r["result"]["accuracy"] for r in rs]
+            mean, se = stats(acc)
+            pr = sum(r["result"]["params_ratio"] for r in rs) / len(rs)
+            mr = sum(r["result"]["macs_ratio"] for r in rs) / len(rs)
+            nar = sum(r["result"]["narrow_groups"] for r in rs)
+            se_text = "" if math.isnan(se) else f" ± {se:.2f}"
+            seeds = ",".join(str(r["seed"]) for r in rs)
+            lines.append(
+                f"| {budget} | {target} | {extra or '-'} | {method} | {seeds} | {mean:.2f}%{se_text} | {min(acc):.2f}% | {pr:.3f} | {mr:.3f} | {nar} |"
+            )
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--oto", default=str(ROOT / "target/release/oto"))
+    p.add_argument("--budgets", default="demo,30ep")
+    p.add_argument("--targets", default=",".join(ALL_TARGETS))
+    p.add_argument("--methods", default="hesso,cric")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--extra", default="", help="more `oto prune` options for every run, e.g. '--max-group-sparsity 1'")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=str(ROOT / "bench/quality.json"))
+    p.add_argument("--md", default=str(ROOT / "bench/quality.md"))
+    p.add_argument("--note", default="", help="a line for the table's header (machine load, what was left out)")
+    p.add_argument("--fresh", action="store_true", help="rerun runs already in the JSON file")
+    a = p.parse_args()
+
+    path = Path(a.json)
+    runs = json.loads(path.read_text()) if path.exists() else []
+    done = {key(r): r for r in runs if "error" not in r["result"]}
+    extra = a.extra.split()
+    for budget in [b for b in a.budgets.split(",") if b]:
+        for target in a.targets.split(","):
+            for method in a.methods.split(","):
+                for seed in [int(s) for s in a.seeds.split(",")]:
+                    run = {"budget": budget, "target": target, "method": method, "seed": seed, "extra": extra}
+                    if key(run) in done and not a.fresh:
+                        continue
+                    run["result"] = run_one(a.oto, budget, target, method, seed, extra, a.threads)
+                    res = run["result"]
+                    if "error" in res:
+                        print(f"{budget} {target} {method} seed {seed}: FAILED {res['error'][-300:]}", file=sys.stderr)
+                    else:
+                        print(
+                            f"{budget} {target} {method} seed {seed} {a.extra}: acc {100 * res['accuracy']:.2f}% "
+                            f"params {res['params_ratio']:.3f} MACs {res['macs_ratio']:.3f} ({res['seconds']:.0f} s)",
+                            flush=True,
+                        )
+                    runs = [r for r in runs if key(r) != key(run)] + [run]
+                    done[key(run)] = run
+                    path.write_text(json.dumps(runs, indent=1))
+    header = (
+        "# Pruning-quality grid: digits CNN\n\n"
+        "Written by `make bench-quality` (`bench/quality.py`; every run in bench/quality.json). The demo CNN of\n"
+        "examples/digits.toml pruned by `oto prune` on examples/data (1,438 training images), test accuracy of\n"
+        "the compact model on the 359 held-out images (dense, trained the same way: about 99%). Budgets: `demo` =\n"
+        "352 steps at batch 32, `30ep` = 30 epochs at batch 64 (SGD lr 0.05 momentum 0.9, cosine). Targets: `sX`\n"
+        "group sparsity X, `mX` MACs ratio X, `pX` parameters ratio X.\n\n"
+    )
+    if a.note:
+        header += a.note + "\n\n"
+    Path(a.md).write_text(header + table(runs) + "\n")
+    print(table(runs))
+
+
+if __name__ == "__main__":
+    main()
