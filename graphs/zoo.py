@@ -396,6 +396,18 @@ MODELS: list[ZooModel] = [
              "torchvision mobilenet_v2 (depthwise convs, ReLU6, residuals), 10 classes, 64x64"),
     ZooModel("densenet121", _tv("densenet121"), _img(3, 64), ["logits"],
              "torchvision densenet121 (dense concat blocks, BN before conv), 10 classes, 64x64"),
+    ZooModel("shufflenet_v2", _tv("shufflenet_v2_x0_5"), _img(3, 64), ["logits"],
+             "torchvision shufflenet_v2_x0_5 (channel split, Concat, channel shuffle by "
+             "Reshape-Transpose-Reshape), 10 classes, 64x64"),
+    ZooModel("squeezenet1_1", _tv("squeezenet1_1"), _img(3, 64), ["logits"],
+             "torchvision squeezenet1_1 (fire modules: squeeze 1x1, expand 1x1 | 3x3 Concat; conv "
+             "classifier, ceil-mode MaxPool), 10 classes, 64x64"),
+    ZooModel("mobilenet_v3_small", _tv("mobilenet_v3_small"), _img(3, 64), ["logits"],
+             "torchvision mobilenet_v3_small (SE blocks: pool-FC-ReLU-FC-HardSigmoid-Mul, "
+             "Hardswish, depthwise convs), 10 classes, 64x64"),
+    ZooModel("regnet_x_400mf", _tv("regnet_x_400mf"), _img(3, 64), ["logits"],
+             "torchvision regnet_x_400mf (grouped 3x3 convs of group width 16, residuals), "
+             "10 classes, 64x64"),
     ZooModel("bert_tiny", lambda: _bert(128, 2, 2, 512, 1000, 64),
              [InputSpec("input_ids", (16,), "ids", 1000), InputSpec("attention_mask", (16,), "mask")],
              ["logits"], "BertForSequenceClassification h128 L2 A2 ff512 vocab1000 seq16, eager attention; "
@@ -614,6 +626,20 @@ def model_seed(name: str) -> int:
 UNLABELED_SAMPLES = {"bert_tiny": 512}
 
 
+def exported_params(model: nn.Module) -> int:
+    """Parameters of the PyTorch model the exported graph computes: the exporter fuses
+    eval-mode BatchNormalization into the convolution before it (torch.fx's Conv+BN
+    fusion does the same), so those BatchNorms' weight and bias are not parameters of
+    the file, and a bias-free convolution gains a bias."""
+    import copy
+
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return sum(p.numel() for p in model.parameters())
+    from torch.fx.experimental.optimization import fuse
+
+    return sum(p.numel() for p in fuse(copy.deepcopy(model).eval()).parameters())
+
+
 def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
     import onnx
 
@@ -623,6 +649,7 @@ def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
     randomize(model)
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())  # shared params counted once
+    n_exported = exported_params(model)
 
     inputs = make_inputs(zm.inputs, BATCH, seed)
     outputs = torch_run(zm, model, inputs)
@@ -652,6 +679,7 @@ def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
         "inputs": [_io_entry(vi, _ONNX_DTYPES[vi.type.tensor_type.elem_type]) for vi in onnx_model.graph.input],
         "outputs": [_io_entry(vi, _ONNX_DTYPES[vi.type.tensor_type.elem_type]) for vi in onnx_model.graph.output],
         "params": int(n_params),
+        "exported_params": int(n_exported),
         "initializers": len(onnx_model.graph.initializer),
         "opset": max(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
         "ops": dict(sorted(ops.items())),
