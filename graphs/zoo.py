@@ -363,6 +363,8 @@ class ZooModel:
     bench: bool = False
     ort_alt_batch: bool = True  # check a second batch size in onnxruntime
     max_seq: int | None = None  # token models: the longest sequence (position table)
+    # Further torch.onnx.export arguments, as a user passes them (see demo_cnn).
+    export_args: dict = field(default_factory=dict)
     extra_checks: list[Callable] = field(default_factory=list)
 
 
@@ -384,7 +386,12 @@ MODELS: list[ZooModel] = [
     ZooModel("mlp", MLP, [InputSpec("x", (32,), "normal")], ["logits"],
              "MLP 32-64-64-10 with ReLU"),
     ZooModel("demo_cnn", DemoCNN, _img(1, 8), ["logits"],
-             "8x8 digits CNN: 3x(Conv-BN-ReLU) with MaxPool, GAP, Linear(64,10)"),
+             "8x8 digits CNN: 3x(Conv-BN-ReLU) with MaxPool, GAP, Linear(64,10)",
+             # The demo and the training tests train this CNN from random weights, which
+             # needs its BatchNorms (fused into the convs it does not learn the digits:
+             # 8% accuracy); a user who exports a model to train it keeps them the way
+             # torch.onnx.export offers, optimize=False (no graph optimization at all).
+             export_args={"optimize": False}),
     ZooModel("resnet18", _tv("resnet18"), _img(3, 64), ["logits"],
              "torchvision resnet18, 10 classes, 64x64 input"),
     ZooModel("resnet50", _tv("resnet50"), _img(3, 64), ["logits"],
@@ -536,6 +543,7 @@ def export_onnx(zm: ZooModel, model: nn.Module, inputs: dict[str, np.ndarray], p
             model, args, path, dynamo=True, opset_version=OPSET,
             input_names=[s.name for s in zm.inputs], output_names=zm.outputs,
             dynamic_shapes=dynamic_shapes(zm, zm.max_seq), external_data=False, verbose=False,
+            **zm.export_args,
         )
     return onnx.load(path)
 
@@ -626,14 +634,15 @@ def model_seed(name: str) -> int:
 UNLABELED_SAMPLES = {"bert_tiny": 512}
 
 
-def exported_params(model: nn.Module) -> int:
+def exported_params(zm: ZooModel, model: nn.Module) -> int:
     """Parameters of the PyTorch model the exported graph computes: the exporter fuses
     eval-mode BatchNormalization into the convolution before it (torch.fx's Conv+BN
     fusion does the same), so those BatchNorms' weight and bias are not parameters of
     the file, and a bias-free convolution gains a bias."""
     import copy
 
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not bn or zm.export_args.get("optimize", True) is False:
         return sum(p.numel() for p in model.parameters())
     from torch.fx.experimental.optimization import fuse
 
@@ -649,7 +658,7 @@ def export_one(zm: ZooModel, out_dir: str, seed: int) -> dict:
     randomize(model)
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())  # shared params counted once
-    n_exported = exported_params(model)
+    n_exported = exported_params(zm, model)
 
     inputs = make_inputs(zm.inputs, BATCH, seed)
     outputs = torch_run(zm, model, inputs)

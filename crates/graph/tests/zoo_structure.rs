@@ -22,15 +22,14 @@ fn sorted(mut v: Vec<usize>) -> Vec<usize> {
 
 /// demo_cnn: conv1 1->16 +bn1, conv2 16->32 +bn2, maxpool, conv3 32->64 +bn3, GAP, fc 64->10.
 /// Groups: the three conv spaces (16, 32, 64 channels), prunable; the logits (10), not.
-/// Parameters: the exporter (its defaults) folds each BatchNormalization into the conv
-/// before it, so conv1 160, conv2 4640, conv3 18496, fc 650: 23946. Every slice but
-/// fc.bias (10) is in a prunable group: 23936.
+/// Parameters: conv1 160, bn1 64 (with running stats), conv2 4640, bn2 128, conv3 18496,
+/// bn3 256, fc 650: 24394. Every slice but fc.bias (10) is in a prunable group: 24384.
 #[test]
 fn demo_cnn() {
     let a = analysis("demo_cnn");
     assert_eq!(a.groups.len(), 4, "{}", a.table());
     assert_eq!(prunable_sizes(&a), vec![16, 32, 64]);
-    assert_eq!((a.total_params, a.prunable_params), (23946, 23936));
+    assert_eq!((a.total_params, a.prunable_params), (24394, 24384));
 }
 
 /// resnet18: the stem (64) and layer1's two identity blocks are one residual stream;
