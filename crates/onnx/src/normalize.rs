@@ -27,8 +27,8 @@
 //!    what is trained), with the interpreter shape inference folds with
 //!    ([`crate::shape`]); every opset form is read through [`crate::ops`]. The result is
 //!    named by the node's output, except that a rearrangement of a weight of the file
-//!    that nothing else reads replaces that weight under its own name (as
-//!    graphs/zoo.py's cleanup does, so groups are named after the user's parameters).
+//!    that nothing else reads replaces that weight under its own name (so groups are
+//!    named after the user's parameters).
 //!    An `Identity` of an initializer becomes its own initializer (a copy when the
 //!    source is read elsewhere too): the exporters' de-duplication of equal values is
 //!    not weight sharing. Other folds never copy a float initializer that something
@@ -630,7 +630,7 @@ fn kind(op: &str) -> Option<Kind> {
 
 /// Operators whose result is their input 0 rearranged (the other inputs are integer
 /// parameters): folded on a weight read nowhere else, the result keeps the weight's
-/// name, as graphs/zoo.py's cleanup does.
+/// name.
 fn rearranges_input0(op: &str) -> bool {
     matches!(op, "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Transpose" | "Cast" | "CastLike" | "Slice")
 }
