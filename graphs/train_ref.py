@@ -5,18 +5,22 @@ Usage:
     python graphs/train_ref.py --out graphs/zoo [--only NAME ...]
 
 For resnet18, bert_tiny and mlp, the model is rebuilt exactly as graphs/zoo.py builds it
-(same builder, seed and randomisation), so its weights equal the initializers of
-graphs/zoo/NAME.onnx (checked here). Then, from those weights, one optimizer step is
+(same builder, seed and randomisation) and made the model the exported graph computes:
+the exporter's defaults fuse eval-mode BatchNormalization into the convolution before it,
+so resnet18's Conv+BN pairs are fused here too (the executor's BatchNormalization in train
+mode is reached by the zoo files that keep it: concat_bn and densenet121, BN after a Concat). Every float initializer
+of the file is matched to its PyTorch tensor by value (the exporter names folded weights
+itself) and its exact values are loaded into the PyTorch model. Then, from those weights, one optimizer step is
 taken in PyTorch on a fixed batch with cross-entropy, once with SGD (momentum, weight
 decay) and once with AdamW (mlp: three steps with each of SGD+Nesterov, SGD with
-dampening, Adam with L2 decay, AdamW), in train mode (BatchNorm uses batch statistics and
-updates its running statistics) with every Dropout disabled (p = 0). Token ids avoid
-an Embedding's padding_idx (PyTorch's gradient skips that row; ONNX's Gather cannot).
+dampening, Adam with L2 decay, AdamW), in train mode with every Dropout disabled (p = 0).
+Token ids avoid an Embedding's padding_idx (PyTorch's gradient skips that row; ONNX's
+Gather cannot).
 
 Written into the out dir:
     NAME.trainstep.batch.npz         the batch: one array per ONNX graph input, plus `labels`
-    NAME.trainstep.OPTIMIZER.npz     updated parameters and BatchNorm running stats after
-                                     the steps, keyed and laid out like the ONNX initializers
+    NAME.trainstep.OPTIMIZER.npz     updated parameters after the steps, keyed and laid out
+                                     like the ONNX initializers
     NAME.trainstep.json              hyper-parameters, step count and the loss of each step
 """
 
@@ -67,8 +71,8 @@ def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 
 
 def layout_candidates(a: np.ndarray, shape: tuple[int, ...]) -> list[tuple[str, np.ndarray]]:
-    """Ways a PyTorch tensor may be stored as its ONNX initializer: as is, transposed
-    (Linear weights stored [in, out] for MatMul) or reshaped (GroupNorm scales)."""
+    """Ways a PyTorch tensor may be stored as an ONNX initializer: as is, transposed
+    (Linear weights folded to [in, out] for MatMul) or reshaped (GroupNorm scales)."""
     out = []
     if a.shape == shape:
         out.append(("same", a))
@@ -83,34 +87,70 @@ def apply_layout(a: np.ndarray, how: str, shape: tuple[int, ...]) -> np.ndarray:
     return {"same": lambda: a, "transpose": lambda: np.ascontiguousarray(a.T), "reshape": lambda: a.reshape(shape)}[how]()
 
 
-def named_tensors(model: nn.Module) -> dict[str, np.ndarray]:
-    prefix = "model." if isinstance(model, zoo.HFLogits) else ""
+def undo_layout(a: np.ndarray, how: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The PyTorch tensor (of `shape`) stored as the initializer `a` in layout `how`."""
+    return {"same": lambda: a, "transpose": lambda: np.ascontiguousarray(a.T), "reshape": lambda: a.reshape(shape)}[how]()
+
+
+def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {}
     for name, t in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers()):
-        key = name[len(prefix):] if name.startswith(prefix) else name
-        out.setdefault(key, t.detach().numpy().copy())
+        out.setdefault(name, t)
     return out
 
 
-def find_layouts(model: nn.Module, onnx_values: dict[str, np.ndarray]) -> dict[str, str]:
-    """For every PyTorch tensor stored as an ONNX initializer, the layout whose values
-    equal the initializer exactly (the rebuilt model must be the exported one)."""
+def find_layouts(model: nn.Module, onnx_values: dict[str, np.ndarray]) -> dict[str, tuple[str, str]]:
+    """ONNX initializer name -> (PyTorch tensor name, layout) for every float initializer
+    of rank >= 1 whose values are a PyTorch tensor's in one layout. The exporter names
+    folded weights itself (a transposed Linear weight is `val_N`, a convolution fused with
+    its BatchNormalization keeps the weight's name and gets `NAME_bias`), so the match is
+    by value: exact for a stored weight, to float32 rounding for a fused one (the
+    exporter's arithmetic is not PyTorch's)."""
+    tensors = {k: t.detach().numpy() for k, t in named_tensors(model).items() if t.is_floating_point()}
     layouts = {}
-    for key, a in named_tensors(model).items():
-        if key not in onnx_values:
+    for name, ref in onnx_values.items():
+        if ref.dtype != np.float32 or ref.ndim == 0 or ref.size <= 1:
             continue
-        ref = onnx_values[key]
-        match = [how for how, v in layout_candidates(a, ref.shape) if np.array_equal(v, ref)]
-        assert match, f"rebuilt '{key}' {a.shape} equals the ONNX initializer {ref.shape} in no layout"
-        layouts[key] = match[0]
+        match = [(key, how) for key, a in tensors.items() for how, v in layout_candidates(a, ref.shape)
+                 if np.allclose(v, ref, rtol=1e-5, atol=1e-6)]
+        assert len(match) == 1, f"ONNX initializer '{name}' {ref.shape} equals {len(match)} PyTorch tensors: {match[:4]}"
+        layouts[name] = match[0]
     assert layouts, "no PyTorch tensor maps to an ONNX initializer"
     return layouts
 
 
-def onnx_state(model: nn.Module, layouts: dict[str, str], onnx_values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+@torch.no_grad()
+def load_onnx_values(model: nn.Module, layouts: dict[str, tuple[str, str]], onnx_values: dict[str, np.ndarray]) -> None:
+    """Sets every mapped PyTorch tensor to its initializer's exact values, so that both
+    start from the same weights (the fused ones differ in the last bits)."""
+    tensors = named_tensors(model)
+    for name, (key, how) in layouts.items():
+        t = tensors[key]
+        t.copy_(torch.from_numpy(undo_layout(onnx_values[name], how, tuple(t.shape)).copy()))
+
+
+def onnx_state(model: nn.Module, layouts: dict[str, tuple[str, str]], onnx_values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Parameters and BatchNorm running stats under their ONNX names and layouts."""
     tensors = named_tensors(model)
-    return {k: apply_layout(tensors[k], how, onnx_values[k].shape) for k, how in layouts.items()}
+    return {name: apply_layout(tensors[key].detach().numpy().copy(), how, onnx_values[name].shape)
+            for name, (key, how) in layouts.items()}
+
+
+def as_exported(model: nn.Module) -> nn.Module:
+    """The PyTorch model that computes what the exported graph computes: the exporter's
+    optimizer fuses every eval-mode BatchNormalization that follows a convolution into it
+    (what users get from torch.onnx.export's defaults), so the reference trains the same
+    fused convolutions (torch.fx's Conv+BN fusion)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    from torch.fx.experimental.optimization import fuse
+
+    fused = fuse(model.eval())
+    left = [n for n, m in fused.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert not left, f"BatchNorm not fused into a convolution: {left}"
+    for p in fused.parameters():  # the fused bias of a bias-free conv comes out frozen
+        p.requires_grad_(True)
+    return fused
 
 
 def avoid_padding_ids(zm, model: nn.Module, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -161,8 +201,9 @@ def reference(name: str, out_dir: str) -> None:
     zm = {m.name: m for m in zoo.MODELS}[name]
     onnx_model = onnx.load(os.path.join(out_dir, name + ".onnx"))
     onnx_values = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
-    base = build(zm)
+    base = as_exported(build(zm))
     layouts = find_layouts(base, onnx_values)
+    load_onnx_values(base, layouts, onnx_values)
     initial = onnx_state(base, layouts, onnx_values)
 
     seed = zoo.model_seed(name) + 7

@@ -4,8 +4,8 @@
 Usage:
     python graphs/user_zoo.py --out graphs/user_zoo [--only NAME ...] [--list]
 
-graphs/zoo.py exports every architecture with the dynamo exporter and then cleans the
-graph up. Users' files mostly come from `torch.onnx.export(..., dynamo=False)` (the
+graphs/zoo.py exports every architecture with the dynamo exporter (its defaults, no
+cleanup). Users' files also come from `torch.onnx.export(..., dynamo=False)` (the
 TorchScript exporter, what Hugging Face Optimum uses), with the exporter's defaults and
 no cleanup. This script makes those files, from the same architectures, randomization,
 seeds and reference inputs as graphs/zoo.py (imported, not copied), so that every

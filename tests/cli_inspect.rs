@@ -16,7 +16,8 @@ fn inspect_resnet18_json_matches_the_pytorch_parameter_count() {
     let out = oto(&["inspect", model.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["parameters"], entry["params"]);
+    // The parameters of the PyTorch model the file computes (BN fused by the exporter).
+    assert_eq!(j["parameters"], entry["exported_params"]);
     assert_eq!(j["outputs"], entry["outputs"]);
     assert_eq!(j["inputs"], entry["inputs"]);
     assert_eq!(j["operators"], entry["ops"]);
@@ -35,7 +36,7 @@ fn inspect_resnet18_text_shows_shapes_and_counts() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("logits") && text.contains("[batch, 10]"), "{text}");
     assert!(text.contains("[batch, 3, 64, 64]"), "{text}");
-    let params = entry["params"].as_u64().unwrap();
+    let params = entry["exported_params"].as_u64().unwrap();
     let digits: Vec<char> = params.to_string().chars().rev().collect();
     let groups: Vec<String> = digits.chunks(3).map(|c| c.iter().rev().collect()).collect();
     let with_commas = groups.into_iter().rev().collect::<Vec<_>>().join(",");

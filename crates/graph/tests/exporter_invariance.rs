@@ -1,15 +1,15 @@
 //! The groups do not depend on the exporter: every architecture of the zoo (dynamo
-//! exporter, cleaned up by graphs/zoo.py) against the same architecture as users' files
+//! exporter with its defaults, graphs/zoo.py) against the same architecture as users' files
 //! are made (graphs/user_zoo.py: the TorchScript exporter at opset 17, CNNs also at 13,
 //! the transformers models also called as Optimum calls them; no cleanup).
 //!
 //! Compared: the number of groups; the element kind, element count and prunability of
 //! every group (as a sorted list); the prunable parameters of the weights (initializers
 //! of rank >= 2, which every exporter writes with the same shapes); and, where both
-//! files hold the same number of parameters, all prunable parameters. The TorchScript
-//! exporter folds eval-mode BatchNormalization into the convolutions (its default), so
-//! the per-channel vectors of the CNNs differ in number (BN's four, the conv's bias)
-//! while their groups must not.
+//! files hold the same number of parameters, all prunable parameters. Both exporters fold
+//! eval-mode BatchNormalization into the convolution before it (their defaults); where a
+//! BatchNormalization stays (after a Concat, before a convolution) the per-channel
+//! vectors may still differ in number while the groups must not.
 //!
 //! `NOT_YET_INVARIANT` is a ratchet: a listed file must still differ (fix it, then
 //! remove it from the list), any other file must agree.

@@ -68,11 +68,16 @@ zoo_tests!(
     groupnorm,
     convtranspose_in,
     shared_conv,
-    flatten_linear
+    flatten_linear,
+    shufflenet_v2,
+    squeezenet1_1,
+    mobilenet_v3_small,
+    regnet_x_400mf
 );
 
-/// Zeroing a conv filter but not its BatchNorm bias leaves the element non-zero: the
-/// randomized consumer slices must then change the outputs.
+/// Zeroing a conv filter but not its bias (the BatchNorm's shift, fused into the conv by
+/// the exporter) leaves the element non-zero: the randomized consumer slices must then
+/// change the outputs.
 #[test]
 fn control_partial_zeroing_changes_outputs() {
     for name in ["demo_cnn", "resnet18"] {
@@ -85,7 +90,7 @@ fn control_partial_zeroing_changes_outputs() {
         let g = analysis
             .prunable_groups()
             .find(|g| g.members.iter().any(|m| m.role == Role::Producer && dims[&m.initializer] == 1))
-            .expect("a group with a BatchNorm bias");
+            .expect("a group with a per-channel bias");
         let elems: Vec<usize> = (0..g.num_elements).collect();
         let mut rng = SplitMix64::new(1);
         let mut zeroed = Edits::new(&model, &originals);

@@ -12,7 +12,12 @@
 //! 2. initializers listed as graph inputs are removed from the inputs (they are weights;
 //!    for IR >= 4 files [`NormalizeOptions::keep_overridable_inputs`] keeps them);
 //! 3. `Sum` becomes a chain of `Add` (one input: `Identity`), `Max`/`Min` of more than
-//!    two inputs a chain of binary ones; the last node keeps the output's name;
+//!    two inputs a chain of binary ones; the last node keeps the output's name; a
+//!    `Concat` of integer constants with run-time values (a shape list `[B, T, 384]`)
+//!    that several nodes read gets one copy per reader: the dynamo exporter merges equal
+//!    shape computations of different layers, and a shape entry one layer's group
+//!    changes must not be read by another layer (construction gives each reader its
+//!    own copy of a constant, not of a computed value);
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
@@ -22,8 +27,8 @@
 //!    what is trained), with the interpreter shape inference folds with
 //!    ([`crate::shape`]); every opset form is read through [`crate::ops`]. The result is
 //!    named by the node's output, except that a rearrangement of a weight of the file
-//!    that nothing else reads replaces that weight under its own name (as
-//!    graphs/zoo.py's cleanup does, so groups are named after the user's parameters).
+//!    that nothing else reads replaces that weight under its own name (so groups are
+//!    named after the user's parameters).
 //!    An `Identity` of an initializer becomes its own initializer (a copy when the
 //!    source is read elsewhere too): the exporters' de-duplication of equal values is
 //!    not weight sharing. Other folds never copy a float initializer that something
@@ -97,6 +102,9 @@ pub struct Summary {
     pub variadic: usize,
     /// `Identity` nodes of an initializer replaced by an initializer of their own.
     pub identities: usize,
+    /// Copies of shared `Concat` nodes of integer constants and run-time values added,
+    /// one per reader.
+    pub concats_untied: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
@@ -145,6 +153,7 @@ impl std::fmt::Display for Summary {
         count(self.sums, "Sum nodes rewritten as Add");
         count(self.variadic, "Max/Min nodes split into binary ones");
         count(self.identities, "Identity nodes of initializers made initializers of their own");
+        count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
@@ -193,6 +202,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
+    untie_shape_concats(graph, &mut summary);
 
     // Folding, on a validated view of the model so far.
     let staged = Model::from_proto(proto, &name, base.clone())?;
@@ -706,6 +716,67 @@ fn rewrite_variadic(graph: &mut GraphProto, summary: &mut Summary) {
     graph.node = out;
 }
 
+/// Gives every reader after the first of a shared `Concat` of integer initializers and
+/// run-time values (a shape list such as `[B, T, 384]` that the dynamo exporter computes
+/// once for every layer) its own copy of the node (exact: the same inputs, the same
+/// operation). A Concat of constants alone is folded instead (step 4), and one whose
+/// output is a graph output is left as it is.
+fn untie_shape_concats(graph: &mut GraphProto, summary: &mut Summary) {
+    let ints: HashSet<&str> = graph
+        .initializer
+        .iter()
+        .filter(|t| matches!(DType::from_onnx(t.data_type.unwrap_or(0)), Some(DType::I64 | DType::I32)))
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    let outputs: HashSet<&str> = graph.output.iter().filter_map(|o| o.name.as_deref()).collect();
+    let wanted = |n: &NodeProto| {
+        is_default_domain(n)
+            && n.op() == "Concat"
+            && n.output.len() == 1
+            && !outputs.contains(n.output[0].as_str())
+            && n.input.iter().any(|i| ints.contains(i.as_str()))
+            && n.input.iter().any(|i| !i.is_empty() && !ints.contains(i.as_str()))
+    };
+    let shared: HashSet<String> = graph.node.iter().filter(|n| wanted(n)).map(|n| n.output[0].clone()).collect();
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for n in &graph.node {
+        for i in n.input.iter().filter(|i| shared.contains(i.as_str())) {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    let shared: HashMap<String, NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| wanted(n) && readers.get(n.output[0].as_str()).is_some_and(|&r| r > 1))
+        .map(|n| (n.output[0].clone(), n.clone()))
+        .collect();
+    if shared.is_empty() {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut first_read: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(graph.node.len());
+    for mut node in std::mem::take(&mut graph.node) {
+        for k in 0..node.input.len() {
+            let Some(concat) = shared.get(&node.input[k]) else { continue };
+            // The first reader keeps the original; every later one reads a copy.
+            if first_read.insert(node.input[k].clone()) {
+                continue;
+            }
+            let mut copy = concat.clone();
+            let value = names.fresh(&format!("{}_copy", concat.output[0]));
+            let stem = concat.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(&concat.output[0]).to_string();
+            copy.name = Some(names.fresh(&format!("{stem}_copy")));
+            copy.output = vec![value.clone()];
+            node.input[k] = value;
+            out.push(copy);
+            summary.concats_untied += 1;
+        }
+        out.push(node);
+    }
+    graph.node = out;
+}
+
 /// How a foldable operator is folded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -736,7 +807,7 @@ fn kind(op: &str) -> Option<Kind> {
 
 /// Operators whose result is their input 0 rearranged (the other inputs are integer
 /// parameters): folded on a weight read nowhere else, the result keeps the weight's
-/// name, as graphs/zoo.py's cleanup does.
+/// name.
 fn rearranges_input0(op: &str) -> bool {
     matches!(op, "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Transpose" | "Cast" | "CastLike" | "Slice")
 }

@@ -284,6 +284,23 @@ fn a_weight_equal_to_a_transposed_weight_is_tied_again() {
 }
 
 #[test]
+fn a_shared_shape_concat_gets_one_copy_per_reader() {
+    let before = cases::shared_shape_concat();
+    let (after, s) = run(&before);
+    assert_eq!(s.concats_untied, 1, "{s}");
+    let g = graph(&after);
+    let concats: Vec<&str> = g.node.iter().filter(|n| n.op_type.as_deref() == Some("Concat")).map(|n| n.output[0].as_str()).collect();
+    assert_eq!(concats.len(), 2, "{:?}", ops(&after));
+    for c in &concats {
+        let readers: Vec<&str> =
+            g.node.iter().filter(|n| n.input.iter().any(|i| i == c)).map(|n| n.op_type.as_deref().unwrap_or("")).collect();
+        assert_eq!(readers, ["Reshape"], "{c}");
+    }
+    let (_, again) = run(&after);
+    assert!(again.is_noop(), "{again}");
+}
+
+#[test]
 fn unsorted_nodes_are_sorted() {
     let mut proto = cases::identity_bias().proto;
     proto.graph.as_mut().unwrap().node.reverse();

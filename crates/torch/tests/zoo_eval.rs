@@ -1,11 +1,14 @@
 //! Eval-mode forward of every zoo model equals the PyTorch reference outputs
-//! (graphs/zoo/NAME.outputs.npz), and of every Optimum export the onnxruntime outputs
-//! (graphs/optimum_zoo/NAME/outputs.npz), within |y - ref| <= 1e-4 * max(1, max|ref|).
+//! (graphs/zoo/NAME.outputs.npz), of every Optimum export the onnxruntime outputs
+//! (graphs/optimum_zoo/NAME/outputs.npz), and of every TorchScript file of the users' zoo
+//! (graphs/user_zoo/torchscript) onnxruntime's outputs of the file as written, within
+//! |y - ref| <= 1e-4 * max(1, max|ref|).
 
 mod common;
 
 use oto_onnx::Model;
 use oto_torch::exec::{Executor, Mode};
+use std::collections::HashMap;
 use std::path::Path;
 use tch::Device;
 
@@ -13,8 +16,19 @@ use tch::Device;
 /// compares every output with the array of the same name in `outputs`; one line per
 /// output goes to `report`.
 fn forward_matches(name: &str, model: &Model, inputs: &Path, outputs: &Path, report: &mut Vec<String>) {
+    forward_matches_reference(name, model, &common::read_npz_map(inputs), &common::read_npz_map(outputs), report);
+}
+
+/// [`forward_matches`] on arrays already read: `arrays` by graph input name, `reference`
+/// by graph output name.
+fn forward_matches_reference(
+    name: &str,
+    model: &Model,
+    arrays: &HashMap<String, oto_onnx::Tensor>,
+    reference: &HashMap<String, oto_onnx::Tensor>,
+    report: &mut Vec<String>,
+) {
     let exec = Executor::new(model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let arrays = common::read_npz_map(inputs);
     let inputs: Vec<_> = exec
         .inputs()
         .map(|i| {
@@ -23,7 +37,6 @@ fn forward_matches(name: &str, model: &Model, inputs: &Path, outputs: &Path, rep
         })
         .collect();
     let ys = tch::no_grad(|| exec.forward(&inputs, Mode::Eval)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let reference = common::read_npz_map(outputs);
     for (out_name, y) in exec.output_names().zip(&ys) {
         let r = reference.get(out_name).unwrap_or_else(|| panic!("{name}: no reference for output {out_name}"));
         let r = oto_torch::exec::convert::to_tch(r, Device::Cpu).unwrap();
@@ -58,6 +71,43 @@ fn every_optimum_export_matches_onnxruntime_in_eval_mode() {
         let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}")).0;
         forward_matches(name, &model, &dir.join("inputs.npz"), &dir.join("outputs.npz"), &mut report);
     }
+    eprintln!("{}", report.join("\n"));
+}
+
+/// Every TorchScript file of the users' zoo (graphs/user_zoo.py: every zoo architecture
+/// at opset 17, the CNNs also at 13, the transformers also called as Optimum calls them),
+/// normalized as `oto eval` reads it, computes what onnxruntime computes on the file as
+/// written, on its reference inputs (batch 2).
+#[test]
+fn every_torchscript_file_matches_onnxruntime_in_eval_mode() {
+    let index = oto_testkit::user_zoo_index("torchscript");
+    let files = index["models"].as_array().expect("index.json lists models");
+    let zoo = oto_testkit::zoo_names();
+    let dir = oto_testkit::user_zoo_dir().join("torchscript");
+    let mut report = Vec::new();
+    for entry in files {
+        let file = entry["file"].as_str().expect("a file");
+        let stem = entry["reference"].as_str().expect("a reference stem");
+        let path = dir.join(file);
+        let original = oto_onnx::Model::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let model = oto_onnx::normalize::load(&path).unwrap_or_else(|e| panic!("{file}: {e}")).0;
+        let inputs = oto_onnx::npz::read_npz(dir.join(format!("{stem}.inputs.npz"))).unwrap_or_else(|e| panic!("{file}: {e}"));
+        // onnxruntime's outputs, in the shapes of the PyTorch outputs the file was checked on.
+        let pytorch = common::read_npz_map(&dir.join(format!("{stem}.outputs.npz")));
+        let reference: HashMap<String, oto_onnx::Tensor> = oto_testkit::run_ort(&original.proto, &inputs)
+            .into_iter()
+            .map(|(n, v)| {
+                let shape = pytorch.get(&n).unwrap_or_else(|| panic!("{file}: no PyTorch output {n}")).shape.clone();
+                assert_eq!(shape.iter().product::<usize>(), v.len(), "{file}: onnxruntime output {n} vs PyTorch {shape:?}");
+                (n, oto_onnx::Tensor { shape, data: oto_onnx::TensorData::F32(v.iter().map(|&x| x as f32).collect()) })
+            })
+            .collect();
+        forward_matches_reference(file, &model, &inputs.into_iter().collect(), &reference, &mut report);
+    }
+    // Every non-bench zoo architecture has its TorchScript file(s).
+    let names: std::collections::HashSet<&str> = files.iter().filter_map(|e| e["name"].as_str()).collect();
+    let missing: Vec<&String> = zoo.iter().filter(|z| !names.contains(z.as_str())).collect();
+    assert!(missing.is_empty(), "zoo architectures without a TorchScript file: {missing:?}");
     eprintln!("{}", report.join("\n"));
 }
 

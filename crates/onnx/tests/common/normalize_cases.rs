@@ -47,6 +47,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("integer_folds", integer_folds()),
         ("shared_weights", shared_weights()),
         ("tied_transpose", tied_transpose()),
+        ("shared_shape_concat", shared_shape_concat()),
     ]
 }
 
@@ -292,6 +293,29 @@ pub fn tied_transpose() -> Model {
     let y2 = b.node("MatMul", &[&h, &near], &[]);
     let y = b.node("Add", &[&y1, &y2], &["y"]);
     b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// Two layers whose outputs are reshaped to `[B, 2, 4]` by one shared target,
+/// `Concat(Unsqueeze(Gather(Shape(x), 0)), [2, 4])`, as the dynamo exporter merges equal
+/// shape computations of different layers: normalization gives each Reshape its own Concat.
+pub fn shared_shape_concat() -> Model {
+    let mut b = GraphBuilder::new("shared_shape_concat");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let w1 = b.weight("w1", &[8, 8], wave(3, 1, 7));
+    let w2 = b.weight("w2", &[8, 8], wave(5, 2, 9));
+    let shape = b.node("Shape", &[&x], &[]);
+    let zero = b.ints("zero", &[0]);
+    let batch = b.node_with("Gather", &[&shape, &zero], &[], &[("axis", Attr::Int(0))]);
+    let rest = b.ints("rest", &[2, 4]);
+    let target = b.node_with("Concat", &[&batch, &rest], &["target"], &[("axis", Attr::Int(0))]);
+    let h1 = b.node("MatMul", &[&x, &w1], &[]);
+    let r1 = b.node("Reshape", &[&h1, &target], &[]);
+    let h2 = b.node("MatMul", &[&x, &w2], &[]);
+    let r2 = b.node("Reshape", &[&h2, &target], &[]);
+    let y = b.node("Mul", &[&r1, &r2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[2, 4]));
     finish(&b)
 }
 
