@@ -39,13 +39,6 @@ MODELS = ["mlp", "demo_cnn", "bert_tiny"]
 BATCH = 8
 
 
-def to_torch_layout(a: np.ndarray, how: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of train_ref.apply_layout: an ONNX-laid-out array back in PyTorch's layout."""
-    if how == "transpose":
-        return np.ascontiguousarray(a.T)
-    return a.reshape(shape)
-
-
 def reference(name: str, zoo_dir: str, out_dir: str) -> None:
     import onnx
     from onnx import numpy_helper
@@ -53,11 +46,18 @@ def reference(name: str, zoo_dir: str, out_dir: str) -> None:
     zm = {m.name: m for m in zoo.MODELS}[name]
     onnx_model = onnx.load(os.path.join(zoo_dir, name + ".onnx"))
     onnx_values = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
-    model = train_ref.build(zm).eval()
-    layouts = train_ref.find_layouts(model, onnx_values)
-    prefix = "model." if isinstance(model, zoo.HFLogits) else ""
-    params = {n[len(prefix):] if n.startswith(prefix) else n: p for n, p in model.named_parameters()}
-    keys = [k for k in onnx_values if k in layouts and k in params]
+    # The PyTorch model that computes what the file computes: BatchNorm fused into its
+    # convolution where the exporter fused it (train_ref.as_exported), kept where the file
+    # keeps it; its tensors set to the file's exact values (matched by value: the exporter
+    # names folded weights itself).
+    model = train_ref.build(zm)
+    if not any(n.op_type == "BatchNormalization" for n in onnx_model.graph.node):
+        model = train_ref.as_exported(model)
+    model = model.eval()
+    layouts = train_ref.find_layouts(model, onnx_values)  # ONNX name -> (PyTorch name, layout)
+    train_ref.load_onnx_values(model, layouts, onnx_values)
+    params = dict(model.named_parameters())
+    keys = [k for k in onnx_values if k in layouts and layouts[k][0] in params]
     assert keys, f"{name}: no parameter is an ONNX initializer"
 
     seed = zoo.model_seed(name) + 11
@@ -73,10 +73,10 @@ def reference(name: str, zoo_dir: str, out_dir: str) -> None:
 
     rng = np.random.RandomState(seed + 1)
     v_onnx = {k: rng.standard_normal(onnx_values[k].shape) for k in keys}
-    torch_names = {k: prefix + k for k in keys}
-    shapes = {k: tuple(params[k].shape) for k in keys}
-    primal = tuple(params[k].detach().clone() for k in keys)
-    v = tuple(torch.from_numpy(to_torch_layout(v_onnx[k], layouts[k], shapes[k])) for k in keys)
+    torch_names = {k: layouts[k][0] for k in keys}
+    shapes = {k: tuple(params[torch_names[k]].shape) for k in keys}
+    primal = tuple(params[torch_names[k]].detach().clone() for k in keys)
+    v = tuple(torch.from_numpy(train_ref.undo_layout(v_onnx[k], layouts[k][1], shapes[k])) for k in keys)
 
     def loss_fn(*flat):
         out = functional_call(model, {torch_names[k]: p for k, p in zip(keys, flat)}, tuple(inputs))
@@ -84,7 +84,7 @@ def reference(name: str, zoo_dir: str, out_dir: str) -> None:
 
     loss, hv = torch.autograd.functional.hvp(loss_fn, primal, v)
     grads = torch.autograd.grad(loss_fn(*(p.requires_grad_(True) for p in primal)), primal)
-    onnx_layout = lambda k, t: train_ref.apply_layout(t.detach().numpy(), layouts[k], onnx_values[k].shape)  # noqa: E731
+    onnx_layout = lambda k, t: train_ref.apply_layout(t.detach().numpy(), layouts[k][1], onnx_values[k].shape)  # noqa: E731
     arrays = {"loss": np.array(float(loss))}
     for k, g, h in zip(keys, grads, hv):
         arrays[f"v/{k}"] = v_onnx[k].astype(np.float32)
