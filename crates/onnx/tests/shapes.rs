@@ -617,9 +617,11 @@ fn pad_resize_concat_gemm() {
 /// Float initializers that PyTorch does not count as parameters and that no shape
 /// property tells apart from weights (see cost.rs): the ones/zeros scale and bias of the
 /// InstanceNormalization that GroupNorm(4, 16) and GroupNorm(8, 32) export to
-/// (2 * (4 + 8)). (GPT-2's causal mask is computed from the dynamic sequence length.)
+/// (2 * (4 + 8)); LLaMA's rotary `inv_freq` buffer (head dim 16 / 2 = 8 values). (The
+/// causal masks and rotary tables are computed from the dynamic sequence length.)
 fn constant_excess(name: &str) -> u64 {
     match name {
+        "llama_tiny" => 8,
         "groupnorm" => 2 * (4 + 8),
         _ => 0,
     }
