@@ -118,12 +118,17 @@ impl std::error::Error for PlotError {
 /// Non-finite coordinates are skipped (not errors); empty series are allowed.
 pub fn render_png(figure: &Figure, width: u32, height: u32) -> Result<Vec<u8>, PlotError> {
     let (rgb, _) = render(figure, width, height)?;
+    encode_png(&rgb, width, height)
+}
+
+/// Encodes 8-bit RGB pixels, row by row, as a PNG.
+fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, PlotError> {
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(PlotError::Encode)?;
-    writer.write_image_data(&rgb).map_err(PlotError::Encode)?;
+    writer.write_image_data(rgb).map_err(PlotError::Encode)?;
     writer.finish().map_err(PlotError::Encode)?;
     Ok(out)
 }
@@ -149,14 +154,7 @@ pub const BAR_ROW: u32 = 22;
 /// room for the title and the axis) high, names left of the bars (long names keep their end).
 pub fn render_bars_png(bars: &Bars, width: u32) -> Result<Vec<u8>, PlotError> {
     let (rgb, height, _) = render_bars(bars, width)?;
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(PlotError::Encode)?;
-    writer.write_image_data(&rgb).map_err(PlotError::Encode)?;
-    writer.finish().map_err(PlotError::Encode)?;
-    Ok(out)
+    encode_png(&rgb, width, height)
 }
 
 /// Pixel ranges `(x, y)` of a plot area.
