@@ -57,8 +57,8 @@ pub struct Args {
     /// Most Hutchinson samples (Hessian-vector products) for the traces.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..))]
     pub samples: u64,
-    /// Stop sampling once the running mean of the total trace changes by less than this fraction.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Stop sampling once the standard error of the total trace is at most this fraction of it.
+    #[arg(long, default_value_t = 0.05)]
     pub tolerance: f64,
     /// Eigenvalues to find (largest magnitude first).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]

@@ -233,8 +233,8 @@ pub fn obd_saliency(op: &HessianOperator<'_>, diagonal: &[Tensor], analysis: &An
 /// When Hutchinson's estimator stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceConfig {
-    /// Stop once the running mean of the whole trace changes by less than this fraction of
-    /// itself from one sample to the next (after `min_samples`).
+    /// Stop once the standard error of the whole trace is at most this fraction of the
+    /// trace (after `min_samples`): 0.05 is a 5% relative standard error.
     pub tolerance: f64,
     /// Samples always taken (at least 2, for a standard error).
     pub min_samples: usize,
@@ -246,7 +246,7 @@ pub struct TraceConfig {
 
 impl Default for TraceConfig {
     fn default() -> Self {
-        TraceConfig { tolerance: 1e-3, min_samples: 10, max_samples: 200, seed: 0 }
+        TraceConfig { tolerance: 0.05, min_samples: 10, max_samples: 200, seed: 0 }
     }
 }
 
@@ -296,10 +296,24 @@ impl Running {
         self.m2 += d * (x - self.mean);
     }
 
+    /// The sample standard deviation (NaN below 2 samples).
+    fn sd(&self) -> f64 {
+        if self.n > 1.0 {
+            (self.m2 / (self.n - 1.0)).sqrt()
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The standard error of the mean (NaN below 2 samples).
+    fn std_error(&self) -> f64 {
+        self.sd() / self.n.sqrt()
+    }
+
     fn estimate(&self, name: &str, params: u64) -> TraceEstimate {
-        let sd = if self.n > 1.0 { (self.m2 / (self.n - 1.0)).sqrt() } else { f64::NAN };
+        let sd = self.sd();
         let samples = (self.mean != 0.0).then(|| (sd / (0.05 * self.mean.abs())).powi(2));
-        TraceEstimate { name: name.to_string(), params, trace: self.mean, std_error: sd / self.n.sqrt(), samples_for_5pct: samples }
+        TraceEstimate { name: name.to_string(), params, trace: self.mean, std_error: self.std_error(), samples_for_5pct: samples }
     }
 }
 
@@ -309,8 +323,10 @@ fn rademacher(params: &[Tensor]) -> Vec<Tensor> {
 }
 
 /// Hutchinson's estimator of the trace of `op`'s Hessian and of each block's diagonal sum,
-/// `v^T H v` averaged over Rademacher vectors, until the running mean of the whole trace
-/// changes by less than `config.tolerance` of itself (or `max_samples`). Calls
+/// `v^T H v` averaged over Rademacher vectors, until the standard error of the whole trace
+/// is at most `config.tolerance` of it (or `max_samples`). A rule on the change of the
+/// running mean would stop early by chance: one sample near the mean changes it little
+/// whatever the spread. Calls
 /// `on_sample(k)` after sample k (from 1).
 pub fn hutchinson(
     op: &mut HessianOperator<'_>,
@@ -337,7 +353,6 @@ pub fn hutchinson(
         let hv = op.hvp(&v)?;
         let products: Vec<Tensor> = v.iter().zip(&hv).map(|(a, b)| (a * b).to_kind(Kind::Double)).collect();
         let sums: Vec<f64> = products.iter().map(|t| t.sum(Kind::Double).double_value(&[])).collect();
-        let previous = total.mean;
         total.push(sums.iter().sum());
         for (set, running) in block_sets.iter().zip(per_block.iter_mut()) {
             for (block, r) in set.iter().zip(running.iter_mut()) {
@@ -349,8 +364,7 @@ pub fn hutchinson(
         }
         samples += 1;
         on_sample(samples);
-        let change = (total.mean - previous).abs() / total.mean.abs().max(f64::MIN_POSITIVE);
-        if samples >= config.min_samples.max(2) && change < config.tolerance {
+        if samples >= config.min_samples.max(2) && total.std_error() <= config.tolerance * total.mean.abs() {
             converged = true;
             break;
         }
