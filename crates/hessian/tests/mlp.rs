@@ -9,6 +9,7 @@ use oto_torch::exec::convert::to_tch;
 use oto_torch::exec::Executor;
 use oto_torch::loss::Loss;
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use tch::Device;
 
 fn reference() -> (HashMap<String, oto_onnx::Tensor>, Batch) {
@@ -26,12 +27,21 @@ fn reference() -> (HashMap<String, oto_onnx::Tensor>, Batch) {
     (read("mlp.npz"), batch)
 }
 
+/// The estimators draw their vectors from libtorch's one global generator: tests that run
+/// in parallel would interleave their draws and no seed would hold. Each test holds this.
+static GENERATOR: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn scalar(r: &HashMap<String, oto_onnx::Tensor>, key: &str) -> f64 {
     r[key].to_f64_vec()[0]
 }
 
 #[test]
 fn hutchinson_trace_matches_the_exact_trace() {
+    let _generator = serial();
     let (r, batch) = reference();
     let model = oto_testkit::zoo_model("mlp");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
@@ -93,6 +103,7 @@ fn hutchinson_trace_matches_the_exact_trace() {
 
 #[test]
 fn power_iteration_finds_the_top_eigenvalue() {
+    let _generator = serial();
     let (r, batch) = reference();
     let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
     let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
@@ -109,6 +120,7 @@ fn power_iteration_finds_the_top_eigenvalue() {
 /// product of the whole batch (no graph is cached across batches).
 #[test]
 fn several_batches_give_the_hessian_of_the_mean_loss() {
+    let _generator = serial();
     let (_, batch) = reference();
     let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
     let ce = Loss::CrossEntropy { label_smoothing: 0.0 };
@@ -135,6 +147,7 @@ fn several_batches_give_the_hessian_of_the_mean_loss() {
 /// of the runs' trace samples is within 3 standard errors of the exact trace.
 #[test]
 fn lanczos_quadrature_finds_the_extremes_and_the_trace() {
+    let _generator = serial();
     let (r, batch) = reference();
     let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
     let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
@@ -155,12 +168,12 @@ fn lanczos_quadrature_finds_the_extremes_and_the_trace() {
     assert!((mean - trace).abs() <= 3.0 * se, "SLQ trace {mean} +- {se} vs exact {trace}");
 }
 
-/// The stopping rule: sampling stops once the standard error is at most `tolerance` of the
-/// trace; a tolerance no estimate reaches runs to the cap, unconverged. (Which sample it
-/// stops at depends on the vectors, which tests running in parallel draw from libtorch's
-/// one generator, so only the rule itself is checked.)
+/// The stopping rule: sampling stops at the first sample (from `min_samples` on) whose
+/// standard error is at most `tolerance` of the trace, and not before; a tolerance no
+/// estimate reaches runs to the cap, unconverged.
 #[test]
 fn hutchinson_stops_at_the_relative_standard_error() {
+    let _generator = serial();
     let (_, batch) = reference();
     let model = oto_testkit::zoo_model("mlp");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
@@ -171,6 +184,12 @@ fn hutchinson_stops_at_the_relative_standard_error() {
     let h = hutchinson(&mut op, &[], &config, |_| {}).unwrap();
     assert!(h.converged && h.samples < config.max_samples, "no stop within {} samples: {:?}", h.samples, h.total);
     assert!(h.total.std_error <= tolerance * h.total.trace.abs(), "{:?}", h.total);
+    // The same vectors (same seed) capped one sample earlier: not yet within the tolerance.
+    assert!(h.samples > config.min_samples, "stopped at the first allowed sample ({})", h.samples);
+    let shorter = TraceConfig { max_samples: h.samples - 1, ..config };
+    let before = hutchinson(&mut op, &[], &shorter, |_| {}).unwrap();
+    assert_eq!((before.samples, before.converged), (h.samples - 1, false));
+    assert!(before.total.std_error > tolerance * before.total.trace.abs(), "{:?}", before.total);
     let unreachable = TraceConfig { tolerance: 0.0, min_samples: 2, max_samples: 12, seed: 3 };
     let capped = hutchinson(&mut op, &[], &unreachable, |_| {}).unwrap();
     assert_eq!((capped.samples, capped.converged), (12, false));
