@@ -30,6 +30,17 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The new channel space `r` of a convolution's output: the weight's `w_axis` and the
+    /// bias produce it, and the output carries it on axis 1 (`out` is the output's value).
+    fn produce_channels(&mut self, node: &NodeProto, w: &str, w_axis: usize, bias: Option<&str>, r: Range, mut out: ValueT) {
+        self.member(w, w_axis, r, 0, 1, 1, Role::Producer);
+        if let Some(b) = bias {
+            self.member(b, 0, r, 0, 1, 1, Role::Producer);
+        }
+        out[1] = AxisT::unit(r, true);
+        self.set(&node.output[0], out);
+    }
+
     pub(super) fn conv(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
         let Some(ConvParts { x, w, bias, xt, wd, g }) = self.conv_parts(node)? else { return Ok(()) };
         let Some(rank) = self.out_rank(node).or(xt.as_ref().map(Vec::len)).or(self.dims(&x).map(|d| d.len())) else {
@@ -51,12 +62,7 @@ impl Ctx<'_, '_> {
                 self.consume(node, &w, 1, &t[1]);
             }
             let r = self.new_space(m);
-            self.member(&w, 0, r, 0, 1, 1, Role::Producer);
-            if let Some(b) = &bias {
-                self.member(b, 0, r, 0, 1, 1, Role::Producer);
-            }
-            out[1] = AxisT::unit(r, true);
-            self.set(&node.output[0], out);
+            self.produce_channels(node, &w, 0, bias.as_deref(), r, out);
             return Ok(());
         }
         if m % g != 0 {
@@ -79,12 +85,7 @@ impl Ctx<'_, '_> {
             for i in 1..g {
                 self.spaces.tie(r.sub(0, k), r.sub(i * k, k));
             }
-            self.member(&w, 0, r, 0, 1, 1, Role::Producer);
-            if let Some(b) = &bias {
-                self.member(b, 0, r, 0, 1, 1, Role::Producer);
-            }
-            out[1] = AxisT::unit(r, true);
-            self.set(&node.output[0], out);
+            self.produce_channels(node, &w, 0, bias.as_deref(), r, out);
             return Ok(());
         }
         // Grouped: a conv group passes its channels through when C_in/g == C_out/g.
@@ -155,12 +156,7 @@ impl Ctx<'_, '_> {
         }
         let m = wd.get(1).copied().unwrap_or(0);
         let r = self.new_space(m);
-        self.member(&w, 1, r, 0, 1, 1, Role::Producer);
-        if let Some(b) = &bias {
-            self.member(b, 0, r, 0, 1, 1, Role::Producer);
-        }
-        out[1] = AxisT::unit(r, true);
-        self.set(&node.output[0], out);
+        self.produce_channels(node, &w, 1, bias.as_deref(), r, out);
         Ok(())
     }
 
