@@ -270,9 +270,9 @@ class BertLogits(HFLogits):
                           return_dict=False)[0]
 
 
-class GPT2Logits(HFLogits):
-    """Causal mask passed as a prepared additive [1, 1, seq, seq] float mask (a constant
-    in the ONNX graph); no padding mask input."""
+class CausalLMLogits(HFLogits):
+    """A causal language model (GPT-2, LLaMA) given a prepared additive [1, 1, seq, seq]
+    float causal mask, computed from the sequence length; no padding mask input."""
 
     def forward(self, input_ids):
         seq = input_ids.shape[1]
@@ -337,7 +337,7 @@ def _gpt2_tiny() -> nn.Module:
     )
     m = GPT2LMHeadModel(cfg)
     m.config._attn_implementation = "eager"
-    return GPT2Logits(m)
+    return CausalLMLogits(m)
 
 
 class DistilBertLogits(HFLogits):
@@ -362,19 +362,6 @@ def _distilbert_tiny() -> nn.Module:
     return DistilBertLogits(m)
 
 
-class LlamaLogits(HFLogits):
-    """Causal mask passed as a prepared additive [1, 1, seq, seq] float mask (a constant
-    in the ONNX graph), as GPT2Logits; positions 0..seq-1 computed by transformers."""
-
-    def forward(self, input_ids):
-        seq = input_ids.shape[1]
-        neg = torch.finfo(torch.float32).min
-        causal = torch.triu(torch.full((seq, seq), neg, dtype=torch.float32), diagonal=1)
-        out = self.model(input_ids=input_ids, attention_mask=causal[None, None],
-                         use_cache=False, return_dict=False)
-        return out[0]
-
-
 def _llama_tiny() -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -392,7 +379,7 @@ def _llama_tiny() -> nn.Module:
         for mod in m.modules():
             if type(mod).__name__.endswith("RMSNorm"):
                 mod.weight.uniform_(0.5, 1.5)
-    return LlamaLogits(m)
+    return CausalLMLogits(m)
 
 
 # --------------------------------------------------------------------------------------
