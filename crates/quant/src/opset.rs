@@ -9,9 +9,11 @@
 //!   attribute becomes input 1 (13), and a `Split` without sizes gets `num_outputs` (18,
 //!   which requires one of them); `Softmax`/`LogSoftmax`/`Hardmax` (13: from "flatten
 //!   to 2-D at `axis`" to "along `axis`") when `axis` is the input's last axis, where
-//!   both definitions agree (the axis written explicitly);
-//! * refused: `Slice`, `TopK`, `Upsample` (10), `Clip`, `Pad`, `Resize` (11), `Dropout`
-//!   (12), `Softmax`-family nodes on another axis or of unknown rank (13), `DFT`,
+//!   both definitions agree (the axis written explicitly); `Dropout` (10: the mask
+//!   became boolean; 12: `ratio` became input 1), an identity at inference, when its
+//!   mask is not read (the ratio moves to an f32 initializer input);
+//! * refused: `Slice`, `TopK`, `Upsample` (10), `Clip`, `Pad`, `Resize` (11), a
+//!   `Dropout` whose mask is read, `Softmax`-family nodes on another axis or of unknown rank (13), `DFT`,
 //!   `GridSample` (20), `GroupNormalization` (21: its scale and bias went from one value
 //!   per group to one per channel).
 //!
@@ -34,7 +36,7 @@ fn changes(op: &str) -> &'static [i64] {
         op if ops::is_reduce(op) => &[18],
         "Slice" | "TopK" | "Upsample" => &[10],
         "Clip" | "Pad" | "Resize" => &[11],
-        "Dropout" => &[12],
+        "Dropout" => &[10, 12],
         "DFT" | "GridSample" => &[20],
         "GroupNormalization" => &[21],
         _ => &[],
@@ -113,6 +115,24 @@ pub fn raise(model: &Model, target: i64) -> Result<ModelProto> {
                 }
                 new.attribute.retain(|a| a.name.as_deref() != Some("axis"));
                 new.attribute.push(int_attr("axis", last));
+            }
+            "Dropout" => {
+                if node.output.get(1).is_some_and(|m| !m.is_empty() && (!graph.consumers(m).is_empty() || graph.is_output(m))) {
+                    return Err(refuse("its mask output is read, and the mask's type changed at opset 10"));
+                }
+                new.output.truncate(1);
+                if crossed.contains(&12) {
+                    let ratio = node.attr_float_or("ratio", 0.5).map_err(|m| refuse(&m))?;
+                    new.attribute.retain(|a| !matches!(a.name.as_deref(), Some("ratio" | "is_test")));
+                    let name = names.fresh(&format!("{}_ratio", first_output(node)));
+                    added.push(
+                        Tensor::new(vec![], oto_onnx::TensorData::F32(vec![ratio]))
+                            .map(|t| t.to_proto(&name))
+                            .ok_or_else(|| refuse("ratio"))?,
+                    );
+                    new.input.truncate(1);
+                    new.input.push(name);
+                }
             }
             other => {
                 return Err(refuse(&format!("{other} changed its definition at opset {crossed:?} and oto does not convert it")));

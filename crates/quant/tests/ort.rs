@@ -203,3 +203,43 @@ fn zoo_models_are_wired_exactly() {
         assert_eq!(names(&g.output), names(&f.output));
     }
 }
+
+/// Old files (opset 7 to 9, IR 3) need the opset raised to 13: their Unsqueeze (axes
+/// attribute), Softmax (flatten-to-2-D axis) and Dropout (ratio attribute) are converted,
+/// and the QDQ model in onnxruntime computes what the original file with dequantized
+/// weights computes at its own opset.
+#[test]
+fn legacy_models_are_raised_keeping_their_meaning() {
+    for name in ["resnet_mul_add", "alexnet_lite", "squeeze_head", "batch_mixed"] {
+        let model = oto_testkit::legacy_model(name);
+        let inputs = oto_onnx::npz::read_npz(oto_testkit::legacy_path(&format!("{name}.inputs.npz"))).unwrap();
+        let (q, report) = weight_only(&model, Bits::Int8, 32);
+        assert_eq!(report.opset.1, 13, "{name}");
+        assert!(report.opset.0 < 13, "{name}");
+        let expected = run_ort(&fake_quantized(&model, Bits::Int8, 32), &inputs);
+        let got = run_ort(&q.proto, &inputs);
+        let (err, tol) = deviation(&expected, &got);
+        assert!(err <= tol, "{name}: {err} > {tol}");
+    }
+}
+
+/// A node whose definition changed and that oto does not convert is refused by name:
+/// GroupNormalization's scale and bias went from per group to per channel at opset 21.
+#[test]
+fn an_unconvertible_node_is_named() {
+    let mut b = GraphBuilder::new("gn");
+    b.opset(18);
+    let x = b.input_f32("x", &[Dim::Known(1), Dim::Known(4), Dim::Known(3), Dim::Known(3)]);
+    b.initializer("w", f32_tensor(&[4, 4, 1, 1], values(16, 5)));
+    b.initializer("s", f32_tensor(&[2], vec![1.0, 2.0]));
+    b.initializer("bias", f32_tensor(&[2], vec![0.0, 1.0]));
+    let c = b.node("Conv", &[&x, "w"], &["c"]);
+    let y = b.node_with("GroupNormalization", &[&c, "s", "bias"], &["y"], &[("num_groups", Attr::Int(2))]);
+    b.output_f32(&y, &[Dim::Known(1), Dim::Known(4), Dim::Known(3), Dim::Known(3)]);
+    let model = b.build().unwrap();
+    // int8 needs opset 13 only: fine.
+    assert_eq!(weight_only(&model, Bits::Int8, 32).1.opset, (18, 18));
+    let e = quantize_model(&model, &QuantizeOptions { plan: BitPlan::uniform(Bits::Int4), block_size: 2, activations: None }).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("GroupNormalization") && text.contains("from 18 to 21"), "{text}");
+}
