@@ -26,7 +26,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
 
 /// The declared ONNX element type of `value`: an initializer's, or a graph input's,
 /// output's or `value_info`'s.
-fn declared_type(graph: &Graph<'_>, value: &str) -> Option<i32> {
+pub(super) fn declared_type(graph: &Graph<'_>, value: &str) -> Option<i32> {
     if let Some(t) = graph.initializer(value) {
         return t.data_type;
     }
@@ -35,6 +35,12 @@ fn declared_type(graph: &Graph<'_>, value: &str) -> Option<i32> {
         type_proto::Value::TensorType(t) => t.elem_type,
         _ => None,
     }
+}
+
+/// Whether `value` is declared INT4 or UINT4 (held as int8/uint8 by the executor: only
+/// the quantization operators know to saturate to 4 bits).
+pub(super) fn is_4bit(graph: &Graph<'_>, value: &str) -> bool {
+    matches!(declared_type(graph, value).map(DataType::try_from), Some(Ok(DataType::Int4 | DataType::Uint4)))
 }
 
 /// The libtorch kind and range of a quantized ONNX type.
