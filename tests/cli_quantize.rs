@@ -53,8 +53,13 @@ fn quantize_demo_cnn_int8_and_int4() {
     for bits in ["8", "4"] {
         let out = dir.path().join(format!("q{bits}.onnx"));
         let json = dir.path().join(format!("q{bits}.json"));
+        // int4 with percentile calibration, int8 with min/max.
+        let calibration = if bits == "4" { "percentile" } else { "minmax" };
         let r = oto(&[
+            "--quiet",
             "quantize",
+            "--calibration",
+            calibration,
             s(&model),
             "--data",
             s(&data),
@@ -100,6 +105,9 @@ fn quantize_demo_cnn_int8_and_int4() {
         let e = oto(&["eval", s(&out), "--data", s(&val)]);
         assert_eq!(e.status.code(), Some(0), "{}", text(&e.stderr));
         assert!(text(&e.stdout).contains("accuracy"));
+        // The analysis reads the QDQ model (nothing is prunable through Q/DQ) without failing.
+        let a = oto(&["analyze", s(&out)]);
+        assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
     }
 }
 
