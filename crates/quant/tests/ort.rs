@@ -243,3 +243,35 @@ fn an_unconvertible_node_is_named() {
     let text = e.to_string();
     assert!(text.contains("GroupNormalization") && text.contains("from 18 to 21"), "{text}");
 }
+
+/// Opset 11 to 21 (int4): Split's `split` attribute becomes input 1, a Split without
+/// sizes gets `num_outputs` (18), ReduceMean's and Squeeze's `axes` attributes become
+/// inputs; onnxruntime computes on the raised QDQ model what the original file with the
+/// dequantized weights computes.
+#[test]
+fn split_reduce_and_squeeze_are_converted() {
+    let mut b = GraphBuilder::new("convert");
+    b.opset(11);
+    let x = b.input_f32("x", &[Dim::Known(3), Dim::Known(6)]);
+    b.initializer("w", f32_tensor(&[6, 8], values(48, 6)));
+    let h = b.node("MatMul", &[&x, "w"], &["h"]);
+    b.node_with("Split", &[&h], &["a", "b"], &[("axis", Attr::Int(1)), ("split", Attr::Ints(vec![3, 5]))]);
+    b.node_with("Split", &[&h], &["c", "d"], &[("axis", Attr::Int(1))]);
+    b.node_with("ReduceMean", &["b"], &["m"], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))]);
+    b.node_with("Unsqueeze", &["m"], &["u"], &[("axes", Attr::Ints(vec![0]))]);
+    b.node_with("Squeeze", &["u"], &["s"], &[("axes", Attr::Ints(vec![0]))]);
+    let y = b.node("Add", &["a", "s"], &["y"]);
+    let z = b.node("Sub", &["c", "d"], &["z"]);
+    b.output_f32(&y, &[Dim::Known(3), Dim::Known(3)]);
+    b.output_f32(&z, &[Dim::Known(3), Dim::Known(4)]);
+    let model = b.build().unwrap();
+    let (q, report) = weight_only(&model, Bits::Int4, 2);
+    assert_eq!(report.opset, (11, 21));
+    let g = q.proto.graph.as_ref().unwrap();
+    assert!(g.node.iter().all(|n| !n.attribute.iter().any(|a| matches!(a.name.as_deref(), Some("axes" | "split")))));
+    let inputs = vec![("x".to_string(), f32_tensor(&[3, 6], values(18, 7)))];
+    let expected = run_ort(&fake_quantized(&model, Bits::Int4, 2), &inputs);
+    let got = run_ort(&q.proto, &inputs);
+    let (err, tol) = deviation(&expected, &got);
+    assert!(err <= tol, "{err} > {tol}");
+}
