@@ -152,10 +152,9 @@ pub fn table(s: &crate::job::quantize::QuantizeSummary) -> String {
             100.0 * b
         ));
     }
-    out.push_str(&format!(
-        "quantized vs float: same class on {:.2}% of samples, max |output difference| {:.4e}\n",
-        100.0 * s.quantized.agreement,
-        s.quantized.max_abs_diff
-    ));
+    if let Some(agreement) = s.quantized.agreement {
+        out.push_str(&format!("quantized vs float: same class on {:.2}% of samples\n", 100.0 * agreement));
+    }
+    out.push_str(&format!("quantized vs float: max |difference| of output 0 {:.4e}\n", s.quantized.max_abs_diff));
     out
 }

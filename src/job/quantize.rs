@@ -67,10 +67,11 @@ pub struct OrtQuality {
     /// Samples evaluated.
     pub samples: usize,
     /// Fraction of samples whose arg-max class (axis 1 of output 0) is the label;
-    /// `None` without labels.
+    /// `None` without integer labels or without a class axis.
     pub accuracy: Option<f64>,
-    /// Fraction of samples whose arg-max class is the float model's (1 for the float model).
-    pub agreement: f64,
+    /// Fraction of samples whose arg-max class is the float model's (1 for the float
+    /// model); `None` when output 0 has no class axis.
+    pub agreement: Option<f64>,
     /// Largest |quantized - float| over output 0.
     pub max_abs_diff: f64,
 }
@@ -82,6 +83,9 @@ pub fn compare_in_ort(float: &[u8], quantized: &[u8], names: &[String], data: &D
     let a = oto_ort::Session::from_bytes(float, &options).context("onnxruntime on the float model")?;
     let b = oto_ort::Session::from_bytes(quantized, &options).context("onnxruntime on the quantized model")?;
     let (mut correct_a, mut correct_b, mut agree, mut diff) = (0usize, 0usize, 0usize, 0f64);
+    // Classes and accuracy only while output 0 has a class axis and the labels are classes.
+    let mut classified = true;
+    let mut labeled = data.labels.as_ref().is_some_and(|l| !oto_torch::exec::convert::is_float_kind(l.kind()));
     let batch = batch.max(1);
     for start in (0..data.len).step_by(batch) {
         let end = (start + batch).min(data.len);
@@ -95,42 +99,63 @@ pub fn compare_in_ort(float: &[u8], quantized: &[u8], names: &[String], data: &D
         let yb = super::verify::run_ort(&b, &inputs).context("onnxruntime on the quantized model")?;
         let (ya, yb) =
             (&ya.first().context("the float model has no output")?.1, &yb.first().context("the quantized model has no output")?.1);
-        let (ca, cb) = (classes(ya, end - start)?, classes(yb, end - start)?);
+        if ya.shape != yb.shape {
+            anyhow::bail!("output 0 has shape {:?} in the float model but {:?} in the quantized one", ya.shape, yb.shape);
+        }
         for (x, y) in ya.to_f64_vec().into_iter().zip(yb.to_f64_vec()) {
             diff = diff.max((x - y).abs());
         }
+        let (Some(ca), Some(cb)) = (classes(ya, end - start), classes(yb, end - start)) else {
+            classified = false;
+            continue;
+        };
         agree += ca.iter().zip(&cb).filter(|(x, y)| x == y).count();
-        if let Some(labels) = &bt.labels {
+        if let Some(labels) = bt.labels.as_ref().filter(|_| labeled) {
             let labels: Vec<i64> =
                 Vec::<i64>::try_from(&labels.to_kind(oto_torch::tch::Kind::Int64).reshape([-1])).context("reading the labels")?;
+            if labels.len() != ca.len() {
+                labeled = false;
+                continue;
+            }
             correct_a += ca.iter().zip(&labels).filter(|(x, y)| x == y).count();
             correct_b += cb.iter().zip(&labels).filter(|(x, y)| x == y).count();
         }
     }
     let n = data.len.max(1) as f64;
-    let labeled = data.labels.is_some();
-    let float = OrtQuality { samples: data.len, accuracy: labeled.then(|| correct_a as f64 / n), agreement: 1.0, max_abs_diff: 0.0 };
-    let quant =
-        OrtQuality { samples: data.len, accuracy: labeled.then(|| correct_b as f64 / n), agreement: agree as f64 / n, max_abs_diff: diff };
+    let labeled = labeled && classified;
+    let float = OrtQuality {
+        samples: data.len,
+        accuracy: labeled.then(|| correct_a as f64 / n),
+        agreement: classified.then_some(1.0),
+        max_abs_diff: 0.0,
+    };
+    let quant = OrtQuality {
+        samples: data.len,
+        accuracy: labeled.then(|| correct_b as f64 / n),
+        agreement: classified.then(|| agree as f64 / n),
+        max_abs_diff: diff,
+    };
     Ok((float, quant))
 }
 
 /// The arg-max along axis 1 of every sample of an `[N, C, ...]` output (the first class
-/// of a tie); for `[N, C, 1, 1]` the classes of axis 1.
-fn classes(y: &Tensor, n: usize) -> Result<Vec<i64>> {
+/// of a tie; for `[N, C, 1, 1]` the classes of axis 1); `None` without such an axis.
+fn classes(y: &Tensor, n: usize) -> Option<Vec<i64>> {
     let values = y.to_f64_vec();
-    let c = *y.shape.get(1).context("the output has no class axis (axis 1)")?;
-    let per = values.len().checked_div(n).unwrap_or(0);
-    if c == 0 || !per.is_multiple_of(c) {
-        anyhow::bail!("output shape {:?} has no class axis", y.shape);
+    let c = *y.shape.get(1)?;
+    let per = values.len().checked_div(n)?;
+    if c < 2 || y.shape.first() != Some(&n) || !per.is_multiple_of(c) {
+        return None;
     }
     let inner = per / c;
-    Ok((0..n)
-        .map(|s| {
-            let at = |k: usize| values[s * per + k * inner];
-            (0..c).fold(0usize, |best, k| if at(k) > at(best) { k } else { best }) as i64
-        })
-        .collect())
+    Some(
+        (0..n)
+            .map(|s| {
+                let at = |k: usize| values[s * per + k * inner];
+                (0..c).fold(0usize, |best, k| if at(k) > at(best) { k } else { best }) as i64
+            })
+            .collect(),
+    )
 }
 
 /// Everything `oto quantize` measured.
