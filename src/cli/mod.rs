@@ -10,6 +10,7 @@ mod eval;
 mod hessian;
 mod inspect;
 mod prune;
+mod quantize;
 
 use crate::error::InputError;
 use clap::{Parser, Subcommand};
@@ -51,6 +52,8 @@ pub enum Command {
     Construct(construct::Args),
     /// Train with HESSO and prune: the one-shot job from a trained model to a compact one.
     Prune(Box<prune::Args>),
+    /// Quantize to an onnxruntime QDQ model: int8/int4 weights, calibrated int8 activations.
+    Quantize(quantize::Args),
     /// Hessian traces per layer and per pruning group, top eigenvalues, the SGD stability bound.
     Hessian(hessian::Args),
     /// Print a shell completion script: `oto completions bash > ~/.local/share/bash-completion/completions/oto`.
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Construct(args) => construct::run(args),
         Command::Prune(args) => prune::run(args, cli.quiet, cli.verbose),
         Command::Hessian(args) => hessian::run(args, cli.quiet),
+        Command::Quantize(args) => quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

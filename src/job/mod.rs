@@ -44,6 +44,7 @@ pub mod construct;
 pub mod files;
 pub mod history;
 pub mod observe;
+pub mod quantize;
 pub mod report;
 pub mod setup;
 pub mod train;

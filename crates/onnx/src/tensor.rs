@@ -47,6 +47,17 @@ impl DType {
         })
     }
 
+    /// Like [`DType::from_onnx`], and INT4/UINT4 as the type their values are decoded
+    /// to, one per element: I8/U8 (oto has no 4-bit element type; the values, in
+    /// [-8, 7] and [0, 15], are exact).
+    pub fn widened_from_onnx(code: i32) -> Option<DType> {
+        match ProtoType::try_from(code).ok()? {
+            ProtoType::Int4 => Some(DType::I8),
+            ProtoType::Uint4 => Some(DType::U8),
+            _ => DType::from_onnx(code),
+        }
+    }
+
     /// The ONNX `TensorProto.DataType` code.
     pub fn onnx_code(self) -> i32 {
         (match self {
@@ -288,9 +299,18 @@ impl Tensor {
     }
 
     /// Decodes a `TensorProto` whose data is inline (`raw_data` or a typed field).
-    /// `external` supplies the bytes of a tensor stored in external data.
+    /// `external` supplies the bytes of a tensor stored in external data. INT4/UINT4
+    /// tensors (two elements per byte, the first in the low nibble) decode widened to
+    /// I8/U8 ([`DType::widened_from_onnx`]).
     pub fn from_proto(proto: &TensorProto, external: Option<&[u8]>) -> Result<Tensor, DecodeIssue> {
         let code = proto.data_type.unwrap_or(0);
+        if let Some(signed) = match ProtoType::try_from(code) {
+            Ok(ProtoType::Int4) => Some(true),
+            Ok(ProtoType::Uint4) => Some(false),
+            _ => None,
+        } {
+            return Self::from_4bit_proto(proto, external, signed);
+        }
         let dtype = DType::from_onnx(code).ok_or_else(|| DecodeIssue(format!("element type {} is not supported", onnx_type_name(code))))?;
         let shape = shape_of(proto)?;
         let count = checked_numel(&shape)?;
@@ -319,6 +339,37 @@ impl Tensor {
             DType::F16 => TensorData::F16(proto.int32_data.iter().map(|&x| f16::from_bits(x as u16)).collect()),
             DType::Bf16 => TensorData::Bf16(proto.int32_data.iter().map(|&x| bf16::from_bits(x as u16)).collect()),
         };
+        Ok(Tensor { shape, data })
+    }
+}
+
+impl Tensor {
+    /// Decodes an INT4 (`signed`) or UINT4 tensor widened to I8 or U8.
+    fn from_4bit_proto(proto: &TensorProto, external: Option<&[u8]>, signed: bool) -> Result<Tensor, DecodeIssue> {
+        let shape = shape_of(proto)?;
+        let count = checked_numel(&shape)?;
+        let nibble = |n: u8| if signed && n >= 8 { n as i8 - 16 } else { n as i8 };
+        let values: Vec<i8> = if let Some(bytes) = external.or(proto.raw_data.as_deref()) {
+            if bytes.len() != count.div_ceil(2) {
+                return Err(DecodeIssue(format!(
+                    "data has {} bytes but the shape needs {count} 4-bit elements = {} bytes",
+                    bytes.len(),
+                    count.div_ceil(2)
+                )));
+            }
+            bytes.iter().flat_map(|&b| [nibble(b & 0x0f), nibble(b >> 4)]).take(count).collect()
+        } else {
+            // int32_data holds one packed byte per entry.
+            if proto.int32_data.len() != count.div_ceil(2) {
+                return Err(DecodeIssue(format!(
+                    "has {} packed entries but its shape {shape:?} needs {}",
+                    proto.int32_data.len(),
+                    count.div_ceil(2)
+                )));
+            }
+            proto.int32_data.iter().flat_map(|&b| [nibble(b as u8 & 0x0f), nibble((b as u8) >> 4)]).take(count).collect()
+        };
+        let data = if signed { TensorData::I8(values) } else { TensorData::U8(values.into_iter().map(|v| v as u8).collect()) };
         Ok(Tensor { shape, data })
     }
 }
@@ -367,6 +418,23 @@ mod tests {
             TensorProto { dims: vec![2], data_type: Some(DType::F16.onnx_code()), int32_data: vec![0x3c00, 0xc000], ..Default::default() };
         let t = Tensor::from_proto(&p, None).unwrap();
         assert_eq!(t.to_f64_vec(), vec![1.0, -2.0]);
+    }
+
+    #[test]
+    fn int4_decodes_widened() {
+        // [1, -1, 7, -8, 3] packed low nibble first, the odd count padded.
+        let p = TensorProto {
+            dims: vec![5],
+            data_type: Some(ProtoType::Int4 as i32),
+            raw_data: Some(vec![0xf1u8, 0x87, 0x03].into()),
+            ..Default::default()
+        };
+        assert_eq!(Tensor::from_proto(&p, None).unwrap().data, TensorData::I8(vec![1, -1, 7, -8, 3]));
+        let p = TensorProto { data_type: Some(ProtoType::Uint4 as i32), int32_data: vec![0xf1, 0x87, 0x03], raw_data: None, ..p };
+        assert_eq!(Tensor::from_proto(&p, None).unwrap().data, TensorData::U8(vec![1, 15, 7, 8, 3]));
+        let p = TensorProto { int32_data: vec![0xf1], ..p };
+        assert!(Tensor::from_proto(&p, None).is_err());
+        assert_eq!(DType::widened_from_onnx(ProtoType::Int4 as i32), Some(DType::I8));
     }
 
     #[test]

@@ -111,12 +111,16 @@ pub fn runtime_version() -> Result<String> {
 pub struct SessionOptions {
     /// Threads for one operator (`None`: onnxruntime's default, one per core).
     pub intra_threads: Option<usize>,
+    /// No graph optimizations: every node runs as written (e.g. a QDQ model computes
+    /// its `DequantizeLinear` -> float operator -> `QuantizeLinear` chain instead of
+    /// onnxruntime's fused integer kernels, whose requantization rounds differently).
+    pub no_optimizations: bool,
 }
 
 impl SessionOptions {
     /// Options with the given intra-op thread count.
     pub fn with_threads(threads: usize) -> Self {
-        SessionOptions { intra_threads: Some(threads) }
+        SessionOptions { intra_threads: Some(threads), no_optimizations: false }
     }
 }
 
@@ -249,6 +253,10 @@ fn builder(model: &str, options: &SessionOptions) -> Result<ort::session::builde
     let mut builder = ort::session::Session::builder(environment()?).map_err(session_error)?;
     if let Some(threads) = options.intra_threads {
         builder = builder.with_intra_threads(threads).map_err(|e| session_error(e.into()))?;
+    }
+    if options.no_optimizations {
+        builder =
+            builder.with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable).map_err(|e| session_error(e.into()))?;
     }
     Ok(builder)
 }

@@ -188,6 +188,10 @@ impl Ctx<'_, '_> {
             | Op::EyeLike
             | Op::Trilu
             | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
+            // A quantized model is pruned as its float model: the QDQ form is not cut.
+            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
+                self.block_node(node, "quantization is not pruned: prune the float model, then quantize it")
+            }
         }
         Ok(())
     }

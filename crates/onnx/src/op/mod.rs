@@ -11,7 +11,7 @@
 //!   sizes, the Reduce axes...) may be computed from shapes, so they are read when shape
 //!   inference has folded them, through the opset-aware helpers of [`crate::ops`].
 //! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
-//!   `layout`, `index` and `generate` each hold, for their operators: the kind enums and
+//!   `layout`, `index`, `generate` and `quant` each hold, for their operators: the kind enums and
 //!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
 //!   `shape.rs`), and the cost (MACs) where the operator counts (`conv`, `matmul`).
 //!   [`Infer::node_types`](crate::shape) below is the one dispatch of shape inference;
@@ -41,6 +41,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 
 use crate::error::Result;
@@ -52,6 +53,7 @@ pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Compare, Unary};
 pub use matmul::Gemm;
 pub use pool::{Pool, PoolKind};
+pub use quant::QLinear;
 
 /// A node's operator, parsed once (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +192,11 @@ pub enum Op {
     EyeLike,
     /// `Trilu`.
     Trilu,
+    // ---- quant.rs
+    /// `QuantizeLinear`.
+    QuantizeLinear(QLinear),
+    /// `DequantizeLinear`.
+    DequantizeLinear(QLinear),
     /// An operator oto does not know, or one of a custom domain: opaque.
     Other(String),
 }
@@ -328,6 +335,8 @@ impl Op {
             "NonZero" => Op::NonZero,
             "EyeLike" => Op::EyeLike,
             "Trilu" => Op::Trilu,
+            "QuantizeLinear" => attrs(QLinear::parse(node).map(Op::QuantizeLinear))?,
+            "DequantizeLinear" => attrs(QLinear::parse(node).map(Op::DequantizeLinear))?,
             other => Op::Other(other.to_string()),
         })
     }
@@ -394,6 +403,8 @@ impl Infer<'_, '_> {
             Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, &op),
             Op::NonZero => self.non_zero(node),
             Op::EyeLike => self.eye_like(node),
+            Op::QuantizeLinear(q) => self.qlinear(node, q, false),
+            Op::DequantizeLinear(q) => self.qlinear(node, q, true),
         }
     }
 }

@@ -122,6 +122,7 @@ fn is_parameter_position(op: &str, k: usize) -> bool {
         "Clip" => k >= 1,
         "Pad" => k >= 1,
         "Resize" | "Upsample" => k >= 1,
+        "QuantizeLinear" | "DequantizeLinear" => k >= 1,
         "Dropout" => k >= 1,
         "Range" | "ConstantOfShape" | "Reshape" | "Expand" | "Tile" | "Slice" | "Squeeze" | "Unsqueeze" => true,
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
@@ -566,7 +567,7 @@ fn graph_input(graph: &Graph<'_>, vi: &ValueInfoProto) -> Result<GraphInput> {
         return Err(graph.model.error(format!("graph input '{name}'"), "is not a tensor").into());
     };
     let code = t.elem_type.unwrap_or(0);
-    let dtype = DType::from_onnx(code).ok_or_else(|| {
+    let dtype = DType::widened_from_onnx(code).ok_or_else(|| {
         graph.model.error(
             format!("graph input '{name}'"),
             format!("has element type {}, which oto does not handle", oto_onnx::tensor::onnx_type_name(code)),

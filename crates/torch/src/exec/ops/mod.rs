@@ -3,6 +3,7 @@
 
 mod math;
 mod nn;
+mod quant;
 mod shape;
 
 use super::convert::{host_floats, host_ints};
@@ -151,6 +152,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConvTranspose",
     "Cos",
     "CumSum",
+    "DequantizeLinear",
     "Div",
     "Dropout",
     "Einsum",
@@ -199,6 +201,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "RMSNormalization",
     "Pad",
     "Pow",
+    "QuantizeLinear",
     "Range",
     "Reciprocal",
     "ReduceL1",
@@ -294,6 +297,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::ConstantOfShape
         | Op::Range
         | Op::Trilu => shape::compile(graph, node, &op, device),
+        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
         // `Constant` nodes are evaluated once by the executor, not compiled.
         Op::Conv(_)
         | Op::MatMul { integer: true }

@@ -200,7 +200,12 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             let kind = kind_of(to);
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(kind)?]))
         }
-        Op::CastLike => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(ctx.input(1)?.kind())?])),
+        Op::CastLike => {
+            if onnx_ops::input(node, 1).is_some_and(|like| super::quant::is_4bit(graph, like)) {
+                return Err("CastLike to INT4/UINT4 is not supported (the executor holds 4-bit values as 8-bit ones)".into());
+            }
+            Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(ctx.input(1)?.kind())?]))
+        }
         Op::ConstantOfShape => {
             let value = match node.attr_tensor("value")? {
                 Some(t) => Some(graph.model.tensor(t).map_err(|e| e.to_string())?),

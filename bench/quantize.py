@@ -1,0 +1,138 @@
+"""`oto quantize --bits 8` against onnxruntime's `quantize_static` (QDQ, per-channel int8
+weights, int8 activations, MinMax calibration) on the trained demo CNN, with the same
+calibration sample: accuracy on the digits test split in onnxruntime and the bytes of
+the weights, for several calibration samples (seeds).
+
+    python bench/quantize.py --oto target/debug/oto                       # trains the demo first if needed
+    python bench/quantize.py --oto target/debug/oto --model target/demo/model.onnx --seeds 0,1,2 --samples 128
+
+The model defaults to the compact model of the demo job (`oto prune --config
+examples/digits.toml`, run into a temporary folder when target/demo/model.onnx is
+missing). Writes bench/quantize.md.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "examples/data/digits_train.npz"
+TEST = ROOT / "examples/data/digits_test.npz"
+
+
+class Reader(CalibrationDataReader):
+    """The calibration sample, one batch of 32 at a time."""
+
+    def __init__(self, name, x):
+        self.batches = iter([{name: x[i : i + 32]} for i in range(0, len(x), 32)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def accuracy(path, x, y):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    logits = session.run(None, {name: x})[0]
+    return float((logits.reshape(len(x), logits.shape[1], -1)[:, :, 0].argmax(1) == y).mean())
+
+
+def weight_bytes(path):
+    """Bytes of every initializer (4-bit types packed), and of the float ones."""
+    model = onnx.load(str(path))
+    total = 0
+    for t in model.graph.initializer:
+        n = int(np.prod(t.dims)) if t.dims else 1
+        size = {onnx.TensorProto.INT4: 0.5, onnx.TensorProto.UINT4: 0.5}.get(t.data_type)
+        if size is None:
+            size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        total += int(np.ceil(n * size))
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--oto", default=str(ROOT / "target/debug/oto"))
+    parser.add_argument("--model", type=Path, default=ROOT / "target/demo/model.onnx")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/quantize.md")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="oto-quantize-bench-"))
+    model = args.model
+    if not model.exists():
+        subprocess.run([args.oto, "prune", "--config", str(ROOT / "examples/digits.toml"), "--out", str(work / "demo")], check=True)
+        model = work / "demo/model.onnx"
+    train, test = np.load(TRAIN), np.load(TEST)
+    x_test, y_test = test["x"], test["labels"]
+    name = onnx.load(str(model)).graph.input[0].name
+    float_acc = accuracy(model, x_test, y_test)
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        pick = np.random.default_rng(seed).choice(len(train["x"]), size=args.samples, replace=False)
+        calib = work / f"calib{seed}.npz"
+        np.savez(calib, x=train["x"][pick], labels=train["labels"][pick])
+        ours = work / f"oto{seed}.onnx"
+        report = work / f"oto{seed}.json"
+        subprocess.run(
+            [args.oto, "--quiet", "quantize", str(model), "--data", str(calib), "--val", str(TEST), "--out", str(ours), "--json", str(report)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        theirs = work / f"ort{seed}.onnx"
+        quantize_static(
+            str(model),
+            str(theirs),
+            Reader(name, train["x"][pick]),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        summary = json.loads(report.read_text())
+        rows.append(
+            {
+                "seed": seed,
+                "oto": accuracy(ours, x_test, y_test),
+                "ort": accuracy(theirs, x_test, y_test),
+                "oto_bytes": weight_bytes(ours),
+                "ort_bytes": weight_bytes(theirs),
+                "oto_reported_float": summary["float"]["accuracy"],
+                "oto_reported_quantized": summary["quantized"]["accuracy"],
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    float_bytes = weight_bytes(model)
+    lines = [
+        "# oto quantize vs onnxruntime quantize_static",
+        "",
+        f"Model: {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model.name} (the trained demo CNN), test split "
+        f"{len(x_test)} digits; calibration: {args.samples} training samples drawn by each seed, the same for both tools. "
+        "Both: QDQ, symmetric per-channel int8 weights, int8 activations by MinMax. Accuracy in onnxruntime "
+        f"{ort.__version__} (default optimizations). Bytes: every initializer of the file.",
+        "",
+        f"Float model: accuracy {100 * float_acc:.2f}%, {float_bytes} bytes.",
+        "",
+        "| seed | oto accuracy | ort accuracy | oto bytes | ort bytes |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {100 * r['oto']:.2f}% | {100 * r['ort']:.2f}% | {r['oto_bytes']} | {r['ort_bytes']} |")
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    lines.append(f"| mean | {100 * mean('oto'):.2f}% | {100 * mean('ort'):.2f}% | {mean('oto_bytes'):.0f} | {mean('ort_bytes'):.0f} |")
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

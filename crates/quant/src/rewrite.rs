@@ -1,0 +1,427 @@
+//! The QDQ rewrite: quantized weights behind `DequantizeLinear`, and calibrated
+//! `QuantizeLinear` -> `DequantizeLinear` pairs on the activations feeding them.
+//!
+//! **Targets.** A `Conv`, `Gemm` or `MatMul` node whose input 1 (the weight) is an f32
+//! initializer. The output channel axis of the weight: `Conv` `[M, C/g, k...]` axis 0;
+//! `Gemm` `B` axis 1 (`[K, N]`), or 0 with `transB` (`[N, K]`); `MatMul` `B`
+//! `[..., K, N]` its last axis. The input axis (blocked for int4) is the other of the
+//! two: `Conv` 1, `Gemm` 0 (1 with `transB`), `MatMul` the second to last. A weight
+//! that something else reads too, or that two readers would cut along different axes,
+//! stays float (listed in the report with the reason).
+//!
+//! **Weights.** Per [`BitPlan`]: int8 per output channel (`DequantizeLinear` with
+//! `axis`, opset 13), int4 in blocks of `block_size` along the input axis (`axis` and
+//! `block_size`, opset 21), both symmetric with explicit zero-point tensors of zeros
+//! (of the integer type; onnxruntime's QDQ fusions look for them). The weight `W`
+//! becomes the initializers `W_quantized`, `W_scale`, `W_zero_point` and the node
+//! `W_DequantizeLinear` whose output `W_dequantized` the targets read.
+//!
+//! **Activations** (optional): the input 0 of every quantized target, when it is an f32
+//! value computed at run time, goes through `X_QuantizeLinear` -> `X_DequantizeLinear`
+//! (int8, per tensor, affine: [`crate::math::affine_params`] of the calibrated range),
+//! read by the targets only; one pair per value, inserted before its first target.
+//!
+//! The default-domain opset is raised to what the model needs ([`crate::opset::raise`]);
+//! the graph's inputs, outputs and every other node keep their names.
+
+use crate::calib::Range;
+use crate::math::{self, QType, QuantizedWeight};
+use crate::plan::{BitPlan, Bits};
+use crate::{opset, Error, Result};
+use oto_onnx::graph::{node_label, Graph};
+use oto_onnx::op::Op;
+use oto_onnx::proto::attribute_proto::AttributeType;
+use oto_onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use oto_onnx::{DType, Model};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Unique value and node names in a graph.
+pub(crate) struct Names(HashSet<String>);
+
+impl Names {
+    /// Every name `proto` uses (values, initializers, nodes).
+    pub(crate) fn of(proto: &ModelProto) -> Names {
+        let mut set = HashSet::new();
+        if let Some(g) = &proto.graph {
+            for n in &g.node {
+                set.extend(n.input.iter().chain(&n.output).cloned());
+                set.extend(n.name.clone());
+            }
+            set.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
+            set.extend(g.input.iter().chain(&g.output).chain(&g.value_info).filter_map(|v| v.name.clone()));
+        }
+        Names(set)
+    }
+
+    /// `base`, or `base_1`, `base_2`... whichever is not taken yet (and takes it).
+    pub(crate) fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 0usize;
+        while self.0.contains(&name) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        self.0.insert(name.clone());
+        name
+    }
+}
+
+/// An INT attribute.
+pub(crate) fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+}
+
+fn node(op: &str, name: String, inputs: Vec<String>, outputs: Vec<String>, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto { op_type: Some(op.into()), name: Some(name), input: inputs, output: outputs, attribute, ..Default::default() }
+}
+
+fn f32_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DType::F32.onnx_code()),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()),
+        ..Default::default()
+    }
+}
+
+/// An integer tensor of type `q` (4-bit types packed), as `raw_data`.
+pub fn int_tensor(name: &str, dims: &[usize], values: &[i32], q: QType) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(q.onnx_code()),
+        raw_data: Some(math::storage(values, q).into()),
+        ..Default::default()
+    }
+}
+
+/// A weight the rewrite can quantize, and how.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Target {
+    /// The weight initializer.
+    pub weight: String,
+    /// The nodes reading it (labels).
+    pub nodes: Vec<String>,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// The output channel axis.
+    pub out_axis: usize,
+    /// The input axis (blocked for int4).
+    pub in_axis: usize,
+    /// The activations (input 0 of the readers) computed at run time in f32.
+    pub activations: Vec<String>,
+}
+
+/// A weight of a `Conv`/`Gemm`/`MatMul` left float, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Skipped {
+    /// The initializer.
+    pub weight: String,
+    /// Why it stays float.
+    pub reason: String,
+}
+
+/// The output and input axes of input 1 of `op` when its rank is `rank`.
+fn weight_axes(op: &Op, rank: usize) -> Option<(usize, usize)> {
+    match op {
+        Op::Conv(c) if !c.integer && rank >= 3 => Some((0, 1)),
+        Op::Gemm(g) if rank == 2 => Some(if g.trans_b { (0, 1) } else { (1, 0) }),
+        Op::MatMul { integer: false } if rank >= 2 => Some((rank - 1, rank - 2)),
+        _ => None,
+    }
+}
+
+/// The weights of `model` the rewrite can quantize, in initializer order, and the
+/// weights of such operators it leaves float.
+pub fn targets(model: &Model) -> Result<(Vec<Target>, Vec<Skipped>)> {
+    let graph = Graph::new(model)?;
+    let shapes = oto_onnx::shape::infer(&graph)?;
+    let mut found: BTreeMap<usize, Target> = BTreeMap::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let skip = |weight: &str, reason: String, skipped: &mut Vec<Skipped>| {
+        if !skipped.iter().any(|s| s.weight == weight) {
+            skipped.push(Skipped { weight: weight.to_string(), reason });
+        }
+    };
+    let init_index: HashMap<&str, usize> =
+        graph.proto.initializer.iter().enumerate().filter_map(|(i, t)| Some((t.name.as_deref()?, i))).collect();
+    for (_, n) in graph.nodes() {
+        let op = Op::parse(&graph, n)?;
+        if !matches!(op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul { .. }) {
+            continue;
+        }
+        let Some(w) = oto_onnx::ops::input(n, 1) else { continue };
+        let Some(&index) = init_index.get(w) else { continue };
+        let init = &graph.proto.initializer[index];
+        if init.data_type != Some(DType::F32.onnx_code()) {
+            skip(w, "not float32".into(), &mut skipped);
+            continue;
+        }
+        let shape: Vec<usize> = init.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        let Some((out_axis, in_axis)) = weight_axes(&op, shape.len()) else {
+            skip(w, format!("{} reads it with rank {}", node_label(n), shape.len()), &mut skipped);
+            continue;
+        };
+        let others: Vec<String> = graph
+            .consumers(w)
+            .iter()
+            .filter_map(|u| {
+                let reader = graph.node(u.node);
+                let same =
+                    u.input == 1 && Op::parse(&graph, reader).ok().and_then(|o| weight_axes(&o, shape.len())) == Some((out_axis, in_axis));
+                (!same).then(|| node_label(reader))
+            })
+            .collect();
+        if !others.is_empty() || graph.is_output(w) {
+            skip(w, format!("also read by {} (as another operand or along other axes)", others.join(", ")), &mut skipped);
+            continue;
+        }
+        let target = found.entry(index).or_insert_with(|| Target {
+            weight: w.to_string(),
+            nodes: Vec::new(),
+            shape: shape.clone(),
+            out_axis,
+            in_axis,
+            activations: Vec::new(),
+        });
+        target.nodes.push(node_label(n));
+        if let Some(x) = oto_onnx::ops::input(n, 0) {
+            let computed = graph.initializer(x).is_none() && graph.constant(x).ok().flatten().is_none();
+            if computed && shapes.dtype(x) == Some(DType::F32) && !target.activations.iter().any(|a| a == x) {
+                target.activations.push(x.to_string());
+            }
+        }
+    }
+    skipped.retain(|s| !found.values().any(|t| t.weight == s.weight));
+    Ok((found.into_values().collect(), skipped))
+}
+
+/// What [`quantize_model`] does.
+#[derive(Debug, Clone)]
+pub struct QuantizeOptions {
+    /// Bits per weight.
+    pub plan: BitPlan,
+    /// Block size along the input axis of int4 weights.
+    pub block_size: usize,
+    /// Calibrated ranges of the activations to quantize (by value name); `None` keeps
+    /// activations float. Every activation of a quantized weight must have one.
+    pub activations: Option<HashMap<String, Range>>,
+}
+
+/// One weight in the size table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WeightReport {
+    /// The initializer.
+    pub weight: String,
+    /// The nodes reading it.
+    pub nodes: Vec<String>,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// How it is stored.
+    pub bits: Bits,
+    /// Bytes as float32.
+    pub float_bytes: usize,
+    /// Bytes as stored: integers (packed), scales and zero points; the float bytes if kept float.
+    pub stored_bytes: usize,
+    /// Largest |dequantized - float| over its elements (0 if kept float).
+    pub max_error: f32,
+}
+
+/// What the rewrite did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QuantizeReport {
+    /// Default-domain opset of the input and of the output.
+    pub opset: (i64, i64),
+    /// Every target weight.
+    pub weights: Vec<WeightReport>,
+    /// Weights of Conv/Gemm/MatMul left float, with why.
+    pub skipped: Vec<Skipped>,
+    /// Activations quantized (value name, scale, zero point).
+    pub activations: Vec<(String, f32, i32)>,
+    /// Bytes of every other initializer (biases, normalization parameters...), unchanged.
+    pub other_bytes: usize,
+}
+
+impl QuantizeReport {
+    /// Float32 bytes of the target weights.
+    pub fn float_bytes(&self) -> usize {
+        self.weights.iter().map(|w| w.float_bytes).sum()
+    }
+
+    /// Stored bytes of the target weights (with scales and zero points).
+    pub fn stored_bytes(&self) -> usize {
+        self.weights.iter().map(|w| w.stored_bytes).sum()
+    }
+}
+
+/// Quantizes `model` (see the module documentation): the QDQ model and its report.
+pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model, QuantizeReport)> {
+    let path = model.path().display().to_string();
+    let (found, skipped) = targets(model)?;
+    let from = model.opset();
+    let int4 = found.iter().any(|t| options.plan.bits(&t.weight) == Bits::Int4);
+    let need = if int4 { 21 } else { 13 };
+    if int4 && options.block_size < 2 {
+        return Err(Error::Model(format!("block size {} must be at least 2", options.block_size)));
+    }
+    let raised = opset::raise(model, need)?;
+    let mut names = Names::of(&raised);
+    let mut proto = raised;
+    let graph_proto = proto.graph.get_or_insert_with(Default::default);
+
+    let mut rename: HashMap<String, String> = HashMap::new();
+    let mut weight_nodes = Vec::new();
+    let mut new_inits = Vec::new();
+    let mut removed: HashSet<String> = HashSet::new();
+    let mut weights = Vec::new();
+    for t in &found {
+        let bits = options.plan.bits(&t.weight);
+        let float_bytes = 4 * t.shape.iter().product::<usize>();
+        if bits == Bits::Float {
+            weights.push(WeightReport {
+                weight: t.weight.clone(),
+                nodes: t.nodes.clone(),
+                shape: t.shape.clone(),
+                bits,
+                float_bytes,
+                stored_bytes: float_bytes,
+                max_error: 0.0,
+            });
+            continue;
+        }
+        let init = graph_proto
+            .initializer
+            .iter()
+            .find(|i| i.name.as_deref() == Some(t.weight.as_str()))
+            .ok_or_else(|| Error::Model(format!("{path}: initializer '{}' disappeared", t.weight)))?;
+        let value = model.tensor(init)?;
+        let data = value.as_f32().ok_or_else(|| Error::Model(format!("{path}: initializer '{}' is not float32", t.weight)))?;
+        let q = match bits {
+            Bits::Int8 => math::quantize_per_axis(data, &t.shape, t.out_axis, QType::Int8),
+            _ => math::quantize_blockwise(data, &t.shape, t.in_axis, options.block_size, QType::Int4),
+        }
+        .map_err(|e| Error::Model(format!("{path}: initializer '{}': {e}", t.weight)))?;
+        let max_error = data.iter().zip(q.dequantize()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        weights.push(WeightReport {
+            weight: t.weight.clone(),
+            nodes: t.nodes.clone(),
+            shape: t.shape.clone(),
+            bits,
+            float_bytes,
+            stored_bytes: q.bytes(),
+            max_error,
+        });
+        let out = dequantize_weight(&t.weight, &q, &mut names, &mut new_inits, &mut weight_nodes);
+        rename.insert(t.weight.clone(), out);
+        removed.insert(t.weight.clone());
+    }
+
+    // Activations: one Q/DQ pair per value, before the first target reading it.
+    let quantized: HashSet<&str> =
+        found.iter().filter(|t| options.plan.bits(&t.weight) != Bits::Float).map(|t| t.weight.as_str()).collect();
+    let mut act_rename: HashMap<String, String> = HashMap::new();
+    let mut act_report = Vec::new();
+    let mut act_nodes: HashMap<String, Vec<NodeProto>> = HashMap::new();
+    if let Some(ranges) = &options.activations {
+        for t in found.iter().filter(|t| quantized.contains(t.weight.as_str())) {
+            for x in &t.activations {
+                if act_rename.contains_key(x) {
+                    continue;
+                }
+                let r = ranges.get(x).ok_or_else(|| Error::Model(format!("{path}: activation '{x}' has no calibrated range")))?;
+                let (scale, zp) =
+                    math::affine_params(r.min, r.max, QType::Int8).map_err(|e| Error::Model(format!("{path}: activation '{x}': {e}")))?;
+                let s = names.fresh(&format!("{x}_scale"));
+                let z = names.fresh(&format!("{x}_zero_point"));
+                let qv = names.fresh(&format!("{x}_quantized"));
+                let dv = names.fresh(&format!("{x}_dequantized"));
+                new_inits.push(f32_tensor(&s, &[], &[scale]));
+                new_inits.push(int_tensor(&z, &[], &[zp], QType::Int8));
+                let qn = node(
+                    "QuantizeLinear",
+                    names.fresh(&format!("{x}_QuantizeLinear")),
+                    vec![x.clone(), s.clone(), z.clone()],
+                    vec![qv.clone()],
+                    vec![],
+                );
+                let dn = node("DequantizeLinear", names.fresh(&format!("{x}_DequantizeLinear")), vec![qv, s, z], vec![dv.clone()], vec![]);
+                act_nodes.insert(x.clone(), vec![qn, dn]);
+                act_rename.insert(x.clone(), dv);
+                act_report.push((x.clone(), scale, zp));
+            }
+        }
+    }
+
+    // Nodes: weight DequantizeLinear first, activation pairs before their first target.
+    let mut nodes = weight_nodes;
+    for mut n in std::mem::take(&mut graph_proto.node) {
+        let is_target = n.input.get(1).is_some_and(|w| rename.contains_key(w));
+        if is_target {
+            if let Some(x) = n.input.first().cloned() {
+                if let Some(pair) = act_nodes.remove(&x) {
+                    nodes.extend(pair);
+                }
+                if let Some(dv) = act_rename.get(&x) {
+                    n.input[0] = dv.clone();
+                }
+            }
+            if let Some(w) = rename.get(&n.input[1]) {
+                n.input[1] = w.clone();
+            }
+        }
+        nodes.push(n);
+    }
+    graph_proto.node = nodes;
+    let other_bytes = graph_proto
+        .initializer
+        .iter()
+        .filter(|i| !i.name.as_deref().is_some_and(|n| found.iter().any(|t| t.weight == n)))
+        .map(initializer_bytes)
+        .sum();
+    graph_proto.initializer.retain(|i| !i.name.as_deref().is_some_and(|n| removed.contains(n)));
+    graph_proto.initializer.extend(new_inits);
+    graph_proto.value_info.retain(|v| !v.name.as_deref().is_some_and(|n| removed.contains(n)));
+    let to = proto
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain.as_deref().unwrap_or(""), "" | "ai.onnx"))
+        .and_then(|o| o.version)
+        .unwrap_or(from);
+    let out = Model::from_proto(proto, &path, model.base_dir().map(|p| p.to_path_buf()))?;
+    Ok((out, QuantizeReport { opset: (from, to), weights, skipped, activations: act_report, other_bytes }))
+}
+
+/// Bytes of an initializer's elements (4-bit types packed; 0 for types without a fixed size).
+fn initializer_bytes(t: &TensorProto) -> usize {
+    let count: usize = t.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).product();
+    let code = t.data_type.unwrap_or(0);
+    if let Some(q) = QType::from_onnx(code) {
+        return q.storage_bytes(count);
+    }
+    DType::from_onnx(code).map_or(0, |d| d.size() * count)
+}
+
+/// Adds the initializers and the `DequantizeLinear` node of a quantized weight; returns
+/// the name of the dequantized value.
+fn dequantize_weight(
+    weight: &str,
+    q: &QuantizedWeight,
+    names: &mut Names,
+    inits: &mut Vec<TensorProto>,
+    nodes: &mut Vec<NodeProto>,
+) -> String {
+    let qn = names.fresh(&format!("{weight}_quantized"));
+    let s = names.fresh(&format!("{weight}_scale"));
+    let z = names.fresh(&format!("{weight}_zero_point"));
+    let out = names.fresh(&format!("{weight}_dequantized"));
+    inits.push(int_tensor(&qn, &q.shape, &q.values, q.qtype));
+    inits.push(f32_tensor(&s, &q.scale_shape, &q.scales));
+    inits.push(int_tensor(&z, &q.scale_shape, &vec![0; q.scales.len()], q.qtype));
+    let mut attrs = vec![int_attr("axis", q.axis as i64)];
+    if let Some(b) = q.block_size {
+        attrs.push(int_attr("block_size", b as i64));
+    }
+    nodes.push(node("DequantizeLinear", names.fresh(&format!("{weight}_DequantizeLinear")), vec![qn, s, z], vec![out.clone()], attrs));
+    out
+}

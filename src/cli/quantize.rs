@@ -1,0 +1,160 @@
+//! `oto quantize`: a float model to a QDQ model onnxruntime runs (int8 or int4 weights,
+//! calibrated int8 activations), with its size table and float vs quantized accuracy.
+
+use crate::error::{classify, input_error};
+use anyhow::{Context, Result};
+use oto_quant::calib::Method;
+use oto_quant::{BitPlan, Bits, QuantizeOptions};
+use oto_torch::data::Dataset;
+use std::path::PathBuf;
+
+/// Arguments of `oto quantize`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  oto quantize model.onnx --data calib.npz --out model.int8.onnx
+      int8 weights per output channel, int8 activations calibrated by min/max
+  oto quantize model.onnx --data calib.npz --out model.int4.onnx --bits 4 --block-size 32
+      int4 weights in blocks of 32 along the input axis (opset 21)
+  oto quantize model.onnx --images photos/ --out q.onnx --calibration percentile --percentile 99.99
+
+The size table counts the weights of Conv, Gemm and MatMul: float32 bytes, and the bytes
+stored after quantization (integers, scales and zero points). With labels in the data,
+the accuracy of both models in onnxruntime follows (on --val when given, else on the
+calibration data).")]
+pub struct Args {
+    /// The float ONNX model.
+    pub model: PathBuf,
+    /// Calibration data (.npz or .safetensors); or --text / --images.
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["text", "images"])]
+    pub data: Option<PathBuf>,
+    /// Raw text or image folders instead of --data.
+    #[command(flatten)]
+    pub data_args: super::data::DataArgs,
+    /// Labeled data to compare the models on (.npz or .safetensors) [default: the calibration data].
+    #[arg(long, value_name = "FILE")]
+    pub val: Option<PathBuf>,
+    /// Where to write the quantized model.
+    #[arg(long, value_name = "Q.onnx")]
+    pub out: PathBuf,
+    /// Weight bits: 8 (per output channel) or 4 (blockwise along the input axis).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=8))]
+    pub bits: u32,
+    /// Entries of the input axis sharing a scale, with --bits 4.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..))]
+    pub block_size: u64,
+    /// Activations: int8 (static, calibrated) or none (float).
+    #[arg(long, default_value = "int8", value_parser = ["int8", "none"])]
+    pub activations: String,
+    /// Activation ranges: minmax or percentile.
+    #[arg(long, default_value = "minmax", value_parser = ["minmax", "percentile"])]
+    pub calibration: String,
+    /// The percentile of |x| bounding the range, with --calibration percentile.
+    #[arg(long, default_value_t = 99.99)]
+    pub percentile: f64,
+    /// Calibration samples (the first N of the data) [default: all].
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
+    /// Seed of the --val-split choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Also write the size table and measurements as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs `oto quantize`.
+pub fn run(args: &Args) -> Result<()> {
+    let bits = Bits::from_bits(args.bits).context("--bits must be 8 or 4").map_err(input_error)?;
+    let method = match args.calibration.as_str() {
+        "percentile" => Method::Percentile(args.percentile),
+        _ => Method::MinMax,
+    };
+    let batch = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
+    let spec = args.data_args.apply(crate::job::config::JobSpec { data: args.data.clone(), ..Default::default() });
+    let (data_path, format) = spec.data_source().map_err(input_error)?;
+    let (model, _) = crate::model_file::load_model(&args.model)?;
+    let exec = oto_torch::exec::Executor::new(&model, oto_torch::tch::Device::Cpu).map_err(classify)?;
+    let inputs: Vec<_> = exec.inputs().cloned().collect();
+    drop(exec);
+    let part = match &format {
+        oto_torch::data::DataFormat::Images(o) if o.val_split.is_some() => oto_torch::data::images::Part::Train,
+        _ => oto_torch::data::images::Part::All,
+    };
+    let calib = Dataset::open(&data_path, &format, &model, &inputs, part, args.seed).map_err(classify)?;
+    let options =
+        QuantizeOptions { plan: BitPlan::uniform(bits), block_size: usize::try_from(args.block_size).unwrap_or(32), activations: None };
+    let eval = match &args.val {
+        Some(v) => Some(
+            Dataset::open(v, &oto_torch::data::DataFormat::Arrays, &model, &inputs, oto_torch::data::images::Part::All, args.seed)
+                .map_err(classify)?,
+        ),
+        None => None,
+    };
+    let (quantized, summary) =
+        crate::job::quantize::quantize(&model, &calib, eval.as_ref(), batch, args.samples, method, args.activations == "int8", options)?;
+    quantized.save(&args.out, &oto_onnx::SaveOptions::default()).map_err(input_error)?;
+    print!("{}", table(&summary));
+    println!("wrote {}", args.out.display());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display())).map_err(input_error)?;
+    }
+    Ok(())
+}
+
+/// The size table and the measurements, as Markdown.
+pub fn table(s: &crate::job::quantize::QuantizeSummary) -> String {
+    let r = &s.report;
+    let mut out = String::new();
+    let kib = |b: usize| format!("{:.1} KiB", b as f64 / 1024.0);
+    out.push_str("| weight | bits | shape | float32 | stored | ratio | max abs error |\n|---|---|---|---:|---:|---:|---:|\n");
+    for w in &r.weights {
+        let bits = match w.bits {
+            Bits::Float => "float",
+            Bits::Int8 => "8",
+            Bits::Int4 => "4",
+        };
+        out.push_str(&format!(
+            "| {} | {bits} | {:?} | {} | {} | {:.3} | {:.3e} |\n",
+            w.weight,
+            w.shape,
+            kib(w.float_bytes),
+            kib(w.stored_bytes),
+            w.stored_bytes as f64 / w.float_bytes.max(1) as f64,
+            w.max_error
+        ));
+    }
+    let (f, q) = (r.float_bytes(), r.stored_bytes());
+    out.push_str(&format!("| **total** | | | {} | {} | {:.3} | |\n\n", kib(f), kib(q), q as f64 / f.max(1) as f64));
+    out.push_str(&format!(
+        "other initializers (kept float): {}; model weights {} -> {} ({:.3}x); opset {} -> {}; {} activations quantized ({} calibration samples)\n",
+        kib(r.other_bytes),
+        kib(f + r.other_bytes),
+        kib(q + r.other_bytes),
+        (q + r.other_bytes) as f64 / (f + r.other_bytes).max(1) as f64,
+        r.opset.0,
+        r.opset.1,
+        r.activations.len(),
+        s.calibration_samples
+    ));
+    for sk in &r.skipped {
+        out.push_str(&format!("kept float: {} ({})\n", sk.weight, sk.reason));
+    }
+    if let (Some(a), Some(b)) = (s.float.accuracy, s.quantized.accuracy) {
+        out.push_str(&format!(
+            "accuracy in onnxruntime ({} samples): float {:.2}%, quantized {:.2}%\n",
+            s.float.samples,
+            100.0 * a,
+            100.0 * b
+        ));
+    }
+    if let Some(agreement) = s.quantized.agreement {
+        out.push_str(&format!("quantized vs float: same class on {:.2}% of samples\n", 100.0 * agreement));
+    }
+    out.push_str(&format!("quantized vs float: max |difference| of output 0 {:.4e}\n", s.quantized.max_abs_diff));
+    out
+}

@@ -1,0 +1,181 @@
+//! `oto quantize` through the binary: the QDQ file passes the onnx checker, its size table
+//! is what int8 per channel stores, `oto eval` (the libtorch executor) computes what
+//! onnxruntime computes on it, and bad input is exit code 2 naming the value.
+
+mod common;
+use common::*;
+use oto_onnx::Model;
+use oto_testkit::{run_ort, zoo_inputs, zoo_path};
+use oto_torch::exec::{convert, Executor, Mode};
+use std::path::PathBuf;
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).unwrap_or_else(|| oto_testkit::root().join(".venv"));
+    let python = venv.join("bin/python");
+    assert!(python.exists(), "{} missing: the Python venv (make venv, or source /work/oto-env.sh)", python.display());
+    python
+}
+
+fn checker(path: &std::path::Path) {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg("import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "onnx checker on {}: {}", path.display(), text(&out.stderr));
+}
+
+/// Named outputs as f64.
+type Outputs = Vec<(String, Vec<f64>)>;
+
+/// The executor's outputs on the zoo inputs, and onnxruntime's without graph
+/// optimizations (its fused integer kernels requantize with their own rounding).
+fn both(model: &Model, name: &str) -> (Outputs, Outputs) {
+    let inputs = zoo_inputs(name);
+    let exec = Executor::new(model, oto_torch::tch::Device::Cpu).unwrap();
+    let feed: Vec<_> = inputs.iter().map(|(_, t)| convert::to_tch(t, oto_torch::tch::Device::Cpu).unwrap()).collect();
+    let ours = oto_torch::tch::no_grad(|| exec.forward(&feed, Mode::Eval)).unwrap();
+    let ours = exec.output_names().zip(&ours).map(|(n, t)| (n.to_string(), convert::from_tch(t).unwrap().to_f64_vec())).collect();
+    let options = oto_ort::SessionOptions { intra_threads: Some(2), no_optimizations: true };
+    let session = oto_ort::Session::from_bytes(&model.to_bytes().unwrap(), &options).unwrap();
+    let feed: Vec<(&str, &oto_onnx::Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let ort = session.run(&feed).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec())).collect();
+    (ours, ort)
+}
+
+#[test]
+fn quantize_demo_cnn_int8_and_int4() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = oto_testkit::root().join("examples/data/digits_train.npz");
+    let val = oto_testkit::root().join("examples/data/digits_test.npz");
+    let model = zoo_path("demo_cnn.onnx");
+    for bits in ["8", "4"] {
+        let out = dir.path().join(format!("q{bits}.onnx"));
+        let json = dir.path().join(format!("q{bits}.json"));
+        // int4 with percentile calibration, int8 with min/max.
+        let calibration = if bits == "4" { "percentile" } else { "minmax" };
+        let r = oto(&[
+            "--quiet",
+            "quantize",
+            "--calibration",
+            calibration,
+            s(&model),
+            "--data",
+            s(&data),
+            "--samples",
+            "128",
+            "--val",
+            s(&val),
+            "--out",
+            s(&out),
+            "--bits",
+            bits,
+            "--block-size",
+            "8",
+            "--json",
+            s(&json),
+        ]);
+        let stdout = text(&r.stdout);
+        assert_eq!(r.status.code(), Some(0), "{stdout}\n{}", text(&r.stderr));
+        assert!(stdout.contains("accuracy in onnxruntime (359 samples)"), "{stdout}");
+        checker(&out);
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let weights = summary["report"]["weights"].as_array().unwrap();
+        assert_eq!(weights.len(), 4, "conv1, conv2, conv3, fc");
+        for w in weights {
+            let shape: Vec<usize> = w["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let n: usize = shape.iter().product();
+            // The output channel: axis 0 of a Conv weight, of the Gemm weight with transB (fc is [10, 64]).
+            let stored = w["stored_bytes"].as_u64().unwrap() as usize;
+            let expected = if bits == "8" {
+                // One byte per weight, an f32 scale and an int8 zero point per output channel.
+                n + 5 * shape[0]
+            } else {
+                // Half a byte per weight, and per block of 8 input entries an f32 scale and an int4 zero point.
+                let blocks = n / shape[1] * shape[1].div_ceil(8);
+                n.div_ceil(2) + 4 * blocks + blocks.div_ceil(2)
+            };
+            assert_eq!(stored, expected, "{w}");
+            assert_eq!(w["float_bytes"].as_u64().unwrap() as usize, 4 * n);
+        }
+        assert_eq!(summary["report"]["activations"].as_array().unwrap().len(), 4);
+        assert_eq!(summary["report"]["opset"][1].as_i64(), Some(if bits == "8" { 18 } else { 21 }));
+        // `oto eval` runs the QDQ model.
+        let e = oto(&["eval", s(&out), "--data", s(&val)]);
+        assert_eq!(e.status.code(), Some(0), "{}", text(&e.stderr));
+        assert!(text(&e.stdout).contains("accuracy"));
+        // The analysis reads the QDQ model (nothing is prunable through Q/DQ) without failing.
+        let a = oto(&["analyze", s(&out)]);
+        assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
+    }
+}
+
+/// The libtorch executor and onnxruntime (nodes as written) on QDQ models (int8 and
+/// int4 weights, int8 activations calibrated on the reference inputs): equal to float32
+/// reassociation (1e-4 of the largest output). Both quantize activations the same way
+/// (x / scale in f32, rounding half to even); only the float convolutions' summation
+/// order differs, and it moved no activation across a rounding boundary on these inputs.
+#[test]
+fn executor_equals_onnxruntime_on_qdq_models() {
+    for name in ["demo_cnn", "resnet18"] {
+        let model = oto_testkit::zoo_model(name);
+        let inputs = zoo_inputs(name);
+        let (targets, _) = oto_quant::rewrite::targets(&model).unwrap();
+        let mut activations: Vec<String> = Vec::new();
+        for a in targets.iter().flat_map(|t| t.activations.iter()) {
+            if !activations.contains(a) {
+                activations.push(a.clone());
+            }
+        }
+        // onnxruntime reads the activations as extra outputs; a graph input's range comes
+        // from the input itself (onnxruntime does not return an input as an output).
+        let range = |v: &[f64]| oto_quant::calib::Range {
+            min: v.iter().cloned().fold(f64::INFINITY, f64::min) as f32,
+            max: v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) as f32,
+        };
+        let mut ranges: std::collections::HashMap<String, oto_quant::calib::Range> =
+            inputs.iter().filter(|(n, _)| activations.contains(n)).map(|(n, t)| (n.clone(), range(&t.to_f64_vec()))).collect();
+        let mut proto = model.proto.clone();
+        let g = proto.graph.as_mut().unwrap();
+        let first = g.output.len();
+        for a in activations.iter().filter(|a| !ranges.contains_key(*a)) {
+            g.output.push(oto_onnx::proto::ValueInfoProto { name: Some(a.clone()), ..Default::default() });
+        }
+        for (n, v) in &run_ort(&proto, &inputs)[first..] {
+            ranges.insert(n.clone(), range(v));
+        }
+        for bits in [oto_quant::Bits::Int8, oto_quant::Bits::Int4] {
+            let options =
+                oto_quant::QuantizeOptions { plan: oto_quant::BitPlan::uniform(bits), block_size: 16, activations: Some(ranges.clone()) };
+            let (q, _) = oto_quant::quantize_model(&model, &options).unwrap();
+            let (ours, ort) = both(&q, name);
+            let (err, tol) = oto_testkit::deviation(&ort, &ours);
+            assert!(err <= tol, "{name} {bits:?}: executor vs onnxruntime {err} > {tol}");
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = oto_testkit::root().join("examples/data/digits_train.npz");
+    let model = zoo_path("demo_cnn.onnx");
+    let out = dir.path().join("q.onnx");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--bits", "5"], "--bits must be 8 or 4"),
+        (vec!["--calibration", "percentile", "--percentile", "0"], "percentile 0 is not in (0, 100]"),
+        (vec!["--samples", "0"], "no calibration samples"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["quantize", s(&model), "--data", s(&data), "--out", s(&out)];
+        args.extend(extra.iter().copied());
+        let r = oto(&args);
+        let stderr = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+    }
+    let r = oto(&["quantize", "missing.onnx", "--data", s(&data), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("missing.onnx"));
+}
