@@ -35,9 +35,42 @@ ALL_TARGETS = ["s0.5", "s0.7", "s0.8", "s0.9", "m0.5", "m0.25", "m0.1"]
 FLAG = {"s": "--target-sparsity", "m": "--target-macs", "p": "--target-params"}
 
 
+IMPORTANCE = ["magnitude", "avg_magnitude", "cosine", "taylor1", "taylor2", "obd"]
+
+
+def importance_config(spec, folder):
+    """A copy of examples/digits.toml with `[hesso.importance]` set from `spec` ("obd=1,magnitude=0":
+    the criteria weights, which `oto prune` takes from a job file only), written into `folder` so
+    that its relative paths still resolve. Unnamed weights keep their defaults (0.2, obd 0)."""
+    weights = {k: (0.0 if k == "obd" else 0.2) for k in IMPORTANCE}
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        if name not in weights:
+            sys.exit(f"--importance {spec}: unknown criterion '{name}' (one of {', '.join(IMPORTANCE)})")
+        weights[name] = float(value)
+    text = (ROOT / "examples/digits.toml").read_text()
+    text += "\n[hesso.importance]\n" + "".join(f"{k} = {v}\n" for k, v in weights.items())
+    f = tempfile.NamedTemporaryFile("w", dir=folder, prefix=".quality-", suffix=".toml", delete=False)
+    f.write(text)
+    f.close()
+    return Path(f.name)
+
+
 def run_one(oto, budget, target, method, seed, extra, threads):
+    # `importance=SPEC` in extra: the criteria weights through a job file (see importance_config).
+    specs = [e.partition("=")[2] for e in extra if e.startswith("importance=")]
+    extra = [e for e in extra if not e.startswith("importance=")]
+    config = importance_config(specs[-1], ROOT / "examples") if specs else ROOT / "examples/digits.toml"
+    try:
+        return run_with_config(oto, config, budget, target, method, seed, extra, threads)
+    finally:
+        if specs:
+            config.unlink()
+
+
+def run_with_config(oto, config, budget, target, method, seed, extra, threads):
     with tempfile.TemporaryDirectory(prefix="oto-quality-") as out:
-        cmd = [oto, "prune", "--config", str(ROOT / "examples/digits.toml"), "--out", out, "--seed", str(seed)]
+        cmd = [oto, "prune", "--config", str(config), "--out", out, "--seed", str(seed)]
         cmd += BUDGETS[budget] + [FLAG[target[0]], target[1:], "--threads", str(threads), "--device", "cpu", "-q"]
         if method == "cric":
             cmd.append("--cric")
@@ -105,6 +138,12 @@ def main():
     p.add_argument("--methods", default="hesso,cric")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--extra", default="", help="more `oto prune` options for every run, e.g. '--max-group-sparsity 1'")
+    p.add_argument(
+        "--importance",
+        default="",
+        help="HESSO's criteria weights for every run, e.g. 'obd=1,magnitude=0,avg_magnitude=0,cosine=0,taylor1=0,taylor2=0' "
+        "(through a copy of the job file; recorded in the runs' options as importance=...)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=str(ROOT / "bench/quality.json"))
     p.add_argument("--md", default=str(ROOT / "bench/quality.md"))
@@ -115,7 +154,7 @@ def main():
     path = Path(a.json)
     runs = json.loads(path.read_text()) if path.exists() else []
     done = {key(r): r for r in runs if "error" not in r["result"]}
-    extra = a.extra.split()
+    extra = a.extra.split() + ([f"importance={a.importance}"] if a.importance else [])
     for budget in [b for b in a.budgets.split(",") if b]:
         for target in a.targets.split(","):
             for method in a.methods.split(","):

@@ -282,7 +282,7 @@ impl JobSpec {
             at_least_one("hesso.pruning_periods", h.pruning_periods, "the number of pruning periods")?;
             at_least_one("hesso.group_divisible", h.group_divisible.map(|d| d as u64), "the group divisor")?;
             if let Some(w) = h.importance {
-                if let Some(v) = w.as_array().into_iter().find(|v| !(v.is_finite() && *v >= 0.0)) {
+                if let Some(v) = w.all().into_iter().find(|v| !(v.is_finite() && *v >= 0.0)) {
                     bail!("{}: every importance weight must be a finite number >= 0", origin.setting("hesso.importance", v));
                 }
             }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 use oto_graph::{Analysis, Role};
+use oto_onnx::rng::SplitMix64;
 use oto_onnx::{node_label, Graph, Model};
 use oto_torch::data::Batch;
 use oto_torch::error::{Error, Result};
@@ -143,6 +144,32 @@ pub fn tensor_blocks(op: &HessianOperator<'_>) -> Vec<Block> {
         .enumerate()
         .map(|(i, (t, n))| Block { name: n.clone(), parts: vec![(i, None)], params: t.numel() as u64 })
         .collect()
+}
+
+/// The Hutchinson trace of each weight tensor named in `weights` (e.g. the Conv, Gemm and
+/// MatMul weights a quantizer allocates bits to), in that order, with its standard error
+/// and parameter count: [`hutchinson`] over those tensors' blocks. The stopping rule is
+/// that of `config` on the whole Hessian's trace. An error names a weight that is not a
+/// trainable parameter of `op`'s model (or is named twice).
+pub fn weight_traces(
+    op: &mut HessianOperator<'_>,
+    weights: &[String],
+    config: &TraceConfig,
+    on_sample: impl FnMut(usize),
+) -> Result<Vec<TraceEstimate>> {
+    let all = tensor_blocks(op);
+    let mut blocks = Vec::with_capacity(weights.len());
+    for (k, name) in weights.iter().enumerate() {
+        if weights[..k].contains(name) {
+            return Err(Error::Config(format!("weight '{name}' is named twice for Hessian traces")));
+        }
+        let block = all.iter().find(|b| &b.name == name).ok_or_else(|| {
+            Error::Config(format!("weight '{name}' is not a trainable parameter of the model, so it has no Hessian trace"))
+        })?;
+        blocks.push(block.clone());
+    }
+    let mut h = hutchinson(op, &[&blocks], config, on_sample)?;
+    Ok(h.blocks.pop().unwrap_or_default())
 }
 
 /// One block per layer: the parameters grouped by the node that first reads them (a Conv's
@@ -317,9 +344,28 @@ impl Running {
     }
 }
 
-/// A Rademacher vector (entries +-1 with probability 1/2) shaped like each parameter.
-fn rademacher(params: &[Tensor]) -> Vec<Tensor> {
-    params.iter().map(|p| Tensor::randint(2, p.size(), (p.kind(), p.device())) * 2.0 - 1.0).collect()
+/// A Rademacher vector (entries +-1 with probability 1/2) shaped like each parameter,
+/// drawn from `rng`, one bit per entry. Each estimator has its own generator, seeded from
+/// its settings: tch 0.26 passes no `Generator` to libtorch's random functions, so drawing
+/// with libtorch would share its one global generator between threads, and concurrent
+/// estimators (tests in parallel) would interleave their draws and lose their seeds.
+fn rademacher(rng: &mut SplitMix64, params: &[Tensor]) -> Vec<Tensor> {
+    params
+        .iter()
+        .map(|p| {
+            let n = p.numel();
+            let mut signs = Vec::with_capacity(n);
+            let mut bits = 0u64;
+            for i in 0..n {
+                if i % 64 == 0 {
+                    bits = rng.next_u64();
+                }
+                signs.push(if bits & 1 == 1 { 1f32 } else { -1f32 });
+                bits >>= 1;
+            }
+            Tensor::from_slice(&signs).reshape(p.size()).to_kind(p.kind()).to_device(p.device())
+        })
+        .collect()
 }
 
 /// Hutchinson's estimator of the trace of `op`'s Hessian and of each block's diagonal sum,
@@ -340,7 +386,7 @@ pub fn hutchinson(
             config.min_samples, config.max_samples, config.tolerance
         )));
     }
-    tch::manual_seed(config.seed as i64);
+    let mut rng = SplitMix64::new(config.seed);
     let params = op.params();
     let total_params: u64 = params.iter().map(|p| p.numel() as u64).sum();
     let mut total = Running::default();
@@ -349,7 +395,7 @@ pub fn hutchinson(
     let mut samples = 0;
     let mut converged = false;
     while samples < config.max_samples {
-        let v = rademacher(&params);
+        let v = rademacher(&mut rng, &params);
         let hv = op.hvp(&v)?;
         let products: Vec<Tensor> = v.iter().zip(&hv).map(|(a, b)| (a * b).to_kind(Kind::Double)).collect();
         let sums: Vec<f64> = products.iter().map(|t| t.sum(Kind::Double).double_value(&[])).collect();
@@ -407,7 +453,8 @@ fn normalized(v: &[Tensor]) -> Vec<Tensor> {
 /// The `k` eigenvalues of `op`'s Hessian of largest magnitude, by power iteration with
 /// deflation: each iterate is kept orthogonal to the eigenvectors found before; an
 /// eigenvalue is done when its Rayleigh quotient changes by less than `tolerance` of itself
-/// (or after `max_iterations` products). In order found (descending magnitude).
+/// (or after `max_iterations` products). Each starts from a Rademacher vector drawn with
+/// `seed` (see `rademacher`). In order found (descending magnitude).
 pub fn top_eigenvalues(
     op: &mut HessianOperator<'_>,
     k: usize,
@@ -415,13 +462,13 @@ pub fn top_eigenvalues(
     tolerance: f64,
     seed: u64,
 ) -> Result<Vec<Eigenvalue>> {
-    tch::manual_seed(seed as i64);
+    let mut rng = SplitMix64::new(seed);
     let params = op.params();
     let mut found: Vec<Vec<Tensor>> = Vec::new();
     let mut values = Vec::new();
     for _ in 0..k {
         let orthogonal = |v: Vec<Tensor>, found: &[Vec<Tensor>]| found.iter().fold(v, |v, u| axpy(&v, dot(&v, u), u));
-        let start: Vec<Tensor> = params.iter().map(|p| Tensor::randn(p.size(), (p.kind(), p.device()))).collect();
+        let start = rademacher(&mut rng, &params);
         let mut v = normalized(&orthogonal(start, &found));
         let mut value = f64::NAN;
         let mut iterations = 0;
@@ -474,11 +521,11 @@ pub fn slq(op: &mut HessianOperator<'_>, runs: usize, steps: usize, seed: u64) -
     if runs == 0 || steps == 0 {
         return Err(Error::Config(format!("stochastic Lanczos quadrature needs runs >= 1 and steps >= 1 (got {runs}, {steps})")));
     }
-    tch::manual_seed(seed as i64);
+    let mut rng = SplitMix64::new(seed);
     let params = op.params();
     let mut out = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let mut basis: Vec<Vec<Tensor>> = vec![normalized(&rademacher(&params))];
+        let mut basis: Vec<Vec<Tensor>> = vec![normalized(&rademacher(&mut rng, &params))];
         let (mut alpha, mut beta) = (Vec::new(), Vec::new());
         for j in 0..steps {
             let q = &basis[j];

@@ -2,14 +2,18 @@
 //! float64, on the same weights and batch): Hutchinson's trace,
 //! whole and per parameter tensor, within 3 of its standard errors of the exact trace; the
 //! top eigenvalue by power iteration within 1% of the exact one.
+//!
+//! The estimators draw from their own seeded generators (not libtorch's global one), so
+//! these tests run in parallel and each seed still gives the same draws.
 
-use oto_hessian::{group_blocks, hutchinson, layer_blocks, obd_saliency, tensor_blocks, top_eigenvalues, HessianOperator, TraceConfig};
+use oto_hessian::{
+    group_blocks, hutchinson, layer_blocks, obd_saliency, tensor_blocks, top_eigenvalues, weight_traces, HessianOperator, TraceConfig,
+};
 use oto_torch::data::Batch;
 use oto_torch::exec::convert::to_tch;
 use oto_torch::exec::Executor;
 use oto_torch::loss::Loss;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 use tch::Device;
 
 fn reference() -> (HashMap<String, oto_onnx::Tensor>, Batch) {
@@ -27,21 +31,12 @@ fn reference() -> (HashMap<String, oto_onnx::Tensor>, Batch) {
     (read("mlp.npz"), batch)
 }
 
-/// The estimators draw their vectors from libtorch's one global generator: tests that run
-/// in parallel would interleave their draws and no seed would hold. Each test holds this.
-static GENERATOR: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn scalar(r: &HashMap<String, oto_onnx::Tensor>, key: &str) -> f64 {
     r[key].to_f64_vec()[0]
 }
 
 #[test]
 fn hutchinson_trace_matches_the_exact_trace() {
-    let _generator = serial();
     let (r, batch) = reference();
     let model = oto_testkit::zoo_model("mlp");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
@@ -103,7 +98,6 @@ fn hutchinson_trace_matches_the_exact_trace() {
 
 #[test]
 fn power_iteration_finds_the_top_eigenvalue() {
-    let _generator = serial();
     let (r, batch) = reference();
     let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
     let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
@@ -120,7 +114,6 @@ fn power_iteration_finds_the_top_eigenvalue() {
 /// product of the whole batch (no graph is cached across batches).
 #[test]
 fn several_batches_give_the_hessian_of_the_mean_loss() {
-    let _generator = serial();
     let (_, batch) = reference();
     let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
     let ce = Loss::CrossEntropy { label_smoothing: 0.0 };
@@ -132,7 +125,7 @@ fn several_batches_give_the_hessian_of_the_mean_loss() {
     let mut halves = HessianOperator::new(&exec, None, vec![half(0..n / 2), half(n / 2..n)], ce).unwrap();
     let mut whole = HessianOperator::new(&exec, None, vec![batch], ce).unwrap();
     assert!((halves.loss() - whole.loss()).abs() < 1e-6, "{} vs {}", halves.loss(), whole.loss());
-    tch::manual_seed(3);
+    // Any vector will do (no seed needed): both sides multiply the same one.
     let v: Vec<tch::Tensor> = whole.params().iter().map(|p| tch::Tensor::randn(p.size(), (p.kind(), p.device()))).collect();
     let (a, b) = (halves.hvp(&v).unwrap(), whole.hvp(&v).unwrap());
     for (x, y) in a.iter().zip(&b) {
@@ -147,7 +140,6 @@ fn several_batches_give_the_hessian_of_the_mean_loss() {
 /// of the runs' trace samples is within 3 standard errors of the exact trace.
 #[test]
 fn lanczos_quadrature_finds_the_extremes_and_the_trace() {
-    let _generator = serial();
     let (r, batch) = reference();
     let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
     let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
@@ -173,7 +165,6 @@ fn lanczos_quadrature_finds_the_extremes_and_the_trace() {
 /// estimate reaches runs to the cap, unconverged.
 #[test]
 fn hutchinson_stops_at_the_relative_standard_error() {
-    let _generator = serial();
     let (_, batch) = reference();
     let model = oto_testkit::zoo_model("mlp");
     let exec = Executor::new(&model, Device::Cpu).unwrap();
@@ -193,4 +184,55 @@ fn hutchinson_stops_at_the_relative_standard_error() {
     let unreachable = TraceConfig { tolerance: 0.0, min_samples: 2, max_samples: 12, seed: 3 };
     let capped = hutchinson(&mut op, &[], &unreachable, |_| {}).unwrap();
     assert_eq!((capped.samples, capped.converged), (12, false));
+}
+
+/// The per-weight traces a bit allocation needs: the three Gemm weights (not the biases),
+/// in the order asked, each within 3 of its standard errors of the exact trace; the same
+/// seed gives the same estimates; a name that is not a parameter is an error naming it.
+#[test]
+fn weight_traces_match_the_exact_per_tensor_traces() {
+    let (r, batch) = reference();
+    let model = oto_testkit::zoo_model("mlp");
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
+    let names: Vec<String> = ["fc3.weight", "fc1.weight", "fc2.weight"].iter().map(|s| s.to_string()).collect();
+    let config = TraceConfig { tolerance: 1e-4, min_samples: 50, max_samples: 300, seed: 7 };
+    let traces = weight_traces(&mut op, &names, &config, |_| {}).unwrap();
+    assert_eq!(traces.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["fc3.weight", "fc1.weight", "fc2.weight"]);
+    assert_eq!(traces.iter().map(|t| t.params).collect::<Vec<_>>(), vec![640, 2048, 4096]);
+    for t in &traces {
+        let exact = scalar(&r, &format!("trace/{}", t.name));
+        println!("{}: {:.4} +- {:.4}, exact {exact:.4}", t.name, t.trace, t.std_error);
+        assert!(
+            t.std_error > 0.0 && (t.trace - exact).abs() <= 3.0 * t.std_error,
+            "{}: {} +- {} vs exact {exact}",
+            t.name,
+            t.trace,
+            t.std_error
+        );
+    }
+    assert_eq!(weight_traces(&mut op, &names, &config, |_| {}).unwrap(), traces);
+    let bad = vec!["fc1.weight".to_string(), "conv9.weight".to_string()];
+    let err = weight_traces(&mut op, &bad, &config, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("weight 'conv9.weight' is not a trainable parameter"), "{err}");
+    let twice = vec!["fc1.weight".to_string(), "fc1.weight".to_string()];
+    assert!(weight_traces(&mut op, &twice, &config, |_| {}).unwrap_err().to_string().contains("named twice"));
+}
+
+/// Estimators in parallel threads keep their seeds: each thread's estimate equals the one
+/// the same seed gives alone (they draw from their own generators, not libtorch's).
+#[test]
+fn parallel_estimators_keep_their_seeds() {
+    let run = |seed: u64| {
+        let (_, batch) = reference();
+        let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
+        let mut op = HessianOperator::new(&exec, None, vec![batch], Loss::CrossEntropy { label_smoothing: 0.0 }).unwrap();
+        let config = TraceConfig { tolerance: 0.0, min_samples: 2, max_samples: 20, seed };
+        hutchinson(&mut op, &[], &config, |_| {}).unwrap().total
+    };
+    let alone: Vec<_> = (0..4).map(run).collect();
+    let threads: Vec<_> = (0..4).map(|seed| std::thread::spawn(move || run(seed))).collect();
+    let together: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(alone, together);
+    assert!(alone[0] != alone[1], "two seeds gave the same estimate");
 }

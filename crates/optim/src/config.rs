@@ -17,18 +17,32 @@ pub struct ImportanceWeights {
     pub taylor1: f64,
     /// `0.5 <x_i, g_i>^2`.
     pub taylor2: f64,
+    /// Optimal Brain Damage, `1/2 sum diag(H) x^2` over the element's producer weights:
+    /// the loss increase a diagonal quadratic model predicts for zeroing it. Second order:
+    /// the trainer estimates the Hessian diagonal (Hutchinson) before each period's choice
+    /// and passes it with [`crate::Hesso::set_obd_saliency`]. 0 (the default) leaves it
+    /// out; not available with CRIC.
+    #[serde(default)]
+    pub obd: f64,
 }
 
 impl Default for ImportanceWeights {
     fn default() -> Self {
-        ImportanceWeights { magnitude: 0.2, avg_magnitude: 0.2, cosine: 0.2, taylor1: 0.2, taylor2: 0.2 }
+        ImportanceWeights { magnitude: 0.2, avg_magnitude: 0.2, cosine: 0.2, taylor1: 0.2, taylor2: 0.2, obd: 0.0 }
     }
 }
 
 impl ImportanceWeights {
-    /// The weights in the order magnitude, avg_magnitude, cosine, taylor1, taylor2.
+    /// The first-order weights in the order magnitude, avg_magnitude, cosine, taylor1,
+    /// taylor2 (without [`ImportanceWeights::obd`]).
     pub fn as_array(&self) -> [f64; 5] {
         [self.magnitude, self.avg_magnitude, self.cosine, self.taylor1, self.taylor2]
+    }
+
+    /// Every weight, the first-order ones then `obd`.
+    pub fn all(&self) -> [f64; 6] {
+        let [a, b, c, d, e] = self.as_array();
+        [a, b, c, d, e, self.obd]
     }
 }
 
@@ -117,7 +131,7 @@ impl HessoConfig {
         if self.group_divisible == 0 {
             return bad("group_divisible", "is 0, must be at least 1".into());
         }
-        let w = self.importance.as_array();
+        let w = self.importance.all();
         if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
             return bad("importance", format!("weights must be finite and >= 0, got {:?}", self.importance));
         }
@@ -126,6 +140,9 @@ impl HessoConfig {
         }
         if let Some(cric) = &self.cric {
             cric.validate()?;
+            if self.importance.obd > 0.0 {
+                return bad("importance", "the second-order criterion (obd) is not available with CRIC".into());
+            }
         }
         Ok(())
     }

@@ -98,6 +98,9 @@ pub struct Hesso {
     /// The cost of the budgeted resource (MACs or parameters) over the removed counts per
     /// group, once [`Hesso::set_costs`] gave the weights' prices.
     pub(crate) costs: Option<CostModel>,
+    /// The OBD saliency of every element (f64, groups concatenated, on the host) for the
+    /// next choice, when the `obd` criterion is weighted; taken by that choice.
+    pub(crate) obd_saliency: Option<Vec<f64>>,
 }
 
 impl Hesso {
@@ -273,6 +276,14 @@ impl Hesso {
         }
         let _guard = tch::no_grad_guard();
         let fail = |e| HessoError::torch("computing importance scores", e);
+        let obd = if self.config.importance.obd > 0.0 {
+            Some(self.obd_saliency.as_ref().ok_or_else(|| HessoError::Config {
+                setting: "importance",
+                message: "the second-order criterion (obd) needs the saliency of every element before each choice: call Hesso::set_obd_saliency (the job's trainer does)".into(),
+            })?)
+        } else {
+            None
+        };
         let [mut xsq, gsq, mut dot, count] = self.element_statistics(true)?;
         if let Some(f) = decay {
             xsq = xsq.f_div(&f.f_square().map_err(fail)?).map_err(fail)?;
@@ -288,8 +299,12 @@ impl Hesso {
             let cosine = cos.f_where_scalarother(&positive, 0.0)?.f_add_scalar(1.0)?;
             let taylor1 = dot.f_abs()?;
             let taylor2 = dot.f_square()?.f_mul_scalar(0.5)?;
+            let mut criteria = vec![magnitude, avg_magnitude, cosine, taylor1, taylor2];
+            if let Some(obd) = &obd {
+                criteria.push(Tensor::f_from_slice(obd)?.f_to_device(xnorm.device())?);
+            }
             let mut total = xnorm.f_zeros_like()?;
-            for (criterion, weight) in [magnitude, avg_magnitude, cosine, taylor1, taylor2].iter().zip(self.config.importance.as_array()) {
+            for (criterion, weight) in criteria.iter().zip(self.config.importance.all()) {
                 if weight == 0.0 {
                     continue;
                 }

@@ -110,6 +110,7 @@ impl Hesso {
             buffers: Vec::new(),
             cric: config.cric.map(CricState::new),
             costs: None,
+            obd_saliency: None,
         })
     }
 
@@ -254,6 +255,41 @@ impl Hesso {
         self.hold_pruned()
     }
 
+    /// Whether the next step chooses elements with the second-order criterion weighted,
+    /// so that [`Hesso::set_obd_saliency`] must be called before it (plain HESSO: the
+    /// first step of each pruning period).
+    pub fn needs_obd_saliency(&self) -> bool {
+        if self.config.importance.obd <= 0.0 || self.cric.is_some() {
+            return false;
+        }
+        let Some(k) = self.steps.checked_sub(self.config.start_pruning_step) else {
+            return false;
+        };
+        let d = self.config.period_steps().max(1);
+        k < d.saturating_mul(self.config.pruning_periods) && k % d == 0
+    }
+
+    /// The OBD saliency of every element for the next choice, per group id as
+    /// `oto_hessian::obd_saliency` gives it (`1/2 sum diag(H) x^2` over the element's
+    /// producer weights). Every prunable group must be there with one finite value per
+    /// element. The next choice uses it once; the one after needs a new one.
+    pub fn set_obd_saliency(&mut self, saliency: &[(String, Vec<f64>)]) -> Result<()> {
+        let mut flat = Vec::with_capacity(self.total_elements);
+        for g in &self.groups {
+            let fail = |message: String| HessoError::Group { group: g.id.clone(), message };
+            let (_, values) = saliency.iter().find(|(id, _)| id == &g.id).ok_or_else(|| fail("has no OBD saliency".into()))?;
+            if values.len() != g.num_elements {
+                return Err(fail(format!("{} OBD saliencies for {} elements", values.len(), g.num_elements)));
+            }
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(fail(format!("an OBD saliency is {v}")));
+            }
+            flat.extend_from_slice(values);
+        }
+        self.obd_saliency = Some(flat);
+        Ok(())
+    }
+
     /// Scores every element and chooses period `p`'s share.
     fn choose(&mut self, p: u64) -> Result<()> {
         let periods = self.config.pruning_periods;
@@ -261,6 +297,7 @@ impl Hesso {
         let cumulative = if p + 1 == periods { self.target_count } else { base_quota * (p as usize + 1) };
         let already: usize = self.quotas.iter().map(|q| q.chosen).sum();
         let scores = self.scores()?;
+        self.obd_saliency = None;
         if let (Some(ratio), Some(costs)) = (self.budget_ratio()?, self.costs.as_ref()) {
             // The cost falls linearly over the periods to `ratio` of the original.
             let share = (p + 1) as f64 / periods as f64;

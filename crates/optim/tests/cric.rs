@@ -191,7 +191,7 @@ fn cycles_stop_when_no_new_low_score_element_appears() {
     let exec = Executor::new(&model, Device::Cpu).unwrap();
     let x = inputs(64, 4, 8);
     let y = x.sum_dim_intlist(1, true, Kind::Float).sin();
-    let importance = ImportanceWeights { magnitude: 1.0, avg_magnitude: 0.0, cosine: 0.0, taylor1: 0.0, taylor2: 0.0 };
+    let importance = ImportanceWeights { magnitude: 1.0, avg_magnitude: 0.0, cosine: 0.0, taylor1: 0.0, taylor2: 0.0, obd: 0.0 };
     let config = HessoConfig { target_group_sparsity: 3.0 / 8.0, importance, cric: Some(cric(3, 5, 5, 4)), ..HessoConfig::default() };
     let mut hesso = Hesso::from_executor(&exec, &analysis, OptimizerConfig::parse("sgd").unwrap(), config).unwrap();
     for _ in 0..20 {

@@ -283,7 +283,8 @@ fn scores_are_the_normalized_weighted_criteria() {
     let model = mlp(3, &[4, 3], 1, &|layer, kind, i| noise(i, 60 + layer as u64 * 2 + u64::from(kind == "b")));
     let analysis = analysis_of(&model);
     let exec = Executor::new(&model, Device::Cpu).unwrap();
-    let importance = oto_optim::ImportanceWeights { magnitude: 0.1, avg_magnitude: 0.2, cosine: 0.3, taylor1: 0.15, taylor2: 0.25 };
+    let importance =
+        oto_optim::ImportanceWeights { magnitude: 0.1, avg_magnitude: 0.2, cosine: 0.3, taylor1: 0.15, taylor2: 0.25, obd: 0.0 };
     let config = HessoConfig { target_group_sparsity: 0.0, importance, ..HessoConfig::default() };
     let mut hesso = Hesso::from_executor(&exec, &analysis, OptimizerConfig::parse("sgd").unwrap(), config).unwrap();
     let x = inputs(32, 3, 12);

@@ -6,12 +6,15 @@
 //! * [`math`]: the quantization arithmetic, exactly as ONNX defines it;
 //! * [`calib`]: activation ranges from calibration samples (min/max, percentile);
 //! * [`plan`]: [`BitPlan`], the bits of every weight, which the rewrite consumes;
+//! * [`allocate`]: per-layer bits by HAWQ-V2's Hessian-aware criterion under a size budget,
+//!   and the baselines it is compared with;
 //! * [`opset`]: raising a model's default opset without changing what it computes;
 //! * [`rewrite`]: the QDQ rewrite itself, with its size report.
 //!
 //! No libtorch here: running the model on calibration data is the caller's.
 #![warn(missing_docs)]
 
+pub mod allocate;
 pub mod calib;
 pub mod math;
 pub mod opset;

@@ -294,8 +294,15 @@ impl<O: TrainingOptimizer> Trainer<O> {
 
 /// The first `PROBE_BATCHES` batches of `dataset` in order (fewer when it is small).
 fn probe_batches(dataset: &Dataset, batch_size: usize) -> Result<Vec<Batch>> {
+    first_batches(dataset, batch_size, PROBE_BATCHES as u64)
+}
+
+/// The first `count` batches of `batch_size` samples of `dataset`, in order, on the host
+/// (fewer when it is small; the last may be short): fixed data for measurements during
+/// training (CRIC's probe loss, the Hessian of the OBD criterion).
+pub fn first_batches(dataset: &Dataset, batch_size: usize, count: u64) -> Result<Vec<Batch>> {
     let sampling = Sampling { batch_size, shuffle: false, drop_last: false, seed: 0 };
-    let count = sampling.batches_per_epoch(dataset.len).min(PROBE_BATCHES as u64);
+    let count = sampling.batches_per_epoch(dataset.len).min(count);
     let mut pos = DataPosition::default();
     let mut batches = Vec::new();
     for _ in 0..count {
