@@ -310,6 +310,11 @@ fn a_job_file_setting_out_of_range_is_refused_naming_the_file_the_key_and_the_va
         ("[hesso]\npruning_periods = 0", "hesso.pruning_periods = 0"),
         ("[hesso]\npruning_steps = 0", "hesso.pruning_steps = 0"),
         ("[hesso]\ngroup_divisible = 0", "hesso.group_divisible = 0"),
+        (
+            "[hesso.importance]\nmagnitude = 0.2\navg_magnitude = 0.2\ncosine = 0.2\ntaylor1 = 0.2\ntaylor2 = 0.2\nobd = -1.0",
+            "hesso.importance = -1",
+        ),
+        ("cric = true\n[hesso.importance]\nmagnitude = 1.0\navg_magnitude = 0.0\ncosine = 0.0\ntaylor1 = 0.0\ntaylor2 = 0.0\nobd = 1.0", "not available with CRIC"),
         ("cric = true\n[cric_settings]\nstart_cric_step = 5\nsampling_steps = 0\nmax_cycles = 2\ntolerance = 0\nhybrid_training_steps = 5\nprobe_weight = 0.2", "cric.sampling_steps"),
     ];
     for (extra, needle) in cases {
