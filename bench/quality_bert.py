@@ -9,6 +9,7 @@ only shows a collapse; R^2 measures how much of the teacher's variation across i
 
     python bench/quality_bert.py --oto target/release/oto                 # the whole grid
     python bench/quality_bert.py --targets m0.5 --seeds 0 --methods cric
+    python bench/quality_bert.py --targets "" --note "..."               # only rewrite the table
 
 Data: graphs/zoo/bert_tiny.tokens.npz (512 sequences of 16 tokens), the first 384 for training,
 the last 128 held out. Budget: 240 steps at batch 32, AdamW lr 1e-3 (examples/bert_tiny_distill.toml),
@@ -106,7 +107,7 @@ def table(runs):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oto", default=str(ROOT / "target/release/oto"))
-    p.add_argument("--targets", default="m0.5,m0.25")
+    p.add_argument("--targets", default="m0.5,m0.25,m0.1")
     p.add_argument("--methods", default="hesso,cric")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=1)
@@ -125,7 +126,7 @@ def main():
         held = {k: v[TRAIN:] for k, v in tokens.items()}
         np.savez(train, **{k: v[:TRAIN] for k, v in tokens.items()})
         np.savez(val, **held)
-        for target in a.targets.split(","):
+        for target in [t for t in a.targets.split(",") if t]:
             for method in a.methods.split(","):
                 for seed in [int(s) for s in a.seeds.split(",")]:
                     run = {"target": target, "method": method, "seed": seed}
