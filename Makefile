@@ -201,11 +201,15 @@ examples: setup graphs
 # The pruning-quality grid on the digits CNN (bench/quality.py): every budget, target,
 # method and seed by default (hours on 2 cores); a subset with e.g.
 #   make bench-quality QUALITY_ARGS="--budgets demo --targets s0.8,m0.25 --seeds 0,1"
-# Runs already in bench/quality.json are kept; the table is bench/quality.md.
+# Runs already in bench/quality.json are kept; the table is bench/quality.md. Then the
+# second task, BERT-tiny by distillation (bench/quality_bert.py, bench/quality_bert.md;
+# a few minutes per run), with BERT_QUALITY_ARGS.
 QUALITY_ARGS ?=
-bench-quality: setup $(DEMO_STAMP)
+BERT_QUALITY_ARGS ?=
+bench-quality: setup $(GRAPHS_STAMP)
 	$(CARGO) build -q --release --bin oto
 	$(PY) bench/quality.py --oto target/release/oto $(QUALITY_ARGS)
+	$(PY) bench/quality_bert.py --oto target/release/oto $(BERT_QUALITY_ARGS)
 
 # The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
 BENCH_GRAPHS := graphs/bench

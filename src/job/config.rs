@@ -600,6 +600,26 @@ mod tests {
         assert!(matches!(spec().resolve(1000, false).unwrap().loss, Loss::Distill { .. }));
     }
 
+    /// CRIC's default lengths take its first decision where plain HESSO's default schedule
+    /// starts pruning and end its schedule by 40% of the run, HESSO's end: with the earlier
+    /// lengths (snapshot at 20%, done by 55%) CRIC chose later on the learning-rate schedule
+    /// and left less of the run to recover, and lost to HESSO on the same pruned structure
+    /// (bench/quality.md).
+    #[test]
+    fn cric_defaults_decide_within_the_default_hesso_pruning_window() {
+        for steps in 20..3000u64 {
+            let hesso = default_hesso(steps, 0.5);
+            let cric = CricConfig::for_budget(steps);
+            assert_eq!(cric.start_cric_step, hesso.start_pruning_step, "{steps} steps");
+            assert!(cric.max_schedule_steps() * 10 <= steps * 4, "{steps} steps: CRIC ends at {}", cric.max_schedule_steps());
+            assert!(cric.max_schedule_steps() + 3 >= hesso.schedule_steps(), "{steps} steps: CRIC ends at {}", cric.max_schedule_steps());
+        }
+        let job = JobSpec { cric: Some(true), steps: Some(690), ..spec() }.resolve(100, true).unwrap();
+        let cric = job.hesso.cric.unwrap();
+        assert_eq!((cric.start_cric_step, cric.sampling_steps, cric.hybrid_training_steps, cric.max_schedule_steps()), (69, 34, 103, 274));
+        assert_eq!(job.hesso.start_pruning_step, 69);
+    }
+
     #[test]
     fn command_line_overrides_the_job_file_and_a_length_replaces_the_other() {
         let file = JobSpec { epochs: Some(3.0), lr: Some(0.1), ..spec() };

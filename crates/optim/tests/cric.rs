@@ -409,11 +409,11 @@ fn cric_settings_are_validated_by_name() {
     let with = HessoConfig { cric: Some(good), ..HessoConfig::default() };
     assert_eq!(serde_json::from_str::<HessoConfig>(&serde_json::to_string(&with).unwrap()).unwrap(), with);
 
-    // The lengths for a budget: 20% warm-up, cycles of 5% (3 at most), 20% hybrid.
+    // The lengths for a budget: 10% warm-up, cycles of 5% (3 at most), 15% hybrid.
     let budget = CricConfig::for_budget(300);
-    assert_eq!((budget.start_cric_step, budget.sampling_steps, budget.max_cycles, budget.hybrid_training_steps), (60, 15, 3, 60));
-    assert_eq!(budget.max_schedule_steps(), 165);
-    assert_eq!(HessoConfig { cric: Some(budget), ..HessoConfig::default() }.schedule_steps(), 165);
+    assert_eq!((budget.start_cric_step, budget.sampling_steps, budget.max_cycles, budget.hybrid_training_steps), (30, 15, 3, 45));
+    assert_eq!(budget.max_schedule_steps(), 120);
+    assert_eq!(HessoConfig { cric: Some(budget), ..HessoConfig::default() }.schedule_steps(), 120);
     let plain = HessoConfig { start_pruning_step: 60, pruning_steps: 121, pruning_periods: 3, ..HessoConfig::default() };
     assert_eq!(plain.schedule_steps(), 60 + 40 * 3);
     assert!(CricConfig::for_budget(3).validate().is_ok());
