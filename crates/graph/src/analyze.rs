@@ -151,15 +151,20 @@ fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
             continue;
         };
         let Some(shape) = &tt.shape else { continue };
-        let dims: Option<Vec<Dim>> = shape
-            .dim
-            .iter()
-            .map(|d| match &d.value {
+        let mut dims: Option<Vec<Dim>> = Some(Vec::with_capacity(shape.dim.len()));
+        for (i, d) in shape.dim.iter().enumerate() {
+            let dim = match &d.value {
                 Some(Value::DimValue(v)) => Some(Dim::Known(*v)),
-                Some(Value::DimParam(p)) => Some(Dim::Sym(p.clone())),
+                Some(Value::DimParam(p)) => {
+                    Some(Dim::parse(p).map_err(|e| graph.model.error(format!("value '{name}'"), format!("dimension {i}: {e}")))?)
+                }
                 None => None,
-            })
-            .collect();
+            };
+            dims = dims.zip(dim).map(|(mut v, d)| {
+                v.push(d);
+                v
+            });
+        }
         let dtype = tt.elem_type.and_then(oto_onnx::DType::from_onnx);
         shapes.types.insert(name.to_string(), ValueType { dtype, shape: dims });
     }

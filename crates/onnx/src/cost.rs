@@ -16,7 +16,7 @@
 use crate::graph::{Graph, NodeExt};
 use crate::op::matmul::matmul_macs;
 use crate::op::{Conv, ConvTranspose, Op};
-use crate::shape::{Dim, Shapes};
+use crate::shape::Shapes;
 use crate::tensor::DType;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -165,9 +165,11 @@ pub struct MacsEstimate {
 pub fn batch_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
     let mut syms = Vec::new();
     for v in graph.real_inputs() {
-        if let Some(Dim::Sym(s)) = v.name.as_deref().and_then(|n| shapes.shape(n)).and_then(|s| s.first()) {
-            if !syms.contains(s) {
-                syms.push(s.clone());
+        if let Some(d) = v.name.as_deref().and_then(|n| shapes.shape(n)).and_then(|s| s.first()) {
+            for s in d.symbols() {
+                if !syms.iter().any(|x| x == s) {
+                    syms.push(s.to_string());
+                }
             }
         }
     }
@@ -185,9 +187,9 @@ pub fn sequence_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
             continue;
         }
         for d in shapes.shape(name).unwrap_or_default().iter().skip(1) {
-            if let Dim::Sym(s) = d {
-                if !batch.contains(s) && !syms.contains(s) {
-                    syms.push(s.clone());
+            for s in d.symbols() {
+                if !batch.iter().any(|x| x == s) && !syms.iter().any(|x| x == s) {
+                    syms.push(s.to_string());
                 }
             }
         }

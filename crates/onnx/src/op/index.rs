@@ -85,7 +85,7 @@ impl Infer<'_, '_> {
             }
             for i in 0..rank {
                 if i == a {
-                    out[a] = out[a].add(&s[a]);
+                    out[a] = out[a].add(&s[a])?;
                 } else {
                     out[i] = match (&out[i], &s[i]) {
                         (p, q) if p == q => p.clone(),
@@ -140,7 +140,7 @@ impl Infer<'_, '_> {
                 return Err(self.fail(node, format!("axis {a} is sliced twice")));
             }
             let step = p.steps.as_ref().map_or(1, |s| s[i]);
-            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step) {
+            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step)? {
                 Some(d) => d,
                 None => self.fresh(),
             };
@@ -159,7 +159,10 @@ impl Infer<'_, '_> {
         let mut out = x;
         let n = axes.len();
         for (i, &a) in axes.iter().enumerate() {
-            out[a] = out[a].add(&Dim::Known(p.pads[i] + p.pads[i + n]));
+            let total = p.pads[i].checked_add(p.pads[i + n]).ok_or_else(|| {
+                self.fail(node, format!("pads {} and {} of axis {a} overflow a 64-bit integer", p.pads[i], p.pads[i + n]))
+            })?;
+            out[a] = out[a].add(&Dim::Known(total))?;
         }
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
@@ -185,7 +188,7 @@ impl Infer<'_, '_> {
                 out[a] = match &x[a] {
                     Dim::Known(n) => Dim::Known((*n as f64 * s).floor() as i64),
                     d if s == 1.0 => d.clone(),
-                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64)),
+                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64))?,
                     _ => self.fresh(),
                 };
             }

@@ -16,7 +16,7 @@ impl Infer<'_, '_> {
             return Err(self.fail(node, format!("axis {axis} is out of range for rank {r}")));
         }
         let a = if axis < 0 { axis + r } else { axis } as usize;
-        Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a]), Dim::product(&x[a..])])])
+        Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a])?, Dim::product(&x[a..])?])])
     }
 
     pub(crate) fn transpose(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
@@ -50,7 +50,7 @@ impl Infer<'_, '_> {
         if reps.len() != x.len() {
             return Err(self.fail(node, format!("repeats has {} entries for an input of rank {}", reps.len(), x.len())));
         }
-        Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect())])
+        Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect::<Result<_, _>>()?)])
     }
 
     pub(crate) fn depth_space(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
@@ -59,16 +59,16 @@ impl Infer<'_, '_> {
         if x.len() != 4 {
             return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
         }
-        let bb = b.mul(&b);
+        let bb = b.mul(&b)?;
         let out = if *op == Op::DepthToSpace {
             vec![
                 x[0].clone(),
                 x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
-                x[2].mul(&b),
-                x[3].mul(&b),
+                x[2].mul(&b)?,
+                x[3].mul(&b)?,
             ]
         } else {
-            vec![x[0].clone(), x[1].mul(&bb), x[2].floor_div(&b), x[3].floor_div(&b)]
+            vec![x[0].clone(), x[1].mul(&bb)?, x[2].floor_div(&b)?, x[3].floor_div(&b)?]
         };
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
