@@ -111,14 +111,14 @@ impl Ctx<'_, '_> {
             Op::ConvTranspose(_) => self.conv_transpose(node)?,
             Op::Gemm(_) => self.gemm(node)?,
             Op::MatMul { integer: false } => self.matmul(node),
-            Op::Gather => self.gather(node),
+            Op::Gather { axis } => self.gather(node, *axis),
             _ if !any_tracked => {}
             Op::Unary(u) => match unary_keeps_zero(*u) {
                 Some(keeps) => self.unary(node, keeps),
                 None => self.block_node(node, &format!("operator {} is not understood", node.op())),
             },
             // f(0) = 0 elementwise
-            Op::Cast | Op::Dropout => self.unary(node, true),
+            Op::Cast { .. } | Op::Dropout => self.unary(node, true),
             Op::Clip => {
                 let keeps = match ops::clip_bounds(self.graph, node, Some(&self.shapes)) {
                     Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),
@@ -152,10 +152,10 @@ impl Ctx<'_, '_> {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
             }
             Op::Softmax | Op::LogSoftmax | Op::Hardmax => self.softmax(node)?,
-            Op::Reduce(_) => self.reduce(node)?,
-            Op::Transpose => self.transpose(node)?,
-            Op::Reshape | Op::Flatten | Op::Squeeze | Op::Unsqueeze => self.reshape(node)?,
-            Op::Concat => self.concat(node)?,
+            Op::Reduce(r) => self.reduce(node, r)?,
+            Op::Transpose { perm } => self.transpose(node, perm.as_deref())?,
+            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node)?,
+            Op::Concat { axis } => self.concat(node, *axis)?,
             Op::Split => self.split(node)?,
             Op::Slice => self.slice(node)?,
             Op::Expand => self.expand(node),

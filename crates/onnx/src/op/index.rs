@@ -8,10 +8,9 @@ use crate::proto::NodeProto;
 use crate::shape::*;
 
 impl Infer<'_, '_> {
-    pub(crate) fn gather(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn gather(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         let idx = self.shape(node, 1)?;
-        let axis = self.attr(node, node.attr_int_or("axis", 0))?;
         let a = self.axis(node, axis, x.len())?;
         let mut out = x[..a].to_vec();
         out.extend(idx);
@@ -72,12 +71,12 @@ impl Infer<'_, '_> {
         Ok((x, idx, batch, k))
     }
 
-    pub(crate) fn concat(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn concat(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
         let shapes: Vec<Vec<Dim>> =
             (0..node.input.len()).filter(|&k| Self::has_input(node, k)).map(|k| self.shape(node, k)).collect::<R<_>>()?;
         let Some(first) = shapes.first() else { return Err(self.fail(node, "has no inputs")) };
         let rank = first.len();
-        let a = self.axis(node, self.attr(node, node.attr_int("axis"))?.ok_or_else(|| self.fail(node, "has no axis"))?, rank)?;
+        let a = self.axis(node, axis, rank)?;
         let mut out = first.clone();
         for s in &shapes[1..] {
             if s.len() != rank {
