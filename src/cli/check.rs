@@ -142,9 +142,9 @@ fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
         for u in graph.consumers(name).iter().filter(|u| u.input == 0) {
             let node = graph.node(u.node);
             let Some(w) = node.input.get(1).and_then(|w| graph.initializer(w)) else { continue };
-            let (Some(&c), Ok(group)) = (w.dims.get(1), node.attr_int_or("group", 1)) else { continue };
-            if node.op() == "Conv" {
-                if let Some(channels) = c.checked_mul(group).filter(|&c| c > 0) {
+            let (Some(&c), Ok(oto_onnx::op::Op::Conv(conv))) = (w.dims.get(1), oto_onnx::op::Op::parse(graph, node)) else { continue };
+            if !conv.integer {
+                if let Some(channels) = c.checked_mul(conv.group).filter(|&c| c > 0) {
                     out.insert(axis.to_string(), channels);
                 }
             }

@@ -124,8 +124,8 @@ pub fn weight_costs(graph: &Graph<'_>, shapes: &Shapes) -> WeightCosts {
     for m in &est.per_node {
         let Some(node) = nodes.get(m.node) else { continue };
         let weight_input = |k: usize| node.input.get(k).filter(|n| out.weights.contains_key(n.as_str())).cloned();
-        let weight = match node.op() {
-            "Conv" | "ConvInteger" | "ConvTranspose" => weight_input(1),
+        let weight = match crate::op::Op::parse(graph, node) {
+            Ok(crate::op::Op::Conv(_) | crate::op::Op::ConvTranspose(_)) => weight_input(1),
             _ => weight_input(1).or_else(|| weight_input(0)),
         };
         match weight.and_then(|w| out.weights.get_mut(&w)) {

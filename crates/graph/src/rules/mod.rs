@@ -63,15 +63,24 @@ fn unary_keeps_zero(u: Unary) -> Option<bool> {
 }
 
 /// The fewest inputs and outputs the rules read for an operator at an opset.
-fn arity(op: &str, opset: i64) -> (usize, usize) {
+fn arity(op: &Op, opset: i64) -> (usize, usize) {
     let ins = match op {
-        "Where" => 3,
-        "BatchNormalization" => 5,
-        "InstanceNormalization" | "GroupNormalization" => 3,
-        "Slice" if opset >= 10 => 3,
-        "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "Gather" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu"
-        | "LayerNormalization" | "RMSNormalization" | "Reshape" | "Expand" => 2,
-        "Squeeze" | "Unsqueeze" | "Flatten" | "Concat" | "Split" | "Slice" => 1,
+        Op::Where => 3,
+        Op::BatchNormalization => 5,
+        Op::InstanceNormalization | Op::GroupNormalization => 3,
+        Op::Slice if opset >= 10 => 3,
+        Op::Conv(c) if !c.integer => 2,
+        Op::ConvTranspose(_)
+        | Op::Gemm(_)
+        | Op::MatMul { integer: false }
+        | Op::Gather { .. }
+        | Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Pow)
+        | Op::PRelu
+        | Op::LayerNormalization
+        | Op::RmsNormalization
+        | Op::Reshape { .. }
+        | Op::Expand => 2,
+        Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } | Op::Concat { .. } | Op::Split | Op::Slice => 1,
         _ => 0,
     };
     (ins, 1)
@@ -95,7 +104,8 @@ impl Ctx<'_, '_> {
             self.block_node(node, "operator of a custom domain: not understood");
             return Ok(());
         }
-        let (ins, outs) = arity(node.op(), ops::node_opset(self.graph, node));
+        let op = Op::parse(self.graph, node)?;
+        let (ins, outs) = arity(&op, ops::node_opset(self.graph, node));
         if node.input.len() < ins || node.output.len() < outs || node.output.first().is_some_and(String::is_empty) {
             return Err(ops::node_error(
                 self.graph,
@@ -104,7 +114,6 @@ impl Ctx<'_, '_> {
             )
             .into());
         }
-        let op = Op::parse(self.graph, node)?;
         match &op {
             // Channel producers run even without tracked inputs.
             Op::Conv(c) if !c.integer => self.conv(node)?,
