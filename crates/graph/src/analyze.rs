@@ -171,6 +171,15 @@ fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
     Ok(shapes)
 }
 
+/// The product of the known dims (a file's, so checked): `usize::MAX` when it overflows
+/// or a dim is negative, which callers read as "not a single element".
+fn known_elements(d: &[Dim]) -> usize {
+    d.iter()
+        .filter_map(Dim::known)
+        .try_fold(1usize, |acc, x| usize::try_from(x).ok().and_then(|x| acc.checked_mul(x)))
+        .unwrap_or(usize::MAX)
+}
+
 /// Where an integer entry of a shape-like value comes from.
 pub(crate) enum Located {
     /// A constant that construction must rewrite: where, which entry, and the node that
@@ -465,13 +474,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     if self.graph.initializer(c).is_some() || self.graph.producer_node(c).is_some_and(|(_, n)| n.op() == "Constant") {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
-                            let len = self.dims(c).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
+                            let len = self.dims(c).map_or(1, |d| known_elements(&d));
                             let at = if len == 1 { 0 } else { idx };
                             // kv_heads * n_rep (grouped-query attention's repeat): the
                             // measured factor follows the channels, the constant is a
                             // multiplier that must stay.
-                            let olen =
-                                self.dims(&node.input[other]).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
+                            let olen = self.dims(&node.input[other]).map_or(1, |d| known_elements(&d));
                             let factor = self.shapes.shape_value(c).and_then(|v| v.get(at)).and_then(Dim::known);
                             if let (Ok(Located::Dynamic(parts, why)), Some(f)) =
                                 (self.locate(&me, &node.input[other], if olen == 1 { 0 } else { idx }), factor)
