@@ -4,12 +4,14 @@
 //! # Design
 //!
 //! * **Parse once.** [`Op::parse`] turns a node into an [`Op`]: the operator kind, and for
-//!   the families whose attributes are typed so far (convolutions, pooling, Gemm) the
-//!   attributes normalized across opsets, with defaults applied where they do not depend
-//!   on shapes. A malformed attribute is an error naming the node. Parameters that moved
-//!   from attributes to inputs over the opsets (Reshape's shape, Slice's bounds, Split's
-//!   sizes, the Reduce axes...) may be computed from shapes, so they are read when shape
-//!   inference has folded them, through the opset-aware helpers of [`crate::ops`].
+//!   the operators whose attributes are typed so far (convolutions, pooling, Gemm, Reduce*,
+//!   Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze) the attributes
+//!   normalized across opsets, with defaults applied where they do not depend on shapes.
+//!   A malformed attribute is an error naming the node. Lists that moved from an attribute
+//!   to an input over the opsets are an [`IntsParam`] (the Reduce, Squeeze and Unsqueeze
+//!   axes), resolved against constants and folded shapes; the others (Slice's bounds,
+//!   Split's sizes, Pad, Clip, Resize) still go through the opset-aware helpers of
+//!   [`crate::ops`].
 //! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
 //!   `layout`, `index` and `generate` each hold, for their operators: the kind enums and
 //!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
