@@ -446,6 +446,32 @@ const HOSTILE_ATTRIBUTES: [&str; 14] = [
     "epsilon",
 ];
 
+/// A generated dim_param: names and literals (huge ones included) joined by `*`, `+`,
+/// `-` or `/`, sometimes parenthesized, sometimes a product of hundreds of factors; the
+/// products that parse reach the typed dimension arithmetic and its overflow checks.
+fn hostile_dim_param(rng: &mut Rng) -> String {
+    const NAMES: [&str; 6] = ["batch", "seq", "N", "s", "unk__0", "batch_size"];
+    const NUMBERS: [&str; 7] = ["0", "1", "7", "3037000500", "4294967296", "9223372036854775807", "99999999999"];
+    const OPS: [&str; 5] = ["*", "*", "*", "+", "/"];
+    if rng.chance(5) {
+        let name = NAMES[rng.below(NAMES.len())];
+        return vec![name; 1 + rng.below(400)].join("*");
+    }
+    let mut s = String::new();
+    for i in 0..1 + rng.below(6) {
+        if i > 0 {
+            s.push_str(if rng.chance(10) { "-" } else { OPS[rng.below(OPS.len())] });
+        }
+        let piece = if rng.chance(50) { NAMES[rng.below(NAMES.len())] } else { NUMBERS[rng.below(NUMBERS.len())] };
+        if rng.chance(10) {
+            s.push_str(&format!("({piece})"));
+        } else {
+            s.push_str(piece);
+        }
+    }
+    s
+}
+
 fn hostile_i64(rng: &mut Rng) -> i64 {
     if rng.chance(15) {
         rng.next() as i64
@@ -486,7 +512,7 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
         .collect();
     let n_nodes = g.node.len();
     let n_inits = g.initializer.len();
-    match rng.below(19) {
+    match rng.below(21) {
         0 if n_inits > 0 => {
             let t = &mut g.initializer[rng.below(n_inits)];
             if t.dims.is_empty() {
@@ -622,6 +648,31 @@ fn mutate_message(rng: &mut Rng, m: &mut ModelProto) {
                         let param = HOSTILE_DIM_PARAMS[rng.below(HOSTILE_DIM_PARAMS.len())].to_string();
                         if nd > 0 {
                             shape.dim[rng.below(nd)].value = Some(Value::DimParam(param));
+                        }
+                    }
+                }
+            }
+        }
+        kind @ (19 | 20) => {
+            // Generated dim_params on a graph input, value_info or output: one dim (19),
+            // or every symbolic dim of a real input as a large multiple of a symbol (20),
+            // so that the products shape inference forms (Flatten, Reshape, Size) overflow.
+            use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto::Value as TypeValue};
+            let every = kind == 20;
+            let mut vis: Vec<_> = g.input.iter_mut().chain(g.value_info.iter_mut()).chain(g.output.iter_mut()).collect();
+            let n = vis.len();
+            if n > 0 {
+                let v = &mut vis[rng.below(n)];
+                if let Some(TypeValue::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+                    if let Some(shape) = tt.shape.as_mut() {
+                        let nd = shape.dim.len();
+                        if every {
+                            for (i, d) in shape.dim.iter_mut().enumerate() {
+                                let k = 1u64 << (16 + rng.below(47));
+                                d.value = Some(Value::DimParam(format!("{k}*s{i}")));
+                            }
+                        } else if nd > 0 {
+                            shape.dim[rng.below(nd)].value = Some(Value::DimParam(hostile_dim_param(rng)));
                         }
                     }
                 }

@@ -138,14 +138,14 @@ fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for input in graph.real_inputs() {
         let Some(name) = input.name.as_deref() else { continue };
-        let Some(Dim::Sym(axis)) = shapes.shape(name).and_then(|d| d.get(1)) else { continue };
+        let Some(axis) = shapes.shape(name).and_then(|d| d.get(1)).and_then(Dim::as_symbol) else { continue };
         for u in graph.consumers(name).iter().filter(|u| u.input == 0) {
             let node = graph.node(u.node);
             let Some(w) = node.input.get(1).and_then(|w| graph.initializer(w)) else { continue };
-            let (Some(&c), Ok(group)) = (w.dims.get(1), node.attr_int_or("group", 1)) else { continue };
-            if node.op() == "Conv" {
-                if let Some(channels) = c.checked_mul(group).filter(|&c| c > 0) {
-                    out.insert(axis.clone(), channels);
+            let (Some(&c), Ok(oto_onnx::op::Op::Conv(conv))) = (w.dims.get(1), oto_onnx::op::Op::parse(graph, node)) else { continue };
+            if !conv.integer {
+                if let Some(channels) = c.checked_mul(conv.group).filter(|&c| c > 0) {
+                    out.insert(axis.to_string(), channels);
                 }
             }
         }
@@ -160,9 +160,9 @@ fn defaulted_axes(graph: &Graph<'_>, shapes: &Shapes, dims: &BTreeMap<String, i6
     for input in graph.real_inputs() {
         let Some(name) = input.name.as_deref() else { continue };
         for d in shapes.shape(name).into_iter().flatten().skip(1) {
-            if let Dim::Sym(axis) = d {
+            for axis in d.symbols() {
                 if !dims.contains_key(axis) && !out.iter().any(|(_, a)| a == axis) {
-                    out.push((name.to_string(), axis.clone()));
+                    out.push((name.to_string(), axis.to_string()));
                 }
             }
         }
@@ -176,10 +176,7 @@ fn parse_dims(given: &[String], graph: &Graph<'_>, shapes: &Shapes) -> Result<BT
         .real_inputs()
         .filter_map(|v| shapes.shape(v.name.as_deref()?))
         .flatten()
-        .filter_map(|d| match d {
-            Dim::Sym(s) => Some(s.clone()),
-            Dim::Known(_) => None,
-        })
+        .flat_map(|d| d.symbols().into_iter().map(String::from).collect::<Vec<_>>())
         .collect();
     let mut out = BTreeMap::new();
     for g in given {
@@ -211,6 +208,7 @@ fn random_inputs(
     dims_given: &BTreeMap<String, i64>,
 ) -> Result<Vec<(String, Tensor)>> {
     let model = graph.model.path().display();
+    let given: std::collections::HashMap<String, i64> = dims_given.iter().map(|(k, &v)| (k.clone(), v)).collect();
     let mut out = Vec::new();
     for input in graph.real_inputs() {
         let name = input.name.clone().unwrap_or_default();
@@ -224,9 +222,11 @@ fn random_inputs(
         for (i, d) in dims.iter().enumerate() {
             let size = match d {
                 Dim::Known(v) => *v,
-                Dim::Sym(s) if dims_given.contains_key(s) => dims_given[s],
-                Dim::Sym(_) if i == 0 => i64::try_from(batch).unwrap_or(i64::MAX),
-                Dim::Sym(_) => 4,
+                Dim::Sym(_) => match d.eval(&given) {
+                    Some(v) => v,
+                    None if i == 0 => i64::try_from(batch).unwrap_or(i64::MAX),
+                    None => 4,
+                },
             };
             shape.push(usize::try_from(size).map_err(|_| too_large(format!("dimension {i} is {d}")))?);
         }

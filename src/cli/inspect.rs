@@ -138,7 +138,7 @@ fn shape_json(shape: &Option<Vec<Dim>>) -> Value {
             s.iter()
                 .map(|d| match d {
                     Dim::Known(v) => json!(v),
-                    Dim::Sym(name) => json!(name),
+                    Dim::Sym(e) => json!(e.to_string()),
                 })
                 .collect(),
         ),

@@ -151,19 +151,33 @@ fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
             continue;
         };
         let Some(shape) = &tt.shape else { continue };
-        let dims: Option<Vec<Dim>> = shape
-            .dim
-            .iter()
-            .map(|d| match &d.value {
+        let mut dims: Option<Vec<Dim>> = Some(Vec::with_capacity(shape.dim.len()));
+        for (i, d) in shape.dim.iter().enumerate() {
+            let dim = match &d.value {
                 Some(Value::DimValue(v)) => Some(Dim::Known(*v)),
-                Some(Value::DimParam(p)) => Some(Dim::Sym(p.clone())),
+                Some(Value::DimParam(p)) => {
+                    Some(Dim::parse(p).map_err(|e| graph.model.error(format!("value '{name}'"), format!("dimension {i}: {e}")))?)
+                }
                 None => None,
-            })
-            .collect();
+            };
+            dims = dims.zip(dim).map(|(mut v, d)| {
+                v.push(d);
+                v
+            });
+        }
         let dtype = tt.elem_type.and_then(oto_onnx::DType::from_onnx);
         shapes.types.insert(name.to_string(), ValueType { dtype, shape: dims });
     }
     Ok(shapes)
+}
+
+/// The product of the known dims (a file's, so checked): `usize::MAX` when it overflows
+/// or a dim is negative, which callers read as "not a single element".
+fn known_elements(d: &[Dim]) -> usize {
+    d.iter()
+        .filter_map(Dim::known)
+        .try_fold(1usize, |acc, x| usize::try_from(x).ok().and_then(|x| acc.checked_mul(x)))
+        .unwrap_or(usize::MAX)
 }
 
 /// Where an integer entry of a shape-like value comes from.
@@ -460,13 +474,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     if self.graph.initializer(c).is_some() || self.graph.producer_node(c).is_some_and(|(_, n)| n.op() == "Constant") {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
-                            let len = self.dims(c).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
+                            let len = self.dims(c).map_or(1, |d| known_elements(&d));
                             let at = if len == 1 { 0 } else { idx };
                             // kv_heads * n_rep (grouped-query attention's repeat): the
                             // measured factor follows the channels, the constant is a
                             // multiplier that must stay.
-                            let olen =
-                                self.dims(&node.input[other]).map_or(1, |d| d.iter().filter_map(Dim::known).product::<i64>() as usize);
+                            let olen = self.dims(&node.input[other]).map_or(1, |d| known_elements(&d));
                             let factor = self.shapes.shape_value(c).and_then(|v| v.get(at)).and_then(Dim::known);
                             if let (Ok(Located::Dynamic(parts, why)), Some(f)) =
                                 (self.locate(&me, &node.input[other], if olen == 1 { 0 } else { idx }), factor)

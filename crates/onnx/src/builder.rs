@@ -6,10 +6,10 @@
 //! use oto_onnx::builder::{GraphBuilder, Attr};
 //! use oto_onnx::{Dim, Tensor};
 //! let mut b = GraphBuilder::new("tiny");
-//! let x = b.input_f32("x", &[Dim::Sym("batch".into()), Dim::Known(4)]);
+//! let x = b.input_f32("x", &[Dim::sym("batch"), Dim::Known(4)]);
 //! let w = b.initializer("w", Tensor::new(vec![4, 2], oto_onnx::TensorData::F32(vec![0.5; 8])).unwrap());
 //! let y = b.node("MatMul", &[&x, &w], &[]);
-//! b.output_f32(&y, &[Dim::Sym("batch".into()), Dim::Known(2)]);
+//! b.output_f32(&y, &[Dim::sym("batch"), Dim::Known(2)]);
 //! let model = b.build().unwrap();
 //! assert_eq!(model.proto.graph.as_ref().unwrap().node.len(), 1);
 //! ```
@@ -90,7 +90,7 @@ fn value_info(name: &str, dtype: DType, dims: &[Dim]) -> ValueInfoProto {
             denotation: None,
             value: Some(match d {
                 Dim::Known(v) => DimValue::DimValue(*v),
-                Dim::Sym(s) => DimValue::DimParam(s.clone()),
+                Dim::Sym(s) => DimValue::DimParam(s.to_string()),
             }),
         })
         .collect();
@@ -110,7 +110,7 @@ fn value_info(name: &str, dtype: DType, dims: &[Dim]) -> ValueInfoProto {
 /// Shorthand for a shape with a symbolic leading `batch` axis: `batch_dims(&[3, 8, 8])`
 /// is `[batch, 3, 8, 8]`.
 pub fn batch_dims(rest: &[i64]) -> Vec<Dim> {
-    std::iter::once(Dim::Sym("batch".into())).chain(rest.iter().map(|&d| Dim::Known(d))).collect()
+    std::iter::once(Dim::sym("batch")).chain(rest.iter().map(|&d| Dim::Known(d))).collect()
 }
 
 /// Shorthand for a fully static shape.

@@ -16,7 +16,7 @@
 use crate::graph::{Graph, NodeExt};
 use crate::op::matmul::matmul_macs;
 use crate::op::{Conv, ConvTranspose, Op};
-use crate::shape::{Dim, Shapes};
+use crate::shape::Shapes;
 use crate::tensor::DType;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -124,8 +124,8 @@ pub fn weight_costs(graph: &Graph<'_>, shapes: &Shapes) -> WeightCosts {
     for m in &est.per_node {
         let Some(node) = nodes.get(m.node) else { continue };
         let weight_input = |k: usize| node.input.get(k).filter(|n| out.weights.contains_key(n.as_str())).cloned();
-        let weight = match node.op() {
-            "Conv" | "ConvInteger" | "ConvTranspose" => weight_input(1),
+        let weight = match crate::op::Op::parse(graph, node) {
+            Ok(crate::op::Op::Conv(_) | crate::op::Op::ConvTranspose(_)) => weight_input(1),
             _ => weight_input(1).or_else(|| weight_input(0)),
         };
         match weight.and_then(|w| out.weights.get_mut(&w)) {
@@ -165,9 +165,11 @@ pub struct MacsEstimate {
 pub fn batch_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
     let mut syms = Vec::new();
     for v in graph.real_inputs() {
-        if let Some(Dim::Sym(s)) = v.name.as_deref().and_then(|n| shapes.shape(n)).and_then(|s| s.first()) {
-            if !syms.contains(s) {
-                syms.push(s.clone());
+        if let Some(d) = v.name.as_deref().and_then(|n| shapes.shape(n)).and_then(|s| s.first()) {
+            for s in d.symbols() {
+                if !syms.iter().any(|x| x == s) {
+                    syms.push(s.to_string());
+                }
             }
         }
     }
@@ -185,9 +187,9 @@ pub fn sequence_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
             continue;
         }
         for d in shapes.shape(name).unwrap_or_default().iter().skip(1) {
-            if let Dim::Sym(s) = d {
-                if !batch.contains(s) && !syms.contains(s) {
-                    syms.push(s.clone());
+            for s in d.symbols() {
+                if !batch.iter().any(|x| x == s) && !syms.iter().any(|x| x == s) {
+                    syms.push(s.to_string());
                 }
             }
         }

@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod builder;
 pub mod cost;
+pub mod dim;
 pub mod error;
 pub mod graph;
 pub mod model;

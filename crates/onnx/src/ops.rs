@@ -1,5 +1,7 @@
-//! Opset-aware operator forms: one place that knows where each operator keeps its
-//! parameters in each opset (attribute or input) and what the defaults are.
+//! Opset-aware operator forms: where each operator keeps its parameters in each opset
+//! (attribute or input) and what the defaults are, for the operators whose parameters
+//! [`crate::op::Op`] does not type yet (the Reduce, Squeeze and Unsqueeze axes are
+//! [`crate::op::IntsParam`]s of their `Op`).
 //!
 //! Several operators moved parameters from attributes to inputs over the opsets
 //! (Split, Squeeze/Unsqueeze and the Reduce family at 13 or 18, Clip and Pad at 11,
@@ -12,7 +14,7 @@ use crate::error::{OnnxError, Result};
 use crate::graph::{node_label, Graph, NodeExt};
 use crate::proto::NodeProto;
 use crate::shape::{Dim, Shapes};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// Largest initializer (in elements) these helpers decode as a parameter: parameters
 /// are short lists; anything bigger is a weight and is never decoded here.
@@ -110,68 +112,6 @@ fn input_scalar(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>, k:
         Some(v) => Err(node_error(graph, node, format!("input {k} ('{name}', the {what}) has {} elements, expected a scalar", v.len()))),
         None => Err(node_error(graph, node, format!("input {k} ('{name}', the {what}) is not a constant"))),
     }
-}
-
-/// Whether `op` is one of the Reduce operators.
-pub fn is_reduce(op: &str) -> bool {
-    matches!(
-        op,
-        "ReduceMean"
-            | "ReduceSum"
-            | "ReduceMax"
-            | "ReduceMin"
-            | "ReduceProd"
-            | "ReduceL1"
-            | "ReduceL2"
-            | "ReduceLogSum"
-            | "ReduceLogSumExp"
-            | "ReduceSumSquare"
-    )
-}
-
-/// The opset from which an operator takes `axes` as input 1 instead of an attribute.
-fn axes_input_since(op: &str) -> Option<i64> {
-    match op {
-        "Squeeze" | "Unsqueeze" | "ReduceSum" => Some(13),
-        op if is_reduce(op) => Some(18),
-        _ => None,
-    }
-}
-
-/// The `axes` of Squeeze, Unsqueeze and the Reduce operators, as written (possibly
-/// negative): an attribute before opset 13 (18 for Reduce* other than ReduceSum),
-/// input 1 from then on. `None` when not given (Squeeze: every size-1 axis; Reduce:
-/// every axis, or none with `noop_with_empty_axes`).
-pub fn axes(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<Option<Vec<i64>>> {
-    let op = node.op();
-    let Some(since) = axes_input_since(op) else {
-        return Err(node_error(graph, node, "has no 'axes' parameter"));
-    };
-    if node_opset(graph, node) >= since {
-        input_ints(graph, node, folded, 1, "axes")
-    } else {
-        attr_result(graph, node, node.attr_ints("axes"))
-    }
-}
-
-/// A Reduce operator's parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reduce {
-    /// The axes as written (possibly negative); `None` or empty: see `noop_with_empty_axes`.
-    pub axes: Option<Vec<i64>>,
-    /// Whether reduced axes stay as size 1.
-    pub keepdims: bool,
-    /// With no axes: `true` means identity, `false` means reduce every axis.
-    pub noop_with_empty_axes: bool,
-}
-
-/// The normalized form of a Reduce* node.
-pub fn reduce(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<Reduce> {
-    Ok(Reduce {
-        axes: axes(graph, node, folded)?,
-        keepdims: attr_result(graph, node, node.attr_int_or("keepdims", 1))? != 0,
-        noop_with_empty_axes: attr_result(graph, node, node.attr_int_or("noop_with_empty_axes", 0))? != 0,
-    })
 }
 
 /// A Split node's parameters.
@@ -411,14 +351,6 @@ pub fn batch_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<BatchNorm> {
     Ok(BatchNorm { epsilon, momentum, training })
 }
 
-/// The target element type of a Cast node (`to` attribute).
-pub fn cast_to(graph: &Graph<'_>, node: &NodeProto) -> Result<Option<DType>> {
-    let Some(code) = attr_result(graph, node, node.attr_int("to"))? else {
-        return Err(node_error(graph, node, "has no 'to' attribute"));
-    };
-    Ok(DType::from_onnx(code as i32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,32 +394,45 @@ mod tests {
         Model::from_proto(proto, "test.onnx", None).unwrap()
     }
 
+    /// The axes of a Squeeze, Unsqueeze or Reduce node, parsed and resolved.
+    fn axes(g: &Graph<'_>) -> Result<Option<Vec<i64>>> {
+        use crate::op::{Op, Reduce};
+        let node = g.node(0);
+        match Op::parse(g, node)? {
+            Op::Squeeze { axes } | Op::Unsqueeze { axes } | Op::Reduce(Reduce { axes, .. }) => axes.resolve(g, node, None, "axes"),
+            other => panic!("{other:?} has no axes"),
+        }
+    }
+
     #[test]
     fn axes_move_from_attribute_to_input() {
+        use crate::op::{IntsParam, Op, Reduce, ReduceKind};
         let m = model(11, &[], node("Unsqueeze", &["x"], &["y"], vec![ints_attr("axes", &[0, -1])]));
         let g = Graph::new(&m).unwrap();
-        assert_eq!(axes(&g, g.node(0), None).unwrap(), Some(vec![0, -1]));
+        assert_eq!(axes(&g).unwrap(), Some(vec![0, -1]));
         let m = model(13, &[("ax", vec![2])], node("Unsqueeze", &["x", "ax"], &["y"], vec![]));
         let g = Graph::new(&m).unwrap();
-        assert_eq!(axes(&g, g.node(0), None).unwrap(), Some(vec![2]));
+        assert_eq!(axes(&g).unwrap(), Some(vec![2]));
         // ReduceMean keeps the attribute until opset 18, ReduceSum moves at 13.
         let m = model(17, &[], node("ReduceMean", &["x"], &["y"], vec![ints_attr("axes", &[-1]), int_attr("keepdims", 0)]));
         let g = Graph::new(&m).unwrap();
-        let r = reduce(&g, g.node(0), None).unwrap();
-        assert_eq!(r, Reduce { axes: Some(vec![-1]), keepdims: false, noop_with_empty_axes: false });
+        let r = Op::parse(&g, g.node(0)).unwrap();
+        let want =
+            Reduce { kind: ReduceKind::Mean, axes: IntsParam::Attribute(Some(vec![-1])), keepdims: false, noop_with_empty_axes: false };
+        assert_eq!(r, Op::Reduce(want));
         let m = model(18, &[("ax", vec![1, 2])], node("ReduceMean", &["x", "ax"], &["y"], vec![]));
         let g = Graph::new(&m).unwrap();
-        assert_eq!(reduce(&g, g.node(0), None).unwrap().axes, Some(vec![1, 2]));
+        assert_eq!(axes(&g).unwrap(), Some(vec![1, 2]));
         let m = model(13, &[], node("ReduceSum", &["x"], &["y"], vec![]));
         let g = Graph::new(&m).unwrap();
-        assert_eq!(axes(&g, g.node(0), None).unwrap(), None);
+        assert_eq!(axes(&g).unwrap(), None);
     }
 
     #[test]
     fn non_constant_axes_name_the_node() {
         let m = model(13, &[], node("Squeeze", &["x", "x"], &["y"], vec![]));
         let g = Graph::new(&m).unwrap();
-        let e = axes(&g, g.node(0), None).unwrap_err().to_string();
+        let e = axes(&g).unwrap_err().to_string();
         assert!(e.contains("Squeeze_0") && e.contains("axes") && e.contains("test.onnx"), "{e}");
     }
 

@@ -5,10 +5,11 @@
 //! shape computations (`Shape -> Gather -> Concat -> Reshape`) are folded, so that
 //! the analysis can read Reshape targets whose entries may themselves be symbolic.
 //!
-//! Symbolic dimensions are products of named factors (`16*batch`), so that a Reshape
-//! to `[batch, -1]` of a `[batch, C, H, W]` tensor resolves to `C*H*W` by cancelling
-//! `batch`. Sums and quotients that do not simplify become opaque symbols such as
-//! `(seq-1)`. An input dimension that is dynamic but unnamed becomes `<input>_dim<i>`;
+//! Symbolic dimensions are typed expressions ([`crate::dim`]: sums, products and floor
+//! quotients of symbols and integers in canonical form, with checked arithmetic), so
+//! that a Reshape to `[batch, -1]` of a `[batch, C, H, W]` tensor resolves to `C*H*W`
+//! by cancelling `batch`; arithmetic that overflows fails the node with a message that
+//! names the operation. An input dimension that is dynamic but unnamed becomes `<input>_dim<i>`;
 //! a dimension that depends on data (or that no rule here can tell) gets a fresh
 //! symbol `unk<N>`.
 //!
@@ -23,212 +24,7 @@ use crate::proto::{type_proto, NodeProto, TensorProto};
 use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::HashMap;
 
-/// One dimension: a known size, or a symbol such as `batch`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Dim {
-    /// A static size.
-    Known(i64),
-    /// A named symbolic size (a dynamic axis of an input, or one derived from it).
-    Sym(String),
-}
-
-impl Dim {
-    /// The size, if static.
-    pub fn known(&self) -> Option<i64> {
-        match self {
-            Dim::Known(v) => Some(*v),
-            Dim::Sym(_) => None,
-        }
-    }
-
-    /// A symbol.
-    pub fn sym(name: impl Into<String>) -> Dim {
-        Mono::atom(name.into()).into_dim()
-    }
-
-    /// The product of two dimensions (`2*batch` times `8` is `16*batch`).
-    pub fn mul(&self, other: &Dim) -> Dim {
-        Mono::of(self).mul(&Mono::of(other)).into_dim()
-    }
-
-    /// The product of several dimensions (1 for none).
-    pub fn product<'a>(dims: impl IntoIterator<Item = &'a Dim>) -> Dim {
-        dims.into_iter().fold(Mono::one(), |acc, d| acc.mul(&Mono::of(d))).into_dim()
-    }
-
-    /// `self / other` when it divides exactly (`16*batch / 16 = batch`), else `None`.
-    pub fn div_exact(&self, other: &Dim) -> Option<Dim> {
-        Mono::of(self).div(&Mono::of(other)).map(Mono::into_dim)
-    }
-
-    /// `self + other`, simplified where possible, otherwise an opaque symbol.
-    pub fn add(&self, other: &Dim) -> Dim {
-        match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_add(*b)),
-            (d, Dim::Known(0)) | (Dim::Known(0), d) => d.clone(),
-            (d, Dim::Known(b)) if *b < 0 && *b != i64::MIN => d.sub(&Dim::Known(-b)),
-            (a, b) => like_terms(a, b, 1).unwrap_or_else(|| Dim::sym(format!("({a}+{b})"))),
-        }
-    }
-
-    /// `self - other`, simplified where possible, otherwise an opaque symbol.
-    pub fn sub(&self, other: &Dim) -> Dim {
-        match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_sub(*b)),
-            (d, Dim::Known(0)) => d.clone(),
-            (a, b) if a == b => Dim::Known(0),
-            (d, Dim::Known(b)) if *b < 0 && *b != i64::MIN => d.add(&Dim::Known(-b)),
-            (a, b) => like_terms(a, b, -1).unwrap_or_else(|| Dim::sym(format!("({a}-{b})"))),
-        }
-    }
-
-    /// Floor division, exact where possible, otherwise an opaque symbol.
-    pub fn floor_div(&self, other: &Dim) -> Dim {
-        match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) if a.checked_div_euclid(*b).is_some() => Dim::Known(a.div_euclid(*b)),
-            (a, b) => a.div_exact(b).unwrap_or_else(|| Dim::sym(format!("({a}/{b})"))),
-        }
-    }
-
-    /// The value once symbols are bound (e.g. `batch = 2`); `None` if a symbol is unbound.
-    pub fn eval(&self, bindings: &HashMap<String, i64>) -> Option<i64> {
-        match self {
-            Dim::Known(v) => Some(*v),
-            Dim::Sym(s) => eval_expr(s, bindings),
-        }
-    }
-}
-
-impl std::fmt::Display for Dim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Dim::Known(v) => write!(f, "{v}"),
-            Dim::Sym(s) => write!(f, "{s}"),
-        }
-    }
-}
-
-/// `a + sign * b` when both are multiples of the same symbols (`batch + 2*batch = 3*batch`).
-fn like_terms(a: &Dim, b: &Dim, sign: i64) -> Option<Dim> {
-    let (x, y) = (Mono::of(a), Mono::of(b));
-    (x.atoms == y.atoms).then(|| Mono { coef: x.coef.saturating_add(sign.saturating_mul(y.coef)), atoms: x.atoms }.into_dim())
-}
-
-/// Splits `s` on `sep` at parenthesis depth 0.
-fn split_top(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            c if c == sep && depth == 0 => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-fn eval_expr(s: &str, b: &HashMap<String, i64>) -> Option<i64> {
-    // A bound name first: also a declared name that was wrapped as one opaque factor.
-    if let Some(v) = b.get(s).or_else(|| s.strip_prefix('(').and_then(|r| r.strip_suffix(')')).and_then(|r| b.get(r))) {
-        return Some(*v);
-    }
-    let parts = split_top(s, '*');
-    if parts.len() > 1 {
-        return parts.iter().try_fold(1i64, |acc, p| acc.checked_mul(eval_expr(p, b)?));
-    }
-    if let Ok(v) = s.parse::<i64>() {
-        return Some(v);
-    }
-    if let Some(inner) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
-        for op in ['+', '-', '/'] {
-            let p = split_top(inner, op);
-            if p.len() == 2 {
-                let (l, r) = (eval_expr(p[0], b)?, eval_expr(p[1], b)?);
-                return match op {
-                    '+' => l.checked_add(r),
-                    '-' => l.checked_sub(r),
-                    _ => l.checked_div_euclid(r),
-                };
-            }
-        }
-    }
-    b.get(s).copied()
-}
-
-/// A dimension as coefficient times a sorted product of symbolic factors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Mono {
-    coef: i64,
-    atoms: Vec<String>,
-}
-
-impl Mono {
-    fn one() -> Mono {
-        Mono { coef: 1, atoms: Vec::new() }
-    }
-    fn atom(name: String) -> Mono {
-        // A name that is not a plain identifier (or product of them) is one opaque factor.
-        let plain = name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '*' | ':'));
-        if plain || (name.starts_with('(') && name.ends_with(')') && split_top(&name, '*').len() == 1) {
-            Mono::parse(&name)
-        } else {
-            Mono { coef: 1, atoms: vec![format!("({name})")] }
-        }
-    }
-    /// The product of the integer factors of `s` (`64*batch*8`: 512), `None` on overflow.
-    fn checked_coef(s: &str) -> Option<i64> {
-        split_top(s, '*').iter().filter_map(|p| p.parse::<i64>().ok()).try_fold(1i64, i64::checked_mul)
-    }
-    fn parse(s: &str) -> Mono {
-        let mut m = Mono::one();
-        for part in split_top(s, '*') {
-            match part.parse::<i64>() {
-                // Saturating like `mul`: graph inputs whose literals overflow are refused
-                // (`Infer::seed`), so only derived symbols can get here.
-                Ok(v) => m.coef = m.coef.saturating_mul(v),
-                Err(_) if !part.is_empty() => m.atoms.push(part.to_string()),
-                Err(_) => {}
-            }
-        }
-        m.atoms.sort();
-        m
-    }
-    fn of(d: &Dim) -> Mono {
-        match d {
-            Dim::Known(v) => Mono { coef: *v, atoms: Vec::new() },
-            Dim::Sym(s) => Mono::parse(s),
-        }
-    }
-    fn mul(&self, o: &Mono) -> Mono {
-        let mut atoms: Vec<String> = self.atoms.iter().chain(&o.atoms).cloned().collect();
-        atoms.sort();
-        Mono { coef: self.coef.saturating_mul(o.coef), atoms }
-    }
-    fn div(&self, o: &Mono) -> Option<Mono> {
-        if self.coef.checked_rem(o.coef)? != 0 {
-            return None;
-        }
-        let mut atoms = self.atoms.clone();
-        for a in &o.atoms {
-            let pos = atoms.iter().position(|x| x == a)?;
-            atoms.remove(pos);
-        }
-        Some(Mono { coef: self.coef.checked_div(o.coef)?, atoms })
-    }
-    fn into_dim(self) -> Dim {
-        if self.atoms.is_empty() || self.coef == 0 {
-            return Dim::Known(self.coef);
-        }
-        let body = self.atoms.join("*");
-        Dim::Sym(if self.coef == 1 { body } else { format!("{}*{body}", self.coef) })
-    }
-}
+pub use crate::dim::{Dim, DimError, Expr};
 
 /// Element type and shape of a value; `None` where inference could not tell.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -303,6 +99,14 @@ const SHAPE_VALUE_LIMIT: usize = 1 << 10;
 pub(crate) enum Stop {
     Unknown,
     Fail(OnnxError),
+    /// Dimension arithmetic failed (overflow); the node is named where it is reported.
+    Dim(DimError),
+}
+
+impl From<DimError> for Stop {
+    fn from(e: DimError) -> Stop {
+        Stop::Dim(e)
+    }
 }
 
 impl From<OnnxError> for Stop {
@@ -388,7 +192,7 @@ impl<'g, 'm> Infer<'g, 'm> {
 
     pub(crate) fn fresh(&mut self) -> Dim {
         self.fresh += 1;
-        Dim::Sym(format!("unk{}", self.fresh))
+        Dim::sym(format!("unk{}", self.fresh))
     }
 
     /// Graph inputs (declared types) and initializers (declared dims).
@@ -420,15 +224,10 @@ impl<'g, 'm> Infer<'g, 'm> {
                             Some(V::DimValue(x)) if *x >= 0 => Dim::Known(*x),
                             Some(V::DimParam(p)) if !p.is_empty() => {
                                 // A product of literals (`64*8`) becomes its value: it must fit.
-                                if Mono::checked_coef(p).is_none() {
-                                    return Err(self.graph.model.error(
-                                        format!("graph input '{name}'"),
-                                        format!("dimension {i} '{p}' overflows a 64-bit integer"),
-                                    ));
-                                }
-                                Dim::sym(p.clone())
+                                Dim::parse(p)
+                                    .map_err(|e| self.graph.model.error(format!("graph input '{name}'"), format!("dimension {i}: {e}")))?
                             }
-                            _ => Dim::Sym(format!("{name}_dim{i}")),
+                            _ => Dim::sym(format!("{name}_dim{i}")),
                         });
                     }
                     Some(dims)
@@ -461,6 +260,7 @@ impl<'g, 'm> Infer<'g, 'm> {
             Ok(t) => t,
             Err(Stop::Unknown) => Vec::new(),
             Err(Stop::Fail(e)) => return Err(e),
+            Err(Stop::Dim(e)) => return Err(self.graph.model.error(node_label(node), e.to_string())),
         };
         for (k, out) in node.output.iter().enumerate() {
             if out.is_empty() {
@@ -471,6 +271,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         match self.fold(node) {
             Ok(()) | Err(Stop::Unknown) => Ok(()),
             Err(Stop::Fail(e)) => Err(e),
+            Err(Stop::Dim(e)) => Err(self.graph.model.error(node_label(node), e.to_string())),
         }
     }
 
@@ -623,7 +424,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 let (s, e) = self.shape_range(node, x.len())?;
                 x[s..e].to_vec()
             }
-            "Size" => vec![Dim::product(&self.shape(node, 0)?)],
+            "Size" => vec![Dim::product(&self.shape(node, 0)?)?],
             "Identity" | "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" | "Cast" | "CastLike" => self.values(node, 0)?,
             "Gather" => {
                 let data = self.values(node, 0)?;
@@ -669,14 +470,14 @@ impl<'g, 'm> Infer<'g, 'm> {
                     .map(|i| {
                         let (x, y) = (at(&a, i), at(&b, i));
                         Ok(match op {
-                            "Add" => x.add(&y),
-                            "Sub" => x.sub(&y),
-                            "Mul" => x.mul(&y),
+                            "Add" => x.add(&y)?,
+                            "Sub" => x.sub(&y)?,
+                            "Mul" => x.mul(&y)?,
                             "Div" => match (&x, &y) {
                                 (_, Dim::Known(0)) => return Err(Stop::Unknown),
                                 // Integer Div truncates; shapes are non-negative, so floor is the same.
                                 (Dim::Known(p), Dim::Known(q)) => Dim::Known(p.checked_div(*q).ok_or(Stop::Unknown)?),
-                                _ => x.floor_div(&y),
+                                _ => x.floor_div(&y)?,
                             },
                             "Mod" => match (&x, &y) {
                                 (Dim::Known(p), Dim::Known(q)) if *q != 0 => Dim::Known(p.rem_euclid(*q)),
@@ -692,7 +493,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                     })
                     .collect::<R<_>>()?
             }
-            "Neg" => self.values(node, 0)?.iter().map(|d| Dim::Known(0).sub(d)).collect(),
+            "Neg" => self.values(node, 0)?.iter().map(|d| Dim::Known(0).sub(d)).collect::<Result<_, _>>()?,
             "Equal" => {
                 let (a, b) = (self.values(node, 0)?, self.values(node, 1)?);
                 let n = a.len().max(b.len());
@@ -751,9 +552,9 @@ impl<'g, 'm> Infer<'g, 'm> {
             "ReduceProd" | "ReduceSum" => {
                 let a = self.values(node, 0)?;
                 if op == "ReduceProd" {
-                    vec![Dim::product(&a)]
+                    vec![Dim::product(&a)?]
                 } else {
-                    vec![a.iter().fold(Dim::Known(0), |acc, d| acc.add(d))]
+                    vec![a.iter().try_fold(Dim::Known(0), |acc, d| acc.add(d))?]
                 }
             }
             _ => return Ok(()),
@@ -771,15 +572,15 @@ impl<'g, 'm> Infer<'g, 'm> {
     }
 }
 
-/// Number of elements of `Range(start, limit, delta)`.
-pub(crate) fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Option<Dim> {
-    match (start, limit, delta) {
+/// Number of elements of `Range(start, limit, delta)`; `None` when it cannot be told.
+pub(crate) fn range_len(start: &Dim, limit: &Dim, delta: &Dim) -> Result<Option<Dim>, DimError> {
+    Ok(match (start, limit, delta) {
         (Dim::Known(s), Dim::Known(l), Dim::Known(d)) if *d != 0 => {
             Some(Dim::Known((l.saturating_sub(*s) as f64 / *d as f64).ceil().max(0.0) as i64))
         }
-        (s, l, Dim::Known(1)) => Some(l.sub(s)),
+        (s, l, Dim::Known(1)) => Some(l.sub(s)?),
         _ => None,
-    }
+    })
 }
 
 /// The input indices a 1-D slice picks (ONNX clamping rules).
@@ -796,6 +597,10 @@ pub(crate) fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Vec<us
 
 /// Clamped start and end of a slice over an axis of length `len`.
 pub(crate) fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+    if len <= 0 {
+        // Nothing to pick (and `clamp` needs a non-empty range).
+        return (0, 0);
+    }
     let norm = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
     if step > 0 {
         (norm(start).clamp(0, len), norm(end).clamp(0, len))
@@ -805,25 +610,27 @@ pub(crate) fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i
 }
 
 /// Length of a slice; `None` when it cannot be told statically.
-pub(crate) fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
+pub(crate) fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Result<Option<Dim>, DimError> {
     // Exporters write "to the end" as a huge number (INT64_MAX, or INT32_MAX).
     let to_end = |e: &Dim| e.known().is_some_and(|v| v >= i64::from(i32::MAX));
-    match (d, start, end) {
+    Ok(match (d, start, end) {
         (Dim::Known(n), Dim::Known(s), Dim::Known(e)) => {
             let (s, e) = slice_bounds(*n, *s, *e, step);
+            // In i128: a step near i64::MAX must not overflow the rounding.
+            let (s, e, step) = (i128::from(s), i128::from(e), i128::from(step));
             let len = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
-            Some(Dim::Known(len.max(0)))
+            Some(Dim::Known(i64::try_from(len.max(0)).unwrap_or(i64::MAX)))
         }
         (d, Dim::Known(0), e) if step == 1 && (to_end(e) || e == d) => Some(d.clone()),
-        (d, Dim::Known(s), e) if step == 1 && *s > 0 && (to_end(e) || e == d) => Some(d.sub(&Dim::Known(*s))),
+        (d, Dim::Known(s), e) if step == 1 && *s > 0 && (to_end(e) || e == d) => Some(d.sub(&Dim::Known(*s))?),
         (_, Dim::Known(s), Dim::Known(e)) if step == 1 && *s >= 0 && *e >= *s && *e < i64::from(i32::MAX) => {
             // Within a symbolic axis: correct as long as the axis is at least `e` long.
             Some(Dim::Known(e - s))
         }
-        (d, s, e) if step == 1 && e == d => Some(d.sub(s)),
-        (_, s, e) if step == 1 && s.known().is_some_and(|v| v >= 0) && !to_end(e) && e.known().is_none_or(|v| v >= 0) => Some(e.sub(s)),
+        (d, s, e) if step == 1 && e == d => Some(d.sub(s)?),
+        (_, s, e) if step == 1 && s.known().is_some_and(|v| v >= 0) && !to_end(e) && e.known().is_none_or(|v| v >= 0) => Some(e.sub(s)?),
         _ => None,
-    }
+    })
 }
 
 /// Output dims of a Reshape; `None` entries could not be determined.
@@ -848,8 +655,8 @@ pub fn reshape_dims(input: &[Dim], target: &[Dim], allowzero: bool) -> std::resu
             d => out.push(Some(d.clone())),
         }
     }
-    let total = Dim::product(input);
-    let rest = Dim::product(out.iter().flatten());
+    let total = Dim::product(input).map_err(|e| e.to_string())?;
+    let rest = Dim::product(out.iter().flatten()).map_err(|e| e.to_string())?;
     match infer_at {
         Some(i) => {
             out[i] = match total.div_exact(&rest) {
@@ -1268,35 +1075,40 @@ mod tests {
     #[test]
     fn symbolic_products_cancel() {
         let b = s("batch");
-        let p = Dim::product(&[b.clone(), Dim::Known(16), Dim::Known(4)]);
-        assert_eq!(p, Dim::Sym("64*batch".into()));
-        assert_eq!(p.div_exact(&Dim::Known(16)), Some(Dim::Sym("4*batch".into())));
-        assert_eq!(p.div_exact(&b.mul(&Dim::Known(64))), Some(Dim::Known(1)));
+        let p = Dim::product(&[b.clone(), Dim::Known(16), Dim::Known(4)]).unwrap();
+        assert_eq!(p, Dim::parse("64*batch").unwrap());
+        assert_eq!(p.to_string(), "64*batch");
+        assert_eq!(p.div_exact(&Dim::Known(16)), Some(Dim::parse("4*batch").unwrap()));
+        assert_eq!(p.div_exact(&b.mul(&Dim::Known(64)).unwrap()), Some(Dim::Known(1)));
         assert_eq!(p.div_exact(&s("seq")), None);
         assert_eq!(b.mul(&s("seq")), s("seq").mul(&b));
         let bind: HashMap<String, i64> = [("batch".to_string(), 2), ("seq".to_string(), 5)].into();
-        assert_eq!(b.mul(&s("seq")).add(&Dim::Known(3)).eval(&bind), Some(13));
-        assert_eq!(s("seq").sub(&Dim::Known(1)).eval(&bind), Some(4));
-        assert_eq!(s("seq").sub(&s("seq")), Dim::Known(0));
-        assert_eq!(b.add(&b.mul(&Dim::Known(2))), b.mul(&Dim::Known(3)));
-        assert_eq!(b.mul(&Dim::Known(3)).sub(&b), b.mul(&Dim::Known(2)));
+        assert_eq!(b.mul(&s("seq")).unwrap().add(&Dim::Known(3)).unwrap().eval(&bind), Some(13));
+        assert_eq!(s("seq").sub(&Dim::Known(1)).unwrap().eval(&bind), Some(4));
+        assert_eq!(s("seq").sub(&s("seq")), Ok(Dim::Known(0)));
+        assert_eq!(b.add(&b.mul(&Dim::Known(2)).unwrap()), b.mul(&Dim::Known(3)));
+        assert_eq!(b.mul(&Dim::Known(3)).unwrap().sub(&b), b.mul(&Dim::Known(2)));
         assert_eq!(s("weird name+1").eval(&bind), None);
         let odd: HashMap<String, i64> = [("batch-size".to_string(), 3)].into();
-        assert_eq!(s("batch-size").mul(&Dim::Known(2)).eval(&odd), Some(6));
+        assert_eq!(s("batch-size").mul(&Dim::Known(2)).unwrap().eval(&odd), Some(6));
     }
 
-    /// Dimensions from a file may be anything: arithmetic on them never panics, and a
-    /// value that does not fit is unknown (`None`) rather than wrapped.
+    /// Dimensions from a file may be anything: arithmetic on them never panics; a
+    /// value that does not fit when bound is unknown (`None`) rather than wrapped, and
+    /// arithmetic whose coefficients overflow is an error naming the operation.
     #[test]
     fn dimension_arithmetic_does_not_overflow() {
+        let (a, m) = (s("a"), s("m"));
         let big: HashMap<String, i64> = [("a".to_string(), i64::MAX), ("m".to_string(), i64::MIN)].into();
-        assert_eq!(s("a").mul(&s("a")).eval(&big), None);
-        assert_eq!(s("a").add(&s("b")).eval(&[("a".to_string(), i64::MAX), ("b".to_string(), 1)].into()), None);
-        assert_eq!(Dim::sym("(m-a)").eval(&big), None);
-        assert_eq!(Dim::sym("(m/n)").eval(&[("m".to_string(), i64::MIN), ("n".to_string(), -1)].into()), None);
-        assert_eq!(Dim::sym("(m/0)").eval(&big), None);
-        assert_eq!(Dim::sym("99999999999*99999999999"), Dim::Known(i64::MAX), "literal products saturate");
-        assert_eq!(Dim::Known(i64::MIN).floor_div(&Dim::Known(-1)), Dim::sym("(-9223372036854775808/-1)"));
+        assert_eq!(a.mul(&a).unwrap().eval(&big), None);
+        assert_eq!(a.add(&s("b")).unwrap().eval(&[("a".to_string(), i64::MAX), ("b".to_string(), 1)].into()), None);
+        assert_eq!(m.sub(&a).unwrap().eval(&big), None);
+        assert_eq!(m.floor_div(&s("n")).unwrap().eval(&[("m".to_string(), i64::MIN), ("n".to_string(), -1)].into()), None);
+        assert_eq!(m.floor_div(&s("z")).unwrap().eval(&[("m".to_string(), 1), ("z".to_string(), 0)].into()), None);
+        let e = Dim::parse("99999999999*99999999999").unwrap_err();
+        assert_eq!(e.to_string(), "dimension 99999999999*99999999999 overflows a 64-bit integer");
+        let e = Dim::Known(i64::MIN).floor_div(&Dim::Known(-1)).unwrap_err();
+        assert_eq!(e.to_string(), "dimension (-9223372036854775808)/(-1) overflows a 64-bit integer");
         assert_eq!(Dim::Known(i64::MIN).div_exact(&Dim::Known(-1)), None);
     }
 
@@ -1310,7 +1122,7 @@ mod tests {
         let r = reshape_dims(&x, &[k(0), k(2), k(-1), k(4)], false).unwrap();
         assert_eq!(r, vec![Some(b.clone()), Some(k(2)), Some(k(16)), Some(k(4))]);
         let r = reshape_dims(&x, &[k(-1), k(16)], false).unwrap();
-        assert_eq!(r, vec![Some(b.mul(&k(8))), Some(k(16))]);
+        assert_eq!(r, vec![Some(b.mul(&k(8)).unwrap()), Some(k(16))]);
         assert!(reshape_dims(&[k(2), k(3)], &[k(4), k(-1)], false).is_err());
         assert!(reshape_dims(&[k(2), k(3)], &[k(5)], false).is_err());
         assert!(reshape_dims(&[k(2), k(3)], &[k(-1), k(-1)], false).is_err());
@@ -1333,12 +1145,16 @@ mod tests {
     #[test]
     fn slice_lengths() {
         let k = |v: i64| Dim::Known(v);
-        assert_eq!(slice_len(&k(10), &k(2), &k(-1), 1), Some(k(7)));
-        assert_eq!(slice_len(&k(10), &k(0), &k(i64::MAX), 3), Some(k(4)));
-        assert_eq!(slice_len(&k(10), &k(-1), &k(i64::MIN), -1), Some(k(10)));
-        assert_eq!(slice_len(&k(10), &k(20), &k(30), 1), Some(k(0)));
-        assert_eq!(slice_len(&s("b"), &k(0), &k(i64::MAX), 1), Some(s("b")));
-        assert_eq!(slice_len(&s("b"), &k(0), &s("b"), 1), Some(s("b")));
+        assert_eq!(slice_len(&k(10), &k(2), &k(-1), 1), Ok(Some(k(7))));
+        assert_eq!(slice_len(&k(10), &k(0), &k(i64::MAX), 3), Ok(Some(k(4))));
+        assert_eq!(slice_len(&k(10), &k(-1), &k(i64::MIN), -1), Ok(Some(k(10))));
+        assert_eq!(slice_len(&k(10), &k(20), &k(30), 1), Ok(Some(k(0))));
+        assert_eq!(slice_len(&s("b"), &k(0), &k(i64::MAX), 1), Ok(Some(s("b"))));
+        assert_eq!(slice_len(&s("b"), &k(0), &s("b"), 1), Ok(Some(s("b"))));
+        // Huge steps and empty axes do not overflow or panic.
+        assert_eq!(slice_len(&k(10), &k(0), &k(10), i64::MAX), Ok(Some(k(1))));
+        assert_eq!(slice_len(&k(0), &k(0), &k(i64::MIN), -1), Ok(Some(k(0))));
+        assert_eq!(slice_len(&s("b"), &k(1), &s("b"), 1).unwrap().unwrap().to_string(), "b-1");
         assert_eq!(slice_indices(5, -1, i64::MIN, -2), vec![4, 2, 0]);
     }
 }

@@ -67,7 +67,7 @@ fn declared_dims(vi: &ValueInfoProto) -> Option<Vec<Dim>> {
         .iter()
         .map(|d| match &d.value {
             Some(DimValue::DimValue(v)) => Some(Dim::Known(*v)),
-            Some(DimValue::DimParam(p)) => Some(Dim::sym(p.clone())),
+            Some(DimValue::DimParam(p)) => Dim::parse(p).ok(),
             None => None,
         })
         .collect()
@@ -372,7 +372,7 @@ fn reshape_zero_copy_and_inferred_axis_over_symbols() {
         .model();
     assert_eq!(shape_of(&m, "a"), dims(&["batch", "128"]));
     let b = shape_of(&m, "b");
-    assert_eq!(b, vec![Dim::sym("batch").mul(&Dim::Known(32)), Dim::Known(4)]);
+    assert_eq!(b, vec![Dim::sym("batch").mul(&Dim::Known(32)).unwrap(), Dim::Known(4)]);
     assert_eq!(b[0].eval(&batch2()), Some(64));
     // The element count must agree.
     let bad = G::new(13).input("x", DType::F32, &["2", "3"]).ints("t", &[4, -1]).node("Reshape", &["x", "t"], &["y"], vec![]).model();
@@ -424,9 +424,9 @@ fn flatten_axis() {
         .model();
     let b = Dim::sym("batch");
     assert_eq!(shape_of(&m, "a"), dims(&["batch", "60"]));
-    assert_eq!(shape_of(&m, "b"), vec![Dim::Known(1), b.mul(&Dim::Known(60))]);
-    assert_eq!(shape_of(&m, "c"), vec![b.mul(&Dim::Known(12)), Dim::Known(5)]);
-    assert_eq!(shape_of(&m, "d"), vec![b.mul(&Dim::Known(60)), Dim::Known(1)]);
+    assert_eq!(shape_of(&m, "b"), vec![Dim::Known(1), b.mul(&Dim::Known(60)).unwrap()]);
+    assert_eq!(shape_of(&m, "c"), vec![b.mul(&Dim::Known(12)).unwrap(), Dim::Known(5)]);
+    assert_eq!(shape_of(&m, "d"), vec![b.mul(&Dim::Known(60)).unwrap(), Dim::Known(1)]);
 }
 
 #[test]
@@ -723,4 +723,37 @@ fn expand_to_a_shape_tested_against_minus_one() {
     b.output(&y, DType::I64, &batch_dims(&[16]));
     let model = b.build().unwrap();
     assert_eq!(shape_of(&model, "y"), dims(&["batch", "16"]));
+}
+
+/// Symbolic dimensions whose products leave the 64-bit range: inference fails with an
+/// error naming the file, the node and the operation, instead of panicking or wrapping.
+#[test]
+fn symbolic_overflow_is_an_error_naming_the_node_and_value() {
+    let m = G::new(13)
+        .input("x", DType::F32, &["4294967296*a", "4294967296*b"])
+        .node("Flatten", &["x"], &["y"], vec![attr_int("axis", 0)])
+        .model();
+    let e = infer_error(&m);
+    assert!(e.contains("small.onnx") && e.contains("Flatten_0") && e.contains("4294967296*a*4294967296*b"), "{e}");
+    assert!(e.contains("overflows a 64-bit integer"), "{e}");
+    // A literal product that overflows is refused where it is read, naming the input.
+    let m = G::new(13).input("x", DType::F32, &["99999999999*99999999999"]).node("Relu", &["x"], &["y"], vec![]).model();
+    let e = infer_error(&m);
+    assert!(e.contains("small.onnx") && e.contains("'x'") && e.contains("99999999999*99999999999"), "{e}");
+    // Sums and quotients stay symbolic and exact: Slice(x, 1, end) then a strided Conv
+    // gives floor((seq-1-3)/2)+1, in canonical form, which the binding evaluates.
+    let m = G::new(13)
+        .input("x", DType::F32, &["batch", "3", "seq"])
+        .ints("starts", &[1])
+        .ints("ends", &[i64::MAX])
+        .ints("axes", &[2])
+        .weight("w", &[4, 3, 3])
+        .node("Slice", &["x", "starts", "ends", "axes"], &["s"], vec![])
+        .node("Conv", &["s", "w"], &["y"], vec![attr_ints("strides", &[2])])
+        .model();
+    let y = shape_of(&m, "y");
+    assert_eq!(y[2].to_string(), "(seq/2)-1");
+    let bind: HashMap<String, i64> = [("batch".to_string(), 2), ("seq".to_string(), 16)].into();
+    // seq 16: sliced 15, kernel 3, stride 2: (15 - 3) / 2 + 1 = 7.
+    assert_eq!(y[2].eval(&bind), Some(7));
 }

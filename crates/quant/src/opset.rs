@@ -23,7 +23,7 @@
 use crate::rewrite::{int_attr, Names};
 use crate::{Error, Result};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
-use oto_onnx::op::default_domain;
+use oto_onnx::op::{default_domain, Op, ReduceKind};
 use oto_onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use oto_onnx::{ops, Model, Tensor};
 
@@ -33,7 +33,7 @@ fn changes(op: &str) -> &'static [i64] {
     match op {
         "Squeeze" | "Unsqueeze" | "ReduceSum" | "Softmax" | "LogSoftmax" | "Hardmax" => &[13],
         "Split" => &[13, 18],
-        op if ops::is_reduce(op) => &[18],
+        op if ReduceKind::parse(op).is_some() => &[18],
         "Slice" | "TopK" | "Upsample" => &[10],
         "Clip" | "Pad" | "Resize" => &[11],
         "Dropout" => &[10, 12],
@@ -84,7 +84,7 @@ pub fn raise(model: &Model, target: i64) -> Result<ModelProto> {
         let mut new = node.clone();
         match node.op() {
             "Squeeze" | "Unsqueeze" => axes_to_input(&graph, node, &mut new, &mut names, &mut added)?,
-            op if ops::is_reduce(op) => axes_to_input(&graph, node, &mut new, &mut names, &mut added)?,
+            op if ReduceKind::parse(op).is_some() => axes_to_input(&graph, node, &mut new, &mut names, &mut added)?,
             "Split" => {
                 let split = ops::split(&graph, node, None)?;
                 if crossed.contains(&13) {
@@ -163,7 +163,12 @@ fn first_output(node: &NodeProto) -> &str {
 
 /// Moves an `axes` attribute (the form before the crossed version) to input 1.
 fn axes_to_input(graph: &Graph<'_>, node: &NodeProto, new: &mut NodeProto, names: &mut Names, added: &mut Vec<TensorProto>) -> Result<()> {
-    let axes = ops::axes(graph, node, None)?;
+    let param = match Op::parse(graph, node)? {
+        Op::Reduce(reduce) => reduce.axes,
+        Op::Squeeze { axes } | Op::Unsqueeze { axes } => axes,
+        _ => return Err(Error::Model(format!("{}: has no 'axes' to move to an input", node_label(node)))),
+    };
+    let axes = param.resolve(graph, node, None, "axes")?;
     new.attribute.retain(|a| a.name.as_deref() != Some("axes"));
     if let Some(axes) = axes {
         let name = names.fresh(&format!("{}_axes", first_output(node)));

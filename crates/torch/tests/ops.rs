@@ -45,7 +45,7 @@ fn opset_11_attribute_forms_and_slices() {
     let y = b.node("Slice", &[&s, &starts, &ends, &axes, &steps], &[]);
     let pads = b.ints("pads", &[0, 2, 0, 1]);
     let p = b.node_with("Pad", &[&y, &pads], &[], &[("mode", Attr::Str("constant".into()))]);
-    b.output_f32(&p, &[Dim::Sym("batch".into()), Dim::Known(6)]);
+    b.output_f32(&p, &[Dim::sym("batch"), Dim::Known(6)]);
     let x = Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([2, 6]);
     let got = run(&b, &x, Mode::Eval);
     // x[:, ::-2] from the last element = columns 5, 3, 1; then 2 zeros before, 1 after.

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Ctx<'_, '_> {
-    pub(super) fn gather(&mut self, node: &NodeProto) {
+    pub(super) fn gather(&mut self, node: &NodeProto, axis: i64) {
         let (data, idx) = (node.input[0].clone(), node.input[1].clone());
         let Some(od) = self.dims(&node.output[0]) else {
             if self.tracks.contains_key(&data) {
@@ -12,7 +12,6 @@ impl Ctx<'_, '_> {
             }
             return;
         };
-        let axis = node.attr_int_or("axis", 0).unwrap_or(0);
         if self.is_init(&data) {
             // Embedding lookup: a new space on the row width.
             let Some(dd) = self.init_dims(&data) else {
@@ -134,13 +133,12 @@ impl Ctx<'_, '_> {
 
     /// Per-channel parameters on axis 1: slices of `params` with their roles; the
     /// output's channels are zero when the producers are.
-    pub(super) fn concat(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn concat(&mut self, node: &NodeProto, axis: i64) -> Result<(), AnalysisError> {
         let Some(od) = self.dims(&node.output[0]) else {
             self.block_node(node, "shapes unknown");
             return Ok(());
         };
         let rank = od.len();
-        let axis = attr(self, node, node.attr_int("axis"))?.unwrap_or(0);
         let Some(ax) = norm_axis(axis, rank) else {
             return Ok(());
         };

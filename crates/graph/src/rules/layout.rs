@@ -4,11 +4,11 @@
 use super::*;
 
 impl Ctx<'_, '_> {
-    pub(super) fn transpose(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn transpose(&mut self, node: &NodeProto, perm: Option<&[i64]>) -> Result<(), AnalysisError> {
         let Some(t) = self.in_track(node, 0) else {
             return Ok(());
         };
-        let perm: Vec<usize> = match attr(self, node, node.attr_ints("perm"))? {
+        let perm: Vec<usize> = match perm {
             Some(p) => p.iter().filter_map(|&x| norm_axis(x, t.len())).collect(),
             None => (0..t.len()).rev().collect(),
         };

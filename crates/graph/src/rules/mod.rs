@@ -63,15 +63,24 @@ fn unary_keeps_zero(u: Unary) -> Option<bool> {
 }
 
 /// The fewest inputs and outputs the rules read for an operator at an opset.
-fn arity(op: &str, opset: i64) -> (usize, usize) {
+fn arity(op: &Op, opset: i64) -> (usize, usize) {
     let ins = match op {
-        "Where" => 3,
-        "BatchNormalization" => 5,
-        "InstanceNormalization" | "GroupNormalization" => 3,
-        "Slice" if opset >= 10 => 3,
-        "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "Gather" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu"
-        | "LayerNormalization" | "RMSNormalization" | "Reshape" | "Expand" => 2,
-        "Squeeze" | "Unsqueeze" | "Flatten" | "Concat" | "Split" | "Slice" => 1,
+        Op::Where => 3,
+        Op::BatchNormalization => 5,
+        Op::InstanceNormalization | Op::GroupNormalization => 3,
+        Op::Slice if opset >= 10 => 3,
+        Op::Conv(c) if !c.integer => 2,
+        Op::ConvTranspose(_)
+        | Op::Gemm(_)
+        | Op::MatMul { integer: false }
+        | Op::Gather { .. }
+        | Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Pow)
+        | Op::PRelu
+        | Op::LayerNormalization
+        | Op::RmsNormalization
+        | Op::Reshape { .. }
+        | Op::Expand => 2,
+        Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } | Op::Concat { .. } | Op::Split | Op::Slice => 1,
         _ => 0,
     };
     (ins, 1)
@@ -95,7 +104,8 @@ impl Ctx<'_, '_> {
             self.block_node(node, "operator of a custom domain: not understood");
             return Ok(());
         }
-        let (ins, outs) = arity(node.op(), ops::node_opset(self.graph, node));
+        let op = Op::parse(self.graph, node)?;
+        let (ins, outs) = arity(&op, ops::node_opset(self.graph, node));
         if node.input.len() < ins || node.output.len() < outs || node.output.first().is_some_and(String::is_empty) {
             return Err(ops::node_error(
                 self.graph,
@@ -104,21 +114,20 @@ impl Ctx<'_, '_> {
             )
             .into());
         }
-        let op = Op::parse(self.graph, node)?;
         match &op {
             // Channel producers run even without tracked inputs.
             Op::Conv(c) if !c.integer => self.conv(node)?,
             Op::ConvTranspose(_) => self.conv_transpose(node)?,
             Op::Gemm(_) => self.gemm(node)?,
             Op::MatMul { integer: false } => self.matmul(node),
-            Op::Gather => self.gather(node),
+            Op::Gather { axis } => self.gather(node, *axis),
             _ if !any_tracked => {}
             Op::Unary(u) => match unary_keeps_zero(*u) {
                 Some(keeps) => self.unary(node, keeps),
                 None => self.block_node(node, &format!("operator {} is not understood", node.op())),
             },
             // f(0) = 0 elementwise
-            Op::Cast | Op::Dropout => self.unary(node, true),
+            Op::Cast { .. } | Op::Dropout => self.unary(node, true),
             Op::Clip => {
                 let keeps = match ops::clip_bounds(self.graph, node, Some(&self.shapes)) {
                     Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),
@@ -152,10 +161,10 @@ impl Ctx<'_, '_> {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
             }
             Op::Softmax | Op::LogSoftmax | Op::Hardmax => self.softmax(node)?,
-            Op::Reduce(_) => self.reduce(node)?,
-            Op::Transpose => self.transpose(node)?,
-            Op::Reshape | Op::Flatten | Op::Squeeze | Op::Unsqueeze => self.reshape(node)?,
-            Op::Concat => self.concat(node)?,
+            Op::Reduce(r) => self.reduce(node, r)?,
+            Op::Transpose { perm } => self.transpose(node, perm.as_deref())?,
+            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node)?,
+            Op::Concat { axis } => self.concat(node, *axis)?,
             Op::Split => self.split(node)?,
             Op::Slice => self.slice(node)?,
             Op::Expand => self.expand(node),

@@ -1,15 +1,16 @@
 //! Reduction rules: reduced axes are blocked, the others pass.
 
 use super::*;
+use oto_onnx::op::{Reduce, ReduceKind};
 
 impl Ctx<'_, '_> {
-    pub(super) fn reduce(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn reduce(&mut self, node: &NodeProto, red: &Reduce) -> Result<(), AnalysisError> {
         let Some(t) = self.in_track(node, 0) else {
             return Ok(());
         };
-        let red = ops::reduce(self.graph, node, Some(&self.shapes))?;
+        let listed = red.axes.resolve(self.graph, node, Some(&self.shapes), "axes")?;
         let rank = t.len();
-        let axes: Vec<usize> = match &red.axes {
+        let axes: Vec<usize> = match &listed {
             Some(a) if !a.is_empty() => a.iter().filter_map(|&x| norm_axis(x, rank)).collect(),
             _ if red.noop_with_empty_axes => {
                 self.set(&node.output[0], t);
@@ -17,7 +18,7 @@ impl Ctx<'_, '_> {
             }
             _ => (0..rank).collect(),
         };
-        let keeps = !matches!(node.op(), "ReduceLogSum" | "ReduceLogSumExp");
+        let keeps = !matches!(red.kind, ReduceKind::LogSum | ReduceKind::LogSumExp);
         let mut out = Vec::new();
         for (i, a) in t.iter().enumerate() {
             if axes.contains(&i) {

@@ -5,7 +5,7 @@
 
 use crate::graph::NodeExt;
 use crate::proto::NodeProto;
-use crate::shape::{fmt_shape, vt, Dim, Infer, ValueType, R};
+use crate::shape::{fmt_shape, vt, Dim, DimError, Infer, ValueType, R};
 use crate::tensor::DType;
 
 /// The spatial-window attributes of convolutions and pools, as written (defaults
@@ -123,12 +123,9 @@ pub(crate) struct ConvAttrs {
     pub(crate) auto_pad: String,
 }
 
-pub(crate) fn ceil_div_dim(d: &Dim, s: i64) -> Dim {
-    match d {
-        Dim::Known(n) => Dim::Known(n.saturating_add(s - 1) / s),
-        d if s == 1 => d.clone(),
-        d => d.div_exact(&Dim::Known(s)).unwrap_or_else(|| Dim::sym(format!("(({d}+{})/{s})", s - 1))),
-    }
+/// `ceil(d / s)` for a positive stride `s`: `floor((d + s - 1) / s)`.
+pub(crate) fn ceil_div_dim(d: &Dim, s: i64) -> Result<Dim, DimError> {
+    d.add(&Dim::Known(s - 1))?.floor_div(&Dim::Known(s))
 }
 
 impl Infer<'_, '_> {
@@ -171,13 +168,13 @@ impl Infer<'_, '_> {
         let span = (k - 1) * d + 1;
         let spatial = a.kernel.len();
         match a.auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => return Ok(ceil_div_dim(input, s)),
+            "SAME_UPPER" | "SAME_LOWER" => return Ok(ceil_div_dim(input, s)?),
             "VALID" => {
                 return Ok(match input {
                     Dim::Known(n) if *n >= span => Dim::Known((n - span) / s + 1),
                     Dim::Known(n) => return Err(self.fail(node, format!("input size {n} is smaller than the kernel span {span}"))),
                     d if span == 1 && s == 1 => d.clone(),
-                    d => Dim::sym(format!("(({d}-{span})/{s}+1)")),
+                    d => d.sub(&Dim::Known(span))?.floor_div(&Dim::Known(s))?.add(&Dim::Known(1))?,
                 })
             }
             "NOTSET" | "" => {}
@@ -199,7 +196,7 @@ impl Infer<'_, '_> {
             }
             d if span == 1 && s == 1 && pb + pe == 0 => Ok(d.clone()),
             d if s == 1 && pb + pe == span - 1 => Ok(d.clone()),
-            d => Ok(Dim::sym(format!("(({d}+{})/{s}+1)", pb + pe - span))),
+            d => Ok(d.add(&Dim::Known(pb + pe - span))?.floor_div(&Dim::Known(s))?.add(&Dim::Known(1))?),
         }
     }
 
@@ -263,7 +260,7 @@ impl Infer<'_, '_> {
         if out_pad.len() != spatial {
             return Err(self.fail(node, format!("output_padding {out_pad:?} does not match {spatial} spatial axes")));
         }
-        let mut out = vec![x[0].clone(), w[1].mul(&Dim::Known(group))];
+        let mut out = vec![x[0].clone(), w[1].mul(&Dim::Known(group))?];
         for i in 0..spatial {
             if let Some(os) = output_shape {
                 let v = os
@@ -274,12 +271,12 @@ impl Infer<'_, '_> {
             }
             let (s, span) = (a.strides[i], (a.kernel[i] - 1) * a.dilations[i] + 1);
             let d = match a.auto_pad.as_str() {
-                "SAME_UPPER" | "SAME_LOWER" => x[i + 2].mul(&Dim::Known(s)),
+                "SAME_UPPER" | "SAME_LOWER" => x[i + 2].mul(&Dim::Known(s))?,
                 _ => {
                     let pads = if a.auto_pad == "VALID" { 0 } else { a.pads[i].saturating_add(a.pads[i + spatial]) };
                     // s*(in-1) + output_padding + span - pads
                     let shift = out_pad[i].saturating_add(span).saturating_sub(pads).saturating_sub(s);
-                    x[i + 2].mul(&Dim::Known(s)).add(&Dim::Known(shift))
+                    x[i + 2].mul(&Dim::Known(s))?.add(&Dim::Known(shift))?
                 }
             };
             if d.known().is_some_and(|v| v < 1) {

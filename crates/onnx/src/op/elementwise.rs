@@ -224,9 +224,9 @@ impl Infer<'_, '_> {
     }
 
     /// `Cast` (to the `to` type) and `CastLike` (to input 1's type).
-    pub(crate) fn cast(&mut self, node: &NodeProto, like: bool) -> R<Vec<ValueType>> {
+    /// `Cast` (to its `to`) and `CastLike` (to input 1's type): the input's shape.
+    pub(crate) fn cast(&mut self, node: &NodeProto, to: Option<DType>) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let dtype = if like { self.dtype(node, 1) } else { crate::ops::cast_to(self.graph, node)? };
-        Ok(vec![vt(dtype, x)])
+        Ok(vec![vt(to, x)])
     }
 }

@@ -30,7 +30,7 @@ impl Infer<'_, '_> {
     pub(crate) fn range(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
         let dtype = self.dtype(node, 0);
         let len = match (self.values(node, 0), self.values(node, 1), self.values(node, 2)) {
-            (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0]),
+            (Ok(s), Ok(l), Ok(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 => range_len(&s[0], &l[0], &d[0])?,
             _ => None,
         };
         let len = match len {

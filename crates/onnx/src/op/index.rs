@@ -8,10 +8,9 @@ use crate::proto::NodeProto;
 use crate::shape::*;
 
 impl Infer<'_, '_> {
-    pub(crate) fn gather(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn gather(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         let idx = self.shape(node, 1)?;
-        let axis = self.attr(node, node.attr_int_or("axis", 0))?;
         let a = self.axis(node, axis, x.len())?;
         let mut out = x[..a].to_vec();
         out.extend(idx);
@@ -72,12 +71,12 @@ impl Infer<'_, '_> {
         Ok((x, idx, batch, k))
     }
 
-    pub(crate) fn concat(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn concat(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
         let shapes: Vec<Vec<Dim>> =
             (0..node.input.len()).filter(|&k| Self::has_input(node, k)).map(|k| self.shape(node, k)).collect::<R<_>>()?;
         let Some(first) = shapes.first() else { return Err(self.fail(node, "has no inputs")) };
         let rank = first.len();
-        let a = self.axis(node, self.attr(node, node.attr_int("axis"))?.ok_or_else(|| self.fail(node, "has no axis"))?, rank)?;
+        let a = self.axis(node, axis, rank)?;
         let mut out = first.clone();
         for s in &shapes[1..] {
             if s.len() != rank {
@@ -85,7 +84,7 @@ impl Infer<'_, '_> {
             }
             for i in 0..rank {
                 if i == a {
-                    out[a] = out[a].add(&s[a]);
+                    out[a] = out[a].add(&s[a])?;
                 } else {
                     out[i] = match (&out[i], &s[i]) {
                         (p, q) if p == q => p.clone(),
@@ -140,7 +139,7 @@ impl Infer<'_, '_> {
                 return Err(self.fail(node, format!("axis {a} is sliced twice")));
             }
             let step = p.steps.as_ref().map_or(1, |s| s[i]);
-            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step) {
+            out[a] = match slice_len(&x[a], &p.starts[i], &p.ends[i], step)? {
                 Some(d) => d,
                 None => self.fresh(),
             };
@@ -159,7 +158,10 @@ impl Infer<'_, '_> {
         let mut out = x;
         let n = axes.len();
         for (i, &a) in axes.iter().enumerate() {
-            out[a] = out[a].add(&Dim::Known(p.pads[i] + p.pads[i + n]));
+            let total = p.pads[i].checked_add(p.pads[i + n]).ok_or_else(|| {
+                self.fail(node, format!("pads {} and {} of axis {a} overflow a 64-bit integer", p.pads[i], p.pads[i + n]))
+            })?;
+            out[a] = out[a].add(&Dim::Known(total))?;
         }
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
@@ -185,7 +187,7 @@ impl Infer<'_, '_> {
                 out[a] = match &x[a] {
                     Dim::Known(n) => Dim::Known((*n as f64 * s).floor() as i64),
                     d if s == 1.0 => d.clone(),
-                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64)),
+                    d if s.fract() == 0.0 => d.mul(&Dim::Known(s as i64))?,
                     _ => self.fresh(),
                 };
             }

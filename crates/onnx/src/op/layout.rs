@@ -1,27 +1,25 @@
 //! Layout operators: `Reshape`, `Flatten`, `Transpose`, `Squeeze`, `Unsqueeze`, `Expand`,
 //! `Tile`, `DepthToSpace`, `SpaceToDepth`. Not counted in MACs.
 
-use super::Op;
+use super::{IntsParam, Op};
 use crate::graph::NodeExt;
-use crate::ops;
 use crate::proto::NodeProto;
 use crate::shape::*;
 
 impl Infer<'_, '_> {
-    pub(crate) fn flatten(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn flatten(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let axis = self.attr(node, node.attr_int_or("axis", 1))?;
         let r = x.len() as i64;
         if axis < -r || axis > r {
             return Err(self.fail(node, format!("axis {axis} is out of range for rank {r}")));
         }
         let a = if axis < 0 { axis + r } else { axis } as usize;
-        Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a]), Dim::product(&x[a..])])])
+        Ok(vec![vt(self.dtype(node, 0), vec![Dim::product(&x[..a])?, Dim::product(&x[a..])?])])
     }
 
-    pub(crate) fn transpose(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn transpose(&mut self, node: &NodeProto, perm: Option<&[i64]>) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let perm = self.attr(node, node.attr_ints("perm"))?.unwrap_or_else(|| (0..x.len() as i64).rev().collect());
+        let perm = perm.map_or_else(|| (0..x.len() as i64).rev().collect(), <[i64]>::to_vec);
         let mut seen = vec![false; x.len()];
         let mut out = Vec::with_capacity(x.len());
         for &p in &perm {
@@ -50,7 +48,7 @@ impl Infer<'_, '_> {
         if reps.len() != x.len() {
             return Err(self.fail(node, format!("repeats has {} entries for an input of rank {}", reps.len(), x.len())));
         }
-        Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect())])
+        Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect::<Result<_, _>>()?)])
     }
 
     pub(crate) fn depth_space(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
@@ -59,21 +57,21 @@ impl Infer<'_, '_> {
         if x.len() != 4 {
             return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
         }
-        let bb = b.mul(&b);
+        let bb = b.mul(&b)?;
         let out = if *op == Op::DepthToSpace {
             vec![
                 x[0].clone(),
                 x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
-                x[2].mul(&b),
-                x[3].mul(&b),
+                x[2].mul(&b)?,
+                x[3].mul(&b)?,
             ]
         } else {
-            vec![x[0].clone(), x[1].mul(&bb), x[2].floor_div(&b), x[3].floor_div(&b)]
+            vec![x[0].clone(), x[1].mul(&bb)?, x[2].floor_div(&b)?, x[3].floor_div(&b)?]
         };
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
-    pub(crate) fn reshape(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn reshape(&mut self, node: &NodeProto, allowzero: bool) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         let target = match self.values(node, 1) {
             Ok(t) => t,
@@ -84,16 +82,15 @@ impl Infer<'_, '_> {
                 return Ok(vec![vt(self.dtype(node, 0), dims)]);
             }
         };
-        let allowzero = self.attr(node, node.attr_int_or("allowzero", 0))? != 0;
         let out = reshape_dims(&x, &target, allowzero).map_err(|m| self.fail(node, m))?;
         let out = out.into_iter().map(|d| d.unwrap_or_else(|| self.fresh())).collect();
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
-    pub(crate) fn squeeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn squeeze(&mut self, node: &NodeProto, axes: &IntsParam) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1])?;
-        let axes = ops::axes(self.graph, node, Some(&self.out))?;
+        let axes = axes.resolve(self.graph, node, Some(&self.out), "axes")?;
         let out = match axes {
             Some(axes) => {
                 let axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, x.len())).collect::<R<_>>()?;
@@ -109,10 +106,10 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
-    pub(crate) fn unsqueeze(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn unsqueeze(&mut self, node: &NodeProto, axes: &IntsParam) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1])?;
-        let axes = ops::axes(self.graph, node, Some(&self.out))?.ok_or_else(|| self.fail(node, "has no axes"))?;
+        let axes = axes.resolve(self.graph, node, Some(&self.out), "axes")?.ok_or_else(|| self.fail(node, "has no axes"))?;
         let rank = x.len() + axes.len();
         let mut axes: Vec<usize> = axes.iter().map(|&a| self.axis(node, a, rank)).collect::<R<_>>()?;
         axes.sort_unstable();

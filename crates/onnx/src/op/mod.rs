@@ -4,12 +4,14 @@
 //! # Design
 //!
 //! * **Parse once.** [`Op::parse`] turns a node into an [`Op`]: the operator kind, and for
-//!   the families whose attributes are typed so far (convolutions, pooling, Gemm) the
-//!   attributes normalized across opsets, with defaults applied where they do not depend
-//!   on shapes. A malformed attribute is an error naming the node. Parameters that moved
-//!   from attributes to inputs over the opsets (Reshape's shape, Slice's bounds, Split's
-//!   sizes, the Reduce axes...) may be computed from shapes, so they are read when shape
-//!   inference has folded them, through the opset-aware helpers of [`crate::ops`].
+//!   the operators whose attributes are typed so far (convolutions, pooling, Gemm, Reduce*,
+//!   Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze) the attributes
+//!   normalized across opsets, with defaults applied where they do not depend on shapes.
+//!   A malformed attribute is an error naming the node. Lists that moved from an attribute
+//!   to an input over the opsets are an [`IntsParam`] (the Reduce, Squeeze and Unsqueeze
+//!   axes), resolved against constants and folded shapes; the others (Slice's bounds,
+//!   Split's sizes, Pad, Clip, Resize) still go through the opset-aware helpers of
+//!   [`crate::ops`].
 //! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
 //!   `layout`, `index`, `generate` and `quant` each hold, for their operators: the kind enums and
 //!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
@@ -49,11 +51,13 @@ use crate::graph::{Graph, NodeExt};
 use crate::ops::{attr_result, node_error};
 use crate::proto::NodeProto;
 use crate::shape::{Infer, Stop, ValueType, R};
+use crate::tensor::DType;
 pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Compare, Unary};
 pub use matmul::Gemm;
 pub use pool::{Pool, PoolKind};
 pub use quant::QLinear;
+pub use reduce::Reduce;
 
 /// A node's operator, parsed once (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +111,10 @@ pub enum Op {
     /// `Dropout`.
     Dropout,
     /// `Cast`.
-    Cast,
+    Cast {
+        /// The target element type (`to`); `None` for one oto does not handle.
+        to: Option<DType>,
+    },
     /// `CastLike`.
     CastLike,
     // ---- matmul.rs
@@ -121,8 +128,8 @@ pub enum Op {
     /// `Einsum`.
     Einsum,
     // ---- reductions
-    /// `ReduceMean`, `ReduceSum`... (the name is kept: the kinds share every rule).
-    Reduce(ReduceKind),
+    /// `ReduceMean`, `ReduceSum`...: the kind, axes, `keepdims`, `noop_with_empty_axes`.
+    Reduce(Reduce),
     /// `ArgMax` (`max`) or `ArgMin`.
     ArgReduce {
         /// `ArgMax`.
@@ -134,15 +141,30 @@ pub enum Op {
     CumSum,
     // ---- layout
     /// `Reshape`.
-    Reshape,
+    Reshape {
+        /// `allowzero`: a 0 in the target is a real size instead of a copy of the input's.
+        allowzero: bool,
+    },
     /// `Flatten`.
-    Flatten,
+    Flatten {
+        /// The axis (possibly negative) before which the input axes become the rows (default 1).
+        axis: i64,
+    },
     /// `Transpose`.
-    Transpose,
+    Transpose {
+        /// The permutation; `None`: the axes reversed.
+        perm: Option<Vec<i64>>,
+    },
     /// `Squeeze`.
-    Squeeze,
+    Squeeze {
+        /// The axes (attribute before opset 13, input 1 from 13); none: every size-1 axis.
+        axes: IntsParam,
+    },
     /// `Unsqueeze`.
-    Unsqueeze,
+    Unsqueeze {
+        /// The axes (attribute before opset 13, input 1 from 13); required.
+        axes: IntsParam,
+    },
     /// `Expand`.
     Expand,
     /// `Tile`.
@@ -153,7 +175,10 @@ pub enum Op {
     SpaceToDepth,
     // ---- concat / split / slice / pad / resize / gather / scatter
     /// `Concat`.
-    Concat,
+    Concat {
+        /// The axis (possibly negative; the attribute is required).
+        axis: i64,
+    },
     /// `Split`.
     Split,
     /// `Slice`.
@@ -166,7 +191,10 @@ pub enum Op {
         upsample: bool,
     },
     /// `Gather`.
-    Gather,
+    Gather {
+        /// The axis (possibly negative, default 0).
+        axis: i64,
+    },
     /// `GatherElements`.
     GatherElements,
     /// `GatherND`.
@@ -245,6 +273,43 @@ impl ReduceKind {
     }
 }
 
+/// A list of integers an operator took as an attribute before some opset and as an
+/// input from then on (Reduce, Squeeze and Unsqueeze axes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntsParam {
+    /// The attribute's value (the node's opset is before the move); `None` when absent.
+    Attribute(Option<Vec<i64>>),
+    /// Input `k` (the opset is from the move on); an absent or omitted input means none.
+    Input(usize),
+}
+
+impl IntsParam {
+    /// The attribute `name` before opset `since`, input `k` from then on.
+    fn parse(graph: &Graph<'_>, node: &NodeProto, name: &str, since: i64, k: usize) -> Result<IntsParam> {
+        if crate::ops::node_opset(graph, node) >= since {
+            Ok(IntsParam::Input(k))
+        } else {
+            Ok(IntsParam::Attribute(attr_result(graph, node, node.attr_ints(name))?))
+        }
+    }
+
+    /// The values: the attribute's, or the input's constant value (folded by shape
+    /// inference when `folded` is given); `Ok(None)` when not given, an error naming the
+    /// node (and calling the list `what`) when the input is not computable from constants.
+    pub fn resolve(
+        &self,
+        graph: &Graph<'_>,
+        node: &NodeProto,
+        folded: Option<&crate::shape::Shapes>,
+        what: &str,
+    ) -> Result<Option<Vec<i64>>> {
+        match self {
+            IntsParam::Attribute(v) => Ok(v.clone()),
+            IntsParam::Input(k) => crate::ops::input_ints(graph, node, folded, *k, what),
+        }
+    }
+}
+
 /// Whether `node` is of the default ONNX domain.
 pub fn default_domain(node: &NodeProto) -> bool {
     matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx")
@@ -260,6 +325,7 @@ impl Op {
             return Ok(Op::Other(op.to_string()));
         }
         let attrs = |r: std::result::Result<Op, String>| attr_result(graph, node, r);
+        let int_or = |name: &str, default: i64| attr_result(graph, node, node.attr_int_or(name, default));
         if let Some(u) = Unary::parse(op) {
             return Ok(Op::Unary(u));
         }
@@ -269,8 +335,15 @@ impl Op {
         if let Some(c) = Compare::parse(op) {
             return Ok(Op::Compare(c));
         }
-        if let Some(r) = ReduceKind::parse(op) {
-            return Ok(Op::Reduce(r));
+        if let Some(kind) = ReduceKind::parse(op) {
+            // ReduceSum moved its axes to an input at opset 13, the others at 18.
+            let since = if kind == ReduceKind::Sum { 13 } else { 18 };
+            return Ok(Op::Reduce(Reduce {
+                kind,
+                axes: IntsParam::parse(graph, node, "axes", since, 1)?,
+                keepdims: attr_result(graph, node, node.attr_int_or("keepdims", 1))? != 0,
+                noop_with_empty_axes: attr_result(graph, node, node.attr_int_or("noop_with_empty_axes", 0))? != 0,
+            }));
         }
         Ok(match op {
             "Conv" | "ConvInteger" => attrs(Conv::parse(node, op == "ConvInteger").map(Op::Conv))?,
@@ -297,7 +370,12 @@ impl Op {
             "PRelu" => Op::PRelu,
             "Clip" => Op::Clip,
             "Dropout" => Op::Dropout,
-            "Cast" => Op::Cast,
+            "Cast" => {
+                let Some(code) = attr_result(graph, node, node.attr_int("to"))? else {
+                    return Err(node_error(graph, node, "has no 'to' attribute"));
+                };
+                Op::Cast { to: i32::try_from(code).ok().and_then(DType::from_onnx) }
+            }
             "CastLike" => Op::CastLike,
             "Gemm" => attrs(Gemm::parse(node).map(Op::Gemm))?,
             "MatMul" => Op::MatMul { integer: false },
@@ -307,22 +385,25 @@ impl Op {
             "ArgMin" => Op::ArgReduce { max: false },
             "TopK" => Op::TopK,
             "CumSum" => Op::CumSum,
-            "Reshape" => Op::Reshape,
-            "Flatten" => Op::Flatten,
-            "Transpose" => Op::Transpose,
-            "Squeeze" => Op::Squeeze,
-            "Unsqueeze" => Op::Unsqueeze,
+            "Reshape" => Op::Reshape { allowzero: int_or("allowzero", 0)? != 0 },
+            "Flatten" => Op::Flatten { axis: int_or("axis", 1)? },
+            "Transpose" => Op::Transpose { perm: attr_result(graph, node, node.attr_ints("perm"))? },
+            "Squeeze" => Op::Squeeze { axes: IntsParam::parse(graph, node, "axes", 13, 1)? },
+            "Unsqueeze" => Op::Unsqueeze { axes: IntsParam::parse(graph, node, "axes", 13, 1)? },
             "Expand" => Op::Expand,
             "Tile" => Op::Tile,
             "DepthToSpace" => Op::DepthToSpace,
             "SpaceToDepth" => Op::SpaceToDepth,
-            "Concat" => Op::Concat,
+            "Concat" => match attr_result(graph, node, node.attr_int("axis"))? {
+                Some(axis) => Op::Concat { axis },
+                None => return Err(node_error(graph, node, "has no 'axis' attribute")),
+            },
             "Split" => Op::Split,
             "Slice" => Op::Slice,
             "Pad" => Op::Pad,
             "Resize" => Op::Resize { upsample: false },
             "Upsample" => Op::Resize { upsample: true },
-            "Gather" => Op::Gather,
+            "Gather" => Op::Gather { axis: int_or("axis", 0)? },
             "GatherElements" => Op::GatherElements,
             "GatherND" => Op::GatherNd,
             "ScatterND" => Op::ScatterNd,
@@ -363,7 +444,7 @@ impl Infer<'_, '_> {
             | Op::LpNormalization
             | Op::RmsNormalization => self.same_shape(node, &op),
             Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
-            Op::Reduce(_) => self.reduce(node),
+            Op::Reduce(r) => self.reduce(node, r),
             Op::Conv(c) => self.conv(node, c),
             Op::ConvTranspose(c) => self.conv_transpose(node, c),
             Op::Pool(p) => self.pool(node, p),
@@ -374,26 +455,26 @@ impl Infer<'_, '_> {
             Op::Gemm(g) => self.gemm(node, g),
             Op::MatMul { integer } => self.matmul(node, *integer),
             Op::Einsum => self.einsum(node),
-            Op::Flatten => self.flatten(node),
-            Op::Reshape => self.reshape(node),
-            Op::Transpose => self.transpose(node),
-            Op::Concat => self.concat(node),
+            Op::Flatten { axis } => self.flatten(node, *axis),
+            Op::Reshape { allowzero } => self.reshape(node, *allowzero),
+            Op::Transpose { perm } => self.transpose(node, perm.as_deref()),
+            Op::Concat { axis } => self.concat(node, *axis),
             Op::Split => self.split(node),
             Op::Slice => self.slice(node),
-            Op::Gather => self.gather(node),
+            Op::Gather { axis } => self.gather(node, *axis),
             Op::GatherElements => self.gather_elements(node),
             Op::GatherNd => self.gather_nd(node),
             Op::ScatterNd => self.scatter_nd(node),
             Op::ScatterElements => self.scatter_elements(node),
-            Op::Squeeze => self.squeeze(node),
-            Op::Unsqueeze => self.unsqueeze(node),
+            Op::Squeeze { axes } => self.squeeze(node, axes),
+            Op::Unsqueeze { axes } => self.unsqueeze(node, axes),
             Op::Shape => self.shape_of(node),
             Op::Size => self.size(),
             Op::Constant => self.constant(node),
             Op::ConstantOfShape => self.constant_of_shape(node),
             Op::Expand => self.expand(node),
-            Op::Cast => self.cast(node, false),
-            Op::CastLike => self.cast(node, true),
+            Op::Cast { to } => self.cast(node, *to),
+            Op::CastLike => self.cast(node, self.dtype(node, 1)),
             Op::Range => self.range(node),
             Op::Tile => self.tile(node),
             Op::Pad => self.pad(node),

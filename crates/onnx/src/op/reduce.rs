@@ -1,11 +1,25 @@
 //! Reductions: the `Reduce*` family (axes an attribute or an input by opset, see
-//! [`crate::ops::reduce`]), `ArgMax`/`ArgMin` and `TopK`. Not counted in MACs.
+//! [`Reduce`]), `ArgMax`/`ArgMin` and `TopK`. Not counted in MACs.
 
+use super::{IntsParam, ReduceKind};
 use crate::graph::NodeExt;
-use crate::ops;
 use crate::proto::NodeProto;
 use crate::shape::*;
 use crate::tensor::DType;
+
+/// A `Reduce*` node's parameters, normalized across opsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reduce {
+    /// Which reduction.
+    pub kind: ReduceKind,
+    /// The axes (possibly negative): the attribute before opset 18 (13 for ReduceSum),
+    /// input 1 from then on. None or empty: see `noop_with_empty_axes`.
+    pub axes: IntsParam,
+    /// Whether reduced axes stay as size 1.
+    pub keepdims: bool,
+    /// With no axes: `true` means identity, `false` means reduce every axis.
+    pub noop_with_empty_axes: bool,
+}
 
 impl Infer<'_, '_> {
     pub(crate) fn arg_reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
@@ -30,11 +44,10 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])
     }
 
-    pub(crate) fn reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn reduce(&mut self, node: &NodeProto, r: &Reduce) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1])?;
-        let r = ops::reduce(self.graph, node, Some(&self.out))?;
-        let listed = r.axes.filter(|a| !a.is_empty());
+        let listed = r.axes.resolve(self.graph, node, Some(&self.out), "axes")?.filter(|a| !a.is_empty());
         if listed.is_none() && r.noop_with_empty_axes {
             return Ok(vec![vt(self.dtype(node, 0), x)]);
         }

@@ -1,8 +1,8 @@
 //! Elementwise, matrix and reduction operators.
 
-use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
+use super::{axis, Ctx, Ints, Kernel, OpResult};
 use crate::exec::convert::is_float_kind;
-use oto_onnx::op::{Binary as B, Compare as C, Gemm, Op, Unary as U};
+use oto_onnx::op::{Binary as B, Compare as C, Gemm, Op, Reduce, ReduceKind, Unary as U};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
@@ -227,7 +227,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
                 Ok(vec![Tensor::f_einsum(&equation, &ts, None::<&[i64]>)?])
             })
         }
-        Op::Reduce(_) => reduce(graph, node, node.op())?,
+        Op::Reduce(r) => reduce(graph, node, r)?,
         _ => return Err(format!("operator {} is not one of the math operators", node.op())),
     };
     Ok(k)
@@ -272,11 +272,9 @@ fn clip(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
     }))
 }
 
-fn reduce(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, String> {
-    let keepdims = node.attr_int_or("keepdims", 1)? != 0;
-    let noop = node.attr_int_or("noop_with_empty_axes", 0)? != 0;
-    let axes = Ints::resolve(onnx_ops::reduce(graph, node, None).map(|r| r.axes), node, 1)?;
-    let op = op.to_string();
+fn reduce(graph: &Graph<'_>, node: &NodeProto, r: &Reduce) -> Result<Kernel, String> {
+    let (keepdims, noop, kind) = (r.keepdims, r.noop_with_empty_axes, r.kind);
+    let axes = Ints::resolve(r.axes.resolve(graph, node, None, "axes"), node, 1)?;
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let rank = x.dim();
@@ -289,7 +287,7 @@ fn reduce(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, Strin
             return Ok(vec![x.shallow_clone()]);
         }
         let size = x.size();
-        if axes.iter().any(|&a| size[a as usize] == 0) && matches!(op.as_str(), "ReduceMax" | "ReduceMin") {
+        if axes.iter().any(|&a| size[a as usize] == 0) && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
             // The maximum of nothing is the lowest value (-inf, false), the minimum the highest.
             let mut shape = size.clone();
             for &a in &axes {
@@ -298,7 +296,7 @@ fn reduce(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, Strin
             if !keepdims {
                 shape = shape.iter().enumerate().filter(|(i, _)| !axes.contains(&(*i as i64))).map(|(_, &d)| d).collect();
             }
-            let max = op == "ReduceMax";
+            let max = kind == ReduceKind::Max;
             let fill = match (x.kind(), max) {
                 (k, true) if is_float_kind(k) => Scalar::float(f64::NEG_INFINITY),
                 (k, false) if is_float_kind(k) => Scalar::float(f64::INFINITY),
@@ -314,17 +312,17 @@ fn reduce(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, Strin
             };
             return Ok(vec![Tensor::f_full(shape.as_slice(), fill, (x.kind(), x.device()))?]);
         }
-        let y = match op.as_str() {
-            "ReduceMean" => x.f_mean_dim(axes.as_slice(), keepdims, None)?,
-            "ReduceSum" => x.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?,
-            "ReduceMax" => x.f_amax(axes.as_slice(), keepdims)?,
-            "ReduceMin" => x.f_amin(axes.as_slice(), keepdims)?,
-            "ReduceL1" => x.f_abs()?.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?,
-            "ReduceL2" => x.f_square()?.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?.f_sqrt()?,
-            "ReduceSumSquare" => x.f_square()?.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?,
-            "ReduceLogSum" => x.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?.f_log()?,
-            "ReduceLogSumExp" => x.f_logsumexp(axes.as_slice(), keepdims)?,
-            "ReduceProd" => {
+        let y = match kind {
+            ReduceKind::Mean => x.f_mean_dim(axes.as_slice(), keepdims, None)?,
+            ReduceKind::Sum => x.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?,
+            ReduceKind::Max => x.f_amax(axes.as_slice(), keepdims)?,
+            ReduceKind::Min => x.f_amin(axes.as_slice(), keepdims)?,
+            ReduceKind::L1 => x.f_abs()?.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?,
+            ReduceKind::L2 => x.f_square()?.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?.f_sqrt()?,
+            ReduceKind::SumSquare => x.f_square()?.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?,
+            ReduceKind::LogSum => x.f_sum_dim_intlist(axes.as_slice(), keepdims, None)?.f_log()?,
+            ReduceKind::LogSumExp => x.f_logsumexp(axes.as_slice(), keepdims)?,
+            ReduceKind::Prod => {
                 let mut sorted = axes.clone();
                 sorted.sort_unstable_by(|a, b| b.cmp(a));
                 let mut y = x.shallow_clone();
@@ -333,7 +331,6 @@ fn reduce(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, Strin
                 }
                 y
             }
-            other => return Err(OpError(format!("{other} is not a reduction"))),
         };
         Ok(vec![y])
     }))

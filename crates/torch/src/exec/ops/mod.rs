@@ -274,25 +274,25 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::Softmax
         | Op::LogSoftmax
         | Op::Dropout => nn::compile(graph, node, &op),
-        Op::Reshape
-        | Op::Flatten
-        | Op::Transpose
-        | Op::Squeeze
-        | Op::Unsqueeze
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Transpose { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
         | Op::Expand
         | Op::Tile
-        | Op::Concat
+        | Op::Concat { .. }
         | Op::Split
         | Op::Slice
         | Op::Pad
         | Op::Resize { .. }
-        | Op::Gather
+        | Op::Gather { .. }
         | Op::GatherElements
         | Op::GatherNd
         | Op::ScatterNd
         | Op::Shape
         | Op::Size
-        | Op::Cast
+        | Op::Cast { .. }
         | Op::CastLike
         | Op::ConstantOfShape
         | Op::Range

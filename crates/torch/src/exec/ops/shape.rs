@@ -11,48 +11,42 @@ use tch::{Device, Kind, Tensor};
 /// Compiles the shape, layout, indexing and type operators.
 pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> Result<Kernel, String> {
     let k: Kernel = match op {
-        Op::Reshape => {
-            let allowzero = node.attr_int_or("allowzero", 0)? != 0;
-            Box::new(move |ctx: &Ctx<'_>| {
-                let x = ctx.input(0)?;
-                let mut shape = ctx.ints(1)?;
-                if !allowzero {
-                    let size = x.size();
-                    for (i, d) in shape.iter_mut().enumerate() {
-                        if *d == 0 {
-                            *d = *size
-                                .get(i)
-                                .ok_or_else(|| OpError(format!("shape entry {i} is 0 (copy) but the input has rank {}", size.len())))?;
-                        }
+        &Op::Reshape { allowzero } => Box::new(move |ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let mut shape = ctx.ints(1)?;
+            if !allowzero {
+                let size = x.size();
+                for (i, d) in shape.iter_mut().enumerate() {
+                    if *d == 0 {
+                        *d = *size
+                            .get(i)
+                            .ok_or_else(|| OpError(format!("shape entry {i} is 0 (copy) but the input has rank {}", size.len())))?;
                     }
                 }
-                Ok(vec![x.f_reshape(shape.as_slice())?])
-            })
-        }
-        Op::Flatten => {
-            let a = node.attr_int_or("axis", 1)?;
-            Box::new(move |ctx: &Ctx<'_>| {
-                let x = ctx.input(0)?;
-                let size = x.size();
-                let a = if a < 0 { a + size.len() as i64 } else { a };
-                if a < 0 || a > size.len() as i64 {
-                    return Err(OpError(format!("axis {a} is out of range for rank {}", size.len())));
-                }
-                let rows: i64 = size[..a as usize].iter().product();
-                let cols: i64 = size[a as usize..].iter().product();
-                Ok(vec![x.f_reshape([rows, cols])?])
-            })
-        }
-        Op::Transpose => {
-            let perm = node.attr_ints("perm")?;
+            }
+            Ok(vec![x.f_reshape(shape.as_slice())?])
+        }),
+        &Op::Flatten { axis: a } => Box::new(move |ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let size = x.size();
+            let a = if a < 0 { a + size.len() as i64 } else { a };
+            if a < 0 || a > size.len() as i64 {
+                return Err(OpError(format!("axis {a} is out of range for rank {}", size.len())));
+            }
+            let rows: i64 = size[..a as usize].iter().product();
+            let cols: i64 = size[a as usize..].iter().product();
+            Ok(vec![x.f_reshape([rows, cols])?])
+        }),
+        Op::Transpose { perm } => {
+            let perm = perm.clone();
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
                 let perm = perm.clone().unwrap_or_else(|| (0..x.dim() as i64).rev().collect());
                 Ok(vec![x.f_permute(perm.as_slice())?])
             })
         }
-        Op::Squeeze => {
-            let axes = Ints::resolve(onnx_ops::axes(graph, node, None), node, 1)?;
+        Op::Squeeze { axes } => {
+            let axes = Ints::resolve(axes.resolve(graph, node, None, "axes"), node, 1)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
                 let rank = x.dim();
@@ -68,8 +62,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
                 Ok(vec![x.f_squeeze_dims(dims.as_slice())?])
             })
         }
-        Op::Unsqueeze => {
-            let axes = Ints::resolve(onnx_ops::axes(graph, node, None), node, 1)?;
+        Op::Unsqueeze { axes } => {
+            let axes = Ints::resolve(axes.resolve(graph, node, None, "axes"), node, 1)?;
             Box::new(move |ctx: &Ctx<'_>| {
                 let x = ctx.input(0)?;
                 let axes = axes.get(ctx)?.ok_or("has no axes")?;
@@ -83,15 +77,12 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
                 Ok(vec![y])
             })
         }
-        Op::Concat => {
-            let a = node.attr_int("axis")?.ok_or("has no axis attribute")?;
-            Box::new(move |ctx: &Ctx<'_>| {
-                let ts: Vec<&Tensor> = ctx.inputs.iter().flatten().collect();
-                let first = ts.first().ok_or("has no inputs")?;
-                let a = axis(a, first.dim())?;
-                Ok(vec![Tensor::f_cat(&ts, a)?])
-            })
-        }
+        &Op::Concat { axis: a } => Box::new(move |ctx: &Ctx<'_>| {
+            let ts: Vec<&Tensor> = ctx.inputs.iter().flatten().collect();
+            let first = ts.first().ok_or("has no inputs")?;
+            let a = axis(a, first.dim())?;
+            Ok(vec![Tensor::f_cat(&ts, a)?])
+        }),
         Op::Split => {
             let form = onnx_ops::split(graph, node, None);
             let (split, runtime_sizes) = match form {
@@ -119,8 +110,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             })
         }
         Op::Slice => slice(graph, node)?,
-        Op::Gather => {
-            let a = node.attr_int_or("axis", 0)?;
+        &Op::Gather { axis: a } => {
             Box::new(move |ctx: &Ctx<'_>| {
                 let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
                 let a = axis(a, x.dim())?;
@@ -195,8 +185,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             })
         }
         Op::Size => Box::new(|ctx: &Ctx<'_>| Ok(vec![Tensor::f_from_slice(&[ctx.input(0)?.numel() as i64])?.f_reshape([0i64; 0])?])),
-        Op::Cast => {
-            let to = onnx_ops::cast_to(graph, node).map_err(|e| e.to_string())?.ok_or("casts to an element type oto does not handle")?;
+        Op::Cast { to } => {
+            let to = to.ok_or("casts to an element type oto does not handle")?;
             let kind = kind_of(to);
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_to_kind(kind)?]))
         }
