@@ -187,6 +187,16 @@ pub enum ShapeLocation {
         /// Attribute name.
         attribute: String,
     },
+    /// The number of entries a `ReduceMean` averages over (entry 0), `count` in the
+    /// model as analysed: a mean of entries that are zero when their elements are pruned
+    /// (the mean of squares of an RMSNorm) is invariant only if it keeps dividing by the
+    /// original count, so construction scales the compact mean by `remaining / count`.
+    MeanDivisor {
+        /// The ReduceMean's output value.
+        value: String,
+        /// The original number of entries averaged.
+        count: u64,
+    },
 }
 
 impl fmt::Display for ShapeLocation {
@@ -198,6 +208,7 @@ impl fmt::Display for ShapeLocation {
             ShapeLocation::Attribute { node, attribute } => {
                 write!(f, "attribute '{attribute}' of node '{node}'")
             }
+            ShapeLocation::MeanDivisor { value, count } => write!(f, "the divisor {count} of the mean '{value}'"),
         }
     }
 }
@@ -433,6 +444,14 @@ fn check_constant(
                 .find(|a| a.name.as_deref() == Some(attribute.as_str()))
                 .ok_or_else(|| format!("shape constant in {}, which the node does not have", sc.location))?;
             Some(if a.ints.is_empty() { 1 } else { a.ints.len() as u64 })
+        }
+        ShapeLocation::MeanDivisor { value, count } => {
+            let (_, n) =
+                graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            if n.op() != "ReduceMean" || *count == 0 {
+                return Err(format!("shape constant in {}: the value is not a ReduceMean's output", sc.location));
+            }
+            Some(1)
         }
     };
     if entries.is_none_or(|n| sc.entry as u64 >= n) {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{attention_model, llama_block};
+use common::{attention_model, llama_block, residual_norm_model};
 use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind, Group, IndexMap, Role, ShapeLocation};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::Model;
@@ -367,7 +367,8 @@ fn ids_do_not_depend_on_node_order() {
 /// RMSNorm, rotary embeddings, grouped-query attention and SwiGLU: an element of the
 /// attention group is a K/V head (4 channels of k and v) with its two query heads (8
 /// channels of q, 8 rows of o); the SwiGLU neurons are channels of gate and up (rows of
-/// down); the residual width is reduced by RMSNorm's ReduceMean: unprunable.
+/// down); the residual width starts at the graph input: unprunable, but not because of
+/// RMSNorm's ReduceMean (see `rmsnorm_keeps_the_residual_stream_prunable`).
 #[test]
 fn llama_block_groups() {
     let a = run(&llama_block());
@@ -384,7 +385,52 @@ fn llama_block_groups() {
     assert_eq!(member(mlp, "down.weight", 0).role, Role::Consumer);
     let hidden = group_with(&a, "o.weight", 1);
     assert!(!hidden.prunable);
-    assert!(hidden.reasons.iter().any(|r| r.contains("ReduceMean")), "{:?}", hidden.reasons);
+    assert!(!hidden.reasons.iter().any(|r| r.contains("ReduceMean")), "{:?}", hidden.reasons);
+}
+
+/// RMSNorm (mean of squares over the residual width): a zero channel adds nothing to
+/// the sum of squares, so the residual stream is one prunable group whose elements are
+/// its channels, with each ReduceMean's divisor (16 entries, 1 per element) recorded for
+/// construction to keep; the norms' weights are sliced, not zeroed.
+#[test]
+fn rmsnorm_keeps_the_residual_stream_prunable() {
+    let a = run(&residual_norm_model(false));
+    let hidden = group_with(&a, "in.weight", 1);
+    assert!(hidden.prunable, "{}", a.table());
+    assert_eq!((hidden.kind, hidden.num_elements), (ElementKind::Channel, 16));
+    for (init, axis, role) in [
+        ("in.weight", 1, Role::Producer),
+        ("down.weight", 1, Role::Producer),
+        ("ln1.weight", 0, Role::Aux),
+        ("ln_f.weight", 0, Role::Aux),
+        ("up.weight", 0, Role::Consumer),
+        ("head.weight", 0, Role::Consumer),
+    ] {
+        assert_eq!(member(hidden, init, axis).role, role, "{init}:{axis}");
+    }
+    let mut divisors: Vec<(u64, usize, i64)> = hidden
+        .shape_constants
+        .iter()
+        .map(|c| match &c.location {
+            ShapeLocation::MeanDivisor { count, .. } => (*count, c.entry, c.per_element),
+            other => panic!("unexpected shape constant {other}"),
+        })
+        .collect();
+    divisors.sort_unstable();
+    assert_eq!(divisors, vec![(16, 0, 1), (16, 0, 1)]);
+    assert!(group_with(&a, "up.weight", 1).prunable, "{}", a.table());
+}
+
+/// LayerNorm written out centres the channels first: a pruned channel becomes
+/// `-mean`, not zero, so the width is unprunable, and the reason says so.
+#[test]
+fn decomposed_layernorm_blocks_the_residual_stream() {
+    let a = run(&residual_norm_model(true));
+    let hidden = group_with(&a, "in.weight", 1);
+    assert!(!hidden.prunable, "{}", a.table());
+    assert!(hidden.reasons.iter().any(|r| r.contains("ReduceMean") && r.contains("the mean moves")), "{:?}", hidden.reasons);
+    assert!(a.blocked.iter().any(|b| b.op_type == "ReduceMean" && b.reason.contains("not zero")), "{:?}", a.blocked);
+    assert!(group_with(&a, "up.weight", 1).prunable, "{}", a.table());
 }
 
 /// ConvTranspose weights are [C_in, C_out/g, k, k]: axis 0 reads the incoming space,

@@ -150,6 +150,15 @@ fn attention_heads_and_gqa() {
     }
 }
 
+/// RMSNorm over the residual stream: with a residual channel's producers zero, the
+/// weights reading it no longer matter (the means of squares do not change).
+#[test]
+fn rmsnorm_residual_stream() {
+    let a = check_builder_model("rmsnorm", &residual_norm_model(false), vec![2, 5, 8]);
+    let hidden = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "in.weight" && m.axis == 1)).unwrap();
+    assert!(hidden.prunable, "{}", a.table());
+}
+
 /// Squeeze-and-excitation: the sigmoid gate (f(0) = 0.5) multiplies channels that are
 /// zero, so the gate's conv joins the channels' group and stays exact without folding.
 /// Prunable: c1's channels (with se2's outputs) and the squeeze width; c2 reaches the output.

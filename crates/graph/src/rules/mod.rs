@@ -152,7 +152,7 @@ impl Ctx<'_, '_> {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
             }
             Op::Softmax | Op::LogSoftmax | Op::Hardmax => self.softmax(node)?,
-            Op::Reduce(_) => self.reduce(node)?,
+            Op::Reduce(kind) => self.reduce(node, *kind)?,
             Op::Transpose => self.transpose(node)?,
             Op::Reshape | Op::Flatten | Op::Squeeze | Op::Unsqueeze => self.reshape(node)?,
             Op::Concat => self.concat(node)?,

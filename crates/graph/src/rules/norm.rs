@@ -162,7 +162,10 @@ impl Ctx<'_, '_> {
                 self.block_axis_at(
                     node,
                     &a,
-                    &format!("{} normalizes over these channels: the normalized width is not exactly prunable", node.op()),
+                    &format!(
+                        "{} normalizes over these channels: removing one moves the statistics of the others (the mean, as in LayerNorm), so the normalized width is not exactly prunable",
+                        node.op()
+                    ),
                 );
             }
         }
