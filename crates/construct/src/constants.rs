@@ -297,9 +297,13 @@ fn edit_computed(
     Ok(())
 }
 
-/// Keeps a `ReduceMean` dividing by its original `count` entries once some are cut:
-/// the mean now computed over `remaining` entries is multiplied by `remaining / count`
-/// (a `Mul` inserted after it, which takes over the mean's output name).
+/// Keeps a mean dividing by its original `count` entries once some are cut. A
+/// `ReduceMean` now computed over `remaining` entries is multiplied by
+/// `remaining / count`. An `RMSNormalization` computes
+/// `x / sqrt(S / remaining + eps) * w`: with its epsilon times `count / remaining` that is
+/// `sqrt(remaining / count)` times `x / sqrt(S / count + eps) * w`, so its output is
+/// multiplied by `sqrt(count / remaining)`. The `Mul` is inserted after the node and
+/// takes over its output name.
 #[allow(clippy::too_many_arguments)]
 fn edit_mean(
     graph: &Graph<'_>,
@@ -312,9 +316,10 @@ fn edit_mean(
     inserts: &mut Vec<(usize, NodeProto)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
-    let Some((producer, node)) = graph.producer_node(value).filter(|(_, n)| n.op() == "ReduceMean") else {
-        return Err(mismatch(g0, format!("the mean '{value}' is not the output of a ReduceMean node of the model")));
+    let Some((producer, node)) = graph.producer_node(value).filter(|(_, n)| matches!(n.op(), "ReduceMean" | "RMSNormalization")) else {
+        return Err(mismatch(g0, format!("the mean '{value}' is not the output of a ReduceMean or RMSNormalization node of the model")));
     };
+    let rms = node.op() == "RMSNormalization";
     let removed = edits.iter().try_fold(0i64, |acc, e| acc.checked_add(e.delta));
     let count_i = i64::try_from(count).ok();
     let remaining = removed.zip(count_i).and_then(|(r, c)| c.checked_sub(r)).filter(|&r| r > 0);
@@ -324,7 +329,8 @@ fn edit_mean(
     if remaining == count_i.unwrap_or(remaining) {
         return Ok(());
     }
-    let factor = remaining as f64 / count as f64;
+    let ratio = remaining as f64 / count as f64;
+    let factor = if rms { ratio.recip().sqrt() } else { ratio };
     let data = match shapes.dtype(value) {
         Some(DType::F32) => TensorData::F32(vec![factor as f32]),
         Some(DType::F64) => TensorData::F64(vec![factor]),
@@ -336,6 +342,18 @@ fn edit_mean(
         return Err(mismatch(g0, format!("the mean '{value}': cannot build its scale")));
     };
     let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
+    if rms {
+        let eps = node.attr_float_or("epsilon", 1e-5).map_err(|e| mismatch(g0, format!("node '{value}': {e}")))?;
+        let eps = (f64::from(eps) / ratio) as f32;
+        let n = &mut gp.node[producer];
+        n.attribute.retain(|a| a.name.as_deref() != Some("epsilon"));
+        n.attribute.push(oto_onnx::proto::AttributeProto {
+            name: Some("epsilon".to_string()),
+            r#type: Some(AttributeType::Float as i32),
+            f: Some(eps),
+            ..Default::default()
+        });
+    }
     let scale = fresh(names, &format!("{value}.divisor"));
     let unscaled = fresh(names, value);
     gp.initializer.push(t.to_proto(&scale));

@@ -187,12 +187,14 @@ pub enum ShapeLocation {
         /// Attribute name.
         attribute: String,
     },
-    /// The number of entries a `ReduceMean` averages over (entry 0), `count` in the
-    /// model as analysed: a mean of entries that are zero when their elements are pruned
-    /// (the mean of squares of an RMSNorm) is invariant only if it keeps dividing by the
-    /// original count, so construction scales the compact mean by `remaining / count`.
+    /// The number of entries a `ReduceMean` (or `RMSNormalization`'s mean of squares)
+    /// averages over (entry 0), `count` in the model as analysed: a mean of entries that
+    /// are zero when their elements are pruned (the mean of squares of an RMSNorm) is
+    /// invariant only if it keeps dividing by the original count, so construction scales
+    /// the compact mean by `remaining / count` (RMSNormalization: its epsilon by
+    /// `count / remaining` and its output by `sqrt(count / remaining)`).
     MeanDivisor {
-        /// The ReduceMean's output value.
+        /// The ReduceMean's (RMSNormalization's) output value.
         value: String,
         /// The original number of entries averaged.
         count: u64,
@@ -448,8 +450,8 @@ fn check_constant(
         ShapeLocation::MeanDivisor { value, count } => {
             let (_, n) =
                 graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
-            if n.op() != "ReduceMean" || *count == 0 {
-                return Err(format!("shape constant in {}: the value is not a ReduceMean's output", sc.location));
+            if !matches!(n.op(), "ReduceMean" | "RMSNormalization") || *count == 0 {
+                return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
             }
             Some(1)
         }

@@ -700,11 +700,11 @@ fn saved_computed_location_with_a_wrong_length_is_refused() {
     }
 }
 
-/// RMSNormalization (opset 23) normalizes over the hidden width like LayerNormalization:
-/// the width before it is reported unprunable, its scale joins that space, and the
+/// RMSNormalization (opset 23) over a width whose pruned channels are zero: the width
+/// stays prunable, its scale is sliced with it, and its mean's divisor is recorded; the
 /// neurons of the MLP after it stay prunable.
 #[test]
-fn rms_normalization_blocks_the_normalized_width() {
+fn rms_normalization_keeps_the_normalized_width() {
     let mut b = GraphBuilder::new("rms");
     let x = b.input_f32("x", &batch_dims(&[5, 8]));
     let w1 = w(&mut b, "up.weight", &[8, 16]);
@@ -723,9 +723,11 @@ fn rms_normalization_blocks_the_normalized_width() {
     let model = b.build().unwrap();
     let a = run(&model);
     let width = group_with(&a, "up.weight", 1);
-    assert!(!width.prunable, "{}", a.table());
-    assert!(width.reasons.iter().any(|r| r.contains("RMSNormalization normalizes")), "{:?}", width.reasons);
-    assert_eq!(member(width, "rms.weight", 0).role, Role::Producer);
+    assert!(width.prunable, "{}", a.table());
+    assert_eq!(member(width, "rms.weight", 0).role, Role::Aux);
+    assert_eq!(member(width, "ff1.weight", 0).role, Role::Consumer);
+    let divisors: Vec<_> = width.shape_constants.iter().map(|c| (c.location.clone(), c.per_element)).collect();
+    assert_eq!(divisors, vec![(ShapeLocation::MeanDivisor { value: n.clone(), count: 16 }, 1)]);
     let mlp = group_with(&a, "ff1.weight", 1);
     assert!(mlp.prunable, "{}", a.table());
     assert_eq!((mlp.kind, mlp.num_elements), (ElementKind::Channel, 12));

@@ -62,6 +62,7 @@ zoo_tests!(
     densenet121,
     bert_tiny,
     gpt2_tiny,
+    llama_tiny,
     vit_tiny,
     concat_bn,
     grouped_conv,

@@ -81,7 +81,14 @@ impl Ctx<'_, '_> {
         if kind != ReduceKind::Mean {
             return;
         }
-        // The mean's divisor: every reduced position; each element takes its share with it.
+        self.mean_divisor(node, t, axes);
+    }
+
+    /// Records the divisor of a mean of `node` over `axes` of a value tracked as `t` (a
+    /// ReduceMean, RMSNormalization's mean of squares): every averaged position, of which
+    /// each element takes its share with it. Blocks the tracked axes when a size is unknown.
+    pub(super) fn mean_divisor(&mut self, node: &NodeProto, t: &ValueT, axes: &[usize]) {
+        let tracked: Vec<usize> = axes.iter().copied().filter(|&i| t.get(i).is_some_and(AxisT::is_tracked)).collect();
         let dims = self.dims(&node.input[0]).unwrap_or_default();
         let sizes: Option<Vec<usize>> =
             axes.iter().map(|&i| dims.get(i).and_then(Dim::known).and_then(|s| usize::try_from(s).ok())).collect();
