@@ -732,3 +732,28 @@ fn rms_normalization_keeps_the_normalized_width() {
     assert!(mlp.prunable, "{}", a.table());
     assert_eq!((mlp.kind, mlp.num_elements), (ElementKind::Channel, 12));
 }
+
+/// A grouped conv with C_in/g != C_out/g (16 -> 24 in 2 groups: 8 in, 12 out per group,
+/// AlexNet's conv2): its input side (c1's channels) and its output side are prunable, an
+/// element taking the same position in every conv group so that the groups stay equal.
+#[test]
+fn grouped_conv_with_unequal_sides_prunes_both() {
+    let mut b = GraphBuilder::new("gc2");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 16, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let gc = conv(&mut b, &r1, "gc", 16, 24, 3, 2);
+    let r2 = b.node("Relu", &[&gc], &[]);
+    let c3 = conv(&mut b, &r2, "c3", 24, 8, 1, 1);
+    let r3 = b.node("Relu", &[&c3], &[]);
+    head(&mut b, &r3, 8);
+    let a = run(&b.build().unwrap());
+    let input_side = group(&a, "c1.bias:0");
+    assert!(input_side.prunable, "{}", a.table());
+    assert_eq!(input_side.num_elements, 8, "{}", a.table());
+    assert_eq!(member(input_side, "gc.weight", 1).role, Role::Consumer);
+    let output_side = group(&a, "gc.bias:0");
+    assert!(output_side.prunable, "{}", a.table());
+    assert_eq!(output_side.num_elements, 12, "{}", a.table());
+    assert_eq!(member(output_side, "c3.weight", 1).role, Role::Consumer);
+}
