@@ -59,11 +59,13 @@ pub struct Finals {
 }
 
 /// What every initializer of `model` costs, for a MACs or parameter budget
-/// (`oto_onnx::cost::weight_costs`), and the MACs no initializer carries.
-fn weight_prices(model: &Model) -> Result<(BTreeMap<String, oto_optim::WeightPrice>, f64)> {
+/// (`oto_onnx::cost::weight_costs_given`, symbolic input axes such as an image's height
+/// and width at the sizes `data` has), and the MACs no initializer carries.
+fn weight_prices(model: &Model, data: &Dataset) -> Result<(BTreeMap<String, oto_optim::WeightPrice>, f64)> {
     let graph = oto_onnx::Graph::new(model).map_err(input_error)?;
     let shapes = oto_onnx::shape::infer(&graph).map_err(input_error)?;
-    let costs = oto_onnx::cost::weight_costs(&graph, &shapes);
+    let given = oto_onnx::cost::data_sizes(&graph, &shapes, &data_shapes(data));
+    let costs = oto_onnx::cost::weight_costs_given(&graph, &shapes, &given);
     let prices = costs
         .weights
         .into_iter()
@@ -75,6 +77,12 @@ fn weight_prices(model: &Model) -> Result<(BTreeMap<String, oto_optim::WeightPri
         })
         .collect();
     Ok((prices, costs.other_macs as f64))
+}
+
+/// The shape of every input array of `data` (first axis: samples); empty for an image
+/// folder (decoded batch by batch, at the model's fixed size).
+pub(super) fn data_shapes(data: &Dataset) -> Vec<Vec<i64>> {
+    data.inputs.iter().map(|t| t.size()).collect()
 }
 
 /// What training leaves for the later stages.
@@ -131,7 +139,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
 
     let mut hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
     if job.hesso.budget.ratio().is_some() {
-        let (weights, other_macs) = weight_prices(&model)?;
+        let (weights, other_macs) = weight_prices(&model, &train)?;
         hesso.set_costs(&analysis, &weights, other_macs);
     }
     let config = TrainConfig {

@@ -138,9 +138,31 @@ fn eval_expr(s: &str, b: &HashMap<String, i64>) -> Option<i64> {
     if let Some(v) = b.get(s).or_else(|| s.strip_prefix('(').and_then(|r| r.strip_suffix(')')).and_then(|r| b.get(r))) {
         return Some(*v);
     }
-    let parts = split_top(s, '*');
-    if parts.len() > 1 {
-        return parts.iter().try_fold(1i64, |acc, p| acc.checked_mul(eval_expr(p, b)?));
+    // Products and quotients at depth 0, left to right (`(h+-8)/8`, `a*b/c`).
+    let (mut depth, mut start, mut acc, mut op) = (0i32, 0usize, None::<i64>, '*');
+    let fold = |acc: Option<i64>, op: char, part: &str| -> Option<i64> {
+        let v = eval_expr(part, b)?;
+        let a = acc.unwrap_or(1);
+        if op == '*' {
+            a.checked_mul(v)
+        } else {
+            a.checked_div_euclid(v)
+        }
+    };
+    let mut split = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '*' | '/' if depth == 0 => {
+                acc = Some(fold(acc, op, &s[start..i])?);
+                (op, start, split) = (c, i + 1, true);
+            }
+            _ => {}
+        }
+    }
+    if split {
+        return fold(acc, op, &s[start..]);
     }
     if let Ok(v) = s.parse::<i64>() {
         return Some(v);
