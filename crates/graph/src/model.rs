@@ -453,6 +453,33 @@ fn check_constant(
             if !matches!(n.op(), "ReduceMean" | "RMSNormalization") || *count == 0 {
                 return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
             }
+            // The count must be the number of entries the node averages in this model.
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.as_ref().map_err(Clone::clone)?;
+            let dims: Vec<Option<i64>> =
+                n.input.first().and_then(|x| shapes.shape(x)).map(|d| d.iter().map(oto_onnx::Dim::known).collect()).unwrap_or_default();
+            let rank = dims.len() as i64;
+            let axes: Vec<i64> = if n.op() == "RMSNormalization" {
+                let axis = n.attr_int_or("axis", -1).map_err(|e| format!("{}: {e}", sc.location))?;
+                (if axis < 0 { axis + rank } else { axis }..rank).collect()
+            } else {
+                let red = oto_onnx::ops::reduce(graph, n, Some(shapes)).map_err(|e| e.to_string())?;
+                match red.axes {
+                    Some(a) if !a.is_empty() => a.iter().map(|&x| if x < 0 { x + rank } else { x }).collect(),
+                    _ => (0..rank).collect(),
+                }
+            };
+            let averaged = axes.iter().try_fold(1u64, |acc, &a| {
+                let d = usize::try_from(a).ok().and_then(|a| dims.get(a).copied().flatten()).and_then(|d| u64::try_from(d).ok())?;
+                acc.checked_mul(d)
+            });
+            if averaged != Some(*count) {
+                return Err(format!(
+                    "shape constant in {}: the node averages {} entries",
+                    sc.location,
+                    averaged.map_or("an unknown number of".into(), |c| c.to_string())
+                ));
+            }
             Some(1)
         }
     };

@@ -419,6 +419,17 @@ fn rmsnorm_keeps_the_residual_stream_prunable() {
     divisors.sort_unstable();
     assert_eq!(divisors, vec![(16, 0, 1), (16, 0, 1)]);
     assert!(group_with(&a, "up.weight", 1).prunable, "{}", a.table());
+    // A saved analysis whose divisor is not the node's count is refused.
+    let model = residual_norm_model(false);
+    a.check(&model).unwrap();
+    let mut bad = a.clone();
+    for c in bad.groups.iter_mut().flat_map(|g| g.shape_constants.iter_mut()) {
+        if let ShapeLocation::MeanDivisor { count, .. } = &mut c.location {
+            *count = 15;
+        }
+    }
+    let err = bad.check(&model).unwrap_err().to_string();
+    assert!(err.contains("the divisor 15 of the mean") && err.contains("the node averages 16 entries"), "{err}");
 }
 
 /// LayerNorm written out centres the channels first: a pruned channel becomes
