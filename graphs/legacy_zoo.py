@@ -5,10 +5,11 @@ Usage:
     python graphs/legacy_zoo.py --out graphs/legacy_zoo
 
 Files as the old model zoo has them, made with the `onnx` helper API: IR version 3,
-opsets 7-9, every initializer also listed as a graph input, a fixed batch of 1, random
+opsets 7-9, every initializer also listed as a graph input, a fixed batch (of 1 but for
+batch4_cnn and batch2_rows), random
 weights from a fixed seed. For every model NAME, OUT receives
     NAME.onnx          the graph;
-    NAME.inputs.npz    one random input of batch 1, keyed by the graph input's name;
+    NAME.inputs.npz    one random input at the file's batch, keyed by the graph input's name;
     NAME.outputs.npz   onnxruntime's (CPU) outputs on it, keyed by output name.
 Models:
     alexnet_lite   Conv, Relu, LRN, MaxPool, a grouped Conv (group=2, C_in/g != C_out/g),
@@ -18,7 +19,11 @@ Models:
     squeeze_head   a classifier with a [N, C, 1, 1] output (1x1 Conv, GlobalAveragePool;
                    caffe2's SqueezeNet head), with InstanceNormalization (opset 9);
     batch_mixed    a Reshape that folds the fixed batch into another axis ([1, 6, 4] ->
-                   [2, 12]): its batch cannot be made symbolic (opset 7).
+                   [2, 12]): its batch cannot be made symbolic (opset 7);
+    batch4_cnn     a CNN whose batch is fixed at 4 (input [4, 3, 12, 12], Reshape target
+                   [4, 32]) as a file exported for a batch of 4 has it (opset 8);
+    batch2_rows    a batch fixed at 2 with a constant of 2 rows added to the outputs (a
+                   different bias per sample): its batch cannot be made symbolic (opset 7).
 """
 
 from __future__ import annotations
@@ -144,12 +149,37 @@ def batch_mixed(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
     return b.model("batch_mixed", x, [1, 6, 4], "prob", [2, 5], 7), [1, 6, 4]
 
 
+def batch4_cnn(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "data_0"
+    h = b.node("Conv", [x, b.param("conv1_w_0", [8, 3, 3, 3]), b.param("conv1_b_0", [8])], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    h = b.node("Relu", [h])
+    h = b.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = b.node("Conv", [h, b.param("conv2_w_0", [8, 8, 3, 3]), b.param("conv2_b_0", [8])], kernel_shape=[3, 3], strides=[2, 2])
+    h = b.node("Relu", [h])
+    # [4, 8, 2, 2] -> [4, 32]: the file's batch of 4 in the Reshape target.
+    h = b.node("Reshape", [h, b.const("flat_shape", np.array([4, 32], dtype=np.int64))])
+    h = b.node("Gemm", [h, b.param("fc1_w_0", [16, 32], 0.1), b.param("fc1_b_0", [16])], transB=1)
+    h = b.node("Relu", [h])
+    h = b.node("Gemm", [h, b.param("fc2_w_0", [10, 16]), b.param("fc2_b_0", [10])], transB=1)
+    h = b.node("Softmax", [h])
+    return b.model("batch4_cnn", x, [4, 3, 12, 12], "prob", [4, 10], 8), [4, 3, 12, 12]
+
+
+def batch2_rows(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "data_0"
+    h = b.node("Gemm", [x, b.param("fc_w", [5, 6]), b.param("fc_b", [5])], transB=1)
+    h = b.node("Add", [h, b.param("row_bias", [2, 5])])
+    return b.model("batch2_rows", x, [2, 6], "prob", [2, 5], 7), [2, 6]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head, batch_mixed]):
+    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head, batch_mixed, batch4_cnn, batch2_rows]):
         rng = np.random.default_rng(SEED + k)
         model, xshape = make(rng)
         name = model.graph.name

@@ -124,3 +124,57 @@ fn check_optimum_vit_with_the_image_size_given() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("'hight' is not a symbolic axis"), "{}", text(&out.stderr));
 }
+
+/// `oto prune` on the Optimum ViT (pixel_values `[batch_size, num_channels, height,
+/// width]`, all symbolic) with 3x32x32 images as data: the MACs of the report count the
+/// patch embedding's Conv at the data's height and width (hidden x channels x patch^2
+/// per patch, (32 / patch)^2 patches), which without the data's sizes are left out.
+#[test]
+fn prune_optimum_vit_counts_macs_at_the_data_image_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = optimum_zoo_dir().join("vit/model.onnx");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join("vit/config.json")).unwrap()).unwrap();
+    let get = |k: &str| config[k].as_u64().unwrap();
+    let (hidden, channels, patch, image) = (get("hidden_size"), get("num_channels"), get("patch_size"), get("image_size"));
+    let n = 16usize;
+    let mut rng = SplitMix64::new(3);
+    let numel = n * (channels * image * image) as usize;
+    let x = Tensor {
+        shape: vec![n, channels as usize, image as usize, image as usize],
+        data: TensorData::F32((0..numel).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()),
+    };
+    let data = dir.path().join("pixels.npz");
+    write_npz(&data, &[("pixel_values", &x)], NpzCompression::Stored).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = oto(&[
+        "prune",
+        "--model",
+        s(&file),
+        "--data",
+        s(&data),
+        "--target-sparsity",
+        "0.3",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&out_dir),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["verification"]["passed"], true, "{}", report["verification"]);
+    let original = oto_onnx::normalize::load(&file).unwrap().0;
+    let graph = oto_onnx::Graph::new(&original).unwrap();
+    let without_sizes = oto_onnx::cost::macs(&graph, &oto_onnx::shape::infer(&graph).unwrap()).total;
+    let conv = hidden * channels * patch * patch * (image / patch) * (image / patch);
+    let (before, after) = (report["macs"]["before"].as_u64().unwrap(), report["macs"]["after"].as_u64().unwrap());
+    assert_eq!(before, without_sizes + conv, "report MACs {before}, without the image size {without_sizes}, patch Conv {conv}");
+    assert!(after < before, "MACs {before} -> {after}");
+}

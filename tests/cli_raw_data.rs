@@ -321,3 +321,44 @@ fn image_pixels_match_pil() {
     }
     assert!(failures.is_empty(), "pixels differ from PIL's:\n{}", failures.join("\n"));
 }
+
+/// The Optimum ViT's input is `[batch_size, num_channels, height, width]`, all symbolic:
+/// `--images` takes the size from the `preprocessor_config.json` beside the model (32x32)
+/// and evaluates every image; a copy of the model without that file is an input error
+/// that names it; a size that contradicts the model's is an input error too.
+#[test]
+fn image_folder_size_from_the_preprocessor_config() {
+    let vit = oto_testkit::optimum_zoo_dir().join("vit");
+    let images = image_folder_dir().join("images");
+    let out = oto(&["eval", s(&vit.join("model.onnx")), "--images", s(&images), "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let files = walk_images(&images);
+    assert_eq!(v["samples"].as_u64(), Some(files as u64), "{v}");
+
+    let input = oto_torch::exec::GraphInput { name: "pixel_values".into(), dtype: oto_onnx::DType::F32, dims: Some(vec![None; 4]) };
+    let sized = oto_torch::data::images::size_from_preprocessor(&input, &vit.join("model.onnx")).unwrap().unwrap();
+    assert_eq!(sized.dims, Some(vec![None, Some(3), Some(32), Some(32)]));
+    let fixed = oto_torch::exec::GraphInput { dims: Some(vec![None, Some(3), Some(64), None]), ..input.clone() };
+    let err = oto_torch::data::images::size_from_preprocessor(&fixed, &vit.join("model.onnx")).unwrap_err().to_string();
+    assert!(err.contains("height 32, but model input 'pixel_values' has height 64"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(vit.join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+    let out = oto(&["eval", s(&dir.path().join("model.onnx")), "--images", s(&images)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("preprocessor_config.json"), "{}", text(&out.stderr));
+}
+
+/// The number of image files under the class folders of `dir`.
+fn walk_images(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .flat_map(|c| std::fs::read_dir(c).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .count()
+}

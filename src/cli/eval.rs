@@ -59,7 +59,8 @@ pub fn run(args: &Args) -> Result<()> {
     let device = oto_torch::parse_device(&args.device).map_err(input_error)?;
     let spec = args.data_args.apply(crate::job::config::JobSpec { data: args.data.clone(), ..Default::default() });
     let (data, format) = spec.data_source().map_err(input_error)?;
-    let (model, _) = crate::model_file::load_model(&args.model)?;
+    let (model, summary) = crate::model_file::load_model(&args.model)?;
+    crate::model_file::check_fixed_batch(&args.model, &summary, Some(batch))?;
     let report = oto_torch::train::eval_model(&model, &data, &format, args.seed, batch, device, loss).map_err(classify)?;
     if args.json {
         println!(

@@ -108,7 +108,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
     oto_torch::train::set_threads(args.threads);
     let device = oto_torch::parse_device(&args.device).map_err(input_error)?;
-    let (model, _) = crate::model_file::load_model(&args.model)?;
+    let (model, summary) = crate::model_file::load_model(&args.model)?;
+    crate::model_file::check_fixed_batch(&args.model, &summary, Some(usize::try_from(args.batch_size).unwrap_or(usize::MAX)))?;
     let exec = Executor::new(&model, device).map_err(classify)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let spec = args.data_args.apply(crate::job::config::JobSpec { data: args.data.clone(), ..Default::default() });

@@ -35,7 +35,18 @@ pub fn construct(trained: &Trained, observer: &mut dyn Observer) -> Result<Const
     let t = Instant::now();
     let sparse = trained.exec.updated_model(&trained.model)?;
     let removed = oto_construct::zero_elements(&trained.analysis, &sparse)?;
-    let (compact, report) = oto_construct::construct(&sparse, &trained.analysis, &removed)?;
+    let (compact, mut report) = oto_construct::construct(&sparse, &trained.analysis, &removed)?;
+    // Symbolic input axes other than batch and sequence (an image's height and width)
+    // count at the sizes the data has.
+    let data = super::train::data_shapes(&trained.eval_data);
+    for (m, macs) in [(&sparse, &mut report.macs_before), (&compact, &mut report.macs_after)] {
+        let graph = oto_onnx::Graph::new(m)?;
+        let shapes = oto_onnx::shape::infer(&graph)?;
+        let given = oto_onnx::cost::data_sizes(&graph, &shapes, &data);
+        if !given.is_empty() {
+            *macs = oto_onnx::cost::macs_given(&graph, &shapes, &given).total;
+        }
+    }
     let sparse_bytes = sparse.to_bytes()?;
     let compact_bytes = compact.to_bytes()?;
     let original_bytes = trained.model.to_bytes()?;

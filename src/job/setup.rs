@@ -102,7 +102,9 @@ fn open_train(path: &Path, format: &DataFormat, has_val: bool, seed: u64, model:
 /// The model, read as every command reads it (normalized), and its executor.
 fn load_model(path: &Path, device: &str) -> Result<(Model, Executor)> {
     let device = oto_torch::parse_device(device).map_err(input_error)?;
-    let (model, _) = crate::model_file::load_model(path)?;
+    let (model, summary) = crate::model_file::load_model(path)?;
+    // Training evaluates at other batch sizes (and ends on a partial batch).
+    crate::model_file::check_fixed_batch(path, &summary, None)?;
     let exec = Executor::new(&model, device).map_err(classify)?;
     Ok((model, exec))
 }

@@ -60,11 +60,13 @@ pub struct Finals {
 }
 
 /// What every initializer of `model` costs, for a MACs or parameter budget
-/// (`oto_onnx::cost::weight_costs`), and the MACs no initializer carries.
-fn weight_prices(model: &Model) -> Result<(BTreeMap<String, oto_optim::WeightPrice>, f64)> {
+/// (`oto_onnx::cost::weight_costs_given`, symbolic input axes such as an image's height
+/// and width at the sizes `data` has), and the MACs no initializer carries.
+fn weight_prices(model: &Model, data: &Dataset) -> Result<(BTreeMap<String, oto_optim::WeightPrice>, f64)> {
     let graph = oto_onnx::Graph::new(model).map_err(input_error)?;
     let shapes = oto_onnx::shape::infer(&graph).map_err(input_error)?;
-    let costs = oto_onnx::cost::weight_costs(&graph, &shapes);
+    let given = oto_onnx::cost::data_sizes(&graph, &shapes, &data_shapes(data));
+    let costs = oto_onnx::cost::weight_costs_given(&graph, &shapes, &given);
     let prices = costs
         .weights
         .into_iter()
@@ -93,6 +95,12 @@ fn obd_saliency(trainer: &Trainer<Hesso>, analysis: &Analysis, job: &Job) -> Res
     let config = TraceConfig { tolerance: 0.0, min_samples: OBD_SAMPLES, max_samples: OBD_SAMPLES, seed };
     let h = hutchinson(&mut op, &[], &config, |_| {}).map_err(classify)?;
     oto_hessian::obd_saliency(&op, &h.diagonal, analysis).map_err(classify)
+}
+
+/// The shape of every input array of `data` (first axis: samples); empty for an image
+/// folder (decoded batch by batch, at the model's fixed size).
+pub(super) fn data_shapes(data: &Dataset) -> Vec<Vec<i64>> {
+    data.inputs.iter().map(|t| t.size()).collect()
 }
 
 /// What training leaves for the later stages.
@@ -149,7 +157,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
 
     let mut hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
     if job.hesso.budget.ratio().is_some() {
-        let (weights, other_macs) = weight_prices(&model)?;
+        let (weights, other_macs) = weight_prices(&model, &train)?;
         hesso.set_costs(&analysis, &weights, other_macs);
     }
     let config = TrainConfig {

@@ -7,7 +7,8 @@ use crate::{mismatch, Result};
 use oto_graph::{Group, ShapeLocation};
 use oto_onnx::graph::NodeExt;
 use oto_onnx::proto::{attribute_proto::AttributeType, ModelProto, NodeProto, TensorProto};
-use oto_onnx::{Graph, Model, Tensor, TensorData};
+use oto_onnx::shape::Shapes;
+use oto_onnx::{DType, Graph, Model, Tensor, TensorData};
 use std::collections::{BTreeMap, HashSet};
 
 /// One decrease of one entry on behalf of one group.
@@ -21,7 +22,13 @@ struct Edit<'a> {
 
 /// Applies every shape-constant edit of `groups` to `proto` (whose nodes are still
 /// those of `graph`, in the same order).
-pub(crate) fn rewrite(model: &Model, graph: &Graph<'_>, groups: &[(&Group, Vec<usize>)], proto: &mut ModelProto) -> Result<()> {
+pub(crate) fn rewrite(
+    model: &Model,
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    groups: &[(&Group, Vec<usize>)],
+    proto: &mut ModelProto,
+) -> Result<()> {
     let mut by_location: BTreeMap<&ShapeLocation, Vec<Edit<'_>>> = BTreeMap::new();
     for (g, removed) in groups {
         for sc in &g.shape_constants {
@@ -41,6 +48,7 @@ pub(crate) fn rewrite(model: &Model, graph: &Graph<'_>, groups: &[(&Group, Vec<u
             ShapeLocation::Attribute { node, attribute } => edit_attribute(proto, node, attribute, edits)?,
             ShapeLocation::Initializer { name } => edit_shared(model, graph, proto, name, None, edits, &mut names, &mut inserts)?,
             ShapeLocation::Computed { value, len } => edit_computed(graph, proto, value, *len, edits, &mut names, &mut inserts)?,
+            ShapeLocation::MeanDivisor { value, count } => edit_mean(graph, shapes, proto, value, *count, edits, &mut names, &mut inserts)?,
             ShapeLocation::ConstantNode { node } => {
                 let Some((index, n)) = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str())) else {
                     return Err(mismatch(
@@ -286,6 +294,81 @@ fn edit_computed(
             }
         }
     }
+    Ok(())
+}
+
+/// Keeps a mean dividing by its original `count` entries once some are cut. A
+/// `ReduceMean` now computed over `remaining` entries is multiplied by
+/// `remaining / count`. An `RMSNormalization` computes
+/// `x / sqrt(S / remaining + eps) * w`: with its epsilon times `count / remaining` that is
+/// `sqrt(remaining / count)` times `x / sqrt(S / count + eps) * w`, so its output is
+/// multiplied by `sqrt(count / remaining)`. The `Mul` is inserted after the node and
+/// takes over its output name.
+#[allow(clippy::too_many_arguments)]
+fn edit_mean(
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    proto: &mut ModelProto,
+    value: &str,
+    count: u64,
+    edits: &[Edit<'_>],
+    names: &mut HashSet<String>,
+    inserts: &mut Vec<(usize, NodeProto)>,
+) -> Result<()> {
+    let g0 = edits[0].group;
+    let Some((producer, node)) = graph.producer_node(value).filter(|(_, n)| matches!(n.op(), "ReduceMean" | "RMSNormalization")) else {
+        return Err(mismatch(g0, format!("the mean '{value}' is not the output of a ReduceMean or RMSNormalization node of the model")));
+    };
+    let rms = node.op() == "RMSNormalization";
+    let removed = edits.iter().try_fold(0i64, |acc, e| acc.checked_add(e.delta));
+    let count_i = i64::try_from(count).ok();
+    let remaining = removed.zip(count_i).and_then(|(r, c)| c.checked_sub(r)).filter(|&r| r > 0);
+    let Some(remaining) = remaining else {
+        return Err(mismatch(g0, format!("the mean '{value}' over {count} entries would lose all of them")));
+    };
+    if remaining == count_i.unwrap_or(remaining) {
+        return Ok(());
+    }
+    let ratio = remaining as f64 / count as f64;
+    let factor = if rms { ratio.recip().sqrt() } else { ratio };
+    let data = match shapes.dtype(value) {
+        Some(DType::F32) => TensorData::F32(vec![factor as f32]),
+        Some(DType::F64) => TensorData::F64(vec![factor]),
+        Some(DType::F16) => TensorData::F16(vec![half::f16::from_f64(factor)]),
+        Some(DType::Bf16) => TensorData::Bf16(vec![half::bf16::from_f64(factor)]),
+        other => return Err(mismatch(g0, format!("the mean '{value}' has element type {other:?}, not a float type"))),
+    };
+    let Some(t) = Tensor::new(Vec::new(), data) else {
+        return Err(mismatch(g0, format!("the mean '{value}': cannot build its scale")));
+    };
+    let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
+    if rms {
+        let eps = node.attr_float_or("epsilon", 1e-5).map_err(|e| mismatch(g0, format!("node '{value}': {e}")))?;
+        let eps = (f64::from(eps) / ratio) as f32;
+        let n = &mut gp.node[producer];
+        n.attribute.retain(|a| a.name.as_deref() != Some("epsilon"));
+        n.attribute.push(oto_onnx::proto::AttributeProto {
+            name: Some("epsilon".to_string()),
+            r#type: Some(AttributeType::Float as i32),
+            f: Some(eps),
+            ..Default::default()
+        });
+    }
+    let scale = fresh(names, &format!("{value}.divisor"));
+    let unscaled = fresh(names, value);
+    gp.initializer.push(t.to_proto(&scale));
+    for out in gp.node[producer].output.iter_mut().filter(|o| *o == value) {
+        *out = unscaled.clone();
+    }
+    let stem = node.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(value).to_string();
+    let mul = NodeProto {
+        name: Some(fresh(names, &format!("{stem}.divisor"))),
+        op_type: Some("Mul".to_string()),
+        input: vec![unscaled, scale],
+        output: vec![value.to_string()],
+        ..Default::default()
+    };
+    inserts.push((producer, mul));
     Ok(())
 }
 

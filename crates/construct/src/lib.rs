@@ -190,7 +190,7 @@ pub fn construct(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, 
 
     let mut proto = model.proto.clone();
     slice::cut_initializers(model, &graph, &groups, &mut proto)?;
-    constants::rewrite(model, &graph, &groups, &mut proto)?;
+    constants::rewrite(model, &graph, &shapes_before, &groups, &mut proto)?;
     drop_dead(&mut proto);
     record_metadata(&mut proto, &groups);
 

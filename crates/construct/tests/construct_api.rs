@@ -107,7 +107,9 @@ fn onnx_full_check() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for name in ["mlp", "demo_cnn", "grouped_conv", "groupnorm", "concat_bn", "bert_tiny", "gpt2_tiny", "vit_tiny", "mobilenet_v2"] {
+    for name in
+        ["mlp", "demo_cnn", "grouped_conv", "groupnorm", "concat_bn", "bert_tiny", "gpt2_tiny", "vit_tiny", "llama_tiny", "mobilenet_v2"]
+    {
         let model = zoo_model(name);
         let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
         let removed = pick(&analysis, &mut SplitMix64::new(3), 0.5);

@@ -192,3 +192,65 @@ fn legacy_files_take_any_batch() {
     let (err, tol) = deviation(&as_f64(&legacy_outputs("batch_mixed")), &run_ort(&model.proto, &legacy_inputs("batch_mixed")));
     assert!(err <= tol, "batch_mixed: {err:.3e} > {tol:.3e}");
 }
+
+/// Samples `k` of every input (the batch is dimension 0).
+fn sample(inputs: &[(String, oto_onnx::Tensor)], k: std::ops::Range<usize>) -> Vec<(String, oto_onnx::Tensor)> {
+    inputs
+        .iter()
+        .map(|(n, t)| {
+            let per = t.shape[1..].iter().product::<usize>();
+            let mut shape = t.shape.clone();
+            shape[0] = k.len();
+            let data = t.as_f32().unwrap()[k.start * per..k.end * per].to_vec();
+            (n.clone(), oto_onnx::Tensor { shape, data: oto_onnx::TensorData::F32(data) })
+        })
+        .collect()
+}
+
+/// A file whose batch is fixed at 4 (inputs [4, 3, 12, 12], Reshape target [4, 32]):
+/// the batch becomes symbolic, at 4 it computes onnxruntime's outputs of the original
+/// file, and at batches of 1 and 8 each sample gives what it gives in the batch of 4.
+/// A batch fixed at 2 with a constant of 2 rows (a bias per sample) stays fixed, and
+/// says why.
+#[test]
+fn fixed_batch_above_one_becomes_symbolic_where_exact() {
+    use oto_testkit::{legacy_inputs, legacy_outputs, legacy_path};
+    let (model, summary) = oto_onnx::normalize::load(legacy_path("batch4_cnn.onnx")).unwrap();
+    assert!(summary.batch_symbolic, "{summary}");
+    assert_eq!((summary.fixed_batch, summary.batch_reshapes, summary.batch_kept.as_deref()), (Some(4), 1, None));
+    assert!(summary.to_string().contains("fixed batch 4 made symbolic 'batch'"), "{summary}");
+    let x = legacy_inputs("batch4_cnn");
+    let want = as_f64(&legacy_outputs("batch4_cnn"));
+    let (err, tol) = deviation(&want, &run_ort(&model.proto, &x));
+    assert!(err <= tol, "batch4_cnn at batch 4: {err:.3e} > {tol:.3e}");
+    let rows = |y: &[(String, Vec<f64>)], k: std::ops::Range<usize>| -> Vec<(String, Vec<f64>)> {
+        y.iter().map(|(n, v)| (n.clone(), v[k.start * 10..k.end * 10].to_vec())).collect()
+    };
+    for k in 0..4 {
+        let (err, tol) = deviation(&rows(&want, k..k + 1), &run_ort(&model.proto, &sample(&x, k..k + 1)));
+        assert!(err <= tol, "batch4_cnn sample {k} alone: {err:.3e} > {tol:.3e}");
+    }
+    let twice: Vec<_> = x
+        .iter()
+        .map(|(n, t)| {
+            let mut data = t.as_f32().unwrap().to_vec();
+            data.extend_from_within(..);
+            let mut shape = t.shape.clone();
+            shape[0] = 8;
+            (n.clone(), oto_onnx::Tensor { shape, data: oto_onnx::TensorData::F32(data) })
+        })
+        .collect();
+    let y8 = run_ort(&model.proto, &twice);
+    for half in [0..4, 4..8] {
+        let (err, tol) = deviation(&want, &rows(&y8, half.clone()));
+        assert!(err <= tol, "batch4_cnn samples {half:?} of a batch of 8: {err:.3e} > {tol:.3e}");
+    }
+
+    let (model, summary) = oto_onnx::normalize::load(legacy_path("batch2_rows.onnx")).unwrap();
+    assert!(!summary.batch_symbolic, "{summary}");
+    assert_eq!(summary.fixed_batch, Some(2));
+    assert_eq!(summary.batch_kept.as_deref(), Some("graph output 'prob' would not carry the batch (its shape would be [2, 5])"));
+    assert!(summary.to_string().contains("fixed batch 2 kept"), "{summary}");
+    let (err, tol) = deviation(&as_f64(&legacy_outputs("batch2_rows")), &run_ort(&model.proto, &legacy_inputs("batch2_rows")));
+    assert!(err <= tol, "batch2_rows: {err:.3e} > {tol:.3e}");
+}

@@ -187,6 +187,18 @@ pub enum ShapeLocation {
         /// Attribute name.
         attribute: String,
     },
+    /// The number of entries a `ReduceMean` (or `RMSNormalization`'s mean of squares)
+    /// averages over (entry 0), `count` in the model as analysed: a mean of entries that
+    /// are zero when their elements are pruned (the mean of squares of an RMSNorm) is
+    /// invariant only if it keeps dividing by the original count, so construction scales
+    /// the compact mean by `remaining / count` (RMSNormalization: its epsilon by
+    /// `count / remaining` and its output by `sqrt(count / remaining)`).
+    MeanDivisor {
+        /// The ReduceMean's (RMSNormalization's) output value.
+        value: String,
+        /// The original number of entries averaged.
+        count: u64,
+    },
 }
 
 impl fmt::Display for ShapeLocation {
@@ -198,6 +210,7 @@ impl fmt::Display for ShapeLocation {
             ShapeLocation::Attribute { node, attribute } => {
                 write!(f, "attribute '{attribute}' of node '{node}'")
             }
+            ShapeLocation::MeanDivisor { value, count } => write!(f, "the divisor {count} of the mean '{value}'"),
         }
     }
 }
@@ -433,6 +446,41 @@ fn check_constant(
                 .find(|a| a.name.as_deref() == Some(attribute.as_str()))
                 .ok_or_else(|| format!("shape constant in {}, which the node does not have", sc.location))?;
             Some(if a.ints.is_empty() { 1 } else { a.ints.len() as u64 })
+        }
+        ShapeLocation::MeanDivisor { value, count } => {
+            let (_, n) =
+                graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            if !matches!(n.op(), "ReduceMean" | "RMSNormalization") || *count == 0 {
+                return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
+            }
+            // The count must be the number of entries the node averages in this model.
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.as_ref().map_err(Clone::clone)?;
+            let dims: Vec<Option<i64>> =
+                n.input.first().and_then(|x| shapes.shape(x)).map(|d| d.iter().map(oto_onnx::Dim::known).collect()).unwrap_or_default();
+            let rank = dims.len() as i64;
+            let axes: Vec<i64> = match oto_onnx::op::Op::parse(graph, n).map_err(|e| e.to_string())? {
+                oto_onnx::op::Op::Reduce(red) => match red.axes.resolve(graph, n, Some(shapes), "axes").map_err(|e| e.to_string())? {
+                    Some(a) if !a.is_empty() => a.iter().map(|&x| if x < 0 { x + rank } else { x }).collect(),
+                    _ => (0..rank).collect(),
+                },
+                _ => {
+                    let axis = n.attr_int_or("axis", -1).map_err(|e| format!("{}: {e}", sc.location))?;
+                    (if axis < 0 { axis + rank } else { axis }..rank).collect()
+                }
+            };
+            let averaged = axes.iter().try_fold(1u64, |acc, &a| {
+                let d = usize::try_from(a).ok().and_then(|a| dims.get(a).copied().flatten()).and_then(|d| u64::try_from(d).ok())?;
+                acc.checked_mul(d)
+            });
+            if averaged != Some(*count) {
+                return Err(format!(
+                    "shape constant in {}: the node averages {} entries",
+                    sc.location,
+                    averaged.map_or("an unknown number of".into(), |c| c.to_string())
+                ));
+            }
+            Some(1)
         }
     };
     if entries.is_none_or(|n| sc.entry as u64 >= n) {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{attention_model, llama_block};
+use common::{attention_model, llama_block, residual_norm_model};
 use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind, Group, IndexMap, Role, ShapeLocation};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::Model;
@@ -367,7 +367,8 @@ fn ids_do_not_depend_on_node_order() {
 /// RMSNorm, rotary embeddings, grouped-query attention and SwiGLU: an element of the
 /// attention group is a K/V head (4 channels of k and v) with its two query heads (8
 /// channels of q, 8 rows of o); the SwiGLU neurons are channels of gate and up (rows of
-/// down); the residual width is reduced by RMSNorm's ReduceMean: unprunable.
+/// down); the residual width starts at the graph input: unprunable, but not because of
+/// RMSNorm's ReduceMean (see `rmsnorm_keeps_the_residual_stream_prunable`).
 #[test]
 fn llama_block_groups() {
     let a = run(&llama_block());
@@ -384,7 +385,63 @@ fn llama_block_groups() {
     assert_eq!(member(mlp, "down.weight", 0).role, Role::Consumer);
     let hidden = group_with(&a, "o.weight", 1);
     assert!(!hidden.prunable);
-    assert!(hidden.reasons.iter().any(|r| r.contains("ReduceMean")), "{:?}", hidden.reasons);
+    assert!(!hidden.reasons.iter().any(|r| r.contains("ReduceMean")), "{:?}", hidden.reasons);
+}
+
+/// RMSNorm (mean of squares over the residual width): a zero channel adds nothing to
+/// the sum of squares, so the residual stream is one prunable group whose elements are
+/// its channels, with each ReduceMean's divisor (16 entries, 1 per element) recorded for
+/// construction to keep; the norms' weights are sliced, not zeroed.
+#[test]
+fn rmsnorm_keeps_the_residual_stream_prunable() {
+    let a = run(&residual_norm_model(false));
+    let hidden = group_with(&a, "in.weight", 1);
+    assert!(hidden.prunable, "{}", a.table());
+    assert_eq!((hidden.kind, hidden.num_elements), (ElementKind::Channel, 16));
+    for (init, axis, role) in [
+        ("in.weight", 1, Role::Producer),
+        ("down.weight", 1, Role::Producer),
+        ("ln1.weight", 0, Role::Aux),
+        ("ln_f.weight", 0, Role::Aux),
+        ("up.weight", 0, Role::Consumer),
+        ("head.weight", 0, Role::Consumer),
+    ] {
+        assert_eq!(member(hidden, init, axis).role, role, "{init}:{axis}");
+    }
+    let mut divisors: Vec<(u64, usize, i64)> = hidden
+        .shape_constants
+        .iter()
+        .map(|c| match &c.location {
+            ShapeLocation::MeanDivisor { count, .. } => (*count, c.entry, c.per_element),
+            other => panic!("unexpected shape constant {other}"),
+        })
+        .collect();
+    divisors.sort_unstable();
+    assert_eq!(divisors, vec![(16, 0, 1), (16, 0, 1)]);
+    assert!(group_with(&a, "up.weight", 1).prunable, "{}", a.table());
+    // A saved analysis whose divisor is not the node's count is refused.
+    let model = residual_norm_model(false);
+    a.check(&model).unwrap();
+    let mut bad = a.clone();
+    for c in bad.groups.iter_mut().flat_map(|g| g.shape_constants.iter_mut()) {
+        if let ShapeLocation::MeanDivisor { count, .. } = &mut c.location {
+            *count = 15;
+        }
+    }
+    let err = bad.check(&model).unwrap_err().to_string();
+    assert!(err.contains("the divisor 15 of the mean") && err.contains("the node averages 16 entries"), "{err}");
+}
+
+/// LayerNorm written out centres the channels first: a pruned channel becomes
+/// `-mean`, not zero, so the width is unprunable, and the reason says so.
+#[test]
+fn decomposed_layernorm_blocks_the_residual_stream() {
+    let a = run(&residual_norm_model(true));
+    let hidden = group_with(&a, "in.weight", 1);
+    assert!(!hidden.prunable, "{}", a.table());
+    assert!(hidden.reasons.iter().any(|r| r.contains("ReduceMean") && r.contains("the mean moves")), "{:?}", hidden.reasons);
+    assert!(a.blocked.iter().any(|b| b.op_type == "ReduceMean" && b.reason.contains("not zero")), "{:?}", a.blocked);
+    assert!(group_with(&a, "up.weight", 1).prunable, "{}", a.table());
 }
 
 /// ConvTranspose weights are [C_in, C_out/g, k, k]: axis 0 reads the incoming space,
@@ -654,11 +711,11 @@ fn saved_computed_location_with_a_wrong_length_is_refused() {
     }
 }
 
-/// RMSNormalization (opset 23) normalizes over the hidden width like LayerNormalization:
-/// the width before it is reported unprunable, its scale joins that space, and the
+/// RMSNormalization (opset 23) over a width whose pruned channels are zero: the width
+/// stays prunable, its scale is sliced with it, and its mean's divisor is recorded; the
 /// neurons of the MLP after it stay prunable.
 #[test]
-fn rms_normalization_blocks_the_normalized_width() {
+fn rms_normalization_keeps_the_normalized_width() {
     let mut b = GraphBuilder::new("rms");
     let x = b.input_f32("x", &batch_dims(&[5, 8]));
     let w1 = w(&mut b, "up.weight", &[8, 16]);
@@ -677,10 +734,37 @@ fn rms_normalization_blocks_the_normalized_width() {
     let model = b.build().unwrap();
     let a = run(&model);
     let width = group_with(&a, "up.weight", 1);
-    assert!(!width.prunable, "{}", a.table());
-    assert!(width.reasons.iter().any(|r| r.contains("RMSNormalization normalizes")), "{:?}", width.reasons);
-    assert_eq!(member(width, "rms.weight", 0).role, Role::Producer);
+    assert!(width.prunable, "{}", a.table());
+    assert_eq!(member(width, "rms.weight", 0).role, Role::Aux);
+    assert_eq!(member(width, "ff1.weight", 0).role, Role::Consumer);
+    let divisors: Vec<_> = width.shape_constants.iter().map(|c| (c.location.clone(), c.per_element)).collect();
+    assert_eq!(divisors, vec![(ShapeLocation::MeanDivisor { value: n.clone(), count: 16 }, 1)]);
     let mlp = group_with(&a, "ff1.weight", 1);
     assert!(mlp.prunable, "{}", a.table());
     assert_eq!((mlp.kind, mlp.num_elements), (ElementKind::Channel, 12));
+}
+
+/// A grouped conv with C_in/g != C_out/g (16 -> 24 in 2 groups: 8 in, 12 out per group,
+/// AlexNet's conv2): its input side (c1's channels) and its output side are prunable, an
+/// element taking the same position in every conv group so that the groups stay equal.
+#[test]
+fn grouped_conv_with_unequal_sides_prunes_both() {
+    let mut b = GraphBuilder::new("gc2");
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let c1 = conv(&mut b, &x, "c1", 3, 16, 3, 1);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let gc = conv(&mut b, &r1, "gc", 16, 24, 3, 2);
+    let r2 = b.node("Relu", &[&gc], &[]);
+    let c3 = conv(&mut b, &r2, "c3", 24, 8, 1, 1);
+    let r3 = b.node("Relu", &[&c3], &[]);
+    head(&mut b, &r3, 8);
+    let a = run(&b.build().unwrap());
+    let input_side = group(&a, "c1.bias:0");
+    assert!(input_side.prunable, "{}", a.table());
+    assert_eq!(input_side.num_elements, 8, "{}", a.table());
+    assert_eq!(member(input_side, "gc.weight", 1).role, Role::Consumer);
+    let output_side = group(&a, "gc.bias:0");
+    assert!(output_side.prunable, "{}", a.table());
+    assert_eq!(output_side.num_elements, 12, "{}", a.table());
+    assert_eq!(member(output_side, "c3.weight", 1).role, Role::Consumer);
 }

@@ -62,6 +62,7 @@ zoo_tests!(
     densenet121,
     bert_tiny,
     gpt2_tiny,
+    llama_tiny,
     vit_tiny,
     concat_bn,
     grouped_conv,
@@ -148,6 +149,15 @@ fn attention_heads_and_gqa() {
         let heads = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "q.weight")).unwrap();
         assert!(heads.prunable, "{name}: {}", a.table());
     }
+}
+
+/// RMSNorm over the residual stream: with a residual channel's producers zero, the
+/// weights reading it no longer matter (the means of squares do not change).
+#[test]
+fn rmsnorm_residual_stream() {
+    let a = check_builder_model("rmsnorm", &residual_norm_model(false), vec![2, 5, 8]);
+    let hidden = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "in.weight" && m.axis == 1)).unwrap();
+    assert!(hidden.prunable, "{}", a.table());
 }
 
 /// Squeeze-and-excitation: the sigmoid gate (f(0) = 0.5) multiplies channels that are

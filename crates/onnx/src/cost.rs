@@ -114,12 +114,17 @@ pub struct WeightCosts {
 
 /// The cost of every initializer of `graph` (see [`WeightCost`]); MACs as [`macs`] counts them.
 pub fn weight_costs(graph: &Graph<'_>, shapes: &Shapes) -> WeightCosts {
+    weight_costs_given(graph, shapes, &HashMap::new())
+}
+
+/// [`weight_costs`] with MACs as [`macs_given`] counts them.
+pub fn weight_costs_given(graph: &Graph<'_>, shapes: &Shapes, given: &HashMap<String, i64>) -> WeightCosts {
     let mut out = WeightCosts::default();
     for (name, dims, _, kind) in initializers(graph) {
         let dims = dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
         out.weights.insert(name.to_string(), WeightCost { dims, parameter: kind == InitKind::Parameter, macs: 0 });
     }
-    let est = macs(graph, shapes);
+    let est = macs_given(graph, shapes, given);
     let nodes = &graph.proto.node;
     for m in &est.per_node {
         let Some(node) = nodes.get(m.node) else { continue };
@@ -200,9 +205,32 @@ pub fn sequence_symbols(graph: &Graph<'_>, shapes: &Shapes) -> Vec<String> {
 /// Estimates MACs per batch element: batch symbols (see [`batch_symbols`]) and sequence
 /// symbols (see [`sequence_symbols`]) are bound to 1.
 pub fn macs(graph: &Graph<'_>, shapes: &Shapes) -> MacsEstimate {
+    macs_given(graph, shapes, &HashMap::new())
+}
+
+/// [`macs`] with the sizes of other symbolic input axes given (an image's height and
+/// width, as the data has them); the batch and sequence symbols stay 1 whatever is given.
+pub fn macs_given(graph: &Graph<'_>, shapes: &Shapes, given: &HashMap<String, i64>) -> MacsEstimate {
     let sequence = sequence_symbols(graph, shapes);
-    let bindings: HashMap<String, i64> = batch_symbols(graph, shapes).into_iter().chain(sequence.iter().cloned()).map(|s| (s, 1)).collect();
+    let per_element = batch_symbols(graph, shapes).into_iter().chain(sequence.iter().cloned()).map(|s| (s, 1));
+    let bindings: HashMap<String, i64> = given.iter().map(|(k, v)| (k.clone(), *v)).chain(per_element).collect();
     MacsEstimate { sequence_symbols: sequence, ..macs_with(graph, shapes, &bindings) }
+}
+
+/// The sizes `data` gives the symbolic axes of the real graph inputs after the batch
+/// axis: `data` holds one shape per real input, in graph order, its first axis the
+/// samples. For [`macs_given`] and [`weight_costs_given`].
+pub fn data_sizes(graph: &Graph<'_>, shapes: &Shapes, data: &[Vec<i64>]) -> HashMap<String, i64> {
+    let mut given = HashMap::new();
+    for (v, sizes) in graph.real_inputs().zip(data) {
+        let Some(dims) = v.name.as_deref().and_then(|n| shapes.shape(n)) else { continue };
+        for (d, &size) in dims.iter().zip(sizes).skip(1) {
+            if let (Some(s), true) = (d.as_symbol(), size > 0) {
+                given.entry(s.to_string()).or_insert(size);
+            }
+        }
+    }
+    given
 }
 
 /// Estimates MACs with the given symbol values.

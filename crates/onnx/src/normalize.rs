@@ -47,13 +47,16 @@
 //!    must also hold at least two different values: a constant matrix, e.g. all
 //!    zeros, is never taken for a tie), then element by element with an early exit;
 //!
-//! 7. a fixed batch of 1 (every real graph input's dimension 0 is 1, as old model
-//!    zoo files write it) becomes the symbolic dimension [`BATCH_DIM`] on the inputs
-//!    and outputs, and every constant `Reshape` target whose entry 0 is that batch
-//!    becomes `0` (copy the input's dimension 0): only where this is exact, i.e. the
+//! 7. a fixed batch `N` (every real graph input's dimension 0 is the same `N >= 1`, as
+//!    old model zoo files write it, mostly `N = 1`) becomes the symbolic dimension
+//!    [`BATCH_DIM`] on the inputs and on the outputs whose dimension 0 is `N`, and every
+//!    constant `Reshape` target whose entry 0 is `N` becomes `0` (copy the input's
+//!    dimension 0): only where this is exact, i.e. the
 //!    Reshape's input has the batch as its dimension 0 and the target's other entries
-//!    account for all of its other dimensions, and every graph output then carries the
-//!    batch as its dimension 0. Otherwise the file keeps its fixed batch and
+//!    account for all of its other dimensions, every graph output then carries the
+//!    batch as its dimension 0, and every value's shape, with the batch set back to `N`,
+//!    is the one it had (a constant of `N` rows broadcast against the batch, say, would
+//!    not be). Otherwise the file keeps its fixed batch and
 //!    [`Summary::batch_kept`] says why.
 //!
 //! Graph inputs and outputs, opset imports, metadata, doc strings and the `value_info`
@@ -117,15 +120,17 @@ pub struct Summary {
     /// `(from, to)` when the IR version was raised (IR 3 files with initializers that
     /// are not inputs any more).
     pub ir_version_raised: Option<(i64, i64)>,
-    /// Whether a fixed batch of 1 was made the symbolic dimension [`BATCH_DIM`].
+    /// The batch every real graph input fixed (its dimension 0), if they all fix the same.
+    pub fixed_batch: Option<i64>,
+    /// Whether that fixed batch was made the symbolic dimension [`BATCH_DIM`].
     pub batch_symbolic: bool,
     /// `Reshape` targets whose fixed batch entry became `0` (copy).
     pub batch_reshapes: usize,
-    /// Why a fixed batch of 1 was kept (making it symbolic would not be exact).
+    /// Why the fixed batch was kept (making it symbolic would not be exact).
     pub batch_kept: Option<String>,
 }
 
-/// The name of the symbolic batch dimension that replaces a fixed batch of 1.
+/// The name of the symbolic batch dimension that replaces a fixed batch.
 pub const BATCH_DIM: &str = "batch";
 
 impl Summary {
@@ -135,6 +140,7 @@ impl Summary {
             constants_kept: self.constants_kept,
             overridable_inputs: self.overridable_inputs,
             batch_kept: self.batch_kept.clone(),
+            fixed_batch: if self.batch_symbolic { None } else { self.fixed_batch },
             ..Summary::default()
         }
     }
@@ -166,10 +172,12 @@ impl std::fmt::Display for Summary {
             parts.push(format!("IR version {from} -> {to}"));
         }
         if self.batch_symbolic {
-            parts.push(format!("fixed batch 1 made symbolic '{BATCH_DIM}' ({} Reshape targets copy it)", self.batch_reshapes));
+            let n = self.fixed_batch.unwrap_or(1);
+            parts.push(format!("fixed batch {n} made symbolic '{BATCH_DIM}' ({} Reshape targets copy it)", self.batch_reshapes));
         }
         if let Some(why) = &self.batch_kept {
-            parts.push(format!("fixed batch kept: {why}"));
+            let n = self.fixed_batch.map(|n| format!(" {n}")).unwrap_or_default();
+            parts.push(format!("fixed batch{n} kept: {why}"));
         }
         if parts.is_empty() {
             write!(f, "nothing to normalize")
@@ -417,20 +425,25 @@ fn set_dim0(v: &mut ValueInfoProto, d: DimValue) {
     }
 }
 
-/// Step 6 of the module documentation: a fixed batch of 1 made symbolic where exact.
+/// Step 7 of the module documentation: a fixed batch made symbolic where exact.
 fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, summary: &mut Summary) -> Result<Model> {
-    let one = DimValue::DimValue(1);
-    let reals: Vec<String> = {
+    let (reals, n): (Vec<String>, i64) = {
         let view = Graph::new(&model)?;
-        if !view.real_inputs().all(|v| dim0(v) == Some(&one)) {
+        let firsts: Vec<Option<&DimValue>> = view.real_inputs().map(dim0).collect();
+        let n = match firsts.first() {
+            Some(Some(DimValue::DimValue(n))) if *n >= 1 => *n,
+            _ => return Ok(model),
+        };
+        if !firsts.iter().all(|d| *d == Some(&DimValue::DimValue(n))) {
             return Ok(model);
         }
-        view.real_inputs().filter_map(|v| v.name.clone()).collect()
+        (view.real_inputs().filter_map(|v| v.name.clone()).collect(), n)
     };
     if reals.is_empty() {
         return Ok(model);
     }
-    match batch_rewrite(&model, &reals, name, base)? {
+    summary.fixed_batch = Some(n);
+    match batch_rewrite(&model, &reals, n, name, base)? {
         Ok((out, reshapes)) => {
             summary.batch_symbolic = true;
             summary.batch_reshapes = reshapes;
@@ -448,10 +461,15 @@ fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, su
 fn batch_rewrite(
     model: &Model,
     reals: &[String],
+    n: i64,
     name: &str,
     base: Option<std::path::PathBuf>,
 ) -> Result<std::result::Result<(Model, usize), String>> {
-    let one = DimValue::DimValue(1);
+    let fixed = DimValue::DimValue(n);
+    let before = {
+        let view = Graph::new(model)?;
+        shape::infer(&view).ok()
+    };
     let mut proto = model.proto.clone();
     let Some(g) = proto.graph.as_mut() else {
         return Err(model.error("model", "has no graph"));
@@ -460,11 +478,11 @@ fn batch_rewrite(
     for v in g.input.iter_mut().filter(|v| v.name.as_ref().is_some_and(|n| reals.contains(n))) {
         set_dim0(v, sym.clone());
     }
-    for v in g.output.iter_mut().filter(|v| dim0(v) == Some(&one)) {
+    for v in g.output.iter_mut().filter(|v| dim0(v) == Some(&fixed)) {
         set_dim0(v, sym.clone());
     }
     // Declared intermediate shapes with the fixed batch would contradict the new one.
-    g.value_info.retain(|v| dim0(v) != Some(&one));
+    g.value_info.retain(|v| dim0(v) != Some(&fixed));
     let staged = Model::from_proto(proto, name, base.clone())?;
     let batch = Dim::sym(BATCH_DIM);
     // (node index, new target) for every Reshape whose constant target carries the batch.
@@ -481,7 +499,7 @@ fn batch_rewrite(
             }
             let Some(target) = node.input.get(1).map(|v| view.constant_ints(v)).transpose()?.flatten() else { continue };
             let Some(xd) = shapes.shape(&node.input[0]) else { continue };
-            if xd.first() != Some(&batch) || target.first() != Some(&1) {
+            if xd.first() != Some(&batch) || target.first() != Some(&n) {
                 continue;
             }
             let label = node_label(node);
@@ -548,6 +566,25 @@ fn batch_rewrite(
             match shapes.shape(o) {
                 Some(d) if d.first() == Some(&batch) => {}
                 d => return Ok(Err(format!("graph output '{o}' would not carry the batch (its shape would be {})", show_dims(d)))),
+            }
+        }
+        // Every value that had the batch N as its dimension 0 must now carry the symbolic
+        // batch there (a batch of 1 broadcasts whatever the batch: only from N = 2 on).
+        if let (Some(before), true) = (&before, n >= 2) {
+            let mut lost: Vec<(&String, &[Dim])> = shapes
+                .types
+                .iter()
+                .filter(|(v, t)| {
+                    view.initializer(v).is_none()
+                        && t.dtype.is_some_and(DType::is_float)
+                        && before.shape(v).and_then(<[Dim]>::first) == Some(&Dim::Known(n))
+                })
+                .filter_map(|(v, t)| Some((v, t.shape.as_deref()?)))
+                .filter(|(_, d)| d.first() != Some(&batch))
+                .collect();
+            lost.sort_by(|a, b| a.0.cmp(b.0));
+            if let Some((value, d)) = lost.first() {
+                return Ok(Err(format!("value '{value}' would keep the fixed batch {n} (its shape would be {})", show_dims(Some(d)))));
             }
         }
     }

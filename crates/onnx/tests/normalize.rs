@@ -345,3 +345,25 @@ fn bad_constants_name_the_node() {
     let err = normalize(b.build().unwrap(), &NormalizeOptions::default()).unwrap_err().to_string();
     assert!(err.contains("constant_1") && err.contains("value_float"), "{err}");
 }
+
+/// A batch fixed at 2 that only seems to reach the output: `x + c` with a constant of 2
+/// rows (one per sample), reshaped back to the input's shape read at run time. The
+/// output would carry the symbolic batch, but the sum would not: the batch is kept, and
+/// the reason names the value.
+#[test]
+fn a_batch_lost_inside_the_graph_is_kept() {
+    use oto_onnx::builder::{known_dims, GraphBuilder};
+    let mut b = GraphBuilder::new("rows");
+    let x = b.input_f32("x", &known_dims(&[2, 4]));
+    let c = b.weight("c", &[2, 4], |i| i as f32);
+    let t = b.node("Add", &[&x, &c], &["t"]);
+    let s = b.node("Shape", &[&x], &[]);
+    let y = b.node("Reshape", &[&t, &s], &["y"]);
+    b.output_f32(&y, &known_dims(&[2, 4]));
+    let (after, s) = run(&b.build().unwrap());
+    assert!(!s.batch_symbolic, "{s}");
+    assert_eq!(s.fixed_batch, Some(2));
+    assert_eq!(s.batch_kept.as_deref(), Some("value 't' would keep the fixed batch 2 (its shape would be [2, 4])"), "{s}");
+    let dim0 = |v: &oto_onnx::proto::ValueInfoProto| format!("{:?}", v.r#type.as_ref().unwrap());
+    assert!(dim0(&graph(&after).input[0]).contains("DimValue(2)"), "{}", dim0(&graph(&after).input[0]));
+}

@@ -51,7 +51,8 @@ pub fn float_elements(model: &Model) -> u64 {
 }
 
 /// The float-element count predicted from the groups: each cut initializer keeps
-/// `prod(dim_a - removed_a)` elements.
+/// `prod(dim_a - removed_a)` elements, and each mean that keeps its original divisor
+/// gains its scale (one scalar).
 pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, Vec<usize>>) -> u64 {
     let cuts = cut_indices(analysis, removed, None);
     let mut total = float_elements(model);
@@ -61,5 +62,12 @@ pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BT
         let after: u64 = t.dims.iter().enumerate().map(|(a, &d)| d as u64 - axes.get(&a).map_or(0, |s| s.len() as u64)).product();
         total -= before - after;
     }
-    total
+    let means: std::collections::BTreeSet<&oto_graph::ShapeLocation> = analysis
+        .groups
+        .iter()
+        .filter(|g| removed.get(&g.id).is_some_and(|r| !r.is_empty()))
+        .flat_map(|g| g.shape_constants.iter().map(|c| &c.location))
+        .filter(|l| matches!(l, oto_graph::ShapeLocation::MeanDivisor { .. }))
+        .collect();
+    total + means.len() as u64
 }

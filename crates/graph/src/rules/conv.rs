@@ -69,16 +69,12 @@ impl Ctx<'_, '_> {
             self.block_node(node, "the weight's output channels are not a multiple of group");
             return Ok(());
         }
-        // Grouped with C_in/g != C_out/g: its input channels stay (cutting them would
-        // break the conv groups); its output channels are a new space whose element j is
-        // the j-th output channel of every group, so cutting keeps `group` and equal groups.
+        // Grouped with C_in/g != C_out/g: the same on both sides, an element is the j-th
+        // channel of every conv group (its input channels: the j-th column of the weight;
+        // its output channels: a new space), so cutting keeps `group` and equal groups.
         if m / g != cin_g {
             if let Some(t) = &xt {
-                self.block_axis_at(
-                    node,
-                    &t[1],
-                    "read by a grouped convolution with C_in/group != C_out/group (its input groups stay whole)",
-                );
+                self.grouped_input(node, &w, &t[1], g, cin_g);
             }
             let k = m / g;
             let r = self.new_space(m);
@@ -131,6 +127,73 @@ impl Ctx<'_, '_> {
         out[1] = seg_axis(new_segs);
         self.set(&node.output[0], out);
         Ok(())
+    }
+
+    /// The input side of a grouped convolution with C_in/g != C_out/g: the channels of
+    /// `axis` at the same column `c` of every conv group (of `cin_g` channels) are tied
+    /// into one element, which reads column `c` of the weight's axis 1. Blocked when the
+    /// groups do not hold the same tracked columns.
+    fn grouped_input(&mut self, node: &NodeProto, w: &str, axis: &AxisT, g: usize, cin_g: usize) {
+        let segs = match axis.linear() {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(why) => {
+                self.block_axis_at(node, axis, &format!("'{w}' reads a layout it cannot slice: {why}"));
+                return;
+            }
+        };
+        // Per conv group: (first column, base range) of each tracked piece.
+        let mut pieces: Vec<Vec<(usize, Range)>> = vec![Vec::new(); g];
+        for s in &segs {
+            if s.scale != Scale::Unit || s.repeat != 1 {
+                self.block_axis_at(node, axis, "read by a grouped convolution in blocks it cannot follow");
+                return;
+            }
+            if !s.zero {
+                self.spaces.block(s.range, format!("{}: a non-zero value (f(0) != 0) reaches '{w}'", node_label(node)));
+            }
+            let mut at = 0;
+            while at < s.range.len {
+                let pos = s.offset + at;
+                let (j, col) = (pos / cin_g, pos % cin_g);
+                let len = (cin_g - col).min(s.range.len - at);
+                match pieces.get_mut(j) {
+                    Some(p) => p.push((col, s.range.sub(at, len))),
+                    None => {
+                        self.block_axis_at(node, axis, "more input channels than the conv groups hold");
+                        return;
+                    }
+                }
+                at += len;
+            }
+        }
+        let columns = |p: &[(usize, Range)]| -> Vec<(usize, usize)> {
+            let mut c: Vec<(usize, usize)> = p.iter().map(|(col, r)| (*col, r.len)).collect();
+            c.sort_unstable();
+            c
+        };
+        let cover = |p: &[(usize, Range)]| -> usize { p.iter().map(|(_, r)| r.len).sum() };
+        if pieces
+            .iter()
+            .any(|p| cover(p) != cover(&pieces[0]) || columns(p).iter().map(|c| c.0).ne(columns(&pieces[0]).iter().map(|c| c.0)))
+        {
+            self.block_axis_at(node, axis, "read by a grouped convolution whose groups hold different channels");
+            return;
+        }
+        let first = pieces[0].clone();
+        for &(col, r) in &first {
+            self.member(w, 1, r, col, 1, 1, Role::Consumer);
+        }
+        for other in &pieces[1..] {
+            for &(pc, p) in other {
+                for &(qc, q) in &first {
+                    let (lo, hi) = (pc.max(qc), (pc + p.len).min(qc + q.len));
+                    if lo < hi {
+                        self.spaces.tie(p.sub(lo - pc, hi - lo), q.sub(lo - qc, hi - lo));
+                    }
+                }
+            }
+        }
     }
 
     pub(super) fn conv_transpose(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {

@@ -149,6 +149,30 @@ impl Ctx<'_, '_> {
         let Some(first) = norm_axis(axis, t.len()) else {
             return Ok(());
         };
+        let normalized: Vec<usize> = (first..t.len()).collect();
+        if node.op() == "RMSNormalization" && normalized.iter().all(|&i| t[i].all_zero()) {
+            // A mean of squares: zero channels add nothing; construction keeps its divisor.
+            let scale = node.input[1].clone();
+            for &i in &normalized {
+                if !t[i].is_tracked() {
+                    continue;
+                }
+                let a = t[i].clone();
+                // The scale's axes are the last ones of the normalized axes (broadcast).
+                let r = t.len() - first;
+                match self.init_dims(&scale) {
+                    Some(d) if d.len() <= r => {
+                        if let Some(k) = (i - first).checked_sub(r - d.len()).filter(|&k| d[k] != 1) {
+                            self.members_along(node, &scale, k, &a, Role::Aux);
+                        }
+                    }
+                    _ => self.block_axis_at(node, &a, &format!("scale '{scale}' is not an initializer along these channels")),
+                }
+            }
+            self.mean_divisor(node, &t, &normalized);
+            self.set(&node.output[0], t);
+            return Ok(());
+        }
         for i in first..t.len() {
             if t[i].is_tracked() {
                 let a = t[i].clone();
@@ -162,7 +186,10 @@ impl Ctx<'_, '_> {
                 self.block_axis_at(
                     node,
                     &a,
-                    &format!("{} normalizes over these channels: the normalized width is not exactly prunable", node.op()),
+                    &format!(
+                        "{} normalizes over these channels: removing one moves the statistics of the others (the mean, as in LayerNorm), so the normalized width is not exactly prunable",
+                        node.op()
+                    ),
                 );
             }
         }

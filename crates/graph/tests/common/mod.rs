@@ -283,6 +283,57 @@ pub fn llama_block() -> Model {
     b.build().unwrap()
 }
 
+/// A residual stream opened by a projection ([B, 5, 8] -> 16 channels), an MLP block
+/// reading it through a normalization and adding back to it, and a final normalization
+/// before the output projection (16 -> 4). `centred`: LayerNorm written out
+/// (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add), otherwise RMSNorm as
+/// the exporters write LLaMA's (Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul, Mul).
+pub fn residual_norm_model(centred: bool) -> Model {
+    let (s, e, f) = (5i64, 16usize, 12usize);
+    let mut b = GraphBuilder::new(if centred { "layernorm_residual" } else { "rmsnorm_residual" });
+    let x = b.input_f32("x", &batch_dims(&[s, 8]));
+    let two = b.initializer("two", Tensor::new(vec![], TensorData::F32(vec![2.0])).unwrap());
+    let eps = b.initializer("eps", Tensor::new(vec![], TensorData::F32(vec![1e-5])).unwrap());
+    let last = b.ints("last_axis", &[-1]);
+    let norm = |b: &mut GraphBuilder, t: &str, name: &str| -> String {
+        let mean = |b: &mut GraphBuilder, v: &str| b.node_with("ReduceMean", &[v, &last], &[], &[("keepdims", Attr::Int(1))]);
+        let c = if centred {
+            let mu = mean(b, t);
+            b.node("Sub", &[t, &mu], &[])
+        } else {
+            t.to_string()
+        };
+        let p = b.node("Pow", &[&c, &two], &[]);
+        let m = mean(b, &p);
+        let a = b.node("Add", &[&m, &eps], &[]);
+        let r = b.node("Sqrt", &[&a], &[]);
+        let r = b.node("Reciprocal", &[&r], &[]);
+        let n = b.node("Mul", &[&c, &r], &[]);
+        let wt = b.weight(&format!("{name}.weight"), &[e], |i| 0.5 + (i % 5) as f32 / 4.0);
+        let n = b.node("Mul", &[&wt, &n], &[]);
+        if centred {
+            let bias = w(b, &format!("{name}.bias"), &[e]);
+            b.node("Add", &[&n, &bias], &[])
+        } else {
+            n
+        }
+    };
+    let win = w(&mut b, "in.weight", &[8, e]);
+    let h0 = b.node("MatMul", &[&x, &win], &[]);
+    let n1 = norm(&mut b, &h0, "ln1");
+    let wu = w(&mut b, "up.weight", &[e, f]);
+    let u = b.node("MatMul", &[&n1, &wu], &[]);
+    let u = b.node("Relu", &[&u], &[]);
+    let wd = w(&mut b, "down.weight", &[f, e]);
+    let d = b.node("MatMul", &[&u, &wd], &[]);
+    let h1 = b.node("Add", &[&h0, &d], &[]);
+    let n2 = norm(&mut b, &h1, "ln_f");
+    let wh = w(&mut b, "head.weight", &[e, 4]);
+    let y = b.node("MatMul", &[&n2, &wh], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, 4]));
+    b.build().unwrap()
+}
+
 /// A squeeze-and-excitation block: conv 3->8, ReLU, then x * sigmoid(conv(relu(conv(GAP(x)))))
 /// (8 -> 2 -> 8), then conv 8->4 and a global-pooled output.
 pub fn se_block() -> Model {

@@ -46,6 +46,37 @@ pub enum Part {
 /// The file extensions read (lowercase).
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
+/// For a model input `[N, C, H, W]` whose height and width are symbolic (a Hugging Face
+/// export, `[batch_size, num_channels, height, width]`): the input with the image size
+/// of the `preprocessor_config.json` beside `model` (`"size": {"height", "width"}`, or
+/// one number for both) and 3 channels, as the model's image processor resizes to;
+/// `None` when the input fixes its size or there is no such file.
+pub fn size_from_preprocessor(input: &GraphInput, model: &Path) -> Result<Option<GraphInput>> {
+    let Some(dims) = input.dims.as_deref() else { return Ok(None) };
+    if dims.len() != 4 || (dims[2].is_some() && dims[3].is_some()) {
+        return Ok(None);
+    }
+    let path = model.parent().unwrap_or(Path::new(".")).join("preprocessor_config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let data_error = |message: String| Error::Data { path: path.clone(), message };
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| data_error(format!("not JSON: {e}")))?;
+    let size = &config["size"];
+    let (h, w) = match (size.as_u64(), size["height"].as_u64(), size["width"].as_u64()) {
+        (Some(n), _, _) => (n, n),
+        (None, Some(h), Some(w)) => (h, w),
+        _ => return Err(data_error(format!("\"size\" is {size}, not a number or {{\"height\": H, \"width\": W}}"))),
+    };
+    let fixed = |given: Option<i64>, from: u64, what: &str| -> Result<Option<i64>> {
+        let from = i64::try_from(from).ok().filter(|&v| v > 0).ok_or_else(|| data_error(format!("{what} {from} is not a size")))?;
+        match given {
+            Some(g) if g != from => Err(data_error(format!("{what} {from}, but model input '{}' has {what} {g}", input.name))),
+            _ => Ok(Some(from)),
+        }
+    };
+    let dims = vec![dims[0], dims[1].or(Some(3)), fixed(dims[2], h, "height")?, fixed(dims[3], w, "width")?];
+    Ok(Some(GraphInput { name: input.name.clone(), dtype: input.dtype, dims: Some(dims) }))
+}
+
 /// An image folder matched against a model input of shape `[N, 3, H, W]` (float32).
 #[derive(Debug)]
 pub struct ImageFolder {
@@ -71,7 +102,8 @@ impl ImageFolder {
             [_, Some(3), Some(h), Some(w)] if *h > 0 && *w > 0 => (*h as usize, *w as usize),
             _ => {
                 return Err(data_error(format!(
-                    "an image folder needs a model input of shape [N, 3, H, W] with fixed H and W; input '{}' has shape {}",
+                    "an image folder needs a model input of shape [N, 3, H, W] with fixed H and W (or a \
+                     preprocessor_config.json beside the model giving its size); input '{}' has shape {}",
                     input.name,
                     crate::exec::describe_dims(dims)
                 )))

@@ -140,7 +140,8 @@ impl Dataset {
                         })
                     }
                 };
-                let folder = images::ImageFolder::open(path, options, part, seed, input)?;
+                let sized = images::size_from_preprocessor(input, model.path())?;
+                let folder = images::ImageFolder::open(path, options, part, seed, sized.as_ref().unwrap_or(input))?;
                 let labels = Tensor::from_slice(&folder.labels);
                 Ok(Dataset {
                     path: path.to_path_buf(),
