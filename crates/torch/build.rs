@@ -28,15 +28,19 @@ fn main() {
 
 /// Compiles the c10d shim against libtorch's own headers (the ones tch is built against)
 /// and sets `cfg(oto_c10d)` (and `cfg(oto_c10d_nccl)` with NCCL). Without the Gloo headers
-/// (Debian's `libgloo-dev`, or `GLOO_INCLUDE_DIR`) the crate builds without the
-/// distributed path and says what to install when it is asked for.
+/// (Debian's `libgloo-dev`, or `GLOO_INCLUDE_DIR`), or with `OTO_C10D=0`, the crate builds
+/// without the distributed path and says what to install when it is asked for.
 fn build_c10d_shim(lib_dir: &Path) {
     println!("cargo:rustc-check-cfg=cfg(oto_c10d)");
     println!("cargo:rustc-check-cfg=cfg(oto_c10d_nccl)");
-    for var in ["GLOO_INCLUDE_DIR", "LIBTORCH_INCLUDE", "LIBTORCH_CXX11_ABI", "OTO_C10D_NCCL", "CUDA_HOME"] {
+    for var in ["OTO_C10D", "GLOO_INCLUDE_DIR", "LIBTORCH_INCLUDE", "LIBTORCH_CXX11_ABI", "OTO_C10D_NCCL", "CUDA_HOME"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
+    // OTO_C10D=0: build without the distributed path even where it could be built.
+    if std::env::var("OTO_C10D").is_ok_and(|v| v == "0") {
+        return;
+    }
     let gloo = std::env::var_os("GLOO_INCLUDE_DIR")
         .map(PathBuf::from)
         .into_iter()

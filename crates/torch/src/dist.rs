@@ -19,8 +19,8 @@ pub const AVAILABLE: bool = cfg!(oto_c10d);
 pub const HAS_NCCL: bool = cfg!(oto_c10d_nccl);
 
 /// What to do when the distributed path was not built.
-pub const MISSING: &str = "this oto was built without data-parallel training: the Gloo headers were missing \
-     (install Debian's libgloo-dev, e.g. `make setup` as root, or set GLOO_INCLUDE_DIR) and rebuild";
+pub const MISSING: &str = "this oto was built without data-parallel training (no Gloo headers at build time, or OTO_C10D=0): \
+     install Debian's libgloo-dev (`make setup` as root does) or set GLOO_INCLUDE_DIR, and rebuild";
 
 /// Bytes per all-reduce bucket (DDP's default is 25 MiB).
 pub const BUCKET_BYTES: usize = 25 << 20;
@@ -159,10 +159,6 @@ impl std::fmt::Debug for ProcessGroup {
     }
 }
 
-fn comm_error(what: &str, message: String) -> Error {
-    Error::Distributed(format!("{what}: {message}"))
-}
-
 impl ProcessGroup {
     /// Joins the group `env` describes: Gloo for CPU training, NCCL for a CUDA `device`.
     /// `timeout` bounds the rendezvous and every collective, so a rank that died or hangs
@@ -200,7 +196,7 @@ impl ProcessGroup {
             };
             if handle.is_null() {
                 let where_ = format!("rank {} of {} joining {}:{}", env.rank, env.world, env.master_addr, env.master_port);
-                return Err(comm_error(&where_, ffi::message(error)));
+                return Err(Error::Distributed(format!("{where_}: {}", ffi::message(error))));
             }
             Ok(ProcessGroup { handle, rank: env.rank, world: env.world })
         }
@@ -310,7 +306,7 @@ impl ProcessGroup {
         if rc == 0 {
             return Ok(());
         }
-        Err(comm_error(&format!("rank {} of {}", self.rank, self.world), ffi::message(error)))
+        Err(Error::Distributed(ffi::message(error)))
     }
 }
 
