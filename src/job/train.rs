@@ -202,6 +202,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         )));
     }
     let mut phase = String::new();
+    let first_step = (trainer.group().is_some() && trainer.step < job.steps).then_some(trainer.step);
 
     // Training, one step at a time so that an interrupt is seen at once.
     let train_started = Instant::now();
@@ -261,6 +262,19 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         }
     }
     let train_seconds = train_started.elapsed().as_secs_f64() + progress.seconds_before_resume;
+    if let (Some(g), Some(first)) = (trainer.group(), first_step) {
+        let steps = trainer.step.saturating_sub(first).max(1) as f64;
+        let step_seconds = trainer.step_seconds / steps;
+        let reduce = trainer.all_reduce_seconds / steps;
+        observer.event(Event::Note(format!(
+            "data-parallel over {} processes: gradient all-reduce {:.1} ms of {:.1} ms per step ({:.1}%) on rank {}",
+            g.world(),
+            1e3 * reduce,
+            1e3 * step_seconds,
+            100.0 * reduce / step_seconds.max(1e-12),
+            g.rank()
+        )));
+    }
     if interrupt.load(Ordering::SeqCst) {
         return Err(Interrupted { step: trainer.step, out: job.out.clone() }.into());
     }

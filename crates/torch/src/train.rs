@@ -79,6 +79,10 @@ pub struct Trainer<O: TrainingOptimizer = Optimizer> {
     prefetch: Option<Prefetcher>,
     probe: Option<Vec<Batch>>,
     group: Option<Arc<ProcessGroup>>,
+    /// Seconds spent in the gradient all-reduce (data-parallel), over the steps of this run.
+    pub all_reduce_seconds: f64,
+    /// Seconds spent in [`Trainer::train_step`], over the steps of this run.
+    pub step_seconds: f64,
 }
 
 /// Batches the probe loss is measured on (the first ones of the data, in order).
@@ -119,6 +123,8 @@ impl<O: TrainingOptimizer> Trainer<O> {
             prefetch: None,
             probe: None,
             group: None,
+            all_reduce_seconds: 0.0,
+            step_seconds: 0.0,
         })
     }
 
@@ -247,6 +253,13 @@ impl<O: TrainingOptimizer> Trainer<O> {
     /// One training step: next batch, forward, loss (a NaN/inf loss stops here, before
     /// any update), backward, optional clipping, optimizer update.
     pub fn train_step(&mut self) -> Result<StepRecord> {
+        let started = std::time::Instant::now();
+        let record = self.train_step_timed();
+        self.step_seconds += started.elapsed().as_secs_f64();
+        record
+    }
+
+    fn train_step_timed(&mut self) -> Result<StepRecord> {
         let step = self.step + 1;
         // Dropout draws from a generator seeded per step, so a resumed run draws the same masks.
         // Each rank draws its own dropout masks (rank 0 the ones one process would).
@@ -284,8 +297,10 @@ impl<O: TrainingOptimizer> Trainer<O> {
         let loss = if share == 1.0 { loss } else { loss * share };
         loss.f_backward().map_err(|e| Error::torch(format!("backward pass of step {step}"), e))?;
         if let Some(g) = &self.group {
+            let started = std::time::Instant::now();
             let grads: Vec<Tensor> = self.optimizer.base().params.iter().map(|p| p.grad()).filter(Tensor::defined).collect();
             g.all_reduce(&grads.iter().collect::<Vec<_>>(), ReduceOp::Sum, 1.0)?;
+            self.all_reduce_seconds += started.elapsed().as_secs_f64();
         }
         if let Some(max_norm) = self.config.clip_grad_norm {
             clip_grad_norm(&self.optimizer.base().params, max_norm)?;
