@@ -82,7 +82,7 @@ ifdef CI
   export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup graphs build test demo examples install bench bench-quality fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples install bench bench-quality gpu-check fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
 setup: $(SETUP_STAMP) gloo
@@ -274,6 +274,12 @@ bench: setup graphs $(BENCH_STAMP) $(BENCH_TFM_STAMP)
 	$(CARGO) run -q --release -p oto-optim --example bench_hesso -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
 	$(LOADAVG) | tee -a $(BENCH_LOG)
 	$(PY) bench/report.py $(BENCH_LOG) --out bench/results.md --note "$(BENCH_NOTE)"
+
+# On a machine with NVIDIA GPUs only (not part of `make test`): a CUDA/NCCL build, a HESSO
+# job on --device cuda, a training step against PyTorch on CUDA, and with 2+ GPUs the
+# data-parallel job over NCCL (bench/gpu_check.sh).
+gpu-check: setup $(DEMO_STAMP)
+	PY=$(PY) CARGO=$(CARGO) bench/gpu_check.sh
 
 fuzz:
 	$(CARGO) run --profile fuzz -p oto-fuzz -- --iterations 100000

@@ -33,7 +33,8 @@ fn main() {
 fn build_c10d_shim(lib_dir: &Path) {
     println!("cargo:rustc-check-cfg=cfg(oto_c10d)");
     println!("cargo:rustc-check-cfg=cfg(oto_c10d_nccl)");
-    for var in ["OTO_C10D", "GLOO_INCLUDE_DIR", "LIBTORCH_INCLUDE", "LIBTORCH_CXX11_ABI", "OTO_C10D_NCCL", "CUDA_HOME"] {
+    for var in ["OTO_C10D", "GLOO_INCLUDE_DIR", "LIBTORCH_INCLUDE", "LIBTORCH_CXX11_ABI", "OTO_C10D_NCCL", "CUDA_HOME", "OTO_CUDA_INCLUDE"]
+    {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
@@ -75,15 +76,20 @@ fn build_c10d_shim(lib_dir: &Path) {
         }
         build.define("USE_C10D_NCCL", None).define("USE_CUDA", None).define("OTO_C10D_NCCL", None);
         println!("cargo:rustc-cfg=oto_c10d_nccl");
+        // ProcessGroupNCCL lives in libtorch_cuda, the CUDA device functions in libc10_cuda.
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
     }
     build.compile("oto_c10d");
     println!("cargo:rustc-cfg=oto_c10d");
 }
 
-/// The CUDA runtime and NCCL header directories when the NCCL backend is to be built:
+/// The CUDA and NCCL header directories when the NCCL backend is to be built:
 /// `OTO_C10D_NCCL=1` asks for it (a build error if the headers are missing), `0` refuses
 /// it, and by default it is built when libtorch is a CUDA build, this machine has an
-/// NVIDIA driver and the headers are found (CUDA_HOME, or the nvidia-* wheels beside torch).
+/// NVIDIA driver and the headers are found: `OTO_CUDA_INCLUDE` (colon-separated), a CUDA
+/// toolkit (CUDA_HOME, /usr/local/cuda), the nvidia-* wheels beside torch. Every such
+/// directory is used (the wheels split the headers: runtime, crt, cccl, nccl).
 fn nccl_includes(lib_dir: &Path) -> Option<Vec<PathBuf>> {
     let wanted = std::env::var("OTO_C10D_NCCL").ok();
     let auto = lib_dir.join("libtorch_cuda.so").exists() && Path::new("/dev/nvidiactl").exists();
@@ -94,19 +100,22 @@ fn nccl_includes(lib_dir: &Path) -> Option<Vec<PathBuf>> {
         _ => {}
     }
     let nvidia = lib_dir.parent().and_then(Path::parent).map(|site| site.join("nvidia"));
-    let mut candidates: Vec<PathBuf> = std::env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("include")).into_iter().collect();
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("OTO_CUDA_INCLUDE").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+    candidates.extend(std::env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("include")));
     candidates.push(PathBuf::from("/usr/local/cuda/include"));
     if let Some(nvidia) = &nvidia {
         if let Ok(entries) = std::fs::read_dir(nvidia) {
             candidates.extend(entries.flatten().map(|e| e.path().join("include")));
         }
     }
-    let find = |header: &str| candidates.iter().find(|d| d.join(header).exists()).cloned();
-    match (find("cuda_runtime.h"), find("nccl.h")) {
-        (Some(cuda), Some(nccl)) => Some(vec![cuda, nccl]),
-        _ if wanted.as_deref() == Some("1") => panic!("OTO_C10D_NCCL=1 but the CUDA runtime or NCCL headers are not found (set CUDA_HOME)"),
+    candidates.retain(|d| d.is_dir());
+    let found = |header: &str| candidates.iter().any(|d| d.join(header).exists());
+    match (found("cuda_runtime.h"), found("crt/host_config.h"), found("nccl.h")) {
+        (true, true, true) => Some(candidates),
+        _ if wanted.as_deref() == Some("1") => panic!("OTO_C10D_NCCL=1 but the CUDA headers (cuda_runtime.h, crt/host_config.h) or nccl.h are not found: set CUDA_HOME to a CUDA toolkit or OTO_CUDA_INCLUDE"),
         _ => {
-            println!("cargo:warning=CUDA runtime or NCCL headers not found: oto is built without the NCCL backend");
+            println!("cargo:warning=CUDA or NCCL headers not found (CUDA_HOME, OTO_CUDA_INCLUDE): oto is built without the NCCL backend");
             None
         }
     }

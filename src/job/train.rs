@@ -218,10 +218,12 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         })?;
         let step = record.step;
         if trainer.group().is_some() {
-            // Every period (phase change) starts from the same decisions on every rank.
+            // Every period starts from the same decisions on every rank: checked whenever the
+            // phase or the set of chosen elements changes, and at every checkpoint.
             let m = trainer.optimizer.metrics()?;
-            if m.phase.name() != phase || step % job.checkpoint_every == 0 {
-                phase = m.phase.name().to_string();
+            let key = format!("{} {} {}", m.phase.name(), m.decaying, m.pruned);
+            if key != phase || step % job.checkpoint_every == 0 {
+                phase = key;
                 let pruned = trainer.optimizer.pruned_elements();
                 trainer.check_replicas(&[decisions_checksum(&pruned), m.pruned as f64, m.decaying as f64])?;
             }

@@ -12,6 +12,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #ifdef OTO_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <ATen/ATen.h>
@@ -169,9 +170,10 @@ void* oto_c10d_init(const char* addr, int port, int rank, int world, int timeout
     c10::intrusive_ptr<c10d::Backend> backend;
     if (nccl != 0) {
 #ifdef OTO_C10D_NCCL
+      // One GPU per process: NCCL's communicator lives on this process's device.
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
       auto nopts = c10d::ProcessGroupNCCL::Options::create();
       nopts->timeout = timeout;
-      (void)device;
       backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, nopts);
 #else
       (void)device;
