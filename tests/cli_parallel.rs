@@ -173,10 +173,11 @@ fn a_killed_worker_stops_every_rank_and_keeps_the_checkpoint() {
     let stderr = text(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("rank 1 of 2 was killed by a signal") && stderr.contains("--resume"), "{stderr}");
-    // Rank 0 failed by itself (its collective lost the peer), well before the launcher's
-    // 10 s grace period would have killed it: the launcher waits for every worker.
+    // Rank 0 failed by itself (its collective lost the peer: its own error message), in
+    // seconds (2-3 s on an idle 2-core machine; the bound leaves room for a loaded CI), long
+    // before the launcher's 30 s grace period would have killed it.
     assert!(stderr.contains("rank 0 of 2") && stderr.contains("data-parallel"), "{stderr}");
-    assert!(elapsed < Duration::from_secs(8), "the job took {elapsed:?} to stop");
+    assert!(elapsed < Duration::from_secs(20), "the job took {elapsed:?} to stop");
     // The checkpoint is whole: the job continues from it (in one process).
     let ck = oto_torch::checkpoint::Checkpoint::read(&state, tch::Device::Cpu).unwrap();
     let step = ck.state["step"].as_u64().unwrap();

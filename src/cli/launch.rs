@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// How long the other ranks get to stop by themselves (their collectives fail at once
 /// when a peer is gone) before they are killed.
-const GRACE: Duration = Duration::from_secs(10);
+const GRACE: Duration = Duration::from_secs(30);
 
 /// The job ended with a non-zero exit code that was already reported.
 #[derive(Debug)]

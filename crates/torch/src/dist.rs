@@ -325,3 +325,35 @@ impl Drop for ProcessGroup {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Option<DistEnv>> {
+        DistEnv::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn reads_the_launcher_environment() {
+        assert_eq!(env(&[]).unwrap(), None);
+        assert_eq!(env(&[("WORLD_SIZE", "1"), ("RANK", "0")]).unwrap(), None);
+        let e = env(&[("WORLD_SIZE", "4"), ("RANK", "3"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "node0"), ("MASTER_PORT", "29400")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(e, DistEnv { rank: 3, world: 4, local_rank: 1, master_addr: "node0".into(), master_port: 29400 });
+        // torchrun always sets them all; by hand, the local rank and the address default.
+        let e = env(&[("WORLD_SIZE", "2"), ("RANK", "1")]).unwrap().unwrap();
+        assert_eq!((e.local_rank, e.master_addr.as_str(), e.master_port), (1, "127.0.0.1", 29500));
+        for (vars, needle) in [
+            (&[("WORLD_SIZE", "2")][..], "RANK is not"),
+            (&[("WORLD_SIZE", "two"), ("RANK", "0")][..], "WORLD_SIZE=\"two\""),
+            (&[("WORLD_SIZE", "2"), ("RANK", "2")][..], "RANK=2 is not below WORLD_SIZE=2"),
+            (&[("WORLD_SIZE", "2"), ("RANK", "-1")][..], "RANK=\"-1\""),
+            (&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "70000")][..], "MASTER_PORT=70000"),
+        ] {
+            let err = env(vars).unwrap_err().to_string();
+            assert!(err.contains(needle), "{vars:?}: {err}");
+        }
+    }
+}
