@@ -246,12 +246,13 @@ pub fn run(args: &Args, quiet: bool, _verbose: u8) -> Result<()> {
         _ => {}
     }
     let rank = env.as_ref().map(|e| format!("rank {} of {}: ", e.rank, e.world)).unwrap_or_default();
-    run_process(args, quiet || env.as_ref().is_some_and(|e| e.rank > 0), env.as_ref()).map_err(|e| {
-        if rank.is_empty() || e.is::<crate::job::Interrupted>() {
-            e
-        } else {
-            e.context(rank.trim_end_matches(": ").to_string())
-        }
+    let follower = env.as_ref().is_some_and(|e| e.rank > 0);
+    run_process(args, quiet || follower, env.as_ref()).map_err(|e| match e.is::<crate::job::Interrupted>() {
+        // Rank 0 says where the checkpoint is; the others only exit with the same code.
+        true if follower => super::launch::Exit(130).into(),
+        true => e,
+        false if rank.is_empty() => e,
+        false => e.context(rank.trim_end_matches(": ").to_string()),
     })
 }
 
