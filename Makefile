@@ -82,10 +82,25 @@ ifdef CI
   export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup graphs build test demo examples install bench bench-quality fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples install bench bench-quality gpu-check fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
-setup: $(SETUP_STAMP)
+setup: $(SETUP_STAMP) gloo
+
+# Gloo's headers (Debian's libgloo-dev), which libtorch's ProcessGroupGloo.hpp includes: the
+# c10d shim of data-parallel training (crates/torch/build.rs) is built only when they are
+# there. Installed when missing and possible (root with apt-get); otherwise oto builds
+# without data-parallel training and `oto prune --nproc` says what to install.
+GLOO_HEADER := /usr/include/gloo/config.h
+.PHONY: gloo
+gloo:
+	@if [ -e $(GLOO_HEADER) ] || [ -n "$${GLOO_INCLUDE_DIR:-}" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q libgloo-dev || { apt-get update -q && apt-get install -y -q libgloo-dev; } || \
+	        echo "note: could not install libgloo-dev: oto builds without data-parallel training"; \
+	else \
+	    echo "note: Gloo headers missing (apt-get install libgloo-dev as root): oto builds without data-parallel training"; \
+	fi
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
@@ -263,6 +278,12 @@ bench: setup graphs $(BENCH_STAMP) $(BENCH_TFM_STAMP)
 	$(CARGO) run -q --release -p oto-optim --example bench_hesso -- $(ZOO)/bert_tiny.onnx --batch 16 --threads 2 $(TO_LOG)
 	$(LOADAVG) | tee -a $(BENCH_LOG)
 	$(PY) bench/report.py $(BENCH_LOG) --out bench/results.md --note "$(BENCH_NOTE)"
+
+# On a machine with NVIDIA GPUs only (not part of `make test`): a CUDA/NCCL build, a HESSO
+# job on --device cuda, a training step against PyTorch on CUDA, and with 2+ GPUs the
+# data-parallel job over NCCL (bench/gpu_check.sh).
+gpu-check: setup $(DEMO_STAMP)
+	PY=$(PY) CARGO=$(CARGO) bench/gpu_check.sh
 
 fuzz:
 	$(CARGO) run --profile fuzz -p oto-fuzz -- --iterations 100000

@@ -1,6 +1,6 @@
 """Baseline for the training-step benchmark: PyTorch eager on the zoo model's architecture.
 
-python bench/torch_step.py NAME --batch B [--steps N] [--threads T]; prints one JSON line
+python bench/torch_step.py NAME --batch B [--steps N] [--threads T] [--device D]; prints one JSON line
 (median step seconds, peak RSS), like crates/torch/examples/bench_step.rs, and the same as
 `BENCH {json}` lines for bench/report.py (name `step NAME`, impl `pytorch`).
 """
@@ -22,13 +22,14 @@ ap.add_argument("name")
 ap.add_argument("--batch", type=int, default=16)
 ap.add_argument("--steps", type=int, default=20)
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--device", default="cpu")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 zm = {m.name: m for m in zoo.MODELS}[a.name]
 model = zm.build()
 zoo.randomize(model)
-model.train()
+model.to(a.device).train()
 inputs = []
 for s in zm.inputs:
     shape = (a.batch, *s.shape)
@@ -38,9 +39,10 @@ for s in zm.inputs:
         inputs.append(torch.ones(shape, dtype=torch.int64))
     else:
         inputs.append(torch.randn(shape))
+inputs = [t.to(a.device) for t in inputs]
 with torch.no_grad():
     classes = model(*inputs).shape[-1]
-labels = torch.randint(0, classes, (a.batch,))
+labels = torch.randint(0, classes, (a.batch,)).to(a.device)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 times = []
 for step in range(a.steps + 3):

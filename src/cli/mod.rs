@@ -9,6 +9,7 @@ pub mod data;
 mod eval;
 mod hessian;
 mod inspect;
+mod launch;
 mod prune;
 mod quantize;
 
@@ -152,6 +153,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(exit) = err.downcast_ref::<launch::Exit>() {
+                return ExitCode::from(exit.0);
+            }
             if let Some(stop) = err.downcast_ref::<crate::job::Interrupted>() {
                 eprintln!("{stop}");
                 return ExitCode::from(130);

@@ -111,6 +111,15 @@ pub struct Args {
     /// Keep the group(s) of this initializer or node (repeatable).
     #[arg(long, value_name = "NAME")]
     pub unprunable: Vec<String>,
+    /// Train data-parallel in N local worker processes (Gloo on CPU; with --device cuda one
+    /// GPU per worker, NCCL); --batch-size stays the global batch. Under torchrun (RANK and
+    /// WORLD_SIZE set) each process is one rank and this is ignored.
+    #[arg(long, value_name = "N")]
+    pub nproc: Option<usize>,
+    /// Data-parallel: BatchNorm statistics over the global batch (SyncBatchNorm) instead of
+    /// each process's share of it (DDP's default).
+    #[arg(long)]
+    pub sync_batch_norm: bool,
     /// Raw text or image folders instead of --data.
     #[command(flatten)]
     pub data_args: super::data::DataArgs,
@@ -230,16 +239,70 @@ impl Observer for Progress {
 
 /// Runs `oto prune`.
 pub fn run(args: &Args, quiet: bool, _verbose: u8) -> Result<()> {
-    let setup = match &args.resume {
-        Some(dir) => Setup::resume(dir, args.device.clone(), args.threads)?,
+    let env = oto_torch::dist::DistEnv::from_env().map_err(input_error)?;
+    match (&env, args.nproc) {
+        (None, Some(0)) => return Err(input_error(anyhow::anyhow!("--nproc must be at least 1"))),
+        (None, Some(n)) if n > 1 => return super::launch::launch(n, args.threads),
+        _ => {}
+    }
+    let rank = env.as_ref().map(|e| format!("rank {} of {}: ", e.rank, e.world)).unwrap_or_default();
+    let follower = env.as_ref().is_some_and(|e| e.rank > 0);
+    run_process(args, quiet || follower, env.as_ref()).map_err(|e| match e.is::<crate::job::Interrupted>() {
+        // Rank 0 says where the checkpoint is; the others only exit with the same code.
+        true if follower => super::launch::Exit(130).into(),
+        true => e,
+        false if rank.is_empty() => e,
+        false => e.context(rank.trim_end_matches(": ").to_string()),
+    })
+}
+
+/// The device of one rank: with CUDA, the GPU of its local rank.
+fn rank_device(requested: Option<&str>, env: &oto_torch::dist::DistEnv) -> Option<String> {
+    let cuda = match requested.map(str::trim) {
+        Some("cuda") => true,
+        Some("auto") | None => oto_torch::tch::Cuda::is_available(),
+        _ => false,
+    };
+    if cuda {
+        Some(format!("cuda:{}", env.local_rank))
+    } else {
+        requested.map(str::to_string)
+    }
+}
+
+/// Seconds a collective may wait for the other ranks (`OTO_DIST_TIMEOUT`, default 300).
+fn dist_timeout() -> Result<std::time::Duration> {
+    match std::env::var("OTO_DIST_TIMEOUT") {
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| input_error(anyhow::anyhow!("OTO_DIST_TIMEOUT={v:?} is not a positive number of seconds"))),
+        Err(_) => Ok(std::time::Duration::from_secs(300)),
+    }
+}
+
+/// One process of the job: the whole job, or one rank of a data-parallel one.
+fn run_process(args: &Args, quiet: bool, env: Option<&oto_torch::dist::DistEnv>) -> Result<()> {
+    let mut spec = args.spec();
+    let device = env.map_or_else(|| args.device.clone(), |e| rank_device(args.device.as_deref(), e));
+    spec.device.clone_from(&device);
+    let mut setup = match &args.resume {
+        Some(dir) => Setup::resume(dir, device, args.threads)?,
         None => {
             let file = match &args.config {
                 Some(path) => JobSpec::from_toml_file(path).map_err(input_error)?,
                 None => JobSpec::default(),
             };
-            Setup::new(&file.overridden_by(args.spec()))?
+            Setup::new(&file.overridden_by(spec))?
         }
     };
+    if let Some(env) = env {
+        let group = oto_torch::dist::ProcessGroup::init(env, setup.device(), dist_timeout()?).map_err(crate::error::classify)?;
+        setup.parallel = Some(job::train::Parallel { group: Arc::new(group), sync_batch_norm: args.sync_batch_norm });
+    }
     // The first Ctrl-C asks the job to checkpoint and stop; a second one exits at once.
     let interrupt = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -256,11 +319,11 @@ pub fn run(args: &Args, quiet: bool, _verbose: u8) -> Result<()> {
         metric: String::new(),
         phase: String::new(),
     };
-    let result = job::run(setup, &interrupt, &mut progress);
+    let result = job::run_rank(setup, &interrupt, &mut progress);
     if let Some(bar) = progress.bar.take() {
         bar.finish_and_clear();
     }
-    let report = result?;
+    let Some(report) = result? else { return Ok(()) };
     if !quiet {
         println!("{}", summary_table(&report));
         println!(

@@ -64,9 +64,21 @@ use std::time::Instant;
 /// [`Interrupted`], after the checkpoint was written), writing every output into
 /// `job.out`, and returns the report.
 pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) -> Result<Report> {
+    match run_rank(setup, interrupt, observer)? {
+        Some(report) => Ok(report),
+        None => anyhow::bail!("this process is not rank 0 of its data-parallel job: it wrote no outputs (use run_rank)"),
+    }
+}
+
+/// [`run`] as one process of a data-parallel job ([`Setup::parallel`]): every rank
+/// trains; only rank 0 builds, verifies and writes the outputs (`None` on the others).
+pub fn run_rank(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) -> Result<Option<Report>> {
     let started = Instant::now();
     let trained = train::train(setup, interrupt, observer)?;
+    if !trained.writer {
+        return Ok(None);
+    }
     let built = construct::construct(&trained, observer)?;
     let verified = verify::verify(&trained, &built, observer)?;
-    report::write(&trained, &built, verified, started, observer)
+    report::write(&trained, &built, verified, started, observer).map(Some)
 }

@@ -23,9 +23,17 @@ pub struct Setup {
     pub(super) train: Dataset,
     pub(super) val: Option<Dataset>,
     pub(super) resume: bool,
+    /// Data-parallel training: this process's place in the job (set by the caller after
+    /// [`Setup::new`] or [`Setup::resume`]; `None`: one process).
+    pub parallel: Option<super::train::Parallel>,
 }
 
 impl Setup {
+    /// The device the model was placed on.
+    pub fn device(&self) -> oto_torch::tch::Device {
+        self.exec.device()
+    }
+
     /// A new job from user settings: reads the model and the data and decides every setting.
     pub fn new(spec: &JobSpec) -> Result<Setup> {
         let model_path =
@@ -85,7 +93,7 @@ impl Setup {
             oto_torch::loss::Loss::Distill { .. } => Some(Executor::new(&model, exec.device()).map_err(classify)?),
             _ => None,
         };
-        Ok(Setup { job, model, analysis, exec, teacher, train, val, resume })
+        Ok(Setup { job, model, analysis, exec, teacher, train, val, resume, parallel: None })
     }
 }
 

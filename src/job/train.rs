@@ -14,11 +14,13 @@ use oto_hessian::{hutchinson, HessianOperator, TraceConfig};
 use oto_onnx::Model;
 use oto_optim::{Hesso, HessoMetrics};
 use oto_torch::data::Dataset;
+use oto_torch::dist::ProcessGroup;
 use oto_torch::exec::Executor;
-use oto_torch::train::{evaluate, TrainConfig, Trainer};
+use oto_torch::train::{evaluate_sharded, TrainConfig, Trainer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The job stopped on request after writing its checkpoint.
@@ -43,6 +45,32 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+/// This process's place in a data-parallel job.
+pub struct Parallel {
+    /// The process group (Gloo on CPU, NCCL on CUDA).
+    pub group: Arc<ProcessGroup>,
+    /// BatchNorm statistics over the global batch instead of each rank's slice.
+    pub sync_batch_norm: bool,
+}
+
+/// A checksum of HESSO's decisions (which elements are pruned), compared over the ranks.
+fn decisions_checksum(pruned: &BTreeMap<String, Vec<usize>>) -> f64 {
+    // FNV-1a over the group names and element indices, kept to f64's 53 exact bits.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (name, elements) in pruned {
+        eat(name.as_bytes());
+        for e in elements {
+            eat(&(*e as u64).to_le_bytes());
+        }
+    }
+    (hash >> 11) as f64
+}
 
 /// What HESSO produced, for the report.
 pub struct Finals {
@@ -121,15 +149,21 @@ pub struct Trained {
     pub progress: Progress,
     /// What HESSO did.
     pub finals: Finals,
+    /// Whether this process writes the outputs (rank 0 of a data-parallel job).
+    pub writer: bool,
 }
 
 /// Trains the job's model with HESSO to the last step (or until `interrupt` is set:
 /// then the checkpoint is written and the error is [`Interrupted`]), evaluating the
 /// original model first and the model at every evaluation step.
 pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) -> Result<Trained> {
-    let Setup { job, model, analysis, exec, teacher, train, val, resume } = setup;
+    let Setup { job, model, analysis, exec, teacher, train, val, resume, parallel } = setup;
+    let writer = parallel.as_ref().is_none_or(|p| p.group.rank() == 0);
+    let group = parallel.as_ref().map(|p| p.group.as_ref());
     let ck_dir = job.out.join(CHECKPOINT_DIR);
-    std::fs::create_dir_all(&ck_dir).with_context(|| format!("cannot create {}", ck_dir.display()))?;
+    if writer {
+        std::fs::create_dir_all(&ck_dir).with_context(|| format!("cannot create {}", ck_dir.display()))?;
+    }
     // Without held-out data, the metric is measured on the training data (same tensors).
     let eval_set = val.unwrap_or_else(|| train.shallow_clone());
     let eval_data = &eval_set;
@@ -138,7 +172,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         let path = ck_dir.join(PROGRESS_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display())).map_err(input_error)?;
         serde_json::from_str(&text).with_context(|| format!("{}: invalid progress file", path.display())).map_err(input_error)?
-    } else {
+    } else if writer {
         // A new job in a folder used before: the old training state must not be resumed
         // under this job's settings.
         for stale in [STATE_FILE, PROGRESS_FILE] {
@@ -149,10 +183,12 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         }
         write_json(&ck_dir.join(JOB_FILE), &job)?;
         Progress::default()
+    } else {
+        Progress::default()
     };
     if progress.before.is_none() {
         observer.event(Event::Phase("evaluating the original model"));
-        progress.before = Some(evaluate(&exec, teacher.as_ref(), eval_data, job.eval_batch(), job.loss).map_err(classify)?);
+        progress.before = Some(evaluate_sharded(&exec, teacher.as_ref(), eval_data, job.eval_batch(), job.loss, group).map_err(classify)?);
     }
 
     let mut hesso = Hesso::from_executor(&exec, &analysis, job.optimizer, job.hesso)?;
@@ -181,6 +217,18 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         progress.history.evals.retain(|p| p.step <= step);
         observer.event(Event::Note(format!("resumed from {} at step {step}", state_path.display())));
     }
+    if let Some(p) = &parallel {
+        trainer.set_process_group(Arc::clone(&p.group), p.sync_batch_norm).map_err(classify)?;
+        let world = p.group.world();
+        observer.event(Event::Note(format!(
+            "data-parallel over {world} processes: {} samples of each global batch of {} per process{}",
+            job.batch_size / world,
+            job.batch_size,
+            if p.sync_batch_norm { ", BatchNorm synchronized" } else { "" }
+        )));
+    }
+    let mut phase = String::new();
+    let first_step = (trainer.group().is_some() && trainer.step < job.steps).then_some(trainer.step);
 
     // Training, one step at a time so that an interrupt is seen at once.
     let train_started = Instant::now();
@@ -199,6 +247,17 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
             other => other.into(),
         })?;
         let step = record.step;
+        if trainer.group().is_some() {
+            // Every period starts from the same decisions on every rank: checked whenever the
+            // phase or the set of chosen elements changes, and at every checkpoint.
+            let m = trainer.optimizer.metrics()?;
+            let key = format!("{} {} {}", m.phase.name(), m.decaying, m.pruned);
+            if key != phase || step % job.checkpoint_every == 0 {
+                phase = key;
+                let pruned = trainer.optimizer.pruned_elements();
+                trainer.check_replicas(&[decisions_checksum(&pruned), m.pruned as f64, m.decaying as f64])?;
+            }
+        }
         let point = if step % log_every == 0 || step == job.steps || step == 1 {
             let m = trainer.optimizer.metrics()?;
             progress.history.steps.push(StepPoint {
@@ -216,15 +275,18 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         };
         observer.event(Event::Step { step, loss: record.loss, point });
         if step % job.eval_every == 0 || step == job.steps {
-            let r = evaluate(&trainer.exec, trainer.teacher.as_ref(), eval_data, job.eval_batch(), job.loss)?;
+            let r = evaluate_sharded(&trainer.exec, trainer.teacher.as_ref(), eval_data, job.eval_batch(), job.loss, trainer.group())?;
             progress.history.evals.push(EvalPoint { step, loss: r.loss, accuracy: r.accuracy });
             observer.event(Event::Eval(progress.history.evals.last().unwrap_or(&EvalPoint::default())));
         }
-        let stop = interrupt.load(Ordering::SeqCst);
+        // A Ctrl-C seen by any rank stops every rank after the same step.
+        let stop = trainer.any_rank(interrupt.load(Ordering::SeqCst))?;
         if stop || step % job.checkpoint_every == 0 || step == job.steps {
-            let mut saved = progress.clone();
-            saved.seconds_before_resume += train_started.elapsed().as_secs_f64();
-            write_json(&ck_dir.join(PROGRESS_FILE), &saved)?;
+            if writer {
+                let mut saved = progress.clone();
+                saved.seconds_before_resume += train_started.elapsed().as_secs_f64();
+                write_json(&ck_dir.join(PROGRESS_FILE), &saved)?;
+            }
             trainer.save(&state_path)?;
         }
         if stop {
@@ -232,6 +294,19 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         }
     }
     let train_seconds = train_started.elapsed().as_secs_f64() + progress.seconds_before_resume;
+    if let (Some(g), Some(first)) = (trainer.group(), first_step) {
+        let steps = trainer.step.saturating_sub(first).max(1) as f64;
+        let step_seconds = trainer.step_seconds / steps;
+        let reduce = trainer.all_reduce_seconds / steps;
+        observer.event(Event::Note(format!(
+            "data-parallel over {} processes: gradient all-reduce {:.1} ms of {:.1} ms per step ({:.1}%) on rank {}",
+            g.world(),
+            1e3 * reduce,
+            1e3 * step_seconds,
+            100.0 * reduce / step_seconds.max(1e-12),
+            g.rank()
+        )));
+    }
     if interrupt.load(Ordering::SeqCst) {
         return Err(Interrupted { step: trainer.step, out: job.out.clone() }.into());
     }
@@ -243,5 +318,5 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         metrics: trainer.optimizer.metrics()?,
         cric: trainer.optimizer.cric_report(),
     };
-    Ok(Trained { job, model, analysis, exec: trainer.exec, teacher: trainer.teacher, eval_data: eval_set, progress, finals })
+    Ok(Trained { job, model, analysis, exec: trainer.exec, teacher: trainer.teacher, eval_data: eval_set, progress, finals, writer })
 }

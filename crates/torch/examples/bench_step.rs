@@ -3,24 +3,25 @@
 //! batch and threads). Prints one JSON line: median step seconds and peak RSS, and the same
 //! as `BENCH {json}` lines for `bench/report.py` (name `step STEM`, impl `oto`).
 //!
-//! `cargo run --release -p oto-torch --example bench_step -- MODEL.onnx --batch B [--steps N] [--threads T]`
+//! `cargo run --release -p oto-torch --example bench_step -- MODEL.onnx --batch B [--steps N] [--threads T] [--device D]`
 
 use oto_testkit::bench::{arg, bench_line, peak_rss_bytes};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::loss::Loss;
 use oto_torch::optim::{Optimizer, OptimizerConfig};
 use std::time::Instant;
-use tch::Device;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args.first().ok_or_else(|| anyhow::anyhow!("usage: bench_step MODEL.onnx --batch B [--steps N] [--threads T]"))?;
     let (batch, steps, threads) = (arg(&args, "--batch", 16) as i64, arg(&args, "--steps", 20), arg(&args, "--threads", 2));
+    let device = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1)).map_or("cpu", String::as_str);
+    let device = oto_torch::parse_device(device)?;
     oto_torch::train::set_threads(Some(threads));
     tch::manual_seed(0);
     let model = oto_onnx::Model::load(path)?;
-    let exec = Executor::new(&model, Device::Cpu)?;
-    let oto_torch::data::Batch { inputs, labels } = oto_torch::data::synthetic_batch(&exec, batch)?;
+    let exec = Executor::new(&model, device)?;
+    let oto_torch::data::Batch { inputs, labels } = oto_torch::data::synthetic_batch(&exec, batch)?.to_device(device);
     let labels = labels.ok_or_else(|| anyhow::anyhow!("no labels"))?;
     let mut optimizer =
         Optimizer::new(OptimizerConfig::parse("sgd")?, exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect())?;
@@ -33,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         optimizer.zero_grad();
         loss.backward();
         optimizer.step(0.01)?;
+        // Reading the loss waits for the device (CUDA runs asynchronously).
         let _ = loss.double_value(&[]);
         if step >= 3 {
             times.push(start.elapsed().as_secs_f64());

@@ -72,6 +72,10 @@ pub enum Error {
     /// A training setting is invalid (names the setting).
     #[error("{0}")]
     Config(String),
+    /// Data-parallel communication failed (a rank died, a timeout, a bad rendezvous), or
+    /// the ranks disagree where they must agree.
+    #[error("data-parallel: {0}")]
+    Distributed(String),
     /// Any other libtorch failure, with what was being done.
     #[error("{context}: {message}")]
     Torch {

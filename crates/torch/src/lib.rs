@@ -8,6 +8,7 @@ pub use tch;
 
 pub mod checkpoint;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod exec;
 pub mod hessian;

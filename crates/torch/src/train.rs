@@ -3,6 +3,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::data::{Batch, DataPosition, Dataset, Prefetcher, Sampling};
+use crate::dist::{ProcessGroup, ReduceOp};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Mode};
 use crate::loss::{correct_predictions, Loss};
@@ -10,6 +11,7 @@ use crate::optim::{clip_grad_norm, ExtraState, Optimizer, OptimizerConfig, Train
 use crate::schedule::Schedule;
 use oto_onnx::Model;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::{Device, Tensor};
 
 /// Sets libtorch's intra-op thread count; `None`: every core.
@@ -76,6 +78,11 @@ pub struct Trainer<O: TrainingOptimizer = Optimizer> {
     pub last_checkpoint: Option<PathBuf>,
     prefetch: Option<Prefetcher>,
     probe: Option<Vec<Batch>>,
+    group: Option<Arc<ProcessGroup>>,
+    /// Seconds spent in the gradient all-reduce (data-parallel), over the steps of this run.
+    pub all_reduce_seconds: f64,
+    /// Seconds spent in [`Trainer::train_step`], over the steps of this run.
+    pub step_seconds: f64,
 }
 
 /// Batches the probe loss is measured on (the first ones of the data, in order).
@@ -115,7 +122,89 @@ impl<O: TrainingOptimizer> Trainer<O> {
             last_checkpoint: None,
             prefetch: None,
             probe: None,
+            group: None,
+            all_reduce_seconds: 0.0,
+            step_seconds: 0.0,
         })
+    }
+
+    /// Makes this trainer one replica of a data-parallel job over `group`: the model's
+    /// parameters and buffers are overwritten with rank 0's; from then on each rank trains
+    /// on its slice of every global batch (`batch_size` stays the global batch) and the
+    /// gradients are summed over the ranks, so every rank takes the same steps as one
+    /// process would on the whole batch. With `sync_batch_norm`, BatchNorm normalizes over
+    /// the global batch (exactly one process's statistics); without, over the rank's slice
+    /// (as DDP), rank 0's running statistics being broadcast after every step.
+    pub fn set_process_group(&mut self, group: Arc<ProcessGroup>, sync_batch_norm: bool) -> Result<()> {
+        if self.config.batch_size < group.world() {
+            return Err(Error::Config(format!(
+                "the batch size {} is smaller than the {} data-parallel processes: each needs at least one sample",
+                self.config.batch_size,
+                group.world()
+            )));
+        }
+        if self.dataset.len < group.world() {
+            return Err(Error::Config(format!("the data hold {} samples, fewer than the {} processes", self.dataset.len, group.world())));
+        }
+        let state = self.exec.state();
+        tch::no_grad(|| group.broadcast(&state.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0))?;
+        self.exec.set_batch_norm_sync(sync_batch_norm.then(|| Arc::clone(&group)));
+        if let Some(teacher) = &self.teacher {
+            let state = teacher.state();
+            tch::no_grad(|| group.broadcast(&state.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0))?;
+        }
+        self.group = Some(group);
+        Ok(())
+    }
+
+    /// The data-parallel process group, if any.
+    pub fn group(&self) -> Option<&ProcessGroup> {
+        self.group.as_deref()
+    }
+
+    /// Whether this process writes outputs (rank 0, or the only process).
+    pub fn is_writer(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank() == 0)
+    }
+
+    /// Checks that every rank holds the same model and optimizer decisions: a checksum of
+    /// the parameters and buffers plus `extra` (e.g. a hash of the pruned elements) is
+    /// compared over the ranks; an error names the first value that differs.
+    pub fn check_replicas(&self, extra: &[f64]) -> Result<()> {
+        let Some(group) = &self.group else { return Ok(()) };
+        let _guard = tch::no_grad_guard();
+        let (mut sum, mut squares) = (0.0, 0.0);
+        for (name, t) in self.exec.state() {
+            let t = t.f_to_kind(tch::Kind::Double).map_err(|e| Error::torch(format!("checksum of '{name}'"), e))?;
+            sum += t.sum(tch::Kind::Double).double_value(&[]);
+            squares += t.square().sum(tch::Kind::Double).double_value(&[]);
+        }
+        let mut values = vec![sum, squares];
+        values.extend_from_slice(extra);
+        let max = Tensor::from_slice(&values);
+        let neg_min = -Tensor::from_slice(&values);
+        group.all_reduce(&[&max, &neg_min], ReduceOp::Max, 1.0)?;
+        let max = Vec::<f64>::try_from(&max).map_err(|e| Error::torch("reading the checksums", e))?;
+        let neg_min = Vec::<f64>::try_from(&neg_min).map_err(|e| Error::torch("reading the checksums", e))?;
+        let names = ["parameter and buffer sum", "parameter and buffer sum of squares"];
+        for (i, (hi, lo)) in max.iter().zip(neg_min.iter().map(|v| -v)).enumerate() {
+            if hi.to_bits() != lo.to_bits() {
+                let what = names.get(i).map_or_else(|| format!("optimizer checksum {}", i - names.len()), |n| n.to_string());
+                return Err(Error::Distributed(format!(
+                    "the ranks diverged at step {}: {what} ranges from {lo} to {hi} over the ranks",
+                    self.step
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any rank asks to stop (`local` on this rank): every rank sees the same answer.
+    pub fn any_rank(&self, local: bool) -> Result<bool> {
+        match &self.group {
+            Some(g) => Ok(g.sum_f64(&[f64::from(u8::from(local))])?[0] > 0.0),
+            None => Ok(local),
+        }
     }
 
     /// How batches are drawn (seeded shuffling, incomplete last batch dropped when
@@ -164,15 +253,33 @@ impl<O: TrainingOptimizer> Trainer<O> {
     /// One training step: next batch, forward, loss (a NaN/inf loss stops here, before
     /// any update), backward, optional clipping, optimizer update.
     pub fn train_step(&mut self) -> Result<StepRecord> {
+        let started = std::time::Instant::now();
+        let record = self.train_step_timed();
+        self.step_seconds += started.elapsed().as_secs_f64();
+        record
+    }
+
+    fn train_step_timed(&mut self) -> Result<StepRecord> {
         let step = self.step + 1;
         // Dropout draws from a generator seeded per step, so a resumed run draws the same masks.
-        tch::manual_seed(mix(self.config.seed, step) as i64);
+        // Each rank draws its own dropout masks (rank 0 the ones one process would).
+        let rank = self.group.as_ref().map_or(0, |g| g.rank() as u64);
+        tch::manual_seed(if rank == 0 { mix(self.config.seed, step) } else { mix(mix(self.config.seed, step), rank) } as i64);
         let batch = self.next_batch()?;
+        // Data-parallel: this rank's contiguous slice of the global batch, and its share of
+        // the global mean loss (its samples over the batch's).
+        let (batch, share) = match &self.group {
+            Some(g) => shard(&batch, g.rank(), g.world())?,
+            None => (batch, 1.0),
+        };
         // The forward pass updates the BatchNorm running statistics: keep a copy to
         // undo that if the step turns out bad (they are small: one vector per channel).
         let buffers: Vec<Tensor> = tch::no_grad(|| self.exec.buffers().iter().map(|b| b.tensor.copy()).collect());
         let loss = self.loss_on(&batch)?;
-        let value = loss.f_double_value(&[]).map_err(|e| Error::torch("reading the loss", e))?;
+        let mut value = loss.f_double_value(&[]).map_err(|e| Error::torch("reading the loss", e))?;
+        if let Some(g) = &self.group {
+            value = g.sum_f64(&[value * share])?[0];
+        }
         if !value.is_finite() {
             tch::no_grad(|| {
                 for (b, saved) in self.exec.buffers().iter().zip(&buffers) {
@@ -187,7 +294,14 @@ impl<O: TrainingOptimizer> Trainer<O> {
         }
         let lr = self.config.schedule.lr_at(self.step);
         self.optimizer.base_mut().zero_grad();
+        let loss = if share == 1.0 { loss } else { loss * share };
         loss.f_backward().map_err(|e| Error::torch(format!("backward pass of step {step}"), e))?;
+        if let Some(g) = &self.group {
+            let started = std::time::Instant::now();
+            let grads: Vec<Tensor> = self.optimizer.base().params.iter().map(|p| p.grad()).filter(Tensor::defined).collect();
+            g.all_reduce(&grads.iter().collect::<Vec<_>>(), ReduceOp::Sum, 1.0)?;
+            self.all_reduce_seconds += started.elapsed().as_secs_f64();
+        }
         if let Some(max_norm) = self.config.clip_grad_norm {
             clip_grad_norm(&self.optimizer.base().params, max_norm)?;
         }
@@ -202,6 +316,11 @@ impl<O: TrainingOptimizer> Trainer<O> {
             mean_loss(exec, teacher, batches, loss_fn)
         };
         self.optimizer.step(lr, &mut probe_loss)?;
+        if let (Some(g), false) = (&self.group, self.exec.batch_norm_synced()) {
+            // DDP's broadcast_buffers: every rank continues with rank 0's running statistics.
+            let buffers: Vec<&Tensor> = self.exec.buffers().iter().map(|b| &b.tensor).collect();
+            tch::no_grad(|| g.broadcast(&buffers, 0))?;
+        }
         self.step = step;
         self.losses.push(value);
         Ok(StepRecord { step, loss: value, lr })
@@ -251,9 +370,12 @@ impl<O: TrainingOptimizer> Trainer<O> {
         Ok(Checkpoint { tensors, state })
     }
 
-    /// Writes the checkpoint atomically to `path`.
+    /// Writes the checkpoint atomically to `path` (only rank 0 of a data-parallel job
+    /// writes; the others only remember it).
     pub fn save(&mut self, path: &Path) -> Result<()> {
-        self.checkpoint()?.write(path)?;
+        if self.is_writer() {
+            self.checkpoint()?.write(path)?;
+        }
         self.last_checkpoint = Some(path.to_path_buf());
         Ok(())
     }
@@ -290,6 +412,20 @@ impl<O: TrainingOptimizer> Trainer<O> {
         self.last_checkpoint = Some(path.to_path_buf());
         Ok(())
     }
+}
+
+/// Rank `rank`'s contiguous slice of `batch` (of `world` near-equal slices) and its share
+/// of the batch's samples.
+fn shard(batch: &Batch, rank: usize, world: usize) -> Result<(Batch, f64)> {
+    let n = batch.len();
+    let (start, end) = (n * rank / world, n * (rank + 1) / world);
+    if start == end {
+        return Err(Error::Config(format!("a batch of {n} samples cannot give each of the {world} processes a sample")));
+    }
+    let take = |t: &Tensor| t.f_narrow(0, start as i64, (end - start) as i64).map_err(|e| Error::torch("slicing the batch per rank", e));
+    let inputs = batch.inputs.iter().map(take).collect::<Result<_>>()?;
+    let labels = batch.labels.as_ref().map(take).transpose()?;
+    Ok((Batch { inputs, labels }, (end - start) as f64 / n as f64))
 }
 
 /// The first `PROBE_BATCHES` batches of `dataset` in order (fewer when it is small).
@@ -338,14 +474,33 @@ pub struct EvalReport {
 
 /// Evaluates `exec` on `dataset` in eval mode, without gradients.
 pub fn evaluate(exec: &Executor, teacher: Option<&Executor>, dataset: &Dataset, batch_size: usize, loss: Loss) -> Result<EvalReport> {
+    evaluate_sharded(exec, teacher, dataset, batch_size, loss, None)
+}
+
+/// [`evaluate`] split over the ranks of `group`: each evaluates every `world`-th batch and
+/// the sums are reduced, so every rank gets the report of the whole data set.
+pub fn evaluate_sharded(
+    exec: &Executor,
+    teacher: Option<&Executor>,
+    dataset: &Dataset,
+    batch_size: usize,
+    loss: Loss,
+    group: Option<&ProcessGroup>,
+) -> Result<EvalReport> {
     let sampling = Sampling { batch_size: batch_size.max(1), shuffle: false, drop_last: false, seed: 0 };
-    let mut pos = DataPosition::default();
-    let batches = (0..sampling.batches_per_epoch(dataset.len)).map(|_| {
-        let batch = dataset.batch(&sampling.indices(dataset.len, pos));
-        pos = sampling.next(dataset.len, pos);
-        batch
+    let (rank, world) = group.map_or((0, 1), |g| (g.rank() as u64, g.world() as u64));
+    let batches = (0..sampling.batches_per_epoch(dataset.len)).filter(|i| i % world == rank).map(|i| {
+        let pos = DataPosition { epoch: 0, batch: i };
+        dataset.batch(&sampling.indices(dataset.len, pos))
     });
-    evaluate_batches(exec, teacher, batches, loss)
+    let report = evaluate_batches(exec, teacher, batches, loss)?;
+    let Some(g) = group else { return Ok(report) };
+    let samples = report.samples as f64;
+    // The correct predictions are a count: rounding undoes the division's rounding.
+    let correct = report.accuracy.map_or(0.0, |a| (a * samples).round());
+    let sums = g.sum_f64(&[report.loss * samples, samples, correct, f64::from(u8::from(report.accuracy.is_some()))])?;
+    let total = sums[1].max(1.0);
+    Ok(EvalReport { loss: sums[0] / total, accuracy: (sums[3] > 0.0).then(|| sums[2] / total), samples: sums[1] as usize })
 }
 
 /// Loss (mean over the samples) and, for classification with labels, accuracy over

@@ -107,6 +107,8 @@ pub struct Executor {
     outputs: Vec<(String, Slot)>,
     /// Initializer name -> stored index, for parameters and buffers.
     by_name: HashMap<String, usize>,
+    /// Synchronized BatchNorm's process group (see [`Executor::set_batch_norm_sync`]).
+    batch_norm_sync: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
 }
 
 /// Float initializers with an element this large are masks or sentinels (e.g. an
@@ -292,12 +294,24 @@ impl Executor {
             }
         }
 
-        Ok(Executor { model_path, device, stored, params, buffers, nodes, dynamic_slots, inputs, outputs, by_name })
+        Ok(Executor { model_path, device, stored, params, buffers, nodes, dynamic_slots, inputs, outputs, by_name, batch_norm_sync: None })
     }
 
     /// The device every tensor lives on.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// With a process group, BatchNormalization in training mode normalizes with the
+    /// statistics of the whole global batch (every rank's samples: synchronized BatchNorm,
+    /// differentiable through the ranks); without, with this process's samples (as DDP).
+    pub fn set_batch_norm_sync(&mut self, group: Option<std::sync::Arc<crate::dist::ProcessGroup>>) {
+        self.batch_norm_sync = group;
+    }
+
+    /// Whether BatchNorm is synchronized over a process group.
+    pub fn batch_norm_synced(&self) -> bool {
+        self.batch_norm_sync.is_some()
     }
 
     /// The graph inputs, in graph order.
@@ -450,7 +464,8 @@ impl Executor {
                 }
             }
             align_devices(&mut args).map_err(&fail)?;
-            let ctx = ops::Ctx { inputs: &args, host: &host, training: mode == Mode::Train };
+            let ctx =
+                ops::Ctx { inputs: &args, host: &host, training: mode == Mode::Train, batch_norm_sync: self.batch_norm_sync.as_deref() };
             inspect(&planned.label, &planned.kernel, &ctx);
             let results = (planned.kernel)(&ctx).map_err(|e| fail(e.0))?;
             for (out, value) in planned.outputs.iter().zip(results.into_iter().map(Some).chain(std::iter::repeat_with(|| None))) {
@@ -511,7 +526,7 @@ fn double_backward_fails(kernel: &ops::Kernel, ctx: &ops::Ctx<'_>) -> Option<Str
         .iter()
         .map(|t| t.as_ref().map(|t| if t.is_floating_point() { t.detach().set_requires_grad(true) } else { t.shallow_clone() }))
         .collect();
-    let probe = ops::Ctx { inputs: &leaves, host: ctx.host, training: ctx.training };
+    let probe = ops::Ctx { inputs: &leaves, host: ctx.host, training: ctx.training, batch_norm_sync: None };
     let outputs = kernel(&probe).ok()?;
     let leaves: Vec<&Tensor> = leaves.iter().flatten().filter(|t| t.requires_grad()).collect();
     let squares = |ts: &mut dyn Iterator<Item = &Tensor>| -> Option<Tensor> {
@@ -616,7 +631,7 @@ mod tests {
 
     fn run(kernel: ops::Kernel) -> Option<String> {
         let x = Tensor::from_slice(&[-4.0f64, -0.5, 0.25, 2.0, 5.0]);
-        double_backward_fails(&kernel, &ops::Ctx { inputs: &[Some(x)], host: &[None], training: false })
+        double_backward_fails(&kernel, &ops::Ctx { inputs: &[Some(x)], host: &[None], training: false, batch_norm_sync: None })
     }
 
     /// libtorch's `hardsigmoid` has no double backward (the executor's HardSigmoid is a

@@ -51,6 +51,9 @@ pub struct Ctx<'a> {
     pub host: &'a [Option<&'a [i64]>],
     /// Training mode.
     pub training: bool,
+    /// In training mode, BatchNormalization takes its batch statistics over every rank
+    /// of this process group (synchronized BatchNorm), not over this rank's samples only.
+    pub batch_norm_sync: Option<&'a crate::dist::ProcessGroup>,
 }
 
 impl Ctx<'_> {

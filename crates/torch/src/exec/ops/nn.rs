@@ -354,9 +354,69 @@ fn batch_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let (mean, var) = (ctx.input(3)?, ctx.input(4)?);
+        if let (true, Some(group)) = (ctx.training, ctx.batch_norm_sync) {
+            return Ok(vec![synchronized_batch_norm(x, ctx.opt(1), ctx.opt(2), (mean, var), group, torch_momentum, eps)?]);
+        }
         let y = x.f_batch_norm(ctx.opt(1), ctx.opt(2), Some(mean), Some(var), ctx.training, torch_momentum, eps, true)?;
         Ok(vec![y])
     }))
+}
+
+/// Training-mode BatchNorm over the global batch: per-channel sums of `x` and `x^2` and
+/// the sample count (in f64) are summed over the ranks differentiably, so the backward
+/// pass carries every rank's share; the running statistics get the global mean and
+/// unbiased variance, as `torch.nn.SyncBatchNorm` does.
+fn synchronized_batch_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    (running_mean, running_var): (&Tensor, &Tensor),
+    group: &crate::dist::ProcessGroup,
+    momentum: f64,
+    eps: f64,
+) -> OpResult<Tensor> {
+    let size = x.size();
+    if size.len() < 2 {
+        return Err("BatchNormalization needs an input of rank 2 or more".into());
+    }
+    let channels = size[1];
+    let dims: Vec<i64> = (0..size.len() as i64).filter(|&d| d != 1).collect();
+    let per_channel: i64 = dims.iter().map(|&d| size[d as usize]).product();
+    let xd = x.f_to_kind(Kind::Double)?;
+    let count = Tensor::from_slice(&[per_channel as f64]).to_device(x.device());
+    let local = Tensor::f_cat(
+        &[
+            xd.f_sum_dim_intlist(dims.as_slice(), false, Kind::Double)?,
+            xd.f_square()?.f_sum_dim_intlist(dims.as_slice(), false, Kind::Double)?,
+            count,
+        ],
+        0,
+    )?;
+    let total = group.sum_differentiable(&local).map_err(|e| OpError(e.to_string()))?;
+    let n = total.f_double_value(&[2 * channels])?;
+    if n < 1.0 {
+        return Err("synchronized BatchNorm saw no samples on any rank".into());
+    }
+    let mean = total.f_narrow(0, 0, channels)? / n;
+    let var = (total.f_narrow(0, channels, channels)? / n).f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?;
+    let mut shape = vec![1i64; size.len()];
+    shape[1] = channels;
+    let mut y = xd.f_sub(&mean.f_view(shape.as_slice())?)?.f_mul(&var.f_add_scalar(eps)?.f_rsqrt()?.f_view(shape.as_slice())?)?;
+    if let Some(w) = weight {
+        y = y.f_mul(&w.f_to_kind(Kind::Double)?.f_view(shape.as_slice())?)?;
+    }
+    if let Some(b) = bias {
+        y = y.f_add(&b.f_to_kind(Kind::Double)?.f_view(shape.as_slice())?)?;
+    }
+    tch::no_grad(|| -> OpResult<()> {
+        let unbiased = if n > 1.0 { var.f_mul_scalar(n / (n - 1.0))? } else { var.shallow_clone() };
+        for (running, batch) in [(running_mean, &mean), (running_var, &unbiased)] {
+            let updated = running.f_to_kind(Kind::Double)?.f_mul_scalar(1.0 - momentum)?.f_add(&batch.f_mul_scalar(momentum)?)?;
+            running.shallow_clone().f_copy_(&updated.f_to_kind(running.kind())?)?;
+        }
+        Ok(())
+    })?;
+    Ok(y.f_to_kind(x.kind())?)
 }
 
 fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
