@@ -7,9 +7,10 @@
 //! 2. [`train`]: HESSO (optionally CRIC) with evaluations and checkpoints;
 //! 3. [`construct`]: the compact model cut out of the trained one;
 //! 4. [`verify`]: compact vs sparse in onnxruntime, quality before and after, latency;
-//! 5. [`report`]: every output written into the output folder.
+//! 5. [`quantize`] (with `quantize`): the compact model quantized, bits per layer by HAWQ-V2;
+//! 6. [`report`]: every output written into the output folder.
 //!
-//! [`run`] runs stages 2 to 5 on a [`Setup`]; [`Observer`] receives the progress.
+//! [`run`] runs stages 2 to 6 on a [`Setup`]; [`Observer`] receives the progress.
 //!
 //! ```no_run
 //! use oto::job::{config::JobSpec, Event, Observer, Setup};
@@ -68,5 +69,9 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
     let trained = train::train(setup, interrupt, observer)?;
     let built = construct::construct(&trained, observer)?;
     let verified = verify::verify(&trained, &built, observer)?;
-    report::write(&trained, &built, verified, started, observer)
+    let quantized = match trained.job.quantize {
+        Some(budget) if verified.verification.passed => Some(quantize::in_job(&trained, &built, budget, observer)?),
+        _ => None,
+    };
+    report::write(&trained, &built, verified, quantized, started, observer)
 }

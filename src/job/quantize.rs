@@ -441,3 +441,122 @@ pub fn allocation_table(m: &MixedPlan) -> String {
     ));
     out
 }
+
+/// Calibration samples of the job's quantization (a seeded sample of the training data).
+pub const JOB_CALIBRATION_SAMPLES: usize = 256;
+
+/// What quantizing the compact model in the prune job measured (`report.json`'s `quantization`).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobQuantization {
+    /// The file written beside the compact model.
+    pub file: String,
+    /// Its size in bytes (every weight inline).
+    pub file_bytes: u64,
+    /// The compact model's file size, for comparison.
+    pub compact_file_bytes: u64,
+    /// The size table, the allocation and float vs quantized in onnxruntime on the held-out data.
+    pub summary: QuantizeSummary,
+    /// onnxruntime latency of one batch: `before_ms` the compact model, `after_ms` the quantized one.
+    pub latency: Option<super::verify::Latency>,
+}
+
+/// `n` samples of `data` drawn without replacement by `seed` (all when it has fewer), as
+/// an in-memory dataset.
+pub fn sample(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    let mut rng = oto_onnx::rng::SplitMix64::new(seed);
+    let n = n.min(data.len);
+    let mut picked = rng.choose(data.len, n);
+    picked.sort_unstable();
+    let indices: Vec<i64> = picked.iter().map(|&i| i as i64).collect();
+    let b = data.batch(&indices).map_err(classify)?;
+    Ok(Dataset { path: data.path.clone(), inputs: b.inputs, labels: b.labels, len: n, images: None })
+}
+
+/// The prune job's quantization stage: the compact model quantized to `budget` (bits per
+/// layer by HAWQ-V2, traces and activation ranges on a seeded sample of the training
+/// data), compared with the compact model in onnxruntime on the held-out data, and its
+/// latency measured. Returns the serialized QDQ model and the measurements.
+pub fn in_job(
+    trained: &super::train::Trained,
+    built: &super::construct::Constructed,
+    budget: f64,
+    observer: &mut dyn super::Observer,
+) -> Result<(Vec<u8>, JobQuantization)> {
+    let job = &trained.job;
+    observer.event(super::Event::Phase("quantizing the compact model"));
+    let calib = sample(&trained.train_data, JOB_CALIBRATION_SAMPLES, job.seed)?;
+    let batch = job.eval_batch();
+    let block_size = job.quantize_block_size.unwrap_or(32);
+    let request = BudgetRequest {
+        ratio: budget,
+        choices: vec![Bits::Int4, Bits::Int8],
+        strategy: Strategy::Hawq,
+        block_size,
+        batch,
+        hessian_batches: 4,
+        hutchinson_samples: 100,
+        seed: job.seed,
+    };
+    let (plan, mixed) = allocate_bits(&built.compact, &calib, None, &request)?;
+    let options = QuantizeOptions { plan, block_size, activations: None };
+    let (quantized, mut summary) = quantize(&built.compact, &calib, Some(&trained.eval_data), batch, None, Method::MinMax, true, options)?;
+    summary.allocation = Some(mixed);
+    let bytes = quantized.to_bytes()?;
+    let names: Vec<String> = trained.exec.inputs().map(|i| i.name.clone()).collect();
+    let inputs = super::verify::held_out_inputs(&trained.eval_data, &names, job.batch_size)?;
+    let latency = match super::verify::latency(&built.compact_bytes, &bytes, &inputs) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            observer.event(super::Event::Note(format!("quantized latency not measured: {e:#}")));
+            None
+        }
+    };
+    let q = JobQuantization {
+        file: super::files::QUANTIZED_FILE.into(),
+        file_bytes: bytes.len() as u64,
+        compact_file_bytes: built.compact_bytes.len() as u64,
+        summary,
+        latency,
+    };
+    Ok((bytes, q))
+}
+
+/// The quantization section of `report.md`.
+pub fn report_section(q: &JobQuantization) -> String {
+    let s = &q.summary;
+    let mut out = String::from("## Quantization\n\n");
+    let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
+    out.push_str(&format!(
+        "{} (QDQ): the compact model with per-layer int4/int8 weights and int8 activations, calibrated on {} training samples.\n\n",
+        q.file, s.calibration_samples
+    ));
+    let (f, st) = (s.report.float_bytes(), s.report.stored_bytes());
+    out.push_str("| | compact (float) | quantized |\n|---|---:|---:|\n");
+    out.push_str(&format!("| Conv/Gemm/MatMul weight bytes | {f} | {st} ({:.3}x) |\n", st as f64 / f.max(1) as f64));
+    out.push_str(&format!(
+        "| file bytes | {} | {} ({:.3}x) |\n",
+        q.compact_file_bytes,
+        q.file_bytes,
+        q.file_bytes as f64 / q.compact_file_bytes.max(1) as f64
+    ));
+    out.push_str(&format!(
+        "| accuracy ({} held-out samples, onnxruntime) | {} | {} |\n",
+        s.float.samples,
+        pct(s.float.accuracy),
+        pct(s.quantized.accuracy)
+    ));
+    if let Some(a) = s.quantized.agreement {
+        out.push_str(&format!("| same class as the compact model | | {:.2}% |\n", 100.0 * a));
+    }
+    if let Some(l) = &q.latency {
+        out.push_str(&format!(
+            "| onnxruntime latency (batch {}, {} threads, median of {}) | {:.3} ms | {:.3} ms |\n",
+            l.batch, l.threads, l.runs, l.before_ms, l.after_ms
+        ));
+    }
+    out.push('\n');
+    if let Some(m) = &s.allocation {
+        out.push_str(&allocation_table(m));
+    }
+    out
+}
