@@ -237,6 +237,9 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     let out = oto(&["prune", "--config", s(&config), "--steps", "40", "--threads", "2", "--device", "cpu", "--out", s(&demo), "-q"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(demo.join("model.sparse.onnx").is_file(), "save_sparse = true in the job file");
+    assert!(demo.join("model.qdq.onnx").is_file(), "quantize = 0.16 in the job file");
+    let q = &json(&demo.join("report.json"))["quantization"]["summary"]["allocation"];
+    assert!(q["bytes"].as_u64().unwrap() <= q["budget_bytes"].as_u64().unwrap(), "{q}");
 
     // The same job with CRIC: the report says what its cycles did.
     let cric = dir.path().join("cric");
