@@ -489,6 +489,16 @@ fn prune_with_quantize_writes_and_reports_the_qdq_model() {
     assert!(q["latency"]["after_ms"].as_f64().is_some());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Quantization") && md.contains("| conv3.weight |"), "{md}");
+    // A budget below every allocation: exit code 2 naming the smallest achievable ratio,
+    // after the compact model and the report were written.
+    let out2 = dir.path().join("out2");
+    let mut args = prune_args(&digits("train"), 20, &out2);
+    args.extend(["--quantize", "0.01", "-q"].map(String::from));
+    let r = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("below the smallest achievable size"), "{stderr}");
+    assert!(out2.join("model.onnx").is_file() && out2.join("report.md").is_file() && !out2.join("model.qdq.onnx").exists());
     // `--quantize-block-size` needs `--quantize`.
     refused(&["prune", "--model", s(&zoo("demo_cnn.onnx")), "--data", s(&digits("train")), "--quantize-block-size", "0"], &["--quantize"]);
 }

@@ -69,9 +69,22 @@ pub fn run(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) ->
     let trained = train::train(setup, interrupt, observer)?;
     let built = construct::construct(&trained, observer)?;
     let verified = verify::verify(&trained, &built, observer)?;
+    // A quantization that fails (say, a budget below every allocation) leaves the compact
+    // model and the report written, then is the job's error.
     let quantized = match trained.job.quantize {
-        Some(budget) if verified.verification.passed => Some(quantize::in_job(&trained, &built, budget, observer)?),
+        Some(budget) if verified.verification.passed => Some(quantize::in_job(&trained, &built, budget, observer)),
         _ => None,
     };
-    report::write(&trained, &built, verified, quantized, started, observer)
+    let (quantized, failed) = match quantized {
+        Some(Ok(q)) => (Some(q), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let report = report::write(&trained, &built, verified, quantized, started, observer)?;
+    match failed {
+        Some(e) => {
+            Err(e.context(format!("quantizing the compact model (it and the report were written to {})", trained.job.out.display())))
+        }
+        None => Ok(report),
+    }
 }
