@@ -252,7 +252,8 @@ pub struct LayerBits {
     pub params: u64,
     /// The bits chosen (32: kept float).
     pub bits: u8,
-    /// The Hutchinson estimate of the Hessian trace over the weight.
+    /// The Hutchinson estimate of the Hessian trace over the weight, negative estimates as 0
+    /// (what the allocation used).
     pub trace: f64,
     /// Its standard error.
     pub trace_std_error: f64,
@@ -377,7 +378,10 @@ pub fn allocate_bits(model: &Model, data: &Dataset, samples: Option<usize>, requ
         .iter()
         .zip(&traces)
         .zip(options)
-        .map(|((t, e), options)| LayerSensitivity { name: t.weight.clone(), params: e.params, trace: e.trace, options })
+        // A negative estimate is sampling noise around a trace near 0 (the loss is at a
+        // minimum; the distillation Hessian at the teacher is positive semidefinite): taken
+        // as 0, or Omega would reward error on that layer.
+        .map(|((t, e), options)| LayerSensitivity { name: t.weight.clone(), params: e.params, trace: e.trace.max(0.0), options })
         .collect();
     let allocation = oto_quant::allocate::allocate_with(request.strategy, &layers, budget_bytes).map_err(|e| match e {
         AllocateError::BudgetTooSmall { minimum, .. } => input_error(anyhow::anyhow!(
