@@ -237,6 +237,9 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     let out = oto(&["prune", "--config", s(&config), "--steps", "40", "--threads", "2", "--device", "cpu", "--out", s(&demo), "-q"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(demo.join("model.sparse.onnx").is_file(), "save_sparse = true in the job file");
+    assert!(demo.join("model.qdq.onnx").is_file(), "quantize = 0.16 in the job file");
+    let q = &json(&demo.join("report.json"))["quantization"]["summary"]["allocation"];
+    assert!(q["bytes"].as_u64().unwrap() <= q["budget_bytes"].as_u64().unwrap(), "{q}");
 
     // The same job with CRIC: the report says what its cycles did.
     let cric = dir.path().join("cric");
@@ -307,6 +310,8 @@ fn a_job_file_setting_out_of_range_is_refused_naming_the_file_the_key_and_the_va
         ("weight_decay = -0.1", "weight_decay = -0.1"),
         ("epochs = 0.0", "epochs = 0"),
         ("target_sparsity = 1.5", "target_sparsity = 1.5"),
+        ("quantize = 0.0", "quantize = 0"),
+        ("quantize = 0.25\nquantize_block_size = 1", "quantize_block_size = 1"),
         ("[hesso]\npruning_periods = 0", "hesso.pruning_periods = 0"),
         ("[hesso]\npruning_steps = 0", "hesso.pruning_steps = 0"),
         ("[hesso]\ngroup_divisible = 0", "hesso.group_divisible = 0"),
@@ -447,4 +452,58 @@ fn budgets_in_macs_and_parameters_are_met_and_reported() {
     refused(&with(&["--target-params", "1.5"]), &["--target-params 1.5", "(0, 1]"]);
     refused(&with(&["--max-group-sparsity", "0"]), &["--max-group-sparsity 0", "(0, 1]"]);
     refused(&with(&["--target-sparsity", "0.5", "--target-macs", "0.5"]), &["--target-macs"]);
+}
+
+/// `--quantize R`: the compact model quantized in the same job to the size budget (bits
+/// per layer by HAWQ-V2), written beside it, and reported (accuracy in onnxruntime, sizes,
+/// latency, per-layer bits with traces).
+#[test]
+fn prune_with_quantize_writes_and_reports_the_qdq_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut args = prune_args(&digits("train"), 60, &out);
+    args.extend(["--quantize", "0.15", "--quantize-block-size", "0", "-q"].map(String::from));
+    let r = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let qdq = out.join("model.qdq.onnx");
+    let venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).unwrap_or_else(|| root().join(".venv"));
+    let check = Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg("import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)")
+        .arg(&qdq)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let report = json(&out.join("report.json"));
+    let q = &report["quantization"];
+    assert_eq!(q["file"].as_str(), Some("model.qdq.onnx"));
+    assert_eq!(q["file_bytes"].as_u64(), Some(std::fs::metadata(&qdq).unwrap().len()));
+    let a = &q["summary"]["allocation"];
+    assert_eq!(a["strategy"].as_str(), Some("hawq"));
+    assert!(a["bytes"].as_u64().unwrap() <= a["budget_bytes"].as_u64().unwrap(), "{a}");
+    let layers = a["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 4, "conv1, conv2, conv3, fc of the compact model");
+    assert!(layers.iter().all(|l| l["trace"].as_f64().is_some_and(f64::is_finite)));
+    // Float and quantized accuracy measured in onnxruntime on the 359 held-out digits.
+    assert_eq!(q["summary"]["float"]["samples"].as_u64(), Some(359));
+    let (float, quant) = (q["summary"]["float"]["accuracy"].as_f64().unwrap(), q["summary"]["quantized"]["accuracy"].as_f64().unwrap());
+    let compact = report["quality"]["compact"]["accuracy"].as_f64().unwrap();
+    // The same model in two runtimes: at most one near-tie sample may flip its class.
+    assert!((float - compact).abs() <= 1.0 / 359.0 + 1e-9, "onnxruntime {float} vs libtorch {compact} on the compact model");
+    assert!(quant > 0.5, "quantized accuracy {quant}");
+    assert!(q["latency"]["after_ms"].as_f64().is_some());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Quantization") && md.contains("| conv3.weight |"), "{md}");
+    // A budget below every allocation: exit code 2 naming the smallest achievable ratio,
+    // after the compact model and the report were written.
+    let out2 = dir.path().join("out2");
+    let mut args = prune_args(&digits("train"), 20, &out2);
+    args.extend(["--quantize", "0.01", "-q"].map(String::from));
+    let r = oto(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("below the smallest achievable size"), "{stderr}");
+    assert!(out2.join("model.onnx").is_file() && out2.join("report.md").is_file() && !out2.join("model.qdq.onnx").exists());
+    // `--quantize-block-size` needs `--quantize`.
+    refused(&["prune", "--model", s(&zoo("demo_cnn.onnx")), "--data", s(&digits("train")), "--quantize-block-size", "0"], &["--quantize"]);
 }

@@ -179,3 +179,104 @@ fn bad_input_is_exit_code_2() {
     assert_eq!(r.status.code(), Some(2));
     assert!(text(&r.stderr).contains("missing.onnx"));
 }
+
+/// `--size-budget`: the stored bytes fit the budget, the plan is what the exact solver
+/// chooses from the traces it reports and the options the rewrite stores, the model passes
+/// the checker and runs in onnxruntime (its accuracy is measured there).
+#[test]
+fn size_budget_allocates_bits_by_hawq() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = oto_testkit::root().join("examples/data/digits_train.npz");
+    let model_path = zoo_path("demo_cnn.onnx");
+    let out = dir.path().join("mixed.onnx");
+    let json = dir.path().join("mixed.json");
+    let r = oto(&[
+        "--quiet",
+        "quantize",
+        s(&model_path),
+        "--data",
+        s(&data),
+        "--samples",
+        "64",
+        "--hessian-batches",
+        "1",
+        "--out",
+        s(&out),
+        "--size-budget",
+        "0.15",
+        "--bits-choices",
+        "4,8",
+        "--block-size",
+        "0",
+        "--json",
+        s(&json),
+    ]);
+    let stdout = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{stdout}\n{}", text(&r.stderr));
+    assert!(stdout.contains("bits by hawq under a size budget of 0.1500"), "{stdout}");
+    checker(&out);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let alloc = &summary["allocation"];
+    let float_bytes = alloc["float_bytes"].as_u64().unwrap();
+    let budget = alloc["budget_bytes"].as_u64().unwrap();
+    assert_eq!(budget, (0.15 * float_bytes as f64).floor() as u64);
+    // The bytes the rewrite stored are the allocation's, within the budget.
+    let stored: u64 = summary["report"]["weights"].as_array().unwrap().iter().map(|w| w["stored_bytes"].as_u64().unwrap()).sum();
+    assert_eq!(stored, alloc["bytes"].as_u64().unwrap());
+    assert!(stored <= budget, "{stored} > {budget}");
+    // The plan is the exact solver's on the reported traces and the rewrite's options.
+    let model = oto_testkit::zoo_model("demo_cnn");
+    let (targets, _) = oto_quant::rewrite::targets(&model).unwrap();
+    let options = oto_quant::rewrite::bit_options(&model, &targets, &[oto_quant::Bits::Int4, oto_quant::Bits::Int8], 0).unwrap();
+    let layers: Vec<oto_quant::allocate::LayerSensitivity> = alloc["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&targets)
+        .zip(options)
+        .map(|((l, t), options)| {
+            assert_eq!(l["weight"].as_str().unwrap(), t.weight);
+            oto_quant::allocate::LayerSensitivity {
+                name: t.weight.clone(),
+                params: l["params"].as_u64().unwrap(),
+                trace: l["trace"].as_f64().unwrap(),
+                options,
+            }
+        })
+        .collect();
+    assert_eq!(layers.len(), 4);
+    let expected = oto_quant::allocate::allocate(&layers, budget).unwrap();
+    let bits: Vec<u8> = alloc["layers"].as_array().unwrap().iter().map(|l| l["bits"].as_u64().unwrap() as u8).collect();
+    assert_eq!(bits, expected.bits);
+    assert!(bits.contains(&4) && bits.contains(&8), "0.15 is between all-int4 and all-int8: {bits:?}");
+    let written: Vec<u8> =
+        summary["report"]["weights"].as_array().unwrap().iter().map(|w| if w["bits"] == "int8" { 8 } else { 4 }).collect();
+    assert_eq!(written, bits);
+    // onnxruntime ran it on the labeled data.
+    assert!(summary["quantized"]["accuracy"].as_f64().is_some());
+}
+
+#[test]
+fn size_budget_bad_input_is_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = oto_testkit::root().join("examples/data/digits_train.npz");
+    let model = zoo_path("demo_cnn.onnx");
+    let out = dir.path().join("q.onnx");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--size-budget", "0.05", "--block-size", "0"], "below the smallest achievable size, 0.1"),
+        (vec!["--size-budget", "0.2", "--bits", "4"], "cannot be used with"),
+        (vec!["--size-budget", "0.2", "--bits-choices", "4,5"], "--bits-choices: 5 bits"),
+        (vec!["--size-budget=-1"], "must be a positive number"),
+        (vec!["--size-budget", "0"], "must be a positive number"),
+        (vec!["--allocation", "random"], "--size-budget"),
+        (vec!["--size-budget", "0.2", "--block-size", "1"], "--block-size 1"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["quantize", s(&model), "--data", s(&data), "--samples", "32", "--hessian-batches", "1", "--out", s(&out)];
+        args.extend(extra.iter().copied());
+        let r = oto(&args);
+        let stderr = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+    }
+}

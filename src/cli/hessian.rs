@@ -117,8 +117,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let data = Dataset::open(&data_path, &format, &model, &inputs, Part::All, args.seed).map_err(classify)?;
     let loss = match args.loss.as_deref() {
         Some(name) => Loss::parse(name).map_err(classify)?,
-        None if data.labels.is_some() => Loss::CrossEntropy { label_smoothing: 0.0 },
-        None => Loss::Distill { temperature: 1.0 },
+        None => crate::job::quantize::curvature_loss(&data),
     };
     if loss.needs_labels() && data.labels.is_none() {
         return Err(input_error(anyhow!(

@@ -97,7 +97,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the job whose --out folder is DIR (its settings are reused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "unprunable", "text", "images"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "quantize", "quantize_block_size", "unprunable", "text", "images"])]
     pub resume: Option<PathBuf>,
     /// Seed of the data order, dropout and initial choices [default: 0].
     #[arg(long)]
@@ -105,6 +105,12 @@ pub struct Args {
     /// Also write the full-size trained model with its pruned structures at zero.
     #[arg(long)]
     pub save_sparse: bool,
+    /// Also quantize the compact model (model.qdq.onnx) to this size budget: stored weight bytes over float32 ones (int8 ~0.25), bits per layer by HAWQ-V2.
+    #[arg(long, value_name = "R")]
+    pub quantize: Option<f64>,
+    /// Block size of int4 weights with --quantize; 0: one scale per output channel [default: 32].
+    #[arg(long, value_name = "N", requires = "quantize")]
+    pub quantize_block_size: Option<usize>,
     /// libtorch threads [default: every core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -149,6 +155,8 @@ impl Args {
             seed: self.seed,
             cric: self.cric.then_some(true),
             save_sparse: self.save_sparse.then_some(true),
+            quantize: self.quantize,
+            quantize_block_size: self.quantize_block_size,
             threads: self.threads,
             unprunable: (!self.unprunable.is_empty()).then(|| self.unprunable.clone()),
             ..JobSpec::default()
@@ -330,8 +338,12 @@ fn run_process(args: &Args, quiet: bool, env: Option<&oto_torch::dist::DistEnv>)
             "verified in onnxruntime: max |sparse - compact| = {:.2e} on {} held-out samples",
             report.verification.max_abs_diff, report.verification.samples
         );
+        if let Some(q) = &report.quantization {
+            print!("{}", job::quantize::report_section(q));
+        }
         let sparse = if report.job.save_sparse { ", model.sparse.onnx" } else { "" };
-        println!("wrote {}/{{model.onnx{sparse}, groups.json, report.json, report.md, curve.png}}", out.display());
+        let qdq = if report.quantization.is_some() { ", model.qdq.onnx" } else { "" };
+        println!("wrote {}/{{model.onnx{sparse}{qdq}, groups.json, report.json, report.md, curve.png}}", out.display());
     }
     Ok(())
 }

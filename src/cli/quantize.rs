@@ -17,6 +17,15 @@ Examples:
   oto quantize model.onnx --data calib.npz --out model.int4.onnx --bits 4 --block-size 32
       int4 weights in blocks of 32 along the input axis (opset 21)
   oto quantize model.onnx --images photos/ --out q.onnx --calibration percentile --percentile 99.99
+  oto quantize model.onnx --data calib.npz --out q.onnx --size-budget 0.15 --bits-choices 4,8
+      mixed 4/8 bits at 0.6x of int8's size, chosen per layer by HAWQ-V2 (Hessian traces)
+
+With --size-budget R, the stored bytes of the quantized weights (scales included) are at
+most R times their float32 bytes (int8 everywhere is about 0.25), and every layer gets one
+of --bits-choices: by --allocation hawq, the allocation minimizing the sum over layers of
+(Hessian trace / parameters) * ||Q(W) - W||^2, the traces estimated by Hutchinson on the
+first --hessian-batches batches of the calibration data (cross-entropy with labels,
+distillation from the model itself without).
 
 The size table counts the weights of Conv, Gemm and MatMul: float32 bytes, and the bytes
 stored after quantization (integers, scales and zero points). With labels in the data,
@@ -38,10 +47,22 @@ pub struct Args {
     #[arg(long, value_name = "Q.onnx")]
     pub out: PathBuf,
     /// Weight bits: 8 (per output channel) or 4 (blockwise along the input axis).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=8))]
+    #[arg(long, default_value_t = 8, conflicts_with = "size_budget", value_parser = clap::value_parser!(u32).range(4..=8))]
     pub bits: u32,
-    /// Entries of the input axis sharing a scale, with --bits 4.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..))]
+    /// Bits per layer under a size budget: the stored weight bytes over the float32 ones (int8 ~0.25).
+    #[arg(long, value_name = "R")]
+    pub size_budget: Option<f64>,
+    /// The bit widths a layer may get with --size-budget (4, 8; 32 keeps it float).
+    #[arg(long, value_delimiter = ',', default_value = "4,8", requires = "size_budget")]
+    pub bits_choices: Vec<u32>,
+    /// How bits are allocated with --size-budget: hawq (Hessian-aware), uniform, random (seeded by --seed) or params (largest layers fewest bits).
+    #[arg(long, default_value = "hawq", value_parser = ["hawq", "uniform", "random", "params"], requires = "size_budget")]
+    pub allocation: String,
+    /// Batches of the calibration data the Hessian traces are measured on, with --size-budget.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub hessian_batches: u64,
+    /// Entries of the input axis sharing a scale, with --bits 4; 0: one scale per output channel.
+    #[arg(long, default_value_t = 32)]
     pub block_size: u64,
     /// Activations: int8 (static, calibrated) or none (float).
     #[arg(long, default_value = "int8", value_parser = ["int8", "none"])]
@@ -85,8 +106,36 @@ pub fn run(args: &Args) -> Result<()> {
         _ => oto_torch::data::images::Part::All,
     };
     let calib = Dataset::open(&data_path, &format, &model, &inputs, part, args.seed).map_err(classify)?;
-    let options =
-        QuantizeOptions { plan: BitPlan::uniform(bits), block_size: usize::try_from(args.block_size).unwrap_or(32), activations: None };
+    if args.block_size == 1 {
+        return Err(input_error(anyhow::anyhow!("--block-size 1: a block has at least 2 entries (0: one scale per output channel)")));
+    }
+    let block_size = usize::try_from(args.block_size).unwrap_or(32);
+    let (plan, allocation) = match args.size_budget {
+        None => (BitPlan::uniform(bits), None),
+        Some(ratio) => {
+            let choices = args
+                .bits_choices
+                .iter()
+                .map(|&b| Bits::from_bits(b).with_context(|| format!("--bits-choices: {b} bits; the choices are 4, 8 and 32 (float)")))
+                .collect::<Result<Vec<_>>>()
+                .map_err(input_error)?;
+            let request = crate::job::quantize::BudgetRequest {
+                ratio,
+                choices,
+                strategy: crate::job::quantize::parse_strategy(&args.allocation, args.seed)
+                    .with_context(|| format!("--allocation {}", args.allocation))
+                    .map_err(input_error)?,
+                block_size,
+                batch,
+                hessian_batches: usize::try_from(args.hessian_batches).unwrap_or(usize::MAX),
+                hutchinson_samples: 100,
+                seed: args.seed,
+            };
+            let (plan, mixed) = crate::job::quantize::allocate_bits(&model, &calib, args.samples, &request)?;
+            (plan, Some(mixed))
+        }
+    };
+    let options = QuantizeOptions { plan, block_size, activations: None };
     let eval = match &args.val {
         Some(v) => Some(
             Dataset::open(v, &oto_torch::data::DataFormat::Arrays, &model, &inputs, oto_torch::data::images::Part::All, args.seed)
@@ -94,8 +143,12 @@ pub fn run(args: &Args) -> Result<()> {
         ),
         None => None,
     };
-    let (quantized, summary) =
+    let (quantized, mut summary) =
         crate::job::quantize::quantize(&model, &calib, eval.as_ref(), batch, args.samples, method, args.activations == "int8", options)?;
+    summary.allocation = allocation;
+    if let Some(m) = &summary.allocation {
+        print!("{}", crate::job::quantize::allocation_table(m));
+    }
     quantized.save(&args.out, &oto_onnx::SaveOptions::default()).map_err(input_error)?;
     print!("{}", table(&summary));
     println!("wrote {}", args.out.display());

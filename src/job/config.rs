@@ -78,6 +78,11 @@ pub struct JobSpec {
     pub cric: Option<bool>,
     /// Also write the full-size trained model with its pruned elements at zero.
     pub save_sparse: Option<bool>,
+    /// Quantize the compact model to this size budget (stored weight bytes over float32
+    /// weight bytes; int8 is about 0.25), bits per layer by HAWQ-V2: `model.qdq.onnx`.
+    pub quantize: Option<f64>,
+    /// Block size of int4 weights with `quantize` (0: one scale per output channel) [default: 32].
+    pub quantize_block_size: Option<usize>,
     /// libtorch threads (default: every core).
     pub threads: Option<usize>,
     /// Initializers (or nodes) whose groups must not be pruned.
@@ -187,6 +192,8 @@ impl JobSpec {
             seed,
             cric,
             save_sparse,
+            quantize,
+            quantize_block_size,
             threads,
             unprunable,
             clip_grad_norm,
@@ -270,6 +277,14 @@ impl JobSpec {
             }
         }
         at_least_one("threads", self.threads.map(|t| t as u64), "the thread count")?;
+        if let Some(r) = self.quantize {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("{}: the quantized size budget must be a finite number > 0 (int8 is about 0.25)", origin.setting("quantize", r));
+            }
+        }
+        if self.quantize_block_size == Some(1) {
+            bail!("{}: an int4 block has at least 2 entries (0: one scale per output channel)", origin.setting("quantize_block_size", 1));
+        }
         if let Some(c) = self.clip_grad_norm {
             if !(c > 0.0 && c.is_finite()) {
                 bail!("{}: the gradient-norm limit must be a finite number > 0", origin.setting("clip_grad_norm", c));
@@ -331,6 +346,10 @@ pub struct Job {
     pub hesso: HessoConfig,
     /// Write `model.sparse.onnx`.
     pub save_sparse: bool,
+    /// Quantize the compact model to this size budget (`model.qdq.onnx`).
+    pub quantize: Option<f64>,
+    /// Block size of int4 weights with `quantize` (0: per output channel).
+    pub quantize_block_size: Option<usize>,
     /// libtorch threads.
     pub threads: Option<usize>,
     /// Names kept unprunable.
@@ -515,6 +534,8 @@ impl JobSpec {
             seed: self.seed.unwrap_or(0),
             hesso,
             save_sparse: self.save_sparse.unwrap_or(false),
+            quantize: self.quantize,
+            quantize_block_size: self.quantize_block_size,
             threads: self.threads,
             unprunable: self.unprunable.clone().unwrap_or_default(),
             clip_grad_norm: self.clip_grad_norm,

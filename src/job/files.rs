@@ -10,6 +10,8 @@ pub const STATE_FILE: &str = "state.safetensors";
 pub const PROGRESS_FILE: &str = "progress.json";
 /// The compact model.
 pub const COMPACT_FILE: &str = "model.onnx";
+/// The compact model quantized (QDQ; with `quantize`).
+pub const QUANTIZED_FILE: &str = "model.qdq.onnx";
 /// The sparse model (full size, pruned elements at zero; with `save_sparse`).
 pub const SPARSE_FILE: &str = "model.sparse.onnx";
 /// The analysis with the pruned and removed elements.

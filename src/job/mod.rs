@@ -7,9 +7,10 @@
 //! 2. [`train`]: HESSO (optionally CRIC) with evaluations and checkpoints;
 //! 3. [`construct`]: the compact model cut out of the trained one;
 //! 4. [`verify`]: compact vs sparse in onnxruntime, quality before and after, latency;
-//! 5. [`report`]: every output written into the output folder.
+//! 5. [`quantize`] (with `quantize`): the compact model quantized, bits per layer by HAWQ-V2;
+//! 6. [`report`]: every output written into the output folder.
 //!
-//! [`run`] runs stages 2 to 5 on a [`Setup`]; [`Observer`] receives the progress.
+//! [`run`] runs stages 2 to 6 on a [`Setup`]; [`Observer`] receives the progress.
 //!
 //! ```no_run
 //! use oto::job::{config::JobSpec, Event, Observer, Setup};
@@ -80,5 +81,22 @@ pub fn run_rank(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observe
     }
     let built = construct::construct(&trained, observer)?;
     let verified = verify::verify(&trained, &built, observer)?;
-    report::write(&trained, &built, verified, started, observer).map(Some)
+    // A quantization that fails (say, a budget below every allocation) leaves the compact
+    // model and the report written, then is the job's error.
+    let quantized = match trained.job.quantize {
+        Some(budget) if verified.verification.passed => Some(quantize::in_job(&trained, &built, budget, observer)),
+        _ => None,
+    };
+    let (quantized, failed) = match quantized {
+        Some(Ok(q)) => (Some(q), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let report = report::write(&trained, &built, verified, quantized, started, observer)?;
+    match failed {
+        Some(e) => {
+            Err(e.context(format!("quantizing the compact model (it and the report were written to {})", trained.job.out.display())))
+        }
+        None => Ok(Some(report)),
+    }
 }

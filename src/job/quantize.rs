@@ -7,10 +7,12 @@ use crate::error::{classify, input_error};
 use anyhow::{Context, Result};
 use oto_onnx::proto::ValueInfoProto;
 use oto_onnx::{Model, Tensor};
+use oto_quant::allocate::{AllocateError, LayerSensitivity, Strategy};
 use oto_quant::calib::{Collector, Method, Range};
-use oto_quant::{QuantizeOptions, QuantizeReport};
-use oto_torch::data::Dataset;
+use oto_quant::{BitPlan, Bits, QuantizeOptions, QuantizeReport};
+use oto_torch::data::{DataPosition, Dataset, Sampling};
 use oto_torch::exec::{Executor, Mode};
+use oto_torch::loss::Loss;
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -169,6 +171,8 @@ pub struct QuantizeSummary {
     pub quantized: OrtQuality,
     /// Calibration samples used.
     pub calibration_samples: usize,
+    /// The per-layer bit allocation under a size budget, when one was asked for.
+    pub allocation: Option<MixedPlan>,
 }
 
 /// Calibrates `model` on `data` (the first `samples`), quantizes it as `options` says
@@ -204,5 +208,359 @@ pub fn quantize(
     let names: Vec<String> =
         Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?.inputs().map(|i| i.name.clone()).collect();
     let (float, quant) = compare_in_ort(&model.to_bytes()?, &quantized.to_bytes()?, &names, eval.unwrap_or(data), batch)?;
-    Ok((quantized, QuantizeSummary { report, float, quantized: quant, calibration_samples }))
+    Ok((quantized, QuantizeSummary { report, float, quantized: quant, calibration_samples, allocation: None }))
+}
+
+/// The loss whose Hessian measures sensitivity on `data` (as `oto hessian` chooses it):
+/// cross-entropy with labels, distillation from the model itself without.
+pub fn curvature_loss(data: &Dataset) -> Loss {
+    if data.labels.is_some() {
+        Loss::CrossEntropy { label_smoothing: 0.0 }
+    } else {
+        Loss::Distill { temperature: 1.0 }
+    }
+}
+
+/// What a per-layer bit allocation under a size budget needs.
+#[derive(Debug, Clone)]
+pub struct BudgetRequest {
+    /// The budget: stored bytes of the quantized weights (scales and zero points included)
+    /// over their float32 bytes (int8 everywhere is about 0.25).
+    pub ratio: f64,
+    /// The bit widths a layer may get.
+    pub choices: Vec<Bits>,
+    /// The allocation rule.
+    pub strategy: Strategy,
+    /// Block size of int4 weights.
+    pub block_size: usize,
+    /// Samples per batch of the Hessian.
+    pub batch: usize,
+    /// Batches of the data (the first ones) the Hessian is measured on.
+    pub hessian_batches: usize,
+    /// Most Hutchinson samples.
+    pub hutchinson_samples: usize,
+    /// Seed of the Hutchinson vectors.
+    pub seed: u64,
+}
+
+/// One layer of a mixed-precision allocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerBits {
+    /// The weight initializer.
+    pub weight: String,
+    /// Its number of weights.
+    pub params: u64,
+    /// The bits chosen (32: kept float).
+    pub bits: u8,
+    /// The Hutchinson estimate of the Hessian trace over the weight, negative estimates as 0
+    /// (what the allocation used).
+    pub trace: f64,
+    /// Its standard error.
+    pub trace_std_error: f64,
+    /// `trace / params`.
+    pub trace_per_param: f64,
+    /// `||Q_b(W) - W||^2` at the chosen bits.
+    pub squared_error: f64,
+    /// Stored bytes at the chosen bits.
+    pub bytes: u64,
+    /// Bytes as float32.
+    pub float_bytes: u64,
+}
+
+/// A per-layer allocation and how it meets the budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct MixedPlan {
+    /// `hawq`, `uniform`, `random` or `params`.
+    pub strategy: String,
+    /// The budget asked for (a fraction of the float32 bytes).
+    pub budget_ratio: f64,
+    /// The budget in bytes.
+    pub budget_bytes: u64,
+    /// Float32 bytes of the quantized weights.
+    pub float_bytes: u64,
+    /// Stored bytes of the allocation.
+    pub bytes: u64,
+    /// `bytes / float_bytes`.
+    pub ratio: f64,
+    /// `sum_i Tr(H_i)/n_i * ||Q(W_i) - W_i||^2` of the allocation.
+    pub omega: f64,
+    /// The loss of the Hessian.
+    pub loss: String,
+    /// Samples the Hessian was measured on.
+    pub hessian_samples: usize,
+    /// Hutchinson samples taken.
+    pub hutchinson_samples: usize,
+    /// Every layer, in initializer order.
+    pub layers: Vec<LayerBits>,
+}
+
+/// Parses an allocation rule (`hawq`, `uniform`, `random`, `params`); `random` uses `seed`.
+pub fn parse_strategy(name: &str, seed: u64) -> Option<Strategy> {
+    match name {
+        "hawq" => Some(Strategy::Hawq),
+        "uniform" => Some(Strategy::Uniform),
+        "random" => Some(Strategy::Random(seed)),
+        "params" => Some(Strategy::ParamCount),
+        _ => None,
+    }
+}
+
+fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::Hawq => "hawq",
+        Strategy::Uniform => "uniform",
+        Strategy::Random(_) => "random",
+        Strategy::ParamCount => "params",
+    }
+}
+
+/// Chooses the bits of every quantization target of `model` under `request`'s size
+/// budget: the options of each (stored bytes and squared error per width, as the rewrite
+/// would write them), the Hessian traces of the weights on the first batches of the first
+/// `samples` of `data` ([`oto_hessian::weight_traces`], the loss of [`curvature_loss`]),
+/// and the allocation by `request.strategy`. A budget below every allocation is an input
+/// error naming the smallest achievable ratio.
+pub fn allocate_bits(model: &Model, data: &Dataset, samples: Option<usize>, request: &BudgetRequest) -> Result<(BitPlan, MixedPlan)> {
+    let path = model.path().display().to_string();
+    if !(request.ratio.is_finite() && request.ratio > 0.0) {
+        return Err(input_error(anyhow::anyhow!("--size-budget {}: must be a positive number", request.ratio)));
+    }
+    if request.choices.is_empty() {
+        return Err(input_error(anyhow::anyhow!("--bits-choices: no bit widths given")));
+    }
+    let (targets, _) = oto_quant::rewrite::targets(model).map_err(input_error)?;
+    if targets.is_empty() {
+        return Err(input_error(anyhow::anyhow!("{path}: no Conv, Gemm or MatMul weight to quantize")));
+    }
+    let mut choices = request.choices.clone();
+    choices.sort_by_key(|b| b.width());
+    choices.dedup();
+    let mut options = oto_quant::rewrite::bit_options(model, &targets, &choices, request.block_size).map_err(input_error)?;
+    // A width storing more bytes than a wider one (int4 in blocks along an input axis
+    // shorter than the block: a scale per few weights) is worse in both size and error.
+    for o in &mut options {
+        let keep: Vec<bool> = o.iter().enumerate().map(|(i, a)| !o[i + 1..].iter().any(|b| b.bytes <= a.bytes)).collect();
+        let mut k = keep.into_iter();
+        o.retain(|_| k.next().unwrap_or(true));
+    }
+    let float_bytes: u64 = targets.iter().map(|t| 4 * t.shape.iter().product::<usize>() as u64).sum();
+    let budget_bytes = (request.ratio * float_bytes as f64).floor() as u64;
+
+    // Hessian traces of the weights.
+    let exec = Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?;
+    let loss = curvature_loss(data);
+    oto_torch::train::check_labels(&exec, data, loss).map_err(classify)?;
+    let teacher = match loss {
+        Loss::Distill { .. } => Some(Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?),
+        _ => None,
+    };
+    let n = samples.unwrap_or(data.len).min(data.len);
+    if n == 0 {
+        return Err(input_error(anyhow::anyhow!("{}: no calibration samples", data.path.display())));
+    }
+    let sampling = Sampling { batch_size: request.batch.max(1), shuffle: false, drop_last: false, seed: 0 };
+    let count = sampling.batches_per_epoch(n).min(request.hessian_batches.max(1) as u64);
+    let mut batches = Vec::new();
+    let mut pos = DataPosition::default();
+    for _ in 0..count {
+        batches.push(data.batch(&sampling.indices(n, pos)).map_err(classify)?);
+        pos = sampling.next(n, pos);
+    }
+    let hessian_samples = batches.iter().map(|b| b.len()).sum();
+    let mut op = oto_hessian::HessianOperator::new(&exec, teacher.as_ref(), batches, loss).map_err(classify)?;
+    let names: Vec<String> = targets.iter().map(|t| t.weight.clone()).collect();
+    let max_samples = request.hutchinson_samples.max(2);
+    let config = oto_hessian::TraceConfig { tolerance: 0.05, min_samples: 10.min(max_samples), max_samples, seed: request.seed };
+    let traces = oto_hessian::weight_traces(&mut op, &names, &config, |_| {}).map_err(classify)?;
+    let hutchinson_samples = op.products();
+
+    let layers: Vec<LayerSensitivity> = targets
+        .iter()
+        .zip(&traces)
+        .zip(options)
+        // A negative estimate is sampling noise around a trace near 0 (the loss is at a
+        // minimum; the distillation Hessian at the teacher is positive semidefinite): taken
+        // as 0, or Omega would reward error on that layer.
+        .map(|((t, e), options)| LayerSensitivity { name: t.weight.clone(), params: e.params, trace: e.trace.max(0.0), options })
+        .collect();
+    let allocation = oto_quant::allocate::allocate_with(request.strategy, &layers, budget_bytes).map_err(|e| match e {
+        AllocateError::BudgetTooSmall { minimum, .. } => input_error(anyhow::anyhow!(
+            "{path}: --size-budget {} ({budget_bytes} of {float_bytes} float32 weight bytes) is below the smallest \
+             achievable size, {:.4} ({minimum} bytes, every layer at its fewest bits)",
+            request.ratio,
+            minimum as f64 / float_bytes.max(1) as f64
+        )),
+        other => input_error(anyhow::anyhow!("{path}: {other}")),
+    })?;
+    let mut plan = BitPlan::uniform(Bits::Float);
+    let mut report = Vec::with_capacity(layers.len());
+    for ((l, e), &c) in layers.iter().zip(&traces).zip(&allocation.choices) {
+        let o = &l.options[c];
+        let bits = Bits::from_bits(u32::from(o.bits)).context("an allocation chose a width the rewrite does not store")?;
+        plan.weights.insert(l.name.clone(), bits);
+        report.push(LayerBits {
+            weight: l.name.clone(),
+            params: l.params,
+            bits: o.bits,
+            trace: l.trace,
+            trace_std_error: e.std_error,
+            trace_per_param: l.sensitivity(),
+            squared_error: o.squared_error,
+            bytes: o.bytes,
+            float_bytes: 4 * l.params,
+        });
+    }
+    let mixed = MixedPlan {
+        strategy: strategy_name(request.strategy).into(),
+        budget_ratio: request.ratio,
+        budget_bytes,
+        float_bytes,
+        bytes: allocation.bytes,
+        ratio: allocation.bytes as f64 / float_bytes.max(1) as f64,
+        omega: allocation.omega,
+        loss: loss.to_string(),
+        hessian_samples,
+        hutchinson_samples,
+        layers: report,
+    };
+    Ok((plan, mixed))
+}
+
+/// The allocation as a Markdown table, with the achieved size against the budget.
+pub fn allocation_table(m: &MixedPlan) -> String {
+    let mut out = format!(
+        "bits by {} under a size budget of {:.4} of the float32 weight bytes (Hessian of the {} loss on {} samples, {} Hutchinson samples)\n\n",
+        m.strategy, m.budget_ratio, m.loss, m.hessian_samples, m.hutchinson_samples
+    );
+    out.push_str("| weight | params | bits | trace | trace/params | squared error | bytes |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for l in &m.layers {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.4e} | {:.4e} | {:.4e} | {} |\n",
+            l.weight, l.params, l.bits, l.trace, l.trace_per_param, l.squared_error, l.bytes
+        ));
+    }
+    out.push_str(&format!(
+        "\nachieved {:.4} ({} of {} bytes) vs budget {:.4} ({} bytes); Omega {:.4e}\n\n",
+        m.ratio, m.bytes, m.float_bytes, m.budget_ratio, m.budget_bytes, m.omega
+    ));
+    out
+}
+
+/// Calibration samples of the job's quantization (a seeded sample of the training data).
+pub const JOB_CALIBRATION_SAMPLES: usize = 256;
+
+/// What quantizing the compact model in the prune job measured (`report.json`'s `quantization`).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobQuantization {
+    /// The file written beside the compact model.
+    pub file: String,
+    /// Its size in bytes (every weight inline).
+    pub file_bytes: u64,
+    /// The compact model's file size, for comparison.
+    pub compact_file_bytes: u64,
+    /// The size table, the allocation and float vs quantized in onnxruntime on the held-out data.
+    pub summary: QuantizeSummary,
+    /// onnxruntime latency of one batch: `before_ms` the compact model, `after_ms` the quantized one.
+    pub latency: Option<super::verify::Latency>,
+}
+
+/// `n` samples of `data` drawn without replacement by `seed` (all when it has fewer), as
+/// an in-memory dataset.
+pub fn sample(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    let mut rng = oto_onnx::rng::SplitMix64::new(seed);
+    let n = n.min(data.len);
+    let mut picked = rng.choose(data.len, n);
+    picked.sort_unstable();
+    let indices: Vec<i64> = picked.iter().map(|&i| i as i64).collect();
+    let b = data.batch(&indices).map_err(classify)?;
+    Ok(Dataset { path: data.path.clone(), inputs: b.inputs, labels: b.labels, len: n, images: None })
+}
+
+/// The prune job's quantization stage: the compact model quantized to `budget` (bits per
+/// layer by HAWQ-V2, traces and activation ranges on a seeded sample of the training
+/// data), compared with the compact model in onnxruntime on the held-out data, and its
+/// latency measured. Returns the serialized QDQ model and the measurements.
+pub fn in_job(
+    trained: &super::train::Trained,
+    built: &super::construct::Constructed,
+    budget: f64,
+    observer: &mut dyn super::Observer,
+) -> Result<(Vec<u8>, JobQuantization)> {
+    let job = &trained.job;
+    observer.event(super::Event::Phase("quantizing the compact model"));
+    let calib = sample(&trained.train_data, JOB_CALIBRATION_SAMPLES, job.seed)?;
+    let batch = job.eval_batch();
+    let block_size = job.quantize_block_size.unwrap_or(32);
+    let request = BudgetRequest {
+        ratio: budget,
+        choices: vec![Bits::Int4, Bits::Int8],
+        strategy: Strategy::Hawq,
+        block_size,
+        batch,
+        hessian_batches: 4,
+        hutchinson_samples: 100,
+        seed: job.seed,
+    };
+    let (plan, mixed) = allocate_bits(&built.compact, &calib, None, &request)?;
+    let options = QuantizeOptions { plan, block_size, activations: None };
+    let (quantized, mut summary) = quantize(&built.compact, &calib, Some(&trained.eval_data), batch, None, Method::MinMax, true, options)?;
+    summary.allocation = Some(mixed);
+    let bytes = quantized.to_bytes()?;
+    let names: Vec<String> = trained.exec.inputs().map(|i| i.name.clone()).collect();
+    let inputs = super::verify::held_out_inputs(&trained.eval_data, &names, job.batch_size)?;
+    let latency = match super::verify::latency(&built.compact_bytes, &bytes, &inputs) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            observer.event(super::Event::Note(format!("quantized latency not measured: {e:#}")));
+            None
+        }
+    };
+    let q = JobQuantization {
+        file: super::files::QUANTIZED_FILE.into(),
+        file_bytes: bytes.len() as u64,
+        compact_file_bytes: built.compact_bytes.len() as u64,
+        summary,
+        latency,
+    };
+    Ok((bytes, q))
+}
+
+/// The quantization section of `report.md`.
+pub fn report_section(q: &JobQuantization) -> String {
+    let s = &q.summary;
+    let mut out = String::from("## Quantization\n\n");
+    let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
+    out.push_str(&format!(
+        "{} (QDQ): the compact model with per-layer int4/int8 weights and int8 activations, calibrated on {} training samples.\n\n",
+        q.file, s.calibration_samples
+    ));
+    let (f, st) = (s.report.float_bytes(), s.report.stored_bytes());
+    out.push_str("| | compact (float) | quantized |\n|---|---:|---:|\n");
+    out.push_str(&format!("| Conv/Gemm/MatMul weight bytes | {f} | {st} ({:.3}x) |\n", st as f64 / f.max(1) as f64));
+    out.push_str(&format!(
+        "| file bytes | {} | {} ({:.3}x) |\n",
+        q.compact_file_bytes,
+        q.file_bytes,
+        q.file_bytes as f64 / q.compact_file_bytes.max(1) as f64
+    ));
+    out.push_str(&format!(
+        "| accuracy ({} held-out samples, onnxruntime) | {} | {} |\n",
+        s.float.samples,
+        pct(s.float.accuracy),
+        pct(s.quantized.accuracy)
+    ));
+    if let Some(a) = s.quantized.agreement {
+        out.push_str(&format!("| same class as the compact model | | {:.2}% |\n", 100.0 * a));
+    }
+    if let Some(l) = &q.latency {
+        out.push_str(&format!(
+            "| onnxruntime latency (batch {}, {} threads, median of {}) | {:.3} ms | {:.3} ms |\n",
+            l.batch, l.threads, l.runs, l.before_ms, l.after_ms
+        ));
+    }
+    out.push('\n');
+    if let Some(m) = &s.allocation {
+        out.push_str(&allocation_table(m));
+    }
+    out
 }

@@ -80,6 +80,8 @@ pub struct Report {
     pub budget: BudgetReport,
     /// Groups left narrow (fewer than 4 elements or under 10% of their width).
     pub narrow_groups: Vec<NarrowGroup>,
+    /// The compact model quantized (with `quantize`).
+    pub quantization: Option<super::quantize::JobQuantization>,
 }
 
 /// The budget a job met.
@@ -142,7 +144,15 @@ fn budget_report(
 /// Writes every output into `job.out` (each file atomically) from what the stages
 /// produced, and returns the report. A verification mismatch is an error, after
 /// `report.json` recorded it; the compact model is then not written.
-pub fn write(trained: &Trained, built: &Constructed, verified: Verified, started: Instant, observer: &mut dyn Observer) -> Result<Report> {
+pub fn write(
+    trained: &Trained,
+    built: &Constructed,
+    verified: Verified,
+    quantized: Option<(Vec<u8>, super::quantize::JobQuantization)>,
+    started: Instant,
+    observer: &mut dyn Observer,
+) -> Result<Report> {
+    let (quantized_bytes, quantization) = quantized.unzip();
     let (job, finals) = (&trained.job, &trained.finals);
     let metrics = &finals.metrics;
     let mut report = Report {
@@ -177,6 +187,7 @@ pub fn write(trained: &Trained, built: &Constructed, verified: Verified, started
             finals.budget_estimate,
         ),
         narrow_groups: narrow_groups(&trained.analysis, &finals.pruned),
+        quantization,
     };
     // A budget the cap (or the divisibility rule) kept out of reach is said, not hidden.
     let b = &report.budget;
@@ -221,6 +232,9 @@ pub fn write(trained: &Trained, built: &Constructed, verified: Verified, started
         );
     }
     write_atomic(&out.join(COMPACT_FILE), &built.compact_bytes)?;
+    if let Some(bytes) = &quantized_bytes {
+        write_atomic(&out.join(super::files::QUANTIZED_FILE), bytes)?;
+    }
     write_atomic(&out.join(REPORT_MD), markdown(&report).as_bytes())?;
     write_json(&out.join(REPORT_JSON), &report)?;
     Ok(report)
@@ -377,6 +391,9 @@ fn markdown(r: &Report) -> String {
             c.hybrid_start.map_or("-".into(), |v| v.to_string()),
             probes.join(", ")
         );
+    }
+    if let Some(q) = &r.quantization {
+        let _ = write!(s, "\n{}", super::quantize::report_section(q));
     }
     let t = &r.seconds;
     let _ = writeln!(s, "\n| phase | seconds |\n|---|---:|");

@@ -145,6 +145,8 @@ pub struct Trained {
     pub teacher: Option<Executor>,
     /// The held-out data (the training data when the job has none).
     pub eval_data: Dataset,
+    /// The training data (the calibration data of `quantize`).
+    pub train_data: Dataset,
     /// The measurements and the training curve.
     pub progress: Progress,
     /// What HESSO did.
@@ -318,5 +320,6 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         metrics: trainer.optimizer.metrics()?,
         cric: trainer.optimizer.cric_report(),
     };
-    Ok(Trained { job, model, analysis, exec: trainer.exec, teacher: trainer.teacher, eval_data: eval_set, progress, finals, writer })
+    let train_data = trainer.dataset.shallow_clone();
+    Ok(Trained { job, model, analysis, exec: trainer.exec, teacher: trainer.teacher, eval_data: eval_set, train_data, progress, finals, writer })
 }

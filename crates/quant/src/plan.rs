@@ -17,6 +17,15 @@ pub enum Bits {
 }
 
 impl Bits {
+    /// The bit width: 8, 4, or 32 for float.
+    pub fn width(self) -> u8 {
+        match self {
+            Bits::Float => 32,
+            Bits::Int8 => 8,
+            Bits::Int4 => 4,
+        }
+    }
+
     /// The bits of `n` (8 or 4; 32 or 16 mean float).
     pub fn from_bits(n: u32) -> Option<Bits> {
         match n {

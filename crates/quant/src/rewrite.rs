@@ -24,6 +24,7 @@
 //! The default-domain opset is raised to what the model needs ([`crate::opset::raise`]);
 //! the graph's inputs, outputs and every other node keep their names.
 
+use crate::allocate::BitOption;
 use crate::calib::Range;
 use crate::math::{self, QType, QuantizedWeight};
 use crate::plan::{BitPlan, Bits};
@@ -202,7 +203,8 @@ pub fn targets(model: &Model) -> Result<(Vec<Target>, Vec<Skipped>)> {
 pub struct QuantizeOptions {
     /// Bits per weight.
     pub plan: BitPlan,
-    /// Block size along the input axis of int4 weights.
+    /// Block size along the input axis of int4 weights; 0: one int4 scale per output
+    /// channel (no blocks), for weights whose input axis is too short for blocks to pay.
     pub block_size: usize,
     /// Calibrated ranges of the activations to quantize (by value name); `None` keeps
     /// activations float. Every activation of a quantized weight must have one.
@@ -262,8 +264,8 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
     let from = model.opset();
     let int4 = found.iter().any(|t| options.plan.bits(&t.weight) == Bits::Int4);
     let need = if int4 { 21 } else { 13 };
-    if int4 && options.block_size < 2 {
-        return Err(Error::Model(format!("block size {} must be at least 2", options.block_size)));
+    if int4 && options.block_size == 1 {
+        return Err(Error::Model("block size 1 must be at least 2 (or 0: int4 per output channel)".into()));
     }
     let raised = opset::raise(model, need)?;
     let mut names = Names::of(&raised);
@@ -290,18 +292,9 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
             });
             continue;
         }
-        let init = graph_proto
-            .initializer
-            .iter()
-            .find(|i| i.name.as_deref() == Some(t.weight.as_str()))
-            .ok_or_else(|| Error::Model(format!("{path}: initializer '{}' disappeared", t.weight)))?;
-        let value = model.tensor(init)?;
-        let data = value.as_f32().ok_or_else(|| Error::Model(format!("{path}: initializer '{}' is not float32", t.weight)))?;
-        let q = match bits {
-            Bits::Int8 => math::quantize_per_axis(data, &t.shape, t.out_axis, QType::Int8),
-            _ => math::quantize_blockwise(data, &t.shape, t.in_axis, options.block_size, QType::Int4),
-        }
-        .map_err(|e| Error::Model(format!("{path}: initializer '{}': {e}", t.weight)))?;
+        let data = weight_values(model, t)?;
+        let q = quantize_weight(&data, t, bits, options.block_size)
+            .map_err(|e| Error::Model(format!("{path}: initializer '{}': {e}", t.weight)))?;
         let max_error = data.iter().zip(q.dequantize()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         weights.push(WeightReport {
             weight: t.weight.clone(),
@@ -390,6 +383,59 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
         .unwrap_or(from);
     let out = Model::from_proto(proto, &path, model.base_dir().map(|p| p.to_path_buf()))?;
     Ok((out, QuantizeReport { opset: (from, to), weights, skipped, activations: act_report, other_bytes }))
+}
+
+/// The float32 values of the weight of `target` in `model`.
+fn weight_values(model: &Model, target: &Target) -> Result<Vec<f32>> {
+    let path = model.path().display().to_string();
+    let init = model
+        .proto
+        .graph
+        .as_ref()
+        .and_then(|g| g.initializer.iter().find(|i| i.name.as_deref() == Some(target.weight.as_str())))
+        .ok_or_else(|| Error::Model(format!("{path}: initializer '{}' not found", target.weight)))?;
+    let value = model.tensor(init)?;
+    let data = value.as_f32().ok_or_else(|| Error::Model(format!("{path}: initializer '{}' is not float32", target.weight)))?;
+    Ok(data.to_vec())
+}
+
+/// `data` (the weight of `target`) quantized as the rewrite stores it with `bits` (int8
+/// per output channel, int4 in blocks of `block_size` along the input axis, or per output
+/// channel when `block_size` is 0).
+/// `bits` must not be [`Bits::Float`].
+pub fn quantize_weight(data: &[f32], target: &Target, bits: Bits, block_size: usize) -> Result<QuantizedWeight> {
+    match bits {
+        Bits::Int8 => math::quantize_per_axis(data, &target.shape, target.out_axis, QType::Int8),
+        Bits::Int4 if block_size == 0 => math::quantize_per_axis(data, &target.shape, target.out_axis, QType::Int4),
+        Bits::Int4 => math::quantize_blockwise(data, &target.shape, target.in_axis, block_size, QType::Int4),
+        Bits::Float => Err(Error::Quantize(format!("weight '{}': float is not a quantized width", target.weight))),
+    }
+}
+
+/// What each of `choices` costs for every target of `model` (in `targets` order): the
+/// bytes the rewrite stores (integers, scales and zero points; 4 bytes per weight kept
+/// float) and `||Q_b(W) - W||^2` (0 kept float), for a bit allocation.
+pub fn bit_options(model: &Model, targets: &[Target], choices: &[Bits], block_size: usize) -> Result<Vec<Vec<BitOption>>> {
+    let path = model.path().display().to_string();
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let data = weight_values(model, t)?;
+        let mut options = Vec::with_capacity(choices.len());
+        for &bits in choices {
+            let option = match bits {
+                Bits::Float => BitOption { bits: bits.width(), bytes: 4 * data.len() as u64, squared_error: 0.0 },
+                _ => {
+                    let q = quantize_weight(&data, t, bits, block_size)
+                        .map_err(|e| Error::Model(format!("{path}: initializer '{}': {e}", t.weight)))?;
+                    let squared_error = data.iter().zip(q.dequantize()).map(|(&a, b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>();
+                    BitOption { bits: bits.width(), bytes: q.bytes() as u64, squared_error }
+                }
+            };
+            options.push(option);
+        }
+        out.push(options);
+    }
+    Ok(out)
 }
 
 /// Bytes of an initializer's elements (4-bit types packed; 0 for types without a fixed size).
