@@ -321,5 +321,16 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         cric: trainer.optimizer.cric_report(),
     };
     let train_data = trainer.dataset.shallow_clone();
-    Ok(Trained { job, model, analysis, exec: trainer.exec, teacher: trainer.teacher, eval_data: eval_set, train_data, progress, finals, writer })
+    Ok(Trained {
+        job,
+        model,
+        analysis,
+        exec: trainer.exec,
+        teacher: trainer.teacher,
+        eval_data: eval_set,
+        train_data,
+        progress,
+        finals,
+        writer,
+    })
 }
