@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oto_graph::AnalyzeOptions;
 use oto_hessian::{group_blocks, hutchinson, layer_blocks, slq, top_eigenvalues, HessianOperator, TraceConfig, TraceEstimate};
 use oto_torch::data::images::Part;
-use oto_torch::data::{DataPosition, Dataset, Sampling};
+use oto_torch::data::Dataset;
 use oto_torch::exec::Executor;
 use oto_torch::loss::Loss;
 use std::io::IsTerminal;
@@ -131,14 +131,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         _ => None,
     };
     let batch_size = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
-    let sampling = Sampling { batch_size, shuffle: false, drop_last: false, seed: 0 };
-    let count = sampling.batches_per_epoch(data.len).min(args.batches);
-    let mut batches = Vec::new();
-    let mut pos = DataPosition::default();
-    for _ in 0..count {
-        batches.push(data.batch(&sampling.indices(data.len, pos)).map_err(classify)?);
-        pos = sampling.next(data.len, pos);
-    }
+    let batches = oto_torch::train::first_batches(&data, data.len, batch_size, args.batches).map_err(classify)?;
+    let count = batches.len() as u64;
     let samples_used: usize = batches.iter().map(|b| b.len()).sum();
     let analysis = oto_graph::analyze(&model, &AnalyzeOptions::default()).map_err(input_error)?;
 

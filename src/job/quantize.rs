@@ -10,7 +10,7 @@ use oto_onnx::{Model, Tensor};
 use oto_quant::allocate::{AllocateError, LayerSensitivity, Strategy};
 use oto_quant::calib::{Collector, Method, Range};
 use oto_quant::{BitPlan, Bits, QuantizeOptions, QuantizeReport};
-use oto_torch::data::{DataPosition, Dataset, Sampling};
+use oto_torch::data::Dataset;
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::loss::Loss;
 
@@ -358,14 +358,8 @@ pub fn allocate_bits(model: &Model, data: &Dataset, samples: Option<usize>, requ
     if n == 0 {
         return Err(input_error(anyhow::anyhow!("{}: no calibration samples", data.path.display())));
     }
-    let sampling = Sampling { batch_size: request.batch.max(1), shuffle: false, drop_last: false, seed: 0 };
-    let count = sampling.batches_per_epoch(n).min(request.hessian_batches.max(1) as u64);
-    let mut batches = Vec::new();
-    let mut pos = DataPosition::default();
-    for _ in 0..count {
-        batches.push(data.batch(&sampling.indices(n, pos)).map_err(classify)?);
-        pos = sampling.next(n, pos);
-    }
+    let batches =
+        oto_torch::train::first_batches(data, n, request.batch.max(1), request.hessian_batches.max(1) as u64).map_err(classify)?;
     let hessian_samples = batches.iter().map(|b| b.len()).sum();
     let mut op = oto_hessian::HessianOperator::new(&exec, teacher.as_ref(), batches, loss).map_err(classify)?;
     let names: Vec<String> = targets.iter().map(|t| t.weight.clone()).collect();

@@ -117,7 +117,7 @@ const OBD_SAMPLES: usize = 8;
 /// The OBD saliency of every group element at the current weights, `1/2 sum diag(H) w^2`
 /// with the Hutchinson diagonal of the job's loss on the first training batches.
 fn obd_saliency(trainer: &Trainer<Hesso>, analysis: &Analysis, job: &Job) -> Result<Vec<(String, Vec<f64>)>> {
-    let batches = oto_torch::train::first_batches(&trainer.dataset, job.batch_size, OBD_BATCHES).map_err(classify)?;
+    let batches = oto_torch::train::first_batches(&trainer.dataset, trainer.dataset.len, job.batch_size, OBD_BATCHES).map_err(classify)?;
     let mut op = HessianOperator::new(&trainer.exec, trainer.teacher.as_ref(), batches, job.loss).map_err(classify)?;
     let seed = job.seed ^ trainer.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let config = TraceConfig { tolerance: 0.0, min_samples: OBD_SAMPLES, max_samples: OBD_SAMPLES, seed };

@@ -430,20 +430,23 @@ fn shard(batch: &Batch, rank: usize, world: usize) -> Result<(Batch, f64)> {
 
 /// The first `PROBE_BATCHES` batches of `dataset` in order (fewer when it is small).
 fn probe_batches(dataset: &Dataset, batch_size: usize) -> Result<Vec<Batch>> {
-    first_batches(dataset, batch_size, PROBE_BATCHES as u64)
+    first_batches(dataset, dataset.len, batch_size, PROBE_BATCHES as u64)
 }
 
-/// The first `count` batches of `batch_size` samples of `dataset`, in order, on the host
-/// (fewer when it is small; the last may be short): fixed data for measurements during
-/// training (CRIC's probe loss, the Hessian of the OBD criterion).
-pub fn first_batches(dataset: &Dataset, batch_size: usize, count: u64) -> Result<Vec<Batch>> {
+/// The first `count` batches of `batch_size` samples taken in order from the first
+/// `samples` samples of `dataset` (all of them when it has fewer), on the host (fewer
+/// batches when the samples run out; the last may be short): fixed data for measurements
+/// (CRIC's probe loss, the Hessian of the OBD criterion, `oto hessian`, the traces of
+/// `oto quantize --size-budget`).
+pub fn first_batches(dataset: &Dataset, samples: usize, batch_size: usize, count: u64) -> Result<Vec<Batch>> {
+    let n = samples.min(dataset.len);
     let sampling = Sampling { batch_size, shuffle: false, drop_last: false, seed: 0 };
-    let count = sampling.batches_per_epoch(dataset.len).min(count);
+    let count = sampling.batches_per_epoch(n).min(count);
     let mut pos = DataPosition::default();
     let mut batches = Vec::new();
     for _ in 0..count {
-        batches.push(dataset.batch(&sampling.indices(dataset.len, pos))?);
-        pos = sampling.next(dataset.len, pos);
+        batches.push(dataset.batch(&sampling.indices(n, pos))?);
+        pos = sampling.next(n, pos);
     }
     Ok(batches)
 }
