@@ -103,23 +103,33 @@ fn prune_optimum_llama_gqa_by_distillation() {
 /// `oto check` on the Optimum ViT, whose pixel_values are `[batch_size, num_channels,
 /// height, width]`, all symbolic: the model fixes the image (3x32x32, the position
 /// embeddings' 17 tokens). The channels follow from the patch embedding's Conv weight;
-/// height and width do not (17 tokens fit 4x4 patches as well as 2x8), so they come
-/// from --dim, and without it the error names them and the flag; a name that is not an
-/// input axis is an input error.
+/// height and width do not (17 tokens fit 4x4 patches as well as 2x8), so they come from
+/// the preprocessor_config.json beside the model (32x32), or from --dim; a copy of the
+/// model without that file and without --dim fails in onnxruntime with an error naming
+/// the axes and the flag; a name that is not an input axis is an input error.
 #[test]
 fn check_optimum_vit_with_the_image_size_given() {
     let file = optimum_zoo_dir().join("vit/model.onnx");
     for sparsity in ["0.1", "0.5", "0.9"] {
-        let out = oto(&["check", s(&file), "--sparsity", sparsity, "--trials", "1", "--dim", "height=32", "--dim", "width=32"]);
+        let out = oto(&["check", s(&file), "--sparsity", sparsity, "--trials", "1"]);
         assert_eq!(out.status.code(), Some(0), "{sparsity}: {}\n{}", text(&out.stdout), text(&out.stderr));
         assert!(text(&out.stdout).contains("passed: 1 trials"), "{}", text(&out.stdout));
     }
-    let out = oto(&["check", s(&file), "--trials", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("model.onnx");
+    std::fs::copy(&file, &alone).unwrap();
+    let out = oto(&["check", s(&alone), "--trials", "1", "--dim", "height=32", "--dim", "width=32"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let out = oto(&["check", s(&alone), "--trials", "1"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("'height' of 'pixel_values', 'width' of 'pixel_values' the size 4"), "{err}");
     assert!(err.contains("--dim height=SIZE --dim width=SIZE"), "{err}");
     assert!(!err.contains("num_channels"), "{err}");
+    std::fs::write(dir.path().join("preprocessor_config.json"), r#"{"size": {"height": "big"}}"#).unwrap();
+    let out = oto(&["check", s(&alone), "--trials", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("preprocessor_config.json"), "{}", text(&out.stderr));
     let out = oto(&["check", s(&file), "--dim", "hight=32"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("'hight' is not a symbolic axis"), "{}", text(&out.stderr));

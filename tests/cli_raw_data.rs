@@ -1,6 +1,7 @@
 //! Raw data through the binary, and the installed binary's self-description: `oto prune`
-//! and `oto eval` on raw text (tokenized by the model's tokenizer.json) and on an image
-//! folder (decoded and resized as PIL does), checked against references written by
+//! (in an empty environment, as an installed binary runs) and `oto eval` on raw text
+//! (tokenized by the model's tokenizer.json), `oto eval` and `oto quantize` (calibration)
+//! on an image folder (decoded and resized as PIL does), checked against references written by
 //! Python (graphs/optimum_zoo.py's `tokens_ref.json`, graphs/image_folder.py's
 //! `reference.npz`); bad raw inputs are exit code 2 naming the file (and line); `oto
 //! --version` and `oto completions` work with an empty environment.
@@ -127,7 +128,8 @@ fn prune_bert_on_raw_text() {
         s(&out_dir),
         "-q",
     ];
-    let out = oto(&args);
+    // In an empty environment, as the installed binary runs in a fresh shell.
+    let out = oto_bare(&args);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["job"]["loss"]["kind"], "distill");
@@ -278,6 +280,42 @@ fn image_folder_equals_pil_reference() {
     let (a, b) = (from_images["loss"].as_f64().unwrap(), from_npz["loss"].as_f64().unwrap());
     assert!((a - b).abs() <= 1e-5, "loss from the folder {a}, from the PIL reference {b}");
     assert_eq!(from_images["accuracy"], from_npz["accuracy"]);
+    // Calibration for `oto quantize` from the folder equals calibration from the PIL
+    // reference: the same activation ranges, so the same scales (within float rounding).
+    let quantize = |data: &[&str], out: &Path| {
+        let mut all = vec!["quantize", s(&model), "--out", s(out), "--batch-size", "8"];
+        all.extend_from_slice(data);
+        let result = oto(&all);
+        assert_eq!(result.status.code(), Some(0), "{}", text(&result.stderr));
+        oto_onnx::Model::load(out).unwrap()
+    };
+    let q_images = quantize(&["--images", s(&images)], &dir.path().join("q_images.onnx"));
+    let q_npz = quantize(&["--data", s(&reference)], &dir.path().join("q_npz.onnx"));
+    let floats = |m: &oto_onnx::Model| -> Vec<(String, Vec<f32>)> {
+        let mut out: Vec<(String, Vec<f32>)> = m
+            .proto
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .filter_map(|t| match oto_onnx::Tensor::from_proto(t, None).map(|x| x.data) {
+                Ok(TensorData::F32(v)) => Some((t.name.clone().unwrap_or_default(), v)),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let (a, b) = (floats(&q_images), floats(&q_npz));
+    assert_eq!(a.iter().map(|x| &x.0).collect::<Vec<_>>(), b.iter().map(|x| &x.0).collect::<Vec<_>>());
+    let activation_scales = a.iter().filter(|(name, _)| name.ends_with("_scale") && !name.contains("weight")).count();
+    assert!(activation_scales > 0, "no activation scale in the QDQ model");
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() <= 1e-5 * p.abs().max(q.abs()).max(1e-12), "{name}: {p} from the folder, {q} from the reference");
+        }
+    }
     // A held-out split of the whole folder (PNG and JPEG): the seed's quarter of it.
     let whole = image_folder_dir().join("images");
     let val = eval(&["--images", s(&whole), "--val-split", "0.25", "--seed", "3"]);

@@ -22,9 +22,10 @@ Examples:
   oto check model.onnx --groups groups.json
       check a saved group description (from `oto analyze --json`) instead of a fresh one
   oto check vit.onnx --dim height=32 --dim width=32
-      sizes of symbolic input axes that the model fixes (an image size); other symbolic
-      axes after the batch get 4, but for the channels of an image read by a Conv (its
-      weight fixes them)
+      sizes of symbolic input axes that the model fixes (an image size); without --dim
+      they come from the preprocessor_config.json beside the model when there is one
+      (a Hugging Face export), the channels of an image read by a Conv from its weight,
+      and other symbolic axes after the batch get 4
 
 Exit code 0 when every trial matches (max |difference| <= 1e-4 * max(1, max |output|)),
 1 on a mismatch, 2 on bad input.")]
@@ -68,6 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
     let graph = Graph::new(&model).map_err(input_error)?;
     let shapes = shape::infer(&graph).map_err(input_error)?;
     let mut dims = conv_channels(&graph, &shapes);
+    dims.extend(preprocessor_sizes(&graph, &shapes, &args.model)?);
     dims.extend(parse_dims(&args.dims, &graph, &shapes)?);
     let defaulted = defaulted_axes(&graph, &shapes, &dims);
     let mut failures = 0;
@@ -151,6 +153,25 @@ fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
         }
     }
     out
+}
+
+/// Image sizes the model's preprocessor gives: the symbolic height and width (axes 2 and
+/// 3) of an input `[N, C, H, W]` take the size of the `preprocessor_config.json` beside
+/// the model (what `--images` resizes to), when there is one.
+fn preprocessor_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std::path::Path) -> Result<BTreeMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    for input in graph.real_inputs() {
+        let Some(name) = input.name.as_deref() else { continue };
+        let Some([_, _, height, width]) = shapes.shape(name) else { continue };
+        let (Some(height), Some(width)) = (height.as_symbol(), width.as_symbol()) else { continue };
+        let symbolic = oto_torch::exec::GraphInput { name: name.to_string(), dtype: DType::F32, dims: Some(vec![None; 4]) };
+        let sized = oto_torch::data::images::size_from_preprocessor(&symbolic, model).map_err(input_error)?;
+        if let Some([_, _, Some(h), Some(w)]) = sized.as_ref().and_then(|s| s.dims.as_deref()) {
+            out.insert(height.to_string(), *h);
+            out.insert(width.to_string(), *w);
+        }
+    }
+    Ok(out)
 }
 
 /// (input, axis name) of the symbolic input axes after the batch that no size was given
