@@ -304,8 +304,10 @@ fn a_two_worker_job_resumed_after_an_interrupt_ends_as_an_uninterrupted_one() {
     let step = ck.state["step"].as_u64().unwrap();
     assert!((10..STEPS).contains(&step), "interrupted at step {step}");
     assert!(!part.join("model.onnx").exists(), "an interrupted job wrote outputs");
-    // Resumed on 2 workers, it ends where the uninterrupted job did.
-    run(&with(vec!["prune".into(), "--resume".into(), s(&part).into()], &["--nproc", "2", "--sync-batch-norm", "--threads", "1", "-q"]));
+    // Resumed on 2 workers, it ends where the uninterrupted job did (synchronized BatchNorm
+    // is part of the saved job).
+    assert_eq!(json(&part.join("checkpoint/job.json"))["sync_batch_norm"], true);
+    run(&with(vec!["prune".into(), "--resume".into(), s(&part).into()], &["--nproc", "2", "-q"]));
     assert_same_job(&full, &part, STEPS as usize);
 }
 
