@@ -361,3 +361,38 @@ fn two_torchrun_nodes_take_the_steps_of_two_local_workers() {
     assert_same_job(&local, &node0, 20);
     assert!(!node1.exists(), "node 1 wrote into {}", node1.display());
 }
+
+/// The per-step losses a finished job recorded.
+fn losses(out: &Path) -> Vec<f64> {
+    let progress = json(&out.join("checkpoint/progress.json"));
+    progress["history"]["steps"].as_array().unwrap().iter().map(|p| p["loss"].as_f64().unwrap()).collect()
+}
+
+/// Dropout in training mode (alexnet_lite, ratio 0.5): each rank draws its own masks, as
+/// DDP's processes do, so 2 workers do not take one process's steps; the masks are seeded
+/// (seed, step, rank), so the same 2-worker job takes the same steps every time.
+#[test]
+fn dropout_masks_are_drawn_per_rank_and_reproducible() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    if !data_parallel_built(dir.path()) {
+        return;
+    }
+    let data = dir.path().join("images.npz");
+    tch::manual_seed(3);
+    let x = Tensor::randn([128, 3, 32, 32], (Kind::Float, tch::Device::Cpu));
+    let labels = Tensor::randint(10, [128], (Kind::Int64, tch::Device::Cpu));
+    Tensor::write_npz(&[("x", &x), ("labels", &labels)], &data).unwrap();
+    let model = oto_testkit::legacy_path("alexnet_lite.onnx");
+    let job = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        run(&with(prune_args(&model, &data, 10, &out), extra));
+        losses(&out)
+    };
+    let one = job("one", &[]);
+    let (two_a, two_b) = (job("two-a", &["--nproc", "2"]), job("two-b", &["--nproc", "2"]));
+    assert_eq!(two_a.len(), 10);
+    assert_eq!(two_a, two_b, "the same 2-worker job took other steps");
+    let differs = one.iter().zip(&two_a).any(|(a, b)| (a - b).abs() > 1e-5 * a.abs());
+    assert!(differs, "2 workers with dropout took exactly one process's steps: {one:?} vs {two_a:?}");
+}
