@@ -282,7 +282,10 @@ bench: setup graphs $(BENCH_STAMP) $(BENCH_TFM_STAMP)
 # On a machine with NVIDIA GPUs only (not part of `make test`): a CUDA/NCCL build, a HESSO
 # job on --device cuda, a training step against PyTorch on CUDA, and with 2+ GPUs the
 # data-parallel job over NCCL (bench/gpu_check.sh).
-gpu-check: setup $(DEMO_STAMP)
+# On a machine without an NVIDIA GPU it stops at once (the preflight), before any setup.
+gpu-check:
+	bench/gpu_check.sh --preflight
+	$(MAKE) --no-print-directory setup $(DEMO_STAMP)
 	PY=$(PY) CARGO=$(CARGO) bench/gpu_check.sh
 
 fuzz:

@@ -12,21 +12,30 @@
 # pip wheels' headers (nvidia-cuda-runtime beside torch, plus nvidia-cuda-crt and
 # nvidia-cuda-cccl of the same CUDA version, downloaded into target/cuda-headers).
 # Environment: PY (the venv's python), CARGO.
+#
+# `gpu_check.sh --preflight` only checks that an NVIDIA GPU is there (make runs it before
+# setting anything up): on a machine without one, `make gpu-check` stops at once with exit
+# code 2 (the script's 1) and says so, having built and downloaded nothing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 CARGO=${CARGO:-cargo}
 OUT=target/gpu-check
-mkdir -p "$OUT"
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf 'gpu-check FAILED: %s\n' "$*" >&2; exit 1; }
 
 say "GPUs"
-nvidia-smi -L || fail "nvidia-smi found no NVIDIA GPU"
-GPUS=$(nvidia-smi -L | grep -c '^GPU')
+command -v nvidia-smi >/dev/null || fail "no NVIDIA GPU here (nvidia-smi is not installed): make gpu-check is for a machine with NVIDIA GPUs and their driver; make test needs none"
+nvidia-smi -L || fail "nvidia-smi found no NVIDIA GPU (is the driver loaded?)"
+GPUS=$(nvidia-smi -L | grep -c '^GPU' || true)
+[ "$GPUS" -ge 1 ] || fail "nvidia-smi lists no GPU"
+[ "${1:-}" = "--preflight" ] && exit 0
+mkdir -p "$OUT"
 CUDA_VERSION=$("$PY" -c 'import torch; print(torch.version.cuda or "")')
-[ -n "$CUDA_VERSION" ] || fail "the venv's PyTorch is a CPU-only build"
-"$PY" -c 'import torch; assert torch.cuda.is_available(), "PyTorch sees no GPU"; print(torch.__version__, torch.cuda.get_device_name(0))'
+[ -n "$CUDA_VERSION" ] || fail "the venv's PyTorch is a CPU-only build: install the CUDA wheel of the same version into it (pip's default torch wheel on Linux x86-64 is one)"
+"$PY" -c 'import torch; assert torch.cuda.is_available(), "PyTorch sees no GPU"; print(torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0))' \
+    || fail "the venv's PyTorch (CUDA $CUDA_VERSION) cannot use the GPU: is the driver older than that CUDA version?"
 
 say "CUDA headers"
 if [ -e "${CUDA_HOME:-/usr/local/cuda}/include/crt/host_config.h" ]; then
@@ -62,11 +71,14 @@ rm -rf "$OUT/demo-1"
 "$PY" - "$OUT/demo-1/report.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert r["job"]["device"].startswith("cuda"), f"the job ran on {r['job']['device']}"
 assert r["verification"]["passed"], "compact vs sparse verification failed"
 print("verification passed; accuracy", r["quality"]["compact"]["accuracy"], "group sparsity", r["group_sparsity"])
 EOF
 
 say "training step, oto vs PyTorch eager on CUDA (resnet18, batch 64)"
+# make gpu-check exports only the demo CNN; resnet18 alone when the whole zoo is not there.
+[ -e graphs/zoo/resnet18.onnx ] || "$PY" graphs/zoo.py --out graphs/zoo --only resnet18
 oto_line=$(target/release/examples/bench_step graphs/zoo/resnet18.onnx --batch 64 --steps 20 --device cuda | head -n 1)
 torch_line=$("$PY" bench/torch_step.py resnet18 --batch 64 --steps 20 --device cuda | head -n 1)
 "$PY" - "$oto_line" "$torch_line" <<'EOF'
@@ -79,7 +91,9 @@ if [ "$GPUS" -ge 2 ]; then
     say "NCCL: the job on 2 GPUs (--nproc 2 --sync-batch-norm) vs 1 GPU"
     rm -rf "$OUT/demo-1s" "$OUT/demo-2"
     "$OTO" prune --config examples/digits.toml --device cuda --steps 40 --out "$OUT/demo-1s" -q
-    "$OTO" prune --config examples/digits.toml --device cuda --steps 40 --nproc 2 --sync-batch-norm --out "$OUT/demo-2"
+    "$OTO" prune --config examples/digits.toml --device cuda --steps 40 --nproc 2 --sync-batch-norm --out "$OUT/demo-2" 2>&1 \
+        | tee "$OUT/demo-2.log"
+    grep -q "data-parallel over 2 processes" "$OUT/demo-2.log" || fail "the 2-GPU job did not run data-parallel"
     "$PY" - "$OUT/demo-1s" "$OUT/demo-2" <<'EOF'
 import json, sys
 a, b = (json.load(open(f"{d}/checkpoint/progress.json"))["history"]["steps"] for d in sys.argv[1:3])

@@ -123,7 +123,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub nproc: Option<usize>,
     /// Data-parallel: BatchNorm statistics over the global batch (SyncBatchNorm) instead of
-    /// each process's share of it (DDP's default).
+    /// each process's share of it (DDP's default); kept by --resume.
     #[arg(long)]
     pub sync_batch_norm: bool,
     /// Raw text or image folders instead of --data.
@@ -307,9 +307,11 @@ fn run_process(args: &Args, quiet: bool, env: Option<&oto_torch::dist::DistEnv>)
             Setup::new(&file.overridden_by(spec))?
         }
     };
+    // A resumed job keeps the synchronized BatchNorm it was started with.
+    setup.job.sync_batch_norm |= args.sync_batch_norm;
     if let Some(env) = env {
         let group = oto_torch::dist::ProcessGroup::init(env, setup.device(), dist_timeout()?).map_err(crate::error::classify)?;
-        setup.parallel = Some(job::train::Parallel { group: Arc::new(group), sync_batch_norm: args.sync_batch_norm });
+        setup.parallel = Some(job::train::Parallel { group: Arc::new(group), sync_batch_norm: setup.job.sync_batch_norm });
     }
     // The first Ctrl-C asks the job to checkpoint and stop; a second one exits at once.
     let interrupt = Arc::new(AtomicBool::new(false));

@@ -360,6 +360,10 @@ pub struct Job {
     pub eval_every: u64,
     /// Steps between checkpoints.
     pub checkpoint_every: u64,
+    /// Data-parallel: BatchNorm statistics over the global batch (`--sync-batch-norm`),
+    /// saved with the job so that `--resume` keeps it.
+    #[serde(default)]
+    pub sync_batch_norm: bool,
 }
 
 impl Job {
@@ -541,6 +545,7 @@ impl JobSpec {
             clip_grad_norm: self.clip_grad_norm,
             eval_every: steps.div_ceil(evaluations).max(1),
             checkpoint_every: self.checkpoint_every.unwrap_or_else(|| steps.div_ceil(20).max(1)),
+            sync_batch_norm: false,
         };
         job.check().map_err(|e| match &self.file {
             Some(file) => e.context(format!("the settings of {} (and the command line)", file.display())),

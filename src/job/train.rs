@@ -54,22 +54,26 @@ pub struct Parallel {
     pub sync_batch_norm: bool,
 }
 
-/// A checksum of HESSO's decisions (which elements are pruned), compared over the ranks.
-fn decisions_checksum(pruned: &BTreeMap<String, Vec<usize>>) -> f64 {
-    // FNV-1a over the group names and element indices, kept to f64's 53 exact bits.
+/// Checksums of HESSO's decisions, compared over the ranks: a hash of its whole schedule
+/// state as a checkpoint saves it (chosen, decaying and pruned elements; with CRIC its
+/// counters, violating sets, reference and probe losses), and the sum of CRIC's tensors
+/// (the snapshot the cycles restart from, the running score sum).
+fn decisions_checksum(hesso: &Hesso) -> Result<[f64; 2]> {
+    use oto_torch::optim::TrainingOptimizer;
+    let state = hesso.extra_state()?;
+    let text = serde_json::to_string(&state.json).context("HESSO's state as JSON")?;
+    // FNV-1a, kept to f64's 53 exact bits.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for (name, elements) in pruned {
-        eat(name.as_bytes());
-        for e in elements {
-            eat(&(*e as u64).to_le_bytes());
-        }
+    for b in text.as_bytes() {
+        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (hash >> 11) as f64
+    let _guard = oto_torch::tch::no_grad_guard();
+    let mut sum = 0.0;
+    for (name, t) in &state.tensors {
+        let t = t.f_to_kind(oto_torch::tch::Kind::Double).with_context(|| format!("checksum of HESSO's '{name}'"))?;
+        sum += t.sum(oto_torch::tch::Kind::Double).double_value(&[]);
+    }
+    Ok([(hash >> 11) as f64, sum])
 }
 
 /// What HESSO produced, for the report.
@@ -116,13 +120,28 @@ const OBD_SAMPLES: usize = 8;
 
 /// The OBD saliency of every group element at the current weights, `1/2 sum diag(H) w^2`
 /// with the Hutchinson diagonal of the job's loss on the first training batches.
+/// Data-parallel: rank 0's values are broadcast, so that every rank chooses the same
+/// elements even where the ranks' floating-point rounding differs (other thread counts).
 fn obd_saliency(trainer: &Trainer<Hesso>, analysis: &Analysis, job: &Job) -> Result<Vec<(String, Vec<f64>)>> {
     let batches = oto_torch::train::first_batches(&trainer.dataset, trainer.dataset.len, job.batch_size, OBD_BATCHES).map_err(classify)?;
     let mut op = HessianOperator::new(&trainer.exec, trainer.teacher.as_ref(), batches, job.loss).map_err(classify)?;
     let seed = job.seed ^ trainer.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let config = TraceConfig { tolerance: 0.0, min_samples: OBD_SAMPLES, max_samples: OBD_SAMPLES, seed };
     let h = hutchinson(&mut op, &[], &config, |_| {}).map_err(classify)?;
-    oto_hessian::obd_saliency(&op, &h.diagonal, analysis).map_err(classify)
+    let mut saliency = oto_hessian::obd_saliency(&op, &h.diagonal, analysis).map_err(classify)?;
+    if let Some(group) = trainer.group() {
+        let flat: Vec<f64> = saliency.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let t = oto_torch::tch::Tensor::from_slice(&flat);
+        group.broadcast(&[&t], 0)?;
+        let flat = Vec::<f64>::try_from(&t).context("reading the broadcast OBD saliency")?;
+        let mut rest = flat.as_slice();
+        for (_, v) in &mut saliency {
+            let (head, tail) = rest.split_at(v.len());
+            v.copy_from_slice(head);
+            rest = tail;
+        }
+    }
+    Ok(saliency)
 }
 
 /// The shape of every input array of `data` (first axis: samples); empty for an image
@@ -249,17 +268,18 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
             other => other.into(),
         })?;
         let step = record.step;
-        if trainer.group().is_some() {
-            // Every period starts from the same decisions on every rank: checked whenever the
-            // phase or the set of chosen elements changes, and at every checkpoint.
-            let m = trainer.optimizer.metrics()?;
-            let key = format!("{} {} {}", m.phase.name(), m.decaying, m.pruned);
-            if key != phase || step % job.checkpoint_every == 0 {
+        // Data-parallel: whether this rank's phase, set of chosen elements or CRIC cycle changed.
+        let changed = match trainer.group() {
+            Some(_) => {
+                let m = trainer.optimizer.metrics()?;
+                let cycles = trainer.optimizer.cric_report().map_or(0, |r| r.cycles);
+                let key = format!("{} {} {} {cycles}", m.phase.name(), m.decaying, m.pruned);
+                let changed = key != phase;
                 phase = key;
-                let pruned = trainer.optimizer.pruned_elements();
-                trainer.check_replicas(&[decisions_checksum(&pruned), m.pruned as f64, m.decaying as f64])?;
+                changed
             }
-        }
+            None => false,
+        };
         let point = if step % log_every == 0 || step == job.steps || step == 1 {
             let m = trainer.optimizer.metrics()?;
             progress.history.steps.push(StepPoint {
@@ -282,7 +302,20 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
             observer.event(Event::Eval(progress.history.evals.last().unwrap_or(&EvalPoint::default())));
         }
         // A Ctrl-C seen by any rank stops every rank after the same step.
-        let stop = trainer.any_rank(interrupt.load(Ordering::SeqCst))?;
+        let [stop, changed] = trainer.any_rank([interrupt.load(Ordering::SeqCst), changed])?;
+        if trainer.group().is_some() && (changed || step % job.checkpoint_every == 0) {
+            // Every period starts from the same decisions on every rank: checked whenever the
+            // phase, the set of chosen elements or CRIC's cycle changes on any rank (every
+            // rank checks then: a check is a collective), and at every checkpoint.
+            let m = trainer.optimizer.metrics()?;
+            let [hash, tensors] = decisions_checksum(&trainer.optimizer)?;
+            trainer.check_replicas(&[
+                ("a hash of HESSO's state (chosen and pruned elements, CRIC's sets and probe losses)", hash),
+                ("the sum of CRIC's snapshot and scores", tensors),
+                ("the number of pruned elements", m.pruned as f64),
+                ("the number of decaying elements", m.decaying as f64),
+            ])?;
+        }
         if stop || step % job.checkpoint_every == 0 || step == job.steps {
             if writer {
                 let mut saved = progress.clone();

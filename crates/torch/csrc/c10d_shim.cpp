@@ -145,11 +145,13 @@ int oto_c10d_has_nccl() {
 
 void oto_c10d_free_error(char* error) { std::free(error); }
 
-// Joins the group: rank 0 runs the TCPStore server on `port`, every rank connects to
-// `addr:port`; then a Gloo (or, with `nccl`, an NCCL on CUDA device `device`) process
-// group of `world` ranks. `timeout_ms` bounds the rendezvous and every collective.
-void* oto_c10d_init(const char* addr, int port, int rank, int world, int timeout_ms, int nccl, int device,
-                    char** error) {
+// Joins the group: rank 0 runs the TCPStore server on `port` (unless `server` is 0: a
+// launcher's agent already serves that store, as torchrun's does), every rank connects to
+// `addr:port`; the group's keys live under `prefix`; then a Gloo (or, with `nccl`, an NCCL
+// on CUDA device `device`) process group of `world` ranks. `timeout_ms` bounds the
+// rendezvous and every collective.
+void* oto_c10d_init(const char* addr, int port, int rank, int world, int server, const char* prefix, int timeout_ms,
+                    int nccl, int device, char** error) {
   Group* group = nullptr;
   guarded(error, "joining the process group", [&] {
     if (rank < 0 || world < 1 || rank >= world) {
@@ -161,12 +163,12 @@ void* oto_c10d_init(const char* addr, int port, int rank, int world, int timeout
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<std::uint16_t>(port);
-    opts.isServer = rank == 0;
+    opts.isServer = rank == 0 && server != 0;
     opts.numWorkers = world;
     opts.waitWorkers = true;
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(addr), opts);
-    auto store = c10::make_intrusive<c10d::PrefixStore>("oto", tcp);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
     c10::intrusive_ptr<c10d::Backend> backend;
     if (nccl != 0) {
 #ifdef OTO_C10D_NCCL

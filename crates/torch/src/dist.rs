@@ -38,6 +38,12 @@ pub struct DistEnv {
     pub master_addr: String,
     /// Its port.
     pub master_port: u16,
+    /// The launcher's agent serves the store at that address (torchrun:
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`); rank 0 then only connects to it.
+    pub agent_store: bool,
+    /// How many times the launcher restarted the job (`TORCHELASTIC_RESTART_COUNT`): each
+    /// attempt keeps its keys apart in a store that outlives it.
+    pub restart: u64,
 }
 
 impl DistEnv {
@@ -71,7 +77,9 @@ impl DistEnv {
         let port = number("MASTER_PORT", Some(29500))?;
         let master_port =
             u16::try_from(port).ok().filter(|&p| p > 0).ok_or_else(|| Error::Config(format!("MASTER_PORT={port} is not a TCP port")))?;
-        Ok(Some(DistEnv { rank, world, local_rank, master_addr, master_port }))
+        let agent_store = get("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.trim() == "True");
+        let restart = number("TORCHELASTIC_RESTART_COUNT", Some(0))? as u64;
+        Ok(Some(DistEnv { rank, world, local_rank, master_addr, master_port, agent_store, restart }))
     }
 }
 
@@ -97,6 +105,8 @@ mod ffi {
             port: c_int,
             rank: c_int,
             world: c_int,
+            server: c_int,
+            prefix: *const c_char,
             timeout_ms: c_int,
             nccl: c_int,
             device: c_int,
@@ -179,15 +189,18 @@ impl ProcessGroup {
             let int = |v: usize, name: &str| i32::try_from(v).map_err(|_| Error::Config(format!("{name} {v} is too large")));
             let addr =
                 std::ffi::CString::new(env.master_addr.as_str()).map_err(|_| Error::Config("MASTER_ADDR contains a NUL byte".into()))?;
+            let prefix = std::ffi::CString::new(format!("oto/{}", env.restart)).map_err(|_| Error::Config("store prefix".into()))?;
             let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
             let mut error = std::ptr::null_mut();
-            // SAFETY: plain values and a C string that outlives the call.
+            // SAFETY: plain values and C strings that outlive the call.
             let handle = unsafe {
                 ffi::oto_c10d_init(
                     addr.as_ptr(),
                     i32::from(env.master_port),
                     int(env.rank, "RANK")?,
                     int(env.world, "WORLD_SIZE")?,
+                    i32::from(!env.agent_store),
+                    prefix.as_ptr(),
                     timeout_ms,
                     i32::from(nccl),
                     int(index, "the CUDA device index")?,
@@ -341,7 +354,15 @@ mod tests {
         let e = env(&[("WORLD_SIZE", "4"), ("RANK", "3"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "node0"), ("MASTER_PORT", "29400")])
             .unwrap()
             .unwrap();
-        assert_eq!(e, DistEnv { rank: 3, world: 4, local_rank: 1, master_addr: "node0".into(), master_port: 29400 });
+        assert_eq!(
+            e,
+            DistEnv { rank: 3, world: 4, local_rank: 1, master_addr: "node0".into(), master_port: 29400, agent_store: false, restart: 0 }
+        );
+        // Under torchrun its agent serves the store; a restarted attempt has its own keys.
+        let e = env(&[("WORLD_SIZE", "2"), ("RANK", "0"), ("TORCHELASTIC_USE_AGENT_STORE", "True"), ("TORCHELASTIC_RESTART_COUNT", "2")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((e.agent_store, e.restart), (true, 2));
         // torchrun always sets them all; by hand, the local rank and the address default.
         let e = env(&[("WORLD_SIZE", "2"), ("RANK", "1")]).unwrap().unwrap();
         assert_eq!((e.local_rank, e.master_addr.as_str(), e.master_port), (1, "127.0.0.1", 29500));
@@ -351,6 +372,7 @@ mod tests {
             (&[("WORLD_SIZE", "2"), ("RANK", "2")][..], "RANK=2 is not below WORLD_SIZE=2"),
             (&[("WORLD_SIZE", "2"), ("RANK", "-1")][..], "RANK=\"-1\""),
             (&[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "70000")][..], "MASTER_PORT=70000"),
+            (&[("WORLD_SIZE", "2"), ("RANK", "0"), ("TORCHELASTIC_RESTART_COUNT", "x")][..], "TORCHELASTIC_RESTART_COUNT=\"x\""),
         ] {
             let err = env(vars).unwrap_err().to_string();
             assert!(err.contains(needle), "{vars:?}: {err}");

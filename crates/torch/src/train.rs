@@ -168,9 +168,9 @@ impl<O: TrainingOptimizer> Trainer<O> {
     }
 
     /// Checks that every rank holds the same model and optimizer decisions: a checksum of
-    /// the parameters and buffers plus `extra` (e.g. a hash of the pruned elements) is
-    /// compared over the ranks; an error names the first value that differs.
-    pub fn check_replicas(&self, extra: &[f64]) -> Result<()> {
+    /// the parameters and buffers plus the named values `extra` (e.g. a hash of the pruned
+    /// elements) are compared over the ranks; an error names the first value that differs.
+    pub fn check_replicas(&self, extra: &[(&str, f64)]) -> Result<()> {
         let Some(group) = &self.group else { return Ok(()) };
         let _guard = tch::no_grad_guard();
         let (mut sum, mut squares) = (0.0, 0.0);
@@ -180,16 +180,16 @@ impl<O: TrainingOptimizer> Trainer<O> {
             squares += t.square().sum(tch::Kind::Double).double_value(&[]);
         }
         let mut values = vec![sum, squares];
-        values.extend_from_slice(extra);
+        values.extend(extra.iter().map(|(_, v)| *v));
         let max = Tensor::from_slice(&values);
         let neg_min = -Tensor::from_slice(&values);
         group.all_reduce(&[&max, &neg_min], ReduceOp::Max, 1.0)?;
         let max = Vec::<f64>::try_from(&max).map_err(|e| Error::torch("reading the checksums", e))?;
         let neg_min = Vec::<f64>::try_from(&neg_min).map_err(|e| Error::torch("reading the checksums", e))?;
-        let names = ["parameter and buffer sum", "parameter and buffer sum of squares"];
-        for (i, (hi, lo)) in max.iter().zip(neg_min.iter().map(|v| -v)).enumerate() {
+        let names =
+            ["the parameter and buffer sum", "the parameter and buffer sum of squares"].into_iter().chain(extra.iter().map(|(n, _)| *n));
+        for ((hi, lo), what) in max.iter().zip(neg_min.iter().map(|v| -v)).zip(names) {
             if hi.to_bits() != lo.to_bits() {
-                let what = names.get(i).map_or_else(|| format!("optimizer checksum {}", i - names.len()), |n| n.to_string());
                 return Err(Error::Distributed(format!(
                     "the ranks diverged at step {}: {what} ranges from {lo} to {hi} over the ranks",
                     self.step
@@ -199,12 +199,16 @@ impl<O: TrainingOptimizer> Trainer<O> {
         Ok(())
     }
 
-    /// Whether any rank asks to stop (`local` on this rank): every rank sees the same answer.
-    pub fn any_rank(&self, local: bool) -> Result<bool> {
-        match &self.group {
-            Some(g) => Ok(g.sum_f64(&[f64::from(u8::from(local))])?[0] > 0.0),
-            None => Ok(local),
+    /// Per flag, whether it is set on any rank (`local`: this rank's flags, the same number
+    /// on every rank), in one all-reduce: every rank sees the same answers.
+    pub fn any_rank<const N: usize>(&self, local: [bool; N]) -> Result<[bool; N]> {
+        let Some(g) = &self.group else { return Ok(local) };
+        let sums = g.sum_f64(&local.map(|f| f64::from(u8::from(f))))?;
+        let mut any = [false; N];
+        for (a, s) in any.iter_mut().zip(sums) {
+            *a = s > 0.0;
         }
+        Ok(any)
     }
 
     /// How batches are drawn (seeded shuffling, incomplete last batch dropped when
@@ -305,22 +309,24 @@ impl<O: TrainingOptimizer> Trainer<O> {
         if let Some(max_norm) = self.config.clip_grad_norm {
             clip_grad_norm(&self.optimizer.base().params, max_norm)?;
         }
+        if let (Some(g), false) = (&self.group, self.exec.batch_norm_synced()) {
+            // DDP's broadcast_buffers: every rank continues with rank 0's running statistics,
+            // before the optimizer step, so that what CRIC snapshots and probes (in eval mode,
+            // on the running statistics) is the same on every rank.
+            let buffers: Vec<&Tensor> = self.exec.buffers().iter().map(|b| &b.tensor).collect();
+            tch::no_grad(|| g.broadcast(&buffers, 0))?;
+        }
         // Split borrows: the optimizer steps while the probe reads the model and the data.
         let (exec, teacher, dataset, probe) = (&self.exec, self.teacher.as_ref(), &self.dataset, &mut self.probe);
-        let (loss_fn, batch_size) = (self.config.loss, self.config.batch_size);
+        let (loss_fn, batch_size, group) = (self.config.loss, self.config.batch_size, self.group.as_deref());
         let mut probe_loss = || {
             let batches = match probe {
                 Some(b) => b,
                 None => probe.insert(probe_batches(dataset, batch_size)?),
             };
-            mean_loss(exec, teacher, batches, loss_fn)
+            probe_mean_loss(exec, teacher, batches, loss_fn, group)
         };
         self.optimizer.step(lr, &mut probe_loss)?;
-        if let (Some(g), false) = (&self.group, self.exec.batch_norm_synced()) {
-            // DDP's broadcast_buffers: every rank continues with rank 0's running statistics.
-            let buffers: Vec<&Tensor> = self.exec.buffers().iter().map(|b| &b.tensor).collect();
-            tch::no_grad(|| g.broadcast(&buffers, 0))?;
-        }
         self.step = step;
         self.losses.push(value);
         Ok(StepRecord { step, loss: value, lr })
@@ -418,14 +424,27 @@ impl<O: TrainingOptimizer> Trainer<O> {
 /// of the batch's samples.
 fn shard(batch: &Batch, rank: usize, world: usize) -> Result<(Batch, f64)> {
     let n = batch.len();
+    match slice(batch, rank, world)? {
+        Some(part) => {
+            let share = part.len() as f64 / n as f64;
+            Ok((part, share))
+        }
+        None => Err(Error::Config(format!("a batch of {n} samples cannot give each of the {world} processes a sample"))),
+    }
+}
+
+/// Rank `rank`'s contiguous slice of `batch` (of `world` near-equal slices); `None` when
+/// the batch is too short to give this rank a sample.
+fn slice(batch: &Batch, rank: usize, world: usize) -> Result<Option<Batch>> {
+    let n = batch.len();
     let (start, end) = (n * rank / world, n * (rank + 1) / world);
     if start == end {
-        return Err(Error::Config(format!("a batch of {n} samples cannot give each of the {world} processes a sample")));
+        return Ok(None);
     }
     let take = |t: &Tensor| t.f_narrow(0, start as i64, (end - start) as i64).map_err(|e| Error::torch("slicing the batch per rank", e));
     let inputs = batch.inputs.iter().map(take).collect::<Result<_>>()?;
     let labels = batch.labels.as_ref().map(take).transpose()?;
-    Ok((Batch { inputs, labels }, (end - start) as f64 / n as f64))
+    Ok(Some(Batch { inputs, labels }))
 }
 
 /// The first `PROBE_BATCHES` batches of `dataset` in order (fewer when it is small).
@@ -451,9 +470,23 @@ pub fn first_batches(dataset: &Dataset, samples: usize, batch_size: usize, count
     Ok(batches)
 }
 
-/// The mean loss over `batches` in eval mode, without gradients.
-fn mean_loss(exec: &Executor, teacher: Option<&Executor>, batches: &[Batch], loss: Loss) -> Result<f64> {
-    Ok(evaluate_batches(exec, teacher, batches.iter().map(Ok), loss)?.loss)
+/// The mean loss over `batches` in eval mode, without gradients (CRIC's probe loss). Over
+/// the ranks of `group`, each evaluates its slice of every batch and the sums are reduced:
+/// every rank gets the same value, that of the whole batches.
+fn probe_mean_loss(
+    exec: &Executor,
+    teacher: Option<&Executor>,
+    batches: &[Batch],
+    loss: Loss,
+    group: Option<&ProcessGroup>,
+) -> Result<f64> {
+    let Some(g) = group else {
+        return Ok(evaluate_batches(exec, teacher, batches.iter().map(Ok), loss)?.loss);
+    };
+    let slices = batches.iter().map(|b| slice(b, g.rank(), g.world())).filter_map(Result::transpose);
+    let report = evaluate_batches(exec, teacher, slices, loss)?;
+    let sums = g.sum_f64(&[report.loss * report.samples as f64, report.samples as f64])?;
+    Ok(sums[0] / sums[1].max(1.0))
 }
 
 /// Mixes a seed and a step into a generator seed (SplitMix64 finalizer).
