@@ -6,13 +6,15 @@
 //! over `--batches` batches (`--samples` samples, no early stop), per sample: `hutch_single`
 //! with one product at a time (every product rebuilds every batch's graph) and
 //! `hutch_shared` as [`oto_hessian::hutchinson`] takes them (each batch's graph shared by
-//! several directions); both over the time of one gradient per batch. Prints one JSON line.
+//! several directions); both over the time of one gradient per batch. Prints one JSON line,
+//! then one with the Hutchinson samples each layer's trace needs for a 5% relative standard
+//! error, from `--trace-samples` samples (default 30) on the first batch.
 //!
 //! `cargo run --release -p oto-hessian --example bench_hvp -- MODEL.onnx --batch B [--reps N] [--threads T] [--batches K] [--samples S] [--cpu]`
 //!
 //! `--cpu` (with `--threads 1`) times the CPU time of the thread instead of the wall time.
 
-use oto_hessian::{hutchinson, HessianOperator, TraceConfig};
+use oto_hessian::{hutchinson, layer_blocks, HessianOperator, TraceConfig};
 use oto_testkit::bench::{arg, bench_line};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::hessian::Curvature;
@@ -128,6 +130,26 @@ fn main() -> anyhow::Result<()> {
         cm / gm,
         hs / (nb * gm),
         hh / (nb * gm),
+    );
+    // Samples for a 5% relative standard error, per layer (the whole trace's too).
+    let trace_samples = arg(&args, "--trace-samples", 30).max(2);
+    let mut op = HessianOperator::new(&exec, None, vec![data], ce)?;
+    let layers = layer_blocks(&op, &model)?;
+    let config = TraceConfig { tolerance: 0.0, min_samples: trace_samples, max_samples: trace_samples, seed: 1 };
+    let h = hutchinson(&mut op, &[&layers], &config, |_| {})?;
+    let mut need: Vec<f64> = h.blocks[0].iter().filter_map(|e| e.samples_for_5pct).collect();
+    need.sort_by(f64::total_cmp);
+    let per_layer: Vec<String> = h.blocks[0]
+        .iter()
+        .map(|e| format!("[{:?}, {:.4e}, {:.4e}, {:.0}]", e.name, e.trace, e.std_error, e.samples_for_5pct.unwrap_or(f64::NAN)))
+        .collect();
+    println!(
+        "{{\"model\": {path:?}, \"trace_samples\": {trace_samples}, \"total_samples_for_5pct\": {:.0}, \"layers\": {}, \"layer_samples_for_5pct_median\": {:.0}, \"layer_samples_for_5pct_max\": {:.0}, \"per_layer_name_trace_se_samples\": [{}]}}",
+        h.total.samples_for_5pct.unwrap_or(f64::NAN),
+        h.blocks[0].len(),
+        need.get(need.len() / 2).copied().unwrap_or(f64::NAN),
+        need.last().copied().unwrap_or(f64::NAN),
+        per_layer.join(", ")
     );
     let name = format!("hvp {}", std::path::Path::new(path).file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
     bench_line(&name, "oto", "grad", g, "s");

@@ -404,9 +404,9 @@ fn rademacher(rng: &mut SplitMix64, params: &[Tensor]) -> Vec<Tensor> {
 /// `on_sample(k)` after sample k (from 1).
 ///
 /// The samples are those of one product at a time, in the same order (the same estimates);
-/// over several batches the products are taken a few directions per pass
-/// ([`HessianOperator::hvp_many`]), so the operator may count a few products past the
-/// sample where the rule stopped.
+/// over several batches the first `min_samples` products (all of them with a tolerance of 0)
+/// are taken several directions per pass ([`HessianOperator::hvp_many`]): every batch's
+/// graph is built once per pass, not once per product. No product is taken past the stop.
 pub fn hutchinson(
     op: &mut HessianOperator<'_>,
     block_sets: &[&[Block]],
@@ -430,14 +430,14 @@ pub fn hutchinson(
     let min_samples = config.min_samples.max(2);
     'sampling: while samples < config.max_samples {
         // Several directions per pass over the batches (each batch's graph built once for
-        // them): the samples still needed to reach the minimum, then half of those the
-        // spread so far predicts for the tolerance, so that a pass rarely goes past the stop.
+        // them) while the minimum is not reached, or all the rest when the rule cannot stop
+        // early (tolerance 0); then one per pass, so that no product is taken past the stop.
         let wanted = if samples < min_samples {
             min_samples - samples
+        } else if config.tolerance == 0.0 {
+            config.max_samples - samples
         } else {
-            let needed = (total.sd() / (config.tolerance * total.mean.abs())).powi(2);
-            let left = if needed.is_finite() { (needed - samples as f64) / 2.0 } else { f64::INFINITY };
-            left.clamp(1.0, config.max_samples as f64) as usize
+            1
         };
         let round = wanted.min(config.max_samples - samples).min(op.directions_per_pass()).max(1);
         let vs: Vec<Vec<Tensor>> = (0..round).map(|_| rademacher(&mut rng, &params)).collect();
