@@ -8,9 +8,10 @@
 //! `hutch_shared` as [`oto_hessian::hutchinson`] takes them (each batch's graph shared by
 //! several directions); both over the time of one gradient per batch. Prints one JSON line,
 //! then one with the Hutchinson samples each layer's trace needs for a 5% relative standard
-//! error, from `--trace-samples` samples (default 30) on the first batch.
+//! error, from `--trace-samples` samples (default 30) on the first batch (cross-entropy, or
+//! with `--distill` distillation from the model itself: the Gauss-Newton curvature).
 //!
-//! `cargo run --release -p oto-hessian --example bench_hvp -- MODEL.onnx --batch B [--reps N] [--threads T] [--batches K] [--samples S] [--cpu]`
+//! `cargo run --release -p oto-hessian --example bench_hvp -- MODEL.onnx --batch B [--reps N] [--threads T] [--batches K] [--samples S] [--cpu] [--trace-samples N] [--distill]`
 //!
 //! `--cpu` (with `--threads 1`) times the CPU time of the thread instead of the wall time.
 
@@ -133,7 +134,11 @@ fn main() -> anyhow::Result<()> {
     );
     // Samples for a 5% relative standard error, per layer (the whole trace's too).
     let trace_samples = arg(&args, "--trace-samples", 30).max(2);
-    let mut op = HessianOperator::new(&exec, None, vec![data], ce)?;
+    // --distill: the distillation loss against the model itself (what `oto hessian` takes
+    // without labels), whose Hessian at these weights is the Gauss-Newton matrix (PSD).
+    let distill = args.iter().any(|a| a == "--distill");
+    let (teacher, loss) = if distill { (Some(&exec), Loss::Distill { temperature: 1.0 }) } else { (None, ce) };
+    let mut op = HessianOperator::new(&exec, teacher, vec![data], loss)?;
     let layers = layer_blocks(&op, &model)?;
     let config = TraceConfig { tolerance: 0.0, min_samples: trace_samples, max_samples: trace_samples, seed: 1 };
     let h = hutchinson(&mut op, &[&layers], &config, |_| {})?;
@@ -144,7 +149,7 @@ fn main() -> anyhow::Result<()> {
         .map(|e| format!("[{:?}, {:.4e}, {:.4e}, {:.0}]", e.name, e.trace, e.std_error, e.samples_for_5pct.unwrap_or(f64::NAN)))
         .collect();
     println!(
-        "{{\"model\": {path:?}, \"trace_samples\": {trace_samples}, \"total_samples_for_5pct\": {:.0}, \"layers\": {}, \"layer_samples_for_5pct_median\": {:.0}, \"layer_samples_for_5pct_max\": {:.0}, \"per_layer_name_trace_se_samples\": [{}]}}",
+        "{{\"model\": {path:?}, \"loss\": \"{loss}\", \"trace_samples\": {trace_samples}, \"total_samples_for_5pct\": {:.0}, \"layers\": {}, \"layer_samples_for_5pct_median\": {:.0}, \"layer_samples_for_5pct_max\": {:.0}, \"per_layer_name_trace_se_samples\": [{}]}}",
         h.total.samples_for_5pct.unwrap_or(f64::NAN),
         h.blocks[0].len(),
         need.get(need.len() / 2).copied().unwrap_or(f64::NAN),
