@@ -137,6 +137,13 @@ def rows(results):
                 (name, "oto", "hvp_fresh"), seconds, (name, "oto", "grad"), ratio_at_most(2.5)),
             row(name, "one more Hessian-vector product from the kept graph, vs one gradient",
                 (name, "oto", "hvp_cached"), seconds, (name, "oto", "grad")),
+            row(name, "PyTorch eager (bench/hvp_torch.py): product on a new batch, vs one gradient",
+                (name, "pytorch", "hvp_fresh"), seconds, (name, "pytorch", "grad")),
+            row(name, "PyTorch eager: product from the kept graph, vs one gradient",
+                (name, "pytorch", "hvp_cached"), seconds, (name, "pytorch", "grad")),
+            row(name, "Hutchinson sample over 2 batches, each batch's graph shared by a pass of directions, "
+                "vs one product at a time", (name, "oto", "hutch_shared_per_sample"), seconds,
+                (name, "oto", "hutch_single_per_sample"), ratio_below(1)),
         ]
     for model in ("resnet18", "bert_tiny"):
         name = f"hesso {model}"

@@ -25,7 +25,8 @@ use tch::{Kind, Tensor};
 /// `v -> H v` for the mean loss over a set of batches, with respect to the executor's
 /// trainable parameters. With one batch the gradient graph is kept between products
 /// (one extra graph of memory); with several, each product recomputes each batch's
-/// gradient graph in turn (never more than one held at a time).
+/// gradient graph in turn (never more than one held at a time), and
+/// [`HessianOperator::hvp_many`] shares each batch's graph among several directions.
 pub struct HessianOperator<'a> {
     exec: &'a Executor,
     teacher: Option<&'a Executor>,
@@ -87,23 +88,50 @@ impl<'a> HessianOperator<'a> {
 
     /// `H v` (one tensor per parameter).
     pub fn hvp(&mut self, v: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.products += 1;
+        Ok(self.hvp_many(&[v.iter().map(Tensor::shallow_clone).collect()])?.pop().unwrap_or_default())
+    }
+
+    /// `H v` for each direction of `vs`, equal to [`HessianOperator::hvp`] of each in turn.
+    /// With several batches each batch's gradient graph is built once for all the
+    /// directions (a forward and a backward pass per batch, then one more backward pass per
+    /// direction) instead of once per direction; the products of all directions are held
+    /// meanwhile (see [`HessianOperator::directions_per_pass`]).
+    pub fn hvp_many(&mut self, vs: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>> {
+        self.products += vs.len();
         if let Some(c) = &self.cached {
-            return c.hvp(v);
+            return vs.iter().map(|v| c.hvp(v)).collect();
         }
         let total = self.samples();
-        let mut sum: Option<Vec<Tensor>> = None;
+        let mut sums: Vec<Option<Vec<Tensor>>> = (0..vs.len()).map(|_| None).collect();
         for b in &self.batches {
-            let hv = Curvature::new(self.exec, self.teacher, b, self.loss)?.hvp(v)?;
+            let c = Curvature::new(self.exec, self.teacher, b, self.loss)?;
             let w = b.len() as f64 / total;
-            sum = Some(match sum {
-                None => hv.iter().map(|t| t * w).collect(),
-                Some(s) => s.iter().zip(&hv).map(|(a, t)| a + t * w).collect(),
-            });
+            for (v, sum) in vs.iter().zip(sums.iter_mut()) {
+                let hv = c.hvp(v)?;
+                *sum = Some(match sum.take() {
+                    None => hv.iter().map(|t| t * w).collect(),
+                    Some(s) => s.iter().zip(&hv).map(|(a, t)| a + t * w).collect(),
+                });
+            }
         }
-        Ok(sum.unwrap_or_default())
+        Ok(sums.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// How many directions [`HessianOperator::hvp_many`] should take at once: 1 with one
+    /// batch (its graph is kept, nothing is gained), else as many as fit in
+    /// [`DIRECTIONS_BYTES`] (a direction and its product, 4-byte floats), at most 16.
+    pub fn directions_per_pass(&self) -> usize {
+        if self.cached.is_some() {
+            return 1;
+        }
+        let params: u64 = self.exec.trainable().map(|p| p.tensor.numel() as u64).sum();
+        usize::try_from(DIRECTIONS_BYTES / params.max(1).saturating_mul(8)).unwrap_or(usize::MAX).clamp(1, 16)
     }
 }
+
+/// The memory [`HessianOperator::hvp_many`] may spend on the directions it takes at once
+/// and their products, in bytes, as [`HessianOperator::directions_per_pass`] sizes them.
+pub const DIRECTIONS_BYTES: u64 = 1 << 30;
 
 /// Entries of one parameter in a [`Block`]: `(axis, indices)` along it, `None` for all of them.
 pub type Slice = Option<(i64, Vec<i64>)>;
@@ -374,6 +402,11 @@ fn rademacher(rng: &mut SplitMix64, params: &[Tensor]) -> Vec<Tensor> {
 /// running mean would stop early by chance: one sample near the mean changes it little
 /// whatever the spread. Calls
 /// `on_sample(k)` after sample k (from 1).
+///
+/// The samples are those of one product at a time, in the same order (the same estimates);
+/// over several batches the first `min_samples` products (all of them with a tolerance of 0)
+/// are taken several directions per pass ([`HessianOperator::hvp_many`]): every batch's
+/// graph is built once per pass, not once per product. No product is taken past the stop.
 pub fn hutchinson(
     op: &mut HessianOperator<'_>,
     block_sets: &[&[Block]],
@@ -394,25 +427,39 @@ pub fn hutchinson(
     let mut diagonal: Vec<Tensor> = params.iter().map(|p| p.zeros_like().to_kind(Kind::Double)).collect();
     let mut samples = 0;
     let mut converged = false;
-    while samples < config.max_samples {
-        let v = rademacher(&mut rng, &params);
-        let hv = op.hvp(&v)?;
-        let products: Vec<Tensor> = v.iter().zip(&hv).map(|(a, b)| (a * b).to_kind(Kind::Double)).collect();
-        let sums: Vec<f64> = products.iter().map(|t| t.sum(Kind::Double).double_value(&[])).collect();
-        total.push(sums.iter().sum());
-        for (set, running) in block_sets.iter().zip(per_block.iter_mut()) {
-            for (block, r) in set.iter().zip(running.iter_mut()) {
-                r.push(block.sum(&products, &sums));
+    let min_samples = config.min_samples.max(2);
+    'sampling: while samples < config.max_samples {
+        // Several directions per pass over the batches (each batch's graph built once for
+        // them) while the minimum is not reached, or all the rest when the rule cannot stop
+        // early (tolerance 0); then one per pass, so that no product is taken past the stop.
+        let wanted = if samples < min_samples {
+            min_samples - samples
+        } else if config.tolerance == 0.0 {
+            config.max_samples - samples
+        } else {
+            1
+        };
+        let round = wanted.min(config.max_samples - samples).min(op.directions_per_pass()).max(1);
+        let vs: Vec<Vec<Tensor>> = (0..round).map(|_| rademacher(&mut rng, &params)).collect();
+        let hvs = op.hvp_many(&vs)?;
+        for (v, hv) in vs.iter().zip(&hvs) {
+            let products: Vec<Tensor> = v.iter().zip(hv).map(|(a, b)| (a * b).to_kind(Kind::Double)).collect();
+            let sums: Vec<f64> = products.iter().map(|t| t.sum(Kind::Double).double_value(&[])).collect();
+            total.push(sums.iter().sum());
+            for (set, running) in block_sets.iter().zip(per_block.iter_mut()) {
+                for (block, r) in set.iter().zip(running.iter_mut()) {
+                    r.push(block.sum(&products, &sums));
+                }
             }
-        }
-        for (d, p) in diagonal.iter_mut().zip(&products) {
-            *d += p;
-        }
-        samples += 1;
-        on_sample(samples);
-        if samples >= config.min_samples.max(2) && total.std_error() <= config.tolerance * total.mean.abs() {
-            converged = true;
-            break;
+            for (d, p) in diagonal.iter_mut().zip(&products) {
+                *d += p;
+            }
+            samples += 1;
+            on_sample(samples);
+            if samples >= min_samples && total.std_error() <= config.tolerance * total.mean.abs() {
+                converged = true;
+                break 'sampling;
+            }
         }
     }
     let n = samples.max(1) as f64;

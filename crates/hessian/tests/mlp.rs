@@ -135,6 +135,45 @@ fn several_batches_give_the_hessian_of_the_mean_loss() {
     assert!(b.iter().any(|t| t.abs().max().double_value(&[]) > 1e-2));
 }
 
+/// Over several batches Hutchinson takes its products several directions per pass (each
+/// batch's graph built once for them): the estimates are those of the same directions one
+/// product at a time, i.e. of the whole batch's operator (which keeps its graph and takes
+/// one direction per pass), sample for sample, including where the stopping rule stops, and
+/// with as many products.
+#[test]
+fn hutchinson_over_several_batches_shares_each_batch_graph() {
+    let (_, batch) = reference();
+    let exec = Executor::new(&oto_testkit::zoo_model("mlp"), Device::Cpu).unwrap();
+    let ce = Loss::CrossEntropy { label_smoothing: 0.0 };
+    let n = batch.len() as i64;
+    let part = |range: std::ops::Range<i64>| Batch {
+        inputs: vec![batch.inputs[0].narrow(0, range.start, range.end - range.start)],
+        labels: batch.labels.as_ref().map(|l| l.narrow(0, range.start, range.end - range.start)),
+    };
+    let mut parts = HessianOperator::new(&exec, None, vec![part(0..n / 3), part(n / 3..n / 2), part(n / 2..n)], ce).unwrap();
+    let mut whole = HessianOperator::new(&exec, None, vec![batch], ce).unwrap();
+    assert_eq!(whole.directions_per_pass(), 1);
+    assert!(parts.directions_per_pass() > 1, "{}", parts.directions_per_pass());
+    let tensors = tensor_blocks(&whole);
+    for config in [
+        TraceConfig { tolerance: 0.0, min_samples: 12, max_samples: 12, seed: 4 },
+        TraceConfig { tolerance: 0.5, min_samples: 10, max_samples: 3000, seed: 3 },
+    ] {
+        let (mut a_seen, mut b_seen) = (Vec::new(), Vec::new());
+        let a = hutchinson(&mut parts, &[&tensors], &config, |k| a_seen.push(k)).unwrap();
+        let b = hutchinson(&mut whole, &[&tensors], &config, |k| b_seen.push(k)).unwrap();
+        assert_eq!((a.samples, a.converged, &a_seen), (b.samples, b.converged, &b_seen));
+        assert_eq!(a_seen, (1..=a.samples).collect::<Vec<_>>());
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-5 * y.abs().max(1e-3);
+        assert!(close(a.total.trace, b.total.trace) && close(a.total.std_error, b.total.std_error), "{:?} vs {:?}", a.total, b.total);
+        for (x, y) in a.blocks[0].iter().zip(&b.blocks[0]) {
+            assert!(close(x.trace, y.trace), "{}: {} vs {}", x.name, x.trace, y.trace);
+        }
+    }
+    // No product past the stop: as many products as samples, on both.
+    assert_eq!(parts.products(), whole.products());
+}
+
 /// Stochastic Lanczos quadrature: the largest Ritz value of 40 steps is the top eigenvalue
 /// within 1% (Lanczos converges on the extremes first), the weights sum to 1, and the mean
 /// of the runs' trace samples is within 3 standard errors of the exact trace.
