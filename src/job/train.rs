@@ -114,7 +114,9 @@ fn weight_prices(model: &Model, data: &Dataset) -> Result<(BTreeMap<String, oto_
 
 /// Batches and Hutchinson samples of the Hessian diagonal behind the second-order (OBD)
 /// criterion, estimated before each pruning period's choice: 8 Hessian-vector products
-/// over the first 2 batches, about 50 gradient steps of work per period.
+/// over the first 2 batches, each batch's gradient graph built once for the 8 directions:
+/// about 35 gradient steps of work per period (measured: a product from a kept graph costs
+/// about 2 gradient steps, bench/hvp.md).
 const OBD_BATCHES: u64 = 2;
 const OBD_SAMPLES: usize = 8;
 
