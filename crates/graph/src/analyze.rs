@@ -431,7 +431,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let Some((_, src)) = self.graph.producer_node(&node.input[0]) else {
                     return Err(format!("entry {idx} is sliced from a non-computed value"));
                 };
-                let sl = ops::slice_params(self.graph, node, Some(&self.shapes)).map_err(|e| e.to_string())?;
+                let Ok(oto_onnx::op::Op::Slice(sl)) = oto_onnx::op::Op::parse(self.graph, node) else {
+                    return Err(format!("{} is not a valid Slice", node_label(node)));
+                };
+                let sl = sl.resolve(self.graph, node, Some(&self.shapes)).map_err(|e| e.to_string())?;
                 let len = self.dims(&node.input[0]).and_then(|d| d.first().and_then(Dim::known)).unwrap_or(0);
                 let start = sl.starts.first().and_then(Dim::known).unwrap_or(0);
                 let start = if start < 0 { (start + len).max(0) } else { start.min(len) };

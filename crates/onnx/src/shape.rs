@@ -451,7 +451,8 @@ impl<'g, 'm> Infer<'g, 'm> {
             "Slice" => {
                 let data = self.values(node, 0)?;
                 self.needs_values(node, &[1, 2, 3, 4])?;
-                let p = ops::slice_params(self.graph, node, Some(&self.out))?;
+                let crate::op::Op::Slice(sl) = crate::op::Op::parse(self.graph, node)? else { return Err(Stop::Unknown) };
+                let p = sl.resolve(self.graph, node, Some(&self.out))?;
                 if p.starts.len() != 1 {
                     return Err(Stop::Unknown);
                 }
@@ -975,7 +976,8 @@ mod fold {
                 Vals::of(x).pick(&pick)
             }
             "Slice" => {
-                let p = ops::slice_params(graph, node, Some(shapes)).ok()?;
+                let crate::op::Op::Slice(sl) = crate::op::Op::parse(graph, node).ok()? else { return None };
+                let p = sl.resolve(graph, node, Some(shapes)).ok()?;
                 let rank = x.shape.len();
                 let mut start = vec![0i64; rank];
                 let mut step = vec![1i64; rank];

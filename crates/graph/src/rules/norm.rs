@@ -200,16 +200,14 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn softmax(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn softmax(&mut self, node: &NodeProto, s: &Softmax) {
         let Some(mut t) = self.in_track(node, 0) else {
-            return Ok(());
+            return;
         };
-        let default = if ops::node_opset(self.graph, node) >= 13 { -1 } else { 1 };
-        let axis = attr(self, node, node.attr_int_or("axis", default))?;
-        let Some(ax) = norm_axis(axis, t.len()) else {
-            return Ok(());
+        let Some(ax) = norm_axis(s.axis, t.len()) else {
+            return;
         };
-        let mixed: Vec<usize> = if ops::node_opset(self.graph, node) >= 13 { vec![ax] } else { (ax..t.len()).collect() };
+        let mixed: Vec<usize> = if s.coerce_2d { (ax..t.len()).collect() } else { vec![ax] };
         for i in mixed {
             let a = t[i].clone();
             self.block_axis_at(node, &a, &format!("{} normalizes over these channels", node.op()));
@@ -218,6 +216,5 @@ impl Ctx<'_, '_> {
             a.map_zero(&|_| false);
         }
         self.set(&node.output[0], t);
-        Ok(())
     }
 }

@@ -5,13 +5,15 @@
 //!
 //! * **Parse once.** [`Op::parse`] turns a node into an [`Op`]: the operator kind, and for
 //!   the operators whose attributes are typed so far (convolutions, pooling, Gemm, Reduce*,
-//!   Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze) the attributes
-//!   normalized across opsets, with defaults applied where they do not depend on shapes.
-//!   A malformed attribute is an error naming the node. Lists that moved from an attribute
-//!   to an input over the opsets are an [`IntsParam`] (the Reduce, Squeeze and Unsqueeze
-//!   axes), resolved against constants and folded shapes; the others (Slice's bounds,
-//!   Split's sizes, Pad, Clip, Resize) still go through the opset-aware helpers of
-//!   [`crate::ops`].
+//!   ArgMax/ArgMin, TopK, Softmax/LogSoftmax/Hardmax, Clip, Split, Slice, Pad,
+//!   Resize/Upsample, Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze)
+//!   the attributes normalized across opsets, with defaults applied where they do not depend
+//!   on shapes. A malformed attribute is an error naming the node. Parameters that moved from
+//!   an attribute to an input over the opsets are an [`IntsParam`] (lists: Reduce, Squeeze
+//!   and Unsqueeze axes, Split's sizes, Slice's bounds, Pad's pads, TopK's k) or a
+//!   [`ScalarParam`] (Clip's bounds, Pad's value), resolved against constants and folded
+//!   shapes by the operator's `resolve` method. Dropout and BatchNormalization still go
+//!   through the opset-aware helpers of [`crate::ops`].
 //! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
 //!   `layout`, `index`, `generate` and `quant` each hold, for their operators: the kind enums and
 //!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
@@ -53,11 +55,13 @@ use crate::proto::NodeProto;
 use crate::shape::{Infer, Stop, ValueType, R};
 use crate::tensor::DType;
 pub use conv::{Conv, ConvTranspose, Window};
-pub use elementwise::{Binary, Compare, Unary};
+pub use elementwise::{Binary, Clip, Compare, Unary};
+pub use index::{FloatsParam, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes};
 pub use matmul::Gemm;
+pub use norm::{Softmax, SoftmaxKind};
 pub use pool::{Pool, PoolKind};
 pub use quant::QLinear;
-pub use reduce::Reduce;
+pub use reduce::{ArgReduce, Reduce, TopK};
 
 /// A node's operator, parsed once (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
@@ -89,12 +93,8 @@ pub enum Op {
     LpNormalization,
     /// `MeanVarianceNormalization`.
     MeanVarianceNormalization,
-    /// `Softmax`.
-    Softmax,
-    /// `LogSoftmax`.
-    LogSoftmax,
-    /// `Hardmax`.
-    Hardmax,
+    /// `Softmax`, `LogSoftmax`, `Hardmax`: the kind and axis.
+    Softmax(Softmax),
     // ---- elementwise.rs
     /// One-input elementwise functions (same shape and type as the input).
     Unary(Unary),
@@ -106,8 +106,8 @@ pub enum Op {
     Where,
     /// `PRelu`.
     PRelu,
-    /// `Clip`.
-    Clip,
+    /// `Clip`: the bounds (attributes or inputs by opset).
+    Clip(Clip),
     /// `Dropout`.
     Dropout,
     /// `Cast`.
@@ -130,13 +130,10 @@ pub enum Op {
     // ---- reductions
     /// `ReduceMean`, `ReduceSum`...: the kind, axes, `keepdims`, `noop_with_empty_axes`.
     Reduce(Reduce),
-    /// `ArgMax` (`max`) or `ArgMin`.
-    ArgReduce {
-        /// `ArgMax`.
-        max: bool,
-    },
-    /// `TopK`.
-    TopK,
+    /// `ArgMax` or `ArgMin`: axis, `keepdims`, `select_last_index`.
+    ArgReduce(ArgReduce),
+    /// `TopK`: `k` (attribute or input by opset), axis, `largest`, `sorted`.
+    TopK(TopK),
     /// `CumSum`.
     CumSum,
     // ---- layout
@@ -179,17 +176,14 @@ pub enum Op {
         /// The axis (possibly negative; the attribute is required).
         axis: i64,
     },
-    /// `Split`.
-    Split,
-    /// `Slice`.
-    Slice,
-    /// `Pad`.
-    Pad,
-    /// `Resize`, `Upsample` (`upsample`).
-    Resize {
-        /// `Upsample`.
-        upsample: bool,
-    },
+    /// `Split`: axis, sizes (attribute or input by opset), number of outputs.
+    Split(Split),
+    /// `Slice`: starts, ends, axes, steps (attributes or inputs by opset).
+    Slice(Slice),
+    /// `Pad`: mode, pads, constant value, axes (attributes or inputs by opset).
+    Pad(Pad),
+    /// `Resize`, `Upsample`: modes and where the scales or sizes are.
+    Resize(Resize),
     /// `Gather`.
     Gather {
         /// The axis (possibly negative, default 0).
@@ -308,6 +302,60 @@ impl IntsParam {
             IntsParam::Input(k) => crate::ops::input_ints(graph, node, folded, *k, what),
         }
     }
+
+    /// Like [`IntsParam::resolve`], but an input's entries may be symbolic dimensions
+    /// computed from shapes (Slice's starts and ends).
+    pub fn resolve_dims(
+        &self,
+        graph: &Graph<'_>,
+        node: &NodeProto,
+        folded: Option<&crate::shape::Shapes>,
+        what: &str,
+    ) -> Result<Option<Vec<crate::dim::Dim>>> {
+        match self {
+            IntsParam::Attribute(v) => Ok(v.as_ref().map(|v| v.iter().copied().map(crate::dim::Dim::Known).collect())),
+            IntsParam::Input(k) => crate::ops::input_dims(graph, node, folded, *k, what),
+        }
+    }
+
+    /// The input this list is read from at run time, if it is an input.
+    pub fn input(&self) -> Option<usize> {
+        match self {
+            IntsParam::Attribute(_) => None,
+            IntsParam::Input(k) => Some(*k),
+        }
+    }
+}
+
+/// A number an operator took as an attribute before some opset and as a scalar input
+/// from then on (Clip's bounds, Pad's constant value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScalarParam {
+    /// The attribute's value (the node's opset is before the move); `None` when absent.
+    Attribute(Option<f32>),
+    /// Input `k` (the opset is from the move on); an absent or omitted input means none.
+    Input(usize),
+}
+
+impl ScalarParam {
+    /// The float attribute `name` before opset `since`, input `k` from then on.
+    fn parse(graph: &Graph<'_>, node: &NodeProto, name: &str, since: i64, k: usize) -> Result<ScalarParam> {
+        if crate::ops::node_opset(graph, node) >= since {
+            Ok(ScalarParam::Input(k))
+        } else {
+            Ok(ScalarParam::Attribute(attr_result(graph, node, node.attr_float(name))?))
+        }
+    }
+
+    /// The value: the attribute's, or the input's constant scalar; `Ok(None)` when not
+    /// given, an error naming the node (and calling the value `what`) when the input is not
+    /// a constant scalar.
+    pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&crate::shape::Shapes>, what: &str) -> Result<Option<f64>> {
+        match self {
+            ScalarParam::Attribute(v) => Ok(v.map(f64::from)),
+            ScalarParam::Input(k) => crate::ops::input_scalar(graph, node, folded, *k, what),
+        }
+    }
 }
 
 /// Whether `node` is of the default ONNX domain.
@@ -363,12 +411,12 @@ impl Op {
             "LRN" => Op::Lrn,
             "LpNormalization" => Op::LpNormalization,
             "MeanVarianceNormalization" => Op::MeanVarianceNormalization,
-            "Softmax" => Op::Softmax,
-            "LogSoftmax" => Op::LogSoftmax,
-            "Hardmax" => Op::Hardmax,
+            "Softmax" => Op::Softmax(Softmax::parse(graph, node, SoftmaxKind::Softmax)?),
+            "LogSoftmax" => Op::Softmax(Softmax::parse(graph, node, SoftmaxKind::LogSoftmax)?),
+            "Hardmax" => Op::Softmax(Softmax::parse(graph, node, SoftmaxKind::Hardmax)?),
             "Where" => Op::Where,
             "PRelu" => Op::PRelu,
-            "Clip" => Op::Clip,
+            "Clip" => Op::Clip(Clip::parse(graph, node)?),
             "Dropout" => Op::Dropout,
             "Cast" => {
                 let Some(code) = attr_result(graph, node, node.attr_int("to"))? else {
@@ -381,9 +429,9 @@ impl Op {
             "MatMul" => Op::MatMul { integer: false },
             "MatMulInteger" => Op::MatMul { integer: true },
             "Einsum" => Op::Einsum,
-            "ArgMax" => Op::ArgReduce { max: true },
-            "ArgMin" => Op::ArgReduce { max: false },
-            "TopK" => Op::TopK,
+            "ArgMax" => Op::ArgReduce(ArgReduce::parse(graph, node, true)?),
+            "ArgMin" => Op::ArgReduce(ArgReduce::parse(graph, node, false)?),
+            "TopK" => Op::TopK(TopK::parse(graph, node)?),
             "CumSum" => Op::CumSum,
             "Reshape" => Op::Reshape { allowzero: int_or("allowzero", 0)? != 0 },
             "Flatten" => Op::Flatten { axis: int_or("axis", 1)? },
@@ -398,11 +446,11 @@ impl Op {
                 Some(axis) => Op::Concat { axis },
                 None => return Err(node_error(graph, node, "has no 'axis' attribute")),
             },
-            "Split" => Op::Split,
-            "Slice" => Op::Slice,
-            "Pad" => Op::Pad,
-            "Resize" => Op::Resize { upsample: false },
-            "Upsample" => Op::Resize { upsample: true },
+            "Split" => Op::Split(Split::parse(graph, node)?),
+            "Slice" => Op::Slice(Slice::parse(graph, node)?),
+            "Pad" => Op::Pad(Pad::parse(graph, node)?),
+            "Resize" => Op::Resize(Resize::parse(graph, node, false)?),
+            "Upsample" => Op::Resize(Resize::parse(graph, node, true)?),
             "Gather" => Op::Gather { axis: int_or("axis", 0)? },
             "GatherElements" => Op::GatherElements,
             "GatherND" => Op::GatherNd,
@@ -431,10 +479,8 @@ impl Infer<'_, '_> {
             Op::Other(_) => Err(Stop::Unknown),
             Op::Unary(_)
             | Op::PRelu
-            | Op::Clip
-            | Op::Softmax
-            | Op::LogSoftmax
-            | Op::Hardmax
+            | Op::Clip(_)
+            | Op::Softmax(_)
             | Op::Lrn
             | Op::CumSum
             | Op::Trilu
@@ -459,8 +505,8 @@ impl Infer<'_, '_> {
             Op::Reshape { allowzero } => self.reshape(node, *allowzero),
             Op::Transpose { perm } => self.transpose(node, perm.as_deref()),
             Op::Concat { axis } => self.concat(node, *axis),
-            Op::Split => self.split(node),
-            Op::Slice => self.slice(node),
+            Op::Split(s) => self.split(node, s),
+            Op::Slice(s) => self.slice(node, s),
             Op::Gather { axis } => self.gather(node, *axis),
             Op::GatherElements => self.gather_elements(node),
             Op::GatherNd => self.gather_nd(node),
@@ -477,10 +523,10 @@ impl Infer<'_, '_> {
             Op::CastLike => self.cast(node, self.dtype(node, 1)),
             Op::Range => self.range(node),
             Op::Tile => self.tile(node),
-            Op::Pad => self.pad(node),
-            Op::Resize { .. } => self.resize(node),
-            Op::ArgReduce { .. } => self.arg_reduce(node),
-            Op::TopK => self.top_k(node),
+            Op::Pad(p) => self.pad(node, p),
+            Op::Resize(r) => self.resize(node, r),
+            Op::ArgReduce(r) => self.arg_reduce(node, r),
+            Op::TopK(t) => self.top_k(node, t),
             Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, &op),
             Op::NonZero => self.non_zero(node),
             Op::EyeLike => self.eye_like(node),

@@ -2,11 +2,43 @@
 //! and `LayerNormalization` (its statistics outputs). The other normalizations keep the
 //! input's shape (`elementwise.rs`, `same_shape`). Not counted in MACs.
 
-use crate::graph::NodeExt;
+use crate::error::Result;
+use crate::graph::{Graph, NodeExt};
 use crate::ops;
 use crate::proto::NodeProto;
 use crate::shape::*;
 use crate::tensor::DType;
+
+/// Which of the softmax family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftmaxKind {
+    /// `Softmax`.
+    Softmax,
+    /// `LogSoftmax`.
+    LogSoftmax,
+    /// `Hardmax`.
+    Hardmax,
+}
+
+/// `Softmax`, `LogSoftmax` or `Hardmax`, normalized across opsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Softmax {
+    /// Which operator.
+    pub kind: SoftmaxKind,
+    /// The axis as written (possibly negative); the default is 1 before opset 13, -1 from 13.
+    pub axis: i64,
+    /// Before opset 13 the input is coerced to 2-D at `axis`: the operator normalizes over
+    /// every axis from `axis` on; from 13, over `axis` alone.
+    pub coerce_2d: bool,
+}
+
+impl Softmax {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto, kind: SoftmaxKind) -> Result<Softmax> {
+        let coerce_2d = ops::node_opset(graph, node) < 13;
+        let axis = ops::attr_result(graph, node, node.attr_int_or("axis", if coerce_2d { 1 } else { -1 }))?;
+        Ok(Softmax { kind, axis, coerce_2d })
+    }
+}
 
 impl Infer<'_, '_> {
     pub(crate) fn batch_norm(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {

@@ -7,7 +7,7 @@ mod quant;
 mod shape;
 
 use super::convert::{host_floats, host_ints};
-use oto_onnx::op::Op;
+use oto_onnx::op::{Op, Softmax, SoftmaxKind};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
 use tch::{Device, TchError, Tensor};
@@ -262,8 +262,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         Op::Unary(u) => math::unary_op(node, *u),
         Op::Binary(b) => math::binary_op(node, *b),
         Op::Compare(c) => Ok(math::compare_op(*c)),
-        Op::Where | Op::PRelu | Op::Clip | Op::Gemm(_) | Op::MatMul { integer: false } | Op::Einsum => math::compile(graph, node, &op),
-        Op::Reduce(_) | Op::ArgReduce { .. } | Op::CumSum => math::compile(graph, node, &op),
+        Op::Where | Op::PRelu | Op::Clip(_) | Op::Gemm(_) | Op::MatMul { integer: false } | Op::Einsum => math::compile(graph, node, &op),
+        Op::Reduce(_) | Op::ArgReduce(_) | Op::CumSum => math::compile(graph, node, &op),
         Op::Conv(c) if !c.integer => nn::conv(c),
         Op::ConvTranspose(c) => nn::conv_transpose(c),
         Op::Pool(p) => nn::pool(node, p),
@@ -274,8 +274,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::LayerNormalization
         | Op::RmsNormalization
         | Op::Lrn
-        | Op::Softmax
-        | Op::LogSoftmax
+        | Op::Softmax(Softmax { kind: SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax, .. })
         | Op::Dropout => nn::compile(graph, node, &op),
         Op::Reshape { .. }
         | Op::Flatten { .. }
@@ -285,10 +284,10 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::Expand
         | Op::Tile
         | Op::Concat { .. }
-        | Op::Split
-        | Op::Slice
-        | Op::Pad
-        | Op::Resize { .. }
+        | Op::Split(_)
+        | Op::Slice(_)
+        | Op::Pad(_)
+        | Op::Resize(_)
         | Op::Gather { .. }
         | Op::GatherElements
         | Op::GatherNd
@@ -307,8 +306,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::Constant
         | Op::LpNormalization
         | Op::MeanVarianceNormalization
-        | Op::Hardmax
-        | Op::TopK
+        | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
+        | Op::TopK(_)
         | Op::DepthToSpace
         | Op::SpaceToDepth
         | Op::ScatterElements

@@ -1,7 +1,7 @@
 //! Neural-network operators: convolutions, pooling, normalizations, softmax, dropout.
 
 use super::{axis, Ctx, Kernel, OpError, OpResult};
-use oto_onnx::op::{Conv, ConvTranspose, Op, Pool, PoolKind, Window};
+use oto_onnx::op::{Conv, ConvTranspose, Op, Pool, PoolKind, Softmax, SoftmaxKind, Window};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
@@ -136,7 +136,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
         Op::RmsNormalization => rms_norm(node)?,
         Op::Lrn => lrn(node)?,
         Op::GroupNormalization => group_norm(graph, node)?,
-        Op::Softmax | Op::LogSoftmax => softmax(graph, node, *op == Op::LogSoftmax)?,
+        Op::Softmax(s) => softmax(s)?,
         Op::Dropout => dropout(graph, node)?,
         _ => return Err(format!("operator {} is not one of the normalizations", node.op())),
     };
@@ -486,9 +486,13 @@ fn group_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
     }))
 }
 
-fn softmax(graph: &Graph<'_>, node: &NodeProto, log: bool) -> Result<Kernel, String> {
-    let legacy = onnx_ops::node_opset(graph, node) < 13;
-    let a = node.attr_int_or("axis", if legacy { 1 } else { -1 })?;
+fn softmax(s: &Softmax) -> Result<Kernel, String> {
+    let (a, legacy) = (s.axis, s.coerce_2d);
+    let log = match s.kind {
+        SoftmaxKind::Softmax => false,
+        SoftmaxKind::LogSoftmax => true,
+        SoftmaxKind::Hardmax => return Err("operator Hardmax is not supported by the libtorch executor".into()),
+    };
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let a = axis(a, x.dim())?;
