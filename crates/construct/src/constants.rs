@@ -6,6 +6,7 @@
 use crate::{mismatch, Result};
 use oto_graph::{Group, ShapeLocation};
 use oto_onnx::graph::NodeExt;
+use oto_onnx::op::{Op, Reduce, ReduceKind};
 use oto_onnx::proto::{attribute_proto::AttributeType, ModelProto, NodeProto, TensorProto};
 use oto_onnx::shape::Shapes;
 use oto_onnx::{DType, Graph, Model, Tensor, TensorData};
@@ -316,10 +317,14 @@ fn edit_mean(
     inserts: &mut Vec<(usize, NodeProto)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
-    let Some((producer, node)) = graph.producer_node(value).filter(|(_, n)| matches!(n.op(), "ReduceMean" | "RMSNormalization")) else {
+    let kind = |n: &NodeProto| match Op::parse(graph, n) {
+        Ok(Op::Reduce(Reduce { kind: ReduceKind::Mean, .. })) => Some(false),
+        Ok(Op::RmsNormalization) => Some(true),
+        _ => None,
+    };
+    let Some((producer, node, rms)) = graph.producer_node(value).and_then(|(p, n)| Some((p, n, kind(n)?))) else {
         return Err(mismatch(g0, format!("the mean '{value}' is not the output of a ReduceMean or RMSNormalization node of the model")));
     };
-    let rms = node.op() == "RMSNormalization";
     let removed = edits.iter().try_fold(0i64, |acc, e| acc.checked_add(e.delta));
     let count_i = i64::try_from(count).ok();
     let remaining = removed.zip(count_i).and_then(|(r, c)| c.checked_sub(r)).filter(|&r| r > 0);

@@ -248,7 +248,7 @@ impl Ctx<'_, '_> {
     /// The initializer behind `Expand(init, shape)` (a class token broadcast over the batch).
     pub(super) fn expanded_init(&self, v: &str) -> Option<String> {
         let (_, n) = self.graph.producer_node(v)?;
-        (n.op() == "Expand" && self.is_init(&n.input[0])).then(|| n.input[0].clone())
+        (self.is_op(n, |o| *o == Op::Expand) && self.is_init(&n.input[0])).then(|| n.input[0].clone())
     }
 
     pub(super) fn split(&mut self, node: &NodeProto, split: &Split) -> Result<(), AnalysisError> {

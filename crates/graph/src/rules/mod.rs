@@ -155,7 +155,7 @@ impl Ctx<'_, '_> {
             Op::BatchNormalization => self.batch_norm(node),
             Op::InstanceNormalization => self.instance_norm(node),
             Op::GroupNormalization => self.group_norm(node)?,
-            Op::LayerNormalization | Op::RmsNormalization => self.layer_norm(node)?,
+            Op::LayerNormalization | Op::RmsNormalization => self.layer_norm(node, &op)?,
             // Each output channel depends on its neighbours' squares: never exact to cut.
             Op::Lrn => {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
@@ -163,7 +163,7 @@ impl Ctx<'_, '_> {
             Op::Softmax(s) => self.softmax(node, s),
             Op::Reduce(r) => self.reduce(node, r)?,
             Op::Transpose { perm } => self.transpose(node, perm.as_deref())?,
-            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node)?,
+            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node, &op)?,
             Op::Concat { axis } => self.concat(node, *axis)?,
             Op::Split(s) => self.split(node, s)?,
             Op::Slice(s) => self.slice(node, s)?,
@@ -173,7 +173,7 @@ impl Ctx<'_, '_> {
                 self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
             }
             // Integer results that do not carry channels.
-            Op::Shape | Op::Size => {}
+            Op::Shape { .. } | Op::Size => {}
             Op::Conv(_)
             | Op::MatMul { integer: true }
             | Op::Binary(B::Max | B::Min | B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
@@ -195,7 +195,7 @@ impl Ctx<'_, '_> {
             | Op::Range
             | Op::NonZero
             | Op::EyeLike
-            | Op::Trilu
+            | Op::Trilu { .. }
             | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
             // A quantized model is pruned as its float model: the QDQ form is not cut.
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {

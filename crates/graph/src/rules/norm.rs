@@ -141,7 +141,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn layer_norm(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn layer_norm(&mut self, node: &NodeProto, op: &Op) -> Result<(), AnalysisError> {
         let Some(mut t) = self.in_track(node, 0) else {
             return Ok(());
         };
@@ -150,7 +150,7 @@ impl Ctx<'_, '_> {
             return Ok(());
         };
         let normalized: Vec<usize> = (first..t.len()).collect();
-        if node.op() == "RMSNormalization" && normalized.iter().all(|&i| t[i].all_zero()) {
+        if *op == Op::RmsNormalization && normalized.iter().all(|&i| t[i].all_zero()) {
             // A mean of squares: zero channels add nothing; construction keeps its divisor.
             let scale = node.input[1].clone();
             for &i in &normalized {

@@ -29,9 +29,14 @@
 //!   is therefore a compile error at every stage still missing it.
 //! * **Opaque operators.** [`Op::Other`] holds an operator oto does not know (or one of a
 //!   custom domain): shape inference leaves its outputs unknown, the rules block what it
-//!   touches, the executor refuses it. These stages never match an operator's name; the
-//!   constant-folding interpreter (`shape.rs`, `fold`), `normalize.rs` and the rules'
-//!   `arity` still do (to move).
+//!   touches, the executor refuses it. These stages never match an operator's name, nor
+//!   do the constant folding of `shape.rs` (`fold`, `fold_shape_values`), the folding
+//!   plan of `normalize.rs` and the analysis (`oto-graph`'s shape-entry `locate`, the
+//!   saved-analysis checks): each parses the node and matches the [`Op`]. Only the
+//!   rewrites of `normalize.rs` that run on the bare protobuf before a graph exists
+//!   (lifting `Constant`s, `Sum`/`Max`/`Min` chains, shared shape `Concat`s, tied
+//!   transposes of `MatMul` weights) and the opset raiser of `oto-quant` (a table of
+//!   ONNX schema versions) still go by name.
 //!
 //! Adding an operator: a variant (or a kind in a family enum) and its `parse` entry here,
 //! its shape rule (an arm of `node_types` below, the body in the family module), then
@@ -198,8 +203,13 @@ pub enum Op {
     /// `ScatterElements`, `Scatter`.
     ScatterElements,
     // ---- generators and shape values
-    /// `Shape`.
-    Shape,
+    /// `Shape`: the axes `start..end` of the input's shape (opset 15; default all).
+    Shape {
+        /// First axis (possibly negative, clamped; default 0).
+        start: i64,
+        /// End axis (exclusive; possibly negative, clamped); `None`: the rank.
+        end: Option<i64>,
+    },
     /// `Size`.
     Size,
     /// `Constant`.
@@ -213,7 +223,10 @@ pub enum Op {
     /// `EyeLike`.
     EyeLike,
     /// `Trilu`.
-    Trilu,
+    Trilu {
+        /// Keeps the upper triangle (default), else the lower.
+        upper: bool,
+    },
     // ---- quant.rs
     /// `QuantizeLinear`.
     QuantizeLinear(QLinear),
@@ -456,14 +469,14 @@ impl Op {
             "GatherND" => Op::GatherNd,
             "ScatterND" => Op::ScatterNd,
             "ScatterElements" | "Scatter" => Op::ScatterElements,
-            "Shape" => Op::Shape,
+            "Shape" => Op::Shape { start: int_or("start", 0)?, end: attr_result(graph, node, node.attr_int("end"))? },
             "Size" => Op::Size,
             "Constant" => Op::Constant,
             "ConstantOfShape" => Op::ConstantOfShape,
             "Range" => Op::Range,
             "NonZero" => Op::NonZero,
             "EyeLike" => Op::EyeLike,
-            "Trilu" => Op::Trilu,
+            "Trilu" => Op::Trilu { upper: int_or("upper", 1)? != 0 },
             "QuantizeLinear" => attrs(QLinear::parse(node).map(Op::QuantizeLinear))?,
             "DequantizeLinear" => attrs(QLinear::parse(node).map(Op::DequantizeLinear))?,
             other => Op::Other(other.to_string()),
@@ -472,10 +485,9 @@ impl Op {
 }
 
 impl Infer<'_, '_> {
-    /// The output types of `node`: parsed once, then the family's shape rule.
-    pub(crate) fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let op = Op::parse(self.graph, node)?;
-        match &op {
+    /// The output types of `node` (parsed as `op`): the family's shape rule.
+    pub(crate) fn node_types(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
+        match op {
             Op::Other(_) => Err(Stop::Unknown),
             Op::Unary(_)
             | Op::PRelu
@@ -483,13 +495,13 @@ impl Infer<'_, '_> {
             | Op::Softmax(_)
             | Op::Lrn
             | Op::CumSum
-            | Op::Trilu
+            | Op::Trilu { .. }
             | Op::InstanceNormalization
             | Op::GroupNormalization
             | Op::MeanVarianceNormalization
             | Op::LpNormalization
-            | Op::RmsNormalization => self.same_shape(node, &op),
-            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
+            | Op::RmsNormalization => self.same_shape(node, op),
+            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, op),
             Op::Reduce(r) => self.reduce(node, r),
             Op::Conv(c) => self.conv(node, c),
             Op::ConvTranspose(c) => self.conv_transpose(node, c),
@@ -514,7 +526,7 @@ impl Infer<'_, '_> {
             Op::ScatterElements => self.scatter_elements(node),
             Op::Squeeze { axes } => self.squeeze(node, axes),
             Op::Unsqueeze { axes } => self.unsqueeze(node, axes),
-            Op::Shape => self.shape_of(node),
+            &Op::Shape { start, end } => self.shape_of(node, start, end),
             Op::Size => self.size(),
             Op::Constant => self.constant(node),
             Op::ConstantOfShape => self.constant_of_shape(node),
@@ -527,7 +539,7 @@ impl Infer<'_, '_> {
             Op::Resize(r) => self.resize(node, r),
             Op::ArgReduce(r) => self.arg_reduce(node, r),
             Op::TopK(t) => self.top_k(node, t),
-            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, &op),
+            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, op),
             Op::NonZero => self.non_zero(node),
             Op::EyeLike => self.eye_like(node),
             Op::QuantizeLinear(q) => self.qlinear(node, q, false),

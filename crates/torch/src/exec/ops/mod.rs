@@ -292,13 +292,13 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::GatherElements
         | Op::GatherNd
         | Op::ScatterNd
-        | Op::Shape
+        | Op::Shape { .. }
         | Op::Size
         | Op::Cast { .. }
         | Op::CastLike
         | Op::ConstantOfShape
         | Op::Range
-        | Op::Trilu => shape::compile(graph, node, &op, device),
+        | Op::Trilu { .. } => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
         // `Constant` nodes are evaluated once by the executor, not compiled.
         Op::Conv(_)

@@ -170,8 +170,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             Ok(vec![x.f_expand(out.as_slice(), false)?])
         }),
         Op::Tile => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_repeat(ctx.ints(1)?.as_slice())?])),
-        Op::Shape => {
-            let (start, end) = (node.attr_int_or("start", 0)?, node.attr_int("end")?);
+        &Op::Shape { start, end } => {
             Box::new(move |ctx: &Ctx<'_>| {
                 let size = ctx.input(0)?.size();
                 let r = size.len() as i64;
@@ -219,14 +218,11 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             Ok(vec![y])
         }),
         Op::Pad(p) => pad(graph, node, p),
-        Op::Trilu => {
-            let upper = node.attr_int_or("upper", 1)? != 0;
-            Box::new(move |ctx: &Ctx<'_>| {
-                let x = ctx.input(0)?;
-                let k = ctx.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
-                Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
-            })
-        }
+        &Op::Trilu { upper } => Box::new(move |ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let k = ctx.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
+            Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
+        }),
         Op::Resize(r) => resize(graph, node, r)?,
         _ => return Err(format!("operator {} is not one of the shape operators", node.op())),
     };
