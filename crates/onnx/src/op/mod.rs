@@ -38,9 +38,11 @@
 //!   transposes of `MatMul` weights) and the opset raiser of `oto-quant` (a table of
 //!   ONNX schema versions) still go by name.
 //!
-//! Adding an operator: a variant (or a kind in a family enum) and its `parse` entry here,
-//! its shape rule (an arm of `node_types` below, the body in the family module), then
-//! follow the compiler: the rule's arm in `oto-graph` and the executor's arm in `oto-torch`.
+//! Adding an operator: its name in [`OPERATORS`] (the test `every_listed_operator_parses`
+//! then demands a parse entry), a variant (or a kind in a family enum) and its `parse`
+//! entry here, its shape rule (an arm of `node_types` below, the body in the family
+//! module), then follow the compiler: the rule's arm in `oto-graph` and the executor's arm
+//! in `oto-torch`, whose `supported_ops` list follows by itself.
 
 pub mod conv;
 pub mod elementwise;
@@ -371,6 +373,153 @@ impl ScalarParam {
     }
 }
 
+/// Every operator of the default ONNX domain that [`Op::parse`] knows, sorted (byte
+/// order). `Op::parse` looks a name up here first, so this table is what the parser
+/// accepts: a name missing here is [`Op::Other`], and the tests check that every name here
+/// parses to a known operator. The executor derives its list of supported operators
+/// from it (`oto_torch::exec::supported_ops`).
+pub const OPERATORS: &[&str] = &[
+    "Abs",
+    "Acos",
+    "Acosh",
+    "Add",
+    "And",
+    "ArgMax",
+    "ArgMin",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "AveragePool",
+    "BatchNormalization",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvInteger",
+    "ConvTranspose",
+    "Cos",
+    "Cosh",
+    "CumSum",
+    "DepthToSpace",
+    "DequantizeLinear",
+    "Div",
+    "Dropout",
+    "Einsum",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "EyeLike",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalLpPool",
+    "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
+    "GroupNormalization",
+    "HardSigmoid",
+    "HardSwish",
+    "Hardmax",
+    "Identity",
+    "InstanceNormalization",
+    "IsInf",
+    "IsNaN",
+    "LRN",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "LpNormalization",
+    "LpPool",
+    "MatMul",
+    "MatMulInteger",
+    "Max",
+    "MaxPool",
+    "Mean",
+    "MeanVarianceNormalization",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "NonZero",
+    "Not",
+    "Or",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "QuantizeLinear",
+    "RMSNormalization",
+    "Range",
+    "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Round",
+    "Scatter",
+    "ScatterElements",
+    "ScatterND",
+    "Selu",
+    "Shape",
+    "Shrink",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Softplus",
+    "Softsign",
+    "SpaceToDepth",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tan",
+    "Tanh",
+    "ThresholdedRelu",
+    "Tile",
+    "TopK",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Upsample",
+    "Where",
+    "Xor",
+];
+
 /// Whether `node` is of the default ONNX domain.
 pub fn default_domain(node: &NodeProto) -> bool {
     matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx")
@@ -382,7 +531,7 @@ impl Op {
     /// known operator is an error naming the node.
     pub fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Op> {
         let op = node.op();
-        if !default_domain(node) {
+        if !default_domain(node) || OPERATORS.binary_search(&op).is_err() {
             return Ok(Op::Other(op.to_string()));
         }
         let attrs = |r: std::result::Result<Op, String>| attr_result(graph, node, r);
@@ -574,6 +723,29 @@ mod tests {
             output: vec!["y".into()],
             attribute,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_listed_operator_parses() {
+        assert!(OPERATORS.windows(2).all(|w| w[0] < w[1]), "OPERATORS must be sorted and without repeats");
+        let int = |name: &str, v: i64| AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(v),
+            ..Default::default()
+        };
+        for &name in OPERATORS {
+            // The attributes an operator requires.
+            let attrs = match name {
+                "Concat" => vec![int("axis", 0)],
+                "Cast" => vec![int("to", 1)],
+                _ => vec![],
+            };
+            let m = model(node(name, attrs));
+            let g = Graph::new(&m).unwrap();
+            let op = Op::parse(&g, g.node(0)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!matches!(op, Op::Other(_)), "{name} is listed but parses as an opaque operator");
         }
     }
 

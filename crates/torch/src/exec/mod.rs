@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
 
-pub use ops::SUPPORTED_OPS;
+pub use ops::supported_ops;
 
 /// Whether the graph runs for training or for inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Elementwise, matrix and reduction operators.
 
-use super::{axis, Ctx, Ints, Kernel, OpResult};
+use super::{axis, not_supported, Ctx, Ints, Kernel, OpResult};
 use crate::exec::convert::is_float_kind;
 use oto_onnx::op::{ArgReduce, Binary as B, Clip, Compare as C, Gemm, Op, Reduce, ReduceKind, Unary as U};
 use oto_onnx::proto::NodeProto;
@@ -121,7 +121,7 @@ pub fn unary_op(node: &NodeProto, u: U) -> Result<Kernel, String> {
         | U::Asinh
         | U::Acosh
         | U::Atanh
-        | U::BitwiseNot => return Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+        | U::BitwiseNot => return Err(not_supported(node.op())),
     };
     Ok(k)
 }
@@ -153,9 +153,7 @@ pub fn binary_op(node: &NodeProto, b: B) -> Result<Kernel, String> {
             }
             Ok(vec![acc.f_div_scalar(n)?])
         }),
-        B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor => {
-            return Err(format!("operator {} is not supported by the libtorch executor", node.op()))
-        }
+        B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor => return Err(not_supported(node.op())),
     };
     Ok(k)
 }

@@ -1,6 +1,6 @@
 //! Neural-network operators: convolutions, pooling, normalizations, softmax, dropout.
 
-use super::{axis, Ctx, Kernel, OpError, OpResult};
+use super::{axis, not_supported, Ctx, Kernel, OpError, OpResult};
 use oto_onnx::op::{Conv, ConvTranspose, Op, Pool, PoolKind, Softmax, SoftmaxKind, Window};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
@@ -100,7 +100,7 @@ pub fn pool(node: &NodeProto, p: &Pool) -> Result<Kernel, String> {
     match p.kind {
         PoolKind::Max => max_pool(node, p),
         PoolKind::Average => avg_pool(p),
-        PoolKind::Lp => Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+        PoolKind::Lp => Err(not_supported(node.op())),
     }
 }
 
@@ -117,7 +117,7 @@ pub fn global_pool(node: &NodeProto, kind: PoolKind) -> Result<Kernel, String> {
             let dims: Vec<i64> = (2..x.dim() as i64).collect();
             Ok(vec![x.f_amax(dims.as_slice(), true)?])
         }),
-        PoolKind::Lp => return Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+        PoolKind::Lp => return Err(not_supported(node.op())),
     })
 }
 
@@ -491,7 +491,7 @@ fn softmax(s: &Softmax) -> Result<Kernel, String> {
     let log = match s.kind {
         SoftmaxKind::Softmax => false,
         SoftmaxKind::LogSoftmax => true,
-        SoftmaxKind::Hardmax => return Err("operator Hardmax is not supported by the libtorch executor".into()),
+        SoftmaxKind::Hardmax => return Err(not_supported("Hardmax")),
     };
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
