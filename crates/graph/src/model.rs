@@ -4,7 +4,6 @@
 //! every member's slices and the shape constants).
 
 use crate::AnalysisError;
-use oto_onnx::graph::NodeExt;
 use oto_onnx::op::{Op, Reduce, ReduceKind};
 use oto_onnx::{DType, Graph, Model};
 use serde::{Deserialize, Serialize};
@@ -453,7 +452,7 @@ fn check_constant(
             let (_, n) =
                 graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
             let op = Op::parse(graph, n).map_err(|e| e.to_string())?;
-            if !matches!(op, Op::Reduce(Reduce { kind: ReduceKind::Mean, .. }) | Op::RmsNormalization) || *count == 0 {
+            if !matches!(op, Op::Reduce(Reduce { kind: ReduceKind::Mean, .. }) | Op::RmsNormalization(_)) || *count == 0 {
                 return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
             }
             // The count must be the number of entries the node averages in this model.
@@ -467,10 +466,8 @@ fn check_constant(
                     Some(a) if !a.is_empty() => a.iter().map(|&x| if x < 0 { x + rank } else { x }).collect(),
                     _ => (0..rank).collect(),
                 },
-                _ => {
-                    let axis = n.attr_int_or("axis", -1).map_err(|e| format!("{}: {e}", sc.location))?;
-                    (if axis < 0 { axis + rank } else { axis }..rank).collect()
-                }
+                Op::RmsNormalization(l) => (if l.axis < 0 { l.axis + rank } else { l.axis }..rank).collect(),
+                _ => Vec::new(), // refused above
             };
             let averaged = axes.iter().try_fold(1u64, |acc, &a| {
                 let d = usize::try_from(a).ok().and_then(|a| dims.get(a).copied().flatten()).and_then(|d| u64::try_from(d).ok())?;

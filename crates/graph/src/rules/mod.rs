@@ -18,7 +18,7 @@ use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ct
 use crate::model::{Role, ShapeLocation};
 use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
-use oto_onnx::op::{Binary as B, Gemm, IntsParam, Op, Pad, PadMode, Slice, Softmax, Split, Unary};
+use oto_onnx::op::{Binary as B, Gemm, IntsParam, LayerNorm, Op, Pad, PadMode, Slice, Softmax, Split, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
 
@@ -76,8 +76,8 @@ fn arity(op: &Op, opset: i64) -> (usize, usize) {
         | Op::Gather { .. }
         | Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Pow)
         | Op::PRelu
-        | Op::LayerNormalization
-        | Op::RmsNormalization
+        | Op::LayerNormalization(_)
+        | Op::RmsNormalization(_)
         | Op::Reshape { .. }
         | Op::Expand => 2,
         Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } | Op::Concat { .. } | Op::Split(_) | Op::Slice(_) => 1,
@@ -155,7 +155,8 @@ impl Ctx<'_, '_> {
             Op::BatchNormalization => self.batch_norm(node),
             Op::InstanceNormalization => self.instance_norm(node),
             Op::GroupNormalization => self.group_norm(node)?,
-            Op::LayerNormalization | Op::RmsNormalization => self.layer_norm(node, &op)?,
+            Op::LayerNormalization(l) => self.layer_norm(node, l, false),
+            Op::RmsNormalization(l) => self.layer_norm(node, l, true),
             // Each output channel depends on its neighbours' squares: never exact to cut.
             Op::Lrn => {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")

@@ -65,7 +65,7 @@ pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Clip, Compare, Unary};
 pub use index::{FloatsParam, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes};
 pub use matmul::Gemm;
-pub use norm::{Softmax, SoftmaxKind};
+pub use norm::{LayerNorm, Softmax, SoftmaxKind};
 pub use pool::{Pool, PoolKind};
 pub use quant::QLinear;
 pub use reduce::{ArgReduce, Reduce, TopK};
@@ -90,10 +90,10 @@ pub enum Op {
     InstanceNormalization,
     /// `GroupNormalization`.
     GroupNormalization,
-    /// `LayerNormalization`.
-    LayerNormalization,
+    /// `LayerNormalization`: axis, epsilon, stash type.
+    LayerNormalization(LayerNorm),
     /// `RMSNormalization` (opset 23): `x / sqrt(mean(x^2) + epsilon) * scale` over the axes from `axis`.
-    RmsNormalization,
+    RmsNormalization(LayerNorm),
     /// `LRN`.
     Lrn,
     /// `LpNormalization`.
@@ -568,8 +568,8 @@ impl Op {
             "BatchNormalization" => Op::BatchNormalization,
             "InstanceNormalization" => Op::InstanceNormalization,
             "GroupNormalization" => Op::GroupNormalization,
-            "LayerNormalization" => Op::LayerNormalization,
-            "RMSNormalization" => Op::RmsNormalization,
+            "LayerNormalization" => Op::LayerNormalization(LayerNorm::parse(graph, node)?),
+            "RMSNormalization" => Op::RmsNormalization(LayerNorm::parse(graph, node)?),
             "LRN" => Op::Lrn,
             "LpNormalization" => Op::LpNormalization,
             "MeanVarianceNormalization" => Op::MeanVarianceNormalization,
@@ -649,7 +649,7 @@ impl Infer<'_, '_> {
             | Op::GroupNormalization
             | Op::MeanVarianceNormalization
             | Op::LpNormalization
-            | Op::RmsNormalization => self.same_shape(node, op),
+            | Op::RmsNormalization(_) => self.same_shape(node, op),
             Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, op),
             Op::Reduce(r) => self.reduce(node, r),
             Op::Conv(c) => self.conv(node, c),
@@ -657,7 +657,7 @@ impl Infer<'_, '_> {
             Op::Pool(p) => self.pool(node, p),
             Op::GlobalPool(_) => self.global_pool(node),
             Op::BatchNormalization => self.batch_norm(node),
-            Op::LayerNormalization => self.layer_norm(node),
+            Op::LayerNormalization(l) => self.layer_norm(node, l),
             Op::Dropout => self.dropout(node),
             Op::Gemm(g) => self.gemm(node, g),
             Op::MatMul { integer } => self.matmul(node, *integer),

@@ -212,8 +212,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         Op::BatchNormalization
         | Op::InstanceNormalization
         | Op::GroupNormalization
-        | Op::LayerNormalization
-        | Op::RmsNormalization
+        | Op::LayerNormalization(_)
+        | Op::RmsNormalization(_)
         | Op::Lrn
         | Op::Softmax(Softmax { kind: SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax, .. })
         | Op::Dropout => nn::compile(graph, node, &op),

@@ -1,7 +1,7 @@
 //! Neural-network operators: convolutions, pooling, normalizations, softmax, dropout.
 
 use super::{axis, not_supported, Ctx, Kernel, OpError, OpResult};
-use oto_onnx::op::{Conv, ConvTranspose, Op, Pool, PoolKind, Softmax, SoftmaxKind, Window};
+use oto_onnx::op::{Conv, ConvTranspose, LayerNorm, Op, Pool, PoolKind, Softmax, SoftmaxKind, Window};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
@@ -132,8 +132,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
                 Ok(vec![x.f_instance_norm(ctx.opt(1), ctx.opt(2), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps, true)?])
             })
         }
-        Op::LayerNormalization => layer_norm(node)?,
-        Op::RmsNormalization => rms_norm(node)?,
+        Op::LayerNormalization(l) => layer_norm(node, l)?,
+        Op::RmsNormalization(l) => rms_norm(l)?,
         Op::Lrn => lrn(node)?,
         Op::GroupNormalization => group_norm(graph, node)?,
         Op::Softmax(s) => softmax(s)?,
@@ -419,9 +419,8 @@ fn synchronized_batch_norm(
     Ok(y.f_to_kind(x.kind())?)
 }
 
-fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
-    let a = node.attr_int_or("axis", -1)?;
-    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+fn layer_norm(node: &NodeProto, l: &LayerNorm) -> Result<Kernel, String> {
+    let (a, eps) = (l.axis, f64::from(l.epsilon));
     if node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err("LayerNormalization's Mean/InvStdDev outputs are not supported".into());
     }
@@ -445,10 +444,8 @@ fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
 
 /// RMSNormalization: `x / sqrt(mean(x^2) + epsilon) * scale`, the mean over the axes from
 /// `axis` on, computed in float32 (`stash_type` 1, the only type ONNX defines) and cast back.
-fn rms_norm(node: &NodeProto) -> Result<Kernel, String> {
-    let a = node.attr_int_or("axis", -1)?;
-    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
-    let stash = node.attr_int_or("stash_type", 1)?;
+fn rms_norm(l: &LayerNorm) -> Result<Kernel, String> {
+    let (a, eps, stash) = (l.axis, f64::from(l.epsilon), l.stash_type);
     if stash != 1 {
         return Err(format!("RMSNormalization stash_type {stash} is not supported (only 1, float32)"));
     }
