@@ -6,6 +6,7 @@
 use crate::{mismatch, Result};
 use oto_graph::{Group, ShapeLocation};
 use oto_onnx::graph::NodeExt;
+use oto_onnx::op::{Op, Reduce, ReduceKind};
 use oto_onnx::proto::{attribute_proto::AttributeType, ModelProto, NodeProto, TensorProto};
 use oto_onnx::shape::Shapes;
 use oto_onnx::{DType, Graph, Model, Tensor, TensorData};
@@ -316,10 +317,15 @@ fn edit_mean(
     inserts: &mut Vec<(usize, NodeProto)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
-    let Some((producer, node)) = graph.producer_node(value).filter(|(_, n)| matches!(n.op(), "ReduceMean" | "RMSNormalization")) else {
+    let kind = |n: &NodeProto| match Op::parse(graph, n) {
+        Ok(Op::Reduce(Reduce { kind: ReduceKind::Mean, .. })) => Some(None),
+        Ok(Op::RmsNormalization(l)) => Some(Some(l.epsilon)),
+        _ => None,
+    };
+    // `rms`: the RMSNormalization's epsilon; `None` for a ReduceMean.
+    let Some((producer, node, rms)) = graph.producer_node(value).and_then(|(p, n)| Some((p, n, kind(n)?))) else {
         return Err(mismatch(g0, format!("the mean '{value}' is not the output of a ReduceMean or RMSNormalization node of the model")));
     };
-    let rms = node.op() == "RMSNormalization";
     let removed = edits.iter().try_fold(0i64, |acc, e| acc.checked_add(e.delta));
     let count_i = i64::try_from(count).ok();
     let remaining = removed.zip(count_i).and_then(|(r, c)| c.checked_sub(r)).filter(|&r| r > 0);
@@ -330,7 +336,7 @@ fn edit_mean(
         return Ok(());
     }
     let ratio = remaining as f64 / count as f64;
-    let factor = if rms { ratio.recip().sqrt() } else { ratio };
+    let factor = if rms.is_some() { ratio.recip().sqrt() } else { ratio };
     let data = match shapes.dtype(value) {
         Some(DType::F32) => TensorData::F32(vec![factor as f32]),
         Some(DType::F64) => TensorData::F64(vec![factor]),
@@ -342,8 +348,7 @@ fn edit_mean(
         return Err(mismatch(g0, format!("the mean '{value}': cannot build its scale")));
     };
     let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
-    if rms {
-        let eps = node.attr_float_or("epsilon", 1e-5).map_err(|e| mismatch(g0, format!("node '{value}': {e}")))?;
+    if let Some(eps) = rms {
         let eps = (f64::from(eps) / ratio) as f32;
         let n = &mut gp.node[producer];
         n.attribute.retain(|a| a.name.as_deref() != Some("epsilon"));

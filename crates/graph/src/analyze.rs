@@ -5,6 +5,7 @@
 use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
 use crate::space::{AxisT, Factor, InitDims, LinSeg, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
+use oto_onnx::op::{Binary, Op, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -397,13 +398,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
         };
         let name = node.name.clone().unwrap_or_default();
         let me = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
-        match node.op() {
-            "Constant" => Ok(Located::Const(ShapeLocation::ConstantNode { node: name }, idx, reader.to_string())),
-            "Identity" | "Cast" => self.locate(&me, &node.input[0], idx),
-            "Unsqueeze" | "Squeeze" | "Reshape" if idx == 0 || self.dims(&node.input[0]).is_some_and(|d| d.len() <= 1) => {
+        let op = Op::parse(self.graph, node).map_err(|e| e.to_string())?;
+        match &op {
+            Op::Constant => Ok(Located::Const(ShapeLocation::ConstantNode { node: name }, idx, reader.to_string())),
+            Op::Unary(Unary::Identity) | Op::Cast { .. } => self.locate(&me, &node.input[0], idx),
+            Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Reshape { .. }
+                if idx == 0 || self.dims(&node.input[0]).is_some_and(|d| d.len() <= 1) =>
+            {
                 self.locate(&me, &node.input[0], idx)
             }
-            "Concat" => {
+            Op::Concat { .. } => {
                 let mut at = 0usize;
                 for inp in &node.input {
                     let len = match self.dims(inp).as_deref() {
@@ -418,34 +422,33 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 }
                 Err(format!("entry {idx} is beyond {}", node_label(node)))
             }
-            "Shape" => {
-                let start = node.attr_int_or("start", 0).unwrap_or(0);
+            &Op::Shape { start, .. } => {
                 let measured = &node.input[0];
                 let rank = self.dims(measured).map_or(0, |d| d.len()) as i64;
                 let first = if start < 0 { start + rank } else { start };
                 let axis = (first + idx as i64) as usize;
                 self.measured_axis(measured, axis, idx)
             }
-            "Slice" => {
+            Op::Slice(sl) => {
                 // A window of a Shape: `shape[a:b]`.
                 let Some((_, src)) = self.graph.producer_node(&node.input[0]) else {
                     return Err(format!("entry {idx} is sliced from a non-computed value"));
                 };
-                let sl = ops::slice_params(self.graph, node, Some(&self.shapes)).map_err(|e| e.to_string())?;
+                let sl = sl.resolve(self.graph, node, Some(&self.shapes)).map_err(|e| e.to_string())?;
                 let len = self.dims(&node.input[0]).and_then(|d| d.first().and_then(Dim::known)).unwrap_or(0);
                 let start = sl.starts.first().and_then(Dim::known).unwrap_or(0);
                 let start = if start < 0 { (start + len).max(0) } else { start.min(len) };
-                if src.op() != "Shape" || sl.steps.as_ref().is_some_and(|s| s.iter().any(|&x| x != 1)) {
+                if !self.is_op(src, |o| matches!(o, Op::Shape { .. })) || sl.steps.as_ref().is_some_and(|s| s.iter().any(|&x| x != 1)) {
                     return Err(format!("entry {idx} comes from {}", node_label(node)));
                 }
                 self.locate(&me, &node.input[0], start as usize + idx)
             }
-            "Gather" => {
+            Op::Gather { .. } => {
                 let data = &node.input[0];
                 let Some((_, src)) = self.graph.producer_node(data) else {
                     return Err(format!("'{data}' is not computed"));
                 };
-                if src.op() != "Shape" {
+                if !self.is_op(src, |o| matches!(o, Op::Shape { .. })) {
                     return Err(format!("entry {idx} comes from {}", node_label(node)));
                 }
                 let indices = ops::constant_ints(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
@@ -457,7 +460,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let axis = if ix < 0 { ix + rank } else { ix } as usize;
                 self.measured_axis(measured, axis, idx)
             }
-            "Where" => {
+            Op::Where => {
                 // `Where(Equal(target, -1), ones, target)` (the TorchScript exporter's
                 // `expand(..)`): the branch the folded condition picks for this entry.
                 let at = |v: &[Dim]| v.get(if v.len() == 1 { 0 } else { idx }).and_then(Dim::known);
@@ -467,11 +470,13 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     None => Err(format!("entry {idx} is chosen at run time by {}", node_label(node))),
                 }
             }
-            "Mul" => {
+            Op::Binary(Binary::Mul) => {
                 // batch * H: the constant factor is the one that counts the channels.
                 for (k, other) in [(0usize, 1usize), (1, 0)] {
                     let c = &node.input[k];
-                    if self.graph.initializer(c).is_some() || self.graph.producer_node(c).is_some_and(|(_, n)| n.op() == "Constant") {
+                    if self.graph.initializer(c).is_some()
+                        || self.graph.producer_node(c).is_some_and(|(_, n)| self.is_op(n, |o| *o == Op::Constant))
+                    {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
                             let len = self.dims(c).map_or(1, |d| known_elements(&d));
@@ -497,9 +502,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// Whether `node` parses as an operator `is` accepts (a node that does not parse: no).
+    pub(crate) fn is_op(&self, node: &NodeProto, is: impl Fn(&Op) -> bool) -> bool {
+        Op::parse(self.graph, node).is_ok_and(|o| is(&o))
+    }
+
     /// `value` as a location construction can edit: a node's 1-D int64 output of known length.
     fn computed_location(&self, value: &str) -> Option<ShapeLocation> {
-        let computed = self.graph.producer_node(value).is_some_and(|(_, n)| n.op() != "Constant");
+        let computed = self.graph.producer_node(value).is_some_and(|(_, n)| !self.is_op(n, |o| *o == Op::Constant));
         let int64 = self.shapes.dtype(value) == Some(oto_onnx::DType::I64);
         match self.dims(value).as_deref() {
             Some([Dim::Known(n)]) if computed && int64 => {

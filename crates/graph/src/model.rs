@@ -4,7 +4,7 @@
 //! every member's slices and the shape constants).
 
 use crate::AnalysisError;
-use oto_onnx::graph::NodeExt;
+use oto_onnx::op::{Op, Reduce, ReduceKind};
 use oto_onnx::{DType, Graph, Model};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -415,7 +415,8 @@ fn check_constant(
             t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
         }
         ShapeLocation::ConstantNode { node } => {
-            let found = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str()) && n.op() == "Constant");
+            let found =
+                graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str()) && matches!(Op::parse(graph, n), Ok(Op::Constant)));
             let (_, n) = found.ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
             let value = n.output.first().ok_or_else(|| format!("{} has no output", sc.location))?;
             let t = graph.constant(value).map_err(|e| e.to_string())?;
@@ -450,7 +451,8 @@ fn check_constant(
         ShapeLocation::MeanDivisor { value, count } => {
             let (_, n) =
                 graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
-            if !matches!(n.op(), "ReduceMean" | "RMSNormalization") || *count == 0 {
+            let op = Op::parse(graph, n).map_err(|e| e.to_string())?;
+            if !matches!(op, Op::Reduce(Reduce { kind: ReduceKind::Mean, .. }) | Op::RmsNormalization(_)) || *count == 0 {
                 return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
             }
             // The count must be the number of entries the node averages in this model.
@@ -459,15 +461,13 @@ fn check_constant(
             let dims: Vec<Option<i64>> =
                 n.input.first().and_then(|x| shapes.shape(x)).map(|d| d.iter().map(oto_onnx::Dim::known).collect()).unwrap_or_default();
             let rank = dims.len() as i64;
-            let axes: Vec<i64> = match oto_onnx::op::Op::parse(graph, n).map_err(|e| e.to_string())? {
-                oto_onnx::op::Op::Reduce(red) => match red.axes.resolve(graph, n, Some(shapes), "axes").map_err(|e| e.to_string())? {
+            let axes: Vec<i64> = match op {
+                Op::Reduce(red) => match red.axes.resolve(graph, n, Some(shapes), "axes").map_err(|e| e.to_string())? {
                     Some(a) if !a.is_empty() => a.iter().map(|&x| if x < 0 { x + rank } else { x }).collect(),
                     _ => (0..rank).collect(),
                 },
-                _ => {
-                    let axis = n.attr_int_or("axis", -1).map_err(|e| format!("{}: {e}", sc.location))?;
-                    (if axis < 0 { axis + rank } else { axis }..rank).collect()
-                }
+                Op::RmsNormalization(l) => (if l.axis < 0 { l.axis + rank } else { l.axis }..rank).collect(),
+                _ => Vec::new(), // refused above
             };
             let averaged = axes.iter().try_fold(1u64, |acc, &a| {
                 let d = usize::try_from(a).ok().and_then(|a| dims.get(a).copied().flatten()).and_then(|d| u64::try_from(d).ok())?;

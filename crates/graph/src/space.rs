@@ -451,8 +451,6 @@ impl Spaces {
         }
     }
 
-    /// Solves the records into groups (sorted by id). `unprunable_inits` blocks the
-    /// groups those initializers belong to.
     /// Phase 1 of [`Spaces::solve`]: the boundaries per base (every range any tie, member,
     /// block, requirement or shape reference starts or ends at), closed under the ties;
     /// also the tied pairs whose blocks do not line up.
@@ -531,8 +529,8 @@ impl Spaces {
                 uf.union(i, partition.interval_at(b.base, b.start + off * b.len / a.len));
             }
         }
-        // 3. Classes, numbered in the order of their first interval (independent of which
-        //    member the union-find keeps as root).
+        // Classes, numbered in the order of their first interval (independent of which
+        // member the union-find keeps as root).
         let mut class_of = vec![usize::MAX; intervals.len()];
         let mut class_members: Vec<Vec<usize>> = Vec::new();
         let mut class_of_root: HashMap<usize, usize> = HashMap::new();
@@ -551,22 +549,33 @@ impl Spaces {
         partition
     }
 
+    /// Solves the records into groups (sorted by id), in phases: the cuts (1) and the
+    /// classes of tied intervals (2), then the element size of every class (3), the
+    /// reasons a class is unprunable that its ranges carry (4), the parameter slices of
+    /// each class (5), the shape constants each class edits (6), and the groups (7).
+    /// `user_blocked` blocks the groups of those initializers, with the reason given.
     pub fn solve(&self, dims: &InitDims, user_blocked: &HashMap<String, String>) -> Vec<Group> {
         let (cuts, misaligned) = self.cuts();
         let partition = self.partition(&cuts);
-        let (intervals, class_of, class_members) = (&partition.intervals, &partition.class_of, &partition.class_members);
+        let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); partition.class_members.len()];
+        let elements = self.elements(&partition, &mut reasons);
+        self.range_reasons(&partition, &elements, &misaligned, &mut reasons);
+        let members = self.class_members(&partition, &elements, user_blocked, &mut reasons);
+        let shapes = self.shape_edits(&partition, &elements, &mut reasons);
+        let mut groups = groups(&partition, &elements, members, shapes, reasons, dims);
+        name_groups(&mut groups);
+        groups
+    }
+
+    /// Phase 3 of [`Spaces::solve`]: the elements. Each interval needs whole blocks of
+    /// the requirements (heads, conv and normalization groups) on it; a class's element
+    /// count is the largest that every interval of the class divides into, and its kind
+    /// the requirement its block meets exactly (heads first). A requirement whose blocks
+    /// an interval splits is a reason against the class.
+    fn elements(&self, partition: &Partition, reasons: &mut [BTreeSet<String>]) -> Elements {
+        let (intervals, class_of) = (&partition.intervals, &partition.class_of);
         let covered = |r: &Range| partition.covered(r);
-        let nc = class_members.len();
-        let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nc];
-        for (a, b) in &misaligned {
-            for r in [a, b] {
-                for i in covered(r) {
-                    reasons[class_of[i]].insert("channels tied to differently sized blocks that do not line up".into());
-                }
-            }
-        }
-        // Element sizes: each interval needs whole blocks of its requirements; the
-        // element count is the largest that every interval divides into.
+        let nc = partition.class_members.len();
         let mut need = vec![1usize; intervals.len()];
         let mut kind_of: Vec<Option<(ReqKind, usize)>> = vec![None; intervals.len()];
         for (r, k, rk) in &self.reqs {
@@ -590,14 +599,13 @@ impl Spaces {
             let units = if iv.len % need[i] == 0 { iv.len / need[i] } else { 1 };
             count[c] = gcd(count[c], units);
         }
-        let block_of = |i: usize| -> usize { intervals[i].len / count[class_of[i]].max(1) };
+        let mut elements = Elements { count, kind: vec![None; nc] };
         // The element kind shown: a requirement met exactly by its interval's block, heads first.
-        let mut kind: Vec<Option<(ReqKind, usize, usize)>> = vec![None; nc];
         for (r, k, rk) in &self.reqs {
             for i in covered(r) {
                 let c = class_of[i];
-                let exact = block_of(i) == *k;
-                let better = match kind[c] {
+                let exact = elements.block(partition, i) == *k;
+                let better = match elements.kind[c] {
                     None => true,
                     Some((kd, kk, b)) => {
                         let had_exact = b == kk;
@@ -606,7 +614,23 @@ impl Spaces {
                     }
                 };
                 if better {
-                    kind[c] = Some((*rk, *k, block_of(i)));
+                    elements.kind[c] = Some((*rk, *k, elements.block(partition, i)));
+                }
+            }
+        }
+        elements
+    }
+
+    /// Phase 4 of [`Spaces::solve`]: the reasons the ranges themselves carry: ties whose
+    /// blocks do not line up (`misaligned`, from phase 1), blocked ranges, and balanced
+    /// parts (an equal split) that some class would cut unequally.
+    fn range_reasons(&self, partition: &Partition, elements: &Elements, misaligned: &[(Range, Range)], reasons: &mut [BTreeSet<String>]) {
+        let class_of = &partition.class_of;
+        let covered = |r: &Range| partition.covered(r);
+        for (a, b) in misaligned {
+            for r in [a, b] {
+                for i in covered(r) {
+                    reasons[class_of[i]].insert("channels tied to differently sized blocks that do not line up".into());
                 }
             }
         }
@@ -620,7 +644,7 @@ impl Spaces {
             for (p, ranges) in parts.iter().enumerate() {
                 for r in ranges {
                     for i in covered(r) {
-                        loss.entry(class_of[i]).or_insert_with(|| vec![0; parts.len()])[p] += block_of(i);
+                        loss.entry(class_of[i]).or_insert_with(|| vec![0; parts.len()])[p] += elements.block(partition, i);
                     }
                 }
             }
@@ -630,15 +654,28 @@ impl Spaces {
                 }
             }
         }
-        // Members.
-        let mut members: Vec<BTreeMap<(String, usize, usize), Member>> = vec![BTreeMap::new(); nc];
+    }
+
+    /// Phase 5 of [`Spaces::solve`]: per class, the parameter slices (initializer, axis,
+    /// offset) its elements remove, each as whole blocks per element, with the strongest
+    /// role recorded for it. Slices that do not align with whole elements, an axis sliced
+    /// two ways, and initializers the user marked unprunable are reasons against the class.
+    fn class_members(
+        &self,
+        partition: &Partition,
+        elements: &Elements,
+        user_blocked: &HashMap<String, String>,
+        reasons: &mut [BTreeSet<String>],
+    ) -> Vec<ClassMembers> {
+        let (intervals, class_of) = (&partition.intervals, &partition.class_of);
+        let mut members: Vec<ClassMembers> = vec![BTreeMap::new(); partition.class_members.len()];
         for m in &self.members {
-            for i in covered(&m.range) {
+            for i in partition.covered(&m.range) {
                 let c = class_of[i];
                 let iv = intervals[i];
                 let rel = (iv.start - m.range.start) * m.num;
-                let blk = block_of(i) * m.num;
-                if rel % m.den != 0 || blk % m.den != 0 {
+                let blk = elements.block(partition, i) * m.num;
+                if rel % m.den != 0 || !blk.is_multiple_of(m.den) {
                     reasons[c].insert(format!("slices of '{}' axis {} do not align with whole elements", m.init, m.axis));
                     continue;
                 }
@@ -663,85 +700,22 @@ impl Spaces {
                 }
             }
         }
-        // Shape constants.
-        // (location, entry) -> reading node -> amount per element
-        let mut shapes: Vec<ShapeEdits> = vec![BTreeMap::new(); nc];
-        // class -> amount per element of an entry counting `parts`, as a fraction
-        let amounts = |parts: &[Part], label: &dyn Fn() -> String, reasons: &mut Vec<BTreeSet<String>>| {
-            let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-            let mut add_frac = |c: usize, n: usize, d: usize| {
-                let e = per_class.entry(c).or_insert((0, 1));
-                let (nn, nd) = (e.0 * d + n * e.1, e.1 * d);
-                let g = gcd(nn, nd).max(1);
-                *e = (nn / g, nd / g);
-            };
-            for part in parts {
-                match part {
-                    Part::Fixed(r, num, den) => {
-                        for i in covered(r) {
-                            add_frac(class_of[i], block_of(i) * num, *den);
-                        }
-                    }
-                    Part::Coarse(r, k, num) => {
-                        for i in covered(r) {
-                            let b = block_of(i);
-                            if b % k == 0 {
-                                add_frac(class_of[i], b / k * num, 1);
-                            } else {
-                                add_frac(class_of[i], 0, 1);
-                            }
-                        }
-                    }
-                    Part::Inner(ranges, k, num) => {
-                        // Per class: positions each block loses per element; all equal.
-                        let mut loss: BTreeMap<usize, BTreeMap<(usize, usize, usize), usize>> = BTreeMap::new();
-                        let mut windows = 0usize;
-                        for r in ranges {
-                            windows += r.len / k;
-                            for i in covered(r) {
-                                let (c, b, iv) = (class_of[i], block_of(i), intervals[i]);
-                                if b % k == 0 {
-                                    continue;
-                                }
-                                let w = (iv.start - r.start) / k;
-                                if (iv.end() - 1 - r.start) / k != w {
-                                    reasons[c].insert(format!("{}: a block of {k} holds part of an element", label()));
-                                }
-                                *loss.entry(c).or_default().entry((r.base, r.start, w)).or_insert(0) += b;
-                            }
-                        }
-                        for (c, per_window) in loss {
-                            let first = per_window.values().next().copied().unwrap_or(0);
-                            if per_window.len() != windows || per_window.values().any(|&x| x != first) {
-                                reasons[c].insert(format!("{}: blocks of {k} would lose different numbers of channels", label()));
-                                continue;
-                            }
-                            add_frac(c, first * num, 1);
-                        }
-                    }
-                }
-            }
-            per_class.retain(|_, (n, _)| *n > 0);
-            per_class
-        };
-        // One amount per (location, entry, reading node): several Reshapes reading one
-        // node of shape arithmetic (the Mul of `batch * H`) need the same edit, once.
-        let record = |at: &mut ShapeEdits, why: &mut BTreeSet<String>, loc: &ShapeLocation, s: &RawShapeRef, amount: i64| {
-            let users = at.entry((loc.clone(), s.entry)).or_default();
-            match users.get(&s.user) {
-                Some(&had) if had != amount => {
-                    why.insert(format!("{loc} entry {} is read by node '{}' for edits of {had} and {amount}", s.entry, s.user));
-                }
-                _ => {
-                    users.insert(s.user.clone(), amount);
-                }
-            }
-        };
+        members
+    }
+
+    /// Phase 6 of [`Spaces::solve`]: per class, the integer entries of shape constants it
+    /// edits (location, entry, reading node) and by how much per element. An entry that
+    /// does not change by a whole number per element, one read for different edits, one
+    /// that follows a measured axis by the wrong amount with no computed value to make up
+    /// the difference, or one read through a node by several groups is a reason against
+    /// the classes concerned.
+    fn shape_edits(&self, partition: &Partition, elements: &Elements, reasons: &mut [BTreeSet<String>]) -> Vec<ShapeEdits> {
+        let mut shapes: Vec<ShapeEdits> = vec![BTreeMap::new(); partition.class_members.len()];
         // Classes edited through one node of shape arithmetic: its one output cannot
         // carry the edits of Reshapes of different groups.
         let mut through: BTreeMap<(ShapeLocation, usize, String), BTreeSet<usize>> = BTreeMap::new();
         for s in &self.shape_refs {
-            let per_class = amounts(&s.parts, &|| s.label(), &mut reasons);
+            let per_class = amounts(partition, elements, &s.parts, &|| s.label(), reasons);
             match &s.location {
                 RefAt::Const(loc, indirect) => {
                     if *indirect {
@@ -765,7 +739,7 @@ impl Spaces {
                     // fine where every class changes it exactly as much as it must
                     // change; otherwise construction makes up the difference in the
                     // computed value, or the class is unprunable.
-                    let got = amounts(measured, &|| s.label(), &mut reasons);
+                    let got = amounts(partition, elements, measured, &|| s.label(), reasons);
                     let classes: BTreeSet<usize> = per_class.keys().chain(got.keys()).copied().collect();
                     for c in classes {
                         let (want, have) = (per_class.get(&c).copied().unwrap_or((0, 1)), got.get(&c).copied().unwrap_or((0, 1)));
@@ -792,60 +766,179 @@ impl Spaces {
                 }
             }
         }
-        // 4. Groups, named after their first producer slice.
-        let mut groups: Vec<Group> = Vec::with_capacity(nc);
-        for c in 0..nc {
-            let members: Vec<Member> = members[c].values().cloned().collect();
-            if members.is_empty() {
-                continue; // a space no parameter touches: nothing to prune
-            }
-            let n = count[c];
-            let mut reasons: Vec<String> = std::mem::take(&mut reasons[c]).into_iter().collect();
-            if !members.iter().any(|m| m.role == Role::Producer) {
-                reasons.push("no parameter produces these channels".into());
-            }
-            let block = roots_block(&class_members[c], intervals, n);
-            let kind = match kind[c] {
-                None if block == 1 => ElementKind::Channel,
-                None => ElementKind::Block { size: block },
-                Some((ReqKind::Head, k, b)) if k == b => ElementKind::Head { dim: k },
-                Some((ReqKind::ConvGroup, k, b)) if k == b => ElementKind::ConvGroup { channels: k },
-                Some((ReqKind::NormGroup, k, b)) if k == b => ElementKind::NormGroup { channels: k },
-                Some((_, _, b)) => ElementKind::Block { size: b },
-            };
-            let params = members
-                .iter()
-                .map(|m| {
-                    let d = dims.get(&m.initializer).cloned().unwrap_or_default();
-                    let numel: usize = d.iter().product();
-                    let along = d.get(m.axis).copied().unwrap_or(1).max(1);
-                    (numel / along * m.map.block() * n) as u64
-                })
-                .sum();
-            let mut shape_constants = Vec::new();
-            for ((location, entry), users) in &shapes[c] {
-                let amounts: BTreeSet<i64> = users.values().copied().collect();
-                if amounts.len() > 1 {
-                    reasons.push(format!("{location} entry {entry} is read by several nodes that would need different values"));
-                }
-                let per_element = amounts.iter().next().copied().unwrap_or(0);
-                let nodes = users.keys().cloned().collect();
-                shape_constants.push(ShapeConstant { location: location.clone(), entry: *entry, per_element, nodes });
-            }
-            groups.push(Group {
-                id: String::new(),
-                kind,
-                num_elements: n,
-                prunable: reasons.is_empty(),
-                reasons,
-                members,
-                shape_constants,
-                params,
-            });
-        }
-        name_groups(&mut groups);
-        groups
+        shapes
     }
+}
+
+/// The parameter slices of one class, by (initializer, axis, offset).
+type ClassMembers = BTreeMap<(String, usize, usize), Member>;
+
+/// Phase 3's result: what one element of each class is.
+struct Elements {
+    /// Per class, the number of elements.
+    count: Vec<usize>,
+    /// Per class, the element kind shown: (requirement, its block size, the block size of
+    /// the interval that set it).
+    kind: Vec<Option<(ReqKind, usize, usize)>>,
+}
+
+impl Elements {
+    /// The positions of interval `i` that one element of its class covers.
+    fn block(&self, partition: &Partition, i: usize) -> usize {
+        partition.intervals[i].len / self.count[partition.class_of[i]].max(1)
+    }
+}
+
+/// Per class, the amount per element (a fraction `(num, den)`) by which an entry counting
+/// `parts` changes; classes whose blocks `label`'s entry cannot follow get a reason.
+fn amounts(
+    partition: &Partition,
+    elements: &Elements,
+    parts: &[Part],
+    label: &dyn Fn() -> String,
+    reasons: &mut [BTreeSet<String>],
+) -> BTreeMap<usize, (usize, usize)> {
+    let (intervals, class_of) = (&partition.intervals, &partition.class_of);
+    let covered = |r: &Range| partition.covered(r);
+    let block_of = |i: usize| elements.block(partition, i);
+    let mut per_class: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut add_frac = |c: usize, n: usize, d: usize| {
+        let e = per_class.entry(c).or_insert((0, 1));
+        let (nn, nd) = (e.0 * d + n * e.1, e.1 * d);
+        let g = gcd(nn, nd).max(1);
+        *e = (nn / g, nd / g);
+    };
+    for part in parts {
+        match part {
+            Part::Fixed(r, num, den) => {
+                for i in covered(r) {
+                    add_frac(class_of[i], block_of(i) * num, *den);
+                }
+            }
+            Part::Coarse(r, k, num) => {
+                for i in covered(r) {
+                    let b = block_of(i);
+                    if b % k == 0 {
+                        add_frac(class_of[i], b / k * num, 1);
+                    } else {
+                        add_frac(class_of[i], 0, 1);
+                    }
+                }
+            }
+            Part::Inner(ranges, k, num) => {
+                // Per class: positions each block loses per element; all equal.
+                let mut loss: BTreeMap<usize, BTreeMap<(usize, usize, usize), usize>> = BTreeMap::new();
+                let mut windows = 0usize;
+                for r in ranges {
+                    windows += r.len / k;
+                    for i in covered(r) {
+                        let (c, b, iv) = (class_of[i], block_of(i), intervals[i]);
+                        if b % k == 0 {
+                            continue;
+                        }
+                        let w = (iv.start - r.start) / k;
+                        if (iv.end() - 1 - r.start) / k != w {
+                            reasons[c].insert(format!("{}: a block of {k} holds part of an element", label()));
+                        }
+                        *loss.entry(c).or_default().entry((r.base, r.start, w)).or_insert(0) += b;
+                    }
+                }
+                for (c, per_window) in loss {
+                    let first = per_window.values().next().copied().unwrap_or(0);
+                    if per_window.len() != windows || per_window.values().any(|&x| x != first) {
+                        reasons[c].insert(format!("{}: blocks of {k} would lose different numbers of channels", label()));
+                        continue;
+                    }
+                    add_frac(c, first * num, 1);
+                }
+            }
+        }
+    }
+    per_class.retain(|_, (n, _)| *n > 0);
+    per_class
+}
+
+/// Records `amount` per element for entry `s.entry` of `loc` as read by `s.user`: one
+/// amount per (location, entry, reading node) (several Reshapes reading one node of
+/// shape arithmetic, the Mul of `batch * H`, need the same edit, once); a different
+/// amount for the same reader is a reason in `why`.
+fn record(at: &mut ShapeEdits, why: &mut BTreeSet<String>, loc: &ShapeLocation, s: &RawShapeRef, amount: i64) {
+    let users = at.entry((loc.clone(), s.entry)).or_default();
+    match users.get(&s.user) {
+        Some(&had) if had != amount => {
+            why.insert(format!("{loc} entry {} is read by node '{}' for edits of {had} and {amount}", s.entry, s.user));
+        }
+        _ => {
+            users.insert(s.user.clone(), amount);
+        }
+    }
+}
+
+/// Phase 7 of [`Spaces::solve`]: one group per class that a parameter touches, with its
+/// element kind and count, members, shape constants, parameter count and reasons
+/// (unnamed: [`name_groups`] names them).
+fn groups(
+    partition: &Partition,
+    elements: &Elements,
+    mut members: Vec<ClassMembers>,
+    shapes: Vec<ShapeEdits>,
+    mut reasons: Vec<BTreeSet<String>>,
+    dims: &InitDims,
+) -> Vec<Group> {
+    let (intervals, class_members) = (&partition.intervals, &partition.class_members);
+    let (count, kind) = (&elements.count, &elements.kind);
+    let nc = class_members.len();
+    let mut groups: Vec<Group> = Vec::with_capacity(nc);
+    for c in 0..nc {
+        let members: Vec<Member> = std::mem::take(&mut members[c]).into_values().collect();
+        if members.is_empty() {
+            continue; // a space no parameter touches: nothing to prune
+        }
+        let n = count[c];
+        let mut reasons: Vec<String> = std::mem::take(&mut reasons[c]).into_iter().collect();
+        if !members.iter().any(|m| m.role == Role::Producer) {
+            reasons.push("no parameter produces these channels".into());
+        }
+        let block = roots_block(&class_members[c], intervals, n);
+        let kind = match kind[c] {
+            None if block == 1 => ElementKind::Channel,
+            None => ElementKind::Block { size: block },
+            Some((ReqKind::Head, k, b)) if k == b => ElementKind::Head { dim: k },
+            Some((ReqKind::ConvGroup, k, b)) if k == b => ElementKind::ConvGroup { channels: k },
+            Some((ReqKind::NormGroup, k, b)) if k == b => ElementKind::NormGroup { channels: k },
+            Some((_, _, b)) => ElementKind::Block { size: b },
+        };
+        let params = members
+            .iter()
+            .map(|m| {
+                let d = dims.get(&m.initializer).cloned().unwrap_or_default();
+                let numel: usize = d.iter().product();
+                let along = d.get(m.axis).copied().unwrap_or(1).max(1);
+                (numel / along * m.map.block() * n) as u64
+            })
+            .sum();
+        let mut shape_constants = Vec::new();
+        for ((location, entry), users) in &shapes[c] {
+            let amounts: BTreeSet<i64> = users.values().copied().collect();
+            if amounts.len() > 1 {
+                reasons.push(format!("{location} entry {entry} is read by several nodes that would need different values"));
+            }
+            let per_element = amounts.iter().next().copied().unwrap_or(0);
+            let nodes = users.keys().cloned().collect();
+            shape_constants.push(ShapeConstant { location: location.clone(), entry: *entry, per_element, nodes });
+        }
+        groups.push(Group {
+            id: String::new(),
+            kind,
+            num_elements: n,
+            prunable: reasons.is_empty(),
+            reasons,
+            members,
+            shape_constants,
+            params,
+        });
+    }
+    groups
 }
 
 /// The block size of a class's first interval (the kind of element, for display).

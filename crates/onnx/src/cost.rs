@@ -45,7 +45,7 @@ enum InitKind {
 fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitKind)> {
     let mut stats: HashSet<&str> = HashSet::new();
     for (_, node) in graph.nodes() {
-        if node.op() == "BatchNormalization" {
+        if matches!(crate::op::Op::parse(graph, node), Ok(crate::op::Op::BatchNormalization)) {
             stats.extend(node.input.iter().skip(3).take(2).map(String::as_str));
         }
     }

@@ -69,6 +69,7 @@ use crate::error::Result;
 use crate::graph::node_label;
 use crate::graph::{subgraph_reads, Graph, NodeExt};
 use crate::model::Model;
+use crate::op::Op;
 use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
 use crate::proto::{type_proto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::shape::Dim;
@@ -494,18 +495,15 @@ fn batch_rewrite(
             Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
         };
         for (k, node) in view.nodes() {
-            if node.op() != "Reshape" || !is_default_domain(node) {
-                continue;
-            }
+            // Every node parsed when the shapes were inferred just above.
+            let Op::Reshape { allowzero } = Op::parse(&view, node)? else { continue };
             let Some(target) = node.input.get(1).map(|v| view.constant_ints(v)).transpose()?.flatten() else { continue };
             let Some(xd) = shapes.shape(&node.input[0]) else { continue };
             if xd.first() != Some(&batch) || target.first() != Some(&n) {
                 continue;
             }
-            let label = node_label(node);
-            let allowzero = node.attr_int_or("allowzero", 0).map_err(|e| staged.error(&label, e))?;
             let rest: Option<Vec<i64>> = xd[1..].iter().map(Dim::known).collect();
-            let exact = allowzero == 0
+            let exact = !allowzero
                 && rest.is_some_and(|rest| {
                     let have: Option<i64> = rest.iter().try_fold(1i64, |a, &b| a.checked_mul(b));
                     let mut want = Some(1i64);
@@ -528,6 +526,7 @@ fn batch_rewrite(
                     }
                 });
             if !exact {
+                let label = node_label(node);
                 return Ok(Err(format!(
                     "{label} mixes the batch into other axes (target {target:?} for input shape {})",
                     show_dims(Some(xd))
@@ -830,14 +829,17 @@ enum Kind {
     Integer,
 }
 
-fn kind(op: &str) -> Option<Kind> {
+fn kind(op: &Op) -> Option<Kind> {
+    use crate::op::{Binary as B, Compare as C, Unary as U};
     Some(match op {
-        "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" => Kind::Reshape,
-        "Transpose" | "Cast" | "CastLike" | "Slice" | "Concat" => Kind::Move,
-        "Shape" | "Size" => Kind::Meta,
-        "ConstantOfShape" | "Expand" | "Where" | "Gather" => Kind::Small,
-        "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Max" | "Min" | "Neg" | "Abs" | "Sign" | "Equal" | "Less" | "Greater" | "LessOrEqual"
-        | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Range" => Kind::Integer,
+        Op::Unary(U::Identity) | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } => Kind::Reshape,
+        Op::Transpose { .. } | Op::Cast { .. } | Op::CastLike | Op::Slice(_) | Op::Concat { .. } => Kind::Move,
+        Op::Shape { .. } | Op::Size => Kind::Meta,
+        Op::ConstantOfShape | Op::Expand | Op::Where | Op::Gather { .. } => Kind::Small,
+        Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Mod | B::Max | B::Min)
+        | Op::Unary(U::Neg | U::Abs | U::Sign | U::Not)
+        | Op::Compare(C::Equal | C::Less | C::Greater | C::LessOrEqual | C::GreaterOrEqual | C::And | C::Or | C::Xor)
+        | Op::Range => Kind::Integer,
         _ => return None,
     })
 }
@@ -845,8 +847,19 @@ fn kind(op: &str) -> Option<Kind> {
 /// Operators whose result is their input 0 rearranged (the other inputs are integer
 /// parameters): folded on a weight read nowhere else, the result keeps the weight's
 /// name.
-fn rearranges_input0(op: &str) -> bool {
-    matches!(op, "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Transpose" | "Cast" | "CastLike" | "Slice")
+fn rearranges_input0(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(crate::op::Unary::Identity)
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Cast { .. }
+            | Op::CastLike
+            | Op::Slice(_)
+    )
 }
 
 fn dtype_of(t: &TensorProto) -> Option<DType> {
@@ -925,10 +938,12 @@ impl<'a, 'm> Folder<'a, 'm> {
         let graph = self.graph;
         let (mut folded, mut read, mut identities, mut others) = (HashSet::new(), HashSet::new(), 0, 0);
         for (i, node) in graph.nodes() {
-            let Some(mut t) = self.fold(node)? else { continue };
+            // A node that does not parse is not folded (the stages after report it).
+            let Ok(op) = Op::parse(graph, node) else { continue };
+            let Some(mut t) = self.fold(node, &op)? else { continue };
             folded.insert(i);
             read.extend(node.input.iter().filter(|s| !s.is_empty()).map(|s| self.resolve(s).to_string()));
-            if node.op() == "Identity" {
+            if op == Op::Unary(crate::op::Unary::Identity) {
                 identities += 1;
             } else {
                 others += 1;
@@ -936,14 +951,13 @@ impl<'a, 'm> Folder<'a, 'm> {
             let out = node.output[0].clone();
             let source = self.resolve(&node.input[0]).to_string();
             let named_weight = self.graph.initializer(&source).is_some() && !self.lifted.contains(&source);
-            let name =
-                if rearranges_input0(node.op()) && named_weight && self.single_use(&node.input[0]) && !self.outer_reads.contains(&out) {
-                    let name = source;
-                    self.alias.insert(out, name.clone());
-                    name
-                } else {
-                    out
-                };
+            let name = if rearranges_input0(&op) && named_weight && self.single_use(&node.input[0]) && !self.outer_reads.contains(&out) {
+                let name = source;
+                self.alias.insert(out, name.clone());
+                name
+            } else {
+                out
+            };
             if let Some(old) = self.constant(&name) {
                 t.doc_string = old.doc_string.clone();
             }
@@ -959,11 +973,11 @@ impl<'a, 'm> Folder<'a, 'm> {
     }
 
     /// The initializer `node` folds into (named by its output), or `None` when it does not fold.
-    fn fold(&self, node: &NodeProto) -> Result<Option<TensorProto>> {
-        let op = node.op();
+    fn fold(&self, node: &NodeProto, op: &Op) -> Result<Option<TensorProto>> {
+        // (an operator of a custom domain is `Op::Other`: not folded)
         let Some(kind) = kind(op) else { return Ok(None) };
         let [out] = node.output.as_slice() else { return Ok(None) };
-        if !is_default_domain(node) || out.is_empty() || self.graph.is_output(out) || node.input.first().is_none_or(String::is_empty) {
+        if out.is_empty() || self.graph.is_output(out) || node.input.first().is_none_or(String::is_empty) {
             return Ok(None);
         }
         let mut inputs: Vec<Option<&TensorProto>> = Vec::with_capacity(node.input.len());
@@ -992,7 +1006,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         }
         // A copy of a float initializer that something else reads too would untie a
         // shared weight (Identity excepted: see the module documentation).
-        if op != "Identity" && kind != Kind::Meta {
+        if *op != Op::Unary(crate::op::Unary::Identity) && kind != Kind::Meta {
             for (name, t) in node.input.iter().zip(&inputs) {
                 if t.and_then(dtype_of).is_some_and(DType::is_float) && !self.single_use(name) {
                     return Ok(None);
@@ -1026,7 +1040,7 @@ impl<'a, 'm> Folder<'a, 'm> {
                             None => None,
                         });
                     }
-                    shape::eval_node(self.graph, node, &values, &out_shape, dtype, self.shapes)
+                    shape::eval_node(self.graph, node, op, &values, &out_shape, dtype, self.shapes)
                 }
             },
         };

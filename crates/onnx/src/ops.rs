@@ -1,14 +1,9 @@
-//! Opset-aware operator forms: where each operator keeps its parameters in each opset
-//! (attribute or input) and what the defaults are, for the operators whose parameters
-//! [`crate::op::Op`] does not type yet (the Reduce, Squeeze and Unsqueeze axes are
-//! [`crate::op::IntsParam`]s of their `Op`).
-//!
-//! Several operators moved parameters from attributes to inputs over the opsets
-//! (Split, Squeeze/Unsqueeze and the Reduce family at 13 or 18, Clip and Pad at 11,
-//! Slice at 10, Dropout at 12, Resize/Upsample at 9-11). The functions here take a
-//! node and return one normalized form, whatever the opset. Input-form parameters
-//! must be constant: an initializer, a `Constant` node, or a value folded by shape
-//! inference (pass the [`Shapes`] in progress as `folded`). Errors name the node.
+//! Opset-aware helpers: the opset of a node, errors naming it, and the constant values of
+//! the inputs that hold an operator's parameters (an initializer, a `Constant` node, or a
+//! value folded by shape inference: pass the [`Shapes`] in progress as `folded`). The typed
+//! operators of [`crate::op`] read their attributes once and resolve their input-form
+//! parameters ([`crate::op::IntsParam`], [`crate::op::ScalarParam`]) through these; the
+//! Dropout and BatchNormalization forms below are still read here.
 
 use crate::error::{OnnxError, Result};
 use crate::graph::{node_label, Graph, NodeExt};
@@ -105,205 +100,15 @@ pub fn input_dims(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>, 
     }
 }
 
-fn input_scalar(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>, k: usize, what: &str) -> Result<Option<f64>> {
+/// The scalar held by input `k` (any numeric type, as f64): `Ok(None)` when the input is
+/// absent, an error naming the node when it is not a constant scalar.
+pub fn input_scalar(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>, k: usize, what: &str) -> Result<Option<f64>> {
     let Some(name) = input(node, k) else { return Ok(None) };
     match constant_floats(graph, folded, name)? {
         Some(v) if v.len() == 1 => Ok(Some(v[0])),
         Some(v) => Err(node_error(graph, node, format!("input {k} ('{name}', the {what}) has {} elements, expected a scalar", v.len()))),
         None => Err(node_error(graph, node, format!("input {k} ('{name}', the {what}) is not a constant"))),
     }
-}
-
-/// A Split node's parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
-    /// The axis as written (possibly negative).
-    pub axis: i64,
-    /// Explicit sizes (attribute before opset 13, input 1 from 13).
-    pub sizes: Option<Vec<i64>>,
-    /// The number of outputs (`num_outputs` at opset 18, otherwise the node's outputs).
-    pub num_outputs: usize,
-}
-
-impl Split {
-    /// The size of every output along the axis, for an axis of length `len`: the
-    /// explicit sizes, or an even split (the last part smaller when uneven, as opset 18 says).
-    pub fn sizes_for(&self, len: i64) -> std::result::Result<Vec<i64>, String> {
-        if let Some(s) = &self.sizes {
-            if s.iter().sum::<i64>() != len || s.iter().any(|&x| x < 0) {
-                return Err(format!("split sizes {s:?} do not add up to the axis length {len}"));
-            }
-            return Ok(s.clone());
-        }
-        let n = self.num_outputs as i64;
-        if n == 0 {
-            return Err("Split has no outputs".into());
-        }
-        let part = (len + n - 1) / n;
-        if len % n != 0 && part * (n - 1) >= len {
-            return Err(format!("an axis of length {len} cannot be split into {n} parts"));
-        }
-        Ok((0..n).map(|i| if i < n - 1 { part } else { len - part * (n - 1) }).collect())
-    }
-}
-
-/// The normalized form of a Split node.
-pub fn split(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<Split> {
-    let opset = node_opset(graph, node);
-    let axis = attr_result(graph, node, node.attr_int_or("axis", 0))?;
-    let sizes =
-        if opset >= 13 { input_ints(graph, node, folded, 1, "split sizes")? } else { attr_result(graph, node, node.attr_ints("split"))? };
-    let num_outputs = match attr_result(graph, node, node.attr_int("num_outputs"))? {
-        Some(n) if opset >= 18 => {
-            if n as usize != node.output.len() || n < 1 {
-                return Err(node_error(graph, node, format!("num_outputs is {n} but the node has {} outputs", node.output.len())));
-            }
-            n as usize
-        }
-        _ => node.output.len(),
-    };
-    if let Some(s) = &sizes {
-        if s.len() != node.output.len() {
-            return Err(node_error(graph, node, format!("has {} split sizes for {} outputs", s.len(), node.output.len())));
-        }
-    }
-    Ok(Split { axis, sizes, num_outputs })
-}
-
-/// Split sizes of a Split node whose axis has length `len`.
-pub fn split_sizes(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>, len: i64) -> Result<Vec<i64>> {
-    split(graph, node, folded)?.sizes_for(len).map_err(|m| node_error(graph, node, m))
-}
-
-/// The bounds of a Clip node (attributes before opset 11, inputs 1 and 2 from then);
-/// `None` for an absent bound.
-pub fn clip_bounds(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<(Option<f32>, Option<f32>)> {
-    if node_opset(graph, node) >= 11 {
-        let lo = input_scalar(graph, node, folded, 1, "min")?;
-        let hi = input_scalar(graph, node, folded, 2, "max")?;
-        Ok((lo.map(|v| v as f32), hi.map(|v| v as f32)))
-    } else {
-        Ok((attr_result(graph, node, node.attr_float("min"))?, attr_result(graph, node, node.attr_float("max"))?))
-    }
-}
-
-/// A Pad node's parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pad {
-    /// `[x1_begin, x2_begin, ..., x1_end, x2_end, ...]` over `axes` (or every axis).
-    pub pads: Vec<i64>,
-    /// `constant`, `reflect`, `edge` or `wrap`.
-    pub mode: String,
-    /// The fill value of `constant` mode.
-    pub constant_value: f64,
-    /// The axes the pads apply to (opset 18); `None`: every axis.
-    pub axes: Option<Vec<i64>>,
-}
-
-/// The normalized form of a Pad node (attributes before opset 11, inputs from then).
-pub fn pads(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<Pad> {
-    let mode = attr_result(graph, node, node.attr_string("mode"))?.unwrap_or_else(|| "constant".into());
-    if node_opset(graph, node) >= 11 {
-        let Some(pads) = input_ints(graph, node, folded, 1, "pads")? else {
-            return Err(node_error(graph, node, "has no pads input"));
-        };
-        let constant_value = input_scalar(graph, node, folded, 2, "constant value")?.unwrap_or(0.0);
-        let axes = input_ints(graph, node, folded, 3, "axes")?;
-        Ok(Pad { pads, mode, constant_value, axes })
-    } else {
-        let Some(pads) = attr_result(graph, node, node.attr_ints("pads"))? else {
-            return Err(node_error(graph, node, "has no 'pads' attribute"));
-        };
-        let constant_value = f64::from(attr_result(graph, node, node.attr_float_or("value", 0.0))?);
-        Ok(Pad { pads, mode, constant_value, axes: None })
-    }
-}
-
-/// A Slice node's parameters. Starts and ends may be symbolic (computed from shapes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Slice {
-    /// Start per sliced axis.
-    pub starts: Vec<Dim>,
-    /// End (exclusive) per sliced axis; `i64::MAX`-like values mean "to the end".
-    pub ends: Vec<Dim>,
-    /// Sliced axes (possibly negative); `None`: `0..starts.len()`.
-    pub axes: Option<Vec<i64>>,
-    /// Steps; `None`: all 1.
-    pub steps: Option<Vec<i64>>,
-}
-
-/// The normalized form of a Slice node (attributes before opset 10, inputs from then).
-pub fn slice_params(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<Slice> {
-    let (starts, ends, axes, steps) = if node_opset(graph, node) >= 10 {
-        (
-            input_dims(graph, node, folded, 1, "starts")?,
-            input_dims(graph, node, folded, 2, "ends")?,
-            input_ints(graph, node, folded, 3, "axes")?,
-            input_ints(graph, node, folded, 4, "steps")?,
-        )
-    } else {
-        let known = |v: Option<Vec<i64>>| v.map(|v| v.into_iter().map(Dim::Known).collect::<Vec<_>>());
-        (
-            known(attr_result(graph, node, node.attr_ints("starts"))?),
-            known(attr_result(graph, node, node.attr_ints("ends"))?),
-            attr_result(graph, node, node.attr_ints("axes"))?,
-            None,
-        )
-    };
-    let (Some(starts), Some(ends)) = (starts, ends) else {
-        return Err(node_error(graph, node, "needs both starts and ends"));
-    };
-    let n = starts.len();
-    if ends.len() != n || axes.as_ref().is_some_and(|a| a.len() != n) || steps.as_ref().is_some_and(|s| s.len() != n) {
-        return Err(node_error(graph, node, "starts, ends, axes and steps must have the same length"));
-    }
-    if steps.as_ref().is_some_and(|s| s.contains(&0)) {
-        return Err(node_error(graph, node, "a slice step is 0"));
-    }
-    Ok(Slice { starts, ends, axes, steps })
-}
-
-/// How a Resize or Upsample node sets its output size.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resize {
-    /// Scale per axis (of `axes`, or of every axis).
-    pub scales: Option<Vec<f64>>,
-    /// Output size per axis (of `axes`, or of every axis).
-    pub sizes: Option<Vec<Dim>>,
-    /// The axes scales/sizes apply to (opset 18); `None`: every axis.
-    pub axes: Option<Vec<i64>>,
-    /// `mode` attribute (`nearest`, `linear`, `cubic`).
-    pub mode: String,
-}
-
-/// The normalized form of a Resize (opset 10: input 1 scales; 11+: inputs 2 scales and
-/// 3 sizes) or Upsample (attribute before opset 9, input 1 from then) node.
-pub fn resize(graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<Resize> {
-    let opset = node_opset(graph, node);
-    let mode = attr_result(graph, node, node.attr_string("mode"))?.unwrap_or_else(|| "nearest".into());
-    let floats = |k: usize| -> Result<Option<Vec<f64>>> {
-        let Some(name) = input(node, k) else { return Ok(None) };
-        match constant_floats(graph, folded, name)? {
-            Some(v) if v.is_empty() => Ok(None), // an empty tensor stands for "absent"
-            Some(v) => Ok(Some(v)),
-            None => Err(node_error(graph, node, format!("input {k} ('{name}', the scales) is not a constant"))),
-        }
-    };
-    let (scales, sizes, axes) = match node.op() {
-        "Upsample" if opset < 9 => {
-            (attr_result(graph, node, node.attr_floats("scales"))?.map(|v| v.into_iter().map(f64::from).collect()), None, None)
-        }
-        "Upsample" => (floats(1)?, None, None),
-        _ if opset < 11 => (floats(1)?, None, None),
-        _ => {
-            let sizes = input_dims(graph, node, folded, 3, "sizes")?.filter(|s| !s.is_empty());
-            (floats(2)?, sizes, attr_result(graph, node, node.attr_ints("axes"))?)
-        }
-    };
-    if scales.is_none() && sizes.is_none() {
-        return Err(node_error(graph, node, "has neither scales nor sizes"));
-    }
-    Ok(Resize { scales, sizes, axes, mode })
 }
 
 /// A Dropout node's parameters (attribute `ratio` before opset 12, inputs 1 and 2 from then).
@@ -366,6 +171,17 @@ mod tests {
     fn float_attr(name: &str, v: f32) -> AttributeProto {
         AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
     }
+    fn floats_attr(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Floats as i32), floats: v.to_vec(), ..Default::default() }
+    }
+    fn str_attr(name: &str, v: &str) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::String as i32),
+            s: Some(v.as_bytes().to_vec().into()),
+            ..Default::default()
+        }
+    }
     fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
         NodeProto {
             op_type: Some(op.into()),
@@ -392,6 +208,24 @@ mod tests {
             ..Default::default()
         };
         Model::from_proto(proto, "test.onnx", None).unwrap()
+    }
+
+    /// The split sizes of a Split node whose axis has length `len`, parsed and resolved.
+    fn split_sizes(g: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>, len: i64) -> Result<Vec<i64>> {
+        let crate::op::Op::Split(s) = crate::op::Op::parse(g, node)? else { panic!("not a Split") };
+        s.resolve(g, node, folded)?.sizes_for(len).map_err(|m| node_error(g, node, m))
+    }
+    fn clip_bounds(g: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<(Option<f32>, Option<f32>)> {
+        let crate::op::Op::Clip(c) = crate::op::Op::parse(g, node)? else { panic!("not a Clip") };
+        c.bounds(g, node, folded)
+    }
+    fn pads(g: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<crate::op::PadAmounts> {
+        let crate::op::Op::Pad(p) = crate::op::Op::parse(g, node)? else { panic!("not a Pad") };
+        p.resolve(g, node, folded)
+    }
+    fn slice_params(g: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<crate::op::SliceBounds> {
+        let crate::op::Op::Slice(s) = crate::op::Op::parse(g, node)? else { panic!("not a Slice") };
+        s.resolve(g, node, folded)
     }
 
     /// The axes of a Squeeze, Unsqueeze or Reduce node, parsed and resolved.
@@ -455,6 +289,57 @@ mod tests {
     }
 
     #[test]
+    fn softmax_argmax_topk_resize_forms() {
+        use crate::op::{ArgReduce, FloatsParam, IntsParam, Op, Softmax, SoftmaxKind, TopK};
+        let parse = |opset: i64, n: NodeProto| {
+            let m = model(opset, &[], n);
+            let g = Graph::new(&m).unwrap();
+            Op::parse(&g, g.node(0)).unwrap()
+        };
+        // Softmax's default axis: 1 (coerced to 2-D) before opset 13, -1 from 13.
+        assert_eq!(
+            parse(11, node("LogSoftmax", &["x"], &["y"], vec![])),
+            Op::Softmax(Softmax { kind: SoftmaxKind::LogSoftmax, axis: 1, coerce_2d: true })
+        );
+        assert_eq!(
+            parse(13, node("Softmax", &["x"], &["y"], vec![])),
+            Op::Softmax(Softmax { kind: SoftmaxKind::Softmax, axis: -1, coerce_2d: false })
+        );
+        assert_eq!(
+            parse(13, node("Hardmax", &["x"], &["y"], vec![int_attr("axis", 2)])),
+            Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, axis: 2, coerce_2d: false })
+        );
+        assert_eq!(
+            parse(13, node("ArgMin", &["x"], &["y"], vec![int_attr("keepdims", 0), int_attr("select_last_index", 1)])),
+            Op::ArgReduce(ArgReduce { max: false, axis: 0, keepdims: false, select_last_index: true })
+        );
+        // TopK's k: an attribute before opset 10, input 1 from 10.
+        assert_eq!(
+            parse(9, node("TopK", &["x"], &["v", "i"], vec![int_attr("k", 3)])),
+            Op::TopK(TopK { k: IntsParam::Attribute(Some(vec![3])), axis: -1, largest: true, sorted: true })
+        );
+        assert_eq!(
+            parse(11, node("TopK", &["x", "x"], &["v", "i"], vec![int_attr("largest", 0), int_attr("axis", 1)])),
+            Op::TopK(TopK { k: IntsParam::Input(1), axis: 1, largest: false, sorted: true })
+        );
+        // Upsample: scales an attribute before opset 9; asymmetric coordinates by default.
+        let Op::Resize(r) = parse(7, node("Upsample", &["x"], &["y"], vec![floats_attr("scales", &[1.0, 1.0, 2.0, 2.0])])) else {
+            panic!("not a Resize")
+        };
+        assert_eq!(
+            (r.upsample, r.scales, r.sizes, r.coordinate_transformation_mode.as_str()),
+            (true, FloatsParam::Attribute(Some(vec![1.0, 1.0, 2.0, 2.0])), None, "asymmetric")
+        );
+        let Op::Resize(r) = parse(13, node("Resize", &["x", "", "", "x"], &["y"], vec![str_attr("mode", "linear")])) else {
+            panic!("not a Resize")
+        };
+        assert_eq!(
+            (r.scales, r.sizes, r.mode.as_str(), r.coordinate_transformation_mode.as_str()),
+            (FloatsParam::Input(2), Some(3), "linear", "half_pixel")
+        );
+    }
+
+    #[test]
     fn clip_pad_slice_dropout_forms() {
         let m = model(7, &[], node("Clip", &["x"], &["y"], vec![float_attr("min", 0.0), float_attr("max", 6.0)]));
         let g = Graph::new(&m).unwrap();
@@ -467,7 +352,7 @@ mod tests {
         let m = model(18, &[("p", vec![0, 1, 0, 2])], node("Pad", &["x", "p"], &["y"], vec![]));
         let g = Graph::new(&m).unwrap();
         let p = pads(&g, g.node(0), None).unwrap();
-        assert_eq!((p.pads, p.mode.as_str(), p.constant_value, p.axes), (vec![0, 1, 0, 2], "constant", 0.0, None));
+        assert_eq!((p.pads, p.mode, p.constant_value, p.axes), (vec![0, 1, 0, 2], crate::op::PadMode::Constant, 0.0, None));
         let m = model(7, &[], node("Pad", &["x"], &["y"], vec![ints_attr("pads", &[1, 1])]));
         let g = Graph::new(&m).unwrap();
         assert_eq!(pads(&g, g.node(0), None).unwrap().pads, vec![1, 1]);
@@ -485,6 +370,11 @@ mod tests {
         let g = Graph::new(&m).unwrap();
         let s = slice_params(&g, g.node(0), None).unwrap();
         assert_eq!((s.ends, s.axes, s.steps), (vec![Dim::Known(-1)], Some(vec![2]), Some(vec![2])));
+
+        let m = model(7, &[], node("Pad", &["x"], &["y"], vec![ints_attr("pads", &[1, 1]), str_attr("mode", "mirror")]));
+        let g = Graph::new(&m).unwrap();
+        let e = pads(&g, g.node(0), None).unwrap_err().to_string();
+        assert!(e.contains("Pad_0") && e.contains("'mirror'") && e.contains("test.onnx"), "{e}");
 
         let m = model(10, &[], node("Dropout", &["x"], &["y"], vec![float_attr("ratio", 0.25)]));
         let g = Graph::new(&m).unwrap();

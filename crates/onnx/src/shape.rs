@@ -19,6 +19,7 @@
 
 use crate::error::{OnnxError, Result};
 use crate::graph::{node_label, Graph, NodeExt};
+use crate::op::{Binary as B, Compare, Op, Reduce, ReduceKind, Unary};
 use crate::ops;
 use crate::proto::{type_proto, NodeProto, TensorProto};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -256,7 +257,8 @@ impl<'g, 'm> Infer<'g, 'm> {
     }
 
     fn node(&mut self, node: &NodeProto) -> Result<()> {
-        let types = match self.node_types(node) {
+        let op = Op::parse(self.graph, node)?;
+        let types = match self.node_types(node, &op) {
             Ok(t) => t,
             Err(Stop::Unknown) => Vec::new(),
             Err(Stop::Fail(e)) => return Err(e),
@@ -268,7 +270,7 @@ impl<'g, 'm> Infer<'g, 'm> {
             }
             self.out.types.insert(out.clone(), types.get(k).cloned().unwrap_or_default());
         }
-        match self.fold(node) {
+        match self.fold(node, &op) {
             Ok(()) | Err(Stop::Unknown) => Ok(()),
             Err(Stop::Fail(e)) => Err(e),
             Err(Stop::Dim(e)) => Err(self.graph.model.error(node_label(node), e.to_string())),
@@ -356,9 +358,9 @@ impl<'g, 'm> Infer<'g, 'm> {
 
     /// Folds the node's outputs: whole tensors when every input is constant, else
     /// (possibly symbolic) integer entries of shape-like outputs.
-    fn fold(&mut self, node: &NodeProto) -> R<()> {
-        let op = node.op();
-        if op == "Constant" || node.output.is_empty() || !matches!(node.domain.as_deref().unwrap_or(""), "" | "ai.onnx") {
+    fn fold(&mut self, node: &NodeProto, op: &Op) -> R<()> {
+        // `Constant` stored its value in its rule; an opaque operator is not evaluated.
+        if matches!(op, Op::Constant | Op::Other(_)) || node.output.is_empty() {
             return Ok(());
         }
         let out_static: Vec<Option<Vec<usize>>> = node
@@ -369,7 +371,7 @@ impl<'g, 'm> Infer<'g, 'm> {
         let small = out_static[0]
             .as_ref()
             .is_some_and(|s| s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= FOLD_LIMIT));
-        if small && node.output.len() == 1 || op == "Dropout" {
+        if small && node.output.len() == 1 || *op == Op::Dropout {
             // Check every input before decoding any, so no weight is read for nothing.
             let foldable = |name: &String| {
                 name.is_empty()
@@ -377,7 +379,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                     || self.graph.initializer(name).is_some_and(|t| numel_of(&t.dims).is_some_and(|n| n <= FOLD_LIMIT))
             };
             if !node.input.iter().all(foldable) {
-                return self.fold_shape_values(node);
+                return self.fold_shape_values(node, op);
             }
             let mut inputs = Vec::with_capacity(node.input.len());
             let mut all = true;
@@ -397,18 +399,19 @@ impl<'g, 'm> Infer<'g, 'm> {
             if all && !node.input.is_empty() {
                 let dtype = self.out.dtype(&node.output[0]);
                 if let (Some(shape), Some(dtype)) = (out_static[0].clone(), dtype) {
-                    if let Some(t) = fold::eval(self.graph, node, &inputs, &shape, dtype, &self.out) {
+                    if let Some(t) = fold::eval(self.graph, node, op, &inputs, &shape, dtype, &self.out) {
                         self.store_constant(&node.output[0], t);
                         return Ok(());
                     }
                 }
             }
         }
-        self.fold_shape_values(node)
+        self.fold_shape_values(node, op)
     }
 
-    fn fold_shape_values(&mut self, node: &NodeProto) -> R<()> {
-        let op = node.op();
+    /// Folds the (possibly symbolic) integer entries of a rank-0 or rank-1 integer output
+    /// (shape arithmetic: `Shape`, `Gather`, `Concat`, `Slice`, integer arithmetic...).
+    fn fold_shape_values(&mut self, node: &NodeProto, op: &Op) -> R<()> {
         let out_name = node.output[0].clone();
         let out_dtype = self.out.dtype(&out_name);
         if !out_dtype.is_some_and(is_int) {
@@ -419,14 +422,20 @@ impl<'g, 'm> Infer<'g, 'm> {
             return Ok(());
         }
         let v: Vec<Dim> = match op {
-            "Shape" => {
+            &Op::Shape { start, end } => {
                 let x = self.shape(node, 0)?;
-                let (s, e) = self.shape_range(node, x.len())?;
+                let (s, e) = crate::op::generate::shape_range(x.len(), start, end);
                 x[s..e].to_vec()
             }
-            "Size" => vec![Dim::product(&self.shape(node, 0)?)?],
-            "Identity" | "Squeeze" | "Unsqueeze" | "Reshape" | "Flatten" | "Cast" | "CastLike" => self.values(node, 0)?,
-            "Gather" => {
+            Op::Size => vec![Dim::product(&self.shape(node, 0)?)?],
+            Op::Unary(Unary::Identity)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Cast { .. }
+            | Op::CastLike => self.values(node, 0)?,
+            Op::Gather { .. } => {
                 let data = self.values(node, 0)?;
                 let idx = self.values(node, 1)?;
                 idx.iter()
@@ -439,7 +448,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                     })
                     .collect::<R<_>>()?
             }
-            "Concat" => {
+            Op::Concat { .. } => {
                 let mut all = Vec::new();
                 for k in 0..node.input.len() {
                     if Self::has_input(node, k) {
@@ -448,10 +457,10 @@ impl<'g, 'm> Infer<'g, 'm> {
                 }
                 all
             }
-            "Slice" => {
+            Op::Slice(sl) => {
                 let data = self.values(node, 0)?;
                 self.needs_values(node, &[1, 2, 3, 4])?;
-                let p = ops::slice_params(self.graph, node, Some(&self.out))?;
+                let p = sl.resolve(self.graph, node, Some(&self.out))?;
                 if p.starts.len() != 1 {
                     return Err(Stop::Unknown);
                 }
@@ -459,7 +468,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 let step = p.steps.as_ref().map_or(1, |s| s[0]);
                 slice_indices(data.len() as i64, s, e, step).into_iter().map(|i| data[i].clone()).collect()
             }
-            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Mod" => {
+            &Op::Binary(bin @ (B::Add | B::Sub | B::Mul | B::Div | B::Max | B::Min | B::Mod)) => {
                 let (a, b) = (self.values(node, 0)?, self.values(node, 1)?);
                 let n = a.len().max(b.len());
                 if a.len() != n && a.len() != 1 || b.len() != n && b.len() != 1 {
@@ -469,22 +478,22 @@ impl<'g, 'm> Infer<'g, 'm> {
                 (0..n)
                     .map(|i| {
                         let (x, y) = (at(&a, i), at(&b, i));
-                        Ok(match op {
-                            "Add" => x.add(&y)?,
-                            "Sub" => x.sub(&y)?,
-                            "Mul" => x.mul(&y)?,
-                            "Div" => match (&x, &y) {
+                        Ok(match bin {
+                            B::Add => x.add(&y)?,
+                            B::Sub => x.sub(&y)?,
+                            B::Mul => x.mul(&y)?,
+                            B::Div => match (&x, &y) {
                                 (_, Dim::Known(0)) => return Err(Stop::Unknown),
                                 // Integer Div truncates; shapes are non-negative, so floor is the same.
                                 (Dim::Known(p), Dim::Known(q)) => Dim::Known(p.checked_div(*q).ok_or(Stop::Unknown)?),
                                 _ => x.floor_div(&y)?,
                             },
-                            "Mod" => match (&x, &y) {
+                            B::Mod => match (&x, &y) {
                                 (Dim::Known(p), Dim::Known(q)) if *q != 0 => Dim::Known(p.rem_euclid(*q)),
                                 _ => return Err(Stop::Unknown),
                             },
-                            "Max" | "Min" => match (&x, &y) {
-                                (Dim::Known(p), Dim::Known(q)) => Dim::Known(if op == "Max" { *p.max(q) } else { *p.min(q) }),
+                            B::Max | B::Min => match (&x, &y) {
+                                (Dim::Known(p), Dim::Known(q)) => Dim::Known(if bin == B::Max { *p.max(q) } else { *p.min(q) }),
                                 (p, q) if p == q => p.clone(),
                                 _ => return Err(Stop::Unknown),
                             },
@@ -493,8 +502,8 @@ impl<'g, 'm> Infer<'g, 'm> {
                     })
                     .collect::<R<_>>()?
             }
-            "Neg" => self.values(node, 0)?.iter().map(|d| Dim::Known(0).sub(d)).collect::<Result<_, _>>()?,
-            "Equal" => {
+            Op::Unary(Unary::Neg) => self.values(node, 0)?.iter().map(|d| Dim::Known(0).sub(d)).collect::<Result<_, _>>()?,
+            Op::Compare(Compare::Equal) => {
                 let (a, b) = (self.values(node, 0)?, self.values(node, 1)?);
                 let n = a.len().max(b.len());
                 if a.len() != n && a.len() != 1 || b.len() != n && b.len() != 1 {
@@ -514,7 +523,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                     })
                     .collect::<R<_>>()?
             }
-            "Where" => {
+            Op::Where => {
                 let (c, a, b) = (self.values(node, 0)?, self.values(node, 1)?, self.values(node, 2)?);
                 let n = c.len().max(a.len()).max(b.len());
                 let at = |v: &Vec<Dim>, i: usize| v.get(if v.len() == 1 { 0 } else { i }).cloned();
@@ -526,7 +535,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                     })
                     .collect::<R<_>>()?
             }
-            "Expand" => {
+            Op::Expand => {
                 let a = self.values(node, 0)?;
                 let n = self.out.shape(&out_name).and_then(|s| s.first().and_then(Dim::known)).unwrap_or(1);
                 let n = usize::try_from(n).ok().filter(|&n| n <= FOLD_LIMIT).ok_or(Stop::Unknown)?;
@@ -536,7 +545,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                     _ => return Err(Stop::Unknown),
                 }
             }
-            "ConstantOfShape" => {
+            Op::ConstantOfShape => {
                 let shape = self.values(node, 0)?;
                 let n = match shape.as_slice() {
                     [] => 1,
@@ -549,9 +558,9 @@ impl<'g, 'm> Infer<'g, 'm> {
                 };
                 vec![Dim::Known(value); n.min(FOLD_LIMIT)]
             }
-            "ReduceProd" | "ReduceSum" => {
+            Op::Reduce(Reduce { kind: kind @ (ReduceKind::Prod | ReduceKind::Sum), .. }) => {
                 let a = self.values(node, 0)?;
-                if op == "ReduceProd" {
+                if *kind == ReduceKind::Prod {
                     vec![Dim::product(&a)?]
                 } else {
                     vec![a.iter().try_fold(Dim::Known(0), |acc, d| acc.add(d))?]
@@ -686,12 +695,13 @@ pub fn reshape_dims(input: &[Dim], target: &[Dim], allowzero: bool) -> std::resu
 pub(crate) fn eval_node(
     graph: &Graph<'_>,
     node: &NodeProto,
+    op: &Op,
     inputs: &[Option<Tensor>],
     out_shape: &[usize],
     dtype: DType,
     shapes: &Shapes,
 ) -> Option<Tensor> {
-    fold::eval(graph, node, inputs, out_shape, dtype, shapes)
+    fold::eval(graph, node, op, inputs, out_shape, dtype, shapes)
 }
 
 /// Whole-tensor evaluation of constant subgraphs: small tensors during inference, any
@@ -803,28 +813,36 @@ mod fold {
         )
     }
 
-    fn binary(op: &str, a: &Vals, b: &Vals, ia: &[usize], ib: &[usize]) -> Option<Vals> {
+    /// An arithmetic or comparison operator of `Op::Binary` or `Op::Compare`, as folded.
+    #[derive(Clone, Copy)]
+    enum Arith {
+        B(B),
+        C(Compare),
+    }
+
+    fn binary(op: Arith, a: &Vals, b: &Vals, ia: &[usize], ib: &[usize]) -> Option<Vals> {
+        use Arith::{B as Ar, C as Cm};
         let n = ia.len();
         if let (Vals::I(x), Vals::I(y)) = (a, b) {
             let f = |p: i64, q: i64| -> Option<i64> {
                 Some(match op {
-                    "Add" => p.wrapping_add(q),
-                    "Sub" => p.wrapping_sub(q),
-                    "Mul" => p.wrapping_mul(q),
-                    "Div" => p.checked_div(q)?,
-                    "Mod" => p.checked_rem_euclid(q)?,
-                    "Max" => p.max(q),
-                    "Min" => p.min(q),
-                    "Equal" => i64::from(p == q),
-                    "Less" => i64::from(p < q),
-                    "Greater" => i64::from(p > q),
-                    "LessOrEqual" => i64::from(p <= q),
-                    "GreaterOrEqual" => i64::from(p >= q),
-                    "And" => i64::from(p != 0 && q != 0),
-                    "Or" => i64::from(p != 0 || q != 0),
-                    "Xor" => i64::from((p != 0) != (q != 0)),
-                    "Pow" => p.checked_pow(u32::try_from(q).ok()?)?,
-                    _ => return None,
+                    Ar(B::Add) => p.wrapping_add(q),
+                    Ar(B::Sub) => p.wrapping_sub(q),
+                    Ar(B::Mul) => p.wrapping_mul(q),
+                    Ar(B::Div) => p.checked_div(q)?,
+                    Ar(B::Mod) => p.checked_rem_euclid(q)?,
+                    Ar(B::Max) => p.max(q),
+                    Ar(B::Min) => p.min(q),
+                    Cm(Compare::Equal) => i64::from(p == q),
+                    Cm(Compare::Less) => i64::from(p < q),
+                    Cm(Compare::Greater) => i64::from(p > q),
+                    Cm(Compare::LessOrEqual) => i64::from(p <= q),
+                    Cm(Compare::GreaterOrEqual) => i64::from(p >= q),
+                    Cm(Compare::And) => i64::from(p != 0 && q != 0),
+                    Cm(Compare::Or) => i64::from(p != 0 || q != 0),
+                    Cm(Compare::Xor) => i64::from((p != 0) != (q != 0)),
+                    Ar(B::Pow) => p.checked_pow(u32::try_from(q).ok()?)?,
+                    Ar(B::Sum | B::Mean | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor) => return None,
                 })
             };
             return (0..n).map(|i| f(x[ia[i]], y[ib[i]])).collect::<Option<Vec<_>>>().map(Vals::I);
@@ -832,52 +850,53 @@ mod fold {
         let f = |p: f64, q: f64| -> Option<f64> {
             let b = |c: bool| f64::from(u8::from(c));
             Some(match op {
-                "Add" => p + q,
-                "Sub" => p - q,
-                "Mul" => p * q,
-                "Div" => p / q,
-                "Pow" => p.powf(q),
-                "Max" => p.max(q),
-                "Min" => p.min(q),
-                "Mod" => p % q,
-                "Equal" => b(p == q),
-                "Less" => b(p < q),
-                "Greater" => b(p > q),
-                "LessOrEqual" => b(p <= q),
-                "GreaterOrEqual" => b(p >= q),
-                _ => return None,
+                Ar(B::Add) => p + q,
+                Ar(B::Sub) => p - q,
+                Ar(B::Mul) => p * q,
+                Ar(B::Div) => p / q,
+                Ar(B::Pow) => p.powf(q),
+                Ar(B::Max) => p.max(q),
+                Ar(B::Min) => p.min(q),
+                Ar(B::Mod) => p % q,
+                Cm(Compare::Equal) => b(p == q),
+                Cm(Compare::Less) => b(p < q),
+                Cm(Compare::Greater) => b(p > q),
+                Cm(Compare::LessOrEqual) => b(p <= q),
+                Cm(Compare::GreaterOrEqual) => b(p >= q),
+                Ar(B::Sum | B::Mean | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
+                | Cm(Compare::And | Compare::Or | Compare::Xor) => return None,
             })
         };
         (0..n).map(|i| f(a.f(ia[i]), b.f(ib[i]))).collect::<Option<Vec<_>>>().map(Vals::F)
     }
 
-    fn unary(op: &str, a: &Vals) -> Option<Vals> {
+    fn unary(op: Unary, a: &Vals) -> Option<Vals> {
         if let Vals::I(x) = a {
             let r = match op {
-                "Neg" => x.iter().map(|v| v.wrapping_neg()).collect(),
-                "Abs" => x.iter().map(|v| v.wrapping_abs()).collect(),
-                "Not" => x.iter().map(|&v| i64::from(v == 0)).collect(),
-                "Relu" => x.iter().map(|&v| v.max(0)).collect(),
-                "Sign" => x.iter().map(|v| v.signum()).collect(),
-                "Identity" => x.clone(),
+                Unary::Neg => x.iter().map(|v| v.wrapping_neg()).collect(),
+                Unary::Abs => x.iter().map(|v| v.wrapping_abs()).collect(),
+                Unary::Not => x.iter().map(|&v| i64::from(v == 0)).collect(),
+                Unary::Relu => x.iter().map(|&v| v.max(0)).collect(),
+                Unary::Sign => x.iter().map(|v| v.signum()).collect(),
+                Unary::Identity => x.clone(),
                 _ => return None,
             };
             return Some(Vals::I(r));
         }
         let Vals::F(x) = a else { return None };
         let f: fn(f64) -> f64 = match op {
-            "Neg" => |v| -v,
-            "Abs" => f64::abs,
-            "Sqrt" => f64::sqrt,
-            "Exp" => f64::exp,
-            "Log" => f64::ln,
-            "Reciprocal" => |v| 1.0 / v,
-            "Floor" => f64::floor,
-            "Ceil" => f64::ceil,
-            "Relu" => |v| v.max(0.0),
-            "Sigmoid" => |v| 1.0 / (1.0 + (-v).exp()),
-            "Tanh" => f64::tanh,
-            "Identity" => |v| v,
+            Unary::Neg => |v| -v,
+            Unary::Abs => f64::abs,
+            Unary::Sqrt => f64::sqrt,
+            Unary::Exp => f64::exp,
+            Unary::Log => f64::ln,
+            Unary::Reciprocal => |v| 1.0 / v,
+            Unary::Floor => f64::floor,
+            Unary::Ceil => f64::ceil,
+            Unary::Relu => |v| v.max(0.0),
+            Unary::Sigmoid => |v| 1.0 / (1.0 + (-v).exp()),
+            Unary::Tanh => f64::tanh,
+            Unary::Identity => |v| v,
             _ => return None,
         };
         Some(Vals::F(x.iter().map(|&v| f(v)).collect()))
@@ -887,21 +906,43 @@ mod fold {
     pub(super) fn eval(
         graph: &Graph<'_>,
         node: &NodeProto,
+        op: &Op,
         inputs: &[Option<Tensor>],
         out_shape: &[usize],
         dtype: DType,
         shapes: &Shapes,
     ) -> Option<Tensor> {
-        let op = node.op();
         let x = inputs.first()?.as_ref()?;
         let n_out: usize = out_shape.iter().product();
         let vals = match op {
-            "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" | "Dropout" => Vals::of(x),
-            "Cast" | "CastLike" => return Some(cast_tensor(&Tensor { shape: out_shape.to_vec(), data: x.data.clone() }, dtype)),
-            "Neg" | "Abs" | "Not" | "Relu" | "Sign" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Floor" | "Ceil" | "Sigmoid" | "Tanh" => {
-                unary(op, &Vals::of(x))?
-            }
-            _ if crate::op::Binary::parse(op).is_some() || crate::op::Compare::parse(op).is_some() => {
+            Op::Unary(Unary::Identity)
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Flatten { .. }
+            | Op::Dropout => Vals::of(x),
+            Op::Cast { .. } | Op::CastLike => return Some(cast_tensor(&Tensor { shape: out_shape.to_vec(), data: x.data.clone() }, dtype)),
+            &Op::Unary(
+                u @ (Unary::Neg
+                | Unary::Abs
+                | Unary::Not
+                | Unary::Relu
+                | Unary::Sign
+                | Unary::Sqrt
+                | Unary::Exp
+                | Unary::Log
+                | Unary::Reciprocal
+                | Unary::Floor
+                | Unary::Ceil
+                | Unary::Sigmoid
+                | Unary::Tanh),
+            ) => unary(u, &Vals::of(x))?,
+            &(Op::Binary(_) | Op::Compare(_)) => {
+                let arith = match *op {
+                    Op::Binary(b) => Arith::B(b),
+                    Op::Compare(c) => Arith::C(c),
+                    _ => return None,
+                };
                 if inputs.len() != 2 {
                     return None;
                 }
@@ -909,10 +950,10 @@ mod fold {
                 let (ia, ib) = (broadcast_index(out_shape, &x.shape)?, broadcast_index(out_shape, &y.shape)?);
                 let (a, b) = (Vals::of(x), Vals::of(y));
                 // Integer Pow/Div with float operands follow the float path.
-                let r = binary(op, &a, &b, &ia, &ib)?;
+                let r = binary(arith, &a, &b, &ia, &ib)?;
                 return to_tensor(out_shape.to_vec(), r, dtype);
             }
-            "Where" => {
+            Op::Where => {
                 let (a, b) = (inputs.get(1)?.as_ref()?, inputs.get(2)?.as_ref()?);
                 let (ic, ia, ib) =
                     (broadcast_index(out_shape, &x.shape)?, broadcast_index(out_shape, &a.shape)?, broadcast_index(out_shape, &b.shape)?);
@@ -922,10 +963,9 @@ mod fold {
                     _ => Vals::F((0..n_out).map(|i| if c.f(ic[i]) != 0.0 { va.f(ia[i]) } else { vb.f(ib[i]) }).collect()),
                 }
             }
-            "Expand" => Vals::of(x).pick(&broadcast_index(out_shape, &x.shape)?),
-            "Concat" => {
+            Op::Expand => Vals::of(x).pick(&broadcast_index(out_shape, &x.shape)?),
+            &Op::Concat { axis } => {
                 let rank = x.shape.len();
-                let axis = node.attr_int("axis").ok()??;
                 let a = if axis < 0 { axis + rank as i64 } else { axis } as usize;
                 let inner: usize = out_shape.get(a + 1..)?.iter().product();
                 let outer: usize = out_shape.get(..a)?.iter().product();
@@ -951,9 +991,8 @@ mod fold {
                     Vals::F(floats)
                 }
             }
-            "Gather" => {
+            &Op::Gather { axis } => {
                 let idx = Vals::of(inputs.get(1)?.as_ref()?);
-                let axis = node.attr_int_or("axis", 0).ok()?;
                 let rank = x.shape.len();
                 let a = if axis < 0 { axis + rank as i64 } else { axis } as usize;
                 let dim = *x.shape.get(a)?;
@@ -974,8 +1013,8 @@ mod fold {
                 }
                 Vals::of(x).pick(&pick)
             }
-            "Slice" => {
-                let p = ops::slice_params(graph, node, Some(shapes)).ok()?;
+            Op::Slice(sl) => {
+                let p = sl.resolve(graph, node, Some(shapes)).ok()?;
                 let rank = x.shape.len();
                 let mut start = vec![0i64; rank];
                 let mut step = vec![1i64; rank];
@@ -998,9 +1037,9 @@ mod fold {
                     .collect();
                 Vals::of(x).pick(&pick)
             }
-            "Transpose" => {
+            Op::Transpose { perm } => {
                 let rank = x.shape.len();
-                let perm = node.attr_ints("perm").ok()?.unwrap_or_else(|| (0..rank as i64).rev().collect());
+                let perm = perm.clone().unwrap_or_else(|| (0..rank as i64).rev().collect());
                 let in_strides = strides(&x.shape);
                 let out_strides = strides(out_shape);
                 let pick: Vec<usize> = (0..n_out)
@@ -1008,29 +1047,25 @@ mod fold {
                     .collect();
                 Vals::of(x).pick(&pick)
             }
-            "ConstantOfShape" => {
+            Op::ConstantOfShape => {
                 let v = match node.attr_tensor("value").ok()? {
                     Some(t) => Vals::of(&graph.model.tensor(t).ok()?),
                     None => Vals::F(vec![0.0]),
                 };
                 v.pick(&vec![0; n_out])
             }
-            "Range" => {
+            Op::Range => {
                 let (s, d) = (Vals::of(x), Vals::of(inputs.get(2)?.as_ref()?));
                 match (s, d) {
                     (Vals::I(s), Vals::I(d)) => Vals::I((0..n_out as i64).map(|i| s[0] + i * d[0]).collect()),
                     (s, d) => Vals::F((0..n_out).map(|i| s.f(0) + i as f64 * d.f(0)).collect()),
                 }
             }
-            "Shape" => {
-                let (s, e) = (node.attr_int_or("start", 0).ok()?, node.attr_int("end").ok()?);
-                let r = x.shape.len() as i64;
-                let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-                let (s, e) = (clamp(s), clamp(e.unwrap_or(r)));
-                Vals::I(x.shape[s..e.max(s)].iter().map(|&d| d as i64).collect())
+            &Op::Shape { start, end } => {
+                let (s, e) = crate::op::generate::shape_range(x.shape.len(), start, end);
+                Vals::I(x.shape[s..e].iter().map(|&d| d as i64).collect())
             }
-            "Trilu" => {
-                let upper = node.attr_int_or("upper", 1).ok()? != 0;
+            &Op::Trilu { upper } => {
                 let k = match inputs.get(1) {
                     Some(Some(t)) => t.to_i64_vec()?.first().copied()?,
                     _ => 0,

@@ -23,7 +23,7 @@
 use crate::rewrite::{int_attr, Names};
 use crate::{Error, Result};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
-use oto_onnx::op::{default_domain, Op, ReduceKind};
+use oto_onnx::op::{default_domain, Op, ReduceKind, Softmax};
 use oto_onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use oto_onnx::{ops, Model, Tensor};
 
@@ -86,7 +86,8 @@ pub fn raise(model: &Model, target: i64) -> Result<ModelProto> {
             "Squeeze" | "Unsqueeze" => axes_to_input(&graph, node, &mut new, &mut names, &mut added)?,
             op if ReduceKind::parse(op).is_some() => axes_to_input(&graph, node, &mut new, &mut names, &mut added)?,
             "Split" => {
-                let split = ops::split(&graph, node, None)?;
+                let Op::Split(split) = Op::parse(&graph, node)? else { return Err(refuse("is not a Split")) };
+                let split = split.resolve(&graph, node, None)?;
                 if crossed.contains(&13) {
                     new.attribute.retain(|a| a.name.as_deref() != Some("split"));
                     if let Some(sizes) = &split.sizes {
@@ -102,7 +103,9 @@ pub fn raise(model: &Model, target: i64) -> Result<ModelProto> {
                 }
             }
             "Softmax" | "LogSoftmax" | "Hardmax" => {
-                let axis = node.attr_int_or("axis", 1).map_err(|m| refuse(&m))?;
+                let Op::Softmax(Softmax { axis, .. }) = Op::parse(&graph, node)? else {
+                    return Err(refuse("is not of the softmax family"));
+                };
                 let rank = ops::input(node, 0).and_then(|x| shapes.as_ref()?.shape(x)).map(<[_]>::len);
                 let Some(rank) = rank else {
                     return Err(refuse("the input's rank is unknown, so whether the opset 13 definition agrees cannot be told"));

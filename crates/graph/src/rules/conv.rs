@@ -10,7 +10,7 @@ impl Ctx<'_, '_> {
 
     /// What Conv and ConvTranspose read alike; `None` (the node blocked) when the weight is
     /// not an initializer.
-    fn conv_parts(&mut self, node: &NodeProto) -> Result<Option<ConvParts>, AnalysisError> {
+    fn conv_parts(&mut self, node: &NodeProto, group: i64) -> Result<Option<ConvParts>, AnalysisError> {
         let x = node.input[0].clone();
         let w = node.input.get(1).cloned().unwrap_or_default();
         let bias = ops::input(node, 2).map(str::to_string);
@@ -19,7 +19,7 @@ impl Ctx<'_, '_> {
             self.block_node(node, "the weight is not an initializer");
             return Ok(None);
         };
-        let g = attr(self, node, node.attr_int_or("group", 1))?.max(1) as usize;
+        let g = group.max(1) as usize;
         Ok(Some(ConvParts { x, w, bias, xt, wd, g }))
     }
 
@@ -41,8 +41,8 @@ impl Ctx<'_, '_> {
         self.set(&node.output[0], out);
     }
 
-    pub(super) fn conv(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
-        let Some(ConvParts { x, w, bias, xt, wd, g }) = self.conv_parts(node)? else { return Ok(()) };
+    pub(super) fn conv(&mut self, node: &NodeProto, group: i64) -> Result<(), AnalysisError> {
+        let Some(ConvParts { x, w, bias, xt, wd, g }) = self.conv_parts(node, group)? else { return Ok(()) };
         let Some(rank) = self.out_rank(node).or(xt.as_ref().map(Vec::len)).or(self.dims(&x).map(|d| d.len())) else {
             self.block_node(node, "shapes unknown");
             return Ok(());
@@ -196,8 +196,8 @@ impl Ctx<'_, '_> {
         }
     }
 
-    pub(super) fn conv_transpose(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
-        let Some(ConvParts { w, bias, xt, wd, g, .. }) = self.conv_parts(node)? else { return Ok(()) };
+    pub(super) fn conv_transpose(&mut self, node: &NodeProto, group: i64) -> Result<(), AnalysisError> {
+        let Some(ConvParts { w, bias, xt, wd, g, .. }) = self.conv_parts(node, group)? else { return Ok(()) };
         let Some(d) = self.dims(&node.output[0]) else {
             self.block_node(node, "shapes unknown");
             return Ok(());

@@ -102,11 +102,11 @@ impl Ctx<'_, '_> {
         self.set(&node.output[0], out);
     }
 
-    pub(super) fn pad(&mut self, node: &NodeProto) {
+    pub(super) fn pad(&mut self, node: &NodeProto, pad: &Pad) {
         let Some(mut t) = self.in_track(node, 0) else {
             return;
         };
-        let Ok(p) = ops::pads(self.graph, node, Some(&self.shapes)) else {
+        let Ok(p) = pad.resolve(self.graph, node, Some(&self.shapes)) else {
             self.block_node(node, "pads are not constant");
             return;
         };
@@ -123,7 +123,7 @@ impl Ctx<'_, '_> {
                 self.block_axis_at(node, &a, "pads a tracked axis");
             }
         }
-        if p.mode == "constant" && p.constant_value != 0.0 {
+        if p.mode == PadMode::Constant && p.constant_value != 0.0 {
             for a in &mut t {
                 a.map_zero(&|_| false);
             }
@@ -248,14 +248,14 @@ impl Ctx<'_, '_> {
     /// The initializer behind `Expand(init, shape)` (a class token broadcast over the batch).
     pub(super) fn expanded_init(&self, v: &str) -> Option<String> {
         let (_, n) = self.graph.producer_node(v)?;
-        (n.op() == "Expand" && self.is_init(&n.input[0])).then(|| n.input[0].clone())
+        (self.is_op(n, |o| *o == Op::Expand) && self.is_init(&n.input[0])).then(|| n.input[0].clone())
     }
 
-    pub(super) fn split(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn split(&mut self, node: &NodeProto, split: &Split) -> Result<(), AnalysisError> {
         let Some(t) = self.in_track(node, 0) else {
             return Ok(());
         };
-        let sp = ops::split(self.graph, node, Some(&self.shapes))?;
+        let sp = split.resolve(self.graph, node, Some(&self.shapes))?;
         let Some(ax) = norm_axis(sp.axis, t.len()) else {
             return Ok(());
         };
@@ -282,8 +282,8 @@ impl Ctx<'_, '_> {
                 if !parts.is_empty() {
                     if sp.sizes.is_none() {
                         balanced.push(parts.iter().flat_map(Part::ranges).collect());
-                    } else if ops::node_opset(self.graph, node) >= 13 {
-                        let s = node.input[1].clone();
+                    } else if let IntsParam::Input(k) = split.split {
+                        let s = node.input[k].clone();
                         self.shape_entry(node, &s, j, parts);
                     } else {
                         let name = node.name.clone().unwrap_or_default();
@@ -309,7 +309,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn slice(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn slice(&mut self, node: &NodeProto, slice: &Slice) -> Result<(), AnalysisError> {
         let Some(mut t) = self.in_track(node, 0) else {
             return Ok(());
         };
@@ -317,7 +317,7 @@ impl Ctx<'_, '_> {
             self.block_node(node, "shapes unknown");
             return Ok(());
         };
-        let Ok(sl) = ops::slice_params(self.graph, node, Some(&self.shapes)) else {
+        let Ok(sl) = slice.resolve(self.graph, node, Some(&self.shapes)) else {
             self.block_node(node, "slice bounds are not constant");
             return Ok(());
         };

@@ -24,7 +24,7 @@ impl Ctx<'_, '_> {
     /// Reshape, Flatten, Squeeze, Unsqueeze: the factors of the input axes regrouped
     /// into the output dims; a channel factor split in two becomes a coarse (head) and
     /// an inner (head dim) factor.
-    pub(super) fn reshape(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn reshape(&mut self, node: &NodeProto, op: &Op) -> Result<(), AnalysisError> {
         let Some(t) = self.in_track(node, 0) else {
             return Ok(());
         };
@@ -39,7 +39,7 @@ impl Ctx<'_, '_> {
                 return Ok(());
             }
         };
-        if node.op() == "Reshape" {
+        if matches!(op, Op::Reshape { .. }) {
             let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
             for (i, a) in out.iter().enumerate() {
                 let parts = count_parts(a);

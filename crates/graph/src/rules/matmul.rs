@@ -4,19 +4,18 @@
 use super::*;
 
 impl Ctx<'_, '_> {
-    pub(super) fn gemm(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn gemm(&mut self, node: &NodeProto, g: &Gemm) {
         let a = node.input[0].clone();
         let b = node.input.get(1).cloned().unwrap_or_default();
-        let trans_a = attr(self, node, node.attr_int_or("transA", 0))? != 0;
-        let trans_b = attr(self, node, node.attr_int_or("transB", 0))? != 0;
+        let (trans_a, trans_b) = (g.trans_a, g.trans_b);
         let at = self.track(&a).cloned();
         let Some(bd) = self.init_dims(&b) else {
             self.block_node(node, "the weight is not an initializer");
-            return Ok(());
+            return;
         };
         if bd.len() != 2 {
             self.block_node(node, "the weight is not 2-D");
-            return Ok(());
+            return;
         }
         let (k_axis_a, m_axis_a) = if trans_a { (0, 1) } else { (1, 0) };
         let (k_axis_b, n_axis_b) = if trans_b { (1, 0) } else { (0, 1) };
@@ -40,7 +39,6 @@ impl Ctx<'_, '_> {
         };
         out[1] = AxisT::unit(r, zero);
         self.set(&node.output[0], out);
-        Ok(())
     }
 
     pub(super) fn matmul(&mut self, node: &NodeProto) {

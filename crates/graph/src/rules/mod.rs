@@ -18,7 +18,7 @@ use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ct
 use crate::model::{Role, ShapeLocation};
 use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
-use oto_onnx::op::{Binary as B, Op, Unary};
+use oto_onnx::op::{Binary as B, Gemm, IntsParam, LayerNorm, Op, Pad, PadMode, Slice, Softmax, Split, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
 
@@ -68,7 +68,7 @@ fn arity(op: &Op, opset: i64) -> (usize, usize) {
         Op::Where => 3,
         Op::BatchNormalization => 5,
         Op::InstanceNormalization | Op::GroupNormalization => 3,
-        Op::Slice if opset >= 10 => 3,
+        Op::Slice(_) if opset >= 10 => 3,
         Op::Conv(c) if !c.integer => 2,
         Op::ConvTranspose(_)
         | Op::Gemm(_)
@@ -76,11 +76,11 @@ fn arity(op: &Op, opset: i64) -> (usize, usize) {
         | Op::Gather { .. }
         | Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Pow)
         | Op::PRelu
-        | Op::LayerNormalization
-        | Op::RmsNormalization
+        | Op::LayerNormalization(_)
+        | Op::RmsNormalization(_)
         | Op::Reshape { .. }
         | Op::Expand => 2,
-        Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } | Op::Concat { .. } | Op::Split | Op::Slice => 1,
+        Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } | Op::Concat { .. } | Op::Split(_) | Op::Slice(_) => 1,
         _ => 0,
     };
     (ins, 1)
@@ -116,9 +116,9 @@ impl Ctx<'_, '_> {
         }
         match &op {
             // Channel producers run even without tracked inputs.
-            Op::Conv(c) if !c.integer => self.conv(node)?,
-            Op::ConvTranspose(_) => self.conv_transpose(node)?,
-            Op::Gemm(_) => self.gemm(node)?,
+            Op::Conv(c) if !c.integer => self.conv(node, c.group)?,
+            Op::ConvTranspose(c) => self.conv_transpose(node, c.group)?,
+            Op::Gemm(g) => self.gemm(node, g),
             Op::MatMul { integer: false } => self.matmul(node),
             Op::Gather { axis } => self.gather(node, *axis),
             _ if !any_tracked => {}
@@ -128,8 +128,8 @@ impl Ctx<'_, '_> {
             },
             // f(0) = 0 elementwise
             Op::Cast { .. } | Op::Dropout => self.unary(node, true),
-            Op::Clip => {
-                let keeps = match ops::clip_bounds(self.graph, node, Some(&self.shapes)) {
+            Op::Clip(c) => {
+                let keeps = match c.bounds(self.graph, node, Some(&self.shapes)) {
                     Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),
                     Err(_) => false,
                 };
@@ -150,30 +150,31 @@ impl Ctx<'_, '_> {
                 }
             }
             Op::Pool(_) | Op::GlobalPool(_) => self.pool(node),
-            Op::Resize { .. } => self.resize(node),
-            Op::Pad => self.pad(node),
+            Op::Resize(_) => self.resize(node),
+            Op::Pad(p) => self.pad(node, p),
             Op::BatchNormalization => self.batch_norm(node),
             Op::InstanceNormalization => self.instance_norm(node),
             Op::GroupNormalization => self.group_norm(node)?,
-            Op::LayerNormalization | Op::RmsNormalization => self.layer_norm(node)?,
+            Op::LayerNormalization(l) => self.layer_norm(node, l, false),
+            Op::RmsNormalization(l) => self.layer_norm(node, l, true),
             // Each output channel depends on its neighbours' squares: never exact to cut.
             Op::Lrn => {
                 self.block_node(node, "LRN normalizes over a window of neighbouring channels: removing a channel changes its neighbours")
             }
-            Op::Softmax | Op::LogSoftmax | Op::Hardmax => self.softmax(node)?,
+            Op::Softmax(s) => self.softmax(node, s),
             Op::Reduce(r) => self.reduce(node, r)?,
             Op::Transpose { perm } => self.transpose(node, perm.as_deref())?,
-            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node)?,
+            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node, &op)?,
             Op::Concat { axis } => self.concat(node, *axis)?,
-            Op::Split => self.split(node)?,
-            Op::Slice => self.slice(node)?,
+            Op::Split(s) => self.split(node, s)?,
+            Op::Slice(s) => self.slice(node, s)?,
             Op::Expand => self.expand(node),
             // Runtime indices pick whole slices (rows, channels, positions) of the data.
             Op::GatherNd | Op::ScatterNd => {
                 self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
             }
             // Integer results that do not carry channels.
-            Op::Shape | Op::Size => {}
+            Op::Shape { .. } | Op::Size => {}
             Op::Conv(_)
             | Op::MatMul { integer: true }
             | Op::Binary(B::Max | B::Min | B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
@@ -182,8 +183,8 @@ impl Ctx<'_, '_> {
             | Op::LpNormalization
             | Op::MeanVarianceNormalization
             | Op::Einsum
-            | Op::ArgReduce { .. }
-            | Op::TopK
+            | Op::ArgReduce(_)
+            | Op::TopK(_)
             | Op::CumSum
             | Op::Tile
             | Op::DepthToSpace
@@ -195,7 +196,7 @@ impl Ctx<'_, '_> {
             | Op::Range
             | Op::NonZero
             | Op::EyeLike
-            | Op::Trilu
+            | Op::Trilu { .. }
             | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
             // A quantized model is pruned as its float model: the QDQ form is not cut.
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {

@@ -141,16 +141,16 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn layer_norm(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    /// `LayerNormalization`, or `RMSNormalization` (`rms`).
+    pub(super) fn layer_norm(&mut self, node: &NodeProto, l: &LayerNorm, rms: bool) {
         let Some(mut t) = self.in_track(node, 0) else {
-            return Ok(());
+            return;
         };
-        let axis = attr(self, node, node.attr_int_or("axis", -1))?;
-        let Some(first) = norm_axis(axis, t.len()) else {
-            return Ok(());
+        let Some(first) = norm_axis(l.axis, t.len()) else {
+            return;
         };
         let normalized: Vec<usize> = (first..t.len()).collect();
-        if node.op() == "RMSNormalization" && normalized.iter().all(|&i| t[i].all_zero()) {
+        if rms && normalized.iter().all(|&i| t[i].all_zero()) {
             // A mean of squares: zero channels add nothing; construction keeps its divisor.
             let scale = node.input[1].clone();
             for &i in &normalized {
@@ -171,7 +171,7 @@ impl Ctx<'_, '_> {
             }
             self.mean_divisor(node, &t, &normalized);
             self.set(&node.output[0], t);
-            return Ok(());
+            return;
         }
         for i in first..t.len() {
             if t[i].is_tracked() {
@@ -197,19 +197,16 @@ impl Ctx<'_, '_> {
             a.map_zero(&|_| false);
         }
         self.set(&node.output[0], t);
-        Ok(())
     }
 
-    pub(super) fn softmax(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+    pub(super) fn softmax(&mut self, node: &NodeProto, s: &Softmax) {
         let Some(mut t) = self.in_track(node, 0) else {
-            return Ok(());
+            return;
         };
-        let default = if ops::node_opset(self.graph, node) >= 13 { -1 } else { 1 };
-        let axis = attr(self, node, node.attr_int_or("axis", default))?;
-        let Some(ax) = norm_axis(axis, t.len()) else {
-            return Ok(());
+        let Some(ax) = norm_axis(s.axis, t.len()) else {
+            return;
         };
-        let mixed: Vec<usize> = if ops::node_opset(self.graph, node) >= 13 { vec![ax] } else { (ax..t.len()).collect() };
+        let mixed: Vec<usize> = if s.coerce_2d { (ax..t.len()).collect() } else { vec![ax] };
         for i in mixed {
             let a = t[i].clone();
             self.block_axis_at(node, &a, &format!("{} normalizes over these channels", node.op()));
@@ -218,6 +215,5 @@ impl Ctx<'_, '_> {
             a.map_zero(&|_| false);
         }
         self.set(&node.output[0], t);
-        Ok(())
     }
 }

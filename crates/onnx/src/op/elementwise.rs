@@ -2,7 +2,9 @@
 //! `Where`, `PRelu`, `Clip`, `Dropout`, `Cast`. Shapes: the input's, or the broadcast of
 //! the inputs. No MACs are counted for them.
 
-use super::Op;
+use super::{Op, ScalarParam};
+use crate::error::Result;
+use crate::graph::Graph;
 use crate::proto::NodeProto;
 use crate::shape::{broadcast_shapes, vt, Infer, ValueType, R};
 use crate::tensor::DType;
@@ -228,5 +230,27 @@ impl Infer<'_, '_> {
     pub(crate) fn cast(&mut self, node: &NodeProto, to: Option<DType>) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         Ok(vec![vt(to, x)])
+    }
+}
+
+/// `Clip`'s bounds: the `min`/`max` attributes before opset 11, inputs 1 and 2 from then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    /// The lower bound; none: unbounded.
+    pub min: ScalarParam,
+    /// The upper bound; none: unbounded.
+    pub max: ScalarParam,
+}
+
+impl Clip {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Clip> {
+        Ok(Clip { min: ScalarParam::parse(graph, node, "min", 11, 1)?, max: ScalarParam::parse(graph, node, "max", 11, 2)? })
+    }
+
+    /// The bounds resolved against constants (and `folded` shapes); `None` for an absent bound.
+    pub fn bounds(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&crate::shape::Shapes>) -> Result<(Option<f32>, Option<f32>)> {
+        let lo = self.min.resolve(graph, node, folded, "min")?;
+        let hi = self.max.resolve(graph, node, folded, "max")?;
+        Ok((lo.map(|v| v as f32), hi.map(|v| v as f32)))
     }
 }

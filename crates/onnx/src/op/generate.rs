@@ -8,9 +8,9 @@ use crate::shape::*;
 use crate::tensor::DType;
 
 impl Infer<'_, '_> {
-    pub(crate) fn shape_of(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn shape_of(&mut self, node: &NodeProto, start: i64, end: Option<i64>) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let (s, e) = self.shape_range(node, x.len())?;
+        let (s, e) = shape_range(x.len(), start, end);
         Ok(vec![vt(Some(DType::I64), vec![Dim::Known((e - s) as i64)])])
     }
 
@@ -61,14 +61,6 @@ impl Infer<'_, '_> {
         (d != 0.0).then(|| ((l - s) / d).ceil().max(0.0) as i64)
     }
 
-    pub(crate) fn shape_range(&self, node: &NodeProto, rank: usize) -> R<(usize, usize)> {
-        let r = rank as i64;
-        let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-        let s = clamp(self.attr(node, node.attr_int_or("start", 0))?);
-        let e = clamp(self.attr(node, node.attr_int("end"))?.unwrap_or(r));
-        Ok((s, e.max(s)))
-    }
-
     pub(crate) fn constant(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
         let Some(out) = node.output.first() else { return Ok(vec![]) };
         if let Some(t) = self.attr(node, node.attr_tensor("value"))? {
@@ -88,4 +80,13 @@ impl Infer<'_, '_> {
         self.store_constant(out, t);
         Ok(vec![ty])
     }
+}
+
+/// The axes `Shape` reports of a rank-`rank` input: `start..end` (`end` the rank when
+/// absent), negative values counted from the end, both clamped to `0..=rank`.
+pub(crate) fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) {
+    let r = rank as i64;
+    let clamp = |v: i64| (if v < 0 { v.saturating_add(r) } else { v }).clamp(0, r) as usize;
+    let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
+    (s, e.max(s))
 }

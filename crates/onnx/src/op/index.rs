@@ -2,10 +2,310 @@
 //! `Concat`, `Split`, `Slice`, `Pad`, `Resize`/`Upsample`, `Gather`, `GatherElements`,
 //! `GatherND`, `ScatterND`, `ScatterElements`. Not counted in MACs.
 
-use crate::graph::NodeExt;
-use crate::ops;
+use super::{IntsParam, ScalarParam};
+use crate::error::Result;
+use crate::graph::{Graph, NodeExt};
+use crate::ops::{self, attr_result, node_error, node_opset};
 use crate::proto::NodeProto;
 use crate::shape::*;
+
+/// A `Split` node's attributes, normalized across opsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// The axis as written (possibly negative; default 0).
+    pub axis: i64,
+    /// Explicit sizes: the `split` attribute before opset 13, input 1 from 13.
+    pub split: IntsParam,
+    /// The number of outputs (`num_outputs` at opset 18, checked against the node's
+    /// outputs; otherwise the node's outputs).
+    pub num_outputs: usize,
+}
+
+/// A Split's sizes, resolved against constants: what [`Split::resolve`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitSizes {
+    /// The axis as written (possibly negative).
+    pub axis: i64,
+    /// Explicit sizes, one per output; `None`: an even split.
+    pub sizes: Option<Vec<i64>>,
+    /// The number of outputs.
+    pub num_outputs: usize,
+}
+
+impl Split {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Split> {
+        let opset = node_opset(graph, node);
+        let axis = attr_result(graph, node, node.attr_int_or("axis", 0))?;
+        let split = IntsParam::parse(graph, node, "split", 13, 1)?;
+        let num_outputs = match attr_result(graph, node, node.attr_int("num_outputs"))? {
+            Some(n) if opset >= 18 => match usize::try_from(n) {
+                Ok(k) if k == node.output.len() && k >= 1 => k,
+                _ => return Err(node_error(graph, node, format!("num_outputs is {n} but the node has {} outputs", node.output.len()))),
+            },
+            _ => node.output.len(),
+        };
+        Ok(Split { axis, split, num_outputs })
+    }
+
+    /// The explicit sizes resolved (an input's constant value, folded by shape inference
+    /// when `folded` is given), checked to be one per output.
+    pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<SplitSizes> {
+        let sizes = self.split.resolve(graph, node, folded, "split sizes")?;
+        if let Some(s) = &sizes {
+            if s.len() != node.output.len() {
+                return Err(node_error(graph, node, format!("has {} split sizes for {} outputs", s.len(), node.output.len())));
+            }
+        }
+        Ok(SplitSizes { axis: self.axis, sizes, num_outputs: self.num_outputs })
+    }
+}
+
+impl SplitSizes {
+    /// The size of every output along the axis, for an axis of length `len`: the
+    /// explicit sizes, or an even split (the last part smaller when uneven, as opset 18 says).
+    pub fn sizes_for(&self, len: i64) -> std::result::Result<Vec<i64>, String> {
+        if let Some(s) = &self.sizes {
+            if s.iter().try_fold(0i64, |acc, &x| acc.checked_add(x)) != Some(len) || s.iter().any(|&x| x < 0) {
+                return Err(format!("split sizes {s:?} do not add up to the axis length {len}"));
+            }
+            return Ok(s.clone());
+        }
+        let n = i64::try_from(self.num_outputs).map_err(|_| "Split has too many outputs".to_string())?;
+        if n == 0 {
+            return Err("Split has no outputs".into());
+        }
+        if len < 0 {
+            return Err(format!("an axis of length {len} cannot be split"));
+        }
+        let part = len / n + i64::from(len % n != 0);
+        if len % n != 0 && part * (n - 1) >= len {
+            return Err(format!("an axis of length {len} cannot be split into {n} parts"));
+        }
+        Ok((0..n).map(|i| if i < n - 1 { part } else { len - part * (n - 1) }).collect())
+    }
+}
+
+/// A `Slice` node's attributes: starts, ends and axes are attributes before opset 10;
+/// from 10 they are inputs 1 to 3, with the steps input 4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    /// Start per sliced axis.
+    pub starts: IntsParam,
+    /// End (exclusive) per sliced axis.
+    pub ends: IntsParam,
+    /// Sliced axes (possibly negative); none: `0..starts.len()`.
+    pub axes: IntsParam,
+    /// Steps (input 4 from opset 10; none before); none: all 1.
+    pub steps: IntsParam,
+}
+
+/// A Slice's bounds, resolved: what [`Slice::resolve`] returns. Starts and ends may be
+/// symbolic (computed from shapes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceBounds {
+    /// Start per sliced axis.
+    pub starts: Vec<Dim>,
+    /// End (exclusive) per sliced axis; `i64::MAX`-like values mean "to the end".
+    pub ends: Vec<Dim>,
+    /// Sliced axes (possibly negative); `None`: `0..starts.len()`.
+    pub axes: Option<Vec<i64>>,
+    /// Steps; `None`: all 1.
+    pub steps: Option<Vec<i64>>,
+}
+
+impl Slice {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Slice> {
+        if node_opset(graph, node) >= 10 {
+            return Ok(Slice {
+                starts: IntsParam::Input(1),
+                ends: IntsParam::Input(2),
+                axes: IntsParam::Input(3),
+                steps: IntsParam::Input(4),
+            });
+        }
+        let ints = |name: &str| attr_result(graph, node, node.attr_ints(name)).map(IntsParam::Attribute);
+        Ok(Slice { starts: ints("starts")?, ends: ints("ends")?, axes: ints("axes")?, steps: IntsParam::Attribute(None) })
+    }
+
+    /// The bounds resolved against constants (and `folded` shapes), checked for equal
+    /// lengths and non-zero steps.
+    pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<SliceBounds> {
+        let starts = self.starts.resolve_dims(graph, node, folded, "starts")?;
+        let ends = self.ends.resolve_dims(graph, node, folded, "ends")?;
+        let axes = self.axes.resolve(graph, node, folded, "axes")?;
+        let steps = self.steps.resolve(graph, node, folded, "steps")?;
+        let (Some(starts), Some(ends)) = (starts, ends) else {
+            return Err(node_error(graph, node, "needs both starts and ends"));
+        };
+        let n = starts.len();
+        if ends.len() != n || axes.as_ref().is_some_and(|a| a.len() != n) || steps.as_ref().is_some_and(|s| s.len() != n) {
+            return Err(node_error(graph, node, "starts, ends, axes and steps must have the same length"));
+        }
+        if steps.as_ref().is_some_and(|s| s.contains(&0)) {
+            return Err(node_error(graph, node, "a slice step is 0"));
+        }
+        Ok(SliceBounds { starts, ends, axes, steps })
+    }
+}
+
+/// How `Pad` fills the new elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    /// `constant`: the constant value (default 0).
+    Constant,
+    /// `reflect`: mirrored without the edge.
+    Reflect,
+    /// `edge`: the edge repeated.
+    Edge,
+    /// `wrap` (opset 19): the other end.
+    Wrap,
+}
+
+/// A `Pad` node's attributes: pads and the constant value are attributes before opset 11,
+/// inputs 1 and 2 from then (and the axes input 3 from 18).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pad {
+    /// `mode` (default `constant`).
+    pub mode: PadMode,
+    /// `[x1_begin, x2_begin, ..., x1_end, x2_end, ...]` over the axes (or every axis).
+    pub pads: IntsParam,
+    /// The fill value of `constant` mode (default 0).
+    pub value: ScalarParam,
+    /// The axes the pads apply to; none: every axis.
+    pub axes: IntsParam,
+}
+
+/// A Pad's parameters, resolved: what [`Pad::resolve`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadAmounts {
+    /// `[x1_begin, x2_begin, ..., x1_end, x2_end, ...]` over `axes` (or every axis).
+    pub pads: Vec<i64>,
+    /// The fill mode.
+    pub mode: PadMode,
+    /// The fill value of `constant` mode.
+    pub constant_value: f64,
+    /// The axes the pads apply to; `None`: every axis.
+    pub axes: Option<Vec<i64>>,
+}
+
+impl Pad {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Pad> {
+        let mode = match attr_result(graph, node, node.attr_string("mode"))?.as_deref() {
+            None | Some("constant") => PadMode::Constant,
+            Some("reflect") => PadMode::Reflect,
+            Some("edge") => PadMode::Edge,
+            Some("wrap") => PadMode::Wrap,
+            Some(other) => return Err(node_error(graph, node, format!("Pad mode '{other}' is not one of constant, reflect, edge, wrap"))),
+        };
+        if node_opset(graph, node) >= 11 {
+            return Ok(Pad { mode, pads: IntsParam::Input(1), value: ScalarParam::Input(2), axes: IntsParam::Input(3) });
+        }
+        Ok(Pad {
+            mode,
+            pads: IntsParam::Attribute(attr_result(graph, node, node.attr_ints("pads"))?),
+            value: ScalarParam::Attribute(Some(attr_result(graph, node, node.attr_float_or("value", 0.0))?)),
+            axes: IntsParam::Attribute(None),
+        })
+    }
+
+    /// The pads, value and axes resolved against constants (and `folded` shapes).
+    pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<PadAmounts> {
+        let Some(pads) = self.pads.resolve(graph, node, folded, "pads")? else {
+            return Err(node_error(graph, node, "has no pads"));
+        };
+        let constant_value = self.value.resolve(graph, node, folded, "constant value")?.unwrap_or(0.0);
+        let axes = self.axes.resolve(graph, node, folded, "axes")?;
+        Ok(PadAmounts { pads, mode: self.mode, constant_value, axes })
+    }
+}
+
+/// A `Resize` or `Upsample` node's attributes, normalized across opsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resize {
+    /// `Upsample` (whose default coordinate transformation is `asymmetric`).
+    pub upsample: bool,
+    /// `mode` (`nearest`, the default; `linear`, `cubic`; Upsample's `bilinear`).
+    pub mode: String,
+    /// `coordinate_transformation_mode` (default `half_pixel`; `asymmetric` for Upsample,
+    /// which has no such attribute).
+    pub coordinate_transformation_mode: String,
+    /// `nearest_mode` (default `round_prefer_floor`).
+    pub nearest_mode: String,
+    /// The scales: Upsample's attribute before opset 9; input 1 (Upsample from 9, Resize
+    /// opset 10), input 2 (Resize from 11).
+    pub scales: FloatsParam,
+    /// The input holding the output sizes (Resize from opset 11: 3).
+    pub sizes: Option<usize>,
+    /// The axes scales/sizes apply to (opset 18); `None`: every axis.
+    pub axes: Option<Vec<i64>>,
+}
+
+/// A list of floats given as an attribute or read from an input (Resize's scales).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FloatsParam {
+    /// The attribute's value; `None` when absent.
+    Attribute(Option<Vec<f32>>),
+    /// Input `k`; absent, omitted or empty means none.
+    Input(usize),
+}
+
+/// A Resize's output size, resolved: what [`Resize::resolve`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeTo {
+    /// Scale per axis (of `axes`, or of every axis).
+    pub scales: Option<Vec<f64>>,
+    /// Output size per axis (of `axes`, or of every axis).
+    pub sizes: Option<Vec<Dim>>,
+    /// The axes scales/sizes apply to; `None`: every axis.
+    pub axes: Option<Vec<i64>>,
+}
+
+impl Resize {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto, upsample: bool) -> Result<Resize> {
+        let opset = node_opset(graph, node);
+        let string = |name: &str, default: &str| -> Result<String> {
+            Ok(attr_result(graph, node, node.attr_string(name))?.unwrap_or_else(|| default.to_string()))
+        };
+        let (scales, sizes, axes) = match (upsample, opset) {
+            (true, ..9) => (FloatsParam::Attribute(attr_result(graph, node, node.attr_floats("scales"))?), None, None),
+            (true, _) | (false, ..11) => (FloatsParam::Input(1), None, None),
+            (false, _) => (FloatsParam::Input(2), Some(3), attr_result(graph, node, node.attr_ints("axes"))?),
+        };
+        Ok(Resize {
+            upsample,
+            mode: string("mode", "nearest")?,
+            coordinate_transformation_mode: string("coordinate_transformation_mode", if upsample { "asymmetric" } else { "half_pixel" })?,
+            nearest_mode: string("nearest_mode", "round_prefer_floor")?,
+            scales,
+            sizes,
+            axes,
+        })
+    }
+
+    /// The scales or sizes resolved against constants (and `folded` shapes); an error
+    /// naming the node when neither is given or an input is not constant.
+    pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<ResizeTo> {
+        let scales = match &self.scales {
+            FloatsParam::Attribute(v) => v.as_ref().map(|v| v.iter().copied().map(f64::from).collect::<Vec<f64>>()),
+            FloatsParam::Input(k) => match ops::input(node, *k) {
+                None => None,
+                Some(name) => match ops::constant_floats(graph, folded, name)? {
+                    Some(v) if v.is_empty() => None, // an empty tensor stands for "absent"
+                    Some(v) => Some(v),
+                    None => return Err(node_error(graph, node, format!("input {k} ('{name}', the scales) is not a constant"))),
+                },
+            },
+        };
+        let sizes = match self.sizes {
+            Some(k) => ops::input_dims(graph, node, folded, k, "sizes")?.filter(|s| !s.is_empty()),
+            None => None,
+        };
+        if scales.is_none() && sizes.is_none() {
+            return Err(node_error(graph, node, "has neither scales nor sizes"));
+        }
+        Ok(ResizeTo { scales, sizes, axes: self.axes.clone() })
+    }
+}
 
 impl Infer<'_, '_> {
     pub(crate) fn gather(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
@@ -100,10 +400,10 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
-    pub(crate) fn split(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn split(&mut self, node: &NodeProto, s: &Split) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1])?;
-        let form = ops::split(self.graph, node, Some(&self.out))?;
+        let form = s.resolve(self.graph, node, Some(&self.out))?;
         let a = self.axis(node, form.axis, x.len())?;
         let dt = self.dtype(node, 0);
         let sizes: Vec<Dim> = match (&form.sizes, x[a].known()) {
@@ -126,10 +426,10 @@ impl Infer<'_, '_> {
             .collect())
     }
 
-    pub(crate) fn slice(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn slice(&mut self, node: &NodeProto, s: &Slice) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1, 2, 3, 4])?;
-        let p = ops::slice_params(self.graph, node, Some(&self.out))?;
+        let p = s.resolve(self.graph, node, Some(&self.out))?;
         let mut out = x.clone();
         let mut touched = vec![false; x.len()];
         for i in 0..p.starts.len() {
@@ -147,10 +447,10 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
-    pub(crate) fn pad(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn pad(&mut self, node: &NodeProto, pad: &Pad) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1, 2, 3])?;
-        let p = ops::pads(self.graph, node, Some(&self.out))?;
+        let p = pad.resolve(self.graph, node, Some(&self.out))?;
         let axes = self.axes_or_all(node, p.axes.as_deref(), x.len())?;
         if p.pads.len() != 2 * axes.len() {
             return Err(self.fail(node, format!("pads {:?} needs {} entries for {} axes", p.pads, 2 * axes.len(), axes.len())));
@@ -166,10 +466,10 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 
-    pub(crate) fn resize(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn resize(&mut self, node: &NodeProto, resize: &Resize) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1, 2, 3])?;
-        let r = ops::resize(self.graph, node, Some(&self.out))?;
+        let r = resize.resolve(self.graph, node, Some(&self.out))?;
         let axes = self.axes_or_all(node, r.axes.as_deref(), x.len())?;
         let mut out = x.clone();
         if let Some(sizes) = &r.sizes {

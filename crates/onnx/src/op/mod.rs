@@ -5,13 +5,15 @@
 //!
 //! * **Parse once.** [`Op::parse`] turns a node into an [`Op`]: the operator kind, and for
 //!   the operators whose attributes are typed so far (convolutions, pooling, Gemm, Reduce*,
-//!   Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze) the attributes
-//!   normalized across opsets, with defaults applied where they do not depend on shapes.
-//!   A malformed attribute is an error naming the node. Lists that moved from an attribute
-//!   to an input over the opsets are an [`IntsParam`] (the Reduce, Squeeze and Unsqueeze
-//!   axes), resolved against constants and folded shapes; the others (Slice's bounds,
-//!   Split's sizes, Pad, Clip, Resize) still go through the opset-aware helpers of
-//!   [`crate::ops`].
+//!   ArgMax/ArgMin, TopK, Softmax/LogSoftmax/Hardmax, Clip, Split, Slice, Pad,
+//!   Resize/Upsample, Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze)
+//!   the attributes normalized across opsets, with defaults applied where they do not depend
+//!   on shapes. A malformed attribute is an error naming the node. Parameters that moved from
+//!   an attribute to an input over the opsets are an [`IntsParam`] (lists: Reduce, Squeeze
+//!   and Unsqueeze axes, Split's sizes, Slice's bounds, Pad's pads, TopK's k) or a
+//!   [`ScalarParam`] (Clip's bounds, Pad's value), resolved against constants and folded
+//!   shapes by the operator's `resolve` method. Dropout and BatchNormalization still go
+//!   through the opset-aware helpers of [`crate::ops`].
 //! * **One module per family.** `conv`, `pool`, `norm`, `elementwise`, `matmul`, `reduce`,
 //!   `layout`, `index`, `generate` and `quant` each hold, for their operators: the kind enums and
 //!   typed attributes, the output shapes (as `impl Infer` methods, named as they were in
@@ -27,13 +29,20 @@
 //!   is therefore a compile error at every stage still missing it.
 //! * **Opaque operators.** [`Op::Other`] holds an operator oto does not know (or one of a
 //!   custom domain): shape inference leaves its outputs unknown, the rules block what it
-//!   touches, the executor refuses it. These stages never match an operator's name; the
-//!   constant-folding interpreter (`shape.rs`, `fold`), `normalize.rs` and the rules'
-//!   `arity` still do (to move).
+//!   touches, the executor refuses it. These stages never match an operator's name, nor
+//!   do the constant folding of `shape.rs` (`fold`, `fold_shape_values`), the folding
+//!   plan of `normalize.rs` and the analysis (`oto-graph`'s shape-entry `locate`, the
+//!   saved-analysis checks): each parses the node and matches the [`Op`]. Only the
+//!   rewrites of `normalize.rs` that run on the bare protobuf before a graph exists
+//!   (lifting `Constant`s, `Sum`/`Max`/`Min` chains, shared shape `Concat`s, tied
+//!   transposes of `MatMul` weights) and the opset raiser of `oto-quant` (a table of
+//!   ONNX schema versions) still go by name.
 //!
-//! Adding an operator: a variant (or a kind in a family enum) and its `parse` entry here,
-//! its shape rule (an arm of `node_types` below, the body in the family module), then
-//! follow the compiler: the rule's arm in `oto-graph` and the executor's arm in `oto-torch`.
+//! Adding an operator: its name in [`OPERATORS`] (the test `every_listed_operator_parses`
+//! then demands a parse entry), a variant (or a kind in a family enum) and its `parse`
+//! entry here, its shape rule (an arm of `node_types` below, the body in the family
+//! module), then follow the compiler: the rule's arm in `oto-graph` and the executor's arm
+//! in `oto-torch`, whose `supported_ops` list follows by itself.
 
 pub mod conv;
 pub mod elementwise;
@@ -53,11 +62,13 @@ use crate::proto::NodeProto;
 use crate::shape::{Infer, Stop, ValueType, R};
 use crate::tensor::DType;
 pub use conv::{Conv, ConvTranspose, Window};
-pub use elementwise::{Binary, Compare, Unary};
+pub use elementwise::{Binary, Clip, Compare, Unary};
+pub use index::{FloatsParam, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes};
 pub use matmul::Gemm;
+pub use norm::{LayerNorm, Softmax, SoftmaxKind};
 pub use pool::{Pool, PoolKind};
 pub use quant::QLinear;
-pub use reduce::Reduce;
+pub use reduce::{ArgReduce, Reduce, TopK};
 
 /// A node's operator, parsed once (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
@@ -79,22 +90,18 @@ pub enum Op {
     InstanceNormalization,
     /// `GroupNormalization`.
     GroupNormalization,
-    /// `LayerNormalization`.
-    LayerNormalization,
+    /// `LayerNormalization`: axis, epsilon, stash type.
+    LayerNormalization(LayerNorm),
     /// `RMSNormalization` (opset 23): `x / sqrt(mean(x^2) + epsilon) * scale` over the axes from `axis`.
-    RmsNormalization,
+    RmsNormalization(LayerNorm),
     /// `LRN`.
     Lrn,
     /// `LpNormalization`.
     LpNormalization,
     /// `MeanVarianceNormalization`.
     MeanVarianceNormalization,
-    /// `Softmax`.
-    Softmax,
-    /// `LogSoftmax`.
-    LogSoftmax,
-    /// `Hardmax`.
-    Hardmax,
+    /// `Softmax`, `LogSoftmax`, `Hardmax`: the kind and axis.
+    Softmax(Softmax),
     // ---- elementwise.rs
     /// One-input elementwise functions (same shape and type as the input).
     Unary(Unary),
@@ -106,8 +113,8 @@ pub enum Op {
     Where,
     /// `PRelu`.
     PRelu,
-    /// `Clip`.
-    Clip,
+    /// `Clip`: the bounds (attributes or inputs by opset).
+    Clip(Clip),
     /// `Dropout`.
     Dropout,
     /// `Cast`.
@@ -130,13 +137,10 @@ pub enum Op {
     // ---- reductions
     /// `ReduceMean`, `ReduceSum`...: the kind, axes, `keepdims`, `noop_with_empty_axes`.
     Reduce(Reduce),
-    /// `ArgMax` (`max`) or `ArgMin`.
-    ArgReduce {
-        /// `ArgMax`.
-        max: bool,
-    },
-    /// `TopK`.
-    TopK,
+    /// `ArgMax` or `ArgMin`: axis, `keepdims`, `select_last_index`.
+    ArgReduce(ArgReduce),
+    /// `TopK`: `k` (attribute or input by opset), axis, `largest`, `sorted`.
+    TopK(TopK),
     /// `CumSum`.
     CumSum,
     // ---- layout
@@ -179,17 +183,14 @@ pub enum Op {
         /// The axis (possibly negative; the attribute is required).
         axis: i64,
     },
-    /// `Split`.
-    Split,
-    /// `Slice`.
-    Slice,
-    /// `Pad`.
-    Pad,
-    /// `Resize`, `Upsample` (`upsample`).
-    Resize {
-        /// `Upsample`.
-        upsample: bool,
-    },
+    /// `Split`: axis, sizes (attribute or input by opset), number of outputs.
+    Split(Split),
+    /// `Slice`: starts, ends, axes, steps (attributes or inputs by opset).
+    Slice(Slice),
+    /// `Pad`: mode, pads, constant value, axes (attributes or inputs by opset).
+    Pad(Pad),
+    /// `Resize`, `Upsample`: modes and where the scales or sizes are.
+    Resize(Resize),
     /// `Gather`.
     Gather {
         /// The axis (possibly negative, default 0).
@@ -204,8 +205,13 @@ pub enum Op {
     /// `ScatterElements`, `Scatter`.
     ScatterElements,
     // ---- generators and shape values
-    /// `Shape`.
-    Shape,
+    /// `Shape`: the axes `start..end` of the input's shape (opset 15; default all).
+    Shape {
+        /// First axis (possibly negative, clamped; default 0).
+        start: i64,
+        /// End axis (exclusive; possibly negative, clamped); `None`: the rank.
+        end: Option<i64>,
+    },
     /// `Size`.
     Size,
     /// `Constant`.
@@ -219,7 +225,10 @@ pub enum Op {
     /// `EyeLike`.
     EyeLike,
     /// `Trilu`.
-    Trilu,
+    Trilu {
+        /// Keeps the upper triangle (default), else the lower.
+        upper: bool,
+    },
     // ---- quant.rs
     /// `QuantizeLinear`.
     QuantizeLinear(QLinear),
@@ -308,7 +317,208 @@ impl IntsParam {
             IntsParam::Input(k) => crate::ops::input_ints(graph, node, folded, *k, what),
         }
     }
+
+    /// Like [`IntsParam::resolve`], but an input's entries may be symbolic dimensions
+    /// computed from shapes (Slice's starts and ends).
+    pub fn resolve_dims(
+        &self,
+        graph: &Graph<'_>,
+        node: &NodeProto,
+        folded: Option<&crate::shape::Shapes>,
+        what: &str,
+    ) -> Result<Option<Vec<crate::dim::Dim>>> {
+        match self {
+            IntsParam::Attribute(v) => Ok(v.as_ref().map(|v| v.iter().copied().map(crate::dim::Dim::Known).collect())),
+            IntsParam::Input(k) => crate::ops::input_dims(graph, node, folded, *k, what),
+        }
+    }
+
+    /// The input this list is read from at run time, if it is an input.
+    pub fn input(&self) -> Option<usize> {
+        match self {
+            IntsParam::Attribute(_) => None,
+            IntsParam::Input(k) => Some(*k),
+        }
+    }
 }
+
+/// A number an operator took as an attribute before some opset and as a scalar input
+/// from then on (Clip's bounds, Pad's constant value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScalarParam {
+    /// The attribute's value (the node's opset is before the move); `None` when absent.
+    Attribute(Option<f32>),
+    /// Input `k` (the opset is from the move on); an absent or omitted input means none.
+    Input(usize),
+}
+
+impl ScalarParam {
+    /// The float attribute `name` before opset `since`, input `k` from then on.
+    fn parse(graph: &Graph<'_>, node: &NodeProto, name: &str, since: i64, k: usize) -> Result<ScalarParam> {
+        if crate::ops::node_opset(graph, node) >= since {
+            Ok(ScalarParam::Input(k))
+        } else {
+            Ok(ScalarParam::Attribute(attr_result(graph, node, node.attr_float(name))?))
+        }
+    }
+
+    /// The value: the attribute's, or the input's constant scalar; `Ok(None)` when not
+    /// given, an error naming the node (and calling the value `what`) when the input is not
+    /// a constant scalar.
+    pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&crate::shape::Shapes>, what: &str) -> Result<Option<f64>> {
+        match self {
+            ScalarParam::Attribute(v) => Ok(v.map(f64::from)),
+            ScalarParam::Input(k) => crate::ops::input_scalar(graph, node, folded, *k, what),
+        }
+    }
+}
+
+/// Every operator of the default ONNX domain that [`Op::parse`] knows, sorted (byte
+/// order). `Op::parse` looks a name up here first, so this table is what the parser
+/// accepts: a name missing here is [`Op::Other`], and the tests check that every name here
+/// parses to a known operator. The executor derives its list of supported operators
+/// from it (`oto_torch::exec::supported_ops`).
+pub const OPERATORS: &[&str] = &[
+    "Abs",
+    "Acos",
+    "Acosh",
+    "Add",
+    "And",
+    "ArgMax",
+    "ArgMin",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "AveragePool",
+    "BatchNormalization",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvInteger",
+    "ConvTranspose",
+    "Cos",
+    "Cosh",
+    "CumSum",
+    "DepthToSpace",
+    "DequantizeLinear",
+    "Div",
+    "Dropout",
+    "Einsum",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "EyeLike",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalLpPool",
+    "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
+    "GroupNormalization",
+    "HardSigmoid",
+    "HardSwish",
+    "Hardmax",
+    "Identity",
+    "InstanceNormalization",
+    "IsInf",
+    "IsNaN",
+    "LRN",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "LpNormalization",
+    "LpPool",
+    "MatMul",
+    "MatMulInteger",
+    "Max",
+    "MaxPool",
+    "Mean",
+    "MeanVarianceNormalization",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "NonZero",
+    "Not",
+    "Or",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "QuantizeLinear",
+    "RMSNormalization",
+    "Range",
+    "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Round",
+    "Scatter",
+    "ScatterElements",
+    "ScatterND",
+    "Selu",
+    "Shape",
+    "Shrink",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Softplus",
+    "Softsign",
+    "SpaceToDepth",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tan",
+    "Tanh",
+    "ThresholdedRelu",
+    "Tile",
+    "TopK",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Upsample",
+    "Where",
+    "Xor",
+];
 
 /// Whether `node` is of the default ONNX domain.
 pub fn default_domain(node: &NodeProto) -> bool {
@@ -321,7 +531,7 @@ impl Op {
     /// known operator is an error naming the node.
     pub fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Op> {
         let op = node.op();
-        if !default_domain(node) {
+        if !default_domain(node) || OPERATORS.binary_search(&op).is_err() {
             return Ok(Op::Other(op.to_string()));
         }
         let attrs = |r: std::result::Result<Op, String>| attr_result(graph, node, r);
@@ -358,17 +568,17 @@ impl Op {
             "BatchNormalization" => Op::BatchNormalization,
             "InstanceNormalization" => Op::InstanceNormalization,
             "GroupNormalization" => Op::GroupNormalization,
-            "LayerNormalization" => Op::LayerNormalization,
-            "RMSNormalization" => Op::RmsNormalization,
+            "LayerNormalization" => Op::LayerNormalization(LayerNorm::parse(graph, node)?),
+            "RMSNormalization" => Op::RmsNormalization(LayerNorm::parse(graph, node)?),
             "LRN" => Op::Lrn,
             "LpNormalization" => Op::LpNormalization,
             "MeanVarianceNormalization" => Op::MeanVarianceNormalization,
-            "Softmax" => Op::Softmax,
-            "LogSoftmax" => Op::LogSoftmax,
-            "Hardmax" => Op::Hardmax,
+            "Softmax" => Op::Softmax(Softmax::parse(graph, node, SoftmaxKind::Softmax)?),
+            "LogSoftmax" => Op::Softmax(Softmax::parse(graph, node, SoftmaxKind::LogSoftmax)?),
+            "Hardmax" => Op::Softmax(Softmax::parse(graph, node, SoftmaxKind::Hardmax)?),
             "Where" => Op::Where,
             "PRelu" => Op::PRelu,
-            "Clip" => Op::Clip,
+            "Clip" => Op::Clip(Clip::parse(graph, node)?),
             "Dropout" => Op::Dropout,
             "Cast" => {
                 let Some(code) = attr_result(graph, node, node.attr_int("to"))? else {
@@ -381,9 +591,9 @@ impl Op {
             "MatMul" => Op::MatMul { integer: false },
             "MatMulInteger" => Op::MatMul { integer: true },
             "Einsum" => Op::Einsum,
-            "ArgMax" => Op::ArgReduce { max: true },
-            "ArgMin" => Op::ArgReduce { max: false },
-            "TopK" => Op::TopK,
+            "ArgMax" => Op::ArgReduce(ArgReduce::parse(graph, node, true)?),
+            "ArgMin" => Op::ArgReduce(ArgReduce::parse(graph, node, false)?),
+            "TopK" => Op::TopK(TopK::parse(graph, node)?),
             "CumSum" => Op::CumSum,
             "Reshape" => Op::Reshape { allowzero: int_or("allowzero", 0)? != 0 },
             "Flatten" => Op::Flatten { axis: int_or("axis", 1)? },
@@ -398,24 +608,24 @@ impl Op {
                 Some(axis) => Op::Concat { axis },
                 None => return Err(node_error(graph, node, "has no 'axis' attribute")),
             },
-            "Split" => Op::Split,
-            "Slice" => Op::Slice,
-            "Pad" => Op::Pad,
-            "Resize" => Op::Resize { upsample: false },
-            "Upsample" => Op::Resize { upsample: true },
+            "Split" => Op::Split(Split::parse(graph, node)?),
+            "Slice" => Op::Slice(Slice::parse(graph, node)?),
+            "Pad" => Op::Pad(Pad::parse(graph, node)?),
+            "Resize" => Op::Resize(Resize::parse(graph, node, false)?),
+            "Upsample" => Op::Resize(Resize::parse(graph, node, true)?),
             "Gather" => Op::Gather { axis: int_or("axis", 0)? },
             "GatherElements" => Op::GatherElements,
             "GatherND" => Op::GatherNd,
             "ScatterND" => Op::ScatterNd,
             "ScatterElements" | "Scatter" => Op::ScatterElements,
-            "Shape" => Op::Shape,
+            "Shape" => Op::Shape { start: int_or("start", 0)?, end: attr_result(graph, node, node.attr_int("end"))? },
             "Size" => Op::Size,
             "Constant" => Op::Constant,
             "ConstantOfShape" => Op::ConstantOfShape,
             "Range" => Op::Range,
             "NonZero" => Op::NonZero,
             "EyeLike" => Op::EyeLike,
-            "Trilu" => Op::Trilu,
+            "Trilu" => Op::Trilu { upper: int_or("upper", 1)? != 0 },
             "QuantizeLinear" => attrs(QLinear::parse(node).map(Op::QuantizeLinear))?,
             "DequantizeLinear" => attrs(QLinear::parse(node).map(Op::DequantizeLinear))?,
             other => Op::Other(other.to_string()),
@@ -424,33 +634,30 @@ impl Op {
 }
 
 impl Infer<'_, '_> {
-    /// The output types of `node`: parsed once, then the family's shape rule.
-    pub(crate) fn node_types(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        let op = Op::parse(self.graph, node)?;
-        match &op {
+    /// The output types of `node` (parsed as `op`): the family's shape rule.
+    pub(crate) fn node_types(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
+        match op {
             Op::Other(_) => Err(Stop::Unknown),
             Op::Unary(_)
             | Op::PRelu
-            | Op::Clip
-            | Op::Softmax
-            | Op::LogSoftmax
-            | Op::Hardmax
+            | Op::Clip(_)
+            | Op::Softmax(_)
             | Op::Lrn
             | Op::CumSum
-            | Op::Trilu
+            | Op::Trilu { .. }
             | Op::InstanceNormalization
             | Op::GroupNormalization
             | Op::MeanVarianceNormalization
             | Op::LpNormalization
-            | Op::RmsNormalization => self.same_shape(node, &op),
-            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, &op),
+            | Op::RmsNormalization(_) => self.same_shape(node, op),
+            Op::Binary(_) | Op::Compare(_) | Op::Where => self.broadcast(node, op),
             Op::Reduce(r) => self.reduce(node, r),
             Op::Conv(c) => self.conv(node, c),
             Op::ConvTranspose(c) => self.conv_transpose(node, c),
             Op::Pool(p) => self.pool(node, p),
             Op::GlobalPool(_) => self.global_pool(node),
             Op::BatchNormalization => self.batch_norm(node),
-            Op::LayerNormalization => self.layer_norm(node),
+            Op::LayerNormalization(l) => self.layer_norm(node, l),
             Op::Dropout => self.dropout(node),
             Op::Gemm(g) => self.gemm(node, g),
             Op::MatMul { integer } => self.matmul(node, *integer),
@@ -459,8 +666,8 @@ impl Infer<'_, '_> {
             Op::Reshape { allowzero } => self.reshape(node, *allowzero),
             Op::Transpose { perm } => self.transpose(node, perm.as_deref()),
             Op::Concat { axis } => self.concat(node, *axis),
-            Op::Split => self.split(node),
-            Op::Slice => self.slice(node),
+            Op::Split(s) => self.split(node, s),
+            Op::Slice(s) => self.slice(node, s),
             Op::Gather { axis } => self.gather(node, *axis),
             Op::GatherElements => self.gather_elements(node),
             Op::GatherNd => self.gather_nd(node),
@@ -468,7 +675,7 @@ impl Infer<'_, '_> {
             Op::ScatterElements => self.scatter_elements(node),
             Op::Squeeze { axes } => self.squeeze(node, axes),
             Op::Unsqueeze { axes } => self.unsqueeze(node, axes),
-            Op::Shape => self.shape_of(node),
+            &Op::Shape { start, end } => self.shape_of(node, start, end),
             Op::Size => self.size(),
             Op::Constant => self.constant(node),
             Op::ConstantOfShape => self.constant_of_shape(node),
@@ -477,11 +684,11 @@ impl Infer<'_, '_> {
             Op::CastLike => self.cast(node, self.dtype(node, 1)),
             Op::Range => self.range(node),
             Op::Tile => self.tile(node),
-            Op::Pad => self.pad(node),
-            Op::Resize { .. } => self.resize(node),
-            Op::ArgReduce { .. } => self.arg_reduce(node),
-            Op::TopK => self.top_k(node),
-            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, &op),
+            Op::Pad(p) => self.pad(node, p),
+            Op::Resize(r) => self.resize(node, r),
+            Op::ArgReduce(r) => self.arg_reduce(node, r),
+            Op::TopK(t) => self.top_k(node, t),
+            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, op),
             Op::NonZero => self.non_zero(node),
             Op::EyeLike => self.eye_like(node),
             Op::QuantizeLinear(q) => self.qlinear(node, q, false),
@@ -516,6 +723,29 @@ mod tests {
             output: vec!["y".into()],
             attribute,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_listed_operator_parses() {
+        assert!(OPERATORS.windows(2).all(|w| w[0] < w[1]), "OPERATORS must be sorted and without repeats");
+        let int = |name: &str, v: i64| AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(v),
+            ..Default::default()
+        };
+        for &name in OPERATORS {
+            // The attributes an operator requires.
+            let attrs = match name {
+                "Concat" => vec![int("axis", 0)],
+                "Cast" => vec![int("to", 1)],
+                _ => vec![],
+            };
+            let m = model(node(name, attrs));
+            let g = Graph::new(&m).unwrap();
+            let op = Op::parse(&g, g.node(0)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!matches!(op, Op::Other(_)), "{name} is listed but parses as an opaque operator");
         }
     }
 

@@ -2,7 +2,9 @@
 //! [`Reduce`]), `ArgMax`/`ArgMin` and `TopK`. Not counted in MACs.
 
 use super::{IntsParam, ReduceKind};
-use crate::graph::NodeExt;
+use crate::error::Result;
+use crate::graph::{Graph, NodeExt};
+use crate::ops::attr_result;
 use crate::proto::NodeProto;
 use crate::shape::*;
 use crate::tensor::DType;
@@ -21,13 +23,62 @@ pub struct Reduce {
     pub noop_with_empty_axes: bool,
 }
 
+/// `ArgMax` or `ArgMin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgReduce {
+    /// `ArgMax` (else `ArgMin`).
+    pub max: bool,
+    /// The axis (possibly negative; default 0).
+    pub axis: i64,
+    /// Whether the reduced axis stays as size 1 (default true).
+    pub keepdims: bool,
+    /// Ties resolve to the last index (opset 12; default false: the first).
+    pub select_last_index: bool,
+}
+
+impl ArgReduce {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto, max: bool) -> Result<ArgReduce> {
+        let int = |name: &str, default: i64| attr_result(graph, node, node.attr_int_or(name, default));
+        Ok(ArgReduce {
+            max,
+            axis: int("axis", 0)?,
+            keepdims: int("keepdims", 1)? != 0,
+            select_last_index: int("select_last_index", 0)? != 0,
+        })
+    }
+}
+
+/// `TopK`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopK {
+    /// `k`: the attribute before opset 10 (a one-entry list), input 1 from then.
+    pub k: IntsParam,
+    /// The axis (possibly negative; default -1).
+    pub axis: i64,
+    /// The largest elements (default true; opset 11), else the smallest.
+    pub largest: bool,
+    /// The results sorted (default true; opset 11).
+    pub sorted: bool,
+}
+
+impl TopK {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<TopK> {
+        let int = |name: &str, default: i64| attr_result(graph, node, node.attr_int_or(name, default));
+        let k = if crate::ops::node_opset(graph, node) >= 10 {
+            IntsParam::Input(1)
+        } else {
+            IntsParam::Attribute(attr_result(graph, node, node.attr_int("k"))?.map(|k| vec![k]))
+        };
+        Ok(TopK { k, axis: int("axis", -1)?, largest: int("largest", 1)? != 0, sorted: int("sorted", 1)? != 0 })
+    }
+}
+
 impl Infer<'_, '_> {
-    pub(crate) fn arg_reduce(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn arg_reduce(&mut self, node: &NodeProto, r: &ArgReduce) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let a = self.axis(node, self.attr(node, node.attr_int_or("axis", 0))?, x.len())?;
-        let keep = self.attr(node, node.attr_int_or("keepdims", 1))? != 0;
+        let a = self.axis(node, r.axis, x.len())?;
         let mut out = x;
-        if keep {
+        if r.keepdims {
             out[a] = Dim::Known(1);
         } else {
             out.remove(a);
@@ -35,10 +86,13 @@ impl Infer<'_, '_> {
         Ok(vec![vt(Some(DType::I64), out)])
     }
 
-    pub(crate) fn top_k(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+    pub(crate) fn top_k(&mut self, node: &NodeProto, t: &TopK) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let a = self.axis(node, self.attr(node, node.attr_int_or("axis", -1))?, x.len())?;
-        let k = self.values(node, 1)?;
+        let a = self.axis(node, t.axis, x.len())?;
+        let k = match &t.k {
+            IntsParam::Attribute(k) => k.iter().flatten().map(|&k| Dim::Known(k)).collect(),
+            IntsParam::Input(i) => self.values(node, *i)?,
+        };
         let mut out = x;
         out[a] = k.first().cloned().ok_or(Stop::Unknown)?;
         Ok(vec![vt(self.dtype(node, 0), out.clone()), vt(Some(DType::I64), out)])

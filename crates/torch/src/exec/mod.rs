@@ -14,13 +14,14 @@ mod ops;
 
 use crate::error::{Error, Result};
 use convert::{kind_of, to_tch};
+use oto_onnx::op::Op;
 use oto_onnx::proto::{tensor_shape_proto::dimension, type_proto, ValueInfoProto};
-use oto_onnx::{node_label, DType, Graph, Model, NodeExt};
+use oto_onnx::{node_label, DType, Graph, Model};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
 
-pub use ops::SUPPORTED_OPS;
+pub use ops::supported_ops;
 
 /// Whether the graph runs for training or for inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,16 +120,18 @@ const HOST_INTS_LIMIT: usize = 1 << 12;
 
 /// Input positions that hold a non-weight parameter (a bound, a fill value, a ratio):
 /// float initializers read only at such positions are constants, not parameters.
-fn is_parameter_position(op: &str, k: usize) -> bool {
+fn is_parameter_position(op: &Op, k: usize) -> bool {
     match op {
-        "Clip" => k >= 1,
-        "Pad" => k >= 1,
-        "Resize" | "Upsample" => k >= 1,
-        "QuantizeLinear" | "DequantizeLinear" => k >= 1,
-        "Dropout" => k >= 1,
-        "Range" | "ConstantOfShape" | "Reshape" | "Expand" | "Tile" | "Slice" | "Squeeze" | "Unsqueeze" => true,
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
-        | "ReduceLogSumExp" | "ReduceSumSquare" | "Split" | "CumSum" | "TopK" | "Trilu" => k >= 1,
+        Op::Clip(_) | Op::Pad(_) | Op::Resize(_) | Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::Dropout => k >= 1,
+        Op::Range
+        | Op::ConstantOfShape
+        | Op::Reshape { .. }
+        | Op::Expand
+        | Op::Tile
+        | Op::Slice(_)
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. } => true,
+        Op::Reduce(_) | Op::Split(_) | Op::CumSum | Op::TopK(_) | Op::Trilu { .. } => k >= 1,
         _ => false,
     }
 }
@@ -145,12 +148,14 @@ impl Executor {
         let mut bn_stats: HashSet<&str> = HashSet::new();
         let mut parameter_only: HashMap<&str, bool> = HashMap::new();
         for node in &proto.node {
+            // A node that does not parse is reported when it is compiled below.
+            let op = Op::parse(&graph, node).ok();
             for (k, input) in node.input.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
-                if node.op() == "BatchNormalization" && (k == 3 || k == 4) {
+                if op == Some(Op::BatchNormalization) && (k == 3 || k == 4) {
                     bn_stats.insert(input);
                 }
                 let entry = parameter_only.entry(input.as_str()).or_insert(true);
-                *entry &= is_parameter_position(node.op(), k);
+                *entry &= op.as_ref().is_some_and(|op| is_parameter_position(op, k));
             }
         }
 
@@ -206,7 +211,7 @@ impl Executor {
         let mut nodes = Vec::new();
         for (_, node) in graph.nodes() {
             let label = node_label(node);
-            if node.op() == "Constant" {
+            if matches!(Op::parse(&graph, node), Ok(Op::Constant)) {
                 let Some(out) = node.output.first() else {
                     continue;
                 };

@@ -1,9 +1,8 @@
 //! Elementwise, matrix and reduction operators.
 
-use super::{axis, Ctx, Ints, Kernel, OpResult};
+use super::{axis, not_supported, Ctx, Ints, Kernel, OpResult};
 use crate::exec::convert::is_float_kind;
-use oto_onnx::op::{Binary as B, Compare as C, Gemm, Op, Reduce, ReduceKind, Unary as U};
-use oto_onnx::ops as onnx_ops;
+use oto_onnx::op::{ArgReduce, Binary as B, Clip, Compare as C, Gemm, Op, Reduce, ReduceKind, Unary as U};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
 use tch::{Kind, Scalar, Tensor};
@@ -122,7 +121,7 @@ pub fn unary_op(node: &NodeProto, u: U) -> Result<Kernel, String> {
         | U::Asinh
         | U::Acosh
         | U::Atanh
-        | U::BitwiseNot => return Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+        | U::BitwiseNot => return Err(not_supported(node.op())),
     };
     Ok(k)
 }
@@ -154,9 +153,7 @@ pub fn binary_op(node: &NodeProto, b: B) -> Result<Kernel, String> {
             }
             Ok(vec![acc.f_div_scalar(n)?])
         }),
-        B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor => {
-            return Err(format!("operator {} is not supported by the libtorch executor", node.op()))
-        }
+        B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor => return Err(not_supported(node.op())),
     };
     Ok(k)
 }
@@ -185,7 +182,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
         Op::Where => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(1)?.f_where_self(ctx.input(0)?, ctx.input(2)?)?])),
         Op::MatMul { integer: false } => binary(Tensor::f_matmul),
         Op::Gemm(g) => gemm(g),
-        Op::Clip => clip(graph, node)?,
+        Op::Clip(c) => clip(graph, node, c),
         Op::CumSum => {
             let (exclusive, reverse) = (node.attr_int_or("exclusive", 0)? != 0, node.attr_int_or("reverse", 0)? != 0);
             Box::new(move |ctx: &Ctx<'_>| {
@@ -204,22 +201,16 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
                 Ok(vec![x])
             })
         }
-        Op::ArgReduce { max } => {
-            let a = node.attr_int_or("axis", 0)?;
-            let keepdims = node.attr_int_or("keepdims", 1)? != 0;
-            let last = node.attr_int_or("select_last_index", 0)? != 0;
-            let max = *max;
-            Box::new(move |ctx: &Ctx<'_>| {
-                let x = ctx.input(0)?;
-                let a = axis(a, x.dim())?;
-                let x = if last { x.f_flip([a])? } else { x.shallow_clone() };
-                let mut i = if max { x.f_argmax(a, keepdims)? } else { x.f_argmin(a, keepdims)? };
-                if last {
-                    i = i.f_neg()?.f_add_scalar(x.size()[a as usize] - 1)?;
-                }
-                Ok(vec![i])
-            })
-        }
+        &Op::ArgReduce(ArgReduce { max, axis: a, keepdims, select_last_index: last }) => Box::new(move |ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let a = axis(a, x.dim())?;
+            let x = if last { x.f_flip([a])? } else { x.shallow_clone() };
+            let mut i = if max { x.f_argmax(a, keepdims)? } else { x.f_argmin(a, keepdims)? };
+            if last {
+                i = i.f_neg()?.f_add_scalar(x.size()[a as usize] - 1)?;
+            }
+            Ok(vec![i])
+        }),
         Op::Einsum => {
             let equation = node.attr_string("equation")?.ok_or("has no 'equation' attribute")?;
             Box::new(move |ctx: &Ctx<'_>| {
@@ -252,10 +243,9 @@ fn gemm(g: &Gemm) -> Kernel {
     })
 }
 
-fn clip(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
-    let bounds = onnx_ops::clip_bounds(graph, node, None);
-    let static_bounds = bounds.ok();
-    Ok(Box::new(move |ctx: &Ctx<'_>| {
+fn clip(graph: &Graph<'_>, node: &NodeProto, c: &Clip) -> Kernel {
+    let static_bounds = c.bounds(graph, node, None).ok();
+    Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let (lo, hi) = match static_bounds {
             Some((lo, hi)) => (lo.map(f64::from), hi.map(f64::from)),
@@ -269,7 +259,7 @@ fn clip(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
         };
         // A float bound promotes an integer tensor to float; the bounds of an integer Clip are integers.
         Ok(vec![y.f_to_kind(x.kind())?])
-    }))
+    })
 }
 
 fn reduce(graph: &Graph<'_>, node: &NodeProto, r: &Reduce) -> Result<Kernel, String> {

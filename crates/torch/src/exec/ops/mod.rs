@@ -7,7 +7,7 @@ mod quant;
 mod shape;
 
 use super::convert::{host_floats, host_ints};
-use oto_onnx::op::Op;
+use oto_onnx::op::{Op, Softmax, SoftmaxKind};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
 use tch::{Device, TchError, Tensor};
@@ -135,117 +135,58 @@ pub fn axis(a: i64, rank: usize) -> OpResult<i64> {
     }
 }
 
-/// The operators the executor runs.
-pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs",
-    "Add",
-    "And",
-    "ArgMax",
-    "ArgMin",
-    "AveragePool",
-    "BatchNormalization",
-    "Cast",
-    "CastLike",
-    "Ceil",
-    "Clip",
-    "Concat",
-    "Constant",
-    "ConstantOfShape",
-    "Conv",
-    "ConvTranspose",
-    "Cos",
-    "CumSum",
-    "DequantizeLinear",
-    "Div",
-    "Dropout",
-    "Einsum",
-    "Elu",
-    "Equal",
-    "Erf",
-    "Exp",
-    "Expand",
-    "Flatten",
-    "Floor",
-    "Gather",
-    "GatherElements",
-    "GatherND",
-    "Gelu",
-    "Gemm",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Greater",
-    "GreaterOrEqual",
-    "GroupNormalization",
-    "HardSigmoid",
-    "HardSwish",
-    "Identity",
-    "InstanceNormalization",
-    "IsInf",
-    "IsNaN",
-    "LayerNormalization",
-    "LRN",
-    "LeakyRelu",
-    "Less",
-    "LessOrEqual",
-    "Log",
-    "LogSoftmax",
-    "MatMul",
-    "Max",
-    "MaxPool",
-    "Mean",
-    "Min",
-    "Mish",
-    "Mod",
-    "Mul",
-    "Neg",
-    "Not",
-    "Or",
-    "PRelu",
-    "RMSNormalization",
-    "Pad",
-    "Pow",
-    "QuantizeLinear",
-    "Range",
-    "Reciprocal",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceSum",
-    "ReduceSumSquare",
-    "Relu",
-    "Reshape",
-    "Resize",
-    "Round",
-    "ScatterND",
-    "Selu",
-    "Shape",
-    "Sigmoid",
-    "Sign",
-    "Sin",
-    "Size",
-    "Slice",
-    "Softmax",
-    "Softplus",
-    "Softsign",
-    "Split",
-    "Sqrt",
-    "Squeeze",
-    "Sub",
-    "Sum",
-    "Tanh",
-    "Tile",
-    "Transpose",
-    "Trilu",
-    "Unsqueeze",
-    "Upsample",
-    "Where",
-    "Xor",
-];
+/// What `compile` says of an operator it has no kernel for: the refusal that
+/// [`supported_ops`] tells apart from errors about a node's attributes or inputs.
+const NOT_SUPPORTED: &str = "is not supported by the libtorch executor";
+
+/// The refusal of operator `op`.
+pub(crate) fn not_supported(op: &str) -> String {
+    format!("operator {op} {NOT_SUPPORTED}")
+}
+
+/// The operators of the default ONNX domain the executor runs, sorted: every operator
+/// [`oto_onnx::op::OPERATORS`] lists that `compile` does not refuse. Derived by
+/// compiling a node of each (no inputs; the attributes `Concat` and `Cast` require), so
+/// it cannot disagree with the parser or the executor; an error about the synthetic
+/// node's missing attributes or inputs is not a refusal of the operator.
+pub fn supported_ops() -> &'static [&'static str] {
+    static SUPPORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(|| oto_onnx::op::OPERATORS.iter().copied().filter(|&name| compiles(name)).collect())
+}
+
+/// Whether `compile` has a kernel for a bare node of operator `name`.
+fn compiles(name: &str) -> bool {
+    use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
+    let int = |attr: &str, v: i64| AttributeProto {
+        name: Some(attr.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    };
+    let attribute = match name {
+        "Concat" => vec![int("axis", 0)],
+        "Cast" => vec![int("to", 1)],
+        _ => vec![],
+    };
+    let node = NodeProto { op_type: Some(name.into()), output: vec!["y".into()], attribute, ..Default::default() };
+    let graph = GraphProto {
+        node: vec![node],
+        output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+        ..Default::default()
+    };
+    let proto = ModelProto {
+        ir_version: Some(oto_onnx::model::MAX_IR_VERSION),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(oto_onnx::model::MAX_OPSET) }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    let Ok(model) = oto_onnx::Model::from_proto(proto, "supported_ops.onnx", None) else { return false };
+    let Ok(graph) = Graph::new(&model) else { return false };
+    match compile(&graph, graph.node(0), Device::Cpu) {
+        Ok(_) => true,
+        Err(e) => !e.ends_with(NOT_SUPPORTED),
+    }
+}
 
 /// Compiles `node` into a kernel; an error says why the node cannot run.
 ///
@@ -257,13 +198,13 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         return Err(format!("operator domain '{domain}' is not supported (only the default ONNX domain)"));
     }
     let op = Op::parse(graph, node).map_err(|e| e.to_string())?;
-    let unsupported = || Err(format!("operator {} is not supported by the libtorch executor", node.op()));
+    let unsupported = || Err(not_supported(node.op()));
     match &op {
         Op::Unary(u) => math::unary_op(node, *u),
         Op::Binary(b) => math::binary_op(node, *b),
         Op::Compare(c) => Ok(math::compare_op(*c)),
-        Op::Where | Op::PRelu | Op::Clip | Op::Gemm(_) | Op::MatMul { integer: false } | Op::Einsum => math::compile(graph, node, &op),
-        Op::Reduce(_) | Op::ArgReduce { .. } | Op::CumSum => math::compile(graph, node, &op),
+        Op::Where | Op::PRelu | Op::Clip(_) | Op::Gemm(_) | Op::MatMul { integer: false } | Op::Einsum => math::compile(graph, node, &op),
+        Op::Reduce(_) | Op::ArgReduce(_) | Op::CumSum => math::compile(graph, node, &op),
         Op::Conv(c) if !c.integer => nn::conv(c),
         Op::ConvTranspose(c) => nn::conv_transpose(c),
         Op::Pool(p) => nn::pool(node, p),
@@ -271,11 +212,10 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         Op::BatchNormalization
         | Op::InstanceNormalization
         | Op::GroupNormalization
-        | Op::LayerNormalization
-        | Op::RmsNormalization
+        | Op::LayerNormalization(_)
+        | Op::RmsNormalization(_)
         | Op::Lrn
-        | Op::Softmax
-        | Op::LogSoftmax
+        | Op::Softmax(Softmax { kind: SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax, .. })
         | Op::Dropout => nn::compile(graph, node, &op),
         Op::Reshape { .. }
         | Op::Flatten { .. }
@@ -285,30 +225,31 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::Expand
         | Op::Tile
         | Op::Concat { .. }
-        | Op::Split
-        | Op::Slice
-        | Op::Pad
-        | Op::Resize { .. }
+        | Op::Split(_)
+        | Op::Slice(_)
+        | Op::Pad(_)
+        | Op::Resize(_)
         | Op::Gather { .. }
         | Op::GatherElements
         | Op::GatherNd
         | Op::ScatterNd
-        | Op::Shape
+        | Op::Shape { .. }
         | Op::Size
         | Op::Cast { .. }
         | Op::CastLike
         | Op::ConstantOfShape
         | Op::Range
-        | Op::Trilu => shape::compile(graph, node, &op, device),
+        | Op::Trilu { .. } => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
-        // `Constant` nodes are evaluated once by the executor, not compiled.
+        // `Constant` nodes are evaluated once by the executor, not compiled (supported,
+        // hence not the refusal).
+        Op::Constant => Err("a Constant node is evaluated once by the executor, not compiled".into()),
         Op::Conv(_)
         | Op::MatMul { integer: true }
-        | Op::Constant
         | Op::LpNormalization
         | Op::MeanVarianceNormalization
-        | Op::Hardmax
-        | Op::TopK
+        | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
+        | Op::TopK(_)
         | Op::DepthToSpace
         | Op::SpaceToDepth
         | Op::ScatterElements

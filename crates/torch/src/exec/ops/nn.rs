@@ -1,7 +1,7 @@
 //! Neural-network operators: convolutions, pooling, normalizations, softmax, dropout.
 
-use super::{axis, Ctx, Kernel, OpError, OpResult};
-use oto_onnx::op::{Conv, ConvTranspose, Op, Pool, PoolKind, Window};
+use super::{axis, not_supported, Ctx, Kernel, OpError, OpResult};
+use oto_onnx::op::{Conv, ConvTranspose, LayerNorm, Op, Pool, PoolKind, Softmax, SoftmaxKind, Window};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
@@ -100,7 +100,7 @@ pub fn pool(node: &NodeProto, p: &Pool) -> Result<Kernel, String> {
     match p.kind {
         PoolKind::Max => max_pool(node, p),
         PoolKind::Average => avg_pool(p),
-        PoolKind::Lp => Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+        PoolKind::Lp => Err(not_supported(node.op())),
     }
 }
 
@@ -117,7 +117,7 @@ pub fn global_pool(node: &NodeProto, kind: PoolKind) -> Result<Kernel, String> {
             let dims: Vec<i64> = (2..x.dim() as i64).collect();
             Ok(vec![x.f_amax(dims.as_slice(), true)?])
         }),
-        PoolKind::Lp => return Err(format!("operator {} is not supported by the libtorch executor", node.op())),
+        PoolKind::Lp => return Err(not_supported(node.op())),
     })
 }
 
@@ -132,11 +132,11 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
                 Ok(vec![x.f_instance_norm(ctx.opt(1), ctx.opt(2), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps, true)?])
             })
         }
-        Op::LayerNormalization => layer_norm(node)?,
-        Op::RmsNormalization => rms_norm(node)?,
+        Op::LayerNormalization(l) => layer_norm(node, l)?,
+        Op::RmsNormalization(l) => rms_norm(l)?,
         Op::Lrn => lrn(node)?,
         Op::GroupNormalization => group_norm(graph, node)?,
-        Op::Softmax | Op::LogSoftmax => softmax(graph, node, *op == Op::LogSoftmax)?,
+        Op::Softmax(s) => softmax(s)?,
         Op::Dropout => dropout(graph, node)?,
         _ => return Err(format!("operator {} is not one of the normalizations", node.op())),
     };
@@ -419,9 +419,8 @@ fn synchronized_batch_norm(
     Ok(y.f_to_kind(x.kind())?)
 }
 
-fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
-    let a = node.attr_int_or("axis", -1)?;
-    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
+fn layer_norm(node: &NodeProto, l: &LayerNorm) -> Result<Kernel, String> {
+    let (a, eps) = (l.axis, f64::from(l.epsilon));
     if node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err("LayerNormalization's Mean/InvStdDev outputs are not supported".into());
     }
@@ -445,10 +444,8 @@ fn layer_norm(node: &NodeProto) -> Result<Kernel, String> {
 
 /// RMSNormalization: `x / sqrt(mean(x^2) + epsilon) * scale`, the mean over the axes from
 /// `axis` on, computed in float32 (`stash_type` 1, the only type ONNX defines) and cast back.
-fn rms_norm(node: &NodeProto) -> Result<Kernel, String> {
-    let a = node.attr_int_or("axis", -1)?;
-    let eps = f64::from(node.attr_float_or("epsilon", 1e-5)?);
-    let stash = node.attr_int_or("stash_type", 1)?;
+fn rms_norm(l: &LayerNorm) -> Result<Kernel, String> {
+    let (a, eps, stash) = (l.axis, f64::from(l.epsilon), l.stash_type);
     if stash != 1 {
         return Err(format!("RMSNormalization stash_type {stash} is not supported (only 1, float32)"));
     }
@@ -486,9 +483,13 @@ fn group_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
     }))
 }
 
-fn softmax(graph: &Graph<'_>, node: &NodeProto, log: bool) -> Result<Kernel, String> {
-    let legacy = onnx_ops::node_opset(graph, node) < 13;
-    let a = node.attr_int_or("axis", if legacy { 1 } else { -1 })?;
+fn softmax(s: &Softmax) -> Result<Kernel, String> {
+    let (a, legacy) = (s.axis, s.coerce_2d);
+    let log = match s.kind {
+        SoftmaxKind::Softmax => false,
+        SoftmaxKind::LogSoftmax => true,
+        SoftmaxKind::Hardmax => return Err(not_supported("Hardmax")),
+    };
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let a = axis(a, x.dim())?;

@@ -2,7 +2,7 @@
 
 use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
 use crate::exec::convert::kind_of;
-use oto_onnx::op::Op;
+use oto_onnx::op::{IntsParam, Op, Pad, PadMode, Resize, ScalarParam, Slice, SplitSizes};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{DType, Graph, NodeExt};
@@ -83,13 +83,11 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             let a = axis(a, first.dim())?;
             Ok(vec![Tensor::f_cat(&ts, a)?])
         }),
-        Op::Split => {
-            let form = onnx_ops::split(graph, node, None);
-            let (split, runtime_sizes) = match form {
-                Ok(s) => (s, false),
-                Err(_) if node.input.get(1).is_some_and(|s| !s.is_empty()) => {
-                    let a = node.attr_int_or("axis", 0)?;
-                    (onnx_ops::Split { axis: a, sizes: None, num_outputs: node.output.len() }, true)
+        Op::Split(s) => {
+            let (split, runtime_sizes) = match s.resolve(graph, node, None) {
+                Ok(sizes) => (sizes, None),
+                Err(_) if s.split.input().is_some_and(|k| onnx_ops::input(node, k).is_some()) => {
+                    (SplitSizes { axis: s.axis, sizes: None, num_outputs: s.num_outputs }, s.split.input())
                 }
                 Err(e) => return Err(e.to_string()),
             };
@@ -97,8 +95,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
                 let x = ctx.input(0)?;
                 let a = axis(split.axis, x.dim())?;
                 let len = x.size()[a as usize];
-                let sizes = if runtime_sizes {
-                    let s = ctx.ints(1)?;
+                let sizes = if let Some(k) = runtime_sizes {
+                    let s = ctx.ints(k)?;
                     if s.iter().sum::<i64>() != len {
                         return Err(OpError(format!("split sizes {s:?} do not add up to the axis length {len}")));
                     }
@@ -109,7 +107,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
                 Ok(x.f_split_with_sizes(sizes.as_slice(), a)?)
             })
         }
-        Op::Slice => slice(graph, node)?,
+        Op::Slice(s) => slice(graph, node, s),
         &Op::Gather { axis: a } => {
             Box::new(move |ctx: &Ctx<'_>| {
                 let (x, idx) = (ctx.input(0)?, ctx.input(1)?);
@@ -172,8 +170,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             Ok(vec![x.f_expand(out.as_slice(), false)?])
         }),
         Op::Tile => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_repeat(ctx.ints(1)?.as_slice())?])),
-        Op::Shape => {
-            let (start, end) = (node.attr_int_or("start", 0)?, node.attr_int("end")?);
+        &Op::Shape { start, end } => {
             Box::new(move |ctx: &Ctx<'_>| {
                 let size = ctx.input(0)?.size();
                 let r = size.len() as i64;
@@ -220,16 +217,13 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             let y = Tensor::f_arange(n, (Kind::Double, start.device()))?.f_mul_scalar(d)?.f_add_scalar(s)?.f_to_kind(kind)?;
             Ok(vec![y])
         }),
-        Op::Pad => pad(graph, node)?,
-        Op::Trilu => {
-            let upper = node.attr_int_or("upper", 1)? != 0;
-            Box::new(move |ctx: &Ctx<'_>| {
-                let x = ctx.input(0)?;
-                let k = ctx.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
-                Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
-            })
-        }
-        Op::Resize { .. } => resize(graph, node, node.op())?,
+        Op::Pad(p) => pad(graph, node, p),
+        &Op::Trilu { upper } => Box::new(move |ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let k = ctx.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
+            Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
+        }),
+        Op::Resize(r) => resize(graph, node, r)?,
         _ => return Err(format!("operator {} is not one of the shape operators", node.op())),
     };
     Ok(k)
@@ -313,10 +307,10 @@ fn known(dims: &[oto_onnx::Dim]) -> Option<Vec<i64>> {
     dims.iter().map(oto_onnx::Dim::known).collect()
 }
 
-fn slice(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
-    // Opset-aware form when every parameter is constant; otherwise read inputs 1..4.
-    let fixed = onnx_ops::slice_params(graph, node, None).ok().and_then(|s| Some((known(&s.starts)?, known(&s.ends)?, s.axes, s.steps)));
-    Ok(Box::new(move |ctx: &Ctx<'_>| {
+fn slice(graph: &Graph<'_>, node: &NodeProto, sl: &Slice) -> Kernel {
+    // The resolved bounds when every parameter is constant; otherwise read inputs 1..4.
+    let fixed = sl.resolve(graph, node, None).ok().and_then(|s| Some((known(&s.starts)?, known(&s.ends)?, s.axes, s.steps)));
+    Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let (starts, ends, axes, steps) = match &fixed {
             Some(f) => f.clone(),
@@ -351,26 +345,28 @@ fn slice(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
             }
         }
         Ok(vec![y])
-    }))
+    })
 }
 
-fn pad(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
-    let fixed = onnx_ops::pads(graph, node, None).ok();
-    let mode = node.attr_string("mode")?.unwrap_or_else(|| "constant".into());
-    let torch_mode = match mode.as_str() {
-        "constant" => "constant",
-        "reflect" => "reflect",
-        "edge" => "replicate",
-        "wrap" => "circular",
-        other => return Err(format!("Pad mode '{other}' is not supported")),
+fn pad(graph: &Graph<'_>, node: &NodeProto, p: &Pad) -> Kernel {
+    let fixed = p.resolve(graph, node, None).ok();
+    let torch_mode = match p.mode {
+        PadMode::Constant => "constant",
+        PadMode::Reflect => "reflect",
+        PadMode::Edge => "replicate",
+        PadMode::Wrap => "circular",
     };
-    let opset = onnx_ops::node_opset(graph, node);
-    Ok(Box::new(move |ctx: &Ctx<'_>| {
+    // Pads, value and axes read from inputs at run time when they are not constant.
+    let runtime = match (&p.pads, &p.value, &p.axes) {
+        (IntsParam::Input(k), ScalarParam::Input(v), IntsParam::Input(a)) => Some((*k, *v, *a)),
+        _ => None,
+    };
+    Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
-        let (pads, value, axes) = match &fixed {
-            Some(p) => (p.pads.clone(), p.constant_value, p.axes.clone()),
-            None if opset >= 11 => (ctx.ints(1)?, ctx.opt_scalar(2)?.unwrap_or(0.0), ctx.opt_ints(3)?),
-            None => return Err(OpError("pads are not available".into())),
+        let (pads, value, axes) = match (&fixed, runtime) {
+            (Some(p), _) => (p.pads.clone(), p.constant_value, p.axes.clone()),
+            (None, Some((k, v, a))) => (ctx.ints(k)?, ctx.opt_scalar(v)?.unwrap_or(0.0), ctx.opt_ints(a)?),
+            (None, None) => return Err(OpError("pads are not available".into())),
         };
         let rank = x.dim();
         let axes = match axes {
@@ -400,20 +396,13 @@ fn pad(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
             x.f_pad(list.as_slice(), torch_mode, None)?
         };
         Ok(vec![y])
-    }))
+    })
 }
 
-fn resize(graph: &Graph<'_>, node: &NodeProto, op: &str) -> Result<Kernel, String> {
-    let form = onnx_ops::resize(graph, node, None).map_err(|e| e.to_string())?;
-    let coordinate = node.attr_string("coordinate_transformation_mode")?.unwrap_or_else(|| {
-        if op == "Upsample" {
-            "asymmetric".into()
-        } else {
-            "half_pixel".into()
-        }
-    });
-    let nearest_mode = node.attr_string("nearest_mode")?.unwrap_or_else(|| "round_prefer_floor".into());
-    let mode = form.mode.clone();
+fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, String> {
+    let form = r.resolve(graph, node, None).map_err(|e| e.to_string())?;
+    let (coordinate, nearest_mode) = (r.coordinate_transformation_mode.clone(), r.nearest_mode.clone());
+    let mode = r.mode.clone();
     let nearest = mode == "nearest";
     if nearest && !(coordinate == "asymmetric" && nearest_mode == "floor") {
         return Err(format!("Resize nearest with coordinate_transformation_mode '{coordinate}' and nearest_mode '{nearest_mode}' is not supported (asymmetric + floor is)"));
