@@ -23,7 +23,9 @@ bench/quantize.py (the digits CNN):
     python bench/quantize_zoo.py --oto target/release/oto --tasks bert --seeds 0
     python bench/quantize_zoo.py --tasks ""          # only rewrite bench/quantize.md from the JSON
 
-Trained models and data are kept in target/bench-quantize/ (delete it to retrain). Results go
+Trained models, data and the quantized models are kept in target/bench-quantize/ (delete it
+to start afresh): a rerun with the same oto command reuses a quantized model instead of
+making it again, so an interrupted run resumes. Results go
 to bench/quantize_zoo.json and to bench/quantize.md, after the digits sections.
 """
 
@@ -115,10 +117,16 @@ def latency(files, arrays, runs=20, threads=2):
 
 
 def oto_quantize(args, model, calib, out, extra, val=None):
+    """Runs `oto quantize`, unless `out` and its JSON are there from an earlier run with the
+    same command (recorded beside them): an interrupted benchmark resumes."""
     cmd = [args.oto, "--quiet", "quantize", str(model), "--data", str(calib), "--out", str(out), "--json", str(out.with_suffix(".json"))]
     if val is not None:
         cmd += ["--val", str(val)]
-    subprocess.run(cmd + extra, check=True, stdout=subprocess.DEVNULL)
+    cmd += extra
+    done = out.with_suffix(".cmd")
+    if not (out.exists() and done.exists() and done.read_text() == " ".join(cmd[1:])):
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        done.write_text(" ".join(cmd[1:]))
     return json.loads(out.with_suffix(".json").read_text())
 
 
@@ -315,17 +323,18 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    with tempfile.TemporaryDirectory(prefix="oto-quantize-zoo-") as work:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    work = WORK / "runs"
+    work.mkdir(exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-        def save(result):
-            # Re-read: another task may have written its results meanwhile.
-            results.update(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
-            results[result["model"]] = {**result, "commit": commit, "command": " ".join(["python"] + sys.argv)}
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    def save(result):
+        # Re-read: another task may have written its results meanwhile.
+        results.update(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
+        results[result["model"]] = {**result, "commit": commit, "command": " ".join(["python"] + sys.argv)}
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
-        for name in [t for t in args.tasks.split(",") if t]:
-            save(task(args, name, seeds, Path(work), save))
+    for name in [t for t in args.tasks.split(",") if t]:
+        save(task(args, name, seeds, work, save))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     text = args.md.read_text() if args.md.exists() else ""
     head = text.split(MARKER)[0].rstrip("\n")
