@@ -270,7 +270,7 @@ def render(results):
         if not r:
             continue
         f = r["float"]
-        lines += [f"### {name}", "", f"Commit {r.get('commit', '?')}: `{r.get('command', 'python bench/quantize_zoo.py')}`.", ""]
+        lines += [f"### {name}", "", f"Commit {r.get('commit', '?')}: `{r.get('command', 'python bench/quantize_zoo.py')}`. {r.get('note', '')}", ""]
         if name == "resnet18":
             lines += [f"Float model: accuracy {100 * f['accuracy']:.2f}% on the held-out images, {f['bytes']} bytes of initializers.", "",
                       "| seed | oto accuracy | ort accuracy | oto agreement | ort agreement | oto rel. logit error | ort rel. logit error | oto bytes | ort bytes |",
@@ -341,6 +341,7 @@ def main():
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--fraction", type=float, default=0.6, help="the ablation's budget, a fraction of int8's size (0: no ablation)")
     parser.add_argument("--md", type=Path, default=ROOT / "bench/quantize.md")
+    parser.add_argument("--note", default="", help="a line on the run's conditions, shown with its results")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -352,7 +353,7 @@ def main():
     def save(result):
         # Re-read: another task may have written its results meanwhile.
         results.update(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
-        results[result["model"]] = {**result, "commit": commit, "command": " ".join(["python"] + sys.argv)}
+        results[result["model"]] = {**result, "commit": commit, "command": " ".join(["python"] + sys.argv), "note": args.note}
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
     for name in [t for t in args.tasks.split(",") if t]:
