@@ -21,6 +21,7 @@ bench/quantize.py (the digits CNN):
 
     python bench/quantize_zoo.py --oto target/release/oto
     python bench/quantize_zoo.py --oto target/release/oto --tasks bert --seeds 0
+    python bench/quantize_zoo.py --tasks resnet18 --ablation-seeds 0   # the ablation on the first seed only
     python bench/quantize_zoo.py --tasks ""          # only rewrite bench/quantize.md from the JSON
 
 Trained models, data and the quantized models are kept in target/bench-quantize/ (delete it
@@ -196,6 +197,7 @@ def task(args, name, seeds, work, save):
                                        "class_1_share": float((reference.argmax(1) == 1).mean()),
                                        "bytes": weight_bytes(model)}, "seeds": [], "ablation": []}
     val = test_path if name == "resnet18" else None
+    ablation_seeds = seeds if args.ablation_seeds is None else [int(s) for s in args.ablation_seeds.split(",") if s]
     for seed in seeds:
         pick = np.random.default_rng(seed).choice(len(tr["labels"]), size=args.samples, replace=False)
         calib_arrays = {k: tr[k][pick] for k in inputs}
@@ -216,7 +218,7 @@ def task(args, name, seeds, work, save):
         result["seeds"].append(row)
         save(result)
         print(json.dumps(row), file=sys.stderr)
-        if name != "resnet18" or args.fraction <= 0:
+        if name != "resnet18" or args.fraction <= 0 or seed not in ablation_seeds:
             continue
         budget = f"{args.fraction * row['r8']:.6f}"
         traces = None
@@ -253,7 +255,7 @@ def task(args, name, seeds, work, save):
         batch = {k: te[k][:8] for k in inputs}
         files = [("float", model, False), ("oto int8", work / f"{name}_oto{seed}.onnx", False),
                  ("ort int8", work / f"{name}_ort{seed}.onnx", False), ("oto int8, DQ folded at load", work / f"{name}_oto{seed}.onnx", True)]
-        if args.fraction > 0:
+        if args.fraction > 0 and seed in ablation_seeds:
             files += [("oto mixed 4/8 (hawq)", work / f"{name}_hawq{seed}.onnx", False),
                       ("oto mixed 4/8, DQ folded at load", work / f"{name}_hawq{seed}.onnx", True)]
         result["latency"] = latency(files, batch)
@@ -338,6 +340,7 @@ def main():
     parser.add_argument("--oto", default=str(ROOT / "target/debug/oto"))
     parser.add_argument("--tasks", default="resnet18,bert")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--ablation-seeds", default=None, help="the seeds of the resnet18 allocation ablation [default: --seeds]")
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--fraction", type=float, default=0.6, help="the ablation's budget, a fraction of int8's size (0: no ablation)")
     parser.add_argument("--md", type=Path, default=ROOT / "bench/quantize.md")
