@@ -356,7 +356,8 @@ def main():
     def save(result):
         # Re-read: another task may have written its results meanwhile.
         results.update(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
-        results[result["model"]] = {**result, "commit": commit, "command": " ".join(["python"] + sys.argv), "note": args.note}
+        argv = [a for i, a in enumerate(sys.argv) if a != "--note" and (i == 0 or sys.argv[i - 1] != "--note") and not a.startswith("--note=")]
+        results[result["model"]] = {**result, "commit": commit, "command": " ".join(["python"] + argv), "note": args.note}
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
     for name in [t for t in args.tasks.split(",") if t]:
