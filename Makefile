@@ -82,7 +82,7 @@ ifdef CI
   export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup graphs build test demo examples install bench bench-quality gpu-check fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples install bench bench-quality bench-quantize gpu-check fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
 setup: $(SETUP_STAMP) gloo
@@ -225,6 +225,17 @@ bench-quality: setup $(GRAPHS_STAMP)
 	$(CARGO) build -q --release --bin oto
 	$(PY) bench/quality.py --oto target/release/oto $(QUALITY_ARGS)
 	$(PY) bench/quality_bert.py --oto target/release/oto $(BERT_QUALITY_ARGS)
+
+# oto quantize against onnxruntime's quantize_static (bench/quantize.md): the demo CNN
+# (bench/quantize.py, a few minutes), then resnet18 and BERT-tiny, each trained briefly, with
+# the bit-allocation ablation on resnet18 (bench/quantize_zoo.py: about an hour of 2 cores,
+# most of it resnet18's Hessian traces; too long for make bench; e.g.
+#   make bench-quantize QUANTIZE_ARGS="--tasks bert" for a few minutes).
+QUANTIZE_ARGS ?=
+bench-quantize: setup $(GRAPHS_STAMP)
+	$(CARGO) build -q --release --bin oto
+	$(PY) bench/quantize.py --oto target/release/oto
+	$(PY) bench/quantize_zoo.py --oto target/release/oto $(QUANTIZE_ARGS)
 
 # The big benchmark models (graphs/zoo.py --bench), stamped like the zoo.
 BENCH_GRAPHS := graphs/bench

@@ -254,6 +254,38 @@ fn size_budget_allocates_bits_by_hawq() {
     assert_eq!(written, bits);
     // onnxruntime ran it on the labeled data.
     assert!(summary["quantized"]["accuracy"].as_f64().is_some());
+
+    // --traces: another rule on the same traces, read from this run's JSON, not measured again.
+    let again = dir.path().join("params.json");
+    let r = oto(&[
+        "--quiet",
+        "quantize",
+        s(&model_path),
+        "--data",
+        s(&data),
+        "--samples",
+        "64",
+        "--out",
+        s(&dir.path().join("params.onnx")),
+        "--size-budget",
+        "0.15",
+        "--block-size",
+        "0",
+        "--allocation",
+        "params",
+        "--traces",
+        s(&json),
+        "--json",
+        s(&again),
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let second: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
+    let traces = |v: &serde_json::Value| -> Vec<f64> {
+        v["allocation"]["layers"].as_array().unwrap().iter().map(|l| l["trace"].as_f64().unwrap()).collect()
+    };
+    assert_eq!(traces(&second), traces(&summary));
+    assert_eq!(second["allocation"]["hutchinson_samples"].as_u64(), Some(0));
+    assert_eq!(second["allocation"]["strategy"].as_str(), Some("params"));
 }
 
 #[test]
@@ -262,6 +294,13 @@ fn size_budget_bad_input_is_exit_code_2() {
     let data = oto_testkit::root().join("examples/data/digits_train.npz");
     let model = zoo_path("demo_cnn.onnx");
     let out = dir.path().join("q.onnx");
+    // Traces of every weight but fc.weight, as `oto hessian --json` writes them.
+    let partial = dir.path().join("partial.json");
+    let layers: Vec<serde_json::Value> = ["conv1.weight", "conv2.weight", "conv3.weight"]
+        .iter()
+        .map(|n| serde_json::json!({"name": n, "trace": 1.0, "std_error": 0.1}))
+        .collect();
+    std::fs::write(&partial, serde_json::json!({ "layers": layers }).to_string()).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--size-budget", "0.05", "--block-size", "0"], "below the smallest achievable size, 0.1"),
         (vec!["--size-budget", "0.2", "--bits", "4"], "cannot be used with"),
@@ -270,6 +309,9 @@ fn size_budget_bad_input_is_exit_code_2() {
         (vec!["--size-budget", "0"], "must be a positive number"),
         (vec!["--allocation", "random"], "--size-budget"),
         (vec!["--size-budget", "0.2", "--block-size", "1"], "--block-size 1"),
+        (vec!["--size-budget", "0.2", "--traces", s(&partial)], "no trace for weight 'fc.weight'"),
+        (vec!["--size-budget", "0.2", "--traces", s(&data)], "not JSON"),
+        (vec!["--traces", s(&partial)], "--size-budget"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["quantize", s(&model), "--data", s(&data), "--samples", "32", "--hessian-batches", "1", "--out", s(&out)];

@@ -25,7 +25,8 @@ most R times their float32 bytes (int8 everywhere is about 0.25), and every laye
 of --bits-choices: by --allocation hawq, the allocation minimizing the sum over layers of
 (Hessian trace / parameters) * ||Q(W) - W||^2, the traces estimated by Hutchinson on the
 first --hessian-batches batches of the calibration data (cross-entropy with labels,
-distillation from the model itself without).
+distillation from the model itself without), or read with --traces from an earlier run's
+--json (to compare allocation rules on the same traces without measuring them again).
 
 The size table counts the weights of Conv, Gemm and MatMul: float32 bytes, and the bytes
 stored after quantization (integers, scales and zero points). With labels in the data,
@@ -61,6 +62,10 @@ pub struct Args {
     /// Batches of the calibration data the Hessian traces are measured on, with --size-budget.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub hessian_batches: u64,
+    /// Hessian traces to allocate with instead of measuring them: the --json of an earlier
+    /// `oto quantize --size-budget` or of `oto hessian` on this model.
+    #[arg(long, value_name = "FILE", requires = "size_budget")]
+    pub traces: Option<PathBuf>,
     /// Entries of the input axis sharing a scale, with --bits 4; 0: one scale per output channel.
     #[arg(long, default_value_t = 32)]
     pub block_size: u64,
@@ -130,6 +135,7 @@ pub fn run(args: &Args) -> Result<()> {
                 hessian_batches: usize::try_from(args.hessian_batches).unwrap_or(usize::MAX),
                 hutchinson_samples: 100,
                 seed: args.seed,
+                traces: args.traces.as_deref().map(crate::job::quantize::read_traces).transpose()?,
             };
             let (plan, mixed) = crate::job::quantize::allocate_bits(&model, &calib, args.samples, &request)?;
             (plan, Some(mixed))

@@ -241,6 +241,49 @@ pub struct BudgetRequest {
     pub hutchinson_samples: usize,
     /// Seed of the Hutchinson vectors.
     pub seed: u64,
+    /// Traces measured before ([`read_traces`]): used instead of measuring them again.
+    pub traces: Option<KnownTraces>,
+}
+
+/// Hessian traces of weights read from an earlier run's JSON.
+#[derive(Debug, Clone)]
+pub struct KnownTraces {
+    /// The file they came from (for the report and messages).
+    pub file: String,
+    /// `(trace, standard error)` by weight initializer.
+    pub traces: HashMap<String, (f64, f64)>,
+}
+
+/// Reads the per-weight Hessian traces of `path`: the JSON of `oto quantize --json` with
+/// `--size-budget` (`allocation.layers[]`: `weight`, `trace`, `trace_std_error`) or of
+/// `oto hessian --json` (`layers[]`: `name`, `trace`, `std_error`). Errors name the file
+/// and the entry.
+pub fn read_traces(path: &std::path::Path) -> Result<KnownTraces> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {file}")).map_err(input_error)?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{file}: not JSON")).map_err(input_error)?;
+    let (layers, name_key, error_key) = match json.pointer("/allocation/layers").and_then(|l| l.as_array()) {
+        Some(l) => (l, "weight", "trace_std_error"),
+        None => match json.get("layers").and_then(|l| l.as_array()) {
+            Some(l) => (l, "name", "std_error"),
+            None => {
+                return Err(input_error(anyhow::anyhow!(
+                    "{file}: no per-weight traces (neither allocation.layers of `oto quantize --json` nor layers of `oto hessian --json`)"
+                )))
+            }
+        },
+    };
+    let mut traces = HashMap::new();
+    for (i, l) in layers.iter().enumerate() {
+        let name = l.get(name_key).and_then(|v| v.as_str());
+        let trace = l.get("trace").and_then(|v| v.as_f64()).filter(|t| t.is_finite());
+        let (Some(name), Some(trace)) = (name, trace) else {
+            return Err(input_error(anyhow::anyhow!("{file}: layer entry {i} lacks a '{name_key}' string or a finite 'trace'")));
+        };
+        let std_error = l.get(error_key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        traces.insert(name.to_string(), (trace, std_error));
+    }
+    Ok(KnownTraces { file, traces })
 }
 
 /// One layer of a mixed-precision allocation.
@@ -284,7 +327,7 @@ pub struct MixedPlan {
     pub ratio: f64,
     /// `sum_i Tr(H_i)/n_i * ||Q(W_i) - W_i||^2` of the allocation.
     pub omega: f64,
-    /// The loss of the Hessian.
+    /// The loss of the Hessian (or where the traces were read from, with `--traces`).
     pub loss: String,
     /// Samples the Hessian was measured on.
     pub hessian_samples: usize,
@@ -346,27 +389,44 @@ pub fn allocate_bits(model: &Model, data: &Dataset, samples: Option<usize>, requ
     let float_bytes: u64 = targets.iter().map(|t| 4 * t.shape.iter().product::<usize>() as u64).sum();
     let budget_bytes = (request.ratio * float_bytes as f64).floor() as u64;
 
-    // Hessian traces of the weights.
-    let exec = Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?;
-    let loss = curvature_loss(data);
-    oto_torch::train::check_labels(&exec, data, loss).map_err(classify)?;
-    let teacher = match loss {
-        Loss::Distill { .. } => Some(Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?),
-        _ => None,
+    // Hessian traces of the weights: read, or measured on the data.
+    let (traces, loss_name, hessian_samples, hutchinson_samples) = match &request.traces {
+        Some(known) => {
+            let mut estimates = Vec::with_capacity(targets.len());
+            for t in &targets {
+                let &(trace, std_error) = known
+                    .traces
+                    .get(&t.weight)
+                    .ok_or_else(|| input_error(anyhow::anyhow!("{}: no trace for weight '{}' of {path}", known.file, t.weight)))?;
+                let params = t.shape.iter().product::<usize>() as u64;
+                estimates.push(oto_hessian::TraceEstimate { name: t.weight.clone(), params, trace, std_error, samples_for_5pct: None });
+            }
+            (estimates, format!("traces read from {}", known.file), 0, 0)
+        }
+        None => {
+            let exec = Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?;
+            let loss = curvature_loss(data);
+            oto_torch::train::check_labels(&exec, data, loss).map_err(classify)?;
+            let teacher = match loss {
+                Loss::Distill { .. } => Some(Executor::new(model, oto_torch::tch::Device::Cpu).map_err(classify)?),
+                _ => None,
+            };
+            let n = samples.unwrap_or(data.len).min(data.len);
+            if n == 0 {
+                return Err(input_error(anyhow::anyhow!("{}: no calibration samples", data.path.display())));
+            }
+            let batches =
+                oto_torch::train::first_batches(data, n, request.batch.max(1), request.hessian_batches.max(1) as u64).map_err(classify)?;
+            let hessian_samples = batches.iter().map(|b| b.len()).sum();
+            let mut op = oto_hessian::HessianOperator::new(&exec, teacher.as_ref(), batches, loss).map_err(classify)?;
+            let names: Vec<String> = targets.iter().map(|t| t.weight.clone()).collect();
+            let max_samples = request.hutchinson_samples.max(2);
+            let config = oto_hessian::TraceConfig { tolerance: 0.05, min_samples: 10.min(max_samples), max_samples, seed: request.seed };
+            let traces = oto_hessian::weight_traces(&mut op, &names, &config, |_| {}).map_err(classify)?;
+            let hutchinson_samples = op.products();
+            (traces, loss.to_string(), hessian_samples, hutchinson_samples)
+        }
     };
-    let n = samples.unwrap_or(data.len).min(data.len);
-    if n == 0 {
-        return Err(input_error(anyhow::anyhow!("{}: no calibration samples", data.path.display())));
-    }
-    let batches =
-        oto_torch::train::first_batches(data, n, request.batch.max(1), request.hessian_batches.max(1) as u64).map_err(classify)?;
-    let hessian_samples = batches.iter().map(|b| b.len()).sum();
-    let mut op = oto_hessian::HessianOperator::new(&exec, teacher.as_ref(), batches, loss).map_err(classify)?;
-    let names: Vec<String> = targets.iter().map(|t| t.weight.clone()).collect();
-    let max_samples = request.hutchinson_samples.max(2);
-    let config = oto_hessian::TraceConfig { tolerance: 0.05, min_samples: 10.min(max_samples), max_samples, seed: request.seed };
-    let traces = oto_hessian::weight_traces(&mut op, &names, &config, |_| {}).map_err(classify)?;
-    let hutchinson_samples = op.products();
 
     let layers: Vec<LayerSensitivity> = targets
         .iter()
@@ -412,7 +472,7 @@ pub fn allocate_bits(model: &Model, data: &Dataset, samples: Option<usize>, requ
         bytes: allocation.bytes,
         ratio: allocation.bytes as f64 / float_bytes.max(1) as f64,
         omega: allocation.omega,
-        loss: loss.to_string(),
+        loss: loss_name,
         hessian_samples,
         hutchinson_samples,
         layers: report,
@@ -494,6 +554,7 @@ pub fn in_job(
         hessian_batches: 4,
         hutchinson_samples: 100,
         seed: job.seed,
+        traces: None,
     };
     let (plan, mixed) = allocate_bits(&built.compact, &calib, None, &request)?;
     let options = QuantizeOptions { plan, block_size, activations: None };

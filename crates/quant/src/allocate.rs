@@ -463,18 +463,27 @@ fn make_monotone(p: &Problem<'_>, choices: &mut [usize], budget: u128) {
     }
 }
 
-/// Baseline: the largest bit width offered by every layer whose total fits the budget,
-/// for every layer. The bytes left over are not spent (no layer is raised above the
-/// common width): a uniform allocation is what uniform-precision quantizers produce.
+/// Baseline: one bit width `w` for every layer, the largest whose total fits the budget.
+/// A layer that does not offer `w` but offers wider widths takes the narrowest of those
+/// (the caller drops a width that would store more bytes than a wider one with more error,
+/// e.g. int4 in blocks longer than a short input axis: that layer is stored at the next
+/// width, in fewer bytes); a width narrower than some layer's narrowest is not a candidate.
+/// The bytes left over are not spent (no layer is raised above the common width): a
+/// uniform allocation is what uniform-precision quantizers produce.
 pub fn uniform(layers: &[LayerSensitivity], budget_bytes: u64) -> Result<Allocation, AllocateError> {
     let p = Problem::new(layers)?;
-    let Some(first) = layers.first() else { return Ok(p.finish(Vec::new())) };
-    let mut widths: Vec<u8> =
-        first.options.iter().map(|o| o.bits).filter(|b| layers.iter().all(|l| l.options.iter().any(|o| o.bits == *b))).collect();
+    if layers.is_empty() {
+        return Ok(p.finish(Vec::new()));
+    }
+    let mut widths: Vec<u8> = layers.iter().flat_map(|l| l.options.iter().map(|o| o.bits)).collect();
     widths.sort_unstable();
+    widths.dedup();
     let mut tried = Vec::new();
     for &w in widths.iter().rev() {
-        let choices: Vec<usize> = layers.iter().map(|l| l.options.iter().position(|o| o.bits == w).unwrap_or(0)).collect();
+        // Per layer: the option at w, else the narrowest wider one; None: every option is narrower.
+        let choices: Option<Vec<usize>> =
+            (0..layers.len()).map(|i| p.by_bits[i].iter().copied().find(|&o| layers[i].options[o].bits >= w)).collect();
+        let Some(choices) = choices else { continue };
         let bytes = p.total_bytes(&choices);
         if bytes <= u128::from(budget_bytes) {
             return Ok(p.finish(choices));
@@ -818,6 +827,13 @@ mod tests {
         // Budget: all at 4 bits is 750, all at 8 is 1500.
         assert_eq!(uniform(&layers, 1499).unwrap().bits, vec![4, 4, 4]);
         assert_eq!(uniform(&layers, 1500).unwrap().bits, vec![8, 8, 8]);
+        // A layer without 4 bits (dropped: it stored more than 8) is at 8 in the uniform 4-bit allocation.
+        let mut no4 = layers.clone();
+        no4[0].options.truncate(1);
+        let a = uniform(&no4, 1499).unwrap();
+        assert_eq!(a.bits, vec![8, 4, 4]);
+        assert_eq!(a.bytes, 100 + 500 + 200);
+        assert!(uniform(&no4, 799).is_err());
         // By parameter count: big goes down first, then mid.
         assert_eq!(by_param_count(&layers, 1200).unwrap().bits, vec![8, 4, 8]);
         assert_eq!(by_param_count(&layers, 900).unwrap().bits, vec![8, 4, 4]);
