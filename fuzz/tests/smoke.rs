@@ -38,6 +38,7 @@ fn fuzz_smoke() {
     assert!(summary.constructed > 0, "{summary}");
     assert!(summary.accepted.iter().all(|&n| n > 0), "{summary}");
     fuzz_normalization_cases();
+    fuzz_regressions();
 }
 
 /// The same over the normalization test cases (Constant nodes, constant subgraphs, an
@@ -52,4 +53,25 @@ fn fuzz_normalization_cases() {
     eprintln!("{summary}");
     assert!(summary.failures.is_empty(), "{summary}");
     assert!(summary.accepted[0] > 0, "{summary}");
+}
+
+/// Inputs the fuzzer once broke oto with (fuzz/regressions: a Conv whose output is declared
+/// with one axis panicked in the analysis; Reshapes whose computed target declares 4e9 to
+/// 5e18 entries allocated that many axes): each is now refused or accepted, never a panic,
+/// and a refusal names the file.
+fn fuzz_regressions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let report = oto_fuzz::catch(|| oto_fuzz::run_input(oto_fuzz::Input::Model(bytes), true, 0))
+            .unwrap_or_else(|(stage, msg)| panic!("{}: panic in stage {stage:?}: {msg}", path.display()));
+        assert!(report.invalid.is_empty(), "{}: {:?}", path.display(), report.invalid);
+        if let Some(error) = &report.error {
+            assert!(error.contains("fuzz-input.onnx"), "{}: {error}", path.display());
+        }
+        count += 1;
+    }
+    assert_eq!(count, 4);
 }

@@ -48,12 +48,16 @@ impl Ctx<'_, '_> {
             return Ok(());
         };
         self.block_tracked_spatial(node, xt.as_ref());
-        let m = wd[0];
-        let cin_g = wd.get(1).copied().unwrap_or(1);
         let mut out: ValueT = (0..rank).map(|_| AxisT::plain(Dim::Known(1))).collect();
         if let Some(d) = self.dims(&node.output[0]) {
             out = d.into_iter().map(AxisT::plain).collect();
         }
+        // A malformed file: the output carries the channels on axis 1, the weight on axis 0.
+        let Some(&m) = wd.first().filter(|_| out.len() >= 2) else {
+            self.block_node(node, "the output has fewer than 2 axes or the weight none");
+            return Ok(());
+        };
+        let cin_g = wd.get(1).copied().unwrap_or(1);
         if let Some(t) = &xt {
             out[0] = t[0].clone();
         }
@@ -203,6 +207,11 @@ impl Ctx<'_, '_> {
             return Ok(());
         };
         self.block_tracked_spatial(node, xt.as_ref());
+        if d.len() < 2 || wd.len() < 2 {
+            // A malformed file: the output carries the channels on axis 1, the weight on axis 1.
+            self.block_node(node, "the output or the weight has fewer than 2 axes");
+            return Ok(());
+        }
         let mut out: ValueT = d.into_iter().map(AxisT::plain).collect();
         if let Some(t) = &xt {
             out[0] = t[0].clone();

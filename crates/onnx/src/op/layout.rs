@@ -6,6 +6,10 @@ use crate::graph::NodeExt;
 use crate::proto::NodeProto;
 use crate::shape::*;
 
+/// Most axes a Reshape whose target is computed at run time may produce (libtorch allows
+/// 64; a larger declared target length is a malformed file).
+const MAX_RESHAPE_RANK: i64 = 64;
+
 impl Infer<'_, '_> {
     pub(crate) fn flatten(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
@@ -78,6 +82,11 @@ impl Infer<'_, '_> {
             Err(_) => {
                 // Unknown target: the rank is still known from the target's length.
                 let len = self.shape(node, 1)?.first().and_then(Dim::known).ok_or(Stop::Unknown)?;
+                // The declared length of a shape tensor is the file's word: bound it before
+                // making that many axes.
+                if !(0..=MAX_RESHAPE_RANK).contains(&len) {
+                    return Err(self.fail(node, format!("the target shape has {len} entries (at most {MAX_RESHAPE_RANK} axes)")));
+                }
                 let dims = (0..len).map(|_| self.fresh()).collect();
                 return Ok(vec![vt(self.dtype(node, 0), dims)]);
             }
