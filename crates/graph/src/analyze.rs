@@ -76,7 +76,7 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     for t in &graph.proto.initializer {
         let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
         if oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(|d| d.is_float()) {
-            total += d.iter().product::<usize>() as u64;
+            total = total.saturating_add(numel(&d));
         }
         dims.insert(t.name.clone().unwrap_or_default(), d);
     }
@@ -129,9 +129,9 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
         if !is_float {
             continue;
         }
-        let all: u64 = d.iter().map(|&x| x as u64).product();
-        let free: u64 = d.iter().zip(&sets).map(|(&n, s)| (n as u64).saturating_sub(s.len() as u64)).product();
-        total += all - free;
+        let all = numel(d);
+        let free = d.iter().zip(&sets).fold(1u64, |acc, (&n, s)| acc.saturating_mul((n as u64).saturating_sub(s.len() as u64)));
+        total = total.saturating_add(all.saturating_sub(free));
     }
     total
 }
@@ -563,7 +563,7 @@ pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
             .enumerate()
             .filter(|(j, _)| *j != i)
             .map(|(_, g)| if g.track.is_none() { g.size.known().unwrap_or(1).max(1) as usize } else { 1 })
-            .product();
+            .fold(1usize, usize::saturating_mul);
         match track {
             Track::Segs(segs) => {
                 for s in segs {
@@ -654,4 +654,10 @@ pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range,
         return (AxisT::plain(size.clone()), ties);
     }
     (AxisT { factors: fs }, ties)
+}
+
+/// Elements of a tensor of declared dims `d`, saturating: the dims are the file's word, and
+/// an absurd declaration must not overflow (the counts it feeds are only reported).
+pub(crate) fn numel(d: &[usize]) -> u64 {
+    d.iter().fold(1u64, |acc, &x| acc.saturating_mul(x as u64))
 }

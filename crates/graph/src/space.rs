@@ -912,11 +912,11 @@ fn groups(
             .iter()
             .map(|m| {
                 let d = dims.get(&m.initializer).cloned().unwrap_or_default();
-                let numel: usize = d.iter().product();
-                let along = d.get(m.axis).copied().unwrap_or(1).max(1);
-                (numel / along * m.map.block() * n) as u64
+                let numel = crate::analyze::numel(&d);
+                let along = d.get(m.axis).copied().unwrap_or(1).max(1) as u64;
+                (numel / along).saturating_mul(m.map.block() as u64).saturating_mul(n as u64)
             })
-            .sum();
+            .fold(0u64, u64::saturating_add);
         let mut shape_constants = Vec::new();
         for ((location, entry), users) in &shapes[c] {
             let amounts: BTreeSet<i64> = users.values().copied().collect();
