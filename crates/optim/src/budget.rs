@@ -17,14 +17,22 @@
 //!
 //! # The solver
 //!
-//! [`solve`] is a greedy on saliency per unit of cost with *recomputed marginal costs*:
-//! at every pick, each group's next chunk (its next-lowest elements, in the chunk sizes of
-//! the divisibility rule) is priced at `cost(k) - cost(k + chunk)` under the current
-//! counts of every other group, and the chunk with the least score per unit of removed
-//! cost goes. It stops as soon as the cost is at or below the target, so the budget is met
-//! to within one chunk (one element with D = 1). A local search then undoes chunks or
-//! moves one chunk to another group while the budget stays met and the removed score
-//! falls. The tests compare it with exhaustive search on small cases.
+//! [`solve`] removes elements in the order of their scores across all groups, as a
+//! group-sparsity target does (at every pick, the next chunk of any group, in the chunk
+//! sizes of the divisibility rule, whose scores sum lowest; chunks that save no cost under
+//! the current counts are passed over), and stops as soon as the cost is at or below the
+//! target, so the budget is met to within one chunk (one element with D = 1). Of all the
+//! choices meeting the budget, none has a lower highest removed score (with D = 1; the
+//! tests check it against exhaustive search). A local search then undoes chunks, or moves
+//! one chunk to another group, while the budget stays met and the removed score falls.
+//!
+//! The cost only decides where to stop, not the order. Ranking by score per unit of cost
+//! (the knapsack greedy) was measured worse: HESSO's criteria are normalized heuristics,
+//! not losses in the cost's units, and dividing them by the cost made the cost decide. On
+//! the digits CNN at 30 epochs (3 seeds, bench/quality.md) it removed the same expensive
+//! channels whatever the training (params 0.17: one structure on every seed, 98.33%
+//! against 98.70% in score order; MACs 0.1: 97.96% at 0.145x parameters against 98.24% at
+//! 0.079x; MACs 0.25: 98.61% against 98.79%; params 0.05: 97.40% both).
 
 use crate::select::GroupQuota;
 use std::collections::BTreeMap;
@@ -239,7 +247,8 @@ pub fn solve(
     let start: Vec<usize> = quotas.iter().map(|q| q.chosen).collect();
     let mut k = start.clone();
     let mut current = cost.cost(&k);
-    // Greedy: least score per unit of saved cost, marginal costs recomputed every pick.
+    // Greedy: the lowest-scoring next chunk of any group that saves cost (the savings are
+    // recomputed every pick: they depend on the other groups' counts).
     while current > target {
         let mut best: Option<(f64, usize, usize)> = None;
         for g in 0..n {
@@ -252,9 +261,9 @@ pub fn solve(
             if saving <= 0.0 {
                 continue;
             }
-            let ratio = (prefix[g][new + c] - prefix[g][new]) / saving;
-            if best.is_none_or(|(r, _, _)| ratio < r) {
-                best = Some((ratio, g, c));
+            let removed = prefix[g][new + c] - prefix[g][new];
+            if best.is_none_or(|(r, _, _)| removed < r) {
+                best = Some((removed, g, c));
             }
         }
         let Some((_, g, c)) = best else { break };
@@ -386,7 +395,8 @@ mod tests {
         assert_eq!((alone, with), ((9 + 1 + 54) as f64, (9 + 1 + 27) as f64));
     }
 
-    /// The least removed score over every feasible count vector meeting `target`.
+    /// Over every feasible count vector meeting `target`: the lowest highest removed score
+    /// (each group removes its lowest-scoring elements; 0 when nothing needs removing).
     fn brute_force(cost: &CostModel, scores: &[Vec<f64>], quotas: &[GroupQuota], target: f64) -> Option<f64> {
         let n = quotas.len();
         let sorted: Vec<Vec<f64>> = scores
@@ -415,9 +425,9 @@ mod tests {
         loop {
             let k: Vec<usize> = (0..n).map(|g| counts[g][idx[g]]).collect();
             if cost.cost(&k) <= target {
-                let s: f64 = (0..n).map(|g| sorted[g][..k[g]].iter().sum::<f64>()).sum();
-                if best.is_none_or(|b| s < b) {
-                    best = Some(s);
+                let highest = (0..n).filter(|&g| k[g] > 0).map(|g| sorted[g][k[g] - 1]).fold(0.0, f64::max);
+                if best.is_none_or(|b| highest < b) {
+                    best = Some(highest);
                 }
             }
             let mut g = 0;
@@ -436,9 +446,9 @@ mod tests {
     }
 
     #[test]
-    fn meets_the_budget_within_one_element_and_matches_brute_force() {
+    fn meets_the_budget_within_one_element_in_score_order() {
         let mut rng = Lcg(7);
-        let (mut exact, mut total_gap, mut cases) = (0, 0.0, 0);
+        let (mut cases, mut single) = (0, 0);
         for case in 0..300 {
             let layers = 2 + rng.below(2) as usize;
             let widths: Vec<usize> = (0..layers).map(|_| 2 + rng.below(5) as usize).collect();
@@ -466,19 +476,24 @@ mod tests {
                     assert!(model.cost(&fewer) > target, "case {case}: group {g} could keep {c} more and still meet the budget");
                 }
             }
-            // The chosen elements are each group's lowest-scoring.
-            let score: f64 = got.iter().map(|&(g, i)| scores[g][i]).sum();
-            assert!(score >= optimum - 1e-9);
-            let max_score = scores.iter().flatten().copied().fold(0.0, f64::max);
-            assert!(score <= optimum + d as f64 * max_score + 1e-9, "case {case}: {score} vs optimum {optimum}");
-            exact += usize::from((score - optimum).abs() < 1e-9);
-            total_gap += score - optimum;
+            // Each group loses its lowest-scoring elements.
+            for (g, s) in scores.iter().enumerate() {
+                let kept_min = (0..s.len()).filter(|&i| !chosen[g][i]).map(|i| s[i]).fold(f64::INFINITY, f64::min);
+                let removed_max = (0..s.len()).filter(|&i| chosen[g][i]).map(|i| s[i]).fold(f64::NEG_INFINITY, f64::max);
+                assert!(removed_max <= kept_min, "case {case}: group {g} removed {removed_max} and kept {kept_min}");
+            }
+            // In score order: no choice meeting the budget has a lower highest removed score
+            // (with chunks of one element; larger chunks are compared by their sums).
+            let highest = got.iter().map(|&(g, i)| scores[g][i]).fold(0.0, f64::max);
+            if d == 1 {
+                assert_eq!(highest, optimum, "case {case}: highest removed score {highest}, exhaustive search {optimum}");
+                single += 1;
+            } else {
+                assert!(highest >= optimum, "case {case}");
+            }
             cases += 1;
         }
-        // Measured: the solver is exact on most cases.
-        eprintln!("budget solver: exact on {exact} of {cases} cases, mean excess score {:.4}", total_gap / cases as f64);
-        assert!(cases > 200, "{cases} feasible cases");
-        assert!(exact * 10 >= cases * 8, "exact on {exact} of {cases} cases (mean gap {})", total_gap / cases as f64);
+        assert!(cases > 200 && single > 130, "{cases} feasible cases, {single} with one-element chunks");
     }
 
     #[test]
