@@ -31,7 +31,7 @@ BUDGETS = {
     "demo": ["--epochs", "8", "--batch-size", "32", "--lr", "0.05", "--optimizer", "sgd", "--schedule", "cosine"],
     "30ep": ["--epochs", "30", "--batch-size", "64", "--lr", "0.05", "--optimizer", "sgd", "--schedule", "cosine"],
 }
-ALL_TARGETS = ["s0.5", "s0.7", "s0.8", "s0.9", "m0.5", "m0.25", "m0.1"]
+ALL_TARGETS = ["s0.5", "s0.7", "s0.8", "s0.9", "m0.5", "m0.25", "m0.1", "p0.17", "p0.05", "p0.02", "p0.011"]
 FLAG = {"s": "--target-sparsity", "m": "--target-macs", "p": "--target-params"}
 
 
