@@ -31,6 +31,7 @@ to bench/quantize_zoo.json and to bench/quantize.md, after the digits sections.
 """
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -178,9 +179,12 @@ def train(args, name, model, data, val, extra):
     return out / "model.onnx"
 
 
-def task(args, name, seeds, work, save):
+def task(args, name, seeds, work, save, previous, commit):
     """One model: int8 oto vs ort per seed, then (resnet18) the allocation ablation;
-    `save(result)` after every measurement, so that an interrupted run keeps what it measured."""
+    `save(result)` after every measurement, so that an interrupted run keeps what it measured.
+    The ablation rows of `previous` (the JSON's earlier result) for seeds this run does not
+    ablate are kept when they were measured on the same trained model: the same SHA-256, or,
+    for a result recorded without one, the same int8 results on every seed both runs measured."""
     if name == "resnet18":
         train_path, test_path = resnet18_data()
         model = train(args, "resnet18", ROOT / "graphs/zoo/resnet18.onnx", train_path, test_path,
@@ -193,11 +197,18 @@ def task(args, name, seeds, work, save):
     inputs = [i.name for i in onnx.load(str(model)).graph.input]
     labels = te["labels"] if name == "resnet18" else None
     reference = run_model(model, te)
-    result = {"model": name, "float": {"accuracy": float((reference.argmax(1) == te["labels"]).mean()),
-                                       "class_1_share": float((reference.argmax(1) == 1).mean()),
-                                       "bytes": weight_bytes(model)}, "seeds": [], "ablation": []}
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    result = {"model": name, "model_sha256": sha, "float": {"accuracy": float((reference.argmax(1) == te["labels"]).mean()),
+                                                            "class_1_share": float((reference.argmax(1) == 1).mean()),
+                                                            "bytes": weight_bytes(model)}, "seeds": [], "ablation": []}
     val = test_path if name == "resnet18" else None
     ablation_seeds = seeds if args.ablation_seeds is None else [int(s) for s in args.ablation_seeds.split(",") if s]
+    previous = previous or {}
+    same_model = previous.get("model_sha256") in (sha, None) and previous.get("float") == result["float"]
+    # Earlier ablation rows (each with the commit that measured it) for the seeds not ablated now.
+    kept = [{**a, "commit": a.get("commit", previous.get("commit", "?"))}
+            for a in previous.get("ablation", []) if same_model and a["seed"] not in ablation_seeds]
+    result["ablation"] = list(kept)
     for seed in seeds:
         pick = np.random.default_rng(seed).choice(len(tr["labels"]), size=args.samples, replace=False)
         calib_arrays = {k: tr[k][pick] for k in inputs}
@@ -216,6 +227,12 @@ def task(args, name, seeds, work, save):
             ort_quantize(model, calib_arrays, same, ["MatMul", "Gemm"])
             row["ort_mm"], row["ort_mm_bytes"] = compare(same, te, labels, reference), weight_bytes(same)
         result["seeds"].append(row)
+        before = [p for p in previous.get("seeds", []) if p["seed"] == seed]
+        if kept and previous.get("model_sha256") is None and before and before[0]["oto"] != row["oto"]:
+            # Recorded without a hash and not reproduced: another model; drop its ablation rows.
+            print(f"{name}: seed {seed}'s int8 results differ from the JSON's; its ablation rows are dropped", file=sys.stderr)
+            result["ablation"] = [a for a in result["ablation"] if a not in kept]
+            kept = []
         save(result)
         print(json.dumps(row), file=sys.stderr)
         if name != "resnet18" or args.fraction <= 0 or seed not in ablation_seeds:
@@ -230,7 +247,7 @@ def task(args, name, seeds, work, save):
                 extra += ["--traces", str(traces)]
             m = oto_quantize(args, model, calib, path, extra)["allocation"]
             traces = traces or path.with_suffix(".json")
-            result["ablation"].append({"seed": seed, "strategy": strategy, **compare(path, te, labels, reference), "ratio": m["ratio"],
+            result["ablation"].append({"seed": seed, "strategy": strategy, "commit": commit, **compare(path, te, labels, reference), "ratio": m["ratio"],
                                        "budget": m["budget_ratio"], "omega": m["omega"],
                                        "int8_layers": sum(1 for l in m["layers"] if l["bits"] == 8),
                                        "int8_params": sum(l["params"] for l in m["layers"] if l["bits"] == 8) / sum(l["params"] for l in m["layers"]),
@@ -300,10 +317,15 @@ def render(results):
             lines += ["", f"Allocation at 0.6x of int8's size (R budget {a0['budget']:.4f} of the float32 weight bytes; int4 in blocks of 128 "
                       "along the input axis or int8 per output channel, per layer; int8 activations); Omega = sum (Tr(H)/n) ||Q(W)-W||^2 on "
                       "the traces of the seed's hawq run (cross-entropy on its first 16 calibration images), which the other rules read "
-                      "with --traces.", "",
-                      "| allocation | seed | R achieved | Omega | int8 layers | int8 share of weights | accuracy | agreement | rel. logit error |",
+                      "with --traces."]
+            commits = sorted({a.get("commit", r.get("commit", "?")) for a in r["ablation"]})
+            if len(commits) > 1:
+                lines[-1] += (" Measured at several commits on the same trained model (by SHA-256 or by its int8 results): " + "; ".join(
+                    f"seeds {', '.join(str(s) for s in sorted({a['seed'] for a in r['ablation'] if a.get('commit', r.get('commit')) == c}))} at {c}"
+                    for c in commits) + ".")
+            lines += ["", "| allocation | seed | R achieved | Omega | int8 layers | int8 share of weights | accuracy | agreement | rel. logit error |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-            for a in r["ablation"]:
+            for a in sorted(r["ablation"], key=lambda a: (a["seed"], STRATEGIES.index(a["strategy"]))):
                 lines.append(f"| {a['strategy']} | {a['seed']} | {a['ratio']:.4f} | {a['omega']:.3e} | {a['int8_layers']}/{a['layers']} | "
                              f"{100 * a['int8_params']:.1f}% | {100 * a['accuracy']:.2f}% | {100 * a['agreement']:.2f}% | {a['rel_error']:.3e} |")
             for st in STRATEGIES:
@@ -361,7 +383,7 @@ def main():
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
     for name in [t for t in args.tasks.split(",") if t]:
-        save(task(args, name, seeds, work, save))
+        save(task(args, name, seeds, work, save, results.get(name), commit))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     text = args.md.read_text() if args.md.exists() else ""
     head = text.split(MARKER)[0].rstrip("\n")
