@@ -17,12 +17,16 @@
 //! `W_DequantizeLinear` whose output `W_dequantized` the targets read.
 //!
 //! **Activations** (optional): the values [`activation_values`] lists (the input 0 of
-//! every quantized target, the output of every quantized `Conv`, and the output of every
-//! `Add` whose two inputs are quantized, each taken after a `Relu` that is its only
-//! reader) go through `X_QuantizeLinear` -> `X_DequantizeLinear` (8-bit, per tensor,
-//! affine: [`crate::math::affine_params`] of the calibrated range), inserted right after
-//! the value is computed; every node reading the value reads `X_dequantized` (a graph
-//! output keeps the float value). This is the placement onnxruntime's QDQ selectors fuse:
+//! every quantized target, and the output of every quantized `Conv`, taken after a `Relu`
+//! that is its only reader) go through `X_QuantizeLinear` -> `X_DequantizeLinear` (8-bit,
+//! per tensor, affine: [`crate::math::affine_params`] of the calibrated range), inserted
+//! right after the value is computed. `X_dequantized` is read by the node groups
+//! onnxruntime fuses (the targets, an `Add` of two listed values whose output is listed, a
+//! `MaxPool` whose output is listed), and by every reader of the output of such a group
+//! (computed in integers once fused); other readers (a graph output, a residual `Add` into
+//! float values as in a transformer, a normalization) keep the float value, so quantization
+//! adds no error where it buys no integer kernel. This is the
+//! placement onnxruntime's QDQ selectors fuse:
 //! `DQ -> Conv -> [Relu] -> Q` becomes `QLinearConv` (the `Relu` is redundant: the range
 //! after it starts at 0, so the zero point is the lowest level), `DQ, DQ -> Add -> Q`
 //! `QLinearAdd`, `DQ -> MaxPool -> Q` an 8-bit `MaxPool`, `DQ(x), DQ(W) -> Gemm`
@@ -223,42 +227,85 @@ fn after_relu(graph: &Graph, value: &str) -> String {
     value.to_string()
 }
 
-/// The activations the rewrite quantizes when the weights `plan` does not keep float are
-/// quantized, in graph order: the input 0 of those weights' readers ([`Target::activations`]),
-/// the output of those readers that are a `Conv`, and the output of every `Add` whose two
-/// inputs are already listed (a residual connection), each output taken after a `Relu` that
-/// is its only reader; f32 values computed at run time, never a graph output.
-pub fn activation_values(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Vec<String>> {
+/// Where the activations are quantized (see [`activation_values`]).
+struct Placement {
+    /// The values, in graph order.
+    values: Vec<String>,
+    /// Those every reader reads dequantized: the outputs of quantized `Conv`s (after their
+    /// `Relu`) and of the `readers`, which onnxruntime computes in integers (their float
+    /// value does not exist; a float reader would also keep the producer from fusing).
+    everywhere: HashSet<String>,
+    /// Nodes (by their first output) other than the quantized targets that read the
+    /// dequantized inputs: the `Add`s of two quantized values and the `MaxPool`s whose
+    /// output is quantized, which onnxruntime then runs in 8 bits.
+    readers: HashSet<String>,
+}
+
+/// Whether `n` is the default-domain operator `op`.
+fn is_op(n: &NodeProto, op: &str) -> bool {
+    n.op_type.as_deref() == Some(op) && n.domain.as_deref().unwrap_or("").is_empty()
+}
+
+fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placement> {
     let graph = Graph::new(model)?;
     let shapes = oto_onnx::shape::infer(&graph)?;
     let quantized: HashSet<&str> = targets.iter().filter(|t| plan.bits(&t.weight) != Bits::Float).map(|t| t.weight.as_str()).collect();
-    let mut out: Vec<String> = Vec::new();
+    let mut values: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut add = |v: String, out: &mut Vec<String>| {
+    let mut add = |v: String, values: &mut Vec<String>| {
         let computed = graph.initializer(&v).is_none() && graph.constant(&v).ok().flatten().is_none();
-        if computed && !graph.is_output(&v) && shapes.dtype(&v) == Some(DType::F32) && seen.insert(v.clone()) {
-            out.push(v);
+        let ok = computed && !graph.is_output(&v) && shapes.dtype(&v) == Some(DType::F32);
+        if ok && seen.insert(v.clone()) {
+            values.push(v);
         }
+        ok
     };
     for t in targets.iter().filter(|t| quantized.contains(t.weight.as_str())) {
         for x in &t.activations {
-            add(x.clone(), &mut out);
+            add(x.clone(), &mut values);
         }
     }
+    let mut everywhere = HashSet::new();
     for (_, n) in graph.nodes() {
-        let default_domain = n.domain.as_deref().unwrap_or("").is_empty();
         let Some(y) = n.output.first().filter(|y| !y.is_empty()) else { continue };
-        match n.op_type.as_deref() {
-            Some("Conv") if default_domain && n.input.get(1).is_some_and(|w| quantized.contains(w.as_str())) => {
-                add(after_relu(&graph, y), &mut out);
+        if is_op(n, "Conv") && n.input.get(1).is_some_and(|w| quantized.contains(w.as_str())) {
+            let v = after_relu(&graph, y);
+            if add(v.clone(), &mut values) {
+                everywhere.insert(v);
             }
-            Some("Add") if default_domain && n.input.len() == 2 && n.input.iter().all(|x| out.contains(x)) => {
-                add(after_relu(&graph, y), &mut out);
-            }
-            _ => {}
         }
     }
-    Ok(out)
+    let listed: HashSet<&str> = values.iter().map(String::as_str).collect();
+    let mut readers = HashSet::new();
+    for (_, n) in graph.nodes() {
+        let Some(y) = n.output.first().filter(|y| !y.is_empty()) else { continue };
+        let quantized_out = if is_op(n, "Add") && n.input.len() == 2 && n.input.iter().all(|x| listed.contains(x.as_str())) {
+            Some(after_relu(&graph, y))
+        } else if is_op(n, "MaxPool") && n.output.len() == 1 && n.input.first().is_some_and(|x| listed.contains(x.as_str())) {
+            Some(y.clone())
+        } else {
+            None
+        };
+        // Fused, the node computes its (listed) output in integers: every reader reads it dequantized.
+        if let Some(v) = quantized_out.filter(|v| listed.contains(v.as_str())) {
+            readers.insert(y.clone());
+            everywhere.insert(v);
+        }
+    }
+    Ok(Placement { values, everywhere, readers })
+}
+
+/// The activations the rewrite quantizes when the weights `plan` does not keep float are
+/// quantized, in graph order: the input 0 of those weights' readers ([`Target::activations`])
+/// and the output of those readers that are a `Conv` (after a `Relu` that is its only
+/// reader); f32 values computed at run time, never a graph output. The `Add`s of two listed
+/// values and the `MaxPool`s of one whose output (after a `Relu` that is its only reader)
+/// is listed read them dequantized too: onnxruntime fuses those groups. The outputs of the
+/// fused groups (quantized `Conv`s, those `Add`s and `MaxPool`s) are read dequantized by
+/// every reader; the other values only by the targets and those groups, every other reader
+/// keeps reading the float value.
+pub fn activation_values(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Vec<String>> {
+    Ok(placement(model, targets, plan)?.values)
 }
 
 /// What [`quantize_model`] does.
@@ -375,15 +422,16 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
 
     // Activations: one Q/DQ pair per value, right after it is computed; its readers read
     // the dequantized value.
-    let acts = match &options.activations {
-        Some(_) => activation_values(model, &found, &options.plan)?,
-        None => Vec::new(),
+    let place = match &options.activations {
+        Some(_) => placement(model, &found, &options.plan)?,
+        None => Placement { values: Vec::new(), everywhere: HashSet::new(), readers: HashSet::new() },
     };
+    let acts = &place.values;
     let mut act_rename: HashMap<String, String> = HashMap::new();
     let mut act_report = Vec::new();
     let mut act_nodes: HashMap<String, Vec<NodeProto>> = HashMap::new();
     if let Some(ranges) = &options.activations {
-        for x in &acts {
+        for x in acts {
             let r = ranges.get(x).ok_or_else(|| Error::Model(format!("{path}: activation '{x}' has no calibrated range")))?;
             let (scale, zp) =
                 math::affine_params(r.min, r.max, QType::Uint8).map_err(|e| Error::Model(format!("{path}: activation '{x}': {e}")))?;
@@ -417,8 +465,10 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
     }
     for mut n in std::mem::take(&mut graph_proto.node) {
         let is_target = n.input.get(1).is_some_and(|w| rename.contains_key(w));
+        let fused_reader = n.output.first().is_some_and(|y| place.readers.contains(y));
         for (k, x) in n.input.iter_mut().enumerate() {
-            if let Some(dv) = act_rename.get(x.as_str()) {
+            let reads_dequantized = place.everywhere.contains(x.as_str()) || fused_reader || (is_target && k == 0);
+            if let Some(dv) = act_rename.get(x.as_str()).filter(|_| reads_dequantized) {
                 *x = dv.clone();
             } else if is_target && k == 1 {
                 if let Some(w) = rename.get(x.as_str()) {
