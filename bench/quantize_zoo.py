@@ -132,10 +132,10 @@ def oto_quantize(args, model, calib, out, extra, val=None):
     return json.loads(out.with_suffix(".json").read_text())
 
 
-def ort_quantize(model, arrays, out, op_types=None):
+def ort_quantize(model, arrays, out, op_types=None, activation_type=QuantType.QInt8):
     """quantize_static: every operator it quantizes by default, or only `op_types`."""
     quantize_static(str(model), str(out), Reader(arrays), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    activation_type=activation_type, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                     op_types_to_quantize=op_types)
 
 
@@ -270,14 +270,24 @@ def task(args, name, seeds, work, save, previous, commit):
     if name == "resnet18" and seeds:
         seed = seeds[0]
         batch = {k: te[k][:8] for k in inputs}
+        # quantize_static with uint8 activations (onnxruntime's kernels on x86 are uint8 x int8), for its speed.
+        u8 = work / f"{name}_ortu8{seed}.onnx"
+        ort_quantize(model, {k: tr[k][np.random.default_rng(seed).choice(len(tr["labels"]), size=args.samples, replace=False)] for k in inputs},
+                     u8, activation_type=QuantType.QUInt8)
         files = [("float", model, False), ("oto int8", work / f"{name}_oto{seed}.onnx", False),
-                 ("ort int8", work / f"{name}_ort{seed}.onnx", False), ("oto int8, DQ folded at load", work / f"{name}_oto{seed}.onnx", True)]
+                 ("ort int8", work / f"{name}_ort{seed}.onnx", False), ("ort int8, uint8 activations", u8, False),
+                 ("oto int8, DQ folded at load", work / f"{name}_oto{seed}.onnx", True)]
         if args.fraction > 0 and seed in ablation_seeds:
             files += [("oto mixed 4/8 (hawq)", work / f"{name}_hawq{seed}.onnx", False),
                       ("oto mixed 4/8, DQ folded at load", work / f"{name}_hawq{seed}.onnx", True)]
         result["latency"] = latency(files, batch)
         result["latency_batch"] = 8
     return result
+
+
+def seed_list(seeds):
+    """`seed 2`, `seeds 0, 1`."""
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
 def render(results):
@@ -321,8 +331,7 @@ def render(results):
             commits = sorted({a.get("commit", r.get("commit", "?")) for a in r["ablation"]})
             if len(commits) > 1:
                 lines[-1] += (" Measured at several commits on the same trained model (by SHA-256 or by its int8 results): " + "; ".join(
-                    f"seeds {', '.join(str(s) for s in sorted({a['seed'] for a in r['ablation'] if a.get('commit', r.get('commit')) == c}))} at {c}"
-                    for c in commits) + ".")
+                    f"{seed_list(sorted({a['seed'] for a in r['ablation'] if a.get('commit', r.get('commit')) == c}))} at {c}" for c in commits) + ".")
             lines += ["", "| allocation | seed | R achieved | Omega | int8 layers | int8 share of weights | accuracy | agreement | rel. logit error |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for a in sorted(r["ablation"], key=lambda a: (a["seed"], STRATEGIES.index(a["strategy"]))):
@@ -346,13 +355,18 @@ def render(results):
             for k, v in r["latency"].items():
                 lines.append(f"| {k} | {v['ms']:.1f} ms | {v['integer']} | {v['float_conv_gemm']} | {v['dq']} | {v['dq_int4']} |")
             lines += ["", "onnxruntime fuses a weight's DequantizeLinear only inside a node group its QDQ selectors match: "
-                      "DQ(input) and DQ(weight) -> Conv/Gemm -> [Relu] -> Q into QLinearConv/QGemm (8-bit only: there is no int4 "
-                      "convolution kernel), and DQ(int4 weight, blocked along axis 0) -> MatMul with a float input into MatMulNBits. "
+                      "DQ(input) and DQ(weight) -> Conv -> [Relu] -> Q into QLinearConv (8-bit only: there is no int4 "
+                      "convolution kernel), DQ, DQ -> Add -> Q into QLinearAdd, DQ(input), DQ(weight) -> Gemm into QGemm (with "
+                      "an int32 bias), and DQ(int4 weight, blocked along axis 0) -> MatMul with a float input into MatMulNBits. "
                       "Every other weight DequantizeLinear stays in the optimized graph and runs at every inference (its constant "
-                      "folding skips DequantizeLinear unless session.disable_quant_qdq=1): the weights are dequantized at run time, "
-                      "which is why a QDQ file can run slower than the float one. oto quantizes the inputs of Conv/Gemm/MatMul, not "
-                      "their outputs, so a Conv is fused only where its output reaches one QuantizeLinear, through at most a Relu that "
-                      "nothing else reads; quantize_static also quantizes outputs and the residual Adds."]
+                      "folding skips DequantizeLinear unless session.disable_quant_qdq=1), int4 ones included: the weights are "
+                      "dequantized at run time, which is why a QDQ file can run slower than the float one. On x86 its integer "
+                      "kernels take uint8 activations and int8 weights: it rewrites an int8 activation Q -> DQ pair to uint8 only "
+                      "where the QuantizeLinear has one reader, so with int8 activations the convolutions reading a value that "
+                      "two nodes read (a residual block's input: its first Conv and its Add or downsampling Conv) stay float. "
+                      "oto (since 95ca0a6) quantizes the inputs of Conv/Gemm/MatMul, the outputs of quantized Convs and of Adds "
+                      "of two quantized values (after a Relu that is their only reader), and stores activations as uint8 (the "
+                      "same 256 levels as affine int8, zero point + 128): every int8 Conv and residual Add fuses."]
         lines.append("")
     return "\n".join(lines)
 
