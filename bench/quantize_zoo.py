@@ -25,12 +25,13 @@ bench/quantize.py (the digits CNN):
     python bench/quantize_zoo.py --tasks ""          # only rewrite bench/quantize.md from the JSON
 
 Trained models, data and the quantized models are kept in target/bench-quantize/ (delete it
-to start afresh): a rerun with the same oto command reuses a quantized model instead of
+to start afresh): a rerun with the same oto command and binary reuses a quantized model instead of
 making it again, so an interrupted run resumes. Results go
 to bench/quantize_zoo.json and to bench/quantize.md, after the digits sections.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import statistics
@@ -118,17 +119,24 @@ def latency(files, arrays, runs=20, threads=2):
     return {label: {"ms": 1000 * statistics.median(times[label]), **ops[label]} for label, _, _ in sessions}
 
 
+@functools.cache
+def binary_hash(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def oto_quantize(args, model, calib, out, extra, val=None):
     """Runs `oto quantize`, unless `out` and its JSON are there from an earlier run with the
-    same command (recorded beside them): an interrupted benchmark resumes."""
+    same command and the same oto binary (recorded beside them): an interrupted benchmark resumes."""
     cmd = [args.oto, "--quiet", "quantize", str(model), "--data", str(calib), "--out", str(out), "--json", str(out.with_suffix(".json"))]
     if val is not None:
         cmd += ["--val", str(val)]
     cmd += extra
     done = out.with_suffix(".cmd")
-    if not (out.exists() and done.exists() and done.read_text() == " ".join(cmd[1:])):
+    # The command and the binary's SHA-256: another build of oto quantizes again.
+    key = " ".join(cmd[1:]) + f" # oto {binary_hash(args.oto)}"
+    if not (out.exists() and done.exists() and done.read_text() == key):
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        done.write_text(" ".join(cmd[1:]))
+        done.write_text(key)
     return json.loads(out.with_suffix(".json").read_text())
 
 
