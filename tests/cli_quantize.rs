@@ -99,8 +99,9 @@ fn quantize_demo_cnn_int8_and_int4() {
             assert_eq!(stored, expected, "{w}");
             assert_eq!(w["float_bytes"].as_u64().unwrap() as usize, 4 * n);
         }
-        // The inputs of conv1-3 and fc, and the outputs of conv1-3 (read by BatchNormalization).
-        assert_eq!(summary["report"]["activations"].as_array().unwrap().len(), 7);
+        // The inputs of conv1-3 and fc, and with int8 weights the outputs of conv1-3 (read by
+        // BatchNormalization; onnxruntime has no int4 convolution to fuse them into).
+        assert_eq!(summary["report"]["activations"].as_array().unwrap().len(), if bits == "8" { 7 } else { 4 });
         assert_eq!(summary["report"]["opset"][1].as_i64(), Some(if bits == "8" { 18 } else { 21 }));
         // `oto eval` runs the QDQ model.
         let e = oto(&["eval", s(&out), "--data", s(&val)]);

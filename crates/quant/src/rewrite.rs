@@ -17,8 +17,8 @@
 //! `W_DequantizeLinear` whose output `W_dequantized` the targets read.
 //!
 //! **Activations** (optional): the values [`activation_values`] lists (the input 0 of
-//! every quantized target, and the output of every quantized `Conv`, taken after a `Relu`
-//! that is its only reader) go through `X_QuantizeLinear` -> `X_DequantizeLinear` (8-bit,
+//! every quantized target, and the output of every `Conv` with int8 weights, taken after a
+//! `Relu` that is its only reader) go through `X_QuantizeLinear` -> `X_DequantizeLinear` (8-bit,
 //! per tensor, affine: [`crate::math::affine_params`] of the calibrated range), inserted
 //! right after the value is computed. `X_dequantized` is read by the node groups
 //! onnxruntime fuses (the targets, an `Add` of two listed values whose output is listed, a
@@ -268,7 +268,9 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
     let mut everywhere = HashSet::new();
     for (_, n) in graph.nodes() {
         let Some(y) = n.output.first().filter(|y| !y.is_empty()) else { continue };
-        if is_op(n, "Conv") && n.input.get(1).is_some_and(|w| quantized.contains(w.as_str())) {
+        // int8 only: onnxruntime has no int4 convolution kernel, so a quantized output would
+        // only add a rounding and two element-wise passes around a float Conv.
+        if is_op(n, "Conv") && n.input.get(1).is_some_and(|w| quantized.contains(w.as_str()) && plan.bits(w) == Bits::Int8) {
             let v = after_relu(&graph, y);
             if add(v.clone(), &mut values) {
                 everywhere.insert(v);
@@ -297,8 +299,8 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
 
 /// The activations the rewrite quantizes when the weights `plan` does not keep float are
 /// quantized, in graph order: the input 0 of those weights' readers ([`Target::activations`])
-/// and the output of those readers that are a `Conv` (after a `Relu` that is its only
-/// reader); f32 values computed at run time, never a graph output. The `Add`s of two listed
+/// and the output of those readers that are a `Conv` with int8 weights (after a `Relu` that
+/// is its only reader); f32 values computed at run time, never a graph output. The `Add`s of two listed
 /// values and the `MaxPool`s of one whose output (after a `Relu` that is its only reader)
 /// is listed read them dequantized too: onnxruntime fuses those groups. The outputs of the
 /// fused groups (quantized `Conv`s, those `Add`s and `MaxPool`s) are read dequantized by
