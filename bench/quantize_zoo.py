@@ -372,9 +372,11 @@ def render(results):
                       "kernels take uint8 activations and int8 weights: it rewrites an int8 activation Q -> DQ pair to uint8 only "
                       "where the QuantizeLinear has one reader, so with int8 activations the convolutions reading a value that "
                       "two nodes read (a residual block's input: its first Conv and its Add or downsampling Conv) stay float. "
-                      "oto (since 95ca0a6) quantizes the inputs of Conv/Gemm/MatMul, the outputs of quantized Convs and of Adds "
-                      "of two quantized values (after a Relu that is their only reader), and stores activations as uint8 (the "
-                      "same 256 levels as affine int8, zero point + 128): every int8 Conv and residual Add fuses."]
+                      "oto (since a0fb6b6) quantizes the inputs of Conv/Gemm/MatMul and the outputs of int8 Convs (after a Relu "
+                      "that is their only reader), lets the Adds of two quantized values and the MaxPools read them dequantized "
+                      "where their output is quantized, and stores activations as uint8 (the same 256 levels as affine int8, "
+                      "zero point + 128): every int8 Conv and every residual Add between two of them fuses (bench/quantize.md, "
+                      "QDQ placement)."]
         lines.append("")
     return "\n".join(lines)
 
