@@ -29,8 +29,9 @@
 //! placement onnxruntime's QDQ selectors fuse:
 //! `DQ -> Conv -> [Relu] -> Q` becomes `QLinearConv` (the `Relu` is redundant: the range
 //! after it starts at 0, so the zero point is the lowest level), `DQ, DQ -> Add -> Q`
-//! `QLinearAdd`, `DQ -> MaxPool -> Q` an 8-bit `MaxPool`, `DQ(x), DQ(W) -> Gemm`
-//! `QGemm`. The activations are stored as **uint8**: the same 256 levels as affine int8
+//! `QLinearAdd`, `DQ -> MaxPool -> Q` an 8-bit `MaxPool`, `DQ(x), DQ(W) -> MatMul`
+//! `MatMulIntegerToFloat` (a `Gemm` stays float: `QGemm` wants an int32 bias, and biases
+//! stay float here). The activations are stored as **uint8**: the same 256 levels as affine int8
 //! (the zero point moved by 128, every dequantized value identical), but onnxruntime's x86
 //! kernels are U8S8: it converts an int8 activation pair to uint8 only where its
 //! `QuantizeLinear` has a single reader, so int8 activations read by two nodes (a residual
@@ -218,7 +219,7 @@ pub fn targets(model: &Model) -> Result<(Vec<Target>, Vec<Skipped>)> {
 fn after_relu(graph: &Graph, value: &str) -> String {
     if let [u] = graph.consumers(value) {
         let reader = graph.node(u.node);
-        if !graph.is_output(value) && reader.op_type.as_deref() == Some("Relu") && reader.domain.as_deref().unwrap_or("").is_empty() {
+        if !graph.is_output(value) && is_op(reader, "Relu") {
             if let Some(y) = reader.output.first() {
                 return y.clone();
             }
@@ -246,6 +247,7 @@ fn is_op(n: &NodeProto, op: &str) -> bool {
     n.op_type.as_deref() == Some(op) && n.domain.as_deref().unwrap_or("").is_empty()
 }
 
+/// The placement of [`activation_values`] for the quantized weights of `plan`.
 fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placement> {
     let graph = Graph::new(model)?;
     let shapes = oto_onnx::shape::infer(&graph)?;
