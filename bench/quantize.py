@@ -32,6 +32,8 @@ TRAIN = ROOT / "examples/data/digits_train.npz"
 TEST = ROOT / "examples/data/digits_test.npz"
 # bench/quantize.md from this line on is bench/quantize_zoo.py's (kept when this script rewrites the file).
 MARKER = "<!-- bench/quantize_zoo.py -->"
+# From this line to MARKER: sections run by hand (kept when this script rewrites the file).
+HAND = "<!-- by hand -->"
 
 
 class Reader(CalibrationDataReader):
@@ -187,8 +189,9 @@ def main():
                       "that fill it coincide; only uniform (which cannot mix) differs."]
     lines.append("")
     lines.append(f"Float {100 * float_acc:.2f}%: the issue asks at most 1 point below it at 0.6x int8's size.")
-    kept = args.out.read_text().split(MARKER, 1) if args.out.exists() else []
-    tail = MARKER + kept[1] if len(kept) == 2 else ""
+    text = args.out.read_text() if args.out.exists() else ""
+    kept = text.split(HAND, 1) if HAND in text else text.split(MARKER, 1)
+    tail = (HAND if HAND in text else MARKER) + kept[1] if len(kept) == 2 else ""
     args.out.write_text("\n".join(lines) + "\n" + ("\n" + tail if tail else ""))
     print("\n".join(lines))
 

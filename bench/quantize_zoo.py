@@ -25,12 +25,14 @@ bench/quantize.py (the digits CNN):
     python bench/quantize_zoo.py --tasks ""          # only rewrite bench/quantize.md from the JSON
 
 Trained models, data and the quantized models are kept in target/bench-quantize/ (delete it
-to start afresh): a rerun with the same oto command reuses a quantized model instead of
+to start afresh): a rerun with the same oto command and binary reuses a quantized model instead of
 making it again, so an interrupted run resumes. Results go
 to bench/quantize_zoo.json and to bench/quantize.md, after the digits sections.
 """
 
 import argparse
+import functools
+import hashlib
 import json
 import statistics
 import subprocess
@@ -117,24 +119,31 @@ def latency(files, arrays, runs=20, threads=2):
     return {label: {"ms": 1000 * statistics.median(times[label]), **ops[label]} for label, _, _ in sessions}
 
 
+@functools.cache
+def binary_hash(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def oto_quantize(args, model, calib, out, extra, val=None):
     """Runs `oto quantize`, unless `out` and its JSON are there from an earlier run with the
-    same command (recorded beside them): an interrupted benchmark resumes."""
+    same command and the same oto binary (recorded beside them): an interrupted benchmark resumes."""
     cmd = [args.oto, "--quiet", "quantize", str(model), "--data", str(calib), "--out", str(out), "--json", str(out.with_suffix(".json"))]
     if val is not None:
         cmd += ["--val", str(val)]
     cmd += extra
     done = out.with_suffix(".cmd")
-    if not (out.exists() and done.exists() and done.read_text() == " ".join(cmd[1:])):
+    # The command and the binary's SHA-256: another build of oto quantizes again.
+    key = " ".join(cmd[1:]) + f" # oto {binary_hash(args.oto)}"
+    if not (out.exists() and done.exists() and done.read_text() == key):
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        done.write_text(" ".join(cmd[1:]))
+        done.write_text(key)
     return json.loads(out.with_suffix(".json").read_text())
 
 
-def ort_quantize(model, arrays, out, op_types=None):
+def ort_quantize(model, arrays, out, op_types=None, activation_type=QuantType.QInt8):
     """quantize_static: every operator it quantizes by default, or only `op_types`."""
     quantize_static(str(model), str(out), Reader(arrays), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    activation_type=activation_type, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                     op_types_to_quantize=op_types)
 
 
@@ -178,9 +187,12 @@ def train(args, name, model, data, val, extra):
     return out / "model.onnx"
 
 
-def task(args, name, seeds, work, save):
+def task(args, name, seeds, work, save, previous, commit):
     """One model: int8 oto vs ort per seed, then (resnet18) the allocation ablation;
-    `save(result)` after every measurement, so that an interrupted run keeps what it measured."""
+    `save(result)` after every measurement, so that an interrupted run keeps what it measured.
+    The ablation rows of `previous` (the JSON's earlier result) for seeds this run does not
+    ablate are kept when they were measured on the same trained model: the same SHA-256, or,
+    for a result recorded without one, the same int8 results on every seed both runs measured."""
     if name == "resnet18":
         train_path, test_path = resnet18_data()
         model = train(args, "resnet18", ROOT / "graphs/zoo/resnet18.onnx", train_path, test_path,
@@ -193,11 +205,18 @@ def task(args, name, seeds, work, save):
     inputs = [i.name for i in onnx.load(str(model)).graph.input]
     labels = te["labels"] if name == "resnet18" else None
     reference = run_model(model, te)
-    result = {"model": name, "float": {"accuracy": float((reference.argmax(1) == te["labels"]).mean()),
-                                       "class_1_share": float((reference.argmax(1) == 1).mean()),
-                                       "bytes": weight_bytes(model)}, "seeds": [], "ablation": []}
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    result = {"model": name, "model_sha256": sha, "float": {"accuracy": float((reference.argmax(1) == te["labels"]).mean()),
+                                                            "class_1_share": float((reference.argmax(1) == 1).mean()),
+                                                            "bytes": weight_bytes(model)}, "seeds": [], "ablation": []}
     val = test_path if name == "resnet18" else None
     ablation_seeds = seeds if args.ablation_seeds is None else [int(s) for s in args.ablation_seeds.split(",") if s]
+    previous = previous or {}
+    same_model = previous.get("model_sha256") in (sha, None) and previous.get("float") == result["float"]
+    # Earlier ablation rows (each with the commit that measured it) for the seeds not ablated now.
+    kept = [{**a, "commit": a.get("commit", previous.get("commit", "?"))}
+            for a in previous.get("ablation", []) if same_model and a["seed"] not in ablation_seeds]
+    result["ablation"] = list(kept)
     for seed in seeds:
         pick = np.random.default_rng(seed).choice(len(tr["labels"]), size=args.samples, replace=False)
         calib_arrays = {k: tr[k][pick] for k in inputs}
@@ -216,6 +235,12 @@ def task(args, name, seeds, work, save):
             ort_quantize(model, calib_arrays, same, ["MatMul", "Gemm"])
             row["ort_mm"], row["ort_mm_bytes"] = compare(same, te, labels, reference), weight_bytes(same)
         result["seeds"].append(row)
+        before = [p for p in previous.get("seeds", []) if p["seed"] == seed]
+        if kept and previous.get("model_sha256") is None and before and before[0]["oto"] != row["oto"]:
+            # Recorded without a hash and not reproduced: another model; drop its ablation rows.
+            print(f"{name}: seed {seed}'s int8 results differ from the JSON's; its ablation rows are dropped", file=sys.stderr)
+            result["ablation"] = [a for a in result["ablation"] if a not in kept]
+            kept = []
         save(result)
         print(json.dumps(row), file=sys.stderr)
         if name != "resnet18" or args.fraction <= 0 or seed not in ablation_seeds:
@@ -230,7 +255,7 @@ def task(args, name, seeds, work, save):
                 extra += ["--traces", str(traces)]
             m = oto_quantize(args, model, calib, path, extra)["allocation"]
             traces = traces or path.with_suffix(".json")
-            result["ablation"].append({"seed": seed, "strategy": strategy, **compare(path, te, labels, reference), "ratio": m["ratio"],
+            result["ablation"].append({"seed": seed, "strategy": strategy, "commit": commit, **compare(path, te, labels, reference), "ratio": m["ratio"],
                                        "budget": m["budget_ratio"], "omega": m["omega"],
                                        "int8_layers": sum(1 for l in m["layers"] if l["bits"] == 8),
                                        "int8_params": sum(l["params"] for l in m["layers"] if l["bits"] == 8) / sum(l["params"] for l in m["layers"]),
@@ -253,14 +278,24 @@ def task(args, name, seeds, work, save):
     if name == "resnet18" and seeds:
         seed = seeds[0]
         batch = {k: te[k][:8] for k in inputs}
+        # quantize_static with uint8 activations (onnxruntime's kernels on x86 are uint8 x int8), for its speed.
+        u8 = work / f"{name}_ortu8{seed}.onnx"
+        ort_quantize(model, {k: tr[k][np.random.default_rng(seed).choice(len(tr["labels"]), size=args.samples, replace=False)] for k in inputs},
+                     u8, activation_type=QuantType.QUInt8)
         files = [("float", model, False), ("oto int8", work / f"{name}_oto{seed}.onnx", False),
-                 ("ort int8", work / f"{name}_ort{seed}.onnx", False), ("oto int8, DQ folded at load", work / f"{name}_oto{seed}.onnx", True)]
+                 ("ort int8", work / f"{name}_ort{seed}.onnx", False), ("ort int8, uint8 activations", u8, False),
+                 ("oto int8, DQ folded at load", work / f"{name}_oto{seed}.onnx", True)]
         if args.fraction > 0 and seed in ablation_seeds:
             files += [("oto mixed 4/8 (hawq)", work / f"{name}_hawq{seed}.onnx", False),
                       ("oto mixed 4/8, DQ folded at load", work / f"{name}_hawq{seed}.onnx", True)]
         result["latency"] = latency(files, batch)
         result["latency_batch"] = 8
     return result
+
+
+def seed_list(seeds):
+    """`seed 2`, `seeds 0, 1`."""
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
 def render(results):
@@ -300,10 +335,14 @@ def render(results):
             lines += ["", f"Allocation at 0.6x of int8's size (R budget {a0['budget']:.4f} of the float32 weight bytes; int4 in blocks of 128 "
                       "along the input axis or int8 per output channel, per layer; int8 activations); Omega = sum (Tr(H)/n) ||Q(W)-W||^2 on "
                       "the traces of the seed's hawq run (cross-entropy on its first 16 calibration images), which the other rules read "
-                      "with --traces.", "",
-                      "| allocation | seed | R achieved | Omega | int8 layers | int8 share of weights | accuracy | agreement | rel. logit error |",
+                      "with --traces."]
+            commits = sorted({a.get("commit", r.get("commit", "?")) for a in r["ablation"]})
+            if len(commits) > 1:
+                lines[-1] += (" Measured at several commits on the same trained model (by SHA-256 or by its int8 results): " + "; ".join(
+                    f"{seed_list(sorted({a['seed'] for a in r['ablation'] if a.get('commit', r.get('commit')) == c}))} at {c}" for c in commits) + ".")
+            lines += ["", "| allocation | seed | R achieved | Omega | int8 layers | int8 share of weights | accuracy | agreement | rel. logit error |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-            for a in r["ablation"]:
+            for a in sorted(r["ablation"], key=lambda a: (a["seed"], STRATEGIES.index(a["strategy"]))):
                 lines.append(f"| {a['strategy']} | {a['seed']} | {a['ratio']:.4f} | {a['omega']:.3e} | {a['int8_layers']}/{a['layers']} | "
                              f"{100 * a['int8_params']:.1f}% | {100 * a['accuracy']:.2f}% | {100 * a['agreement']:.2f}% | {a['rel_error']:.3e} |")
             for st in STRATEGIES:
@@ -324,13 +363,20 @@ def render(results):
             for k, v in r["latency"].items():
                 lines.append(f"| {k} | {v['ms']:.1f} ms | {v['integer']} | {v['float_conv_gemm']} | {v['dq']} | {v['dq_int4']} |")
             lines += ["", "onnxruntime fuses a weight's DequantizeLinear only inside a node group its QDQ selectors match: "
-                      "DQ(input) and DQ(weight) -> Conv/Gemm -> [Relu] -> Q into QLinearConv/QGemm (8-bit only: there is no int4 "
-                      "convolution kernel), and DQ(int4 weight, blocked along axis 0) -> MatMul with a float input into MatMulNBits. "
+                      "DQ(input) and DQ(weight) -> Conv -> [Relu] -> Q into QLinearConv (8-bit only: there is no int4 "
+                      "convolution kernel), DQ, DQ -> Add -> Q into QLinearAdd, DQ(input), DQ(weight) -> Gemm into QGemm (with "
+                      "an int32 bias), and DQ(int4 weight, blocked along axis 0) -> MatMul with a float input into MatMulNBits. "
                       "Every other weight DequantizeLinear stays in the optimized graph and runs at every inference (its constant "
-                      "folding skips DequantizeLinear unless session.disable_quant_qdq=1): the weights are dequantized at run time, "
-                      "which is why a QDQ file can run slower than the float one. oto quantizes the inputs of Conv/Gemm/MatMul, not "
-                      "their outputs, so a Conv is fused only where its output reaches one QuantizeLinear, through at most a Relu that "
-                      "nothing else reads; quantize_static also quantizes outputs and the residual Adds."]
+                      "folding skips DequantizeLinear unless session.disable_quant_qdq=1), int4 ones included: the weights are "
+                      "dequantized at run time, which is why a QDQ file can run slower than the float one. On x86 its integer "
+                      "kernels take uint8 activations and int8 weights: it rewrites an int8 activation Q -> DQ pair to uint8 only "
+                      "where the QuantizeLinear has one reader, so with int8 activations the convolutions reading a value that "
+                      "two nodes read (a residual block's input: its first Conv and its Add or downsampling Conv) stay float. "
+                      "oto (since a0fb6b6) quantizes the inputs of Conv/Gemm/MatMul and the outputs of int8 Convs (after a Relu "
+                      "that is their only reader), lets the Adds of two quantized values and the MaxPools read them dequantized "
+                      "where their output is quantized, and stores activations as uint8 (the same 256 levels as affine int8, "
+                      "zero point + 128): every int8 Conv and every residual Add between two of them fuses (bench/quantize.md, "
+                      "QDQ placement)."]
         lines.append("")
     return "\n".join(lines)
 
@@ -361,7 +407,7 @@ def main():
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
     for name in [t for t in args.tasks.split(",") if t]:
-        save(task(args, name, seeds, work, save))
+        save(task(args, name, seeds, work, save, results.get(name), commit))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     text = args.md.read_text() if args.md.exists() else ""
     head = text.split(MARKER)[0].rstrip("\n")

@@ -53,7 +53,7 @@ pub enum Command {
     Construct(construct::Args),
     /// Train with HESSO and prune: the one-shot job from a trained model to a compact one.
     Prune(Box<prune::Args>),
-    /// Quantize to an onnxruntime QDQ model: int8/int4 weights, calibrated int8 activations.
+    /// Quantize to an onnxruntime QDQ model: int8/int4 weights, calibrated 8-bit activations.
     Quantize(quantize::Args),
     /// Hessian traces per layer and per pruning group, top eigenvalues, the SGD stability bound.
     Hessian(hessian::Args),

@@ -1,5 +1,5 @@
 //! `oto quantize`: a float model to a QDQ model onnxruntime runs (int8 or int4 weights,
-//! calibrated int8 activations), with its size table and float vs quantized accuracy.
+//! calibrated 8-bit activations), with its size table and float vs quantized accuracy.
 
 use crate::error::{classify, input_error};
 use anyhow::{Context, Result};
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[command(after_help = "\
 Examples:
   oto quantize model.onnx --data calib.npz --out model.int8.onnx
-      int8 weights per output channel, int8 activations calibrated by min/max
+      int8 weights per output channel, 8-bit activations calibrated by min/max
   oto quantize model.onnx --data calib.npz --out model.int4.onnx --bits 4 --block-size 32
       int4 weights in blocks of 32 along the input axis (opset 21)
   oto quantize model.onnx --images photos/ --out q.onnx --calibration percentile --percentile 99.99
@@ -69,7 +69,8 @@ pub struct Args {
     /// Entries of the input axis sharing a scale, with --bits 4; 0: one scale per output channel.
     #[arg(long, default_value_t = 32)]
     pub block_size: u64,
-    /// Activations: int8 (static, calibrated) or none (float).
+    /// Activations: int8 (static, calibrated, 8-bit affine, stored as uint8 for onnxruntime's
+    /// x86 kernels) or none (float).
     #[arg(long, default_value = "int8", value_parser = ["int8", "none"])]
     pub activations: String,
     /// Activation ranges: minmax or percentile.

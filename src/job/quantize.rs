@@ -192,14 +192,7 @@ pub fn quantize(
     let (targets, _) = oto_quant::rewrite::targets(model).map_err(input_error)?;
     let calibration_samples = samples.unwrap_or(data.len).min(data.len);
     if quantize_activations {
-        let mut names: Vec<String> = Vec::new();
-        for t in targets.iter().filter(|t| options.plan.bits(&t.weight) != oto_quant::Bits::Float) {
-            for a in &t.activations {
-                if !names.contains(a) {
-                    names.push(a.clone());
-                }
-            }
-        }
+        let names = oto_quant::rewrite::activation_values(model, &targets, &options.plan).map_err(input_error)?;
         options.activations = Some(calibrate(model, &names, data, batch, samples, method)?);
     } else {
         options.activations = None;
@@ -586,7 +579,7 @@ pub fn report_section(q: &JobQuantization) -> String {
     let mut out = String::from("## Quantization\n\n");
     let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
     out.push_str(&format!(
-        "{} (QDQ): the compact model with per-layer int4/int8 weights and int8 activations, calibrated on {} training samples.\n\n",
+        "{} (QDQ): the compact model with per-layer int4/int8 weights and 8-bit activations, calibrated on {} training samples.\n\n",
         q.file, s.calibration_samples
     ));
     let (f, st) = (s.report.float_bytes(), s.report.stored_bytes());

@@ -115,12 +115,15 @@ pub struct SessionOptions {
     /// its `DequantizeLinear` -> float operator -> `QuantizeLinear` chain instead of
     /// onnxruntime's fused integer kernels, whose requantization rounds differently).
     pub no_optimizations: bool,
+    /// Where onnxruntime writes the graph it runs, after its optimizations (to see which
+    /// node groups it fused into integer kernels).
+    pub optimized_model: Option<PathBuf>,
 }
 
 impl SessionOptions {
     /// Options with the given intra-op thread count.
     pub fn with_threads(threads: usize) -> Self {
-        SessionOptions { intra_threads: Some(threads), no_optimizations: false }
+        SessionOptions { intra_threads: Some(threads), ..Default::default() }
     }
 }
 
@@ -257,6 +260,9 @@ fn builder(model: &str, options: &SessionOptions) -> Result<ort::session::builde
     if options.no_optimizations {
         builder =
             builder.with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable).map_err(|e| session_error(e.into()))?;
+    }
+    if let Some(path) = &options.optimized_model {
+        builder = builder.with_optimized_model_path(path).map_err(|e| session_error(e.into()))?;
     }
     Ok(builder)
 }

@@ -16,10 +16,26 @@
 //! becomes the initializers `W_quantized`, `W_scale`, `W_zero_point` and the node
 //! `W_DequantizeLinear` whose output `W_dequantized` the targets read.
 //!
-//! **Activations** (optional): the input 0 of every quantized target, when it is an f32
-//! value computed at run time, goes through `X_QuantizeLinear` -> `X_DequantizeLinear`
-//! (int8, per tensor, affine: [`crate::math::affine_params`] of the calibrated range),
-//! read by the targets only; one pair per value, inserted before its first target.
+//! **Activations** (optional): the values [`activation_values`] lists (the input 0 of
+//! every quantized target, and the output of every `Conv` with int8 weights, taken after a
+//! `Relu` that is its only reader) go through `X_QuantizeLinear` -> `X_DequantizeLinear` (8-bit,
+//! per tensor, affine: [`crate::math::affine_params`] of the calibrated range), inserted
+//! right after the value is computed. `X_dequantized` is read by the node groups
+//! onnxruntime fuses (the targets, an `Add` of two listed values whose output is listed, a
+//! `MaxPool` whose output is listed), and by every reader of the output of such a group
+//! (computed in integers once fused); other readers (a graph output, a residual `Add` into
+//! float values as in a transformer, a normalization) keep the float value, so quantization
+//! adds no error where it buys no integer kernel. This is the
+//! placement onnxruntime's QDQ selectors fuse:
+//! `DQ -> Conv -> [Relu] -> Q` becomes `QLinearConv` (the `Relu` is redundant: the range
+//! after it starts at 0, so the zero point is the lowest level), `DQ, DQ -> Add -> Q`
+//! `QLinearAdd`, `DQ -> MaxPool -> Q` an 8-bit `MaxPool`, `DQ(x), DQ(W) -> MatMul`
+//! `MatMulIntegerToFloat` (a `Gemm` stays float: `QGemm` wants an int32 bias, and biases
+//! stay float here). The activations are stored as **uint8**: the same 256 levels as affine int8
+//! (the zero point moved by 128, every dequantized value identical), but onnxruntime's x86
+//! kernels are U8S8: it converts an int8 activation pair to uint8 only where its
+//! `QuantizeLinear` has a single reader, so int8 activations read by two nodes (a residual
+//! block's input: its first `Conv` and its `Add`) would block the fusion.
 //!
 //! The default-domain opset is raised to what the model needs ([`crate::opset::raise`]);
 //! the graph's inputs, outputs and every other node keep their names.
@@ -198,6 +214,104 @@ pub fn targets(model: &Model) -> Result<(Vec<Target>, Vec<Skipped>)> {
     Ok((found.into_values().collect(), skipped))
 }
 
+/// `value`, or the output of the `Relu` that is its only reader (and not a graph output):
+/// where a quantized operator's output is quantized.
+fn after_relu(graph: &Graph, value: &str) -> String {
+    if let [u] = graph.consumers(value) {
+        let reader = graph.node(u.node);
+        if !graph.is_output(value) && is_op(reader, "Relu") {
+            if let Some(y) = reader.output.first() {
+                return y.clone();
+            }
+        }
+    }
+    value.to_string()
+}
+
+/// Where the activations are quantized (see [`activation_values`]).
+struct Placement {
+    /// The values, in graph order.
+    values: Vec<String>,
+    /// Those every reader reads dequantized: the outputs of quantized `Conv`s (after their
+    /// `Relu`) and of the `readers`, which onnxruntime computes in integers (their float
+    /// value does not exist; a float reader would also keep the producer from fusing).
+    everywhere: HashSet<String>,
+    /// Nodes (by their first output) other than the quantized targets that read the
+    /// dequantized inputs: the `Add`s of two quantized values and the `MaxPool`s whose
+    /// output is quantized, which onnxruntime then runs in 8 bits.
+    readers: HashSet<String>,
+}
+
+/// Whether `n` is the default-domain operator `op`.
+fn is_op(n: &NodeProto, op: &str) -> bool {
+    n.op_type.as_deref() == Some(op) && n.domain.as_deref().unwrap_or("").is_empty()
+}
+
+/// The placement of [`activation_values`] for the quantized weights of `plan`.
+fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placement> {
+    let graph = Graph::new(model)?;
+    let shapes = oto_onnx::shape::infer(&graph)?;
+    let quantized: HashSet<&str> = targets.iter().filter(|t| plan.bits(&t.weight) != Bits::Float).map(|t| t.weight.as_str()).collect();
+    let mut values: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut add = |v: String, values: &mut Vec<String>| {
+        let computed = graph.initializer(&v).is_none() && graph.constant(&v).ok().flatten().is_none();
+        let ok = computed && !graph.is_output(&v) && shapes.dtype(&v) == Some(DType::F32);
+        if ok && seen.insert(v.clone()) {
+            values.push(v);
+        }
+        ok
+    };
+    for t in targets.iter().filter(|t| quantized.contains(t.weight.as_str())) {
+        for x in &t.activations {
+            add(x.clone(), &mut values);
+        }
+    }
+    let mut everywhere = HashSet::new();
+    for (_, n) in graph.nodes() {
+        let Some(y) = n.output.first().filter(|y| !y.is_empty()) else { continue };
+        // int8 only: onnxruntime has no int4 convolution kernel, so a quantized output would
+        // only add a rounding and two element-wise passes around a float Conv.
+        if is_op(n, "Conv") && n.input.get(1).is_some_and(|w| quantized.contains(w.as_str()) && plan.bits(w) == Bits::Int8) {
+            let v = after_relu(&graph, y);
+            if add(v.clone(), &mut values) {
+                everywhere.insert(v);
+            }
+        }
+    }
+    let listed: HashSet<&str> = values.iter().map(String::as_str).collect();
+    let mut readers = HashSet::new();
+    for (_, n) in graph.nodes() {
+        let Some(y) = n.output.first().filter(|y| !y.is_empty()) else { continue };
+        let quantized_out = if is_op(n, "Add") && n.input.len() == 2 && n.input.iter().all(|x| listed.contains(x.as_str())) {
+            Some(after_relu(&graph, y))
+        } else if is_op(n, "MaxPool") && n.output.len() == 1 && n.input.first().is_some_and(|x| listed.contains(x.as_str())) {
+            Some(y.clone())
+        } else {
+            None
+        };
+        // Fused, the node computes its (listed) output in integers: every reader reads it dequantized.
+        if let Some(v) = quantized_out.filter(|v| listed.contains(v.as_str())) {
+            readers.insert(y.clone());
+            everywhere.insert(v);
+        }
+    }
+    Ok(Placement { values, everywhere, readers })
+}
+
+/// The activations the rewrite quantizes when the weights `plan` does not keep float are
+/// quantized, in graph order: the input 0 of those weights' readers ([`Target::activations`])
+/// and the output of those readers that are a `Conv` with int8 weights (after a `Relu` that
+/// is its only reader); f32 values computed at run time, never a graph output. The `Add`s of two listed
+/// values and the `MaxPool`s of one whose output (after a `Relu` that is its only reader)
+/// is listed read them dequantized too: onnxruntime fuses those groups. The outputs of the
+/// fused groups (quantized `Conv`s, those `Add`s and `MaxPool`s) are read dequantized by
+/// every reader; the other values only by the targets and those groups, every other reader
+/// keeps reading the float value.
+pub fn activation_values(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Vec<String>> {
+    Ok(placement(model, targets, plan)?.values)
+}
+
 /// What [`quantize_model`] does.
 #[derive(Debug, Clone)]
 pub struct QuantizeOptions {
@@ -207,7 +321,7 @@ pub struct QuantizeOptions {
     /// channel (no blocks), for weights whose input axis is too short for blocks to pay.
     pub block_size: usize,
     /// Calibrated ranges of the activations to quantize (by value name); `None` keeps
-    /// activations float. Every activation of a quantized weight must have one.
+    /// activations float. Every value [`activation_values`] lists must have one.
     pub activations: Option<HashMap<String, Range>>,
 }
 
@@ -239,7 +353,7 @@ pub struct QuantizeReport {
     pub weights: Vec<WeightReport>,
     /// Weights of Conv/Gemm/MatMul left float, with why.
     pub skipped: Vec<Skipped>,
-    /// Activations quantized (value name, scale, zero point).
+    /// Activations quantized (value name, scale, uint8 zero point).
     pub activations: Vec<(String, f32, i32)>,
     /// Bytes of every other initializer (biases, normalization parameters...), unchanged.
     pub other_bytes: usize,
@@ -310,60 +424,65 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
         removed.insert(t.weight.clone());
     }
 
-    // Activations: one Q/DQ pair per value, before the first target reading it.
-    let quantized: HashSet<&str> =
-        found.iter().filter(|t| options.plan.bits(&t.weight) != Bits::Float).map(|t| t.weight.as_str()).collect();
+    // Activations: one Q/DQ pair per value, right after it is computed; its readers read
+    // the dequantized value.
+    let place = match &options.activations {
+        Some(_) => placement(model, &found, &options.plan)?,
+        None => Placement { values: Vec::new(), everywhere: HashSet::new(), readers: HashSet::new() },
+    };
+    let acts = &place.values;
     let mut act_rename: HashMap<String, String> = HashMap::new();
     let mut act_report = Vec::new();
     let mut act_nodes: HashMap<String, Vec<NodeProto>> = HashMap::new();
     if let Some(ranges) = &options.activations {
-        for t in found.iter().filter(|t| quantized.contains(t.weight.as_str())) {
-            for x in &t.activations {
-                if act_rename.contains_key(x) {
-                    continue;
-                }
-                let r = ranges.get(x).ok_or_else(|| Error::Model(format!("{path}: activation '{x}' has no calibrated range")))?;
-                let (scale, zp) =
-                    math::affine_params(r.min, r.max, QType::Int8).map_err(|e| Error::Model(format!("{path}: activation '{x}': {e}")))?;
-                let s = names.fresh(&format!("{x}_scale"));
-                let z = names.fresh(&format!("{x}_zero_point"));
-                let qv = names.fresh(&format!("{x}_quantized"));
-                let dv = names.fresh(&format!("{x}_dequantized"));
-                new_inits.push(f32_tensor(&s, &[], &[scale]));
-                new_inits.push(int_tensor(&z, &[], &[zp], QType::Int8));
-                let qn = node(
-                    "QuantizeLinear",
-                    names.fresh(&format!("{x}_QuantizeLinear")),
-                    vec![x.clone(), s.clone(), z.clone()],
-                    vec![qv.clone()],
-                    vec![],
-                );
-                let dn = node("DequantizeLinear", names.fresh(&format!("{x}_DequantizeLinear")), vec![qv, s, z], vec![dv.clone()], vec![]);
-                act_nodes.insert(x.clone(), vec![qn, dn]);
-                act_rename.insert(x.clone(), dv);
-                act_report.push((x.clone(), scale, zp));
-            }
+        for x in acts {
+            let r = ranges.get(x).ok_or_else(|| Error::Model(format!("{path}: activation '{x}' has no calibrated range")))?;
+            let (scale, zp) =
+                math::affine_params(r.min, r.max, QType::Uint8).map_err(|e| Error::Model(format!("{path}: activation '{x}': {e}")))?;
+            let s = names.fresh(&format!("{x}_scale"));
+            let z = names.fresh(&format!("{x}_zero_point"));
+            let qv = names.fresh(&format!("{x}_quantized"));
+            let dv = names.fresh(&format!("{x}_dequantized"));
+            new_inits.push(f32_tensor(&s, &[], &[scale]));
+            new_inits.push(int_tensor(&z, &[], &[zp], QType::Uint8));
+            let qn = node(
+                "QuantizeLinear",
+                names.fresh(&format!("{x}_QuantizeLinear")),
+                vec![x.clone(), s.clone(), z.clone()],
+                vec![qv.clone()],
+                vec![],
+            );
+            let dn = node("DequantizeLinear", names.fresh(&format!("{x}_DequantizeLinear")), vec![qv, s, z], vec![dv.clone()], vec![]);
+            act_nodes.insert(x.clone(), vec![qn, dn]);
+            act_rename.insert(x.clone(), dv);
+            act_report.push((x.clone(), scale, zp));
         }
     }
 
-    // Nodes: weight DequantizeLinear first, activation pairs before their first target.
+    // Nodes: weight DequantizeLinear first, then the pairs of graph inputs, then every node
+    // (reading dequantized values) followed by the pairs of the values it computes.
     let mut nodes = weight_nodes;
+    for i in &graph_proto.input {
+        if let Some(pair) = i.name.as_deref().and_then(|x| act_nodes.remove(x)) {
+            nodes.extend(pair);
+        }
+    }
     for mut n in std::mem::take(&mut graph_proto.node) {
         let is_target = n.input.get(1).is_some_and(|w| rename.contains_key(w));
-        if is_target {
-            if let Some(x) = n.input.first().cloned() {
-                if let Some(pair) = act_nodes.remove(&x) {
-                    nodes.extend(pair);
+        let fused_reader = n.output.first().is_some_and(|y| place.readers.contains(y));
+        for (k, x) in n.input.iter_mut().enumerate() {
+            let reads_dequantized = place.everywhere.contains(x.as_str()) || fused_reader || (is_target && k == 0);
+            if let Some(dv) = act_rename.get(x.as_str()).filter(|_| reads_dequantized) {
+                *x = dv.clone();
+            } else if is_target && k == 1 {
+                if let Some(w) = rename.get(x.as_str()) {
+                    *x = w.clone();
                 }
-                if let Some(dv) = act_rename.get(&x) {
-                    n.input[0] = dv.clone();
-                }
-            }
-            if let Some(w) = rename.get(&n.input[1]) {
-                n.input[1] = w.clone();
             }
         }
+        let pairs: Vec<NodeProto> = n.output.iter().filter_map(|y| act_nodes.remove(y)).flatten().collect();
         nodes.push(n);
+        nodes.extend(pairs);
     }
     graph_proto.node = nodes;
     let other_bytes = graph_proto

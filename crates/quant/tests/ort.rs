@@ -8,7 +8,7 @@ use oto_quant::calib::Range;
 use oto_quant::math::{self, QType, QuantizedWeight};
 use oto_quant::rewrite::int_tensor;
 use oto_quant::{quantize_model, BitPlan, Bits, QuantizeOptions};
-use oto_testkit::{deviation, run_ort, zoo_inputs, zoo_model};
+use oto_testkit::{deviation, observed_ranges, run_ort, zoo_inputs, zoo_model};
 use std::collections::HashMap;
 
 /// Deterministic values in about [-1, 1] with both signs (a linear congruential sequence).
@@ -165,13 +165,31 @@ fn single_layers_stay_within_the_scale_bound() {
     }
 }
 
+/// Counts of the operators of the graph onnxruntime runs for `model` (after its
+/// optimizations, 2 threads).
+fn optimized_ops(model: &Model) -> HashMap<String, usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("optimized.onnx");
+    let options = oto_ort::SessionOptions { intra_threads: Some(2), optimized_model: Some(path.clone()), ..Default::default() };
+    oto_ort::Session::from_bytes(&model.to_bytes().unwrap(), &options).unwrap();
+    let optimized = Model::load(&path).unwrap();
+    let mut ops = HashMap::new();
+    for n in &optimized.proto.graph.as_ref().unwrap().node {
+        *ops.entry(n.op_type.clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    ops
+}
+
 /// demo_cnn and resnet18 from the zoo: weight-only int8 and int4 QDQ models in onnxruntime
 /// compute what the float model with the dequantized weights computes (to float32
-/// reassociation: 1e-4 of the largest output); with calibrated activations they run and
-/// keep the inputs and outputs.
+/// reassociation: 1e-4 of the largest output); with calibrated activations they keep the
+/// inputs and outputs, their activations are uint8, and onnxruntime runs every int8
+/// convolution as `QLinearConv` (none left float) and every residual `Add` between two of
+/// them as `QLinearAdd`.
 #[test]
 fn zoo_models_are_wired_exactly() {
-    for name in ["demo_cnn", "resnet18"] {
+    // resnet18's last Add feeds the average pool, not a convolution: it stays float.
+    for (name, adds) in [("demo_cnn", 0usize), ("resnet18", 7)] {
         let model = zoo_model(name);
         let inputs = zoo_inputs(name);
         for (bits, block) in [(Bits::Int8, 32usize), (Bits::Int4, 32)] {
@@ -184,15 +202,14 @@ fn zoo_models_are_wired_exactly() {
             let ratio = report.stored_bytes() as f64 / report.float_bytes() as f64;
             eprintln!("{name} {bits:?}: {} weights, stored/float {ratio:.4}, opset {:?}", report.weights.len(), report.opset);
         }
-        // Activations with ranges from the reference inputs themselves (the calibration
-        // proper runs in the oto crate): the file runs and keeps its interface.
+        // Activations with ranges observed on the reference inputs themselves.
+        let plan = BitPlan::uniform(Bits::Int8);
         let (targets, _) = oto_quant::rewrite::targets(&model).unwrap();
+        let values = oto_quant::rewrite::activation_values(&model, &targets, &plan).unwrap();
         let ranges: HashMap<String, Range> =
-            targets.iter().flat_map(|t| t.activations.iter()).map(|a| (a.clone(), Range { min: -4.0, max: 4.0 })).collect();
-        let (q, report) =
-            quantize_model(&model, &QuantizeOptions { plan: BitPlan::uniform(Bits::Int8), block_size: 32, activations: Some(ranges) })
-                .unwrap();
-        assert!(!report.activations.is_empty());
+            observed_ranges(&model, &values, &inputs).into_iter().map(|(v, (min, max))| (v, Range { min, max })).collect();
+        let (q, report) = quantize_model(&model, &QuantizeOptions { plan, block_size: 32, activations: Some(ranges) }).unwrap();
+        assert_eq!(report.activations.len(), values.len());
         let out = run_ort(&q.proto, &inputs);
         let float = run_ort(&model.proto, &inputs);
         assert_eq!(out.iter().map(|o| &o.0).collect::<Vec<_>>(), float.iter().map(|o| &o.0).collect::<Vec<_>>());
@@ -201,6 +218,16 @@ fn zoo_models_are_wired_exactly() {
         let f = model.proto.graph.as_ref().unwrap();
         assert_eq!(names(&g.input), names(&f.input));
         assert_eq!(names(&g.output), names(&f.output));
+        for n in g.node.iter().filter(|n| n.op_type.as_deref() == Some("QuantizeLinear")) {
+            let zp = g.initializer.iter().find(|t| Some(t.name.as_deref().unwrap_or_default()) == n.input.get(2).map(String::as_str));
+            assert_eq!(zp.and_then(|t| t.data_type), Some(oto_onnx::DType::U8.onnx_code()), "{name}: {:?}", n.name);
+        }
+        let convs = f.node.iter().filter(|n| n.op_type.as_deref() == Some("Conv")).count();
+        let ops = optimized_ops(&q);
+        let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+        eprintln!("{name}: {} activations; onnxruntime runs {ops:?}", values.len());
+        assert_eq!((count("QLinearConv"), count("Conv")), (convs, 0), "{name}: {ops:?}");
+        assert_eq!(count("QLinearAdd"), adds, "{name}: {ops:?}");
     }
 }
 

@@ -5,6 +5,7 @@
 
 use oto_onnx::{Model, Tensor};
 use prost::Message;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use oto_onnx::rng::SplitMix64;
@@ -114,6 +115,31 @@ pub fn run_ort(proto: &oto_onnx::proto::ModelProto, inputs: &[(String, Tensor)])
     let session = oto_ort::Session::from_bytes(&bytes, &oto_ort::SessionOptions::with_threads(2)).unwrap();
     let feed: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     session.run(&feed).unwrap().into_iter().map(|(n, t)| (n, t.to_f64_vec())).collect()
+}
+
+/// The smallest and largest value of each of `values` (values of `model`) on `inputs`:
+/// computed values read in onnxruntime as extra graph outputs, graph inputs from the
+/// inputs themselves (onnxruntime does not return an input as an output).
+pub fn observed_ranges(model: &Model, values: &[String], inputs: &[(String, Tensor)]) -> HashMap<String, (f32, f32)> {
+    let range = |x: &[f64]| {
+        let (lo, hi) = x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+        (lo as f32, hi as f32)
+    };
+    let (given, computed): (Vec<&String>, Vec<&String>) = values.iter().partition(|v| inputs.iter().any(|(n, _)| n == *v));
+    let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
+    for (n, t) in inputs.iter().filter(|(n, _)| given.contains(&n)) {
+        ranges.insert(n.clone(), range(&t.to_f64_vec()));
+    }
+    let mut proto = model.proto.clone();
+    let graph = proto.graph.get_or_insert_with(Default::default);
+    let first = graph.output.len();
+    for v in &computed {
+        graph.output.push(oto_onnx::proto::ValueInfoProto { name: Some((*v).clone()), ..Default::default() });
+    }
+    for (v, (_, x)) in computed.into_iter().zip(&run_ort(&proto, inputs)[first..]) {
+        ranges.insert(v.clone(), range(x));
+    }
+    ranges
 }
 
 /// `max |a - b|` over all outputs (NaN counts as infinite), and the tolerance
