@@ -70,7 +70,8 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     pub block_size: u64,
     /// Activations: int8 (static, calibrated, 8-bit affine, stored as uint8 for onnxruntime's
-    /// x86 kernels) or none (float).
+    /// x86 kernels) or none (float). The inputs of operators with int4 weights stay float
+    /// (weight-only: onnxruntime's int4 kernel, MatMulNBits, takes a float input).
     #[arg(long, default_value = "int8", value_parser = ["int8", "none"])]
     pub activations: String,
     /// Activation ranges: minmax or percentile.
@@ -191,7 +192,7 @@ pub fn table(s: &crate::job::quantize::QuantizeSummary) -> String {
     let (f, q) = (r.float_bytes(), r.stored_bytes());
     out.push_str(&format!("| **total** | | | {} | {} | {:.3} | |\n\n", kib(f), kib(q), q as f64 / f.max(1) as f64));
     out.push_str(&format!(
-        "other initializers (kept float): {}; model weights {} -> {} ({:.3}x); opset {} -> {}; {} activations quantized ({} calibration samples)\n",
+        "other initializers (kept float): {}; model weights {} -> {} ({:.3}x); opset {} -> {}; {} activations quantized ({} calibration samples){}\n",
         kib(r.other_bytes),
         kib(f + r.other_bytes),
         kib(q + r.other_bytes),
@@ -199,7 +200,8 @@ pub fn table(s: &crate::job::quantize::QuantizeSummary) -> String {
         r.opset.0,
         r.opset.1,
         r.activations.len(),
-        s.calibration_samples
+        s.calibration_samples,
+        if r.weights.iter().any(|w| w.bits == Bits::Int4) { "; the inputs of int4 weights stay float (weight-only)" } else { "" }
     ));
     for sk in &r.skipped {
         out.push_str(&format!("kept float: {} ({})\n", sk.weight, sk.reason));

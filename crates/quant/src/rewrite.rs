@@ -17,7 +17,7 @@
 //! `W_DequantizeLinear` whose output `W_dequantized` the targets read.
 //!
 //! **Activations** (optional): the values [`activation_values`] lists (the input 0 of
-//! every quantized target, and the output of every `Conv` with int8 weights, taken after a
+//! every target with int8 weights, and the output of every `Conv` with int8 weights, taken after a
 //! `Relu` that is its only reader) go through `X_QuantizeLinear` -> `X_DequantizeLinear` (8-bit,
 //! per tensor, affine: [`crate::math::affine_params`] of the calibrated range), inserted
 //! right after the value is computed. `X_dequantized` is read by the node groups
@@ -31,7 +31,10 @@
 //! after it starts at 0, so the zero point is the lowest level), `DQ, DQ -> Add -> Q`
 //! `QLinearAdd`, `DQ -> MaxPool -> Q` an 8-bit `MaxPool`, `DQ(x), DQ(W) -> MatMul`
 //! `MatMulIntegerToFloat` (a `Gemm` stays float: `QGemm` wants an int32 bias, and biases
-//! stay float here). The activations are stored as **uint8**: the same 256 levels as affine int8
+//! stay float here). Targets with int4 weights are weight-only (their input stays float):
+//! onnxruntime computes with an int4 weight only in `MatMulNBits` (`DQ(int4 W, blocked along
+//! the input axis) -> MatMul` with a float input) and has no int4 convolution, so a quantized
+//! input would buy no kernel. The activations are stored as **uint8**: the same 256 levels as affine int8
 //! (the zero point moved by 128, every dequantized value identical), but onnxruntime's x86
 //! kernels are U8S8: it converts an int8 activation pair to uint8 only where its
 //! `QuantizeLinear` has a single reader, so int8 activations read by two nodes (a residual
@@ -262,7 +265,11 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
         }
         ok
     };
-    for t in targets.iter().filter(|t| quantized.contains(t.weight.as_str())) {
+    // int4 weights are weight-only: onnxruntime has no kernel that computes with an int4
+    // weight and a quantized input (it fuses `DQ(int4 W) -> MatMul` with a float input into
+    // `MatMulNBits`, and has no int4 convolution), so quantizing their input would only add
+    // error and two element-wise passes.
+    for t in targets.iter().filter(|t| plan.bits(&t.weight) == Bits::Int8) {
         for x in &t.activations {
             add(x.clone(), &mut values);
         }
@@ -300,7 +307,8 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
 }
 
 /// The activations the rewrite quantizes when the weights `plan` does not keep float are
-/// quantized, in graph order: the input 0 of those weights' readers ([`Target::activations`])
+/// quantized, in graph order: the input 0 of the int8 weights' readers ([`Target::activations`];
+/// int4 weights are weight-only)
 /// and the output of those readers that are a `Conv` with int8 weights (after a `Relu` that
 /// is its only reader); f32 values computed at run time, never a graph output. The `Add`s of two listed
 /// values and the `MaxPool`s of one whose output (after a `Relu` that is its only reader)
@@ -467,11 +475,16 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
             nodes.extend(pair);
         }
     }
+    let int8_weights: HashSet<&str> =
+        found.iter().filter(|t| options.plan.bits(&t.weight) == Bits::Int8).map(|t| t.weight.as_str()).collect();
     for mut n in std::mem::take(&mut graph_proto.node) {
         let is_target = n.input.get(1).is_some_and(|w| rename.contains_key(w));
+        // An int4 target reads its input float (weight-only, see `placement`) unless that
+        // value exists only in integers (the output of a fused group).
+        let int8_target = n.input.get(1).is_some_and(|w| int8_weights.contains(w.as_str()));
         let fused_reader = n.output.first().is_some_and(|y| place.readers.contains(y));
         for (k, x) in n.input.iter_mut().enumerate() {
-            let reads_dequantized = place.everywhere.contains(x.as_str()) || fused_reader || (is_target && k == 0);
+            let reads_dequantized = place.everywhere.contains(x.as_str()) || fused_reader || (int8_target && k == 0);
             if let Some(dv) = act_rename.get(x.as_str()).filter(|_| reads_dequantized) {
                 *x = dv.clone();
             } else if is_target && k == 1 {

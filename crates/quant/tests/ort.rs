@@ -231,6 +231,47 @@ fn zoo_models_are_wired_exactly() {
     }
 }
 
+/// Mixed int4/int8 on a transformer: int4 weights are weight-only (their input stays float),
+/// so onnxruntime fuses every int4 MatMul into `MatMulNBits`; the int8 ones read quantized
+/// inputs and run in integers. The outputs stay within the quantization's error of the
+/// float model's.
+#[test]
+fn int4_matmuls_are_weight_only_and_fuse() {
+    let model = zoo_model("bert_tiny");
+    let inputs = zoo_inputs("bert_tiny");
+    let (targets, _) = oto_quant::rewrite::targets(&model).unwrap();
+    let nodes = &model.proto.graph.as_ref().unwrap().node;
+    let matmul =
+        |t: &oto_quant::rewrite::Target| nodes.iter().any(|n| n.op_type.as_deref() == Some("MatMul") && n.input.get(1) == Some(&t.weight));
+    // Every other MatMul weight int4, the rest int8.
+    let int4: Vec<String> = targets.iter().filter(|t| matmul(t)).step_by(2).map(|t| t.weight.clone()).collect();
+    assert!(int4.len() >= 4, "{} int4 MatMul weights", int4.len());
+    let plan = BitPlan { default_bits: Bits::Int8, weights: int4.iter().map(|w| (w.clone(), Bits::Int4)).collect() };
+    let values = oto_quant::rewrite::activation_values(&model, &targets, &plan).unwrap();
+    let ranges: HashMap<String, Range> =
+        observed_ranges(&model, &values, &inputs).into_iter().map(|(v, (min, max))| (v, Range { min, max })).collect();
+    let (q, _) = quantize_model(&model, &QuantizeOptions { plan, block_size: 32, activations: Some(ranges) }).unwrap();
+    let g = q.proto.graph.as_ref().unwrap();
+    for w in &int4 {
+        let dequantized = format!("{w}_dequantized");
+        for n in g.node.iter().filter(|n| n.input.get(1) == Some(&dequantized)) {
+            let x = &n.input[0];
+            assert!(!x.ends_with("_dequantized"), "int4 weight {w}: {:?} reads the quantized activation {x}", n.name);
+        }
+    }
+    let ops = optimized_ops(&q);
+    let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+    eprintln!("bert_tiny mixed: {} int4 MatMul weights; onnxruntime runs {ops:?}", int4.len());
+    assert_eq!(count("MatMulNBits"), int4.len(), "{ops:?}");
+    let float = run_ort(&model.proto, &inputs);
+    let got = run_ort(&q.proto, &inputs);
+    for ((name, a), (_, b)) in float.iter().zip(&got) {
+        let (num, den) = a.iter().zip(b).fold((0f64, 0f64), |(n, d), (x, y)| (n + (x - y).powi(2), d + x.powi(2)));
+        let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+        assert!(rel < 0.1, "{name}: relative error {rel}");
+    }
+}
+
 /// Old files (opset 7 to 9, IR 3) need the opset raised to 13: their Unsqueeze (axes
 /// attribute), Softmax (flatten-to-2-D axis) and Dropout (ratio attribute) are converted,
 /// and the QDQ model in onnxruntime computes what the original file with dequantized
