@@ -248,6 +248,8 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = json(&cric.join("report.json"));
     assert!(report["cric"]["cycles"].as_u64().unwrap() >= 1, "{}", report["cric"]);
+    // The cycles' steps are trained again, after the job's 60.
+    assert!(report["cric"]["replayed_steps"].as_u64().unwrap() >= 1, "{}", report["cric"]);
     assert_eq!(report["cric"]["probes"].as_array().unwrap().len(), 3, "one probe per prunable group of demo_cnn");
     assert_eq!(report["group_sparsity"].as_f64(), Some(0.5));
     assert_eq!(report["verification"]["passed"], true);

@@ -213,6 +213,13 @@ impl Observer for Progress {
                     if done > 0 { format!(", continuing after step {done}") } else { String::new() }
                 ));
             }
+            Event::Extended { total, reason } => {
+                self.total = total;
+                if let Some(bar) = &self.bar {
+                    bar.set_length(total);
+                }
+                self.line(&format!("{reason}: {total} steps in all"));
+            }
             Event::Step { step, loss, point } => {
                 if let Some(p) = point {
                     self.sparsity = p.group_sparsity;

@@ -14,6 +14,13 @@ pub enum Event<'a> {
         /// Steps already done (resumed).
         done: u64,
     },
+    /// The run takes more steps than announced: `total` in all now.
+    Extended {
+        /// Steps in the job now.
+        total: u64,
+        /// Why.
+        reason: &'static str,
+    },
     /// A training step ended (`point` is set at logging steps).
     Step {
         /// Steps done.

@@ -383,11 +383,13 @@ fn markdown(r: &Report) -> String {
         let probes: Vec<String> = c.probes.iter().map(|p| format!("{} {:+.3}", p.group, p.log_ratio)).collect();
         let _ = writeln!(
             s,
-            "\n**CRIC**: snapshot after step {}, reference loss {}, {} cycle(s) bringing {:?} new low-score elements, hybrid training from step {}; probe log loss ratio per group (25/50/75% zeroed, mean): {}.",
+            "\n**CRIC**: snapshot after step {}, reference loss {}, {} cycle(s) bringing {:?} new low-score elements (their {} steps restarted from the snapshot and were trained again: {} steps in all), hybrid training from step {}; probe log loss ratio per group (25/50/75% zeroed, mean): {}.",
             c.snapshot_step.map_or("-".into(), |v| v.to_string()),
             c.reference_loss.map_or("-".into(), loss_value),
             c.cycles,
             c.new_elements,
+            c.replayed_steps,
+            j.steps.saturating_add(c.replayed_steps),
             c.hybrid_start.map_or("-".into(), |v| v.to_string()),
             probes.join(", ")
         );

@@ -251,13 +251,14 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
         )));
     }
     let mut phase = String::new();
-    let first_step = (trainer.group().is_some() && trainer.step < job.steps).then_some(trainer.step);
+    let first_step = (trainer.group().is_some() && !trainer.finished()).then_some(trainer.step);
 
     // Training, one step at a time so that an interrupt is seen at once.
     let train_started = Instant::now();
     let log_every = job.steps.div_ceil(200).max(1);
-    observer.event(Event::Training { total: job.steps, done: trainer.step });
-    while trainer.step < job.steps {
+    let mut total = trainer.total_steps();
+    observer.event(Event::Training { total, done: trainer.step });
+    while !trainer.finished() {
         if trainer.optimizer.needs_obd_saliency() {
             let saliency = obd_saliency(&trainer, &analysis, &job)?;
             trainer.optimizer.set_obd_saliency(&saliency)?;
@@ -270,6 +271,11 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
             other => other.into(),
         })?;
         let step = record.step;
+        let last = trainer.finished();
+        if trainer.total_steps() != total {
+            total = trainer.total_steps();
+            observer.event(Event::Extended { total, reason: "a CRIC cycle restarted from its snapshot: its steps are trained again" });
+        }
         // Data-parallel: whether this rank's phase, set of chosen elements or CRIC cycle changed.
         let changed = match trainer.group() {
             Some(_) => {
@@ -282,7 +288,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
             }
             None => false,
         };
-        let point = if step % log_every == 0 || step == job.steps || step == 1 {
+        let point = if step % log_every == 0 || last || step == 1 {
             let m = trainer.optimizer.metrics()?;
             progress.history.steps.push(StepPoint {
                 step,
@@ -298,7 +304,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
             None
         };
         observer.event(Event::Step { step, loss: record.loss, point });
-        if step % job.eval_every == 0 || step == job.steps {
+        if step % job.eval_every == 0 || last {
             let r = evaluate_sharded(&trainer.exec, trainer.teacher.as_ref(), eval_data, job.eval_batch(), job.loss, trainer.group())?;
             progress.history.evals.push(EvalPoint { step, loss: r.loss, accuracy: r.accuracy });
             observer.event(Event::Eval(progress.history.evals.last().unwrap_or(&EvalPoint::default())));
@@ -318,7 +324,7 @@ pub fn train(setup: Setup, interrupt: &AtomicBool, observer: &mut dyn Observer) 
                 ("the number of decaying elements", m.decaying as f64),
             ])?;
         }
-        if stop || step % job.checkpoint_every == 0 || step == job.steps {
+        if stop || step % job.checkpoint_every == 0 || last {
             if writer {
                 let mut saved = progress.clone();
                 saved.seconds_before_resume += train_started.elapsed().as_secs_f64();

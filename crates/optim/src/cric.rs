@@ -43,6 +43,9 @@ pub struct CricReport {
     pub violating: Vec<usize>,
     /// The step index (from 0) of the first hybrid-training step, once decided.
     pub hybrid_start: Option<u64>,
+    /// The finished cycles' steps: the trainer trains that many steps more than the run's
+    /// length, so that the final choice trains as long as plain HESSO's would.
+    pub replayed_steps: u64,
 }
 
 const STATE_FIELDS: [&str; 3] = ["momentum_buffer", "exp_avg", "exp_avg_sq"];
@@ -117,6 +120,11 @@ impl CricState {
         self.last
     }
 
+    /// The steps of the finished cycles (each ended by restoring the snapshot).
+    pub(crate) fn replayed_steps(&self) -> u64 {
+        (self.new_elements.len() as u64).saturating_mul(self.config.sampling_steps)
+    }
+
     /// Whether the hybrid training's last step has run.
     pub(crate) fn hybrid_done(&self) -> bool {
         self.next == Phase::Pruned
@@ -135,6 +143,7 @@ impl Hesso {
             new_elements: c.new_elements.clone(),
             violating: c.violating_sizes.clone(),
             hybrid_start: c.hybrid_start,
+            replayed_steps: c.replayed_steps(),
         })
     }
 

@@ -506,4 +506,10 @@ impl TrainingOptimizer for Hesso {
             .map_err(|e| oto_torch::error::Error::Config(format!("the checkpoint has no valid HESSO state: {e}")))?;
         self.restore(saved, state.tensors).map_err(|e| oto_torch::error::Error::Optimizer(Box::new(e)))
     }
+
+    /// CRIC's finished cycles: each restarted from the snapshot, so their steps are
+    /// trained again (the final choice trains as long as plain HESSO's would).
+    fn replayed_steps(&self) -> u64 {
+        self.cric.as_ref().map_or(0, |c| c.replayed_steps())
+    }
 }

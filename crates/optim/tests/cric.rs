@@ -333,6 +333,38 @@ mod trainer {
         demo_trainer(&DemoRun { optimizer: "sgd", lr: 0.05, seed: 5, steps: STEPS, checkpoint_every: 3 }, hesso, checkpoint)
     }
 
+    /// CRIC's cycles are trained again: the run takes its length plus the finished cycles'
+    /// steps, every cycle and the hybrid training start at the snapshot's learning rate,
+    /// and the last step takes the schedule's last rate.
+    #[test]
+    fn cric_cycles_are_extra_steps_on_the_schedule() {
+        set_threads(Some(2));
+        let cric = config(0.5).cric.unwrap();
+        let mut t = trainer(config(0.5), None);
+        let mut lrs = Vec::new();
+        t.run(|r| lrs.push(r.lr)).unwrap();
+        let report = t.optimizer.cric_report().unwrap();
+        assert!(report.cycles >= 1, "{report:?}");
+        assert_eq!(report.replayed_steps, report.cycles * cric.sampling_steps);
+        assert_eq!((t.step, lrs.len() as u64), (STEPS + report.replayed_steps, t.step));
+        let schedule = t.config.schedule;
+        let start = cric.start_cric_step;
+        for c in 0..report.cycles {
+            for k in 0..cric.sampling_steps {
+                let i = start + c * cric.sampling_steps + k;
+                assert_eq!(lrs[i as usize], schedule.lr_at(start + k), "cycle {c}, its step {k}");
+            }
+        }
+        let hybrid = report.hybrid_start.unwrap();
+        assert_eq!(hybrid, start + report.replayed_steps);
+        for i in hybrid..t.step {
+            assert_eq!(lrs[i as usize], schedule.lr_at(i - report.replayed_steps), "step {i}");
+        }
+        assert_eq!(lrs.last(), Some(&schedule.lr_at(STEPS - 1)));
+        let m = t.optimizer.metrics().unwrap();
+        assert_eq!((m.phase, m.pruned), (Phase::Pruned, t.optimizer.target_count()), "{m:?}");
+    }
+
     /// Interrupted in the middle of the first cycle (step 9: snapshot after step 6, cycle
     /// steps 7-14), resumed from the checkpoint: the run ends bitwise equal to the
     /// uninterrupted one (weights, BatchNorm statistics, momentum, losses, choice, report).

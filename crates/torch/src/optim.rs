@@ -244,6 +244,13 @@ pub trait TrainingOptimizer {
     fn load_extra_state(&mut self, _state: ExtraState) -> Result<()> {
         Ok(())
     }
+    /// Steps whose work the optimizer has thrown away by going back to an earlier state
+    /// (CRIC's cycles each restart from one snapshot). The trainer adds them to the run
+    /// and takes the learning rate at `step - replayed_steps()`, so that the model it
+    /// returns has trained the run's length along the schedule.
+    fn replayed_steps(&self) -> u64 {
+        0
+    }
 }
 
 impl TrainingOptimizer for Optimizer {

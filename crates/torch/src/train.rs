@@ -296,7 +296,7 @@ impl<O: TrainingOptimizer> Trainer<O> {
             };
             return Err(Error::NonFinite { step, value, checkpoint });
         }
-        let lr = self.config.schedule.lr_at(self.step);
+        let lr = self.config.schedule.lr_at(self.schedule_step());
         self.optimizer.base_mut().zero_grad();
         let loss = if share == 1.0 { loss } else { loss * share };
         loss.f_backward().map_err(|e| Error::torch(format!("backward pass of step {step}"), e))?;
@@ -336,20 +336,38 @@ impl<O: TrainingOptimizer> Trainer<O> {
         Checkpoint::read(path, Device::Cpu).ok().and_then(|c| c.state["step"].as_u64())
     }
 
-    /// Trains until `config.steps` steps are done, calling `on_step` after each and
-    /// writing checkpoints as configured (including after the last step).
-    pub fn run(&mut self, on_step: impl FnMut(&StepRecord)) -> Result<()> {
-        self.run_until(self.config.steps, on_step)
+    /// The steps behind on the learning-rate schedule: the steps completed less those the
+    /// optimizer threw away ([`TrainingOptimizer::replayed_steps`]: CRIC's cycles).
+    pub fn schedule_step(&self) -> u64 {
+        self.step.saturating_sub(self.optimizer.replayed_steps())
     }
 
-    /// Like [`Trainer::run`], but stops after step `stop` (at most `config.steps`); the
-    /// schedule still spans `config.steps`, so a later run continues the same job.
+    /// The run's length as known so far: `config.steps` plus the steps the optimizer
+    /// threw away (it grows when a CRIC cycle ends).
+    pub fn total_steps(&self) -> u64 {
+        self.config.steps.saturating_add(self.optimizer.replayed_steps())
+    }
+
+    /// Whether the whole schedule has been trained ([`Trainer::total_steps`] are done).
+    pub fn finished(&self) -> bool {
+        self.schedule_step() >= self.config.steps
+    }
+
+    /// Trains until the run is [`Trainer::finished`], calling `on_step` after each step and
+    /// writing checkpoints as configured (including after the last step).
+    pub fn run(&mut self, on_step: impl FnMut(&StepRecord)) -> Result<()> {
+        self.run_until(u64::MAX, on_step)
+    }
+
+    /// Like [`Trainer::run`], but stops after step `stop` (or earlier, when the run is
+    /// finished); the schedule still spans `config.steps`, so a later run continues the
+    /// same job.
     pub fn run_until(&mut self, stop: u64, mut on_step: impl FnMut(&StepRecord)) -> Result<()> {
-        while self.step < stop.min(self.config.steps) {
+        while self.step < stop && !self.finished() {
             let record = self.train_step()?;
             on_step(&record);
             let every = self.config.checkpoint_every;
-            let due = (every > 0 && self.step.is_multiple_of(every)) || self.step == self.config.steps;
+            let due = (every > 0 && self.step.is_multiple_of(every)) || self.finished();
             if let (true, Some(path)) = (due, self.config.checkpoint.clone()) {
                 self.save(&path)?;
             }
