@@ -167,7 +167,7 @@ fn compare_through_quantize_nodes(q: &Model, name: &str, what: &str) {
         let scale = initializers[&n.input[1]].to_f64_vec();
         let zero = initializers[&n.input[2]].to_f64_vec();
         assert_eq!((scale.len(), zero.len()), (1, 1), "{what}: activations are quantized per tensor ({:?})", n.name);
-        probes.push((n.input[0].clone(), n.output[0].clone(), scale[0] as f32, zero[0]));
+        probes.push((n.input[0].clone(), n.output[0].clone(), scale[0] as f32, zero[0] as i32));
     }
     let given: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
     for (x, y, _, _) in &probes {
@@ -185,8 +185,8 @@ fn compare_through_quantize_nodes(q: &Model, name: &str, what: &str) {
             None => inputs.iter().find(|(n, _)| n == v).unwrap().1.to_f64_vec(),
         }
     };
-    let levels = |x: &[f64], scale: f32, zero: f64| -> Vec<f64> {
-        x.iter().map(|&v| ((v as f32 / scale).round_ties_even() as f64 + zero).clamp(0.0, 255.0)).collect()
+    let levels = |x: &[f64], scale: f32, zero: i32| -> Vec<f64> {
+        x.iter().map(|&v| oto_quant::math::quantize(v as f32, scale, zero, oto_quant::math::QType::Uint8) as f64).collect()
     };
     let mut diverged = false;
     for (x, y, scale, zero) in &probes {

@@ -232,6 +232,7 @@ fn after_relu(graph: &Graph, value: &str) -> String {
 }
 
 /// Where the activations are quantized (see [`activation_values`]).
+#[derive(Default)]
 struct Placement {
     /// The values, in graph order.
     values: Vec<String>,
@@ -243,6 +244,9 @@ struct Placement {
     /// dequantized inputs: the `Add`s of two quantized values and the `MaxPool`s whose
     /// output is quantized, which onnxruntime then runs in 8 bits.
     readers: HashSet<String>,
+    /// The int8 weights: their readers read input 0 dequantized. int4 weights are
+    /// weight-only (see [`placement`]).
+    int8_weights: HashSet<String>,
 }
 
 /// Whether `n` is the default-domain operator `op`.
@@ -254,7 +258,7 @@ fn is_op(n: &NodeProto, op: &str) -> bool {
 fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placement> {
     let graph = Graph::new(model)?;
     let shapes = oto_onnx::shape::infer(&graph)?;
-    let quantized: HashSet<&str> = targets.iter().filter(|t| plan.bits(&t.weight) != Bits::Float).map(|t| t.weight.as_str()).collect();
+    let int8_weights: HashSet<String> = targets.iter().filter(|t| plan.bits(&t.weight) == Bits::Int8).map(|t| t.weight.clone()).collect();
     let mut values: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut add = |v: String, values: &mut Vec<String>| {
@@ -269,7 +273,7 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
     // weight and a quantized input (it fuses `DQ(int4 W) -> MatMul` with a float input into
     // `MatMulNBits`, and has no int4 convolution), so quantizing their input would only add
     // error and two element-wise passes.
-    for t in targets.iter().filter(|t| plan.bits(&t.weight) == Bits::Int8) {
+    for t in targets.iter().filter(|t| int8_weights.contains(&t.weight)) {
         for x in &t.activations {
             add(x.clone(), &mut values);
         }
@@ -279,7 +283,7 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
         let Some(y) = n.output.first().filter(|y| !y.is_empty()) else { continue };
         // int8 only: onnxruntime has no int4 convolution kernel, so a quantized output would
         // only add a rounding and two element-wise passes around a float Conv.
-        if is_op(n, "Conv") && n.input.get(1).is_some_and(|w| quantized.contains(w.as_str()) && plan.bits(w) == Bits::Int8) {
+        if is_op(n, "Conv") && n.input.get(1).is_some_and(|w| int8_weights.contains(w)) {
             let v = after_relu(&graph, y);
             if add(v.clone(), &mut values) {
                 everywhere.insert(v);
@@ -303,7 +307,7 @@ fn placement(model: &Model, targets: &[Target], plan: &BitPlan) -> Result<Placem
             everywhere.insert(v);
         }
     }
-    Ok(Placement { values, everywhere, readers })
+    Ok(Placement { values, everywhere, readers, int8_weights })
 }
 
 /// The activations the rewrite quantizes when the weights `plan` does not keep float are
@@ -436,7 +440,7 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
     // the dequantized value.
     let place = match &options.activations {
         Some(_) => placement(model, &found, &options.plan)?,
-        None => Placement { values: Vec::new(), everywhere: HashSet::new(), readers: HashSet::new() },
+        None => Placement::default(),
     };
     let acts = &place.values;
     let mut act_rename: HashMap<String, String> = HashMap::new();
@@ -475,13 +479,11 @@ pub fn quantize_model(model: &Model, options: &QuantizeOptions) -> Result<(Model
             nodes.extend(pair);
         }
     }
-    let int8_weights: HashSet<&str> =
-        found.iter().filter(|t| options.plan.bits(&t.weight) == Bits::Int8).map(|t| t.weight.as_str()).collect();
     for mut n in std::mem::take(&mut graph_proto.node) {
         let is_target = n.input.get(1).is_some_and(|w| rename.contains_key(w));
         // An int4 target reads its input float (weight-only, see `placement`) unless that
         // value exists only in integers (the output of a fused group).
-        let int8_target = n.input.get(1).is_some_and(|w| int8_weights.contains(w.as_str()));
+        let int8_target = n.input.get(1).is_some_and(|w| place.int8_weights.contains(w));
         let fused_reader = n.output.first().is_some_and(|y| place.readers.contains(y));
         for (k, x) in n.input.iter_mut().enumerate() {
             let reads_dequantized = place.everywhere.contains(x.as_str()) || fused_reader || (int8_target && k == 0);
