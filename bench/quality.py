@@ -100,6 +100,19 @@ def key(run):
     return (run["budget"], run["target"], run["method"], run["seed"], " ".join(run["extra"]))
 
 
+def record(path, runs, run, key, label, summary):
+    """Prints `run`'s result under `label` (`summary` of it, or the failure) and writes
+    `runs` to `path` with `run` in place of an earlier run of the same `key`; returns them."""
+    res = run["result"]
+    if "error" in res:
+        print(f"{label}: FAILED {res['error'][-300:]}", file=sys.stderr)
+    else:
+        print(f"{label}: {summary(res)}", flush=True)
+    runs = [r for r in runs if key(r) != key(run)] + [run]
+    path.write_text(json.dumps(runs, indent=1))
+    return runs
+
+
 def stats(values):
     n = len(values)
     mean = sum(values) / n
@@ -167,18 +180,16 @@ def main():
                     if key(run) in done and not a.fresh:
                         continue
                     run["result"] = run_one(a.oto, budget, target, method, seed, extra, a.threads)
-                    res = run["result"]
-                    if "error" in res:
-                        print(f"{budget} {target} {method} seed {seed}: FAILED {res['error'][-300:]}", file=sys.stderr)
-                    else:
-                        print(
-                            f"{budget} {target} {method} seed {seed} {a.extra}: acc {100 * res['accuracy']:.2f}% "
-                            f"params {res['params_ratio']:.3f} MACs {res['macs_ratio']:.3f} ({res['seconds']:.0f} s)",
-                            flush=True,
-                        )
-                    runs = [r for r in runs if key(r) != key(run)] + [run]
+                    runs = record(
+                        path,
+                        runs,
+                        run,
+                        key,
+                        f"{budget} {target} {method} seed {seed} {a.extra}".rstrip(),
+                        lambda res: f"acc {100 * res['accuracy']:.2f}% params {res['params_ratio']:.3f} MACs {res['macs_ratio']:.3f} "
+                        f"({res['seconds']:.0f} s)",
+                    )
                     done[key(run)] = run
-                    path.write_text(json.dumps(runs, indent=1))
     header = (
         "# Pruning-quality grid: digits CNN\n\n"
         "Written by `make bench-quality` (`bench/quality.py`; every run in bench/quality.json). The demo CNN of\n"

@@ -23,27 +23,19 @@ import argparse
 import json
 import math
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from quality import stats
-from quantize_zoo import WORK, bert_data
+from quality import record, stats
+from quantize_zoo import WORK, bert_data, run_model
 from quantize_zoo import train as train_teacher
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = ["--steps", "240", "--batch-size", "32", "--optimizer", "adamw", "--lr", "1e-3", "--loss", "distill"]
 FLAG = {"s": "--target-sparsity", "m": "--target-macs", "p": "--target-params"}
-
-
-def logits(model, inputs):
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, {n: inputs[n] for n in names})[0].astype(np.float64)
 
 
 def log_softmax(z):
@@ -63,8 +55,8 @@ def run_one(oto, target, method, seed, data, threads):
         if proc.returncode != 0:
             return {"error": proc.stderr.strip()[-2000:], "cmd": cmd}
         r = json.loads((Path(out) / "report.json").read_text())
-        t_logits = logits(teacher_model, held)
-        s_logits = logits(Path(out) / "model.onnx", held)
+        t_logits = run_model(teacher_model, held)
+        s_logits = run_model(Path(out) / "model.onnx", held)
         teacher, student = log_softmax(t_logits), log_softmax(s_logits)
     return {
         "agreement": float((teacher.argmax(1) == student.argmax(1)).mean()),
@@ -127,7 +119,7 @@ def main():
     teacher_model = train_teacher(a, "bert_tiny", ROOT / "graphs/zoo/bert_tiny.onnx", train, val,
                                   ["--steps", "200", "--batch-size", "32", "--optimizer", "adamw", "--lr", "1e-3", "--loss", "cross-entropy"])
     held = dict(np.load(val))
-    teacher_accuracy = float((logits(teacher_model, held).argmax(1) == held["labels"]).mean())
+    teacher_accuracy = float((run_model(teacher_model, held).argmax(1) == held["labels"]).mean())
     for target in [t for t in a.targets.split(",") if t]:
         for method in a.methods.split(","):
             for seed in [int(s) for s in a.seeds.split(",")]:
@@ -135,18 +127,16 @@ def main():
                 if key(run) in done and not a.fresh:
                     continue
                 run["result"] = run_one(a.oto, target, method, seed, (teacher_model, train, val, held), a.threads)
-                res = run["result"]
-                if "error" in res:
-                    print(f"{target} {method} seed {seed}: FAILED {res['error'][-300:]}", file=sys.stderr)
-                else:
-                    print(
-                        f"{target} {method} seed {seed}: agreement {100 * res['agreement']:.2f}% accuracy {100 * res['accuracy']:.2f}% R^2 {res['r2']:.3f} KL {res['kl']:.5f} "
-                        f"params {res['params_ratio']:.3f} MACs {res['macs_ratio']:.3f} ({res['seconds']:.0f} s)",
-                        flush=True,
-                    )
-                runs = [r for r in runs if key(r) != key(run)] + [run]
+                runs = record(
+                    path,
+                    runs,
+                    run,
+                    key,
+                    f"{target} {method} seed {seed}",
+                    lambda res: f"agreement {100 * res['agreement']:.2f}% accuracy {100 * res['accuracy']:.2f}% R^2 {res['r2']:.3f} "
+                    f"KL {res['kl']:.5f} params {res['params_ratio']:.3f} MACs {res['macs_ratio']:.3f} ({res['seconds']:.0f} s)",
+                )
                 done.add(key(run))
-                path.write_text(json.dumps(runs, indent=1))
     header = (
         "# Pruning-quality grid, second task: BERT-tiny by distillation from a trained teacher\n\n"
         "Written by `bench/quality_bert.py` (every run in bench/quality_bert.json; its docstring has the details).\n"
