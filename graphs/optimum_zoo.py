@@ -141,7 +141,18 @@ def _vit():
     return ViTForImageClassification(cfg), "image-classification", "image"
 
 
-MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "vit": _vit}
+def _swin():
+    from transformers import SwinConfig, SwinForImageClassification
+
+    # Two stages of two blocks (the second of each shifts its windows), windows of 4 over
+    # a 16x16 then 8x8 map; the export pads to a multiple of the window with pads computed
+    # from the image size.
+    cfg = SwinConfig(image_size=32, patch_size=2, num_channels=3, embed_dim=16, depths=[2, 2], num_heads=[2, 4],
+                     window_size=4, mlp_ratio=4.0, num_labels=10)
+    return SwinForImageClassification(cfg), "image-classification", "image"
+
+
+MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "vit": _vit, "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

@@ -141,18 +141,34 @@ fn check_optimum_vit_with_the_image_size_given() {
 /// per patch, (32 / patch)^2 patches), which without the data's sizes are left out.
 #[test]
 fn prune_optimum_vit_counts_macs_at_the_data_image_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = optimum_zoo_dir().join("vit/model.onnx");
+    let (file, report) = prune_optimum_image("vit", "0.3");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join("vit/config.json")).unwrap()).unwrap();
     let get = |k: &str| config[k].as_u64().unwrap();
     let (hidden, channels, patch, image) = (get("hidden_size"), get("num_channels"), get("patch_size"), get("image_size"));
+    let original = oto_onnx::normalize::load(&file).unwrap().0;
+    let graph = oto_onnx::Graph::new(&original).unwrap();
+    let without_sizes = oto_onnx::cost::macs(&graph, &oto_onnx::shape::infer(&graph).unwrap()).total;
+    let conv = hidden * channels * patch * patch * (image / patch) * (image / patch);
+    let (before, after) = (report["macs"]["before"].as_u64().unwrap(), report["macs"]["after"].as_u64().unwrap());
+    assert_eq!(before, without_sizes + conv, "report MACs {before}, without the image size {without_sizes}, patch Conv {conv}");
+    assert!(after < before, "MACs {before} -> {after}");
+}
+
+/// `oto prune` (4 steps, pixels of the config's image size as data) on an Optimum image
+/// classifier of graphs/optimum_zoo: the model file and report.json, after checking that
+/// the job succeeded and its verification (compact vs zeroed model) passed.
+fn prune_optimum_image(name: &str, target: &str) -> (std::path::PathBuf, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = optimum_zoo_dir().join(name).join("model.onnx");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join(name).join("config.json")).unwrap()).unwrap();
+    let (channels, image) = (config["num_channels"].as_u64().unwrap() as usize, config["image_size"].as_u64().unwrap() as usize);
     let n = 16usize;
     let mut rng = SplitMix64::new(3);
-    let numel = n * (channels * image * image) as usize;
     let x = Tensor {
-        shape: vec![n, channels as usize, image as usize, image as usize],
-        data: TensorData::F32((0..numel).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()),
+        shape: vec![n, channels, image, image],
+        data: TensorData::F32((0..n * channels * image * image).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()),
     };
     let data = dir.path().join("pixels.npz");
     write_npz(&data, &[("pixel_values", &x)], NpzCompression::Stored).unwrap();
@@ -164,7 +180,7 @@ fn prune_optimum_vit_counts_macs_at_the_data_image_size() {
         "--data",
         s(&data),
         "--target-sparsity",
-        "0.3",
+        target,
         "--steps",
         "4",
         "--batch-size",
@@ -177,14 +193,23 @@ fn prune_optimum_vit_counts_macs_at_the_data_image_size() {
         s(&out_dir),
         "-q",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{name}: {}\n{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["verification"]["passed"], true, "{}", report["verification"]);
-    let original = oto_onnx::normalize::load(&file).unwrap().0;
-    let graph = oto_onnx::Graph::new(&original).unwrap();
-    let without_sizes = oto_onnx::cost::macs(&graph, &oto_onnx::shape::infer(&graph).unwrap()).total;
-    let conv = hidden * channels * patch * patch * (image / patch) * (image / patch);
+    assert_eq!(report["verification"]["passed"], true, "{name}: {}", report["verification"]);
+    (file, report)
+}
+
+/// The Optimum Swin pads its token map to a multiple of the window with pads computed
+/// from the image size (`(window - width % window) % window`, through the TorchScript
+/// exporter's pads matrix): its attention heads and FFN neurons are groups (before, the
+/// unknown pads left every shape after them unknown and nothing was prunable), and the
+/// job removes them at the data's image size with the compact model equal to the zeroed
+/// one (the report's verification).
+#[test]
+fn prune_optimum_swin_through_its_window_padding() {
+    let (_, report) = prune_optimum_image("swin", "0.5");
+    let (before, after) = (report["params"]["before"].as_u64().unwrap(), report["params"]["after"].as_u64().unwrap());
+    assert!(after < before, "parameters {before} -> {after}");
     let (before, after) = (report["macs"]["before"].as_u64().unwrap(), report["macs"]["after"].as_u64().unwrap());
-    assert_eq!(before, without_sizes + conv, "report MACs {before}, without the image size {without_sizes}, patch Conv {conv}");
     assert!(after < before, "MACs {before} -> {after}");
 }

@@ -11,28 +11,52 @@ use oto_onnx::Model;
 use oto_testkit::{optimum_zoo_dir, optimum_zoo_names, user_zoo_dir, zoo_dir};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// The sizes of a transformers config, whichever names the architecture uses.
-#[derive(Debug)]
-struct Sizes {
-    layers: usize,
+/// The sizes of one transformer layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Layer {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
     intermediate: usize,
 }
 
+/// The sizes of a transformers config's layers, whichever names the architecture uses.
+#[derive(Debug)]
+struct Sizes {
+    layers: Vec<Layer>,
+}
+
+impl Sizes {
+    /// `n` layers of the same sizes.
+    fn uniform(n: usize, heads: usize, kv_heads: usize, head_dim: usize, intermediate: usize) -> Sizes {
+        Sizes { layers: vec![Layer { heads, kv_heads, head_dim, intermediate }; n] }
+    }
+}
+
 fn sizes(config: &serde_json::Value) -> Sizes {
     let get = |keys: &[&str]| keys.iter().find_map(|k| config[*k].as_u64()).map(|v| v as usize);
+    let list = |key: &str| config[key].as_array().map(|a| a.iter().map(|v| v.as_u64().expect("an integer") as usize).collect::<Vec<_>>());
+    if let (Some(depths), Some(heads), Some(embed)) = (list("depths"), list("num_heads"), get(&["embed_dim"])) {
+        // Swin: stage i has depths[i] blocks of width embed * 2^i and num_heads[i] heads.
+        let ratio = config["mlp_ratio"].as_f64().expect("mlp_ratio in config.json");
+        let mut layers = Vec::new();
+        for (i, (&depth, &h)) in depths.iter().zip(&heads).enumerate() {
+            let width = embed << i;
+            let intermediate = (ratio * width as f64) as usize;
+            layers.extend(vec![Layer { heads: h, kv_heads: h, head_dim: width / h, intermediate }; depth]);
+        }
+        return Sizes { layers };
+    }
     let hidden = get(&["hidden_size", "dim", "n_embd"]).expect("hidden size in config.json");
     let heads = get(&["num_attention_heads", "n_heads", "n_head"]).expect("heads in config.json");
-    Sizes {
-        layers: get(&["num_hidden_layers", "n_layers", "n_layer"]).expect("layers in config.json"),
+    Sizes::uniform(
+        get(&["num_hidden_layers", "n_layers", "n_layer"]).expect("layers in config.json"),
         heads,
-        kv_heads: get(&["num_key_value_heads"]).unwrap_or(heads),
-        head_dim: get(&["head_dim"]).unwrap_or(hidden / heads),
+        get(&["num_key_value_heads"]).unwrap_or(heads),
+        get(&["head_dim"]).unwrap_or(hidden / heads),
         // GPT-2's n_inner is null: 4 x the hidden size.
-        intermediate: get(&["intermediate_size", "hidden_dim", "n_inner"]).unwrap_or(4 * hidden),
-    }
+        get(&["intermediate_size", "hidden_dim", "n_inner"]).unwrap_or(4 * hidden),
+    )
 }
 
 fn dims(model: &Model, name: &str) -> Vec<i64> {
@@ -78,7 +102,7 @@ fn check_heads(model: &Model, ctx: &str, key: &(String, usize), per: &[Vec<usize
 #[test]
 fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     let names = optimum_zoo_names();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     for name in names {
         let dir = optimum_zoo_dir().join(&name);
         let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -91,12 +115,12 @@ fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
 #[test]
 fn zoo_transformers_have_every_head_and_ffn_neuron_per_layer_in_every_export() {
     let zoo = [
-        ("bert_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 64, intermediate: 512 }),
-        ("gpt2_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 64, intermediate: 512 }),
-        ("distilbert_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 64, intermediate: 512 }),
-        ("llama_tiny", Sizes { layers: 2, heads: 8, kv_heads: 2, head_dim: 16, intermediate: 256 }),
+        ("bert_tiny", Sizes::uniform(2, 2, 2, 64, 512)),
+        ("gpt2_tiny", Sizes::uniform(2, 2, 2, 64, 512)),
+        ("distilbert_tiny", Sizes::uniform(2, 2, 2, 64, 512)),
+        ("llama_tiny", Sizes::uniform(2, 8, 2, 16, 256)),
         // torchvision's VisionTransformer (nn.MultiheadAttention, packed QKV); no Optimum call.
-        ("vit_tiny", Sizes { layers: 2, heads: 2, kv_heads: 2, head_dim: 32, intermediate: 128 }),
+        ("vit_tiny", Sizes::uniform(2, 2, 2, 32, 128)),
     ];
     for (name, s) in &zoo {
         let ts = user_zoo_dir().join("torchscript");
@@ -116,17 +140,19 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
     let model = oto_onnx::normalize::load(path).unwrap_or_else(|e| panic!("{e}")).0;
     let a = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let ctx = format!("{name} {s:?}\n{}", a.table());
-    let rep = s.heads / s.kv_heads;
-    assert_eq!(rep * s.kv_heads, s.heads, "{ctx}");
 
     // Attention: one group per layer, one element per K/V head (= per head without GQA).
     let head_groups: Vec<&Group> = a.prunable_groups().filter(|g| matches!(g.kind, ElementKind::Head { .. })).collect();
-    assert_eq!(head_groups.len(), s.layers, "{ctx}");
+    assert_eq!(head_groups.len(), s.layers.len(), "{ctx}");
+    let mut unmatched = s.layers.clone();
     let mut seen_weights = HashSet::new();
     for g in &head_groups {
         let ctx = format!("{name} group {}", g.id);
-        assert_eq!(g.kind, ElementKind::Head { dim: s.head_dim }, "{ctx}");
-        assert_eq!(g.num_elements, s.kv_heads, "{ctx}");
+        // The layer this group is: one of those with its head size and count.
+        let at = unmatched.iter().position(|l| g.kind == ElementKind::Head { dim: l.head_dim } && g.num_elements == l.kv_heads);
+        let l = unmatched.remove(at.unwrap_or_else(|| panic!("{ctx}: {:?} x {} is no layer's heads in {s:?}", g.kind, g.num_elements)));
+        let rep = l.heads / l.kv_heads;
+        assert_eq!(rep * l.kv_heads, l.heads, "{ctx}");
         // Producers: the Q, K and V projections' output columns (packed or not):
         // per element its K and V head and its `rep` query heads.
         let producers = matrix_slices(&model, g, Role::Producer);
@@ -134,43 +160,46 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         let mut total = 0;
         for (key, per) in &producers {
             assert!(seen_weights.insert(key.0.clone()), "{ctx}: {} in two head groups", key.0);
-            let n = check_heads(&model, &ctx, key, per, s.head_dim);
+            let n = check_heads(&model, &ctx, key, per, l.head_dim);
             per_element += n;
             total += dims(&model, &key.0)[key.1] as usize;
-            if n == rep * s.head_dim && rep > 1 {
+            if n == rep * l.head_dim && rep > 1 {
                 // The query heads of K/V head j are j*rep .. (j+1)*rep (repeat_kv's order).
                 let base = per.iter().flatten().min().copied().unwrap_or(0);
                 for (j, idx) in per.iter().enumerate() {
                     let mut sorted = idx.clone();
                     sorted.sort_unstable();
-                    let want: Vec<usize> = (base + j * rep * s.head_dim..base + (j + 1) * rep * s.head_dim).collect();
+                    let want: Vec<usize> = (base + j * rep * l.head_dim..base + (j + 1) * rep * l.head_dim).collect();
                     assert_eq!(sorted, want, "{ctx}: {key:?} element {j}");
                 }
             }
         }
-        assert_eq!(per_element, s.head_dim * (rep + 2), "{ctx}: {producers:?}");
-        assert_eq!(total, s.head_dim * (s.heads + 2 * s.kv_heads), "{ctx}");
+        assert_eq!(per_element, l.head_dim * (rep + 2), "{ctx}: {producers:?}");
+        assert_eq!(total, l.head_dim * (l.heads + 2 * l.kv_heads), "{ctx}");
         // Consumers: the output projection's rows, the `rep` query heads of each element.
         let consumers = matrix_slices(&model, g, Role::Consumer);
         assert_eq!(consumers.len(), 1, "{ctx}: {consumers:?}");
         for (key, per) in &consumers {
-            assert_eq!(check_heads(&model, &ctx, key, per, s.head_dim), rep * s.head_dim, "{ctx}");
+            assert_eq!(check_heads(&model, &ctx, key, per, l.head_dim), rep * l.head_dim, "{ctx}");
         }
     }
 
     // FFN: one group of `intermediate` neurons per layer, from the up (and gate)
     // projections to the down projection.
-    let ffn: Vec<&Group> = a.prunable_groups().filter(|g| g.kind == ElementKind::Channel && g.num_elements == s.intermediate).collect();
-    assert_eq!(ffn.len(), s.layers, "{ctx}");
-    for g in ffn {
-        let ctx = format!("{name} group {}", g.id);
-        for role in [Role::Producer, Role::Consumer] {
-            let slices = matrix_slices(&model, g, role);
-            assert!(!slices.is_empty(), "{ctx}: no {role:?} matrix");
-            for (key, per) in &slices {
-                assert!(seen_weights.insert(key.0.clone()) || role == Role::Consumer, "{ctx}: {} in two groups", key.0);
-                assert_eq!(dims(&model, &key.0)[key.1] as usize, s.intermediate, "{ctx}: {key:?}");
-                assert!(per.iter().enumerate().all(|(e, idx)| idx == &vec![e]), "{ctx}: {key:?} is not one neuron per element");
+    let widths: BTreeSet<usize> = s.layers.iter().map(|l| l.intermediate).collect();
+    for &width in &widths {
+        let ffn: Vec<&Group> = a.prunable_groups().filter(|g| g.kind == ElementKind::Channel && g.num_elements == width).collect();
+        assert_eq!(ffn.len(), s.layers.iter().filter(|l| l.intermediate == width).count(), "{ctx}");
+        for g in ffn {
+            let ctx = format!("{name} group {}", g.id);
+            for role in [Role::Producer, Role::Consumer] {
+                let slices = matrix_slices(&model, g, role);
+                assert!(!slices.is_empty(), "{ctx}: no {role:?} matrix");
+                for (key, per) in &slices {
+                    assert!(seen_weights.insert(key.0.clone()) || role == Role::Consumer, "{ctx}: {} in two groups", key.0);
+                    assert_eq!(dims(&model, &key.0)[key.1] as usize, width, "{ctx}: {key:?}");
+                    assert!(per.iter().enumerate().all(|(e, idx)| idx == &vec![e]), "{ctx}: {key:?} is not one neuron per element");
+                }
             }
         }
     }

@@ -48,6 +48,11 @@ pub struct Shapes {
     /// nodes and of nodes whose inputs are all constant (initializers themselves are
     /// not repeated here; see [`Graph::constant`]).
     pub constants: HashMap<String, Tensor>,
+    /// Entries of small integer tensors of rank 2 or more computed from shapes, flat in
+    /// row-major order (their static shape is in `types`): the steps between shape
+    /// arithmetic that exporters take through matrices (the TorchScript exporter's
+    /// dynamic `Pad` reorders its pads as a `[n, 2]` matrix).
+    pub(crate) tensor_values: HashMap<String, Vec<Dim>>,
     /// Declared `value_info` shapes (fully static ones) that disagree with inference:
     /// `(value, declared, inferred)`.
     pub mismatches: Vec<(String, Vec<i64>, Vec<Dim>)>,
@@ -292,9 +297,26 @@ impl<'g, 'm> Infer<'g, 'm> {
         ops::input(node, k).and_then(|n| self.out.dtype(n))
     }
 
-    /// The (possibly symbolic) integer entries of input `k`, or `Unknown`.
+    /// The (possibly symbolic) integer entries of input `k` (of rank 0 or 1), or `Unknown`.
     pub(crate) fn values(&self, node: &NodeProto, k: usize) -> R<Vec<Dim>> {
         ops::input(node, k).and_then(|n| self.out.shape_value(n)).map(<[Dim]>::to_vec).ok_or(Stop::Unknown)
+    }
+
+    /// The entries of input `k` of any rank, flat in row-major order, with its static
+    /// shape (a rank-1 input of symbolic length counts its entries), or `Unknown`.
+    fn flat_values(&self, node: &NodeProto, k: usize) -> R<(Vec<Dim>, Vec<usize>)> {
+        let name = ops::input(node, k).ok_or(Stop::Unknown)?;
+        if let Some(v) = self.out.shape_value(name) {
+            let shape = if self.out.shape(name).is_some_and(<[Dim]>::is_empty) { vec![] } else { vec![v.len()] };
+            return Ok((v.to_vec(), shape));
+        }
+        let shape = self.out.static_shape(name).and_then(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>());
+        let shape = shape.ok_or(Stop::Unknown)?;
+        if let Some(v) = self.out.tensor_values.get(name) {
+            return Ok((v.clone(), shape));
+        }
+        let folded = self.out.constants.get(name).filter(|t| is_int(t.dtype())).and_then(Tensor::to_i64_vec);
+        folded.map(|v| (known_dims(&v), shape)).ok_or(Stop::Unknown)
     }
 
     /// `Unknown` unless every present input among `ks` has a folded value (so that
@@ -417,9 +439,33 @@ impl<'g, 'm> Infer<'g, 'm> {
         if !out_dtype.is_some_and(is_int) {
             return Ok(());
         }
-        let rank_ok = self.out.shape(&out_name).is_some_and(|s| s.len() <= 1);
-        if !rank_ok {
-            return Ok(());
+        // Rank 0 or 1 (shape arithmetic), or a small matrix-like tensor of static shape on
+        // the way between two such values (rearranged by the ops below, entry by entry).
+        let Some(out_rank) = self.out.shape(&out_name).map(<[Dim]>::len) else { return Ok(()) };
+        let out_shape: Option<Vec<usize>> =
+            self.out.static_shape(&out_name).and_then(|s| s.iter().map(|&d| usize::try_from(d).ok()).collect());
+        if out_rank > 1 {
+            let small =
+                out_shape.as_ref().and_then(|s| s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))).is_some_and(|n| n <= FOLD_LIMIT);
+            if !small {
+                return Ok(());
+            }
+            let flat_op = matches!(
+                op,
+                Op::Unary(Unary::Identity)
+                    | Op::Squeeze { .. }
+                    | Op::Unsqueeze { .. }
+                    | Op::Reshape { .. }
+                    | Op::Flatten { .. }
+                    | Op::Cast { .. }
+                    | Op::CastLike
+            );
+            let supported = flat_op
+                || matches!(op, Op::Transpose { .. } | Op::Slice(_) | Op::Concat { .. })
+                || matches!(op, &Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Max | B::Min | B::Mod));
+            if !supported {
+                return Ok(());
+            }
         }
         let v: Vec<Dim> = match op {
             &Op::Shape { start, end } => {
@@ -434,7 +480,29 @@ impl<'g, 'm> Infer<'g, 'm> {
             | Op::Reshape { .. }
             | Op::Flatten { .. }
             | Op::Cast { .. }
-            | Op::CastLike => self.values(node, 0)?,
+            | Op::CastLike => self.flat_values(node, 0)?.0,
+            Op::Transpose { perm } => {
+                let (data, shape) = self.flat_values(node, 0)?;
+                let perm: Vec<usize> = match perm {
+                    Some(p) => p
+                        .iter()
+                        .map(|&a| usize::try_from(a).ok().filter(|&a| a < shape.len()))
+                        .collect::<Option<_>>()
+                        .ok_or(Stop::Unknown)?,
+                    None => (0..shape.len()).rev().collect(),
+                };
+                if perm.len() != shape.len() {
+                    return Err(Stop::Unknown);
+                }
+                let out: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+                let (in_strides, out_strides) = (row_major_strides(&shape), row_major_strides(&out));
+                (0..data.len())
+                    .map(|flat| {
+                        let src: usize = (0..out.len()).map(|i| (flat / out_strides[i]) % out[i] * in_strides[perm[i]]).sum();
+                        data.get(src).cloned().ok_or(Stop::Unknown)
+                    })
+                    .collect::<R<_>>()?
+            }
             Op::Gather { .. } => {
                 let data = self.values(node, 0)?;
                 let idx = self.values(node, 1)?;
@@ -448,30 +516,48 @@ impl<'g, 'm> Infer<'g, 'm> {
                     })
                     .collect::<R<_>>()?
             }
-            Op::Concat { .. } => {
+            &Op::Concat { axis } => {
+                // Appending entries is concatenating along the first axis (of any rank).
+                if out_rank > 1 && axis != 0 && axis != -(out_rank as i64) {
+                    return Err(Stop::Unknown);
+                }
                 let mut all = Vec::new();
                 for k in 0..node.input.len() {
                     if Self::has_input(node, k) {
-                        all.extend(self.values(node, k)?);
+                        all.extend(self.flat_values(node, k)?.0);
                     }
                 }
                 all
             }
             Op::Slice(sl) => {
-                let data = self.values(node, 0)?;
+                let (data, shape) = self.flat_values(node, 0)?;
                 self.needs_values(node, &[1, 2, 3, 4])?;
                 let p = sl.resolve(self.graph, node, Some(&self.out))?;
-                if p.starts.len() != 1 {
-                    return Err(Stop::Unknown);
+                let shape = if shape.is_empty() { vec![data.len()] } else { shape };
+                // The input indices each axis keeps (all of them on axes not sliced).
+                let mut keep: Vec<Vec<usize>> = shape.iter().map(|&d| (0..d).collect()).collect();
+                for (j, (s, e)) in p.starts.iter().zip(&p.ends).enumerate() {
+                    let axis = p.axes.as_ref().map_or(Some(j as i64), |a| a.get(j).copied()).ok_or(Stop::Unknown)?;
+                    let axis = self.axis(node, axis, shape.len())?;
+                    let (s, e) = (s.known().ok_or(Stop::Unknown)?, e.known().ok_or(Stop::Unknown)?);
+                    let step = p.steps.as_ref().map_or(Some(1), |st| st.get(j).copied()).filter(|&st| st != 0).ok_or(Stop::Unknown)?;
+                    keep[axis] = slice_indices(shape[axis] as i64, s, e, step);
                 }
-                let (s, e) = (p.starts[0].known().ok_or(Stop::Unknown)?, p.ends[0].known().ok_or(Stop::Unknown)?);
-                let step = p.steps.as_ref().map_or(1, |s| s[0]);
-                slice_indices(data.len() as i64, s, e, step).into_iter().map(|i| data[i].clone()).collect()
+                let strides = row_major_strides(&shape);
+                let mut flat = vec![0usize];
+                for (idx, &stride) in keep.iter().zip(&strides) {
+                    flat = flat.iter().flat_map(|&base| idx.iter().map(move |&i| base + i * stride)).collect();
+                }
+                flat.into_iter().map(|i| data.get(i).cloned().ok_or(Stop::Unknown)).collect::<R<_>>()?
             }
             &Op::Binary(bin @ (B::Add | B::Sub | B::Mul | B::Div | B::Max | B::Min | B::Mod)) => {
-                let (a, b) = (self.values(node, 0)?, self.values(node, 1)?);
+                let ((a, a_shape), (b, b_shape)) = (self.flat_values(node, 0)?, self.flat_values(node, 1)?);
                 let n = a.len().max(b.len());
                 if a.len() != n && a.len() != 1 || b.len() != n && b.len() != 1 {
+                    return Err(Stop::Unknown);
+                }
+                // Entry by entry: the same shape, or one operand a single entry.
+                if out_rank > 1 && a.len() == b.len() && a.len() > 1 && a_shape != b_shape {
                     return Err(Stop::Unknown);
                 }
                 let at = |v: &Vec<Dim>, i: usize| v[if v.len() == 1 { 0 } else { i }].clone();
@@ -489,7 +575,11 @@ impl<'g, 'm> Infer<'g, 'm> {
                                 _ => x.floor_div(&y)?,
                             },
                             B::Mod => match (&x, &y) {
-                                (Dim::Known(p), Dim::Known(q)) if *q != 0 => Dim::Known(p.rem_euclid(*q)),
+                                // Integer Mod takes the divisor's sign, like rem_euclid for q > 0.
+                                (Dim::Known(p), Dim::Known(q)) if *q > 0 => Dim::Known(p.rem_euclid(*q)),
+                                // A remainder of a size by a positive number (the padding a
+                                // window needs): some size below q, which no expression tells.
+                                (Dim::Sym(_), Dim::Known(q)) if *q > 0 => self.fresh(),
                                 _ => return Err(Stop::Unknown),
                             },
                             B::Max | B::Min => match (&x, &y) {
@@ -568,8 +658,20 @@ impl<'g, 'm> Infer<'g, 'm> {
             }
             _ => return Ok(()),
         };
+        if out_rank > 1 {
+            if out_shape.as_ref().and_then(|s| s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))) != Some(v.len()) {
+                return Err(Stop::Unknown);
+            }
+            if let (Some(ints), Some(shape), Some(dt)) = (v.iter().map(Dim::known).collect::<Option<Vec<i64>>>(), out_shape, out_dtype) {
+                if let Some(t) = Tensor::new(shape, TensorData::I64(ints)) {
+                    self.out.constants.insert(out_name.clone(), fold::cast_tensor(&t, dt));
+                }
+            }
+            self.out.tensor_values.insert(out_name, v);
+            return Ok(());
+        }
         if let Some(ints) = v.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
-            let scalar = self.out.shape(&out_name).is_some_and(|s| s.is_empty());
+            let scalar = out_rank == 0;
             let shape = if scalar { vec![] } else { vec![ints.len()] };
             if let (Some(dt), Some(t)) = (out_dtype, Tensor::new(shape, TensorData::I64(ints.clone()))) {
                 let t = fold::cast_tensor(&t, dt);
@@ -579,6 +681,15 @@ impl<'g, 'm> Infer<'g, 'm> {
         self.out.shape_values.insert(out_name, v);
         Ok(())
     }
+}
+
+/// Row-major strides of a static shape (sizes small enough to fold).
+fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1].saturating_mul(shape[i + 1]);
+    }
+    s
 }
 
 /// Number of elements of `Range(start, limit, delta)`; `None` when it cannot be told.
@@ -775,28 +886,20 @@ mod fold {
         to_tensor(t.shape.clone(), Vals::of(t), dtype).unwrap_or_else(|| t.clone())
     }
 
-    fn strides(shape: &[usize]) -> Vec<usize> {
-        let mut s = vec![1; shape.len()];
-        for i in (0..shape.len().saturating_sub(1)).rev() {
-            s[i] = s[i + 1] * shape[i + 1];
-        }
-        s
-    }
-
     /// For every element of `out`, the index of the element of `input` it reads under broadcasting.
     fn broadcast_index(out: &[usize], input: &[usize]) -> Option<Vec<usize>> {
         if input.len() > out.len() {
             return None;
         }
         let off = out.len() - input.len();
-        let in_strides = strides(input);
+        let in_strides = row_major_strides(input);
         for (i, &d) in input.iter().enumerate() {
             if d != 1 && d != out[off + i] {
                 return None;
             }
         }
         let n: usize = out.iter().product();
-        let out_strides = strides(out);
+        let out_strides = row_major_strides(out);
         Some(
             (0..n)
                 .map(|flat| {
@@ -1026,8 +1129,8 @@ mod fold {
                     start[a] = s;
                     step[a] = st;
                 }
-                let in_strides = strides(&x.shape);
-                let out_strides = strides(out_shape);
+                let in_strides = row_major_strides(&x.shape);
+                let out_strides = row_major_strides(out_shape);
                 let pick: Vec<usize> = (0..n_out)
                     .map(|flat| {
                         (0..rank)
@@ -1040,8 +1143,8 @@ mod fold {
             Op::Transpose { perm } => {
                 let rank = x.shape.len();
                 let perm = perm.clone().unwrap_or_else(|| (0..rank as i64).rev().collect());
-                let in_strides = strides(&x.shape);
-                let out_strides = strides(out_shape);
+                let in_strides = row_major_strides(&x.shape);
+                let out_strides = row_major_strides(out_shape);
                 let pick: Vec<usize> = (0..n_out)
                     .map(|flat| (0..rank).map(|i| ((flat / out_strides[i]) % out_shape[i]) * in_strides[perm[i] as usize]).sum())
                     .collect();

@@ -361,6 +361,84 @@ fn expand_with_minus_one_entries_over_symbols() {
     assert!(shapes.shape_value("is_one").is_none());
 }
 
+/// The TorchScript exporter's `F.pad` with pads computed from the input's size (Hugging
+/// Face Swin pads its `[batch, height, width, channels]` map to a multiple of the window:
+/// `(window - width % window) % window`): the pads list is reordered through a `[n, 2]`
+/// matrix (Reshape, reversed by Slice, Transpose, Reshape). The remainders are unknown
+/// sizes, but the channel axis is not padded, and inference must say so.
+fn window_pad_model(input: &[&str]) -> Model {
+    let mut g = G::new(17)
+        .input("x", DType::F32, input)
+        .ints("axis_h", &[1])
+        .ints("axis_w", &[2])
+        .ints("window", &[4])
+        .ints("zero", &[0])
+        .ints("pad_len", &[8])
+        .ints("rows", &[-1, 2])
+        .ints("start", &[-1])
+        .ints("end", &[-9_223_372_036_854_775_807])
+        .ints("step", &[-1])
+        .ints("flat", &[-1])
+        .node("Shape", &["x"], &["s"], vec![]);
+    let int64_zero = AttributeProto {
+        name: Some("value".into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(Tensor::from_i64s(vec![0]).to_proto("")),
+        ..Default::default()
+    };
+    for (axis, out) in [("axis_h", "pad_h"), ("axis_w", "pad_w")] {
+        let (size, rem, up) = (format!("{out}_size"), format!("{out}_rem"), format!("{out}_up"));
+        g = g
+            .node("Gather", &["s", axis], &[&size], vec![attr_int("axis", 0)])
+            .node("Mod", &[&size, "window"], &[&rem], vec![])
+            .node("Sub", &["window", &rem], &[&up], vec![])
+            .node("Mod", &[&up, "window"], &[out], vec![]);
+    }
+    g.node("Concat", &["zero", "zero", "zero", "pad_w", "zero", "pad_h"], &["pairs6"], vec![attr_int("axis", 0)])
+        .node("Shape", &["pairs6"], &["n6"], vec![])
+        .node("Sub", &["pad_len", "n6"], &["n_rest"], vec![])
+        .node("ConstantOfShape", &["n_rest"], &["rest"], vec![int64_zero])
+        .node("Concat", &["pairs6", "rest"], &["pairs"], vec![attr_int("axis", 0)])
+        .node("Reshape", &["pairs", "rows"], &["matrix"], vec![])
+        .node("Slice", &["matrix", "start", "end", "zero", "step"], &["reversed"], vec![])
+        .node("Transpose", &["reversed"], &["by_end"], vec![attr_ints("perm", &[1, 0])])
+        .node("Reshape", &["by_end", "flat"], &["pads_i"], vec![])
+        .node("Cast", &["pads_i"], &["pads"], vec![attr_int("to", 7)])
+        .node("Pad", &["x", "pads"], &["y"], vec![attr_str("mode", "constant")])
+        .model()
+}
+
+#[test]
+fn pads_computed_from_symbolic_sizes_leave_the_channels_known() {
+    let m = window_pad_model(&["batch", "height", "width", "8"]);
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    let pads = shapes.shape_value("pads").expect("the pads are folded entry by entry");
+    assert_eq!(pads.len(), 8, "{pads:?}");
+    // Begins all 0; ends: height and width get the (unknown) remainders, in that order.
+    for (i, d) in pads.iter().enumerate() {
+        assert_eq!(d.known() == Some(0), ![5, 6].contains(&i), "entry {i} of {pads:?}");
+    }
+    let y = shapes.shape("y").unwrap();
+    assert_eq!(y.len(), 4);
+    assert_eq!((&y[0], &y[3]), (&Dim::sym("batch"), &Dim::Known(8)), "{y:?}");
+    assert!(y[1].symbols().contains(&"height") && y[1] != Dim::sym("height"), "{y:?}");
+    assert!(y[2].symbols().contains(&"width") && y[2] != Dim::sym("width"), "{y:?}");
+    // With static sizes the same arithmetic folds to numbers: 6 -> 8, 8 stays.
+    let m = window_pad_model(&["2", "6", "8", "8"]);
+    assert_eq!(shape_of(&m, "y"), dims(&["2", "8", "8", "8"]));
+    // Integer Mod takes the divisor's sign: a negative divisor is not folded as a size.
+    let m = G::new(17)
+        .input("x", DType::F32, &["batch", "8"])
+        .ints("minus", &[-3])
+        .node("Shape", &["x"], &["s"], vec![])
+        .node("Mod", &["s", "minus"], &["r"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert!(shapes.shape_value("r").is_none(), "{:?}", shapes.shape_value("r"));
+}
+
 #[test]
 fn reshape_zero_copy_and_inferred_axis_over_symbols() {
     let m = G::new(13)

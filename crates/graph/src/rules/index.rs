@@ -106,8 +106,8 @@ impl Ctx<'_, '_> {
         let Some(mut t) = self.in_track(node, 0) else {
             return;
         };
-        let Ok(p) = pad.resolve(self.graph, node, Some(&self.shapes)) else {
-            self.block_node(node, "pads are not constant");
+        let Ok(p) = pad.resolve_dims(self.graph, node, Some(&self.shapes)) else {
+            self.block_node(node, "pads are not computable from constants and shapes");
             return;
         };
         let rank = t.len();
@@ -117,8 +117,9 @@ impl Ctx<'_, '_> {
         };
         let n = axes.len();
         for (j, &ax) in axes.iter().enumerate() {
-            let (b, e) = (p.pads.get(j).copied().unwrap_or(0), p.pads.get(j + n).copied().unwrap_or(0));
-            if (b != 0 || e != 0) && t[ax].is_tracked() {
+            // A symbolic pad (computed from sizes) may be non-zero.
+            let zero = |k: usize| p.pads.get(k).is_none_or(|d| *d == Dim::Known(0));
+            if !(zero(j) && zero(j + n)) && t[ax].is_tracked() {
                 let a = t[ax].clone();
                 self.block_axis_at(node, &a, "pads a tracked axis");
             }

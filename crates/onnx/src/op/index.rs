@@ -175,11 +175,12 @@ pub struct Pad {
     pub axes: IntsParam,
 }
 
-/// A Pad's parameters, resolved: what [`Pad::resolve`] returns.
+/// A Pad's parameters, resolved: what [`Pad::resolve`] returns (`P = i64`), and
+/// [`Pad::resolve_dims`] with pads that may be computed from symbolic sizes (`P = Dim`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct PadAmounts {
+pub struct PadAmounts<P = i64> {
     /// `[x1_begin, x2_begin, ..., x1_end, x2_end, ...]` over `axes` (or every axis).
-    pub pads: Vec<i64>,
+    pub pads: Vec<P>,
     /// The fill mode.
     pub mode: PadMode,
     /// The fill value of `constant` mode.
@@ -211,6 +212,17 @@ impl Pad {
     /// The pads, value and axes resolved against constants (and `folded` shapes).
     pub fn resolve(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<PadAmounts> {
         let Some(pads) = self.pads.resolve(graph, node, folded, "pads")? else {
+            return Err(node_error(graph, node, "has no pads"));
+        };
+        let constant_value = self.value.resolve(graph, node, folded, "constant value")?.unwrap_or(0.0);
+        let axes = self.axes.resolve(graph, node, folded, "axes")?;
+        Ok(PadAmounts { pads, mode: self.mode, constant_value, axes })
+    }
+
+    /// Like [`Pad::resolve`], but pads may be symbolic: computed from the input's sizes
+    /// (`(window - width % window) % window`, a padding to a multiple of a window).
+    pub fn resolve_dims(&self, graph: &Graph<'_>, node: &NodeProto, folded: Option<&Shapes>) -> Result<PadAmounts<Dim>> {
+        let Some(pads) = self.pads.resolve_dims(graph, node, folded, "pads")? else {
             return Err(node_error(graph, node, "has no pads"));
         };
         let constant_value = self.value.resolve(graph, node, folded, "constant value")?.unwrap_or(0.0);
@@ -450,18 +462,16 @@ impl Infer<'_, '_> {
     pub(crate) fn pad(&mut self, node: &NodeProto, pad: &Pad) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
         self.needs_values(node, &[1, 2, 3])?;
-        let p = pad.resolve(self.graph, node, Some(&self.out))?;
+        let p = pad.resolve_dims(self.graph, node, Some(&self.out))?;
         let axes = self.axes_or_all(node, p.axes.as_deref(), x.len())?;
         if p.pads.len() != 2 * axes.len() {
-            return Err(self.fail(node, format!("pads {:?} needs {} entries for {} axes", p.pads, 2 * axes.len(), axes.len())));
+            let pads: Vec<String> = p.pads.iter().map(Dim::to_string).collect();
+            return Err(self.fail(node, format!("pads [{}] needs {} entries for {} axes", pads.join(", "), 2 * axes.len(), axes.len())));
         }
         let mut out = x;
         let n = axes.len();
         for (i, &a) in axes.iter().enumerate() {
-            let total = p.pads[i].checked_add(p.pads[i + n]).ok_or_else(|| {
-                self.fail(node, format!("pads {} and {} of axis {a} overflow a 64-bit integer", p.pads[i], p.pads[i + n]))
-            })?;
-            out[a] = out[a].add(&Dim::Known(total))?;
+            out[a] = out[a].add(&p.pads[i])?.add(&p.pads[i + n])?;
         }
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
