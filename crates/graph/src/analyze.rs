@@ -56,6 +56,7 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         blocked: Vec::new(),
         blocked_nodes: HashSet::new(),
         init_uses: HashMap::new(),
+        frozen_inits: HashMap::new(),
     };
     for (_, node) in graph.nodes() {
         cx.apply(node)?;
@@ -80,13 +81,16 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         }
         dims.insert(t.name.clone().unwrap_or_default(), d);
     }
-    let user_inits: HashMap<String, String> = options
+    let mut fixed_inits: HashMap<String, String> = options
         .unprunable
         .iter()
         .filter(|n| dims.contains_key(n.as_str()))
         .map(|n| (n.clone(), format!("initializer '{n}' is marked unprunable by the user")))
         .collect();
-    let groups = cx.spaces.solve(&dims, &user_inits);
+    for (name, why) in std::mem::take(&mut cx.frozen_inits) {
+        fixed_inits.entry(name).or_insert(why);
+    }
+    let groups = cx.spaces.solve(&dims, &fixed_inits);
     let prunable = prunable_params(&groups, &dims, &graph);
     let analysis =
         Analysis { model: model.path().display().to_string(), groups, blocked: cx.blocked, total_params: total, prunable_params: prunable };
@@ -204,6 +208,10 @@ pub(crate) struct Ctx<'a, 'm> {
     blocked_nodes: HashSet<String>,
     /// Earlier slices of each (initializer, axis), to tie the spaces of shared weights.
     init_uses: HashMap<(String, usize), Vec<SliceUse>>,
+    /// Initializers read by a node no rule understands, with why: no group may cut them
+    /// (an exporter or optimizer may share one weight between such a node and a layer
+    /// whose rule makes it a group member).
+    frozen_inits: HashMap<String, String>,
 }
 
 impl<'a, 'm> Ctx<'a, 'm> {
@@ -288,6 +296,18 @@ impl<'a, 'm> Ctx<'a, 'm> {
             self.block_value(v, &full);
         }
         self.blocked_op(node, reason);
+    }
+
+    /// Blocks `node`'s inputs like [`Ctx::block_node`], and freezes the initializers it
+    /// reads: a node no rule understands reads them whole, whatever group they are in.
+    pub fn block_opaque(&mut self, node: &NodeProto, reason: &str) {
+        for v in &node.input {
+            if self.graph.initializer(v).is_some() && !self.frozen_inits.contains_key(v.as_str()) {
+                let why = format!("initializer '{v}' is also read by {}: {reason}", node_label(node));
+                self.frozen_inits.insert(v.clone(), why);
+            }
+        }
+        self.block_node(node, reason);
     }
 
     /// Blocks one axis because of `node`, and lists the node.

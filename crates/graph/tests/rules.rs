@@ -245,6 +245,45 @@ fn custom_operator_blocks_exactly_what_it_touches() {
     assert_eq!(a.blocked[0].op_type, "com.example::Mystery");
 }
 
+/// An exporter or optimizer may share one initializer between a layer and a node oto
+/// does not understand (onnxruntime's optimizer feeds a Gemm's bias, de-duplicated with a
+/// layer's, to its SkipLayerNormalization): the group holding it stays whole, whether
+/// the opaque node comes before the layer or after, and reads only that initializer.
+#[test]
+fn an_initializer_an_unknown_operator_reads_is_not_cut() {
+    for opaque_first in [true, false] {
+        let mut b = GraphBuilder::new("shared_with_custom");
+        b.import_domain("com.example", 1);
+        let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+        b.input_f32("side", &batch_dims(&[8]));
+        let mystery = |b: &mut GraphBuilder| {
+            b.node_in_domain("com.example", "Mystery", &["side", "c1.bias"], &["odd"], &[]);
+            b.shape("odd", oto_onnx::DType::F32, &batch_dims(&[8]));
+            b.output_f32("odd", &batch_dims(&[8]));
+        };
+        if opaque_first {
+            // The bias exists before the node that reads it is added.
+            w(&mut b, "c1.bias", &[8]);
+            mystery(&mut b);
+        }
+        let wt = w(&mut b, "c1.weight", &[8, 3, 3, 3]);
+        let c1 = b.node_with("Conv", &[&x, &wt, "c1.bias"], &[], &[("pads", Attr::Ints(vec![1; 4]))]);
+        if !opaque_first {
+            w(&mut b, "c1.bias", &[8]);
+            mystery(&mut b);
+        }
+        let r1 = b.node("Relu", &[&c1], &[]);
+        let c2 = conv(&mut b, &r1, "c2", 8, 8, 3, 1);
+        let r2 = b.node("Relu", &[&c2], &[]);
+        head(&mut b, &r2, 8);
+        let a = run(&b.build().unwrap());
+        let g1 = group(&a, "c1.bias:0");
+        assert!(!g1.prunable, "opaque first {opaque_first}: {}", a.table());
+        assert!(g1.reasons.iter().any(|r| r.contains("'c1.bias'") && r.contains("Mystery")), "{:?}", g1.reasons);
+        assert!(group(&a, "c2.bias:0").prunable, "opaque first {opaque_first}: {}", a.table());
+    }
+}
+
 #[test]
 fn weight_sharing_is_one_member() {
     let mut b = GraphBuilder::new("shared");

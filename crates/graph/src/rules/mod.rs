@@ -101,7 +101,7 @@ impl Ctx<'_, '_> {
         let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
         if custom {
-            self.block_node(node, "operator of a custom domain: not understood");
+            self.block_opaque(node, "operator of a custom domain: not understood");
             return Ok(());
         }
         let op = Op::parse(self.graph, node)?;
@@ -121,6 +121,39 @@ impl Ctx<'_, '_> {
             Op::Gemm(g) => self.gemm(node, g),
             Op::MatMul { integer: false } => self.matmul(node),
             Op::Gather { axis } => self.gather(node, *axis),
+            // Not understood: blocks what it reads, and freezes the initializers it reads
+            // even when nothing tracked reaches it yet (a weight it shares with a layer).
+            Op::Conv(_)
+            | Op::MatMul { integer: true }
+            | Op::Binary(B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
+            | Op::Compare(_)
+            | Op::CastLike
+            | Op::LpNormalization
+            | Op::MeanVarianceNormalization
+            | Op::Einsum
+            | Op::ArgReduce(_)
+            | Op::TopK(_)
+            | Op::CumSum
+            | Op::Tile
+            | Op::DepthToSpace
+            | Op::SpaceToDepth
+            | Op::GatherElements
+            | Op::ScatterElements
+            | Op::Constant
+            | Op::ConstantOfShape
+            | Op::Range
+            | Op::NonZero
+            | Op::EyeLike
+            | Op::Trilu { .. }
+            | Op::Other(_) => self.block_opaque(node, &format!("operator {} is not understood", node.op())),
+            // Max and Min of more than two inputs.
+            Op::Binary(B::Max | B::Min) if node.input.len() != 2 => {
+                self.block_opaque(node, &format!("operator {} is not understood", node.op()))
+            }
+            // A quantized model is pruned as its float model: the QDQ form is not cut.
+            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
+                self.block_opaque(node, "quantization is not pruned: prune the float model, then quantize it")
+            }
             _ if !any_tracked => {}
             Op::Unary(u) => match unary_keeps_zero(*u) {
                 Some(keeps) => self.unary(node, keeps),
@@ -139,8 +172,9 @@ impl Ctx<'_, '_> {
             Op::Binary(B::Sub) => self.binary(node, Bin::Sub, 0, 1),
             Op::Binary(B::Mul) => self.binary(node, Bin::Mul, 0, 1),
             Op::Binary(B::Div) => self.binary(node, Bin::Div, 0, 1),
-            Op::Binary(B::Max) if node.input.len() == 2 => self.binary(node, Bin::Max, 0, 1),
-            Op::Binary(B::Min) if node.input.len() == 2 => self.binary(node, Bin::Min, 0, 1),
+            // Two inputs (more were blocked above).
+            Op::Binary(B::Max) => self.binary(node, Bin::Max, 0, 1),
+            Op::Binary(B::Min) => self.binary(node, Bin::Min, 0, 1),
             Op::Binary(B::Pow) => self.binary(node, Bin::Pow, 0, 1),
             Op::PRelu => self.binary(node, Bin::PRelu, 0, 1),
             Op::Where => {
@@ -175,33 +209,6 @@ impl Ctx<'_, '_> {
             }
             // Integer results that do not carry channels.
             Op::Shape { .. } | Op::Size => {}
-            Op::Conv(_)
-            | Op::MatMul { integer: true }
-            | Op::Binary(B::Max | B::Min | B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
-            | Op::Compare(_)
-            | Op::CastLike
-            | Op::LpNormalization
-            | Op::MeanVarianceNormalization
-            | Op::Einsum
-            | Op::ArgReduce(_)
-            | Op::TopK(_)
-            | Op::CumSum
-            | Op::Tile
-            | Op::DepthToSpace
-            | Op::SpaceToDepth
-            | Op::GatherElements
-            | Op::ScatterElements
-            | Op::Constant
-            | Op::ConstantOfShape
-            | Op::Range
-            | Op::NonZero
-            | Op::EyeLike
-            | Op::Trilu { .. }
-            | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
-            // A quantized model is pruned as its float model: the QDQ form is not cut.
-            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
-                self.block_node(node, "quantization is not pruned: prune the float model, then quantize it")
-            }
         }
         Ok(())
     }
