@@ -1,12 +1,13 @@
 //! `oto check` on small models built here: the random inputs' sizes when an input axis
 //! is a sum of symbols (an Optimum with-past attention mask, `past_sequence_length +
-//! sequence_length`), and the exit code when onnxruntime refuses them for the full model.
+//! sequence_length`), the exit code when onnxruntime refuses them for the full model,
+//! and the MACs at the sizes the check ran with.
 
 mod common;
 use common::*;
 use oto_onnx::builder::{Attr, GraphBuilder};
 use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
-use oto_onnx::{Dim, Tensor, TensorData};
+use oto_onnx::{DType, Dim, Tensor, TensorData};
 use std::path::{Path, PathBuf};
 
 /// Saves the builder's model as `dir/name`, with the dim_params of the inputs rewritten
@@ -84,4 +85,31 @@ fn an_axis_that_is_a_sum_gets_the_sum_of_its_symbols() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("'past + seq' is not a symbolic axis of the model's inputs (they have: batch, past, seq)"), "{err}");
+}
+
+/// Two convolutions over `[batch, 3, height, width]`: the printed MACs count them at
+/// the height and width of the random inputs (--dim, else 4), per sample:
+/// 8*3*3*3 + 4*8 per pixel before, half of it once 4 of the 8 channels are removed.
+#[test]
+fn check_counts_macs_at_the_sizes_it_ran_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("conv");
+    let x = b.input_f32("x", &[Dim::sym("batch"), Dim::Known(3), Dim::sym("height"), Dim::sym("width")]);
+    let w1 = weight(&mut b, "w1", &[8, 3, 3, 3]);
+    let w2 = weight(&mut b, "w2", &[4, 8, 1, 1]);
+    let h = b.node_with("Conv", &[&x, &w1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("Conv", &[&h, &w2], &["y"]);
+    b.output(&y, DType::F32, &[Dim::sym("batch"), Dim::Known(4), Dim::sym("height"), Dim::sym("width")]);
+    let model = save(&b, dir.path(), "conv.onnx", &[]);
+    let per_pixel = 8 * 3 * 3 * 3 + 4 * 8;
+    for (args, pixels) in [(&["--dim", "height=6", "--dim", "width=5"][..], 30), (&[][..], 16)] {
+        let mut all = vec!["check", s(&model), "--trials", "1"];
+        all.extend_from_slice(args);
+        let out = oto(&all);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}\n{}", text(&out.stderr));
+        let want = format!("MACs {} -> {} (50.0%)", per_pixel * pixels, per_pixel * pixels / 2);
+        assert!(stdout.contains(&want), "{args:?}: '{want}' not in: {stdout}");
+    }
 }
