@@ -105,8 +105,9 @@ fn prune_optimum_llama_gqa_by_distillation() {
 /// embeddings' 17 tokens). The channels follow from the patch embedding's Conv weight;
 /// height and width do not (17 tokens fit 4x4 patches as well as 2x8), so they come from
 /// the preprocessor_config.json beside the model (32x32), or from --dim; a copy of the
-/// model without that file and without --dim fails in onnxruntime with an error naming
-/// the axes and the flag; a name that is not an input axis is an input error.
+/// model without that file and without --dim fails in onnxruntime with an input error
+/// (exit code 2) naming the axes and the flag; a name that is not an input axis is an
+/// input error too.
 #[test]
 fn check_optimum_vit_with_the_image_size_given() {
     let file = optimum_zoo_dir().join("vit/model.onnx");
@@ -121,7 +122,7 @@ fn check_optimum_vit_with_the_image_size_given() {
     let out = oto(&["check", s(&alone), "--trials", "1", "--dim", "height=32", "--dim", "width=32"]);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let out = oto(&["check", s(&alone), "--trials", "1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("'height' of 'pixel_values', 'width' of 'pixel_values' the size 4"), "{err}");
     assert!(err.contains("--dim height=SIZE --dim width=SIZE"), "{err}");

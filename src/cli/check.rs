@@ -9,7 +9,7 @@ use oto_graph::Analysis;
 use oto_onnx::rng::SplitMix64;
 use oto_onnx::shape::{self, Shapes};
 use oto_onnx::{DType, Dim, Graph, Model, NodeExt, Tensor, TensorData};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// Arguments of `oto check`.
@@ -25,10 +25,12 @@ Examples:
       sizes of symbolic input axes that the model fixes (an image size); without --dim
       they come from the preprocessor_config.json beside the model when there is one
       (a Hugging Face export), the channels of an image read by a Conv from its weight,
-      and other symbolic axes after the batch get 4
+      the batch from --batch, and other symbols get 4; an axis that is a sum such as
+      `past_sequence_length + sequence_length` gets the sum of its symbols' sizes
 
 Exit code 0 when every trial matches (max |difference| <= 1e-4 * max(1, max |output|)),
-1 on a mismatch, 2 on bad input.")]
+1 on a mismatch, 2 on bad input (including random inputs that onnxruntime refuses for
+the full model: give the sizes with --dim).")]
 pub struct Args {
     /// The ONNX model file.
     pub model: PathBuf,
@@ -44,7 +46,8 @@ pub struct Args {
     /// Batch size of the random inputs.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
-    /// Size of a symbolic input axis, by its name (repeatable); default 4 (the batch: --batch).
+    /// Size of a symbol of the input shapes, by its name (repeatable); default 4 (the batch: --batch).
+    /// An axis such as `past + seq` gets the sum of the sizes of `past` and `seq`.
     #[arg(long = "dim", value_name = "NAME=SIZE")]
     pub dims: Vec<String>,
     /// The group description to check (JSON from `oto analyze --json`); default: analyze the model.
@@ -71,20 +74,22 @@ pub fn run(args: &Args) -> Result<()> {
     let mut dims = conv_channels(&graph, &shapes);
     dims.extend(preprocessor_sizes(&graph, &shapes, &args.model)?);
     dims.extend(parse_dims(&args.dims, &graph, &shapes)?);
-    let defaulted = defaulted_axes(&graph, &shapes, &dims);
+    let (sizes, defaulted) = symbol_sizes(&graph, &shapes, args.batch, &dims);
     let mut failures = 0;
     for trial in 0..args.trials {
         let mut rng = SplitMix64::new(args.seed.wrapping_mul(1_000_003).wrapping_add(trial));
         let chosen = pick(&analysis, &mut rng, args.sparsity);
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
-        let inputs = random_inputs(&graph, &shapes, &mut rng, args.batch, &dims)?;
-        let full_out = run_ort(&zeroed, &inputs).with_context(|| {
+        let inputs = random_inputs(&graph, &shapes, &mut rng, &sizes)?;
+        // The full model failing on the random inputs is the input's fault (sizes that
+        // do not fit it): exit code 2. The compact model failing where the full one ran is not.
+        let full_out = run_ort(&zeroed, &inputs).map_err(input_error).with_context(|| {
             let hint = if defaulted.is_empty() {
                 String::new()
             } else {
-                let flags: Vec<String> = defaulted.iter().map(|(_, axis)| format!("--dim {axis}=SIZE")).collect();
-                let named: Vec<String> = defaulted.iter().map(|(input, axis)| format!("'{axis}' of '{input}'")).collect();
+                let flags: Vec<String> = defaulted.iter().map(|(_, symbol)| format!("--dim {symbol}=SIZE")).collect();
+                let named: Vec<String> = defaulted.iter().map(|(input, symbol)| format!("'{symbol}' of '{input}'")).collect();
                 format!(
                     "; the random inputs gave the symbolic axes {} the size 4: if the model fixes them (e.g. an image size), give them with {}",
                     named.join(", "),
@@ -94,6 +99,9 @@ pub fn run(args: &Args) -> Result<()> {
             format!("onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE){hint}")
         })?;
         let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
+        // MACs at the sizes the trial ran with (an image's height and width count), the
+        // batch and sequence symbols at 1 as `macs_given` binds them.
+        let (macs_before, macs_after) = (macs_at(&zeroed, &sizes)?, macs_at(&compact, &sizes)?);
         let (diff, scale) = verify::compare_outputs(&full_out, &small_out)?;
         let ok = diff <= verify::tolerance(scale);
         failures += usize::from(!ok);
@@ -105,9 +113,9 @@ pub fn run(args: &Args) -> Result<()> {
             report.params_before,
             report.params_after,
             100.0 * report.params_after as f64 / report.params_before.max(1) as f64,
-            report.macs_before,
-            report.macs_after,
-            100.0 * report.macs_after as f64 / report.macs_before.max(1) as f64,
+            macs_before,
+            macs_after,
+            100.0 * macs_after as f64 / macs_before.max(1) as f64,
             if ok { "ok" } else { "MISMATCH" }
         );
     }
@@ -174,31 +182,55 @@ fn preprocessor_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std::path::Pat
     Ok(out)
 }
 
-/// (input, axis name) of the symbolic input axes after the batch that no size was given
-/// or inferred for (they get 4).
-fn defaulted_axes(graph: &Graph<'_>, shapes: &Shapes, dims: &BTreeMap<String, i64>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for input in graph.real_inputs() {
-        let Some(name) = input.name.as_deref() else { continue };
-        for d in shapes.shape(name).into_iter().flatten().skip(1) {
-            for axis in d.symbols() {
-                if !dims.contains_key(axis) && !out.iter().any(|(_, a)| a == axis) {
-                    out.push((name.to_string(), axis.to_string()));
-                }
+/// Sizes of the symbols in the shapes of the graph inputs, for the random inputs: those
+/// in `given` (--dim, the preprocessor, Conv channels), else `batch` for a symbol of an
+/// input's axis 0 and 4 for every other. Also (input, symbol) of the symbols that got 4,
+/// each with the first input that holds it. An axis is then its dimension evaluated at
+/// these sizes (`past + seq` is the sum of both).
+fn symbol_sizes(
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    batch: u64,
+    given: &BTreeMap<String, i64>,
+) -> (HashMap<String, i64>, Vec<(String, String)>) {
+    let mut sizes: HashMap<String, i64> = given.iter().map(|(k, &v)| (k.clone(), v)).collect();
+    let inputs: Vec<(&str, &[Dim])> =
+        graph.real_inputs().filter_map(|v| v.name.as_deref()).filter_map(|n| Some((n, shapes.shape(n)?))).collect();
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    for symbol in inputs.iter().filter_map(|(_, dims)| dims.first()).flat_map(Dim::symbols) {
+        sizes.entry(symbol.to_string()).or_insert(batch);
+    }
+    let mut defaulted = Vec::new();
+    for (input, dims) in &inputs {
+        for symbol in dims.iter().skip(1).flat_map(Dim::symbols) {
+            if !sizes.contains_key(symbol) {
+                sizes.insert(symbol.to_string(), 4);
+                defaulted.push((input.to_string(), symbol.to_string()));
             }
         }
     }
-    out
+    (sizes, defaulted)
 }
 
-/// `--dim NAME=SIZE` values, each naming a symbolic axis of a graph input.
+/// MACs per batch element of `model` (`oto_onnx::cost::macs_given`) with the symbolic
+/// input axes at `sizes`, other than the batch and sequence symbols, which count as 1.
+fn macs_at(model: &Model, sizes: &HashMap<String, i64>) -> Result<u64> {
+    let graph = Graph::new(model).context("the MACs")?;
+    let shapes = shape::infer(&graph).context("shape inference for the MACs")?;
+    Ok(oto_onnx::cost::macs_given(&graph, &shapes, sizes).total)
+}
+
+/// `--dim NAME=SIZE` values, each naming a symbol of the graph inputs' shapes (a whole
+/// axis such as `height`, or one inside a sum such as `past` of `past + seq`).
 fn parse_dims(given: &[String], graph: &Graph<'_>, shapes: &Shapes) -> Result<BTreeMap<String, i64>> {
-    let symbols: Vec<String> = graph
-        .real_inputs()
-        .filter_map(|v| shapes.shape(v.name.as_deref()?))
-        .flatten()
-        .flat_map(|d| d.symbols().into_iter().map(String::from).collect::<Vec<_>>())
-        .collect();
+    let mut symbols: Vec<String> = Vec::new();
+    for d in graph.real_inputs().filter_map(|v| shapes.shape(v.name.as_deref()?)).flatten() {
+        for symbol in d.symbols() {
+            if !symbols.iter().any(|s| s == symbol) {
+                symbols.push(symbol.to_string());
+            }
+        }
+    }
     let mut out = BTreeMap::new();
     for g in given {
         let parsed = g.split_once('=').and_then(|(n, v)| Some((n.trim().to_string(), v.trim().parse::<i64>().ok().filter(|&v| v > 0)?)));
@@ -218,18 +250,11 @@ fn parse_dims(given: &[String], graph: &Graph<'_>, shapes: &Shapes) -> Result<BT
 /// file are refused rather than allocated.
 const MAX_INPUT_ELEMENTS: usize = 1 << 28;
 
-/// Random inputs of the right dtypes and shapes: symbolic axes named in `dims` get that
-/// size, else the first is the batch and others get 4; integer inputs that index an embedding stay inside it,
-/// other integer inputs (masks) are 0 or 1.
-fn random_inputs(
-    graph: &Graph<'_>,
-    shapes: &Shapes,
-    rng: &mut SplitMix64,
-    batch: u64,
-    dims_given: &BTreeMap<String, i64>,
-) -> Result<Vec<(String, Tensor)>> {
+/// Random inputs of the right dtypes and shapes: every dimension evaluated at the symbol
+/// sizes `sizes` (from [`symbol_sizes`]); integer inputs that index an embedding stay
+/// inside it, other integer inputs (masks) are 0 or 1.
+fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, sizes: &HashMap<String, i64>) -> Result<Vec<(String, Tensor)>> {
     let model = graph.model.path().display();
-    let given: std::collections::HashMap<String, i64> = dims_given.iter().map(|(k, &v)| (k.clone(), v)).collect();
     let mut out = Vec::new();
     for input in graph.real_inputs() {
         let name = input.name.clone().unwrap_or_default();
@@ -241,15 +266,19 @@ fn random_inputs(
         };
         let mut shape = Vec::with_capacity(dims.len());
         for (i, d) in dims.iter().enumerate() {
-            let size = match d {
-                Dim::Known(v) => *v,
-                Dim::Sym(_) => match d.eval(&given) {
-                    Some(v) => v,
-                    None if i == 0 => i64::try_from(batch).unwrap_or(i64::MAX),
-                    None => 4,
-                },
+            let at = || {
+                let bound: Vec<String> =
+                    d.symbols().iter().map(|s| format!("{s}={}", sizes.get(*s).map_or("?".to_string(), i64::to_string))).collect();
+                bound.join(", ")
             };
-            shape.push(usize::try_from(size).map_err(|_| too_large(format!("dimension {i} is {d}")))?);
+            let size = d.eval(sizes).ok_or_else(|| too_large(format!("dimension {i} is {d}, which overflows at {}", at())))?;
+            let size = usize::try_from(size).map_err(|_| {
+                input_error(anyhow::anyhow!(
+                    "{model}: graph input '{name}': dimension {i} is {d}, which is {size} at {}; give its symbols other sizes with --dim NAME=SIZE",
+                    at()
+                ))
+            })?;
+            shape.push(size);
         }
         let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= MAX_INPUT_ELEMENTS).ok_or_else(|| {
             let declared: Vec<String> = dims.iter().map(Dim::to_string).collect();

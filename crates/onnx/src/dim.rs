@@ -268,6 +268,41 @@ impl Factor {
     }
 }
 
+/// The terms of a `dim_param` read as a sum, each trimmed and marked negative when a
+/// `-` precedes it (`a + 2*b - 1` is `a`, `2*b`, -`1`); `None` when a term is empty
+/// (`-1`, `a +`, `a + - b`). A `-` with a non-space before it and a letter or `_` after
+/// it is part of a name (`batch-size`).
+fn signed_terms(text: &str) -> Option<Vec<(bool, &str)>> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = Vec::new();
+    let (mut start, mut neg) = (0, false);
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        let operator = match c {
+            '+' => true,
+            '-' => {
+                let joined_before = k > 0 && !chars[k - 1].1.is_whitespace();
+                let name_after = chars.get(k + 1).is_some_and(|&(_, n)| n.is_alphabetic() || n == '_');
+                !(joined_before && name_after)
+            }
+            _ => false,
+        };
+        if operator {
+            let term = text[start..i].trim();
+            if term.is_empty() {
+                return None;
+            }
+            out.push((neg, term));
+            (start, neg) = (i + c.len_utf8(), c == '-');
+        }
+    }
+    let last = text[start..].trim();
+    if last.is_empty() {
+        return None;
+    }
+    out.push((neg, last));
+    Some(out)
+}
+
 /// A symbol name printed as is: letters, digits and `_ . :`; others get parentheses.
 fn plain_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | ':'))
@@ -372,20 +407,35 @@ impl Dim {
         Dim::Sym(Expr(Poly::factor(Factor::Sym(name.into()))))
     }
 
-    /// A file's `dim_param`: a product of unsigned integers and names (`64*batch`,
-    /// `sequence*batch`, `12`) is that product; any other text (`-1`, `seq+1`) is one
-    /// symbol of that name. Refused when the integers overflow.
+    /// A file's `dim_param`: a sum or difference of products of unsigned integers and
+    /// names, with or without spaces around `+` and `-` (`64*batch`, `sequence*batch`,
+    /// `12`, `past_sequence_length + sequence_length`, `seq+1`, `2*s0 - 1`), is that
+    /// polynomial; any other text (`-1`, `(h+1)/2`, `a + `, `2 * s0`) is one symbol of
+    /// that name. A `-` between a name character and a letter or `_` with no space
+    /// around it belongs to a name (`batch-size`, which is therefore one symbol, not a
+    /// difference). Refused when the integers overflow or the polynomial grows past
+    /// [`MAX_SIZE`] factors.
     pub fn parse(param: &str) -> Result<Dim, DimError> {
         let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-        let parts: Vec<&str> = param.split('*').collect();
-        if !parts.iter().all(|p| digits(p) || plain_name(p)) {
+        let Some(terms) = signed_terms(param) else { return Ok(Dim::sym(param)) };
+        let terms: Vec<(bool, Vec<&str>)> = terms.into_iter().map(|(neg, t)| (neg, t.split('*').collect())).collect();
+        if !terms.iter().flat_map(|(_, fs)| fs).all(|p| digits(p) || plain_name(p)) {
             return Ok(Dim::sym(param));
         }
-        let overflow = || DimError::Overflow(param.to_string());
-        let mut out = Dim::Known(1);
-        for p in parts {
-            let f = if digits(p) { Dim::Known(p.parse::<i64>().map_err(|_| overflow())?) } else { Dim::sym(p) };
-            out = out.mul(&f).map_err(|_| overflow())?;
+        // Errors name the whole parameter, not the partial sum they arose in.
+        let refused = |e: DimError| match e {
+            DimError::TooLarge(_) => DimError::TooLarge(param.to_string()),
+            _ => DimError::Overflow(param.to_string()),
+        };
+        let mut out = Dim::Known(0);
+        for (neg, factors) in terms {
+            let mut term = Dim::Known(1);
+            for p in factors {
+                let f =
+                    if digits(p) { Dim::Known(p.parse::<i64>().map_err(|_| DimError::Overflow(param.to_string()))?) } else { Dim::sym(p) };
+                term = term.mul(&f).map_err(refused)?;
+            }
+            out = if neg { out.sub(&term) } else { out.add(&term) }.map_err(refused)?;
         }
         Ok(out)
     }
@@ -524,10 +574,51 @@ mod tests {
         assert_eq!(Dim::parse("a**b").unwrap().as_symbol(), Some("a**b"));
         assert_eq!(Dim::parse("12").unwrap(), k(12));
         assert_eq!(Dim::parse("-1").unwrap().as_symbol(), Some("-1"));
-        assert_eq!(Dim::parse("seq+1").unwrap().as_symbol(), Some("seq+1"));
         assert!(matches!(Dim::parse("18446744073709551616"), Err(DimError::Overflow(_))));
         let e = Dim::parse("99999999999*99999999999").unwrap_err();
         assert_eq!(e.to_string(), "dimension 99999999999*99999999999 overflows a 64-bit integer");
+    }
+
+    #[test]
+    fn parsed_sums() {
+        let (p, q) = (s("past_sequence_length"), s("sequence_length"));
+        let both = p.add(&q).unwrap();
+        assert_eq!(Dim::parse("past_sequence_length + sequence_length").unwrap(), both);
+        assert_eq!(Dim::parse("past_sequence_length+sequence_length").unwrap(), both);
+        assert_eq!(Dim::parse("  sequence_length  +past_sequence_length ").unwrap(), both);
+        assert_eq!(Dim::parse("seq+1").unwrap(), s("seq").add(&k(1)).unwrap());
+        assert_eq!(Dim::parse("sequence_length + 1").unwrap(), q.add(&k(1)).unwrap());
+        let s0 = s("s0");
+        let odd = s0.mul(&k(2)).unwrap().sub(&k(1)).unwrap();
+        assert_eq!(Dim::parse("2*s0 - 1").unwrap(), odd);
+        assert_eq!(Dim::parse("2*s0-1").unwrap(), odd);
+        assert_eq!(Dim::parse("s0*2 - 3 + 2").unwrap(), odd);
+        assert_eq!(Dim::parse("a - b").unwrap(), s("a").sub(&s("b")).unwrap());
+        assert_eq!(Dim::parse("4*a*b + a - 2").unwrap().to_string(), "a+4*a*b-2");
+        assert_eq!(Dim::parse("a - a").unwrap(), k(0));
+        assert_eq!(Dim::parse("2 + 3").unwrap(), k(5));
+        let bind: HashMap<String, i64> = [("past_sequence_length".to_string(), 3), ("sequence_length".to_string(), 5)].into();
+        assert_eq!(Dim::parse("past_sequence_length + sequence_length").unwrap().eval(&bind), Some(8));
+        assert_eq!(
+            Dim::parse("past_sequence_length + sequence_length").unwrap().symbols(),
+            vec!["past_sequence_length", "sequence_length"]
+        );
+        // Anything else stays one opaque symbol.
+        for text in ["-1", "-seq + 1", "- a", "(h+1)/2", "h/2", "(a + b)", "a +", "a + + b", "a + - b", "+a", "a +  ", "2 * s0", "a ** b"] {
+            assert_eq!(Dim::parse(text).unwrap().as_symbol(), Some(text), "{text}");
+        }
+        // A `-` joining names with no space is part of a name.
+        assert_eq!(Dim::parse("batch-size + 1").unwrap().as_symbol(), Some("batch-size + 1"));
+        assert_eq!(Dim::parse("batch - size").unwrap(), s("batch").sub(&s("size")).unwrap());
+        // Errors name the whole parameter.
+        let e = Dim::parse("18446744073709551616 + a").unwrap_err();
+        assert_eq!(e.to_string(), "dimension 18446744073709551616 + a overflows a 64-bit integer");
+        let e = Dim::parse("9223372036854775807*a + a").unwrap_err();
+        assert_eq!(e.to_string(), "dimension 9223372036854775807*a + a overflows a 64-bit integer");
+        let e = Dim::parse("1 - 9223372036854775807 - 9").unwrap_err();
+        assert!(matches!(e, DimError::Overflow(m) if m == "1 - 9223372036854775807 - 9"));
+        let long = (0..200).map(|i| format!("a{i}*b")).collect::<Vec<_>>().join(" + ");
+        assert!(matches!(Dim::parse(&long), Err(DimError::TooLarge(_))), "{:?}", Dim::parse(&long));
     }
 
     #[test]

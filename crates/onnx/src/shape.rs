@@ -1250,6 +1250,36 @@ mod tests {
         assert_eq!(Dim::Known(i64::MIN).div_exact(&Dim::Known(-1)), None);
     }
 
+    /// A declared `dim_param` that is a sum (an Optimum with-past attention mask,
+    /// `[batch_size, "past_sequence_length + sequence_length"]`) is the same dimension
+    /// inference gives a concatenation of the past and the new tokens.
+    #[test]
+    fn declared_sums_meet_inferred_ones() {
+        use crate::builder::GraphBuilder;
+        let mut b = GraphBuilder::new("past");
+        let past = b.input_f32("past", &[s("batch_size"), s("past_sequence_length")]);
+        let new = b.input_f32("new", &[s("batch_size"), s("sequence_length")]);
+        let mask = b.input("mask", DType::F32, &[s("batch_size"), Dim::parse("past_sequence_length + sequence_length").unwrap()]);
+        let cat = b.node_with("Concat", &[&past, &new], &[], &[("axis", crate::builder::Attr::Int(1))]);
+        let sum = b.node("Add", &[&cat, &mask], &[]);
+        b.output_f32(&sum, &[s("batch_size"), s("total")]);
+        let mut proto = b.proto();
+        // The text as Optimum writes it, with spaces.
+        let graph = proto.graph.as_mut().unwrap();
+        let Some(crate::proto::type_proto::Value::TensorType(t)) = graph.input[2].r#type.as_mut().unwrap().value.as_mut() else { panic!() };
+        t.shape.as_mut().unwrap().dim[1].value =
+            Some(crate::proto::tensor_shape_proto::dimension::Value::DimParam("past_sequence_length + sequence_length".into()));
+        let model = crate::Model::from_proto(proto, "<past>", None).unwrap();
+        let graph = crate::Graph::new(&model).unwrap();
+        let shapes = infer(&graph).unwrap();
+        let total = s("past_sequence_length").add(&s("sequence_length")).unwrap();
+        assert_eq!(shapes.shape("mask").unwrap(), &[s("batch_size"), total.clone()]);
+        assert_eq!(shapes.shape(&sum).unwrap(), &[s("batch_size"), total]);
+        let bind: HashMap<String, i64> =
+            [("batch_size".to_string(), 2), ("past_sequence_length".to_string(), 3), ("sequence_length".to_string(), 5)].into();
+        assert_eq!(shapes.bound_shape(&sum, &bind), Some(vec![2, 8]));
+    }
+
     #[test]
     fn reshape_zero_and_minus_one() {
         let k = |v: i64| Dim::Known(v);

@@ -1,0 +1,115 @@
+//! `oto check` on small models built here: the random inputs' sizes when an input axis
+//! is a sum of symbols (an Optimum with-past attention mask, `past_sequence_length +
+//! sequence_length`), the exit code when onnxruntime refuses them for the full model,
+//! and the MACs at the sizes the check ran with.
+
+mod common;
+use common::*;
+use oto_onnx::builder::{Attr, GraphBuilder};
+use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+use oto_onnx::{DType, Dim, Tensor, TensorData};
+use std::path::{Path, PathBuf};
+
+/// Saves the builder's model as `dir/name`, with the dim_params of the inputs rewritten
+/// as `texts` gives them ((input, axis, text)): the text as an exporter writes it.
+fn save(b: &GraphBuilder, dir: &Path, name: &str, texts: &[(&str, usize, &str)]) -> PathBuf {
+    let mut proto = b.proto();
+    let graph = proto.graph.as_mut().unwrap();
+    for &(input, axis, text) in texts {
+        let vi = graph.input.iter_mut().find(|v| v.name.as_deref() == Some(input)).unwrap();
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().unwrap().value.as_mut() else { panic!("{input} is not a tensor") };
+        t.shape.as_mut().unwrap().dim[axis].value = Some(Value::DimParam(text.into()));
+    }
+    let path = dir.join(name);
+    let model = oto_onnx::Model::from_proto(proto, &path.to_string_lossy(), None).unwrap();
+    model.save(&path, &Default::default()).unwrap();
+    path
+}
+
+fn weight(b: &mut GraphBuilder, name: &str, shape: &[usize]) -> String {
+    b.weight(name, shape, |i| ((i * 7919 % 23) as f32 - 11.0) / 10.0)
+}
+
+/// A decoder step in miniature: the past and the new tokens are concatenated
+/// (`[batch, past + seq, 4]`), go through an MLP (8 prunable hidden units) and are
+/// multiplied by the mask `[batch, "past + seq"]` and by the mask's element 5 (a Gather
+/// with a constant index, which onnxruntime refuses when the mask is shorter).
+fn past_model(dir: &Path) -> PathBuf {
+    let (batch, past, seq) = (Dim::sym("batch"), Dim::sym("past"), Dim::sym("seq"));
+    let mut b = GraphBuilder::new("past");
+    let p = b.input_f32("past_tokens", &[batch.clone(), past.clone(), Dim::Known(4)]);
+    let n = b.input_f32("new_tokens", &[batch.clone(), seq.clone(), Dim::Known(4)]);
+    let total = past.add(&seq).unwrap();
+    let mask = b.input_f32("mask", &[batch.clone(), total.clone()]);
+    let cat = b.node_with("Concat", &[&p, &n], &[], &[("axis", Attr::Int(1))]);
+    let (w1, w2) = (weight(&mut b, "w1", &[4, 8]), weight(&mut b, "w2", &[8, 4]));
+    let h = b.node("MatMul", &[&cat, &w1], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("MatMul", &[&h, &w2], &[]);
+    let axes = b.ints("axes", &[2]);
+    let m = b.node("Unsqueeze", &[&mask, &axes], &[]);
+    let y = b.node("Mul", &[&y, &m], &[]);
+    let five = b.initializer("five", Tensor::new(vec![1], TensorData::I64(vec![5])).unwrap());
+    let g = b.node_with("Gather", &[&mask, &five], &[], &[("axis", Attr::Int(1))]);
+    let g = b.node("Unsqueeze", &[&g, &axes], &[]);
+    let out = b.node("Mul", &[&y, &g], &["out"]);
+    b.output_f32(&out, &[batch, total, Dim::Known(4)]);
+    save(&b, dir, "past.onnx", &[("mask", 1, "past + seq")])
+}
+
+/// The mask's axis `past + seq` gets the sum of the sizes of `past` and `seq` (4 + 4 by
+/// default, or as --dim gives them), so the model runs; sizes that make onnxruntime
+/// refuse the full model are the input's fault (exit code 2), and the hint names the
+/// plain symbols that got 4, not the sum.
+#[test]
+fn an_axis_that_is_a_sum_gets_the_sum_of_its_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = past_model(dir.path());
+    for extra in [&[][..], &["--dim", "past=3", "--dim", "seq=5"][..], &["--batch", "1", "--dim", "seq=2"][..]] {
+        let mut args = vec!["check", s(&model), "--trials", "1"];
+        args.extend_from_slice(extra);
+        let out = oto(&args);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {}\n{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("passed: 1 trials"), "{}", text(&out.stdout));
+    }
+    // past + seq = 5: the Gather's index 5 is out of bounds in the full model.
+    let out = oto(&["check", s(&model), "--trials", "1", "--dim", "past=1"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}\n{err}", text(&out.stdout));
+    assert!(err.contains("onnxruntime on the zeroed full model"), "{err}");
+    assert!(err.contains("the symbolic axes 'seq' of 'new_tokens' the size 4"), "{err}");
+    assert!(err.contains("give them with --dim seq=SIZE:"), "{err}");
+    assert!(!err.contains("past+seq") && !err.contains("past + seq"), "{err}");
+    // --dim takes the plain symbols, not the sum.
+    let out = oto(&["check", s(&model), "--trials", "1", "--dim", "past + seq=8"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("'past + seq' is not a symbolic axis of the model's inputs (they have: batch, past, seq)"), "{err}");
+}
+
+/// Two convolutions over `[batch, 3, height, width]`: the printed MACs count them at
+/// the height and width of the random inputs (--dim, else 4), per sample:
+/// 8*3*3*3 + 4*8 per pixel before, half of it once 4 of the 8 channels are removed.
+#[test]
+fn check_counts_macs_at_the_sizes_it_ran_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("conv");
+    let x = b.input_f32("x", &[Dim::sym("batch"), Dim::Known(3), Dim::sym("height"), Dim::sym("width")]);
+    let w1 = weight(&mut b, "w1", &[8, 3, 3, 3]);
+    let w2 = weight(&mut b, "w2", &[4, 8, 1, 1]);
+    let h = b.node_with("Conv", &[&x, &w1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("Conv", &[&h, &w2], &["y"]);
+    b.output(&y, DType::F32, &[Dim::sym("batch"), Dim::Known(4), Dim::sym("height"), Dim::sym("width")]);
+    let model = save(&b, dir.path(), "conv.onnx", &[]);
+    let per_pixel = 8 * 3 * 3 * 3 + 4 * 8;
+    for (args, pixels) in [(&["--dim", "height=6", "--dim", "width=5"][..], 30), (&[][..], 16)] {
+        let mut all = vec!["check", s(&model), "--trials", "1"];
+        all.extend_from_slice(args);
+        let out = oto(&all);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}\n{}", text(&out.stderr));
+        let want = format!("MACs {} -> {} (50.0%)", per_pixel * pixels, per_pixel * pixels / 2);
+        assert!(stdout.contains(&want), "{args:?}: '{want}' not in: {stdout}");
+    }
+}
