@@ -113,3 +113,28 @@ fn check_counts_macs_at_the_sizes_it_ran_with() {
         assert!(stdout.contains(&want), "{args:?}: '{want}' not in: {stdout}");
     }
 }
+
+/// A half-precision model (exported after `.half()`): `oto check` generates float16
+/// inputs (it refused them before) and the compact model computes the same outputs.
+#[test]
+fn check_runs_a_float16_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("conv16");
+    let batch = Dim::sym("batch");
+    let x = b.input("x", DType::F16, &[batch.clone(), Dim::Known(3), Dim::Known(6), Dim::Known(6)]);
+    let half_weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
+        let n = shape.iter().product();
+        let v = (0..n).map(|i| half::f16::from_f32(((i * 7919 % 23) as f32 - 11.0) / 10.0)).collect();
+        b.initializer(name, Tensor::new(shape.to_vec(), TensorData::F16(v)).unwrap())
+    };
+    let w1 = half_weight(&mut b, "w1", &[8, 3, 3, 3]);
+    let w2 = half_weight(&mut b, "w2", &[4, 8, 1, 1]);
+    let h = b.node_with("Conv", &[&x, &w1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("Conv", &[&h, &w2], &["y"]);
+    b.output(&y, DType::F16, &[batch, Dim::Known(4), Dim::Known(6), Dim::Known(6)]);
+    let model = save(&b, dir.path(), "conv16.onnx", &[]);
+    let out = oto(&["check", s(&model), "--trials", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("passed: 2 trials"), "{}", text(&out.stdout));
+}

@@ -289,6 +289,9 @@ fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, sizes
         let data = match dtype {
             DType::F32 => TensorData::F32((0..n).map(|_| (2.0 * rng.unit() - 1.0) as f32).collect()),
             DType::F64 => TensorData::F64((0..n).map(|_| 2.0 * rng.unit() - 1.0).collect()),
+            // Half-precision models (exported after `.half()`, or converted to float16).
+            DType::F16 => TensorData::F16((0..n).map(|_| half::f16::from_f64(2.0 * rng.unit() - 1.0)).collect()),
+            DType::Bf16 => TensorData::Bf16((0..n).map(|_| half::bf16::from_f64(2.0 * rng.unit() - 1.0)).collect()),
             DType::I64 | DType::I32 => {
                 let limit = index_limit(graph, &name).unwrap_or(2);
                 let v: Vec<i64> = (0..n).map(|_| rng.below(limit) as i64).collect();
