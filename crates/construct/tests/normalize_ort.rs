@@ -30,6 +30,8 @@ fn assert_normal(name: &str, m: &Model) {
         let string = n.attribute.iter().any(|a| a.name.as_deref() == Some("value_string"));
         assert!(op != "Constant" || string, "{name}: a Constant is left");
         assert!(op != "Identity" || g.initializer(&n.input[0]).is_none(), "{name}: an Identity of an initializer is left");
+        let fused = n.domain.as_deref() == Some("com.microsoft") || op == "SimplifiedLayerNormalization";
+        assert!(!fused, "{name}: onnxruntime's fused {op} is left");
     }
 }
 
@@ -106,6 +108,20 @@ fn identity_tied_bias_prunes_end_to_end() {
     assert_ne!(group_of("fc1.bias"), group_of("fc2.bias"));
     assert_eq!(group_of("fc1.bias"), group_of("fc1.weight"));
     assert_eq!(group_of("fc2.bias"), group_of("fc2.weight"));
+}
+
+/// A layer onnxruntime's transformer optimizer fused (BiasGelu, SkipLayerNormalization,
+/// FastGelu...): written as standard ONNX, its FFN neurons are one prunable group, the
+/// up projection's columns and bias and the down projection's rows, at both opsets.
+#[test]
+fn onnxruntime_fused_layer_prunes_end_to_end() {
+    for opset in [14, 17] {
+        let a = prune_end_to_end(&format!("onnxruntime_fused_{opset}"), &cases::onnxruntime_fused(opset), 1);
+        let g = a.prunable_groups().find(|g| g.num_elements == 16).unwrap_or_else(|| panic!("no FFN group:\n{}", a.table()));
+        let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
+        members.sort_unstable();
+        assert_eq!(members, [("ffn.down.weight", 0), ("ffn.up.bias", 0), ("ffn.up.weight", 1)], "opset {opset}");
+    }
 }
 
 #[test]

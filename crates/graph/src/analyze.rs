@@ -208,9 +208,9 @@ pub(crate) struct Ctx<'a, 'm> {
     blocked_nodes: HashSet<String>,
     /// Earlier slices of each (initializer, axis), to tie the spaces of shared weights.
     init_uses: HashMap<(String, usize), Vec<SliceUse>>,
-    /// Initializers read by a node no rule understands, with why: no group may cut them
-    /// (an exporter or optimizer may share one weight between such a node and a layer
-    /// whose rule makes it a group member).
+    /// Initializers read by a blocked node (one no rule follows channels through), with
+    /// why: no group may cut them (an exporter or optimizer may share one weight between
+    /// such a node and a layer whose rule makes it a group member).
     frozen_inits: HashMap<String, String>,
 }
 
@@ -287,6 +287,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Blocks everything `node`'s inputs carry and lists the node, if it touches a space.
     pub fn block_node(&mut self, node: &NodeProto, reason: &str) {
+        self.freeze_initializers(node, reason);
         let touched = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         if !touched {
             return;
@@ -298,16 +299,17 @@ impl<'a, 'm> Ctx<'a, 'm> {
         self.blocked_op(node, reason);
     }
 
-    /// Blocks `node`'s inputs like [`Ctx::block_node`], and freezes the initializers it
-    /// reads: a node no rule understands reads them whole, whatever group they are in.
-    pub fn block_opaque(&mut self, node: &NodeProto, reason: &str) {
+    /// Freezes the initializers `node` reads: a node whose rule does not follow channels
+    /// through it reads them whole, so no group may cut them, whatever group another
+    /// reader puts them in (an exporter or optimizer may share one initializer between
+    /// such a node and a layer) and whether or not anything tracked reaches the node.
+    pub(crate) fn freeze_initializers(&mut self, node: &NodeProto, reason: &str) {
         for v in &node.input {
             if self.graph.initializer(v).is_some() && !self.frozen_inits.contains_key(v.as_str()) {
                 let why = format!("initializer '{v}' is also read by {}: {reason}", node_label(node));
                 self.frozen_inits.insert(v.clone(), why);
             }
         }
-        self.block_node(node, reason);
     }
 
     /// Blocks one axis because of `node`, and lists the node.

@@ -18,6 +18,11 @@
 //!    shape computations of different layers, and a shape entry one layer's group
 //!    changes must not be read by another layer (construction gives each reader its
 //!    own copy of a constant, not of a computed value);
+//!
+//!    3b. onnxruntime's fused element-wise and normalization operators
+//!    (`SkipLayerNormalization`, `BiasGelu`, `FastGelu`...; the `com.microsoft` domain,
+//!    written by its transformer optimizer) become their standard ONNX form (see
+//!    [`contrib`]), so that an optimized file is pruned as its plain export is;
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
@@ -78,6 +83,8 @@ use crate::tensor::{checked_numel, shape_of, DType, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+mod contrib;
+
 /// Choices of [`normalize`].
 #[derive(Debug, Clone, Default)]
 pub struct NormalizeOptions {
@@ -104,6 +111,9 @@ pub struct Summary {
     pub sums: usize,
     /// `Max`/`Min` nodes of more than two inputs rewritten as chains of binary ones.
     pub variadic: usize,
+    /// onnxruntime's fused operators (`SkipLayerNormalization`, `BiasGelu`...) written
+    /// as standard ONNX.
+    pub fused_rewritten: usize,
     /// `Identity` nodes of an initializer replaced by an initializer of their own.
     pub identities: usize,
     /// Copies of shared `Concat` nodes of integer constants and run-time values added,
@@ -159,6 +169,7 @@ impl std::fmt::Display for Summary {
         count(self.initializer_inputs, "initializers removed from the graph inputs (treated as weights)");
         count(self.sums, "Sum nodes rewritten as Add");
         count(self.variadic, "Max/Min nodes split into binary ones");
+        count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.folded, "constant nodes folded into initializers");
@@ -211,6 +222,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
+    summary.fused_rewritten = contrib::decompose(graph, model.opset());
     untie_shape_concats(graph, &mut summary);
 
     // Folding, on a validated view of the model so far.

@@ -101,7 +101,7 @@ impl Ctx<'_, '_> {
         let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
         if custom {
-            self.block_opaque(node, "operator of a custom domain: not understood");
+            self.block_node(node, "operator of a custom domain: not understood");
             return Ok(());
         }
         let op = Op::parse(self.graph, node)?;
@@ -122,7 +122,8 @@ impl Ctx<'_, '_> {
             Op::MatMul { integer: false } => self.matmul(node),
             Op::Gather { axis } => self.gather(node, *axis),
             // Not understood: blocks what it reads, and freezes the initializers it reads
-            // even when nothing tracked reaches it yet (a weight it shares with a layer).
+            // even when nothing tracked reaches it yet (a weight it shares with a layer),
+            // as every blocked node does.
             Op::Conv(_)
             | Op::MatMul { integer: true }
             | Op::Binary(B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
@@ -145,16 +146,18 @@ impl Ctx<'_, '_> {
             | Op::NonZero
             | Op::EyeLike
             | Op::Trilu { .. }
-            | Op::Other(_) => self.block_opaque(node, &format!("operator {} is not understood", node.op())),
+            | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
             // Max and Min of more than two inputs.
             Op::Binary(B::Max | B::Min) if node.input.len() != 2 => {
-                self.block_opaque(node, &format!("operator {} is not understood", node.op()))
+                self.block_node(node, &format!("operator {} is not understood", node.op()))
             }
             // A quantized model is pruned as its float model: the QDQ form is not cut.
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
-                self.block_opaque(node, "quantization is not pruned: prune the float model, then quantize it")
+                self.block_node(node, "quantization is not pruned: prune the float model, then quantize it")
             }
-            _ if !any_tracked => {}
+            // No channels reach it: nothing is followed through it, so the initializers
+            // it reads (a bias it shares with a layer, say) are not cut either.
+            _ if !any_tracked => self.freeze_initializers(node, "no tracked channels reach it, so the analysis does not follow it"),
             Op::Unary(u) => match unary_keeps_zero(*u) {
                 Some(keeps) => self.unary(node, keeps),
                 None => self.block_node(node, &format!("operator {} is not understood", node.op())),

@@ -48,7 +48,59 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("shared_weights", shared_weights()),
         ("tied_transpose", tied_transpose()),
         ("shared_shape_concat", shared_shape_concat()),
+        ("onnxruntime_fused_14", onnxruntime_fused(14)),
+        ("onnxruntime_fused_17", onnxruntime_fused(17)),
     ]
+}
+
+/// A transformer layer as onnxruntime's transformer optimizer writes it, with its fused
+/// `com.microsoft` operators: an FFN `MatMul -> BiasGelu -> MatMul ->
+/// SkipLayerNormalization` (bias, beta and the residual sum as a second output), then
+/// `FastGelu` (with a bias), `Gelu`, `QuickGelu`, `SkipSimplifiedLayerNormalization`,
+/// `SimplifiedLayerNormalization` (default domain, as onnxruntime registers it) and a
+/// classifier. Before opset 17 the layer normalization is written without
+/// `LayerNormalization`.
+pub fn onnxruntime_fused(opset: i64) -> Model {
+    let mut b = GraphBuilder::new("onnxruntime_fused");
+    b.opset(opset);
+    b.import_domain("com.microsoft", 1);
+    let ms = "com.microsoft";
+    let x = b.input_f32("x", &batch_dims(&[6, 8]));
+    let w1 = b.weight("ffn.up.weight", &[8, 16], wave(7, 3, 11));
+    let b1 = b.weight("ffn.up.bias", &[16], wave(5, 1, 7));
+    let w2 = b.weight("ffn.down.weight", &[16, 8], wave(3, 2, 13));
+    let b2 = b.weight("ffn.down.bias", &[8], wave(2, 5, 9));
+    let gamma = b.weight("ln.weight", &[8], |i| 1.0 + i as f32 / 10.0);
+    let beta = b.weight("ln.bias", &[8], wave(3, 1, 5));
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let h = b.node_in_domain(ms, "BiasGelu", &[&h, &b1], &["gelu"], &[]);
+    let d = b.node("MatMul", &[&h, &w2], &[]);
+    b.node_in_domain(
+        ms,
+        "SkipLayerNormalization",
+        &[&d, &x, &gamma, &beta, &b2],
+        &["ln", "", "", "residual"],
+        &[("epsilon", Attr::Float(1e-5))],
+    );
+    let fb = b.weight("fast.bias", &[8], wave(5, 2, 7));
+    let f = b.node_in_domain(ms, "FastGelu", &["ln", &fb], &["fast"], &[]);
+    let g = b.node_in_domain(ms, "Gelu", &[&f], &["gelu2"], &[]);
+    let q = b.node_in_domain(ms, "QuickGelu", &[&g], &["quick"], &[("alpha", Attr::Float(1.5))]);
+    let g2 = b.weight("rms.weight", &[8], |i| 0.5 + i as f32 / 8.0);
+    let sb = b.weight("rms.bias", &[8], wave(3, 3, 7));
+    b.node_in_domain(ms, "SkipSimplifiedLayerNormalization", &[&q, "residual", &g2, &sb], &["rms"], &[("epsilon", Attr::Float(1e-6))]);
+    let g3 = b.weight("rms2.weight", &[8], |i| 1.5 - i as f32 / 16.0);
+    let r = b.node_in_domain(
+        "",
+        "SimplifiedLayerNormalization",
+        &["rms", &g3],
+        &["rms2"],
+        &[("epsilon", Attr::Float(1e-6)), ("axis", Attr::Int(-1))],
+    );
+    let wc = b.weight("head.weight", &[8, 4], wave(7, 1, 9));
+    let y = b.node("MatMul", &[&r, &wc], &["y"]);
+    b.output_f32(&y, &batch_dims(&[6, 4]));
+    finish(&b)
 }
 
 /// Every form of `Constant` node, each read by an arithmetic node, and one string

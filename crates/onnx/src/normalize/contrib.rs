@@ -1,0 +1,304 @@
+//! onnxruntime's fused operators written back as standard ONNX (step 3b of the module
+//! documentation of [`super`]).
+//!
+//! onnxruntime's transformer optimizer (`optimum-cli onnxruntime optimize`,
+//! `onnxruntime.transformers.optimizer`) fuses a layer's pieces into operators of the
+//! `com.microsoft` domain. The element-wise ones and the fused normalizations have an
+//! exact standard form, which every later stage understands:
+//!
+//! * `SkipLayerNormalization(x, skip, gamma, beta?, bias?)`: `s = x + skip (+ bias)`,
+//!   then `LayerNormalization(s, gamma, beta)` over the last axis (opset >= 17; before,
+//!   its ReduceMean/Sub/Mul/Sqrt/Div form); output 3, when read, is `s`;
+//! * `SkipSimplifiedLayerNormalization(x, skip, gamma, bias?)` and
+//!   `SimplifiedLayerNormalization(x, gamma)` (last axis): `s / sqrt(mean(s^2) + eps) * gamma`;
+//! * `BiasGelu(x, bias)` and `Gelu(x)`: `0.5 * x * (1 + erf(x / sqrt(2)))` of `x (+ bias)`;
+//! * `FastGelu(x, bias?)`: `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`;
+//! * `QuickGelu(x)`: `x * sigmoid(alpha * x)`.
+//!
+//! The constants take the element type of the node's parameters (its gamma or bias
+//! initializer) or of its input where the file declares it; a node whose type cannot be
+//! told, or that writes an output no standard form gives (the statistics outputs of the
+//! normalizations), stays as it is, as do the attention and embedding fusions
+//! (`Attention`, `EmbedLayerNormalization`...): the analysis treats them as operators it
+//! does not understand.
+
+use super::{is_default_domain, Names};
+use crate::graph::NodeExt;
+use crate::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::tensor::{DType, Tensor, TensorData};
+use std::collections::HashMap;
+
+/// The fused operators written back, by their `op_type`.
+const FUSED: &[&str] = &[
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+    "SimplifiedLayerNormalization",
+    "BiasGelu",
+    "Gelu",
+    "FastGelu",
+    "QuickGelu",
+];
+
+/// Rewrites the fused operators of the module documentation; returns how many.
+pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
+    let fused = |n: &NodeProto| {
+        let domain = n.domain.as_deref().unwrap_or("");
+        // SimplifiedLayerNormalization is registered in the default domain by onnxruntime.
+        let contrib = domain == "com.microsoft" || (is_default_domain(n) && n.op() == "SimplifiedLayerNormalization");
+        contrib && FUSED.contains(&n.op())
+    };
+    if !graph.node.iter().any(fused) {
+        return 0;
+    }
+    let mut declared: HashMap<String, DType> = HashMap::new();
+    for t in &graph.initializer {
+        if let (Some(name), Some(d)) = (t.name.clone(), t.data_type.and_then(DType::from_onnx)) {
+            declared.insert(name, d);
+        }
+    }
+    for v in graph.input.iter().chain(&graph.value_info).chain(&graph.output) {
+        let elem = v.r#type.as_ref().and_then(|t| match t.value.as_ref() {
+            Some(crate::proto::type_proto::Value::TensorType(tt)) => tt.elem_type,
+            _ => None,
+        });
+        if let (Some(name), Some(d)) = (v.name.clone(), elem.and_then(DType::from_onnx)) {
+            declared.entry(name).or_insert(d);
+        }
+    }
+    let mut names = Names::of(graph);
+    let mut count = 0;
+    let mut out = Vec::with_capacity(graph.node.len());
+    let mut added: Vec<TensorProto> = Vec::new();
+    for node in std::mem::take(&mut graph.node) {
+        if !fused(&node) {
+            out.push(node);
+            continue;
+        }
+        // The compute type: the parameters' (inputs 1.. that are initializers), else the input's.
+        let dtype = node.input.iter().skip(1).chain(node.input.first()).find_map(|v| declared.get(v)).copied();
+        let Some(dtype) = dtype.filter(|d| d.is_float()) else {
+            out.push(node);
+            continue;
+        };
+        let mut e = Emit {
+            names: &mut names,
+            stem: node.name.clone().unwrap_or_else(|| node.output[0].clone()),
+            dtype,
+            opset,
+            nodes: Vec::new(),
+            inits: Vec::new(),
+        };
+        if e.write(&node).is_some() {
+            for o in node.output.iter().filter(|o| !o.is_empty()) {
+                declared.insert(o.clone(), dtype);
+            }
+            out.extend(e.nodes);
+            added.extend(e.inits);
+            count += 1;
+        } else {
+            out.push(node);
+        }
+    }
+    graph.node = out;
+    graph.initializer.extend(added);
+    count
+}
+
+/// The nodes and constants of one rewrite.
+struct Emit<'a> {
+    names: &'a mut Names,
+    stem: String,
+    dtype: DType,
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+}
+
+fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+}
+
+/// Input `k` of `node` when present.
+fn input(node: &NodeProto, k: usize) -> Option<&str> {
+    node.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+/// Output `k` of `node` when something may read it.
+fn output(node: &NodeProto, k: usize) -> Option<&str> {
+    node.output.get(k).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn float_of(node: &NodeProto, name: &str, default: f32) -> f32 {
+    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f).unwrap_or(default)
+}
+
+fn int_of(node: &NodeProto, name: &str, default: i64) -> i64 {
+    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i).unwrap_or(default)
+}
+
+impl Emit<'_> {
+    /// Adds `op(inputs)`; its output is `out` when given, else a fresh name.
+    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: Option<&str>) -> String {
+        let value = match out {
+            Some(o) => o.to_string(),
+            None => self.names.fresh(&format!("{}/{op}_output", self.stem)),
+        };
+        self.nodes.push(NodeProto {
+            op_type: Some(op.into()),
+            name: Some(self.names.fresh(&format!("{}/{op}", self.stem))),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![value.clone()],
+            attribute: attrs,
+            ..Default::default()
+        });
+        value
+    }
+
+    /// A scalar constant of the compute type.
+    fn scalar(&mut self, v: f64) -> Option<String> {
+        let data = match self.dtype {
+            DType::F32 => TensorData::F32(vec![v as f32]),
+            DType::F64 => TensorData::F64(vec![v]),
+            DType::F16 => TensorData::F16(vec![half::f16::from_f64(v)]),
+            DType::Bf16 => TensorData::Bf16(vec![half::bf16::from_f64(v)]),
+            _ => return None,
+        };
+        let name = self.names.fresh(&format!("{}/const", self.stem));
+        self.inits.push(Tensor::new(vec![], data)?.to_proto(&name));
+        Some(name)
+    }
+
+    /// `ReduceMean` over the last axis, keeping it (axes an attribute before opset 18).
+    fn mean_last(&mut self, x: &str) -> String {
+        if self.opset >= 18 {
+            let axes = self.names.fresh(&format!("{}/axes", self.stem));
+            self.inits.push(Tensor::from_i64s(vec![-1]).to_proto(&axes));
+            self.op("ReduceMean", &[x, &axes], vec![int_attr("keepdims", 1)], None)
+        } else {
+            let attr = AttributeProto {
+                name: Some("axes".into()),
+                r#type: Some(AttributeType::Ints as i32),
+                ints: vec![-1],
+                ..Default::default()
+            };
+            self.op("ReduceMean", &[x], vec![attr, int_attr("keepdims", 1)], None)
+        }
+    }
+
+    /// `x + a (+ b)`, the last sum written as `out` when given.
+    fn sum(&mut self, x: &str, a: &str, b: Option<&str>, out: Option<&str>) -> String {
+        match b {
+            Some(b) => {
+                let s = self.op("Add", &[x, a], vec![], None);
+                self.op("Add", &[&s, b], vec![], out)
+            }
+            None => self.op("Add", &[x, a], vec![], out),
+        }
+    }
+
+    /// `0.5 * x * (1 + erf(x / sqrt(2)))` into `out`.
+    fn gelu_erf(&mut self, x: &str, out: &str) -> Option<()> {
+        let (root2, one, half) = (self.scalar(std::f64::consts::SQRT_2)?, self.scalar(1.0)?, self.scalar(0.5)?);
+        let d = self.op("Div", &[x, &root2], vec![], None);
+        let erf = self.op("Erf", &[&d], vec![], None);
+        let p = self.op("Add", &[&erf, &one], vec![], None);
+        let m = self.op("Mul", &[x, &p], vec![], None);
+        self.op("Mul", &[&m, &half], vec![], Some(out));
+        Some(())
+    }
+
+    /// The standard form of `node`; `None` (nothing kept) when it has none.
+    fn write(&mut self, node: &NodeProto) -> Option<()> {
+        let x = input(node, 0)?;
+        match node.op() {
+            "SkipLayerNormalization" => {
+                if output(node, 1).is_some() || output(node, 2).is_some() {
+                    return None;
+                }
+                let (skip, gamma) = (input(node, 1)?, input(node, 2)?);
+                let s = self.sum(x, skip, input(node, 4), output(node, 3));
+                let eps = float_of(node, "epsilon", 1e-12);
+                let y = output(node, 0)?;
+                if self.opset >= 17 {
+                    let mut ins = vec![s.as_str(), gamma];
+                    ins.extend(input(node, 3));
+                    self.op("LayerNormalization", &ins, vec![int_attr("axis", -1), float_attr("epsilon", eps)], Some(y));
+                } else {
+                    let eps = self.scalar(f64::from(eps))?;
+                    let mean = self.mean_last(&s);
+                    let d = self.op("Sub", &[&s, &mean], vec![], None);
+                    let sq = self.op("Mul", &[&d, &d], vec![], None);
+                    let var = self.mean_last(&sq);
+                    let v = self.op("Add", &[&var, &eps], vec![], None);
+                    let std = self.op("Sqrt", &[&v], vec![], None);
+                    let n = self.op("Div", &[&d, &std], vec![], None);
+                    match input(node, 3) {
+                        Some(beta) => {
+                            let g = self.op("Mul", &[&n, gamma], vec![], None);
+                            self.op("Add", &[&g, beta], vec![], Some(y));
+                        }
+                        None => {
+                            self.op("Mul", &[&n, gamma], vec![], Some(y));
+                        }
+                    }
+                }
+            }
+            "SkipSimplifiedLayerNormalization" | "SimplifiedLayerNormalization" => {
+                let skipped = node.op() == "SkipSimplifiedLayerNormalization";
+                let (gamma, s) = if skipped {
+                    if output(node, 1).is_some() || output(node, 2).is_some() {
+                        return None;
+                    }
+                    let s = self.sum(x, input(node, 1)?, input(node, 3), output(node, 3));
+                    (input(node, 2)?, s)
+                } else {
+                    if output(node, 1).is_some() || int_of(node, "axis", -1) != -1 {
+                        return None;
+                    }
+                    (input(node, 1)?, x.to_string())
+                };
+                let eps = self.scalar(f64::from(float_of(node, "epsilon", 1e-5)))?;
+                let sq = self.op("Mul", &[&s, &s], vec![], None);
+                let ms = self.mean_last(&sq);
+                let v = self.op("Add", &[&ms, &eps], vec![], None);
+                let rms = self.op("Sqrt", &[&v], vec![], None);
+                let n = self.op("Div", &[&s, &rms], vec![], None);
+                self.op("Mul", &[&n, gamma], vec![], Some(output(node, 0)?));
+            }
+            "BiasGelu" => {
+                let s = self.op("Add", &[x, input(node, 1)?], vec![], None);
+                self.gelu_erf(&s, output(node, 0)?)?;
+            }
+            "Gelu" => self.gelu_erf(x, output(node, 0)?)?,
+            "FastGelu" => {
+                let x = match input(node, 1) {
+                    Some(bias) => self.op("Add", &[x, bias], vec![], None),
+                    None => x.to_string(),
+                };
+                let (c, k, one, half) =
+                    (self.scalar(0.044_715)?, self.scalar((2.0 / std::f64::consts::PI).sqrt())?, self.scalar(1.0)?, self.scalar(0.5)?);
+                let x2 = self.op("Mul", &[&x, &x], vec![], None);
+                let x3 = self.op("Mul", &[&x2, &x], vec![], None);
+                let cx3 = self.op("Mul", &[&x3, &c], vec![], None);
+                let inner = self.op("Add", &[&x, &cx3], vec![], None);
+                let scaled = self.op("Mul", &[&inner, &k], vec![], None);
+                let t = self.op("Tanh", &[&scaled], vec![], None);
+                let p = self.op("Add", &[&t, &one], vec![], None);
+                let m = self.op("Mul", &[&x, &p], vec![], None);
+                self.op("Mul", &[&m, &half], vec![], Some(output(node, 0)?));
+            }
+            "QuickGelu" => {
+                let alpha = self.scalar(f64::from(float_of(node, "alpha", 1.702)))?;
+                let ax = self.op("Mul", &[x, &alpha], vec![], None);
+                let sig = self.op("Sigmoid", &[&ax], vec![], None);
+                self.op("Mul", &[x, &sig], vec![], Some(output(node, 0)?));
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
