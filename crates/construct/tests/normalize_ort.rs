@@ -124,6 +124,40 @@ fn onnxruntime_fused_layer_prunes_end_to_end() {
     }
 }
 
+/// onnxruntime's BERT fusions (EmbedLayerNormalization, Attention with the mask index
+/// or the raw mask) written as standard ONNX compute what onnxruntime computes with the
+/// fused operators, padded sequences included, at opsets 14 and 17; the attention heads
+/// and nothing else are then groups, and pruning them is exact.
+#[test]
+fn onnxruntime_fused_attention_is_written_exactly() {
+    for opset in [14, 17] {
+        let before = cases::onnxruntime_fused_attention(opset);
+        let (after, summary) = normalize(copy(&before), &NormalizeOptions::default()).unwrap();
+        assert_eq!(summary.fused_rewritten, 3, "opset {opset}: {summary}");
+        assert_normal("fused attention", &after);
+        for seed in 0..2 {
+            let inputs = cases::fused_attention_inputs(seed);
+            let (err, tol) = deviation(&run_ort(&before.proto, &inputs), &run_ort(&after.proto, &inputs));
+            assert!(err <= tol, "opset {opset} seed {seed}: max deviation {err:.3e} > {tol:.3e}");
+        }
+        let a = analyze(&after, &AnalyzeOptions::default()).unwrap();
+        let heads: Vec<_> = a.prunable_groups().collect();
+        assert_eq!(heads.len(), 2, "opset {opset}:\n{}", a.table());
+        for g in &heads {
+            assert_eq!((g.kind, g.num_elements), (oto_graph::ElementKind::Head { dim: 4 }, 2), "{}", a.table());
+        }
+        let inputs = cases::fused_attention_inputs(7);
+        for seed in 0..2u64 {
+            let removed = pick(&a, &mut SplitMix64::new(seed + 1), 0.5);
+            let full = zero_producers(&after, &a, &removed).unwrap();
+            let (compact, report) = construct(&full, &a, &removed).unwrap();
+            assert!(report.params_after < report.params_before, "{report:?}");
+            let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
+            assert!(err <= tol, "opset {opset} seed {seed}: compact deviates by {err:.3e} > {tol:.3e}");
+        }
+    }
+}
+
 #[test]
 fn ir3_file_with_initializer_inputs_prunes_end_to_end() {
     let analysis = prune_end_to_end("ir3_inputs", &cases::ir3_inputs(), 1);

@@ -13,14 +13,22 @@
 //!   `SimplifiedLayerNormalization(x, gamma)` (last axis): `s / sqrt(mean(s^2) + eps) * gamma`;
 //! * `BiasGelu(x, bias)` and `Gelu(x)`: `0.5 * x * (1 + erf(x / sqrt(2)))` of `x (+ bias)`;
 //! * `FastGelu(x, bias?)`: `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`;
-//! * `QuickGelu(x)`: `x * sigmoid(alpha * x)`.
+//! * `QuickGelu(x)`: `x * sigmoid(alpha * x)`;
+//! * `EmbedLayerNormalization` (opset >= 13): the word, position (`Range` of the sequence
+//!   length unless position ids are given) and segment embeddings gathered and summed,
+//!   then layer-normalized; its mask index is the mask's row sum (int32);
+//! * `Attention` (opset >= 13; no past, no attention bias, not unidirectional, no
+//!   rotary): `x @ W + b` split into Q, K, V, each `[batch, seq, heads, head]` moved to
+//!   `[batch, heads, seq, head]`, `softmax(Q K^T * scale + mask) V` and the heads merged
+//!   back; a mask index of end positions (from an `EmbedLayerNormalization`) or a raw
+//!   `[batch, seq]` mask (a graph input) adds `mask_filter_value` where a key is masked.
 //!
 //! The constants take the element type of the node's parameters (its gamma or bias
 //! initializer) or of its input where the file declares it; a node whose type cannot be
 //! told, or that writes an output no standard form gives (the statistics outputs of the
-//! normalizations), stays as it is, as do the attention and embedding fusions
-//! (`Attention`, `EmbedLayerNormalization`...): the analysis treats them as operators it
-//! does not understand.
+//! normalizations, an attention's cache), stays as it is, as do the other attention
+//! fusions (`MultiHeadAttention`, `GroupQueryAttention`...): the analysis treats them as
+//! operators it does not understand.
 
 use super::{is_default_domain, Names};
 use crate::graph::NodeExt;
@@ -37,6 +45,8 @@ const FUSED: &[&str] = &[
     "Gelu",
     "FastGelu",
     "QuickGelu",
+    "EmbedLayerNormalization",
+    "Attention",
 ];
 
 /// Rewrites the fused operators of the module documentation; returns how many.
@@ -65,6 +75,29 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
             declared.entry(name).or_insert(d);
         }
     }
+    let weight_cols: HashMap<String, i64> =
+        graph.initializer.iter().filter(|t| t.dims.len() == 2).filter_map(|t| Some((t.name.clone()?, t.dims[1]))).collect();
+    // Ranks the file declares (graph inputs, value_info), for the attention masks.
+    let mut ranks: HashMap<String, usize> = HashMap::new();
+    for v in graph.input.iter().chain(&graph.value_info) {
+        let rank = v.r#type.as_ref().and_then(|t| match t.value.as_ref() {
+            Some(crate::proto::type_proto::Value::TensorType(tt)) => tt.shape.as_ref().map(|s| s.dim.len()),
+            _ => None,
+        });
+        if let (Some(name), Some(r)) = (v.name.clone(), rank) {
+            ranks.insert(name, r);
+        }
+    }
+    // A Cast keeps the rank (the optimizer casts the int64 mask to int32).
+    for n in &graph.node {
+        if n.op() == "Cast" && is_default_domain(n) {
+            if let (Some(i), Some(o)) = (n.input.first(), n.output.first()) {
+                if let Some(&r) = ranks.get(i) {
+                    ranks.insert(o.clone(), r);
+                }
+            }
+        }
+    }
     let mut names = Names::of(graph);
     let mut count = 0;
     let mut out = Vec::with_capacity(graph.node.len());
@@ -75,22 +108,30 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
             continue;
         }
         // The compute type: the parameters' (inputs 1.. that are initializers), else the input's.
-        let dtype = node.input.iter().skip(1).chain(node.input.first()).find_map(|v| declared.get(v)).copied();
-        let Some(dtype) = dtype.filter(|d| d.is_float()) else {
+        let dtype = node.input.iter().skip(1).chain(node.input.first()).filter_map(|v| declared.get(v)).find(|d| d.is_float()).copied();
+        let Some(dtype) = dtype else {
             out.push(node);
             continue;
         };
         let mut e = Emit {
             names: &mut names,
+            weight_cols: &weight_cols,
             stem: node.name.clone().unwrap_or_else(|| node.output[0].clone()),
             dtype,
             opset,
             nodes: Vec::new(),
             inits: Vec::new(),
         };
-        if e.write(&node).is_some() {
+        if e.write(&node, &ranks).is_some() {
             for o in node.output.iter().filter(|o| !o.is_empty()) {
                 declared.insert(o.clone(), dtype);
+            }
+            if node.op() == "EmbedLayerNormalization" {
+                // The mask index: one end position per sequence.
+                if let Some(m) = output(&node, 1) {
+                    ranks.insert(m.to_string(), 1);
+                    declared.insert(m.to_string(), DType::I32);
+                }
             }
             out.extend(e.nodes);
             added.extend(e.inits);
@@ -107,6 +148,8 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
 /// The nodes and constants of one rewrite.
 struct Emit<'a> {
     names: &'a mut Names,
+    /// The column count of each rank-2 initializer (an attention's packed Q/K/V weights).
+    weight_cols: &'a HashMap<String, i64>,
     stem: String,
     dtype: DType,
     opset: i64,
@@ -211,41 +254,195 @@ impl Emit<'_> {
         Some(())
     }
 
+    /// An int64 constant.
+    fn ints(&mut self, v: Vec<i64>) -> String {
+        let name = self.names.fresh(&format!("{}/ints", self.stem));
+        self.inits.push(Tensor::from_i64s(v).to_proto(&name));
+        name
+    }
+
+    /// `x` with axes inserted (opset >= 13: axes as an input).
+    fn unsqueeze(&mut self, x: &str, axes: Vec<i64>) -> String {
+        let axes = self.ints(axes);
+        self.op("Unsqueeze", &[x, &axes], vec![], None)
+    }
+
+    /// Layer normalization of `s` over the last axis into `out`.
+    fn layer_norm(&mut self, s: &str, gamma: &str, beta: Option<&str>, eps: f32, out: &str) -> Option<()> {
+        if self.opset >= 17 {
+            let mut ins = vec![s, gamma];
+            ins.extend(beta);
+            self.op("LayerNormalization", &ins, vec![int_attr("axis", -1), float_attr("epsilon", eps)], Some(out));
+            return Some(());
+        }
+        let eps = self.scalar(f64::from(eps))?;
+        let mean = self.mean_last(s);
+        let d = self.op("Sub", &[s, &mean], vec![], None);
+        let sq = self.op("Mul", &[&d, &d], vec![], None);
+        let var = self.mean_last(&sq);
+        let v = self.op("Add", &[&var, &eps], vec![], None);
+        let std = self.op("Sqrt", &[&v], vec![], None);
+        let n = self.op("Div", &[&d, &std], vec![], None);
+        match beta {
+            Some(beta) => {
+                let g = self.op("Mul", &[&n, gamma], vec![], None);
+                self.op("Add", &[&g, beta], vec![], Some(out));
+            }
+            None => {
+                self.op("Mul", &[&n, gamma], vec![], Some(out));
+            }
+        }
+        Some(())
+    }
+
+    /// `EmbedLayerNormalization`: see the module documentation.
+    fn embed_layer_norm(&mut self, node: &NodeProto) -> Option<()> {
+        if self.opset < 13 || output(node, 2).is_some() && output(node, 2) == output(node, 0) {
+            return None;
+        }
+        let (ids, words, positions) = (input(node, 0)?, input(node, 2)?, input(node, 3)?);
+        let (gamma, beta) = (input(node, 5)?, input(node, 6)?);
+        let w = self.op("Gather", &[words, ids], vec![int_attr("axis", 0)], None);
+        let pos_ids = match input(node, 8) {
+            Some(p) => p.to_string(),
+            None => {
+                // 0..seq, one row broadcast over the batch.
+                let shape = self.op("Shape", &[ids], vec![], None);
+                let one = self.ints(vec![1]);
+                let seq = self.op("Gather", &[&shape, &one], vec![int_attr("axis", 0)], None);
+                let seq = self.op("Squeeze", &[&seq], vec![], None);
+                let (zero, step) = (self.ints(vec![0]), self.ints(vec![1]));
+                let (zero, step) = (self.op("Squeeze", &[&zero], vec![], None), self.op("Squeeze", &[&step], vec![], None));
+                let r = self.op("Range", &[&zero, &seq, &step], vec![], None);
+                self.unsqueeze(&r, vec![0])
+            }
+        };
+        let p = self.op("Gather", &[positions, &pos_ids], vec![int_attr("axis", 0)], None);
+        let mut sum = self.op("Add", &[&w, &p], vec![], None);
+        if let (Some(seg), Some(table)) = (input(node, 1), input(node, 4)) {
+            let s = self.op("Gather", &[table, seg], vec![int_attr("axis", 0)], None);
+            sum = self.op("Add", &[&sum, &s], vec![], output(node, 2));
+        } else if let Some(o) = output(node, 2) {
+            sum = self.op("Identity", &[&sum], vec![], Some(o));
+        }
+        self.layer_norm(&sum, gamma, Some(beta), float_of(node, "epsilon", 1e-12), output(node, 0)?)?;
+        if let Some(mask_index) = output(node, 1) {
+            let mask = input(node, 7)?;
+            let axes = self.ints(vec![1]);
+            let total = self.op("ReduceSum", &[mask, &axes], vec![int_attr("keepdims", 0)], None);
+            self.op("Cast", &[&total], vec![int_attr("to", DType::I32.onnx_code().into())], Some(mask_index));
+        }
+        Some(())
+    }
+
+    /// `Attention`: see the module documentation. `ranks` tells a raw mask from end positions.
+    fn attention(&mut self, node: &NodeProto, ranks: &HashMap<String, usize>) -> Option<()> {
+        let plain = int_of(node, "unidirectional", 0) == 0 && int_of(node, "do_rotary", 0) == 0;
+        if self.opset < 13 || !plain || (4..node.input.len()).any(|k| input(node, k).is_some()) || output(node, 1).is_some() {
+            return None;
+        }
+        let (x, weights) = (input(node, 0)?, input(node, 1)?);
+        let heads = int_of(node, "num_heads", 0);
+        let sizes: Vec<i64> =
+            node.attribute.iter().find(|a| a.name.as_deref() == Some("qkv_hidden_sizes")).map(|a| a.ints.clone()).unwrap_or_default();
+        let hidden = *self.weight_cols.get(weights)?;
+        let sizes = if sizes.is_empty() { vec![hidden / 3; 3] } else { sizes };
+        if heads <= 0
+            || sizes.len() != 3
+            || sizes.iter().sum::<i64>() != hidden
+            || sizes.iter().any(|s| s % heads != 0 || *s <= 0)
+            || sizes[0] != sizes[1]
+        {
+            return None;
+        }
+        let head = sizes[0] / heads;
+        let scale = match float_of(node, "scale", 0.0) {
+            s if s != 0.0 => f64::from(s),
+            _ => 1.0 / (head as f64).sqrt(),
+        };
+        let mask = match input(node, 3) {
+            None => None,
+            Some(m) => Some((m, *ranks.get(m)?)),
+        };
+        if mask.is_some_and(|(_, r)| r != 1 && r != 2) {
+            return None;
+        }
+        let mut qkv = self.op("MatMul", &[x, weights], vec![], None);
+        if let Some(b) = input(node, 2) {
+            qkv = self.op("Add", &[&qkv, b], vec![], None);
+        }
+        let split = self.ints(sizes.clone());
+        let parts: Vec<String> = (0..3).map(|k| self.names.fresh(&format!("{}/{}", self.stem, ["q", "k", "v"][k]))).collect();
+        self.nodes.push(NodeProto {
+            op_type: Some("Split".into()),
+            name: Some(self.names.fresh(&format!("{}/Split", self.stem))),
+            input: vec![qkv, split],
+            output: parts.clone(),
+            attribute: vec![int_attr("axis", -1)],
+            ..Default::default()
+        });
+        let per_head = self.ints(vec![0, 0, heads, -1]);
+        let mut moved = Vec::new();
+        for (k, perm) in [vec![0, 2, 1, 3], vec![0, 2, 3, 1], vec![0, 2, 1, 3]].into_iter().enumerate() {
+            let r = self.op("Reshape", &[&parts[k], &per_head], vec![], None);
+            let attr =
+                AttributeProto { name: Some("perm".into()), r#type: Some(AttributeType::Ints as i32), ints: perm, ..Default::default() };
+            moved.push(self.op("Transpose", &[&r], vec![attr], None));
+        }
+        let scores = self.op("MatMul", &[&moved[0], &moved[1]], vec![], None);
+        let scale = self.scalar(scale)?;
+        let mut scores = self.op("Mul", &[&scores, &scale], vec![], None);
+        if let Some((m, rank)) = mask {
+            // 1 where a key is seen, 0 where it is masked, as [batch, 1, 1, keys].
+            let seen = if rank == 2 {
+                m.to_string()
+            } else {
+                let shape = self.op("Shape", &[x], vec![], None);
+                let one = self.ints(vec![1]);
+                let keys = self.op("Gather", &[&shape, &one], vec![int_attr("axis", 0)], None);
+                let keys = self.op("Squeeze", &[&keys], vec![], None);
+                let (zero, step) = (self.ints(vec![0]), self.ints(vec![1]));
+                let (zero, step) = (self.op("Squeeze", &[&zero], vec![], None), self.op("Squeeze", &[&step], vec![], None));
+                let r = self.op("Range", &[&zero, &keys, &step], vec![], None);
+                let row = self.unsqueeze(&r, vec![0]);
+                let end = self.op("Cast", &[m], vec![int_attr("to", DType::I64.onnx_code().into())], None);
+                let end = self.unsqueeze(&end, vec![1]);
+                self.op("Less", &[&row, &end], vec![], None)
+            };
+            let seen = self.op("Cast", &[&seen], vec![int_attr("to", self.dtype.onnx_code().into())], None);
+            let (one, filter) = (self.scalar(1.0)?, self.scalar(f64::from(float_of(node, "mask_filter_value", -10000.0)))?);
+            let hidden_keys = self.op("Sub", &[&one, &seen], vec![], None);
+            let bias = self.op("Mul", &[&hidden_keys, &filter], vec![], None);
+            let bias = self.unsqueeze(&bias, vec![1, 2]);
+            scores = self.op("Add", &[&scores, &bias], vec![], None);
+        }
+        let probs = self.op("Softmax", &[&scores], vec![int_attr("axis", -1)], None);
+        let ctx = self.op("MatMul", &[&probs, &moved[2]], vec![], None);
+        let attr = AttributeProto {
+            name: Some("perm".into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: vec![0, 2, 1, 3],
+            ..Default::default()
+        };
+        let ctx = self.op("Transpose", &[&ctx], vec![attr], None);
+        let merged = self.ints(vec![0, 0, sizes[2]]);
+        self.op("Reshape", &[&ctx, &merged], vec![], Some(output(node, 0)?));
+        Some(())
+    }
+
     /// The standard form of `node`; `None` (nothing kept) when it has none.
-    fn write(&mut self, node: &NodeProto) -> Option<()> {
+    fn write(&mut self, node: &NodeProto, ranks: &HashMap<String, usize>) -> Option<()> {
         let x = input(node, 0)?;
         match node.op() {
+            "EmbedLayerNormalization" => self.embed_layer_norm(node)?,
+            "Attention" => self.attention(node, ranks)?,
             "SkipLayerNormalization" => {
                 if output(node, 1).is_some() || output(node, 2).is_some() {
                     return None;
                 }
                 let (skip, gamma) = (input(node, 1)?, input(node, 2)?);
                 let s = self.sum(x, skip, input(node, 4), output(node, 3));
-                let eps = float_of(node, "epsilon", 1e-12);
-                let y = output(node, 0)?;
-                if self.opset >= 17 {
-                    let mut ins = vec![s.as_str(), gamma];
-                    ins.extend(input(node, 3));
-                    self.op("LayerNormalization", &ins, vec![int_attr("axis", -1), float_attr("epsilon", eps)], Some(y));
-                } else {
-                    let eps = self.scalar(f64::from(eps))?;
-                    let mean = self.mean_last(&s);
-                    let d = self.op("Sub", &[&s, &mean], vec![], None);
-                    let sq = self.op("Mul", &[&d, &d], vec![], None);
-                    let var = self.mean_last(&sq);
-                    let v = self.op("Add", &[&var, &eps], vec![], None);
-                    let std = self.op("Sqrt", &[&v], vec![], None);
-                    let n = self.op("Div", &[&d, &std], vec![], None);
-                    match input(node, 3) {
-                        Some(beta) => {
-                            let g = self.op("Mul", &[&n, gamma], vec![], None);
-                            self.op("Add", &[&g, beta], vec![], Some(y));
-                        }
-                        None => {
-                            self.op("Mul", &[&n, gamma], vec![], Some(y));
-                        }
-                    }
-                }
+                self.layer_norm(&s, gamma, input(node, 3), float_of(node, "epsilon", 1e-12), output(node, 0)?)?;
             }
             "SkipSimplifiedLayerNormalization" | "SimplifiedLayerNormalization" => {
                 let skipped = node.op() == "SkipSimplifiedLayerNormalization";

@@ -53,6 +53,62 @@ pub fn all() -> Vec<(&'static str, Model)> {
     ]
 }
 
+/// The front of a BERT as onnxruntime's transformer optimizer fuses it: int64 ids and
+/// mask cast to int32, `EmbedLayerNormalization` (word, position and segment embeddings,
+/// the mask index), one `Attention` (2 heads of 4, packed Q/K/V weights) reading that
+/// mask index, a second one reading the raw int32 mask (`[batch, seq]`), and a
+/// classifier MatMul. Inputs: `input_ids`, `token_type_ids`, `attention_mask`
+/// (`[batch, 5]`, int64).
+pub fn onnxruntime_fused_attention(opset: i64) -> Model {
+    let mut b = GraphBuilder::new("onnxruntime_fused_attention");
+    b.opset(opset);
+    b.import_domain("com.microsoft", 1);
+    let ms = "com.microsoft";
+    let dims = batch_dims(&[5]);
+    for name in ["input_ids", "token_type_ids", "attention_mask"] {
+        b.input(name, DType::I64, &dims);
+    }
+    let to_i32 = [("to", Attr::Int(6))];
+    let ids = b.node_with("Cast", &["input_ids"], &["ids32"], &to_i32);
+    let seg = b.node_with("Cast", &["token_type_ids"], &["seg32"], &to_i32);
+    let mask = b.node_with("Cast", &["attention_mask"], &["mask32"], &to_i32);
+    let words = b.weight("words", &[20, 8], wave(7, 3, 11));
+    let positions = b.weight("positions", &[16, 8], wave(5, 1, 13));
+    let segments = b.weight("segments", &[2, 8], wave(3, 2, 7));
+    let gamma = b.weight("emb.ln.weight", &[8], |i| 1.0 + i as f32 / 10.0);
+    let beta = b.weight("emb.ln.bias", &[8], wave(3, 1, 5));
+    b.node_in_domain(
+        ms,
+        "EmbedLayerNormalization",
+        &[&ids, &seg, &words, &positions, &segments, &gamma, &beta, &mask],
+        &["emb", "mask_index"],
+        &[("epsilon", Attr::Float(1e-12))],
+    );
+    let mut x = "emb".to_string();
+    for (layer, m) in ["mask_index", mask.as_str()].into_iter().enumerate() {
+        let w = b.weight(&format!("attn{layer}.qkv.weight"), &[8, 24], wave(7 + layer, 1, 17));
+        let bias = b.weight(&format!("attn{layer}.qkv.bias"), &[24], wave(3, 2 + layer, 11));
+        let out = format!("attn{layer}");
+        b.node_in_domain(ms, "Attention", &[&x, &w, &bias, m], &[&out], &[("num_heads", Attr::Int(2))]);
+        x = out;
+    }
+    let wc = b.weight("head.weight", &[8, 3], wave(5, 1, 9));
+    let y = b.node("MatMul", &[&x, &wc], &["y"]);
+    b.output_f32(&y, &batch_dims(&[5, 3]));
+    finish(&b)
+}
+
+/// Inputs of [`onnxruntime_fused_attention`] at batch 3: random ids and segments, the
+/// second sequence padded after 3 tokens, the third after 1.
+pub fn fused_attention_inputs(seed: u64) -> Vec<(String, Tensor)> {
+    let mut rng = oto_onnx::rng::SplitMix64::new(seed);
+    let ints = |v: Vec<i64>| Tensor { shape: vec![3, 5], data: TensorData::I64(v) };
+    let ids = (0..15).map(|_| rng.below(20) as i64).collect();
+    let seg = (0..15).map(|_| rng.below(2) as i64).collect();
+    let mask = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]].concat();
+    vec![("input_ids".into(), ints(ids)), ("token_type_ids".into(), ints(seg)), ("attention_mask".into(), ints(mask))]
+}
+
 /// A transformer layer as onnxruntime's transformer optimizer writes it, with its fused
 /// `com.microsoft` operators: an FFN `MatMul -> BiasGelu -> MatMul ->
 /// SkipLayerNormalization` (bias, beta and the residual sum as a second output), then
