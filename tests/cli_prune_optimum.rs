@@ -206,11 +206,42 @@ fn prune_optimum_image(name: &str, target: &str) -> (std::path::PathBuf, serde_j
 /// unknown pads left every shape after them unknown and nothing was prunable), and the
 /// job removes them at the data's image size with the compact model equal to the zeroed
 /// one (the report's verification).
+///
+/// The report's MACs are every layer's at the data's image size, those after the
+/// padding included (whose sizes only the numbers tell): per image, the patch embedding,
+/// per block Q/K/V, the windows' scores and weighted sums, the output projection and the
+/// MLP, the patch merging between stages, and the classifier.
 #[test]
 fn prune_optimum_swin_through_its_window_padding() {
     let (_, report) = prune_optimum_image("swin", "0.5");
     let (before, after) = (report["params"]["before"].as_u64().unwrap(), report["params"]["after"].as_u64().unwrap());
     assert!(after < before, "parameters {before} -> {after}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join("swin/config.json")).unwrap()).unwrap();
+    let get = |k: &str| config[k].as_u64().unwrap();
+    let list = |k: &str| config[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>();
+    let (image, patch, embed, window, channels) =
+        (get("image_size"), get("patch_size"), get("embed_dim"), get("window_size"), get("num_channels"));
+    let mlp = config["mlp_ratio"].as_f64().unwrap() as u64;
+    let labels = config["id2label"].as_object().unwrap().len() as u64;
+    let mut side = image / patch;
+    let mut macs = embed * channels * patch * patch * side * side;
+    let mut width = embed;
+    for (stage, (&depth, &heads)) in list("depths").iter().zip(&list("num_heads")).enumerate() {
+        if stage > 0 {
+            // Patch merging: 2x2 neighbours concatenated (4 x width) projected to 2 x width.
+            side /= 2;
+            macs += side * side * 4 * width * 2 * width;
+            width *= 2;
+        }
+        let tokens = side * side;
+        let head = width / heads;
+        let windows = tokens / (window * window);
+        let attention = 2 * windows * heads * (window * window) * (window * window) * head;
+        macs += depth * (tokens * width * 3 * width + attention + tokens * width * width + 2 * tokens * width * mlp * width);
+    }
+    macs += width * labels;
     let (before, after) = (report["macs"]["before"].as_u64().unwrap(), report["macs"]["after"].as_u64().unwrap());
+    assert_eq!(before, macs, "report MACs {before}, the layers' {macs}");
     assert!(after < before, "MACs {before} -> {after}");
 }

@@ -210,11 +210,16 @@ pub fn macs(graph: &Graph<'_>, shapes: &Shapes) -> MacsEstimate {
 
 /// [`macs`] with the sizes of other symbolic input axes given (an image's height and
 /// width, as the data has them); the batch and sequence symbols stay 1 whatever is given.
+///
+/// With sizes given, shapes are inferred again with the inputs at those sizes: sizes the
+/// graph computes from them that no symbolic expression tells (a window padding, a
+/// remainder) are then numbers, and the operators after them count.
 pub fn macs_given(graph: &Graph<'_>, shapes: &Shapes, given: &HashMap<String, i64>) -> MacsEstimate {
     let sequence = sequence_symbols(graph, shapes);
     let per_element = batch_symbols(graph, shapes).into_iter().chain(sequence.iter().cloned()).map(|s| (s, 1));
     let bindings: HashMap<String, i64> = given.iter().map(|(k, v)| (k.clone(), *v)).chain(per_element).collect();
-    MacsEstimate { sequence_symbols: sequence, ..macs_with(graph, shapes, &bindings) }
+    let bound = if given.is_empty() { None } else { crate::shape::infer_bound(graph, &bindings).ok() };
+    MacsEstimate { sequence_symbols: sequence, ..macs_with(graph, bound.as_ref().unwrap_or(shapes), &bindings) }
 }
 
 /// The sizes `data` gives the symbolic axes of the real graph inputs after the batch

@@ -87,7 +87,15 @@ impl Shapes {
 
 /// Infers the type and shape of every value of `graph`.
 pub fn infer(graph: &Graph<'_>) -> Result<Shapes> {
-    let mut cx = Infer { graph, out: Shapes::default(), fresh: 0, init_cache: HashMap::new() };
+    infer_bound(graph, &HashMap::new())
+}
+
+/// [`infer`] with sizes given to symbols of the graph inputs' shapes (an image's height
+/// and width as the data has them): an input axis whose symbols are all bound starts as
+/// that number, so that what the graph computes from it folds to numbers too (a window
+/// padding `(window - width % window) % window`, which stays unknown symbolically).
+pub fn infer_bound(graph: &Graph<'_>, bindings: &HashMap<String, i64>) -> Result<Shapes> {
+    let mut cx = Infer { graph, out: Shapes::default(), fresh: 0, init_cache: HashMap::new(), bindings };
     cx.seed()?;
     for (_, node) in graph.nodes() {
         cx.node(node)?;
@@ -128,6 +136,8 @@ pub(crate) struct Infer<'g, 'm> {
     pub(crate) out: Shapes,
     fresh: usize,
     init_cache: HashMap<String, Option<Tensor>>,
+    /// Sizes of input symbols ([`infer_bound`]).
+    bindings: &'g HashMap<String, i64>,
 }
 
 pub(crate) fn vt(dtype: Option<DType>, shape: Vec<Dim>) -> ValueType {
@@ -236,7 +246,8 @@ impl<'g, 'm> Infer<'g, 'm> {
                             _ => Dim::sym(format!("{name}_dim{i}")),
                         });
                     }
-                    Some(dims)
+                    let bound = |d: Dim| d.eval(self.bindings).filter(|&v| v >= 0).map_or(d, Dim::Known);
+                    Some(dims.into_iter().map(bound).collect())
                 }
                 None => None,
             };
