@@ -297,7 +297,7 @@ impl Emit<'_> {
 
     /// `EmbedLayerNormalization`: see the module documentation.
     fn embed_layer_norm(&mut self, node: &NodeProto) -> Option<()> {
-        if self.opset < 13 || output(node, 2).is_some() && output(node, 2) == output(node, 0) {
+        if self.opset < 13 {
             return None;
         }
         let (ids, words, positions) = (input(node, 0)?, input(node, 2)?, input(node, 3)?);
