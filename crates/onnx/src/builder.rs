@@ -41,7 +41,8 @@ pub enum Attr {
 }
 
 impl Attr {
-    fn to_proto(&self, name: &str) -> AttributeProto {
+    /// The attribute `name` holding this value.
+    pub(crate) fn to_proto(&self, name: &str) -> AttributeProto {
         let mut a = AttributeProto { name: Some(name.to_string()), ..Default::default() };
         let ty = match self {
             Attr::Int(v) => {

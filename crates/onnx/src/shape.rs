@@ -461,17 +461,7 @@ impl<'g, 'm> Infer<'g, 'm> {
             if !small {
                 return Ok(());
             }
-            let flat_op = matches!(
-                op,
-                Op::Unary(Unary::Identity)
-                    | Op::Squeeze { .. }
-                    | Op::Unsqueeze { .. }
-                    | Op::Reshape { .. }
-                    | Op::Flatten { .. }
-                    | Op::Cast { .. }
-                    | Op::CastLike
-            );
-            let supported = flat_op
+            let supported = keeps_entries(op)
                 || matches!(op, Op::Transpose { .. } | Op::Slice(_) | Op::Concat { .. })
                 || matches!(op, &Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Max | B::Min | B::Mod));
             if !supported {
@@ -485,13 +475,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 x[s..e].to_vec()
             }
             Op::Size => vec![Dim::product(&self.shape(node, 0)?)?],
-            Op::Unary(Unary::Identity)
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Cast { .. }
-            | Op::CastLike => self.flat_values(node, 0)?.0,
+            op if keeps_entries(op) => self.flat_values(node, 0)?.0,
             Op::Transpose { perm } => {
                 let (data, shape) = self.flat_values(node, 0)?;
                 let perm: Vec<usize> = match perm {
@@ -692,6 +676,21 @@ impl<'g, 'm> Infer<'g, 'm> {
         self.out.shape_values.insert(out_name, v);
         Ok(())
     }
+}
+
+/// Operators whose output holds input 0's entries in the same order (only the shape or
+/// the integer type changes): folded entry by entry at any rank.
+fn keeps_entries(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(Unary::Identity)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Cast { .. }
+            | Op::CastLike
+    )
 }
 
 /// Row-major strides of a static shape (sizes small enough to fold).

@@ -31,8 +31,9 @@
 //! operators it does not understand.
 
 use super::{is_default_domain, Names};
+use crate::builder::Attr;
 use crate::graph::NodeExt;
-use crate::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::HashMap;
 
@@ -157,14 +158,6 @@ struct Emit<'a> {
     inits: Vec<TensorProto>,
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
-}
-
-fn float_attr(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
-}
-
 /// Input `k` of `node` when present.
 fn input(node: &NodeProto, k: usize) -> Option<&str> {
     node.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
@@ -218,17 +211,10 @@ impl Emit<'_> {
     /// `ReduceMean` over the last axis, keeping it (axes an attribute before opset 18).
     fn mean_last(&mut self, x: &str) -> String {
         if self.opset >= 18 {
-            let axes = self.names.fresh(&format!("{}/axes", self.stem));
-            self.inits.push(Tensor::from_i64s(vec![-1]).to_proto(&axes));
-            self.op("ReduceMean", &[x, &axes], vec![int_attr("keepdims", 1)], None)
+            let axes = self.ints(vec![-1]);
+            self.op("ReduceMean", &[x, &axes], vec![Attr::Int(1).to_proto("keepdims")], None)
         } else {
-            let attr = AttributeProto {
-                name: Some("axes".into()),
-                r#type: Some(AttributeType::Ints as i32),
-                ints: vec![-1],
-                ..Default::default()
-            };
-            self.op("ReduceMean", &[x], vec![attr, int_attr("keepdims", 1)], None)
+            self.op("ReduceMean", &[x], vec![Attr::Ints(vec![-1]).to_proto("axes"), Attr::Int(1).to_proto("keepdims")], None)
         }
     }
 
@@ -261,6 +247,23 @@ impl Emit<'_> {
         name
     }
 
+    /// An int64 scalar constant.
+    fn int_scalar(&mut self, v: i64) -> Option<String> {
+        let name = self.names.fresh(&format!("{}/int", self.stem));
+        self.inits.push(Tensor::new(vec![], TensorData::I64(vec![v]))?.to_proto(&name));
+        Some(name)
+    }
+
+    /// `[[0, 1, ..., n - 1]]` (`[1, n]`, int64) for `n` the size of `x`'s axis 1: the
+    /// positions of a sequence.
+    fn positions(&mut self, x: &str) -> Option<String> {
+        let shape = self.op("Shape", &[x], vec![], None);
+        let (zero, one) = (self.int_scalar(0)?, self.int_scalar(1)?);
+        let n = self.op("Gather", &[&shape, &one], vec![Attr::Int(0).to_proto("axis")], None);
+        let r = self.op("Range", &[&zero, &n, &one], vec![], None);
+        Some(self.unsqueeze(&r, vec![0]))
+    }
+
     /// `x` with axes inserted (opset >= 13: axes as an input).
     fn unsqueeze(&mut self, x: &str, axes: Vec<i64>) -> String {
         let axes = self.ints(axes);
@@ -272,7 +275,7 @@ impl Emit<'_> {
         if self.opset >= 17 {
             let mut ins = vec![s, gamma];
             ins.extend(beta);
-            self.op("LayerNormalization", &ins, vec![int_attr("axis", -1), float_attr("epsilon", eps)], Some(out));
+            self.op("LayerNormalization", &ins, vec![Attr::Int(-1).to_proto("axis"), Attr::Float(eps).to_proto("epsilon")], Some(out));
             return Some(());
         }
         let eps = self.scalar(f64::from(eps))?;
@@ -302,25 +305,16 @@ impl Emit<'_> {
         }
         let (ids, words, positions) = (input(node, 0)?, input(node, 2)?, input(node, 3)?);
         let (gamma, beta) = (input(node, 5)?, input(node, 6)?);
-        let w = self.op("Gather", &[words, ids], vec![int_attr("axis", 0)], None);
+        let w = self.op("Gather", &[words, ids], vec![Attr::Int(0).to_proto("axis")], None);
         let pos_ids = match input(node, 8) {
             Some(p) => p.to_string(),
-            None => {
-                // 0..seq, one row broadcast over the batch.
-                let shape = self.op("Shape", &[ids], vec![], None);
-                let one = self.ints(vec![1]);
-                let seq = self.op("Gather", &[&shape, &one], vec![int_attr("axis", 0)], None);
-                let seq = self.op("Squeeze", &[&seq], vec![], None);
-                let (zero, step) = (self.ints(vec![0]), self.ints(vec![1]));
-                let (zero, step) = (self.op("Squeeze", &[&zero], vec![], None), self.op("Squeeze", &[&step], vec![], None));
-                let r = self.op("Range", &[&zero, &seq, &step], vec![], None);
-                self.unsqueeze(&r, vec![0])
-            }
+            // One row broadcast over the batch.
+            None => self.positions(ids)?,
         };
-        let p = self.op("Gather", &[positions, &pos_ids], vec![int_attr("axis", 0)], None);
+        let p = self.op("Gather", &[positions, &pos_ids], vec![Attr::Int(0).to_proto("axis")], None);
         let mut sum = self.op("Add", &[&w, &p], vec![], None);
         if let (Some(seg), Some(table)) = (input(node, 1), input(node, 4)) {
-            let s = self.op("Gather", &[table, seg], vec![int_attr("axis", 0)], None);
+            let s = self.op("Gather", &[table, seg], vec![Attr::Int(0).to_proto("axis")], None);
             sum = self.op("Add", &[&sum, &s], vec![], output(node, 2));
         } else if let Some(o) = output(node, 2) {
             sum = self.op("Identity", &[&sum], vec![], Some(o));
@@ -329,8 +323,8 @@ impl Emit<'_> {
         if let Some(mask_index) = output(node, 1) {
             let mask = input(node, 7)?;
             let axes = self.ints(vec![1]);
-            let total = self.op("ReduceSum", &[mask, &axes], vec![int_attr("keepdims", 0)], None);
-            self.op("Cast", &[&total], vec![int_attr("to", DType::I32.onnx_code().into())], Some(mask_index));
+            let total = self.op("ReduceSum", &[mask, &axes], vec![Attr::Int(0).to_proto("keepdims")], None);
+            self.op("Cast", &[&total], vec![Attr::Int(DType::I32.onnx_code().into()).to_proto("to")], Some(mask_index));
         }
         Some(())
     }
@@ -378,16 +372,14 @@ impl Emit<'_> {
             name: Some(self.names.fresh(&format!("{}/Split", self.stem))),
             input: vec![qkv, split],
             output: parts.clone(),
-            attribute: vec![int_attr("axis", -1)],
+            attribute: vec![Attr::Int(-1).to_proto("axis")],
             ..Default::default()
         });
         let per_head = self.ints(vec![0, 0, heads, -1]);
         let mut moved = Vec::new();
         for (k, perm) in [vec![0, 2, 1, 3], vec![0, 2, 3, 1], vec![0, 2, 1, 3]].into_iter().enumerate() {
             let r = self.op("Reshape", &[&parts[k], &per_head], vec![], None);
-            let attr =
-                AttributeProto { name: Some("perm".into()), r#type: Some(AttributeType::Ints as i32), ints: perm, ..Default::default() };
-            moved.push(self.op("Transpose", &[&r], vec![attr], None));
+            moved.push(self.op("Transpose", &[&r], vec![Attr::Ints(perm).to_proto("perm")], None));
         }
         let scores = self.op("MatMul", &[&moved[0], &moved[1]], vec![], None);
         let scale = self.scalar(scale)?;
@@ -397,34 +389,22 @@ impl Emit<'_> {
             let seen = if rank == 2 {
                 m.to_string()
             } else {
-                let shape = self.op("Shape", &[x], vec![], None);
-                let one = self.ints(vec![1]);
-                let keys = self.op("Gather", &[&shape, &one], vec![int_attr("axis", 0)], None);
-                let keys = self.op("Squeeze", &[&keys], vec![], None);
-                let (zero, step) = (self.ints(vec![0]), self.ints(vec![1]));
-                let (zero, step) = (self.op("Squeeze", &[&zero], vec![], None), self.op("Squeeze", &[&step], vec![], None));
-                let r = self.op("Range", &[&zero, &keys, &step], vec![], None);
-                let row = self.unsqueeze(&r, vec![0]);
-                let end = self.op("Cast", &[m], vec![int_attr("to", DType::I64.onnx_code().into())], None);
+                let row = self.positions(x)?;
+                let end = self.op("Cast", &[m], vec![Attr::Int(DType::I64.onnx_code().into()).to_proto("to")], None);
                 let end = self.unsqueeze(&end, vec![1]);
                 self.op("Less", &[&row, &end], vec![], None)
             };
-            let seen = self.op("Cast", &[&seen], vec![int_attr("to", self.dtype.onnx_code().into())], None);
+            let seen = self.op("Cast", &[&seen], vec![Attr::Int(self.dtype.onnx_code().into()).to_proto("to")], None);
             let (one, filter) = (self.scalar(1.0)?, self.scalar(f64::from(float_of(node, "mask_filter_value", -10000.0)))?);
             let hidden_keys = self.op("Sub", &[&one, &seen], vec![], None);
             let bias = self.op("Mul", &[&hidden_keys, &filter], vec![], None);
             let bias = self.unsqueeze(&bias, vec![1, 2]);
             scores = self.op("Add", &[&scores, &bias], vec![], None);
         }
-        let probs = self.op("Softmax", &[&scores], vec![int_attr("axis", -1)], None);
+        let probs = self.op("Softmax", &[&scores], vec![Attr::Int(-1).to_proto("axis")], None);
         let ctx = self.op("MatMul", &[&probs, &moved[2]], vec![], None);
-        let attr = AttributeProto {
-            name: Some("perm".into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: vec![0, 2, 1, 3],
-            ..Default::default()
-        };
-        let ctx = self.op("Transpose", &[&ctx], vec![attr], None);
+
+        let ctx = self.op("Transpose", &[&ctx], vec![Attr::Ints(vec![0, 2, 1, 3]).to_proto("perm")], None);
         let merged = self.ints(vec![0, 0, sizes[2]]);
         self.op("Reshape", &[&ctx, &merged], vec![], Some(output(node, 0)?));
         Some(())
