@@ -133,6 +133,17 @@ def _llama():
     return LlamaForCausalLM(cfg), "text-generation", "gpt"
 
 
+def _gpt_neox():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    # Pythia's layout: one query_key_value projection whose columns are per head
+    # [q | k | v], rotary embeddings on a quarter of each head (Pythia's rotary_pct).
+    cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=64, rotary_pct=0.25,
+                        bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return GPTNeoXForCausalLM(cfg), "text-generation", "gpt"
+
+
 def _vit():
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -152,7 +163,8 @@ def _swin():
     return SwinForImageClassification(cfg), "image-classification", "image"
 
 
-MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "vit": _vit, "swin": _swin}
+MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "gpt_neox": _gpt_neox, "vit": _vit,
+          "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

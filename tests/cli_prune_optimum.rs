@@ -100,6 +100,13 @@ fn prune_optimum_llama_gqa_by_distillation() {
     prune_by_distillation("llama_gqa");
 }
 
+/// GPT-NeoX (Pythia's layout): heads of a per-head packed [q | k | v] projection, with
+/// rotary embeddings on part of each head.
+#[test]
+fn prune_optimum_gpt_neox_by_distillation() {
+    prune_by_distillation("gpt_neox");
+}
+
 /// `oto check` on the Optimum ViT, whose pixel_values are `[batch_size, num_channels,
 /// height, width]`, all symbolic: the model fixes the image (3x32x32, the position
 /// embeddings' 17 tokens). The channels follow from the patch embedding's Conv weight;

@@ -570,6 +570,7 @@ pub(crate) fn per_position(s: &LinSeg) -> (usize, usize) {
     match s.scale {
         Scale::Unit => (s.repeat, 1),
         Scale::Coarse(k) => (s.repeat, k),
+        Scale::Window { k, n } => (s.repeat.saturating_mul(n), k),
     }
 }
 
@@ -592,18 +593,36 @@ pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
                     match s {
                         Seg::Tracked { range, scale: Scale::Unit, .. } => parts.push(Part::Fixed(*range, others, 1)),
                         Seg::Tracked { range, scale: Scale::Coarse(k), .. } => parts.push(Part::Coarse(*range, *k, others)),
+                        Seg::Tracked { range, scale: Scale::Window { k, n }, .. } => {
+                            parts.push(Part::Fixed(*range, others.saturating_mul(*n), *k))
+                        }
                         Seg::Opaque(_) => {}
                     }
                 }
             }
-            Track::Inner { k, ranges, .. } => parts.push(Part::Inner(ranges.clone(), *k, others)),
+            Track::Inner { k, ranges, at, .. } => {
+                let whole = *at == Some(0) && f.size == Dim::Known(*k as i64);
+                parts.push(Part::Inner(ranges.clone(), *k, others, whole));
+            }
         }
     }
     parts
 }
 
-/// The segments `[start, start+len)` of a segment list (axis positions); `None` when a
-/// cut falls inside a coarse position.
+/// Whether the axis positions `[start, start+len)` of a segment list leave every window
+/// segment's blocks whole (see [`Seg::cuts_whole`]).
+pub(crate) fn window_whole(segs: &[Seg], start: usize, len: usize) -> bool {
+    let mut at = 0usize;
+    let end = start + len;
+    segs.iter().all(|s| {
+        let l = s.axis_len();
+        let (a, b) = (at.max(start), (at + l).min(end));
+        at += l;
+        a >= b || s.cuts_whole(a - (at - l), b - a)
+    })
+}
+
+/// The segments `[start, start+len)` of a segment list (axis positions).
 pub(crate) fn window(segs: &[Seg], start: usize, len: usize) -> Vec<Seg> {
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -631,15 +650,17 @@ pub(crate) fn seg_axis(segs: Vec<Seg>) -> AxisT {
 /// The factor list of an axis, normalized: untracked size-1 factors dropped, a coarse
 /// factor followed by an inner factor of the same block merged back into channels
 /// (the heads' ranges, tied head by head to the inner factor's ranges: the attention
-/// output's channel `h*D + d` is head `h` of the projection that produced `d`).
-/// Returns the ties to record.
+/// output's channel `h*D + d` is head `h` of the projection that produced `d`; an inner
+/// factor that is a window of each block, GPT-NeoX's `v` of a per-head `[q | k | v]`,
+/// becomes that window of every block). Returns the ties to record.
 pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range, Range)>) {
     let mut fs: Vec<Factor> = factors.into_iter().filter(|f| f.track.is_some() || f.size != Dim::Known(1)).collect();
     let mut ties = Vec::new();
     let mut i = 0;
     while i + 1 < fs.len() {
         let merged = match (&fs[i].track, &fs[i + 1].track) {
-            (Some(Track::Segs(segs)), Some(Track::Inner { k, ranges, zero })) if fs[i + 1].size == Dim::Known(*k as i64) => {
+            (Some(Track::Segs(segs)), Some(Track::Inner { k, ranges, zero, at: Some(at) })) => {
+                let window = fs[i + 1].size.known().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1 && at + n <= *k);
                 let coarse: Option<Vec<(Range, bool)>> = segs
                     .iter()
                     .map(|s| match s {
@@ -647,16 +668,14 @@ pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range,
                         _ => None,
                     })
                     .collect();
-                match coarse {
-                    Some(c) if c.len() == ranges.len() => {
+                match (coarse, window) {
+                    (Some(c), Some(n)) if c.len() == ranges.len() => {
                         for ((r, _), inner) in c.iter().zip(ranges) {
                             ties.push((*r, *inner));
                         }
-                        Some(
-                            c.into_iter()
-                                .map(|(range, z)| Seg::Tracked { range, scale: Scale::Unit, zero: z && *zero })
-                                .collect::<Vec<_>>(),
-                        )
+                        // The block itself is channels; a window of it, `n` of every `k`.
+                        let scale = if *at == 0 && n == *k { Scale::Unit } else { Scale::Window { k: *k, n } };
+                        Some(c.into_iter().map(|(range, z)| Seg::Tracked { range, scale, zero: z && *zero }).collect::<Vec<_>>())
                     }
                     _ => None,
                 }

@@ -49,6 +49,11 @@ pub(crate) enum Scale {
     Unit,
     /// One axis position per `k` consecutive base positions (the head axis of `[H, D]`).
     Coarse(usize),
+    /// `n` axis positions per block of `k` consecutive base positions: a window of every
+    /// block (GPT-NeoX's attention output, the `v` of each head's `[q | k | v]`). Only
+    /// whole blocks are elements (required where such a segment is made), so which
+    /// positions of a block the window holds never matters.
+    Window { k: usize, n: usize },
 }
 
 /// A piece of a tracked factor.
@@ -67,19 +72,34 @@ impl Seg {
             Seg::Opaque(n) => *n,
             Seg::Tracked { range, scale: Scale::Unit, .. } => range.len,
             Seg::Tracked { range, scale: Scale::Coarse(k), .. } => range.len / k,
+            Seg::Tracked { range, scale: Scale::Window { k, n }, .. } => range.len / k * n,
         }
     }
 
-    /// The part `[off, off + len)` of this segment (axis positions).
+    /// Whether the axis positions `[off, off + len)` of this segment are whole blocks of
+    /// its base (always, but for a window segment cut inside a block).
+    pub fn cuts_whole(&self, off: usize, len: usize) -> bool {
+        match self {
+            Seg::Tracked { scale: Scale::Window { n, .. }, .. } => off.is_multiple_of(*n) && len.is_multiple_of(*n),
+            _ => true,
+        }
+    }
+
+    /// The part `[off, off + len)` of this segment (axis positions; for a window segment,
+    /// the whole blocks they touch: see [`Seg::cuts_whole`]).
     pub fn cut(&self, off: usize, len: usize) -> Seg {
         match self {
             Seg::Opaque(_) => Seg::Opaque(len),
             Seg::Tracked { range, scale, zero } => {
-                let k = match scale {
-                    Scale::Unit => 1,
-                    Scale::Coarse(k) => *k,
+                let range = match scale {
+                    Scale::Unit => range.sub(off, len),
+                    Scale::Coarse(k) => range.sub(off * k, len * k),
+                    Scale::Window { k, n } => {
+                        let (first, end) = (off / n, (off + len).div_ceil(*n));
+                        range.sub(first * k, (end - first) * k)
+                    }
                 };
-                Seg::Tracked { range: range.sub(off * k, len * k), scale: *scale, zero: *zero }
+                Seg::Tracked { range, scale: *scale, zero: *zero }
             }
         }
     }
@@ -91,8 +111,12 @@ pub(crate) enum Track {
     /// Segments laid end to end.
     Segs(Vec<Seg>),
     /// Position `d` inside every block of `k` positions of each range (the `D` axis of
-    /// `[H, D]`; the ranges are the ones the matching coarse factor lists).
-    Inner { k: usize, ranges: Vec<Range>, zero: bool },
+    /// `[H, D]`; the ranges are the ones the matching coarse factor lists). `at`: the
+    /// factor's positions are `at..at + size` of every block, in order (a slice of the
+    /// block: the V of GPT-NeoX's per-head `[q | k | v]`); `None` once they are
+    /// rearranged inside the block (rotary's `rotate_half`), which still keeps them
+    /// inside it.
+    Inner { k: usize, ranges: Vec<Range>, zero: bool, at: Option<usize> },
 }
 
 impl Track {
@@ -279,8 +303,9 @@ pub(crate) enum Part {
     Coarse(Range, usize, usize),
     /// The block size `k` of the coarse blocks of `ranges`, times `num` (the `D`, or the
     /// per-projection width of a packed `[.., 3, E]`): changes when every block loses
-    /// the same positions.
-    Inner(Vec<Range>, usize, usize),
+    /// the same positions. `whole`: the entry counts every position of a block (not a
+    /// window of it, whose loss the solver does not follow inside a block).
+    Inner(Vec<Range>, usize, usize, bool),
 }
 
 impl Part {
@@ -289,7 +314,7 @@ impl Part {
         match self {
             Part::Fixed(r, num, den) => Part::Fixed(r, num.saturating_mul(f), den),
             Part::Coarse(r, k, num) => Part::Coarse(r, k, num.saturating_mul(f)),
-            Part::Inner(rs, k, num) => Part::Inner(rs, k, num.saturating_mul(f)),
+            Part::Inner(rs, k, num, whole) => Part::Inner(rs, k, num.saturating_mul(f), whole),
         }
     }
 
@@ -825,7 +850,7 @@ fn amounts(
                     }
                 }
             }
-            Part::Inner(ranges, k, num) => {
+            Part::Inner(ranges, k, num, whole) => {
                 // Per class: positions each block loses per element; all equal.
                 let mut loss: BTreeMap<usize, BTreeMap<(usize, usize, usize), usize>> = BTreeMap::new();
                 let mut windows = 0usize;
@@ -834,6 +859,10 @@ fn amounts(
                     for i in covered(r) {
                         let (c, b, iv) = (class_of[i], block_of(i), intervals[i]);
                         if b % k == 0 {
+                            continue;
+                        }
+                        if !whole {
+                            reasons[c].insert(format!("{}: counts a window of blocks of {k} that an element cuts into", label()));
                             continue;
                         }
                         let w = (iv.start - r.start) / k;

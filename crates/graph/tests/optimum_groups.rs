@@ -102,7 +102,7 @@ fn check_heads(model: &Model, ctx: &str, key: &(String, usize), per: &[Vec<usize
 #[test]
 fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     let names = optimum_zoo_names();
-    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.len(), 7, "{names:?}");
     for name in names {
         let dir = optimum_zoo_dir().join(&name);
         let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -148,8 +148,10 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
     let mut seen_weights = HashSet::new();
     for g in &head_groups {
         let ctx = format!("{name} group {}", g.id);
-        // The layer this group is: one of those with its head size and count.
-        let at = unmatched.iter().position(|l| g.kind == ElementKind::Head { dim: l.head_dim } && g.num_elements == l.kv_heads);
+        // The layer this group is: one of those with its head size and count. A projection
+        // packed per head as [q | k | v] (GPT-NeoX) has blocks of 3 x head_dim.
+        let head_of = |l: &Layer| matches!(g.kind, ElementKind::Head { dim } if dim == l.head_dim || dim == 3 * l.head_dim);
+        let at = unmatched.iter().position(|l| head_of(l) && g.num_elements == l.kv_heads);
         let l = unmatched.remove(at.unwrap_or_else(|| panic!("{ctx}: {:?} x {} is no layer's heads in {s:?}", g.kind, g.num_elements)));
         let rep = l.heads / l.kv_heads;
         assert_eq!(rep * l.kv_heads, l.heads, "{ctx}");

@@ -812,3 +812,70 @@ fn grouped_conv_with_unequal_sides_prunes_both() {
     assert_eq!(output_side.num_elements, 12, "{}", a.table());
     assert_eq!(member(output_side, "c3.weight", 1).role, Role::Consumer);
 }
+
+/// GPT-NeoX's attention: one projection whose columns are per head `[q | k | v]`, viewed
+/// as `[B, S, H, 3D]` and sliced into q, k and v. A head is an element (its 3D columns),
+/// the output projection loses the head's D rows, read through the window `v` is of
+/// each head's block. A slice of the merged heads that cuts a head's rows in two
+/// blocks the heads.
+#[test]
+fn heads_of_a_per_head_packed_projection() {
+    for cut_inside in [false, true] {
+        let (h, d, s) = (2i64, 4i64, 3i64);
+        let e = h * d;
+        let mut b = GraphBuilder::new("neox");
+        let x = b.input_f32("x", &batch_dims(&[s, e]));
+        let wqkv = w(&mut b, "qkv.weight", &[e as usize, (3 * e) as usize]);
+        let bqkv = w(&mut b, "qkv.bias", &[(3 * e) as usize]);
+        let m = b.node("MatMul", &[&x, &wqkv], &[]);
+        let qkv = b.node("Add", &[&m, &bqkv], &[]);
+        let shape = b.ints("heads.shape", &[0, s, h, 3 * d]);
+        let heads = b.node("Reshape", &[&qkv, &shape], &[]);
+        let part = |b: &mut GraphBuilder, name: &str, at: i64| -> String {
+            let (st, en, ax) = (
+                b.ints(&format!("{name}.starts"), &[at]),
+                b.ints(&format!("{name}.ends"), &[at + d]),
+                b.ints(&format!("{name}.axes"), &[3]),
+            );
+            let p = b.node("Slice", &[&heads, &st, &en, &ax], &[]);
+            b.node_with("Transpose", &[&p], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+        };
+        let (q, k, v) = (part(&mut b, "q", 0), part(&mut b, "k", d), part(&mut b, "v", 2 * d));
+        let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let scores = b.node("MatMul", &[&q, &kt], &[]);
+        let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+        let ctx = b.node("MatMul", &[&probs, &v], &[]);
+        let ctx_t = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let merge = b.ints("merge.shape", &[0, s, e]);
+        let mut merged = b.node("Reshape", &[&ctx_t, &merge], &[]);
+        let rows = if cut_inside {
+            // The first 6 of the 8 merged channels: head 0's 4 and half of head 1's.
+            let (st, en, ax) = (b.ints("cut.starts", &[0]), b.ints("cut.ends", &[6]), b.ints("cut.axes", &[2]));
+            merged = b.node("Slice", &[&merged, &st, &en, &ax], &[]);
+            6
+        } else {
+            e as usize
+        };
+        let ow = w(&mut b, "o.weight", &[rows, e as usize]);
+        let y = b.node("MatMul", &[&merged, &ow], &["y"]);
+        b.output_f32(&y, &batch_dims(&[s, e]));
+        let a = run(&b.build().unwrap());
+        let g = group_with(&a, "qkv.weight", 1);
+        if cut_inside {
+            assert!(!g.prunable, "{}", a.table());
+            assert!(g.reasons.iter().any(|r| r.contains("inside the blocks of a window of heads")), "{:?}", g.reasons);
+            continue;
+        }
+        assert!(g.prunable, "{}", a.table());
+        assert_eq!((g.kind, g.num_elements), (ElementKind::Head { dim: (3 * d) as usize }, h as usize), "{}", a.table());
+        let cols = &member(g, "qkv.weight", 1).map;
+        let rows = &member(g, "o.weight", 0).map;
+        for head in 0..h as usize {
+            let block = 3 * d as usize;
+            assert_eq!(cols.indices(head), (head * block..(head + 1) * block).collect::<Vec<_>>());
+            // The output projection reads the v window of the head: its D rows.
+            let dd = d as usize;
+            assert_eq!(rows.indices(head), (head * dd..(head + 1) * dd).collect::<Vec<_>>());
+        }
+    }
+}

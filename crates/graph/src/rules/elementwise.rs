@@ -156,13 +156,15 @@ impl Ctx<'_, '_> {
             let track = match (&f.track, &g.track) {
                 (None, None) => None,
                 (Some(Track::Segs(p)), Some(Track::Segs(q))) => Some(Track::Segs(self.union_segs(node, p, q, &both))),
-                (Some(Track::Inner { k, ranges, zero }), Some(Track::Inner { k: k2, ranges: r2, zero: z2 }))
+                (Some(Track::Inner { k, ranges, zero, at }), Some(Track::Inner { k: k2, ranges: r2, zero: z2, at: at2 }))
                     if k == k2 && ranges.len() == r2.len() =>
                 {
                     for (a, b) in ranges.iter().zip(r2) {
                         self.spaces.tie(*a, *b);
                     }
-                    Some(Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2) })
+                    // Different windows of a block combined: still inside it, no longer a window.
+                    let at = if at == at2 { *at } else { None };
+                    Some(Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2), at })
                 }
                 _ => {
                     self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
@@ -231,8 +233,9 @@ impl Ctx<'_, '_> {
             let (Some(a), Some(b)) = (a.first(), b.first()) else {
                 continue;
             };
+            let whole = window_whole(p, s, l) && window_whole(q, s, l);
             match (a, b) {
-                (Seg::Tracked { range: ra, scale: sa, zero: za }, Seg::Tracked { range: rb, scale: sb, zero: zb }) if sa == sb => {
+                (Seg::Tracked { range: ra, scale: sa, zero: za }, Seg::Tracked { range: rb, scale: sb, zero: zb }) if sa == sb && whole => {
                     self.spaces.tie(*ra, *rb);
                     out.push(Seg::Tracked { range: *ra, scale: *sa, zero: both(*za, *zb) });
                 }
@@ -245,7 +248,8 @@ impl Ctx<'_, '_> {
                         }
                     }
                     self.blocked_op(node, "joins channels with a differently laid out tensor");
-                    out.push(a.clone());
+                    // A window cut inside its blocks has no segment of this length.
+                    out.push(if whole { a.clone() } else { Seg::Opaque(l) });
                 }
             }
         }

@@ -62,17 +62,26 @@ impl Ctx<'_, '_> {
                 self.set(&node.output[0], out);
                 return;
             };
-            let picked = range.sub(i * k, k);
+            // The inner axis's positions (all of the block, or a window of it) in block `i`.
+            let mut picked_any = false;
             let rest: Vec<AxisT> = rest
                 .into_iter()
                 .map(|a| match a.factors.as_slice() {
-                    [Factor { track: Some(Track::Inner { k: kk, ranges, zero }), .. }] if *kk == k && ranges == &[range] => {
-                        AxisT::unit(picked, *zero)
+                    [Factor { track: Some(Track::Inner { k: kk, ranges, zero, at: Some(at) }), size }]
+                        if *kk == k && ranges == &[range] =>
+                    {
+                        match size.known().and_then(|n| usize::try_from(n).ok()).filter(|n| at + n <= k) {
+                            Some(n) => {
+                                picked_any = true;
+                                AxisT::unit(range.sub(i * k + at, n), *zero)
+                            }
+                            None => a,
+                        }
                     }
                     _ => a,
                 })
                 .collect();
-            if !rest.iter().any(|a| a.ranges().contains(&picked)) {
+            if !picked_any {
                 self.block_axis_at(node, &t[ax], "gathers along the channel axis");
             }
             out.extend(rest);
@@ -226,24 +235,35 @@ impl Ctx<'_, '_> {
     /// ranges are tied, the result is still inside the heads.
     pub(super) fn concat_inner(&mut self, inputs: &[String], ax: usize, od: &[Dim]) -> Option<AxisT> {
         let mut parts = Vec::new();
+        // The pieces are one window when each starts where the previous one ends.
+        let mut next_at: Option<Option<usize>> = None;
+        let mut contiguous = true;
         for v in inputs {
             let a = self.track(v)?.get(ax)?;
             match a.factors.as_slice() {
-                [Factor { track: Some(Track::Inner { k, ranges, zero }), .. }] => parts.push((*k, ranges.clone(), *zero)),
+                [Factor { track: Some(Track::Inner { k, ranges, zero, at }), size }] => {
+                    parts.push((*k, ranges.clone(), *zero, *at));
+                    let n = size.known().and_then(|n| usize::try_from(n).ok());
+                    if next_at.is_some_and(|want| want.is_none() || want != *at) {
+                        contiguous = false;
+                    }
+                    next_at = Some(at.zip(n).map(|(at, n)| at + n));
+                }
                 _ => return None,
             }
         }
-        let (k, ranges, _) = parts.first()?.clone();
-        if parts.iter().any(|(kk, r, _)| *kk != k || r.len() != ranges.len()) {
+        let (k, ranges, _, first_at) = parts.first()?.clone();
+        if parts.iter().any(|(kk, r, ..)| *kk != k || r.len() != ranges.len()) {
             return None;
         }
-        for (_, r, _) in &parts[1..] {
+        for (_, r, ..) in &parts[1..] {
             for (a, b) in ranges.iter().zip(r) {
                 self.spaces.tie(*a, *b);
             }
         }
         let zero = parts.iter().all(|p| p.2);
-        Some(AxisT { factors: vec![Factor { size: od.get(ax)?.clone(), track: Some(Track::Inner { k, ranges, zero }) }] })
+        let at = if contiguous { first_at } else { None };
+        Some(AxisT { factors: vec![Factor { size: od.get(ax)?.clone(), track: Some(Track::Inner { k, ranges, zero, at }) }] })
     }
 
     /// The initializer behind `Expand(init, shape)` (a class token broadcast over the batch).
@@ -265,11 +285,25 @@ impl Ctx<'_, '_> {
             return Ok(());
         };
         let sizes = sp.sizes_for(len).map_err(|m| ops::node_error(self.graph, node, m))?;
-        let tracked = t[ax].is_tracked();
+        let mut tracked = t[ax].is_tracked();
         let segs = t[ax].single_segs().cloned();
         if tracked && segs.is_none() {
             let a = t[ax].clone();
             self.block_axis_at(node, &a, "splits a multi-factor channel axis");
+        }
+        if let Some(segs) = segs.as_ref().filter(|_| tracked) {
+            let mut at = 0usize;
+            let whole = sizes.iter().all(|&n| {
+                let n = n as usize;
+                at += n;
+                window_whole(segs, at - n, n)
+            });
+            if !whole {
+                // Its channels are blocked; the parts are not followed further.
+                let a = t[ax].clone();
+                self.block_axis_at(node, &a, "splits inside the blocks of a window of heads");
+                tracked = false;
+            }
         }
         let mut at = 0usize;
         let mut balanced: Vec<Vec<Range>> = Vec::new();
@@ -337,12 +371,18 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let a = t[ax].clone();
-            if let [Factor { track: Some(Track::Inner { .. }), .. }] = a.factors.as_slice() {
-                // A window inside every head (rotary embeddings): still inside the elements.
+            if let [Factor { track: Some(Track::Inner { k, ranges, zero, at }), .. }] = a.factors.as_slice() {
+                // A window inside every head (rotary embeddings, GPT-NeoX's q, k and v of a
+                // per-head [q | k | v]): still inside the elements, at a known offset when
+                // the bounds are constant.
                 if let Some(d) = od.as_ref().and_then(|d| d.get(ax)) {
-                    let mut f = a.factors[0].clone();
-                    f.size = d.clone();
-                    t[ax] = AxisT { factors: vec![f] };
+                    let from = match (id.get(ax).and_then(Dim::known), sl.starts[j].known()) {
+                        (Some(dim), Some(s)) if step == 1 => Some(if s < 0 { s.saturating_add(dim) } else { s }.clamp(0, dim) as usize),
+                        _ => None,
+                    };
+                    let at = at.zip(from).map(|(at, from)| at + from);
+                    let track = Track::Inner { k: *k, ranges: ranges.clone(), zero: *zero, at };
+                    t[ax] = AxisT { factors: vec![Factor { size: d.clone(), track: Some(track) }] };
                     continue;
                 }
             }
@@ -359,6 +399,12 @@ impl Ctx<'_, '_> {
             let dim = *dim;
             let (s0, e0) = (s.min(dim) as usize, e.min(dim) as usize);
             let segs = segs.clone();
+            if !window_whole(&segs, s0, e0.saturating_sub(s0)) {
+                // Its channels are blocked; the part is not followed further.
+                self.block_axis_at(node, &a, "slices inside the blocks of a window of heads");
+                t[ax] = AxisT::plain(Dim::Known(e0.saturating_sub(s0) as i64));
+                continue;
+            }
             let w = window(&segs, s0, e0.saturating_sub(s0));
             if s0 > 0 {
                 let parts = count_parts(&seg_axis(window(&segs, 0, s0)));

@@ -107,6 +107,17 @@ impl Ctx<'_, '_> {
             for (a, b) in ties {
                 self.spaces.tie(a, b);
             }
+            // A window of every block is exact only while whole blocks go.
+            for s in axis.factors.iter().filter_map(|f| match &f.track {
+                Some(Track::Segs(segs)) => Some(segs),
+                _ => None,
+            }) {
+                for s in s {
+                    if let Seg::Tracked { range, scale: Scale::Window { k, .. }, .. } = s {
+                        self.spaces.require_block(*range, *k, ReqKind::Split);
+                    }
+                }
+            }
             out.push(axis);
         }
         if fs.iter().any(|f| f.track.is_some() || f.size != Dim::Known(1)) {
@@ -143,7 +154,7 @@ impl Ctx<'_, '_> {
         }
         Ok((
             Factor { size: Dim::Known(outer as i64), track: Some(Track::Segs(outer_segs)) },
-            Factor { size: Dim::Known(k as i64), track: Some(Track::Inner { k, ranges, zero }) },
+            Factor { size: Dim::Known(k as i64), track: Some(Track::Inner { k, ranges, zero, at: Some(0) }) },
         ))
     }
 

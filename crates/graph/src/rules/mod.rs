@@ -14,7 +14,7 @@ mod norm;
 mod pool;
 mod reduce;
 
-use crate::analyze::{count_parts, normalize, seg_axis, window, AnalysisError, Ctx};
+use crate::analyze::{count_parts, normalize, seg_axis, window, window_whole, AnalysisError, Ctx};
 use crate::model::{Role, ShapeLocation};
 use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
