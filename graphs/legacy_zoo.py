@@ -23,7 +23,10 @@ Models:
     batch4_cnn     a CNN whose batch is fixed at 4 (input [4, 3, 12, 12], Reshape target
                    [4, 32]) as a file exported for a batch of 4 has it (opset 8);
     batch2_rows    a batch fixed at 2 with a constant of 2 rows added to the outputs (a
-                   different bias per sample): its batch cannot be made symbolic (opset 7).
+                   different bias per sample): its batch cannot be made symbolic (opset 7);
+    yolo_lite      tiny YOLOv2's layout: the experimental ImageScaler on the image (scale
+                   1/255, a bias per channel), Conv + BatchNormalization + LeakyRelu +
+                   MaxPool stages, a 1x1 Conv giving the [N, A, H, W] grid (opset 8).
 """
 
 from __future__ import annotations
@@ -174,12 +177,30 @@ def batch2_rows(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
     return b.model("batch2_rows", x, [2, 6], "prob", [2, 5], 7), [2, 6]
 
 
+def yolo_lite(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    b = Builder(rng)
+    x = "image"
+    h = b.node("ImageScaler", [x], scale=1.0 / 255.0, bias=[0.1, -0.05, 0.2])
+    width = 3
+    for k, (c, pool) in enumerate([(8, True), (16, True), (16, False)], start=1):
+        h = b.node("Conv", [h, b.param(f"convolution{k}_W", [c, width, 3, 3], 0.3)], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+        h = b.node("BatchNormalization", [h, b.param(f"BatchNormalization{k}_scale", [c], 0.2, 1.0),
+                                          b.param(f"BatchNormalization{k}_B", [c], 0.1), b.param(f"BatchNormalization{k}_mean", [c], 0.1),
+                                          b.param(f"BatchNormalization{k}_variance", [c], 0.1, 1.0)], epsilon=1e-5)
+        h = b.node("LeakyRelu", [h], alpha=0.1)
+        if pool:
+            h = b.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+        width = c
+    h = b.node("Conv", [h, b.param("convolution_out_W", [10, width, 1, 1]), b.param("convolution_out_B", [10])], kernel_shape=[1, 1])
+    return b.model("yolo_lite", x, [1, 3, 32, 32], "prob", [1, 10, 8, 8], 8), [1, 3, 32, 32]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head, batch_mixed, batch4_cnn, batch2_rows]):
+    for k, make in enumerate([alexnet_lite, resnet_mul_add, squeeze_head, batch_mixed, batch4_cnn, batch2_rows, yolo_lite]):
         rng = np.random.default_rng(SEED + k)
         model, xshape = make(rng)
         name = model.graph.name

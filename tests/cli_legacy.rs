@@ -91,7 +91,7 @@ fn prune_trains_a_fixed_batch_file_at_batch_4() {
 
 #[test]
 fn check_passes_on_legacy_files() {
-    for name in ["alexnet_lite.onnx", "resnet_mul_add.onnx", "squeeze_head.onnx"] {
+    for name in ["alexnet_lite.onnx", "resnet_mul_add.onnx", "squeeze_head.onnx", "yolo_lite.onnx"] {
         let out = oto(&["check", s(&legacy_path(name)), "--trials", "2", "--sparsity", "0.5"]);
         assert!(out.status.success(), "{name}: {}\n{}", text(&out.stdout), text(&out.stderr));
         assert!(text(&out.stdout).contains("passed: 2 trials"), "{name}: {}", text(&out.stdout));

@@ -32,6 +32,8 @@ fn assert_normal(name: &str, m: &Model) {
         assert!(op != "Identity" || g.initializer(&n.input[0]).is_none(), "{name}: an Identity of an initializer is left");
         let fused = n.domain.as_deref() == Some("com.microsoft") || op == "SimplifiedLayerNormalization";
         assert!(!fused, "{name}: onnxruntime's fused {op} is left");
+        let experimental = ["ImageScaler", "Affine", "Scale", "ScaledTanh", "ParametricSoftplus", "Crop"];
+        assert!(!experimental.contains(&op), "{name}: the experimental {op} is left");
     }
 }
 
@@ -121,6 +123,24 @@ fn onnxruntime_fused_layer_prunes_end_to_end() {
         let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
         members.sort_unstable();
         assert_eq!(members, [("ffn.down.weight", 0), ("ffn.up.bias", 0), ("ffn.up.weight", 1)], "opset {opset}");
+    }
+}
+
+/// ONNX's experimental operators of an old model zoo CNN (ImageScaler, Scale, ScaledTanh,
+/// ParametricSoftplus, Crop, Affine) written as standard ONNX: the convolutions they
+/// follow are groups (oto followed nothing past the ImageScaler before), at opsets 8 and 9.
+#[test]
+fn experimental_operators_prune_end_to_end() {
+    for opset in [8, 9] {
+        let a = prune_end_to_end(&format!("experimental_{opset}"), &cases::experimental(opset), 2);
+        for conv in ["c1", "c2"] {
+            let w = format!("{conv}.weight");
+            assert!(
+                a.prunable_groups().any(|g| g.num_elements == 8 && g.members.iter().any(|m| m.initializer == w && m.axis == 0)),
+                "opset {opset}: {conv} is no group:\n{}",
+                a.table()
+            );
+        }
     }
 }
 

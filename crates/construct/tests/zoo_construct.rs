@@ -167,6 +167,13 @@ fn squeeze_head_legacy() {
     check_legacy("squeeze_head", 3);
 }
 
+/// Tiny YOLOv2's layout: the experimental ImageScaler, then Conv + BatchNormalization +
+/// LeakyRelu stages.
+#[test]
+fn yolo_lite_legacy() {
+    check_legacy("yolo_lite", 3);
+}
+
 /// Every Hugging Face Optimum export (graphs/optimum_zoo/NAME/model.onnx, loaded as the
 /// commands load it) with its reference inputs from onnxruntime.
 #[test]

@@ -250,6 +250,21 @@ fn legacy_instance_norm_groups() {
     }
 }
 
+/// Tiny YOLOv2's layout, opened by the experimental ImageScaler: written as Mul + Add,
+/// the channels of each Conv + BatchNormalization + LeakyRelu stage are a group (the
+/// analysis followed nothing past the ImageScaler before); the grid output is not.
+#[test]
+fn legacy_image_scaler_groups() {
+    let a = analyze(&oto_testkit::legacy_model("yolo_lite"), &AnalyzeOptions::default()).unwrap();
+    let want = [
+        ("BatchNormalization1_B:0", 8, true),
+        ("BatchNormalization2_B:0", 16, true),
+        ("BatchNormalization3_B:0", 16, true),
+        ("convolution_out_B:0", 10, false),
+    ];
+    assert_eq!(groups_of(&a), want.map(|(i, n, p)| (i.to_string(), n, p)).to_vec(), "{}", a.table());
+}
+
 /// Found by the fuzz harness: vit_tiny's packed q/k/v projection is split by Gathers with
 /// a constant index; an index outside the packed axis (a hostile file) overflowed
 /// `index * block` in the Gather rule. Now the Gather blocks the axis like any other

@@ -22,7 +22,9 @@
 //!    3b. onnxruntime's fused element-wise and normalization operators
 //!    (`SkipLayerNormalization`, `BiasGelu`, `FastGelu`...; the `com.microsoft` domain,
 //!    written by its transformer optimizer) become their standard ONNX form (see
-//!    [`contrib`]), so that an optimized file is pruned as its plain export is;
+//!    [`contrib`]), so that an optimized file is pruned as its plain export is; ONNX's
+//!    experimental operators of opsets 1 to 9 (`ImageScaler`, `Affine`, `Scale`,
+//!    `ScaledTanh`, `ParametricSoftplus`, `Crop`), which old model zoo files hold, likewise;
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
@@ -114,6 +116,9 @@ pub struct Summary {
     /// onnxruntime's fused operators (`SkipLayerNormalization`, `BiasGelu`...) written
     /// as standard ONNX.
     pub fused_rewritten: usize,
+    /// ONNX's experimental operators of opsets 1 to 9 (`ImageScaler`, `Crop`...) written
+    /// as standard ONNX.
+    pub experimental_rewritten: usize,
     /// `Identity` nodes of an initializer replaced by an initializer of their own.
     pub identities: usize,
     /// Copies of shared `Concat` nodes of integer constants and run-time values added,
@@ -170,6 +175,7 @@ impl std::fmt::Display for Summary {
         count(self.sums, "Sum nodes rewritten as Add");
         count(self.variadic, "Max/Min nodes split into binary ones");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
+        count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.folded, "constant nodes folded into initializers");
@@ -222,7 +228,9 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
-    summary.fused_rewritten = contrib::decompose(graph, model.opset());
+    let decomposed = contrib::decompose(graph, model.opset());
+    summary.fused_rewritten = decomposed.fused;
+    summary.experimental_rewritten = decomposed.experimental;
     untie_shape_concats(graph, &mut summary);
 
     // Folding, on a validated view of the model so far.

@@ -112,12 +112,12 @@ fn every_torchscript_file_matches_onnxruntime_in_eval_mode() {
 }
 
 /// Model zoo-era files (graphs/legacy_zoo.py: LRN, grouped conv, Mul+Add BatchNorm,
-/// InstanceNormalization, [N, C, 1, 1] output), normalized as commands load them: the
+/// InstanceNormalization, [N, C, 1, 1] output, ImageScaler), normalized as commands load them: the
 /// executor computes onnxruntime's outputs of the original file at batch 1, and
 /// onnxruntime's outputs of the normalized file at batch 3.
 #[test]
 fn legacy_files_match_onnxruntime() {
-    for name in ["alexnet_lite", "resnet_mul_add", "squeeze_head"] {
+    for name in ["alexnet_lite", "resnet_mul_add", "squeeze_head", "yolo_lite"] {
         let model = oto_testkit::legacy_model(name);
         let exec = Executor::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
         let one = oto_testkit::legacy_inputs(name);

@@ -23,6 +23,17 @@
 //!   back; a mask index of end positions (from an `EmbedLayerNormalization`) or a raw
 //!   `[batch, seq]` mask (a graph input) adds `mask_filter_value` where a key is masked.
 //!
+//! ONNX's experimental operators, removed at opset 10 but still run by onnxruntime and
+//! written in old model zoo files (tiny YOLOv2 begins with an `ImageScaler`), are
+//! rewritten the same way:
+//!
+//! * `ImageScaler(x)`: `x * scale + bias` (one bias per channel of `NCHW`);
+//! * `Affine(x)`: `x * alpha + beta`; `Scale(x)`: `x * scale`;
+//! * `ScaledTanh(x)`: `alpha * tanh(beta * x)`; `ParametricSoftplus(x)`:
+//!   `alpha * softplus(beta * x)` (both need their `alpha` and `beta`, as onnxruntime does);
+//! * `Crop(x)`: the `Slice` of the spatial axes `border = [left, top, right, bottom]`
+//!   leaves, or `scale = [height, width]` from the top left border.
+//!
 //! The constants take the element type of the node's parameters (its gamma or bias
 //! initializer) or of its input where the file declares it; a node whose type cannot be
 //! told, or that writes an output no standard form gives (the statistics outputs of the
@@ -50,16 +61,30 @@ const FUSED: &[&str] = &[
     "Attention",
 ];
 
-/// Rewrites the fused operators of the module documentation; returns how many.
-pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
+/// ONNX's experimental operators of opsets 1 to 9 written back, by their `op_type`.
+const EXPERIMENTAL: &[&str] = &["ImageScaler", "Affine", "Scale", "ScaledTanh", "ParametricSoftplus", "Crop"];
+
+/// How many nodes [`decompose`] wrote as standard ONNX, by origin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Decomposed {
+    /// onnxruntime's fused operators.
+    pub fused: usize,
+    /// ONNX's experimental operators.
+    pub experimental: usize,
+}
+
+/// Rewrites the fused and experimental operators of the module documentation.
+pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
+    let experimental = |n: &NodeProto| is_default_domain(n) && EXPERIMENTAL.contains(&n.op());
     let fused = |n: &NodeProto| {
         let domain = n.domain.as_deref().unwrap_or("");
         // SimplifiedLayerNormalization is registered in the default domain by onnxruntime.
         let contrib = domain == "com.microsoft" || (is_default_domain(n) && n.op() == "SimplifiedLayerNormalization");
-        contrib && FUSED.contains(&n.op())
+        (contrib && FUSED.contains(&n.op())) || experimental(n)
     };
+    let mut count = Decomposed::default();
     if !graph.node.iter().any(fused) {
-        return 0;
+        return count;
     }
     let mut declared: HashMap<String, DType> = HashMap::new();
     for t in &graph.initializer {
@@ -99,8 +124,24 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
             }
         }
     }
+    // The one float type of a file that declares no other and casts to no other: that of
+    // every float value in it (old zoo files declare only their inputs and outputs).
+    let only_float = {
+        let mut floats = declared.values().filter(|d| d.is_float());
+        let first = floats.next().copied();
+        let casts_away = graph.node.iter().any(|n| {
+            n.op() == "Cast"
+                && n.attribute.iter().any(|a| {
+                    a.name.as_deref() == Some("to")
+                        && a.i
+                            .and_then(|t| i32::try_from(t).ok())
+                            .and_then(DType::from_onnx)
+                            .is_some_and(|t| t.is_float() && Some(t) != first)
+                })
+        });
+        first.filter(|f| floats.all(|d| d == f) && !casts_away)
+    };
     let mut names = Names::of(graph);
-    let mut count = 0;
     let mut out = Vec::with_capacity(graph.node.len());
     let mut added: Vec<TensorProto> = Vec::new();
     for node in std::mem::take(&mut graph.node) {
@@ -109,7 +150,10 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
             continue;
         }
         // The compute type: the parameters' (inputs 1.. that are initializers), else the input's.
-        let dtype = node.input.iter().skip(1).chain(node.input.first()).filter_map(|v| declared.get(v)).find(|d| d.is_float()).copied();
+        let mut dtype = node.input.iter().skip(1).chain(node.input.first()).filter_map(|v| declared.get(v)).find(|d| d.is_float()).copied();
+        if experimental(&node) {
+            dtype = dtype.or(only_float);
+        }
         let Some(dtype) = dtype else {
             out.push(node);
             continue;
@@ -136,7 +180,11 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> usize {
             }
             out.extend(e.nodes);
             added.extend(e.inits);
-            count += 1;
+            if experimental(&node) {
+                count.experimental += 1;
+            } else {
+                count.fused += 1;
+            }
         } else {
             out.push(node);
         }
@@ -172,6 +220,21 @@ fn float_of(node: &NodeProto, name: &str, default: f32) -> f32 {
     node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f).unwrap_or(default)
 }
 
+/// A float attribute that has no default.
+fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
+    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f)
+}
+
+/// A list-of-floats attribute (empty when absent).
+fn floats_of(node: &NodeProto, name: &str) -> Vec<f32> {
+    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).map(|a| a.floats.clone()).unwrap_or_default()
+}
+
+/// A list-of-ints attribute (empty when absent).
+fn ints_of(node: &NodeProto, name: &str) -> Vec<i64> {
+    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).map(|a| a.ints.clone()).unwrap_or_default()
+}
+
 fn int_of(node: &NodeProto, name: &str, default: i64) -> i64 {
     node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i).unwrap_or(default)
 }
@@ -205,6 +268,21 @@ impl Emit<'_> {
         };
         let name = self.names.fresh(&format!("{}/const", self.stem));
         self.inits.push(Tensor::new(vec![], data)?.to_proto(&name));
+        Some(name)
+    }
+
+    /// A constant of the compute type and shape `dims` holding `values`.
+    fn floats(&mut self, values: &[f32], dims: Vec<i64>) -> Option<String> {
+        let data = match self.dtype {
+            DType::F32 => TensorData::F32(values.to_vec()),
+            DType::F64 => TensorData::F64(values.iter().map(|&v| f64::from(v)).collect()),
+            DType::F16 => TensorData::F16(values.iter().map(|&v| half::f16::from_f32(v)).collect()),
+            DType::Bf16 => TensorData::Bf16(values.iter().map(|&v| half::bf16::from_f32(v)).collect()),
+            _ => return None,
+        };
+        let dims: Vec<usize> = dims.into_iter().map(usize::try_from).collect::<Result<_, _>>().ok()?;
+        let name = self.names.fresh(&format!("{}/const", self.stem));
+        self.inits.push(Tensor::new(dims, data)?.to_proto(&name));
         Some(name)
     }
 
@@ -467,6 +545,61 @@ impl Emit<'_> {
                 let p = self.op("Add", &[&t, &one], vec![], None);
                 let m = self.op("Mul", &[&x, &p], vec![], None);
                 self.op("Mul", &[&m, &half], vec![], Some(output(node, 0)?));
+            }
+            "ImageScaler" => {
+                let scale = self.scalar(f64::from(float_of(node, "scale", 1.0)))?;
+                let bias = floats_of(node, "bias");
+                let scaled = self.op("Mul", &[x, &scale], vec![], if bias.is_empty() { output(node, 0) } else { None });
+                if !bias.is_empty() {
+                    let c = i64::try_from(bias.len()).ok()?;
+                    let bias = self.floats(&bias, vec![c, 1, 1])?;
+                    self.op("Add", &[&scaled, &bias], vec![], Some(output(node, 0)?));
+                }
+            }
+            "Affine" => {
+                let (alpha, beta) =
+                    (self.scalar(f64::from(float_of(node, "alpha", 1.0)))?, self.scalar(f64::from(float_of(node, "beta", 0.0)))?);
+                let scaled = self.op("Mul", &[x, &alpha], vec![], None);
+                self.op("Add", &[&scaled, &beta], vec![], Some(output(node, 0)?));
+            }
+            "Scale" => {
+                let scale = self.scalar(f64::from(float_of(node, "scale", 1.0)))?;
+                self.op("Mul", &[x, &scale], vec![], Some(output(node, 0)?));
+            }
+            "ScaledTanh" | "ParametricSoftplus" => {
+                let (alpha, beta) =
+                    (self.scalar(f64::from(attr_float(node, "alpha")?))?, self.scalar(f64::from(attr_float(node, "beta")?))?);
+                let bx = self.op("Mul", &[x, &beta], vec![], None);
+                let f = self.op(if node.op() == "ScaledTanh" { "Tanh" } else { "Softplus" }, &[&bx], vec![], None);
+                self.op("Mul", &[&f, &alpha], vec![], Some(output(node, 0)?));
+            }
+            "Crop" => {
+                let border = ints_of(node, "border");
+                let [left, top, right, bottom] = border.as_slice() else {
+                    return None;
+                };
+                if border.iter().any(|&b| b < 0) {
+                    return None;
+                }
+                // Ends past the top left border, or short of the far border (negative).
+                let ends = match ints_of(node, "scale").as_slice() {
+                    [h, w] if *h >= 0 && *w >= 0 => vec![top.checked_add(*h)?, left.checked_add(*w)?],
+                    [] => [bottom, right].iter().map(|&&b| if b == 0 { i64::MAX } else { -b }).collect(),
+                    _ => return None,
+                };
+                let starts = vec![*top, *left];
+                let out = output(node, 0)?;
+                if self.opset >= 10 {
+                    let (s, e, a) = (self.ints(starts), self.ints(ends), self.ints(vec![2, 3]));
+                    self.op("Slice", &[x, &s, &e, &a], vec![], Some(out));
+                } else {
+                    let attrs = vec![
+                        Attr::Ints(starts).to_proto("starts"),
+                        Attr::Ints(ends).to_proto("ends"),
+                        Attr::Ints(vec![2, 3]).to_proto("axes"),
+                    ];
+                    self.op("Slice", &[x], attrs, Some(out));
+                }
             }
             "QuickGelu" => {
                 let alpha = self.scalar(f64::from(float_of(node, "alpha", 1.702)))?;

@@ -50,7 +50,41 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("shared_shape_concat", shared_shape_concat()),
         ("onnxruntime_fused_14", onnxruntime_fused(14)),
         ("onnxruntime_fused_17", onnxruntime_fused(17)),
+        ("experimental_8", experimental(8)),
+        ("experimental_9", experimental(9)),
     ]
+}
+
+/// A CNN of an old model zoo file with ONNX's experimental operators (opsets 1 to 9,
+/// run by onnxruntime): `ImageScaler` on the image, `Scale` and `ScaledTanh` after the
+/// second convolution, `ParametricSoftplus` and two `Crop`s (borders, then a size) after
+/// the third, `Affine` on the output. Input `x` (`[batch, 3, 8, 8]`), output `y`
+/// (`[batch, 4, 4, 4]`). The first two convolutions' channels stay zero where zeroed
+/// (`Relu`, `tanh(0) = 0`): 2 prunable groups.
+pub fn experimental(opset: i64) -> Model {
+    let mut b = GraphBuilder::new("experimental");
+    b.opset(opset);
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let conv = |b: &mut GraphBuilder, x: &str, name: &str, cin: usize, cout: usize, k: usize| -> String {
+        let w = b.weight(&format!("{name}.weight"), &[cout, cin, k, k], wave(7, cout, 11));
+        let bias = b.weight(&format!("{name}.bias"), &[cout], wave(3, cin, 7));
+        let pad = (k / 2) as i64;
+        b.node_with("Conv", &[x, &w, &bias], &[], &[("pads", Attr::Ints(vec![pad; 4]))])
+    };
+    let scaled = b.node_with("ImageScaler", &[&x], &[], &[("scale", Attr::Float(0.5)), ("bias", Attr::Floats(vec![0.1, -0.2, 0.3]))]);
+    let c1 = conv(&mut b, &scaled, "c1", 3, 8, 3);
+    let r1 = b.node("Relu", &[&c1], &[]);
+    let c2 = conv(&mut b, &r1, "c2", 8, 8, 3);
+    let s2 = b.node_with("Scale", &[&c2], &[], &[("scale", Attr::Float(2.0))]);
+    let t2 = b.node_with("ScaledTanh", &[&s2], &[], &[("alpha", Attr::Float(1.2)), ("beta", Attr::Float(0.7))]);
+    let c3 = conv(&mut b, &t2, "c3", 8, 8, 3);
+    let p3 = b.node_with("ParametricSoftplus", &[&c3], &[], &[("alpha", Attr::Float(0.8)), ("beta", Attr::Float(1.1))]);
+    let crop = b.node_with("Crop", &[&p3], &[], &[("border", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let sized = b.node_with("Crop", &[&crop], &[], &[("border", Attr::Ints(vec![2, 1, 0, 0])), ("scale", Attr::Ints(vec![4, 4]))]);
+    let c4 = conv(&mut b, &sized, "c4", 8, 4, 1);
+    let y = b.node_with("Affine", &[&c4], &["y"], &[("alpha", Attr::Float(1.5)), ("beta", Attr::Float(0.1))]);
+    b.output_f32(&y, &batch_dims(&[4, 4, 4]));
+    finish(&b)
 }
 
 /// The front of a BERT as onnxruntime's transformer optimizer fuses it: int64 ids and
