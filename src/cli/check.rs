@@ -9,7 +9,7 @@ use oto_graph::Analysis;
 use oto_onnx::rng::SplitMix64;
 use oto_onnx::shape::{self, Shapes};
 use oto_onnx::{DType, Dim, Graph, Model, NodeExt, Tensor, TensorData};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 /// Arguments of `oto check`.
@@ -143,19 +143,38 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
 
 /// Sizes the graph fixes exactly: the symbolic channel axis (1) of an input read as
 /// input 0 of a `Conv` whose weight is an initializer is the weight's input channels
-/// times the groups.
+/// times the groups, also through the element-wise steps before it (a `Cast` to the
+/// model's float type, a normalization by per-channel mean and deviation).
 fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
+    use oto_onnx::op::Op;
     let mut out = BTreeMap::new();
     for input in graph.real_inputs() {
         let Some(name) = input.name.as_deref() else { continue };
         let Some(axis) = shapes.shape(name).and_then(|d| d.get(1)).and_then(Dim::as_symbol) else { continue };
-        for u in graph.consumers(name).iter().filter(|u| u.input == 0) {
-            let node = graph.node(u.node);
-            let Some(w) = node.input.get(1).and_then(|w| graph.initializer(w)) else { continue };
-            let (Some(&c), Ok(oto_onnx::op::Op::Conv(conv))) = (w.dims.get(1), oto_onnx::op::Op::parse(graph, node)) else { continue };
-            if !conv.integer {
-                if let Some(channels) = c.checked_mul(conv.group).filter(|&c| c > 0) {
-                    out.insert(axis.to_string(), channels);
+        let rank = shapes.shape(name).map_or(0, <[Dim]>::len);
+        // Values that hold the input's channels on axis 1 (same rank, element-wise).
+        let mut todo = vec![name.to_string()];
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(value) = todo.pop() {
+            if !seen.insert(value.clone()) || seen.len() > 64 {
+                continue;
+            }
+            for u in graph.consumers(&value) {
+                let node = graph.node(u.node);
+                let Ok(op) = Op::parse(graph, node) else { continue };
+                match op {
+                    Op::Conv(conv) if u.input == 0 && !conv.integer => {
+                        let Some(w) = node.input.get(1).and_then(|w| graph.initializer(w)) else { continue };
+                        if let Some(channels) = w.dims.get(1).and_then(|&c| c.checked_mul(conv.group)).filter(|&c| c > 0) {
+                            out.insert(axis.to_string(), channels);
+                        }
+                    }
+                    Op::Cast { .. } | Op::Unary(_) | Op::Binary(_) => {
+                        if let Some(o) = node.output.first().filter(|o| shapes.shape(o).map(<[Dim]>::len) == Some(rank)) {
+                            todo.push(o.clone());
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

@@ -86,3 +86,54 @@ fn constant_nodes_shared_by_two_groups() {
         assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
     }
 }
+
+/// Phi-3's MLP: one `gate_up` projection split by `chunk(2)`, whose bounds the exporter
+/// computes from the projection's width, `half = (width + 1) // 2`, the slices
+/// `[0, half * 1)` and `[half, half * 2)`. The FFN neurons are one group (gate `i` with
+/// up `i`) and the bounds follow the width by themselves: no constant is edited (the
+/// multipliers 1 and 2 were once taken for counts of the neurons), and the compact model
+/// computes what the zeroed one does.
+#[test]
+fn chunk_bounds_computed_from_the_width_follow_it() {
+    let (s, e, f) = (3i64, 6usize, 8usize);
+    let mut b = GraphBuilder::new("chunk");
+    b.opset(18);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let w = b.weight("gate_up.weight", &[e, 2 * f], |i| ((i * 7 + 3) % 11) as f32 / 5.0 - 1.0);
+    let gate_up = b.node("MatMul", &[&x, &w], &[]);
+    let shape = b.node("Shape", &[&gate_up], &[]);
+    let last = b.ints("last", &[-1]);
+    let width = b.node_with("Gather", &[&shape, &last], &[], &[("axis", Attr::Int(0))]);
+    let one = b.ints("one", &[1]);
+    let two = b.ints("two", &[2]);
+    let plus = b.node("Add", &[&width, &one], &[]);
+    let half = b.node("Div", &[&plus, &two], &[]);
+    let end0 = b.node("Mul", &[&half, &one], &[]);
+    let end1 = b.node("Mul", &[&half, &two], &[]);
+    let zero = b.ints("zero", &[0]);
+    let gate = b.node("Slice", &[&gate_up, &zero, &end0, &last], &[]);
+    let up = b.node("Slice", &[&gate_up, &end0, &end1, &last], &[]);
+    let sig = b.node("Sigmoid", &[&gate], &[]);
+    let act = b.node("Mul", &[&gate, &sig], &[]);
+    let h = b.node("Mul", &[&up, &act], &[]);
+    let wd = b.weight("down.weight", &[f, e], |i| ((i * 5 + 1) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&h, &wd], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let model = b.build().unwrap();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis
+        .prunable_groups()
+        .find(|g| g.members.iter().any(|m| m.initializer == "gate_up.weight" && m.axis == 1))
+        .unwrap_or_else(|| panic!("the FFN is no group:\n{}", analysis.table()));
+    assert_eq!(g.num_elements, f, "{}", analysis.table());
+    assert!(g.shape_constants.is_empty(), "{:?}", g.shape_constants);
+    let inputs =
+        vec![("x".to_string(), Tensor { shape: vec![2, 3, 6], data: TensorData::F32((0..36).map(|i| (i as f32 * 0.41).cos()).collect()) })];
+    for removed in [vec![0usize], vec![1, 4, 7], vec![0, 1, 2, 3, 4, 5, 6]] {
+        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
+        let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
+        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
+        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
+        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+    }
+}

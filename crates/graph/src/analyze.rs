@@ -508,11 +508,15 @@ impl<'a, 'm> Ctx<'a, 'm> {
                             // multiplier that must stay.
                             let olen = self.dims(&node.input[other]).map_or(1, |d| known_elements(&d));
                             let factor = self.shapes.shape_value(c).and_then(|v| v.get(at)).and_then(Dim::known);
-                            if let (Ok(Located::Dynamic(parts, why)), Some(f)) =
-                                (self.locate(&me, &node.input[other], if olen == 1 { 0 } else { idx }), factor)
-                            {
+                            let oidx = if olen == 1 { 0 } else { idx };
+                            if let (Ok(Located::Dynamic(parts, why)), Some(f)) = (self.locate(&me, &node.input[other], oidx), factor) {
                                 let f = usize::try_from(f).map_err(|_| format!("entry {idx} is a negative multiple"))?;
                                 return Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(f)).collect(), why));
+                            }
+                            // `batch * H`: the other factor is a size that follows no channels.
+                            // Any other computation may count them: nothing is known.
+                            if !self.is_measurement(&node.input[other]) {
+                                return Err(format!("entry {idx} is a product of a value computed by {}", node_label(node)));
                             }
                             return self.locate(&me, c, at);
                         }
@@ -520,7 +524,55 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 }
                 Err(format!("entry {idx} is a product computed by {}", node_label(node)))
             }
+            Op::Binary(b @ (Binary::Add | Binary::Sub | Binary::Div)) => {
+                // A size shifted by a constant, or divided by one (`(n + 1) // 2`, the
+                // half of a `chunk(2)`): changes with what the size counts, shifted
+                // never, divided by the constant (exact: the change is the entry's own).
+                let constant = |v: &str| {
+                    let stored = self.graph.initializer(v).is_some()
+                        || self.graph.producer_node(v).is_some_and(|(_, n)| self.is_op(n, |o| *o == Op::Constant));
+                    let values = ops::constant_ints(self.graph, Some(&self.shapes), v).ok().flatten().filter(|_| stored)?;
+                    if let [c] = values.as_slice() {
+                        Some(*c)
+                    } else {
+                        None
+                    }
+                };
+                let (dynamic, c) = match (b, constant(&node.input[0]), constant(&node.input[1])) {
+                    (Binary::Add, Some(c), None) => (&node.input[1], c),
+                    (_, None, Some(c)) => (&node.input[0], c),
+                    _ => return Err(format!("entry {idx} is computed by {}", node_label(node))),
+                };
+                let olen = self.dims(dynamic).map_or(1, |d| known_elements(&d));
+                let Located::Dynamic(parts, why) = self.locate(&me, dynamic, if olen == 1 { 0 } else { idx })? else {
+                    return Err(format!("entry {idx} is computed by {} from a constant", node_label(node)));
+                };
+                if *b != Binary::Div {
+                    return Ok(Located::Dynamic(parts, why));
+                }
+                let c = usize::try_from(c).ok().filter(|&c| c > 0).ok_or_else(|| format!("entry {idx} is divided by {c}"))?;
+                let parts: Option<Vec<Part>> = parts.into_iter().map(|p| p.divided(c)).collect();
+                parts.map(|p| Located::Dynamic(p, why)).ok_or_else(|| format!("entry {idx} divides a count of heads by {c}"))
+            }
             _ => Err(format!("entry {idx} is computed by {}", node_label(node))),
+        }
+    }
+
+    /// Whether `value` is a size read off a value's shape (`Shape`, an entry of it),
+    /// moved by `Cast`/`Unsqueeze`/`Squeeze`/`Reshape`/`Identity`.
+    fn is_measurement(&self, value: &str) -> bool {
+        let Some((_, node)) = self.graph.producer_node(value) else {
+            return false;
+        };
+        match Op::parse(self.graph, node) {
+            Ok(Op::Shape { .. }) => true,
+            Ok(Op::Gather { .. } | Op::Slice(_)) => {
+                self.graph.producer_node(&node.input[0]).is_some_and(|(_, n)| self.is_op(n, |o| matches!(o, Op::Shape { .. })))
+            }
+            Ok(Op::Cast { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Reshape { .. } | Op::Unary(Unary::Identity)) => {
+                self.is_measurement(&node.input[0])
+            }
+            _ => false,
         }
     }
 

@@ -318,6 +318,16 @@ impl Part {
         }
     }
 
+    /// The same positions counted `1/c` times (a size divided by a constant), when the
+    /// count stays a whole multiple of what it counts (coarse and inner counts).
+    pub fn divided(self, c: usize) -> Option<Part> {
+        match self {
+            Part::Fixed(r, num, den) => Some(Part::Fixed(r, num, den.checked_mul(c)?)),
+            Part::Coarse(r, k, num) => num.is_multiple_of(c).then(|| Part::Coarse(r, k, num / c)),
+            Part::Inner(rs, k, num, whole) => num.is_multiple_of(c).then(|| Part::Inner(rs, k, num / c, whole)),
+        }
+    }
+
     pub fn ranges(&self) -> Vec<Range> {
         match self {
             Part::Fixed(r, ..) | Part::Coarse(r, ..) => vec![*r],
