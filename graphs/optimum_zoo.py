@@ -144,6 +144,25 @@ def _gpt_neox():
     return GPTNeoXForCausalLM(cfg), "text-generation", "gpt"
 
 
+def _gptj():
+    from transformers import GPTJConfig, GPTJForCausalLM
+
+    # Rotary embeddings on the first 8 dims of each head, rotated by interleaved pairs
+    # (rotate_every_two) with sin/cos gathered from a table.
+    cfg = GPTJConfig(vocab_size=VOCAB, n_embd=128, n_layer=2, n_head=4, rotary_dim=8, n_positions=64,
+                     bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return GPTJForCausalLM(cfg), "text-generation", "gpt"
+
+
+def _roformer():
+    from transformers import RoFormerConfig, RoFormerForMaskedLM
+
+    # Rotary embeddings from a sinusoidal table stored as a weight, stacked as pairs.
+    cfg = RoFormerConfig(vocab_size=VOCAB, hidden_size=128, embedding_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, intermediate_size=256, max_position_embeddings=64)
+    return RoFormerForMaskedLM(cfg), "fill-mask", "bert"
+
+
 def _vit():
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -163,8 +182,8 @@ def _swin():
     return SwinForImageClassification(cfg), "image-classification", "image"
 
 
-MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "gpt_neox": _gpt_neox, "vit": _vit,
-          "swin": _swin}
+MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "gpt_neox": _gpt_neox, "gptj": _gptj,
+          "roformer": _roformer, "vit": _vit, "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

@@ -107,6 +107,14 @@ fn prune_optimum_gpt_neox_by_distillation() {
     prune_by_distillation("gpt_neox");
 }
 
+/// GPT-J and RoFormer: rotary embeddings rotating interleaved pairs, with sin/cos
+/// gathered from a table (RoFormer's a weight of the file).
+#[test]
+fn prune_optimum_rotary_pairs_by_distillation() {
+    prune_by_distillation("gptj");
+    prune_by_distillation("roformer");
+}
+
 /// `oto check` on the Optimum ViT, whose pixel_values are `[batch_size, num_channels,
 /// height, width]`, all symbolic: the model fixes the image (3x32x32, the position
 /// embeddings' 17 tokens). The channels follow from the patch embedding's Conv weight;

@@ -204,3 +204,65 @@ fn every_torchscript_file() {
         check_torchscript(&file, reference, 1);
     }
 }
+
+/// T5's attention in miniature: a relative position bias (an embedding of one column per
+/// head, gathered by constant buckets, `[1, H, S, S]`) computed once and added to the
+/// scores of both layers. Head `h` of both layers and the bias column `h` are one
+/// element: one head group spanning the layers, exact through construction.
+#[test]
+fn position_bias_shared_by_layers() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d) = (4i64, 2i64, 4i64);
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("shared_bias");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, h * d]));
+    let table = b.weight("relative_attention_bias.weight", &[5, h as usize], |i| (i as f32 * 0.7).sin());
+    let buckets = b.initializer(
+        "buckets",
+        oto_onnx::Tensor::new(vec![s as usize, s as usize], oto_onnx::TensorData::I64((0..s * s).map(|i| (i % 5 + i / 7) % 5).collect()))
+            .unwrap(),
+    );
+    let bias = b.node_with("Gather", &[&table, &buckets], &[], &[("axis", Attr::Int(0))]);
+    let bias = b.node_with("Transpose", &[&bias], &[], &[("perm", Attr::Ints(vec![2, 0, 1]))]);
+    let zero = b.ints("axes0", &[0]);
+    let bias = b.node("Unsqueeze", &[&bias, &zero], &[]);
+    let split = b.ints("split_shape", &[0, s, h, d]);
+    let merge = b.ints("merge_shape", &[0, s, h * d]);
+    let mut stream = x.clone();
+    for layer in 0..2usize {
+        let mut heads = Vec::new();
+        for (j, p) in ["q", "k", "v"].iter().enumerate() {
+            let w = b.weight(&format!("l{layer}.{p}.weight"), &[e, e], |i| ((i * 7 + layer * 3 + j) % 11) as f32 / 5.0 - 1.0);
+            let t = b.node("MatMul", &[&stream, &w], &[]);
+            let t = b.node("Reshape", &[&t, &split], &[]);
+            heads.push(b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]));
+        }
+        let kt = b.node_with("Transpose", &[&heads[1]], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let scores = b.node("MatMul", &[&heads[0], &kt], &[]);
+        let scores = b.node("Add", &[&scores, &bias], &[]);
+        let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+        let ctx = b.node("MatMul", &[&probs, &heads[2]], &[]);
+        let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let ctx = b.node("Reshape", &[&ctx, &merge], &[]);
+        let wo = b.weight(&format!("l{layer}.o.weight"), &[e, e], |i| ((i * 3 + layer) % 13) as f32 / 6.0 - 1.0);
+        let o = b.node("MatMul", &[&ctx, &wo], &[]);
+        stream = b.node("Add", &[&stream, &o], &[]);
+    }
+    let y = b.node("Identity", &[&stream], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, h * d]));
+    let model = b.build().unwrap();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let heads: Vec<_> = analysis.prunable_groups().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).collect();
+    assert_eq!(heads.len(), 1, "{}", analysis.table());
+    let g = heads[0];
+    assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
+    for init in ["relative_attention_bias.weight", "l0.q.weight", "l1.v.weight", "l0.o.weight", "l1.o.weight"] {
+        assert!(g.members.iter().any(|m| m.initializer == init), "{init} is not in {}: {:?}", g.id, g.members);
+    }
+    let inputs = vec![(
+        "x".to_string(),
+        oto_onnx::Tensor { shape: vec![2, 4, 8], data: oto_onnx::TensorData::F32((0..64).map(|i| (i as f32 * 0.29).sin()).collect()) },
+    )];
+    check_model("shared position bias", &model, &inputs, 2);
+}

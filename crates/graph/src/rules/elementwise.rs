@@ -147,6 +147,13 @@ impl Ctx<'_, '_> {
             if let Some(u) = self.union_repeated(x, y, &both).or_else(|| self.union_repeated(y, x, &both)) {
                 return Some(u);
             }
+            if let Some(u) = self.union_inside_heads(x, y, &both).or_else(|| self.union_inside_heads(y, x, &both)) {
+                return Some(u);
+            }
+            if let Some(u) = self.inside_heads_reads(node, x, y, true, &both).or_else(|| self.inside_heads_reads(node, y, x, false, &both))
+            {
+                return Some(u);
+            }
             self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
             self.block_axis_at(node, y, "joins two tensors whose channel layouts differ");
             return None;
@@ -166,6 +173,18 @@ impl Ctx<'_, '_> {
                     let at = if at == at2 { *at } else { None };
                     Some(Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2), at })
                 }
+                // Channels of their own read position by position inside every head
+                // (RoFormer's sinusoidal table, an initializer gathered by position): the
+                // heads go whole and need no slice of them; they cannot go themselves.
+                (Some(inner @ Track::Inner { .. }), Some(Track::Segs(segs)))
+                | (Some(Track::Segs(segs)), Some(inner @ Track::Inner { .. })) => {
+                    self.block_read_inside_heads(node, segs);
+                    let mut inner = inner.clone();
+                    // The blocked channels are never zeroed.
+                    let inner_first = matches!(f.track, Some(Track::Inner { .. }));
+                    inner.map_zero(&|z| if inner_first { both(z, false) } else { both(false, z) });
+                    Some(inner)
+                }
                 _ => {
                     self.block_axis_at(node, x, "joins two tensors whose channel layouts differ");
                     self.block_axis_at(node, y, "joins two tensors whose channel layouts differ");
@@ -175,6 +194,70 @@ impl Ctx<'_, '_> {
             factors.push(Factor { size: f.size.clone(), track });
         }
         Some(AxisT { factors })
+    }
+
+    /// Two axes inside the same heads laid out differently: `x` one inner factor, `y` an
+    /// inner factor of the same blocks with untracked factors beside it (GPT-J's
+    /// `rotate_every_two`, a stack of the even and odd positions flattened back). The
+    /// positions stay inside every head, rearranged; the result keeps `x`'s layout.
+    fn union_inside_heads(&mut self, x: &AxisT, y: &AxisT, both: &impl Fn(bool, bool) -> bool) -> Option<AxisT> {
+        let [Factor { track: Some(Track::Inner { k, ranges, zero, at }), size }] = x.factors.as_slice() else {
+            return None;
+        };
+        let mut tracked = y.factors.iter().filter_map(|f| f.track.as_ref());
+        let (Some(Track::Inner { k: k2, ranges: r2, zero: z2, at: at2 }), None) = (tracked.next(), tracked.next()) else {
+            return None;
+        };
+        let total = y.factors.iter().try_fold(1i64, |acc, f| acc.checked_mul(f.size.known()?));
+        if k != k2 || ranges.len() != r2.len() || size.known().is_none() || total != size.known() {
+            return None;
+        }
+        for (a, b) in ranges.iter().zip(r2) {
+            self.spaces.tie(*a, *b);
+        }
+        // `y`'s positions are no longer a window of each block in order.
+        let at = if y.factors.len() == 1 && at == at2 { *at } else { None };
+        let track = Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2), at };
+        Some(AxisT { factors: vec![Factor { size: size.clone(), track: Some(track) }] })
+    }
+
+    /// Blocks channels read position by position inside attention heads.
+    fn block_read_inside_heads(&mut self, node: &NodeProto, segs: &[Seg]) {
+        let why = format!("{}: read position by position inside attention heads", node_label(node));
+        for s in segs {
+            if let Seg::Tracked { range, .. } = s {
+                self.spaces.block(*range, why.clone());
+            }
+        }
+    }
+
+    /// `x` inside heads only (its tracked factor an inner one), `y` channels of their own
+    /// laid out differently along the same positions (RoFormer's sinusoidal table
+    /// stacked as `[d/2, 2]`): `y`'s channels are blocked, the result keeps `x`'s layout
+    /// (see the same-layout case in [`Self::union_axes`]). `x_first`: `x` is the left operand.
+    fn inside_heads_reads(
+        &mut self,
+        node: &NodeProto,
+        x: &AxisT,
+        y: &AxisT,
+        x_first: bool,
+        both: &impl Fn(bool, bool) -> bool,
+    ) -> Option<AxisT> {
+        let inner_only = x.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }));
+        let y_tracks: Vec<&Track> = y.factors.iter().filter_map(|f| f.track.as_ref()).collect();
+        let size = |a: &AxisT| a.factors.iter().try_fold(1i64, |acc, f| acc.checked_mul(f.size.known()?));
+        if !inner_only || !x.is_tracked() || y_tracks.is_empty() || size(x).is_none() || size(x) != size(y) {
+            return None;
+        }
+        let segs: Vec<Seg> =
+            y_tracks.iter().filter_map(|t| if let Track::Segs(s) = t { Some(s.clone()) } else { None }).flatten().collect();
+        if segs.is_empty() || y_tracks.iter().any(|t| !matches!(t, Track::Segs(_))) {
+            return None;
+        }
+        self.block_read_inside_heads(node, &segs);
+        let mut out = x.clone();
+        out.map_zero(&|z| if x_first { both(z, false) } else { both(false, z) });
+        Some(out)
     }
 
     /// Grouped-query attention: `x` is one tracked factor (the query heads), `y` a tracked
@@ -238,6 +321,22 @@ impl Ctx<'_, '_> {
                 (Seg::Tracked { range: ra, scale: sa, zero: za }, Seg::Tracked { range: rb, scale: sb, zero: zb }) if sa == sb && whole => {
                     self.spaces.tie(*ra, *rb);
                     out.push(Seg::Tracked { range: *ra, scale: *sa, zero: both(*za, *zb) });
+                }
+                // One value per head (T5's relative position bias, an embedding of one
+                // column per head) joined with the heads' blocks: position `h` of the one
+                // is block `h` of the other.
+                (
+                    Seg::Tracked { range: ru, scale: Scale::Unit, zero: zu },
+                    Seg::Tracked { range: rc, scale: Scale::Coarse(k), zero: zc },
+                )
+                | (
+                    Seg::Tracked { range: rc, scale: Scale::Coarse(k), zero: zc },
+                    Seg::Tracked { range: ru, scale: Scale::Unit, zero: zu },
+                ) if ru.len.checked_mul(*k) == Some(rc.len) => {
+                    self.spaces.tie(*ru, *rc);
+                    self.spaces.require_block(*rc, *k, ReqKind::Head);
+                    let (pz, qz) = if matches!(a, Seg::Tracked { scale: Scale::Unit, .. }) { (*zu, *zc) } else { (*zc, *zu) };
+                    out.push(Seg::Tracked { range: *rc, scale: Scale::Coarse(*k), zero: both(pz, qz) });
                 }
                 (Seg::Opaque(n), Seg::Opaque(_)) => out.push(Seg::Opaque(*n)),
                 _ => {
