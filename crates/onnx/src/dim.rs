@@ -157,9 +157,18 @@ impl Poly {
         if self == other {
             return Some(Poly::constant(1));
         }
+        let (first, &first_coef) = other.0.iter().next()?;
+        // By a monomial (`32*batch`): every term divided by it (the `-1` of a Reshape of
+        // `[batch, n*m + 1, 32]` to `[batch, -1, 2, 16]`).
+        if other.0.len() == 1 {
+            let mut out = Poly::default();
+            for (fs, &c) in &self.0 {
+                out = out.add(&monomial_div(fs, c, first, first_coef)?, 1).ok()?;
+            }
+            return Some(out);
+        }
         // A monomial quotient: `other * q == self` for `q` = some term of `self`
         // divided by the first term of `other`.
-        let (first, &first_coef) = other.0.iter().next()?;
         for (fs, &c) in &self.0 {
             let Some(q) = monomial_div(fs, c, first, first_coef) else { continue };
             if other.mul(&q).ok().as_ref() == Some(self) {
@@ -563,6 +572,12 @@ mod tests {
         assert_eq!(p.div_exact(&q.add(&k(1)).unwrap()), Some(b.mul(&k(4)).unwrap()));
         assert_eq!(p.div_exact(&q), None);
         assert_eq!(p.floor_div(&q).unwrap().symbols(), vec!["batch", "seq"]);
+        // Exact division of a sum by a monomial, term by term (DINOv2's tokens: the
+        // patches of an interpolated grid and a class token).
+        let tokens = h.floor_div(&k(8)).unwrap().mul(&s("w").floor_div(&k(8)).unwrap()).unwrap().add(&k(1)).unwrap();
+        let numel = b.mul(&tokens).unwrap().mul(&k(32)).unwrap();
+        assert_eq!(numel.div_exact(&b.mul(&k(32)).unwrap()), Some(tokens.clone()));
+        assert_eq!(numel.div_exact(&b.mul(&k(64)).unwrap()), None);
     }
 
     #[test]
