@@ -816,11 +816,11 @@ fn grouped_conv_with_unequal_sides_prunes_both() {
 /// GPT-NeoX's attention: one projection whose columns are per head `[q | k | v]`, viewed
 /// as `[B, S, H, 3D]` and sliced into q, k and v. A head is an element (its 3D columns),
 /// the output projection loses the head's D rows, read through the window `v` is of
-/// each head's block. A slice of the merged heads that cuts a head's rows in two
-/// blocks the heads.
+/// each head's block. The same with q, k and v taken by one Split (`chunk(3)`). A slice
+/// of the merged heads that cuts a head's rows in two blocks the heads.
 #[test]
 fn heads_of_a_per_head_packed_projection() {
-    for cut_inside in [false, true] {
+    for (cut_inside, by_split) in [(false, false), (false, true), (true, false)] {
         let (h, d, s) = (2i64, 4i64, 3i64);
         let e = h * d;
         let mut b = GraphBuilder::new("neox");
@@ -840,7 +840,14 @@ fn heads_of_a_per_head_packed_projection() {
             let p = b.node("Slice", &[&heads, &st, &en, &ax], &[]);
             b.node_with("Transpose", &[&p], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
         };
-        let (q, k, v) = (part(&mut b, "q", 0), part(&mut b, "k", d), part(&mut b, "v", 2 * d));
+        let (q, k, v) = if by_split {
+            let sizes = b.ints("qkv.split", &[d, d, d]);
+            b.node_with("Split", &[&heads, &sizes], &["sq", "sk", "sv"], &[("axis", Attr::Int(3))]);
+            let t = |b: &mut GraphBuilder, p: &str| b.node_with("Transpose", &[p], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+            (t(&mut b, "sq"), t(&mut b, "sk"), t(&mut b, "sv"))
+        } else {
+            (part(&mut b, "q", 0), part(&mut b, "k", d), part(&mut b, "v", 2 * d))
+        };
         let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
         let scores = b.node("MatMul", &[&q, &kt], &[]);
         let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);

@@ -285,6 +285,20 @@ impl Ctx<'_, '_> {
             return Ok(());
         };
         let sizes = sp.sizes_for(len).map_err(|m| ops::node_error(self.graph, node, m))?;
+        if let [Factor { track: Some(Track::Inner { k, ranges, zero, at }), .. }] = t[ax].factors.as_slice() {
+            // Windows inside every head (a per-head [q | k | v] split by `chunk`), each
+            // at its offset in the block, as Slice's.
+            let mut from = 0usize;
+            for (out, &n) in node.output.iter().zip(&sizes) {
+                let n = n as usize;
+                let mut o = t.clone();
+                let track = Track::Inner { k: *k, ranges: ranges.clone(), zero: *zero, at: at.map(|at| at + from) };
+                o[ax] = AxisT { factors: vec![Factor { size: Dim::Known(n as i64), track: Some(track) }] };
+                self.set(out, o);
+                from += n;
+            }
+            return Ok(());
+        }
         let mut tracked = t[ax].is_tracked();
         let segs = t[ax].single_segs().cloned();
         if tracked && segs.is_none() {
