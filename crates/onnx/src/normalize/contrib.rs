@@ -35,8 +35,8 @@
 //!   leaves, or `scale = [height, width]` from the top left border.
 //!
 //! The constants take the element type of the node's parameters (its gamma or bias
-//! initializer) or of its input where the file declares it; a node whose type cannot be
-//! told, or that writes an output no standard form gives (the statistics outputs of the
+//! initializer) or of its input where the file declares it, else the one float type of a
+//! file that declares and casts to no other; a node whose type cannot be told, or that writes an output no standard form gives (the statistics outputs of the
 //! normalizations, an attention's cache), stays as it is, as do the other attention
 //! fusions (`MultiHeadAttention`, `GroupQueryAttention`...): the analysis treats them as
 //! operators it does not understand.
@@ -149,12 +149,10 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
             out.push(node);
             continue;
         }
-        // The compute type: the parameters' (inputs 1.. that are initializers), else the input's.
-        let mut dtype = node.input.iter().skip(1).chain(node.input.first()).filter_map(|v| declared.get(v)).find(|d| d.is_float()).copied();
-        if experimental(&node) {
-            dtype = dtype.or(only_float);
-        }
-        let Some(dtype) = dtype else {
+        // The compute type: the parameters' (inputs 1.. that are initializers), else the
+        // input's, else the file's one float type (a QuickGelu between two layers).
+        let dtype = node.input.iter().skip(1).chain(node.input.first()).filter_map(|v| declared.get(v)).find(|d| d.is_float()).copied();
+        let Some(dtype) = dtype.or(only_float) else {
             out.push(node);
             continue;
         };
