@@ -250,6 +250,12 @@ pub struct Resize {
     pub sizes: Option<usize>,
     /// The axes scales/sizes apply to (opset 18); `None`: every axis.
     pub axes: Option<Vec<i64>>,
+    /// `cubic_coeff_a` (default -0.75, PyTorch's bicubic).
+    pub cubic_coeff_a: f32,
+    /// `exclude_outside` (default 0).
+    pub exclude_outside: bool,
+    /// `antialias` (opset 18; default 0).
+    pub antialias: bool,
 }
 
 /// A list of floats given as an attribute or read from an input (Resize's scales).
@@ -291,6 +297,9 @@ impl Resize {
             scales,
             sizes,
             axes,
+            cubic_coeff_a: attr_result(graph, node, node.attr_float_or("cubic_coeff_a", -0.75))?,
+            exclude_outside: attr_result(graph, node, node.attr_int_or("exclude_outside", 0))? != 0,
+            antialias: attr_result(graph, node, node.attr_int_or("antialias", 0))? != 0,
         })
     }
 

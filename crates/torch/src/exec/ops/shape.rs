@@ -400,30 +400,56 @@ fn pad(graph: &Graph<'_>, node: &NodeProto, p: &Pad) -> Kernel {
 }
 
 fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, String> {
-    let form = r.resolve(graph, node, None).map_err(|e| e.to_string())?;
+    // Sizes computed at run time (from the input's shape: DINOv2's position embeddings
+    // interpolated to the image, SegFormer's decoder) are read when the node runs.
+    let runtime_sizes = r.sizes.filter(|&k| node.input.get(k).is_some_and(|v| !v.is_empty()));
+    let form = match r.resolve(graph, node, None) {
+        Ok(form) => Some(form),
+        Err(_) if runtime_sizes.is_some() => None,
+        Err(e) => return Err(e.to_string()),
+    };
     let (coordinate, nearest_mode) = (r.coordinate_transformation_mode.clone(), r.nearest_mode.clone());
     let mode = r.mode.clone();
     let nearest = mode == "nearest";
     if nearest && !(coordinate == "asymmetric" && nearest_mode == "floor") {
         return Err(format!("Resize nearest with coordinate_transformation_mode '{coordinate}' and nearest_mode '{nearest_mode}' is not supported (asymmetric + floor is)"));
     }
+    // PyTorch's bicubic: a = -0.75, samples outside clamped to the border.
+    let cubic = mode == "cubic";
+    if cubic && (r.cubic_coeff_a != -0.75 || r.exclude_outside) {
+        return Err(format!(
+            "Resize cubic with cubic_coeff_a {} and exclude_outside {} is not supported (-0.75 and 0 are)",
+            r.cubic_coeff_a, r.exclude_outside
+        ));
+    }
     let align_corners = match (mode.as_str(), coordinate.as_str()) {
         ("nearest", _) => false,
-        ("linear", "half_pixel" | "pytorch_half_pixel") => false,
-        ("linear", "align_corners") => true,
+        ("linear" | "cubic", "half_pixel" | "pytorch_half_pixel") => false,
+        ("linear" | "cubic", "align_corners") => true,
         _ => return Err(format!("Resize mode '{mode}' with coordinate_transformation_mode '{coordinate}' is not supported")),
     };
-    if form.axes.is_some() {
+    if r.antialias {
+        return Err("Resize with antialias is not supported".into());
+    }
+    if node.attr_string("keep_aspect_ratio_policy").ok().flatten().is_some_and(|p| p != "stretch") {
+        return Err("Resize with a keep_aspect_ratio_policy other than stretch is not supported".into());
+    }
+    if r.axes.is_some() || form.as_ref().is_some_and(|f| f.axes.is_some()) {
         return Err("Resize with axes is not supported".into());
     }
-    let sizes = form.sizes.as_ref().and_then(|s| known(s));
-    let scales = form.scales.clone();
+    let pytorch_half_pixel = !nearest && coordinate == "pytorch_half_pixel";
+    let sizes = form.as_ref().and_then(|f| f.sizes.as_ref()).and_then(|s| known(s));
+    let scales = form.as_ref().and_then(|f| f.scales.clone());
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let size = x.size();
         if size.len() != 4 {
             return Err(OpError(format!("Resize of a rank-{} tensor is not supported (4-D NCHW is)", size.len())));
         }
+        let sizes = match runtime_sizes.filter(|_| sizes.is_none() && scales.is_none()) {
+            Some(k) => Some(ctx.ints(k)?),
+            None => sizes.clone(),
+        };
         let (out, sh, sw) = match (&sizes, &scales) {
             (Some(s), _) if s.len() == 4 => (vec![s[2], s[3]], None, None),
             (_, Some(s)) if s.len() == 4 => {
@@ -434,8 +460,21 @@ fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, Str
             }
             _ => return Err(OpError("Resize needs 4 scales or 4 sizes".into())),
         };
+        // pytorch_half_pixel samples an axis resized to 1 at its first position (half_pixel,
+        // as PyTorch's kernels, at its middle).
+        let (mut x, mut sh, mut sw) = (x.shallow_clone(), sh, sw);
+        if pytorch_half_pixel {
+            if out[0] == 1 {
+                (x, sh) = (x.f_narrow(2, 0, 1)?, None);
+            }
+            if out[1] == 1 {
+                (x, sw) = (x.f_narrow(3, 0, 1)?, None);
+            }
+        }
         let y = if nearest {
             x.f_upsample_nearest2d(out.as_slice(), sh, sw)?
+        } else if cubic {
+            x.f_upsample_bicubic2d(out.as_slice(), align_corners, sh, sw)?
         } else {
             x.f_upsample_bilinear2d(out.as_slice(), align_corners, sh, sw)?
         };
