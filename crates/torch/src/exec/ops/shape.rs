@@ -1,7 +1,7 @@
 //! Shape, layout, indexing and type operators.
 
 use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
-use crate::exec::convert::kind_of;
+use crate::exec::convert::{host_floats, kind_of};
 use oto_onnx::op::{IntsParam, Op, Pad, PadMode, Resize, ScalarParam, Slice, SplitSizes};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
@@ -400,12 +400,17 @@ fn pad(graph: &Graph<'_>, node: &NodeProto, p: &Pad) -> Kernel {
 }
 
 fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, String> {
-    // Sizes computed at run time (from the input's shape: DINOv2's position embeddings
-    // interpolated to the image, SegFormer's decoder) are read when the node runs.
-    let runtime_sizes = r.sizes.filter(|&k| node.input.get(k).is_some_and(|v| !v.is_empty()));
+    // Sizes or scales computed at run time (from the input's shape: DINOv2's position
+    // embeddings interpolated to the image, SegFormer's decoder) are read when the node runs.
+    let given = |k: usize| node.input.get(k).is_some_and(|v| !v.is_empty());
+    let runtime_sizes = r.sizes.filter(|&k| given(k));
+    let runtime_scales = match r.scales {
+        oto_onnx::op::FloatsParam::Input(k) if given(k) => Some(k),
+        _ => None,
+    };
     let form = match r.resolve(graph, node, None) {
         Ok(form) => Some(form),
-        Err(_) if runtime_sizes.is_some() => None,
+        Err(_) if runtime_sizes.is_some() || runtime_scales.is_some() => None,
         Err(e) => return Err(e.to_string()),
     };
     let (coordinate, nearest_mode) = (r.coordinate_transformation_mode.clone(), r.nearest_mode.clone());
@@ -437,6 +442,11 @@ fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, Str
     if r.axes.is_some() || form.as_ref().is_some_and(|f| f.axes.is_some()) {
         return Err("Resize with axes is not supported".into());
     }
+    // align_corners with scales maps by the unrounded length `in * scale` (onnx's
+    // reference), which libtorch cannot: refused unless that length is whole.
+    if align_corners && form.is_none() && runtime_scales.is_some() {
+        return Err("Resize align_corners with scales computed at run time is not supported".into());
+    }
     let pytorch_half_pixel = !nearest && coordinate == "pytorch_half_pixel";
     let sizes = form.as_ref().and_then(|f| f.sizes.as_ref()).and_then(|s| known(s));
     let scales = form.as_ref().and_then(|f| f.scales.clone());
@@ -446,9 +456,21 @@ fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, Str
         if size.len() != 4 {
             return Err(OpError(format!("Resize of a rank-{} tensor is not supported (4-D NCHW is)", size.len())));
         }
-        let sizes = match runtime_sizes.filter(|_| sizes.is_none() && scales.is_none()) {
-            Some(k) => Some(ctx.ints(k)?),
-            None => sizes.clone(),
+        // Read at run time only when neither was known when compiling; an empty tensor
+        // (the scales of a Resize given sizes) is absent.
+        let at_run_time = sizes.is_none() && scales.is_none();
+        let (sizes, scales) = if at_run_time {
+            let sizes = match runtime_sizes {
+                Some(k) if ctx.opt(k).is_some() => Some(ctx.ints(k)?).filter(|v| !v.is_empty()),
+                _ => None,
+            };
+            let scales = match runtime_scales {
+                Some(k) if ctx.opt(k).is_some() => Some(host_floats(ctx.input(k)?).map_err(OpError)?).filter(|v| !v.is_empty()),
+                _ => None,
+            };
+            (sizes, scales)
+        } else {
+            (sizes.clone(), scales.clone())
         };
         let (out, sh, sw) = match (&sizes, &scales) {
             (Some(s), _) if s.len() == 4 => (vec![s[2], s[3]], None, None),
@@ -463,6 +485,17 @@ fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, Str
         // pytorch_half_pixel samples an axis resized to 1 at its first position (half_pixel,
         // as PyTorch's kernels, at its middle).
         let (mut x, mut sh, mut sw) = (x.shallow_clone(), sh, sw);
+        if align_corners {
+            if let (Some(h), Some(w)) = (sh, sw) {
+                let whole = |n: i64, s: f64| (n as f64 * s).fract() == 0.0;
+                if !whole(size[2], h) || !whole(size[3], w) {
+                    return Err(OpError(format!(
+                        "Resize align_corners with scales {h}, {w} of {size:?}: the scaled lengths are not whole"
+                    )));
+                }
+            }
+            (sh, sw) = (None, None);
+        }
         if pytorch_half_pixel {
             if out[0] == 1 {
                 (x, sh) = (x.f_narrow(2, 0, 1)?, None);
