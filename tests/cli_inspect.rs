@@ -166,3 +166,38 @@ fn inspect_macs_per_token_with_a_sequence_axis() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["macs_sequence_symbols"], serde_json::json!({}));
 }
+
+/// An image model whose height and width are symbolic (the Optimum ViT: pixel_values
+/// `[batch_size, num_channels, height, width]`): its patch Conv's MACs were left out.
+/// They are counted at the preprocessor's 32 x 32 (the config beside the model) and the
+/// channels the Conv fixes, at `--dim` sizes when given, and the output names the sizes;
+/// a copy without the config and without `--dim` leaves the Conv out and says so.
+#[test]
+fn inspect_macs_at_the_image_size_given() {
+    let dir = oto_testkit::optimum_zoo_dir().join("vit");
+    let model = dir.join("model.onnx");
+    // The patch embedding: 64 filters of 3 x 8 x 8 at (32 / 8)^2 positions.
+    let conv = |side: u64| 64 * 3 * 8 * 8 * (side / 8) * (side / 8);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = oto(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let j = json(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert_eq!(j["macs_by_op"]["Conv"], conv(32), "{j}");
+    assert_eq!(j["macs_unresolved_nodes"], 0, "{j}");
+    assert_eq!(j["macs_sizes"], serde_json::json!({"height": 32, "num_channels": 3, "width": 32}));
+    let text = String::from_utf8(oto(&["inspect", model.to_str().unwrap()]).stdout).unwrap();
+    assert!(text.contains("per batch element at height = 32, num_channels = 3, width = 32"), "{text}");
+    // Without the preprocessor's config: left out, unless --dim gives the size.
+    let bare = tempfile::tempdir().unwrap();
+    let copy = bare.path().join("vit.onnx");
+    std::fs::copy(&model, &copy).unwrap();
+    let j = json(&["inspect", copy.to_str().unwrap(), "--json"]);
+    assert_eq!(j["macs_by_op"].get("Conv"), None, "{j}");
+    assert!(j["macs_unresolved_nodes"].as_u64().unwrap() > 0, "{j}");
+    let j = json(&["inspect", copy.to_str().unwrap(), "--json", "--dim", "height=32", "--dim", "width=32"]);
+    assert_eq!(j["macs_by_op"]["Conv"], conv(32), "{j}");
+    let out = oto(&["inspect", copy.to_str().unwrap(), "--dim", "depth=3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -9,7 +9,7 @@ use oto_graph::Analysis;
 use oto_onnx::rng::SplitMix64;
 use oto_onnx::shape::{self, Shapes};
 use oto_onnx::{DType, Dim, Graph, Model, NodeExt, Tensor, TensorData};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// Arguments of `oto check`.
@@ -71,9 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let graph = Graph::new(&model).map_err(input_error)?;
     let shapes = shape::infer(&graph).map_err(input_error)?;
-    let mut dims = conv_channels(&graph, &shapes);
-    dims.extend(preprocessor_sizes(&graph, &shapes, &args.model)?);
-    dims.extend(parse_dims(&args.dims, &graph, &shapes)?);
+    let dims = super::sizes::given_sizes(&graph, &shapes, &args.model, &args.dims)?;
     let (sizes, defaulted) = symbol_sizes(&graph, &shapes, args.batch, &dims);
     let mut failures = 0;
     for trial in 0..args.trials {
@@ -141,66 +139,6 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
     out
 }
 
-/// Sizes the graph fixes exactly: the symbolic channel axis (1) of an input read as
-/// input 0 of a `Conv` whose weight is an initializer is the weight's input channels
-/// times the groups, also through the element-wise steps before it (a `Cast` to the
-/// model's float type, a normalization by per-channel mean and deviation).
-fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
-    use oto_onnx::op::Op;
-    let mut out = BTreeMap::new();
-    for input in graph.real_inputs() {
-        let Some(name) = input.name.as_deref() else { continue };
-        let Some(axis) = shapes.shape(name).and_then(|d| d.get(1)).and_then(Dim::as_symbol) else { continue };
-        let rank = shapes.shape(name).map_or(0, <[Dim]>::len);
-        // Values that hold the input's channels on axis 1 (same rank, element-wise).
-        let mut todo = vec![name.to_string()];
-        let mut seen: HashSet<String> = HashSet::new();
-        while let Some(value) = todo.pop() {
-            if !seen.insert(value.clone()) || seen.len() > 64 {
-                continue;
-            }
-            for u in graph.consumers(&value) {
-                let node = graph.node(u.node);
-                let Ok(op) = Op::parse(graph, node) else { continue };
-                match op {
-                    Op::Conv(conv) if u.input == 0 && !conv.integer => {
-                        let Some(w) = node.input.get(1).and_then(|w| graph.initializer(w)) else { continue };
-                        if let Some(channels) = w.dims.get(1).and_then(|&c| c.checked_mul(conv.group)).filter(|&c| c > 0) {
-                            out.insert(axis.to_string(), channels);
-                        }
-                    }
-                    Op::Cast { .. } | Op::Unary(_) | Op::Binary(_) => {
-                        if let Some(o) = node.output.first().filter(|o| shapes.shape(o).map(<[Dim]>::len) == Some(rank)) {
-                            todo.push(o.clone());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Image sizes the model's preprocessor gives: the symbolic height and width (axes 2 and
-/// 3) of an input `[N, C, H, W]` take the size of the `preprocessor_config.json` beside
-/// the model (what `--images` resizes to), when there is one.
-fn preprocessor_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std::path::Path) -> Result<BTreeMap<String, i64>> {
-    let mut out = BTreeMap::new();
-    for input in graph.real_inputs() {
-        let Some(name) = input.name.as_deref() else { continue };
-        let Some([_, _, height, width]) = shapes.shape(name) else { continue };
-        let (Some(height), Some(width)) = (height.as_symbol(), width.as_symbol()) else { continue };
-        let symbolic = oto_torch::exec::GraphInput { name: name.to_string(), dtype: DType::F32, dims: Some(vec![None; 4]) };
-        let sized = oto_torch::data::images::size_from_preprocessor(&symbolic, model).map_err(input_error)?;
-        if let Some([_, _, Some(h), Some(w)]) = sized.as_ref().and_then(|s| s.dims.as_deref()) {
-            out.insert(height.to_string(), *h);
-            out.insert(width.to_string(), *w);
-        }
-    }
-    Ok(out)
-}
-
 /// Sizes of the symbols in the shapes of the graph inputs, for the random inputs: those
 /// in `given` (--dim, the preprocessor, Conv channels), else `batch` for a symbol of an
 /// input's axis 0 and 4 for every other. Also (input, symbol) of the symbols that got 4,
@@ -237,32 +175,6 @@ fn macs_at(model: &Model, sizes: &HashMap<String, i64>) -> Result<u64> {
     let graph = Graph::new(model).context("the MACs")?;
     let shapes = shape::infer(&graph).context("shape inference for the MACs")?;
     Ok(oto_onnx::cost::macs_given(&graph, &shapes, sizes).total)
-}
-
-/// `--dim NAME=SIZE` values, each naming a symbol of the graph inputs' shapes (a whole
-/// axis such as `height`, or one inside a sum such as `past` of `past + seq`).
-fn parse_dims(given: &[String], graph: &Graph<'_>, shapes: &Shapes) -> Result<BTreeMap<String, i64>> {
-    let mut symbols: Vec<String> = Vec::new();
-    for d in graph.real_inputs().filter_map(|v| shapes.shape(v.name.as_deref()?)).flatten() {
-        for symbol in d.symbols() {
-            if !symbols.iter().any(|s| s == symbol) {
-                symbols.push(symbol.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for g in given {
-        let parsed = g.split_once('=').and_then(|(n, v)| Some((n.trim().to_string(), v.trim().parse::<i64>().ok().filter(|&v| v > 0)?)));
-        let (name, size) = parsed.ok_or_else(|| input_error(anyhow::anyhow!("--dim {g}: expected NAME=SIZE with a positive SIZE")))?;
-        if !symbols.contains(&name) {
-            return Err(input_error(anyhow::anyhow!(
-                "--dim {g}: '{name}' is not a symbolic axis of the model's inputs (they have: {})",
-                symbols.join(", ")
-            )));
-        }
-        out.insert(name, size);
-    }
-    Ok(out)
 }
 
 /// Most elements of one random input (1 GiB of float32); larger dimensions in a model

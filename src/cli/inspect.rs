@@ -24,7 +24,9 @@ subgraphs folded into initializers, Sum written as Add...): the `normalized` lin
 what that changed.
 MACs count Conv, ConvTranspose, Gemm and MatMul with the batch axis set to 1; the
 symbolic axes of integer inputs (a transformer's sequence length) are set to 1 too, so
-that a language model's MACs are per token, and the output names them.
+that a language model's MACs are per token, and the output names them. Other symbolic
+axes (an image's height and width) take the size --dim gives, or the preprocessor's;
+the output names them too, and counts the nodes left out when they have none.
 Parameters are the elements of floating-point initializers, without BatchNormalization
 running statistics and scalar constants.")]
 pub struct Args {
@@ -33,6 +35,11 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Size of a symbol of the input shapes for the MACs, by its name (repeatable), e.g.
+    /// `--dim height=224`; an image size also comes from a preprocessor_config.json beside
+    /// the model
+    #[arg(long = "dim", value_name = "NAME=SIZE")]
+    pub dims: Vec<String>,
 }
 
 /// Everything `inspect` reports.
@@ -48,6 +55,8 @@ struct Summary {
     operators: BTreeMap<String, usize>,
     params: ParamCount,
     macs: MacsEstimate,
+    /// The sizes the MACs take for symbolic input axes (--dim, the preprocessor, a Conv).
+    macs_sizes: BTreeMap<String, i64>,
     /// What normalization rewrote (the counts describe the file; the rest, the model as oto reads it).
     normalized: oto_onnx::normalize::Summary,
 }
@@ -75,13 +84,24 @@ fn dtype_name(d: Option<DType>) -> &'static str {
     }
 }
 
-fn summarize(path: &std::path::Path) -> Result<Summary> {
+fn summarize(path: &std::path::Path, dims: &[String]) -> Result<Summary> {
     let file_size = std::fs::metadata(path).map_err(|e| input_error(anyhow::anyhow!("{}: cannot read: {e}", path.display())))?.len();
     let (model, normalized) = crate::model_file::load_model(path)?;
     let graph = Graph::new(&model).map_err(input_error)?;
     let started = std::time::Instant::now();
     let shapes: Shapes = shape::infer(&graph).map_err(input_error)?;
     tracing::debug!("shape inference took {:?}", started.elapsed());
+    // Only the symbols of axes the MACs would otherwise leave out are named.
+    let mut macs_sizes = super::sizes::given_sizes(&graph, &shapes, path, dims)?;
+    let in_inputs: std::collections::HashSet<String> = graph
+        .real_inputs()
+        .filter_map(|v| shapes.shape(v.name.as_deref()?))
+        .flat_map(|d| d.iter().skip(1).flat_map(|d| d.symbols().into_iter().map(str::to_string)).collect::<Vec<_>>())
+        .collect();
+    macs_sizes.retain(|k, _| in_inputs.contains(k));
+    let macs = cost::macs_given(&graph, &shapes, &macs_sizes.iter().map(|(k, v)| (k.clone(), *v)).collect());
+    // A sequence axis counts per token (1) whatever is given.
+    macs_sizes.retain(|k, _| !macs.sequence_symbols.contains(k));
     let io = |name: &str| Io { name: name.to_string(), dtype: shapes.dtype(name), shape: shapes.shape(name).map(<[Dim]>::to_vec) };
     let mut operators = BTreeMap::new();
     for node in &graph.proto.node {
@@ -116,14 +136,15 @@ fn summarize(path: &std::path::Path) -> Result<Summary> {
         nodes: graph.proto.node.len(),
         operators,
         params: cost::parameter_count(&graph),
-        macs: cost::macs(&graph, &shapes),
+        macs,
+        macs_sizes,
         normalized,
     })
 }
 
 /// Runs `oto inspect`.
 pub fn run(args: &Args) -> Result<()> {
-    let s = summarize(&args.model)?;
+    let s = summarize(&args.model, &args.dims)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&s))?);
     } else {
@@ -166,6 +187,7 @@ fn to_json(s: &Summary) -> Value {
         "macs": s.macs.total,
         "macs_by_op": s.macs.by_op,
         "macs_unresolved_nodes": s.macs.unresolved.len(),
+        "macs_sizes": s.macs_sizes,
         "macs_sequence_symbols": s.macs.sequence_symbols.iter().map(|n| (n.clone(), json!(1))).collect::<serde_json::Map<String, Value>>(),
         "normalized": s.normalized,
     })
@@ -219,7 +241,7 @@ fn to_text(s: &Summary) -> String {
     let by_op: Vec<String> = s.macs.by_op.iter().map(|(op, m)| format!("{op} {}", si(*m))).collect();
     let _ = writeln!(
         t,
-        "MACs        {} ({}) per batch element{}{}",
+        "MACs        {} ({}) per batch element{}{}{}",
         si(s.macs.total),
         thousands(s.macs.total),
         if s.macs.sequence_symbols.is_empty() {
@@ -227,6 +249,12 @@ fn to_text(s: &Summary) -> String {
         } else {
             let bound: Vec<String> = s.macs.sequence_symbols.iter().map(|n| format!("{n} = 1")).collect();
             format!(" and token ({})", bound.join(", "))
+        },
+        if s.macs_sizes.is_empty() {
+            String::new()
+        } else {
+            let at: Vec<String> = s.macs_sizes.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+            format!(" at {}", at.join(", "))
         },
         if by_op.is_empty() { String::new() } else { format!(": {}", by_op.join(", ")) }
     );

@@ -12,6 +12,7 @@ mod inspect;
 mod launch;
 mod prune;
 mod quantize;
+mod sizes;
 
 use crate::error::InputError;
 use clap::{Parser, Subcommand};
