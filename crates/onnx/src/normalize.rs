@@ -868,18 +868,7 @@ fn kind(op: &Op) -> Option<Kind> {
 /// parameters): folded on a weight read nowhere else, the result keeps the weight's
 /// name.
 fn rearranges_input0(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Unary(crate::op::Unary::Identity)
-            | Op::Reshape { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Cast { .. }
-            | Op::CastLike
-            | Op::Slice(_)
-    )
+    shape::keeps_entries(op) || matches!(op, Op::Transpose { .. } | Op::Slice(_))
 }
 
 fn dtype_of(t: &TensorProto) -> Option<DType> {

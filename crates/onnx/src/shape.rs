@@ -680,7 +680,7 @@ impl<'g, 'm> Infer<'g, 'm> {
 
 /// Operators whose output holds input 0's entries in the same order (only the shape or
 /// the integer type changes): folded entry by entry at any rank.
-fn keeps_entries(op: &Op) -> bool {
+pub(crate) fn keeps_entries(op: &Op) -> bool {
     matches!(
         op,
         Op::Unary(Unary::Identity)

@@ -130,14 +130,8 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
         let mut floats = declared.values().filter(|d| d.is_float());
         let first = floats.next().copied();
         let casts_away = graph.node.iter().any(|n| {
-            n.op() == "Cast"
-                && n.attribute.iter().any(|a| {
-                    a.name.as_deref() == Some("to")
-                        && a.i
-                            .and_then(|t| i32::try_from(t).ok())
-                            .and_then(DType::from_onnx)
-                            .is_some_and(|t| t.is_float() && Some(t) != first)
-                })
+            let to = n.attr_int("to").ok().flatten().and_then(|t| i32::try_from(t).ok()).and_then(DType::from_onnx);
+            n.op() == "Cast" && to.is_some_and(|t| t.is_float() && Some(t) != first)
         });
         first.filter(|f| floats.all(|d| d == f) && !casts_away)
     };
@@ -216,21 +210,6 @@ fn output(node: &NodeProto, k: usize) -> Option<&str> {
 
 fn float_of(node: &NodeProto, name: &str, default: f32) -> f32 {
     node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f).unwrap_or(default)
-}
-
-/// A float attribute that has no default.
-fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
-    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f)
-}
-
-/// A list-of-floats attribute (empty when absent).
-fn floats_of(node: &NodeProto, name: &str) -> Vec<f32> {
-    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).map(|a| a.floats.clone()).unwrap_or_default()
-}
-
-/// A list-of-ints attribute (empty when absent).
-fn ints_of(node: &NodeProto, name: &str) -> Vec<i64> {
-    node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).map(|a| a.ints.clone()).unwrap_or_default()
 }
 
 fn int_of(node: &NodeProto, name: &str, default: i64) -> i64 {
@@ -546,7 +525,7 @@ impl Emit<'_> {
             }
             "ImageScaler" => {
                 let scale = self.scalar(f64::from(float_of(node, "scale", 1.0)))?;
-                let bias = floats_of(node, "bias");
+                let bias = node.attr_floats("bias").ok().flatten().unwrap_or_default();
                 let scaled = self.op("Mul", &[x, &scale], vec![], if bias.is_empty() { output(node, 0) } else { None });
                 if !bias.is_empty() {
                     let c = i64::try_from(bias.len()).ok()?;
@@ -565,14 +544,16 @@ impl Emit<'_> {
                 self.op("Mul", &[x, &scale], vec![], Some(output(node, 0)?));
             }
             "ScaledTanh" | "ParametricSoftplus" => {
-                let (alpha, beta) =
-                    (self.scalar(f64::from(attr_float(node, "alpha")?))?, self.scalar(f64::from(attr_float(node, "beta")?))?);
+                let (alpha, beta) = (
+                    self.scalar(f64::from(node.attr_float("alpha").ok().flatten()?))?,
+                    self.scalar(f64::from(node.attr_float("beta").ok().flatten()?))?,
+                );
                 let bx = self.op("Mul", &[x, &beta], vec![], None);
                 let f = self.op(if node.op() == "ScaledTanh" { "Tanh" } else { "Softplus" }, &[&bx], vec![], None);
                 self.op("Mul", &[&f, &alpha], vec![], Some(output(node, 0)?));
             }
             "Crop" => {
-                let border = ints_of(node, "border");
+                let border = node.attr_ints("border").ok().flatten().unwrap_or_default();
                 let [left, top, right, bottom] = border.as_slice() else {
                     return None;
                 };
@@ -580,7 +561,7 @@ impl Emit<'_> {
                     return None;
                 }
                 // Ends past the top left border, or short of the far border (negative).
-                let ends = match ints_of(node, "scale").as_slice() {
+                let ends = match node.attr_ints("scale").ok().flatten().unwrap_or_default().as_slice() {
                     [h, w] if *h >= 0 && *w >= 0 => vec![top.checked_add(*h)?, left.checked_add(*w)?],
                     [] => [bottom, right].iter().map(|&&b| if b == 0 { i64::MAX } else { -b }).collect(),
                     _ => return None,
