@@ -661,33 +661,31 @@ pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
     parts
 }
 
+/// The pieces of the segments that the axis positions `[start, start+len)` cover: each
+/// segment with the offset and length (segment positions) of its covered part.
+fn pieces(segs: &[Seg], start: usize, len: usize) -> impl Iterator<Item = (&Seg, usize, usize)> {
+    let end = start + len;
+    segs.iter()
+        .scan(0usize, |at, s| {
+            let first = *at;
+            *at += s.axis_len();
+            Some((s, first))
+        })
+        .filter_map(move |(s, at)| {
+            let (a, b) = (at.max(start), (at + s.axis_len()).min(end));
+            (a < b).then(|| (s, a - at, b - a))
+        })
+}
+
 /// Whether the axis positions `[start, start+len)` of a segment list leave every window
 /// segment's blocks whole (see [`Seg::cuts_whole`]).
 pub(crate) fn window_whole(segs: &[Seg], start: usize, len: usize) -> bool {
-    let mut at = 0usize;
-    let end = start + len;
-    segs.iter().all(|s| {
-        let l = s.axis_len();
-        let (a, b) = (at.max(start), (at + l).min(end));
-        at += l;
-        a >= b || s.cuts_whole(a - (at - l), b - a)
-    })
+    pieces(segs, start, len).all(|(s, off, n)| s.cuts_whole(off, n))
 }
 
 /// The segments `[start, start+len)` of a segment list (axis positions).
 pub(crate) fn window(segs: &[Seg], start: usize, len: usize) -> Vec<Seg> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    let end = start + len;
-    for s in segs {
-        let l = s.axis_len();
-        let (a, b) = (at.max(start), (at + l).min(end));
-        if a < b {
-            out.push(s.cut(a - at, b - a));
-        }
-        at += l;
-    }
-    out
+    pieces(segs, start, len).map(|(s, off, n)| s.cut(off, n)).collect()
 }
 
 /// Builds a one-factor axis from segments, merging nothing.

@@ -108,14 +108,10 @@ impl Ctx<'_, '_> {
                 self.spaces.tie(a, b);
             }
             // A window of every block is exact only while whole blocks go.
-            for s in axis.factors.iter().filter_map(|f| match &f.track {
-                Some(Track::Segs(segs)) => Some(segs),
-                _ => None,
-            }) {
-                for s in s {
-                    if let Seg::Tracked { range, scale: Scale::Window { k, .. }, .. } = s {
-                        self.spaces.require_block(*range, *k, ReqKind::Split);
-                    }
+            let segs = axis.factors.iter().filter_map(|f| if let Some(Track::Segs(segs)) = &f.track { Some(segs) } else { None });
+            for s in segs.flatten() {
+                if let Seg::Tracked { range, scale: Scale::Window { k, .. }, .. } = s {
+                    self.spaces.require_block(*range, *k, ReqKind::Split);
                 }
             }
             out.push(axis);
