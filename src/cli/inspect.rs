@@ -91,17 +91,11 @@ fn summarize(path: &std::path::Path, dims: &[String]) -> Result<Summary> {
     let started = std::time::Instant::now();
     let shapes: Shapes = shape::infer(&graph).map_err(input_error)?;
     tracing::debug!("shape inference took {:?}", started.elapsed());
-    // Only the symbols of axes the MACs would otherwise leave out are named.
     let mut macs_sizes = super::sizes::given_sizes(&graph, &shapes, path, dims)?;
-    let in_inputs: std::collections::HashSet<String> = graph
-        .real_inputs()
-        .filter_map(|v| shapes.shape(v.name.as_deref()?))
-        .flat_map(|d| d.iter().skip(1).flat_map(|d| d.symbols().into_iter().map(str::to_string)).collect::<Vec<_>>())
-        .collect();
-    macs_sizes.retain(|k, _| in_inputs.contains(k));
     let macs = cost::macs_given(&graph, &shapes, &macs_sizes.iter().map(|(k, v)| (k.clone(), *v)).collect());
-    // A sequence axis counts per token (1) whatever is given.
-    macs_sizes.retain(|k, _| !macs.sequence_symbols.contains(k));
+    // The batch and sequence axes count 1 (per element, per token) whatever is given.
+    let per_element = cost::batch_symbols(&graph, &shapes);
+    macs_sizes.retain(|k, _| !per_element.contains(k) && !macs.sequence_symbols.contains(k));
     let io = |name: &str| Io { name: name.to_string(), dtype: shapes.dtype(name), shape: shapes.shape(name).map(<[Dim]>::to_vec) };
     let mut operators = BTreeMap::new();
     for node in &graph.proto.node {
