@@ -5,6 +5,7 @@
 
 use crate::proto::{tensor_proto::DataType as ProtoType, TensorProto};
 use half::{bf16, f16};
+use zerocopy::IntoBytes;
 
 /// Element types oto handles. Other ONNX types are refused with a clear error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -174,19 +175,17 @@ impl TensorData {
 
     /// Little-endian bytes, as ONNX `raw_data` stores them.
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len() * self.dtype().size());
         match self {
-            TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Bf16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I8(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::U8(v) => out.extend_from_slice(v),
-            TensorData::Bool(v) => v.iter().for_each(|&x| out.push(u8::from(x))),
+            TensorData::F32(v) => le_bytes(v),
+            TensorData::F16(v) => le_bytes(v),
+            TensorData::Bf16(v) => le_bytes(v),
+            TensorData::F64(v) => le_bytes(v),
+            TensorData::I64(v) => le_bytes(v),
+            TensorData::I32(v) => le_bytes(v),
+            TensorData::I8(v) => le_bytes(v),
+            TensorData::U8(v) => v.clone(),
+            TensorData::Bool(v) => v.iter().map(|&x| u8::from(x)).collect(),
         }
-        out
     }
 
     /// Decodes `count` little-endian elements of `dtype`; `bytes` must hold exactly that many.
@@ -198,28 +197,57 @@ impl TensorData {
                 bytes.len()
             )));
         }
-        fn chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-            bytes
-                .chunks_exact(N)
-                .map(|c| {
-                    let mut a = [0u8; N];
-                    a.copy_from_slice(c);
-                    f(a)
-                })
-                .collect()
-        }
         Ok(match dtype {
-            DType::F32 => TensorData::F32(chunks(bytes, f32::from_le_bytes)),
-            DType::F16 => TensorData::F16(chunks(bytes, f16::from_le_bytes)),
-            DType::Bf16 => TensorData::Bf16(chunks(bytes, bf16::from_le_bytes)),
-            DType::F64 => TensorData::F64(chunks(bytes, f64::from_le_bytes)),
-            DType::I64 => TensorData::I64(chunks(bytes, i64::from_le_bytes)),
-            DType::I32 => TensorData::I32(chunks(bytes, i32::from_le_bytes)),
-            DType::I8 => TensorData::I8(chunks(bytes, i8::from_le_bytes)),
+            DType::F32 => TensorData::F32(from_le(bytes)),
+            DType::F16 => TensorData::F16(from_le(bytes)),
+            DType::Bf16 => TensorData::Bf16(from_le(bytes)),
+            DType::F64 => TensorData::F64(from_le(bytes)),
+            DType::I64 => TensorData::I64(from_le(bytes)),
+            DType::I32 => TensorData::I32(from_le(bytes)),
+            DType::I8 => TensorData::I8(from_le(bytes)),
             DType::U8 => TensorData::U8(bytes.to_vec()),
             DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
         })
     }
+}
+
+/// A plain number type whose bytes are its value (zerocopy's guarantees), with its
+/// little-endian byte swap for big-endian hosts.
+trait LeNumber: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Copy {
+    /// The value with its bytes reversed (big-endian hosts only).
+    fn swapped(self) -> Self;
+}
+
+macro_rules! le_number {
+    ($($t:ty),*) => {$(
+        impl LeNumber for $t {
+            fn swapped(self) -> Self {
+                <$t>::from_le_bytes(self.to_ne_bytes())
+            }
+        }
+    )*};
+}
+le_number!(f32, f16, bf16, f64, i64, i32, i8);
+
+/// The little-endian bytes of `values`: one copy on little-endian hosts (weights of
+/// hundreds of megabytes are encoded on every save).
+fn le_bytes<T: LeNumber>(values: &[T]) -> Vec<u8> {
+    if cfg!(target_endian = "little") {
+        values.as_bytes().to_vec()
+    } else {
+        values.iter().flat_map(|v| v.swapped().as_bytes().to_vec()).collect()
+    }
+}
+
+/// Elements decoded from little-endian bytes (whose length the caller checked): one
+/// copy into a buffer of the element type, so unaligned bytes are fine.
+fn from_le<T: LeNumber>(bytes: &[u8]) -> Vec<T> {
+    let mut out = vec![T::new_zeroed(); bytes.len() / std::mem::size_of::<T>()];
+    out.as_mut_bytes().copy_from_slice(bytes);
+    if cfg!(target_endian = "big") {
+        out.iter_mut().for_each(|v| *v = v.swapped());
+    }
+    out
 }
 
 impl Tensor {
