@@ -134,12 +134,6 @@ fn llama_tiny_optimum() {
     check_torchscript("llama_tiny.optimum.onnx", "llama_tiny.optimum", 3);
 }
 
-/// BatchNormalization folded into the convolutions by the exporter, opset 13.
-#[test]
-fn resnet18_torchscript_opset13() {
-    check_torchscript("resnet18.op13.onnx", "resnet18", 1);
-}
-
 /// Model zoo-era files (graphs/legacy_zoo.py) as commands load them (batch made
 /// symbolic), at their batch of 1 and at a batch of 3.
 fn check_legacy(name: &str, seeds: u64) {
