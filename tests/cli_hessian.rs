@@ -13,6 +13,7 @@ fn digits() -> String {
 
 #[test]
 fn hessian_of_the_demo_cnn_writes_json_and_png() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (json, png) = (dir.path().join("h.json"), dir.path().join("traces.png"));
     let model = zoo("demo_cnn.onnx");
@@ -78,6 +79,7 @@ fn hessian_of_the_demo_cnn_writes_json_and_png() {
 
 #[test]
 fn hessian_without_labels_uses_distillation() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("h.json");
     let (model, inputs) = (zoo("demo_cnn.onnx"), zoo("demo_cnn.inputs.npz"));
@@ -128,6 +130,7 @@ fn hessian_without_labels_uses_distillation() {
 
 #[test]
 fn hessian_bad_input_exits_2_naming_it() {
+    let _job = one_job_at_a_time();
     let model = zoo("demo_cnn.onnx");
     let data = digits();
     let cases: Vec<(Vec<&str>, &str)> = vec![

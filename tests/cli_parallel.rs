@@ -13,16 +13,7 @@ use oto_testkit::{root, zoo_path as zoo};
 use oto_torch::tch::{self, Kind, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The tests of this file run one at a time: each starts several processes, and the
-/// killed-worker test bounds how long the job takes to stop.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// 256 samples of Gaussian inputs for the MLP, with labels from a fixed linear map, or
 /// without labels (the job then distills from the original model).
@@ -127,7 +118,7 @@ fn data_parallel_built(dir: &Path) -> bool {
 
 #[test]
 fn two_workers_take_the_steps_of_one_process() {
-    let _serial = one_at_a_time();
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     if !data_parallel_built(dir.path()) {
         return;
@@ -168,7 +159,7 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn a_killed_worker_stops_every_rank_and_keeps_the_checkpoint() {
-    let _serial = one_at_a_time();
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     if !data_parallel_built(dir.path()) {
         return;
@@ -221,7 +212,7 @@ fn assert_close(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
 
 #[test]
 fn cric_and_distillation_on_two_workers_take_the_steps_of_one_process() {
-    let _serial = one_at_a_time();
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     if !data_parallel_built(dir.path()) {
         return;
@@ -271,7 +262,7 @@ fn cric_and_distillation_on_two_workers_take_the_steps_of_one_process() {
 
 #[test]
 fn a_two_worker_job_resumed_after_an_interrupt_ends_as_an_uninterrupted_one() {
-    let _serial = one_at_a_time();
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     if !data_parallel_built(dir.path()) {
         return;
@@ -319,7 +310,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn two_torchrun_nodes_take_the_steps_of_two_local_workers() {
-    let _serial = one_at_a_time();
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     if !data_parallel_built(dir.path()) {
         return;
@@ -374,7 +365,7 @@ fn losses(out: &Path) -> Vec<f64> {
 /// (seed, step, rank), so the same 2-worker job takes the same steps every time.
 #[test]
 fn dropout_masks_are_drawn_per_rank_and_reproducible() {
-    let _serial = one_at_a_time();
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     if !data_parallel_built(dir.path()) {
         return;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 #[test]
 fn check_passes_on_zoo_models() {
+    let _job = one_job_at_a_time();
     for name in ["demo_cnn.onnx", "bert_tiny.onnx", "densenet121.onnx"] {
         let out = oto(&["check", s(&zoo(name)), "--trials", "2", "--sparsity", "0.5"]);
         assert!(out.status.success(), "{name}: {}\n{}", text(&out.stdout), text(&out.stderr));
@@ -18,6 +19,7 @@ fn check_passes_on_zoo_models() {
 /// channel's value, is declared a consumer, so it is cut but not zeroed.
 #[test]
 fn check_fails_loudly_on_a_wrong_group_description() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let groups = dir.path().join("groups.json");
     let out = oto(&["analyze", s(&zoo("demo_cnn.onnx")), "--json", s(&groups)]);
@@ -42,6 +44,7 @@ fn check_fails_loudly_on_a_wrong_group_description() {
 
 #[test]
 fn analyze_writes_json_and_dot_and_refuses_unknown_names() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (json, dot) = (dir.path().join("g.json"), dir.path().join("g.dot"));
     let out = oto(&["analyze", s(&zoo("resnet18.onnx")), "--json", s(&json), "--dot", s(&dot)]);
@@ -62,6 +65,7 @@ fn analyze_writes_json_and_dot_and_refuses_unknown_names() {
 /// Zero a few channels by hand (as training would), construct, and compare accuracy.
 #[test]
 fn construct_cuts_zero_channels_and_keeps_accuracy() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let model = oto_onnx::Model::load(zoo("demo_cnn.onnx")).unwrap();
     let analysis = oto_graph::analyze(&model, &Default::default()).unwrap();
@@ -90,6 +94,7 @@ fn construct_cuts_zero_channels_and_keeps_accuracy() {
 
 #[test]
 fn eval_reports_a_mismatched_data_file() {
+    let _job = one_job_at_a_time();
     let data = root().join("examples/data/digits_test.npz");
     let out = oto(&["eval", s(&zoo("mlp.onnx")), "--data", s(&data), "--device", "cpu"]);
     assert_eq!(out.status.code(), Some(2));
@@ -111,6 +116,7 @@ fn refused(args: &[&str], needles: &[&str]) {
 /// `oto check` and `oto construct`, naming the file, the group and the bad value.
 #[test]
 fn a_group_description_that_does_not_fit_the_model_is_refused() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let model = zoo("demo_cnn.onnx");
     let groups = dir.path().join("groups.json");
@@ -160,6 +166,7 @@ fn a_group_description_that_does_not_fit_the_model_is_refused() {
 /// Dimensions read from a model file are checked before anything is allocated from them.
 #[test]
 fn huge_input_dimensions_are_refused_naming_the_value() {
+    let _job = one_job_at_a_time();
     use oto_onnx::proto::tensor_shape_proto::dimension::Value;
     let dir = tempfile::tempdir().unwrap();
     let with_dim = |name: &str, axis: usize, value: Value| {

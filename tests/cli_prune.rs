@@ -75,6 +75,7 @@ fn check_curve(path: &Path) {
 
 #[test]
 fn prune_end_to_end_then_interrupt_and_resume_give_the_same_model() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     let args = demo_args(&whole);
@@ -152,6 +153,7 @@ fn refused(args: &[&str], needles: &[&str]) {
 
 #[test]
 fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (model, train) = (zoo("demo_cnn.onnx"), digits("train"));
     let (model, train) = (s(&model), s(&train));
@@ -194,6 +196,7 @@ fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
 
 #[test]
 fn a_job_file_gives_the_settings_and_options_override_it() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.toml");
     let body = format!(
@@ -217,6 +220,7 @@ fn a_job_file_gives_the_settings_and_options_override_it() {
 
 #[test]
 fn the_example_job_files_run_and_distillation_needs_no_labels() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // BERT-tiny on unlabeled tokens: the loss is distillation from the original model.
     let bert = dir.path().join("bert");
@@ -258,6 +262,7 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
 
 #[test]
 fn a_loss_that_becomes_nan_stops_the_job_with_exit_code_1_and_keeps_the_checkpoint() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // The digits with NaN pixels in the sample that the job's seeded order (seed 0) puts
     // first in batch 11, so that step 11 fails after the checkpoint of step 10.
@@ -297,6 +302,7 @@ fn job_file(dir: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn a_job_file_setting_out_of_range_is_refused_naming_the_file_the_key_and_the_value() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("checkpoint_every = 0", "checkpoint_every = 0"),
@@ -349,6 +355,7 @@ fn digits_with_labels(dir: &Path, labels: oto_onnx::Tensor) -> PathBuf {
 
 #[test]
 fn labels_outside_the_classes_are_refused_before_training_naming_the_sample() {
+    let _job = one_job_at_a_time();
     use oto_onnx::{Tensor, TensorData};
     let dir = tempfile::tempdir().unwrap();
     let n = 1438;
@@ -401,6 +408,7 @@ fn budget_args(out: &Path, budget: &[&str]) -> Vec<String> {
 
 #[test]
 fn budgets_in_macs_and_parameters_are_met_and_reported() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     for (flag, kind, target) in [("--target-macs", "macs", 0.25), ("--target-params", "params", 0.1)] {
         let out = dir.path().join(kind);
@@ -461,6 +469,7 @@ fn budgets_in_macs_and_parameters_are_met_and_reported() {
 /// latency, per-layer bits with traces).
 #[test]
 fn prune_with_quantize_writes_and_reports_the_qdq_model() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let mut args = prune_args(&digits("train"), 60, &out);

@@ -92,11 +92,13 @@ fn prune_by_distillation(name: &str) {
 
 #[test]
 fn prune_optimum_bert_by_distillation() {
+    let _job = one_job_at_a_time();
     prune_by_distillation("bert");
 }
 
 #[test]
 fn prune_optimum_llama_gqa_by_distillation() {
+    let _job = one_job_at_a_time();
     prune_by_distillation("llama_gqa");
 }
 
@@ -104,6 +106,7 @@ fn prune_optimum_llama_gqa_by_distillation() {
 /// rotary embeddings on part of each head.
 #[test]
 fn prune_optimum_gpt_neox_by_distillation() {
+    let _job = one_job_at_a_time();
     prune_by_distillation("gpt_neox");
 }
 
@@ -111,6 +114,7 @@ fn prune_optimum_gpt_neox_by_distillation() {
 /// gathered from a table (RoFormer's a weight of the file).
 #[test]
 fn prune_optimum_rotary_pairs_by_distillation() {
+    let _job = one_job_at_a_time();
     prune_by_distillation("gptj");
     prune_by_distillation("roformer");
 }
@@ -125,6 +129,7 @@ fn prune_optimum_rotary_pairs_by_distillation() {
 /// input error too.
 #[test]
 fn check_optimum_vit_with_the_image_size_given() {
+    let _job = one_job_at_a_time();
     let file = optimum_zoo_dir().join("vit/model.onnx");
     for sparsity in ["0.1", "0.5", "0.9"] {
         let out = oto(&["check", s(&file), "--sparsity", sparsity, "--trials", "1"]);
@@ -157,6 +162,7 @@ fn check_optimum_vit_with_the_image_size_given() {
 /// per patch, (32 / patch)^2 patches), which without the data's sizes are left out.
 #[test]
 fn prune_optimum_vit_counts_macs_at_the_data_image_size() {
+    let _job = one_job_at_a_time();
     let (file, report) = prune_optimum_image("vit", "0.3");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join("vit/config.json")).unwrap()).unwrap();
@@ -228,6 +234,7 @@ fn prune_optimum_image(name: &str, target: &str) -> (std::path::PathBuf, serde_j
 /// MLP, the patch merging between stages, and the classifier.
 #[test]
 fn prune_optimum_swin_through_its_window_padding() {
+    let _job = one_job_at_a_time();
     let (_, report) = prune_optimum_image("swin", "0.5");
     let (before, after) = (report["params"]["before"].as_u64().unwrap(), report["params"]["after"].as_u64().unwrap());
     assert!(after < before, "parameters {before} -> {after}");

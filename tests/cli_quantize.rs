@@ -46,6 +46,7 @@ fn both(model: &Model, name: &str) -> (Outputs, Outputs) {
 
 #[test]
 fn quantize_demo_cnn_int8_and_int4() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = oto_testkit::root().join("examples/data/digits_train.npz");
     let val = oto_testkit::root().join("examples/data/digits_test.npz");
@@ -133,6 +134,7 @@ fn quantize_demo_cnn_int8_and_int4() {
 ///   boundary depends on the summation order.
 #[test]
 fn executor_equals_onnxruntime_on_qdq_models() {
+    let _job = one_job_at_a_time();
     for name in ["demo_cnn", "resnet18"] {
         let model = oto_testkit::zoo_model(name);
         let inputs = zoo_inputs(name);
@@ -217,6 +219,7 @@ fn compare_through_quantize_nodes(q: &Model, name: &str, what: &str) {
 
 #[test]
 fn bad_input_is_exit_code_2() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = oto_testkit::root().join("examples/data/digits_train.npz");
     let model = zoo_path("demo_cnn.onnx");
@@ -244,6 +247,7 @@ fn bad_input_is_exit_code_2() {
 /// the checker and runs in onnxruntime (its accuracy is measured there).
 #[test]
 fn size_budget_allocates_bits_by_hawq() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = oto_testkit::root().join("examples/data/digits_train.npz");
     let model_path = zoo_path("demo_cnn.onnx");
@@ -349,6 +353,7 @@ fn size_budget_allocates_bits_by_hawq() {
 
 #[test]
 fn size_budget_bad_input_is_exit_code_2() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = oto_testkit::root().join("examples/data/digits_train.npz");
     let model = zoo_path("demo_cnn.onnx");

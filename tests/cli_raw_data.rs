@@ -23,6 +23,7 @@ fn oto_bare(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn version_and_completions_without_environment() {
+    let _job = one_job_at_a_time();
     let out = oto_bare(&["--version"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
@@ -48,6 +49,7 @@ fn version_and_completions_without_environment() {
 /// tokenization of the same lines (padding and truncation to 16 tokens).
 #[test]
 fn tokenization_equals_transformers() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let bert = optimum_zoo_dir().join("bert");
     let reference: serde_json::Value = serde_json::from_str(
@@ -97,6 +99,7 @@ fn corpus_lines(count: usize, seed: u64) -> Vec<String> {
 /// it: no labels, so distillation; a compact model with fewer parameters, verified.
 #[test]
 fn prune_bert_on_raw_text() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let model = optimum_zoo_dir().join("bert/model.onnx");
     let corpus = dir.path().join("corpus.txt");
@@ -142,6 +145,7 @@ fn prune_bert_on_raw_text() {
 /// JSON Lines with labels: `oto eval` reports accuracy; `--label-field` names the field.
 #[test]
 fn eval_bert_on_labeled_jsonl() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let model = optimum_zoo_dir().join("bert/model.onnx");
     let data = dir.path().join("test.jsonl");
@@ -177,6 +181,7 @@ fn assert_input_error(out: &std::process::Output, needles: &[&str]) {
 
 #[test]
 fn bad_raw_inputs_are_input_errors() {
+    let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let bert = optimum_zoo_dir().join("bert");
     let model = bert.join("model.onnx");
@@ -248,6 +253,7 @@ fn is_png(p: &Path) -> bool {
 /// they are compared pixel by pixel there instead.
 #[test]
 fn image_folder_equals_pil_reference() {
+    let _job = one_job_at_a_time();
     let (files, x, labels) = pil_reference();
     let dir = tempfile::tempdir().unwrap();
     let (mut rows, mut kept) = (Vec::new(), Vec::new());
@@ -330,6 +336,7 @@ fn image_folder_equals_pil_reference() {
 /// (channel order, colour conversion, resize) still fails.
 #[test]
 fn image_pixels_match_pil() {
+    let _job = one_job_at_a_time();
     let (files, x, _) = pil_reference();
     let TensorData::F32(expected) = &x.data else { panic!("x is not float32") };
     let input =
@@ -366,6 +373,7 @@ fn image_pixels_match_pil() {
 /// that names it; a size that contradicts the model's is an input error too.
 #[test]
 fn image_folder_size_from_the_preprocessor_config() {
+    let _job = one_job_at_a_time();
     let vit = oto_testkit::optimum_zoo_dir().join("vit");
     let images = image_folder_dir().join("images");
     let out = oto(&["eval", s(&vit.join("model.onnx")), "--images", s(&images), "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--json"]);
