@@ -51,6 +51,40 @@ fn data_mismatches_name_the_array_expected_and_actual() {
     assert!(m.contains("'labels'") && m.contains("0..10") && m.contains("10"), "{m}");
 }
 
+/// Arrays of another float (integer) type than the model input's are converted to it:
+/// rounded to nearest, integers only when every value fits.
+#[test]
+fn arrays_of_another_float_or_integer_type_are_converted_to_the_inputs() {
+    use oto_onnx::DType;
+    use oto_torch::data::converted_to;
+    let doubles = OnnxTensor::new(vec![4], TensorData::F64(vec![0.1, -2.5, 1e-8, 70000.0])).unwrap();
+    let floats = converted_to(doubles.clone(), DType::F32).unwrap();
+    assert_eq!(floats.data, TensorData::F32(vec![0.1f32, -2.5, 1e-8, 70000.0]));
+    let halves = converted_to(floats, DType::F16).unwrap();
+    let expected: Vec<half::f16> = [0.1f32, -2.5, 1e-8, 70000.0].iter().map(|&x| half::f16::from_f32(x)).collect();
+    assert_eq!(halves.data, TensorData::F16(expected.clone()));
+    assert!(expected[3].is_infinite() && expected[2] == half::f16::ZERO, "70000 overflows float16, 1e-8 rounds to 0");
+    let ids = OnnxTensor::new(vec![2, 2], TensorData::I32(vec![101, 7, 0, 102])).unwrap();
+    let wide = converted_to(ids, DType::I64).unwrap();
+    assert_eq!((wide.shape.clone(), wide.data.clone()), (vec![2, 2], TensorData::I64(vec![101, 7, 0, 102])));
+    let narrow = converted_to(wide, DType::I32).unwrap();
+    assert_eq!(narrow.data, TensorData::I32(vec![101, 7, 0, 102]));
+    let big = OnnxTensor::new(vec![2], TensorData::I64(vec![1, 1 << 40])).unwrap();
+    let e = converted_to(big, DType::I32).unwrap_err();
+    assert!(e.contains("int32") && e.contains("int64") && e.contains("1099511627776") && e.contains("element 1"), "{e}");
+    let e = converted_to(doubles, DType::I64).unwrap_err();
+    assert!(e.contains("expected element type int64, got float64"), "{e}");
+    // Through the data file: float64 images for the float32 demo CNN load.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.npz");
+    let images = OnnxTensor::new(vec![4, 1, 8, 8], TensorData::F64(vec![0.25; 256])).unwrap();
+    write_npz(&path, &[("x", &images), ("labels", &i64s(vec![4], 1))], NpzCompression::Stored).unwrap();
+    let exec = Executor::new(&oto_testkit::zoo_model("demo_cnn"), Device::Cpu).unwrap();
+    let inputs: Vec<_> = exec.inputs().cloned().collect();
+    let data = Dataset::load(&path, &inputs).unwrap();
+    assert_eq!(data.len, 4);
+}
+
 #[test]
 fn op_failures_name_the_node_and_do_not_panic() {
     let model = oto_testkit::zoo_model("mlp");

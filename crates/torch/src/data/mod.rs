@@ -105,10 +105,79 @@ fn dtype_name(d: DType) -> &'static str {
     }
 }
 
+/// `array` in the element type `dtype` of the model input it feeds. Float arrays of any
+/// float type become the model's (numpy writes float64 and float32; a half-precision
+/// model computes in float16 anyway, rounded to nearest); integer arrays become the
+/// model's integer type when every value fits (int32 token ids for int64 `input_ids`).
+/// Anything else is refused naming both types.
+pub fn converted_to(array: OnnxTensor, dtype: DType) -> std::result::Result<OnnxTensor, String> {
+    let from = array.dtype();
+    if from == dtype {
+        return Ok(array);
+    }
+    let refused = || format!("expected element type {}, got {}", dtype_name(dtype), dtype_name(from));
+    let data = match (&array.data, dtype) {
+        (
+            TensorData::F32(_) | TensorData::F16(_) | TensorData::Bf16(_) | TensorData::F64(_),
+            DType::F32 | DType::F16 | DType::Bf16 | DType::F64,
+        ) => {
+            let values: Vec<f64> = match &array.data {
+                TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+                TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+                TensorData::Bf16(v) => v.iter().map(|x| x.to_f64()).collect(),
+                TensorData::F64(v) => v.clone(),
+                _ => return Err(refused()),
+            };
+            match dtype {
+                DType::F32 => TensorData::F32(values.iter().map(|&x| x as f32).collect()),
+                DType::F16 => TensorData::F16(values.iter().map(|&x| half::f16::from_f64(x)).collect()),
+                DType::Bf16 => TensorData::Bf16(values.iter().map(|&x| half::bf16::from_f64(x)).collect()),
+                _ => TensorData::F64(values),
+            }
+        }
+        (
+            TensorData::I64(_) | TensorData::I32(_) | TensorData::I8(_) | TensorData::U8(_),
+            DType::I64 | DType::I32 | DType::I8 | DType::U8,
+        ) => {
+            let values: Vec<i64> = match &array.data {
+                TensorData::I64(v) => v.clone(),
+                TensorData::I32(v) => v.iter().map(|&x| i64::from(x)).collect(),
+                TensorData::I8(v) => v.iter().map(|&x| i64::from(x)).collect(),
+                TensorData::U8(v) => v.iter().map(|&x| i64::from(x)).collect(),
+                _ => return Err(refused()),
+            };
+            let narrowed = |fits: &dyn Fn(i64) -> bool| -> std::result::Result<(), String> {
+                match values.iter().position(|&x| !fits(x)) {
+                    Some(i) => Err(format!("{}: value {} at element {i} does not fit", refused(), values[i])),
+                    None => Ok(()),
+                }
+            };
+            match dtype {
+                DType::I32 => {
+                    narrowed(&|x| i32::try_from(x).is_ok())?;
+                    TensorData::I32(values.iter().map(|&x| x as i32).collect())
+                }
+                DType::I8 => {
+                    narrowed(&|x| i8::try_from(x).is_ok())?;
+                    TensorData::I8(values.iter().map(|&x| x as i8).collect())
+                }
+                DType::U8 => {
+                    narrowed(&|x| u8::try_from(x).is_ok())?;
+                    TensorData::U8(values.iter().map(|&x| x as u8).collect())
+                }
+                _ => TensorData::I64(values),
+            }
+        }
+        _ => return Err(refused()),
+    };
+    OnnxTensor::new(array.shape, data).ok_or_else(refused)
+}
+
 impl Dataset {
     /// Loads `path` and matches it against the model's graph inputs: every input must
-    /// have an array of its element type, rank and (non-batch) dimensions, all arrays
-    /// must have the same number of samples.
+    /// have an array of its element type (or one converted to it: see
+    /// [`converted_to`]), rank and (non-batch) dimensions, all arrays must have the same
+    /// number of samples.
     pub fn load(path: &Path, inputs: &[GraphInput]) -> Result<Dataset> {
         let arrays = read_arrays(path)?;
         Self::from_arrays(path, arrays, inputs)
@@ -185,13 +254,7 @@ impl Dataset {
                     available.join(", ")
                 ))
             })?;
-            if array.dtype() != input.dtype {
-                return Err(data_error(format!(
-                    "array '{name}': expected element type {}, got {}",
-                    dtype_name(input.dtype),
-                    dtype_name(array.dtype())
-                )));
-            }
+            let array = converted_to(array, input.dtype).map_err(|why| data_error(format!("array '{name}': {why}")))?;
             if let Some(dims) = &input.dims {
                 let actual = &array.shape;
                 let ok = actual.len() == dims.len() && dims.iter().zip(actual).skip(1).all(|(d, a)| d.is_none_or(|d| d as usize == *a));
