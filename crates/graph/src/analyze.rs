@@ -299,6 +299,32 @@ impl<'a, 'm> Ctx<'a, 'm> {
         self.blocked_op(node, reason);
     }
 
+    /// Blocks the values of this graph that `node`'s subgraphs (an `If`'s branches, a
+    /// `Loop`'s or `Scan`'s body) read by name: they are not among the node's inputs, and
+    /// channels are not followed into subgraphs, so they are cut nowhere (a branch reading
+    /// a layer's output would otherwise keep its old width).
+    pub fn block_subgraph_reads(&mut self, node: &NodeProto) {
+        let mut reads = HashSet::new();
+        oto_onnx::graph::subgraph_reads(node, &mut reads);
+        let mut reads: Vec<String> = reads.into_iter().collect();
+        reads.sort();
+        let reason = "read inside its subgraph: channels are not followed into subgraphs";
+        let full = format!("{}: {reason}", node_label(node));
+        let mut touched = false;
+        for v in &reads {
+            if self.graph.initializer(v).is_some() && !self.frozen_inits.contains_key(v.as_str()) {
+                self.frozen_inits.insert(v.clone(), format!("initializer '{v}' is also read by {}: {reason}", node_label(node)));
+            }
+            if self.tracks.contains_key(v.as_str()) {
+                self.block_value(v, &full);
+                touched = true;
+            }
+        }
+        if touched {
+            self.blocked_op(node, reason);
+        }
+    }
+
     /// Freezes the initializers `node` reads: a node whose rule does not follow channels
     /// through it reads them whole, so no group may cut them, whatever group another
     /// reader puts them in (an exporter or optimizer may share one initializer between

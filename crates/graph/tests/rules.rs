@@ -886,3 +886,67 @@ fn heads_of_a_per_head_packed_projection() {
         }
     }
 }
+
+/// An `If` whose branches read a layer's output by name (the TorchScript exporter's
+/// data-dependent `if`): the value is not among the node's inputs, and channels are not
+/// followed into subgraphs, so the layer is not pruned (its consumer after the `If` would
+/// keep the old width). The same graph with the branch's `Mul` inline prunes it.
+#[test]
+fn values_read_inside_subgraphs_are_blocked() {
+    use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, ValueInfoProto};
+    let build = |with_if: bool| {
+        let mut b = GraphBuilder::new("branch");
+        b.opset(17);
+        let x = b.input_f32("x", &batch_dims(&[8]));
+        let w1 = b.weight("w1", &[8, 16], |i| (i as f32 * 0.37).sin());
+        let b1 = b.weight("b1", &[16], |i| i as f32 * 0.01);
+        let h = b.node("MatMul", &[&x, &w1], &[]);
+        let h = b.node("Add", &[&h, &b1], &["h"]);
+        let h = b.node("Relu", &[&h], &["hidden"]);
+        let two = b.weight("two", &[], |_| 2.0);
+        let branch = if with_if {
+            let total = b.node_with("ReduceSum", &[&x], &[], &[("keepdims", Attr::Int(0))]);
+            let zero = b.weight("zero", &[], |_| 0.0);
+            let cond = b.node("Greater", &[&total, &zero], &["cond"]);
+            b.node("If", &[&cond], &["branch"])
+        } else {
+            b.node("Mul", &[&h, &two], &["branch"])
+        };
+        let w2 = b.weight("w2", &[16, 4], |i| (i as f32 * 0.11).cos());
+        let y = b.node("MatMul", &[&branch, &w2], &["y"]);
+        b.output_f32(&y, &batch_dims(&[4]));
+        let mut proto = b.proto();
+        if with_if {
+            let out = |name: &str| ValueInfoProto { name: Some(name.into()), ..Default::default() };
+            let body = |name: &str, op: &str, inputs: &[&str]| GraphProto {
+                name: Some(name.into()),
+                node: vec![NodeProto {
+                    op_type: Some(op.into()),
+                    input: inputs.iter().map(|s| s.to_string()).collect(),
+                    output: vec![format!("{name}_out")],
+                    ..Default::default()
+                }],
+                output: vec![out(&format!("{name}_out"))],
+                ..Default::default()
+            };
+            let graph = proto.graph.as_mut().unwrap();
+            let node = graph.node.iter_mut().find(|n| n.op_type.as_deref() == Some("If")).unwrap();
+            for (attr, g) in [("then_branch", body("then", "Mul", &[&h, &two])), ("else_branch", body("else", "Identity", &[&h]))] {
+                node.attribute.push(AttributeProto {
+                    name: Some(attr.into()),
+                    r#type: Some(AttributeType::Graph as i32),
+                    g: Some(g),
+                    ..Default::default()
+                });
+            }
+        }
+        Model::from_proto(proto, "<builder:branch>", None).unwrap()
+    };
+    let inline = run(&build(false));
+    assert!(group_with(&inline, "w1", 1).prunable, "{}", inline.table());
+    let a = run(&build(true));
+    let g = group_with(&a, "w1", 1);
+    assert!(!g.prunable, "{}", a.table());
+    assert!(g.reasons.iter().any(|r| r.contains("If") && r.contains("subgraph")), "{:?}", g.reasons);
+    assert!(a.blocked.iter().any(|b| b.op_type == "If"), "{:?}", a.blocked);
+}

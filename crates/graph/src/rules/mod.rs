@@ -98,6 +98,7 @@ fn attr<T>(cx: &Ctx<'_, '_>, node: &NodeProto, r: Result<T, String>) -> Result<T
 impl Ctx<'_, '_> {
     /// Applies the rule of `node`'s operator.
     pub fn apply(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
+        self.block_subgraph_reads(node);
         let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
         if custom {
