@@ -116,59 +116,41 @@ pub fn converted_to(array: OnnxTensor, dtype: DType) -> std::result::Result<Onnx
         return Ok(array);
     }
     let refused = || format!("expected element type {}, got {}", dtype_name(dtype), dtype_name(from));
-    let data = match (&array.data, dtype) {
-        (
-            TensorData::F32(_) | TensorData::F16(_) | TensorData::Bf16(_) | TensorData::F64(_),
-            DType::F32 | DType::F16 | DType::Bf16 | DType::F64,
-        ) => {
-            let values: Vec<f64> = match &array.data {
-                TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-                TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-                TensorData::Bf16(v) => v.iter().map(|x| x.to_f64()).collect(),
-                TensorData::F64(v) => v.clone(),
-                _ => return Err(refused()),
-            };
-            match dtype {
-                DType::F32 => TensorData::F32(values.iter().map(|&x| x as f32).collect()),
-                DType::F16 => TensorData::F16(values.iter().map(|&x| half::f16::from_f64(x)).collect()),
-                DType::Bf16 => TensorData::Bf16(values.iter().map(|&x| half::bf16::from_f64(x)).collect()),
-                _ => TensorData::F64(values),
-            }
+    let is_float = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::Bf16 | DType::F64);
+    let is_integer = |d: DType| matches!(d, DType::I64 | DType::I32 | DType::I8 | DType::U8);
+    let data = if is_float(from) && is_float(dtype) {
+        let values = array.to_f64_vec();
+        match dtype {
+            DType::F32 => TensorData::F32(values.iter().map(|&x| x as f32).collect()),
+            DType::F16 => TensorData::F16(values.iter().map(|&x| half::f16::from_f64(x)).collect()),
+            DType::Bf16 => TensorData::Bf16(values.iter().map(|&x| half::bf16::from_f64(x)).collect()),
+            _ => TensorData::F64(values),
         }
-        (
-            TensorData::I64(_) | TensorData::I32(_) | TensorData::I8(_) | TensorData::U8(_),
-            DType::I64 | DType::I32 | DType::I8 | DType::U8,
-        ) => {
-            let values: Vec<i64> = match &array.data {
-                TensorData::I64(v) => v.clone(),
-                TensorData::I32(v) => v.iter().map(|&x| i64::from(x)).collect(),
-                TensorData::I8(v) => v.iter().map(|&x| i64::from(x)).collect(),
-                TensorData::U8(v) => v.iter().map(|&x| i64::from(x)).collect(),
-                _ => return Err(refused()),
-            };
-            let narrowed = |fits: &dyn Fn(i64) -> bool| -> std::result::Result<(), String> {
-                match values.iter().position(|&x| !fits(x)) {
-                    Some(i) => Err(format!("{}: value {} at element {i} does not fit", refused(), values[i])),
-                    None => Ok(()),
-                }
-            };
-            match dtype {
-                DType::I32 => {
-                    narrowed(&|x| i32::try_from(x).is_ok())?;
-                    TensorData::I32(values.iter().map(|&x| x as i32).collect())
-                }
-                DType::I8 => {
-                    narrowed(&|x| i8::try_from(x).is_ok())?;
-                    TensorData::I8(values.iter().map(|&x| x as i8).collect())
-                }
-                DType::U8 => {
-                    narrowed(&|x| u8::try_from(x).is_ok())?;
-                    TensorData::U8(values.iter().map(|&x| x as u8).collect())
-                }
-                _ => TensorData::I64(values),
+    } else if is_integer(from) && is_integer(dtype) {
+        let values = array.to_i64_vec().ok_or_else(refused)?;
+        let narrowed = |fits: &dyn Fn(i64) -> bool| -> std::result::Result<(), String> {
+            match values.iter().position(|&x| !fits(x)) {
+                Some(i) => Err(format!("{}: value {} at element {i} does not fit", refused(), values[i])),
+                None => Ok(()),
             }
+        };
+        match dtype {
+            DType::I32 => {
+                narrowed(&|x| i32::try_from(x).is_ok())?;
+                TensorData::I32(values.iter().map(|&x| x as i32).collect())
+            }
+            DType::I8 => {
+                narrowed(&|x| i8::try_from(x).is_ok())?;
+                TensorData::I8(values.iter().map(|&x| x as i8).collect())
+            }
+            DType::U8 => {
+                narrowed(&|x| u8::try_from(x).is_ok())?;
+                TensorData::U8(values.iter().map(|&x| x as u8).collect())
+            }
+            _ => TensorData::I64(values),
         }
-        _ => return Err(refused()),
+    } else {
+        return Err(refused());
     };
     OnnxTensor::new(array.shape, data).ok_or_else(refused)
 }
