@@ -199,28 +199,45 @@ fn every_torchscript_file() {
     }
 }
 
-/// T5's attention in miniature: a relative position bias (an embedding of one column per
-/// head, gathered by constant buckets, `[1, H, S, S]`) computed once and added to the
-/// scores of both layers. Head `h` of both layers and the bias column `h` are one
-/// element: one head group spanning the layers, exact through construction.
-#[test]
-fn position_bias_shared_by_layers() {
+/// Two attention layers of T5 in miniature, both adding one position bias `[1, H, S, S]`
+/// to their scores: T5's self-attention bias (an embedding of one column per head,
+/// gathered by constant buckets) or, with `zeros`, its cross-attention bias (zeros of a
+/// constant shape, plus a mask). Head `h` of both layers is then one element: one head
+/// group spanning the layers, exact through construction.
+fn check_position_bias_shared_by_layers(zeros: bool) {
     use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
     let (s, h, d) = (4i64, 2i64, 4i64);
     let e = (h * d) as usize;
     let mut b = GraphBuilder::new("shared_bias");
     b.opset(17);
     let x = b.input_f32("x", &batch_dims(&[s, h * d]));
-    let table = b.weight("relative_attention_bias.weight", &[5, h as usize], |i| (i as f32 * 0.7).sin());
-    let buckets = b.initializer(
-        "buckets",
-        oto_onnx::Tensor::new(vec![s as usize, s as usize], oto_onnx::TensorData::I64((0..s * s).map(|i| (i % 5 + i / 7) % 5).collect()))
+    let bias = if zeros {
+        // `[1, H]` then the sequence length twice, read from the input's shape at run
+        // time, as T5 computes it.
+        let (one, two) = (b.ints("one", &[1]), b.ints("two", &[2]));
+        let shape_x = b.node("Shape", &[&x], &[]);
+        let seq = b.node("Slice", &[&shape_x, &one, &two], &[]);
+        let heads = b.ints("bias_heads", &[1, h]);
+        let shape = b.node_with("Concat", &[&heads, &seq, &seq], &[], &[("axis", Attr::Int(0))]);
+        let zero = oto_onnx::Tensor::new(vec![1], oto_onnx::TensorData::F32(vec![0.0])).unwrap();
+        let bias = b.node_with("ConstantOfShape", &[&shape], &[], &[("value", Attr::Tensor(zero))]);
+        let mask = b.weight("mask", &[1, 1, 1, s as usize], |i| if i == 3 { -1e4 } else { 0.0 });
+        b.node("Add", &[&bias, &mask], &[])
+    } else {
+        let table = b.weight("relative_attention_bias.weight", &[5, h as usize], |i| (i as f32 * 0.7).sin());
+        let buckets = b.initializer(
+            "buckets",
+            oto_onnx::Tensor::new(
+                vec![s as usize, s as usize],
+                oto_onnx::TensorData::I64((0..s * s).map(|i| (i % 5 + i / 7) % 5).collect()),
+            )
             .unwrap(),
-    );
-    let bias = b.node_with("Gather", &[&table, &buckets], &[], &[("axis", Attr::Int(0))]);
-    let bias = b.node_with("Transpose", &[&bias], &[], &[("perm", Attr::Ints(vec![2, 0, 1]))]);
-    let zero = b.ints("axes0", &[0]);
-    let bias = b.node("Unsqueeze", &[&bias, &zero], &[]);
+        );
+        let bias = b.node_with("Gather", &[&table, &buckets], &[], &[("axis", Attr::Int(0))]);
+        let bias = b.node_with("Transpose", &[&bias], &[], &[("perm", Attr::Ints(vec![2, 0, 1]))]);
+        let zero = b.ints("axes0", &[0]);
+        b.node("Unsqueeze", &[&bias, &zero], &[])
+    };
     let split = b.ints("split_shape", &[0, s, h, d]);
     let merge = b.ints("merge_shape", &[0, s, h * d]);
     let mut stream = x.clone();
@@ -251,12 +268,28 @@ fn position_bias_shared_by_layers() {
     assert_eq!(heads.len(), 1, "{}", analysis.table());
     let g = heads[0];
     assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
-    for init in ["relative_attention_bias.weight", "l0.q.weight", "l1.v.weight", "l0.o.weight", "l1.o.weight"] {
+    let table = if zeros { vec![] } else { vec!["relative_attention_bias.weight"] };
+    for init in table.into_iter().chain(["l0.q.weight", "l1.v.weight", "l0.o.weight", "l1.o.weight"]) {
         assert!(g.members.iter().any(|m| m.initializer == init), "{init} is not in {}: {:?}", g.id, g.members);
+    }
+    if zeros {
+        // The zeros' head count follows the heads kept.
+        assert!(g.shape_constants.iter().any(|c| c.location.to_string().contains("bias_heads") && c.entry == 1), "{:?}", g.shape_constants);
     }
     let inputs = vec![(
         "x".to_string(),
         oto_onnx::Tensor { shape: vec![2, 4, 8], data: oto_onnx::TensorData::F32((0..64).map(|i| (i as f32 * 0.29).sin()).collect()) },
     )];
-    check_model("shared position bias", &model, &inputs, 2);
+    check_model(if zeros { "shared zero position bias" } else { "shared position bias" }, &model, &inputs, 2);
+}
+
+#[test]
+fn position_bias_shared_by_layers() {
+    check_position_bias_shared_by_layers(false);
+}
+
+/// T5's decoder cross-attention: no table, a zero bias whose head count is a constant.
+#[test]
+fn zero_position_bias_shared_by_layers() {
+    check_position_bias_shared_by_layers(true);
 }

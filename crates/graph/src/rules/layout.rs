@@ -154,6 +154,39 @@ impl Ctx<'_, '_> {
         ))
     }
 
+    /// `ConstantOfShape` of zeros (T5's cross-attention position bias, `zeros([1, H, q,
+    /// k])` added to every layer's scores): each axis whose size is a constant entry of
+    /// the shape opens a space of its own, all zero, which construction shrinks by
+    /// rewriting that entry. Joined with heads, position `h` is head `h`; joined with
+    /// channels, channel `c`; tied to nothing, it holds no parameter and makes no group.
+    pub(super) fn constant_of_shape(&mut self, node: &NodeProto) {
+        let zeros = match node.attr_tensor("value") {
+            Ok(None) => true,
+            Ok(Some(t)) => oto_onnx::Tensor::from_proto(t, None).is_ok_and(|t| t.to_f64_vec().iter().all(|&v| v == 0.0)),
+            Err(_) => false,
+        };
+        let (Some(od), Some(shape)) = (self.dims(&node.output[0]), node.input.first()) else {
+            return;
+        };
+        if !zeros {
+            return;
+        }
+        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        for (i, d) in od.iter().enumerate() {
+            let Some(n) = d.known().and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 1) else {
+                continue;
+            };
+            if !matches!(self.locate(&user, shape, i), Ok(crate::analyze::Located::Const(..))) {
+                continue;
+            }
+            let range = self.spaces.new_base(n);
+            out[i] = AxisT::unit(range, true);
+            self.shape_entry(node, shape, i, vec![Part::Fixed(range, 1, 1)]);
+        }
+        self.set(&node.output[0], out);
+    }
+
     pub(super) fn expand(&mut self, node: &NodeProto) {
         let Some(t) = self.in_track(node, 0) else {
             return;

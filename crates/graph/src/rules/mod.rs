@@ -122,6 +122,7 @@ impl Ctx<'_, '_> {
             Op::Gemm(g) => self.gemm(node, g),
             Op::MatMul { integer: false } => self.matmul(node),
             Op::Gather { axis } => self.gather(node, *axis),
+            Op::ConstantOfShape => self.constant_of_shape(node),
             // Not understood: blocks what it reads, and freezes the initializers it reads
             // even when nothing tracked reaches it yet (a weight it shares with a layer),
             // as every blocked node does.
@@ -142,7 +143,6 @@ impl Ctx<'_, '_> {
             | Op::GatherElements
             | Op::ScatterElements
             | Op::Constant
-            | Op::ConstantOfShape
             | Op::Range
             | Op::NonZero
             | Op::EyeLike
