@@ -287,16 +287,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Blocks everything `node`'s inputs carry and lists the node, if it touches a space.
     pub fn block_node(&mut self, node: &NodeProto, reason: &str) {
-        self.freeze_initializers(node, reason);
-        let touched = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
-        if !touched {
-            return;
-        }
-        let full = format!("{}: {reason}", node_label(node));
-        for v in &node.input {
-            self.block_value(v, &full);
-        }
-        self.blocked_op(node, reason);
+        self.block_reads(node, &node.input, reason);
     }
 
     /// Blocks the values of this graph that `node`'s subgraphs (an `If`'s branches, a
@@ -308,21 +299,21 @@ impl<'a, 'm> Ctx<'a, 'm> {
         oto_onnx::graph::subgraph_reads(node, &mut reads);
         let mut reads: Vec<String> = reads.into_iter().collect();
         reads.sort();
-        let reason = "read inside its subgraph: channels are not followed into subgraphs";
+        self.block_reads(node, &reads, "read inside its subgraph: channels are not followed into subgraphs");
+    }
+
+    /// Blocks what the values `node` reads carry, freezes the initializers among them,
+    /// and lists the node if any of them touches a space.
+    fn block_reads(&mut self, node: &NodeProto, values: &[String], reason: &str) {
+        self.freeze_reads(node, values, reason);
+        if !values.iter().any(|v| self.tracks.contains_key(v.as_str())) {
+            return;
+        }
         let full = format!("{}: {reason}", node_label(node));
-        let mut touched = false;
-        for v in &reads {
-            if self.graph.initializer(v).is_some() && !self.frozen_inits.contains_key(v.as_str()) {
-                self.frozen_inits.insert(v.clone(), format!("initializer '{v}' is also read by {}: {reason}", node_label(node)));
-            }
-            if self.tracks.contains_key(v.as_str()) {
-                self.block_value(v, &full);
-                touched = true;
-            }
+        for v in values {
+            self.block_value(v, &full);
         }
-        if touched {
-            self.blocked_op(node, reason);
-        }
+        self.blocked_op(node, reason);
     }
 
     /// Freezes the initializers `node` reads: a node whose rule does not follow channels
@@ -330,7 +321,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// reader puts them in (an exporter or optimizer may share one initializer between
     /// such a node and a layer) and whether or not anything tracked reaches the node.
     pub(crate) fn freeze_initializers(&mut self, node: &NodeProto, reason: &str) {
-        for v in &node.input {
+        self.freeze_reads(node, &node.input, reason);
+    }
+
+    /// Freezes the initializers among `values`, read whole by `node`.
+    fn freeze_reads(&mut self, node: &NodeProto, values: &[String], reason: &str) {
+        for v in values {
             if self.graph.initializer(v).is_some() && !self.frozen_inits.contains_key(v.as_str()) {
                 let why = format!("initializer '{v}' is also read by {}: {reason}", node_label(node));
                 self.frozen_inits.insert(v.clone(), why);
