@@ -128,25 +128,18 @@ pub fn converted_to(array: OnnxTensor, dtype: DType) -> std::result::Result<Onnx
         }
     } else if is_integer(from) && is_integer(dtype) {
         let values = array.to_i64_vec().ok_or_else(refused)?;
-        let narrowed = |fits: &dyn Fn(i64) -> bool| -> std::result::Result<(), String> {
-            match values.iter().position(|&x| !fits(x)) {
-                Some(i) => Err(format!("{}: value {} at element {i} does not fit", refused(), values[i])),
-                None => Ok(()),
-            }
-        };
+        // Each value converted, or the first that does not fit named.
+        fn narrowed<T: TryFrom<i64>>(values: &[i64], refused: &str) -> std::result::Result<Vec<T>, String> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| T::try_from(x).map_err(|_| format!("{refused}: value {x} at element {i} does not fit")))
+                .collect()
+        }
         match dtype {
-            DType::I32 => {
-                narrowed(&|x| i32::try_from(x).is_ok())?;
-                TensorData::I32(values.iter().map(|&x| x as i32).collect())
-            }
-            DType::I8 => {
-                narrowed(&|x| i8::try_from(x).is_ok())?;
-                TensorData::I8(values.iter().map(|&x| x as i8).collect())
-            }
-            DType::U8 => {
-                narrowed(&|x| u8::try_from(x).is_ok())?;
-                TensorData::U8(values.iter().map(|&x| x as u8).collect())
-            }
+            DType::I32 => TensorData::I32(narrowed(&values, &refused())?),
+            DType::I8 => TensorData::I8(narrowed(&values, &refused())?),
+            DType::U8 => TensorData::U8(narrowed(&values, &refused())?),
             _ => TensorData::I64(values),
         }
     } else {
