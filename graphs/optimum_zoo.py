@@ -133,6 +133,27 @@ def _llama():
     return LlamaForCausalLM(cfg), "text-generation", "gpt"
 
 
+def _llama_mqa():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # Multi-query attention (Gemma-2B's layout): 4 query heads read one key/value head,
+    # repeated by repeat_kv.
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
+                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return LlamaForCausalLM(cfg), "text-generation", "gpt"
+
+
+def _gpt_bigcode():
+    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+    # SantaCoder/StarCoder's layout: multi-query attention from one fused c_attn
+    # projection, [q (4 heads) | k | v (one head each)].
+    cfg = GPTBigCodeConfig(vocab_size=VOCAB, n_embd=128, n_layer=2, n_head=4, n_positions=64, multi_query=True,
+                           bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return GPTBigCodeForCausalLM(cfg), "text-generation", "gpt"
+
+
 def _gpt_neox():
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -182,8 +203,8 @@ def _swin():
     return SwinForImageClassification(cfg), "image-classification", "image"
 
 
-MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "gpt_neox": _gpt_neox, "gptj": _gptj,
-          "roformer": _roformer, "vit": _vit, "swin": _swin}
+MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "llama_mqa": _llama_mqa,
+          "gpt_bigcode": _gpt_bigcode, "gpt_neox": _gpt_neox, "gptj": _gptj, "roformer": _roformer, "vit": _vit, "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

@@ -45,6 +45,12 @@ fn io_names(model: &Model) -> (Vec<String>, Vec<String>) {
 }
 
 fn prune_by_distillation(name: &str) {
+    prune_by_distillation_with(name, &[]);
+}
+
+/// `oto prune` by distillation with `extra` arguments; returns the original model (as
+/// loaded) and the compact one.
+fn prune_by_distillation_with(name: &str, extra: &[&str]) -> (Model, Model) {
     let dir = tempfile::tempdir().unwrap();
     let file = optimum_zoo_dir().join(name).join("model.onnx");
     let config: serde_json::Value =
@@ -53,7 +59,7 @@ fn prune_by_distillation(name: &str) {
     let data = dir.path().join("tokens.npz");
     unlabeled_tokens(&original, config["vocab_size"].as_u64().unwrap(), &data);
     let out_dir = dir.path().join("out");
-    let out = oto(&[
+    let mut args = vec![
         "prune",
         "--model",
         s(&file),
@@ -76,7 +82,9 @@ fn prune_by_distillation(name: &str) {
         "--out",
         s(&out_dir),
         "-q",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = oto(&args);
     assert_eq!(out.status.code(), Some(0), "{name}: {}\n{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["job"]["loss"]["kind"], "distill", "{name}");
@@ -88,6 +96,7 @@ fn prune_by_distillation(name: &str) {
     let original_params = oto_onnx::cost::parameter_count(&oto_onnx::Graph::new(&original).unwrap()).parameters;
     assert!(compact_params < original_params, "{name}: compact model has {compact_params} of {original_params} parameters");
     assert_eq!(io_names(&compact), io_names(&original), "{name}: input/output names changed");
+    (original, compact)
 }
 
 #[test]
@@ -100,6 +109,47 @@ fn prune_optimum_bert_by_distillation() {
 fn prune_optimum_llama_gqa_by_distillation() {
     let _job = one_job_at_a_time();
     prune_by_distillation("llama_gqa");
+}
+
+/// Multi-query attention (one K/V head read by every query head: Gemma-2B's layout by
+/// repeat_kv, and GPT-BigCode's fused `[q | k | v]` projection): with every group but the
+/// heads kept, the job prunes query heads, each with its Q projection columns and its
+/// output projection rows (zeroed with it), and the compact model verifies.
+#[test]
+fn prune_optimum_multi_query_heads_by_distillation() {
+    let _job = one_job_at_a_time();
+    for name in ["llama_mqa", "gpt_bigcode"] {
+        let model = oto_onnx::normalize::load(optimum_zoo_dir().join(name).join("model.onnx")).unwrap().0;
+        let analysis = oto_graph::analyze(&model, &Default::default()).unwrap();
+        let mut keep = Vec::new();
+        let mut heads = Vec::new();
+        for g in analysis.prunable_groups() {
+            let first = g.members.iter().find(|m| m.role == oto_graph::Role::Producer).unwrap();
+            if let oto_graph::ElementKind::Head { dim } = g.kind {
+                heads.push((first.initializer.clone(), first.axis, dim, g.num_elements));
+            } else {
+                keep.extend(["--unprunable".to_string(), first.initializer.clone()]);
+            }
+        }
+        assert_eq!(heads.len(), 2, "{name}: one head group per layer\n{}", analysis.table());
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        let (original, compact) = prune_by_distillation_with(name, &keep);
+        // Whole heads go from the Q projection (of 4 heads of 32).
+        let width = |m: &Model, init: &str, axis: usize| {
+            let g = m.proto.graph.as_ref().unwrap();
+            g.initializer.iter().find(|t| t.name.as_deref() == Some(init)).map(|t| t.dims[axis])
+        };
+        let mut removed = 0;
+        for (init, axis, dim, n) in &heads {
+            let before = width(&original, init, *axis).unwrap();
+            let after = width(&compact, init, *axis).unwrap();
+            assert_eq!((before - after) % *dim as i64, 0, "{name} {init}: {before} -> {after}");
+            assert!(after >= *dim as i64, "{name} {init}: every head removed");
+            removed += (before - after) / *dim as i64;
+            assert_eq!(*n, 4, "{name} {init}");
+        }
+        assert!(removed > 0, "{name}: no head removed");
+    }
 }
 
 /// GPT-NeoX (Pythia's layout): heads of a per-head packed [q | k | v] projection, with

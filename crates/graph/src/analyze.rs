@@ -394,14 +394,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
     }
 
     /// `init`'s axis `init_axis` reads a value axis: consumer slices. A non-zero element
-    /// reaching them blocks its space (folding into a bias is not done yet).
+    /// reaching them blocks its space (folding into a bias is not done yet), but where its
+    /// readers are zeroed with it ([`Spaces::zero_readers`]): they are producers then.
     pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
         match axis.linear() {
             Ok(None) => {}
             Err(why) => self.block_axis_at(node, axis, &format!("'{init}' reads a layout it cannot slice: {why}")),
             Ok(Some(segs)) => {
                 for s in segs {
-                    if !s.zero {
+                    let role = if !s.zero && self.spaces.readers_zeroed(&s.range) { Role::Producer } else { Role::Consumer };
+                    if !s.zero && role == Role::Consumer {
                         self.spaces.block(
                             s.range,
                             format!("{}: a non-zero value (f(0) != 0) reaches '{init}' (f(0) != 0 not yet foldable)", node_label(node)),
@@ -409,7 +411,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     }
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
-                    self.member(init, init_axis, s.range, s.offset, num, den, Role::Consumer);
+                    self.member(init, init_axis, s.range, s.offset, num, den, role);
                 }
             }
         }
@@ -649,7 +651,9 @@ pub(crate) fn per_position(s: &LinSeg) -> (usize, usize) {
 }
 
 /// The parts an integer entry counts for a value axis: every tracked factor, with the
-/// known sizes of the other factors multiplied in (symbolic ones are the dynamic part).
+/// known sizes of the other factors multiplied in (symbolic ones are the dynamic part):
+/// a position of one factor counts once per position of the others (a K/V head of
+/// `[kv, n_rep]` counts `n_rep`).
 pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
     let mut parts = Vec::new();
     for (i, f) in axis.factors.iter().enumerate() {
@@ -659,7 +663,7 @@ pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, g)| if g.track.is_none() { g.size.known().unwrap_or(1).max(1) as usize } else { 1 })
+            .map(|(_, g)| g.size.known().and_then(|n| usize::try_from(n).ok()).unwrap_or(1).max(1))
             .fold(1usize, usize::saturating_mul);
         match track {
             Track::Segs(segs) => {

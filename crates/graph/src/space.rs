@@ -382,6 +382,9 @@ pub(crate) struct Spaces {
     reqs: Vec<(Range, usize, ReqKind)>,
     shape_refs: Vec<RawShapeRef>,
     balanced: Vec<(String, Vec<Vec<Range>>)>,
+    /// Ranges whose elements are not zero when their producers are: see
+    /// [`Spaces::zero_readers`].
+    zeroed_readers: Vec<Range>,
 }
 
 /// Parameter counts the solver needs: initializer name -> dims.
@@ -451,6 +454,19 @@ impl Spaces {
         if a != b && a.len > 0 && b.len > 0 {
             self.eqs.push((a, b));
         }
+    }
+
+    /// Marks a range whose elements keep a value when their producers are zero, a value
+    /// that depends on the input (a multi-query head: zero scores average the shared V):
+    /// the parameter slices reading them are zeroed with them (producers) instead of
+    /// blocking them, so a zero element contributes nothing wherever it is read.
+    pub fn zero_readers(&mut self, r: Range) {
+        self.zeroed_readers.push(r);
+    }
+
+    /// Whether `r` lies in a range marked by [`Spaces::zero_readers`].
+    pub fn readers_zeroed(&self, r: &Range) -> bool {
+        self.zeroed_readers.iter().any(|z| z.base == r.base && z.start <= r.start && r.end() <= z.end())
     }
 
     /// Marks a range unprunable.
@@ -596,7 +612,8 @@ impl Spaces {
         let elements = self.elements(&partition, &mut reasons);
         self.range_reasons(&partition, &elements, &misaligned, &mut reasons);
         let members = self.class_members(&partition, &elements, user_blocked, &mut reasons);
-        let shapes = self.shape_edits(&partition, &elements, &mut reasons);
+        let produced: Vec<bool> = members.iter().map(|m| m.values().any(|m| m.role == Role::Producer)).collect();
+        let shapes = self.shape_edits(&partition, &elements, &produced, &mut reasons);
         let mut groups = groups(&partition, &elements, members, shapes, reasons, dims);
         name_groups(&mut groups);
         groups
@@ -744,13 +761,21 @@ impl Spaces {
     /// that follows a measured axis by the wrong amount with no computed value to make up
     /// the difference, or one read through a node by several groups is a reason against
     /// the classes concerned.
-    fn shape_edits(&self, partition: &Partition, elements: &Elements, reasons: &mut [BTreeSet<String>]) -> Vec<ShapeEdits> {
+    /// Only classes with producers (`produced`) are ever pruned: the others never edit.
+    fn shape_edits(
+        &self,
+        partition: &Partition,
+        elements: &Elements,
+        produced: &[bool],
+        reasons: &mut [BTreeSet<String>],
+    ) -> Vec<ShapeEdits> {
         let mut shapes: Vec<ShapeEdits> = vec![BTreeMap::new(); partition.class_members.len()];
         // Classes edited through one node of shape arithmetic: its one output cannot
         // carry the edits of Reshapes of different groups.
         let mut through: BTreeMap<(ShapeLocation, usize, String), BTreeSet<usize>> = BTreeMap::new();
         for s in &self.shape_refs {
-            let per_class = amounts(partition, elements, &s.parts, &|| s.label(), reasons);
+            let mut per_class = amounts(partition, elements, &s.parts, &|| s.label(), reasons);
+            per_class.retain(|&c, _| produced.get(c).copied().unwrap_or(false));
             match &s.location {
                 RefAt::Const(loc, indirect) => {
                     if *indirect {
@@ -774,7 +799,8 @@ impl Spaces {
                     // fine where every class changes it exactly as much as it must
                     // change; otherwise construction makes up the difference in the
                     // computed value, or the class is unprunable.
-                    let got = amounts(partition, elements, measured, &|| s.label(), reasons);
+                    let mut got = amounts(partition, elements, measured, &|| s.label(), reasons);
+                    got.retain(|&c, _| produced.get(c).copied().unwrap_or(false));
                     let classes: BTreeSet<usize> = per_class.keys().chain(got.keys()).copied().collect();
                     for c in classes {
                         let (want, have) = (per_class.get(&c).copied().unwrap_or((0, 1)), got.get(&c).copied().unwrap_or((0, 1)));

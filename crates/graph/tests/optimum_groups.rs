@@ -49,10 +49,12 @@ fn sizes(config: &serde_json::Value) -> Sizes {
     }
     let hidden = get(&["hidden_size", "dim", "n_embd"]).expect("hidden size in config.json");
     let heads = get(&["num_attention_heads", "n_heads", "n_head"]).expect("heads in config.json");
+    // GPT-BigCode says multi-query attention with a flag: one K/V head.
+    let multi_query = config["multi_query"].as_bool() == Some(true);
     Sizes::uniform(
         get(&["num_hidden_layers", "n_layers", "n_layer"]).expect("layers in config.json"),
         heads,
-        get(&["num_key_value_heads"]).unwrap_or(heads),
+        get(&["num_key_value_heads"]).unwrap_or(if multi_query { 1 } else { heads }),
         get(&["head_dim"]).unwrap_or(hidden / heads),
         // GPT-2's n_inner is null: 4 x the hidden size.
         get(&["intermediate_size", "hidden_dim", "n_inner"]).unwrap_or(4 * hidden),
@@ -80,6 +82,11 @@ fn matrix_slices(model: &Model, g: &Group, role: Role) -> BTreeMap<(String, usiz
 /// disjoint and together cover the whole axis; returns the indices per element.
 fn check_heads(model: &Model, ctx: &str, key: &(String, usize), per: &[Vec<usize>], head_dim: usize) -> usize {
     let len = dims(model, &key.0)[key.1] as usize;
+    check_heads_covering(ctx, key, per, head_dim, len)
+}
+
+/// As [`check_heads`], the elements covering `len` indices of the axis.
+fn check_heads_covering(ctx: &str, key: &(String, usize), per: &[Vec<usize>], head_dim: usize, len: usize) -> usize {
     let mut all = BTreeSet::new();
     for (e, idx) in per.iter().enumerate() {
         assert!(!idx.is_empty() && idx.len() % head_dim == 0, "{ctx}: {key:?} element {e}: {} indices", idx.len());
@@ -102,7 +109,7 @@ fn check_heads(model: &Model, ctx: &str, key: &(String, usize), per: &[Vec<usize
 #[test]
 fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     let names = optimum_zoo_names();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     for name in names {
         let dir = optimum_zoo_dir().join(&name);
         let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -151,8 +158,14 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         // The layer this group is: one of those with its head size and count. A projection
         // packed per head as [q | k | v] (GPT-NeoX) has blocks of 3 x head_dim.
         let head_of = |l: &Layer| matches!(g.kind, ElementKind::Head { dim } if dim == l.head_dim || dim == 3 * l.head_dim);
-        let at = unmatched.iter().position(|l| head_of(l) && g.num_elements == l.kv_heads);
+        // Multi-query attention: the elements are the query heads.
+        let elements = |l: &Layer| if l.kv_heads == 1 { l.heads } else { l.kv_heads };
+        let at = unmatched.iter().position(|l| head_of(l) && g.num_elements == elements(l));
         let l = unmatched.remove(at.unwrap_or_else(|| panic!("{ctx}: {:?} x {} is no layer's heads in {s:?}", g.kind, g.num_elements)));
+        if l.kv_heads == 1 && l.heads > 1 {
+            check_multi_query(&model, &ctx, g, &l, &mut seen_weights);
+            continue;
+        }
         let rep = l.heads / l.kv_heads;
         assert_eq!(rep * l.kv_heads, l.heads, "{ctx}");
         // Producers: the Q, K and V projections' output columns (packed or not):
@@ -186,6 +199,30 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         }
     }
 
+    check_ffn(&model, &ctx, &a, s, &mut seen_weights);
+}
+
+/// A multi-query layer's head group: per query head, its columns of the Q projection (alone
+/// or the `q` part of a fused one) and its rows of the output projection, both zeroed with
+/// it (producers: a zero query head averages the shared V, which only zero rows discard);
+/// the one K/V head, read by every query head, is in no group and nothing is a consumer.
+fn check_multi_query(model: &Model, ctx: &str, g: &Group, l: &Layer, seen_weights: &mut HashSet<String>) {
+    assert!(g.prunable, "{ctx}: {:?}", g.reasons);
+    let producers = matrix_slices(model, g, Role::Producer);
+    assert_eq!(producers.len(), 2, "{ctx}: {producers:?}");
+    let mut axes = BTreeSet::new();
+    for (key, per) in &producers {
+        assert!(seen_weights.insert(key.0.clone()), "{ctx}: {} in two head groups", key.0);
+        assert_eq!(check_heads_covering(ctx, key, per, l.head_dim, l.heads * l.head_dim), l.head_dim, "{ctx}: {key:?}");
+        axes.insert(key.1);
+    }
+    // The projections' output columns (axis 1 of a MatMul weight) and input rows (axis 0).
+    assert_eq!(axes, BTreeSet::from([0, 1]), "{ctx}: {producers:?}");
+    assert!(matrix_slices(model, g, Role::Consumer).is_empty(), "{ctx}");
+}
+
+/// FFN: one group per layer whose elements are the FFN neurons.
+fn check_ffn(model: &Model, ctx: &str, a: &oto_graph::Analysis, s: &Sizes, seen_weights: &mut HashSet<String>) {
     // FFN: one group of `intermediate` neurons per layer, from the up (and gate)
     // projections to the down projection.
     let widths: BTreeSet<usize> = s.layers.iter().map(|l| l.intermediate).collect();
@@ -193,13 +230,13 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         let ffn: Vec<&Group> = a.prunable_groups().filter(|g| g.kind == ElementKind::Channel && g.num_elements == width).collect();
         assert_eq!(ffn.len(), s.layers.iter().filter(|l| l.intermediate == width).count(), "{ctx}");
         for g in ffn {
-            let ctx = format!("{name} group {}", g.id);
+            let ctx = format!("{ctx} group {}", g.id);
             for role in [Role::Producer, Role::Consumer] {
-                let slices = matrix_slices(&model, g, role);
+                let slices = matrix_slices(model, g, role);
                 assert!(!slices.is_empty(), "{ctx}: no {role:?} matrix");
                 for (key, per) in &slices {
                     assert!(seen_weights.insert(key.0.clone()) || role == Role::Consumer, "{ctx}: {} in two groups", key.0);
-                    assert_eq!(dims(&model, &key.0)[key.1] as usize, width, "{ctx}: {key:?}");
+                    assert_eq!(dims(model, &key.0)[key.1] as usize, width, "{ctx}: {key:?}");
                     assert!(per.iter().enumerate().all(|(e, idx)| idx == &vec![e]), "{ctx}: {key:?} is not one neuron per element");
                 }
             }

@@ -222,7 +222,7 @@ impl Ctx<'_, '_> {
     }
 
     /// Blocks channels read position by position inside attention heads.
-    fn block_read_inside_heads(&mut self, node: &NodeProto, segs: &[Seg]) {
+    pub(super) fn block_read_inside_heads(&mut self, node: &NodeProto, segs: &[Seg]) {
         let why = format!("{}: read position by position inside attention heads", node_label(node));
         for s in segs {
             if let Seg::Tracked { range, .. } = s {
@@ -261,16 +261,23 @@ impl Ctx<'_, '_> {
     }
 
     /// Grouped-query attention: `x` is one tracked factor (the query heads), `y` a tracked
-    /// factor (the K/V heads) followed by an untracked repeat of the same total size.
-    /// Ties each K/V head to its query heads; the result keeps `x`'s layout.
+    /// factor (the K/V heads) followed by a repeat of the same total size (untracked, or
+    /// the copies an `Expand` opened, which stay as they are). Ties each K/V head to its
+    /// query heads; the result keeps `x`'s layout.
     pub(super) fn union_repeated(&mut self, x: &AxisT, y: &AxisT, both: &impl Fn(bool, bool) -> bool) -> Option<AxisT> {
         let [Factor { track: Some(Track::Segs(xs)), size: xn }] = x.factors.as_slice() else {
             return None;
         };
         let tracked: Vec<&Factor> = y.factors.iter().filter(|f| f.size != Dim::Known(1) || f.track.is_some()).collect();
-        let [Factor { track: Some(Track::Segs(ys)), size: yn }, Factor { track: None, size: Dim::Known(rep) }] = tracked.as_slice() else {
+        let [Factor { track: Some(Track::Segs(ys)), size: yn }, Factor { track: copies, size: Dim::Known(rep) }] = tracked.as_slice()
+        else {
             return None;
         };
+        let copies_only =
+            |segs: &[Seg]| matches!(segs, [Seg::Tracked { range, scale: Scale::Unit, .. }] if i64::try_from(range.len) == Ok(*rep));
+        if copies.is_some() && !matches!(copies, Some(Track::Segs(segs)) if copies_only(segs)) {
+            return None;
+        }
         let (Some(xn), Some(yn)) = (xn.known(), yn.known()) else {
             return None;
         };

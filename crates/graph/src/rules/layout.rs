@@ -202,8 +202,25 @@ impl Ctx<'_, '_> {
         };
         let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        let shape = node.input[1].clone();
+        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         for (i, a) in t.iter().enumerate() {
             if !a.is_tracked() {
+                // A size-1 axis broadcast to a constant entry (repeat_kv's `n_rep` copies
+                // of each K/V head) opens a space of copies, which construction shrinks
+                // by rewriting that entry: joined with query heads, copy `r` is the
+                // `r`-th query head reading its K/V head. Tied to nothing, it makes no
+                // group.
+                let n = od.get(lead + i).and_then(Dim::known).and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 1);
+                let p = target.as_ref().and_then(|v| (v.len() + i).checked_sub(t.len()));
+                let one = self.dims(&node.input[0]).is_some_and(|d| d.get(i) == Some(&Dim::Known(1)));
+                if let (Some(n), Some(p), true) = (n, p, one) {
+                    if matches!(self.locate(&user, &shape, p), Ok(crate::analyze::Located::Const(..))) {
+                        let range = self.spaces.new_base(n);
+                        out[lead + i] = AxisT::unit(range, false);
+                        self.shape_entry(node, &shape, p, vec![Part::Fixed(range, 1, 1)]);
+                    }
+                }
                 continue;
             }
             out[lead + i] = a.clone();
@@ -213,8 +230,7 @@ impl Ctx<'_, '_> {
                     let Some(p) = (tl + i).checked_sub(t.len()) else {
                         continue;
                     };
-                    let v = node.input[1].clone();
-                    self.shape_entry(node, &v, p, count_parts(a));
+                    self.shape_entry(node, &shape, p, count_parts(a));
                 }
             }
         }

@@ -156,8 +156,42 @@ impl Ctx<'_, '_> {
                         }
                     }
                 }
+                self.heads_read_shared_channels(node, &mut out);
             }
         }
         self.set(&node.output[0], out);
+    }
+
+    /// Multi-query attention's `probs @ V`: the batch axis is the query heads (blocks of
+    /// `k`), the last axis `k` channels of a value with no heads of its own (the one K/V
+    /// head, repeated or broadcast to every query head). Output channel `j` of head `h` is
+    /// then position `j` inside block `h`: the V channels are read inside every head and
+    /// stay, and the heads go whole (the head dim of `Q @ K^T`'s contraction, the same),
+    /// with the slices that read them.
+    fn heads_read_shared_channels(&mut self, node: &NodeProto, out: &mut ValueT) {
+        let Some((last, batch)) = out.split_last_mut() else { return };
+        let [Factor { track: Some(Track::Segs(channels)), size }] = last.factors.as_slice() else {
+            return;
+        };
+        let heads: Vec<(Range, usize)> = batch
+            .iter()
+            .flat_map(|a| a.factors.iter())
+            .filter_map(|f| if let Some(Track::Segs(segs)) = &f.track { Some(segs) } else { None })
+            .flatten()
+            .filter_map(|s| if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s { Some((*range, *k)) } else { None })
+            .collect();
+        let Some(&(_, k)) = heads.first() else { return };
+        if size.known() != i64::try_from(k).ok() || heads.iter().any(|&(_, kk)| kk != k) {
+            return;
+        }
+        let channels = channels.clone();
+        self.block_read_inside_heads(node, &channels);
+        // A zero query head's output is the mean of V, not zero: what reads it (the output
+        // projection's rows) is zeroed with the head.
+        for &(r, _) in &heads {
+            self.spaces.zero_readers(r);
+        }
+        let ranges = heads.into_iter().map(|(r, _)| r).collect();
+        *last = AxisT { factors: vec![Factor { size: size.clone(), track: Some(Track::Inner { k, ranges, zero: false, at: Some(0) }) }] };
     }
 }
