@@ -144,6 +144,17 @@ def _llama_mqa():
     return LlamaForCausalLM(cfg), "text-generation", "gpt"
 
 
+def _qwen3():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    # Grouped-query attention whose queries and keys are RMS-normalized per head (q_norm,
+    # k_norm over the head dim) before rotary embeddings.
+    cfg = Qwen3Config(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=64,
+                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return Qwen3ForCausalLM(cfg), "text-generation", "gpt"
+
+
 def _gpt_bigcode():
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
@@ -204,7 +215,7 @@ def _swin():
 
 
 MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "llama_mqa": _llama_mqa,
-          "gpt_bigcode": _gpt_bigcode, "gpt_neox": _gpt_neox, "gptj": _gptj, "roformer": _roformer, "vit": _vit, "swin": _swin}
+          "qwen3": _qwen3, "gpt_bigcode": _gpt_bigcode, "gpt_neox": _gpt_neox, "gptj": _gptj, "roformer": _roformer, "vit": _vit, "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

@@ -255,6 +255,34 @@ impl<'a, 'm> Ctx<'a, 'm> {
         self.const_floats(value).is_some_and(|v| v.iter().all(|&x| x == 0.0))
     }
 
+    /// Whether `value` is positive and finite wherever the elements of its channels are
+    /// zero, so that dividing by it stays finite there: a positive constant added to values
+    /// that are then zero (an RMS norm's `mean(x^2) + eps`, per head in Qwen3's q/k norm),
+    /// through `Sqrt`, `Reciprocal`, `Pow`, products and quotients of such values.
+    pub fn positive_at_zero(&self, value: &str) -> bool {
+        self.positive_within(value, 16)
+    }
+
+    fn positive_within(&self, value: &str, depth: usize) -> bool {
+        let positive_const = |v: &str| self.const_floats(v).is_some_and(|c| !c.is_empty() && c.iter().all(|&x| x > 0.0 && x.is_finite()));
+        if positive_const(value) {
+            return true;
+        }
+        let Some(depth) = depth.checked_sub(1) else { return false };
+        let Some((_, node)) = self.graph.producer_node(value) else { return false };
+        let zero_at_zero = |v: &str| self.track(v).is_some_and(|t| t.iter().any(AxisT::is_tracked) && t.iter().all(AxisT::all_zero));
+        let input = |k: usize| node.input.get(k).map(String::as_str).unwrap_or_default();
+        match Op::parse(self.graph, node) {
+            Ok(Op::Unary(Unary::Sqrt | Unary::Reciprocal | Unary::Identity) | Op::Cast { .. }) => self.positive_within(input(0), depth),
+            Ok(Op::Binary(Binary::Pow)) => self.positive_within(input(0), depth),
+            Ok(Op::Binary(Binary::Mul | Binary::Div)) => self.positive_within(input(0), depth) && self.positive_within(input(1), depth),
+            Ok(Op::Binary(Binary::Add)) => [(0, 1), (1, 0)]
+                .iter()
+                .any(|&(c, v)| positive_const(input(c)) && (zero_at_zero(input(v)) || self.positive_within(input(v), depth))),
+            _ => false,
+        }
+    }
+
     /// Records that `node` blocks spaces (listed once per node).
     pub fn blocked_op(&mut self, node: &NodeProto, reason: &str) {
         let label = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));

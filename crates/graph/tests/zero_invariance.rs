@@ -172,3 +172,47 @@ fn squeeze_excitation() {
     assert!(g.members.iter().any(|m| m.initializer == "se1.weight" && m.axis == 1));
     assert_eq!(a.prunable_groups().count(), 2, "{}", a.table());
 }
+
+/// Conv channels normalized by their own root mean square over the image (the per-head
+/// q/k norm of Qwen3 and OLMo-2, on a channel axis): `x * (1 / sqrt(mean(x^2) + eps))`
+/// and `x / sqrt(mean(x^2) + eps)`. With `eps > 0` a zero channel stays zero (0 * 1/sqrt(eps))
+/// and its channels prune exactly; with `eps = 0` it would be 0 / 0, and they stay.
+#[test]
+fn division_by_the_channels_own_rms() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let model = |reciprocal: bool, eps: f32| {
+        let mut b = GraphBuilder::new("rms_div");
+        let x = b.input_f32("x", &batch_dims(&[3, 6, 6]));
+        let weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| b.weight(name, shape, |i| ((i * 7919 % 13) as f32 - 6.0) / 10.0);
+        let scalar =
+            |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor { shape: vec![], data: TensorData::F32(vec![v]) });
+        let (w1, b1) = (weight(&mut b, "c1.weight", &[8, 3, 3, 3]), weight(&mut b, "c1.bias", &[8]));
+        let c1 = b.node_with("Conv", &[&x, &w1, &b1], &[], &[("pads", Attr::Ints(vec![1; 4]))]);
+        let (two, eps, one) = (scalar(&mut b, "two", 2.0), scalar(&mut b, "eps", eps), scalar(&mut b, "one", 1.0));
+        let spatial = b.ints("spatial", &[2, 3]);
+        let p = b.node("Pow", &[&c1, &two], &[]);
+        let m = b.node_with("ReduceMean", &[&p, &spatial], &[], &[("keepdims", Attr::Int(1))]);
+        let a = b.node("Add", &[&m, &eps], &[]);
+        let r = b.node("Sqrt", &[&a], &[]);
+        let y = if reciprocal {
+            let inv = b.node("Div", &[&one, &r], &[]);
+            b.node("Mul", &[&c1, &inv], &[])
+        } else {
+            b.node("Div", &[&c1, &r], &[])
+        };
+        let (w2, b2) = (weight(&mut b, "c2.weight", &[4, 8, 3, 3]), weight(&mut b, "c2.bias", &[4]));
+        let c2 = b.node_with("Conv", &[&y, &w2, &b2], &[], &[("pads", Attr::Ints(vec![1; 4]))]);
+        let out = b.node("GlobalAveragePool", &[&c2], &["y"]);
+        b.output_f32(&out, &batch_dims(&[4, 1, 1]));
+        b.build().unwrap()
+    };
+    for reciprocal in [true, false] {
+        let name = if reciprocal { "x * 1/rms" } else { "x / rms" };
+        let a = check_builder_model(name, &model(reciprocal, 1e-6), vec![2, 3, 6, 6]);
+        let g = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "c1.weight" && m.axis == 0)).unwrap();
+        assert!(g.prunable && g.num_elements == 8, "{name}:\n{}", a.table());
+        let a = analyze(&model(reciprocal, 0.0), &AnalyzeOptions::default()).unwrap();
+        let g = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "c1.weight" && m.axis == 0)).unwrap();
+        assert!(!g.prunable, "{name} without eps:\n{}", a.table());
+    }
+}

@@ -35,6 +35,13 @@ impl Ctx<'_, '_> {
             match (xa, xb) {
                 (None, None) => {}
                 (Some(x), Some(y)) => {
+                    // `x / rms(x)`: finite where the channels are zero, zero where `x` is.
+                    if op == Bin::Div && self.positive_at_zero(&b) {
+                        if let Some(u) = self.union_axes(node, &x, &y, |p, _| p) {
+                            *slot = u;
+                        }
+                        continue;
+                    }
                     if matches!(op, Bin::Div | Bin::Pow | Bin::PRelu) {
                         self.block_axis_at(node, &x, "divides or raises by a tensor of the same channels");
                         self.block_axis_at(node, &y, "divides or raises by a tensor of the same channels");
@@ -110,6 +117,8 @@ impl Ctx<'_, '_> {
                 Bin::Add | Bin::Sub | Bin::Max | Bin::Min | Bin::Where => self.is_zero_const(other),
                 Bin::Mul | Bin::PRelu => true,
                 Bin::Div if tracked_first => true,
+                // `1 / rms(x)`: finite, and not zero, where the channels are zero.
+                Bin::Div if node.input.get(1).is_some_and(|d| self.positive_at_zero(d)) => false,
                 Bin::Div => {
                     self.block_axis_at(node, &x, "divides by a tensor of these channels");
                     return x;
