@@ -155,6 +155,17 @@ def _qwen3():
     return Qwen3ForCausalLM(cfg), "text-generation", "gpt"
 
 
+def _cohere():
+    from transformers import CohereConfig, CohereForCausalLM
+
+    # Command-R's layout: rotary embeddings on interleaved pairs built with
+    # repeat_interleave (a NonZero mask in the export), attention and MLP in parallel.
+    cfg = CohereConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                       bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return CohereForCausalLM(cfg), "text-generation", "gpt"
+
+
 def _gpt_bigcode():
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
@@ -215,7 +226,8 @@ def _swin():
 
 
 MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "llama_mqa": _llama_mqa,
-          "qwen3": _qwen3, "gpt_bigcode": _gpt_bigcode, "gpt_neox": _gpt_neox, "gptj": _gptj, "roformer": _roformer, "vit": _vit, "swin": _swin}
+          "qwen3": _qwen3, "cohere": _cohere,
+          "gpt_bigcode": _gpt_bigcode, "gpt_neox": _gpt_neox, "gptj": _gptj, "roformer": _roformer, "vit": _vit, "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

@@ -109,7 +109,7 @@ fn check_heads_covering(ctx: &str, key: &(String, usize), per: &[Vec<usize>], he
 #[test]
 fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     let names = optimum_zoo_names();
-    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(names.len(), 13, "{names:?}");
     for name in names {
         let dir = optimum_zoo_dir().join(&name);
         let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();

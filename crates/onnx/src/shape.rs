@@ -1178,6 +1178,47 @@ mod fold {
                 let (s, e) = crate::op::generate::shape_range(x.shape.len(), start, end);
                 Vals::I(x.shape[s..e].iter().map(|&d| d as i64).collect())
             }
+            Op::Reduce(red) => {
+                // Small constant reductions (repeat_interleave's `max(repeats)` in
+                // TorchScript exports); the others are not folded.
+                let listed = red.axes.resolve(graph, node, Some(shapes), "axes").ok()?;
+                let rank = x.shape.len();
+                let axes: Vec<usize> = match listed {
+                    Some(a) if !a.is_empty() => a
+                        .iter()
+                        .map(|&v| usize::try_from(if v < 0 { v + rank as i64 } else { v }).ok().filter(|&v| v < rank))
+                        .collect::<Option<_>>()?,
+                    _ if red.noop_with_empty_axes => (0..0).collect(),
+                    _ => (0..rank).collect(),
+                };
+                let kept: Vec<usize> = (0..rank).map(|i| if axes.contains(&i) { 1 } else { x.shape[i] }).collect();
+                let (in_strides, kept_strides) = (row_major_strides(&x.shape), row_major_strides(&kept));
+                let n_in: usize = x.shape.iter().product();
+                let target = |flat: usize| -> usize {
+                    (0..rank).map(|i| if axes.contains(&i) { 0 } else { (flat / in_strides[i]) % x.shape[i] * kept_strides[i] }).sum()
+                };
+                let counted = (n_in / n_out.max(1)) as f64;
+                let v = Vals::of(x);
+                let (init, step): (f64, fn(f64, f64) -> f64) = match red.kind {
+                    ReduceKind::Max => (f64::NEG_INFINITY, f64::max),
+                    ReduceKind::Min => (f64::INFINITY, f64::min),
+                    ReduceKind::Sum | ReduceKind::Mean => (0.0, |a, b| a + b),
+                    ReduceKind::Prod => (1.0, |a, b| a * b),
+                    _ => return None,
+                };
+                let mut acc = vec![init; n_out];
+                for flat in 0..n_in {
+                    let o = acc.get_mut(target(flat))?;
+                    *o = step(*o, v.f(flat));
+                }
+                if red.kind == ReduceKind::Mean {
+                    acc.iter_mut().for_each(|a| *a /= counted);
+                }
+                match v {
+                    Vals::I(_) if red.kind != ReduceKind::Mean => Vals::I(acc.iter().map(|&a| a as i64).collect()),
+                    _ => Vals::F(acc),
+                }
+            }
             &Op::Trilu { upper } => {
                 let k = match inputs.get(1) {
                     Some(Some(t)) => t.to_i64_vec()?.first().copied()?,

@@ -648,6 +648,57 @@ fn constant_subgraphs_fold() {
     assert!(!shapes.constants.contains_key("y"));
 }
 
+/// TorchScript's `repeat_interleave(x, 2, dim)`: a mask `Range(0, max(repeats)) <
+/// repeats` whose `NonZero` indices gather the rows. Every size is static, so the mask,
+/// its maximum and the indices fold, and the gathered value keeps a known shape.
+#[test]
+fn repeat_interleave_mask_folds_through_reduce_max_and_non_zero() {
+    let m = G::new(17)
+        .input("x", DType::F32, &["batch", "3"])
+        .ints("three", &[3])
+        .ints("zero", &[0])
+        .ints("one", &[1])
+        .ints("axis0", &[0])
+        .node(
+            "ConstantOfShape",
+            &["three"],
+            &["reps"],
+            vec![AttributeProto {
+                name: Some("value".into()),
+                r#type: Some(4),
+                t: Some(oto_onnx::proto::TensorProto {
+                    dims: vec![1],
+                    data_type: Some(DType::I64.onnx_code()),
+                    int64_data: vec![2],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        )
+        .node("ReduceMax", &["reps"], &["most"], vec![attr_int("keepdims", 0)])
+        .node("Squeeze", &["zero"], &["z"], vec![])
+        .node("Squeeze", &["one"], &["o"], vec![])
+        .node("Range", &["z", "most", "o"], &["r"], vec![])
+        .node("Unsqueeze", &["r", "axis0"], &["row"], vec![])
+        .node("Unsqueeze", &["reps", "one"], &["col"], vec![])
+        .node("Less", &["row", "col"], &["mask"], vec![])
+        .node("NonZero", &["mask"], &["nz"], vec![])
+        .node("Transpose", &["nz"], &["idx"], vec![attr_ints("perm", &[1, 0])])
+        .node("Transpose", &["x"], &["xt"], vec![attr_ints("perm", &[1, 0])])
+        .node("Unsqueeze", &["xt", "one"], &["xu"], vec![])
+        .node("Expand", &["xu", "pair"], &["xe"], vec![])
+        .ints("pair", &[1, 2, 1])
+        .node("GatherND", &["xe", "idx"], &["g"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.constants["most"].as_i64().unwrap(), &[2]);
+    // mask [[1, 1], [1, 1], [1, 1]] (3 rows of 2 repeats): 6 hits, row and column.
+    assert_eq!(shapes.constants["nz"].as_i64().unwrap(), &[0, 0, 1, 1, 2, 2, 0, 1, 0, 1, 0, 1]);
+    assert_eq!(shapes.shape("nz").unwrap(), dims(&["2", "6"]).as_slice());
+    assert_eq!(shapes.shape("g").unwrap(), dims(&["6", "batch"]).as_slice());
+}
+
 #[test]
 fn unknown_operators_leave_outputs_untyped() {
     let m = G::new(18)

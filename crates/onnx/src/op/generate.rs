@@ -5,7 +5,7 @@ use crate::graph::NodeExt;
 use crate::ops;
 use crate::proto::NodeProto;
 use crate::shape::*;
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor, TensorData};
 
 impl Infer<'_, '_> {
     pub(crate) fn shape_of(&mut self, node: &NodeProto, start: i64, end: Option<i64>) -> R<Vec<ValueType>> {
@@ -43,10 +43,20 @@ impl Infer<'_, '_> {
         Ok(vec![vt(dtype, vec![len])])
     }
 
+    /// `[rank, count]`; the count (and the indices) are known where the input is a
+    /// constant (repeat_interleave's mask, computed from static sizes in TorchScript
+    /// exports), a fresh symbol otherwise.
     pub(crate) fn non_zero(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
+        let rank = Dim::Known(x.len() as i64);
+        let known = ops::input(node, 0).and_then(|i| self.out.constants.get(i)).map(non_zero_indices);
+        if let (Some(indices), Some(out)) = (known, node.output.first()) {
+            let count = Dim::Known(indices.shape[1] as i64);
+            self.store_constant(out, indices);
+            return Ok(vec![vt(Some(DType::I64), vec![rank, count])]);
+        }
         let n = self.fresh();
-        Ok(vec![vt(Some(DType::I64), vec![Dim::Known(x.len() as i64), n])])
+        Ok(vec![vt(Some(DType::I64), vec![rank, n])])
     }
 
     pub(crate) fn eye_like(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
@@ -89,4 +99,18 @@ pub(crate) fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, 
     let clamp = |v: i64| (if v < 0 { v.saturating_add(r) } else { v }).clamp(0, r) as usize;
     let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
     (s, e.max(s))
+}
+
+/// `NonZero` of a constant: the coordinates of its non-zero entries, `[rank, count]`, in
+/// row-major order (a scalar counts as rank 1).
+fn non_zero_indices(t: &Tensor) -> Tensor {
+    let values = t.to_f64_vec();
+    let dims: Vec<usize> = if t.shape.is_empty() { vec![1] } else { t.shape.clone() };
+    let hits: Vec<usize> = values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| i).collect();
+    let mut coords = Vec::with_capacity(dims.len() * hits.len());
+    for axis in 0..dims.len() {
+        let stride: usize = dims[axis + 1..].iter().product();
+        coords.extend(hits.iter().map(|&flat| ((flat / stride.max(1)) % dims[axis].max(1)) as i64));
+    }
+    Tensor { shape: vec![dims.len(), hits.len()], data: TensorData::I64(coords) }
 }

@@ -239,6 +239,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::CastLike
         | Op::ConstantOfShape
         | Op::Range
+        | Op::NonZero
         | Op::Trilu { .. } => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
         // `Constant` nodes are evaluated once by the executor, not compiled (supported,
@@ -253,7 +254,6 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::DepthToSpace
         | Op::SpaceToDepth
         | Op::ScatterElements
-        | Op::NonZero
         | Op::EyeLike
         | Op::Other(_) => unsupported(),
     }

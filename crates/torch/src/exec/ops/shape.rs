@@ -217,6 +217,12 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             let y = Tensor::f_arange(n, (Kind::Double, start.device()))?.f_mul_scalar(d)?.f_add_scalar(s)?.f_to_kind(kind)?;
             Ok(vec![y])
         }),
+        // ONNX wants `[rank, count]` (a scalar counts as rank 1); libtorch gives `[count, rank]`.
+        Op::NonZero => Box::new(|ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let x = if x.dim() == 0 { x.f_reshape([1])? } else { x.shallow_clone() };
+            Ok(vec![x.f_nonzero()?.f_transpose(0, 1)?.f_contiguous()?])
+        }),
         Op::Pad(p) => pad(graph, node, p),
         &Op::Trilu { upper } => Box::new(move |ctx: &Ctx<'_>| {
             let x = ctx.input(0)?;
