@@ -1198,25 +1198,40 @@ mod fold {
                     (0..rank).map(|i| if axes.contains(&i) { 0 } else { (flat / in_strides[i]) % x.shape[i] * kept_strides[i] }).sum()
                 };
                 let counted = (n_in / n_out.max(1)) as f64;
-                let v = Vals::of(x);
-                let (init, step): (f64, fn(f64, f64) -> f64) = match red.kind {
-                    ReduceKind::Max => (f64::NEG_INFINITY, f64::max),
-                    ReduceKind::Min => (f64::INFINITY, f64::min),
-                    ReduceKind::Sum | ReduceKind::Mean => (0.0, |a, b| a + b),
-                    ReduceKind::Prod => (1.0, |a, b| a * b),
-                    _ => return None,
-                };
-                let mut acc = vec![init; n_out];
-                for flat in 0..n_in {
-                    let o = acc.get_mut(target(flat))?;
-                    *o = step(*o, v.f(flat));
-                }
-                if red.kind == ReduceKind::Mean {
-                    acc.iter_mut().for_each(|a| *a /= counted);
-                }
-                match v {
-                    Vals::I(_) if red.kind != ReduceKind::Mean => Vals::I(acc.iter().map(|&a| a as i64).collect()),
-                    _ => Vals::F(acc),
+                match (Vals::of(x), red.kind) {
+                    // Integers exactly (wrapping, as ONNX's integer arithmetic), but their mean.
+                    (Vals::I(v), kind @ (ReduceKind::Max | ReduceKind::Min | ReduceKind::Sum | ReduceKind::Prod)) => {
+                        let (init, step): (i64, fn(i64, i64) -> i64) = match kind {
+                            ReduceKind::Max => (i64::MIN, i64::max),
+                            ReduceKind::Min => (i64::MAX, i64::min),
+                            ReduceKind::Sum => (0, i64::wrapping_add),
+                            _ => (1, i64::wrapping_mul),
+                        };
+                        let mut acc = vec![init; n_out];
+                        for (flat, &e) in v.iter().enumerate() {
+                            let o = acc.get_mut(target(flat))?;
+                            *o = step(*o, e);
+                        }
+                        Vals::I(acc)
+                    }
+                    (v, kind) => {
+                        let (init, step): (f64, fn(f64, f64) -> f64) = match kind {
+                            ReduceKind::Max => (f64::NEG_INFINITY, f64::max),
+                            ReduceKind::Min => (f64::INFINITY, f64::min),
+                            ReduceKind::Sum | ReduceKind::Mean => (0.0, |a, b| a + b),
+                            ReduceKind::Prod => (1.0, |a, b| a * b),
+                            _ => return None,
+                        };
+                        let mut acc = vec![init; n_out];
+                        for flat in 0..n_in {
+                            let o = acc.get_mut(target(flat))?;
+                            *o = step(*o, v.f(flat));
+                        }
+                        if kind == ReduceKind::Mean {
+                            acc.iter_mut().for_each(|a| *a /= counted);
+                        }
+                        Vals::F(acc)
+                    }
                 }
             }
             &Op::Trilu { upper } => {
