@@ -204,6 +204,69 @@ fn every_torchscript_file() {
 /// gathered by constant buckets) or, with `zeros`, its cross-attention bias (zeros of a
 /// constant shape, plus a mask). Head `h` of both layers is then one element: one head
 /// group spanning the layers, exact through construction.
+/// Grouped-query attention with as many K/V heads as each repeats (2 K/V heads, 4 query
+/// heads), the dynamo exporter's way: the Expand shape `[B, 2, 2, S, D]` is a Concat that
+/// reads one constant `2` twice (the K/V head count and the repeat count). Pruning a K/V
+/// head rewrites the first entry only: normalization gives each position its own constant.
+/// Loaded as the commands load it, exact through construction.
+#[test]
+fn repeated_constant_in_an_expand_shape() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, kv, rep, d) = (4i64, 2i64, 2i64, 4i64);
+    let h = kv * rep;
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("gqa_shared_two");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let weight = |b: &mut GraphBuilder, name: &str, rows: usize, cols: usize, k: usize| {
+        b.weight(name, &[rows, cols], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0)
+    };
+    let q = weight(&mut b, "q.weight", e, e, 0);
+    let k = weight(&mut b, "k.weight", e, (kv * d) as usize, 1);
+    let v = weight(&mut b, "v.weight", e, (kv * d) as usize, 2);
+    let heads = |b: &mut GraphBuilder, w: &str, n: i64, name: &str| {
+        let t = b.node("MatMul", &[&x, w], &[]);
+        let shape = b.ints(name, &[0, s, n, d]);
+        let t = b.node("Reshape", &[&t, &shape], &[]);
+        b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let qh = heads(&mut b, &q, h, "q.shape");
+    let (kh, vh) = (heads(&mut b, &k, kv, "k.shape"), heads(&mut b, &v, kv, "v.shape"));
+    // [batch, 2, 2, S, D] from the input's batch and one constant `2` read twice.
+    let (zero, one, two) = (b.ints("zero", &[0]), b.ints("one", &[1]), b.ints("two", &[2]));
+    let rest = b.ints("rest", &[s, d]);
+    let shape_x = b.node("Shape", &[&x], &[]);
+    let batch = b.node("Slice", &[&shape_x, &zero, &one], &[]);
+    let expand_shape = b.node_with("Concat", &[&batch, &two, &two, &rest], &[], &[("axis", Attr::Int(0))]);
+    let merge = b.ints("merge.shape", &[0, h, s, d]);
+    let repeat = |b: &mut GraphBuilder, t: &str| {
+        let u = b.node("Unsqueeze", &[t, &two], &[]);
+        let u = b.node("Expand", &[&u, &expand_shape], &[]);
+        b.node("Reshape", &[&u, &merge], &[])
+    };
+    let (kh, vh) = (repeat(&mut b, &kh), repeat(&mut b, &vh));
+    let kt = b.node_with("Transpose", &[&kh], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scores = b.node("MatMul", &[&qh, &kt], &[]);
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let ctx = b.node("MatMul", &[&probs, &vh], &[]);
+    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let o = weight(&mut b, "o.weight", e, e, 3);
+    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let (model, summary) = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap();
+    assert_eq!(summary.shape_constants_untied, 1, "{summary}");
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).unwrap();
+    assert_eq!(g.num_elements, kv as usize, "{}", analysis.table());
+    let inputs = vec![(
+        "x".to_string(),
+        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.29).sin()).collect()) },
+    )];
+    check_model("GQA with a repeated constant in the Expand shape", &model, &inputs, 2);
+}
+
 fn check_position_bias_shared_by_layers(zeros: bool) {
     use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
     let (s, h, d) = (4i64, 2i64, 4i64);

@@ -17,7 +17,10 @@
 //!    that several nodes read gets one copy per reader: the dynamo exporter merges equal
 //!    shape computations of different layers, and a shape entry one layer's group
 //!    changes must not be read by another layer (construction gives each reader its
-//!    own copy of a constant, not of a computed value);
+//!    own copy of a constant, not of a computed value); an integer initializer such a
+//!    Concat reads at several positions (`[B, 2, 2, T, 64]`: two K/V heads repeated
+//!    twice, one constant `2`) gets a copy per position, as the entries count different
+//!    things;
 //!
 //!    3b. onnxruntime's fused element-wise and normalization operators
 //!    (`SkipLayerNormalization`, `BiasGelu`, `FastGelu`...; the `com.microsoft` domain,
@@ -124,6 +127,9 @@ pub struct Summary {
     /// Copies of shared `Concat` nodes of integer constants and run-time values added,
     /// one per reader.
     pub concats_untied: usize,
+    /// Copies of integer initializers that a shape `Concat` reads at several positions,
+    /// one per position after the first.
+    pub shape_constants_untied: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
@@ -178,6 +184,7 @@ impl std::fmt::Display for Summary {
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
+        count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
@@ -778,11 +785,11 @@ fn rewrite_variadic(graph: &mut GraphProto, summary: &mut Summary) {
 /// operation). A Concat of constants alone is folded instead (step 4), and one whose
 /// output is a graph output is left as it is.
 fn untie_shape_concats(graph: &mut GraphProto, summary: &mut Summary) {
-    let ints: HashSet<&str> = graph
+    let ints: HashSet<String> = graph
         .initializer
         .iter()
         .filter(|t| matches!(DType::from_onnx(t.data_type.unwrap_or(0)), Some(DType::I64 | DType::I32)))
-        .filter_map(|t| t.name.as_deref())
+        .filter_map(|t| t.name.clone())
         .collect();
     let outputs: HashSet<&str> = graph.output.iter().filter_map(|o| o.name.as_deref()).collect();
     let wanted = |n: &NodeProto| {
@@ -793,6 +800,27 @@ fn untie_shape_concats(graph: &mut GraphProto, summary: &mut Summary) {
             && n.input.iter().any(|i| ints.contains(i.as_str()))
             && n.input.iter().any(|i| !i.is_empty() && !ints.contains(i.as_str()))
     };
+    // An integer initializer read at several positions: a copy for each after the first.
+    let by_name: HashMap<String, TensorProto> =
+        graph.initializer.iter().filter_map(|t| Some((t.name.clone()?, t.clone()))).filter(|(n, _)| ints.contains(n.as_str())).collect();
+    let mut names = Names::of(graph);
+    let mut copies: Vec<TensorProto> = Vec::new();
+    for node in graph.node.iter_mut().filter(|n| wanted(n)) {
+        let mut seen: HashSet<String> = HashSet::new();
+        for input in node.input.iter_mut() {
+            let Some(t) = by_name.get(input.as_str()) else { continue };
+            if seen.insert(input.clone()) {
+                continue;
+            }
+            let mut copy = t.clone();
+            let name = names.fresh(&format!("{input}_copy"));
+            copy.name = Some(name.clone());
+            *input = name;
+            copies.push(copy);
+            summary.shape_constants_untied += 1;
+        }
+    }
+    graph.initializer.extend(copies);
     let shared: HashSet<String> = graph.node.iter().filter(|n| wanted(n)).map(|n| n.output[0].clone()).collect();
     let mut readers: HashMap<&str, usize> = HashMap::new();
     for n in &graph.node {
@@ -809,7 +837,6 @@ fn untie_shape_concats(graph: &mut GraphProto, summary: &mut Summary) {
     if shared.is_empty() {
         return;
     }
-    let mut names = Names::of(graph);
     let mut first_read: HashSet<String> = HashSet::new();
     let mut out = Vec::with_capacity(graph.node.len());
     for mut node in std::mem::take(&mut graph.node) {
