@@ -123,47 +123,38 @@ def _gpt2():
     return GPT2LMHeadModel(cfg), "text-generation", "gpt"
 
 
-def _llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _decoder(config: str, model: str, **sizes):
+    """A LLaMA-like decoder of transformers' classes `config` and `model`: 2 layers of
+    width 128 (MLP 256) and 4 query heads; `sizes` gives the K/V heads and the rest."""
+    import transformers
 
+    cfg = getattr(transformers, config)(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=64,
+                                        bos_token_id=2, eos_token_id=3, pad_token_id=0, **sizes)
+    return getattr(transformers, model)(cfg), "text-generation", "gpt"
+
+
+def _llama():
     # Grouped-query attention: 4 query heads share 2 key/value heads.
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
-    return LlamaForCausalLM(cfg), "text-generation", "gpt"
+    return _decoder("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2)
 
 
 def _llama_mqa():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     # Multi-query attention (Gemma-2B's layout): 4 query heads read one key/value head,
     # repeated by repeat_kv.
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
-                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
-    return LlamaForCausalLM(cfg), "text-generation", "gpt"
+    return _decoder("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=1)
 
 
 def _qwen3():
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
     # Grouped-query attention whose queries and keys are RMS-normalized per head (q_norm,
     # k_norm over the head dim) before rotary embeddings.
-    cfg = Qwen3Config(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=64,
-                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
-    return Qwen3ForCausalLM(cfg), "text-generation", "gpt"
+    return _decoder("Qwen3Config", "Qwen3ForCausalLM", num_key_value_heads=2, head_dim=32)
 
 
 def _cohere():
-    from transformers import CohereConfig, CohereForCausalLM
-
     # Command-R's layout: rotary embeddings on interleaved pairs built with
     # repeat_interleave (a NonZero mask in the export), attention and MLP in parallel.
-    cfg = CohereConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                       bos_token_id=2, eos_token_id=3, pad_token_id=0)
-    return CohereForCausalLM(cfg), "text-generation", "gpt"
+    return _decoder("CohereConfig", "CohereForCausalLM", num_key_value_heads=2)
 
 
 def _gpt_bigcode():
