@@ -199,11 +199,6 @@ fn every_torchscript_file() {
     }
 }
 
-/// Two attention layers of T5 in miniature, both adding one position bias `[1, H, S, S]`
-/// to their scores: T5's self-attention bias (an embedding of one column per head,
-/// gathered by constant buckets) or, with `zeros`, its cross-attention bias (zeros of a
-/// constant shape, plus a mask). Head `h` of both layers is then one element: one head
-/// group spanning the layers, exact through construction.
 /// Grouped-query attention with as many K/V heads as each repeats (2 K/V heads, 4 query
 /// heads), the dynamo exporter's way: the Expand shape `[B, 2, 2, S, D]` is a Concat that
 /// reads one constant `2` twice (the K/V head count and the repeat count). Pruning a K/V
@@ -267,6 +262,11 @@ fn repeated_constant_in_an_expand_shape() {
     check_model("GQA with a repeated constant in the Expand shape", &model, &inputs, 2);
 }
 
+/// Two attention layers of T5 in miniature, both adding one position bias `[1, H, S, S]`
+/// to their scores: T5's self-attention bias (an embedding of one column per head,
+/// gathered by constant buckets) or, with `zeros`, its cross-attention bias (zeros of a
+/// constant shape, plus a mask). Head `h` of both layers is then one element: one head
+/// group spanning the layers, exact through construction.
 fn check_position_bias_shared_by_layers(zeros: bool) {
     use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
     let (s, h, d) = (4i64, 2i64, 4i64);
