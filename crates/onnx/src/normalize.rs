@@ -800,18 +800,17 @@ fn untie_shape_concats(graph: &mut GraphProto, summary: &mut Summary) {
             && n.input.iter().any(|i| ints.contains(i.as_str()))
             && n.input.iter().any(|i| !i.is_empty() && !ints.contains(i.as_str()))
     };
-    // An integer initializer read at several positions: a copy for each after the first.
-    let by_name: HashMap<String, TensorProto> =
-        graph.initializer.iter().filter_map(|t| Some((t.name.clone()?, t.clone()))).filter(|(n, _)| ints.contains(n.as_str())).collect();
+    // An integer initializer read at several positions: a copy for each after the first
+    // (only a repeated one is looked up and cloned).
     let mut names = Names::of(graph);
     let mut copies: Vec<TensorProto> = Vec::new();
     for node in graph.node.iter_mut().filter(|n| wanted(n)) {
         let mut seen: HashSet<String> = HashSet::new();
         for input in node.input.iter_mut() {
-            let Some(t) = by_name.get(input.as_str()) else { continue };
-            if seen.insert(input.clone()) {
+            if !ints.contains(input.as_str()) || seen.insert(input.clone()) {
                 continue;
             }
+            let Some(t) = graph.initializer.iter().find(|t| t.name.as_deref() == Some(input.as_str())) else { continue };
             let mut copy = t.clone();
             let name = names.fresh(&format!("{input}_copy"));
             copy.name = Some(name.clone());

@@ -204,6 +204,7 @@ impl Ctx<'_, '_> {
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
         let shape = node.input[1].clone();
         let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
+        let input_dims = self.dims(&node.input[0]);
         for (i, a) in t.iter().enumerate() {
             if !a.is_tracked() {
                 // A size-1 axis broadcast to a constant entry (repeat_kv's `n_rep` copies
@@ -213,7 +214,7 @@ impl Ctx<'_, '_> {
                 // group.
                 let n = od.get(lead + i).and_then(Dim::known).and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 1);
                 let p = target.as_ref().and_then(|v| (v.len() + i).checked_sub(t.len()));
-                let one = self.dims(&node.input[0]).is_some_and(|d| d.get(i) == Some(&Dim::Known(1)));
+                let one = input_dims.as_ref().is_some_and(|d| d.get(i) == Some(&Dim::Known(1)));
                 if let (Some(n), Some(p), true) = (n, p, one) {
                     if matches!(self.locate(&user, &shape, p), Ok(crate::analyze::Located::Const(..))) {
                         let range = self.spaces.new_base(n);
