@@ -262,6 +262,58 @@ fn repeated_constant_in_an_expand_shape() {
     check_model("GQA with a repeated constant in the Expand shape", &model, &inputs, 2);
 }
 
+/// BLOOM's attention layout: one projection packs q, k and v per head, `[B, S, H, 3, D]`,
+/// and each is picked from the `3` axis: q by a scalar Gather, k by a Slice, v by a
+/// Gather of the index `[-1]` (both squeezed). Head `h` is the block of `3 * D` columns
+/// of the packed projection; removing it is exact through construction.
+#[test]
+fn per_head_packed_qkv_picked_from_a_sub_axis() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d) = (4i64, 4i64, 4i64);
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("bloom_layout");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let qkv = b.weight("qkv.weight", &[e, 3 * e], |i| ((i * 7) % 11) as f32 / 5.0 - 1.0);
+    let t = b.node("MatMul", &[&x, &qkv], &[]);
+    let packed = b.ints("packed.shape", &[0, s, h, 3, d]);
+    let t = b.node("Reshape", &[&t, &packed], &[]);
+    let zero = b.initializer("zero", oto_onnx::Tensor { shape: vec![], data: oto_onnx::TensorData::I64(vec![0]) });
+    let (axis3, one, two, last) = (b.ints("axis3", &[3]), b.ints("one", &[1]), b.ints("two", &[2]), b.ints("last", &[-1]));
+    let q = b.node_with("Gather", &[&t, &zero], &[], &[("axis", Attr::Int(3))]);
+    let k = b.node("Slice", &[&t, &one, &two, &axis3], &[]);
+    let k = b.node("Squeeze", &[&k, &axis3], &[]);
+    let v = b.node_with("Gather", &[&t, &last], &[], &[("axis", Attr::Int(3))]);
+    let v = b.node("Squeeze", &[&v, &axis3], &[]);
+    let q = b.node_with("Transpose", &[&q], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let k = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 2, 3, 1]))]);
+    let v = b.node_with("Transpose", &[&v], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let scores = b.node("MatMul", &[&q, &k], &[]);
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let ctx = b.node("MatMul", &[&probs, &v], &[]);
+    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let model = b.build().unwrap();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let heads: Vec<_> = analysis.prunable_groups().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).collect();
+    assert_eq!(heads.len(), 1, "{}", analysis.table());
+    assert_eq!(
+        (heads[0].num_elements, heads[0].kind),
+        (h as usize, oto_graph::ElementKind::Head { dim: 3 * d as usize }),
+        "{}",
+        analysis.table()
+    );
+    let inputs = vec![(
+        "x".to_string(),
+        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).cos()).collect()) },
+    )];
+    check_model("BLOOM's per-head packed q, k, v", &model, &inputs, 2);
+}
+
 /// Two attention layers of T5 in miniature, both adding one position bias `[1, H, S, S]`
 /// to their scores: T5's self-attention bias (an embedding of one column per head,
 /// gathered by constant buckets) or, with `zeros`, its cross-attention bias (zeros of a

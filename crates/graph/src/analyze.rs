@@ -710,6 +710,9 @@ pub(crate) fn count_parts(axis: &AxisT) -> Vec<Part> {
                 let whole = *at == Some(0) && f.size == Dim::Known(*k as i64);
                 parts.push(Part::Inner(ranges.clone(), *k, others, whole));
             }
+            // The count of sub-blocks changes only if an element cuts into a block,
+            // which the solver refuses for an entry that is not the whole block.
+            Track::Sub { k, ranges, .. } => parts.push(Part::Inner(ranges.clone(), *k, others, false)),
         }
     }
     parts
@@ -751,17 +754,51 @@ pub(crate) fn seg_axis(segs: Vec<Seg>) -> AxisT {
     AxisT::segs(segs)
 }
 
+/// Picks the sub-block from `start` (`step` positions) of the blocks of `k` positions of
+/// `ranges` ([`Track::Sub`]): the inner factor split off with it, the one-factor axis of
+/// `step` positions of the same blocks not yet placed, becomes those positions of every
+/// block. False when there is no such axis.
+pub(crate) fn pick_sub(axes: &mut [AxisT], k: usize, ranges: &[Range], start: usize, step: usize) -> bool {
+    let partner = axes.iter_mut().find_map(|a| match a.factors.as_mut_slice() {
+        [Factor { track: Some(Track::Inner { k: kk, ranges: rr, at: at @ None, .. }), size }]
+            if *kk == k && rr.as_slice() == ranges && *size == Dim::Known(step as i64) =>
+        {
+            Some(at)
+        }
+        _ => None,
+    });
+    let Some(placed) = partner else {
+        return false;
+    };
+    *placed = Some(start);
+    true
+}
+
 /// The factor list of an axis, normalized: untracked size-1 factors dropped, a coarse
 /// factor followed by an inner factor of the same block merged back into channels
 /// (the heads' ranges, tied head by head to the inner factor's ranges: the attention
 /// output's channel `h*D + d` is head `h` of the projection that produced `d`; an inner
 /// factor that is a window of each block, GPT-NeoX's `v` of a per-head `[q | k | v]`,
-/// becomes that window of every block). Returns the ties to record.
+/// becomes that window of every block; sub-blocks followed by the positions split off
+/// with them, BLOOM's `[3, D]` flattened back, are that window of the block again).
+/// Returns the ties to record.
 pub(crate) fn normalize(factors: Vec<Factor>, size: &Dim) -> (AxisT, Vec<(Range, Range)>) {
     let mut fs: Vec<Factor> = factors.into_iter().filter(|f| f.track.is_some() || f.size != Dim::Known(1)).collect();
     let mut ties = Vec::new();
     let mut i = 0;
     while i + 1 < fs.len() {
+        if let (Some(Track::Sub { k, ranges, zero, at, step }), Some(Track::Inner { k: k2, ranges: r2, zero: z2, at: None }), Some(n)) =
+            (&fs[i].track, &fs[i + 1].track, fs[i].size.known().and_then(|n| usize::try_from(n).ok()))
+        {
+            if k == k2 && ranges == r2 && fs[i + 1].size == Dim::Known(*step as i64) {
+                let track = Track::Inner { k: *k, ranges: ranges.clone(), zero: *zero && *z2, at: Some(*at) };
+                fs[i] = Factor { size: Dim::Known(n.saturating_mul(*step) as i64), track: Some(track) };
+                fs.remove(i + 1);
+                // The merged window may now follow its coarse factor.
+                i = i.saturating_sub(1);
+                continue;
+            }
+        }
         let merged = match (&fs[i].track, &fs[i + 1].track) {
             (Some(Track::Segs(segs)), Some(Track::Inner { k, ranges, zero, at: Some(at) })) => {
                 let window = fs[i + 1].size.known().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1 && at + n <= *k);

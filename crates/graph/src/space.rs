@@ -117,6 +117,13 @@ pub(crate) enum Track {
     /// rearranged inside the block (rotary's `rotate_half`), which still keeps them
     /// inside it.
     Inner { k: usize, ranges: Vec<Range>, zero: bool, at: Option<usize> },
+    /// Sub-blocks inside every block of `k` positions of each range: position `j` of the
+    /// factor is the `step` positions from `at + j * step` of the block (the `3` of
+    /// BLOOM's per-head `[3, D]`, the `rep + 2` of Falcon's per-group `[q.., k, v]`). The
+    /// `D` split off with it is an `Inner` factor of `step` positions with `at: None`
+    /// until a constant index picks one sub-block (`pick_sub`) or the two are merged
+    /// back (`normalize`).
+    Sub { k: usize, ranges: Vec<Range>, zero: bool, at: usize, step: usize },
 }
 
 impl Track {
@@ -130,7 +137,7 @@ impl Track {
                     Seg::Opaque(_) => None,
                 })
                 .collect(),
-            Track::Inner { ranges, .. } => ranges.clone(),
+            Track::Inner { ranges, .. } | Track::Sub { ranges, .. } => ranges.clone(),
         }
     }
 
@@ -144,7 +151,7 @@ impl Track {
                     }
                 }
             }
-            Track::Inner { zero, .. } => *zero = f(*zero),
+            Track::Inner { zero, .. } | Track::Sub { zero, .. } => *zero = f(*zero),
         }
     }
 
@@ -152,7 +159,7 @@ impl Track {
     pub fn all_zero(&self) -> bool {
         match self {
             Track::Segs(segs) => segs.iter().all(|s| !matches!(s, Seg::Tracked { zero: false, .. })),
-            Track::Inner { zero, .. } => *zero,
+            Track::Inner { zero, .. } | Track::Sub { zero, .. } => *zero,
         }
     }
 }

@@ -41,6 +41,47 @@ impl Ctx<'_, '_> {
         out.extend(t[..ax].iter().cloned());
         out.extend(id.iter().map(|d| AxisT::plain(d.clone())));
         let rest: Vec<AxisT> = t[ax + 1..].to_vec();
+        if let [Factor { track: Some(Track::Sub { k, ranges, zero, at, step }), size }] = t[ax].factors.as_slice() {
+            // Picking sub-blocks (the q, k or v of BLOOM's per-head `[3, D]`): constant
+            // indices inside the axis (negative: from the end) place the positions.
+            let pick = ops::constant_ints(self.graph, Some(&self.shapes), &idx).ok().flatten();
+            let n = size.known().unwrap_or(0);
+            let inside = |i: i64| usize::try_from(if i < 0 { i.saturating_add(n) } else { i }).ok().filter(|&i| (i as i64) < n);
+            let first = pick.as_deref().and_then(|p| p.first().copied()).and_then(inside);
+            let Some(j) = first.filter(|_| pick.as_ref().is_some_and(|p| p.len() == 1)) else {
+                self.block_axis_at(node, &t[ax], "gathers along sub-blocks of heads with indices that are not one constant");
+                out.extend(rest);
+                self.set(&node.output[0], out);
+                return;
+            };
+            let Some(start) = j.checked_mul(*step).and_then(|o| o.checked_add(*at)) else {
+                self.block_axis_at(node, &t[ax], "gathers outside the sub-blocks of heads");
+                out.extend(rest);
+                self.set(&node.output[0], out);
+                return;
+            };
+            if id.is_empty() {
+                // A scalar index drops the axis; the positions split off with it are placed.
+                let (k, ranges, step) = (*k, ranges.clone(), *step);
+                let axis = t[ax].clone();
+                out.truncate(ax);
+                out.extend(rest);
+                if !crate::analyze::pick_sub(&mut out, k, &ranges, start, step) {
+                    self.block_axis_at(node, &axis, "picks a sub-block of heads whose positions were rearranged");
+                }
+            } else if id.len() == 1 {
+                // One index kept as an axis of one sub-block.
+                out.truncate(ax);
+                let track = Track::Sub { k: *k, ranges: ranges.clone(), zero: *zero, at: start, step: *step };
+                out.push(AxisT { factors: vec![Factor { size: Dim::Known(1), track: Some(track) }] });
+                out.extend(rest);
+            } else {
+                self.block_axis_at(node, &t[ax], "gathers along sub-blocks of heads with a nested index");
+                out.extend(rest);
+            }
+            self.set(&node.output[0], out);
+            return;
+        }
         if t[ax].is_tracked() {
             // Picking one coarse position (q, k or v of a packed projection) turns the
             // matching inner axis into plain channels of that block.
@@ -299,6 +340,19 @@ impl Ctx<'_, '_> {
             }
             return Ok(());
         }
+        if let [Factor { track: Some(Track::Sub { k, ranges, zero, at, step }), .. }] = t[ax].factors.as_slice() {
+            // Sub-blocks of heads split into runs of them, each from its offset.
+            let mut from = *at;
+            for (out, &n) in node.output.iter().zip(&sizes) {
+                let n = n as usize;
+                let mut o = t.clone();
+                let track = Track::Sub { k: *k, ranges: ranges.clone(), zero: *zero, at: from, step: *step };
+                o[ax] = AxisT { factors: vec![Factor { size: Dim::Known(n as i64), track: Some(track) }] };
+                self.set(out, o);
+                from = from.saturating_add(n.saturating_mul(*step));
+            }
+            return Ok(());
+        }
         let mut tracked = t[ax].is_tracked();
         let segs = t[ax].single_segs().cloned();
         if tracked && segs.is_none() {
@@ -385,6 +439,24 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let a = t[ax].clone();
+            if let [Factor { track: Some(Track::Sub { k, ranges, zero, at, step: sub }), .. }] = a.factors.as_slice() {
+                // Sub-blocks of heads sliced (Falcon's queries `[..., :-2, :]` of a
+                // per-group `[q.., k, v]`): the sub-blocks from the start, as long as the
+                // bounds are constant.
+                let from = match (id.get(ax).and_then(Dim::known), sl.starts[j].known()) {
+                    (Some(dim), Some(s)) if step == 1 => Some(if s < 0 { s.saturating_add(dim) } else { s }.clamp(0, dim) as usize),
+                    _ => None,
+                };
+                let start = from.and_then(|f| f.checked_mul(*sub)).and_then(|o| o.checked_add(*at));
+                match (start, od.as_ref().and_then(|d| d.get(ax))) {
+                    (Some(start), Some(d)) => {
+                        let track = Track::Sub { k: *k, ranges: ranges.clone(), zero: *zero, at: start, step: *sub };
+                        t[ax] = AxisT { factors: vec![Factor { size: d.clone(), track: Some(track) }] };
+                    }
+                    _ => self.block_axis_at(node, &a, "slices sub-blocks of heads with a step or bounds that are not constant"),
+                }
+                continue;
+            }
             if let [Factor { track: Some(Track::Inner { k, ranges, zero, at }), .. }] = a.factors.as_slice() {
                 // A window inside every head (rotary embeddings, GPT-NeoX's q, k and v of a
                 // per-head [q | k | v]): still inside the elements, at a known offset when

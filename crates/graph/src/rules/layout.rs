@@ -129,8 +129,19 @@ impl Ctx<'_, '_> {
         let Some(track) = f.track else {
             return Ok((Factor { size: Dim::Known(outer as i64), track: None }, Factor { size: Dim::Known(k as i64), track: None }));
         };
-        let Track::Segs(segs) = track else {
-            return Err("a head dimension is split again".into());
+        let segs = match track {
+            Track::Segs(segs) => segs,
+            // Positions inside heads split again (BLOOM's per-head `[3, D]`): sub-blocks of
+            // `k` positions each, and the positions inside them, placed once one is picked.
+            Track::Inner { k: block, ranges, zero, at: Some(at) } if k > 0 => {
+                let sub = Track::Sub { k: block, ranges: ranges.clone(), zero, at, step: k };
+                let inner = Track::Inner { k: block, ranges, zero, at: None };
+                return Ok((
+                    Factor { size: Dim::Known(outer as i64), track: Some(sub) },
+                    Factor { size: Dim::Known(k as i64), track: Some(inner) },
+                ));
+            }
+            _ => return Err("a head dimension is split again".into()),
         };
         let mut outer_segs = Vec::new();
         let mut ranges = Vec::new();

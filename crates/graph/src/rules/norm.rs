@@ -49,7 +49,7 @@ impl Ctx<'_, '_> {
             };
             for a in t.iter().skip(2) {
                 let inside = a.factors.iter().filter_map(|f| f.track.as_ref()).all(|tr| match tr {
-                    Track::Inner { k, ranges, .. } => ranges.iter().all(|r| blocks.contains(&(*r, *k))),
+                    Track::Inner { k, ranges, .. } | Track::Sub { k, ranges, .. } => ranges.iter().all(|r| blocks.contains(&(*r, *k))),
                     Track::Segs(_) => false,
                 });
                 if !inside {
