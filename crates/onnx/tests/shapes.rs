@@ -699,6 +699,37 @@ fn repeat_interleave_mask_folds_through_reduce_max_and_non_zero() {
     assert_eq!(shapes.shape("g").unwrap(), dims(&["6", "batch"]).as_slice());
 }
 
+/// DeBERTa's relative-position window: a table sliced from `16 - min(max(q, k), 16)`, a
+/// bound inference does not follow. The sliced axis gets a size of its own and the
+/// others keep theirs, so what reads the slice still has shapes.
+#[test]
+fn slice_bounds_known_only_at_run_time_keep_the_other_axes() {
+    let m = G::new(17)
+        .input("x", DType::F32, &["batch", "seq", "8"])
+        .weight("table", &[32, 8])
+        .ints("one", &[1])
+        .ints("two", &[2])
+        .ints("span", &[16])
+        .ints("axis0", &[0])
+        .node("Shape", &["x"], &["s"], vec![])
+        .node("Slice", &["s", "one", "two"], &["len"], vec![])
+        .node("Max", &["len", "len"], &["longest"], vec![])
+        .node("Min", &["longest", "span"], &["window"], vec![])
+        .node("Sub", &["span", "window"], &["start"], vec![])
+        .node("Add", &["span", "window"], &["end"], vec![])
+        .node("Slice", &["table", "start", "end", "axis0"], &["rel"], vec![])
+        .node("MatMul", &["x", "rel_t"], &["scores"], vec![])
+        .node("Transpose", &["rel"], &["rel_t"], vec![attr_ints("perm", &[1, 0])])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    let rel = shapes.shape("rel").unwrap();
+    assert!(matches!(rel, [Dim::Sym(_), Dim::Known(8)]), "{rel:?}");
+    let scores = shapes.shape("scores").unwrap();
+    assert_eq!(&scores[..2], dims(&["batch", "seq"]).as_slice());
+    assert_eq!(scores[2], rel[0]);
+}
+
 #[test]
 fn unknown_operators_leave_outputs_untyped() {
     let m = G::new(18)

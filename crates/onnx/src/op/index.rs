@@ -449,7 +449,25 @@ impl Infer<'_, '_> {
 
     pub(crate) fn slice(&mut self, node: &NodeProto, s: &Slice) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        self.needs_values(node, &[1, 2, 3, 4])?;
+        self.needs_values(node, &[3, 4])?;
+        if self.needs_values(node, &[1, 2]).is_err() {
+            // Bounds computed at run time from values inference does not follow
+            // (DeBERTa's relative-position window, `min(max(q, k), span)`): each sliced
+            // axis gets a size of its own, the others keep theirs.
+            let Some(axes) = s.axes.resolve(self.graph, node, Some(&self.out), "axes")? else {
+                return Err(Stop::Unknown);
+            };
+            let mut out = x.clone();
+            let mut touched = vec![false; x.len()];
+            for axis in axes {
+                let a = self.axis(node, axis, x.len())?;
+                if std::mem::replace(&mut touched[a], true) {
+                    return Err(self.fail(node, format!("axis {a} is sliced twice")));
+                }
+                out[a] = self.fresh();
+            }
+            return Ok(vec![vt(self.dtype(node, 0), out)]);
+        }
         let p = s.resolve(self.graph, node, Some(&self.out))?;
         let mut out = x.clone();
         let mut touched = vec![false; x.len()];
