@@ -112,6 +112,17 @@ fn identity_tied_bias_prunes_end_to_end() {
     assert_eq!(group_of("fc2.bias"), group_of("fc2.weight"));
 }
 
+/// Layers whose bias and scale live in the branch of an `If` with a known condition:
+/// replaced by that branch, the hidden width is one prunable group, the branch's bias a
+/// producer of it and its scale cut with it; construction is exact.
+#[test]
+fn known_branches_prune_end_to_end() {
+    let analysis = prune_end_to_end("known_branches", &cases::known_branches(), 1);
+    let g = analysis.prunable_groups().next().unwrap();
+    let role = |init: &str| g.members.iter().find(|m| m.initializer == init).map(|m| m.role);
+    assert_eq!((role("g1/bias1.weight"), role("g2/scale2.weight")), (Some(Role::Producer), Some(Role::Aux)), "{}", analysis.table());
+}
+
 /// A layer onnxruntime's transformer optimizer fused (BiasGelu, SkipLayerNormalization,
 /// FastGelu...): written as standard ONNX, its FFN neurons are one prunable group, the
 /// up projection's columns and bias and the down projection's rows, at both opsets.

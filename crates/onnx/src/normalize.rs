@@ -42,7 +42,10 @@
 //!    An `Identity` of an initializer becomes its own initializer (a copy when the
 //!    source is read elsewhere too): the exporters' de-duplication of equal values is
 //!    not weight sharing. Other folds never copy a float initializer that something
-//!    else also reads (one initializer read by several nodes is real weight tying);
+//!    else also reads (one initializer read by several nodes is real weight tying).
+//!    An `If` whose condition inference knows (sizes compared in a scripted helper,
+//!    DeBERTa's `if key_size != query_size`) is replaced by the nodes of the branch it
+//!    takes, renamed under its output, with an `Identity` per output;
 //! 5. initializers only the folded nodes read are removed, and nodes are written in
 //!    topological order;
 //! 6. a weight tied by transposition is tied again: the TorchScript exporter folds the
@@ -72,8 +75,8 @@
 //! Graph inputs and outputs, opset imports, metadata, doc strings and the `value_info`
 //! of surviving values are kept; a value that is a graph output is never folded. IR 3
 //! files whose initializers are no longer all inputs are marked IR 4 (the one change
-//! IR 4 made). Subgraphs (`If`, `Loop` bodies) are left as they are, and every value
-//! they read from the main graph stays.
+//! IR 4 made). Other subgraphs (`If` bodies of unknown conditions, `Loop` bodies) are
+//! left as they are, and every value they read from the main graph stays.
 
 use crate::error::Result;
 use crate::graph::node_label;
@@ -130,6 +133,9 @@ pub struct Summary {
     /// Copies of integer initializers that a shape `Concat` reads at several positions,
     /// one per position after the first.
     pub shape_constants_untied: usize,
+    /// `If` nodes whose condition is known (from sizes and constants) replaced by the
+    /// branch they take.
+    pub branches_inlined: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
@@ -185,6 +191,7 @@ impl std::fmt::Display for Summary {
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
+        count(self.branches_inlined, "If nodes with a known condition replaced by the branch they take");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
@@ -241,7 +248,24 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     untie_shape_concats(graph, &mut summary);
 
     // Folding, on a validated view of the model so far.
-    let staged = Model::from_proto(proto, &name, base.clone())?;
+    let mut staged = Model::from_proto(proto, &name, base.clone())?;
+    // Branches of known conditions, again while inlining makes more conditions known
+    // (one layer's branch gives the next layer's sizes).
+    while staged.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| is_default_domain(n) && n.op() == "If")) {
+        let taken = {
+            let view = Graph::new(&staged)?;
+            known_branches(&view, &shape::infer(&view)?)
+        };
+        let before = summary.branches_inlined;
+        let mut proto = staged.proto;
+        if let Some(graph) = proto.graph.as_mut() {
+            inline_known_branches(graph, &taken, &mut summary);
+        }
+        staged = Model::from_proto(proto, &name, base.clone())?;
+        if summary.branches_inlined == before {
+            break;
+        }
+    }
     let plan = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
@@ -777,6 +801,92 @@ fn rewrite_variadic(graph: &mut GraphProto, summary: &mut Summary) {
         }
     }
     graph.node = out;
+}
+
+/// The branch each `If` takes when inference knows its condition (a comparison of sizes,
+/// such as DeBERTa's `if key_size != query_size` in a scripted helper, equal by
+/// construction): keyed by the If's first output, true for `then_branch`.
+fn known_branches(view: &Graph<'_>, shapes: &Shapes) -> HashMap<String, bool> {
+    let value = |name: &str| -> Option<bool> {
+        if let Some(v) = shapes.shape_values.get(name) {
+            return match v.as_slice() {
+                [Dim::Known(x)] => Some(*x != 0),
+                _ => None,
+            };
+        }
+        let t = shapes.constants.get(name).cloned().or_else(|| view.constant(name).ok().flatten())?;
+        match t.to_f64_vec().as_slice() {
+            [x] => Some(*x != 0.0),
+            _ => None,
+        }
+    };
+    view.nodes()
+        .filter(|(_, n)| is_default_domain(n) && n.op() == "If")
+        .filter_map(|(_, n)| Some((n.output.first()?.clone(), value(n.input.first()?)?)))
+        .collect()
+}
+
+/// Replaces each `If` of [`known_branches`] by the nodes of the branch it takes (exact:
+/// the same computation on every input the model accepts). The branch's values and
+/// initializers get names of their own under the If's first output, and an `Identity`
+/// gives each branch output the If output's name. An If whose branch holds subgraphs of
+/// its own, or sparse initializers, is left as it is.
+fn inline_known_branches(graph: &mut GraphProto, taken: &HashMap<String, bool>, summary: &mut Summary) {
+    if taken.is_empty() {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        let choice = (is_default_domain(&node) && node.op() == "If").then(|| node.output.first().and_then(|o| taken.get(o))).flatten();
+        let attr = match choice {
+            Some(true) => "then_branch",
+            Some(false) => "else_branch",
+            None => {
+                nodes.push(node);
+                continue;
+            }
+        };
+        let branch = node.attribute.iter().find(|a| a.name.as_deref() == Some(attr)).and_then(|a| a.g.as_ref());
+        let Some(branch) = branch.filter(|b| {
+            b.output.len() == node.output.len()
+                && b.sparse_initializer.is_empty()
+                && !b.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()))
+        }) else {
+            nodes.push(node);
+            continue;
+        };
+        let stem = node.output[0].clone();
+        let mut rename: HashMap<String, String> = HashMap::new();
+        let internal = branch.node.iter().flat_map(|n| n.output.iter()).chain(branch.initializer.iter().filter_map(|t| t.name.as_ref()));
+        for v in internal.filter(|v| !v.is_empty()) {
+            rename.insert(v.clone(), names.fresh(&format!("{stem}/{v}")));
+        }
+        let renamed = |v: &String| rename.get(v).cloned().unwrap_or_else(|| v.clone());
+        for t in &branch.initializer {
+            let mut t = t.clone();
+            t.name = t.name.as_ref().map(renamed);
+            graph.initializer.push(t);
+        }
+        for n in &branch.node {
+            let mut n = n.clone();
+            n.input = n.input.iter().map(renamed).collect();
+            n.output = n.output.iter().map(renamed).collect();
+            n.name = Some(names.fresh(&format!("{stem}/{}", n.name.as_deref().unwrap_or(n.op()))));
+            nodes.push(n);
+        }
+        for (b, o) in branch.output.iter().zip(&node.output) {
+            nodes.push(NodeProto {
+                name: Some(names.fresh(&format!("{o}/identity"))),
+                op_type: Some("Identity".to_string()),
+                input: vec![b.name.as_ref().map(renamed).unwrap_or_default()],
+                output: vec![o.clone()],
+                ..Default::default()
+            });
+        }
+        summary.branches_inlined += 1;
+    }
+    graph.node = nodes;
 }
 
 /// Gives every reader after the first of a shared `Concat` of integer initializers and

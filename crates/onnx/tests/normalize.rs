@@ -301,6 +301,32 @@ fn a_shared_shape_concat_gets_one_copy_per_reader() {
 }
 
 #[test]
+fn ifs_of_known_conditions_become_their_branches() {
+    let before = cases::known_branches();
+    let (after, s) = run(&before);
+    assert_eq!(s.branches_inlined, 2, "{s}");
+    let names = ops(&after);
+    assert!(!names.iter().any(|o| o == "If"), "{names:?}");
+    // The else branches ran: their weights are the model's now, under the If's output.
+    assert_eq!(f32s(&init(&after, "g1/bias1.weight")).len(), 16);
+    assert!(has_init(&after, "g2/scale2.weight") && !has_init(&after, "g1/double1.weight"), "{names:?}");
+    let (_, again) = run(&after);
+    assert!(again.is_noop(), "{again}");
+    // A condition given at run time (a graph input) keeps its If.
+    let mut flag = oto_onnx::builder::GraphBuilder::new("flag");
+    flag.input("flag", oto_onnx::DType::Bool, &[]);
+    let mut proto = before.proto.clone();
+    let g = proto.graph.as_mut().unwrap();
+    g.input.extend(flag.proto().graph.unwrap().input);
+    if let Some(n) = g.node.iter_mut().filter(|n| n.op_type.as_deref() == Some("If")).nth(1) {
+        n.input[0] = "flag".into();
+    }
+    let (kept, s) = run(&Model::from_proto(proto, "case.onnx", None).unwrap());
+    let ifs = ops(&kept).iter().filter(|o| *o == "If").count();
+    assert_eq!((s.branches_inlined, ifs), (1, 1), "{s}");
+}
+
+#[test]
 fn unsorted_nodes_are_sorted() {
     let mut proto = cases::identity_bias().proto;
     proto.graph.as_mut().unwrap().node.reverse();

@@ -48,6 +48,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("shared_weights", shared_weights()),
         ("tied_transpose", tied_transpose()),
         ("shared_shape_concat", shared_shape_concat()),
+        ("known_branches", known_branches()),
         ("onnxruntime_fused_14", onnxruntime_fused(14)),
         ("onnxruntime_fused_17", onnxruntime_fused(17)),
         ("experimental_8", experimental(8)),
@@ -462,6 +463,68 @@ pub fn shared_shape_concat() -> Model {
     let y = b.node("Mul", &[&r1, &r2], &["y"]);
     b.output_f32(&y, &batch_dims(&[2, 4]));
     finish(&b)
+}
+
+/// A branch of one `If`: `op(value, name)` with `name` an initializer of the branch
+/// (a weight of the layer that is only read inside it), declared output `out`.
+fn branch(name: &str, op: &str, value: &str, weight: Tensor, out: &str) -> oto_onnx::proto::GraphProto {
+    let mut b = GraphBuilder::new(name);
+    let w = b.initializer(&format!("{name}.weight"), weight);
+    b.node(op, &[value, &w], &[out]);
+    b.output_f32(out, &batch_dims(&[4, 16]));
+    b.proto().graph.unwrap_or_default()
+}
+
+/// Two layers with an `If` each on a comparison of sizes that holds by construction (a
+/// scripted helper's `if h.size(1) != x.size(1)`, DeBERTa's relative positions): the
+/// second condition reads the first branch's output, so its sizes are known only once
+/// the first If is replaced by its branch. The else branches add a bias and scale, the
+/// weights of the layer living in the branches.
+pub fn known_branches() -> Model {
+    use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto};
+    let mut b = GraphBuilder::new("known_branches");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[4, 8]));
+    let w1 = b.weight("w1", &[8, 16], wave(3, 1, 7));
+    let w2 = b.weight("w2", &[16, 8], wave(5, 2, 9));
+    let one = b.initializer("one", Tensor { shape: vec![], data: TensorData::I64(vec![1]) });
+    let length = |b: &mut GraphBuilder, v: &str| {
+        let shape = b.node("Shape", &[v], &[]);
+        b.node_with("Gather", &[&shape, &one], &[], &[("axis", Attr::Int(0))])
+    };
+    let x_len = length(&mut b, &x);
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let differs = |b: &mut GraphBuilder, v: &str| {
+        let len = length(b, v);
+        let same = b.node("Equal", &[&len, &x_len], &[]);
+        b.node("Not", &[&same], &[])
+    };
+    let c1 = differs(&mut b, &h);
+    b.node("If", &[&c1], &["g1"]);
+    let r = b.node("Relu", &["g1"], &[]);
+    let c2 = differs(&mut b, &r);
+    b.node("If", &[&c2], &["g2"]);
+    let y = b.node("MatMul", &["g2", &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4, 8]));
+    let mut model = finish(&b);
+    let scalar = |v: f32| Tensor { shape: vec![], data: TensorData::F32(vec![v]) };
+    let bodies = [
+        (branch("double1", "Mul", &h, scalar(2.0), "t1"), branch("bias1", "Add", &h, f32s(&[16], wave(7, 3, 11)), "e1")),
+        (branch("double2", "Mul", &r, scalar(2.0), "t2"), branch("scale2", "Mul", &r, f32s(&[16], wave(2, 5, 13)), "e2")),
+    ];
+    let graph = model.proto.graph.as_mut().unwrap();
+    let ifs = graph.node.iter_mut().filter(|n| n.op_type.as_deref() == Some("If"));
+    for (node, (then_branch, else_branch)) in ifs.zip(bodies) {
+        for (name, g) in [("then_branch", then_branch), ("else_branch", else_branch)] {
+            node.attribute.push(AttributeProto {
+                name: Some(name.into()),
+                r#type: Some(AttributeType::Graph as i32),
+                g: Some(g),
+                ..Default::default()
+            });
+        }
+    }
+    Model::from_proto(model.proto, "case.onnx", None).unwrap()
 }
 
 /// The other folds: Flatten of a weight, Size of a weight, integer Range, Expand, Less,
