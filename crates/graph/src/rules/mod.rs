@@ -145,6 +145,7 @@ impl Ctx<'_, '_> {
             | Op::Constant
             | Op::Range
             | Op::NonZero
+            | Op::OneHot { .. }
             | Op::EyeLike
             | Op::Trilu { .. }
             | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),

@@ -1,5 +1,5 @@
 //! Generators and shape values: `Shape`, `Size`, `Constant`, `ConstantOfShape`, `Range`,
-//! `NonZero`, `EyeLike`. Not counted in MACs.
+//! `NonZero`, `OneHot`, `EyeLike`. Not counted in MACs.
 
 use crate::graph::NodeExt;
 use crate::ops;
@@ -57,6 +57,19 @@ impl Infer<'_, '_> {
         }
         let n = self.fresh();
         Ok(vec![vt(Some(DType::I64), vec![rank, n])])
+    }
+
+    /// The indices' shape with an axis of `depth` entries inserted at `axis`, of the
+    /// values' type (a mixture-of-experts router's choices as a mask per expert).
+    pub(crate) fn one_hot(&mut self, node: &NodeProto, axis: i64) -> R<Vec<ValueType>> {
+        let mut out = self.shape(node, 0)?;
+        let a = self.axis(node, axis, out.len() + 1)?;
+        let depth = match self.values(node, 1) {
+            Ok(v) if v.len() == 1 => v[0].clone(),
+            _ => self.fresh(),
+        };
+        out.insert(a, depth);
+        Ok(vec![vt(self.dtype(node, 2), out)])
     }
 
     pub(crate) fn eye_like(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {

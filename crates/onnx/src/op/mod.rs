@@ -222,6 +222,11 @@ pub enum Op {
     Range,
     /// `NonZero`.
     NonZero,
+    /// `OneHot`: where the new axis of `depth` entries goes (counted in the output's rank).
+    OneHot {
+        /// The axis (negative: from the end).
+        axis: i64,
+    },
     /// `EyeLike`.
     EyeLike,
     /// `Trilu`.
@@ -464,6 +469,7 @@ pub const OPERATORS: &[&str] = &[
     "Neg",
     "NonZero",
     "Not",
+    "OneHot",
     "Or",
     "PRelu",
     "Pad",
@@ -624,6 +630,7 @@ impl Op {
             "ConstantOfShape" => Op::ConstantOfShape,
             "Range" => Op::Range,
             "NonZero" => Op::NonZero,
+            "OneHot" => Op::OneHot { axis: int_or("axis", -1)? },
             "EyeLike" => Op::EyeLike,
             "Trilu" => Op::Trilu { upper: int_or("upper", 1)? != 0 },
             "QuantizeLinear" => attrs(QLinear::parse(node).map(Op::QuantizeLinear))?,
@@ -690,6 +697,7 @@ impl Infer<'_, '_> {
             Op::TopK(t) => self.top_k(node, t),
             Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, op),
             Op::NonZero => self.non_zero(node),
+            &Op::OneHot { axis } => self.one_hot(node, axis),
             Op::EyeLike => self.eye_like(node),
             Op::QuantizeLinear(q) => self.qlinear(node, q, false),
             Op::DequantizeLinear(q) => self.qlinear(node, q, true),

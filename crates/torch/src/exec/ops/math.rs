@@ -1,8 +1,8 @@
 //! Elementwise, matrix and reduction operators.
 
-use super::{axis, not_supported, Ctx, Ints, Kernel, OpResult};
+use super::{axis, not_supported, Ctx, Ints, Kernel, OpError, OpResult};
 use crate::exec::convert::is_float_kind;
-use oto_onnx::op::{ArgReduce, Binary as B, Clip, Compare as C, Gemm, Op, Reduce, ReduceKind, Unary as U};
+use oto_onnx::op::{ArgReduce, Binary as B, Clip, Compare as C, Gemm, IntsParam, Op, Reduce, ReduceKind, Unary as U};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Graph, NodeExt};
 use tch::{Kind, Scalar, Tensor};
@@ -211,6 +211,29 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
             }
             Ok(vec![i])
         }),
+        Op::TopK(t) => {
+            // Sorted whether or not `sorted` asks (the order is then unspecified).
+            let (a, largest) = (t.axis, t.largest);
+            let k = match &t.k {
+                IntsParam::Attribute(k) => Some(k.as_ref().and_then(|k| k.first().copied()).ok_or("has no 'k'")?),
+                IntsParam::Input(_) => None,
+            };
+            Box::new(move |ctx: &Ctx<'_>| {
+                let x = ctx.input(0)?;
+                let a = axis(a, x.dim())?;
+                let k = match k {
+                    Some(k) => k,
+                    None => *ctx.ints(1)?.first().ok_or_else(|| OpError("k is empty".into()))?,
+                };
+                if k < 0 || k > x.size()[a as usize] {
+                    return Err(OpError(format!("k = {k} is outside the axis of length {}", x.size()[a as usize])));
+                }
+                // A stable sort: of equal values the lower index comes first, as ONNX
+                // says (libtorch's topk does not promise an order among ties).
+                let (values, indices) = x.f_sort_stable(true, a, largest)?;
+                Ok(vec![values.f_narrow(a, 0, k)?, indices.f_narrow(a, 0, k)?])
+            })
+        }
         Op::Einsum => {
             let equation = node.attr_string("equation")?.ok_or("has no 'equation' attribute")?;
             Box::new(move |ctx: &Ctx<'_>| {

@@ -204,7 +204,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         Op::Binary(b) => math::binary_op(node, *b),
         Op::Compare(c) => Ok(math::compare_op(*c)),
         Op::Where | Op::PRelu | Op::Clip(_) | Op::Gemm(_) | Op::MatMul { integer: false } | Op::Einsum => math::compile(graph, node, &op),
-        Op::Reduce(_) | Op::ArgReduce(_) | Op::CumSum => math::compile(graph, node, &op),
+        Op::Reduce(_) | Op::ArgReduce(_) | Op::TopK(_) | Op::CumSum => math::compile(graph, node, &op),
         Op::Conv(c) if !c.integer => nn::conv(c),
         Op::ConvTranspose(c) => nn::conv_transpose(c),
         Op::Pool(p) => nn::pool(node, p),
@@ -240,6 +240,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::ConstantOfShape
         | Op::Range
         | Op::NonZero
+        | Op::OneHot { .. }
+        | Op::ScatterElements
         | Op::Trilu { .. } => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
         // `Constant` nodes are evaluated once by the executor, not compiled (supported,
@@ -250,10 +252,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::LpNormalization
         | Op::MeanVarianceNormalization
         | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
-        | Op::TopK(_)
         | Op::DepthToSpace
         | Op::SpaceToDepth
-        | Op::ScatterElements
         | Op::EyeLike
         | Op::Other(_) => unsupported(),
     }

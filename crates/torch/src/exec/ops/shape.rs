@@ -133,6 +133,47 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
                 Ok(vec![x.f_gather(a, &idx, false)?])
             })
         }
+        Op::ScatterElements => {
+            let a = node.attr_int_or("axis", 0)?;
+            let reduction = node.attr_string("reduction")?.unwrap_or_else(|| "none".into());
+            let reduce = match reduction.as_str() {
+                "none" => None,
+                "add" => Some("sum"),
+                "mul" => Some("prod"),
+                "max" => Some("amax"),
+                "min" => Some("amin"),
+                other => return Err(format!("ScatterElements reduction '{other}' is not valid (none, add, mul, max, min)")),
+            };
+            Box::new(move |ctx: &Ctx<'_>| {
+                let (x, idx, updates) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+                let a = axis(a, x.dim())?;
+                let idx = nonnegative_indices(idx, x.size()[a as usize])?;
+                Ok(vec![match reduce {
+                    None => x.f_scatter(a, &idx, updates)?,
+                    Some(r) => x.f_internal_scatter_reduce(a, &idx, updates, r, true)?,
+                }])
+            })
+        }
+        &Op::OneHot { axis: a } => Box::new(move |ctx: &Ctx<'_>| {
+            let (idx, values) = (ctx.input(0)?, ctx.input(2)?);
+            let depth = ctx.opt_scalar(1)?.ok_or_else(|| OpError("depth is empty".into()))?;
+            if !(depth >= 1.0 && depth.fract() == 0.0) {
+                return Err(OpError(format!("depth {depth} is not a positive integer")));
+            }
+            let depth = depth as i64;
+            let a = axis(a, idx.dim() + 1)?;
+            // Negative indices count from the end; out of range ones give a row of `off`.
+            let idx = idx.f_to_kind(Kind::Int64)?;
+            let idx = idx.f_where_self(&idx.f_ge(0)?, &idx.f_add_scalar(depth)?)?;
+            let valid = idx.f_ge(0)?.f_logical_and(&idx.f_lt(depth)?)?;
+            let hot = idx.f_clamp(0, depth - 1)?.f_one_hot(depth)?.f_mul(&valid.f_unsqueeze(-1)?)?.f_movedim([-1], [a])?;
+            let values = values.f_reshape([-1])?;
+            if values.size() != [2] {
+                return Err(OpError(format!("values has {} entries, not 2 (off, on)", values.numel())));
+            }
+            let (off, on) = (values.f_get(0)?, values.f_get(1)?);
+            Ok(vec![hot.f_to_kind(values.kind())?.f_mul(&on.f_sub(&off)?)?.f_add(&off)?])
+        }),
         Op::GatherNd => {
             let batch = node.attr_int_or("batch_dims", 0)?;
             let batch = usize::try_from(batch).map_err(|_| format!("batch_dims {batch} is negative"))?;
