@@ -157,6 +157,14 @@ def _cohere():
     return _decoder("CohereConfig", "CohereForCausalLM", num_key_value_heads=2)
 
 
+def _qwen3_moe():
+    # A mixture of experts in every layer: a router picks 2 of 4 SwiGLU experts per token
+    # (TopK, OneHot and NonZero in the export), each expert's tokens gathered, and the
+    # weighted outputs scattered back (ScatterElements).
+    return _decoder("Qwen3MoeConfig", "Qwen3MoeForCausalLM", num_key_value_heads=2, num_experts=4,
+                    num_experts_per_tok=2, moe_intermediate_size=64, decoder_sparse_step=1)
+
+
 def _gpt_bigcode():
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
@@ -188,6 +196,17 @@ def _gptj():
     return GPTJForCausalLM(cfg), "text-generation", "gpt"
 
 
+def _deberta():
+    from transformers import DebertaConfig, DebertaForSequenceClassification
+
+    # DeBERTa (v1)'s disentangled attention: relative-position terms from helpers that
+    # transformers scripts, whose `if` on sizes the exporter keeps as If nodes.
+    cfg = DebertaConfig(vocab_size=VOCAB, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=64, relative_attention=True,
+                        pos_att_type=["c2p", "p2c"], max_relative_positions=16, num_labels=4)
+    return DebertaForSequenceClassification(cfg), "text-classification", "bert"
+
+
 def _roformer():
     from transformers import RoFormerConfig, RoFormerForMaskedLM
 
@@ -217,8 +236,8 @@ def _swin():
 
 
 MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "llama_mqa": _llama_mqa,
-          "qwen3": _qwen3, "cohere": _cohere,
-          "gpt_bigcode": _gpt_bigcode, "gpt_neox": _gpt_neox, "gptj": _gptj, "roformer": _roformer, "vit": _vit, "swin": _swin}
+          "qwen3": _qwen3, "cohere": _cohere, "qwen3_moe": _qwen3_moe, "gpt_bigcode": _gpt_bigcode,
+          "gpt_neox": _gpt_neox, "gptj": _gptj, "deberta": _deberta, "roformer": _roformer, "vit": _vit, "swin": _swin}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

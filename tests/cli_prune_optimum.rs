@@ -152,6 +152,39 @@ fn prune_optimum_multi_query_heads_by_distillation() {
     }
 }
 
+/// A mixture of experts (Qwen3-MoE): the trainer runs the router (TopK, OneHot, NonZero)
+/// and the ScatterElements that brings the experts' outputs back, and the job removes
+/// neurons of the experts, each expert a group of its own.
+#[test]
+fn prune_optimum_mixture_of_experts_by_distillation() {
+    let _job = one_job_at_a_time();
+    let model = oto_onnx::normalize::load(optimum_zoo_dir().join("qwen3_moe/model.onnx")).unwrap().0;
+    let analysis = oto_graph::analyze(&model, &Default::default()).unwrap();
+    // The experts' gate and up projections (64 neurons each; 2 layers of 4 experts).
+    let experts: Vec<(String, usize)> = analysis
+        .prunable_groups()
+        .filter(|g| g.num_elements == 64)
+        .flat_map(|g| g.members.iter().filter(|m| m.role == oto_graph::Role::Producer).map(|m| (m.initializer.clone(), m.axis)))
+        .collect();
+    assert_eq!(experts.len(), 16, "{}", analysis.table());
+    let (original, compact) = prune_by_distillation_with("qwen3_moe", &[]);
+    let width = |m: &Model, init: &str, axis: usize| {
+        let g = m.proto.graph.as_ref().unwrap();
+        g.initializer.iter().find(|t| t.name.as_deref() == Some(init)).map(|t| t.dims[axis])
+    };
+    let removed: i64 =
+        experts.iter().map(|(init, axis)| width(&original, init, *axis).unwrap() - width(&compact, init, *axis).unwrap()).sum();
+    assert!(removed > 0, "no expert neuron removed");
+}
+
+/// DeBERTa (v1): the If nodes of its scripted helpers are replaced by the branches they
+/// take, so the trainer runs the model; its FFN neurons are pruned.
+#[test]
+fn prune_optimum_deberta_by_distillation() {
+    let _job = one_job_at_a_time();
+    prune_by_distillation("deberta");
+}
+
 /// GPT-NeoX (Pythia's layout): heads of a per-head packed [q | k | v] projection, with
 /// rotary embeddings on part of each head.
 #[test]
