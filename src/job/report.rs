@@ -348,7 +348,11 @@ fn markdown(r: &Report) -> String {
         v.max_abs_diff,
         v.max_abs_output,
         v.tolerance,
-        if v.passed { "passed" } else { "FAILED" }
+        match (&v.decisions, v.passed) {
+            (None, true) => "passed".to_string(),
+            (None, false) => "FAILED".to_string(),
+            (Some(_), _) => format!("{}: {}", if v.passed { "passed" } else { "FAILED" }, super::verify::verdict_words(v)),
+        }
     );
     let _ = writeln!(
         s,

@@ -84,7 +84,8 @@ pub struct GraphBuilder {
     counter: usize,
 }
 
-fn value_info(name: &str, dtype: DType, dims: &[Dim]) -> ValueInfoProto {
+/// A tensor value's declaration: its name, element type and dimensions.
+pub fn value_info(name: &str, dtype: DType, dims: &[Dim]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| Dimension {
