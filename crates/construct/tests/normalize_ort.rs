@@ -269,7 +269,7 @@ fn legacy_files_take_any_batch() {
     // A Reshape that folds the batch into another axis: the file keeps its batch, and says why.
     let (model, summary) = oto_onnx::normalize::load(legacy_path("batch_mixed.onnx")).unwrap();
     assert!(!summary.batch_symbolic);
-    assert_eq!(summary.batch_kept.as_deref(), Some("graph output 'prob' would not carry the batch (its shape would be [2, 5])"));
+    assert_eq!(summary.batch_kept.as_deref(), Some("graph output 'prob' would not carry the batch (its shape would be [2*batch, 5])"));
     let (err, tol) = deviation(&as_f64(&legacy_outputs("batch_mixed")), &run_ort(&model.proto, &legacy_inputs("batch_mixed")));
     assert!(err <= tol, "batch_mixed: {err:.3e} > {tol:.3e}");
 }
@@ -334,4 +334,81 @@ fn fixed_batch_above_one_becomes_symbolic_where_exact() {
     assert!(summary.to_string().contains("fixed batch 2 kept"), "{summary}");
     let (err, tol) = deviation(&as_f64(&legacy_outputs("batch2_rows")), &run_ort(&model.proto, &legacy_inputs("batch2_rows")));
     assert!(err <= tol, "batch2_rows: {err:.3e} > {tol:.3e}");
+}
+
+/// Window attention as the TorchScript exporter writes it for a batch of 1 (torchvision's
+/// Swin): `x.view(B, H // 2, 2, W // 2, 2, C)` with `B` traced as the number 1 and the
+/// other entries computed from `Shape`, `x.view(B * nW, 4, C)` with the entry `1 * nW`
+/// computed, then constant targets back. Every Reshape gets the batch (four rewritten,
+/// over rounds: each sees it only once the one before passes it on), and at a batch of 3
+/// each sample gives what the file gives it alone. A target whose entry 0 comes from a
+/// computed piece of several entries (sizes of a mean over the batch) cannot be
+/// rewritten: that file keeps its batch and says which node.
+#[test]
+fn computed_targets_of_windows_take_the_batch() {
+    use oto_onnx::builder::{known_dims, Attr, GraphBuilder};
+    let windows = || {
+        let mut b = GraphBuilder::new("windows");
+        let x = b.input_f32("x", &known_dims(&[1, 4, 4, 2]));
+        let w = b.weight("proj", &[2, 3], |i| 0.25 * i as f32 - 0.5);
+        let shape = b.node("Shape", &[&x], &["x_shape"]);
+        let two = b.ints("two", &[2]);
+        let half = |b: &mut GraphBuilder, at: i64| {
+            let i = b.ints(&format!("at{at}"), &[at]);
+            let d = b.node("Gather", &[&shape, &i], &[&format!("dim{at}")]);
+            b.node("Div", &[&d, &two], &[&format!("half{at}")])
+        };
+        let (h, wd) = (half(&mut b, 1), half(&mut b, 2));
+        let one = b.ints("traced_batch", &[1]);
+        let c = b.ints("c", &[2]);
+        let t1 = b.node_with("Concat", &[&one, &h, &two, &wd, &two, &c], &["t1"], &[("axis", Attr::Int(0))]);
+        let v1 = b.node("Reshape", &[&x, &t1], &["v1"]);
+        let p1 = b.node_with("Transpose", &[&v1], &["p1"], &[("perm", Attr::Ints(vec![0, 1, 3, 2, 4, 5]))]);
+        let nw = b.node("Mul", &[&h, &wd], &["nw"]);
+        let bnw = b.node("Mul", &[&one, &nw], &["b_nw"]);
+        let four = b.ints("four", &[4]);
+        let t2 = b.node_with("Concat", &[&bnw, &four, &c], &["t2"], &[("axis", Attr::Int(0))]);
+        let v2 = b.node("Reshape", &[&p1, &t2], &["v2"]);
+        let m = b.node("MatMul", &[&v2, &w], &["m"]);
+        let t3 = b.ints("t3", &[1, 2, 2, 2, 2, 3]);
+        let v3 = b.node("Reshape", &[&m, &t3], &["v3"]);
+        let p3 = b.node_with("Transpose", &[&v3], &["p3"], &[("perm", Attr::Ints(vec![0, 1, 3, 2, 4, 5]))]);
+        let t4 = b.ints("t4", &[1, 4, 4, 3]);
+        let y = b.node("Reshape", &[&p3, &t4], &["y"]);
+        b.output_f32(&y, &known_dims(&[1, 4, 4, 3]));
+        b.build().unwrap()
+    };
+    let original = windows();
+    let (model, summary) = normalize(copy(&original), &NormalizeOptions::default()).unwrap();
+    assert!(summary.batch_symbolic, "{summary}");
+    assert_eq!((summary.batch_reshapes, summary.batch_kept.as_deref()), (4, None), "{summary}");
+    let x3: Vec<f32> = (0..3 * 32).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+    let input = |k: std::ops::Range<usize>| {
+        let t = oto_onnx::Tensor { shape: vec![k.len(), 4, 4, 2], data: oto_onnx::TensorData::F32(x3[k.start * 32..k.end * 32].to_vec()) };
+        vec![("x".to_string(), t)]
+    };
+    let y3 = run_ort(&model.proto, &input(0..3));
+    for k in 0..3 {
+        let alone = run_ort(&original.proto, &input(k..k + 1));
+        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * 48..(k + 1) * 48].to_vec())).collect();
+        let (err, tol) = deviation(&alone, &row);
+        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
+    }
+
+    let mut b = GraphBuilder::new("mean");
+    b.opset(17);
+    let x = b.input_f32("x", &known_dims(&[1, 4, 6]));
+    let mean = b.node_with("ReduceMean", &[&x], &["mean"], &[("axes", Attr::Ints(vec![0]))]);
+    let sizes = b.node("Shape", &[&mean], &["sizes"]);
+    let (from, to) = (b.ints("from", &[0]), b.ints("to", &[2]));
+    let lead = b.node("Slice", &[&sizes, &from, &to], &["lead"]);
+    let six = b.ints("six", &[6]);
+    let t = b.node_with("Concat", &[&lead, &six], &["t"], &[("axis", Attr::Int(0))]);
+    let v = b.node("Reshape", &[&x, &t], &["v"]);
+    let y = b.node("Sub", &[&v, &mean], &["y"]);
+    b.output_f32(&y, &known_dims(&[1, 4, 6]));
+    let (_, summary) = normalize(b.build().unwrap(), &NormalizeOptions::default()).unwrap();
+    assert!(!summary.batch_symbolic, "{summary}");
+    let why = summary.batch_kept.unwrap_or_default();
+    assert!(why.contains("Reshape") && why.contains("'t'"), "{why}");
 }

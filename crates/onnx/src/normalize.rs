@@ -63,14 +63,20 @@
 //! 7. a fixed batch `N` (every real graph input's dimension 0 is the same `N >= 1`, as
 //!    old model zoo files write it, mostly `N = 1`) becomes the symbolic dimension
 //!    [`BATCH_DIM`] on the inputs and on the outputs whose dimension 0 is `N`, and every
-//!    constant `Reshape` target whose entry 0 is `N` becomes `0` (copy the input's
-//!    dimension 0): only where this is exact, i.e. the
-//!    Reshape's input has the batch as its dimension 0 and the target's other entries
-//!    account for all of its other dimensions, every graph output then carries the
-//!    batch as its dimension 0, and every value's shape, with the batch set back to `N`,
-//!    is the one it had (a constant of `N` rows broadcast against the batch, say, would
-//!    not be). Otherwise the file keeps its fixed batch and
-//!    [`Summary::batch_kept`] says why.
+//!    `Reshape` target whose entry 0 is `N` becomes `0` (copy the input's dimension 0)
+//!    where the Reshape's input has the batch as its dimension 0 and the target's other
+//!    entries account for all of its other dimensions; a target whose entry 0 is a
+//!    multiple `N * k` of a sample's elements folded together (Swin's `[N * 64, 49, C]`
+//!    windows, from an input whose dimension 0 is a multiple of the batch) gets `-1`
+//!    there. A target computed at run time (`x.view(B, H // 7, ...)` traced with `B` a
+//!    number) has its first piece replaced instead, when that piece is a constant or a
+//!    single entry and the `Concat` computes this target alone; rounds repeat until no
+//!    target changes, as a Reshape sees the batch only once the ones before it pass it
+//!    on. Only where this is exact: every graph output then carries the batch as its
+//!    dimension 0, no Reshape takes the batch in without giving it out, and every
+//!    value's shape, with the batch set back to `N`, is the one it had (a constant of
+//!    `N` rows broadcast against the batch, say, would not be). Otherwise the file keeps
+//!    its fixed batch and [`Summary::batch_kept`] says why.
 //!
 //! Graph inputs and outputs, opset imports, metadata, doc strings and the `value_info`
 //! of surviving values are kept; a value that is a graph output is never folded. IR 3
@@ -535,77 +541,118 @@ fn batch_rewrite(
     }
     // Declared intermediate shapes with the fixed batch would contradict the new one.
     g.value_info.retain(|v| dim0(v) != Some(&fixed));
-    let staged = Model::from_proto(proto, name, base.clone())?;
+    let mut staged = Model::from_proto(proto, name, base.clone())?;
     let batch = Dim::sym(BATCH_DIM);
-    // (node index, new target) for every Reshape whose constant target carries the batch.
-    let mut targets: Vec<(usize, Vec<i64>)> = Vec::new();
-    {
-        let view = Graph::new(&staged)?;
-        let shapes = match shape::infer(&view) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
-        };
-        for (k, node) in view.nodes() {
-            // Every node parsed when the shapes were inferred just above.
-            let Op::Reshape { allowzero } = Op::parse(&view, node)? else { continue };
-            let Some(target) = node.input.get(1).map(|v| view.constant_ints(v)).transpose()?.flatten() else { continue };
-            let Some(xd) = shapes.shape(&node.input[0]) else { continue };
-            if xd.first() != Some(&batch) || target.first() != Some(&n) {
-                continue;
-            }
-            let rest: Option<Vec<i64>> = xd[1..].iter().map(Dim::known).collect();
-            let exact = !allowzero
-                && rest.is_some_and(|rest| {
-                    let have: Option<i64> = rest.iter().try_fold(1i64, |a, &b| a.checked_mul(b));
-                    let mut want = Some(1i64);
-                    let mut free = false;
-                    for (i, &t) in target.iter().enumerate().skip(1) {
-                        let d = match t {
-                            -1 => {
-                                free = true;
-                                1
+    let mut rewritten = 0usize;
+    // Rounds until no target changes: a Reshape sees the batch only once the Reshapes
+    // before it pass it on. Each round rewrites targets that the next rounds leave alone.
+    for _round in 0..=staged.proto.graph.as_ref().map_or(0, |g| g.node.len()) {
+        // (node index, input slot, new constant) for every Reshape whose target carries the
+        // batch: the target itself when constant, else the constant first piece of the
+        // `Concat` that computes it (`x.view(B, H // 7, 7, ...)` traced with `B` a number).
+        let mut targets: Vec<(usize, usize, Vec<i64>)> = Vec::new();
+        {
+            let view = Graph::new(&staged)?;
+            let shapes = match shape::infer(&view) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
+            };
+            for (k, node) in view.nodes() {
+                // Every node parsed when the shapes were inferred just above.
+                let Op::Reshape { allowzero } = Op::parse(&view, node)? else { continue };
+                let Some(target_value) = node.input.get(1) else { continue };
+                let constant = view.constant_ints(target_value)?;
+                let computed = || -> Option<Vec<i64>> { shapes.shape_value(target_value)?.iter().map(Dim::known).collect() };
+                let Some(target) = constant.clone().or_else(computed) else { continue };
+                let Some(xd) = shapes.shape(&node.input[0]) else { continue };
+                // Entry 0 becomes 0 (copy the batch) where the input's dimension 0 is the batch;
+                // -1 where it is a multiple of it (`[batch * 64, 49, 96]`, windows of an image)
+                // and the target, all constant, holds N samples' elements with entry 0 the
+                // multiple of N: then the batch goes where it came from.
+                let Some(entry0) = (match xd.first() {
+                    Some(d) if *d == batch && target.first() == Some(&n) => Some(0),
+                    Some(d) if d.symbols().contains(&BATCH_DIM) => folded_batch(xd, &target, n, &batch),
+                    _ => None,
+                }) else {
+                    continue;
+                };
+                let rest: Option<Vec<i64>> = xd[1..].iter().map(Dim::known).collect();
+                let exact = entry0 == -1
+                    || !allowzero
+                        && rest.is_some_and(|rest| {
+                            let have: Option<i64> = rest.iter().try_fold(1i64, |a, &b| a.checked_mul(b));
+                            let mut want = Some(1i64);
+                            let mut free = false;
+                            for (i, &t) in target.iter().enumerate().skip(1) {
+                                let d = match t {
+                                    -1 => {
+                                        free = true;
+                                        1
+                                    }
+                                    0 => rest.get(i - 1).copied().unwrap_or(-1),
+                                    t => t,
+                                };
+                                want = want.and_then(|w| if d >= 1 { w.checked_mul(d) } else { None });
                             }
-                            0 => rest.get(i - 1).copied().unwrap_or(-1),
-                            t => t,
-                        };
-                        want = want.and_then(|w| if d >= 1 { w.checked_mul(d) } else { None });
-                    }
-                    match (have, want) {
-                        (Some(h), Some(w)) if free => h % w == 0,
-                        (Some(h), Some(w)) => h == w,
-                        _ => false,
-                    }
-                });
-            if !exact {
-                let label = node_label(node);
-                return Ok(Err(format!(
-                    "{label} mixes the batch into other axes (target {target:?} for input shape {})",
-                    show_dims(Some(xd))
-                )));
+                            match (have, want) {
+                                (Some(h), Some(w)) if free => h % w == 0,
+                                (Some(h), Some(w)) => h == w,
+                                _ => false,
+                            }
+                        });
+                if !exact {
+                    let label = node_label(node);
+                    return Ok(Err(format!(
+                        "{label} mixes the batch into other axes (target {target:?} for input shape {})",
+                        show_dims(Some(xd))
+                    )));
+                }
+                if constant.is_some() {
+                    let mut new = target.clone();
+                    new[0] = entry0;
+                    targets.push((k, 1, new));
+                    continue;
+                }
+                match first_piece(&view, &shapes, target_value, target[0])? {
+                Some((concat, mut piece)) => {
+                    piece[0] = entry0;
+                    targets.push((concat, 0, piece));
+                }
+                None => {
+                    return Ok(Err(format!(
+                        "{} takes the batch {n} as entry 0 of a target computed at run time ('{target_value}'), not from a constant it could rewrite",
+                        node_label(node)
+                    )))
+                }
             }
-            let mut new = target.clone();
-            new[0] = 0;
-            targets.push((k, new));
+            }
         }
-    }
-    let mut proto = staged.proto;
-    let Some(g) = proto.graph.as_mut() else {
-        return Err(model.error("model", "has no graph"));
-    };
-    let mut names = Names::of(g);
-    for (k, new) in &targets {
-        let Some(old) = g.node.get(*k).map(|n| n.input[1].clone()) else { continue };
-        let readers = g.node.iter().filter(|n| n.input.contains(&old)).count();
-        let is_output = g.output.iter().any(|o| o.name.as_deref() == Some(old.as_str()));
-        // Its only reader: rewritten in place; otherwise a copy of its own.
-        let target = if readers == 1 && !is_output { old.clone() } else { names.fresh(&format!("{old}_batch")) };
-        g.initializer.retain(|t| t.name.as_deref() != Some(target.as_str()));
-        g.initializer.push(Tensor::from_i64s(new.clone()).to_proto(&target));
-        if let Some(node) = g.node.get_mut(*k) {
-            node.input[1] = target;
+        let mut proto = staged.proto;
+        let Some(g) = proto.graph.as_mut() else {
+            return Err(model.error("model", "has no graph"));
+        };
+        let mut names = Names::of(g);
+        for (k, slot, new) in &targets {
+            let Some(old) = g.node.get(*k).and_then(|n| n.input.get(*slot)).cloned() else { continue };
+            let readers = g.node.iter().filter(|n| n.input.contains(&old)).count();
+            let is_output = g.output.iter().any(|o| o.name.as_deref() == Some(old.as_str()));
+            let stored = g.initializer.iter().any(|t| t.name.as_deref() == Some(old.as_str()));
+            // A constant with this one reader: rewritten in place; otherwise (a constant read
+            // elsewhere too, a computed entry) a constant of its own.
+            let target = if stored && readers == 1 && !is_output { old.clone() } else { names.fresh(&format!("{old}_batch")) };
+            g.initializer.retain(|t| t.name.as_deref() != Some(target.as_str()));
+            g.initializer.push(Tensor::from_i64s(new.clone()).to_proto(&target));
+            if let Some(input) = g.node.get_mut(*k).and_then(|n| n.input.get_mut(*slot)) {
+                *input = target;
+            }
         }
+        staged = Model::from_proto(proto, name, base.clone())?;
+        if targets.is_empty() {
+            break;
+        }
+        rewritten += targets.len();
     }
-    let out = Model::from_proto(proto, name, base)?;
+    let out = staged;
     {
         let view = Graph::new(&out)?;
         let shapes = match shape::infer(&view) {
@@ -616,6 +663,24 @@ fn batch_rewrite(
             match shapes.shape(o) {
                 Some(d) if d.first() == Some(&batch) => {}
                 d => return Ok(Err(format!("graph output '{o}' would not carry the batch (its shape would be {})", show_dims(d)))),
+            }
+        }
+        // A Reshape that takes the batch in and gives none out fits only the batch N (a
+        // target computed from sizes that do not follow it): with N = 1 the check below
+        // cannot see it, as a batch of 1 broadcasts.
+        for (_, node) in view.nodes() {
+            if node.op() != "Reshape" || !is_default_domain(node) {
+                continue;
+            }
+            let holds_batch = |v: &str| shapes.shape(v).is_some_and(|d| d.iter().any(|x| x.symbols().contains(&BATCH_DIM)));
+            let (Some(x), Some(y)) = (node.input.first(), node.output.first()) else { continue };
+            if holds_batch(x) && shapes.shape(y).is_some() && !holds_batch(y) {
+                return Ok(Err(format!(
+                    "{} takes the batch into a shape that does not follow it ({} -> {})",
+                    node_label(node),
+                    show_dims(shapes.shape(x)),
+                    show_dims(shapes.shape(y))
+                )));
             }
         }
         // Every value that had the batch N as its dimension 0 must now carry the symbolic
@@ -638,7 +703,43 @@ fn batch_rewrite(
             }
         }
     }
-    Ok(Ok((out, targets.len())))
+    Ok(Ok((out, rewritten)))
+}
+
+/// `Some(-1)` when a Reshape of an input of shape `xd` (its dimension 0 a multiple of the
+/// batch, every other known) to the constant `target` (no `0` or `-1` entries) keeps `n`
+/// samples' elements and entry 0 is a multiple of `n`: entry 0 then holds the batch.
+fn folded_batch(xd: &[Dim], target: &[i64], n: i64, batch: &Dim) -> Option<i64> {
+    let per_sample = Dim::product(xd).ok()?.div_exact(batch)?.known()?;
+    if target.iter().any(|&t| t < 1) || target.first().is_none_or(|t| t % n != 0) {
+        return None;
+    }
+    let elements = target.iter().try_fold(1i64, |a, &b| a.checked_mul(b))?;
+    (Some(elements) == per_sample.checked_mul(n)).then_some(-1)
+}
+
+/// The `Concat` (node index) computing the Reshape target `target` and its constant first
+/// piece (or, where the first piece is one computed entry, `[n]` to replace it), when
+/// that piece starts with entry 0 of the target, `n`, and the Concat computes nothing else
+/// (its output is read once, by the Reshape): rewriting the piece then changes this
+/// target alone.
+fn first_piece(view: &Graph<'_>, shapes: &Shapes, target: &str, n: i64) -> Result<Option<(usize, Vec<i64>)>> {
+    let Some((k, concat)) = view.producer_node(target) else { return Ok(None) };
+    if concat.op() != "Concat" || !is_default_domain(concat) {
+        return Ok(None);
+    }
+    let readers = view.proto.node.iter().filter(|m| m.input.iter().any(|i| i == target)).count();
+    let is_output = view.proto.output.iter().any(|o| o.name.as_deref() == Some(target));
+    let Some(first) = concat.input.first() else { return Ok(None) };
+    if readers != 1 || is_output {
+        return Ok(None);
+    }
+    match view.constant_ints(first)? {
+        Some(piece) if view.initializer(first).is_some() && piece.first() == Some(&n) => Ok(Some((k, piece))),
+        // A single computed entry (`B * nW` with `B` a number): replaced by a constant.
+        _ if shapes.shape(first) == Some(&[Dim::Known(1)][..]) => Ok(Some((k, vec![n]))),
+        _ => Ok(None),
+    }
 }
 
 /// `[batch, 3, 224, 224]`, or `unknown`.
