@@ -142,9 +142,15 @@ impl Ctx<'_, '_> {
             return;
         };
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        // Output sizes given as `sizes` (input 3; the dynamo exporter's constant
+        // `[1, 256, 14, 14]`): the entry of an axis whose channels go changes with them.
+        let sizes = node.input.get(3).filter(|v| !v.is_empty()).cloned();
         for (i, a) in t.iter().enumerate() {
             if id.get(i) == od.get(i) {
                 out[i] = a.clone();
+                if let (Some(sizes), true) = (&sizes, a.is_tracked()) {
+                    self.shape_entry(node, sizes, i, count_parts(a));
+                }
             } else {
                 self.block_axis_at(node, a, "resizes a tracked axis");
             }
