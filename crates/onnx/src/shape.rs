@@ -462,7 +462,7 @@ impl<'g, 'm> Infer<'g, 'm> {
                 return Ok(());
             }
             let supported = keeps_entries(op)
-                || matches!(op, Op::Transpose { .. } | Op::Slice(_) | Op::Concat { .. })
+                || matches!(op, Op::Transpose { .. } | Op::Slice(_) | Op::Concat { .. } | Op::OneHot { .. })
                 || matches!(op, &Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Max | B::Min | B::Mod));
             if !supported {
                 return Ok(());
@@ -642,6 +642,25 @@ impl<'g, 'm> Infer<'g, 'm> {
                     None => 0,
                 };
                 vec![Dim::Known(value); n.min(FOLD_LIMIT)]
+            }
+            // The TorchScript exporter's `repeat` counts, `[1, B // b, 1, 1, 1]`: the
+            // on-value at each index, the off-value elsewhere; one row per index (an axis
+            // other than the last only for a single index, where the order is the same).
+            &Op::OneHot { axis } => {
+                let (indices, depth, on_off) = (self.values(node, 0)?, self.values(node, 1)?, self.values(node, 2)?);
+                let ([depth], [off, on]) = (depth.as_slice(), on_off.as_slice()) else { return Err(Stop::Unknown) };
+                let depth = depth.known().filter(|&d| d > 0 && d as usize <= FOLD_LIMIT).ok_or(Stop::Unknown)?;
+                let last = axis == -1 || axis == out_rank as i64 - 1;
+                if !last && indices.len() != 1 {
+                    return Err(Stop::Unknown);
+                }
+                let mut v = Vec::new();
+                for index in &indices {
+                    let i = index.known().ok_or(Stop::Unknown)?;
+                    let i = if i < 0 { i + depth } else { i };
+                    v.extend((0..depth).map(|j| if j == i { on.clone() } else { off.clone() }));
+                }
+                v
             }
             Op::Reduce(Reduce { kind: kind @ (ReduceKind::Prod | ReduceKind::Sum), .. }) => {
                 let a = self.values(node, 0)?;

@@ -730,6 +730,35 @@ fn slice_bounds_known_only_at_run_time_keep_the_other_axes() {
     assert_eq!(scores[2], rel[0]);
 }
 
+/// The TorchScript exporter writes `q.repeat(1, B // b, 1)` as `Tile` with counts from
+/// `OneHot([1], 3, [1, B // b])`: the counts are followed through the OneHot, so the
+/// Tile's output (GCViT's global query, repeated per window) keeps its shape.
+#[test]
+fn repeat_counts_written_as_one_hot_are_followed() {
+    let m = G::new(17)
+        .input("x", DType::F32, &["batch", "2", "8"])
+        .input("windows", DType::F32, &["4*batch", "8"])
+        .ints("at", &[1])
+        .ints("depth", &[3])
+        .ints("off", &[1])
+        .ints("zero", &[0])
+        .ints("flat", &[-1])
+        .node("Shape", &["windows"], &["ws"], vec![])
+        .node("Shape", &["x"], &["xs"], vec![])
+        .node("Gather", &["ws", "zero"], &["nw"], vec![])
+        .node("Gather", &["xs", "zero"], &["nb"], vec![])
+        .node("Div", &["nw", "nb"], &["per"], vec![])
+        .node("Concat", &["off", "per"], &["on_off"], vec![attr_int("axis", 0)])
+        .node("OneHot", &["at", "depth", "on_off"], &["hot"], vec![])
+        .node("Reshape", &["hot", "flat"], &["reps"], vec![])
+        .node("Tile", &["x", "reps"], &["tiled"], vec![])
+        .model();
+    let graph = Graph::new(&m).unwrap();
+    let shapes = infer(&graph).unwrap();
+    assert_eq!(shapes.shape_value("reps").map(<[Dim]>::to_vec), Some(vec![Dim::Known(1), Dim::Known(4), Dim::Known(1)]));
+    assert_eq!(shapes.shape("tiled").map(<[Dim]>::to_vec), Some(dims(&["batch", "8", "8"])));
+}
+
 #[test]
 fn unknown_operators_leave_outputs_untyped() {
     let m = G::new(18)
