@@ -151,34 +151,6 @@ impl<'m> Graph<'m> {
         &self.order
     }
 
-    /// The values of the enclosing graph that `node`'s subgraphs read: [`subgraph_reads`]
-    /// less the values defined inside them (their inputs, initializers and node outputs, at
-    /// any depth; ONNX names are unique across a graph and its subgraphs).
-    pub fn outer_reads(node: &NodeProto) -> HashSet<String> {
-        fn defined(g: &GraphProto, out: &mut HashSet<String>) {
-            out.extend(g.input.iter().filter_map(|v| v.name.clone()));
-            out.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
-            for n in &g.node {
-                out.extend(n.output.iter().filter(|s| !s.is_empty()).cloned());
-                for a in &n.attribute {
-                    for sub in a.g.iter().chain(a.graphs.iter()) {
-                        defined(sub, out);
-                    }
-                }
-            }
-        }
-        let mut reads = HashSet::new();
-        subgraph_reads(node, &mut reads);
-        let mut inside = HashSet::new();
-        for a in &node.attribute {
-            for sub in a.g.iter().chain(a.graphs.iter()) {
-                defined(sub, &mut inside);
-            }
-        }
-        reads.retain(|v| !inside.contains(v));
-        reads
-    }
-
     /// The dependency graph: petgraph node `i` is `proto.node[i]`, and each value a node reads
     /// from another node is an edge producer -> reader (in node and input order), weighted
     /// with the value's name.
