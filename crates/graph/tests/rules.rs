@@ -950,3 +950,37 @@ fn values_read_inside_subgraphs_are_blocked() {
     assert!(g.reasons.iter().any(|r| r.contains("If") && r.contains("subgraph")), "{:?}", g.reasons);
     assert!(a.blocked.iter().any(|b| b.op_type == "If"), "{:?}", a.blocked);
 }
+
+/// YOLO's box decoding as a dynamic-shape export writes it: one DFL channel `[B, 1, 4, A]`
+/// reshaped by a computed target to `[B, 4, A]` (the channel a factor of the 4 sides), the
+/// first two sides sliced (`chunk(2)`, bounds computed from `Shape`) and subtracted from a
+/// constant `[1, 2, A]` of anchor points. The slice cuts inside the channel's block: its
+/// channels are blocked and the sliced axis is followed no further, so the constant is
+/// not taken for a slice of 4 sides (before, the analysis failed on the constant's dims).
+#[test]
+fn a_blocked_slice_leaves_its_own_size() {
+    let mut b = GraphBuilder::new("dfl");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[16, 4, 6]));
+    let wt = w(&mut b, "dfl.weight", &[1, 16, 1, 1]);
+    let c = b.node("Conv", &[&x, &wt], &[]);
+    let shape = b.node("Shape", &[&c], &[]);
+    let (i0, i3) = (b.ints("i0", &[0]), b.ints("i3", &[3]));
+    let n = b.node("Gather", &[&shape, &i0], &[]);
+    let a = b.node("Gather", &[&shape, &i3], &[]);
+    let four = b.ints("four", &[4]);
+    let target = b.node_with("Concat", &[&n, &four, &a], &[], &[("axis", Attr::Int(0))]);
+    let r = b.node("Reshape", &[&c, &target], &[]);
+    let sides = b.node("Shape", &[&r], &[]);
+    let i1 = b.ints("i1", &[1]);
+    let count = b.node("Gather", &[&sides, &i1], &[]);
+    let two = b.ints("two", &[2]);
+    let half = b.node("Div", &[&count, &two], &[]);
+    let (zero, axis) = (b.ints("zero", &[0]), b.ints("axis", &[1]));
+    let lt = b.node("Slice", &[&r, &zero, &half, &axis], &[]);
+    let anchors = w(&mut b, "anchors", &[1, 2, 6]);
+    let y = b.node("Sub", &[&anchors, &lt], &["y"]);
+    b.output_f32(&y, &batch_dims(&[2, 6]));
+    let a = run(&b.build().unwrap());
+    assert!(!group_with(&a, "dfl.weight", 0).prunable, "{}", a.table());
+}

@@ -459,7 +459,10 @@ impl Ctx<'_, '_> {
                         let track = Track::Sub { k: *k, ranges: ranges.clone(), zero: *zero, at: start, step: *sub };
                         t[ax] = AxisT { factors: vec![Factor { size: d.clone(), track: Some(track) }] };
                     }
-                    _ => self.block_axis_at(node, &a, "slices sub-blocks of heads with a step or bounds that are not constant"),
+                    _ => {
+                        self.block_axis_at(node, &a, "slices sub-blocks of heads with a step or bounds that are not constant");
+                        cut_blocked(&mut t, ax, &od);
+                    }
                 }
                 continue;
             }
@@ -482,10 +485,12 @@ impl Ctx<'_, '_> {
                 (a.single_segs(), id.get(ax), sl.starts[j].known(), sl.ends[j].known())
             else {
                 self.block_axis_at(node, &a, "slices a tracked axis with bounds that are not constant");
+                cut_blocked(&mut t, ax, &od);
                 continue;
             };
             if step != 1 || s < 0 || e < 0 {
                 self.block_axis_at(node, &a, "slices a tracked axis with a step or negative bounds");
+                cut_blocked(&mut t, ax, &od);
                 continue;
             }
             let dim = *dim;
@@ -532,5 +537,13 @@ impl Ctx<'_, '_> {
         }
         self.set(&node.output[0], t);
         Ok(())
+    }
+}
+
+/// A sliced axis whose channels were blocked: the output's axis is its own size, followed
+/// no further (the input's layout, longer than the slice, would describe other positions).
+fn cut_blocked(t: &mut ValueT, ax: usize, od: &Option<Vec<Dim>>) {
+    if let Some(d) = od.as_ref().and_then(|d| d.get(ax)) {
+        t[ax] = AxisT::plain(d.clone());
     }
 }
