@@ -412,3 +412,69 @@ fn computed_targets_of_windows_take_the_batch() {
     let why = summary.batch_kept.unwrap_or_default();
     assert!(why.contains("Reshape") && why.contains("'t'"), "{why}");
 }
+
+/// Batch-1 exports of Hugging Face models: the dynamo exporter writes attention's
+/// `view(B, S, -1, d)` with `allowzero = 1` (no 0 in the target, so it may take the 0 that
+/// copies the batch), and RoBERTa's token-type buffer reaches `GatherElements`, which does
+/// not broadcast, as a one-row constant (dynamo: folded) or an Expand of one to `[1, S]`
+/// (TorchScript), beside position ids that carry the batch; a `Concat` with a class token
+/// expanded to one row likewise. Each gets the batch, and at a batch of 3 every sample
+/// gives what the file gives it alone. An input of one row computed from the batch (a mean
+/// over it) cannot take it: that file keeps its batch and names the node.
+#[test]
+fn batch_one_exports_of_transformers_take_the_batch() {
+    use oto_onnx::builder::{known_dims, Attr, GraphBuilder};
+    let build = |mean_over_batch: bool| {
+        let mut b = GraphBuilder::new("hf");
+        b.opset(18);
+        let x = b.input_f32("x", &known_dims(&[1, 6, 8]));
+        let ids = b.input("ids", oto_onnx::DType::I64, &known_dims(&[1, 6]));
+        let heads = b.ints("heads", &[1, 6, -1, 2]);
+        let v = b.node_with("Reshape", &[&x, &heads], &["v"], &[("allowzero", Attr::Int(1))]);
+        let t = b.node_with("Transpose", &[&v], &["t"], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let back = b.ints("back", &[1, 6, 8]);
+        let p = b.node_with("Transpose", &[&t], &["p"], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let h = b.node_with("Reshape", &[&p, &back], &["h"], &[("allowzero", Attr::Int(1))]);
+        let table = b.weight("token_type_buffer", &[1, 8], |i| i as f32 / 4.0);
+        let types = if mean_over_batch {
+            let axes = b.ints("axes", &[0, 1]);
+            let m = b.node_with("ReduceMean", &[&x, &axes], &["mean"], &[("keepdims", Attr::Int(1))]);
+            let rows = b.ints("rows", &[1, 8]);
+            b.node("Reshape", &[&m, &rows], &["types"])
+        } else {
+            let to = b.ints("to", &[1, 8]);
+            b.node("Expand", &[&table, &to], &["types"])
+        };
+        let g = b.node_with("GatherElements", &[&types, &ids], &["g"], &[("axis", Attr::Int(1))]);
+        let cls = b.weight("cls", &[1, 8], |i| 1.0 - i as f32 / 8.0);
+        let gathered = b.node_with("GatherElements", &[&cls, &ids], &["gc"], &[("axis", Attr::Int(1))]);
+        let s = b.node("Add", &[&g, &gathered], &["s"]);
+        let u = b.ints("u", &[2]);
+        let s3 = b.node("Unsqueeze", &[&s, &u], &["s3"]);
+        let y = b.node_with("Concat", &[&h, &s3], &["y"], &[("axis", Attr::Int(2))]);
+        b.output_f32(&y, &known_dims(&[1, 6, 9]));
+        b.build().unwrap()
+    };
+    let original = build(false);
+    let (model, summary) = normalize(copy(&original), &NormalizeOptions::default()).unwrap();
+    assert!(summary.batch_symbolic, "{summary}");
+    assert_eq!((summary.batch_reshapes, summary.batch_expands), (2, 2), "{summary}");
+    let xs: Vec<f32> = (0..3 * 48).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+    let ids: Vec<i64> = (0..3 * 6).map(|i| (i * 3 % 8) as i64).collect();
+    let input = |k: std::ops::Range<usize>| {
+        let x = oto_onnx::Tensor { shape: vec![k.len(), 6, 8], data: oto_onnx::TensorData::F32(xs[k.start * 48..k.end * 48].to_vec()) };
+        let i = oto_onnx::Tensor { shape: vec![k.len(), 6], data: oto_onnx::TensorData::I64(ids[k.start * 6..k.end * 6].to_vec()) };
+        vec![("x".to_string(), x), ("ids".to_string(), i)]
+    };
+    let y3 = run_ort(&model.proto, &input(0..3));
+    for k in 0..3 {
+        let alone = run_ort(&original.proto, &input(k..k + 1));
+        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * 54..(k + 1) * 54].to_vec())).collect();
+        let (err, tol) = deviation(&alone, &row);
+        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
+    }
+    let (_, summary) = normalize(build(true), &NormalizeOptions::default()).unwrap();
+    assert!(!summary.batch_symbolic, "{summary}");
+    let why = summary.batch_kept.unwrap_or_default();
+    assert!(why.contains("GatherElements") && why.contains("'types'"), "{why}");
+}

@@ -70,9 +70,14 @@
 //!    windows, from an input whose dimension 0 is a multiple of the batch) gets `-1`
 //!    there. A target computed at run time (`x.view(B, H // 7, ...)` traced with `B` a
 //!    number) has its first piece replaced instead, when that piece is a constant or a
-//!    single entry and the `Concat` computes this target alone; rounds repeat until no
-//!    target changes, as a Reshape sees the batch only once the ones before it pass it
-//!    on. Only where this is exact: every graph output then carries the batch as its
+//!    single entry and the `Concat` computes this target alone; a target without a 0
+//!    entry takes the 0 even under `allowzero = 1` (the dynamo exporter's attention
+//!    views), which is then dropped. Operators that do not broadcast (`GatherElements`,
+//!    `ScatterElements`, `Concat` off its axis) get the batch on an input of one row read
+//!    beside inputs that carry it: an Expand of one row to `N` takes its first target
+//!    entry from the batch, a one-row initializer is read through an Expand to it
+//!    (RoBERTa's token-type buffer). Rounds repeat until nothing changes, as a Reshape sees
+//!    the batch only once the ones before it pass it on. Only where this is exact: every graph output then carries the batch as its
 //!    dimension 0, no Reshape takes the batch in without giving it out, and every
 //!    value's shape, with the batch set back to `N`, is the one it had (a constant of
 //!    `N` rows broadcast against the batch, say, would not be). Otherwise the file keeps
@@ -89,8 +94,9 @@ use crate::graph::node_label;
 use crate::graph::{subgraph_reads, Graph, NodeExt};
 use crate::model::Model;
 use crate::op::Op;
+use crate::proto::attribute_proto::AttributeType;
 use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
-use crate::proto::{type_proto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::proto::{type_proto, AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::shape::Dim;
 use crate::shape::{self, Shapes, FOLD_LIMIT};
 use crate::tensor::{checked_numel, shape_of, DType, Tensor, TensorData};
@@ -158,8 +164,11 @@ pub struct Summary {
     pub fixed_batch: Option<i64>,
     /// Whether that fixed batch was made the symbolic dimension [`BATCH_DIM`].
     pub batch_symbolic: bool,
-    /// `Reshape` targets whose fixed batch entry became `0` (copy).
+    /// `Reshape` targets whose fixed batch entry became `0` (copy) or `-1`.
     pub batch_reshapes: usize,
+    /// Inputs of operators that do not broadcast (`GatherElements`, `Concat`...) given the
+    /// batch: an Expand's first target entry taken from it, or a one-row constant expanded.
+    pub batch_expands: usize,
     /// Why the fixed batch was kept (making it symbolic would not be exact).
     pub batch_kept: Option<String>,
 }
@@ -211,7 +220,11 @@ impl std::fmt::Display for Summary {
         }
         if self.batch_symbolic {
             let n = self.fixed_batch.unwrap_or(1);
-            parts.push(format!("fixed batch {n} made symbolic '{BATCH_DIM}' ({} Reshape targets copy it)", self.batch_reshapes));
+            let expands = match self.batch_expands {
+                0 => String::new(),
+                e => format!(", {e} inputs of operators that do not broadcast expanded to it"),
+            };
+            parts.push(format!("fixed batch {n} made symbolic '{BATCH_DIM}' ({} Reshape targets copy it{expands})", self.batch_reshapes));
         }
         if let Some(why) = &self.batch_kept {
             let n = self.fixed_batch.map(|n| format!(" {n}")).unwrap_or_default();
@@ -502,9 +515,10 @@ fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, su
     }
     summary.fixed_batch = Some(n);
     match batch_rewrite(&model, &reals, n, name, base)? {
-        Ok((out, reshapes)) => {
+        Ok((out, reshapes, expands)) => {
             summary.batch_symbolic = true;
             summary.batch_reshapes = reshapes;
+            summary.batch_expands = expands;
             Ok(out)
         }
         Err(why) => {
@@ -514,7 +528,8 @@ fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, su
     }
 }
 
-/// The model with the batch made symbolic and the number of Reshape targets rewritten,
+/// The model with the batch made symbolic, the number of Reshape targets rewritten and of
+/// inputs expanded to the batch,
 /// or why that would not be exact.
 fn batch_rewrite(
     model: &Model,
@@ -522,7 +537,7 @@ fn batch_rewrite(
     n: i64,
     name: &str,
     base: Option<std::path::PathBuf>,
-) -> Result<std::result::Result<(Model, usize), String>> {
+) -> Result<std::result::Result<(Model, usize, usize), String>> {
     let fixed = DimValue::DimValue(n);
     let before = {
         let view = Graph::new(model)?;
@@ -543,7 +558,7 @@ fn batch_rewrite(
     g.value_info.retain(|v| dim0(v) != Some(&fixed));
     let mut staged = Model::from_proto(proto, name, base.clone())?;
     let batch = Dim::sym(BATCH_DIM);
-    let mut rewritten = 0usize;
+    let (mut rewritten, mut expanded) = (0usize, 0usize);
     // Rounds until no target changes: a Reshape sees the batch only once the Reshapes
     // before it pass it on. Each round rewrites targets that the next rounds leave alone.
     for _round in 0..=staged.proto.graph.as_ref().map_or(0, |g| g.node.len()) {
@@ -551,6 +566,11 @@ fn batch_rewrite(
         // batch: the target itself when constant, else the constant first piece of the
         // `Concat` that computes it (`x.view(B, H // 7, 7, ...)` traced with `B` a number).
         let mut targets: Vec<(usize, usize, Vec<i64>)> = Vec::new();
+        // Reshapes with `allowzero = 1` whose new entry 0 is a 0 that must copy the batch.
+        let mut copy_zero: Vec<usize> = Vec::new();
+        // Inputs with the batch N that an operator without broadcasting reads beside the
+        // batch, and how each gets it.
+        let mut expands: Vec<Unbroadcast> = Vec::new();
         {
             let view = Graph::new(&staged)?;
             let shapes = match shape::infer(&view) {
@@ -577,8 +597,11 @@ fn batch_rewrite(
                     continue;
                 };
                 let rest: Option<Vec<i64>> = xd[1..].iter().map(Dim::known).collect();
+                // `allowzero` only tells what a 0 entry means: a target without one reads
+                // the same either way, and its Reshape may take the 0 of the batch.
+                let zero_free = !target.contains(&0);
                 let exact = entry0 == -1
-                    || !allowzero
+                    || (!allowzero || zero_free)
                         && rest.is_some_and(|rest| {
                             let have: Option<i64> = rest.iter().try_fold(1i64, |a, &b| a.checked_mul(b));
                             let mut want = Some(1i64);
@@ -607,6 +630,9 @@ fn batch_rewrite(
                         show_dims(Some(xd))
                     )));
                 }
+                if allowzero && entry0 == 0 {
+                    copy_zero.push(k);
+                }
                 if constant.is_some() {
                     let mut new = target.clone();
                     new[0] = entry0;
@@ -627,11 +653,60 @@ fn batch_rewrite(
             }
             }
         }
+        if targets.is_empty() {
+            // Operators that do not broadcast (GatherElements, Concat...) need the batch on
+            // every input that has it on one: an Expand of a constant to N rows gets its
+            // first entry from the batch; any other such input keeps the batch fixed.
+            let view = Graph::new(&staged)?;
+            let shapes = match shape::infer(&view) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
+            };
+            match unbroadcast_batch(&view, &shapes, n)? {
+                Ok(found) => expands = found,
+                Err(why) => return Ok(Err(why)),
+            }
+        }
         let mut proto = staged.proto;
         let Some(g) = proto.graph.as_mut() else {
             return Err(model.error("model", "has no graph"));
         };
         let mut names = Names::of(g);
+        if let (Some(input), false) = (reals.first(), expands.is_empty()) {
+            let index = names.fresh("batch_index");
+            g.initializer.push(Tensor::from_i64s(vec![0]).to_proto(&index));
+            let shape = names.fresh(&format!("{input}_shape"));
+            let first = names.fresh(&format!("{input}_batch"));
+            let mut added =
+                vec![node_of("Shape", &[input.as_str()], &shape, &[]), node_of("Gather", &[shape.as_str(), index.as_str()], &first, &[])];
+            for edit in &expands {
+                let (k, slot, rest) = match edit {
+                    Unbroadcast::Target(k, rest) => (*k, 1, rest),
+                    Unbroadcast::Rows(k, slot, rest) => (*k, *slot, rest),
+                };
+                let Some(old) = g.node.get(k).and_then(|n| n.input.get(slot)).cloned() else { continue };
+                let tail = names.fresh(&format!("{old}_rest"));
+                g.initializer.push(Tensor::from_i64s(rest.clone()).to_proto(&tail));
+                let target = names.fresh(&format!("{old}_batch"));
+                let axis =
+                    AttributeProto { name: Some("axis".into()), r#type: Some(AttributeType::Int as i32), i: Some(0), ..Default::default() };
+                added.push(node_of("Concat", &[first.as_str(), tail.as_str()], &target, &[axis]));
+                let new_input = match edit {
+                    Unbroadcast::Target(..) => target,
+                    Unbroadcast::Rows(..) => {
+                        let rows = names.fresh(&format!("{old}_rows"));
+                        added.push(node_of("Expand", &[old.as_str(), target.as_str()], &rows, &[]));
+                        rows
+                    }
+                };
+                if let Some(input) = g.node.get_mut(k).and_then(|n| n.input.get_mut(slot)) {
+                    *input = new_input;
+                }
+            }
+            // They read a graph input and constants only: first in topological order.
+            added.extend(std::mem::take(&mut g.node));
+            g.node = added;
+        }
         for (k, slot, new) in &targets {
             let Some(old) = g.node.get(*k).and_then(|n| n.input.get(*slot)).cloned() else { continue };
             let readers = g.node.iter().filter(|n| n.input.contains(&old)).count();
@@ -646,11 +721,17 @@ fn batch_rewrite(
                 *input = target;
             }
         }
+        for k in &copy_zero {
+            if let Some(node) = g.node.get_mut(*k) {
+                node.attribute.retain(|a| a.name.as_deref() != Some("allowzero"));
+            }
+        }
         staged = Model::from_proto(proto, name, base.clone())?;
-        if targets.is_empty() {
+        if targets.is_empty() && expands.is_empty() {
             break;
         }
         rewritten += targets.len();
+        expanded += expands.len();
     }
     let out = staged;
     {
@@ -703,7 +784,7 @@ fn batch_rewrite(
             }
         }
     }
-    Ok(Ok((out, rewritten)))
+    Ok(Ok((out, rewritten, expanded)))
 }
 
 /// `Some(-1)` when a Reshape of an input of shape `xd` (its dimension 0 a multiple of the
@@ -740,6 +821,83 @@ fn first_piece(view: &Graph<'_>, shapes: &Shapes, target: &str, n: i64) -> Resul
         _ if shapes.shape(first) == Some(&[Dim::Known(1)][..]) => Ok(Some((k, vec![n]))),
         _ => Ok(None),
     }
+}
+
+/// A node of the default domain with one output.
+fn node_of(op: &str, inputs: &[&str], output: &str, attribute: &[AttributeProto]) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(output.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute: attribute.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// How an input of an operator that does not broadcast gets the batch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Unbroadcast {
+    /// The Expand (node index) of a one-row value takes its first target entry from the
+    /// batch; the other entries are these.
+    Target(usize, Vec<i64>),
+    /// Input `slot` of the node (index), a one-row initializer, is read through an Expand
+    /// to `[batch, rest...]`.
+    Rows(usize, usize, Vec<i64>),
+}
+
+/// Inputs of operators that do not broadcast (`GatherElements`, `ScatterElements`,
+/// `Concat` off its axis) whose dimension 0 is the fixed batch `n` where another input's
+/// is the symbolic batch: `Ok` with how each gets the batch (an Expand of one row to `n`
+/// takes the batch instead, a one-row initializer is expanded to it), else `Err` naming
+/// the node.
+fn unbroadcast_batch(view: &Graph<'_>, shapes: &Shapes, n: i64) -> Result<std::result::Result<Vec<Unbroadcast>, String>> {
+    let mut out: Vec<Unbroadcast> = Vec::new();
+    let holds_batch = |d: &Dim| d.symbols().contains(&BATCH_DIM);
+    for (k, node) in view.nodes() {
+        if !is_default_domain(node) {
+            continue;
+        }
+        let (count, axis) = match node.op() {
+            "GatherElements" => (2, node.attr_int_or("axis", 0).unwrap_or(0)),
+            "ScatterElements" => (3, node.attr_int_or("axis", 0).unwrap_or(0)),
+            "Concat" => (node.input.len(), node.attr_int_or("axis", 0).unwrap_or(0)),
+            _ => continue,
+        };
+        let inputs: Vec<&String> = node.input.iter().take(count).collect();
+        let dims: Vec<Option<&[Dim]>> = inputs.iter().map(|v| shapes.shape(v)).collect();
+        let rank = dims.iter().flatten().map(|d| d.len()).max().unwrap_or(0) as i64;
+        if rank == 0 || axis == 0 || axis == -rank || !dims.iter().flatten().any(|d| d.first().is_some_and(holds_batch)) {
+            continue;
+        }
+        for (slot, (v, d)) in inputs.iter().zip(&dims).enumerate() {
+            let Some(d) = d.filter(|d| d.first() == Some(&Dim::Known(n))) else { continue };
+            let known_rest: Option<Vec<i64>> = d[1..].iter().map(Dim::known).collect();
+            let expand = view.producer_node(v).and_then(|(e, expand)| {
+                if expand.op() != "Expand" || !is_default_domain(expand) {
+                    return None;
+                }
+                let target: Vec<i64> = shapes.shape_value(expand.input.get(1)?)?.iter().map(Dim::known).collect::<Option<_>>()?;
+                let x = shapes.shape(expand.input.first()?)?;
+                let one_row = x.len() < target.len() || x.first() == Some(&Dim::Known(1));
+                (target.first() == Some(&n) && one_row).then(|| Unbroadcast::Target(e, target[1..].to_vec()))
+            });
+            let rows =
+                (n == 1 && view.initializer(v).is_some()).then_some(known_rest).flatten().map(|rest| Unbroadcast::Rows(k, slot, rest));
+            match expand.or(rows) {
+                Some(r) => out.push(r),
+                None => {
+                    return Ok(Err(format!(
+                        "{} reads '{v}' with the batch fixed at {n} beside inputs that carry the batch, and does not broadcast",
+                        node_label(node)
+                    )))
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(Ok(out))
 }
 
 /// `[batch, 3, 224, 224]`, or `unknown`.
