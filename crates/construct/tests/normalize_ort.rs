@@ -435,6 +435,10 @@ fn batch_one_exports_of_transformers_take_the_batch() {
         let back = b.ints("back", &[1, 6, 8]);
         let p = b.node_with("Transpose", &[&t], &["p"], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
         let h = b.node_with("Reshape", &[&p, &back], &["h"], &[("allowzero", Attr::Int(1))]);
+        // Batch times sequence folded (a Linear on rows), then unfolded.
+        let (rows, unrows) = (b.ints("fold", &[6, 8]), b.ints("unfold", &[1, 6, 8]));
+        let flat = b.node("Reshape", &[&h, &rows], &["flat"]);
+        let h = b.node("Reshape", &[&flat, &unrows], &["h2"]);
         let table = b.weight("token_type_buffer", &[1, 8], |i| i as f32 / 4.0);
         let types = if mean_over_batch {
             let axes = b.ints("axes", &[0, 1]);
@@ -453,12 +457,18 @@ fn batch_one_exports_of_transformers_take_the_batch() {
         let s3 = b.node("Unsqueeze", &[&s, &u], &["s3"]);
         let y = b.node_with("Concat", &[&h, &s3], &["y"], &[("axis", Attr::Int(2))]);
         b.output_f32(&y, &known_dims(&[1, 6, 9]));
+        // Declared shapes of intermediates, as exporters write them (the second folds the
+        // batch into its first dimension): stale once the batch is symbolic.
+        b.shape(&t, oto_onnx::DType::F32, &known_dims(&[1, 4, 6, 2]));
+        b.shape(&flat, oto_onnx::DType::F32, &known_dims(&[6, 8]));
         b.build().unwrap()
     };
     let original = build(false);
     let (model, summary) = normalize(copy(&original), &NormalizeOptions::default()).unwrap();
     assert!(summary.batch_symbolic, "{summary}");
-    assert_eq!((summary.batch_reshapes, summary.batch_expands), (2, 2), "{summary}");
+    assert_eq!((summary.batch_reshapes, summary.batch_expands), (4, 2), "{summary}");
+    let declared: Vec<_> = model.proto.graph.as_ref().unwrap().value_info.iter().filter_map(|v| v.name.clone()).collect();
+    assert!(declared.iter().all(|v| v != "t" && v != "flat"), "stale declared shapes: {declared:?}");
     let xs: Vec<f32> = (0..3 * 48).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
     let ids: Vec<i64> = (0..3 * 6).map(|i| (i * 3 % 8) as i64).collect();
     let input = |k: std::ops::Range<usize>| {

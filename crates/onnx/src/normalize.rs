@@ -554,8 +554,11 @@ fn batch_rewrite(
     for v in g.output.iter_mut().filter(|v| dim0(v) == Some(&fixed)) {
         set_dim0(v, sym.clone());
     }
-    // Declared intermediate shapes with the fixed batch would contradict the new one.
-    g.value_info.retain(|v| dim0(v) != Some(&fixed));
+    // Declared intermediate shapes hold the fixed batch, at dimension 0 or folded into
+    // another (`[16, 64]`, batch times sequence): every computed value's goes (onnxruntime
+    // plans its buffers with them), the weights' stay.
+    let stored: HashSet<String> = g.initializer.iter().filter_map(|t| t.name.clone()).collect();
+    g.value_info.retain(|v| v.name.as_ref().is_some_and(|n| stored.contains(n)) && dim0(v) != Some(&fixed));
     let mut staged = Model::from_proto(proto, name, base.clone())?;
     let batch = Dim::sym(BATCH_DIM);
     let (mut rewritten, mut expanded) = (0usize, 0usize);
@@ -783,6 +786,21 @@ fn batch_rewrite(
                 return Ok(Err(format!("value '{value}' would keep the fixed batch {n} (its shape would be {})", show_dims(Some(d)))));
             }
         }
+    }
+    // At another concrete batch every size is a number again: shape inference then checks
+    // what it could not with a symbol (a broadcast of 16 rows against 32, a Reshape whose
+    // element counts differ), as onnxruntime would at that batch.
+    let other = if n == 2 { 3 } else { 2 };
+    let mut concrete = out.proto.clone();
+    if let Some(g) = concrete.graph.as_mut() {
+        for v in g.input.iter_mut().filter(|v| v.name.as_ref().is_some_and(|n| reals.contains(n))) {
+            set_dim0(v, DimValue::DimValue(other));
+        }
+        g.output.iter_mut().for_each(|o| set_dim0(o, DimValue::DimParam(BATCH_DIM.to_string())));
+    }
+    let concrete = Model::from_proto(concrete, name, out.base_dir().map(Path::to_path_buf))?;
+    if let Err(e) = shape::infer(&Graph::new(&concrete)?) {
+        return Ok(Err(format!("at a batch of {other}: {e}")));
     }
     Ok(Ok((out, rewritten, expanded)))
 }
