@@ -112,6 +112,21 @@ fn identity_tied_bias_prunes_end_to_end() {
     assert_eq!(group_of("fc2.bias"), group_of("fc2.weight"));
 }
 
+/// An equal Split (dynamo's `chunk`, every opset form) is given its sizes: each part of
+/// the split layer is a group of its own that loses its own channels, its entry of the
+/// sizes rewritten (6 groups: 3 parts, 3 scales), where the equal split held every part
+/// to as many; construction is exact with parts of different widths.
+#[test]
+fn equal_splits_prune_part_by_part() {
+    for opset in [11, 13, 18] {
+        let name = format!("equal_split_{opset}");
+        let analysis = prune_end_to_end(&name, &cases::equal_split(opset), 6);
+        let parts: Vec<_> = analysis.groups.iter().filter(|g| g.members.iter().any(|m| m.initializer == "fc.weight")).collect();
+        assert_eq!(parts.len(), 3, "{name}:\n{}", analysis.table());
+        assert!(parts.iter().all(|g| g.prunable && g.shape_constants.len() == 1), "{name}:\n{}", analysis.table());
+    }
+}
+
 /// Layers whose bias and scale live in the branch of an `If` with a known condition:
 /// replaced by that branch, the hidden width is one prunable group, the branch's bias a
 /// producer of it and its scale cut with it; construction is exact.

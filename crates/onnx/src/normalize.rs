@@ -46,6 +46,10 @@
 //!    An `If` whose condition inference knows (sizes compared in a scripted helper,
 //!    DeBERTa's `if key_size != query_size`) is replaced by the nodes of the branch it
 //!    takes, renamed under its output, with an `Identity` per output;
+//!    An equal `Split` (no sizes: the dynamo exporter's `chunk` with `num_outputs`, or as
+//!    many parts as outputs) of an axis whose length the shapes tell gets its sizes written
+//!    out (input 1 from opset 13, the `split` attribute before): the same parts, and each
+//!    can then lose its own channels (Res2Net's scales);
 //! 5. initializers only the folded nodes read are removed, and nodes are written in
 //!    topological order;
 //! 6. a weight tied by transposition is tied again: the TorchScript exporter folds the
@@ -148,6 +152,9 @@ pub struct Summary {
     /// `If` nodes whose condition is known (from sizes and constants) replaced by the
     /// branch they take.
     pub branches_inlined: usize,
+    /// Equal `Split`s (no sizes: `num_outputs`, or as many parts as outputs) given their
+    /// sizes, so that each part can lose its own channels.
+    pub splits_sized: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
@@ -207,6 +214,7 @@ impl std::fmt::Display for Summary {
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
         count(self.branches_inlined, "If nodes with a known condition replaced by the branch they take");
+        count(self.splits_sized, "equal Splits given their sizes");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
@@ -285,16 +293,17 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
             break;
         }
     }
-    let plan = {
+    let (plan, splits) = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
-        Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?
+        (Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?, equal_splits(&view, &shapes))
     };
     let mut proto = staged.proto;
     let Some(graph) = proto.graph.as_mut() else {
         return Err(model.error("model", "has no graph"));
     };
     plan.apply(graph, &mut summary);
+    size_splits(graph, &splits, &mut summary);
     if ir < 4 && graph.initializer.iter().any(|t| !graph.input.iter().any(|i| i.name == t.name)) {
         proto.ir_version = Some(4);
         summary.ir_version_raised = Some((ir, 4));
@@ -317,6 +326,65 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         return Ok((model, summary));
     }
     Ok((out, summary))
+}
+
+/// An equal `Split` whose sizes the shapes tell: its first output, its sizes, and whether
+/// they go in as input 1 (opset 13 on) or as the `split` attribute.
+struct EqualSplit {
+    first_output: String,
+    sizes: Vec<i64>,
+    as_input: bool,
+}
+
+/// Every equal `Split` (no sizes given) of a known axis length: the dynamo exporter's
+/// `chunk` (`num_outputs`), whose parts could not lose different numbers of channels.
+fn equal_splits(view: &Graph<'_>, shapes: &Shapes) -> Vec<EqualSplit> {
+    let mut out = Vec::new();
+    for (_, node) in view.nodes() {
+        if !is_default_domain(node) || node.op() != "Split" {
+            continue;
+        }
+        let Ok(Op::Split(split)) = Op::parse(view, node) else { continue };
+        let Ok(resolved) = split.resolve(view, node, Some(shapes)) else { continue };
+        if resolved.sizes.is_some() {
+            continue;
+        }
+        let Some(dims) = node.input.first().and_then(|x| shapes.shape(x)) else { continue };
+        let rank = dims.len() as i64;
+        let axis = if resolved.axis < 0 { resolved.axis + rank } else { resolved.axis };
+        let Some(len) = usize::try_from(axis).ok().and_then(|a| dims.get(a)).and_then(Dim::known) else { continue };
+        let (Ok(sizes), Some(first)) = (resolved.sizes_for(len), node.output.first()) else { continue };
+        out.push(EqualSplit { first_output: first.clone(), sizes, as_input: crate::ops::node_opset(view, node) >= 13 });
+    }
+    out
+}
+
+/// Gives the Splits of [`equal_splits`] their sizes (the same parts, written out).
+fn size_splits(graph: &mut GraphProto, splits: &[EqualSplit], summary: &mut Summary) {
+    if splits.is_empty() {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut added = Vec::new();
+    for s in splits {
+        let Some(node) = graph.node.iter_mut().find(|n| n.output.first() == Some(&s.first_output)) else { continue };
+        node.attribute.retain(|a| !matches!(a.name.as_deref(), Some("num_outputs" | "split")));
+        if s.as_input {
+            let name = names.fresh(&format!("{}_sizes", s.first_output));
+            added.push(Tensor::from_i64s(s.sizes.clone()).to_proto(&name));
+            node.input.truncate(1);
+            node.input.push(name);
+        } else {
+            node.attribute.push(AttributeProto {
+                name: Some("split".into()),
+                r#type: Some(AttributeType::Ints as i32),
+                ints: s.sizes.clone(),
+                ..Default::default()
+            });
+        }
+        summary.splits_sized += 1;
+    }
+    graph.initializer.extend(added);
 }
 
 /// The bit patterns of a float tensor's elements, read where they are stored (raw or

@@ -393,3 +393,31 @@ fn a_batch_lost_inside_the_graph_is_kept() {
     let dim0 = |v: &oto_onnx::proto::ValueInfoProto| format!("{:?}", v.r#type.as_ref().unwrap());
     assert!(dim0(&graph(&after).input[0]).contains("DimValue(2)"), "{}", dim0(&graph(&after).input[0]));
 }
+
+/// Equal Splits get their sizes written out, in each opset's form: input 1 from opset 13
+/// (and `num_outputs` dropped at 18), the `split` attribute before.
+#[test]
+fn equal_splits_get_their_sizes() {
+    for opset in [11, 13, 18] {
+        let (after, s) = run(&cases::equal_split(opset));
+        assert_eq!(s.splits_sized, 1, "{s}");
+        let split = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("Split")).unwrap();
+        let names: Vec<_> = split.attribute.iter().filter_map(|a| a.name.as_deref()).collect();
+        assert!(!names.contains(&"num_outputs"), "{names:?}");
+        if opset >= 13 {
+            let sizes =
+                graph(&after).initializer.iter().find(|t| Some(t.name.as_deref().unwrap_or("")) == split.input.get(1).map(String::as_str));
+            assert_eq!(
+                sizes
+                    .map(|t| t.int64_data.clone())
+                    .filter(|v| !v.is_empty())
+                    .or_else(|| sizes.and_then(|t| oto_onnx::Tensor::from_proto(t, None).ok()).and_then(|t| t.to_i64_vec())),
+                Some(vec![4, 4, 4]),
+                "opset {opset}"
+            );
+        } else {
+            let attr = split.attribute.iter().find(|a| a.name.as_deref() == Some("split")).unwrap();
+            assert_eq!(attr.ints, vec![4, 4, 4]);
+        }
+    }
+}

@@ -53,6 +53,9 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("onnxruntime_fused_17", onnxruntime_fused(17)),
         ("experimental_8", experimental(8)),
         ("experimental_9", experimental(9)),
+        ("equal_split_11", equal_split(11)),
+        ("equal_split_13", equal_split(13)),
+        ("equal_split_18", equal_split(18)),
     ]
 }
 
@@ -570,4 +573,33 @@ pub fn random_inputs(model: &Model, seed: u64) -> Vec<(String, Tensor)> {
             (name, Tensor { shape, data: TensorData::F32((0..n).map(|_| rng.unit() as f32 * 2.0 - 1.0).collect()) })
         })
         .collect()
+}
+
+/// Res2Net's split of a layer's width into scales, as the dynamo exporter writes `chunk`:
+/// an equal `Split` (opset 18: `num_outputs`; 13 and 11: as many parts as outputs, no
+/// sizes) of a 12-wide MatMul into 3 parts of 4, each part through its own layer, then
+/// concatenated. Input `x` (`[batch, 8]`), output `y` (`[batch, 6]`).
+pub fn equal_split(opset: i64) -> Model {
+    let mut b = GraphBuilder::new(&format!("equal_split_{opset}"));
+    b.opset(opset);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let w = b.weight("fc.weight", &[8, 12], wave(3, 1, 7));
+    let h = b.node("MatMul", &[&x, &w], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let outs = ["part0", "part1", "part2"];
+    let attrs: Vec<(&str, Attr)> =
+        if opset >= 18 { vec![("axis", Attr::Int(1)), ("num_outputs", Attr::Int(3))] } else { vec![("axis", Attr::Int(1))] };
+    b.node_with("Split", &[&h], &outs, &attrs);
+    let mut parts = Vec::new();
+    for (k, part) in outs.iter().enumerate() {
+        let wk = b.weight(&format!("scale{k}.weight"), &[4, 5], wave(5 + k, 2, 11));
+        let p = b.node("MatMul", &[part, &wk], &[]);
+        parts.push(b.node("Relu", &[&p], &[]));
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let cat = b.node_with("Concat", &refs, &[], &[("axis", Attr::Int(1))]);
+    let w2 = b.weight("head.weight", &[15, 6], wave(7, 3, 13));
+    let y = b.node("MatMul", &[&cat, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[6]));
+    finish(&b)
 }
