@@ -3,7 +3,7 @@
 //! [`crate::rules`], one per operator.
 
 use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
-use crate::space::{AxisT, Factor, InitDims, LinSeg, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
+use crate::space::{AxisT, Factor, InitDims, LinSeg, Outer, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
 use oto_onnx::op::{Binary, Op, Unary};
 use oto_onnx::proto::NodeProto;
@@ -196,7 +196,7 @@ pub(crate) enum Located {
 }
 
 /// One recorded slice of an initializer axis: base range, axis offset, positions ratio.
-type SliceUse = (Range, usize, usize, usize);
+type SliceUse = (Range, usize, usize, usize, Outer);
 
 /// Analysis state during the traversal.
 pub(crate) struct Ctx<'a, 'm> {
@@ -374,17 +374,23 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// Records a parameter slice, tying it to earlier uses of the same initializer axis.
     #[allow(clippy::too_many_arguments)]
     pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, role: Role) {
+        self.member_repeated(init, axis, range, offset, num, den, Outer::ONCE, role);
+    }
+
+    /// [`Ctx::member`] of a slice repeated along the axis as `outer` says.
+    #[allow(clippy::too_many_arguments)]
+    fn member_repeated(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer, role: Role) {
         let key = (init.to_string(), axis);
         let uses = self.init_uses.entry(key).or_default();
         let mut ties = Vec::new();
         let mut clashes = Vec::new();
-        for &(r, o, n, d) in uses.iter() {
+        for &(r, o, n, d, repeated) in uses.iter() {
             let lo = offset.max(o);
             let hi = (offset + range.len * num / den).min(o + r.len * n / d);
             if lo >= hi {
                 continue;
             }
-            if n == num && d == den && ((lo - offset) * den).is_multiple_of(num) && (lo - o) * d % n == 0 {
+            if n == num && d == den && repeated == outer && ((lo - offset) * den).is_multiple_of(num) && (lo - o) * d % n == 0 {
                 let a = range.sub((lo - offset) * den / num, (hi - lo) * den / num);
                 let b = r.sub((lo - o) * d / n, (hi - lo) * d / n);
                 ties.push((a, b));
@@ -392,7 +398,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 clashes.push(r);
             }
         }
-        uses.push((range, offset, num, den));
+        uses.push((range, offset, num, den, outer));
         for (a, b) in ties {
             self.spaces.tie(a, b);
         }
@@ -401,21 +407,21 @@ impl<'a, 'm> Ctx<'a, 'm> {
             self.spaces.block(r, why.clone());
             self.spaces.block(range, why);
         }
-        self.spaces.member(init, axis, range, offset, num, den, role);
+        self.spaces.member(init, axis, range, offset, num, den, outer, role);
     }
 
     /// Records slices of `init`'s axis `init_axis` along a value axis (positions of the
     /// value axis = indices of the initializer axis). Blocks the axis when its layout
     /// is not linear.
     pub fn members_along(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT, role: Role) {
-        match axis.linear() {
+        match axis.strided() {
             Ok(None) => {}
             Err(why) => self.block_axis_at(node, axis, &format!("slices of '{init}' cannot follow this layout: {why}")),
             Ok(Some(segs)) => {
                 for s in segs {
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
-                    self.member(init, init_axis, s.range, s.offset, num, den, role);
+                    self.member_repeated(init, init_axis, s.range, s.offset, num, den, s.outer, role);
                 }
             }
         }
@@ -425,7 +431,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// reaching them blocks its space (folding into a bias is not done yet), but where its
     /// readers are zeroed with it ([`Spaces::zero_readers`]): they are producers then.
     pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
-        match axis.linear() {
+        match axis.strided() {
             Ok(None) => {}
             Err(why) => self.block_axis_at(node, axis, &format!("'{init}' reads a layout it cannot slice: {why}")),
             Ok(Some(segs)) => {
@@ -439,7 +445,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     }
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
-                    self.member(init, init_axis, s.range, s.offset, num, den, role);
+                    self.member_repeated(init, init_axis, s.range, s.offset, num, den, s.outer, role);
                 }
             }
         }

@@ -188,6 +188,23 @@ pub(crate) struct LinSeg {
     /// Axis positions per segment position (untracked factors inside the tracked one,
     /// e.g. the `H*W` of a flattened `[C, H, W]`).
     pub repeat: usize,
+    /// Untracked factors outside the tracked one (the `H*W` of a flattened channels-last
+    /// `[H, W, C]`): the layout repeats that many times along the axis.
+    pub outer: Outer,
+}
+
+/// How many times a linear layout repeats along an axis, and how far apart: the tracked
+/// factor's positions (with the factors inside it) laid `count` times, `period` axis
+/// positions apart. Position `p` of the layout is at `o * period + p` for `o < count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Outer {
+    pub count: usize,
+    pub period: usize,
+}
+
+impl Outer {
+    /// The layout laid once (no untracked factor outside the tracked one).
+    pub const ONCE: Outer = Outer { count: 1, period: 0 };
 }
 
 impl AxisT {
@@ -241,6 +258,18 @@ impl AxisT {
     /// `Err` when the layout is not a contiguous block per position (a tracked factor
     /// inside an untracked one of size > 1, a head-dim factor, two tracked factors).
     pub fn linear(&self) -> Result<Option<Vec<LinSeg>>, String> {
+        let segs = self.strided()?;
+        if segs.iter().flatten().any(|s| s.outer.count > 1) {
+            return Err("the channels are interleaved with another dimension (strided layout)".into());
+        }
+        Ok(segs)
+    }
+
+    /// As [`AxisT::linear`], but a tracked factor inside untracked ones of known sizes is
+    /// laid out too ([`LinSeg::outer`]): a flattened channels-last `[H, W, C]`, whose
+    /// channel `c` is every `C`-th position. For parameter slices, which any index set
+    /// can cut; not for operators that need each channel's positions contiguous.
+    pub fn strided(&self) -> Result<Option<Vec<LinSeg>>, String> {
         let tracked: Vec<usize> = self.factors.iter().enumerate().filter(|(_, f)| f.track.is_some()).map(|(i, _)| i).collect();
         let Some(&t) = tracked.first() else {
             return Ok(None);
@@ -248,14 +277,18 @@ impl AxisT {
         if tracked.len() > 1 {
             return Err("the axis mixes two tracked factors".into());
         }
-        if self.factors[..t].iter().any(|f| f.size != Dim::Known(1)) {
-            return Err("the channels are interleaved with another dimension (strided layout)".into());
+        let mut count = 1usize;
+        for f in &self.factors[..t] {
+            match f.size.known().and_then(|v| usize::try_from(v).ok()).filter(|&v| v >= 1) {
+                Some(v) => count = count.checked_mul(v).ok_or("the axis is too long")?,
+                None => return Err(format!("the channels are inside a dimension of unknown size {}", f.size)),
+            }
         }
         let mut repeat = 1usize;
         for f in &self.factors[t + 1..] {
-            match f.size {
-                Dim::Known(v) if v >= 1 => repeat *= v as usize,
-                _ => return Err(format!("the channels are followed by a dimension of unknown size {}", f.size)),
+            match f.size.known().and_then(|v| usize::try_from(v).ok()).filter(|&v| v >= 1) {
+                Some(v) => repeat = repeat.checked_mul(v).ok_or("the axis is too long")?,
+                None => return Err(format!("the channels are followed by a dimension of unknown size {}", f.size)),
             }
         }
         let Some(Track::Segs(segs)) = &self.factors[t].track else {
@@ -263,12 +296,15 @@ impl AxisT {
         };
         let mut out = Vec::new();
         let mut offset = 0usize;
+        let mut pending = Vec::new();
         for s in segs {
             if let Seg::Tracked { range, scale, zero } = s {
-                out.push(LinSeg { offset, range: *range, scale: *scale, zero: *zero, repeat });
+                pending.push(LinSeg { offset, range: *range, scale: *scale, zero: *zero, repeat, outer: Outer::ONCE });
             }
             offset += s.axis_len() * repeat;
         }
+        let outer = if count > 1 { Outer { count, period: offset } } else { Outer::ONCE };
+        out.extend(pending.into_iter().map(|s| LinSeg { outer, ..s }));
         Ok(Some(out))
     }
 }
@@ -297,6 +333,8 @@ struct RawMember {
     /// Axis positions per base position, as `num / den`.
     num: usize,
     den: usize,
+    /// The slice repeated along the axis (a flattened channels-last layout).
+    outer: Outer,
     role: Role,
 }
 
@@ -489,10 +527,11 @@ impl Spaces {
     }
 
     /// Records a parameter slice: base positions of `range` map to axis positions
-    /// `offset + (p - range.start) * num / den` of `init`'s axis `axis`.
+    /// `offset + (p - range.start) * num / den` of `init`'s axis `axis`, repeated as
+    /// `outer` says.
     #[allow(clippy::too_many_arguments)]
-    pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, role: Role) {
-        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, role });
+    pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer, role: Role) {
+        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, outer, role });
     }
 
     /// Requires every class to lose as many positions from each part as from the others.
@@ -739,7 +778,24 @@ impl Spaces {
                     continue;
                 }
                 let offset = m.offset + rel / m.den;
-                let map = IndexMap::Blocks { offset, block: blk / m.den };
+                let block = blk / m.den;
+                let map = if m.outer.count > 1 {
+                    // Every element's block, once per repetition of the layout.
+                    let elements_here = iv.len / elements.block(partition, i).max(1);
+                    let indices = (0..elements_here)
+                        .map(|e| {
+                            (0..m.outer.count)
+                                .flat_map(|o| {
+                                    let first = o * m.outer.period + offset + e * block;
+                                    first..first + block
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    IndexMap::Indices { indices }
+                } else {
+                    IndexMap::Blocks { offset, block }
+                };
                 let key = (m.init.clone(), m.axis, offset);
                 match members[c].get_mut(&key) {
                     Some(existing) => {
