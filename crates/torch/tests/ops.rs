@@ -168,3 +168,40 @@ fn supported_operators_are_derived() {
         assert!(oto_onnx::op::OPERATORS.contains(&refused) && !supported.contains(&refused), "{refused}");
     }
 }
+
+/// tf2onnx writes Keras' LayerNormalization as a BatchNormalization whose mean and
+/// variance are computed from the input (ReduceMean over the features): those are the
+/// statistics to normalize with in both modes (a training-mode batch norm would use its
+/// own batch statistics and refuse a computed running mean), and the gradient flows
+/// through them: the result is `layer_norm` of the rows, values and gradients.
+#[test]
+fn batch_norm_with_computed_statistics_is_the_inference_formula_in_both_modes() {
+    let mut b = GraphBuilder::new("bn_stats");
+    b.opset(13);
+    let x = b.input_f32("x", &known_dims(&[4, 6]));
+    // As tf2onnx: the rows become the channels of a [1, rows, features, 1] input.
+    let to4 = b.ints("to4", &[1, 4, 6, 1]);
+    let x4 = b.node("Reshape", &[&x, &to4], &[]);
+    let mean = b.node_with("ReduceMean", &[&x4], &[], &[("axes", Attr::Ints(vec![2, 3])), ("keepdims", Attr::Int(1))]);
+    let centred = b.node("Sub", &[&x4, &mean], &[]);
+    let squares = b.node("Mul", &[&centred, &centred], &[]);
+    let var = b.node_with("ReduceMean", &[&squares], &[], &[("axes", Attr::Ints(vec![2, 3]))]);
+    let flat = b.ints("flat", &[4]);
+    let (mean, var) = (b.node("Reshape", &[&mean, &flat], &[]), b.node("Reshape", &[&var, &flat], &[]));
+    let ones = b.initializer("ones", OnnxTensor::new(vec![4], oto_onnx::TensorData::F32(vec![1.0; 4])).unwrap());
+    let zeros = b.initializer("zeros", OnnxTensor::new(vec![4], oto_onnx::TensorData::F32(vec![0.0; 4])).unwrap());
+    let y4 = b.node_with("BatchNormalization", &[&x4, &ones, &zeros, &mean, &var], &[], &[("epsilon", Attr::Float(1e-3))]);
+    let back = b.ints("back", &[4, 6]);
+    let y = b.node("Reshape", &[&y4, &back], &["y"]);
+    b.output_f32(&y, &known_dims(&[4, 6]));
+
+    let x = Tensor::randn([4, 6], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+    let c = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
+    let expected_of = |x: &Tensor| x.layer_norm([6], None::<&Tensor>, None::<&Tensor>, 1e-3, false);
+    assert!(run(&b, &x, Mode::Eval).allclose(&expected_of(&x), 1e-5, 1e-5, false));
+    let (y, g) = grads(&b, &[x.shallow_clone()], &c);
+    assert!(y.allclose(&expected_of(&x), 1e-5, 1e-5, false), "train mode uses the given statistics");
+    let xr = x.detach().set_requires_grad(true);
+    (expected_of(&xr) * &c).sum(Kind::Float).backward();
+    assert!(g[0].allclose(&xr.grad(), 1e-4, 1e-5, false), "{:?} vs {:?}", g[0], xr.grad());
+}

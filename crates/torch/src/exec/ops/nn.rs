@@ -351,9 +351,30 @@ fn batch_norm(graph: &Graph<'_>, node: &NodeProto) -> Result<Kernel, String> {
     if node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err("BatchNormalization's running mean/var outputs are not supported (the executor updates the running statistics itself in training mode)".into());
     }
+    // Statistics computed at run time (tf2onnx writes Keras' LayerNormalization as a
+    // BatchNormalization fed by ReduceMean of the input) are the statistics to normalize
+    // with, in training too: the inference formula, differentiable through them.
+    let stored = |i: usize| node.input.get(i).is_some_and(|v| graph.initializer(v).is_some());
+    let computed_statistics = !(stored(3) && stored(4));
     Ok(Box::new(move |ctx: &Ctx<'_>| {
         let x = ctx.input(0)?;
         let (mean, var) = (ctx.input(3)?, ctx.input(4)?);
+        if computed_statistics {
+            let rank = x.dim();
+            let per_channel = |t: &Tensor| -> Result<Tensor, tch::TchError> {
+                let mut shape = vec![1i64; rank.max(2)];
+                shape[1] = -1;
+                t.f_reshape(shape.as_slice())
+            };
+            let mut y = x.f_sub(&per_channel(mean)?)?.f_div(&per_channel(&var.f_add_scalar(eps)?.f_sqrt()?)?)?;
+            if let Some(scale) = ctx.opt(1) {
+                y = y.f_mul(&per_channel(scale)?)?;
+            }
+            if let Some(bias) = ctx.opt(2) {
+                y = y.f_add(&per_channel(bias)?)?;
+            }
+            return Ok(vec![y]);
+        }
         if let (true, Some(group)) = (ctx.training, ctx.batch_norm_sync) {
             return Ok(vec![synchronized_batch_norm(x, ctx.opt(1), ctx.opt(2), (mean, var), group, torch_momentum, eps)?]);
         }
