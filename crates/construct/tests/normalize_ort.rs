@@ -503,3 +503,19 @@ fn batch_one_exports_of_transformers_take_the_batch() {
     let why = summary.batch_kept.unwrap_or_default();
     assert!(why.contains("GatherElements") && why.contains("'types'"), "{why}");
 }
+
+/// Keras' attention as tf2onnx writes it: the projection kernels reshaped by targets
+/// computed from their own shapes become initializers, and the batched products' sizes
+/// computed from measured shapes (`ReduceProd` of `[N, H]` and of `[H, D]`, `Max` of two
+/// operands' `[N, H]`) follow the heads, so the heads are one prunable group whose
+/// removal is exact.
+#[test]
+fn tf2onnx_attention_prunes_heads_end_to_end() {
+    let analysis = prune_end_to_end("tf2onnx_attention", &cases::tf2onnx_attention(), 1);
+    let g = analysis.prunable_groups().next().unwrap();
+    assert_eq!(g.num_elements, 2, "the two heads:\n{}", analysis.table());
+    let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
+    members.sort_unstable();
+    members.dedup();
+    assert_eq!(members, [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)], "{}", analysis.table());
+}

@@ -5,7 +5,7 @@
 use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
 use crate::space::{AxisT, Factor, InitDims, LinSeg, Outer, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
-use oto_onnx::op::{Binary, Op, Unary};
+use oto_onnx::op::{Binary, Op, Reduce, ReduceKind, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -612,6 +612,65 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let parts: Option<Vec<Part>> = parts.into_iter().map(|p| p.divided(c)).collect();
                 parts.map(|p| Located::Dynamic(p, why)).ok_or_else(|| format!("entry {idx} divides a count of heads by {c}"))
             }
+            Op::Reduce(Reduce { kind: ReduceKind::Prod, .. }) if self.dims(value).is_some_and(|d| known_elements(&d) == 1) => {
+                // The size of merged axes, `B * H` (tf2onnx's batched MatMul of an einsum):
+                // the product of entries of a shape; one of them may count channels, the
+                // others are sizes that follow none.
+                let input = &node.input[0];
+                let entries = self.shapes.shape_value(input).ok_or_else(|| format!("entry {idx} is a product of unknown sizes"))?;
+                if !self.is_measurement(input) {
+                    return Err(format!("entry {idx} is a product of a value computed by {}", node_label(node)));
+                }
+                let mut found: Option<(Vec<Part>, String)> = None;
+                let mut factor = 1usize;
+                for (j, size) in entries.iter().enumerate() {
+                    match self.locate(&me, input, j) {
+                        Ok(Located::Dynamic(parts, why)) => {
+                            found = Some(match found {
+                                None => (parts, why),
+                                // Heads times their width: the positions of the heads.
+                                Some((first, _)) => (
+                                    heads_times_width(&first, &parts)
+                                        .ok_or_else(|| format!("entry {idx} multiplies two sizes that count channels"))?,
+                                    why,
+                                ),
+                            })
+                        }
+                        _ => {
+                            // Symbolic sizes (the batch) are the dynamic part, as in `count_parts`.
+                            if let Some(n) = size.known() {
+                                let n = usize::try_from(n).map_err(|_| format!("entry {idx} multiplies a negative size"))?;
+                                factor = factor.saturating_mul(n);
+                            }
+                        }
+                    }
+                }
+                let (parts, why) = found.ok_or_else(|| format!("entry {idx} is a product of sizes that follow no channels"))?;
+                Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(factor)).collect(), why))
+            }
+            Op::Binary(Binary::Max) => {
+                // The broadcast of two shapes (`Max` of their entries): the entry both
+                // measure, or the one that is not 1.
+                let at = |v: &str| {
+                    let len = self.dims(v).map_or(1, |d| known_elements(&d));
+                    if len == 1 {
+                        0
+                    } else {
+                        idx
+                    }
+                };
+                let (a, b) = (&node.input[0], &node.input[1]);
+                let one = |v: &str| self.shapes.shape_value(v).and_then(|e| e.get(at(v)).and_then(Dim::known)) == Some(1);
+                match (self.locate(&me, a, at(a)), self.locate(&me, b, at(b))) {
+                    // Both count channels: the operator they are broadcast for (the batched
+                    // MatMul of two head-tracked values) ties their channels, so they
+                    // stay equal.
+                    (Ok(Located::Dynamic(p, why)), Ok(Located::Dynamic(q, _))) if p.len() == q.len() => Ok(Located::Dynamic(p, why)),
+                    (Ok(found @ Located::Dynamic(..)), _) if one(b) => Ok(found),
+                    (_, Ok(found @ Located::Dynamic(..))) if one(a) => Ok(found),
+                    _ => Err(format!("entry {idx} is computed by {}", node_label(node))),
+                }
+            }
             _ => Err(format!("entry {idx} is computed by {}", node_label(node))),
         }
     }
@@ -673,6 +732,32 @@ impl<'a, 'm> Ctx<'a, 'm> {
             Err(why) => self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts),
         }
     }
+}
+
+/// The product of a count of heads and a count of positions inside every head (either
+/// order), as the positions they make up: `Coarse(r, k, a)` times `Inner([s], k, b)` is
+/// `Fixed(r, a * b, 1)` per head range `r`, where `s` is the head range of the same length
+/// the width was measured on (the `V` of `probs @ V`, whose heads the product ties to the
+/// query's). `None` for any other product.
+fn heads_times_width(x: &[Part], y: &[Part]) -> Option<Vec<Part>> {
+    let (heads, width) = match (x, y) {
+        (h, [w @ Part::Inner(..)]) if h.iter().all(|p| matches!(p, Part::Coarse(..))) => (h, w),
+        ([w @ Part::Inner(..)], h) if h.iter().all(|p| matches!(p, Part::Coarse(..))) => (h, w),
+        _ => return None,
+    };
+    let Part::Inner(ranges, k, b, true) = width else { return None };
+    if heads.len() != ranges.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (h, s) in heads.iter().zip(ranges) {
+        let Part::Coarse(r, hk, a) = h else { return None };
+        if hk != k || r.len != s.len {
+            return None;
+        }
+        out.push(Part::Fixed(*r, a.checked_mul(*b)?, 1));
+    }
+    Some(out)
 }
 
 /// Positions of an initializer axis per base position of a linear segment.

@@ -32,7 +32,9 @@
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
 //!    a constant, and small (up to 65536 elements) `ConstantOfShape`, `Expand`, `Where`,
-//!    `Gather` and integer arithmetic on non-float tensors (repeating or picking a
+//!    `Gather` and integer arithmetic and reductions (`ReduceSum/Prod/Max/Min`, as
+//!    tf2onnx computes a kernel's reshape target from its own `Shape`) on non-float
+//!    tensors (repeating or picking a
 //!    weight's elements, as an embedding lookup with constant indices does, would change
 //!    what is trained), with the interpreter shape inference folds with
 //!    ([`crate::shape`]); every opset form is read through [`crate::ops`]. The result is
@@ -42,7 +44,8 @@
 //!    An `Identity` of an initializer becomes its own initializer (a copy when the
 //!    source is read elsewhere too): the exporters' de-duplication of equal values is
 //!    not weight sharing. Other folds never copy a float initializer that something
-//!    else also reads (one initializer read by several nodes is real weight tying).
+//!    else also reads (one initializer read by several nodes is real weight tying; a
+//!    folded `Shape` of it reads no values and does not count).
 //!    An `If` whose condition inference knows (sizes compared in a scripted helper,
 //!    DeBERTa's `if key_size != query_size`) is replaced by the nodes of the branch it
 //!    takes, renamed under its output, with an `Identity` per output;
@@ -1331,7 +1334,7 @@ enum Kind {
 }
 
 fn kind(op: &Op) -> Option<Kind> {
-    use crate::op::{Binary as B, Compare as C, Unary as U};
+    use crate::op::{Binary as B, Compare as C, ReduceKind as R, Unary as U};
     Some(match op {
         Op::Unary(U::Identity) | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. } => Kind::Reshape,
         Op::Transpose { .. } | Op::Cast { .. } | Op::CastLike | Op::Slice(_) | Op::Concat { .. } => Kind::Move,
@@ -1340,7 +1343,8 @@ fn kind(op: &Op) -> Option<Kind> {
         Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Mod | B::Max | B::Min)
         | Op::Unary(U::Neg | U::Abs | U::Sign | U::Not)
         | Op::Compare(C::Equal | C::Less | C::Greater | C::LessOrEqual | C::GreaterOrEqual | C::And | C::Or | C::Xor)
-        | Op::Range => Kind::Integer,
+        | Op::Range
+        | Op::Reduce(crate::op::Reduce { kind: R::Sum | R::Prod | R::Max | R::Min, .. }) => Kind::Integer,
         _ => return None,
     })
 }
@@ -1372,6 +1376,9 @@ struct Folder<'a, 'm> {
     order: Vec<String>,
     /// Folded values now held by an initializer of another name (the weight they rearrange).
     alias: HashMap<String, String>,
+    /// Folded nodes that read only their input's shape (`Shape`, `Size`): they no longer
+    /// read the value, so they do not make a weight shared.
+    shape_readers: HashSet<usize>,
 }
 
 /// The folds decided: what [`Plan::apply`] does to the graph.
@@ -1399,7 +1406,18 @@ impl<'a, 'm> Folder<'a, 'm> {
         for n in &graph.proto.node {
             subgraph_reads(n, &mut outer_reads);
         }
-        Folder { model, graph, shapes, overridable, lifted, outer_reads, made: HashMap::new(), order: Vec::new(), alias: HashMap::new() }
+        Folder {
+            model,
+            graph,
+            shapes,
+            overridable,
+            lifted,
+            outer_reads,
+            made: HashMap::new(),
+            order: Vec::new(),
+            alias: HashMap::new(),
+            shape_readers: HashSet::new(),
+        }
     }
 
     /// The initializer name holding `value` (itself unless folded under another name).
@@ -1419,9 +1437,11 @@ impl<'a, 'm> Folder<'a, 'm> {
         self.graph.initializer(name)
     }
 
-    /// Whether a value is read by exactly one node and nothing else.
+    /// Whether a value is read by exactly one node and nothing else (a folded `Shape` of it
+    /// does not count: tf2onnx computes a weight's reshape target from the weight's shape).
     fn single_use(&self, value: &str) -> bool {
-        self.graph.consumers(value).len() == 1 && !self.graph.is_output(value) && !self.outer_reads.contains(value)
+        let readers = self.graph.consumers(value).iter().filter(|u| !self.shape_readers.contains(&u.node)).count();
+        readers == 1 && !self.graph.is_output(value) && !self.outer_reads.contains(value)
     }
 
     fn plan(mut self) -> Result<Plan> {
@@ -1432,6 +1452,9 @@ impl<'a, 'm> Folder<'a, 'm> {
             let Ok(op) = Op::parse(graph, node) else { continue };
             let Some(mut t) = self.fold(node, &op)? else { continue };
             folded.insert(i);
+            if kind(&op) == Some(Kind::Meta) {
+                self.shape_readers.insert(i);
+            }
             read.extend(node.input.iter().filter(|s| !s.is_empty()).map(|s| self.resolve(s).to_string()));
             if op == Op::Unary(crate::op::Unary::Identity) {
                 identities += 1;

@@ -56,6 +56,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("equal_split_11", equal_split(11)),
         ("equal_split_13", equal_split(13)),
         ("equal_split_18", equal_split(18)),
+        ("tf2onnx_attention", tf2onnx_attention()),
     ]
 }
 
@@ -601,5 +602,83 @@ pub fn equal_split(opset: i64) -> Model {
     let w2 = b.weight("head.weight", &[15, 6], wave(7, 3, 13));
     let y = b.node("MatMul", &[&cat, &w2], &["y"]);
     b.output_f32(&y, &batch_dims(&[6]));
+    finish(&b)
+}
+
+/// Keras' `MultiHeadAttention` as tf2onnx writes it (its einsums lowered to MatMuls): a
+/// projection kernel `[E, H, D]` is read through a `Reshape` whose target is computed
+/// from the kernel's own `Shape` (`Gather` -> `ReduceProd` -> `Concat`: folded into a
+/// `[E, H*D]` initializer); the batched products reshape `[N, H, S, D]` to
+/// `[N*H, S, D]` with the first entry a `ReduceProd` of the measured `[N, H]`, and back
+/// with `Max` of the two operands' `[N, H]` (broadcast shapes); the output projection
+/// flattens `[N, S, H, D]` to `[N*S, H*D]`, its second entry a `ReduceProd` of the
+/// measured `[H, D]`. Input `x` (`[batch, 4, 8]`, E = 8, H = 2, D = 4), output `y`
+/// (`[batch, 4, 8]`). The heads are one prunable group.
+pub fn tf2onnx_attention() -> Model {
+    let (s, e, h, d) = (4i64, 8i64, 2i64, 4i64);
+    let mut b = GraphBuilder::new("tf2onnx_attention");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[s, e]));
+    let rows = b.ints("rows", &[-1, e]);
+    let x2 = b.node("Reshape", &[&x, &rows], &[]);
+    let minus_one = b.ints("minus_one", &[-1]);
+    let (last2, first2) = (b.ints("last2", &[1, 2]), b.ints("first2", &[0, 1]));
+    let project = |b: &mut GraphBuilder, name: &str, seed: usize| {
+        let kernel = b.weight(&format!("{name}/kernel"), &[e as usize, h as usize, d as usize], wave(seed, 1, 7));
+        let shape = b.node("Shape", &[&kernel], &[]);
+        let hd = b.node("Gather", &[&shape, &last2], &[]);
+        let hd = b.node_with("ReduceProd", &[&hd], &[], &[("keepdims", Attr::Int(1))]);
+        let target = b.node_with("Concat", &[&minus_one, &hd], &[], &[("axis", Attr::Int(0))]);
+        let w = b.node("Reshape", &[&kernel, &target], &[]);
+        let y = b.node("MatMul", &[&x2, &w], &[]);
+        let split = b.ints(&format!("{name}/heads"), &[-1, s, h, d]);
+        let y = b.node("Reshape", &[&y, &split], &[]);
+        b.node_with("Transpose", &[&y], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let q = project(&mut b, "query", 3);
+    let k = project(&mut b, "key", 5);
+    let v = project(&mut b, "value", 7);
+    // [N, H, S, D] -> [N*H, S, D] (or [N*H, D, S] for the transposed key).
+    let batched = |b: &mut GraphBuilder, t: &str, tail: &[i64]| {
+        let shape = b.node("Shape", &[t], &[]);
+        let nh = b.node("Gather", &[&shape, &first2], &[]);
+        let nh_prod = b.node_with("ReduceProd", &[&nh], &[], &[("keepdims", Attr::Int(1))]);
+        let tail = b.ints(&format!("{t}/tail"), tail);
+        let target = b.node_with("Concat", &[&nh_prod, &tail], &[], &[("axis", Attr::Int(0))]);
+        (b.node("Reshape", &[t, &target], &[]), nh)
+    };
+    let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let (q3, q_nh) = batched(&mut b, &q, &[-1, d]);
+    let (k3, k_nh) = batched(&mut b, &kt, &[d, -1]);
+    let scores = b.node("MatMul", &[&q3, &k3], &[]);
+    let nh = b.node("Max", &[&q_nh, &k_nh], &[]);
+    let ss = b.ints("ss", &[s, s]);
+    let back = b.node_with("Concat", &[&nh, &ss], &[], &[("axis", Attr::Int(0))]);
+    let scores = b.node("Reshape", &[&scores, &back], &[]);
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let (p3, p_nh) = batched(&mut b, &probs, &[s, s]);
+    let (v3, v_nh) = batched(&mut b, &v, &[s, d]);
+    let o = b.node("MatMul", &[&p3, &v3], &[]);
+    let nh = b.node("Max", &[&p_nh, &v_nh], &[]);
+    let sd = b.ints("sd", &[s, d]);
+    let back = b.node_with("Concat", &[&nh, &sd], &[], &[("axis", Attr::Int(0))]);
+    let o = b.node("Reshape", &[&o, &back], &[]);
+    let o = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    // [N, S, H, D] -> [N*S, H*D]: H*D measured.
+    let shape = b.node("Shape", &[&o], &[]);
+    let (hd_at, ns_at) = (b.ints("hd_at", &[2, 3]), b.ints("ns_at", &[0, 1]));
+    let hd = b.node("Gather", &[&shape, &hd_at], &[]);
+    let hd = b.node_with("ReduceProd", &[&hd], &[], &[("keepdims", Attr::Int(1))]);
+    let ns = b.node("Gather", &[&shape, &ns_at], &[]);
+    let ns = b.node_with("ReduceProd", &[&ns], &[], &[("keepdims", Attr::Int(1))]);
+    let target = b.node_with("Concat", &[&ns, &hd], &[], &[("axis", Attr::Int(0))]);
+    let o = b.node("Reshape", &[&o, &target], &[]);
+    let kernel = b.weight("output/kernel", &[h as usize, d as usize, e as usize], wave(11, 2, 13));
+    let flat = b.ints("output/flat", &[-1, e]);
+    let w = b.node("Reshape", &[&kernel, &flat], &[]);
+    let y = b.node("MatMul", &[&o, &w], &[]);
+    let out = b.ints("out", &[-1, s, e]);
+    let y = b.node("Reshape", &[&y, &out], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e]));
     finish(&b)
 }
