@@ -35,6 +35,8 @@ ALL_TARGETS = ["s0.5", "s0.7", "s0.8", "s0.9", "m0.5", "m0.25", "m0.1", "p0.17",
 FLAG = {"s": "--target-sparsity", "m": "--target-macs", "p": "--target-params"}
 
 
+HAND = "<!-- by hand -->"
+
 IMPORTANCE = ["magnitude", "avg_magnitude", "cosine", "taylor1", "taylor2", "obd"]
 
 
@@ -200,7 +202,11 @@ def main():
     )
     if a.note:
         header += a.note + "\n\n"
-    Path(a.md).write_text(header + table(runs) + "\n")
+    # Sections written by hand after the marker (runs on other machines) are kept.
+    md = Path(a.md)
+    old = md.read_text() if md.exists() else ""
+    kept = "\n" + HAND + old.split(HAND, 1)[1] if HAND in old else ""
+    md.write_text(header + table(runs) + "\n" + kept)
     print(table(runs))
 
 
