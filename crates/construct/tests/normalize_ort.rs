@@ -519,3 +519,17 @@ fn tf2onnx_attention_prunes_heads_end_to_end() {
     members.dedup();
     assert_eq!(members, [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)], "{}", analysis.table());
 }
+
+/// Attention written with `Einsum` (Keras at opset 13, `torch.einsum`): each `Einsum`
+/// becomes `Transpose`/`Reshape`/`MatMul`, so the heads are one prunable group (the
+/// `Einsum` itself blocked them before), and removing heads is exact.
+#[test]
+fn einsum_attention_prunes_heads_end_to_end() {
+    let analysis = prune_end_to_end("einsum_attention", &cases::einsum_attention(), 1);
+    let g = analysis.prunable_groups().next().unwrap();
+    assert_eq!(g.num_elements, 2, "the two heads:\n{}", analysis.table());
+    let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
+    members.sort_unstable();
+    members.dedup();
+    assert_eq!(members, [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)], "{}", analysis.table());
+}

@@ -28,6 +28,11 @@
 //!    [`contrib`]), so that an optimized file is pruned as its plain export is; ONNX's
 //!    experimental operators of opsets 1 to 9 (`ImageScaler`, `Affine`, `Scale`,
 //!    `ScaledTanh`, `ParametricSoftplus`, `Crop`), which old model zoo files hold, likewise;
+//!
+//!    3c. an `Einsum` of two operands (`torch.einsum`, tf2onnx's Keras `EinsumDense` and
+//!    `MultiHeadAttention`) becomes `Transpose` -> `Reshape` -> `MatMul` -> `Reshape` ->
+//!    `Transpose` (see [`einsum`]), which the analysis follows, so a projection's kernel
+//!    is then a reshaped weight like any other;
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
@@ -111,6 +116,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 mod contrib;
+mod einsum;
 
 /// Choices of [`normalize`].
 #[derive(Debug, Clone, Default)]
@@ -158,6 +164,8 @@ pub struct Summary {
     /// Equal `Split`s (no sizes: `num_outputs`, or as many parts as outputs) given their
     /// sizes, so that each part can lose its own channels.
     pub splits_sized: usize,
+    /// `Einsum`s of two operands written as `Transpose`/`Reshape`/`MatMul`.
+    pub einsums: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
@@ -213,6 +221,7 @@ impl std::fmt::Display for Summary {
         count(self.variadic, "Max/Min nodes split into binary ones");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
+        count(self.einsums, "Einsum nodes written as MatMul");
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
@@ -294,6 +303,20 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         staged = Model::from_proto(proto, &name, base.clone())?;
         if summary.branches_inlined == before {
             break;
+        }
+    }
+    // Einsums of two operands as MatMuls (needs the shapes of their operands).
+    if staged.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| is_default_domain(n) && n.op() == "Einsum")) {
+        let rewrites = {
+            let view = Graph::new(&staged)?;
+            einsum::plan(&view, &shape::infer(&view)?)
+        };
+        if !rewrites.is_empty() {
+            let mut proto = staged.proto;
+            if let Some(graph) = proto.graph.as_mut() {
+                summary.einsums = einsum::apply(graph, rewrites);
+            }
+            staged = Model::from_proto(proto, &name, base.clone())?;
         }
     }
     let (plan, splits) = {

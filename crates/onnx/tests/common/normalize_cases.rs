@@ -6,7 +6,7 @@
 
 use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
 use oto_onnx::proto::{ModelProto, StringStringEntryProto};
-use oto_onnx::{DType, Model, Tensor, TensorData};
+use oto_onnx::{DType, Dim, Model, Tensor, TensorData};
 
 /// The metadata every case carries (it must survive normalization and construction).
 pub const META: (&str, &str) = ("exported_by", "normalize-test");
@@ -57,6 +57,8 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("equal_split_13", equal_split(13)),
         ("equal_split_18", equal_split(18)),
         ("tf2onnx_attention", tf2onnx_attention()),
+        ("einsum_attention", einsum_attention()),
+        ("einsum_forms", einsum_forms()),
     ]
 }
 
@@ -558,12 +560,12 @@ pub fn integer_folds() -> Model {
     finish(&b)
 }
 
-/// Random inputs for every real graph input of `model`, with `batch` = 2.
+/// Random inputs for every real graph input of `model`, with `batch` = 2 (and `seq` = 3).
 pub fn random_inputs(model: &Model, seed: u64) -> Vec<(String, Tensor)> {
     use oto_onnx::shape::infer;
     let graph = oto_onnx::Graph::new(model).unwrap();
     let shapes = infer(&graph).unwrap();
-    let bind: std::collections::HashMap<String, i64> = [("batch".to_string(), 2)].into();
+    let bind: std::collections::HashMap<String, i64> = [("batch".to_string(), 2), ("seq".to_string(), 3)].into();
     let mut rng = oto_onnx::rng::SplitMix64::new(seed);
     graph
         .real_inputs()
@@ -680,5 +682,58 @@ pub fn tf2onnx_attention() -> Model {
     let out = b.ints("out", &[-1, s, e]);
     let y = b.node("Reshape", &[&y, &out], &["y"]);
     b.output_f32(&y, &batch_dims(&[s, e]));
+    finish(&b)
+}
+
+/// Keras' `MultiHeadAttention` as tf2onnx writes it at opset 13 and as `torch.einsum`
+/// exports: `Einsum` nodes. Projections `abc,cde->abde` (kernels `[E, H, D]`), scores
+/// `aecd,abcd->acbe` (key first, Keras' order), `acbe,aecd->abcd` with the values, the
+/// output projection `abcd,cde->abe`. Input `x` (`[batch, seq, 8]`, H = 2, D = 4),
+/// output `y` (`[batch, seq, 8]`). The heads are one prunable group.
+pub fn einsum_attention() -> Model {
+    let mut b = GraphBuilder::new("einsum_attention");
+    b.opset(13);
+    let x = b.input_f32("x", &[Dim::sym("batch"), Dim::sym("seq"), Dim::Known(8)]);
+    let eq = |s: &str| [("equation", Attr::Str(s.into()))];
+    let mut heads = Vec::new();
+    for (k, name) in ["query", "key", "value"].iter().enumerate() {
+        let w = b.weight(&format!("{name}/kernel"), &[8, 2, 4], wave(3 + 2 * k, 1, 7));
+        heads.push(b.node_with("Einsum", &[&x, &w], &[], &eq("abc,cde->abde")));
+    }
+    let scores = b.node_with("Einsum", &[&heads[1], &heads[0]], &[], &eq("aecd,abcd->acbe"));
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let o = b.node_with("Einsum", &[&probs, &heads[2]], &[], &eq("acbe,aecd->abcd"));
+    let wo = b.weight("output/kernel", &[2, 4, 8], wave(11, 2, 13));
+    let y = b.node_with("Einsum", &[&o, &wo], &["y"], &eq("abcd,cde->abe"));
+    b.output_f32(&y, &[Dim::sym("batch"), Dim::sym("seq"), Dim::Known(8)]);
+    finish(&b)
+}
+
+/// Other `Einsum` forms: an outer product (`bi,bj->bij`: nothing contracted), a batched
+/// matrix-vector product (`bij,bj->bi`: no free label in B), a product whose output
+/// order differs (`bij,kj->kbi`), and an implicit output (`bk,kl`: `bl`). Input `x`
+/// (`[batch, 3, 5]`), outputs `outer` (`[batch, 3, 3]`), `mv` (`[batch, 3]`), `perm`
+/// (`[4, batch, 3]`), `implicit` (`[batch, 6]`).
+pub fn einsum_forms() -> Model {
+    let mut b = GraphBuilder::new("einsum_forms");
+    b.opset(12);
+    let x = b.input_f32("x", &batch_dims(&[3, 5]));
+    let eq = |s: &str| [("equation", Attr::Str(s.into()))];
+    let w = b.weight("w", &[5, 3], wave(2, 1, 5));
+    let v = b.node_with("Einsum", &[&x, &w], &[], &eq("bij,jk->bik"));
+    let row = b.ints("row0", &[0]);
+    let first = b.node_with("Gather", &[&v, &row], &[], &[("axis", Attr::Int(1))]);
+    let flat = b.ints("flat", &[-1, 3]);
+    let first = b.node("Reshape", &[&first, &flat], &[]);
+    let outer = b.node_with("Einsum", &[&first, &first], &["outer"], &eq("bi,bj->bij"));
+    let mv = b.node_with("Einsum", &[&v, &first], &["mv"], &eq("bij,bj->bi"));
+    let k = b.weight("k", &[4, 5], wave(4, 3, 7));
+    let perm = b.node_with("Einsum", &[&x, &k], &["perm"], &eq("bij,kj->kbi"));
+    let l = b.weight("l", &[3, 6], wave(6, 1, 9));
+    let implicit = b.node_with("Einsum", &[&first, &l], &["implicit"], &eq("bk,kl"));
+    b.output_f32(&outer, &batch_dims(&[3, 3]));
+    b.output_f32(&mv, &batch_dims(&[3]));
+    b.output_f32(&perm, &[Dim::Known(4), Dim::sym("batch"), Dim::Known(3)]);
+    b.output_f32(&implicit, &batch_dims(&[6]));
     finish(&b)
 }
