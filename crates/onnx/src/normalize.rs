@@ -31,7 +31,7 @@
 //!
 //!    3c. an `Einsum` of two operands (`torch.einsum`, tf2onnx's Keras `EinsumDense` and
 //!    `MultiHeadAttention`) becomes `Transpose` -> `Reshape` -> `MatMul` -> `Reshape` ->
-//!    `Transpose` (see [`einsum`]), which the analysis follows, so a projection's kernel
+//!    `Transpose` (module `einsum`), which the analysis follows, so a projection's kernel
 //!    is then a reshaped weight like any other;
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
