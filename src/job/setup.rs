@@ -144,6 +144,13 @@ fn unprunable_summary(analysis: &Analysis) -> String {
         }
     }
     if reasons.is_empty() {
+        // No group at all: what stopped the analysis is on the operators (a quantized file).
+        let mut blocked: Vec<&str> = analysis.blocked.iter().map(|b| b.reason.as_str()).collect();
+        blocked.sort_unstable();
+        blocked.dedup();
+        if let Some(first) = blocked.first() {
+            return format!("the analysis found no structure that can be removed: {first} (see `oto analyze`)");
+        }
         return "the analysis found no structure that can be removed (see `oto analyze`)".into();
     }
     let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ({n} group{})", if *n == 1 { "" } else { "s" })).collect();

@@ -295,6 +295,21 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// Why a `Conv`/`Gemm`/`MatMul` whose weight `w` is not an initializer is not pruned
+    /// through it, listed even when no channel reaches it: a weight stored as integers
+    /// behind a `DequantizeLinear` (a quantized file) says what to do instead.
+    pub fn block_computed_weight(&mut self, node: &NodeProto, w: &str) {
+        let quantized = self.graph.producer_node(w).is_some_and(|(_, p)| p.op() == "DequantizeLinear");
+        if quantized {
+            let reason =
+                "the weight is quantized (a DequantizeLinear of integers): prune the float model, then quantize it (`oto quantize`)";
+            self.block_node(node, reason);
+            self.blocked_op(node, reason);
+        } else {
+            self.block_node(node, "the weight is not an initializer");
+        }
+    }
+
     /// Blocks every range of an axis.
     pub fn block_axis(&mut self, axis: &AxisT, reason: &str) {
         for r in axis.ranges() {

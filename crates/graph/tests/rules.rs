@@ -984,3 +984,30 @@ fn a_blocked_slice_leaves_its_own_size() {
     let a = run(&b.build().unwrap());
     assert!(!group_with(&a, "dfl.weight", 0).prunable, "{}", a.table());
 }
+
+/// A quantized file (weights stored as int8 behind `DequantizeLinear`, as tf2onnx writes an
+/// int8 TFLite model or `oto quantize` writes its output): no group, and every layer is
+/// listed with what to do instead, even the first one, which no channel reaches.
+#[test]
+fn quantized_weights_say_to_prune_the_float_model() {
+    use oto_onnx::{Tensor, TensorData};
+    let mut b = GraphBuilder::new("quantized");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let q = b.initializer("conv.weight_quantized", Tensor::new(vec![4, 3, 1, 1], TensorData::I8(vec![1; 12])).unwrap());
+    let scale = b.initializer("conv.weight_scale", Tensor::new(vec![], TensorData::F32(vec![0.1])).unwrap());
+    let wt = b.node("DequantizeLinear", &[&q, &scale], &[]);
+    let y = b.node("Conv", &[&x, &wt], &[]);
+    let y = b.node("Relu", &[&y], &[]);
+    let shape = b.ints("flat", &[-1, 256]);
+    let y = b.node("Reshape", &[&y, &shape], &[]);
+    let q2 = b.initializer("fc.weight_quantized", Tensor::new(vec![256, 5], TensorData::I8(vec![1; 1280])).unwrap());
+    let wt2 = b.node("DequantizeLinear", &[&q2, &scale], &[]);
+    let y = b.node("MatMul", &[&y, &wt2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[5]));
+    let a = run(&b.build().unwrap());
+    assert!(a.prunable_groups().next().is_none(), "{}", a.table());
+    let quantized: Vec<&str> = a.blocked.iter().filter(|o| o.reason.contains("quantized")).map(|o| o.op_type.as_str()).collect();
+    assert_eq!(quantized, ["Conv", "MatMul"], "{:?}", a.blocked);
+    assert!(a.blocked[0].reason.contains("prune the float model"), "{:?}", a.blocked);
+}

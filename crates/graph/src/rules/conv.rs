@@ -16,7 +16,7 @@ impl Ctx<'_, '_> {
         let bias = ops::input(node, 2).map(str::to_string);
         let xt = self.track(&x).cloned();
         let Some(wd) = self.init_dims(&w) else {
-            self.block_node(node, "the weight is not an initializer");
+            self.block_computed_weight(node, &w);
             return Ok(None);
         };
         let g = group.max(1) as usize;

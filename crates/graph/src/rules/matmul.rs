@@ -10,7 +10,7 @@ impl Ctx<'_, '_> {
         let (trans_a, trans_b) = (g.trans_a, g.trans_b);
         let at = self.track(&a).cloned();
         let Some(bd) = self.init_dims(&b) else {
-            self.block_node(node, "the weight is not an initializer");
+            self.block_computed_weight(node, &b);
             return;
         };
         if bd.len() != 2 {
@@ -51,6 +51,10 @@ impl Ctx<'_, '_> {
         };
         let r = od.len();
         let mut out: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
+        if !ib && self.graph.producer_node(&b).is_some_and(|(_, p)| p.op() == "DequantizeLinear") {
+            self.block_computed_weight(node, &b);
+            return;
+        }
         match (ia, ib) {
             (false, true) => {
                 let Some(bd) = self.init_dims(&b) else { return };
