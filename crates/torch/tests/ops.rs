@@ -205,3 +205,39 @@ fn batch_norm_with_computed_statistics_is_the_inference_formula_in_both_modes() 
     (expected_of(&xr) * &c).sum(Kind::Float).backward();
     assert!(g[0].allclose(&xr.grad(), 1e-4, 1e-5, false), "{:?} vs {:?}", g[0], xr.grad());
 }
+
+/// A bidirectional LSTM and a GRU (batch first) train: every weight input gets a gradient,
+/// and the initial state is an input, not a parameter (its gradient flows to the caller).
+/// Their values against the ONNX reference are in the conformance suite (test_lstm_*,
+/// test_gru_*, test_rnn_*).
+#[test]
+fn recurrent_layers_differentiate_through_every_weight() {
+    for (op, gates, layout, direction) in [("LSTM", 4usize, 0i64, "bidirectional"), ("GRU", 3, 1, "forward")] {
+        let dirs = if direction == "bidirectional" { 2 } else { 1 };
+        let mut b = GraphBuilder::new(op);
+        b.opset(14);
+        let x_dims = if layout == 0 { known_dims(&[5, 2, 3]) } else { known_dims(&[2, 5, 3]) };
+        let x = b.input_f32("x", &x_dims);
+        let w = b.weight("w", &[dirs, gates * 4, 3], |i| ((i * 7) % 11) as f32 / 10.0 - 0.5);
+        let r = b.weight("r", &[dirs, gates * 4, 4], |i| ((i * 5) % 13) as f32 / 13.0 - 0.5);
+        let bias = b.weight("b", &[dirs, 2 * gates * 4], |i| (i % 3) as f32 / 10.0);
+        let attrs = [("hidden_size", Attr::Int(4)), ("direction", Attr::Str(direction.into())), ("layout", Attr::Int(layout))];
+        let y = b.node_with(op, &[&x, &w, &r, &bias], &["y"], &attrs);
+        let y_dims = if layout == 0 { known_dims(&[5, dirs as i64, 2, 4]) } else { known_dims(&[2, 5, dirs as i64, 4]) };
+        b.output_f32(&y, &y_dims);
+        let model = b.clone().build().unwrap();
+        let exec = Executor::new(&model, Device::Cpu).unwrap();
+        let shape: Vec<i64> = if layout == 0 { vec![5, 2, 3] } else { vec![2, 5, 3] };
+        let xin = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
+        let out = exec.forward(&[xin], Mode::Train).unwrap().remove(0);
+        let expected: Vec<i64> = if layout == 0 { vec![5, dirs as i64, 2, 4] } else { vec![2, 5, dirs as i64, 4] };
+        assert_eq!(out.size(), expected, "{op}");
+        out.sum(Kind::Float).backward();
+        let names: Vec<&str> = exec.parameters().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names.len(), 3, "{op}: {names:?}");
+        for p in exec.parameters() {
+            let g = p.tensor.grad();
+            assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{op}: no gradient for {}", p.name);
+        }
+    }
+}

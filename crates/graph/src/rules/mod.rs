@@ -136,6 +136,7 @@ impl Ctx<'_, '_> {
             | Op::Einsum
             | Op::ArgReduce(_)
             | Op::TopK(_)
+            | Op::Rnn(_)
             | Op::CumSum
             | Op::Tile
             | Op::DepthToSpace

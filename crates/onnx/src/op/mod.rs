@@ -53,6 +53,7 @@ pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod quant;
+pub mod recurrent;
 pub mod reduce;
 
 use crate::error::Result;
@@ -68,6 +69,7 @@ pub use matmul::Gemm;
 pub use norm::{LayerNorm, Softmax, SoftmaxKind};
 pub use pool::{Pool, PoolKind};
 pub use quant::QLinear;
+pub use recurrent::{Direction, Rnn, RnnKind};
 pub use reduce::{ArgReduce, Reduce, TopK};
 
 /// A node's operator, parsed once (see the module documentation).
@@ -141,6 +143,8 @@ pub enum Op {
     ArgReduce(ArgReduce),
     /// `TopK`: `k` (attribute or input by opset), axis, `largest`, `sorted`.
     TopK(TopK),
+    /// `RNN`, `GRU`, `LSTM`: the kind and attributes.
+    Rnn(Rnn),
     /// `CumSum`.
     CumSum,
     // ---- layout
@@ -429,6 +433,7 @@ pub const OPERATORS: &[&str] = &[
     "EyeLike",
     "Flatten",
     "Floor",
+    "GRU",
     "Gather",
     "GatherElements",
     "GatherND",
@@ -448,6 +453,7 @@ pub const OPERATORS: &[&str] = &[
     "IsInf",
     "IsNaN",
     "LRN",
+    "LSTM",
     "LayerNormalization",
     "LeakyRelu",
     "Less",
@@ -476,6 +482,7 @@ pub const OPERATORS: &[&str] = &[
     "Pow",
     "QuantizeLinear",
     "RMSNormalization",
+    "RNN",
     "Range",
     "Reciprocal",
     "ReduceL1",
@@ -600,6 +607,9 @@ impl Op {
             "ArgMax" => Op::ArgReduce(ArgReduce::parse(graph, node, true)?),
             "ArgMin" => Op::ArgReduce(ArgReduce::parse(graph, node, false)?),
             "TopK" => Op::TopK(TopK::parse(graph, node)?),
+            "RNN" => attrs(Rnn::parse(node, RnnKind::Rnn).map(Op::Rnn))?,
+            "GRU" => attrs(Rnn::parse(node, RnnKind::Gru).map(Op::Rnn))?,
+            "LSTM" => attrs(Rnn::parse(node, RnnKind::Lstm).map(Op::Rnn))?,
             "CumSum" => Op::CumSum,
             "Reshape" => Op::Reshape { allowzero: int_or("allowzero", 0)? != 0 },
             "Flatten" => Op::Flatten { axis: int_or("axis", 1)? },
@@ -695,6 +705,7 @@ impl Infer<'_, '_> {
             Op::Resize(r) => self.resize(node, r),
             Op::ArgReduce(r) => self.arg_reduce(node, r),
             Op::TopK(t) => self.top_k(node, t),
+            Op::Rnn(r) => self.rnn(node, r),
             Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, op),
             Op::NonZero => self.non_zero(node),
             &Op::OneHot { axis } => self.one_hot(node, axis),

@@ -132,6 +132,8 @@ fn is_parameter_position(op: &Op, k: usize) -> bool {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. } => true,
         Op::Reduce(_) | Op::Split(_) | Op::CumSum | Op::TopK(_) | Op::Trilu { .. } => k >= 1,
+        // sequence_lens and the initial states are inputs, not weights (LSTM's peepholes are).
+        Op::Rnn(_) => (4..7).contains(&k),
         _ => false,
     }
 }

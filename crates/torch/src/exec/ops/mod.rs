@@ -4,6 +4,7 @@
 mod math;
 mod nn;
 mod quant;
+mod recurrent;
 mod shape;
 
 use super::convert::{host_floats, host_ints};
@@ -244,6 +245,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::ScatterElements
         | Op::Trilu { .. } => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
+        Op::Rnn(r) => recurrent::compile(node, r),
         // `Constant` nodes are evaluated once by the executor, not compiled (supported,
         // hence not the refusal).
         Op::Constant => Err("a Constant node is evaluated once by the executor, not compiled".into()),
