@@ -533,3 +533,38 @@ fn einsum_attention_prunes_heads_end_to_end() {
     members.dedup();
     assert_eq!(members, [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)], "{}", analysis.table());
 }
+
+/// Recurrent layers as exporters write them: a bidirectional LSTM whose zero initial
+/// states are computed (omitted by normalization) and whose `[seq, 2, batch, H]` output is
+/// flattened for a linear layer; a GRU with a zero state from an `Expand`; an
+/// RNN whose initial state is 0.5 (not pruned). The LSTM's and GRU's hidden units are
+/// groups (W and R rows in every gate block, R's columns, the biases, `hidden_size`), the
+/// features they read are cut from W's columns, and removal is exact.
+#[test]
+fn recurrent_layers_prune_their_units_end_to_end() {
+    let a = prune_end_to_end("recurrent_lstm", &cases::recurrent_lstm(), 2);
+    let units = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "lstm.w" && m.axis == 1)).unwrap();
+    assert!(units.prunable && units.num_elements == 4, "{}", a.table());
+    let w = units.members.iter().find(|m| m.initializer == "lstm.w").unwrap();
+    assert_eq!(w.map.indices(1), vec![1, 5, 9, 13], "unit 1 in each of the four gate blocks");
+    let head = units.members.iter().find(|m| m.initializer == "head.weight").unwrap();
+    assert_eq!(head.map.indices(1), vec![1, 5], "unit 1 of both directions in the flattened [2, H]");
+    let mut names: Vec<(&str, usize)> = units.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names, [("head.weight", 0), ("lstm.b", 1), ("lstm.r", 1), ("lstm.r", 2), ("lstm.w", 1)], "{}", a.table());
+    let edits: Vec<(String, usize)> = units.shape_constants.iter().map(|c| (format!("{:?}", c.location), c.per_element as usize)).collect();
+    assert!(edits.iter().any(|(l, n)| l.contains("hidden_size") && *n == 1), "{edits:?}");
+    assert!(edits.iter().any(|(l, n)| l.contains("flat") && *n == 2), "the flattened [2, H] loses 2 per unit: {edits:?}");
+
+    let a = prune_end_to_end("recurrent_gru", &cases::recurrent_gru(), 2);
+    let gru = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "gru.w" && m.axis == 1)).unwrap();
+    assert!(gru.prunable && gru.num_elements == 5, "{}", a.table());
+    let rnn = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "mid.weight" && m.axis == 1));
+    assert!(rnn.is_some_and(|g| g.prunable), "the features the RNN reads:\n{}", a.table());
+    assert!(
+        a.groups.iter().all(|g| !g.members.iter().any(|m| m.initializer == "rnn.w" && m.axis == 1)),
+        "the RNN's units stay:\n{}",
+        a.table()
+    );
+}

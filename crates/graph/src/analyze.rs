@@ -368,7 +368,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     }
 
     /// Freezes the initializers among `values`, read whole by `node`.
-    fn freeze_reads(&mut self, node: &NodeProto, values: &[String], reason: &str) {
+    pub(crate) fn freeze_reads(&mut self, node: &NodeProto, values: &[String], reason: &str) {
         for v in values {
             if self.graph.initializer(v).is_some() && !self.frozen_inits.contains_key(v.as_str()) {
                 let why = format!("initializer '{v}' is also read by {}: {reason}", node_label(node));
@@ -394,7 +394,17 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// [`Ctx::member`] of a slice repeated along the axis as `outer` says.
     #[allow(clippy::too_many_arguments)]
-    fn member_repeated(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer, role: Role) {
+    pub(crate) fn member_repeated(
+        &mut self,
+        init: &str,
+        axis: usize,
+        range: Range,
+        offset: usize,
+        num: usize,
+        den: usize,
+        outer: Outer,
+        role: Role,
+    ) {
         let key = (init.to_string(), axis);
         let uses = self.init_uses.entry(key).or_default();
         let mut ties = Vec::new();

@@ -4,7 +4,7 @@
 //! calls buffers and exporters add as constants: BatchNormalization running
 //! statistics (inputs 3 and 4) and scalars (the `1.0` of `1 - mask`, the `sqrt(d)`
 //! of attention...). MACs are counted for the operators that dominate compute
-//! (Conv, ConvTranspose, Gemm, MatMul and their integer forms), from static shapes with
+//! (Conv, ConvTranspose, Gemm, MatMul and their integer forms; RNN/GRU/LSTM: every step's products with W and R), from static shapes with
 //! the batch symbol(s) bound to 1; the estimate is per batch element. The symbolic
 //! axes of integer inputs after the batch (token ids, attention masks, position ids:
 //! the sequence axes) are bound to 1 as well, so a transformer's MACs are per token
@@ -126,11 +126,14 @@ pub fn weight_costs_given(graph: &Graph<'_>, shapes: &Shapes, given: &HashMap<St
     }
     let est = macs_given(graph, shapes, given);
     let nodes = &graph.proto.node;
+    let mut recurrent_seen: std::collections::HashSet<usize> = std::collections::HashSet::new();
     for m in &est.per_node {
         let Some(node) = nodes.get(m.node) else { continue };
         let weight_input = |k: usize| node.input.get(k).filter(|n| out.weights.contains_key(n.as_str())).cloned();
         let weight = match crate::op::Op::parse(graph, node) {
             Ok(crate::op::Op::Conv(_) | crate::op::Op::ConvTranspose(_)) => weight_input(1),
+            // A recurrent layer's first record is W's share, the second R's.
+            Ok(crate::op::Op::Rnn(_)) => weight_input(if recurrent_seen.insert(m.node) { 1 } else { 2 }),
             _ => weight_input(1).or_else(|| weight_input(0)),
         };
         match weight.and_then(|w| out.weights.get_mut(&w)) {
@@ -245,7 +248,7 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
         let op = node.op();
         // A node that does not parse was reported by shape inference; it is not counted here.
         let Ok(parsed) = Op::parse(graph, node) else { continue };
-        if !matches!(parsed, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul { .. }) {
+        if !matches!(parsed, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul { .. } | Op::Rnn(_)) {
             continue;
         }
         let shape = |k: usize| -> Option<Vec<u64>> {
@@ -257,6 +260,24 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
             .first()
             .and_then(|o| shapes.bound_shape(o, bindings))
             .and_then(|s| s.into_iter().map(|d| u64::try_from(d).ok()).collect::<Option<Vec<u64>>>());
+        if let Op::Rnn(_) = parsed {
+            // Every step multiplies the input by W and the state by R, in every direction:
+            // two records, W's share first, then R's (see `weight_costs_given`).
+            let steps = shape(0).filter(|x| x.len() == 3).map(|x| x[0].saturating_mul(x[1]));
+            let numel = |k: usize| shape(k).map(|d| d.iter().product::<u64>());
+            match (steps, numel(1), numel(2)) {
+                (Some(steps), Some(w), Some(r)) => {
+                    for m in [steps.saturating_mul(w), steps.saturating_mul(r)] {
+                        est.total = est.total.saturating_add(m);
+                        let by_op = est.by_op.entry(op.to_string()).or_default();
+                        *by_op = by_op.saturating_add(m);
+                        est.per_node.push(NodeMacs { node: index, macs: m });
+                    }
+                }
+                _ => est.unresolved.push(index),
+            }
+            continue;
+        }
         let m = match &parsed {
             Op::Conv(_) => Conv::macs(shape(1).as_deref(), out.as_deref()),
             Op::ConvTranspose(_) => ConvTranspose::macs(shape(0).as_deref(), shape(1).as_deref()),

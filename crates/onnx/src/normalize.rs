@@ -22,6 +22,10 @@
 //!    twice, one constant `2`) gets a copy per position, as the entries count different
 //!    things;
 //!
+//!    3a. the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (a sliced
+//!    `ConstantOfShape` of `[layers, batch, H]`, as the TorchScript exporter computes them)
+//!    are omitted, zero being the default, with the nodes that computed only them;
+//!
 //!    3b. onnxruntime's fused element-wise and normalization operators
 //!    (`SkipLayerNormalization`, `BiasGelu`, `FastGelu`...; the `com.microsoft` domain,
 //!    written by its transformer optimizer) become their standard ONNX form (see
@@ -144,6 +148,8 @@ pub struct Summary {
     pub sums: usize,
     /// `Max`/`Min` nodes of more than two inputs rewritten as chains of binary ones.
     pub variadic: usize,
+    /// Zero initial states of recurrent layers omitted (zero is the default).
+    pub zero_states_omitted: usize,
     /// onnxruntime's fused operators (`SkipLayerNormalization`, `BiasGelu`...) written
     /// as standard ONNX.
     pub fused_rewritten: usize,
@@ -219,6 +225,7 @@ impl std::fmt::Display for Summary {
         count(self.initializer_inputs, "initializers removed from the graph inputs (treated as weights)");
         count(self.sums, "Sum nodes rewritten as Add");
         count(self.variadic, "Max/Min nodes split into binary ones");
+        count(self.zero_states_omitted, "zero initial states of recurrent layers omitted");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.einsums, "Einsum nodes written as MatMul");
@@ -281,6 +288,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
+    omit_zero_states(graph, &mut summary);
     let decomposed = contrib::decompose(graph, model.opset());
     summary.fused_rewritten = decomposed.fused;
     summary.experimental_rewritten = decomposed.experimental;
@@ -1119,6 +1127,86 @@ impl Names {
         }
         self.0.insert(name.clone());
         name
+    }
+}
+
+/// Omits the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (the default of an
+/// omitted state): exporters compute them as `ConstantOfShape([layers, batch, H])` sliced
+/// per layer, whose `H` would otherwise have to change with the layer's units (and one
+/// such constant serves every layer). The nodes that computed only them are removed.
+fn omit_zero_states(graph: &mut GraphProto, summary: &mut Summary) {
+    let recurrent = |n: &NodeProto| is_default_domain(n) && matches!(n.op(), "RNN" | "GRU" | "LSTM");
+    if !graph.node.iter().any(recurrent) {
+        return;
+    }
+    let producer: HashMap<String, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().filter(|o| !o.is_empty()).map(move |o| (o.clone(), i))).collect();
+    let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
+    fn all_zero(t: &TensorProto) -> bool {
+        Tensor::from_proto(t, None).is_ok_and(|t| t.to_f64_vec().iter().all(|&v| v == 0.0))
+    }
+    // Whether `value` is all zeros: a zero initializer or ConstantOfShape, moved or
+    // selected by operators that keep every value.
+    fn zero(graph: &GraphProto, producer: &HashMap<String, usize>, value: &str, depth: usize) -> bool {
+        if depth > 16 {
+            return false;
+        }
+        if let Some(t) = graph.initializer.iter().find(|t| t.name.as_deref() == Some(value)) {
+            return all_zero(t);
+        }
+        let Some(n) = producer.get(value).map(|&i| &graph.node[i]) else { return false };
+        if !is_default_domain(n) {
+            return false;
+        }
+        match n.op() {
+            "ConstantOfShape" => match n.attribute.iter().find(|a| a.name.as_deref() == Some("value")) {
+                None => true,
+                Some(a) => a.t.as_ref().is_some_and(all_zero),
+            },
+            "Slice" | "Gather" | "Reshape" | "Squeeze" | "Unsqueeze" | "Transpose" | "Expand" | "Identity" | "Cast" | "Tile"
+            | "Flatten" => n.input.first().is_some_and(|x| zero(graph, producer, x, depth + 1)),
+            _ => false,
+        }
+    }
+    let mut omitted: Vec<String> = Vec::new();
+    for i in 0..graph.node.len() {
+        if !recurrent(&graph.node[i]) {
+            continue;
+        }
+        let states: &[usize] = if graph.node[i].op() == "LSTM" { &[5, 6] } else { &[5] };
+        for &k in states {
+            let Some(v) = graph.node[i].input.get(k).filter(|v| !v.is_empty()).cloned() else { continue };
+            if !outputs.contains(&v) && zero(graph, &producer, &v, 0) {
+                graph.node[i].input[k] = String::new();
+                omitted.push(v);
+                summary.zero_states_omitted += 1;
+            }
+        }
+    }
+    // Remove what computed only the omitted states (nothing else reads it).
+    let mut dead: HashSet<usize> = HashSet::new();
+    let mut pending = omitted;
+    while let Some(v) = pending.pop() {
+        let Some(&i) = producer.get(&v) else { continue };
+        if dead.contains(&i) {
+            continue;
+        }
+        let n = &graph.node[i];
+        let read = |o: &String| {
+            outputs.contains(o) || graph.node.iter().enumerate().any(|(j, m)| !dead.contains(&j) && j != i && m.input.contains(o))
+        };
+        if n.output.iter().any(read) || !n.attribute.iter().all(|a| a.g.is_none() && a.graphs.is_empty()) {
+            continue;
+        }
+        dead.insert(i);
+        pending.extend(n.input.iter().filter(|x| !x.is_empty()).cloned());
+    }
+    if !dead.is_empty() {
+        let mut index = 0usize;
+        graph.node.retain(|_| {
+            index += 1;
+            !dead.contains(&(index - 1))
+        });
     }
 }
 

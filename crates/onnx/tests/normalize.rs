@@ -438,3 +438,19 @@ fn einsums_become_matmuls() {
     let kernel = graph(&after).initializer.iter().find(|t| t.name.as_deref() == Some("query/kernel")).unwrap();
     assert_eq!(kernel.dims, vec![8, 8], "folded as [E, H*D]");
 }
+
+/// Zero initial states of recurrent layers (a sliced `ConstantOfShape`, an `Expand` of a
+/// zero) are omitted, with the nodes that computed only them; a non-zero one stays.
+#[test]
+fn zero_initial_states_are_omitted() {
+    let (after, s) = run(&cases::recurrent_lstm());
+    assert_eq!(s.zero_states_omitted, 2, "{s}");
+    let ops: Vec<&str> = graph(&after).node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+    assert!(!ops.contains(&"ConstantOfShape") && !ops.contains(&"Slice"), "{ops:?}");
+    let lstm = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("LSTM")).unwrap();
+    assert!(lstm.input[5].is_empty() && lstm.input[6].is_empty(), "{:?}", lstm.input);
+    let (after, s) = run(&cases::recurrent_gru());
+    assert_eq!(s.zero_states_omitted, 1, "{s}");
+    let rnn = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("RNN")).unwrap();
+    assert!(!rnn.input[5].is_empty(), "the 0.5 state stays");
+}

@@ -12,6 +12,7 @@ mod layout;
 mod matmul;
 mod norm;
 mod pool;
+mod recurrent;
 mod reduce;
 
 use crate::analyze::{count_parts, normalize, seg_axis, window, window_whole, AnalysisError, Ctx};
@@ -120,6 +121,7 @@ impl Ctx<'_, '_> {
             Op::Conv(c) if !c.integer => self.conv(node, c.group)?,
             Op::ConvTranspose(c) => self.conv_transpose(node, c.group)?,
             Op::Gemm(g) => self.gemm(node, g),
+            Op::Rnn(r) => self.recurrent(node, r),
             Op::MatMul { integer: false } => self.matmul(node),
             Op::Gather { axis } => self.gather(node, *axis),
             Op::ConstantOfShape => self.constant_of_shape(node),
@@ -136,7 +138,6 @@ impl Ctx<'_, '_> {
             | Op::Einsum
             | Op::ArgReduce(_)
             | Op::TopK(_)
-            | Op::Rnn(_)
             | Op::CumSum
             | Op::Tile
             | Op::DepthToSpace

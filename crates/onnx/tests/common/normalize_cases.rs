@@ -59,6 +59,8 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("tf2onnx_attention", tf2onnx_attention()),
         ("einsum_attention", einsum_attention()),
         ("einsum_forms", einsum_forms()),
+        ("recurrent_lstm", recurrent_lstm()),
+        ("recurrent_gru", recurrent_gru()),
     ]
 }
 
@@ -735,5 +737,82 @@ pub fn einsum_forms() -> Model {
     b.output_f32(&mv, &batch_dims(&[3]));
     b.output_f32(&perm, &[Dim::Known(4), Dim::sym("batch"), Dim::Known(3)]);
     b.output_f32(&implicit, &batch_dims(&[6]));
+    finish(&b)
+}
+
+/// A two-direction LSTM as the TorchScript exporter writes `nn.LSTM(bidirectional=True)`:
+/// its zero initial states computed at run time (`ConstantOfShape([2, batch, H])`, sliced),
+/// the output `[seq, 2, batch, H]` flattened to `[seq, batch, 2H]` for a linear layer.
+/// Input `x` (`[seq, batch, 6]`), output `y` (`[seq, batch, 5]`).
+/// The hidden units (H = 4) are one prunable group, the input features another.
+pub fn recurrent_lstm() -> Model {
+    let mut b = GraphBuilder::new("recurrent_lstm");
+    b.opset(14);
+    let x = b.input_f32("x", &[Dim::sym("seq"), Dim::sym("batch"), Dim::Known(6)]);
+    let w0 = b.weight("proj.weight", &[6, 6], wave(2, 1, 7));
+    let x = b.node("MatMul", &[&x, &w0], &[]);
+    let x = b.node("Relu", &[&x], &[]);
+    let shape = b.node("Shape", &[&x], &[]);
+    let at1 = b.ints("at1", &[1]);
+    let batch = b.node("Gather", &[&shape, &at1], &[]);
+    let (two, four) = (b.ints("two", &[2]), b.ints("four", &[4]));
+    let state_shape = b.node_with("Concat", &[&two, &batch, &four], &[], &[("axis", Attr::Int(0))]);
+    let zeros = b.node("ConstantOfShape", &[&state_shape], &[]);
+    let (s0, s1, s2, a0) = (b.ints("s0", &[0]), b.ints("s1", &[2]), b.ints("s2", &[2]), b.ints("a0", &[0]));
+    let h0 = b.node("Slice", &[&zeros, &s0, &s1, &a0], &[]);
+    let c0 = b.node("Slice", &[&zeros, &s0, &s2, &a0], &[]);
+    let w = b.weight("lstm.w", &[2, 16, 6], wave(3, 2, 11));
+    let r = b.weight("lstm.r", &[2, 16, 4], wave(5, 1, 9));
+    let bias = b.weight("lstm.b", &[2, 32], wave(7, 3, 5));
+    let attrs = [("hidden_size", Attr::Int(4)), ("direction", Attr::Str("bidirectional".into()))];
+    let y = b.node_with("LSTM", &[&x, &w, &r, &bias, "", &h0, &c0], &[], &attrs);
+    let y = b.node_with("Transpose", &[&y], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let flat = b.ints("flat", &[0, -1, 8]);
+    let y = b.node("Reshape", &[&y, &flat], &[]);
+    let w2 = b.weight("head.weight", &[8, 5], wave(11, 2, 13));
+    let y = b.node("MatMul", &[&y, &w2], &["y"]);
+    b.output_f32(&y, &[Dim::sym("seq"), Dim::sym("batch"), Dim::Known(5)]);
+    finish(&b)
+}
+
+/// A GRU (`linear_before_reset`, sequence first as onnxruntime requires) whose last state
+/// feeds a linear layer, its zero initial state an `Expand` of a zero constant, and an RNN
+/// after it whose initial state is not zero (a constant 0.5: its units stay). Input `x`
+/// (`[seq, batch, 3]`), output `y` (`[batch, 2]`).
+pub fn recurrent_gru() -> Model {
+    let mut b = GraphBuilder::new("recurrent_gru");
+    b.opset(14);
+    let x = b.input_f32("x", &[Dim::sym("seq"), Dim::sym("batch"), Dim::Known(3)]);
+    let shape = b.node("Shape", &[&x], &[]);
+    let at1 = b.ints("at1", &[1]);
+    let batch = b.node("Gather", &[&shape, &at1], &[]);
+    let (one, five) = (b.ints("one", &[1]), b.ints("five", &[5]));
+    let state_shape = b.node_with("Concat", &[&one, &batch, &five], &[], &[("axis", Attr::Int(0))]);
+    let zero = b.initializer("zero", Tensor::new(vec![1], TensorData::F32(vec![0.0])).unwrap());
+    let h0 = b.node("Expand", &[&zero, &state_shape], &[]);
+    let w = b.weight("gru.w", &[1, 15, 3], wave(3, 2, 11));
+    let r = b.weight("gru.r", &[1, 15, 5], wave(5, 1, 9));
+    let bias = b.weight("gru.b", &[1, 30], wave(7, 3, 5));
+    let attrs = [("hidden_size", Attr::Int(5)), ("linear_before_reset", Attr::Int(1))];
+    b.node_with("GRU", &[&x, &w, &r, &bias, "", &h0], &["gru_y", "gru_h"], &attrs);
+    let last = b.ints("last", &[-1, 5]);
+    let h = b.node("Reshape", &["gru_h", &last], &[]);
+    let w2 = b.weight("mid.weight", &[5, 3], wave(9, 2, 7));
+    let h = b.node("MatMul", &[&h, &w2], &[]);
+    let seq = b.ints("seq1", &[1, -1, 3]);
+    let h = b.node("Reshape", &[&h, &seq], &[]);
+    let rw = b.weight("rnn.w", &[1, 4, 3], wave(4, 1, 5));
+    let rr = b.weight("rnn.r", &[1, 4, 4], wave(6, 2, 7));
+    let half = b.initializer("half", Tensor::new(vec![1], TensorData::F32(vec![0.5])).unwrap());
+    let four = b.ints("four_units", &[4]);
+    let rnn_state = b.node_with("Concat", &[&one, &batch, &four], &[], &[("axis", Attr::Int(0))]);
+    let h1 = b.node("Expand", &[&half, &rnn_state], &[]);
+    let rnn_attrs = [("hidden_size", Attr::Int(4))];
+    b.node_with("RNN", &[&h, &rw, &rr, "", "", &h1], &["rnn_y"], &rnn_attrs);
+    let flat = b.ints("flat4", &[-1, 4]);
+    let y = b.node("Reshape", &["rnn_y", &flat], &[]);
+    let w3 = b.weight("head.weight", &[4, 2], wave(8, 3, 9));
+    let y = b.node("MatMul", &[&y, &w3], &["y"]);
+    b.output_f32(&y, &batch_dims(&[2]));
     finish(&b)
 }
