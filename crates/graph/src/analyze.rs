@@ -605,6 +605,18 @@ impl<'a, 'm> Ctx<'a, 'm> {
                         }
                     }
                 }
+                // Two sizes read off shapes (the dynamo exporter's `[2, H]` flattened: the
+                // product of two measured entries): as a `ReduceProd` of them.
+                if node.input.iter().all(|v| self.is_measurement(v)) {
+                    let mut factors = Vec::new();
+                    for v in &node.input {
+                        let len = self.dims(v).map_or(1, |d| known_elements(&d));
+                        let at = if len == 1 { 0 } else { idx };
+                        let size = self.shapes.shape_value(v).and_then(|e| e.get(at).cloned()).unwrap_or(Dim::Known(1));
+                        factors.push((self.locate(&me, v, at), size));
+                    }
+                    return product_of_sizes(idx, factors);
+                }
                 Err(format!("entry {idx} is a product computed by {}", node_label(node)))
             }
             Op::Binary(b @ (Binary::Add | Binary::Sub | Binary::Div)) => {
@@ -646,32 +658,9 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 if !self.is_measurement(input) {
                     return Err(format!("entry {idx} is a product of a value computed by {}", node_label(node)));
                 }
-                let mut found: Option<(Vec<Part>, String)> = None;
-                let mut factor = 1usize;
-                for (j, size) in entries.iter().enumerate() {
-                    match self.locate(&me, input, j) {
-                        Ok(Located::Dynamic(parts, why)) => {
-                            found = Some(match found {
-                                None => (parts, why),
-                                // Heads times their width: the positions of the heads.
-                                Some((first, _)) => (
-                                    heads_times_width(&first, &parts)
-                                        .ok_or_else(|| format!("entry {idx} multiplies two sizes that count channels"))?,
-                                    why,
-                                ),
-                            })
-                        }
-                        _ => {
-                            // Symbolic sizes (the batch) are the dynamic part, as in `count_parts`.
-                            if let Some(n) = size.known() {
-                                let n = usize::try_from(n).map_err(|_| format!("entry {idx} multiplies a negative size"))?;
-                                factor = factor.saturating_mul(n);
-                            }
-                        }
-                    }
-                }
-                let (parts, why) = found.ok_or_else(|| format!("entry {idx} is a product of sizes that follow no channels"))?;
-                Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(factor)).collect(), why))
+                let factors: Vec<(Result<Located, String>, Dim)> =
+                    entries.iter().enumerate().map(|(j, size)| (self.locate(&me, input, j), size.clone())).collect();
+                product_of_sizes(idx, factors)
             }
             Op::Binary(Binary::Max) => {
                 // The broadcast of two shapes (`Max` of their entries): the entry both
@@ -757,6 +746,36 @@ impl<'a, 'm> Ctx<'a, 'm> {
             Err(why) => self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts),
         }
     }
+}
+
+/// Entry `idx` as the product of sizes read off shapes (`located`, with each size's value):
+/// the one that counts channels, times the known sizes of the others (symbolic ones are
+/// the dynamic part, as in `count_parts`); a count of heads times their width makes the
+/// heads' positions ([`heads_times_width`]).
+fn product_of_sizes(idx: usize, factors: Vec<(Result<Located, String>, Dim)>) -> Result<Located, String> {
+    let mut found: Option<(Vec<Part>, String)> = None;
+    let mut factor = 1usize;
+    for (located, size) in factors {
+        match located {
+            Ok(Located::Dynamic(parts, why)) => {
+                found = Some(match found {
+                    None => (parts, why),
+                    Some((first, _)) => (
+                        heads_times_width(&first, &parts).ok_or_else(|| format!("entry {idx} multiplies two sizes that count channels"))?,
+                        why,
+                    ),
+                })
+            }
+            _ => {
+                if let Some(n) = size.known() {
+                    let n = usize::try_from(n).map_err(|_| format!("entry {idx} multiplies a negative size"))?;
+                    factor = factor.saturating_mul(n);
+                }
+            }
+        }
+    }
+    let (parts, why) = found.ok_or_else(|| format!("entry {idx} is a product of sizes that follow no channels"))?;
+    Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(factor)).collect(), why))
 }
 
 /// The product of a count of heads and a count of positions inside every head (either

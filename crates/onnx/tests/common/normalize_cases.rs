@@ -742,7 +742,9 @@ pub fn einsum_forms() -> Model {
 
 /// A two-direction LSTM as the TorchScript exporter writes `nn.LSTM(bidirectional=True)`:
 /// its zero initial states computed at run time (`ConstantOfShape([2, batch, H])`, sliced),
-/// the output `[seq, 2, batch, H]` flattened to `[seq, batch, 2H]` for a linear layer.
+/// the output `[seq, 2, batch, H]` flattened to `[seq, batch, 2H]` for a linear layer (the
+/// target computed from the shape, `2 * H` a product of two measured sizes, as the dynamo
+/// exporter writes it).
 /// Input `x` (`[seq, batch, 6]`), output `y` (`[seq, batch, 5]`).
 /// The hidden units (H = 4) are one prunable group, the input features another.
 pub fn recurrent_lstm() -> Model {
@@ -767,7 +769,13 @@ pub fn recurrent_lstm() -> Model {
     let attrs = [("hidden_size", Attr::Int(4)), ("direction", Attr::Str("bidirectional".into()))];
     let y = b.node_with("LSTM", &[&x, &w, &r, &bias, "", &h0, &c0], &[], &attrs);
     let y = b.node_with("Transpose", &[&y], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-    let flat = b.ints("flat", &[0, -1, 8]);
+    // [seq, batch, 2 * H] computed from the shape, as the dynamo exporter writes it.
+    let dims = b.node("Shape", &[&y], &[]);
+    let bounds = [("b0", 0), ("b1", 1), ("b2", 2), ("b3", 3), ("b4", 4)].map(|(n, v)| b.ints(n, &[v]));
+    let piece = |b: &mut GraphBuilder, k: usize| b.node("Slice", &[&dims, &bounds[k], &bounds[k + 1]], &[]);
+    let (seq, batch, dirs, units) = (piece(&mut b, 0), piece(&mut b, 1), piece(&mut b, 2), piece(&mut b, 3));
+    let width = b.node("Mul", &[&dirs, &units], &[]);
+    let flat = b.node_with("Concat", &[&seq, &batch, &width], &[], &[("axis", Attr::Int(0))]);
     let y = b.node("Reshape", &[&y, &flat], &[]);
     let w2 = b.weight("head.weight", &[8, 5], wave(11, 2, 13));
     let y = b.node("MatMul", &[&y, &w2], &["y"]);
