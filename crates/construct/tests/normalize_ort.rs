@@ -504,34 +504,25 @@ fn batch_one_exports_of_transformers_take_the_batch() {
     assert!(why.contains("GatherElements") && why.contains("'types'"), "{why}");
 }
 
-/// Keras' attention as tf2onnx writes it: the projection kernels reshaped by targets
+/// Keras' attention as tf2onnx writes it, and attention written with `Einsum` (Keras at
+/// opset 13, `torch.einsum`). tf2onnx's form: the projection kernels reshaped by targets
 /// computed from their own shapes become initializers, and the batched products' sizes
 /// computed from measured shapes (`ReduceProd` of `[N, H]` and of `[H, D]`, `Max` of two
-/// operands' `[N, H]`) follow the heads, so the heads are one prunable group whose
-/// removal is exact.
+/// operands' `[N, H]`) follow the heads. The `Einsum`s become `Transpose`/`Reshape`/
+/// `MatMul` (the `Einsum` itself blocked them before). Both: the heads are one prunable
+/// group whose removal is exact.
 #[test]
-fn tf2onnx_attention_prunes_heads_end_to_end() {
-    let analysis = prune_end_to_end("tf2onnx_attention", &cases::tf2onnx_attention(), 1);
-    let g = analysis.prunable_groups().next().unwrap();
-    assert_eq!(g.num_elements, 2, "the two heads:\n{}", analysis.table());
-    let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
-    members.sort_unstable();
-    members.dedup();
-    assert_eq!(members, [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)], "{}", analysis.table());
-}
-
-/// Attention written with `Einsum` (Keras at opset 13, `torch.einsum`): each `Einsum`
-/// becomes `Transpose`/`Reshape`/`MatMul`, so the heads are one prunable group (the
-/// `Einsum` itself blocked them before), and removing heads is exact.
-#[test]
-fn einsum_attention_prunes_heads_end_to_end() {
-    let analysis = prune_end_to_end("einsum_attention", &cases::einsum_attention(), 1);
-    let g = analysis.prunable_groups().next().unwrap();
-    assert_eq!(g.num_elements, 2, "the two heads:\n{}", analysis.table());
-    let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
-    members.sort_unstable();
-    members.dedup();
-    assert_eq!(members, [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)], "{}", analysis.table());
+fn keras_attention_prunes_heads_end_to_end() {
+    for (name, case) in [("tf2onnx_attention", cases::tf2onnx_attention()), ("einsum_attention", cases::einsum_attention())] {
+        let analysis = prune_end_to_end(name, &case, 1);
+        let g = analysis.prunable_groups().next().unwrap();
+        assert_eq!(g.num_elements, 2, "{name}: the two heads:\n{}", analysis.table());
+        let mut members: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
+        members.sort_unstable();
+        members.dedup();
+        let want = [("key/kernel", 1), ("output/kernel", 0), ("query/kernel", 1), ("value/kernel", 1)];
+        assert_eq!(members, want, "{name}: {}", analysis.table());
+    }
 }
 
 /// Recurrent layers as exporters write them: a bidirectional LSTM whose zero initial

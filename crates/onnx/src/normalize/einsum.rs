@@ -286,17 +286,14 @@ fn rewrite(node: &NodeProto, shapes: &Shapes, names: &mut HashSet<String>) -> Op
     let split_out = (identity && split).then(|| out.clone());
     let full = if split {
         let mut entries: Vec<Entry> = (0..nb).map(|_| Entry::Known(0)).collect();
-        for (i, d) in dims_fa.iter().enumerate() {
-            entries.push(match d.known() {
-                Some(v) => Entry::Known(v),
-                None => Entry::Computed(w.computed_size(x_a, &[pos(&a, free_a[i])?])?),
-            });
-        }
-        for (i, d) in dims_fb.iter().enumerate() {
-            entries.push(match d.known() {
-                Some(v) => Entry::Known(v),
-                None => Entry::Computed(w.computed_size(x_b, &[pos(&b, free_b[i])?])?),
-            });
+        // Each free axis: its size, or read off its operand's shape.
+        for (dims, free, source, term) in [(&dims_fa, &free_a, x_a, &a), (&dims_fb, &free_b, x_b, &b)] {
+            for (d, &c) in dims.iter().zip(free.iter()) {
+                entries.push(match d.known() {
+                    Some(v) => Entry::Known(v),
+                    None => Entry::Computed(w.computed_size(source, &[pos(term, c)?])?),
+                });
+            }
         }
         reshape(&mut w, &product, entries, split_out)?
     } else {
