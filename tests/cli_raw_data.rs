@@ -365,6 +365,22 @@ fn image_pixels_match_pil() {
         }
     }
     assert!(failures.is_empty(), "pixels differ from PIL's:\n{}", failures.join("\n"));
+    // A channels-last input (a Keras model by tf2onnx, `[N, H, W, 3]`) gets the same
+    // pixels in its layout.
+    let nhwc =
+        oto_torch::exec::GraphInput { name: "x".into(), dtype: oto_onnx::DType::F32, dims: Some(vec![None, Some(64), Some(64), Some(3)]) };
+    let last = oto_torch::data::images::ImageFolder::open(
+        &image_folder_dir().join("images"),
+        &Default::default(),
+        oto_torch::data::images::Part::All,
+        0,
+        &nhwc,
+    )
+    .unwrap();
+    let all: Vec<i64> = (0..files.len() as i64).collect();
+    let (first, channels_last) = (images.decode(&all).unwrap(), last.decode(&all).unwrap());
+    assert_eq!(channels_last.size(), [files.len() as i64, 64, 64, 3]);
+    assert!(channels_last.equal(&first.permute([0, 2, 3, 1])), "channels-last pixels differ from channels-first ones");
 }
 
 /// The Optimum ViT's input is `[batch_size, num_channels, height, width]`, all symbolic:

@@ -77,7 +77,8 @@ pub fn size_from_preprocessor(input: &GraphInput, model: &Path) -> Result<Option
     Ok(Some(GraphInput { name: input.name.clone(), dtype: input.dtype, dims: Some(dims) }))
 }
 
-/// An image folder matched against a model input of shape `[N, 3, H, W]` (float32).
+/// An image folder matched against a model input of shape `[N, 3, H, W]`, or
+/// `[N, H, W, 3]` (channels last: a TensorFlow/Keras model converted by tf2onnx) (float32).
 #[derive(Debug)]
 pub struct ImageFolder {
     /// The image files of this data set (after the split).
@@ -88,6 +89,8 @@ pub struct ImageFolder {
     pub classes: Vec<String>,
     height: usize,
     width: usize,
+    /// The input is `[N, H, W, 3]`.
+    channels_last: bool,
     mean: [f32; 3],
     std: [f32; 3],
 }
@@ -98,12 +101,13 @@ impl ImageFolder {
     pub fn open(dir: &Path, options: &ImageOptions, part: Part, seed: u64, input: &GraphInput) -> Result<ImageFolder> {
         let data_error = |message: String| Error::Data { path: dir.to_path_buf(), message };
         let dims = input.dims.as_deref().unwrap_or_default();
-        let (height, width) = match dims {
-            [_, Some(3), Some(h), Some(w)] if *h > 0 && *w > 0 => (*h as usize, *w as usize),
+        let (height, width, channels_last) = match dims {
+            [_, Some(3), Some(h), Some(w)] if *h > 0 && *w > 0 => (*h as usize, *w as usize, false),
+            [_, Some(h), Some(w), Some(3)] if *h > 0 && *w > 0 => (*h as usize, *w as usize, true),
             _ => {
                 return Err(data_error(format!(
-                    "an image folder needs a model input of shape [N, 3, H, W] with fixed H and W (or a \
-                     preprocessor_config.json beside the model giving its size); input '{}' has shape {}",
+                    "an image folder needs a model input of shape [N, 3, H, W] or [N, H, W, 3] with fixed H and W \
+                     (or a preprocessor_config.json beside the model giving its size); input '{}' has shape {}",
                     input.name,
                     crate::exec::describe_dims(dims)
                 )))
@@ -160,7 +164,7 @@ impl ImageFolder {
             return Err(data_error(format!("--val-split {:?} leaves no images for this part", options.val_split)));
         }
         let (files, labels) = chosen.into_iter().unzip();
-        Ok(ImageFolder { files, labels, classes, height, width, mean: options.mean.unwrap_or(IMAGENET_MEAN), std })
+        Ok(ImageFolder { files, labels, classes, height, width, channels_last, mean: options.mean.unwrap_or(IMAGENET_MEAN), std })
     }
 
     /// Number of images.
@@ -173,7 +177,8 @@ impl ImageFolder {
         self.files.is_empty()
     }
 
-    /// The images at `indices` decoded in parallel: `[B, 3, H, W]` float32 on the host.
+    /// The images at `indices` decoded in parallel: `[B, 3, H, W]` (`[B, H, W, 3]` for a
+    /// channels-last input) float32 on the host.
     pub fn decode(&self, indices: &[i64]) -> Result<Tensor> {
         let (h, w) = (self.height, self.width);
         let pixels: Vec<Vec<f32>> = indices
@@ -188,15 +193,18 @@ impl ImageFolder {
                 let mut out = vec![0f32; 3 * h * w];
                 for (p, px) in small.pixels().enumerate() {
                     for c in 0..3 {
-                        out[c * h * w + p] = (f32::from(px.0[c]) / 255.0 - self.mean[c]) / self.std[c];
+                        let at = if self.channels_last { p * 3 + c } else { c * h * w + p };
+                        out[at] = (f32::from(px.0[c]) / 255.0 - self.mean[c]) / self.std[c];
                     }
                 }
                 Ok(out)
             })
             .collect::<Result<_>>()?;
         let flat: Vec<f32> = pixels.concat();
+        let shape =
+            if self.channels_last { [indices.len() as i64, h as i64, w as i64, 3] } else { [indices.len() as i64, 3, h as i64, w as i64] };
         Tensor::from_slice(&flat)
-            .f_view([indices.len() as i64, 3, h as i64, w as i64])
+            .f_view(shape)
             .and_then(|t| t.f_to_kind(Kind::Float))
             .map_err(|e| Error::torch("assembling an image batch", e))
     }
