@@ -22,7 +22,10 @@
 //!    twice, one constant `2`) gets a copy per position, as the entries count different
 //!    things;
 //!
-//!    3a. the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (a sliced
+//!    3a. a `BatchNormalization`'s running mean or variance that is an initializer also
+//!    read elsewhere (tf2onnx merges equal constants: a fresh Keras layer's ones serve as
+//!    scale and variance) gets a copy of its own, so the scale and bias stay parameters;
+//!    the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (a sliced
 //!    `ConstantOfShape` of `[layers, batch, H]`, as the TorchScript exporter computes them)
 //!    are omitted, zero being the default, with the nodes that computed only them;
 //!
@@ -150,6 +153,9 @@ pub struct Summary {
     pub variadic: usize,
     /// Zero initial states of recurrent layers omitted (zero is the default).
     pub zero_states_omitted: usize,
+    /// BatchNormalization running statistics given a copy of their own (the initializer was
+    /// also read elsewhere, as tf2onnx's merged constants are).
+    pub statistics_untied: usize,
     /// onnxruntime's fused operators (`SkipLayerNormalization`, `BiasGelu`...) written
     /// as standard ONNX.
     pub fused_rewritten: usize,
@@ -226,6 +232,7 @@ impl std::fmt::Display for Summary {
         count(self.sums, "Sum nodes rewritten as Add");
         count(self.variadic, "Max/Min nodes split into binary ones");
         count(self.zero_states_omitted, "zero initial states of recurrent layers omitted");
+        count(self.statistics_untied, "BatchNormalization statistics given their own initializer");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.einsums, "Einsum nodes written as MatMul");
@@ -289,6 +296,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
     omit_zero_states(graph, &mut summary);
+    untie_statistics(graph, &mut summary);
     let decomposed = contrib::decompose(graph, model.opset());
     summary.fused_rewritten = decomposed.fused;
     summary.experimental_rewritten = decomposed.experimental;
@@ -1128,6 +1136,59 @@ impl Names {
         self.0.insert(name.clone());
         name
     }
+}
+
+/// Gives a `BatchNormalization`'s running mean and variance (inputs 3 and 4) their own
+/// copies where the initializer is also read elsewhere: tf2onnx merges equal constants, so
+/// a freshly initialized Keras layer reads one tensor of ones as its scale and its variance
+/// and one of zeros as its bias and its mean; the statistics are buffers that training
+/// updates apart from the trained scale and bias, which must stay parameters.
+fn untie_statistics(graph: &mut GraphProto, summary: &mut Summary) {
+    let is_bn = |n: &NodeProto| is_default_domain(n) && n.op() == "BatchNormalization";
+    if !graph.node.iter().any(is_bn) {
+        return;
+    }
+    let mut reads: HashMap<String, usize> = HashMap::new();
+    for n in &graph.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            *reads.entry(i.clone()).or_default() += 1;
+        }
+    }
+    for o in graph.output.iter().filter_map(|o| o.name.clone()) {
+        *reads.entry(o).or_default() += 1;
+    }
+    let mut names: HashSet<String> = graph.initializer.iter().filter_map(|t| t.name.clone()).collect();
+    names.extend(graph.node.iter().flat_map(|n| n.input.iter().chain(&n.output).cloned()));
+    let mut copies: Vec<TensorProto> = Vec::new();
+    for i in 0..graph.node.len() {
+        if !is_bn(&graph.node[i]) {
+            continue;
+        }
+        for (k, what) in [(3usize, "running_mean"), (4, "running_var")] {
+            let Some(v) = graph.node[i].input.get(k).filter(|v| !v.is_empty()).cloned() else { continue };
+            if reads.get(&v).copied().unwrap_or(0) < 2 {
+                continue;
+            }
+            let Some(t) = graph.initializer.iter().find(|t| t.name.as_deref() == Some(v.as_str())) else { continue };
+            let base = format!("{}/{what}", graph.node[i].name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| v.clone()));
+            let mut name = base.clone();
+            let mut n = 0;
+            while names.contains(&name) {
+                n += 1;
+                name = format!("{base}_{n}");
+            }
+            names.insert(name.clone());
+            let mut copy = t.clone();
+            copy.name = Some(name.clone());
+            copies.push(copy);
+            if let Some(r) = reads.get_mut(&v) {
+                *r -= 1;
+            }
+            graph.node[i].input[k] = name;
+            summary.statistics_untied += 1;
+        }
+    }
+    graph.initializer.extend(copies);
 }
 
 /// Omits the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (the default of an

@@ -456,3 +456,17 @@ fn zero_initial_states_are_omitted() {
     let rnn = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("RNN")).unwrap();
     assert!(!rnn.input[5].is_empty(), "the 0.5 state stays");
 }
+
+/// A BatchNormalization reading one initializer as its scale and its variance (and one as
+/// its bias and its mean, tf2onnx's merged constants) gets copies for the statistics: the
+/// scale and bias are parameters again, the statistics buffers of their own.
+#[test]
+fn merged_batchnorm_statistics_get_their_own_copies() {
+    let (after, s) = run(&cases::merged_bn_constants());
+    assert_eq!(s.statistics_untied, 2, "{s}");
+    let bn = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("BatchNormalization")).unwrap();
+    let distinct: std::collections::HashSet<&String> = bn.input[1..].iter().collect();
+    assert_eq!(distinct.len(), 4, "{:?}", bn.input);
+    let g = oto_onnx::Graph::new(&after).unwrap();
+    assert_eq!(oto_onnx::cost::parameter_count(&g).parameters, 6 * 27 + 5 * 6 + 12, "scale and bias count as parameters");
+}

@@ -1,6 +1,10 @@
 //! Operator rules not covered by the zoo: Dropout in both modes, opset-dependent
 //! forms, negative-step Slice, asymmetric pads, unsupported operators.
 
+#[path = "../../onnx/tests/common/normalize_cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
 use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
 use oto_onnx::{Dim, Tensor as OnnxTensor};
 use oto_torch::exec::{Executor, Mode};
@@ -239,5 +243,52 @@ fn recurrent_layers_differentiate_through_every_weight() {
             let g = p.tensor.grad();
             assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{op}: no gradient for {}", p.name);
         }
+    }
+}
+
+/// tf2onnx writes Keras' `UpSampling2D` as a nearest `Resize` with
+/// `tf_half_pixel_for_nn` and `floor`: by a whole factor it picks what asymmetric + floor
+/// does, checked against onnxruntime; a fractional factor is refused when the node runs.
+#[test]
+fn tf_half_pixel_nearest_upsampling_by_whole_factors() {
+    let build = |scale: f32| {
+        let mut b = GraphBuilder::new("upsample");
+        b.opset(13);
+        let x = b.input_f32("x", &known_dims(&[1, 2, 3, 5]));
+        let scales = b.initializer("scales", OnnxTensor::new(vec![4], oto_onnx::TensorData::F32(vec![1.0, 1.0, scale, scale])).unwrap());
+        let attrs = [
+            ("mode", Attr::Str("nearest".into())),
+            ("coordinate_transformation_mode", Attr::Str("tf_half_pixel_for_nn".into())),
+            ("nearest_mode", Attr::Str("floor".into())),
+        ];
+        let y = b.node_with("Resize", &[&x, "", &scales], &["y"], &attrs);
+        let out = (3.0 * scale) as i64;
+        b.output_f32(&y, &known_dims(&[1, 2, out, (5.0 * scale) as i64]));
+        b
+    };
+    let values: Vec<f32> = (0..30).map(|i| i as f32).collect();
+    let x = Tensor::from_slice(&values).reshape([1, 2, 3, 5]);
+    let b = build(2.0);
+    let ours = run(&b, &x, Mode::Eval);
+    let input = OnnxTensor::new(vec![1, 2, 3, 5], oto_onnx::TensorData::F32(values.clone())).unwrap();
+    let theirs = &oto_testkit::run_ort(&b.clone().build().unwrap().proto, &[("x".to_string(), input)])[0].1;
+    let ours: Vec<f64> = Vec::<f32>::try_from(ours.flatten(0, -1)).unwrap().into_iter().map(f64::from).collect();
+    assert_eq!(&ours, theirs);
+    let model = build(1.5).build().unwrap();
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let err = tch::no_grad(|| exec.forward(&[x.shallow_clone()], Mode::Eval)).unwrap_err().to_string();
+    assert!(err.contains("whole upscaling factors"), "{err}");
+}
+
+/// tf2onnx's merged constants (one tensor of ones as a BatchNorm's scale and variance):
+/// after normalization the scale and bias are trainable parameters (HESSO prunes with
+/// them as producers) and the statistics are buffers of their own.
+#[test]
+fn merged_batchnorm_constants_train_as_parameters() {
+    let (model, _) = oto_onnx::normalize::normalize(cases::merged_bn_constants(), &Default::default()).unwrap();
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let names: Vec<&str> = exec.parameters().iter().filter(|p| !p.frozen).map(|p| p.name.as_str()).collect();
+    for want in ["bn/ReadVariableOp:0", "bn/FusedBatchNormV3/ReadVariableOp:0"] {
+        assert!(names.contains(&want), "{want} is not trainable: {names:?}");
     }
 }

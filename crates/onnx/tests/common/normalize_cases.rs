@@ -61,6 +61,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("einsum_forms", einsum_forms()),
         ("recurrent_lstm", recurrent_lstm()),
         ("recurrent_gru", recurrent_gru()),
+        ("merged_bn_constants", merged_bn_constants()),
     ]
 }
 
@@ -822,5 +823,26 @@ pub fn recurrent_gru() -> Model {
     let w3 = b.weight("head.weight", &[4, 2], wave(8, 3, 9));
     let y = b.node("MatMul", &[&y, &w3], &["y"]);
     b.output_f32(&y, &batch_dims(&[2]));
+    finish(&b)
+}
+
+/// A freshly initialized Keras BatchNormalization as tf2onnx writes it: equal constants
+/// merged, so one tensor of ones is the scale and the running variance and one of zeros
+/// the bias and the running mean. Input `x` (`[batch, 3, 4, 4]`), output `y`
+/// (`[batch, 5, 4, 4]`).
+pub fn merged_bn_constants() -> Model {
+    let mut b = GraphBuilder::new("merged_bn_constants");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[3, 4, 4]));
+    let w = b.weight("conv.weight", &[6, 3, 3, 3], wave(2, 1, 7));
+    let pads = [("pads", Attr::Ints(vec![1, 1, 1, 1]))];
+    let h = b.node_with("Conv", &[&x, &w], &[], &pads);
+    let ones = b.initializer("bn/ReadVariableOp:0", Tensor::new(vec![6], TensorData::F32(vec![1.0; 6])).unwrap());
+    let zeros = b.initializer("bn/FusedBatchNormV3/ReadVariableOp:0", Tensor::new(vec![6], TensorData::F32(vec![0.0; 6])).unwrap());
+    let h = b.node_with("BatchNormalization", &[&h, &ones, &zeros, &zeros, &ones], &[], &[("epsilon", Attr::Float(1e-3))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let w2 = b.weight("head.weight", &[5, 6, 1, 1], wave(3, 2, 5));
+    let y = b.node("Conv", &[&h, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[5, 4, 4]));
     finish(&b)
 }

@@ -463,8 +463,12 @@ fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, Str
     let (coordinate, nearest_mode) = (r.coordinate_transformation_mode.clone(), r.nearest_mode.clone());
     let mode = r.mode.clone();
     let nearest = mode == "nearest";
-    if nearest && !(coordinate == "asymmetric" && nearest_mode == "floor") {
-        return Err(format!("Resize nearest with coordinate_transformation_mode '{coordinate}' and nearest_mode '{nearest_mode}' is not supported (asymmetric + floor is)"));
+    // tf2onnx's `tf_half_pixel_for_nn` (Keras' UpSampling2D) picks floor((x + 0.5) / k),
+    // which is floor(x / k), asymmetric's, when the size grows by a whole factor k: checked
+    // when the node runs.
+    let whole_factors_only = nearest && coordinate == "tf_half_pixel_for_nn" && nearest_mode == "floor";
+    if nearest && !(coordinate == "asymmetric" && nearest_mode == "floor") && !whole_factors_only {
+        return Err(format!("Resize nearest with coordinate_transformation_mode '{coordinate}' and nearest_mode '{nearest_mode}' is not supported (asymmetric + floor is, and tf_half_pixel_for_nn + floor by whole factors)"));
     }
     // PyTorch's bicubic: a = -0.75, samples outside clamped to the border.
     let cubic = mode == "cubic";
@@ -529,6 +533,12 @@ fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, Str
             }
             _ => return Err(OpError("Resize needs 4 scales or 4 sizes".into())),
         };
+        if whole_factors_only && (out[0] % size[2].max(1) != 0 || out[1] % size[3].max(1) != 0) {
+            return Err(OpError(format!(
+                "Resize nearest tf_half_pixel_for_nn from {}x{} to {}x{}: only whole upscaling factors are supported",
+                size[2], size[3], out[0], out[1]
+            )));
+        }
         // pytorch_half_pixel samples an axis resized to 1 at its first position (half_pixel,
         // as PyTorch's kernels, at its middle).
         let (mut x, mut sh, mut sw) = (x.shallow_clone(), sh, sw);
