@@ -2,7 +2,6 @@
 //! forms, negative-step Slice, asymmetric pads, unsupported operators.
 
 #[path = "../../onnx/tests/common/normalize_cases.rs"]
-#[allow(dead_code)]
 mod cases;
 
 use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
