@@ -141,7 +141,7 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
 }
 
 /// Shape inference, completed with declared `value_info` and initializer shapes.
-fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
+pub(crate) fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
     let mut shapes = oto_onnx::shape::infer(graph)?;
     let declared = graph.proto.value_info.iter().chain(graph.proto.input.iter()).chain(graph.proto.output.iter());
     for vi in declared {

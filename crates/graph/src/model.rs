@@ -428,7 +428,7 @@ fn check_constant(
         ShapeLocation::Computed { value, len } => {
             graph.producer(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
             // Construction allocates `len` entries: it must be the value's length.
-            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
             let known = shapes.as_ref().map_err(Clone::clone)?.shape(value).and_then(|s| match s {
                 [d] => d.known(),
                 _ => None,
@@ -456,7 +456,7 @@ fn check_constant(
                 return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
             }
             // The count must be the number of entries the node averages in this model.
-            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
             let shapes = shapes.as_ref().map_err(Clone::clone)?;
             let dims: Vec<Option<i64>> =
                 n.input.first().and_then(|x| shapes.shape(x)).map(|d| d.iter().map(oto_onnx::Dim::known).collect()).unwrap_or_default();

@@ -1011,3 +1011,33 @@ fn quantized_weights_say_to_prune_the_float_model() {
     assert_eq!(quantized, ["Conv", "MatMul"], "{:?}", a.blocked);
     assert!(a.blocked[0].reason.contains("prune the float model"), "{:?}", a.blocked);
 }
+
+/// Where shape inference stops (an operator without a shape rule, here a custom one) the
+/// analysis takes the shapes the file declares (`value_info`); the check of the analysis
+/// reads them too. An RMSNormalization after such a value recorded its mean's divisor from
+/// the declared width, and the check, which did not read them, refused the model ('the
+/// node averages an unknown number of entries': a LLaMA exported at opset 23).
+#[test]
+fn declared_shapes_serve_the_analysis_and_its_check_alike() {
+    use oto_onnx::builder::value_info;
+    use oto_onnx::DType;
+    let mut b = GraphBuilder::new("declared");
+    b.opset(23);
+    b.import_domain("com.example", 1);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let w1 = w(&mut b, "up.weight", &[8, 8]);
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let u = b.node_in_domain("com.example", "Opaque", &[&x], &["opaque"], &[]);
+    let s = b.node("Add", &[&h, &u], &["residual"]);
+    let scale = w(&mut b, "norm.weight", &[8]);
+    let r = b.node_with("RMSNormalization", &[&s, &scale], &[], &[("axis", Attr::Int(-1))]);
+    let w2 = w(&mut b, "down.weight", &[8, 3]);
+    let y = b.node("MatMul", &[&r, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[3]));
+    let mut model = b.build().unwrap();
+    let g = model.proto.graph.as_mut().unwrap();
+    g.value_info.push(value_info("opaque", DType::F32, &batch_dims(&[8])));
+    g.value_info.push(value_info("residual", DType::F32, &batch_dims(&[8])));
+    let a = run(&model);
+    assert!(a.groups.iter().any(|g| g.members.iter().any(|m| m.initializer == "up.weight")), "{}", a.table());
+}
