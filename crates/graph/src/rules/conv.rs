@@ -23,9 +23,33 @@ impl Ctx<'_, '_> {
         Ok(Some(ConvParts { x, w, bias, xt, wd, g }))
     }
 
-    /// A convolution's window mixes positions: channels tracked along a spatial axis cannot pass.
+    /// A convolution's window mixes positions: channels tracked along a spatial axis cannot
+    /// pass. But for positions inside the channels' own blocks (a dense layer's units viewed
+    /// as `[C, H, W]`, as a generator's `view(-1, C, 4, 4)` does): the channel axis counts
+    /// whole blocks of them, so an element is always whole channels, which the window never
+    /// splits.
     fn block_tracked_spatial(&mut self, node: &NodeProto, xt: Option<&ValueT>) {
-        for a in xt.into_iter().flat_map(|t| t.iter().skip(2)) {
+        let Some(t) = xt else { return };
+        let blocks: Vec<(Range, usize)> = match t.get(1).and_then(AxisT::single_segs) {
+            Some(segs) => segs
+                .iter()
+                .filter_map(|s| match s {
+                    Seg::Tracked { range, scale: Scale::Coarse(k), .. } => Some((*range, *k)),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let inside = |track: &Track| match track {
+            Track::Inner { k, ranges, .. } | Track::Sub { k, ranges, .. } => {
+                ranges.iter().all(|r| blocks.iter().any(|(b, bk)| bk == k && b.base == r.base && b.start <= r.start && r.end() <= b.end()))
+            }
+            Track::Segs(_) => false,
+        };
+        for a in t.iter().skip(2) {
+            if a.factors.iter().all(|f| f.track.as_ref().is_none_or(inside)) {
+                continue;
+            }
             self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
         }
     }
