@@ -30,27 +30,10 @@ impl Ctx<'_, '_> {
     /// splits.
     fn block_tracked_spatial(&mut self, node: &NodeProto, xt: Option<&ValueT>) {
         let Some(t) = xt else { return };
-        let blocks: Vec<(Range, usize)> = match t.get(1).and_then(AxisT::single_segs) {
-            Some(segs) => segs
-                .iter()
-                .filter_map(|s| match s {
-                    Seg::Tracked { range, scale: Scale::Coarse(k), .. } => Some((*range, *k)),
-                    _ => None,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let inside = |track: &Track| match track {
-            Track::Inner { k, ranges, .. } | Track::Sub { k, ranges, .. } => {
-                ranges.iter().all(|r| blocks.iter().any(|(b, bk)| bk == k && b.base == r.base && b.start <= r.start && r.end() <= b.end()))
-            }
-            Track::Segs(_) => false,
-        };
         for a in t.iter().skip(2) {
-            if a.factors.iter().all(|f| f.track.as_ref().is_none_or(inside)) {
-                continue;
+            if !inside_channel_blocks(t, a) {
+                self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
             }
-            self.block_axis_at(node, a, "a convolution mixes along a tracked spatial axis");
         }
     }
 

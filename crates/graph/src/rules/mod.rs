@@ -23,6 +23,30 @@ use oto_onnx::op::{Binary as B, Gemm, IntsParam, LayerNorm, Op, Pad, PadMode, Sl
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
 
+/// Whether every tracked factor of axis `a` of a value tracked as `t` holds positions
+/// inside the blocks its channel axis (axis 1) counts whole (`Coarse(k)` segments): the
+/// `H, W` of a dense layer's units viewed as `[C, H, W]`, the `C/G*H*W` of a GroupNorm
+/// decomposed as `[B, G, -1]`. An element is then always whole blocks, which an operator
+/// mixing positions along `a` (a convolution's window, a norm's statistics) never splits.
+fn inside_channel_blocks(t: &ValueT, a: &AxisT) -> bool {
+    let blocks: Vec<(Range, usize)> = match t.get(1).and_then(AxisT::single_segs) {
+        Some(segs) => segs
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Tracked { range, scale: Scale::Coarse(k), .. } => Some((*range, *k)),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    a.factors.iter().filter_map(|f| f.track.as_ref()).all(|track| match track {
+        Track::Inner { k, ranges, .. } | Track::Sub { k, ranges, .. } => {
+            ranges.iter().all(|r| blocks.iter().any(|(b, bk)| bk == k && b.base == r.base && b.start <= r.start && r.end() <= b.end()))
+        }
+        Track::Segs(_) => false,
+    })
+}
+
 /// Binary elementwise operators and how they treat a zero operand.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Bin {

@@ -37,21 +37,8 @@ impl Ctx<'_, '_> {
         if let Some(t) = self.in_track(node, 0) {
             // Statistics over the spatial axes: fine when those only hold the inside of
             // the channel axis's blocks (GroupNorm decomposed as [B, G, C/G*H*W]).
-            let blocks: Vec<(Range, usize)> = match t.get(1).and_then(AxisT::single_segs) {
-                Some(segs) => segs
-                    .iter()
-                    .filter_map(|s| match s {
-                        Seg::Tracked { range, scale: Scale::Coarse(k), .. } => Some((*range, *k)),
-                        _ => None,
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
             for a in t.iter().skip(2) {
-                let inside = a.factors.iter().filter_map(|f| f.track.as_ref()).all(|tr| match tr {
-                    Track::Inner { k, ranges, .. } | Track::Sub { k, ranges, .. } => ranges.iter().all(|r| blocks.contains(&(*r, *k))),
-                    Track::Segs(_) => false,
-                });
+                let inside = inside_channel_blocks(&t, a);
                 if !inside {
                     self.block_axis_at(node, a, "normalizes over a tracked axis");
                 }
