@@ -145,10 +145,7 @@ fn unprunable_summary(analysis: &Analysis) -> String {
     }
     if reasons.is_empty() {
         // No group at all: what stopped the analysis is on the operators (a quantized file).
-        let mut blocked: Vec<&str> = analysis.blocked.iter().map(|b| b.reason.as_str()).collect();
-        blocked.sort_unstable();
-        blocked.dedup();
-        if let Some(first) = blocked.first() {
+        if let Some(first) = analysis.blocked.iter().map(|b| b.reason.as_str()).min() {
             return format!("the analysis found no structure that can be removed: {first} (see `oto analyze`)");
         }
         return "the analysis found no structure that can be removed (see `oto analyze`)".into();

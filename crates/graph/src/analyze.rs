@@ -299,8 +299,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// through it, listed even when no channel reaches it: a weight stored as integers
     /// behind a `DequantizeLinear` (a quantized file) says what to do instead.
     pub fn block_computed_weight(&mut self, node: &NodeProto, w: &str) {
-        let quantized = self.graph.producer_node(w).is_some_and(|(_, p)| p.op() == "DequantizeLinear");
-        if quantized {
+        if self.dequantized(w) {
             let reason =
                 "the weight is quantized (a DequantizeLinear of integers): prune the float model, then quantize it (`oto quantize`)";
             self.block_node(node, reason);
@@ -308,6 +307,11 @@ impl<'a, 'm> Ctx<'a, 'm> {
         } else {
             self.block_node(node, "the weight is not an initializer");
         }
+    }
+
+    /// Whether `value` is the output of a `DequantizeLinear` (a quantized weight).
+    pub fn dequantized(&self, value: &str) -> bool {
+        self.graph.producer_node(value).is_some_and(|(_, p)| p.op() == "DequantizeLinear")
     }
 
     /// Blocks every range of an axis.
@@ -584,14 +588,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     {
                         let dynamic = !self.is_init(&node.input[other]);
                         if dynamic {
-                            let len = self.dims(c).map_or(1, |d| known_elements(&d));
-                            let at = if len == 1 { 0 } else { idx };
+                            let at = self.entry_at(c, idx);
                             // kv_heads * n_rep (grouped-query attention's repeat): the
                             // measured factor follows the channels, the constant is a
                             // multiplier that must stay.
-                            let olen = self.dims(&node.input[other]).map_or(1, |d| known_elements(&d));
                             let factor = self.shapes.shape_value(c).and_then(|v| v.get(at)).and_then(Dim::known);
-                            let oidx = if olen == 1 { 0 } else { idx };
+                            let oidx = self.entry_at(&node.input[other], idx);
                             if let (Ok(Located::Dynamic(parts, why)), Some(f)) = (self.locate(&me, &node.input[other], oidx), factor) {
                                 let f = usize::try_from(f).map_err(|_| format!("entry {idx} is a negative multiple"))?;
                                 return Ok(Located::Dynamic(parts.into_iter().map(|p| p.times(f)).collect(), why));
@@ -610,8 +612,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 if node.input.iter().all(|v| self.is_measurement(v)) {
                     let mut factors = Vec::new();
                     for v in &node.input {
-                        let len = self.dims(v).map_or(1, |d| known_elements(&d));
-                        let at = if len == 1 { 0 } else { idx };
+                        let at = self.entry_at(v, idx);
                         let size = self.shapes.shape_value(v).and_then(|e| e.get(at).cloned()).unwrap_or(Dim::Known(1));
                         factors.push((self.locate(&me, v, at), size));
                     }
@@ -638,8 +639,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     (_, None, Some(c)) => (&node.input[0], c),
                     _ => return Err(format!("entry {idx} is computed by {}", node_label(node))),
                 };
-                let olen = self.dims(dynamic).map_or(1, |d| known_elements(&d));
-                let Located::Dynamic(parts, why) = self.locate(&me, dynamic, if olen == 1 { 0 } else { idx })? else {
+                let Located::Dynamic(parts, why) = self.locate(&me, dynamic, self.entry_at(dynamic, idx))? else {
                     return Err(format!("entry {idx} is computed by {} from a constant", node_label(node)));
                 };
                 if *b != Binary::Div {
@@ -665,14 +665,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
             Op::Binary(Binary::Max) => {
                 // The broadcast of two shapes (`Max` of their entries): the entry both
                 // measure, or the one that is not 1.
-                let at = |v: &str| {
-                    let len = self.dims(v).map_or(1, |d| known_elements(&d));
-                    if len == 1 {
-                        0
-                    } else {
-                        idx
-                    }
-                };
+                let at = |v: &str| self.entry_at(v, idx);
                 let (a, b) = (&node.input[0], &node.input[1]);
                 let one = |v: &str| self.shapes.shape_value(v).and_then(|e| e.get(at(v)).and_then(Dim::known)) == Some(1);
                 match (self.locate(&me, a, at(a)), self.locate(&me, b, at(b))) {
@@ -686,6 +679,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 }
             }
             _ => Err(format!("entry {idx} is computed by {}", node_label(node))),
+        }
+    }
+
+    /// Which entry of the integer value `v` gives entry `idx` of a result computed from it:
+    /// the only one of a one-entry value (broadcast), else entry `idx`.
+    fn entry_at(&self, v: &str, idx: usize) -> usize {
+        if self.dims(v).map_or(1, |d| known_elements(&d)) == 1 {
+            0
+        } else {
+            idx
         }
     }
 

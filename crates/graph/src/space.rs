@@ -296,15 +296,17 @@ impl AxisT {
         };
         let mut out = Vec::new();
         let mut offset = 0usize;
-        let mut pending = Vec::new();
         for s in segs {
             if let Seg::Tracked { range, scale, zero } = s {
-                pending.push(LinSeg { offset, range: *range, scale: *scale, zero: *zero, repeat, outer: Outer::ONCE });
+                out.push(LinSeg { offset, range: *range, scale: *scale, zero: *zero, repeat, outer: Outer::ONCE });
             }
             offset += s.axis_len() * repeat;
         }
-        let outer = if count > 1 { Outer { count, period: offset } } else { Outer::ONCE };
-        out.extend(pending.into_iter().map(|s| LinSeg { outer, ..s }));
+        // The period is the whole factor's length, known once every segment is laid out.
+        if count > 1 {
+            let outer = Outer { count, period: offset };
+            out.iter_mut().for_each(|s| s.outer = outer);
+        }
         Ok(Some(out))
     }
 }

@@ -1157,8 +1157,7 @@ fn untie_statistics(graph: &mut GraphProto, summary: &mut Summary) {
     for o in graph.output.iter().filter_map(|o| o.name.clone()) {
         *reads.entry(o).or_default() += 1;
     }
-    let mut names: HashSet<String> = graph.initializer.iter().filter_map(|t| t.name.clone()).collect();
-    names.extend(graph.node.iter().flat_map(|n| n.input.iter().chain(&n.output).cloned()));
+    let mut names = Names::of(graph);
     let mut copies: Vec<TensorProto> = Vec::new();
     for i in 0..graph.node.len() {
         if !is_bn(&graph.node[i]) {
@@ -1170,14 +1169,8 @@ fn untie_statistics(graph: &mut GraphProto, summary: &mut Summary) {
                 continue;
             }
             let Some(t) = graph.initializer.iter().find(|t| t.name.as_deref() == Some(v.as_str())) else { continue };
-            let base = format!("{}/{what}", graph.node[i].name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| v.clone()));
-            let mut name = base.clone();
-            let mut n = 0;
-            while names.contains(&name) {
-                n += 1;
-                name = format!("{base}_{n}");
-            }
-            names.insert(name.clone());
+            let name =
+                names.fresh(&format!("{}/{what}", graph.node[i].name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| v.clone())));
             let mut copy = t.clone();
             copy.name = Some(name.clone());
             copies.push(copy);

@@ -51,7 +51,7 @@ impl Ctx<'_, '_> {
         };
         let r = od.len();
         let mut out: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
-        if !ib && self.graph.producer_node(&b).is_some_and(|(_, p)| p.op() == "DequantizeLinear") {
+        if !ib && self.dequantized(&b) {
             self.block_computed_weight(node, &b);
             return;
         }

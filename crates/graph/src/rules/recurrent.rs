@@ -21,13 +21,8 @@ impl Ctx<'_, '_> {
             self.block_node(node, "the weights of the recurrent layer are not initializers");
             return;
         };
-        let zero_start = |ctx: &Self, k: usize| match input(k) {
-            None => true,
-            Some(v) => match ctx.graph.initializer(&v) {
-                Some(t) => oto_onnx::Tensor::from_proto(t, None).is_ok_and(|t| t.to_f64_vec().iter().all(|&x| x == 0.0)),
-                None => false,
-            },
-        };
+        // Absent, or a zero initializer (which is cut with the units).
+        let zero_start = |ctx: &Self, k: usize| input(k).is_none_or(|v| ctx.is_init(&v) && ctx.is_zero_const(&v));
         let name = node.name.clone().unwrap_or_default();
         let why = if !r.default_activations_used() {
             Some("its activations are not the defaults (a zero unit may not stay zero)")
@@ -68,8 +63,7 @@ impl Ctx<'_, '_> {
             return;
         }
         let sp = self.new_space(hidden);
-        let blocks = |n: usize| Outer { count: n, period: hidden };
-        let repeated = |n: usize| if n > 1 { blocks(n) } else { Outer::ONCE };
+        let repeated = |n: usize| if n > 1 { Outer { count: n, period: hidden } } else { Outer::ONCE };
         self.member_repeated(&w, 1, sp, 0, 1, 1, repeated(gates), Role::Producer);
         self.member_repeated(&rec, 1, sp, 0, 1, 1, repeated(gates), Role::Producer);
         self.member(&rec, 2, sp, 0, 1, 1, Role::Consumer);

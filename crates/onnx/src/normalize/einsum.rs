@@ -16,6 +16,7 @@
 //! term, every output label in an input and every input label in `Y` or in both inputs
 //! (a label summed inside one operand is left to the operator), ranks the shapes know.
 
+use super::Names;
 use crate::graph::{Graph, NodeExt};
 use crate::op::Op;
 use crate::proto::attribute_proto::AttributeType;
@@ -34,11 +35,7 @@ pub(super) struct Rewrite {
 
 /// The rewrites of every `Einsum` of `graph` this module can write as a `MatMul`.
 pub(super) fn plan(graph: &Graph<'_>, shapes: &Shapes) -> Vec<Rewrite> {
-    let mut names: HashSet<String> = HashSet::new();
-    for n in &graph.proto.node {
-        names.extend(n.input.iter().chain(&n.output).cloned());
-    }
-    names.extend(graph.proto.initializer.iter().filter_map(|t| t.name.clone()));
+    let mut names = Names::of(graph.proto);
     let mut out = Vec::new();
     for (index, node) in graph.proto.node.iter().enumerate() {
         if !matches!(Op::parse(graph, node), Ok(Op::Einsum)) {
@@ -120,21 +117,14 @@ fn int_attr(name: &str, v: i64) -> AttributeProto {
 /// Builds the replacement nodes, naming everything after the `Einsum`'s output.
 struct Writer<'n> {
     base: String,
-    names: &'n mut HashSet<String>,
+    names: &'n mut Names,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
 }
 
 impl Writer<'_> {
     fn fresh(&mut self, what: &str) -> String {
-        let mut name = format!("{}/einsum_{what}", self.base);
-        let mut k = 0;
-        while self.names.contains(&name) {
-            k += 1;
-            name = format!("{}/einsum_{what}_{k}", self.base);
-        }
-        self.names.insert(name.clone());
-        name
+        self.names.fresh(&format!("{}/einsum_{what}", self.base))
     }
 
     fn node(&mut self, op: &str, inputs: Vec<String>, attribute: Vec<AttributeProto>, output: Option<String>) -> String {
@@ -203,7 +193,7 @@ fn known_product(dims: &[&Dim]) -> Option<i64> {
     dims.iter().try_fold(1i64, |acc, d| d.known().and_then(|v| acc.checked_mul(v)))
 }
 
-fn rewrite(node: &NodeProto, shapes: &Shapes, names: &mut HashSet<String>) -> Option<Rewrite> {
+fn rewrite(node: &NodeProto, shapes: &Shapes, names: &mut Names) -> Option<Rewrite> {
     let equation = node.attr_string("equation").ok()??;
     let (a, b, y) = parse(&equation)?;
     let ([x_a, x_b], [out]) = (node.input.as_slice(), node.output.as_slice()) else { return None };
