@@ -152,6 +152,30 @@ fn onnxruntime_fused_layer_prunes_end_to_end() {
     }
 }
 
+/// A CNN and MLP as onnxruntime saves them optimized (FusedConv, FusedGemm, FusedMatMul):
+/// written as standard ONNX, the convolutions (the residual pair as one group; the last one,
+/// whose HardSigmoid of a zero is not zero, stays) and the hidden dense layer are groups, as
+/// in the plain file; oto found none before.
+#[test]
+fn onnxruntime_saved_model_prunes_end_to_end() {
+    for opset in [10, 13] {
+        let a = prune_end_to_end(&format!("onnxruntime_saved_{opset}"), &cases::onnxruntime_saved(opset), 3);
+        let group_of = |init: &str| a.prunable_groups().position(|g| g.members.iter().any(|m| m.initializer == init && m.axis == 0));
+        assert!(group_of("c1.weight").is_some() && group_of("c1.weight") == group_of("c2.weight"), "opset {opset}:\n{}", a.table());
+        assert!(group_of("c3.weight").is_some() && group_of("fc1.weight").is_some(), "opset {opset}:\n{}", a.table());
+    }
+}
+
+/// Two hidden layers whose biases are one merged tensor of zeros prune apart (two groups,
+/// not one tied group), while a non-uniform bias read twice stays shared.
+#[test]
+fn merged_uniform_biases_prune_apart() {
+    let a = prune_end_to_end("merged_uniform_biases", &cases::merged_uniform_biases(), 1);
+    let g = a.prunable_groups().next().unwrap();
+    assert!(g.members.iter().any(|m| m.initializer == "fc1.weight"), "{}", a.table());
+    assert!(!g.members.iter().any(|m| m.initializer == "fc2.weight" && m.axis == 1), "fc1's zero bias ties fc2:\n{}", a.table());
+}
+
 /// ONNX's experimental operators of an old model zoo CNN (ImageScaler, Scale, ScaledTanh,
 /// ParametricSoftplus, Crop, Affine) written as standard ONNX: the convolutions they
 /// follow are groups (oto followed nothing past the ImageScaler before), at opsets 8 and 9.

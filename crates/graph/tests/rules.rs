@@ -1012,6 +1012,30 @@ fn quantized_weights_say_to_prune_the_float_model() {
     assert!(a.blocked[0].reason.contains("prune the float model"), "{:?}", a.blocked);
 }
 
+/// A file onnxruntime saved at `ORT_ENABLE_ALL` computes its convolutions in a blocked
+/// layout (`com.microsoft.nchwc`, weights reordered for the CPU): no channel reaches the
+/// first one, yet each is listed with what to do instead, as is any custom operator
+/// holding a weight; one holding none is not listed.
+#[test]
+fn custom_operators_holding_weights_are_listed() {
+    let mut b = GraphBuilder::new("nchwc");
+    b.opset(13);
+    b.import_domain("com.microsoft.nchwc", 1);
+    b.import_domain("com.example", 1);
+    let nchwc = "com.microsoft.nchwc";
+    let x = b.input_f32("x", &batch_dims(&[8, 8, 8]));
+    let r = b.node_in_domain(nchwc, "ReorderInput", &[&x], &["reordered"], &[]);
+    let w1 = w(&mut b, "conv.weight", &[8, 8, 1, 1]);
+    let c = b.node_in_domain(nchwc, "Conv", &[&r, &w1], &["conv"], &[]);
+    let o = b.node_in_domain(nchwc, "ReorderOutput", &[&c], &["plain"], &[("channels", Attr::Int(8))]);
+    let w2 = w(&mut b, "opaque.weight", &[8, 8]);
+    let y = b.node_in_domain("com.example", "Opaque", &[&o, &w2], &["y"], &[]);
+    b.output_f32(&y, &batch_dims(&[8, 8, 8]));
+    let a = run(&b.build().unwrap());
+    let listed: Vec<(&str, bool)> = a.blocked.iter().map(|o| (o.op_type.as_str(), o.reason.contains("ORT_ENABLE_EXTENDED"))).collect();
+    assert_eq!(listed, [("com.microsoft.nchwc::Conv", true), ("com.example::Opaque", false)], "{:?}", a.blocked);
+}
+
 /// Where shape inference stops (an operator without a shape rule, here a custom one) the
 /// analysis takes the shapes the file declares (`value_info`); the check of the analysis
 /// reads them too. An RMSNormalization after such a value recorded its mean's divisor from

@@ -27,11 +27,16 @@
 //!    scale and variance) gets a copy of its own, so the scale and bias stay parameters;
 //!    the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (a sliced
 //!    `ConstantOfShape` of `[layers, batch, H]`, as the TorchScript exporter computes them)
-//!    are omitted, zero being the default, with the nodes that computed only them;
+//!    are omitted, zero being the default, with the nodes that computed only them; a float
+//!    initializer of one repeated value read by several nodes (merged equal constants: the
+//!    zero biases of a fresh model) gets a copy per reader;
 //!
 //!    3b. onnxruntime's fused element-wise and normalization operators
 //!    (`SkipLayerNormalization`, `BiasGelu`, `FastGelu`...; the `com.microsoft` domain,
-//!    written by its transformer optimizer) become their standard ONNX form (see
+//!    written by its transformer optimizer) and the fusions of a file it saved optimized
+//!    (`FusedConv`, `FusedGemm`, `FusedMatMul`; a `FusedMatMul` whose transposed operands
+//!    have ranks the file does not declare waits for shape inference, after step 3c)
+//!    become their standard ONNX form (see
 //!    [`contrib`]), so that an optimized file is pruned as its plain export is; ONNX's
 //!    experimental operators of opsets 1 to 9 (`ImageScaler`, `Affine`, `Scale`,
 //!    `ScaledTanh`, `ParametricSoftplus`, `Crop`), which old model zoo files hold, likewise;
@@ -156,6 +161,10 @@ pub struct Summary {
     /// BatchNormalization running statistics given a copy of their own (the initializer was
     /// also read elsewhere, as tf2onnx's merged constants are).
     pub statistics_untied: usize,
+    /// Readers of a shared initializer of one repeated value given a copy of their own
+    /// (exporters and onnxruntime merge equal constants, such as the zero biases of a fresh
+    /// model).
+    pub uniform_untied: usize,
     /// onnxruntime's fused operators (`SkipLayerNormalization`, `BiasGelu`...) written
     /// as standard ONNX.
     pub fused_rewritten: usize,
@@ -233,6 +242,7 @@ impl std::fmt::Display for Summary {
         count(self.variadic, "Max/Min nodes split into binary ones");
         count(self.zero_states_omitted, "zero initial states of recurrent layers omitted");
         count(self.statistics_untied, "BatchNormalization statistics given their own initializer");
+        count(self.uniform_untied, "readers of a merged constant of one value given their own copy");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.einsums, "Einsum nodes written as MatMul");
@@ -297,12 +307,14 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     rewrite_variadic(graph, &mut summary);
     omit_zero_states(graph, &mut summary);
     untie_statistics(graph, &mut summary);
-    let decomposed = contrib::decompose(graph, model.opset());
+    untie_uniform_constants(graph, &mut summary);
+    let decomposed = contrib::decompose(graph, model.opset(), &HashMap::new());
     summary.fused_rewritten = decomposed.fused;
     summary.experimental_rewritten = decomposed.experimental;
     untie_shape_concats(graph, &mut summary);
 
     // Folding, on a validated view of the model so far.
+    let staged_opset = model.opset();
     let mut staged = Model::from_proto(proto, &name, base.clone())?;
     // Branches of known conditions, again while inlining makes more conditions known
     // (one layer's branch gives the next layer's sizes).
@@ -334,6 +346,27 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
             }
             staged = Model::from_proto(proto, &name, base.clone())?;
         }
+    }
+    // FusedMatMuls with transposed operands of ranks the file does not declare (onnxruntime
+    // saves no value_info): again, with the ranks inference gives, while that rewrites some
+    // (one FusedMatMul's output may be the next one's operand).
+    loop {
+        let pending = staged.proto.graph.as_ref().map(contrib::pending_matmul_operands).unwrap_or_default();
+        if pending.is_empty() {
+            break;
+        }
+        let ranks: HashMap<String, usize> = {
+            let view = Graph::new(&staged)?;
+            let shapes = shape::infer(&view)?;
+            pending.into_iter().filter_map(|v| Some((v.clone(), shapes.shape(&v)?.len()))).collect()
+        };
+        let mut proto = staged.proto;
+        let rewritten = proto.graph.as_mut().map_or(0, |graph| contrib::decompose(graph, staged_opset, &ranks).fused);
+        staged = Model::from_proto(proto, &name, base.clone())?;
+        if rewritten == 0 {
+            break;
+        }
+        summary.fused_rewritten += rewritten;
     }
     let (plan, splits) = {
         let view = Graph::new(&staged)?;
@@ -1136,6 +1169,60 @@ impl Names {
         self.0.insert(name.clone());
         name
     }
+}
+
+/// Gives every reader of a float initializer whose elements are all equal (at least two)
+/// but the first a copy of its own. Exporters and onnxruntime's optimizer merge equal
+/// constants: in a freshly initialized model every zero bias of a size is one tensor, read
+/// by the query, key and value projections and the layer norms alike, which would tie
+/// their channels. A tensor of one repeated value holds nothing learned, so the copies
+/// compute the same and train as the layers the file describes. Initializers kept as
+/// graph inputs (overridable) are left shared, and a `Shape` or `Size` reads no values, so
+/// it needs no copy.
+fn untie_uniform_constants(graph: &mut GraphProto, summary: &mut Summary) {
+    let reads_values = |n: &NodeProto| !(is_default_domain(n) && matches!(n.op(), "Shape" | "Size"));
+    let mut reads: HashMap<&str, usize> = HashMap::new();
+    for n in graph.node.iter().filter(|n| reads_values(n)) {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            *reads.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    let inputs: HashSet<&str> = graph.input.iter().filter_map(|v| v.name.as_deref()).collect();
+    let uniform: HashMap<String, TensorProto> = graph
+        .initializer
+        .iter()
+        .filter(|t| t.name.as_deref().is_some_and(|n| reads.get(n).copied().unwrap_or(0) > 1 && !inputs.contains(n)))
+        .filter(|t| t.data_type.and_then(DType::from_onnx).is_some_and(|d| d.is_float()) && !crate::model::is_external(t))
+        .filter(|t| {
+            Tensor::from_proto(t, None).is_ok_and(|v| {
+                let values = v.to_f64_vec();
+                values.len() > 1 && values.iter().all(|&x| x.to_bits() == values[0].to_bits())
+            })
+        })
+        .filter_map(|t| Some((t.name.clone()?, t.clone())))
+        .collect();
+    if uniform.is_empty() {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut copies: Vec<TensorProto> = Vec::new();
+    for n in graph.node.iter_mut().filter(|n| reads_values(n)) {
+        let stem = n.name.clone().filter(|s| !s.is_empty()).or_else(|| n.output.first().cloned()).unwrap_or_default();
+        for input in n.input.iter_mut() {
+            let Some(t) = uniform.get(input.as_str()) else { continue };
+            if seen.insert(input.clone()) {
+                continue;
+            }
+            let name = names.fresh(&format!("{stem}/{input}"));
+            let mut copy = t.clone();
+            copy.name = Some(name.clone());
+            copies.push(copy);
+            *input = name;
+            summary.uniform_untied += 1;
+        }
+    }
+    graph.initializer.extend(copies);
 }
 
 /// Gives a `BatchNormalization`'s running mean and variance (inputs 3 and 4) their own

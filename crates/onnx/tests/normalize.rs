@@ -470,3 +470,21 @@ fn merged_batchnorm_statistics_get_their_own_copies() {
     let g = oto_onnx::Graph::new(&after).unwrap();
     assert_eq!(oto_onnx::cost::parameter_count(&g).parameters, 6 * 27 + 5 * 6 + 12, "scale and bias count as parameters");
 }
+
+/// The two hidden layers' biases, one merged tensor of zeros, become two tensors (the
+/// second reader gets a copy); a non-uniform bias read twice stays one tensor (tying).
+#[test]
+fn merged_uniform_constants_get_a_copy_per_reader() {
+    let (after, s) = run(&cases::merged_uniform_biases());
+    assert_eq!(s.uniform_untied, 1, "{s}");
+    let readers = |init: &str| graph(&after).node.iter().filter(|n| n.input.iter().any(|i| i == init)).count();
+    assert_eq!((readers("fc1.bias"), readers("tied.bias")), (1, 2));
+    let g = graph(&after);
+    let copy = g
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("Add"))
+        .find_map(|n| n.input.iter().find(|i| i.ends_with("fc1.bias") && i.as_str() != "fc1.bias").cloned());
+    let copy = copy.unwrap_or_else(|| panic!("no copy of fc1.bias: {:?}", g.node));
+    assert!(g.initializer.iter().any(|t| t.name.as_deref() == Some(copy.as_str())), "{copy} is no initializer");
+}

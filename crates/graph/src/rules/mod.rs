@@ -127,7 +127,16 @@ impl Ctx<'_, '_> {
         let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
         let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
         if custom {
-            self.block_node(node, "operator of a custom domain: not understood");
+            let reason = if node.domain.as_deref() == Some("com.microsoft.nchwc") {
+                "onnxruntime's hardware-specific NCHWc layout (a file saved at ORT_ENABLE_ALL): prune the original file, or one saved at ORT_ENABLE_EXTENDED"
+            } else {
+                "operator of a custom domain: not understood"
+            };
+            self.block_node(node, reason);
+            // Listed even when no channel reaches it: its weights stay out of every group.
+            if node.input.iter().any(|v| self.graph.initializer(v).is_some_and(|t| t.dims.len() >= 2)) {
+                self.blocked_op(node, reason);
+            }
             return Ok(());
         }
         let op = Op::parse(self.graph, node)?;

@@ -21,7 +21,18 @@
 //!   rotary): `x @ W + b` split into Q, K, V, each `[batch, seq, heads, head]` moved to
 //!   `[batch, heads, seq, head]`, `softmax(Q K^T * scale + mask) V` and the heads merged
 //!   back; a mask index of end positions (from an `EmbedLayerNormalization`) or a raw
-//!   `[batch, seq]` mask (a graph input) adds `mask_filter_value` where a key is masked.
+//!   `[batch, seq]` mask (a graph input) adds `mask_filter_value` where a key is masked;
+//! * `FusedConv(x, w, b?, z?)` (a file onnxruntime saved at `ORT_ENABLE_EXTENDED`):
+//!   `act(Conv(x, w, b) + z)`, the `Conv` keeping the node's convolution attributes;
+//! * `FusedGemm(a, b, c?)`: `act(Gemm(a, b, c))`;
+//! * `FusedMatMul(a, b)`: `alpha * MatMul(a', b')`, where `transBatchA` moves `a`'s first
+//!   axis to just before its last and then `transA` swaps its last two (same for `b`).
+//!
+//! The fused activations are the standard operators of that name: `Relu`, `Sigmoid`, `Tanh`,
+//! `Softsign`, `Softplus`, `LeakyRelu`, `Elu`, `ThresholdedRelu` (`alpha`), `HardSigmoid`
+//! (`alpha`, `beta`), `Selu` (`alpha`, `gamma`), `Clip` (`min`, `max`); their parameters are
+//! `FusedConv`'s `activation_params` in that order, or `FusedGemm`'s `activation_alpha`,
+//! `activation_beta` and `activation_gamma`.
 //!
 //! ONNX's experimental operators, removed at opset 10 but still run by onnxruntime and
 //! written in old model zoo files (tiny YOLOv2 begins with an `ImageScaler`), are
@@ -59,6 +70,9 @@ const FUSED: &[&str] = &[
     "QuickGelu",
     "EmbedLayerNormalization",
     "Attention",
+    "FusedConv",
+    "FusedGemm",
+    "FusedMatMul",
 ];
 
 /// ONNX's experimental operators of opsets 1 to 9 written back, by their `op_type`.
@@ -73,8 +87,10 @@ pub(super) struct Decomposed {
     pub experimental: usize,
 }
 
-/// Rewrites the fused and experimental operators of the module documentation.
-pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
+/// Rewrites the fused and experimental operators of the module documentation. `inferred`
+/// adds ranks to those the file declares (a `FusedMatMul`'s transposed operands need them,
+/// and onnxruntime saves no `value_info`).
+pub(super) fn decompose(graph: &mut GraphProto, opset: i64, inferred: &HashMap<String, usize>) -> Decomposed {
     let experimental = |n: &NodeProto| is_default_domain(n) && EXPERIMENTAL.contains(&n.op());
     let fused = |n: &NodeProto| {
         let domain = n.domain.as_deref().unwrap_or("");
@@ -103,8 +119,9 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
     }
     let weight_cols: HashMap<String, i64> =
         graph.initializer.iter().filter(|t| t.dims.len() == 2).filter_map(|t| Some((t.name.clone()?, t.dims[1]))).collect();
-    // Ranks the file declares (graph inputs, value_info), for the attention masks.
-    let mut ranks: HashMap<String, usize> = HashMap::new();
+    // Ranks the file declares (graph inputs, value_info, initializers), for the attention
+    // masks and FusedMatMul's transposed operands.
+    let mut ranks: HashMap<String, usize> = graph.initializer.iter().filter_map(|t| Some((t.name.clone()?, t.dims.len()))).collect();
     for v in graph.input.iter().chain(&graph.value_info) {
         let rank = v.r#type.as_ref().and_then(|t| match t.value.as_ref() {
             Some(crate::proto::type_proto::Value::TensorType(tt)) => tt.shape.as_ref().map(|s| s.dim.len()),
@@ -113,6 +130,9 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
         if let (Some(name), Some(r)) = (v.name.clone(), rank) {
             ranks.insert(name, r);
         }
+    }
+    for (name, &r) in inferred {
+        ranks.entry(name.clone()).or_insert(r);
     }
     // A Cast keeps the rank (the optimizer casts the int64 mask to int32).
     for n in &graph.node {
@@ -153,13 +173,16 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
         let mut e = Emit {
             names: &mut names,
             weight_cols: &weight_cols,
+            ranks: &ranks,
             stem: node.name.clone().unwrap_or_else(|| node.output[0].clone()),
             dtype,
             opset,
             nodes: Vec::new(),
             inits: Vec::new(),
         };
-        if e.write(&node, &ranks).is_some() {
+        let written = e.write(&node);
+        let (nodes, inits) = (e.nodes, e.inits);
+        if written.is_some() {
             for o in node.output.iter().filter(|o| !o.is_empty()) {
                 declared.insert(o.clone(), dtype);
             }
@@ -170,8 +193,8 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64) -> Decomposed {
                     declared.insert(m.to_string(), DType::I32);
                 }
             }
-            out.extend(e.nodes);
-            added.extend(e.inits);
+            out.extend(nodes);
+            added.extend(inits);
             if experimental(&node) {
                 count.experimental += 1;
             } else {
@@ -191,6 +214,8 @@ struct Emit<'a> {
     names: &'a mut Names,
     /// The column count of each rank-2 initializer (an attention's packed Q/K/V weights).
     weight_cols: &'a HashMap<String, i64>,
+    /// The ranks the file declares (graph inputs, value_info, initializers).
+    ranks: &'a HashMap<String, usize>,
     stem: String,
     dtype: DType,
     opset: i64,
@@ -385,7 +410,7 @@ impl Emit<'_> {
     }
 
     /// `Attention`: see the module documentation. `ranks` tells a raw mask from end positions.
-    fn attention(&mut self, node: &NodeProto, ranks: &HashMap<String, usize>) -> Option<()> {
+    fn attention(&mut self, node: &NodeProto) -> Option<()> {
         let plain = int_of(node, "unidirectional", 0) == 0 && int_of(node, "do_rotary", 0) == 0;
         if self.opset < 13 || !plain || (4..node.input.len()).any(|k| input(node, k).is_some()) || output(node, 1).is_some() {
             return None;
@@ -411,7 +436,7 @@ impl Emit<'_> {
         };
         let mask = match input(node, 3) {
             None => None,
-            Some(m) => Some((m, *ranks.get(m)?)),
+            Some(m) => Some((m, *self.ranks.get(m)?)),
         };
         if mask.is_some_and(|(_, r)| r != 1 && r != 2) {
             return None;
@@ -465,12 +490,68 @@ impl Emit<'_> {
         Some(())
     }
 
+    /// `FusedMatMul`'s operand `which` ("A" or "B") moved as `transBatch{which}` and
+    /// `trans{which}` say. Both need the rank, which only the file's declarations give, so a
+    /// transposed operand of undeclared rank keeps the node.
+    fn matmul_operand(&mut self, node: &NodeProto, x: &str, which: &str) -> Option<String> {
+        let batch = int_of(node, &format!("transBatch{which}"), 0) != 0;
+        let swap = int_of(node, &format!("trans{which}"), 0) != 0;
+        if !batch && !swap {
+            return Some(x.to_string());
+        }
+        let rank = *self.ranks.get(x)?;
+        if rank < 2 || (batch && rank < 3) {
+            // onnxruntime ignores `trans` on a vector and refuses `transBatch` below rank 3.
+            return if batch { None } else { Some(x.to_string()) };
+        }
+        let mut perm: Vec<i64> = (0..i64::try_from(rank).ok()?).collect();
+        if batch {
+            let first = perm.remove(0);
+            perm.insert(rank - 2, first);
+        }
+        if swap {
+            perm.swap(rank - 2, rank - 1);
+        }
+        Some(self.op("Transpose", &[x], vec![Attr::Ints(perm).to_proto("perm")], None))
+    }
+
+    /// `act(x)` into `out`.
+    fn activation(&mut self, act: &Activation, x: &str, out: &str) -> Option<()> {
+        let float = |name: &str, v: f32| Attr::Float(v).to_proto(name);
+        match act {
+            Activation::None => {
+                self.op("Identity", &[x], vec![], Some(out));
+            }
+            Activation::Plain(op) => {
+                self.op(op, &[x], vec![], Some(out));
+            }
+            Activation::Alpha(op, alpha) => {
+                self.op(op, &[x], vec![float("alpha", *alpha)], Some(out));
+            }
+            Activation::HardSigmoid(alpha, beta) => {
+                self.op("HardSigmoid", &[x], vec![float("alpha", *alpha), float("beta", *beta)], Some(out));
+            }
+            Activation::Selu(alpha, gamma) => {
+                self.op("Selu", &[x], vec![float("alpha", *alpha), float("gamma", *gamma)], Some(out));
+            }
+            Activation::Clip(min, max) => {
+                if self.opset >= 11 {
+                    let (lo, hi) = (self.scalar(f64::from(*min))?, self.scalar(f64::from(*max))?);
+                    self.op("Clip", &[x, &lo, &hi], vec![], Some(out));
+                } else {
+                    self.op("Clip", &[x], vec![float("min", *min), float("max", *max)], Some(out));
+                }
+            }
+        }
+        Some(())
+    }
+
     /// The standard form of `node`; `None` (nothing kept) when it has none.
-    fn write(&mut self, node: &NodeProto, ranks: &HashMap<String, usize>) -> Option<()> {
+    fn write(&mut self, node: &NodeProto) -> Option<()> {
         let x = input(node, 0)?;
         match node.op() {
             "EmbedLayerNormalization" => self.embed_layer_norm(node)?,
-            "Attention" => self.attention(node, ranks)?,
+            "Attention" => self.attention(node)?,
             "SkipLayerNormalization" => {
                 if output(node, 1).is_some() || output(node, 2).is_some() {
                     return None;
@@ -580,6 +661,38 @@ impl Emit<'_> {
                     self.op("Slice", &[x], attrs, Some(out));
                 }
             }
+            "FusedConv" => {
+                let mut ins = vec![x, input(node, 1)?];
+                ins.extend(input(node, 2));
+                let attrs = node.attribute.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("activation")).cloned().collect();
+                let act = Activation::of_conv(node)?;
+                let conv = self.op("Conv", &ins, attrs, None);
+                let y = match input(node, 3) {
+                    Some(z) => self.op("Add", &[&conv, z], vec![], None),
+                    None => conv,
+                };
+                self.activation(&act, &y, output(node, 0)?)?;
+            }
+            "FusedGemm" => {
+                let mut ins = vec![x, input(node, 1)?];
+                ins.extend(input(node, 2));
+                let attrs = node.attribute.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("activation")).cloned().collect();
+                let act = Activation::of_gemm(node)?;
+                let y = self.op("Gemm", &ins, attrs, None);
+                self.activation(&act, &y, output(node, 0)?)?;
+            }
+            "FusedMatMul" => {
+                let a = self.matmul_operand(node, x, "A")?;
+                let b = self.matmul_operand(node, input(node, 1)?, "B")?;
+                let alpha = float_of(node, "alpha", 1.0);
+                if alpha == 1.0 {
+                    self.op("MatMul", &[&a, &b], vec![], Some(output(node, 0)?));
+                } else {
+                    let product = self.op("MatMul", &[&a, &b], vec![], None);
+                    let alpha = self.scalar(f64::from(alpha))?;
+                    self.op("Mul", &[&product, &alpha], vec![], Some(output(node, 0)?));
+                }
+            }
             "QuickGelu" => {
                 let alpha = self.scalar(f64::from(float_of(node, "alpha", 1.702)))?;
                 let ax = self.op("Mul", &[x, &alpha], vec![], None);
@@ -590,4 +703,71 @@ impl Emit<'_> {
         }
         Some(())
     }
+}
+
+/// The activation a `FusedConv` or `FusedGemm` applies last.
+#[derive(Debug, Clone, PartialEq)]
+enum Activation {
+    /// None: the node is a plain `Conv` or `Gemm`.
+    None,
+    /// An operator without parameters.
+    Plain(&'static str),
+    /// An operator of one `alpha`.
+    Alpha(&'static str, f32),
+    /// `HardSigmoid(alpha, beta)`.
+    HardSigmoid(f32, f32),
+    /// `Selu(alpha, gamma)`.
+    Selu(f32, f32),
+    /// `Clip(min, max)`.
+    Clip(f32, f32),
+}
+
+impl Activation {
+    /// From the activation's name and its parameters in order; `None` for an activation
+    /// without a standard form or with missing parameters.
+    fn of(name: &str, params: &[Option<f32>]) -> Option<Self> {
+        let p = |k: usize| params.get(k).copied().flatten();
+        Some(match name {
+            "" => Self::None,
+            "Relu" => Self::Plain("Relu"),
+            "Sigmoid" => Self::Plain("Sigmoid"),
+            "Tanh" => Self::Plain("Tanh"),
+            "Softsign" => Self::Plain("Softsign"),
+            "Softplus" => Self::Plain("Softplus"),
+            "LeakyRelu" => Self::Alpha("LeakyRelu", p(0).unwrap_or(0.01)),
+            "Elu" => Self::Alpha("Elu", p(0).unwrap_or(1.0)),
+            "ThresholdedRelu" => Self::Alpha("ThresholdedRelu", p(0).unwrap_or(1.0)),
+            "HardSigmoid" => Self::HardSigmoid(p(0).unwrap_or(0.2), p(1).unwrap_or(0.5)),
+            "Selu" => Self::Selu(p(0)?, p(1)?),
+            "Clip" => Self::Clip(p(0)?, p(1)?),
+            _ => return None,
+        })
+    }
+
+    /// `FusedConv`'s: `activation` and `activation_params`.
+    fn of_conv(node: &NodeProto) -> Option<Self> {
+        let name = node.attr_string("activation").ok()?.unwrap_or_default();
+        let params = node.attr_floats("activation_params").ok()?.unwrap_or_default();
+        Self::of(&name, &params.into_iter().map(Some).collect::<Vec<_>>())
+    }
+
+    /// `FusedGemm`'s: `activation` and `activation_alpha`, `_beta`, `_gamma` (a `Selu`'s
+    /// `gamma` is its second parameter).
+    fn of_gemm(node: &NodeProto) -> Option<Self> {
+        let name = node.attr_string("activation").ok()?.unwrap_or_default();
+        let get = |k: &str| node.attr_float(k).ok().flatten();
+        let second = if name == "Selu" { get("activation_gamma") } else { get("activation_beta") };
+        Self::of(&name, &[get("activation_alpha"), second])
+    }
+}
+
+/// The `FusedMatMul` nodes whose transposed operands' ranks `decompose` did not know, with
+/// those operands: they are decomposed again once shape inference gives the ranks.
+pub(super) fn pending_matmul_operands(graph: &GraphProto) -> Vec<String> {
+    graph
+        .node
+        .iter()
+        .filter(|n| n.domain.as_deref() == Some("com.microsoft") && n.op() == "FusedMatMul")
+        .flat_map(|n| n.input.iter().take(2).cloned())
+        .collect()
 }

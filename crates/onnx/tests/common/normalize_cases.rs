@@ -62,6 +62,9 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("recurrent_lstm", recurrent_lstm()),
         ("recurrent_gru", recurrent_gru()),
         ("merged_bn_constants", merged_bn_constants()),
+        ("onnxruntime_saved_10", onnxruntime_saved(10)),
+        ("onnxruntime_saved_13", onnxruntime_saved(13)),
+        ("merged_uniform_biases", merged_uniform_biases()),
     ]
 }
 
@@ -844,5 +847,82 @@ pub fn merged_bn_constants() -> Model {
     let w2 = b.weight("head.weight", &[5, 6, 1, 1], wave(3, 2, 5));
     let y = b.node("Conv", &[&h, &w2], &["y"]);
     b.output_f32(&y, &batch_dims(&[5, 4, 4]));
+    finish(&b)
+}
+
+/// A CNN and MLP as onnxruntime saves them optimized (`ORT_ENABLE_EXTENDED`): `FusedConv`
+/// with `Relu`, with a residual `Z` and `LeakyRelu`, with `Clip` (an attribute before opset
+/// 11, inputs after) and, without a bias, with `HardSigmoid`; `FusedGemm` with `Tanh` and
+/// with `LeakyRelu`; `FusedMatMul` with `alpha` and `transB`, and with `transBatchA` and
+/// `transA` on an operand whose rank the file does not declare (onnxruntime saves no
+/// `value_info`). Input `x` (`[batch, 3, 6, 6]`); outputs `scores` (`[batch, 3, 3]`) and
+/// `moved_back` (`[batch, 5, 4]`).
+pub fn onnxruntime_saved(opset: i64) -> Model {
+    let mut b = GraphBuilder::new(&format!("onnxruntime_saved_{opset}"));
+    b.opset(opset);
+    b.import_domain("com.microsoft", 1);
+    let ms = "com.microsoft";
+    let x = b.input_f32("x", &batch_dims(&[3, 6, 6]));
+    let act = |name: &str| ("activation", Attr::Str(name.into()));
+    let pads = || ("pads", Attr::Ints(vec![1, 1, 1, 1]));
+    let w1 = b.weight("c1.weight", &[8, 3, 3, 3], wave(5, 1, 11));
+    let b1 = b.weight("c1.bias", &[8], wave(3, 2, 7));
+    let c1 = b.node_in_domain(ms, "FusedConv", &[&x, &w1, &b1], &["c1"], &[pads(), act("Relu")]);
+    let w2 = b.weight("c2.weight", &[8, 8, 3, 3], wave(7, 3, 13));
+    let b2 = b.weight("c2.bias", &[8], wave(2, 1, 5));
+    let leaky = ("activation_params", Attr::Floats(vec![0.1]));
+    let c2 = b.node_in_domain(ms, "FusedConv", &[&c1, &w2, &b2, &c1], &["c2"], &[pads(), act("LeakyRelu"), leaky]);
+    let w3 = b.weight("c3.weight", &[6, 8, 1, 1], wave(3, 1, 7));
+    let b3 = b.weight("c3.bias", &[6], wave(5, 3, 9));
+    let clip = ("activation_params", Attr::Floats(vec![0.0, 0.3]));
+    let c3 = b.node_in_domain(ms, "FusedConv", &[&c2, &w3, &b3], &["c3"], &[act("Clip"), clip]);
+    let w4 = b.weight("c4.weight", &[6, 6, 1, 1], wave(5, 2, 11));
+    let hard = ("activation_params", Attr::Floats(vec![0.3, 0.4]));
+    let c4 = b.node_in_domain(ms, "FusedConv", &[&c3, &w4], &["c4"], &[act("HardSigmoid"), hard]);
+    let pooled = b.node("GlobalAveragePool", &[&c4], &[]);
+    let flat = b.node("Flatten", &[&pooled], &[]);
+    let f1w = b.weight("fc1.weight", &[10, 6], wave(7, 2, 9));
+    let f1b = b.weight("fc1.bias", &[10], wave(3, 1, 5));
+    let f1 = b.node_in_domain(ms, "FusedGemm", &[&flat, &f1w, &f1b], &["fc1"], &[("transB", Attr::Int(1)), act("Tanh")]);
+    let f2w = b.weight("fc2.weight", &[10, 12], wave(5, 4, 13));
+    let f2b = b.weight("fc2.bias", &[12], wave(2, 3, 7));
+    let f2 = b.node_in_domain(ms, "FusedGemm", &[&f1, &f2w, &f2b], &["fc2"], &[act("LeakyRelu"), ("activation_alpha", Attr::Float(0.2))]);
+    let target = b.ints("rows", &[0, 3, 4]);
+    let rows = b.node("Reshape", &[&f2, &target], &[]);
+    let scores =
+        b.node_in_domain(ms, "FusedMatMul", &[&rows, &rows], &["scores"], &[("transB", Attr::Int(1)), ("alpha", Attr::Float(0.5))]);
+    let wb = b.weight("mix.weight", &[3, 4, 5], wave(3, 2, 11));
+    let moved = b.node_in_domain(ms, "FusedMatMul", &[&rows, &wb], &["moved"], &[("transBatchA", Attr::Int(1))]);
+    let wt = b.weight("back.weight", &[1, 3, 4], wave(7, 1, 9));
+    let back =
+        b.node_in_domain(ms, "FusedMatMul", &[&moved, &wt], &["moved_back"], &[("transA", Attr::Int(1)), ("transBatchA", Attr::Int(1))]);
+    b.output_f32(&scores, &batch_dims(&[3, 3]));
+    b.output_f32(&back, &batch_dims(&[5, 4]));
+    finish(&b)
+}
+
+/// A three-layer MLP whose two hidden biases are one tensor of zeros, as exporters and
+/// onnxruntime merge equal constants of a fresh model, and whose output bias is a
+/// non-uniform tensor also added to the second hidden layer (weight tying, kept). Input
+/// `x` (`[batch, 8]`), output `y` (`[batch, 16]`).
+pub fn merged_uniform_biases() -> Model {
+    let mut b = GraphBuilder::new("merged_uniform_biases");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let zeros = b.initializer("fc1.bias", Tensor::new(vec![16], TensorData::F32(vec![0.0; 16])).unwrap());
+    let tied = b.weight("tied.bias", &[16], wave(3, 1, 7));
+    let w1 = b.weight("fc1.weight", &[8, 16], wave(5, 1, 11));
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let h = b.node("Add", &[&h, &zeros], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let w2 = b.weight("fc2.weight", &[16, 16], wave(7, 2, 13));
+    let h = b.node("MatMul", &[&h, &w2], &[]);
+    let h = b.node("Add", &[&h, &zeros], &[]);
+    let h = b.node("Add", &[&h, &tied], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let w3 = b.weight("fc3.weight", &[16, 16], wave(3, 2, 7));
+    let h = b.node("MatMul", &[&h, &w3], &[]);
+    let y = b.node("Add", &[&h, &tied], &["y"]);
+    b.output_f32(&y, &batch_dims(&[16]));
     finish(&b)
 }
