@@ -34,7 +34,7 @@ pub enum HessoError {
 
 impl HessoError {
     pub(crate) fn torch(context: impl Into<String>, e: tch::TchError) -> HessoError {
-        HessoError::Torch { context: context.into(), message: e.to_string() }
+        HessoError::Torch { context: context.into(), message: oto_torch::error::without_backtrace(&e.to_string()) }
     }
 }
 

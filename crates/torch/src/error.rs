@@ -89,8 +89,15 @@ pub enum Error {
 impl Error {
     /// Wraps a libtorch error with what was being done.
     pub fn torch(context: impl Into<String>, e: impl std::fmt::Display) -> Error {
-        Error::Torch { context: context.into(), message: e.to_string() }
+        Error::Torch { context: context.into(), message: without_backtrace(&e.to_string()) }
     }
+}
+
+/// A libtorch message without the C++ backtrace that follows it ("Exception raised from
+/// ..." and the frames): users see what failed, not libtorch's call stack.
+pub fn without_backtrace(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().take_while(|l| !l.trim_start().starts_with("Exception raised from")).collect();
+    lines.join(" ").trim().to_string()
 }
 
 /// Result alias of execution and training.

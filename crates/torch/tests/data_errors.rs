@@ -104,3 +104,15 @@ fn op_failures_name_the_node_and_do_not_panic() {
     assert!(e.contains("mlp-relaxed.onnx") && e.contains("(Gemm) failed"), "{e}");
     assert!(!e.contains("Exception raised from"), "the C++ backtrace should be cut: {e}");
 }
+
+/// Labels that do not fit the output (one class per sample for a per-token output) fail
+/// with the loss and the output's shape named, without libtorch's C++ backtrace.
+#[test]
+fn loss_failures_carry_no_backtrace() {
+    use oto_torch::loss::Loss;
+    let output = Tensor::zeros([4, 5, 8], (Kind::Float, Device::Cpu));
+    let labels = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+    let e = Loss::CrossEntropy { label_smoothing: 0.0 }.compute(&output, Some(&labels), None).unwrap_err().to_string();
+    assert!(e.contains("cross-entropy") && e.contains("[4, 5, 8]"), "{e}");
+    assert!(!e.contains("Exception raised from") && !e.contains("frame #"), "the C++ backtrace should be cut: {e}");
+}

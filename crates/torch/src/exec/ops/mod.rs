@@ -19,10 +19,7 @@ pub struct OpError(pub String);
 
 impl From<TchError> for OpError {
     fn from(e: TchError) -> Self {
-        // libtorch messages carry a C++ backtrace after the first line; keep the message.
-        let text = e.to_string();
-        let short = text.lines().take_while(|l| !l.trim_start().starts_with("Exception raised from")).collect::<Vec<_>>().join(" ");
-        OpError(short.trim().to_string())
+        OpError(crate::error::without_backtrace(&e.to_string()))
     }
 }
 
