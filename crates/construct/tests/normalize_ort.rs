@@ -166,6 +166,22 @@ fn onnxruntime_saved_model_prunes_end_to_end() {
     }
 }
 
+/// A model exported in training mode (a true `training_mode`, the dynamo exporter's inlined
+/// random mask) computes, once normalized, what the model computes in inference (the MLP
+/// without dropout) in onnxruntime, where it was random before; its two hidden layers are
+/// groups (the masked one was blocked by the mask).
+#[test]
+fn training_mode_export_prunes_as_inference() {
+    let (after, _) = normalize(copy(&cases::training_mode_dropouts(true)), &NormalizeOptions::default()).unwrap();
+    let plain = cases::training_mode_dropouts(false);
+    for seed in 0..2 {
+        let inputs = cases::random_inputs(&plain, seed);
+        let (err, tol) = deviation(&run_ort(&plain.proto, &inputs), &run_ort(&after.proto, &inputs));
+        assert!(err <= tol, "max deviation {err:.3e} > {tol:.3e}");
+    }
+    prune_end_to_end("training_mode_dropouts", &cases::training_mode_dropouts(true), 2);
+}
+
 /// Two hidden layers whose biases are one merged tensor of zeros prune apart (two groups,
 /// not one tied group), while a non-uniform bias read twice stays shared.
 #[test]

@@ -161,6 +161,9 @@ pub struct Summary {
     /// BatchNormalization running statistics given a copy of their own (the initializer was
     /// also read elsewhere, as tf2onnx's merged constants are).
     pub statistics_untied: usize,
+    /// Dropouts of a model exported in training mode (`training_mode` true, or the dynamo
+    /// exporter's inlined random mask) made inference `Dropout`s.
+    pub dropouts_made_inference: usize,
     /// Readers of a shared initializer of one repeated value given a copy of their own
     /// (exporters and onnxruntime merge equal constants, such as the zero biases of a fresh
     /// model).
@@ -242,6 +245,7 @@ impl std::fmt::Display for Summary {
         count(self.variadic, "Max/Min nodes split into binary ones");
         count(self.zero_states_omitted, "zero initial states of recurrent layers omitted");
         count(self.statistics_untied, "BatchNormalization statistics given their own initializer");
+        count(self.dropouts_made_inference, "dropouts of a training-mode export made inference Dropouts");
         count(self.uniform_untied, "readers of a merged constant of one value given their own copy");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
@@ -306,6 +310,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
     omit_zero_states(graph, &mut summary);
+    inference_dropouts(graph, &mut summary, model.opset());
     untie_statistics(graph, &mut summary);
     untie_uniform_constants(graph, &mut summary);
     let decomposed = contrib::decompose(graph, model.opset(), &HashMap::new());
@@ -1271,6 +1276,85 @@ fn untie_statistics(graph: &mut GraphProto, summary: &mut Summary) {
     graph.initializer.extend(copies);
 }
 
+/// Dropout as a model exported in training mode writes it (a forgotten `model.eval()`;
+/// Hugging Face's `from_config` and torchvision's builders return models in training
+/// mode): a `Dropout` whose `training_mode` is a true constant, and the dynamo exporter's
+/// inlined form `x * (Cast(RandomUniformLike(..) < keep) / keep)` (its mask of the export's
+/// fixed shape). Both become an inference `Dropout` of ratio `1 - keep`, which drops nothing
+/// when the model is run and drops again when oto trains it: the file as meant, not a
+/// random function of one batch size. The nodes that computed only the mask are removed.
+fn inference_dropouts(graph: &mut GraphProto, summary: &mut Summary, opset: i64) {
+    let scalar = |graph: &GraphProto, name: &str| -> Option<f64> {
+        let t = graph.initializer.iter().find(|t| t.name.as_deref() == Some(name))?;
+        let v = Tensor::from_proto(t, None).ok()?.to_f64_vec();
+        (v.len() == 1).then(|| v[0])
+    };
+    for i in 0..graph.node.len() {
+        let n = &graph.node[i];
+        if !(is_default_domain(n) && n.op() == "Dropout") {
+            continue;
+        }
+        let Some(mode) = n.input.get(2).filter(|v| !v.is_empty()) else { continue };
+        if scalar(graph, mode).is_some_and(|v| v != 0.0) {
+            graph.node[i].input.truncate(2);
+            summary.dropouts_made_inference += 1;
+        }
+    }
+    let producer: HashMap<String, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().filter(|o| !o.is_empty()).map(move |o| (o.clone(), i))).collect();
+    let made = |graph: &GraphProto, v: &str, op: &str| -> Option<usize> {
+        let &i = producer.get(v)?;
+        let n = &graph.node[i];
+        (is_default_domain(n) && n.op() == op).then_some(i)
+    };
+    // The keep probability of a mask `Cast(RandomUniformLike(..) < keep) / keep`.
+    let keep_of = |graph: &GraphProto, mask: &str| -> Option<f64> {
+        let div = &graph.node[made(graph, mask, "Div")?];
+        let keep = scalar(graph, div.input.get(1)?)?;
+        let cast = &graph.node[made(graph, div.input.first()?, "Cast")?];
+        let less = &graph.node[made(graph, cast.input.first()?, "Less")?];
+        let uniform = &graph.node[made(graph, less.input.first()?, "RandomUniformLike")?];
+        let bound = |name: &str, default: f32| uniform.attr_float(name).ok().flatten().unwrap_or(default);
+        let unit = bound("low", 0.0) == 0.0 && bound("high", 1.0) == 1.0;
+        (unit && scalar(graph, less.input.get(1)?) == Some(keep) && keep > 0.0 && keep <= 1.0).then_some(keep)
+    };
+    let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
+    let mut masks = Vec::new();
+    let mut names = Names::of(graph);
+    let mut ratios = Vec::new();
+    for i in 0..graph.node.len() {
+        let n = &graph.node[i];
+        if !(is_default_domain(n) && n.op() == "Mul" && n.input.len() == 2) {
+            continue;
+        }
+        let found = [(0usize, 1usize), (1, 0)]
+            .into_iter()
+            .find_map(|(x, m)| Some((n.input[x].clone(), n.input[m].clone(), keep_of(graph, &n.input[m])?)));
+        let Some((x, mask, keep)) = found else { continue };
+        let readers = graph.node.iter().filter(|o| o.input.contains(&mask)).count();
+        if readers != 1 || outputs.contains(&mask) {
+            continue;
+        }
+        let ratio = (1.0 - keep) as f32;
+        let stem = n.name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| n.output[0].clone());
+        let node = &mut graph.node[i];
+        node.op_type = Some("Dropout".into());
+        node.attribute.clear();
+        if opset >= 12 {
+            let name = names.fresh(&format!("{stem}/ratio"));
+            ratios.push(Tensor::new(vec![], TensorData::F32(vec![ratio])).map(|t| t.to_proto(&name)));
+            node.input = vec![x, name];
+        } else {
+            node.input = vec![x];
+            node.attribute.push(crate::builder::Attr::Float(ratio).to_proto("ratio"));
+        }
+        masks.push(mask);
+        summary.dropouts_made_inference += 1;
+    }
+    graph.initializer.extend(ratios.into_iter().flatten());
+    remove_dead_producers(graph, &producer, &outputs, masks);
+}
+
 /// Omits the initial states of `RNN`/`GRU`/`LSTM` nodes that are zero (the default of an
 /// omitted state): exporters compute them as `ConstantOfShape([layers, batch, H])` sliced
 /// per layer, whose `H` would otherwise have to change with the layer's units (and one
@@ -1324,9 +1408,14 @@ fn omit_zero_states(graph: &mut GraphProto, summary: &mut Summary) {
             }
         }
     }
-    // Remove what computed only the omitted states (nothing else reads it).
+    remove_dead_producers(graph, &producer, &outputs, omitted);
+}
+
+/// Removes the nodes that computed only `values` (which nothing reads any more), and what
+/// computed only their inputs in turn; `producer` indexes `graph`'s nodes by output.
+fn remove_dead_producers(graph: &mut GraphProto, producer: &HashMap<String, usize>, outputs: &HashSet<String>, values: Vec<String>) {
     let mut dead: HashSet<usize> = HashSet::new();
-    let mut pending = omitted;
+    let mut pending = values;
     while let Some(v) = pending.pop() {
         let Some(&i) = producer.get(&v) else { continue };
         if dead.contains(&i) {

@@ -488,3 +488,19 @@ fn merged_uniform_constants_get_a_copy_per_reader() {
     let copy = copy.unwrap_or_else(|| panic!("no copy of fc1.bias: {:?}", g.node));
     assert!(g.initializer.iter().any(|t| t.name.as_deref() == Some(copy.as_str())), "{copy} is no initializer");
 }
+
+/// A model exported in training mode: the `Dropout` whose `training_mode` is a true
+/// constant loses that input, and the inlined random mask becomes a `Dropout` of ratio
+/// 0.25 reading the masked value, with the nodes that computed only the mask gone.
+#[test]
+fn training_mode_dropouts_become_inference_ones() {
+    let (after, s) = run(&cases::training_mode_dropouts(true));
+    assert_eq!(s.dropouts_made_inference, 2, "{s}");
+    let g = graph(&after);
+    let ops: Vec<&str> = g.node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+    assert_eq!(ops, ["MatMul", "Relu", "Dropout", "MatMul", "Relu", "Dropout", "MatMul"]);
+    let dropouts: Vec<_> = g.node.iter().filter(|n| n.op_type.as_deref() == Some("Dropout")).collect();
+    assert!(dropouts.iter().all(|n| n.input.len() == 2), "{dropouts:?}");
+    let ratio = g.initializer.iter().find(|t| t.name.as_deref() == Some(dropouts[1].input[1].as_str())).unwrap();
+    assert_eq!(oto_onnx::Tensor::from_proto(ratio, None).unwrap().to_f64_vec(), [0.25]);
+}

@@ -926,3 +926,37 @@ pub fn merged_uniform_biases() -> Model {
     b.output_f32(&y, &batch_dims(&[16]));
     finish(&b)
 }
+
+/// An MLP as the dynamo exporter writes it from a model left in training mode (`train`):
+/// a `Dropout` whose `training_mode` is a true constant after the first layer, and the
+/// inlined random mask `x * (Cast(RandomUniformLike(x) < 0.75) / 0.75)` after the second;
+/// without `train`, the same MLP with no dropout (what the model computes in inference).
+/// Input `x` (`[batch, 8]`), output `y` (`[batch, 4]`).
+pub fn training_mode_dropouts(train: bool) -> Model {
+    let mut b = GraphBuilder::new("training_mode_dropouts");
+    b.opset(18);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let w1 = b.weight("fc1.weight", &[8, 16], wave(5, 1, 11));
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let mut h = b.node("Relu", &[&h], &[]);
+    if train {
+        let ratio = b.initializer("ratio", Tensor::new(vec![], TensorData::F32(vec![0.1])).unwrap());
+        let on = b.initializer("training", Tensor::new(vec![], TensorData::Bool(vec![true])).unwrap());
+        h = b.node("Dropout", &[&h, &ratio, &on], &[]);
+    }
+    let w2 = b.weight("fc2.weight", &[16, 12], wave(7, 2, 13));
+    let h2 = b.node("MatMul", &[&h, &w2], &[]);
+    let mut h2 = b.node("Relu", &[&h2], &[]);
+    if train {
+        let keep = b.initializer("keep", Tensor::new(vec![], TensorData::F32(vec![0.75])).unwrap());
+        let r = b.node_with("RandomUniformLike", &[&h2], &["rands"], &[("high", Attr::Float(1.0)), ("low", Attr::Float(0.0))]);
+        let kept = b.node("Less", &[&r, &keep], &[]);
+        let mask = b.node_with("Cast", &[&kept], &[], &[("to", Attr::Int(1))]);
+        let scaled = b.node("Div", &[&mask, &keep], &[]);
+        h2 = b.node("Mul", &[&h2, &scaled], &[]);
+    }
+    let w3 = b.weight("fc3.weight", &[12, 4], wave(3, 2, 7));
+    let y = b.node("MatMul", &[&h2, &w3], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
