@@ -182,6 +182,38 @@ fn training_mode_export_prunes_as_inference() {
     prune_end_to_end("training_mode_dropouts", &cases::training_mode_dropouts(true), 2);
 }
 
+/// The dynamo exporter's `as_strided` view after a pool, in a file of fixed batch 1: once
+/// normalized it computes what the file computes (at its batch of 1, the only one the file
+/// runs at), runs at a batch of 3 sample by sample, and the convolution's channels, hidden
+/// from the analysis by the Gather, are a group.
+#[test]
+fn flattened_view_gather_runs_at_any_batch_and_prunes() {
+    let before = cases::flattened_view_gather();
+    let (after, summary) = normalize(copy(&before), &NormalizeOptions::default()).unwrap();
+    assert!(summary.batch_symbolic, "{summary}");
+    let sample = |seed: u64| -> Vec<f32> { (0..108).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect() };
+    let input = |data: Vec<f32>, n: usize| {
+        vec![("x".to_string(), oto_onnx::Tensor::new(vec![n, 3, 6, 6], oto_onnx::TensorData::F32(data)).unwrap())]
+    };
+    let mut rows = Vec::new();
+    for seed in 0..3 {
+        let one = input(sample(seed), 1);
+        let (err, tol) = deviation(&run_ort(&before.proto, &one), &run_ort(&after.proto, &one));
+        assert!(err <= tol, "seed {seed}: max deviation {err:.3e} > {tol:.3e}");
+        rows.push(run_ort(&after.proto, &one));
+    }
+    let three = run_ort(&after.proto, &input((0..3).flat_map(sample).collect(), 3));
+    for (k, row) in rows.iter().enumerate() {
+        let part: Vec<_> = three.iter().map(|(n, y)| (n.clone(), y[k * 5..(k + 1) * 5].to_vec())).collect();
+        let (err, tol) = deviation(row, &part);
+        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
+    }
+    let analysis = analyze(&after, &AnalyzeOptions::default()).unwrap();
+    let groups: Vec<_> = analysis.prunable_groups().filter(|g| g.num_elements > 1).collect();
+    assert_eq!(groups.len(), 1, "{}", analysis.table());
+    assert!(groups[0].members.iter().any(|m| m.initializer == "conv.weight" && m.axis == 0), "{}", analysis.table());
+}
+
 /// Two hidden layers whose biases are one merged tensor of zeros prune apart (two groups,
 /// not one tied group), while a non-uniform bias read twice stays shared.
 #[test]

@@ -69,7 +69,10 @@
 //!    An equal `Split` (no sizes: the dynamo exporter's `chunk` with `num_outputs`, or as
 //!    many parts as outputs) of an axis whose length the shapes tell gets its sizes written
 //!    out (input 1 from opset 13, the `split` attribute before): the same parts, and each
-//!    can then lose its own channels (Res2Net's scales);
+//!    can then lose its own channels (Res2Net's scales); a `Gather` of indices
+//!    `0, 1, ..., n - 1` (shaped as the view) from a flattened tensor of `n` elements (the
+//!    dynamo exporter's `as_strided` of a contiguous view: ConvNeXt's and Swin's pooled
+//!    features) becomes the `Reshape` it is;
 //! 5. initializers only the folded nodes read are removed, and nodes are written in
 //!    topological order;
 //! 6. a weight tied by transposition is tied again: the TorchScript exporter folds the
@@ -188,6 +191,9 @@ pub struct Summary {
     /// Equal `Split`s (no sizes: `num_outputs`, or as many parts as outputs) given their
     /// sizes, so that each part can lose its own channels.
     pub splits_sized: usize,
+    /// `Gather`s of `0, 1, ..., n - 1` from a flattened tensor (the dynamo exporter's
+    /// `as_strided` of a contiguous view) written as the `Reshape` they are.
+    pub view_gathers: usize,
     /// `Einsum`s of two operands written as `Transpose`/`Reshape`/`MatMul`.
     pub einsums: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
@@ -255,6 +261,7 @@ impl std::fmt::Display for Summary {
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
         count(self.branches_inlined, "If nodes with a known condition replaced by the branch they take");
         count(self.splits_sized, "equal Splits given their sizes");
+        count(self.view_gathers, "Gathers of a whole flattened tensor in order written as Reshape");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
@@ -312,7 +319,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     omit_zero_states(graph, &mut summary);
     inference_dropouts(graph, &mut summary, model.opset());
     untie_statistics(graph, &mut summary);
-    untie_uniform_constants(graph, &mut summary);
+    untie_uniform_constants(&model, graph, &mut summary);
     let decomposed = contrib::decompose(graph, model.opset(), &HashMap::new());
     summary.fused_rewritten = decomposed.fused;
     summary.experimental_rewritten = decomposed.experimental;
@@ -373,10 +380,11 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         }
         summary.fused_rewritten += rewritten;
     }
-    let (plan, splits) = {
+    let (plan, splits, gathers) = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
-        (Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?, equal_splits(&view, &shapes))
+        let plan = Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?;
+        (plan, equal_splits(&view, &shapes), view_gathers(&view, &shapes))
     };
     let mut proto = staged.proto;
     let Some(graph) = proto.graph.as_mut() else {
@@ -384,6 +392,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     };
     plan.apply(graph, &mut summary);
     size_splits(graph, &splits, &mut summary);
+    reshape_view_gathers(graph, &gathers, &mut summary);
     if ir < 4 && graph.initializer.iter().any(|t| !graph.input.iter().any(|i| i.name == t.name)) {
         proto.ir_version = Some(4);
         summary.ir_version_raised = Some((ir, 4));
@@ -437,6 +446,78 @@ fn equal_splits(view: &Graph<'_>, shapes: &Shapes) -> Vec<EqualSplit> {
         out.push(EqualSplit { first_output: first.clone(), sizes, as_input: crate::ops::node_opset(view, node) >= 13 });
     }
     out
+}
+
+/// A `Gather` that only reshapes: the dynamo exporter writes `as_strided` of a contiguous
+/// view (torchvision's ConvNeXt and Swin after their average pool) as `Gather(Reshape(x,
+/// [-1]), indices)` with constant indices `0, 1, ..., n - 1` of the view's shape, which
+/// fixes the batch in the indices and hides the channels from the analysis.
+struct ViewGather {
+    /// The Gather's output.
+    output: String,
+    /// What to reshape: the flattened tensor, or what the flatten read when its shape is
+    /// static and holds the same elements.
+    source: String,
+    /// The view's shape (the indices' dimensions).
+    dims: Vec<i64>,
+}
+
+/// Every [`ViewGather`]: axis 0 of a rank-1 tensor of known length `n`, indices an integer
+/// initializer holding `0..n` in order.
+fn view_gathers(view: &Graph<'_>, shapes: &Shapes) -> Vec<ViewGather> {
+    let mut out = Vec::new();
+    for (_, node) in view.nodes() {
+        if !is_default_domain(node) || node.op() != "Gather" || node.attr_int("axis").ok().flatten().unwrap_or(0) != 0 {
+            continue;
+        }
+        let (Some(data), Some(indices), Some(output)) = (node.input.first(), node.input.get(1), node.output.first()) else { continue };
+        let Some(t) = view.initializer(indices) else { continue };
+        let Ok(values) = view.model.tensor(t) else { continue };
+        if !matches!(values.dtype(), DType::I64 | DType::I32) || values.shape.is_empty() || values.shape.contains(&0) {
+            continue;
+        }
+        let n = values.numel();
+        let ordered = values.to_f64_vec().iter().enumerate().all(|(k, &v)| v == k as f64);
+        let known_len = shapes.static_shape(data).is_some_and(|d| d.len() == 1 && usize::try_from(d[0]).ok() == Some(n));
+        if !ordered || !known_len {
+            continue;
+        }
+        let flattened_from =
+            view.producer_node(data).map(|(_, p)| p).filter(|p| is_default_domain(p) && p.op() == "Reshape").and_then(|p| p.input.first());
+        let whole = |x: &String| {
+            shapes.static_shape(x).is_some_and(|d| {
+                d.iter().map(|&v| usize::try_from(v).unwrap_or(usize::MAX)).try_fold(1usize, |a, v| a.checked_mul(v)) == Some(n)
+            })
+        };
+        let source = flattened_from.filter(|x| whole(x)).unwrap_or(data).clone();
+        let dims = values.shape.iter().map(|&d| d as i64).collect();
+        out.push(ViewGather { output: output.clone(), source, dims });
+    }
+    out
+}
+
+/// Writes each [`ViewGather`] as `Reshape(source, dims)`; its indices go when nothing else
+/// reads them.
+fn reshape_view_gathers(graph: &mut GraphProto, gathers: &[ViewGather], summary: &mut Summary) {
+    if gathers.is_empty() {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut added = Vec::new();
+    let mut dropped = Vec::new();
+    for g in gathers {
+        let Some(node) = graph.node.iter_mut().find(|n| n.output.first() == Some(&g.output)) else { continue };
+        let shape = names.fresh(&format!("{}_shape", g.output));
+        added.push(Tensor::from_i64s(g.dims.clone()).to_proto(&shape));
+        dropped.push(node.input.get(1).cloned().unwrap_or_default());
+        node.op_type = Some("Reshape".into());
+        node.input = vec![g.source.clone(), shape];
+        node.attribute.clear();
+        summary.view_gathers += 1;
+    }
+    let read: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    graph.initializer.retain(|t| t.name.as_ref().is_none_or(|n| !dropped.contains(n) || read.contains(n)));
+    graph.initializer.extend(added);
 }
 
 /// Gives the Splits of [`equal_splits`] their sizes (the same parts, written out).
@@ -1184,7 +1265,7 @@ impl Names {
 /// compute the same and train as the layers the file describes. Initializers kept as
 /// graph inputs (overridable) are left shared, and a `Shape` or `Size` reads no values, so
 /// it needs no copy.
-fn untie_uniform_constants(graph: &mut GraphProto, summary: &mut Summary) {
+fn untie_uniform_constants(model: &Model, graph: &mut GraphProto, summary: &mut Summary) {
     let reads_values = |n: &NodeProto| !(is_default_domain(n) && matches!(n.op(), "Shape" | "Size"));
     let mut reads: HashMap<&str, usize> = HashMap::new();
     for n in graph.node.iter().filter(|n| reads_values(n)) {
@@ -1193,18 +1274,17 @@ fn untie_uniform_constants(graph: &mut GraphProto, summary: &mut Summary) {
         }
     }
     let inputs: HashSet<&str> = graph.input.iter().filter_map(|v| v.name.as_deref()).collect();
-    let uniform: HashMap<String, TensorProto> = graph
+    // Decoded (external data read in), so that the copies are written inline.
+    let uniform: HashMap<String, Tensor> = graph
         .initializer
         .iter()
         .filter(|t| t.name.as_deref().is_some_and(|n| reads.get(n).copied().unwrap_or(0) > 1 && !inputs.contains(n)))
-        .filter(|t| t.data_type.and_then(DType::from_onnx).is_some_and(|d| d.is_float()) && !crate::model::is_external(t))
-        .filter(|t| {
-            Tensor::from_proto(t, None).is_ok_and(|v| {
-                let values = v.to_f64_vec();
-                values.len() > 1 && values.iter().all(|&x| x.to_bits() == values[0].to_bits())
-            })
+        .filter(|t| t.data_type.and_then(DType::from_onnx).is_some_and(|d| d.is_float()))
+        .filter_map(|t| Some((t.name.clone()?, model.tensor(t).ok()?)))
+        .filter(|(_, v)| {
+            let values = v.to_f64_vec();
+            values.len() > 1 && values.iter().all(|&x| x.to_bits() == values[0].to_bits())
         })
-        .filter_map(|t| Some((t.name.clone()?, t.clone())))
         .collect();
     if uniform.is_empty() {
         return;
@@ -1220,9 +1300,7 @@ fn untie_uniform_constants(graph: &mut GraphProto, summary: &mut Summary) {
                 continue;
             }
             let name = names.fresh(&format!("{stem}/{input}"));
-            let mut copy = t.clone();
-            copy.name = Some(name.clone());
-            copies.push(copy);
+            copies.push(t.to_proto(&name));
             *input = name;
             summary.uniform_untied += 1;
         }
@@ -1282,7 +1360,9 @@ fn untie_statistics(graph: &mut GraphProto, summary: &mut Summary) {
 /// inlined form `x * (Cast(RandomUniformLike(..) < keep) / keep)` (its mask of the export's
 /// fixed shape). Both become an inference `Dropout` of ratio `1 - keep`, which drops nothing
 /// when the model is run and drops again when oto trains it: the file as meant, not a
-/// random function of one batch size. The nodes that computed only the mask are removed.
+/// random function of one batch size. A mask drawn once per sample (stochastic depth, a
+/// template `[N, 1, 1, 1]`) has no ONNX operator and becomes an `Identity`. The nodes that
+/// computed only the mask are removed.
 fn inference_dropouts(graph: &mut GraphProto, summary: &mut Summary, opset: i64) {
     let scalar = |graph: &GraphProto, name: &str| -> Option<f64> {
         let t = graph.initializer.iter().find(|t| t.name.as_deref() == Some(name))?;
@@ -1307,8 +1387,9 @@ fn inference_dropouts(graph: &mut GraphProto, summary: &mut Summary, opset: i64)
         let n = &graph.node[i];
         (is_default_domain(n) && n.op() == op).then_some(i)
     };
-    // The keep probability of a mask `Cast(RandomUniformLike(..) < keep) / keep`.
-    let keep_of = |graph: &GraphProto, mask: &str| -> Option<f64> {
+    // The keep probability of a mask `Cast(RandomUniformLike(..) < keep) / keep`, and
+    // whether it is one draw per sample (stochastic depth: a constant template `[N, 1, ...]`).
+    let keep_of = |graph: &GraphProto, mask: &str| -> Option<(f64, bool)> {
         let div = &graph.node[made(graph, mask, "Div")?];
         let keep = scalar(graph, div.input.get(1)?)?;
         let cast = &graph.node[made(graph, div.input.first()?, "Cast")?];
@@ -1316,7 +1397,9 @@ fn inference_dropouts(graph: &mut GraphProto, summary: &mut Summary, opset: i64)
         let uniform = &graph.node[made(graph, less.input.first()?, "RandomUniformLike")?];
         let bound = |name: &str, default: f32| uniform.attr_float(name).ok().flatten().unwrap_or(default);
         let unit = bound("low", 0.0) == 0.0 && bound("high", 1.0) == 1.0;
-        (unit && scalar(graph, less.input.get(1)?) == Some(keep) && keep > 0.0 && keep <= 1.0).then_some(keep)
+        let template = uniform.input.first().and_then(|t| graph.initializer.iter().find(|i| i.name.as_deref() == Some(t.as_str())));
+        let per_sample = template.is_some_and(|t| t.dims.len() > 1 && t.dims[1..].iter().all(|&d| d == 1));
+        (unit && scalar(graph, less.input.get(1)?) == Some(keep) && keep > 0.0 && keep <= 1.0).then_some((keep, per_sample))
     };
     let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
     let mut masks = Vec::new();
@@ -1330,7 +1413,7 @@ fn inference_dropouts(graph: &mut GraphProto, summary: &mut Summary, opset: i64)
         let found = [(0usize, 1usize), (1, 0)]
             .into_iter()
             .find_map(|(x, m)| Some((n.input[x].clone(), n.input[m].clone(), keep_of(graph, &n.input[m])?)));
-        let Some((x, mask, keep)) = found else { continue };
+        let Some((x, mask, (keep, per_sample))) = found else { continue };
         let readers = graph.node.iter().filter(|o| o.input.contains(&mask)).count();
         if readers != 1 || outputs.contains(&mask) {
             continue;
@@ -1338,13 +1421,19 @@ fn inference_dropouts(graph: &mut GraphProto, summary: &mut Summary, opset: i64)
         let ratio = (1.0 - keep) as f32;
         let stem = n.name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| n.output[0].clone());
         let node = &mut graph.node[i];
-        node.op_type = Some("Dropout".into());
         node.attribute.clear();
-        if opset >= 12 {
+        if per_sample {
+            // Stochastic depth has no ONNX operator (a Dropout would drop elements, not
+            // samples): the branch is kept whole, as in inference.
+            node.op_type = Some("Identity".into());
+            node.input = vec![x];
+        } else if opset >= 12 {
+            node.op_type = Some("Dropout".into());
             let name = names.fresh(&format!("{stem}/ratio"));
             ratios.push(Tensor::new(vec![], TensorData::F32(vec![ratio])).map(|t| t.to_proto(&name)));
             node.input = vec![x, name];
         } else {
+            node.op_type = Some("Dropout".into());
             node.input = vec![x];
             node.attribute.push(crate::builder::Attr::Float(ratio).to_proto("ratio"));
         }

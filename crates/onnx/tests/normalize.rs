@@ -504,3 +504,44 @@ fn training_mode_dropouts_become_inference_ones() {
     let ratio = g.initializer.iter().find(|t| t.name.as_deref() == Some(dropouts[1].input[1].as_str())).unwrap();
     assert_eq!(oto_onnx::Tensor::from_proto(ratio, None).unwrap().to_f64_vec(), [0.25]);
 }
+
+/// The dynamo exporter's `as_strided` view (a Gather of `0..n` from a flattened tensor)
+/// becomes a Reshape of the pooled tensor itself, its indices gone, and the file's fixed
+/// batch of 1 (which the indices' shape held) becomes symbolic.
+#[test]
+fn flattened_view_gathers_become_reshapes() {
+    let (after, s) = run(&cases::flattened_view_gather());
+    assert_eq!(s.view_gathers, 1, "{s}");
+    assert!(s.batch_symbolic, "{s}");
+    let g = graph(&after);
+    assert!(!g.node.iter().any(|n| n.op_type.as_deref() == Some("Gather")), "{:?}", g.node);
+    assert!(!g.initializer.iter().any(|t| t.name.as_deref() == Some("as_strided_indices")));
+    let view = g.node.iter().find(|n| n.output[0] == "as_strided").unwrap();
+    let pooled = g.node.iter().find(|n| n.op_type.as_deref() == Some("ReduceMean")).unwrap();
+    assert_eq!((view.op_type.as_deref(), &view.input[0]), (Some("Reshape"), &pooled.output[0]));
+}
+
+/// A merged constant stored as external data (the dynamo exporter writes a model's weights
+/// beside it): read in, and the copies written inline.
+#[test]
+fn external_merged_constants_get_inline_copies() {
+    use oto_onnx::builder::{batch_dims, GraphBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.onnx.data"), vec![0u8; 16 * 4]).unwrap();
+    let mut b = GraphBuilder::new("external_zeros");
+    b.opset(18);
+    let x = b.input_f32("x", &batch_dims(&[16]));
+    let zeros = b.external_weight("zeros", &[16], "model.onnx.data", 0);
+    let h = b.node("Add", &[&x, &zeros], &[]);
+    let y = b.node("Add", &[&h, &zeros], &["y"]);
+    b.output_f32(&y, &batch_dims(&[16]));
+    let model = b.build_in(dir.path()).unwrap();
+    let (after, s) = normalize(model, &NormalizeOptions::default()).unwrap();
+    assert_eq!(s.uniform_untied, 1, "{s}");
+    let g = graph(&after);
+    let copy = g.node[1].input[1].clone();
+    assert_ne!(copy, "zeros");
+    let t = g.initializer.iter().find(|t| t.name.as_deref() == Some(copy.as_str())).unwrap();
+    assert!(t.external_data.is_empty(), "the copy is inline");
+    assert_eq!(Tensor::from_proto(t, None).unwrap().to_f64_vec(), vec![0.0; 16]);
+}

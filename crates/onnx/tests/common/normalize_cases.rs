@@ -960,3 +960,29 @@ pub fn training_mode_dropouts(train: bool) -> Model {
     b.output_f32(&y, &batch_dims(&[4]));
     finish(&b)
 }
+
+/// The dynamo exporter's `as_strided` of a contiguous view after an average pool
+/// (torchvision's ConvNeXt and Swin heads): `Gather(Reshape(pooled, [-1]), indices)` with
+/// constant indices `0..8` shaped `[1, 8, 1, 1]`, in a file exported for a batch of 1
+/// without dynamic axes. Input `x` (`[1, 3, 6, 6]`), output `y` (`[1, 5]`).
+pub fn flattened_view_gather() -> Model {
+    let mut b = GraphBuilder::new("flattened_view_gather");
+    b.opset(18);
+    let x = b.input_f32("x", &known_dims(&[1, 3, 6, 6]));
+    let w = b.weight("conv.weight", &[8, 3, 3, 3], wave(5, 2, 11));
+    let bias = b.weight("conv.bias", &[8], wave(3, 1, 7));
+    let h = b.node_with("Conv", &[&x, &w, &bias], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let axes = b.ints("axes", &[-1, -2]);
+    let pooled = b.node_with("ReduceMean", &[&h, &axes], &[], &[("keepdims", Attr::Int(1))]);
+    let flat_shape = b.ints("flat", &[-1]);
+    let flat = b.node("Reshape", &[&pooled, &flat_shape], &[]);
+    let idx = b.initializer("as_strided_indices", Tensor::new(vec![1, 8, 1, 1], TensorData::I64((0..8).collect())).unwrap());
+    let view = b.node_with("Gather", &[&flat, &idx], &["as_strided"], &[("axis", Attr::Int(0))]);
+    let target = b.ints("view_shape", &[1, 8]);
+    let v = b.node_with("Reshape", &[&view, &target], &[], &[("allowzero", Attr::Int(1))]);
+    let wf = b.weight("fc.weight", &[5, 8], wave(7, 3, 13));
+    let y = b.node_with("Gemm", &[&v, &wf], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &known_dims(&[1, 5]));
+    finish(&b)
+}
