@@ -182,14 +182,12 @@ fn training_mode_export_prunes_as_inference() {
     prune_end_to_end("training_mode_dropouts", &cases::training_mode_dropouts(true), 2);
 }
 
-/// The dynamo exporter's `as_strided` view after a pool, in a file of fixed batch 1: once
-/// normalized it computes what the file computes (at its batch of 1, the only one the file
-/// runs at), runs at a batch of 3 sample by sample, and the convolution's channels, hidden
-/// from the analysis by the Gather, are a group.
-#[test]
-fn flattened_view_gather_runs_at_any_batch_and_prunes() {
-    let before = cases::flattened_view_gather();
-    let (after, summary) = normalize(copy(&before), &NormalizeOptions::default()).unwrap();
+/// A file of batch fixed at 1 (input `x` of `[1, 3, 6, 6]`, one output of `per_sample`
+/// values a sample) normalized: it computes what the file computes at its batch of 1 (the
+/// only one the file runs at) and runs at a batch of 3 sample by sample; its convolution
+/// `conv` is a group of 8 channels. Returns the normalization's summary.
+fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize) -> oto_onnx::normalize::Summary {
+    let (after, summary) = normalize(copy(before), &NormalizeOptions::default()).unwrap();
     assert!(summary.batch_symbolic, "{summary}");
     let sample = |seed: u64| -> Vec<f32> { (0..108).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect() };
     let input = |data: Vec<f32>, n: usize| {
@@ -204,14 +202,28 @@ fn flattened_view_gather_runs_at_any_batch_and_prunes() {
     }
     let three = run_ort(&after.proto, &input((0..3).flat_map(sample).collect(), 3));
     for (k, row) in rows.iter().enumerate() {
-        let part: Vec<_> = three.iter().map(|(n, y)| (n.clone(), y[k * 5..(k + 1) * 5].to_vec())).collect();
+        let part: Vec<_> = three.iter().map(|(n, y)| (n.clone(), y[k * per_sample..(k + 1) * per_sample].to_vec())).collect();
         let (err, tol) = deviation(row, &part);
         assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
     }
     let analysis = analyze(&after, &AnalyzeOptions::default()).unwrap();
-    let groups: Vec<_> = analysis.prunable_groups().filter(|g| g.num_elements > 1).collect();
-    assert_eq!(groups.len(), 1, "{}", analysis.table());
-    assert!(groups[0].members.iter().any(|m| m.initializer == "conv.weight" && m.axis == 0), "{}", analysis.table());
+    let conv = analysis.prunable_groups().find(|g| g.members.iter().any(|m| m.initializer == "conv.weight" && m.axis == 0));
+    assert!(conv.is_some_and(|g| g.num_elements == 8), "{}", analysis.table());
+    summary
+}
+
+/// The dynamo exporter's `as_strided` view after a pool (a Gather of `0..n` whose indices'
+/// shape holds the batch, and which hid the channels from the analysis).
+#[test]
+fn flattened_view_gather_runs_at_any_batch_and_prunes() {
+    assert_eq!(fixed_batch_becomes_any_batch(&cases::flattened_view_gather(), 5).view_gathers, 1);
+}
+
+/// `F.interpolate(x, size=...)` by the dynamo exporter (sizes holding the batch and the
+/// channel count).
+#[test]
+fn resize_of_full_sizes_runs_at_any_batch_and_prunes() {
+    assert_eq!(fixed_batch_becomes_any_batch(&cases::resize_full_sizes(), 4 * 144).resize_axes, 1);
 }
 
 /// Two hidden layers whose biases are one merged tensor of zeros prune apart (two groups,

@@ -72,7 +72,9 @@
 //!    can then lose its own channels (Res2Net's scales); a `Gather` of indices
 //!    `0, 1, ..., n - 1` (shaped as the view) from a flattened tensor of `n` elements (the
 //!    dynamo exporter's `as_strided` of a contiguous view: ConvNeXt's and Swin's pooled
-//!    features) becomes the `Reshape` it is;
+//!    features) becomes the `Reshape` it is; a `Resize` (opset >= 18) whose constant sizes
+//!    repeat the input's batch or channel count (`F.interpolate(x, size=...)` by dynamo)
+//!    lists only the axes it changes in `axes`;
 //! 5. initializers only the folded nodes read are removed, and nodes are written in
 //!    topological order;
 //! 6. a weight tied by transposition is tied again: the TorchScript exporter folds the
@@ -194,6 +196,9 @@ pub struct Summary {
     /// `Gather`s of `0, 1, ..., n - 1` from a flattened tensor (the dynamo exporter's
     /// `as_strided` of a contiguous view) written as the `Reshape` they are.
     pub view_gathers: usize,
+    /// `Resize`s whose sizes repeated the input's size on some axes (the batch, the
+    /// channels) given `axes` listing only those that change.
+    pub resize_axes: usize,
     /// `Einsum`s of two operands written as `Transpose`/`Reshape`/`MatMul`.
     pub einsums: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
@@ -262,6 +267,7 @@ impl std::fmt::Display for Summary {
         count(self.branches_inlined, "If nodes with a known condition replaced by the branch they take");
         count(self.splits_sized, "equal Splits given their sizes");
         count(self.view_gathers, "Gathers of a whole flattened tensor in order written as Reshape");
+        count(self.resize_axes, "Resizes given the axes they change (sizes held the batch or channels)");
         count(self.folded, "constant nodes folded into initializers");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
@@ -380,11 +386,11 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         }
         summary.fused_rewritten += rewritten;
     }
-    let (plan, splits, gathers) = {
+    let (plan, splits, gathers, resizes) = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
         let plan = Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?;
-        (plan, equal_splits(&view, &shapes), view_gathers(&view, &shapes))
+        (plan, equal_splits(&view, &shapes), view_gathers(&view, &shapes), resize_axes(&view, &shapes))
     };
     let mut proto = staged.proto;
     let Some(graph) = proto.graph.as_mut() else {
@@ -393,6 +399,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     plan.apply(graph, &mut summary);
     size_splits(graph, &splits, &mut summary);
     reshape_view_gathers(graph, &gathers, &mut summary);
+    resize_only_changed_axes(graph, &resizes, &mut summary);
     if ir < 4 && graph.initializer.iter().any(|t| !graph.input.iter().any(|i| i.name == t.name)) {
         proto.ir_version = Some(4);
         summary.ir_version_raised = Some((ir, 4));
@@ -517,6 +524,67 @@ fn reshape_view_gathers(graph: &mut GraphProto, gathers: &[ViewGather], summary:
     }
     let read: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
     graph.initializer.retain(|t| t.name.as_ref().is_none_or(|n| !dropped.contains(n) || read.contains(n)));
+    graph.initializer.extend(added);
+}
+
+/// A `Resize` (opset >= 18) whose constant `sizes` repeat the input's own size on some
+/// axes (the dynamo exporter writes `F.interpolate(x, size=(h, w))` as sizes
+/// `[N, C, h, w]`, the batch and the channel count fixed in them), and the axes it resizes.
+struct ResizeAxes {
+    /// The Resize's output.
+    output: String,
+    /// The axes whose size changes, and their sizes.
+    axes: Vec<i64>,
+    sizes: Vec<i64>,
+}
+
+/// Every [`ResizeAxes`]: sizes for every axis, a static input, the default aspect policy
+/// (`stretch`) and not `tf_crop_and_resize` (whose region would need the axes too). An axis
+/// resized to its own size is left as it is by any mode (the sample positions are the
+/// input's own), so listing only the others in `axes` computes the same.
+fn resize_axes(view: &Graph<'_>, shapes: &Shapes) -> Vec<ResizeAxes> {
+    let mut out = Vec::new();
+    for (_, node) in view.nodes() {
+        if !is_default_domain(node) || node.op() != "Resize" || crate::ops::node_opset(view, node) < 18 {
+            continue;
+        }
+        let Ok(Op::Resize(r)) = Op::parse(view, node) else { continue };
+        let policy = node.attr_string("keep_aspect_ratio_policy").ok().flatten();
+        if r.axes.is_some() || r.coordinate_transformation_mode == "tf_crop_and_resize" || policy.is_some_and(|p| p != "stretch") {
+            continue;
+        }
+        let (Some(x), Some(sizes), Some(output)) = (node.input.first(), node.input.get(3), node.output.first()) else { continue };
+        let (Some(xd), Ok(Some(sizes))) = (shapes.static_shape(x), view.constant_ints(sizes)) else { continue };
+        if sizes.len() != xd.len() {
+            continue;
+        }
+        let (axes, sizes): (Vec<i64>, Vec<i64>) =
+            sizes.iter().zip(&xd).enumerate().filter(|(_, (s, d))| s != d).map(|(i, (&s, _))| (i as i64, s)).unzip();
+        if axes.is_empty() || axes.len() == xd.len() {
+            continue;
+        }
+        out.push(ResizeAxes { output: output.clone(), axes, sizes });
+    }
+    out
+}
+
+/// Gives each [`ResizeAxes`] its `axes` and the sizes of those axes only.
+fn resize_only_changed_axes(graph: &mut GraphProto, resizes: &[ResizeAxes], summary: &mut Summary) {
+    if resizes.is_empty() {
+        return;
+    }
+    let mut names = Names::of(graph);
+    let mut added = Vec::new();
+    for r in resizes {
+        let Some(node) = graph.node.iter_mut().find(|n| n.output.first() == Some(&r.output)) else { continue };
+        let sizes = names.fresh(&format!("{}_sizes", r.output));
+        added.push(Tensor::from_i64s(r.sizes.clone()).to_proto(&sizes));
+        if let Some(slot) = node.input.get_mut(3) {
+            *slot = sizes;
+        }
+        node.attribute.push(crate::builder::Attr::Ints(r.axes.clone()).to_proto("axes"));
+        summary.resize_axes += 1;
+    }
     graph.initializer.extend(added);
 }
 

@@ -986,3 +986,22 @@ pub fn flattened_view_gather() -> Model {
     b.output_f32(&y, &known_dims(&[1, 5]));
     finish(&b)
 }
+
+/// `F.interpolate(x, size=(12, 12))` as the dynamo exporter writes it in a file exported
+/// for a batch of 1 without dynamic axes: a `Resize` whose sizes `[1, 8, 12, 12]` hold the
+/// batch and the channel count. Input `x` (`[1, 3, 6, 6]`), output `y` (`[1, 4, 12, 12]`).
+pub fn resize_full_sizes() -> Model {
+    let mut b = GraphBuilder::new("resize_full_sizes");
+    b.opset(18);
+    let x = b.input_f32("x", &known_dims(&[1, 3, 6, 6]));
+    let w = b.weight("conv.weight", &[8, 3, 3, 3], wave(5, 2, 11));
+    let bias = b.weight("conv.bias", &[8], wave(3, 1, 7));
+    let h = b.node_with("Conv", &[&x, &w, &bias], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let sizes = b.ints("sizes", &[1, 8, 12, 12]);
+    let up = b.node_with("Resize", &[&h, "", "", &sizes], &[], &[("mode", Attr::Str("linear".into()))]);
+    let wh = b.weight("head.weight", &[4, 8, 1, 1], wave(7, 3, 13));
+    let y = b.node("Conv", &[&up, &wh], &["y"]);
+    b.output_f32(&y, &known_dims(&[1, 4, 12, 12]));
+    finish(&b)
+}
