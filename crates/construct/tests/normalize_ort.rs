@@ -184,9 +184,9 @@ fn training_mode_export_prunes_as_inference() {
 
 /// A file of batch fixed at 1 (input `x` of `[1, 3, 6, 6]`, one output of `per_sample`
 /// values a sample) normalized: it computes what the file computes at its batch of 1 (the
-/// only one the file runs at) and runs at a batch of 3 sample by sample; its convolution
-/// `conv` is a group of 8 channels. Returns the normalization's summary.
-fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize) -> oto_onnx::normalize::Summary {
+/// only one the file runs at) and runs at a batch of 3 sample by sample; with `conv_group`
+/// its convolution `conv` is a group of 8 channels. Returns the normalization's summary.
+fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize, conv_group: bool) -> oto_onnx::normalize::Summary {
     let (after, summary) = normalize(copy(before), &NormalizeOptions::default()).unwrap();
     assert!(summary.batch_symbolic, "{summary}");
     let sample = |seed: u64| -> Vec<f32> { (0..108).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect() };
@@ -206,9 +206,11 @@ fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize) -> oto_onnx:
         let (err, tol) = deviation(row, &part);
         assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
     }
-    let analysis = analyze(&after, &AnalyzeOptions::default()).unwrap();
-    let conv = analysis.prunable_groups().find(|g| g.members.iter().any(|m| m.initializer == "conv.weight" && m.axis == 0));
-    assert!(conv.is_some_and(|g| g.num_elements == 8), "{}", analysis.table());
+    if conv_group {
+        let analysis = analyze(&after, &AnalyzeOptions::default()).unwrap();
+        let conv = analysis.prunable_groups().find(|g| g.members.iter().any(|m| m.initializer == "conv.weight" && m.axis == 0));
+        assert!(conv.is_some_and(|g| g.num_elements == 8), "{}", analysis.table());
+    }
     summary
 }
 
@@ -216,14 +218,21 @@ fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize) -> oto_onnx:
 /// shape holds the batch, and which hid the channels from the analysis).
 #[test]
 fn flattened_view_gather_runs_at_any_batch_and_prunes() {
-    assert_eq!(fixed_batch_becomes_any_batch(&cases::flattened_view_gather(), 5).view_gathers, 1);
+    assert_eq!(fixed_batch_becomes_any_batch(&cases::flattened_view_gather(), 5, true).view_gathers, 1);
 }
 
 /// `F.interpolate(x, size=...)` by the dynamo exporter (sizes holding the batch and the
 /// channel count).
 #[test]
 fn resize_of_full_sizes_runs_at_any_batch_and_prunes() {
-    assert_eq!(fixed_batch_becomes_any_batch(&cases::resize_full_sizes(), 4 * 144).resize_axes, 1);
+    assert_eq!(fixed_batch_becomes_any_batch(&cases::resize_full_sizes(), 4 * 144, true).resize_axes, 1);
+}
+
+/// Swin V2's norms broadcast back by an `Expand` to a constant shape whose first entry is
+/// the batch folded with the channels (8 at a batch of 1).
+#[test]
+fn expand_of_folded_batch_runs_at_any_batch() {
+    fixed_batch_becomes_any_batch(&cases::expand_folded_batch(), 8 * 36, false);
 }
 
 /// Two hidden layers whose biases are one merged tensor of zeros prune apart (two groups,

@@ -878,6 +878,10 @@ fn batch_rewrite(
                 Err(e) => return Ok(Err(format!("shapes with a symbolic batch cannot be inferred: {e}"))),
             };
             for (k, node) in view.nodes() {
+                if let Some(new) = expand_target_with_batch(&view, &shapes, node, n)? {
+                    targets.push((k, 1, new));
+                    continue;
+                }
                 // Every node parsed when the shapes were inferred just above.
                 let Op::Reshape { allowzero } = Op::parse(&view, node)? else { continue };
                 let Some(target_value) = node.input.get(1) else { continue };
@@ -1213,6 +1217,29 @@ fn unbroadcast_batch(view: &Graph<'_>, shapes: &Shapes, n: i64) -> Result<std::r
     out.sort();
     out.dedup();
     Ok(Ok(out))
+}
+
+/// The new constant target of an `Expand` whose input carries the batch (possibly folded:
+/// Swin V2's `49 * batch` windows) on an axis where the constant target holds that axis's
+/// size at the fixed batch `n`: a 1 there, which keeps the input's size at any batch (the
+/// same at `n`). `None` when the node is no such Expand.
+fn expand_target_with_batch(view: &Graph<'_>, shapes: &Shapes, node: &NodeProto, n: i64) -> Result<Option<Vec<i64>>> {
+    if !is_default_domain(node) || node.op() != "Expand" {
+        return Ok(None);
+    }
+    let (Some(x), Some(target_value)) = (node.input.first(), node.input.get(1)) else { return Ok(None) };
+    let Some(target) = view.constant_ints(target_value)? else { return Ok(None) };
+    let (Some(xd), Some(at_n)) = (shapes.shape(x), shapes.bound_shape(x, &HashMap::from([(BATCH_DIM.to_string(), n)]))) else {
+        return Ok(None);
+    };
+    let Some(offset) = target.len().checked_sub(xd.len()) else { return Ok(None) };
+    let mut new = target.clone();
+    for (i, d) in xd.iter().enumerate() {
+        if d.symbols().contains(&BATCH_DIM) && at_n.get(i) == Some(&target[offset + i]) && target[offset + i] != 1 {
+            new[offset + i] = 1;
+        }
+    }
+    Ok((new != target).then_some(new))
 }
 
 /// `[batch, 3, 224, 224]`, or `unknown`.

@@ -1005,3 +1005,27 @@ pub fn resize_full_sizes() -> Model {
     b.output_f32(&y, &known_dims(&[1, 4, 12, 12]));
     finish(&b)
 }
+
+/// Swin V2's normalized attention as the dynamo exporter writes it for a batch of 1: rows
+/// of a value whose first axis is the batch folded with the channels (`[8 * N, 36]`),
+/// divided by their norms broadcast back by an `Expand` to the constant shape `[8, 36]`.
+/// Input `x` (`[1, 3, 6, 6]`), output `y` (`[1, 8, 6, 6]`).
+pub fn expand_folded_batch() -> Model {
+    let mut b = GraphBuilder::new("expand_folded_batch");
+    b.opset(18);
+    let x = b.input_f32("x", &known_dims(&[1, 3, 6, 6]));
+    let w = b.weight("conv.weight", &[8, 3, 3, 3], wave(5, 2, 11));
+    let bias = b.weight("conv.bias", &[8], wave(3, 1, 7));
+    let h = b.node_with("Conv", &[&x, &w, &bias], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let rows_shape = b.ints("rows_shape", &[8, 36]);
+    let rows = b.node("Reshape", &[&h, &rows_shape], &[]);
+    let axes = b.ints("axes", &[1]);
+    let norm = b.node_with("ReduceL2", &[&rows, &axes], &[], &[("keepdims", Attr::Int(1))]);
+    let target = b.ints("expand_shape", &[8, 36]);
+    let spread = b.node("Expand", &[&norm, &target], &[]);
+    let unit = b.node("Div", &[&rows, &spread], &[]);
+    let back = b.ints("back_shape", &[1, 8, 6, 6]);
+    let y = b.node("Reshape", &[&unit, &back], &["y"]);
+    b.output_f32(&y, &known_dims(&[1, 8, 6, 6]));
+    finish(&b)
+}
