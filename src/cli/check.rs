@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use oto_graph::Analysis;
 use oto_onnx::rng::SplitMix64;
 use oto_onnx::shape::{self, Shapes};
-use oto_onnx::{DType, Dim, Graph, Model, NodeExt, Tensor, TensorData};
+use oto_onnx::{Dim, Graph, Model, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -83,7 +83,7 @@ pub fn run(args: &Args) -> Result<()> {
         let chosen = pick(&analysis, &mut rng, args.sparsity);
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
-        let inputs = random_inputs(&graph, &shapes, &mut rng, &sizes)?;
+        let inputs = crate::model_file::random_inputs(&graph, &shapes, &mut rng, &sizes)?;
         // The full model failing on the random inputs is the input's fault (sizes that
         // do not fit it): exit code 2. The compact model failing where the full one ran is not.
         let full_out = run_ort(&zeroed, &inputs).map_err(input_error).with_context(|| {
@@ -180,93 +180,6 @@ fn macs_at(model: &Model, sizes: &HashMap<String, i64>) -> Result<u64> {
     let graph = Graph::new(model).context("the MACs")?;
     let shapes = shape::infer(&graph).context("shape inference for the MACs")?;
     Ok(oto_onnx::cost::macs_given(&graph, &shapes, sizes).total)
-}
-
-/// Most elements of one random input (1 GiB of float32); larger dimensions in a model
-/// file are refused rather than allocated.
-const MAX_INPUT_ELEMENTS: usize = 1 << 28;
-
-/// Random inputs of the right dtypes and shapes: every dimension evaluated at the symbol
-/// sizes `sizes` (from [`symbol_sizes`]); integer inputs that index an embedding stay
-/// inside it, other integer inputs (masks) are 0 or 1.
-fn random_inputs(graph: &Graph<'_>, shapes: &Shapes, rng: &mut SplitMix64, sizes: &HashMap<String, i64>) -> Result<Vec<(String, Tensor)>> {
-    let model = graph.model.path().display();
-    let mut out = Vec::new();
-    for input in graph.real_inputs() {
-        let name = input.name.clone().unwrap_or_default();
-        let dims = shapes.shape(&name).ok_or_else(|| input_error(anyhow::anyhow!("{model}: graph input '{name}' has no known shape")))?;
-        let too_large = |what: String| {
-            input_error(anyhow::anyhow!(
-                "{model}: graph input '{name}': {what}; `oto check` generates random inputs of at most {MAX_INPUT_ELEMENTS} elements"
-            ))
-        };
-        let mut shape = Vec::with_capacity(dims.len());
-        for (i, d) in dims.iter().enumerate() {
-            let at = || {
-                let bound: Vec<String> =
-                    d.symbols().iter().map(|s| format!("{s}={}", sizes.get(*s).map_or("?".to_string(), i64::to_string))).collect();
-                bound.join(", ")
-            };
-            let size = d.eval(sizes).ok_or_else(|| too_large(format!("dimension {i} is {d}, which overflows at {}", at())))?;
-            let size = usize::try_from(size).map_err(|_| {
-                input_error(anyhow::anyhow!(
-                    "{model}: graph input '{name}': dimension {i} is {d}, which is {size} at {}; give its symbols other sizes with --dim NAME=SIZE",
-                    at()
-                ))
-            })?;
-            shape.push(size);
-        }
-        let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= MAX_INPUT_ELEMENTS).ok_or_else(|| {
-            let declared: Vec<String> = dims.iter().map(Dim::to_string).collect();
-            let bound = if dims.iter().all(|d| d.known().is_some()) { String::new() } else { format!(" (generated as {shape:?})") };
-            too_large(format!("shape [{}]{bound} has too many elements", declared.join(", ")))
-        })?;
-        let dtype = shapes.dtype(&name).unwrap_or(DType::F32);
-        let data = match dtype {
-            DType::F32 => TensorData::F32((0..n).map(|_| (2.0 * rng.unit() - 1.0) as f32).collect()),
-            DType::F64 => TensorData::F64((0..n).map(|_| 2.0 * rng.unit() - 1.0).collect()),
-            // Half-precision models (exported after `.half()`, or converted to float16).
-            DType::F16 => TensorData::F16((0..n).map(|_| half::f16::from_f64(2.0 * rng.unit() - 1.0)).collect()),
-            DType::Bf16 => TensorData::Bf16((0..n).map(|_| half::bf16::from_f64(2.0 * rng.unit() - 1.0)).collect()),
-            DType::I64 | DType::I32 => {
-                let limit = index_limit(graph, &name).unwrap_or(2);
-                let v: Vec<i64> = (0..n).map(|_| rng.below(limit) as i64).collect();
-                if dtype == DType::I64 {
-                    TensorData::I64(v)
-                } else {
-                    TensorData::I32(v.into_iter().map(|x| x as i32).collect())
-                }
-            }
-            DType::Bool => TensorData::Bool((0..n).map(|_| rng.below(2) == 1).collect()),
-            other => {
-                return Err(input_error(anyhow::anyhow!("graph input '{name}' has type {other:?}, which `oto check` cannot generate")))
-            }
-        };
-        out.push((name, Tensor { shape, data }));
-    }
-    Ok(out)
-}
-
-/// Rows of the embedding that an integer input indexes (through `Gather`, possibly
-/// after a `Cast`), so random token ids stay valid.
-fn index_limit(graph: &Graph<'_>, value: &str) -> Option<u64> {
-    for u in graph.consumers(value) {
-        let node = graph.node(u.node);
-        match node.op() {
-            "Gather" if u.input == 1 => {
-                let table = graph.initializer(node.input.first()?)?;
-                let rows = *table.dims.first()?;
-                return u64::try_from(rows).ok();
-            }
-            "Cast" => {
-                if let Some(limit) = node.output.first().and_then(|o| index_limit(graph, o)) {
-                    return Some(limit);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 fn run_ort(model: &Model, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {

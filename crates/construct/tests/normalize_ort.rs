@@ -182,25 +182,27 @@ fn training_mode_export_prunes_as_inference() {
     prune_end_to_end("training_mode_dropouts", &cases::training_mode_dropouts(true), 2);
 }
 
-/// A file of batch fixed at 1 (input `x` of `[1, 3, 6, 6]`, one output of `per_sample`
+/// A file of batch fixed at 1 (input `x` of `[1, sample...]`, one output of `per_sample`
 /// values a sample) normalized: it computes what the file computes at its batch of 1 (the
 /// only one the file runs at) and runs at a batch of 3 sample by sample; with `conv_group`
 /// its convolution `conv` is a group of 8 channels. Returns the normalization's summary.
-fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize, conv_group: bool) -> oto_onnx::normalize::Summary {
+fn fixed_batch_becomes_any_batch(before: &Model, sample: &[usize], per_sample: usize, conv_group: bool) -> oto_onnx::normalize::Summary {
     let (after, summary) = normalize(copy(before), &NormalizeOptions::default()).unwrap();
     assert!(summary.batch_symbolic, "{summary}");
-    let sample = |seed: u64| -> Vec<f32> { (0..108).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect() };
+    let size: usize = sample.iter().product();
+    let draw = |seed: u64| -> Vec<f32> { (0..size).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect() };
     let input = |data: Vec<f32>, n: usize| {
-        vec![("x".to_string(), oto_onnx::Tensor::new(vec![n, 3, 6, 6], oto_onnx::TensorData::F32(data)).unwrap())]
+        let shape = std::iter::once(n).chain(sample.iter().copied()).collect();
+        vec![("x".to_string(), oto_onnx::Tensor::new(shape, oto_onnx::TensorData::F32(data)).unwrap())]
     };
     let mut rows = Vec::new();
     for seed in 0..3 {
-        let one = input(sample(seed), 1);
+        let one = input(draw(seed), 1);
         let (err, tol) = deviation(&run_ort(&before.proto, &one), &run_ort(&after.proto, &one));
         assert!(err <= tol, "seed {seed}: max deviation {err:.3e} > {tol:.3e}");
         rows.push(run_ort(&after.proto, &one));
     }
-    let three = run_ort(&after.proto, &input((0..3).flat_map(sample).collect(), 3));
+    let three = run_ort(&after.proto, &input((0..3).flat_map(draw).collect(), 3));
     for (k, row) in rows.iter().enumerate() {
         let part: Vec<_> = three.iter().map(|(n, y)| (n.clone(), y[k * per_sample..(k + 1) * per_sample].to_vec())).collect();
         let (err, tol) = deviation(row, &part);
@@ -218,21 +220,29 @@ fn fixed_batch_becomes_any_batch(before: &Model, per_sample: usize, conv_group: 
 /// shape holds the batch, and which hid the channels from the analysis).
 #[test]
 fn flattened_view_gather_runs_at_any_batch_and_prunes() {
-    assert_eq!(fixed_batch_becomes_any_batch(&cases::flattened_view_gather(), 5, true).view_gathers, 1);
+    assert_eq!(fixed_batch_becomes_any_batch(&cases::flattened_view_gather(), &[3, 6, 6], 5, true).view_gathers, 1);
 }
 
 /// `F.interpolate(x, size=...)` by the dynamo exporter (sizes holding the batch and the
 /// channel count).
 #[test]
 fn resize_of_full_sizes_runs_at_any_batch_and_prunes() {
-    assert_eq!(fixed_batch_becomes_any_batch(&cases::resize_full_sizes(), 4 * 144, true).resize_axes, 1);
+    assert_eq!(fixed_batch_becomes_any_batch(&cases::resize_full_sizes(), &[3, 6, 6], 4 * 144, true).resize_axes, 1);
 }
 
 /// Swin V2's norms broadcast back by an `Expand` to a constant shape whose first entry is
 /// the batch folded with the channels (8 at a batch of 1).
 #[test]
 fn expand_of_folded_batch_runs_at_any_batch() {
-    fixed_batch_becomes_any_batch(&cases::expand_folded_batch(), 8 * 36, false);
+    fixed_batch_becomes_any_batch(&cases::expand_folded_batch(), &[3, 6, 6], 8 * 36, false);
+}
+
+/// Sequence-first attention (`[S, N, E]`), its views holding the batch on an axis of its
+/// own, as the outer factor of the heads and as the inner factor of the positions.
+#[test]
+fn sequence_first_attention_runs_at_any_batch() {
+    let summary = fixed_batch_becomes_any_batch(&cases::sequence_first_attention(), &[5, 8], 30, false);
+    assert_eq!(summary.batch_reshapes, 4, "{summary}");
 }
 
 /// Two hidden layers whose biases are one merged tensor of zeros prune apart (two groups,

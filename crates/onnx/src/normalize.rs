@@ -97,7 +97,13 @@
 //!    entries account for all of its other dimensions; a target whose entry 0 is a
 //!    multiple `N * k` of a sample's elements folded together (Swin's `[N * 64, 49, C]`
 //!    windows, from an input whose dimension 0 is a multiple of the batch) gets `-1`
-//!    there. A target computed at run time (`x.view(B, H // 7, ...)` traced with `B` a
+//!    there. A constant target whose input carries the batch on another axis
+//!    (sequence-first attention, `[S, N, E]`) gets `-1` in the entry that holds it: an axis
+//!    of its own, else the outer factor of the next axis (not the last), else the inner
+//!    factor of the axis before (at a batch of 1 the sizes cannot tell
+//!    these apart, so the shapes at a batch of 2 check them, and a command loading the
+//!    file checks the values in onnxruntime). An `Expand` whose input carries the batch on
+//!    an axis where its constant target holds that axis's size gets a 1 there. A target computed at run time (`x.view(B, H // 7, ...)` traced with `B` a
 //!    number) has its first piece replaced instead, when that piece is a constant or a
 //!    single entry and the `Concat` computes this target alone; a target without a 0
 //!    entry takes the 0 even under `allowzero = 1` (the dynamo exporter's attention
@@ -144,6 +150,10 @@ pub struct NormalizeOptions {
     /// set it stays an input and nothing computed from it is folded. IR < 4 files list
     /// every initializer as an input, so there they are always removed.
     pub keep_overridable_inputs: bool,
+    /// Keep a fixed batch as it is, with this reason in [`Summary::batch_kept`] (a caller
+    /// that found the symbolic batch computing something else, in onnxruntime, than the
+    /// file at its own batch).
+    pub keep_fixed_batch: Option<String>,
 }
 
 /// What [`normalize`] rewrote, counted per rewrite.
@@ -417,7 +427,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         summary.reordered = true;
         out = Model::from_proto(proto, &name, base.clone())?;
     }
-    let out = symbolic_batch(out, &name, base, &mut summary)?;
+    let out = symbolic_batch(out, &name, base, options.keep_fixed_batch.as_deref(), &mut summary)?;
     if summary.is_noop() {
         return Ok((model, summary));
     }
@@ -794,7 +804,7 @@ fn set_dim0(v: &mut ValueInfoProto, d: DimValue) {
 }
 
 /// Step 7 of the module documentation: a fixed batch made symbolic where exact.
-fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, summary: &mut Summary) -> Result<Model> {
+fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, keep: Option<&str>, summary: &mut Summary) -> Result<Model> {
     let (reals, n): (Vec<String>, i64) = {
         let view = Graph::new(&model)?;
         let firsts: Vec<Option<&DimValue>> = view.real_inputs().map(dim0).collect();
@@ -811,6 +821,10 @@ fn symbolic_batch(model: Model, name: &str, base: Option<std::path::PathBuf>, su
         return Ok(model);
     }
     summary.fixed_batch = Some(n);
+    if let Some(why) = keep {
+        summary.batch_kept = Some(why.to_string());
+        return Ok(model);
+    }
     match batch_rewrite(&model, &reals, n, name, base)? {
         Ok((out, reshapes, expands)) => {
             summary.batch_symbolic = true;
@@ -871,6 +885,11 @@ fn batch_rewrite(
         // Inputs with the batch N that an operator without broadcasting reads beside the
         // batch, and how each gets it.
         let mut expands: Vec<Unbroadcast> = Vec::new();
+        // The Reshapes and Expands given a new target this round, and the [`batch_entry`]
+        // ones, which wait for those upstream of them (whose shapes this round's inference
+        // does not know yet: a target's -1 may still hold the batch).
+        let mut changed: HashSet<usize> = HashSet::new();
+        let mut late: Vec<(usize, Vec<i64>)> = Vec::new();
         {
             let view = Graph::new(&staged)?;
             let shapes = match shape::infer(&view) {
@@ -880,6 +899,7 @@ fn batch_rewrite(
             for (k, node) in view.nodes() {
                 if let Some(new) = expand_target_with_batch(&view, &shapes, node, n)? {
                     targets.push((k, 1, new));
+                    changed.insert(k);
                     continue;
                 }
                 // Every node parsed when the shapes were inferred just above.
@@ -889,6 +909,18 @@ fn batch_rewrite(
                 let computed = || -> Option<Vec<i64>> { shapes.shape_value(target_value)?.iter().map(Dim::known).collect() };
                 let Some(target) = constant.clone().or_else(computed) else { continue };
                 let Some(xd) = shapes.shape(&node.input[0]) else { continue };
+                // A constant target of positive sizes: the entry that holds the batch
+                // where the input carries it on any axis, on its own or with the sizes
+                // it was merged with, gets -1 (sequence-first attention, `[S, N, E]`).
+                let exact_zero = xd.first() == Some(&batch) && target.first() == Some(&n);
+                if let (Some(_), false) = (&constant, exact_zero) {
+                    if let Some(q) = batch_entry(xd, &target, n, &batch) {
+                        let mut new = target.clone();
+                        new[q] = -1;
+                        late.push((k, new));
+                        continue;
+                    }
+                }
                 // Entry 0 becomes 0 (copy the batch) where the input's dimension 0 is the batch;
                 // -1 where it is a multiple of it (`[batch * 64, 49, 96]`, windows of an image)
                 // and the target, all constant, holds N samples' elements with entry 0 the
@@ -937,6 +969,7 @@ fn batch_rewrite(
                 if allowzero && entry0 == 0 {
                     copy_zero.push(k);
                 }
+                changed.insert(k);
                 if constant.is_some() {
                     let mut new = target.clone();
                     new[0] = entry0;
@@ -955,6 +988,12 @@ fn batch_rewrite(
                     )))
                 }
             }
+            }
+            let waiting: HashSet<usize> = changed.iter().copied().chain(late.iter().map(|(k, _)| *k)).collect();
+            for (k, new) in late {
+                if !upstream_of(&view, k).iter().any(|u| waiting.contains(u)) {
+                    targets.push((k, 1, new));
+                }
             }
         }
         if targets.is_empty() {
@@ -1116,6 +1155,58 @@ fn folded_batch(xd: &[Dim], target: &[i64], n: i64, batch: &Dim) -> Option<i64> 
     }
     let elements = target.iter().try_fold(1i64, |a, &b| a.checked_mul(b))?;
     (Some(elements) == per_sample.checked_mul(n)).then_some(-1)
+}
+
+/// The nodes that node `k` depends on (through the values it reads), not `k` itself.
+fn upstream_of(view: &Graph<'_>, k: usize) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut pending: Vec<usize> = vec![k];
+    while let Some(i) = pending.pop() {
+        for input in &view.node(i).input {
+            if let Some((j, _)) = view.producer_node(input) {
+                if seen.insert(j) {
+                    pending.push(j);
+                }
+            }
+        }
+    }
+    seen.remove(&k);
+    seen
+}
+
+/// The entry of a Reshape's constant target `target` (sizes at the fixed batch `n`, all
+/// positive) that holds the batch, when the input `xd` carries it on one axis `p`, as
+/// `k * batch` with every other size known. In the row-major order of the elements the
+/// batch starts after the `P` elements of the axes before `p` (or, merged with `k`, after
+/// `k` times that: a merged axis may hold it as its outer or inner factor). Taken in this
+/// order: an axis of its own (size `n`, starting after `P`); the outer factor of the next
+/// axis (`[S, N * H, D]` from `[S, N, E]`), unless that is the last axis (the features);
+/// the inner factor of the axis ending there (`[S * N, E]` from `[S, N, H, D]`). Which
+/// choice fits is not decided by the sizes at a batch of 1: the shapes at a batch of 2
+/// and, when a command loads the file, onnxruntime check what comes out.
+fn batch_entry(xd: &[Dim], target: &[i64], n: i64, batch: &Dim) -> Option<usize> {
+    let p = xd.iter().position(|d| d.symbols().contains(&BATCH_DIM))?;
+    let k = xd[p].div_exact(batch)?.known()?;
+    let known = |dims: &[Dim]| dims.iter().try_fold(1i64, |a, d| a.checked_mul(d.known()?));
+    let (outer, inner) = (known(&xd[..p])?, known(&xd[p + 1..])?);
+    if k < 1 || n < 1 || target.iter().any(|&t| t < 1) {
+        return None;
+    }
+    let total = target.iter().try_fold(1i64, |a, &t| a.checked_mul(t))?;
+    if Some(total) != outer.checked_mul(k)?.checked_mul(n)?.checked_mul(inner) {
+        return None;
+    }
+    let mut prefix = Vec::with_capacity(target.len() + 1);
+    prefix.push(1i64);
+    for &t in target {
+        prefix.push(prefix.last()?.checked_mul(t)?);
+    }
+    let starts: Vec<i64> = if k == 1 { vec![outer] } else { vec![outer, outer.checked_mul(k)?] };
+    let last = target.len() - 1;
+    let own = starts.iter().find_map(|&start| (0..target.len()).find(|&q| prefix[q] == start && target[q] == n));
+    let next = || starts.iter().find_map(|&start| (0..last).find(|&q| prefix[q] == start && target[q] % n == 0));
+    let previous = || starts.iter().find_map(|&start| (0..target.len()).find(|&q| Some(prefix[q + 1]) == start.checked_mul(n)));
+    own.or_else(next).or_else(previous)
 }
 
 /// The `Concat` (node index) computing the Reshape target `target` and its constant first

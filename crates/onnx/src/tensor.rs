@@ -251,6 +251,27 @@ fn from_le<T: LeNumber>(bytes: &[u8]) -> Vec<T> {
 }
 
 impl Tensor {
+    /// `parts` stacked along their first axis (the samples of several batches as one):
+    /// every part of the same element type and the same shape after the first axis.
+    pub fn concat_first(parts: &[&Tensor]) -> std::result::Result<Tensor, String> {
+        let Some(first) = parts.first() else { return Err("nothing to concatenate".into()) };
+        if first.shape.is_empty() || parts.iter().any(|p| p.shape.get(1..) != first.shape.get(1..) || p.dtype() != first.dtype()) {
+            return Err(format!("tensors of shape {:?} and others cannot be stacked along axis 0", first.shape));
+        }
+        let mut shape = first.shape.clone();
+        shape[0] = parts.iter().map(|p| p.shape[0]).sum();
+        macro_rules! join {
+            ($($v:ident),*) => {
+                match &first.data {
+                    $(TensorData::$v(_) => TensorData::$v(
+                        parts.iter().flat_map(|p| match &p.data { TensorData::$v(d) => d.clone(), _ => Vec::new() }).collect(),
+                    ),)*
+                }
+            };
+        }
+        let data = join!(F32, F16, Bf16, F64, I64, I32, I8, U8, Bool);
+        Ok(Tensor { shape, data })
+    }
     /// A tensor from a shape and data; `None` when the element count disagrees (or
     /// the shape's element count overflows).
     pub fn new(shape: Vec<usize>, data: TensorData) -> Option<Tensor> {

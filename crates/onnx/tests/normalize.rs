@@ -177,7 +177,7 @@ fn overridable_inputs_can_be_kept_in_ir4_files() {
     assert_eq!((s.initializer_inputs, s.ir_version_raised), (inits, None), "{s}");
     assert_eq!(graph(&after).input.len(), 1);
     assert!(s.to_string().contains(&format!("{inits} initializers removed from the graph inputs (treated as weights)")), "{s}");
-    let (after, s) = normalize(model(), &NormalizeOptions { keep_overridable_inputs: true }).unwrap();
+    let (after, s) = normalize(model(), &NormalizeOptions { keep_overridable_inputs: true, ..Default::default() }).unwrap();
     assert_eq!((s.initializer_inputs, s.overridable_inputs), (0, inits), "{s}");
     assert_eq!(graph(&after).input.len(), 1 + inits);
 }
@@ -193,7 +193,7 @@ fn overridable_inputs_are_not_folded() {
     let u = b.node("Unsqueeze", &[&s, &ax], &[]);
     let y = b.node("Mul", &[&x, &u], &["y"]);
     b.output_f32(&y, &oto_onnx::builder::batch_dims(&[1, 3]));
-    let (kept, summary) = normalize(b.build().unwrap(), &NormalizeOptions { keep_overridable_inputs: true }).unwrap();
+    let (kept, summary) = normalize(b.build().unwrap(), &NormalizeOptions { keep_overridable_inputs: true, ..Default::default() }).unwrap();
     assert_eq!(ops(&kept), ["Unsqueeze", "Mul"], "{summary}");
     let (folded, summary) = normalize(b.build().unwrap(), &NormalizeOptions::default()).unwrap();
     assert_eq!(ops(&folded), ["Mul"], "{summary}");

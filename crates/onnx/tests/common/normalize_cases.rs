@@ -1029,3 +1029,37 @@ pub fn expand_folded_batch() -> Model {
     b.output_f32(&y, &known_dims(&[1, 8, 6, 6]));
     finish(&b)
 }
+
+/// Sequence-first attention (`torch.nn.MultiheadAttention`, as torchvision's ViT uses it)
+/// exported by dynamo for a batch of 1 without dynamic axes: the batch is axis 1 of
+/// `[S, N, E]`, and the views hold it as an axis of its own (`[5, 1, 3, 8]`), as the outer
+/// factor of the heads (`[5, 2, 4]`: `[S, N * H, D]`), as the inner factor of the
+/// positions (`[5, 8]`: `[S * N, E]`) and of the rows split back (`[5, 1, 6]`). Input `x`
+/// (`[1, 5, 8]`), output `y` (`[1, 5, 6]`).
+pub fn sequence_first_attention() -> Model {
+    let mut b = GraphBuilder::new("sequence_first_attention");
+    b.opset(18);
+    let x = b.input_f32("x", &known_dims(&[1, 5, 8]));
+    let perm = || ("perm", Attr::Ints(vec![1, 0, 2]));
+    let xs = b.node_with("Transpose", &[&x], &[], &[perm()]);
+    let w_in = b.weight("in_proj.weight", &[8, 24], wave(5, 2, 11));
+    let qkv = b.node("MatMul", &[&xs, &w_in], &[]);
+    let packed = b.ints("packed", &[5, 1, 3, 8]);
+    let r1 = b.node_with("Reshape", &[&qkv, &packed], &[], &[("allowzero", Attr::Int(1))]);
+    let zero = b.initializer("zero", Tensor::new(vec![], TensorData::I64(vec![0])).unwrap());
+    let q = b.node_with("Gather", &[&r1, &zero], &[], &[("axis", Attr::Int(2))]);
+    let per_head = b.ints("per_head", &[5, 2, 4]);
+    let heads = b.node_with("Reshape", &[&q, &per_head], &[], &[("allowzero", Attr::Int(1))]);
+    let t = b.node_with("Transpose", &[&heads], &[], &[perm()]);
+    let sm = b.node_with("Softmax", &[&t], &[], &[("axis", Attr::Int(-1))]);
+    let back = b.node_with("Transpose", &[&sm], &[], &[perm()]);
+    let rows = b.ints("rows", &[5, 8]);
+    let merged = b.node_with("Reshape", &[&back, &rows], &[], &[("allowzero", Attr::Int(1))]);
+    let w_out = b.weight("out_proj.weight", &[8, 6], wave(7, 3, 13));
+    let out = b.node("MatMul", &[&merged, &w_out], &[]);
+    let split_back = b.ints("split_back", &[5, 1, 6]);
+    let r = b.node_with("Reshape", &[&out, &split_back], &[], &[("allowzero", Attr::Int(1))]);
+    let y = b.node_with("Transpose", &[&r], &["y"], &[perm()]);
+    b.output_f32(&y, &known_dims(&[1, 5, 6]));
+    finish(&b)
+}
