@@ -212,6 +212,14 @@ fn fixed_batch_becomes_any_batch(before: &Model, sample: &[usize], per_sample: u
         let analysis = analyze(&after, &AnalyzeOptions::default()).unwrap();
         let conv = analysis.prunable_groups().find(|g| g.members.iter().any(|m| m.initializer == "conv.weight" && m.axis == 0));
         assert!(conv.is_some_and(|g| g.num_elements == 8), "{}", analysis.table());
+        // Pruned and constructed, at a batch of 3, the compact model computes what the
+        // zeroed one does (sizes and shapes the file holds follow the channels).
+        let removed = pick(&analysis, &mut SplitMix64::new(7), 0.5);
+        let full = zero_producers(&after, &analysis, &removed).unwrap();
+        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
+        let inputs = input((0..3).flat_map(draw).collect(), 3);
+        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
+        assert!(err <= tol, "constructed: max deviation {err:.3e} > {tol:.3e}");
     }
     summary
 }

@@ -144,12 +144,20 @@ impl Ctx<'_, '_> {
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
         // Output sizes given as `sizes` (input 3; the dynamo exporter's constant
         // `[1, 256, 14, 14]`): the entry of an axis whose channels go changes with them.
+        // With `axes` (opset 18) the sizes list those axes only: axis `i` has entry
+        // `axes.position(i)`, or none when it is not resized.
         let sizes = node.input.get(3).filter(|v| !v.is_empty()).cloned();
+        let axes: Option<Vec<usize>> =
+            node.attr_ints("axes").ok().flatten().map(|a| a.iter().filter_map(|&x| norm_axis(x, t.len())).collect());
         for (i, a) in t.iter().enumerate() {
             if id.get(i) == od.get(i) {
                 out[i] = a.clone();
-                if let (Some(sizes), true) = (&sizes, a.is_tracked()) {
-                    self.shape_entry(node, sizes, i, count_parts(a));
+                let entry = match &axes {
+                    Some(axes) => axes.iter().position(|&x| x == i),
+                    None => Some(i),
+                };
+                if let (Some(sizes), Some(entry), true) = (&sizes, entry, a.is_tracked()) {
+                    self.shape_entry(node, sizes, entry, count_parts(a));
                 }
             } else {
                 self.block_axis_at(node, a, "resizes a tracked axis");
