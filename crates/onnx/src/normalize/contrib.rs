@@ -661,24 +661,19 @@ impl Emit<'_> {
                     self.op("Slice", &[x], attrs, Some(out));
                 }
             }
-            "FusedConv" => {
+            "FusedConv" | "FusedGemm" => {
+                // The Conv or Gemm keeps the node's other attributes; a FusedConv's input 3
+                // is added before the activation.
+                let conv = node.op() == "FusedConv";
+                let act = if conv { Activation::of_conv(node)? } else { Activation::of_gemm(node)? };
                 let mut ins = vec![x, input(node, 1)?];
                 ins.extend(input(node, 2));
                 let attrs = node.attribute.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("activation")).cloned().collect();
-                let act = Activation::of_conv(node)?;
-                let conv = self.op("Conv", &ins, attrs, None);
-                let y = match input(node, 3) {
-                    Some(z) => self.op("Add", &[&conv, z], vec![], None),
-                    None => conv,
+                let y = self.op(if conv { "Conv" } else { "Gemm" }, &ins, attrs, None);
+                let y = match input(node, 3).filter(|_| conv) {
+                    Some(z) => self.op("Add", &[&y, z], vec![], None),
+                    None => y,
                 };
-                self.activation(&act, &y, output(node, 0)?)?;
-            }
-            "FusedGemm" => {
-                let mut ins = vec![x, input(node, 1)?];
-                ins.extend(input(node, 2));
-                let attrs = node.attribute.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("activation")).cloned().collect();
-                let act = Activation::of_gemm(node)?;
-                let y = self.op("Gemm", &ins, attrs, None);
                 self.activation(&act, &y, output(node, 0)?)?;
             }
             "FusedMatMul" => {
