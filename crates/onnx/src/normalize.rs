@@ -989,12 +989,9 @@ fn batch_rewrite(
                 }
             }
             }
-            let waiting: HashSet<usize> = changed.iter().copied().chain(late.iter().map(|(k, _)| *k)).collect();
-            for (k, new) in late {
-                if !upstream_of(&view, k).iter().any(|u| waiting.contains(u)) {
-                    targets.push((k, 1, new));
-                }
-            }
+            let waiting: Vec<usize> = changed.iter().copied().chain(late.iter().map(|(k, _)| *k)).collect();
+            let after = downstream_of(&view, &waiting);
+            targets.extend(late.into_iter().filter(|(k, _)| !after.contains(k)).map(|(k, new)| (k, 1, new)));
         }
         if targets.is_empty() {
             // Operators that do not broadcast (GatherElements, Concat...) need the batch on
@@ -1157,20 +1154,20 @@ fn folded_batch(xd: &[Dim], target: &[i64], n: i64, batch: &Dim) -> Option<i64> 
     (Some(elements) == per_sample.checked_mul(n)).then_some(-1)
 }
 
-/// The nodes that node `k` depends on (through the values it reads), not `k` itself.
-fn upstream_of(view: &Graph<'_>, k: usize) -> HashSet<usize> {
+/// The nodes that depend on any of `nodes` (through the values they read); one of `nodes`
+/// is among them only when it depends on another.
+fn downstream_of(view: &Graph<'_>, nodes: &[usize]) -> HashSet<usize> {
     let mut seen = HashSet::new();
-    let mut pending: Vec<usize> = vec![k];
+    let mut pending: Vec<usize> = nodes.to_vec();
     while let Some(i) = pending.pop() {
-        for input in &view.node(i).input {
-            if let Some((j, _)) = view.producer_node(input) {
-                if seen.insert(j) {
-                    pending.push(j);
+        for output in &view.node(i).output {
+            for u in view.consumers(output) {
+                if seen.insert(u.node) {
+                    pending.push(u.node);
                 }
             }
         }
     }
-    seen.remove(&k);
     seen
 }
 
@@ -1460,17 +1457,27 @@ fn untie_uniform_constants(model: &Model, graph: &mut GraphProto, summary: &mut 
         }
     }
     let inputs: HashSet<&str> = graph.input.iter().filter_map(|v| v.name.as_deref()).collect();
+    // One repeated value: compared element by element on the stored bytes (raw or
+    // external data, mapped, not decoded: a tied embedding is read by several nodes too),
+    // stopping at the first difference; values in typed fields are decoded.
+    let one_value = |t: &TensorProto, dtype: DType| match model.tensor_bytes(t) {
+        Ok(Some(bytes)) => {
+            let size = dtype.size();
+            bytes.len() > size && bytes.len() % size == 0 && bytes.chunks_exact(size).all(|c| c == &bytes[..size])
+        }
+        Ok(None) => model.tensor(t).is_ok_and(|v| {
+            let values = v.to_f64_vec();
+            values.len() > 1 && values.iter().all(|&x| x.to_bits() == values[0].to_bits())
+        }),
+        Err(_) => false,
+    };
     // Decoded (external data read in), so that the copies are written inline.
     let uniform: HashMap<String, Tensor> = graph
         .initializer
         .iter()
         .filter(|t| t.name.as_deref().is_some_and(|n| reads.get(n).copied().unwrap_or(0) > 1 && !inputs.contains(n)))
-        .filter(|t| t.data_type.and_then(DType::from_onnx).is_some_and(|d| d.is_float()))
+        .filter(|t| t.data_type.and_then(DType::from_onnx).is_some_and(|d| d.is_float() && one_value(t, d)))
         .filter_map(|t| Some((t.name.clone()?, model.tensor(t).ok()?)))
-        .filter(|(_, v)| {
-            let values = v.to_f64_vec();
-            values.len() > 1 && values.iter().all(|&x| x.to_bits() == values[0].to_bits())
-        })
         .collect();
     if uniform.is_empty() {
         return;
