@@ -112,7 +112,7 @@ pub fn check_fixed_batch(path: &Path, summary: &Summary, batch: Option<usize>) -
 const MAX_INPUT_ELEMENTS: usize = 1 << 28;
 
 /// Random inputs of the right dtypes and shapes: every dimension evaluated at the symbol
-/// sizes `sizes` (from [`symbol_sizes`]); integer inputs that index an embedding stay
+/// sizes `sizes` (`oto check` gives every symbol a size); integer inputs that index an embedding stay
 /// inside it, other integer inputs (masks) are 0 or 1.
 pub fn random_inputs(
     graph: &Graph<'_>,
