@@ -670,3 +670,39 @@ fn recurrent_layers_prune_their_units_end_to_end() {
         a.table()
     );
 }
+
+/// Opset 23's `Attention` and `RotaryEmbedding` in every form the torch exporter and the
+/// specification allow here (heads first or packed, grouped-query, interleaved and partial
+/// rotation, position ids, a past, causal, softcap, boolean and float masks, a query that
+/// sees no key) are written as the operators they are defined by and compute what
+/// onnxruntime computes with them; the attention's heads (the key/value heads, with
+/// grouped queries) are then one prunable group, and pruning it is exact. Before, both
+/// operators were not understood and nothing in the layer was prunable.
+#[test]
+fn opset23_attention_is_written_exactly_and_prunes_heads() {
+    use cases::Attention23;
+    for (form, heads) in [(Attention23::HeadsFirst, 4), (Attention23::Packed, 2), (Attention23::WithPast, 2)] {
+        let name = format!("opset23 {form:?}");
+        let before = cases::opset23_attention(form);
+        let (after, summary) = normalize(copy(&before), &NormalizeOptions::default()).unwrap();
+        assert_eq!(summary.attention_rewritten, 3, "{name}: {summary}");
+        let ops: Vec<String> = Graph::new(&after).unwrap().nodes().map(|(_, n)| n.op_type.clone().unwrap_or_default()).collect();
+        assert!(!ops.iter().any(|o| o == "Attention" || o == "RotaryEmbedding"), "{name}: {ops:?}");
+        assert_interface(&name, &before, &after);
+        for seed in 0..2 {
+            let inputs = cases::random_inputs(&before, seed);
+            let (err, tol) = deviation(&run_ort(&before.proto, &inputs), &run_ort(&after.proto, &inputs));
+            assert!(err <= tol, "{name} seed {seed}: max deviation {err:.3e} > {tol:.3e}");
+        }
+        if matches!(form, Attention23::WithPast) {
+            // The present keys and values are graph outputs: their heads stay.
+            let a = analyze(&after, &AnalyzeOptions::default()).unwrap();
+            let g = a.groups.iter().find(|g| g.kind == (oto_graph::ElementKind::Head { dim: 4 })).unwrap();
+            assert!(!g.prunable && g.num_elements == heads && format!("{:?}", g.reasons).contains("present_key"), "{name}:\n{}", a.table());
+            continue;
+        }
+        let a = prune_end_to_end(&format!("opset23_{form:?}"), &before, 1);
+        let g = a.prunable_groups().next().unwrap();
+        assert_eq!((g.kind, g.num_elements), (oto_graph::ElementKind::Head { dim: 4 }, heads), "{name}:\n{}", a.table());
+    }
+}

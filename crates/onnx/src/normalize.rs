@@ -45,6 +45,12 @@
 //!    `MultiHeadAttention`) becomes `Transpose` -> `Reshape` -> `MatMul` -> `Reshape` ->
 //!    `Transpose` (module `einsum`), which the analysis follows, so a projection's kernel
 //!    is then a reshaped weight like any other;
+//!
+//!    3d. opset 23's `Attention` and `RotaryEmbedding` (the torch exporter's
+//!    `scaled_dot_product_attention` and its fused rotary embedding at `opset_version=23`)
+//!    become the operators the specification defines them by (module `attention`), so their
+//!    heads prune as at earlier opsets; their forms need ranks and head counts from shape
+//!    inference, so this runs after step 3c;
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
@@ -138,6 +144,7 @@ use crate::tensor::{checked_numel, shape_of, DType, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+mod attention;
 mod contrib;
 mod einsum;
 
@@ -211,6 +218,9 @@ pub struct Summary {
     pub resize_axes: usize,
     /// `Einsum`s of two operands written as `Transpose`/`Reshape`/`MatMul`.
     pub einsums: usize,
+    /// Opset 23's `Attention` and `RotaryEmbedding` written as the operators the ONNX
+    /// specification defines them by (`MatMul`, `Softmax`...).
+    pub attention_rewritten: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Initializers removed because only folded nodes read them.
@@ -271,6 +281,7 @@ impl std::fmt::Display for Summary {
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.einsums, "Einsum nodes written as MatMul");
+        count(self.attention_rewritten, "Attention/RotaryEmbedding nodes written as the operators they are defined by");
         count(self.identities, "Identity nodes of initializers made initializers of their own");
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
@@ -374,6 +385,22 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
             }
             staged = Model::from_proto(proto, &name, base.clone())?;
         }
+    }
+    // Opset 23's Attention and RotaryEmbedding (their forms need the operands' ranks and
+    // head counts), again while that rewrites some (a rotary embedding's output is the
+    // attention's input, of a rank inference tells only once it is written out).
+    while staged.proto.graph.as_ref().is_some_and(attention::pending) {
+        let shapes = {
+            let view = Graph::new(&staged)?;
+            shape::infer(&view)?
+        };
+        let mut proto = staged.proto;
+        let rewritten = proto.graph.as_mut().map_or(0, |graph| attention::decompose(graph, &shapes, staged_opset));
+        staged = Model::from_proto(proto, &name, base.clone())?;
+        if rewritten == 0 {
+            break;
+        }
+        summary.attention_rewritten += rewritten;
     }
     // FusedMatMuls with transposed operands of ranks the file does not declare (onnxruntime
     // saves no value_info): again, with the ranks inference gives, while that rewrites some

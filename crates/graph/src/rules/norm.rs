@@ -137,6 +137,22 @@ impl Ctx<'_, '_> {
             return;
         };
         let normalized: Vec<usize> = (first..t.len()).collect();
+        let tracked: Vec<&AxisT> = normalized.iter().map(|&i| &t[i]).filter(|a| a.is_tracked()).collect();
+        if !tracked.is_empty() && tracked.iter().all(|a| inside_heads_only(a)) {
+            // Over the positions inside attention heads only (Qwen3's per-head query and key
+            // norms): each head has statistics of its own and the scale, one per position, is
+            // shared by every head, so removing heads changes neither. A removed head stays
+            // zero where the form maps 0 to 0: RMS with a positive epsilon, LayerNorm without
+            // a bias.
+            let keeps_zero = if rms { l.epsilon > 0.0 } else { ops::input(node, 2).is_none() };
+            if !keeps_zero {
+                for a in &mut t {
+                    a.map_zero(&|_| false);
+                }
+            }
+            self.set(&node.output[0], t);
+            return;
+        }
         if rms && normalized.iter().all(|&i| t[i].all_zero()) {
             // A mean of squares: zero channels add nothing; construction keeps its divisor.
             let scale = node.input[1].clone();
@@ -203,4 +219,10 @@ impl Ctx<'_, '_> {
         }
         self.set(&node.output[0], t);
     }
+}
+
+/// Whether every tracked factor of `a` is a position inside attention heads (the `D` of
+/// `[H, D]`), not a channel.
+fn inside_heads_only(a: &AxisT) -> bool {
+    a.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }))
 }

@@ -209,41 +209,55 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64, inferred: &HashMap<S
     count
 }
 
-/// The nodes and constants of one rewrite.
-struct Emit<'a> {
-    names: &'a mut Names,
+/// The nodes and constants of one rewrite (also those of [`super::attention`]).
+pub(super) struct Emit<'a> {
+    pub(super) names: &'a mut Names,
     /// The column count of each rank-2 initializer (an attention's packed Q/K/V weights).
     weight_cols: &'a HashMap<String, i64>,
     /// The ranks the file declares (graph inputs, value_info, initializers).
     ranks: &'a HashMap<String, usize>,
-    stem: String,
-    dtype: DType,
+    /// The rewritten node's name, the stem of the names of what it is written as.
+    pub(super) stem: String,
+    /// The element type of the float constants.
+    pub(super) dtype: DType,
     opset: i64,
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
+    pub(super) nodes: Vec<NodeProto>,
+    pub(super) inits: Vec<TensorProto>,
 }
 
 /// Input `k` of `node` when present.
-fn input(node: &NodeProto, k: usize) -> Option<&str> {
+pub(super) fn input(node: &NodeProto, k: usize) -> Option<&str> {
     node.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
 }
 
 /// Output `k` of `node` when something may read it.
-fn output(node: &NodeProto, k: usize) -> Option<&str> {
+pub(super) fn output(node: &NodeProto, k: usize) -> Option<&str> {
     node.output.get(k).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn float_of(node: &NodeProto, name: &str, default: f32) -> f32 {
+pub(super) fn float_of(node: &NodeProto, name: &str, default: f32) -> f32 {
     node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.f).unwrap_or(default)
 }
 
-fn int_of(node: &NodeProto, name: &str, default: i64) -> i64 {
+pub(super) fn int_of(node: &NodeProto, name: &str, default: i64) -> i64 {
     node.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i).unwrap_or(default)
 }
 
-impl Emit<'_> {
+impl<'a> Emit<'a> {
+    /// An empty rewrite of the node named `stem`, its float constants of type `dtype`, for
+    /// rewrites that need neither the declared ranks nor the weights' widths.
+    pub(super) fn new(
+        names: &'a mut Names,
+        empty: &'a (HashMap<String, i64>, HashMap<String, usize>),
+        stem: String,
+        dtype: DType,
+        opset: i64,
+    ) -> Emit<'a> {
+        Emit { names, weight_cols: &empty.0, ranks: &empty.1, stem, dtype, opset, nodes: Vec::new(), inits: Vec::new() }
+    }
+
     /// Adds `op(inputs)`; its output is `out` when given, else a fresh name.
-    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: Option<&str>) -> String {
+    pub(super) fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: Option<&str>) -> String {
         let value = match out {
             Some(o) => o.to_string(),
             None => self.names.fresh(&format!("{}/{op}_output", self.stem)),
@@ -260,7 +274,7 @@ impl Emit<'_> {
     }
 
     /// A scalar constant of the compute type.
-    fn scalar(&mut self, v: f64) -> Option<String> {
+    pub(super) fn scalar(&mut self, v: f64) -> Option<String> {
         let data = match self.dtype {
             DType::F32 => TensorData::F32(vec![v as f32]),
             DType::F64 => TensorData::F64(vec![v]),
@@ -321,14 +335,14 @@ impl Emit<'_> {
     }
 
     /// An int64 constant.
-    fn ints(&mut self, v: Vec<i64>) -> String {
+    pub(super) fn ints(&mut self, v: Vec<i64>) -> String {
         let name = self.names.fresh(&format!("{}/ints", self.stem));
         self.inits.push(Tensor::from_i64s(v).to_proto(&name));
         name
     }
 
     /// An int64 scalar constant.
-    fn int_scalar(&mut self, v: i64) -> Option<String> {
+    pub(super) fn int_scalar(&mut self, v: i64) -> Option<String> {
         let name = self.names.fresh(&format!("{}/int", self.stem));
         self.inits.push(Tensor::new(vec![], TensorData::I64(vec![v]))?.to_proto(&name));
         Some(name)
@@ -345,7 +359,7 @@ impl Emit<'_> {
     }
 
     /// `x` with axes inserted (opset >= 13: axes as an input).
-    fn unsqueeze(&mut self, x: &str, axes: Vec<i64>) -> String {
+    pub(super) fn unsqueeze(&mut self, x: &str, axes: Vec<i64>) -> String {
         let axes = self.ints(axes);
         self.op("Unsqueeze", &[x, &axes], vec![], None)
     }

@@ -1063,3 +1063,135 @@ pub fn sequence_first_attention() -> Model {
     b.output_f32(&y, &known_dims(&[1, 5, 6]));
     finish(&b)
 }
+
+/// The forms of [`opset23_attention`].
+#[derive(Debug, Clone, Copy)]
+pub enum Attention23 {
+    /// 4-D operands, 4 heads each; per-head `RMSNormalization` of the queries and keys
+    /// (Qwen3); `RotaryEmbedding` of half of each head (`rotary_embedding_dim`) at
+    /// `position_ids`; a boolean mask with a row that sees no key.
+    HeadsFirst,
+    /// 3-D operands (`q_num_heads` 4, `kv_num_heads` 2: grouped-query attention);
+    /// `RotaryEmbedding` of 3-D input (`num_heads`), interleaved, with gathered caches;
+    /// causal, `softcap`, an explicit `scale` and an additive float mask.
+    Packed,
+    /// 4-D operands, 2 key/value heads for 4 query heads, a past of 5 positions computed
+    /// from the input (the `present` outputs are graph outputs); causal over past and
+    /// present with a boolean mask.
+    WithPast,
+}
+
+/// A self-attention layer as the torch exporter writes it at opset 23: `x` (`[batch, 5,
+/// 16]`) projected to queries (4 heads of 4) and keys and values (4 or 2 heads), the
+/// queries and keys through `RotaryEmbedding`, then `Attention` (see [`Attention23`]) and an
+/// output projection to `y` (`[batch, 5, 6]`).
+pub fn opset23_attention(form: Attention23) -> Model {
+    let mut b = GraphBuilder::new(&format!("opset23_attention_{form:?}"));
+    b.opset(23);
+    let x = b.input_f32("x", &batch_dims(&[5, 16]));
+    let kv_heads: i64 = if matches!(form, Attention23::HeadsFirst) { 4 } else { 2 };
+    let kv_width = kv_heads as usize * 4;
+    let wq = b.weight("q.weight", &[16, 16], wave(7, 1, 17));
+    let wk = b.weight("k.weight", &[16, kv_width], wave(5, 2, 13));
+    let wv = b.weight("v.weight", &[16, kv_width], wave(3, 4, 11));
+    let (q, k, v) = (b.node("MatMul", &[&x, &wq], &[]), b.node("MatMul", &[&x, &wk], &[]), b.node("MatMul", &[&x, &wv], &[]));
+    // Rotary caches of 8 positions, 2 frequencies: cos/sin of position * frequency.
+    let angle = |i: usize, f: fn(f32) -> f32| f((i / 2) as f32 * [1.0, 0.1][i % 2]);
+    let cos = b.initializer("rope.cos", f32s(&[8, 2], |i| angle(i, f32::cos)));
+    let sin = b.initializer("rope.sin", f32s(&[8, 2], |i| angle(i, f32::sin)));
+    // `position_ids` (`[batch, 5]`): 0..5 in every row.
+    {
+        let (zero, one, five) = (
+            b.initializer("zero", Tensor::new(vec![], TensorData::I64(vec![0])).unwrap()),
+            b.initializer("one", Tensor::new(vec![], TensorData::I64(vec![1])).unwrap()),
+            b.initializer("five", Tensor::new(vec![], TensorData::I64(vec![5])).unwrap()),
+        );
+        let r = b.node("Range", &[&zero, &five, &one], &[]);
+        let axes = b.ints("axes0", &[0]);
+        let row = b.node("Unsqueeze", &[&r, &axes], &[]);
+        let bs = b.node_with("Shape", &[&x], &[], &[("start", Attr::Int(0)), ("end", Attr::Int(2))]);
+        b.node("Expand", &[&row, &bs], &["position_ids"]);
+    }
+    let heads_first = |b: &mut GraphBuilder, t: &str, heads: i64| {
+        let split = b.ints(&format!("{t}_heads"), &[0, 0, heads, 4]);
+        let r = b.node("Reshape", &[t, &split], &[]);
+        b.node_with("Transpose", &[&r], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let mut attrs: Vec<(&str, Attr)> = Vec::new();
+    let (q, k, v, mask, past) = match form {
+        Attention23::HeadsFirst | Attention23::WithPast => {
+            let (mut q, mut k, v) = (heads_first(&mut b, &q, 4), heads_first(&mut b, &k, kv_heads), heads_first(&mut b, &v, kv_heads));
+            if matches!(form, Attention23::HeadsFirst) {
+                // Qwen3's per-head norms of the queries and keys, over each head's positions.
+                let qn = b.weight("q_norm.weight", &[4], |i| 1.0 + i as f32 / 4.0);
+                let kn = b.weight("k_norm.weight", &[4], |i| 1.0 - i as f32 / 8.0);
+                q = b.node_with("RMSNormalization", &[&q, &qn], &[], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-6))]);
+                k = b.node_with("RMSNormalization", &[&k, &kn], &[], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-6))]);
+            }
+            // Half of each head turns: the caches' first frequency.
+            let (z, one, axis) = (b.ints("first_z", &[0]), b.ints("first_one", &[1]), b.ints("first_axis", &[-1]));
+            let (c, s) = (b.node("Slice", &[&cos, &z, &one, &axis], &[]), b.node("Slice", &[&sin, &z, &one, &axis], &[]));
+            let rope = |b: &mut GraphBuilder, t: &str| {
+                b.node_with("RotaryEmbedding", &[t, &c, &s, "position_ids"], &[], &[("rotary_embedding_dim", Attr::Int(2))])
+            };
+            let (q, k) = (rope(&mut b, &q), rope(&mut b, &k));
+            if matches!(form, Attention23::HeadsFirst) {
+                // Row 2 sees no key: its output is zeros.
+                let seen = Tensor::new(vec![5, 5], TensorData::Bool((0..25).map(|i| i / 5 != 2 && (i * 7) % 3 != 0).collect())).unwrap();
+                let mask = b.initializer("mask", seen);
+                (q, k, v, mask, None)
+            } else {
+                let wp = b.weight("past.weight", &[16, 2 * kv_width], wave(3, 1, 7));
+                let p = b.node("MatMul", &[&x, &wp], &[]);
+                let (pk, pv) = (format!("{p}_k"), format!("{p}_v"));
+                let sizes = b.ints("past_split", &[kv_width as i64, kv_width as i64]);
+                b.node_with("Split", &[&p, &sizes], &[&pk, &pv], &[("axis", Attr::Int(-1))]);
+                let (pk, pv) = (heads_first(&mut b, &pk, kv_heads), heads_first(&mut b, &pv, kv_heads));
+                let seen = Tensor::new(vec![5, 10], TensorData::Bool((0..50).map(|i| (i * 5) % 7 != 0).collect())).unwrap();
+                let mask = b.initializer("mask", seen);
+                attrs.push(("is_causal", Attr::Int(1)));
+                (q, k, v, mask, Some((pk, pv)))
+            }
+        }
+        Attention23::Packed => {
+            let gather = |b: &mut GraphBuilder, c: &str| b.node_with("Gather", &[c, "position_ids"], &[], &[("axis", Attr::Int(0))]);
+            let (c3, s3) = (gather(&mut b, &cos), gather(&mut b, &sin));
+            let rope = |b: &mut GraphBuilder, t: &str, heads: i64| {
+                b.node_with("RotaryEmbedding", &[t, &c3, &s3], &[], &[("num_heads", Attr::Int(heads)), ("interleaved", Attr::Int(1))])
+            };
+            let (q, k) = (rope(&mut b, &q, 4), rope(&mut b, &k, kv_heads));
+            let bias = b.weight("mask", &[5, 5], wave(3, 1, 5));
+            attrs.extend([
+                ("q_num_heads", Attr::Int(4)),
+                ("kv_num_heads", Attr::Int(kv_heads)),
+                ("is_causal", Attr::Int(1)),
+                ("softcap", Attr::Float(5.0)),
+                ("scale", Attr::Float(0.3)),
+            ]);
+            (q, k, v, bias, None)
+        }
+    };
+    let packed = matches!(form, Attention23::Packed);
+    let mut inputs = vec![q.as_str(), k.as_str(), v.as_str(), mask.as_str()];
+    let mut outputs = vec!["attended"];
+    if let Some((pk, pv)) = &past {
+        inputs.extend([pk.as_str(), pv.as_str()]);
+        outputs.extend(["present_key", "present_value"]);
+    }
+    let a = b.node_with("Attention", &inputs, &outputs, &attrs);
+    let merged = if packed {
+        a
+    } else {
+        let t = b.node_with("Transpose", &[&a], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let rows = b.ints("rows", &[0, 0, 16]);
+        b.node("Reshape", &[&t, &rows], &[])
+    };
+    let wo = b.weight("o.weight", &[16, 6], wave(5, 3, 9));
+    let y = b.node("MatMul", &[&merged, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[5, 6]));
+    if past.is_some() {
+        b.output_f32("present_key", &batch_dims(&[2, 10, 4]));
+        b.output_f32("present_value", &batch_dims(&[2, 10, 4]));
+    }
+    finish(&b)
+}
