@@ -706,3 +706,35 @@ fn opset23_attention_is_written_exactly_and_prunes_heads() {
         assert_eq!((g.kind, g.num_elements), (oto_graph::ElementKind::Head { dim: 4 }, heads), "{name}:\n{}", a.table());
     }
 }
+
+/// Calls of the file's own functions (`export_modules_as_functions`) are inlined, the
+/// referenced attribute taken from the call or the function's default: the blocks' hidden
+/// and output widths are groups (the calls were operators of an unknown domain that blocked
+/// everything), and the definitions are gone with the calls.
+#[test]
+fn local_functions_are_inlined_and_prune() {
+    let (after, summary) = normalize(copy(&cases::local_functions()), &NormalizeOptions::default()).unwrap();
+    assert_eq!(summary.functions_inlined, 2, "{summary}");
+    assert!(after.proto.functions.is_empty());
+    let alphas: Vec<f32> = Graph::new(&after)
+        .unwrap()
+        .nodes()
+        .filter(|(_, n)| n.op_type.as_deref() == Some("LeakyRelu"))
+        .map(|(_, n)| n.attribute.iter().find(|a| a.name.as_deref() == Some("alpha")).and_then(|a| a.f).unwrap())
+        .collect();
+    assert_eq!(alphas, [0.2, 0.1]);
+    prune_end_to_end("local_functions", &cases::local_functions(), 4);
+}
+
+/// The dynamo exporter without its optimizer gives a layer without bias the bias
+/// `Expand(CastLike(0, x), [out])`: folded and dropped, the convolutions have no bias (as
+/// the model) and their channels are groups (the analysis failed on the computed bias).
+#[test]
+fn unoptimized_dynamo_zero_biases_are_dropped() {
+    let (after, summary) = normalize(copy(&cases::unoptimized_dynamo_convs()), &NormalizeOptions::default()).unwrap();
+    assert_eq!(summary.zero_biases_dropped, 2, "{summary}");
+    for (_, n) in Graph::new(&after).unwrap().nodes().filter(|(_, n)| n.op_type.as_deref() == Some("Conv")) {
+        assert_eq!(n.input.len(), 2, "{n:?}");
+    }
+    prune_end_to_end("unoptimized_dynamo_convs", &cases::unoptimized_dynamo_convs(), 2);
+}

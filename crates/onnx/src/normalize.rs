@@ -7,7 +7,9 @@
 //! two equal values, initializers also listed as graph inputs (IR < 4), the variadic
 //! `Sum`. [`normalize`] rewrites them, exactly:
 //!
-//! 1. `Constant` nodes (`value`, `value_float(s)`, `value_int(s)`) become initializers
+//! 1. calls of the file's own functions (`ModelProto.functions`) become the functions'
+//!    bodies (module `functions`), so that what they hold is seen like any other node;
+//!    `Constant` nodes (`value`, `value_float(s)`, `value_int(s)`) become initializers
 //!    named by their output (string and sparse constants are left as they are);
 //! 2. initializers listed as graph inputs are removed from the inputs (they are weights;
 //!    for IR >= 4 files [`NormalizeOptions::keep_overridable_inputs`] keeps them);
@@ -147,6 +149,7 @@ use std::path::Path;
 mod attention;
 mod contrib;
 mod einsum;
+mod functions;
 
 /// Choices of [`normalize`].
 #[derive(Debug, Clone, Default)]
@@ -166,6 +169,9 @@ pub struct NormalizeOptions {
 /// What [`normalize`] rewrote, counted per rewrite.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
+    /// Calls of the file's own functions (`ModelProto.functions`: the TorchScript
+    /// exporter's `export_modules_as_functions`) replaced by the function's body.
+    pub functions_inlined: usize,
     /// `Constant` nodes turned into initializers.
     pub constants_lifted: usize,
     /// `Constant` nodes left as they are (strings, sparse values, graph outputs).
@@ -223,6 +229,9 @@ pub struct Summary {
     pub attention_rewritten: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
+    /// Zero biases of layers without bias, as the dynamo exporter without its optimizer
+    /// writes them (`Expand(CastLike(0, x), [out])`), dropped.
+    pub zero_biases_dropped: usize,
     /// Initializers removed because only folded nodes read them.
     pub dead_initializers: usize,
     /// Initializers found equal to the transpose of another weight and replaced by a
@@ -270,6 +279,7 @@ impl std::fmt::Display for Summary {
                 parts.push(format!("{n} {what}"));
             }
         };
+        count(self.functions_inlined, "calls of the file's functions inlined");
         count(self.constants_lifted, "Constant nodes made initializers");
         count(self.initializer_inputs, "initializers removed from the graph inputs (treated as weights)");
         count(self.sums, "Sum nodes rewritten as Add");
@@ -290,6 +300,7 @@ impl std::fmt::Display for Summary {
         count(self.view_gathers, "Gathers of a whole flattened tensor in order written as Reshape");
         count(self.resize_axes, "Resizes given the axes they change (sizes held the batch or channels)");
         count(self.folded, "constant nodes folded into initializers");
+        count(self.zero_biases_dropped, "zero biases of layers without bias dropped");
         count(self.dead_initializers, "unused initializers removed");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
         count(self.constants_kept, "Constant nodes kept (strings, sparse values or graph outputs)");
@@ -336,6 +347,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
 
     // Rewrites that need no graph view.
     let mut proto = model.proto.clone();
+    summary.functions_inlined = functions::inline(&mut proto);
     let Some(graph) = proto.graph.as_mut() else {
         return Err(model.error("model", "has no graph"));
     };
@@ -2006,6 +2018,29 @@ fn rearranges_input0(op: &Op) -> bool {
     shape::keeps_entries(op) || matches!(op, Op::Transpose { .. } | Op::Slice(_))
 }
 
+/// Drops the bias of a `Conv`, `ConvTranspose` or `Gemm` that folding made from the
+/// exporter's literals and that is all zeros: the dynamo exporter without its optimizer
+/// fills a layer without bias so (`Expand(CastLike(0, x), [out])`), and as a parameter it
+/// would be trained and counted where the model has none. The tensor goes with it.
+fn drop_zero_biases(graph: &mut GraphProto, made: &[TensorProto], read: &mut HashSet<String>, summary: &mut Summary) {
+    let kept: HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let zeros: HashSet<String> = made
+        .iter()
+        .filter(|t| t.name.as_deref().is_some_and(|n| !kept.contains(n)))
+        .filter(|t| Tensor::from_proto(t, None).is_ok_and(|v| v.to_f64_vec().iter().all(|&x| x == 0.0)))
+        .filter_map(|t| t.name.clone())
+        .collect();
+    if zeros.is_empty() {
+        return;
+    }
+    for n in graph.node.iter_mut().filter(|n| is_default_domain(n) && matches!(n.op(), "Conv" | "ConvTranspose" | "Gemm")) {
+        if n.input.len() == 3 && zeros.contains(&n.input[2]) {
+            read.insert(n.input.pop().unwrap_or_default());
+            summary.zero_biases_dropped += 1;
+        }
+    }
+}
+
 fn dtype_of(t: &TensorProto) -> Option<DType> {
     DType::from_onnx(t.data_type.unwrap_or(0))
 }
@@ -2029,6 +2064,8 @@ struct Folder<'a, 'm> {
     /// Folded nodes that read only their input's shape (`Shape`, `Size`): they no longer
     /// read the value, so they do not make a weight shared.
     shape_readers: HashSet<usize>,
+    /// Folded one-element values computed from the file's literals alone ([`Folder::is_literal`]).
+    literals: HashSet<String>,
 }
 
 /// The folds decided: what [`Plan::apply`] does to the graph.
@@ -2067,6 +2104,7 @@ impl<'a, 'm> Folder<'a, 'm> {
             order: Vec::new(),
             alias: HashMap::new(),
             shape_readers: HashSet::new(),
+            literals: HashSet::new(),
         }
     }
 
@@ -2087,6 +2125,13 @@ impl<'a, 'm> Folder<'a, 'm> {
         self.graph.initializer(name)
     }
 
+    /// Whether `value` (held by `t`) is a literal, not a weight: a one-element `Constant`
+    /// of the file, or one computed from such alone (a literal cast to another type).
+    fn is_literal(&self, value: &str, t: &TensorProto) -> bool {
+        let name = self.resolve(value);
+        (self.lifted.contains(name) || self.literals.contains(name)) && t.dims.iter().product::<i64>() == 1
+    }
+
     /// Whether a value is read by exactly one node and nothing else (a folded `Shape` of it
     /// does not count: tf2onnx computes a weight's reshape target from the weight's shape).
     fn single_use(&self, value: &str) -> bool {
@@ -2102,6 +2147,14 @@ impl<'a, 'm> Folder<'a, 'm> {
             let Ok(op) = Op::parse(graph, node) else { continue };
             let Some(mut t) = self.fold(node, &op)? else { continue };
             folded.insert(i);
+            let from_literals = node
+                .input
+                .iter()
+                .filter(|v| !v.is_empty())
+                .all(|v| self.constant(v).is_none_or(|c| !dtype_of(c).is_some_and(DType::is_float) || self.is_literal(v, c)));
+            if from_literals && t.dims.iter().product::<i64>() == 1 {
+                self.literals.insert(node.output[0].clone());
+            }
             if kind(&op) == Some(Kind::Meta) {
                 self.shape_readers.insert(i);
             }
@@ -2144,8 +2197,9 @@ impl<'a, 'm> Folder<'a, 'm> {
             return Ok(None);
         }
         let mut inputs: Vec<Option<&TensorProto>> = Vec::with_capacity(node.input.len());
-        for name in &node.input {
-            if name.is_empty() {
+        for (k, name) in node.input.iter().enumerate() {
+            // A CastLike reads only the type of its input 1 (the type inference gives).
+            if name.is_empty() || (*op == Op::CastLike && k == 1) {
                 inputs.push(None);
                 continue;
             }
@@ -2161,7 +2215,16 @@ impl<'a, 'm> Folder<'a, 'm> {
         let small = numel <= FOLD_LIMIT;
         let fits = match kind {
             Kind::Reshape | Kind::Move | Kind::Meta => true,
-            Kind::Small => small && input_types.iter().all(|d| !d.is_float()),
+            // A float literal of the exporter (a lifted Constant of one element: the zero the
+            // dynamo exporter without its optimizer expands to a missing bias) is no weight.
+            Kind::Small => {
+                small
+                    && node
+                        .input
+                        .iter()
+                        .zip(&inputs)
+                        .all(|(name, t)| t.is_none_or(|t| !dtype_of(t).is_some_and(DType::is_float) || self.is_literal(name, t)))
+            }
             Kind::Integer => small && !dtype.is_float() && input_types.iter().all(|d| !d.is_float()),
         };
         if !fits {
@@ -2171,7 +2234,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         // shared weight (Identity excepted: see the module documentation).
         if *op != Op::Unary(crate::op::Unary::Identity) && kind != Kind::Meta {
             for (name, t) in node.input.iter().zip(&inputs) {
-                if t.and_then(dtype_of).is_some_and(DType::is_float) && !self.single_use(name) {
+                if t.is_some_and(|t| dtype_of(t).is_some_and(DType::is_float) && !self.is_literal(name, t)) && !self.single_use(name) {
                     return Ok(None);
                 }
             }
@@ -2233,6 +2296,7 @@ impl Plan {
                 }
             }
         }
+        drop_zero_biases(graph, &self.made, &mut self.read, summary);
         let mut live: HashSet<String> = graph.output.iter().chain(&graph.input).filter_map(|v| v.name.clone()).collect();
         for n in &graph.node {
             live.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());

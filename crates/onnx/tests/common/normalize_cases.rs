@@ -65,6 +65,8 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("onnxruntime_saved_10", onnxruntime_saved(10)),
         ("onnxruntime_saved_13", onnxruntime_saved(13)),
         ("merged_uniform_biases", merged_uniform_biases()),
+        ("local_functions", local_functions()),
+        ("unoptimized_dynamo_convs", unoptimized_dynamo_convs()),
     ]
 }
 
@@ -1193,5 +1195,87 @@ pub fn opset23_attention(form: Attention23) -> Model {
         b.output_f32("present_key", &batch_dims(&[2, 10, 4]));
         b.output_f32("present_value", &batch_dims(&[2, 10, 4]));
     }
+    finish(&b)
+}
+
+/// A model calling functions of its own, as the TorchScript exporter writes
+/// `export_modules_as_functions`: `Block(x, w1, b1, w2)` of domain `my.modules` is
+/// `LeakyRelu(x @ w1 + b1, alpha) @ w2`, its `alpha` a reference to the call's attribute
+/// (default 0.1 in the function). Two calls (one with `alpha` 0.2, one taking the default),
+/// then a classifier. Input `x` (`[batch, 8]`), output `y` (`[batch, 3]`); 4 prunable
+/// groups (each block's hidden and output widths).
+pub fn local_functions() -> Model {
+    use oto_onnx::proto::attribute_proto::AttributeType;
+    use oto_onnx::proto::{AttributeProto, FunctionProto, OperatorSetIdProto};
+    let mut body = GraphBuilder::new("Block");
+    let h = body.node("MatMul", &["x", "w1"], &["h"]);
+    let hb = body.node("Add", &[&h, "b1"], &["hb"]);
+    body.node("LeakyRelu", &[&hb], &["a"]);
+    body.node("MatMul", &["a", "w2"], &["out"]);
+    let mut nodes = body.proto().graph.unwrap().node;
+    nodes[2].attribute.push(AttributeProto {
+        name: Some("alpha".into()),
+        ref_attr_name: Some("alpha".into()),
+        r#type: Some(AttributeType::Float as i32),
+        ..Default::default()
+    });
+    let block = FunctionProto {
+        name: Some("Block".into()),
+        domain: Some("my.modules".into()),
+        input: ["x", "w1", "b1", "w2"].map(String::from).to_vec(),
+        output: vec!["out".into()],
+        attribute_proto: vec![AttributeProto {
+            name: Some("alpha".into()),
+            f: Some(0.1),
+            r#type: Some(AttributeType::Float as i32),
+            ..Default::default()
+        }],
+        node: nodes,
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        ..Default::default()
+    };
+    let mut b = GraphBuilder::new("local_functions");
+    b.opset(17);
+    b.import_domain("my.modules", 1);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let mut h = x;
+    for (k, alpha) in [Some(0.2f32), None].into_iter().enumerate() {
+        let w1 = b.weight(&format!("block{k}.fc1.weight"), &[8, 12], wave(5 + k, 1, 11));
+        let b1 = b.weight(&format!("block{k}.fc1.bias"), &[12], wave(3, 2 + k, 7));
+        let w2 = b.weight(&format!("block{k}.fc2.weight"), &[12, 8], wave(7, 3, 13));
+        let attrs: Vec<(&str, Attr)> = alpha.map(|a| ("alpha", Attr::Float(a))).into_iter().collect();
+        h = b.node_in_domain("my.modules", "Block", &[&h, &w1, &b1, &w2], &[], &attrs);
+    }
+    let wc = b.weight("head.weight", &[8, 3], wave(5, 1, 9));
+    let y = b.node("MatMul", &[&h, &wc], &["y"]);
+    b.output_f32(&y, &batch_dims(&[3]));
+    let mut m = finish(&b);
+    m.proto.functions.push(block);
+    Model::from_proto(m.proto, "case.onnx", None).unwrap()
+}
+
+/// Two convolutions without bias as the dynamo exporter writes them with `optimize=False`:
+/// each bias is `Expand(CastLike(0, x), Shape(w)[0:1])`, a zero computed at run time.
+/// Input `x` (`[batch, 3, 6, 6]`), output `y` (`[batch, 4]`); 2 prunable groups (the first
+/// convolution's channels and the second's).
+pub fn unoptimized_dynamo_convs() -> Model {
+    let mut b = GraphBuilder::new("unoptimized_dynamo_convs");
+    b.opset(18);
+    let x = b.input_f32("x", &batch_dims(&[3, 6, 6]));
+    let mut h = x.clone();
+    for (k, (cin, cout)) in [(3usize, 6usize), (6, 5)].into_iter().enumerate() {
+        let w = b.weight(&format!("conv{k}.weight"), &[cout, cin, 3, 3], wave(5 + k, 1, 11));
+        let zero = constant(&mut b, &format!("zero{k}"), Tensor { shape: vec![], data: TensorData::F32(vec![0.0]) });
+        let typed = b.node("CastLike", &[&zero, &h], &[]);
+        let out = b.node_with("Shape", &[&w], &[], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
+        let bias = b.node("Expand", &[&typed, &out], &[]);
+        let c = b.node_with("Conv", &[&h, &w, &bias], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        h = b.node("Relu", &[&c], &[]);
+    }
+    let pooled = b.node("GlobalAveragePool", &[&h], &[]);
+    let flat = b.node("Flatten", &[&pooled], &[]);
+    let wc = b.weight("fc.weight", &[4, 5], wave(3, 1, 7));
+    let y = b.node_with("Gemm", &[&flat, &wc], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[4]));
     finish(&b)
 }
