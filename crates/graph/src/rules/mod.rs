@@ -165,7 +165,6 @@ impl Ctx<'_, '_> {
             | Op::MatMul { integer: true }
             | Op::Binary(B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
             | Op::Compare(_)
-            | Op::CastLike
             | Op::LpNormalization
             | Op::MeanVarianceNormalization
             | Op::Einsum
@@ -200,7 +199,8 @@ impl Ctx<'_, '_> {
                 None => self.block_node(node, &format!("operator {} is not understood", node.op())),
             },
             // f(0) = 0 elementwise
-            Op::Cast { .. } | Op::Dropout => self.unary(node, true),
+            // (CastLike reads only the type of its input 1.)
+            Op::Cast { .. } | Op::CastLike | Op::Dropout => self.unary(node, true),
             Op::Clip(c) => {
                 let keeps = match c.bounds(self.graph, node, Some(&self.shapes)) {
                     Ok((lo, hi)) => lo.unwrap_or(f32::NEG_INFINITY) <= 0.0 && 0.0 <= hi.unwrap_or(f32::INFINITY),

@@ -1255,7 +1255,8 @@ pub fn local_functions() -> Model {
 }
 
 /// Two convolutions without bias as the dynamo exporter writes them with `optimize=False`:
-/// each bias is `Expand(CastLike(0, x), Shape(w)[0:1])`, a zero computed at run time.
+/// each bias is `Expand(CastLike(0, x), Shape(w)[0:1])`, a zero computed at run time, and
+/// each activation goes through a `CastLike` to the input's type.
 /// Input `x` (`[batch, 3, 6, 6]`), output `y` (`[batch, 4]`); 2 prunable groups (the first
 /// convolution's channels and the second's).
 pub fn unoptimized_dynamo_convs() -> Model {
@@ -1270,7 +1271,9 @@ pub fn unoptimized_dynamo_convs() -> Model {
         let out = b.node_with("Shape", &[&w], &[], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
         let bias = b.node("Expand", &[&typed, &out], &[]);
         let c = b.node_with("Conv", &[&h, &w, &bias], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
-        h = b.node("Relu", &[&c], &[]);
+        let r = b.node("Relu", &[&c], &[]);
+        // The exporter's type promotion: a CastLike of the activation itself.
+        h = b.node("CastLike", &[&r, &x], &[]);
     }
     let pooled = b.node("GlobalAveragePool", &[&h], &[]);
     let flat = b.node("Flatten", &[&pooled], &[]);
