@@ -738,3 +738,15 @@ fn unoptimized_dynamo_zero_biases_are_dropped() {
     }
     prune_end_to_end("unoptimized_dynamo_convs", &cases::unoptimized_dynamo_convs(), 2);
 }
+
+/// `SplitToSequence` read part by part by `SequenceAt`s (negative and repeated indices) is
+/// the `Split` it is, at both opset forms: each part is a group of its own (the sequence
+/// blocked the layer before).
+#[test]
+fn sequence_splits_prune_part_by_part() {
+    for opset in [11, 13] {
+        let (_, summary) = normalize(copy(&cases::sequence_split(opset)), &NormalizeOptions::default()).unwrap();
+        assert_eq!(summary.sequence_splits, 1, "opset {opset}: {summary}");
+        prune_end_to_end(&format!("sequence_split_{opset}"), &cases::sequence_split(opset), 3);
+    }
+}

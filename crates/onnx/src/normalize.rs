@@ -53,6 +53,10 @@
 //!    become the operators the specification defines them by (module `attention`), so their
 //!    heads prune as at earlier opsets; their forms need ranks and head counts from shape
 //!    inference, so this runs after step 3c;
+//!
+//!    3e. a `SplitToSequence` of constant sizes read only by `SequenceAt`s of constant
+//!    indices (the dynamo exporter's `torch.split` without its optimizer) becomes the
+//!    `Split` it is (module `sequence`);
 //! 4. nodes computed from initializers alone are folded into initializers: the data
 //!    moves (`Identity`, `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose`,
 //!    `Cast`, `CastLike`, `Slice`, `Concat`) whatever their size, `Shape` and `Size` of
@@ -150,6 +154,7 @@ mod attention;
 mod contrib;
 mod einsum;
 mod functions;
+mod sequence;
 
 /// Choices of [`normalize`].
 #[derive(Debug, Clone, Default)]
@@ -216,6 +221,9 @@ pub struct Summary {
     /// Equal `Split`s (no sizes: `num_outputs`, or as many parts as outputs) given their
     /// sizes, so that each part can lose its own channels.
     pub splits_sized: usize,
+    /// `SplitToSequence`s read part by part by `SequenceAt`s of constant indices written as
+    /// `Split` (the dynamo exporter's `torch.split` without its optimizer).
+    pub sequence_splits: usize,
     /// `Gather`s of `0, 1, ..., n - 1` from a flattened tensor (the dynamo exporter's
     /// `as_strided` of a contiguous view) written as the `Reshape` they are.
     pub view_gathers: usize,
@@ -297,6 +305,7 @@ impl std::fmt::Display for Summary {
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
         count(self.branches_inlined, "If nodes with a known condition replaced by the branch they take");
         count(self.splits_sized, "equal Splits given their sizes");
+        count(self.sequence_splits, "SplitToSequence nodes read part by part written as Split");
         count(self.view_gathers, "Gathers of a whole flattened tensor in order written as Reshape");
         count(self.resize_axes, "Resizes given the axes they change (sizes held the batch or channels)");
         count(self.folded, "constant nodes folded into initializers");
@@ -413,6 +422,22 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
             break;
         }
         summary.attention_rewritten += rewritten;
+    }
+    // Sequences of a split read part by part, as Splits (the split axis's length comes from
+    // inference), again while that rewrites some (the layers after one split have shapes
+    // only once it is a Split).
+    while staged.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| is_default_domain(n) && n.op() == "SplitToSequence")) {
+        let splits = {
+            let view = Graph::new(&staged)?;
+            sequence::plan(&view, &shape::infer(&view)?)
+        };
+        let mut proto = staged.proto;
+        let rewritten = proto.graph.as_mut().map_or(0, |graph| sequence::apply(graph, splits));
+        staged = Model::from_proto(proto, &name, base.clone())?;
+        if rewritten == 0 {
+            break;
+        }
+        summary.sequence_splits += rewritten;
     }
     // FusedMatMuls with transposed operands of ranks the file does not declare (onnxruntime
     // saves no value_info): again, with the ranks inference gives, while that rewrites some

@@ -67,6 +67,8 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("merged_uniform_biases", merged_uniform_biases()),
         ("local_functions", local_functions()),
         ("unoptimized_dynamo_convs", unoptimized_dynamo_convs()),
+        ("sequence_split_11", sequence_split(11)),
+        ("sequence_split_13", sequence_split(13)),
     ]
 }
 
@@ -1280,5 +1282,35 @@ pub fn unoptimized_dynamo_convs() -> Model {
     let wc = b.weight("fc.weight", &[4, 5], wave(3, 1, 7));
     let y = b.node_with("Gemm", &[&flat, &wc], &["y"], &[("transB", Attr::Int(1))]);
     b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// `torch.split` as the dynamo exporter writes it without its optimizer: a 12-wide MatMul
+/// through `SplitToSequence` (one size, 4, repeated) and a `SequenceAt` per part (the
+/// last by index -1, the first read twice, once as -3), each part through a layer of
+/// its own, summed. Input `x` (`[batch, 8]`), output `y` (`[batch, 6]`); 3 prunable groups
+/// (the parts).
+pub fn sequence_split(opset: i64) -> Model {
+    let mut b = GraphBuilder::new(&format!("sequence_split_{opset}"));
+    b.opset(opset);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let w = b.weight("fc.weight", &[8, 12], wave(3, 1, 7));
+    let h = b.node("MatMul", &[&x, &w], &[]);
+    let size = b.initializer("size", Tensor::new(vec![], TensorData::I64(vec![4])).unwrap());
+    let seq = b.node_with("SplitToSequence", &[&h, &size], &["parts"], &[("axis", Attr::Int(1))]);
+    let mut terms = Vec::new();
+    for (k, index) in [0i64, 1, -1, -3].into_iter().enumerate() {
+        let i = b.initializer(&format!("index{k}"), Tensor::new(vec![], TensorData::I64(vec![index])).unwrap());
+        let part = b.node("SequenceAt", &[&seq, &i], &[]);
+        let wk = b.weight(&format!("part{k}.weight"), &[4, 6], wave(5 + k, 2, 11));
+        terms.push(b.node("MatMul", &[&part, &wk], &[]));
+    }
+    let last = terms.len() - 1;
+    let mut y = terms[0].clone();
+    for (k, t) in terms.iter().enumerate().skip(1) {
+        let out: &[&str] = if k == last { &["y"] } else { &[] };
+        y = b.node("Add", &[&y, t], out);
+    }
+    b.output_f32(&y, &batch_dims(&[6]));
     finish(&b)
 }
