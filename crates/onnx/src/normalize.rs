@@ -2044,14 +2044,20 @@ fn rearranges_input0(op: &Op) -> bool {
 }
 
 /// Drops the bias of a `Conv`, `ConvTranspose` or `Gemm` that folding made from the
-/// exporter's literals and that is all zeros: the dynamo exporter without its optimizer
-/// fills a layer without bias so (`Expand(CastLike(0, x), [out])`), and as a parameter it
-/// would be trained and counted where the model has none. The tensor goes with it.
-fn drop_zero_biases(graph: &mut GraphProto, made: &[TensorProto], read: &mut HashSet<String>, summary: &mut Summary) {
-    let kept: HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+/// exporter's literals alone and that is all zeros: the dynamo exporter without its
+/// optimizer fills a layer without bias so (`Expand(CastLike(0, x), [out])`), and as a
+/// parameter it would be trained and counted where the model has none. The tensor goes
+/// with it. (A zero bias the file holds as a weight is the model's, and stays.)
+fn drop_zero_biases(
+    graph: &mut GraphProto,
+    made: &[TensorProto],
+    from_literals: &HashSet<String>,
+    read: &mut HashSet<String>,
+    summary: &mut Summary,
+) {
     let zeros: HashSet<String> = made
         .iter()
-        .filter(|t| t.name.as_deref().is_some_and(|n| !kept.contains(n)))
+        .filter(|t| t.name.as_ref().is_some_and(|n| from_literals.contains(n)))
         .filter(|t| Tensor::from_proto(t, None).is_ok_and(|v| v.to_f64_vec().iter().all(|&x| x == 0.0)))
         .filter_map(|t| t.name.clone())
         .collect();
@@ -2089,8 +2095,9 @@ struct Folder<'a, 'm> {
     /// Folded nodes that read only their input's shape (`Shape`, `Size`): they no longer
     /// read the value, so they do not make a weight shared.
     shape_readers: HashSet<usize>,
-    /// Folded one-element values computed from the file's literals alone ([`Folder::is_literal`]).
-    literals: HashSet<String>,
+    /// Folded values computed from the file's literals alone (one-element `Constant`s, see
+    /// [`Folder::is_literal`]) and integers: no weight is in them.
+    from_literals: HashSet<String>,
 }
 
 /// The folds decided: what [`Plan::apply`] does to the graph.
@@ -2102,6 +2109,8 @@ struct Plan {
     alias: HashMap<String, String>,
     /// Initializers read by folded nodes: removed when nothing else reads them.
     read: HashSet<String>,
+    /// Made initializers computed from the file's literals alone (no weight in them).
+    from_literals: HashSet<String>,
     identities: usize,
     others: usize,
 }
@@ -2129,7 +2138,7 @@ impl<'a, 'm> Folder<'a, 'm> {
             order: Vec::new(),
             alias: HashMap::new(),
             shape_readers: HashSet::new(),
-            literals: HashSet::new(),
+            from_literals: HashSet::new(),
         }
     }
 
@@ -2154,7 +2163,7 @@ impl<'a, 'm> Folder<'a, 'm> {
     /// of the file, or one computed from such alone (a literal cast to another type).
     fn is_literal(&self, value: &str, t: &TensorProto) -> bool {
         let name = self.resolve(value);
-        (self.lifted.contains(name) || self.literals.contains(name)) && t.dims.iter().product::<i64>() == 1
+        (self.lifted.contains(name) || self.from_literals.contains(name)) && t.dims.iter().product::<i64>() == 1
     }
 
     /// Whether a value is read by exactly one node and nothing else (a folded `Shape` of it
@@ -2172,13 +2181,13 @@ impl<'a, 'm> Folder<'a, 'm> {
             let Ok(op) = Op::parse(graph, node) else { continue };
             let Some(mut t) = self.fold(node, &op)? else { continue };
             folded.insert(i);
-            let from_literals = node
-                .input
-                .iter()
-                .filter(|v| !v.is_empty())
-                .all(|v| self.constant(v).is_none_or(|c| !dtype_of(c).is_some_and(DType::is_float) || self.is_literal(v, c)));
-            if from_literals && t.dims.iter().product::<i64>() == 1 {
-                self.literals.insert(node.output[0].clone());
+            let from_literals = node.input.iter().filter(|v| !v.is_empty()).all(|v| {
+                self.constant(v).is_none_or(|c| {
+                    !dtype_of(c).is_some_and(DType::is_float) || self.is_literal(v, c) || self.from_literals.contains(self.resolve(v))
+                })
+            });
+            if from_literals {
+                self.from_literals.insert(node.output[0].clone());
             }
             if kind(&op) == Some(Kind::Meta) {
                 self.shape_readers.insert(i);
@@ -2210,7 +2219,8 @@ impl<'a, 'm> Folder<'a, 'm> {
         // Chains of renames point at their final name.
         let alias = self.alias.keys().map(|k| (k.clone(), self.resolve(k).to_string())).collect();
         let made = self.order.iter().filter_map(|n| self.made.remove(n)).collect();
-        Ok(Plan { folded, made, alias, read, identities, others })
+        let from_literals = std::mem::take(&mut self.from_literals);
+        Ok(Plan { folded, made, alias, read, from_literals, identities, others })
     }
 
     /// The initializer `node` folds into (named by its output), or `None` when it does not fold.
@@ -2321,7 +2331,7 @@ impl Plan {
                 }
             }
         }
-        drop_zero_biases(graph, &self.made, &mut self.read, summary);
+        drop_zero_biases(graph, &self.made, &self.from_literals, &mut self.read, summary);
         let mut live: HashSet<String> = graph.output.iter().chain(&graph.input).filter_map(|v| v.name.clone()).collect();
         for n in &graph.node {
             live.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());

@@ -1258,7 +1258,8 @@ pub fn local_functions() -> Model {
 
 /// Two convolutions without bias as the dynamo exporter writes them with `optimize=False`:
 /// each bias is `Expand(CastLike(0, x), Shape(w)[0:1])`, a zero computed at run time, and
-/// each activation goes through a `CastLike` to the input's type.
+/// each activation goes through a `CastLike` to the input's type; the classifier's bias is
+/// a zero weight.
 /// Input `x` (`[batch, 3, 6, 6]`), output `y` (`[batch, 4]`); 2 prunable groups (the first
 /// convolution's channels and the second's).
 pub fn unoptimized_dynamo_convs() -> Model {
@@ -1280,7 +1281,9 @@ pub fn unoptimized_dynamo_convs() -> Model {
     let pooled = b.node("GlobalAveragePool", &[&h], &[]);
     let flat = b.node("Flatten", &[&pooled], &[]);
     let wc = b.weight("fc.weight", &[4, 5], wave(3, 1, 7));
-    let y = b.node_with("Gemm", &[&flat, &wc], &["y"], &[("transB", Attr::Int(1))]);
+    // A zero bias the file holds as a weight (a fresh model's): the model's, kept.
+    let bc = b.weight("fc.bias", &[4], |_| 0.0);
+    let y = b.node_with("Gemm", &[&flat, &wc, &bc], &["y"], &[("transB", Attr::Int(1))]);
     b.output_f32(&y, &batch_dims(&[4]));
     finish(&b)
 }
