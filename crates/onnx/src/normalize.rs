@@ -2166,6 +2166,23 @@ impl<'a, 'm> Folder<'a, 'm> {
         (self.lifted.contains(name) || self.from_literals.contains(name)) && t.dims.iter().product::<i64>() == 1
     }
 
+    /// Whether `value` (held by `t`) is a literal of value zero.
+    fn is_zero_literal(&self, value: &str, t: &TensorProto) -> bool {
+        self.is_literal(value, t) && self.model.tensor(t).is_ok_and(|v| v.to_f64_vec().iter().all(|&x| x == 0.0))
+    }
+
+    /// Whether `value` is read only as the bias of a `Conv`, `ConvTranspose` or `Gemm`.
+    fn only_a_bias(&self, value: &str) -> bool {
+        let readers = self.graph.consumers(value);
+        !readers.is_empty()
+            && !self.graph.is_output(value)
+            && !self.outer_reads.contains(value)
+            && readers.iter().all(|u| {
+                let n = &self.graph.proto.node[u.node];
+                u.input == 2 && is_default_domain(n) && matches!(n.op(), "Conv" | "ConvTranspose" | "Gemm")
+            })
+    }
+
     /// Whether a value is read by exactly one node and nothing else (a folded `Shape` of it
     /// does not count: tf2onnx computes a weight's reshape target from the weight's shape).
     fn single_use(&self, value: &str) -> bool {
@@ -2250,15 +2267,17 @@ impl<'a, 'm> Folder<'a, 'm> {
         let small = numel <= FOLD_LIMIT;
         let fits = match kind {
             Kind::Reshape | Kind::Move | Kind::Meta => true,
-            // A float literal of the exporter (a lifted Constant of one element: the zero the
-            // dynamo exporter without its optimizer expands to a missing bias) is no weight.
+            // A float input only as the dynamo exporter without its optimizer fills a layer
+            // without bias: a zero literal expanded into a bias, which is then dropped
+            // ([`drop_zero_biases`]). Any other float constant made here would be trained as
+            // a weight where the model has a constant (Swin V2's `zeros_like` key bias).
             Kind::Small => {
                 small
-                    && node
-                        .input
-                        .iter()
-                        .zip(&inputs)
-                        .all(|(name, t)| t.is_none_or(|t| !dtype_of(t).is_some_and(DType::is_float) || self.is_literal(name, t)))
+                    && node.input.iter().zip(&inputs).all(|(name, t)| {
+                        t.is_none_or(|t| {
+                            !dtype_of(t).is_some_and(DType::is_float) || (self.is_zero_literal(name, t) && self.only_a_bias(out))
+                        })
+                    })
             }
             Kind::Integer => small && !dtype.is_float() && input_types.iter().all(|d| !d.is_float()),
         };

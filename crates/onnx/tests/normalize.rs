@@ -545,3 +545,14 @@ fn external_merged_constants_get_inline_copies() {
     assert!(t.external_data.is_empty(), "the copy is inline");
     assert_eq!(Tensor::from_proto(t, None).unwrap().to_f64_vec(), vec![0.0; 16]);
 }
+
+/// A zero literal expanded into part of a bias (Swin V2's `zeros_like` key bias) stays
+/// computed: folded, it would be an initializer, which training takes for a weight.
+#[test]
+fn expanded_literals_stay_constants_outside_biases() {
+    let before = cases::constant_zero_part();
+    let (after, _) = run(&before);
+    assert!(ops(&after).iter().any(|o| o == "Expand"), "{:?}", ops(&after));
+    let floats = |m: &Model| graph(m).initializer.iter().filter(|t| t.data_type == Some(1) && !t.dims.is_empty()).count();
+    assert_eq!(floats(&after), floats(&before));
+}

@@ -1317,3 +1317,23 @@ pub fn sequence_split(opset: i64) -> Model {
     b.output_f32(&y, &batch_dims(&[6]));
     finish(&b)
 }
+
+/// Swin V2's query/key/value bias as the dynamo exporter writes it without its optimizer:
+/// `Concat(q_bias, Expand(CastLike(0, x), [4]), v_bias)`, the key's part a constant zero,
+/// added to a 12-wide projection. Input `x` (`[batch, 8]`), output `y` (`[batch, 12]`).
+pub fn constant_zero_part() -> Model {
+    let mut b = GraphBuilder::new("constant_zero_part");
+    b.opset(18);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    let w = b.weight("qkv.weight", &[8, 12], wave(3, 1, 7));
+    let (q, v) = (b.weight("q_bias", &[4], wave(5, 1, 9)), b.weight("v_bias", &[4], wave(7, 2, 9)));
+    let zero = constant(&mut b, "zero", Tensor { shape: vec![], data: TensorData::F32(vec![0.0]) });
+    let typed = b.node("CastLike", &[&zero, &x], &[]);
+    let four = b.ints("four", &[4]);
+    let k = b.node("Expand", &[&typed, &four], &[]);
+    let bias = b.node_with("Concat", &[&q, &k, &v], &[], &[("axis", Attr::Int(0))]);
+    let h = b.node("MatMul", &[&x, &w], &[]);
+    let y = b.node("Add", &[&h, &bias], &["y"]);
+    b.output_f32(&y, &batch_dims(&[12]));
+    finish(&b)
+}
