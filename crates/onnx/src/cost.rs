@@ -44,10 +44,13 @@ enum InitKind {
 /// Every initializer once (the first of a repeated name), with its element count and kind.
 fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitKind)> {
     let mut stats: HashSet<&str> = HashSet::new();
+    let mut learned: HashSet<&str> = HashSet::new();
     for (_, node) in graph.nodes() {
-        if matches!(crate::op::Op::parse(graph, node), Ok(crate::op::Op::BatchNormalization)) {
+        let Ok(op) = crate::op::Op::parse(graph, node) else { continue };
+        if op == crate::op::Op::BatchNormalization {
             stats.extend(node.input.iter().skip(3).take(2).map(String::as_str));
         }
+        learned.extend(node.input.iter().enumerate().filter(|(k, _)| op.reads_learned(*k)).map(|(_, i)| i.as_str()));
     }
     let mut out = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
@@ -60,7 +63,8 @@ fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitK
         let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
         let kind = if stats.contains(name) {
             InitKind::RunningStats
-        } else if float && numel > 1 {
+        } else if float && (numel > 1 || (numel == 1 && learned.contains(name))) {
+            // One element is a parameter where a layer learns it (a one-channel bias).
             InitKind::Parameter
         } else {
             InitKind::Other

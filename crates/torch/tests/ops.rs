@@ -291,3 +291,28 @@ fn merged_batchnorm_constants_train_as_parameters() {
         assert!(names.contains(&want), "{want} is not trainable: {names:?}");
     }
 }
+
+/// A one-element float initializer is trained where a layer learns it (PReLU's single
+/// slope, a one-output layer's bias), not where the file writes a literal (the TorchScript
+/// exporter's `[1.0]` numerator of `1 / sqrt(d)`); the parameter count agrees.
+#[test]
+fn one_element_literals_are_constants_and_layer_weights_parameters() {
+    let mut b = GraphBuilder::new("literals");
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let w = b.weight("fc1.weight", &[4, 3], |i| i as f32 / 10.0 - 0.5);
+    let one = b.initializer("one", OnnxTensor::new(vec![1], oto_onnx::TensorData::F32(vec![1.0])).unwrap());
+    let slope = b.initializer("act.weight", OnnxTensor::new(vec![1], oto_onnx::TensorData::F32(vec![0.25])).unwrap());
+    let w2 = b.weight("fc2.weight", &[3, 1], |i| i as f32 / 5.0 - 0.2);
+    let b2 = b.initializer("fc2.bias", OnnxTensor::new(vec![1], oto_onnx::TensorData::F32(vec![0.1])).unwrap());
+    let h = b.node("MatMul", &[&x, &w], &[]);
+    let scaled = b.node("Div", &[&h, &one], &[]);
+    let a = b.node("PRelu", &[&scaled, &slope], &[]);
+    let y = b.node("Gemm", &[&a, &w2, &b2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[1]));
+    let model = b.build().unwrap();
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let names: Vec<&str> = exec.parameters().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fc1.weight", "act.weight", "fc2.weight", "fc2.bias"]);
+    let count = oto_onnx::cost::parameter_count(&oto_onnx::Graph::new(&model).unwrap());
+    assert_eq!(count.parameters, 12 + 1 + 3 + 1);
+}

@@ -539,6 +539,26 @@ pub fn default_domain(node: &NodeProto) -> bool {
 }
 
 impl Op {
+    /// Whether input `k` is what a layer learns: a convolution's or dense layer's kernel
+    /// and bias, either operand of a MatMul or Einsum, a normalization's scale and shift,
+    /// PReLU's slope, a recurrent layer's weights, biases and peepholes. A one-element
+    /// tensor is a parameter only where a layer reads it so; elsewhere (`x / 1.0`, a
+    /// bound, a fill value) it is a literal of the file.
+    pub fn reads_learned(&self, k: usize) -> bool {
+        match self {
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => (1..=2).contains(&k) || (k == 0 && matches!(self, Op::Gemm(_))),
+            Op::MatMul { .. } | Op::Einsum => true,
+            Op::BatchNormalization
+            | Op::InstanceNormalization
+            | Op::GroupNormalization
+            | Op::LayerNormalization(_)
+            | Op::RmsNormalization(_) => (1..=2).contains(&k),
+            Op::PRelu => k == 1,
+            Op::Rnn(_) => (1..=3).contains(&k) || k == 7,
+            _ => false,
+        }
+    }
+
     /// Parses `node`: the operator kind and its typed attributes. An operator of a custom
     /// domain, or one oto does not know, is [`Op::Other`]; a malformed attribute of a
     /// known operator is an error naming the node.
