@@ -556,3 +556,18 @@ fn expanded_literals_stay_constants_outside_biases() {
     let floats = |m: &Model| graph(m).initializer.iter().filter(|t| t.data_type == Some(1) && !t.dims.is_empty()).count();
     assert_eq!(floats(&after), floats(&before));
 }
+
+/// A function calling another is inlined through both levels, every inner value and node
+/// given a fresh name; the definitions go with the last call.
+#[test]
+fn nested_functions_inline_completely() {
+    let before = cases::nested_functions();
+    let (after, summary) = run(&before);
+    assert_eq!(summary.functions_inlined, 2, "{summary}");
+    assert_eq!(ops(&after), ["MatMul", "Relu", "MatMul"]);
+    assert!(after.proto.functions.is_empty());
+    assert!(graph(&after).node.iter().all(|n| n.domain.as_deref().unwrap_or("").is_empty()));
+    let names: std::collections::HashSet<_> = graph(&after).node.iter().flat_map(|n| n.output.iter()).collect();
+    assert_eq!(names.len(), 3);
+    assert_kept(&before, &after);
+}

@@ -66,6 +66,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("onnxruntime_saved_13", onnxruntime_saved(13)),
         ("merged_uniform_biases", merged_uniform_biases()),
         ("local_functions", local_functions()),
+        ("nested_functions", nested_functions()),
         ("unoptimized_dynamo_convs", unoptimized_dynamo_convs()),
         ("sequence_split_11", sequence_split(11)),
         ("sequence_split_13", sequence_split(13)),
@@ -1336,4 +1337,44 @@ pub fn constant_zero_part() -> Model {
     let y = b.node("Add", &[&h, &bias], &["y"]);
     b.output_f32(&y, &batch_dims(&[12]));
     finish(&b)
+}
+
+/// A function calling another (`Outer(x, w) = Relu(Inner(x, w))`, `Inner(x, w) = x @ w`,
+/// both of domain `my.modules`), called once. Input `x` (`[batch, 4]`), output `y`
+/// (`[batch, 2]`).
+pub fn nested_functions() -> Model {
+    use oto_onnx::proto::{FunctionProto, OperatorSetIdProto};
+    let body = |name: &str, f: &dyn Fn(&mut GraphBuilder)| {
+        let mut b = GraphBuilder::new(name);
+        f(&mut b);
+        FunctionProto {
+            name: Some(name.into()),
+            domain: Some("my.modules".into()),
+            input: vec!["x".into(), "w".into()],
+            output: vec!["out".into()],
+            node: b.proto().graph.unwrap().node,
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            ..Default::default()
+        }
+    };
+    let inner = body("Inner", &|b| {
+        b.node("MatMul", &["x", "w"], &["out"]);
+    });
+    let mut outer = body("Outer", &|b| {
+        let h = b.node_in_domain("my.modules", "Inner", &["x", "w"], &["h"], &[]);
+        b.node("Relu", &[&h], &["out"]);
+    });
+    outer.opset_import.push(OperatorSetIdProto { domain: Some("my.modules".into()), version: Some(1) });
+    let mut b = GraphBuilder::new("nested_functions");
+    b.opset(17);
+    b.import_domain("my.modules", 1);
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let w = b.weight("fc1.weight", &[4, 6], wave(5, 1, 11));
+    let h = b.node_in_domain("my.modules", "Outer", &[&x, &w], &[], &[]);
+    let wc = b.weight("head.weight", &[6, 2], wave(3, 2, 7));
+    let y = b.node("MatMul", &[&h, &wc], &["y"]);
+    b.output_f32(&y, &batch_dims(&[2]));
+    let mut m = finish(&b);
+    m.proto.functions.extend([outer, inner]);
+    Model::from_proto(m.proto, "case.onnx", None).unwrap()
 }
