@@ -16,6 +16,13 @@ use std::path::Path;
 /// why. Errors are input errors (exit code 2).
 pub fn load_model(path: &Path) -> anyhow::Result<(Model, Summary)> {
     let (model, summary) = oto_onnx::normalize::load(path).map_err(input_error)?;
+    if let Some(inputs) = weights_as_inputs(&model)? {
+        return Err(input_error(anyhow::anyhow!(
+            "{}: the file holds no weights: its layers read them from the graph inputs {inputs}, as `torch.onnx.export(..., \
+             export_params=False)` writes them; export the model with its weights",
+            path.display()
+        )));
+    }
     let (model, summary) = if summary.batch_symbolic {
         // The file as written, read again: only files of a fixed batch pay for it.
         let original = Model::load(path).map_err(input_error)?;
@@ -31,6 +38,42 @@ pub fn load_model(path: &Path) -> anyhow::Result<(Model, Summary)> {
     };
     tracing::info!("{}: normalized: {summary}", path.display());
     Ok((model, summary))
+}
+
+/// The graph inputs that layers read as their weights (a kernel, a bias, a normalization's
+/// scale), named for a message, when the file has no float weight of its own: a model
+/// exported without its parameters. `None` for a model with weights.
+fn weights_as_inputs(model: &Model) -> Result<Option<String>> {
+    let graph = Graph::new(model)?;
+    let has_weights = graph
+        .proto
+        .initializer
+        .iter()
+        .any(|t| DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float) && t.dims.iter().product::<i64>() > 1);
+    if has_weights {
+        return Ok(None);
+    }
+    let inputs: std::collections::HashSet<&str> = graph.real_inputs().filter_map(|v| v.name.as_deref()).collect();
+    let mut read: Vec<&str> = Vec::new();
+    for (_, node) in graph.nodes() {
+        let Ok(op) = oto_onnx::op::Op::parse(&graph, node) else { continue };
+        // A MatMul or Einsum of two inputs, or a Gemm's first operand, reads activations.
+        let activations = matches!(op, oto_onnx::op::Op::MatMul { .. } | oto_onnx::op::Op::Einsum);
+        for (k, i) in node.input.iter().enumerate() {
+            let weight = op.reads_learned(k) && !activations && !(k == 0 && matches!(op, oto_onnx::op::Op::Gemm(_)));
+            if weight && inputs.contains(i.as_str()) && !read.contains(&i.as_str()) {
+                read.push(i);
+            }
+        }
+    }
+    Ok(match read.as_slice() {
+        [] => None,
+        names => {
+            let shown: Vec<String> = names.iter().take(3).map(|n| format!("'{n}'")).collect();
+            let more = if names.len() > 3 { format!(" (+{} more)", names.len() - 3) } else { String::new() };
+            Some(format!("{}{more}", shown.join(", ")))
+        }
+    })
 }
 
 /// Samples compared by [`symbolic_batch_agrees`], each run alone at the file's batch.

@@ -201,3 +201,28 @@ fn inspect_macs_at_the_image_size_given() {
     let out = oto(&["inspect", copy.to_str().unwrap(), "--dim", "depth=3"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A model exported without its weights (`export_params=False`: every layer reads its
+/// weight from a graph input) is an input error naming the file, the inputs and the cause,
+/// not an empty analysis.
+#[test]
+fn a_model_without_its_weights_is_an_input_error() {
+    use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("no_params");
+    let x = b.input_f32("x", &batch_dims(&[4]));
+    let w = b.input_f32("fc.weight", &known_dims(&[3, 4]));
+    let bias = b.input_f32("fc.bias", &known_dims(&[3]));
+    let y = b.node_with("Gemm", &[&x, &w, &bias], &["y"], &[("transB", Attr::Int(1))]);
+    b.output_f32(&y, &batch_dims(&[3]));
+    let path = dir.path().join("no_params.onnx");
+    b.build().unwrap().save(&path, &Default::default()).unwrap();
+    for command in ["analyze", "inspect"] {
+        let out = oto(&[command, s(&path)]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = text(&out.stderr);
+        for want in ["no_params.onnx", "holds no weights", "'fc.weight', 'fc.bias'", "export_params=False"] {
+            assert!(err.contains(want), "{command}: {want} not in {err}");
+        }
+    }
+}
