@@ -73,14 +73,13 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         cx.block_value(name, &format!("reaches graph output '{name}'"));
     }
     let mut dims: InitDims = HashMap::new();
-    let mut total = 0u64;
     for t in &graph.proto.initializer {
         let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
-        if oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(|d| d.is_float()) {
-            total = total.saturating_add(numel(&d));
-        }
         dims.insert(t.name.clone().unwrap_or_default(), d);
     }
+    // Parameters as `oto inspect` and the reports count them: not BatchNorm statistics,
+    // scalars or one-element literals.
+    let total = oto_onnx::cost::parameter_count(&graph).parameters;
     let mut fixed_inits: HashMap<String, String> = options
         .unprunable
         .iter()
@@ -125,12 +124,11 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
             }
         }
     }
+    let parameters = oto_onnx::cost::parameter_names(graph);
     let mut total = 0u64;
     for (name, sets) in covered {
-        let is_float =
-            graph.initializer(name).and_then(|t| oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0))).is_some_and(|d| d.is_float());
         let Some(d) = dims.get(name) else { continue };
-        if !is_float {
+        if !parameters.contains(name) {
             continue;
         }
         let all = numel(d);

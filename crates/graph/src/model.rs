@@ -20,10 +20,10 @@ pub struct Analysis {
     pub groups: Vec<Group>,
     /// Operators that made the spaces they touch unprunable, with the reason.
     pub blocked: Vec<BlockedOp>,
-    /// Elements of all floating-point initializers.
+    /// The model's parameters, as `oto inspect` and the reports count them
+    /// ([`oto_onnx::cost::parameter_count`]: not BatchNorm statistics or one-element literals).
     pub total_params: u64,
-    /// Elements of floating-point initializers that belong to a slice of a prunable group
-    /// (each element counted once).
+    /// Those parameters that belong to a slice of a prunable group (each element counted once).
     pub prunable_params: u64,
 }
 

@@ -74,6 +74,11 @@ fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitK
     out
 }
 
+/// The initializers [`parameter_count`] counts as parameters, by name.
+pub fn parameter_names<'g>(graph: &'g Graph<'_>) -> HashSet<&'g str> {
+    initializers(graph).into_iter().filter(|(_, _, _, kind)| *kind == InitKind::Parameter).map(|(name, ..)| name).collect()
+}
+
 /// Counts the parameters of `graph` (shared initializers once). Weights are not decoded.
 pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
     let mut count = ParamCount::default();
