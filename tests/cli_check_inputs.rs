@@ -161,3 +161,24 @@ fn channels_read_through_a_cast_and_a_normalization_come_from_the_conv() {
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("passed: 1 trials"), "{}", text(&out.stdout));
 }
+
+/// A model whose outputs are all zero on any input (a zero-initialized output layer, as
+/// torchvision's ViT head) passes, but `oto check` says the comparison showed nothing.
+#[test]
+fn check_says_when_every_output_is_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("zero_head");
+    let x = b.input_f32("x", &[Dim::sym("batch"), Dim::Known(4)]);
+    let w1 = weight(&mut b, "fc1.weight", &[8, 4]);
+    let w2 = b.weight("head.weight", &[3, 8], |_| 0.0);
+    let t = [("transB", Attr::Int(1))];
+    let h = b.node_with("Gemm", &[&x, &w1], &[], &t);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node_with("Gemm", &[&h, &w2], &["y"], &t);
+    b.output_f32(&y, &[Dim::sym("batch"), Dim::Known(3)]);
+    let path = save(&b, dir.path(), "zero_head.onnx", &[]);
+    let out = oto(&["check", s(&path)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("passed, but shows nothing: every output was 0"), "{stdout}");
+}
