@@ -376,25 +376,13 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     // Folding, on a validated view of the model so far.
     let staged_opset = model.opset();
     let mut staged = Model::from_proto(proto, &name, base.clone())?;
+    let has = |op: &'static str| move |g: &GraphProto| g.node.iter().any(|n| is_default_domain(n) && n.op() == op);
     // Branches of known conditions, again while inlining makes more conditions known
     // (one layer's branch gives the next layer's sizes).
-    while staged.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| is_default_domain(n) && n.op() == "If")) {
-        let taken = {
-            let view = Graph::new(&staged)?;
-            known_branches(&view, &shape::infer(&view)?)
-        };
-        let before = summary.branches_inlined;
-        let mut proto = staged.proto;
-        if let Some(graph) = proto.graph.as_mut() {
-            inline_known_branches(graph, &taken, &mut summary);
-        }
-        staged = Model::from_proto(proto, &name, base.clone())?;
-        if summary.branches_inlined == before {
-            break;
-        }
-    }
+    (staged, summary.branches_inlined) =
+        in_rounds(staged, &name, &base, has("If"), |view, shapes| known_branches(view, &shapes), inline_known_branches)?;
     // Einsums of two operands as MatMuls (needs the shapes of their operands).
-    if staged.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| is_default_domain(n) && n.op() == "Einsum")) {
+    if staged.proto.graph.as_ref().is_some_and(has("Einsum")) {
         let rewrites = {
             let view = Graph::new(&staged)?;
             einsum::plan(&view, &shape::infer(&view)?)
@@ -408,58 +396,32 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         }
     }
     // Opset 23's Attention and RotaryEmbedding (their forms need the operands' ranks and
-    // head counts), again while that rewrites some (a rotary embedding's output is the
-    // attention's input, of a rank inference tells only once it is written out).
-    while staged.proto.graph.as_ref().is_some_and(attention::pending) {
-        let shapes = {
-            let view = Graph::new(&staged)?;
-            shape::infer(&view)?
-        };
-        let mut proto = staged.proto;
-        let rewritten = proto.graph.as_mut().map_or(0, |graph| attention::decompose(graph, &shapes, staged_opset));
-        staged = Model::from_proto(proto, &name, base.clone())?;
-        if rewritten == 0 {
-            break;
-        }
-        summary.attention_rewritten += rewritten;
-    }
+    // head counts; a rotary embedding's output is the attention's input, of a rank
+    // inference tells only once it is written out).
+    (staged, summary.attention_rewritten) = in_rounds(
+        staged,
+        &name,
+        &base,
+        attention::pending,
+        |_, shapes| shapes,
+        |graph, shapes| attention::decompose(graph, &shapes, staged_opset),
+    )?;
     // Sequences of a split read part by part, as Splits (the split axis's length comes from
-    // inference), again while that rewrites some (the layers after one split have shapes
-    // only once it is a Split).
-    while staged.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| is_default_domain(n) && n.op() == "SplitToSequence")) {
-        let splits = {
-            let view = Graph::new(&staged)?;
-            sequence::plan(&view, &shape::infer(&view)?)
-        };
-        let mut proto = staged.proto;
-        let rewritten = proto.graph.as_mut().map_or(0, |graph| sequence::apply(graph, splits));
-        staged = Model::from_proto(proto, &name, base.clone())?;
-        if rewritten == 0 {
-            break;
-        }
-        summary.sequence_splits += rewritten;
-    }
+    // inference; the layers after one split have shapes only once it is a Split).
+    (staged, summary.sequence_splits) =
+        in_rounds(staged, &name, &base, has("SplitToSequence"), |view, shapes| sequence::plan(view, &shapes), sequence::apply)?;
     // FusedMatMuls with transposed operands of ranks the file does not declare (onnxruntime
-    // saves no value_info): again, with the ranks inference gives, while that rewrites some
-    // (one FusedMatMul's output may be the next one's operand).
-    loop {
-        let pending = staged.proto.graph.as_ref().map(contrib::pending_matmul_operands).unwrap_or_default();
-        if pending.is_empty() {
-            break;
-        }
-        let ranks: HashMap<String, usize> = {
-            let view = Graph::new(&staged)?;
-            let shapes = shape::infer(&view)?;
-            pending.into_iter().filter_map(|v| Some((v.clone(), shapes.shape(&v)?.len()))).collect()
-        };
-        let mut proto = staged.proto;
-        let rewritten = proto.graph.as_mut().map_or(0, |graph| contrib::decompose(graph, staged_opset, &ranks).fused);
-        staged = Model::from_proto(proto, &name, base.clone())?;
-        if rewritten == 0 {
-            break;
-        }
-        summary.fused_rewritten += rewritten;
-    }
+    // saves no value_info), with the ranks inference gives (one FusedMatMul's output may be
+    // the next one's operand).
+    let ranks = |view: &Graph<'_>, shapes: Shapes| -> HashMap<String, usize> {
+        let pending = contrib::pending_matmul_operands(view.proto);
+        pending.into_iter().filter_map(|v| Some((v.clone(), shapes.shape(&v)?.len()))).collect()
+    };
+    let fused_matmuls = |graph: &mut GraphProto, ranks: HashMap<String, usize>| contrib::decompose(graph, staged_opset, &ranks).fused;
+    let pending_matmuls = |g: &GraphProto| !contrib::pending_matmul_operands(g).is_empty();
+    let rewritten;
+    (staged, rewritten) = in_rounds(staged, &name, &base, pending_matmuls, ranks, fused_matmuls)?;
+    summary.fused_rewritten += rewritten;
     let (plan, splits, gathers, resizes) = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
@@ -496,6 +458,35 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         return Ok((model, summary));
     }
     Ok((out, summary))
+}
+
+/// Rewrites planned on the shapes of the model so far, in rounds while `pending` finds
+/// something to rewrite and the last round rewrote some (a rewrite can make known the
+/// shapes the next one needs). Returns the model and how many `apply` rewrote.
+fn in_rounds<P>(
+    mut staged: Model,
+    name: &str,
+    base: &Option<std::path::PathBuf>,
+    pending: impl Fn(&GraphProto) -> bool,
+    plan: impl Fn(&Graph<'_>, Shapes) -> P,
+    apply: impl Fn(&mut GraphProto, P) -> usize,
+) -> Result<(Model, usize)> {
+    let mut total = 0;
+    while staged.proto.graph.as_ref().is_some_and(&pending) {
+        let planned = {
+            let view = Graph::new(&staged)?;
+            let shapes = shape::infer(&view)?;
+            plan(&view, shapes)
+        };
+        let mut proto = staged.proto;
+        let rewritten = proto.graph.as_mut().map_or(0, |graph| apply(graph, planned));
+        staged = Model::from_proto(proto, name, base.clone())?;
+        if rewritten == 0 {
+            break;
+        }
+        total += rewritten;
+    }
+    Ok((staged, total))
 }
 
 /// An equal `Split` whose sizes the shapes tell: its first output, its sizes, and whether
@@ -1866,10 +1857,11 @@ fn known_branches(view: &Graph<'_>, shapes: &Shapes) -> HashMap<String, bool> {
 /// initializers get names of their own under the If's first output, and an `Identity`
 /// gives each branch output the If output's name. An If whose branch holds subgraphs of
 /// its own, or sparse initializers, is left as it is.
-fn inline_known_branches(graph: &mut GraphProto, taken: &HashMap<String, bool>, summary: &mut Summary) {
+fn inline_known_branches(graph: &mut GraphProto, taken: HashMap<String, bool>) -> usize {
     if taken.is_empty() {
-        return;
+        return 0;
     }
+    let mut count = 0;
     let mut names = Names::of(graph);
     let mut nodes = Vec::with_capacity(graph.node.len());
     for node in std::mem::take(&mut graph.node) {
@@ -1919,9 +1911,10 @@ fn inline_known_branches(graph: &mut GraphProto, taken: &HashMap<String, bool>, 
                 ..Default::default()
             });
         }
-        summary.branches_inlined += 1;
+        count += 1;
     }
     graph.node = nodes;
+    count
 }
 
 /// Gives every reader after the first of a shared `Concat` of integer initializers and
@@ -2057,7 +2050,7 @@ fn drop_zero_biases(
 ) {
     let zeros: HashSet<String> = made
         .iter()
-        .filter(|t| t.name.as_ref().is_some_and(|n| from_literals.contains(n)))
+        .filter(|t| t.name.as_ref().is_some_and(|n| from_literals.contains(n)) && dtype_of(t).is_some_and(DType::is_float))
         .filter(|t| Tensor::from_proto(t, None).is_ok_and(|v| v.to_f64_vec().iter().all(|&x| x == 0.0)))
         .filter_map(|t| t.name.clone())
         .collect();
