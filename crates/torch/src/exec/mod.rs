@@ -149,16 +149,13 @@ impl Executor {
         // Which initializers are BatchNorm running statistics, and how every initializer is read.
         let mut bn_stats: HashSet<&str> = HashSet::new();
         let mut parameter_only: HashMap<&str, bool> = HashMap::new();
-        let mut learned: HashSet<&str> = HashSet::new();
+        let counted = oto_onnx::cost::parameter_names(&graph);
         for node in &proto.node {
             // A node that does not parse is reported when it is compiled below.
             let op = Op::parse(&graph, node).ok();
             for (k, input) in node.input.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
                 if op == Some(Op::BatchNormalization) && (k == 3 || k == 4) {
                     bn_stats.insert(input);
-                }
-                if op.as_ref().is_some_and(|op| op.reads_learned(k)) {
-                    learned.insert(input);
                 }
                 let entry = parameter_only.entry(input.as_str()).or_insert(true);
                 *entry &= op.as_ref().is_some_and(|op| is_parameter_position(op, k));
@@ -183,7 +180,7 @@ impl Executor {
             } else if bn_stats.contains(name.as_str()) {
                 buffers.push(Buffer { name: name.clone(), tensor: tensor.shallow_clone() });
                 StoredKind::Buffer(buffers.len() - 1)
-            } else if is_weight(&value, parameter_only.get(name.as_str()).copied().unwrap_or(true), learned.contains(name.as_str())) {
+            } else if is_weight(&value, parameter_only.get(name.as_str()).copied().unwrap_or(true), counted.contains(name.as_str())) {
                 let tensor = tensor.set_requires_grad(true);
                 params.push(Parameter { name: name.clone(), tensor: tensor.shallow_clone(), frozen: false });
                 StoredKind::Parameter(params.len() - 1)
@@ -558,14 +555,13 @@ fn double_backward_fails(kernel: &ops::Kernel, ctx: &ops::Ctx<'_>) -> Option<Str
     Tensor::f_run_backward(&[second], &leaves, false, false).err().map(message)
 }
 
-/// Whether a float initializer is a trainable weight: not a scalar, not read only as
-/// a bound/fill value/shape, and not a mask (huge sentinel values).
-/// Whether a float initializer is trained: not a scalar, a mask or sentinel, or one read only
-/// as an operator's setting; one element only where a layer learns it (`learned`: a
-/// one-channel bias, PReLU's single slope), not a literal of the file (the TorchScript
-/// exporter's `[1.0]` in `1 / sqrt(d)`), as [`oto_onnx::cost::parameter_count`] counts.
-fn is_weight(value: &oto_onnx::Tensor, parameter_only: bool, learned: bool) -> bool {
-    if value.shape.is_empty() || parameter_only || value.numel() == 0 || (value.numel() == 1 && !learned) {
+/// Whether a float initializer is trained: one [`oto_onnx::cost::parameter_count`] counts
+/// (`counted`: a one-element tensor only where a layer learns it, such as a one-channel bias
+/// or PReLU's single slope, not a literal of the file like the TorchScript exporter's
+/// `[1.0]` in `1 / sqrt(d)`), and not a scalar, a mask or sentinel, or one read only as an
+/// operator's setting (a bound, a fill value, a shape).
+fn is_weight(value: &oto_onnx::Tensor, parameter_only: bool, counted: bool) -> bool {
+    if !counted || value.shape.is_empty() || parameter_only || value.numel() == 0 {
         return false;
     }
     !value.to_f64_vec().iter().any(|v| !v.is_finite() || v.abs() >= MASK_MAGNITUDE)
