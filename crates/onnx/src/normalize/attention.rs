@@ -122,20 +122,6 @@ impl Emit<'_> {
         let merged = self.ints(vec![0, 0, -1]);
         self.op("Reshape", &[&t, &merged], vec![], None)
     }
-
-    /// The size of `x`'s axis `axis`, as an int64 scalar.
-    fn size_of(&mut self, x: &str, axis: i64) -> Option<String> {
-        let shape = self.op("Shape", &[x], vec![], None);
-        let k = self.int_scalar(axis)?;
-        Some(self.op("Gather", &[&shape, &k], vec![Attr::Int(0).to_proto("axis")], None))
-    }
-
-    /// `0..n` (int64) for the scalar `n`, with `axes` inserted.
-    fn range(&mut self, n: &str, axes: Vec<i64>) -> Option<String> {
-        let (zero, one) = (self.int_scalar(0)?, self.int_scalar(1)?);
-        let r = self.op("Range", &[&zero, n, &one], vec![], None);
-        Some(self.unsqueeze(&r, axes))
-    }
 }
 
 /// `RotaryEmbedding`: see the module documentation.

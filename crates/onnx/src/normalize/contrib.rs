@@ -351,11 +351,22 @@ impl<'a> Emit<'a> {
     /// `[[0, 1, ..., n - 1]]` (`[1, n]`, int64) for `n` the size of `x`'s axis 1: the
     /// positions of a sequence.
     fn positions(&mut self, x: &str) -> Option<String> {
+        let n = self.size_of(x, 1)?;
+        self.range(&n, vec![0])
+    }
+
+    /// The size of `x`'s axis `axis`, as an int64 scalar.
+    pub(super) fn size_of(&mut self, x: &str, axis: i64) -> Option<String> {
         let shape = self.op("Shape", &[x], vec![], None);
+        let k = self.int_scalar(axis)?;
+        Some(self.op("Gather", &[&shape, &k], vec![Attr::Int(0).to_proto("axis")], None))
+    }
+
+    /// `0..n` (int64) for the scalar `n`, with `axes` inserted.
+    pub(super) fn range(&mut self, n: &str, axes: Vec<i64>) -> Option<String> {
         let (zero, one) = (self.int_scalar(0)?, self.int_scalar(1)?);
-        let n = self.op("Gather", &[&shape, &one], vec![Attr::Int(0).to_proto("axis")], None);
-        let r = self.op("Range", &[&zero, &n, &one], vec![], None);
-        Some(self.unsqueeze(&r, vec![0]))
+        let r = self.op("Range", &[&zero, n, &one], vec![], None);
+        Some(self.unsqueeze(&r, axes))
     }
 
     /// `x` with axes inserted (opset >= 13: axes as an input).
