@@ -44,15 +44,17 @@ pub fn load_model(path: &Path) -> anyhow::Result<(Model, Summary)> {
 /// scale), named for a message, when the file has no float weight of its own: a model
 /// exported without its parameters. `None` for a model with weights.
 fn weights_as_inputs(model: &Model) -> Result<Option<String>> {
-    let graph = Graph::new(model)?;
-    let has_weights = graph
+    // Every file with a weight returns here, before a graph view is built.
+    let has_weights = model
         .proto
-        .initializer
+        .graph
         .iter()
+        .flat_map(|g| &g.initializer)
         .any(|t| DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float) && t.dims.iter().product::<i64>() > 1);
     if has_weights {
         return Ok(None);
     }
+    let graph = Graph::new(model)?;
     let inputs: std::collections::HashSet<&str> = graph.real_inputs().filter_map(|v| v.name.as_deref()).collect();
     let mut read: Vec<&str> = Vec::new();
     for (_, node) in graph.nodes() {
