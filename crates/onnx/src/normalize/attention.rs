@@ -65,7 +65,7 @@ pub(super) fn decompose(graph: &mut GraphProto, shapes: &Shapes, opset: i64) -> 
             out.push(node);
             continue;
         };
-        let stem = node.name.clone().unwrap_or_else(|| node.output[0].clone());
+        let stem = node.name.clone().or_else(|| node.output.first().cloned()).unwrap_or_default();
         let mut e = Emit::new(&mut names, &no_facts, stem, dtype, opset);
         let written = match node.op() {
             "Attention" => attention(&mut e, &node, shapes),

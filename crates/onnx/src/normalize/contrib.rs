@@ -174,7 +174,7 @@ pub(super) fn decompose(graph: &mut GraphProto, opset: i64, inferred: &HashMap<S
             names: &mut names,
             weight_cols: &weight_cols,
             ranks: &ranks,
-            stem: node.name.clone().unwrap_or_else(|| node.output[0].clone()),
+            stem: node.name.clone().or_else(|| node.output.first().cloned()).unwrap_or_default(),
             dtype,
             opset,
             nodes: Vec::new(),
