@@ -31,6 +31,9 @@ import torch
 BATCH = 2
 SEQ = 16
 VOCAB = 1000
+# Positions already in the key/value cache of the `-with-past` exports' reference inputs:
+# not zero, so the checks see the past read (and kept) where heads are removed.
+PAST = 3
 
 
 def _word_piece_tokenizer(path: str) -> None:
@@ -139,6 +142,18 @@ def _llama():
     return _decoder("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2)
 
 
+def _llama_past():
+    # The default export of a causal LM (`optimum-cli export onnx --model M` infers the task
+    # text-generation-with-past): past_key_values.N.key/value inputs, present.N.* outputs.
+    model, _, kind = _llama()
+    return model, "text-generation-with-past", kind
+
+
+def _gpt2_past():
+    model, _, kind = _gpt2()
+    return model, "text-generation-with-past", kind
+
+
 def _llama_mqa():
     # Multi-query attention (Gemma-2B's layout): 4 query heads read one key/value head,
     # repeated by repeat_kv.
@@ -237,7 +252,8 @@ def _swin():
 
 MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "llama_mqa": _llama_mqa,
           "qwen3": _qwen3, "cohere": _cohere, "qwen3_moe": _qwen3_moe, "gpt_bigcode": _gpt_bigcode,
-          "gpt_neox": _gpt_neox, "gptj": _gptj, "deberta": _deberta, "roformer": _roformer, "vit": _vit, "swin": _swin}
+          "gpt_neox": _gpt_neox, "gptj": _gptj, "deberta": _deberta, "roformer": _roformer, "vit": _vit, "swin": _swin,
+          "llama_past": _llama_past, "gpt2_past": _gpt2_past}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.
@@ -262,19 +278,24 @@ def _inputs(onnx_path: str, seed: int) -> dict[str, np.ndarray]:
 
     rng = np.random.default_rng(seed)
     model = onnx.load(onnx_path, load_external_data=False)
+    past = PAST if any(vi.name.startswith("past_key_values.") for vi in model.graph.input) else 0
     feeds = {}
     for vi in model.graph.input:
         name = vi.name
         if name in ("input_ids",):
             feeds[name] = rng.integers(5, VOCAB, size=(BATCH, SEQ), dtype=np.int64)
         elif name == "attention_mask":
-            mask = np.ones((BATCH, SEQ), dtype=np.int64)
-            mask[1, SEQ - 4:] = 0  # one padded sequence
+            mask = np.ones((BATCH, past + SEQ), dtype=np.int64)
+            mask[1, past + SEQ - 4:] = 0  # one padded sequence
             feeds[name] = mask
         elif name == "token_type_ids":
             feeds[name] = np.zeros((BATCH, SEQ), dtype=np.int64)
         elif name == "position_ids":
-            feeds[name] = np.tile(np.arange(SEQ, dtype=np.int64), (BATCH, 1))
+            feeds[name] = np.tile(np.arange(past, past + SEQ, dtype=np.int64), (BATCH, 1))
+        elif name.startswith("past_key_values."):
+            # [batch, key/value heads, past, head dim] as the file declares them.
+            _, heads, _, dim = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            feeds[name] = rng.standard_normal((BATCH, heads, past, dim)).astype(np.float32)
         elif name == "pixel_values":
             feeds[name] = rng.standard_normal((BATCH, 3, 32, 32)).astype(np.float32)
         else:
@@ -311,8 +332,16 @@ def export(name: str, out_dir: str) -> dict:
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     outs = sess.run(None, feeds)
     names = [o.name for o in sess.get_outputs()]
+    args = {k: torch.from_numpy(v) for k, v in feeds.items() if not k.startswith("past_key_values.")}
+    layers = sorted({int(k.split(".")[1]) for k in feeds if k.startswith("past_key_values.")})
+    if layers:
+        from transformers import DynamicCache
+
+        args["past_key_values"] = DynamicCache.from_legacy_cache(tuple(
+            (torch.from_numpy(feeds[f"past_key_values.{i}.key"]), torch.from_numpy(feeds[f"past_key_values.{i}.value"]))
+            for i in layers))
     with torch.no_grad():
-        ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+        ref = model(**args)
     ref_logits = ref.logits.numpy()
     got = outs[names.index("logits")]
     err = float(np.max(np.abs(ref_logits - got)))

@@ -11,14 +11,18 @@ use std::path::Path;
 
 /// 64 random token sequences of 8 tokens with an attention mask (the last tokens of some
 /// sequences masked), and whatever other integer inputs the model takes (token types 0,
-/// positions 0..8), named like the graph inputs; no labels.
+/// positions 0..8), named like the graph inputs; no labels, no past for a key/value cache.
 fn unlabeled_tokens(model: &Model, vocab: u64, path: &Path) {
     let (n, seq) = (64usize, 8usize);
     let mut rng = SplitMix64::new(7);
     let graph = oto_onnx::Graph::new(model).unwrap();
     let mut arrays = Vec::new();
+    let caches = graph.cache_inputs();
     for input in graph.real_inputs() {
         let name = input.name.clone().unwrap();
+        if caches.contains_key(&name) {
+            continue; // a key/value cache's past: the job feeds it empty
+        }
         let data: Vec<i64> = match name.as_str() {
             "input_ids" => (0..n * seq).map(|_| rng.below(vocab) as i64).collect(),
             "attention_mask" => (0..n)
@@ -149,6 +153,88 @@ fn prune_optimum_multi_query_heads_by_distillation() {
             assert_eq!(*n, 4, "{name} {init}");
         }
         assert!(removed > 0, "{name}: no head removed");
+    }
+}
+
+/// The declared shape of every graph input and output, by name (symbols as written).
+fn io_shapes(model: &Model) -> Vec<(String, Vec<String>)> {
+    use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+    let g = model.proto.graph.as_ref().unwrap();
+    g.input
+        .iter()
+        .chain(&g.output)
+        .map(|v| {
+            let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else { panic!("{v:?}") };
+            let dims = t.shape.as_ref().unwrap().dim.iter().map(|d| match &d.value {
+                Some(Value::DimValue(n)) => n.to_string(),
+                Some(Value::DimParam(p)) => p.clone(),
+                None => "?".into(),
+            });
+            (v.name.clone().unwrap(), dims.collect())
+        })
+        .collect()
+}
+
+/// Optimum's default export of a causal LM (`-with-past`: `past_key_values.N.*` inputs,
+/// `present.N.*` outputs) pruned from token data without any past (the job feeds the
+/// caches' pasts empty): K/V heads go (each layer's other groups kept), yet the compact
+/// model keeps the file's interface, every input and output with its declared shape, so
+/// a runtime sizing the caches from config.json still runs it; and on the reference
+/// inputs, whose past is not zero, it computes what the sparse model computes, caches
+/// included.
+#[test]
+fn prune_optimum_decoder_with_past_keeps_its_cache_interface() {
+    let _job = one_job_at_a_time();
+    let name = "llama_past";
+    let dir = tempfile::tempdir().unwrap();
+    let file = optimum_zoo_dir().join(name).join("model.onnx");
+    let original = oto_onnx::normalize::load(&file).unwrap().0;
+    let analysis = oto_graph::analyze(&original, &Default::default()).unwrap();
+    let mut args: Vec<String> = vec!["prune".to_string()];
+    let mut o_proj = Vec::new();
+    for g in analysis.prunable_groups() {
+        let first = g.members.iter().find(|m| m.role == oto_graph::Role::Producer).unwrap();
+        if matches!(g.kind, oto_graph::ElementKind::Head { .. }) {
+            assert_eq!(g.caches.len(), 2, "{}", g.id);
+            let rows = g.members.iter().find(|m| m.axis == 0 && m.role == oto_graph::Role::Producer).unwrap();
+            o_proj.push(rows.initializer.clone());
+        } else {
+            args.extend(["--unprunable".to_string(), first.initializer.clone()]);
+        }
+    }
+    assert_eq!(o_proj.len(), 2, "one head group per layer\n{}", analysis.table());
+    let data = dir.path().join("tokens.npz");
+    unlabeled_tokens(&original, 1000, &data);
+    let out_dir = dir.path().join("out");
+    for a in ["--model", s(&file), "--data", s(&data), "--target-sparsity", "0.5", "--steps", "10", "--batch-size", "8"] {
+        args.push(a.to_string());
+    }
+    for a in ["--optimizer", "adamw", "--lr", "1e-3", "--threads", "2", "--device", "cpu", "--save-sparse", "--out", s(&out_dir), "-q"] {
+        args.push(a.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = oto(&args);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let compact = Model::load(out_dir.join("model.onnx")).unwrap();
+    let sparse = Model::load(out_dir.join("model.sparse.onnx")).unwrap();
+    let rows = |m: &Model, init: &str| {
+        let g = m.proto.graph.as_ref().unwrap();
+        g.initializer.iter().find(|t| t.name.as_deref() == Some(init)).map(|t| t.dims[0]).unwrap()
+    };
+    let removed: i64 = o_proj.iter().map(|w| rows(&original, w) - rows(&compact, w)).sum();
+    assert!(removed > 0, "no head removed");
+    assert_eq!(io_shapes(&compact), io_shapes(&Model::load(&file).unwrap()), "the cache interface changed");
+    let inputs: Vec<(String, Tensor)> = oto_onnx::npz::read_npz(optimum_zoo_dir().join(name).join("inputs.npz")).unwrap();
+    let past = inputs.iter().find(|(n, _)| n == "past_key_values.0.key").unwrap();
+    assert!(past.1.shape[2] > 0 && past.1.to_f64_vec().iter().any(|&x| x != 0.0), "the reference past is empty");
+    let (a, b) = (oto_testkit::run_ort(&sparse.proto, &inputs), oto_testkit::run_ort(&compact.proto, &inputs));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(va.len(), vb.len(), "{na}");
+        let scale = va.iter().fold(1f64, |m, x| m.max(x.abs()));
+        let diff = va.iter().zip(vb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-4 * scale, "{na}: max |sparse - compact| = {diff}");
     }
 }
 

@@ -339,8 +339,12 @@ fn image_pixels_match_pil() {
     let _job = one_job_at_a_time();
     let (files, x, _) = pil_reference();
     let TensorData::F32(expected) = &x.data else { panic!("x is not float32") };
-    let input =
-        oto_torch::exec::GraphInput { name: "x".into(), dtype: oto_onnx::DType::F32, dims: Some(vec![None, Some(3), Some(64), Some(64)]) };
+    let input = oto_torch::exec::GraphInput {
+        name: "x".into(),
+        dtype: oto_onnx::DType::F32,
+        dims: Some(vec![None, Some(3), Some(64), Some(64)]),
+        cache_axis: None,
+    };
     let images = oto_torch::data::images::ImageFolder::open(
         &image_folder_dir().join("images"),
         &Default::default(),
@@ -367,8 +371,12 @@ fn image_pixels_match_pil() {
     assert!(failures.is_empty(), "pixels differ from PIL's:\n{}", failures.join("\n"));
     // A channels-last input (a Keras model by tf2onnx, `[N, H, W, 3]`) gets the same
     // pixels in its layout.
-    let nhwc =
-        oto_torch::exec::GraphInput { name: "x".into(), dtype: oto_onnx::DType::F32, dims: Some(vec![None, Some(64), Some(64), Some(3)]) };
+    let nhwc = oto_torch::exec::GraphInput {
+        name: "x".into(),
+        dtype: oto_onnx::DType::F32,
+        dims: Some(vec![None, Some(64), Some(64), Some(3)]),
+        cache_axis: None,
+    };
     let last = oto_torch::data::images::ImageFolder::open(
         &image_folder_dir().join("images"),
         &Default::default(),
@@ -398,7 +406,12 @@ fn image_folder_size_from_the_preprocessor_config() {
     let files = walk_images(&images);
     assert_eq!(v["samples"].as_u64(), Some(files as u64), "{v}");
 
-    let input = oto_torch::exec::GraphInput { name: "pixel_values".into(), dtype: oto_onnx::DType::F32, dims: Some(vec![None; 4]) };
+    let input = oto_torch::exec::GraphInput {
+        name: "pixel_values".into(),
+        dtype: oto_onnx::DType::F32,
+        dims: Some(vec![None; 4]),
+        cache_axis: None,
+    };
     let sized = oto_torch::data::images::size_from_preprocessor(&input, &vit.join("model.onnx")).unwrap().unwrap();
     assert_eq!(sized.dims, Some(vec![None, Some(3), Some(32), Some(32)]));
     let fixed = oto_torch::exec::GraphInput { dims: Some(vec![None, Some(3), Some(64), None]), ..input.clone() };

@@ -67,7 +67,8 @@ pub(crate) fn preprocessor_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std
         let Some(name) = input.name.as_deref() else { continue };
         let Some([_, _, height, width]) = shapes.shape(name) else { continue };
         let (Some(height), Some(width)) = (height.as_symbol(), width.as_symbol()) else { continue };
-        let symbolic = oto_torch::exec::GraphInput { name: name.to_string(), dtype: DType::F32, dims: Some(vec![None; 4]) };
+        let symbolic =
+            oto_torch::exec::GraphInput { name: name.to_string(), dtype: DType::F32, dims: Some(vec![None; 4]), cache_axis: None };
         let sized = oto_torch::data::images::size_from_preprocessor(&symbolic, model).map_err(input_error)?;
         if let Some([_, _, Some(h), Some(w)]) = sized.as_ref().and_then(|s| s.dims.as_deref()) {
             out.insert(height.to_string(), *h);

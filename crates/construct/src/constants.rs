@@ -74,7 +74,7 @@ pub(crate) fn rewrite(
     Ok(())
 }
 
-fn all_names(proto: &ModelProto) -> HashSet<String> {
+pub(crate) fn all_names(proto: &ModelProto) -> HashSet<String> {
     let mut names = HashSet::new();
     if let Some(g) = &proto.graph {
         names.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
@@ -87,7 +87,7 @@ fn all_names(proto: &ModelProto) -> HashSet<String> {
     names
 }
 
-fn fresh(names: &mut HashSet<String>, base: &str) -> String {
+pub(crate) fn fresh(names: &mut HashSet<String>, base: &str) -> String {
     let mut k = 1;
     loop {
         let candidate = format!("{base}.oto{k}");

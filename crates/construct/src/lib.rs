@@ -5,7 +5,9 @@
 //! for every removed element of a prunable group, the indices `member.map.indices(i)`
 //! of every member (producer, consumer and aux) are cut along `member.axis`, and every
 //! [`oto_graph::ShapeConstant`] entry is decreased by `per_element`. A constant read by
-//! nodes outside a shape constant's `nodes` is first copied for those nodes.
+//! nodes outside a shape constant's `nodes` is first copied for those nodes. A key/value
+//! cache ([`oto_graph::CacheSlice`]) keeps its full width: zeros go back in the removed
+//! positions, and the model's other readers read the kept ones.
 //!
 //! ```no_run
 //! let (model, _) = oto_onnx::normalize::load("trained.onnx")?;
@@ -18,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod caches;
 mod constants;
 mod slice;
 
@@ -191,6 +194,7 @@ pub fn construct(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, 
     let mut proto = model.proto.clone();
     slice::cut_initializers(model, &graph, &groups, &mut proto)?;
     constants::rewrite(model, &graph, &shapes_before, &groups, &mut proto)?;
+    caches::rewrite(&shapes_before, &groups, &mut proto, model.opset())?;
     drop_dead(&mut proto);
     record_metadata(&mut proto, &groups);
 

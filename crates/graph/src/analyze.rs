@@ -57,6 +57,8 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         blocked_nodes: HashSet::new(),
         init_uses: HashMap::new(),
         frozen_inits: HashMap::new(),
+        cache_axes: HashMap::new(),
+        cache_inputs: graph.cache_inputs(),
     };
     for (_, node) in graph.nodes() {
         cx.apply(node)?;
@@ -70,7 +72,16 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     }
     for out in &graph.proto.output {
         let name = out.name.as_deref().unwrap_or("");
-        cx.block_value(name, &format!("reaches graph output '{name}'"));
+        let why = format!("reaches graph output '{name}'");
+        match cx.cache_axes.get(name).cloned() {
+            None => cx.block_value(name, &why),
+            Some(kept) => {
+                let axes: Vec<AxisT> = cx.track(name).map(|t| t.to_vec()).unwrap_or_default();
+                for (_, a) in axes.iter().enumerate().filter(|(i, _)| !kept.contains(i)) {
+                    cx.block_axis(a, &why);
+                }
+            }
+        }
     }
     let mut dims: InitDims = HashMap::new();
     for t in &graph.proto.initializer {
@@ -210,6 +221,11 @@ pub(crate) struct Ctx<'a, 'm> {
     /// why: no group may cut them (an exporter or optimizer may share one weight between
     /// such a node and a layer whose rule makes it a group member).
     frozen_inits: HashMap<String, String>,
+    /// Graph outputs that are caches ([`Ctx::cache_along`]), with their axes that keep
+    /// their full width in the compact model: those axes do not block at the output.
+    cache_axes: HashMap<String, Vec<usize>>,
+    /// The graph's key/value cache inputs ([`Graph::cache_inputs`]).
+    cache_inputs: HashMap<String, usize>,
 }
 
 impl<'a, 'm> Ctx<'a, 'm> {
@@ -454,25 +470,73 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// `value` (a graph output) is a cache: a graph input (the past keys or values) with
+    /// this step's values (`axis`, tracked) concatenated by `node` along another axis. The
+    /// compact model keeps the cache's full width along `axis`, so it reads and writes the
+    /// caches the original does: construction puts zeros back in the removed positions
+    /// (what the zeroed full model writes there, as the concatenated values are zero) and
+    /// gives the model's other readers the kept positions only. The past is any input, not
+    /// zero where elements are removed, so the result is not zero there either, and what
+    /// reads it is zeroed with the element ([`Spaces::zero_readers`]): a removed head whose
+    /// past is not zero then still contributes nothing.
+    pub fn cache_along(&mut self, node: &NodeProto, value: &str, axis: usize, a: &mut AxisT) {
+        if a.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. })) {
+            // The inside of heads: whole heads go, this axis keeps its size.
+            for r in a.ranges() {
+                self.spaces.zero_readers(r);
+            }
+            self.cache_axes.entry(value.to_string()).or_default().push(axis);
+            a.map_zero(&|_| false);
+            return;
+        }
+        match a.strided() {
+            Ok(None) => return,
+            Err(why) => {
+                self.block_axis_at(node, a, &format!("a cache concatenated in a layout construction cannot restore: {why}"));
+                return;
+            }
+            Ok(Some(segs)) => {
+                for s in segs {
+                    if !s.zero {
+                        let why = format!("{}: the values cached in '{value}' are not zero when their producers are", node_label(node));
+                        self.spaces.block(s.range, why);
+                    }
+                    let (num, den) = per_position(&s);
+                    self.spaces.require_block(s.range, den, ReqKind::Split);
+                    self.spaces.cache(value, axis, s.range, s.offset, num, den, s.outer);
+                    self.spaces.zero_readers(s.range);
+                }
+            }
+        }
+        self.cache_axes.entry(value.to_string()).or_default().push(axis);
+        a.map_zero(&|_| false);
+    }
+
+    /// Whether `node`, a Concat along `axis`, makes a key/value cache of `value`: `value`
+    /// is the past ([`Graph::cache_inputs`]) and `node`'s output the present.
+    pub fn is_cache_input(&self, node: &NodeProto, value: &str, axis: usize) -> bool {
+        self.cache_inputs.get(value) == Some(&axis) && node.output.first().is_some_and(|o| self.graph.is_output(o))
+    }
+
     /// `init`'s axis `init_axis` reads a value axis: consumer slices. A non-zero element
     /// reaching them blocks its space (folding into a bias is not done yet), but where its
-    /// readers are zeroed with it ([`Spaces::zero_readers`]): they are producers then.
+    /// readers are zeroed with it ([`Spaces::zero_readers`], decided per class when
+    /// solving): they are producers then.
     pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
         match axis.strided() {
             Ok(None) => {}
             Err(why) => self.block_axis_at(node, axis, &format!("'{init}' reads a layout it cannot slice: {why}")),
             Ok(Some(segs)) => {
                 for s in segs {
-                    let role = if !s.zero && self.spaces.readers_zeroed(&s.range) { Role::Producer } else { Role::Consumer };
-                    if !s.zero && role == Role::Consumer {
-                        self.spaces.block(
-                            s.range,
-                            format!("{}: a non-zero value (f(0) != 0) reaches '{init}' (f(0) != 0 not yet foldable)", node_label(node)),
-                        );
-                    }
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
-                    self.member_repeated(init, init_axis, s.range, s.offset, num, den, s.outer, role);
+                    self.member_repeated(init, init_axis, s.range, s.offset, num, den, s.outer, Role::Consumer);
+                    if !s.zero {
+                        self.spaces.last_member_reads_nonzero(format!(
+                            "{}: a non-zero value (f(0) != 0) reaches '{init}' (f(0) != 0 not yet foldable)",
+                            node_label(node)
+                        ));
+                    }
                 }
             }
         }

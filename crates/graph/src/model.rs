@@ -84,6 +84,10 @@ pub struct Group {
     pub members: Vec<Member>,
     /// Integer constants to decrease when elements are removed.
     pub shape_constants: Vec<ShapeConstant>,
+    /// Key/value caches (graph outputs) that keep their full width: construction writes
+    /// zeros in the removed positions and gives the model's other readers the kept ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<CacheSlice>,
     /// Parameter elements covered by the members' slices (overlaps counted twice).
     pub params: u64,
 }
@@ -154,6 +158,21 @@ pub struct Member {
     /// Role in the group.
     pub role: Role,
     /// Element -> indices along `axis`.
+    pub map: IndexMap,
+}
+
+/// A key/value cache of a group: a graph output that a `Concat` makes of a graph input
+/// (the past) and this step's values, along another axis than `axis`. The compact model
+/// keeps the cache's interface: along `axis` it still has every position, the removed
+/// ones zero (what the zeroed full model writes there), so it reads and writes the
+/// caches the original does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheSlice {
+    /// The cache: the Concat's output, a graph output.
+    pub value: String,
+    /// The axis of the group's elements.
+    pub axis: usize,
+    /// Element -> positions along `axis`.
     pub map: IndexMap,
 }
 
@@ -347,6 +366,12 @@ impl Analysis {
             }
             for m in &g.members {
                 check_member(&graph, g, m).map_err(bad)?;
+            }
+            for c in &g.caches {
+                let concat = graph.producer_node(&c.value).is_some_and(|(_, n)| n.op_type.as_deref() == Some("Concat"));
+                if !graph.is_output(&c.value) || !concat {
+                    return Err(bad(format!("cache '{}' is not a graph output made by a Concat", c.value)));
+                }
             }
             for sc in &g.shape_constants {
                 check_constant(&graph, sc, &mut shapes).map_err(bad)?;

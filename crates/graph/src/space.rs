@@ -16,7 +16,7 @@
 //! makes one group per class. Linear in the records, up to the boundary propagation,
 //! which settles in a few passes.
 
-use crate::model::{ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation};
+use crate::model::{CacheSlice, ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation};
 use oto_onnx::Dim;
 use petgraph::unionfind::UnionFind;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -338,6 +338,10 @@ struct RawMember {
     /// The slice repeated along the axis (a flattened channels-last layout).
     outer: Outer,
     role: Role,
+    /// A consumer reading values that are not zero when their producers are: a producer
+    /// (zeroed with its element) where the class's readers are zeroed
+    /// ([`Spaces::zero_readers`]), else the class is unprunable for this reason.
+    reads_nonzero: Option<String>,
 }
 
 /// What part of an integer entry's value a range accounts for.
@@ -425,6 +429,8 @@ pub(crate) struct Spaces {
     bases: Vec<usize>,
     eqs: Vec<(Range, Range)>,
     members: Vec<RawMember>,
+    /// Key/value caches kept at full width (see [`Spaces::cache`]); `init` is the value.
+    caches: Vec<RawMember>,
     blocks: Vec<(Range, String)>,
     reqs: Vec<(Range, usize, ReqKind)>,
     shape_refs: Vec<RawShapeRef>,
@@ -511,9 +517,14 @@ impl Spaces {
         self.zeroed_readers.push(r);
     }
 
-    /// Whether `r` lies in a range marked by [`Spaces::zero_readers`].
-    pub fn readers_zeroed(&self, r: &Range) -> bool {
-        self.zeroed_readers.iter().any(|z| z.base == r.base && z.start <= r.start && r.end() <= z.end())
+    /// Marks the slice recorded last ([`Spaces::member`]) as reading values that are not
+    /// zero when their producers are (`why`): decided per class when solving, as the
+    /// mark of [`Spaces::zero_readers`] may be on another range of the class (the query
+    /// heads of a key/value head, one recorded later).
+    pub fn last_member_reads_nonzero(&mut self, why: String) {
+        if let Some(m) = self.members.last_mut() {
+            m.reads_nonzero = Some(why);
+        }
     }
 
     /// Marks a range unprunable.
@@ -533,7 +544,15 @@ impl Spaces {
     /// `outer` says.
     #[allow(clippy::too_many_arguments)]
     pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer, role: Role) {
-        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, outer, role });
+        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, outer, role, reads_nonzero: None });
+    }
+
+    /// Records a cache (a graph output, see `Ctx::cache_along`) whose axis `axis` holds
+    /// the positions of `range` as [`Spaces::member`] lays them out: not a parameter, but
+    /// construction needs the removed positions along it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cache(&mut self, value: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer) {
+        self.caches.push(RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux, reads_nonzero: None });
     }
 
     /// Requires every class to lose as many positions from each part as from the others.
@@ -659,10 +678,19 @@ impl Spaces {
         let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); partition.class_members.len()];
         let elements = self.elements(&partition, &mut reasons);
         self.range_reasons(&partition, &elements, &misaligned, &mut reasons);
-        let members = self.class_members(&partition, &elements, user_blocked, &mut reasons);
+        let mut readers_zeroed = vec![false; partition.class_members.len()];
+        for r in &self.zeroed_readers {
+            for i in partition.covered(r) {
+                if let Some(z) = readers_zeroed.get_mut(partition.class_of[i]) {
+                    *z = true;
+                }
+            }
+        }
+        let members = self.class_members(&self.members, &partition, &elements, &readers_zeroed, user_blocked, &mut reasons);
+        let caches = self.class_members(&self.caches, &partition, &elements, &readers_zeroed, &HashMap::new(), &mut reasons);
         let produced: Vec<bool> = members.iter().map(|m| m.values().any(|m| m.role == Role::Producer)).collect();
         let shapes = self.shape_edits(&partition, &elements, &produced, &mut reasons);
-        let mut groups = groups(&partition, &elements, members, shapes, reasons, dims);
+        let mut groups = groups(&partition, &elements, members, caches, shapes, reasons, dims);
         name_groups(&mut groups);
         groups
     }
@@ -762,14 +790,16 @@ impl Spaces {
     /// two ways, and initializers the user marked unprunable are reasons against the class.
     fn class_members(
         &self,
+        slices: &[RawMember],
         partition: &Partition,
         elements: &Elements,
+        readers_zeroed: &[bool],
         user_blocked: &HashMap<String, String>,
         reasons: &mut [BTreeSet<String>],
     ) -> Vec<ClassMembers> {
         let (intervals, class_of) = (&partition.intervals, &partition.class_of);
         let mut members: Vec<ClassMembers> = vec![BTreeMap::new(); partition.class_members.len()];
-        for m in &self.members {
+        for m in slices {
             for i in partition.covered(&m.range) {
                 let c = class_of[i];
                 let iv = intervals[i];
@@ -798,18 +828,26 @@ impl Spaces {
                 } else {
                     IndexMap::Blocks { offset, block }
                 };
+                let role = match &m.reads_nonzero {
+                    Some(_) if readers_zeroed.get(c).copied().unwrap_or(false) => Role::Producer,
+                    Some(why) => {
+                        reasons[c].insert(why.clone());
+                        m.role
+                    }
+                    None => m.role,
+                };
                 let key = (m.init.clone(), m.axis, offset);
                 match members[c].get_mut(&key) {
                     Some(existing) => {
-                        if role_rank(m.role) > role_rank(existing.role) {
-                            existing.role = m.role;
+                        if role_rank(role) > role_rank(existing.role) {
+                            existing.role = role;
                         }
                         if existing.map != map {
                             reasons[c].insert(format!("'{}' axis {} is sliced two different ways", m.init, m.axis));
                         }
                     }
                     None => {
-                        members[c].insert(key, Member { initializer: m.init.clone(), axis: m.axis, role: m.role, map });
+                        members[c].insert(key, Member { initializer: m.init.clone(), axis: m.axis, role, map });
                     }
                 }
                 if let Some(why) = user_blocked.get(&m.init) {
@@ -1011,6 +1049,7 @@ fn groups(
     partition: &Partition,
     elements: &Elements,
     mut members: Vec<ClassMembers>,
+    mut caches: Vec<ClassMembers>,
     shapes: Vec<ShapeEdits>,
     mut reasons: Vec<BTreeSet<String>>,
     dims: &InitDims,
@@ -1021,6 +1060,8 @@ fn groups(
     let mut groups: Vec<Group> = Vec::with_capacity(nc);
     for c in 0..nc {
         let members: Vec<Member> = std::mem::take(&mut members[c]).into_values().collect();
+        let caches: Vec<CacheSlice> =
+            std::mem::take(&mut caches[c]).into_values().map(|m| CacheSlice { value: m.initializer, axis: m.axis, map: m.map }).collect();
         if members.is_empty() {
             continue; // a space no parameter touches: nothing to prune
         }
@@ -1065,6 +1106,7 @@ fn groups(
             reasons,
             members,
             shape_constants,
+            caches,
             params,
         });
     }

@@ -118,7 +118,7 @@ fn check_heads_covering(ctx: &str, key: &(String, usize), per: &[Vec<usize>], he
 #[test]
 fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     let names = optimum_zoo_names();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 17, "{names:?}");
     for name in names.into_iter().filter(|n| n != "deberta") {
         let dir = optimum_zoo_dir().join(&name);
         let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -197,7 +197,19 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         assert_eq!(rep * l.kv_heads, l.heads, "{ctx}");
         // Producers: the Q, K and V projections' output columns (packed or not):
         // per element its K and V head and its `rep` query heads.
-        let producers = matrix_slices(&model, g, Role::Producer);
+        let mut producers = matrix_slices(&model, g, Role::Producer);
+        // With a key/value cache (a `-with-past` export) a removed head still reads its
+        // past, which is not zero: the output projection's rows are zeroed with it
+        // (producers), and both caches keep the head, restored by construction.
+        let cached = !g.caches.is_empty();
+        let readers = if cached {
+            check_caches(&ctx, g, l.kv_heads);
+            let (rows, columns) = std::mem::take(&mut producers).into_iter().partition(|(key, _)| key.1 == 0);
+            producers = columns;
+            rows
+        } else {
+            matrix_slices(&model, g, Role::Consumer)
+        };
         let mut per_element = 0;
         let mut total = 0;
         for (key, per) in &producers {
@@ -218,15 +230,34 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         }
         assert_eq!(per_element, l.head_dim * (rep + 2), "{ctx}: {producers:?}");
         assert_eq!(total, l.head_dim * (l.heads + 2 * l.kv_heads), "{ctx}");
-        // Consumers: the output projection's rows, the `rep` query heads of each element.
-        let consumers = matrix_slices(&model, g, Role::Consumer);
-        assert_eq!(consumers.len(), 1, "{ctx}: {consumers:?}");
-        for (key, per) in &consumers {
+        // Consumers (producers with a cache): the output projection's rows, the `rep` query
+        // heads of each element.
+        assert_eq!(readers.len(), 1, "{ctx}: {readers:?}");
+        if cached {
+            assert!(matrix_slices(&model, g, Role::Consumer).is_empty(), "{ctx}");
+        }
+        for (key, per) in &readers {
             assert_eq!(check_heads(&model, &ctx, key, per, l.head_dim), rep * l.head_dim, "{ctx}");
         }
     }
 
     check_ffn(&model, &ctx, &a, &s.ffn, &mut seen_weights);
+}
+
+/// A `-with-past` export's head group: its layer's two caches (`present.N.key` and
+/// `.value`, `[batch, K/V heads, positions, head dim]`), element `j` K/V head `j`.
+fn check_caches(ctx: &str, g: &Group, kv_heads: usize) {
+    let mut names: Vec<&str> = g.caches.iter().map(|c| c.value.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 2, "{ctx}: {:?}", g.caches);
+    assert!(names[0].starts_with("present.") && names[0].ends_with(".key") && names[1].ends_with(".value"), "{ctx}: {names:?}");
+    assert_eq!(g.num_elements, kv_heads, "{ctx}");
+    for c in &g.caches {
+        assert_eq!(c.axis, 1, "{ctx}: {c:?}");
+        for j in 0..kv_heads {
+            assert_eq!(c.map.indices(j), vec![j], "{ctx}: {c:?}");
+        }
+    }
 }
 
 /// A multi-query layer's head group: per query head, its columns of the Q projection (alone

@@ -191,6 +191,37 @@ impl<'m> Graph<'m> {
         self.proto.output.iter().any(|o| o.name.as_deref() == Some(value))
     }
 
+    /// The past of a key/value cache: graph inputs (not initializers) that a `Concat`
+    /// whose output is a graph output (the present) reads, each with the axis the
+    /// Concat extends (the sequence), counted from 0. Inputs whose rank the file does not
+    /// declare, or whose Concat axis is not valid for it, are left out.
+    pub fn cache_inputs(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for vi in &self.proto.input {
+            let Some(name) = vi.name.as_deref() else { continue };
+            if self.initializer(name).is_some() {
+                continue;
+            }
+            let rank = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(crate::proto::type_proto::Value::TensorType(t)) => t.shape.as_ref().map(|s| s.dim.len()),
+                _ => None,
+            };
+            let Some(rank) = rank.and_then(|r| i64::try_from(r).ok()) else { continue };
+            for u in self.consumers(name) {
+                let node = &self.proto.node[u.node];
+                if node.op() != "Concat" || !node.output.first().is_some_and(|o| self.is_output(o)) {
+                    continue;
+                }
+                let Ok(Some(axis)) = node.attr_int("axis") else { continue };
+                let axis = if axis < 0 { axis.saturating_add(rank) } else { axis };
+                if let Some(axis) = usize::try_from(axis).ok().filter(|&a| (a as i64) < rank) {
+                    out.insert(name.to_string(), axis);
+                }
+            }
+        }
+        out
+    }
+
     /// The initializer named `name`.
     pub fn initializer(&self, name: &str) -> Option<&'m TensorProto> {
         match self.producer(name)? {

@@ -24,7 +24,12 @@ fn main() -> anyhow::Result<()> {
     let threads = rayon::current_num_threads();
     if let Some(dir) = value(&args, "--images") {
         let size = arg(&args, "--size", 224) as i64;
-        let input = GraphInput { name: "x".into(), dtype: oto_onnx::DType::F32, dims: Some(vec![None, Some(3), Some(size), Some(size)]) };
+        let input = GraphInput {
+            name: "x".into(),
+            dtype: oto_onnx::DType::F32,
+            dims: Some(vec![None, Some(3), Some(size), Some(size)]),
+            cache_axis: None,
+        };
         let folder = ImageFolder::open(&dir, &Default::default(), Part::All, 0, &input)?;
         let indices: Vec<i64> = (0..folder.len() as i64).collect();
         let start = Instant::now();

@@ -263,13 +263,16 @@ impl Ctx<'_, '_> {
                     None => untracked_inputs.push(v.clone()),
                 }
             }
-            let Some(a) = acc else { continue };
+            let Some(mut a) = acc else { continue };
+            let mut cached = false;
             for v in untracked_inputs {
                 let full = self.dims(&v).and_then(|d| d.get(i).cloned()).is_some_and(|d| d != Dim::Known(1));
                 if !full {
                     continue;
                 }
-                if self.is_init(&v) {
+                if self.is_cache_input(node, &v, ax) {
+                    cached = true;
+                } else if self.is_init(&v) {
                     self.members_along(node, &v, i, &a, Role::Producer);
                 } else if let Some(src) = self.expanded_init(&v) {
                     let sr = self.init_dims(&src).map_or(0, |d| d.len());
@@ -279,6 +282,9 @@ impl Ctx<'_, '_> {
                 } else {
                     self.block_axis_at(node, &a, &format!("concatenated with '{v}', which does not follow these channels"));
                 }
+            }
+            if cached {
+                self.cache_along(node, &node.output[0], i, &mut a);
             }
             *slot = a;
         }

@@ -74,7 +74,7 @@ pub fn size_from_preprocessor(input: &GraphInput, model: &Path) -> Result<Option
         }
     };
     let dims = vec![dims[0], dims[1].or(Some(3)), fixed(dims[2], h, "height")?, fixed(dims[3], w, "width")?];
-    Ok(Some(GraphInput { name: input.name.clone(), dtype: input.dtype, dims: Some(dims) }))
+    Ok(Some(GraphInput { name: input.name.clone(), dtype: input.dtype, dims: Some(dims), cache_axis: None }))
 }
 
 /// An image folder matched against a model input of shape `[N, 3, H, W]`, or

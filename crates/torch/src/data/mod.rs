@@ -148,6 +148,30 @@ pub fn converted_to(array: OnnxTensor, dtype: DType) -> std::result::Result<Onnx
     OnnxTensor::new(array.shape, data).ok_or_else(refused)
 }
 
+/// The empty past of a key/value cache for `samples` samples: zero positions along its
+/// cache axis, the declared sizes elsewhere (every one must be declared but the first,
+/// the samples).
+fn empty_past(input: &GraphInput, samples: usize) -> std::result::Result<Tensor, String> {
+    let axis = input.cache_axis.unwrap_or(0);
+    let dims =
+        input.dims.as_ref().ok_or_else(|| format!("no array for model input '{}' (a cache's past, of undeclared rank)", input.name))?;
+    let mut shape = Vec::with_capacity(dims.len());
+    for (i, d) in dims.iter().enumerate() {
+        shape.push(match (i, d) {
+            (0, _) => i64::try_from(samples).map_err(|_| "too many samples".to_string())?,
+            (i, _) if i == axis => 0,
+            (_, Some(n)) => *n,
+            (i, None) => {
+                return Err(format!(
+                    "no array for model input '{}': it is a cache's past, fed empty when the data has none, but its axis {i} has no declared size",
+                    input.name
+                ))
+            }
+        });
+    }
+    Tensor::f_zeros(&shape, (crate::exec::convert::kind_of(input.dtype), Device::Cpu)).map_err(|e| format!("input '{}': {e}", input.name))
+}
+
 impl Dataset {
     /// Loads `path` and matches it against the model's graph inputs: every input must
     /// have an array of its element type (or one converted to it: see
@@ -219,9 +243,17 @@ impl Dataset {
         };
         let mut tensors = Vec::new();
         let mut len: Option<(usize, String)> = None;
-        for input in inputs {
+        // Caches' pasts without an array: fed empty once the number of samples is known.
+        let mut empty_pasts = Vec::new();
+        for (at, input) in inputs.iter().enumerate() {
             let alias: Vec<&str> = if inputs.len() == 1 { vec![input.name.as_str(), "x"] } else { vec![input.name.as_str()] };
-            let (name, array) = take(&alias).ok_or_else(|| {
+            let found = take(&alias);
+            if found.is_none() && input.cache_axis.is_some() {
+                // Its place among the inputs: those before it are in place when it is put back.
+                empty_pasts.push((at, input));
+                continue;
+            }
+            let (name, array) = found.ok_or_else(|| {
                 data_error(format!(
                     "no array for model input '{}'{} (the file has: {})",
                     input.name,
@@ -266,6 +298,10 @@ impl Dataset {
         let len = len.map(|(n, _)| n).unwrap_or(0);
         if len == 0 {
             return Err(data_error("the data has no samples".into()));
+        }
+        for (at, input) in empty_pasts {
+            let past = empty_past(input, len).map_err(data_error)?;
+            tensors.insert(at, past);
         }
         Ok(Dataset { path: path.to_path_buf(), inputs: tensors, labels, len, images: None })
     }

@@ -60,6 +60,10 @@ pub struct GraphInput {
     pub dtype: DType,
     /// Declared dimensions; `None` for a symbolic or unknown one. `None` overall when the rank is unknown.
     pub dims: Option<Vec<Option<i64>>>,
+    /// For the past of a key/value cache ([`oto_onnx::Graph::cache_inputs`]), the axis
+    /// its Concat extends: data without an array for it feed it empty along that axis
+    /// (no past: the model reads whole sequences, as in training).
+    pub cache_axis: Option<usize>,
 }
 
 /// Where a value is kept during a forward pass.
@@ -608,7 +612,8 @@ fn graph_input(graph: &Graph<'_>, vi: &ValueInfoProto) -> Result<GraphInput> {
             })
             .collect()
     });
-    Ok(GraphInput { name, dtype, dims })
+    let cache_axis = graph.cache_inputs().get(&name).copied();
+    Ok(GraphInput { name, dtype, dims, cache_axis })
 }
 
 /// Checks a tensor against a graph input's declared element type and dimensions.

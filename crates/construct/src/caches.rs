@@ -1,0 +1,184 @@
+//! Key/value caches keep their interface. A cache is a graph output that a `Concat`
+//! makes of a graph input (the past) and this step's values; the analysis records it
+//! with the group whose elements it holds ([`oto_graph::CacheSlice`]). Cutting those
+//! elements would change the shapes of the model's inputs and outputs, which the
+//! runtime that feeds the caches back (Optimum, onnxruntime-genai) sizes from the
+//! model's configuration. So the compact model still writes every position: this
+//! step's values, now narrower, get zeros back at the removed positions (`Pad` one zero
+//! slice, then `Gather` it there) before the `Concat`, which therefore writes exactly what
+//! the zeroed full model writes; and the model's other readers of the cache read only
+//! its kept positions (`Gather`).
+
+use crate::constants::{all_names, fresh};
+use crate::{mismatch, Result};
+use oto_graph::Group;
+use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto};
+use oto_onnx::shape::Shapes;
+use oto_onnx::{Dim, Tensor, TensorData};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// One axis of a cache: its full length and the positions kept.
+struct Restore {
+    axis: usize,
+    full: usize,
+    kept: Vec<usize>,
+}
+
+/// Rewrites every cache of `groups` in `proto` (already cut) as the module docs say.
+/// `shapes` are the full model's; `opset` its default-domain opset.
+pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &mut ModelProto, opset: i64) -> Result<()> {
+    // Per cache, per axis: the removed positions (and a group to name in errors).
+    let mut cuts: BTreeMap<&str, BTreeMap<usize, (BTreeSet<usize>, &Group)>> = BTreeMap::new();
+    for (g, removed) in groups {
+        for c in &g.caches {
+            let entry = cuts.entry(c.value.as_str()).or_default().entry(c.axis).or_insert_with(|| (BTreeSet::new(), *g));
+            for &e in removed {
+                entry.0.extend(c.map.indices(e));
+            }
+        }
+    }
+    let mut names = all_names(proto);
+    for (value, axes) in cuts {
+        let Some((_, (_, g0))) = axes.iter().next() else { continue };
+        let g0 = *g0;
+        let dims = shapes.shape(value).ok_or_else(|| mismatch(g0, format!("cache '{value}' has no known shape")))?;
+        let rank = dims.len();
+        let mut restores = Vec::new();
+        for (&axis, (removed, g)) in &axes {
+            let full = match dims.get(axis) {
+                Some(Dim::Known(n)) => usize::try_from(*n).ok(),
+                _ => None,
+            }
+            .ok_or_else(|| mismatch(g, format!("cache '{value}' axis {axis} has no known length")))?;
+            if let Some(&bad) = removed.iter().find(|&&p| p >= full) {
+                return Err(mismatch(g, format!("cache '{value}' axis {axis} has {full} positions, not a position {bad}")));
+            }
+            let kept: Vec<usize> = (0..full).filter(|p| !removed.contains(p)).collect();
+            restores.push(Restore { axis, full, kept });
+        }
+        if opset < 2 {
+            return Err(mismatch(g0, format!("cache '{value}': a model of opset {opset} has no Pad to restore it")));
+        }
+        let gp = proto.graph.get_or_insert_with(Default::default);
+        let graph_inputs: HashSet<String> = {
+            let stored: HashSet<&str> = gp.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+            gp.input.iter().filter_map(|i| i.name.clone()).filter(|n| !stored.contains(n.as_str())).collect()
+        };
+        let Some(at) =
+            gp.node.iter().position(|n| n.op_type.as_deref() == Some("Concat") && n.output.first().map(String::as_str) == Some(value))
+        else {
+            return Err(mismatch(g0, format!("cache '{value}' is not the output of a Concat")));
+        };
+        let mut before = Vec::new();
+        let operands = gp.node[at].input.clone();
+        for (k, x) in operands.iter().enumerate() {
+            if x.is_empty() || graph_inputs.contains(x) {
+                continue;
+            }
+            let mut current = x.clone();
+            for r in &restores {
+                current = restore(&mut names, &mut gp.initializer, &mut before, &current, r, rank, opset, g0)?;
+            }
+            gp.node[at].input[k] = current;
+        }
+        let mut after = Vec::new();
+        let mut kept_value = value.to_string();
+        for r in &restores {
+            let idx: Vec<i64> = r.kept.iter().map(|&p| p as i64).collect();
+            let idx_name = push_indices(&mut names, &mut gp.initializer, &format!("{value}.kept"), idx, g0)?;
+            let out = fresh(&mut names, &format!("{value}.kept"));
+            after.push(gather(&mut names, &kept_value, &idx_name, &out, r.axis));
+            kept_value = out;
+        }
+        for n in gp.node.iter_mut().skip(at + 1) {
+            for i in n.input.iter_mut().filter(|i| i.as_str() == value) {
+                *i = kept_value.clone();
+            }
+        }
+        gp.node.splice(at + 1..at + 1, after);
+        gp.node.splice(at..at, before);
+    }
+    Ok(())
+}
+
+/// `x` (narrow along `r.axis`) with zeros at the removed positions: `Pad` one zero slice
+/// at the end of the axis, `Gather` every position from `x` or that slice.
+#[allow(clippy::too_many_arguments)]
+fn restore(
+    names: &mut HashSet<String>,
+    initializers: &mut Vec<oto_onnx::proto::TensorProto>,
+    nodes: &mut Vec<NodeProto>,
+    x: &str,
+    r: &Restore,
+    rank: usize,
+    opset: i64,
+    g: &Group,
+) -> Result<String> {
+    let mut pads = vec![0i64; 2 * rank];
+    if let Some(p) = pads.get_mut(rank + r.axis) {
+        *p = 1;
+    }
+    let padded = fresh(names, &format!("{x}.padded"));
+    let mut pad = NodeProto {
+        name: Some(fresh(names, &format!("{x}.pad"))),
+        op_type: Some("Pad".into()),
+        input: vec![x.to_string()],
+        output: vec![padded.clone()],
+        ..Default::default()
+    };
+    if opset >= 11 {
+        let pads_name = push_indices(names, initializers, &format!("{x}.pads"), pads, g)?;
+        pad.input.push(pads_name);
+    } else {
+        pad.attribute.push(AttributeProto {
+            name: Some("pads".into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: pads,
+            ..Default::default()
+        });
+    }
+    nodes.push(pad);
+    // Position p: its place among the kept ones, or the zero slice after them.
+    let zero_slot = r.kept.len() as i64;
+    let mut idx = vec![zero_slot; r.full];
+    for (i, &p) in r.kept.iter().enumerate() {
+        if let Some(slot) = idx.get_mut(p) {
+            *slot = i as i64;
+        }
+    }
+    let idx_name = push_indices(names, initializers, &format!("{x}.restore"), idx, g)?;
+    let out = fresh(names, &format!("{x}.restored"));
+    nodes.push(gather(names, &padded, &idx_name, &out, r.axis));
+    Ok(out)
+}
+
+/// A fresh int64 initializer holding `values` (1-D); its name.
+fn push_indices(
+    names: &mut HashSet<String>,
+    initializers: &mut Vec<oto_onnx::proto::TensorProto>,
+    base: &str,
+    values: Vec<i64>,
+    g: &Group,
+) -> Result<String> {
+    let len = values.len();
+    let t = Tensor::new(vec![len], TensorData::I64(values)).ok_or_else(|| mismatch(g, format!("cannot build '{base}'")))?;
+    let name = fresh(names, base);
+    initializers.push(t.to_proto(&name));
+    Ok(name)
+}
+
+fn gather(names: &mut HashSet<String>, data: &str, indices: &str, out: &str, axis: usize) -> NodeProto {
+    NodeProto {
+        name: Some(fresh(names, &format!("{out}.gather"))),
+        op_type: Some("Gather".into()),
+        input: vec![data.to_string(), indices.to_string()],
+        output: vec![out.to_string()],
+        attribute: vec![AttributeProto {
+            name: Some("axis".into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(axis as i64),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
