@@ -154,6 +154,12 @@ def _gpt2_past():
     return model, "text-generation-with-past", kind
 
 
+def _gptj_past():
+    # GPT-J returns its key cache through `.to(dtype)`: a Cast to the type it has.
+    model, _, kind = _gptj()
+    return model, "text-generation-with-past", kind
+
+
 def _llama_mqa():
     # Multi-query attention (Gemma-2B's layout): 4 query heads read one key/value head,
     # repeated by repeat_kv.
@@ -253,7 +259,7 @@ def _swin():
 MODELS = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "llama_gqa": _llama, "llama_mqa": _llama_mqa,
           "qwen3": _qwen3, "cohere": _cohere, "qwen3_moe": _qwen3_moe, "gpt_bigcode": _gpt_bigcode,
           "gpt_neox": _gpt_neox, "gptj": _gptj, "deberta": _deberta, "roformer": _roformer, "vit": _vit, "swin": _swin,
-          "llama_past": _llama_past, "gpt2_past": _gpt2_past}
+          "llama_past": _llama_past, "gpt2_past": _gpt2_past, "gptj_past": _gptj_past}
 
 
 # Biases that stay equal (zeros) so that the exported file ties them through Identity.

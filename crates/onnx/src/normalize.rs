@@ -232,6 +232,10 @@ pub struct Summary {
     pub resize_axes: usize,
     /// `Einsum`s of two operands written as `Transpose`/`Reshape`/`MatMul`.
     pub einsums: usize,
+    /// `Cast`s to the element type their input already has that wrote a graph output
+    /// (an exporter's `.to(dtype)` of a key/value cache it returns), dropped: the node
+    /// before writes the output, so a cache is the `Concat` of its past.
+    pub output_casts: usize,
     /// Opset 23's `Attention` and `RotaryEmbedding` written as the operators the ONNX
     /// specification defines them by (`MatMul`, `Softmax`...).
     pub attention_rewritten: usize,
@@ -296,6 +300,7 @@ impl std::fmt::Display for Summary {
         count(self.statistics_untied, "BatchNormalization statistics given their own initializer");
         count(self.dropouts_made_inference, "dropouts of a training-mode export made inference Dropouts");
         count(self.uniform_untied, "readers of a merged constant of one value given their own copy");
+        count(self.output_casts, "Casts to their input's own type dropped before graph outputs");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
         count(self.einsums, "Einsum nodes written as MatMul");
@@ -422,11 +427,11 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let rewritten;
     (staged, rewritten) = in_rounds(staged, &name, &base, pending_matmuls, ranks, fused_matmuls)?;
     summary.fused_rewritten += rewritten;
-    let (plan, splits, gathers, resizes) = {
+    let (plan, splits, gathers, resizes, casts) = {
         let view = Graph::new(&staged)?;
         let shapes = shape::infer(&view)?;
         let plan = Folder::new(&staged, &view, &shapes, &overridable, &lifted).plan()?;
-        (plan, equal_splits(&view, &shapes), view_gathers(&view, &shapes), resize_axes(&view, &shapes))
+        (plan, equal_splits(&view, &shapes), view_gathers(&view, &shapes), resize_axes(&view, &shapes), noop_output_casts(&view, &shapes))
     };
     let mut proto = staged.proto;
     let Some(graph) = proto.graph.as_mut() else {
@@ -436,6 +441,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     size_splits(graph, &splits, &mut summary);
     reshape_view_gathers(graph, &gathers, &mut summary);
     resize_only_changed_axes(graph, &resizes, &mut summary);
+    drop_output_casts(graph, &casts, &mut summary);
     if ir < 4 && graph.initializer.iter().any(|t| !graph.input.iter().any(|i| i.name == t.name)) {
         proto.ir_version = Some(4);
         summary.ir_version_raised = Some((ir, 4));
@@ -631,6 +637,47 @@ fn resize_axes(view: &Graph<'_>, shapes: &Shapes) -> Vec<ResizeAxes> {
         out.push(ResizeAxes { output: output.clone(), axes, sizes });
     }
     out
+}
+
+/// `Cast`s that write a graph output from a value of the type they cast to, made by a
+/// node (not an input, an initializer or another output) that no subgraph reads by name:
+/// `(output, input)` pairs.
+fn noop_output_casts(view: &Graph<'_>, shapes: &Shapes) -> Vec<(String, String)> {
+    let mut subgraph_reads = HashSet::new();
+    for (_, node) in view.nodes() {
+        crate::graph::subgraph_reads(node, &mut subgraph_reads);
+    }
+    let mut out = Vec::new();
+    for (_, node) in view.nodes() {
+        if !is_default_domain(node) || node.op() != "Cast" {
+            continue;
+        }
+        let (Some(x), Some(y)) = (node.input.first(), node.output.first()) else { continue };
+        let to = node.attr_int("to").ok().flatten().and_then(|t| i32::try_from(t).ok()).and_then(DType::from_onnx);
+        let made_by_node = view.producer_node(x).is_some();
+        if view.is_output(y) && !view.is_output(x) && made_by_node && !subgraph_reads.contains(x) && to.is_some() && shapes.dtype(x) == to {
+            out.push((y.clone(), x.clone()));
+        }
+    }
+    out
+}
+
+/// Drops the `Cast`s of [`noop_output_casts`]: the node that made the input writes the
+/// output, and the input's other readers read it.
+fn drop_output_casts(graph: &mut GraphProto, casts: &[(String, String)], summary: &mut Summary) {
+    for (output, input) in casts {
+        let Some(at) = graph.node.iter().position(|n| n.op_type.as_deref() == Some("Cast") && n.output.first() == Some(output)) else {
+            continue;
+        };
+        graph.node.remove(at);
+        for n in graph.node.iter_mut() {
+            for v in n.output.iter_mut().chain(n.input.iter_mut()).filter(|v| *v == input) {
+                *v = output.clone();
+            }
+        }
+        graph.value_info.retain(|v| v.name.as_ref() != Some(input));
+        summary.output_casts += 1;
+    }
 }
 
 /// Gives each [`ResizeAxes`] its `axes` and the sizes of those axes only.

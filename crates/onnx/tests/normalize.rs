@@ -571,3 +571,37 @@ fn nested_functions_inline_completely() {
     assert_eq!(names.len(), 3);
     assert_kept(&before, &after);
 }
+
+/// GPT-J's export returns its key cache through `.to(dtype)`: a `Cast` to the type the
+/// `Concat` of past and keys already has. It is dropped, the `Concat` writing the output
+/// itself (its other reader follows), so the output is the cache the analysis recognizes;
+/// a `Cast` that changes the type stays.
+#[test]
+fn casts_to_their_inputs_type_before_outputs_are_dropped() {
+    use oto_onnx::builder::{Attr, GraphBuilder};
+    use oto_onnx::{DType, Dim};
+    let (b_, p, s, h, d) = (Dim::sym("batch"), Dim::sym("past"), Dim::sym("seq"), Dim::Known(2), Dim::Known(4));
+    let mut b = GraphBuilder::new("cast_cache");
+    b.opset(17);
+    let past = b.input_f32("past", &[b_.clone(), h.clone(), p, d.clone()]);
+    let k = b.input_f32("k", &[b_.clone(), h.clone(), s, d.clone()]);
+    let cache = b.node_with("Concat", &[&past, &k], &["cache"], &[("axis", Attr::Int(2))]);
+    b.node_with("Cast", &[&cache], &["present"], &[("to", Attr::Int(1))]);
+    let sum = b.node_with("ReduceSum", &[&cache], &["sum"], &[("keepdims", Attr::Int(0))]);
+    b.node_with("Cast", &[&sum], &["sum_f64"], &[("to", Attr::Int(11))]);
+    let any = Dim::sym("n");
+    b.output_f32("present", &[b_.clone(), h.clone(), any.clone(), d.clone()]);
+    b.output("sum_f64", DType::F64, &[]);
+    let before = b.build().unwrap();
+    let (after, s) = run(&before);
+    assert_eq!(s.output_casts, 1, "{s}");
+    let g = graph(&after);
+    let casts: Vec<_> = g.node.iter().filter(|n| n.op_type.as_deref() == Some("Cast")).collect();
+    assert_eq!(casts.len(), 1, "{:?}", g.node);
+    assert_eq!(casts[0].output[0], "sum_f64");
+    let concat = g.node.iter().find(|n| n.op_type.as_deref() == Some("Concat")).unwrap();
+    assert_eq!(concat.output[0], "present");
+    let reduce = g.node.iter().find(|n| n.op_type.as_deref() == Some("ReduceSum")).unwrap();
+    assert_eq!(reduce.input[0], "present");
+    assert_eq!(Graph::new(&after).unwrap().cache_inputs().get("past"), Some(&2));
+}
