@@ -99,9 +99,20 @@ fn corpus_lines(count: usize, seed: u64) -> Vec<String> {
 /// it: no labels, so distillation; a compact model with fewer parameters, verified.
 #[test]
 fn prune_bert_on_raw_text() {
+    prune_on_raw_text("bert");
+}
+
+/// The same on Optimum's LLaMA exported with its key/value caches: text fills the token
+/// inputs, the caches' pasts are fed empty.
+#[test]
+fn prune_decoder_with_past_on_raw_text() {
+    prune_on_raw_text("llama_past");
+}
+
+fn prune_on_raw_text(name: &str) {
     let _job = one_job_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let model = optimum_zoo_dir().join("bert/model.onnx");
+    let model = optimum_zoo_dir().join(name).join("model.onnx");
     let corpus = dir.path().join("corpus.txt");
     std::fs::write(&corpus, corpus_lines(48, 3).join("\n") + "\n").unwrap();
     let out_dir = dir.path().join("out");

@@ -199,7 +199,8 @@ pub fn read_text(path: &Path, options: &TextOptions, model: &Model, inputs: &[Gr
     let encodings = tokenizer.encode_batch(texts, true).map_err(|e| data_error(format!("tokenizing: {e}")))?;
     let n = encodings.len();
     let mut arrays = Vec::new();
-    for input in inputs {
+    // A key/value cache's past is left out: the dataset feeds it empty.
+    for input in inputs.iter().filter(|i| i.cache_axis.is_none()) {
         let values: Vec<i64> = match input.name.as_str() {
             "input_ids" => encodings.iter().flat_map(|e| e.get_ids().iter().map(|&v| i64::from(v))).collect(),
             "attention_mask" => encodings.iter().flat_map(|e| e.get_attention_mask().iter().map(|&v| i64::from(v))).collect(),
@@ -207,7 +208,7 @@ pub fn read_text(path: &Path, options: &TextOptions, model: &Model, inputs: &[Gr
             "position_ids" => (0..n).flat_map(|_| 0..length as i64).collect(),
             other => {
                 return Err(data_error(format!(
-                "model input '{other}' cannot be filled from text (oto fills input_ids, attention_mask, token_type_ids and position_ids)"
+                "model input '{other}' cannot be filled from text (oto fills input_ids, attention_mask, token_type_ids and position_ids, and a key/value cache's past empty)"
             )))
             }
         };
