@@ -408,3 +408,72 @@ fn position_bias_shared_by_layers() {
 fn zero_position_bias_shared_by_layers() {
     check_position_bias_shared_by_layers(true);
 }
+
+/// timm's ViT attention (`qkv.reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4)` then
+/// `unbind(0)`, exported as a Split of ones and Squeezes) and ModernBERT's (`view(B, S, 3,
+/// H, D)`, `transpose(3, 1)`, one Gather per part): the packed projection becomes one
+/// slice per part reshaped into heads, which computes what the file computes, and every
+/// head is an element of a prunable group, exact through construction.
+#[test]
+fn packed_projection_taken_apart_by_heads() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d) = (4i64, 4i64, 4i64);
+    let e = (h * d) as usize;
+    for gathers in [false, true] {
+        let mut b = GraphBuilder::new("packed_qkv");
+        b.opset(17);
+        let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+        let qkv = b.weight("qkv.weight", &[e, 3 * e], |i| ((i * 7) % 11) as f32 / 5.0 - 1.0);
+        let t = b.node("MatMul", &[&x, &qkv], &[]);
+        let packed = b.ints("packed.shape", &[0, s, 3, h, d]);
+        let t = b.node("Reshape", &[&t, &packed], &[]);
+        let (q, k, v) = if gathers {
+            // [B, H, 3, S, D], a Gather of each part on axis 2.
+            let t = b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 3, 2, 1, 4]))]);
+            let part = |b: &mut GraphBuilder, i: i64| {
+                let index =
+                    b.initializer(&format!("part{i}"), oto_onnx::Tensor { shape: vec![], data: oto_onnx::TensorData::I64(vec![i]) });
+                b.node_with("Gather", &[&t, &index], &[], &[("axis", Attr::Int(2))])
+            };
+            (part(&mut b, 0), part(&mut b, 1), part(&mut b, 2))
+        } else {
+            // [3, B, H, S, D], split into ones on axis 0 and squeezed.
+            let t = b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))]);
+            let ones = b.ints("ones", &[1, 1, 1]);
+            let parts: Vec<String> = (0..3).map(|i| format!("part{i}")).collect();
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            b.node_with("Split", &[&t, &ones], &refs, &[("axis", Attr::Int(0))]);
+            let zero = b.ints("axis0", &[0]);
+            let squeeze = |b: &mut GraphBuilder, p: &str| b.node("Squeeze", &[p, &zero], &[]);
+            (squeeze(&mut b, "part0"), squeeze(&mut b, "part1"), squeeze(&mut b, "part2"))
+        };
+        let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let scores = b.node("MatMul", &[&q, &kt], &[]);
+        let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+        let ctx = b.node("MatMul", &[&probs, &v], &[]);
+        let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+        let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+        let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+        let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+        b.output_f32(&y, &batch_dims(&[s, e as i64]));
+        let original = b.build().unwrap().proto;
+        let (model, summary) = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap();
+        let name = if gathers { "ModernBERT's layout" } else { "timm's layout" };
+        assert_eq!(summary.packed_projections, 1, "{name}: {summary}");
+        let inputs = vec![(
+            "x".to_string(),
+            oto_onnx::Tensor {
+                shape: vec![2, 4, 16],
+                data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()),
+            },
+        )];
+        let (before, after) = (oto_testkit::run_ort(&original, &inputs), oto_testkit::run_ort(&model.proto, &inputs));
+        assert_eq!(before, after, "{name}: the rewrite changed the outputs");
+        let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+        let heads: Vec<_> = analysis.prunable_groups().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).collect();
+        assert_eq!(heads.len(), 1, "{name}\n{}", analysis.table());
+        assert_eq!(heads[0].num_elements, h as usize, "{name}\n{}", analysis.table());
+        check_model(name, &model, &inputs, 2);
+    }
+}

@@ -154,6 +154,7 @@ mod attention;
 mod contrib;
 mod einsum;
 mod functions;
+mod packed;
 mod sequence;
 
 /// Choices of [`normalize`].
@@ -232,6 +233,9 @@ pub struct Summary {
     pub resize_axes: usize,
     /// `Einsum`s of two operands written as `Transpose`/`Reshape`/`MatMul`.
     pub einsums: usize,
+    /// Projections packed as `[parts, heads, head_dim]` and taken apart after a transpose
+    /// (timm's ViTs, ModernBERT) written as one slice per part, reshaped into heads.
+    pub packed_projections: usize,
     /// `Cast`s to the element type their input already has that wrote a graph output
     /// (an exporter's `.to(dtype)` of a key/value cache it returns), dropped: the node
     /// before writes the output, so a cache is the `Concat` of its past.
@@ -300,6 +304,7 @@ impl std::fmt::Display for Summary {
         count(self.statistics_untied, "BatchNormalization statistics given their own initializer");
         count(self.dropouts_made_inference, "dropouts of a training-mode export made inference Dropouts");
         count(self.uniform_untied, "readers of a merged constant of one value given their own copy");
+        count(self.packed_projections, "packed projections taken apart by heads written as one slice per part");
         count(self.output_casts, "Casts to their input's own type dropped before graph outputs");
         count(self.fused_rewritten, "onnxruntime fused operators written as standard ONNX");
         count(self.experimental_rewritten, "experimental operators (ImageScaler, Crop...) written as standard ONNX");
@@ -415,6 +420,16 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     // inference; the layers after one split have shapes only once it is a Split).
     (staged, summary.sequence_splits) =
         in_rounds(staged, &name, &base, has("SplitToSequence"), |view, shapes| sequence::plan(view, &shapes), sequence::apply)?;
+    // Packed [parts, heads, head_dim] projections, as slices reshaped into heads (needs the
+    // projection's width and the target's entries).
+    (staged, summary.packed_projections) = in_rounds(
+        staged,
+        &name,
+        &base,
+        packed::pending,
+        |view, shapes| packed::plan(view, &shapes),
+        |graph, planned| packed::apply(graph, planned, staged_opset),
+    )?;
     // FusedMatMuls with transposed operands of ranks the file does not declare (onnxruntime
     // saves no value_info), with the ranks inference gives (one FusedMatMul's output may be
     // the next one's operand).
