@@ -251,15 +251,24 @@ pub(super) fn apply(graph: &mut GraphProto, planned: Vec<Packed>, opset: i64) ->
     let replaced: HashSet<String> = planned.iter().flat_map(|p| p.replaced.iter().cloned()).collect();
     let mut added = Vec::new();
     let mut nodes = Vec::with_capacity(graph.node.len());
+    // What the replaced nodes read (their targets, sizes, indices): dropped below if
+    // nothing reads it any more.
+    let mut was_read = HashSet::new();
     for node in std::mem::take(&mut graph.node) {
         let at_reshape = node.output.first().and_then(|o| planned.iter().find(|p| &p.reshaped == o));
         if let Some(p) = at_reshape {
             nodes.extend(rewrite(p, &mut names, &mut added, opset));
         }
-        if !node.name.as_ref().is_some_and(|n| replaced.contains(n)) {
+        if node.name.as_ref().is_some_and(|n| replaced.contains(n)) {
+            was_read.extend(node.input);
+        } else {
             nodes.push(node);
         }
     }
+    let still_read: HashSet<&String> =
+        nodes.iter().flat_map(|n| n.input.iter()).chain(graph.output.iter().filter_map(|o| o.name.as_ref())).collect();
+    let unread: HashSet<String> = was_read.into_iter().filter(|v| !still_read.contains(v)).collect();
+    graph.initializer.retain(|t| !t.name.as_ref().is_some_and(|n| unread.contains(n)));
     graph.node = nodes;
     graph.initializer.extend(added);
     planned.len()
