@@ -477,3 +477,52 @@ fn packed_projection_taken_apart_by_heads() {
         check_model(name, &model, &inputs, 2);
     }
 }
+
+/// LeViT's and TinyViT's attention biases: a learned table `[H, offsets]` read at constant
+/// positions (`biases[:, idx]`, a Gather along axis 1) and added to the scores. Its rows
+/// are cut with the heads (kept, not zeroed: a removed head's scores are its bias, its
+/// values are zero), exact through construction.
+#[test]
+fn attention_bias_table_gathered_by_position() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d, offsets) = (4i64, 4i64, 4i64, 7usize);
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("gathered_bias");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
+        let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
+        let t = b.node("MatMul", &[&x, &w], &[]);
+        let shape = b.ints(&format!("{name}.shape"), &[0, s, h, d]);
+        let t = b.node("Reshape", &[&t, &shape], &[]);
+        b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));
+    let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scores = b.node("MatMul", &[&q, &kt], &[]);
+    let table = b.weight("biases", &[h as usize, offsets], |i| (i as f32 * 0.41).cos());
+    let idx: Vec<i64> = (0..s * s).map(|p| ((p / s - p % s).abs() + p % 3) % offsets as i64).collect();
+    let idx = b.initializer("bias_idxs", oto_onnx::Tensor { shape: vec![s as usize, s as usize], data: oto_onnx::TensorData::I64(idx) });
+    let bias = b.node_with("Gather", &[&table, &idx], &[], &[("axis", Attr::Int(1))]);
+    let scores = b.node("Add", &[&scores, &bias], &[]);
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let ctx = b.node("MatMul", &[&probs, &v], &[]);
+    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
+    let g = g.unwrap_or_else(|| panic!("no prunable head group\n{}", analysis.table()));
+    assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
+    let rows = g.members.iter().find(|m| m.initializer == "biases").unwrap_or_else(|| panic!("{:?}", g.members));
+    assert_eq!((rows.axis, rows.role), (0, oto_graph::Role::Aux));
+    let inputs = vec![(
+        "x".to_string(),
+        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()) },
+    )];
+    check_model("attention biases gathered by position", &model, &inputs, 2);
+}

@@ -132,6 +132,14 @@ impl Ctx<'_, '_> {
         }
         // The other operand has the full width: it must be a parameter, sliced with the channels.
         let Some(oa) = other_axis else { return x };
+        if let Some((table, axis)) = self.gathered_table(other, oa).filter(|_| matches!(op, Bin::Add | Bin::Sub)) {
+            // A learned table read at constant positions along another axis (LeViT's and
+            // TinyViT's attention biases, `biases[:, idx]`): its slices go with the channels.
+            // Cut, not zeroed: a removed head's scores are its bias, and its values zero.
+            self.members_along(node, &table, axis, &x.clone(), Role::Aux);
+            x.map_zero(&|_| false);
+            return x;
+        }
         if !self.is_init(other) {
             self.block_axis_at(node, &x, &format!("combined with '{other}', which has the same width but does not follow the channels"));
             return x;
@@ -147,6 +155,25 @@ impl Ctx<'_, '_> {
         };
         self.members_along(node, other, oa, &x.clone(), role);
         x
+    }
+
+    /// The initializer `value` gathers from at constant indices, and the axis of it that
+    /// `value`'s axis `axis` is: a `Gather` along another axis than that one.
+    fn gathered_table(&self, value: &str, axis: usize) -> Option<(String, usize)> {
+        let (_, n) = self.graph.producer_node(value)?;
+        let (data, indices) = (n.input.first()?, n.input.get(1)?);
+        if !self.is_op(n, |o| matches!(o, Op::Gather { .. })) || !self.is_init(data) || !self.is_init(indices) {
+            return None;
+        }
+        let rank = self.dims(data)?.len();
+        let index_rank = self.dims(indices)?.len();
+        let g = n.attr_int("axis").ok().flatten().unwrap_or(0);
+        let g = usize::try_from(if g < 0 { g + rank as i64 } else { g }).ok().filter(|&g| g < rank)?;
+        match axis {
+            a if a < g => Some((data.clone(), a)),
+            a if a >= g + index_rank => Some((data.clone(), a + 1 - index_rank)),
+            _ => None,
+        }
     }
 
     /// Ties two axes of equal layout; `None` (and blocked) when the layouts differ.
