@@ -206,9 +206,10 @@ impl Executor {
         // Graph inputs (not initializers).
         let mut dynamic_slots = 0usize;
         let mut inputs = Vec::new();
+        let caches = graph.cache_inputs();
         for vi in graph.real_inputs() {
             let name = vi.name.clone().unwrap_or_default();
-            let input = graph_input(&graph, vi)?;
+            let input = graph_input(&graph, vi, &caches)?;
             slots.insert(name, Slot::Dynamic(dynamic_slots));
             inputs.push((input, dynamic_slots));
             dynamic_slots += 1;
@@ -591,7 +592,8 @@ fn align_devices(args: &mut [Option<Tensor>]) -> std::result::Result<(), String>
     Ok(())
 }
 
-fn graph_input(graph: &Graph<'_>, vi: &ValueInfoProto) -> Result<GraphInput> {
+/// A graph input as the executor feeds it; `caches` are the graph's [`Graph::cache_inputs`].
+fn graph_input(graph: &Graph<'_>, vi: &ValueInfoProto, caches: &HashMap<String, usize>) -> Result<GraphInput> {
     let name = vi.name.clone().unwrap_or_default();
     let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err(graph.model.error(format!("graph input '{name}'"), "is not a tensor").into());
@@ -612,7 +614,7 @@ fn graph_input(graph: &Graph<'_>, vi: &ValueInfoProto) -> Result<GraphInput> {
             })
             .collect()
     });
-    let cache_axis = graph.cache_inputs().get(&name).copied();
+    let cache_axis = caches.get(&name).copied();
     Ok(GraphInput { name, dtype, dims, cache_axis })
 }
 
