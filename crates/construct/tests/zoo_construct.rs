@@ -22,6 +22,21 @@ fn check_torchscript(file: &str, reference: &str, seeds: u64) {
     check_model(file, &model, &inputs, seeds);
 }
 
+/// Attention over heads `[B, H, S, D]` in the test graphs: `softmax(q @ k_t (+ bias)) @ v`,
+/// the heads merged back (`Transpose`, then `Reshape` to `merge`); the context's name.
+fn attend(b: &mut oto_onnx::builder::GraphBuilder, q: &str, k_t: &str, v: &str, bias: Option<&str>, merge: &str) -> String {
+    use oto_onnx::builder::Attr;
+    let scores = b.node("MatMul", &[q, k_t], &[]);
+    let scores = match bias {
+        Some(bias) => b.node("Add", &[&scores, bias], &[]),
+        None => scores,
+    };
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let ctx = b.node("MatMul", &[&probs, v], &[]);
+    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    b.node("Reshape", &[&ctx, merge], &[])
+}
+
 fn check_model(name: &str, model: &Model, inputs: &[(String, oto_onnx::Tensor)], seeds: u64) {
     let analysis = analyze(model, &AnalyzeOptions::default()).unwrap();
     assert!(analysis.prunable_groups().any(|g| g.num_elements > 1), "{name}: nothing to prune\n{}", analysis.table());
@@ -241,12 +256,8 @@ fn repeated_constant_in_an_expand_shape() {
     };
     let (kh, vh) = (repeat(&mut b, &kh), repeat(&mut b, &vh));
     let kt = b.node_with("Transpose", &[&kh], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
-    let scores = b.node("MatMul", &[&qh, &kt], &[]);
-    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
-    let ctx = b.node("MatMul", &[&probs, &vh], &[]);
-    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
-    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let ctx = attend(&mut b, &qh, &kt, &vh, None, &out_shape);
     let o = weight(&mut b, "o.weight", e, e, 3);
     let y = b.node("MatMul", &[&ctx, &o], &["y"]);
     b.output_f32(&y, &batch_dims(&[s, e as i64]));
@@ -288,12 +299,8 @@ fn per_head_packed_qkv_picked_from_a_sub_axis() {
     let q = b.node_with("Transpose", &[&q], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let k = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 2, 3, 1]))]);
     let v = b.node_with("Transpose", &[&v], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-    let scores = b.node("MatMul", &[&q, &k], &[]);
-    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
-    let ctx = b.node("MatMul", &[&probs, &v], &[]);
-    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
-    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let ctx = attend(&mut b, &q, &k, &v, None, &out_shape);
     let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
     let y = b.node("MatMul", &[&ctx, &o], &["y"]);
     b.output_f32(&y, &batch_dims(&[s, e as i64]));
@@ -365,12 +372,7 @@ fn check_position_bias_shared_by_layers(zeros: bool) {
             heads.push(b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]));
         }
         let kt = b.node_with("Transpose", &[&heads[1]], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
-        let scores = b.node("MatMul", &[&heads[0], &kt], &[]);
-        let scores = b.node("Add", &[&scores, &bias], &[]);
-        let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
-        let ctx = b.node("MatMul", &[&probs, &heads[2]], &[]);
-        let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-        let ctx = b.node("Reshape", &[&ctx, &merge], &[]);
+        let ctx = attend(&mut b, &heads[0], &kt, &heads[2], Some(&bias), &merge);
         let wo = b.weight(&format!("l{layer}.o.weight"), &[e, e], |i| ((i * 3 + layer) % 13) as f32 / 6.0 - 1.0);
         let o = b.node("MatMul", &[&ctx, &wo], &[]);
         stream = b.node("Add", &[&stream, &o], &[]);
@@ -448,12 +450,8 @@ fn packed_projection_taken_apart_by_heads() {
             (squeeze(&mut b, "part0"), squeeze(&mut b, "part1"), squeeze(&mut b, "part2"))
         };
         let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
-        let scores = b.node("MatMul", &[&q, &kt], &[]);
-        let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
-        let ctx = b.node("MatMul", &[&probs, &v], &[]);
-        let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
         let out_shape = b.ints("out.shape", &[0, s, e as i64]);
-        let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+        let ctx = attend(&mut b, &q, &kt, &v, None, &out_shape);
         let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
         let y = b.node("MatMul", &[&ctx, &o], &["y"]);
         b.output_f32(&y, &batch_dims(&[s, e as i64]));
@@ -499,17 +497,12 @@ fn attention_bias_table_gathered_by_position() {
     };
     let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));
     let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
-    let scores = b.node("MatMul", &[&q, &kt], &[]);
     let table = b.weight("biases", &[h as usize, offsets], |i| (i as f32 * 0.41).cos());
     let idx: Vec<i64> = (0..s * s).map(|p| ((p / s - p % s).abs() + p % 3) % offsets as i64).collect();
     let idx = b.initializer("bias_idxs", oto_onnx::Tensor { shape: vec![s as usize, s as usize], data: oto_onnx::TensorData::I64(idx) });
     let bias = b.node_with("Gather", &[&table, &idx], &[], &[("axis", Attr::Int(1))]);
-    let scores = b.node("Add", &[&scores, &bias], &[]);
-    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
-    let ctx = b.node("MatMul", &[&probs, &v], &[]);
-    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
-    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let ctx = attend(&mut b, &q, &kt, &v, Some(&bias), &out_shape);
     let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
     let y = b.node("MatMul", &[&ctx, &o], &["y"]);
     b.output_f32(&y, &batch_dims(&[s, e as i64]));
