@@ -7,7 +7,9 @@
 //! step's values, now narrower, get zeros back at the removed positions (`Pad` one zero
 //! slice, then `Gather` it there) before the `Concat`, which therefore writes exactly what
 //! the zeroed full model writes; and the model's other readers of the cache read only
-//! its kept positions (`Gather`).
+//! its kept positions (`Gather`). A present without a past (the heads' keys or values
+//! returned as they are) is restored the same way after the node that writes it, and
+//! the model's other readers read the narrow value.
 
 use crate::constants::{all_names, fresh};
 use crate::{mismatch, Result};
@@ -64,11 +66,14 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
             let stored: HashSet<&str> = gp.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
             gp.input.iter().filter_map(|i| i.name.clone()).filter(|n| !stored.contains(n.as_str())).collect()
         };
-        let Some(at) =
-            gp.node.iter().position(|n| n.op_type.as_deref() == Some("Concat") && n.output.first().map(String::as_str) == Some(value))
-        else {
-            return Err(mismatch(g0, format!("cache '{value}' is not the output of a Concat")));
+        let Some(at) = gp.node.iter().position(|n| n.output.iter().any(|o| o == value)) else {
+            return Err(mismatch(g0, format!("cache '{value}' is not the output of a node")));
         };
+        let with_past = gp.node[at].op_type.as_deref() == Some("Concat") && gp.node[at].input.iter().any(|x| graph_inputs.contains(x));
+        if !with_past {
+            present(&mut names, gp, at, value, &restores, rank, opset, g0)?;
+            continue;
+        }
         let mut before = Vec::new();
         let operands = gp.node[at].input.clone();
         for (k, x) in operands.iter().enumerate() {
@@ -98,6 +103,41 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         gp.node.splice(at + 1..at + 1, after);
         gp.node.splice(at..at, before);
     }
+    Ok(())
+}
+
+/// A present without a past (node `at` writes `value`, now narrow): the node writes a
+/// fresh name that the model's other readers read, and `value` is restored from it.
+#[allow(clippy::too_many_arguments)]
+fn present(
+    names: &mut HashSet<String>,
+    gp: &mut oto_onnx::proto::GraphProto,
+    at: usize,
+    value: &str,
+    restores: &[Restore],
+    rank: usize,
+    opset: i64,
+    g: &Group,
+) -> Result<()> {
+    let narrow = fresh(names, &format!("{value}.narrow"));
+    for o in gp.node[at].output.iter_mut().filter(|o| o.as_str() == value) {
+        *o = narrow.clone();
+    }
+    for n in gp.node.iter_mut().skip(at + 1) {
+        for i in n.input.iter_mut().filter(|i| i.as_str() == value) {
+            *i = narrow.clone();
+        }
+    }
+    let mut after = Vec::new();
+    let mut current = narrow;
+    for r in restores {
+        current = restore(names, &mut gp.initializer, &mut after, &current, r, rank, opset, g)?;
+    }
+    let Some(last) = after.last_mut().and_then(|n| n.output.first_mut()) else {
+        return Err(mismatch(g, format!("cache '{value}' has no axis to restore")));
+    };
+    *last = value.to_string();
+    gp.node.splice(at + 1..at + 1, after);
     Ok(())
 }
 

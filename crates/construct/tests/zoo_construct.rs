@@ -519,3 +519,72 @@ fn attention_bias_table_gathered_by_position() {
     )];
     check_model("attention biases gathered by position", &model, &inputs, 2);
 }
+
+/// A decoder exported with its cache on but without a past (`torch.onnx.export` of a
+/// causal LM, Optimum's `decoder_model.onnx`) returns each layer's keys and values
+/// `[B, H, S, D]` as graph outputs. Those outputs keep their width, with the zeros the
+/// sparse model writes at removed heads, so the heads are cut; attention probabilities
+/// returned as well are not zero at a removed head (its softmax is uniform), so they still
+/// keep every head.
+#[test]
+fn present_keys_and_values_without_a_past() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d) = (4i64, 4i64, 4i64);
+    let e = (h * d) as usize;
+    for with_probs in [false, true] {
+        let mut b = GraphBuilder::new("presents");
+        b.opset(17);
+        let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+        let heads = |b: &mut GraphBuilder, name: &str, k: usize, out: &[&str]| {
+            let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
+            let bias = b.weight(&format!("{name}.bias"), &[e], |i| (i as f32 * 0.29 + k as f32).sin());
+            let t = b.node("MatMul", &[&x, &w], &[]);
+            let t = b.node("Add", &[&t, &bias], &[]);
+            let shape = b.ints(&format!("{name}.shape"), &[0, s, h, d]);
+            let t = b.node("Reshape", &[&t, &shape], &[]);
+            b.node_with("Transpose", &[&t], out, &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+        };
+        let q = heads(&mut b, "q", 0, &[]);
+        let k = heads(&mut b, "k", 1, &["present.key"]);
+        let v = heads(&mut b, "v", 2, &["present.value"]);
+        let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+        let ctx = if with_probs {
+            let scores = b.node("MatMul", &[&q, &kt], &[]);
+            let probs = b.node_with("Softmax", &[&scores], &["probs"], &[("axis", Attr::Int(-1))]);
+            b.output_f32(&probs, &batch_dims(&[h, s, s]));
+            let ctx = b.node("MatMul", &[&probs, &v], &[]);
+            let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+            b.node("Reshape", &[&ctx, &out_shape], &[])
+        } else {
+            attend(&mut b, &q, &kt, &v, None, &out_shape)
+        };
+        let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+        let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+        b.output_f32(&y, &batch_dims(&[s, e as i64]));
+        b.output_f32(&k, &batch_dims(&[h, s, d]));
+        b.output_f32(&v, &batch_dims(&[h, s, d]));
+        let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+        let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+        let g = analysis.groups.iter().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
+        let g = g.unwrap_or_else(|| panic!("no head group\n{}", analysis.table()));
+        if with_probs {
+            assert!(!g.prunable, "{}", analysis.table());
+            assert!(g.reasons.iter().any(|r| r.contains("'probs'")), "{:?}", g.reasons);
+            continue;
+        }
+        assert!(g.prunable, "{}", analysis.table());
+        assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
+        let mut caches: Vec<(&str, usize)> = g.caches.iter().map(|c| (c.value.as_str(), c.axis)).collect();
+        caches.sort();
+        assert_eq!(caches, [("present.key", 1), ("present.value", 1)]);
+        let inputs = vec![(
+            "x".to_string(),
+            oto_onnx::Tensor {
+                shape: vec![2, 4, 16],
+                data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()),
+            },
+        )];
+        check_model("presents without a past", &model, &inputs, 2);
+    }
+}

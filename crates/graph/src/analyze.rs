@@ -73,6 +73,9 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     for out in &graph.proto.output {
         let name = out.name.as_deref().unwrap_or("");
         let why = format!("reaches graph output '{name}'");
+        if !cx.cache_axes.contains_key(name) {
+            cx.present_heads(name);
+        }
         match cx.cache_axes.get(name).cloned() {
             None => cx.block_value(name, &why),
             Some(kept) => {
@@ -510,6 +513,40 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
         self.cache_axes.entry(value.to_string()).or_default().push(axis);
         a.map_zero(&|_| false);
+    }
+
+    /// `value`, a graph output, holds attention heads split out: one axis the heads, another
+    /// the inside of those heads (`[B, H, S, D]`), and zero at a removed head (keys or
+    /// values whose projection rows are zeroed with it). That is the present a decoder
+    /// returns without a past: a causal LM exported with its cache on (the TorchScript and
+    /// dynamo exporters), Optimum's `decoder_model.onnx`. It keeps its full width as a
+    /// cache does ([`Ctx::cache_along`]): construction puts the zeros the sparse model
+    /// writes back at the removed heads. Other outputs, and heads not zero when removed
+    /// (attention probabilities), are left to block as any output does.
+    fn present_heads(&mut self, value: &str) {
+        let Some(t) = self.track(value) else { return };
+        let is_inner =
+            |a: &AxisT| a.is_tracked() && a.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }));
+        let inner: Vec<usize> = (0..t.len()).filter(|&i| is_inner(&t[i])).collect();
+        let heads: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_tracked() && !is_inner(&t[i])).collect();
+        let (&[axis], false) = (heads.as_slice(), inner.is_empty()) else { return };
+        let inside: Vec<Range> = inner.iter().flat_map(|&i| t[i].ranges()).collect();
+        let covered = |h: &Range| inside.iter().any(|r| r.base == h.base && r.start <= h.start && h.end() <= r.end());
+        if !t[axis].ranges().iter().all(covered) {
+            return;
+        }
+        let Ok(Some(segs)) = t[axis].strided() else { return };
+        if segs.iter().any(|s| !s.zero) {
+            return;
+        }
+        for s in segs {
+            let (num, den) = per_position(&s);
+            self.spaces.require_block(s.range, den, ReqKind::Split);
+            self.spaces.cache(value, axis, s.range, s.offset, num, den, s.outer);
+        }
+        let kept = self.cache_axes.entry(value.to_string()).or_default();
+        kept.push(axis);
+        kept.extend(inner);
     }
 
     /// Whether `node`, a Concat along `axis`, makes a key/value cache of `value`: `value`

@@ -162,13 +162,14 @@ pub struct Member {
 }
 
 /// A key/value cache of a group: a graph output that a `Concat` makes of a graph input
-/// (the past) and this step's values, along another axis than `axis`. The compact model
+/// (the past) and this step's values, along another axis than `axis`, or a present
+/// without a past (the heads' keys or values returned as they are). The compact model
 /// keeps the cache's interface: along `axis` it still has every position, the removed
 /// ones zero (what the zeroed full model writes there), so it reads and writes the
 /// caches the original does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheSlice {
-    /// The cache: the Concat's output, a graph output.
+    /// The cache: a graph output (the Concat's output where there is a past).
     pub value: String,
     /// The axis of the group's elements.
     pub axis: usize,
@@ -368,9 +369,8 @@ impl Analysis {
                 check_member(&graph, g, m).map_err(bad)?;
             }
             for c in &g.caches {
-                let concat = graph.producer_node(&c.value).is_some_and(|(_, n)| n.op_type.as_deref() == Some("Concat"));
-                if !graph.is_output(&c.value) || !concat {
-                    return Err(bad(format!("cache '{}' is not a graph output made by a Concat", c.value)));
+                if !graph.is_output(&c.value) || graph.producer_node(&c.value).is_none() {
+                    return Err(bad(format!("cache '{}' is not a graph output made by a node", c.value)));
                 }
             }
             for sc in &g.shape_constants {
