@@ -588,3 +588,69 @@ fn present_keys_and_values_without_a_past() {
         check_model("presents without a past", &model, &inputs, 2);
     }
 }
+
+/// MPT's ALiBi: one buffer `[H, 1, max_len]` of per-head position biases, sliced to the
+/// sequence along its last axis and added to the scores of every layer. Its rows are cut
+/// with the heads (kept, not zeroed, as a learned bias table is); the layers share it, so
+/// their heads are one group. A slice of it read by anything but an `Add` keeps it whole,
+/// and the heads with it.
+#[test]
+fn alibi_buffer_sliced_to_the_sequence() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d, max_len) = (4i64, 4i64, 4i64, 9usize);
+    let e = (h * d) as usize;
+    for read_elsewhere in [false, true] {
+        let mut b = GraphBuilder::new("alibi");
+        b.opset(17);
+        let mut x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+        let table = b.weight("alibi", &[h as usize, 1, max_len], |i| -((i % max_len) as f32) * (1.0 + (i / max_len) as f32) / 8.0);
+        for layer in 0..2 {
+            let heads = |b: &mut GraphBuilder, name: &str, k: usize, x: &str| {
+                let w = b.weight(&format!("{name}{layer}.weight"), &[e, e], |i| ((i * 7 + k + layer) % 11) as f32 / 5.0 - 1.0);
+                let t = b.node("MatMul", &[x, &w], &[]);
+                let shape = b.ints(&format!("{name}{layer}.shape"), &[0, s, h, d]);
+                let t = b.node("Reshape", &[&t, &shape], &[]);
+                b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+            };
+            let (q, k, v) = (heads(&mut b, "q", 0, &x), heads(&mut b, "k", 1, &x), heads(&mut b, "v", 2, &x));
+            let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+            let (starts, ends, axes) = (
+                b.ints(&format!("starts{layer}"), &[max_len as i64 - s]),
+                b.ints(&format!("ends{layer}"), &[max_len as i64]),
+                b.ints(&format!("axes{layer}"), &[2]),
+            );
+            let bias = b.node("Slice", &[&table, &starts, &ends, &axes], &[]);
+            if read_elsewhere && layer == 1 {
+                let scaled = b.node("Mul", &[&bias, &bias], &["scaled"]);
+                b.output_f32(&scaled, &[oto_onnx::Dim::Known(h), oto_onnx::Dim::Known(1), oto_onnx::Dim::Known(s)]);
+            }
+            let out_shape = b.ints(&format!("out{layer}.shape"), &[0, s, e as i64]);
+            let ctx = attend(&mut b, &q, &kt, &v, Some(&bias), &out_shape);
+            let o = b.weight(&format!("o{layer}.weight"), &[e, e], |i| ((i * 5 + 3 + layer) % 13) as f32 / 6.0 - 1.0);
+            let y = b.node("MatMul", &[&ctx, &o], &[]);
+            x = b.node("Add", &[&x, &y], &[]);
+        }
+        let y = b.node("Identity", &[&x], &["y"]);
+        b.output_f32(&y, &batch_dims(&[s, e as i64]));
+        let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+        let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+        let heads: Vec<_> = analysis.groups.iter().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).collect();
+        assert_eq!(heads.len(), 1, "the layers share the buffer\n{}", analysis.table());
+        let g = heads[0];
+        if read_elsewhere {
+            assert!(!g.prunable && g.reasons.iter().any(|r| r.contains("'alibi'")), "{:?}", g.reasons);
+            continue;
+        }
+        assert!(g.prunable && g.num_elements == h as usize, "{}", analysis.table());
+        let rows = g.members.iter().find(|m| m.initializer == "alibi").unwrap_or_else(|| panic!("{:?}", g.members));
+        assert_eq!((rows.axis, rows.role), (0, oto_graph::Role::Aux));
+        let inputs = vec![(
+            "x".to_string(),
+            oto_onnx::Tensor {
+                shape: vec![2, 4, 16],
+                data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()),
+            },
+        )];
+        check_model("ALiBi buffer sliced to the sequence", &model, &inputs, 2);
+    }
+}

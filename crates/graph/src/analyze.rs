@@ -59,6 +59,7 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         frozen_inits: HashMap::new(),
         cache_axes: HashMap::new(),
         cache_inputs: graph.cache_inputs(),
+        tables_cut: HashSet::new(),
     };
     for (_, node) in graph.nodes() {
         cx.apply(node)?;
@@ -229,6 +230,8 @@ pub(crate) struct Ctx<'a, 'm> {
     cache_axes: HashMap<String, Vec<usize>>,
     /// The graph's key/value cache inputs ([`Graph::cache_inputs`]).
     cache_inputs: HashMap<String, usize>,
+    /// Sliced tables ([`Ctx::sliced_table`]) the current node cut with its channels.
+    pub tables_cut: HashSet<String>,
 }
 
 impl<'a, 'm> Ctx<'a, 'm> {

@@ -132,11 +132,13 @@ impl Ctx<'_, '_> {
         }
         // The other operand has the full width: it must be a parameter, sliced with the channels.
         let Some(oa) = other_axis else { return x };
-        if let Some((table, axis)) = self.gathered_table(other, oa).filter(|_| matches!(op, Bin::Add | Bin::Sub)) {
-            // A learned table read at constant positions along another axis (LeViT's and
-            // TinyViT's attention biases, `biases[:, idx]`): its slices go with the channels.
-            // Cut, not zeroed: a removed head's scores are its bias, and its values zero.
+        if let Some((table, axis)) = self.table_read_along(other, oa).filter(|_| matches!(op, Bin::Add | Bin::Sub)) {
+            // A table read at constant positions or sliced along another axis (LeViT's and
+            // TinyViT's attention biases, `biases[:, idx]`; MPT's ALiBi buffer cut to the
+            // sequence): its slices go with the channels. Cut, not zeroed: a removed head's
+            // scores are its bias, and its values zero.
             self.members_along(node, &table, axis, &x.clone(), Role::Aux);
+            self.tables_cut.insert(table);
             x.map_zero(&|_| false);
             return x;
         }
@@ -157,12 +159,26 @@ impl Ctx<'_, '_> {
         x
     }
 
-    /// The initializer `value` gathers from at constant indices, and the axis of it that
-    /// `value`'s axis `axis` is: a `Gather` along another axis than that one.
-    fn gathered_table(&self, value: &str, axis: usize) -> Option<(String, usize)> {
+    /// The initializer `value` reads whole along its axis `axis`, and the axis of it that
+    /// is: a `Gather` at constant indices along another axis, or a `Slice` (of any
+    /// bounds) of other axes.
+    fn table_read_along(&self, value: &str, axis: usize) -> Option<(String, usize)> {
         let (_, n) = self.graph.producer_node(value)?;
-        let (data, indices) = (n.input.first()?, n.input.get(1)?);
-        if !self.is_op(n, |o| matches!(o, Op::Gather { .. })) || !self.is_init(data) || !self.is_init(indices) {
+        let data = n.input.first()?;
+        if !self.is_init(data) {
+            return None;
+        }
+        if let Ok(Op::Slice(slice)) = Op::parse(self.graph, n) {
+            let rank = self.dims(data)?.len();
+            let bounds = slice.resolve(self.graph, n, Some(&self.shapes)).ok()?;
+            let sliced: Vec<usize> = match &bounds.axes {
+                Some(a) => a.iter().map(|&x| norm_axis(x, rank)).collect::<Option<_>>()?,
+                None => (0..bounds.starts.len()).collect(),
+            };
+            return (axis < rank && !sliced.contains(&axis)).then(|| (data.clone(), axis));
+        }
+        let indices = n.input.get(1)?;
+        if !self.is_op(n, |o| matches!(o, Op::Gather { .. })) || !self.is_init(indices) {
             return None;
         }
         let rank = self.dims(data)?.len();

@@ -191,6 +191,10 @@ impl Ctx<'_, '_> {
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
                 self.block_node(node, "quantization is not pruned: prune the float model, then quantize it")
             }
+            // A table sliced along some axes and only added to others (MPT's ALiBi buffer
+            // cut to the sequence): the readers decide whether it is cut along another axis
+            // ([`Ctx::sliced_tables_read_whole`]).
+            Op::Slice(_) if !any_tracked && self.sliced_table(&node.output[0]).is_some() => {}
             // No channels reach it: nothing is followed through it, so the initializers
             // it reads (a bias it shares with a layer, say) are not cut either.
             _ if !any_tracked => self.freeze_initializers(node, "no tracked channels reach it, so the analysis does not follow it"),
@@ -250,7 +254,28 @@ impl Ctx<'_, '_> {
             // Integer results that do not carry channels.
             Op::Shape { .. } | Op::Size => {}
         }
+        self.sliced_tables_read_whole(node);
         Ok(())
+    }
+
+    /// The initializer `value` is a `Slice` of, when every reader of `value` is an `Add`
+    /// or a `Sub`: a table those readers may cut along an axis the slice keeps whole.
+    pub(crate) fn sliced_table(&self, value: &str) -> Option<String> {
+        let (_, n) = self.graph.producer_node(value)?;
+        let data = n.input.first()?;
+        let adds = self.graph.consumers(value).iter().all(|u| {
+            let reader = &self.graph.proto.node[u.node];
+            self.is_op(reader, |o| matches!(o, Op::Binary(B::Add | B::Sub)))
+        });
+        (n.op() == "Slice" && self.is_init(data) && adds).then(|| data.clone())
+    }
+
+    /// A sliced table ([`Ctx::sliced_table`]) that `node` reads without cutting it with
+    /// channels is frozen: it keeps its shape for every reader.
+    fn sliced_tables_read_whole(&mut self, node: &NodeProto) {
+        let cut = std::mem::take(&mut self.tables_cut);
+        let tables: Vec<String> = node.input.iter().filter_map(|v| self.sliced_table(v)).filter(|t| !cut.contains(t)).collect();
+        self.freeze_reads(node, &tables, "it reads it whole (through a Slice), not cut with channels");
     }
 
     fn in_track(&self, node: &NodeProto, k: usize) -> Option<ValueT> {
