@@ -654,3 +654,48 @@ fn alibi_buffer_sliced_to_the_sequence() {
         check_model("ALiBi buffer sliced to the sequence", &model, &inputs, 2);
     }
 }
+
+/// Falcon's multi-query layout: one fused projection `[H + 2, D]`, the query heads
+/// `fused[..., :-2, :]` and the one key and value head `fused[..., [-2], :]` and
+/// `[..., [-1], :]`, all counted from the end. The query heads are a group (the fused
+/// reshape's `H + 2` drops with them); the key and value, after them, stay.
+#[test]
+fn multi_query_heads_picked_from_the_end() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d) = (4i64, 4i64, 4i64);
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("falcon_mqa");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let w = b.weight("qkv.weight", &[e, (h as usize + 2) * d as usize], |i| ((i * 7) % 11) as f32 / 5.0 - 1.0);
+    let t = b.node("MatMul", &[&x, &w], &[]);
+    let fused = b.ints("fused.shape", &[0, s, h + 2, d]);
+    let t = b.node("Reshape", &[&t, &fused], &[]);
+    let (starts, ends, axes) = (b.ints("q.starts", &[0]), b.ints("q.ends", &[-2]), b.ints("q.axes", &[2]));
+    let q = b.node("Slice", &[&t, &starts, &ends, &axes], &[]);
+    let pick = |b: &mut GraphBuilder, name: &str, i: i64| {
+        let index = b.ints(name, &[i]);
+        let p = b.node_with("Gather", &[&t, &index], &[], &[("axis", Attr::Int(2))]);
+        b.node_with("Transpose", &[&p], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+    };
+    let (k, v) = (pick(&mut b, "k.index", -2), pick(&mut b, "v.index", -1));
+    let q = b.node_with("Transpose", &[&q], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+    let ctx = attend(&mut b, &q, &kt, &v, None, &out_shape);
+    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
+    let g = g.unwrap_or_else(|| panic!("no prunable head group\n{}", analysis.table()));
+    assert_eq!(g.num_elements, h as usize, "the query heads\n{}", analysis.table());
+    let fused_rows = g.members.iter().find(|m| m.initializer == "qkv.weight").unwrap_or_else(|| panic!("{:?}", g.members));
+    assert!((0..h as usize).flat_map(|i| fused_rows.map.indices(i)).all(|c| c < e), "only query columns: {:?}", fused_rows.map);
+    let inputs = vec![(
+        "x".to_string(),
+        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()) },
+    )];
+    check_model("Falcon's multi-query heads", &model, &inputs, 2);
+}

@@ -86,7 +86,11 @@ impl Ctx<'_, '_> {
             // Picking one coarse position (q, k or v of a packed projection) turns the
             // matching inner axis into plain channels of that block.
             let pick = ops::constant_ints(self.graph, Some(&self.shapes), &idx).ok().flatten();
-            let coarse = match (t[ax].factors.as_slice(), pick.as_deref(), id.is_empty()) {
+            // One index: a scalar (the axis dropped) or, counted from the end, a 1-D index
+            // (an axis of one block kept: Falcon's `fused[..., [-2], :]` picking the one
+            // key head after the query heads).
+            let one = id.is_empty() || (id.len() == 1 && pick.as_deref().is_some_and(|p| matches!(p, [i] if *i < 0)));
+            let coarse = match (t[ax].factors.as_slice(), pick.as_deref(), one) {
                 ([Factor { track: Some(Track::Segs(segs)), .. }], Some([i]), true) => match segs.as_slice() {
                     [Seg::Tracked { range, scale: Scale::Coarse(k), .. }] => Some((*range, *k, *i)),
                     _ => None,
@@ -103,6 +107,11 @@ impl Ctx<'_, '_> {
                 self.set(&node.output[0], out);
                 return;
             };
+            if !id.is_empty() {
+                // The index counts from the end: the blocks from the picked one on stay.
+                let tail = range.sub(i * k, range.len - i * k);
+                self.spaces.block(tail, format!("{}: picked by an index counted from the end", node_label(node)));
+            }
             // The inner axis's positions (all of the block, or a window of it) in block `i`.
             let mut picked_any = false;
             let rest: Vec<AxisT> = rest
@@ -502,14 +511,29 @@ impl Ctx<'_, '_> {
                 cut_blocked(&mut t, ax, &od);
                 continue;
             };
-            if step != 1 || s < 0 || e < 0 {
-                self.block_axis_at(node, &a, "slices a tracked axis with a step or negative bounds");
+            if step != 1 {
+                self.block_axis_at(node, &a, "slices a tracked axis with a step");
                 cut_blocked(&mut t, ax, &od);
                 continue;
             }
             let dim = *dim;
-            let (s0, e0) = (s.min(dim) as usize, e.min(dim) as usize);
+            // A bound counted from the end (Falcon's query heads `[..., :-2, :]` before
+            // its key and value) stays right while the positions after it stay.
+            let from_end = |b: i64| (b < 0).then(|| b.saturating_add(dim).clamp(0, dim) as usize);
+            let (s_end, e_end) = (from_end(s), from_end(e));
+            let (s0, e0) = (s_end.unwrap_or(s.min(dim) as usize), e_end.unwrap_or(e.min(dim) as usize));
             let segs = segs.clone();
+            if let Some(tail) = s_end.into_iter().chain(e_end).min() {
+                if !window_whole(&segs, tail, dim as usize - tail) {
+                    self.block_axis_at(node, &a, "counts from the end inside the blocks of a window of heads");
+                    cut_blocked(&mut t, ax, &od);
+                    continue;
+                }
+                let why = format!("{}: after a slice bound counted from the end", node_label(node));
+                for r in seg_axis(window(&segs, tail, dim as usize - tail)).ranges() {
+                    self.spaces.block(r, why.clone());
+                }
+            }
             if !window_whole(&segs, s0, e0.saturating_sub(s0)) {
                 // Its channels are blocked; the part is not followed further.
                 self.block_axis_at(node, &a, "slices inside the blocks of a window of heads");
@@ -517,7 +541,7 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let w = window(&segs, s0, e0.saturating_sub(s0));
-            if s0 > 0 {
+            if s0 > 0 && s_end.is_none() {
                 let parts = count_parts(&seg_axis(window(&segs, 0, s0)));
                 if ops::node_opset(self.graph, node) >= 10 {
                     let v = node.input[1].clone();
@@ -532,7 +556,7 @@ impl Ctx<'_, '_> {
                     );
                 }
             }
-            if (e as usize) < dim as usize {
+            if e0 < dim as usize && e_end.is_none() {
                 let parts = count_parts(&seg_axis(window(&segs, 0, e0)));
                 if ops::node_opset(self.graph, node) >= 10 {
                     let v = node.input[2].clone();
