@@ -422,17 +422,18 @@ fn equal_splits_get_their_sizes() {
     }
 }
 
-/// Every `Einsum` of two operands becomes `Transpose`/`Reshape`/`MatMul` (what it computes
-/// is compared in onnxruntime in the construct crate's normalize_ort); the projection
-/// kernels, reshaped, keep their names.
+/// Every `Einsum` of two operands becomes `Transpose`/`Reshape`/`MatMul`, and one of one
+/// operand `ReduceSum`/`Transpose` (what they compute is compared in onnxruntime in the
+/// construct crate's normalize_ort); the projection kernels, reshaped, keep their names.
 #[test]
 fn einsums_become_matmuls() {
-    for (case, count) in [(cases::einsum_attention(), 6), (cases::einsum_forms(), 5)] {
+    for (case, count, matmuls, sums) in [(cases::einsum_attention(), 6, 6, 0), (cases::einsum_forms(), 7, 5, 1)] {
         let (after, s) = run(&case);
         assert_eq!(s.einsums, count, "{s}");
         let ops: Vec<&str> = graph(&after).node.iter().filter_map(|n| n.op_type.as_deref()).collect();
         assert!(!ops.contains(&"Einsum"), "{ops:?}");
-        assert_eq!(ops.iter().filter(|o| **o == "MatMul").count(), count, "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| **o == "MatMul").count(), matmuls, "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| **o == "ReduceSum").count(), sums, "{ops:?}");
     }
     let (after, _) = run(&cases::einsum_attention());
     let kernel = graph(&after).initializer.iter().find(|t| t.name.as_deref() == Some("query/kernel")).unwrap();

@@ -15,6 +15,10 @@
 //! Only what this rewrite is exact for: two operands, no ellipsis, no label twice in one
 //! term, every output label in an input and every input label in `Y` or in both inputs
 //! (a label summed inside one operand is left to the operator), ranks the shapes know.
+//!
+//! One operand, `A->Y` (a permutation, `bhqk->bqhk`, or a sum over labels, `bij->bi`):
+//! a `ReduceSum` over the labels `Y` lacks, then a `Transpose` into `Y`'s order; the same
+//! limits (distinct labels, no ellipsis).
 
 use super::Names;
 use crate::graph::{Graph, NodeExt};
@@ -41,7 +45,11 @@ pub(super) fn plan(graph: &Graph<'_>, shapes: &Shapes) -> Vec<Rewrite> {
         if !matches!(Op::parse(graph, node), Ok(Op::Einsum)) {
             continue;
         }
-        if let Some(mut r) = rewrite(node, shapes, &mut names) {
+        let rewritten = match node.input.len() {
+            1 => rewrite_one(node, shapes, crate::ops::node_opset(graph, node), &mut names),
+            _ => rewrite(node, shapes, &mut names),
+        };
+        if let Some(mut r) = rewritten {
             r.index = index;
             out.push(r);
         }
@@ -104,6 +112,60 @@ fn parse(equation: &str) -> Option<(Vec<char>, Vec<char>, Vec<char>)> {
         return None;
     }
     Some((a, b, y))
+}
+
+/// The labels of a one-operand equation `A->Y` (implicit `Y`: `A`'s labels sorted), or
+/// `None` outside this module's cases.
+fn parse_one(equation: &str) -> Option<(Vec<char>, Vec<char>)> {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    if eq.contains('.') || eq.contains(',') {
+        return None;
+    }
+    let (a, y): (Vec<char>, Vec<char>) = match eq.split_once("->") {
+        Some((l, r)) => (l.chars().collect(), r.chars().collect()),
+        None => {
+            let a: Vec<char> = eq.chars().collect();
+            let mut y = a.clone();
+            y.sort_unstable();
+            (a, y)
+        }
+    };
+    let distinct = |t: &[char]| t.iter().collect::<HashSet<_>>().len() == t.len();
+    let letters = |t: &[char]| t.iter().all(|c| c.is_ascii_alphabetic());
+    (distinct(&a) && distinct(&y) && letters(&a) && letters(&y) && y.iter().all(|c| a.contains(c))).then_some((a, y))
+}
+
+/// `A->Y`: the labels `Y` lacks summed (`ReduceSum`, axes an input from opset 13), the rest
+/// transposed into `Y`'s order.
+fn rewrite_one(node: &NodeProto, shapes: &Shapes, opset: i64, names: &mut Names) -> Option<Rewrite> {
+    let equation = node.attr_string("equation").ok()??;
+    let (a, y) = parse_one(&equation)?;
+    let ([x], [out]) = (node.input.as_slice(), node.output.as_slice()) else { return None };
+    if shapes.shape(x)?.len() != a.len() {
+        return None;
+    }
+    let mut w = Writer { base: out.clone(), names, nodes: Vec::new(), initializers: Vec::new() };
+    let summed: Vec<i64> = (0..a.len()).filter(|&i| !y.contains(&a[i])).map(|i| i as i64).collect();
+    let kept: Vec<char> = a.iter().copied().filter(|c| y.contains(c)).collect();
+    let perm: Vec<i64> = y.iter().map(|c| kept.iter().position(|k| k == c).map(|p| p as i64)).collect::<Option<_>>()?;
+    let identity = perm.iter().enumerate().all(|(i, &p)| p == i as i64);
+    let mut current = x.clone();
+    let sums = !summed.is_empty();
+    if sums {
+        let output = identity.then(|| out.clone());
+        current = if opset >= 13 {
+            let axes = w.ints("axes", summed)?;
+            w.node("ReduceSum", vec![current, axes], vec![int_attr("keepdims", 0)], output)
+        } else {
+            w.node("ReduceSum", vec![current], vec![ints_attr("axes", summed), int_attr("keepdims", 0)], output)
+        };
+    }
+    if !identity {
+        w.node("Transpose", vec![current], vec![ints_attr("perm", perm)], Some(out.clone()));
+    } else if !sums {
+        w.node("Identity", vec![current], vec![], Some(out.clone()));
+    }
+    Some(Rewrite { index: 0, nodes: w.nodes, initializers: w.initializers })
 }
 
 fn ints_attr(name: &str, v: Vec<i64>) -> AttributeProto {
@@ -308,5 +370,17 @@ mod tests {
         assert_eq!(parse("ii,ij->j"), None, "a label twice in one term");
         assert_eq!(parse("ij,jk,kl->il"), None, "three operands");
         assert_eq!(parse("ijx,jk->ik"), None, "x is summed inside A");
+    }
+
+    #[test]
+    fn one_operand_equations_this_rewrite_takes() {
+        use super::parse_one;
+        let labels = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(parse_one("bhqk->bqhk"), Some((labels("bhqk"), labels("bqhk"))));
+        assert_eq!(parse_one("bij->bi"), Some((labels("bij"), labels("bi"))));
+        assert_eq!(parse_one("ji"), Some((labels("ji"), labels("ij"))), "implicit output: sorted");
+        assert_eq!(parse_one("ii->i"), None, "a diagonal");
+        assert_eq!(parse_one("ij->ik"), None, "k is in no input");
+        assert_eq!(parse_one("...ij->...ji"), None);
     }
 }

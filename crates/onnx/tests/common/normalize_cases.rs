@@ -742,7 +742,12 @@ pub fn einsum_forms() -> Model {
     let perm = b.node_with("Einsum", &[&x, &k], &["perm"], &eq("bij,kj->kbi"));
     let l = b.weight("l", &[3, 6], wave(6, 1, 9));
     let implicit = b.node_with("Einsum", &[&first, &l], &["implicit"], &eq("bk,kl"));
+    // One operand: a permutation, and a sum over a label with the rest permuted.
+    let permuted = b.node_with("Einsum", &[&v], &["permuted"], &eq("bij->jbi"));
+    let summed = b.node_with("Einsum", &[&v], &["summed"], &eq("bij -> jb"));
     b.output_f32(&outer, &batch_dims(&[3, 3]));
+    b.output_f32(&permuted, &[Dim::Known(5), Dim::sym("batch"), Dim::Known(3)]);
+    b.output_f32(&summed, &[Dim::Known(3), Dim::sym("batch")]);
     b.output_f32(&mv, &batch_dims(&[3]));
     b.output_f32(&perm, &[Dim::Known(4), Dim::sym("batch"), Dim::Known(3)]);
     b.output_f32(&implicit, &batch_dims(&[6]));
