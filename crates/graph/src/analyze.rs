@@ -366,7 +366,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
         oto_onnx::graph::subgraph_reads(node, &mut reads);
         let mut reads: Vec<String> = reads.into_iter().collect();
         reads.sort();
-        self.block_reads(node, &reads, "read inside its subgraph: channels are not followed into subgraphs");
+        let reason = "read inside its subgraph: channels are not followed into subgraphs";
+        self.block_reads(node, &reads, reason);
+        // Listed even when no channel reaches it: the layers inside (an Optimum merged
+        // decoder's two branches) are why the model has no groups.
+        let weights = reads.iter().filter(|v| self.graph.initializer(v).is_some_and(|t| t.dims.len() >= 2)).count();
+        if weights > 0 {
+            self.blocked_op(node, &format!("its subgraphs read {weights} weight tensors: channels are not followed into subgraphs"));
+        }
     }
 
     /// Blocks what the values `node` reads carry, freezes the initializers among them,

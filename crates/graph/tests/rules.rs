@@ -951,6 +951,47 @@ fn values_read_inside_subgraphs_are_blocked() {
     assert!(a.blocked.iter().any(|b| b.op_type == "If"), "{:?}", a.blocked);
 }
 
+/// An `If` on an input whose branches hold the layers (an Optimum merged decoder: the
+/// decoder with and without its cache, the weights shared at the top): no channel reaches
+/// it, so there are no groups, and the blocked operators say why.
+#[test]
+fn layers_inside_branches_are_listed() {
+    use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, ValueInfoProto};
+    let mut b = GraphBuilder::new("merged");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[8]));
+    b.input("use_cache_branch", oto_onnx::DType::Bool, &[oto_onnx::Dim::Known(1)]);
+    b.weight("w", &[8, 4], |i| (i as f32 * 0.37).sin());
+    b.weight("v", &[8, 4], |i| (i as f32 * 0.11).cos());
+    let y = b.node("If", &["use_cache_branch"], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    let mut proto = b.proto();
+    let body = |name: &str, weight: &str| GraphProto {
+        name: Some(name.into()),
+        node: vec![NodeProto {
+            op_type: Some("MatMul".into()),
+            input: vec![x.clone(), weight.to_string()],
+            output: vec![format!("{name}_out")],
+            ..Default::default()
+        }],
+        output: vec![ValueInfoProto { name: Some(format!("{name}_out")), ..Default::default() }],
+        ..Default::default()
+    };
+    let node = proto.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type.as_deref() == Some("If")).unwrap();
+    for (attr, g) in [("then_branch", body("then", "w")), ("else_branch", body("else", "v"))] {
+        node.attribute.push(AttributeProto {
+            name: Some(attr.into()),
+            r#type: Some(AttributeType::Graph as i32),
+            g: Some(g),
+            ..Default::default()
+        });
+    }
+    let a = run(&Model::from_proto(proto, "<builder:merged>", None).unwrap());
+    assert_eq!(a.prunable_groups().count(), 0, "{}", a.table());
+    let listed = a.blocked.iter().find(|b| b.op_type == "If").unwrap_or_else(|| panic!("{:?}", a.blocked));
+    assert!(listed.reason.contains("2 weight tensors") && listed.reason.contains("subgraphs"), "{}", listed.reason);
+}
+
 /// YOLO's box decoding as a dynamic-shape export writes it: one DFL channel `[B, 1, 4, A]`
 /// reshaped by a computed target to `[B, 4, A]` (the channel a factor of the 4 sides), the
 /// first two sides sliced (`chunk(2)`, bounds computed from `Shape`) and subtracted from a
