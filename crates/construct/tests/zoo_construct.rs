@@ -699,3 +699,71 @@ fn multi_query_heads_picked_from_the_end() {
     )];
     check_model("Falcon's multi-query heads", &model, &inputs, 2);
 }
+
+/// BLOOM's attention: heads merged into the batch (`[B * H, S, D]`), the ALiBi bias built
+/// per batch and head (the slopes `[H, 1]` times the positions `[B, 1, S]`, reshaped to
+/// `[B * H, 1, S]`) and added to the scores, and the heads split back out by a target whose
+/// batch is computed as `size(0) / H`. The slopes are cut with the heads, and the divisor
+/// `H` drops with them (left as it was, the batch would come out wrong); construction is
+/// exact.
+#[test]
+fn alibi_built_per_batch_and_head() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, d) = (4i64, 4i64, 4i64);
+    let e = (h * d) as usize;
+    let mut b = GraphBuilder::new("bloom_alibi");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let merged = b.ints("merged.shape", &[-1, s, d]);
+    let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
+        let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
+        let t = b.node("MatMul", &[&x, &w], &[]);
+        let shape = b.ints(&format!("{name}.shape"), &[0, s, h, d]);
+        let t = b.node("Reshape", &[&t, &shape], &[]);
+        let t = b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        b.node("Reshape", &[&t, &merged], &[])
+    };
+    let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));
+    // Positions from the input (one per token, the same for every head): [B, 1, S].
+    let mean = b.node_with("ReduceMean", &[&x], &[], &[("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))]);
+    let positions = b.node_with("Transpose", &[&mean], &[], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
+    let slopes = b.weight("slopes", &[h as usize, 1], |i| 0.5f32.powi(i as i32 + 1));
+    let alibi = b.node("Mul", &[&slopes, &positions], &[]);
+    let per_head = b.ints("alibi.shape", &[-1, 1, s]);
+    let alibi = b.node("Reshape", &[&alibi, &per_head], &[]);
+    let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
+    let scores = b.node("MatMul", &[&q, &kt], &[]);
+    let scores = b.node("Add", &[&scores, &alibi], &[]);
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let ctx = b.node("MatMul", &[&probs, &v], &[]);
+    // batch = size(0) / H, then [batch, H, S, D].
+    let size = b.node("Shape", &[&ctx], &[]);
+    let zero = b.initializer("zero", oto_onnx::Tensor { shape: vec![], data: oto_onnx::TensorData::I64(vec![0]) });
+    let rows = b.node_with("Gather", &[&size, &zero], &[], &[("axis", Attr::Int(0))]);
+    let num_heads = b.initializer("num_heads", oto_onnx::Tensor { shape: vec![], data: oto_onnx::TensorData::I64(vec![h]) });
+    let batch = b.node("Div", &[&rows, &num_heads], &[]);
+    let axis0 = b.ints("axis0", &[0]);
+    let batch = b.node("Unsqueeze", &[&batch, &axis0], &[]);
+    let rest = b.ints("split.rest", &[h, s, d]);
+    let split = b.node_with("Concat", &[&batch, &rest], &[], &[("axis", Attr::Int(0))]);
+    let ctx = b.node("Reshape", &[&ctx, &split], &[]);
+    let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let out_shape = b.ints("out.shape", &[0, s, e as i64]);
+    let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
+    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
+    let g = g.unwrap_or_else(|| panic!("no prunable head group\n{}", analysis.table()));
+    assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
+    let rows = g.members.iter().find(|m| m.initializer == "slopes").unwrap_or_else(|| panic!("{:?}", g.members));
+    assert_eq!((rows.axis, rows.role), (0, oto_graph::Role::Aux));
+    assert!(g.shape_constants.iter().any(|c| format!("{:?}", c.location).contains("num_heads")), "{:?}", g.shape_constants);
+    let inputs = vec![(
+        "x".to_string(),
+        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()) },
+    )];
+    check_model("BLOOM's ALiBi", &model, &inputs, 2);
+}

@@ -206,6 +206,10 @@ pub(crate) enum Located {
     /// Computed at run time as the size of a tracked value axis: changes by itself
     /// with the parts that axis counts (and why that may not be what it must count).
     Dynamic(Vec<Part>, String),
+    /// A measured size divided by the count it holds of those parts (BLOOM's batch,
+    /// `(B * H) / H` read off its `[B * H, S, D]` scores): counts no channels once the
+    /// divisor, a constant (where, which entry, the reading node), counts the parts too.
+    Quotient(ShapeLocation, usize, String, Vec<Part>),
 }
 
 /// One recorded slice of an initializer axis: base range, axis offset, positions ratio.
@@ -755,6 +759,17 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     return Ok(Located::Dynamic(parts, why));
                 }
                 let c = usize::try_from(c).ok().filter(|&c| c > 0).ok_or_else(|| format!("entry {idx} is divided by {c}"))?;
+                if let [Part::Coarse(range, k, _)] = parts.as_slice() {
+                    // Divided by the number of heads the size counts: the quotient is the
+                    // rest of the size (a batch), once the divisor drops with the heads.
+                    if *k > 0 && range.len / k == c {
+                        let counted = vec![Part::Coarse(*range, *k, 1)];
+                        return match self.locate(&me, &node.input[1], self.entry_at(&node.input[1], idx))? {
+                            Located::Const(loc, e, reader) => Ok(Located::Quotient(loc, e, reader, counted)),
+                            _ => Err(format!("entry {idx} divides a count of heads by a computed number of heads")),
+                        };
+                    }
+                }
                 let parts: Option<Vec<Part>> = parts.into_iter().map(|p| p.divided(c)).collect();
                 parts.map(|p| Located::Dynamic(p, why)).ok_or_else(|| format!("entry {idx} divides a count of heads by {c}"))
             }
@@ -839,11 +854,26 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// Records that entry `entry` of the integer value `value` (an input of `node`)
     /// counts `parts`; blocks the classes that would change it when it cannot be rewritten.
     pub fn shape_entry(&mut self, node: &NodeProto, value: &str, entry: usize, parts: Vec<Part>) {
+        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         if parts.is_empty() {
+            // An entry that counts no channels must not change with any: one computed
+            // from the size of a tracked axis does, unless what it is divided by drops
+            // with the same parts.
+            match self.locate(&user, value, entry) {
+                Ok(Located::Dynamic(measured, why)) => self.spaces.shape_ref(RefAt::Follows(measured, why, None), entry, &user, parts),
+                Ok(Located::Quotient(loc, e, reader, counted)) => self.spaces.shape_ref(RefAt::Const(loc, true), e, &reader, counted),
+                _ => {}
+            }
             return;
         }
-        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         match self.locate(&user, value, entry) {
+            Ok(Located::Quotient(.., counted)) => {
+                let why = format!(
+                    "entry {entry} is a size divided by the number of heads it counts ({} parts), not a count of channels",
+                    counted.len()
+                );
+                self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts)
+            }
             Ok(Located::Const(loc, e, reader)) => {
                 let indirect = reader != user;
                 self.spaces.shape_ref(RefAt::Const(loc, indirect), e, &reader, parts)
@@ -869,6 +899,7 @@ fn product_of_sizes(idx: usize, factors: Vec<(Result<Located, String>, Dim)>) ->
     let mut factor = 1usize;
     for (located, size) in factors {
         match located {
+            Ok(Located::Quotient(..)) => return Err(format!("entry {idx} multiplies a size divided by the heads it counts")),
             Ok(Located::Dynamic(parts, why)) => {
                 found = Some(match found {
                     None => (parts, why),

@@ -42,10 +42,9 @@ impl Ctx<'_, '_> {
         if matches!(op, Op::Reshape { .. }) {
             let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
             for (i, a) in out.iter().enumerate() {
+                // An axis that follows no channels is checked too: its entry must not
+                // change with any ([`Ctx::shape_entry`]).
                 let parts = count_parts(a);
-                if parts.is_empty() {
-                    continue;
-                }
                 match target.as_ref().and_then(|v| v.get(i)) {
                     Some(Dim::Known(-1)) | Some(Dim::Known(0)) => {}
                     _ => {

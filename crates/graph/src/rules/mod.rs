@@ -195,6 +195,7 @@ impl Ctx<'_, '_> {
             // cut to the sequence): the readers decide whether it is cut along another axis
             // ([`Ctx::sliced_tables_read_whole`]).
             Op::Slice(_) if !any_tracked && self.sliced_table(&node.output[0]).is_some() => {}
+            Op::Binary(B::Mul) if !any_tracked && self.spread_constant(node) => {}
             // No channels reach it: nothing is followed through it, so the initializers
             // it reads (a bias it shares with a layer, say) are not cut either.
             _ if !any_tracked => self.freeze_initializers(node, "no tracked channels reach it, so the analysis does not follow it"),
@@ -256,6 +257,45 @@ impl Ctx<'_, '_> {
         }
         self.sliced_tables_read_whole(node);
         Ok(())
+    }
+
+    /// A constant of one value per position along one axis, times a computed value that is
+    /// one position long there (BLOOM's ALiBi: the heads' slopes `[H, 1]` times the token
+    /// positions `[B, 1, S]`): the product's positions along that axis are the constant's,
+    /// a new space whose slices of the constant go with it (`Aux`: cut, not zeroed). Joined
+    /// with heads, they are cut with them; a space of its own has no producer and is never
+    /// pruned. Whether `node` was taken so.
+    fn spread_constant(&mut self, node: &NodeProto) -> bool {
+        let (a, b) = (&node.input[0], &node.input[1]);
+        let (table, other) = match (self.is_init(a), self.is_init(b)) {
+            (true, false) => (a.clone(), b.clone()),
+            (false, true) => (b.clone(), a.clone()),
+            _ => return false,
+        };
+        let (Some(td), Some(od), Some(yd)) = (self.init_dims(&table), self.dims(&other), self.dims(&node.output[0])) else {
+            return false;
+        };
+        let float = self.shapes.dtype(&table).is_some_and(|d| d.is_float());
+        if !float || td.len() > yd.len() || od.len() > yd.len() {
+            return false;
+        }
+        // Output axes along which the constant has more than one position and the
+        // computed value one (or none).
+        let spread: Vec<usize> = (0..yd.len())
+            .filter(|&ax| {
+                let t = (ax + td.len()).checked_sub(yd.len()).map(|p| td[p]);
+                let o = (ax + od.len()).checked_sub(yd.len()).map(|p| od[p].clone());
+                t.is_some_and(|n| n > 1) && o.is_none_or(|d| d == Dim::Known(1))
+            })
+            .collect();
+        let [ax] = spread.as_slice() else { return false };
+        let (ax, table_axis) = (*ax, *ax + td.len() - yd.len());
+        let sp = self.new_space(td[table_axis]);
+        self.member(&table, table_axis, sp, 0, 1, 1, Role::Aux);
+        let mut out: ValueT = yd.iter().map(|d| AxisT::plain(d.clone())).collect();
+        out[ax] = AxisT::unit(sp, false);
+        self.set(&node.output[0], out);
+        true
     }
 
     /// The initializer `value` is a `Slice` of, when every reader of `value` is an `Add`
