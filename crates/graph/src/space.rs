@@ -691,6 +691,9 @@ impl Spaces {
         let produced: Vec<bool> = members.iter().map(|m| m.values().any(|m| m.role == Role::Producer)).collect();
         let shapes = self.shape_edits(&partition, &elements, &produced, &mut reasons);
         let mut groups = groups(&partition, &elements, members, caches, shapes, reasons, dims);
+        // A class of constants only (a spread constant's space that joined no layer: the
+        // rotary frequencies times the positions) is no structure of the model's.
+        groups.retain(|g| g.members.iter().any(|m| m.role != Role::Aux) || !g.caches.is_empty());
         name_groups(&mut groups);
         groups
     }
