@@ -511,8 +511,8 @@ impl Ctx<'_, '_> {
                 cut_blocked(&mut t, ax, &od);
                 continue;
             };
-            if step != 1 {
-                self.block_axis_at(node, &a, "slices a tracked axis with a step");
+            if step != 1 || *dim < 0 {
+                self.block_axis_at(node, &a, "slices a tracked axis with a step, or one of negative length");
                 cut_blocked(&mut t, ax, &od);
                 continue;
             }
