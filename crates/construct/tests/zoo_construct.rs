@@ -37,6 +37,20 @@ fn attend(b: &mut oto_onnx::builder::GraphBuilder, q: &str, k_t: &str, v: &str, 
     b.node("Reshape", &[&ctx, merge], &[])
 }
 
+/// The output projection of the test graphs: `ctx @ o.weight`, the graph output `y`
+/// (`[B, s, e]`).
+fn project_out(b: &mut oto_onnx::builder::GraphBuilder, ctx: &str, s: i64, e: usize) {
+    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[ctx, &o], &["y"]);
+    b.output_f32(&y, &oto_onnx::builder::batch_dims(&[s, e as i64]));
+}
+
+/// The input `x` of the test graphs, a batch of 2 `[2, s, e]`, element `i` being `value(i)`.
+fn x_batch(s: usize, e: usize, value: impl Fn(f32) -> f32) -> Vec<(String, oto_onnx::Tensor)> {
+    let data = (0..2 * s * e).map(|i| value(i as f32)).collect();
+    vec![("x".to_string(), oto_onnx::Tensor { shape: vec![2, s, e], data: oto_onnx::TensorData::F32(data) })]
+}
+
 fn check_model(name: &str, model: &Model, inputs: &[(String, oto_onnx::Tensor)], seeds: u64) {
     let analysis = analyze(model, &AnalyzeOptions::default()).unwrap();
     assert!(analysis.prunable_groups().any(|g| g.num_elements > 1), "{name}: nothing to prune\n{}", analysis.table());
@@ -266,10 +280,7 @@ fn repeated_constant_in_an_expand_shape() {
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).unwrap();
     assert_eq!(g.num_elements, kv as usize, "{}", analysis.table());
-    let inputs = vec![(
-        "x".to_string(),
-        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.29).sin()).collect()) },
-    )];
+    let inputs = x_batch(4, 16, |i| (i * 0.29).sin());
     check_model("GQA with a repeated constant in the Expand shape", &model, &inputs, 2);
 }
 
@@ -301,9 +312,7 @@ fn per_head_packed_qkv_picked_from_a_sub_axis() {
     let v = b.node_with("Transpose", &[&v], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
     let ctx = attend(&mut b, &q, &k, &v, None, &out_shape);
-    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
-    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
-    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    project_out(&mut b, &ctx, s, e);
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let heads: Vec<_> = analysis.prunable_groups().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).collect();
@@ -314,10 +323,7 @@ fn per_head_packed_qkv_picked_from_a_sub_axis() {
         "{}",
         analysis.table()
     );
-    let inputs = vec![(
-        "x".to_string(),
-        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).cos()).collect()) },
-    )];
+    let inputs = x_batch(4, 16, |i| (i * 0.37).cos());
     check_model("BLOOM's per-head packed q, k, v", &model, &inputs, 2);
 }
 
@@ -393,10 +399,7 @@ fn check_position_bias_shared_by_layers(zeros: bool) {
         // The zeros' head count follows the heads kept.
         assert!(g.shape_constants.iter().any(|c| c.location.to_string().contains("bias_heads") && c.entry == 1), "{:?}", g.shape_constants);
     }
-    let inputs = vec![(
-        "x".to_string(),
-        oto_onnx::Tensor { shape: vec![2, 4, 8], data: oto_onnx::TensorData::F32((0..64).map(|i| (i as f32 * 0.29).sin()).collect()) },
-    )];
+    let inputs = x_batch(4, 8, |i| (i * 0.29).sin());
     check_model(if zeros { "shared zero position bias" } else { "shared position bias" }, &model, &inputs, 2);
 }
 
@@ -452,20 +455,12 @@ fn packed_projection_taken_apart_by_heads() {
         let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
         let out_shape = b.ints("out.shape", &[0, s, e as i64]);
         let ctx = attend(&mut b, &q, &kt, &v, None, &out_shape);
-        let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
-        let y = b.node("MatMul", &[&ctx, &o], &["y"]);
-        b.output_f32(&y, &batch_dims(&[s, e as i64]));
+        project_out(&mut b, &ctx, s, e);
         let original = b.build().unwrap().proto;
         let (model, summary) = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap();
         let name = if gathers { "ModernBERT's layout" } else { "timm's layout" };
         assert_eq!(summary.packed_projections, 1, "{name}: {summary}");
-        let inputs = vec![(
-            "x".to_string(),
-            oto_onnx::Tensor {
-                shape: vec![2, 4, 16],
-                data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()),
-            },
-        )];
+        let inputs = x_batch(4, 16, |i| (i * 0.37).sin());
         let (before, after) = (oto_testkit::run_ort(&original, &inputs), oto_testkit::run_ort(&model.proto, &inputs));
         assert_eq!(before, after, "{name}: the rewrite changed the outputs");
         let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
@@ -503,9 +498,7 @@ fn attention_bias_table_gathered_by_position() {
     let bias = b.node_with("Gather", &[&table, &idx], &[], &[("axis", Attr::Int(1))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
     let ctx = attend(&mut b, &q, &kt, &v, Some(&bias), &out_shape);
-    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
-    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
-    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    project_out(&mut b, &ctx, s, e);
     let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
@@ -513,10 +506,7 @@ fn attention_bias_table_gathered_by_position() {
     assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
     let rows = g.members.iter().find(|m| m.initializer == "biases").unwrap_or_else(|| panic!("{:?}", g.members));
     assert_eq!((rows.axis, rows.role), (0, oto_graph::Role::Aux));
-    let inputs = vec![(
-        "x".to_string(),
-        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()) },
-    )];
+    let inputs = x_batch(4, 16, |i| (i * 0.37).sin());
     check_model("attention biases gathered by position", &model, &inputs, 2);
 }
 
@@ -559,9 +549,7 @@ fn present_keys_and_values_without_a_past() {
         } else {
             attend(&mut b, &q, &kt, &v, None, &out_shape)
         };
-        let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
-        let y = b.node("MatMul", &[&ctx, &o], &["y"]);
-        b.output_f32(&y, &batch_dims(&[s, e as i64]));
+        project_out(&mut b, &ctx, s, e);
         b.output_f32(&k, &batch_dims(&[h, s, d]));
         b.output_f32(&v, &batch_dims(&[h, s, d]));
         let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
@@ -578,13 +566,7 @@ fn present_keys_and_values_without_a_past() {
         let mut caches: Vec<(&str, usize)> = g.caches.iter().map(|c| (c.value.as_str(), c.axis)).collect();
         caches.sort();
         assert_eq!(caches, [("present.key", 1), ("present.value", 1)]);
-        let inputs = vec![(
-            "x".to_string(),
-            oto_onnx::Tensor {
-                shape: vec![2, 4, 16],
-                data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()),
-            },
-        )];
+        let inputs = x_batch(4, 16, |i| (i * 0.37).sin());
         check_model("presents without a past", &model, &inputs, 2);
     }
 }
@@ -644,13 +626,7 @@ fn alibi_buffer_sliced_to_the_sequence() {
         assert!(g.prunable && g.num_elements == h as usize, "{}", analysis.table());
         let rows = g.members.iter().find(|m| m.initializer == "alibi").unwrap_or_else(|| panic!("{:?}", g.members));
         assert_eq!((rows.axis, rows.role), (0, oto_graph::Role::Aux));
-        let inputs = vec![(
-            "x".to_string(),
-            oto_onnx::Tensor {
-                shape: vec![2, 4, 16],
-                data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()),
-            },
-        )];
+        let inputs = x_batch(4, 16, |i| (i * 0.37).sin());
         check_model("ALiBi buffer sliced to the sequence", &model, &inputs, 2);
     }
 }
@@ -683,9 +659,7 @@ fn multi_query_heads_picked_from_the_end() {
     let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
     let ctx = attend(&mut b, &q, &kt, &v, None, &out_shape);
-    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
-    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
-    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    project_out(&mut b, &ctx, s, e);
     let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
@@ -693,10 +667,7 @@ fn multi_query_heads_picked_from_the_end() {
     assert_eq!(g.num_elements, h as usize, "the query heads\n{}", analysis.table());
     let fused_rows = g.members.iter().find(|m| m.initializer == "qkv.weight").unwrap_or_else(|| panic!("{:?}", g.members));
     assert!((0..h as usize).flat_map(|i| fused_rows.map.indices(i)).all(|c| c < e), "only query columns: {:?}", fused_rows.map);
-    let inputs = vec![(
-        "x".to_string(),
-        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()) },
-    )];
+    let inputs = x_batch(4, 16, |i| (i * 0.37).sin());
     check_model("Falcon's multi-query heads", &model, &inputs, 2);
 }
 
@@ -750,9 +721,7 @@ fn alibi_built_per_batch_and_head() {
     let ctx = b.node_with("Transpose", &[&ctx], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let out_shape = b.ints("out.shape", &[0, s, e as i64]);
     let ctx = b.node("Reshape", &[&ctx, &out_shape], &[]);
-    let o = b.weight("o.weight", &[e, e], |i| ((i * 5 + 3) % 13) as f32 / 6.0 - 1.0);
-    let y = b.node("MatMul", &[&ctx, &o], &["y"]);
-    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    project_out(&mut b, &ctx, s, e);
     let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.prunable_groups().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
@@ -761,9 +730,6 @@ fn alibi_built_per_batch_and_head() {
     let rows = g.members.iter().find(|m| m.initializer == "slopes").unwrap_or_else(|| panic!("{:?}", g.members));
     assert_eq!((rows.axis, rows.role), (0, oto_graph::Role::Aux));
     assert!(g.shape_constants.iter().any(|c| format!("{:?}", c.location).contains("num_heads")), "{:?}", g.shape_constants);
-    let inputs = vec![(
-        "x".to_string(),
-        oto_onnx::Tensor { shape: vec![2, 4, 16], data: oto_onnx::TensorData::F32((0..128).map(|i| (i as f32 * 0.37).sin()).collect()) },
-    )];
+    let inputs = x_batch(4, 16, |i| (i * 0.37).sin());
     check_model("BLOOM's ALiBi", &model, &inputs, 2);
 }
