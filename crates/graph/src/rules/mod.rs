@@ -302,12 +302,14 @@ impl Ctx<'_, '_> {
     /// or a `Sub`: a table those readers may cut along an axis the slice keeps whole.
     pub(crate) fn sliced_table(&self, value: &str) -> Option<String> {
         let (_, n) = self.graph.producer_node(value)?;
-        let data = n.input.first()?;
+        let data = n.input.first().filter(|d| n.op() == "Slice" && self.is_init(d))?;
+        // Parsing the readers only for a slice of an initializer: this runs for every
+        // input of every node.
         let adds = self.graph.consumers(value).iter().all(|u| {
             let reader = &self.graph.proto.node[u.node];
             self.is_op(reader, |o| matches!(o, Op::Binary(B::Add | B::Sub)))
         });
-        (n.op() == "Slice" && self.is_init(data) && adds).then(|| data.clone())
+        adds.then(|| data.clone())
     }
 
     /// A sliced table ([`Ctx::sliced_table`]) that `node` reads without cutting it with
