@@ -37,6 +37,14 @@ fn attend(b: &mut oto_onnx::builder::GraphBuilder, q: &str, k_t: &str, v: &str, 
     b.node("Reshape", &[&ctx, merge], &[])
 }
 
+/// A projection `t` (`[B, s, h * d]`) split into heads `[B, h, s, d]`: `Reshape` to
+/// `[0, s, h, d]` (its target the initializer `shape`), then `Transpose`; `out` names it.
+fn into_heads(b: &mut oto_onnx::builder::GraphBuilder, t: &str, shape: &str, (s, h, d): (i64, i64, i64), out: &[&str]) -> String {
+    let shape = b.ints(shape, &[0, s, h, d]);
+    let t = b.node("Reshape", &[t, &shape], &[]);
+    b.node_with("Transpose", &[&t], out, &[("perm", oto_onnx::builder::Attr::Ints(vec![0, 2, 1, 3]))])
+}
+
 /// The output projection of the test graphs: `ctx @ o.weight`, the graph output `y`
 /// (`[B, s, e]`).
 fn project_out(b: &mut oto_onnx::builder::GraphBuilder, ctx: &str, s: i64, e: usize) {
@@ -250,9 +258,7 @@ fn repeated_constant_in_an_expand_shape() {
     let v = weight(&mut b, "v.weight", e, (kv * d) as usize, 2);
     let heads = |b: &mut GraphBuilder, w: &str, n: i64, name: &str| {
         let t = b.node("MatMul", &[&x, w], &[]);
-        let shape = b.ints(name, &[0, s, n, d]);
-        let t = b.node("Reshape", &[&t, &shape], &[]);
-        b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+        into_heads(b, &t, name, (s, n, d), &[])
     };
     let qh = heads(&mut b, &q, h, "q.shape");
     let (kh, vh) = (heads(&mut b, &k, kv, "k.shape"), heads(&mut b, &v, kv, "v.shape"));
@@ -486,9 +492,7 @@ fn attention_bias_table_gathered_by_position() {
     let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
         let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
         let t = b.node("MatMul", &[&x, &w], &[]);
-        let shape = b.ints(&format!("{name}.shape"), &[0, s, h, d]);
-        let t = b.node("Reshape", &[&t, &shape], &[]);
-        b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+        into_heads(b, &t, &format!("{name}.shape"), (s, h, d), &[])
     };
     let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));
     let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
@@ -530,9 +534,7 @@ fn present_keys_and_values_without_a_past() {
             let bias = b.weight(&format!("{name}.bias"), &[e], |i| (i as f32 * 0.29 + k as f32).sin());
             let t = b.node("MatMul", &[&x, &w], &[]);
             let t = b.node("Add", &[&t, &bias], &[]);
-            let shape = b.ints(&format!("{name}.shape"), &[0, s, h, d]);
-            let t = b.node("Reshape", &[&t, &shape], &[]);
-            b.node_with("Transpose", &[&t], out, &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+            into_heads(b, &t, &format!("{name}.shape"), (s, h, d), out)
         };
         let q = heads(&mut b, "q", 0, &[]);
         let k = heads(&mut b, "k", 1, &["present.key"]);
@@ -590,9 +592,7 @@ fn alibi_buffer_sliced_to_the_sequence() {
             let heads = |b: &mut GraphBuilder, name: &str, k: usize, x: &str| {
                 let w = b.weight(&format!("{name}{layer}.weight"), &[e, e], |i| ((i * 7 + k + layer) % 11) as f32 / 5.0 - 1.0);
                 let t = b.node("MatMul", &[x, &w], &[]);
-                let shape = b.ints(&format!("{name}{layer}.shape"), &[0, s, h, d]);
-                let t = b.node("Reshape", &[&t, &shape], &[]);
-                b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
+                into_heads(b, &t, &format!("{name}{layer}.shape"), (s, h, d), &[])
             };
             let (q, k, v) = (heads(&mut b, "q", 0, &x), heads(&mut b, "k", 1, &x), heads(&mut b, "v", 2, &x));
             let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
@@ -689,9 +689,7 @@ fn alibi_built_per_batch_and_head() {
     let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
         let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
         let t = b.node("MatMul", &[&x, &w], &[]);
-        let shape = b.ints(&format!("{name}.shape"), &[0, s, h, d]);
-        let t = b.node("Reshape", &[&t, &shape], &[]);
-        let t = b.node_with("Transpose", &[&t], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let t = into_heads(b, &t, &format!("{name}.shape"), (s, h, d), &[]);
         b.node("Reshape", &[&t, &merged], &[])
     };
     let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));
