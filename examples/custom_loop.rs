@@ -20,7 +20,9 @@ fn main() -> anyhow::Result<()> {
     // Loaded as every oto command loads a model: normalized (constants folded, ...).
     let (model, _) = oto_onnx::normalize::load(root.join("graphs/zoo/demo_cnn.onnx"))?;
     let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default())?;
-    let exec = Executor::new(&model, oto_torch::tch::Device::cuda_if_available())?;
+    let mut exec = Executor::new(&model, oto_torch::tch::Device::cuda_if_available())?;
+    // Producers the executor keeps as constants (a class token, say) are trained too.
+    oto_optim::train_producers(&mut exec, &analysis);
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let train = Dataset::load(&root.join("examples/data/digits_train.npz"), &inputs)?;
     let test = Dataset::load(&root.join("examples/data/digits_test.npz"), &inputs)?;

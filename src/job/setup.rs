@@ -70,7 +70,7 @@ impl Setup {
         Setup::finish(job, model, exec, train, true)
     }
 
-    fn finish(job: Job, model: Model, exec: Executor, train: Dataset, resume: bool) -> Result<Setup> {
+    fn finish(job: Job, model: Model, mut exec: Executor, train: Dataset, resume: bool) -> Result<Setup> {
         oto_torch::train::set_threads(job.threads);
         let inputs: Vec<_> = exec.inputs().cloned().collect();
         let val = match (&job.val, &job.format) {
@@ -89,6 +89,7 @@ impl Setup {
         if analysis.prunable_groups().next().is_none() {
             return Err(input_error(anyhow::anyhow!("{}: nothing to prune: {}", job.model.display(), unprunable_summary(&analysis))));
         }
+        oto_optim::train_producers(&mut exec, &analysis);
         let teacher = match job.loss {
             oto_torch::loss::Loss::Distill { .. } => Some(Executor::new(&model, exec.device()).map_err(classify)?),
             _ => None,

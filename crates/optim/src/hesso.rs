@@ -39,9 +39,21 @@ pub struct HessoMetrics {
     pub cycle: u64,
 }
 
+/// Makes every producer of `analysis`'s prunable groups a trainable parameter of `exec`
+/// (HESSO zeroes producers by training them): an initializer the executor keeps as a
+/// constant for being read only as an operator's setting, such as a class token
+/// broadcast by `Expand`, is trained too. Call it before [`Hesso::from_executor`].
+pub fn train_producers(exec: &mut Executor, analysis: &Analysis) {
+    let producers: Vec<&str> = analysis
+        .prunable_groups()
+        .flat_map(|g| g.members.iter().filter(|m| m.role == Role::Producer).map(|m| m.initializer.as_str()))
+        .collect();
+    exec.train_also(&producers);
+}
+
 impl Hesso {
-    /// HESSO over the trainable parameters of `exec`; CRIC's snapshot also covers the
-    /// executor's buffers (BatchNorm running statistics).
+    /// HESSO over the trainable parameters of `exec` (see [`train_producers`]); CRIC's
+    /// snapshot also covers the executor's buffers (BatchNorm running statistics).
     pub fn from_executor(exec: &Executor, analysis: &Analysis, base: OptimizerConfig, config: HessoConfig) -> Result<Hesso> {
         let params = exec.trainable().map(|p| (p.name.clone(), p.tensor.shallow_clone())).collect();
         let mut hesso = Hesso::new(params, analysis, base, config)?;
@@ -62,9 +74,12 @@ impl Hesso {
             let mut slices = Vec::new();
             let mut element_indices = Vec::new();
             for m in g.members.iter().filter(|m| m.role == Role::Producer) {
-                let &param = by_name
-                    .get(m.initializer.as_str())
-                    .ok_or_else(|| fail(format!("producer '{}' is not a trainable parameter", m.initializer)))?;
+                let &param = by_name.get(m.initializer.as_str()).ok_or_else(|| {
+                    fail(format!(
+                        "producer '{}' is not a trainable parameter (an initializer kept as a constant: train_producers makes it one)",
+                        m.initializer
+                    ))
+                })?;
                 let tensor = &base.params[param];
                 let dims = tensor.size();
                 let len = *dims.get(m.axis).ok_or_else(|| fail(format!("'{}' has no axis {}", m.initializer, m.axis)))?;

@@ -6,10 +6,11 @@
 //! The contract is `shared/spec/hesso.md`. It fits a user's own training loop:
 //!
 //! ```no_run
-//! # fn demo(exec: &oto_torch::exec::Executor, analysis: &oto_graph::Analysis, loss: tch::Tensor) -> Result<(), oto_optim::HessoError> {
-//! use oto_optim::{Hesso, HessoConfig};
+//! # fn demo(exec: &mut oto_torch::exec::Executor, analysis: &oto_graph::Analysis, loss: tch::Tensor) -> Result<(), oto_optim::HessoError> {
+//! use oto_optim::{train_producers, Hesso, HessoConfig};
 //! let base = oto_torch::optim::OptimizerConfig::parse("sgd")?;
 //! let config = HessoConfig { target_group_sparsity: 0.5, pruning_steps: 100, ..HessoConfig::default() };
+//! train_producers(exec, analysis); // a class token, say, is a constant until then
 //! let mut hesso = Hesso::from_executor(exec, analysis, base, config)?;
 //! hesso.zero_grad();
 //! loss.backward();
@@ -37,5 +38,5 @@ pub use budget::{solve, Budget, CostModel, SliceCost, WeightPrice};
 pub use config::{CricConfig, HessoConfig, ImportanceWeights, DEFAULT_MAX_GROUP_SPARSITY};
 pub use cric::{CricReport, PROBE_FRACTIONS};
 pub use error::HessoError;
-pub use hesso::HessoMetrics;
+pub use hesso::{train_producers, HessoMetrics};
 pub use select::{GroupQuota, Selection};

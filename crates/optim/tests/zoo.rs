@@ -26,7 +26,8 @@ fn one_step_schedule_zeroes_exactly_the_chosen_elements_on_zoo_models() {
     ] {
         let model = oto_onnx::Model::load(oto_testkit::zoo_dir().join(format!("{name}.onnx"))).unwrap();
         let analysis = oto_graph::analyze(&model, &oto_graph::AnalyzeOptions::default()).unwrap();
-        let exec = Executor::new(&model, Device::Cpu).unwrap();
+        let mut exec = Executor::new(&model, Device::Cpu).unwrap();
+        oto_optim::train_producers(&mut exec, &analysis);
         let arrays: HashMap<String, oto_onnx::Tensor> =
             oto_onnx::npz::read_npz(oto_testkit::zoo_dir().join(format!("{name}.inputs.npz"))).unwrap().into_iter().collect();
         let inputs: Vec<Tensor> = exec.inputs().map(|i| to_tch(&arrays[&i.name], Device::Cpu).unwrap()).collect();

@@ -112,6 +112,9 @@ pub struct Executor {
     outputs: Vec<(String, Slot)>,
     /// Initializer name -> stored index, for parameters and buffers.
     by_name: HashMap<String, usize>,
+    /// Initializer name -> stored index, for float initializers kept as constants (read
+    /// only as an operator's setting), which [`Executor::train_also`] can make parameters.
+    float_constants: HashMap<String, usize>,
     /// Synchronized BatchNorm's process group (see [`Executor::set_batch_norm_sync`]).
     batch_norm_sync: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
 }
@@ -171,6 +174,7 @@ impl Executor {
         let mut buffers = Vec::new();
         let mut slots: HashMap<String, Slot> = HashMap::new();
         let mut by_name = HashMap::new();
+        let mut float_constants = HashMap::new();
         for init in &proto.initializer {
             let name = init.name.clone().unwrap_or_default();
             if slots.contains_key(&name) {
@@ -196,6 +200,9 @@ impl Executor {
                 StoredKind::Parameter(i) => params[i].tensor.shallow_clone(),
                 _ => tensor,
             };
+            if kind == StoredKind::Constant && dtype.is_float() {
+                float_constants.insert(name.clone(), stored.len());
+            }
             if kind != StoredKind::Constant {
                 by_name.insert(name.clone(), stored.len());
             }
@@ -307,7 +314,20 @@ impl Executor {
             }
         }
 
-        Ok(Executor { model_path, device, stored, params, buffers, nodes, dynamic_slots, inputs, outputs, by_name, batch_norm_sync: None })
+        Ok(Executor {
+            model_path,
+            device,
+            stored,
+            params,
+            buffers,
+            nodes,
+            dynamic_slots,
+            inputs,
+            outputs,
+            by_name,
+            float_constants,
+            batch_norm_sync: None,
+        })
     }
 
     /// The device every tensor lives on.
@@ -350,6 +370,20 @@ impl Executor {
     /// The parameters training updates (not frozen).
     pub fn trainable(&self) -> impl Iterator<Item = &Parameter> {
         self.params.iter().filter(|p| !p.frozen)
+    }
+
+    /// Trains the named float initializers too, where they were kept as constants for
+    /// being read only as an operator's setting: a pruning group's producers are zeroed
+    /// by training, and a class token broadcast by `Expand` is one (an `Expand`'s data is
+    /// a constant table more often: rotary frequencies). Other names are left as they are.
+    pub fn train_also<S: AsRef<str>>(&mut self, names: &[S]) {
+        for name in names {
+            let Some(index) = self.float_constants.remove(name.as_ref()) else { continue };
+            let tensor = self.stored[index].tensor.detach().set_requires_grad(true);
+            self.stored[index].tensor = tensor.shallow_clone();
+            self.params.push(Parameter { name: name.as_ref().to_string(), tensor, frozen: false });
+            self.by_name.insert(name.as_ref().to_string(), index);
+        }
     }
 
     /// Freezes the named parameters (no gradient, never updated). Unknown names are an error.
