@@ -6,11 +6,14 @@
 use crate::{mismatch, Result};
 use oto_graph::{Group, ShapeLocation};
 use oto_onnx::graph::NodeExt;
-use oto_onnx::op::{Op, Reduce, ReduceKind};
+use oto_onnx::op::{Op, Reduce, ReduceKind, WrittenLayerNorm};
 use oto_onnx::proto::{attribute_proto::AttributeType, ModelProto, NodeProto, TensorProto};
 use oto_onnx::shape::Shapes;
 use oto_onnx::{DType, Graph, Model, Tensor, TensorData};
 use std::collections::{BTreeMap, HashSet};
+
+/// A computed value whose entries are pinned: name, number of entries, whether a scalar.
+type PinnedValue<'a> = (&'a str, usize, bool);
 
 /// One decrease of one entry on behalf of one group.
 struct Edit<'a> {
@@ -43,13 +46,32 @@ pub(crate) fn rewrite(
         }
     }
     let mut names: HashSet<String> = all_names(proto);
-    let mut inserts: Vec<(usize, NodeProto)> = Vec::new();
+    let mut inserts: Vec<(usize, Vec<NodeProto>)> = Vec::new();
+    // Pins first: the edits of other entries of the same value read the pinned value.
+    let mut pins: BTreeMap<PinnedValue<'_>, Vec<(usize, i64)>> = BTreeMap::new();
+    for (location, edits) in &by_location {
+        if let ShapeLocation::Pinned { value, len, scalar, entry, original } = location {
+            let removed = edits.iter().try_fold(0i64, |acc, e| acc.checked_add(e.delta));
+            let Some(pinned) = removed.and_then(|r| original.checked_sub(r)) else {
+                return Err(mismatch(edits[0].group, format!("{location}: the edits overflow")));
+            };
+            pins.entry((value.as_str(), *len, *scalar)).or_default().push((*entry, pinned));
+        }
+    }
+    for ((value, len, scalar), entries) in pins {
+        let shape = if scalar { Vec::new() } else { vec![len] };
+        pin_entries(graph, proto, value, &shape, &entries, &mut names, &mut inserts).map_err(|m| mismatch(groups[0].0, m))?;
+    }
     for (location, edits) in &by_location {
         match location {
+            ShapeLocation::Pinned { .. } => {}
             ShapeLocation::Attribute { node, attribute } => edit_attribute(proto, node, attribute, edits)?,
             ShapeLocation::Initializer { name } => edit_shared(model, graph, proto, name, None, edits, &mut names, &mut inserts)?,
             ShapeLocation::Computed { value, len } => edit_computed(graph, proto, value, *len, edits, &mut names, &mut inserts)?,
             ShapeLocation::MeanDivisor { value, count } => edit_mean(graph, shapes, proto, value, *count, edits, &mut names, &mut inserts)?,
+            ShapeLocation::NormWidth { value, axis, size } => {
+                pad_norm(graph, shapes, proto, model.opset(), value, *axis, *size, edits, &mut names, &mut inserts)?
+            }
             ShapeLocation::ConstantNode { node } => {
                 let Some((index, n)) = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str())) else {
                     return Err(mismatch(
@@ -65,10 +87,14 @@ pub(crate) fn rewrite(
         }
     }
     if let Some(gp) = proto.graph.as_mut() {
-        // Insert copies right after their original, from the back so indices stay valid.
-        inserts.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-        for (i, n) in inserts {
-            gp.node.insert(i + 1, n);
+        // Insert nodes right after the node they follow (in the order they came), from the
+        // back so indices stay valid.
+        let mut after: BTreeMap<usize, Vec<NodeProto>> = BTreeMap::new();
+        for (i, nodes) in inserts {
+            after.entry(i).or_default().extend(nodes);
+        }
+        for (i, nodes) in after.into_iter().rev() {
+            gp.node.splice(i + 1..i + 1, nodes);
         }
     }
     Ok(())
@@ -155,7 +181,7 @@ fn edit_shared(
     constant_node: Option<usize>,
     edits: &[Edit<'_>],
     names: &mut HashSet<String>,
-    inserts: &mut Vec<(usize, NodeProto)>,
+    inserts: &mut Vec<(usize, Vec<NodeProto>)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
     let what = match constant_node {
@@ -223,7 +249,7 @@ fn edit_shared(
                     t: Some(edited.to_proto(&copy)),
                     ..Default::default()
                 }];
-                inserts.push((index, n));
+                inserts.push((index, vec![n]));
             }
         }
         for &r in nodes {
@@ -245,7 +271,7 @@ fn edit_computed(
     len: usize,
     edits: &[Edit<'_>],
     names: &mut HashSet<String>,
-    inserts: &mut Vec<(usize, NodeProto)>,
+    inserts: &mut Vec<(usize, Vec<NodeProto>)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
     let Some((producer, _)) = graph.producer_node(value) else {
@@ -288,13 +314,63 @@ fn edit_computed(
             output: vec![edited.clone()],
             ..Default::default()
         };
-        inserts.push((producer, sub));
+        inserts.push((producer, vec![sub]));
         for r in nodes {
             for inp in gp.node[r].input.iter_mut().filter(|i| *i == value) {
                 *inp = edited.clone();
             }
         }
     }
+    Ok(())
+}
+
+/// Replaces `entries` (entry, value) of the computed int64 `value` of shape `shape` (a
+/// vector, or a scalar) by constants: the node computing it writes another name, and
+/// `value` becomes that times a mask that is 0 at the entries, plus the entries' values
+/// (every reader reads the pinned value).
+fn pin_entries(
+    graph: &Graph<'_>,
+    proto: &mut ModelProto,
+    value: &str,
+    shape: &[usize],
+    entries: &[(usize, i64)],
+    names: &mut HashSet<String>,
+    inserts: &mut Vec<(usize, Vec<NodeProto>)>,
+) -> std::result::Result<(), String> {
+    let Some((producer, node)) = graph.producer_node(value) else {
+        return Err(format!("the shape value '{value}' is not computed by a node of the model"));
+    };
+    let len = shape.iter().product::<usize>();
+    let (mut mask, mut fill) = (vec![1i64; len], vec![0i64; len]);
+    for &(entry, v) in entries {
+        if entry >= len {
+            return Err(format!("the shape value '{value}' has {len} entries, not an entry {entry}"));
+        }
+        (mask[entry], fill[entry]) = (0, v);
+    }
+    let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
+    let stem = node.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(value).to_string();
+    let (measured, masked) = (fresh(names, &format!("{value}.measured")), fresh(names, &format!("{value}.masked")));
+    let (mask_name, fill_name) = (fresh(names, &format!("{value}.mask")), fresh(names, &format!("{value}.pinned")));
+    for (name, data) in [(&mask_name, mask), (&fill_name, fill)] {
+        let Some(t) = Tensor::new(shape.to_vec(), TensorData::I64(data)) else {
+            return Err(format!("the shape value '{value}': cannot build its pin"));
+        };
+        gp.initializer.push(t.to_proto(name));
+    }
+    for out in gp.node[producer].output.iter_mut().filter(|o| *o == value) {
+        *out = measured.clone();
+    }
+    let op = |kind: &str, input: Vec<String>, output: &str, names: &mut HashSet<String>| NodeProto {
+        name: Some(fresh(names, &format!("{stem}.pin"))),
+        op_type: Some(kind.to_string()),
+        input,
+        output: vec![output.to_string()],
+        ..Default::default()
+    };
+    let mul = op("Mul", vec![measured, mask_name], &masked, names);
+    let add = op("Add", vec![masked, fill_name], value, names);
+    inserts.push((producer, vec![mul, add]));
     Ok(())
 }
 
@@ -314,7 +390,7 @@ fn edit_mean(
     count: u64,
     edits: &[Edit<'_>],
     names: &mut HashSet<String>,
-    inserts: &mut Vec<(usize, NodeProto)>,
+    inserts: &mut Vec<(usize, Vec<NodeProto>)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
     let kind = |n: &NodeProto| match Op::parse(graph, n) {
@@ -373,8 +449,195 @@ fn edit_mean(
         output: vec![value.to_string()],
         ..Default::default()
     };
-    inserts.push((producer, mul));
+    inserts.push((producer, vec![mul]));
     Ok(())
+}
+
+/// Keeps a layer normalization whose input lost channels along `axis` (of original
+/// width `size`) normalizing over the original width: its input is padded with zeros at
+/// the end of `axis` and its result keeps the first positions (a `Slice` that takes over
+/// the output's name). Zeros change neither the sum nor the sum of squares, so mean and
+/// variance are the full layer's. A `LayerNormalization` node becomes the `Pad`, the
+/// layer (its scale and bias, already cut, padded with zeros the same way) and the
+/// `Slice`; a normalization written out ([`WrittenLayerNorm`]) reads the padded input in
+/// its mean and its centring, and its scale and bias, which follow it, stay cut.
+#[allow(clippy::too_many_arguments)]
+fn pad_norm(
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    proto: &mut ModelProto,
+    opset: i64,
+    value: &str,
+    axis: usize,
+    size: u64,
+    edits: &[Edit<'_>],
+    names: &mut HashSet<String>,
+    inserts: &mut Vec<(usize, Vec<NodeProto>)>,
+) -> Result<()> {
+    let g0 = edits[0].group;
+    let removed = edits.iter().try_fold(0i64, |acc, e| acc.checked_add(e.delta));
+    let size_i = i64::try_from(size).ok();
+    let remaining = removed.zip(size_i).and_then(|(r, c)| c.checked_sub(r)).filter(|&r| r > 0);
+    let (Some(removed), Some(remaining)) = (removed, remaining) else {
+        return Err(mismatch(g0, format!("the {size} normalized channels of '{value}' would all be removed")));
+    };
+    if removed == 0 {
+        return Ok(());
+    }
+    let Some((producer, node)) = graph.producer_node(value) else {
+        return Err(mismatch(g0, format!("the normalized value '{value}' is not the output of a node of the model")));
+    };
+    let written = match Op::parse(graph, node) {
+        Ok(Op::LayerNormalization(_)) => None,
+        _ => match WrittenLayerNorm::ending_at(graph, Some(shapes), value) {
+            Some(w) => Some(w),
+            None => return Err(mismatch(g0, format!("'{value}' is not the output of a layer normalization"))),
+        },
+    };
+    let x = match &written {
+        Some(w) => w.x.clone(),
+        None => node.input.first().cloned().unwrap_or_default(),
+    };
+    let Some(rank) = shapes.shape(&x).map(<[oto_onnx::Dim]>::len).filter(|&r| axis < r) else {
+        return Err(mismatch(g0, format!("the input '{x}' normalized into '{value}' has no axis {axis}")));
+    };
+    let Some(gp) = proto.graph.as_mut() else { return Ok(()) };
+    let stem = node.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(value).to_string();
+    let padded_in = fresh(names, &format!("{x}.padded"));
+    let padded_out = fresh(names, &format!("{value}.padded"));
+    let mut pads = vec![0i64; 2 * rank];
+    pads[rank + axis] = removed;
+    let pad = pad_zeros(gp, names, opset, &format!("{stem}.pad"), &x, &padded_in, pads);
+    let slice = first_positions(gp, names, opset, &format!("{stem}.slice"), &padded_out, value, axis, remaining);
+    let Some(w) = written else {
+        // The node's place holds the Pad; the layer and the Slice follow it.
+        let mut norm = gp.node[producer].clone();
+        for p in 1..norm.input.len().min(3) {
+            if !norm.input[p].is_empty() {
+                norm.input[p] = padded_parameter(gp, names, g0, &norm.input[p], axis, rank, removed)?;
+            }
+        }
+        norm.input[0] = padded_in;
+        for out in norm.output.iter_mut().filter(|o| *o == value) {
+            *out = padded_out.clone();
+        }
+        gp.node[producer] = pad;
+        inserts.push((producer, vec![norm, slice]));
+        return Ok(());
+    };
+    // The mean's place holds the Pad, the mean follows it; the pattern's last node
+    // writes the padded result, which the Slice cuts.
+    let mut mean = gp.node[w.mean].clone();
+    mean.input[0] = padded_in.clone();
+    gp.node[w.mean] = pad;
+    inserts.push((w.mean, vec![mean]));
+    gp.node[w.center].input[0] = padded_in;
+    for out in gp.node[w.end].output.iter_mut().filter(|o| *o == value) {
+        *out = padded_out.clone();
+    }
+    inserts.push((w.end, vec![slice]));
+    Ok(())
+}
+
+/// A copy of the (cut) scale or bias `name` of a layer normalization over an input of
+/// rank `rank`, with `count` zeros appended along its axis matching the input's `axis`
+/// (parameters broadcast against the normalized axes, aligned at the end); its name.
+fn padded_parameter(
+    gp: &mut oto_onnx::proto::GraphProto,
+    names: &mut HashSet<String>,
+    g0: &Group,
+    name: &str,
+    axis: usize,
+    rank: usize,
+    count: i64,
+) -> Result<String> {
+    let Some(t) = gp.initializer.iter().find(|t| t.name.as_deref() == Some(name)) else {
+        return Err(mismatch(g0, format!("the scale or bias '{name}' of a layer normalization is not an initializer")));
+    };
+    let tensor = Tensor::from_proto(t, None).map_err(|e| mismatch(g0, format!("initializer '{name}': {}", e.0)))?;
+    let k = (axis + tensor.shape.len()).checked_sub(rank).filter(|&k| k < tensor.shape.len());
+    let (Some(k), Ok(count)) = (k, usize::try_from(count)) else {
+        return Err(mismatch(g0, format!("the scale or bias '{name}' has no entries along axis {axis}")));
+    };
+    let Some(view) = crate::slice::AxisView::new(&tensor.shape, k) else {
+        return Err(mismatch(g0, format!("the scale or bias '{name}' has no axis {k}")));
+    };
+    let Some(data) = crate::slice::pad_data(&tensor.data, &view, count) else {
+        return Err(mismatch(g0, format!("the scale or bias '{name}' is not a float tensor")));
+    };
+    let mut shape = tensor.shape.clone();
+    shape[k] = view.len + count;
+    let Some(padded) = Tensor::new(shape, data) else {
+        return Err(mismatch(g0, format!("the scale or bias '{name}': cannot pad it")));
+    };
+    let padded_name = fresh(names, &format!("{name}.padded"));
+    gp.initializer.push(padded.to_proto(&padded_name));
+    Ok(padded_name)
+}
+
+/// A `Pad` of `x` with zeros into `out` (`pads` as ONNX orders them: the begins, then
+/// the ends): its pads an input from opset 11 on, an attribute before.
+fn pad_zeros(
+    gp: &mut oto_onnx::proto::GraphProto,
+    names: &mut HashSet<String>,
+    opset: i64,
+    name: &str,
+    x: &str,
+    out: &str,
+    pads: Vec<i64>,
+) -> NodeProto {
+    let mut node = NodeProto {
+        name: Some(fresh(names, name)),
+        op_type: Some("Pad".to_string()),
+        input: vec![x.to_string()],
+        output: vec![out.to_string()],
+        ..Default::default()
+    };
+    if opset >= 11 {
+        let pads_name = fresh(names, &format!("{out}.pads"));
+        gp.initializer.push(Tensor::from_i64s(pads).to_proto(&pads_name));
+        node.input.push(pads_name);
+    } else {
+        node.attribute.push(ints_attribute("pads", pads));
+    }
+    node
+}
+
+/// A `Slice` of the first `len` positions of `x` along `axis` into `out`: its bounds
+/// inputs from opset 10 on, attributes before.
+#[allow(clippy::too_many_arguments)]
+fn first_positions(
+    gp: &mut oto_onnx::proto::GraphProto,
+    names: &mut HashSet<String>,
+    opset: i64,
+    name: &str,
+    x: &str,
+    out: &str,
+    axis: usize,
+    len: i64,
+) -> NodeProto {
+    let mut node = NodeProto {
+        name: Some(fresh(names, name)),
+        op_type: Some("Slice".to_string()),
+        input: vec![x.to_string()],
+        output: vec![out.to_string()],
+        ..Default::default()
+    };
+    let bounds = [("starts", 0), ("ends", len), ("axes", axis as i64)];
+    for (what, v) in bounds {
+        if opset >= 10 {
+            let bound = fresh(names, &format!("{out}.{what}"));
+            gp.initializer.push(Tensor::from_i64s(vec![v]).to_proto(&bound));
+            node.input.push(bound);
+        } else {
+            node.attribute.push(ints_attribute(what, vec![v]));
+        }
+    }
+    node
+}
+
+fn ints_attribute(name: &str, ints: Vec<i64>) -> oto_onnx::proto::AttributeProto {
+    oto_onnx::proto::AttributeProto { name: Some(name.to_string()), r#type: Some(AttributeType::Ints as i32), ints, ..Default::default() }
 }
 
 fn write_back(gp: &mut oto_onnx::proto::GraphProto, value: &str, constant_node: Option<usize>, edited: &Tensor) {

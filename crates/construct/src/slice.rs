@@ -69,6 +69,29 @@ fn gather_data(data: &TensorData, view: &AxisView, kept: &[usize]) -> TensorData
     }
 }
 
+/// `count` zeros appended along the axis of `view`.
+fn pad<T: Copy + Default>(data: &[T], view: &AxisView, count: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(view.outer * (view.len + count) * view.inner);
+    for o in 0..view.outer {
+        let base = o * view.len * view.inner;
+        out.extend_from_slice(&data[base..base + view.len * view.inner]);
+        out.extend(std::iter::repeat_n(T::default(), count * view.inner));
+    }
+    out
+}
+
+/// A float tensor's data with `count` zeros appended along the axis of `view` (`None`
+/// for other element types).
+pub(crate) fn pad_data(data: &TensorData, view: &AxisView, count: usize) -> Option<TensorData> {
+    Some(match data {
+        TensorData::F32(v) => TensorData::F32(pad(v, view, count)),
+        TensorData::F16(v) => TensorData::F16(pad(v, view, count)),
+        TensorData::Bf16(v) => TensorData::Bf16(pad(v, view, count)),
+        TensorData::F64(v) => TensorData::F64(pad(v, view, count)),
+        _ => return None,
+    })
+}
+
 /// Indices to remove per initializer and axis, with the first group asking (for errors).
 type Cuts<'a> = HashMap<&'a str, BTreeMap<usize, (BTreeSet<usize>, &'a Group)>>;
 

@@ -284,7 +284,8 @@ fn experimental_operators_prune_end_to_end() {
 /// onnxruntime's BERT fusions (EmbedLayerNormalization, Attention with the mask index
 /// or the raw mask) written as standard ONNX compute what onnxruntime computes with the
 /// fused operators, padded sequences included, at opsets 14 and 17; the attention heads
-/// and nothing else are then groups, and pruning them is exact.
+/// are then groups, and so is the hidden width (its layer norms `LayerNormalization`
+/// nodes at opset 17, written out at 14); pruning them is exact.
 #[test]
 fn onnxruntime_fused_attention_is_written_exactly() {
     for opset in [14, 17] {
@@ -298,11 +299,14 @@ fn onnxruntime_fused_attention_is_written_exactly() {
             assert!(err <= tol, "opset {opset} seed {seed}: max deviation {err:.3e} > {tol:.3e}");
         }
         let a = analyze(&after, &AnalyzeOptions::default()).unwrap();
-        let heads: Vec<_> = a.prunable_groups().collect();
+        let (heads, widths): (Vec<_>, Vec<_>) = a.prunable_groups().partition(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
         assert_eq!(heads.len(), 2, "opset {opset}:\n{}", a.table());
         for g in &heads {
             assert_eq!((g.kind, g.num_elements), (oto_graph::ElementKind::Head { dim: 4 }, 2), "{}", a.table());
         }
+        let hidden =
+            widths.iter().any(|g| g.shape_constants.iter().any(|c| matches!(c.location, oto_graph::ShapeLocation::NormWidth { .. })));
+        assert_eq!((widths.len(), hidden), (1, true), "opset {opset}:\n{}", a.table());
         let inputs = cases::fused_attention_inputs(7);
         for seed in 0..2u64 {
             let removed = pick(&a, &mut SplitMix64::new(seed + 1), 0.5);

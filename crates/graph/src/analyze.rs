@@ -60,6 +60,7 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         cache_axes: HashMap::new(),
         cache_inputs: graph.cache_inputs(),
         tables_cut: HashSet::new(),
+        written_norm_inner: HashSet::new(),
     };
     for (_, node) in graph.nodes() {
         cx.apply(node)?;
@@ -236,6 +237,9 @@ pub(crate) struct Ctx<'a, 'm> {
     cache_inputs: HashMap<String, usize>,
     /// Sliced tables ([`Ctx::sliced_table`]) the current node cut with its channels.
     pub tables_cut: HashSet<String>,
+    /// Outputs of the nodes inside layer normalizations written out
+    /// ([`oto_onnx::op::WrittenLayerNorm`]), handled whole at their first node.
+    pub written_norm_inner: HashSet<String>,
 }
 
 impl<'a, 'm> Ctx<'a, 'm> {
@@ -851,6 +855,45 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// Entry `entry` of `value` as a location construction can pin to its value in the
+    /// model as analysed: a computed location ([`Ctx::computed_location`]) whose entry
+    /// shape inference knows.
+    fn pinned_location(&self, value: &str, entry: usize) -> Option<ShapeLocation> {
+        let (len, scalar) = match self.computed_location(value) {
+            Some(ShapeLocation::Computed { len, .. }) => (len, false),
+            // A scalar computed the same way.
+            _ => {
+                let computed = self.graph.producer_node(value).is_some_and(|(_, n)| !self.is_op(n, |o| *o == Op::Constant));
+                let int64 = self.shapes.dtype(value) == Some(oto_onnx::DType::I64);
+                (computed && int64 && self.dims(value).is_some_and(|d| d.is_empty())).then_some((1, true))?
+            }
+        };
+        let original = self.shapes.shape_value(value)?.get(entry)?.known()?;
+        Some(ShapeLocation::Pinned { value: value.to_string(), len, scalar, entry, original })
+    }
+
+    /// A float computed from integers (`node` a `Cast` to a float type of an untracked
+    /// value): an entry that is the size of a tracked axis (a scale `(E / H) ** -0.5`
+    /// computed from the width `E`) must not change with the channels that axis counts;
+    /// it is pinned to its value in the model as analysed where construction can, else
+    /// those channels are unprunable.
+    pub(crate) fn float_from_sizes(&mut self, node: &NodeProto) {
+        let input = &node.input[0];
+        let entries = match self.dims(input).as_deref() {
+            Some([]) => 1,
+            Some([Dim::Known(n)]) => usize::try_from(*n).unwrap_or(0).min(64),
+            _ => return,
+        };
+        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
+        for idx in 0..entries {
+            if let Ok(Located::Dynamic(measured, why)) = self.locate(&user, input, idx) {
+                let pin = self.pinned_location(input, idx);
+                let why = format!("{why}, and is read as a number");
+                self.spaces.shape_ref(RefAt::Follows(measured, why, None, pin), idx, &user, Vec::new());
+            }
+        }
+    }
+
     /// Records that entry `entry` of the integer value `value` (an input of `node`)
     /// counts `parts`; blocks the classes that would change it when it cannot be rewritten.
     pub fn shape_entry(&mut self, node: &NodeProto, value: &str, entry: usize, parts: Vec<Part>) {
@@ -860,7 +903,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
             // from the size of a tracked axis does, unless what it is divided by drops
             // with the same parts.
             match self.locate(&user, value, entry) {
-                Ok(Located::Dynamic(measured, why)) => self.spaces.shape_ref(RefAt::Follows(measured, why, None), entry, &user, parts),
+                // Known in the model as analysed (a head size `E / H` read off the width
+                // `E`), construction pins it to that.
+                Ok(Located::Dynamic(measured, why)) => {
+                    let pin = self.pinned_location(value, entry);
+                    self.spaces.shape_ref(RefAt::Follows(measured, why, None, pin), entry, &user, parts)
+                }
                 Ok(Located::Quotient(loc, e, reader, counted)) => self.spaces.shape_ref(RefAt::Const(loc, true), e, &reader, counted),
                 _ => {}
             }
@@ -882,8 +930,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
             // blocked (at solving): removing whole heads leaves a head-dim entry `E / H`
             // computed at run time as it is.
             Ok(Located::Dynamic(measured, why)) => {
-                let computed = self.computed_location(value);
-                self.spaces.shape_ref(RefAt::Follows(measured, why, computed), entry, &user, parts)
+                let (computed, pin) = (self.computed_location(value), self.pinned_location(value, entry));
+                self.spaces.shape_ref(RefAt::Follows(measured, why, computed, pin), entry, &user, parts)
             }
             Err(why) => self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts),
         }

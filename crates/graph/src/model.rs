@@ -219,6 +219,38 @@ pub enum ShapeLocation {
         /// The original number of entries averaged.
         count: u64,
     },
+    /// Entry `entry` of a computed int64 value of `len` entries (a scalar: one entry,
+    /// `scalar`) that is `original` in the model as analysed, computed from the size of an
+    /// axis that pruning changes while the entry must not follow it (a head size `E / H`
+    /// read off the width `E` of the layer's input, or a scale computed from it):
+    /// construction replaces the entry by `original` minus the edits, so it no longer
+    /// follows that axis.
+    Pinned {
+        /// The computed value.
+        value: String,
+        /// Its number of entries.
+        len: usize,
+        /// Whether it is a scalar (rank 0) rather than a vector.
+        scalar: bool,
+        /// The pinned entry.
+        entry: usize,
+        /// Its value in the model as analysed.
+        original: i64,
+    },
+    /// The width along `axis` of the input of a layer normalization (a
+    /// `LayerNormalization`, or one written out: [`oto_onnx::op::WrittenLayerNorm`]) whose
+    /// result is `value` (entry 0), `size` in the model as analysed: the layer's statistics
+    /// are those of the full width only while the pruned channels are there as zeros, so
+    /// construction pads the compact input with zeros back to `size` and keeps the first
+    /// positions of the result.
+    NormWidth {
+        /// The normalized value.
+        value: String,
+        /// The padded axis of the input.
+        axis: usize,
+        /// The original size of that axis.
+        size: u64,
+    },
 }
 
 impl fmt::Display for ShapeLocation {
@@ -231,6 +263,12 @@ impl fmt::Display for ShapeLocation {
                 write!(f, "attribute '{attribute}' of node '{node}'")
             }
             ShapeLocation::MeanDivisor { value, count } => write!(f, "the divisor {count} of the mean '{value}'"),
+            ShapeLocation::NormWidth { value, axis, size } => {
+                write!(f, "the width {size} of axis {axis} normalized into '{value}'")
+            }
+            ShapeLocation::Pinned { value, entry, original, .. } => {
+                write!(f, "entry {entry} (= {original}) of the computed value '{value}'")
+            }
         }
     }
 }
@@ -504,6 +542,45 @@ fn check_constant(
                     sc.location,
                     averaged.map_or("an unknown number of".into(), |c| c.to_string())
                 ));
+            }
+            Some(1)
+        }
+        ShapeLocation::Pinned { value, len, entry, original, .. } => {
+            graph.producer(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
+            let known =
+                shapes.as_ref().map_err(Clone::clone)?.shape_value(value).map(|v| v.iter().map(oto_onnx::Dim::known).collect::<Vec<_>>());
+            let fits = known.as_ref().is_some_and(|v| v.len() == *len && v.get(*entry).copied().flatten() == Some(*original));
+            if !fits || sc.entry != *entry {
+                return Err(format!("shape constant in {}: the value does not have {len} entries with that one", sc.location));
+            }
+            Some(*len as u64)
+        }
+        ShapeLocation::NormWidth { value, axis, size } => {
+            let (_, n) =
+                graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
+            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.as_ref().map_err(Clone::clone)?;
+            // The normalized input, and whether the layer normalizes `axis`: from its
+            // first normalized axis on (the operator), or the reduced axes (written out).
+            let op = Op::parse(graph, n).ok();
+            let (x, axes) = match &op {
+                Some(Op::LayerNormalization(l)) => (n.input.first().cloned().unwrap_or_default(), vec![l.axis]),
+                _ => match oto_onnx::op::WrittenLayerNorm::ending_at(graph, Some(shapes), value) {
+                    Some(w) => (w.x, w.axes),
+                    None => return Err(format!("shape constant in {}: the value is not the result of a layer normalization", sc.location)),
+                },
+            };
+            let dims = shapes.shape(&x).unwrap_or_default();
+            let rank = i64::try_from(dims.len()).unwrap_or(i64::MAX);
+            let at = |a: i64| if a < 0 { a.checked_add(rank) } else { Some(a) }.and_then(|a| usize::try_from(a).ok());
+            let normalized = match &op {
+                Some(Op::LayerNormalization(_)) => axes.first().and_then(|&a| at(a)).is_some_and(|first| *axis >= first),
+                _ => axes.iter().any(|&a| at(a) == Some(*axis)),
+            };
+            let known = dims.get(*axis).and_then(oto_onnx::Dim::known).and_then(|d| u64::try_from(d).ok());
+            if !normalized || known != Some(*size) {
+                return Err(format!("shape constant in {}: not a normalized axis of that size", sc.location));
             }
             Some(1)
         }

@@ -398,7 +398,11 @@ pub(crate) enum RefAt {
     /// Computed at run time as the size of a value axis counting these parts (and why
     /// that may differ from what the entry must count); where the entry is read from a
     /// computed value that construction can edit, the difference is made up there.
-    Follows(Vec<Part>, String, Option<ShapeLocation>),
+    /// Last: where the entry is known in the model as analysed, the location that pins it
+    /// ([`ShapeLocation::Pinned`]) to that value minus the edits of the classes it counts,
+    /// whichever classes change the size, when the computed value cannot make up the
+    /// difference.
+    Follows(Vec<Part>, String, Option<ShapeLocation>, Option<ShapeLocation>),
 }
 
 #[derive(Clone, Debug)]
@@ -900,26 +904,44 @@ impl Spaces {
                         reasons[c].insert(format!("cannot locate the width constant of node '{}': {why}", s.user));
                     }
                 }
-                RefAt::Follows(measured, why, computed) => {
+                RefAt::Follows(measured, why, computed, pin) => {
                     // The entry changes by itself with the classes of the measured axis:
                     // fine where every class changes it exactly as much as it must
                     // change; otherwise construction makes up the difference in the
-                    // computed value, or the class is unprunable.
+                    // computed value, or pins the entry to its value less the edits it
+                    // must follow, or the class is unprunable.
                     let mut got = amounts(partition, elements, measured, &|| s.label(), reasons);
                     got.retain(|&c, _| produced.get(c).copied().unwrap_or(false));
                     let classes: BTreeSet<usize> = per_class.keys().chain(got.keys()).copied().collect();
-                    for c in classes {
-                        let (want, have) = (per_class.get(&c).copied().unwrap_or((0, 1)), got.get(&c).copied().unwrap_or((0, 1)));
-                        if want == have {
-                            continue;
-                        }
+                    let want = |c: usize| per_class.get(&c).copied().unwrap_or((0, 1));
+                    // Per class, what construction subtracts from the computed value (`None`:
+                    // not a whole number).
+                    let made_up = |c: usize| -> Option<i64> {
+                        let (want, have) = (want(c), got.get(&c).copied().unwrap_or((0, 1)));
                         let (num, den) = (frac_i64(want.0, have.1) - frac_i64(have.0, want.1), frac_i64(want.1, have.1));
-                        match computed {
-                            Some(loc) if den != 0 && num % den == 0 => {
-                                record(&mut shapes[c], &mut reasons[c], loc, s, num / den);
+                        (den != 0 && num % den == 0).then(|| num / den)
+                    };
+                    let differs = |c: &usize| want(*c) != got.get(c).copied().unwrap_or((0, 1));
+                    let compensated = computed.is_some() && classes.iter().filter(|c| differs(c)).all(|&c| made_up(c).is_some());
+                    match pin {
+                        Some(loc) if !compensated && classes.iter().any(differs) => {
+                            for &c in &classes {
+                                match want(c) {
+                                    (n, 1) => record(&mut shapes[c], &mut reasons[c], loc, s, n as i64),
+                                    _ => {
+                                        reasons[c].insert(format!("{} does not change by a whole number per element", s.label()));
+                                    }
+                                }
                             }
-                            _ => {
-                                reasons[c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                        }
+                        _ => {
+                            for c in classes.into_iter().filter(|c| differs(c)) {
+                                match (computed, made_up(c)) {
+                                    (Some(loc), Some(n)) => record(&mut shapes[c], &mut reasons[c], loc, s, n),
+                                    _ => {
+                                        reasons[c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                                    }
+                                }
                             }
                         }
                     }

@@ -378,9 +378,12 @@ fn attention_heads_ffn_neurons_and_layernorm() {
     let ffn = group(&a, "ff1.bias:0");
     assert!(ffn.prunable);
     assert_eq!((ffn.kind, ffn.num_elements), (ElementKind::Channel, 16));
+    // The residual width adds the graph input: unprunable for that, not for the
+    // LayerNormalization over it (which construction keeps exact by padding).
     let resid = group_with(&a, "o.bias", 0);
     assert!(!resid.prunable);
-    assert!(resid.reasons.iter().any(|r| r.contains("LayerNormalization")), "{:?}", resid.reasons);
+    assert!(resid.reasons.iter().any(|r| r.contains("combined with 'x'")), "{:?}", resid.reasons);
+    assert!(!resid.reasons.iter().any(|r| r.contains("LayerNormalization")), "{:?}", resid.reasons);
 }
 
 #[test]
@@ -476,16 +479,46 @@ fn rmsnorm_keeps_the_residual_stream_prunable() {
     assert!(err.contains("the divisor 15 of the mean") && err.contains("the node averages 16 entries"), "{err}");
 }
 
-/// LayerNorm written out centres the channels first: a pruned channel becomes
-/// `-mean`, not zero, so the width is unprunable, and the reason says so.
+/// LayerNorm written out centres the channels first (a pruned channel becomes `-mean`),
+/// but the whole pattern normalizes zeros as the operator does: the residual stream is
+/// one prunable group whose norms record the width construction pads back to, with the
+/// norms' scale and bias as producers (zeroed: they make the pruned channels zero again).
 #[test]
-fn decomposed_layernorm_blocks_the_residual_stream() {
-    let a = run(&residual_norm_model(true));
+fn decomposed_layernorm_keeps_the_residual_stream_prunable() {
+    let model = residual_norm_model(true);
+    let a = run(&model);
     let hidden = group_with(&a, "in.weight", 1);
-    assert!(!hidden.prunable, "{}", a.table());
-    assert!(hidden.reasons.iter().any(|r| r.contains("ReduceMean") && r.contains("the mean moves")), "{:?}", hidden.reasons);
-    assert!(a.blocked.iter().any(|b| b.op_type == "ReduceMean" && b.reason.contains("not zero")), "{:?}", a.blocked);
+    assert!(hidden.prunable, "{}", a.table());
+    assert_eq!((hidden.kind, hidden.num_elements), (ElementKind::Channel, 16));
+    for (init, axis, role) in [
+        ("ln1.weight", 0, Role::Producer),
+        ("ln1.bias", 0, Role::Producer),
+        ("ln_f.weight", 0, Role::Producer),
+        ("up.weight", 0, Role::Consumer),
+        ("head.weight", 0, Role::Consumer),
+    ] {
+        assert_eq!(member(hidden, init, axis).role, role, "{init}:{axis}");
+    }
+    let widths: Vec<(usize, u64, i64)> = hidden
+        .shape_constants
+        .iter()
+        .map(|c| match &c.location {
+            ShapeLocation::NormWidth { axis, size, .. } => (*axis, *size, c.per_element),
+            other => panic!("unexpected shape constant {other}"),
+        })
+        .collect();
+    assert_eq!(widths, vec![(2, 16, 1), (2, 16, 1)]);
     assert!(group_with(&a, "up.weight", 1).prunable, "{}", a.table());
+    // A saved analysis whose width is not the layer's is refused.
+    a.check(&model).unwrap();
+    let mut bad = a.clone();
+    for c in bad.groups.iter_mut().flat_map(|g| g.shape_constants.iter_mut()) {
+        if let ShapeLocation::NormWidth { size, .. } = &mut c.location {
+            *size = 15;
+        }
+    }
+    let err = bad.check(&model).unwrap_err().to_string();
+    assert!(err.contains("the width 15 of axis 2") && err.contains("not a normalized axis of that size"), "{err}");
 }
 
 /// ConvTranspose weights are [C_in, C_out/g, k, k]: axis 0 reads the incoming space,

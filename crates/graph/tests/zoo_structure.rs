@@ -1,7 +1,7 @@
 //! The group structure of zoo models, against counts derived by hand from the
 //! architectures (see the comment of each test).
 
-use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind};
+use oto_graph::{analyze, Analysis, AnalyzeOptions, ElementKind, ShapeLocation};
 use oto_testkit::zoo_model;
 
 fn analysis(name: &str) -> Analysis {
@@ -124,33 +124,36 @@ fn concat_bn() {
 
 /// bert_tiny (hidden 128, 2 layers, 2 heads of 64, FFN 512): per layer one group of 2
 /// heads (Q, K, V columns and the output projection's rows) and one of 512 FFN neurons;
-/// the pooler's 128 (tanh keeps zeros) is prunable; the LayerNorm'd residual width and
-/// the logits are not. Prunable parameters: per layer 4 x 128x128 + 3 x 128 (Q, K, V
-/// biases) + 2 x 128x512 + 512 = 197504, twice; pooler 16512; classifier columns 256:
-/// 411776.
+/// the pooler's 128 (tanh keeps zeros); the residual width, one group through the
+/// embeddings and the five LayerNorms (each records the width construction pads back
+/// to); only the logits are not prunable: every parameter but the classifier's 2 biases.
 #[test]
 fn bert_tiny() {
     let a = analysis("bert_tiny");
     assert_eq!(a.groups.len(), 7, "{}", a.table());
-    assert_eq!(prunable_sizes(&a), vec![2, 2, 128, 512, 512]);
+    assert_eq!(prunable_sizes(&a), vec![2, 2, 128, 128, 512, 512]);
     let heads: Vec<_> = a.prunable_groups().filter(|g| g.kind == ElementKind::Head { dim: 64 }).collect();
     assert_eq!(heads.len(), 2);
-    assert_eq!(a.prunable_params, 411776);
-    let residual = a.groups.iter().find(|g| !g.prunable && g.num_elements == 128).unwrap();
-    assert!(residual.reasons.iter().any(|r| r.contains("LayerNormalization")));
+    assert_eq!((a.prunable_params, a.total_params), (550016, 550018));
+    let residual = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer.contains("word_embeddings"))).unwrap();
+    assert!(residual.prunable, "{}", a.table());
+    let widths = residual.shape_constants.iter().filter(|c| matches!(c.location, ShapeLocation::NormWidth { size: 128, .. })).count();
+    assert_eq!(widths, 5, "{:?}", residual.shape_constants);
 }
 
 /// gpt2_tiny and vit_tiny: heads (2 of 64 / 2 of 32) and FFN neurons (512 / 128) per
 /// layer are prunable, through GPT-2's packed c_attn + Split and ViT's packed in_proj +
-/// [.., 3, E] reshape.
+/// [.., 3, E] reshape; so are their residual widths (128 / 64), with GPT-2's output layer
+/// tied to the token embeddings and ViT's class token.
 #[test]
 fn gpt2_and_vit_heads() {
     let g = analysis("gpt2_tiny");
-    assert_eq!(prunable_sizes(&g), vec![2, 2, 512, 512], "{}", g.table());
+    assert_eq!(prunable_sizes(&g), vec![2, 2, 128, 512, 512], "{}", g.table());
     assert_eq!(g.prunable_groups().filter(|x| x.kind == ElementKind::Head { dim: 64 }).count(), 2);
     let v = analysis("vit_tiny");
-    assert_eq!(prunable_sizes(&v), vec![2, 2, 128, 128], "{}", v.table());
+    assert_eq!(prunable_sizes(&v), vec![2, 2, 64, 128, 128], "{}", v.table());
     assert_eq!(v.prunable_groups().filter(|x| x.kind == ElementKind::Head { dim: 32 }).count(), 2);
+    assert!(v.prunable_groups().any(|x| x.members.iter().any(|m| m.initializer == "class_token")), "{}", v.table());
 }
 
 /// The description serializes and reads back unchanged; the dot output names every node.

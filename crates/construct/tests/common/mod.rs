@@ -51,13 +51,35 @@ pub fn float_elements(model: &Model) -> u64 {
 }
 
 /// The float-element count predicted from the groups: each cut initializer keeps
-/// `prod(dim_a - removed_a)` elements, and each mean that keeps its original divisor
-/// gains its scale (one scalar).
+/// `prod(dim_a - removed_a)` elements, each mean that keeps its original divisor
+/// gains its scale (one scalar), and the scale and bias of a `LayerNormalization` whose
+/// input is padded back to its width keep their size.
 pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, Vec<usize>>) -> u64 {
     let cuts = cut_indices(analysis, removed, None);
     let mut total = float_elements(model);
-    for t in &model.proto.graph.as_ref().unwrap().initializer {
-        let Some(axes) = cuts.get(t.name.as_deref().unwrap_or("")) else { continue };
+    let padded_norms: BTreeSet<&str> = analysis
+        .groups
+        .iter()
+        .filter(|g| removed.get(&g.id).is_some_and(|r| !r.is_empty()))
+        .flat_map(|g| g.shape_constants.iter())
+        .filter_map(|c| match &c.location {
+            oto_graph::ShapeLocation::NormWidth { value, .. } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    let graph = model.proto.graph.as_ref().unwrap();
+    let norm_params: BTreeSet<&str> = graph
+        .node
+        .iter()
+        .filter(|n| n.output.iter().any(|o| padded_norms.contains(o.as_str())))
+        .flat_map(|n| n.input.iter().skip(1).map(String::as_str))
+        .collect();
+    for t in &graph.initializer {
+        let name = t.name.as_deref().unwrap_or("");
+        if norm_params.contains(name) {
+            continue;
+        }
+        let Some(axes) = cuts.get(name) else { continue };
         let before: u64 = t.dims.iter().product::<i64>() as u64;
         let after: u64 = t.dims.iter().enumerate().map(|(a, &d)| d as u64 - axes.get(&a).map_or(0, |s| s.len() as u64)).product();
         total -= before - after;

@@ -148,6 +148,12 @@ impl Ctx<'_, '_> {
         }
         let role = match op {
             Bin::Add | Bin::Sub | Bin::Max | Bin::Min | Bin::Where => Role::Producer,
+            // A scale of channels that are not zero where pruned (a layer norm's, after its
+            // centred values) makes them zero once its slices are zeroed with them.
+            Bin::Mul if !x.all_zero() => {
+                x.map_zero(&|_| true);
+                Role::Producer
+            }
             Bin::Mul | Bin::PRelu => Role::Aux,
             Bin::Div if tracked_first => Role::Aux,
             Bin::Div | Bin::Pow => {

@@ -43,7 +43,10 @@ impl Ctx<'_, '_> {
 
     pub(super) fn matmul(&mut self, node: &NodeProto) {
         let (a, b) = (node.input[0].clone(), node.input[1].clone());
-        let (ia, ib) = (self.is_init(&a), self.is_init(&b));
+        // The weight and its axes read as B's rows and columns: an initializer, or the
+        // transpose of one (an output layer tied to the embedding table).
+        let weight = if self.is_init(&b) { Some((b.clone(), 0, 1)) } else { self.transposed_weight(&b).map(|w| (w, 1, 0)) };
+        let (ia, ib) = (self.is_init(&a), weight.is_some());
         let (ta, tb) = (self.track(&a).cloned(), self.track(&b).cloned());
         let Some(od) = self.dims(&node.output[0]) else {
             self.block_node(node, "shapes unknown");
@@ -57,20 +60,21 @@ impl Ctx<'_, '_> {
         }
         match (ia, ib) {
             (false, true) => {
-                let Some(bd) = self.init_dims(&b) else { return };
+                let Some((w, k_axis, n_axis)) = weight else { return };
+                let Some(bd) = self.init_dims(&w) else { return };
                 if bd.len() != 2 || r == 0 {
                     self.block_node(node, "the weight of MatMul is not 2-D");
                     return;
                 }
                 if let Some(t) = &ta {
                     let k = t.len() - 1;
-                    self.consume(node, &b, 0, &t[k]);
+                    self.consume(node, &w, k_axis, &t[k]);
                     for i in 0..k.min(r - 1) {
                         out[r - 1 - k + i] = t[i].clone();
                     }
                 }
-                let sp = self.new_space(bd[1]);
-                self.member(&b, 1, sp, 0, 1, 1, Role::Producer);
+                let sp = self.new_space(bd[n_axis]);
+                self.member(&w, n_axis, sp, 0, 1, 1, Role::Producer);
                 out[r - 1] = AxisT::unit(sp, true);
             }
             (true, false) => {

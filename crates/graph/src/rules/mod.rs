@@ -139,6 +139,9 @@ impl Ctx<'_, '_> {
             }
             return Ok(());
         }
+        if node.output.first().is_some_and(|o| self.written_norm_inner.contains(o)) {
+            return Ok(());
+        }
         let op = Op::parse(self.graph, node)?;
         let (ins, outs) = arity(&op, ops::node_opset(self.graph, node));
         if node.input.len() < ins || node.output.len() < outs || node.output.first().is_some_and(String::is_empty) {
@@ -196,6 +199,15 @@ impl Ctx<'_, '_> {
             // ([`Ctx::sliced_tables_read_whole`]).
             Op::Slice(_) if !any_tracked && self.sliced_table(&node.output[0]).is_some() => {}
             Op::Binary(B::Mul) if !any_tracked && self.spread_constant(node) => {}
+            // A class token broadcast over the batch: the Concat that reads it cuts it.
+            Op::Expand if !any_tracked && self.expanded_token(node) => {}
+            // A number computed from sizes, which may be sizes of tracked axes.
+            Op::Cast { to: Some(to) } if !any_tracked && to.is_float() => {
+                self.float_from_sizes(node);
+                self.freeze_initializers(node, "no tracked channels reach it, so the analysis does not follow it");
+            }
+            // A weight read transposed by MatMuls, which cut it ([`Ctx::transposed_weight`]).
+            Op::Transpose { .. } if !any_tracked && self.transposed_weight(&node.output[0]).is_some() => {}
             // No channels reach it: nothing is followed through it, so the initializers
             // it reads (a bias it shares with a layer, say) are not cut either.
             _ if !any_tracked => self.freeze_initializers(node, "no tracked channels reach it, so the analysis does not follow it"),
@@ -310,6 +322,40 @@ impl Ctx<'_, '_> {
             self.is_op(reader, |o| matches!(o, Op::Binary(B::Add | B::Sub)))
         });
         adds.then(|| data.clone())
+    }
+
+    /// Whether `node` is an `Expand` of an initializer read only by `Concat`s, which
+    /// cut the initializer along their tracked axes ([`Ctx::expanded_init`]), to a
+    /// target that leaves every axis of the initializer longer than 1 as it is (an
+    /// entry of 1: the width follows the initializer once it is cut).
+    fn expanded_token(&self, node: &NodeProto) -> bool {
+        let Some(dims) = node.input.first().and_then(|x| self.init_dims(x)) else {
+            return false;
+        };
+        let concats = self.graph.consumers(&node.output[0]).iter().all(|u| self.graph.proto.node[u.node].op() == "Concat");
+        let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
+        let Some(target) = target.filter(|t| t.len() >= dims.len()) else {
+            return false;
+        };
+        let lead = target.len() - dims.len();
+        concats && dims.iter().enumerate().all(|(j, &d)| d <= 1 || target[lead + j] == Dim::Known(1))
+    }
+
+    /// The 2-D initializer `value` is the transpose of, when every reader of `value` is a
+    /// `MatMul` reading it as its weight (input 1): the output layer of a language model
+    /// tied to its embedding table, which the MatMul rule cuts along the swapped axes.
+    pub(crate) fn transposed_weight(&self, value: &str) -> Option<String> {
+        let (_, n) = self.graph.producer_node(value)?;
+        let w = n.input.first().filter(|w| n.op() == "Transpose" && self.init_dims(w).is_some_and(|d| d.len() == 2))?;
+        let swapped = match Op::parse(self.graph, n) {
+            Ok(Op::Transpose { perm }) => perm.is_none_or(|p| p == [1, 0]),
+            _ => false,
+        };
+        let weight_only = self.graph.consumers(value).iter().all(|u| {
+            let reader = &self.graph.proto.node[u.node];
+            u.input == 1 && self.is_op(reader, |o| matches!(o, Op::MatMul { integer: false }))
+        });
+        (swapped && weight_only).then(|| w.clone())
     }
 
     /// A sliced table ([`Ctx::sliced_table`]) that `node` reads without cutting it with

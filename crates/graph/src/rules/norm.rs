@@ -3,6 +3,7 @@
 //! and softmax block the axes they normalize over.
 
 use super::*;
+use oto_onnx::op::WrittenLayerNorm;
 
 impl Ctx<'_, '_> {
     pub(super) fn channel_params(&mut self, node: &NodeProto, params: &[(usize, Role)]) -> Option<ValueT> {
@@ -176,6 +177,13 @@ impl Ctx<'_, '_> {
             self.set(&node.output[0], t);
             return;
         }
+        if !rms && normalized.iter().all(|&i| t[i].all_zero()) && self.padded_norm(node, &t, first) {
+            // Zero channels in, zero channels out (their scale and bias are zeroed with
+            // them); construction pads the compact input back to the original width so
+            // that the statistics are those of the full layer.
+            self.set(&node.output[0], t);
+            return;
+        }
         for i in first..t.len() {
             if t[i].is_tracked() {
                 let a = t[i].clone();
@@ -200,6 +208,94 @@ impl Ctx<'_, '_> {
             a.map_zero(&|_| false);
         }
         self.set(&node.output[0], t);
+    }
+
+    /// A `LayerNormalization` (axes `first..` of its input, tracked as `t`, zero at
+    /// pruned channels) kept exact by padding: the compact layer reads its narrow input
+    /// padded with zeros back to the original width, normalizes that (zeros leave the sum
+    /// and the sum of squares as they were, so mean and variance are the full layer's),
+    /// and keeps the first positions. The pruned channels' scale and bias are producers,
+    /// zeroed with them, so the output stays zero there in the sparse model too. Records
+    /// the width to restore per tracked axis; false (nothing recorded) where a scale or
+    /// bias is not an initializer with one entry per channel, or a size is unknown.
+    fn padded_norm(&mut self, node: &NodeProto, t: &ValueT, first: usize) -> bool {
+        let rank = t.len();
+        let tracked: Vec<usize> = (first..rank).filter(|&i| t[i].is_tracked()).collect();
+        let dims = self.dims(&node.input[0]).unwrap_or_default();
+        let params: Vec<String> = [1usize, 2].iter().filter_map(|&p| ops::input(node, p).map(str::to_string)).collect();
+        // Per tracked axis: its size and, per parameter, the parameter's axis along it.
+        let mut plan = Vec::new();
+        for &i in &tracked {
+            let Some(size) = dims.get(i).and_then(Dim::known).and_then(|s| u64::try_from(s).ok()) else {
+                return false;
+            };
+            let mut along = Vec::new();
+            for p in &params {
+                // Parameters broadcast against the normalized axes, aligned at the end.
+                let Some(d) = self.init_dims(p).filter(|d| d.len() <= rank - first) else {
+                    return false;
+                };
+                let Some(k) = (i - first).checked_sub(rank - first - d.len()) else {
+                    return false;
+                };
+                if u64::try_from(d[k]).ok() != Some(size) {
+                    return false;
+                }
+                along.push((p.clone(), k));
+            }
+            plan.push((i, size, along));
+        }
+        let user = node.name.clone().unwrap_or_default();
+        for (i, size, along) in plan {
+            let a = t[i].clone();
+            for (p, k) in along {
+                self.members_along(node, &p, k, &a, Role::Producer);
+            }
+            let location = ShapeLocation::NormWidth { value: node.output[0].clone(), axis: i, size };
+            self.spaces.shape_ref(RefAt::Const(location, false), 0, &user, count_parts(&a));
+        }
+        true
+    }
+
+    /// A layer normalization written out ([`WrittenLayerNorm`]) from its first node, the
+    /// mean of `x` (tracked as `t`), over channels that are zero where pruned: as the
+    /// operator ([`Ctx::padded_norm`]), construction pads `x` back to the original width
+    /// for the pattern and keeps the first positions of its result, so the statistics are
+    /// the full layer's. The result is not zero at pruned channels (their centred value
+    /// is minus the mean): the scale that follows (a `Mul` by a parameter) zeroes them.
+    /// False (nothing done) where the nodes are not that pattern, no tracked axis is
+    /// normalized, or one is not zero or of unknown size.
+    pub(super) fn written_norm(&mut self, node: &NodeProto, t: &ValueT) -> bool {
+        let Some(index) = self.graph.producer_node(&node.output[0]).map(|(i, _)| i) else {
+            return false;
+        };
+        let Some(w) = WrittenLayerNorm::at_mean(self.graph, Some(&self.shapes), index) else {
+            return false;
+        };
+        let rank = t.len();
+        let Some(axes) = w.axes.iter().map(|&a| norm_axis(a, rank)).collect::<Option<Vec<usize>>>() else {
+            return false;
+        };
+        let tracked: Vec<usize> = axes.iter().copied().filter(|&i| t[i].is_tracked()).collect();
+        let dims = self.dims(&w.x).unwrap_or_default();
+        let sizes: Option<Vec<u64>> =
+            tracked.iter().map(|&i| dims.get(i).and_then(Dim::known).and_then(|s| u64::try_from(s).ok())).collect();
+        let Some(sizes) = sizes.filter(|_| !tracked.is_empty() && tracked.iter().all(|&i| t[i].all_zero())) else {
+            return false;
+        };
+        let end = self.graph.proto.node[w.end].output[0].clone();
+        let user = node.name.clone().unwrap_or_default();
+        let mut out = t.clone();
+        for (&i, size) in tracked.iter().zip(sizes) {
+            let location = ShapeLocation::NormWidth { value: end.clone(), axis: i, size };
+            self.spaces.shape_ref(RefAt::Const(location, false), 0, &user, count_parts(&t[i]));
+            out[i].map_zero(&|_| false);
+        }
+        for &k in &w.nodes[1..] {
+            self.written_norm_inner.extend(self.graph.proto.node[k].output.iter().cloned());
+        }
+        self.set(&end, out);
+        true
     }
 
     pub(super) fn softmax(&mut self, node: &NodeProto, s: &Softmax) {

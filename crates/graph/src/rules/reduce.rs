@@ -21,6 +21,9 @@ impl Ctx<'_, '_> {
         let Some(t) = self.in_track(node, 0) else {
             return Ok(());
         };
+        if red.kind == ReduceKind::Mean && self.written_norm(node, &t) {
+            return Ok(());
+        }
         let listed = red.axes.resolve(self.graph, node, Some(&self.shapes), "axes")?;
         let rank = t.len();
         let axes: Vec<usize> = match &listed {

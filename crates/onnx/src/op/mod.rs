@@ -66,7 +66,7 @@ pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Clip, Compare, Unary};
 pub use index::{FloatsParam, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes};
 pub use matmul::Gemm;
-pub use norm::{LayerNorm, Softmax, SoftmaxKind};
+pub use norm::{LayerNorm, Softmax, SoftmaxKind, WrittenLayerNorm};
 pub use pool::{Pool, PoolKind};
 pub use quant::QLinear;
 pub use recurrent::{Direction, Rnn, RnnKind};

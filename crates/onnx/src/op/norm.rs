@@ -93,3 +93,123 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), x), vt(stash, stat.clone()), vt(stash, stat)])
     }
 }
+
+/// A layer normalization written out without its scale and bias (what exporters write
+/// before opset 17): `d = x - ReduceMean(x)`, `n = d / Sqrt(ReduceMean(d * d) + eps)`,
+/// the square a `Pow(d, 2)` or `Mul(d, d)`, the division a `Div` or a `Mul` by the
+/// `Reciprocal`. Every intermediate value is read only inside the pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenLayerNorm {
+    /// The normalized input.
+    pub x: String,
+    /// The reduced axes (as written: possibly negative).
+    pub axes: Vec<i64>,
+    /// Node indices: the first `ReduceMean`, the centring `Sub`, and the last node
+    /// (whose output is the normalized value).
+    pub mean: usize,
+    /// See `mean`.
+    pub center: usize,
+    /// See `mean`.
+    pub end: usize,
+    /// Every node of the pattern, `mean` to `end`.
+    pub nodes: Vec<usize>,
+}
+
+impl WrittenLayerNorm {
+    /// The pattern starting at node `mean`, if it is one.
+    pub fn at_mean(graph: &Graph<'_>, folded: Option<&Shapes>, mean: usize) -> Option<WrittenLayerNorm> {
+        let node = graph.proto.node.get(mean)?;
+        let axes = mean_axes(graph, folded, node)?;
+        let x = node.input.first()?.clone();
+        let only_reader = |value: &str| -> Option<(usize, &NodeProto)> {
+            match graph.consumers(value) {
+                [u] => Some((u.node, &graph.proto.node[u.node])),
+                _ => None,
+            }
+        };
+        let (center, sub) = only_reader(&node.output[0])?;
+        if sub.op() != "Sub" || !is_default(sub) || sub.input.as_slice() != [x.clone(), node.output[0].clone()] {
+            return None;
+        }
+        let d = sub.output.first()?;
+        // The readers of `d`: the square and the division.
+        let mut readers: Vec<usize> = graph.consumers(d).iter().map(|u| u.node).collect();
+        readers.sort_unstable();
+        readers.dedup();
+        if readers.len() != 2 {
+            return None;
+        }
+        let is_square = |n: &NodeProto| match n.op() {
+            "Mul" => n.input.len() == 2 && n.input[0] == *d && n.input[1] == *d,
+            "Pow" => {
+                n.input.first() == Some(d)
+                    && n.input.get(1).is_some_and(|e| ops::constant_floats(graph, folded, e).ok().flatten().is_some_and(|v| v == [2.0]))
+            }
+            _ => false,
+        };
+        let (square, divide) = match (is_square(&graph.proto.node[readers[0]]), is_square(&graph.proto.node[readers[1]])) {
+            (true, false) => (readers[0], readers[1]),
+            (false, true) => (readers[1], readers[0]),
+            _ => return None,
+        };
+        let (variance, var) = only_reader(&graph.proto.node[square].output[0])?;
+        if mean_axes(graph, folded, var) != Some(axes.clone()) || var.input.first() != graph.proto.node[square].output.first() {
+            return None;
+        }
+        let (add, plus) = only_reader(&var.output[0])?;
+        let eps = plus.input.iter().find(|i| **i != var.output[0])?;
+        if plus.op() != "Add" || plus.input.len() != 2 || ops::constant_floats(graph, folded, eps).ok().flatten().is_none() {
+            return None;
+        }
+        let (root, sqrt) = only_reader(&plus.output[0])?;
+        if sqrt.op() != "Sqrt" {
+            return None;
+        }
+        let mut nodes = vec![mean, center, square, variance, add, root];
+        let (after, next) = only_reader(&sqrt.output[0])?;
+        let div = &graph.proto.node[divide];
+        let ends = match next.op() {
+            "Div" => after == divide && div.input.as_slice() == [d.clone(), sqrt.output[0].clone()],
+            "Reciprocal" => {
+                nodes.push(after);
+                let r = &next.output[0];
+                let by = (div.input.len() == 2).then(|| if div.input[0] == *d { &div.input[1] } else { &div.input[0] });
+                only_reader(r).is_some_and(|(m, _)| m == divide) && div.op() == "Mul" && by == Some(r)
+            }
+            _ => false,
+        };
+        if !ends || [sub, plus, sqrt, div].iter().any(|n| !is_default(n)) {
+            return None;
+        }
+        nodes.push(divide);
+        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes })
+    }
+
+    /// The pattern whose last node writes `value`, if it is one.
+    pub fn ending_at(graph: &Graph<'_>, folded: Option<&Shapes>, value: &str) -> Option<WrittenLayerNorm> {
+        let (_, end) = graph.producer_node(value)?;
+        // end = d / s or d * r (either order), d = Sub(x, mean).
+        let d = end.input.iter().find(|i| graph.producer_node(i).is_some_and(|(_, n)| n.op() == "Sub"))?;
+        let (_, sub) = graph.producer_node(d)?;
+        let (mean, _) = graph.producer_node(sub.input.get(1)?)?;
+        WrittenLayerNorm::at_mean(graph, folded, mean).filter(|w| graph.proto.node[w.end].output.first().map(String::as_str) == Some(value))
+    }
+}
+
+fn is_default(node: &NodeProto) -> bool {
+    matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"))
+}
+
+/// The axes of a `ReduceMean` that keeps its reduced axes (`None` for other nodes, or
+/// axes not written out).
+fn mean_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto) -> Option<Vec<i64>> {
+    if !is_default(node) {
+        return None;
+    }
+    match crate::op::Op::parse(graph, node).ok()? {
+        crate::op::Op::Reduce(r) if r.kind == crate::op::ReduceKind::Mean && r.keepdims => {
+            r.axes.resolve(graph, node, folded, "axes").ok().flatten().filter(|a| !a.is_empty())
+        }
+        _ => None,
+    }
+}

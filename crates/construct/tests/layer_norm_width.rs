@@ -1,0 +1,155 @@
+//! A residual width normalized by `LayerNormalization`, or by a layer normalization
+//! written out (before opset 17), is prunable and exact: the compact layer normalizes its
+//! input padded back to the original width with zeros, so its statistics are the full
+//! layer's. The width here also meets a class token broadcast
+//! over the batch (`Expand` of an initializer, concatenated along the sequence) and an
+//! output layer tied to the input projection (a `MatMul` by its `Transpose`), which are
+//! cut with it.
+
+mod common;
+use common::*;
+use oto_construct::construct;
+use oto_graph::{analyze, AnalyzeOptions, ShapeLocation};
+use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::{Model, Tensor, TensorData};
+use oto_testkit::{deviation, run_ort, SplitMix64};
+use std::collections::BTreeMap;
+
+const WIDTH: usize = 16;
+
+/// `x [B, 5, 8] -> 16 channels (+ bias)`, a class token prepended (`[B, 6, 16]`), then
+/// `h + ff(ln1(h))`, `ln2`, and two heads: `[16 -> 6]` and the input projection's
+/// transpose (`[16 -> 8]`). Epsilon 0.5, large enough that a wrong variance shows. At
+/// opset 17 the layer norms are the operator; before, written out as the TorchScript
+/// exporter writes them (`Pow`, `Div`) at opset 12, and with `Mul(d, d)` and a
+/// `Reciprocal` at opset 10 (where `Pad` takes its pads as an attribute).
+fn model(opset: i64) -> Model {
+    let (s, e) = (5i64, WIDTH);
+    let mut b = GraphBuilder::new("layer_norm_width");
+    let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
+    // (Only the constants the written-out form reads: unread ones are not kept.)
+    let eps = if opset < 17 { scalar(&mut b, "eps", 0.5) } else { String::new() };
+    let two = if (12..17).contains(&opset) { scalar(&mut b, "two", 2.0) } else { String::new() };
+    let x = b.input_f32("x", &batch_dims(&[s, 8]));
+    let mut k = 0;
+    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
+        k += 1;
+        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
+    };
+    let norm = |b: &mut GraphBuilder, t: &str, scale: &str, bias: &str| -> String {
+        if opset >= 17 {
+            return b.node_with("LayerNormalization", &[t, scale, bias], &[], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(0.5))]);
+        }
+        let last = [("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))];
+        let m = b.node_with("ReduceMean", &[t], &[], &last);
+        let d = b.node("Sub", &[t, &m], &[]);
+        let sq = if opset >= 12 { b.node("Pow", &[&d, &two], &[]) } else { b.node("Mul", &[&d, &d], &[]) };
+        let v = b.node_with("ReduceMean", &[&sq], &[], &last);
+        let a = b.node("Add", &[&v, &eps], &[]);
+        let r = b.node("Sqrt", &[&a], &[]);
+        let n = if opset >= 12 {
+            b.node("Div", &[&d, &r], &[])
+        } else {
+            let inv = b.node("Reciprocal", &[&r], &[]);
+            b.node("Mul", &[&inv, &d], &[])
+        };
+        let g = b.node("Mul", &[&n, scale], &[]);
+        b.node("Add", &[&g, bias], &[])
+    };
+    let w0 = weight(&mut b, "in.weight", &[8, e]);
+    let b0 = weight(&mut b, "in.bias", &[e]);
+    let h = b.node("MatMul", &[&x, &w0], &[]);
+    let h = b.node("Add", &[&h, &b0], &[]);
+    // The class token, broadcast to [B, 1, 16] (entries 1 keep its width).
+    let token = weight(&mut b, "cls_token", &[1, 1, e]);
+    let shape = b.node("Shape", &[&x], &[]);
+    let (zero, one) = (b.ints("zero", &[0]), b.ints("one", &[1]));
+    let batch = b.node("Slice", &[&shape, &zero, &one], &[]);
+    let ones = b.ints("ones", &[1, 1]);
+    let target = b.node_with("Concat", &[&batch, &ones], &[], &[("axis", Attr::Int(0))]);
+    let tokens = b.node("Expand", &[&token, &target], &[]);
+    let h = b.node_with("Concat", &[&tokens, &h], &[], &[("axis", Attr::Int(1))]);
+    let (g1, c1) = (weight(&mut b, "ln1.weight", &[e]), weight(&mut b, "ln1.bias", &[e]));
+    let n1 = norm(&mut b, &h, &g1, &c1);
+    let w1 = weight(&mut b, "ff.weight", &[e, e]);
+    let f = b.node("MatMul", &[&n1, &w1], &[]);
+    let h = b.node("Add", &[&h, &f], &[]);
+    let (g2, c2) = (weight(&mut b, "ln2.weight", &[e]), weight(&mut b, "ln2.bias", &[e]));
+    let n2 = norm(&mut b, &h, &g2, &c2);
+    let w2 = weight(&mut b, "head.weight", &[e, 6]);
+    let y = b.node("MatMul", &[&n2, &w2], &[]);
+    // Scaled by `(width / 4) ** -0.5`, the width read off the normalized value (as the
+    // TorchScript exporter writes a head size computed from a layer's input): pinned.
+    let shape = b.node("Shape", &[&n2], &[]);
+    let two_i = b.initializer("axis_two", Tensor::new(vec![], TensorData::I64(vec![2])).unwrap());
+    let four = b.initializer("four", Tensor::new(vec![], TensorData::I64(vec![4])).unwrap());
+    let width = b.node_with("Gather", &[&shape, &two_i], &[], &[("axis", Attr::Int(0))]);
+    let size = b.node("Div", &[&width, &four], &[]);
+    let size = b.node_with("Cast", &[&size], &[], &[("to", Attr::Int(1))]);
+    let half = b.initializer("minus_half", Tensor::new(vec![], TensorData::F32(vec![-0.5])).unwrap());
+    let scale = b.node("Pow", &[&size, &half], &[]);
+    let y = b.node("Mul", &[&y, &scale], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s + 1, 6]));
+    let tied = b.node_with("Transpose", &[&w0], &[], &[("perm", Attr::Ints(vec![1, 0]))]);
+    let z = b.node("MatMul", &[&n2, &tied], &["z"]);
+    b.output_f32(&z, &batch_dims(&[s + 1, 8]));
+    b.opset(opset);
+    b.build().unwrap()
+}
+
+#[test]
+fn layer_norm_width_is_pruned_exactly() {
+    for opset in [17, 12, 10] {
+        pruned_exactly(opset);
+    }
+}
+
+fn pruned_exactly(opset: i64) {
+    let mut rng = SplitMix64::new(7);
+    let x: Vec<f32> = (0..2 * 5 * 8).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 5, 8], TensorData::F32(x)).unwrap())];
+    let model = model(opset);
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "in.weight" && m.axis == 1)).unwrap();
+    assert!(g.prunable, "opset {opset}: {}", analysis.table());
+    for p in ["cls_token", "ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "ff.weight", "head.weight"] {
+        assert!(g.members.iter().any(|m| m.initializer == p), "opset {opset}: {p} is not cut with the width: {:?}", g.members);
+    }
+    let widths = g.shape_constants.iter().filter(|c| matches!(c.location, ShapeLocation::NormWidth { size: 16, axis: 2, .. })).count();
+    assert_eq!(widths, 2, "opset {opset}: {:?}", g.shape_constants);
+    let pinned = g.shape_constants.iter().filter(|c| matches!(c.location, ShapeLocation::Pinned { original: 4, scalar: true, .. })).count();
+    assert_eq!(pinned, 1, "opset {opset}: {:?}", g.shape_constants);
+
+    let cut = vec![0, 3, 4, 9, 15];
+    let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), cut.clone())].into();
+    let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
+    let (compact, report) = construct(&full, &analysis, &removed).unwrap();
+    assert_eq!(report.groups.iter().find(|r| r.id == g.id).unwrap().kept, WIDTH - cut.len());
+    // (The two layers' scale and bias keep the full width, zeros appended.)
+    assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed), "opset {opset}");
+    let want = run_ort(&full.proto, &inputs);
+    let (err, tol) = deviation(&want, &run_ort(&compact.proto, &inputs));
+    assert!(err <= tol, "opset {opset}: max deviation {err:.3e} > {tol:.3e}");
+
+    // Control: normalizing the narrow width (no zeros appended) computes otherwise.
+    let mut naive = compact.proto.clone();
+    let gp = naive.graph.as_mut().unwrap();
+    let kept = WIDTH - cut.len();
+    for n in gp.node.iter_mut().filter(|n| n.op_type.as_deref() == Some("Pad")) {
+        for a in n.attribute.iter_mut().filter(|a| a.name.as_deref() == Some("pads")) {
+            a.ints = vec![0; 6];
+        }
+    }
+    for t in gp.initializer.iter_mut() {
+        let name = t.name.clone().unwrap_or_default();
+        if name.contains(".pads") {
+            *t = Tensor::from_i64s(vec![0; 6]).to_proto(&name);
+        } else if name.contains(".padded") {
+            let v = Tensor::from_proto(t, None).unwrap().to_f64_vec();
+            let narrow: Vec<f32> = v[..kept].iter().map(|&f| f as f32).collect();
+            *t = Tensor::new(vec![kept], TensorData::F32(narrow)).unwrap().to_proto(&name);
+        }
+    }
+    let (err, tol) = deviation(&want, &run_ort(&naive, &inputs));
+    assert!(err > 10.0 * tol, "opset {opset}: the padding made no difference ({err:.3e})");
+}
