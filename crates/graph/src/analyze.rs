@@ -872,25 +872,24 @@ impl<'a, 'm> Ctx<'a, 'm> {
         Some(ShapeLocation::Pinned { value: value.to_string(), len, scalar, entry, original })
     }
 
-    /// A float computed from integers (`node` a `Cast` to a float type of an untracked
-    /// value): an entry that is the size of a tracked axis (a scale `(E / H) ** -0.5`
-    /// computed from the width `E`) must not change with the channels that axis counts;
-    /// it is pinned to its value in the model as analysed where construction can, else
-    /// those channels are unprunable.
-    pub(crate) fn float_from_sizes(&mut self, node: &NodeProto) {
-        let input = &node.input[0];
-        let entries = match self.dims(input).as_deref() {
+    /// Sizes read by `node`, which no tracked channels reach, at its input `k` (a
+    /// `Reshape`'s target, a `Slice`'s bounds, a float computed by a `Cast` to a float
+    /// type): an entry that is the size of a tracked axis (the width `E` read off a
+    /// layer's input to reshape an attention output of its own width, a scale
+    /// `(E / H) ** -0.5`) must not change with the channels that axis counts; it is pinned
+    /// to its value in the model as analysed where construction can, else those channels
+    /// are unprunable ([`Ctx::shape_entry`] of an entry that counts no channels).
+    pub(crate) fn sizes_kept(&mut self, node: &NodeProto, k: usize) {
+        let Some(input) = ops::input(node, k).filter(|v| !self.is_init(v)).map(str::to_string) else {
+            return;
+        };
+        let entries = match self.dims(&input).as_deref() {
             Some([]) => 1,
             Some([Dim::Known(n)]) => usize::try_from(*n).unwrap_or(0).min(64),
             _ => return,
         };
-        let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
         for idx in 0..entries {
-            if let Ok(Located::Dynamic(measured, why)) = self.locate(&user, input, idx) {
-                let pin = self.pinned_location(input, idx);
-                let why = format!("{why}, and is read as a number");
-                self.spaces.shape_ref(RefAt::Follows(measured, why, None, pin), idx, &user, Vec::new());
-            }
+            self.shape_entry(node, &input, idx, Vec::new());
         }
     }
 

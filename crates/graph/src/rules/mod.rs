@@ -111,6 +111,21 @@ fn arity(op: &Op, opset: i64) -> (usize, usize) {
     (ins, 1)
 }
 
+/// The inputs of `op` read as sizes of its output (or as a number, for a `Cast` to a
+/// float type): where such a size is measured off a tracked axis while nothing tracked
+/// reaches the node, it must keep its value ([`Ctx::sizes_kept`]).
+fn sized_inputs(op: &Op) -> Vec<usize> {
+    match op {
+        Op::Cast { to: Some(to) } if to.is_float() => vec![0],
+        Op::Reshape { .. } | Op::Expand | Op::Tile | Op::Pad(_) | Op::Split(_) => vec![1],
+        Op::ConstantOfShape => vec![0],
+        Op::Range => vec![0, 1, 2],
+        Op::Slice(_) => vec![1, 2, 3, 4],
+        Op::Resize(_) => vec![3],
+        _ => Vec::new(),
+    }
+}
+
 fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     (0..rank as i64).contains(&a).then_some(a as usize)
@@ -201,9 +216,12 @@ impl Ctx<'_, '_> {
             Op::Binary(B::Mul) if !any_tracked && self.spread_constant(node) => {}
             // A class token broadcast over the batch: the Concat that reads it cuts it.
             Op::Expand if !any_tracked && self.expanded_token(node) => {}
-            // A number computed from sizes, which may be sizes of tracked axes.
-            Op::Cast { to: Some(to) } if !any_tracked && to.is_float() => {
-                self.float_from_sizes(node);
+            // Sizes, which may be sizes of tracked axes, read where no channels are followed:
+            // as a number (a float computed from them), or as the shape of an untracked value.
+            _ if !any_tracked && !sized_inputs(&op).is_empty() => {
+                for k in sized_inputs(&op) {
+                    self.sizes_kept(node, k);
+                }
                 self.freeze_initializers(node, "no tracked channels reach it, so the analysis does not follow it");
             }
             // A weight read transposed by MatMuls, which cut it ([`Ctx::transposed_weight`]).
