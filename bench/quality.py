@@ -202,12 +202,16 @@ def main():
     )
     if a.note:
         header += a.note + "\n\n"
-    # Sections written by hand after the marker (runs on other machines) are kept.
-    md = Path(a.md)
+    write_md(Path(a.md), header + table(runs) + "\n")
+    print(table(runs))
+
+
+def write_md(md, text):
+    """Writes a results file, keeping the sections written by hand after the marker (runs on other
+    machines or of other commits)."""
     old = md.read_text() if md.exists() else ""
     kept = "\n" + HAND + old.split(HAND, 1)[1] if HAND in old else ""
-    md.write_text(header + table(runs) + "\n" + kept)
-    print(table(runs))
+    md.write_text(text + kept)
 
 
 if __name__ == "__main__":

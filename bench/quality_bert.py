@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quality import record, stats
+from quality import record, stats, write_md
 from quantize_zoo import WORK, bert_data, run_model
 from quantize_zoo import train as train_teacher
 
@@ -149,7 +149,7 @@ def main():
     )
     if a.note:
         header += a.note + "\n\n"
-    Path(a.md).write_text(header + table(runs) + "\n")
+    write_md(Path(a.md), header + table(runs) + "\n")
     print(table(runs))
 
 
