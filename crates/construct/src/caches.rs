@@ -159,25 +159,7 @@ fn restore(
         *p = 1;
     }
     let padded = fresh(names, &format!("{x}.padded"));
-    let mut pad = NodeProto {
-        name: Some(fresh(names, &format!("{x}.pad"))),
-        op_type: Some("Pad".into()),
-        input: vec![x.to_string()],
-        output: vec![padded.clone()],
-        ..Default::default()
-    };
-    if opset >= 11 {
-        let pads_name = push_indices(names, initializers, &format!("{x}.pads"), pads, g)?;
-        pad.input.push(pads_name);
-    } else {
-        pad.attribute.push(AttributeProto {
-            name: Some("pads".into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: pads,
-            ..Default::default()
-        });
-    }
-    nodes.push(pad);
+    nodes.push(crate::nodes::pad_zeros(names, initializers, opset, &format!("{x}.pad"), x, &padded, pads));
     // Position p: its place among the kept ones, or the zero slice after them.
     let zero_slot = r.kept.len() as i64;
     let mut idx = vec![zero_slot; r.full];

@@ -3,7 +3,7 @@
 //! read by nodes that do not all follow the same groups gets one copy per distinct set
 //! of edits, so that each node reads exactly the edits of the groups it follows.
 
-use crate::{mismatch, Result};
+use crate::{mismatch, nodes, Result};
 use oto_graph::{Group, ShapeLocation};
 use oto_onnx::graph::NodeExt;
 use oto_onnx::op::{Op, Reduce, ReduceKind, WrittenLayerNorm};
@@ -307,13 +307,7 @@ fn edit_computed(
         let delta_name = fresh(names, &format!("{value}.delta"));
         let edited = fresh(names, value);
         gp.initializer.push(t.to_proto(&delta_name));
-        let sub = NodeProto {
-            name: Some(fresh(names, &format!("{value}.edit"))),
-            op_type: Some("Sub".to_string()),
-            input: vec![value.to_string(), delta_name],
-            output: vec![edited.clone()],
-            ..Default::default()
-        };
+        let sub = nodes::node(names, "Sub", &format!("{value}.edit"), vec![value.to_string(), delta_name], &edited);
         inserts.push((producer, vec![sub]));
         for r in nodes {
             for inp in gp.node[r].input.iter_mut().filter(|i| *i == value) {
@@ -361,15 +355,9 @@ fn pin_entries(
     for out in gp.node[producer].output.iter_mut().filter(|o| *o == value) {
         *out = measured.clone();
     }
-    let op = |kind: &str, input: Vec<String>, output: &str, names: &mut HashSet<String>| NodeProto {
-        name: Some(fresh(names, &format!("{stem}.pin"))),
-        op_type: Some(kind.to_string()),
-        input,
-        output: vec![output.to_string()],
-        ..Default::default()
-    };
-    let mul = op("Mul", vec![measured, mask_name], &masked, names);
-    let add = op("Add", vec![masked, fill_name], value, names);
+    let pin = format!("{stem}.pin");
+    let mul = nodes::node(names, "Mul", &pin, vec![measured, mask_name], &masked);
+    let add = nodes::node(names, "Add", &pin, vec![masked, fill_name], value);
     inserts.push((producer, vec![mul, add]));
     Ok(())
 }
@@ -442,13 +430,7 @@ fn edit_mean(
         *out = unscaled.clone();
     }
     let stem = node.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(value).to_string();
-    let mul = NodeProto {
-        name: Some(fresh(names, &format!("{stem}.divisor"))),
-        op_type: Some("Mul".to_string()),
-        input: vec![unscaled, scale],
-        output: vec![value.to_string()],
-        ..Default::default()
-    };
+    let mul = nodes::node(names, "Mul", &format!("{stem}.divisor"), vec![unscaled, scale], value);
     inserts.push((producer, vec![mul]));
     Ok(())
 }
@@ -507,8 +489,8 @@ fn pad_norm(
     let padded_out = fresh(names, &format!("{value}.padded"));
     let mut pads = vec![0i64; 2 * rank];
     pads[rank + axis] = removed;
-    let pad = pad_zeros(gp, names, opset, &format!("{stem}.pad"), &x, &padded_in, pads);
-    let slice = first_positions(gp, names, opset, &format!("{stem}.slice"), &padded_out, value, axis, remaining);
+    let pad = nodes::pad_zeros(names, &mut gp.initializer, opset, &format!("{stem}.pad"), &x, &padded_in, pads);
+    let slice = nodes::first_positions(names, &mut gp.initializer, opset, &format!("{stem}.slice"), &padded_out, value, axis, remaining);
     let Some(w) = written else {
         // The node's place holds the Pad; the layer and the Slice follow it.
         let mut norm = gp.node[producer].clone();
@@ -573,71 +555,6 @@ fn padded_parameter(
     let padded_name = fresh(names, &format!("{name}.padded"));
     gp.initializer.push(padded.to_proto(&padded_name));
     Ok(padded_name)
-}
-
-/// A `Pad` of `x` with zeros into `out` (`pads` as ONNX orders them: the begins, then
-/// the ends): its pads an input from opset 11 on, an attribute before.
-fn pad_zeros(
-    gp: &mut oto_onnx::proto::GraphProto,
-    names: &mut HashSet<String>,
-    opset: i64,
-    name: &str,
-    x: &str,
-    out: &str,
-    pads: Vec<i64>,
-) -> NodeProto {
-    let mut node = NodeProto {
-        name: Some(fresh(names, name)),
-        op_type: Some("Pad".to_string()),
-        input: vec![x.to_string()],
-        output: vec![out.to_string()],
-        ..Default::default()
-    };
-    if opset >= 11 {
-        let pads_name = fresh(names, &format!("{out}.pads"));
-        gp.initializer.push(Tensor::from_i64s(pads).to_proto(&pads_name));
-        node.input.push(pads_name);
-    } else {
-        node.attribute.push(ints_attribute("pads", pads));
-    }
-    node
-}
-
-/// A `Slice` of the first `len` positions of `x` along `axis` into `out`: its bounds
-/// inputs from opset 10 on, attributes before.
-#[allow(clippy::too_many_arguments)]
-fn first_positions(
-    gp: &mut oto_onnx::proto::GraphProto,
-    names: &mut HashSet<String>,
-    opset: i64,
-    name: &str,
-    x: &str,
-    out: &str,
-    axis: usize,
-    len: i64,
-) -> NodeProto {
-    let mut node = NodeProto {
-        name: Some(fresh(names, name)),
-        op_type: Some("Slice".to_string()),
-        input: vec![x.to_string()],
-        output: vec![out.to_string()],
-        ..Default::default()
-    };
-    let bounds = [("starts", 0), ("ends", len), ("axes", axis as i64)];
-    for (what, v) in bounds {
-        if opset >= 10 {
-            let bound = fresh(names, &format!("{out}.{what}"));
-            gp.initializer.push(Tensor::from_i64s(vec![v]).to_proto(&bound));
-            node.input.push(bound);
-        } else {
-            node.attribute.push(ints_attribute(what, vec![v]));
-        }
-    }
-    node
-}
-
-fn ints_attribute(name: &str, ints: Vec<i64>) -> oto_onnx::proto::AttributeProto {
-    oto_onnx::proto::AttributeProto { name: Some(name.to_string()), r#type: Some(AttributeType::Ints as i32), ints, ..Default::default() }
 }
 
 fn write_back(gp: &mut oto_onnx::proto::GraphProto, value: &str, constant_node: Option<usize>, edited: &Tensor) {

@@ -22,6 +22,7 @@
 
 mod caches;
 mod constants;
+mod nodes;
 mod slice;
 
 use oto_graph::{Analysis, Group};
