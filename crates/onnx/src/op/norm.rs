@@ -121,14 +121,17 @@ impl WrittenLayerNorm {
         let node = graph.proto.node.get(mean)?;
         let axes = mean_axes(graph, folded, node)?;
         let x = node.input.first()?.clone();
+        // The first output of a node (a malformed node may have none).
+        let out = |n: &NodeProto| -> Option<String> { n.output.first().cloned() };
         let only_reader = |value: &str| -> Option<(usize, &NodeProto)> {
             match graph.consumers(value) {
                 [u] => Some((u.node, &graph.proto.node[u.node])),
                 _ => None,
             }
         };
-        let (center, sub) = only_reader(&node.output[0])?;
-        if sub.op() != "Sub" || !is_default(sub) || sub.input.as_slice() != [x.clone(), node.output[0].clone()] {
+        let mean_out = out(node)?;
+        let (center, sub) = only_reader(&mean_out)?;
+        if sub.op() != "Sub" || !is_default(sub) || sub.input.as_slice() != [x.clone(), mean_out] {
             return None;
         }
         let d = sub.output.first()?;
@@ -152,33 +155,36 @@ impl WrittenLayerNorm {
             (false, true) => (readers[1], readers[0]),
             _ => return None,
         };
-        let (variance, var) = only_reader(&graph.proto.node[square].output[0])?;
-        if mean_axes(graph, folded, var) != Some(axes.clone()) || var.input.first() != graph.proto.node[square].output.first() {
+        let squared = out(&graph.proto.node[square])?;
+        let (variance, var) = only_reader(&squared)?;
+        if mean_axes(graph, folded, var) != Some(axes.clone()) || var.input.first() != Some(&squared) {
             return None;
         }
-        let (add, plus) = only_reader(&var.output[0])?;
-        let eps = plus.input.iter().find(|i| **i != var.output[0])?;
+        let v = out(var)?;
+        let (add, plus) = only_reader(&v)?;
+        let eps = plus.input.iter().find(|i| **i != v)?;
         if plus.op() != "Add" || plus.input.len() != 2 || ops::constant_floats(graph, folded, eps).ok().flatten().is_none() {
             return None;
         }
-        let (root, sqrt) = only_reader(&plus.output[0])?;
+        let (root, sqrt) = only_reader(&out(plus)?)?;
         if sqrt.op() != "Sqrt" {
             return None;
         }
         let mut nodes = vec![mean, center, square, variance, add, root];
-        let (after, next) = only_reader(&sqrt.output[0])?;
+        let std = out(sqrt)?;
+        let (after, next) = only_reader(&std)?;
         let div = &graph.proto.node[divide];
         let ends = match next.op() {
-            "Div" => after == divide && div.input.as_slice() == [d.clone(), sqrt.output[0].clone()],
+            "Div" => after == divide && div.input.as_slice() == [d.clone(), std],
             "Reciprocal" => {
                 nodes.push(after);
-                let r = &next.output[0];
+                let r = &out(next)?;
                 let by = (div.input.len() == 2).then(|| if div.input[0] == *d { &div.input[1] } else { &div.input[0] });
                 only_reader(r).is_some_and(|(m, _)| m == divide) && div.op() == "Mul" && by == Some(r)
             }
             _ => false,
         };
-        if !ends || [sub, plus, sqrt, div].iter().any(|n| !is_default(n)) {
+        if !ends || out(div).is_none() || [sub, plus, sqrt, div].iter().any(|n| !is_default(n)) {
             return None;
         }
         nodes.push(divide);
