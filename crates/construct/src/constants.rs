@@ -441,8 +441,11 @@ fn edit_mean(
 /// the output's name). Zeros change neither the sum nor the sum of squares, so mean and
 /// variance are the full layer's. A `LayerNormalization` node becomes the `Pad`, the
 /// layer (its scale and bias, already cut, padded with zeros the same way) and the
-/// `Slice`; a normalization written out ([`WrittenLayerNorm`]) reads the padded input in
-/// its mean and its centring, and its scale and bias, which follow it, stay cut.
+/// `Slice`; a normalization written out ([`WrittenLayerNorm`]) reads the padded input
+/// where it reads the input: in the division form its scale and bias, which follow it,
+/// stay cut; in the batch-normalization form they are inside, padded with zeros. An
+/// `InstanceNormalization` over a spatial axis (tf2onnx's layer normalization) is padded
+/// as the operator, its scale and bias, along its channels, unchanged.
 #[allow(clippy::too_many_arguments)]
 fn pad_norm(
     graph: &Graph<'_>,
@@ -469,8 +472,15 @@ fn pad_norm(
     let Some((producer, node)) = graph.producer_node(value) else {
         return Err(mismatch(g0, format!("the normalized value '{value}' is not the output of a node of the model")));
     };
+    // An InstanceNormalization's scale and bias run along its channels (axis 1), not
+    // along the normalized width: they keep their size.
+    let mut pad_parameters = true;
     let written = match Op::parse(graph, node) {
         Ok(Op::LayerNormalization(_)) => None,
+        Ok(Op::InstanceNormalization) if axis >= 2 => {
+            pad_parameters = false;
+            None
+        }
         _ => match WrittenLayerNorm::ending_at(graph, Some(shapes), value) {
             Some(w) => Some(w),
             None => return Err(mismatch(g0, format!("'{value}' is not the output of a layer normalization"))),
@@ -495,7 +505,7 @@ fn pad_norm(
         // The node's place holds the Pad; the layer and the Slice follow it.
         let mut norm = gp.node[producer].clone();
         for p in 1..norm.input.len().min(3) {
-            if !norm.input[p].is_empty() {
+            if pad_parameters && !norm.input[p].is_empty() {
                 norm.input[p] = padded_parameter(gp, names, g0, &norm.input[p], axis, rank, removed)?;
             }
         }
@@ -507,13 +517,25 @@ fn pad_norm(
         inserts.push((producer, vec![norm, slice]));
         return Ok(());
     };
-    // The mean's place holds the Pad, the mean follows it; the pattern's last node
-    // writes the padded result, which the Slice cuts.
-    let mut mean = gp.node[w.mean].clone();
-    mean.input[0] = padded_in.clone();
-    gp.node[w.mean] = pad;
+    // The mean's place holds the Pad, the mean follows it; the nodes that read the input
+    // read it padded (the scale and bias inside the batch-normalization form too, padded
+    // with zeros); the pattern's last node writes the padded result, which the Slice cuts.
+    let mut padded_params = Vec::new();
+    for p in w.scale.iter().chain(&w.bias) {
+        padded_params.push((p.clone(), padded_parameter(gp, names, g0, p, axis, rank, removed)?));
+    }
+    for &k in &w.nodes {
+        let reads_x = w.x_readers.contains(&k);
+        for input in gp.node[k].input.iter_mut() {
+            if reads_x && *input == x {
+                *input = padded_in.clone();
+            } else if let Some((_, padded)) = padded_params.iter().find(|(p, _)| p == input) {
+                *input = padded.clone();
+            }
+        }
+    }
+    let mean = std::mem::replace(&mut gp.node[w.mean], pad);
     inserts.push((w.mean, vec![mean]));
-    gp.node[w.center].input[0] = padded_in;
     for out in gp.node[w.end].output.iter_mut().filter(|o| *o == value) {
         *out = padded_out.clone();
     }

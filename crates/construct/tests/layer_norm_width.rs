@@ -4,7 +4,9 @@
 //! layer's. The width here also meets a class token broadcast
 //! over the batch (`Expand` of an initializer, concatenated along the sequence) and an
 //! output layer tied to the input projection (a `MatMul` by its `Transpose`), which are
-//! cut with it.
+//! cut with it. tf2onnx writes a layer normalization as an `InstanceNormalization` over
+//! `[B, S, C]` (the sequence as the operator's channels, scale ones and bias zeros of
+//! the sequence's length) followed by the layer's scale and bias: padded the same way.
 
 mod common;
 use common::*;
@@ -22,14 +24,18 @@ const WIDTH: usize = 16;
 /// transpose (`[16 -> 8]`). Epsilon 0.5, large enough that a wrong variance shows. At
 /// opset 17 the layer norms are the operator; before, written out as the TorchScript
 /// exporter writes them (`Pow`, `Div`) at opset 12, and with `Mul(d, d)` and a
-/// `Reciprocal` at opset 10 (where `Pad` takes its pads as an attribute).
-fn model(opset: i64) -> Model {
+/// `Reciprocal` at opset 10 (where `Pad` takes its pads as an attribute). In the forms
+/// of tf2onnx (opset 13): an `InstanceNormalization`, or `tf.nn.batch_normalization`.
+fn model(opset: i64, form: Form) -> Model {
+    let instance = form == Form::Instance;
     let (s, e) = (5i64, WIDTH);
     let mut b = GraphBuilder::new("layer_norm_width");
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
     // (Only the constants the written-out form reads: unread ones are not kept.)
-    let eps = if opset < 17 { scalar(&mut b, "eps", 0.5) } else { String::new() };
-    let two = if (12..17).contains(&opset) { scalar(&mut b, "two", 2.0) } else { String::new() };
+    let written = opset < 17 && !instance;
+    let batch_norm = form == Form::BatchNorm;
+    let eps = if written { scalar(&mut b, "eps", 0.5) } else { String::new() };
+    let two = if written && opset >= 12 && !batch_norm { scalar(&mut b, "two", 2.0) } else { String::new() };
     let x = b.input_f32("x", &batch_dims(&[s, 8]));
     let mut k = 0;
     let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
@@ -37,12 +43,38 @@ fn model(opset: i64) -> Model {
         b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
     };
     let norm = |b: &mut GraphBuilder, t: &str, scale: &str, bias: &str| -> String {
+        if instance {
+            let shape = b.node("Shape", &[t], &[]);
+            let (start, end) = (b.ints(&format!("{t}.start"), &[1]), b.ints(&format!("{t}.end"), &[2]));
+            let length = b.node("Slice", &[&shape, &start, &end], &[]);
+            let filled = |b: &mut GraphBuilder, v: f32| {
+                let value = Tensor::new(vec![1], TensorData::F32(vec![v])).unwrap();
+                b.node_with("ConstantOfShape", &[&length], &[], &[("value", Attr::Tensor(value))])
+            };
+            let (ones, zeros) = (filled(b, 1.0), filled(b, 0.0));
+            let n = b.node_with("InstanceNormalization", &[t, &ones, &zeros], &[], &[("epsilon", Attr::Float(0.5))]);
+            let g = b.node("Mul", &[&n, scale], &[]);
+            return b.node("Add", &[&g, bias], &[]);
+        }
         if opset >= 17 {
             return b.node_with("LayerNormalization", &[t, scale, bias], &[], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(0.5))]);
         }
         let last = [("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))];
         let m = b.node_with("ReduceMean", &[t], &[], &last);
         let d = b.node("Sub", &[t, &m], &[]);
+        if batch_norm {
+            // inv = rsqrt(var + eps) * scale; x * inv + (bias - mean * inv)
+            let sq = b.node("Mul", &[&d, &d], &[]);
+            let v = b.node_with("ReduceMean", &[&sq], &[], &last);
+            let a = b.node("Add", &[&v, &eps], &[]);
+            let r = b.node("Sqrt", &[&a], &[]);
+            let r = b.node("Reciprocal", &[&r], &[]);
+            let inv = b.node("Mul", &[&r, scale], &[]);
+            let xi = b.node("Mul", &[t, &inv], &[]);
+            let mi = b.node("Mul", &[&m, &inv], &[]);
+            let shift = b.node("Sub", &[bias, &mi], &[]);
+            return b.node("Add", &[&xi, &shift], &[]);
+        }
         let sq = if opset >= 12 { b.node("Pow", &[&d, &two], &[]) } else { b.node("Mul", &[&d, &d], &[]) };
         let v = b.node_with("ReduceMean", &[&sq], &[], &last);
         let a = b.node("Add", &[&v, &eps], &[]);
@@ -114,23 +146,36 @@ fn model(opset: i64) -> Model {
 #[test]
 fn layer_norm_width_is_pruned_exactly() {
     for opset in [17, 12, 10] {
-        pruned_exactly(opset);
+        pruned_exactly(opset, Form::Torch);
     }
+    pruned_exactly(13, Form::Instance);
+    pruned_exactly(13, Form::BatchNorm);
 }
 
-fn pruned_exactly(opset: i64) {
+/// How the layer norms are written (see `model`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Form {
+    /// The operator from opset 17, written out as the TorchScript exporter does before.
+    Torch,
+    /// tf2onnx's `InstanceNormalization` over the width.
+    Instance,
+    /// tf2onnx's conversion of `tf.nn.moments` and `tf.nn.batch_normalization`.
+    BatchNorm,
+}
+
+fn pruned_exactly(opset: i64, form: Form) {
     let mut rng = SplitMix64::new(7);
     let x: Vec<f32> = (0..2 * 5 * 8).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
     let inputs = vec![("x".to_string(), Tensor::new(vec![2, 5, 8], TensorData::F32(x)).unwrap())];
-    let model = model(opset);
+    let model = model(opset, form);
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "in.weight" && m.axis == 1)).unwrap();
-    assert!(g.prunable, "opset {opset}: {}", analysis.table());
+    assert!(g.prunable, "opset {opset} {form:?}: {}", analysis.table());
     for p in ["cls_token", "ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "ff.weight", "head.weight"] {
-        assert!(g.members.iter().any(|m| m.initializer == p), "opset {opset}: {p} is not cut with the width: {:?}", g.members);
+        assert!(g.members.iter().any(|m| m.initializer == p), "opset {opset} {form:?}: {p} is not cut with the width: {:?}", g.members);
     }
     let widths = g.shape_constants.iter().filter(|c| matches!(c.location, ShapeLocation::NormWidth { size: 16, axis: 2, .. })).count();
-    assert_eq!(widths, 2, "opset {opset}: {:?}", g.shape_constants);
+    assert_eq!(widths, 2, "opset {opset} {form:?}: {:?}", g.shape_constants);
     let pinned: Vec<(i64, bool)> = g
         .shape_constants
         .iter()
@@ -139,7 +184,7 @@ fn pruned_exactly(opset: i64) {
             _ => None,
         })
         .collect();
-    assert_eq!(pinned, [(8, false), (4, true)], "opset {opset}: {:?}", g.shape_constants);
+    assert_eq!(pinned, [(8, false), (4, true)], "opset {opset} {form:?}: {:?}", g.shape_constants);
 
     let cut = vec![0, 3, 4, 9, 15];
     let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), cut.clone())].into();
@@ -147,10 +192,10 @@ fn pruned_exactly(opset: i64) {
     let (compact, report) = construct(&full, &analysis, &removed).unwrap();
     assert_eq!(report.groups.iter().find(|r| r.id == g.id).unwrap().kept, WIDTH - cut.len());
     // (The two layers' scale and bias keep the full width, zeros appended.)
-    assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed), "opset {opset}");
+    assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed), "opset {opset} {form:?}");
     let want = run_ort(&full.proto, &inputs);
     let (err, tol) = deviation(&want, &run_ort(&compact.proto, &inputs));
-    assert!(err <= tol, "opset {opset}: max deviation {err:.3e} > {tol:.3e}");
+    assert!(err <= tol, "opset {opset} {form:?}: max deviation {err:.3e} > {tol:.3e}");
 
     // Control: normalizing the narrow width (no zeros appended) computes otherwise.
     let mut naive = compact.proto.clone();
@@ -172,5 +217,5 @@ fn pruned_exactly(opset: i64) {
         }
     }
     let (err, tol) = deviation(&want, &run_ort(&naive, &inputs));
-    assert!(err > 10.0 * tol, "opset {opset}: the padding made no difference ({err:.3e})");
+    assert!(err > 10.0 * tol, "opset {opset} {form:?}: the padding made no difference ({err:.3e})");
 }

@@ -238,7 +238,8 @@ pub enum ShapeLocation {
         original: i64,
     },
     /// The width along `axis` of the input of a layer normalization (a
-    /// `LayerNormalization`, or one written out: [`oto_onnx::op::WrittenLayerNorm`]) whose
+    /// `LayerNormalization`, an `InstanceNormalization` over a spatial axis as tf2onnx
+    /// writes one, or one written out: [`oto_onnx::op::WrittenLayerNorm`]) whose
     /// result is `value` (entry 0), `size` in the model as analysed: the layer's statistics
     /// are those of the full width only while the pruned channels are there as zeros, so
     /// construction pads the compact input with zeros back to `size` and keeps the first
@@ -566,6 +567,8 @@ fn check_constant(
             let op = Op::parse(graph, n).ok();
             let (x, axes) = match &op {
                 Some(Op::LayerNormalization(l)) => (n.input.first().cloned().unwrap_or_default(), vec![l.axis]),
+                // Over the spatial axes, from 2 on.
+                Some(Op::InstanceNormalization) => (n.input.first().cloned().unwrap_or_default(), vec![2]),
                 _ => match oto_onnx::op::WrittenLayerNorm::ending_at(graph, Some(shapes), value) {
                     Some(w) => (w.x, w.axes),
                     None => return Err(format!("shape constant in {}: the value is not the result of a layer normalization", sc.location)),
@@ -575,7 +578,9 @@ fn check_constant(
             let rank = i64::try_from(dims.len()).unwrap_or(i64::MAX);
             let at = |a: i64| if a < 0 { a.checked_add(rank) } else { Some(a) }.and_then(|a| usize::try_from(a).ok());
             let normalized = match &op {
-                Some(Op::LayerNormalization(_)) => axes.first().and_then(|&a| at(a)).is_some_and(|first| *axis >= first),
+                Some(Op::LayerNormalization(_) | Op::InstanceNormalization) => {
+                    axes.first().and_then(|&a| at(a)).is_some_and(|first| *axis >= first)
+                }
                 _ => axes.iter().any(|&a| at(a) == Some(*axis)),
             };
             let known = dims.get(*axis).and_then(oto_onnx::Dim::known).and_then(|d| u64::try_from(d).ok());

@@ -37,11 +37,12 @@ impl Ctx<'_, '_> {
     pub(super) fn instance_norm(&mut self, node: &NodeProto) {
         if let Some(t) = self.in_track(node, 0) {
             // Statistics over the spatial axes: fine when those only hold the inside of
-            // the channel axis's blocks (GroupNorm decomposed as [B, G, C/G*H*W]).
-            for a in t.iter().skip(2) {
-                let inside = inside_channel_blocks(&t, a);
-                if !inside {
-                    self.block_axis_at(node, a, "normalizes over a tracked axis");
+            // the channel axis's blocks (GroupNorm decomposed as [B, G, C/G*H*W]), or
+            // when the one tracked spatial axis is zero where pruned and padded back.
+            let over: Vec<usize> = (2..t.len()).filter(|&i| t[i].is_tracked() && !inside_channel_blocks(&t, &t[i])).collect();
+            if !(over.len() == 1 && self.padded_instance_norm(node, &t, over[0])) {
+                for &i in &over {
+                    self.block_axis_at(node, &t[i], "normalizes over a tracked axis");
                 }
             }
         }
@@ -257,12 +258,31 @@ impl Ctx<'_, '_> {
         true
     }
 
+    /// An `InstanceNormalization` whose statistics run over a tracked spatial axis `i`
+    /// (zero where pruned): the layer normalization tf2onnx writes, over `[B, S, C]` with
+    /// the sequence as the operator's channels and a scale of ones and a bias of zeros, the
+    /// layer's own scale and bias following as `Mul` and `Add`. Kept exact by padding,
+    /// as [`Ctx::padded_norm`]; the result is not zero at pruned channels (minus the mean
+    /// over the deviation), the scale that follows zeroes it. False where the size of
+    /// the axis is unknown.
+    fn padded_instance_norm(&mut self, node: &NodeProto, t: &ValueT, i: usize) -> bool {
+        let size = self.dims(&node.input[0]).and_then(|d| d.get(i).and_then(Dim::known)).and_then(|s| u64::try_from(s).ok());
+        let Some(size) = size.filter(|_| t[i].all_zero()) else {
+            return false;
+        };
+        let location = ShapeLocation::NormWidth { value: node.output[0].clone(), axis: i, size };
+        self.spaces.shape_ref(RefAt::Const(location, false), 0, &node.name.clone().unwrap_or_default(), count_parts(&t[i]));
+        true
+    }
+
     /// A layer normalization written out ([`WrittenLayerNorm`]) from its first node, the
     /// mean of `x` (tracked as `t`), over channels that are zero where pruned: as the
     /// operator ([`Ctx::padded_norm`]), construction pads `x` back to the original width
     /// for the pattern and keeps the first positions of its result, so the statistics are
-    /// the full layer's. The result is not zero at pruned channels (their centred value
-    /// is minus the mean): the scale that follows (a `Mul` by a parameter) zeroes them.
+    /// the full layer's. In the division form the result is not zero at pruned channels
+    /// (their centred value is minus the mean): the scale that follows (a `Mul` by a
+    /// parameter) zeroes them; in the batch-normalization form the scale and the bias are
+    /// inside, producers of the width (zeroed with it), and the result is zero there.
     /// False (nothing done) where the nodes are not that pattern, no tracked axis is
     /// normalized, or one is not zero or of unknown size.
     pub(super) fn written_norm(&mut self, node: &NodeProto, t: &ValueT) -> bool {
@@ -283,13 +303,37 @@ impl Ctx<'_, '_> {
         let Some(sizes) = sizes.filter(|_| !tracked.is_empty() && tracked.iter().all(|&i| t[i].all_zero())) else {
             return false;
         };
+        // The batch-normalization form's scale and bias: initializers along the
+        // normalized axes (aligned at the end), one entry per channel of each tracked one.
+        let params: Vec<&String> = w.scale.iter().chain(&w.bias).collect();
+        let mut along = Vec::new();
+        for (&i, &size) in tracked.iter().zip(&sizes) {
+            for p in &params {
+                let k = self.init_dims(p).filter(|d| d.len() <= rank).and_then(|d| {
+                    let k = i.checked_sub(rank - d.len())?;
+                    (u64::try_from(d[k]).ok() == Some(size)).then_some(k)
+                });
+                let Some(k) = k else {
+                    return false;
+                };
+                along.push((i, (*p).clone(), k));
+            }
+        }
+        for (i, p, k) in along {
+            let a = t[i].clone();
+            self.members_along(node, &p, k, &a, Role::Producer);
+        }
         let end = self.graph.proto.node[w.end].output[0].clone();
         let user = node.name.clone().unwrap_or_default();
         let mut out = t.clone();
         for (&i, size) in tracked.iter().zip(sizes) {
             let location = ShapeLocation::NormWidth { value: end.clone(), axis: i, size };
             self.spaces.shape_ref(RefAt::Const(location, false), 0, &user, count_parts(&t[i]));
-            out[i].map_zero(&|_| false);
+            // Zero there only when a scale (zeroed with the channels) multiplies the
+            // result: in the division form the scale follows the pattern.
+            if w.scale.is_none() {
+                out[i].map_zero(&|_| false);
+            }
         }
         for &k in &w.nodes[1..] {
             self.written_norm_inner.extend(self.graph.proto.node[k].output.iter().cloned());

@@ -94,10 +94,18 @@ impl Infer<'_, '_> {
     }
 }
 
-/// A layer normalization written out without its scale and bias (what exporters write
-/// before opset 17): `d = x - ReduceMean(x)`, `n = d / Sqrt(ReduceMean(d * d) + eps)`,
-/// the square a `Pow(d, 2)` or `Mul(d, d)`, the division a `Div` or a `Mul` by the
-/// `Reciprocal`. Every intermediate value is read only inside the pattern.
+/// A layer normalization written out (what exporters write before opset 17), in one of
+/// two forms, from `m = ReduceMean(x)` and `d = x - m` over the same axes:
+///
+/// * the division form (the TorchScript exporter, without the layer's scale and bias,
+///   which follow): `n = d / Sqrt(ReduceMean(d * d) + eps)`, the square a `Pow(d, 2)` or
+///   `Mul(d, d)`, the division a `Div` or a `Mul` by the `Reciprocal`;
+/// * the batch-normalization form (TensorFlow's `tf.nn.batch_normalization` after
+///   `tf.nn.moments`, as tf2onnx converts it): `inv = Reciprocal(Sqrt(ReduceMean(d * d) +
+///   eps)) * scale`, `n = x * inv + (bias - m * inv)`, the scale and the bias (its
+///   `Sub`, or a `Neg` without bias) optional.
+///
+/// Every intermediate value is read only inside the pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenLayerNorm {
     /// The normalized input.
@@ -113,6 +121,14 @@ pub struct WrittenLayerNorm {
     pub end: usize,
     /// Every node of the pattern, `mean` to `end`.
     pub nodes: Vec<usize>,
+    /// The nodes of the pattern that read `x` (the mean, the centring, and in the
+    /// batch-normalization form the product `x * inv`).
+    pub x_readers: Vec<usize>,
+    /// The batch-normalization form's scale and bias, inside the pattern (`None` in the
+    /// division form, whose scale and bias follow it).
+    pub scale: Option<String>,
+    /// See `scale`.
+    pub bias: Option<String>,
 }
 
 impl WrittenLayerNorm {
@@ -123,25 +139,34 @@ impl WrittenLayerNorm {
         let x = node.input.first()?.clone();
         // The first output of a node (a malformed node may have none).
         let out = |n: &NodeProto| -> Option<String> { n.output.first().cloned() };
+        let readers = |value: &str| -> Vec<usize> {
+            let mut r: Vec<usize> = graph.consumers(value).iter().map(|u| u.node).collect();
+            r.sort_unstable();
+            r.dedup();
+            r
+        };
         let only_reader = |value: &str| -> Option<(usize, &NodeProto)> {
             match graph.consumers(value) {
                 [u] => Some((u.node, &graph.proto.node[u.node])),
                 _ => None,
             }
         };
+        // The other input of a two-input node reading `value`.
+        let other = |n: &NodeProto, value: &str| -> Option<String> {
+            match n.input.as_slice() {
+                [a, b] if a == value => Some(b.clone()),
+                [a, b] if b == value => Some(a.clone()),
+                _ => None,
+            }
+        };
         let mean_out = out(node)?;
-        let (center, sub) = only_reader(&mean_out)?;
-        if sub.op() != "Sub" || !is_default(sub) || sub.input.as_slice() != [x.clone(), mean_out] {
+        let mean_readers = readers(&mean_out);
+        let center = *mean_readers.iter().find(|&&r| graph.proto.node[r].op() == "Sub" && graph.proto.node[r].input.first() == Some(&x))?;
+        let sub = &graph.proto.node[center];
+        if !is_default(sub) || sub.input.as_slice() != [x.clone(), mean_out.clone()] {
             return None;
         }
         let d = sub.output.first()?;
-        // The readers of `d`: the square and the division.
-        let mut readers: Vec<usize> = graph.consumers(d).iter().map(|u| u.node).collect();
-        readers.sort_unstable();
-        readers.dedup();
-        if readers.len() != 2 {
-            return None;
-        }
         let is_square = |n: &NodeProto| match n.op() {
             "Mul" => n.input.len() == 2 && n.input[0] == *d && n.input[1] == *d,
             "Pow" => {
@@ -150,9 +175,12 @@ impl WrittenLayerNorm {
             }
             _ => false,
         };
-        let (square, divide) = match (is_square(&graph.proto.node[readers[0]]), is_square(&graph.proto.node[readers[1]])) {
-            (true, false) => (readers[0], readers[1]),
-            (false, true) => (readers[1], readers[0]),
+        // The readers of `d`: the square, and in the division form the division.
+        let d_readers = readers(d);
+        let (square, divide) = match d_readers.as_slice() {
+            [a, b] if is_square(&graph.proto.node[*a]) && !is_square(&graph.proto.node[*b]) => (*a, Some(*b)),
+            [a, b] if is_square(&graph.proto.node[*b]) && !is_square(&graph.proto.node[*a]) => (*b, Some(*a)),
+            [a] if is_square(&graph.proto.node[*a]) => (*a, None),
             _ => return None,
         };
         let squared = out(&graph.proto.node[square])?;
@@ -167,12 +195,75 @@ impl WrittenLayerNorm {
             return None;
         }
         let (root, sqrt) = only_reader(&out(plus)?)?;
-        if sqrt.op() != "Sqrt" {
+        if sqrt.op() != "Sqrt" || [sub, plus, sqrt].iter().any(|n| !is_default(n)) {
             return None;
         }
         let mut nodes = vec![mean, center, square, variance, add, root];
         let std = out(sqrt)?;
         let (after, next) = only_reader(&std)?;
+        let Some(divide) = divide else {
+            // The batch-normalization form: the mean is read by the centring and by `m * inv`.
+            if next.op() != "Reciprocal" || !is_default(next) || mean_readers.len() != 2 {
+                return None;
+            }
+            nodes.push(after);
+            let r = out(next)?;
+            // `inv`: the reciprocal times the scale, or the reciprocal itself.
+            let scaled = match readers(&r).as_slice() {
+                [k] if graph.proto.node[*k].op() == "Mul" => Some(*k),
+                _ => None,
+            };
+            let (inv, scale) = match scaled {
+                Some(k) => {
+                    let n = &graph.proto.node[k];
+                    let s = other(n, &r)?;
+                    // (`x * r` and `m * r` are the two products of the scale-less form.)
+                    if s == x || s == mean_out || !is_default(n) {
+                        (r, None)
+                    } else {
+                        nodes.push(k);
+                        (out(n)?, Some(s))
+                    }
+                }
+                None => (r, None),
+            };
+            let products = readers(&inv);
+            let [p, q] = products.as_slice() else { return None };
+            let (xi, mi) = match (other(&graph.proto.node[*p], &inv), other(&graph.proto.node[*q], &inv)) {
+                (Some(a), Some(b)) if a == x && b == mean_out => (*p, *q),
+                (Some(a), Some(b)) if a == mean_out && b == x => (*q, *p),
+                _ => return None,
+            };
+            if [xi, mi].iter().any(|&k| graph.proto.node[k].op() != "Mul" || !is_default(&graph.proto.node[k]))
+                || !mean_readers.contains(&mi)
+            {
+                return None;
+            }
+            // `bias - m * inv`, or `-(m * inv)`.
+            let (shift, sn) = only_reader(&out(&graph.proto.node[mi])?)?;
+            let m_inv = out(&graph.proto.node[mi])?;
+            let bias = match sn.op() {
+                "Sub" if sn.input.len() == 2 && sn.input[1] == m_inv && sn.input[0] != m_inv => Some(sn.input[0].clone()),
+                "Neg" => None,
+                _ => return None,
+            };
+            let (end, last) = only_reader(&out(sn)?)?;
+            let x_inv = out(&graph.proto.node[xi])?;
+            if !is_default(sn)
+                || last.op() != "Add"
+                || other(last, &out(sn)?) != Some(x_inv.clone())
+                || only_reader(&x_inv)?.0 != end
+                || !is_default(last)
+            {
+                return None;
+            }
+            out(last)?;
+            nodes.extend([xi, mi, shift, end]);
+            return Some(WrittenLayerNorm { x, axes, mean, center, end, nodes, x_readers: vec![mean, center, xi], scale, bias });
+        };
+        if mean_readers.len() != 1 {
+            return None;
+        }
         let div = &graph.proto.node[divide];
         let ends = match next.op() {
             "Div" => after == divide && div.input.as_slice() == [d.clone(), std],
@@ -184,21 +275,33 @@ impl WrittenLayerNorm {
             }
             _ => false,
         };
-        if !ends || out(div).is_none() || [sub, plus, sqrt, div].iter().any(|n| !is_default(n)) {
+        if !ends || out(div).is_none() || !is_default(div) {
             return None;
         }
         nodes.push(divide);
-        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes })
+        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes, x_readers: vec![mean, center], scale: None, bias: None })
     }
 
-    /// The pattern whose last node writes `value`, if it is one.
+    /// The pattern whose last node writes `value`, if it is one: tried from every mean
+    /// of a value that the last node, or a node it reads, reads (`x` is read by
+    /// `d = x - m` before the division form's end, by `x * inv` before the other's).
     pub fn ending_at(graph: &Graph<'_>, folded: Option<&Shapes>, value: &str) -> Option<WrittenLayerNorm> {
         let (_, end) = graph.producer_node(value)?;
-        // end = d / s or d * r (either order), d = Sub(x, mean).
-        let d = end.input.iter().find(|i| graph.producer_node(i).is_some_and(|(_, n)| n.op() == "Sub"))?;
-        let (_, sub) = graph.producer_node(d)?;
-        let (mean, _) = graph.producer_node(sub.input.get(1)?)?;
-        WrittenLayerNorm::at_mean(graph, folded, mean).filter(|w| graph.proto.node[w.end].output.first().map(String::as_str) == Some(value))
+        let mut candidates: Vec<&str> = Vec::new();
+        for i in &end.input {
+            candidates.push(i);
+            if let Some((_, n)) = graph.producer_node(i) {
+                candidates.extend(n.input.iter().map(String::as_str));
+            }
+        }
+        candidates.iter().flat_map(|c| graph.consumers(c).iter().map(|u| u.node)).find_map(|k| {
+            let n = &graph.proto.node[k];
+            if n.op() != "ReduceMean" {
+                return None;
+            }
+            WrittenLayerNorm::at_mean(graph, folded, k)
+                .filter(|w| graph.proto.node[w.end].output.first().map(String::as_str) == Some(value))
+        })
     }
 }
 
