@@ -517,7 +517,7 @@ fn pad_norm(
         inserts.push((producer, vec![norm, slice]));
         return Ok(());
     };
-    // The mean's place holds the Pad, the mean follows it; the nodes that read the input
+    // The first reader's place holds the Pad, the reader follows it; the nodes that read the input
     // read it padded (the scale and bias inside the batch-normalization form too, padded
     // with zeros); the pattern's last node writes the padded result, which the Slice cuts.
     let mut padded_params = Vec::new();
@@ -534,8 +534,10 @@ fn pad_norm(
             }
         }
     }
-    let mean = std::mem::replace(&mut gp.node[w.mean], pad);
-    inserts.push((w.mean, vec![mean]));
+    // (The first reader of the input may come before the mean: a Shape for a count.)
+    let first = w.x_readers.iter().copied().min().unwrap_or(w.mean);
+    let displaced = std::mem::replace(&mut gp.node[first], pad);
+    inserts.push((first, vec![displaced]));
     for out in gp.node[w.end].output.iter_mut().filter(|o| *o == value) {
         *out = padded_out.clone();
     }

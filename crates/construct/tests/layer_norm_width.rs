@@ -6,7 +6,8 @@
 //! output layer tied to the input projection (a `MatMul` by its `Transpose`), which are
 //! cut with it. tf2onnx writes a layer normalization as an `InstanceNormalization` over
 //! `[B, S, C]` (the sequence as the operator's channels, scale ones and bias zeros of
-//! the sequence's length) followed by the layer's scale and bias: padded the same way.
+//! the sequence's length) followed by the layer's scale and bias, or written out in the
+//! ways TensorFlow computes it: padded the same way.
 
 mod common;
 use common::*;
@@ -25,68 +26,113 @@ const WIDTH: usize = 16;
 /// opset 17 the layer norms are the operator; before, written out as the TorchScript
 /// exporter writes them (`Pow`, `Div`) at opset 12, and with `Mul(d, d)` and a
 /// `Reciprocal` at opset 10 (where `Pad` takes its pads as an attribute). In the forms
-/// of tf2onnx (opset 13): an `InstanceNormalization`, or `tf.nn.batch_normalization`.
+/// of tf2onnx (opset 13): see [`Form`].
 fn model(opset: i64, form: Form) -> Model {
-    let instance = form == Form::Instance;
     let (s, e) = (5i64, WIDTH);
     let mut b = GraphBuilder::new("layer_norm_width");
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
-    // (Only the constants the written-out form reads: unread ones are not kept.)
-    let written = opset < 17 && !instance;
-    let batch_norm = form == Form::BatchNorm;
+    // (Only the constants a form reads: unread ones are not kept.)
+    let written = opset < 17 && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal);
     let eps = if written { scalar(&mut b, "eps", 0.5) } else { String::new() };
-    let two = if written && opset >= 12 && !batch_norm { scalar(&mut b, "two", 2.0) } else { String::new() };
+    let two = if written && opset >= 12 && form == Form::Torch { scalar(&mut b, "two", 2.0) } else { String::new() };
     let x = b.input_f32("x", &batch_dims(&[s, 8]));
     let mut k = 0;
     let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
         k += 1;
         b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
     };
+    // A tensor of `v` with as many entries as the product of `t`'s shape entries `from..to`.
+    let filled = |b: &mut GraphBuilder, t: &str, from: i64, to: i64, v: f32| {
+        let shape = b.node("Shape", &[t], &[]);
+        let (start, end) = (b.ints(&format!("{t}.start{from}.{v}"), &[from]), b.ints(&format!("{t}.end{to}.{v}"), &[to]));
+        let entries = b.node("Slice", &[&shape, &start, &end], &[]);
+        let n = b.node_with("ReduceProd", &[&entries], &[], &[("keepdims", Attr::Int(1))]);
+        let value = Tensor::new(vec![1], TensorData::F32(vec![v])).unwrap();
+        b.node_with("ConstantOfShape", &[&n], &[], &[("value", Attr::Tensor(value))])
+    };
     let norm = |b: &mut GraphBuilder, t: &str, scale: &str, bias: &str| -> String {
-        if instance {
-            let shape = b.node("Shape", &[t], &[]);
-            let (start, end) = (b.ints(&format!("{t}.start"), &[1]), b.ints(&format!("{t}.end"), &[2]));
-            let length = b.node("Slice", &[&shape, &start, &end], &[]);
-            let filled = |b: &mut GraphBuilder, v: f32| {
-                let value = Tensor::new(vec![1], TensorData::F32(vec![v])).unwrap();
-                b.node_with("ConstantOfShape", &[&length], &[], &[("value", Attr::Tensor(value))])
-            };
-            let (ones, zeros) = (filled(b, 1.0), filled(b, 0.0));
-            let n = b.node_with("InstanceNormalization", &[t, &ones, &zeros], &[], &[("epsilon", Attr::Float(0.5))]);
-            let g = b.node("Mul", &[&n, scale], &[]);
-            return b.node("Add", &[&g, bias], &[]);
+        let affine = |b: &mut GraphBuilder, n: &str| {
+            let g = b.node("Mul", &[n, scale], &[]);
+            b.node("Add", &[&g, bias], &[])
+        };
+        match form {
+            Form::Instance => {
+                let (ones, zeros) = (filled(b, t, 1, 2, 1.0), filled(b, t, 1, 2, 0.0));
+                let n = b.node_with("InstanceNormalization", &[t, &ones, &zeros], &[], &[("epsilon", Attr::Float(0.5))]);
+                return affine(b, &n);
+            }
+            Form::Moments => {
+                // Keras's fused layer norm: [1, B * S, C, 1], batch-normalized over the rows.
+                let rows = b.ints(&format!("{t}.rows"), &[1, -1, WIDTH as i64, 1]);
+                let r = b.node("Reshape", &[t, &rows], &[]);
+                let spread = [("axes", Attr::Ints(vec![0, 2, 3])), ("keepdims", Attr::Int(1))];
+                let m = b.node_with("ReduceMean", &[&r], &[], &spread);
+                let d = b.node("Sub", &[&r, &m], &[]);
+                let ss = b.node_with("ReduceSumSquare", &[&d], &[], &[("axes", Attr::Ints(vec![0, 2, 3])), ("keepdims", Attr::Int(0))]);
+                let shape = b.node("Shape", &[&r], &[]);
+                let at = b.ints(&format!("{t}.spread"), &[0, 2, 3]);
+                let dims = b.node_with("Gather", &[&shape, &at], &[], &[("axis", Attr::Int(0))]);
+                let count = b.node_with("ReduceProd", &[&dims], &[], &[("keepdims", Attr::Int(0))]);
+                let count = b.node_with("Cast", &[&count], &[], &[("to", Attr::Int(1))]);
+                let v = b.node("Div", &[&ss, &count], &[]);
+                let m1 = b.node("Squeeze", &[&m, &at], &[]);
+                let (ones, zeros) = (filled(b, t, 0, 2, 1.0), filled(b, t, 0, 2, 0.0));
+                let n = b.node_with("BatchNormalization", &[&r, &ones, &zeros, &m1, &v], &[], &[("epsilon", Attr::Float(0.5))]);
+                let back = b.node("Shape", &[t], &[]);
+                let n = b.node("Reshape", &[&n, &back], &[]);
+                return affine(b, &n);
+            }
+            _ if opset >= 17 => {
+                return b.node_with(
+                    "LayerNormalization",
+                    &[t, scale, bias],
+                    &[],
+                    &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(0.5))],
+                );
+            }
+            _ => {}
         }
-        if opset >= 17 {
-            return b.node_with("LayerNormalization", &[t, scale, bias], &[], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(0.5))]);
-        }
-        let last = [("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))];
-        let m = b.node_with("ReduceMean", &[t], &[], &last);
+        // tf2onnx writes a mean over the last axis of [B, S, C] as a GlobalAveragePool.
+        let mean = |b: &mut GraphBuilder, t: &str| {
+            if form == Form::BatchNorm {
+                b.node("GlobalAveragePool", &[t], &[])
+            } else {
+                b.node_with("ReduceMean", &[t], &[], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))])
+            }
+        };
+        let m = mean(b, t);
         let d = b.node("Sub", &[t, &m], &[]);
-        if batch_norm {
-            // inv = rsqrt(var + eps) * scale; x * inv + (bias - mean * inv)
-            let sq = b.node("Mul", &[&d, &d], &[]);
-            let v = b.node_with("ReduceMean", &[&sq], &[], &last);
-            let a = b.node("Add", &[&v, &eps], &[]);
-            let r = b.node("Sqrt", &[&a], &[]);
-            let r = b.node("Reciprocal", &[&r], &[]);
-            let inv = b.node("Mul", &[&r, scale], &[]);
-            let xi = b.node("Mul", &[t, &inv], &[]);
-            let mi = b.node("Mul", &[&m, &inv], &[]);
-            let shift = b.node("Sub", &[bias, &mi], &[]);
-            return b.node("Add", &[&xi, &shift], &[]);
-        }
-        let sq = if opset >= 12 { b.node("Pow", &[&d, &two], &[]) } else { b.node("Mul", &[&d, &d], &[]) };
-        let v = b.node_with("ReduceMean", &[&sq], &[], &last);
+        let sq = if form == Form::Torch && opset >= 12 { b.node("Pow", &[&d, &two], &[]) } else { b.node("Mul", &[&d, &d], &[]) };
+        let v = mean(b, &sq);
         let a = b.node("Add", &[&v, &eps], &[]);
         let r = b.node("Sqrt", &[&a], &[]);
-        let n = if opset >= 12 {
-            b.node("Div", &[&d, &r], &[])
-        } else {
-            let inv = b.node("Reciprocal", &[&r], &[]);
-            b.node("Mul", &[&inv, &d], &[])
-        };
-        let g = b.node("Mul", &[&n, scale], &[]);
-        b.node("Add", &[&g, bias], &[])
+        match form {
+            Form::BatchNorm => {
+                // inv = rsqrt(var + eps) * scale; x * inv + (bias - mean * inv)
+                let r = b.node("Reciprocal", &[&r], &[]);
+                let inv = b.node("Mul", &[&r, scale], &[]);
+                let xi = b.node("Mul", &[t, &inv], &[]);
+                let mi = b.node("Mul", &[&m, &inv], &[]);
+                let shift = b.node("Sub", &[bias, &mi], &[]);
+                b.node("Add", &[&xi, &shift], &[])
+            }
+            Form::ScaledReciprocal => {
+                // d * (rsqrt(var + eps) * scale) + bias
+                let r = b.node("Reciprocal", &[&r], &[]);
+                let inv = b.node("Mul", &[&r, scale], &[]);
+                let n = b.node("Mul", &[&d, &inv], &[]);
+                b.node("Add", &[&n, bias], &[])
+            }
+            _ if opset >= 12 => {
+                let n = b.node("Div", &[&d, &r], &[]);
+                affine(b, &n)
+            }
+            _ => {
+                let inv = b.node("Reciprocal", &[&r], &[]);
+                let n = b.node("Mul", &[&inv, &d], &[]);
+                affine(b, &n)
+            }
+        }
     };
     let w0 = weight(&mut b, "in.weight", &[8, e]);
     let b0 = weight(&mut b, "in.bias", &[e]);
@@ -148,8 +194,9 @@ fn layer_norm_width_is_pruned_exactly() {
     for opset in [17, 12, 10] {
         pruned_exactly(opset, Form::Torch);
     }
-    pruned_exactly(13, Form::Instance);
-    pruned_exactly(13, Form::BatchNorm);
+    for form in [Form::Instance, Form::BatchNorm, Form::ScaledReciprocal, Form::Moments] {
+        pruned_exactly(13, form);
+    }
 }
 
 /// How the layer norms are written (see `model`).
@@ -159,8 +206,15 @@ enum Form {
     Torch,
     /// tf2onnx's `InstanceNormalization` over the width.
     Instance,
-    /// tf2onnx's conversion of `tf.nn.moments` and `tf.nn.batch_normalization`.
+    /// tf2onnx's conversion of `tf.nn.moments` and `tf.nn.batch_normalization`, the
+    /// means as `GlobalAveragePool`.
     BatchNorm,
+    /// `(x - mean) * (rsqrt(var + eps) * scale) + bias`, as TensorFlow rewrites the
+    /// product of a layer norm written by hand.
+    ScaledReciprocal,
+    /// Keras's fused layer norm as tf2onnx converts it: `BatchNormalization` over the
+    /// input reshaped to `[1, rows, C, 1]` with the moments computed before.
+    Moments,
 }
 
 fn pruned_exactly(opset: i64, form: Form) {
@@ -203,13 +257,13 @@ fn pruned_exactly(opset: i64, form: Form) {
     let kept = WIDTH - cut.len();
     for n in gp.node.iter_mut().filter(|n| n.op_type.as_deref() == Some("Pad")) {
         for a in n.attribute.iter_mut().filter(|a| a.name.as_deref() == Some("pads")) {
-            a.ints = vec![0; 6];
+            a.ints = vec![0; a.ints.len()];
         }
     }
     for t in gp.initializer.iter_mut() {
         let name = t.name.clone().unwrap_or_default();
         if name.contains(".pads") {
-            *t = Tensor::from_i64s(vec![0; 6]).to_proto(&name);
+            *t = Tensor::from_i64s(vec![0; t.dims.iter().product::<i64>() as usize]).to_proto(&name);
         } else if name.contains(".padded") {
             let v = Tensor::from_proto(t, None).unwrap().to_f64_vec();
             let narrow: Vec<f32> = v[..kept].iter().map(|&f| f as f32).collect();

@@ -77,9 +77,10 @@ pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BT
         .collect();
     // A layer normalization written in the batch-normalization form has them inside.
     let g = oto_onnx::Graph::new(model).unwrap();
+    let shapes = oto_onnx::shape::infer(&g).unwrap();
     let inside: Vec<String> = padded_norms
         .iter()
-        .filter_map(|v| oto_onnx::op::WrittenLayerNorm::ending_at(&g, None, v))
+        .filter_map(|v| oto_onnx::op::WrittenLayerNorm::ending_at(&g, Some(&shapes), v))
         .flat_map(|w| w.scale.into_iter().chain(w.bias))
         .collect();
     let inside: BTreeSet<&str> =

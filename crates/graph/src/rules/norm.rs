@@ -279,10 +279,11 @@ impl Ctx<'_, '_> {
     /// mean of `x` (tracked as `t`), over channels that are zero where pruned: as the
     /// operator ([`Ctx::padded_norm`]), construction pads `x` back to the original width
     /// for the pattern and keeps the first positions of its result, so the statistics are
-    /// the full layer's. In the division form the result is not zero at pruned channels
+    /// the full layer's. Without a scale inside, the result is not zero at pruned channels
     /// (their centred value is minus the mean): the scale that follows (a `Mul` by a
-    /// parameter) zeroes them; in the batch-normalization form the scale and the bias are
-    /// inside, producers of the width (zeroed with it), and the result is zero there.
+    /// parameter) zeroes them; with the scale (and bias) inside (the batch-normalization
+    /// form, `d * (r * scale)`), they are producers of the width, zeroed with it, and the
+    /// result is zero there.
     /// False (nothing done) where the nodes are not that pattern, no tracked axis is
     /// normalized, or one is not zero or of unknown size.
     pub(super) fn written_norm(&mut self, node: &NodeProto, t: &ValueT) -> bool {

@@ -7,6 +7,10 @@ impl Ctx<'_, '_> {
         let Some(t) = self.in_track(node, 0) else {
             return;
         };
+        // tf2onnx writes the mean of a layer normalization over `[B, S, C]` so.
+        if node.op() == "GlobalAveragePool" && self.written_norm(node, &t) {
+            return;
+        }
         let Some(od) = self.dims(&node.output[0]) else {
             self.block_node(node, "shapes unknown");
             return;

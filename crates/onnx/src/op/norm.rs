@@ -2,6 +2,7 @@
 //! and `LayerNormalization` (its statistics outputs). The other normalizations keep the
 //! input's shape (`elementwise.rs`, `same_shape`). Not counted in MACs.
 
+use super::ReduceKind;
 use crate::error::Result;
 use crate::graph::{Graph, NodeExt};
 use crate::ops;
@@ -95,15 +96,21 @@ impl Infer<'_, '_> {
 }
 
 /// A layer normalization written out (what exporters write before opset 17), in one of
-/// two forms, from `m = ReduceMean(x)` and `d = x - m` over the same axes:
+/// three forms, from `m = ReduceMean(x)` (or a `GlobalAveragePool` over the axes from 2
+/// on) and `d = x - m` over the same axes:
 ///
 /// * the division form (the TorchScript exporter, without the layer's scale and bias,
 ///   which follow): `n = d / Sqrt(ReduceMean(d * d) + eps)`, the square a `Pow(d, 2)` or
-///   `Mul(d, d)`, the division a `Div` or a `Mul` by the `Reciprocal`;
+///   `Mul(d, d)`, the division a `Div` or a `Mul` by the `Reciprocal`, or by the
+///   reciprocal times the scale (`d * (r * scale)`: TensorFlow's, the bias following);
 /// * the batch-normalization form (TensorFlow's `tf.nn.batch_normalization` after
 ///   `tf.nn.moments`, as tf2onnx converts it): `inv = Reciprocal(Sqrt(ReduceMean(d * d) +
 ///   eps)) * scale`, `n = x * inv + (bias - m * inv)`, the scale and the bias (its
-///   `Sub`, or a `Neg` without bias) optional.
+///   `Sub`, or a `Neg` without bias) optional;
+/// * the moments form (Keras's fused layer normalization, as tf2onnx converts it): `v =
+///   ReduceSumSquare(d) / count`, `n = BatchNormalization(x, ..., Squeeze(m), v)` over the
+///   input reshaped to `[1, rows, C, 1]` over the rows as channels (the count a constant, or
+///   computed from `Shape(x)` alone: padded, it is the full width's).
 ///
 /// Every intermediate value is read only inside the pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +131,8 @@ pub struct WrittenLayerNorm {
     /// The nodes of the pattern that read `x` (the mean, the centring, and in the
     /// batch-normalization form the product `x * inv`).
     pub x_readers: Vec<usize>,
-    /// The batch-normalization form's scale and bias, inside the pattern (`None` in the
-    /// division form, whose scale and bias follow it).
+    /// The scale and bias inside the pattern (the batch-normalization form's; the scale
+    /// of the division form `d * (r * scale)`; `None` where they follow it).
     pub scale: Option<String>,
     /// See `scale`.
     pub bias: Option<String>,
@@ -177,6 +184,11 @@ impl WrittenLayerNorm {
         };
         // The readers of `d`: the square, and in the division form the division.
         let d_readers = readers(d);
+        if let [k] = d_readers.as_slice() {
+            if reduce_axes(graph, folded, &graph.proto.node[*k], ReduceKind::SumSquare).is_some_and(|a| a == axes) {
+                return moments_batch_norm(graph, x, axes, mean, center, *k);
+            }
+        }
         let (square, divide) = match d_readers.as_slice() {
             [a, b] if is_square(&graph.proto.node[*a]) && !is_square(&graph.proto.node[*b]) => (*a, Some(*b)),
             [a, b] if is_square(&graph.proto.node[*b]) && !is_square(&graph.proto.node[*a]) => (*b, Some(*a)),
@@ -265,13 +277,20 @@ impl WrittenLayerNorm {
             return None;
         }
         let div = &graph.proto.node[divide];
+        let mut scale = None;
         let ends = match next.op() {
             "Div" => after == divide && div.input.as_slice() == [d.clone(), std],
             "Reciprocal" => {
                 nodes.push(after);
-                let r = &out(next)?;
+                let mut r = out(next)?;
+                // `d * (r * scale)`, as TensorFlow rewrites `d * rsqrt(v + eps) * scale`.
+                if let Some((k, n)) = only_reader(&r).filter(|(k, n)| *k != divide && n.op() == "Mul" && is_default(n)) {
+                    scale = Some(other(n, &r)?);
+                    nodes.push(k);
+                    r = out(n)?;
+                }
                 let by = (div.input.len() == 2).then(|| if div.input[0] == *d { &div.input[1] } else { &div.input[0] });
-                only_reader(r).is_some_and(|(m, _)| m == divide) && div.op() == "Mul" && by == Some(r)
+                only_reader(&r).is_some_and(|(m, _)| m == divide) && div.op() == "Mul" && by == Some(&r)
             }
             _ => false,
         };
@@ -279,7 +298,7 @@ impl WrittenLayerNorm {
             return None;
         }
         nodes.push(divide);
-        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes, x_readers: vec![mean, center], scale: None, bias: None })
+        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes, x_readers: vec![mean, center], scale, bias: None })
     }
 
     /// The pattern whose last node writes `value`, if it is one: tried from every mean
@@ -296,7 +315,7 @@ impl WrittenLayerNorm {
         }
         candidates.iter().flat_map(|c| graph.consumers(c).iter().map(|u| u.node)).find_map(|k| {
             let n = &graph.proto.node[k];
-            if n.op() != "ReduceMean" {
+            if !matches!(n.op(), "ReduceMean" | "GlobalAveragePool") {
                 return None;
             }
             WrittenLayerNorm::at_mean(graph, folded, k)
@@ -305,15 +324,106 @@ impl WrittenLayerNorm {
     }
 }
 
+/// The third form, tf2onnx's conversion of Keras's fused layer normalization
+/// (`FusedBatchNorm` in training mode over the input reshaped to `[1, rows, C, 1]`):
+/// `ss = ReduceSumSquare(d)` over the mean's axes, `v = ss / count` (the count a constant,
+/// or computed from `Shape(x)`), `n = BatchNormalization(x, scale, bias, Squeeze(m), v)`
+/// over the rows as channels. `sum` is the `ReduceSumSquare` node.
+fn moments_batch_norm(graph: &Graph<'_>, x: String, axes: Vec<i64>, mean: usize, center: usize, sum: usize) -> Option<WrittenLayerNorm> {
+    let out = |k: usize| graph.proto.node.get(k).and_then(|n| n.output.first().cloned());
+    let only_reader = |value: &str| match graph.consumers(value) {
+        [u] => Some(u.node),
+        _ => None,
+    };
+    let node = |k: usize| &graph.proto.node[k];
+    let divide = only_reader(&out(sum)?)?;
+    let div = node(divide);
+    if div.op() != "Div" || !is_default(div) || div.input.len() != 2 || div.input[0] != out(sum)? {
+        return None;
+    }
+    let mut nodes = vec![mean, center, sum];
+    let mut x_readers = vec![mean, center];
+    // The count: a constant, or computed from the input's shape alone by nodes read only
+    // here (the Shape then reads the padded input, so the count is the full width's).
+    // (Walked even where shape inference folds it, so that its nodes are the pattern's.)
+    let count = &div.input[1];
+    if graph.initializer(count).is_none() {
+        let mut stack = vec![count.clone()];
+        let mut inner: Vec<usize> = Vec::new();
+        while let Some(v) = stack.pop() {
+            if graph.initializer(&v).is_some() {
+                continue;
+            }
+            let (k, n) = graph.producer_node(&v)?;
+            let readers_inside = graph.consumers(&v).iter().all(|u| u.node == divide || inner.contains(&u.node));
+            if !readers_inside || n.output.len() != 1 || !is_default(n) {
+                return None;
+            }
+            if !inner.contains(&k) {
+                inner.push(k);
+            }
+            match n.op() {
+                "Shape" if n.input.first() == Some(&x) => x_readers.push(k),
+                "Gather" | "ReduceProd" | "Cast" | "Slice" | "Squeeze" | "Unsqueeze" | "Concat" | "Mul" | "Identity" | "Constant" => {
+                    stack.extend(n.input.iter().filter(|i| !i.is_empty()).cloned());
+                }
+                _ => return None,
+            }
+        }
+        nodes.extend(inner);
+    }
+    nodes.push(divide);
+    // The mean, squeezed to one entry per row, and the variance, into the batch norm.
+    let mean_out = out(mean)?;
+    let mut squeeze = None;
+    for u in graph.consumers(&mean_out) {
+        if u.node != center {
+            if squeeze.is_some() || node(u.node).op() != "Squeeze" || !is_default(node(u.node)) {
+                return None;
+            }
+            squeeze = Some(u.node);
+        }
+    }
+    let squeeze = squeeze?;
+    let end = only_reader(&out(squeeze)?)?;
+    let bn = node(end);
+    let training = bn.attribute.iter().any(|a| a.name.as_deref() == Some("training_mode") && a.i.unwrap_or(0) != 0);
+    if bn.op() != "BatchNormalization" || !is_default(bn) || training || bn.output.len() != 1 || bn.input.len() != 5 {
+        return None;
+    }
+    if bn.input[0] != x || bn.input[3] != out(squeeze)? || bn.input[4] != out(divide)? || only_reader(&out(divide)?)? != end {
+        return None;
+    }
+    nodes.extend([squeeze, end]);
+    x_readers.push(end);
+    Some(WrittenLayerNorm { x, axes, mean, center, end, nodes, x_readers, scale: None, bias: None })
+}
+
+/// The axes of a reduction of `kind` (`None` for other nodes, or axes not written out).
+fn reduce_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto, kind: ReduceKind) -> Option<Vec<i64>> {
+    if !is_default(node) {
+        return None;
+    }
+    match crate::op::Op::parse(graph, node).ok()? {
+        crate::op::Op::Reduce(r) if r.kind == kind => r.axes.resolve(graph, node, folded, "axes").ok().flatten().filter(|a| !a.is_empty()),
+        _ => None,
+    }
+}
+
 fn is_default(node: &NodeProto) -> bool {
     matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"))
 }
 
-/// The axes of a `ReduceMean` that keeps its reduced axes (`None` for other nodes, or
-/// axes not written out).
+/// The axes of a `ReduceMean` that keeps its reduced axes, or of a `GlobalAveragePool`
+/// (axes 2 on, when the rank is known: tf2onnx writes a mean over the last axis of a
+/// `[B, S, C]` value so) (`None` for other nodes, or axes not written out).
 fn mean_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto) -> Option<Vec<i64>> {
     if !is_default(node) {
         return None;
+    }
+    if node.op() == "GlobalAveragePool" {
+        let rank = folded?.shape(node.input.first()?)?.len();
+        return (rank > 2).then(|| (2..rank as i64).collect());
     }
     match crate::op::Op::parse(graph, node).ok()? {
         crate::op::Op::Reduce(r) if r.kind == crate::op::ReduceKind::Mean && r.keepdims => {
