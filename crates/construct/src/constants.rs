@@ -69,7 +69,7 @@ pub(crate) fn rewrite(
             ShapeLocation::Initializer { name } => edit_shared(model, graph, proto, name, None, edits, &mut names, &mut inserts)?,
             ShapeLocation::Computed { value, len } => edit_computed(graph, proto, value, *len, edits, &mut names, &mut inserts)?,
             ShapeLocation::MeanDivisor { value, count } => edit_mean(graph, shapes, proto, value, *count, edits, &mut names, &mut inserts)?,
-            ShapeLocation::NormWidth { value, axis, size } => {
+            ShapeLocation::NormWidth { value, axis, size, .. } => {
                 pad_norm(graph, shapes, proto, model.opset(), value, *axis, *size, edits, &mut names, &mut inserts)?
             }
             ShapeLocation::ConstantNode { node } => {

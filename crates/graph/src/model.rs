@@ -251,6 +251,12 @@ pub enum ShapeLocation {
         axis: usize,
         /// The original size of that axis.
         size: u64,
+        /// The layer's scale and bias along that axis (a `LayerNormalization`'s, or inside
+        /// a written-out one): cut with the width in the sparse model, but kept at the
+        /// original width in the compact one (zeros appended), so removing channels does
+        /// not make them smaller. Empty where they follow the normalization (cut).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        padded: Vec<String>,
     },
 }
 
@@ -264,7 +270,7 @@ impl fmt::Display for ShapeLocation {
                 write!(f, "attribute '{attribute}' of node '{node}'")
             }
             ShapeLocation::MeanDivisor { value, count } => write!(f, "the divisor {count} of the mean '{value}'"),
-            ShapeLocation::NormWidth { value, axis, size } => {
+            ShapeLocation::NormWidth { value, axis, size, .. } => {
                 write!(f, "the width {size} of axis {axis} normalized into '{value}'")
             }
             ShapeLocation::Pinned { value, entry, original, .. } => {
@@ -557,7 +563,7 @@ fn check_constant(
             }
             Some(*len as u64)
         }
-        ShapeLocation::NormWidth { value, axis, size } => {
+        ShapeLocation::NormWidth { value, axis, size, .. } => {
             let (_, n) =
                 graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
             let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));

@@ -140,6 +140,8 @@ impl Hesso {
         };
         let priced: BTreeMap<String, (Vec<usize>, f64)> =
             weights.iter().map(|(n, w)| (n.clone(), (w.dims.clone(), per_element(w)))).collect();
+        // A layer norm's scale and bias that the compact model keeps at the original width
+        // (padded with zeros) cost as much after the cut as before.
         let slices: Vec<Vec<SliceCost>> = self
             .groups
             .iter()
@@ -147,8 +149,17 @@ impl Hesso {
                 analysis
                     .group(&g.id)
                     .map(|a| {
+                        let padded: Vec<&String> = a
+                            .shape_constants
+                            .iter()
+                            .flat_map(|c| match &c.location {
+                                oto_graph::ShapeLocation::NormWidth { padded, .. } => padded.as_slice(),
+                                _ => &[],
+                            })
+                            .collect();
                         a.members
                             .iter()
+                            .filter(|m| !padded.contains(&&m.initializer))
                             .map(|m| SliceCost { initializer: m.initializer.clone(), axis: m.axis, per_element: m.map.block() })
                             .collect()
                     })

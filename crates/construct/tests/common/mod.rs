@@ -54,38 +54,22 @@ pub fn float_elements(model: &Model) -> u64 {
 /// `prod(dim_a - removed_a)` elements, each mean that keeps its original divisor
 /// gains its scale (one scalar), and the scale and bias of a `LayerNormalization` whose
 /// input is padded back to its width keep their size (so do those inside a layer
-/// normalization written in the batch-normalization form).
+/// normalization written out: `ShapeLocation::NormWidth::padded`).
 pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, Vec<usize>>) -> u64 {
     let cuts = cut_indices(analysis, removed, None);
     let mut total = float_elements(model);
-    let padded_norms: BTreeSet<&str> = analysis
+    // The scale and bias of a layer norm padded back to its width keep their size.
+    let norm_params: BTreeSet<&str> = analysis
         .groups
         .iter()
         .filter(|g| removed.get(&g.id).is_some_and(|r| !r.is_empty()))
         .flat_map(|g| g.shape_constants.iter())
-        .filter_map(|c| match &c.location {
-            oto_graph::ShapeLocation::NormWidth { value, .. } => Some(value.as_str()),
-            _ => None,
+        .flat_map(|c| match &c.location {
+            oto_graph::ShapeLocation::NormWidth { padded, .. } => padded.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
         })
         .collect();
     let graph = model.proto.graph.as_ref().unwrap();
-    let mut norm_params: BTreeSet<&str> = graph
-        .node
-        .iter()
-        .filter(|n| n.output.iter().any(|o| padded_norms.contains(o.as_str())))
-        .flat_map(|n| n.input.iter().skip(1).map(String::as_str))
-        .collect();
-    // A layer normalization written in the batch-normalization form has them inside.
-    let g = oto_onnx::Graph::new(model).unwrap();
-    let shapes = oto_onnx::shape::infer(&g).unwrap();
-    let inside: Vec<String> = padded_norms
-        .iter()
-        .filter_map(|v| oto_onnx::op::WrittenLayerNorm::ending_at(&g, Some(&shapes), v))
-        .flat_map(|w| w.scale.into_iter().chain(w.bias))
-        .collect();
-    let inside: BTreeSet<&str> =
-        graph.initializer.iter().filter_map(|t| t.name.as_deref()).filter(|n| inside.iter().any(|i| i == n)).collect();
-    norm_params.extend(inside);
     for t in &graph.initializer {
         let name = t.name.as_deref().unwrap_or("");
         if norm_params.contains(name) {

@@ -249,10 +249,11 @@ impl Ctx<'_, '_> {
         let user = node.name.clone().unwrap_or_default();
         for (i, size, along) in plan {
             let a = t[i].clone();
+            let padded = along.iter().map(|(p, _)| p.clone()).collect();
             for (p, k) in along {
                 self.members_along(node, &p, k, &a, Role::Producer);
             }
-            let location = ShapeLocation::NormWidth { value: node.output[0].clone(), axis: i, size };
+            let location = ShapeLocation::NormWidth { value: node.output[0].clone(), axis: i, size, padded };
             self.spaces.shape_ref(RefAt::Const(location, false), 0, &user, count_parts(&a));
         }
         true
@@ -270,7 +271,7 @@ impl Ctx<'_, '_> {
         let Some(size) = size.filter(|_| t[i].all_zero()) else {
             return false;
         };
-        let location = ShapeLocation::NormWidth { value: node.output[0].clone(), axis: i, size };
+        let location = ShapeLocation::NormWidth { value: node.output[0].clone(), axis: i, size, padded: Vec::new() };
         self.spaces.shape_ref(RefAt::Const(location, false), 0, &node.name.clone().unwrap_or_default(), count_parts(&t[i]));
         true
     }
@@ -328,7 +329,8 @@ impl Ctx<'_, '_> {
         let user = node.name.clone().unwrap_or_default();
         let mut out = t.clone();
         for (&i, size) in tracked.iter().zip(sizes) {
-            let location = ShapeLocation::NormWidth { value: end.clone(), axis: i, size };
+            let padded = params.iter().map(|p| (*p).clone()).collect();
+            let location = ShapeLocation::NormWidth { value: end.clone(), axis: i, size, padded };
             self.spaces.shape_ref(RefAt::Const(location, false), 0, &user, count_parts(&t[i]));
             // Zero there only when a scale (zeroed with the channels) multiplies the
             // result: in the division form the scale follows the pattern.
