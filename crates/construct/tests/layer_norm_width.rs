@@ -32,9 +32,14 @@ fn model(opset: i64, form: Form) -> Model {
     let mut b = GraphBuilder::new("layer_norm_width");
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
     // (Only the constants a form reads: unread ones are not kept.)
-    let written = opset < 17 && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal);
-    let eps = if written { scalar(&mut b, "eps", 0.5) } else { String::new() };
-    let two = if written && opset >= 12 && form == Form::Torch { scalar(&mut b, "two", 2.0) } else { String::new() };
+    let written = opset < 17 && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal | Form::Widened);
+    let eps = match form {
+        Form::Widened => b.initializer("eps", Tensor::new(vec![], TensorData::F64(vec![0.5])).unwrap()),
+        _ if written => scalar(&mut b, "eps", 0.5),
+        _ => String::new(),
+    };
+    let two =
+        if written && opset >= 12 && matches!(form, Form::Torch | Form::Widened) { scalar(&mut b, "two", 2.0) } else { String::new() };
     let x = b.input_f32("x", &batch_dims(&[s, 8]));
     let mut k = 0;
     let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
@@ -102,7 +107,13 @@ fn model(opset: i64, form: Form) -> Model {
         };
         let m = mean(b, t);
         let d = b.node("Sub", &[t, &m], &[]);
-        let sq = if form == Form::Torch && opset >= 12 { b.node("Pow", &[&d, &two], &[]) } else { b.node("Mul", &[&d, &d], &[]) };
+        // The statistics in double, as the TorchScript exporter writes a float16 layer's.
+        let d = if form == Form::Widened { b.node_with("Cast", &[&d], &[], &[("to", Attr::Int(11))]) } else { d };
+        let sq = if matches!(form, Form::Torch | Form::Widened) && opset >= 12 {
+            b.node("Pow", &[&d, &two], &[])
+        } else {
+            b.node("Mul", &[&d, &d], &[])
+        };
         let v = mean(b, &sq);
         let a = b.node("Add", &[&v, &eps], &[]);
         let r = b.node("Sqrt", &[&a], &[]);
@@ -122,6 +133,11 @@ fn model(opset: i64, form: Form) -> Model {
                 let inv = b.node("Mul", &[&r, scale], &[]);
                 let n = b.node("Mul", &[&d, &inv], &[]);
                 b.node("Add", &[&n, bias], &[])
+            }
+            Form::Widened => {
+                let n = b.node("Div", &[&d, &r], &[]);
+                let n = b.node_with("Cast", &[&n], &[], &[("to", Attr::Int(1))]);
+                affine(b, &n)
             }
             _ if opset >= 12 => {
                 let n = b.node("Div", &[&d, &r], &[]);
@@ -197,6 +213,7 @@ fn layer_norm_width_is_pruned_exactly() {
     for form in [Form::Instance, Form::BatchNorm, Form::ScaledReciprocal, Form::Moments] {
         pruned_exactly(13, form);
     }
+    pruned_exactly(14, Form::Widened);
 }
 
 /// How the layer norms are written (see `model`).
@@ -215,6 +232,9 @@ enum Form {
     /// Keras's fused layer norm as tf2onnx converts it: `BatchNormalization` over the
     /// input reshaped to `[1, rows, C, 1]` with the moments computed before.
     Moments,
+    /// The TorchScript exporter's form with the statistics computed in double (a float16
+    /// layer): `d` cast to double, the result cast back.
+    Widened,
 }
 
 fn pruned_exactly(opset: i64, form: Form) {

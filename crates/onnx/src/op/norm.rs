@@ -173,7 +173,17 @@ impl WrittenLayerNorm {
         if !is_default(sub) || sub.input.as_slice() != [x.clone(), mean_out.clone()] {
             return None;
         }
-        let d = sub.output.first()?;
+        let mut d = sub.output.first()?.clone();
+        // A float16 layer's statistics computed in a wider float (the TorchScript exporter
+        // casts `d` to double): the pattern goes on from the cast.
+        let widened = match readers(&d).as_slice() {
+            [k] if is_float_cast(&graph.proto.node[*k]) => Some(*k),
+            _ => None,
+        };
+        if let Some(k) = widened {
+            d = out(&graph.proto.node[k])?;
+        }
+        let d = &d;
         let is_square = |n: &NodeProto| match n.op() {
             "Mul" => n.input.len() == 2 && n.input[0] == *d && n.input[1] == *d,
             "Pow" => {
@@ -210,7 +220,9 @@ impl WrittenLayerNorm {
         if sqrt.op() != "Sqrt" || [sub, plus, sqrt].iter().any(|n| !is_default(n)) {
             return None;
         }
-        let mut nodes = vec![mean, center, square, variance, add, root];
+        let mut nodes = vec![mean, center];
+        nodes.extend(widened);
+        nodes.extend([square, variance, add, root]);
         let std = out(sqrt)?;
         let (after, next) = only_reader(&std)?;
         let Some(divide) = divide else {
@@ -302,16 +314,21 @@ impl WrittenLayerNorm {
     }
 
     /// The pattern whose last node writes `value`, if it is one: tried from every mean
-    /// of a value that the last node, or a node it reads, reads (`x` is read by
-    /// `d = x - m` before the division form's end, by `x * inv` before the other's).
+    /// of a value read up to three nodes before the last one (`x` is read by `d = x - m`
+    /// before the division form's end, or its cast; by `x * inv` before the other's).
     pub fn ending_at(graph: &Graph<'_>, folded: Option<&Shapes>, value: &str) -> Option<WrittenLayerNorm> {
         let (_, end) = graph.producer_node(value)?;
-        let mut candidates: Vec<&str> = Vec::new();
-        for i in &end.input {
-            candidates.push(i);
-            if let Some((_, n)) = graph.producer_node(i) {
-                candidates.extend(n.input.iter().map(String::as_str));
+        // The values up to three nodes before the end (`x -> Sub -> Cast -> Div`).
+        let mut candidates: Vec<&str> = end.input.iter().map(String::as_str).collect();
+        let mut from = 0;
+        for _ in 0..2 {
+            let upto = candidates.len();
+            for k in from..upto {
+                if let Some((_, n)) = graph.producer_node(candidates[k]) {
+                    candidates.extend(n.input.iter().map(String::as_str));
+                }
             }
+            from = upto;
         }
         candidates.iter().flat_map(|c| graph.consumers(c).iter().map(|u| u.node)).find_map(|k| {
             let n = &graph.proto.node[k];
@@ -408,6 +425,14 @@ fn reduce_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto, kin
         crate::op::Op::Reduce(r) if r.kind == kind => r.axes.resolve(graph, node, folded, "axes").ok().flatten().filter(|a| !a.is_empty()),
         _ => None,
     }
+}
+
+/// A `Cast` to a floating-point type.
+fn is_float_cast(node: &NodeProto) -> bool {
+    let to = node.attribute.iter().find(|a| a.name.as_deref() == Some("to")).and_then(|a| a.i);
+    node.op() == "Cast"
+        && is_default(node)
+        && to.and_then(|t| i32::try_from(t).ok()).and_then(DType::from_onnx).is_some_and(|d| d.is_float())
 }
 
 fn is_default(node: &NodeProto) -> bool {
