@@ -500,7 +500,10 @@ fn pad_norm(
     let mut pads = vec![0i64; 2 * rank];
     pads[rank + axis] = removed;
     let pad = nodes::pad_zeros(names, &mut gp.initializer, opset, &format!("{stem}.pad"), &x, &padded_in, pads);
-    let slice = nodes::first_positions(names, &mut gp.initializer, opset, &format!("{stem}.slice"), &padded_out, value, axis, remaining);
+    // The result's axis: the input's, or where a transpose inside the pattern moved it.
+    let out_axis = written.as_ref().and_then(|w| w.perm.as_ref()).and_then(|p| p.iter().position(|&a| a == axis)).unwrap_or(axis);
+    let slice =
+        nodes::first_positions(names, &mut gp.initializer, opset, &format!("{stem}.slice"), &padded_out, value, out_axis, remaining);
     let Some(w) = written else {
         // The node's place holds the Pad; the layer and the Slice follow it.
         let mut norm = gp.node[producer].clone();

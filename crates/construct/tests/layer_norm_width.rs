@@ -32,7 +32,7 @@ fn model(opset: i64, form: Form) -> Model {
     let mut b = GraphBuilder::new("layer_norm_width");
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
     // (Only the constants a form reads: unread ones are not kept.)
-    let written = opset < 17 && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal | Form::Widened);
+    let written = opset < 17 && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal | Form::Widened | Form::Transposed);
     let eps = match form {
         Form::Widened => b.initializer("eps", Tensor::new(vec![], TensorData::F64(vec![0.5])).unwrap()),
         _ if written => scalar(&mut b, "eps", 0.5),
@@ -105,6 +105,21 @@ fn model(opset: i64, form: Form) -> Model {
                 b.node_with("ReduceMean", &[t], &[], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))])
             }
         };
+        if form == Form::Transposed {
+            // The centred value transposed to [B, C, S] before the variance (over axis 1
+            // there), the result transposed back.
+            let m = b.node_with("ReduceMean", &[t], &[], &[("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))]);
+            let d = b.node("Sub", &[t, &m], &[]);
+            let swap = [("perm", Attr::Ints(vec![0, 2, 1]))];
+            let d = b.node_with("Transpose", &[&d], &[], &swap);
+            let sq = b.node("Mul", &[&d, &d], &[]);
+            let v = b.node_with("ReduceMean", &[&sq], &[], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))]);
+            let a = b.node("Add", &[&v, &eps], &[]);
+            let r = b.node("Sqrt", &[&a], &[]);
+            let n = b.node("Div", &[&d, &r], &[]);
+            let n = b.node_with("Transpose", &[&n], &[], &swap);
+            return affine(b, &n);
+        }
         let m = mean(b, t);
         let d = b.node("Sub", &[t, &m], &[]);
         // The statistics in double, as the TorchScript exporter writes a float16 layer's.
@@ -214,6 +229,7 @@ fn layer_norm_width_is_pruned_exactly() {
         pruned_exactly(13, form);
     }
     pruned_exactly(14, Form::Widened);
+    pruned_exactly(14, Form::Transposed);
 }
 
 /// How the layer norms are written (see `model`).
@@ -235,6 +251,9 @@ enum Form {
     /// The TorchScript exporter's form with the statistics computed in double (a float16
     /// layer): `d` cast to double, the result cast back.
     Widened,
+    /// The centred value transposed before the variance, as onnxruntime's transpose
+    /// optimizer leaves a channels-first layer norm (ConvNeXt's).
+    Transposed,
 }
 
 fn pruned_exactly(opset: i64, form: Form) {

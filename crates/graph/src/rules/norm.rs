@@ -299,6 +299,11 @@ impl Ctx<'_, '_> {
             return false;
         };
         let tracked: Vec<usize> = axes.iter().copied().filter(|&i| t[i].is_tracked()).collect();
+        let order: Vec<usize> = match &w.perm {
+            Some(p) if p.len() == rank => p.clone(),
+            Some(_) => return false,
+            None => (0..rank).collect(),
+        };
         let dims = self.dims(&w.x).unwrap_or_default();
         let sizes: Option<Vec<u64>> =
             tracked.iter().map(|&i| dims.get(i).and_then(Dim::known).and_then(|s| u64::try_from(s).ok())).collect();
@@ -327,7 +332,9 @@ impl Ctx<'_, '_> {
         }
         let end = self.graph.proto.node[w.end].output[0].clone();
         let user = node.name.clone().unwrap_or_default();
-        let mut out = t.clone();
+        // The result's axes: the input's, in the transposed order where the pattern
+        // transposes (`out[j]` is axis `perm[j]` of `x`).
+        let mut out: ValueT = order.iter().map(|&a| t[a].clone()).collect();
         for (&i, size) in tracked.iter().zip(sizes) {
             let padded = params.iter().map(|p| (*p).clone()).collect();
             let location = ShapeLocation::NormWidth { value: end.clone(), axis: i, size, padded };
@@ -335,7 +342,9 @@ impl Ctx<'_, '_> {
             // Zero there only when a scale (zeroed with the channels) multiplies the
             // result: in the division form the scale follows the pattern.
             if w.scale.is_none() {
-                out[i].map_zero(&|_| false);
+                for j in (0..rank).filter(|&j| order[j] == i) {
+                    out[j].map_zero(&|_| false);
+                }
             }
         }
         for &k in &w.nodes[1..] {

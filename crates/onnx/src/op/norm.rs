@@ -136,6 +136,9 @@ pub struct WrittenLayerNorm {
     pub scale: Option<String>,
     /// See `scale`.
     pub bias: Option<String>,
+    /// Where the pattern transposes the centred value (the division form): axis `j` of
+    /// the result is axis `perm[j]` of `x`.
+    pub perm: Option<Vec<usize>>,
 }
 
 impl WrittenLayerNorm {
@@ -174,14 +177,30 @@ impl WrittenLayerNorm {
             return None;
         }
         let mut d = sub.output.first()?.clone();
-        // A float16 layer's statistics computed in a wider float (the TorchScript exporter
-        // casts `d` to double): the pattern goes on from the cast.
-        let widened = match readers(&d).as_slice() {
-            [k] if is_float_cast(&graph.proto.node[*k]) => Some(*k),
-            _ => None,
-        };
-        if let Some(k) = widened {
-            d = out(&graph.proto.node[k])?;
+        // The pattern goes on past a cast of `d` to a wider float (a float16 layer's
+        // statistics, as the TorchScript exporter writes them: in double) and past a
+        // `Transpose` of `d` (onnxruntime's transpose optimizer moves a channels-first
+        // layer norm's layout change there: ConvNeXt's); the rest reads the new `d`.
+        let (mut widened, mut transposed, mut perm) = (None, None, None);
+        for _ in 0..2 {
+            let next = readers(&d);
+            let [k] = next.as_slice() else { break };
+            let n = &graph.proto.node[*k];
+            if widened.is_none() && is_float_cast(n) {
+                widened = Some(*k);
+            } else if transposed.is_none() && n.op() == "Transpose" && is_default(n) {
+                let p: Vec<usize> = n.attr_ints("perm").ok().flatten()?.iter().map(|&a| usize::try_from(a).ok()).collect::<Option<_>>()?;
+                let mut sorted = p.clone();
+                sorted.sort_unstable();
+                if sorted.iter().enumerate().any(|(i, &a)| i != a) {
+                    return None;
+                }
+                transposed = Some(*k);
+                perm = Some(p);
+            } else {
+                break;
+            }
+            d = out(n)?;
         }
         let d = &d;
         let is_square = |n: &NodeProto| match n.op() {
@@ -195,7 +214,8 @@ impl WrittenLayerNorm {
         // The readers of `d`: the square, and in the division form the division.
         let d_readers = readers(d);
         if let [k] = d_readers.as_slice() {
-            if reduce_axes(graph, folded, &graph.proto.node[*k], ReduceKind::SumSquare).is_some_and(|a| a == axes) {
+            let bare = widened.is_none() && perm.is_none();
+            if bare && reduce_axes(graph, folded, &graph.proto.node[*k], ReduceKind::SumSquare).is_some_and(|a| a == axes) {
                 return moments_batch_norm(graph, x, axes, mean, center, *k);
             }
         }
@@ -207,7 +227,21 @@ impl WrittenLayerNorm {
         };
         let squared = out(&graph.proto.node[square])?;
         let (variance, var) = only_reader(&squared)?;
-        if mean_axes(graph, folded, var) != Some(axes.clone()) || var.input.first() != Some(&squared) {
+        // The variance's axes are the mean's (through the transpose).
+        let same_axes = match (&perm, mean_axes(graph, folded, var)) {
+            (None, Some(a)) => a == axes,
+            (Some(p), Some(a)) => {
+                let rank = i64::try_from(p.len()).ok()?;
+                let at = |a: i64| usize::try_from(if a < 0 { a + rank } else { a }).ok().filter(|&a| a < p.len());
+                let mut through: Vec<usize> = a.iter().map(|&a| at(a).map(|j| p[j])).collect::<Option<_>>()?;
+                let mut own: Vec<usize> = axes.iter().map(|&a| at(a)).collect::<Option<_>>()?;
+                through.sort_unstable();
+                own.sort_unstable();
+                through == own
+            }
+            (_, None) => false,
+        };
+        if !same_axes || var.input.first() != Some(&squared) {
             return None;
         }
         let v = out(var)?;
@@ -221,13 +255,13 @@ impl WrittenLayerNorm {
             return None;
         }
         let mut nodes = vec![mean, center];
-        nodes.extend(widened);
+        nodes.extend(widened.into_iter().chain(transposed));
         nodes.extend([square, variance, add, root]);
         let std = out(sqrt)?;
         let (after, next) = only_reader(&std)?;
         let Some(divide) = divide else {
             // The batch-normalization form: the mean is read by the centring and by `m * inv`.
-            if next.op() != "Reciprocal" || !is_default(next) || mean_readers.len() != 2 {
+            if next.op() != "Reciprocal" || !is_default(next) || mean_readers.len() != 2 || perm.is_some() {
                 return None;
             }
             nodes.push(after);
@@ -283,7 +317,18 @@ impl WrittenLayerNorm {
             }
             out(last)?;
             nodes.extend([xi, mi, shift, end]);
-            return Some(WrittenLayerNorm { x, axes, mean, center, end, nodes, x_readers: vec![mean, center, xi], scale, bias });
+            return Some(WrittenLayerNorm {
+                x,
+                axes,
+                mean,
+                center,
+                end,
+                nodes,
+                x_readers: vec![mean, center, xi],
+                scale,
+                bias,
+                perm: None,
+            });
         };
         if mean_readers.len() != 1 {
             return None;
@@ -310,7 +355,7 @@ impl WrittenLayerNorm {
             return None;
         }
         nodes.push(divide);
-        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes, x_readers: vec![mean, center], scale, bias: None })
+        Some(WrittenLayerNorm { x, axes, mean, center, end: divide, nodes, x_readers: vec![mean, center], scale, bias: None, perm })
     }
 
     /// The pattern whose last node writes `value`, if it is one: tried from every mean
@@ -413,7 +458,7 @@ fn moments_batch_norm(graph: &Graph<'_>, x: String, axes: Vec<i64>, mean: usize,
     }
     nodes.extend([squeeze, end]);
     x_readers.push(end);
-    Some(WrittenLayerNorm { x, axes, mean, center, end, nodes, x_readers, scale: None, bias: None })
+    Some(WrittenLayerNorm { x, axes, mean, center, end, nodes, x_readers, scale: None, bias: None, perm: None })
 }
 
 /// The axes of a reduction of `kind` (`None` for other nodes, or axes not written out).
