@@ -112,7 +112,9 @@ impl Infer<'_, '_> {
 ///   input reshaped to `[1, rows, C, 1]` over the rows as channels (the count a constant, or
 ///   computed from `Shape(x)` alone: padded, it is the full width's).
 ///
-/// Every intermediate value is read only inside the pattern.
+/// In the first two, `d` may be cast to a wider float first (a float16 layer's statistics
+/// in double), and in the division form transposed (`perm`). Every intermediate value is
+/// read only inside the pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenLayerNorm {
     /// The normalized input.
