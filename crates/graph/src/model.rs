@@ -92,6 +92,21 @@ pub struct Group {
     pub params: u64,
 }
 
+impl Group {
+    /// The layer norms' scales and biases that the compact model keeps at their original
+    /// width, zeros appended ([`ShapeLocation::NormWidth`]'s `padded`): members of the
+    /// group, zeroed with it, but not made smaller by removing its elements.
+    pub fn padded_parameters(&self) -> impl Iterator<Item = &str> {
+        self.shape_constants
+            .iter()
+            .flat_map(|c| match &c.location {
+                ShapeLocation::NormWidth { padded, .. } => padded.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
+    }
+}
+
 /// How a member slice takes part in the group.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]

@@ -149,17 +149,10 @@ impl Hesso {
                 analysis
                     .group(&g.id)
                     .map(|a| {
-                        let padded: Vec<&String> = a
-                            .shape_constants
-                            .iter()
-                            .flat_map(|c| match &c.location {
-                                oto_graph::ShapeLocation::NormWidth { padded, .. } => padded.as_slice(),
-                                _ => &[],
-                            })
-                            .collect();
+                        let padded: Vec<&str> = a.padded_parameters().collect();
                         a.members
                             .iter()
-                            .filter(|m| !padded.contains(&&m.initializer))
+                            .filter(|m| !padded.contains(&m.initializer.as_str()))
                             .map(|m| SliceCost { initializer: m.initializer.clone(), axis: m.axis, per_element: m.map.block() })
                             .collect()
                     })

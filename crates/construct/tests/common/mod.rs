@@ -54,21 +54,13 @@ pub fn float_elements(model: &Model) -> u64 {
 /// `prod(dim_a - removed_a)` elements, each mean that keeps its original divisor
 /// gains its scale (one scalar), and the scale and bias of a `LayerNormalization` whose
 /// input is padded back to its width keep their size (so do those inside a layer
-/// normalization written out: `ShapeLocation::NormWidth::padded`).
+/// normalization written out: `Group::padded_parameters`).
 pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, Vec<usize>>) -> u64 {
     let cuts = cut_indices(analysis, removed, None);
     let mut total = float_elements(model);
     // The scale and bias of a layer norm padded back to its width keep their size.
-    let norm_params: BTreeSet<&str> = analysis
-        .groups
-        .iter()
-        .filter(|g| removed.get(&g.id).is_some_and(|r| !r.is_empty()))
-        .flat_map(|g| g.shape_constants.iter())
-        .flat_map(|c| match &c.location {
-            oto_graph::ShapeLocation::NormWidth { padded, .. } => padded.iter().map(String::as_str).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let norm_params: BTreeSet<&str> =
+        analysis.groups.iter().filter(|g| removed.get(&g.id).is_some_and(|r| !r.is_empty())).flat_map(|g| g.padded_parameters()).collect();
     let graph = model.proto.graph.as_ref().unwrap();
     for t in &graph.initializer {
         let name = t.name.as_deref().unwrap_or("");

@@ -232,16 +232,11 @@ impl Ctx<'_, '_> {
             };
             let mut along = Vec::new();
             for p in &params {
-                // Parameters broadcast against the normalized axes, aligned at the end.
-                let Some(d) = self.init_dims(p).filter(|d| d.len() <= rank - first) else {
+                // (Parameters broadcast against the normalized axes only.)
+                let within = self.init_dims(p).is_some_and(|d| d.len() <= rank - first);
+                let Some(k) = self.param_axis(p, rank, i, size).filter(|_| within) else {
                     return false;
                 };
-                let Some(k) = (i - first).checked_sub(rank - first - d.len()) else {
-                    return false;
-                };
-                if u64::try_from(d[k]).ok() != Some(size) {
-                    return false;
-                }
                 along.push((p.clone(), k));
             }
             plan.push((i, size, along));
@@ -257,6 +252,15 @@ impl Ctx<'_, '_> {
             self.spaces.shape_ref(RefAt::Const(location, false), 0, &user, count_parts(&a));
         }
         true
+    }
+
+    /// The axis of the initializer `p` (a layer norm's scale or bias, broadcast against
+    /// an input of rank `rank`, aligned at the end) along the input's axis `i`, when it
+    /// has `size` entries there; `None` otherwise (or when `p` is not an initializer).
+    fn param_axis(&self, p: &str, rank: usize, i: usize, size: u64) -> Option<usize> {
+        let d = self.init_dims(p).filter(|d| d.len() <= rank)?;
+        let k = i.checked_sub(rank - d.len())?;
+        (u64::try_from(d[k]).ok() == Some(size)).then_some(k)
     }
 
     /// An `InstanceNormalization` whose statistics run over a tracked spatial axis `i`
@@ -316,11 +320,7 @@ impl Ctx<'_, '_> {
         let mut along = Vec::new();
         for (&i, &size) in tracked.iter().zip(&sizes) {
             for p in &params {
-                let k = self.init_dims(p).filter(|d| d.len() <= rank).and_then(|d| {
-                    let k = i.checked_sub(rank - d.len())?;
-                    (u64::try_from(d[k]).ok() == Some(size)).then_some(k)
-                });
-                let Some(k) = k else {
+                let Some(k) = self.param_axis(p, rank, i, size) else {
                     return false;
                 };
                 along.push((i, (*p).clone(), k));

@@ -217,7 +217,7 @@ impl WrittenLayerNorm {
         let d_readers = readers(d);
         if let [k] = d_readers.as_slice() {
             let bare = widened.is_none() && perm.is_none();
-            if bare && reduce_axes(graph, folded, &graph.proto.node[*k], ReduceKind::SumSquare).is_some_and(|a| a == axes) {
+            if bare && reduce_axes(graph, folded, &graph.proto.node[*k], ReduceKind::SumSquare).is_some_and(|(a, _)| a == axes) {
                 return moments_batch_norm(graph, x, axes, mean, center, *k);
             }
         }
@@ -463,13 +463,17 @@ fn moments_batch_norm(graph: &Graph<'_>, x: String, axes: Vec<i64>, mean: usize,
     Some(WrittenLayerNorm { x, axes, mean, center, end, nodes, x_readers, scale: None, bias: None, perm: None })
 }
 
-/// The axes of a reduction of `kind` (`None` for other nodes, or axes not written out).
-fn reduce_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto, kind: ReduceKind) -> Option<Vec<i64>> {
+/// The axes of a reduction of `kind` and whether it keeps them (`None` for other nodes,
+/// or axes not written out).
+fn reduce_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto, kind: ReduceKind) -> Option<(Vec<i64>, bool)> {
     if !is_default(node) {
         return None;
     }
     match crate::op::Op::parse(graph, node).ok()? {
-        crate::op::Op::Reduce(r) if r.kind == kind => r.axes.resolve(graph, node, folded, "axes").ok().flatten().filter(|a| !a.is_empty()),
+        crate::op::Op::Reduce(r) if r.kind == kind => {
+            let axes = r.axes.resolve(graph, node, folded, "axes").ok().flatten().filter(|a| !a.is_empty())?;
+            Some((axes, r.keepdims))
+        }
         _ => None,
     }
 }
@@ -497,10 +501,5 @@ fn mean_axes(graph: &Graph<'_>, folded: Option<&Shapes>, node: &NodeProto) -> Op
         let rank = folded?.shape(node.input.first()?)?.len();
         return (rank > 2).then(|| (2..rank as i64).collect());
     }
-    match crate::op::Op::parse(graph, node).ok()? {
-        crate::op::Op::Reduce(r) if r.kind == crate::op::ReduceKind::Mean && r.keepdims => {
-            r.axes.resolve(graph, node, folded, "axes").ok().flatten().filter(|a| !a.is_empty())
-        }
-        _ => None,
-    }
+    reduce_axes(graph, folded, node, ReduceKind::Mean).filter(|(_, keepdims)| *keepdims).map(|(axes, _)| axes)
 }
