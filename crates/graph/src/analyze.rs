@@ -47,21 +47,71 @@ pub enum AnalysisError {
 pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, AnalysisError> {
     let graph = Graph::new(model)?;
     let shapes = shapes_of(&graph)?;
-    let user: HashSet<&str> = options.unprunable.iter().map(String::as_str).collect();
-    let mut cx = Ctx {
-        graph: &graph,
-        shapes,
-        tracks: HashMap::new(),
-        spaces: Spaces::default(),
-        blocked: Vec::new(),
-        blocked_nodes: HashSet::new(),
-        init_uses: HashMap::new(),
-        frozen_inits: HashMap::new(),
-        cache_axes: HashMap::new(),
-        cache_inputs: graph.cache_inputs(),
-        tables_cut: HashSet::new(),
-        written_norm_inner: HashSet::new(),
+    let mut dims: InitDims = HashMap::new();
+    for t in &graph.proto.initializer {
+        let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
+        dims.insert(t.name.clone().unwrap_or_default(), d);
+    }
+    let seeds = table_seeds(&graph, &shapes, options, &dims);
+    let (groups, blocked) = traverse(&graph, shapes, options, &dims, &seeds)?;
+    let prunable = prunable_params(&groups, &dims, &graph);
+    // Parameters as `oto inspect` and the reports count them: not BatchNorm statistics,
+    // scalars or one-element literals.
+    let total = oto_onnx::cost::parameter_count(&graph).parameters;
+    let analysis = Analysis { model: model.path().display().to_string(), groups, blocked, total_params: total, prunable_params: prunable };
+    // The rules take channel counts from the shapes the graph gives values; an initializer
+    // whose own dims disagree (a Conv bias shorter than the weight's output channels, which
+    // shape inference does not read) would give groups that index past it. Everything that
+    // uses an analysis relies on its check, so the model is refused here, naming the value.
+    analysis.check(model).map_err(|e| match e {
+        AnalysisError::Mismatch { group, message } => AnalysisError::Mismatch {
+            group,
+            message: format!("{message} ({}: an initializer's dims disagree with the shapes the graph gives it)", model.path().display()),
+        },
+        other => other,
+    })?;
+    Ok(analysis)
+}
+
+/// The axes of tables laid out at run time ([`crate::rules::table_axes`]) that the
+/// analysis tracks from their initializer: those that, with every such axis tracked,
+/// end in a prunable group with a layer's producers (the width the table is added to).
+/// A probe that fails seeds nothing: the analysis is then the one without tables.
+fn table_seeds(graph: &Graph<'_>, shapes: &Shapes, options: &AnalyzeOptions, dims: &InitDims) -> Vec<(String, usize)> {
+    let probe = Ctx::new(graph, shapes.clone());
+    let axes = crate::rules::table_axes(&probe);
+    if axes.is_empty() {
+        return axes;
+    }
+    let Ok((groups, _)) = traverse(graph, shapes.clone(), options, dims, &axes) else {
+        return Vec::new();
     };
+    let tables: HashSet<&str> = axes.iter().map(|(t, _)| t.as_str()).collect();
+    let mut kept = Vec::new();
+    for g in groups.iter().filter(|g| g.prunable) {
+        let layer = g.members.iter().any(|m| m.role == Role::Producer && !tables.contains(m.initializer.as_str()));
+        if layer {
+            kept.extend(axes.iter().filter(|(t, a)| g.members.iter().any(|m| m.initializer == *t && m.axis == *a)).cloned());
+        }
+    }
+    kept.sort();
+    kept.dedup();
+    kept
+}
+
+/// Applies every operator's rule in order, with the table axes `seeds` tracked from
+/// their initializers, blocks what reaches the outputs, and solves the spaces into
+/// groups; also the operators that blocked spaces.
+fn traverse(
+    graph: &Graph<'_>,
+    shapes: Shapes,
+    options: &AnalyzeOptions,
+    dims: &InitDims,
+    seeds: &[(String, usize)],
+) -> Result<(Vec<crate::Group>, Vec<BlockedOp>), AnalysisError> {
+    let user: HashSet<&str> = options.unprunable.iter().map(String::as_str).collect();
+    let mut cx = Ctx::new(graph, shapes);
+    cx.seed_tables(seeds);
     for (_, node) in graph.nodes() {
         cx.apply(node)?;
         let name = node.name.as_deref().unwrap_or("");
@@ -88,14 +138,6 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
             }
         }
     }
-    let mut dims: InitDims = HashMap::new();
-    for t in &graph.proto.initializer {
-        let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
-        dims.insert(t.name.clone().unwrap_or_default(), d);
-    }
-    // Parameters as `oto inspect` and the reports count them: not BatchNorm statistics,
-    // scalars or one-element literals.
-    let total = oto_onnx::cost::parameter_count(&graph).parameters;
     let mut fixed_inits: HashMap<String, String> = options
         .unprunable
         .iter()
@@ -105,22 +147,7 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     for (name, why) in std::mem::take(&mut cx.frozen_inits) {
         fixed_inits.entry(name).or_insert(why);
     }
-    let groups = cx.spaces.solve(&dims, &fixed_inits);
-    let prunable = prunable_params(&groups, &dims, &graph);
-    let analysis =
-        Analysis { model: model.path().display().to_string(), groups, blocked: cx.blocked, total_params: total, prunable_params: prunable };
-    // The rules take channel counts from the shapes the graph gives values; an initializer
-    // whose own dims disagree (a Conv bias shorter than the weight's output channels, which
-    // shape inference does not read) would give groups that index past it. Everything that
-    // uses an analysis relies on its check, so the model is refused here, naming the value.
-    analysis.check(model).map_err(|e| match e {
-        AnalysisError::Mismatch { group, message } => AnalysisError::Mismatch {
-            group,
-            message: format!("{message} ({}: an initializer's dims disagree with the shapes the graph gives it)", model.path().display()),
-        },
-        other => other,
-    })?;
-    Ok(analysis)
+    Ok((cx.spaces.solve(dims, &fixed_inits), cx.blocked))
 }
 
 /// Parameters in the slices of prunable groups, each element once: per initializer,
@@ -243,6 +270,24 @@ pub(crate) struct Ctx<'a, 'm> {
 }
 
 impl<'a, 'm> Ctx<'a, 'm> {
+    /// A traversal of `graph` that has not applied any rule yet.
+    fn new(graph: &'a Graph<'m>, shapes: Shapes) -> Ctx<'a, 'm> {
+        Ctx {
+            graph,
+            shapes,
+            tracks: HashMap::new(),
+            spaces: Spaces::default(),
+            blocked: Vec::new(),
+            blocked_nodes: HashSet::new(),
+            init_uses: HashMap::new(),
+            frozen_inits: HashMap::new(),
+            cache_axes: HashMap::new(),
+            cache_inputs: graph.cache_inputs(),
+            tables_cut: HashSet::new(),
+            written_norm_inner: HashSet::new(),
+        }
+    }
+
     /// The (possibly symbolic) shape of a value: inferred, declared, or an initializer's.
     pub fn dims(&self, value: &str) -> Option<Vec<Dim>> {
         if let Some(s) = self.shapes.shape(value) {

@@ -1366,7 +1366,7 @@ enum Unbroadcast {
     /// batch; the other entries are these.
     Target(usize, Vec<i64>),
     /// Input `slot` of the node (index), a one-row initializer, is read through an Expand
-    /// to `[batch, rest...]`.
+    /// to `[batch, rest...]` (`rest` all ones).
     Rows(usize, usize, Vec<i64>),
 }
 
@@ -1406,8 +1406,10 @@ fn unbroadcast_batch(view: &Graph<'_>, shapes: &Shapes, n: i64) -> Result<std::r
                 let one_row = x.len() < target.len() || x.first() == Some(&Dim::Known(1));
                 (target.first() == Some(&n) && one_row).then(|| Unbroadcast::Target(e, target[1..].to_vec()))
             });
-            let rows =
-                (n == 1 && view.initializer(v).is_some()).then_some(known_rest).flatten().map(|rest| Unbroadcast::Rows(k, slot, rest));
+            // Ones after the batch: the initializer's own sizes broadcast, so the target
+            // names no channel count (a class token's width is cut with its channels).
+            let rows = (n == 1 && view.initializer(v).is_some() && known_rest.is_some())
+                .then(|| Unbroadcast::Rows(k, slot, vec![1; d.len().saturating_sub(1)]));
             match expand.or(rows) {
                 Some(r) => out.push(r),
                 None => {

@@ -14,6 +14,9 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reduce;
+mod tables;
+
+pub(crate) use tables::table_axes;
 
 use crate::analyze::{count_parts, normalize, seg_axis, window, window_whole, AnalysisError, Ctx};
 use crate::model::{Role, ShapeLocation};
