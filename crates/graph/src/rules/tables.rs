@@ -89,7 +89,7 @@ impl Ctx<'_, '_> {
                         stack.extend(node.output.first().cloned());
                     }
                     Op::Binary(B::Add | B::Sub) => {
-                        let other = &node.input[1 - u.input.min(1)];
+                        let Some(other) = node.input.get(1 - u.input.min(1)) else { return false };
                         if self.constant_table(other, 16) {
                             return false;
                         }
