@@ -137,3 +137,53 @@ fn chunk_bounds_computed_from_the_width_follow_it() {
         assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
     }
 }
+
+/// FocalNet's modulation: `q, ctx, gates = split(proj(h), (C, C, 2))` with `C` read off
+/// the width of `h`, the bounds `0 + C`, `(0 + C) + C` and `((0 + C) + C) + 2`. The
+/// projection's outputs are not pruned, but `h`'s channels are: the bounds, which
+/// change with `h`'s width at run time, are pinned to their values (`C + C` was once
+/// taken for a size that follows no channels, and the compact model sliced nothing).
+#[test]
+fn split_bounds_read_off_another_width_are_pinned() {
+    let (s, c) = (3i64, 4usize);
+    let mut b = GraphBuilder::new("split_bounds");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, 6]));
+    let w0 = b.weight("embed.weight", &[6, c], |i| ((i * 7 + 3) % 11) as f32 / 5.0 - 1.0);
+    let h = b.node("MatMul", &[&x, &w0], &[]);
+    let wp = b.weight("proj.weight", &[c, 2 * c + 2], |i| ((i * 5 + 1) % 13) as f32 / 6.0 - 1.0);
+    let p = b.node("MatMul", &[&h, &wp], &[]);
+    let shape = b.node("Shape", &[&h], &[]);
+    let last = b.ints("last", &[-1]);
+    let width = b.node_with("Gather", &[&shape, &last], &[], &[("axis", Attr::Int(0))]);
+    let (zero, two) = (b.ints("zero", &[0]), b.ints("two", &[2]));
+    let end0 = b.node("Add", &[&zero, &width], &[]);
+    let end1 = b.node("Add", &[&end0, &width], &[]);
+    let end2 = b.node("Add", &[&end1, &two], &[]);
+    let q = b.node("Slice", &[&p, &zero, &end0, &last], &[]);
+    let ctx = b.node("Slice", &[&p, &end0, &end1, &last], &[]);
+    let gates = b.node("Slice", &[&p, &end1, &end2, &last], &[]);
+    let m = b.node("Mul", &[&q, &ctx], &[]);
+    let both = b.node_with("Concat", &[&m, &gates], &[], &[("axis", Attr::Int(-1))]);
+    let wo = b.weight("out.weight", &[c + 2, 3], |i| ((i * 3 + 2) % 7) as f32 / 4.0 - 0.8);
+    let y = b.node("MatMul", &[&both, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, 3]));
+    let model = b.build().unwrap();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis
+        .prunable_groups()
+        .find(|g| g.members.iter().any(|m| m.initializer == "embed.weight" && m.axis == 1))
+        .unwrap_or_else(|| panic!("h's channels are no group:\n{}", analysis.table()));
+    let inputs =
+        vec![("x".to_string(), Tensor { shape: vec![2, 3, 6], data: TensorData::F32((0..36).map(|i| (i as f32 * 0.37).sin()).collect()) })];
+    for removed in [vec![0usize], vec![1, 3], vec![0, 1, 2]] {
+        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
+        let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
+        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
+        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
+        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+    }
+    // `0 + C` follows the width and is made up where it is computed; `C + C` is pinned.
+    let pinned = g.shape_constants.iter().filter(|k| matches!(k.location, ShapeLocation::Pinned { .. })).count();
+    assert_eq!((g.shape_constants.len(), pinned), (2, 1), "{:?}", g.shape_constants);
+}

@@ -954,7 +954,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     self.spaces.shape_ref(RefAt::Follows(measured, why, None, pin), entry, &user, parts)
                 }
                 Ok(Located::Quotient(loc, e, reader, counted)) => self.spaces.shape_ref(RefAt::Const(loc, true), e, &reader, counted),
-                _ => {}
+                Ok(Located::Const(..)) => {}
+                Err(why) => self.computed_from_sizes(value, entry, &user, why, parts),
             }
             return;
         }
@@ -977,8 +978,138 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let (computed, pin) = (self.computed_location(value), self.pinned_location(value, entry));
                 self.spaces.shape_ref(RefAt::Follows(measured, why, computed, pin), entry, &user, parts)
             }
-            Err(why) => self.spaces.shape_ref(RefAt::Fixed(why), entry, &user, parts),
+            Err(why) => self.computed_from_sizes(value, entry, &user, why, parts),
         }
+    }
+
+    /// Entry `entry` of `value`, which [`Ctx::locate`] cannot place (why): where it is
+    /// computed from sizes of tracked axes it changes with their channels, so it is
+    /// pinned ([`RefAt::Computed`]); otherwise it is a size that follows no channels
+    /// ([`RefAt::Fixed`]).
+    fn computed_from_sizes(&mut self, value: &str, entry: usize, user: &str, why: String, parts: Vec<Part>) {
+        match self.measured_parts(value, entry) {
+            Some(measured) if !measured.is_empty() => {
+                let pin = self.pinned_location(value, entry);
+                let why = format!("is computed from the sizes of pruned axes in a way not followed ({why}), and cannot be pinned");
+                self.spaces.shape_ref(RefAt::Computed(measured, why, pin), entry, user, parts)
+            }
+            Some(_) => self.spaces.shape_ref(RefAt::Fixed(why), entry, user, parts),
+            // (A computation larger than the analysis follows: as before, not known to
+            // change with channels.)
+            _ => self.spaces.shape_ref(RefAt::Fixed(why), entry, user, parts),
+        }
+    }
+
+    /// The parts counted by the sizes of tracked axes that entry `entry` of the integer
+    /// `value` is computed from: a `Shape` or `Size` of a tracked value anywhere in its
+    /// computation, followed entry by entry through the shape arithmetic (`Concat`,
+    /// `Slice` and `Gather` at constant positions, elementwise operators) and wholly
+    /// through anything else; `None` when the computation is larger than the analysis
+    /// follows (1024 steps).
+    fn measured_parts(&self, value: &str, entry: usize) -> Option<Vec<Part>> {
+        let mut parts = Vec::new();
+        // (value, entry of it; `None`: every entry)
+        let mut stack: Vec<(String, Option<usize>)> = vec![(value.to_string(), Some(entry))];
+        let mut seen = HashSet::new();
+        let mut budget = 1024usize;
+        let len_of = |v: &str| -> Option<usize> {
+            match self.dims(v).as_deref() {
+                Some([]) => Some(1),
+                Some([Dim::Known(n)]) => usize::try_from(*n).ok(),
+                _ => None,
+            }
+        };
+        while let Some((v, at)) = stack.pop() {
+            if !seen.insert((v.clone(), at)) {
+                continue;
+            }
+            budget = budget.checked_sub(1)?;
+            let Some((_, node)) = self.graph.producer_node(&v) else { continue };
+            // Every entry of a short integer vector, one by one.
+            if let (None, Some(n @ 1..=64)) = (at, len_of(&v)) {
+                stack.extend((0..n).map(|i| (v.clone(), Some(i))));
+                continue;
+            }
+            let whole = |stack: &mut Vec<(String, Option<usize>)>| {
+                stack.extend(node.input.iter().filter(|i| !i.is_empty() && !self.is_init(i)).map(|i| (i.clone(), None)))
+            };
+            let consts = |i: usize| node.input.get(i).and_then(|x| ops::constant_ints(self.graph, Some(&self.shapes), x).ok().flatten());
+            match Op::parse(self.graph, node).ok() {
+                Some(op @ (Op::Shape { .. } | Op::Size)) => {
+                    let Some(t) = node.input.first().and_then(|m| self.track(m)) else { continue };
+                    let rank = i64::try_from(t.len()).unwrap_or(0);
+                    let (start, end) = match op {
+                        Op::Shape { start, end } => (start, end),
+                        _ => (0, None),
+                    };
+                    let clamp = |a: i64| if a < 0 { a.saturating_add(rank) } else { a }.clamp(0, rank);
+                    let lo = clamp(start);
+                    let axes: Vec<i64> = match (&op, at) {
+                        (Op::Shape { .. }, Some(i)) => vec![lo.saturating_add(i64::try_from(i).unwrap_or(rank))],
+                        _ => (lo..clamp(end.unwrap_or(rank))).collect(),
+                    };
+                    for a in axes {
+                        if let Some(axis) = usize::try_from(a).ok().and_then(|a| t.get(a)) {
+                            parts.extend(count_parts(axis));
+                        }
+                    }
+                }
+                Some(Op::Concat { .. }) if at.is_some() => {
+                    let (Some(i), mut from) = (at, 0usize) else { continue };
+                    let mut found = false;
+                    for x in node.input.iter().filter(|x| !x.is_empty()) {
+                        let Some(n) = len_of(x) else { break };
+                        if i < from + n {
+                            if !self.is_init(x) {
+                                stack.push((x.clone(), Some(i - from)));
+                            }
+                            found = true;
+                            break;
+                        }
+                        from += n;
+                    }
+                    if !found {
+                        whole(&mut stack);
+                    }
+                }
+                Some(Op::Gather { .. }) if at.is_some() && len_of(&node.input[0]).is_some() => {
+                    let n = len_of(&node.input[0]).unwrap_or(0) as i64;
+                    let pick = consts(1).and_then(|ix| ix.get(if ix.len() == 1 { 0 } else { at.unwrap_or(0) }).copied());
+                    match pick.map(|i| if i < 0 { i.saturating_add(n) } else { i }).and_then(|i| usize::try_from(i).ok()) {
+                        Some(i) => stack.push((node.input[0].clone(), Some(i))),
+                        None => whole(&mut stack),
+                    }
+                }
+                Some(Op::Slice(_)) if at.is_some() && len_of(&node.input[0]).is_some() => {
+                    let n = len_of(&node.input[0]).unwrap_or(0) as i64;
+                    let steps_one = consts(4).is_none_or(|st| st.iter().all(|&x| x == 1));
+                    match consts(1).and_then(|st| st.first().copied()).filter(|_| steps_one) {
+                        Some(st) => {
+                            let first = if st < 0 { st.saturating_add(n) } else { st }.clamp(0, n);
+                            let i = first.saturating_add(i64::try_from(at.unwrap_or(0)).unwrap_or(n));
+                            stack.push((node.input[0].clone(), usize::try_from(i).ok()));
+                        }
+                        None => whole(&mut stack),
+                    }
+                }
+                Some(Op::Cast { .. } | Op::Unary(Unary::Identity) | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Reshape { .. })
+                    if at.is_some() =>
+                {
+                    let i = if len_of(&node.input[0]) == Some(1) { 0 } else { at.unwrap_or(0) };
+                    stack.push((node.input[0].clone(), Some(i)));
+                }
+                // Filled with a constant: its values measure nothing.
+                Some(Op::ConstantOfShape) => {}
+                Some(Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Unary(_) | Op::Clip(_)) if at.is_some() => {
+                    for x in node.input.iter().filter(|x| !x.is_empty() && !self.is_init(x)) {
+                        let i = if len_of(x) == Some(1) { 0 } else { at.unwrap_or(0) };
+                        stack.push((x.clone(), Some(i)));
+                    }
+                }
+                _ => whole(&mut stack),
+            }
+        }
+        Some(parts)
     }
 }
 

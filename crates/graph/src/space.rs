@@ -403,6 +403,13 @@ pub(crate) enum RefAt {
     /// whichever classes change the size, when the computed value cannot make up the
     /// difference.
     Follows(Vec<Part>, String, Option<ShapeLocation>, Option<ShapeLocation>),
+    /// Computed at run time, in a way the analysis does not follow (why), from the sizes
+    /// of value axes counting these parts (FocalNet's split bound `C + C` read off the
+    /// width): it changes with them by an unknown amount. Construction pins it, at the
+    /// location given, to its value less the edits of the classes it counts, whichever
+    /// classes are removed; without one, those classes and the measured ones are
+    /// unprunable.
+    Computed(Vec<Part>, String, Option<ShapeLocation>),
 }
 
 #[derive(Clone, Debug)]
@@ -567,7 +574,7 @@ impl Spaces {
     /// Records an integer entry counting positions of ranges (`len * num / den` each),
     /// held where `location` says.
     pub fn shape_ref(&mut self, location: RefAt, entry: usize, user: &str, parts: Vec<Part>) {
-        let follows = matches!(&location, RefAt::Follows(m, ..) if !m.is_empty());
+        let follows = matches!(&location, RefAt::Follows(m, ..) | RefAt::Computed(m, ..) if !m.is_empty());
         if !parts.is_empty() || follows {
             self.shape_refs.push(RawShapeRef { location, entry, user: user.to_string(), parts });
         }
@@ -600,7 +607,7 @@ impl Spaces {
         }
         for s in &self.shape_refs {
             let measured = match &s.location {
-                RefAt::Follows(m, ..) => m.as_slice(),
+                RefAt::Follows(m, ..) | RefAt::Computed(m, ..) => m.as_slice(),
                 _ => &[],
             };
             for r in s.parts.iter().chain(measured).flat_map(Part::ranges) {
@@ -902,6 +909,22 @@ impl Spaces {
                 RefAt::Fixed(why) => {
                     for c in per_class.into_keys() {
                         reasons[c].insert(format!("cannot locate the width constant of node '{}': {why}", s.user));
+                    }
+                }
+                RefAt::Computed(measured, why, pin) => {
+                    let mut got = amounts(partition, elements, measured, &|| s.label(), reasons);
+                    got.retain(|&c, _| produced.get(c).copied().unwrap_or(false));
+                    let classes: BTreeSet<usize> = per_class.keys().chain(got.keys()).copied().collect();
+                    for c in classes {
+                        match (pin, per_class.get(&c).copied().unwrap_or((0, 1))) {
+                            (Some(loc), (n, 1)) => record(&mut shapes[c], &mut reasons[c], loc, s, n as i64),
+                            (Some(_), _) => {
+                                reasons[c].insert(format!("{} does not change by a whole number per element", s.label()));
+                            }
+                            (None, _) => {
+                                reasons[c].insert(format!("entry {} of the shape read by node '{}' {why}", s.entry, s.user));
+                            }
+                        }
                     }
                 }
                 RefAt::Follows(measured, why, computed, pin) => {
