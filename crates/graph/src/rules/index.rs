@@ -189,12 +189,21 @@ impl Ctx<'_, '_> {
             None => (0..rank).collect(),
         };
         let n = axes.len();
+        let od = self.dims(&node.output[0]);
         for (j, &ax) in axes.iter().enumerate() {
             // A symbolic pad (computed from sizes) may be non-zero.
             let zero = |k: usize| p.pads.get(k).is_none_or(|d| *d == Dim::Known(0));
-            if !(zero(j) && zero(j + n)) && t[ax].is_tracked() {
+            if zero(j) && zero(j + n) {
+                continue;
+            }
+            if t[ax].is_tracked() {
                 let a = t[ax].clone();
                 self.block_axis_at(node, &a, "pads a tracked axis");
+            }
+            // The padded axis has the output's length (Swin's windows padded to a
+            // multiple of their size), which the Reshape after it splits.
+            if let Some(d) = od.as_ref().and_then(|d| d.get(ax)) {
+                t[ax] = AxisT::plain(d.clone());
             }
         }
         if p.mode == PadMode::Constant && p.constant_value != 0.0 {

@@ -1,0 +1,56 @@
+//! Swin's windows at an image size that is not a multiple of the window: the feature map
+//! is padded along its spatial axes, then split into windows by a `Reshape`. The padded
+//! axes have the padded length, which the reshape splits; the channels, not padded,
+//! stay one prunable group, and removing them is exact in onnxruntime.
+
+mod common;
+use common::*;
+use oto_construct::{construct, zero_producers};
+use oto_graph::{analyze, AnalyzeOptions};
+use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+use oto_onnx::{Tensor, TensorData};
+use oto_testkit::{deviation, run_ort, SplitMix64};
+use std::collections::BTreeMap;
+
+#[test]
+fn windows_of_a_padded_map_keep_the_channels() {
+    // x [B, 6, 6, 3] -> 8 channels -> padded to [B, 8, 8, 8] -> windows [B, 2, 4, 2, 4, 8]
+    // -> [B, 2, 2, 4, 4, 8] -> [B, 64, 8] -> 5 outputs.
+    let mut b = GraphBuilder::new("padded_windows");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[6, 6, 3]));
+    let w = b.weight("embed.weight", &[3, 8], |i| ((i * 7 + 3) % 11) as f32 / 5.0 - 1.0);
+    let bias = b.weight("embed.bias", &[8], |i| i as f32 / 8.0 - 0.4);
+    let h = b.node("MatMul", &[&x, &w], &[]);
+    let h = b.node("Add", &[&h, &bias], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let pads = b.ints("pads", &[0, 0, 0, 0, 0, 2, 2, 0]);
+    let p = b.node_with("Pad", &[&h, &pads], &[], &[("mode", Attr::Str("constant".into()))]);
+    let windows = b.ints("windows", &[0, 2, 4, 2, 4, 8]);
+    let p = b.node("Reshape", &[&p, &windows], &[]);
+    let p = b.node_with("Transpose", &[&p], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2, 4, 5]))]);
+    let rows = b.ints("rows", &[0, 64, 8]);
+    let p = b.node("Reshape", &[&p, &rows], &[]);
+    let w2 = b.weight("head.weight", &[8, 5], |i| ((i * 5 + 1) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&p, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[64, 5]));
+    let model = b.build().unwrap();
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis
+        .prunable_groups()
+        .find(|g| g.members.iter().any(|m| m.initializer == "embed.weight" && m.axis == 1))
+        .unwrap_or_else(|| panic!("the channels are no group:\n{}", analysis.table()));
+    assert_eq!(g.num_elements, 8, "{}", analysis.table());
+    assert!(analysis.blocked.is_empty(), "{:?}", analysis.blocked);
+    let mut rng = SplitMix64::new(5);
+    let xs: Vec<f32> = (0..2 * 108).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 6, 6, 3], TensorData::F32(xs)).unwrap())];
+    for removed in [vec![0usize], vec![2, 5, 7], vec![0, 1, 2, 3, 4, 5, 6]] {
+        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
+        let full = zero_producers(&model, &analysis, &removed).unwrap();
+        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
+        assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
+        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
+        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+    }
+}
