@@ -498,6 +498,17 @@ impl Dim {
         Dim::from_poly(q, String::new).ok()
     }
 
+    /// `(n, k)` when the dimension is `floor(n / k)` for a positive constant `k` (a map
+    /// padded to a multiple of a window, split into windows: `(h + pad) / 7`).
+    pub fn as_quotient(&self) -> Option<(Dim, i64)> {
+        let Dim::Sym(Expr(p)) = self else { return None };
+        let (fs, &coef) = p.0.iter().next().filter(|_| p.0.len() == 1)?;
+        let [Factor::Div(n, d)] = fs.as_slice() else { return None };
+        let k = d.as_constant().filter(|&k| k > 0 && coef == 1)?;
+        let n = Dim::from_poly((**n).clone(), String::new).ok()?;
+        Some((n, k))
+    }
+
     /// Floor division (`floor(self / other)`), simplified where possible.
     pub fn floor_div(&self, other: &Dim) -> Result<Dim, DimError> {
         let text = || op_text(self, "/", other);

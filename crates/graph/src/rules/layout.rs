@@ -34,10 +34,13 @@ impl Ctx<'_, '_> {
         };
         let out = match self.regroup(&t, &od) {
             Ok(o) => o,
-            Err(why) => {
-                self.block_node(node, &format!("cannot follow the channels through this reshape: {why}"));
-                return Ok(());
-            }
+            Err(why) => match self.dims(&node.input[0]).and_then(|id| regroup_around(&t, &id, &od)) {
+                Some(o) => o,
+                None => {
+                    self.block_node(node, &format!("cannot follow the channels through this reshape: {why}"));
+                    return Ok(());
+                }
+            },
         };
         if matches!(op, Op::Reshape { .. }) {
             let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
@@ -87,6 +90,13 @@ impl Ctx<'_, '_> {
                     } else {
                         return Err(format!("dimension {have} does not split into {want}"));
                     }
+                } else if let Some((_, k)) = need.as_quotient().filter(|(n, _)| *n == f.size && f.track.is_none()) {
+                    // `n` split into `floor(n / k)` windows of `k` (Swin's padded map at a
+                    // symbolic image size): the element count of a valid Reshape makes the
+                    // division exact.
+                    taken.push(Factor { size: need.clone(), track: None });
+                    fs.push(Factor { size: Dim::Known(k), track: None });
+                    need = Dim::Known(1);
                 } else if let Some(rest) = f.size.div_exact(&need).filter(|_| f.track.is_none()) {
                     // An untracked product such as `16*batch` split into `batch` and `16`.
                     taken.push(Factor { size: need.clone(), track: None });
@@ -247,4 +257,26 @@ impl Ctx<'_, '_> {
         }
         self.set(&node.output[0], out);
     }
+}
+
+/// [`Ctx::regroup`]'s fallback where symbolic sizes do not match factor by factor (Swin's
+/// windows at a symbolic image size, whose counts shape inference names afresh): the
+/// axes of equal size at both ends stay as they are, and the middle, where no channels
+/// are tracked, becomes the output's middle. Row-major order keeps every element of the
+/// end axes where it was, as the middles hold the same number of elements.
+fn regroup_around(t: &ValueT, id: &[Dim], od: &[Dim]) -> Option<ValueT> {
+    if t.len() != id.len() {
+        return None;
+    }
+    let most = id.len().min(od.len());
+    let lead = (0..most).take_while(|&i| id[i] == od[i]).count();
+    let trail = (0..most - lead).take_while(|&j| id[id.len() - 1 - j] == od[od.len() - 1 - j]).count();
+    let middle = &t[lead..t.len() - trail];
+    if middle.iter().any(AxisT::is_tracked) || (lead == 0 && trail == 0) {
+        return None;
+    }
+    let mut out: ValueT = t[..lead].to_vec();
+    out.extend(od[lead..od.len() - trail].iter().cloned().map(AxisT::plain));
+    out.extend(t[t.len() - trail..].iter().cloned());
+    Some(out)
 }
