@@ -370,7 +370,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Why a `Conv`/`Gemm`/`MatMul` whose weight `w` is not an initializer is not pruned
     /// through it, listed even when no channel reaches it: a weight stored as integers
-    /// behind a `DequantizeLinear` (a quantized file) says what to do instead.
+    /// behind a `DequantizeLinear` (a quantized file) says what to do instead; another
+    /// computed weight names the node that computes it.
     pub fn block_computed_weight(&mut self, node: &NodeProto, w: &str) {
         if self.dequantized(w) {
             let reason =
@@ -378,7 +379,15 @@ impl<'a, 'm> Ctx<'a, 'm> {
             self.block_node(node, reason);
             self.blocked_op(node, reason);
         } else {
-            self.block_node(node, "the weight is not an initializer");
+            // Listed even when no channel reaches it: a model whose layers all compute
+            // their weights (BiT's weight-standardized convolutions) has no group, and
+            // this says why.
+            let reason = match self.graph.producer_node(w) {
+                Some((_, p)) => format!("the weight is computed by {} (only weights stored as initializers are pruned)", node_label(p)),
+                None => "the weight is not an initializer".to_string(),
+            };
+            self.block_node(node, &reason);
+            self.blocked_op(node, &reason);
         }
     }
 

@@ -1086,6 +1086,37 @@ fn quantized_weights_say_to_prune_the_float_model() {
     assert!(a.blocked[0].reason.contains("prune the float model"), "{:?}", a.blocked);
 }
 
+/// BiT's weight-standardized convolutions: each weight is computed from its initializer
+/// (reshaped, batch-normalized over its rows, reshaped back). No group is followed
+/// through them, and each is listed with the node computing its weight, even the first,
+/// which no channel reaches: the file has no group, and the list says why.
+#[test]
+fn computed_weights_are_listed() {
+    let mut b = GraphBuilder::new("standardized");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let standardized = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
+        let raw = w(b, name, shape);
+        let rows = b.ints(&format!("{name}.rows"), &[1, shape[0] as i64, -1]);
+        let r = b.node("Reshape", &[&raw, &rows], &[]);
+        let (scale, bias) = (w(b, &format!("{name}.ones"), &[shape[0]]), w(b, &format!("{name}.zeros"), &[shape[0]]));
+        let n = b.node("InstanceNormalization", &[&r, &scale, &bias], &[]);
+        let back = b.ints(&format!("{name}.back"), &shape.iter().map(|&d| d as i64).collect::<Vec<_>>());
+        b.node("Reshape", &[&n, &back], &[])
+    };
+    let w1 = standardized(&mut b, "conv1.weight", &[4, 3, 3, 3]);
+    let y = b.node_with("Conv", &[&x, &w1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let y = b.node("Relu", &[&y], &[]);
+    let w2 = standardized(&mut b, "conv2.weight", &[6, 4, 1, 1]);
+    let y = b.node("Conv", &[&y, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[6, 8, 8]));
+    let a = run(&b.build().unwrap());
+    assert!(a.prunable_groups().next().is_none(), "{}", a.table());
+    let listed: Vec<&str> =
+        a.blocked.iter().filter(|o| o.reason.contains("the weight is computed by")).map(|o| o.op_type.as_str()).collect();
+    assert_eq!(listed, ["Conv", "Conv"], "{:?}", a.blocked);
+}
+
 /// A file onnxruntime saved at `ORT_ENABLE_ALL` computes its convolutions in a blocked
 /// layout (`com.microsoft.nchwc`, weights reordered for the CPU): no channel reaches the
 /// first one, yet each is listed with what to do instead, as is any custom operator
