@@ -352,6 +352,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
             Ok(Op::Binary(Binary::Add)) => [(0, 1), (1, 0)]
                 .iter()
                 .any(|&(c, v)| positive_const(input(c)) && (zero_at_zero(input(v)) || self.positive_within(input(v), depth))),
+            // A norm clipped below by a positive epsilon (SwinV2's cosine attention,
+            // `q / max(|q|, eps)`), broadcast back to the width.
+            Ok(Op::Clip(c)) => {
+                c.bounds(self.graph, node, Some(&self.shapes)).is_ok_and(|(lo, _)| lo.is_some_and(|lo| lo > 0.0 && lo.is_finite()))
+            }
+            Ok(Op::Expand) => self.positive_within(input(0), depth),
             _ => false,
         }
     }

@@ -31,13 +31,17 @@ fn carries_table(op: &Op) -> bool {
             | Op::Resize(_)
             | Op::Slice(_)
             | Op::Expand
+            // Elementwise functions of it (SwinV2's per-head `exp(clip(logit_scale))`).
+            | Op::Unary(_)
+            | Op::Clip(_)
     )
 }
 
 /// Every (initializer, axis longer than 1) of the tables [`crate::analyze`] may seed: a
-/// float initializer whose values reach, through layout operators only (and `Concat`s
-/// with other constants), an `Add` or a `Sub` with a computed value, where nothing else
-/// reads them but `Shape`. Tables that only a `Slice` reads before the `Add` are left to
+/// float initializer whose values reach, through layout operators and elementwise
+/// functions only (and `Concat`s with other constants, products and sums with constant
+/// scalars), an `Add`, a `Sub` or a `Mul` with a computed value, where nothing else reads
+/// them but `Shape`. Tables that only a `Slice` reads before the `Add` are left to
 /// the elementwise rule, which cuts them (attention biases, ALiBi).
 pub(crate) fn table_axes(cx: &Ctx<'_, '_>) -> Vec<(String, usize)> {
     let mut axes = Vec::new();
@@ -56,8 +60,9 @@ pub(crate) fn table_axes(cx: &Ctx<'_, '_>) -> Vec<(String, usize)> {
 }
 
 impl Ctx<'_, '_> {
-    /// Whether the initializer `init` is a table laid out by operators other than `Slice`
-    /// before an `Add` or `Sub` meets it with a computed value ([`table_axes`]).
+    /// Whether the initializer `init` is a table laid out or transformed by operators other
+    /// than `Slice` before an `Add`, `Sub` or `Mul` meets it with a computed value
+    /// ([`table_axes`]).
     fn laid_out_table(&self, init: &str) -> bool {
         let mut stack = vec![init.to_string()];
         let mut seen: HashSet<String> = HashSet::new();
@@ -88,7 +93,12 @@ impl Ctx<'_, '_> {
                         rearranged |= !matches!(o, Op::Slice(_));
                         stack.extend(node.output.first().cloned());
                     }
-                    Op::Binary(B::Add | B::Sub) => {
+                    // Scaled or shifted by a constant scalar: still the table's channels.
+                    Op::Binary(_) if node.input.get(1 - u.input.min(1)).is_some_and(|o| self.scalar_constant(o)) => {
+                        rearranged = true;
+                        stack.extend(node.output.first().cloned());
+                    }
+                    Op::Binary(B::Add | B::Sub | B::Mul) => {
                         let Some(other) = node.input.get(1 - u.input.min(1)) else { return false };
                         if self.constant_table(other, 16) {
                             return false;
@@ -100,6 +110,11 @@ impl Ctx<'_, '_> {
             }
         }
         rearranged && meets
+    }
+
+    /// Whether `value` is a constant of at most one element.
+    fn scalar_constant(&self, value: &str) -> bool {
+        self.const_floats(value).is_some_and(|v| v.len() <= 1)
     }
 
     /// Whether `name` is an initializer of floats.
