@@ -1,13 +1,13 @@
-//! Tables laid out at run time: a float initializer rearranged by layout operators
-//! before it is added to channels. DINOv2's and YOLOS's position tables are interpolated
-//! to the image size (`Reshape`, `Transpose`, bicubic `Resize`, `Transpose`, `Reshape`,
-//! `Concat` with the class token's entry) and then added to the residual; an old
-//! exporter's convolution bias is `Unsqueeze`d before its `Add`. No rule opens a space
-//! at such a table (spaces start at layers), so the width it meets stayed blocked: the
-//! table does not follow the channels. The analysis seeds the table instead: its axes
-//! are tracked from the initializer on, as producers (zeroed with their channels, which
-//! every layout operator and a per-channel `Resize` keep zero), and the operators' own
-//! rules carry them to the `Add`, where they join the width.
+//! Tables computed at run time: a float initializer rearranged by layout operators, or
+//! transformed elementwise, before it meets channels. DINOv2's and YOLOS's position
+//! tables are interpolated to the image size (`Reshape`, `Transpose`, bicubic `Resize`,
+//! `Transpose`, `Reshape`, `Concat` with the class token's entry) and then added to the
+//! residual; SwinV2 scales each head's scores by `exp(clip(logit_scale))`. No rule opens
+//! a space at such a table (spaces start at layers), so the width it meets stayed
+//! blocked: the table does not follow the channels. The analysis seeds the table
+//! instead: its axes are tracked from the initializer on, as producers (zeroed with their
+//! channels), and the operators' own rules carry them, and whether they stay zero, to the
+//! `Add`, `Sub` or `Mul` where they join the width.
 //!
 //! Which axis of the table meets the width is known only once the rules have carried
 //! it there, so [`crate::analyze`] first runs with every axis seeded and keeps the axes
@@ -17,7 +17,8 @@
 use super::*;
 use std::collections::HashSet;
 
-/// Layout operators a table is carried through, reading it as their data (input 0).
+/// Layout operators and elementwise functions a table is carried through, reading it as
+/// their data (input 0).
 fn carries_table(op: &Op) -> bool {
     matches!(
         op,
@@ -27,7 +28,6 @@ fn carries_table(op: &Op) -> bool {
             | Op::Unsqueeze { .. }
             | Op::Transpose { .. }
             | Op::Cast { .. }
-            | Op::Unary(Unary::Identity)
             | Op::Resize(_)
             | Op::Slice(_)
             | Op::Expand
