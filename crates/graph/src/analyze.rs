@@ -52,7 +52,11 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
         let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
         dims.insert(t.name.clone().unwrap_or_default(), d);
     }
-    let seeds = table_seeds(&graph, &shapes, options, &dims);
+    // The tables' candidates, read off the graph before any rule runs.
+    let probe = Ctx::new(&graph, shapes);
+    let tables = crate::rules::table_axes(&probe);
+    let shapes = probe.shapes;
+    let seeds = table_seeds(&graph, &shapes, options, &dims, tables);
     let (groups, blocked) = traverse(&graph, shapes, options, &dims, &seeds)?;
     let prunable = prunable_params(&groups, &dims, &graph);
     // Parameters as `oto inspect` and the reports count them: not BatchNorm statistics,
@@ -73,13 +77,17 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     Ok(analysis)
 }
 
-/// The axes of tables laid out at run time ([`crate::rules::table_axes`]) that the
+/// Which of the axes of tables laid out at run time ([`crate::rules::table_axes`]) the
 /// analysis tracks from their initializer: those that, with every such axis tracked,
 /// end in a prunable group with a layer's producers (the width the table is added to).
 /// A probe that fails seeds nothing: the analysis is then the one without tables.
-fn table_seeds(graph: &Graph<'_>, shapes: &Shapes, options: &AnalyzeOptions, dims: &InitDims) -> Vec<(String, usize)> {
-    let probe = Ctx::new(graph, shapes.clone());
-    let axes = crate::rules::table_axes(&probe);
+fn table_seeds(
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    options: &AnalyzeOptions,
+    dims: &InitDims,
+    axes: Vec<(String, usize)>,
+) -> Vec<(String, usize)> {
     if axes.is_empty() {
         return axes;
     }
@@ -696,15 +704,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
             Op::Concat { .. } => {
                 let mut at = 0usize;
                 for inp in &node.input {
-                    let len = match self.dims(inp).as_deref() {
-                        Some([]) => 1,
-                        Some([Dim::Known(n)]) => *n as usize,
-                        _ => return Err(format!("the length of '{inp}' (an input of {}) is unknown", node_label(node))),
+                    let Some(len) = self.vector_len(inp) else {
+                        return Err(format!("the length of '{inp}' (an input of {}) is unknown", node_label(node)));
                     };
-                    if idx < at + len {
+                    let end = at.saturating_add(len);
+                    if idx < end {
                         return self.locate(&me, inp, idx - at);
                     }
-                    at += len;
+                    at = end;
                 }
                 Err(format!("entry {idx} is beyond {}", node_label(node)))
             }
@@ -898,6 +905,16 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// The number of entries of a shape-like value: 1 for a scalar, the length of a 1-D
+    /// value of known length; `None` otherwise.
+    fn vector_len(&self, value: &str) -> Option<usize> {
+        match self.dims(value).as_deref() {
+            Some([]) => Some(1),
+            Some([Dim::Known(n)]) => usize::try_from(*n).ok(),
+            _ => None,
+        }
+    }
+
     /// Whether `node` parses as an operator `is` accepts (a node that does not parse: no).
     pub(crate) fn is_op(&self, node: &NodeProto, is: impl Fn(&Op) -> bool) -> bool {
         Op::parse(self.graph, node).is_ok_and(|o| is(&o))
@@ -943,10 +960,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
         let Some(input) = ops::input(node, k).filter(|v| !self.is_init(v)).map(str::to_string) else {
             return;
         };
-        let entries = match self.dims(&input).as_deref() {
-            Some([]) => 1,
-            Some([Dim::Known(n)]) => usize::try_from(*n).unwrap_or(0).min(64),
-            _ => return,
+        let Some(entries) = self.vector_len(&input).map(|n| n.min(64)) else {
+            return;
         };
         for idx in 0..entries {
             self.shape_entry(node, &input, idx, Vec::new());
@@ -1008,9 +1023,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 let why = format!("is computed from the sizes of pruned axes in a way not followed ({why}), and cannot be pinned");
                 self.spaces.shape_ref(RefAt::Computed(measured, why, pin), entry, user, parts)
             }
-            Some(_) => self.spaces.shape_ref(RefAt::Fixed(why), entry, user, parts),
-            // (A computation larger than the analysis follows: as before, not known to
-            // change with channels.)
+            // None measured, or a computation larger than the analysis follows (as
+            // before: not known to change with channels).
             _ => self.spaces.shape_ref(RefAt::Fixed(why), entry, user, parts),
         }
     }
@@ -1027,13 +1041,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
         let mut stack: Vec<(String, Option<usize>)> = vec![(value.to_string(), Some(entry))];
         let mut seen = HashSet::new();
         let mut budget = 1024usize;
-        let len_of = |v: &str| -> Option<usize> {
-            match self.dims(v).as_deref() {
-                Some([]) => Some(1),
-                Some([Dim::Known(n)]) => usize::try_from(*n).ok(),
-                _ => None,
-            }
-        };
+        let len_of = |v: &str| self.vector_len(v);
         while let Some((v, at)) = stack.pop() {
             if !seen.insert((v.clone(), at)) {
                 continue;

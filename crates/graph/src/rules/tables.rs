@@ -77,6 +77,8 @@ impl Ctx<'_, '_> {
             for u in self.graph.consumers(&v) {
                 let node = &self.graph.proto.node[u.node];
                 let Ok(op) = Op::parse(self.graph, node) else { return false };
+                // The operand beside the table, for binary operators.
+                let other = node.input.get(1 - u.input.min(1));
                 match op {
                     Op::Shape { .. } | Op::Size => {}
                     Op::Concat { .. } if node.input.iter().filter(|i| !i.is_empty()).all(|i| self.constant_table(i, 16)) => {
@@ -94,12 +96,12 @@ impl Ctx<'_, '_> {
                         stack.extend(node.output.first().cloned());
                     }
                     // Scaled or shifted by a constant scalar: still the table's channels.
-                    Op::Binary(_) if node.input.get(1 - u.input.min(1)).is_some_and(|o| self.scalar_constant(o)) => {
+                    Op::Binary(_) if other.is_some_and(|o| self.scalar_constant(o)) => {
                         rearranged = true;
                         stack.extend(node.output.first().cloned());
                     }
                     Op::Binary(B::Add | B::Sub | B::Mul) => {
-                        let Some(other) = node.input.get(1 - u.input.min(1)) else { return false };
+                        let Some(other) = other else { return false };
                         if self.constant_table(other, 16) {
                             return false;
                         }
@@ -122,8 +124,9 @@ impl Ctx<'_, '_> {
         self.graph.initializer(name).and_then(|t| oto_onnx::DType::from_onnx(t.data_type.unwrap_or(0))).is_some_and(|d| d.is_float())
     }
 
-    /// Whether `value` is a float initializer or made of them by layout operators and
-    /// `Concat`s ([`carries_table`]), looking `depth` nodes back.
+    /// Whether `value` is a float initializer or made of them by the operators a table is
+    /// carried through ([`carries_table`], a `Gather` of rows) and `Concat`s, looking
+    /// `depth` nodes back.
     fn constant_table(&self, value: &str, depth: usize) -> bool {
         if self.is_init(value) {
             return self.float_init(value);
@@ -132,9 +135,9 @@ impl Ctx<'_, '_> {
         let Some((_, node)) = self.graph.producer_node(value) else { return false };
         match Op::parse(self.graph, node) {
             Ok(Op::Concat { .. }) => node.input.iter().filter(|i| !i.is_empty()).all(|i| self.constant_table(i, depth)),
-            Ok(o) if carries_table(&o) || matches!(o, Op::Gather { .. }) => {
-                node.input.first().is_some_and(|i| !(self.is_init(i) && matches!(o, Op::Gather { .. })) && self.constant_table(i, depth))
-            }
+            // (A Gather of an initializer is an embedding lookup, not a table.)
+            Ok(Op::Gather { .. }) => node.input.first().is_some_and(|i| !self.is_init(i) && self.constant_table(i, depth)),
+            Ok(o) if carries_table(&o) => node.input.first().is_some_and(|i| self.constant_table(i, depth)),
             _ => false,
         }
     }
