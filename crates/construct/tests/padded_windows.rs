@@ -5,12 +5,10 @@
 
 mod common;
 use common::*;
-use oto_construct::{construct, zero_producers};
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::{Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
-use std::collections::BTreeMap;
+use oto_testkit::SplitMix64;
 
 #[test]
 fn windows_of_a_padded_map_keep_the_channels() {
@@ -46,12 +44,7 @@ fn windows_of_a_padded_map_keep_the_channels() {
     let xs: Vec<f32> = (0..2 * 108).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
     let inputs = vec![("x".to_string(), Tensor::new(vec![2, 6, 6, 3], TensorData::F32(xs)).unwrap())];
     for removed in [vec![0usize], vec![2, 5, 7], vec![0, 1, 2, 3, 4, 5, 6]] {
-        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
-        let full = zero_producers(&model, &analysis, &removed).unwrap();
-        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
-        assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
-        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
-        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+        assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }
 }
 
@@ -109,10 +102,6 @@ fn windows_at_a_symbolic_size_keep_the_channels() {
     let xs: Vec<f32> = (0..2 * 4 * 6 * 3).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
     let inputs = vec![("x".to_string(), Tensor::new(vec![2, 4, 6, 3], TensorData::F32(xs)).unwrap())];
     for removed in [vec![1usize], vec![0, 3, 6, 7]] {
-        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
-        let full = zero_producers(&model, &analysis, &removed).unwrap();
-        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
-        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
-        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+        assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }
 }

@@ -130,11 +130,7 @@ fn chunk_bounds_computed_from_the_width_follow_it() {
     let inputs =
         vec![("x".to_string(), Tensor { shape: vec![2, 3, 6], data: TensorData::F32((0..36).map(|i| (i as f32 * 0.41).cos()).collect()) })];
     for removed in [vec![0usize], vec![1, 4, 7], vec![0, 1, 2, 3, 4, 5, 6]] {
-        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
-        let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
-        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
-        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
-        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+        assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }
 }
 
@@ -177,11 +173,7 @@ fn split_bounds_read_off_another_width_are_pinned() {
     let inputs =
         vec![("x".to_string(), Tensor { shape: vec![2, 3, 6], data: TensorData::F32((0..36).map(|i| (i as f32 * 0.37).sin()).collect()) })];
     for removed in [vec![0usize], vec![1, 3], vec![0, 1, 2]] {
-        let removed: BTreeMap<String, Vec<usize>> = [(g.id.clone(), removed)].into();
-        let full = oto_construct::zero_producers(&model, &analysis, &removed).unwrap();
-        let (compact, _) = construct(&full, &analysis, &removed).unwrap();
-        let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
-        assert!(err <= tol, "{removed:?}: {err:.3e} > {tol:.3e}");
+        assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }
     // `0 + C` follows the width and is made up where it is computed; `C + C` is pinned.
     let pinned = g.shape_constants.iter().filter(|k| matches!(k.location, ShapeLocation::Pinned { .. })).count();

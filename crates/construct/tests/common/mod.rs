@@ -81,3 +81,15 @@ pub fn predicted_float_elements(model: &Model, analysis: &Analysis, removed: &BT
         .collect();
     total + means.len() as u64
 }
+
+/// Removes `elements` of the group `group` (zeroed, then constructed) and checks the
+/// compact model: its float elements are the predicted count, and onnxruntime computes
+/// on `inputs` what it computes for the zeroed full model.
+pub fn assert_removal_exact(model: &Model, analysis: &Analysis, group: &str, elements: &[usize], inputs: &[(String, oto_onnx::Tensor)]) {
+    let removed: BTreeMap<String, Vec<usize>> = [(group.to_string(), elements.to_vec())].into();
+    let full = oto_construct::zero_producers(model, analysis, &removed).unwrap();
+    let (compact, _) = oto_construct::construct(&full, analysis, &removed).unwrap();
+    assert_eq!(float_elements(&compact), predicted_float_elements(&full, analysis, &removed), "{elements:?}");
+    let (err, tol) = oto_testkit::deviation(&oto_testkit::run_ort(&full.proto, inputs), &oto_testkit::run_ort(&compact.proto, inputs));
+    assert!(err <= tol, "{elements:?}: {err:.3e} > {tol:.3e}");
+}
