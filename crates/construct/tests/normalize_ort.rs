@@ -758,3 +758,23 @@ fn sequence_splits_prune_part_by_part() {
         prune_end_to_end(&format!("sequence_split_{opset}"), &cases::sequence_split(opset), 3);
     }
 }
+
+/// Weight-normalized convolutions (`g * v / ||v||`, folded into their weight) prune like
+/// any layer: the first convolution's channels are a group, construction is exact.
+#[test]
+fn weight_normalized_layers_prune_end_to_end() {
+    for opset in [13, 18] {
+        let a = prune_end_to_end(&format!("weight_normalized_{opset}"), &cases::weight_normalized(opset), 1);
+        let group = a.prunable_groups().find(|g| g.num_elements > 1).unwrap();
+        assert!(group.members.iter().any(|m| m.initializer == "conv0.v"), "{}", a.table());
+    }
+}
+
+/// Weight-standardized convolutions (BiT's, folded into their weight) prune like any
+/// layer: the first convolution's channels are a group, construction is exact.
+#[test]
+fn weight_standardized_layers_prune_end_to_end() {
+    let a = prune_end_to_end("weight_standardized", &cases::weight_standardized(), 1);
+    let group = a.prunable_groups().find(|g| g.num_elements > 1).unwrap();
+    assert!(group.members.iter().any(|m| m.initializer == "conv0.weight"), "{}", a.table());
+}

@@ -75,6 +75,11 @@
 //!    not weight sharing. Other folds never copy a float initializer that something
 //!    else also reads (one initializer read by several nodes is real weight tying; a
 //!    folded `Shape` of it reads no values and does not count).
+//!    A `Conv`, `ConvTranspose`, `Gemm` or `MatMul` weight computed from initializers by
+//!    float arithmetic (weight normalization `g * v / ||v||`, BiT's weight
+//!    standardization) folds into one weight named after the largest initializer it
+//!    reads, when nothing else reads the computation or its float initializers: the
+//!    layer computes the same and then trains, and prunes, its weight directly.
 //!    An `If` whose condition inference knows (sizes compared in a scripted helper,
 //!    DeBERTa's `if key_size != query_size`) is replaced by the nodes of the branch it
 //!    takes, renamed under its output, with an `Identity` per output;
@@ -243,6 +248,10 @@ pub struct Summary {
     /// Opset 23's `Attention` and `RotaryEmbedding` written as the operators the ONNX
     /// specification defines them by (`MatMul`, `Softmax`...).
     pub attention_rewritten: usize,
+    /// Layer weights computed from initializers by float arithmetic (weight normalization
+    /// `g * v / ||v||`, weight standardization) folded into one initializer, named after
+    /// the largest it reads.
+    pub weights_reparametrized: usize,
     /// Other nodes computed from initializers alone, folded into initializers.
     pub folded: usize,
     /// Zero biases of layers without bias, as the dynamo exporter without its optimizer
@@ -318,6 +327,10 @@ impl std::fmt::Display for Summary {
         count(self.sequence_splits, "SplitToSequence nodes read part by part written as Split");
         count(self.view_gathers, "Gathers of a whole flattened tensor in order written as Reshape");
         count(self.resize_axes, "Resizes given the axes they change (sizes held the batch or channels)");
+        count(
+            self.weights_reparametrized,
+            "layer weights computed from initializers (weight normalization, standardization) folded into one",
+        );
         count(self.folded, "constant nodes folded into initializers");
         count(self.zero_biases_dropped, "zero biases of layers without bias dropped");
         count(self.dead_initializers, "unused initializers removed");
@@ -2133,6 +2146,106 @@ fn dtype_of(t: &TensorProto) -> Option<DType> {
     DType::from_onnx(t.data_type.unwrap_or(0))
 }
 
+/// Layer weights computed from initializers by float arithmetic: weight normalization
+/// (`torch.nn.utils.parametrizations.weight_norm`: `g * v / ||v||`, wav2vec2's positional
+/// convolution, HiFi-GAN's), weight standardization (BiT's convolutions: the weight's
+/// rows through a batch or instance normalization), or any chain of arithmetic, norms,
+/// normalizations and data moves ending at a `Conv`, `ConvTranspose`, `Gemm` or `MatMul`
+/// weight. Folded into one initializer, the
+/// layer computes the same and trains its weight directly, which the analysis can prune
+/// (a reparametrization is a training device; at the compact model's inference the
+/// weight is a constant either way). Only where nothing else reads the computation or
+/// its float initializers, so no shared weight is untied.
+#[derive(Default)]
+struct Reparametrized {
+    /// Nodes of the computations, by index in `GraphProto.node`.
+    nodes: HashSet<usize>,
+    /// The node writing each weight -> the name the folded weight takes: the largest
+    /// float initializer of its computation (the direction `v`).
+    named: HashMap<usize, String>,
+}
+
+impl Reparametrized {
+    fn find(graph: &Graph<'_>, overridable: &HashSet<String>, outer_reads: &HashSet<String>) -> Reparametrized {
+        let mut found = Reparametrized::default();
+        for (_, layer) in graph.nodes() {
+            if !is_default_domain(layer) || !matches!(layer.op(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul") {
+                continue;
+            }
+            let Some(weight) = layer.input.get(1).filter(|w| !w.is_empty()) else { continue };
+            if let Some((last, cone, name)) = Self::computation(graph, weight, overridable, outer_reads) {
+                if cone.iter().all(|i| !found.nodes.contains(i)) {
+                    found.nodes.extend(cone);
+                    found.named.insert(last, name);
+                }
+            }
+        }
+        found
+    }
+
+    /// The nodes computing `weight` from initializers alone (with float arithmetic among
+    /// them), the one writing it, and the name the folded weight takes; `None` when it is
+    /// not such a computation, or when anything outside it reads a value or a float
+    /// initializer of it.
+    fn computation(
+        graph: &Graph<'_>,
+        weight: &str,
+        overridable: &HashSet<String>,
+        outer_reads: &HashSet<String>,
+    ) -> Option<(usize, HashSet<usize>, String)> {
+        use crate::op::{Binary as B, Reduce, ReduceKind as R, Unary as U};
+        let (last, _) = graph.producer_node(weight)?;
+        let (mut cone, mut leaves, mut stack) = (HashSet::new(), HashMap::new(), vec![weight.to_string()]);
+        let mut arithmetic = false;
+        while let Some(v) = stack.pop() {
+            if let Some(t) = graph.initializer(&v) {
+                if overridable.contains(&v) {
+                    return None;
+                }
+                leaves.insert(v, t);
+                continue;
+            }
+            let (i, node) = graph.producer_node(&v)?;
+            if !cone.insert(i) {
+                continue;
+            }
+            let op = Op::parse(graph, node).ok()?;
+            arithmetic |= match op {
+                Op::Binary(B::Add | B::Sub | B::Mul | B::Div | B::Pow)
+                | Op::Unary(U::Sqrt | U::Reciprocal | U::Neg | U::Abs | U::Exp | U::Log)
+                | Op::Reduce(Reduce { kind: R::Sum | R::Mean | R::L1 | R::L2 | R::SumSquare | R::Max | R::Min, .. })
+                | Op::BatchNormalization
+                | Op::InstanceNormalization => true,
+                _ if matches!(kind(&op), Some(Kind::Reshape | Kind::Move)) || op == Op::Expand => false,
+                _ => return None,
+            };
+            // (a training-mode BatchNormalization's running statistics, if read by nothing)
+            let unread = |v: &String| v.is_empty() || (graph.consumers(v).is_empty() && !graph.is_output(v) && !outer_reads.contains(v));
+            if !is_default_domain(node) || node.output.is_empty() || !node.output[1..].iter().all(unread) {
+                return None;
+            }
+            stack.extend(node.input.iter().filter(|s| !s.is_empty()).cloned());
+        }
+        // Nothing but the computation reads its values; the layer alone reads the weight.
+        let inside = |v: &str| !graph.is_output(v) && !outer_reads.contains(v) && graph.consumers(v).iter().all(|u| cone.contains(&u.node));
+        let values_inside = cone.iter().all(|&i| {
+            let out = &graph.node(i).output[0];
+            if i == last {
+                graph.consumers(out).len() == 1 && !graph.is_output(out) && !outer_reads.contains(out)
+            } else {
+                inside(out)
+            }
+        });
+        let floats: Vec<(&String, &&TensorProto)> = leaves.iter().filter(|(_, t)| dtype_of(t).is_some_and(DType::is_float)).collect();
+        if !arithmetic || !values_inside || !floats.iter().all(|(v, _)| inside(v)) {
+            return None;
+        }
+        let numel = |t: &TensorProto| t.dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).unwrap_or(i64::MAX);
+        let (name, _) = floats.iter().max_by(|(a, p), (b, q)| numel(p).cmp(&numel(q)).then_with(|| b.cmp(a)))?;
+        Some((last, cone, (*name).clone()))
+    }
+}
+
 /// Decides, in topological order, which nodes fold and into what.
 struct Folder<'a, 'm> {
     model: &'a Model,
@@ -2155,6 +2268,8 @@ struct Folder<'a, 'm> {
     /// Folded values computed from the file's literals alone (one-element `Constant`s, see
     /// [`Folder::is_literal`]) and integers: no weight is in them.
     from_literals: HashSet<String>,
+    /// Layer weights computed from initializers by float arithmetic ([`Reparametrized`]).
+    reparametrized: Reparametrized,
 }
 
 /// The folds decided: what [`Plan::apply`] does to the graph.
@@ -2170,6 +2285,8 @@ struct Plan {
     from_literals: HashSet<String>,
     identities: usize,
     others: usize,
+    /// Layer weights whose computation from initializers was folded ([`Reparametrized`]).
+    reparametrized: usize,
 }
 
 impl<'a, 'm> Folder<'a, 'm> {
@@ -2184,6 +2301,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         for n in &graph.proto.node {
             subgraph_reads(n, &mut outer_reads);
         }
+        let reparametrized = Reparametrized::find(graph, overridable, &outer_reads);
         Folder {
             model,
             graph,
@@ -2196,6 +2314,7 @@ impl<'a, 'm> Folder<'a, 'm> {
             alias: HashMap::new(),
             shape_readers: HashSet::new(),
             from_literals: HashSet::new(),
+            reparametrized,
         }
     }
 
@@ -2253,7 +2372,7 @@ impl<'a, 'm> Folder<'a, 'm> {
         for (i, node) in graph.nodes() {
             // A node that does not parse is not folded (the stages after report it).
             let Ok(op) = Op::parse(graph, node) else { continue };
-            let Some(mut t) = self.fold(node, &op)? else { continue };
+            let Some(mut t) = self.fold(i, node, &op)? else { continue };
             folded.insert(i);
             let from_literals = node.input.iter().filter(|v| !v.is_empty()).all(|v| {
                 self.constant(v).is_none_or(|c| {
@@ -2275,7 +2394,11 @@ impl<'a, 'm> Folder<'a, 'm> {
             let out = node.output[0].clone();
             let source = self.resolve(&node.input[0]).to_string();
             let named_weight = self.graph.initializer(&source).is_some() && !self.lifted.contains(&source);
-            let name = if rearranges_input0(&op) && named_weight && self.single_use(&node.input[0]) && !self.outer_reads.contains(&out) {
+            let name = if let Some(weight) = self.reparametrized.named.get(&i) {
+                // The layer's weight, named after the parameter it is computed from.
+                self.alias.insert(out, weight.clone());
+                weight.clone()
+            } else if rearranges_input0(&op) && named_weight && self.single_use(&node.input[0]) && !self.outer_reads.contains(&out) {
                 let name = source;
                 self.alias.insert(out, name.clone());
                 name
@@ -2294,14 +2417,23 @@ impl<'a, 'm> Folder<'a, 'm> {
         let alias = self.alias.keys().map(|k| (k.clone(), self.resolve(k).to_string())).collect();
         let made = self.order.iter().filter_map(|n| self.made.remove(n)).collect();
         let from_literals = std::mem::take(&mut self.from_literals);
-        Ok(Plan { folded, made, alias, read, from_literals, identities, others })
+        // Counted once every node of a computation folded (the last one names the weight).
+        let reparametrized = self.reparametrized.named.keys().filter(|i| folded.contains(*i)).count();
+        Ok(Plan { folded, made, alias, read, from_literals, identities, others, reparametrized })
     }
 
-    /// The initializer `node` folds into (named by its output), or `None` when it does not fold.
-    fn fold(&self, node: &NodeProto, op: &Op) -> Result<Option<TensorProto>> {
+    /// The initializer `node` (at `index`) folds into (named by its output), or `None` when
+    /// it does not fold.
+    fn fold(&self, index: usize, node: &NodeProto, op: &Op) -> Result<Option<TensorProto>> {
+        let reparametrized = self.reparametrized.nodes.contains(&index);
         // (an operator of a custom domain is `Op::Other`: not folded)
-        let Some(kind) = kind(op) else { return Ok(None) };
-        let [out] = node.output.as_slice() else { return Ok(None) };
+        let Some(kind) = kind(op).or(reparametrized.then_some(Kind::Integer)) else { return Ok(None) };
+        // A weight's computation may leave other outputs unread (checked whole).
+        let out = match node.output.as_slice() {
+            [out] => out,
+            [out, ..] if reparametrized => out,
+            _ => return Ok(None),
+        };
         if out.is_empty() || self.graph.is_output(out) || node.input.first().is_none_or(String::is_empty) {
             return Ok(None);
         }
@@ -2338,12 +2470,13 @@ impl<'a, 'm> Folder<'a, 'm> {
             }
             Kind::Integer => small && !dtype.is_float() && input_types.iter().all(|d| !d.is_float()),
         };
-        if !fits {
+        if !(fits || reparametrized) {
             return Ok(None);
         }
         // A copy of a float initializer that something else reads too would untie a
-        // shared weight (Identity excepted: see the module documentation).
-        if *op != Op::Unary(crate::op::Unary::Identity) && kind != Kind::Meta {
+        // shared weight (Identity excepted: see the module documentation). A weight's
+        // computation was checked whole: its initializers are read inside it alone.
+        if *op != Op::Unary(crate::op::Unary::Identity) && kind != Kind::Meta && !reparametrized {
             for (name, t) in node.input.iter().zip(&inputs) {
                 if t.is_some_and(|t| dtype_of(t).is_some_and(DType::is_float) && !self.is_literal(name, t)) && !self.single_use(name) {
                     return Ok(None);
@@ -2392,6 +2525,7 @@ impl Plan {
     fn apply(mut self, graph: &mut GraphProto, summary: &mut Summary) {
         summary.identities = self.identities;
         summary.folded = self.others;
+        summary.weights_reparametrized = self.reparametrized;
         if self.folded.is_empty() {
             return;
         }

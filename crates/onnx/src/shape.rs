@@ -1239,6 +1239,9 @@ mod fold {
                             ReduceKind::Min => (f64::INFINITY, f64::min),
                             ReduceKind::Sum | ReduceKind::Mean => (0.0, |a, b| a + b),
                             ReduceKind::Prod => (1.0, |a, b| a * b),
+                            // The norms of a weight normalization (`g * v / ||v||`).
+                            ReduceKind::L1 => (0.0, |a, b| a + b.abs()),
+                            ReduceKind::L2 | ReduceKind::SumSquare => (0.0, |a, b| a + b * b),
                             _ => return None,
                         };
                         let mut acc = vec![init; n_out];
@@ -1246,12 +1249,60 @@ mod fold {
                             let o = acc.get_mut(target(flat))?;
                             *o = step(*o, v.f(flat));
                         }
-                        if kind == ReduceKind::Mean {
-                            acc.iter_mut().for_each(|a| *a /= counted);
+                        match kind {
+                            ReduceKind::Mean => acc.iter_mut().for_each(|a| *a /= counted),
+                            ReduceKind::L2 => acc.iter_mut().for_each(|a| *a = a.sqrt()),
+                            _ => {}
                         }
                         Vals::F(acc)
                     }
                 }
+            }
+            // A standardized weight (BiT's convolutions): normalized per channel (axis 1) over
+            // the other axes in training mode, by the given statistics otherwise; instance
+            // normalization per sample and channel.
+            Op::BatchNormalization | Op::InstanceNormalization => {
+                let (scale, bias) = (Vals::of(inputs.get(1)?.as_ref()?), Vals::of(inputs.get(2)?.as_ref()?));
+                let eps = node.attr_float("epsilon").ok().flatten().map_or(1e-5, f64::from);
+                let (&n, &c) = (x.shape.first()?, x.shape.get(1)?);
+                let spatial: usize = x.shape.get(2..)?.iter().product();
+                if scale.len() != c || bias.len() != c || n * c * spatial != n_out {
+                    return None;
+                }
+                let v = Vals::of(x);
+                let channel = |flat: usize| (flat / spatial) % c;
+                let instance = *op == Op::InstanceNormalization;
+                let training = node.attr_int("training_mode").ok().flatten() == Some(1);
+                // Statistics per key: the channel, or the sample's channel.
+                let key = |flat: usize| if instance { flat / spatial } else { channel(flat) };
+                let keys = if instance { n * c } else { c };
+                let (mean, var) = if instance || training {
+                    let count = (n_out / keys) as f64;
+                    let (mut sum, mut sq) = (vec![0.0; keys], vec![0.0; keys]);
+                    for flat in 0..n_out {
+                        sum[key(flat)] += v.f(flat);
+                    }
+                    let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+                    for flat in 0..n_out {
+                        let d = v.f(flat) - mean[key(flat)];
+                        sq[key(flat)] += d * d;
+                    }
+                    (mean, sq.iter().map(|s| s / count).collect::<Vec<f64>>())
+                } else {
+                    let (m, s2) = (Vals::of(inputs.get(3)?.as_ref()?), Vals::of(inputs.get(4)?.as_ref()?));
+                    if m.len() != c || s2.len() != c {
+                        return None;
+                    }
+                    ((0..c).map(|i| m.f(i)).collect(), (0..c).map(|i| s2.f(i)).collect())
+                };
+                Vals::F(
+                    (0..n_out)
+                        .map(|flat| {
+                            let (k, ch) = (key(flat), channel(flat));
+                            (v.f(flat) - mean[k]) / (var[k] + eps).sqrt() * scale.f(ch) + bias.f(ch)
+                        })
+                        .collect(),
+                )
             }
             &Op::Trilu { upper } => {
                 let k = match inputs.get(1) {

@@ -606,3 +606,62 @@ fn casts_to_their_inputs_type_before_outputs_are_dropped() {
     assert_eq!(reduce.input[0], "present");
     assert_eq!(Graph::new(&after).unwrap().cache_inputs().get("past"), Some(&2));
 }
+
+/// Weight normalization (`w = g * v / ||v||`, one norm per output channel or per kernel
+/// tap) folds into one weight named after the direction `v`, equal to the formula
+/// evaluated here; `g` goes. A computation whose `g` is also read elsewhere stays as it is.
+#[test]
+fn weight_normalizations_fold_into_their_weight() {
+    for opset in [13, 18] {
+        let before = cases::weight_normalized(opset);
+        let (after, s) = run(&before);
+        assert_eq!(s.weights_reparametrized, 2, "opset {opset}: {s}");
+        assert_kept(&before, &after);
+        for (name, norm_axes) in [("conv0", [false, true, true]), ("conv1", [true, true, false])] {
+            let (v, g) = (f32s(&init(&before, &format!("{name}.v"))), f32s(&init(&before, &format!("{name}.g"))));
+            let shape = init(&before, &format!("{name}.v")).shape;
+            let folded = init(&after, &format!("{name}.v"));
+            assert_eq!(folded.shape, shape, "{name}");
+            assert!(!has_init(&after, &format!("{name}.g")), "{name}.g is left");
+            // The position of element `i` along each axis; the norm's and g's entry for it.
+            let coords = |i: usize| [i / (shape[1] * shape[2]), (i / shape[2]) % shape[1], i % shape[2]];
+            let key = |c: [usize; 3]| -> Vec<usize> { (0..3).map(|a| if norm_axes[a] { 0 } else { c[a] }).collect() };
+            let mut norms: std::collections::HashMap<Vec<usize>, f64> = Default::default();
+            for (i, &x) in v.iter().enumerate() {
+                *norms.entry(key(coords(i))).or_default() += f64::from(x) * f64::from(x);
+            }
+            for (i, &got) in f32s(&folded).iter().enumerate() {
+                let c = coords(i);
+                let gi = if name == "conv0" { c[0] } else { c[2] };
+                let want = f64::from(g[gi]) * f64::from(v[i]) / norms[&key(c)].sqrt();
+                assert!((f64::from(got) - want).abs() <= 1e-6 * want.abs().max(1e-3), "{name}[{i}]: {got} vs {want}");
+            }
+        }
+        // The classifier's g is read by the output's Add too: its computation stays.
+        assert_eq!(ops(&after).iter().filter(|o| *o == "ReduceL2").count(), 1, "opset {opset}: {:?}", ops(&after));
+        assert!(has_init(&after, "fc.v") && has_init(&after, "fc.g"));
+    }
+}
+
+/// Weight standardization (BiT: a training-mode BatchNormalization or an
+/// InstanceNormalization of the weight's rows) folds into the weight: each output
+/// channel of the folded weight has mean 0 and variance 1; the normalizations are gone.
+#[test]
+fn weight_standardizations_fold_into_their_weight() {
+    let before = cases::weight_standardized();
+    let (after, s) = run(&before);
+    assert_eq!(s.weights_reparametrized, 2, "{s}");
+    assert_kept(&before, &after);
+    let left = ops(&after);
+    assert!(!left.iter().any(|o| o.ends_with("Normalization")), "{left:?}");
+    for name in ["conv0.weight", "conv1.weight"] {
+        let t = init(&after, name);
+        assert_eq!(t.shape, init(&before, name).shape, "{name}");
+        let per_channel = t.shape[1..].iter().product::<usize>();
+        for row in f32s(&t).chunks(per_channel) {
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / per_channel as f64;
+            let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / per_channel as f64;
+            assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-4, "{name}: mean {mean}, variance {var}");
+        }
+    }
+}

@@ -70,6 +70,9 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("unoptimized_dynamo_convs", unoptimized_dynamo_convs()),
         ("sequence_split_11", sequence_split(11)),
         ("sequence_split_13", sequence_split(13)),
+        ("weight_normalized_13", weight_normalized(13)),
+        ("weight_normalized_18", weight_normalized(18)),
+        ("weight_standardized", weight_standardized()),
     ]
 }
 
@@ -1382,4 +1385,96 @@ pub fn nested_functions() -> Model {
     let mut m = finish(&b);
     m.proto.functions.extend([outer, inner]);
     Model::from_proto(m.proto, "case.onnx", None).unwrap()
+}
+
+/// `ReduceL2` of `v` over `axes`, kept: in an attribute before opset 18, as input 1 from it.
+fn l2_norm(b: &mut GraphBuilder, opset: i64, v: &str, axes: &[i64], name: &str) -> String {
+    if opset >= 18 {
+        let axes = b.ints(&format!("{name}.axes"), axes);
+        b.node_with("ReduceL2", &[v, &axes], &[], &[("keepdims", Attr::Int(1))])
+    } else {
+        b.node_with("ReduceL2", &[v], &[], &[("axes", Attr::Ints(axes.to_vec())), ("keepdims", Attr::Int(1))])
+    }
+}
+
+/// Weight normalization as the exporters write `weight_norm` (`w = g * v / ||v||`):
+/// `conv0` as HiFi-GAN's (`dim=0`: one norm per output channel, `g` `[6, 1, 1]`),
+/// `conv1` as wav2vec2's positional convolution (`dim=2`: one norm per kernel tap over
+/// every channel, `g` `[1, 1, 3]`, two groups, residual), then a plain 1x1 convolution
+/// `head`. The classifier's `g` is also added to its output, so its computation stays
+/// (folding it would untie `fc.g`). Input `x` (`[batch, 4, 10]`), output `y`
+/// (`[batch, 4]`); 1 prunable group (the residual width, in whole groups of `conv1`;
+/// `head`'s channels reach the classifier, whose weight is computed).
+pub fn weight_normalized(opset: i64) -> Model {
+    let mut b = GraphBuilder::new("weight_normalized");
+    b.opset(opset);
+    let x = b.input_f32("x", &batch_dims(&[4, 10]));
+    let v0 = b.weight("conv0.v", &[6, 4, 3], wave(7, 2, 13));
+    let g0 = b.weight("conv0.g", &[6, 1, 1], |i| 0.5 + 0.25 * i as f32);
+    let n0 = l2_norm(&mut b, opset, &v0, &[1, 2], "conv0");
+    let s0 = b.node("Div", &[&g0, &n0], &[]);
+    let w0 = b.node("Mul", &[&v0, &s0], &[]);
+    let b0 = b.weight("conv0.bias", &[6], wave(3, 1, 7));
+    let h = b.node_with("Conv", &[&x, &w0, &b0], &[], &[("pads", Attr::Ints(vec![1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let v1 = b.weight("conv1.v", &[6, 3, 3], wave(5, 4, 11));
+    let g1 = b.weight("conv1.g", &[1, 1, 3], |i| 1.0 + 0.5 * i as f32);
+    let n1 = l2_norm(&mut b, opset, &v1, &[0, 1], "conv1");
+    let d1 = b.node("Div", &[&v1, &n1], &[]);
+    let w1 = b.node("Mul", &[&d1, &g1], &[]);
+    let b1 = b.weight("conv1.bias", &[6], wave(2, 3, 5));
+    let c1 = b.node_with("Conv", &[&h, &w1, &b1], &[], &[("pads", Attr::Ints(vec![1, 1])), ("group", Attr::Int(2))]);
+    let h = b.node("Add", &[&h, &c1], &[]);
+    let w3 = b.weight("head.weight", &[6, 6, 1], wave(4, 1, 9));
+    let h = b.node("Conv", &[&h, &w3], &[]);
+    let pooled = b.node("GlobalAveragePool", &[&h], &[]);
+    let pooled = b.node("Flatten", &[&pooled], &[]);
+    let v2 = b.weight("fc.v", &[4, 6], wave(3, 2, 7));
+    let g2 = b.weight("fc.g", &[4, 1], |i| 0.75 + 0.25 * i as f32);
+    let n2 = l2_norm(&mut b, opset, &v2, &[1], "fc");
+    let d2 = b.node("Div", &[&v2, &n2], &[]);
+    let w2 = b.node("Mul", &[&d2, &g2], &[]);
+    let logits = b.node_with("Gemm", &[&pooled, &w2], &[], &[("transB", Attr::Int(1))]);
+    let shift = b.node_with("Flatten", &[&g2], &[], &[("axis", Attr::Int(0))]);
+    let y = b.node("Add", &[&logits, &shift], &["y"]);
+    b.output_f32(&y, &batch_dims(&[4]));
+    finish(&b)
+}
+
+/// Weight standardization as BiT's convolutions are exported: each weight reshaped to
+/// `[1, out, in * k * k]`, normalized per output channel (`conv0`: a training-mode
+/// `BatchNormalization` whose running statistics nothing reads, as the TorchScript
+/// exporter writes `F.batch_norm(..., training=True)`; `conv1`: an
+/// `InstanceNormalization`), reshaped back. Input `x` (`[batch, 3, 6, 6]`), output `y`
+/// (`[batch, 5, 6, 6]`); 1 prunable group (`conv0`'s channels).
+pub fn weight_standardized() -> Model {
+    let mut b = GraphBuilder::new("weight_standardized");
+    b.opset(15);
+    let x = b.input_f32("x", &batch_dims(&[3, 6, 6]));
+    let mut h = x.clone();
+    for (k, (cin, cout, size)) in [(3usize, 4usize, 3usize), (4, 5, 1)].into_iter().enumerate() {
+        let name = format!("conv{k}");
+        let raw = b.weight(&format!("{name}.weight"), &[cout, cin, size, size], wave(5 + 2 * k, 3, 13));
+        let rows = b.ints(&format!("{name}.rows"), &[1, cout as i64, -1]);
+        let r = b.node("Reshape", &[&raw, &rows], &[]);
+        let (ones, zeros) = (b.weight(&format!("{name}.ones"), &[cout], |_| 1.0), b.weight(&format!("{name}.zeros"), &[cout], |_| 0.0));
+        let n = if k == 0 {
+            let outs = [format!("{name}.standardized"), format!("{name}.running_mean"), format!("{name}.running_var")];
+            let outs: Vec<&str> = outs.iter().map(String::as_str).collect();
+            let eps = ("epsilon", Attr::Float(1e-8));
+            b.node_with("BatchNormalization", &[&r, &ones, &zeros, &zeros, &ones], &outs, &[eps, ("training_mode", Attr::Int(1))])
+        } else {
+            b.node_with("InstanceNormalization", &[&r, &ones, &zeros], &[], &[("epsilon", Attr::Float(1e-8))])
+        };
+        let back = b.ints(&format!("{name}.back"), &[cout as i64, cin as i64, size as i64, size as i64]);
+        let w = b.node("Reshape", &[&n, &back], &[]);
+        let pad = (size / 2) as i64;
+        h = b.node_with("Conv", &[&h, &w], &[], &[("pads", Attr::Ints(vec![pad; 4]))]);
+        if k == 0 {
+            h = b.node("Relu", &[&h], &[]);
+        }
+    }
+    let y = b.node("Identity", &[&h], &["y"]);
+    b.output_f32(&y, &batch_dims(&[5, 6, 6]));
+    finish(&b)
 }
