@@ -59,7 +59,9 @@ impl Ctx<'_, '_> {
             return;
         }
         match (ia, ib) {
-            (false, true) => {
+            // (A constant operand too: a table through an MLP, as Swin V2's continuous
+            // position bias reads its coordinates; the weight's columns are the layer's.)
+            (_, true) => {
                 let Some((w, k_axis, n_axis)) = weight else { return };
                 let Some(bd) = self.init_dims(&w) else { return };
                 if bd.len() != 2 || r == 0 {
@@ -100,7 +102,6 @@ impl Ctx<'_, '_> {
                 self.member(&a, 0, sp, 0, 1, 1, Role::Producer);
                 out[r - 2] = AxisT::unit(sp, true);
             }
-            (true, true) => return,
             (false, false) => {
                 let (Some(da), Some(db)) = (self.dims(&a), self.dims(&b)) else {
                     self.block_node(node, "shapes unknown");
