@@ -259,6 +259,31 @@ impl Ctx<'_, '_> {
     }
 }
 
+impl Ctx<'_, '_> {
+    /// `Tile`: an axis repeated once keeps its channels (WavLM's position bias, repeated
+    /// over the batch only); channels repeated several times, or a number of times the
+    /// analysis cannot tell, are not followed (each would be several positions).
+    pub(super) fn tile(&mut self, node: &NodeProto) {
+        let Some(t) = self.in_track(node, 0) else {
+            return;
+        };
+        let Some(od) = self.dims(&node.output[0]).filter(|d| d.len() == t.len()) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let repeats = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        for (i, a) in t.iter().enumerate() {
+            if repeats.as_ref().and_then(|r| r.get(i)) == Some(&Dim::Known(1)) {
+                out[i] = a.clone();
+            } else {
+                self.block_axis_at(node, a, "repeats these channels");
+            }
+        }
+        self.set(&node.output[0], out);
+    }
+}
+
 /// [`Ctx::regroup`]'s fallback where symbolic sizes do not match factor by factor (Swin's
 /// windows at a symbolic image size, whose counts shape inference names afresh): the
 /// axes of equal size at both ends stay as they are, and the middle, where no channels

@@ -192,7 +192,6 @@ impl Ctx<'_, '_> {
             | Op::ArgReduce(_)
             | Op::TopK(_)
             | Op::CumSum
-            | Op::Tile
             | Op::DepthToSpace
             | Op::SpaceToDepth
             | Op::GatherElements
@@ -281,6 +280,7 @@ impl Ctx<'_, '_> {
             Op::Split(s) => self.split(node, s)?,
             Op::Slice(s) => self.slice(node, s)?,
             Op::Expand => self.expand(node),
+            Op::Tile => self.tile(node),
             // Runtime indices pick whole slices (rows, channels, positions) of the data.
             Op::GatherNd | Op::ScatterNd => {
                 self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
