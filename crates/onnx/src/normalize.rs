@@ -2246,6 +2246,10 @@ impl Reparametrized {
     }
 }
 
+/// The most elements a value of a weight's computation may have to be folded (67M: a
+/// 4096 x 16384 layer).
+const REPARAMETRIZED_LIMIT: usize = 1 << 26;
+
 /// Decides, in topological order, which nodes fold and into what.
 struct Folder<'a, 'm> {
     model: &'a Model,
@@ -2470,7 +2474,8 @@ impl<'a, 'm> Folder<'a, 'm> {
             }
             Kind::Integer => small && !dtype.is_float() && input_types.iter().all(|d| !d.is_float()),
         };
-        if !(fits || reparametrized) {
+        // (a weight's computation is evaluated in f64 with index tables: bounded)
+        if !(fits || reparametrized && numel <= REPARAMETRIZED_LIMIT) {
             return Ok(None);
         }
         // A copy of a float initializer that something else reads too would untie a
