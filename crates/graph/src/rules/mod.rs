@@ -260,7 +260,8 @@ impl Ctx<'_, '_> {
                     self.where_condition(node);
                 }
             }
-            Op::Pool(_) | Op::GlobalPool(_) => self.pool(node),
+            Op::Pool(p) => self.pool(node, Some(p)),
+            Op::GlobalPool(_) => self.pool(node, None),
             Op::Resize(_) => self.resize(node),
             Op::Pad(p) => self.pad(node, p),
             Op::BatchNormalization => self.batch_norm(node),
