@@ -2,7 +2,7 @@
 //! use to record ties, members, blocks and shape constants. The rules themselves are in
 //! [`crate::rules`], one per operator.
 
-use crate::model::{Analysis, BlockedOp, Role, ShapeLocation};
+use crate::model::{Analysis, BlockedOp, Role, ShapeLocation, UngroupedWeight};
 use crate::space::{AxisT, Factor, InitDims, LinSeg, Outer, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
 use oto_onnx::graph::{node_label, Graph, NodeExt};
 use oto_onnx::op::{Binary, Op, Reduce, ReduceKind, Unary};
@@ -62,7 +62,15 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     // Parameters as `oto inspect` and the reports count them: not BatchNorm statistics,
     // scalars or one-element literals.
     let total = oto_onnx::cost::parameter_count(&graph).parameters;
-    let analysis = Analysis { model: model.path().display().to_string(), groups, blocked, total_params: total, prunable_params: prunable };
+    let grouped: HashSet<&str> = groups.iter().flat_map(|g| g.members.iter().map(|m| m.initializer.as_str())).collect();
+    let mut ungrouped: Vec<UngroupedWeight> = oto_onnx::cost::parameter_tensors(&graph)
+        .into_iter()
+        .filter(|(name, _)| !grouped.contains(name.as_str()))
+        .map(|(initializer, params)| UngroupedWeight { initializer, params })
+        .collect();
+    ungrouped.sort_by(|a, b| b.params.cmp(&a.params).then_with(|| a.initializer.cmp(&b.initializer)));
+    let model_name = model.path().display().to_string();
+    let analysis = Analysis { model: model_name, groups, blocked, total_params: total, prunable_params: prunable, ungrouped };
     // The rules take channel counts from the shapes the graph gives values; an initializer
     // whose own dims disagree (a Conv bias shorter than the weight's output channels, which
     // shape inference does not read) would give groups that index past it. Everything that

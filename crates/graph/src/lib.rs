@@ -47,4 +47,6 @@ mod rules;
 mod space;
 
 pub use analyze::{analyze, AnalysisError, AnalyzeOptions};
-pub use model::{Analysis, BlockedOp, CacheSlice, ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation};
+pub use model::{
+    Analysis, BlockedOp, CacheSlice, ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation, UngroupedWeight,
+};

@@ -25,6 +25,20 @@ pub struct Analysis {
     pub total_params: u64,
     /// Those parameters that belong to a slice of a prunable group (each element counted once).
     pub prunable_params: u64,
+    /// Parameter tensors in no group, prunable or not, largest first: no channel the
+    /// analysis follows reaches them (a table read through an operator it does not follow,
+    /// a weight inside an `If` branch), so they are kept whole and no reason names them.
+    #[serde(default)]
+    pub ungrouped: Vec<UngroupedWeight>,
+}
+
+/// A parameter tensor in no group (see [`Analysis::ungrouped`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UngroupedWeight {
+    /// The initializer.
+    pub initializer: String,
+    /// Its parameters.
+    pub params: u64,
 }
 
 /// What one element of a group is.
@@ -371,6 +385,22 @@ impl Analysis {
             self.total_params,
             100.0 * self.prunable_share()
         ));
+        if !self.ungrouped.is_empty() {
+            let params: u64 = self.ungrouped.iter().map(|u| u.params).sum();
+            let shown: Vec<String> = self.ungrouped.iter().take(3).map(|u| format!("{} ({})", u.initializer, u.params)).collect();
+            let more = match self.ungrouped.len().saturating_sub(shown.len()) {
+                0 => String::new(),
+                n => format!(" (+{n} more in --json)"),
+            };
+            let tensors = match self.ungrouped.len() {
+                1 => "1 tensor".to_string(),
+                n => format!("{n} tensors"),
+            };
+            out.push_str(&format!(
+                "parameters in no group: {params} in {tensors}, which no channel the analysis follows reaches: {}{more}\n",
+                shown.join(", ")
+            ));
+        }
         if !self.blocked.is_empty() {
             out.push_str("blocked operators:\n");
             for b in &self.blocked {

@@ -1023,6 +1023,10 @@ fn layers_inside_branches_are_listed() {
     assert_eq!(a.prunable_groups().count(), 0, "{}", a.table());
     let listed = a.blocked.iter().find(|b| b.op_type == "If").unwrap_or_else(|| panic!("{:?}", a.blocked));
     assert!(listed.reason.contains("2 weight tensors") && listed.reason.contains("subgraphs"), "{}", listed.reason);
+    // The branches' weights are in no group, and the table says so.
+    let ungrouped: Vec<(&str, u64)> = a.ungrouped.iter().map(|u| (u.initializer.as_str(), u.params)).collect();
+    assert_eq!(ungrouped, [("v", 32), ("w", 32)], "{}", a.table());
+    assert!(a.table().contains("parameters in no group: 64 in 2 tensors"), "{}", a.table());
 }
 
 /// YOLO's box decoding as a dynamic-shape export writes it: one DFL channel `[B, 1, 4, A]`

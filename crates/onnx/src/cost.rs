@@ -95,6 +95,15 @@ pub fn parameter_count(graph: &Graph<'_>) -> ParamCount {
     count
 }
 
+/// Every initializer [`parameter_count`] counts as parameters, with its element count.
+pub fn parameter_tensors(graph: &Graph<'_>) -> Vec<(String, u64)> {
+    initializers(graph)
+        .into_iter()
+        .filter(|(_, _, _, kind)| *kind == InitKind::Parameter)
+        .map(|(name, _, numel, _)| (name.to_string(), numel))
+        .collect()
+}
+
 /// What one initializer costs: the model's parameter count and MAC estimate are sums of
 /// these over the initializers (plus [`WeightCosts::other_macs`]), and both scale with the
 /// initializer's element count, so a pruning budget can price a removed slice of it.
