@@ -9,8 +9,8 @@ use common::*;
 use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions, IndexMap};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
-use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
+use oto_onnx::Model;
+use oto_testkit::{deviation, run_ort};
 use std::collections::BTreeMap;
 
 /// `x [N, 3, 4, 4] -> Conv 6 (stride 2) -> Relu -> Transpose to [N, 2, 2, 6] -> Reshape
@@ -51,9 +51,7 @@ fn a_channels_last_flatten_cuts_every_position() {
     let (compact, report) = construct(&full, &analysis, &removed).unwrap();
     assert_eq!(report.groups[0].kept, 3);
     assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
-    let mut rng = SplitMix64::new(3);
-    let x: Vec<f32> = (0..2 * 48).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 3, 4, 4], TensorData::F32(x)).unwrap())];
+    let inputs = uniform_input("x", &[2, 3, 4, 4], 3);
     let want = run_ort(&full.proto, &inputs);
     let (err, tol) = deviation(&want, &run_ort(&compact.proto, &inputs));
     assert!(err <= tol, "max deviation {err:.3e} > {tol:.3e}");

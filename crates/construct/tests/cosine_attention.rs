@@ -9,7 +9,6 @@ use common::*;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::{Tensor, TensorData};
-use oto_testkit::SplitMix64;
 
 #[test]
 fn cosine_attention_heads_are_prunable() {
@@ -54,15 +53,10 @@ fn cosine_attention_heads_are_prunable() {
     b.output_f32(&y, &batch_dims(&[s, 6]));
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "query.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("the heads are no group:\n{}\n{:?}", analysis.table(), analysis.blocked));
+    let g = prunable_group_with(&analysis, "query.weight", 1);
     assert_eq!(g.num_elements, heads, "{}", analysis.table());
     assert!(g.members.iter().any(|m| m.initializer == "logit_scale" && m.axis == 0), "{}", analysis.table());
-    let mut rng = SplitMix64::new(11);
-    let xs: Vec<f32> = (0..2 * s as usize * e).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, s as usize, e], TensorData::F32(xs)).unwrap())];
+    let inputs = uniform_input("x", &[2, s as usize, e], 11);
     for removed in [vec![0usize], vec![1, 2]] {
         assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }

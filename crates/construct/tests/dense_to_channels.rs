@@ -9,8 +9,8 @@ use common::*;
 use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
-use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
+use oto_onnx::Model;
+use oto_testkit::{deviation, run_ort};
 use std::collections::BTreeMap;
 
 fn generator() -> Model {
@@ -50,9 +50,7 @@ fn dense_units_viewed_as_channels_prune_by_channel() {
     let (compact, report) = construct(&full, &analysis, &removed).unwrap();
     assert_eq!(report.groups[0].kept, 2);
     assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
-    let mut rng = SplitMix64::new(5);
-    let z: Vec<f32> = (0..15).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("z".to_string(), Tensor::new(vec![3, 5], TensorData::F32(z)).unwrap())];
+    let inputs = uniform_input("z", &[3, 5], 5);
     let (err, tol) = deviation(&run_ort(&full.proto, &inputs), &run_ort(&compact.proto, &inputs));
     assert!(err <= tol, "max deviation {err:.3e} > {tol:.3e}");
 }

@@ -9,8 +9,8 @@ use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::graph::NodeExt;
-use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
+use oto_onnx::Model;
+use oto_testkit::{deviation, run_ort};
 use std::collections::BTreeMap;
 
 fn model() -> Model {
@@ -43,9 +43,7 @@ fn both_sides_of_a_grouped_conv_with_unequal_groups_prune_exactly() {
     let output_side = analysis.group("gc.bias:0").unwrap();
     assert!(input_side.prunable && output_side.prunable, "{}", analysis.table());
     assert_eq!((input_side.num_elements, output_side.num_elements), (8, 12));
-    let mut rng = SplitMix64::new(2);
-    let x: Vec<f32> = (0..2 * 3 * 64).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 3, 8, 8], TensorData::F32(x)).unwrap())];
+    let inputs = uniform_input("x", &[2, 3, 8, 8], 2);
     for removed in [
         BTreeMap::from([("c1.bias:0".to_string(), vec![1, 2, 6])]),
         BTreeMap::from([("gc.bias:0".to_string(), vec![0, 5, 11])]),

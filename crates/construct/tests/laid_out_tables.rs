@@ -14,7 +14,7 @@ use common::*;
 use oto_construct::{construct, zero_producers};
 use oto_graph::{analyze, Analysis, AnalyzeOptions, Role};
 use oto_onnx::builder::{batch_dims, known_dims, Attr, GraphBuilder};
-use oto_onnx::{Model, Tensor, TensorData};
+use oto_onnx::Model;
 use oto_testkit::{deviation, run_ort, SplitMix64};
 
 const WIDTH: usize = 8;
@@ -139,9 +139,7 @@ fn prune_exactly(ctx: &str, user: &Model) -> Analysis {
     user.save(&path, &Default::default()).unwrap();
     let (model, summary) = oto_onnx::normalize::load(&path).unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let mut rng = SplitMix64::new(3);
-    let xs: Vec<f32> = (0..2 * 3 * 64).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 3, 8, 8], TensorData::F32(xs)).unwrap())];
+    let inputs = uniform_input("x", &[2, 3, 8, 8], 3);
     for seed in 0..3u64 {
         let removed = pick(&analysis, &mut SplitMix64::new(seed + 1), 0.5);
         let full = zero_producers(&model, &analysis, &removed).unwrap();

@@ -15,7 +15,7 @@ use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions, ShapeLocation};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
+use oto_testkit::{deviation, run_ort};
 use std::collections::BTreeMap;
 
 const WIDTH: usize = 16;
@@ -257,9 +257,7 @@ enum Form {
 }
 
 fn pruned_exactly(opset: i64, form: Form) {
-    let mut rng = SplitMix64::new(7);
-    let x: Vec<f32> = (0..2 * 5 * 8).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 5, 8], TensorData::F32(x)).unwrap())];
+    let inputs = uniform_input("x", &[2, 5, 8], 7);
     let model = model(opset, form);
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let g = analysis.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "in.weight" && m.axis == 1)).unwrap();

@@ -9,7 +9,7 @@ use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions, ShapeLocation};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
+use oto_testkit::{deviation, run_ort};
 use std::collections::BTreeMap;
 
 /// `[B, 5, 8] -> 16 channels (+ bias) -> RMSNorm -> 16 -> 6`, twice normalized on the way
@@ -58,9 +58,7 @@ fn rms_model(op: bool) -> Model {
 
 #[test]
 fn means_over_pruned_channels_keep_their_divisor() {
-    let mut rng = SplitMix64::new(4);
-    let x: Vec<f32> = (0..2 * 5 * 8).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 5, 8], TensorData::F32(x)).unwrap())];
+    let inputs = uniform_input("x", &[2, 5, 8], 4);
     for op in [false, true] {
         let model = rms_model(op);
         let name = if op { "RMSNormalization" } else { "ReduceMean" };

@@ -7,8 +7,6 @@ mod common;
 use common::*;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
-use oto_onnx::{Tensor, TensorData};
-use oto_testkit::SplitMix64;
 
 #[test]
 fn windows_of_a_padded_map_keep_the_channels() {
@@ -34,15 +32,10 @@ fn windows_of_a_padded_map_keep_the_channels() {
     b.output_f32(&y, &batch_dims(&[64, 5]));
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "embed.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("the channels are no group:\n{}", analysis.table()));
+    let g = prunable_group_with(&analysis, "embed.weight", 1);
     assert_eq!(g.num_elements, 8, "{}", analysis.table());
     assert!(analysis.blocked.is_empty(), "{:?}", analysis.blocked);
-    let mut rng = SplitMix64::new(5);
-    let xs: Vec<f32> = (0..2 * 108).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 6, 6, 3], TensorData::F32(xs)).unwrap())];
+    let inputs = uniform_input("x", &[2, 6, 6, 3], 5);
     for removed in [vec![0usize], vec![2, 5, 7], vec![0, 1, 2, 3, 4, 5, 6]] {
         assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }
@@ -94,13 +87,8 @@ fn windows_at_a_symbolic_size_keep_the_channels() {
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     assert!(analysis.blocked.is_empty(), "{:?}\n{}", analysis.blocked, analysis.table());
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "embed.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("the channels are no group:\n{}", analysis.table()));
-    let mut rng = SplitMix64::new(7);
-    let xs: Vec<f32> = (0..2 * 4 * 6 * 3).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 4, 6, 3], TensorData::F32(xs)).unwrap())];
+    let g = prunable_group_with(&analysis, "embed.weight", 1);
+    let inputs = uniform_input("x", &[2, 4, 6, 3], 7);
     for removed in [vec![1usize], vec![0, 3, 6, 7]] {
         assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }

@@ -10,7 +10,6 @@ use common::*;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
 use oto_onnx::{Tensor, TensorData};
-use oto_testkit::SplitMix64;
 
 #[test]
 fn a_position_bias_mlp_on_a_constant_table_is_prunable() {
@@ -49,17 +48,12 @@ fn a_position_bias_mlp_on_a_constant_table_is_prunable() {
     b.output_f32(&y, &batch_dims(&[heads as i64, s as i64, s as i64]));
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "cpb.0.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("the MLP's neurons are no group:\n{}\n{:?}", analysis.table(), analysis.blocked));
+    let g = prunable_group_with(&analysis, "cpb.0.weight", 1);
     assert_eq!(g.num_elements, hidden, "{}", analysis.table());
     for (init, axis) in [("cpb.0.bias", 0), ("cpb.2.weight", 0)] {
         assert!(g.members.iter().any(|m| m.initializer == init && m.axis == axis), "{init}:{axis}\n{}", analysis.table());
     }
-    let mut rng = SplitMix64::new(5);
-    let xs: Vec<f32> = (0..2 * heads * s * s).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("scores".to_string(), Tensor::new(vec![2, heads, s, s], TensorData::F32(xs)).unwrap())];
+    let inputs = uniform_input("scores", &[2, heads, s, s], 5);
     for removed in [vec![0usize], vec![1, 4, 7], (1..hidden).collect()] {
         assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }

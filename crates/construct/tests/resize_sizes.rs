@@ -8,8 +8,8 @@ use common::*;
 use oto_construct::construct;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{known_dims, Attr, GraphBuilder};
-use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::{deviation, run_ort, SplitMix64};
+use oto_onnx::Model;
+use oto_testkit::{deviation, run_ort};
 use std::collections::BTreeMap;
 
 /// `x [1, 3, 4, 4] -> Conv 8 -> Relu -> Resize to [1, 8, 8, 8] (sizes) -> Conv 5`.
@@ -41,9 +41,7 @@ fn resize_sizes_follow_the_channels() {
     let (compact, report) = construct(&full, &analysis, &removed).unwrap();
     assert_eq!(report.groups[0].kept, 5);
     assert_eq!(float_elements(&compact), predicted_float_elements(&full, &analysis, &removed));
-    let mut rng = SplitMix64::new(9);
-    let x: Vec<f32> = (0..48).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![1, 3, 4, 4], TensorData::F32(x)).unwrap())];
+    let inputs = uniform_input("x", &[1, 3, 4, 4], 9);
     let want = run_ort(&full.proto, &inputs);
     let (err, tol) = deviation(&want, &run_ort(&compact.proto, &inputs));
     assert!(err <= tol, "max deviation {err:.3e} > {tol:.3e}");

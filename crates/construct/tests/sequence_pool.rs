@@ -7,8 +7,7 @@ mod common;
 use common::*;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
-use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::SplitMix64;
+use oto_onnx::Model;
 
 /// `x` (`[batch, 4, 6]`) through `fc1` (6 -> 5, ReLU), pooled over the sequence by `op`
 /// with a `[2, kernel_d]` window, then `fc2` (5 -> 3).
@@ -35,14 +34,9 @@ fn features_beside_a_pooled_sequence_stay_prunable() {
     for op in ["AveragePool", "MaxPool"] {
         let model = pooled(op, 1);
         let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-        let g = analysis
-            .prunable_groups()
-            .find(|g| g.members.iter().any(|m| m.initializer == "fc1.weight" && m.axis == 1))
-            .unwrap_or_else(|| panic!("{op}: fc1's channels are no group:\n{}\n{:?}", analysis.table(), analysis.blocked));
+        let g = prunable_group_with(&analysis, "fc1.weight", 1);
         assert_eq!(g.num_elements, 5, "{op}: {}", analysis.table());
-        let mut rng = SplitMix64::new(7);
-        let xs: Vec<f32> = (0..2 * 4 * 6).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-        let inputs = vec![("x".to_string(), Tensor::new(vec![2, 4, 6], TensorData::F32(xs)).unwrap())];
+        let inputs = uniform_input("x", &[2, 4, 6], 7);
         for removed in [vec![2usize], vec![0, 1, 4]] {
             assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
         }

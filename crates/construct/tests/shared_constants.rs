@@ -121,10 +121,7 @@ fn chunk_bounds_computed_from_the_width_follow_it() {
     b.output_f32(&y, &batch_dims(&[s, e as i64]));
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "gate_up.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("the FFN is no group:\n{}", analysis.table()));
+    let g = prunable_group_with(&analysis, "gate_up.weight", 1);
     assert_eq!(g.num_elements, f, "{}", analysis.table());
     assert!(g.shape_constants.is_empty(), "{:?}", g.shape_constants);
     let inputs =
@@ -166,10 +163,7 @@ fn split_bounds_read_off_another_width_are_pinned() {
     b.output_f32(&y, &batch_dims(&[s, 3]));
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "embed.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("h's channels are no group:\n{}", analysis.table()));
+    let g = prunable_group_with(&analysis, "embed.weight", 1);
     let inputs =
         vec![("x".to_string(), Tensor { shape: vec![2, 3, 6], data: TensorData::F32((0..36).map(|i| (i as f32 * 0.37).sin()).collect()) })];
     for removed in [vec![0usize], vec![1, 3], vec![0, 1, 2]] {

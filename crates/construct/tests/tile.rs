@@ -6,8 +6,7 @@ mod common;
 use common::*;
 use oto_graph::{analyze, AnalyzeOptions};
 use oto_onnx::builder::{batch_dims, GraphBuilder};
-use oto_onnx::{Model, Tensor, TensorData};
-use oto_testkit::SplitMix64;
+use oto_onnx::Model;
 
 /// `x` (`[batch, 6]`) through `fc1` (6 -> 5, ReLU), unsqueezed to `[batch, 1, 5]`, tiled by
 /// `repeats`, then `fc2` (5 -> 3) on the last axis.
@@ -32,15 +31,10 @@ fn tiled(repeats: &[i64]) -> Model {
 fn channels_repeated_once_are_followed_through_tile() {
     let model = tiled(&[1, 3, 1]);
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis
-        .prunable_groups()
-        .find(|g| g.members.iter().any(|m| m.initializer == "fc1.weight" && m.axis == 1))
-        .unwrap_or_else(|| panic!("fc1's channels are no group:\n{}\n{:?}", analysis.table(), analysis.blocked));
+    let g = prunable_group_with(&analysis, "fc1.weight", 1);
     assert_eq!(g.num_elements, 5, "{}", analysis.table());
     assert!(g.members.iter().any(|m| m.initializer == "fc2.weight" && m.axis == 0), "{}", analysis.table());
-    let mut rng = SplitMix64::new(3);
-    let xs: Vec<f32> = (0..2 * 6).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
-    let inputs = vec![("x".to_string(), Tensor::new(vec![2, 6], TensorData::F32(xs)).unwrap())];
+    let inputs = uniform_input("x", &[2, 6], 3);
     for removed in [vec![0usize], vec![1, 3, 4]] {
         assert_removal_exact(&model, &analysis, &g.id, &removed, &inputs);
     }

@@ -93,3 +93,20 @@ pub fn assert_removal_exact(model: &Model, analysis: &Analysis, group: &str, ele
     let (err, tol) = oto_testkit::deviation(&oto_testkit::run_ort(&full.proto, inputs), &oto_testkit::run_ort(&compact.proto, inputs));
     assert!(err <= tol, "{elements:?}: {err:.3e} > {tol:.3e}");
 }
+
+/// One input `name` of `shape`, uniform in [-1, 1) from `seed` (row-major order).
+pub fn uniform_input(name: &str, shape: &[usize], seed: u64) -> Vec<(String, oto_onnx::Tensor)> {
+    let mut rng = SplitMix64::new(seed);
+    let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+    let tensor = oto_onnx::Tensor::new(shape.to_vec(), oto_onnx::TensorData::F32(values)).unwrap();
+    vec![(name.to_string(), tensor)]
+}
+
+/// The prunable group holding axis `axis` of `init`; panics with the table and the blocked
+/// operators when there is none.
+pub fn prunable_group_with<'a>(analysis: &'a Analysis, init: &str, axis: usize) -> &'a oto_graph::Group {
+    analysis
+        .prunable_groups()
+        .find(|g| g.members.iter().any(|m| m.initializer == init && m.axis == axis))
+        .unwrap_or_else(|| panic!("{init}:{axis} is in no prunable group:\n{}\n{:?}", analysis.table(), analysis.blocked))
+}
