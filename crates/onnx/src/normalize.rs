@@ -2240,7 +2240,7 @@ impl Reparametrized {
         if !arithmetic || !values_inside || !floats.iter().all(|(v, _)| inside(v)) {
             return None;
         }
-        let numel = |t: &TensorProto| t.dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).unwrap_or(i64::MAX);
+        let numel = |t: &TensorProto| shape::numel_of(&t.dims).unwrap_or(usize::MAX);
         let (name, _) = floats.iter().max_by(|(a, p), (b, q)| numel(p).cmp(&numel(q)).then_with(|| b.cmp(a)))?;
         Some((last, cone, (*name).clone()))
     }
@@ -2431,6 +2431,7 @@ impl<'a, 'm> Folder<'a, 'm> {
     fn fold(&self, index: usize, node: &NodeProto, op: &Op) -> Result<Option<TensorProto>> {
         let reparametrized = self.reparametrized.nodes.contains(&index);
         // (an operator of a custom domain is `Op::Other`: not folded)
+        // (a weight's computation evaluates its float arithmetic as `Integer` folds do theirs)
         let Some(kind) = kind(op).or(reparametrized.then_some(Kind::Integer)) else { return Ok(None) };
         // A weight's computation may leave other outputs unread (checked whole).
         let out = match node.output.as_slice() {

@@ -1266,7 +1266,8 @@ mod fold {
                 let eps = node.attr_float("epsilon").ok().flatten().map_or(1e-5, f64::from);
                 let (&n, &c) = (x.shape.first()?, x.shape.get(1)?);
                 let spatial: usize = x.shape.get(2..)?.iter().product();
-                if scale.len() != c || bias.len() != c || n * c * spatial != n_out {
+                // (an empty weight has no statistics: nothing to divide by)
+                if n_out == 0 || scale.len() != c || bias.len() != c || n * c * spatial != n_out {
                     return None;
                 }
                 let v = Vals::of(x);

@@ -257,9 +257,7 @@ impl Ctx<'_, '_> {
         }
         self.set(&node.output[0], out);
     }
-}
 
-impl Ctx<'_, '_> {
     /// `Tile`: an axis repeated once keeps its channels (WavLM's position bias, repeated
     /// over the batch only); channels repeated several times, or a number of times the
     /// analysis cannot tell, are not followed (each would be several positions).
