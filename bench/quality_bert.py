@@ -43,13 +43,14 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def run_one(oto, target, method, seed, data, threads):
+def run_one(oto, target, method, seed, data, threads, extra=()):
     teacher_model, train, val, held = data
     with tempfile.TemporaryDirectory(prefix="oto-bert-") as out:
         cmd = [oto, "prune", "--model", str(teacher_model), "--data", str(train), "--val", str(val), "--out", out, "--seed", str(seed)]
         cmd += BUDGET + [FLAG[target[0]], target[1:], "--threads", str(threads), "--device", "cpu", "-q"]
         if method == "cric":
             cmd.append("--cric")
+        cmd += list(extra)
         started = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -71,28 +72,29 @@ def run_one(oto, target, method, seed, data, threads):
 
 
 def key(run):
-    return (run["target"], run["method"], run["seed"])
+    return (run["target"], run["method"], run["seed"], " ".join(run.get("extra", [])))
 
 
 def table(runs):
     cells = {}
     for r in runs:
         if "error" not in r["result"]:
-            cells.setdefault(r["target"], {}).setdefault(r["method"], []).append(r)
+            cells.setdefault((r["target"], " ".join(r.get("extra", []))), {}).setdefault(r["method"], []).append(r)
     lines = [
-        "| target | method | seeds | agreement mean ± s.e. | worst agreement | accuracy mean | R^2 mean | KL mean | params ratio | MACs ratio |",
+        "| target | options | method | seeds | agreement mean ± s.e. | worst agreement | accuracy mean | R^2 mean | KL mean | params ratio | MACs ratio |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for target in sorted(cells, key=lambda t: -float(t[1:])):
-        for method in sorted(cells[target]):
-            rs = sorted(cells[target][method], key=lambda r: r["seed"])
+    for cell in sorted(cells, key=lambda c: (-float(c[0][1:]), c[1])):
+        target, extra = cell
+        for method in sorted(cells[cell]):
+            rs = sorted(cells[cell][method], key=lambda r: r["seed"])
             agreement = [100 * r["result"]["agreement"] for r in rs]
             mean, se = stats(agreement)
             se_text = "" if math.isnan(se) else f" ± {se:.2f}"
             avg = lambda f: sum(r["result"][f] for r in rs) / len(rs)  # noqa: E731
             seeds = ",".join(str(r["seed"]) for r in rs)
             lines.append(
-                f"| {target} | {method} | {seeds} | {mean:.2f}%{se_text} | {min(agreement):.2f}% | {100 * avg('accuracy'):.2f}% | {avg('r2'):.3f} | {avg('kl'):.5f} | "
+                f"| {target} | {extra or '-'} | {method} | {seeds} | {mean:.2f}%{se_text} | {min(agreement):.2f}% | {100 * avg('accuracy'):.2f}% | {avg('r2'):.3f} | {avg('kl'):.5f} | "
                 f"{avg('params_ratio'):.3f} | {avg('macs_ratio'):.3f} |"
             )
     return "\n".join(lines)
@@ -104,6 +106,7 @@ def main():
     p.add_argument("--targets", default="m0.5,m0.25,m0.1")
     p.add_argument("--methods", default="hesso,cric")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--extra", default="", help="more `oto prune` options for every run, e.g. '--lr-after-pruning continue'")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=str(ROOT / "bench/quality_bert.json"))
     p.add_argument("--md", default=str(ROOT / "bench/quality_bert.md"))
@@ -123,10 +126,10 @@ def main():
     for target in [t for t in a.targets.split(",") if t]:
         for method in a.methods.split(","):
             for seed in [int(s) for s in a.seeds.split(",")]:
-                run = {"target": target, "method": method, "seed": seed}
+                run = {"target": target, "method": method, "seed": seed, "extra": a.extra.split()}
                 if key(run) in done and not a.fresh:
                     continue
-                run["result"] = run_one(a.oto, target, method, seed, (teacher_model, train, val, held), a.threads)
+                run["result"] = run_one(a.oto, target, method, seed, (teacher_model, train, val, held), a.threads, a.extra.split())
                 runs = record(
                     path,
                     runs,

@@ -78,6 +78,10 @@ pub struct Args {
     /// Linear learning-rate warm-up steps [default: 0].
     #[arg(long)]
     pub warmup_steps: Option<u64>,
+    /// Once pruning has finished: restart the learning-rate schedule from the base rate
+    /// over the steps left, or continue it [default: restart].
+    #[arg(long, value_name = "restart|continue")]
+    pub lr_after_pruning: Option<String>,
     /// Weight decay [default: the optimizer's].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
@@ -97,7 +101,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the job whose --out folder is DIR (its settings are reused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "quantize", "quantize_block_size", "unprunable", "text", "images"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "lr_after_pruning", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "quantize", "quantize_block_size", "unprunable", "text", "images"])]
     pub resume: Option<PathBuf>,
     /// Seed of the data order, dropout and initial choices [default: 0].
     #[arg(long)]
@@ -149,6 +153,7 @@ impl Args {
             lr: self.lr,
             schedule: self.schedule.clone(),
             warmup_steps: self.warmup_steps,
+            lr_after_pruning: self.lr_after_pruning.clone(),
             weight_decay: self.weight_decay,
             loss: self.loss.clone(),
             device: self.device.clone(),

@@ -9,7 +9,7 @@ use oto_torch::data::text::TextOptions;
 use oto_torch::data::DataFormat;
 use oto_torch::loss::Loss;
 use oto_torch::optim::OptimizerConfig;
-use oto_torch::schedule::Schedule;
+use oto_torch::schedule::{AfterPruning, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +66,9 @@ pub struct JobSpec {
     pub schedule: Option<String>,
     /// Linear learning-rate warm-up steps.
     pub warmup_steps: Option<u64>,
+    /// `restart` (the default) or `continue`: whether the schedule starts again from the
+    /// base rate once pruning has finished.
+    pub lr_after_pruning: Option<String>,
     /// Weight decay of the optimizer (its default when absent).
     pub weight_decay: Option<f64>,
     /// `cross-entropy`, `mse`, `bce` or `distill` (default: cross-entropy with labels, distill without).
@@ -186,6 +189,7 @@ impl JobSpec {
             lr,
             schedule,
             warmup_steps,
+            lr_after_pruning,
             weight_decay,
             loss,
             device,
@@ -487,7 +491,8 @@ impl JobSpec {
         let optimizer = optimizer(optimizer_name, self.weight_decay)?;
         let lr = self.lr.unwrap_or(if optimizer_name == "sgd" { 0.01 } else { 1e-3 });
         let warmup = self.warmup_steps.unwrap_or(0);
-        let schedule = Schedule::parse(self.schedule.as_deref().unwrap_or("cosine"), lr, warmup, steps)?;
+        let mut schedule = Schedule::parse(self.schedule.as_deref().unwrap_or("cosine"), lr, warmup, steps)?;
+        schedule.after_pruning = AfterPruning::parse(self.lr_after_pruning.as_deref().unwrap_or("restart"))?;
         let loss = match self.loss.as_deref() {
             Some(name) => Loss::parse(name)?,
             None if has_labels => Loss::CrossEntropy { label_smoothing: 0.0 },
@@ -624,6 +629,12 @@ mod tests {
         assert!(folded.model.ends_with("b/m.onnx") && !folded.model.to_string_lossy().contains(".."), "{}", folded.model.display());
         // Without labels the job distills.
         assert!(matches!(spec().resolve(1000, false).unwrap().loss, Loss::Distill { .. }));
+        // The schedule restarts once pruning has finished unless told to continue.
+        assert_eq!(job.schedule.after_pruning, AfterPruning::Restart);
+        let continuing = JobSpec { lr_after_pruning: Some("continue".into()), ..spec() }.resolve(1000, true).unwrap();
+        assert_eq!(continuing.schedule.after_pruning, AfterPruning::Continue);
+        let bad = JobSpec { lr_after_pruning: Some("rewind".into()), ..spec() }.resolve(1000, true).unwrap_err();
+        assert!(format!("{bad:#}").contains("lr_after_pruning 'rewind': expected restart or continue"), "{bad:#}");
     }
 
     /// CRIC's default lengths take its first decision where plain HESSO's default schedule

@@ -12,6 +12,7 @@ use super::verify::{Latency, Quality, Verification, Verified};
 use crate::output::{write_atomic, write_json};
 use crate::plot;
 use anyhow::Result;
+use oto_torch::schedule::AfterPruning;
 use oto_torch::train::EvalReport;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -369,12 +370,13 @@ fn markdown(r: &Report) -> String {
     let j = &r.job;
     let _ = writeln!(
         s,
-        "\n**Training**: {} steps, batch {}, {}, lr {} ({}), loss {}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}{}.",
+        "\n**Training**: {} steps, batch {}, {}, lr {} ({}{}), loss {}, seed {}; HESSO start {} / pruning steps {} / periods {} / group_divisible {}{}.",
         j.steps,
         j.batch_size,
         j.optimizer,
         j.schedule.lr,
         j.schedule.decay,
+        if j.schedule.after_pruning == AfterPruning::Restart { ", restarted when pruning finished" } else { "" },
         j.loss,
         j.seed,
         j.hesso.start_pruning_step,

@@ -126,6 +126,13 @@ impl CricState {
     }
 
     /// Whether the hybrid training's last step has run.
+    /// The schedule step at which the hybrid training ends (the structure is final from
+    /// there): known once it has started.
+    pub(crate) fn structure_final_at(&self) -> Option<u64> {
+        let end = self.hybrid_start?.saturating_add(self.config.hybrid_training_steps);
+        Some(end.saturating_sub(self.replayed_steps()))
+    }
+
     pub(crate) fn hybrid_done(&self) -> bool {
         self.next == Phase::Pruned
     }

@@ -531,4 +531,16 @@ impl TrainingOptimizer for Hesso {
     fn replayed_steps(&self) -> u64 {
         self.cric.as_ref().map_or(0, |c| c.replayed_steps())
     }
+
+    /// Plain HESSO: the end of its last period (known from the start); CRIC: the end of
+    /// the hybrid training, once it has started. `None` when the target prunes nothing.
+    fn structure_final_at(&self) -> Option<u64> {
+        if self.target_count == 0 && self.config.budget.ratio().is_none() {
+            return None;
+        }
+        match &self.cric {
+            None => Some(self.config.schedule_steps()),
+            Some(c) => c.structure_final_at(),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use oto_onnx::Model;
 use oto_optim::{CricConfig, Hesso, HessoConfig, HessoError, ImportanceWeights, Phase};
 use oto_torch::exec::{Executor, Mode};
 use oto_torch::optim::{OptimizerConfig, TrainingOptimizer};
+use oto_torch::schedule::AfterPruning;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -363,6 +364,49 @@ mod trainer {
         assert_eq!(lrs.last(), Some(&schedule.lr_at(STEPS - 1)));
         let m = t.optimizer.metrics().unwrap();
         assert_eq!((m.phase, m.pruned), (Phase::Pruned, t.optimizer.target_count()), "{m:?}");
+    }
+
+    /// With the schedule restarting after pruning, the learning rate follows the plain
+    /// schedule until the structure is final (plain HESSO: the end of its last period;
+    /// CRIC: the end of the hybrid training, on the schedule's count), then starts again
+    /// at the base rate and decays over the steps left; and the model is pruned as before.
+    #[test]
+    fn learning_rate_restarts_when_the_structure_is_final() {
+        set_threads(Some(2));
+        let plain = HessoConfig {
+            target_group_sparsity: 0.5,
+            start_pruning_step: 5,
+            pruning_steps: 10,
+            pruning_periods: 2,
+            ..HessoConfig::default()
+        };
+        for hesso in [plain, config(0.5)] {
+            let mut t = trainer(hesso, None);
+            t.config.schedule.after_pruning = AfterPruning::Restart;
+            let mut lrs = Vec::new();
+            t.run(|r| lrs.push(r.lr)).unwrap();
+            let replayed = t.optimizer.replayed_steps();
+            let at = t.optimizer.structure_final_at().unwrap();
+            match (&hesso.cric, t.optimizer.cric_report()) {
+                (None, _) => assert_eq!(at, 15),
+                (Some(c), Some(report)) => assert_eq!(at, report.hybrid_start.unwrap() + c.hybrid_training_steps - replayed),
+                (Some(_), None) => panic!("CRIC ran without a report"),
+            }
+            let schedule = t.config.schedule;
+            let base = schedule.lr;
+            // The steps of the run on the schedule's count: the last `STEPS - at` are restarted.
+            let tail = &lrs[lrs.len() - (STEPS - at) as usize..];
+            assert_eq!(tail[0], base, "{hesso:?}");
+            for (k, lr) in tail.iter().enumerate() {
+                assert_eq!(*lr, schedule.lr_after_pruning(at + k as u64, Some(at)), "step {k} after the restart");
+                assert!(k == 0 || *lr < tail[k - 1], "the restarted rate decays");
+            }
+            let before = lrs[lrs.len() - tail.len() - 1];
+            assert_eq!(before, schedule.lr_at(at - 1));
+            assert!(before < 0.75 * base, "the plain schedule had decayed: {before}");
+            let m = t.optimizer.metrics().unwrap();
+            assert_eq!((m.phase, m.pruned), (Phase::Pruned, t.optimizer.target_count()), "{m:?}");
+        }
     }
 
     /// Interrupted in the middle of the first cycle (step 9: snapshot after step 6, cycle

@@ -251,6 +251,12 @@ pub trait TrainingOptimizer {
     fn replayed_steps(&self) -> u64 {
         0
     }
+    /// The schedule step (counted as [`crate::train::Trainer::schedule_step`] counts) from
+    /// which the model's structure no longer changes: a pruning optimizer's last element
+    /// is held at zero from there on. `None` when nothing is pruned or it is not known yet.
+    fn structure_final_at(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl TrainingOptimizer for Optimizer {

@@ -33,6 +33,41 @@ impl std::fmt::Display for Decay {
     }
 }
 
+/// What the learning rate does once the model's structure is final (the pruning
+/// optimizer holds its last element at zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterPruning {
+    /// The schedule goes on unchanged.
+    #[default]
+    Continue,
+    /// The decay starts again from the base rate over the steps left, without warm-up:
+    /// the pruned model is retrained at a large rate, not only fine-tuned at the small
+    /// one the schedule has reached (the "learning-rate restarting" of Le & Hua, ICLR 2021).
+    Restart,
+}
+
+impl AfterPruning {
+    /// `continue` or `restart`.
+    pub fn parse(name: &str) -> Result<AfterPruning> {
+        match name {
+            "continue" => Ok(AfterPruning::Continue),
+            "restart" => Ok(AfterPruning::Restart),
+            other => Err(Error::Config(format!("unknown lr_after_pruning '{other}': expected restart or continue"))),
+        }
+    }
+}
+
+/// `continue` or `restart`.
+impl std::fmt::Display for AfterPruning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AfterPruning::Continue => "continue",
+            AfterPruning::Restart => "restart",
+        })
+    }
+}
+
 /// A learning rate per step.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
@@ -44,6 +79,10 @@ pub struct Schedule {
     pub warmup_steps: u64,
     /// Total training steps (the end of the cosine).
     pub total_steps: u64,
+    /// What the rate does once pruning has finished (absent in files written before it
+    /// existed: those jobs continued).
+    #[serde(default)]
+    pub after_pruning: AfterPruning,
 }
 
 impl Schedule {
@@ -58,7 +97,27 @@ impl Schedule {
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(Error::Config(format!("learning rate {lr} must be a positive number")));
         }
-        Ok(Schedule { lr, decay, warmup_steps, total_steps })
+        Ok(Schedule { lr, decay, warmup_steps, total_steps, after_pruning: AfterPruning::Continue })
+    }
+
+    /// The learning rate of step `step` when the model's structure is final from step
+    /// `final_at` (`None`: nothing is pruned, or not known yet): [`Schedule::lr_at`]; with
+    /// [`AfterPruning::Restart`], from `final_at` on, the same decay again from the base
+    /// rate over the steps left (a step decay's interval shrunk in proportion).
+    pub fn lr_after_pruning(&self, step: u64, final_at: Option<u64>) -> f64 {
+        let Some(at) = final_at.filter(|&at| self.after_pruning == AfterPruning::Restart && at <= step && at < self.total_steps) else {
+            return self.lr_at(step);
+        };
+        let left = self.total_steps - at;
+        let decay = match self.decay {
+            Decay::Step { step_size, gamma } => {
+                let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
+                let scaled = (step_size as u128 * left as u128 / span as u128) as u64;
+                Decay::Step { step_size: scaled.max(1), gamma }
+            }
+            other => other,
+        };
+        Schedule { decay, warmup_steps: 0, total_steps: left, after_pruning: AfterPruning::Continue, ..*self }.lr_at(step - at)
     }
 
     /// The learning rate of step `step` (counted from 0).
@@ -85,13 +144,64 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_reaches_the_minimum() {
-        let s = Schedule { lr: 0.1, decay: Decay::Cosine { min_lr: 0.001 }, warmup_steps: 10, total_steps: 110 };
+        let s = Schedule {
+            lr: 0.1,
+            decay: Decay::Cosine { min_lr: 0.001 },
+            warmup_steps: 10,
+            total_steps: 110,
+            after_pruning: AfterPruning::Continue,
+        };
         assert!((s.lr_at(0) - 0.01).abs() < 1e-12);
         assert!((s.lr_at(9) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(10) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(60) - (0.001 + 0.099 * 0.5)).abs() < 1e-12);
         assert!((s.lr_at(110) - 0.001).abs() < 1e-12);
-        let step = Schedule { lr: 1.0, decay: Decay::Step { step_size: 5, gamma: 0.5 }, warmup_steps: 0, total_steps: 20 };
+        let step = Schedule {
+            lr: 1.0,
+            decay: Decay::Step { step_size: 5, gamma: 0.5 },
+            warmup_steps: 0,
+            total_steps: 20,
+            after_pruning: AfterPruning::Continue,
+        };
         assert_eq!([step.lr_at(0), step.lr_at(4), step.lr_at(5), step.lr_at(12)], [1.0, 1.0, 0.5, 0.25]);
+    }
+
+    /// Restarting: before the structure is final, and without restart or a final step,
+    /// the plain schedule; from the final step, the decay again from the base rate over
+    /// the steps left, without warm-up (a step decay's interval in proportion).
+    #[test]
+    fn restart_after_pruning() {
+        let cosine = Schedule {
+            lr: 0.1,
+            decay: Decay::Cosine { min_lr: 0.001 },
+            warmup_steps: 10,
+            total_steps: 110,
+            after_pruning: AfterPruning::Restart,
+        };
+        for step in 0..30 {
+            assert_eq!(cosine.lr_after_pruning(step, Some(30)), cosine.lr_at(step));
+        }
+        assert!((cosine.lr_after_pruning(30, Some(30)) - 0.1).abs() < 1e-12);
+        assert!((cosine.lr_after_pruning(70, Some(30)) - (0.001 + 0.099 * 0.5)).abs() < 1e-12);
+        assert!((cosine.lr_after_pruning(110, Some(30)) - 0.001).abs() < 1e-12);
+        assert!(cosine.lr_after_pruning(31, Some(30)) > cosine.lr_at(31));
+        let continuing = Schedule { after_pruning: AfterPruning::Continue, ..cosine };
+        for step in 0..=110 {
+            assert_eq!(continuing.lr_after_pruning(step, Some(30)), continuing.lr_at(step));
+            assert_eq!(cosine.lr_after_pruning(step, None), cosine.lr_at(step));
+            // Pruning that ends with the run leaves nothing to restart.
+            assert_eq!(cosine.lr_after_pruning(step, Some(110)), cosine.lr_at(step));
+        }
+        let step = Schedule {
+            lr: 1.0,
+            decay: Decay::Step { step_size: 5, gamma: 0.5 },
+            warmup_steps: 0,
+            total_steps: 20,
+            after_pruning: AfterPruning::Restart,
+        };
+        let lrs: Vec<f64> = (8..20).map(|s| step.lr_after_pruning(s, Some(10))).collect();
+        assert_eq!(lrs, [0.5, 0.5, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625]);
+        assert_eq!(AfterPruning::parse("restart").unwrap(), AfterPruning::Restart);
+        assert!(AfterPruning::parse("rewind").unwrap_err().to_string().contains("expected restart or continue"));
     }
 }

@@ -296,7 +296,7 @@ impl<O: TrainingOptimizer> Trainer<O> {
             };
             return Err(Error::NonFinite { step, value, checkpoint });
         }
-        let lr = self.config.schedule.lr_at(self.schedule_step());
+        let lr = self.config.schedule.lr_after_pruning(self.schedule_step(), self.optimizer.structure_final_at());
         self.optimizer.base_mut().zero_grad();
         let loss = if share == 1.0 { loss } else { loss * share };
         loss.f_backward().map_err(|e| Error::torch(format!("backward pass of step {step}"), e))?;
