@@ -169,6 +169,11 @@ fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
     // Target sparsity outside [0, 1).
     refused(&["prune", "--model", model, "--data", train, "--target-sparsity", "1", "--out", out], &["--target-sparsity", "[0, 1)"]);
     refused(&["prune", "--model", model, "--data", train, "--target-sparsity", "-0.1", "--out", out], &["--target-sparsity"]);
+    // An unknown learning rate after pruning.
+    refused(
+        &["prune", "--model", model, "--data", train, "--lr-after-pruning", "rewind", "--out", out],
+        &["lr_after_pruning 'rewind'", "restart or continue"],
+    );
     // An unreadable model.
     let missing = dir.path().join("missing.onnx");
     refused(&["prune", "--model", s(&missing), "--data", train, "--out", out], &["missing.onnx"]);
@@ -242,8 +247,12 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(demo.join("model.sparse.onnx").is_file(), "save_sparse = true in the job file");
     assert!(demo.join("model.qdq.onnx").is_file(), "quantize = 0.16 in the job file");
-    let q = &json(&demo.join("report.json"))["quantization"]["summary"]["allocation"];
+    let report = json(&demo.join("report.json"));
+    let q = &report["quantization"]["summary"]["allocation"];
     assert!(q["bytes"].as_u64().unwrap() <= q["budget_bytes"].as_u64().unwrap(), "{q}");
+    // The job file restarts the learning rate once pruning has finished, and the report says so.
+    assert_eq!(report["job"]["schedule"]["after_pruning"], "restart");
+    assert!(std::fs::read_to_string(demo.join("report.md")).unwrap().contains("restarted when pruning finished"));
 
     // The same job with CRIC: the report says what its cycles did.
     let cric = dir.path().join("cric");

@@ -78,9 +78,10 @@ pub struct Args {
     /// Linear learning-rate warm-up steps [default: 0].
     #[arg(long)]
     pub warmup_steps: Option<u64>,
-    /// Once pruning has finished: restart the learning-rate schedule from the base rate
-    /// over the steps left, or continue it [default: restart].
-    #[arg(long, value_name = "restart|continue")]
+    /// Once pruning has finished: continue the learning-rate schedule, or restart it from
+    /// the base rate over the steps left (for a model the job trains from scratch)
+    /// [default: continue].
+    #[arg(long, value_name = "continue|restart")]
     pub lr_after_pruning: Option<String>,
     /// Weight decay [default: the optimizer's].
     #[arg(long, allow_negative_numbers = true)]

@@ -66,7 +66,7 @@ pub struct JobSpec {
     pub schedule: Option<String>,
     /// Linear learning-rate warm-up steps.
     pub warmup_steps: Option<u64>,
-    /// `restart` (the default) or `continue`: whether the schedule starts again from the
+    /// `continue` (the default) or `restart`: whether the schedule starts again from the
     /// base rate once pruning has finished.
     pub lr_after_pruning: Option<String>,
     /// Weight decay of the optimizer (its default when absent).
@@ -492,7 +492,7 @@ impl JobSpec {
         let lr = self.lr.unwrap_or(if optimizer_name == "sgd" { 0.01 } else { 1e-3 });
         let warmup = self.warmup_steps.unwrap_or(0);
         let mut schedule = Schedule::parse(self.schedule.as_deref().unwrap_or("cosine"), lr, warmup, steps)?;
-        schedule.after_pruning = AfterPruning::parse(self.lr_after_pruning.as_deref().unwrap_or("restart"))?;
+        schedule.after_pruning = AfterPruning::parse(self.lr_after_pruning.as_deref().unwrap_or("continue"))?;
         let loss = match self.loss.as_deref() {
             Some(name) => Loss::parse(name)?,
             None if has_labels => Loss::CrossEntropy { label_smoothing: 0.0 },
@@ -629,10 +629,10 @@ mod tests {
         assert!(folded.model.ends_with("b/m.onnx") && !folded.model.to_string_lossy().contains(".."), "{}", folded.model.display());
         // Without labels the job distills.
         assert!(matches!(spec().resolve(1000, false).unwrap().loss, Loss::Distill { .. }));
-        // The schedule restarts once pruning has finished unless told to continue.
-        assert_eq!(job.schedule.after_pruning, AfterPruning::Restart);
-        let continuing = JobSpec { lr_after_pruning: Some("continue".into()), ..spec() }.resolve(1000, true).unwrap();
-        assert_eq!(continuing.schedule.after_pruning, AfterPruning::Continue);
+        // The schedule goes on after pruning unless told to restart.
+        assert_eq!(job.schedule.after_pruning, AfterPruning::Continue);
+        let restarting = JobSpec { lr_after_pruning: Some("restart".into()), ..spec() }.resolve(1000, true).unwrap();
+        assert_eq!(restarting.schedule.after_pruning, AfterPruning::Restart);
         let bad = JobSpec { lr_after_pruning: Some("rewind".into()), ..spec() }.resolve(1000, true).unwrap_err();
         assert!(format!("{bad:#}").contains("lr_after_pruning 'rewind': expected restart or continue"), "{bad:#}");
     }

@@ -44,6 +44,9 @@ pub enum AfterPruning {
     /// The decay starts again from the base rate over the steps left, without warm-up:
     /// the pruned model is retrained at a large rate, not only fine-tuned at the small
     /// one the schedule has reached (the "learning-rate restarting" of Le & Hua, ICLR 2021).
+    /// Measured: it helps a model trained from scratch by the job (the digits CNN, SGD and
+    /// AdamW, most of all at the smallest sizes) and hurts a trained model distilled into
+    /// its pruned self (BERT-tiny: the large rate moves it away from its teacher).
     Restart,
 }
 

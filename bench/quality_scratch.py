@@ -1,0 +1,67 @@
+"""A baseline for bench/quality.md: the digits CNN of graphs/zoo.py at given widths, trained
+from scratch in PyTorch with the 30-epoch budget of the quality grid (batch 64, SGD lr 0.05
+momentum 0.9, cosine to 0 over the 660 steps, one thread), test accuracy on the 359 held-out
+images, ten seeds. What pruning to that architecture should reach at least.
+
+    python bench/quality_scratch.py 2,4,7     # the smallest model the default cap allows
+"""
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Net(nn.Module):
+    """graphs/zoo.py's DemoCNN with widths (a, b, c) instead of (16, 32, 64)."""
+
+    def __init__(self, a, b, c):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, a, 3, padding=1), nn.BatchNorm2d(a)
+        self.conv2, self.bn2 = nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b)
+        self.conv3, self.bn3 = nn.Conv2d(b, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
+        x = torch.relu(self.bn3(self.conv3(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def main():
+    widths = [int(w) for w in (sys.argv[1] if len(sys.argv) > 1 else "2,4,7").split(",")]
+    torch.set_num_threads(1)
+    train, test = (np.load(ROOT / f"examples/data/digits_{s}.npz") for s in ("train", "test"))
+    x, y = torch.tensor(train["x"]), torch.tensor(train["labels"])
+    xt, yt = torch.tensor(test["x"]), torch.tensor(test["labels"])
+    accuracies = []
+    for seed in range(10):
+        torch.manual_seed(seed)
+        net = Net(*widths)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        # As `oto prune --epochs 30`: whole batches only (22 of 64 per epoch, 660 steps).
+        steps = 30 * (len(x) // 64)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        for _ in range(30):
+            order = torch.randperm(len(x))
+            for i in range(0, len(x) // 64 * 64, 64):
+                batch = order[i : i + 64]
+                opt.zero_grad()
+                nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+                opt.step()
+                schedule.step()
+        net.eval()
+        with torch.no_grad():
+            accuracies.append(100 * (net(xt).argmax(1) == yt).float().mean().item())
+    a = np.array(accuracies)
+    print(f"widths {widths}: {a.mean():.2f}% ± {a.std(ddof=1) / np.sqrt(len(a)):.2f} (worst {a.min():.2f}%) over seeds 0-9:",
+          " ".join(f"{v:.2f}" for v in a))
+
+
+if __name__ == "__main__":
+    main()
