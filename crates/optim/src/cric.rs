@@ -125,7 +125,6 @@ impl CricState {
         (self.new_elements.len() as u64).saturating_mul(self.config.sampling_steps)
     }
 
-    /// Whether the hybrid training's last step has run.
     /// The schedule step at which the hybrid training ends (the structure is final from
     /// there): known once it has started.
     pub(crate) fn structure_final_at(&self) -> Option<u64> {
@@ -133,6 +132,7 @@ impl CricState {
         Some(end.saturating_sub(self.replayed_steps()))
     }
 
+    /// Whether the hybrid training's last step has run.
     pub(crate) fn hybrid_done(&self) -> bool {
         self.next == Phase::Pruned
     }

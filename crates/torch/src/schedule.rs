@@ -61,16 +61,6 @@ impl AfterPruning {
     }
 }
 
-/// `continue` or `restart`.
-impl std::fmt::Display for AfterPruning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AfterPruning::Continue => "continue",
-            AfterPruning::Restart => "restart",
-        })
-    }
-}
-
 /// A learning rate per step.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
@@ -115,7 +105,7 @@ impl Schedule {
         let decay = match self.decay {
             Decay::Step { step_size, gamma } => {
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
-                let scaled = (step_size as u128 * left as u128 / span as u128) as u64;
+                let scaled = u64::try_from(u128::from(step_size) * u128::from(left) / u128::from(span)).unwrap_or(u64::MAX);
                 Decay::Step { step_size: scaled.max(1), gamma }
             }
             other => other,
