@@ -149,6 +149,34 @@ def table(runs):
     return "\n".join(lines)
 
 
+def checks(runs):
+    """The quality criteria, computed from the runs (one line each): per set of options, the
+    cells where CRIC's mean accuracy is below HESSO's minus HESSO's standard error, and the
+    seeds more than 3 points below their cell's mean."""
+    cells = {}
+    for r in runs:
+        if "error" not in r["result"]:
+            cells.setdefault((" ".join(r["extra"]), r["budget"], r["target"]), {}).setdefault(r["method"], []).append(100 * r["result"]["accuracy"])
+    lines = []
+    for options in sorted({c[0] for c in cells}):
+        both = [(c, m) for c, m in sorted(cells.items()) if c[0] == options and len(m.get("hesso", [])) > 1 and m.get("cric")]
+        if both:
+            missed = []
+            for (_, budget, target), m in both:
+                (mh, sh), (mc, _) = stats(m["hesso"]), stats(m["cric"])
+                if mc < mh - sh:
+                    missed.append(f"{budget} {target} ({mc:.2f}% vs {mh:.2f}% ± {sh:.2f})")
+            lines.append(f"- options `{options or '-'}`: CRIC >= HESSO - 1 s.e. in {len(both) - len(missed)} of {len(both)} cells" + (f"; not in {', '.join(missed)}" if missed else ""))
+        low = []
+        for (opts, budget, target), m in sorted(cells.items()):
+            for method, acc in sorted(m.items()):
+                mean = sum(acc) / len(acc)
+                if opts == options and len(acc) > 1 and min(acc) < mean - 3:
+                    low.append(f"{budget} {target} {method} ({min(acc):.2f}% vs {mean:.2f}%)")
+        lines.append(f"- options `{options or '-'}`: seeds more than 3 points below their cell's mean: " + (", ".join(low) if low else "none"))
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oto", default=str(ROOT / "target/release/oto"))
@@ -202,7 +230,7 @@ def main():
     )
     if a.note:
         header += a.note + "\n\n"
-    write_md(Path(a.md), header + table(runs) + "\n")
+    write_md(Path(a.md), header + table(runs) + "\n\nComputed from these runs:\n\n" + checks(runs) + "\n")
     print(table(runs))
 
 
