@@ -411,30 +411,43 @@ mod trainer {
 
     /// Interrupted in the middle of the first cycle (step 9: snapshot after step 6, cycle
     /// steps 7-14), resumed from the checkpoint: the run ends bitwise equal to the
-    /// uninterrupted one (weights, BatchNorm statistics, momentum, losses, choice, report).
+    /// uninterrupted one (weights, BatchNorm statistics, momentum, losses, choice, report),
+    /// the learning rate restarting after the hybrid training in both (the resumed run
+    /// finds the restart's step from the restored state).
     #[test]
     fn interrupted_cric_run_resumes_bitwise() {
         set_threads(Some(2));
         let dir = tempfile::tempdir().unwrap();
+        let restarting = |mut t: Trainer<Hesso>| {
+            t.config.schedule.after_pruning = AfterPruning::Restart;
+            t
+        };
 
-        let mut whole = trainer(config(0.5), None);
-        whole.run(|_| {}).unwrap();
+        let mut whole = restarting(trainer(config(0.5), None));
+        let mut whole_lrs = Vec::new();
+        whole.run(|r| whole_lrs.push(r.lr)).unwrap();
+        // The rate is back at the base rate at the (absolute) step the structure is final.
+        let restart = (whole.optimizer.structure_final_at().unwrap() + whole.optimizer.replayed_steps()) as usize;
+        assert_eq!(whole_lrs[restart], whole.config.schedule.lr, "{whole_lrs:?}");
+        assert!(whole_lrs[restart - 1] < whole.config.schedule.lr, "{whole_lrs:?}");
         let m = whole.optimizer.metrics().unwrap();
         assert_eq!((m.phase, m.pruned), (Phase::Pruned, whole.optimizer.target_count()), "{m:?}");
 
         let path = dir.path().join("ck.safetensors");
-        let mut first = trainer(config(0.5), Some(path.clone()));
+        let mut first = restarting(trainer(config(0.5), Some(path.clone())));
         first.run_until(9, |_| {}).unwrap();
         let m = first.optimizer.metrics().unwrap();
         assert_eq!((m.phase, m.cycle), (Phase::Cycle, 1), "{m:?}");
         assert!(m.decaying > 0);
         drop(first);
 
-        let mut resumed = trainer(config(0.5), Some(path.clone()));
+        let mut resumed = restarting(trainer(config(0.5), Some(path.clone())));
         resumed.resume(&path).unwrap();
         assert_eq!((resumed.step, resumed.optimizer.steps()), (9, 9));
         assert_eq!(resumed.optimizer.metrics().unwrap().phase, Phase::Cycle);
-        resumed.run(|_| {}).unwrap();
+        let mut resumed_lrs = Vec::new();
+        resumed.run(|r| resumed_lrs.push(r.lr)).unwrap();
+        assert_eq!(resumed_lrs, whole_lrs[9..]);
 
         assert_eq!(resumed.optimizer.pruned_elements(), whole.optimizer.pruned_elements());
         assert_eq!(resumed.optimizer.cric_report(), whole.optimizer.cric_report());
