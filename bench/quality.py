@@ -168,10 +168,10 @@ def checks(runs):
                     missed.append(f"{budget} {target} ({mc:.2f}% vs {mh:.2f}% ± {sh:.2f})")
             lines.append(f"- options `{options or '-'}`: CRIC >= HESSO - 1 s.e. in {len(both) - len(missed)} of {len(both)} cells" + (f"; not in {', '.join(missed)}" if missed else ""))
         low = []
-        for (opts, budget, target), m in sorted(cells.items()):
+        for (_, budget, target), m in sorted(c for c in cells.items() if c[0][0] == options):
             for method, acc in sorted(m.items()):
-                mean = sum(acc) / len(acc)
-                if opts == options and len(acc) > 1 and min(acc) < mean - 3:
+                mean = stats(acc)[0]
+                if len(acc) > 1 and min(acc) < mean - 3:
                     low.append(f"{budget} {target} {method} ({min(acc):.2f}% vs {mean:.2f}%)")
         lines.append(f"- options `{options or '-'}`: seeds more than 3 points below their cell's mean: " + (", ".join(low) if low else "none"))
     return "\n".join(lines)

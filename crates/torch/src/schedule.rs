@@ -135,27 +135,25 @@ impl Schedule {
 mod tests {
     use super::*;
 
+    /// 0.1 with 10 warm-up steps, then cosine to 0.001 at step 110.
+    fn cosine_schedule(after_pruning: AfterPruning) -> Schedule {
+        Schedule { lr: 0.1, decay: Decay::Cosine { min_lr: 0.001 }, warmup_steps: 10, total_steps: 110, after_pruning }
+    }
+
+    /// 1.0 halved every 5 steps over 20.
+    fn step_schedule(after_pruning: AfterPruning) -> Schedule {
+        Schedule { lr: 1.0, decay: Decay::Step { step_size: 5, gamma: 0.5 }, warmup_steps: 0, total_steps: 20, after_pruning }
+    }
+
     #[test]
     fn warmup_then_cosine_reaches_the_minimum() {
-        let s = Schedule {
-            lr: 0.1,
-            decay: Decay::Cosine { min_lr: 0.001 },
-            warmup_steps: 10,
-            total_steps: 110,
-            after_pruning: AfterPruning::Continue,
-        };
+        let s = cosine_schedule(AfterPruning::Continue);
         assert!((s.lr_at(0) - 0.01).abs() < 1e-12);
         assert!((s.lr_at(9) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(10) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(60) - (0.001 + 0.099 * 0.5)).abs() < 1e-12);
         assert!((s.lr_at(110) - 0.001).abs() < 1e-12);
-        let step = Schedule {
-            lr: 1.0,
-            decay: Decay::Step { step_size: 5, gamma: 0.5 },
-            warmup_steps: 0,
-            total_steps: 20,
-            after_pruning: AfterPruning::Continue,
-        };
+        let step = step_schedule(AfterPruning::Continue);
         assert_eq!([step.lr_at(0), step.lr_at(4), step.lr_at(5), step.lr_at(12)], [1.0, 1.0, 0.5, 0.25]);
     }
 
@@ -164,13 +162,7 @@ mod tests {
     /// the steps left, without warm-up (a step decay's interval in proportion).
     #[test]
     fn restart_after_pruning() {
-        let cosine = Schedule {
-            lr: 0.1,
-            decay: Decay::Cosine { min_lr: 0.001 },
-            warmup_steps: 10,
-            total_steps: 110,
-            after_pruning: AfterPruning::Restart,
-        };
+        let cosine = cosine_schedule(AfterPruning::Restart);
         for step in 0..30 {
             assert_eq!(cosine.lr_after_pruning(step, Some(30)), cosine.lr_at(step));
         }
@@ -185,13 +177,7 @@ mod tests {
             // Pruning that ends with the run leaves nothing to restart.
             assert_eq!(cosine.lr_after_pruning(step, Some(110)), cosine.lr_at(step));
         }
-        let step = Schedule {
-            lr: 1.0,
-            decay: Decay::Step { step_size: 5, gamma: 0.5 },
-            warmup_steps: 0,
-            total_steps: 20,
-            after_pruning: AfterPruning::Restart,
-        };
+        let step = step_schedule(AfterPruning::Restart);
         let lrs: Vec<f64> = (8..20).map(|s| step.lr_after_pruning(s, Some(10))).collect();
         assert_eq!(lrs, [0.5, 0.5, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625]);
         assert_eq!(AfterPruning::parse("restart").unwrap(), AfterPruning::Restart);
