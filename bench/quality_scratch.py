@@ -3,10 +3,11 @@ from scratch in PyTorch with the 30-epoch budget of the quality grid (batch 64, 
 momentum 0.9, cosine to 0 over the 660 steps, one thread), test accuracy on the 359 held-out
 images, ten seeds. What pruning to that architecture should reach at least.
 
-    python bench/quality_scratch.py 2,4,7     # the smallest model the default cap allows
+    python bench/quality_scratch.py 2,4,7             # the smallest model the default cap allows
+    python bench/quality_scratch.py 2,4,7 --lr 0.1    # at the rate the digits job restarts at
 """
 
-import sys
+import argparse
 
 import numpy as np
 import torch
@@ -34,7 +35,11 @@ class Net(nn.Module):
 
 
 def main():
-    widths = [int(w) for w in (sys.argv[1] if len(sys.argv) > 1 else "2,4,7").split(",")]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("widths", nargs="?", default="2,4,7", help="channels of the three convolutions")
+    p.add_argument("--lr", type=float, default=0.05, help="the peak of the cosine (default: the grid's 0.05)")
+    args = p.parse_args()
+    widths = [int(w) for w in args.widths.split(",")]
     torch.set_num_threads(1)
     train, test = (np.load(ROOT / f"examples/data/digits_{s}.npz") for s in ("train", "test"))
     x, y = torch.tensor(train["x"]), torch.tensor(train["labels"])
@@ -43,7 +48,7 @@ def main():
     for seed in range(10):
         torch.manual_seed(seed)
         net = Net(*widths)
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
         # As `oto prune --epochs 30`: whole batches only (22 of 64 per epoch, 660 steps).
         steps = 30 * (len(x) // 64)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -59,7 +64,7 @@ def main():
         with torch.no_grad():
             accuracies.append(100 * (net(xt).argmax(1) == yt).float().mean().item())
     a = np.array(accuracies)
-    print(f"widths {widths}: {a.mean():.2f}% ± {a.std(ddof=1) / np.sqrt(len(a)):.2f} (worst {a.min():.2f}%) over seeds 0-9:",
+    print(f"widths {widths}, lr {args.lr}: {a.mean():.2f}% ± {a.std(ddof=1) / np.sqrt(len(a)):.2f} (worst {a.min():.2f}%) over seeds 0-9:",
           " ".join(f"{v:.2f}" for v in a))
 
 

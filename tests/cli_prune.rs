@@ -174,6 +174,15 @@ fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
         &["prune", "--model", model, "--data", train, "--lr-after-pruning", "rewind", "--out", out],
         &["lr_after_pruning 'rewind'", "restart or continue"],
     );
+    // The restart's own rate without a restart, and a warm-up longer than the steps left.
+    refused(
+        &["prune", "--model", model, "--data", train, "--restart-lr", "0.1", "--out", out],
+        &["restart_lr = 0.1", "--lr-after-pruning restart"],
+    );
+    refused(
+        &["prune", "--model", model, "--data", train, "--lr-after-pruning", "restart", "--restart-warmup", "1.5", "--out", out],
+        &["--restart-warmup 1.5", "[0, 1)"],
+    );
     // An unreadable model.
     let missing = dir.path().join("missing.onnx");
     refused(&["prune", "--model", s(&missing), "--data", train, "--out", out], &["missing.onnx"]);
@@ -250,9 +259,15 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     let report = json(&demo.join("report.json"));
     let q = &report["quantization"]["summary"]["allocation"];
     assert!(q["bytes"].as_u64().unwrap() <= q["budget_bytes"].as_u64().unwrap(), "{q}");
-    // The job file restarts the learning rate once pruning has finished, and the report says so.
+    // The job file restarts the learning rate once pruning has finished, at its own rate
+    // after a warm-up, and the report says so.
     assert_eq!(report["job"]["schedule"]["after_pruning"], "restart");
-    assert!(std::fs::read_to_string(demo.join("report.md")).unwrap().contains("restarted when pruning finished"));
+    assert_eq!(
+        (report["job"]["schedule"]["restart_lr"].as_f64(), report["job"]["schedule"]["restart_warmup"].as_f64()),
+        (Some(0.1), Some(0.1))
+    );
+    let md = std::fs::read_to_string(demo.join("report.md")).unwrap();
+    assert!(md.contains("restarted from lr 0.1 after a warm-up over 10% of the steps left when pruning finished"), "{md}");
 
     // The same job with CRIC: the report says what its cycles did.
     let cric = dir.path().join("cric");

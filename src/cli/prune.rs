@@ -83,6 +83,13 @@ pub struct Args {
     /// [default: continue].
     #[arg(long, value_name = "continue|restart")]
     pub lr_after_pruning: Option<String>,
+    /// With --lr-after-pruning restart: the rate the restart starts from [default: --lr].
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    pub restart_lr: Option<f64>,
+    /// With --lr-after-pruning restart: its linear warm-up, as a share of the steps left
+    /// (0 to 1) [default: 0].
+    #[arg(long, value_name = "SHARE", allow_negative_numbers = true)]
+    pub restart_warmup: Option<f64>,
     /// Weight decay [default: the optimizer's].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
@@ -102,7 +109,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the job whose --out folder is DIR (its settings are reused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "lr_after_pruning", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "quantize", "quantize_block_size", "unprunable", "text", "images"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "data", "val", "target_sparsity", "target_macs", "target_params", "max_group_sparsity", "epochs", "steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "lr_after_pruning", "restart_lr", "restart_warmup", "weight_decay", "cric", "loss", "config", "out", "seed", "save_sparse", "quantize", "quantize_block_size", "unprunable", "text", "images"])]
     pub resume: Option<PathBuf>,
     /// Seed of the data order, dropout and initial choices [default: 0].
     #[arg(long)]
@@ -155,6 +162,8 @@ impl Args {
             schedule: self.schedule.clone(),
             warmup_steps: self.warmup_steps,
             lr_after_pruning: self.lr_after_pruning.clone(),
+            restart_lr: self.restart_lr,
+            restart_warmup: self.restart_warmup,
             weight_decay: self.weight_decay,
             loss: self.loss.clone(),
             device: self.device.clone(),

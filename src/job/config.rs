@@ -69,6 +69,11 @@ pub struct JobSpec {
     /// `continue` (the default) or `restart`: whether the schedule starts again from the
     /// base rate once pruning has finished.
     pub lr_after_pruning: Option<String>,
+    /// With `lr_after_pruning = "restart"`: the rate the restart starts from (default: `lr`).
+    pub restart_lr: Option<f64>,
+    /// With `lr_after_pruning = "restart"`: the restart's linear warm-up, as a share of
+    /// the steps left, in [0, 1) (default 0).
+    pub restart_warmup: Option<f64>,
     /// Weight decay of the optimizer (its default when absent).
     pub weight_decay: Option<f64>,
     /// `cross-entropy`, `mse`, `bce` or `distill` (default: cross-entropy with labels, distill without).
@@ -190,6 +195,8 @@ impl JobSpec {
             schedule,
             warmup_steps,
             lr_after_pruning,
+            restart_lr,
+            restart_warmup,
             weight_decay,
             loss,
             device,
@@ -273,6 +280,16 @@ impl JobSpec {
         if let Some(lr) = self.lr {
             if !(lr > 0.0 && lr.is_finite()) {
                 bail!("{}: the learning rate must be a finite number > 0", origin.setting("lr", lr));
+            }
+        }
+        if let Some(lr) = self.restart_lr {
+            if !(lr > 0.0 && lr.is_finite()) {
+                bail!("{}: the learning rate must be a finite number > 0", origin.setting("restart_lr", lr));
+            }
+        }
+        if let Some(w) = self.restart_warmup {
+            if !(w.is_finite() && (0.0..1.0).contains(&w)) {
+                bail!("{}: the restart's warm-up is a share of the steps left, in [0, 1)", origin.setting("restart_warmup", w));
             }
         }
         if let Some(wd) = self.weight_decay {
@@ -493,6 +510,19 @@ impl JobSpec {
         let warmup = self.warmup_steps.unwrap_or(0);
         let mut schedule = Schedule::parse(self.schedule.as_deref().unwrap_or("cosine"), lr, warmup, steps)?;
         schedule.after_pruning = AfterPruning::parse(self.lr_after_pruning.as_deref().unwrap_or("continue"))?;
+        // An explicit `continue` leaves them unused (it overrides a job file's restart);
+        // given without saying to restart at all, they are a mistake.
+        if let (None, Some((key, value))) = (
+            &self.lr_after_pruning,
+            [("restart_lr", self.restart_lr), ("restart_warmup", self.restart_warmup)].into_iter().find_map(|(k, v)| v.map(|v| (k, v))),
+        ) {
+            bail!(
+                "{key} = {value} (--{}) sets the learning-rate restart after pruning, which this job does not do: add lr_after_pruning = \"restart\" (--lr-after-pruning restart)",
+                key.replace('_', "-")
+            );
+        }
+        schedule.restart_lr = self.restart_lr;
+        schedule.restart_warmup = self.restart_warmup.unwrap_or(0.0);
         let loss = match self.loss.as_deref() {
             Some(name) => Loss::parse(name)?,
             None if has_labels => Loss::CrossEntropy { label_smoothing: 0.0 },
@@ -583,6 +613,13 @@ impl Job {
         if !(lr > 0.0 && lr.is_finite()) {
             bail!("lr = {lr}: the learning rate must be a finite number > 0");
         }
+        if let Some(lr) = self.schedule.restart_lr.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
+            bail!("restart_lr = {lr}: the learning rate must be a finite number > 0");
+        }
+        let w = self.schedule.restart_warmup;
+        if !(w.is_finite() && (0.0..1.0).contains(&w)) {
+            bail!("restart_warmup = {w}: must be in [0, 1)");
+        }
         if self.schedule.warmup_steps > self.steps {
             bail!("--warmup-steps {} is longer than the job ({} steps)", self.schedule.warmup_steps, self.steps);
         }
@@ -635,6 +672,27 @@ mod tests {
         assert_eq!(restarting.schedule.after_pruning, AfterPruning::Restart);
         let bad = JobSpec { lr_after_pruning: Some("rewind".into()), ..spec() }.resolve(1000, true).unwrap_err();
         assert!(format!("{bad:#}").contains("lr_after_pruning 'rewind': expected restart or continue"), "{bad:#}");
+        // The restart's own rate and warm-up reach the schedule; without a restart, or out
+        // of range, they are refused naming the setting.
+        let own = JobSpec { lr_after_pruning: Some("restart".into()), restart_lr: Some(0.1), restart_warmup: Some(0.1), ..spec() };
+        let schedule = own.clone().resolve(1000, true).unwrap().schedule;
+        assert_eq!((schedule.restart_lr, schedule.restart_warmup), (Some(0.1), 0.1));
+        assert_eq!((restarting.schedule.restart_lr, restarting.schedule.restart_warmup), (None, 0.0));
+        let without = JobSpec { restart_lr: Some(0.1), ..spec() }.resolve(1000, true).unwrap_err();
+        assert!(
+            format!("{without:#}").contains("restart_lr = 0.1") && format!("{without:#}").contains("--lr-after-pruning restart"),
+            "{without:#}"
+        );
+        // An explicit `continue` (over a job file's restart) leaves them unused.
+        let continuing = JobSpec { lr_after_pruning: Some("continue".into()), ..own.clone() }.resolve(1000, true).unwrap();
+        assert_eq!(continuing.schedule.after_pruning, AfterPruning::Continue);
+        for (bad, named) in [
+            (JobSpec { restart_warmup: Some(1.0), ..own.clone() }, "--restart-warmup 1"),
+            (JobSpec { restart_lr: Some(0.0), ..own.clone() }, "--restart-lr 0"),
+        ] {
+            let e = bad.resolve(1000, true).unwrap_err();
+            assert!(format!("{e:#}").contains(named), "{e:#}");
+        }
     }
 
     /// CRIC's default lengths take its first decision where plain HESSO's default schedule

@@ -12,7 +12,7 @@ use super::verify::{Latency, Quality, Verification, Verified};
 use crate::output::{write_atomic, write_json};
 use crate::plot;
 use anyhow::Result;
-use oto_torch::schedule::AfterPruning;
+use oto_torch::schedule::{AfterPruning, Schedule};
 use oto_torch::train::EvalReport;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -376,7 +376,7 @@ fn markdown(r: &Report) -> String {
         j.optimizer,
         j.schedule.lr,
         j.schedule.decay,
-        if j.schedule.after_pruning == AfterPruning::Restart { ", restarted when pruning finished" } else { "" },
+        restart_text(&j.schedule),
         j.loss,
         j.seed,
         j.hesso.start_pruning_step,
@@ -462,4 +462,18 @@ fn curve_png(r: &Report) -> Result<Vec<u8>, plot::PlotError> {
     };
     let figure = plot::Figure { panels, x_label: "step".into(), markers };
     plot::render_png(&figure, 900, 720)
+}
+
+/// The training line's words on the learning-rate restart after pruning ("" without one).
+fn restart_text(schedule: &Schedule) -> String {
+    if schedule.after_pruning != AfterPruning::Restart {
+        return String::new();
+    }
+    let rate = schedule.restart_lr.map_or(String::new(), |lr| format!(" from lr {lr}"));
+    let warmup = if schedule.restart_warmup > 0.0 {
+        format!(" after a warm-up over {}% of the steps left", (schedule.restart_warmup * 1000.0).round() / 10.0)
+    } else {
+        String::new()
+    };
+    format!(", restarted{rate}{warmup} when pruning finished")
 }
