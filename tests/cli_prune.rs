@@ -268,6 +268,15 @@ fn the_example_job_files_run_and_distillation_needs_no_labels() {
     );
     let md = std::fs::read_to_string(demo.join("report.md")).unwrap();
     assert!(md.contains("restarted from lr 0.1 after a warm-up over 10% of the steps left when pruning finished"), "{md}");
+    // The trainer ran it: rates above the job's lr 0.05, at most 0.1, only after pruning.
+    let steps = report["history"]["steps"].as_array().unwrap();
+    let lr_of = |s: &serde_json::Value| s["lr"].as_f64().unwrap();
+    let peak = steps.iter().map(lr_of).fold(0.0, f64::max);
+    assert!(peak > 0.05 && peak <= 0.1 + 1e-12, "{peak}");
+    assert!(
+        steps.iter().filter(|s| lr_of(s) > 0.05 + 1e-12).all(|s| s["phase"] != "warmup" && s["group_sparsity"].as_f64() > Some(0.0)),
+        "{steps:?}"
+    );
 
     // The same job with CRIC: the report says what its cycles did.
     let cric = dir.path().join("cric");
