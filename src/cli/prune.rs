@@ -78,8 +78,8 @@ pub struct Args {
     /// Linear learning-rate warm-up steps [default: 0].
     #[arg(long)]
     pub warmup_steps: Option<u64>,
-    /// Once pruning has finished: continue the learning-rate schedule, or restart it from
-    /// the base rate over the steps left (for a model the job trains from scratch)
+    /// Once pruning has finished: continue the learning-rate schedule, or restart it over
+    /// the steps left, from --lr or --restart-lr (for a model the job trains from scratch)
     /// [default: continue].
     #[arg(long, value_name = "continue|restart")]
     pub lr_after_pruning: Option<String>,
