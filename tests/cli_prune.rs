@@ -174,7 +174,7 @@ fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
         &["prune", "--model", model, "--data", train, "--lr-after-pruning", "rewind", "--out", out],
         &["lr_after_pruning 'rewind'", "restart or continue"],
     );
-    // The restart's own rate without a restart, and a warm-up longer than the steps left.
+    // The restart's own rate without a restart, and a warm-up share outside [0, 1).
     refused(
         &["prune", "--model", model, "--data", train, "--restart-lr", "0.1", "--out", out],
         &["restart_lr = 0.1", "--lr-after-pruning restart"],

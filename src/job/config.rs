@@ -277,14 +277,9 @@ impl JobSpec {
             bail!("{}: the job has no training steps; give at least 1", origin.setting("steps", 0));
         }
         at_least_one("batch_size", self.batch_size.map(|b| b as u64), "the batch size")?;
-        if let Some(lr) = self.lr {
-            if !(lr > 0.0 && lr.is_finite()) {
-                bail!("{}: the learning rate must be a finite number > 0", origin.setting("lr", lr));
-            }
-        }
-        if let Some(lr) = self.restart_lr {
-            if !(lr > 0.0 && lr.is_finite()) {
-                bail!("{}: the learning rate must be a finite number > 0", origin.setting("restart_lr", lr));
+        for (key, value) in [("lr", self.lr), ("restart_lr", self.restart_lr)] {
+            if let Some(lr) = value.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
+                bail!("{}: the learning rate must be a finite number > 0", origin.setting(key, lr));
             }
         }
         if let Some(w) = self.restart_warmup {
@@ -609,12 +604,10 @@ impl Job {
         if !(t.is_finite() && (0.0..1.0).contains(&t)) {
             bail!("target_sparsity = {t}: must be in [0, 1)");
         }
-        let lr = self.schedule.lr;
-        if !(lr > 0.0 && lr.is_finite()) {
-            bail!("lr = {lr}: the learning rate must be a finite number > 0");
-        }
-        if let Some(lr) = self.schedule.restart_lr.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
-            bail!("restart_lr = {lr}: the learning rate must be a finite number > 0");
+        for (key, value) in [("lr", Some(self.schedule.lr)), ("restart_lr", self.schedule.restart_lr)] {
+            if let Some(lr) = value.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
+                bail!("{key} = {lr}: the learning rate must be a finite number > 0");
+            }
         }
         let w = self.schedule.restart_warmup;
         if !(w.is_finite() && (0.0..1.0).contains(&w)) {
