@@ -82,7 +82,7 @@ ifdef CI
   export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: setup graphs build test demo examples install bench bench-quality bench-quantize gpu-check fuzz proto fmt clippy clean distclean env
+.PHONY: setup graphs build test demo examples install bench bench-quality bench-quality-oto bench-quantize gpu-check fuzz proto fmt clippy clean distclean env
 
 # --- Python environment ---------------------------------------------------------------
 setup: $(SETUP_STAMP) gloo
@@ -225,6 +225,26 @@ bench-quality: setup $(GRAPHS_STAMP)
 	$(CARGO) build -q --release --bin oto
 	$(PY) bench/quality.py --oto target/release/oto $(QUALITY_ARGS)
 	$(PY) bench/quality_bert.py --oto target/release/oto $(BERT_QUALITY_ARGS)
+
+# The grid's baseline, OTO 3.0.1's HESSO on the digits CNN with the 30-epoch budget, 20
+# seeds a target (bench/quality_oto.py, about 10 minutes), in its own venv from PyPI (its
+# PyTorch is 2.2.2: OTO does not import with 2.13); its runs join bench/quality.json and
+# the table is rewritten. E.g. make bench-quality-oto OTO_QUALITY_ARGS="--targets s0.5 --seeds 0,1,2".
+OTO_VENV := bench/.venv-oto
+OTO_REQUIREMENTS := bench/requirements-oto.txt
+OTO_SETUP_STAMP := $(STAMPS)/oto301-$(call hash,$(OTO_REQUIREMENTS))
+OTO_QUALITY_ARGS ?=
+$(OTO_SETUP_STAMP): $(OTO_REQUIREMENTS)
+	rm -rf $(OTO_VENV)
+	$(PYTHON) -m venv $(OTO_VENV)
+	$(OTO_VENV)/bin/python -m pip install --disable-pip-version-check --no-cache-dir -q -r $(OTO_REQUIREMENTS)
+	mkdir -p $(STAMPS)
+	rm -f $(STAMPS)/oto301-*
+	touch $@
+
+bench-quality-oto: setup $(OTO_SETUP_STAMP)
+	$(OTO_VENV)/bin/python bench/quality_oto.py $(OTO_QUALITY_ARGS)
+	$(PY) bench/quality.py --budgets ""
 
 # oto quantize against onnxruntime's quantize_static (bench/quantize.md): the demo CNN
 # (bench/quantize.py, a few minutes), then resnet18 and BERT-tiny, each trained briefly, with

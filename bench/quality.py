@@ -37,6 +37,9 @@ FLAG = {"s": "--target-sparsity", "m": "--target-macs", "p": "--target-params"}
 
 HAND = "<!-- by hand -->"
 
+# The method name of the baseline's runs (bench/quality_oto.py: OTO 3.0.1's HESSO).
+BASELINE = "oto-3.0.1"
+
 IMPORTANCE = ["magnitude", "avg_magnitude", "cosine", "taylor1", "taylor2", "obd"]
 
 
@@ -132,8 +135,12 @@ def table(runs):
         "| budget | target | options | method | seeds | accuracy mean ± s.e. | worst | params ratio | MACs ratio | narrow groups |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    order = {t: i for i, t in enumerate(ALL_TARGETS + ["p0.17", "p0.05", "p0.02", "p0.011"])}
-    for (budget, target, extra), methods in sorted(cells.items(), key=lambda c: (c[0][0], order.get(c[0][1], 99), c[0][1], c[0][2])):
+    # Sparsities rising, then MACs and parameter ratios falling: from the largest model down.
+    def order(target):
+        value = float(target[1:])
+        return ("smp".index(target[0]), value if target[0] == "s" else -value)
+
+    for (budget, target, extra), methods in sorted(cells.items(), key=lambda c: (c[0][0], order(c[0][1]), c[0][2])):
         for method in sorted(methods):
             rs = sorted(methods[method], key=lambda r: r["seed"])
             acc = [100 * r["result"]["accuracy"] for r in rs]
@@ -149,13 +156,42 @@ def table(runs):
     return "\n".join(lines)
 
 
+def baseline_checks(runs):
+    """Per cell of the baseline (`bench/quality_oto.py`'s OTO 3.0.1 runs): its mean accuracy and
+    parameters ratio against oto's rows budgeted at that ratio (target `pR`, R the baseline's
+    mean ratio to three decimals), each marked whether its mean ratio is at most the baseline's
+    and its mean accuracy at least the baseline's."""
+    rows = {}
+    for r in runs:
+        if "error" not in r["result"]:
+            rows.setdefault((r["budget"], r["target"], r["method"], " ".join(r["extra"])), []).append(r["result"])
+    lines = []
+    for (budget, target, method, extra), base in sorted(rows.items()):
+        if method != BASELINE:
+            continue
+        ratio = sum(r["params_ratio"] for r in base) / len(base)
+        mean, se = stats([100 * r["accuracy"] for r in base])
+        budgeted = f"p{ratio:.3f}".rstrip("0")
+        ours = []
+        for (b, t, m, x), rs in sorted(rows.items()):
+            if b == budget and t == budgeted and m != BASELINE:
+                r_mean, r_se = stats([100 * r["accuracy"] for r in rs])
+                r_ratio = sum(r["params_ratio"] for r in rs) / len(rs)
+                met = "at least" if r_ratio <= ratio and r_mean >= mean else "NOT at least"
+                ours.append(f"{m}{' ' + x if x else ''} {r_mean:.2f}% ± {r_se:.2f} at {r_ratio:.3f}x ({len(rs)} seeds; {met} OTO's)")
+        found = "; ".join(ours) if ours else f"no `{budgeted}` rows"
+        lines.append(f"- {BASELINE} {budget} {target}: {mean:.2f}% ± {se:.2f} at {ratio:.3f}x parameters ({len(base)} seeds); oto at `{budgeted}`: {found}")
+    return "\n".join(lines)
+
+
 def checks(runs):
     """The quality criteria, computed from the runs (one line each): per set of options, the
     cells where CRIC's mean accuracy is below HESSO's minus HESSO's standard error, and the
-    seeds more than 3 points below their cell's mean."""
+    seeds more than 3 points below their cell's mean; then the comparison with the baseline
+    ([`baseline_checks`])."""
     cells = {}
     for r in runs:
-        if "error" not in r["result"]:
+        if "error" not in r["result"] and r["method"] != BASELINE:
             cells.setdefault((" ".join(r["extra"]), r["budget"], r["target"]), {}).setdefault(r["method"], []).append(100 * r["result"]["accuracy"])
     lines = []
     for options in sorted({c[0] for c in cells}):
@@ -174,7 +210,7 @@ def checks(runs):
                 if len(acc) > 1 and min(acc) < mean - 3:
                     low.append(f"{budget} {target} {method} ({min(acc):.2f}% vs {mean:.2f}%)")
         lines.append(f"- options `{options or '-'}`: seeds more than 3 points below their cell's mean: " + (", ".join(low) if low else "none"))
-    return "\n".join(lines)
+    return "\n".join(lines + ([baseline_checks(runs)] if any(r["method"] == BASELINE for r in runs) else []))
 
 
 def main():
@@ -194,7 +230,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=str(ROOT / "bench/quality.json"))
     p.add_argument("--md", default=str(ROOT / "bench/quality.md"))
-    p.add_argument("--note", default="", help="a line for the table's header (machine load, what was left out)")
+    p.add_argument("--note", default="", help="a line for the table's header (machine load, what was left out) [default: the table's present one]")
     p.add_argument("--fresh", action="store_true", help="rerun runs already in the JSON file")
     a = p.parse_args()
 
@@ -228,10 +264,20 @@ def main():
         "352 steps at batch 32, `30ep` = 30 epochs at batch 64 (SGD lr 0.05 momentum 0.9, cosine). Targets: `sX`\n"
         "group sparsity X, `mX` MACs ratio X, `pX` parameters ratio X.\n\n"
     )
-    if a.note:
-        header += a.note + "\n\n"
+    note = a.note or previous_note(Path(a.md), header)
+    if note:
+        header += note + "\n\n"
     write_md(Path(a.md), header + table(runs) + "\n\nComputed from these runs:\n\n" + checks(runs) + "\n")
     print(table(runs))
+
+
+def previous_note(md, header):
+    """The note of the table `md` holds (between the fixed header and the table), so that
+    rewriting the table without --note keeps it."""
+    old = md.read_text() if md.exists() else ""
+    if not old.startswith(header):
+        return ""
+    return old[len(header) :].split("\n| budget |", 1)[0].strip()
 
 
 def write_md(md, text):
