@@ -6,6 +6,10 @@ runs) with its defaults. No cleanup of ours: oto must take these files as they a
 Runs in the overlay venv made by the Makefile (.venv-optimum: optimum-onnx pins
 transformers < 4.58, the main venv has 5.x; everything else comes from the main venv).
 
+Merged decoders (MERGED, `export_merged`): optimum's older layout of a decoder with its
+cache, one `If` on `use_cache_branch` holding the model with and without it; listed under
+"merged" in index.json, with reference inputs for each branch.
+
 Output, per model NAME: OUT/NAME/model.onnx (Optimum's file name), the saved model's
 config and tokenizer files, and OUT/NAME/inputs.npz / outputs.npz (batch 2, onnxruntime
 outputs checked against PyTorch), plus OUT/index.json. Models with a tokenizer also get
@@ -302,6 +306,9 @@ def _inputs(onnx_path: str, seed: int) -> dict[str, np.ndarray]:
             # [batch, key/value heads, past, head dim] as the file declares them.
             _, heads, _, dim = [d.dim_value for d in vi.type.tensor_type.shape.dim]
             feeds[name] = rng.standard_normal((BATCH, heads, past, dim)).astype(np.float32)
+        elif name == "use_cache_branch":
+            # A merged decoder (see export_merged): the branch that reads the cache.
+            feeds[name] = np.array([True])
         elif name == "pixel_values":
             feeds[name] = rng.standard_normal((BATCH, 3, 32, 32)).astype(np.float32)
         else:
@@ -362,6 +369,86 @@ def export(name: str, out_dir: str) -> dict:
             "params": int(sum(p.numel() for p in model.parameters()))}
 
 
+# Merged decoders (export_merged): name -> the architecture of MODELS it exports.
+MERGED = {"gpt2_merged": "gpt2"}
+
+
+def _check_logits(name: str, model, feeds: dict, logits: np.ndarray) -> float:
+    """Max |PyTorch - onnxruntime| of the logits on `feeds` (the cache, when given, as
+    transformers takes it); exits when over the tolerance."""
+    args = {k: torch.from_numpy(v) for k, v in feeds.items() if not k.startswith("past_key_values.") and k != "use_cache_branch"}
+    layers = sorted({int(k.split(".")[1]) for k in feeds if k.startswith("past_key_values.")})
+    if layers and feeds.get("use_cache_branch", np.array([True]))[0]:
+        from transformers import DynamicCache
+
+        args["past_key_values"] = DynamicCache.from_legacy_cache(tuple(
+            (torch.from_numpy(feeds[f"past_key_values.{i}.key"]), torch.from_numpy(feeds[f"past_key_values.{i}.value"]))
+            for i in layers))
+    with torch.no_grad():
+        ref = model(**args).logits.numpy()
+    err = float(np.max(np.abs(ref - logits)))
+    if err > 1e-4 * max(1.0, float(np.max(np.abs(ref)))):
+        raise SystemExit(f"{name}: onnxruntime differs from PyTorch by {err}")
+    return err
+
+
+def export_merged(name: str, out_dir: str) -> dict:
+    """A decoder with its key/value cache as optimum <= 1.13 exported it, and as
+    transformers.js models still ship it (`decoder_model_merged.onnx`): optimum's
+    `export_models` writes the decoder without cache inputs and the one with them, and
+    `optimum.onnx.merge_decoders` merges the two into one file, an `If` on the input
+    `use_cache_branch` holding both (OUT/NAME/model.onnx). Reference inputs for each
+    branch: inputs.npz (use_cache_branch true, PAST positions cached) and inputs_first.npz
+    (false: the first pass, with a cache of length 1 that this branch does not read), with
+    onnxruntime's outputs (outputs.npz, outputs_first.npz), the logits of both checked
+    against PyTorch."""
+    from pathlib import Path
+
+    import onnxruntime as ort
+    from optimum.exporters.onnx.convert import export_models
+    from optimum.exporters.onnx.model_configs import GPT2OnnxConfig
+    from optimum.onnx import merge_decoders
+
+    t0 = time.time()
+    seed = zlib.crc32(name.encode()) % (2**31)
+    torch.manual_seed(seed)
+    model, _, kind = MODELS[MERGED[name]]()
+    _randomize(model, seed)
+    model.eval()
+    target = os.path.join(out_dir, name)
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(target)
+    path = os.path.join(target, "model.onnx")
+    first = GPT2OnnxConfig(model.config, task="text-generation", use_past=True, use_past_in_inputs=False)
+    later = GPT2OnnxConfig(model.config, task="text-generation", use_past=True, use_past_in_inputs=True)
+    with tempfile.TemporaryDirectory() as parts:
+        export_models({"decoder_model": (model, first), "decoder_with_past_model": (model, later)}, Path(parts),
+                      output_names=["decoder_model.onnx", "decoder_with_past_model.onnx"])
+        merge_decoders(decoder=os.path.join(parts, "decoder_model.onnx"),
+                       decoder_with_past=os.path.join(parts, "decoder_with_past_model.onnx"), save_path=path, strict=False)
+    model.config.save_pretrained(target)
+    _save_tokenizer(target, kind)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    later_feeds = _inputs(path, seed)
+    first_feeds = {k: v for k, v in later_feeds.items()}
+    first_feeds["use_cache_branch"] = np.array([False])
+    first_feeds["attention_mask"] = later_feeds["attention_mask"][:, PAST:]
+    first_feeds["position_ids"] = np.tile(np.arange(SEQ, dtype=np.int64), (BATCH, 1))
+    for k, v in later_feeds.items():
+        if k.startswith("past_key_values."):
+            first_feeds[k] = v[:, :, :1]
+    errs = []
+    for feeds, suffix in ((later_feeds, ""), (first_feeds, "_first")):
+        outs = sess.run(None, feeds)
+        errs.append(_check_logits(name, model, feeds, outs[names.index("logits")]))
+        np.savez(os.path.join(target, f"inputs{suffix}.npz"), **feeds)
+        np.savez(os.path.join(target, f"outputs{suffix}.npz"), **dict(zip(names, outs)))
+    print(f"[{name}] {time.time() - t0:.1f}s merged decoder, logits max|diff|={max(errs):.2e}", flush=True)
+    return {"name": name, "task": "text-generation-with-past (merged)", "inputs": list(later_feeds), "outputs": names,
+            "params": int(sum(p.numel() for p in model.parameters()))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -378,8 +465,9 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
     entries = [export(n, args.out) for n in (args.only or MODELS)]
+    merged = [export_merged(n, args.out) for n in MERGED] if not args.only else []
     with open(os.path.join(args.out, "index.json"), "w") as f:
-        json.dump({"models": entries}, f, indent=1)
+        json.dump({"models": entries, "merged": merged}, f, indent=1)
         f.write("\n")
     print(f"total {time.time() - t0:.1f}s, {len(entries)} models -> {args.out}")
     return 0

@@ -15,6 +15,9 @@ use std::path::Path;
 fn unlabeled_tokens(model: &Model, vocab: u64, path: &Path) {
     let (n, seq) = (64usize, 8usize);
     let mut rng = SplitMix64::new(7);
+    // A merged decoder trains its first pass: the inputs of that branch.
+    let first_pass = oto_onnx::branches::specialize(model).unwrap();
+    let model = first_pass.as_ref().unwrap_or(model);
     let graph = oto_onnx::Graph::new(model).unwrap();
     let mut arrays = Vec::new();
     let caches = graph.cache_inputs();
@@ -236,6 +239,84 @@ fn prune_optimum_decoder_with_past_keeps_its_cache_interface() {
         let diff = va.iter().zip(vb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
         assert!(diff <= 1e-4 * scale, "{na}: max |sparse - compact| = {diff}");
     }
+}
+
+/// A merged decoder (optimum's older layout: one `If` on `use_cache_branch` holding the
+/// decoder with and without its cache, graphs/optimum_zoo.py's `export_merged`), pruned
+/// from token data (its first pass): heads, FFN neurons and the width go in both branches
+/// at once, and the compact file is a merged decoder again, with the same inputs and
+/// outputs, computing what the sparse one computes on either branch's reference inputs
+/// (the cache branch's past not zero).
+#[test]
+fn prune_optimum_merged_decoder_keeps_both_branches() {
+    let _job = one_job_at_a_time();
+    let name = "gpt2_merged";
+    let dir = tempfile::tempdir().unwrap();
+    let file = optimum_zoo_dir().join(name).join("model.onnx");
+    let original = oto_onnx::normalize::load(&file).unwrap().0;
+    let analysis = oto_graph::analyze(&original, &Default::default()).unwrap();
+    let heads = analysis.prunable_groups().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).count();
+    assert_eq!(heads, 2, "a head group per layer\n{}", analysis.table());
+    let data = dir.path().join("tokens.npz");
+    unlabeled_tokens(&original, 1000, &data);
+    let out_dir = dir.path().join("out");
+    let out = oto(&[
+        "prune",
+        "--model",
+        s(&file),
+        "--data",
+        s(&data),
+        "--target-sparsity",
+        "0.5",
+        "--steps",
+        "10",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-3",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--save-sparse",
+        "--out",
+        s(&out_dir),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["verification"]["passed"], true, "{}", report["verification"]);
+    let compact = Model::load(out_dir.join("model.onnx")).unwrap();
+    let sparse = Model::load(out_dir.join("model.sparse.onnx")).unwrap();
+    for m in [&compact, &sparse] {
+        let ops: Vec<&str> = m.proto.graph.as_ref().unwrap().node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+        assert!(ops.contains(&"If") && !oto_onnx::branches::has_branches(&m.proto), "{ops:?}");
+    }
+    let params = |m: &Model| oto_onnx::cost::parameter_count(&oto_onnx::Graph::new(m).unwrap()).parameters;
+    assert!(params(&compact) < params(&sparse), "{} -> {}", params(&sparse), params(&compact));
+    assert_eq!(io_shapes(&compact), io_shapes(&Model::load(&file).unwrap()), "the merged decoder's interface changed");
+    for feeds in ["inputs.npz", "inputs_first.npz"] {
+        let inputs: Vec<(String, Tensor)> = oto_onnx::npz::read_npz(optimum_zoo_dir().join(name).join(feeds)).unwrap();
+        let (a, b) = (oto_testkit::run_ort(&sparse.proto, &inputs), oto_testkit::run_ort(&compact.proto, &inputs));
+        assert_eq!(a.len(), b.len());
+        for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            assert_eq!(va.len(), vb.len(), "{feeds}: {na}");
+            let scale = va.iter().fold(1f64, |m, x| m.max(x.abs()));
+            let diff = va.iter().zip(vb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(diff <= 1e-4 * scale, "{feeds}: {na}: max |sparse - compact| = {diff}");
+        }
+    }
+    // Quantizing one is refused, naming the file and the branch input (exit 2, nothing run).
+    let refused = oto(&["quantize", s(&out_dir.join("model.onnx")), "--data", s(&data), "--out", s(&dir.path().join("q.onnx"))]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("merged decoder") && text(&refused.stderr).contains("use_cache_branch"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 /// A mixture of experts (Qwen3-MoE): the trainer runs the router (TopK, OneHot, NonZero)

@@ -110,7 +110,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let device = oto_torch::parse_device(&args.device).map_err(input_error)?;
     let (model, summary) = crate::model_file::load_model(&args.model)?;
     crate::model_file::check_fixed_batch(&args.model, &summary, Some(usize::try_from(args.batch_size).unwrap_or(usize::MAX)))?;
-    let exec = Executor::new(&model, device).map_err(classify)?;
+    let exec = Executor::first_pass(&model, device).map_err(classify)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let spec = args.data_args.apply(crate::job::config::JobSpec { data: args.data.clone(), ..Default::default() });
     let (data_path, format) = spec.data_source().map_err(input_error)?;
@@ -127,7 +127,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
     oto_torch::train::check_labels(&exec, &data, loss).map_err(classify)?;
     let teacher = match loss {
-        Loss::Distill { .. } => Some(Executor::new(&model, device).map_err(classify)?),
+        Loss::Distill { .. } => Some(Executor::first_pass(&model, device).map_err(classify)?),
         _ => None,
     };
     let batch_size = usize::try_from(args.batch_size).unwrap_or(usize::MAX);

@@ -78,6 +78,21 @@ pub struct OrtQuality {
     pub max_abs_diff: f64,
 }
 
+/// Refuses to quantize a merged decoder (an `If` chosen by a graph input, see
+/// `oto_onnx::branches`): the quantized file would need its activations calibrated and
+/// compared on both branches, which is not done. The error names the file and the input.
+pub fn refuse_branches(model: &Model, path: &std::path::Path) -> Result<()> {
+    let mut nodes = model.proto.graph.iter().flat_map(|g| &g.node);
+    if let Some(node) = nodes.find(|n| oto_onnx::branches::is_branches(n)) {
+        let cond = node.input.first().map_or("", String::as_str);
+        return Err(input_error(anyhow::anyhow!(
+            "{}: a merged decoder (an If chosen by the input '{cond}') is not quantized yet: prune it without quantization, or quantize a decoder exported without the merge",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the float and the quantized model (serialized) in onnxruntime on `data` and
 /// compares their first outputs: accuracy against the labels, agreement of the classes.
 pub fn compare_in_ort(float: &[u8], quantized: &[u8], names: &[String], data: &Dataset, batch: usize) -> Result<(OrtQuality, OrtQuality)> {

@@ -85,13 +85,16 @@ impl Setup {
         for data in std::iter::once(&train).chain(&val) {
             oto_torch::train::check_labels(&exec, data, job.loss).map_err(classify)?;
         }
+        if job.quantize.is_some() {
+            super::quantize::refuse_branches(&model, &job.model)?;
+        }
         let analysis = oto_graph::analyze(&model, &AnalyzeOptions { unprunable: job.unprunable.clone() }).map_err(input_error)?;
         if analysis.prunable_groups().next().is_none() {
             return Err(input_error(anyhow::anyhow!("{}: nothing to prune: {}", job.model.display(), unprunable_summary(&analysis))));
         }
         oto_optim::train_producers(&mut exec, &analysis);
         let teacher = match job.loss {
-            oto_torch::loss::Loss::Distill { .. } => Some(Executor::new(&model, exec.device()).map_err(classify)?),
+            oto_torch::loss::Loss::Distill { .. } => Some(Executor::first_pass(&model, exec.device()).map_err(classify)?),
             _ => None,
         };
         Ok(Setup { job, model, analysis, exec, teacher, train, val, resume, parallel: None })
@@ -114,7 +117,7 @@ fn load_model(path: &Path, device: &str) -> Result<(Model, Executor)> {
     let (model, summary) = crate::model_file::load_model(path)?;
     // Training evaluates at other batch sizes (and ends on a partial batch).
     crate::model_file::check_fixed_batch(path, &summary, None)?;
-    let exec = Executor::new(&model, device).map_err(classify)?;
+    let exec = Executor::first_pass(&model, device).map_err(classify)?;
     Ok((model, exec))
 }
 

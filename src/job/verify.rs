@@ -6,6 +6,7 @@ use super::construct::Constructed;
 use super::observe::{Event, Observer};
 use super::train::Trained;
 use anyhow::{Context, Result};
+use oto_onnx::branches::specialize;
 use oto_onnx::builder::value_info;
 use oto_onnx::graph::outer_reads;
 use oto_onnx::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
@@ -142,13 +143,17 @@ pub fn verify(trained: &Trained, built: &Constructed, observer: &mut dyn Observe
     let t = Instant::now();
     let names: Vec<String> = exec.inputs().map(|i| i.name.clone()).collect();
     let samples = held_out_inputs(eval_data, &names, 64)?;
-    let verification = compare_models(&built.sparse, &built.compact, &samples)?;
+    // A merged decoder is compared and timed on the branch the data feeds, the one
+    // training ran (`oto_onnx::branches::specialize`); `oto check` compares both.
+    let (sparse_branch, compact_branch) = (specialize(&built.sparse)?, specialize(&built.compact)?);
+    let (sparse_run, compact_run) = (sparse_branch.as_ref().unwrap_or(&built.sparse), compact_branch.as_ref().unwrap_or(&built.compact));
+    let verification = compare_models(sparse_run, compact_run, &samples)?;
     let verify_seconds = t.elapsed().as_secs_f64();
 
     observer.event(Event::Phase("evaluating the sparse and compact models"));
     let t = Instant::now();
     let sparse = evaluate(exec, teacher, eval_data, job.eval_batch(), job.loss)?;
-    let compact_exec = Executor::new(&built.compact, exec.device())?;
+    let compact_exec = Executor::first_pass(&built.compact, exec.device())?;
     let compact = evaluate(&compact_exec, teacher, eval_data, job.eval_batch(), job.loss)?;
     let evaluate_seconds = t.elapsed().as_secs_f64();
     let before = trained.progress.before.context("the job has no evaluation of the original model")?;
@@ -158,7 +163,12 @@ pub fn verify(trained: &Trained, built: &Constructed, observer: &mut dyn Observe
     observer.event(Event::Phase("measuring onnxruntime latency"));
     let t = Instant::now();
     let batch = held_out_inputs(eval_data, &names, job.batch_size)?;
-    let latency = match latency(&built.original_bytes, &built.compact_bytes, &batch) {
+    let branch_bytes = match (specialize(&trained.model)?, &compact_branch) {
+        (Some(original), Some(compact)) => Some((original.to_bytes()?, compact.to_bytes()?)),
+        _ => None,
+    };
+    let (before, after) = branch_bytes.as_ref().map_or((&built.original_bytes, &built.compact_bytes), |(b, a)| (b, a));
+    let latency = match latency(before, after, &batch) {
         Ok(l) => Some(l),
         Err(e) => {
             observer.event(Event::Note(format!("latency not measured: {e:#}")));

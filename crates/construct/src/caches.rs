@@ -9,7 +9,9 @@
 //! the zeroed full model writes; and the model's other readers of the cache read only
 //! its kept positions (`Gather`). A present without a past (the heads' keys or values
 //! returned as they are) is restored the same way after the node that writes it, and
-//! the model's other readers read the narrow value.
+//! the model's other readers read the narrow value. A merged decoder's `Branches` node
+//! (`oto_onnx::branches`), which gives a branch's cache out as the graph output, is not
+//! one of those readers: it reads the full cache.
 
 use crate::constants::{all_names, fresh};
 use crate::{mismatch, Result};
@@ -95,7 +97,7 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
             after.push(gather(&mut names, &kept_value, &idx_name, &out, r.axis));
             kept_value = out;
         }
-        for n in gp.node.iter_mut().skip(at + 1) {
+        for n in gp.node.iter_mut().skip(at + 1).filter(|n| !oto_onnx::branches::is_branches(n)) {
             for i in n.input.iter_mut().filter(|i| i.as_str() == value) {
                 *i = kept_value.clone();
             }
@@ -123,7 +125,7 @@ fn present(
     for o in gp.node[at].output.iter_mut().filter(|o| o.as_str() == value) {
         *o = narrow.clone();
     }
-    for n in gp.node.iter_mut().skip(at + 1) {
+    for n in gp.node.iter_mut().skip(at + 1).filter(|n| !oto_onnx::branches::is_branches(n)) {
         for i in n.input.iter_mut().filter(|i| i.as_str() == value) {
             *i = narrow.clone();
         }

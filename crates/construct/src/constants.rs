@@ -10,7 +10,7 @@ use oto_onnx::op::{Op, Reduce, ReduceKind, WrittenLayerNorm};
 use oto_onnx::proto::{attribute_proto::AttributeType, ModelProto, NodeProto, TensorProto};
 use oto_onnx::shape::Shapes;
 use oto_onnx::{DType, Graph, Model, Tensor, TensorData};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A computed value whose entries are pinned: name, number of entries, whether a scalar.
 type PinnedValue<'a> = (&'a str, usize, bool);
@@ -62,6 +62,9 @@ pub(crate) fn rewrite(
         let shape = if scalar { Vec::new() } else { vec![len] };
         pin_entries(graph, proto, value, &shape, &entries, &mut names, &mut inserts).map_err(|m| mismatch(groups[0].0, m))?;
     }
+    // The padded copy of each layer norm's scale or bias, made once for all the layer
+    // norms that read it (a merged decoder's two branches).
+    let mut padded_parameters: PaddedParameters = HashMap::new();
     for (location, edits) in &by_location {
         match location {
             ShapeLocation::Pinned { .. } => {}
@@ -69,9 +72,17 @@ pub(crate) fn rewrite(
             ShapeLocation::Initializer { name } => edit_shared(model, graph, proto, name, None, edits, &mut names, &mut inserts)?,
             ShapeLocation::Computed { value, len } => edit_computed(graph, proto, value, *len, edits, &mut names, &mut inserts)?,
             ShapeLocation::MeanDivisor { value, count } => edit_mean(graph, shapes, proto, value, *count, edits, &mut names, &mut inserts)?,
-            ShapeLocation::NormWidth { value, axis, size, .. } => {
-                pad_norm(graph, shapes, proto, model.opset(), value, *axis, *size, edits, &mut names, &mut inserts)?
-            }
+            ShapeLocation::NormWidth { value, axis, size, .. } => pad_norm(
+                graph,
+                shapes,
+                proto,
+                model.opset(),
+                (value, *axis, *size),
+                edits,
+                &mut names,
+                &mut padded_parameters,
+                &mut inserts,
+            )?,
             ShapeLocation::ConstantNode { node } => {
                 let Some((index, n)) = graph.nodes().find(|(_, n)| n.name.as_deref() == Some(node.as_str())) else {
                     return Err(mismatch(
@@ -452,11 +463,10 @@ fn pad_norm(
     shapes: &Shapes,
     proto: &mut ModelProto,
     opset: i64,
-    value: &str,
-    axis: usize,
-    size: u64,
+    (value, axis, size): (&str, usize, u64),
     edits: &[Edit<'_>],
     names: &mut HashSet<String>,
+    padded: &mut PaddedParameters,
     inserts: &mut Vec<(usize, Vec<NodeProto>)>,
 ) -> Result<()> {
     let g0 = edits[0].group;
@@ -509,7 +519,7 @@ fn pad_norm(
         let mut norm = gp.node[producer].clone();
         for p in 1..norm.input.len().min(3) {
             if pad_parameters && !norm.input[p].is_empty() {
-                norm.input[p] = padded_parameter(gp, names, g0, &norm.input[p], axis, rank, removed)?;
+                norm.input[p] = padded_parameter(gp, names, padded, g0, &norm.input[p], axis, rank, removed)?;
             }
         }
         norm.input[0] = padded_in;
@@ -525,7 +535,7 @@ fn pad_norm(
     // with zeros); the pattern's last node writes the padded result, which the Slice cuts.
     let mut padded_params = Vec::new();
     for p in w.scale.iter().chain(&w.bias) {
-        padded_params.push((p.clone(), padded_parameter(gp, names, g0, p, axis, rank, removed)?));
+        padded_params.push((p.clone(), padded_parameter(gp, names, padded, g0, p, axis, rank, removed)?));
     }
     for &k in &w.nodes {
         let reads_x = w.x_readers.contains(&k);
@@ -548,18 +558,28 @@ fn pad_norm(
     Ok(())
 }
 
+/// The padded copies made so far: (parameter, input axis, input rank, zeros) -> its name.
+type PaddedParameters = HashMap<(String, usize, usize, i64), String>;
+
 /// A copy of the (cut) scale or bias `name` of a layer normalization over an input of
 /// rank `rank`, with `count` zeros appended along its axis matching the input's `axis`
-/// (parameters broadcast against the normalized axes, aligned at the end); its name.
+/// (parameters broadcast against the normalized axes, aligned at the end); its name. The
+/// copy made for an earlier layer norm reading the same parameter the same way is reused.
+#[allow(clippy::too_many_arguments)]
 fn padded_parameter(
     gp: &mut oto_onnx::proto::GraphProto,
     names: &mut HashSet<String>,
+    made: &mut PaddedParameters,
     g0: &Group,
     name: &str,
     axis: usize,
     rank: usize,
     count: i64,
 ) -> Result<String> {
+    let key = (name.to_string(), axis, rank, count);
+    if let Some(copy) = made.get(&key) {
+        return Ok(copy.clone());
+    }
     let Some(t) = gp.initializer.iter().find(|t| t.name.as_deref() == Some(name)) else {
         return Err(mismatch(g0, format!("the scale or bias '{name}' of a layer normalization is not an initializer")));
     };
@@ -581,6 +601,7 @@ fn padded_parameter(
     };
     let padded_name = fresh(names, &format!("{name}.padded"));
     gp.initializer.push(padded.to_proto(&padded_name));
+    made.insert(key, padded_name.clone());
     Ok(padded_name)
 }
 

@@ -97,14 +97,21 @@ fn check_model(name: &str, model: &Model, inputs: &[(String, oto_onnx::Tensor)],
             compact.save(&path, &Default::default()).unwrap();
             let reloaded = Model::load(&path).unwrap();
             assert!(reloaded.proto.metadata_props.iter().any(|e| e.key.as_deref() == Some(PRUNED_METADATA_KEY)));
-            assert_eq!(reloaded.proto.opset_import, model.proto.opset_import, "{ctx}");
+            // As files hold them: a merged decoder's branches back in their If.
+            let written = |m: &Model| {
+                let mut proto = m.proto.clone();
+                oto_onnx::branches::nest(&mut proto);
+                proto
+            };
+            assert!(!oto_onnx::branches::has_branches(&reloaded.proto), "{ctx}: the file holds oto's internal node");
+            assert_eq!(reloaded.proto.opset_import, written(model).opset_import, "{ctx}");
             let io = |m: &Model| {
                 let g = m.proto.graph.as_ref().unwrap();
                 (g.output.clone(), Graph::new(m).unwrap().real_inputs().cloned().collect::<Vec<_>>())
             };
             assert_eq!(io(&reloaded), io(model), "{ctx}: inputs/outputs changed");
 
-            let (err, tol) = deviation(&run_ort(&full.proto, inputs), &run_ort(&reloaded.proto, inputs));
+            let (err, tol) = deviation(&run_ort(&written(&full), inputs), &run_ort(&reloaded.proto, inputs));
             assert!(err <= tol, "{ctx}: max deviation {err:.3e} > {tol:.3e}");
         }
     }
@@ -214,6 +221,24 @@ fn optimum_zoo() {
         let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap().0;
         let inputs = oto_onnx::npz::read_npz(dir.join("inputs.npz")).unwrap();
         check_model(&format!("optimum {name}"), &model, &inputs, 1);
+    }
+}
+
+/// The Optimum zoo's merged decoders: normalization follows the `If` on `use_cache_branch`
+/// into both branches, so a channel is cut in both; the compact file holds the `If` again
+/// and computes what the zeroed full model computes on the inputs of either branch.
+#[test]
+fn optimum_merged_decoders() {
+    let names = oto_testkit::optimum_merged_names();
+    assert!(!names.is_empty(), "no merged decoder in the Optimum zoo");
+    for name in names {
+        let dir = oto_testkit::optimum_zoo_dir().join(&name);
+        let (model, summary) = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap();
+        assert_eq!(summary.branches_flattened, 1, "{name}: {summary}");
+        for inputs in ["inputs.npz", "inputs_first.npz"] {
+            let feeds = oto_onnx::npz::read_npz(dir.join(inputs)).unwrap();
+            check_model(&format!("optimum {name} ({inputs})"), &model, &feeds, 1);
+        }
     }
 }
 

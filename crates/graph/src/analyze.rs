@@ -138,9 +138,11 @@ fn traverse(
             }
         }
     }
-    for out in &graph.proto.output {
-        let name = out.name.as_deref().unwrap_or("");
-        let why = format!("reaches graph output '{name}'");
+    // A merged decoder's outputs: each branch's value, which each branch writes as a
+    // graph output writes it (a cache, heads, or blocked).
+    for (result, output) in graph.results() {
+        let name = result.as_str();
+        let why = format!("reaches graph output '{output}'");
         if !cx.cache_axes.contains_key(name) {
             cx.present_heads(name);
         }
@@ -462,7 +464,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
 
     /// Blocks what the values `node` reads carry, freezes the initializers among them,
     /// and lists the node if any of them touches a space.
-    fn block_reads(&mut self, node: &NodeProto, values: &[String], reason: &str) {
+    pub(crate) fn block_reads(&mut self, node: &NodeProto, values: &[String], reason: &str) {
         self.freeze_reads(node, values, reason);
         if !values.iter().any(|v| self.tracks.contains_key(v.as_str())) {
             return;
@@ -646,7 +648,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// Whether `node`, a Concat along `axis`, makes a key/value cache of `value`: `value`
     /// is the past ([`Graph::cache_inputs`]) and `node`'s output the present.
     pub fn is_cache_input(&self, node: &NodeProto, value: &str, axis: usize) -> bool {
-        self.cache_inputs.get(value) == Some(&axis) && node.output.first().is_some_and(|o| self.graph.is_output(o))
+        self.cache_inputs.get(value) == Some(&axis) && node.output.first().is_some_and(|o| self.graph.is_result(o))
     }
 
     /// `init`'s axis `init_axis` reads a value axis: consumer slices. A non-zero element

@@ -459,8 +459,8 @@ impl Analysis {
                 check_member(&graph, g, m).map_err(bad)?;
             }
             for c in &g.caches {
-                if !graph.is_output(&c.value) || graph.producer_node(&c.value).is_none() {
-                    return Err(bad(format!("cache '{}' is not a graph output made by a node", c.value)));
+                if !graph.is_result(&c.value) || graph.producer_node(&c.value).is_none() {
+                    return Err(bad(format!("cache '{}' is not a graph output (or a branch's) made by a node", c.value)));
                 }
             }
             for sc in &g.shape_constants {

@@ -11,7 +11,7 @@
 use oto_graph::{analyze, AnalyzeOptions, ElementKind, Group, Role};
 use oto_onnx::Model;
 use oto_testkit::{optimum_zoo_dir, optimum_zoo_names, user_zoo_dir, zoo_dir};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The sizes of one transformer layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +126,25 @@ fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
     }
 }
 
+/// The merged decoders (graphs/optimum_zoo.py's `export_merged`: one `If` on
+/// `use_cache_branch` holding the decoder with and without its cache): normalization writes
+/// both branches into the main graph, so the groups are those of the decoder alone, every
+/// head and FFN neuron of each layer, each cut in both branches (the heads' caches in the
+/// one branch, the presents in the other).
+#[test]
+fn merged_decoders_have_every_head_and_ffn_neuron_per_layer() {
+    let names = oto_testkit::optimum_merged_names();
+    assert!(!names.is_empty());
+    for name in names {
+        let dir = optimum_zoo_dir().join(&name);
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        check_heads_and_ffn(&name, &dir.join("model.onnx"), &sizes(&config));
+        let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap().0;
+        let a = analyze(&model, &AnalyzeOptions::default()).unwrap();
+        assert_eq!(a.ungrouped.len(), 0, "{name}: {}", a.table());
+    }
+}
+
 /// DeBERTa (v1): the `If`s its scripted helpers leave in the export compare sizes that are
 /// equal, so they are replaced by the branches they take and the whole model has shapes:
 /// every FFN neuron of each layer is an element of a prunable group. Its heads are read
@@ -203,7 +222,7 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
         // (producers), and both caches keep the head, restored by construction.
         let cached = !g.caches.is_empty();
         let readers = if cached {
-            check_caches(&ctx, g, l.kv_heads);
+            check_caches(&model, &ctx, g, l.kv_heads);
             let (rows, columns) = std::mem::take(&mut producers).into_iter().partition(|(key, _)| key.1 == 0);
             producers = columns;
             rows
@@ -245,10 +264,16 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
 }
 
 /// A `-with-past` export's head group: its layer's two caches (`present.N.key` and
-/// `.value`, `[batch, K/V heads, positions, head dim]`), element `j` K/V head `j`.
-fn check_caches(ctx: &str, g: &Group, kv_heads: usize) {
-    let mut names: Vec<&str> = g.caches.iter().map(|c| c.value.as_str()).collect();
+/// `.value`, `[batch, K/V heads, positions, head dim]`), element `j` K/V head `j`; in a
+/// merged decoder, each written by both branches (a cache value per branch that leaves
+/// the model as that output: `Graph::results`).
+fn check_caches(model: &oto_onnx::Model, ctx: &str, g: &Group, kv_heads: usize) {
+    let results: HashMap<String, String> = oto_onnx::Graph::new(model).unwrap().results().into_iter().collect();
+    let mut names: Vec<&str> = g.caches.iter().map(|c| results.get(&c.value).map_or(c.value.as_str(), String::as_str)).collect();
     names.sort_unstable();
+    let branches = if oto_onnx::branches::has_branches(&model.proto) { 2 } else { 1 };
+    assert_eq!(names.len(), 2 * branches, "{ctx}: {:?}", g.caches);
+    names.dedup();
     assert_eq!(names.len(), 2, "{ctx}: {:?}", g.caches);
     assert!(names[0].starts_with("present.") && names[0].ends_with(".key") && names[1].ends_with(".value"), "{ctx}: {names:?}");
     assert_eq!(g.num_elements, kv_heads, "{ctx}");

@@ -985,8 +985,10 @@ fn values_read_inside_subgraphs_are_blocked() {
 }
 
 /// An `If` on an input whose branches hold the layers (an Optimum merged decoder: the
-/// decoder with and without its cache, the weights shared at the top): no channel reaches
-/// it, so there are no groups, and the blocked operators say why.
+/// decoder with and without its cache, the weights shared at the top), analyzed as it is
+/// written: no channel reaches it, so there are no groups, and the blocked operators say
+/// why. (Every command analyzes it normalized, both branches in the main graph: see
+/// crates/graph/tests/optimum_groups.rs's merged decoders.)
 #[test]
 fn layers_inside_branches_are_listed() {
     use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, ValueInfoProto};

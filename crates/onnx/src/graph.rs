@@ -191,8 +191,42 @@ impl<'m> Graph<'m> {
         self.proto.output.iter().any(|o| o.name.as_deref() == Some(value))
     }
 
+    /// Whether `value` leaves the model: a graph output, or a branch's value that a
+    /// merged decoder's `Branches` node gives out as one ([`crate::branches`]).
+    pub fn is_result(&self, value: &str) -> bool {
+        self.is_output(value) || self.results().iter().any(|(v, _)| v == value)
+    }
+
+    /// The values that leave the model, each with the graph output it leaves as: the graph
+    /// outputs, a merged decoder's (made by a `Branches` node) replaced by the value of
+    /// each branch ([`crate::branches`]).
+    pub fn results(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(String, String)> =
+            self.proto.output.iter().filter_map(|o| o.name.clone()).map(|n| (n.clone(), n)).rev().collect();
+        while let Some((value, output)) = stack.pop() {
+            let branches = match self.producer(&value) {
+                Some(Producer::Node { node, output: k }) => {
+                    let n = &self.proto.node[node];
+                    let count = n.output.len();
+                    let ok = crate::branches::is_branches(n) && n.input.len() == 1 + 2 * count;
+                    ok.then(|| [n.input[1 + k].clone(), n.input[1 + count + k].clone()])
+                }
+                _ => None,
+            };
+            match branches {
+                Some([a, b]) => {
+                    stack.push((b, output.clone()));
+                    stack.push((a, output));
+                }
+                None => out.push((value, output)),
+            }
+        }
+        out
+    }
+
     /// The past of a key/value cache: graph inputs (not initializers) that a `Concat`
-    /// whose output is a graph output (the present) reads, each with the axis the
+    /// whose output is a result ([`Graph::is_result`]: the present) reads, each with the axis the
     /// Concat extends (the sequence), counted from 0. Inputs whose rank the file does not
     /// declare, or whose Concat axis is not valid for it, are left out.
     pub fn cache_inputs(&self) -> HashMap<String, usize> {
@@ -209,7 +243,7 @@ impl<'m> Graph<'m> {
             let Some(rank) = rank.and_then(|r| i64::try_from(r).ok()) else { continue };
             for u in self.consumers(name) {
                 let node = &self.proto.node[u.node];
-                if node.op() != "Concat" || !node.output.first().is_some_and(|o| self.is_output(o)) {
+                if node.op() != "Concat" || !node.output.first().is_some_and(|o| self.is_result(o)) {
                     continue;
                 }
                 let Ok(Some(axis)) = node.attr_int("axis") else { continue };

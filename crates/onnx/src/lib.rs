@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod branches;
 pub mod builder;
 pub mod cost;
 pub mod dim;

@@ -318,9 +318,11 @@ impl Model {
 
     /// The model encoded as one protobuf message with every weight inline (external
     /// data read in), e.g. to hand to onnxruntime from memory. Refuses models over
-    /// protobuf's 2 GB limit.
+    /// protobuf's 2 GB limit. A flattened `If` is written back as the `If` it was
+    /// ([`crate::branches::nest`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut proto = self.proto.clone();
+        crate::branches::nest(&mut proto);
         if let Some(graph) = proto.graph.as_mut() {
             for t in graph.initializer.iter_mut().filter(|t| is_external(t)) {
                 t.raw_data = self.tensor_bytes(t)?;
@@ -337,10 +339,12 @@ impl Model {
 
     /// Writes the model to `path` atomically (temporary file, then rename), never
     /// leaving a half-written file. Weights are inlined unless `options` asks for
-    /// external data, in which case large tensors go to one side file.
+    /// external data, in which case large tensors go to one side file. A flattened `If`
+    /// is written back as the `If` it was ([`crate::branches::nest`]).
     pub fn save(&self, path: impl AsRef<Path>, options: &SaveOptions) -> Result<()> {
         let path = path.as_ref();
         let mut proto = self.proto.clone();
+        crate::branches::nest(&mut proto);
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut side: Option<(PathBuf, AtomicFile)> = None;
         let mut offset = 0u64;

@@ -10,7 +10,10 @@
 //! 1. calls of the file's own functions (`ModelProto.functions`) become the functions'
 //!    bodies (module `functions`), so that what they hold is seen like any other node;
 //!    `Constant` nodes (`value`, `value_float(s)`, `value_int(s)`) become initializers
-//!    named by their output (string and sparse constants are left as they are);
+//!    named by their output (string and sparse constants are left as they are); an `If`
+//!    whose condition is a graph input (a merged decoder's `use_cache_branch`) is written
+//!    as both its branches and oto's `Branches` node (module [`crate::branches`]), so that
+//!    every later step sees both;
 //! 2. initializers listed as graph inputs are removed from the inputs (they are weights;
 //!    for IR >= 4 files [`NormalizeOptions::keep_overridable_inputs`] keeps them);
 //! 3. `Sum` becomes a chain of `Add` (one input: `Identity`), `Max`/`Min` of more than
@@ -138,9 +141,11 @@
 //! Graph inputs and outputs, opset imports, metadata, doc strings and the `value_info`
 //! of surviving values are kept; a value that is a graph output is never folded. IR 3
 //! files whose initializers are no longer all inputs are marked IR 4 (the one change
-//! IR 4 made). Other subgraphs (`If` bodies of unknown conditions, `Loop` bodies) are
+//! IR 4 made). Other subgraphs (`If` bodies of conditions computed inside the model, `Loop` bodies) are
 //! left as they are, and every value they read from the main graph stays.
 
+use crate::branches::inline_branch;
+pub(crate) use crate::branches::Names;
 use crate::error::Result;
 use crate::graph::node_label;
 use crate::graph::{subgraph_reads, Graph, NodeExt};
@@ -224,6 +229,9 @@ pub struct Summary {
     /// `If` nodes whose condition is known (from sizes and constants) replaced by the
     /// branch they take.
     pub branches_inlined: usize,
+    /// `If` nodes chosen by a graph input (a merged decoder) written as both branches
+    /// ([`crate::branches`]).
+    pub branches_flattened: usize,
     /// Equal `Split`s (no sizes: `num_outputs`, or as many parts as outputs) given their
     /// sizes, so that each part can lose its own channels.
     pub splits_sized: usize,
@@ -323,6 +331,7 @@ impl std::fmt::Display for Summary {
         count(self.concats_untied, "copies of shared shape Concat nodes made, one per reader");
         count(self.shape_constants_untied, "copies of constants a shape Concat reads twice made, one per entry");
         count(self.branches_inlined, "If nodes with a known condition replaced by the branch they take");
+        count(self.branches_flattened, "If nodes chosen by a graph input (a merged decoder) followed into both branches");
         count(self.splits_sized, "equal Splits given their sizes");
         count(self.sequence_splits, "SplitToSequence nodes read part by part written as Split");
         count(self.view_gathers, "Gathers of a whole flattened tensor in order written as Reshape");
@@ -380,6 +389,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     // Rewrites that need no graph view.
     let mut proto = model.proto.clone();
     summary.functions_inlined = functions::inline(&mut proto);
+    summary.branches_flattened = crate::branches::flatten(&mut proto);
     let Some(graph) = proto.graph.as_mut() else {
         return Err(model.error("model", "has no graph"));
     };
@@ -1545,33 +1555,6 @@ fn initializer_inputs(graph: &mut GraphProto, ir: i64, options: &NormalizeOption
     HashSet::new()
 }
 
-/// Names not yet used in a graph, for the values and nodes a rewrite adds.
-struct Names(HashSet<String>);
-
-impl Names {
-    fn of(graph: &GraphProto) -> Names {
-        let mut used: HashSet<String> = HashSet::new();
-        used.extend(graph.input.iter().chain(&graph.output).chain(&graph.value_info).filter_map(|v| v.name.clone()));
-        used.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
-        for n in &graph.node {
-            used.extend(n.input.iter().chain(&n.output).cloned());
-            used.extend(n.name.clone());
-        }
-        Names(used)
-    }
-
-    fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1usize;
-        while self.0.contains(&name) {
-            k += 1;
-            name = format!("{base}_{k}");
-        }
-        self.0.insert(name.clone());
-        name
-    }
-}
-
 /// Gives every reader of a float initializer whose elements are all equal (at least two)
 /// but the first a copy of its own. Exporters and onnxruntime's optimizer merge equal
 /// constants: in a freshly initialized model every zero bias of a size is one tensor, read
@@ -1952,38 +1935,22 @@ fn inline_known_branches(graph: &mut GraphProto, taken: HashMap<String, bool>) -
             }
         };
         let branch = node.attribute.iter().find(|a| a.name.as_deref() == Some(attr)).and_then(|a| a.g.as_ref());
-        let Some(branch) = branch.filter(|b| {
-            b.output.len() == node.output.len()
-                && b.sparse_initializer.is_empty()
-                && !b.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()))
-        }) else {
+        let Some(branch) = branch.filter(|b| b.output.len() == node.output.len()) else {
             nodes.push(node);
             continue;
         };
         let stem = node.output[0].clone();
-        let mut rename: HashMap<String, String> = HashMap::new();
-        let internal = branch.node.iter().flat_map(|n| n.output.iter()).chain(branch.initializer.iter().filter_map(|t| t.name.as_ref()));
-        for v in internal.filter(|v| !v.is_empty()) {
-            rename.insert(v.clone(), names.fresh(&format!("{stem}/{v}")));
-        }
-        let renamed = |v: &String| rename.get(v).cloned().unwrap_or_else(|| v.clone());
-        for t in &branch.initializer {
-            let mut t = t.clone();
-            t.name = t.name.as_ref().map(renamed);
-            graph.initializer.push(t);
-        }
-        for n in &branch.node {
-            let mut n = n.clone();
-            n.input = n.input.iter().map(renamed).collect();
-            n.output = n.output.iter().map(renamed).collect();
-            n.name = Some(names.fresh(&format!("{stem}/{}", n.name.as_deref().unwrap_or(n.op()))));
-            nodes.push(n);
-        }
-        for (b, o) in branch.output.iter().zip(&node.output) {
+        let Some(inlined) = inline_branch(branch, &mut names, |v| format!("{stem}/{v}"), |n| format!("{stem}/{n}")) else {
+            nodes.push(node);
+            continue;
+        };
+        graph.initializer.extend(inlined.initializers);
+        nodes.extend(inlined.nodes);
+        for (b, o) in inlined.outputs.iter().zip(&node.output) {
             nodes.push(NodeProto {
                 name: Some(names.fresh(&format!("{o}/identity"))),
                 op_type: Some("Identity".to_string()),
-                input: vec![b.name.as_ref().map(renamed).unwrap_or_default()],
+                input: vec![b.clone()],
                 output: vec![o.clone()],
                 ..Default::default()
             });

@@ -393,7 +393,7 @@ impl<'g, 'm> Infer<'g, 'm> {
     /// (possibly symbolic) integer entries of shape-like outputs.
     fn fold(&mut self, node: &NodeProto, op: &Op) -> R<()> {
         // `Constant` stored its value in its rule; an opaque operator is not evaluated.
-        if matches!(op, Op::Constant | Op::Other(_)) || node.output.is_empty() {
+        if matches!(op, Op::Constant | Op::Other(_) | Op::Branches) || node.output.is_empty() {
             return Ok(());
         }
         let out_static: Vec<Option<Vec<usize>>> = node

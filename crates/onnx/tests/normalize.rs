@@ -312,7 +312,8 @@ fn ifs_of_known_conditions_become_their_branches() {
     assert!(has_init(&after, "g2/scale2.weight") && !has_init(&after, "g1/double1.weight"), "{names:?}");
     let (_, again) = run(&after);
     assert!(again.is_noop(), "{again}");
-    // A condition given at run time (a graph input) keeps its If.
+    // A condition given at run time (a graph input) is followed into both branches (the
+    // main graph holds both and oto's Branches node), and the file written holds its If again.
     let mut flag = oto_onnx::builder::GraphBuilder::new("flag");
     flag.input("flag", oto_onnx::DType::Bool, &[]);
     let mut proto = before.proto.clone();
@@ -323,7 +324,12 @@ fn ifs_of_known_conditions_become_their_branches() {
     }
     let (kept, s) = run(&Model::from_proto(proto, "case.onnx", None).unwrap());
     let ifs = ops(&kept).iter().filter(|o| *o == "If").count();
-    assert_eq!((s.branches_inlined, ifs), (1, 1), "{s}");
+    assert_eq!((s.branches_inlined, s.branches_flattened, ifs), (1, 1, 0), "{s}");
+    assert!(oto_onnx::branches::has_branches(&kept.proto));
+    let written = <oto_onnx::proto::ModelProto as prost::Message>::decode(kept.to_bytes().unwrap().as_slice()).unwrap();
+    let written_ops: Vec<&str> = written.graph.as_ref().unwrap().node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+    assert_eq!(written_ops.iter().filter(|o| **o == "If").count(), 1, "{written_ops:?}");
+    assert!(!oto_onnx::branches::has_branches(&written), "{written_ops:?}");
 }
 
 #[test]

@@ -86,13 +86,24 @@ pub fn optimum_zoo_dir() -> PathBuf {
 /// The names of the Optimum zoo's models, in index order; panics with a hint when the
 /// zoo has not been exported.
 pub fn optimum_zoo_names() -> Vec<String> {
+    optimum_index_names("models")
+}
+
+/// The Optimum zoo's merged decoders (graphs/optimum_zoo.py's `export_merged`: one `If`
+/// on `use_cache_branch` holding the decoder with and without its cache; reference inputs
+/// inputs.npz for the cache branch, inputs_first.npz for the other).
+pub fn optimum_merged_names() -> Vec<String> {
+    optimum_index_names("merged")
+}
+
+fn optimum_index_names(list: &str) -> Vec<String> {
     let path = optimum_zoo_dir().join("index.json");
     assert!(path.exists(), "{} missing: run `make graphs`", path.display());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let index: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    index["models"]
+    index[list]
         .as_array()
-        .unwrap_or_else(|| panic!("{}: no models", path.display()))
+        .unwrap_or_else(|| panic!("{}: no {list} (an older export: run `make graphs`)", path.display()))
         .iter()
         .map(|m| m["name"].as_str().unwrap_or_default().to_string())
         .collect()

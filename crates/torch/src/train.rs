@@ -618,7 +618,7 @@ pub fn eval_model(
         Loss::Distill { .. } => Loss::CrossEntropy { label_smoothing: 0.0 },
         other => other,
     };
-    let exec = Executor::new(model, device)?;
+    let exec = Executor::first_pass(model, device)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();
     let part = match format {
         crate::data::DataFormat::Images(o) if o.val_split.is_some() => crate::data::images::Part::Val,

@@ -74,6 +74,28 @@ fn every_optimum_export_matches_onnxruntime_in_eval_mode() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// The Optimum zoo's merged decoders run their first pass, the branch without the cache
+/// inputs (`Executor::first_pass`, `oto_onnx::branches::specialize`): it computes what
+/// onnxruntime computes on the file with `use_cache_branch` false (inputs_first.npz), and
+/// takes only that branch's inputs. `Executor::new` refuses the merged model, naming the
+/// input that chooses the branch, rather than run one branch whatever that input says.
+#[test]
+fn merged_decoders_run_their_first_pass() {
+    for name in oto_testkit::optimum_merged_names() {
+        let dir = oto_testkit::optimum_zoo_dir().join(&name);
+        let model = oto_onnx::normalize::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}")).0;
+        let refused = Executor::new(&model, Device::Cpu).err().unwrap_or_else(|| panic!("{name}: compiled with its branches")).to_string();
+        assert!(refused.contains("'use_cache_branch'"), "{name}: {refused}");
+        let exec = Executor::first_pass(&model, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let inputs: Vec<&str> = exec.inputs().map(|i| i.name.as_str()).collect();
+        assert!(inputs.iter().all(|i| !i.starts_with("past_key_values.") && *i != "use_cache_branch"), "{name}: {inputs:?}");
+        let first = oto_onnx::branches::specialize(&model).unwrap().unwrap_or_else(|| panic!("{name}: no branches"));
+        let mut report = Vec::new();
+        forward_matches(&name, &first, &dir.join("inputs_first.npz"), &dir.join("outputs_first.npz"), &mut report);
+        eprintln!("{}", report.join("\n"));
+    }
+}
+
 /// Every TorchScript file of the users' zoo (graphs/user_zoo.py: every zoo architecture
 /// at opset 17, the CNNs also at 13, the transformers also called as Optimum calls them),
 /// normalized as `oto eval` reads it, computes what onnxruntime computes on the file as

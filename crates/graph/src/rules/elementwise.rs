@@ -59,6 +59,50 @@ impl Ctx<'_, '_> {
         self.set(&out, out_t);
     }
 
+    /// oto's `Branches` (a merged decoder's `If`, written as both branches: see
+    /// `oto_onnx::branches`): output `j` is the then branch's value `j` or the else
+    /// branch's, position for position, so their channels are the output's and tied: a
+    /// channel is cut in both branches or in neither. An axis followed in one branch only
+    /// is blocked.
+    pub(super) fn branches(&mut self, node: &NodeProto) {
+        let k = node.output.len();
+        if node.input.len() != 1 + 2 * k {
+            self.block_node(node, "the branches' values do not match its outputs");
+            return;
+        }
+        for j in 0..k {
+            let (a, b, out) = (node.input[1 + j].clone(), node.input[1 + k + j].clone(), node.output[j].clone());
+            let (ta, tb) = (self.track(&a).cloned(), self.track(&b).cloned());
+            if ta.is_none() && tb.is_none() {
+                continue;
+            }
+            let (Some(da), Some(db)) = (self.dims(&a), self.dims(&b)) else {
+                self.block_reads(node, &[a, b], "shapes unknown");
+                continue;
+            };
+            if da.len() != db.len() {
+                self.block_reads(node, &[a, b], "the branches give values of different ranks");
+                continue;
+            }
+            let od = self.dims(&out).unwrap_or_else(|| da.clone());
+            let mut out_t: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
+            for (ax, slot) in out_t.iter_mut().enumerate() {
+                let xa = ta.as_ref().and_then(|t| t.get(ax).cloned()).filter(AxisT::is_tracked);
+                let xb = tb.as_ref().and_then(|t| t.get(ax).cloned()).filter(AxisT::is_tracked);
+                match (xa, xb) {
+                    (None, None) => {}
+                    (Some(x), Some(y)) => {
+                        if let Some(u) = self.union_axes(node, &x, &y, |p, q| p && q) {
+                            *slot = u;
+                        }
+                    }
+                    (Some(x), None) | (None, Some(x)) => self.block_axis_at(node, &x, "is followed in one branch of the If only"),
+                }
+            }
+            self.set(&out, out_t);
+        }
+    }
+
     /// `Where(cond, a, b)` with a condition computed from tracked channels (the
     /// TorchScript exporter's `Where(IsNaN(p), 0, p)` after an attention softmax): each
     /// position selects from the same positions of `a` and `b`, so the condition's

@@ -143,7 +143,7 @@ impl Ctx<'_, '_> {
     pub fn apply(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
         self.block_subgraph_reads(node);
         let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
-        let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx"));
+        let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx")) && !oto_onnx::branches::is_branches(node);
         if custom {
             let reason = if node.domain.as_deref() == Some("com.microsoft.nchwc") {
                 "onnxruntime's hardware-specific NCHWc layout (a file saved at ORT_ENABLE_ALL): prune the original file, or one saved at ORT_ENABLE_EXTENDED"
@@ -179,6 +179,7 @@ impl Ctx<'_, '_> {
             Op::MatMul { integer: false } => self.matmul(node),
             Op::Gather { axis } => self.gather(node, *axis),
             Op::ConstantOfShape => self.constant_of_shape(node),
+            Op::Branches => self.branches(node),
             // Not understood: blocks what it reads, and freezes the initializers it reads
             // even when nothing tracked reaches it yet (a weight it shares with a layer),
             // as every blocked node does.

@@ -44,6 +44,7 @@
 //! module), then follow the compiler: the rule's arm in `oto-graph` and the executor's arm
 //! in `oto-torch`, whose `supported_ops` list follows by itself.
 
+pub mod control;
 pub mod conv;
 pub mod elementwise;
 pub mod generate;
@@ -243,6 +244,9 @@ pub enum Op {
     QuantizeLinear(QLinear),
     /// `DequantizeLinear`.
     DequantizeLinear(QLinear),
+    // ---- control.rs
+    /// oto's [`crate::branches::BRANCHES`]: a merged decoder's `If`, written as both branches.
+    Branches,
     /// An operator oto does not know, or one of a custom domain: opaque.
     Other(String),
 }
@@ -564,6 +568,9 @@ impl Op {
     /// known operator is an error naming the node.
     pub fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<Op> {
         let op = node.op();
+        if crate::branches::is_branches(node) {
+            return Ok(Op::Branches);
+        }
         if !default_domain(node) || OPERATORS.binary_search(&op).is_err() {
             return Ok(Op::Other(op.to_string()));
         }
@@ -675,6 +682,7 @@ impl Infer<'_, '_> {
     pub(crate) fn node_types(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
         match op {
             Op::Other(_) => Err(Stop::Unknown),
+            Op::Branches => self.branches(node),
             Op::Unary(_)
             | Op::PRelu
             | Op::Clip(_)

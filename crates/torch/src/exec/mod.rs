@@ -146,6 +146,17 @@ fn is_parameter_position(op: &Op, k: usize) -> bool {
 }
 
 impl Executor {
+    /// Compiles `model` as training and evaluation on a job's data run it: a merged
+    /// decoder (an `If` chosen by a graph input, flattened by normalization: see
+    /// `oto_onnx::branches`) as its first pass, the branch without the cache inputs
+    /// ([`oto_onnx::branches::specialize`]); any other model as [`Executor::new`] does.
+    pub fn first_pass(model: &Model, device: Device) -> Result<Executor> {
+        match oto_onnx::branches::specialize(model)? {
+            Some(branch) => Executor::new(&branch, device),
+            None => Executor::new(model, device),
+        }
+    }
+
     /// Compiles `model` for `device`: parses every node (unsupported operators and
     /// invalid attributes are errors naming the node), uploads the initializers.
     pub fn new(model: &Model, device: Device) -> Result<Executor> {

@@ -192,6 +192,12 @@ fn compiles(name: &str) -> bool {
 /// until it gets its kernel (or is refused explicitly).
 pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Kernel, String> {
     let domain = node.domain.as_deref().unwrap_or("");
+    if oto_onnx::branches::is_branches(node) {
+        let cond = node.input.first().map_or("", String::as_str);
+        return Err(format!(
+            "an If chosen by the graph input '{cond}' runs one branch at a time here: a merged decoder trains and evaluates its first pass"
+        ));
+    }
     if !domain.is_empty() && domain != "ai.onnx" {
         return Err(format!("operator domain '{domain}' is not supported (only the default ONNX domain)"));
     }
@@ -255,5 +261,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::SpaceToDepth
         | Op::EyeLike
         | Op::Other(_) => unsupported(),
+        // Refused above, by its domain.
+        Op::Branches => unsupported(),
     }
 }
