@@ -120,7 +120,7 @@ pub fn run(args: &Args) -> Result<()> {
                         flags.join(" ")
                     )
                 };
-                format!("onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE){hint}")
+                format!("{label}: onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE){hint}")
             })?;
             let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
             // MACs at the sizes the trial ran with (an image's height and width count), the

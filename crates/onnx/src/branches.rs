@@ -207,7 +207,9 @@ fn cone(graph: &GraphProto, producer: &HashMap<&str, usize>, values: &[String]) 
 /// The [`DOMAIN`] import goes once no such node is left.
 pub fn nest(proto: &mut ModelProto) {
     let Some(graph) = proto.graph.as_mut() else { return };
-    while let Some(at) = graph.node.iter().position(is_branches) {
+    // (A malformed one, which only a file could hold, is left as it is.)
+    let well_formed = |n: &NodeProto| is_branches(n) && n.input.len() == 1 + 2 * n.output.len();
+    while let Some(at) = graph.node.iter().position(well_formed) {
         let node = graph.node[at].clone();
         let k = node.output.len();
         let (then_values, else_values) = (node.input[1..=k].to_vec(), node.input[1 + k..].to_vec());
@@ -215,13 +217,20 @@ pub fn nest(proto: &mut ModelProto) {
             graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
         let (then_cone, else_cone) = (cone(graph, &producer, &then_values), cone(graph, &producer, &else_values));
         let graph_outputs: HashSet<&str> = graph.output.iter().filter_map(|o| o.name.as_deref()).collect();
+        // The nodes reading each value, by input or from inside a subgraph.
+        let mut readers_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (j, n) in graph.node.iter().enumerate() {
+            let mut read: HashSet<String> = n.input.iter().filter(|v| !v.is_empty()).cloned().collect();
+            crate::graph::subgraph_reads(n, &mut read);
+            for v in read {
+                readers_of.entry(v).or_default().push(j);
+            }
+        }
+        // Whether node i's outputs are read only by nodes of `part` and the Branches node.
         let readers = |i: usize, part: &HashSet<usize>| -> bool {
-            // Every reader of node i's outputs is in `part` or is the Branches node.
-            let outs: HashSet<&str> = graph.node[i].output.iter().map(String::as_str).collect();
-            !outs.iter().any(|o| graph_outputs.contains(o))
-                && graph.node.iter().enumerate().all(|(j, n)| {
-                    j == at || part.contains(&j) || !n.input.iter().any(|v| outs.contains(v.as_str())) && !subgraph_reads_any(n, &outs)
-                })
+            graph.node[i].output.iter().all(|o| {
+                !graph_outputs.contains(o.as_str()) && readers_of.get(o).is_none_or(|js| js.iter().all(|&j| j == at || part.contains(&j)))
+            })
         };
         let own = |mine: &HashSet<usize>, other: &HashSet<usize>| -> HashSet<usize> {
             let mut part: HashSet<usize> = mine.difference(other).copied().collect();
@@ -302,13 +311,6 @@ pub fn nest(proto: &mut ModelProto) {
     if !has_branches(proto) {
         proto.opset_import.retain(|o| o.domain.as_deref() != Some(DOMAIN));
     }
-}
-
-/// Whether a subgraph of `node` reads one of `values` from the graph around it.
-fn subgraph_reads_any(node: &NodeProto, values: &HashSet<&str>) -> bool {
-    let mut reads = HashSet::new();
-    crate::graph::subgraph_reads(node, &mut reads);
-    reads.iter().any(|r| values.contains(r.as_str()))
 }
 
 /// The model with each [`BRANCHES`] node replaced by the branch that reads the fewest
@@ -508,6 +510,26 @@ mod tests {
         assert_eq!(ops(&branch("then_branch")), ["Add", "Identity"]);
         assert_eq!(ops(&branch("else_branch")), ["Identity"]);
         assert_eq!(branch("else_branch").node[0].input, ["r"]);
+    }
+
+    /// A file holding oto's node with the wrong number of inputs: serialization leaves it
+    /// as it is, specializing it is an error naming the node, nothing panics.
+    #[test]
+    fn a_malformed_branches_node_from_a_file_is_refused_not_a_panic() {
+        let mut proto = merged().proto.clone();
+        flatten(&mut proto);
+        proto.graph.as_mut().unwrap().node.last_mut().unwrap().input.pop();
+        let model = Model::from_proto(proto.clone(), "hostile.onnx", None).unwrap();
+        let err = specialize(&model).unwrap_err().to_string();
+        assert!(err.contains("hostile.onnx") && err.contains("Branches"), "{err}");
+        let mut written = proto.clone();
+        nest(&mut written);
+        assert_eq!(written, proto);
+        // Shape inference reports it (or leaves its outputs unknown) without panicking.
+        let graph = crate::Graph::new(&model).unwrap();
+        if let Err(e) = crate::shape::infer(&graph) {
+            assert!(e.to_string().contains("Branches"), "{e}");
+        }
     }
 
     #[test]
