@@ -288,6 +288,9 @@ fn prune_optimum_merged_decoder_keeps_both_branches() {
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["verification"]["passed"], true, "{}", report["verification"]);
+    assert_eq!(report["verification"]["branch_input"], "use_cache_branch", "{}", report["verification"]);
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("the merged decoder's first pass"), "{md}");
     let compact = Model::load(out_dir.join("model.onnx")).unwrap();
     let sparse = Model::load(out_dir.join("model.sparse.onnx")).unwrap();
     for m in [&compact, &sparse] {

@@ -358,8 +358,12 @@ fn run_process(args: &Args, quiet: bool, env: Option<&oto_torch::dist::DistEnv>)
     let Some(report) = result? else { return Ok(()) };
     if !quiet {
         println!("{}", summary_table(&report));
+        let branch = match &report.verification.branch_input {
+            Some(input) => format!(" (the merged decoder's first pass; `oto check` compares both branches of '{input}')"),
+            None => String::new(),
+        };
         println!(
-            "verified in onnxruntime: max |sparse - compact| = {:.2e} on {} held-out samples",
+            "verified in onnxruntime: max |sparse - compact| = {:.2e} on {} held-out samples{branch}",
             report.verification.max_abs_diff, report.verification.samples
         );
         if let Some(q) = &report.quantization {

@@ -342,9 +342,15 @@ fn markdown(r: &Report) -> String {
         metric_value(&q.compact, q.metric)
     );
     let v = &r.verification;
+    let branch = match &v.branch_input {
+        Some(input) => format!(
+            ", the merged decoder's first pass: the branch '{input}' chooses without the cache inputs, as trained; `oto check` compares both branches"
+        ),
+        None => String::new(),
+    };
     let _ = writeln!(
         s,
-        "\n**Verification** (onnxruntime, {} held-out samples): max |sparse - compact| = {:.3e} (outputs up to {:.3e}, allowed {:.3e}): {}.",
+        "\n**Verification** (onnxruntime, {} held-out samples{branch}): max |sparse - compact| = {:.3e} (outputs up to {:.3e}, allowed {:.3e}): {}.",
         v.samples,
         v.max_abs_diff,
         v.max_abs_output,

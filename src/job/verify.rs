@@ -37,6 +37,10 @@ pub struct Verification {
     /// decisions (see [`Decisions`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Decisions>,
+    /// A merged decoder: the graph input choosing its branch; the comparison ran its
+    /// first pass, the branch the data feeds (`oto check` compares both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_input: Option<String>,
 }
 
 /// Operators whose outputs jump where their inputs cross a threshold or a tie (a
@@ -147,7 +151,8 @@ pub fn verify(trained: &Trained, built: &Constructed, observer: &mut dyn Observe
     // training ran (`oto_onnx::branches::specialize`); `oto check` compares both.
     let (sparse_branch, compact_branch) = (specialize(&built.sparse)?, specialize(&built.compact)?);
     let (sparse_run, compact_run) = (sparse_branch.as_ref().unwrap_or(&built.sparse), compact_branch.as_ref().unwrap_or(&built.compact));
-    let verification = compare_models(sparse_run, compact_run, &samples)?;
+    let mut verification = compare_models(sparse_run, compact_run, &samples)?;
+    verification.branch_input = compact_branch.is_some().then(|| branch_input(&built.compact)).flatten();
     let verify_seconds = t.elapsed().as_secs_f64();
 
     observer.event(Event::Phase("evaluating the sparse and compact models"));
@@ -177,6 +182,11 @@ pub fn verify(trained: &Trained, built: &Constructed, observer: &mut dyn Observe
     };
     let latency_seconds = t.elapsed().as_secs_f64();
     Ok(Verified { verification, quality, latency, verify_seconds, evaluate_seconds, latency_seconds })
+}
+
+/// The graph input choosing a merged decoder's branch (`oto_onnx::branches`), if `model` is one.
+fn branch_input(model: &Model) -> Option<String> {
+    model.proto.graph.iter().flat_map(|g| &g.node).find(|n| oto_onnx::branches::is_branches(n)).and_then(|n| n.input.first().cloned())
 }
 
 /// Inputs named like the graph inputs.
@@ -250,7 +260,15 @@ pub fn judge(
     let (max_abs_diff, max_abs_output) = compare_outputs(a, b)?;
     let tolerance = tolerance(max_abs_output);
     let samples = inputs.first().and_then(|(_, t)| t.shape.first().copied()).unwrap_or(0);
-    let mut v = Verification { samples, max_abs_diff, max_abs_output, tolerance, passed: max_abs_diff <= tolerance, decisions: None };
+    let mut v = Verification {
+        samples,
+        max_abs_diff,
+        max_abs_output,
+        tolerance,
+        passed: max_abs_diff <= tolerance,
+        decisions: None,
+        branch_input: None,
+    };
     if !v.passed {
         v.decisions = through_decisions(full, compact, inputs, a)?;
         v.passed = v.decisions.as_ref().is_some_and(|d| d.passed);
