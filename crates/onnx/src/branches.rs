@@ -313,42 +313,88 @@ pub fn nest(proto: &mut ModelProto) {
     }
 }
 
+/// The first pass's branch of each well-formed [`BRANCHES`] node of `graph`: the values of
+/// the branch that reads the fewest graph inputs (the else branch on a tie: optimum's
+/// first pass), by the node's index.
+fn first_pass_sides(graph: &GraphProto) -> Vec<(usize, Vec<String>)> {
+    let inputs: HashSet<&str> = graph.input.iter().filter_map(|i| i.name.as_deref()).collect();
+    let producer: HashMap<&str, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+    let reads_inputs = |values: &[String]| -> usize {
+        let nodes = cone(graph, &producer, values);
+        let mut read: HashSet<&str> = values.iter().map(String::as_str).filter(|v| inputs.contains(*v)).collect();
+        for &i in &nodes {
+            read.extend(graph.node[i].input.iter().map(String::as_str).filter(|v| inputs.contains(*v)));
+            let mut inner = HashSet::new();
+            crate::graph::subgraph_reads(&graph.node[i], &mut inner);
+            read.extend(inputs.iter().copied().filter(|v| inner.contains(*v)));
+        }
+        read.len()
+    };
+    let mut out = Vec::new();
+    for (at, node) in graph.node.iter().enumerate().filter(|(_, n)| is_branches(n)) {
+        let k = node.output.len();
+        if node.input.len() != 1 + 2 * k {
+            continue;
+        }
+        let (then_values, else_values) = (&node.input[1..=k], &node.input[1 + k..]);
+        let taken = if reads_inputs(then_values) < reads_inputs(else_values) { then_values } else { else_values };
+        out.push((at, taken.to_vec()));
+    }
+    out
+}
+
+/// The indices of the nodes of `graph` that a merged decoder's first pass runs (what
+/// [`specialize`] keeps, the [`BRANCHES`] nodes aside); `None` when the graph has no
+/// [`BRANCHES`] node. The MACs of such a model are those of one pass
+/// ([`crate::cost::macs_with`]), not of both branches.
+pub fn first_pass_nodes(graph: &GraphProto) -> Option<HashSet<usize>> {
+    if !graph.node.iter().any(is_branches) {
+        return None;
+    }
+    let sides: HashMap<usize, Vec<String>> = first_pass_sides(graph).into_iter().collect();
+    let producer: HashMap<&str, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+    let mut live = HashSet::new();
+    let mut stack: Vec<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
+    while let Some(v) = stack.pop() {
+        let Some(&i) = producer.get(v.as_str()) else { continue };
+        if !live.insert(i) {
+            continue;
+        }
+        match sides.get(&i) {
+            Some(taken) => stack.extend(taken.iter().cloned()),
+            None => {
+                let node = &graph.node[i];
+                stack.extend(node.input.iter().filter(|s| !s.is_empty()).cloned());
+                let mut inner = HashSet::new();
+                crate::graph::subgraph_reads(node, &mut inner);
+                stack.extend(inner);
+            }
+        }
+    }
+    live.retain(|&i| !is_branches(&graph.node[i]));
+    Some(live)
+}
+
 /// The model with each [`BRANCHES`] node replaced by the branch that reads the fewest
 /// graph inputs (the else branch on a tie: optimum's first pass), through an `Identity`
 /// per output, without the nodes, initializers and graph inputs nothing then reads:
 /// a model oto trains and evaluates like any other. `None` when the model has no
-/// [`BRANCHES`] node.
+/// [`BRANCHES`] node; an error naming a malformed one.
 pub fn specialize(model: &Model) -> Result<Option<Model>> {
     if !has_branches(&model.proto) {
         return Ok(None);
     }
     let mut proto = model.proto.clone();
     let Some(graph) = proto.graph.as_mut() else { return Ok(None) };
-    let inputs: HashSet<String> = graph.input.iter().filter_map(|i| i.name.clone()).collect();
-    let producer: HashMap<String, usize> =
-        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.clone(), i))).collect();
-    let producer_ref: HashMap<&str, usize> = producer.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let reads_inputs = |values: &[String]| -> usize {
-        let nodes = cone(graph, &producer_ref, values);
-        let mut read: HashSet<&str> = values.iter().map(String::as_str).filter(|v| inputs.contains(*v)).collect();
-        for &i in &nodes {
-            read.extend(graph.node[i].input.iter().map(String::as_str).filter(|v| inputs.contains(*v)));
-            let mut inner = HashSet::new();
-            crate::graph::subgraph_reads(&graph.node[i], &mut inner);
-            read.extend(inputs.iter().map(String::as_str).filter(|v| inner.contains(*v)));
-        }
-        read.len()
-    };
+    if let Some(node) = graph.node.iter().find(|n| is_branches(n) && n.input.len() != 1 + 2 * n.output.len()) {
+        let message = format!("has {} inputs; {BRANCHES} needs 1 + 2 x {}", node.input.len(), node.output.len());
+        return Err(model.error(crate::graph::node_label(node), message));
+    }
     let mut replaced: Vec<(usize, Vec<NodeProto>)> = Vec::new();
-    for (at, node) in graph.node.iter().enumerate().filter(|(_, n)| is_branches(n)) {
-        let k = node.output.len();
-        if node.input.len() != 1 + 2 * k {
-            return Err(
-                model.error(crate::graph::node_label(node), format!("has {} inputs; {BRANCHES} needs 1 + 2 x {k}", node.input.len()))
-            );
-        }
-        let (then_values, else_values) = (&node.input[1..=k], &node.input[1 + k..]);
-        let taken = if reads_inputs(then_values) < reads_inputs(else_values) { then_values } else { else_values };
+    for (at, taken) in first_pass_sides(graph) {
+        let node = &graph.node[at];
         let label = node.name.clone().unwrap_or_default();
         let identities = taken
             .iter()
@@ -547,5 +593,12 @@ mod tests {
         assert_eq!(graph.node[2].input, ["r_2"]);
         assert_eq!(graph.node[2].output, ["y"]);
         assert!(first.proto.opset_import.iter().all(|o| o.domain.as_deref() != Some(DOMAIN)));
+        // The same nodes count for its MACs: one pass (x @ w: 4 x 3 per sample), not both branches.
+        let nodes = first_pass_nodes(flat.proto.graph.as_ref().unwrap()).unwrap();
+        assert_eq!(nodes, HashSet::from([3, 4]), "{:?}", ops(flat.proto.graph.as_ref().unwrap()));
+        let graph = crate::Graph::new(&flat).unwrap();
+        let shapes = crate::shape::infer(&graph).unwrap();
+        assert_eq!(crate::cost::macs(&graph, &shapes).total, 12);
+        assert_eq!(first_pass_nodes(model.proto.graph.as_ref().unwrap()), None);
     }
 }

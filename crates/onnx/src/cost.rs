@@ -259,10 +259,16 @@ pub fn data_sizes(graph: &Graph<'_>, shapes: &Shapes, data: &[Vec<i64>]) -> Hash
     given
 }
 
-/// Estimates MACs with the given symbol values.
+/// Estimates MACs with the given symbol values. A merged decoder (see
+/// [`crate::branches`]) counts its first pass ([`crate::branches::first_pass_nodes`]).
 pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, i64>) -> MacsEstimate {
     let mut est = MacsEstimate::default();
+    // A merged decoder runs one branch a call: its first pass counts.
+    let first_pass = crate::branches::first_pass_nodes(graph.proto);
     for (index, node) in graph.nodes() {
+        if first_pass.as_ref().is_some_and(|nodes| !nodes.contains(&index)) {
+            continue;
+        }
         let op = node.op();
         // A node that does not parse was reported by shape inference; it is not counted here.
         let Ok(parsed) = Op::parse(graph, node) else { continue };
