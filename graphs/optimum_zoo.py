@@ -369,8 +369,20 @@ def export(name: str, out_dir: str) -> dict:
             "params": int(sum(p.numel() for p in model.parameters()))}
 
 
-# Merged decoders (export_merged): name -> the architecture of MODELS it exports.
-MERGED = {"gpt2_merged": "gpt2"}
+def _whisper():
+    # Optimum's default layout for speech recognition with the cache: encoder_model.onnx and
+    # decoder_model_merged.onnx (the merged decoder is the one kept, see export_merged).
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    cfg = WhisperConfig(vocab_size=VOCAB, num_mel_bins=80, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                        decoder_attention_heads=2, d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                        max_source_positions=1500, max_target_positions=64, decoder_start_token_id=2, pad_token_id=0,
+                        bos_token_id=2, eos_token_id=3, begin_suppress_tokens=None, suppress_tokens=None)
+    return WhisperForConditionalGeneration(cfg), "automatic-speech-recognition-with-past", "gpt"
+
+
+# Merged decoders (export_merged): name -> the architecture it exports.
+MERGED = {"gpt2_merged": "gpt2", "whisper_merged": "whisper"}
 
 
 def _check_logits(name: str, model, feeds: dict, logits: np.ndarray) -> float:
@@ -393,7 +405,8 @@ def _check_logits(name: str, model, feeds: dict, logits: np.ndarray) -> float:
 
 
 def export_merged(name: str, out_dir: str) -> dict:
-    """A decoder with its key/value cache as optimum <= 1.13 exported it, and as
+    """A decoder with its key/value cache as optimum <= 1.13 exported it (and still exports
+    sequence-to-sequence models: see _export_merged_whisper), and as
     transformers.js models still ship it (`decoder_model_merged.onnx`): optimum's
     `export_models` writes the decoder without cache inputs and the one with them, and
     `optimum.onnx.merge_decoders` merges the two into one file, an `If` on the input
@@ -412,6 +425,8 @@ def export_merged(name: str, out_dir: str) -> dict:
     t0 = time.time()
     seed = zlib.crc32(name.encode()) % (2**31)
     torch.manual_seed(seed)
+    if MERGED[name] == "whisper":
+        return _export_merged_whisper(name, out_dir, seed, t0)
     model, _, kind = MODELS[MERGED[name]]()
     _randomize(model, seed)
     model.eval()
@@ -447,6 +462,69 @@ def export_merged(name: str, out_dir: str) -> dict:
     print(f"[{name}] {time.time() - t0:.1f}s merged decoder, logits max|diff|={max(errs):.2e}", flush=True)
     return {"name": name, "task": "text-generation-with-past (merged)", "inputs": list(later_feeds), "outputs": names,
             "params": int(sum(p.numel() for p in model.parameters()))}
+
+
+def _export_merged_whisper(name: str, out_dir: str, seed: int, t0: float) -> dict:
+    """Whisper exported as `optimum-cli export onnx --task automatic-speech-recognition-with-past`
+    does (main_export, validated against PyTorch by optimum): its decoder_model_merged.onnx
+    becomes OUT/NAME/model.onnx (the encoder and the unmerged decoders are dropped). Reference
+    inputs for each branch as export_merged's, with encoder_hidden_states for the first pass
+    and the encoder's keys and values in the cache; outputs from onnxruntime."""
+    import onnxruntime as ort
+    from optimum.exporters.onnx import main_export
+    from transformers import WhisperFeatureExtractor
+
+    model, task, kind = _whisper()
+    _randomize(model, seed)
+    model.eval()
+    target = os.path.join(out_dir, name)
+    shutil.rmtree(target, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as exported:
+        model.save_pretrained(saved)
+        WhisperFeatureExtractor(feature_size=80).save_pretrained(saved)
+        _save_tokenizer(saved, kind)
+        main_export(saved, exported, task=task, library_name="transformers", do_validation=True)
+        os.makedirs(target)
+        shutil.copy(os.path.join(exported, "decoder_model_merged.onnx"), os.path.join(target, "model.onnx"))
+        for f in os.listdir(exported):
+            if not f.endswith(".onnx"):
+                shutil.copy(os.path.join(exported, f), target)
+    path = os.path.join(target, "model.onnx")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    rng = np.random.default_rng(seed)
+    cfg = model.config
+    # The decoder reads encoder states of any length: 16 (the encoder's 1500 is the export's).
+    heads, dim, enc = cfg.decoder_attention_heads, cfg.d_model // cfg.decoder_attention_heads, 16
+    ids = rng.integers(5, VOCAB, size=(BATCH, SEQ), dtype=np.int64)
+    states = rng.standard_normal((BATCH, enc, cfg.d_model)).astype(np.float32)
+    feeds = {}
+    for vi in sess.get_inputs():
+        n = vi.name
+        if n == "input_ids":
+            feeds[n] = ids
+        elif n == "encoder_hidden_states":
+            feeds[n] = states
+        elif n == "use_cache_branch":
+            feeds[n] = np.array([True])
+        elif n.startswith("past_key_values.") and ".decoder." in n:
+            feeds[n] = rng.standard_normal((BATCH, heads, PAST, dim)).astype(np.float32)
+        elif n.startswith("past_key_values.") and ".encoder." in n:
+            feeds[n] = rng.standard_normal((BATCH, heads, enc, dim)).astype(np.float32)
+        else:
+            raise SystemExit(f"{path}: unexpected input {n}")
+    first = dict(feeds)
+    first["use_cache_branch"] = np.array([False])
+    for k in feeds:
+        if k.startswith("past_key_values."):
+            first[k] = feeds[k][:, :, :1]
+    for f, suffix in ((feeds, ""), (first, "_first")):
+        outs = sess.run(None, f)
+        np.savez(os.path.join(target, f"inputs{suffix}.npz"), **f)
+        np.savez(os.path.join(target, f"outputs{suffix}.npz"), **dict(zip(names, outs)))
+    print(f"[{name}] {time.time() - t0:.1f}s merged decoder (optimum's validation)", flush=True)
+    return {"name": name, "task": task + " (merged decoder)", "inputs": list(feeds), "outputs": names,
+            "params": int(sum(p.numel() for p in model.model.decoder.parameters()))}
 
 
 def main(argv=None) -> int:

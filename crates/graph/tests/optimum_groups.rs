@@ -51,8 +51,9 @@ fn sizes(config: &serde_json::Value) -> Sizes {
         }
         return Sizes { layers, ffn };
     }
-    let hidden = get(&["hidden_size", "dim", "n_embd"]).expect("hidden size in config.json");
-    let heads = get(&["num_attention_heads", "n_heads", "n_head"]).expect("heads in config.json");
+    // (Whisper's decoder: d_model, decoder_attention_heads, decoder_ffn_dim.)
+    let hidden = get(&["hidden_size", "dim", "n_embd", "d_model"]).expect("hidden size in config.json");
+    let heads = get(&["num_attention_heads", "n_heads", "n_head", "decoder_attention_heads"]).expect("heads in config.json");
     // GPT-BigCode says multi-query attention with a flag: one K/V head.
     let multi_query = config["multi_query"].as_bool() == Some(true);
     let mut s = Sizes::uniform(
@@ -61,7 +62,7 @@ fn sizes(config: &serde_json::Value) -> Sizes {
         get(&["num_key_value_heads"]).unwrap_or(if multi_query { 1 } else { heads }),
         get(&["head_dim"]).unwrap_or(hidden / heads),
         // GPT-2's n_inner is null: 4 x the hidden size.
-        get(&["intermediate_size", "hidden_dim", "n_inner"]).unwrap_or(4 * hidden),
+        get(&["intermediate_size", "hidden_dim", "n_inner", "decoder_ffn_dim"]).unwrap_or(4 * hidden),
     );
     // A mixture of experts in every layer: an FFN per expert.
     if let (Some(experts), Some(width)) = (get(&["num_experts"]), get(&["moe_intermediate_size"])) {
