@@ -100,13 +100,21 @@ fn summarize(path: &std::path::Path, dims: &[String]) -> Result<Summary> {
     let mut operators = BTreeMap::new();
     for node in &graph.proto.node {
         let domain = node.domain.as_deref().unwrap_or("");
-        let key = if domain.is_empty() || domain == "ai.onnx" { node.op().to_string() } else { format!("{domain}::{}", node.op()) };
+        // oto's flattened If (a merged decoder) is the file's If; its branches' nodes count.
+        let key = if oto_onnx::branches::is_branches(node) {
+            "If".to_string()
+        } else if domain.is_empty() || domain == "ai.onnx" {
+            node.op().to_string()
+        } else {
+            format!("{domain}::{}", node.op())
+        };
         *operators.entry(key).or_insert(0usize) += 1;
     }
     let opsets = model
         .proto
         .opset_import
         .iter()
+        .filter(|o| o.domain.as_deref() != Some(oto_onnx::branches::DOMAIN))
         .map(|o| {
             let d = o.domain.as_deref().unwrap_or("");
             (if d.is_empty() { "ai.onnx".to_string() } else { d.to_string() }, o.version.unwrap_or(0))
