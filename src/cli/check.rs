@@ -78,14 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
     let dims = super::sizes::given_sizes(&graph, &shapes, &args.model, &args.dims)?;
     let (sizes, defaulted) = symbol_sizes(&graph, &shapes, args.batch, &dims);
     // The graph inputs choosing a merged decoder's branch (`oto_onnx::branches`).
-    let conditions: Vec<String> = model
-        .proto
-        .graph
-        .iter()
-        .flat_map(|g| &g.node)
-        .filter(|n| oto_onnx::branches::is_branches(n))
-        .filter_map(|n| n.input.first().cloned())
-        .collect();
+    let conditions = oto_onnx::branches::conditions(&model.proto);
     let mut failures = 0;
     let mut runs = 0;
     let mut all_zero = true;
@@ -95,6 +88,10 @@ pub fn run(args: &Args) -> Result<()> {
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
         let random = crate::model_file::random_inputs(&graph, &shapes, &mut rng, &sizes)?;
+        // MACs at the sizes the trial ran with (an image's height and width count), the
+        // batch and sequence symbols at 1 as `macs_given` binds them.
+        let (macs_before, macs_after) = (macs_at(&zeroed, &sizes)?, macs_at(&compact, &sizes)?);
+        let removed: usize = chosen.values().map(Vec::len).sum();
         // A merged decoder's trial runs each branch: its conditions all false, then all true.
         let branches: Vec<Option<bool>> = if conditions.is_empty() { vec![None] } else { vec![Some(false), Some(true)] };
         for branch in branches {
@@ -123,14 +120,10 @@ pub fn run(args: &Args) -> Result<()> {
                 format!("{label}: onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE){hint}")
             })?;
             let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
-            // MACs at the sizes the trial ran with (an image's height and width count), the
-            // batch and sequence symbols at 1 as `macs_given` binds them.
-            let (macs_before, macs_after) = (macs_at(&zeroed, &sizes)?, macs_at(&compact, &sizes)?);
             let verdict = verify::judge(&zeroed, &compact, &inputs, &full_out, &small_out)?;
             failures += usize::from(!verdict.passed);
             runs += 1;
             all_zero &= verdict.max_abs_output == 0.0;
-            let removed: usize = chosen.values().map(Vec::len).sum();
             println!(
                 "{label}: removed {removed} elements in {} groups; parameters {} -> {} ({:.1}%), MACs {} -> {} ({:.1}%); max |difference| {:.3e} (outputs up to {:.3e}): {}",
                 chosen.len(),

@@ -82,9 +82,7 @@ pub struct OrtQuality {
 /// `oto_onnx::branches`): the quantized file would need its activations calibrated and
 /// compared on both branches, which is not done. The error names the file and the input.
 pub fn refuse_branches(model: &Model, path: &std::path::Path) -> Result<()> {
-    let mut nodes = model.proto.graph.iter().flat_map(|g| &g.node);
-    if let Some(node) = nodes.find(|n| oto_onnx::branches::is_branches(n)) {
-        let cond = node.input.first().map_or("", String::as_str);
+    if let Some(cond) = oto_onnx::branches::conditions(&model.proto).first() {
         return Err(input_error(anyhow::anyhow!(
             "{}: a merged decoder (an If chosen by the input '{cond}') is not quantized yet: prune it without quantization, or quantize a decoder exported without the merge",
             path.display()

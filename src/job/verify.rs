@@ -152,13 +152,13 @@ pub fn verify(trained: &Trained, built: &Constructed, observer: &mut dyn Observe
     let (sparse_branch, compact_branch) = (specialize(&built.sparse)?, specialize(&built.compact)?);
     let (sparse_run, compact_run) = (sparse_branch.as_ref().unwrap_or(&built.sparse), compact_branch.as_ref().unwrap_or(&built.compact));
     let mut verification = compare_models(sparse_run, compact_run, &samples)?;
-    verification.branch_input = compact_branch.is_some().then(|| branch_input(&built.compact)).flatten();
+    verification.branch_input = oto_onnx::branches::conditions(&built.compact.proto).into_iter().next();
     let verify_seconds = t.elapsed().as_secs_f64();
 
     observer.event(Event::Phase("evaluating the sparse and compact models"));
     let t = Instant::now();
     let sparse = evaluate(exec, teacher, eval_data, job.eval_batch(), job.loss)?;
-    let compact_exec = Executor::first_pass(&built.compact, exec.device())?;
+    let compact_exec = Executor::new(compact_run, exec.device())?;
     let compact = evaluate(&compact_exec, teacher, eval_data, job.eval_batch(), job.loss)?;
     let evaluate_seconds = t.elapsed().as_secs_f64();
     let before = trained.progress.before.context("the job has no evaluation of the original model")?;
@@ -182,11 +182,6 @@ pub fn verify(trained: &Trained, built: &Constructed, observer: &mut dyn Observe
     };
     let latency_seconds = t.elapsed().as_secs_f64();
     Ok(Verified { verification, quality, latency, verify_seconds, evaluate_seconds, latency_seconds })
-}
-
-/// The graph input choosing a merged decoder's branch (`oto_onnx::branches`), if `model` is one.
-fn branch_input(model: &Model) -> Option<String> {
-    model.proto.graph.iter().flat_map(|g| &g.node).find(|n| oto_onnx::branches::is_branches(n)).and_then(|n| n.input.first().cloned())
 }
 
 /// Inputs named like the graph inputs.

@@ -21,7 +21,7 @@
 //! pass, without the cache inputs) as a model of its own.
 
 use crate::error::Result;
-use crate::graph::NodeExt;
+use crate::graph::{identity, NodeExt};
 use crate::model::Model;
 use crate::proto::{type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TypeProto, ValueInfoProto};
 use std::collections::{HashMap, HashSet};
@@ -40,6 +40,12 @@ pub fn is_branches(node: &NodeProto) -> bool {
 /// Whether the model holds a flattened `If` (see [`flatten`]).
 pub fn has_branches(proto: &ModelProto) -> bool {
     proto.graph.as_ref().is_some_and(|g| g.node.iter().any(is_branches))
+}
+
+/// The graph inputs choosing the branches of a flattened `If` (a merged decoder's
+/// `use_cache_branch`), one per [`BRANCHES`] node, in graph order.
+pub fn conditions(proto: &ModelProto) -> Vec<String> {
+    proto.graph.iter().flat_map(|g| &g.node).filter(|n| is_branches(n)).filter_map(|n| n.input.first().cloned()).collect()
 }
 
 /// Names not yet used in a graph, for the values and nodes a rewrite adds.
@@ -267,13 +273,7 @@ pub fn nest(proto: &mut ModelProto) {
             let mut output = Vec::with_capacity(values.len());
             for (v, o) in values.iter().zip(&node.output) {
                 let name = names.fresh(&format!("{o}/{which}"));
-                nodes.push(NodeProto {
-                    name: Some(names.fresh(&format!("{label}/{which}/{o}"))),
-                    op_type: Some("Identity".to_string()),
-                    input: vec![v.clone()],
-                    output: vec![name.clone()],
-                    ..Default::default()
-                });
+                nodes.push(identity(names.fresh(&format!("{label}/{which}/{o}")), v, &name));
                 output.push(ValueInfoProto { name: Some(name), r#type: out_type(o), ..Default::default() });
             }
             GraphProto { name: Some(format!("{label}/{which}")), node: nodes, output, value_info, ..Default::default() }
@@ -396,17 +396,7 @@ pub fn specialize(model: &Model) -> Result<Option<Model>> {
     for (at, taken) in first_pass_sides(graph) {
         let node = &graph.node[at];
         let label = node.name.clone().unwrap_or_default();
-        let identities = taken
-            .iter()
-            .zip(&node.output)
-            .map(|(v, o)| NodeProto {
-                name: Some(format!("{label}/{o}")),
-                op_type: Some("Identity".to_string()),
-                input: vec![v.clone()],
-                output: vec![o.clone()],
-                ..Default::default()
-            })
-            .collect();
+        let identities = taken.iter().zip(&node.output).map(|(v, o)| identity(format!("{label}/{o}"), v, o)).collect();
         replaced.push((at, identities));
     }
     for (at, identities) in replaced.into_iter().rev() {

@@ -231,6 +231,7 @@ impl<'m> Graph<'m> {
     /// declare, or whose Concat axis is not valid for it, are left out.
     pub fn cache_inputs(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
+        let results: HashSet<String> = self.results().into_iter().map(|(value, _)| value).collect();
         for vi in &self.proto.input {
             let Some(name) = vi.name.as_deref() else { continue };
             if self.initializer(name).is_some() {
@@ -243,7 +244,7 @@ impl<'m> Graph<'m> {
             let Some(rank) = rank.and_then(|r| i64::try_from(r).ok()) else { continue };
             for u in self.consumers(name) {
                 let node = &self.proto.node[u.node];
-                if node.op() != "Concat" || !node.output.first().is_some_and(|o| self.is_result(o)) {
+                if node.op() != "Concat" || !node.output.first().is_some_and(|o| results.contains(o)) {
                     continue;
                 }
                 let Ok(Some(axis)) = node.attr_int("axis") else { continue };
@@ -308,6 +309,17 @@ impl<'m> Graph<'m> {
     /// The constant integer values of `value` (a shape constant, axes list...), if constant.
     pub fn constant_ints(&self, value: &str) -> Result<Option<Vec<i64>>> {
         Ok(self.constant(value)?.and_then(|t| t.to_i64_vec()))
+    }
+}
+
+/// An `Identity` node named `name` writing `input` as `output`.
+pub(crate) fn identity(name: String, input: &str, output: &str) -> NodeProto {
+    NodeProto {
+        name: Some(name),
+        op_type: Some("Identity".to_string()),
+        input: vec![input.to_string()],
+        output: vec![output.to_string()],
+        ..Default::default()
     }
 }
 

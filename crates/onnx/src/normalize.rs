@@ -1947,13 +1947,7 @@ fn inline_known_branches(graph: &mut GraphProto, taken: HashMap<String, bool>) -
         graph.initializer.extend(inlined.initializers);
         nodes.extend(inlined.nodes);
         for (b, o) in inlined.outputs.iter().zip(&node.output) {
-            nodes.push(NodeProto {
-                name: Some(names.fresh(&format!("{o}/identity"))),
-                op_type: Some("Identity".to_string()),
-                input: vec![b.clone()],
-                output: vec![o.clone()],
-                ..Default::default()
-            });
+            nodes.push(crate::graph::identity(names.fresh(&format!("{o}/identity")), b, o));
         }
         count += 1;
     }

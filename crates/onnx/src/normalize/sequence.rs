@@ -121,13 +121,7 @@ pub(super) fn apply(graph: &mut GraphProto, splits: Vec<SequenceSplit>) -> usize
             .iter()
             .zip(&outputs)
             .flat_map(|((_, more), part)| more.iter().map(move |o| (part, o)))
-            .map(|(part, o)| NodeProto {
-                op_type: Some("Identity".into()),
-                name: Some(names.fresh(&format!("{name}/Identity"))),
-                input: vec![part.clone()],
-                output: vec![o.clone()],
-                ..Default::default()
-            })
+            .map(|(part, o)| crate::graph::identity(names.fresh(&format!("{name}/Identity")), part, o))
             .collect();
         nodes.push(NodeProto { op_type: Some("Split".into()), name: Some(name), input: inputs, output: outputs, attribute: attrs, ..node });
         nodes.extend(copies);
