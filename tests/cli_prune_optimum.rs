@@ -55,25 +55,17 @@ fn prune_by_distillation(name: &str) {
     prune_by_distillation_with(name, &[]);
 }
 
-/// `oto prune` by distillation with `extra` arguments; returns the original model (as
-/// loaded) and the compact one.
-fn prune_by_distillation_with(name: &str, extra: &[&str]) -> (Model, Model) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = optimum_zoo_dir().join(name).join("model.onnx");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join(name).join("config.json")).unwrap()).unwrap();
-    let original = oto_onnx::normalize::load(&file).unwrap().0;
-    let data = dir.path().join("tokens.npz");
-    unlabeled_tokens(&original, config["vocab_size"].as_u64().unwrap(), &data);
-    let out_dir = dir.path().join("out");
-    let mut args = vec![
+/// The arguments of a short `oto prune` by distillation of `file` on `data` into `out_dir`
+/// at group sparsity `sparsity` (10 steps of AdamW, batch 8, 2 threads, quiet).
+fn distill_args<'a>(file: &'a Path, data: &'a Path, out_dir: &'a Path, sparsity: &'a str) -> Vec<&'a str> {
+    vec![
         "prune",
         "--model",
-        s(&file),
+        s(file),
         "--data",
-        s(&data),
+        s(data),
         "--target-sparsity",
-        "0.3",
+        sparsity,
         "--steps",
         "10",
         "--batch-size",
@@ -87,9 +79,37 @@ fn prune_by_distillation_with(name: &str, extra: &[&str]) -> (Model, Model) {
         "--device",
         "cpu",
         "--out",
-        s(&out_dir),
+        s(out_dir),
         "-q",
-    ];
+    ]
+}
+
+/// onnxruntime computes the same outputs (within 1e-4 of their scale) for the sparse and
+/// the compact model on `inputs`; `ctx` names the case in failures.
+fn assert_same_in_ort(sparse: &Model, compact: &Model, inputs: &[(String, Tensor)], ctx: &str) {
+    let (a, b) = (oto_testkit::run_ort(&sparse.proto, inputs), oto_testkit::run_ort(&compact.proto, inputs));
+    assert_eq!(a.len(), b.len(), "{ctx}");
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb, "{ctx}");
+        assert_eq!(va.len(), vb.len(), "{ctx}: {na}");
+        let scale = va.iter().fold(1f64, |m, x| m.max(x.abs()));
+        let diff = va.iter().zip(vb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-4 * scale, "{ctx}: {na}: max |sparse - compact| = {diff}");
+    }
+}
+
+/// `oto prune` by distillation with `extra` arguments; returns the original model (as
+/// loaded) and the compact one.
+fn prune_by_distillation_with(name: &str, extra: &[&str]) -> (Model, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = optimum_zoo_dir().join(name).join("model.onnx");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(optimum_zoo_dir().join(name).join("config.json")).unwrap()).unwrap();
+    let original = oto_onnx::normalize::load(&file).unwrap().0;
+    let data = dir.path().join("tokens.npz");
+    unlabeled_tokens(&original, config["vocab_size"].as_u64().unwrap(), &data);
+    let out_dir = dir.path().join("out");
+    let mut args = distill_args(&file, &data, &out_dir, "0.3");
     args.extend_from_slice(extra);
     let out = oto(&args);
     assert_eq!(out.status.code(), Some(0), "{name}: {}\n{}", text(&out.stdout), text(&out.stderr));
@@ -230,15 +250,7 @@ fn prune_optimum_decoder_with_past_keeps_its_cache_interface() {
     let inputs: Vec<(String, Tensor)> = oto_onnx::npz::read_npz(optimum_zoo_dir().join(name).join("inputs.npz")).unwrap();
     let past = inputs.iter().find(|(n, _)| n == "past_key_values.0.key").unwrap();
     assert!(past.1.shape[2] > 0 && past.1.to_f64_vec().iter().any(|&x| x != 0.0), "the reference past is empty");
-    let (a, b) = (oto_testkit::run_ort(&sparse.proto, &inputs), oto_testkit::run_ort(&compact.proto, &inputs));
-    assert_eq!(a.len(), b.len());
-    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
-        assert_eq!(na, nb);
-        assert_eq!(va.len(), vb.len(), "{na}");
-        let scale = va.iter().fold(1f64, |m, x| m.max(x.abs()));
-        let diff = va.iter().zip(vb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 1e-4 * scale, "{na}: max |sparse - compact| = {diff}");
-    }
+    assert_same_in_ort(&sparse, &compact, &inputs, name);
 }
 
 /// A merged decoder (optimum's older layout: one `If` on `use_cache_branch` holding the
@@ -260,31 +272,9 @@ fn prune_optimum_merged_decoder_keeps_both_branches() {
     let data = dir.path().join("tokens.npz");
     unlabeled_tokens(&original, 1000, &data);
     let out_dir = dir.path().join("out");
-    let out = oto(&[
-        "prune",
-        "--model",
-        s(&file),
-        "--data",
-        s(&data),
-        "--target-sparsity",
-        "0.5",
-        "--steps",
-        "10",
-        "--batch-size",
-        "8",
-        "--optimizer",
-        "adamw",
-        "--lr",
-        "1e-3",
-        "--threads",
-        "2",
-        "--device",
-        "cpu",
-        "--save-sparse",
-        "--out",
-        s(&out_dir),
-        "-q",
-    ]);
+    let mut args = distill_args(&file, &data, &out_dir, "0.5");
+    args.push("--save-sparse");
+    let out = oto(&args);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["verification"]["passed"], true, "{}", report["verification"]);
@@ -302,15 +292,7 @@ fn prune_optimum_merged_decoder_keeps_both_branches() {
     assert_eq!(io_shapes(&compact), io_shapes(&Model::load(&file).unwrap()), "the merged decoder's interface changed");
     for feeds in ["inputs.npz", "inputs_first.npz"] {
         let inputs: Vec<(String, Tensor)> = oto_onnx::npz::read_npz(optimum_zoo_dir().join(name).join(feeds)).unwrap();
-        let (a, b) = (oto_testkit::run_ort(&sparse.proto, &inputs), oto_testkit::run_ort(&compact.proto, &inputs));
-        assert_eq!(a.len(), b.len());
-        for ((na, va), (nb, vb)) in a.iter().zip(&b) {
-            assert_eq!(na, nb);
-            assert_eq!(va.len(), vb.len(), "{feeds}: {na}");
-            let scale = va.iter().fold(1f64, |m, x| m.max(x.abs()));
-            let diff = va.iter().zip(vb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
-            assert!(diff <= 1e-4 * scale, "{feeds}: {na}: max |sparse - compact| = {diff}");
-        }
+        assert_same_in_ort(&sparse, &compact, &inputs, feeds);
     }
     // Quantizing one is refused, naming the file and the branch input (exit 2, nothing run).
     let refused = oto(&["quantize", s(&out_dir.join("model.onnx")), "--data", s(&data), "--out", s(&dir.path().join("q.onnx"))]);
