@@ -31,17 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from quality import key, record  # noqa: E402
-from quality_scratch import Net  # noqa: E402
-
-STEPS_PER_EPOCH = 1438 // 64
-EPOCHS = 30
+from quality_scratch import Net, accuracy, load_digits, steps, train  # noqa: E402
 
 
 def macs(net):
@@ -64,45 +60,30 @@ def run(target, seed):
     net = Net(16, 32, 64)
     params_before, macs_before = sum(p.numel() for p in net.parameters()), macs(net)
     oto = OTO(net, torch.zeros(1, 1, 8, 8))
-    steps = EPOCHS * STEPS_PER_EPOCH
+    x, y, xt, yt = load_digits()
+    n = steps(x)
     optimizer = oto.hesso(
         variant="sgd",
         lr=0.05,
         first_momentum=0.9,
         weight_decay=0.0,
         target_group_sparsity=target,
-        start_pruning_step=steps // 10,
-        pruning_steps=steps * 3 // 10,
+        start_pruning_step=n // 10,
+        pruning_steps=n * 3 // 10,
         pruning_periods=5,
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    train, test = (np.load(ROOT.parent / f"examples/data/digits_{s}.npz") for s in ("train", "test"))
-    x, y = torch.tensor(train["x"]), torch.tensor(train["labels"])
-    xt, yt = torch.tensor(test["x"]), torch.tensor(test["labels"])
     started = time.time()
-    net.train()
-    for _ in range(EPOCHS):
-        order = torch.randperm(len(x))
-        for i in range(0, STEPS_PER_EPOCH * 64, 64):
-            batch = order[i : i + 64]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
-            optimizer.step()
-            schedule.step()
-    net.eval()
-    with torch.no_grad():
-        sparse_accuracy = (net(xt).argmax(1) == yt).float().mean().item()
+    train(net, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n), x, y)
+    sparse_accuracy = accuracy(net, xt, yt)
     with tempfile.TemporaryDirectory(prefix="oto-301-") as out:
         oto.construct_subnet(out_dir=out)
         compact = torch.load(oto.compressed_model_path, weights_only=False)
-    compact.eval()
-    with torch.no_grad():
-        accuracy = (compact(xt).argmax(1) == yt).float().mean().item()
-    if accuracy != sparse_accuracy:
-        sys.exit(f"target {target} seed {seed}: OTO's compact model scores {accuracy} but the trained one {sparse_accuracy}")
+    compact_accuracy = accuracy(compact, xt, yt)
+    if compact_accuracy != sparse_accuracy:
+        sys.exit(f"target {target} seed {seed}: OTO's compact model scores {compact_accuracy} but the trained one {sparse_accuracy}")
     params_after = sum(p.numel() for p in compact.parameters())
     return {
-        "accuracy": accuracy,
+        "accuracy": compact_accuracy,
         "params": params_after,
         "params_ratio": params_after / params_before,
         "macs": macs(compact),
