@@ -381,8 +381,21 @@ def _whisper():
     return WhisperForConditionalGeneration(cfg), "automatic-speech-recognition-with-past", "gpt"
 
 
+def _bart():
+    # optimum's default layout for text-to-text generation with the cache: a merged decoder
+    # whose cache branch reads the encoder's keys and values from graph inputs, the keys
+    # also through Shape (the length of the encoder's mask).
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    cfg = BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                     pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2)
+    return BartForConditionalGeneration(cfg), "text2text-generation-with-past", "gpt"
+
+
 # Merged decoders (export_merged): name -> the architecture it exports.
-MERGED = {"gpt2_merged": "gpt2", "whisper_merged": "whisper"}
+MERGED = {"gpt2_merged": "gpt2", "whisper_merged": "whisper", "bart_merged": "bart"}
+SEQ2SEQ = {"whisper": _whisper, "bart": _bart}
 
 
 def _check_logits(name: str, model, feeds: dict, logits: np.ndarray) -> float:
@@ -425,8 +438,8 @@ def export_merged(name: str, out_dir: str) -> dict:
     t0 = time.time()
     seed = zlib.crc32(name.encode()) % (2**31)
     torch.manual_seed(seed)
-    if MERGED[name] == "whisper":
-        return _export_merged_whisper(name, out_dir, seed, t0)
+    if MERGED[name] in SEQ2SEQ:
+        return _export_merged_seq2seq(name, out_dir, seed, t0)
     model, _, kind = MODELS[MERGED[name]]()
     _randomize(model, seed)
     model.eval()
@@ -464,9 +477,9 @@ def export_merged(name: str, out_dir: str) -> dict:
             "params": int(sum(p.numel() for p in model.parameters()))}
 
 
-def _export_merged_whisper(name: str, out_dir: str, seed: int, t0: float) -> dict:
-    """Whisper exported as `optimum-cli export onnx --task automatic-speech-recognition-with-past`
-    does (main_export, validated against PyTorch by optimum): its decoder_model_merged.onnx
+def _export_merged_seq2seq(name: str, out_dir: str, seed: int, t0: float) -> dict:
+    """An encoder-decoder exported as `optimum-cli export onnx --task ...-with-past` does
+    (main_export, validated against PyTorch by optimum): its decoder_model_merged.onnx
     becomes OUT/NAME/model.onnx (the encoder and the unmerged decoders are dropped). Reference
     inputs for each branch as export_merged's, with encoder_hidden_states for the first pass
     and the encoder's keys and values in the cache; outputs from onnxruntime."""
@@ -474,14 +487,15 @@ def _export_merged_whisper(name: str, out_dir: str, seed: int, t0: float) -> dic
     from optimum.exporters.onnx import main_export
     from transformers import WhisperFeatureExtractor
 
-    model, task, kind = _whisper()
+    model, task, kind = SEQ2SEQ[MERGED[name]]()
     _randomize(model, seed)
     model.eval()
     target = os.path.join(out_dir, name)
     shutil.rmtree(target, ignore_errors=True)
     with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as exported:
         model.save_pretrained(saved)
-        WhisperFeatureExtractor(feature_size=80).save_pretrained(saved)
+        if MERGED[name] == "whisper":
+            WhisperFeatureExtractor(feature_size=80).save_pretrained(saved)
         _save_tokenizer(saved, kind)
         main_export(saved, exported, task=task, library_name="transformers", do_validation=True)
         os.makedirs(target)
@@ -493,18 +507,23 @@ def _export_merged_whisper(name: str, out_dir: str, seed: int, t0: float) -> dic
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(seed)
-    cfg = model.config
-    # The decoder reads encoder states of any length: 16 (the encoder's 1500 is the export's).
-    heads, dim, enc = cfg.decoder_attention_heads, cfg.d_model // cfg.decoder_attention_heads, 16
+    # The decoder reads encoder states of any length: 16 (Whisper's encoder gives 1500).
+    enc = 16
     ids = rng.integers(5, VOCAB, size=(BATCH, SEQ), dtype=np.int64)
-    states = rng.standard_normal((BATCH, enc, cfg.d_model)).astype(np.float32)
+    declared = {vi.name: vi.shape for vi in sess.get_inputs()}
+    states = rng.standard_normal((BATCH, enc, declared["encoder_hidden_states"][2])).astype(np.float32)
     feeds = {}
     for vi in sess.get_inputs():
         n = vi.name
+        heads, dim = (vi.shape[1], vi.shape[3]) if n.startswith("past_key_values.") else (0, 0)
         if n == "input_ids":
             feeds[n] = ids
         elif n == "encoder_hidden_states":
             feeds[n] = states
+        elif n == "encoder_attention_mask":
+            mask = np.ones((BATCH, enc), dtype=np.int64)
+            mask[1, enc - 4:] = 0  # one padded source sequence
+            feeds[n] = mask
         elif n == "use_cache_branch":
             feeds[n] = np.array([True])
         elif n.startswith("past_key_values.") and ".decoder." in n:
@@ -523,8 +542,9 @@ def _export_merged_whisper(name: str, out_dir: str, seed: int, t0: float) -> dic
         np.savez(os.path.join(target, f"inputs{suffix}.npz"), **f)
         np.savez(os.path.join(target, f"outputs{suffix}.npz"), **dict(zip(names, outs)))
     print(f"[{name}] {time.time() - t0:.1f}s merged decoder (optimum's validation)", flush=True)
+    decoder = model.get_decoder()
     return {"name": name, "task": task + " (merged decoder)", "inputs": list(feeds), "outputs": names,
-            "params": int(sum(p.numel() for p in model.model.decoder.parameters()))}
+            "params": int(sum(p.numel() for p in decoder.parameters()))}
 
 
 def main(argv=None) -> int:

@@ -4,11 +4,19 @@
 
 use crate::model::{Analysis, BlockedOp, Role, ShapeLocation, UngroupedWeight};
 use crate::space::{AxisT, Factor, InitDims, LinSeg, Outer, Part, Range, RefAt, ReqKind, Scale, Seg, Spaces, Track, ValueT};
-use oto_onnx::graph::{node_label, Graph, NodeExt};
+use oto_onnx::graph::{node_label, Graph, NodeExt, Producer};
 use oto_onnx::op::{Binary, Op, Reduce, ReduceKind, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// A graph input read through layout-keeping nodes ([`Ctx::fed_input`]).
+pub(crate) struct FedInput {
+    /// The graph input.
+    pub input: String,
+    /// Per axis of the value read, the input's axis.
+    pub axes: Vec<usize>,
+}
 
 /// What the user can change about the analysis.
 #[derive(Debug, Clone, Default)]
@@ -579,7 +587,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// reads it is zeroed with the element ([`Spaces::zero_readers`]): a removed head whose
     /// past is not zero then still contributes nothing.
     pub fn cache_along(&mut self, node: &NodeProto, value: &str, axis: usize, a: &mut AxisT) {
-        if a.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. })) {
+        if a.is_inside_heads() {
             // The inside of heads: whole heads go, this axis keeps its size.
             for r in a.ranges() {
                 self.spaces.zero_readers(r);
@@ -621,10 +629,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// (attention probabilities), are left to block as any output does.
     fn present_heads(&mut self, value: &str) {
         let Some(t) = self.track(value) else { return };
-        let is_inner =
-            |a: &AxisT| a.is_tracked() && a.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }));
-        let inner: Vec<usize> = (0..t.len()).filter(|&i| is_inner(&t[i])).collect();
-        let heads: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_tracked() && !is_inner(&t[i])).collect();
+        let inner: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_inside_heads()).collect();
+        let heads: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_tracked() && !t[i].is_inside_heads()).collect();
         let (&[axis], false) = (heads.as_slice(), inner.is_empty()) else { return };
         let inside: Vec<Range> = inner.iter().flat_map(|&i| t[i].ranges()).collect();
         let covered = |h: &Range| inside.iter().any(|r| r.base == h.base && r.start <= h.start && h.end() <= r.end());
@@ -643,6 +649,92 @@ impl<'a, 'm> Ctx<'a, 'm> {
         let kept = self.cache_axes.entry(value.to_string()).or_default();
         kept.push(axis);
         kept.extend(inner);
+    }
+
+    /// `value`, if it is a graph input that the model reads only here, through nodes that
+    /// keep its layout (`Transpose`, `Cast`, `Identity`, a product or quotient by one
+    /// constant); its other readers may only read its shape or give it out unchanged
+    /// ([`oto_onnx::graph::reads_whole`]). That is a decoder's cross-attention cache: the
+    /// encoder's keys and values, computed once and fed back at every step. Returns the
+    /// input and, per axis of `value`, the input's axis.
+    pub fn fed_input(&self, value: &str) -> Option<FedInput> {
+        let rank = self.dims(value)?.len();
+        let mut axes: Vec<usize> = (0..rank).collect();
+        let mut current = value.to_string();
+        loop {
+            match self.graph.producer(&current)? {
+                Producer::Input(_) if !self.is_init(&current) => {
+                    let gp = self.graph.proto;
+                    let readers = self.graph.consumers(&current);
+                    let through = readers.iter().filter(|u| !oto_onnx::graph::reads_whole(gp, self.graph.node(u.node))).count();
+                    return (through == 1).then_some(FedInput { input: current, axes });
+                }
+                Producer::Node { node, .. } => {
+                    if self.graph.consumers(&current).len() != 1 {
+                        return None;
+                    }
+                    let n = self.graph.node(node);
+                    let data = match n.op() {
+                        "Transpose" => {
+                            let inner = self.dims(n.input.first()?)?.len();
+                            let perm: Vec<usize> = match n.attr_ints("perm").ok()? {
+                                Some(p) => p.iter().map(|&q| usize::try_from(q).ok().filter(|&q| q < inner)).collect::<Option<_>>()?,
+                                None => (0..inner).rev().collect(),
+                            };
+                            axes = axes.iter().map(|&a| perm.get(a).copied()).collect::<Option<_>>()?;
+                            0
+                        }
+                        "Identity" | "Cast" => 0,
+                        "Mul" | "Div" => {
+                            let scalar = |v: &str| self.const_floats(v).is_some_and(|f| f.len() == 1);
+                            let data = match (n.input.first(), n.input.get(1)) {
+                                (Some(_), Some(c)) if scalar(c) => 0,
+                                (Some(c), Some(_)) if n.op() == "Mul" && scalar(c) => 1,
+                                _ => return None,
+                            };
+                            if self.dims(&n.input[data])?.len() != rank {
+                                return None;
+                            }
+                            data
+                        }
+                        _ => return None,
+                    };
+                    current = n.input.get(data)?.clone();
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Axis `axis` of `fed` (a [`Ctx::fed_input`]) meets the channels `x` follow in a
+    /// batched product: the compact model reads the input's kept positions only (a
+    /// `Gather` construction adds, the input's interface unchanged). The input is not
+    /// zero at a removed position, so neither is the product, and what reads it is zeroed
+    /// with the element ([`Spaces::zero_readers`]). `None` (and blocked) where the
+    /// positions cannot be gathered.
+    pub fn read_fed(&mut self, node: &NodeProto, fed: &FedInput, axis: usize, x: &AxisT) -> Option<AxisT> {
+        let Some(&input_axis) = fed.axes.get(axis) else {
+            self.block_axis_at(node, x, "batched product with a tensor that does not follow these channels");
+            return None;
+        };
+        match x.strided() {
+            Ok(None) => {}
+            Err(why) => {
+                self.block_axis_at(node, x, &format!("reads input '{}' in a layout it cannot gather: {why}", fed.input));
+                return None;
+            }
+            Ok(Some(segs)) => {
+                for s in segs {
+                    let (num, den) = per_position(&s);
+                    self.spaces.require_block(s.range, den, ReqKind::Split);
+                    self.spaces.cache(&fed.input, input_axis, s.range, s.offset, num, den, s.outer);
+                    self.spaces.zero_readers(s.range);
+                }
+            }
+        }
+        let mut x = x.clone();
+        x.map_zero(&|_| false);
+        Some(x)
     }
 
     /// Whether `node`, a Concat along `axis`, makes a key/value cache of `value`: `value`

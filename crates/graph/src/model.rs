@@ -4,6 +4,7 @@
 //! every member's slices and the shape constants).
 
 use crate::AnalysisError;
+use oto_onnx::graph::Producer;
 use oto_onnx::op::{Op, Reduce, ReduceKind};
 use oto_onnx::{DType, Graph, Model};
 use serde::{Deserialize, Serialize};
@@ -192,13 +193,16 @@ pub struct Member {
 
 /// A key/value cache of a group: a graph output that a `Concat` makes of a graph input
 /// (the past) and this step's values, along another axis than `axis`, or a present
-/// without a past (the heads' keys or values returned as they are). The compact model
-/// keeps the cache's interface: along `axis` it still has every position, the removed
-/// ones zero (what the zeroed full model writes there), so it reads and writes the
-/// caches the original does.
+/// without a past (the heads' keys or values returned as they are), or a graph input
+/// read directly (a decoder's cross-attention cache: the encoder's keys and values). The
+/// compact model keeps the cache's interface: along `axis` an output still has every
+/// position, the removed ones zero (what the zeroed full model writes there), and an
+/// input read directly is read at its kept positions, so it reads and writes the caches
+/// the original does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheSlice {
-    /// The cache: a graph output (the Concat's output where there is a past).
+    /// The cache: a graph output (the Concat's output where there is a past), or a graph
+    /// input read directly.
     pub value: String,
     /// The axis of the group's elements.
     pub axis: usize,
@@ -459,8 +463,12 @@ impl Analysis {
                 check_member(&graph, g, m).map_err(bad)?;
             }
             for c in &g.caches {
-                if !graph.is_result(&c.value) || graph.producer_node(&c.value).is_none() {
-                    return Err(bad(format!("cache '{}' is not a graph output (or a branch's) made by a node", c.value)));
+                let fed = matches!(graph.producer(&c.value), Some(Producer::Input(_))) && graph.initializer(&c.value).is_none();
+                if !fed && (!graph.is_result(&c.value) || graph.producer_node(&c.value).is_none()) {
+                    return Err(bad(format!(
+                        "cache '{}' is neither a graph output (or a branch's) made by a node nor a graph input",
+                        c.value
+                    )));
                 }
             }
             for sc in &g.shape_constants {

@@ -229,6 +229,12 @@ impl AxisT {
         self.factors.iter().any(|f| f.track.is_some())
     }
 
+    /// Whether the axis is tracked and every tracked factor is the inside of heads (the `D`
+    /// of `[H, D]`: whole heads go, the axis keeps its size).
+    pub fn is_inside_heads(&self) -> bool {
+        self.is_tracked() && self.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| matches!(t, Track::Inner { .. }))
+    }
+
     /// Every base range of the axis.
     pub fn ranges(&self) -> Vec<Range> {
         self.factors.iter().filter_map(|f| f.track.as_ref()).flat_map(Track::ranges).collect()

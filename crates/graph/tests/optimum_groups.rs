@@ -51,19 +51,25 @@ fn sizes(config: &serde_json::Value) -> Sizes {
         }
         return Sizes { layers, ffn };
     }
-    // (Whisper's decoder: d_model, decoder_attention_heads, decoder_ffn_dim.)
+    // (Whisper's and BART's decoders: d_model, decoder_layers, decoder_attention_heads,
+    // decoder_ffn_dim.)
     let hidden = get(&["hidden_size", "dim", "n_embd", "d_model"]).expect("hidden size in config.json");
     let heads = get(&["num_attention_heads", "n_heads", "n_head", "decoder_attention_heads"]).expect("heads in config.json");
     // GPT-BigCode says multi-query attention with a flag: one K/V head.
     let multi_query = config["multi_query"].as_bool() == Some(true);
     let mut s = Sizes::uniform(
-        get(&["num_hidden_layers", "n_layers", "n_layer"]).expect("layers in config.json"),
+        get(&["decoder_layers", "num_hidden_layers", "n_layers", "n_layer"]).expect("layers in config.json"),
         heads,
         get(&["num_key_value_heads"]).unwrap_or(if multi_query { 1 } else { heads }),
         get(&["head_dim"]).unwrap_or(hidden / heads),
         // GPT-2's n_inner is null: 4 x the hidden size.
         get(&["intermediate_size", "hidden_dim", "n_inner", "decoder_ffn_dim"]).unwrap_or(4 * hidden),
     );
+    // An encoder-decoder's decoder: each layer attends to itself and to the encoder (the
+    // keys and values of its states), two attentions of the same sizes.
+    if config["is_encoder_decoder"].as_bool() == Some(true) {
+        s.layers = s.layers.iter().flat_map(|&l| [l, l]).collect();
+    }
     // A mixture of experts in every layer: an FFN per expert.
     if let (Some(experts), Some(width)) = (get(&["num_experts"]), get(&["moe_intermediate_size"])) {
         s.ffn = vec![width; s.layers.len() * experts];
@@ -131,7 +137,9 @@ fn optimum_exports_have_every_head_and_ffn_neuron_per_layer() {
 /// `use_cache_branch` holding the decoder with and without its cache): normalization writes
 /// both branches into the main graph, so the groups are those of the decoder alone, every
 /// head and FFN neuron of each layer, each cut in both branches (the heads' caches in the
-/// one branch, the presents in the other).
+/// one branch, the presents in the other); an encoder-decoder's (Whisper, BART) also
+/// every head of its cross-attention, whose cache branch reads the encoder's keys and
+/// values from graph inputs.
 #[test]
 fn merged_decoders_have_every_head_and_ffn_neuron_per_layer() {
     let names = oto_testkit::optimum_merged_names();
@@ -267,7 +275,9 @@ fn check_heads_and_ffn(name: &str, path: &std::path::Path, s: &Sizes) {
 /// A `-with-past` export's head group: its layer's two caches (`present.N.key` and
 /// `.value`, `[batch, K/V heads, positions, head dim]`), element `j` K/V head `j`; in a
 /// merged decoder, each written by both branches (a cache value per branch that leaves
-/// the model as that output: `Graph::results`).
+/// the model as that output: `Graph::results`), but a cross-attention's: the first pass
+/// writes the encoder's keys and values, the cache branch reads them from its inputs
+/// (`past_key_values.N.encoder.key` and `.value`, the kept heads only).
 fn check_caches(model: &oto_onnx::Model, ctx: &str, g: &Group, kv_heads: usize) {
     let results: HashMap<String, String> = oto_onnx::Graph::new(model).unwrap().results().into_iter().collect();
     let mut names: Vec<&str> = g.caches.iter().map(|c| results.get(&c.value).map_or(c.value.as_str(), String::as_str)).collect();
@@ -275,8 +285,13 @@ fn check_caches(model: &oto_onnx::Model, ctx: &str, g: &Group, kv_heads: usize) 
     let branches = if oto_onnx::branches::has_branches(&model.proto) { 2 } else { 1 };
     assert_eq!(names.len(), 2 * branches, "{ctx}: {:?}", g.caches);
     names.dedup();
+    let (pasts, names): (Vec<&str>, Vec<&str>) = names.into_iter().partition(|n| n.starts_with("past_key_values."));
     assert_eq!(names.len(), 2, "{ctx}: {:?}", g.caches);
     assert!(names[0].starts_with("present.") && names[0].ends_with(".key") && names[1].ends_with(".value"), "{ctx}: {names:?}");
+    if !pasts.is_empty() {
+        let read: Vec<String> = names.iter().map(|n| n.replacen("present.", "past_key_values.", 1)).collect();
+        assert!(names[0].contains(".encoder.") && pasts == read, "{ctx}: {pasts:?} {names:?}");
+    }
     assert_eq!(g.num_elements, kv_heads, "{ctx}");
     for c in &g.caches {
         assert_eq!(c.axis, 1, "{ctx}: {c:?}");

@@ -63,7 +63,7 @@ impl Ctx<'_, '_> {
     /// `oto_onnx::branches`): output `j` is the then branch's value `j` or the else
     /// branch's, position for position, so their channels are the output's and tied: a
     /// channel is cut in both branches or in neither. An axis followed in one branch only
-    /// is blocked.
+    /// is blocked, but in an output that only leaves the model.
     pub(super) fn branches(&mut self, node: &NodeProto) {
         let k = node.output.len();
         if node.input.len() != 1 + 2 * k {
@@ -96,6 +96,11 @@ impl Ctx<'_, '_> {
                             *slot = u;
                         }
                     }
+                    // An output no node reads leaves the model as each branch's value,
+                    // which the model's results handle one by one (a cache kept at full
+                    // width, or blocked): the cache branch's encoder keys, given out as
+                    // they were fed, beside the other branch's, computed.
+                    (Some(_), None) | (None, Some(_)) if self.graph.consumers(&out).is_empty() => {}
                     (Some(x), None) | (None, Some(x)) => self.block_axis_at(node, &x, "is followed in one branch of the If only"),
                 }
             }

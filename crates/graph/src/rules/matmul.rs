@@ -112,11 +112,18 @@ impl Ctx<'_, '_> {
                     return;
                 }
                 let plain = |d: &[Dim]| -> ValueT { d.iter().map(|x| AxisT::plain(x.clone())).collect() };
+                // An operand that is a graph input (a cross-attention cache) can follow the
+                // heads of the other: the compact model reads its kept heads.
+                let fed_a = if ta.is_none() { self.fed_input(&a) } else { None };
+                let fed_b = if tb.is_none() { self.fed_input(&b) } else { None };
                 let ta = ta.unwrap_or_else(|| plain(&da));
                 let tb = tb.unwrap_or_else(|| plain(&db));
                 let (na, nb) = (ta.len(), tb.len());
                 // Contracted axes: one space; the product of an element is zero if either side is.
                 let (ka, kb) = (&ta[na - 1], &tb[nb - 2]);
+                // The inside of heads contracted with a fed input: each head meets the same
+                // head of the input, if the heads axes join them (checked below).
+                let mut inside_fed: Option<AxisT> = None;
                 match (ka.is_tracked(), kb.is_tracked()) {
                     (false, false) => {}
                     (true, true) => {
@@ -126,11 +133,14 @@ impl Ctx<'_, '_> {
                             }
                         }
                     }
+                    (true, false) if fed_b.is_some() && ka.is_inside_heads() => inside_fed = Some(ka.clone()),
+                    (false, true) if fed_a.is_some() && kb.is_inside_heads() => inside_fed = Some(kb.clone()),
                     _ => {
                         self.block_axis_at(node, ka, "contracts channels with a tensor that does not follow them");
                         self.block_axis_at(node, kb, "contracts channels with a tensor that does not follow them");
                     }
                 }
+                let mut joined: Vec<Range> = Vec::new();
                 out[r - 2] = ta[na - 2].clone();
                 out[r - 1] = tb[nb - 1].clone();
                 // Batch axes broadcast like an elementwise product.
@@ -149,6 +159,18 @@ impl Ctx<'_, '_> {
                         },
                         (Some(x), None) if !full(pb, &db) => x,
                         (None, Some(y)) if !full(pa, &da) => y,
+                        (Some(x), None) if fed_b.is_some() => {
+                            let (Some(fed), Some(p)) = (&fed_b, pb) else { continue };
+                            let Some(x) = self.read_fed(node, fed, p, &x) else { continue };
+                            joined.extend(x.ranges());
+                            x
+                        }
+                        (None, Some(y)) if fed_a.is_some() => {
+                            let (Some(fed), Some(p)) = (&fed_a, pa) else { continue };
+                            let Some(y) = self.read_fed(node, fed, p, &y) else { continue };
+                            joined.extend(y.ranges());
+                            y
+                        }
                         (Some(x), None) | (None, Some(x)) => {
                             self.block_axis_at(node, &x, "batched product with a tensor that does not follow these channels");
                             continue;
@@ -164,6 +186,14 @@ impl Ctx<'_, '_> {
                             }
                         }
                     }
+                }
+                if let Some(inside) = inside_fed {
+                    if !inside.ranges().iter().all(|r| joined.contains(r)) {
+                        self.block_axis_at(node, &inside, "contracts channels with a tensor that does not follow them");
+                    }
+                }
+                if fed_b.is_some() && !joined.is_empty() && !tb[nb - 1].is_tracked() {
+                    inside_read_heads(&mut out);
                 }
                 self.heads_read_shared_channels(node, &mut out);
             }
@@ -203,4 +233,26 @@ impl Ctx<'_, '_> {
         let ranges = heads.into_iter().map(|(r, _)| r).collect();
         *last = AxisT { factors: vec![Factor { size: size.clone(), track: Some(Track::Inner { k, ranges, zero: false, at: Some(0) }) }] };
     }
+}
+
+/// `probs @ V` with V a fed input ([`Ctx::fed_input`]) whose heads follow the query
+/// heads (blocks of `k`): the last axis, `k` channels of V per head, is the inside of
+/// those heads, which go whole. Left untracked where V's head size is not `k`.
+fn inside_read_heads(out: &mut ValueT) {
+    let Some((last, batch)) = out.split_last_mut() else { return };
+    let heads: Vec<(Range, usize)> = batch
+        .iter()
+        .flat_map(|a| a.factors.iter())
+        .filter_map(|f| if let Some(Track::Segs(segs)) = &f.track { Some(segs) } else { None })
+        .flatten()
+        .filter_map(|s| if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s { Some((*range, *k)) } else { None })
+        .collect();
+    let Some(&(_, k)) = heads.first() else { return };
+    let [Factor { size, track: None }] = last.factors.as_slice() else { return };
+    if size.known() != i64::try_from(k).ok() || heads.iter().any(|&(_, kk)| kk != k) {
+        return;
+    }
+    let size = size.clone();
+    let ranges = heads.into_iter().map(|(r, _)| r).collect();
+    *last = AxisT { factors: vec![Factor { size, track: Some(Track::Inner { k, ranges, zero: false, at: Some(0) }) }] };
 }

@@ -1478,3 +1478,45 @@ pub fn weight_standardized() -> Model {
     b.output_f32(&y, &batch_dims(&[5, 6, 6]));
     finish(&b)
 }
+
+/// A decoder's cross-attention with the cache, as Optimum's `decoder_with_past_model.onnx`
+/// writes it (Whisper, BART, Marian): the encoder's keys and values are graph inputs
+/// (`encoder_key`, `encoder_value`: `[batch, 2, seq, 4]`), the keys transposed and scaled,
+/// the values read as they are by the product with the probabilities; the keys' shape is
+/// read too (its element count divides the output, so a shape read of fewer heads would
+/// show). Input `x` (`[batch, 3, 8]`), output `y` (`[batch, 3, 8]`). The heads are one
+/// prunable group.
+pub fn cross_attention_with_past() -> Model {
+    let mut b = GraphBuilder::new("cross_attention_with_past");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[3, 8]));
+    let past = [Dim::sym("batch"), Dim::Known(2), Dim::sym("seq"), Dim::Known(4)];
+    let key = b.input_f32("encoder_key", &past);
+    let value = b.input_f32("encoder_value", &past);
+    let wq = b.weight("q.weight", &[8, 8], wave(3, 1, 7));
+    let bq = b.weight("q.bias", &[8], wave(5, 2, 9));
+    let q = b.node("MatMul", &[&x, &wq], &[]);
+    let q = b.node("Add", &[&q, &bq], &[]);
+    let heads = b.ints("heads", &[-1, 3, 2, 4]);
+    let q = b.node("Reshape", &[&q, &heads], &[]);
+    let q = b.node_with("Transpose", &[&q], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let kt = b.node_with("Transpose", &[&key], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let scale = b.initializer("scale", Tensor { shape: vec![], data: TensorData::F32(vec![0.5]) });
+    let kt = b.node("Mul", &[&kt, &scale], &[]);
+    let scores = b.node("MatMul", &[&q, &kt], &[]);
+    let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
+    let o = b.node("MatMul", &[&probs, &value], &[]);
+    let o = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let flat = b.ints("flat", &[-1, 3, 8]);
+    let o = b.node("Reshape", &[&o, &flat], &[]);
+    let wo = b.weight("o.weight", &[8, 8], wave(7, 3, 11));
+    let bo = b.weight("o.bias", &[8], wave(2, 1, 5));
+    let y = b.node("MatMul", &[&o, &wo], &[]);
+    let y = b.node("Add", &[&y, &bo], &[]);
+    let shape = b.node("Shape", &[&key], &[]);
+    let count = b.node_with("ReduceProd", &[&shape], &[], &[("keepdims", Attr::Int(0))]);
+    let count = b.node_with("Cast", &[&count], &[], &[("to", Attr::Int(1))]);
+    let y = b.node("Div", &[&y, &count], &["y"]);
+    b.output_f32(&y, &batch_dims(&[3, 8]));
+    finish(&b)
+}
