@@ -307,6 +307,31 @@ fn prune_optimum_merged_decoder_keeps_both_branches() {
 /// A mixture of experts (Qwen3-MoE): the trainer runs the router (TopK, OneHot, NonZero)
 /// and the ScatterElements that brings the experts' outputs back, and the job removes
 /// neurons of the experts, each expert a group of its own.
+/// `oto check` of the zoo's merged decoders runs every trial on both branches and passes.
+/// GPT-2's file (optimum's older merge) declares its mask `sequence_length` long, but the
+/// cache branch reads past + sequence positions: its cache branch runs with an empty past
+/// (and says so), unless `--dim` gives the past a size, which the file then refuses
+/// (exit 2). Whisper's and BART's declared shapes fit: their pasts are not empty, and the
+/// cross-attention heads, read from the encoder's keys and values, are cut.
+#[test]
+fn check_optimum_merged_decoders_on_both_branches() {
+    let _job = one_job_at_a_time();
+    for name in oto_testkit::optimum_merged_names() {
+        let file = optimum_zoo_dir().join(&name).join("model.onnx");
+        let out = oto(&["check", s(&file), "--trials", "1"]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{name}: {stdout}\n{}", text(&out.stderr));
+        assert!(stdout.contains("passed: 1 trials (each on both branches of the merged decoder)"), "{name}: {stdout}");
+        assert!(!text(&out.stderr).contains("onnxruntime:"), "{name}: onnxruntime's own log: {}", text(&out.stderr));
+        let empty = stdout.contains("(an empty past: the file's declared input shapes do not fit its cache branch");
+        assert_eq!(empty, name == "gpt2_merged", "{name}: {stdout}");
+    }
+    let file = optimum_zoo_dir().join("gpt2_merged/model.onnx");
+    let out = oto(&["check", s(&file), "--trials", "1", "--dim", "past_sequence_length=3"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stderr).contains("use_cache_branch = true"), "{}", text(&out.stderr));
+}
+
 #[test]
 fn prune_optimum_mixture_of_experts_by_distillation() {
     let _job = one_job_at_a_time();

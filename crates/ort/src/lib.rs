@@ -254,6 +254,9 @@ impl Session {
 fn builder(model: &str, options: &SessionOptions) -> Result<ort::session::builder::SessionBuilder> {
     let session_error = |source: ort::Error| OrtError::Session { model: model.to_string(), source };
     let mut builder = ort::session::Session::builder(environment()?).map_err(session_error)?;
+    // onnxruntime logs a failing run's error to stderr too: oto reports each error it
+    // returns, with what was run (a retry that then succeeds would leave a false alarm).
+    builder = builder.with_log_level(ort::logging::LogLevel::Fatal).map_err(|e| session_error(e.into()))?;
     if let Some(threads) = options.intra_threads {
         builder = builder.with_intra_threads(threads).map_err(|e| session_error(e.into()))?;
     }
