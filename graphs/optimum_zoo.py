@@ -393,9 +393,19 @@ def _bart():
     return BartForConditionalGeneration(cfg), "text2text-generation-with-past", "gpt"
 
 
+def _t5():
+    # T5's relative-position bias: a table of buckets per head, looked up once and added to
+    # every layer's scores (the cross-attention's: zeros of [1, heads, q, k]).
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    cfg = T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
+                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return T5ForConditionalGeneration(cfg), "text2text-generation-with-past", "gpt"
+
+
 # Merged decoders (export_merged): name -> the architecture it exports.
-MERGED = {"gpt2_merged": "gpt2", "whisper_merged": "whisper", "bart_merged": "bart"}
-SEQ2SEQ = {"whisper": _whisper, "bart": _bart}
+MERGED = {"gpt2_merged": "gpt2", "whisper_merged": "whisper", "bart_merged": "bart", "t5_merged": "t5"}
+SEQ2SEQ = {"whisper": _whisper, "bart": _bart, "t5": _t5}
 
 
 def _check_logits(name: str, model, feeds: dict, logits: np.ndarray) -> float:

@@ -11,17 +11,15 @@
 //! returned as they are) is restored the same way after the node that writes it, and
 //! the model's other readers read the narrow value. A merged decoder's `Branches` node
 //! (`oto_onnx::branches`), which gives a branch's cache out as the graph output, is not
-//! one of those readers: it reads the full cache. A graph input read directly (a
-//! decoder's cross-attention cache: the encoder's keys and values, fed back at every
-//! step) is read at its kept positions (`Gather`) by the model, at full width where a
-//! merged decoder's cache branch gives it out unchanged.
+//! one of those readers: it reads the full cache.
 
 use crate::constants::{all_names, fresh};
+use crate::nodes::{gather, push_indices};
 use crate::{mismatch, Result};
 use oto_graph::Group;
-use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto};
+use oto_onnx::proto::{ModelProto, NodeProto};
 use oto_onnx::shape::Shapes;
-use oto_onnx::{Dim, Tensor, TensorData};
+use oto_onnx::Dim;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// One axis of a cache: its full length and the positions kept.
@@ -71,10 +69,6 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
             let stored: HashSet<&str> = gp.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
             gp.input.iter().filter_map(|i| i.name.clone()).filter(|n| !stored.contains(n.as_str())).collect()
         };
-        if graph_inputs.contains(value) {
-            read_kept(&mut names, gp, value, &restores, g0)?;
-            continue;
-        }
         let Some(at) = gp.node.iter().position(|n| n.output.iter().any(|o| o == value)) else {
             return Err(mismatch(g0, format!("cache '{value}' is not the output of a node")));
         };
@@ -112,37 +106,6 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         gp.node.splice(at + 1..at + 1, after);
         gp.node.splice(at..at, before);
     }
-    Ok(())
-}
-
-/// A graph input read directly (a decoder's cross-attention cache): the model reads its
-/// kept positions (`Gather`), but where it reads the input's shape or gives the input out
-/// unchanged ([`oto_onnx::graph::reads_whole`]: a merged decoder's cache branch).
-fn read_kept(
-    names: &mut HashSet<String>,
-    gp: &mut oto_onnx::proto::GraphProto,
-    value: &str,
-    restores: &[Restore],
-    g: &Group,
-) -> Result<()> {
-    let mut gathers = Vec::new();
-    let mut kept_value = value.to_string();
-    for r in restores {
-        let idx: Vec<i64> = r.kept.iter().map(|&p| p as i64).collect();
-        let idx_name = push_indices(names, &mut gp.initializer, &format!("{value}.kept"), idx, g)?;
-        let out = fresh(names, &format!("{value}.kept"));
-        gathers.push(gather(names, &kept_value, &idx_name, &out, r.axis));
-        kept_value = out;
-    }
-    let readers: Vec<usize> = (0..gp.node.len())
-        .filter(|&i| gp.node[i].input.iter().any(|x| x == value) && !oto_onnx::graph::reads_whole(gp, &gp.node[i]))
-        .collect();
-    for i in readers {
-        for x in gp.node[i].input.iter_mut().filter(|x| x.as_str() == value) {
-            *x = kept_value.clone();
-        }
-    }
-    gp.node.splice(0..0, gathers);
     Ok(())
 }
 
@@ -212,35 +175,4 @@ fn restore(
     let out = fresh(names, &format!("{x}.restored"));
     nodes.push(gather(names, &padded, &idx_name, &out, r.axis));
     Ok(out)
-}
-
-/// A fresh int64 initializer holding `values` (1-D); its name.
-fn push_indices(
-    names: &mut HashSet<String>,
-    initializers: &mut Vec<oto_onnx::proto::TensorProto>,
-    base: &str,
-    values: Vec<i64>,
-    g: &Group,
-) -> Result<String> {
-    let len = values.len();
-    let t = Tensor::new(vec![len], TensorData::I64(values)).ok_or_else(|| mismatch(g, format!("cannot build '{base}'")))?;
-    let name = fresh(names, base);
-    initializers.push(t.to_proto(&name));
-    Ok(name)
-}
-
-fn gather(names: &mut HashSet<String>, data: &str, indices: &str, out: &str, axis: usize) -> NodeProto {
-    NodeProto {
-        name: Some(fresh(names, &format!("{out}.gather"))),
-        op_type: Some("Gather".into()),
-        input: vec![data.to_string(), indices.to_string()],
-        output: vec![out.to_string()],
-        attribute: vec![AttributeProto {
-            name: Some("axis".into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(axis as i64),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
 }

@@ -23,6 +23,7 @@
 mod caches;
 mod constants;
 mod nodes;
+mod reads;
 mod slice;
 
 use oto_graph::{Analysis, Group};
@@ -196,6 +197,7 @@ pub fn construct(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, 
     slice::cut_initializers(model, &graph, &groups, &mut proto)?;
     constants::rewrite(model, &graph, &shapes_before, &groups, &mut proto)?;
     caches::rewrite(&shapes_before, &groups, &mut proto, model.opset())?;
+    reads::rewrite(&shapes_before, &groups, &mut proto)?;
     drop_dead(&mut proto);
     record_metadata(&mut proto, &groups);
 

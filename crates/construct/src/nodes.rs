@@ -1,9 +1,12 @@
 //! The nodes construction adds to a model (a `Pad` of zeros, a `Slice` of the first
-//! positions, element-wise arithmetic), written for the model's opset, with fresh names.
+//! positions, a `Gather`, element-wise arithmetic), written for the model's opset, with
+//! fresh names.
 
 use crate::constants::fresh;
+use crate::{mismatch, Result};
+use oto_graph::Group;
 use oto_onnx::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto, TensorProto};
-use oto_onnx::Tensor;
+use oto_onnx::{Tensor, TensorData};
 use std::collections::HashSet;
 
 /// A node of the default domain named `name` (made fresh) reading `inputs` into `output`.
@@ -68,4 +71,36 @@ pub(crate) fn first_positions(
 
 fn ints_attribute(name: &str, ints: Vec<i64>) -> AttributeProto {
     AttributeProto { name: Some(name.to_string()), r#type: Some(AttributeType::Ints as i32), ints, ..Default::default() }
+}
+
+/// A fresh int64 initializer holding `values` (1-D), added to `initializers`; its name.
+pub(crate) fn push_indices(
+    names: &mut HashSet<String>,
+    initializers: &mut Vec<TensorProto>,
+    base: &str,
+    values: Vec<i64>,
+    g: &Group,
+) -> Result<String> {
+    let len = values.len();
+    let t = Tensor::new(vec![len], TensorData::I64(values)).ok_or_else(|| mismatch(g, format!("cannot build '{base}'")))?;
+    let name = fresh(names, base);
+    initializers.push(t.to_proto(&name));
+    Ok(name)
+}
+
+/// A `Gather` of `data` at `indices` along `axis` into `out`.
+pub(crate) fn gather(names: &mut HashSet<String>, data: &str, indices: &str, out: &str, axis: usize) -> NodeProto {
+    NodeProto {
+        name: Some(fresh(names, &format!("{out}.gather"))),
+        op_type: Some("Gather".into()),
+        input: vec![data.to_string(), indices.to_string()],
+        output: vec![out.to_string()],
+        attribute: vec![AttributeProto {
+            name: Some("axis".into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(axis as i64),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }

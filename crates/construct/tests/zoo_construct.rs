@@ -361,8 +361,10 @@ fn per_head_packed_qkv_picked_from_a_sub_axis() {
 /// Two attention layers of T5 in miniature, both adding one position bias `[1, H, S, S]`
 /// to their scores: T5's self-attention bias (an embedding of one column per head,
 /// gathered by constant buckets) or, with `zeros`, its cross-attention bias (zeros of a
-/// constant shape, plus a mask). Head `h` of both layers is then one element: one head
-/// group spanning the layers, exact through construction.
+/// constant shape, plus a mask). Each layer reads its own kept heads of the bias (a
+/// `Gather` before its `Add`), so each layer's heads are a group of their own (the table
+/// stays whole, in no group), exact through construction. (Before, the bias tied head `h`
+/// of both layers into one element.)
 fn check_position_bias_shared_by_layers(zeros: bool) {
     use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
     let (s, h, d) = (4i64, 2i64, 4i64);
@@ -419,17 +421,24 @@ fn check_position_bias_shared_by_layers(zeros: bool) {
     let model = b.build().unwrap();
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
     let heads: Vec<_> = analysis.prunable_groups().filter(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. })).collect();
-    assert_eq!(heads.len(), 1, "{}", analysis.table());
-    let g = heads[0];
-    assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
-    let table = if zeros { vec![] } else { vec!["relative_attention_bias.weight"] };
-    for init in table.into_iter().chain(["l0.q.weight", "l1.v.weight", "l0.o.weight", "l1.o.weight"]) {
-        assert!(g.members.iter().any(|m| m.initializer == init), "{init} is not in {}: {:?}", g.id, g.members);
+    assert_eq!(heads.len(), 2, "{}", analysis.table());
+    for layer in 0..2 {
+        let mine = |init: &str| init.starts_with(&format!("l{layer}."));
+        let g = heads.iter().find(|g| g.members.iter().any(|m| mine(&m.initializer))).unwrap();
+        assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
+        for p in ["q", "k", "v", "o"] {
+            let init = format!("l{layer}.{p}.weight");
+            assert!(g.members.iter().any(|m| m.initializer == init), "{init} is not in {}: {:?}", g.id, g.members);
+        }
+        assert!(g.members.iter().all(|m| mine(&m.initializer)), "{}: {:?}", g.id, g.members);
+        // The layer's Add reads the kept heads (axis 1) of the one bias.
+        assert_eq!(g.reads.len(), 1, "{}: {:?}", g.id, g.reads);
+        assert_eq!((g.reads[0].value.as_str(), g.reads[0].axis), (bias.as_str(), 1), "{:?}", g.reads);
+        assert!(g.shape_constants.iter().all(|c| !c.location.to_string().contains("bias_heads")), "{:?}", g.shape_constants);
     }
-    if zeros {
-        // The zeros' head count follows the heads kept.
-        assert!(g.shape_constants.iter().any(|c| c.location.to_string().contains("bias_heads") && c.entry == 1), "{:?}", g.shape_constants);
-    }
+    let ungrouped: Vec<&str> = analysis.ungrouped.iter().map(|w| w.initializer.as_str()).collect();
+    let whole: &[&str] = if zeros { &["mask"] } else { &["relative_attention_bias.weight"] };
+    assert_eq!(ungrouped, whole, "{}", analysis.table());
     let inputs = x_batch(4, 8, |i| (i * 0.29).sin());
     check_model(if zeros { "shared zero position bias" } else { "shared position bias" }, &model, &inputs, 2);
 }

@@ -16,6 +16,8 @@ pub(crate) struct FedInput {
     pub input: String,
     /// Per axis of the value read, the input's axis.
     pub axes: Vec<usize>,
+    /// The node reading the input, by the first value it writes.
+    pub reader: String,
 }
 
 /// What the user can change about the analysis.
@@ -65,7 +67,8 @@ pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, Anal
     let tables = crate::rules::table_axes(&probe);
     let shapes = probe.shapes;
     let seeds = table_seeds(&graph, &shapes, options, &dims, tables);
-    let (groups, blocked) = traverse(&graph, shapes, options, &dims, &seeds)?;
+    let tied = traverse(&graph, shapes.clone(), options, &dims, &seeds, Shared::Tied)?;
+    let (groups, blocked) = untie(&graph, shapes, options, &dims, &seeds, tied)?;
     let prunable = prunable_params(&groups, &dims, &graph);
     // Parameters as `oto inspect` and the reports count them: not BatchNorm statistics,
     // scalars or one-element literals.
@@ -107,7 +110,7 @@ fn table_seeds(
     if axes.is_empty() {
         return axes;
     }
-    let Ok((groups, _)) = traverse(graph, shapes.clone(), options, dims, &axes) else {
+    let Ok(Traversal { groups, .. }) = traverse(graph, shapes.clone(), options, dims, &axes, Shared::Tied) else {
         return Vec::new();
     };
     let tables: HashSet<&str> = axes.iter().map(|(t, _)| t.as_str()).collect();
@@ -123,6 +126,62 @@ fn table_seeds(
     kept
 }
 
+/// How a per-head value that several layers read is followed: T5's position bias (a
+/// table's rows, or zeros for the cross-attention, computed once and added to every
+/// layer's scores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shared {
+    /// Its heads are tracked, so every layer reading it loses the same heads (its table's
+    /// rows are cut with them, the zeros' shape rewritten).
+    Tied,
+    /// It is not tracked: each layer reads its own kept heads of it ([`Ctx::read_kept`]).
+    /// The tables (initializer names) whose heads were tied are not followed, neither
+    /// seeded nor looked up (an embedding `Gather`).
+    Untied(HashSet<String>),
+}
+
+/// The traversal without tracking per-head values the layers share ([`Shared::Untied`])
+/// where the one that tracks them (`tied`) tied heads through such a value (a seeded
+/// table's head axis, or zeros whose shape gives the heads); kept when it gives more
+/// prunable groups, the layers' heads apart.
+fn untie(
+    graph: &Graph<'_>,
+    shapes: Shapes,
+    options: &AnalyzeOptions,
+    dims: &InitDims,
+    seeds: &[(String, usize)],
+    tied: Traversal,
+) -> Result<(Vec<crate::Group>, Vec<BlockedOp>), AnalysisError> {
+    // Tables in a head group: seeded, or read by an embedding lookup (T5's bias buckets).
+    let looked_up = |t: &str| {
+        graph.consumers(t).iter().any(|u| u.input == 0 && graph.node(u.node).op() == "Gather") && dims.get(t).is_some_and(|d| d.len() == 2)
+    };
+    let head_tables: HashSet<String> = tied
+        .groups
+        .iter()
+        .filter(|g| matches!(g.kind, crate::ElementKind::Head { .. }))
+        .flat_map(|g| g.members.iter())
+        .filter(|m| seeds.iter().any(|(t, a)| *t == m.initializer && *a == m.axis) || (m.axis == 1 && looked_up(&m.initializer)))
+        .map(|m| m.initializer.clone())
+        .collect();
+    if head_tables.is_empty() && !tied.zero_heads {
+        return Ok((tied.groups, tied.blocked));
+    }
+    let kept: Vec<(String, usize)> = seeds.iter().filter(|(t, _)| !head_tables.contains(t)).cloned().collect();
+    let untied = traverse(graph, shapes, options, dims, &kept, Shared::Untied(head_tables))?;
+    let prunable = |t: &Traversal| t.groups.iter().filter(|g| g.prunable && g.num_elements > 1).count();
+    let chosen = if prunable(&untied) > prunable(&tied) { untied } else { tied };
+    Ok((chosen.groups, chosen.blocked))
+}
+
+/// What [`traverse`] gives: the groups, the operators that blocked spaces, and whether a
+/// `ConstantOfShape` of zeros opened spaces (T5's shared cross-attention bias).
+pub(crate) struct Traversal {
+    groups: Vec<crate::Group>,
+    blocked: Vec<BlockedOp>,
+    zero_heads: bool,
+}
+
 /// Applies every operator's rule in order, with the table axes `seeds` tracked from
 /// their initializers, blocks what reaches the outputs, and solves the spaces into
 /// groups; also the operators that blocked spaces.
@@ -132,9 +191,11 @@ fn traverse(
     options: &AnalyzeOptions,
     dims: &InitDims,
     seeds: &[(String, usize)],
-) -> Result<(Vec<crate::Group>, Vec<BlockedOp>), AnalysisError> {
+    shared: Shared,
+) -> Result<Traversal, AnalysisError> {
     let user: HashSet<&str> = options.unprunable.iter().map(String::as_str).collect();
     let mut cx = Ctx::new(graph, shapes);
+    cx.shared = shared;
     cx.seed_tables(seeds);
     for (_, node) in graph.nodes() {
         cx.apply(node)?;
@@ -173,7 +234,7 @@ fn traverse(
     for (name, why) in std::mem::take(&mut cx.frozen_inits) {
         fixed_inits.entry(name).or_insert(why);
     }
-    Ok((cx.spaces.solve(dims, &fixed_inits), cx.blocked))
+    Ok(Traversal { groups: cx.spaces.solve(dims, &fixed_inits), blocked: cx.blocked, zero_heads: cx.zero_spaces })
 }
 
 /// Parameters in the slices of prunable groups, each element once: per initializer,
@@ -293,6 +354,10 @@ pub(crate) struct Ctx<'a, 'm> {
     /// Outputs of the nodes inside layer normalizations written out
     /// ([`oto_onnx::op::WrittenLayerNorm`]), handled whole at their first node.
     pub written_norm_inner: HashSet<String>,
+    /// How per-head values the layers share are followed.
+    pub shared: Shared,
+    /// Whether a `ConstantOfShape` of zeros opened a space.
+    pub zero_spaces: bool,
 }
 
 impl<'a, 'm> Ctx<'a, 'm> {
@@ -311,6 +376,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
             cache_inputs: graph.cache_inputs(),
             tables_cut: HashSet::new(),
             written_norm_inner: HashSet::new(),
+            shared: Shared::Tied,
+            zero_spaces: false,
         }
     }
 
@@ -651,24 +718,20 @@ impl<'a, 'm> Ctx<'a, 'm> {
         kept.extend(inner);
     }
 
-    /// `value`, if it is a graph input that the model reads only here, through nodes that
-    /// keep its layout (`Transpose`, `Cast`, `Identity`, a product or quotient by one
-    /// constant); its other readers may only read its shape or give it out unchanged
-    /// ([`oto_onnx::graph::reads_whole`]). That is a decoder's cross-attention cache: the
-    /// encoder's keys and values, computed once and fed back at every step. Returns the
-    /// input and, per axis of `value`, the input's axis.
-    pub fn fed_input(&self, value: &str) -> Option<FedInput> {
+    /// `value`, if it is a graph input read through nodes that keep its layout
+    /// (`Transpose`, `Cast`, `Identity`, a product or quotient by one constant) and read
+    /// nothing else: a decoder's cross-attention cache, the encoder's keys and values,
+    /// computed once and fed back at every step. Returns the input, per axis of `value` the
+    /// input's axis, and the node reading it (`node`, which reads `value`, or the first of
+    /// the nodes between), which alone will read its kept positions.
+    pub fn fed_input(&self, node: &NodeProto, value: &str) -> Option<FedInput> {
         let rank = self.dims(value)?.len();
         let mut axes: Vec<usize> = (0..rank).collect();
         let mut current = value.to_string();
+        let mut reader = node.output.first()?.clone();
         loop {
             match self.graph.producer(&current)? {
-                Producer::Input(_) if !self.is_init(&current) => {
-                    let gp = self.graph.proto;
-                    let readers = self.graph.consumers(&current);
-                    let through = readers.iter().filter(|u| !oto_onnx::graph::reads_whole(gp, self.graph.node(u.node))).count();
-                    return (through == 1).then_some(FedInput { input: current, axes });
-                }
+                Producer::Input(_) if !self.is_init(&current) => return Some(FedInput { input: current, axes, reader }),
                 Producer::Node { node, .. } => {
                     if self.graph.consumers(&current).len() != 1 {
                         return None;
@@ -699,6 +762,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                         }
                         _ => return None,
                     };
+                    reader = n.output.first()?.clone();
                     current = n.input.get(data)?.clone();
                 }
                 _ => return None,
@@ -717,24 +781,36 @@ impl<'a, 'm> Ctx<'a, 'm> {
             self.block_axis_at(node, x, "batched product with a tensor that does not follow these channels");
             return None;
         };
+        if !self.read_kept(node, &fed.input, &fed.reader, input_axis, x) {
+            return None;
+        }
+        for r in x.ranges() {
+            self.spaces.zero_readers(r);
+        }
+        let mut x = x.clone();
+        x.map_zero(&|_| false);
+        Some(x)
+    }
+
+    /// The node writing `reader` reads `value` (which the elements do not change) along
+    /// its axis `axis` together with the channels `x` follow: it reads the kept positions
+    /// only ([`Spaces::read`]). False (and blocked) where they cannot be gathered.
+    pub fn read_kept(&mut self, node: &NodeProto, value: &str, reader: &str, axis: usize, x: &AxisT) -> bool {
         match x.strided() {
-            Ok(None) => {}
+            Ok(None) => true,
             Err(why) => {
-                self.block_axis_at(node, x, &format!("reads input '{}' in a layout it cannot gather: {why}", fed.input));
-                return None;
+                self.block_axis_at(node, x, &format!("reads '{value}' in a layout it cannot gather: {why}"));
+                false
             }
             Ok(Some(segs)) => {
                 for s in segs {
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
-                    self.spaces.cache(&fed.input, input_axis, s.range, s.offset, num, den, s.outer);
-                    self.spaces.zero_readers(s.range);
+                    self.spaces.read(value, reader, axis, s.range, s.offset, num, den, s.outer);
                 }
+                true
             }
         }
-        let mut x = x.clone();
-        x.map_zero(&|_| false);
-        Some(x)
     }
 
     /// Whether `node`, a Concat along `axis`, makes a key/value cache of `value`: `value`

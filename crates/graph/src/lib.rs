@@ -48,5 +48,5 @@ mod space;
 
 pub use analyze::{analyze, AnalysisError, AnalyzeOptions};
 pub use model::{
-    Analysis, BlockedOp, CacheSlice, ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation, UngroupedWeight,
+    Analysis, BlockedOp, CacheSlice, ElementKind, Group, IndexMap, Member, ReadSlice, Role, ShapeConstant, ShapeLocation, UngroupedWeight,
 };

@@ -4,7 +4,6 @@
 //! every member's slices and the shape constants).
 
 use crate::AnalysisError;
-use oto_onnx::graph::Producer;
 use oto_onnx::op::{Op, Reduce, ReduceKind};
 use oto_onnx::{DType, Graph, Model};
 use serde::{Deserialize, Serialize};
@@ -103,6 +102,10 @@ pub struct Group {
     /// zeros in the removed positions and gives the model's other readers the kept ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caches: Vec<CacheSlice>,
+    /// Values the elements do not change, read by a node together with values they do:
+    /// construction gives that node their kept positions only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadSlice>,
     /// Parameter elements covered by the members' slices (overlaps counted twice).
     pub params: u64,
 }
@@ -193,18 +196,34 @@ pub struct Member {
 
 /// A key/value cache of a group: a graph output that a `Concat` makes of a graph input
 /// (the past) and this step's values, along another axis than `axis`, or a present
-/// without a past (the heads' keys or values returned as they are), or a graph input
-/// read directly (a decoder's cross-attention cache: the encoder's keys and values). The
-/// compact model keeps the cache's interface: along `axis` an output still has every
-/// position, the removed ones zero (what the zeroed full model writes there), and an
-/// input read directly is read at its kept positions, so it reads and writes the caches
-/// the original does.
+/// without a past (the heads' keys or values returned as they are). The compact model
+/// keeps the cache's interface: along `axis` it still has every position, the removed
+/// ones zero (what the zeroed full model writes there), so it reads and writes the
+/// caches the original does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheSlice {
-    /// The cache: a graph output (the Concat's output where there is a past), or a graph
-    /// input read directly.
+    /// The cache: a graph output (the Concat's output where there is a past).
     pub value: String,
     /// The axis of the group's elements.
+    pub axis: usize,
+    /// Element -> positions along `axis`.
+    pub map: IndexMap,
+}
+
+/// A value that does not follow a group's elements, read by one node together with
+/// values that do: a graph input (a decoder's cross-attention cache: the encoder's keys
+/// and values) or a value computed without the elements (T5's position bias, computed
+/// once and added to every layer's scores). The compact model gives that node the
+/// value's kept positions along `axis` (a `Gather`); the value stays whole for its other
+/// readers. The removed positions are not zero, so neither is what the node computes
+/// there: the analysis has made sure that nothing reads that unzeroed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadSlice {
+    /// The value read.
+    pub value: String,
+    /// The reading node, by the first value it writes.
+    pub reader: String,
+    /// The value's axis of the group's elements.
     pub axis: usize,
     /// Element -> positions along `axis`.
     pub map: IndexMap,
@@ -463,12 +482,17 @@ impl Analysis {
                 check_member(&graph, g, m).map_err(bad)?;
             }
             for c in &g.caches {
-                let fed = matches!(graph.producer(&c.value), Some(Producer::Input(_))) && graph.initializer(&c.value).is_none();
-                if !fed && (!graph.is_result(&c.value) || graph.producer_node(&c.value).is_none()) {
-                    return Err(bad(format!(
-                        "cache '{}' is neither a graph output (or a branch's) made by a node nor a graph input",
-                        c.value
-                    )));
+                if !graph.is_result(&c.value) || graph.producer_node(&c.value).is_none() {
+                    return Err(bad(format!("cache '{}' is not a graph output (or a branch's) made by a node", c.value)));
+                }
+            }
+            for r in &g.reads {
+                if graph.initializer(&r.value).is_some() || graph.producer(&r.value).is_none() {
+                    return Err(bad(format!("read of '{}': not a value a node or the graph's input gives", r.value)));
+                }
+                let reads = graph.producer_node(&r.reader).is_some_and(|(_, n)| n.input.contains(&r.value));
+                if !reads {
+                    return Err(bad(format!("read of '{}': no node writing '{}' reads it", r.value, r.reader)));
                 }
             }
             for sc in &g.shape_constants {

@@ -16,7 +16,7 @@
 //! makes one group per class. Linear in the records, up to the boundary propagation,
 //! which settles in a few passes.
 
-use crate::model::{CacheSlice, ElementKind, Group, IndexMap, Member, Role, ShapeConstant, ShapeLocation};
+use crate::model::{CacheSlice, ElementKind, Group, IndexMap, Member, ReadSlice, Role, ShapeConstant, ShapeLocation};
 use oto_onnx::Dim;
 use petgraph::unionfind::UnionFind;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -448,6 +448,8 @@ pub(crate) struct Spaces {
     members: Vec<RawMember>,
     /// Key/value caches kept at full width (see [`Spaces::cache`]); `init` is the value.
     caches: Vec<RawMember>,
+    /// Values read at their kept positions (see [`Spaces::read`]), each with its reader.
+    reads: Vec<(RawMember, String)>,
     blocks: Vec<(Range, String)>,
     reqs: Vec<(Range, usize, ReqKind)>,
     shape_refs: Vec<RawShapeRef>,
@@ -570,6 +572,16 @@ impl Spaces {
     #[allow(clippy::too_many_arguments)]
     pub fn cache(&mut self, value: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer) {
         self.caches.push(RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux, reads_nonzero: None });
+    }
+
+    /// Records that the node writing `reader` reads `value` (which does not follow the
+    /// elements) together with the positions of `range`, laid out along `value`'s axis
+    /// `axis` as [`Spaces::member`] lays them out: construction gives that node the kept
+    /// positions only ([`ReadSlice`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn read(&mut self, value: &str, reader: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer) {
+        let m = RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux, reads_nonzero: None };
+        self.reads.push((m, reader.to_string()));
     }
 
     /// Requires every class to lose as many positions from each part as from the others.
@@ -705,12 +717,22 @@ impl Spaces {
         }
         let members = self.class_members(&self.members, &partition, &elements, &readers_zeroed, user_blocked, &mut reasons);
         let caches = self.class_members(&self.caches, &partition, &elements, &readers_zeroed, &HashMap::new(), &mut reasons);
+        let mut reads: Vec<Vec<ReadSlice>> = vec![Vec::new(); partition.class_members.len()];
+        for (m, reader) in &self.reads {
+            let per_class =
+                self.class_members(std::slice::from_ref(m), &partition, &elements, &readers_zeroed, &HashMap::new(), &mut reasons);
+            for (c, found) in per_class.into_iter().enumerate() {
+                for m in found.into_values() {
+                    reads[c].push(ReadSlice { value: m.initializer, reader: reader.clone(), axis: m.axis, map: m.map });
+                }
+            }
+        }
         let produced: Vec<bool> = members.iter().map(|m| m.values().any(|m| m.role == Role::Producer)).collect();
         let shapes = self.shape_edits(&partition, &elements, &produced, &mut reasons);
-        let mut groups = groups(&partition, &elements, members, caches, shapes, reasons, dims);
+        let mut groups = groups(&partition, &elements, members, caches, reads, shapes, reasons, dims);
         // A class of constants only (a spread constant's space that joined no layer: the
         // rotary frequencies times the positions) is no structure of the model's.
-        groups.retain(|g| g.members.iter().any(|m| m.role != Role::Aux) || !g.caches.is_empty());
+        groups.retain(|g| g.members.iter().any(|m| m.role != Role::Aux) || !g.caches.is_empty() || !g.reads.is_empty());
         name_groups(&mut groups);
         groups
     }
@@ -1099,11 +1121,13 @@ fn record(at: &mut ShapeEdits, why: &mut BTreeSet<String>, loc: &ShapeLocation, 
 /// Phase 7 of [`Spaces::solve`]: one group per class that a parameter touches, with its
 /// element kind and count, members, shape constants, parameter count and reasons
 /// (unnamed: [`name_groups`] names them).
+#[allow(clippy::too_many_arguments)]
 fn groups(
     partition: &Partition,
     elements: &Elements,
     mut members: Vec<ClassMembers>,
     mut caches: Vec<ClassMembers>,
+    mut reads: Vec<Vec<ReadSlice>>,
     shapes: Vec<ShapeEdits>,
     mut reasons: Vec<BTreeSet<String>>,
     dims: &InitDims,
@@ -1161,6 +1185,7 @@ fn groups(
             members,
             shape_constants,
             caches,
+            reads: std::mem::take(&mut reads[c]),
             params,
         });
     }

@@ -37,24 +37,6 @@ pub fn is_branches(node: &NodeProto) -> bool {
     node.domain.as_deref() == Some(DOMAIN) && node.op() == BRANCHES
 }
 
-/// Whether `node` gives its input out of the model unchanged: a [`BRANCHES`] node, or an
-/// `Identity` whose output is a graph output or read by [`BRANCHES`] nodes only (a
-/// merged decoder's cache branch returning the encoder's keys it was given).
-pub fn passes_out(graph: &GraphProto, node: &NodeProto) -> bool {
-    if is_branches(node) {
-        return true;
-    }
-    if node.op() != "Identity" || !node.domain.as_deref().unwrap_or("").is_empty() {
-        return false;
-    }
-    let Some(out) = node.output.first() else { return false };
-    if graph.output.iter().any(|o| o.name.as_ref() == Some(out)) {
-        return true;
-    }
-    let mut readers = graph.node.iter().filter(|n| n.input.contains(out)).peekable();
-    readers.peek().is_some() && readers.all(is_branches)
-}
-
 /// Whether the model holds a flattened `If` (see [`flatten`]).
 pub fn has_branches(proto: &ModelProto) -> bool {
     proto.graph.as_ref().is_some_and(|g| g.node.iter().any(is_branches))

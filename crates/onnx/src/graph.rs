@@ -312,14 +312,6 @@ impl<'m> Graph<'m> {
     }
 }
 
-/// Whether `node`, a reader of a graph input that the compact model reads at its kept
-/// positions only (a decoder's cross-attention cache), keeps reading the whole input: it
-/// reads only its shape (`Shape`, the same whatever is kept), or gives the input out of
-/// the model unchanged ([`crate::branches::passes_out`]).
-pub fn reads_whole(graph: &GraphProto, node: &NodeProto) -> bool {
-    (node.op() == "Shape" && node.domain.as_deref().unwrap_or("").is_empty()) || crate::branches::passes_out(graph, node)
-}
-
 /// An `Identity` node named `name` writing `input` as `output`.
 pub(crate) fn identity(name: String, input: &str, output: &str) -> NodeProto {
     NodeProto {

@@ -192,6 +192,17 @@ impl Ctx<'_, '_> {
             return x;
         }
         if !self.is_init(other) {
+            // A value the elements do not change (a graph input, or computed without them:
+            // T5's position bias, computed once and added to every layer's scores): this
+            // node reads its kept positions, the value stays whole for its other readers.
+            let reader = node.output.first().cloned().unwrap_or_default();
+            let summed = matches!(op, Bin::Add | Bin::Sub);
+            if (summed || op == Bin::Mul) && self.track(other).is_none() && self.read_kept(node, other, &reader, oa, &x) {
+                if summed {
+                    x.map_zero(&|_| false);
+                }
+                return x;
+            }
             self.block_axis_at(node, &x, &format!("combined with '{other}', which has the same width but does not follow the channels"));
             return x;
         }

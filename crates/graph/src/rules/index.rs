@@ -13,6 +13,9 @@ impl Ctx<'_, '_> {
             return;
         };
         if self.is_init(&data) {
+            if matches!(&self.shared, crate::analyze::Shared::Untied(tables) if tables.contains(&data)) {
+                return; // a per-head table the layers share, read per layer (`Shared`)
+            }
             // Embedding lookup: a new space on the row width.
             let Some(dd) = self.init_dims(&data) else {
                 return;

@@ -179,6 +179,8 @@ impl Ctx<'_, '_> {
     /// the shape opens a space of its own, all zero, which construction shrinks by
     /// rewriting that entry. Joined with heads, position `h` is head `h`; joined with
     /// channels, channel `c`; tied to nothing, it holds no parameter and makes no group.
+    /// Not followed in the analysis that unties the layers ([`crate::analyze::Shared`]):
+    /// each layer then reads its kept heads of the zeros.
     pub(super) fn constant_of_shape(&mut self, node: &NodeProto) {
         let zeros = match node.attr_tensor("value") {
             Ok(None) => true,
@@ -188,7 +190,7 @@ impl Ctx<'_, '_> {
         let (Some(od), Some(shape)) = (self.dims(&node.output[0]), node.input.first()) else {
             return;
         };
-        if !zeros {
+        if !zeros || matches!(self.shared, crate::analyze::Shared::Untied(_)) {
             return;
         }
         let user = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node_label(node));
@@ -203,6 +205,7 @@ impl Ctx<'_, '_> {
             let range = self.spaces.new_base(n);
             out[i] = AxisT::unit(range, true);
             self.shape_entry(node, shape, i, vec![Part::Fixed(range, 1, 1)]);
+            self.zero_spaces = true;
         }
         self.set(&node.output[0], out);
     }

@@ -114,8 +114,8 @@ impl Ctx<'_, '_> {
                 let plain = |d: &[Dim]| -> ValueT { d.iter().map(|x| AxisT::plain(x.clone())).collect() };
                 // An operand that is a graph input (a cross-attention cache) can follow the
                 // heads of the other: the compact model reads its kept heads.
-                let fed_a = if ta.is_none() { self.fed_input(&a) } else { None };
-                let fed_b = if tb.is_none() { self.fed_input(&b) } else { None };
+                let fed_a = if ta.is_none() { self.fed_input(node, &a) } else { None };
+                let fed_b = if tb.is_none() { self.fed_input(node, &b) } else { None };
                 let ta = ta.unwrap_or_else(|| plain(&da));
                 let tb = tb.unwrap_or_else(|| plain(&db));
                 let (na, nb) = (ta.len(), tb.len());
