@@ -140,19 +140,23 @@ fn check_runs_a_float16_model() {
 }
 
 /// A symbolic channel axis read by the first Conv through the steps Hugging Face
-/// exports put before it (a Cast to the weights' type, a per-channel normalization):
-/// the channels come from the Conv weight (they were 4, which onnxruntime refused).
+/// exports put before it (a Cast to the weights' type, a per-channel normalization, the
+/// border padding of EfficientNet's): the channels come from the Conv weight (they were
+/// 4, which onnxruntime refused).
 #[test]
-fn channels_read_through_a_cast_and_a_normalization_come_from_the_conv() {
+fn channels_read_through_a_cast_a_normalization_and_a_pad_come_from_the_conv() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = GraphBuilder::new("cast_conv");
+    b.opset(13);
     let x = b.input_f32("pixel_values", &[Dim::sym("batch"), Dim::sym("num_channels"), Dim::Known(6), Dim::Known(6)]);
     let cast = b.node_with("Cast", &[&x], &[], &[("to", Attr::Int(1))]);
     let mean = b.weight("mean", &[3, 1, 1], |i| i as f32 / 10.0);
     let centred = b.node("Sub", &[&cast, &mean], &[]);
     let w1 = weight(&mut b, "w1", &[8, 3, 3, 3]);
     let w2 = weight(&mut b, "w2", &[4, 8, 1, 1]);
-    let h = b.node_with("Conv", &[&centred, &w1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let pads = b.ints("pads", &[0, 0, 1, 1, 0, 0, 1, 1]);
+    let padded = b.node("Pad", &[&centred, &pads], &[]);
+    let h = b.node("Conv", &[&padded, &w1], &[]);
     let h = b.node("Relu", &[&h], &[]);
     let y = b.node("Conv", &[&h, &w2], &["y"]);
     b.output(&y, DType::F32, &[Dim::sym("batch"), Dim::Known(4), Dim::Known(6), Dim::Known(6)]);

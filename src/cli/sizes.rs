@@ -20,7 +20,8 @@ pub(crate) fn given_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std::path:
 /// Sizes the graph fixes exactly: the symbolic channel axis (1) of an input read as
 /// input 0 of a `Conv` whose weight is an initializer is the weight's input channels
 /// times the groups, also through the element-wise steps before it (a `Cast` to the
-/// model's float type, a normalization by per-channel mean and deviation).
+/// model's float type, a normalization by per-channel mean and deviation) and a `Pad`
+/// of the borders.
 pub(crate) fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<String, i64> {
     use oto_onnx::op::Op;
     let mut out = BTreeMap::new();
@@ -47,6 +48,14 @@ pub(crate) fn conv_channels(graph: &Graph<'_>, shapes: &Shapes) -> BTreeMap<Stri
                     }
                     Op::Cast { .. } | Op::Unary(_) | Op::Binary(_) => {
                         if let Some(o) = node.output.first().filter(|o| shapes.shape(o).map(<[Dim]>::len) == Some(rank)) {
+                            todo.push(o.clone());
+                        }
+                    }
+                    // Padding of the borders (EfficientNet's before its first Conv).
+                    Op::Pad(_) if u.input == 0 => {
+                        let channels = |v: &str| shapes.shape(v).and_then(|d| d.get(1)).cloned();
+                        let kept = |o: &&String| channels(o).is_some() && channels(o) == channels(&value);
+                        if let Some(o) = node.output.first().filter(kept) {
                             todo.push(o.clone());
                         }
                     }
