@@ -143,7 +143,8 @@ pub(crate) enum Shared {
 /// The traversal without tracking per-head values the layers share ([`Shared::Untied`])
 /// where the one that tracks them (`tied`) tied heads through such a value (a seeded
 /// table's head axis, or zeros whose shape gives the heads); kept when it gives more
-/// prunable groups, the layers' heads apart.
+/// prunable groups, the layers' heads apart, and loses no prunable parameter but the
+/// tables'.
 fn untie(
     graph: &Graph<'_>,
     shapes: Shapes,
@@ -168,9 +169,13 @@ fn untie(
         return Ok((tied.groups, tied.blocked));
     }
     let kept: Vec<(String, usize)> = seeds.iter().filter(|(t, _)| !head_tables.contains(t)).cloned().collect();
+    // The tables stay whole untied: their parameters are the only ones it may lose.
+    let table_params: u64 = head_tables.iter().filter_map(|t| dims.get(t)).map(|d| numel(d)).sum();
     let untied = traverse(graph, shapes, options, dims, &kept, Shared::Untied(head_tables))?;
-    let prunable = |t: &Traversal| t.groups.iter().filter(|g| g.prunable && g.num_elements > 1).count();
-    let chosen = if prunable(&untied) > prunable(&tied) { untied } else { tied };
+    let count = |t: &Traversal| t.groups.iter().filter(|g| g.prunable && g.num_elements > 1).count();
+    let params = |t: &Traversal| prunable_params(&t.groups, dims, graph);
+    let better = count(&untied) > count(&tied) && params(&untied).saturating_add(table_params) >= params(&tied);
+    let chosen = if better { untied } else { tied };
     Ok((chosen.groups, chosen.blocked))
 }
 

@@ -195,10 +195,10 @@ impl Ctx<'_, '_> {
             // A value the elements do not change (a graph input, or computed without them:
             // T5's position bias, computed once and added to every layer's scores): this
             // node reads its kept positions, the value stays whole for its other readers.
-            let reader = node.output.first().cloned().unwrap_or_default();
             let summed = matches!(op, Bin::Add | Bin::Sub);
-            if (summed || op == Bin::Mul) && self.track(other).is_none() && self.read_kept(node, other, &reader, oa, &x) {
-                if summed {
+            if (summed || op == Bin::Mul) && self.track(other).is_none() {
+                let reader = node.output.first().cloned().unwrap_or_default();
+                if self.read_kept(node, other, &reader, oa, &x) && summed {
                     x.map_zero(&|_| false);
                 }
                 return x;
