@@ -192,11 +192,13 @@ impl Ctx<'_, '_> {
             return x;
         }
         if !self.is_init(other) {
-            // A value the elements do not change (a graph input, or computed without them:
-            // T5's position bias, computed once and added to every layer's scores): this
-            // node reads its kept positions, the value stays whole for its other readers.
+            // A value computed without the elements (T5's position bias, computed once and
+            // added to every layer's scores): this node reads its kept positions, the value
+            // stays whole for its other readers. (A graph input added to channels, a
+            // residual stream that starts at the input, blocks them, saying so.)
             let summed = matches!(op, Bin::Add | Bin::Sub);
-            if (summed || op == Bin::Mul) && self.track(other).is_none() {
+            let computed = self.graph.producer_node(other).is_some();
+            if (summed || op == Bin::Mul) && computed && self.track(other).is_none() {
                 let reader = node.output.first().cloned().unwrap_or_default();
                 if self.read_kept(node, other, &reader, oa, &x) && summed {
                     x.map_zero(&|_| false);
