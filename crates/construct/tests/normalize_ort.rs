@@ -712,28 +712,35 @@ fn opset23_attention_is_written_exactly_and_prunes_heads() {
 
 /// A cross-attention reading the encoder's keys and values from graph inputs (a
 /// `decoder_with_past_model.onnx`): its heads are a group that reads the kept heads of
-/// those inputs (a `Gather` before the keys' `Transpose` and before the values' product;
-/// the keys' `Shape` still reads them whole), the output projection's rows zeroed with a
-/// head (producers: a removed head's query is zero, but its average of the values is not);
-/// the inputs keep their shapes and construction is exact.
+/// those inputs (a `Gather` before the first node of each path: the keys' `Transpose` and
+/// the values' product, or the `Reshape`s that merge the batch and the heads in the folded
+/// layout; the keys' `Shape` still reads them whole), the output projection's rows zeroed
+/// with a head (producers: a removed head's query is zero, but its average of the values
+/// is not); the inputs keep their shapes and construction is exact.
 #[test]
 fn cross_attention_reads_the_kept_heads_of_its_cache_inputs() {
-    let a = prune_end_to_end("cross_attention_with_past", &cases::cross_attention_with_past(), 1);
-    let g = a.prunable_groups().next().unwrap();
-    assert_eq!((g.kind, g.num_elements), (oto_graph::ElementKind::Head { dim: 4 }, 2), "{}", a.table());
-    assert!(g.caches.is_empty(), "{}", a.table());
-    let model = cases::cross_attention_with_past();
-    let graph = Graph::new(&model).unwrap();
-    let mut reads: Vec<(&str, &str, usize)> = g
-        .reads
-        .iter()
-        .map(|r| (r.value.as_str(), graph.producer_node(&r.reader).and_then(|(_, n)| n.op_type.as_deref()).unwrap_or("?"), r.axis))
-        .collect();
-    reads.sort_unstable();
-    assert_eq!(reads, [("encoder_key", "Transpose", 1), ("encoder_value", "MatMul", 1)], "{}", a.table());
-    let mut members: Vec<(&str, usize, Role)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis, m.role)).collect();
-    members.sort_unstable_by_key(|m| (m.0, m.1));
-    assert_eq!(members, [("o.weight", 0, Role::Producer), ("q.bias", 0, Role::Producer), ("q.weight", 1, Role::Producer)], "{}", a.table());
+    for folded in [false, true] {
+        let name = if folded { "cross_attention_folded" } else { "cross_attention_with_past" };
+        let model = cases::cross_attention_with_past(folded);
+        let a = prune_end_to_end(name, &model, 1);
+        let g = a.prunable_groups().next().unwrap();
+        assert_eq!((g.kind, g.num_elements), (oto_graph::ElementKind::Head { dim: 4 }, 2), "{name}: {}", a.table());
+        assert!(g.caches.is_empty(), "{name}: {}", a.table());
+        let graph = Graph::new(&model).unwrap();
+        let op = |r: &oto_graph::ReadSlice| graph.producer_node(&r.reader).and_then(|(_, n)| n.op_type.as_deref()).unwrap_or("?");
+        let mut reads: Vec<(&str, &str, usize)> = g.reads.iter().map(|r| (r.value.as_str(), op(r), r.axis)).collect();
+        reads.sort_unstable();
+        let want: &[(&str, &str, usize)] = if folded {
+            &[("encoder_key", "Reshape", 1), ("encoder_value", "Reshape", 1)]
+        } else {
+            &[("encoder_key", "Transpose", 1), ("encoder_value", "MatMul", 1)]
+        };
+        assert_eq!(reads, want, "{name}: {}", a.table());
+        let mut members: Vec<(&str, usize, Role)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis, m.role)).collect();
+        members.sort_unstable_by_key(|m| (m.0, m.1));
+        let want = [("o.weight", 0, Role::Producer), ("q.bias", 0, Role::Producer), ("q.weight", 1, Role::Producer)];
+        assert_eq!(members, want, "{name}: {}", a.table());
+    }
 }
 
 /// Calls of the file's own functions (`export_modules_as_functions`) are inlined, the

@@ -14,8 +14,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 pub(crate) struct FedInput {
     /// The graph input.
     pub input: String,
-    /// Per axis of the value read, the input's axis.
-    pub axes: Vec<usize>,
+    /// Per axis of the value read, the input's axes it merges, outermost first (one but
+    /// where a `Reshape` merged the batch and the heads).
+    pub axes: Vec<Vec<usize>>,
     /// The node reading the input, by the first value it writes.
     pub reader: String,
 }
@@ -240,6 +241,32 @@ fn traverse(
         fixed_inits.entry(name).or_insert(why);
     }
     Ok(Traversal { groups: cx.spaces.solve(dims, &fixed_inits), blocked: cx.blocked, zero_heads: cx.zero_spaces })
+}
+
+/// Per axis of a value read through a node, the node's input axes it comes from
+/// (`from`, per output axis of the node) composed with `axes` (per axis of the value, the
+/// node's output axes).
+fn through(axes: &[Vec<usize>], from: &[Vec<usize>]) -> Option<Vec<Vec<usize>>> {
+    axes.iter().map(|list| list.iter().map(|&a| from.get(a).cloned()).collect::<Option<Vec<_>>>().map(|v| v.concat())).collect()
+}
+
+/// Per output axis of a `Reshape` from `din` to `dout` that only merges neighbouring
+/// axes (`[B, H, S, D] -> [B * H, S, D]`), the input axes it merges; `None` for any other.
+fn merged_axes(din: &[Dim], dout: &[Dim]) -> Option<Vec<Vec<usize>>> {
+    let mut out = Vec::with_capacity(dout.len());
+    let mut next = 0;
+    for d in dout {
+        let mut group = vec![next];
+        let mut size = din.get(next)?.clone();
+        next += 1;
+        while size != *d {
+            size = size.mul(din.get(next)?).ok()?;
+            group.push(next);
+            next += 1;
+        }
+        out.push(group);
+    }
+    (next == din.len()).then_some(out)
 }
 
 /// Parameters in the slices of prunable groups, each element once: per initializer,
@@ -724,14 +751,15 @@ impl<'a, 'm> Ctx<'a, 'm> {
     }
 
     /// `value`, if it is a graph input read through nodes that keep its layout
-    /// (`Transpose`, `Cast`, `Identity`, a product or quotient by one constant) and read
+    /// (`Transpose`, `Cast`, `Identity`, a product or quotient by one constant, a `Reshape`
+    /// that merges neighbouring axes: the batch and the heads of older exports) and read
     /// nothing else: a decoder's cross-attention cache, the encoder's keys and values,
     /// computed once and fed back at every step. Returns the input, per axis of `value` the
-    /// input's axis, and the node reading it (`node`, which reads `value`, or the first of
+    /// input's axes, and the node reading it (`node`, which reads `value`, or the first of
     /// the nodes between), which alone will read its kept positions.
     pub fn fed_input(&self, node: &NodeProto, value: &str) -> Option<FedInput> {
         let rank = self.dims(value)?.len();
-        let mut axes: Vec<usize> = (0..rank).collect();
+        let mut axes: Vec<Vec<usize>> = (0..rank).map(|a| vec![a]).collect();
         let mut current = value.to_string();
         let mut reader = node.output.first()?.clone();
         loop {
@@ -749,7 +777,13 @@ impl<'a, 'm> Ctx<'a, 'm> {
                                 Some(p) => p.iter().map(|&q| usize::try_from(q).ok().filter(|&q| q < inner)).collect::<Option<_>>()?,
                                 None => (0..inner).rev().collect(),
                             };
-                            axes = axes.iter().map(|&a| perm.get(a).copied()).collect::<Option<_>>()?;
+                            let from: Vec<Vec<usize>> = perm.iter().map(|&p| vec![p]).collect();
+                            axes = through(&axes, &from)?;
+                            0
+                        }
+                        "Reshape" => {
+                            let (din, dout) = (self.dims(n.input.first()?)?, self.dims(n.output.first()?)?);
+                            axes = through(&axes, &merged_axes(&din, &dout)?)?;
                             0
                         }
                         "Identity" | "Cast" => 0,
@@ -760,7 +794,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
                                 (Some(c), Some(_)) if n.op() == "Mul" && scalar(c) => 1,
                                 _ => return None,
                             };
-                            if self.dims(&n.input[data])?.len() != rank {
+                            if self.dims(&n.input[data])?.len() != self.dims(n.output.first()?)?.len() {
                                 return None;
                             }
                             data
@@ -782,12 +816,21 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// with the element ([`Spaces::zero_readers`]). `None` (and blocked) where the
     /// positions cannot be gathered.
     pub fn read_fed(&mut self, node: &NodeProto, fed: &FedInput, axis: usize, x: &AxisT) -> Option<AxisT> {
-        let Some(&input_axis) = fed.axes.get(axis) else {
+        // The input's axes this one merges, one per factor of `x`, those of the tracked
+        // factors of the same sizes.
+        let dims = self.dims(&fed.input).unwrap_or_default();
+        let merged = fed.axes.get(axis).filter(|m| {
+            m.len() == x.factors.len() && m.iter().zip(&x.factors).all(|(&a, f)| f.track.is_none() || dims.get(a) == Some(&f.size))
+        });
+        let Some(merged) = merged.cloned() else {
             self.block_axis_at(node, x, "batched product with a tensor that does not follow these channels");
             return None;
         };
-        if !self.read_kept(node, &fed.input, &fed.reader, input_axis, x) {
-            return None;
+        for (input_axis, f) in merged.into_iter().zip(&x.factors).filter(|(_, f)| f.track.is_some()) {
+            let factor = AxisT { factors: vec![f.clone()] };
+            if !self.read_kept(node, &fed.input, &fed.reader, input_axis, &factor) {
+                return None;
+            }
         }
         for r in x.ranges() {
             self.spaces.zero_readers(r);

@@ -1484,9 +1484,11 @@ pub fn weight_standardized() -> Model {
 /// (`encoder_key`, `encoder_value`: `[batch, 2, seq, 4]`), the keys transposed and scaled,
 /// the values read as they are by the product with the probabilities; the keys' shape is
 /// read too (its element count divides the output, so a shape read of fewer heads would
-/// show). Input `x` (`[batch, 3, 8]`), output `y` (`[batch, 3, 8]`). The heads are one
-/// prunable group.
-pub fn cross_attention_with_past() -> Model {
+/// show). `folded`: as older exports and TrOCR write it, the batch and the heads merged
+/// (`[batch * 2, seq, 4]`, the count computed from the input's batch) before the products,
+/// and split again after. Input `x` (`[batch, 3, 8]`), output `y` (`[batch, 3, 8]`). The
+/// heads are one prunable group.
+pub fn cross_attention_with_past(folded: bool) -> Model {
     let mut b = GraphBuilder::new("cross_attention_with_past");
     b.opset(13);
     let x = b.input_f32("x", &batch_dims(&[3, 8]));
@@ -1499,13 +1501,33 @@ pub fn cross_attention_with_past() -> Model {
     let q = b.node("Add", &[&q, &bq], &[]);
     let heads = b.ints("heads", &[-1, 3, 2, 4]);
     let q = b.node("Reshape", &[&q, &heads], &[]);
-    let q = b.node_with("Transpose", &[&q], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-    let kt = b.node_with("Transpose", &[&key], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let mut q = b.node_with("Transpose", &[&q], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let (mut key, mut value) = (key, value);
+    // `[batch * heads, -1, 4]`, the batch read from `x`.
+    let shape_x = b.node("Shape", &[&x], &[]);
+    let first = b.ints("first", &[0]);
+    let batch = b.node("Gather", &[&shape_x, &first], &[]);
+    let (head_count, minus_one, four, three) =
+        (b.ints("head_count", &[2]), b.ints("minus_one", &[-1]), b.ints("four", &[4]), b.ints("three", &[3]));
+    if folded {
+        let merged = b.node("Mul", &[&batch, &head_count], &[]);
+        let fold = b.node_with("Concat", &[&merged, &minus_one, &four], &[], &[("axis", Attr::Int(0))]);
+        q = b.node("Reshape", &[&q, &fold], &[]);
+        key = b.node("Reshape", &[&key, &fold], &[]);
+        value = b.node("Reshape", &[&value, &fold], &[]);
+    }
+    let perm = if folded { vec![0, 2, 1] } else { vec![0, 1, 3, 2] };
+    let kt = b.node_with("Transpose", &[&key], &[], &[("perm", Attr::Ints(perm))]);
     let scale = b.initializer("scale", Tensor { shape: vec![], data: TensorData::F32(vec![0.5]) });
     let kt = b.node("Mul", &[&kt, &scale], &[]);
     let scores = b.node("MatMul", &[&q, &kt], &[]);
     let probs = b.node_with("Softmax", &[&scores], &[], &[("axis", Attr::Int(-1))]);
-    let o = b.node("MatMul", &[&probs, &value], &[]);
+    let mut o = b.node("MatMul", &[&probs, &value], &[]);
+    if folded {
+        let heads_again = b.ints("heads_again", &[2]);
+        let unfold = b.node_with("Concat", &[&batch, &heads_again, &three, &four], &[], &[("axis", Attr::Int(0))]);
+        o = b.node("Reshape", &[&o, &unfold], &[]);
+    }
     let o = b.node_with("Transpose", &[&o], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let flat = b.ints("flat", &[-1, 3, 8]);
     let o = b.node("Reshape", &[&o, &flat], &[]);
@@ -1513,7 +1535,7 @@ pub fn cross_attention_with_past() -> Model {
     let bo = b.weight("o.bias", &[8], wave(2, 1, 5));
     let y = b.node("MatMul", &[&o, &wo], &[]);
     let y = b.node("Add", &[&y, &bo], &[]);
-    let shape = b.node("Shape", &[&key], &[]);
+    let shape = b.node("Shape", &["encoder_key"], &[]);
     let count = b.node_with("ReduceProd", &[&shape], &[], &[("keepdims", Attr::Int(0))]);
     let count = b.node_with("Cast", &[&count], &[], &[("to", Attr::Int(1))]);
     let y = b.node("Div", &[&y, &count], &["y"]);
