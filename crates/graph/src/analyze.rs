@@ -19,6 +19,8 @@ pub(crate) struct FedInput {
     pub axes: Vec<Vec<usize>>,
     /// The node reading the input, by the first value it writes.
     pub reader: String,
+    /// The input's axes whose sizes a `Shape` along the way reads (not to be cut).
+    pub measured: BTreeSet<usize>,
 }
 
 /// What the user can change about the analysis.
@@ -753,20 +755,35 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// `value`, if it is a graph input read through nodes that keep its layout
     /// (`Transpose`, `Cast`, `Identity`, a product or quotient by one constant, a `Reshape`
     /// that merges neighbouring axes: the batch and the heads of older exports) and read
-    /// nothing else: a decoder's cross-attention cache, the encoder's keys and values,
-    /// computed once and fed back at every step. Returns the input, per axis of `value` the
-    /// input's axes, and the node reading it (`node`, which reads `value`, or the first of
-    /// the nodes between), which alone will read its kept positions.
+    /// nothing else but `Shape`s whose entries are picked by constant indices: a decoder's
+    /// cross-attention cache, the encoder's keys and values, computed once and fed back at
+    /// every step. Returns the input, per axis of `value` the input's axes, the node reading
+    /// it (`node`, which reads `value`, or the first of the nodes between), which alone will
+    /// read its kept positions, and the input's axes those `Shape`s measure.
     pub fn fed_input(&self, node: &NodeProto, value: &str) -> Option<FedInput> {
         let rank = self.dims(value)?.len();
         let mut axes: Vec<Vec<usize>> = (0..rank).map(|a| vec![a]).collect();
+        // Per measured entry of a value on the way, its axes, composed back like `axes`.
+        let mut measured: Vec<Vec<usize>> = Vec::new();
         let mut current = value.to_string();
         let mut reader = node.output.first()?.clone();
         loop {
             match self.graph.producer(&current)? {
-                Producer::Input(_) if !self.is_init(&current) => return Some(FedInput { input: current, axes, reader }),
+                // The input's other readers read it whole.
+                Producer::Input(_) if !self.is_init(&current) => {
+                    let measured = measured.into_iter().flatten().collect();
+                    return Some(FedInput { input: current, axes, reader, measured });
+                }
                 Producer::Node { node, .. } => {
-                    if self.graph.consumers(&current).len() != 1 {
+                    // A value on the way: read by the next step only, or measured.
+                    let mut through_readers = 0;
+                    for u in self.graph.consumers(&current) {
+                        match self.measured_entries(self.graph.node(u.node)) {
+                            Some(entries) => measured.extend(entries.into_iter().map(|e| vec![e])),
+                            None => through_readers += 1,
+                        }
+                    }
+                    if through_readers != 1 {
                         return None;
                     }
                     let n = self.graph.node(node);
@@ -779,11 +796,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
                             };
                             let from: Vec<Vec<usize>> = perm.iter().map(|&p| vec![p]).collect();
                             axes = through(&axes, &from)?;
+                            measured = through(&measured, &from)?;
                             0
                         }
                         "Reshape" => {
                             let (din, dout) = (self.dims(n.input.first()?)?, self.dims(n.output.first()?)?);
-                            axes = through(&axes, &merged_axes(&din, &dout)?)?;
+                            let from = merged_axes(&din, &dout)?;
+                            axes = through(&axes, &from)?;
+                            measured = through(&measured, &from)?;
                             0
                         }
                         "Identity" | "Cast" => 0,
@@ -809,6 +829,26 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
     }
 
+    /// The entries of a value's shape `node` reads, if it is a `Shape` (of the whole shape)
+    /// whose every reader picks entries by constant indices (a `Gather`).
+    fn measured_entries(&self, node: &NodeProto) -> Option<Vec<usize>> {
+        if node.op() != "Shape" || !node.attribute.is_empty() {
+            return None;
+        }
+        let rank = self.dims(node.input.first()?)?.len();
+        let mut entries = Vec::new();
+        for u in self.graph.consumers(node.output.first()?) {
+            let g = self.graph.node(u.node);
+            if g.op() != "Gather" || u.input != 0 || g.attr_int("axis").ok()?.unwrap_or(0) != 0 {
+                return None;
+            }
+            for i in self.graph.constant_ints(g.input.get(1)?).ok()?? {
+                entries.push(crate::rules::norm_axis(i, rank)?);
+            }
+        }
+        Some(entries)
+    }
+
     /// Axis `axis` of `fed` (a [`Ctx::fed_input`]) meets the channels `x` follow in a
     /// batched product: the compact model reads the input's kept positions only (a
     /// `Gather` construction adds, the input's interface unchanged). The input is not
@@ -828,6 +868,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
         };
         for (input_axis, f) in merged.into_iter().zip(&x.factors).filter(|(_, f)| f.track.is_some()) {
             let factor = AxisT { factors: vec![f.clone()] };
+            if fed.measured.contains(&input_axis) {
+                self.block_axis_at(node, &factor, &format!("reads input '{}', whose size along these channels is read too", fed.input));
+                return None;
+            }
             if !self.read_kept(node, &fed.input, &fed.reader, input_axis, &factor) {
                 return None;
             }

@@ -129,7 +129,7 @@ fn sized_inputs(op: &Op) -> Vec<usize> {
     }
 }
 
-fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     (0..rank as i64).contains(&a).then_some(a as usize)
 }

@@ -1486,7 +1486,7 @@ pub fn weight_standardized() -> Model {
 /// read too (its element count divides the output, so a shape read of fewer heads would
 /// show). `folded`: as older exports and TrOCR write it, the batch and the heads merged
 /// (`[batch * 2, seq, 4]`, the count computed from the input's batch) before the products,
-/// and split again after. Input `x` (`[batch, 3, 8]`), output `y` (`[batch, 3, 8]`). The
+/// and split again after; the folded keys' length is read too (dividing the queries). Input `x` (`[batch, 3, 8]`), output `y` (`[batch, 3, 8]`). The
 /// heads are one prunable group.
 pub fn cross_attention_with_past(folded: bool) -> Model {
     let mut b = GraphBuilder::new("cross_attention_with_past");
@@ -1515,6 +1515,12 @@ pub fn cross_attention_with_past(folded: bool) -> Model {
         q = b.node("Reshape", &[&q, &fold], &[]);
         key = b.node("Reshape", &[&key, &fold], &[]);
         value = b.node("Reshape", &[&value, &fold], &[]);
+        // The folded keys' length read back (BART's mask), beside the product.
+        let length_at = b.ints("length_at", &[1]);
+        let folded_shape = b.node("Shape", &[&key], &[]);
+        let length = b.node("Gather", &[&folded_shape, &length_at], &[]);
+        let length = b.node_with("Cast", &[&length], &[], &[("to", Attr::Int(1))]);
+        q = b.node("Div", &[&q, &length], &[]);
     }
     let perm = if folded { vec![0, 2, 1] } else { vec![0, 1, 3, 2] };
     let kt = b.node_with("Transpose", &[&key], &[], &[("perm", Attr::Ints(perm))]);
