@@ -665,6 +665,43 @@ fn alibi_buffer_sliced_to_the_sequence() {
     }
 }
 
+/// Whisper's decoder before transformers 4.37: the position table `[max_len, E]` sliced to
+/// the sequence (`weight[past : past + seq]`) and added to the embedded tokens, then a layer
+/// norm. The table's columns are zeroed with the channels (producers), so the sum stays
+/// zero at a removed channel and the width, normalized, is one prunable group (before, the
+/// table was cut but not zeroed, and the layer norm blocked it); exact through construction.
+#[test]
+fn position_table_sliced_to_the_sequence_and_added_to_channels() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, e, max_len) = (4i64, 8usize, 9usize);
+    let mut b = GraphBuilder::new("sliced_positions");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let w = b.weight("embed.weight", &[e, e], |i| ((i * 7) % 11) as f32 / 5.0 - 1.0);
+    let tokens = b.node("MatMul", &[&x, &w], &[]);
+    let table = b.weight("positions.weight", &[max_len, e], |i| ((i * 3) % 7) as f32 / 4.0 - 0.7);
+    // `[0 : seq]` along the positions, seq read from the input's shape.
+    let (one, two, zero, axes) = (b.ints("one", &[1]), b.ints("two", &[2]), b.ints("zero", &[0]), b.ints("axes", &[0]));
+    let shape = b.node("Shape", &[&x], &[]);
+    let seq = b.node("Slice", &[&shape, &one, &two], &[]);
+    let positions = b.node("Slice", &[&table, &zero, &seq, &axes], &[]);
+    let h = b.node("Add", &[&tokens, &positions], &[]);
+    let (scale, bias) = (b.weight("ln.weight", &[e], |i| 1.0 + i as f32 / 10.0), b.weight("ln.bias", &[e], |i| i as f32 / 20.0));
+    let h = b.node_with("LayerNormalization", &[&h, &scale, &bias], &[], &[("axis", Attr::Int(-1))]);
+    let out = b.weight("out.weight", &[e, 3], |i| ((i * 5) % 13) as f32 / 6.0 - 1.0);
+    let y = b.node("MatMul", &[&h, &out], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, 3]));
+    let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.prunable_groups().find(|g| g.members.iter().any(|m| m.initializer == "embed.weight"));
+    let g = g.unwrap_or_else(|| panic!("the width is not prunable\n{}", analysis.table()));
+    assert_eq!(g.num_elements, e, "{}", analysis.table());
+    let columns = g.members.iter().find(|m| m.initializer == "positions.weight").unwrap_or_else(|| panic!("{:?}", g.members));
+    assert_eq!((columns.axis, columns.role), (1, oto_graph::Role::Producer));
+    let inputs = x_batch(4, e, |i| (i * 0.41).sin());
+    check_model("position table sliced to the sequence", &model, &inputs, 2);
+}
+
 /// Falcon's multi-query layout: one fused projection `[H + 2, D]`, the query heads
 /// `fused[..., :-2, :]` and the one key and value head `fused[..., [-2], :]` and
 /// `[..., [-1], :]`, all counted from the end. The query heads are a group (the fused

@@ -184,11 +184,21 @@ impl Ctx<'_, '_> {
         if let Some((table, axis)) = self.table_read_along(other, oa).filter(|_| matches!(op, Bin::Add | Bin::Sub)) {
             // A table read at constant positions or sliced along another axis (LeViT's and
             // TinyViT's attention biases, `biases[:, idx]`; MPT's ALiBi buffer cut to the
-            // sequence): its slices go with the channels. Cut, not zeroed: a removed head's
-            // scores are its bias, and its values zero.
-            self.members_along(node, &table, axis, &x.clone(), Role::Aux);
+            // sequence): its slices go with the channels. Added to heads, cut, not zeroed:
+            // a removed head's scores are its bias, and its values zero. Added to channels
+            // that are zero where removed (a position table sliced to the sequence, as
+            // Whisper's decoder did before transformers 4.37), zeroed with them, so the sum
+            // stays zero there.
+            let channels = x.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| match t {
+                Track::Segs(segs) => segs.iter().all(|s| !matches!(s, Seg::Tracked { scale: Scale::Coarse(_), .. })),
+                _ => false,
+            });
+            let zeroed = channels && x.all_zero();
+            self.members_along(node, &table, axis, &x.clone(), if zeroed { Role::Producer } else { Role::Aux });
             self.tables_cut.insert(table);
-            x.map_zero(&|_| false);
+            if !zeroed {
+                x.map_zero(&|_| false);
+            }
             return x;
         }
         if !self.is_init(other) {
