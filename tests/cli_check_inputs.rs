@@ -87,6 +87,42 @@ fn an_axis_that_is_a_sum_gets_the_sum_of_its_symbols() {
     assert!(err.contains("'past + seq' is not a symbolic axis of the model's inputs (they have: batch, past, seq)"), "{err}");
 }
 
+/// A decoder step with its cache declared for one new token per call, as optimum 1.x wrote
+/// GPT-2's: the present is the past and the new tokens (projected) concatenated (a graph output), and
+/// the mask is declared `past + 1` long, so only `seq` = 1 fits. `oto check` runs it with one
+/// new token and says so; a `seq` given with --dim is kept, and refused by onnxruntime.
+#[test]
+fn a_decoder_declared_for_one_new_token_runs_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batch, past, seq) = (Dim::sym("batch"), Dim::sym("past"), Dim::sym("seq"));
+    let mut b = GraphBuilder::new("one_token");
+    let p = b.input_f32("past_tokens", &[batch.clone(), past.clone(), Dim::Known(4)]);
+    let n = b.input_f32("new_tokens", &[batch.clone(), seq.clone(), Dim::Known(4)]);
+    let plus_one = past.add(&Dim::Known(1)).unwrap();
+    let mask = b.input_f32("mask", &[batch.clone(), plus_one]);
+    let w0 = weight(&mut b, "w0", &[4, 4]);
+    let n = b.node("MatMul", &[&n, &w0], &[]);
+    let present = b.node_with("Concat", &[&p, &n], &["present"], &[("axis", Attr::Int(1))]);
+    let (w1, w2) = (weight(&mut b, "w1", &[4, 8]), weight(&mut b, "w2", &[8, 4]));
+    let h = b.node("MatMul", &[&present, &w1], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("MatMul", &[&h, &w2], &[]);
+    let axes = b.ints("axes", &[2]);
+    let m = b.node("Unsqueeze", &[&mask, &axes], &[]);
+    let out = b.node("Mul", &[&y, &m], &["out"]);
+    let total = past.add(&seq).unwrap();
+    b.output_f32(&present, &[batch.clone(), total.clone(), Dim::Known(4)]);
+    b.output_f32(&out, &[batch, total, Dim::Known(4)]);
+    let model = save(&b, dir.path(), "one_token.onnx", &[]);
+    let out = oto(&["check", s(&model), "--trials", "2"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("trial 1 (one new token: the file's declared input shapes fit a step of one token)"), "{stdout}");
+    assert!(stdout.contains("passed: 2 trials"), "{stdout}");
+    let out = oto(&["check", s(&model), "--trials", "1", "--dim", "seq=3"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", text(&out.stdout), text(&out.stderr));
+}
+
 /// Two convolutions over `[batch, 3, height, width]`: the printed MACs count them at
 /// the height and width of the random inputs (--dim, else 4), per sample:
 /// 8*3*3*3 + 4*8 per pixel before, half of it once 4 of the 8 channels are removed.
