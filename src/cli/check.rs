@@ -100,8 +100,8 @@ pub fn run(args: &Args) -> Result<()> {
             let mut inputs = random.clone();
             let mut label = format!("trial {}", trial + 1);
             if let Some(value) = branch {
-                for (name, t) in inputs.iter_mut().filter(|(n, _)| conditions.contains(n)) {
-                    t.data = oto_onnx::TensorData::Bool(vec![value; t.data.len()]);
+                choose_branch(&mut inputs, &conditions, value);
+                for (name, _) in inputs.iter().filter(|(n, _)| conditions.contains(n)) {
                     label += &format!(" ({name} = {value})");
                 }
             }
@@ -126,9 +126,7 @@ pub fn run(args: &Args) -> Result<()> {
                 // symbols the random inputs sized at 4 get 1.
                 if let Some(one) = one_token_sizes(&graph, &shapes, &sizes, &defaulted) {
                     let mut step = crate::model_file::random_inputs(&graph, &shapes, &mut rng, &one)?;
-                    for (_, t) in step.iter_mut().filter(|(n, _)| conditions.contains(n)) {
-                        t.data = oto_onnx::TensorData::Bool(vec![true; t.data.len()]);
-                    }
+                    choose_branch(&mut step, &conditions, true);
                     if let Ok(out) = run_ort(&zeroed, &step) {
                         inputs = step;
                         label += " (one new token: the file's declared input shapes fit a step of one token)";
@@ -186,6 +184,13 @@ pub fn run(args: &Args) -> Result<()> {
     let each = if conditions.is_empty() { "" } else { " (each on both branches of the merged decoder)" };
     println!("passed: {} trials{each}, the compact models compute the same outputs", args.trials);
     Ok(())
+}
+
+/// Sets every input of `inputs` named in `conditions` (a merged decoder's branch choice) to `value`.
+fn choose_branch(inputs: &mut [(String, Tensor)], conditions: &[String], value: bool) {
+    for (_, t) in inputs.iter_mut().filter(|(n, _)| conditions.contains(n)) {
+        t.data = oto_onnx::TensorData::Bool(vec![value; t.data.len()]);
+    }
 }
 
 /// `inputs` with every key/value cache's past ([`Graph::cache_inputs`]) empty along its

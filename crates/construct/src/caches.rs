@@ -50,15 +50,7 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         let rank = dims.len();
         let mut restores = Vec::new();
         for (&axis, (removed, g)) in &axes {
-            let full = match dims.get(axis) {
-                Some(Dim::Known(n)) => usize::try_from(*n).ok(),
-                _ => None,
-            }
-            .ok_or_else(|| mismatch(g, format!("cache '{value}' axis {axis} has no known length")))?;
-            if let Some(&bad) = removed.iter().find(|&&p| p >= full) {
-                return Err(mismatch(g, format!("cache '{value}' axis {axis} has {full} positions, not a position {bad}")));
-            }
-            let kept: Vec<usize> = (0..full).filter(|p| !removed.contains(p)).collect();
+            let (full, kept) = kept_positions(dims, axis, removed, g, &format!("cache '{value}'"))?;
             restores.push(Restore { axis, full, kept });
         }
         if opset < 2 {
@@ -107,6 +99,20 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         gp.node.splice(at..at, before);
     }
     Ok(())
+}
+
+/// Along `axis` of a value of shape `dims` (`what` names it in errors), its length and
+/// the positions kept when `removed` go.
+pub(crate) fn kept_positions(dims: &[Dim], axis: usize, removed: &BTreeSet<usize>, g: &Group, what: &str) -> Result<(usize, Vec<usize>)> {
+    let full = match dims.get(axis) {
+        Some(Dim::Known(n)) => usize::try_from(*n).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| mismatch(g, format!("{what} axis {axis} has no known length")))?;
+    if let Some(&bad) = removed.iter().find(|&&p| p >= full) {
+        return Err(mismatch(g, format!("{what} axis {axis} has {full} positions, not a position {bad}")));
+    }
+    Ok((full, (0..full).filter(|p| !removed.contains(p)).collect()))
 }
 
 /// A present without a past (node `at` writes `value`, now narrow): the node writes a

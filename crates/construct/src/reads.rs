@@ -4,13 +4,13 @@
 //! reads a `Gather` of the value's kept positions; the value's other readers read it whole
 //! (each layer its own kept heads).
 
+use crate::caches::kept_positions;
 use crate::constants::{all_names, fresh};
 use crate::nodes::{gather, push_indices};
 use crate::{mismatch, Result};
 use oto_graph::Group;
 use oto_onnx::proto::ModelProto;
 use oto_onnx::shape::Shapes;
-use oto_onnx::Dim;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Rewrites every read of `groups` in `proto` (already cut) as the module docs say.
@@ -39,15 +39,8 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         let mut gathers = Vec::new();
         let mut current = value.to_string();
         for (&axis, (removed, g)) in &axes {
-            let full = match dims.get(axis) {
-                Some(Dim::Known(n)) => usize::try_from(*n).ok(),
-                _ => None,
-            }
-            .ok_or_else(|| mismatch(g, format!("'{value}' axis {axis} has no known length")))?;
-            if let Some(&bad) = removed.iter().find(|&&p| p >= full) {
-                return Err(mismatch(g, format!("'{value}' axis {axis} has {full} positions, not a position {bad}")));
-            }
-            let kept: Vec<i64> = (0..full).filter(|p| !removed.contains(p)).map(|p| p as i64).collect();
+            let (_, kept) = kept_positions(dims, axis, removed, g, &format!("'{value}'"))?;
+            let kept: Vec<i64> = kept.into_iter().map(|p| p as i64).collect();
             let idx = push_indices(&mut names, &mut gp.initializer, &format!("{value}.kept"), kept, g)?;
             let out = fresh(&mut names, &format!("{value}.kept"));
             gathers.push(gather(&mut names, &current, &idx, &out, axis));

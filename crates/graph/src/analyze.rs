@@ -787,10 +787,10 @@ impl<'a, 'm> Ctx<'a, 'm> {
                         return None;
                     }
                     let n = self.graph.node(node);
-                    let data = match n.op() {
-                        "Transpose" => {
+                    let data = match Op::parse(self.graph, n).ok()? {
+                        Op::Transpose { perm } => {
                             let inner = self.dims(n.input.first()?)?.len();
-                            let perm: Vec<usize> = match n.attr_ints("perm").ok()? {
+                            let perm: Vec<usize> = match perm {
                                 Some(p) => p.iter().map(|&q| usize::try_from(q).ok().filter(|&q| q < inner)).collect::<Option<_>>()?,
                                 None => (0..inner).rev().collect(),
                             };
@@ -799,19 +799,19 @@ impl<'a, 'm> Ctx<'a, 'm> {
                             measured = through(&measured, &from)?;
                             0
                         }
-                        "Reshape" => {
+                        Op::Reshape { .. } => {
                             let (din, dout) = (self.dims(n.input.first()?)?, self.dims(n.output.first()?)?);
                             let from = merged_axes(&din, &dout)?;
                             axes = through(&axes, &from)?;
                             measured = through(&measured, &from)?;
                             0
                         }
-                        "Identity" | "Cast" => 0,
-                        "Mul" | "Div" => {
+                        Op::Unary(Unary::Identity) | Op::Cast { .. } => 0,
+                        Op::Binary(op @ (Binary::Mul | Binary::Div)) => {
                             let scalar = |v: &str| self.const_floats(v).is_some_and(|f| f.len() == 1);
                             let data = match (n.input.first(), n.input.get(1)) {
                                 (Some(_), Some(c)) if scalar(c) => 0,
-                                (Some(c), Some(_)) if n.op() == "Mul" && scalar(c) => 1,
+                                (Some(c), Some(_)) if op == Binary::Mul && scalar(c) => 1,
                                 _ => return None,
                             };
                             if self.dims(&n.input[data])?.len() != self.dims(n.output.first()?)?.len() {
@@ -832,14 +832,14 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// The entries of a value's shape `node` reads, if it is a `Shape` (of the whole shape)
     /// whose every reader picks entries by constant indices (a `Gather`).
     fn measured_entries(&self, node: &NodeProto) -> Option<Vec<usize>> {
-        if node.op() != "Shape" || !node.attribute.is_empty() {
+        if !matches!(Op::parse(self.graph, node), Ok(Op::Shape { start: 0, end: None })) {
             return None;
         }
         let rank = self.dims(node.input.first()?)?.len();
         let mut entries = Vec::new();
         for u in self.graph.consumers(node.output.first()?) {
             let g = self.graph.node(u.node);
-            if g.op() != "Gather" || u.input != 0 || g.attr_int("axis").ok()?.unwrap_or(0) != 0 {
+            if u.input != 0 || !matches!(Op::parse(self.graph, g), Ok(Op::Gather { axis: 0 })) {
                 return None;
             }
             for i in self.graph.constant_ints(g.input.get(1)?).ok()?? {

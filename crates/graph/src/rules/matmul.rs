@@ -212,34 +212,23 @@ impl Ctx<'_, '_> {
         let [Factor { track: Some(Track::Segs(channels)), size }] = last.factors.as_slice() else {
             return;
         };
-        let heads: Vec<(Range, usize)> = batch
-            .iter()
-            .flat_map(|a| a.factors.iter())
-            .filter_map(|f| if let Some(Track::Segs(segs)) = &f.track { Some(segs) } else { None })
-            .flatten()
-            .filter_map(|s| if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s { Some((*range, *k)) } else { None })
-            .collect();
-        let Some(&(_, k)) = heads.first() else { return };
-        if size.known() != i64::try_from(k).ok() || heads.iter().any(|&(_, kk)| kk != k) {
+        let Some((ranges, k)) = coarse_heads(batch).filter(|&(_, k)| size.known() == i64::try_from(k).ok()) else {
             return;
-        }
+        };
         let channels = channels.clone();
         self.block_read_inside_heads(node, &channels);
         // A zero query head's output is the mean of V, not zero: what reads it (the output
         // projection's rows) is zeroed with the head.
-        for &(r, _) in &heads {
+        for &r in &ranges {
             self.spaces.zero_readers(r);
         }
-        let ranges = heads.into_iter().map(|(r, _)| r).collect();
         *last = AxisT { factors: vec![Factor { size: size.clone(), track: Some(Track::Inner { k, ranges, zero: false, at: Some(0) }) }] };
     }
 }
 
-/// `probs @ V` with V a fed input ([`Ctx::fed_input`]) whose heads follow the query
-/// heads (blocks of `k`): the last axis, `k` channels of V per head, is the inside of
-/// those heads, which go whole. Left untracked where V's head size is not `k`.
-fn inside_read_heads(out: &mut ValueT) {
-    let Some((last, batch)) = out.split_last_mut() else { return };
+/// The heads the batch axes of a product's output follow (coarse segments, blocks of `k`
+/// channels), and `k`; `None` without any, or with blocks of different sizes.
+fn coarse_heads(batch: &[AxisT]) -> Option<(Vec<Range>, usize)> {
     let heads: Vec<(Range, usize)> = batch
         .iter()
         .flat_map(|a| a.factors.iter())
@@ -247,12 +236,19 @@ fn inside_read_heads(out: &mut ValueT) {
         .flatten()
         .filter_map(|s| if let Seg::Tracked { range, scale: Scale::Coarse(k), .. } = s { Some((*range, *k)) } else { None })
         .collect();
-    let Some(&(_, k)) = heads.first() else { return };
+    let &(_, k) = heads.first()?;
+    heads.iter().all(|&(_, kk)| kk == k).then(|| (heads.into_iter().map(|(r, _)| r).collect(), k))
+}
+
+/// `probs @ V` with V a fed input ([`Ctx::fed_input`]) whose heads follow the query
+/// heads (blocks of `k`): the last axis, `k` channels of V per head, is the inside of
+/// those heads, which go whole. Left untracked where V's head size is not `k`.
+fn inside_read_heads(out: &mut ValueT) {
+    let Some((last, batch)) = out.split_last_mut() else { return };
     let [Factor { size, track: None }] = last.factors.as_slice() else { return };
-    if size.known() != i64::try_from(k).ok() || heads.iter().any(|&(_, kk)| kk != k) {
+    let Some((ranges, k)) = coarse_heads(batch).filter(|&(_, k)| size.known() == i64::try_from(k).ok()) else {
         return;
-    }
+    };
     let size = size.clone();
-    let ranges = heads.into_iter().map(|(r, _)| r).collect();
     *last = AxisT { factors: vec![Factor { size, track: Some(Track::Inner { k, ranges, zero: false, at: Some(0) }) }] };
 }
