@@ -58,9 +58,10 @@ fn past_model(dir: &Path) -> PathBuf {
 }
 
 /// The mask's axis `past + seq` gets the sum of the sizes of `past` and `seq` (4 + 4 by
-/// default, or as --dim gives them), so the model runs; sizes that make onnxruntime
-/// refuse the full model are the input's fault (exit code 2), and the hint names the
-/// plain symbols that got 4, not the sum.
+/// default, or as --dim gives them), so the model runs; with `past` given at 1 the mask
+/// is 5 long at the default `seq`, too short for the Gather's index 5, and `oto check`
+/// takes `seq` at 16 (the next size it tries) and says so; given at 1 as well, the sizes
+/// make onnxruntime refuse the full model: the input's fault (exit code 2).
 #[test]
 fn an_axis_that_is_a_sum_gets_the_sum_of_its_symbols() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,19 +73,74 @@ fn an_axis_that_is_a_sum_gets_the_sum_of_its_symbols() {
         assert_eq!(out.status.code(), Some(0), "{extra:?}: {}\n{}", text(&out.stdout), text(&out.stderr));
         assert!(text(&out.stdout).contains("passed: 1 trials"), "{}", text(&out.stdout));
     }
-    // past + seq = 5: the Gather's index 5 is out of bounds in the full model.
-    let out = oto(&["check", s(&model), "--trials", "1", "--dim", "past=1"]);
+    let out = oto(&["check", s(&model), "--trials", "2", "--dim", "past=1"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("trial 1 ('seq' at 16: onnxruntime refused the full model at 4; --dim sets them): "), "{stdout}");
+    // The second trial starts at the size that ran.
+    assert!(stdout.contains("\ntrial 2: ") && stdout.contains("passed: 2 trials"), "{stdout}");
+    let out = oto(&["check", s(&model), "--trials", "1", "--dim", "past=1", "--dim", "seq=1"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}\n{err}", text(&out.stdout));
     assert!(err.contains("onnxruntime on the zeroed full model"), "{err}");
-    assert!(err.contains("the symbolic axes 'seq' of 'new_tokens' the size 4"), "{err}");
-    assert!(err.contains("give them with --dim seq=SIZE:"), "{err}");
-    assert!(!err.contains("past+seq") && !err.contains("past + seq"), "{err}");
     // --dim takes the plain symbols, not the sum.
     let out = oto(&["check", s(&model), "--trials", "1", "--dim", "past + seq=8"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("'past + seq' is not a symbolic axis of the model's inputs (they have: batch, past, seq)"), "{err}");
+}
+
+/// An input `[batch, n]` read as rows of 3 (`Reshape` to `[-1, 3]`): no size `oto check`
+/// tries for `n` (4, then 16 to 1024) fits a batch of 2, so onnxruntime refuses the full
+/// model (exit code 2) and the hint names the symbol and the sizes tried; `--dim n=3` runs.
+#[test]
+fn sizes_no_try_fits_are_named_in_the_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("rows_of_three");
+    let x = b.input_f32("x", &[Dim::sym("batch"), Dim::sym("n")]);
+    let rows = b.ints("rows", &[-1, 3]);
+    let r = b.node("Reshape", &[&x, &rows], &[]);
+    let (w1, w2) = (weight(&mut b, "w1", &[3, 8]), weight(&mut b, "w2", &[8, 4]));
+    let h = b.node("MatMul", &[&r, &w1], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("MatMul", &[&h, &w2], &["y"]);
+    b.output_f32(&y, &[Dim::sym("rows"), Dim::Known(4)]);
+    let model = save(&b, dir.path(), "rows.onnx", &[]);
+    let out = oto(&["check", s(&model), "--trials", "1"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}\n{err}", text(&out.stdout));
+    assert!(err.contains("the symbolic axes 'n' of 'x' the size 4 (and then 16, 32, 64, 224, 256, 1024)"), "{err}");
+    assert!(err.contains("give them with --dim n=SIZE:"), "{err}");
+    let out = oto(&["check", s(&model), "--trials", "1", "--dim", "n=3"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+}
+
+/// A speech encoder's spectrogram `[batch, feature_size, frames]` (symbolic bins and
+/// frames, as Hugging Face exports Whisper's) whose position table fixes the frames at 6:
+/// without a preprocessor_config.json no size fits (exit code 2); with Whisper's beside
+/// the model, `feature_size` and `nb_max_frames` size the bins and frames, and it runs.
+#[test]
+fn a_spectrogram_is_sized_by_the_feature_extractor_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GraphBuilder::new("speech");
+    let x = b.input_f32("input_features", &[Dim::sym("batch_size"), Dim::sym("feature_size"), Dim::sym("encoder_sequence_length")]);
+    let frames_last = b.node_with("Transpose", &[&x], &[], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
+    let (w1, w2) = (weight(&mut b, "w1", &[5, 8]), weight(&mut b, "w2", &[8, 4]));
+    let h = b.node("MatMul", &[&frames_last, &w1], &[]);
+    let h = b.node("Relu", &[&h], &[]);
+    let y = b.node("MatMul", &[&h, &w2], &[]);
+    let positions = weight(&mut b, "positions", &[6, 4]);
+    let y = b.node("Add", &[&y, &positions], &["last_hidden_state"]);
+    b.output_f32(&y, &[Dim::sym("batch_size"), Dim::Known(6), Dim::Known(4)]);
+    let model = save(&b, dir.path(), "encoder_model.onnx", &[]);
+    let out = oto(&["check", s(&model), "--trials", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let config = r#"{"feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 5, "nb_max_frames": 6, "chunk_length": 30}"#;
+    std::fs::write(dir.path().join("preprocessor_config.json"), config).unwrap();
+    let out = oto(&["check", s(&model), "--trials", "2"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("passed: 2 trials") && !stdout.contains(" at 16"), "{stdout}");
 }
 
 /// A decoder step with its cache declared for one new token per call, as optimum 1.x wrote

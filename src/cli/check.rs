@@ -24,9 +24,11 @@ Examples:
   oto check vit.onnx --dim height=32 --dim width=32
       sizes of symbolic input axes that the model fixes (an image size); without --dim
       they come from the preprocessor_config.json beside the model when there is one
-      (a Hugging Face export), the channels of an image read by a Conv from its weight,
-      the batch from --batch, and other symbols get 4; an axis that is a sum such as
-      `past_sequence_length + sequence_length` gets the sum of its symbols' sizes
+      (a Hugging Face export: an image size, a spectrogram's bins and frames), the
+      channels of an image read by a Conv from its weight, the batch from --batch, and
+      other symbols get 4 (then 16, 32, 64, 224, 256 or 1024 if onnxruntime refuses the
+      model at 4); an axis that is a sum such as `past_sequence_length + sequence_length`
+      gets the sum of its symbols' sizes
 
 Exit code 0 when every trial matches (max |difference| <= 1e-4 * max(1, max |output|)),
 1 on a mismatch, 2 on bad input (including random inputs that onnxruntime refuses for
@@ -52,7 +54,7 @@ pub struct Args {
     /// Batch size of the random inputs.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
-    /// Size of a symbol of the input shapes, by its name (repeatable); default 4 (the batch: --batch).
+    /// Size of a symbol of the input shapes, by its name (repeatable); default 4, larger if the model refuses it (the batch: --batch).
     /// An axis such as `past + seq` gets the sum of the sizes of `past` and `seq`.
     #[arg(long = "dim", value_name = "NAME=SIZE")]
     pub dims: Vec<String>,
@@ -78,7 +80,7 @@ pub fn run(args: &Args) -> Result<()> {
     let graph = Graph::new(&model).map_err(input_error)?;
     let shapes = shape::infer(&graph).map_err(input_error)?;
     let dims = super::sizes::given_sizes(&graph, &shapes, &args.model, &args.dims)?;
-    let (sizes, defaulted) = symbol_sizes(&graph, &shapes, args.batch, &dims);
+    let (mut sizes, defaulted) = symbol_sizes(&graph, &shapes, args.batch, &dims);
     // The graph inputs choosing a merged decoder's branch (`oto_onnx::branches`).
     let conditions = oto_onnx::branches::conditions(&model.proto);
     let mut failures = 0;
@@ -90,9 +92,6 @@ pub fn run(args: &Args) -> Result<()> {
         let zeroed = oto_construct::zero_producers(&model, &analysis, &chosen)?;
         let (compact, report) = oto_construct::construct(&zeroed, &analysis, &chosen)?;
         let random = crate::model_file::random_inputs(&graph, &shapes, &mut rng, &sizes)?;
-        // MACs at the sizes the trial ran with (an image's height and width count), the
-        // batch and sequence symbols at 1 as `macs_given` binds them.
-        let (macs_before, macs_after) = (macs_at(&zeroed, &sizes)?, macs_at(&compact, &sizes)?);
         let removed: usize = chosen.values().map(Vec::len).sum();
         // A merged decoder's trial runs each branch: its conditions all false, then all true.
         let branches: Vec<Option<bool>> = if conditions.is_empty() { vec![None] } else { vec![Some(false), Some(true)] };
@@ -134,21 +133,47 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                 }
             }
+            if full_out.is_err() && !defaulted.is_empty() {
+                // Sizes the model refuses at DEFAULT_SIZE (a convolution's window over audio
+                // samples, an attention window, a pooling of the sequence): larger ones, the
+                // same for every symbol sized by default; kept for the trials after.
+                for size in LARGER_SIZES {
+                    let larger = with_size(&sizes, &defaulted, size);
+                    let mut retry = crate::model_file::random_inputs(&graph, &shapes, &mut rng, &larger)?;
+                    if let Some(value) = branch {
+                        choose_branch(&mut retry, &conditions, value);
+                    }
+                    if let Ok(out) = run_ort(&zeroed, &retry) {
+                        let named: Vec<String> = defaulted.iter().map(|(_, symbol)| format!("'{symbol}'")).collect();
+                        label += &format!(
+                            " ({} at {size}: onnxruntime refused the full model at {DEFAULT_SIZE}; --dim sets them)",
+                            named.join(", ")
+                        );
+                        (inputs, sizes, full_out) = (retry, larger, Ok(out));
+                        break;
+                    }
+                }
+            }
             let full_out = full_out.map_err(input_error).with_context(|| {
                 let hint = if defaulted.is_empty() {
                     String::new()
                 } else {
                     let flags: Vec<String> = defaulted.iter().map(|(_, symbol)| format!("--dim {symbol}=SIZE")).collect();
                     let named: Vec<String> = defaulted.iter().map(|(input, symbol)| format!("'{symbol}' of '{input}'")).collect();
+                    let tried: Vec<String> = LARGER_SIZES.iter().map(i64::to_string).collect();
                     format!(
-                        "; the random inputs gave the symbolic axes {} the size 4: if the model fixes them (e.g. an image size), give them with {}",
+                        "; the random inputs gave the symbolic axes {} the size {DEFAULT_SIZE} (and then {}): if the model fixes them (e.g. an image size), give them with {}",
                         named.join(", "),
+                        tried.join(", "),
                         flags.join(" ")
                     )
                 };
                 format!("{label}: onnxruntime on the zeroed full model (if the random inputs do not fit the model, give the sizes of its symbolic input axes with --dim NAME=SIZE){hint}")
             })?;
             let small_out = run_ort(&compact, &inputs).context("onnxruntime on the compact model")?;
+            // MACs at the sizes the trial ran with (an image's height and width count), the
+            // batch and sequence symbols at 1 as `macs_given` binds them.
+            let (macs_before, macs_after) = (macs_at(&zeroed, &sizes)?, macs_at(&compact, &sizes)?);
             let verdict = verify::judge(&zeroed, &compact, &inputs, &full_out, &small_out)?;
             failures += usize::from(!verdict.passed);
             runs += 1;
@@ -184,6 +209,23 @@ pub fn run(args: &Args) -> Result<()> {
     let each = if conditions.is_empty() { "" } else { " (each on both branches of the merged decoder)" };
     println!("passed: {} trials{each}, the compact models compute the same outputs", args.trials);
     Ok(())
+}
+
+/// The size of a symbolic input axis that nothing else sizes.
+const DEFAULT_SIZE: i64 = 4;
+
+/// The sizes tried, in order, for the symbols sized by default when onnxruntime refuses
+/// the full model at [`DEFAULT_SIZE`]: CIFAR's and ImageNet's image sizes among them, up
+/// to a second of 16 kHz audio.
+const LARGER_SIZES: [i64; 6] = [16, 32, 64, 224, 256, 1024];
+
+/// `sizes` with every symbol of `defaulted` at `size`.
+fn with_size(sizes: &HashMap<String, i64>, defaulted: &[(String, String)], size: i64) -> HashMap<String, i64> {
+    let mut out = sizes.clone();
+    for (_, symbol) in defaulted {
+        out.insert(symbol.clone(), size);
+    }
+    out
 }
 
 /// Sets every input of `inputs` named in `conditions` (a merged decoder's branch choice) to `value`.
@@ -258,7 +300,7 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
 
 /// Sizes of the symbols in the shapes of the graph inputs, for the random inputs: those
 /// in `given` (--dim, the preprocessor, Conv channels), else `batch` for a symbol of an
-/// input's axis 0 and 4 for every other. Also (input, symbol) of the symbols that got 4,
+/// input's axis 0 and [`DEFAULT_SIZE`] for every other. Also (input, symbol) of the symbols that got 4,
 /// each with the first input that holds it. An axis is then its dimension evaluated at
 /// these sizes (`past + seq` is the sum of both).
 fn symbol_sizes(
@@ -278,7 +320,7 @@ fn symbol_sizes(
     for (input, dims) in &inputs {
         for symbol in dims.iter().skip(1).flat_map(Dim::symbols) {
             if !sizes.contains_key(symbol) {
-                sizes.insert(symbol.to_string(), 4);
+                sizes.insert(symbol.to_string(), DEFAULT_SIZE);
                 defaulted.push((input.to_string(), symbol.to_string()));
             }
         }

@@ -84,6 +84,42 @@ pub(crate) fn preprocessor_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std
             out.insert(width.to_string(), *w);
         }
     }
+    out.extend(spectrogram_sizes(graph, shapes, model)?);
+    Ok(out)
+}
+
+/// Spectrogram sizes the model's feature extractor gives: the symbolic mel bins and frames
+/// (axes 1 and 2) of an input `[N, bins, frames]` take `feature_size` and `nb_max_frames`
+/// of the `preprocessor_config.json` beside the model (Whisper's: 80 and 3,000, which its
+/// encoder's position table fixes), when it has both.
+fn spectrogram_sizes(graph: &Graph<'_>, shapes: &Shapes, model: &std::path::Path) -> Result<BTreeMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    let inputs: Vec<(&str, &[Dim])> = graph
+        .real_inputs()
+        .filter_map(|v| v.name.as_deref())
+        .filter_map(|n| Some((n, shapes.shape(n)?)))
+        .filter(|(_, d)| d.len() == 3 && d[2].as_symbol().is_some())
+        .collect();
+    if inputs.is_empty() {
+        return Ok(out);
+    }
+    let path = model.parent().unwrap_or(std::path::Path::new(".")).join("preprocessor_config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(out) };
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| input_error(anyhow::anyhow!("{}: not JSON: {e}", path.display())))?;
+    let size = |key: &str| config[key].as_i64().filter(|&v| v > 0);
+    let (Some(bins), Some(frames)) = (size("feature_size"), size("nb_max_frames")) else { return Ok(out) };
+    for (_, dims) in inputs {
+        if dims[1].as_symbol().is_none() && dims[1] != Dim::Known(bins) {
+            continue;
+        }
+        if let Some(symbol) = dims[1].as_symbol() {
+            out.insert(symbol.to_string(), bins);
+        }
+        if let Some(symbol) = dims[2].as_symbol() {
+            out.insert(symbol.to_string(), frames);
+        }
+    }
     Ok(out)
 }
 
