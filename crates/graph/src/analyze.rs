@@ -7,7 +7,7 @@ use crate::space::{AxisT, Factor, InitDims, LinSeg, Outer, Part, Range, RefAt, R
 use oto_onnx::graph::{node_label, Graph, NodeExt, Producer};
 use oto_onnx::op::{Binary, Op, Reduce, ReduceKind, Unary};
 use oto_onnx::proto::NodeProto;
-use oto_onnx::{ops, Dim, Model, OnnxError, Shapes, ValueType};
+use oto_onnx::{ops, Dim, Model, OnnxError, Shapes};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A graph input read through layout-keeping nodes ([`Ctx::fed_input`]).
@@ -59,7 +59,8 @@ pub enum AnalysisError {
 /// Analyzes `model` into pruning groups. See the crate documentation.
 pub fn analyze(model: &Model, options: &AnalyzeOptions) -> Result<Analysis, AnalysisError> {
     let graph = Graph::new(model)?;
-    let shapes = shapes_of(&graph)?;
+    // Inference completes what it cannot tell with the file's declared `value_info`.
+    let shapes = oto_onnx::shape::infer(&graph)?;
     let mut dims: InitDims = HashMap::new();
     for t in &graph.proto.initializer {
         let d: Vec<usize> = t.dims.iter().map(|&x| x.max(0) as usize).collect();
@@ -300,42 +301,6 @@ fn prunable_params(groups: &[crate::Group], dims: &InitDims, graph: &Graph<'_>) 
         total = total.saturating_add(all.saturating_sub(free));
     }
     total
-}
-
-/// Shape inference, completed with declared `value_info` and initializer shapes.
-pub(crate) fn shapes_of(graph: &Graph<'_>) -> Result<Shapes, AnalysisError> {
-    let mut shapes = oto_onnx::shape::infer(graph)?;
-    let declared = graph.proto.value_info.iter().chain(graph.proto.input.iter()).chain(graph.proto.output.iter());
-    for vi in declared {
-        let Some(name) = vi.name.as_deref() else {
-            continue;
-        };
-        if shapes.shape(name).is_some() {
-            continue;
-        }
-        use oto_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
-        let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            continue;
-        };
-        let Some(shape) = &tt.shape else { continue };
-        let mut dims: Option<Vec<Dim>> = Some(Vec::with_capacity(shape.dim.len()));
-        for (i, d) in shape.dim.iter().enumerate() {
-            let dim = match &d.value {
-                Some(Value::DimValue(v)) => Some(Dim::Known(*v)),
-                Some(Value::DimParam(p)) => {
-                    Some(Dim::parse(p).map_err(|e| graph.model.error(format!("value '{name}'"), format!("dimension {i}: {e}")))?)
-                }
-                None => None,
-            };
-            dims = dims.zip(dim).map(|(mut v, d)| {
-                v.push(d);
-                v
-            });
-        }
-        let dtype = tt.elem_type.and_then(oto_onnx::DType::from_onnx);
-        shapes.types.insert(name.to_string(), ValueType { dtype, shape: dims });
-    }
-    Ok(shapes)
 }
 
 /// The product of the known dims (a file's, so checked): `usize::MAX` when it overflows

@@ -575,7 +575,7 @@ fn check_constant(
         ShapeLocation::Computed { value, len } => {
             graph.producer(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
             // Construction allocates `len` entries: it must be the value's length.
-            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
             let known = shapes.as_ref().map_err(Clone::clone)?.shape(value).and_then(|s| match s {
                 [d] => d.known(),
                 _ => None,
@@ -603,7 +603,7 @@ fn check_constant(
                 return Err(format!("shape constant in {}: the value is not the output of a ReduceMean or RMSNormalization", sc.location));
             }
             // The count must be the number of entries the node averages in this model.
-            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
             let shapes = shapes.as_ref().map_err(Clone::clone)?;
             let dims: Vec<Option<i64>> =
                 n.input.first().and_then(|x| shapes.shape(x)).map(|d| d.iter().map(oto_onnx::Dim::known).collect()).unwrap_or_default();
@@ -631,7 +631,7 @@ fn check_constant(
         }
         ShapeLocation::Pinned { value, len, entry, original, .. } => {
             graph.producer(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
-            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
             let known =
                 shapes.as_ref().map_err(Clone::clone)?.shape_value(value).map(|v| v.iter().map(oto_onnx::Dim::known).collect::<Vec<_>>());
             let fits = known.as_ref().is_some_and(|v| v.len() == *len && v.get(*entry).copied().flatten() == Some(*original));
@@ -643,7 +643,7 @@ fn check_constant(
         ShapeLocation::NormWidth { value, axis, size, .. } => {
             let (_, n) =
                 graph.producer_node(value).ok_or_else(|| format!("shape constant in {}, which the model does not have", sc.location))?;
-            let shapes = shapes.get_or_insert_with(|| crate::analyze::shapes_of(graph).map_err(|e| e.to_string()));
+            let shapes = shapes.get_or_insert_with(|| oto_onnx::shape::infer(graph).map_err(|e| e.to_string()));
             let shapes = shapes.as_ref().map_err(Clone::clone)?;
             // The normalized input, and whether the layer normalizes `axis`: from its
             // first normalized axis on (the operator), or the reduced axes (written out).

@@ -156,6 +156,22 @@ pub(crate) fn is_int(d: DType) -> bool {
     matches!(d, DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool)
 }
 
+/// The dimensions of a declared shape (of a graph input or a `value_info`) named `name`:
+/// numbers, symbols (a product of literals such as `64*8` becomes its value, which must
+/// fit), and `{name}_dim{i}` for an axis declared without either.
+fn declared_dims(shape: &crate::proto::TensorShapeProto, name: &str) -> std::result::Result<Vec<Dim>, String> {
+    use crate::proto::tensor_shape_proto::dimension::Value as V;
+    let mut dims = Vec::with_capacity(shape.dim.len());
+    for (i, d) in shape.dim.iter().enumerate() {
+        dims.push(match &d.value {
+            Some(V::DimValue(x)) if *x >= 0 => Dim::Known(*x),
+            Some(V::DimParam(p)) if !p.is_empty() => Dim::parse(p).map_err(|e| format!("dimension {i}: {e}"))?,
+            _ => Dim::sym(format!("{name}_dim{i}")),
+        });
+    }
+    Ok(dims)
+}
+
 /// Numpy broadcasting of two dimensions; `None` when incompatible.
 pub(crate) fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
     match (a, b) {
@@ -233,19 +249,7 @@ impl<'g, 'm> Infer<'g, 'm> {
             let dtype = tt.elem_type.and_then(DType::from_onnx);
             let shape = match tt.shape.as_ref() {
                 Some(s) => {
-                    let mut dims = Vec::with_capacity(s.dim.len());
-                    for (i, d) in s.dim.iter().enumerate() {
-                        use crate::proto::tensor_shape_proto::dimension::Value as V;
-                        dims.push(match &d.value {
-                            Some(V::DimValue(x)) if *x >= 0 => Dim::Known(*x),
-                            Some(V::DimParam(p)) if !p.is_empty() => {
-                                // A product of literals (`64*8`) becomes its value: it must fit.
-                                Dim::parse(p)
-                                    .map_err(|e| self.graph.model.error(format!("graph input '{name}'"), format!("dimension {i}: {e}")))?
-                            }
-                            _ => Dim::sym(format!("{name}_dim{i}")),
-                        });
-                    }
+                    let dims = declared_dims(s, &name).map_err(|e| self.graph.model.error(format!("graph input '{name}'"), e))?;
                     let bound = |d: Dim| d.eval(self.bindings).filter(|&v| v >= 0).map_or(d, Dim::Known);
                     Some(dims.into_iter().map(bound).collect())
                 }
@@ -254,6 +258,27 @@ impl<'g, 'm> Infer<'g, 'm> {
             self.out.types.insert(name, ValueType { dtype, shape });
         }
         Ok(())
+    }
+
+    /// The declared type of `value` (its `value_info`, or the graph output's), for a node
+    /// output inference leaves unknown: exporters and simplifiers write them, and what
+    /// follows needs at least their ranks. `None` without a declared shape whose every
+    /// axis has a size or a symbol.
+    fn declared_type(&self, value: &str) -> Option<ValueType> {
+        let Some(type_proto::Value::TensorType(tt)) = self.graph.value_info(value)?.r#type.as_ref()?.value.as_ref() else {
+            return None;
+        };
+        use crate::proto::tensor_shape_proto::dimension::Value as V;
+        let shape = tt.shape.as_ref()?;
+        if shape
+            .dim
+            .iter()
+            .any(|d| !matches!(&d.value, Some(V::DimValue(x)) if *x >= 0) && !matches!(&d.value, Some(V::DimParam(p)) if !p.is_empty()))
+        {
+            return None;
+        }
+        let dims = declared_dims(shape, value).ok()?;
+        Some(ValueType { dtype: tt.elem_type.and_then(DType::from_onnx), shape: Some(dims) })
     }
 
     /// Records every fully static declared `value_info` shape that disagrees.
@@ -284,7 +309,15 @@ impl<'g, 'm> Infer<'g, 'm> {
             if out.is_empty() {
                 continue;
             }
-            self.out.types.insert(out.clone(), types.get(k).cloned().unwrap_or_default());
+            let mut t = types.get(k).cloned().unwrap_or_default();
+            if t.shape.is_none() {
+                // What inference cannot tell (an operator oto does not know, such as
+                // `GridSample`, and what follows it), the file may declare.
+                if let Some(declared) = self.declared_type(out) {
+                    t = ValueType { dtype: t.dtype.or(declared.dtype), shape: declared.shape };
+                }
+            }
+            self.out.types.insert(out.clone(), t);
         }
         match self.fold(node, &op) {
             Ok(()) | Err(Stop::Unknown) => Ok(()),
