@@ -1,6 +1,6 @@
 //! Shapes that inference cannot tell and the file declares: an operator oto does not know
-//! (`GridSample`, as in RT-DETR's deformable attention) and what follows it have the
-//! `value_info` that exporters and simplifiers write. The analysis and the construction
+//! (`Det` here; `GridSample` in RT-DETR's deformable attention was one) and what follows
+//! it have the `value_info` that exporters and simplifiers write. The analysis and the construction
 //! read the same completed shapes (the construction once failed on a group the analysis,
 //! which alone read them, had found prunable: a layer norm's input of unknown rank).
 
@@ -11,7 +11,7 @@ use oto_onnx::builder::{Attr, GraphBuilder};
 use oto_onnx::{DType, Dim, Model};
 
 /// `x [B, 4, 8] -> 16 channels` (the residual width, starting at a computed value), plus
-/// `GridSample(image [B, 2, 3, 3], grid [B, 2, 2, 2])` reshaped to `[B, 4, 2]` and
+/// the determinants of `m [B, 4, 2, 2, 2]` (`[B, 4, 2]`) reshaped to `[B, 4, 2]` and
 /// projected to the 16 channels (+ bias), then `LayerNormalization` (epsilon 0.5) and a
 /// head `[16 -> 5]`. The file's `value_info` declares no shape (`Declared::None`), the
 /// sample's and the reshape's, or every value's (as onnxslim writes them).
@@ -19,8 +19,7 @@ fn model(declared: Declared) -> Model {
     let mut b = GraphBuilder::new("declared_shapes");
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(4), Dim::Known(8)]);
-    let image = b.input_f32("image", &[batch.clone(), Dim::Known(2), Dim::Known(3), Dim::Known(3)]);
-    let grid = b.input_f32("grid", &[batch.clone(), Dim::Known(2), Dim::Known(2), Dim::Known(2)]);
+    let m = b.input_f32("m", &[batch.clone(), Dim::Known(4), Dim::Known(2), Dim::Known(2), Dim::Known(2)]);
     let mut k = 0;
     let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
         k += 1;
@@ -28,7 +27,7 @@ fn model(declared: Declared) -> Model {
     };
     let w0 = weight(&mut b, "w0", &[8, 16]);
     let residual = b.node("MatMul", &[&x, &w0], &[]);
-    let sampled = b.node_with("GridSample", &[&image, &grid], &["sampled"], &[("align_corners", Attr::Int(0))]);
+    let sampled = b.node("Det", &[&m], &["sampled"]);
     let rows = b.ints("rows", &[0, 4, 2]);
     let rows = b.node("Reshape", &[&sampled, &rows], &["rows_of_samples"]);
     let (w1, b1) = (weight(&mut b, "w1", &[2, 16]), weight(&mut b, "b1", &[16]));
@@ -41,7 +40,7 @@ fn model(declared: Declared) -> Model {
     let y = b.node("MatMul", &[&normed, &head], &["y"]);
     b.output_f32(&y, &[batch.clone(), Dim::Known(4), Dim::Known(5)]);
     if declared != Declared::None {
-        b.shape(&sampled, DType::F32, &[batch.clone(), Dim::Known(2), Dim::Known(2), Dim::Known(2)]);
+        b.shape(&sampled, DType::F32, &[batch.clone(), Dim::Known(4), Dim::Known(2)]);
         b.shape(&rows, DType::F32, &[batch.clone(), Dim::Known(4), Dim::Known(2)]);
     }
     if declared == Declared::Every {
@@ -67,8 +66,7 @@ enum Declared {
 #[test]
 fn a_width_past_an_operator_oto_does_not_know_prunes_with_its_declared_shapes() {
     let mut inputs = uniform_input("x", &[2, 4, 8], 1);
-    inputs.extend(uniform_input("image", &[2, 2, 3, 3], 2));
-    inputs.extend(uniform_input("grid", &[2, 2, 2, 2], 3));
+    inputs.extend(uniform_input("m", &[2, 4, 2, 2, 2], 2));
     for declared in [Declared::Unknown, Declared::Every] {
         let analysis = analyze(&model(declared), &AnalyzeOptions::default()).unwrap();
         let group = prunable_group_with(&analysis, "w0", 1).id.clone();

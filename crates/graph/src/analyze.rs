@@ -234,6 +234,7 @@ fn traverse(
             }
         }
     }
+    cx.block_partly_consumed();
     let mut fixed_inits: HashMap<String, String> = options
         .unprunable
         .iter()
@@ -329,6 +330,16 @@ pub(crate) enum Located {
 /// One recorded slice of an initializer axis: base range, axis offset, positions ratio.
 type SliceUse = (Range, usize, usize, usize, Outer);
 
+/// The nodes whose slices of one initializer axis read channels ([`Ctx::consume`]).
+struct ConsumedBy {
+    /// The operator of the first of them.
+    op: String,
+    /// The input slot the initializer has there.
+    slot: usize,
+    /// The first output of each of them.
+    readers: HashSet<String>,
+}
+
 /// Analysis state during the traversal.
 pub(crate) struct Ctx<'a, 'm> {
     pub graph: &'a Graph<'m>,
@@ -343,6 +354,11 @@ pub(crate) struct Ctx<'a, 'm> {
     /// why: no group may cut them (an exporter or optimizer may share one weight between
     /// such a node and a layer whose rule makes it a group member).
     frozen_inits: HashMap<String, String>,
+    /// Initializer axes whose slices read channels ([`Ctx::consume`]): per (initializer,
+    /// axis), the operator and input slot of the first such reader, and the first output
+    /// of every node that read it so. Another node reading it in that slot must have too
+    /// ([`Ctx::block_partly_consumed`]).
+    consumed: HashMap<(String, usize), ConsumedBy>,
     /// Graph outputs that are caches ([`Ctx::cache_along`]), with their axes that keep
     /// their full width in the compact model: those axes do not block at the output.
     cache_axes: HashMap<String, Vec<usize>>,
@@ -371,6 +387,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
             blocked_nodes: HashSet::new(),
             init_uses: HashMap::new(),
             frozen_inits: HashMap::new(),
+            consumed: HashMap::new(),
             cache_axes: HashMap::new(),
             cache_inputs: graph.cache_inputs(),
             tables_cut: HashSet::new(),
@@ -881,6 +898,11 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// readers are zeroed with it ([`Spaces::zero_readers`], decided per class when
     /// solving): they are producers then.
     pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
+        if let (Some(slot), Some(out)) = (node.input.iter().position(|i| i == init), node.output.first()) {
+            let key = (init.to_string(), init_axis);
+            let entry = self.consumed.entry(key).or_insert_with(|| ConsumedBy { op: node.op().to_string(), slot, readers: HashSet::new() });
+            entry.readers.insert(out.clone());
+        }
         match axis.strided() {
             Ok(None) => {}
             Err(why) => self.block_axis_at(node, axis, &format!("'{init}' reads a layout it cannot slice: {why}")),
@@ -897,6 +919,28 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     }
                 }
             }
+        }
+    }
+
+    /// Blocks the channels an initializer's axis reads ([`Ctx::consume`]) at some nodes
+    /// when another node of the same operator reads it in the same slot without them: a
+    /// weight shared by the iterations of an unrolled loop whose first input the exporter
+    /// computed ahead as a constant (RAFT's update block, exported by dynamo). Cutting the
+    /// weight for the readers that follow the channels would leave that node's input
+    /// wider than it.
+    fn block_partly_consumed(&mut self) {
+        let mut blocked = Vec::new();
+        for ((init, axis), ConsumedBy { op, slot, readers }) in &self.consumed {
+            let other = self.graph.consumers(init).iter().map(|u| self.graph.node(u.node)).find(|n| {
+                n.op() == op.as_str() && n.input.get(*slot) == Some(init) && !n.output.first().is_some_and(|o| readers.contains(o))
+            });
+            if let Some(n) = other {
+                let why = format!("'{init}' is also read by {}, whose input does not follow these channels", node_label(n));
+                blocked.extend(self.init_uses.get(&(init.clone(), *axis)).into_iter().flatten().map(|u| (u.0, why.clone())));
+            }
+        }
+        for (range, why) in blocked {
+            self.spaces.block(range, why);
         }
     }
 

@@ -260,11 +260,16 @@ impl<'g, 'm> Infer<'g, 'm> {
         Ok(())
     }
 
-    /// The declared type of `value` (its `value_info`, or the graph output's), for a node
-    /// output inference leaves unknown: exporters and simplifiers write them, and what
-    /// follows needs at least their ranks. `None` without a declared shape whose every
-    /// axis has a size or a symbol.
+    /// The declared type of `value` (its `value_info`), for a node output inference leaves
+    /// unknown: exporters and simplifiers write them, and what follows needs at least
+    /// their ranks. `None` without a declared shape whose every axis has a size or a
+    /// symbol, and for a graph output, whose declaration is the interface, not a reading
+    /// of the graph (a normalization that makes the batch symbolic edits it, and asks
+    /// inference whether the graph then carries that batch to it).
     fn declared_type(&self, value: &str) -> Option<ValueType> {
+        if self.graph.proto.output.iter().any(|o| o.name.as_deref() == Some(value)) {
+            return None;
+        }
         let Some(type_proto::Value::TensorType(tt)) = self.graph.value_info(value)?.r#type.as_ref()?.value.as_ref() else {
             return None;
         };

@@ -178,6 +178,34 @@ impl Ctx<'_, '_> {
         self.set(&node.output[0], out);
     }
 
+    /// `GridSample`: every channel of the input (axis 1) is sampled at the grid's points
+    /// on its own, and is zero where it is zero (an interpolation of zeros, and any padding
+    /// of them). The batch (axis 0) must match the grid's, and the spatial axes are read
+    /// at computed points: channels tracked there, or in the grid, block.
+    pub(super) fn grid_sample(&mut self, node: &NodeProto) {
+        if let Some(grid) = self.in_track(node, 1) {
+            for a in &grid {
+                self.block_axis_at(node, a, "the sampling grid's points are not channels");
+            }
+        }
+        let Some(t) = self.in_track(node, 0) else {
+            return;
+        };
+        let Some(od) = self.dims(&node.output[0]) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        for (i, a) in t.iter().enumerate() {
+            match (i, out.get_mut(i)) {
+                (1, Some(o)) => *o = a.clone(),
+                (0, _) => self.block_axis_at(node, a, "the input's batch must stay the grid's"),
+                _ => self.block_axis_at(node, a, "samples a tracked axis at computed points"),
+            }
+        }
+        self.set(&node.output[0], out);
+    }
+
     pub(super) fn pad(&mut self, node: &NodeProto, pad: &Pad) {
         let Some(mut t) = self.in_track(node, 0) else {
             return;

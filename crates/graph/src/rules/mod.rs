@@ -264,6 +264,7 @@ impl Ctx<'_, '_> {
             Op::Pool(p) => self.pool(node, Some(p)),
             Op::GlobalPool(_) => self.pool(node, None),
             Op::Resize(_) => self.resize(node),
+            Op::GridSample(_) => self.grid_sample(node),
             Op::Pad(p) => self.pad(node, p),
             Op::BatchNormalization => self.batch_norm(node),
             Op::InstanceNormalization => self.instance_norm(node),

@@ -1,6 +1,7 @@
-//! Concatenation, splitting, slicing, padding, resizing, gathering and scattering:
-//! `Concat`, `Split`, `Slice`, `Pad`, `Resize`/`Upsample`, `Gather`, `GatherElements`,
-//! `GatherND`, `ScatterND`, `ScatterElements`. Not counted in MACs.
+//! Concatenation, splitting, slicing, padding, resizing, sampling, gathering and
+//! scattering: `Concat`, `Split`, `Slice`, `Pad`, `Resize`/`Upsample`, `GridSample`,
+//! `Gather`, `GatherElements`, `GatherND`, `ScatterND`, `ScatterElements`. Not counted in
+//! MACs.
 
 use super::{IntsParam, ScalarParam};
 use crate::error::Result;
@@ -256,6 +257,63 @@ pub struct Resize {
     pub exclude_outside: bool,
     /// `antialias` (opset 18; default 0).
     pub antialias: bool,
+}
+
+/// A `GridSample` node's attributes (opset 16's names, and opset 20's, which also samples
+/// volumes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridSample {
+    /// `mode`: how a point between positions is interpolated.
+    pub mode: GridMode,
+    /// `padding_mode`: what a point outside the input reads.
+    pub padding: GridPadding,
+    /// `align_corners` (default 0): the grid's -1 and 1 are the centres of the corner
+    /// positions, not their outer edges.
+    pub align_corners: bool,
+}
+
+/// `GridSample`'s interpolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridMode {
+    /// `bilinear` (opset 16's default), `linear` (opset 20's).
+    Linear,
+    /// `nearest`.
+    Nearest,
+    /// `bicubic`, `cubic`.
+    Cubic,
+}
+
+/// `GridSample`'s padding of points outside the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridPadding {
+    /// `zeros` (the default).
+    Zeros,
+    /// `border`: the nearest border position.
+    Border,
+    /// `reflection`: reflected by the border.
+    Reflection,
+}
+
+impl GridSample {
+    pub(crate) fn parse(graph: &Graph<'_>, node: &NodeProto) -> Result<GridSample> {
+        let string = |name: &str, default: &str| -> Result<String> {
+            Ok(attr_result(graph, node, node.attr_string(name))?.unwrap_or_else(|| default.to_string()))
+        };
+        let mode = match string("mode", "linear")?.as_str() {
+            "linear" | "bilinear" => GridMode::Linear,
+            "nearest" => GridMode::Nearest,
+            "cubic" | "bicubic" => GridMode::Cubic,
+            other => return Err(node_error(graph, node, format!("has mode '{other}' (linear, nearest or cubic)"))),
+        };
+        let padding = match string("padding_mode", "zeros")?.as_str() {
+            "zeros" => GridPadding::Zeros,
+            "border" => GridPadding::Border,
+            "reflection" => GridPadding::Reflection,
+            other => return Err(node_error(graph, node, format!("has padding_mode '{other}' (zeros, border or reflection)"))),
+        };
+        let align_corners = attr_result(graph, node, node.attr_int_or("align_corners", 0))? != 0;
+        Ok(GridSample { mode, padding, align_corners })
+    }
 }
 
 /// A list of floats given as an attribute or read from an input (Resize's scales).
@@ -529,6 +587,18 @@ impl Infer<'_, '_> {
                 };
             }
         }
+        Ok(vec![vt(self.dtype(node, 0), out)])
+    }
+
+    /// `GridSample`: `X [N, C, D1..Dr]` sampled at `grid [N, H1..Hr, r]` gives
+    /// `[N, C, H1..Hr]`.
+    pub(crate) fn grid_sample(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let (x, grid) = (self.shape(node, 0)?, self.shape(node, 1)?);
+        if x.len() < 3 || grid.len() != x.len() {
+            return Err(self.fail(node, format!("input of rank {} and grid of rank {} (both N + 2 or more)", x.len(), grid.len())));
+        }
+        let mut out = vec![broadcast_dim(&x[0], &grid[0]).unwrap_or_else(|| x[0].clone()), x[1].clone()];
+        out.extend(grid[1..grid.len() - 1].iter().cloned());
         Ok(vec![vt(self.dtype(node, 0), out)])
     }
 }

@@ -6,7 +6,7 @@
 //! * **Parse once.** [`Op::parse`] turns a node into an [`Op`]: the operator kind, and for
 //!   the operators whose attributes are typed so far (convolutions, pooling, Gemm, Reduce*,
 //!   ArgMax/ArgMin, TopK, Softmax/LogSoftmax/Hardmax, Clip, Split, Slice, Pad,
-//!   Resize/Upsample, Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze)
+//!   Resize/Upsample, GridSample, Concat, Gather, Flatten, Transpose, Reshape, Cast, Squeeze, Unsqueeze)
 //!   the attributes normalized across opsets, with defaults applied where they do not depend
 //!   on shapes. A malformed attribute is an error naming the node. Parameters that moved from
 //!   an attribute to an input over the opsets are an [`IntsParam`] (lists: Reduce, Squeeze
@@ -65,7 +65,9 @@ use crate::shape::{Infer, Stop, ValueType, R};
 use crate::tensor::DType;
 pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Clip, Compare, Unary};
-pub use index::{FloatsParam, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes};
+pub use index::{
+    FloatsParam, GridMode, GridPadding, GridSample, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes,
+};
 pub use matmul::Gemm;
 pub use norm::{LayerNorm, Softmax, SoftmaxKind, WrittenLayerNorm};
 pub use pool::{Pool, PoolKind};
@@ -196,6 +198,8 @@ pub enum Op {
     Pad(Pad),
     /// `Resize`, `Upsample`: modes and where the scales or sizes are.
     Resize(Resize),
+    /// `GridSample`: interpolation, padding, corner alignment.
+    GridSample(GridSample),
     /// `Gather`.
     Gather {
         /// The axis (possibly negative, default 0).
@@ -448,6 +452,7 @@ pub const OPERATORS: &[&str] = &[
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
+    "GridSample",
     "GroupNormalization",
     "HardSigmoid",
     "HardSwish",
@@ -656,6 +661,7 @@ impl Op {
             "Pad" => Op::Pad(Pad::parse(graph, node)?),
             "Resize" => Op::Resize(Resize::parse(graph, node, false)?),
             "Upsample" => Op::Resize(Resize::parse(graph, node, true)?),
+            "GridSample" => Op::GridSample(GridSample::parse(graph, node)?),
             "Gather" => Op::Gather { axis: int_or("axis", 0)? },
             "GatherElements" => Op::GatherElements,
             "GatherND" => Op::GatherNd,
@@ -731,6 +737,7 @@ impl Infer<'_, '_> {
             Op::Tile => self.tile(node),
             Op::Pad(p) => self.pad(node, p),
             Op::Resize(r) => self.resize(node, r),
+            Op::GridSample(_) => self.grid_sample(node),
             Op::ArgReduce(r) => self.arg_reduce(node, r),
             Op::TopK(t) => self.top_k(node, t),
             Op::Rnn(r) => self.rnn(node, r),

@@ -233,6 +233,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::Slice(_)
         | Op::Pad(_)
         | Op::Resize(_)
+        | Op::GridSample(_)
         | Op::Gather { .. }
         | Op::GatherElements
         | Op::GatherNd

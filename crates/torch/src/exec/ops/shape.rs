@@ -271,9 +271,31 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
         }),
         Op::Resize(r) => resize(graph, node, r)?,
+        &Op::GridSample(g) => grid_sample(g),
         _ => return Err(format!("operator {} is not one of the shape operators", node.op())),
     };
     Ok(k)
+}
+
+/// `GridSample` as libtorch's `grid_sampler` (2-D and 3-D; cubic in 2-D), which numbers
+/// the modes as ONNX orders them.
+fn grid_sample(g: oto_onnx::op::GridSample) -> Kernel {
+    use oto_onnx::op::{GridMode, GridPadding};
+    let mode = match g.mode {
+        GridMode::Linear => 0,
+        GridMode::Nearest => 1,
+        GridMode::Cubic => 2,
+    };
+    let padding = match g.padding {
+        GridPadding::Zeros => 0,
+        GridPadding::Border => 1,
+        GridPadding::Reflection => 2,
+    };
+    Box::new(move |ctx: &Ctx<'_>| {
+        let (x, grid) = (ctx.input(0)?, ctx.input(1)?);
+        let grid = grid.f_to_kind(x.kind())?;
+        Ok(vec![x.f_grid_sampler(&grid, mode, padding, g.align_corners)?])
+    })
 }
 
 /// Gather-style indices as int64 with negative ones counted from the end of an axis of length `len`.

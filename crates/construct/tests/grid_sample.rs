@@ -1,0 +1,57 @@
+//! `GridSample` (deformable attention in RT-DETR and Deformable DETR, RAFT's correlation
+//! lookup, spatial transformers) samples every channel on its own at the grid's points,
+//! and an interpolation of zeros is zero: the channels of the sampled input pass through
+//! it, and removing them is exact in every mode and padding.
+
+mod common;
+use common::*;
+use oto_graph::{analyze, AnalyzeOptions};
+use oto_onnx::builder::{Attr, GraphBuilder};
+use oto_onnx::{Dim, Model};
+
+/// `x [B, 3, 5, 5] -> conv (8 channels, + bias) -> Relu -> GridSample(grid [B, 4, 6, 2])
+/// -> conv 1x1 (4)`, sampled with `mode` and `padding`.
+fn model(mode: &str, padding: &str) -> Model {
+    let mut b = GraphBuilder::new("grid_sample");
+    b.opset(16);
+    let batch = Dim::sym("batch");
+    let x = b.input_f32("x", &[batch.clone(), Dim::Known(3), Dim::Known(5), Dim::Known(5)]);
+    let grid = b.input_f32("grid", &[batch.clone(), Dim::Known(4), Dim::Known(6), Dim::Known(2)]);
+    let mut k = 0;
+    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
+        k += 1;
+        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
+    };
+    let (w1, b1) = (weight(&mut b, "conv1.weight", &[8, 3, 3, 3]), weight(&mut b, "conv1.bias", &[8]));
+    let w2 = weight(&mut b, "conv2.weight", &[4, 8, 1, 1]);
+    let h = b.node_with("Conv", &[&x, &w1, &b1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let attrs = [("mode", Attr::Str(mode.into())), ("padding_mode", Attr::Str(padding.into())), ("align_corners", Attr::Int(0))];
+    let sampled = b.node_with("GridSample", &[&h, &grid], &[], &attrs);
+    let y = b.node("Conv", &[&sampled, &w2], &["y"]);
+    b.output_f32(&y, &[batch, Dim::Known(4), Dim::Known(4), Dim::Known(6)]);
+    b.build().unwrap()
+}
+
+#[test]
+fn channels_pass_through_a_grid_sample_in_every_mode_and_padding() {
+    let mut inputs = uniform_input("x", &[2, 3, 5, 5], 11);
+    // Points inside and outside [-1, 1]: the padding matters.
+    let mut grid = uniform_input("grid", &[2, 4, 6, 2], 12);
+    if let oto_onnx::TensorData::F32(v) = &mut grid[0].1.data {
+        v.iter_mut().for_each(|p| *p *= 1.3);
+    }
+    inputs.extend(grid);
+    for mode in ["bilinear", "nearest", "bicubic"] {
+        for padding in ["zeros", "border", "reflection"] {
+            let m = model(mode, padding);
+            let analysis = analyze(&m, &AnalyzeOptions::default()).unwrap();
+            let group = prunable_group_with(&analysis, "conv1.weight", 0).id.clone();
+            let g = analysis.groups.iter().find(|g| g.id == group).unwrap();
+            assert!(g.members.iter().any(|m| m.initializer == "conv2.weight" && m.axis == 1), "{mode} {padding}:\n{}", analysis.table());
+            for elements in [[0, 1, 2], [3, 5, 7]] {
+                assert_removal_exact(&m, &analysis, &group, &elements, &inputs);
+            }
+        }
+    }
+}
