@@ -1134,6 +1134,29 @@ mod fold {
                 }
             }
             Op::Expand => Vals::of(x).pick(&broadcast_index(out_shape, &x.shape)?),
+            // (TorchScript's `same` padding clips its computed pads at 0.)
+            Op::Clip(c) => {
+                let lo = c.min.resolve(graph, node, Some(shapes), "min").ok()?;
+                let hi = c.max.resolve(graph, node, Some(shapes), "max").ok()?;
+                match Vals::of(x) {
+                    Vals::I(v) => Vals::I(
+                        v.into_iter()
+                            .map(|p| {
+                                let p = lo.map_or(p, |l| p.max(l.ceil() as i64));
+                                hi.map_or(p, |h| p.min(h.floor() as i64))
+                            })
+                            .collect(),
+                    ),
+                    Vals::F(v) => Vals::F(
+                        v.into_iter()
+                            .map(|p| {
+                                let p = lo.map_or(p, |l| p.max(l));
+                                hi.map_or(p, |h| p.min(h))
+                            })
+                            .collect(),
+                    ),
+                }
+            }
             &Op::Concat { axis } => {
                 let rank = x.shape.len();
                 let a = if axis < 0 { axis + rank as i64 } else { axis } as usize;

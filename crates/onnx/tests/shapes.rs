@@ -946,3 +946,60 @@ fn symbolic_overflow_is_an_error_naming_the_node_and_value() {
     // seq 16: sliced 15, kernel 3, stride 2: (15 - 3) / 2 + 1 = 7.
     assert_eq!(y[2].eval(&bind), Some(7));
 }
+
+/// TensorFlow's `same` padding as the TorchScript exporter writes timm's `tf_` models
+/// (`pad = max((ceil(h / s) - 1) * s + (k - 1) * d + 1 - h, 0)` in floats from `Shape`,
+/// clipped at 0, halved, cast to integers and laid out as `Pad`'s pads): with the image
+/// size fixed, every pad folds, so the padded image and what follows have shapes (the
+/// Clip stopped the folding: the whole network was unknown to the analysis).
+#[test]
+fn same_padding_computed_from_the_image_size_folds() {
+    let scalar = |v: f32| Tensor::new(vec![], oto_onnx::TensorData::F32(vec![v])).unwrap();
+    let mut g = G::new(17).input("x", DType::F32, &["batch", "3", "7", "9"]).ints("zero4", &[0, 0, 0, 0]).ints("pairs", &[-1, 2]);
+    g = g.ints("rev_start", &[-1]).ints("rev_end", &[i64::MIN + 1]).ints("rev_axes", &[0]).ints("rev_step", &[-1]).ints("flat", &[-1]);
+    for (name, v) in [("two", 2.0), ("one", 1.0), ("three", 3.0), ("zero", 0.0)] {
+        g.graph.initializer.push(scalar(v).to_proto(name));
+    }
+    g = g.ints("axes0", &[0]).weight("w", &[4, 3, 3, 3]).node("Shape", &["x"], &["shape"], vec![]);
+    // Per spatial axis (height 2, width 3): the pad before and after.
+    let mut pieces = Vec::new();
+    for axis in [2i64, 3] {
+        let p = |s: &str| format!("{s}{axis}");
+        g = g
+            .ints(&p("at"), &[axis])
+            .node("Gather", &["shape", &p("at")], &[&p("size")], vec![attr_int("axis", 0)])
+            .node("Squeeze", &[&p("size"), "axes0"], &[&p("n")], vec![])
+            .node("Cast", &[&p("n")], &[&p("f")], vec![attr_int("to", 1)])
+            .node("Div", &[&p("f"), "two"], &[&p("q")], vec![])
+            .node("Ceil", &[&p("q")], &[&p("c")], vec![])
+            .node("Sub", &[&p("c"), "one"], &[&p("c1")], vec![])
+            .node("Mul", &[&p("c1"), "two"], &[&p("span")], vec![])
+            .node("Add", &[&p("span"), "three"], &[&p("need")], vec![])
+            .node("Sub", &[&p("need"), &p("f")], &[&p("total")], vec![])
+            .node("Clip", &[&p("total"), "zero", ""], &[&p("clipped")], vec![])
+            .node("Div", &[&p("clipped"), "two"], &[&p("half")], vec![])
+            .node("Cast", &[&p("half")], &[&p("before")], vec![attr_int("to", 7)])
+            .node("Cast", &[&p("clipped")], &[&p("total_i")], vec![attr_int("to", 7)])
+            .node("Sub", &[&p("total_i"), &p("before")], &[&p("after")], vec![])
+            .node("Unsqueeze", &[&p("before"), "axes0"], &[&p("b1")], vec![])
+            .node("Unsqueeze", &[&p("after"), "axes0"], &[&p("a1")], vec![]);
+        pieces.push(p("b1"));
+        pieces.push(p("a1"));
+    }
+    // [w_before, w_after, h_before, h_after] then zeros for the batch and channels,
+    // as pairs reversed and transposed into ONNX's [starts..., ends...].
+    let order = [pieces[2].as_str(), pieces[3].as_str(), pieces[0].as_str(), pieces[1].as_str(), "zero4"];
+    let m = g
+        .node("Concat", &order, &["torch_pads"], vec![attr_int("axis", 0)])
+        .node("Reshape", &["torch_pads", "pairs"], &["paired"], vec![])
+        .node("Slice", &["paired", "rev_start", "rev_end", "rev_axes", "rev_step"], &["reversed"], vec![])
+        .node("Transpose", &["reversed"], &["onnx_pads2"], vec![attr_ints("perm", &[1, 0])])
+        .node("Reshape", &["onnx_pads2", "flat"], &["pads"], vec![])
+        .node("Pad", &["x", "pads"], &["padded"], vec![])
+        .node("Conv", &["padded", "w"], &["y"], vec![attr_ints("strides", &[2, 2])])
+        .model();
+    // Height 7: ceil(3.5) = 4 windows need 9 rows, pads 1 and 1; width 9: 5 windows need
+    // 11 columns, pads 1 and 1. The stride-2 convolution then gives 4 x 5, as TensorFlow.
+    assert_eq!(shape_of(&m, "padded"), dims(&["batch", "3", "9", "11"]));
+    assert_eq!(shape_of(&m, "y"), dims(&["batch", "4", "4", "5"]));
+}

@@ -225,7 +225,6 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), x.clone()), vt(Some(DType::Bool), x)])
     }
 
-    /// `Cast` (to the `to` type) and `CastLike` (to input 1's type).
     /// `Cast` (to its `to`) and `CastLike` (to input 1's type): the input's shape.
     pub(crate) fn cast(&mut self, node: &NodeProto, to: Option<DType>) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
