@@ -619,6 +619,59 @@ fn batch_one_exports_of_transformers_take_the_batch() {
     assert!(why.contains("GatherElements") && why.contains("'types'"), "{why}");
 }
 
+/// A batch-1 export of a recurrent layer (the dynamo exporter's `LSTM`, its initial
+/// states stored as constants `[directions, 1, hidden]`, read beside a sequence `[S, 1,
+/// in]`): made symbolic, the states are expanded to the batch (onnxruntime refused a
+/// batch of 2 beside them), and at a batch of 3 every sample gives what the file gives it
+/// alone. States sized for rows of the sample folded with the batch (`[directions, 4,
+/// hidden]` beside `[S, 4 * batch, in]`, sequencer2d) keep the batch fixed, naming the node.
+#[test]
+fn batch_one_recurrent_layers_take_the_batch() {
+    use oto_onnx::builder::{known_dims, Attr, GraphBuilder};
+    let build = |rows: usize| {
+        let mut b = GraphBuilder::new("lstm");
+        b.opset(18);
+        let x = b.input_f32("x", &known_dims(&[1, 5, 4 * rows as i64]));
+        // [1, S, rows * 4] -> [S, rows, 4]: the rows of the one sample as the LSTM's batch.
+        let t = b.node_with("Transpose", &[&x], &["t"], &[("perm", Attr::Ints(vec![1, 0, 2]))]);
+        let seq = b.ints("seq", &[5, rows as i64, 4]);
+        let t = b.node("Reshape", &[&t, &seq], &["seq_in"]);
+        let w = b.weight("w", &[2, 12, 4], |i| ((i * 7 % 13) as f32 - 6.0) / 8.0);
+        let r = b.weight("r", &[2, 12, 3], |i| ((i * 5 % 11) as f32 - 5.0) / 8.0);
+        let bias = b.weight("b", &[2, 24], |i| (i % 5) as f32 / 10.0);
+        let h0 = b.weight("h0", &[2, rows, 3], |i| (i % 3) as f32 / 4.0 - 0.25);
+        let c0 = b.weight("c0", &[2, rows, 3], |i| (i % 4) as f32 / 5.0);
+        let attrs = [("hidden_size", Attr::Int(3)), ("direction", Attr::Str("bidirectional".into()))];
+        let y = b.node_with("LSTM", &[&t, &w, &r, &bias, "", &h0, &c0], &["y"], &attrs);
+        // [S, 2, rows, 3] -> [rows, S, 6] -> [1, rows * S * 6]
+        let p = b.node_with("Transpose", &[&y], &["p"], &[("perm", Attr::Ints(vec![2, 0, 1, 3]))]);
+        let flat = b.ints("flat", &[1, -1]);
+        let out = b.node("Reshape", &[&p, &flat], &["out"]);
+        b.output_f32(&out, &known_dims(&[1, (rows * 5 * 6) as i64]));
+        b.build().unwrap()
+    };
+    let original = build(1);
+    let (model, summary) = normalize(copy(&original), &NormalizeOptions::default()).unwrap();
+    assert!(summary.batch_symbolic, "{summary}");
+    assert_eq!(summary.batch_expands, 2, "{summary}");
+    let xs: Vec<f32> = (0..3 * 20).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+    let input = |k: std::ops::Range<usize>| {
+        let x = oto_onnx::Tensor { shape: vec![k.len(), 5, 4], data: oto_onnx::TensorData::F32(xs[k.start * 20..k.end * 20].to_vec()) };
+        vec![("x".to_string(), x)]
+    };
+    let y3 = run_ort(&model.proto, &input(0..3));
+    for k in 0..3 {
+        let alone = run_ort(&original.proto, &input(k..k + 1));
+        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * 30..(k + 1) * 30].to_vec())).collect();
+        let (err, tol) = deviation(&alone, &row);
+        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
+    }
+    let (_, summary) = normalize(build(4), &NormalizeOptions::default()).unwrap();
+    assert!(!summary.batch_symbolic, "{summary}");
+    let why = summary.batch_kept.unwrap_or_default();
+    assert!(why.contains("LSTM") && why.contains("initial state 'h0'"), "{why}");
+}
+
 /// Keras' attention as tf2onnx writes it, and attention written with `Einsum` (Keras at
 /// opset 13, `torch.einsum`). tf2onnx's form: the projection kernels reshaped by targets
 /// computed from their own shapes become initializers, and the batched products' sizes

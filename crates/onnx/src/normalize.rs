@@ -1160,17 +1160,26 @@ fn batch_rewrite(
             let mut added =
                 vec![node_of("Shape", &[input.as_str()], &shape, &[]), node_of("Gather", &[shape.as_str(), index.as_str()], &first, &[])];
             for edit in &expands {
-                let (k, slot, rest) = match edit {
-                    Unbroadcast::Target(k, rest) => (*k, 1, rest),
-                    Unbroadcast::Rows(k, slot, rest) => (*k, *slot, rest),
+                let (k, slot, head, rest) = match edit {
+                    Unbroadcast::Target(k, rest) => (*k, 1, Vec::new(), rest),
+                    Unbroadcast::Rows(k, slot, axis, rest) => (*k, *slot, vec![1; *axis], rest),
                 };
                 let Some(old) = g.node.get(k).and_then(|n| n.input.get(slot)).cloned() else { continue };
+                let mut pieces = Vec::new();
+                if !head.is_empty() {
+                    let ones = names.fresh(&format!("{old}_head"));
+                    g.initializer.push(Tensor::from_i64s(head).to_proto(&ones));
+                    pieces.push(ones);
+                }
+                pieces.push(first.clone());
                 let tail = names.fresh(&format!("{old}_rest"));
                 g.initializer.push(Tensor::from_i64s(rest.clone()).to_proto(&tail));
+                pieces.push(tail);
                 let target = names.fresh(&format!("{old}_batch"));
                 let axis =
                     AttributeProto { name: Some("axis".into()), r#type: Some(AttributeType::Int as i32), i: Some(0), ..Default::default() };
-                added.push(node_of("Concat", &[first.as_str(), tail.as_str()], &target, &[axis]));
+                let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+                added.push(node_of("Concat", &pieces, &target, &[axis]));
                 let new_input = match edit {
                     Unbroadcast::Target(..) => target,
                     Unbroadcast::Rows(..) => {
@@ -1388,21 +1397,43 @@ enum Unbroadcast {
     /// The Expand (node index) of a one-row value takes its first target entry from the
     /// batch; the other entries are these.
     Target(usize, Vec<i64>),
-    /// Input `slot` of the node (index), a one-row initializer, is read through an Expand
-    /// to `[batch, rest...]` (`rest` all ones).
-    Rows(usize, usize, Vec<i64>),
+    /// Input `slot` of the node (index), an initializer with one row along the batch's
+    /// axis (the third field), is read through an Expand to `[1.., batch, rest...]` (ones
+    /// before the axis, `rest` all ones after it).
+    Rows(usize, usize, usize, Vec<i64>),
 }
 
 /// Inputs of operators that do not broadcast (`GatherElements`, `ScatterElements`,
 /// `Concat` off its axis) whose dimension 0 is the fixed batch `n` where another input's
 /// is the symbolic batch: `Ok` with how each gets the batch (an Expand of one row to `n`
 /// takes the batch instead, a one-row initializer is expanded to it), else `Err` naming
-/// the node.
+/// the node. Also the initial states of a recurrent layer (`RNN`, `GRU`, `LSTM`) stored
+/// for the batch 1 that the sequence no longer has (the dynamo exporter's zeros).
 fn unbroadcast_batch(view: &Graph<'_>, shapes: &Shapes, n: i64) -> Result<std::result::Result<Vec<Unbroadcast>, String>> {
     let mut out: Vec<Unbroadcast> = Vec::new();
     let holds_batch = |d: &Dim| d.symbols().contains(&BATCH_DIM);
     for (k, node) in view.nodes() {
         if !is_default_domain(node) {
+            continue;
+        }
+        if matches!(node.op(), "RNN" | "GRU" | "LSTM") {
+            // Layout 0: X [seq, batch, in], states [directions, batch, hidden]; layout 1:
+            // the batch first in both.
+            let axis = if node.attr_int_or("layout", 0).unwrap_or(0) == 0 { 1 } else { 0 };
+            let carried = shapes.shape(&node.input[0]).and_then(|d| d.get(axis)).is_some_and(holds_batch);
+            for slot in [5, 6] {
+                let Some(v) = node.input.get(slot).filter(|v| !v.is_empty() && carried) else { continue };
+                // A state sized without the batch's symbol was sized for the fixed batch (on
+                // its own, or folded with other axes: sequencer2d's rows times the batch).
+                let Some(d) = shapes.shape(v).filter(|d| d.len() == 3 && !holds_batch(&d[axis])) else { continue };
+                if n != 1 || d[axis] != Dim::Known(n) || view.initializer(v).is_none() || d.iter().any(|x| x.known().is_none()) {
+                    return Ok(Err(format!(
+                        "{} reads the initial state '{v}' sized for the batch fixed at {n} beside a sequence that carries the batch",
+                        node_label(node)
+                    )));
+                }
+                out.push(Unbroadcast::Rows(k, slot, axis, vec![1; 2 - axis]));
+            }
             continue;
         }
         let (count, axis) = match node.op() {
@@ -1432,7 +1463,7 @@ fn unbroadcast_batch(view: &Graph<'_>, shapes: &Shapes, n: i64) -> Result<std::r
             // Ones after the batch: the initializer's own sizes broadcast, so the target
             // names no channel count (a class token's width is cut with its channels).
             let rows = (n == 1 && view.initializer(v).is_some() && known_rest.is_some())
-                .then(|| Unbroadcast::Rows(k, slot, vec![1; d.len().saturating_sub(1)]));
+                .then(|| Unbroadcast::Rows(k, slot, 0, vec![1; d.len().saturating_sub(1)]));
             match expand.or(rows) {
                 Some(r) => out.push(r),
                 None => {
