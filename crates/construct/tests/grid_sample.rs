@@ -1,4 +1,4 @@
-//! `GridSample` (deformable attention in RT-DETR and Deformable DETR, RAFT's correlation
+//! `GridSample` and `GatherND`. `GridSample` (deformable attention in RT-DETR and Deformable DETR, RAFT's correlation
 //! lookup, spatial transformers) samples every channel on its own at the grid's points,
 //! and an interpolation of zeros is zero: the channels of the sampled input pass through
 //! it, and removing them is exact in every mode and padding.
@@ -53,5 +53,38 @@ fn channels_pass_through_a_grid_sample_in_every_mode_and_padding() {
                 assert_removal_exact(&m, &analysis, &group, &elements, &inputs);
             }
         }
+    }
+}
+
+/// `GatherND` with constant indices picking positions of the leading axes (the dynamo
+/// exporter's adaptive average pooling: the channels moved last by a `Transpose`, the
+/// pooling windows' positions gathered, then averaged): the channels pass through whole.
+/// It blocked them as runtime indexing before (AlexNet's and VGG's last convolution).
+#[test]
+fn channels_pass_through_a_gather_nd_of_positions() {
+    let mut b = GraphBuilder::new("gather_nd");
+    let batch = Dim::sym("batch");
+    let x = b.input_f32("x", &[batch.clone(), Dim::Known(3), Dim::Known(4), Dim::Known(4)]);
+    let w1 = b.weight("conv1.weight", &[8, 3, 3, 3], |i| (((i * 7919) % 17) as f32 - 8.0) / 9.0);
+    let b1 = b.weight("conv1.bias", &[8], |i| i as f32 / 8.0 - 0.4);
+    let w2 = b.weight("fc.weight", &[8, 5], |i| (((i * 31) % 13) as f32 - 6.0) / 7.0);
+    let h = b.node_with("Conv", &[&x, &w1, &b1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+    let h = b.node("Relu", &[&h], &[]);
+    let moved = b.node_with("Transpose", &[&h], &[], &[("perm", Attr::Ints(vec![2, 3, 0, 1]))]);
+    // Two windows of two positions each: [[(0,0), (1,1)], [(2,3), (3,2)]] -> [2, 2, B, 8].
+    let indices = b.ints("indices", &[0, 0, 1, 1, 2, 3, 3, 2]);
+    let shape = b.ints("indices_shape", &[2, 2, 2]);
+    let indices = b.node("Reshape", &[&indices, &shape], &[]);
+    let picked = b.node("GatherND", &[&moved, &indices], &[]);
+    let axes = b.ints("axes", &[0, 1]);
+    let pooled = b.node_with("ReduceMean", &[&picked, &axes], &[], &[("keepdims", Attr::Int(0))]);
+    let y = b.node("MatMul", &[&pooled, &w2], &["y"]);
+    b.output_f32(&y, &[batch, Dim::Known(5)]);
+    let m = b.build().unwrap();
+    let analysis = analyze(&m, &AnalyzeOptions::default()).unwrap();
+    let group = prunable_group_with(&analysis, "conv1.weight", 0).id.clone();
+    let inputs = uniform_input("x", &[2, 3, 4, 4], 21);
+    for elements in [[0, 1, 2], [3, 6, 7]] {
+        assert_removal_exact(&m, &analysis, &group, &elements, &inputs);
     }
 }

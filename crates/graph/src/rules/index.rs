@@ -206,6 +206,39 @@ impl Ctx<'_, '_> {
         self.set(&node.output[0], out);
     }
 
+    /// `GatherND`: indices `[..., k]` pick positions of the data's first `batch_dims + k`
+    /// axes, and the data's later axes pass whole to the output's last ones (channels
+    /// moved last by a `Transpose`: the dynamo exporter's adaptive average pooling).
+    /// Channels tracked on a picked axis, or in the indices, block.
+    pub(super) fn gather_nd(&mut self, node: &NodeProto) {
+        if let Some(indices) = self.in_track(node, 1) {
+            for a in &indices {
+                self.block_axis_at(node, a, "the indices are not channels");
+            }
+        }
+        let Some(t) = self.in_track(node, 0) else {
+            return;
+        };
+        let batch_dims = node.attr_int_or("batch_dims", 0).ok().and_then(|b| usize::try_from(b).ok());
+        let k = self.dims(&node.input[1]).and_then(|d| d.last().and_then(Dim::known)).and_then(|k| usize::try_from(k).ok());
+        let (Some(od), Some(lead)) = (self.dims(&node.output[0]), batch_dims.zip(k).map(|(b, k)| b + k)) else {
+            self.block_node(node, "shapes unknown");
+            return;
+        };
+        let Some(first) = (od.len() + lead).checked_sub(t.len()).filter(|_| lead <= t.len()) else {
+            self.block_node(node, "the output's rank does not fit the data's");
+            return;
+        };
+        let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
+        for (i, a) in t.iter().enumerate() {
+            match (i.checked_sub(lead), out.get_mut(first + i.saturating_sub(lead))) {
+                (Some(_), Some(o)) => *o = a.clone(),
+                _ => self.block_axis_at(node, a, "picks positions of a tracked axis with runtime indices"),
+            }
+        }
+        self.set(&node.output[0], out);
+    }
+
     pub(super) fn pad(&mut self, node: &NodeProto, pad: &Pad) {
         let Some(mut t) = self.in_track(node, 0) else {
             return;

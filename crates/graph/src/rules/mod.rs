@@ -284,10 +284,9 @@ impl Ctx<'_, '_> {
             Op::Slice(s) => self.slice(node, s)?,
             Op::Expand => self.expand(node),
             Op::Tile => self.tile(node),
+            Op::GatherNd => self.gather_nd(node),
             // Runtime indices pick whole slices (rows, channels, positions) of the data.
-            Op::GatherNd | Op::ScatterNd => {
-                self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it")
-            }
+            Op::ScatterNd => self.block_node(node, "indexes slices of its data with runtime indices: channels are not followed through it"),
             // Integer results that do not carry channels.
             Op::Shape { .. } | Op::Size => {}
         }
