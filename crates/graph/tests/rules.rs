@@ -574,25 +574,43 @@ fn embedding_columns_are_producers() {
     assert_eq!(member(g, "fc.weight", 0).role, Role::Consumer);
 }
 
+/// `GatherND` and `ScatterND` index their data with runtime indices: channels on an axis
+/// the indices pick (GatherND's channels, ScatterND's any) block; GatherND's axes after
+/// the ones it picks pass whole (indices `[2, 1]` pick rows of the batch axis and keep the
+/// channels: prunable).
 #[test]
 fn gather_nd_and_scatter_nd_block_the_channels_they_touch() {
-    for op in ["GatherND", "ScatterND"] {
+    for (op, picks) in [("GatherND", 1usize), ("GatherND", 2), ("ScatterND", 1)] {
         let mut b = GraphBuilder::new("nd");
         let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
         let c1 = conv(&mut b, &x, "c1", 3, 8, 3, 1);
         let r1 = b.node("Relu", &[&c1], &[]);
-        // Index rows address the first axis: [0] and [0] (GatherND: [2, 8, 8, 8]; ScatterND: the input's shape).
-        let idx = b.initializer("idx", oto_onnx::Tensor::new(vec![2, 1], oto_onnx::TensorData::I64(vec![0, 0])).unwrap());
+        // Index rows address the first `picks` axes: [0] and [0] (GatherND: [2, 8, 8, 8];
+        // ScatterND: the input's shape), or (0, 1) and (0, 3) (GatherND: [2, 8, 8]).
+        let values = if picks == 1 { vec![0, 0] } else { vec![0, 1, 0, 3] };
+        let idx = b.initializer("idx", oto_onnx::Tensor::new(vec![2, picks], oto_onnx::TensorData::I64(values)).unwrap());
         let y = if op == "GatherND" {
-            b.node("GatherND", &[&r1, &idx], &[])
+            let g = b.node("GatherND", &[&r1, &idx], &[]);
+            if picks == 2 {
+                let axes = b.ints("axes", &[1]);
+                b.node("Unsqueeze", &[&g, &axes], &[])
+            } else {
+                g
+            }
         } else {
             let u = b.input_f32("u", &oto_onnx::builder::known_dims(&[2, 8, 8, 8]));
             b.node("ScatterND", &[&r1, &idx, &u], &[])
         };
-        let c2 = conv(&mut b, &y, "c2", 8, 4, 3, 1);
+        let cin = if picks == 2 { 1 } else { 8 };
+        let c2 = conv(&mut b, &y, "c2", cin, 4, 3, 1);
         head(&mut b, &c2, 4);
         let a = run(&b.build().unwrap());
         let g = group(&a, "c1.bias:0");
+        if op == "GatherND" && picks == 1 {
+            assert!(g.prunable, "{op}: {}", a.table());
+            assert_eq!(member(g, "c2.weight", 1).role, Role::Consumer, "{}", a.table());
+            continue;
+        }
         assert!(!g.prunable, "{op}: {}", a.table());
         assert!(g.reasons.iter().any(|r| r.contains(op) && r.contains("runtime indices")), "{op}: {:?}", g.reasons);
         assert!(a.blocked.iter().any(|o| o.op_type == op), "{op}");
