@@ -178,17 +178,23 @@ impl Ctx<'_, '_> {
         self.set(&node.output[0], out);
     }
 
+    /// The tracks of input 0 of a node that reads it at the positions input 1 gives
+    /// (`GridSample`'s grid, `GatherND`'s indices), whose tracked axes block with `why`.
+    fn data_read_at(&mut self, node: &NodeProto, why: &str) -> Option<ValueT> {
+        if let Some(positions) = self.in_track(node, 1) {
+            for a in &positions {
+                self.block_axis_at(node, a, why);
+            }
+        }
+        self.in_track(node, 0)
+    }
+
     /// `GridSample`: every channel of the input (axis 1) is sampled at the grid's points
     /// on its own, and is zero where it is zero (an interpolation of zeros, and any padding
     /// of them). The batch (axis 0) must match the grid's, and the spatial axes are read
     /// at computed points: channels tracked there, or in the grid, block.
     pub(super) fn grid_sample(&mut self, node: &NodeProto) {
-        if let Some(grid) = self.in_track(node, 1) {
-            for a in &grid {
-                self.block_axis_at(node, a, "the sampling grid's points are not channels");
-            }
-        }
-        let Some(t) = self.in_track(node, 0) else {
+        let Some(t) = self.data_read_at(node, "the sampling grid's points are not channels") else {
             return;
         };
         let Some(od) = self.dims(&node.output[0]) else {
@@ -211,12 +217,7 @@ impl Ctx<'_, '_> {
     /// moved last by a `Transpose`: the dynamo exporter's adaptive average pooling).
     /// Channels tracked on a picked axis, or in the indices, block.
     pub(super) fn gather_nd(&mut self, node: &NodeProto) {
-        if let Some(indices) = self.in_track(node, 1) {
-            for a in &indices {
-                self.block_axis_at(node, a, "the indices are not channels");
-            }
-        }
-        let Some(t) = self.in_track(node, 0) else {
+        let Some(t) = self.data_read_at(node, "the indices are not channels") else {
             return;
         };
         let batch_dims = node.attr_int_or("batch_dims", 0).ok().and_then(|b| usize::try_from(b).ok());
