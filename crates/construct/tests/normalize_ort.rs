@@ -22,6 +22,24 @@ fn copy(m: &Model) -> Model {
 
 /// The exporters' patterns the pass removes: Sum, Constant (other than strings) and
 /// Identity of an initializer.
+/// At a batch of 3, each sample's `per_sample` output values from `symbolic` (a batch made
+/// symbolic) are what `original` gives that sample alone; `input(k..k + 1)` gives sample
+/// `k`'s inputs, `input(0..3)` all three.
+fn assert_each_sample_as_alone(
+    original: &Model,
+    symbolic: &Model,
+    input: impl Fn(std::ops::Range<usize>) -> Vec<(String, oto_onnx::Tensor)>,
+    per_sample: usize,
+) {
+    let y3 = run_ort(&symbolic.proto, &input(0..3));
+    for k in 0..3 {
+        let alone = run_ort(&original.proto, &input(k..k + 1));
+        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * per_sample..(k + 1) * per_sample].to_vec())).collect();
+        let (err, tol) = deviation(&alone, &row);
+        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
+    }
+}
+
 fn assert_normal(name: &str, m: &Model) {
     let g = Graph::new(m).unwrap();
     for (_, n) in g.nodes() {
@@ -517,13 +535,7 @@ fn computed_targets_of_windows_take_the_batch() {
         let t = oto_onnx::Tensor { shape: vec![k.len(), 4, 4, 2], data: oto_onnx::TensorData::F32(x3[k.start * 32..k.end * 32].to_vec()) };
         vec![("x".to_string(), t)]
     };
-    let y3 = run_ort(&model.proto, &input(0..3));
-    for k in 0..3 {
-        let alone = run_ort(&original.proto, &input(k..k + 1));
-        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * 48..(k + 1) * 48].to_vec())).collect();
-        let (err, tol) = deviation(&alone, &row);
-        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
-    }
+    assert_each_sample_as_alone(&original, &model, input, 48);
 
     let mut b = GraphBuilder::new("mean");
     b.opset(17);
@@ -606,13 +618,7 @@ fn batch_one_exports_of_transformers_take_the_batch() {
         let i = oto_onnx::Tensor { shape: vec![k.len(), 6], data: oto_onnx::TensorData::I64(ids[k.start * 6..k.end * 6].to_vec()) };
         vec![("x".to_string(), x), ("ids".to_string(), i)]
     };
-    let y3 = run_ort(&model.proto, &input(0..3));
-    for k in 0..3 {
-        let alone = run_ort(&original.proto, &input(k..k + 1));
-        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * 54..(k + 1) * 54].to_vec())).collect();
-        let (err, tol) = deviation(&alone, &row);
-        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
-    }
+    assert_each_sample_as_alone(&original, &model, input, 54);
     let (_, summary) = normalize(build(true), &NormalizeOptions::default()).unwrap();
     assert!(!summary.batch_symbolic, "{summary}");
     let why = summary.batch_kept.unwrap_or_default();
@@ -659,13 +665,7 @@ fn batch_one_recurrent_layers_take_the_batch() {
         let x = oto_onnx::Tensor { shape: vec![k.len(), 5, 4], data: oto_onnx::TensorData::F32(xs[k.start * 20..k.end * 20].to_vec()) };
         vec![("x".to_string(), x)]
     };
-    let y3 = run_ort(&model.proto, &input(0..3));
-    for k in 0..3 {
-        let alone = run_ort(&original.proto, &input(k..k + 1));
-        let row: Vec<_> = y3.iter().map(|(n, y)| (n.clone(), y[k * 30..(k + 1) * 30].to_vec())).collect();
-        let (err, tol) = deviation(&alone, &row);
-        assert!(err <= tol, "sample {k} of a batch of 3: {err:.3e} > {tol:.3e}");
-    }
+    assert_each_sample_as_alone(&original, &model, input, 30);
     let (_, summary) = normalize(build(4), &NormalizeOptions::default()).unwrap();
     assert!(!summary.batch_symbolic, "{summary}");
     let why = summary.batch_kept.unwrap_or_default();

@@ -8,7 +8,7 @@ use oto_onnx::graph::{node_label, Graph, NodeExt, Producer};
 use oto_onnx::op::{Binary, Op, Reduce, ReduceKind, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim, Model, OnnxError, Shapes};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A graph input read through layout-keeping nodes ([`Ctx::fed_input`]).
 pub(crate) struct FedInput {
@@ -354,11 +354,11 @@ pub(crate) struct Ctx<'a, 'm> {
     /// why: no group may cut them (an exporter or optimizer may share one weight between
     /// such a node and a layer whose rule makes it a group member).
     frozen_inits: HashMap<String, String>,
-    /// Initializer axes whose slices read channels ([`Ctx::consume`]): per (initializer,
-    /// axis), the operator and input slot of the first such reader, and the first output
+    /// Initializer axes whose slices read channels ([`Ctx::consume`]) (ordered: the reasons
+    /// they block with are added in one order every run): per (initializer, axis), the operator and input slot of the first such reader, and the first output
     /// of every node that read it so. Another node reading it in that slot must have too
     /// ([`Ctx::block_partly_consumed`]).
-    consumed: HashMap<(String, usize), ConsumedBy>,
+    consumed: BTreeMap<(String, usize), ConsumedBy>,
     /// Graph outputs that are caches ([`Ctx::cache_along`]), with their axes that keep
     /// their full width in the compact model: those axes do not block at the output.
     cache_axes: HashMap<String, Vec<usize>>,
@@ -387,7 +387,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
             blocked_nodes: HashSet::new(),
             init_uses: HashMap::new(),
             frozen_inits: HashMap::new(),
-            consumed: HashMap::new(),
+            consumed: BTreeMap::new(),
             cache_axes: HashMap::new(),
             cache_inputs: graph.cache_inputs(),
             tables_cut: HashSet::new(),

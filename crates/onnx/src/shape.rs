@@ -267,10 +267,11 @@ impl<'g, 'm> Infer<'g, 'm> {
     /// of the graph (a normalization that makes the batch symbolic edits it, and asks
     /// inference whether the graph then carries that batch to it).
     fn declared_type(&self, value: &str) -> Option<ValueType> {
+        let declared = self.graph.value_info(value)?;
         if self.graph.proto.output.iter().any(|o| o.name.as_deref() == Some(value)) {
             return None;
         }
-        let Some(type_proto::Value::TensorType(tt)) = self.graph.value_info(value)?.r#type.as_ref()?.value.as_ref() else {
+        let Some(type_proto::Value::TensorType(tt)) = declared.r#type.as_ref()?.value.as_ref() else {
             return None;
         };
         use crate::proto::tensor_shape_proto::dimension::Value as V;

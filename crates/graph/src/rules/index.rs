@@ -232,9 +232,9 @@ impl Ctx<'_, '_> {
         };
         let mut out: ValueT = od.iter().cloned().map(AxisT::plain).collect();
         for (i, a) in t.iter().enumerate() {
-            match (i.checked_sub(lead), out.get_mut(first + i.saturating_sub(lead))) {
-                (Some(_), Some(o)) => *o = a.clone(),
-                _ => self.block_axis_at(node, a, "picks positions of a tracked axis with runtime indices"),
+            match i.checked_sub(lead).and_then(|j| out.get_mut(first + j)) {
+                Some(o) => *o = a.clone(),
+                None => self.block_axis_at(node, a, "picks positions of a tracked axis with runtime indices"),
             }
         }
         self.set(&node.output[0], out);
