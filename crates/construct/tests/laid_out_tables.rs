@@ -5,7 +5,8 @@
 //! with the class token's entry; YOLOS's mid-layer tables resized as a batch, one picked
 //! per layer by a `Gather`. The width is one prunable group with the tables' channel
 //! axes in it, and removing its elements is exact in onnxruntime. A table also read
-//! whole elsewhere keeps the width blocked. A batch-1 file with its class token
+//! whole elsewhere stays whole: the width then holds its values where removed, and the
+//! weights reading the width are zeroed with it. A batch-1 file with its class token
 //! concatenated as a constant row (the dynamo exporter) gets the batch and the token
 //! is cut with the width.
 
@@ -185,12 +186,20 @@ fn interpolated_position_tables_are_cut_with_the_width() {
 }
 
 #[test]
-fn a_table_read_whole_elsewhere_keeps_the_width() {
+fn a_table_read_whole_elsewhere_stays_whole() {
     let form = Form { batch_one: false, mid: false, read_whole: true };
     let analysis = prune_exactly("read whole", &model(form));
     let g = width_group(&analysis);
-    assert!(!g.prunable, "the mean of the whole table reads every channel:\n{}", analysis.table());
-    assert!(!g.members.iter().any(|m| m.initializer == "patch_pos"), "{}", analysis.table());
+    assert!(g.prunable, "{}", analysis.table());
+    assert!(
+        !g.members.iter().any(|m| m.initializer == "patch_pos"),
+        "the mean of the whole table reads every channel:\n{}",
+        analysis.table()
+    );
+    for reader in ["fc1.weight", "head.weight"] {
+        let m = g.members.iter().find(|m| m.initializer == reader && m.axis == 0);
+        assert_eq!(m.map(|m| m.role), Some(Role::Producer), "{reader}:\n{}", analysis.table());
+    }
     let hidden = analysis.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "fc1.bias")).unwrap();
     assert!(hidden.prunable, "{}", analysis.table());
 }

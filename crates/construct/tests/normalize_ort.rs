@@ -177,10 +177,14 @@ fn onnxruntime_fused_layer_prunes_end_to_end() {
 #[test]
 fn onnxruntime_saved_model_prunes_end_to_end() {
     for opset in [10, 13] {
-        let a = prune_end_to_end(&format!("onnxruntime_saved_{opset}"), &cases::onnxruntime_saved(opset), 3);
+        let a = prune_end_to_end(&format!("onnxruntime_saved_{opset}"), &cases::onnxruntime_saved(opset), 4);
         let group_of = |init: &str| a.prunable_groups().position(|g| g.members.iter().any(|m| m.initializer == init && m.axis == 0));
         assert!(group_of("c1.weight").is_some() && group_of("c1.weight") == group_of("c2.weight"), "opset {opset}:\n{}", a.table());
         assert!(group_of("c3.weight").is_some() && group_of("fc1.weight").is_some(), "opset {opset}:\n{}", a.table());
+        // HardSigmoid(0) = 0.4: fc1's input slices are zeroed with c4's channels.
+        let c4 = group_of("c4.weight").and_then(|i| a.prunable_groups().nth(i));
+        let reader = c4.and_then(|g| g.members.iter().find(|m| m.initializer == "fc1.weight" && m.axis == 1));
+        assert_eq!(reader.map(|m| m.role), Some(Role::Producer), "opset {opset}:\n{}", a.table());
     }
 }
 
@@ -287,7 +291,10 @@ fn merged_uniform_biases_prune_apart() {
 #[test]
 fn experimental_operators_prune_end_to_end() {
     for opset in [8, 9] {
-        let a = prune_end_to_end(&format!("experimental_{opset}"), &cases::experimental(opset), 2);
+        let a = prune_end_to_end(&format!("experimental_{opset}"), &cases::experimental(opset), 3);
+        let softplus = a.prunable_groups().find(|g| g.members.iter().any(|m| m.initializer == "c3.weight" && m.axis == 0));
+        let reader = softplus.and_then(|g| g.members.iter().find(|m| m.initializer == "c4.weight" && m.axis == 1));
+        assert_eq!(reader.map(|m| m.role), Some(Role::Producer), "opset {opset}: c4 reads c3's softplus:\n{}", a.table());
         for conv in ["c1", "c2"] {
             let w = format!("{conv}.weight");
             assert!(

@@ -667,14 +667,11 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// (what the zeroed full model writes there, as the concatenated values are zero) and
     /// gives the model's other readers the kept positions only. The past is any input, not
     /// zero where elements are removed, so the result is not zero there either, and what
-    /// reads it is zeroed with the element ([`Spaces::zero_readers`]): a removed head whose
-    /// past is not zero then still contributes nothing.
+    /// reads it is zeroed with the element ([`Ctx::consume`]): a removed head whose past is
+    /// not zero then still contributes nothing.
     pub fn cache_along(&mut self, node: &NodeProto, value: &str, axis: usize, a: &mut AxisT) {
         if a.is_inside_heads() {
             // The inside of heads: whole heads go, this axis keeps its size.
-            for r in a.ranges() {
-                self.spaces.zero_readers(r);
-            }
             self.cache_axes.entry(value.to_string()).or_default().push(axis);
             a.map_zero(&|_| false);
             return;
@@ -694,7 +691,6 @@ impl<'a, 'm> Ctx<'a, 'm> {
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
                     self.spaces.cache(value, axis, s.range, s.offset, num, den, s.outer);
-                    self.spaces.zero_readers(s.range);
                 }
             }
         }
@@ -835,8 +831,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// batched product: the compact model reads the input's kept positions only (a
     /// `Gather` construction adds, the input's interface unchanged). The input is not
     /// zero at a removed position, so neither is the product, and what reads it is zeroed
-    /// with the element ([`Spaces::zero_readers`]). `None` (and blocked) where the
-    /// positions cannot be gathered.
+    /// with the element ([`Ctx::consume`]). `None` (and blocked) where the positions
+    /// cannot be gathered.
     pub fn read_fed(&mut self, node: &NodeProto, fed: &FedInput, axis: usize, x: &AxisT) -> Option<AxisT> {
         // The input's axes this one merges, one per factor of `x`, those of the tracked
         // factors of the same sizes.
@@ -857,9 +853,6 @@ impl<'a, 'm> Ctx<'a, 'm> {
             if !self.read_kept(node, &fed.input, &fed.reader, input_axis, &factor) {
                 return None;
             }
-        }
-        for r in x.ranges() {
-            self.spaces.zero_readers(r);
         }
         let mut x = x.clone();
         x.map_zero(&|_| false);
@@ -893,10 +886,12 @@ impl<'a, 'm> Ctx<'a, 'm> {
         self.cache_inputs.get(value) == Some(&axis) && node.output.first().is_some_and(|o| self.graph.is_result(o))
     }
 
-    /// `init`'s axis `init_axis` reads a value axis: consumer slices. A non-zero element
-    /// reaching them blocks its space (folding into a bias is not done yet), but where its
-    /// readers are zeroed with it ([`Spaces::zero_readers`], decided per class when
-    /// solving): they are producers then.
+    /// `init`'s axis `init_axis` reads a value axis: consumer slices. Where the value is
+    /// not zero at a removed element (an `f(0) != 0` on the way, such as HGNetV2's learnable
+    /// affine `scale * x + bias` or a sigmoid; a multi-query head's mean of V; a cache's
+    /// past), the slices are producers instead: zeroed with the element, they make its
+    /// value contribute nothing, whatever it is, so the cut is exact for every reader
+    /// (a padded convolution too, where folding a constant into the bias would not be).
     pub fn consume(&mut self, node: &NodeProto, init: &str, init_axis: usize, axis: &AxisT) {
         if let (Some(slot), Some(out)) = (node.input.iter().position(|i| i == init), node.output.first()) {
             let key = (init.to_string(), init_axis);
@@ -910,13 +905,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 for s in segs {
                     let (num, den) = per_position(&s);
                     self.spaces.require_block(s.range, den, ReqKind::Split);
-                    self.member_repeated(init, init_axis, s.range, s.offset, num, den, s.outer, Role::Consumer);
-                    if !s.zero {
-                        self.spaces.last_member_reads_nonzero(format!(
-                            "{}: a non-zero value (f(0) != 0) reaches '{init}' (f(0) != 0 not yet foldable)",
-                            node_label(node)
-                        ));
-                    }
+                    let role = if s.zero { Role::Consumer } else { Role::Producer };
+                    self.member_repeated(init, init_axis, s.range, s.offset, num, den, s.outer, role);
                 }
             }
         }

@@ -19,9 +19,11 @@
 //! [`rules`](crate) carry each value's axes (as factors, so that `[B, S, H*D]` reshaped
 //! to `[B, S, H, D]` keeps track of heads) and record ties, parameter slices, blocks
 //! and width constants; a solver then cuts and unions the spaces into groups. Each
-//! axis also carries whether it is *zero* on an element whose producers are zero;
-//! a non-zero element reaching a consumer slice, a graph output, or an operator that
-//! mixes along the axis makes its group unprunable, with the reason.
+//! axis also carries whether it is *zero* on an element whose producers are zero; a
+//! parameter slice reading a non-zero element (after a function with `f(0) != 0`) is
+//! zeroed with it, a producer, so that the element contributes nothing; a non-zero
+//! element reaching a graph output, or an operator that mixes along the axis, makes its
+//! group unprunable, with the reason.
 //!
 //! # Using the description
 //!

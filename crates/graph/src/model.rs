@@ -129,7 +129,9 @@ impl Group {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Creates the element's values: scored, decayed and zeroed by the optimizer, cut by construction.
+    /// Creates the element's values, or reads values that are not zero where the element's
+    /// producers are (after a function with `f(0) != 0`): scored, decayed and zeroed by the
+    /// optimizer, cut by construction.
     Producer,
     /// Reads the element: cut by construction; irrelevant once the producers are zero.
     Consumer,

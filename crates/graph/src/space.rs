@@ -344,10 +344,6 @@ struct RawMember {
     /// The slice repeated along the axis (a flattened channels-last layout).
     outer: Outer,
     role: Role,
-    /// A consumer reading values that are not zero when their producers are: a producer
-    /// (zeroed with its element) where the class's readers are zeroed
-    /// ([`Spaces::zero_readers`]), else the class is unprunable for this reason.
-    reads_nonzero: Option<String>,
 }
 
 /// What part of an integer entry's value a range accounts for.
@@ -454,9 +450,6 @@ pub(crate) struct Spaces {
     reqs: Vec<(Range, usize, ReqKind)>,
     shape_refs: Vec<RawShapeRef>,
     balanced: Vec<(String, Vec<Vec<Range>>)>,
-    /// Ranges whose elements are not zero when their producers are: see
-    /// [`Spaces::zero_readers`].
-    zeroed_readers: Vec<Range>,
 }
 
 /// Parameter counts the solver needs: initializer name -> dims.
@@ -528,24 +521,6 @@ impl Spaces {
         }
     }
 
-    /// Marks a range whose elements keep a value when their producers are zero, a value
-    /// that depends on the input (a multi-query head: zero scores average the shared V):
-    /// the parameter slices reading them are zeroed with them (producers) instead of
-    /// blocking them, so a zero element contributes nothing wherever it is read.
-    pub fn zero_readers(&mut self, r: Range) {
-        self.zeroed_readers.push(r);
-    }
-
-    /// Marks the slice recorded last ([`Spaces::member`]) as reading values that are not
-    /// zero when their producers are (`why`): decided per class when solving, as the
-    /// mark of [`Spaces::zero_readers`] may be on another range of the class (the query
-    /// heads of a key/value head, one recorded later).
-    pub fn last_member_reads_nonzero(&mut self, why: String) {
-        if let Some(m) = self.members.last_mut() {
-            m.reads_nonzero = Some(why);
-        }
-    }
-
     /// Marks a range unprunable.
     pub fn block(&mut self, r: Range, reason: impl Into<String>) {
         self.blocks.push((r, reason.into()));
@@ -563,7 +538,7 @@ impl Spaces {
     /// `outer` says.
     #[allow(clippy::too_many_arguments)]
     pub fn member(&mut self, init: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer, role: Role) {
-        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, outer, role, reads_nonzero: None });
+        self.members.push(RawMember { init: init.to_string(), axis, range, offset, num, den, outer, role });
     }
 
     /// Records a cache (a graph output, see `Ctx::cache_along`) whose axis `axis` holds
@@ -571,7 +546,7 @@ impl Spaces {
     /// construction needs the removed positions along it.
     #[allow(clippy::too_many_arguments)]
     pub fn cache(&mut self, value: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer) {
-        self.caches.push(RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux, reads_nonzero: None });
+        self.caches.push(RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux });
     }
 
     /// Records that the node writing `reader` reads `value` (which does not follow the
@@ -580,7 +555,7 @@ impl Spaces {
     /// positions only ([`ReadSlice`]).
     #[allow(clippy::too_many_arguments)]
     pub fn read(&mut self, value: &str, reader: &str, axis: usize, range: Range, offset: usize, num: usize, den: usize, outer: Outer) {
-        let m = RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux, reads_nonzero: None };
+        let m = RawMember { init: value.to_string(), axis, range, offset, num, den, outer, role: Role::Aux };
         self.reads.push((m, reader.to_string()));
     }
 
@@ -707,20 +682,11 @@ impl Spaces {
         let mut reasons: Vec<BTreeSet<String>> = vec![BTreeSet::new(); partition.class_members.len()];
         let elements = self.elements(&partition, &mut reasons);
         self.range_reasons(&partition, &elements, &misaligned, &mut reasons);
-        let mut readers_zeroed = vec![false; partition.class_members.len()];
-        for r in &self.zeroed_readers {
-            for i in partition.covered(r) {
-                if let Some(z) = readers_zeroed.get_mut(partition.class_of[i]) {
-                    *z = true;
-                }
-            }
-        }
-        let members = self.class_members(&self.members, &partition, &elements, &readers_zeroed, user_blocked, &mut reasons);
-        let caches = self.class_members(&self.caches, &partition, &elements, &readers_zeroed, &HashMap::new(), &mut reasons);
+        let members = self.class_members(&self.members, &partition, &elements, user_blocked, &mut reasons);
+        let caches = self.class_members(&self.caches, &partition, &elements, &HashMap::new(), &mut reasons);
         let mut reads: Vec<Vec<ReadSlice>> = vec![Vec::new(); partition.class_members.len()];
         for (m, reader) in &self.reads {
-            let per_class =
-                self.class_members(std::slice::from_ref(m), &partition, &elements, &readers_zeroed, &HashMap::new(), &mut reasons);
+            let per_class = self.class_members(std::slice::from_ref(m), &partition, &elements, &HashMap::new(), &mut reasons);
             for (c, found) in per_class.into_iter().enumerate() {
                 for m in found.into_values() {
                     reads[c].push(ReadSlice { value: m.initializer, reader: reader.clone(), axis: m.axis, map: m.map });
@@ -835,7 +801,6 @@ impl Spaces {
         slices: &[RawMember],
         partition: &Partition,
         elements: &Elements,
-        readers_zeroed: &[bool],
         user_blocked: &HashMap<String, String>,
         reasons: &mut [BTreeSet<String>],
     ) -> Vec<ClassMembers> {
@@ -870,14 +835,7 @@ impl Spaces {
                 } else {
                     IndexMap::Blocks { offset, block }
                 };
-                let role = match &m.reads_nonzero {
-                    Some(_) if readers_zeroed.get(c).copied().unwrap_or(false) => Role::Producer,
-                    Some(why) => {
-                        reasons[c].insert(why.clone());
-                        m.role
-                    }
-                    None => m.role,
-                };
+                let role = m.role;
                 let key = (m.init.clone(), m.axis, offset);
                 match members[c].get_mut(&key) {
                     Some(existing) => {

@@ -160,9 +160,6 @@ impl Ctx<'_, '_> {
                 self.block_axis_at(node, axis, "read by a grouped convolution in blocks it cannot follow");
                 return;
             }
-            if !s.zero {
-                self.spaces.block(s.range, format!("{}: a non-zero value (f(0) != 0) reaches '{w}'", node_label(node)));
-            }
             let mut at = 0;
             while at < s.range.len {
                 let pos = s.offset + at;
@@ -191,9 +188,11 @@ impl Ctx<'_, '_> {
             self.block_axis_at(node, axis, "read by a grouped convolution whose groups hold different channels");
             return;
         }
+        // A column not zero at a removed element is zeroed with it (see `Ctx::consume`).
+        let role = if segs.iter().all(|s| s.zero) { Role::Consumer } else { Role::Producer };
         let first = pieces[0].clone();
         for &(col, r) in &first {
-            self.member(w, 1, r, col, 1, 1, Role::Consumer);
+            self.member(w, 1, r, col, 1, 1, role);
         }
         for other in &pieces[1..] {
             for &(pc, p) in other {

@@ -218,10 +218,7 @@ impl Ctx<'_, '_> {
         let channels = channels.clone();
         self.block_read_inside_heads(node, &channels);
         // A zero query head's output is the mean of V, not zero: what reads it (the output
-        // projection's rows) is zeroed with the head.
-        for &r in &ranges {
-            self.spaces.zero_readers(r);
-        }
+        // projection's rows) is zeroed with the head (`zero: false`, see `Ctx::consume`).
         *last = AxisT { factors: vec![Factor { size: size.clone(), track: Some(Track::Inner { k, ranges, zero: false, at: Some(0) }) }] };
     }
 }

@@ -81,7 +81,8 @@ pub fn all() -> Vec<(&'static str, Model)> {
 /// second convolution, `ParametricSoftplus` and two `Crop`s (borders, then a size) after
 /// the third, `Affine` on the output. Input `x` (`[batch, 3, 8, 8]`), output `y`
 /// (`[batch, 4, 4, 4]`). The first two convolutions' channels stay zero where zeroed
-/// (`Relu`, `tanh(0) = 0`): 2 prunable groups.
+/// (`Relu`, `tanh(0) = 0`); the third's do not (a softplus is not zero at 0), and the
+/// fourth's input slices are zeroed with them: 3 prunable groups.
 pub fn experimental(opset: i64) -> Model {
     let mut b = GraphBuilder::new("experimental");
     b.opset(opset);
