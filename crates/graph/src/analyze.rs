@@ -364,7 +364,8 @@ pub(crate) struct Ctx<'a, 'm> {
     cache_axes: HashMap<String, Vec<usize>>,
     /// The graph's key/value cache inputs ([`Graph::cache_inputs`]).
     cache_inputs: HashMap<String, usize>,
-    /// Sliced tables ([`Ctx::sliced_table`]) the current node cut with its channels.
+    /// Sliced tables ([`Ctx::sliced_table`]) and expanded tokens the current node cut with
+    /// its channels.
     pub tables_cut: HashSet<String>,
     /// Outputs of the nodes inside layer normalizations written out
     /// ([`oto_onnx::op::WrittenLayerNorm`]), handled whole at their first node.

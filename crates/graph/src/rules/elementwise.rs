@@ -238,13 +238,19 @@ impl Ctx<'_, '_> {
     }
 
     /// The initializer `value` reads whole along its axis `axis`, and the axis of it that
-    /// is: a `Gather` at constant indices along another axis, or a `Slice` (of any
-    /// bounds) of other axes.
+    /// is: a `Gather` at constant indices along another axis, a `Slice` (of any bounds)
+    /// of other axes, or an `Expand` along other axes (a class token broadcast over the
+    /// batch, read by a `Concat` and added to the class attention's output, as CaiT).
     fn table_read_along(&self, value: &str, axis: usize) -> Option<(String, usize)> {
         let (_, n) = self.graph.producer_node(value)?;
         let data = n.input.first()?;
         if !self.is_init(data) {
             return None;
+        }
+        if self.is_op(n, |o| *o == Op::Expand) {
+            let (dims, out) = (self.dims(data)?, self.dims(value)?);
+            let at = (axis + dims.len()).checked_sub(out.len())?;
+            return (dims.get(at) == out.get(axis)).then(|| (data.clone(), at));
         }
         if let Ok(Op::Slice(slice)) = Op::parse(self.graph, n) {
             let rank = self.dims(data)?.len();

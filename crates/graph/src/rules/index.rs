@@ -361,6 +361,7 @@ impl Ctx<'_, '_> {
                     let sr = self.init_dims(&src).map_or(0, |d| d.len());
                     if sr + i >= rank {
                         self.members_along(node, &src, sr + i - rank, &a, Role::Producer);
+                        self.tables_cut.insert(src);
                     }
                 } else {
                     self.block_axis_at(node, &a, &format!("concatenated with '{v}', which does not follow these channels"));

@@ -217,7 +217,7 @@ impl Ctx<'_, '_> {
             // ([`Ctx::sliced_tables_read_whole`]).
             Op::Slice(_) if !any_tracked && self.sliced_table(&node.output[0]).is_some() => {}
             Op::Binary(B::Mul) if !any_tracked && self.spread_constant(node) => {}
-            // A class token broadcast over the batch: the Concat that reads it cuts it.
+            // A class token broadcast over the batch: the Concats and Adds reading it cut it.
             Op::Expand if !any_tracked && self.expanded_token(node) => {}
             // Sizes, which may be sizes of tracked axes, read where no channels are followed:
             // as a number (a float computed from them), or as the shape of an untracked value.
@@ -348,14 +348,16 @@ impl Ctx<'_, '_> {
     }
 
     /// Whether `node` is an `Expand` of an initializer read only by `Concat`s, which
-    /// cut the initializer along their tracked axes ([`Ctx::expanded_init`]), to a
-    /// target that leaves every axis of the initializer longer than 1 as it is (an
-    /// entry of 1: the width follows the initializer once it is cut).
+    /// cut the initializer along their tracked axes ([`Ctx::expanded_init`]), and by
+    /// `Add`s or `Sub`s, which cut it as a table ([`Ctx::one_side`]), to a target that
+    /// leaves every axis of the initializer longer than 1 as it is (an entry of 1: the
+    /// width follows the initializer once it is cut).
     fn expanded_token(&self, node: &NodeProto) -> bool {
         let Some(dims) = node.input.first().and_then(|x| self.init_dims(x)) else {
             return false;
         };
-        let concats = self.graph.consumers(&node.output[0]).iter().all(|u| self.graph.proto.node[u.node].op() == "Concat");
+        let concats =
+            self.graph.consumers(&node.output[0]).iter().all(|u| matches!(self.graph.proto.node[u.node].op(), "Concat" | "Add" | "Sub"));
         let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
         let Some(target) = target.filter(|t| t.len() >= dims.len()) else {
             return false;
@@ -381,12 +383,18 @@ impl Ctx<'_, '_> {
         (swapped && weight_only).then(|| w.clone())
     }
 
-    /// A sliced table ([`Ctx::sliced_table`]) that `node` reads without cutting it with
-    /// channels is frozen: it keeps its shape for every reader.
+    /// A sliced table ([`Ctx::sliced_table`]) or an expanded token ([`Ctx::expanded_token`])
+    /// that `node` reads without cutting it with channels is frozen: it keeps its shape for
+    /// every reader.
     fn sliced_tables_read_whole(&mut self, node: &NodeProto) {
         let cut = std::mem::take(&mut self.tables_cut);
-        let tables: Vec<String> = node.input.iter().filter_map(|v| self.sliced_table(v)).filter(|t| !cut.contains(t)).collect();
-        self.freeze_reads(node, &tables, "it reads it whole (through a Slice), not cut with channels");
+        let expanded = |v: &String| {
+            let (_, n) = self.graph.producer_node(v)?;
+            (self.is_op(n, |o| *o == Op::Expand) && self.expanded_token(n)).then(|| n.input[0].clone())
+        };
+        let tables: Vec<String> =
+            node.input.iter().filter_map(|v| self.sliced_table(v).or_else(|| expanded(v))).filter(|t| !cut.contains(t)).collect();
+        self.freeze_reads(node, &tables, "it reads it whole (through a Slice or an Expand), not cut with channels");
     }
 
     fn in_track(&self, node: &NodeProto, k: usize) -> Option<ValueT> {
