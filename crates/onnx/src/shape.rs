@@ -514,6 +514,17 @@ impl<'g, 'm> Infer<'g, 'm> {
                 x[s..e].to_vec()
             }
             Op::Size => vec![Dim::product(&self.shape(node, 0)?)?],
+            // A size computed in floats and cast back (`ceil(h / s)` of TensorFlow's `same`
+            // padding as the TorchScript exporter writes it, an interpolated output size):
+            // an integer no rule here tells, a fresh symbol per entry, so that the entries
+            // beside it (a pad of 0 on the channels) still fold.
+            Op::Cast { .. } if out_rank <= 1 && self.out.dtype(&node.input[0]).is_some_and(|d| d.is_float()) => {
+                match (self.flat_values(node, 0), out_shape.as_deref()) {
+                    (Err(Stop::Unknown), Some([]) | None) if out_rank == 0 => vec![self.fresh()],
+                    (Err(Stop::Unknown), Some(&[n])) if n <= FOLD_LIMIT => (0..n).map(|_| self.fresh()).collect(),
+                    (values, _) => values?.0,
+                }
+            }
             op if keeps_entries(op) => self.flat_values(node, 0)?.0,
             Op::Transpose { perm } => {
                 let (data, shape) = self.flat_values(node, 0)?;

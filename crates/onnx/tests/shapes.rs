@@ -949,13 +949,11 @@ fn symbolic_overflow_is_an_error_naming_the_node_and_value() {
 
 /// TensorFlow's `same` padding as the TorchScript exporter writes timm's `tf_` models
 /// (`pad = max((ceil(h / s) - 1) * s + (k - 1) * d + 1 - h, 0)` in floats from `Shape`,
-/// clipped at 0, halved, cast to integers and laid out as `Pad`'s pads): with the image
-/// size fixed, every pad folds, so the padded image and what follows have shapes (the
-/// Clip stopped the folding: the whole network was unknown to the analysis).
-#[test]
-fn same_padding_computed_from_the_image_size_folds() {
+/// clipped at 0, halved, cast to integers and laid out as `Pad`'s pads), on an image of
+/// `height` x `width`.
+fn same_padding_model(height: &str, width: &str) -> Model {
     let scalar = |v: f32| Tensor::new(vec![], oto_onnx::TensorData::F32(vec![v])).unwrap();
-    let mut g = G::new(17).input("x", DType::F32, &["batch", "3", "7", "9"]).ints("zero4", &[0, 0, 0, 0]).ints("pairs", &[-1, 2]);
+    let mut g = G::new(17).input("x", DType::F32, &["batch", "3", height, width]).ints("zero4", &[0, 0, 0, 0]).ints("pairs", &[-1, 2]);
     g = g.ints("rev_start", &[-1]).ints("rev_end", &[i64::MIN + 1]).ints("rev_axes", &[0]).ints("rev_step", &[-1]).ints("flat", &[-1]);
     for (name, v) in [("two", 2.0), ("one", 1.0), ("three", 3.0), ("zero", 0.0)] {
         g.graph.initializer.push(scalar(v).to_proto(name));
@@ -989,17 +987,47 @@ fn same_padding_computed_from_the_image_size_folds() {
     // [w_before, w_after, h_before, h_after] then zeros for the batch and channels,
     // as pairs reversed and transposed into ONNX's [starts..., ends...].
     let order = [pieces[2].as_str(), pieces[3].as_str(), pieces[0].as_str(), pieces[1].as_str(), "zero4"];
-    let m = g
-        .node("Concat", &order, &["torch_pads"], vec![attr_int("axis", 0)])
+    g.node("Concat", &order, &["torch_pads"], vec![attr_int("axis", 0)])
         .node("Reshape", &["torch_pads", "pairs"], &["paired"], vec![])
         .node("Slice", &["paired", "rev_start", "rev_end", "rev_axes", "rev_step"], &["reversed"], vec![])
         .node("Transpose", &["reversed"], &["onnx_pads2"], vec![attr_ints("perm", &[1, 0])])
         .node("Reshape", &["onnx_pads2", "flat"], &["pads"], vec![])
         .node("Pad", &["x", "pads"], &["padded"], vec![])
         .node("Conv", &["padded", "w"], &["y"], vec![attr_ints("strides", &[2, 2])])
-        .model();
+        .model()
+}
+
+/// With the image size fixed, every pad folds, so the padded image and what follows have
+/// shapes (the Clip stopped the folding: the whole network was unknown to the analysis).
+#[test]
+fn same_padding_computed_from_the_image_size_folds() {
+    let m = same_padding_model("7", "9");
     // Height 7: ceil(3.5) = 4 windows need 9 rows, pads 1 and 1; width 9: 5 windows need
     // 11 columns, pads 1 and 1. The stride-2 convolution then gives 4 x 5, as TensorFlow.
     assert_eq!(shape_of(&m, "padded"), dims(&["batch", "3", "9", "11"]));
     assert_eq!(shape_of(&m, "y"), dims(&["batch", "4", "4", "5"]));
+}
+
+/// With a symbolic image size, the pads computed in floats are sizes no rule tells (fresh
+/// symbols), but the batch's and the channels' pads are the constant zeros beside them:
+/// the padded image keeps its batch and channels, and so does the convolution after it
+/// (its channels were unknown, and the network with them).
+#[test]
+fn same_padding_of_a_symbolic_image_size_keeps_the_channels() {
+    let m = same_padding_model("h", "w");
+    let shapes = infer(&Graph::new(&m).unwrap()).unwrap();
+    let pads = shapes.shape_value("pads").expect("the pads' entries");
+    assert_eq!(pads.len(), 8);
+    for i in [0, 1, 4, 5] {
+        assert_eq!(pads[i], Dim::Known(0), "{pads:?}");
+    }
+    for i in [2, 3, 6, 7] {
+        assert!(pads[i].known().is_none(), "{pads:?}");
+    }
+    for (value, channels) in [("padded", 3), ("y", 4)] {
+        let s = shape_of(&m, value);
+        assert_eq!(s.len(), 4, "{value}: {s:?}");
+        assert_eq!((&s[0], &s[1]), (&Dim::sym("batch"), &Dim::Known(channels)), "{value}: {s:?}");
+        assert!(s[2].known().is_none() && s[3].known().is_none(), "{value}: {s:?}");
+    }
 }
