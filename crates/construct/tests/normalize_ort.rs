@@ -871,3 +871,35 @@ fn weight_standardized_layers_prune_end_to_end() {
     let group = a.prunable_groups().find(|g| g.num_elements > 1).unwrap();
     assert!(group.members.iter().any(|m| m.initializer == "conv0.weight"), "{}", a.table());
 }
+
+/// Nodes without names (the dynamo exporter leaves some Slices unnamed; hand-built and
+/// converted files too) are named when loaded, so that the constants construction edits
+/// can name the nodes reading them: a convolution's channels taken apart by two unnamed
+/// Slices of constant bounds, `a * a + b * b`, failed the analysis's own check before
+/// ("node 'node producing ... (Slice)' is not in the model").
+#[test]
+fn unnamed_nodes_prune_end_to_end() {
+    use oto_onnx::builder::{Attr, GraphBuilder};
+    use oto_onnx::Dim;
+    let mut b = GraphBuilder::new("unnamed");
+    let x = b.input_f32("x", &[Dim::sym("batch"), Dim::Known(3), Dim::Known(12)]);
+    let pads = [("pads", Attr::Ints(vec![1, 1]))];
+    let w1 = b.weight("w1", &[16, 3, 3], |i| ((i * 7919 % 17) as f32 - 8.0) / 9.0);
+    let c = b.node_with("Conv", &[&x, &w1], &[], &pads);
+    let (s0, e0, s1, e1, axis) =
+        (b.ints("s0", &[0]), b.ints("e0", &[8]), b.ints("s1", &[8]), b.ints("e1", &[i64::MAX]), b.ints("axis", &[1]));
+    let first = b.node("Slice", &[&c, &s0, &e0, &axis], &[]);
+    let second = b.node("Slice", &[&c, &s1, &e1, &axis], &[]);
+    let (a2, b2) = (b.node("Mul", &[&first, &first], &[]), b.node("Mul", &[&second, &second], &[]));
+    let s = b.node("Add", &[&a2, &b2], &[]);
+    let w2 = b.weight("w2", &[4, 8, 3], |i| ((i * 31 % 13) as f32 - 6.0) / 7.0);
+    let y = b.node_with("Conv", &[&s, &w2], &["y"], &pads);
+    b.output_f32(&y, &[Dim::sym("batch"), Dim::Known(4), Dim::Known(12)]);
+    let mut m = b.build().unwrap();
+    for node in &mut m.proto.graph.as_mut().unwrap().node {
+        node.name = None;
+    }
+    let a = prune_end_to_end("unnamed", &m, 1);
+    let g = a.prunable_groups().next().unwrap();
+    assert_eq!(g.num_elements, 8, "the halves' channels pair up:\n{}", a.table());
+}

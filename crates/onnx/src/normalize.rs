@@ -188,6 +188,9 @@ pub struct Summary {
     /// Calls of the file's own functions (`ModelProto.functions`: the TorchScript
     /// exporter's `export_modules_as_functions`) replaced by the function's body.
     pub functions_inlined: usize,
+    /// Nodes without a name given one (`<op>_<position>`): the analysis and construction
+    /// name the nodes whose constants they edit (the dynamo exporter leaves some unnamed).
+    pub nodes_named: usize,
     /// `Constant` nodes turned into initializers.
     pub constants_lifted: usize,
     /// `Constant` nodes left as they are (strings, sparse values, graph outputs).
@@ -314,6 +317,7 @@ impl std::fmt::Display for Summary {
         };
         count(self.functions_inlined, "calls of the file's functions inlined");
         count(self.constants_lifted, "Constant nodes made initializers");
+        count(self.nodes_named, "unnamed nodes given a name");
         count(self.initializer_inputs, "initializers removed from the graph inputs (treated as weights)");
         count(self.sums, "Sum nodes rewritten as Add");
         count(self.variadic, "Max/Min nodes split into binary ones");
@@ -393,6 +397,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let Some(graph) = proto.graph.as_mut() else {
         return Err(model.error("model", "has no graph"));
     };
+    summary.nodes_named = name_nodes(graph);
     let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
     let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
@@ -502,6 +507,23 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
         return Ok((model, summary));
     }
     Ok((out, summary))
+}
+
+/// Gives every node without a name (or with an empty one) a name of its own,
+/// `<op>_<position>`; returns how many.
+fn name_nodes(graph: &mut GraphProto) -> usize {
+    if graph.node.iter().all(|n| n.name.as_deref().is_some_and(|s| !s.is_empty())) {
+        return 0;
+    }
+    let mut names = Names::of(graph);
+    let mut named = 0;
+    for (i, node) in graph.node.iter_mut().enumerate() {
+        if node.name.as_deref().is_none_or(str::is_empty) {
+            node.name = Some(names.fresh(&format!("{}_{i}", node.op())));
+            named += 1;
+        }
+    }
+    named
 }
 
 /// Rewrites planned on the shapes of the model so far, in rounds while `pending` finds
