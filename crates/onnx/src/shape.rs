@@ -808,10 +808,15 @@ pub(crate) fn slice_bounds(len: i64, start: i64, end: i64, step: i64) -> (i64, i
     }
 }
 
+/// An end from which a slice of a symbolic axis runs to the axis's end: exporters write
+/// "to the end" as a huge number (INT64_MAX, INT32_MAX, 1e9 as magika's Keras model has
+/// it); no axis a model reads is this long (2^24 entries), where a smaller end on a
+/// symbolic axis is a crop (Whisper's 480,000 samples).
+const TO_THE_END: i64 = 1 << 24;
+
 /// Length of a slice; `None` when it cannot be told statically.
 pub(crate) fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Result<Option<Dim>, DimError> {
-    // Exporters write "to the end" as a huge number (INT64_MAX, or INT32_MAX).
-    let to_end = |e: &Dim| e.known().is_some_and(|v| v >= i64::from(i32::MAX));
+    let to_end = |e: &Dim| e.known().is_some_and(|v| v >= TO_THE_END);
     Ok(match (d, start, end) {
         (Dim::Known(n), Dim::Known(s), Dim::Known(e)) => {
             let (s, e) = slice_bounds(*n, *s, *e, step);
@@ -822,7 +827,7 @@ pub(crate) fn slice_len(d: &Dim, start: &Dim, end: &Dim, step: i64) -> Result<Op
         }
         (d, Dim::Known(0), e) if step == 1 && (to_end(e) || e == d) => Some(d.clone()),
         (d, Dim::Known(s), e) if step == 1 && *s > 0 && (to_end(e) || e == d) => Some(d.sub(&Dim::Known(*s))?),
-        (_, Dim::Known(s), Dim::Known(e)) if step == 1 && *s >= 0 && *e >= *s && *e < i64::from(i32::MAX) => {
+        (_, Dim::Known(s), Dim::Known(e)) if step == 1 && *s >= 0 && *e >= *s && *e < TO_THE_END => {
             // Within a symbolic axis: correct as long as the axis is at least `e` long.
             Some(Dim::Known(e - s))
         }
@@ -1528,6 +1533,9 @@ mod tests {
         assert_eq!(slice_len(&k(10), &k(-1), &k(i64::MIN), -1), Ok(Some(k(10))));
         assert_eq!(slice_len(&k(10), &k(20), &k(30), 1), Ok(Some(k(0))));
         assert_eq!(slice_len(&s("b"), &k(0), &k(i64::MAX), 1), Ok(Some(s("b"))));
+        assert_eq!(slice_len(&s("b"), &k(0), &k(1_000_000_000), 1), Ok(Some(s("b"))));
+        assert_eq!(slice_len(&s("b"), &k(2), &k(1_000_000_000), 1), Ok(Some(s("b").sub(&k(2)).unwrap())));
+        assert_eq!(slice_len(&s("b"), &k(0), &k(480_000), 1), Ok(Some(k(480_000))));
         assert_eq!(slice_len(&s("b"), &k(0), &s("b"), 1), Ok(Some(s("b"))));
         // Huge steps and empty axes do not overflow or panic.
         assert_eq!(slice_len(&k(10), &k(0), &k(10), i64::MAX), Ok(Some(k(1))));

@@ -543,6 +543,15 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let a = t[ax].clone();
+            // The whole axis (`x[:, :, :]` as Keras and TensorFlow write a copy): it passes
+            // as it is, whatever its layout.
+            let whole = match (id.get(ax), sl.starts[j].known(), sl.ends[j].known()) {
+                (Some(Dim::Known(dim)), Some(0), Some(e)) => step == 1 && e >= *dim,
+                _ => false,
+            };
+            if whole {
+                continue;
+            }
             if let [Factor { track: Some(Track::Sub { k, ranges, zero, at, step: sub }), .. }] = a.factors.as_slice() {
                 // Sub-blocks of heads sliced (Falcon's queries `[..., :-2, :]` of a
                 // per-group `[q.., k, v]`): the sub-blocks from the start, as long as the
@@ -579,9 +588,12 @@ impl Ctx<'_, '_> {
                     continue;
                 }
             }
-            let (Some(segs), Some(Dim::Known(dim)), Some(s), Some(e)) =
-                (a.single_segs(), id.get(ax), sl.starts[j].known(), sl.ends[j].known())
-            else {
+            let Some(segs) = a.single_segs() else {
+                self.block_axis_at(node, &a, "slices a tracked axis that holds several factors (channels merged with another axis)");
+                cut_blocked(&mut t, ax, &od);
+                continue;
+            };
+            let (Some(Dim::Known(dim)), Some(s), Some(e)) = (id.get(ax), sl.starts[j].known(), sl.ends[j].known()) else {
                 self.block_axis_at(node, &a, "slices a tracked axis with bounds that are not constant");
                 cut_blocked(&mut t, ax, &od);
                 continue;
