@@ -26,6 +26,7 @@ impl Ctx<'_, '_> {
             return;
         };
         let r = od.len();
+        let heads_cut = self.heads_cut_by_added_table(op, (&a, &da, ta.as_ref()), (&b, &db, tb.as_ref()), &od);
         let mut out_t: ValueT = od.iter().map(|d| AxisT::plain(d.clone())).collect();
         for (ax, slot) in out_t.iter_mut().enumerate() {
             let pa = (ax + da.len()).checked_sub(r);
@@ -52,11 +53,48 @@ impl Ctx<'_, '_> {
                         *slot = u;
                     }
                 }
+                // The inside of heads the added table is cut along with: zero where they are.
+                (Some(x), None) | (None, Some(x)) if x.is_inside_heads() && x.ranges().iter().all(|h| heads_cut.contains(h)) => *slot = x,
                 (Some(x), None) => *slot = self.one_side(node, op, x, &b, pb.map(|p| db[p].clone()), pb, true),
                 (None, Some(y)) => *slot = self.one_side(node, op, y, &a, pa.map(|p| da[p].clone()), pa, false),
             }
         }
         self.set(&out, out_t);
+    }
+
+    /// The heads an initializer added to (or subtracted from) a tracked value is cut along
+    /// as a producer ([`Ctx::one_side`]): a per-head bias `[H, D]` added after the split
+    /// into heads, as Keras's `MultiHeadAttention` writes its projections. Zeroed with a
+    /// head, it leaves the inside of a removed head zero.
+    fn heads_cut_by_added_table(
+        &self,
+        op: Bin,
+        (a, da, ta): (&str, &[Dim], Option<&ValueT>),
+        (b, db, tb): (&str, &[Dim], Option<&ValueT>),
+        od: &[Dim],
+    ) -> Vec<Range> {
+        if !matches!(op, Bin::Add | Bin::Sub) {
+            return Vec::new();
+        }
+        let (table_dims, x, x_rank) = match (ta, tb) {
+            (Some(t), None) if self.is_init(b) => (db, t, da.len()),
+            (None, Some(t)) if self.is_init(a) => (da, t, db.len()),
+            _ => return Vec::new(),
+        };
+        let r = od.len();
+        let mut heads = Vec::new();
+        for (ax, d) in od.iter().enumerate() {
+            let (Some(px), Some(pt)) = ((ax + x_rank).checked_sub(r), (ax + table_dims.len()).checked_sub(r)) else { continue };
+            let Some(axis) = x.get(px).filter(|a| a.is_tracked() && !a.is_inside_heads()) else { continue };
+            let coarse = axis.factors.iter().filter_map(|f| f.track.as_ref()).all(|t| match t {
+                Track::Segs(segs) => segs.iter().all(|s| matches!(s, Seg::Tracked { scale: Scale::Coarse(_), .. })),
+                _ => false,
+            });
+            if coarse && table_dims.get(pt) == Some(d) && *d != Dim::Known(1) {
+                heads.extend(axis.ranges());
+            }
+        }
+        heads
     }
 
     /// oto's `Branches` (a merged decoder's `If`, written as both branches: see
