@@ -733,6 +733,15 @@ fn recurrent_layers_prune_their_units_end_to_end() {
         "the RNN's units stay:\n{}",
         a.table()
     );
+    // ...and say why, though they open no group to carry the reason.
+    let why = a.blocked.iter().find(|b| b.op_type == "RNN").map(|b| b.reason.as_str());
+    assert_eq!(why, Some("its units are not pruned: its initial state is not zero"), "{:?}", a.blocked);
+
+    // Keras's Bidirectional(GRU) through tf2onnx: its concatenated zero states omitted,
+    // the units of both directions are one group.
+    let a = prune_end_to_end("recurrent_bidirectional", &cases::recurrent_bidirectional(), 1);
+    let gru = a.groups.iter().find(|g| g.members.iter().any(|m| m.initializer == "gru.w" && m.axis == 1)).unwrap();
+    assert!(gru.prunable && gru.num_elements == 5, "{}", a.table());
 }
 
 /// Opset 23's `Attention` and `RotaryEmbedding` in every form the torch exporter and the

@@ -1821,7 +1821,8 @@ fn omit_zero_states(graph: &mut GraphProto, summary: &mut Summary) {
         Tensor::from_proto(t, None).is_ok_and(|t| t.to_f64_vec().iter().all(|&v| v == 0.0))
     }
     // Whether `value` is all zeros: a zero initializer or ConstantOfShape, moved or
-    // selected by operators that keep every value.
+    // selected by operators that keep every value, or zeros concatenated (a bidirectional
+    // layer's two states, as tf2onnx writes Keras's `Bidirectional`).
     fn zero(graph: &GraphProto, producer: &HashMap<String, usize>, value: &str, depth: usize) -> bool {
         if depth > 16 {
             return false;
@@ -1840,6 +1841,7 @@ fn omit_zero_states(graph: &mut GraphProto, summary: &mut Summary) {
             },
             "Slice" | "Gather" | "Reshape" | "Squeeze" | "Unsqueeze" | "Transpose" | "Expand" | "Identity" | "Cast" | "Tile"
             | "Flatten" => n.input.first().is_some_and(|x| zero(graph, producer, x, depth + 1)),
+            "Concat" => n.input.iter().all(|x| x.is_empty() || zero(graph, producer, x, depth + 1)),
             _ => false,
         }
     }

@@ -462,6 +462,11 @@ fn zero_initial_states_are_omitted() {
     assert_eq!(s.zero_states_omitted, 1, "{s}");
     let rnn = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("RNN")).unwrap();
     assert!(!rnn.input[5].is_empty(), "the 0.5 state stays");
+    // A bidirectional layer's two zero states, concatenated (tf2onnx's Keras Bidirectional).
+    let (after, s) = run(&cases::recurrent_bidirectional());
+    assert_eq!(s.zero_states_omitted, 1, "{s}");
+    let gru = graph(&after).node.iter().find(|n| n.op_type.as_deref() == Some("GRU")).unwrap();
+    assert!(gru.input[5].is_empty(), "{:?}", gru.input);
 }
 
 /// A BatchNormalization reading one initializer as its scale and its variance (and one as

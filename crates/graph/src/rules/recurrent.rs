@@ -58,8 +58,10 @@ impl Ctx<'_, '_> {
         if let Some(reason) = why.or((!shapes_ok).then_some("its weights have unexpected shapes")) {
             // The units stay: every initializer but W (whose columns the input features
             // may still lose) is read whole.
+            // Listed as blocked: its units open no group that could carry the reason.
             let whole: Vec<String> = node.input.iter().skip(2).filter(|v| !v.is_empty()).cloned().collect();
             self.freeze_reads(node, &whole, &format!("the recurrent layer is not pruned: {reason}"));
+            self.blocked_op(node, &format!("its units are not pruned: {reason}"));
             return;
         }
         let sp = self.new_space(hidden);

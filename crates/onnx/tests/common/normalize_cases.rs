@@ -61,6 +61,7 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("einsum_forms", einsum_forms()),
         ("recurrent_lstm", recurrent_lstm()),
         ("recurrent_gru", recurrent_gru()),
+        ("recurrent_bidirectional", recurrent_bidirectional()),
         ("merged_bn_constants", merged_bn_constants()),
         ("onnxruntime_saved_10", onnxruntime_saved(10)),
         ("onnxruntime_saved_13", onnxruntime_saved(13)),
@@ -839,6 +840,39 @@ pub fn recurrent_gru() -> Model {
     let y = b.node("Reshape", &["rnn_y", &flat], &[]);
     let w3 = b.weight("head.weight", &[4, 2], wave(8, 3, 9));
     let y = b.node("MatMul", &[&y, &w3], &["y"]);
+    b.output_f32(&y, &batch_dims(&[2]));
+    finish(&b)
+}
+
+/// Keras's `Bidirectional(GRU)` as tf2onnx writes it: one bidirectional `GRU` whose
+/// initial state is the two directions' zero states, each `Expand(0, [batch, H])`
+/// unsqueezed and concatenated. Input `x` (`[seq, batch, 3]`), output `y` (`[batch, 2]`).
+pub fn recurrent_bidirectional() -> Model {
+    let mut b = GraphBuilder::new("recurrent_bidirectional");
+    b.opset(13);
+    let x = b.input_f32("x", &[Dim::sym("seq"), Dim::sym("batch"), Dim::Known(3)]);
+    let shape = b.node("Shape", &[&x], &[]);
+    let at1 = b.ints("at1", &[1]);
+    let batch = b.node("Gather", &[&shape, &at1], &[]);
+    let units = b.ints("units", &[5]);
+    let state_shape = b.node_with("Concat", &[&batch, &units], &[], &[("axis", Attr::Int(0))]);
+    let zero = b.initializer("zero", Tensor::new(vec![], TensorData::F32(vec![0.0])).unwrap());
+    let state = b.node("Expand", &[&zero, &state_shape], &[]);
+    let axes0 = b.ints("axes0", &[0]);
+    let forward = b.node("Unsqueeze", &[&state, &axes0], &[]);
+    let backward = b.node("Unsqueeze", &[&state, &axes0], &[]);
+    let h0 = b.node_with("Concat", &[&forward, &backward], &[], &[("axis", Attr::Int(0))]);
+    let w = b.weight("gru.w", &[2, 15, 3], wave(3, 2, 11));
+    let r = b.weight("gru.r", &[2, 15, 5], wave(5, 1, 9));
+    let bias = b.weight("gru.b", &[2, 30], wave(7, 3, 5));
+    let attrs = [("hidden_size", Attr::Int(5)), ("linear_before_reset", Attr::Int(1)), ("direction", Attr::Str("bidirectional".into()))];
+    b.node_with("GRU", &[&x, &w, &r, &bias, "", &h0], &["gru_y", "gru_h"], &attrs);
+    // The last states of both directions side by side: [2, batch, 5] -> [batch, 2, 5] -> [batch, 10].
+    let moved = b.node_with("Transpose", &["gru_h"], &[], &[("perm", Attr::Ints(vec![1, 0, 2]))]);
+    let flat = b.ints("flat10", &[-1, 10]);
+    let h = b.node("Reshape", &[&moved, &flat], &[]);
+    let w2 = b.weight("head.weight", &[10, 2], wave(9, 2, 7));
+    let y = b.node("MatMul", &[&h, &w2], &["y"]);
     b.output_f32(&y, &batch_dims(&[2]));
     finish(&b)
 }
