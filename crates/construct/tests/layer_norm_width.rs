@@ -32,7 +32,8 @@ fn model(opset: i64, form: Form) -> Model {
     let mut b = GraphBuilder::new("layer_norm_width");
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
     // (Only the constants a form reads: unread ones are not kept.)
-    let written = opset < 17 && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal | Form::Widened | Form::Transposed);
+    let written = opset < 17
+        && matches!(form, Form::Torch | Form::BatchNorm | Form::ScaledReciprocal | Form::Widened | Form::Transposed | Form::Keras3);
     let eps = match form {
         Form::Widened => b.initializer("eps", Tensor::new(vec![], TensorData::F64(vec![0.5])).unwrap()),
         _ if written => scalar(&mut b, "eps", 0.5),
@@ -121,7 +122,14 @@ fn model(opset: i64, form: Form) -> Model {
             return affine(b, &n);
         }
         let m = mean(b, t);
-        let d = b.node("Sub", &[t, &m], &[]);
+        let d = if form == Form::Keras3 {
+            // The mean through a Reshape to its own shape (a Transpose tf2onnx rewrote).
+            let view = b.ints(&format!("{t}.view"), &[0, -1, 1]);
+            let viewed = b.node("Reshape", &[&m, &view], &[]);
+            b.node("Sub", &[t, &viewed], &[])
+        } else {
+            b.node("Sub", &[t, &m], &[])
+        };
         // The statistics in double, as the TorchScript exporter writes a float16 layer's.
         let d = if form == Form::Widened { b.node_with("Cast", &[&d], &[], &[("to", Attr::Int(11))]) } else { d };
         let sq = if matches!(form, Form::Torch | Form::Widened) && opset >= 12 {
@@ -140,6 +148,16 @@ fn model(opset: i64, form: Form) -> Model {
                 let xi = b.node("Mul", &[t, &inv], &[]);
                 let mi = b.node("Mul", &[&m, &inv], &[]);
                 let shift = b.node("Sub", &[bias, &mi], &[]);
+                b.node("Add", &[&xi, &shift], &[])
+            }
+            Form::Keras3 => {
+                // inv = rsqrt(var + eps) * scale; x * inv + (-mean * inv + bias)
+                let r = b.node("Reciprocal", &[&r], &[]);
+                let inv = b.node("Mul", &[&r, scale], &[]);
+                let xi = b.node("Mul", &[t, &inv], &[]);
+                let neg = b.node("Neg", &[&m], &[]);
+                let mi = b.node("Mul", &[&neg, &inv], &[]);
+                let shift = b.node("Add", &[&mi, bias], &[]);
                 b.node("Add", &[&xi, &shift], &[])
             }
             Form::ScaledReciprocal => {
@@ -225,7 +243,7 @@ fn layer_norm_width_is_pruned_exactly() {
     for opset in [17, 12, 10] {
         pruned_exactly(opset, Form::Torch);
     }
-    for form in [Form::Instance, Form::BatchNorm, Form::ScaledReciprocal, Form::Moments] {
+    for form in [Form::Instance, Form::BatchNorm, Form::ScaledReciprocal, Form::Moments, Form::Keras3] {
         pruned_exactly(13, form);
     }
     pruned_exactly(14, Form::Widened);
@@ -242,6 +260,10 @@ enum Form {
     /// tf2onnx's conversion of `tf.nn.moments` and `tf.nn.batch_normalization`, the
     /// means as `GlobalAveragePool`.
     BatchNorm,
+    /// Keras 3's layer norm as its ONNX export writes it: `x * inv + (-mean * inv + bias)`,
+    /// `inv = rsqrt(var + eps) * scale`, the centring reading the mean through a Reshape
+    /// to its own shape.
+    Keras3,
     /// `(x - mean) * (rsqrt(var + eps) * scale) + bias`, as TensorFlow rewrites the
     /// product of a layer norm written by hand.
     ScaledReciprocal,

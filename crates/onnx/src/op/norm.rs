@@ -106,7 +106,9 @@ impl Infer<'_, '_> {
 /// * the batch-normalization form (TensorFlow's `tf.nn.batch_normalization` after
 ///   `tf.nn.moments`, as tf2onnx converts it): `inv = Reciprocal(Sqrt(ReduceMean(d * d) +
 ///   eps)) * scale`, `n = x * inv + (bias - m * inv)`, the scale and the bias (its
-///   `Sub`, or a `Neg` without bias) optional;
+///   `Sub`, or a `Neg` without bias) optional; or `n = x * inv + (-m * inv + bias)` (Keras
+///   3's export), the centring reading the mean through a `Reshape` to its own shape (a
+///   `Transpose` tf2onnx rewrote);
 /// * the moments form (Keras's fused layer normalization, as tf2onnx converts it): `v =
 ///   ReduceSumSquare(d) / count`, `n = BatchNormalization(x, ..., Squeeze(m), v)` over the
 ///   input reshaped to `[1, rows, C, 1]` over the rows as channels (the count a constant, or
@@ -173,11 +175,28 @@ impl WrittenLayerNorm {
         };
         let mean_out = out(node)?;
         let mean_readers = readers(&mean_out);
-        let center = *mean_readers.iter().find(|&&r| graph.proto.node[r].op() == "Sub" && graph.proto.node[r].input.first() == Some(&x))?;
+        // The mean may reach the centring through a Reshape to its own shape (a layout
+        // change tf2onnx rewrote as a Reshape: Keras's channels-last layer norm).
+        let same_shape = |a: &str, b: &str| folded.and_then(|s| Some(s.shape(a)? == s.shape(b)?)).unwrap_or(false);
+        let viewed = mean_readers.iter().copied().find(|&r| {
+            let n = &graph.proto.node[r];
+            n.op() == "Reshape"
+                && is_default(n)
+                && n.output.first().is_some_and(|o| same_shape(o, &mean_out) && graph.consumers(o).len() == 1)
+        });
+        let centred_mean = match viewed {
+            Some(r) => out(&graph.proto.node[r])?,
+            None => mean_out.clone(),
+        };
+        let center = *readers(&centred_mean)
+            .iter()
+            .find(|&&r| graph.proto.node[r].op() == "Sub" && graph.proto.node[r].input.first() == Some(&x))?;
         let sub = &graph.proto.node[center];
-        if !is_default(sub) || sub.input.as_slice() != [x.clone(), mean_out.clone()] {
+        if !is_default(sub) || sub.input.as_slice() != [x.clone(), centred_mean.clone()] {
             return None;
         }
+        // `-m`, read by `-m * inv` (Keras 3's `x * inv + (-m * inv + bias)`).
+        let negated = mean_readers.iter().copied().find(|&r| graph.proto.node[r].op() == "Neg" && is_default(&graph.proto.node[r]));
         let mut d = sub.output.first()?.clone();
         // The pattern goes on past a cast of `d` to a wider float (a float16 layer's
         // statistics, as the TorchScript exporter writes them: in double) and past a
@@ -257,7 +276,7 @@ impl WrittenLayerNorm {
             return None;
         }
         let mut nodes = vec![mean, center];
-        nodes.extend(widened.into_iter().chain(transposed));
+        nodes.extend(viewed.into_iter().chain(widened).chain(transposed));
         nodes.extend([square, variance, add, root]);
         let std = out(sqrt)?;
         let (after, next) = only_reader(&std)?;
@@ -289,24 +308,33 @@ impl WrittenLayerNorm {
             };
             let products = readers(&inv);
             let [p, q] = products.as_slice() else { return None };
+            // The mean's side of the products: `m * inv`, or `-m * inv`.
+            let neg_out = negated.and_then(|k| out(&graph.proto.node[k]));
+            let is_mean = |v: &String| *v == mean_out || neg_out.as_ref() == Some(v);
             let (xi, mi) = match (other(&graph.proto.node[*p], &inv), other(&graph.proto.node[*q], &inv)) {
-                (Some(a), Some(b)) if a == x && b == mean_out => (*p, *q),
-                (Some(a), Some(b)) if a == mean_out && b == x => (*q, *p),
+                (Some(a), Some(b)) if a == x && is_mean(&b) => (*p, *q),
+                (Some(a), Some(b)) if is_mean(&a) && b == x => (*q, *p),
                 _ => return None,
             };
-            if [xi, mi].iter().any(|&k| graph.proto.node[k].op() != "Mul" || !is_default(&graph.proto.node[k]))
-                || !mean_readers.contains(&mi)
-            {
+            let through_neg = other(&graph.proto.node[mi], &inv) != Some(mean_out.clone());
+            let mean_read = if through_neg {
+                neg_out.as_deref().and_then(only_reader).is_some_and(|(r, _)| r == mi)
+            } else {
+                mean_readers.contains(&mi)
+            };
+            if [xi, mi].iter().any(|&k| graph.proto.node[k].op() != "Mul" || !is_default(&graph.proto.node[k])) || !mean_read {
                 return None;
             }
-            // `bias - m * inv`, or `-(m * inv)`.
+            // `bias - m * inv`, `-(m * inv)`, or `-m * inv + bias`.
             let (shift, sn) = only_reader(&out(&graph.proto.node[mi])?)?;
             let m_inv = out(&graph.proto.node[mi])?;
             let bias = match sn.op() {
-                "Sub" if sn.input.len() == 2 && sn.input[1] == m_inv && sn.input[0] != m_inv => Some(sn.input[0].clone()),
-                "Neg" => None,
+                "Sub" if !through_neg && sn.input.len() == 2 && sn.input[1] == m_inv && sn.input[0] != m_inv => Some(sn.input[0].clone()),
+                "Neg" if !through_neg => None,
+                "Add" if through_neg => Some(other(sn, &m_inv).filter(|b| *b != m_inv)?),
                 _ => return None,
             };
+            nodes.extend(negated.filter(|_| through_neg));
             let (end, last) = only_reader(&out(sn)?)?;
             let x_inv = out(&graph.proto.node[xi])?;
             if !is_default(sn)
