@@ -301,8 +301,8 @@ fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<St
 /// Sizes of the symbols in the shapes of the graph inputs, for the random inputs: those
 /// in `given` (--dim, the preprocessor, Conv channels), else `batch` for a symbol of an
 /// input's axis 0 and [`DEFAULT_SIZE`] for every other. Also (input, symbol) of the symbols
-/// sized by default, each with the first input that holds it. An axis is then its dimension evaluated at
-/// these sizes (`past + seq` is the sum of both).
+/// sized by default, each with the first input that holds it. An axis is then its
+/// dimension evaluated at these sizes (`past + seq` is the sum of both).
 fn symbol_sizes(
     graph: &Graph<'_>,
     shapes: &Shapes,

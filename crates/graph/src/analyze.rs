@@ -355,8 +355,9 @@ pub(crate) struct Ctx<'a, 'm> {
     /// such a node and a layer whose rule makes it a group member).
     frozen_inits: HashMap<String, String>,
     /// Initializer axes whose slices read channels ([`Ctx::consume`]) (ordered: the reasons
-    /// they block with are added in one order every run): per (initializer, axis), the operator and input slot of the first such reader, and the first output
-    /// of every node that read it so. Another node reading it in that slot must have too
+    /// they block with are added in one order every run): per (initializer, axis), the
+    /// operator and input slot of the first such reader, and the first output of every
+    /// node that read it so. Another node reading it in that slot must have too
     /// ([`Ctx::block_partly_consumed`]).
     consumed: BTreeMap<(String, usize), ConsumedBy>,
     /// Graph outputs that are caches ([`Ctx::cache_along`]), with their axes that keep

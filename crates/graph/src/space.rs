@@ -835,19 +835,18 @@ impl Spaces {
                 } else {
                     IndexMap::Blocks { offset, block }
                 };
-                let role = m.role;
                 let key = (m.init.clone(), m.axis, offset);
                 match members[c].get_mut(&key) {
                     Some(existing) => {
-                        if role_rank(role) > role_rank(existing.role) {
-                            existing.role = role;
+                        if role_rank(m.role) > role_rank(existing.role) {
+                            existing.role = m.role;
                         }
                         if existing.map != map {
                             reasons[c].insert(format!("'{}' axis {} is sliced two different ways", m.init, m.axis));
                         }
                     }
                     None => {
-                        members[c].insert(key, Member { initializer: m.init.clone(), axis: m.axis, role, map });
+                        members[c].insert(key, Member { initializer: m.init.clone(), axis: m.axis, role: m.role, map });
                     }
                 }
                 if let Some(why) = user_blocked.get(&m.init) {

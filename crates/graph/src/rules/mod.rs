@@ -356,14 +356,14 @@ impl Ctx<'_, '_> {
         let Some(dims) = node.input.first().and_then(|x| self.init_dims(x)) else {
             return false;
         };
-        let concats =
+        let readers_cut =
             self.graph.consumers(&node.output[0]).iter().all(|u| matches!(self.graph.proto.node[u.node].op(), "Concat" | "Add" | "Sub"));
         let target = ops::constant_dims(self.graph, Some(&self.shapes), &node.input[1]).ok().flatten();
         let Some(target) = target.filter(|t| t.len() >= dims.len()) else {
             return false;
         };
         let lead = target.len() - dims.len();
-        concats && dims.iter().enumerate().all(|(j, &d)| d <= 1 || target[lead + j] == Dim::Known(1))
+        readers_cut && dims.iter().enumerate().all(|(j, &d)| d <= 1 || target[lead + j] == Dim::Known(1))
     }
 
     /// The 2-D initializer `value` is the transpose of, when every reader of `value` is a
@@ -388,10 +388,8 @@ impl Ctx<'_, '_> {
     /// every reader.
     fn sliced_tables_read_whole(&mut self, node: &NodeProto) {
         let cut = std::mem::take(&mut self.tables_cut);
-        let expanded = |v: &String| {
-            let (_, n) = self.graph.producer_node(v)?;
-            (self.is_op(n, |o| *o == Op::Expand) && self.expanded_token(n)).then(|| n.input[0].clone())
-        };
+        let expanded =
+            |v: &String| self.expanded_init(v).filter(|_| self.graph.producer_node(v).is_some_and(|(_, n)| self.expanded_token(n)));
         let tables: Vec<String> =
             node.input.iter().filter_map(|v| self.sliced_table(v).or_else(|| expanded(v))).filter(|t| !cut.contains(t)).collect();
         self.freeze_reads(node, &tables, "it reads it whole (through a Slice or an Expand), not cut with channels");

@@ -316,13 +316,10 @@ impl WrittenLayerNorm {
                 (Some(a), Some(b)) if is_mean(&a) && b == x => (*q, *p),
                 _ => return None,
             };
-            let through_neg = other(&graph.proto.node[mi], &inv) != Some(mean_out.clone());
-            let mean_read = if through_neg {
-                neg_out.as_deref().and_then(only_reader).is_some_and(|(r, _)| r == mi)
-            } else {
-                mean_readers.contains(&mi)
-            };
-            if [xi, mi].iter().any(|&k| graph.proto.node[k].op() != "Mul" || !is_default(&graph.proto.node[k])) || !mean_read {
+            // (`m * inv` reads the mean; `-m` must be read by `-m * inv` alone.)
+            let through_neg = other(&graph.proto.node[mi], &inv).as_ref() != Some(&mean_out);
+            let neg_read_once = !through_neg || neg_out.as_deref().and_then(only_reader).is_some_and(|(r, _)| r == mi);
+            if [xi, mi].iter().any(|&k| graph.proto.node[k].op() != "Mul" || !is_default(&graph.proto.node[k])) || !neg_read_once {
                 return None;
             }
             // `bias - m * inv`, `-(m * inv)`, or `-m * inv + bias`.
