@@ -151,6 +151,31 @@ fn refused(args: &[&str], needles: &[&str]) {
     }
 }
 
+/// Writes at `path` a digits classifier as onnxruntime's `quantize_dynamic` writes one:
+/// the input quantized at run time (`DynamicQuantizeLinear`), an int8 `ConvInteger`
+/// weight, the int32 result scaled back to floats.
+fn dynamically_quantized(path: &Path) {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    use oto_onnx::{Tensor, TensorData};
+    let mut b = GraphBuilder::new("quantized");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[1, 8, 8]));
+    b.node("DynamicQuantizeLinear", &[&x], &["xq", "xs", "xzp"]);
+    let w = b.initializer("conv.weight_quantized", Tensor::new(vec![10, 1, 8, 8], TensorData::I8(vec![1; 640])).unwrap());
+    b.node("ConvInteger", &["xq", &w, "xzp"], &["acc"]);
+    let y = b.node_with("Cast", &["acc"], &[], &[("to", Attr::Int(1))]);
+    let y = b.node("Mul", &[&y, "xs"], &[]);
+    let flat = b.ints("flat", &[-1, 10]);
+    let y = b.node("Reshape", &[&y, &flat], &["logits"]);
+    b.output_f32(&y, &batch_dims(&[10]));
+    let mut proto = b.proto();
+    if let Some(n) = proto.graph.as_mut().and_then(|g| g.node.iter_mut().find(|n| n.op_type.as_deref() == Some("ConvInteger"))) {
+        n.name = Some("conv".into());
+    }
+    let model = oto_onnx::Model::from_proto(proto, &path.to_string_lossy(), None).unwrap();
+    model.save(path, &Default::default()).unwrap();
+}
+
 #[test]
 fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
     let _job = one_job_at_a_time();
@@ -199,6 +224,14 @@ fn bad_input_is_refused_with_exit_code_2_and_a_clear_message() {
         args.extend(["--unprunable", name]);
     }
     refused(&args, &["nothing to prune", "unprunable"]);
+    // A model quantized by onnxruntime's quantize_dynamic, which the trainer cannot run:
+    // the message says so and what to do, not which operator it stopped at.
+    let quantized = dir.path().join("quantized.onnx");
+    dynamically_quantized(&quantized);
+    refused(
+        &["prune", "--model", s(&quantized), "--data", train, "--out", out],
+        &["quantized.onnx", "nothing to prune", "the model is quantized", "node 'conv' (ConvInteger)", "prune the float model"],
+    );
     // A resume folder without a job.
     refused(&["prune", "--resume", s(dir.path())], &["job.json"]);
     // A job file with a misspelt key.

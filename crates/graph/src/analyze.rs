@@ -491,10 +491,8 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// computed weight names the node that computes it.
     pub fn block_computed_weight(&mut self, node: &NodeProto, w: &str) {
         if self.dequantized(w) {
-            let reason =
-                "the weight is quantized (a DequantizeLinear of integers): prune the float model, then quantize it (`oto quantize`)";
-            self.block_node(node, reason);
-            self.blocked_op(node, reason);
+            self.block_node(node, oto_onnx::op::QUANTIZED_WEIGHT);
+            self.blocked_op(node, oto_onnx::op::QUANTIZED_WEIGHT);
         } else {
             // Listed even when no channel reaches it: a model whose layers all compute
             // their weights (BiT's weight-standardized convolutions) has no group, and

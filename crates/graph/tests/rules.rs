@@ -1114,6 +1114,67 @@ fn quantized_weights_say_to_prune_the_float_model() {
     assert!(a.blocked[0].reason.contains("prune the float model"), "{:?}", a.blocked);
 }
 
+/// The other forms of a quantized file: onnxruntime's dynamic quantization
+/// (`DynamicQuantizeLinear` -> `ConvInteger`), its operator format (`QLinearConv` with
+/// per-channel scales and an int32 bias) and its 4-bit weights (`com.microsoft`
+/// `MatMulNBits`, two weights a byte). Every layer is listed with what to do instead; its
+/// integer weights count as the parameters they hold (the scales and zero points do not),
+/// and its MACs as the float layer's.
+#[test]
+fn integer_layers_say_to_prune_the_float_model() {
+    use oto_onnx::{DType, Tensor, TensorData};
+    let mut b = GraphBuilder::new("integer layers");
+    b.opset(13).import_domain("com.microsoft", 1);
+    let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+    let int8 = |b: &mut GraphBuilder, name: &str, dims: &[usize]| {
+        let n = dims.iter().product();
+        b.initializer(name, Tensor::new(dims.to_vec(), TensorData::I8(vec![1; n])).unwrap())
+    };
+    let float = |b: &mut GraphBuilder, name: &str, dims: &[usize], v: f32| {
+        let n = dims.iter().product();
+        b.initializer(name, Tensor::new(dims.to_vec(), TensorData::F32(vec![v; n])).unwrap())
+    };
+    b.node("DynamicQuantizeLinear", &[&x], &["xq", "xs", "xzp"]);
+    let w1 = int8(&mut b, "conv1.weight_quantized", &[4, 3, 1, 1]);
+    let c1 = b.node("ConvInteger", &["xq", &w1, "xzp"], &[]);
+    let c1 = b.node_with("Cast", &[&c1], &[], &[("to", Attr::Int(1))]);
+    let w1s = float(&mut b, "conv1.weight_scale", &[], 0.1);
+    let scale = b.node("Mul", &["xs", &w1s], &[]);
+    let y1 = b.node("Mul", &[&c1, &scale], &[]);
+    let y1 = b.node("Relu", &[&y1], &[]);
+    let ys = float(&mut b, "y_scale", &[], 0.05);
+    let yzp = b.initializer("y_zero_point", Tensor::new(vec![], TensorData::U8(vec![0])).unwrap());
+    let yq = b.node("QuantizeLinear", &[&y1, &ys, &yzp], &[]);
+    let w2 = int8(&mut b, "conv2.weight_quantized", &[6, 4, 1, 1]);
+    let w2s = float(&mut b, "conv2.weight_scale", &[6], 0.1);
+    let w2zp = int8(&mut b, "conv2.weight_zero_point", &[6]);
+    let bias = b.initializer("conv2.bias_quantized", Tensor::new(vec![6], TensorData::I32(vec![3; 6])).unwrap());
+    let y2 = b.node("QLinearConv", &[&yq, &ys, &yzp, &w2, &w2s, &w2zp, &ys, &yzp, &bias], &[]);
+    let y2 = b.node("DequantizeLinear", &[&y2, &ys, &yzp], &[]);
+    let flat = b.ints("flat", &[-1, 384]);
+    let y2 = b.node("Reshape", &[&y2, &flat], &[]);
+    // K = 384 in blocks of 32: 12 blocks of 16 bytes per output.
+    let packed = b.initializer("fc.weight_Q4", Tensor::new(vec![5, 12, 16], TensorData::U8(vec![0x11; 960])).unwrap());
+    let scales = float(&mut b, "fc.weight_scales", &[60], 0.1);
+    let attrs = [("K", Attr::Int(384)), ("N", Attr::Int(5)), ("bits", Attr::Int(4)), ("block_size", Attr::Int(32))];
+    let y = b.node_in_domain("com.microsoft", "MatMulNBits", &[&y2, &packed, &scales], &["y"], &attrs);
+    b.output_f32(&y, &batch_dims(&[5]));
+    let model = b.build().unwrap();
+    let a = run(&model);
+    assert!(a.prunable_groups().next().is_none(), "{}", a.table());
+    let listed: Vec<&str> = a.blocked.iter().filter(|o| o.reason == oto_onnx::op::QUANTIZED_WEIGHT).map(|o| o.op_type.as_str()).collect();
+    assert_eq!(listed, ["ConvInteger", "QLinearConv", "com.microsoft::MatMulNBits"], "{:?}", a.blocked);
+    // 12 + 24 weights, 6 biases, 384 x 5 packed weights.
+    assert_eq!(a.total_params, 12 + 24 + 6 + 384 * 5, "{}", a.table());
+    let graph = oto_onnx::Graph::new(&model).unwrap();
+    let shapes = oto_onnx::shape::infer(&graph).unwrap();
+    assert_eq!(shapes.dtype("y"), Some(DType::F32));
+    let macs = oto_onnx::cost::macs(&graph, &shapes);
+    assert!(macs.unresolved.is_empty(), "{:?}", macs.unresolved);
+    // Per sample: 64 positions x 4 x 3, 64 x 6 x 4, then 384 x 5.
+    assert_eq!(macs.total, 64 * 4 * 3 + 64 * 6 * 4 + 384 * 5);
+}
+
 /// BiT's weight-standardized convolutions: each weight is computed from its initializer
 /// (reshaped, batch-normalized over its rows, reshaped back). No group is followed
 /// through them, and each is listed with the node computing its weight, even the first,

@@ -3,8 +3,11 @@
 //! Parameters are the elements of floating-point initializers, less what PyTorch
 //! calls buffers and exporters add as constants: BatchNormalization running
 //! statistics (inputs 3 and 4) and scalars (the `1.0` of `1 - mask`, the `sqrt(d)`
-//! of attention...). MACs are counted for the operators that dominate compute
-//! (Conv, ConvTranspose, Gemm, MatMul and their integer forms; RNN/GRU/LSTM: every step's products with W and R), from static shapes with
+//! of attention...); in a quantized file, the integer weights of its quantized layers
+//! count (as many weights as they hold, [`crate::op::quantized_weight_count`]) and its
+//! scales and zero points do not. MACs are counted for the operators that dominate
+//! compute (Conv, ConvTranspose, Gemm, MatMul and their integer and quantized forms;
+//! RNN/GRU/LSTM: every step's products with W and R), from static shapes with
 //! the batch symbol(s) bound to 1; the estimate is per batch element. The symbolic
 //! axes of integer inputs after the batch (token ids, attention masks, position ids:
 //! the sequence axes) are bound to 1 as well, so a transformer's MACs are per token
@@ -45,7 +48,25 @@ enum InitKind {
 fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitKind)> {
     let mut stats: HashSet<&str> = HashSet::new();
     let mut learned: HashSet<&str> = HashSet::new();
+    // Quantized layers' integer weights (with the number of weights they hold), and the
+    // scales and zero points of quantization.
+    let mut quantized: HashMap<&str, u64> = HashMap::new();
+    let mut quantization: HashSet<&str> = HashSet::new();
     for (_, node) in graph.nodes() {
+        for &k in crate::op::quantized_weights(node) {
+            let Some(t) = node.input.get(k).and_then(|v| graph.initializer(v)) else { continue };
+            quantized.insert(node.input[k].as_str(), crate::op::quantized_weight_count(node, k, t));
+        }
+        // A quantized embedding: integer rows looked up by a Gather, then dequantized.
+        if node.op() == "DequantizeLinear" {
+            if let Some((_, lookup)) = node.input.first().and_then(|v| graph.producer_node(v)).filter(|(_, p)| p.op() == "Gather") {
+                if let Some(t) = lookup.input.first().and_then(|v| graph.initializer(v)) {
+                    let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
+                    quantized.insert(lookup.input[0].as_str(), numel);
+                }
+            }
+        }
+        quantization.extend(crate::op::quantization_params(node).iter().filter_map(|&k| node.input.get(k)).map(String::as_str));
         let Ok(op) = crate::op::Op::parse(graph, node) else { continue };
         if op == crate::op::Op::BatchNormalization {
             stats.extend(node.input.iter().skip(3).take(2).map(String::as_str));
@@ -61,8 +82,14 @@ fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitK
         }
         let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
         let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
+        if let Some(&weights) = quantized.get(name).filter(|_| !float && numel > 1) {
+            out.push((name, t.dims.as_slice(), weights, InitKind::Parameter));
+            continue;
+        }
         let kind = if stats.contains(name) {
             InitKind::RunningStats
+        } else if quantization.contains(name) && !learned.contains(name) {
+            InitKind::Other
         } else if float && (numel > 1 || (numel == 1 && learned.contains(name))) {
             // One element is a parameter where a layer learns it (a one-channel bias).
             InitKind::Parameter
@@ -272,7 +299,13 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
         let op = node.op();
         // A node that does not parse was reported by shape inference; it is not counted here.
         let Ok(parsed) = Op::parse(graph, node) else { continue };
-        if !matches!(parsed, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul { .. } | Op::Rnn(_)) {
+        let contrib_matmul = crate::op::is_contrib_quantized_matmul(node);
+        if !contrib_matmul
+            && !matches!(
+                parsed,
+                Op::Conv(_) | Op::QLinearConv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul { .. } | Op::QLinearMatMul | Op::Rnn(_)
+            )
+        {
             continue;
         }
         let shape = |k: usize| -> Option<Vec<u64>> {
@@ -304,9 +337,11 @@ pub fn macs_with(graph: &Graph<'_>, shapes: &Shapes, bindings: &HashMap<String, 
         }
         let m = match &parsed {
             Op::Conv(_) => Conv::macs(shape(1).as_deref(), out.as_deref()),
+            Op::QLinearConv(_) => Conv::macs(shape(3).as_deref(), out.as_deref()),
             Op::ConvTranspose(_) => ConvTranspose::macs(shape(0).as_deref(), shape(1).as_deref()),
             Op::Gemm(g) => g.macs(shape(0).as_deref(), out.as_deref()),
-            Op::MatMul { .. } => matmul_macs(shape(0).as_deref(), out.as_deref()),
+            Op::MatMul { .. } | Op::QLinearMatMul => matmul_macs(shape(0).as_deref(), out.as_deref()),
+            Op::Other(_) if contrib_matmul => matmul_macs(shape(0).as_deref(), out.as_deref()),
             _ => continue,
         };
         match m {

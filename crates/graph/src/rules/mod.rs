@@ -143,6 +143,14 @@ impl Ctx<'_, '_> {
     pub fn apply(&mut self, node: &NodeProto) -> Result<(), AnalysisError> {
         self.block_subgraph_reads(node);
         let any_tracked = node.input.iter().any(|v| self.tracks.contains_key(v.as_str()));
+        // A layer of a quantized file, whatever its operator: listed even when no channel
+        // reaches it, so that a file quantized throughout says why it has no group (a
+        // `DequantizeLinear`'s weight is told by the layer reading it).
+        if oto_onnx::op::is_quantized_layer(self.graph, node) {
+            self.block_node(node, oto_onnx::op::QUANTIZED_WEIGHT);
+            self.blocked_op(node, oto_onnx::op::QUANTIZED_WEIGHT);
+            return Ok(());
+        }
         let custom = !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx")) && !oto_onnx::branches::is_branches(node);
         if custom {
             let reason = if node.domain.as_deref() == Some("com.microsoft.nchwc") {
@@ -185,6 +193,8 @@ impl Ctx<'_, '_> {
             // as every blocked node does.
             Op::Conv(_)
             | Op::MatMul { integer: true }
+            | Op::QLinearConv(_)
+            | Op::QLinearMatMul
             | Op::Binary(B::Mod | B::Mean | B::Sum | B::BitShift | B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor)
             | Op::Compare(_)
             | Op::LpNormalization
@@ -209,7 +219,7 @@ impl Ctx<'_, '_> {
                 self.block_node(node, &format!("operator {} is not understood", node.op()))
             }
             // A quantized model is pruned as its float model: the QDQ form is not cut.
-            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
+            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::DynamicQuantizeLinear => {
                 self.block_node(node, "quantization is not pruned: prune the float model, then quantize it")
             }
             // A table sliced along some axes and only added to others (MPT's ALiBi buffer

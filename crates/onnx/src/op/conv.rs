@@ -201,8 +201,27 @@ impl Infer<'_, '_> {
     }
 
     pub(crate) fn conv(&mut self, node: &NodeProto, c: &Conv) -> R<Vec<ValueType>> {
+        // ConvInteger has no bias: its inputs 2 and 3 are zero points.
+        match c.integer {
+            true => self.conv_of(node, c, (1, None), Some(DType::I32)),
+            false => {
+                let dtype = self.dtype(node, 0);
+                self.conv_of(node, c, (1, Some(2)), dtype)
+            }
+        }
+    }
+
+    /// `QLinearConv`: the weight is input 3, the bias input 8; the output has the type of
+    /// its zero point (input 7).
+    pub(crate) fn qlinear_conv(&mut self, node: &NodeProto, c: &Conv) -> R<Vec<ValueType>> {
+        let dtype = self.dtype(node, 7);
+        self.conv_of(node, c, (3, Some(8)), dtype)
+    }
+
+    /// A convolution of input 0 by the weight and bias at `(weight, bias)`.
+    fn conv_of(&mut self, node: &NodeProto, c: &Conv, (weight, bias): (usize, Option<usize>), dtype: Option<DType>) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let w = self.shape(node, 1)?;
+        let w = self.shape(node, weight)?;
         if x.len() < 3 || w.len() != x.len() {
             return Err(
                 self.fail(node, format!("input {} and weight {} must have the same rank, at least 3", fmt_shape(&x), fmt_shape(&w)))
@@ -225,7 +244,7 @@ impl Infer<'_, '_> {
                 return Err(self.fail(node, format!("{m} output channels are not divisible by group {group}")));
             }
         }
-        if let Some(b) = crate::ops::input(node, 2).and_then(|n| self.out.shape(n)) {
+        if let Some(b) = bias.and_then(|k| crate::ops::input(node, k)).and_then(|n| self.out.shape(n)) {
             if b.len() != 1 || b[0].known().zip(w[0].known()).is_some_and(|(a, c)| a != c) {
                 return Err(self.fail(node, format!("bias has shape {}, expected [{}]", fmt_shape(b), w[0])));
             }
@@ -235,7 +254,6 @@ impl Infer<'_, '_> {
         for i in 0..x.len() - 2 {
             out.push(self.window_out(node, &a, i, &x[i + 2], false)?);
         }
-        let dtype = if c.integer { Some(DType::I32) } else { self.dtype(node, 0) };
         Ok(vec![vt(dtype, out)])
     }
 

@@ -73,8 +73,21 @@ impl Infer<'_, '_> {
     }
 
     pub(crate) fn matmul(&mut self, node: &NodeProto, integer: bool) -> R<Vec<ValueType>> {
+        let dtype = if integer { Some(DType::I32) } else { self.dtype(node, 0) };
+        self.matmul_of(node, 1, dtype)
+    }
+
+    /// `QLinearMatMul`: the second operand is input 3; the output has the type of its zero
+    /// point (input 7).
+    pub(crate) fn qlinear_matmul(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let dtype = self.dtype(node, 7);
+        self.matmul_of(node, 3, dtype)
+    }
+
+    /// The product of input 0 and input `second`.
+    pub(crate) fn matmul_of(&mut self, node: &NodeProto, second: usize, dtype: Option<DType>) -> R<Vec<ValueType>> {
         let a = self.shape(node, 0)?;
-        let b = self.shape(node, 1)?;
+        let b = self.shape(node, second)?;
         if a.is_empty() || b.is_empty() {
             return Err(self.fail(node, "MatMul inputs must have rank at least 1"));
         }
@@ -91,7 +104,6 @@ impl Infer<'_, '_> {
         if b.len() > 1 {
             out.push(b2[b2.len() - 1].clone());
         }
-        let dtype = if integer { Some(DType::I32) } else { self.dtype(node, 0) };
         Ok(vec![vt(dtype, out)])
     }
 

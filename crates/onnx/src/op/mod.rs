@@ -71,7 +71,10 @@ pub use index::{
 pub use matmul::Gemm;
 pub use norm::{LayerNorm, Softmax, SoftmaxKind, WrittenLayerNorm};
 pub use pool::{Pool, PoolKind};
-pub use quant::QLinear;
+pub use quant::{
+    is_contrib_quantized_matmul, is_quantized_layer, quantization_params, quantized_layers, quantized_weight_count, quantized_weights,
+    QLinear, QUANTIZED_WEIGHT,
+};
 pub use recurrent::{Direction, Rnn, RnnKind};
 pub use reduce::{ArgReduce, Reduce, TopK};
 
@@ -248,6 +251,13 @@ pub enum Op {
     QuantizeLinear(QLinear),
     /// `DequantizeLinear`.
     DequantizeLinear(QLinear),
+    /// `DynamicQuantizeLinear`: uint8 values, their scale and zero point.
+    DynamicQuantizeLinear,
+    /// `QLinearConv`: a convolution of quantized input and weight (input 3) to a
+    /// quantized output.
+    QLinearConv(Conv),
+    /// `QLinearMatMul`: a product of quantized operands (inputs 0 and 3).
+    QLinearMatMul,
     // ---- control.rs
     /// oto's [`crate::branches::BRANCHES`]: a merged decoder's `If`, written as both branches.
     Branches,
@@ -432,6 +442,7 @@ pub const OPERATORS: &[&str] = &[
     "DequantizeLinear",
     "Div",
     "Dropout",
+    "DynamicQuantizeLinear",
     "Einsum",
     "Elu",
     "Equal",
@@ -489,6 +500,8 @@ pub const OPERATORS: &[&str] = &[
     "PRelu",
     "Pad",
     "Pow",
+    "QLinearConv",
+    "QLinearMatMul",
     "QuantizeLinear",
     "RMSNormalization",
     "RNN",
@@ -555,8 +568,13 @@ impl Op {
     /// bound, a fill value) it is a literal of the file.
     pub fn reads_learned(&self, k: usize) -> bool {
         match self {
+            // ConvInteger's inputs 2 and 3 are zero points.
+            Op::Conv(c) if c.integer => k == 1,
             Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => (1..=2).contains(&k) || (k == 0 && matches!(self, Op::Gemm(_))),
+            Op::MatMul { integer: true } => k <= 1,
             Op::MatMul { .. } | Op::Einsum => true,
+            Op::QLinearConv(_) => k == 3 || k == 8,
+            Op::QLinearMatMul => k == 0 || k == 3,
             Op::BatchNormalization
             | Op::InstanceNormalization
             | Op::GroupNormalization
@@ -678,6 +696,9 @@ impl Op {
             "Trilu" => Op::Trilu { upper: int_or("upper", 1)? != 0 },
             "QuantizeLinear" => attrs(QLinear::parse(node).map(Op::QuantizeLinear))?,
             "DequantizeLinear" => attrs(QLinear::parse(node).map(Op::DequantizeLinear))?,
+            "DynamicQuantizeLinear" => Op::DynamicQuantizeLinear,
+            "QLinearConv" => attrs(Conv::parse(node, true).map(Op::QLinearConv))?,
+            "QLinearMatMul" => Op::QLinearMatMul,
             other => Op::Other(other.to_string()),
         })
     }
@@ -687,6 +708,7 @@ impl Infer<'_, '_> {
     /// The output types of `node` (parsed as `op`): the family's shape rule.
     pub(crate) fn node_types(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
         match op {
+            Op::Other(_) if quant::is_contrib_quantized_matmul(node) => self.contrib_quantized_matmul(node),
             Op::Other(_) => Err(Stop::Unknown),
             Op::Branches => self.branches(node),
             Op::Unary(_)
@@ -747,6 +769,9 @@ impl Infer<'_, '_> {
             Op::EyeLike => self.eye_like(node),
             Op::QuantizeLinear(q) => self.qlinear(node, q, false),
             Op::DequantizeLinear(q) => self.qlinear(node, q, true),
+            Op::DynamicQuantizeLinear => self.dynamic_quantize(node),
+            Op::QLinearConv(c) => self.qlinear_conv(node, c),
+            Op::QLinearMatMul => self.qlinear_matmul(node),
         }
     }
 }

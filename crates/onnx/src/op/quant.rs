@@ -2,10 +2,19 @@
 //! `block_size` and `output_dtype`). The output has the input's shape; its element type
 //! is the zero point's (else `output_dtype`, else uint8) for `QuantizeLinear`, the
 //! scale's for `DequantizeLinear`. INT4/UINT4 values are I8/U8 here
-//! ([`crate::DType::widened_from_onnx`]). Not counted in MACs.
+//! ([`crate::DType::widened_from_onnx`]). Not counted in MACs. `DynamicQuantizeLinear`
+//! (onnxruntime's `quantize_dynamic`): uint8 values of the input's shape, a float scale
+//! and a uint8 zero point.
+//!
+//! The layers of a quantized file (`ConvInteger`, `MatMulInteger`, `QLinearConv`,
+//! `QLinearMatMul`, the weights behind a `DequantizeLinear`, and onnxruntime's
+//! `com.microsoft` quantized operators such as `MatMulNBits`) store their weights as
+//! integers: [`quantized_weights`] names those inputs, so that they count as parameters
+//! and the analysis can say why such a layer is not pruned.
 
-use crate::graph::NodeExt;
-use crate::proto::NodeProto;
+use crate::graph::{node_label, Graph, NodeExt};
+use crate::proto::tensor_proto::DataType as ProtoType;
+use crate::proto::{NodeProto, TensorProto};
 use crate::shape::{vt, Infer, ValueType, R};
 use crate::tensor::DType;
 
@@ -36,7 +45,108 @@ impl QLinear {
     }
 }
 
+/// What the analysis and the commands say of a layer whose weight is stored as integers.
+pub const QUANTIZED_WEIGHT: &str = "the weight is quantized (stored as integers): prune the float model, then quantize it (`oto quantize`)";
+
+/// The inputs of `node` that hold a quantized layer's integer weights and biases (empty
+/// for other nodes): `DequantizeLinear`'s values, `ConvInteger`'s weight, `QLinearConv`'s
+/// weight and bias, either operand of `MatMulInteger` and `QLinearMatMul`, and the weight
+/// operands of onnxruntime's quantized operators (`MatMulNBits`, `QGemm`,
+/// `DynamicQuantizeMatMul`, `MatMulIntegerToFloat`, `QAttention`, `GatherBlockQuantized`).
+pub fn quantized_weights(node: &NodeProto) -> &'static [usize] {
+    match (node.domain.as_deref().unwrap_or(""), node.op()) {
+        ("" | "ai.onnx", "DequantizeLinear") => &[0],
+        ("" | "ai.onnx", "ConvInteger") => &[1],
+        ("" | "ai.onnx", "QLinearConv") => &[3, 8],
+        ("" | "ai.onnx", "MatMulInteger") => &[0, 1],
+        ("" | "ai.onnx", "QLinearMatMul") => &[0, 3],
+        ("com.microsoft", "MatMulNBits" | "DynamicQuantizeMatMul" | "QAttention") => &[1],
+        ("com.microsoft", "MatMulIntegerToFloat") => &[0, 1],
+        ("com.microsoft", "QGemm") => &[0, 3, 6],
+        ("com.microsoft", "GatherBlockQuantized") => &[0],
+        _ => &[],
+    }
+}
+
+/// Whether `node` is a layer of a quantized file: it computes with integer weights
+/// stored in the file (not a `DequantizeLinear`, whose readers are the layers).
+pub fn is_quantized_layer(graph: &Graph<'_>, node: &NodeProto) -> bool {
+    node.op() != "DequantizeLinear"
+        && quantized_weights(node).iter().any(|&k| node.input.get(k).is_some_and(|v| graph.initializer(v).is_some()))
+}
+
+/// The layers of a quantized file ([`is_quantized_layer`]), as node labels.
+pub fn quantized_layers(graph: &Graph<'_>) -> Vec<String> {
+    graph.nodes().filter(|(_, n)| is_quantized_layer(graph, n)).map(|(_, n)| node_label(n)).collect()
+}
+
+/// The number of weights that `tensor`, input `k` of `node` (one of
+/// [`quantized_weights`]), holds: its element count, except where weights are packed
+/// several to a byte (`MatMulNBits`: `K x N` weights, by its attributes;
+/// `GatherBlockQuantized`'s uint8 data: `8 / bits` a byte).
+pub fn quantized_weight_count(node: &NodeProto, k: usize, tensor: &TensorProto) -> u64 {
+    let numel = tensor.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
+    let attr = |name: &str, default: i64| node.attr_int_or(name, default).ok().and_then(|v| u64::try_from(v).ok());
+    match (node.op(), k) {
+        ("MatMulNBits", 1) => attr("N", 0).zip(attr("K", 0)).map(|(n, k)| n.saturating_mul(k)).filter(|&c| c > 0).unwrap_or(numel),
+        ("GatherBlockQuantized", 0) if tensor.data_type == Some(ProtoType::Uint8 as i32) => match attr("bits", 4) {
+            Some(bits @ 1..=8) => numel.saturating_mul(8 / bits),
+            _ => numel,
+        },
+        _ => numel,
+    }
+}
+
+/// The inputs of `node` that are quantization parameters (scales and zero points): not
+/// parameters a layer learns, whatever their size (per-channel scales).
+pub fn quantization_params(node: &NodeProto) -> &'static [usize] {
+    match (node.domain.as_deref().unwrap_or(""), node.op()) {
+        ("" | "ai.onnx", "QuantizeLinear" | "DequantizeLinear") => &[1, 2],
+        ("" | "ai.onnx", "ConvInteger" | "MatMulInteger") => &[2, 3],
+        ("" | "ai.onnx", "QLinearConv" | "QLinearMatMul") => &[1, 2, 4, 5, 6, 7],
+        ("com.microsoft", "MatMulNBits" | "DynamicQuantizeMatMul" | "GatherBlockQuantized") => &[2, 3],
+        ("com.microsoft", "MatMulIntegerToFloat") => &[2, 3, 4, 5],
+        ("com.microsoft", "QGemm") => &[1, 2, 4, 5, 7, 8],
+        ("com.microsoft", "QAttention") => &[3, 4, 6, 7],
+        _ => &[],
+    }
+}
+
+/// Whether `node` is one of onnxruntime's quantized matrix products whose shape and MACs
+/// oto knows (`com.microsoft` `MatMulNBits`, `DynamicQuantizeMatMul`,
+/// `MatMulIntegerToFloat`): a float product of input 0 by a quantized weight.
+pub fn is_contrib_quantized_matmul(node: &NodeProto) -> bool {
+    node.domain.as_deref() == Some("com.microsoft") && matches!(node.op(), "MatMulNBits" | "DynamicQuantizeMatMul" | "MatMulIntegerToFloat")
+}
+
 impl Infer<'_, '_> {
+    /// A `com.microsoft` quantized matrix product ([`is_contrib_quantized_matmul`]): input
+    /// 0's shape with its last axis `N` (`MatMulNBits`, by its attribute; the others, the
+    /// product with input 1), in the type of input 0 (`MatMulIntegerToFloat`: of its
+    /// scales, input 2).
+    pub(crate) fn contrib_quantized_matmul(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        if node.op() != "MatMulNBits" {
+            let dtype = self.dtype(node, if node.op() == "MatMulIntegerToFloat" { 2 } else { 0 });
+            return self.matmul_of(node, 1, dtype);
+        }
+        let mut a = self.shape(node, 0)?;
+        let n = self.attr(node, node.attr_int_or("N", 0))?;
+        if a.is_empty() || n <= 0 {
+            return Err(self.fail(node, format!("needs an input of rank at least 1 and N > 0 (N = {n})")));
+        }
+        let last = a.len() - 1;
+        a[last] = crate::Dim::Known(n);
+        let dtype = self.dtype(node, 0);
+        Ok(vec![vt(dtype, a)])
+    }
+
+    /// `DynamicQuantizeLinear`: uint8 values of the input's shape, a scalar float scale
+    /// and a scalar uint8 zero point.
+    pub(crate) fn dynamic_quantize(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        Ok(vec![vt(Some(DType::U8), x), vt(Some(DType::F32), Vec::new()), vt(Some(DType::U8), Vec::new())])
+    }
+
     /// `QuantizeLinear` (`dequantize` false) or `DequantizeLinear`: the input's shape.
     pub(crate) fn qlinear(&mut self, node: &NodeProto, q: &QLinear, dequantize: bool) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;

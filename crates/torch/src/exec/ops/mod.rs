@@ -255,6 +255,9 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         Op::Constant => Err("a Constant node is evaluated once by the executor, not compiled".into()),
         Op::Conv(_)
         | Op::MatMul { integer: true }
+        | Op::QLinearConv(_)
+        | Op::QLinearMatMul
+        | Op::DynamicQuantizeLinear
         | Op::LpNormalization
         | Op::MeanVarianceNormalization
         | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
