@@ -64,7 +64,8 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         let Some(at) = gp.node.iter().position(|n| n.output.iter().any(|o| o == value)) else {
             return Err(mismatch(g0, format!("cache '{value}' is not the output of a node")));
         };
-        let with_past = gp.node[at].op_type.as_deref() == Some("Concat") && gp.node[at].input.iter().any(|x| graph_inputs.contains(x));
+        let is_past = |gp: &oto_onnx::proto::GraphProto, x: &str| graph_inputs.contains(uncast(gp, x).as_str());
+        let with_past = gp.node[at].op_type.as_deref() == Some("Concat") && gp.node[at].input.iter().any(|x| is_past(gp, x));
         if !with_past {
             present(&mut names, gp, at, value, &restores, rank, opset, g0)?;
             continue;
@@ -72,7 +73,7 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         let mut before = Vec::new();
         let operands = gp.node[at].input.clone();
         for (k, x) in operands.iter().enumerate() {
-            if x.is_empty() || graph_inputs.contains(x) {
+            if x.is_empty() || is_past(gp, x) {
                 continue;
             }
             let mut current = x.clone();
@@ -81,24 +82,70 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
             }
             gp.node[at].input[k] = current;
         }
-        let mut after = Vec::new();
-        let mut kept_value = value.to_string();
-        for r in &restores {
-            let idx: Vec<i64> = r.kept.iter().map(|&p| p as i64).collect();
-            let idx_name = push_indices(&mut names, &mut gp.initializer, &format!("{value}.kept"), idx, g0)?;
-            let out = fresh(&mut names, &format!("{value}.kept"));
-            after.push(gather(&mut names, &kept_value, &idx_name, &out, r.axis));
-            kept_value = out;
-        }
-        for n in gp.node.iter_mut().skip(at + 1).filter(|n| !oto_onnx::branches::is_branches(n)) {
-            for i in n.input.iter_mut().filter(|i| i.as_str() == value) {
-                *i = kept_value.clone();
+        // The cache and the Casts that carry it whole to the graph output (float16 inside,
+        // float32 outputs), each after the node that writes it, last first so that the
+        // positions of the earlier ones hold; the model's other readers of any of them
+        // read the kept positions.
+        let (chain, casts) = cast_chain(gp, at, value);
+        for (writer, carried) in chain.into_iter().rev() {
+            let readers: Vec<usize> = (writer + 1..gp.node.len())
+                .filter(|&n| !casts.contains(&n) && !oto_onnx::branches::is_branches(&gp.node[n]))
+                .filter(|&n| gp.node[n].input.contains(&carried))
+                .collect();
+            if readers.is_empty() {
+                continue;
             }
+            let mut after = Vec::new();
+            let mut kept_value = carried.clone();
+            for r in &restores {
+                let idx: Vec<i64> = r.kept.iter().map(|&p| p as i64).collect();
+                let idx_name = push_indices(&mut names, &mut gp.initializer, &format!("{carried}.kept"), idx, g0)?;
+                let out = fresh(&mut names, &format!("{carried}.kept"));
+                after.push(gather(&mut names, &kept_value, &idx_name, &out, r.axis));
+                kept_value = out;
+            }
+            for n in readers {
+                for i in gp.node[n].input.iter_mut().filter(|i| **i == carried) {
+                    *i = kept_value.clone();
+                }
+            }
+            gp.node.splice(writer + 1..writer + 1, after);
         }
-        gp.node.splice(at + 1..at + 1, after);
         gp.node.splice(at..at, before);
     }
     Ok(())
+}
+
+/// `value` before the `Cast` nodes of `gp` that made it (a graph input of a file converted
+/// to float16 with its inputs kept in float32), or `value` itself.
+fn uncast(gp: &oto_onnx::proto::GraphProto, value: &str) -> String {
+    let mut current = value.to_string();
+    while let Some(n) = gp.node.iter().find(|n| n.output.first() == Some(&current) && n.op_type.as_deref() == Some("Cast")) {
+        match n.input.first() {
+            Some(x) if !x.is_empty() && *x != current => current = x.clone(),
+            _ => break,
+        }
+    }
+    current
+}
+
+/// The cache `value` (written by node `at`) and the values `Cast` nodes make of it, each
+/// with the position of the node writing it, in the order of the nodes; and the positions
+/// of those Casts.
+fn cast_chain(gp: &oto_onnx::proto::GraphProto, at: usize, value: &str) -> (Vec<(usize, String)>, HashSet<usize>) {
+    let mut chain = vec![(at, value.to_string())];
+    let mut casts = HashSet::new();
+    let mut k = 0;
+    while let Some((_, v)) = chain.get(k).cloned() {
+        k += 1;
+        for (n, node) in gp.node.iter().enumerate() {
+            if node.op_type.as_deref() == Some("Cast") && node.input.first() == Some(&v) && casts.insert(n) {
+                chain.extend(node.output.first().map(|o| (n, o.clone())));
+            }
+        }
+    }
+    chain.sort_by_key(|(n, _)| *n);
+    (chain, casts)
 }
 
 /// Along `axis` of a value of shape `dims` (`what` names it in errors), its length and

@@ -219,7 +219,12 @@ fn traverse(
     // A merged decoder's outputs: each branch's value, which each branch writes as a
     // graph output writes it (a cache, heads, or blocked).
     for (result, output) in graph.results() {
-        let name = result.as_str();
+        // A cache returned through Casts (float16 inside, float32 outputs) is recorded at
+        // the Concat: the Casts carry the same channels.
+        let name = match graph.uncast(&result) {
+            source if cx.cache_axes.contains_key(source) => source,
+            _ => result.as_str(),
+        };
         let why = format!("reaches graph output '{output}'");
         if !cx.cache_axes.contains_key(name) {
             cx.present_heads(name);
@@ -883,7 +888,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// Whether `node`, a Concat along `axis`, makes a key/value cache of `value`: `value`
     /// is the past ([`Graph::cache_inputs`]) and `node`'s output the present.
     pub fn is_cache_input(&self, node: &NodeProto, value: &str, axis: usize) -> bool {
-        self.cache_inputs.get(value) == Some(&axis) && node.output.first().is_some_and(|o| self.graph.is_result(o))
+        self.cache_inputs.get(self.graph.uncast(value)) == Some(&axis) && node.output.first().is_some_and(|o| self.graph.reaches_result(o))
     }
 
     /// `init`'s axis `init_axis` reads a value axis: consumer slices. Where the value is

@@ -484,8 +484,8 @@ impl Analysis {
                 check_member(&graph, g, m).map_err(bad)?;
             }
             for c in &g.caches {
-                if !graph.is_result(&c.value) || graph.producer_node(&c.value).is_none() {
-                    return Err(bad(format!("cache '{}' is not a graph output (or a branch's) made by a node", c.value)));
+                if !graph.reaches_result(&c.value) || graph.producer_node(&c.value).is_none() {
+                    return Err(bad(format!("cache '{}' is not a graph output (or a branch's, or Cast to one) made by a node", c.value)));
                 }
             }
             for r in &g.reads {

@@ -225,13 +225,53 @@ impl<'m> Graph<'m> {
         out
     }
 
+    /// `value` before the `Cast` nodes that made it: the value a chain of Casts reads (a
+    /// graph input of a file converted to float16 with its inputs kept in float32), or
+    /// `value` itself.
+    pub fn uncast<'s>(&'s self, value: &'s str) -> &'s str {
+        let mut current = value;
+        // A chain is short; the bound only guards against a malformed cyclic file.
+        for _ in 0..self.proto.node.len() {
+            match self.producer_node(current) {
+                Some((_, n)) if n.op() == "Cast" && crate::op::default_domain(n) => match n.input.first() {
+                    Some(x) if !x.is_empty() => current = x,
+                    _ => break,
+                },
+                _ => break,
+            }
+        }
+        current
+    }
+
+    /// Whether `value` leaves the model ([`Graph::is_result`]) as it is or through a chain
+    /// of `Cast` nodes (a file converted to float16 with its outputs kept in float32).
+    pub fn reaches_result(&self, value: &str) -> bool {
+        let mut stack = vec![value.to_string()];
+        let mut seen = HashSet::new();
+        while let Some(v) = stack.pop() {
+            if !seen.insert(v.clone()) {
+                continue;
+            }
+            if self.is_result(&v) {
+                return true;
+            }
+            for u in self.consumers(&v) {
+                let n = &self.proto.node[u.node];
+                if n.op() == "Cast" && crate::op::default_domain(n) {
+                    stack.extend(n.output.first().cloned());
+                }
+            }
+        }
+        false
+    }
+
     /// The past of a key/value cache: graph inputs (not initializers) that a `Concat`
-    /// whose output is a result ([`Graph::is_result`]: the present) reads, each with the axis the
-    /// Concat extends (the sequence), counted from 0. Inputs whose rank the file does not
+    /// whose output reaches a result ([`Graph::reaches_result`]: the present) reads, as
+    /// they are or through `Cast`s ([`Graph::uncast`]), each with the axis the Concat
+    /// extends (the sequence), counted from 0. Inputs whose rank the file does not
     /// declare, or whose Concat axis is not valid for it, are left out.
     pub fn cache_inputs(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
-        let results: HashSet<String> = self.results().into_iter().map(|(value, _)| value).collect();
         for vi in &self.proto.input {
             let Some(name) = vi.name.as_deref() else { continue };
             if self.initializer(name).is_some() {
@@ -242,9 +282,21 @@ impl<'m> Graph<'m> {
                 _ => None,
             };
             let Some(rank) = rank.and_then(|r| i64::try_from(r).ok()) else { continue };
-            for u in self.consumers(name) {
+            // The input and the Casts of it.
+            let mut values = vec![name.to_string()];
+            let mut k = 0;
+            while let Some(v) = values.get(k).cloned() {
+                k += 1;
+                for u in self.consumers(&v) {
+                    let n = &self.proto.node[u.node];
+                    if n.op() == "Cast" && crate::op::default_domain(n) {
+                        values.extend(n.output.first().cloned());
+                    }
+                }
+            }
+            for u in values.iter().flat_map(|v| self.consumers(v)) {
                 let node = &self.proto.node[u.node];
-                if node.op() != "Concat" || !node.output.first().is_some_and(|o| results.contains(o)) {
+                if node.op() != "Concat" || !node.output.first().is_some_and(|o| self.reaches_result(o)) {
                     continue;
                 }
                 let Ok(Some(axis)) = node.attr_int("axis") else { continue };
