@@ -36,6 +36,19 @@ impl Ctx<'_, '_> {
             match (xa, xb) {
                 (None, None) => {}
                 (Some(x), Some(y)) => {
+                    // One channel broadcast over the channels of the other operand
+                    // (FocalNet's gates, `ctx * gates[:, l:l+1]`): every channel reads it, so
+                    // it stays, and the output follows the other operand as it would against
+                    // any value broadcast along this axis.
+                    let one = |p: Option<usize>, d: &[Dim]| p.and_then(|p| d.get(p)) == Some(&Dim::Known(1));
+                    let (a_one, b_one) = (one(pa, &da), one(pb, &db));
+                    if a_one != b_one && od[ax] != Dim::Known(1) {
+                        let (wide, single, single_name, single_axis, tracked_first) =
+                            if b_one { (x, y, &b, pb, true) } else { (y, x, &a, pa, false) };
+                        self.block_axis_at(node, &single, "one channel broadcast over the channels of the other operand");
+                        *slot = self.one_side(node, op, wide, single_name, Some(Dim::Known(1)), single_axis, tracked_first);
+                        continue;
+                    }
                     // `x / rms(x)`: finite where the channels are zero, zero where `x` is.
                     if op == Bin::Div && self.positive_at_zero(&b) {
                         if let Some(u) = self.union_axes(node, &x, &y, |p, _| p) {
