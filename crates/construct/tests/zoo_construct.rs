@@ -669,6 +669,46 @@ fn cache_through_casts() {
     check_model("cache through casts", &model, &inputs, 2);
 }
 
+/// Heads of different widths joined head by head: LeViT's subsampled attention, whose
+/// queries come from a projection of their own (`[H, kd]` a head) and whose keys and values
+/// are split from one projection (`[H, kd + vd]` a head, split into `kd` and `vd`). Head `h`
+/// of the queries is head `h` of the keys and values: one group of `H` heads over both
+/// projections and the output projection, cut exactly.
+#[test]
+fn heads_of_different_widths() {
+    use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
+    let (s, h, kd, vd, e) = (4i64, 4i64, 2i64, 4i64, 8usize);
+    let mut b = GraphBuilder::new("subsampled attention");
+    b.opset(17);
+    let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
+    let wq = b.weight("q.weight", &[e, (h * kd) as usize], |i| ((i * 7 + 1) % 11) as f32 / 5.0 - 1.0);
+    let q = b.node("MatMul", &[&x, &wq], &[]);
+    let q = into_heads(&mut b, &q, "q.shape", (s, h, kd), &[]);
+    let wkv = b.weight("kv.weight", &[e, (h * (kd + vd)) as usize], |i| ((i * 5 + 2) % 13) as f32 / 6.0 - 1.0);
+    let kv = b.node("MatMul", &[&x, &wkv], &[]);
+    let kv = into_heads(&mut b, &kv, "kv.shape", (s, h, kd + vd), &[]);
+    let sizes = b.ints("kv.split", &[kd, vd]);
+    b.node_with("Split", &[&kv, &sizes], &["k", "v"], &[("axis", Attr::Int(3))]);
+    let kt = b.node_with("Transpose", &["k"], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let merge = b.ints("out.shape", &[0, s, h * vd]);
+    let ctx = attend(&mut b, &q, &kt, "v", None, &merge);
+    let wo = b.weight("o.weight", &[(h * vd) as usize, e], |i| ((i * 3 + 5) % 7) as f32 / 3.0 - 1.0);
+    let y = b.node("MatMul", &[&ctx, &wo], &["y"]);
+    b.output_f32(&y, &batch_dims(&[s, e as i64]));
+    let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
+    let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
+    let g = analysis.groups.iter().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
+    let g = g.unwrap_or_else(|| panic!("no head group\n{}", analysis.table()));
+    assert!(g.prunable, "{}", analysis.table());
+    assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
+    let mut weights: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();
+    weights.sort();
+    weights.dedup();
+    assert_eq!(weights, [("kv.weight", 1), ("o.weight", 0), ("q.weight", 1)], "{g:?}");
+    let inputs = x_batch(s as usize, e, |i| (i * 0.41).sin());
+    check_model("heads of different widths", &model, &inputs, 2);
+}
+
 /// MPT's ALiBi: one buffer `[H, 1, max_len]` of per-head position biases, sliced to the
 /// sequence along its last axis and added to the scores of every layer. Its rows are cut
 /// with the heads (kept, not zeroed, as a learned bias table is); the layers share it, so

@@ -350,14 +350,16 @@ impl Ctx<'_, '_> {
             let track = match (&f.track, &g.track) {
                 (None, None) => None,
                 (Some(Track::Segs(p)), Some(Track::Segs(q))) => Some(Track::Segs(self.union_segs(node, p, q, &both))),
+                // (Blocks of different sizes: heads of different widths joined head by head,
+                // which their coarse factors tie; see `union_segs`.)
                 (Some(Track::Inner { k, ranges, zero, at }), Some(Track::Inner { k: k2, ranges: r2, zero: z2, at: at2 }))
-                    if k == k2 && ranges.len() == r2.len() =>
+                    if ranges.len() == r2.len() =>
                 {
                     for (a, b) in ranges.iter().zip(r2) {
                         self.spaces.tie(*a, *b);
                     }
                     // Different windows of a block combined: still inside it, no longer a window.
-                    let at = if at == at2 { *at } else { None };
+                    let at = if at == at2 && k == k2 { *at } else { None };
                     Some(Track::Inner { k: *k, ranges: ranges.clone(), zero: both(*zero, *z2), at })
                 }
                 // Channels of their own read position by position inside every head
@@ -531,6 +533,19 @@ impl Ctx<'_, '_> {
                     self.spaces.require_block(*rc, *k, ReqKind::Head);
                     let (pz, qz) = if matches!(a, Seg::Tracked { scale: Scale::Unit, .. }) { (*zu, *zc) } else { (*zc, *zu) };
                     out.push(Seg::Tracked { range: *rc, scale: Scale::Coarse(*k), zero: both(pz, qz) });
+                }
+                // Heads of different widths joined head by head (LeViT's subsampled
+                // attention: queries of their own projection, `[H, kd]` a head, against the
+                // keys of a projection giving `[H, kd + vd]` a head): head `h` of one is head
+                // `h` of the other.
+                (
+                    Seg::Tracked { range: ra, scale: Scale::Coarse(ka), zero: za },
+                    Seg::Tracked { range: rb, scale: Scale::Coarse(kb), zero: zb },
+                ) if whole && ra.len % ka == 0 && rb.len % kb == 0 && ra.len / ka == rb.len / kb => {
+                    self.spaces.tie(*ra, *rb);
+                    self.spaces.require_block(*ra, *ka, ReqKind::Head);
+                    self.spaces.require_block(*rb, *kb, ReqKind::Head);
+                    out.push(Seg::Tracked { range: *ra, scale: Scale::Coarse(*ka), zero: both(*za, *zb) });
                 }
                 (Seg::Opaque(n), Seg::Opaque(_)) => out.push(Seg::Opaque(*n)),
                 _ => {

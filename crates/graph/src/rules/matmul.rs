@@ -153,10 +153,38 @@ impl Ctx<'_, '_> {
                     let full = |p: Option<usize>, d: &[Dim]| p.is_some_and(|p| d[p] != Dim::Known(1));
                     out[ax] = match (xa, xb) {
                         (None, None) => out[ax].clone(),
-                        (Some(x), Some(y)) => match self.union_axes(node, &x, &y, |p, q| p || q) {
-                            Some(u) => u,
-                            None => continue,
-                        },
+                        (Some(x), Some(y)) => {
+                            // Heads of different widths joined (LeViT's subsampled attention,
+                            // probabilities `[H, n, N]` by values `[H, N, vd]` of a `[H, kd + vd]`
+                            // projection): the product's heads are described as the values'
+                            // are, whose inside of heads it keeps, so that the two merge back.
+                            let inner_block = |a: &AxisT| {
+                                a.factors.iter().find_map(|f| match &f.track {
+                                    Some(Track::Inner { k, .. }) => Some(*k),
+                                    _ => None,
+                                })
+                            };
+                            let head_block = |a: &AxisT| {
+                                a.factors.iter().find_map(|f| match &f.track {
+                                    Some(Track::Segs(segs)) => segs.iter().find_map(|s| match s {
+                                        Seg::Tracked { scale: Scale::Coarse(k), .. } => Some(*k),
+                                        _ => None,
+                                    }),
+                                    _ => None,
+                                })
+                            };
+                            let values_first = inner_block(&tb[nb - 1])
+                                .is_some_and(|k| head_block(&y) == Some(k) && head_block(&x).is_some_and(|kx| kx != k));
+                            let joined = if values_first {
+                                self.union_axes(node, &y, &x, |p, q| p || q)
+                            } else {
+                                self.union_axes(node, &x, &y, |p, q| p || q)
+                            };
+                            match joined {
+                                Some(u) => u,
+                                None => continue,
+                            }
+                        }
                         (Some(x), None) if !full(pb, &db) => x,
                         (None, Some(y)) if !full(pa, &da) => y,
                         (Some(x), None) if fed_b.is_some() => {
