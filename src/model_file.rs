@@ -133,6 +133,17 @@ pub fn symbolic_batch_agrees(original: &Model, normalized: &Model, summary: &Sum
     }
 }
 
+/// The layers of a quantized `model` ([`oto_onnx::op::quantized_layers`]) as a message
+/// says them ("node 'a' (ConvInteger) and 3 more compute"), or `None` for a float model.
+pub fn quantized_layers(model: &oto_onnx::Model) -> Option<String> {
+    let layers = oto_onnx::Graph::new(model).map(|g| oto_onnx::op::quantized_layers(&g)).unwrap_or_default();
+    let (first, rest) = layers.split_first()?;
+    Some(match rest.len() {
+        0 => format!("{first} computes"),
+        n => format!("{first} and {n} more compute"),
+    })
+}
+
 /// A file whose fixed batch normalization had to keep (making it symbolic would not be
 /// exact, [`Summary::batch_kept`] says why) runs only on batches of exactly that size:
 /// an input error naming the batch and the reason when `batch` differs, or always when

@@ -115,6 +115,13 @@ fn quantize_demo_cnn_int8_and_int4() {
         // The analysis reads the QDQ model (nothing is prunable through Q/DQ) without failing.
         let a = oto(&["analyze", s(&out)]);
         assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
+        // Quantizing it again is refused: nothing float is left (it wrote a copy before).
+        let again = dir.path().join(format!("q{bits}.again.onnx"));
+        let r = oto(&["quantize", s(&out), "--data", s(&data), "--out", s(&again)]);
+        let stderr = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("quantized already") && stderr.contains("quantize the float model"), "{stderr}");
+        assert!(!again.exists());
     }
 }
 

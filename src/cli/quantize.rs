@@ -105,6 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
     let spec = args.data_args.apply(crate::job::config::JobSpec { data: args.data.clone(), ..Default::default() });
     let (data_path, format) = spec.data_source().map_err(input_error)?;
     let (model, _) = crate::model_file::load_model(&args.model)?;
+    crate::job::quantize::refuse_quantized(&model, &args.model)?;
     crate::job::quantize::refuse_branches(&model, &args.model)?;
     let exec = oto_torch::exec::Executor::new(&model, oto_torch::tch::Device::Cpu).map_err(classify)?;
     let inputs: Vec<_> = exec.inputs().cloned().collect();

@@ -78,6 +78,18 @@ pub struct OrtQuality {
     pub max_abs_diff: f64,
 }
 
+/// Refuses to quantize a model that is quantized already (its layers compute with integer
+/// weights: nothing float is left to quantize). The error names the file and the layers.
+pub fn refuse_quantized(model: &Model, path: &std::path::Path) -> Result<()> {
+    match crate::model_file::quantized_layers(model) {
+        Some(layers) => Err(input_error(anyhow::anyhow!(
+            "{}: the model is quantized already ({layers} with integer weights): quantize the float model",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Refuses to quantize a merged decoder (an `If` chosen by a graph input, see
 /// `oto_onnx::branches`): the quantized file would need its activations calibrated and
 /// compared on both branches, which is not done. The error names the file and the input.

@@ -117,23 +117,14 @@ fn load_model(path: &Path, device: &str) -> Result<(Model, Executor)> {
     let (model, summary) = crate::model_file::load_model(path)?;
     // Training evaluates at other batch sizes (and ends on a partial batch).
     crate::model_file::check_fixed_batch(path, &summary, None)?;
-    let exec = Executor::first_pass(&model, device).map_err(|e| {
+    let exec = Executor::first_pass(&model, device).map_err(|e| match crate::model_file::quantized_layers(&model) {
         // A quantized file whose integer layers the trainer cannot run says so, with what
         // to do instead, rather than naming the first operator it stopped at.
-        let quantized = oto_onnx::Graph::new(&model).map(|g| oto_onnx::op::quantized_layers(&g)).unwrap_or_default();
-        match quantized.split_first() {
-            Some((first, rest)) => {
-                let layers = match rest.len() {
-                    0 => format!("{first} computes"),
-                    n => format!("{first} and {n} more compute"),
-                };
-                input_error(anyhow::anyhow!(
-                    "{}: nothing to prune: the model is quantized ({layers} with integer weights): prune the float model, then quantize it (`oto quantize`)",
-                    path.display()
-                ))
-            }
-            None => classify(e),
-        }
+        Some(layers) => input_error(anyhow::anyhow!(
+            "{}: nothing to prune: the model is quantized ({layers} with integer weights): prune the float model, then quantize it (`oto quantize`)",
+            path.display()
+        )),
+        None => classify(e),
     })?;
     Ok((model, exec))
 }

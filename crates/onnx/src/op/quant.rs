@@ -69,10 +69,17 @@ pub fn quantized_weights(node: &NodeProto) -> &'static [usize] {
 }
 
 /// Whether `node` is a layer of a quantized file: it computes with integer weights
-/// stored in the file (not a `DequantizeLinear`, whose readers are the layers).
+/// stored in the file, as its own inputs or through a `DequantizeLinear` of them (a QDQ
+/// file; not the `DequantizeLinear` itself, whose readers are the layers).
 pub fn is_quantized_layer(graph: &Graph<'_>, node: &NodeProto) -> bool {
+    let stored = |v: &String| graph.initializer(v).is_some();
+    let dequantized = |v: &String| {
+        graph
+            .producer_node(v)
+            .is_some_and(|(_, p)| p.op() == "DequantizeLinear" && crate::op::default_domain(p) && p.input.first().is_some_and(stored))
+    };
     node.op() != "DequantizeLinear"
-        && quantized_weights(node).iter().any(|&k| node.input.get(k).is_some_and(|v| graph.initializer(v).is_some()))
+        && (quantized_weights(node).iter().any(|&k| node.input.get(k).is_some_and(stored)) || node.input.iter().any(dequantized))
 }
 
 /// The layers of a quantized file ([`is_quantized_layer`]), as node labels.
