@@ -44,28 +44,20 @@ enum InitKind {
     Other,
 }
 
+/// The element count of a stored tensor by its dims (saturating; 0 for a negative dim).
+pub(crate) fn stored_elements(t: &crate::proto::TensorProto) -> u64 {
+    t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0)
+}
+
 /// Every initializer once (the first of a repeated name), with its element count and kind.
 fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitKind)> {
     let mut stats: HashSet<&str> = HashSet::new();
     let mut learned: HashSet<&str> = HashSet::new();
     // Quantized layers' integer weights (with the number of weights they hold), and the
     // scales and zero points of quantization.
-    let mut quantized: HashMap<&str, u64> = HashMap::new();
+    let quantized = crate::op::quantized_weight_tensors(graph);
     let mut quantization: HashSet<&str> = HashSet::new();
     for (_, node) in graph.nodes() {
-        for &k in crate::op::quantized_weights(node) {
-            let Some(t) = node.input.get(k).and_then(|v| graph.initializer(v)) else { continue };
-            quantized.insert(node.input[k].as_str(), crate::op::quantized_weight_count(node, k, t));
-        }
-        // A quantized embedding: integer rows looked up by a Gather, then dequantized.
-        if node.op() == "DequantizeLinear" {
-            if let Some((_, lookup)) = node.input.first().and_then(|v| graph.producer_node(v)).filter(|(_, p)| p.op() == "Gather") {
-                if let Some(t) = lookup.input.first().and_then(|v| graph.initializer(v)) {
-                    let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
-                    quantized.insert(lookup.input[0].as_str(), numel);
-                }
-            }
-        }
         quantization.extend(crate::op::quantization_params(node).iter().filter_map(|&k| node.input.get(k)).map(String::as_str));
         let Ok(op) = crate::op::Op::parse(graph, node) else { continue };
         if op == crate::op::Op::BatchNormalization {
@@ -80,7 +72,7 @@ fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitK
         if !seen.insert(name) {
             continue; // the same name twice: count once
         }
-        let numel = t.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
+        let numel = stored_elements(t);
         let float = DType::from_onnx(t.data_type.unwrap_or(0)).is_some_and(DType::is_float);
         if let Some(&weights) = quantized.get(name).filter(|_| !float && numel > 1) {
             out.push((name, t.dims.as_slice(), weights, InitKind::Parameter));

@@ -243,26 +243,27 @@ impl<'m> Graph<'m> {
         current
     }
 
-    /// Whether `value` leaves the model ([`Graph::is_result`]) as it is or through a chain
-    /// of `Cast` nodes (a file converted to float16 with its outputs kept in float32).
-    pub fn reaches_result(&self, value: &str) -> bool {
-        let mut stack = vec![value.to_string()];
-        let mut seen = HashSet::new();
-        while let Some(v) = stack.pop() {
-            if !seen.insert(v.clone()) {
-                continue;
-            }
-            if self.is_result(&v) {
-                return true;
-            }
+    /// `value` and the values `Cast` nodes make of it, directly or through other Casts (a
+    /// file converted to float16 with its inputs and outputs kept in float32).
+    fn with_casts(&self, value: &str) -> Vec<String> {
+        let mut values = vec![value.to_string()];
+        let mut k = 0;
+        while let Some(v) = values.get(k).cloned() {
+            k += 1;
             for u in self.consumers(&v) {
                 let n = &self.proto.node[u.node];
                 if n.op() == "Cast" && crate::op::default_domain(n) {
-                    stack.extend(n.output.first().cloned());
+                    values.extend(n.output.first().cloned());
                 }
             }
         }
-        false
+        values
+    }
+
+    /// Whether `value` leaves the model ([`Graph::is_result`]) as it is or through a chain
+    /// of `Cast` nodes ([`Graph::with_casts`]).
+    pub fn reaches_result(&self, value: &str) -> bool {
+        self.with_casts(value).iter().any(|v| self.is_result(v))
     }
 
     /// The past of a key/value cache: graph inputs (not initializers) that a `Concat`
@@ -282,18 +283,7 @@ impl<'m> Graph<'m> {
                 _ => None,
             };
             let Some(rank) = rank.and_then(|r| i64::try_from(r).ok()) else { continue };
-            // The input and the Casts of it.
-            let mut values = vec![name.to_string()];
-            let mut k = 0;
-            while let Some(v) = values.get(k).cloned() {
-                k += 1;
-                for u in self.consumers(&v) {
-                    let n = &self.proto.node[u.node];
-                    if n.op() == "Cast" && crate::op::default_domain(n) {
-                        values.extend(n.output.first().cloned());
-                    }
-                }
-            }
+            let values = self.with_casts(name);
             for u in values.iter().flat_map(|v| self.consumers(v)) {
                 let node = &self.proto.node[u.node];
                 if node.op() != "Concat" || !node.output.first().is_some_and(|o| self.reaches_result(o)) {

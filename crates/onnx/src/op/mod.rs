@@ -72,8 +72,8 @@ pub use matmul::Gemm;
 pub use norm::{LayerNorm, Softmax, SoftmaxKind, WrittenLayerNorm};
 pub use pool::{Pool, PoolKind};
 pub use quant::{
-    is_contrib_quantized_matmul, is_quantized_layer, quantization_params, quantized_layers, quantized_weight_count, quantized_weights,
-    QLinear, QUANTIZED_WEIGHT,
+    is_contrib_quantized_matmul, is_quantized_layer, quantization_params, quantized_layers, quantized_weight_count,
+    quantized_weight_tensors, quantized_weights, QLinear, QUANTIZED_WEIGHT,
 };
 pub use recurrent::{Direction, Rnn, RnnKind};
 pub use reduce::{ArgReduce, Reduce, TopK};

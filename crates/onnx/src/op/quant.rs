@@ -17,6 +17,7 @@ use crate::proto::tensor_proto::DataType as ProtoType;
 use crate::proto::{NodeProto, TensorProto};
 use crate::shape::{vt, Infer, ValueType, R};
 use crate::tensor::DType;
+use std::collections::HashMap;
 
 /// The attributes of `QuantizeLinear` / `DequantizeLinear`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,12 +88,34 @@ pub fn quantized_layers(graph: &Graph<'_>) -> Vec<String> {
     graph.nodes().filter(|(_, n)| is_quantized_layer(graph, n)).map(|(_, n)| node_label(n)).collect()
 }
 
+/// The integer initializers of `graph` that hold quantized weights, each with the number
+/// of weights it holds ([`quantized_weight_count`]): the inputs [`quantized_weights`]
+/// names, and a quantized embedding's rows (looked up by a `Gather`, then dequantized).
+pub fn quantized_weight_tensors<'g>(graph: &'g Graph<'_>) -> HashMap<&'g str, u64> {
+    let mut out = HashMap::new();
+    for (_, node) in graph.nodes() {
+        for &k in quantized_weights(node) {
+            let Some(t) = node.input.get(k).and_then(|v| graph.initializer(v)) else { continue };
+            out.insert(node.input[k].as_str(), quantized_weight_count(node, k, t));
+        }
+        if node.op() == "DequantizeLinear" {
+            let lookup = node.input.first().and_then(|v| graph.producer_node(v)).filter(|(_, p)| p.op() == "Gather");
+            if let Some((_, lookup)) = lookup {
+                if let Some(t) = lookup.input.first().and_then(|v| graph.initializer(v)) {
+                    out.insert(lookup.input[0].as_str(), crate::cost::stored_elements(t));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The number of weights that `tensor`, input `k` of `node` (one of
 /// [`quantized_weights`]), holds: its element count, except where weights are packed
 /// several to a byte (`MatMulNBits`: `K x N` weights, by its attributes;
 /// `GatherBlockQuantized`'s uint8 data: `8 / bits` a byte).
 pub fn quantized_weight_count(node: &NodeProto, k: usize, tensor: &TensorProto) -> u64 {
-    let numel = tensor.dims.iter().try_fold(1u64, |acc, &d| u64::try_from(d).ok().map(|d| acc.saturating_mul(d))).unwrap_or(0);
+    let numel = crate::cost::stored_elements(tensor);
     let attr = |name: &str, default: i64| node.attr_int_or(name, default).ok().and_then(|v| u64::try_from(v).ok());
     match (node.op(), k) {
         ("MatMulNBits", 1) => attr("N", 0).zip(attr("K", 0)).map(|(n, k)| n.saturating_mul(k)).filter(|&c| c > 0).unwrap_or(numel),
