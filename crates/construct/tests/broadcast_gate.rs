@@ -19,11 +19,7 @@ fn model() -> Model {
     b.opset(13);
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(4), Dim::Known(6), Dim::Known(6)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let width = 2 * c + levels + 1;
     let (fw, fb) = (weight(&mut b, "f.weight", &[width, 4, 1, 1]), weight(&mut b, "f.bias", &[width]));
     let f = b.node("Conv", &[&x, &fw, &fb], &[]);

@@ -22,11 +22,7 @@ fn model(untracked_add: bool) -> Model {
     b.opset(17);
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(3), Dim::Known(4), Dim::Known(4)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let (w, bias) = (weight(&mut b, "patch.weight", &[WIDTH, 3, 2, 2]), weight(&mut b, "patch.bias", &[WIDTH]));
     let p = b.node_with("Conv", &[&x, &w, &bias], &[], &[("strides", Attr::Ints(vec![2, 2]))]);
     let flat = b.ints("flat", &[0, 0, -1]);

@@ -20,11 +20,7 @@ fn model(declared: Declared) -> Model {
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(4), Dim::Known(8)]);
     let m = b.input_f32("m", &[batch.clone(), Dim::Known(4), Dim::Known(2), Dim::Known(2), Dim::Known(2)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let w0 = weight(&mut b, "w0", &[8, 16]);
     let residual = b.node("MatMul", &[&x, &w0], &[]);
     let sampled = b.node("Det", &[&m], &["sampled"]);

@@ -17,11 +17,7 @@ fn model(mode: &str, padding: &str) -> Model {
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(3), Dim::Known(5), Dim::Known(5)]);
     let grid = b.input_f32("grid", &[batch.clone(), Dim::Known(4), Dim::Known(6), Dim::Known(2)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let (w1, b1) = (weight(&mut b, "conv1.weight", &[8, 3, 3, 3]), weight(&mut b, "conv1.bias", &[8]));
     let w2 = weight(&mut b, "conv2.weight", &[4, 8, 1, 1]);
     let h = b.node_with("Conv", &[&x, &w1, &b1], &[], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);

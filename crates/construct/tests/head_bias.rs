@@ -20,11 +20,7 @@ fn model() -> Model {
     b.opset(13);
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(5), Dim::Known(WIDTH as i64)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let split = b.ints("split", &[0, 0, HEADS as i64, HEAD_DIM as i64]);
     let mut heads = Vec::new();
     for p in ["q", "k", "v"] {

@@ -39,11 +39,7 @@ fn model(form: Form) -> Model {
     let mut b = GraphBuilder::new("laid_out_tables");
     b.opset(17);
     let x = if form.batch_one { b.input_f32("x", &known_dims(&[1, 3, 8, 8])) } else { b.input_f32("x", &batch_dims(&[3, 8, 8])) };
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let w = weight(&mut b, "patch.weight", &[WIDTH, 3, 2, 2]);
     let bias = weight(&mut b, "patch.bias", &[WIDTH]);
     let p = b.node_with("Conv", &[&x, &w, &bias], &[], &[("strides", Attr::Ints(vec![2, 2]))]);

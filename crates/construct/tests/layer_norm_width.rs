@@ -42,11 +42,7 @@ fn model(opset: i64, form: Form) -> Model {
     let two =
         if written && opset >= 12 && matches!(form, Form::Torch | Form::Widened) { scalar(&mut b, "two", 2.0) } else { String::new() };
     let x = b.input_f32("x", &batch_dims(&[s, 8]));
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     // A tensor of `v` with as many entries as the product of `t`'s shape entries `from..to`.
     let filled = |b: &mut GraphBuilder, t: &str, from: i64, to: i64, v: f32| {
         let shape = b.node("Shape", &[t], &[]);

@@ -22,11 +22,7 @@ fn rms_model(op: bool) -> Model {
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor::new(vec![], TensorData::F32(vec![v])).unwrap());
     let (two, eps, last) =
         if op { Default::default() } else { (scalar(&mut b, "two", 2.0), scalar(&mut b, "eps", 0.05), b.ints("last_axis", &[-1])) };
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let norm = |b: &mut GraphBuilder, t: &str, scale: &str| -> String {
         if op {
             return b.node_with("RMSNormalization", &[t, scale], &[], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(0.05))]);

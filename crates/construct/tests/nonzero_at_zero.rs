@@ -19,11 +19,7 @@ fn model() -> Model {
     let mut b = GraphBuilder::new("nonzero_at_zero");
     let batch = Dim::sym("batch");
     let x = b.input_f32("x", &[batch.clone(), Dim::Known(3), Dim::Known(6), Dim::Known(6)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let scalar = |b: &mut GraphBuilder, name: &str, v: f32| b.initializer(name, Tensor { shape: vec![], data: TensorData::F32(vec![v]) });
     let pads = [("pads", Attr::Ints(vec![1, 1, 1, 1]))];
     let (w1, b1) = (weight(&mut b, "conv1.weight", &[8, 3, 3, 3]), weight(&mut b, "conv1.bias", &[8]));

@@ -55,11 +55,7 @@ fn model() -> Model {
     let flat = b.ints("flat", &[-1]);
     let pads = b.node("Reshape", &[&moved, &flat], &[]);
     let padded = b.node("Pad", &[&x, &pads], &[]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let (w1, b1) = (weight(&mut b, "conv1.weight", &[8, 3, 3, 3]), weight(&mut b, "conv1.bias", &[8]));
     let h = b.node_with("Conv", &[&padded, &w1, &b1], &[], &[("strides", Attr::Ints(vec![2, 2]))]);
     let h = b.node("Relu", &[&h], &[]);

@@ -17,11 +17,7 @@ use oto_onnx::{Dim, Model};
 fn model(ahead: bool) -> Model {
     let mut b = GraphBuilder::new("shared_weights");
     let x = b.input_f32("x", &[Dim::sym("batch"), Dim::Known(4), Dim::Known(5), Dim::Known(5)]);
-    let mut k = 0;
-    let mut weight = |b: &mut GraphBuilder, name: &str, shape: &[usize]| {
-        k += 1;
-        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
-    };
+    let mut weight = weights();
     let (w1, b1) = (weight(&mut b, "conv1.weight", &[6, 4, 3, 3]), weight(&mut b, "conv1.bias", &[6]));
     let (w2, b2) = (weight(&mut b, "conv2.weight", &[3, 6, 3, 3]), weight(&mut b, "conv2.bias", &[3]));
     let pads = [("pads", Attr::Ints(vec![1, 1, 1, 1]))];

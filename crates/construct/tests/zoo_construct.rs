@@ -45,6 +45,15 @@ fn into_heads(b: &mut oto_onnx::builder::GraphBuilder, t: &str, shape: &str, (s,
     b.node_with("Transpose", &[&t], out, &[("perm", oto_onnx::builder::Attr::Ints(vec![0, 2, 1, 3]))])
 }
 
+/// A projection of the test graphs' `x` by a weight `name` (`[h * d, h * d]`, its values
+/// set by `k`), split into heads `[B, h, s, d]` ([`into_heads`]).
+fn projected_heads(b: &mut oto_onnx::builder::GraphBuilder, x: &str, name: &str, k: usize, (s, h, d): (i64, i64, i64)) -> String {
+    let e = (h * d) as usize;
+    let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
+    let t = b.node("MatMul", &[x, &w], &[]);
+    into_heads(b, &t, &format!("{name}.shape"), (s, h, d), &[])
+}
+
 /// The output projection of the test graphs: `ctx @ o.weight`, the graph output `y`
 /// (`[B, s, e]`).
 fn project_out(b: &mut oto_onnx::builder::GraphBuilder, ctx: &str, s: i64, e: usize) {
@@ -523,11 +532,7 @@ fn attention_bias_table_gathered_by_position() {
     let mut b = GraphBuilder::new("gathered_bias");
     b.opset(17);
     let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
-    let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
-        let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
-        let t = b.node("MatMul", &[&x, &w], &[]);
-        into_heads(b, &t, &format!("{name}.shape"), (s, h, d), &[])
-    };
+    let heads = |b: &mut GraphBuilder, name: &str, k: usize| projected_heads(b, &x, name, k, (s, h, d));
     let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));
     let kt = b.node_with("Transpose", &[&k], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
     let table = b.weight("biases", &[h as usize, offsets], |i| (i as f32 * 0.41).cos());
@@ -625,11 +630,7 @@ fn cache_through_casts() {
     let mut b = GraphBuilder::new("cast caches");
     b.opset(17);
     let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
-    let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
-        let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
-        let t = b.node("MatMul", &[&x, &w], &[]);
-        into_heads(b, &t, &format!("{name}.shape"), (s, h, d), &[])
-    };
+    let heads = |b: &mut GraphBuilder, name: &str, k: usize| projected_heads(b, &x, name, k, (s, h, d));
     let q = heads(&mut b, "q", 0);
     let mut presents = Vec::new();
     for (name, k) in [("key", 1), ("value", 2)] {
@@ -860,9 +861,7 @@ fn alibi_built_per_batch_and_head() {
     let x = b.input_f32("x", &batch_dims(&[s, e as i64]));
     let merged = b.ints("merged.shape", &[-1, s, d]);
     let heads = |b: &mut GraphBuilder, name: &str, k: usize| {
-        let w = b.weight(name, &[e, e], |i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0);
-        let t = b.node("MatMul", &[&x, &w], &[]);
-        let t = into_heads(b, &t, &format!("{name}.shape"), (s, h, d), &[]);
+        let t = projected_heads(b, &x, name, k, (s, h, d));
         b.node("Reshape", &[&t, &merged], &[])
     };
     let (q, k, v) = (heads(&mut b, "q.weight", 0), heads(&mut b, "k.weight", 1), heads(&mut b, "v.weight", 2));

@@ -6,6 +6,17 @@ use oto_onnx::rng::SplitMix64;
 use oto_onnx::Model;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The weights of the hand-built test graphs: each call adds an initializer `name` of
+/// `shape` to `b`, filled from a pattern that changes with every call (the `k`-th call's
+/// element `i` is `((i * 7919 + 31 k) mod 17 - 8) / 9`).
+pub fn weights() -> impl FnMut(&mut oto_onnx::builder::GraphBuilder, &str, &[usize]) -> String {
+    let mut k = 0;
+    move |b, name, shape| {
+        k += 1;
+        b.weight(name, shape, |i| (((i * 7919 + k * 31) % 17) as f32 - 8.0) / 9.0)
+    }
+}
+
 /// For every prunable group with more than one element, `sparsity` of its elements
 /// (at least one removed, at least one kept).
 pub fn pick(analysis: &Analysis, rng: &mut SplitMix64, sparsity: f64) -> BTreeMap<String, Vec<usize>> {
