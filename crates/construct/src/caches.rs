@@ -19,7 +19,7 @@ use crate::{mismatch, Result};
 use oto_graph::Group;
 use oto_onnx::proto::{ModelProto, NodeProto};
 use oto_onnx::shape::Shapes;
-use oto_onnx::Dim;
+use oto_onnx::{Dim, Graph, NodeExt};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// One axis of a cache: its full length and the positions kept.
@@ -30,8 +30,16 @@ struct Restore {
 }
 
 /// Rewrites every cache of `groups` in `proto` (already cut) as the module docs say.
-/// `shapes` are the full model's; `opset` its default-domain opset.
-pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &mut ModelProto, opset: i64) -> Result<()> {
+/// `graph` and `shapes` are the full model's (the cut keeps the names of the values a
+/// cache is made of, so what the full model says of them holds); `opset` its
+/// default-domain opset.
+pub(crate) fn rewrite(
+    graph: &Graph<'_>,
+    shapes: &Shapes,
+    groups: &[(&Group, Vec<usize>)],
+    proto: &mut ModelProto,
+    opset: i64,
+) -> Result<()> {
     // Per cache, per axis: the removed positions (and a group to name in errors).
     let mut cuts: BTreeMap<&str, BTreeMap<usize, (BTreeSet<usize>, &Group)>> = BTreeMap::new();
     for (g, removed) in groups {
@@ -56,24 +64,26 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         if opset < 2 {
             return Err(mismatch(g0, format!("cache '{value}': a model of opset {opset} has no Pad to restore it")));
         }
-        let gp = proto.graph.get_or_insert_with(Default::default);
-        let graph_inputs: HashSet<String> = {
-            let stored: HashSet<&str> = gp.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
-            gp.input.iter().filter_map(|i| i.name.clone()).filter(|n| !stored.contains(n.as_str())).collect()
+        // The operands of the writer that are the past: graph inputs, as they are or through Casts.
+        let pasts: HashSet<&str> = match graph.producer_node(value) {
+            Some((_, n)) if n.op() == "Concat" => {
+                n.input.iter().map(String::as_str).filter(|x| !x.is_empty() && graph.is_real_input(graph.uncast(x))).collect()
+            }
+            _ => HashSet::new(),
         };
-        let Some(at) = gp.node.iter().position(|n| n.output.iter().any(|o| o == value)) else {
+        let carried = graph.with_casts(value);
+        let gp = proto.graph.get_or_insert_with(Default::default);
+        let Some(at) = writer(gp, value) else {
             return Err(mismatch(g0, format!("cache '{value}' is not the output of a node")));
         };
-        let is_past = |gp: &oto_onnx::proto::GraphProto, x: &str| graph_inputs.contains(uncast(gp, x).as_str());
-        let with_past = gp.node[at].op_type.as_deref() == Some("Concat") && gp.node[at].input.iter().any(|x| is_past(gp, x));
-        if !with_past {
+        if pasts.is_empty() {
             present(&mut names, gp, at, value, &restores, rank, opset, g0)?;
             continue;
         }
         let mut before = Vec::new();
         let operands = gp.node[at].input.clone();
         for (k, x) in operands.iter().enumerate() {
-            if x.is_empty() || is_past(gp, x) {
+            if x.is_empty() || pasts.contains(x.as_str()) {
                 continue;
             }
             let mut current = x.clone();
@@ -86,11 +96,13 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
         // float32 outputs), each after the node that writes it, last first so that the
         // positions of the earlier ones hold; the model's other readers of any of them
         // read the kept positions.
-        let (chain, casts) = cast_chain(gp, at, value);
+        let mut chain: Vec<(usize, &String)> = carried.iter().filter_map(|v| writer(gp, v).map(|n| (n, v))).collect();
+        chain.sort_by_key(|(n, _)| *n);
+        let casts: HashSet<usize> = chain.iter().map(|(n, _)| *n).filter(|&n| n != at).collect();
         for (writer, carried) in chain.into_iter().rev() {
             let readers: Vec<usize> = (writer + 1..gp.node.len())
                 .filter(|&n| !casts.contains(&n) && !oto_onnx::branches::is_branches(&gp.node[n]))
-                .filter(|&n| gp.node[n].input.contains(&carried))
+                .filter(|&n| gp.node[n].input.contains(carried))
                 .collect();
             if readers.is_empty() {
                 continue;
@@ -105,7 +117,7 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
                 kept_value = out;
             }
             for n in readers {
-                for i in gp.node[n].input.iter_mut().filter(|i| **i == carried) {
+                for i in gp.node[n].input.iter_mut().filter(|i| *i == carried) {
                     *i = kept_value.clone();
                 }
             }
@@ -116,36 +128,9 @@ pub(crate) fn rewrite(shapes: &Shapes, groups: &[(&Group, Vec<usize>)], proto: &
     Ok(())
 }
 
-/// `value` before the `Cast` nodes of `gp` that made it (a graph input of a file converted
-/// to float16 with its inputs kept in float32), or `value` itself.
-fn uncast(gp: &oto_onnx::proto::GraphProto, value: &str) -> String {
-    let mut current = value.to_string();
-    while let Some(n) = gp.node.iter().find(|n| n.output.first() == Some(&current) && n.op_type.as_deref() == Some("Cast")) {
-        match n.input.first() {
-            Some(x) if !x.is_empty() && *x != current => current = x.clone(),
-            _ => break,
-        }
-    }
-    current
-}
-
-/// The cache `value` (written by node `at`) and the values `Cast` nodes make of it, each
-/// with the position of the node writing it, in the order of the nodes; and the positions
-/// of those Casts.
-fn cast_chain(gp: &oto_onnx::proto::GraphProto, at: usize, value: &str) -> (Vec<(usize, String)>, HashSet<usize>) {
-    let mut chain = vec![(at, value.to_string())];
-    let mut casts = HashSet::new();
-    let mut k = 0;
-    while let Some((_, v)) = chain.get(k).cloned() {
-        k += 1;
-        for (n, node) in gp.node.iter().enumerate() {
-            if node.op_type.as_deref() == Some("Cast") && node.input.first() == Some(&v) && casts.insert(n) {
-                chain.extend(node.output.first().map(|o| (n, o.clone())));
-            }
-        }
-    }
-    chain.sort_by_key(|(n, _)| *n);
-    (chain, casts)
+/// The position of the node of `gp` that writes `value`.
+fn writer(gp: &oto_onnx::proto::GraphProto, value: &str) -> Option<usize> {
+    gp.node.iter().position(|n| n.output.iter().any(|o| o == value))
 }
 
 /// Along `axis` of a value of shape `dims` (`what` names it in errors), its length and

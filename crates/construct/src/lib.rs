@@ -196,7 +196,7 @@ pub fn construct(model: &Model, analysis: &Analysis, removed: &BTreeMap<String, 
     let mut proto = model.proto.clone();
     slice::cut_initializers(model, &graph, &groups, &mut proto)?;
     constants::rewrite(model, &graph, &shapes_before, &groups, &mut proto)?;
-    caches::rewrite(&shapes_before, &groups, &mut proto, model.opset())?;
+    caches::rewrite(&graph, &shapes_before, &groups, &mut proto, model.opset())?;
     reads::rewrite(&shapes_before, &groups, &mut proto)?;
     drop_dead(&mut proto);
     record_metadata(&mut proto, &groups);

@@ -244,8 +244,9 @@ impl<'m> Graph<'m> {
     }
 
     /// `value` and the values `Cast` nodes make of it, directly or through other Casts (a
-    /// file converted to float16 with its inputs and outputs kept in float32).
-    fn with_casts(&self, value: &str) -> Vec<String> {
+    /// file converted to float16 with its inputs and outputs kept in float32), in the
+    /// order they are found (each after the value its Cast reads).
+    pub fn with_casts(&self, value: &str) -> Vec<String> {
         let mut values = vec![value.to_string()];
         let mut k = 0;
         while let Some(v) = values.get(k).cloned() {
@@ -312,6 +313,11 @@ impl<'m> Graph<'m> {
     pub fn real_inputs(&self) -> impl Iterator<Item = &'m ValueInfoProto> + '_ {
         let inits: HashSet<&str> = self.proto.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
         self.proto.input.iter().filter(move |v| !inits.contains(v.name.as_deref().unwrap_or("")))
+    }
+
+    /// Whether `value` is a real graph input ([`Graph::real_inputs`]).
+    pub fn is_real_input(&self, value: &str) -> bool {
+        matches!(self.producer(value), Some(Producer::Input(_))) && self.initializer(value).is_none()
     }
 
     /// Declared type information of a value (graph input/output or `value_info`).
