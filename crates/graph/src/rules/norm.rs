@@ -364,6 +364,12 @@ impl Ctx<'_, '_> {
         let mixed: Vec<usize> = if s.coerce_2d { (ax..t.len()).collect() } else { vec![ax] };
         for i in mixed {
             let a = t[i].clone();
+            // Over positions inside attention heads only (XCiT's cross-covariance attention,
+            // a softmax over the channels of each head): a head's positions go together with
+            // it, so the others' normalization is unchanged.
+            if a.is_tracked() && inside_heads_only(&a) {
+                continue;
+            }
             self.block_axis_at(node, &a, &format!("{} normalizes over these channels", node.op()));
         }
         for a in &mut t {
