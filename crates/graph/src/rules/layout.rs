@@ -61,6 +61,33 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
+    /// `DepthToSpace` / `SpaceToDepth`: the channels followed through the spec's Reshape,
+    /// Transpose and Reshape ([`DepthSpace::steps`]), factor by factor as those rules do.
+    /// In mode CRD (PyTorch's `PixelShuffle`) an output channel is a block of `b * b`
+    /// input channels, so the input's channels go by whole blocks. In mode DCR an output
+    /// channel takes one channel of each of the `b * b` blocks: channels of one layer
+    /// interleaved that way are not followed.
+    pub(super) fn depth_space(&mut self, node: &NodeProto, d: &DepthSpace) {
+        let Some(t) = self.in_track(node, 0) else {
+            return;
+        };
+        if d.kind == DepthSpaceKind::DepthToSpaceDcr && t.get(1).is_some_and(|a| a.is_tracked()) {
+            let reason = "DepthToSpace in mode DCR makes each output channel of one channel from every block of the input's channels: channels interleaved so are not followed";
+            self.block_node(node, reason);
+            return;
+        }
+        let steps = self.dims(&node.input[0]).ok_or_else(|| "the input shape is unknown".to_string()).and_then(|dims| d.steps(&dims));
+        let followed = steps.and_then(|steps| {
+            let split = self.regroup(&t, &steps.split)?;
+            let moved: ValueT = steps.perm.iter().map(|&p| split[p].clone()).collect();
+            self.regroup(&moved, &steps.out)
+        });
+        match followed {
+            Ok(out) => self.set(&node.output[0], out),
+            Err(why) => self.block_node(node, &format!("cannot follow the channels through this {}: {why}", node.op())),
+        }
+    }
+
     pub(super) fn regroup(&mut self, t: &ValueT, od: &[Dim]) -> Result<ValueT, String> {
         let mut fs: Vec<Factor> =
             t.iter().flat_map(|a| a.factors.iter().cloned()).filter(|f| f.size != Dim::Known(1) || f.track.is_some()).collect();

@@ -22,7 +22,7 @@ use crate::analyze::{count_parts, normalize, seg_axis, window, window_whole, Ana
 use crate::model::{Role, ShapeLocation};
 use crate::space::{AxisT, Factor, Part, Range, RefAt, ReqKind, Scale, Seg, Track, ValueT};
 use oto_onnx::graph::{node_label, NodeExt};
-use oto_onnx::op::{Binary as B, Gemm, IntsParam, LayerNorm, Op, Pad, PadMode, Slice, Softmax, Split, Unary};
+use oto_onnx::op::{Binary as B, DepthSpace, DepthSpaceKind, Gemm, IntsParam, LayerNorm, Op, Pad, PadMode, Slice, Softmax, Split, Unary};
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{ops, Dim};
 
@@ -203,8 +203,6 @@ impl Ctx<'_, '_> {
             | Op::ArgReduce(_)
             | Op::TopK(_)
             | Op::CumSum
-            | Op::DepthToSpace
-            | Op::SpaceToDepth
             | Op::GatherElements
             | Op::ScatterElements
             | Op::Constant
@@ -288,6 +286,7 @@ impl Ctx<'_, '_> {
             Op::Softmax(s) => self.softmax(node, s),
             Op::Reduce(r) => self.reduce(node, r)?,
             Op::Transpose { perm } => self.transpose(node, perm.as_deref())?,
+            Op::DepthSpace(d) => self.depth_space(node, d),
             Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => self.reshape(node, &op)?,
             Op::Concat { axis } => self.concat(node, *axis)?,
             Op::Split(s) => self.split(node, s)?,

@@ -1,10 +1,109 @@
 //! Layout operators: `Reshape`, `Flatten`, `Transpose`, `Squeeze`, `Unsqueeze`, `Expand`,
 //! `Tile`, `DepthToSpace`, `SpaceToDepth`. Not counted in MACs.
 
-use super::{IntsParam, Op};
+use super::IntsParam;
 use crate::graph::NodeExt;
 use crate::proto::NodeProto;
 use crate::shape::*;
+
+/// `DepthToSpace` or `SpaceToDepth`: blocks of channels moved to space and back. The ONNX
+/// spec defines both as a Reshape to rank 6, a Transpose and a Reshape
+/// ([`DepthSpace::steps`]); the shape rule, the pruning rule and the executor all follow
+/// those steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthSpace {
+    /// `blocksize` (required).
+    pub blocksize: i64,
+    /// Which way and in which channel order.
+    pub kind: DepthSpaceKind,
+}
+
+/// How a [`DepthSpace`] moves an input of given dims: a Reshape to `split`, a Transpose
+/// by `perm`, a Reshape to `out`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthSpaceSteps {
+    /// The rank-6 shape the input is reshaped to.
+    pub split: Vec<Dim>,
+    /// The permutation applied to it.
+    pub perm: [usize; 6],
+    /// The output dims.
+    pub out: Vec<Dim>,
+}
+
+/// The direction and channel order of a [`DepthSpace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepthSpaceKind {
+    /// `DepthToSpace` in mode `DCR` (the default; TensorFlow's order): channel
+    /// `(i * b + j) * C + c` goes to offset `(i, j)` of output channel `c`.
+    DepthToSpaceDcr,
+    /// `DepthToSpace` in mode `CRD` (PyTorch's `PixelShuffle`): channel `c * b * b + i * b + j`.
+    DepthToSpaceCrd,
+    /// `SpaceToDepth` in mode `DCR` (the default; the only one before opset 25): offset
+    /// `(i, j)` of channel `c` to channel `(i * b + j) * C + c`.
+    SpaceToDepthDcr,
+    /// `SpaceToDepth` in mode `CRD` (PyTorch's `PixelUnshuffle`): to channel
+    /// `c * b * b + i * b + j`.
+    SpaceToDepthCrd,
+}
+
+impl DepthSpace {
+    /// Reads a `DepthToSpace` (`to_space`) or `SpaceToDepth` node's attributes.
+    pub fn parse(node: &NodeProto, to_space: bool) -> Result<DepthSpace, String> {
+        let blocksize = node.attr_int("blocksize")?.ok_or("has no 'blocksize' attribute")?;
+        if blocksize < 1 {
+            return Err(format!("blocksize {blocksize} is not positive"));
+        }
+        let kind = match (to_space, node.attr_string("mode")?.as_deref().unwrap_or("DCR")) {
+            (true, "DCR") => DepthSpaceKind::DepthToSpaceDcr,
+            (true, "CRD") => DepthSpaceKind::DepthToSpaceCrd,
+            (false, "DCR") => DepthSpaceKind::SpaceToDepthDcr,
+            (false, "CRD") => DepthSpaceKind::SpaceToDepthCrd,
+            (_, other) => return Err(format!("mode '{other}' is neither DCR nor CRD")),
+        };
+        Ok(DepthSpace { blocksize, kind })
+    }
+
+    /// The spec's steps for an input of dims `x` (`[N, C, H, W]`).
+    pub fn steps(&self, x: &[Dim]) -> Result<DepthSpaceSteps, String> {
+        let [n, c, h, w] = x else {
+            return Err(format!("input has rank {}, expected 4", x.len()));
+        };
+        let b = Dim::Known(self.blocksize);
+        let mul = |x: &Dim, y: &Dim| x.mul(y).map_err(|e| e.to_string());
+        let bb = mul(&b, &b)?;
+        Ok(match self.kind {
+            DepthSpaceKind::DepthToSpaceDcr | DepthSpaceKind::DepthToSpaceCrd => {
+                let depth = c.div_exact(&bb).ok_or_else(|| format!("{c} channels do not divide by blocksize^2 = {bb}"))?;
+                let out = vec![n.clone(), depth.clone(), mul(h, &b)?, mul(w, &b)?];
+                if self.kind == DepthSpaceKind::DepthToSpaceDcr {
+                    DepthSpaceSteps {
+                        split: vec![n.clone(), b.clone(), b.clone(), depth, h.clone(), w.clone()],
+                        perm: [0, 3, 4, 1, 5, 2],
+                        out,
+                    }
+                } else {
+                    DepthSpaceSteps {
+                        split: vec![n.clone(), depth, b.clone(), b.clone(), h.clone(), w.clone()],
+                        perm: [0, 1, 4, 2, 5, 3],
+                        out,
+                    }
+                }
+            }
+            DepthSpaceKind::SpaceToDepthDcr | DepthSpaceKind::SpaceToDepthCrd => {
+                // The spec asks for divisible sizes; a symbolic one is taken at its word.
+                let known_rest = |d: &Dim| d.known().map(|v| v % self.blocksize).filter(|&r| r != 0);
+                if let Some(r) = known_rest(h).or_else(|| known_rest(w)) {
+                    return Err(format!("the spatial size {h}x{w} does not divide by blocksize {b} (remainder {r})"));
+                }
+                let rows = h.floor_div(&b).map_err(|e| e.to_string())?;
+                let cols = w.floor_div(&b).map_err(|e| e.to_string())?;
+                let out = vec![n.clone(), mul(c, &bb)?, rows.clone(), cols.clone()];
+                let perm = if self.kind == DepthSpaceKind::SpaceToDepthDcr { [0, 3, 5, 1, 2, 4] } else { [0, 1, 3, 5, 2, 4] };
+                DepthSpaceSteps { split: vec![n.clone(), c.clone(), rows, b.clone(), cols, b], perm, out }
+            }
+        })
+    }
+}
 
 /// Most axes a Reshape whose target is computed at run time may produce (libtorch allows
 /// 64; a larger declared target length is a malformed file).
@@ -55,24 +154,10 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 0), x.iter().zip(&reps).map(|(d, r)| d.mul(r)).collect::<Result<_, _>>()?)])
     }
 
-    pub(crate) fn depth_space(&mut self, node: &NodeProto, op: &Op) -> R<Vec<ValueType>> {
+    pub(crate) fn depth_space(&mut self, node: &NodeProto, d: &DepthSpace) -> R<Vec<ValueType>> {
         let x = self.shape(node, 0)?;
-        let b = Dim::Known(self.attr(node, node.attr_int_or("blocksize", 1))?);
-        if x.len() != 4 {
-            return Err(self.fail(node, format!("input has rank {}, expected 4", x.len())));
-        }
-        let bb = b.mul(&b)?;
-        let out = if *op == Op::DepthToSpace {
-            vec![
-                x[0].clone(),
-                x[1].div_exact(&bb).ok_or_else(|| self.fail(node, "channels not divisible by blocksize^2"))?,
-                x[2].mul(&b)?,
-                x[3].mul(&b)?,
-            ]
-        } else {
-            vec![x[0].clone(), x[1].mul(&bb)?, x[2].floor_div(&b)?, x[3].floor_div(&b)?]
-        };
-        Ok(vec![vt(self.dtype(node, 0), out)])
+        let steps = d.steps(&x).map_err(|m| self.fail(node, m))?;
+        Ok(vec![vt(self.dtype(node, 0), steps.out)])
     }
 
     pub(crate) fn reshape(&mut self, node: &NodeProto, allowzero: bool) -> R<Vec<ValueType>> {

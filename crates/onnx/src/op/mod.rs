@@ -68,6 +68,7 @@ pub use elementwise::{Binary, Clip, Compare, Unary};
 pub use index::{
     FloatsParam, GridMode, GridPadding, GridSample, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes,
 };
+pub use layout::{DepthSpace, DepthSpaceKind, DepthSpaceSteps};
 pub use matmul::Gemm;
 pub use norm::{LayerNorm, Softmax, SoftmaxKind, WrittenLayerNorm};
 pub use pool::{Pool, PoolKind};
@@ -183,10 +184,8 @@ pub enum Op {
     Expand,
     /// `Tile`.
     Tile,
-    /// `DepthToSpace`.
-    DepthToSpace,
-    /// `SpaceToDepth`.
-    SpaceToDepth,
+    /// `DepthToSpace` or `SpaceToDepth`.
+    DepthSpace(DepthSpace),
     // ---- concat / split / slice / pad / resize / gather / scatter
     /// `Concat`.
     Concat {
@@ -668,8 +667,8 @@ impl Op {
             "Unsqueeze" => Op::Unsqueeze { axes: IntsParam::parse(graph, node, "axes", 13, 1)? },
             "Expand" => Op::Expand,
             "Tile" => Op::Tile,
-            "DepthToSpace" => Op::DepthToSpace,
-            "SpaceToDepth" => Op::SpaceToDepth,
+            "DepthToSpace" => attrs(DepthSpace::parse(node, true).map(Op::DepthSpace))?,
+            "SpaceToDepth" => attrs(DepthSpace::parse(node, false).map(Op::DepthSpace))?,
             "Concat" => match attr_result(graph, node, node.attr_int("axis"))? {
                 Some(axis) => Op::Concat { axis },
                 None => return Err(node_error(graph, node, "has no 'axis' attribute")),
@@ -763,7 +762,7 @@ impl Infer<'_, '_> {
             Op::ArgReduce(r) => self.arg_reduce(node, r),
             Op::TopK(t) => self.top_k(node, t),
             Op::Rnn(r) => self.rnn(node, r),
-            Op::DepthToSpace | Op::SpaceToDepth => self.depth_space(node, op),
+            Op::DepthSpace(d) => self.depth_space(node, d),
             Op::NonZero => self.non_zero(node),
             &Op::OneHot { axis } => self.one_hot(node, axis),
             Op::EyeLike => self.eye_like(node),
@@ -819,6 +818,7 @@ mod tests {
             let attrs = match name {
                 "Concat" => vec![int("axis", 0)],
                 "Cast" => vec![int("to", 1)],
+                "DepthToSpace" | "SpaceToDepth" => vec![int("blocksize", 2)],
                 _ => vec![],
             };
             let m = model(node(name, attrs));

@@ -247,7 +247,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::NonZero
         | Op::OneHot { .. }
         | Op::ScatterElements
-        | Op::Trilu { .. } => shape::compile(graph, node, &op, device),
+        | Op::Trilu { .. }
+        | Op::DepthSpace(_) => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
         Op::Rnn(r) => recurrent::compile(node, r),
         // `Constant` nodes are evaluated once by the executor, not compiled (supported,
@@ -261,8 +262,6 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::LpNormalization
         | Op::MeanVarianceNormalization
         | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
-        | Op::DepthToSpace
-        | Op::SpaceToDepth
         | Op::EyeLike
         | Op::Other(_) => unsupported(),
         // Refused above, by its domain.

@@ -5,7 +5,7 @@ use crate::exec::convert::{host_floats, kind_of};
 use oto_onnx::op::{IntsParam, Op, Pad, PadMode, Resize, ScalarParam, Slice, SplitSizes};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
-use oto_onnx::{DType, Graph, NodeExt};
+use oto_onnx::{DType, Dim, Graph, NodeExt};
 use tch::{Device, Kind, Tensor};
 
 /// Compiles the shape, layout, indexing and type operators.
@@ -211,6 +211,18 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             Ok(vec![x.f_expand(out.as_slice(), false)?])
         }),
         Op::Tile => Box::new(|ctx: &Ctx<'_>| Ok(vec![ctx.input(0)?.f_repeat(ctx.ints(1)?.as_slice())?])),
+        &Op::DepthSpace(d) => Box::new(move |ctx: &Ctx<'_>| {
+            // The spec's Reshape, Transpose, Reshape on the run's sizes.
+            let x = ctx.input(0)?;
+            let dims: Vec<Dim> = x.size().into_iter().map(Dim::Known).collect();
+            let steps = d.steps(&dims).map_err(OpError)?;
+            let sizes = |ds: &[Dim]| -> Result<Vec<i64>, OpError> {
+                ds.iter().map(|d| d.known().ok_or_else(|| OpError(format!("size {d} is not a number")))).collect()
+            };
+            let perm: Vec<i64> = steps.perm.iter().map(|&p| p as i64).collect();
+            let moved = x.f_reshape(sizes(&steps.split)?.as_slice())?.f_permute(perm.as_slice())?;
+            Ok(vec![moved.f_reshape(sizes(&steps.out)?.as_slice())?])
+        }),
         &Op::Shape { start, end } => {
             Box::new(move |ctx: &Ctx<'_>| {
                 let size = ctx.input(0)?.size();
