@@ -285,6 +285,22 @@ fn merged_uniform_biases_prune_apart() {
     assert!(!g.members.iter().any(|m| m.initializer == "fc2.weight" && m.axis == 1), "fc1's zero bias ties fc2:\n{}", a.table());
 }
 
+/// `F.normalize` over a layer's channels (the norm expanded to the layer's shape, then a
+/// divisor): read as a broadcast norm, the layer's channels are one prunable group, where
+/// the expanded divisor, as wide as the channels but not following them, blocked it.
+#[test]
+fn l2_normalized_channels_prune_end_to_end() {
+    let user = cases::l2_normalized();
+    let (after, summary) = normalize(copy(&user), &NormalizeOptions::default()).unwrap();
+    assert_eq!(summary.broadcast_expands, 2, "{summary}");
+    let count = |op: &str| after.proto.graph.iter().flat_map(|g| g.node.iter()).filter(|n| n.op_type.as_deref() == Some(op)).count();
+    assert_eq!((count("Expand"), count("Shape")), (0, 0), "{:?}", after.proto.graph);
+    let a = prune_end_to_end("l2_normalized", &user, 1);
+    let g = a.prunable_groups().next().unwrap();
+    assert!(g.members.iter().any(|m| m.initializer == "fc1.weight" && m.axis == 1), "{}", a.table());
+    assert!(g.members.iter().any(|m| m.initializer == "scale"), "{}", a.table());
+}
+
 /// ONNX's experimental operators of an old model zoo CNN (ImageScaler, Scale, ScaledTanh,
 /// ParametricSoftplus, Crop, Affine) written as standard ONNX: the convolutions they
 /// follow are groups (oto followed nothing past the ImageScaler before), at opsets 8 and 9.

@@ -270,6 +270,8 @@ pub struct Summary {
     pub zero_biases_dropped: usize,
     /// Initializers removed because only folded nodes read them.
     pub dead_initializers: usize,
+    /// Operands `Expand(n, Shape(x))` of a binary operator with `x` read as `n`.
+    pub broadcast_expands: usize,
     /// Initializers found equal to the transpose of another weight and replaced by a
     /// `Transpose` of it (step 6 of the module documentation).
     pub tied_transposes: usize,
@@ -347,6 +349,7 @@ impl std::fmt::Display for Summary {
         count(self.folded, "constant nodes folded into initializers");
         count(self.zero_biases_dropped, "zero biases of layers without bias dropped");
         count(self.dead_initializers, "unused initializers removed");
+        count(self.broadcast_expands, "Expands of an operand to the other operand's shape read as broadcasts");
         count(self.tied_transposes, "weights equal to the transpose of another made a Transpose of it (tied again)");
         count(self.constants_kept, "Constant nodes kept (strings, sparse values or graph outputs)");
         count(self.overridable_inputs, "initializers kept as overridable graph inputs");
@@ -402,6 +405,7 @@ pub fn normalize(model: Model, options: &NormalizeOptions) -> Result<(Model, Sum
     let lifted = lift_constants(&model, graph, &outputs, &mut summary)?;
     let overridable = initializer_inputs(graph, ir, options, &mut summary);
     rewrite_variadic(graph, &mut summary);
+    drop_broadcast_expands(graph, &mut summary);
     omit_zero_states(graph, &mut summary);
     inference_dropouts(graph, &mut summary, model.opset());
     untie_statistics(graph, &mut summary);
@@ -1889,6 +1893,54 @@ fn remove_dead_producers(graph: &mut GraphProto, producer: &HashMap<String, usiz
             index += 1;
             !dead.contains(&(index - 1))
         });
+    }
+}
+
+/// `x op Expand(n, Shape(x))` as `x op n`, for the broadcasting binary operators: the
+/// Expand only broadcasts `n` to `x`'s shape, which the operator does itself, so the
+/// result is the same (values, shape, type). `F.normalize(x)` is exported so, `x /
+/// max(norm(x), eps).expand_as(x)`: read as written, the divisor is a tensor as wide as
+/// `x`'s channels that does not follow them; read as a broadcast norm, the channels of
+/// `x` are followed through the division. Expands and Shapes left unread are removed
+/// (unless a subgraph could read them).
+fn drop_broadcast_expands(graph: &mut GraphProto, summary: &mut Summary) {
+    let producer: HashMap<String, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().filter(|o| !o.is_empty()).map(move |o| (o.clone(), i))).collect();
+    let made_by = |value: &str, op: &str| {
+        producer.get(value).map(|&i| &graph.node[i]).filter(|n| is_default_domain(n) && n.op() == op && !n.input.is_empty())
+    };
+    // The `n` an Expand broadcasts to the shape of `x`: `Expand(n, Shape(x))`, the Shape whole.
+    let broadcast_of = |e: &str, x: &str| -> Option<String> {
+        let expand = made_by(e, "Expand")?;
+        let shape = made_by(expand.input.get(1)?, "Shape")?;
+        let whole = shape.attribute.iter().all(|a| !matches!(a.name.as_deref(), Some("start" | "end")));
+        (whole && shape.input[0] == x && !expand.input[0].is_empty()).then(|| expand.input[0].clone())
+    };
+    let mut rewrites = Vec::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        let binary = is_default_domain(node) && matches!(node.op(), "Add" | "Sub" | "Mul" | "Div" | "Pow") && node.input.len() == 2;
+        if !binary {
+            continue;
+        }
+        for k in 0..2 {
+            if let Some(n) = broadcast_of(&node.input[k], &node.input[1 - k]) {
+                rewrites.push((i, k, node.input[k].clone(), n));
+            }
+        }
+    }
+    if rewrites.is_empty() {
+        return;
+    }
+    let mut freed = Vec::new();
+    for (i, k, expanded, n) in rewrites {
+        graph.node[i].input[k] = n;
+        freed.push(expanded);
+        summary.broadcast_expands += 1;
+    }
+    let subgraphs = graph.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()));
+    if !subgraphs {
+        let outputs: HashSet<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
+        remove_dead_producers(graph, &producer, &outputs, freed);
     }
 }
 

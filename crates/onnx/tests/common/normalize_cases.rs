@@ -74,7 +74,39 @@ pub fn all() -> Vec<(&'static str, Model)> {
         ("weight_normalized_13", weight_normalized(13)),
         ("weight_normalized_18", weight_normalized(18)),
         ("weight_standardized", weight_standardized()),
+        ("l2_normalized", l2_normalized()),
     ]
+}
+
+/// `F.normalize` over a layer's channels as PyTorch exports it (SwiftFormer's additive
+/// attention, embedding heads): `h / Expand(Clip(ReduceL2(h, -1), eps), Shape(h))`, then a
+/// scale per channel and a second layer; the norm also multiplies `h`'s Relu, expanded to
+/// its shape as the first operand. Input `x` (`[batch, 6]`), output `y` (`[batch, 3]`).
+pub fn l2_normalized() -> Model {
+    let mut b = GraphBuilder::new("l2_normalized");
+    b.opset(13);
+    let x = b.input_f32("x", &batch_dims(&[6]));
+    let w1 = b.weight("fc1.weight", &[6, 8], wave(7, 1, 19));
+    let b1 = b.weight("fc1.bias", &[8], |i| 0.1 * (i % 3) as f32 - 0.05);
+    let h = b.node("MatMul", &[&x, &w1], &[]);
+    let h = b.node("Add", &[&h, &b1], &[]);
+    let norm = b.node_with("ReduceL2", &[&h], &[], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
+    let eps = b.weight("eps", &[], |_| 1e-12);
+    let norm = b.node("Clip", &[&norm, &eps], &[]);
+    let shape = b.node("Shape", &[&h], &[]);
+    let wide = b.node("Expand", &[&norm, &shape], &[]);
+    let unit = b.node("Div", &[&h, &wide], &[]);
+    let relu = b.node("Relu", &[&h], &[]);
+    let shape2 = b.node("Shape", &[&relu], &[]);
+    let wide2 = b.node("Expand", &[&norm, &shape2], &[]);
+    let scaled = b.node("Mul", &[&wide2, &relu], &[]);
+    let g = b.weight("scale", &[8], |i| 0.5 + 0.1 * i as f32);
+    let unit = b.node("Mul", &[&unit, &g], &[]);
+    let h = b.node("Add", &[&unit, &scaled], &[]);
+    let w2 = b.weight("fc2.weight", &[8, 3], wave(5, 3, 17));
+    let y = b.node("MatMul", &[&h, &w2], &["y"]);
+    b.output_f32(&y, &batch_dims(&[3]));
+    finish(&b)
 }
 
 /// A CNN of an old model zoo file with ONNX's experimental operators (opsets 1 to 9,
