@@ -209,7 +209,7 @@ impl Ctx<'_, '_> {
             | Op::Range
             | Op::NonZero
             | Op::OneHot { .. }
-            | Op::EyeLike
+            | Op::EyeLike { .. }
             | Op::Trilu { .. }
             | Op::Other(_) => self.block_node(node, &format!("operator {} is not understood", node.op())),
             // Max and Min of more than two inputs.

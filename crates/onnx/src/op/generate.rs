@@ -72,8 +72,12 @@ impl Infer<'_, '_> {
         Ok(vec![vt(self.dtype(node, 2), out)])
     }
 
-    pub(crate) fn eye_like(&mut self, node: &NodeProto) -> R<Vec<ValueType>> {
-        Ok(vec![vt(self.dtype(node, 0), self.shape(node, 0)?)])
+    pub(crate) fn eye_like(&mut self, node: &NodeProto, dtype: Option<DType>) -> R<Vec<ValueType>> {
+        let x = self.shape(node, 0)?;
+        if x.len() != 2 {
+            return Err(self.fail(node, format!("input has rank {}, expected 2", x.len())));
+        }
+        Ok(vec![vt(dtype.or(self.dtype(node, 0)), x)])
     }
 
     pub(crate) fn range_float_len(&self, node: &NodeProto) -> Option<i64> {

@@ -238,8 +238,13 @@ pub enum Op {
         /// The axis (negative: from the end).
         axis: i64,
     },
-    /// `EyeLike`.
-    EyeLike,
+    /// `EyeLike`: ones on a diagonal of a matrix shaped as the input.
+    EyeLike {
+        /// The diagonal: 0 the main one, above it positive.
+        k: i64,
+        /// The element type (`dtype`); the input's when absent.
+        dtype: Option<DType>,
+    },
     /// `Trilu`.
     Trilu {
         /// Keeps the upper triangle (default), else the lower.
@@ -691,7 +696,16 @@ impl Op {
             "Range" => Op::Range,
             "NonZero" => Op::NonZero,
             "OneHot" => Op::OneHot { axis: int_or("axis", -1)? },
-            "EyeLike" => Op::EyeLike,
+            "EyeLike" => Op::EyeLike {
+                k: int_or("k", 0)?,
+                dtype: match attr_result(graph, node, node.attr_int("dtype"))? {
+                    None => None,
+                    Some(code) => match i32::try_from(code).ok().and_then(DType::from_onnx) {
+                        Some(d) => Some(d),
+                        None => return Err(node_error(graph, node, format!("dtype {code} is not a tensor element type"))),
+                    },
+                },
+            },
             "Trilu" => Op::Trilu { upper: int_or("upper", 1)? != 0 },
             "QuantizeLinear" => attrs(QLinear::parse(node).map(Op::QuantizeLinear))?,
             "DequantizeLinear" => attrs(QLinear::parse(node).map(Op::DequantizeLinear))?,
@@ -765,7 +779,7 @@ impl Infer<'_, '_> {
             Op::DepthSpace(d) => self.depth_space(node, d),
             Op::NonZero => self.non_zero(node),
             &Op::OneHot { axis } => self.one_hot(node, axis),
-            Op::EyeLike => self.eye_like(node),
+            &Op::EyeLike { dtype, .. } => self.eye_like(node, dtype),
             Op::QuantizeLinear(q) => self.qlinear(node, q, false),
             Op::DequantizeLinear(q) => self.qlinear(node, q, true),
             Op::DynamicQuantizeLinear => self.dynamic_quantize(node),

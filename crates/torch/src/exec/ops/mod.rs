@@ -248,7 +248,8 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::OneHot { .. }
         | Op::ScatterElements
         | Op::Trilu { .. }
-        | Op::DepthSpace(_) => shape::compile(graph, node, &op, device),
+        | Op::DepthSpace(_)
+        | Op::EyeLike { .. } => shape::compile(graph, node, &op, device),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
         Op::Rnn(r) => recurrent::compile(node, r),
         // `Constant` nodes are evaluated once by the executor, not compiled (supported,
@@ -262,7 +263,6 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::LpNormalization
         | Op::MeanVarianceNormalization
         | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
-        | Op::EyeLike
         | Op::Other(_) => unsupported(),
         // Refused above, by its domain.
         Op::Branches => unsupported(),

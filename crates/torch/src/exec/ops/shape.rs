@@ -259,6 +259,17 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             let place = if dtype.is_float() { device } else { Device::Cpu };
             Box::new(move |ctx: &Ctx<'_>| Ok(vec![Tensor::f_full(ctx.ints(0)?.as_slice(), fill, (kind, place))?]))
         }
+        &Op::EyeLike { k, dtype } => Box::new(move |ctx: &Ctx<'_>| {
+            let x = ctx.input(0)?;
+            let &[rows, cols] = x.size().as_slice() else {
+                return Err(OpError(format!("EyeLike input has rank {}, expected 2", x.dim())));
+            };
+            // Ones where column - row = k.
+            let at = |n: i64| Tensor::f_arange(n, (Kind::Int64, x.device()));
+            let offset = at(cols)?.f_unsqueeze(0)?.f_sub(&at(rows)?.f_unsqueeze(1)?)?;
+            let kind = dtype.map(kind_of).unwrap_or(x.kind());
+            Ok(vec![offset.f_eq(k)?.f_to_kind(kind)?])
+        }),
         Op::Range => Box::new(|ctx: &Ctx<'_>| {
             let start = ctx.input(0)?;
             let kind = start.kind();
