@@ -155,13 +155,18 @@ fn refused(args: &[&str], needles: &[&str]) {
 /// the input quantized at run time (`DynamicQuantizeLinear`), an int8 `ConvInteger`
 /// weight, the int32 result scaled back to floats.
 fn dynamically_quantized(path: &Path) {
+    dynamically_quantized_with(path, |_| 1);
+}
+
+/// [`dynamically_quantized`] with the int8 weight `weight(i)` at position `i`.
+fn dynamically_quantized_with(path: &Path, weight: impl Fn(usize) -> i8) {
     use oto_onnx::builder::{batch_dims, Attr, GraphBuilder};
     use oto_onnx::{Tensor, TensorData};
     let mut b = GraphBuilder::new("quantized");
     b.opset(13);
     let x = b.input_f32("x", &batch_dims(&[1, 8, 8]));
     b.node("DynamicQuantizeLinear", &[&x], &["xq", "xs", "xzp"]);
-    let w = b.initializer("conv.weight_quantized", Tensor::new(vec![10, 1, 8, 8], TensorData::I8(vec![1; 640])).unwrap());
+    let w = b.initializer("conv.weight_quantized", Tensor::new(vec![10, 1, 8, 8], TensorData::I8((0..640).map(weight).collect())).unwrap());
     b.node("ConvInteger", &["xq", &w, "xzp"], &["acc"]);
     let y = b.node_with("Cast", &["acc"], &[], &[("to", Attr::Int(1))]);
     let y = b.node("Mul", &[&y, "xs"], &[]);
@@ -174,6 +179,34 @@ fn dynamically_quantized(path: &Path) {
     }
     let model = oto_onnx::Model::from_proto(proto, &path.to_string_lossy(), None).unwrap();
     model.save(path, &Default::default()).unwrap();
+}
+
+/// `oto eval` runs a dynamically quantized model (DynamicQuantizeLinear, ConvInteger) as
+/// onnxruntime does: the loss of its logits on the digits test set is onnxruntime's.
+#[test]
+fn a_dynamically_quantized_model_is_evaluated_as_onnxruntime_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("quantized.onnx");
+    dynamically_quantized_with(&model, |i| ((i * 37 + 11) % 255) as i8);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/digits_test.npz");
+    let out = oto(&["eval", s(&model), "--data", s(&data), "--device", "cpu", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let loss = report["loss"].as_f64().unwrap();
+    let arrays = oto_onnx::npz::read_npz(&data).unwrap();
+    let x: Vec<(String, oto_onnx::Tensor)> = arrays.iter().filter(|(n, _)| n == "x").cloned().collect();
+    let labels = arrays.iter().find(|(n, _)| n == "labels").unwrap().1.to_f64_vec();
+    let proto = oto_onnx::Model::load(&model).unwrap().proto;
+    let logits = oto_testkit::run_ort(&proto, &x).remove(0).1;
+    let classes = 10;
+    let mut total = 0.0;
+    for (row, &label) in logits.chunks(classes).zip(&labels) {
+        let top = row.iter().copied().fold(f64::MIN, f64::max);
+        let sum: f64 = row.iter().map(|v| (v - top).exp()).sum();
+        total += sum.ln() + top - row[label as usize];
+    }
+    let expected = total / labels.len() as f64;
+    assert!((loss - expected).abs() <= 1e-5 * expected.abs().max(1.0), "oto eval {loss} vs onnxruntime {expected}");
 }
 
 #[test]

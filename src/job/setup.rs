@@ -117,15 +117,15 @@ fn load_model(path: &Path, device: &str) -> Result<(Model, Executor)> {
     let (model, summary) = crate::model_file::load_model(path)?;
     // Training evaluates at other batch sizes (and ends on a partial batch).
     crate::model_file::check_fixed_batch(path, &summary, None)?;
-    let exec = Executor::first_pass(&model, device).map_err(|e| match crate::model_file::quantized_layers(&model) {
-        // A quantized file whose integer layers the trainer cannot run says so, with what
-        // to do instead, rather than naming the first operator it stopped at.
-        Some(layers) => input_error(anyhow::anyhow!(
+    // A quantized file says so, with what to do instead: its integer layers hold no
+    // gradient to train (the executor runs them only to evaluate).
+    if let Some(layers) = crate::model_file::quantized_layers(&model) {
+        return Err(input_error(anyhow::anyhow!(
             "{}: nothing to prune: the model is quantized ({layers} with integer weights): prune the float model, then quantize it (`oto quantize`)",
             path.display()
-        )),
-        None => classify(e),
-    })?;
+        )));
+    }
+    let exec = Executor::first_pass(&model, device).map_err(classify)?;
     Ok((model, exec))
 }
 

@@ -250,20 +250,20 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, device: Device) -> Result<Ke
         | Op::Trilu { .. }
         | Op::DepthSpace(_)
         | Op::EyeLike { .. } => shape::compile(graph, node, &op, device),
-        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::compile(graph, node, &op),
+        Op::QuantizeLinear(_)
+        | Op::DequantizeLinear(_)
+        | Op::DynamicQuantizeLinear
+        | Op::MatMul { integer: true }
+        | Op::Conv(_)
+        | Op::QLinearConv(_)
+        | Op::QLinearMatMul => quant::compile(graph, node, &op),
         Op::Rnn(r) => recurrent::compile(node, r),
         // `Constant` nodes are evaluated once by the executor, not compiled (supported,
         // hence not the refusal).
         Op::Constant => Err("a Constant node is evaluated once by the executor, not compiled".into()),
-        Op::Conv(_)
-        | Op::MatMul { integer: true }
-        | Op::QLinearConv(_)
-        | Op::QLinearMatMul
-        | Op::DynamicQuantizeLinear
-        | Op::LpNormalization
-        | Op::MeanVarianceNormalization
-        | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. })
-        | Op::Other(_) => unsupported(),
+        Op::LpNormalization | Op::MeanVarianceNormalization | Op::Softmax(Softmax { kind: SoftmaxKind::Hardmax, .. }) | Op::Other(_) => {
+            unsupported()
+        }
         // Refused above, by its domain.
         Op::Branches => unsupported(),
     }

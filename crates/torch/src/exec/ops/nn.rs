@@ -181,25 +181,27 @@ fn lrn(node: &NodeProto) -> Result<Kernel, String> {
 pub fn conv(c: &Conv) -> Result<Kernel, String> {
     let window = c.window.clone();
     let groups = c.group;
-    Ok(Box::new(move |ctx: &Ctx<'_>| {
-        let (x, w) = (ctx.input(0)?, ctx.input(1)?);
-        let input = spatial(x)?;
-        let kernel = window.kernel_shape.clone().unwrap_or_else(|| w.size()[2..].to_vec());
-        let n = input.len();
-        let pads = window.padding(&input, &kernel)?;
-        let (x, padding) = symmetric(x, &pads, None, 0.0)?;
-        let y = x.f_convolution(
-            w,
-            ctx.opt(2),
-            window.strides(n).as_slice(),
-            padding.as_slice(),
-            window.dilations(n).as_slice(),
-            false,
-            vec![0; n].as_slice(),
-            groups,
-        )?;
-        Ok(vec![y])
-    }))
+    Ok(Box::new(move |ctx: &Ctx<'_>| Ok(vec![convolve(&window, groups, ctx.input(0)?, ctx.input(1)?, ctx.opt(2))?])))
+}
+
+/// The convolution of `x` by `w` (plus `b`) under a Conv's window attributes: `Conv`, and
+/// the integer convolutions on their inputs less the zero points.
+pub(super) fn convolve(window: &Window, groups: i64, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> OpResult<Tensor> {
+    let input = spatial(x)?;
+    let kernel = window.kernel_shape.clone().unwrap_or_else(|| w.size()[2..].to_vec());
+    let n = input.len();
+    let pads = window.padding(&input, &kernel)?;
+    let (x, padding) = symmetric(x, &pads, None, 0.0)?;
+    Ok(x.f_convolution(
+        w,
+        b,
+        window.strides(n).as_slice(),
+        padding.as_slice(),
+        window.dilations(n).as_slice(),
+        false,
+        vec![0; n].as_slice(),
+        groups,
+    )?)
 }
 
 /// `ConvTranspose`.

@@ -7,9 +7,18 @@
 //! `saturate(round(x / scale) + zero_point)`, the division in the input's type, rounding
 //! half to even (`torch.round`), saturating to the range of the result type: the zero
 //! point's declared ONNX type, else `output_dtype`, else uint8.
+//!
+//! The integer layers of onnxruntime's quantizers, for evaluating a quantized model (not
+//! for training: nothing here has a gradient): `DynamicQuantizeLinear` (uint8, scale and
+//! zero point from the tensor's range); `MatMulInteger` and `ConvInteger` (int32 results
+//! of the inputs less their zero points, per tensor, per row of A / column of B, per output
+//! channel of W); `QLinearMatMul` and `QLinearConv` (the same, requantized:
+//! `saturate(round(acc * (scale_a * scale_b / scale_y)) + zero_point_y)` with the scale
+//! ratio in the scales' float32 and the product in float64, as onnx's reference). Sums
+//! of integer products run in float64, exact below 2^53.
 
 use super::{axis, Ctx, Kernel, OpError, OpResult};
-use oto_onnx::op::{Op, QLinear};
+use oto_onnx::op::{Conv, Op, QLinear};
 use oto_onnx::proto::tensor_proto::DataType;
 use oto_onnx::proto::{type_proto, NodeProto};
 use oto_onnx::{ops, Graph};
@@ -20,6 +29,11 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
     match op {
         Op::QuantizeLinear(q) => quantize(graph, node, *q),
         Op::DequantizeLinear(q) => Ok(dequantize(*q)),
+        Op::DynamicQuantizeLinear => Ok(dynamic_quantize()),
+        Op::MatMul { integer: true } => Ok(matmul_integer(None)),
+        Op::QLinearMatMul => Ok(matmul_integer(Some(Requantize { a: (0, 1, 2), b: (3, 4, 5), y: (6, 7) }))),
+        Op::Conv(c) if c.integer => Ok(conv_integer(c, None)),
+        Op::QLinearConv(c) => Ok(conv_integer(c, Some(Requantize { a: (0, 1, 2), b: (3, 4, 5), y: (6, 7) }))),
         _ => Err(format!("{} is not a quantization operator", node.op_type.as_deref().unwrap_or(""))),
     }
 }
@@ -114,4 +128,138 @@ fn quantize(graph: &Graph<'_>, node: &NodeProto, q: QLinear) -> Result<Kernel, S
         }
         Ok(vec![y.f_clamp(lo, hi)?.f_to_kind(kind)?])
     }))
+}
+
+/// Input positions of a QLinear operator: `(value, scale, zero point)` of its two operands
+/// and `(scale, zero point)` of its result.
+#[derive(Clone, Copy)]
+struct Requantize {
+    a: (usize, usize, usize),
+    b: (usize, usize, usize),
+    y: (usize, usize),
+}
+
+/// `x` less its zero point `zp` (none: 0) in float64, `zp` shaped by `shape_zp` to
+/// broadcast against `x`.
+fn less_zero_point(x: &Tensor, zp: Option<&Tensor>, shape_zp: impl Fn(&Tensor) -> OpResult<Tensor>) -> OpResult<Tensor> {
+    let x = x.f_to_kind(Kind::Double)?;
+    match zp {
+        Some(z) => Ok(x.f_sub(&shape_zp(&z.f_to_kind(Kind::Double)?)?)?),
+        None => Ok(x),
+    }
+}
+
+/// A scalar or one-entry tensor as a scalar; otherwise `per` shapes it.
+fn scalar_or(t: &Tensor, per: impl Fn(&Tensor) -> OpResult<Tensor>) -> OpResult<Tensor> {
+    if t.numel() == 1 {
+        Ok(t.f_reshape([] as [i64; 0])?)
+    } else {
+        per(t)
+    }
+}
+
+/// The integer range of a quantized result of kind `kind`.
+fn range_of(kind: Kind) -> OpResult<(i64, i64)> {
+    match kind {
+        Kind::Uint8 => Ok((0, 255)),
+        Kind::Int8 => Ok((-128, 127)),
+        other => Err(OpError(format!("a quantized result of type {other:?} (uint8 or int8)"))),
+    }
+}
+
+/// `acc` (float64 sums of integer products) requantized: `acc * (sa * sb / sy)` (the ratio
+/// in the scales' type, `sa`/`sb` already shaped against `acc`), plus the result's zero
+/// point, rounded half to even and saturated to the zero point's type.
+fn requantize(acc: &Tensor, sa: &Tensor, sb: &Tensor, sy: &Tensor, zy: Option<&Tensor>, kind: Kind) -> OpResult<Tensor> {
+    let ratio = sa.f_mul(sb)?.f_div(sy)?.f_to_kind(Kind::Double)?;
+    let mut y = acc.f_mul(&ratio)?;
+    if let Some(z) = zy {
+        y = y.f_add(&z.f_to_kind(Kind::Double)?.f_reshape([] as [i64; 0])?)?;
+    }
+    let (lo, hi) = range_of(kind)?;
+    Ok(y.f_round()?.f_clamp(lo, hi)?.f_to_kind(kind)?)
+}
+
+/// `DynamicQuantizeLinear`: uint8 over the range of `x` widened to hold 0.
+fn dynamic_quantize() -> Kernel {
+    Box::new(|ctx: &Ctx<'_>| {
+        let x = ctx.input(0)?;
+        let (lo, hi) = (x.f_min()?.f_clamp_max(0.0)?, x.f_max()?.f_clamp_min(0.0)?);
+        let span = hi.f_sub(&lo)?;
+        // A constant tensor of zeros: scale 1 (onnxruntime and the reference).
+        let span = span.f_where_scalarother(&span.f_ne(0.0)?, 1.0)?;
+        let scale = span.f_div_scalar(255.0)?;
+        let zero_point = lo.f_neg()?.f_div(&scale)?.f_clamp(0.0, 255.0)?.f_round()?;
+        let y = x.f_div(&scale)?.f_round()?.f_add(&zero_point)?.f_clamp(0.0, 255.0)?;
+        Ok(vec![y.f_to_kind(Kind::Uint8)?, scale.f_to_kind(x.kind())?, zero_point.f_to_kind(Kind::Uint8)?])
+    })
+}
+
+/// `MatMulInteger` (`q` none: int32 result) or `QLinearMatMul`. A's zero point and scale
+/// are per tensor or per row (`[M]`), B's per tensor or per column (`[N]`).
+fn matmul_integer(q: Option<Requantize>) -> Kernel {
+    Box::new(move |ctx: &Ctx<'_>| {
+        let (ia, ib) = match q {
+            Some(r) => (r.a, r.b),
+            None => ((0, usize::MAX, 2), (1, usize::MAX, 3)),
+        };
+        let (a, b) = (ctx.input(ia.0)?, ctx.input(ib.0)?);
+        let per_row = |t: &Tensor| -> OpResult<Tensor> { Ok(t.f_reshape([-1, 1])?) };
+        let per_column = |t: &Tensor| -> OpResult<Tensor> { Ok(t.shallow_clone()) };
+        let a0 = less_zero_point(a, ctx.opt(ia.2), |z| scalar_or(z, per_row))?;
+        let b0 = less_zero_point(b, ctx.opt(ib.2), |z| scalar_or(z, per_column))?;
+        let acc = a0.f_matmul(&b0)?;
+        match q {
+            None => Ok(vec![acc.f_to_kind(Kind::Int)?]),
+            Some(r) => {
+                let sa = scalar_or(ctx.input(ia.1)?, per_row)?;
+                let sb = scalar_or(ctx.input(ib.1)?, per_column)?;
+                let zy = ctx.opt(r.y.1);
+                let kind = zy.map_or(a.kind(), Tensor::kind);
+                Ok(vec![requantize(&acc, &sa, &sb, ctx.input(r.y.0)?, zy, kind)?])
+            }
+        }
+    })
+}
+
+/// `ConvInteger` (`q` none: int32 result) or `QLinearConv` (its bias, input 8, is int32 in
+/// the accumulator's scale). W's zero point and scale are per tensor or per output channel.
+fn conv_integer(c: &Conv, q: Option<Requantize>) -> Kernel {
+    let window = c.window.clone();
+    let groups = c.group;
+    Box::new(move |ctx: &Ctx<'_>| {
+        let (ix, iw) = match q {
+            Some(r) => (r.a, r.b),
+            None => ((0, usize::MAX, 2), (1, usize::MAX, 3)),
+        };
+        let (x, w) = (ctx.input(ix.0)?, ctx.input(iw.0)?);
+        let rank = w.dim();
+        let per_channel = |t: &Tensor| -> OpResult<Tensor> {
+            let mut shape = vec![1i64; rank];
+            shape[0] = -1;
+            Ok(t.f_reshape(shape)?)
+        };
+        let x0 = less_zero_point(x, ctx.opt(ix.2), |z| scalar_or(z, |t| Ok(t.shallow_clone())))?;
+        let w0 = less_zero_point(w, ctx.opt(iw.2), |z| scalar_or(z, per_channel))?;
+        let bias = match q {
+            Some(_) => ctx.opt(8).map(|b| b.f_to_kind(Kind::Double)).transpose()?,
+            None => None,
+        };
+        let acc = super::nn::convolve(&window, groups, &x0, &w0, bias.as_ref())?;
+        match q {
+            None => Ok(vec![acc.f_to_kind(Kind::Int)?]),
+            Some(r) => {
+                let sx = scalar_or(ctx.input(ix.1)?, |t| Ok(t.shallow_clone()))?;
+                let out_channel = |t: &Tensor| -> OpResult<Tensor> {
+                    let mut shape = vec![1i64; acc.dim()];
+                    shape[1] = -1;
+                    Ok(t.f_reshape(shape)?)
+                };
+                let sw = scalar_or(ctx.input(iw.1)?, out_channel)?;
+                let zy = ctx.opt(r.y.1);
+                let kind = zy.map_or(x.kind(), Tensor::kind);
+                Ok(vec![requantize(&acc, &sx, &sw, ctx.input(r.y.0)?, zy, kind)?])
+            }
+        }
+    })
 }
