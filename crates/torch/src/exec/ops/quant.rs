@@ -30,10 +30,10 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op) -> Result<Kernel, S
         Op::QuantizeLinear(q) => quantize(graph, node, *q),
         Op::DequantizeLinear(q) => Ok(dequantize(*q)),
         Op::DynamicQuantizeLinear => Ok(dynamic_quantize()),
-        Op::MatMul { integer: true } => Ok(matmul_integer(None)),
-        Op::QLinearMatMul => Ok(matmul_integer(Some(Requantize { a: (0, 1, 2), b: (3, 4, 5), y: (6, 7) }))),
-        Op::Conv(c) if c.integer => Ok(conv_integer(c, None)),
-        Op::QLinearConv(c) => Ok(conv_integer(c, Some(Requantize { a: (0, 1, 2), b: (3, 4, 5), y: (6, 7) }))),
+        Op::MatMul { integer: true } => Ok(matmul_integer(INTEGER)),
+        Op::QLinearMatMul => Ok(matmul_integer(QLINEAR)),
+        Op::Conv(c) if c.integer => Ok(conv_integer(c, INTEGER)),
+        Op::QLinearConv(c) => Ok(conv_integer(c, QLINEAR)),
         _ => Err(format!("{} is not a quantization operator", node.op_type.as_deref().unwrap_or(""))),
     }
 }
@@ -130,14 +130,32 @@ fn quantize(graph: &Graph<'_>, node: &NodeProto, q: QLinear) -> Result<Kernel, S
     }))
 }
 
-/// Input positions of a QLinear operator: `(value, scale, zero point)` of its two operands
-/// and `(scale, zero point)` of its result.
+/// Input positions of an integer layer: its two operands and their zero points, and the
+/// scales of a QLinear form (none: the int32 result of `MatMulInteger` / `ConvInteger`).
 #[derive(Clone, Copy)]
-struct Requantize {
-    a: (usize, usize, usize),
-    b: (usize, usize, usize),
-    y: (usize, usize),
+struct Inputs {
+    a: usize,
+    a_zero: usize,
+    b: usize,
+    b_zero: usize,
+    scales: Option<Scales>,
 }
+
+/// Input positions of a QLinear form's scales and of its result's zero point.
+#[derive(Clone, Copy)]
+struct Scales {
+    a: usize,
+    b: usize,
+    y: usize,
+    y_zero: usize,
+}
+
+/// `MatMulInteger` and `ConvInteger`: `a, b, a_zero_point, b_zero_point`.
+const INTEGER: Inputs = Inputs { a: 0, b: 1, a_zero: 2, b_zero: 3, scales: None };
+
+/// `QLinearMatMul` and `QLinearConv`: `a, a_scale, a_zero_point, b, b_scale, b_zero_point,
+/// y_scale, y_zero_point` (then QLinearConv's bias).
+const QLINEAR: Inputs = Inputs { a: 0, a_zero: 2, b: 3, b_zero: 5, scales: Some(Scales { a: 1, b: 4, y: 6, y_zero: 7 }) };
 
 /// `x` less its zero point `zp` (none: 0) in float64, `zp` shaped by `shape_zp` to
 /// broadcast against `x`.
@@ -195,70 +213,62 @@ fn dynamic_quantize() -> Kernel {
     })
 }
 
-/// `MatMulInteger` (`q` none: int32 result) or `QLinearMatMul`. A's zero point and scale
-/// are per tensor or per row (`[M]`), B's per tensor or per column (`[N]`).
-fn matmul_integer(q: Option<Requantize>) -> Kernel {
+/// `MatMulInteger` or `QLinearMatMul`. A's zero point and scale are per tensor or per row
+/// (`[M]`), B's per tensor or per column (`[N]`).
+fn matmul_integer(at: Inputs) -> Kernel {
     Box::new(move |ctx: &Ctx<'_>| {
-        let (ia, ib) = match q {
-            Some(r) => (r.a, r.b),
-            None => ((0, usize::MAX, 2), (1, usize::MAX, 3)),
-        };
-        let (a, b) = (ctx.input(ia.0)?, ctx.input(ib.0)?);
+        let (a, b) = (ctx.input(at.a)?, ctx.input(at.b)?);
         let per_row = |t: &Tensor| -> OpResult<Tensor> { Ok(t.f_reshape([-1, 1])?) };
         let per_column = |t: &Tensor| -> OpResult<Tensor> { Ok(t.shallow_clone()) };
-        let a0 = less_zero_point(a, ctx.opt(ia.2), |z| scalar_or(z, per_row))?;
-        let b0 = less_zero_point(b, ctx.opt(ib.2), |z| scalar_or(z, per_column))?;
+        let a0 = less_zero_point(a, ctx.opt(at.a_zero), |z| scalar_or(z, per_row))?;
+        let b0 = less_zero_point(b, ctx.opt(at.b_zero), |z| scalar_or(z, per_column))?;
         let acc = a0.f_matmul(&b0)?;
-        match q {
+        match at.scales {
             None => Ok(vec![acc.f_to_kind(Kind::Int)?]),
-            Some(r) => {
-                let sa = scalar_or(ctx.input(ia.1)?, per_row)?;
-                let sb = scalar_or(ctx.input(ib.1)?, per_column)?;
-                let zy = ctx.opt(r.y.1);
+            Some(s) => {
+                let sa = scalar_or(ctx.input(s.a)?, per_row)?;
+                let sb = scalar_or(ctx.input(s.b)?, per_column)?;
+                let zy = ctx.opt(s.y_zero);
                 let kind = zy.map_or(a.kind(), Tensor::kind);
-                Ok(vec![requantize(&acc, &sa, &sb, ctx.input(r.y.0)?, zy, kind)?])
+                Ok(vec![requantize(&acc, &sa, &sb, ctx.input(s.y)?, zy, kind)?])
             }
         }
     })
 }
 
-/// `ConvInteger` (`q` none: int32 result) or `QLinearConv` (its bias, input 8, is int32 in
-/// the accumulator's scale). W's zero point and scale are per tensor or per output channel.
-fn conv_integer(c: &Conv, q: Option<Requantize>) -> Kernel {
+/// `ConvInteger` or `QLinearConv` (its bias, input 8, is int32 in the accumulator's
+/// scale). W's zero point and scale are per tensor or per output channel.
+fn conv_integer(c: &Conv, at: Inputs) -> Kernel {
     let window = c.window.clone();
     let groups = c.group;
     Box::new(move |ctx: &Ctx<'_>| {
-        let (ix, iw) = match q {
-            Some(r) => (r.a, r.b),
-            None => ((0, usize::MAX, 2), (1, usize::MAX, 3)),
-        };
-        let (x, w) = (ctx.input(ix.0)?, ctx.input(iw.0)?);
+        let (x, w) = (ctx.input(at.a)?, ctx.input(at.b)?);
         let rank = w.dim();
         let per_channel = |t: &Tensor| -> OpResult<Tensor> {
             let mut shape = vec![1i64; rank];
             shape[0] = -1;
             Ok(t.f_reshape(shape)?)
         };
-        let x0 = less_zero_point(x, ctx.opt(ix.2), |z| scalar_or(z, |t| Ok(t.shallow_clone())))?;
-        let w0 = less_zero_point(w, ctx.opt(iw.2), |z| scalar_or(z, per_channel))?;
-        let bias = match q {
+        let x0 = less_zero_point(x, ctx.opt(at.a_zero), |z| scalar_or(z, |t| Ok(t.shallow_clone())))?;
+        let w0 = less_zero_point(w, ctx.opt(at.b_zero), |z| scalar_or(z, per_channel))?;
+        let bias = match at.scales {
             Some(_) => ctx.opt(8).map(|b| b.f_to_kind(Kind::Double)).transpose()?,
             None => None,
         };
         let acc = super::nn::convolve(&window, groups, &x0, &w0, bias.as_ref())?;
-        match q {
+        match at.scales {
             None => Ok(vec![acc.f_to_kind(Kind::Int)?]),
-            Some(r) => {
-                let sx = scalar_or(ctx.input(ix.1)?, |t| Ok(t.shallow_clone()))?;
+            Some(s) => {
+                let sx = scalar_or(ctx.input(s.a)?, |t| Ok(t.shallow_clone()))?;
                 let out_channel = |t: &Tensor| -> OpResult<Tensor> {
                     let mut shape = vec![1i64; acc.dim()];
                     shape[1] = -1;
                     Ok(t.f_reshape(shape)?)
                 };
-                let sw = scalar_or(ctx.input(iw.1)?, out_channel)?;
-                let zy = ctx.opt(r.y.1);
+                let sw = scalar_or(ctx.input(s.b)?, out_channel)?;
+                let zy = ctx.opt(s.y_zero);
                 let kind = zy.map_or(x.kind(), Tensor::kind);
-                Ok(vec![requantize(&acc, &sx, &sw, ctx.input(r.y.0)?, zy, kind)?])
+                Ok(vec![requantize(&acc, &sx, &sw, ctx.input(s.y)?, zy, kind)?])
             }
         }
     })
