@@ -31,17 +31,9 @@ fn heads_of_channel_attention_are_prunable() {
     let first = b.ints("first", &[0]);
     let (q, k, v) =
         (b.node("Squeeze", &["q3", &first], &[]), b.node("Squeeze", &["k3", &first], &[]), b.node("Squeeze", &["v3", &first], &[]));
-    // Normalized over the tokens, as F.normalize(dim=-1) is exported: the norm held above
-    // eps (a removed head's zeros stay zero) and expanded back.
+    // Normalized over the tokens (F.normalize(dim=-1)).
     let eps = b.initializer("eps", Tensor::new(vec![], TensorData::F32(vec![1e-12])).unwrap());
-    let normalized = |b: &mut GraphBuilder, t: &str| {
-        let norm = b.node_with("ReduceL2", &[t], &[], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
-        let norm = b.node("Clip", &[&norm, &eps], &[]);
-        let shape = b.node("Shape", &[t], &[]);
-        let norm = b.node("Expand", &[&norm, &shape], &[]);
-        b.node("Div", &[t, &norm], &[])
-    };
-    let (qn, kn) = (normalized(&mut b, &q), normalized(&mut b, &k));
+    let (qn, kn) = (l2_normalized(&mut b, &q, &eps), l2_normalized(&mut b, &k, &eps));
     let kt = b.node_with("Transpose", &[&kn], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
     let scores = b.node("MatMul", &[&qn, &kt], &[]);
     let temperature = b.weight("temperature", &[heads, 1, 1], |i| 1.0 + i as f32 * 0.7);

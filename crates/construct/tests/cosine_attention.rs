@@ -28,14 +28,7 @@ fn cosine_attention_heads_are_prunable() {
         b.node_with("Transpose", &[&p], &[], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))])
     };
     let (q, kk, v) = (project(&mut b, "query"), project(&mut b, "key"), project(&mut b, "value"));
-    let normalized = |b: &mut GraphBuilder, t: &str| {
-        let n = b.node_with("ReduceL2", &[t], &[], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
-        let n = b.node("Clip", &[&n, &eps], &[]);
-        let shape = b.node("Shape", &[t], &[]);
-        let n = b.node("Expand", &[&n, &shape], &[]);
-        b.node("Div", &[t, &n], &[])
-    };
-    let (qn, kn) = (normalized(&mut b, &q), normalized(&mut b, &kk));
+    let (qn, kn) = (l2_normalized(&mut b, &q, &eps), l2_normalized(&mut b, &kk, &eps));
     let kt = b.node_with("Transpose", &[&kn], &[], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
     let scores = b.node("MatMul", &[&qn, &kt], &[]);
     let scale = b.weight("logit_scale", &[heads, 1, 1], |i| 1.0 + i as f32 * 0.7);

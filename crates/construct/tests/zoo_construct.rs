@@ -62,6 +62,12 @@ fn project_out(b: &mut oto_onnx::builder::GraphBuilder, ctx: &str, s: i64, e: us
     b.output_f32(&y, &oto_onnx::builder::batch_dims(&[s, e as i64]));
 }
 
+/// The first group whose elements are heads; panics with the table when there is none.
+fn first_head_group(analysis: &oto_graph::Analysis) -> &oto_graph::Group {
+    let g = analysis.groups.iter().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
+    g.unwrap_or_else(|| panic!("no head group\n{}", analysis.table()))
+}
+
 /// The input `x` of the test graphs, a batch of 2 `[2, s, e]`, element `i` being `value(i)`.
 fn x_batch(s: usize, e: usize, value: impl Fn(f32) -> f32) -> Vec<(String, oto_onnx::Tensor)> {
     let data = (0..2 * s * e).map(|i| value(i as f32)).collect();
@@ -595,8 +601,7 @@ fn present_keys_and_values_without_a_past() {
         b.output_f32(&v, &batch_dims(&[h, s, d]));
         let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
         let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-        let g = analysis.groups.iter().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
-        let g = g.unwrap_or_else(|| panic!("no head group\n{}", analysis.table()));
+        let g = first_head_group(&analysis);
         if with_probs {
             assert!(!g.prunable, "{}", analysis.table());
             assert!(g.reasons.iter().any(|r| r.contains("'probs'")), "{:?}", g.reasons);
@@ -651,8 +656,7 @@ fn cache_through_casts() {
     project_out(&mut b, &ctx, s, e);
     let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis.groups.iter().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
-    let g = g.unwrap_or_else(|| panic!("no head group\n{}", analysis.table()));
+    let g = first_head_group(&analysis);
     assert!(g.prunable, "{}", analysis.table());
     assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
     let mut caches: Vec<(&str, usize)> = g.caches.iter().map(|c| (c.value.as_str(), c.axis)).collect();
@@ -698,8 +702,7 @@ fn heads_of_different_widths() {
     b.output_f32(&y, &batch_dims(&[s, e as i64]));
     let model = oto_onnx::normalize::normalize(b.build().unwrap(), &Default::default()).unwrap().0;
     let analysis = analyze(&model, &AnalyzeOptions::default()).unwrap();
-    let g = analysis.groups.iter().find(|g| matches!(g.kind, oto_graph::ElementKind::Head { .. }));
-    let g = g.unwrap_or_else(|| panic!("no head group\n{}", analysis.table()));
+    let g = first_head_group(&analysis);
     assert!(g.prunable, "{}", analysis.table());
     assert_eq!(g.num_elements, h as usize, "{}", analysis.table());
     let mut weights: Vec<(&str, usize)> = g.members.iter().map(|m| (m.initializer.as_str(), m.axis)).collect();

@@ -105,6 +105,17 @@ pub fn assert_removal_exact(model: &Model, analysis: &Analysis, group: &str, ele
     assert!(err <= tol, "{elements:?}: {err:.3e} > {tol:.3e}");
 }
 
+/// `t / Expand(Clip(ReduceL2(t, -1), eps), Shape(t))`: `F.normalize(t, dim=-1)` as PyTorch
+/// exports it, the norm held above the initializer `eps` (zeros stay zero) and expanded back.
+pub fn l2_normalized(b: &mut oto_onnx::builder::GraphBuilder, t: &str, eps: &str) -> String {
+    use oto_onnx::builder::Attr;
+    let norm = b.node_with("ReduceL2", &[t], &[], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))]);
+    let norm = b.node("Clip", &[&norm, eps], &[]);
+    let shape = b.node("Shape", &[t], &[]);
+    let norm = b.node("Expand", &[&norm, &shape], &[]);
+    b.node("Div", &[t, &norm], &[])
+}
+
 /// One input `name` of `shape`, uniform in [-1, 1) from `seed` (row-major order).
 pub fn uniform_input(name: &str, shape: &[usize], seed: u64) -> Vec<(String, oto_onnx::Tensor)> {
     let mut rng = SplitMix64::new(seed);
