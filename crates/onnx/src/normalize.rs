@@ -684,8 +684,7 @@ fn resize_axes(view: &Graph<'_>, shapes: &Shapes) -> Vec<ResizeAxes> {
             continue;
         }
         let Ok(Op::Resize(r)) = Op::parse(view, node) else { continue };
-        let policy = node.attr_string("keep_aspect_ratio_policy").ok().flatten();
-        if r.axes.is_some() || r.coordinate_transformation_mode == "tf_crop_and_resize" || policy.is_some_and(|p| p != "stretch") {
+        if r.axes.is_some() || r.coordinate_transformation_mode == "tf_crop_and_resize" || r.keep_aspect_ratio_policy != "stretch" {
             continue;
         }
         let (Some(x), Some(sizes), Some(output)) = (node.input.first(), node.input.get(3), node.output.first()) else { continue };

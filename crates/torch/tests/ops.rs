@@ -248,35 +248,142 @@ fn recurrent_layers_differentiate_through_every_weight() {
 /// tf2onnx writes Keras' `UpSampling2D` as a nearest `Resize` with
 /// `tf_half_pixel_for_nn` and `floor`: by a whole factor it picks what asymmetric + floor
 /// does, checked against onnxruntime; a fractional factor is refused when the node runs.
-#[test]
-fn tf_half_pixel_nearest_upsampling_by_whole_factors() {
-    let build = |scale: f32| {
-        let mut b = GraphBuilder::new("upsample");
-        b.opset(13);
-        let x = b.input_f32("x", &known_dims(&[1, 2, 3, 5]));
-        let scales = b.initializer("scales", OnnxTensor::new(vec![4], oto_onnx::TensorData::F32(vec![1.0, 1.0, scale, scale])).unwrap());
-        let attrs = [
-            ("mode", Attr::Str("nearest".into())),
-            ("coordinate_transformation_mode", Attr::Str("tf_half_pixel_for_nn".into())),
-            ("nearest_mode", Attr::Str("floor".into())),
-        ];
-        let y = b.node_with("Resize", &[&x, "", &scales], &["y"], &attrs);
-        let out = (3.0 * scale) as i64;
-        b.output_f32(&y, &known_dims(&[1, 2, out, (5.0 * scale) as i64]));
-        b
-    };
-    let values: Vec<f32> = (0..30).map(|i| i as f32).collect();
-    let x = Tensor::from_slice(&values).reshape([1, 2, 3, 5]);
-    let b = build(2.0);
-    let ours = run(&b, &x, Mode::Eval);
-    let input = OnnxTensor::new(vec![1, 2, 3, 5], oto_onnx::TensorData::F32(values.clone())).unwrap();
-    let theirs = &oto_testkit::run_ort(&b.clone().build().unwrap().proto, &[("x".to_string(), input)])[0].1;
-    let ours: Vec<f64> = Vec::<f32>::try_from(ours.flatten(0, -1)).unwrap().into_iter().map(f64::from).collect();
-    assert_eq!(&ours, theirs);
-    let model = build(1.5).build().unwrap();
+/// One Resize (or Upsample) of `x` built by `form`, run by the executor and by
+/// onnxruntime: the largest difference, and the executor's gradient of the output's sum
+/// with respect to `x` (None when the output has no element).
+fn resize_against_onnxruntime(x_dims: &[i64], form: impl Fn(&mut GraphBuilder, &str) -> String) -> (f64, Tensor) {
+    let mut b = GraphBuilder::new("resize");
+    let x = b.input_f32("x", &known_dims(x_dims));
+    let y = form(&mut b, &x);
+    // The output's dims as onnxruntime computes them are read from its result; declared unknown here.
+    let rank = x_dims.len();
+    b.output_f32(&y, &(0..rank).map(|i| Dim::sym(format!("d{i}"))).collect::<Vec<_>>());
+    let model = b.clone().build().unwrap();
+    let n: i64 = x_dims.iter().product();
+    let values: Vec<f32> = (0..n).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+    let input = OnnxTensor::new(x_dims.iter().map(|&d| d as usize).collect(), oto_onnx::TensorData::F32(values.clone())).unwrap();
+    let theirs = &oto_testkit::run_ort(&model.proto, &[("x".to_string(), input)])[0].1;
     let exec = Executor::new(&model, Device::Cpu).unwrap();
-    let err = tch::no_grad(|| exec.forward(&[x.shallow_clone()], Mode::Eval)).unwrap_err().to_string();
-    assert!(err.contains("whole upscaling factors"), "{err}");
+    let x = Tensor::from_slice(&values).reshape(x_dims).set_requires_grad(true);
+    let ours = exec.forward(&[x.shallow_clone()], Mode::Train).unwrap().remove(0);
+    ours.sum(Kind::Float).backward();
+    let flat: Vec<f64> = Vec::<f32>::try_from(ours.detach().flatten(0, -1)).unwrap().into_iter().map(f64::from).collect();
+    assert_eq!(flat.len(), theirs.len(), "output sizes differ: ours {:?}", ours.size());
+    let diff = flat.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    (diff, x.grad())
+}
+
+/// A graph's Resize node written by a test case, from the input's name.
+type ResizeForm = dyn Fn(&mut GraphBuilder, &str) -> String;
+
+fn floats(b: &mut GraphBuilder, name: &str, v: &[f32]) -> String {
+    b.initializer(name, OnnxTensor::new(vec![v.len()], oto_onnx::TensorData::F32(v.to_vec())).unwrap())
+}
+
+fn strs(attrs: &[(&'static str, &str)]) -> Vec<(&'static str, Attr)> {
+    attrs.iter().map(|&(k, v)| (k, Attr::Str(v.into()))).collect()
+}
+
+/// The Resize forms libtorch's kernels do not compute (old exporters' Upsample, TF's
+/// coordinate modes, downsampling, other ranks, axes, aspect policies, antialiasing,
+/// crop-and-resize) run the specification's separable sampling: each is compared with
+/// onnxruntime, exactly for nearest, and its gradient reaches every input position that
+/// is read.
+#[test]
+fn resize_forms_match_onnxruntime() {
+    // PyTorch's opset-9 export of F.interpolate(scale_factor=3, mode="nearest"): Upsample,
+    // whose nearest position is floor(y / 3) (onnx's reference repeats each position).
+    let (d, _) = resize_against_onnxruntime(&[1, 2, 3, 4], |b, x| {
+        b.opset(9);
+        let s = floats(b, "scales", &[1.0, 1.0, 3.0, 3.0]);
+        b.node_with("Upsample", &[x, &s], &[], &[("mode", Attr::Str("nearest".into()))])
+    });
+    assert_eq!(d, 0.0, "Upsample nearest x3");
+    let nearest = |coordinate: &'static str, rounding: &'static str, scale: f32| {
+        move |b: &mut GraphBuilder, x: &str| {
+            b.opset(13);
+            let s = floats(b, "scales", &[1.0, 1.0, scale, scale]);
+            let attrs = strs(&[("mode", "nearest"), ("coordinate_transformation_mode", coordinate), ("nearest_mode", rounding)]);
+            b.node_with("Resize", &[x, "", &s], &[], &attrs)
+        }
+    };
+    for (coordinate, rounding, scale) in [
+        ("tf_half_pixel_for_nn", "floor", 2.0),
+        ("tf_half_pixel_for_nn", "floor", 1.5),
+        ("half_pixel", "round_prefer_floor", 0.6),
+        ("half_pixel", "round_prefer_ceil", 2.5),
+        // By whole lengths: with scales, onnx's reference maps align_corners by the
+        // unrounded length `in * scale`, onnxruntime by the rounded one (the executor
+        // follows the reference, as the conformance cases check).
+        ("align_corners", "round_prefer_floor", 2.0),
+        ("asymmetric", "ceil", 0.5),
+        ("pytorch_half_pixel", "floor", 3.0),
+    ] {
+        let (d, grad) = resize_against_onnxruntime(&[2, 3, 5, 7], nearest(coordinate, rounding, scale));
+        assert_eq!(d, 0.0, "nearest {coordinate} {rounding} x{scale}");
+        // Each output position adds 1 to the gradient of the one position it reads.
+        assert!(grad.ge(0.0).all().int64_value(&[]) == 1, "nearest {coordinate} x{scale}");
+    }
+    let sized = |mode: &'static str, coordinate: &'static str, sizes: &'static [i64], extra: Vec<(&'static str, Attr)>| {
+        move |b: &mut GraphBuilder, x: &str| {
+            b.opset(19);
+            let sizes = b.ints("sizes", sizes);
+            let mut attrs = strs(&[("mode", mode), ("coordinate_transformation_mode", coordinate)]);
+            attrs.extend(extra.iter().cloned());
+            b.node_with("Resize", &[x, "", "", &sizes], &[], &attrs)
+        }
+    };
+    let cases: Vec<(&str, Vec<i64>, Box<ResizeForm>)> = vec![
+        // TF1's resize_bilinear without half-pixel centers.
+        ("linear asymmetric", vec![1, 2, 5, 6], Box::new(sized("linear", "asymmetric", &[1, 2, 9, 4], vec![]))),
+        ("linear half_pixel_symmetric", vec![1, 2, 5, 6], Box::new(sized("linear", "half_pixel_symmetric", &[1, 2, 8, 4], vec![]))),
+        (
+            "linear antialias downsampling",
+            vec![1, 2, 9, 12],
+            Box::new(sized("linear", "half_pixel", &[1, 2, 4, 5], vec![("antialias", Attr::Int(1))])),
+        ),
+        (
+            "cubic a -0.5 excluding outside",
+            vec![1, 1, 6, 5],
+            Box::new(sized(
+                "cubic",
+                "half_pixel",
+                &[1, 1, 9, 8],
+                vec![("cubic_coeff_a", Attr::Float(-0.5)), ("exclude_outside", Attr::Int(1))],
+            )),
+        ),
+        // A 1-D signal and a volume.
+        ("linear 3-D", vec![2, 3, 10], Box::new(sized("linear", "half_pixel", &[2, 3, 25], vec![]))),
+        ("nearest 5-D", vec![1, 2, 3, 4, 5], Box::new(sized("nearest", "asymmetric", &[1, 2, 6, 8, 10], vec![]))),
+        (
+            "axes, not_larger",
+            vec![1, 2, 4, 8],
+            Box::new(|b: &mut GraphBuilder, x: &str| {
+                b.opset(19);
+                let sizes = b.ints("sizes", &[6, 6]);
+                let mut attrs = strs(&[("mode", "linear"), ("keep_aspect_ratio_policy", "not_larger")]);
+                attrs.push(("axes", Attr::Ints(vec![2, 3])));
+                b.node_with("Resize", &[x, "", "", &sizes], &[], &attrs)
+            }),
+        ),
+        (
+            "tf_crop_and_resize",
+            vec![1, 1, 6, 6],
+            Box::new(|b: &mut GraphBuilder, x: &str| {
+                b.opset(13);
+                let roi = floats(b, "roi", &[0.0, 0.0, -0.2, 0.3, 1.0, 1.0, 0.7, 1.1]);
+                let sizes = b.ints("sizes", &[1, 1, 4, 5]);
+                let mut attrs = strs(&[("mode", "linear"), ("coordinate_transformation_mode", "tf_crop_and_resize")]);
+                attrs.push(("extrapolation_value", Attr::Float(10.0)));
+                b.node_with("Resize", &[x, &roi, "", &sizes], &[], &attrs)
+            }),
+        ),
+    ];
+    for (name, dims, form) in cases {
+        let (d, grad) = resize_against_onnxruntime(&dims, form);
+        assert!(d < 1e-5, "{name}: max |ours - onnxruntime| = {d}");
+        assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name}: no gradient");
+    }
 }
 
 /// tf2onnx's merged constants (one tensor of ones as a BatchNorm's scale and variance):
@@ -315,4 +422,23 @@ fn one_element_literals_are_constants_and_layer_weights_parameters() {
     assert_eq!(names, ["fc1.weight", "act.weight", "fc2.weight", "fc2.bias"]);
     let count = oto_onnx::cost::parameter_count(&oto_onnx::Graph::new(&model).unwrap());
     assert_eq!(count.parameters, 12 + 1 + 3 + 1);
+}
+
+/// A fixed-batch file's Resize given full sizes (the dynamo exporter's
+/// `F.interpolate(size=...)` at a batch of 1): normalization lets the batch vary by giving
+/// the Resize the axes it changes, and the executor runs that form at any batch, as
+/// onnxruntime does (it refused a Resize with axes, so `oto prune` stopped on such files).
+#[test]
+fn normalized_fixed_batch_resize_runs_at_any_batch() {
+    let (model, summary) = oto_onnx::normalize::normalize(cases::resize_full_sizes(), &Default::default()).unwrap();
+    assert_eq!((summary.batch_symbolic, summary.resize_axes), (true, 1), "{summary}");
+    let values: Vec<f32> = (0..3 * 3 * 36).map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5).collect();
+    let input = OnnxTensor::new(vec![3, 3, 6, 6], oto_onnx::TensorData::F32(values.clone())).unwrap();
+    let theirs = &oto_testkit::run_ort(&model.proto, &[("x".to_string(), input)])[0].1;
+    let exec = Executor::new(&model, Device::Cpu).unwrap();
+    let ours = tch::no_grad(|| exec.forward(&[Tensor::from_slice(&values).reshape([3, 3, 6, 6])], Mode::Eval)).unwrap().remove(0);
+    assert_eq!(ours.size(), vec![3, 4, 12, 12]);
+    let ours: Vec<f64> = Vec::<f32>::try_from(ours.flatten(0, -1)).unwrap().into_iter().map(f64::from).collect();
+    let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(diff < 1e-5, "max |ours - onnxruntime| = {diff}");
 }

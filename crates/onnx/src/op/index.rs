@@ -237,18 +237,26 @@ impl Pad {
 pub struct Resize {
     /// `Upsample` (whose default coordinate transformation is `asymmetric`).
     pub upsample: bool,
-    /// `mode` (`nearest`, the default; `linear`, `cubic`; Upsample's `bilinear`).
+    /// `mode`: `nearest` (the default), `linear` (also Upsample's `bilinear`), `cubic`.
     pub mode: String,
     /// `coordinate_transformation_mode` (default `half_pixel`; `asymmetric` for Upsample,
     /// which has no such attribute).
     pub coordinate_transformation_mode: String,
-    /// `nearest_mode` (default `round_prefer_floor`).
+    /// `nearest_mode` (default `round_prefer_floor`; `floor` for Upsample, which has no
+    /// such attribute: onnx's reference repeats each element, onnxruntime truncates).
     pub nearest_mode: String,
     /// The scales: Upsample's attribute before opset 9; input 1 (Upsample from 9, Resize
     /// opset 10), input 2 (Resize from 11).
     pub scales: FloatsParam,
     /// The input holding the output sizes (Resize from opset 11: 3).
     pub sizes: Option<usize>,
+    /// The input holding `tf_crop_and_resize`'s region (Resize from opset 11: 1).
+    pub roi: Option<usize>,
+    /// `keep_aspect_ratio_policy` with sizes (opset 18): `stretch` (the default),
+    /// `not_larger` or `not_smaller`.
+    pub keep_aspect_ratio_policy: String,
+    /// `extrapolation_value`: what `tf_crop_and_resize` writes outside the input (default 0).
+    pub extrapolation_value: f32,
     /// The axes scales/sizes apply to (opset 18); `None`: every axis.
     pub axes: Option<Vec<i64>>,
     /// `cubic_coeff_a` (default -0.75, PyTorch's bicubic).
@@ -347,13 +355,25 @@ impl Resize {
             (true, _) | (false, ..11) => (FloatsParam::Input(1), None, None),
             (false, _) => (FloatsParam::Input(2), Some(3), attr_result(graph, node, node.attr_ints("axes"))?),
         };
+        let mode = match string("mode", "nearest")?.as_str() {
+            "bilinear" | "linear" => "linear".to_string(),
+            other => other.to_string(),
+        };
+        let (coordinate_transformation_mode, nearest_mode) = if upsample {
+            ("asymmetric".to_string(), "floor".to_string())
+        } else {
+            (string("coordinate_transformation_mode", "half_pixel")?, string("nearest_mode", "round_prefer_floor")?)
+        };
         Ok(Resize {
             upsample,
-            mode: string("mode", "nearest")?,
-            coordinate_transformation_mode: string("coordinate_transformation_mode", if upsample { "asymmetric" } else { "half_pixel" })?,
-            nearest_mode: string("nearest_mode", "round_prefer_floor")?,
+            mode,
+            coordinate_transformation_mode,
+            nearest_mode,
             scales,
             sizes,
+            roi: (!upsample && opset >= 11).then_some(1),
+            keep_aspect_ratio_policy: string("keep_aspect_ratio_policy", "stretch")?,
+            extrapolation_value: attr_result(graph, node, node.attr_float_or("extrapolation_value", 0.0))?,
             axes,
             cubic_coeff_a: attr_result(graph, node, node.attr_float_or("cubic_coeff_a", -0.75))?,
             exclude_outside: attr_result(graph, node, node.attr_int_or("exclude_outside", 0))? != 0,
@@ -571,8 +591,29 @@ impl Infer<'_, '_> {
             if sizes.len() != axes.len() {
                 return Err(self.fail(node, format!("sizes has {} entries for {} axes", sizes.len(), axes.len())));
             }
-            for (&a, s) in axes.iter().zip(sizes) {
-                out[a] = s.clone();
+            match resize.keep_aspect_ratio_policy.as_str() {
+                "stretch" => {
+                    for (&a, s) in axes.iter().zip(sizes) {
+                        out[a] = s.clone();
+                    }
+                }
+                policy => {
+                    // One scale for every axis (the smallest or largest of sizes / input),
+                    // each size rounded half up, as the specification says.
+                    let ratios: Option<Vec<f64>> =
+                        axes.iter().zip(sizes).map(|(&a, s)| Some(s.known()? as f64 / x[a].known().filter(|&n| n > 0)? as f64)).collect();
+                    let scale = ratios.and_then(|r| match policy {
+                        "not_larger" => r.into_iter().reduce(f64::min),
+                        "not_smaller" => r.into_iter().reduce(f64::max),
+                        _ => None,
+                    });
+                    for &a in &axes {
+                        out[a] = match (scale, x[a].known()) {
+                            (Some(scale), Some(n)) => Dim::Known((scale * n as f64 + 0.5).floor() as i64),
+                            _ => self.fresh(),
+                        };
+                    }
+                }
             }
         } else if let Some(scales) = &r.scales {
             if scales.len() != axes.len() {

@@ -5,6 +5,7 @@ mod math;
 mod nn;
 mod quant;
 mod recurrent;
+mod resize;
 mod shape;
 
 use super::convert::{host_floats, host_ints};

@@ -1,8 +1,8 @@
 //! Shape, layout, indexing and type operators.
 
 use super::{axis, Ctx, Ints, Kernel, OpError, OpResult};
-use crate::exec::convert::{host_floats, kind_of};
-use oto_onnx::op::{IntsParam, Op, Pad, PadMode, Resize, ScalarParam, Slice, SplitSizes};
+use crate::exec::convert::kind_of;
+use oto_onnx::op::{IntsParam, Op, Pad, PadMode, ScalarParam, Slice, SplitSizes};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{DType, Dim, Graph, NodeExt};
@@ -293,7 +293,7 @@ pub fn compile(graph: &Graph<'_>, node: &NodeProto, op: &Op, device: Device) -> 
             let k = ctx.opt_ints(1)?.and_then(|v| v.first().copied()).unwrap_or(0);
             Ok(vec![if upper { x.f_triu(k)? } else { x.f_tril(k)? }])
         }),
-        Op::Resize(r) => resize(graph, node, r)?,
+        Op::Resize(r) => super::resize::compile(graph, node, r)?,
         &Op::GridSample(g) => grid_sample(g),
         _ => return Err(format!("operator {} is not one of the shape operators", node.op())),
     };
@@ -489,130 +489,4 @@ fn pad(graph: &Graph<'_>, node: &NodeProto, p: &Pad) -> Kernel {
         };
         Ok(vec![y])
     })
-}
-
-fn resize(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Kernel, String> {
-    // Sizes or scales computed at run time (from the input's shape: DINOv2's position
-    // embeddings interpolated to the image, SegFormer's decoder) are read when the node runs.
-    let given = |k: usize| node.input.get(k).is_some_and(|v| !v.is_empty());
-    let runtime_sizes = r.sizes.filter(|&k| given(k));
-    let runtime_scales = match r.scales {
-        oto_onnx::op::FloatsParam::Input(k) if given(k) => Some(k),
-        _ => None,
-    };
-    let form = match r.resolve(graph, node, None) {
-        Ok(form) => Some(form),
-        Err(_) if runtime_sizes.is_some() || runtime_scales.is_some() => None,
-        Err(e) => return Err(e.to_string()),
-    };
-    let (coordinate, nearest_mode) = (r.coordinate_transformation_mode.clone(), r.nearest_mode.clone());
-    let mode = r.mode.clone();
-    let nearest = mode == "nearest";
-    // tf2onnx's `tf_half_pixel_for_nn` (Keras' UpSampling2D) picks floor((x + 0.5) / k),
-    // which is floor(x / k), asymmetric's, when the size grows by a whole factor k: checked
-    // when the node runs.
-    let whole_factors_only = nearest && coordinate == "tf_half_pixel_for_nn" && nearest_mode == "floor";
-    if nearest && !(coordinate == "asymmetric" && nearest_mode == "floor") && !whole_factors_only {
-        return Err(format!("Resize nearest with coordinate_transformation_mode '{coordinate}' and nearest_mode '{nearest_mode}' is not supported (asymmetric + floor is, and tf_half_pixel_for_nn + floor by whole factors)"));
-    }
-    // PyTorch's bicubic: a = -0.75, samples outside clamped to the border.
-    let cubic = mode == "cubic";
-    if cubic && (r.cubic_coeff_a != -0.75 || r.exclude_outside) {
-        return Err(format!(
-            "Resize cubic with cubic_coeff_a {} and exclude_outside {} is not supported (-0.75 and 0 are)",
-            r.cubic_coeff_a, r.exclude_outside
-        ));
-    }
-    let align_corners = match (mode.as_str(), coordinate.as_str()) {
-        ("nearest", _) => false,
-        ("linear" | "cubic", "half_pixel" | "pytorch_half_pixel") => false,
-        ("linear" | "cubic", "align_corners") => true,
-        _ => return Err(format!("Resize mode '{mode}' with coordinate_transformation_mode '{coordinate}' is not supported")),
-    };
-    if r.antialias {
-        return Err("Resize with antialias is not supported".into());
-    }
-    if node.attr_string("keep_aspect_ratio_policy").ok().flatten().is_some_and(|p| p != "stretch") {
-        return Err("Resize with a keep_aspect_ratio_policy other than stretch is not supported".into());
-    }
-    if r.axes.is_some() || form.as_ref().is_some_and(|f| f.axes.is_some()) {
-        return Err("Resize with axes is not supported".into());
-    }
-    // align_corners with scales maps by the unrounded length `in * scale` (onnx's
-    // reference), which libtorch cannot: refused unless that length is whole.
-    if align_corners && form.is_none() && runtime_scales.is_some() {
-        return Err("Resize align_corners with scales computed at run time is not supported".into());
-    }
-    let pytorch_half_pixel = !nearest && coordinate == "pytorch_half_pixel";
-    let sizes = form.as_ref().and_then(|f| f.sizes.as_ref()).and_then(|s| known(s));
-    let scales = form.as_ref().and_then(|f| f.scales.clone());
-    Ok(Box::new(move |ctx: &Ctx<'_>| {
-        let x = ctx.input(0)?;
-        let size = x.size();
-        if size.len() != 4 {
-            return Err(OpError(format!("Resize of a rank-{} tensor is not supported (4-D NCHW is)", size.len())));
-        }
-        // Read at run time only when neither was known when compiling; an empty tensor
-        // (the scales of a Resize given sizes) is absent.
-        let at_run_time = sizes.is_none() && scales.is_none();
-        let (sizes, scales) = if at_run_time {
-            let sizes = match runtime_sizes {
-                Some(k) if ctx.opt(k).is_some() => Some(ctx.ints(k)?).filter(|v| !v.is_empty()),
-                _ => None,
-            };
-            let scales = match runtime_scales {
-                Some(k) if ctx.opt(k).is_some() => Some(host_floats(ctx.input(k)?).map_err(OpError)?).filter(|v| !v.is_empty()),
-                _ => None,
-            };
-            (sizes, scales)
-        } else {
-            (sizes.clone(), scales.clone())
-        };
-        let (out, sh, sw) = match (&sizes, &scales) {
-            (Some(s), _) if s.len() == 4 => (vec![s[2], s[3]], None, None),
-            (_, Some(s)) if s.len() == 4 => {
-                if s[0] != 1.0 || s[1] != 1.0 {
-                    return Err(OpError("Resize may only scale the spatial axes".into()));
-                }
-                (vec![(size[2] as f64 * s[2]).floor() as i64, (size[3] as f64 * s[3]).floor() as i64], Some(s[2]), Some(s[3]))
-            }
-            _ => return Err(OpError("Resize needs 4 scales or 4 sizes".into())),
-        };
-        if whole_factors_only && (out[0] % size[2].max(1) != 0 || out[1] % size[3].max(1) != 0) {
-            return Err(OpError(format!(
-                "Resize nearest tf_half_pixel_for_nn from {}x{} to {}x{}: only whole upscaling factors are supported",
-                size[2], size[3], out[0], out[1]
-            )));
-        }
-        // pytorch_half_pixel samples an axis resized to 1 at its first position (half_pixel,
-        // as PyTorch's kernels, at its middle).
-        let (mut x, mut sh, mut sw) = (x.shallow_clone(), sh, sw);
-        if align_corners {
-            if let (Some(h), Some(w)) = (sh, sw) {
-                let whole = |n: i64, s: f64| (n as f64 * s).fract() == 0.0;
-                if !whole(size[2], h) || !whole(size[3], w) {
-                    return Err(OpError(format!(
-                        "Resize align_corners with scales {h}, {w} of {size:?}: the scaled lengths are not whole"
-                    )));
-                }
-            }
-            (sh, sw) = (None, None);
-        }
-        if pytorch_half_pixel {
-            if out[0] == 1 {
-                (x, sh) = (x.f_narrow(2, 0, 1)?, None);
-            }
-            if out[1] == 1 {
-                (x, sw) = (x.f_narrow(3, 0, 1)?, None);
-            }
-        }
-        let y = if nearest {
-            x.f_upsample_nearest2d(out.as_slice(), sh, sw)?
-        } else if cubic {
-            x.f_upsample_bicubic2d(out.as_slice(), align_corners, sh, sw)?
-        } else {
-            x.f_upsample_bilinear2d(out.as_slice(), align_corners, sh, sw)?
-        };
-        Ok(vec![y])
-    }))
 }
