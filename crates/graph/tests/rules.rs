@@ -1259,3 +1259,32 @@ fn declared_shapes_serve_the_analysis_and_its_check_alike() {
     let a = run(&model);
     assert!(a.groups.iter().any(|g| g.members.iter().any(|m| m.initializer == "up.weight")), "{}", a.table());
 }
+
+/// A Resize passes channels through (each is resampled on its own, zeros stay zeros),
+/// except tf_crop_and_resize, which samples a region of every axis and writes its
+/// extrapolation value outside it.
+#[test]
+fn resize_passes_channels_but_crop_and_resize_blocks_them() {
+    for (coordinate, prunable) in [("half_pixel", true), ("tf_crop_and_resize", false)] {
+        let mut b = GraphBuilder::new("resize");
+        b.opset(13);
+        let x = b.input_f32("x", &batch_dims(&[3, 8, 8]));
+        let h = conv(&mut b, &x, "conv1", 3, 8, 3, 1);
+        let roi = b.initializer(
+            "roi",
+            oto_onnx::Tensor::new(vec![8], oto_onnx::TensorData::F32(vec![0.0, 0.0, 0.1, 0.1, 1.0, 1.0, 0.9, 0.9])).unwrap(),
+        );
+        let sizes = b.ints("sizes", &[1, 8, 16, 16]);
+        let mut attrs = vec![("mode", Attr::Str("linear".into())), ("coordinate_transformation_mode", Attr::Str(coordinate.into()))];
+        attrs.push(("extrapolation_value", Attr::Float(1.0)));
+        let r = b.node_with("Resize", &[&h, &roi, "", &sizes], &[], &attrs);
+        let h = conv(&mut b, &r, "conv2", 8, 4, 3, 1);
+        head(&mut b, &h, 4);
+        let a = run(&b.build().unwrap());
+        let g = group_with(&a, "conv1.weight", 0);
+        assert_eq!(g.prunable, prunable, "{coordinate}: {:?}", g.reasons);
+        if !prunable {
+            assert!(g.reasons.iter().any(|r| r.contains("tf_crop_and_resize")), "{:?}", g.reasons);
+        }
+    }
+}

@@ -57,9 +57,15 @@ fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitK
     // scales and zero points of quantization.
     let quantized = crate::op::quantized_weight_tensors(graph);
     let mut quantization: HashSet<&str> = HashSet::new();
+    // Whether every reader takes the initializer as a setting (Op::reads_setting).
+    let mut setting_only: HashMap<&str, bool> = HashMap::new();
     for (_, node) in graph.nodes() {
         quantization.extend(crate::op::quantization_params(node).iter().filter_map(|&k| node.input.get(k)).map(String::as_str));
-        let Ok(op) = crate::op::Op::parse(graph, node) else { continue };
+        let op = crate::op::Op::parse(graph, node).ok();
+        for (k, input) in node.input.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
+            *setting_only.entry(input.as_str()).or_insert(true) &= op.as_ref().is_some_and(|op| op.reads_setting(k));
+        }
+        let Some(op) = op else { continue };
         if op == crate::op::Op::BatchNormalization {
             stats.extend(node.input.iter().skip(3).take(2).map(String::as_str));
         }
@@ -80,7 +86,7 @@ fn initializers<'g>(graph: &'g Graph<'_>) -> Vec<(&'g str, &'g [i64], u64, InitK
         }
         let kind = if stats.contains(name) {
             InitKind::RunningStats
-        } else if quantization.contains(name) && !learned.contains(name) {
+        } else if (quantization.contains(name) || setting_only.get(name).copied().unwrap_or(false)) && !learned.contains(name) {
             InitKind::Other
         } else if float && (numel > 1 || (numel == 1 && learned.contains(name))) {
             // One element is a parameter where a layer learns it (a one-channel bias).

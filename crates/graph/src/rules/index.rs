@@ -145,10 +145,13 @@ impl Ctx<'_, '_> {
         self.set(&node.output[0], out);
     }
 
-    pub(super) fn resize(&mut self, node: &NodeProto) {
+    pub(super) fn resize(&mut self, node: &NodeProto, r: &oto_onnx::op::Resize) {
         let Some(t) = self.in_track(node, 0) else {
             return;
         };
+        // tf_crop_and_resize samples a region of every axis (the channels' too) and writes
+        // its extrapolation value outside it: a removed channel would not stay zero.
+        let crop = r.coordinate_transformation_mode == "tf_crop_and_resize";
         let (Some(id), Some(od)) = (self.dims(&node.input[0]), self.dims(&node.output[0])) else {
             self.block_node(node, "shapes unknown");
             return;
@@ -162,7 +165,9 @@ impl Ctx<'_, '_> {
         let axes: Option<Vec<usize>> =
             node.attr_ints("axes").ok().flatten().map(|a| a.iter().filter_map(|&x| norm_axis(x, t.len())).collect());
         for (i, a) in t.iter().enumerate() {
-            if id.get(i) == od.get(i) {
+            if crop {
+                self.block_axis_at(node, a, "tf_crop_and_resize samples a region of every axis and extrapolates outside it");
+            } else if id.get(i) == od.get(i) {
                 out[i] = a.clone();
                 let entry = match &axes {
                     Some(axes) => axes.iter().position(|&x| x == i),

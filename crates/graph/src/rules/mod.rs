@@ -271,7 +271,7 @@ impl Ctx<'_, '_> {
             }
             Op::Pool(p) => self.pool(node, Some(p)),
             Op::GlobalPool(_) => self.pool(node, None),
-            Op::Resize(_) => self.resize(node),
+            Op::Resize(r) => self.resize(node, r),
             Op::GridSample(_) => self.grid_sample(node),
             Op::Pad(p) => self.pad(node, p),
             Op::BatchNormalization => self.batch_norm(node),

@@ -590,6 +590,31 @@ impl Op {
         }
     }
 
+    /// Whether input `k` is a setting of the operator rather than data it computes on or
+    /// learns (a bound, a fill value, a ratio, a shape, axes, a Resize's region, scales and
+    /// sizes, a recurrent layer's sequence lengths and initial state): a float initializer
+    /// read only at such positions is a constant of the file, not a parameter.
+    pub fn reads_setting(&self, k: usize) -> bool {
+        match self {
+            Op::Clip(_) | Op::Pad(_) | Op::Resize(_) | Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::Dropout => k >= 1,
+            Op::Range | Op::ConstantOfShape => true,
+            Op::Reshape { .. }
+            | Op::Expand
+            | Op::Tile
+            | Op::Slice(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Reduce(_)
+            | Op::Split(_)
+            | Op::CumSum
+            | Op::TopK(_)
+            | Op::Trilu { .. } => k >= 1,
+            // sequence_lens and the initial states are inputs, not weights (LSTM's peepholes are).
+            Op::Rnn(_) => (4..7).contains(&k),
+            _ => false,
+        }
+    }
+
     /// Parses `node`: the operator kind and its typed attributes. An operator of a custom
     /// domain, or one oto does not know, is [`Op::Other`]; a malformed attribute of a
     /// known operator is an error naming the node.

@@ -125,24 +125,13 @@ const MASK_MAGNITUDE: f64 = 1e30;
 /// Integer constants up to this many elements stay on the host as well (shapes, axes).
 const HOST_INTS_LIMIT: usize = 1 << 12;
 
-/// Input positions that hold a non-weight parameter (a bound, a fill value, a ratio):
-/// float initializers read only at such positions are constants, not parameters.
+/// Whether a float initializer read at input `k` of `op` stays a constant there: an
+/// operator's setting ([`Op::reads_setting`]), or the data of a shape operator (float
+/// tables such as a rotary embedding's `inv_freq` reach the model through Reshape,
+/// Expand, Slice... and are buffers, not weights).
 fn is_parameter_position(op: &Op, k: usize) -> bool {
-    match op {
-        Op::Clip(_) | Op::Pad(_) | Op::Resize(_) | Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::Dropout => k >= 1,
-        Op::Range
-        | Op::ConstantOfShape
-        | Op::Reshape { .. }
-        | Op::Expand
-        | Op::Tile
-        | Op::Slice(_)
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. } => true,
-        Op::Reduce(_) | Op::Split(_) | Op::CumSum | Op::TopK(_) | Op::Trilu { .. } => k >= 1,
-        // sequence_lens and the initial states are inputs, not weights (LSTM's peepholes are).
-        Op::Rnn(_) => (4..7).contains(&k),
-        _ => false,
-    }
+    op.reads_setting(k)
+        || matches!(op, Op::Reshape { .. } | Op::Expand | Op::Tile | Op::Slice(_) | Op::Squeeze { .. } | Op::Unsqueeze { .. })
 }
 
 impl Executor {
