@@ -150,7 +150,7 @@ use crate::error::Result;
 use crate::graph::node_label;
 use crate::graph::{subgraph_reads, Graph, NodeExt};
 use crate::model::Model;
-use crate::op::Op;
+use crate::op::{AspectPolicy, Coordinate, Op};
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
 use crate::proto::{type_proto, AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto};
@@ -684,7 +684,7 @@ fn resize_axes(view: &Graph<'_>, shapes: &Shapes) -> Vec<ResizeAxes> {
             continue;
         }
         let Ok(Op::Resize(r)) = Op::parse(view, node) else { continue };
-        if r.axes.is_some() || r.coordinate_transformation_mode == "tf_crop_and_resize" || r.keep_aspect_ratio_policy != "stretch" {
+        if r.axes.is_some() || r.coordinate == Coordinate::TfCropAndResize || r.policy != AspectPolicy::Stretch {
             continue;
         }
         let (Some(x), Some(sizes), Some(output)) = (node.input.first(), node.input.get(3), node.output.first()) else { continue };

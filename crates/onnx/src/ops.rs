@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn softmax_argmax_topk_resize_forms() {
-        use crate::op::{ArgReduce, FloatsParam, IntsParam, Op, Softmax, SoftmaxKind, TopK};
+        use crate::op::{ArgReduce, Coordinate, FloatsParam, IntsParam, Op, ResizeMode, Softmax, SoftmaxKind, TopK};
         let parse = |opset: i64, n: NodeProto| {
             let m = model(opset, &[], n);
             let g = Graph::new(&m).unwrap();
@@ -327,16 +327,13 @@ mod tests {
             panic!("not a Resize")
         };
         assert_eq!(
-            (r.upsample, r.scales, r.sizes, r.coordinate_transformation_mode.as_str()),
-            (true, FloatsParam::Attribute(Some(vec![1.0, 1.0, 2.0, 2.0])), None, "asymmetric")
+            (r.upsample, r.scales, r.sizes, r.coordinate),
+            (true, FloatsParam::Attribute(Some(vec![1.0, 1.0, 2.0, 2.0])), None, Coordinate::Asymmetric)
         );
         let Op::Resize(r) = parse(13, node("Resize", &["x", "", "", "x"], &["y"], vec![str_attr("mode", "linear")])) else {
             panic!("not a Resize")
         };
-        assert_eq!(
-            (r.scales, r.sizes, r.mode.as_str(), r.coordinate_transformation_mode.as_str()),
-            (FloatsParam::Input(2), Some(3), "linear", "half_pixel")
-        );
+        assert_eq!((r.scales, r.sizes, r.mode, r.coordinate), (FloatsParam::Input(2), Some(3), ResizeMode::Linear, Coordinate::HalfPixel));
     }
 
     #[test]

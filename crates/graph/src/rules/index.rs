@@ -151,7 +151,7 @@ impl Ctx<'_, '_> {
         };
         // tf_crop_and_resize samples a region of every axis (the channels' too) and writes
         // its extrapolation value outside it: a removed channel would not stay zero.
-        let crop = r.coordinate_transformation_mode == "tf_crop_and_resize";
+        let crop = r.coordinate == oto_onnx::op::Coordinate::TfCropAndResize;
         let (Some(id), Some(od)) = (self.dims(&node.input[0]), self.dims(&node.output[0])) else {
             self.block_node(node, "shapes unknown");
             return;

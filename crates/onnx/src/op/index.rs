@@ -238,13 +238,13 @@ pub struct Resize {
     /// `Upsample` (whose default coordinate transformation is `asymmetric`).
     pub upsample: bool,
     /// `mode`: `nearest` (the default), `linear` (also Upsample's `bilinear`), `cubic`.
-    pub mode: String,
+    pub mode: ResizeMode,
     /// `coordinate_transformation_mode` (default `half_pixel`; `asymmetric` for Upsample,
     /// which has no such attribute).
-    pub coordinate_transformation_mode: String,
+    pub coordinate: Coordinate,
     /// `nearest_mode` (default `round_prefer_floor`; `floor` for Upsample, which has no
     /// such attribute: onnx's reference repeats each element, onnxruntime truncates).
-    pub nearest_mode: String,
+    pub nearest_mode: NearestMode,
     /// The scales: Upsample's attribute before opset 9; input 1 (Upsample from 9, Resize
     /// opset 10), input 2 (Resize from 11).
     pub scales: FloatsParam,
@@ -252,9 +252,8 @@ pub struct Resize {
     pub sizes: Option<usize>,
     /// The input holding `tf_crop_and_resize`'s region (Resize from opset 11: 1).
     pub roi: Option<usize>,
-    /// `keep_aspect_ratio_policy` with sizes (opset 18): `stretch` (the default),
-    /// `not_larger` or `not_smaller`.
-    pub keep_aspect_ratio_policy: String,
+    /// `keep_aspect_ratio_policy` with sizes (opset 18).
+    pub policy: AspectPolicy,
     /// `extrapolation_value`: what `tf_crop_and_resize` writes outside the input (default 0).
     pub extrapolation_value: f32,
     /// The axes scales/sizes apply to (opset 18); `None`: every axis.
@@ -265,6 +264,74 @@ pub struct Resize {
     pub exclude_outside: bool,
     /// `antialias` (opset 18; default 0).
     pub antialias: bool,
+}
+
+/// A Resize's `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeMode {
+    /// `nearest`: each output reads one input position.
+    Nearest,
+    /// `linear` (Upsample's `bilinear`).
+    Linear,
+    /// `cubic`.
+    Cubic,
+}
+
+/// A Resize's `nearest_mode`: how a source coordinate between two positions picks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NearestMode {
+    /// `round_prefer_floor`.
+    RoundPreferFloor,
+    /// `round_prefer_ceil`.
+    RoundPreferCeil,
+    /// `floor`.
+    Floor,
+    /// `ceil`.
+    Ceil,
+}
+
+/// A Resize's `coordinate_transformation_mode`: where an output position samples the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coordinate {
+    /// `half_pixel`.
+    HalfPixel,
+    /// `half_pixel_symmetric` (opset 19).
+    HalfPixelSymmetric,
+    /// `pytorch_half_pixel`.
+    PytorchHalfPixel,
+    /// `align_corners`.
+    AlignCorners,
+    /// `asymmetric`.
+    Asymmetric,
+    /// `tf_half_pixel_for_nn`.
+    TfHalfPixelForNn,
+    /// `tf_crop_and_resize`: a region of every axis, an extrapolation value outside it.
+    TfCropAndResize,
+}
+
+/// A Resize's `keep_aspect_ratio_policy` (with sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AspectPolicy {
+    /// `stretch`: each axis to its size.
+    Stretch,
+    /// `not_larger`: one scale, the smallest of sizes / input.
+    NotLarger,
+    /// `not_smaller`: one scale, the largest.
+    NotSmaller,
+}
+
+impl AspectPolicy {
+    /// The one scale of every resized axis, from each axis's `size / input`: the smallest
+    /// (`not_larger`) or the largest (`not_smaller`); `None` for `stretch` (each its own)
+    /// or no axis.
+    pub fn common_scale(self, ratios: &[f64]) -> Option<f64> {
+        let all = ratios.iter().copied();
+        match self {
+            AspectPolicy::Stretch => None,
+            AspectPolicy::NotLarger => all.reduce(f64::min),
+            AspectPolicy::NotSmaller => all.reduce(f64::max),
+        }
+    }
 }
 
 /// A `GridSample` node's attributes (opset 16's names, and opset 20's, which also samples
@@ -355,24 +422,50 @@ impl Resize {
             (true, _) | (false, ..11) => (FloatsParam::Input(1), None, None),
             (false, _) => (FloatsParam::Input(2), Some(3), attr_result(graph, node, node.attr_ints("axes"))?),
         };
+        let unknown = |name: &str, value: &str, known: &str| node_error(graph, node, format!("has {name} '{value}' ({known})"));
         let mode = match string("mode", "nearest")?.as_str() {
-            "bilinear" | "linear" => "linear".to_string(),
-            other => other.to_string(),
+            "nearest" => ResizeMode::Nearest,
+            "linear" | "bilinear" => ResizeMode::Linear,
+            "cubic" => ResizeMode::Cubic,
+            other => return Err(unknown("mode", other, "nearest, linear or cubic")),
         };
-        let (coordinate_transformation_mode, nearest_mode) = if upsample {
-            ("asymmetric".to_string(), "floor".to_string())
+        let (coordinate, nearest_mode) = if upsample {
+            (Coordinate::Asymmetric, NearestMode::Floor)
         } else {
-            (string("coordinate_transformation_mode", "half_pixel")?, string("nearest_mode", "round_prefer_floor")?)
+            let coordinate = match string("coordinate_transformation_mode", "half_pixel")?.as_str() {
+                "half_pixel" => Coordinate::HalfPixel,
+                "half_pixel_symmetric" => Coordinate::HalfPixelSymmetric,
+                "pytorch_half_pixel" => Coordinate::PytorchHalfPixel,
+                "align_corners" => Coordinate::AlignCorners,
+                "asymmetric" => Coordinate::Asymmetric,
+                "tf_half_pixel_for_nn" => Coordinate::TfHalfPixelForNn,
+                "tf_crop_and_resize" => Coordinate::TfCropAndResize,
+                other => return Err(unknown("coordinate_transformation_mode", other, "one ONNX defines")),
+            };
+            let nearest_mode = match string("nearest_mode", "round_prefer_floor")?.as_str() {
+                "round_prefer_floor" => NearestMode::RoundPreferFloor,
+                "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+                "floor" => NearestMode::Floor,
+                "ceil" => NearestMode::Ceil,
+                other => return Err(unknown("nearest_mode", other, "round_prefer_floor, round_prefer_ceil, floor or ceil")),
+            };
+            (coordinate, nearest_mode)
+        };
+        let policy = match string("keep_aspect_ratio_policy", "stretch")?.as_str() {
+            "stretch" => AspectPolicy::Stretch,
+            "not_larger" => AspectPolicy::NotLarger,
+            "not_smaller" => AspectPolicy::NotSmaller,
+            other => return Err(unknown("keep_aspect_ratio_policy", other, "stretch, not_larger or not_smaller")),
         };
         Ok(Resize {
             upsample,
             mode,
-            coordinate_transformation_mode,
+            coordinate,
             nearest_mode,
             scales,
             sizes,
             roi: (!upsample && opset >= 11).then_some(1),
-            keep_aspect_ratio_policy: string("keep_aspect_ratio_policy", "stretch")?,
+            policy,
             extrapolation_value: attr_result(graph, node, node.attr_float_or("extrapolation_value", 0.0))?,
             axes,
             cubic_coeff_a: attr_result(graph, node, node.attr_float_or("cubic_coeff_a", -0.75))?,
@@ -591,8 +684,8 @@ impl Infer<'_, '_> {
             if sizes.len() != axes.len() {
                 return Err(self.fail(node, format!("sizes has {} entries for {} axes", sizes.len(), axes.len())));
             }
-            match resize.keep_aspect_ratio_policy.as_str() {
-                "stretch" => {
+            match resize.policy {
+                AspectPolicy::Stretch => {
                     for (&a, s) in axes.iter().zip(sizes) {
                         out[a] = s.clone();
                     }
@@ -602,11 +695,7 @@ impl Infer<'_, '_> {
                     // each size rounded half up, as the specification says.
                     let ratios: Option<Vec<f64>> =
                         axes.iter().zip(sizes).map(|(&a, s)| Some(s.known()? as f64 / x[a].known().filter(|&n| n > 0)? as f64)).collect();
-                    let scale = ratios.and_then(|r| match policy {
-                        "not_larger" => r.into_iter().reduce(f64::min),
-                        "not_smaller" => r.into_iter().reduce(f64::max),
-                        _ => None,
-                    });
+                    let scale = ratios.and_then(|r| policy.common_scale(&r));
                     for &a in &axes {
                         out[a] = match (scale, x[a].known()) {
                             (Some(scale), Some(n)) => Dim::Known((scale * n as f64 + 0.5).floor() as i64),

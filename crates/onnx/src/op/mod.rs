@@ -66,7 +66,8 @@ use crate::tensor::DType;
 pub use conv::{Conv, ConvTranspose, Window};
 pub use elementwise::{Binary, Clip, Compare, Unary};
 pub use index::{
-    FloatsParam, GridMode, GridPadding, GridSample, Pad, PadAmounts, PadMode, Resize, ResizeTo, Slice, SliceBounds, Split, SplitSizes,
+    AspectPolicy, Coordinate, FloatsParam, GridMode, GridPadding, GridSample, NearestMode, Pad, PadAmounts, PadMode, Resize, ResizeMode,
+    ResizeTo, Slice, SliceBounds, Split, SplitSizes,
 };
 pub use layout::{DepthSpace, DepthSpaceKind, DepthSpaceSteps};
 pub use matmul::Gemm;

@@ -129,7 +129,7 @@ const HOST_INTS_LIMIT: usize = 1 << 12;
 /// operator's setting ([`Op::reads_setting`]), or the data of a shape operator (float
 /// tables such as a rotary embedding's `inv_freq` reach the model through Reshape,
 /// Expand, Slice... and are buffers, not weights).
-fn is_parameter_position(op: &Op, k: usize) -> bool {
+fn reads_constant(op: &Op, k: usize) -> bool {
     op.reads_setting(k)
         || matches!(op, Op::Reshape { .. } | Op::Expand | Op::Tile | Op::Slice(_) | Op::Squeeze { .. } | Op::Unsqueeze { .. })
 }
@@ -155,7 +155,7 @@ impl Executor {
 
         // Which initializers are BatchNorm running statistics, and how every initializer is read.
         let mut bn_stats: HashSet<&str> = HashSet::new();
-        let mut parameter_only: HashMap<&str, bool> = HashMap::new();
+        let mut constant_only: HashMap<&str, bool> = HashMap::new();
         let counted = oto_onnx::cost::parameter_names(&graph);
         for node in &proto.node {
             // A node that does not parse is reported when it is compiled below.
@@ -164,8 +164,8 @@ impl Executor {
                 if op == Some(Op::BatchNormalization) && (k == 3 || k == 4) {
                     bn_stats.insert(input);
                 }
-                let entry = parameter_only.entry(input.as_str()).or_insert(true);
-                *entry &= op.as_ref().is_some_and(|op| is_parameter_position(op, k));
+                let entry = constant_only.entry(input.as_str()).or_insert(true);
+                *entry &= op.as_ref().is_some_and(|op| reads_constant(op, k));
             }
         }
 
@@ -188,7 +188,7 @@ impl Executor {
             } else if bn_stats.contains(name.as_str()) {
                 buffers.push(Buffer { name: name.clone(), tensor: tensor.shallow_clone() });
                 StoredKind::Buffer(buffers.len() - 1)
-            } else if is_weight(&value, parameter_only.get(name.as_str()).copied().unwrap_or(true), counted.contains(name.as_str())) {
+            } else if is_weight(&value, constant_only.get(name.as_str()).copied().unwrap_or(true), counted.contains(name.as_str())) {
                 let tensor = tensor.set_requires_grad(true);
                 params.push(Parameter { name: name.clone(), tensor: tensor.shallow_clone(), frozen: false });
                 StoredKind::Parameter(params.len() - 1)
@@ -599,8 +599,8 @@ fn double_backward_fails(kernel: &ops::Kernel, ctx: &ops::Ctx<'_>) -> Option<Str
 /// or PReLU's single slope, not a literal of the file like the TorchScript exporter's
 /// `[1.0]` in `1 / sqrt(d)`), and not a scalar, a mask or sentinel, or one read only as an
 /// operator's setting (a bound, a fill value, a shape).
-fn is_weight(value: &oto_onnx::Tensor, parameter_only: bool, counted: bool) -> bool {
-    if !counted || value.shape.is_empty() || parameter_only || value.numel() == 0 {
+fn is_weight(value: &oto_onnx::Tensor, constant_only: bool, counted: bool) -> bool {
+    if !counted || value.shape.is_empty() || constant_only || value.numel() == 0 {
         return false;
     }
     !value.to_f64_vec().iter().any(|v| !v.is_finite() || v.abs() >= MASK_MAGNITUDE)

@@ -9,7 +9,7 @@
 
 use super::{Ctx, Kernel, OpError, OpResult};
 use crate::exec::convert::host_floats;
-use oto_onnx::op::{FloatsParam, Resize};
+use oto_onnx::op::{AspectPolicy, Coordinate, FloatsParam, NearestMode, Resize, ResizeMode};
 use oto_onnx::ops as onnx_ops;
 use oto_onnx::proto::NodeProto;
 use oto_onnx::{Dim, Graph};
@@ -18,12 +18,13 @@ use tch::{Kind, Tensor};
 /// How a Resize samples, checked once when the node is compiled.
 #[derive(Debug, Clone)]
 struct Sampling {
-    mode: Mode,
+    mode: ResizeMode,
+    nearest_mode: NearestMode,
     coordinate: Coordinate,
     cubic_coeff_a: f64,
     exclude_outside: bool,
     antialias: bool,
-    policy: Policy,
+    policy: AspectPolicy,
     extrapolation_value: f64,
     /// tf_crop_and_resize's region: the starts of every axis (or of `axes`), then the ends;
     /// a constant, or the input read when the node runs.
@@ -36,92 +37,30 @@ enum Region {
     Input(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    Nearest(Rounding),
-    Linear,
-    Cubic,
-}
-
-/// `nearest_mode`: how a source coordinate between two positions picks one.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Rounding {
-    RoundPreferFloor,
-    RoundPreferCeil,
-    Floor,
-    Ceil,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Coordinate {
-    HalfPixel,
-    HalfPixelSymmetric,
-    PytorchHalfPixel,
-    AlignCorners,
-    Asymmetric,
-    TfHalfPixelForNn,
-    TfCropAndResize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Policy {
-    Stretch,
-    NotLarger,
-    NotSmaller,
-}
-
 impl Sampling {
     fn new(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result<Sampling, String> {
-        let rounding = match r.nearest_mode.as_str() {
-            "round_prefer_floor" => Rounding::RoundPreferFloor,
-            "round_prefer_ceil" => Rounding::RoundPreferCeil,
-            "floor" => Rounding::Floor,
-            "ceil" => Rounding::Ceil,
-            other => return Err(format!("Resize has nearest_mode '{other}' (round_prefer_floor, round_prefer_ceil, floor or ceil)")),
-        };
-        let mode = match r.mode.as_str() {
-            "nearest" => Mode::Nearest(rounding),
-            "linear" => Mode::Linear,
-            "cubic" => Mode::Cubic,
-            other => return Err(format!("Resize has mode '{other}' (nearest, linear or cubic)")),
-        };
-        let coordinate = match r.coordinate_transformation_mode.as_str() {
-            "half_pixel" => Coordinate::HalfPixel,
-            "half_pixel_symmetric" => Coordinate::HalfPixelSymmetric,
-            "pytorch_half_pixel" => Coordinate::PytorchHalfPixel,
-            "align_corners" => Coordinate::AlignCorners,
-            "asymmetric" => Coordinate::Asymmetric,
-            "tf_half_pixel_for_nn" => Coordinate::TfHalfPixelForNn,
-            "tf_crop_and_resize" => Coordinate::TfCropAndResize,
-            other => return Err(format!("Resize has coordinate_transformation_mode '{other}', which ONNX does not define")),
-        };
-        let policy = match r.keep_aspect_ratio_policy.as_str() {
-            "stretch" => Policy::Stretch,
-            "not_larger" => Policy::NotLarger,
-            "not_smaller" => Policy::NotSmaller,
-            other => return Err(format!("Resize has keep_aspect_ratio_policy '{other}' (stretch, not_larger or not_smaller)")),
-        };
-        if r.antialias && matches!(mode, Mode::Nearest(_)) {
+        if r.antialias && r.mode == ResizeMode::Nearest {
             return Err("Resize nearest with antialias is not defined".into());
         }
         let roi = match r.roi.filter(|&k| node.input.get(k).is_some_and(|name| !name.is_empty())) {
-            Some(k) if coordinate == Coordinate::TfCropAndResize => match onnx_ops::constant_floats(graph, None, &node.input[k]) {
+            Some(k) if r.coordinate == Coordinate::TfCropAndResize => match onnx_ops::constant_floats(graph, None, &node.input[k]) {
                 Ok(Some(v)) if !v.is_empty() => Some(Region::Constant(v)),
                 Ok(Some(_)) => None,
                 _ => Some(Region::Input(k)),
             },
             _ => None,
         };
-        if coordinate == Coordinate::TfCropAndResize && roi.is_none() {
+        if r.coordinate == Coordinate::TfCropAndResize && roi.is_none() {
             return Err("Resize tf_crop_and_resize needs its region (input 1)".into());
         }
         Ok(Sampling {
-            mode,
-            coordinate,
+            mode: r.mode,
+            nearest_mode: r.nearest_mode,
+            coordinate: r.coordinate,
             cubic_coeff_a: f64::from(r.cubic_coeff_a),
             exclude_outside: r.exclude_outside,
             antialias: r.antialias,
-            policy,
+            policy: r.policy,
             extrapolation_value: f64::from(r.extrapolation_value),
             roi,
         })
@@ -130,19 +69,21 @@ impl Sampling {
     /// The libtorch kernel that computes this sampling exactly, if one does (`None`: the
     /// separable sampling runs).
     fn libtorch(&self) -> Option<Libtorch> {
-        if self.antialias || self.policy != Policy::Stretch {
+        if self.antialias || self.policy != AspectPolicy::Stretch {
             return None;
         }
         let half_pixel = matches!(self.coordinate, Coordinate::HalfPixel | Coordinate::PytorchHalfPixel);
         let corners = self.coordinate == Coordinate::AlignCorners;
-        match self.mode {
-            Mode::Nearest(Rounding::Floor) if self.coordinate == Coordinate::Asymmetric => Some(Libtorch::Nearest),
+        match (self.mode, self.nearest_mode) {
+            (ResizeMode::Nearest, NearestMode::Floor) if self.coordinate == Coordinate::Asymmetric => Some(Libtorch::Nearest),
             // tf2onnx's `tf_half_pixel_for_nn` (Keras' UpSampling2D) picks floor((x + 0.5) / k),
             // which is floor(x / k), asymmetric's, when the size grows by a whole factor k.
-            Mode::Nearest(Rounding::Floor) if self.coordinate == Coordinate::TfHalfPixelForNn => Some(Libtorch::NearestWholeFactors),
-            Mode::Linear if half_pixel || corners => Some(Libtorch::Linear { align_corners: corners }),
+            (ResizeMode::Nearest, NearestMode::Floor) if self.coordinate == Coordinate::TfHalfPixelForNn => {
+                Some(Libtorch::NearestWholeFactors)
+            }
+            (ResizeMode::Linear, _) if half_pixel || corners => Some(Libtorch::Linear { align_corners: corners }),
             // PyTorch's bicubic: a = -0.75, samples outside clamped to the border.
-            Mode::Cubic if (half_pixel || corners) && self.cubic_coeff_a == -0.75 && !self.exclude_outside => {
+            (ResizeMode::Cubic, _) if (half_pixel || corners) && self.cubic_coeff_a == -0.75 && !self.exclude_outside => {
                 Some(Libtorch::Cubic { align_corners: corners })
             }
             _ => None,
@@ -178,7 +119,7 @@ struct Plan {
     scales_given: bool,
 }
 
-fn plan(size: &[i64], sizes: Option<&[i64]>, scales: Option<&[f64]>, axes: Option<&[i64]>, policy: Policy) -> OpResult<Plan> {
+fn plan(size: &[i64], sizes: Option<&[i64]>, scales: Option<&[f64]>, axes: Option<&[i64]>, policy: AspectPolicy) -> OpResult<Plan> {
     let rank = size.len();
     let axes: Vec<usize> = match axes {
         Some(list) => list
@@ -207,11 +148,7 @@ fn plan(size: &[i64], sizes: Option<&[i64]>, scales: Option<&[f64]>, axes: Optio
         (Some(sizes), _) => {
             count(sizes.len(), "sizes")?;
             let ratios: Vec<f64> = axes.iter().zip(sizes).map(|(&a, &s)| s as f64 / size[a] as f64).collect();
-            let common = match policy {
-                Policy::Stretch => None,
-                Policy::NotLarger => ratios.iter().copied().reduce(f64::min),
-                Policy::NotSmaller => ratios.iter().copied().reduce(f64::max),
-            };
+            let common = policy.common_scale(&ratios);
             for ((&a, &s), &ratio) in axes.iter().zip(sizes).zip(&ratios) {
                 match common {
                     // One scale for every axis, each size rounded half up.
@@ -252,13 +189,13 @@ struct Taps {
 fn coefficients(s: &Sampling, ratio: f64, scale: f64) -> Vec<f64> {
     let a = s.cubic_coeff_a;
     match s.mode {
-        Mode::Nearest(rounding) => {
+        ResizeMode::Nearest => {
             let upper = ratio == 1.0
-                || match rounding {
-                    Rounding::RoundPreferFloor => ratio > 0.5,
-                    Rounding::RoundPreferCeil => ratio >= 0.5,
-                    Rounding::Floor => false,
-                    Rounding::Ceil => true,
+                || match s.nearest_mode {
+                    NearestMode::RoundPreferFloor => ratio > 0.5,
+                    NearestMode::RoundPreferCeil => ratio >= 0.5,
+                    NearestMode::Floor => false,
+                    NearestMode::Ceil => true,
                 };
             if upper {
                 vec![0.0, 1.0]
@@ -266,15 +203,15 @@ fn coefficients(s: &Sampling, ratio: f64, scale: f64) -> Vec<f64> {
                 vec![1.0, 0.0]
             }
         }
-        Mode::Linear if !s.antialias => vec![1.0 - ratio, ratio],
-        Mode::Linear => {
+        ResizeMode::Linear if !s.antialias => vec![1.0 - ratio, ratio],
+        ResizeMode::Linear => {
             // A triangle stretched by 1 / scale when downsampling.
             let scale = scale.min(1.0);
             let start = (-1.0 / scale).floor() as i64 + 1;
             let footprint = 2 - 2 * start;
             normalized((start..start + footprint).map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0)).collect())
         }
-        Mode::Cubic if !s.antialias => {
+        ResizeMode::Cubic if !s.antialias => {
             let (r, q) = (ratio, 1.0 - ratio);
             vec![
                 ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
@@ -283,7 +220,7 @@ fn coefficients(s: &Sampling, ratio: f64, scale: f64) -> Vec<f64> {
                 ((a * (q + 1.0) - 5.0 * a) * (q + 1.0) + 8.0 * a) * (q + 1.0) - 4.0 * a,
             ]
         }
-        Mode::Cubic => {
+        ResizeMode::Cubic => {
             let scale = scale.min(1.0);
             let kernel = |x: f64| {
                 let x = x.abs();
@@ -545,14 +482,15 @@ pub(super) fn compile(graph: &Graph<'_>, node: &NodeProto, r: &Resize) -> Result
 mod tests {
     use super::*;
 
-    fn sampling(mode: Mode, coordinate: Coordinate) -> Sampling {
+    fn sampling(mode: ResizeMode, nearest_mode: NearestMode, coordinate: Coordinate) -> Sampling {
         Sampling {
             mode,
+            nearest_mode,
             coordinate,
             cubic_coeff_a: -0.75,
             exclude_outside: false,
             antialias: false,
-            policy: Policy::Stretch,
+            policy: AspectPolicy::Stretch,
             extrapolation_value: 0.0,
             roi: None,
         }
@@ -562,8 +500,8 @@ mod tests {
     fn nearest_half_pixel_by_whole_factors_repeats_each_position() {
         // Whatever the rounding, half-pixel sources of a whole factor k never fall on a
         // half: position y reads y / k.
-        for rounding in [Rounding::RoundPreferFloor, Rounding::RoundPreferCeil] {
-            let t = taps(&sampling(Mode::Nearest(rounding), Coordinate::HalfPixel), 3, 9, 9.0, 3.0, (0.0, 1.0));
+        for rounding in [NearestMode::RoundPreferFloor, NearestMode::RoundPreferCeil] {
+            let t = taps(&sampling(ResizeMode::Nearest, rounding, Coordinate::HalfPixel), 3, 9, 9.0, 3.0, (0.0, 1.0));
             let picked: Vec<i64> = t.index.chunks(2).zip(t.weight.chunks(2)).map(|(i, w)| if w[0] == 1.0 { i[0] } else { i[1] }).collect();
             assert_eq!(picked, vec![0, 0, 0, 1, 1, 1, 2, 2, 2]);
         }
@@ -571,7 +509,7 @@ mod tests {
 
     #[test]
     fn linear_weights_sum_to_one_and_clamp_at_the_edges() {
-        let t = taps(&sampling(Mode::Linear, Coordinate::HalfPixel), 4, 8, 8.0, 2.0, (0.0, 1.0));
+        let t = taps(&sampling(ResizeMode::Linear, NearestMode::RoundPreferFloor, Coordinate::HalfPixel), 4, 8, 8.0, 2.0, (0.0, 1.0));
         for w in t.weight.chunks(t.n) {
             assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
         }
@@ -582,11 +520,11 @@ mod tests {
 
     #[test]
     fn aspect_policies_share_one_scale() {
-        let p = plan(&[1, 1, 4, 8], Some(&[6, 6]), None, Some(&[2, 3]), Policy::NotLarger).unwrap();
+        let p = plan(&[1, 1, 4, 8], Some(&[6, 6]), None, Some(&[2, 3]), AspectPolicy::NotLarger).unwrap();
         // min(6/4, 6/8) = 0.75: 3 x 6.
         assert_eq!((p.out, p.scale[2]), (vec![1, 1, 3, 6], 0.75));
-        let p = plan(&[1, 1, 4, 8], Some(&[6, 6]), None, Some(&[-2, -1]), Policy::NotSmaller).unwrap();
+        let p = plan(&[1, 1, 4, 8], Some(&[6, 6]), None, Some(&[-2, -1]), AspectPolicy::NotSmaller).unwrap();
         assert_eq!(p.out, vec![1, 1, 6, 12]);
-        assert!(plan(&[1, 4], None, Some(&[1.0]), None, Policy::Stretch).is_err(), "one scale for two axes");
+        assert!(plan(&[1, 4], None, Some(&[1.0]), None, AspectPolicy::Stretch).is_err(), "one scale for two axes");
     }
 }
